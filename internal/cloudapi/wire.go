@@ -1,0 +1,430 @@
+// Package cloudapi holds the wire format of the cloud sync API described in docs/cloud-api.md:
+// feed lines, documents of each collection and their validation, and the upload and config
+// bodies. It is shared by the sync client and by cmd/cloudsim, the reference implementation, so
+// both read the contract from one place. It does no I/O beyond decoding a reader.
+package cloudapi
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"unicode/utf8"
+)
+
+// Collections synced from the cloud, in the order a sync pass visits them.
+const (
+	Products = "products"
+	Prices   = "prices"
+	Stock    = "stock"
+	Media    = "media"
+	Settings = "settings"
+)
+
+// Collections lists every synced collection.
+var Collections = []string{Products, Prices, Stock, Media, Settings}
+
+// IsCollection reports whether name is a synced collection.
+func IsCollection(name string) bool {
+	for _, c := range Collections {
+		if c == name {
+			return true
+		}
+	}
+	return false
+}
+
+// Change operations.
+const (
+	OpUpsert = "upsert"
+	OpDelete = "delete"
+)
+
+// Limits of the contract.
+const (
+	MaxLineBytes = 1 << 20
+	MaxPageSize  = 10000
+	MaxIDBytes   = 128
+)
+
+// Change is one change line of the feed.
+type Change struct {
+	Collection string          `json:"collection"`
+	ID         string          `json:"id"`
+	Op         string          `json:"op"`
+	Rev        int64           `json:"rev"`
+	Doc        json.RawMessage `json:"doc,omitempty"`
+}
+
+// PageEnd is the end line that closes every page.
+type PageEnd struct {
+	Cursor    string `json:"cursor"`
+	Count     int    `json:"count"`
+	More      bool   `json:"more"`
+	Remaining int64  `json:"remaining"`
+}
+
+// Product is the document of the products collection.
+type Product struct {
+	ID          string            `json:"id"`
+	SKU         string            `json:"sku,omitempty"`
+	Name        string            `json:"name"`
+	Description string            `json:"description,omitempty"`
+	Brand       string            `json:"brand,omitempty"`
+	Category    string            `json:"category,omitempty"`
+	Barcodes    []string          `json:"barcodes,omitempty"`
+	Media       []string          `json:"media,omitempty"`
+	Attributes  map[string]string `json:"attributes,omitempty"`
+}
+
+// Price is the document of the prices collection. Amounts are in minor units.
+type Price struct {
+	ProductID  string `json:"product_id"`
+	Currency   string `json:"currency"`
+	Amount     int64  `json:"amount"`
+	ListAmount int64  `json:"list_amount,omitempty"`
+	TaxRate    int64  `json:"tax_rate,omitempty"`
+}
+
+// StockLevel is the document of the stock collection.
+type StockLevel struct {
+	ProductID string `json:"product_id"`
+	Quantity  int64  `json:"quantity"`
+	Reserved  int64  `json:"reserved,omitempty"`
+	UpdatedAt string `json:"updated_at,omitempty"`
+}
+
+// MediaManifest is the document of the media collection.
+type MediaManifest struct {
+	ID          string `json:"id"`
+	Blob        string `json:"blob"`
+	Size        int64  `json:"size"`
+	MD5         string `json:"md5"`
+	ContentType string `json:"content_type,omitempty"`
+}
+
+// Setting is the document of the settings collection.
+type Setting struct {
+	Key   string          `json:"key"`
+	Value json.RawMessage `json:"value"`
+}
+
+// MalformedError describes a feed line that breaks the contract. The line is counted in the page
+// but not applied; the consumer quarantines it.
+type MalformedError struct {
+	Line   int    // 1-based line number within the response
+	ID     string // the item id when it could be read, else ""
+	Reason string
+	Raw    []byte // the start of the line, at most 512 bytes
+}
+
+func (e *MalformedError) Error() string {
+	if e.ID != "" {
+		return fmt.Sprintf("line %d: id %q: %s", e.Line, e.ID, e.Reason)
+	}
+	return fmt.Sprintf("line %d: %s", e.Line, e.Reason)
+}
+
+// ErrTruncated means the response ended before the end line of a page: the page must be discarded
+// and asked for again.
+var ErrTruncated = errors.New("feed: page cut short before its end line")
+
+// Line is one decoded feed line: exactly one of Change, End or Malformed is set.
+type Line struct {
+	Change    *Change
+	End       *PageEnd
+	Malformed *MalformedError
+}
+
+// Decoder reads feed lines from an NDJSON response body.
+type Decoder struct {
+	r          *bufio.Reader
+	collection string
+	line       int
+	buf        []byte
+}
+
+// NewDecoder returns a Decoder for a feed response of the given collection.
+func NewDecoder(r io.Reader, collection string) *Decoder {
+	return &Decoder{r: bufio.NewReaderSize(r, 64<<10), collection: collection}
+}
+
+// Next returns the next line. It returns io.EOF at a clean end of the stream (after an end line or
+// with no line at all), ErrTruncated when the stream stops inside a line, and another error when
+// reading fails. A line longer than MaxLineBytes is returned as Malformed and skipped.
+func (d *Decoder) Next() (Line, error) {
+	d.buf = d.buf[:0]
+	tooLong := false
+	for {
+		chunk, err := d.r.ReadSlice('\n')
+		if !tooLong {
+			if len(d.buf)+len(chunk) > MaxLineBytes+1 {
+				tooLong = true
+				d.buf = append(d.buf[:0], chunk[:min(len(chunk), 512)]...)
+			} else {
+				d.buf = append(d.buf, chunk...)
+			}
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err == io.EOF {
+			if len(d.buf) == 0 && !tooLong {
+				return Line{}, io.EOF
+			}
+			return Line{}, ErrTruncated
+		}
+		if err != nil {
+			return Line{}, fmt.Errorf("feed: read: %w", err)
+		}
+		break
+	}
+	d.line++
+	if tooLong {
+		return Line{Malformed: &MalformedError{Line: d.line, Reason: fmt.Sprintf("line longer than %d bytes", MaxLineBytes), Raw: clip(d.buf)}}, nil
+	}
+	return DecodeLine(d.buf, d.collection, d.line), nil
+}
+
+// lineHead is the union of the fields of change and end lines.
+type lineHead struct {
+	Change
+	End *PageEnd `json:"end"`
+}
+
+// DecodeLine decodes one feed line (with or without its trailing newline) of the given collection.
+// It never fails: a line that breaks the contract comes back as Malformed with the reason.
+func DecodeLine(b []byte, collection string, lineNo int) Line {
+	b = bytes.TrimRight(b, "\r\n")
+	bad := func(id, format string, args ...any) Line {
+		return Line{Malformed: &MalformedError{Line: lineNo, ID: id, Reason: fmt.Sprintf(format, args...), Raw: clip(b)}}
+	}
+	var h lineHead
+	if err := json.Unmarshal(b, &h); err != nil {
+		return bad("", "not a JSON object: %v", err)
+	}
+	if h.End != nil {
+		if h.Op != "" || h.ID != "" {
+			return bad(h.ID, "end line mixed with a change")
+		}
+		if h.End.Count < 0 || h.End.Count > MaxPageSize {
+			return bad("", "end line count %d outside 0..%d", h.End.Count, MaxPageSize)
+		}
+		if h.End.Cursor == "" || len(h.End.Cursor) > 1024 {
+			return bad("", "end line cursor must be 1..1024 bytes")
+		}
+		return Line{End: h.End}
+	}
+	c := h.Change
+	if err := ValidateID(c.ID); err != nil {
+		return bad("", "%v", err)
+	}
+	if c.Collection != collection {
+		return bad(c.ID, "collection %q in a %s feed", c.Collection, collection)
+	}
+	if c.Rev <= 0 {
+		return bad(c.ID, "rev must be a positive integer")
+	}
+	switch c.Op {
+	case OpDelete:
+		c.Doc = nil
+	case OpUpsert:
+		if len(c.Doc) == 0 || bytes.Equal(c.Doc, []byte("null")) {
+			return bad(c.ID, "upsert without a doc")
+		}
+		if err := ValidateDoc(collection, c.ID, c.Doc); err != nil {
+			return bad(c.ID, "%v", err)
+		}
+	default:
+		return bad(c.ID, "op %q is neither upsert nor delete", c.Op)
+	}
+	return Line{Change: &c}
+}
+
+// ValidateID checks an item id against the contract.
+func ValidateID(id string) error {
+	if id == "" {
+		return errors.New("id is missing")
+	}
+	if len(id) > MaxIDBytes {
+		return fmt.Errorf("id longer than %d bytes", MaxIDBytes)
+	}
+	if !utf8.ValidString(id) {
+		return errors.New("id is not valid UTF-8")
+	}
+	for _, r := range id {
+		if r < 0x20 || r == 0x7f {
+			return errors.New("id contains a control character")
+		}
+	}
+	return nil
+}
+
+var (
+	currencyRE = regexp.MustCompile(`^[A-Z]{3}$`)
+	barcodeRE  = regexp.MustCompile(`^[0-9A-Za-z-]{1,64}$`)
+	md5RE      = regexp.MustCompile(`^[A-Za-z0-9+/]{22}==$`)
+)
+
+// ValidateDoc checks an upsert document of a collection against the contract.
+func ValidateDoc(collection, id string, doc []byte) error {
+	switch collection {
+	case Products:
+		_, err := ParseProduct(id, doc)
+		return err
+	case Prices:
+		var p Price
+		if err := strictUnmarshal(doc, &p); err != nil {
+			return err
+		}
+		if p.ProductID != id {
+			return fmt.Errorf("doc product_id %q differs from id", p.ProductID)
+		}
+		if !currencyRE.MatchString(p.Currency) {
+			return fmt.Errorf("currency %q is not an ISO 4217 code", p.Currency)
+		}
+		if p.Amount < 0 || p.ListAmount < 0 {
+			return errors.New("amount must not be negative")
+		}
+	case Stock:
+		var s StockLevel
+		if err := strictUnmarshal(doc, &s); err != nil {
+			return err
+		}
+		if s.ProductID != id {
+			return fmt.Errorf("doc product_id %q differs from id", s.ProductID)
+		}
+	case Media:
+		var m MediaManifest
+		if err := strictUnmarshal(doc, &m); err != nil {
+			return err
+		}
+		if m.ID != id {
+			return fmt.Errorf("doc id %q differs from id", m.ID)
+		}
+		if m.Blob == "" || len(m.Blob) > 1024 {
+			return errors.New("blob name must be 1..1024 bytes")
+		}
+		if m.Size <= 0 {
+			return errors.New("size must be positive")
+		}
+		if !md5RE.MatchString(m.MD5) {
+			return errors.New("md5 must be the base64 of 16 bytes")
+		}
+	case Settings:
+		var s Setting
+		if err := strictUnmarshal(doc, &s); err != nil {
+			return err
+		}
+		if s.Key != id {
+			return fmt.Errorf("doc key %q differs from id", s.Key)
+		}
+		if len(s.Value) == 0 {
+			return errors.New("value is missing")
+		}
+	default:
+		return fmt.Errorf("unknown collection %q", collection)
+	}
+	return nil
+}
+
+// ParseProduct decodes and validates a product document.
+func ParseProduct(id string, doc []byte) (Product, error) {
+	var p Product
+	if err := strictUnmarshal(doc, &p); err != nil {
+		return p, err
+	}
+	if p.ID != id {
+		return p, fmt.Errorf("doc id %q differs from id", p.ID)
+	}
+	if p.Name == "" {
+		return p, errors.New("name is missing")
+	}
+	if len(p.Barcodes) > 32 {
+		return p, errors.New("more than 32 barcodes")
+	}
+	for _, b := range p.Barcodes {
+		if !barcodeRE.MatchString(b) {
+			return p, fmt.Errorf("barcode %q is not 1..64 of [0-9A-Za-z-]", b)
+		}
+	}
+	return p, nil
+}
+
+func strictUnmarshal(doc []byte, v any) error {
+	if len(doc) == 0 || doc[0] != '{' {
+		return errors.New("doc is not a JSON object")
+	}
+	if err := json.Unmarshal(doc, v); err != nil {
+		return fmt.Errorf("doc: %v", err)
+	}
+	return nil
+}
+
+func clip(b []byte) []byte {
+	if len(b) > 512 {
+		b = b[:512]
+	}
+	return append([]byte(nil), b...)
+}
+
+// Event is one entry of an upload batch.
+type Event struct {
+	Key  string          `json:"key"`
+	Type string          `json:"type"`
+	At   string          `json:"at"`
+	Data json.RawMessage `json:"data"`
+}
+
+// UploadRequest is the body of POST /v1/events.
+type UploadRequest struct {
+	Events []Event `json:"events"`
+}
+
+// Rejection is a permanently refused event.
+type Rejection struct {
+	Key    string `json:"key"`
+	Reason string `json:"reason"`
+}
+
+// UploadResponse is the answer to POST /v1/events.
+type UploadResponse struct {
+	Accepted  []string    `json:"accepted"`
+	Duplicate []string    `json:"duplicate"`
+	Rejected  []Rejection `json:"rejected"`
+}
+
+// RemoteConfig is the answer to GET /v1/config.
+type RemoteConfig struct {
+	StoreID    string `json:"store_id"`
+	Name       string `json:"name"`
+	ServiceBus struct {
+		Namespace string `json:"namespace"`
+		Queue     string `json:"queue"`
+	} `json:"servicebus"`
+	Media struct {
+		ContainerURL string `json:"container_url"`
+	} `json:"media"`
+	Flags            map[string]bool `json:"flags"`
+	HeartbeatSeconds int             `json:"heartbeat_seconds"`
+}
+
+// CollectionState is one collection's entry in a heartbeat.
+type CollectionState struct {
+	Cursor      string `json:"cursor"`
+	LastSuccess string `json:"last_success,omitempty"`
+	Rows        int64  `json:"rows"`
+	Quarantined int64  `json:"quarantined"`
+}
+
+// Heartbeat is the body of POST /v1/heartbeat.
+type Heartbeat struct {
+	ServerID    string                     `json:"server_id"`
+	Version     string                     `json:"version"`
+	StartedAt   string                     `json:"started_at"`
+	Collections map[string]CollectionState `json:"collections"`
+	WAN         string                     `json:"wan"`
+}

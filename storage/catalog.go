@@ -1,0 +1,226 @@
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"unicode"
+
+	"github.com/storeedge/storeedge/internal/cloudapi"
+)
+
+// Item is one live item of a collection as the cloud sent it.
+type Item struct {
+	ID  string          `json:"id"`
+	Rev int64           `json:"rev"`
+	Seq int64           `json:"seq"`
+	Doc json.RawMessage `json:"doc"`
+}
+
+// Get returns a live item of a collection by id, or ErrNotFound.
+func (db *DB) Get(ctx context.Context, collection, id string) (Item, error) {
+	if !cloudapi.IsCollection(collection) {
+		return Item{}, fmt.Errorf("storage: unknown collection %q", collection)
+	}
+	return db.one(ctx, `SELECT id, rev, seq, doc FROM `+collection+` WHERE id = ? AND deleted = 0`, id)
+}
+
+// ProductByBarcode returns the live product carrying a barcode, or ErrNotFound.
+func (db *DB) ProductByBarcode(ctx context.Context, code string) (Item, error) {
+	return db.one(ctx, `SELECT p.id, p.rev, p.seq, p.doc FROM barcodes b JOIN products p ON p.id = b.product_id
+		WHERE b.code = ? AND p.deleted = 0`, code)
+}
+
+func (db *DB) one(ctx context.Context, q string, args ...any) (Item, error) {
+	var it Item
+	var doc string
+	err := db.r.QueryRowContext(ctx, q, args...).Scan(&it.ID, &it.Rev, &it.Seq, &doc)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Item{}, ErrNotFound
+	}
+	if err != nil {
+		return Item{}, fmt.Errorf("storage: get: %w", err)
+	}
+	it.Doc = json.RawMessage(doc)
+	return it, nil
+}
+
+// List returns up to limit live items of a collection with ids greater than after, in id order.
+func (db *DB) List(ctx context.Context, collection, after string, limit int) ([]Item, error) {
+	if !cloudapi.IsCollection(collection) {
+		return nil, fmt.Errorf("storage: unknown collection %q", collection)
+	}
+	return db.many(ctx, `SELECT id, rev, seq, doc FROM `+collection+` WHERE id > ? AND deleted = 0 ORDER BY id LIMIT ?`, after, limit)
+}
+
+// GetMany returns the live items of a collection among ids, in id order; missing ids are absent.
+func (db *DB) GetMany(ctx context.Context, collection string, ids []string) ([]Item, error) {
+	if !cloudapi.IsCollection(collection) {
+		return nil, fmt.Errorf("storage: unknown collection %q", collection)
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	q := `SELECT id, rev, seq, doc FROM ` + collection + ` WHERE deleted = 0 AND id IN (?` + strings.Repeat(",?", len(ids)-1) + `) ORDER BY id`
+	return db.many(ctx, q, args...)
+}
+
+// ProductsInCategory returns up to limit live products of a category with ids greater than after.
+func (db *DB) ProductsInCategory(ctx context.Context, category, after string, limit int) ([]Item, error) {
+	return db.many(ctx, `SELECT id, rev, seq, doc FROM products WHERE category = ? AND deleted = 0 AND id > ? ORDER BY id LIMIT ?`, category, after, limit)
+}
+
+// Search runs a full-text search over product name, brand and category. Every word of the query
+// must match, the last one as a prefix (so typing "choc" finds "chocolate"). Results are ordered by
+// relevance; offset and limit page through them.
+func (db *DB) Search(ctx context.Context, query string, offset, limit int) ([]Item, error) {
+	match := ftsQuery(query)
+	if match == "" {
+		return nil, nil
+	}
+	return db.many(ctx, `SELECT p.id, p.rev, p.seq, p.doc FROM products_fts f JOIN products p ON p.rowid = f.rowid
+		WHERE products_fts MATCH ? AND p.deleted = 0 ORDER BY f.rank, p.id LIMIT ? OFFSET ?`, match, limit, offset)
+}
+
+// ftsQuery turns what a person typed into an FTS5 query of quoted terms, so no input can be read
+// as FTS5 syntax.
+func ftsQuery(q string) string {
+	words := strings.FieldsFunc(q, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) })
+	if len(words) > 16 {
+		words = words[:16]
+	}
+	for i, w := range words {
+		words[i] = `"` + w + `"`
+	}
+	if len(words) > 0 {
+		words[len(words)-1] += "*"
+	}
+	return strings.Join(words, " ")
+}
+
+// Category is a product category with its number of live products.
+type Category struct {
+	Name     string `json:"name"`
+	Products int64  `json:"products"`
+}
+
+// Categories lists the categories of live products, by name.
+func (db *DB) Categories(ctx context.Context) ([]Category, error) {
+	rows, err := db.r.QueryContext(ctx, `SELECT category, count(*) FROM products WHERE deleted = 0 GROUP BY category ORDER BY category`)
+	if err != nil {
+		return nil, fmt.Errorf("storage: categories: %w", err)
+	}
+	defer rows.Close()
+	var out []Category
+	for rows.Next() {
+		var c Category
+		if err := rows.Scan(&c.Name, &c.Products); err != nil {
+			return nil, fmt.Errorf("storage: categories: %w", err)
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+func (db *DB) many(ctx context.Context, q string, args ...any) ([]Item, error) {
+	rows, err := db.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("storage: query: %w", err)
+	}
+	defer rows.Close()
+	out := []Item{}
+	for rows.Next() {
+		var it Item
+		var doc string
+		if err := rows.Scan(&it.ID, &it.Rev, &it.Seq, &doc); err != nil {
+			return nil, fmt.Errorf("storage: query: %w", err)
+		}
+		it.Doc = json.RawMessage(doc)
+		out = append(out, it)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("storage: query: %w", err)
+	}
+	return out, nil
+}
+
+// Count returns the number of live items of a collection.
+func (db *DB) Count(ctx context.Context, collection string) (int64, error) {
+	if !cloudapi.IsCollection(collection) {
+		return 0, fmt.Errorf("storage: unknown collection %q", collection)
+	}
+	var n int64
+	if err := db.r.QueryRowContext(ctx, `SELECT count(*) FROM `+collection+` WHERE deleted = 0`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("storage: count %s: %w", collection, err)
+	}
+	return n, nil
+}
+
+// LocalChange is one entry of the device delta feed: an item of a collection that changed at
+// local sequence Seq. Doc is absent for a deletion.
+type LocalChange struct {
+	Seq        int64           `json:"seq"`
+	Collection string          `json:"collection"`
+	ID         string          `json:"id"`
+	Op         string          `json:"op"`
+	Rev        int64           `json:"rev"`
+	Doc        json.RawMessage `json:"doc,omitempty"`
+}
+
+// Seq returns the last local change sequence committed.
+func (db *DB) Seq() int64 {
+	db.wmu.Lock()
+	defer db.wmu.Unlock()
+	return db.seq
+}
+
+// Changes returns up to limit changes with a local sequence greater than since, in sequence order,
+// from the given collections (all when empty). Each item appears once, in its latest state.
+func (db *DB) Changes(ctx context.Context, since int64, limit int, collections []string) ([]LocalChange, error) {
+	if len(collections) == 0 {
+		collections = cloudapi.Collections
+	}
+	parts := make([]string, 0, len(collections))
+	args := make([]any, 0, 2*len(collections)+1)
+	for _, c := range collections {
+		if !cloudapi.IsCollection(c) {
+			return nil, fmt.Errorf("storage: unknown collection %q", c)
+		}
+		parts = append(parts, `SELECT * FROM (SELECT seq, '`+c+`' AS collection, id, deleted, rev, doc FROM `+c+` WHERE seq > ? ORDER BY seq LIMIT ?)`)
+		args = append(args, since, limit)
+	}
+	q := strings.Join(parts, " UNION ALL ") + ` ORDER BY seq LIMIT ?`
+	args = append(args, limit)
+	rows, err := db.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("storage: changes: %w", err)
+	}
+	defer rows.Close()
+	out := []LocalChange{}
+	for rows.Next() {
+		var c LocalChange
+		var deleted bool
+		var doc sql.NullString
+		if err := rows.Scan(&c.Seq, &c.Collection, &c.ID, &deleted, &c.Rev, &doc); err != nil {
+			return nil, fmt.Errorf("storage: changes: %w", err)
+		}
+		c.Op = cloudapi.OpUpsert
+		if deleted {
+			c.Op = cloudapi.OpDelete
+		} else {
+			c.Doc = json.RawMessage(doc.String)
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("storage: changes: %w", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,314 @@
+package storage
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/storeedge/storeedge/internal/cloudapi"
+)
+
+func openTest(t testing.TB) *DB {
+	t.Helper()
+	db, err := Open(context.Background(), filepath.Join(t.TempDir(), "test.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func product(id string, rev int64, name, category string, barcodes ...string) cloudapi.Change {
+	doc, _ := json.Marshal(cloudapi.Product{ID: id, Name: name, Brand: "Acme", Category: category, Barcodes: barcodes})
+	return cloudapi.Change{Collection: cloudapi.Products, ID: id, Op: cloudapi.OpUpsert, Rev: rev, Doc: doc}
+}
+
+func del(collection, id string, rev int64) cloudapi.Change {
+	return cloudapi.Change{Collection: collection, ID: id, Op: cloudapi.OpDelete, Rev: rev}
+}
+
+func apply(t *testing.T, db *DB, collection, cursor string, changes ...cloudapi.Change) ApplyResult {
+	t.Helper()
+	res, err := db.ApplyPage(context.Background(), Page{Collection: collection, Changes: changes, End: cloudapi.PageEnd{Cursor: cursor, Count: len(changes)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func name(t *testing.T, it Item) string {
+	t.Helper()
+	var p cloudapi.Product
+	if err := json.Unmarshal(it.Doc, &p); err != nil {
+		t.Fatal(err)
+	}
+	return p.Name
+}
+
+func TestApplyPageRevisionRule(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t)
+	res := apply(t, db, cloudapi.Products, "c1", product("P1", 5, "Dark chocolate", "Sweets", "4006381333931"), product("P2", 6, "Green tea", "Drinks"))
+	if res.Applied != 2 {
+		t.Fatalf("applied %d, want 2", res.Applied)
+	}
+	// The same page again changes nothing.
+	if res := apply(t, db, cloudapi.Products, "c1", product("P1", 5, "Dark chocolate", "Sweets", "4006381333931")); res.Applied != 0 || res.Ignored != 1 {
+		t.Fatalf("re-applied page: %+v", res)
+	}
+	// An older revision never overwrites a newer one.
+	apply(t, db, cloudapi.Products, "c2", product("P1", 4, "Stale name", "Sweets"))
+	it, err := db.Get(ctx, cloudapi.Products, "P1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := name(t, it); got != "Dark chocolate" {
+		t.Fatalf("name %q after stale upsert", got)
+	}
+	// A newer one does, and moves the barcode.
+	apply(t, db, cloudapi.Products, "c3", product("P1", 9, "Milk chocolate", "Sweets", "5000112637922"))
+	if it, _ := db.Get(ctx, cloudapi.Products, "P1"); name(t, it) != "Milk chocolate" || it.Rev != 9 {
+		t.Fatalf("after newer upsert: %s rev %d", it.Doc, it.Rev)
+	}
+	if _, err := db.ProductByBarcode(ctx, "4006381333931"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("old barcode still found: %v", err)
+	}
+	if it, err := db.ProductByBarcode(ctx, "5000112637922"); err != nil || it.ID != "P1" {
+		t.Fatalf("new barcode: %v %v", it.ID, err)
+	}
+	if st, _ := db.FeedState(cloudapi.Products); st.Cursor != "c3" || st.LastSuccess.IsZero() {
+		t.Fatalf("feed state %+v", st)
+	}
+}
+
+func TestDeleteIsATombstone(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t)
+	apply(t, db, cloudapi.Products, "c1", product("P1", 1, "Dark chocolate", "Sweets", "4006381333931"))
+	apply(t, db, cloudapi.Products, "c2", del(cloudapi.Products, "P1", 2))
+	if _, err := db.Get(ctx, cloudapi.Products, "P1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("deleted product still served: %v", err)
+	}
+	if _, err := db.ProductByBarcode(ctx, "4006381333931"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("deleted product found by barcode: %v", err)
+	}
+	if got, _ := db.Search(ctx, "chocolate", 0, 10); len(got) != 0 {
+		t.Fatalf("deleted product found by search: %v", got)
+	}
+	// A late upsert older than the delete must not bring it back.
+	apply(t, db, cloudapi.Products, "c3", product("P1", 1, "Dark chocolate", "Sweets"))
+	if _, err := db.Get(ctx, cloudapi.Products, "P1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("stale upsert resurrected a deleted product: %v", err)
+	}
+	changes, err := db.Changes(ctx, 0, 10, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(changes) != 1 || changes[0].Op != cloudapi.OpDelete || changes[0].ID != "P1" || changes[0].Doc != nil {
+		t.Fatalf("changes %+v, want one delete of P1", changes)
+	}
+}
+
+func TestSearchAndCategories(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t)
+	apply(t, db, cloudapi.Products, "c1",
+		product("P1", 1, "Dark chocolate 70%", "Sweets"),
+		product("P2", 2, "Crème brûlée", "Desserts"),
+		product("P3", 3, "Chocolate milk", "Drinks"),
+		product("P4", 4, "Green tea", "Drinks"))
+	for _, tc := range []struct {
+		q    string
+		want int
+	}{
+		{"chocolate", 2}, {"choc", 2}, {"creme brulee", 1}, {"CHOCOLATE milk", 1}, {"tea", 1},
+		{`"unbalanced`, 0}, {"NEAR(a b)", 0}, {"*", 0}, {"", 0}, {"acme", 4},
+	} {
+		got, err := db.Search(ctx, tc.q, 0, 10)
+		if err != nil {
+			t.Fatalf("search %q: %v", tc.q, err)
+		}
+		if len(got) != tc.want {
+			t.Errorf("search %q: %d results, want %d", tc.q, len(got), tc.want)
+		}
+	}
+	cats, err := db.Categories(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(cats) != "[{Desserts 1} {Drinks 2} {Sweets 1}]" {
+		t.Fatalf("categories %v", cats)
+	}
+	drinks, _ := db.ProductsInCategory(ctx, "Drinks", "", 1)
+	more, _ := db.ProductsInCategory(ctx, "Drinks", drinks[0].ID, 10)
+	if len(drinks) != 1 || drinks[0].ID != "P3" || len(more) != 1 || more[0].ID != "P4" {
+		t.Fatalf("category paging: %v then %v", drinks, more)
+	}
+}
+
+func TestQuarantineClearedByValidChange(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t)
+	_, err := db.ApplyPage(ctx, Page{Collection: cloudapi.Products,
+		Changes:   []cloudapi.Change{product("P1", 1, "Tea", "Drinks")},
+		Malformed: []*cloudapi.MalformedError{{Line: 2, ID: "P2", Reason: "name is missing", Raw: []byte(`{"id":"P2","rev":3}`)}, {Line: 3, Reason: "not a JSON object", Raw: []byte(`{garbage`)}},
+		End:       cloudapi.PageEnd{Cursor: "c1", Count: 3}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := db.FeedState(cloudapi.Products); st.Quarantined != 2 {
+		t.Fatalf("quarantined %d, want 2", st.Quarantined)
+	}
+	// An older valid revision does not clear a newer malformed one.
+	apply(t, db, cloudapi.Products, "c2", product("P2", 2, "Coffee", "Drinks"))
+	if st, _ := db.FeedState(cloudapi.Products); st.Quarantined != 2 {
+		t.Fatalf("quarantined %d after older valid change, want 2", st.Quarantined)
+	}
+	apply(t, db, cloudapi.Products, "c3", product("P2", 4, "Coffee", "Drinks"))
+	q, err := db.Quarantine(ctx, "", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := db.FeedState(cloudapi.Products); st.Quarantined != 1 || len(q) != 1 || q[0].ItemID != "" || q[0].Reason != "not a JSON object" {
+		t.Fatalf("after valid change: count %d, entries %+v", st.Quarantined, q)
+	}
+	// The state survives a reopen.
+	path := db.Path()
+	db.Close()
+	db2, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db2.Close()
+	if st, _ := db2.FeedState(cloudapi.Products); st.Quarantined != 1 || st.Cursor != "c3" {
+		t.Fatalf("reopened state %+v", st)
+	}
+}
+
+func TestChangesAcrossCollections(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t)
+	apply(t, db, cloudapi.Products, "c1", product("P1", 1, "Tea", "Drinks"), product("P2", 2, "Coffee", "Drinks"))
+	apply(t, db, cloudapi.Prices, "p1", cloudapi.Change{Collection: cloudapi.Prices, ID: "P1", Op: cloudapi.OpUpsert, Rev: 3, Doc: json.RawMessage(`{"product_id":"P1","currency":"EUR","amount":250}`)})
+	apply(t, db, cloudapi.Products, "c2", product("P1", 4, "Black tea", "Drinks"))
+	all, err := db.Changes(ctx, 0, 100, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range all {
+		got = append(got, fmt.Sprintf("%d:%s/%s", c.Seq, c.Collection, c.ID))
+	}
+	if fmt.Sprint(got) != "[2:products/P2 3:prices/P1 4:products/P1]" {
+		t.Fatalf("changes %v", got)
+	}
+	since, _ := db.Changes(ctx, 3, 100, []string{cloudapi.Products})
+	if len(since) != 1 || since[0].ID != "P1" {
+		t.Fatalf("changes since 3: %+v", since)
+	}
+	if db.Seq() != 4 {
+		t.Fatalf("seq %d, want 4", db.Seq())
+	}
+}
+
+func TestIntegrityAndReopen(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "x.db")
+	db, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply(t, db, cloudapi.Products, "c1", product("P1", 1, "Tea", "Drinks"))
+	if err := db.IntegrityCheck(ctx); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	db, err = Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if db.Seq() != 1 {
+		t.Fatalf("seq after reopen %d", db.Seq())
+	}
+	if _, err := db.Get(ctx, "orders", "x"); err == nil {
+		t.Fatal("unknown collection accepted")
+	}
+}
+
+func TestBulkLoadRebuildsSearchAtTheEnd(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t)
+	page := func(cursor string, more bool, changes ...cloudapi.Change) {
+		t.Helper()
+		if _, err := db.ApplyPage(ctx, Page{Collection: cloudapi.Products, Changes: changes, End: cloudapi.PageEnd{Cursor: cursor, Count: len(changes), More: more, Remaining: 100000}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	page("s1", true, product("P1", 1, "Dark chocolate", "Sweets"), product("P2", 2, "Green tea", "Drinks"))
+	// The process stops in the middle of the bulk load and starts again.
+	path := db.Path()
+	db.Close()
+	db, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	page("s2", true, product("P3", 3, "Chocolate milk", "Drinks"), del(cloudapi.Products, "P2", 4))
+	page("d1", false, product("P1", 5, "Milk chocolate", "Sweets"))
+	got, err := db.Search(ctx, "chocolate", 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 {
+		t.Fatalf("after bulk load: %d results for chocolate, want 2", len(got))
+	}
+	if got, _ := db.Search(ctx, "tea", 0, 10); len(got) != 0 {
+		t.Fatalf("deleted product still found: %v", got)
+	}
+	// Row-by-row upkeep from here on.
+	if _, err := db.ApplyPage(ctx, Page{Collection: cloudapi.Products, Changes: []cloudapi.Change{product("P3", 6, "Oat drink", "Drinks")}, End: cloudapi.PageEnd{Cursor: "d2", Count: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := db.Search(ctx, "chocolate", 0, 10); len(got) != 1 {
+		t.Fatalf("after rename: %d results for chocolate, want 1", len(got))
+	}
+	if got, _ := db.Search(ctx, "oat", 0, 10); len(got) != 1 {
+		t.Fatalf("after rename: %d results for oat, want 1", len(got))
+	}
+	if err := db.IntegrityCheck(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func benchmarkApplyProducts(b *testing.B, remaining int64) {
+	db := openTest(b)
+	ctx := context.Background()
+	const page = 1000
+	changes := make([]cloudapi.Change, page)
+	b.ResetTimer()
+	n := 0
+	for i := 0; i < b.N; i++ {
+		for j := range changes {
+			n++
+			id := fmt.Sprintf("P%07d", n)
+			changes[j] = product(id, int64(n), "Organic dark chocolate "+id, fmt.Sprintf("Sweets/Chocolate %d", n%200), fmt.Sprintf("4%012d", n))
+		}
+		end := cloudapi.PageEnd{Cursor: "c", Count: page, More: remaining > 0, Remaining: remaining}
+		if _, err := db.ApplyPage(ctx, Page{Collection: cloudapi.Products, Changes: changes, End: end, FetchedAt: time.Now()}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*page)/b.Elapsed().Seconds(), "rows/s")
+}
+
+// BenchmarkApplyProductsBulk measures pages of 1,000 new products during a first sync.
+func BenchmarkApplyProductsBulk(b *testing.B) { benchmarkApplyProducts(b, 1e6) }
+
+// BenchmarkApplyProductsIncremental measures pages of 1,000 new products with the search index kept
+// in step row by row.
+func BenchmarkApplyProductsIncremental(b *testing.B) { benchmarkApplyProducts(b, 0) }
