@@ -1,0 +1,81 @@
+package wan
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+
+	"golang.org/x/net/http/httpproxy"
+)
+
+// envSelector picks, per target, between the proxy named by the environment
+// and a direct connection.
+type envSelector struct {
+	route *route                           // nil when no proxy variable is set
+	match func(*url.URL) (*url.URL, error) // httpproxy's NO_PROXY and loopback rules
+}
+
+// newEnvSelector chooses the proxy from cfg (as httpproxy.FromEnvironment
+// reads it: lower-case names first) and allProxy (ALL_PROXY).
+//
+// Every WAN target is tunnelled the same way whatever its scheme, so one proxy
+// serves them all: the first set of HTTPS_PROXY, HTTP_PROXY and ALL_PROXY. A
+// shop that sets only HTTP_PROXY (common) thus still gets its proxy for the
+// HTTPS-only WAN. A value without a scheme means http://, as in httpproxy.
+func newEnvSelector(cfg *httpproxy.Config, allProxy string) (*envSelector, error) {
+	raw, source := cfg.HTTPSProxy, "HTTPS_PROXY"
+	if raw == "" {
+		raw, source = cfg.HTTPProxy, "HTTP_PROXY"
+	}
+	if raw == "" {
+		raw, source = allProxy, "ALL_PROXY"
+	}
+	raw = strings.TrimSpace(raw)
+	if raw == "" {
+		return &envSelector{}, nil
+	}
+	if !strings.Contains(raw, "://") {
+		raw = "http://" + raw
+	}
+	r, err := parseProxyURL(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s %q: %w", source, Redact(raw), err)
+	}
+	r.source = source
+	// httpproxy applies NO_PROXY and never proxies localhost or loopback
+	// addresses. Only its HTTPS side is used: targets are asked as https://.
+	sel := httpproxy.Config{HTTPSProxy: raw, NoProxy: cfg.NoProxy}
+	return &envSelector{route: r, match: sel.ProxyFunc()}, nil
+}
+
+// choose returns the route for target (host:port), or nil and the reason when
+// the connection goes direct.
+func (s *envSelector) choose(target string) (*route, string) {
+	if s.route == nil {
+		return nil, "no proxy in the environment"
+	}
+	p, err := s.match(&url.URL{Scheme: "https", Host: target})
+	if err != nil {
+		// Cannot happen with a validated proxy URL; if it did, going
+		// direct would silently bypass the shop's proxy, so use it.
+		return s.route, ""
+	}
+	if p != nil {
+		return s.route, ""
+	}
+	host, _, _ := net.SplitHostPort(target)
+	if ip := net.ParseIP(host); host == "localhost" || (ip != nil && ip.IsLoopback()) {
+		return nil, "loopback target"
+	}
+	return nil, "excluded by NO_PROXY"
+}
+
+// allProxyFromEnvironment reads ALL_PROXY, which httpproxy does not know.
+func allProxyFromEnvironment() string {
+	if v := os.Getenv("all_proxy"); v != "" {
+		return v
+	}
+	return os.Getenv("ALL_PROXY")
+}

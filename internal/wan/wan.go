@@ -1,0 +1,254 @@
+package wan
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"golang.org/x/net/http/httpproxy"
+)
+
+// Defaults for Options' zero values.
+const (
+	DefaultConnectTimeout      = 10 * time.Second
+	DefaultTLSHandshakeTimeout = 10 * time.Second
+)
+
+// Options configure a Dialer. The zero value dials directly with default
+// timeouts and the system's root certificates.
+type Options struct {
+	// ProxyURL is "" (use the environment if UseEnvironment, else direct),
+	// "direct", http://[user:pass@]host:port (HTTP CONNECT, Basic auth) or
+	// socks5://[user:pass@]host:port (socks5h:// too; names are always
+	// resolved by the proxy). Special characters in user or password must be
+	// percent-encoded.
+	ProxyURL string
+	// UseEnvironment honours HTTPS_PROXY, HTTP_PROXY, ALL_PROXY (first set
+	// wins, lower-case names first) and NO_PROXY when ProxyURL is "".
+	// Loopback targets are never proxied.
+	UseEnvironment bool
+	// ExtraCAFile is a PEM file whose certificates are trusted in addition to
+	// the system roots (a test cloud, or a TLS-inspecting corporate proxy).
+	ExtraCAFile string
+	// ConnectTimeout bounds opening a connection to the target, proxy
+	// handshake included. Default DefaultConnectTimeout.
+	ConnectTimeout time.Duration
+	// TLSHandshakeTimeout is used by Transport. Default
+	// DefaultTLSHandshakeTimeout.
+	TLSHandshakeTimeout time.Duration
+}
+
+// Dialer opens WAN connections according to its Options. It is immutable and
+// safe for concurrent use.
+type Dialer struct {
+	fixed  *route        // the configured proxy; nil when direct or env
+	env    *envSelector  // non-nil when the environment chooses per target
+	nd     *net.Dialer   // TCP to the target or to the proxy
+	tls    *tls.Config   // never handed out: TLSConfig returns clones
+	tlsHST time.Duration // TLS handshake timeout for Transport
+}
+
+// New validates o and returns a Dialer. Its errors name the bad option and
+// never contain a password.
+func New(o Options) (*Dialer, error) {
+	if o.ConnectTimeout < 0 {
+		return nil, fmt.Errorf("wan: ConnectTimeout %v is negative", o.ConnectTimeout)
+	}
+	if o.TLSHandshakeTimeout < 0 {
+		return nil, fmt.Errorf("wan: TLSHandshakeTimeout %v is negative", o.TLSHandshakeTimeout)
+	}
+	if o.ConnectTimeout == 0 {
+		o.ConnectTimeout = DefaultConnectTimeout
+	}
+	if o.TLSHandshakeTimeout == 0 {
+		o.TLSHandshakeTimeout = DefaultTLSHandshakeTimeout
+	}
+	d := &Dialer{
+		nd:     &net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second},
+		tlsHST: o.TLSHandshakeTimeout,
+	}
+
+	raw := strings.TrimSpace(o.ProxyURL)
+	switch {
+	case strings.EqualFold(raw, "direct"):
+	case raw != "":
+		r, err := parseProxyURL(raw)
+		if err != nil {
+			return nil, fmt.Errorf("wan: proxy URL %q: %w", Redact(raw), err)
+		}
+		d.fixed = r
+	case o.UseEnvironment:
+		sel, err := newEnvSelector(httpproxy.FromEnvironment(), allProxyFromEnvironment())
+		if err != nil {
+			return nil, fmt.Errorf("wan: proxy from the environment: %w", err)
+		}
+		d.env = sel
+	}
+	for _, r := range []*route{d.fixed, d.envRoute()} {
+		if r == nil || r.kind != kindSOCKS5 {
+			continue
+		}
+		sd, err := newSOCKS5(d.nd, r)
+		if err != nil {
+			return nil, fmt.Errorf("wan: %w", err)
+		}
+		r.socks = sd
+	}
+
+	d.tls = &tls.Config{MinVersion: tls.VersionTLS12}
+	if o.ExtraCAFile != "" {
+		pool, err := rootsWithExtraCA(o.ExtraCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("wan: ExtraCAFile: %w", err)
+		}
+		d.tls.RootCAs = pool
+	}
+	return d, nil
+}
+
+func (d *Dialer) envRoute() *route {
+	if d.env == nil {
+		return nil
+	}
+	return d.env.route
+}
+
+// rootsWithExtraCA returns the system roots plus every certificate in file.
+func rootsWithExtraCA(file string) (*x509.CertPool, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err // *fs.PathError names the file and the reason
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, fmt.Errorf("%s is empty", file)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		return nil, fmt.Errorf("system roots: %w", err)
+	}
+	n := 0
+	for rest := data; ; {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		n++
+		if block.Type != "CERTIFICATE" {
+			return nil, fmt.Errorf("%s: PEM block %d is a %q, want CERTIFICATE", file, n, block.Type)
+		}
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: certificate %d: %w", file, n, err)
+		}
+		pool.AddCert(cert)
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("%s: no PEM certificates found", file)
+	}
+	return pool, nil
+}
+
+// choose returns the route for target (nil = direct) and, when direct, why.
+func (d *Dialer) choose(target string) (*route, string) {
+	switch {
+	case d.fixed != nil:
+		return d.fixed, ""
+	case d.env != nil:
+		return d.env.choose(target)
+	}
+	return nil, ""
+}
+
+// DialContext connects to addr (host:port) directly or through the proxy
+// chosen for it. Failures at or behind a proxy are *ProxyError; a failed
+// direct dial is the net error, wrapped. The whole dial, proxy handshake
+// included, is bounded by ctx and by Options.ConnectTimeout.
+func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return nil, fmt.Errorf("wan: dial %q: %w", addr, err)
+	}
+	// addr goes into a CONNECT request line and header: no controls or
+	// spaces, which could smuggle a header in.
+	if i := strings.IndexFunc(addr, func(c rune) bool { return c <= ' ' || c == 0x7f }); i >= 0 {
+		return nil, fmt.Errorf("wan: dial %q: control character or space in address", addr)
+	}
+	ctx, cancel := context.WithTimeout(ctx, d.nd.Timeout)
+	defer cancel()
+
+	r, _ := d.choose(addr)
+	if r == nil {
+		c, err := d.nd.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, fmt.Errorf("wan: direct: %w", err)
+		}
+		return c, nil
+	}
+	switch network {
+	case "tcp", "tcp4", "tcp6":
+	default:
+		return nil, fmt.Errorf("wan: dial %s %s: only tcp goes through a proxy", network, addr)
+	}
+	switch r.kind {
+	case kindHTTPConnect:
+		return dialConnect(ctx, d.nd, r, addr)
+	case kindSOCKS5:
+		return dialSOCKS5(ctx, r.socks, r, addr)
+	}
+	return nil, errors.New("wan: unknown route kind") // unreachable: New validates
+}
+
+// TLSConfig returns a new TLS client configuration: system roots plus
+// Options.ExtraCAFile, verification on, TLS 1.2 or later. Callers set
+// ServerName (or let crypto/tls and net/http derive it).
+func (d *Dialer) TLSConfig() *tls.Config { return d.tls.Clone() }
+
+// Transport returns a new *http.Transport whose every connection, to http://
+// and https:// URLs alike, is opened by d.DialContext (so through the proxy
+// as a tunnel; the transport's own Proxy is nil). Each call returns a separate
+// connection pool: create one per client and keep it.
+func (d *Dialer) Transport() *http.Transport {
+	return &http.Transport{
+		Proxy:                 nil,
+		DialContext:           d.DialContext,
+		TLSClientConfig:       d.TLSConfig(),
+		TLSHandshakeTimeout:   d.tlsHST,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          32,
+		MaxIdleConnsPerHost:   8,
+		IdleConnTimeout:       90 * time.Second,
+		ExpectContinueTimeout: 1 * time.Second,
+		// No ResponseHeaderTimeout: long polls and streams are legitimate;
+		// callers bound requests with contexts or HTTPClient's timeout.
+	}
+}
+
+// HTTPClient returns a client on a new Transport with the given overall
+// request timeout (0: none; use request contexts then).
+func (d *Dialer) HTTPClient(timeout time.Duration) *http.Client {
+	return &http.Client{Transport: d.Transport(), Timeout: timeout}
+}
+
+// Describe says how addr would be reached, for logs, doctor and the status
+// page: "direct", "direct (excluded by NO_PROXY)", "http-connect via
+// 10.0.0.1:3128 (user shop)", "socks5 via proxy:1080 (from ALL_PROXY)". It
+// never shows a password.
+func (d *Dialer) Describe(addr string) string {
+	r, why := d.choose(addr)
+	switch {
+	case r != nil:
+		return r.describe()
+	case why != "":
+		return "direct (" + why + ")"
+	}
+	return "direct"
+}

@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# install-test-deps.sh installs the real external programs the test suite
+# drives (proxies, load generator, network tools). It is idempotent: it checks
+# what is already there and only calls apt-get when something is missing.
+#
+# Usage: scripts/install-test-deps.sh
+#
+# Tests find these programs through internal/testenv.Require, which skips
+# locally and fails under CI=true when one is missing.
+#
+# Structure: one function per group of dependencies, each appending what it
+# did to SUMMARY; main calls them in order. New groups (Azurite/Node, ...) go
+# in as another ensure_* function plus one line in main.
+set -euo pipefail
+
+SUMMARY=()
+
+# SUDO is empty when we are root already.
+SUDO=""
+if [[ "$(id -u)" -ne 0 ]]; then
+	if ! command -v sudo >/dev/null 2>&1; then
+		echo "install-test-deps: not root and sudo is missing" >&2
+		exit 1
+	fi
+	SUDO="sudo"
+fi
+
+# have_bin reports whether an executable is reachable, also in the sbin
+# directories that a non-root PATH often lacks (danted lives in /usr/sbin).
+have_bin() {
+	command -v "$1" >/dev/null 2>&1 || [[ -x "/usr/sbin/$1" || -x "/usr/bin/$1" || -x "/sbin/$1" ]]
+}
+
+have_pkg() {
+	dpkg -s "$1" 2>/dev/null | grep -q '^Status: install ok installed'
+}
+
+# Services: the Debian packages for tinyproxy and dante-server ship init
+# scripts / systemd units whose postinst starts them (a system tinyproxy on
+# 127.0.0.1:8888, a danted on the stock config). The tests never use those:
+# internal/testenv starts its own instances on free ports with configs in a
+# temp dir. We still do not want a stray daemon holding ports or failing noisily
+# on a box without systemd, so we install under a policy-rc.d that answers 101
+# ("action forbidden"), which both invoke-rc.d and deb-systemd-invoke honour.
+# It is only ours for the duration of the install: if the machine already has a
+# policy-rc.d (Docker images ship one) we leave it alone, and we remove the one
+# we created on exit, so later installs on this machine behave normally. On a
+# systemd host the units stay enabled and would start at next boot; that is
+# harmless for the tests, which never use the default ports.
+POLICY_RC=/usr/sbin/policy-rc.d
+POLICY_RC_OURS=0
+block_service_starts() {
+	if [[ -e "$POLICY_RC" ]]; then
+		return
+	fi
+	printf '#!/bin/sh\n# temporary, from storeedge scripts/install-test-deps.sh\nexit 101\n' |
+		$SUDO tee "$POLICY_RC" >/dev/null
+	$SUDO chmod 0755 "$POLICY_RC"
+	POLICY_RC_OURS=1
+}
+unblock_service_starts() {
+	if [[ "$POLICY_RC_OURS" -eq 1 ]]; then
+		$SUDO rm -f "$POLICY_RC"
+		POLICY_RC_OURS=0
+	fi
+}
+trap unblock_service_starts EXIT
+
+APT_UPDATED=0
+apt_install() {
+	block_service_starts
+	if [[ "$APT_UPDATED" -eq 0 ]]; then
+		$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+		APT_UPDATED=1
+	fi
+	# apt and debconf chatter goes to a log shown only on failure, so a
+	# successful run prints the one summary line.
+	local log
+	log=$(mktemp)
+	if ! $SUDO env DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -q --no-install-recommends "$@" >"$log" 2>&1; then
+		cat "$log" >&2
+		rm -f "$log"
+		echo "install-test-deps: apt-get install $* failed" >&2
+		exit 1
+	fi
+	rm -f "$log"
+}
+
+# ensure_debian installs each "binary:package" pair whose binary is missing.
+# label names the group in the summary.
+ensure_debian() {
+	local label=$1
+	shift
+	local missing=() pair bin pkg
+	for pair in "$@"; do
+		bin=${pair%%:*}
+		pkg=${pair#*:}
+		if ! have_bin "$bin" || ! have_pkg "$pkg"; then
+			missing+=("$pkg")
+		fi
+	done
+	if [[ ${#missing[@]} -eq 0 ]]; then
+		SUMMARY+=("$label: present")
+		return
+	fi
+	apt_install "${missing[@]}"
+	SUMMARY+=("$label: installed ${missing[*]}")
+}
+
+# Outbound proxies used by internal/wan and everything that dials the WAN.
+ensure_proxies() {
+	ensure_debian proxies \
+		tinyproxy:tinyproxy \
+		danted:dante-server \
+		microsocks:microsocks
+}
+
+# Load generator for the benchmarks.
+ensure_bench() {
+	ensure_debian bench wrk:wrk
+}
+
+# ip(8) for network namespaces (discovery, mDNS, broadcast tests).
+ensure_net() {
+	ensure_debian net ip:iproute2
+}
+
+main() {
+	ensure_proxies
+	ensure_bench
+	ensure_net
+	local line
+	line=$(printf '%s; ' "${SUMMARY[@]}")
+	echo "install-test-deps: ${line%; }"
+}
+
+main "$@"
