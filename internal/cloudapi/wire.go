@@ -204,7 +204,7 @@ func DecodeLine(b []byte, collection string, lineNo int) Line {
 	}
 	var h lineHead
 	if err := json.Unmarshal(b, &h); err != nil {
-		return bad("", "not a JSON object: %v", err)
+		return bad(salvageID(b), "not a JSON object: %v", err)
 	}
 	if h.End != nil {
 		if h.Op != "" || h.ID != "" {
@@ -242,6 +242,17 @@ func DecodeLine(b []byte, collection string, lineNo int) Line {
 		return bad(c.ID, "op %q is neither upsert nor delete", c.Op)
 	}
 	return Line{Change: &c}
+}
+
+var idRE = regexp.MustCompile(`"id"\s*:\s*"([^"\\\x00-\x1f]{1,128})"`)
+
+// salvageID finds the item id in a line that is not valid JSON, so the quarantine can name the
+// item and a later valid change of it can clear the entry. It returns "" when none is found.
+func salvageID(b []byte) string {
+	if m := idRE.FindSubmatch(b[:min(len(b), 4096)]); m != nil {
+		return string(m[1])
+	}
+	return ""
 }
 
 // ValidateID checks an item id against the contract.

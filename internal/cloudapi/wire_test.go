@@ -1,0 +1,121 @@
+package cloudapi
+
+import (
+	"errors"
+	"io"
+	"strings"
+	"testing"
+)
+
+func TestDecoderPages(t *testing.T) {
+	in := `{"collection":"products","id":"P1","op":"upsert","rev":3,"doc":{"id":"P1","name":"Tea","barcodes":["4006381333931"]}}
+{"collection":"products","id":"P2","op":"delete","rev":4}
+{"end":{"cursor":"c1","count":2,"more":true,"remaining":5}}
+{"collection":"products","id":"P3","op":"upsert","rev":5,"doc":{"id":"P3"}}
+not json at all, but it mentions "id": "P9"
+{"end":{"cursor":"c2","count":2,"more":false,"remaining":0}}
+`
+	d := NewDecoder(strings.NewReader(in), Products)
+	var kinds []string
+	for {
+		l, err := d.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case l.Change != nil:
+			kinds = append(kinds, l.Change.Op+":"+l.Change.ID)
+		case l.End != nil:
+			kinds = append(kinds, "end:"+l.End.Cursor)
+		default:
+			kinds = append(kinds, "bad:"+l.Malformed.ID+":"+l.Malformed.Reason)
+		}
+	}
+	want := []string{"upsert:P1", "delete:P2", "end:c1", "bad:P3:name is missing", "bad:P9:not a JSON object: invalid character 'o' in literal null (expecting 'u')", "end:c2"}
+	if strings.Join(kinds, "|") != strings.Join(want, "|") {
+		t.Fatalf("got  %q\nwant %q", kinds, want)
+	}
+}
+
+func TestDecoderTruncatedAndOversized(t *testing.T) {
+	d := NewDecoder(strings.NewReader(`{"collection":"products","id":"P1","op":"del`), Products)
+	if _, err := d.Next(); !errors.Is(err, ErrTruncated) {
+		t.Fatalf("cut line: %v", err)
+	}
+	long := `{"collection":"products","id":"P1","op":"upsert","rev":1,"doc":{"id":"P1","name":"` + strings.Repeat("x", MaxLineBytes) + "\"}}\n" +
+		`{"end":{"cursor":"c","count":1}}` + "\n"
+	d = NewDecoder(strings.NewReader(long), Products)
+	l, err := d.Next()
+	if err != nil || l.Malformed == nil || !strings.Contains(l.Malformed.Reason, "longer than") {
+		t.Fatalf("oversized line: %+v %v", l, err)
+	}
+	if l, err := d.Next(); err != nil || l.End == nil {
+		t.Fatalf("line after the oversized one: %+v %v", l, err)
+	}
+}
+
+func TestDecodeLineRules(t *testing.T) {
+	for _, tc := range []struct{ coll, line, reason string }{
+		{Prices, `{"collection":"prices","id":"P1","op":"upsert","rev":1,"doc":{"product_id":"P1","currency":"eur","amount":1}}`, "ISO 4217"},
+		{Prices, `{"collection":"prices","id":"P1","op":"upsert","rev":1,"doc":{"product_id":"P1","currency":"EUR","amount":-1}}`, "negative"},
+		{Stock, `{"collection":"stock","id":"P1","op":"upsert","rev":1,"doc":{"product_id":"P2","quantity":1}}`, "differs"},
+		{Media, `{"collection":"media","id":"M1","op":"upsert","rev":1,"doc":{"id":"M1","blob":"a.jpg","size":10,"md5":"xyz"}}`, "md5"},
+		{Settings, `{"collection":"settings","id":"k","op":"upsert","rev":1,"doc":{"key":"k"}}`, "value"},
+		{Products, `{"collection":"prices","id":"P1","op":"delete","rev":1}`, "collection"},
+		{Products, `{"collection":"products","id":"P1","op":"delete","rev":0}`, "rev"},
+		{Products, `{"collection":"products","id":"","op":"delete","rev":1}`, "id is missing"},
+		{Products, `{"collection":"products","id":"P\u0001","op":"delete","rev":1}`, "control"},
+		{Products, `{"end":{"cursor":"","count":0}}`, "cursor"},
+		{Products, `{"end":{"cursor":"c","count":10001}}`, "count"},
+	} {
+		l := DecodeLine([]byte(tc.line), tc.coll, 1)
+		if l.Malformed == nil || !strings.Contains(l.Malformed.Reason, tc.reason) {
+			t.Errorf("%s: got %+v, want a malformed line about %q", tc.line, l, tc.reason)
+		}
+	}
+}
+
+// FuzzDecoder feeds arbitrary response bodies to the feed decoder: it must never panic, and every
+// line it returns is exactly one of change, end or malformed, with a change always valid.
+func FuzzDecoder(f *testing.F) {
+	f.Add([]byte(`{"collection":"products","id":"P1","op":"upsert","rev":3,"doc":{"id":"P1","name":"Tea"}}` + "\n" + `{"end":{"cursor":"c","count":1}}` + "\n"))
+	f.Add([]byte(`{"collection":"prices","id":"P1","op":"upsert","rev":1,"doc":{"product_id":"P1","currency":"EUR","amount":5}}` + "\n"))
+	f.Add([]byte(`{"collection":"products","id":"P1","op":"delete","rev":2}` + "\n{garbage\n"))
+	f.Add([]byte("\n\n{\"end\":{}}\n"))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		for _, coll := range Collections {
+			d := NewDecoder(strings.NewReader(string(body)), coll)
+			for i := 0; i < 10000; i++ {
+				l, err := d.Next()
+				if err != nil {
+					break
+				}
+				n := 0
+				if l.Change != nil {
+					n++
+					if ValidateID(l.Change.ID) != nil || l.Change.Rev <= 0 || l.Change.Collection != coll {
+						t.Fatalf("invalid change passed: %+v", l.Change)
+					}
+					if l.Change.Op == OpUpsert && ValidateDoc(coll, l.Change.ID, l.Change.Doc) != nil {
+						t.Fatalf("invalid doc passed: %s", l.Change.Doc)
+					}
+				}
+				if l.End != nil {
+					n++
+				}
+				if l.Malformed != nil {
+					n++
+					if len(l.Malformed.Raw) > 512 {
+						t.Fatalf("raw excerpt of %d bytes", len(l.Malformed.Raw))
+					}
+				}
+				if n != 1 {
+					t.Fatalf("line is %d kinds at once: %+v", n, l)
+				}
+			}
+		}
+	})
+}
