@@ -1,0 +1,213 @@
+package config
+
+import (
+	"log/slog"
+	"path/filepath"
+	"runtime"
+	"time"
+)
+
+// Config is the whole configuration of one storeedge server. The field order is the order of
+// the keys in the example file and in Keys; the yaml tags are the key names.
+type Config struct {
+	// ServerID is the stable id of this server, announced to devices. Empty in the file means
+	// "derive it from the host name"; Load fills it in, so a loaded Config always has one.
+	ServerID string `yaml:"server_id"`
+	Shop     Shop   `yaml:"shop"`
+	// DataDir holds the database (see DatabasePath) and the media cache.
+	DataDir string `yaml:"data_dir"`
+	Cloud   Cloud  `yaml:"cloud"`
+	WAN     WAN    `yaml:"wan"`
+	LAN     LAN    `yaml:"lan"`
+	Log     Log    `yaml:"log"`
+
+	// UnknownEnv lists the STOREEDGE_* environment variables that Load found but that name no
+	// key (a typo, or a variable from another version). They are ignored; the caller should
+	// warn about them. Names only: their values may be secrets.
+	UnknownEnv []string `yaml:"-"`
+}
+
+// Shop describes the shop this server serves.
+type Shop struct {
+	// ID is the shop's id at the vendor. Optional: the cloud's remote configuration fills it.
+	ID string `yaml:"id"`
+	// Name is shown to devices and on the status page.
+	Name string `yaml:"name"`
+}
+
+// Cloud configures the connection to the vendor's platform (docs/cloud-api.md).
+type Cloud struct {
+	// URL is the base URL of the cloud sync API. https is required, except for loopback hosts
+	// (a local cloudsim), which may use http.
+	URL string `yaml:"url"`
+	// StoreKey is the bearer key that identifies the shop to the cloud. Required to run.
+	StoreKey Secret `yaml:"store_key"`
+	// PageSize is the number of changes asked for per feed page.
+	PageSize int `yaml:"page_size"`
+	// PollInterval is how long to wait between feed polls once caught up.
+	PollInterval time.Duration `yaml:"poll_interval"`
+	// RequestTimeout bounds one cloud request, body included.
+	RequestTimeout time.Duration `yaml:"request_timeout"`
+	// Sync turns background sync with the cloud on or off.
+	Sync bool `yaml:"sync"`
+}
+
+// WAN configures how the server reaches the internet. Every WAN connection goes through one
+// proxy-aware dialer that reads these settings.
+type WAN struct {
+	// Proxy is "" (use the proxy environment variables if UseEnvironment, else connect
+	// directly), "direct", or a proxy URL: http://[user:password@]host:port (HTTP CONNECT) or
+	// socks5://[user:password@]host:port.
+	Proxy Proxy `yaml:"proxy"`
+	// UseEnvironment lets an empty Proxy fall back to HTTPS_PROXY, ALL_PROXY and NO_PROXY.
+	UseEnvironment bool `yaml:"use_environment"`
+	// ExtraCAFile is a PEM file of certificates trusted in addition to the system's, for
+	// proxies that inspect TLS. Validate checks that it exists; its content is read at start.
+	ExtraCAFile string `yaml:"extra_ca_file"`
+	// ConnectTimeout bounds establishing one connection (proxy, TCP and TLS handshakes).
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+}
+
+// LAN configures the listeners that shop devices use.
+type LAN struct {
+	// Bind is the IP address to listen on; "" listens on every interface.
+	Bind string `yaml:"bind"`
+	// FrontDoor is the port that carries every service; 0 turns it off.
+	FrontDoor int `yaml:"front_door"`
+	// Services are the ports of each service's own listener.
+	Services Services `yaml:"services"`
+
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	ReadTimeout       time.Duration `yaml:"read_timeout"`
+	WriteTimeout      time.Duration `yaml:"write_timeout"`
+	IdleTimeout       time.Duration `yaml:"idle_timeout"`
+	// MaxBodyBytes bounds a request body.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// MaxHeaderBytes bounds a request's header block.
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// ShutdownGrace is how long in-flight requests get to finish when the server stops.
+	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
+}
+
+// Services holds the port of each service's own listener; 0 turns that listener off (the
+// service stays reachable through the front door).
+type Services struct {
+	Catalog int `yaml:"catalog"`
+	Media   int `yaml:"media"`
+	Orders  int `yaml:"orders"`
+	Devices int `yaml:"devices"`
+	Events  int `yaml:"events"`
+	Admin   int `yaml:"admin"`
+}
+
+// Log configures the daemon's own log.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn or error
+	Format string `yaml:"format"` // text or json
+}
+
+// Listener is one enabled LAN listener.
+type Listener struct {
+	Name string // "front_door", or a service name: "catalog", "media", …
+	Key  string // the configuration key that sets its port, e.g. "lan.services.catalog"
+	Port int
+}
+
+// Default returns the built-in configuration. It has no store key, so it does not validate
+// on its own; ServerID is empty, meaning "derive from the host name".
+func Default() Config {
+	return Config{
+		ServerID: "",
+		Shop:     Shop{Name: "My shop"},
+		DataDir:  defaultDataDir(),
+		Cloud: Cloud{
+			URL:            "https://api.server.commerce-hub.io",
+			PageSize:       1000,
+			PollInterval:   30 * time.Second,
+			RequestTimeout: 2 * time.Minute,
+			Sync:           true,
+		},
+		WAN: WAN{
+			UseEnvironment: true,
+			ConnectTimeout: 10 * time.Second,
+		},
+		LAN: LAN{
+			FrontDoor: 80,
+			Services: Services{
+				Catalog: 8000,
+				Media:   8001,
+				Orders:  8002,
+				Devices: 8003,
+				Events:  8004,
+				Admin:   8005,
+			},
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			WriteTimeout:      60 * time.Second,
+			IdleTimeout:       120 * time.Second,
+			MaxBodyBytes:      1 << 20,
+			MaxHeaderBytes:    64 << 10,
+			ShutdownGrace:     10 * time.Second,
+		},
+		Log: Log{Level: "info", Format: "text"},
+	}
+}
+
+func defaultDataDir() string {
+	if runtime.GOOS == "windows" {
+		return `C:\ProgramData\storeedge`
+	}
+	return "/var/lib/storeedge"
+}
+
+// DefaultPath is where the configuration file lives when neither --config nor
+// STOREEDGE_CONFIG says otherwise.
+func DefaultPath() string {
+	if runtime.GOOS == "windows" {
+		return `C:\ProgramData\storeedge\storeedge.yaml`
+	}
+	return "/etc/storeedge/storeedge.yaml"
+}
+
+// DatabasePath is the SQLite database file inside DataDir.
+func (c Config) DatabasePath() string {
+	return filepath.Join(c.DataDir, "storeedge.db")
+}
+
+// Listeners returns the enabled LAN listeners (port not 0), the front door first, then the
+// services in key order.
+func (l LAN) Listeners() []Listener {
+	all := l.allListeners()
+	on := all[:0]
+	for _, ln := range all {
+		if ln.Port != 0 {
+			on = append(on, ln)
+		}
+	}
+	return on
+}
+
+func (l LAN) allListeners() []Listener {
+	return []Listener{
+		{"front_door", "lan.front_door", l.FrontDoor},
+		{"catalog", "lan.services.catalog", l.Services.Catalog},
+		{"media", "lan.services.media", l.Services.Media},
+		{"orders", "lan.services.orders", l.Services.Orders},
+		{"devices", "lan.services.devices", l.Services.Devices},
+		{"events", "lan.services.events", l.Services.Events},
+		{"admin", "lan.services.admin", l.Services.Admin},
+	}
+}
+
+// SlogLevel is Level as a slog.Level; a level that does not validate gives slog.LevelInfo.
+func (l Log) SlogLevel() slog.Level {
+	switch l.Level {
+	case "debug":
+		return slog.LevelDebug
+	case "warn":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	}
+	return slog.LevelInfo
+}

@@ -1,0 +1,23 @@
+// Package config holds storeedge's configuration: its keys, their defaults, how they are read
+// and how they are checked.
+//
+// A configuration is built in layers, each overriding the one before it, and is then validated
+// as a whole, all before the daemon starts any goroutine:
+//
+//	Default() → YAML file → STOREEDGE_* environment → --set key=value flags → Validate()
+//
+// Load does all of that in one call. Every key has a dotted name ("cloud.page_size"); the same
+// name is the YAML path in the file, the environment variable with dots turned to underscores
+// and upper-cased (STOREEDGE_CLOUD_PAGE_SIZE), and the left side of a --set flag. Keys lists
+// them in the order of the example file, deploy/storeedge.example.yaml, which docs/
+// configuration.md documents for shop IT.
+//
+// Errors name what a person has to change: where the value came from (file and line,
+// environment variable, --set), the key, the value as written and the reason, e.g.
+//
+//	/etc/storeedge/storeedge.yaml:12: cloud.page_size: "ten": want a whole number
+//	lan.services.catalog: 80: same port as lan.front_door
+//
+// Secrets (the store key, a proxy password) have their own types, Secret and Proxy, which
+// print, marshal and log as "xxxxx". They never appear in an error message or in Redacted.
+package config

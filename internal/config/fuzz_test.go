@@ -1,0 +1,54 @@
+package config
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// FuzzLoadYAML feeds arbitrary bytes to Load as a configuration file. Load must never panic,
+// must never put the store key (given in the environment) in an error, and whatever it
+// accepts must survive a trip through Redacted.
+func FuzzLoadYAML(f *testing.F) {
+	if ex, err := os.ReadFile(examplePath); err == nil {
+		f.Add(ex)
+	}
+	f.Add([]byte(""))
+	f.Add([]byte("cloud:\n  page_size: 5\n  poll_interval: 1m\nlan:\n  services: {catalog: 0}\n"))
+	f.Add([]byte("a: &x [*x]\nlan: *x\n"))
+	f.Add([]byte("cloud: {url: 'http://[::1]:80', sync: off}\n---\n"))
+
+	const storeKey = "fuzz-store-key-value"
+	env := []string{"STOREEDGE_CLOUD_STORE_KEY=" + storeKey}
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		path := filepath.Join(dir, "storeedge.yaml")
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err := Load(path, env, nil)
+		if err != nil {
+			if !bytes.Contains(data, []byte(storeKey)) && strings.Contains(err.Error(), storeKey) {
+				t.Fatalf("error shows the store key: %v", err)
+			}
+			_ = c.Redacted()
+			return
+		}
+		if c.Cloud.StoreKey.Reveal() != storeKey {
+			t.Fatalf("the environment's store key did not win over the file")
+		}
+		if err := os.WriteFile(path, []byte(c.Redacted()), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		back, err := Load(path, env, []string{"wan.proxy=" + c.WAN.Proxy.Reveal()})
+		if err != nil {
+			t.Fatalf("Redacted output does not load: %v\n%s", err, c.Redacted())
+		}
+		if !reflect.DeepEqual(back, c) {
+			t.Fatalf("Redacted round trip changed the configuration:\n%s\nvs\n%s", c.Redacted(), back.Redacted())
+		}
+	})
+}

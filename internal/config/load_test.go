@@ -1,0 +1,430 @@
+package config
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// key is a store key good enough for Validate; tests that are not about the key pass it.
+const testKey = "sk_test_0123456789"
+
+var envKey = []string{"STOREEDGE_CLOUD_STORE_KEY=" + testKey}
+
+func writeConfig(t *testing.T, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "storeedge.yaml")
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// wantErr checks that err holds every one of want, and none of avoid.
+func wantErr(t *testing.T, err error, want []string, avoid ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("no error; want one mentioning %q", want)
+	}
+	msg := err.Error()
+	for _, w := range want {
+		if !strings.Contains(msg, w) {
+			t.Errorf("error does not mention %q:\n%s", w, msg)
+		}
+	}
+	for _, a := range avoid {
+		if strings.Contains(msg, a) {
+			t.Errorf("error mentions %q, which it must not:\n%s", a, msg)
+		}
+	}
+}
+
+func TestLoadPrecedence(t *testing.T) {
+	path := writeConfig(t, `
+shop:
+  name: "From file"
+cloud:
+  store_key: "file-key"
+  page_size: 10
+  poll_interval: "5s"
+  request_timeout: "7s"
+log:
+  level: warn
+`)
+	env := []string{
+		"PATH=/usr/bin",
+		"STOREEDGE_CLOUD_PAGE_SIZE=20",
+		"STOREEDGE_CLOUD_POLL_INTERVAL=6s",
+		"STOREEDGE_CLOUD_STORE_KEY=env-key",
+	}
+	flags := []string{"cloud.page_size=30", "lan.services.admin=0"}
+	c, err := Load(path, env, flags)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		key       string
+		got, want any
+	}{
+		{"cloud.page_size (flag over env over file)", c.Cloud.PageSize, 30},
+		{"lan.services.admin (flag over default)", c.LAN.Services.Admin, 0},
+		{"cloud.poll_interval (env over file)", c.Cloud.PollInterval, 6 * time.Second},
+		{"cloud.store_key (env over file)", c.Cloud.StoreKey.Reveal(), "env-key"},
+		{"cloud.request_timeout (file over default)", c.Cloud.RequestTimeout, 7 * time.Second},
+		{"log.level (file over default)", c.Log.Level, "warn"},
+		{"shop.name (file over default)", c.Shop.Name, "From file"},
+		{"lan.front_door (default)", c.LAN.FrontDoor, 80},
+		{"cloud.url (default)", c.Cloud.URL, "https://api.server.commerce-hub.io"},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("%s = %v, want %v", tc.key, tc.got, tc.want)
+		}
+	}
+}
+
+func TestLoadNoFile(t *testing.T) {
+	c, err := Load("", envKey, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Default()
+	want.Cloud.StoreKey = testKey
+	want.ServerID = c.ServerID
+	if !reflect.DeepEqual(c, want) {
+		t.Errorf("Load with no file and no flags differs from Default:\n%s\nwant\n%s", c.Redacted(), want.Redacted())
+	}
+	if !strings.HasPrefix(c.ServerID, "storeedge") || len(c.ServerID) > maxServerIDLen {
+		t.Errorf("derived server_id = %q, want storeedge-<hostname>", c.ServerID)
+	}
+}
+
+func TestLoadEmptyFile(t *testing.T) {
+	for name, content := range map[string]string{
+		"empty":         "",
+		"comments only": "# nothing here\n\n# at all\n",
+		"null document": "~\n",
+		"empty section": "cloud:\nlan:\n  services:\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, err := Load(writeConfig(t, content), envKey, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Cloud.PageSize != 1000 || c.LAN.Services.Catalog != 8000 {
+				t.Errorf("defaults not kept: %+v", c)
+			}
+		})
+	}
+}
+
+func TestLoadFileErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		content string
+		want    []string
+	}{
+		{"unknown key names key and line",
+			"cloud:\n  url: \"https://x.example\"\n  page_sise: 5\n",
+			[]string{":3: cloud.page_sise: unknown key", "did you mean cloud.page_size?"}},
+		{"unknown top-level section",
+			"\n\nclod:\n  url: x\n",
+			[]string{":3: clod: unknown key"}},
+		{"unknown key inside services",
+			"lan:\n  services:\n    kitchen: 8010\n",
+			[]string{":3: lan.services.kitchen: unknown key"}},
+		{"key without its section",
+			"page_size: 5\n",
+			[]string{":1: page_size: unknown key (did you mean cloud.page_size?)"}},
+		{"type error names key, line and value",
+			"cloud:\n  page_size: ten\n",
+			[]string{":2: cloud.page_size: \"ten\": want a whole number"}},
+		{"duration without unit",
+			"cloud:\n  poll_interval: 30\n",
+			[]string{":2: cloud.poll_interval: \"30\": want a duration with a unit"}},
+		{"bad duration text",
+			"lan:\n  idle_timeout: 2 minutes\n",
+			[]string{":2: lan.idle_timeout: \"2 minutes\": want a duration"}},
+		{"bad bool",
+			"cloud:\n  sync: maybe\n",
+			[]string{":2: cloud.sync: \"maybe\": want true or false"}},
+		{"empty number",
+			"cloud:\n  page_size:\n",
+			[]string{":2: cloud.page_size: \"\": empty; want a whole number, or leave the key out"}},
+		{"list for a scalar",
+			"log:\n  level: [debug, info]\n",
+			[]string{":2: log.level: a list: want a single value"}},
+		{"value for a section",
+			"cloud: https://x.example\n",
+			[]string{":1: cloud: is a section; want its keys indented below it, e.g. \"  url: …\""}},
+		{"dotted key in the file",
+			"cloud.page_size: 5\n",
+			[]string{":1: cloud.page_size: dotted keys are for the environment and --set"}},
+		{"key given twice",
+			"log:\n  level: info\n  level: debug\n",
+			[]string{":3: log.level: given twice (first on line 2)"}},
+		{"syntax error has a line",
+			"cloud:\n  url: \"https://x.example\n  page_size: 5\nlan: [\n",
+			[]string{"YAML syntax:"}},
+		{"bad indentation",
+			"cloud:\n  url: x\n page_size: 5\n",
+			[]string{":3: YAML syntax:"}},
+		{"top level is a list",
+			"- cloud\n- lan\n",
+			[]string{":1: want keys like \"cloud:\" and \"lan:\" at the top level, found a list"}},
+		{"two documents",
+			"cloud:\n  page_size: 5\n---\nlog:\n  level: debug\n",
+			[]string{"a second YAML document"}},
+		{"a wrong file is cut short",
+			strings.Repeat("unknown_thing: 1\n", 1000),
+			[]string{":25: unknown_thing: given twice", "too many problems; fix those above first"}},
+		{"every problem reported",
+			"cloud:\n  page_size: x\n  bogus: 1\nlog:\n  level: [a]\n",
+			[]string{":2: cloud.page_size", ":3: cloud.bogus: unknown key", ":5: log.level"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := writeConfig(t, tc.content)
+			_, err := Load(path, envKey, nil)
+			want := append([]string{path}, tc.want...)
+			wantErr(t, err, want)
+		})
+	}
+}
+
+func TestLoadFileErrorsSkipValidate(t *testing.T) {
+	// A value that does not parse must not also bring "store key missing" and the like: the
+	// person fixes what is listed, and the rest is checked on the next run.
+	_, err := Load(writeConfig(t, "cloud:\n  page_size: x\n"), nil, nil)
+	wantErr(t, err, []string{"cloud.page_size"}, "cloud.store_key")
+}
+
+func TestLoadUnreadableFile(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "nope.yaml")
+	_, err := Load(missing, envKey, nil)
+	wantErr(t, err, []string{missing})
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("error %v is not fs.ErrNotExist", err)
+	}
+
+	_, err = Load(dir, envKey, nil)
+	wantErr(t, err, []string{dir, "is a directory"})
+
+	big := writeConfig(t, "# "+strings.Repeat("x", maxFileSize)+"\n")
+	_, err = Load(big, envKey, nil)
+	wantErr(t, err, []string{big, "larger than"})
+
+	if os.Geteuid() != 0 { // root reads anything
+		locked := writeConfig(t, "log:\n  level: debug\n")
+		if err := os.Chmod(locked, 0); err != nil {
+			t.Fatal(err)
+		}
+		_, err = Load(locked, envKey, nil)
+		wantErr(t, err, []string{locked, "permission denied"})
+	}
+}
+
+func TestLoadEnv(t *testing.T) {
+	env := []string{
+		"STOREEDGE_CLOUD_STORE_KEY=" + testKey,
+		"STOREEDGE_LAN_SERVICES_CATALOG=9000",
+		"STOREEDGE_WAN_PROXY=socks5://u:p@127.0.0.1:1080",
+		"STOREEDGE_CLOUD_SYNC=false",
+		"STOREEDGE_SHOP_NAME=Shop: with # odd chars ",
+		"STOREEDGE_CONFIG=/somewhere/else.yaml",
+		"STOREEDGE_CLOUD_STOREKEY=typo-secret-value",
+		"STOREEDGE_NOT_A_KEY=1",
+		"STOREEDGE_NOT_A_KEY=2",
+		"storeedge_log_level=debug", // lower case is not ours (outside Windows)
+		"NOEQUALSIGN",
+	}
+	c, err := Load("", env, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.LAN.Services.Catalog != 9000 || c.Cloud.Sync || c.WAN.Proxy.Reveal() != "socks5://u:p@127.0.0.1:1080" {
+		t.Errorf("environment not applied: %+v", c)
+	}
+	if c.Shop.Name != "Shop: with # odd chars " {
+		t.Errorf("shop.name = %q; a text value from the environment must be taken as it is", c.Shop.Name)
+	}
+	if want := []string{"STOREEDGE_CLOUD_STOREKEY", "STOREEDGE_NOT_A_KEY"}; !slices.Equal(c.UnknownEnv, want) {
+		t.Errorf("UnknownEnv = %q, want %q (STOREEDGE_CONFIG is not a key)", c.UnknownEnv, want)
+	}
+	if c.Log.Level != "info" && runtime.GOOS != "windows" {
+		t.Errorf("log.level = %q from a lower-case variable", c.Log.Level)
+	}
+}
+
+func TestLoadEnvErrors(t *testing.T) {
+	_, err := Load("", []string{
+		"STOREEDGE_LAN_FRONT_DOOR=eighty",
+		"STOREEDGE_CLOUD_PAGE_SIZE=",
+	}, nil)
+	wantErr(t, err, []string{
+		`environment STOREEDGE_LAN_FRONT_DOOR: lan.front_door: "eighty": want a whole number`,
+		`environment STOREEDGE_CLOUD_PAGE_SIZE: cloud.page_size: "": empty`,
+	})
+}
+
+func TestLoadFlags(t *testing.T) {
+	c, err := Load("", envKey, []string{"log.level=debug", "lan.bind=127.0.0.1", "cloud.poll_interval=1m30s", "shop.name=a=b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Log.Level != "debug" || c.LAN.Bind != "127.0.0.1" || c.Cloud.PollInterval != 90*time.Second || c.Shop.Name != "a=b" {
+		t.Errorf("flags not applied: %+v", c)
+	}
+
+	_, err = Load("", envKey, []string{"cloud.pagesize=5", "cloud.page_size=lots", "lan.front_door", "hunter2-secret"})
+	wantErr(t, err, []string{
+		"--set: cloud.pagesize: unknown key (did you mean cloud.page_size?)",
+		`--set: cloud.page_size: "lots": want a whole number`,
+		`--set: lan.front_door: want key=value; "=value" is missing`,
+		"--set: argument 4: want key=value",
+	}, "hunter2-secret")
+}
+
+func TestSet(t *testing.T) {
+	for _, tc := range []struct {
+		key, value string
+		check      func(c Config) bool
+	}{
+		{"cloud.page_size", "500", func(c Config) bool { return c.Cloud.PageSize == 500 }},
+		{"cloud.page_size", "1_000", func(c Config) bool { return c.Cloud.PageSize == 1000 }},
+		{"lan.max_body_bytes", "2097152", func(c Config) bool { return c.LAN.MaxBodyBytes == 2<<20 }},
+		{"cloud.sync", "false", func(c Config) bool { return !c.Cloud.Sync }},
+		{"cloud.sync", "off", func(c Config) bool { return !c.Cloud.Sync }},
+		{"lan.shutdown_grace", "0s", func(c Config) bool { return c.LAN.ShutdownGrace == 0 }},
+		{"cloud.request_timeout", "1h", func(c Config) bool { return c.Cloud.RequestTimeout == time.Hour }},
+		{"cloud.store_key", "null", func(c Config) bool { return c.Cloud.StoreKey.Reveal() == "null" }},
+		{"shop.name", "", func(c Config) bool { return c.Shop.Name == "" }},
+		{"shop.id", "123", func(c Config) bool { return c.Shop.ID == "123" }},
+		{"wan.proxy", "direct", func(c Config) bool { return c.WAN.Proxy == "direct" }},
+	} {
+		c := Default()
+		if err := c.Set(tc.key, tc.value); err != nil {
+			t.Errorf("Set(%q, %q): %v", tc.key, tc.value, err)
+			continue
+		}
+		if !tc.check(c) {
+			t.Errorf("Set(%q, %q) did not set it", tc.key, tc.value)
+		}
+	}
+
+	for _, tc := range []struct {
+		key, value string
+		want       string
+	}{
+		{"cloud.bogus", "1", "cloud.bogus: unknown key"},
+		{"", "1", `"": unknown key`},
+		{"cloud", "x", "cloud: is a section, not a key; set one of its keys, e.g. cloud.url"},
+		{"lan.services", "x", "lan.services: is a section, not a key; set one of its keys, e.g. lan.services.catalog"},
+		{"UnknownEnv", "x", "UnknownEnv: unknown key"},
+		{"cloud.page_size", "1.5", `cloud.page_size: "1.5": want a whole number`},
+		{"cloud.page_size", "99999999999999999999", `want a whole number`},
+		{"lan.front_door", "1e3", `lan.front_door: "1e3": want a whole number`},
+		{"cloud.sync", "1", `cloud.sync: "1": want true or false`},
+		{"cloud.poll_interval", "30", `cloud.poll_interval: "30": want a duration`},
+	} {
+		c := Default()
+		before := c
+		err := c.Set(tc.key, tc.value)
+		if err == nil || err.Error() != tc.want && !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Set(%q, %q) = %v, want %q", tc.key, tc.value, err, tc.want)
+		}
+		if !reflect.DeepEqual(c, before) {
+			t.Errorf("failed Set(%q, %q) changed the configuration", tc.key, tc.value)
+		}
+	}
+}
+
+func TestKeys(t *testing.T) {
+	keys := Keys()
+	if keys[0] != "server_id" || keys[len(keys)-1] != "log.format" {
+		t.Errorf("Keys() not in document order: %q", keys)
+	}
+	want := []string{"server_id", "shop.id", "shop.name", "data_dir", "cloud.url", "cloud.store_key",
+		"cloud.page_size", "cloud.poll_interval", "cloud.request_timeout", "cloud.sync",
+		"wan.proxy", "wan.use_environment", "wan.extra_ca_file", "wan.connect_timeout",
+		"lan.bind", "lan.front_door", "lan.services.catalog", "lan.services.media",
+		"lan.services.orders", "lan.services.devices", "lan.services.events", "lan.services.admin",
+		"lan.read_header_timeout", "lan.read_timeout", "lan.write_timeout", "lan.idle_timeout",
+		"lan.max_body_bytes", "lan.max_header_bytes", "lan.shutdown_grace", "log.level", "log.format"}
+	if !slices.Equal(keys, want) {
+		t.Errorf("Keys() = %q\nwant     %q", keys, want)
+	}
+	// Every key can be set, and from the environment by its documented name.
+	for _, k := range keys {
+		c := Default()
+		if err := c.Set(k, "0"); err != nil && strings.Contains(err.Error(), "unknown key") {
+			t.Errorf("Set(%q): %v", k, err)
+		}
+	}
+	if got := EnvName("lan.services.catalog"); got != "STOREEDGE_LAN_SERVICES_CATALOG" {
+		t.Errorf("EnvName = %q", got)
+	}
+}
+
+func TestResolvePath(t *testing.T) {
+	if got := ResolvePath("/a.yaml", []string{"STOREEDGE_CONFIG=/b.yaml"}); got != "/a.yaml" {
+		t.Errorf("flag must win: %q", got)
+	}
+	if got := ResolvePath("", []string{"STOREEDGE_CONFIG=/b.yaml"}); got != "/b.yaml" {
+		t.Errorf("STOREEDGE_CONFIG must be used: %q", got)
+	}
+	if _, err := os.Stat(DefaultPath()); errors.Is(err, fs.ErrNotExist) {
+		if got := ResolvePath("", nil); got != "" {
+			t.Errorf("no file anywhere: got %q, want \"\"", got)
+		}
+	}
+}
+
+func TestDerivedValues(t *testing.T) {
+	c := Default()
+	c.DataDir = filepath.FromSlash("/srv/se")
+	if got, want := c.DatabasePath(), filepath.FromSlash("/srv/se/storeedge.db"); got != want {
+		t.Errorf("DatabasePath = %q, want %q", got, want)
+	}
+	c.LAN.Services.Media = 0
+	c.LAN.FrontDoor = 0
+	var got []string
+	for _, l := range c.LAN.Listeners() {
+		got = append(got, l.Name)
+	}
+	if want := []string{"catalog", "orders", "devices", "events", "admin"}; !slices.Equal(got, want) {
+		t.Errorf("Listeners = %q, want %q", got, want)
+	}
+	if Default().Log.SlogLevel().String() != "INFO" {
+		t.Error("default level is not INFO")
+	}
+	if (Log{Level: "debug"}).SlogLevel().String() != "DEBUG" {
+		t.Error("debug level is not DEBUG")
+	}
+	if !strings.Contains(FlagUsage(), "--set KEY=VALUE") || !strings.Contains(FlagUsage(), "STOREEDGE_CONFIG") {
+		t.Errorf("FlagUsage lacks --set or STOREEDGE_CONFIG:\n%s", FlagUsage())
+	}
+}
+
+func TestRedactedRoundTrip(t *testing.T) {
+	c, err := Load("", envKey, []string{"wan.proxy=http://u:p%40ss@proxy.lan:3128", "lan.write_timeout=90s", "shop.name=Café \"Zur Post\" #1: ünïcødé", "lan.services.admin=0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := Load(writeConfig(t, c.Redacted()), envKey, []string{"wan.proxy=" + c.WAN.Proxy.Reveal()})
+	if err != nil {
+		t.Fatalf("Redacted output does not load: %v\n%s", err, c.Redacted())
+	}
+	if !reflect.DeepEqual(back, c) {
+		t.Errorf("round trip through Redacted changed the configuration:\n%s\nvs\n%s", back.Redacted(), c.Redacted())
+	}
+	// Pasting the view back as is does not run with the placeholder as a key.
+	_, err = Load(writeConfig(t, c.Redacted()), nil, nil)
+	wantErr(t, err, []string{`cloud.store_key: "xxxxx": is the placeholder`, `wan.proxy: "http://u:xxxxx@proxy.lan:3128": the credentials are the placeholder`})
+}

@@ -1,0 +1,113 @@
+package config
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+)
+
+// Redaction is what a secret prints as.
+const Redaction = "xxxxx"
+
+// Secret is a configuration value that must never be shown: fmt (every verb, %#v included),
+// encoding/json, yaml.v3 and log/slog all see "xxxxx" for a non-empty Secret and "" for an
+// empty one, so that "is it set?" stays answerable. Reveal returns the value for the one place
+// that needs it (the Authorization header, say).
+//
+// The redaction holds for a Secret passed directly or held in an exported struct field; fmt
+// cannot call methods on unexported fields, so keep Secrets in exported fields.
+type Secret string
+
+// Reveal returns the secret value itself. Never log or format its result.
+func (s Secret) Reveal() string { return string(s) }
+
+// String returns "xxxxx", or "" when the secret is empty.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return Redaction
+}
+
+// GoString makes %#v print the redaction too.
+func (s Secret) GoString() string { return fmt.Sprintf("config.Secret(%q)", s.String()) }
+
+// Format applies any fmt verb to the redaction rather than to the value.
+func (s Secret) Format(f fmt.State, verb rune) { formatRedacted(f, verb, s.String(), s.GoString()) }
+
+// MarshalYAML writes the redaction.
+func (s Secret) MarshalYAML() (any, error) { return s.String(), nil }
+
+// MarshalJSON writes the redaction.
+func (s Secret) MarshalJSON() ([]byte, error) { return json.Marshal(s.String()) }
+
+// MarshalText writes the redaction (for encoders that prefer text, and map keys).
+func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// LogValue makes slog log the redaction.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// Proxy is the wan.proxy setting: "", "direct", or a proxy URL that may carry a user name and
+// password. It prints, marshals and logs with the password replaced by "xxxxx" (like
+// url.URL.Redacted), so "http://shop:xxxxx@proxy.lan:3128" can be shown to a person. A user
+// name without a password is redacted too, since it is then usually a token. A value that does
+// not parse as a URL but contains "@" is redacted whole. Reveal returns the real value.
+type Proxy string
+
+// Reveal returns the proxy setting with its password. Never log or format its result.
+func (p Proxy) Reveal() string { return string(p) }
+
+// String returns the setting with any credentials replaced by "xxxxx".
+func (p Proxy) String() string { return redactURL(string(p)) }
+
+// GoString makes %#v print the redacted form too.
+func (p Proxy) GoString() string { return fmt.Sprintf("config.Proxy(%q)", p.String()) }
+
+// Format applies any fmt verb to the redacted form.
+func (p Proxy) Format(f fmt.State, verb rune) { formatRedacted(f, verb, p.String(), p.GoString()) }
+
+// MarshalYAML writes the redacted form.
+func (p Proxy) MarshalYAML() (any, error) { return p.String(), nil }
+
+// MarshalJSON writes the redacted form.
+func (p Proxy) MarshalJSON() ([]byte, error) { return json.Marshal(p.String()) }
+
+// MarshalText writes the redacted form.
+func (p Proxy) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
+
+// LogValue makes slog log the redacted form.
+func (p Proxy) LogValue() slog.Value { return slog.StringValue(p.String()) }
+
+func formatRedacted(f fmt.State, verb rune, s, gos string) {
+	if verb == 'v' && f.Flag('#') {
+		fmt.Fprint(f, gos)
+		return
+	}
+	fmt.Fprintf(f, fmt.FormatString(f, verb), s)
+}
+
+// redactURL hides the credentials of a URL-like string, and the whole string if it has an "@"
+// that url.Parse cannot place (so a mistyped password is hidden as well as a correct one).
+func redactURL(s string) string {
+	if !strings.Contains(s, "@") {
+		return s
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil || u.Opaque != "" || strings.Contains(u.Host, "@") {
+		return Redaction
+	}
+	if _, has := u.User.Password(); has {
+		u.User = url.UserPassword(u.User.Username(), Redaction)
+	} else {
+		u.User = url.User(Redaction)
+	}
+	r := u.String()
+	// url.URL.String escapes nothing in "xxxxx", so the only credentials left are ours; check
+	// anyway that nothing of the original userinfo survived re-encoding.
+	if strings.Count(r, "@") != 1 {
+		return Redaction
+	}
+	return r
+}
