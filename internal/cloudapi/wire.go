@@ -57,6 +57,10 @@ type Change struct {
 	Op         string          `json:"op"`
 	Rev        int64           `json:"rev"`
 	Doc        json.RawMessage `json:"doc,omitempty"`
+
+	// Product is the parsed document of a products upsert, set by the decoder once it has
+	// validated it, so storage does not parse it a second time.
+	Product *Product `json:"-"`
 }
 
 // PageEnd is the end line that closes every page.
@@ -235,7 +239,13 @@ func DecodeLine(b []byte, collection string, lineNo int) Line {
 		if len(c.Doc) == 0 || bytes.Equal(c.Doc, []byte("null")) {
 			return bad(c.ID, "upsert without a doc")
 		}
-		if err := ValidateDoc(collection, c.ID, c.Doc); err != nil {
+		if collection == Products {
+			p, err := ParseProduct(c.ID, c.Doc)
+			if err != nil {
+				return bad(c.ID, "%v", err)
+			}
+			c.Product = &p
+		} else if err := ValidateDoc(collection, c.ID, c.Doc); err != nil {
 			return bad(c.ID, "%v", err)
 		}
 	default:
