@@ -25,19 +25,36 @@ func (db *DB) Get(ctx context.Context, collection, id string) (Item, error) {
 	if !cloudapi.IsCollection(collection) {
 		return Item{}, fmt.Errorf("storage: unknown collection %q", collection)
 	}
-	return db.one(ctx, `SELECT id, rev, seq, doc FROM `+collection+` WHERE id = ? AND deleted = 0`, id)
+	return db.one(ctx, qGet(collection), id)
 }
+
+// The read queries, prepared once by prepareReads. Table names come from the fixed list of
+// collections, never from input.
+func qGet(collection string) string {
+	return `SELECT id, rev, seq, doc FROM ` + collection + ` WHERE id = ? AND deleted = 0`
+}
+
+func qList(collection string) string {
+	return `SELECT id, rev, seq, doc FROM ` + collection + ` WHERE id > ? AND deleted = 0 ORDER BY id LIMIT ?`
+}
+
+const (
+	qProductByBarcode = `SELECT p.id, p.rev, p.seq, p.doc FROM barcodes b JOIN products p ON p.id = b.product_id
+		WHERE b.code = ? AND p.deleted = 0`
+	qProductsInCategory = `SELECT id, rev, seq, doc FROM products WHERE category = ? AND deleted = 0 AND id > ? ORDER BY id LIMIT ?`
+	qSearch             = `SELECT p.id, p.rev, p.seq, p.doc FROM products_fts f JOIN products p ON p.rowid = f.rowid
+		WHERE products_fts MATCH ? AND p.deleted = 0 ORDER BY f.rank, p.id LIMIT ? OFFSET ?`
+)
 
 // ProductByBarcode returns the live product carrying a barcode, or ErrNotFound.
 func (db *DB) ProductByBarcode(ctx context.Context, code string) (Item, error) {
-	return db.one(ctx, `SELECT p.id, p.rev, p.seq, p.doc FROM barcodes b JOIN products p ON p.id = b.product_id
-		WHERE b.code = ? AND p.deleted = 0`, code)
+	return db.one(ctx, qProductByBarcode, code)
 }
 
 func (db *DB) one(ctx context.Context, q string, args ...any) (Item, error) {
 	var it Item
 	var doc string
-	err := db.r.QueryRowContext(ctx, q, args...).Scan(&it.ID, &it.Rev, &it.Seq, &doc)
+	err := db.stmt(q).QueryRowContext(ctx, args...).Scan(&it.ID, &it.Rev, &it.Seq, &doc)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Item{}, ErrNotFound
 	}
@@ -53,7 +70,7 @@ func (db *DB) List(ctx context.Context, collection, after string, limit int) ([]
 	if !cloudapi.IsCollection(collection) {
 		return nil, fmt.Errorf("storage: unknown collection %q", collection)
 	}
-	return db.many(ctx, `SELECT id, rev, seq, doc FROM `+collection+` WHERE id > ? AND deleted = 0 ORDER BY id LIMIT ?`, after, limit)
+	return db.many(ctx, db.stmt(qList(collection)), after, limit)
 }
 
 // GetMany returns the live items of a collection among ids, in id order; missing ids are absent.
@@ -69,12 +86,16 @@ func (db *DB) GetMany(ctx context.Context, collection string, ids []string) ([]I
 		args[i] = id
 	}
 	q := `SELECT id, rev, seq, doc FROM ` + collection + ` WHERE deleted = 0 AND id IN (?` + strings.Repeat(",?", len(ids)-1) + `) ORDER BY id`
-	return db.many(ctx, q, args...)
+	rows, err := db.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("storage: query: %w", err)
+	}
+	return scanItems(rows)
 }
 
 // ProductsInCategory returns up to limit live products of a category with ids greater than after.
 func (db *DB) ProductsInCategory(ctx context.Context, category, after string, limit int) ([]Item, error) {
-	return db.many(ctx, `SELECT id, rev, seq, doc FROM products WHERE category = ? AND deleted = 0 AND id > ? ORDER BY id LIMIT ?`, category, after, limit)
+	return db.many(ctx, db.stmt(qProductsInCategory), category, after, limit)
 }
 
 // Search runs a full-text search over product name, brand and category. Every word of the query
@@ -85,8 +106,7 @@ func (db *DB) Search(ctx context.Context, query string, offset, limit int) ([]It
 	if match == "" {
 		return nil, nil
 	}
-	return db.many(ctx, `SELECT p.id, p.rev, p.seq, p.doc FROM products_fts f JOIN products p ON p.rowid = f.rowid
-		WHERE products_fts MATCH ? AND p.deleted = 0 ORDER BY f.rank, p.id LIMIT ? OFFSET ?`, match, limit, offset)
+	return db.many(ctx, db.stmt(qSearch), match, limit, offset)
 }
 
 // ftsQuery turns what a person typed into an FTS5 query of quoted terms, so no input can be read
@@ -129,11 +149,17 @@ func (db *DB) Categories(ctx context.Context) ([]Category, error) {
 	return out, rows.Err()
 }
 
-func (db *DB) many(ctx context.Context, q string, args ...any) ([]Item, error) {
-	rows, err := db.r.QueryContext(ctx, q, args...)
+// many runs a prepared statement that selects items.
+func (db *DB) many(ctx context.Context, st *sql.Stmt, args ...any) ([]Item, error) {
+	rows, err := st.QueryContext(ctx, args...)
 	if err != nil {
 		return nil, fmt.Errorf("storage: query: %w", err)
 	}
+	return scanItems(rows)
+}
+
+// scanItems reads (id, rev, seq, doc) rows and closes them.
+func scanItems(rows *sql.Rows) ([]Item, error) {
 	defer rows.Close()
 	out := []Item{}
 	for rows.Next() {
@@ -174,12 +200,8 @@ type LocalChange struct {
 	Doc        json.RawMessage `json:"doc,omitempty"`
 }
 
-// Seq returns the last local change sequence committed.
-func (db *DB) Seq() int64 {
-	db.wmu.Lock()
-	defer db.wmu.Unlock()
-	return db.seq
-}
+// Seq returns the last local change sequence committed. It never waits for a write in progress.
+func (db *DB) Seq() int64 { return db.seq.Load() }
 
 // Changes returns up to limit changes with a local sequence greater than since, in sequence order,
 // from the given collections (all when empty). Each item appears once, in its latest state.

@@ -21,9 +21,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/storeedge/storeedge/internal/cloudapi"
 )
 
 //go:embed migrations/*.sql
@@ -38,8 +41,13 @@ type DB struct {
 	w    *sql.DB // the one writer connection
 	r    *sql.DB // read-only connections
 
-	wmu      sync.Mutex // serialises write transactions; protects the fields below
-	seq      int64      // last local change sequence handed out, persisted in meta
+	// Prepared read statements, by query text: SQLite would otherwise parse the SQL of every
+	// device request again, which costs more than the lookup itself.
+	stmts map[string]*sql.Stmt
+
+	seq atomic.Int64 // last local change sequence committed, persisted in meta
+
+	wmu      sync.Mutex // serialises write transactions; protects the field below
 	ftsStale bool       // the search index waits for the end of a bulk load, persisted in meta
 
 	smu   sync.RWMutex // protects the field below
@@ -73,11 +81,17 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
 	db.r = r
-	if err := db.w.QueryRowContext(ctx, `SELECT (SELECT value FROM meta WHERE key = 'seq'), (SELECT value FROM meta WHERE key = 'fts_stale')`).Scan(&db.seq, &db.ftsStale); err != nil {
+	var seq int64
+	if err := db.w.QueryRowContext(ctx, `SELECT (SELECT value FROM meta WHERE key = 'seq'), (SELECT value FROM meta WHERE key = 'fts_stale')`).Scan(&seq, &db.ftsStale); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("storage: read sequence: %w", err)
 	}
+	db.seq.Store(seq)
 	if err := db.loadState(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := db.prepareReads(ctx); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -93,6 +107,9 @@ func dsn(path string, readOnly bool) string {
 	if readOnly {
 		q.Add("_pragma", "query_only(1)")
 	} else {
+		// A larger page cache for the writer keeps the indexes of a million-row catalog warm
+		// during a first sync; readers keep SQLite's default.
+		q.Add("_pragma", "cache_size(-32768)")
 		q.Add("_txlock", "immediate")
 	}
 	return "file:" + path + "?" + q.Encode()
@@ -101,9 +118,32 @@ func dsn(path string, readOnly bool) string {
 // Path is the database file.
 func (db *DB) Path() string { return db.path }
 
+// prepareReads prepares the read queries that devices hit all the time.
+func (db *DB) prepareReads(ctx context.Context) error {
+	db.stmts = make(map[string]*sql.Stmt)
+	queries := []string{qProductByBarcode, qProductsInCategory, qSearch}
+	for _, c := range cloudapi.Collections {
+		queries = append(queries, qGet(c), qList(c))
+	}
+	for _, q := range queries {
+		st, err := db.r.PrepareContext(ctx, q)
+		if err != nil {
+			return fmt.Errorf("storage: prepare %q: %w", q, err)
+		}
+		db.stmts[q] = st
+	}
+	return nil
+}
+
+// stmt returns the prepared statement of a query prepared by prepareReads.
+func (db *DB) stmt(q string) *sql.Stmt { return db.stmts[q] }
+
 // Close closes every connection.
 func (db *DB) Close() error {
 	var errs []error
+	for _, st := range db.stmts {
+		errs = append(errs, st.Close())
+	}
 	if db.r != nil {
 		errs = append(errs, db.r.Close())
 	}

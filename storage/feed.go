@@ -128,7 +128,7 @@ func (db *DB) ApplyPage(ctx context.Context, p Page) (ApplyResult, error) {
 	defer a.close()
 
 	var res ApplyResult
-	seq := db.seq
+	seq := db.seq.Load()
 	var cleared int64
 	for i := range p.Changes {
 		c := &p.Changes[i]
@@ -172,7 +172,7 @@ func (db *DB) ApplyPage(ctx context.Context, p Page) (ApplyResult, error) {
 		}
 		res.Quarantined++
 	}
-	if seq != db.seq {
+	if seq != db.seq.Load() {
 		if _, err := tx.ExecContext(ctx, `UPDATE meta SET value = ? WHERE key = 'seq'`, seq); err != nil {
 			return ApplyResult{}, fmt.Errorf("storage: apply page: %w", err)
 		}
@@ -191,7 +191,7 @@ func (db *DB) ApplyPage(ctx context.Context, p Page) (ApplyResult, error) {
 	if err := tx.Commit(); err != nil {
 		return ApplyResult{}, fmt.Errorf("storage: apply page: commit: %w", err)
 	}
-	db.seq = seq
+	db.seq.Store(seq)
 	db.ftsStale = bulk && !rebuilt
 	db.updateState(p.Collection, func(s *FeedState) {
 		s.Cursor = p.End.Cursor
@@ -394,7 +394,9 @@ func (a *applier) applyProduct(ctx context.Context, c *cloudapi.Change, seq int6
 	if c.Op == cloudapi.OpDelete {
 		r, err = a.del.ExecContext(ctx, c.ID, c.Rev, seq)
 	} else {
-		if p, err = cloudapi.ParseProduct(c.ID, c.Doc); err != nil {
+		if c.Product != nil {
+			p = *c.Product
+		} else if p, err = cloudapi.ParseProduct(c.ID, c.Doc); err != nil {
 			return false, err
 		}
 		r, err = a.upsert.ExecContext(ctx, c.ID, c.Rev, seq, p.Name, p.Brand, p.Category, string(c.Doc))
