@@ -1,0 +1,140 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/storeedge/storeedge/internal/cloudapi"
+	"github.com/storeedge/storeedge/storage"
+)
+
+// adminRoutes are the admin service. They sit in one group so that admin authentication, when it
+// comes, is one r.Use in it.
+func (s *Server) adminRoutes(r chi.Router) {
+	r.Group(func(r chi.Router) {
+		r.Use(noStore)
+		r.Get("/api/v1/status", s.status)
+	})
+}
+
+// noStore keeps admin answers out of every cache.
+func noStore(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header()["Cache-Control"] = []string{"no-store"}
+		next.ServeHTTP(w, r)
+	})
+}
+
+var healthyBody = []byte(`{"status":"ok"}` + "\n")
+
+// healthz says the process is alive and serving; it touches nothing.
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	writeBody(w, http.StatusOK, healthyBody)
+}
+
+// readyTimeout bounds the database probe of readyz: a database that takes longer is not ready.
+const readyTimeout = 2 * time.Second
+
+// readyz says the server can answer from its database. The probe is the cheapest query there is:
+// a primary key lookup of an id that the contract forbids, so its only possible answers are "not
+// found" (ready) and an error.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+	defer cancel()
+	if _, err := s.o.DB.Get(ctx, cloudapi.Settings, ""); !errors.Is(err, storage.ErrNotFound) {
+		detail := "the local database does not answer"
+		if err != nil {
+			detail += ": " + err.Error()
+		}
+		problem(w, r, probNotReady, detail)
+		return
+	}
+	writeBody(w, http.StatusOK, healthyBody)
+}
+
+// statusQuarantine is how many quarantined feed lines the status shows, newest first.
+const statusQuarantine = 20
+
+type statusDoc struct {
+	ServerID      string                    `json:"server_id"`
+	ShopName      string                    `json:"shop_name"`
+	Version       string                    `json:"version"`
+	StartedAt     time.Time                 `json:"started_at"`
+	UptimeSeconds int64                     `json:"uptime_seconds"`
+	WAN           WANStatus                 `json:"wan"`
+	Collections   []collectionStatus        `json:"collections"`
+	Quarantine    []storage.QuarantineEntry `json:"quarantine"`
+}
+
+type collectionStatus struct {
+	Name           string     `json:"name"`
+	Cursor         string     `json:"cursor"`
+	LastSuccess    *time.Time `json:"last_success"`     // null: never synced
+	DataAgeSeconds *int64     `json:"data_age_seconds"` // null: never synced
+	Remaining      int64      `json:"remaining"`
+	Rows           int64      `json:"rows"`
+	Quarantined    int64      `json:"quarantined"`
+	LastError      string     `json:"last_error"`
+	LastErrorAt    *time.Time `json:"last_error_at"` // null: no error since the last success
+}
+
+// status is what shop IT looks at first: who this server is, whether the WAN works and how far
+// behind each collection is.
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	now := s.now()
+	doc := statusDoc{
+		ServerID:      s.o.ServerID,
+		ShopName:      s.o.ShopName,
+		Version:       s.o.Version,
+		StartedAt:     s.o.StartedAt.UTC(),
+		UptimeSeconds: int64(max(now.Sub(s.o.StartedAt), 0) / time.Second),
+		WAN:           WANStatus{State: "unknown"},
+	}
+	if s.o.WAN != nil {
+		doc.WAN = s.o.WAN()
+	}
+	for _, name := range cloudapi.Collections {
+		st, _ := s.o.DB.FeedState(name)
+		rows, err := s.o.DB.Count(ctx, name)
+		if err != nil {
+			s.internal(w, r, "count "+name, err)
+			return
+		}
+		cs := collectionStatus{
+			Name:        name,
+			Cursor:      st.Cursor,
+			Remaining:   st.Remaining,
+			Rows:        rows,
+			Quarantined: st.Quarantined,
+			LastError:   st.LastError,
+		}
+		if !st.LastSuccess.IsZero() {
+			t := st.LastSuccess.UTC()
+			age := int64(max(now.Sub(t), 0) / time.Second)
+			cs.LastSuccess, cs.DataAgeSeconds = &t, &age
+		}
+		if !st.LastErrorAt.IsZero() {
+			t := st.LastErrorAt.UTC()
+			cs.LastErrorAt = &t
+		}
+		doc.Collections = append(doc.Collections, cs)
+	}
+	q, err := s.o.DB.Quarantine(ctx, "", statusQuarantine)
+	if err != nil {
+		s.internal(w, r, "list quarantine", err)
+		return
+	}
+	for i := range q {
+		q[i].At = q[i].At.UTC()
+	}
+	doc.Quarantine = q
+	if doc.Quarantine == nil {
+		doc.Quarantine = []storage.QuarantineEntry{}
+	}
+	s.writeJSON(w, r, http.StatusOK, doc)
+}

@@ -1,0 +1,313 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/storeedge/storeedge/internal/cloudapi"
+	"github.com/storeedge/storeedge/storage"
+)
+
+// Data-age headers of every catalog answer.
+const (
+	headerSyncedAt = "Storeedge-Synced-At"
+	headerDataAge  = "Storeedge-Data-Age"
+)
+
+// catalogRoutes are the catalog service: products, prices, stock, media manifests and settings,
+// read from the local database, and the delta feed devices keep their own cache with.
+func (s *Server) catalogRoutes(r chi.Router) {
+	r.Group(func(r chi.Router) {
+		r.Use(noCache)
+		r.Get("/api/v1/catalog/products", s.listProducts)
+		r.Get("/api/v1/catalog/products/{id}", s.getItem(cloudapi.Products))
+		r.Get("/api/v1/catalog/barcodes/{code}", s.productByBarcode)
+		r.Get("/api/v1/catalog/search", s.search)
+		r.Get("/api/v1/catalog/categories", s.categories)
+		for _, c := range []string{cloudapi.Prices, cloudapi.Stock, cloudapi.Media} {
+			r.Get("/api/v1/catalog/"+c, s.listItems(c))
+			r.Get("/api/v1/catalog/"+c+"/{id}", s.getItem(c))
+		}
+		r.Get("/api/v1/catalog/settings", s.settings)
+		r.Post("/api/v1/catalog/lookup", s.lookup)
+		r.Get("/api/v1/catalog/changes", s.changes)
+	})
+}
+
+// setDataAge tells the device how fresh the answer is: the last successful sync of the oldest of
+// the collections it comes from, or "never".
+func (s *Server) setDataAge(w http.ResponseWriter, collections ...string) {
+	var oldest time.Time
+	for _, c := range collections {
+		st, _ := s.o.DB.FeedState(c)
+		if st.LastSuccess.IsZero() {
+			oldest = time.Time{}
+			break
+		}
+		if oldest.IsZero() || st.LastSuccess.Before(oldest) {
+			oldest = st.LastSuccess
+		}
+	}
+	h := w.Header()
+	if oldest.IsZero() {
+		h[headerSyncedAt] = []string{"never"}
+		return
+	}
+	var buf [64]byte
+	h[headerSyncedAt] = []string{string(oldest.UTC().AppendFormat(buf[:0], time.RFC3339))}
+	age := max(s.now().Sub(oldest), 0) / time.Second
+	h[headerDataAge] = []string{strconv.FormatInt(int64(age), 10)}
+}
+
+// pathParam returns a path parameter decoded: chi routes on the escaped path when it has escapes
+// such as %2F, so its parameters are still escaped then.
+func pathParam(r *http.Request, name string) (string, bool) {
+	v := chi.URLParam(r, name)
+	if r.URL.RawPath == "" {
+		return v, true
+	}
+	u, err := url.PathUnescape(v)
+	return u, err == nil
+}
+
+// internal answers 500 for a failure of the server's own, logged for a human with the request id.
+// A request whose device went away is not an error of the server's.
+func (s *Server) internal(w http.ResponseWriter, r *http.Request, op string, err error) {
+	ctx := r.Context()
+	id := requestID(ctx)
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		s.log.LogAttrs(ctx, slog.LevelDebug, "request abandoned by the client", slog.String(keyRequestID, id), slog.String(keyError, err.Error()))
+		return
+	}
+	s.log.LogAttrs(ctx, slog.LevelError, op+" failed", slog.String(keyRequestID, id),
+		slog.String(keyMethod, r.Method), slog.String(keyPath, r.URL.Path), slog.String(keyError, err.Error()))
+	problem(w, r, probInternal, "the server could not read its database; its log has the details under request id "+id)
+}
+
+// writeItems sends a page of items; next is the value of after (or cursor) for the page that
+// follows, "" on the last page.
+func writeItems(w http.ResponseWriter, items []storage.Item, next string) {
+	b := getBuffer()
+	*b = appendItems(*b, items, next)
+	writeBody(w, http.StatusOK, *b)
+	putBuffer(b)
+}
+
+// page trims a result fetched with limit+1 rows to limit and returns the value that continues it.
+func page(items []storage.Item, limit int) ([]storage.Item, string) {
+	if len(items) <= limit {
+		return items, ""
+	}
+	items = items[:limit]
+	return items, items[limit-1].ID
+}
+
+func (s *Server) listProducts(w http.ResponseWriter, r *http.Request) {
+	s.setDataAge(w, cloudapi.Products)
+	q := r.URL.Query()
+	limit, bad := limitParam(q)
+	if bad != nil {
+		problem(w, r, probBadParameter, bad.msg)
+		return
+	}
+	after := q.Get("after")
+	var items []storage.Item
+	var err error
+	if cat, ok := q["category"]; ok {
+		items, err = s.o.DB.ProductsInCategory(r.Context(), cat[0], after, limit+1)
+	} else {
+		items, err = s.o.DB.List(r.Context(), cloudapi.Products, after, limit+1)
+	}
+	if err != nil {
+		s.internal(w, r, "list products", err)
+		return
+	}
+	items, next := page(items, limit)
+	writeItems(w, items, next)
+}
+
+func (s *Server) listItems(collection string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		s.setDataAge(w, collection)
+		q := r.URL.Query()
+		limit, bad := limitParam(q)
+		if bad != nil {
+			problem(w, r, probBadParameter, bad.msg)
+			return
+		}
+		items, err := s.o.DB.List(r.Context(), collection, q.Get("after"), limit+1)
+		if err != nil {
+			s.internal(w, r, "list "+collection, err)
+			return
+		}
+		items, next := page(items, limit)
+		writeItems(w, items, next)
+	}
+}
+
+// singular names an item of a collection in messages.
+var singular = map[string]string{
+	cloudapi.Products: "product",
+	cloudapi.Prices:   "price",
+	cloudapi.Stock:    "stock level",
+	cloudapi.Media:    "media manifest",
+	cloudapi.Settings: "setting",
+}
+
+func (s *Server) getItem(collection string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		s.setDataAge(w, collection)
+		id, ok := pathParam(r, "id")
+		if !ok {
+			problem(w, r, probNotFound, "the id in the path is not validly escaped")
+			return
+		}
+		it, err := s.o.DB.Get(r.Context(), collection, id)
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+			problem(w, r, probNotFound, "no "+singular[collection]+" with id "+strconv.Quote(id)+" in the catalog as last synced")
+		case err != nil:
+			s.internal(w, r, "get "+singular[collection], err)
+		default:
+			writeItem(w, &it)
+		}
+	}
+}
+
+func (s *Server) productByBarcode(w http.ResponseWriter, r *http.Request) {
+	s.setDataAge(w, cloudapi.Products)
+	code, ok := pathParam(r, "code")
+	if !ok {
+		problem(w, r, probNotFound, "the barcode in the path is not validly escaped")
+		return
+	}
+	it, err := s.o.DB.ProductByBarcode(r.Context(), code)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		problem(w, r, probNotFound, "no product carries barcode "+strconv.Quote(code)+" in the catalog as last synced")
+	case err != nil:
+		s.internal(w, r, "get product by barcode", err)
+	default:
+		writeItem(w, &it)
+	}
+}
+
+func writeItem(w http.ResponseWriter, it *storage.Item) {
+	b := getBuffer()
+	*b = appendItem(*b, it)
+	writeBody(w, http.StatusOK, *b)
+	putBuffer(b)
+}
+
+// search pages through relevance-ordered results with an opaque cursor (an offset today).
+func (s *Server) search(w http.ResponseWriter, r *http.Request) {
+	s.setDataAge(w, cloudapi.Products)
+	q := r.URL.Query()
+	query, offset, bad := searchParams(q)
+	if bad != nil {
+		problem(w, r, probBadParameter, bad.msg)
+		return
+	}
+	limit, bad := limitParam(q)
+	if bad != nil {
+		problem(w, r, probBadParameter, bad.msg)
+		return
+	}
+	items, err := s.o.DB.Search(r.Context(), query, offset, limit+1)
+	if err != nil {
+		s.internal(w, r, "search", err)
+		return
+	}
+	next := ""
+	if len(items) > limit {
+		items = items[:limit]
+		if offset+limit <= maxSearchSkip {
+			next = strconv.Itoa(offset + limit)
+		}
+	}
+	writeItems(w, items, next)
+}
+
+func (s *Server) categories(w http.ResponseWriter, r *http.Request) {
+	s.setDataAge(w, cloudapi.Products)
+	cats, err := s.o.DB.Categories(r.Context())
+	if err != nil {
+		s.internal(w, r, "list categories", err)
+		return
+	}
+	if cats == nil {
+		cats = []storage.Category{}
+	}
+	s.writeJSON(w, r, http.StatusOK, struct {
+		Items []storage.Category `json:"items"`
+	}{cats})
+}
+
+// settings sends every setting at once: a shop has a handful, capped at maxSettings.
+func (s *Server) settings(w http.ResponseWriter, r *http.Request) {
+	s.setDataAge(w, cloudapi.Settings)
+	items, err := s.o.DB.List(r.Context(), cloudapi.Settings, "", maxSettings)
+	if err != nil {
+		s.internal(w, r, "list settings", err)
+		return
+	}
+	writeItems(w, items, "")
+}
+
+// changes is the device delta feed: every change after since, in local sequence order, each item
+// once in its latest state (deletions included), so a device keeps its own cache in step.
+func (s *Server) changes(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	colls, bad := collectionsParam(q)
+	if bad != nil {
+		s.setDataAge(w, cloudapi.Collections...)
+		problem(w, r, probBadParameter, bad.msg)
+		return
+	}
+	s.setDataAge(w, colls...)
+	since, bad := sinceParam(q)
+	if bad != nil {
+		problem(w, r, probBadParameter, bad.msg)
+		return
+	}
+	limit, bad := limitParam(q)
+	if bad != nil {
+		problem(w, r, probBadParameter, bad.msg)
+		return
+	}
+	changes, err := s.o.DB.Changes(r.Context(), since, limit+1, colls)
+	if err != nil {
+		s.internal(w, r, "read changes", err)
+		return
+	}
+	more := len(changes) > limit
+	if more {
+		changes = changes[:limit]
+	}
+	next := since
+	if len(changes) > 0 {
+		next = changes[len(changes)-1].Seq
+	}
+	b := getBuffer()
+	*b = append(*b, `{"items":[`...)
+	for i := range changes {
+		if i > 0 {
+			*b = append(*b, ',')
+		}
+		*b = appendChange(*b, &changes[i])
+	}
+	*b = append(*b, `],"next_since":`...)
+	*b = strconv.AppendInt(*b, next, 10)
+	*b = append(*b, `,"more":`...)
+	*b = strconv.AppendBool(*b, more)
+	*b = append(*b, '}')
+	writeBody(w, http.StatusOK, *b)
+	putBuffer(b)
+}

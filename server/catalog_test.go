@@ -1,0 +1,554 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/storeedge/storeedge/internal/cloudapi"
+)
+
+func TestProductsPagingReturnsEveryIDOnce(t *testing.T) {
+	f := newFixture(t)
+	seen := map[string]int{}
+	var order []string
+	after, pages := "", 0
+	for {
+		rec := f.get(t, "/api/v1/catalog/products?limit=7&after="+url.QueryEscape(after))
+		p := decodeOK[pageJSON](t, rec)
+		pages++
+		if len(p.Items) > 7 {
+			t.Fatalf("page of %d items with limit 7", len(p.Items))
+		}
+		for _, it := range p.Items {
+			seen[it.ID]++
+			order = append(order, it.ID)
+			if it.Rev != 1 || it.Seq == 0 || productOf(t, it).ID != it.ID {
+				t.Fatalf("item %+v", it)
+			}
+		}
+		if p.Next == "" {
+			break
+		}
+		if p.Next != p.Items[len(p.Items)-1].ID {
+			t.Fatalf("next %q is not the last id of the page", p.Next)
+		}
+		after = p.Next
+		if pages > nProducts {
+			t.Fatal("paging does not end")
+		}
+	}
+	if len(seen) != nProducts || len(order) != nProducts {
+		t.Fatalf("paged %d items (%d distinct), want %d", len(order), len(seen), nProducts)
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Errorf("%s returned %d times", id, n)
+		}
+	}
+	if !slices.IsSorted(order) {
+		t.Error("products not in id order")
+	}
+	// 250 = 35 pages of 7 + 5: the last page is short and has no next.
+	if pages != 36 {
+		t.Errorf("%d pages, want 36", pages)
+	}
+}
+
+func TestProductsExactPageHasNoNext(t *testing.T) {
+	f := newFixture(t)
+	p := decodeOK[pageJSON](t, f.get(t, "/api/v1/catalog/products?limit=50&after="+productID(200)))
+	if len(p.Items) != 50 || p.Next != "" {
+		t.Fatalf("last full page: %d items, next %q; want 50 and no next", len(p.Items), p.Next)
+	}
+	p = decodeOK[pageJSON](t, f.get(t, "/api/v1/catalog/products"))
+	if len(p.Items) != defaultLimit || p.Next != productID(defaultLimit) {
+		t.Fatalf("default page: %d items, next %q", len(p.Items), p.Next)
+	}
+}
+
+func TestProductsByCategoryPaging(t *testing.T) {
+	f := newFixture(t)
+	var got []string
+	after := ""
+	for {
+		p := decodeOK[pageJSON](t, f.get(t, "/api/v1/catalog/products?category=Sweets&limit=10&after="+after))
+		for _, it := range p.Items {
+			if c := productOf(t, it).Category; c != "Sweets" {
+				t.Fatalf("%s of category %q in Sweets", it.ID, c)
+			}
+			got = append(got, it.ID)
+		}
+		if p.Next == "" {
+			break
+		}
+		after = p.Next
+	}
+	var want []string
+	for i := 1; i <= nProducts; i++ {
+		if categories[i%len(categories)] == "Sweets" {
+			want = append(want, productID(i))
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("Sweets: got %d products, want %d", len(got), len(want))
+	}
+	if p := decodeOK[pageJSON](t, f.get(t, "/api/v1/catalog/products?category=Nothing")); len(p.Items) != 0 || p.Next != "" {
+		t.Fatalf("unknown category: %+v", p)
+	}
+}
+
+func TestProductByID(t *testing.T) {
+	f := newFixture(t)
+	rec := f.get(t, "/api/v1/catalog/products/P0007")
+	it := decodeOK[itemJSON](t, rec)
+	stored, err := f.db.Get(context.Background(), cloudapi.Products, "P0007")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if it.ID != "P0007" || it.Rev != stored.Rev || it.Seq != stored.Seq || string(it.Doc) != string(stored.Doc) {
+		t.Fatalf("got %+v, want %+v", it, stored)
+	}
+	if productOf(t, it).Name != "Dark chocolate" {
+		t.Fatalf("doc %s", it.Doc)
+	}
+	if cc := rec.Header().Get("Cache-Control"); cc != "no-cache" {
+		t.Errorf("Cache-Control %q", cc)
+	}
+
+	wantProblem(t, f.get(t, "/api/v1/catalog/products/P9999"), http.StatusNotFound, "not-found", `"P9999"`)
+}
+
+func TestProductIDNeedingEscapes(t *testing.T) {
+	f := newFixture(t)
+	for _, id := range []string{"A/B", "x y", "Ünïcode%", `quote"back\slash`} {
+		applyPage(t, f.db, cloudapi.Products, 0, productChange(id, 1, "Odd "+id, "Odd"))
+		rec := f.get(t, "/api/v1/catalog/products/"+url.PathEscape(id))
+		if it := decodeOK[itemJSON](t, rec); it.ID != id {
+			t.Errorf("asked for %q, got %q", id, it.ID)
+		}
+	}
+	// The same ids come back intact in lists (the JSON encoding of ids is hand-written).
+	p := decodeOK[pageJSON](t, f.get(t, "/api/v1/catalog/products?category=Odd"))
+	var ids []string
+	for _, it := range p.Items {
+		ids = append(ids, it.ID)
+	}
+	want := []string{"A/B", `quote"back\slash`, "x y", "Ünïcode%"}
+	if !slices.Equal(ids, want) {
+		t.Fatalf("ids %q, want %q", ids, want)
+	}
+}
+
+func TestAppendString(t *testing.T) {
+	for _, s := range []string{"", "plain", `"q"`, `back\`, "tab\tnew\nline\r", "\x00\x01\x1f", "é€😀", "bad\xffutf8", "<&>", "\u2028"} {
+		got := appendString(nil, s)
+		var back string
+		if err := json.Unmarshal(got, &back); err != nil {
+			t.Fatalf("%q encoded as %s: %v", s, got, err)
+		}
+		want, _ := json.Marshal(s)
+		var wantBack string
+		json.Unmarshal(want, &wantBack)
+		if back != wantBack {
+			t.Errorf("%q round-trips to %q, want %q", s, back, wantBack)
+		}
+	}
+}
+
+func TestProductByBarcode(t *testing.T) {
+	f := newFixture(t)
+	it := decodeOK[itemJSON](t, f.get(t, "/api/v1/catalog/barcodes/"+barcode(42)))
+	if it.ID != productID(42) || !slices.Contains(productOf(t, it).Barcodes, barcode(42)) {
+		t.Fatalf("barcode %s gave %+v", barcode(42), it)
+	}
+	wantProblem(t, f.get(t, "/api/v1/catalog/barcodes/0000"), http.StatusNotFound, "not-found", `barcode "0000"`)
+
+	// A deleted product is not found by its barcode any more.
+	applyPage(t, f.db, cloudapi.Products, 0, deleteChange(cloudapi.Products, productID(42), 2))
+	wantProblem(t, f.get(t, "/api/v1/catalog/barcodes/"+barcode(42)), http.StatusNotFound, "not-found")
+}
+
+func TestSearch(t *testing.T) {
+	f := newFixture(t)
+	ids := func(p pageJSON) []string {
+		var out []string
+		for _, it := range p.Items {
+			out = append(out, it.ID)
+		}
+		slices.Sort(out)
+		return out
+	}
+	p := decodeOK[pageJSON](t, f.get(t, "/api/v1/catalog/search?q=chocolate"))
+	if got := ids(p); !slices.Equal(got, []string{"P0007", "P0008", "P0009"}) || p.Next != "" {
+		t.Fatalf("chocolate: %v next %q", got, p.Next)
+	}
+	// The last word is a prefix; every word must match; case does not matter.
+	if got := ids(decodeOK[pageJSON](t, f.get(t, "/api/v1/catalog/search?q=DARK+choc"))); !slices.Equal(got, []string{"P0007"}) {
+		t.Fatalf("DARK choc: %v", got)
+	}
+	if got := ids(decodeOK[pageJSON](t, f.get(t, "/api/v1/catalog/search?q=%2A%22"))); len(got) != 0 {
+		t.Fatalf("punctuation only: %v", got)
+	}
+
+	// Paging with the cursor visits each result once.
+	var paged []string
+	cursor := ""
+	for range 10 {
+		p := decodeOK[pageJSON](t, f.get(t, "/api/v1/catalog/search?q=choc&limit=2&cursor="+url.QueryEscape(cursor)))
+		for _, it := range p.Items {
+			paged = append(paged, it.ID)
+		}
+		if p.Next == "" {
+			break
+		}
+		cursor = p.Next
+	}
+	slices.Sort(paged)
+	if !slices.Equal(paged, []string{"P0007", "P0008", "P0009"}) {
+		t.Fatalf("paged search: %v", paged)
+	}
+}
+
+func TestCategories(t *testing.T) {
+	f := newFixture(t)
+	type cat struct {
+		Name     string `json:"name"`
+		Products int64  `json:"products"`
+	}
+	got := decodeOK[struct {
+		Items []cat `json:"items"`
+	}](t, f.get(t, "/api/v1/catalog/categories"))
+	want := []cat{{"Bakery", 83}, {"Drinks", 84}, {"Sweets", 83}}
+	if !slices.Equal(got.Items, want) {
+		t.Fatalf("categories %+v, want %+v", got.Items, want)
+	}
+
+	empty := newFixtureDB(t, openDB(t))
+	if body := strings.TrimSpace(empty.get(t, "/api/v1/catalog/categories").Body.String()); body != `{"items":[]}` {
+		t.Fatalf("no categories: %s", body)
+	}
+}
+
+func TestPricesStockMedia(t *testing.T) {
+	f := newFixture(t)
+	for _, c := range []struct {
+		path  string
+		total int
+		id    string
+		field string
+	}{
+		{"prices", nProducts, "P0003", `"amount":300`},
+		{"stock", nProducts / 2, "P0004", `"quantity":4`},
+		{"media", 2, "M2", `"blob":"img/M2.jpg"`},
+	} {
+		t.Run(c.path, func(t *testing.T) {
+			n, after := 0, ""
+			for {
+				p := decodeOK[pageJSON](t, f.get(t, "/api/v1/catalog/"+c.path+"?limit=40&after="+after))
+				n += len(p.Items)
+				if p.Next == "" {
+					break
+				}
+				after = p.Next
+			}
+			if n != c.total {
+				t.Errorf("listed %d, want %d", n, c.total)
+			}
+			it := decodeOK[itemJSON](t, f.get(t, "/api/v1/catalog/"+c.path+"/"+c.id))
+			if it.ID != c.id || !strings.Contains(string(it.Doc), c.field) {
+				t.Errorf("got %+v, want %s with %s", it, c.id, c.field)
+			}
+			wantProblem(t, f.get(t, "/api/v1/catalog/"+c.path+"/nope"), http.StatusNotFound, "not-found", `"nope"`)
+		})
+	}
+	// Stock of an odd product does not exist.
+	wantProblem(t, f.get(t, "/api/v1/catalog/stock/P0003"), http.StatusNotFound, "not-found", "stock level")
+}
+
+func TestSettings(t *testing.T) {
+	f := newFixture(t)
+	p := decodeOK[pageJSON](t, f.get(t, "/api/v1/catalog/settings"))
+	if len(p.Items) != 2 || p.Items[0].ID != "currency" || p.Items[1].ID != "receipt_footer" || p.Next != "" {
+		t.Fatalf("settings %+v", p)
+	}
+	var s cloudapi.Setting
+	if err := json.Unmarshal(p.Items[1].Doc, &s); err != nil || string(s.Value) != `"Merci !"` {
+		t.Fatalf("setting doc %s: %v", p.Items[1].Doc, err)
+	}
+}
+
+type changeJSON struct {
+	Seq        int64           `json:"seq"`
+	Collection string          `json:"collection"`
+	ID         string          `json:"id"`
+	Op         string          `json:"op"`
+	Rev        int64           `json:"rev"`
+	Doc        json.RawMessage `json:"doc"`
+}
+
+type changePage struct {
+	Items     []changeJSON `json:"items"`
+	NextSince int64        `json:"next_since"`
+	More      bool         `json:"more"`
+}
+
+// drain follows the feed from since to its end, as a device does.
+func drain(t *testing.T, f *fixture, since int64, query string) ([]changeJSON, int64) {
+	t.Helper()
+	var all []changeJSON
+	for range 1000 {
+		p := decodeOK[changePage](t, f.get(t, "/api/v1/catalog/changes?since="+strconv.FormatInt(since, 10)+query))
+		all = append(all, p.Items...)
+		since = p.NextSince
+		if !p.More {
+			return all, since
+		}
+	}
+	t.Fatal("the feed does not end")
+	return nil, 0
+}
+
+func TestChangesFeed(t *testing.T) {
+	f := newFixture(t)
+	all, since := drain(t, f, 0, "&limit=333")
+	total := nProducts + nProducts + nProducts/2 + 2 + 2
+	if len(all) != total {
+		t.Fatalf("full feed: %d changes, want %d", len(all), total)
+	}
+	seen := map[string]bool{}
+	for i, c := range all {
+		if i > 0 && c.Seq <= all[i-1].Seq {
+			t.Fatalf("seq %d after %d", c.Seq, all[i-1].Seq)
+		}
+		key := c.Collection + "/" + c.ID
+		if seen[key] {
+			t.Fatalf("%s twice", key)
+		}
+		seen[key] = true
+		if c.Op != cloudapi.OpUpsert || len(c.Doc) == 0 {
+			t.Fatalf("change %+v", c)
+		}
+	}
+	if since != all[len(all)-1].Seq {
+		t.Fatalf("next_since %d, want the last seq %d", since, all[len(all)-1].Seq)
+	}
+
+	// Caught up: nothing, next_since unchanged, no more.
+	p := decodeOK[changePage](t, f.get(t, "/api/v1/catalog/changes?since="+strconv.FormatInt(since, 10)))
+	if len(p.Items) != 0 || p.NextSince != since || p.More {
+		t.Fatalf("caught up: %+v", p)
+	}
+	if body := f.get(t, "/api/v1/catalog/changes?since="+strconv.FormatInt(since, 10)).Body.String(); !strings.Contains(body, `"items":[]`) {
+		t.Fatalf("empty items must be [], got %s", body)
+	}
+
+	// A price change shows exactly that change.
+	applyPage(t, f.db, cloudapi.Prices, 0, priceChange("P0005", 2, 999))
+	p = decodeOK[changePage](t, f.get(t, "/api/v1/catalog/changes?since="+strconv.FormatInt(since, 10)))
+	if len(p.Items) != 1 || p.More {
+		t.Fatalf("after one price change: %+v", p)
+	}
+	c := p.Items[0]
+	if c.Collection != cloudapi.Prices || c.ID != "P0005" || c.Op != cloudapi.OpUpsert || c.Rev != 2 ||
+		!strings.Contains(string(c.Doc), `"amount":999`) || c.Seq != p.NextSince || c.Seq <= since {
+		t.Fatalf("price change %+v, next_since %d", c, p.NextSince)
+	}
+	since = p.NextSince
+
+	// A delete appears as op delete without a doc.
+	applyPage(t, f.db, cloudapi.Products, 0, deleteChange(cloudapi.Products, "P0006", 2))
+	rec := f.get(t, "/api/v1/catalog/changes?since="+strconv.FormatInt(since, 10))
+	p = decodeOK[changePage](t, rec)
+	if len(p.Items) != 1 || p.Items[0].Op != cloudapi.OpDelete || p.Items[0].ID != "P0006" || p.Items[0].Doc != nil || p.Items[0].Rev != 2 {
+		t.Fatalf("delete: %+v", p)
+	}
+	since = p.NextSince
+
+	// Collections filter: a stock change is not in a products,prices feed.
+	applyPage(t, f.db, cloudapi.Stock, 0, stockChange("P0002", 2, 0))
+	applyPage(t, f.db, cloudapi.Prices, 0, priceChange("P0002", 2, 1))
+	p = decodeOK[changePage](t, f.get(t, "/api/v1/catalog/changes?collections=products,prices&since="+strconv.FormatInt(since, 10)))
+	if len(p.Items) != 1 || p.Items[0].Collection != cloudapi.Prices {
+		t.Fatalf("filtered feed: %+v", p)
+	}
+	p = decodeOK[changePage](t, f.get(t, "/api/v1/catalog/changes?collections=stock&since="+strconv.FormatInt(since, 10)))
+	if len(p.Items) != 1 || p.Items[0].Collection != cloudapi.Stock {
+		t.Fatalf("stock feed: %+v", p)
+	}
+}
+
+func TestChangesMore(t *testing.T) {
+	f := newFixture(t)
+	p := decodeOK[changePage](t, f.get(t, "/api/v1/catalog/changes?since=0&limit=2"))
+	if len(p.Items) != 2 || !p.More || p.NextSince != p.Items[1].Seq {
+		t.Fatalf("first page: %+v", p)
+	}
+	// The last two settings: exactly the limit, and nothing after.
+	all, _ := drain(t, f, 0, "&collections=settings&limit=2")
+	if len(all) != 2 {
+		t.Fatalf("settings feed: %+v", all)
+	}
+	p = decodeOK[changePage](t, f.get(t, "/api/v1/catalog/changes?collections=settings&limit=2"))
+	if p.More {
+		t.Fatal("more is true on a page that holds the last changes")
+	}
+}
+
+func TestDataAgeHeaders(t *testing.T) {
+	f := newFixture(t)
+	for _, c := range []struct {
+		target, age string
+	}{
+		{"/api/v1/catalog/products/P0001", "90"},
+		{"/api/v1/catalog/products", "90"},
+		{"/api/v1/catalog/search?q=tea", "90"},
+		{"/api/v1/catalog/categories", "90"},
+		{"/api/v1/catalog/barcodes/" + barcode(1), "90"},
+		{"/api/v1/catalog/prices/P0001", "30"},
+		{"/api/v1/catalog/stock", "600"},
+		{"/api/v1/catalog/media", "0"},
+		{"/api/v1/catalog/settings", "0"},
+		{"/api/v1/catalog/changes", "600"},                            // the oldest of all
+		{"/api/v1/catalog/changes?collections=products,prices", "90"}, // the oldest of those asked for
+		{"/api/v1/catalog/products/P9999", "90"},                      // errors tell it too
+		{"/api/v1/catalog/products?limit=0", "90"},
+	} {
+		rec := f.get(t, c.target)
+		if got := rec.Header().Get(headerDataAge); got != c.age {
+			t.Errorf("%s: %s %q, want %q", c.target, headerDataAge, got, c.age)
+		}
+		age, _ := strconv.Atoi(c.age)
+		want := testNow.Add(-time.Duration(age) * time.Second).Format("2006-01-02T15:04:05Z")
+		if got := rec.Header().Get(headerSyncedAt); got != want {
+			t.Errorf("%s: %s %q, want %q", c.target, headerSyncedAt, got, want)
+		}
+	}
+	rec := f.post(t, "/api/v1/catalog/lookup", "application/json", `{"ids":["P0001"]}`)
+	if got := rec.Header().Get(headerDataAge); got != "600" {
+		t.Errorf("lookup: data age %q, want the oldest of products, prices, stock (600)", got)
+	}
+}
+
+func TestDataAgeNeverSynced(t *testing.T) {
+	db := openDB(t)
+	applyPage(t, db, cloudapi.Products, productsAge, productChange("P1", 1, "Bread", "Bakery"))
+	f := newFixtureDB(t, db)
+	for _, target := range []string{"/api/v1/catalog/prices", "/api/v1/catalog/prices/P1", "/api/v1/catalog/changes", "/api/v1/catalog/settings"} {
+		rec := f.get(t, target)
+		if got := rec.Header().Get(headerSyncedAt); got != "never" {
+			t.Errorf("%s: %s %q, want never", target, headerSyncedAt, got)
+		}
+		if _, ok := rec.Header()[headerDataAge]; ok {
+			t.Errorf("%s: %s present for a collection never synced", target, headerDataAge)
+		}
+	}
+	rec := f.post(t, "/api/v1/catalog/lookup", "application/json", `{"ids":["P1"]}`)
+	if got := rec.Header().Get(headerSyncedAt); got != "never" {
+		t.Errorf("lookup with prices never synced: %q", got)
+	}
+	if got := f.get(t, "/api/v1/catalog/products").Header().Get(headerDataAge); got != "90" {
+		t.Errorf("products: data age %q", got)
+	}
+}
+
+func TestBadQueryParameters(t *testing.T) {
+	f := newFixture(t)
+	long := strings.Repeat("é", maxQueryRunes+1)
+	for _, c := range []struct {
+		target string
+		detail []string
+	}{
+		{"/api/v1/catalog/products?limit=0", []string{"limit", `"0"`, "1 to 1000"}},
+		{"/api/v1/catalog/products?limit=1001", []string{"limit", "1 to 1000"}},
+		{"/api/v1/catalog/products?limit=ten", []string{"limit", `"ten"`}},
+		{"/api/v1/catalog/products?limit=", []string{"limit"}},
+		{"/api/v1/catalog/products?limit=-5", []string{"limit"}},
+		{"/api/v1/catalog/prices?limit=1.5", []string{"limit"}},
+		{"/api/v1/catalog/stock?limit=99999999999999999999", []string{"limit"}},
+		{"/api/v1/catalog/media?limit=x", []string{"limit"}},
+		{"/api/v1/catalog/changes?since=-1", []string{"since", `"-1"`, "≥ 0"}},
+		{"/api/v1/catalog/changes?since=abc", []string{"since"}},
+		{"/api/v1/catalog/changes?since=", []string{"since"}},
+		{"/api/v1/catalog/changes?limit=0", []string{"limit"}},
+		{"/api/v1/catalog/changes?collections=products,orders", []string{"collections", `"orders"`, "products, prices, stock, media, settings"}},
+		{"/api/v1/catalog/changes?collections=", []string{"collections", `""`}},
+		{"/api/v1/catalog/search", []string{"q", "missing"}},
+		{"/api/v1/catalog/search?q=", []string{"q", "missing"}},
+		{"/api/v1/catalog/search?q=+++", []string{"q", "missing"}},
+		{"/api/v1/catalog/search?q=" + url.QueryEscape(long), []string{"q", "201 characters", "1 to 200"}},
+		{"/api/v1/catalog/search?q=tea&limit=0", []string{"limit"}},
+		{"/api/v1/catalog/search?q=tea&cursor=-1", []string{"cursor"}},
+		{"/api/v1/catalog/search?q=tea&cursor=abc", []string{"cursor"}},
+		{"/api/v1/catalog/search?q=tea&cursor=99999", []string{"cursor"}},
+	} {
+		rec := f.get(t, c.target)
+		p := wantProblem(t, rec, http.StatusBadRequest, "bad-parameter", c.detail...)
+		if u, _ := url.Parse(c.target); p.Instance != u.Path {
+			t.Errorf("%s: instance %q", c.target, p.Instance)
+		}
+	}
+	// 200 characters is allowed.
+	decodeOK[pageJSON](t, f.get(t, "/api/v1/catalog/search?q="+url.QueryEscape(strings.Repeat("é", maxQueryRunes))))
+	decodeOK[pageJSON](t, f.get(t, "/api/v1/catalog/products?limit=1000"))
+	decodeOK[pageJSON](t, f.get(t, "/api/v1/catalog/products?limit=1"))
+}
+
+func TestUnknownRouteAndWrongMethod(t *testing.T) {
+	f := newFixture(t)
+	for _, target := range []string{"/", "/api/v1/orders", "/api/v1/catalog/products/P0001/extra", "/api/v1/catalog/product"} {
+		wantProblem(t, f.get(t, target), http.StatusNotFound, "not-found", target)
+	}
+	for _, c := range []struct {
+		method, target, allow string
+	}{
+		{http.MethodPost, "/api/v1/catalog/products", "GET"},
+		{http.MethodDelete, "/api/v1/catalog/products/P0001", "GET"},
+		{http.MethodGet, "/api/v1/catalog/lookup", "POST"},
+		{http.MethodPut, "/healthz", "GET"},
+		{http.MethodPost, "/api/v1/status", "GET"},
+		{"BREW", "/api/v1/catalog/products", "GET"},
+	} {
+		rec := f.do(t, httpRequest(c.method, c.target))
+		wantProblem(t, rec, http.StatusMethodNotAllowed, "method-not-allowed", c.method, c.allow)
+		if got := rec.Header().Values("Allow"); !slices.Equal(got, []string{c.allow}) {
+			t.Errorf("%s %s: Allow %q, want %q", c.method, c.target, got, c.allow)
+		}
+	}
+}
+
+// A method chi does not know, on a path that does not exist, is still a 404.
+func TestUnknownMethodUnknownPath(t *testing.T) {
+	f := newFixture(t)
+	wantProblem(t, f.do(t, httpRequest("BREW", "/coffee")), http.StatusNotFound, "not-found", "BREW /coffee")
+}
+
+func httpRequest(method, target string) *http.Request {
+	req, err := http.NewRequest(method, target, nil)
+	if err != nil {
+		panic(err)
+	}
+	req.RequestURI = target
+	return req
+}
+
+// The fixture's docs are what storage holds, byte for byte.
+func TestItemsAreStoredBytes(t *testing.T) {
+	f := newFixture(t)
+	want, err := f.db.List(context.Background(), cloudapi.Prices, "", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := decodeOK[pageJSON](t, f.get(t, "/api/v1/catalog/prices?limit=3"))
+	for i := range want {
+		if string(got.Items[i].Doc) != string(want[i].Doc) {
+			t.Errorf("doc %s, stored %s", got.Items[i].Doc, want[i].Doc)
+		}
+	}
+}

@@ -1,0 +1,160 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"sync"
+	"unicode/utf8"
+
+	"github.com/storeedge/storeedge/storage"
+)
+
+// Catalog answers are assembled by appending to a pooled buffer: the stored documents are valid
+// JSON already (the feed decoder checked them before storage kept them), so they are copied as
+// they are instead of being decoded and encoded again for every request.
+
+// maxPooledBuffer keeps a rare huge answer from pinning its memory in the pool.
+const maxPooledBuffer = 1 << 20
+
+var bufPool = sync.Pool{New: func() any {
+	b := make([]byte, 0, 4096)
+	return &b
+}}
+
+func getBuffer() *[]byte { return bufPool.Get().(*[]byte) }
+
+func putBuffer(b *[]byte) {
+	if cap(*b) > maxPooledBuffer {
+		return
+	}
+	*b = (*b)[:0]
+	bufPool.Put(b)
+}
+
+// writeBody sends a complete JSON answer.
+func writeBody(w http.ResponseWriter, status int, body []byte) {
+	h := w.Header()
+	h["Content-Type"] = []string{"application/json"}
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	w.WriteHeader(status)
+	w.Write(body)
+}
+
+// writeJSON encodes v and sends it; for the answers that are not hot enough to hand-assemble.
+// Documents keep their characters: no HTML escaping of < > &, which only matters inside HTML.
+func (s *Server) writeJSON(w http.ResponseWriter, r *http.Request, status int, v any) {
+	b := getBuffer()
+	defer putBuffer(b)
+	buf := bytes.NewBuffer(*b)
+	enc := json.NewEncoder(buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		s.internal(w, r, "encode answer", err)
+		return
+	}
+	*b = buf.Bytes()
+	writeBody(w, status, *b)
+}
+
+// appendItem appends {"id","rev","seq","doc"}.
+func appendItem(b []byte, it *storage.Item) []byte {
+	b = append(b, `{"id":`...)
+	b = appendString(b, it.ID)
+	b = append(b, `,"rev":`...)
+	b = strconv.AppendInt(b, it.Rev, 10)
+	b = append(b, `,"seq":`...)
+	b = strconv.AppendInt(b, it.Seq, 10)
+	b = append(b, `,"doc":`...)
+	b = appendDoc(b, it.Doc)
+	return append(b, '}')
+}
+
+// appendItems appends {"items":[...]} with "next" when next is not empty.
+func appendItems(b []byte, items []storage.Item, next string) []byte {
+	b = append(b, `{"items":[`...)
+	for i := range items {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendItem(b, &items[i])
+	}
+	b = append(b, ']')
+	if next != "" {
+		b = append(b, `,"next":`...)
+		b = appendString(b, next)
+	}
+	return append(b, '}')
+}
+
+// appendChange appends one entry of the device delta feed; a deletion has no doc.
+func appendChange(b []byte, c *storage.LocalChange) []byte {
+	b = append(b, `{"seq":`...)
+	b = strconv.AppendInt(b, c.Seq, 10)
+	b = append(b, `,"collection":`...)
+	b = appendString(b, c.Collection)
+	b = append(b, `,"id":`...)
+	b = appendString(b, c.ID)
+	b = append(b, `,"op":`...)
+	b = appendString(b, c.Op)
+	b = append(b, `,"rev":`...)
+	b = strconv.AppendInt(b, c.Rev, 10)
+	if len(c.Doc) > 0 {
+		b = append(b, `,"doc":`...)
+		b = append(b, c.Doc...)
+	}
+	return append(b, '}')
+}
+
+func appendDoc(b []byte, doc []byte) []byte {
+	if len(doc) == 0 {
+		return append(b, "null"...)
+	}
+	return append(b, doc...)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendString appends s as a JSON string. Ids are checked UTF-8 without control characters by the
+// feed decoder, but nothing here relies on it: invalid bytes become U+FFFD as encoding/json does.
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i++
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}

@@ -1,0 +1,262 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/storeedge/storeedge/internal/cloudapi"
+	"github.com/storeedge/storeedge/storage"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// testNow is the injected clock of every test server.
+var testNow = time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+
+// Catalog of the standard fixture.
+const (
+	nProducts   = 250
+	productsAge = 90 * time.Second // products last synced 90 s before testNow
+	pricesAge   = 30 * time.Second
+	stockAge    = 600 * time.Second
+)
+
+var categories = []string{"Bakery", "Drinks", "Sweets"}
+
+func productID(i int) string { return fmt.Sprintf("P%04d", i) }
+func barcode(i int) string   { return fmt.Sprintf("400%010d", i) }
+
+// productName gives a few products words worth searching for.
+func productName(i int) string {
+	switch i {
+	case 7:
+		return "Dark chocolate"
+	case 8:
+		return "Milk chocolate"
+	case 9:
+		return "Chocolate cookies"
+	case 10:
+		return "Green tea"
+	}
+	return fmt.Sprintf("Item %d", i)
+}
+
+func productChange(id string, rev int64, name, category string, codes ...string) cloudapi.Change {
+	doc, err := json.Marshal(cloudapi.Product{ID: id, Name: name, Brand: "Acme", Category: category, Barcodes: codes})
+	if err != nil {
+		panic(err)
+	}
+	return cloudapi.Change{Collection: cloudapi.Products, ID: id, Op: cloudapi.OpUpsert, Rev: rev, Doc: doc}
+}
+
+func priceChange(id string, rev, amount int64) cloudapi.Change {
+	doc := fmt.Sprintf(`{"product_id":%q,"currency":"EUR","amount":%d}`, id, amount)
+	return cloudapi.Change{Collection: cloudapi.Prices, ID: id, Op: cloudapi.OpUpsert, Rev: rev, Doc: json.RawMessage(doc)}
+}
+
+func stockChange(id string, rev, qty int64) cloudapi.Change {
+	doc := fmt.Sprintf(`{"product_id":%q,"quantity":%d}`, id, qty)
+	return cloudapi.Change{Collection: cloudapi.Stock, ID: id, Op: cloudapi.OpUpsert, Rev: rev, Doc: json.RawMessage(doc)}
+}
+
+func mediaChange(id string, rev int64) cloudapi.Change {
+	doc := fmt.Sprintf(`{"id":%q,"blob":"img/%s.jpg","size":1234,"md5":"1B2M2Y8AsgTpgAmY7PhCfg==","content_type":"image/jpeg"}`, id, id)
+	return cloudapi.Change{Collection: cloudapi.Media, ID: id, Op: cloudapi.OpUpsert, Rev: rev, Doc: json.RawMessage(doc)}
+}
+
+func settingChange(key string, rev int64, value string) cloudapi.Change {
+	doc := fmt.Sprintf(`{"key":%q,"value":%s}`, key, value)
+	return cloudapi.Change{Collection: cloudapi.Settings, ID: key, Op: cloudapi.OpUpsert, Rev: rev, Doc: json.RawMessage(doc)}
+}
+
+func deleteChange(collection, id string, rev int64) cloudapi.Change {
+	return cloudapi.Change{Collection: collection, ID: id, Op: cloudapi.OpDelete, Rev: rev}
+}
+
+func openDB(t testing.TB) *storage.DB {
+	t.Helper()
+	db, err := storage.Open(context.Background(), filepath.Join(t.TempDir(), "storeedge.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// applyPage commits one feed page that was fetched age before testNow.
+func applyPage(t testing.TB, db *storage.DB, collection string, age time.Duration, changes ...cloudapi.Change) {
+	t.Helper()
+	_, err := db.ApplyPage(context.Background(), storage.Page{
+		Collection: collection,
+		Changes:    changes,
+		End:        cloudapi.PageEnd{Cursor: fmt.Sprintf("c.%s.%d", collection, time.Now().UnixNano()), Count: len(changes)},
+		FetchedAt:  testNow.Add(-age),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fillCatalog loads the standard catalog: nProducts products in three categories, each with a
+// barcode and a price, stock for the even ones, two media manifests and two settings. Settings
+// synced age 0; nothing else is left never synced.
+func fillCatalog(t testing.TB, db *storage.DB) {
+	t.Helper()
+	var products, prices, stock []cloudapi.Change
+	for i := 1; i <= nProducts; i++ {
+		id := productID(i)
+		products = append(products, productChange(id, 1, productName(i), categories[i%len(categories)], barcode(i)))
+		prices = append(prices, priceChange(id, 1, int64(100*i)))
+		if i%2 == 0 {
+			stock = append(stock, stockChange(id, 1, int64(i)))
+		}
+	}
+	applyPage(t, db, cloudapi.Products, productsAge, products...)
+	applyPage(t, db, cloudapi.Prices, pricesAge, prices...)
+	applyPage(t, db, cloudapi.Stock, stockAge, stock...)
+	applyPage(t, db, cloudapi.Media, 0, mediaChange("M1", 1), mediaChange("M2", 1))
+	applyPage(t, db, cloudapi.Settings, 0, settingChange("currency", 1, `"EUR"`), settingChange("receipt_footer", 1, `"Merci !"`))
+}
+
+type fixture struct {
+	db  *storage.DB
+	srv *Server
+	h   http.Handler
+}
+
+// newFixture is a server over the standard catalog; opts adjust its options.
+func newFixture(t testing.TB, opts ...func(*Options)) *fixture {
+	t.Helper()
+	db := openDB(t)
+	fillCatalog(t, db)
+	return newFixtureDB(t, db, opts...)
+}
+
+func newFixtureDB(t testing.TB, db *storage.DB, opts ...func(*Options)) *fixture {
+	t.Helper()
+	o := Options{
+		DB:        db,
+		ServerID:  "srv-test",
+		ShopName:  "Lyon Part-Dieu",
+		Version:   "1.2.3",
+		StartedAt: testNow.Add(-time.Hour),
+		Now:       func() time.Time { return testNow },
+	}
+	for _, f := range opts {
+		f(&o)
+	}
+	s, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{db: db, srv: s, h: s.Handler()}
+}
+
+func (f *fixture) do(t testing.TB, req *http.Request) *httptest.ResponseRecorder {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	f.h.ServeHTTP(rec, req)
+	return rec
+}
+
+func (f *fixture) get(t testing.TB, target string) *httptest.ResponseRecorder {
+	t.Helper()
+	return f.do(t, httptest.NewRequest(http.MethodGet, target, nil))
+}
+
+func (f *fixture) post(t testing.TB, target, contentType, body string) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodPost, target, strings.NewReader(body))
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	return f.do(t, req)
+}
+
+// decodeOK checks a 200 JSON answer and decodes it.
+func decodeOK[T any](t testing.TB, rec *httptest.ResponseRecorder) T {
+	t.Helper()
+	if rec.Code != http.StatusOK {
+		t.Fatalf("status %d, want 200; body %s", rec.Code, rec.Body)
+	}
+	if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
+		t.Fatalf("Content-Type %q, want application/json", ct)
+	}
+	var v T
+	dec := json.NewDecoder(rec.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&v); err != nil {
+		t.Fatalf("decode answer: %v", err)
+	}
+	return v
+}
+
+// wantProblem checks an answer is the problem of the given status and type, whose detail holds
+// every piece of text in details.
+func wantProblem(t testing.TB, rec *httptest.ResponseRecorder, status int, slug string, details ...string) problemDoc {
+	t.Helper()
+	body := rec.Body.String()
+	if rec.Code != status {
+		t.Fatalf("status %d, want %d; body %s", rec.Code, status, body)
+	}
+	if ct := rec.Header().Get("Content-Type"); ct != "application/problem+json" {
+		t.Fatalf("Content-Type %q, want application/problem+json", ct)
+	}
+	var p problemDoc
+	dec := json.NewDecoder(strings.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil {
+		t.Fatalf("problem body %s: %v", body, err)
+	}
+	if p.Type != problemBase+slug || p.Status != status || p.Title == "" || p.Instance == "" || p.Detail == "" {
+		t.Fatalf("problem %+v, want type %s and status %d with title, detail and instance", p, problemBase+slug, status)
+	}
+	for _, d := range details {
+		if !strings.Contains(p.Detail, d) {
+			t.Errorf("problem detail %q lacks %q", p.Detail, d)
+		}
+	}
+	return p
+}
+
+type itemJSON struct {
+	ID  string          `json:"id"`
+	Rev int64           `json:"rev"`
+	Seq int64           `json:"seq"`
+	Doc json.RawMessage `json:"doc"`
+}
+
+type pageJSON struct {
+	Items []itemJSON `json:"items"`
+	Next  string     `json:"next"`
+}
+
+func productOf(t testing.TB, it itemJSON) cloudapi.Product {
+	t.Helper()
+	var p cloudapi.Product
+	if err := json.Unmarshal(it.Doc, &p); err != nil {
+		t.Fatalf("product doc %s: %v", it.Doc, err)
+	}
+	return p
+}
+
+func readAll(t testing.TB, r io.Reader) string {
+	t.Helper()
+	b, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}

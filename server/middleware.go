@@ -1,0 +1,231 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+)
+
+// Log attribute keys.
+const (
+	keyListener  = "listener"
+	keyAddr      = "addr"
+	keyGrace     = "grace"
+	keyRequestID = "request_id"
+	keyMethod    = "method"
+	keyPath      = "path"
+	keyStatus    = "status"
+	keyBytes     = "bytes"
+	keyDuration  = "duration"
+	keyRemote    = "remote"
+	keyPanic     = "panic"
+	keyStack     = "stack"
+	keyError     = "err"
+)
+
+const headerRequestID = "X-Request-Id"
+
+type ctxKey struct{}
+
+// requestID returns the id of the request that ctx belongs to, or "".
+func requestID(ctx context.Context) string {
+	id, _ := ctx.Value(ctxKey{}).(string)
+	return id
+}
+
+// Request ids made here are a random per-process prefix and a counter: unique enough to find a
+// request in the log, and cheap.
+var (
+	idPrefix  = newIDPrefix()
+	idCounter atomic.Uint64
+)
+
+func newIDPrefix() string {
+	var b [6]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:]) + "-"
+}
+
+func newRequestID() string {
+	var b [32]byte
+	return string(strconv.AppendUint(append(b[:0], idPrefix...), idCounter.Add(1), 10))
+}
+
+// validRequestID accepts a device's own request id when it is short visible ASCII, so it can be
+// echoed and logged safely.
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] <= ' ' || id[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+// observe gives every request an id (the device's X-Request-Id, or a new one, echoed in the
+// answer), turns a panic into a logged 500 problem so one bad request cannot stop the server, and
+// writes a DEBUG access log line.
+func (s *Server) observe(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id := r.Header.Get(headerRequestID)
+		if !validRequestID(id) {
+			id = newRequestID()
+		}
+		w.Header()[headerRequestID] = []string{id}
+		ctx := context.WithValue(r.Context(), ctxKey{}, id)
+		r = r.WithContext(ctx)
+		rec := &recorder{ResponseWriter: w}
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.log.LogAttrs(ctx, slog.LevelError, "request handler panicked",
+					slog.String(keyRequestID, id), slog.String(keyMethod, r.Method), slog.String(keyPath, r.URL.Path),
+					slog.String(keyPanic, fmt.Sprint(v)), slog.String(keyStack, string(debug.Stack())))
+				if rec.status != 0 {
+					// Part of the answer is out: cut the connection so the device sees a failure
+					// rather than a short answer.
+					s.accessLog(ctx, r, rec, id, start)
+					panic(http.ErrAbortHandler)
+				}
+				problem(rec, r, probInternal, "the server failed on this request; its log has the details under request id "+id)
+			}
+			s.accessLog(ctx, r, rec, id, start)
+		}()
+		next.ServeHTTP(rec, r)
+	})
+}
+
+func (s *Server) accessLog(ctx context.Context, r *http.Request, rec *recorder, id string, start time.Time) {
+	if !s.log.Enabled(ctx, slog.LevelDebug) {
+		return
+	}
+	s.log.LogAttrs(ctx, slog.LevelDebug, "request",
+		slog.String(keyRequestID, id), slog.String(keyMethod, r.Method), slog.String(keyPath, r.URL.Path),
+		slog.Int(keyStatus, rec.status), slog.Int64(keyBytes, rec.bytes),
+		slog.Duration(keyDuration, time.Since(start)), slog.String(keyRemote, r.RemoteAddr))
+}
+
+// recorder remembers the status and size of an answer.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (w *recorder) WriteHeader(code int) {
+	if w.status == 0 && code >= 200 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *recorder) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += int64(n)
+	return n, err
+}
+
+// Flush lets streaming answers (the event stream, later) through the wrapper.
+func (w *recorder) Flush() {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// Unwrap gives http.ResponseController the real writer.
+func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// limitBody caps every request body at MaxBodyBytes: a body announced larger is refused at once,
+// and one that turns out larger fails its read, which handlers answer with 413.
+func (s *Server) limitBody(next http.Handler) http.Handler {
+	limit := s.o.MaxBodyBytes
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > limit {
+			problem(w, r, probBodyTooLarge, tooLarge(limit))
+			return
+		}
+		if r.Body != nil && r.Body != http.NoBody {
+			r.Body = http.MaxBytesReader(w, r.Body, limit)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func tooLarge(limit int64) string {
+	return fmt.Sprintf("the request body is larger than %d bytes (lan.max_body_bytes)", limit)
+}
+
+// notFound answers unknown routes. On a service's own port it says when the route exists on
+// another port, the usual mistake when a device is set up with the wrong port.
+func (s *Server) notFound(listener string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		detail := "no route " + r.Method + " " + r.URL.Path + "; the routes are listed in the storeedge OpenAPI document"
+		if listener != frontDoor && s.front.Match(chi.NewRouteContext(), r.Method, routePath(r)) {
+			detail = "this port carries only the " + listener + " service; " + r.Method + " " + r.URL.Path +
+				" is served by the front door and by its own service's port"
+		}
+		problem(w, r, probNotFound, detail)
+	}
+}
+
+// allowMethods are the methods a 405 answer may list in Allow.
+var allowMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
+
+// methodNotAllowed answers a known path asked with the wrong method, listing the right ones in
+// Allow (chi passes them only to its own default handler, so they are looked up again). chi also
+// sends here methods it does not know, whatever the path: an unknown path is still a 404.
+func (s *Server) methodNotAllowed(mux *chi.Mux, notFound http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		path := routePath(r)
+		var allowed []string
+		for _, m := range allowMethods {
+			if mux.Match(chi.NewRouteContext(), m, path) {
+				allowed = append(allowed, m)
+			}
+		}
+		if len(allowed) == 0 {
+			notFound(w, r)
+			return
+		}
+		for _, m := range allowed {
+			w.Header().Add("Allow", m)
+		}
+		problem(w, r, probMethodNotAllowed, r.URL.Path+" does not accept "+r.Method+"; it accepts "+strings.Join(allowed, ", "))
+	}
+}
+
+// routePath is the path chi routes on.
+func routePath(r *http.Request) string {
+	if r.URL.RawPath != "" {
+		return r.URL.RawPath
+	}
+	return r.URL.Path
+}
+
+// noCache marks catalog answers as revalidate-every-time: the data changes with every sync.
+func noCache(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header()["Cache-Control"] = []string{"no-cache"}
+		next.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,204 @@
+package server
+
+import (
+	"net/http"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/go-chi/chi/v5"
+	"gopkg.in/yaml.v3"
+)
+
+const openAPIPath = "../docs/openapi.yaml"
+
+func loadOpenAPI(t *testing.T) map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(openAPIPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		t.Fatalf("%s: %v", openAPIPath, err)
+	}
+	if v, _ := doc["openapi"].(string); !strings.HasPrefix(v, "3.1.") {
+		t.Fatalf("%s: openapi %q, want 3.1.x", openAPIPath, v)
+	}
+	return doc
+}
+
+// resolve follows a local $ref ("#/components/…") until it reaches a definition.
+func resolve(t *testing.T, doc map[string]any, v any) map[string]any {
+	t.Helper()
+	for range 10 {
+		m, ok := v.(map[string]any)
+		if !ok {
+			t.Fatalf("not an object: %v", v)
+		}
+		ref, ok := m["$ref"].(string)
+		if !ok {
+			return m
+		}
+		if !strings.HasPrefix(ref, "#/") {
+			t.Fatalf("non-local $ref %q", ref)
+		}
+		var cur any = doc
+		for _, part := range strings.Split(strings.TrimPrefix(ref, "#/"), "/") {
+			cm, ok := cur.(map[string]any)
+			if !ok || cm[part] == nil {
+				t.Fatalf("$ref %q does not resolve", ref)
+			}
+			cur = cm[part]
+		}
+		v = cur
+	}
+	t.Fatal("$ref chain too long")
+	return nil
+}
+
+var httpMethods = []string{"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+
+// chiParam matches a chi path parameter, with or without a regexp: {id} or {id:[0-9]+}.
+var chiParam = regexp.MustCompile(`\{([^}:]+)(:[^}]*)?\}`)
+
+func TestOpenAPIMatchesRoutes(t *testing.T) {
+	doc := loadOpenAPI(t)
+	paths, _ := doc["paths"].(map[string]any)
+	documented := map[string]bool{}
+	for path, item := range paths {
+		for _, m := range httpMethods {
+			if _, ok := item.(map[string]any)[m]; ok {
+				documented[strings.ToUpper(m)+" "+path] = true
+			}
+		}
+	}
+
+	f := newFixtureDB(t, openDB(t))
+	served := map[string]bool{}
+	err := chi.Walk(f.srv.front, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
+		served[method+" "+chiParam.ReplaceAllString(route, "{$1}")] = true
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var undocumented, unserved []string
+	for r := range served {
+		if !documented[r] {
+			undocumented = append(undocumented, r)
+		}
+	}
+	for r := range documented {
+		if !served[r] {
+			unserved = append(unserved, r)
+		}
+	}
+	slices.Sort(undocumented)
+	slices.Sort(unserved)
+	if len(undocumented) > 0 {
+		t.Errorf("served but missing from %s:\n  %s", openAPIPath, strings.Join(undocumented, "\n  "))
+	}
+	if len(unserved) > 0 {
+		t.Errorf("in %s but not served by the front door:\n  %s", openAPIPath, strings.Join(unserved, "\n  "))
+	}
+	if len(served) < 17 {
+		t.Errorf("only %d routes walked: %v", len(served), served)
+	}
+}
+
+func TestOpenAPIErrorsAreProblems(t *testing.T) {
+	doc := loadOpenAPI(t)
+	paths, _ := doc["paths"].(map[string]any)
+	for path, item := range paths {
+		for _, m := range httpMethods {
+			op, ok := item.(map[string]any)[m].(map[string]any)
+			if !ok {
+				continue
+			}
+			where := strings.ToUpper(m) + " " + path
+			responses, _ := op["responses"].(map[string]any)
+			if _, ok := responses["default"]; !ok {
+				t.Errorf("%s: no default (problem) response", where)
+			}
+			for code, r := range responses {
+				n, err := strconv.Atoi(code)
+				if code != "default" && err != nil {
+					t.Errorf("%s: response code %q", where, code)
+					continue
+				}
+				content, _ := resolve(t, doc, r)["content"].(map[string]any)
+				if code != "default" && n < 400 {
+					if _, ok := content["application/json"]; !ok {
+						t.Errorf("%s %s: success not application/json", where, code)
+					}
+					continue
+				}
+				if len(content) != 1 || content["application/problem+json"] == nil {
+					t.Errorf("%s %s: error response content %v, want only application/problem+json", where, code, keys(content))
+					continue
+				}
+				schema := resolve(t, doc, content["application/problem+json"].(map[string]any)["schema"])
+				if props, _ := schema["properties"].(map[string]any); props["type"] == nil || props["detail"] == nil || props["instance"] == nil {
+					t.Errorf("%s %s: problem schema lacks type, detail or instance", where, code)
+				}
+			}
+		}
+	}
+}
+
+// The problem types the code can answer are the ones the document lists.
+func TestOpenAPIProblemTypes(t *testing.T) {
+	doc := loadOpenAPI(t)
+	schema := resolve(t, doc, map[string]any{"$ref": "#/components/schemas/Problem"})
+	var documented []string
+	for _, v := range schema["properties"].(map[string]any)["type"].(map[string]any)["enum"].([]any) {
+		documented = append(documented, v.(string))
+	}
+	var code []string
+	for _, p := range []problemType{probNotFound, probBadParameter, probMalformedBody, probInvalidBody, probBodyTooLarge,
+		probUnsupportedMediaType, probMethodNotAllowed, probNotReady, probInternal} {
+		code = append(code, problemBase+p.slug)
+	}
+	slices.Sort(documented)
+	slices.Sort(code)
+	if !slices.Equal(documented, code) {
+		t.Errorf("problem types documented %v, in the code %v", documented, code)
+	}
+}
+
+// Catalog answers document the data-age headers.
+func TestOpenAPICatalogHeaders(t *testing.T) {
+	doc := loadOpenAPI(t)
+	for path, item := range doc["paths"].(map[string]any) {
+		if !strings.HasPrefix(path, "/api/v1/catalog/") {
+			continue
+		}
+		for _, m := range httpMethods {
+			op, ok := item.(map[string]any)[m].(map[string]any)
+			if !ok {
+				continue
+			}
+			ok200 := resolve(t, doc, op["responses"].(map[string]any)["200"])
+			headers, _ := ok200["headers"].(map[string]any)
+			for _, h := range []string{headerSyncedAt, headerDataAge, "Cache-Control"} {
+				if headers[h] == nil {
+					t.Errorf("%s %s: 200 does not document %s", strings.ToUpper(m), path, h)
+				}
+			}
+		}
+	}
+}
+
+func keys(m map[string]any) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}

@@ -1,0 +1,100 @@
+package server
+
+import (
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/storeedge/storeedge/internal/cloudapi"
+)
+
+// Limits of the query parameters, as documented in docs/openapi.yaml.
+const (
+	defaultLimit  = 100
+	maxLimit      = 1000
+	maxQueryRunes = 200
+	maxSearchSkip = 10000 // deepest search result reachable by paging
+	maxSettings   = 1000
+)
+
+// badParam is a query parameter that breaks its rules; its text names the parameter, the value
+// and what is allowed.
+type badParam struct{ msg string }
+
+func (e *badParam) Error() string { return e.msg }
+
+func badParamf(format string, args ...any) *badParam {
+	return &badParam{fmt.Sprintf(format, args...)}
+}
+
+// limitParam reads limit: absent means the default, anything but a whole number in range is an
+// error.
+func limitParam(q url.Values) (int, *badParam) {
+	v, ok := q["limit"]
+	if !ok {
+		return defaultLimit, nil
+	}
+	n, err := strconv.Atoi(v[0])
+	if err != nil || n < 1 || n > maxLimit {
+		return 0, badParamf("limit: %q is not allowed; want a whole number from 1 to %d (default %d)", v[0], maxLimit, defaultLimit)
+	}
+	return n, nil
+}
+
+// sinceParam reads since: absent means 0 (everything), else a whole number ≥ 0.
+func sinceParam(q url.Values) (int64, *badParam) {
+	v, ok := q["since"]
+	if !ok {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(v[0], 10, 64)
+	if err != nil || n < 0 {
+		return 0, badParamf("since: %q is not allowed; want a whole number ≥ 0: 0 for everything, then the next_since of the previous answer", v[0])
+	}
+	return n, nil
+}
+
+// collectionsParam reads collections, a comma-separated list of collection names; absent means
+// every collection.
+func collectionsParam(q url.Values) ([]string, *badParam) {
+	v, ok := q["collections"]
+	if !ok {
+		return cloudapi.Collections, nil
+	}
+	var out []string
+	for name := range strings.SplitSeq(v[0], ",") {
+		if !cloudapi.IsCollection(name) {
+			return nil, badParamf("collections: unknown collection %q; want a comma-separated list of %s", name, strings.Join(cloudapi.Collections, ", "))
+		}
+		dup := false
+		for _, seen := range out {
+			dup = dup || seen == name
+		}
+		if !dup {
+			out = append(out, name)
+		}
+	}
+	return out, nil
+}
+
+// searchParams reads q and cursor. The cursor is opaque to devices; it is the offset of the next
+// result.
+func searchParams(q url.Values) (query string, offset int, bad *badParam) {
+	query = strings.TrimSpace(q.Get("q"))
+	if query == "" {
+		return "", 0, badParamf("q: missing; want the text to search for, 1 to %d characters", maxQueryRunes)
+	}
+	if n := utf8.RuneCountInString(query); n > maxQueryRunes {
+		return "", 0, badParamf("q: %d characters is too long; want 1 to %d", n, maxQueryRunes)
+	}
+	if c, ok := q["cursor"]; ok && c[0] != "" {
+		n, err := strconv.Atoi(c[0])
+		if err != nil || n < 0 || n > maxSearchSkip {
+			return "", 0, badParamf("cursor: %q is not a cursor of this server; pass the next value of the previous answer unchanged (search pages reach the first %d results)", c[0], maxSearchSkip)
+		}
+		offset = n
+	}
+	return query, offset, nil
+}

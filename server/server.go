@@ -1,0 +1,371 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/storeedge/storeedge/storage"
+)
+
+// EphemeralPort as a port number asks the system for a free port (tests, tools). Addrs tells which
+// port was chosen.
+const EphemeralPort = -1
+
+// Options configure a Server. The daemon fills them from the lan.* configuration keys.
+type Options struct {
+	DB *storage.DB
+	// WAN reports the health of the link to the cloud for the status page; nil reports "unknown".
+	// It is called on every status request, so it must be quick and safe for concurrent use.
+	WAN func() WANStatus
+
+	Bind      string         // IP address to listen on; "" means every interface
+	FrontDoor int            // port carrying every service; 0 = off, EphemeralPort = any free port
+	Services  map[string]int // service name (catalog, media, orders, devices, events, admin) -> own port, as FrontDoor
+
+	// Zero durations and sizes take the defaults of docs/configuration.md. ShutdownGrace zero means
+	// requests in progress are cut at once on stop.
+	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout, ShutdownGrace time.Duration
+	MaxBodyBytes                                                             int64
+	MaxHeaderBytes                                                           int
+
+	Logger *slog.Logger
+
+	ServerID, ShopName, Version string
+	StartedAt                   time.Time        // zero: the time New was called
+	Now                         func() time.Time // clock for data ages and uptime; nil: time.Now
+}
+
+// WANStatus is the health of the link to the cloud, as the feed syncer last saw it.
+type WANStatus struct {
+	State       string    `json:"state"` // ok, unreachable, unauthorized, proxy_error, disabled, unknown
+	LastContact time.Time `json:"last_contact,omitzero"`
+	LastError   string    `json:"last_error,omitempty"`
+	Route       string    `json:"route"` // "direct" or e.g. "http-connect via proxy.lan:3128"
+}
+
+// Service names, as in the lan.services configuration keys.
+const (
+	serviceCatalog = "catalog"
+	serviceMedia   = "media"
+	serviceOrders  = "orders"
+	serviceDevices = "devices"
+	serviceEvents  = "events"
+	serviceAdmin   = "admin"
+	frontDoor      = "front_door"
+)
+
+// services is every LAN service in port order. A service without routes is not written yet: its
+// routes are absent from the front door and its own port is not opened even when configured, so
+// a firewall rule for it finds nothing listening rather than a server answering 404 to everything.
+// Adding a service is giving it its routes here.
+var services = []struct {
+	name   string
+	routes func(s *Server, r chi.Router)
+}{
+	{serviceCatalog, (*Server).catalogRoutes},
+	{serviceMedia, nil},
+	{serviceOrders, nil},
+	{serviceDevices, nil},
+	{serviceEvents, nil},
+	{serviceAdmin, (*Server).adminRoutes},
+}
+
+// Defaults for zero Options, the same as the configuration's.
+const (
+	defaultReadHeaderTimeout = 5 * time.Second
+	defaultReadTimeout       = 30 * time.Second
+	defaultWriteTimeout      = 60 * time.Second
+	defaultIdleTimeout       = 120 * time.Second
+	defaultMaxBodyBytes      = 1 << 20
+	defaultMaxHeaderBytes    = 64 << 10
+)
+
+// Server serves the LAN HTTP API on the front door and the services' own ports.
+type Server struct {
+	o     Options
+	log   *slog.Logger
+	now   func() time.Time
+	front *chi.Mux
+	ports []*port // enabled listeners: the front door first, then services in table order
+
+	mu        sync.Mutex // protects the fields below
+	listening bool
+	running   bool
+	done      bool // Run returned or Close was called: the Server cannot serve again
+}
+
+// port is one listener and what it serves.
+type port struct {
+	name    string // frontDoor or a service name
+	key     string // configuration key, for error messages
+	num     int
+	handler http.Handler
+	ln      net.Listener
+}
+
+// New checks the options and builds the routers; it opens nothing.
+func New(o Options) (*Server, error) {
+	if o.DB == nil {
+		return nil, errors.New("server: no database")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.StartedAt.IsZero() {
+		o.StartedAt = o.Now()
+	}
+	o.ReadHeaderTimeout = orDefault(o.ReadHeaderTimeout, defaultReadHeaderTimeout)
+	o.ReadTimeout = orDefault(o.ReadTimeout, defaultReadTimeout)
+	o.WriteTimeout = orDefault(o.WriteTimeout, defaultWriteTimeout)
+	o.IdleTimeout = orDefault(o.IdleTimeout, defaultIdleTimeout)
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = defaultMaxBodyBytes
+	}
+	if o.MaxHeaderBytes <= 0 {
+		o.MaxHeaderBytes = defaultMaxHeaderBytes
+	}
+	o.ShutdownGrace = max(o.ShutdownGrace, 0)
+
+	s := &Server{o: o, log: o.Logger, now: o.Now}
+	s.front = s.router(frontDoor)
+
+	known := make(map[string]bool, len(services))
+	for _, svc := range services {
+		known[svc.name] = true
+	}
+	for name := range o.Services {
+		if !known[name] {
+			return nil, fmt.Errorf("server: lan.services.%s: unknown service; want catalog, media, orders, devices, events or admin", name)
+		}
+	}
+	used := make(map[int]string)
+	add := func(name, key string, num int) error {
+		if num < EphemeralPort || num > 65535 {
+			return fmt.Errorf("server: %s: port %d out of range; want 0 (off) or 1-65535", key, num)
+		}
+		if num == 0 {
+			return nil
+		}
+		if other, ok := used[num]; ok && num > 0 {
+			return fmt.Errorf("server: %s: %d: same port as %s; give each listener its own port, or 0 to turn it off", key, num, other)
+		}
+		used[num] = key
+		h := s.front
+		if name != frontDoor {
+			h = s.router(name)
+		}
+		s.ports = append(s.ports, &port{name: name, key: key, num: num, handler: h})
+		return nil
+	}
+	if err := add(frontDoor, "lan.front_door", o.FrontDoor); err != nil {
+		return nil, err
+	}
+	for _, svc := range services {
+		if svc.routes == nil {
+			continue
+		}
+		if err := add(svc.name, "lan.services."+svc.name, o.Services[svc.name]); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// router builds the handler of one listener: the health checks and either one service's routes or,
+// for the front door, every service's.
+func (s *Server) router(name string) *chi.Mux {
+	r := chi.NewRouter()
+	r.Use(s.observe, s.limitBody)
+	notFound := s.notFound(name)
+	r.NotFound(notFound)
+	r.MethodNotAllowed(s.methodNotAllowed(r, notFound))
+	r.Get("/healthz", s.healthz)
+	r.Get("/readyz", s.readyz)
+	for _, svc := range services {
+		if svc.routes != nil && (name == frontDoor || name == svc.name) {
+			svc.routes(s, r)
+		}
+	}
+	return r
+}
+
+// Handler is the front door's handler: every route of every service.
+func (s *Server) Handler() http.Handler { return s.front }
+
+// Listen opens every enabled port now, so that a port in use or a missing privilege is reported
+// before the rest of the daemon starts. On failure no port stays open and the error, a
+// *ListenError, tells shop IT what to do. Listen is a no-op the second time.
+func (s *Server) Listen() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done {
+		return errors.New("server: listen: server already stopped")
+	}
+	if s.listening {
+		return nil
+	}
+	for i, p := range s.ports {
+		num := max(p.num, 0) // EphemeralPort: let the system choose
+		addr := net.JoinHostPort(s.o.Bind, strconv.Itoa(num))
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			for _, q := range s.ports[:i] {
+				q.ln.Close()
+				q.ln = nil
+			}
+			return listenError(p.key, addr, num, err)
+		}
+		p.ln = ln
+	}
+	s.listening = true
+	return nil
+}
+
+// Addrs returns the address each open port is bound to, by "front_door" or service name. It is
+// empty before Listen.
+func (s *Server) Addrs() map[string]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]string, len(s.ports))
+	if !s.listening {
+		return out
+	}
+	for _, p := range s.ports {
+		out[p.name] = p.ln.Addr().String()
+	}
+	return out
+}
+
+// Close releases the ports of a Server that Listen opened but Run never served. It does nothing
+// once Run has started: Run releases them itself when its context ends.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.running || s.done {
+		s.done = true
+		return nil
+	}
+	s.done = true
+	var errs []error
+	if s.listening {
+		for _, p := range s.ports {
+			errs = append(errs, p.ln.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Run serves every open port (calling Listen first if needed) until ctx ends, then stops taking
+// connections and gives requests in progress ShutdownGrace to finish before cutting them. It
+// returns nil on a requested stop, or the error of a port that failed on its own (which stops the
+// others too). A Server runs once.
+func (s *Server) Run(ctx context.Context) error {
+	if err := s.Listen(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if s.running || s.done {
+		s.mu.Unlock()
+		return errors.New("server: run: server already ran")
+	}
+	s.running = true
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.done = true
+		s.mu.Unlock()
+	}()
+
+	// Requests keep their context through the grace period: deriving it from ctx would cancel
+	// them at the very moment Shutdown is meant to let them finish. It ends when Run returns, which
+	// also ends long-lived requests that Shutdown does not wait for.
+	base, cancelBase := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelBase()
+	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
+
+	type result struct {
+		p   *port
+		err error
+	}
+	results := make(chan result, len(s.ports))
+	servers := make([]*http.Server, len(s.ports))
+	for i, p := range s.ports {
+		srv := &http.Server{
+			Handler:           p.handler,
+			ReadHeaderTimeout: s.o.ReadHeaderTimeout,
+			ReadTimeout:       s.o.ReadTimeout,
+			WriteTimeout:      s.o.WriteTimeout,
+			IdleTimeout:       s.o.IdleTimeout,
+			MaxHeaderBytes:    s.o.MaxHeaderBytes,
+			BaseContext:       func(net.Listener) context.Context { return base },
+			ErrorLog:          errLog,
+		}
+		servers[i] = srv
+		s.log.LogAttrs(ctx, slog.LevelInfo, "LAN port open", slog.String(keyListener, p.name), slog.String(keyAddr, p.ln.Addr().String()))
+		go func() {
+			err := srv.Serve(p.ln)
+			if errors.Is(err, http.ErrServerClosed) {
+				err = nil
+			}
+			results <- result{p, err}
+		}()
+	}
+
+	var failed error
+	pending := len(servers)
+	select {
+	case <-ctx.Done():
+	case r := <-results:
+		pending--
+		if r.err != nil {
+			failed = fmt.Errorf("server: %s on %s: %w", r.p.key, r.p.ln.Addr(), r.err)
+		}
+	}
+
+	grace, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.o.ShutdownGrace)
+	defer cancel()
+	var wg sync.WaitGroup
+	var cutMu sync.Mutex
+	cut := 0
+	for _, srv := range servers {
+		wg.Go(func() {
+			if srv.Shutdown(grace) != nil {
+				srv.Close()
+				cutMu.Lock()
+				cut++
+				cutMu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	for ; pending > 0; pending-- {
+		if r := <-results; r.err != nil && failed == nil {
+			failed = fmt.Errorf("server: %s on %s: %w", r.p.key, r.p.ln.Addr(), r.err)
+		}
+	}
+	if cut > 0 {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "requests still running at the end of the shutdown grace period were cut",
+			slog.Duration(keyGrace, s.o.ShutdownGrace))
+	}
+	return failed
+}
