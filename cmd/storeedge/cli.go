@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime/debug"
+	"strings"
+
+	"github.com/storeedge/storeedge/internal/config"
+)
+
+// version is set at build time with -ldflags "-X main.version=…"; otherwise it comes from the
+// module build information.
+var version = ""
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+// usageError is a mistake on the command line or in the configuration: exit code 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// exitCode maps run's error to the process exit code, in one place: 0 success, 2 usage or
+// configuration error, 1 anything else.
+func exitCode(err error, stderr io.Writer) int {
+	var ue usageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "storeedge: %v\n", err)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "storeedge: %v\n", err)
+		return 1
+	}
+}
+
+const topUsage = `storeedge — the in-store edge server
+
+Usage:
+  storeedge run      [--config PATH] [--set KEY=VALUE ...]   run the server (the service's command)
+  storeedge demo     [--products N] [--port N] [--data-dir DIR] run against a built-in simulated cloud
+  storeedge config   [--config PATH] [--set KEY=VALUE ...]   check the configuration and print it (secrets hidden)
+  storeedge version                                           print the version
+
+Run "storeedge COMMAND --help" for the options of a command.
+`
+
+// run is the whole program: it parses the subcommand and calls it.
+func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, topUsage)
+		return usageError{errors.New("no command given")}
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "run":
+		return cmdRun(ctx, rest, env, stdout, stderr)
+	case "demo":
+		return cmdDemo(ctx, rest, env, stdout, stderr)
+	case "config":
+		return cmdConfig(rest, env, stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintf(stdout, "storeedge %s\n", buildVersion())
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, topUsage)
+		return nil
+	default:
+		fmt.Fprint(stderr, topUsage)
+		return usageError{fmt.Errorf("unknown command %q", cmd)}
+	}
+}
+
+// setFlags collects repeated --set KEY=VALUE flags.
+type setFlags []string
+
+func (s *setFlags) String() string { return strings.Join(*s, " ") }
+func (s *setFlags) Set(v string) error {
+	if !strings.Contains(v, "=") {
+		return fmt.Errorf("want KEY=VALUE, got %q", v)
+	}
+	*s = append(*s, v)
+	return nil
+}
+
+func newFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// loadConfig parses the configuration flags of run and config and loads the configuration.
+func loadConfig(name, usage string, args, env []string, stderr io.Writer) (config.Config, error) {
+	fs := newFlagSet(name, usage+"\n"+config.FlagUsage()+"\nFlags:\n", stderr)
+	path := fs.String("config", "", "configuration file (YAML)")
+	var sets setFlags
+	fs.Var(&sets, "set", "set one configuration key, KEY=VALUE (repeatable)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return config.Config{}, err
+		}
+		return config.Config{}, usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return config.Config{}, usageError{fmt.Errorf("%s: unexpected argument %q", name, fs.Arg(0))}
+	}
+	cfg, err := config.Load(config.ResolvePath(*path, env), env, sets)
+	if err != nil {
+		return cfg, usageError{fmt.Errorf("invalid configuration:\n%w", err)}
+	}
+	return cfg, nil
+}
+
+func cmdRun(ctx context.Context, args, env []string, stdout, stderr io.Writer) error {
+	cfg, err := loadConfig("run", "Usage: storeedge run [--config PATH] [--set KEY=VALUE ...]\n\nRuns the server: serves the shop's devices from the local database and syncs it with the cloud.\n", args, env, stderr)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.Log, stderr)
+	for _, name := range cfg.UnknownEnv {
+		log.Warn("ignoring unknown environment variable", slog.String("name", name))
+	}
+	return daemon(ctx, cfg, log, nil)
+}
+
+func cmdConfig(args, env []string, stdout, stderr io.Writer) error {
+	cfg, err := loadConfig("config", "Usage: storeedge config [--config PATH] [--set KEY=VALUE ...]\n\nChecks the configuration and prints the effective values, secrets hidden.\n", args, env, stderr)
+	if err != nil {
+		return err
+	}
+	fmt.Fprint(stdout, cfg.Redacted())
+	return nil
+}
+
+func newLogger(c config.Log, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: c.SlogLevel()}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/storeedge/storeedge/internal/config"
+	"github.com/storeedge/storeedge/internal/wan"
+	"github.com/storeedge/storeedge/server"
+	"github.com/storeedge/storeedge/storage"
+	"github.com/storeedge/storeedge/sync/cloud"
+	"github.com/storeedge/storeedge/sync/feed"
+)
+
+// daemon wires the components together and runs them until ctx ends:
+//
+//	WAN dialer → cloud client → feed syncer ─┐
+//	                                         ├→ storage (SQLite)
+//	LAN server (front door + services) ──────┘
+//
+// The database opens and the LAN listeners bind before anything starts, so the shop is served
+// from its local data within a second whatever the WAN does; sync runs in the background.
+// started, when not nil, is called with the bound addresses once serving.
+func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started func(map[string]string)) error {
+	startedAt := time.Now()
+	db, err := storage.Open(ctx, cfg.DatabasePath())
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	dialer, err := wan.New(wan.Options{
+		ProxyURL:       cfg.WAN.Proxy.Reveal(),
+		UseEnvironment: cfg.WAN.UseEnvironment,
+		ExtraCAFile:    cfg.WAN.ExtraCAFile,
+		ConnectTimeout: cfg.WAN.ConnectTimeout,
+	})
+	if err != nil {
+		return usageError{err}
+	}
+	client, err := cloud.New(cfg.Cloud.URL, cfg.Cloud.StoreKey.Reveal(), dialer.HTTPClient(cfg.Cloud.RequestTimeout), "storeedge/"+buildVersion())
+	if err != nil {
+		return usageError{err}
+	}
+	syncer := feed.New(feed.Options{
+		DB:           db,
+		Client:       client,
+		PageSize:     cfg.Cloud.PageSize,
+		PollInterval: cfg.Cloud.PollInterval,
+		Logger:       log,
+		Classify:     classifyWANError,
+	})
+	route := dialer.Describe(client.Host())
+	wanStatus := func() server.WANStatus {
+		if !cfg.Cloud.Sync {
+			return server.WANStatus{State: "disabled", Route: route}
+		}
+		w := syncer.WAN()
+		return server.WANStatus{State: w.State, LastContact: w.LastContact, LastError: w.LastError, Route: route}
+	}
+
+	srv, err := server.New(server.Options{
+		DB:                db,
+		WAN:               wanStatus,
+		Bind:              cfg.LAN.Bind,
+		FrontDoor:         cfg.LAN.FrontDoor,
+		Services:          serviceMap(cfg.LAN.Services),
+		ReadHeaderTimeout: cfg.LAN.ReadHeaderTimeout,
+		ReadTimeout:       cfg.LAN.ReadTimeout,
+		WriteTimeout:      cfg.LAN.WriteTimeout,
+		IdleTimeout:       cfg.LAN.IdleTimeout,
+		ShutdownGrace:     cfg.LAN.ShutdownGrace,
+		MaxBodyBytes:      cfg.LAN.MaxBodyBytes,
+		MaxHeaderBytes:    cfg.LAN.MaxHeaderBytes,
+		Logger:            log,
+		ServerID:          cfg.ServerID,
+		ShopName:          cfg.Shop.Name,
+		Version:           buildVersion(),
+		StartedAt:         startedAt,
+	})
+	if err != nil {
+		return err
+	}
+	if err := srv.Listen(); err != nil {
+		return err
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return srv.Run(gctx) })
+	if cfg.Cloud.Sync {
+		g.Go(func() error { return syncer.Run(gctx) })
+	}
+	addrs := srv.Addrs()
+	log.Info("storeedge: serving", slog.String("version", buildVersion()), slog.Any("listen", addrs),
+		slog.String("database", db.Path()), slog.String("cloud", client.Host()), slog.String("wan_route", route),
+		slog.Bool("sync", cfg.Cloud.Sync), slog.Duration("startup", time.Since(startedAt)))
+	if started != nil {
+		started(addrs)
+	}
+	err = g.Wait()
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		err = nil
+	}
+	log.Info("storeedge: stopped")
+	return err
+}
+
+// serviceMap is the port of each LAN service, as the server wants it.
+func serviceMap(s config.Services) map[string]int {
+	return map[string]int{
+		"catalog": s.Catalog,
+		"media":   s.Media,
+		"orders":  s.Orders,
+		"devices": s.Devices,
+		"events":  s.Events,
+		"admin":   s.Admin,
+	}
+}
+
+// classifyWANError tells a proxy failure from an unreachable cloud, for the status page.
+func classifyWANError(err error) string {
+	var pe *wan.ProxyError
+	if errors.As(err, &pe) && !errors.Is(err, wan.ErrTargetUnreachable) {
+		return feed.StateProxyError
+	}
+	return feed.StateUnreachable
+}

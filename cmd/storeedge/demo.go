@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/storeedge/storeedge/internal/cloudsim"
+	"github.com/storeedge/storeedge/internal/config"
+)
+
+const demoUsage = `Usage: storeedge demo [--products N] [--port N] [--data-dir DIR]
+
+Runs the server against the built-in reference cloud (the same simulator the tests use), with a
+generated catalog that changes every few seconds. Everything listens on 127.0.0.1 only. Stop it
+with Ctrl-C; run it again and it starts from the database it left.
+
+Flags:
+`
+
+// cmdDemo runs the daemon against an in-process cloud simulator on loopback.
+func cmdDemo(ctx context.Context, args, env []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("demo", demoUsage, stderr)
+	products := fs.Int("products", 5000, "products in the simulated catalog")
+	port := fs.Int("port", 8080, "front-door port (the services take 8000-8005 as in production)")
+	dataDir := fs.String("data-dir", filepath.Join(os.TempDir(), "storeedge-demo"), "where the demo keeps its database")
+	changeEvery := fs.Duration("change-every", 5*time.Second, "how often the simulated cloud changes prices, stock and products")
+	verbose := fs.Bool("v", false, "log every sync step (debug level)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
+	}
+	if *products < 1 || *products > 1_000_000 {
+		return usageError{fmt.Errorf("demo: --products must be 1..1000000, got %d", *products)}
+	}
+
+	const storeKey = "demo-store-key"
+	sim := cloudsim.New(cloudsim.Options{Products: *products, StoreID: "demo-shop", StoreName: "Demo shop", StoreKey: storeKey, ChangeEvery: *changeEvery})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("demo: start the simulated cloud: %w", err)
+	}
+	simSrv := &http.Server{Handler: sim.Handler(), ReadHeaderTimeout: 5 * time.Second}
+
+	cfg := config.Default()
+	cfg.ServerID = "storeedge-demo"
+	cfg.Shop.Name = "Demo shop"
+	cfg.DataDir = *dataDir
+	cfg.Cloud.URL = "http://" + ln.Addr().String()
+	cfg.Cloud.StoreKey = config.Secret(storeKey)
+	cfg.Cloud.PollInterval = 2 * time.Second
+	cfg.WAN.Proxy = "direct"
+	cfg.LAN.Bind = "127.0.0.1"
+	cfg.LAN.FrontDoor = *port
+	level := "info"
+	if *verbose {
+		level = "debug"
+	}
+	cfg.Log.Level = level
+	if err := cfg.Validate(); err != nil {
+		ln.Close()
+		return usageError{fmt.Errorf("demo: %w", err)}
+	}
+	log := newLogger(cfg.Log, stderr)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := simSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		return simSrv.Shutdown(sctx)
+	})
+	g.Go(func() error { return sim.Run(gctx) })
+	g.Go(func() error {
+		return daemon(gctx, cfg, log, func(addrs map[string]string) {
+			front := "http://" + addrs["front_door"]
+			fmt.Fprintf(stdout, `
+storeedge demo is running (Ctrl-C to stop)
+  simulated cloud   %s  (%d products, changing every %s)
+  database          %s
+  status            %s/api/v1/status
+  a product         %s/api/v1/catalog/products/P0000001
+  search            %s/api/v1/catalog/search?q=chocolate
+  device deltas     %s/api/v1/catalog/changes?since=0&limit=5
+  health            %s/healthz
+`, cfg.Cloud.URL, *products, *changeEvery, cfg.DatabasePath(), front, front, front, front, front)
+			names := slices.Sorted(maps.Keys(addrs))
+			for _, n := range names {
+				fmt.Fprintf(stdout, "  %-17s %s\n", n, addrs[n])
+			}
+		})
+	})
+	err = g.Wait()
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	log.Info("demo: stopped", slog.String("database", cfg.DatabasePath()))
+	return err
+}

@@ -1,0 +1,212 @@
+// Package cloud is the HTTP client of the cloud sync API (docs/cloud-api.md). It knows the routes,
+// the store-key authentication and how the cloud's answers map to errors that tell a retry loop
+// what to do; the feed, outbox and heartbeat workers build on it.
+package cloud
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/storeedge/storeedge/internal/backoff"
+	"github.com/storeedge/storeedge/internal/cloudapi"
+)
+
+// Client calls the cloud API. It is safe for concurrent use.
+type Client struct {
+	base     *url.URL
+	storeKey string
+	http     *http.Client
+	agent    string
+}
+
+// New returns a client for the API at baseURL. hc must route through the one WAN dialer.
+func New(baseURL, storeKey string, hc *http.Client, userAgent string) (*Client, error) {
+	u, err := url.Parse(strings.TrimRight(baseURL, "/"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("cloud: base URL %q must be http(s)://host[:port]", baseURL)
+	}
+	return &Client{base: u, storeKey: storeKey, http: hc, agent: userAgent}, nil
+}
+
+// Host is the host:port the client talks to, for status and diagnostics.
+func (c *Client) Host() string { return c.base.Host }
+
+// Error is an answer of the cloud other than success.
+type Error struct {
+	Op         string
+	Status     int
+	RetryAfter time.Duration // from Retry-After, 0 when absent
+	Detail     string        // the problem document's detail or title, or the start of the body
+}
+
+func (e *Error) Error() string {
+	s := fmt.Sprintf("cloud: %s: %d %s", e.Op, e.Status, http.StatusText(e.Status))
+	if e.Detail != "" {
+		s += ": " + e.Detail
+	}
+	return s
+}
+
+// Retryable reports whether the same request may succeed later.
+func (e *Error) Retryable() bool {
+	switch {
+	case e.Status == http.StatusTooManyRequests, e.Status == http.StatusRequestTimeout, e.Status >= 500:
+		return true
+	}
+	return false
+}
+
+// ErrUnauthorized means the store key was refused; retrying will not help until the
+// configuration changes.
+var ErrUnauthorized = errors.New("cloud: store key refused (401): check cloud.store_key")
+
+// ErrCursorExpired means the feed no longer knows the cursor; sync must start again from a
+// snapshot.
+var ErrCursorExpired = errors.New("cloud: feed cursor expired (410)")
+
+func (c *Client) newRequest(ctx context.Context, method, path string, query url.Values, body []byte) (*http.Request, error) {
+	u := *c.base
+	u.Path = c.base.Path + path
+	u.RawQuery = query.Encode()
+	var r io.Reader
+	if body != nil {
+		r = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), r)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.storeKey)
+	req.Header.Set("User-Agent", c.agent)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	return req, nil
+}
+
+// do sends req and returns the response when its status is want; otherwise it reads the error.
+func (c *Client) do(req *http.Request, op string, want int) (*http.Response, error) {
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("cloud: %s: %w", op, err)
+	}
+	if resp.StatusCode == want {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusUnauthorized {
+		return nil, ErrUnauthorized
+	}
+	e := &Error{Op: op, Status: resp.StatusCode, RetryAfter: backoff.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	var p struct{ Title, Detail string }
+	if json.Unmarshal(b, &p) == nil && (p.Detail != "" || p.Title != "") {
+		e.Detail = p.Detail
+		if e.Detail == "" {
+			e.Detail = p.Title
+		}
+	} else {
+		e.Detail = strings.TrimSpace(string(b[:min(len(b), 200)]))
+	}
+	return nil, e
+}
+
+// Feed opens the change feed of a collection after cursor. With stream, the cloud sends pages
+// until it is caught up. The caller reads the NDJSON body with cloudapi.NewDecoder and closes it.
+func (c *Client) Feed(ctx context.Context, collection, cursor string, limit int, stream bool) (io.ReadCloser, error) {
+	q := url.Values{}
+	if cursor != "" {
+		q.Set("cursor", cursor)
+	}
+	q.Set("limit", strconv.Itoa(limit))
+	if stream {
+		q.Set("stream", "true")
+	}
+	req, err := c.newRequest(ctx, http.MethodGet, "/v1/feed/"+url.PathEscape(collection), q, nil)
+	if err != nil {
+		return nil, fmt.Errorf("cloud: feed %s: %w", collection, err)
+	}
+	req.Header.Set("Accept", "application/x-ndjson")
+	resp, err := c.do(req, "feed "+collection, http.StatusOK)
+	if err != nil {
+		var e *Error
+		if errors.As(err, &e) && e.Status == http.StatusGone {
+			return nil, ErrCursorExpired
+		}
+		return nil, err
+	}
+	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "application/x-ndjson" {
+		resp.Body.Close()
+		// Typically a proxy's or captive portal's HTML page answering in the cloud's place.
+		return nil, &Error{Op: "feed " + collection, Status: resp.StatusCode, Detail: fmt.Sprintf("answered %q instead of application/x-ndjson: is a proxy or portal answering for the cloud?", mt)}
+	}
+	return resp.Body, nil
+}
+
+// Upload sends a batch of events and returns what the cloud did with each.
+func (c *Client) Upload(ctx context.Context, events []cloudapi.Event) (cloudapi.UploadResponse, error) {
+	var out cloudapi.UploadResponse
+	body, err := json.Marshal(cloudapi.UploadRequest{Events: events})
+	if err != nil {
+		return out, fmt.Errorf("cloud: upload: %w", err)
+	}
+	req, err := c.newRequest(ctx, http.MethodPost, "/v1/events", nil, body)
+	if err != nil {
+		return out, fmt.Errorf("cloud: upload: %w", err)
+	}
+	resp, err := c.do(req, "upload", http.StatusOK)
+	if err != nil {
+		return out, err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 8<<20)).Decode(&out); err != nil {
+		return out, fmt.Errorf("cloud: upload: read answer: %w", err)
+	}
+	return out, nil
+}
+
+// Config fetches the remote configuration.
+func (c *Client) Config(ctx context.Context) (cloudapi.RemoteConfig, error) {
+	var out cloudapi.RemoteConfig
+	req, err := c.newRequest(ctx, http.MethodGet, "/v1/config", nil, nil)
+	if err != nil {
+		return out, fmt.Errorf("cloud: config: %w", err)
+	}
+	resp, err := c.do(req, "config", http.StatusOK)
+	if err != nil {
+		return out, err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&out); err != nil {
+		return out, fmt.Errorf("cloud: config: read answer: %w", err)
+	}
+	return out, nil
+}
+
+// Heartbeat reports the server's state.
+func (c *Client) Heartbeat(ctx context.Context, hb cloudapi.Heartbeat) error {
+	body, err := json.Marshal(hb)
+	if err != nil {
+		return fmt.Errorf("cloud: heartbeat: %w", err)
+	}
+	req, err := c.newRequest(ctx, http.MethodPost, "/v1/heartbeat", nil, body)
+	if err != nil {
+		return fmt.Errorf("cloud: heartbeat: %w", err)
+	}
+	resp, err := c.do(req, "heartbeat", http.StatusNoContent)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	return nil
+}

@@ -1,0 +1,366 @@
+// Package feed keeps the local catalog in step with the cloud's change feed: a snapshot on the
+// first sync, then deltas after the stored cursor, for every collection of docs/cloud-api.md.
+//
+// Each page is applied together with its cursor in one local transaction, only once its end line
+// has arrived and its count matches, so a crash or a cut stream never skips a page, and applying a
+// page twice is harmless (by revision). Reading the next page overlaps with applying the current
+// one. Malformed lines are quarantined by storage and never stop the feed.
+package feed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/storeedge/storeedge/internal/backoff"
+	"github.com/storeedge/storeedge/internal/cloudapi"
+	"github.com/storeedge/storeedge/storage"
+	"github.com/storeedge/storeedge/sync/cloud"
+)
+
+// WAN states reported by the syncer.
+const (
+	StateNever        = "never"        // no attempt finished yet
+	StateOK           = "ok"           // the last pass reached the cloud and caught up
+	StateUnreachable  = "unreachable"  // the cloud could not be reached (DNS, TCP, TLS, timeout)
+	StateProxyError   = "proxy_error"  // the proxy refused or failed the connection
+	StateUnauthorized = "unauthorized" // the cloud refused the store key
+	StateCloudError   = "cloud_error"  // the cloud answered with an error or a broken stream
+)
+
+// WANState is what the syncer knows of the path to the cloud.
+type WANState struct {
+	State       string
+	LastContact time.Time // the last time the cloud answered anything
+	LastError   string
+}
+
+// Options configure a Syncer.
+type Options struct {
+	DB           *storage.DB
+	Client       *cloud.Client
+	PageSize     int           // changes per page asked for; default 1000
+	PollInterval time.Duration // pause between passes once caught up; default 30s
+	MinBackoff   time.Duration // first retry delay after a failure; default 1s
+	MaxBackoff   time.Duration // longest retry delay; default 5m
+	Logger       *slog.Logger
+	// AfterPass, when set, is called after every pass with its result (tests wait on it).
+	AfterPass func(error)
+	// Classify maps a transport error to a WAN state; nil uses network errors only. The daemon
+	// passes one that recognises proxy failures of the WAN dialer.
+	Classify func(error) string
+}
+
+// Syncer runs the feed sync.
+type Syncer struct {
+	db       *storage.DB
+	client   *cloud.Client
+	pageSize int
+	poll     time.Duration
+	minB     time.Duration
+	maxB     time.Duration
+	log      *slog.Logger
+	classify func(error) string
+	after    func(error)
+	sleep    func(context.Context, time.Duration, <-chan struct{}) error // waits between passes; tests replace it
+	poke     chan struct{}
+	pages    atomic.Int64 // pages applied since start, to tell a flaky WAN from a dead one
+
+	mu        sync.Mutex // protects the fields below
+	wan       WANState
+	lastLog   string
+	lastLogAt time.Time
+}
+
+// New returns a Syncer; it does nothing until Run or SyncOnce.
+func New(o Options) *Syncer {
+	s := &Syncer{db: o.DB, client: o.Client, pageSize: o.PageSize, poll: o.PollInterval, minB: o.MinBackoff, maxB: o.MaxBackoff,
+		log: o.Logger, classify: o.Classify, after: o.AfterPass, sleep: wait, poke: make(chan struct{}, 1), wan: WANState{State: StateNever}}
+	if s.pageSize <= 0 || s.pageSize > cloudapi.MaxPageSize {
+		s.pageSize = 1000
+	}
+	if s.poll <= 0 {
+		s.poll = 30 * time.Second
+	}
+	if s.minB <= 0 {
+		s.minB = time.Second
+	}
+	if s.maxB <= 0 {
+		s.maxB = 5 * time.Minute
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	return s
+}
+
+// WAN returns the current state of the path to the cloud.
+func (s *Syncer) WAN() WANState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.wan
+}
+
+// Poke asks for a pass now instead of at the next poll.
+func (s *Syncer) Poke() {
+	select {
+	case s.poke <- struct{}{}:
+	default:
+	}
+}
+
+// Run syncs until ctx ends: a pass over every collection, then a pause of PollInterval, or a
+// backoff after a failure (at least what the cloud asked for with Retry-After).
+func (s *Syncer) Run(ctx context.Context) error {
+	b := backoff.New(s.minB, s.maxB)
+	for {
+		before := s.pages.Load()
+		err := s.SyncOnce(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if s.pages.Load() != before {
+			// A flaky WAN that still moves pages is retried promptly; the delay only grows
+			// while nothing gets through.
+			b.Reset()
+		}
+		if s.after != nil {
+			s.after(err)
+		}
+		wait := s.poll
+		if err != nil {
+			var ce *cloud.Error
+			retryAfter := time.Duration(0)
+			if errors.As(err, &ce) {
+				retryAfter = ce.RetryAfter
+			}
+			if errors.Is(err, cloud.ErrUnauthorized) {
+				retryAfter = s.maxB
+			}
+			wait = b.Next(retryAfter)
+			s.logRepeated(slog.LevelWarn, "feed: sync failed, will retry", err, slog.Duration("retry_in", wait), slog.Int("attempt", b.Attempts()))
+		} else {
+			b.Reset()
+		}
+		if err := s.sleep(ctx, wait, s.poke); err != nil {
+			return err
+		}
+	}
+}
+
+// wait pauses for d, until poke, or until ctx ends (then it returns ctx.Err()).
+func wait(ctx context.Context, d time.Duration, poke <-chan struct{}) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-poke:
+	case <-t.C:
+	}
+	return nil
+}
+
+// SyncOnce runs one pass: every collection until it is caught up. A collection that fails does
+// not hold up the others; the pass returns the first failure, which is also recorded in the
+// collection's state.
+func (s *Syncer) SyncOnce(ctx context.Context) error {
+	var first error
+	for _, c := range cloudapi.Collections {
+		if err := s.syncCollection(ctx, c); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			s.fail(c, err)
+			if first == nil {
+				first = err
+			}
+			if errors.Is(err, cloud.ErrUnauthorized) || s.WAN().State == StateUnreachable || s.WAN().State == StateProxyError {
+				// Nothing else will get through either.
+				return err
+			}
+		}
+	}
+	if first != nil {
+		return first
+	}
+	s.mu.Lock()
+	s.wan = WANState{State: StateOK, LastContact: time.Now()}
+	s.lastLog = ""
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *Syncer) fail(collection string, err error) {
+	state := StateCloudError
+	var ce *cloud.Error
+	switch {
+	case errors.Is(err, cloud.ErrUnauthorized):
+		state = StateUnauthorized
+	case errors.As(err, &ce), errors.Is(err, cloudapi.ErrTruncated), errors.Is(err, errPage):
+	case s.classify != nil:
+		state = s.classify(err)
+	default:
+		var ne net.Error
+		var oe *net.OpError
+		if errors.As(err, &ne) || errors.As(err, &oe) {
+			state = StateUnreachable
+		}
+	}
+	s.mu.Lock()
+	s.wan.State = state
+	s.wan.LastError = err.Error()
+	if state == StateCloudError || state == StateUnauthorized {
+		s.wan.LastContact = time.Now()
+	}
+	s.mu.Unlock()
+	// The context of the pass may be gone; the record is still worth keeping.
+	if rerr := s.db.RecordFeedError(context.Background(), collection, err.Error(), time.Now()); rerr != nil {
+		s.log.Error("feed: cannot record sync error", slog.String(keyCollection, collection), slog.Any(keyError, rerr))
+	}
+}
+
+// logRepeated logs at most once a minute for the same message, so a WAN outage of a day leaves a
+// readable log.
+func (s *Syncer) logRepeated(level slog.Level, msg string, err error, attrs ...slog.Attr) {
+	s.mu.Lock()
+	text := err.Error()
+	if text == s.lastLog && time.Since(s.lastLogAt) < time.Minute {
+		s.mu.Unlock()
+		return
+	}
+	s.lastLog, s.lastLogAt = text, time.Now()
+	s.mu.Unlock()
+	s.log.LogAttrs(context.Background(), level, msg, append(attrs, slog.String(keyError, text))...)
+}
+
+// Log attribute keys.
+const (
+	keyCollection = "collection"
+	keyError      = "error"
+)
+
+// errPage marks a page that broke the framing rules of the feed (count mismatch, too long).
+var errPage = errors.New("feed: broken page")
+
+// syncCollection streams a collection's feed from its stored cursor until the cloud says it is
+// caught up.
+func (s *Syncer) syncCollection(ctx context.Context, collection string) error {
+	for {
+		st, _ := s.db.FeedState(collection)
+		body, err := s.client.Feed(ctx, collection, st.Cursor, s.pageSize, true)
+		if errors.Is(err, cloud.ErrCursorExpired) {
+			s.log.Warn("feed: cursor expired, starting again from a snapshot", slog.String(keyCollection, collection))
+			if err := s.db.ResetCursor(ctx, collection); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		more, err := s.consume(ctx, collection, body)
+		if err != nil {
+			return err
+		}
+		if !more {
+			return nil
+		}
+	}
+}
+
+// consume reads pages from one feed response and applies them in order; reading the next page
+// overlaps with applying the previous one. It reports whether the cloud has more to send.
+func (s *Syncer) consume(ctx context.Context, collection string, body io.ReadCloser) (more bool, err error) {
+	g, gctx := errgroup.WithContext(ctx)
+	// A failed apply must also stop a read blocked on the network.
+	stop := context.AfterFunc(gctx, func() { body.Close() })
+	defer stop()
+	defer body.Close()
+
+	pages := make(chan storage.Page, 1)
+	g.Go(func() error {
+		defer close(pages)
+		return readPages(gctx, body, collection, pages)
+	})
+	var applied, quarantined, npages int
+	g.Go(func() error {
+		for p := range pages {
+			res, err := s.db.ApplyPage(gctx, p)
+			if err != nil {
+				return err
+			}
+			more = p.End.More
+			s.pages.Add(1)
+			applied += res.Applied
+			quarantined += res.Quarantined
+			npages++
+			if res.Quarantined > 0 {
+				s.log.Warn("feed: malformed lines quarantined", slog.String(keyCollection, collection),
+					slog.Int("count", res.Quarantined), slog.String("first_reason", p.Malformed[0].Error()))
+			}
+		}
+		return nil
+	})
+	err = g.Wait()
+	if applied > 0 || quarantined > 0 {
+		s.log.Info("feed: pages applied", slog.String(keyCollection, collection), slog.Int("pages", npages),
+			slog.Int("applied", applied), slog.Int("quarantined", quarantined), slog.Bool("caught_up", !more && err == nil))
+	}
+	if err != nil {
+		return false, fmt.Errorf("feed: %s: %w", collection, err)
+	}
+	return more, nil
+}
+
+// readPages decodes pages from a feed response and sends each complete page. It returns nil at a
+// clean end of the response after an end line.
+func readPages(ctx context.Context, r io.Reader, collection string, out chan<- storage.Page) error {
+	dec := cloudapi.NewDecoder(r, collection)
+	p := storage.Page{Collection: collection}
+	lines := 0
+	for {
+		l, err := dec.Next()
+		if errors.Is(err, io.EOF) {
+			if lines > 0 {
+				return cloudapi.ErrTruncated
+			}
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		switch {
+		case l.End != nil:
+			if l.End.Count != lines {
+				return fmt.Errorf("%w: end line counts %d changes, %d arrived", errPage, l.End.Count, lines)
+			}
+			p.End = *l.End
+			p.FetchedAt = time.Now()
+			select {
+			case out <- p:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			p = storage.Page{Collection: collection}
+			lines = 0
+			continue
+		case l.Change != nil:
+			p.Changes = append(p.Changes, *l.Change)
+		default:
+			p.Malformed = append(p.Malformed, l.Malformed)
+		}
+		lines++
+		if lines > cloudapi.MaxPageSize {
+			return fmt.Errorf("%w: more than %d changes before the end line", errPage, cloudapi.MaxPageSize)
+		}
+	}
+}

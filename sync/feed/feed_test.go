@@ -1,0 +1,297 @@
+package feed
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/storeedge/storeedge/internal/cloudapi"
+	"github.com/storeedge/storeedge/internal/cloudsim"
+	"github.com/storeedge/storeedge/storage"
+	"github.com/storeedge/storeedge/sync/cloud"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+type env struct {
+	sim    *cloudsim.Sim
+	ts     *httptest.Server
+	db     *storage.DB
+	client *cloud.Client
+}
+
+func newEnv(t *testing.T, products int) *env {
+	t.Helper()
+	sim := cloudsim.New(cloudsim.Options{Seed: 7, Products: products, StoreKey: "k"})
+	ts := httptest.NewServer(sim.Handler())
+	t.Cleanup(ts.Close)
+	db, err := storage.Open(context.Background(), filepath.Join(t.TempDir(), "shop.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	client, err := cloud.New(ts.URL, "k", ts.Client(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{sim: sim, ts: ts, db: db, client: client}
+}
+
+type exported struct {
+	ID        string          `json:"id"`
+	Rev       int64           `json:"rev"`
+	Doc       json.RawMessage `json:"doc"`
+	Corrupted bool            `json:"corrupted"`
+}
+
+// assertConverged checks that every collection holds exactly the cloud's live items, except items
+// whose current revision the cloud sends malformed: those must be quarantined and not served at
+// that revision.
+func assertConverged(t *testing.T, e *env) {
+	t.Helper()
+	ctx := context.Background()
+	quarantined := map[string]bool{}
+	q, err := e.db.Quarantine(ctx, "", 100000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, entry := range q {
+		quarantined[entry.Collection+"/"+entry.ItemID] = true
+	}
+	for _, c := range cloudapi.Collections {
+		var buf bytes.Buffer
+		if err := e.sim.Export(&buf, c); err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]exported{}
+		sc := bufio.NewScanner(&buf)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			var x exported
+			if err := json.Unmarshal(sc.Bytes(), &x); err != nil {
+				t.Fatal(err)
+			}
+			want[x.ID] = x
+		}
+		got := map[string]storage.Item{}
+		for after := ""; ; {
+			items, err := e.db.List(ctx, c, after, 1000)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(items) == 0 {
+				break
+			}
+			for _, it := range items {
+				got[it.ID] = it
+			}
+			after = items[len(items)-1].ID
+		}
+		for id, w := range want {
+			g, ok := got[id]
+			if w.Corrupted {
+				if !quarantined[c+"/"+id] {
+					t.Errorf("%s %s: malformed on the wire but not quarantined", c, id)
+				}
+				if ok && g.Rev >= w.Rev {
+					t.Errorf("%s %s: malformed rev %d applied", c, id, w.Rev)
+				}
+				continue
+			}
+			if !ok {
+				t.Errorf("%s %s: missing locally", c, id)
+				continue
+			}
+			if g.Rev != w.Rev || !bytes.Equal(g.Doc, w.Doc) {
+				t.Errorf("%s %s: local rev %d %s, cloud rev %d %s", c, id, g.Rev, g.Doc, w.Rev, w.Doc)
+			}
+		}
+		for id := range got {
+			if _, ok := want[id]; !ok {
+				t.Errorf("%s %s: served locally but gone from the cloud", c, id)
+			}
+		}
+		if t.Failed() {
+			t.FailNow()
+		}
+	}
+}
+
+func TestSnapshotThenDeltas(t *testing.T) {
+	e := newEnv(t, 3000)
+	s := New(Options{DB: e.db, Client: e.client, PageSize: 250})
+	ctx := context.Background()
+	if err := s.SyncOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	assertConverged(t, e)
+	if w := s.WAN(); w.State != StateOK {
+		t.Fatalf("WAN state %+v", w)
+	}
+	seq := e.db.Seq()
+	res := e.sim.Mutate(cloudsim.Mutation{PriceChanges: 40, StockChanges: 30, Deletes: 10, Adds: 5, Renames: 7})
+	if err := s.SyncOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	assertConverged(t, e)
+	// The device delta feed shows exactly the changed items.
+	changes, err := e.db.Changes(ctx, seq, 10000, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, c := range changes {
+		got[c.Collection+"/"+c.ID] = true
+	}
+	want := map[string]bool{}
+	for _, m := range []map[string][]string{res.Upserted, res.Deleted} {
+		for coll, ids := range m {
+			for _, id := range ids {
+				want[coll+"/"+id] = true
+			}
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("delta feed has %d items, mutation changed %d", len(got), len(want))
+	}
+	for k := range want {
+		if !got[k] {
+			t.Errorf("delta feed lacks %s", k)
+		}
+	}
+}
+
+func TestConvergesUnderFaults(t *testing.T) {
+	e := newEnv(t, 2000)
+	if err := e.sim.SetFaults(cloudsim.Faults{ErrorRate: 0.3, RateLimitRate: 0.05, RetryAfterSeconds: 1, CutRate: 0.3, MalformedRate: 0.01}); err != nil {
+		t.Fatal(err)
+	}
+	passes := make(chan error, 100)
+	s := New(Options{DB: e.db, Client: e.client, PageSize: 100, PollInterval: time.Hour, MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond,
+		AfterPass: func(err error) { passes <- err }})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- s.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Errorf("Run returned %v", err)
+		}
+	}()
+	// Rounds of cloud changes, each synced to a clean pass, until every kind of fault has struck.
+	var failures int
+	deadline := time.After(3 * time.Minute)
+	for round := 0; ; round++ {
+		for ok := false; !ok; {
+			select {
+			case err := <-passes:
+				if err == nil {
+					ok = true
+				} else {
+					failures++
+				}
+			case <-deadline:
+				t.Fatalf("round %d: no clean pass after %d failures; WAN %+v", round, failures, s.WAN())
+			}
+		}
+		assertConverged(t, e)
+		f := e.sim.Stats().Faults
+		if f.Errors > 0 && f.RateLimits > 0 && f.Cuts > 0 && f.Malformed > 0 {
+			t.Logf("converged after %d rounds, %d failed passes, faults %+v", round+1, failures, f)
+			break
+		}
+		if round == 20 {
+			t.Fatalf("after %d rounds not every fault struck: %+v", round, f)
+		}
+		e.sim.Mutate(cloudsim.Mutation{PriceChanges: 50, Deletes: 5, Adds: 5, Renames: 5})
+		s.Poke()
+	}
+	if failures == 0 {
+		t.Fatal("faults struck but no pass failed")
+	}
+	if st, _ := e.db.FeedState(cloudapi.Products); st.Quarantined == 0 {
+		t.Fatal("malformed lines were sent but none is quarantined")
+	}
+}
+
+func TestRetryAfterIsHonoured(t *testing.T) {
+	e := newEnv(t, 10)
+	if err := e.sim.SetFaults(cloudsim.Faults{RateLimitRate: 1, RetryAfterSeconds: 7}); err != nil {
+		t.Fatal(err)
+	}
+	s := New(Options{DB: e.db, Client: e.client, MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var waits []time.Duration
+	s.sleep = func(_ context.Context, d time.Duration, _ <-chan struct{}) error {
+		waits = append(waits, d)
+		if len(waits) == 3 {
+			cancel()
+			return ctx.Err()
+		}
+		return nil
+	}
+	if err := s.Run(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run: %v", err)
+	}
+	for i, d := range waits {
+		if d < 7*time.Second {
+			t.Errorf("wait %d was %v, shorter than the cloud's Retry-After of 7s", i, d)
+		}
+	}
+	if st, _ := e.db.FeedState(cloudapi.Products); !bytes.Contains([]byte(st.LastError), []byte("429")) {
+		t.Errorf("last error %q does not tell about the 429", st.LastError)
+	}
+}
+
+func TestFailuresAreReported(t *testing.T) {
+	e := newEnv(t, 10)
+	ctx := context.Background()
+	bad, _ := cloud.New(e.ts.URL, "wrong", e.ts.Client(), "test")
+	s := New(Options{DB: e.db, Client: bad})
+	if err := s.SyncOnce(ctx); !errors.Is(err, cloud.ErrUnauthorized) {
+		t.Fatalf("wrong key: %v", err)
+	}
+	if w := s.WAN(); w.State != StateUnauthorized {
+		t.Fatalf("WAN state %q, want unauthorized", w.State)
+	}
+	if st, _ := e.db.FeedState(cloudapi.Products); st.LastError == "" || st.LastErrorAt.IsZero() {
+		t.Fatalf("error not recorded: %+v", st)
+	}
+	e.ts.Close()
+	s = New(Options{DB: e.db, Client: e.client})
+	if err := s.SyncOnce(ctx); err == nil {
+		t.Fatal("sync against a stopped cloud succeeded")
+	}
+	if w := s.WAN(); w.State != StateUnreachable {
+		t.Fatalf("WAN state %q, want unreachable (%s)", w.State, w.LastError)
+	}
+}
+
+func TestNotAFeedIsRefused(t *testing.T) {
+	portal := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		w.Write([]byte("<html>Please log in to the guest Wi-Fi</html>"))
+	}))
+	defer portal.Close()
+	db, err := storage.Open(context.Background(), filepath.Join(t.TempDir(), "shop.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	client, _ := cloud.New(portal.URL, "k", portal.Client(), "test")
+	s := New(Options{DB: db, Client: client})
+	err = s.SyncOnce(context.Background())
+	if err == nil || !bytes.Contains([]byte(err.Error()), []byte("text/html")) {
+		t.Fatalf("HTML instead of a feed: %v", err)
+	}
+}
