@@ -75,6 +75,13 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) erro
 	case "config":
 		return cmdConfig(rest, env, stdout, stderr)
 	case "version", "--version":
+		fs := newFlagSet("version", "Usage: storeedge version\n\nPrints the version of this binary.\n", stderr)
+		if err := fs.Parse(rest); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return err
+			}
+			return usageError{err}
+		}
 		fmt.Fprintf(stdout, "storeedge %s\n", buildVersion())
 		return nil
 	case "help", "-h", "--help":
