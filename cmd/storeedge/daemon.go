@@ -14,11 +14,13 @@ import (
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/cloud"
 	"github.com/storeedge/storeedge/sync/feed"
+	"github.com/storeedge/storeedge/sync/heartbeat"
 )
 
 // daemon wires the components together and runs them until ctx ends:
 //
 //	WAN dialer → cloud client → feed syncer ─┐
+//	                          → heartbeat ───┤
 //	                                         ├→ storage (SQLite)
 //	LAN server (front door + services) ──────┘
 //
@@ -93,6 +95,9 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 	g.Go(func() error { return srv.Run(gctx) })
 	if cfg.Cloud.Sync {
 		g.Go(func() error { return syncer.Run(gctx) })
+		hb := &heartbeat.Sender{Client: client, DB: db, ServerID: cfg.ServerID, Version: buildVersion(), StartedAt: startedAt,
+			WAN: func() string { return syncer.WAN().State }, Logger: log}
+		g.Go(func() error { return hb.Run(gctx) })
 	}
 	addrs := srv.Addrs()
 	log.Info("storeedge: serving", slog.String("version", buildVersion()), slog.Any("listen", addrs),
