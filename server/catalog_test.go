@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/storeedge/storeedge/internal/cloudapi"
+	"github.com/storeedge/storeedge/internal/jsonenc"
 )
 
 func TestProductsPagingReturnsEveryIDOnce(t *testing.T) {
@@ -148,7 +149,7 @@ func TestProductIDNeedingEscapes(t *testing.T) {
 
 func TestAppendString(t *testing.T) {
 	for _, s := range []string{"", "plain", `"q"`, `back\`, "tab\tnew\nline\r", "\x00\x01\x1f", "é€😀", "bad\xffutf8", "<&>", "\u2028"} {
-		got := appendString(nil, s)
+		got := jsonenc.AppendString(nil, s)
 		var back string
 		if err := json.Unmarshal(got, &back); err != nil {
 			t.Fatalf("%q encoded as %s: %v", s, got, err)

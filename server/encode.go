@@ -6,8 +6,8 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
-	"unicode/utf8"
 
+	"github.com/storeedge/storeedge/internal/jsonenc"
 	"github.com/storeedge/storeedge/storage"
 )
 
@@ -61,7 +61,7 @@ func (s *Server) writeJSON(w http.ResponseWriter, r *http.Request, status int, v
 // appendItem appends {"id","rev","seq","doc"}.
 func appendItem(b []byte, it *storage.Item) []byte {
 	b = append(b, `{"id":`...)
-	b = appendString(b, it.ID)
+	b = jsonenc.AppendString(b, it.ID)
 	b = append(b, `,"rev":`...)
 	b = strconv.AppendInt(b, it.Rev, 10)
 	b = append(b, `,"seq":`...)
@@ -83,7 +83,7 @@ func appendItems(b []byte, items []storage.Item, next string) []byte {
 	b = append(b, ']')
 	if next != "" {
 		b = append(b, `,"next":`...)
-		b = appendString(b, next)
+		b = jsonenc.AppendString(b, next)
 	}
 	return append(b, '}')
 }
@@ -93,11 +93,11 @@ func appendChange(b []byte, c *storage.LocalChange) []byte {
 	b = append(b, `{"seq":`...)
 	b = strconv.AppendInt(b, c.Seq, 10)
 	b = append(b, `,"collection":`...)
-	b = appendString(b, c.Collection)
+	b = jsonenc.AppendString(b, c.Collection)
 	b = append(b, `,"id":`...)
-	b = appendString(b, c.ID)
+	b = jsonenc.AppendString(b, c.ID)
 	b = append(b, `,"op":`...)
-	b = appendString(b, c.Op)
+	b = jsonenc.AppendString(b, c.Op)
 	b = append(b, `,"rev":`...)
 	b = strconv.AppendInt(b, c.Rev, 10)
 	if len(c.Doc) > 0 {
@@ -112,49 +112,4 @@ func appendDoc(b []byte, doc []byte) []byte {
 		return append(b, "null"...)
 	}
 	return append(b, doc...)
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendString appends s as a JSON string. Ids are checked UTF-8 without control characters by the
-// feed decoder, but nothing here relies on it: invalid bytes become U+FFFD as encoding/json does.
-func appendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/storeedge/storeedge/internal/jsonenc"
 )
 
 // The catalog is never stored: every document is a pure function of (seed, item index, item
@@ -548,7 +550,7 @@ func newSettings(storeID, storeName string) []setting {
 		if err != nil {
 			panic(fmt.Sprintf("cloudsim: setting %s: %v", k, err)) // static values: cannot happen
 		}
-		doc := appendString([]byte(`{"key":`), k)
+		doc := jsonenc.AppendString([]byte(`{"key":`), k)
 		doc = append(doc, `,"value":`...)
 		doc = append(doc, v...)
 		doc = append(doc, '}')

@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/storeedge/storeedge/internal/jsonenc"
 )
 
 // Feed limits of the contract.
@@ -285,7 +287,7 @@ func (fw *feedWriter) appendChange(b []byte, it pageItem) []byte {
 // appendEnd appends the end line of pg, without its newline.
 func (s *Sim) appendEnd(b []byte, coll int, pg page) []byte {
 	b = append(b, `{"end":{"cursor":`...)
-	b = appendString(b, s.formatCursor(coll, pg.next))
+	b = jsonenc.AppendString(b, s.formatCursor(coll, pg.next))
 	b = append(b, `,"count":`...)
 	b = appendInt(b, int64(len(pg.items)))
 	b = append(b, `,"more":`...)
