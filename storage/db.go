@@ -52,6 +52,9 @@ type DB struct {
 
 	smu   sync.RWMutex // protects the field below
 	state map[string]FeedState
+
+	emu      sync.Mutex    // protects the field below
+	eventsCh chan struct{} // closed when the next event commits
 }
 
 // Open opens (creating if needed) the database at path and applies pending migrations.

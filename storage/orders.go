@@ -1,0 +1,566 @@
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Order sources.
+const (
+	SourceLAN        = "lan"
+	SourceServiceBus = "servicebus"
+)
+
+// Ledger stages of an order's life.
+const (
+	StageReceived       = "received"
+	StageStored         = "stored"
+	StageStatus         = "status"
+	StageUploaded       = "uploaded"
+	StageUploadRejected = "upload_rejected"
+	StagePushed         = "pushed"
+	StageExported       = "exported"
+	StageExportFailed   = "export_failed"
+)
+
+// Outbox states.
+const (
+	OutboxPending  = "pending"
+	OutboxSent     = "sent"
+	OutboxRejected = "rejected"
+)
+
+// ErrIdempotencyConflict means an idempotency key was used again for a different request.
+var ErrIdempotencyConflict = errors.New("storage: idempotency key already used for a different request")
+
+// OrderLine is one product line of an order.
+type OrderLine struct {
+	ProductID string `json:"product_id"`
+	Name      string `json:"name"`
+	Quantity  int64  `json:"quantity"`
+	UnitPrice int64  `json:"unit_price"` // minor units
+	LineTotal int64  `json:"line_total"`
+}
+
+// Customer is who the order is for, when known.
+type Customer struct {
+	Name  string `json:"name,omitempty"`
+	Phone string `json:"phone,omitempty"`
+	Email string `json:"email,omitempty"`
+}
+
+// Order is an order as the shop keeps it.
+type Order struct {
+	ID         string      `json:"id"`
+	Number     int64       `json:"number"`
+	Source     string      `json:"source"`
+	DeviceID   string      `json:"device_id,omitempty"`
+	ExternalID string      `json:"external_id,omitempty"`
+	Status     string      `json:"status"`
+	Test       bool        `json:"test"`
+	Note       string      `json:"note,omitempty"`
+	Currency   string      `json:"currency"`
+	Lines      []OrderLine `json:"lines"`
+	Total      int64       `json:"total"`
+	Customer   *Customer   `json:"customer,omitempty"`
+	Version    int64       `json:"version"`
+	CreatedAt  time.Time   `json:"created_at"`
+	UpdatedAt  time.Time   `json:"updated_at"`
+}
+
+// NewOrder is an order to store, with what makes its creation idempotent.
+type NewOrder struct {
+	Order Order // ID, Number, Version and times are set by CreateOrder
+	// For a LAN order: the device's idempotency key and a hash of its request, so a retry gets
+	// the same order and a different request under the same key is refused.
+	IdempotencyKey string
+	RequestHash    string
+	// For a Service Bus order: the message id, so a redelivered message makes no second order.
+	MessageID string
+	// Detail for the ledger's "received" entry (e.g. the Service Bus delivery count).
+	ReceivedDetail string
+}
+
+// LedgerEntry is one step of an order's life.
+type LedgerEntry struct {
+	At     time.Time `json:"at"`
+	Stage  string    `json:"stage"`
+	Detail string    `json:"detail,omitempty"`
+	Error  string    `json:"error,omitempty"`
+}
+
+// Event is an announcement to devices, in id order.
+type Event struct {
+	ID      int64           `json:"id"`
+	Type    string          `json:"type"`
+	OrderID string          `json:"order_id,omitempty"`
+	At      time.Time       `json:"at"`
+	Data    json.RawMessage `json:"data"`
+}
+
+// OutboxEntry is an event the cloud still has to acknowledge.
+type OutboxEntry struct {
+	Seq       int64           `json:"seq"`
+	Key       string          `json:"key"`
+	Type      string          `json:"type"`
+	OrderID   string          `json:"order_id,omitempty"`
+	At        time.Time       `json:"at"`
+	Data      json.RawMessage `json:"data"`
+	State     string          `json:"state"`
+	Attempts  int64           `json:"attempts"`
+	LastError string          `json:"last_error,omitempty"`
+}
+
+// CreateOrder stores a new order with its outbox entry, ledger entries and event, in one
+// transaction. When the idempotency key or message id was seen before, it returns the order made
+// then and created = false; a different request under a known idempotency key is
+// ErrIdempotencyConflict.
+func (db *DB) CreateOrder(ctx context.Context, n NewOrder) (o Order, created bool, err error) {
+	now := time.Now()
+	err = db.write(ctx, func(tx *sql.Tx) error {
+		var existing string
+		switch {
+		case n.IdempotencyKey != "":
+			var hash string
+			err := tx.QueryRowContext(ctx, `SELECT order_id, request_hash FROM order_idempotency WHERE device_id = ? AND key = ?`,
+				n.Order.DeviceID, n.IdempotencyKey).Scan(&existing, &hash)
+			if err == nil && hash != n.RequestHash {
+				return ErrIdempotencyConflict
+			}
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+		case n.MessageID != "":
+			err := tx.QueryRowContext(ctx, `SELECT order_id FROM servicebus_received WHERE message_id = ?`, n.MessageID).Scan(&existing)
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+		}
+		if existing != "" {
+			o, err = getOrder(ctx, tx, existing)
+			return err
+		}
+		o = n.Order
+		id, err := uuid.NewV7()
+		if err != nil {
+			return err
+		}
+		o.ID = id.String()
+		if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(number), 0) + 1 FROM orders`).Scan(&o.Number); err != nil {
+			return err
+		}
+		o.Version = 1
+		o.CreatedAt = time.UnixMilli(now.UnixMilli()).UTC()
+		o.UpdatedAt = o.CreatedAt
+		doc, err := json.Marshal(o)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO orders(id, number, source, device_id, external_id, status, test, version, created_at, updated_at, doc)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, o.ID, o.Number, o.Source, o.DeviceID, o.ExternalID, o.Status, o.Test, o.Version,
+			now.UnixMilli(), now.UnixMilli(), string(doc)); err != nil {
+			return err
+		}
+		if n.IdempotencyKey != "" {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO order_idempotency(device_id, key, request_hash, order_id, created_at) VALUES (?, ?, ?, ?, ?)`,
+				o.DeviceID, n.IdempotencyKey, n.RequestHash, o.ID, now.UnixMilli()); err != nil {
+				return err
+			}
+		}
+		if n.MessageID != "" {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO servicebus_received(message_id, order_id, at) VALUES (?, ?, ?)`, n.MessageID, o.ID, now.UnixMilli()); err != nil {
+				return err
+			}
+		}
+		detail := "from " + o.Source
+		if n.ReceivedDetail != "" {
+			detail += ", " + n.ReceivedDetail
+		}
+		if err := ledger(ctx, tx, o.ID, now, StageReceived, detail, ""); err != nil {
+			return err
+		}
+		if err := ledger(ctx, tx, o.ID, now, StageStored, "", ""); err != nil {
+			return err
+		}
+		if err := outbox(ctx, tx, "order:"+o.ID+":created", "order.created", o.ID, now, doc); err != nil {
+			return err
+		}
+		created = true
+		return event(ctx, tx, "order.created", o.ID, now, doc)
+	})
+	if err != nil {
+		return Order{}, false, fmt.Errorf("storage: create order: %w", err)
+	}
+	if created {
+		db.notifyEvents()
+	}
+	return o, created, nil
+}
+
+// UpdateOrder changes an order with f inside a transaction. When f changed the order (its
+// result differs), the version grows and the change goes to the outbox, the ledger and the event
+// log. f's error aborts and is returned as is.
+func (db *DB) UpdateOrder(ctx context.Context, id string, f func(*Order) error) (o Order, changed bool, err error) {
+	now := time.Now()
+	err = db.write(ctx, func(tx *sql.Tx) error {
+		before, err := getOrder(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		o = before
+		o.Lines = append([]OrderLine(nil), before.Lines...)
+		if err := f(&o); err != nil {
+			return err
+		}
+		a, _ := json.Marshal(before)
+		b, _ := json.Marshal(o)
+		if string(a) == string(b) {
+			return nil
+		}
+		o.Version = before.Version + 1
+		o.UpdatedAt = time.UnixMilli(now.UnixMilli()).UTC()
+		doc, err := json.Marshal(o)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE orders SET status = ?, version = ?, updated_at = ?, doc = ? WHERE id = ?`,
+			o.Status, o.Version, now.UnixMilli(), string(doc), o.ID); err != nil {
+			return err
+		}
+		detail := before.Status + " → " + o.Status
+		if before.Status == o.Status {
+			detail = "changed"
+		}
+		if err := ledger(ctx, tx, o.ID, now, StageStatus, detail, ""); err != nil {
+			return err
+		}
+		if err := outbox(ctx, tx, fmt.Sprintf("order:%s:v%d", o.ID, o.Version), "order.updated", o.ID, now, doc); err != nil {
+			return err
+		}
+		changed = true
+		return event(ctx, tx, "order.updated", o.ID, now, doc)
+	})
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return Order{}, false, err
+		}
+		return Order{}, false, fmt.Errorf("storage: update order: %w", err)
+	}
+	if changed {
+		db.notifyEvents()
+	}
+	return o, changed, nil
+}
+
+// write runs f in a write transaction of the one writer.
+func (db *DB) write(ctx context.Context, f func(*sql.Tx) error) error {
+	db.wmu.Lock()
+	defer db.wmu.Unlock()
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := f(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func getOrder(ctx context.Context, q querier, id string) (Order, error) {
+	var doc string
+	err := q.QueryRowContext(ctx, `SELECT doc FROM orders WHERE id = ?`, id).Scan(&doc)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Order{}, ErrNotFound
+	}
+	if err != nil {
+		return Order{}, err
+	}
+	var o Order
+	if err := json.Unmarshal([]byte(doc), &o); err != nil {
+		return Order{}, fmt.Errorf("order %s: stored document: %w", id, err)
+	}
+	return o, nil
+}
+
+func ledger(ctx context.Context, tx *sql.Tx, orderID string, at time.Time, stage, detail, errText string) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO order_ledger(order_id, at, stage, detail, error) VALUES (?, ?, ?, ?, ?)`,
+		orderID, at.UnixMilli(), stage, detail, errText)
+	return err
+}
+
+func outbox(ctx context.Context, tx *sql.Tx, key, typ, orderID string, at time.Time, data []byte) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO outbox(key, type, order_id, at, data) VALUES (?, ?, ?, ?, ?)`, key, typ, orderID, at.UnixMilli(), string(data))
+	return err
+}
+
+func event(ctx context.Context, tx *sql.Tx, typ, orderID string, at time.Time, data []byte) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO events(type, order_id, at, data) VALUES (?, ?, ?, ?)`, typ, orderID, at.UnixMilli(), string(data))
+	return err
+}
+
+// GetOrder returns an order by id, or ErrNotFound.
+func (db *DB) GetOrder(ctx context.Context, id string) (Order, error) {
+	o, err := getOrder(ctx, db.r, id)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return Order{}, fmt.Errorf("storage: get order: %w", err)
+	}
+	return o, err
+}
+
+// OrderFilter selects orders for ListOrders.
+type OrderFilter struct {
+	Status string // "" = any
+	Before string // page backwards: orders created before this order id ("" = newest)
+	Limit  int
+}
+
+// ListOrders returns orders newest first.
+func (db *DB) ListOrders(ctx context.Context, f OrderFilter) ([]Order, error) {
+	q := `SELECT doc FROM orders WHERE (? = '' OR status = ?) AND (? = '' OR id < ?) ORDER BY id DESC LIMIT ?`
+	rows, err := db.r.QueryContext(ctx, q, f.Status, f.Status, f.Before, f.Before, f.Limit)
+	if err != nil {
+		return nil, fmt.Errorf("storage: list orders: %w", err)
+	}
+	defer rows.Close()
+	out := []Order{}
+	for rows.Next() {
+		var doc string
+		var o Order
+		if err := rows.Scan(&doc); err != nil {
+			return nil, fmt.Errorf("storage: list orders: %w", err)
+		}
+		if err := json.Unmarshal([]byte(doc), &o); err != nil {
+			return nil, fmt.Errorf("storage: list orders: %w", err)
+		}
+		out = append(out, o)
+	}
+	return out, rows.Err()
+}
+
+// OrderLedger returns an order's life, oldest first.
+func (db *DB) OrderLedger(ctx context.Context, id string) ([]LedgerEntry, error) {
+	rows, err := db.r.QueryContext(ctx, `SELECT at, stage, detail, error FROM order_ledger WHERE order_id = ? ORDER BY id`, id)
+	if err != nil {
+		return nil, fmt.Errorf("storage: order ledger: %w", err)
+	}
+	defer rows.Close()
+	out := []LedgerEntry{}
+	for rows.Next() {
+		var e LedgerEntry
+		var at int64
+		if err := rows.Scan(&at, &e.Stage, &e.Detail, &e.Error); err != nil {
+			return nil, fmt.Errorf("storage: order ledger: %w", err)
+		}
+		e.At = time.UnixMilli(at).UTC()
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// AppendLedger records a step of an order's life that happened outside storage (pushed to
+// devices, exported, a failure).
+func (db *DB) AppendLedger(ctx context.Context, orderID, stage, detail, errText string) error {
+	err := db.write(ctx, func(tx *sql.Tx) error { return ledger(ctx, tx, orderID, time.Now(), stage, detail, errText) })
+	if err != nil {
+		return fmt.Errorf("storage: append ledger: %w", err)
+	}
+	return nil
+}
+
+// PendingOutbox returns up to limit pending entries in the order they happened.
+func (db *DB) PendingOutbox(ctx context.Context, limit int) ([]OutboxEntry, error) {
+	return db.outboxEntries(ctx, `WHERE state = 'pending' ORDER BY seq LIMIT ?`, limit)
+}
+
+// RejectedOutbox returns up to limit entries the cloud refused, newest first.
+func (db *DB) RejectedOutbox(ctx context.Context, limit int) ([]OutboxEntry, error) {
+	return db.outboxEntries(ctx, `WHERE state = 'rejected' ORDER BY seq DESC LIMIT ?`, limit)
+}
+
+func (db *DB) outboxEntries(ctx context.Context, where string, args ...any) ([]OutboxEntry, error) {
+	rows, err := db.r.QueryContext(ctx, `SELECT seq, key, type, order_id, at, data, state, attempts, last_error FROM outbox `+where, args...)
+	if err != nil {
+		return nil, fmt.Errorf("storage: outbox: %w", err)
+	}
+	defer rows.Close()
+	out := []OutboxEntry{}
+	for rows.Next() {
+		var e OutboxEntry
+		var at int64
+		var data string
+		if err := rows.Scan(&e.Seq, &e.Key, &e.Type, &e.OrderID, &at, &data, &e.State, &e.Attempts, &e.LastError); err != nil {
+			return nil, fmt.Errorf("storage: outbox: %w", err)
+		}
+		e.At = time.UnixMilli(at).UTC()
+		e.Data = json.RawMessage(data)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// OutboxResult is what the cloud did with a batch: keys delivered (accepted or known already)
+// and keys refused for good, with the reason.
+type OutboxResult struct {
+	Delivered []string
+	Rejected  map[string]string
+}
+
+// CompleteOutbox records the cloud's answer to a batch in one transaction: delivered entries are
+// done, rejected ones set aside with their reason; both are written to the orders' ledgers.
+func (db *DB) CompleteOutbox(ctx context.Context, r OutboxResult) error {
+	now := time.Now()
+	err := db.write(ctx, func(tx *sql.Tx) error {
+		mark := func(key, state, reason, stage string) error {
+			var orderID, typ string
+			err := tx.QueryRowContext(ctx, `UPDATE outbox SET state = ?, last_error = ?, done_at = ?, attempts = attempts + 1
+				WHERE key = ? AND state = 'pending' RETURNING order_id, type`, state, reason, now.UnixMilli(), key).Scan(&orderID, &typ)
+			if errors.Is(err, sql.ErrNoRows) {
+				return nil // not pending any more: an answer to a batch sent twice
+			}
+			if err != nil || orderID == "" {
+				return err
+			}
+			return ledger(ctx, tx, orderID, now, stage, typ, reason)
+		}
+		for _, k := range r.Delivered {
+			if err := mark(k, OutboxSent, "", StageUploaded); err != nil {
+				return err
+			}
+		}
+		for k, reason := range r.Rejected {
+			if err := mark(k, OutboxRejected, reason, StageUploadRejected); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("storage: complete outbox: %w", err)
+	}
+	return nil
+}
+
+// FailOutbox records a failed attempt at sending these entries; they stay pending.
+func (db *DB) FailOutbox(ctx context.Context, keys []string, reason string) error {
+	err := db.write(ctx, func(tx *sql.Tx) error {
+		for _, k := range keys {
+			if _, err := tx.ExecContext(ctx, `UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE key = ? AND state = 'pending'`, reason, k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("storage: fail outbox: %w", err)
+	}
+	return nil
+}
+
+// RetryOutbox puts a rejected entry back in the queue (an admin decided to try again). It
+// reports whether the entry was rejected.
+func (db *DB) RetryOutbox(ctx context.Context, seq int64) (bool, error) {
+	var n int64
+	err := db.write(ctx, func(tx *sql.Tx) error {
+		r, err := tx.ExecContext(ctx, `UPDATE outbox SET state = 'pending', done_at = 0 WHERE seq = ? AND state = 'rejected'`, seq)
+		if err != nil {
+			return err
+		}
+		n, err = r.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("storage: retry outbox: %w", err)
+	}
+	return n == 1, nil
+}
+
+// OrderStats is what status shows of orders.
+type OrderStats struct {
+	ByStatus        map[string]int64 `json:"by_status"`
+	OutboxPending   int64            `json:"outbox_pending"`
+	OutboxRejected  int64            `json:"outbox_rejected"`
+	OldestPendingAt *time.Time       `json:"oldest_pending_at"`
+}
+
+// OrderStats counts orders by status and the outbox's backlog.
+func (db *DB) OrderStats(ctx context.Context) (OrderStats, error) {
+	st := OrderStats{ByStatus: map[string]int64{}}
+	rows, err := db.r.QueryContext(ctx, `SELECT status, count(*) FROM orders GROUP BY status`)
+	if err != nil {
+		return st, fmt.Errorf("storage: order stats: %w", err)
+	}
+	for rows.Next() {
+		var s string
+		var n int64
+		if err := rows.Scan(&s, &n); err != nil {
+			rows.Close()
+			return st, fmt.Errorf("storage: order stats: %w", err)
+		}
+		st.ByStatus[s] = n
+	}
+	rows.Close()
+	var oldest sql.NullInt64
+	err = db.r.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM outbox WHERE state = 'pending'), (SELECT count(*) FROM outbox WHERE state = 'rejected'),
+		(SELECT min(at) FROM outbox WHERE state = 'pending')`).Scan(&st.OutboxPending, &st.OutboxRejected, &oldest)
+	if err != nil {
+		return st, fmt.Errorf("storage: order stats: %w", err)
+	}
+	if oldest.Valid {
+		t := time.UnixMilli(oldest.Int64).UTC()
+		st.OldestPendingAt = &t
+	}
+	return st, nil
+}
+
+// EventsAfter returns up to limit events with ids greater than after, in id order.
+func (db *DB) EventsAfter(ctx context.Context, after int64, limit int) ([]Event, error) {
+	rows, err := db.r.QueryContext(ctx, `SELECT id, type, order_id, at, data FROM events WHERE id > ? ORDER BY id LIMIT ?`, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("storage: events: %w", err)
+	}
+	defer rows.Close()
+	out := []Event{}
+	for rows.Next() {
+		var e Event
+		var at int64
+		var data string
+		if err := rows.Scan(&e.ID, &e.Type, &e.OrderID, &at, &data); err != nil {
+			return nil, fmt.Errorf("storage: events: %w", err)
+		}
+		e.At = time.UnixMilli(at).UTC()
+		e.Data = json.RawMessage(data)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// EventsChanged returns a channel that is closed when the next event is committed. A follower
+// reads what it has not seen with EventsAfter, then waits on a fresh channel.
+func (db *DB) EventsChanged() <-chan struct{} {
+	db.emu.Lock()
+	defer db.emu.Unlock()
+	if db.eventsCh == nil {
+		db.eventsCh = make(chan struct{})
+	}
+	return db.eventsCh
+}
+
+func (db *DB) notifyEvents() {
+	db.emu.Lock()
+	if db.eventsCh != nil {
+		close(db.eventsCh)
+		db.eventsCh = nil
+	}
+	db.emu.Unlock()
+}
