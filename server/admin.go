@@ -3,7 +3,10 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -18,6 +21,8 @@ func (s *Server) adminRoutes(r chi.Router) {
 	r.Group(func(r chi.Router) {
 		r.Use(noStore)
 		r.Get("/api/v1/status", s.status)
+		r.Get("/api/v1/admin/outbox/rejected", s.rejectedOutbox)
+		r.Post("/api/v1/admin/outbox/{seq}/retry", s.retryOutbox)
 	})
 }
 
@@ -68,6 +73,8 @@ type statusDoc struct {
 	WAN           WANStatus                 `json:"wan"`
 	Collections   []collectionStatus        `json:"collections"`
 	Quarantine    []storage.QuarantineEntry `json:"quarantine"`
+	Mode          string                    `json:"mode"` // test or production
+	Orders        storage.OrderStats        `json:"orders"`
 }
 
 type collectionStatus struct {
@@ -136,5 +143,54 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	if doc.Quarantine == nil {
 		doc.Quarantine = []storage.QuarantineEntry{}
 	}
+	doc.Mode = "production"
+	if s.o.TestMode {
+		doc.Mode = "test"
+	}
+	if doc.Orders, err = s.o.DB.OrderStats(ctx); err != nil {
+		s.internal(w, r, "count orders", err)
+		return
+	}
 	s.writeJSON(w, r, http.StatusOK, doc)
+}
+
+// rejectedOutbox lists what the cloud refused for good, newest first, with the reasons.
+func (s *Server) rejectedOutbox(w http.ResponseWriter, r *http.Request) {
+	limit, bad := limitParam(r.URL.Query())
+	if bad != nil {
+		problem(w, r, probBadParameter, bad.msg)
+		return
+	}
+	entries, err := s.o.DB.RejectedOutbox(r.Context(), limit)
+	if err != nil {
+		s.internal(w, r, "list rejected outbox", err)
+		return
+	}
+	s.writeJSON(w, r, http.StatusOK, struct {
+		Items []storage.OutboxEntry `json:"items"`
+	}{entries})
+}
+
+// retryOutbox puts a rejected entry back in the upload queue, once the cause is fixed.
+func (s *Server) retryOutbox(w http.ResponseWriter, r *http.Request) {
+	raw, _ := pathParam(r, "seq")
+	seq, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil || seq <= 0 {
+		problem(w, r, probBadParameter, "seq: "+strconv.Quote(raw)+" is not a positive whole number")
+		return
+	}
+	ok, err := s.o.DB.RetryOutbox(r.Context(), seq)
+	if err != nil {
+		s.internal(w, r, "retry outbox entry", err)
+		return
+	}
+	if !ok {
+		problem(w, r, probNotFound, fmt.Sprintf("no rejected outbox entry %d", seq))
+		return
+	}
+	s.o.Logger.Info("outbox: rejected entry queued again by an admin", slog.Int64("seq", seq))
+	s.writeJSON(w, r, http.StatusOK, struct {
+		Seq   int64  `json:"seq"`
+		State string `json:"state"`
+	}{seq, storage.OutboxPending})
 }

@@ -51,6 +51,8 @@ type statusJSON struct {
 		LastErrorAt    *time.Time `json:"last_error_at"`
 	} `json:"collections"`
 	Quarantine []storage.QuarantineEntry `json:"quarantine"`
+	Mode       string                    `json:"mode"`
+	Orders     storage.OrderStats        `json:"orders"`
 }
 
 func TestStatus(t *testing.T) {

@@ -503,7 +503,7 @@ func TestBadQueryParameters(t *testing.T) {
 
 func TestUnknownRouteAndWrongMethod(t *testing.T) {
 	f := newFixture(t)
-	for _, target := range []string{"/", "/api/v1/orders", "/api/v1/catalog/products/P0001/extra", "/api/v1/catalog/product"} {
+	for _, target := range []string{"/", "/api/v1/nothing", "/api/v1/catalog/products/P0001/extra", "/api/v1/catalog/product"} {
 		wantProblem(t, f.get(t, target), http.StatusNotFound, "not-found", target)
 	}
 	for _, c := range []struct {

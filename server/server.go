@@ -39,6 +39,9 @@ type Options struct {
 
 	Logger *slog.Logger
 
+	// TestMode flags every new order as a test order (shop.mode: test).
+	TestMode bool
+
 	ServerID, ShopName, Version string
 	StartedAt                   time.Time        // zero: the time New was called
 	Now                         func() time.Time // clock for data ages and uptime; nil: time.Now
@@ -73,7 +76,7 @@ var services = []struct {
 }{
 	{serviceCatalog, (*Server).catalogRoutes},
 	{serviceMedia, nil},
-	{serviceOrders, nil},
+	{serviceOrders, (*Server).ordersRoutes},
 	{serviceDevices, nil},
 	{serviceEvents, nil},
 	{serviceAdmin, (*Server).adminRoutes},

@@ -53,8 +53,8 @@ type DB struct {
 	smu   sync.RWMutex // protects the field below
 	state map[string]FeedState
 
-	emu      sync.Mutex    // protects the field below
-	eventsCh chan struct{} // closed when the next event commits
+	events    signal // an event was committed
+	outboxSig signal // an outbox entry became pending
 }
 
 // Open opens (creating if needed) the database at path and applies pending migrations.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -198,7 +199,8 @@ func (db *DB) CreateOrder(ctx context.Context, n NewOrder) (o Order, created boo
 		return Order{}, false, fmt.Errorf("storage: create order: %w", err)
 	}
 	if created {
-		db.notifyEvents()
+		db.events.notify()
+		db.outboxSig.notify()
 	}
 	return o, created, nil
 }
@@ -253,7 +255,8 @@ func (db *DB) UpdateOrder(ctx context.Context, id string, f func(*Order) error) 
 		return Order{}, false, fmt.Errorf("storage: update order: %w", err)
 	}
 	if changed {
-		db.notifyEvents()
+		db.events.notify()
+		db.outboxSig.notify()
 	}
 	return o, changed, nil
 }
@@ -482,6 +485,9 @@ func (db *DB) RetryOutbox(ctx context.Context, seq int64) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("storage: retry outbox: %w", err)
 	}
+	if n == 1 {
+		db.outboxSig.notify()
+	}
 	return n == 1, nil
 }
 
@@ -547,20 +553,68 @@ func (db *DB) EventsAfter(ctx context.Context, after int64, limit int) ([]Event,
 
 // EventsChanged returns a channel that is closed when the next event is committed. A follower
 // reads what it has not seen with EventsAfter, then waits on a fresh channel.
-func (db *DB) EventsChanged() <-chan struct{} {
-	db.emu.Lock()
-	defer db.emu.Unlock()
-	if db.eventsCh == nil {
-		db.eventsCh = make(chan struct{})
-	}
-	return db.eventsCh
+func (db *DB) EventsChanged() <-chan struct{} { return db.events.wait() }
+
+// OutboxChanged returns a channel that is closed when the outbox next gets a pending entry.
+func (db *DB) OutboxChanged() <-chan struct{} { return db.outboxSig.wait() }
+
+// signal wakes every waiter once when something is committed.
+type signal struct {
+	mu sync.Mutex    // protects the field below
+	ch chan struct{} // closed by the next notify
 }
 
-func (db *DB) notifyEvents() {
-	db.emu.Lock()
-	if db.eventsCh != nil {
-		close(db.eventsCh)
-		db.eventsCh = nil
+func (s *signal) wait() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ch == nil {
+		s.ch = make(chan struct{})
 	}
-	db.emu.Unlock()
+	return s.ch
+}
+
+func (s *signal) notify() {
+	s.mu.Lock()
+	if s.ch != nil {
+		close(s.ch)
+		s.ch = nil
+	}
+	s.mu.Unlock()
+}
+
+// Order statuses. An order moves forward through them; cancelled and completed are final.
+const (
+	StatusNew       = "new"
+	StatusAccepted  = "accepted"
+	StatusPreparing = "preparing"
+	StatusReady     = "ready"
+	StatusCompleted = "completed"
+	StatusCancelled = "cancelled"
+)
+
+var transitions = map[string][]string{
+	StatusNew:       {StatusAccepted, StatusPreparing, StatusReady, StatusCompleted, StatusCancelled},
+	StatusAccepted:  {StatusPreparing, StatusReady, StatusCompleted, StatusCancelled},
+	StatusPreparing: {StatusReady, StatusCompleted, StatusCancelled},
+	StatusReady:     {StatusCompleted, StatusCancelled},
+}
+
+// ValidStatus reports whether s is an order status.
+func ValidStatus(s string) bool {
+	_, ok := transitions[s]
+	return ok || s == StatusCompleted || s == StatusCancelled
+}
+
+// CanMove reports whether an order may go from one status to another. Staying is allowed (a
+// retried update is harmless); going back is not.
+func CanMove(from, to string) bool {
+	if from == to {
+		return true
+	}
+	for _, s := range transitions[from] {
+		if s == to {
+			return true
+		}
+	}
+	return false
 }

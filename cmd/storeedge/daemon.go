@@ -15,11 +15,13 @@ import (
 	"github.com/storeedge/storeedge/sync/cloud"
 	"github.com/storeedge/storeedge/sync/feed"
 	"github.com/storeedge/storeedge/sync/heartbeat"
+	"github.com/storeedge/storeedge/sync/outbox"
 )
 
 // daemon wires the components together and runs them until ctx ends:
 //
 //	WAN dialer → cloud client → feed syncer ─┐
+//	                          → outbox ──────┤
 //	                          → heartbeat ───┤
 //	                                         ├→ storage (SQLite)
 //	LAN server (front door + services) ──────┘
@@ -95,6 +97,8 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 	g.Go(func() error { return srv.Run(gctx) })
 	if cfg.Cloud.Sync {
 		g.Go(func() error { return syncer.Run(gctx) })
+		ob := outbox.New(outbox.Options{DB: db, Cloud: client, Logger: log})
+		g.Go(func() error { return ob.Run(gctx) })
 		hb := &heartbeat.Sender{Client: client, DB: db, ServerID: cfg.ServerID, Version: buildVersion(), StartedAt: startedAt,
 			WAN: func() string { return syncer.WAN().State }, Logger: log}
 		g.Go(func() error { return hb.Run(gctx) })

@@ -1,0 +1,146 @@
+package server
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/storeedge/storeedge/storage"
+)
+
+func (f *fixture) order(t testing.TB, device, key, body string) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodPost, "/api/v1/orders", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	if device != "" {
+		req.Header.Set(headerDevice, device)
+	}
+	if key != "" {
+		req.Header.Set(headerIdempotencyKey, key)
+	}
+	return f.do(t, req)
+}
+
+func decodeOrder(t testing.TB, rec *httptest.ResponseRecorder, status int) orderAnswer {
+	t.Helper()
+	if rec.Code != status {
+		t.Fatalf("status %d, want %d; body %s", rec.Code, status, rec.Body)
+	}
+	var a orderAnswer
+	if err := json.Unmarshal(rec.Body.Bytes(), &a); err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func TestCreateOrderPricesFromCatalogAndIsIdempotent(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.TestMode = true })
+	body := `{"lines":[{"product_id":"P0002","quantity":3},{"product_id":"P0010","quantity":1}],"note":"no onions","customer":{"name":"Ana"}}`
+	rec := f.order(t, "pos-1", "key-1", body)
+	a := decodeOrder(t, rec, http.StatusCreated)
+	o := a.Order
+	if o.Total != 3*200+1000 || o.Currency != "EUR" || o.Lines[1].Name != "Green tea" || o.Status != storage.StatusNew || !o.Test || o.DeviceID != "pos-1" {
+		t.Fatalf("order %+v", o)
+	}
+	if rec.Header().Get("Location") != "/api/v1/orders/"+o.ID {
+		t.Fatalf("Location %q", rec.Header().Get("Location"))
+	}
+	if len(a.Ledger) != 2 || a.Ledger[0].Stage != storage.StageReceived || a.Ledger[1].Stage != storage.StageStored {
+		t.Fatalf("ledger %+v", a.Ledger)
+	}
+	// A retry, even with other white space, gets the same order.
+	again := f.order(t, "pos-1", "key-1", strings.ReplaceAll(body, ",", ", "))
+	if b := decodeOrder(t, again, http.StatusOK); b.Order.ID != o.ID || again.Header().Get(headerReplayed) != "true" {
+		t.Fatalf("retry made %s, first was %s", b.Order.ID, o.ID)
+	}
+	wantProblem(t, f.order(t, "pos-1", "key-1", `{"lines":[{"product_id":"P0002","quantity":4}]}`), http.StatusConflict, "idempotency-conflict")
+	if other := decodeOrder(t, f.order(t, "pos-2", "key-1", body), http.StatusCreated); other.Order.ID == o.ID || other.Order.Number != 2 {
+		t.Fatalf("another device's key made %+v", other.Order)
+	}
+	list := decodeOK[struct {
+		Items []storage.Order `json:"items"`
+		Next  string          `json:"next"`
+	}](t, f.get(t, "/api/v1/orders?limit=1"))
+	if len(list.Items) != 1 || list.Items[0].Number != 2 || list.Next == "" {
+		t.Fatalf("first page %+v", list)
+	}
+	st, _ := f.db.OrderStats(t.Context())
+	if st.OutboxPending != 2 {
+		t.Fatalf("outbox pending %d, want 2", st.OutboxPending)
+	}
+}
+
+func TestOrderBadInput(t *testing.T) {
+	f := newFixture(t)
+	ok := `{"lines":[{"product_id":"P0002","quantity":1}]}`
+	wantProblem(t, f.order(t, "", "k", ok), http.StatusBadRequest, "bad-parameter", "Storeedge-Device")
+	wantProblem(t, f.order(t, "pos", "", ok), http.StatusBadRequest, "bad-parameter", "Idempotency-Key")
+	wantProblem(t, f.order(t, "pos", "bad key", ok), http.StatusBadRequest, "bad-parameter", "visible ASCII")
+	wantProblem(t, f.order(t, "pos", strings.Repeat("k", 129), ok), http.StatusBadRequest, "bad-parameter", "at most 128")
+	for _, tc := range []struct{ body, slug, detail string }{
+		{`{"lines":[]}`, "invalid-body", "at least one line"},
+		{`{"lines":[{"product_id":"P0002","quantity":0}]}`, "invalid-body", "quantity"},
+		{`{"lines":[{"product_id":"P0002","quantity":10000}]}`, "invalid-body", "quantity"},
+		{`{"lines":[{"product_id":"","quantity":1}]}`, "invalid-body", "product_id"},
+		{`{"lines":[{"product_id":"P0002","quantity":1}],"note":"` + strings.Repeat("x", 501) + `"}`, "invalid-body", "note"},
+		{`{"lines":[{"product_id":"P0002","quantity":1}],"note":"bell\u0007"}`, "invalid-body", "control"},
+		{`{"lines":[{"product_id":"P0002","quantity":1}],"price":1}`, "malformed-body", "unknown field"},
+		{`{"lines":[{"product_id":"P0002","quantity":"1"}]}`, "malformed-body", "wrong type"},
+		{`{"lines":`, "malformed-body", ""},
+		{`{"lines":[{"product_id":"NOPE","quantity":1}]}`, "unknown-product", "NOPE"},
+	} {
+		wantProblem(t, f.order(t, "pos", "k-"+tc.slug, tc.body), map[string]int{"invalid-body": 400, "malformed-body": 400, "unknown-product": 422}[tc.slug], tc.slug, tc.detail)
+	}
+	wantProblem(t, f.get(t, "/api/v1/orders?status=lost"), http.StatusBadRequest, "bad-parameter", "status")
+	wantProblem(t, f.get(t, "/api/v1/orders/nope"), http.StatusNotFound, "not-found")
+}
+
+func TestOrderStatusMovesForwardOnly(t *testing.T) {
+	f := newFixture(t)
+	o := decodeOrder(t, f.order(t, "pos", "k", `{"lines":[{"product_id":"P0002","quantity":1}]}`), http.StatusCreated).Order
+	set := func(status string) *httptest.ResponseRecorder {
+		return f.post(t, "/api/v1/orders/"+o.ID+"/status", "application/json", `{"status":"`+status+`"}`)
+	}
+	if a := decodeOrder(t, set("ready"), http.StatusOK); a.Order.Status != "ready" || a.Order.Version != 2 {
+		t.Fatalf("after ready: %+v", a.Order)
+	}
+	if a := decodeOrder(t, set("ready"), http.StatusOK); a.Order.Version != 2 {
+		t.Fatalf("repeating a status changed the order: %+v", a.Order)
+	}
+	wantProblem(t, set("new"), http.StatusConflict, "invalid-transition", "ready", "new")
+	wantProblem(t, set("lost"), http.StatusBadRequest, "invalid-body", "lost")
+	decodeOrder(t, set("completed"), http.StatusOK)
+	wantProblem(t, set("cancelled"), http.StatusConflict, "invalid-transition")
+	wantProblem(t, f.post(t, "/api/v1/orders/nope/status", "application/json", `{"status":"ready"}`), http.StatusNotFound, "not-found")
+	a := decodeOrder(t, f.get(t, "/api/v1/orders/"+o.ID), http.StatusOK)
+	var stages []string
+	for _, e := range a.Ledger {
+		stages = append(stages, e.Stage+":"+e.Detail)
+	}
+	if got := strings.Join(stages, ","); got != "received:from lan,stored:,status:new → ready,status:ready → completed" {
+		t.Fatalf("ledger %s", got)
+	}
+}
+
+func TestOutboxAdmin(t *testing.T) {
+	f := newFixture(t)
+	decodeOrder(t, f.order(t, "pos", "k", `{"lines":[{"product_id":"P0002","quantity":1}]}`), http.StatusCreated)
+	p, _ := f.db.PendingOutbox(t.Context(), 1)
+	if err := f.db.CompleteOutbox(t.Context(), storage.OutboxResult{Rejected: map[string]string{p[0].Key: "store closed"}}); err != nil {
+		t.Fatal(err)
+	}
+	list := decodeOK[struct {
+		Items []storage.OutboxEntry `json:"items"`
+	}](t, f.get(t, "/api/v1/admin/outbox/rejected"))
+	if len(list.Items) != 1 || list.Items[0].LastError != "store closed" {
+		t.Fatalf("rejected %+v", list)
+	}
+	decodeOK[map[string]any](t, f.post(t, "/api/v1/admin/outbox/1/retry", "", ""))
+	wantProblem(t, f.post(t, "/api/v1/admin/outbox/1/retry", "", ""), http.StatusNotFound, "not-found")
+	wantProblem(t, f.post(t, "/api/v1/admin/outbox/x/retry", "", ""), http.StatusBadRequest, "bad-parameter")
+	if st, _ := f.db.OrderStats(t.Context()); st.OutboxPending != 1 || st.OutboxRejected != 0 {
+		t.Fatalf("after retry %+v", st)
+	}
+}

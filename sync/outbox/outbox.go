@@ -1,0 +1,201 @@
+// Package outbox uploads what the cloud has to hear (orders and their changes) from the
+// persistent outbox, oldest first, in batches with idempotency keys, until the cloud acknowledges
+// each entry. While the WAN is down entries wait in the database; nothing is lost and, since the
+// cloud stores each key once, nothing is doubled by a retry.
+//
+// An entry the cloud refuses for good is set aside with the reason (storage.OutboxRejected),
+// where an admin can see it and queue it again, so it never blocks the entries behind it.
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/storeedge/storeedge/internal/backoff"
+	"github.com/storeedge/storeedge/internal/cloudapi"
+	"github.com/storeedge/storeedge/storage"
+	"github.com/storeedge/storeedge/sync/cloud"
+)
+
+// Uploader is the part of the cloud client the outbox needs.
+type Uploader interface {
+	// Upload sends a batch and returns what the cloud did with each event. An error means the
+	// batch as a whole was not taken: a *cloud.Error (Retryable tells whether sending it again
+	// may work), cloud.ErrUnauthorized, or a transport error (retryable).
+	Upload(ctx context.Context, events []cloudapi.Event) (cloudapi.UploadResponse, error)
+}
+
+var _ Uploader = (*cloud.Client)(nil)
+
+// Options configure a Worker.
+type Options struct {
+	DB         *storage.DB
+	Cloud      Uploader
+	Batch      int           // events per upload, 1..500; default 100
+	MinBackoff time.Duration // default 1s
+	MaxBackoff time.Duration // default 5m
+	Logger     *slog.Logger
+}
+
+// Worker drains the outbox.
+type Worker struct {
+	o         Options
+	log       *slog.Logger
+	attempted func(error) // tests observe each drain
+
+	mu        sync.Mutex // protects the fields below
+	lastError string
+	lastOK    time.Time
+}
+
+// New returns a Worker; it does nothing until Run.
+func New(o Options) *Worker {
+	if o.Batch <= 0 || o.Batch > 500 {
+		o.Batch = 100
+	}
+	if o.MinBackoff <= 0 {
+		o.MinBackoff = time.Second
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 5 * time.Minute
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Worker{o: o, log: o.Logger}
+}
+
+// State is what status shows of the upload.
+type State struct {
+	LastError   string
+	LastSuccess time.Time
+}
+
+// State returns the last upload's outcome.
+func (w *Worker) State() State {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return State{LastError: w.lastError, LastSuccess: w.lastOK}
+}
+
+// Run uploads until ctx ends, sleeping while the outbox is empty and backing off while the cloud
+// cannot take the entries.
+func (w *Worker) Run(ctx context.Context) error {
+	b := backoff.New(w.o.MinBackoff, w.o.MaxBackoff)
+	for {
+		changed := w.o.DB.OutboxChanged() // before reading, so no wake-up is missed
+		n, err := w.Drain(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if w.attempted != nil {
+			w.attempted(err)
+		}
+		if err != nil {
+			var ce *cloud.Error
+			retryAfter := time.Duration(0)
+			if errors.As(err, &ce) {
+				retryAfter = ce.RetryAfter
+			}
+			wait := b.Next(retryAfter)
+			w.fail(err, wait)
+			if err := backoff.Sleep(ctx, wait); err != nil {
+				return err
+			}
+			continue
+		}
+		b.Reset()
+		if n > 0 {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-changed:
+		}
+	}
+}
+
+func (w *Worker) fail(err error, wait time.Duration) {
+	w.mu.Lock()
+	repeated := w.lastError == err.Error()
+	w.lastError = err.Error()
+	w.mu.Unlock()
+	if !repeated {
+		w.log.Warn("outbox: upload failed, entries stay queued", slog.Any("error", err), slog.Duration("retry_in", wait))
+	}
+}
+
+// Drain uploads pending entries until none is left or an upload fails, and returns how many
+// entries it settled (delivered or rejected).
+func (w *Worker) Drain(ctx context.Context) (int, error) {
+	settled := 0
+	for {
+		entries, err := w.o.DB.PendingOutbox(ctx, w.o.Batch)
+		if err != nil || len(entries) == 0 {
+			return settled, err
+		}
+		n, err := w.upload(ctx, entries)
+		settled += n
+		if err != nil {
+			return settled, err
+		}
+	}
+}
+
+// upload sends one batch and records the answer. A batch the cloud refuses as a whole for good
+// (4xx) is sent again one entry at a time, so only the entry at fault is set aside.
+func (w *Worker) upload(ctx context.Context, entries []storage.OutboxEntry) (int, error) {
+	events := make([]cloudapi.Event, len(entries))
+	keys := make([]string, len(entries))
+	for i, e := range entries {
+		events[i] = cloudapi.Event{Key: e.Key, Type: e.Type, At: e.At.UTC().Format(time.RFC3339Nano), Data: e.Data}
+		keys[i] = e.Key
+	}
+	resp, err := w.o.Cloud.Upload(ctx, events)
+	if err != nil {
+		var ce *cloud.Error
+		if errors.As(err, &ce) && !ce.Retryable() {
+			if len(entries) == 1 {
+				return 1, w.o.DB.CompleteOutbox(ctx, storage.OutboxResult{Rejected: map[string]string{keys[0]: ce.Error()}})
+			}
+			n := 0
+			for i := range entries {
+				m, err := w.upload(ctx, entries[i:i+1])
+				n += m
+				if err != nil {
+					return n, err
+				}
+			}
+			return n, nil
+		}
+		if ferr := w.o.DB.FailOutbox(ctx, keys, err.Error()); ferr != nil && ctx.Err() == nil {
+			w.log.Error("outbox: cannot record the failed attempt", slog.Any("error", ferr))
+		}
+		return 0, fmt.Errorf("outbox: upload %d entries: %w", len(entries), err)
+	}
+	res := storage.OutboxResult{Delivered: append(resp.Accepted, resp.Duplicate...), Rejected: map[string]string{}}
+	for _, r := range resp.Rejected {
+		res.Rejected[r.Key] = r.Reason
+		w.log.Warn("outbox: the cloud refused an entry; set aside", slog.String("key", r.Key), slog.String("reason", r.Reason))
+	}
+	if err := w.o.DB.CompleteOutbox(ctx, res); err != nil {
+		return 0, err
+	}
+	answered := len(res.Delivered) + len(res.Rejected)
+	if answered < len(entries) {
+		// The cloud did not mention some keys: they stay pending and go again with the next batch.
+		w.log.Warn("outbox: the cloud's answer left entries out; they will be sent again", slog.Int("missing", len(entries)-answered))
+	}
+	w.mu.Lock()
+	w.lastError, w.lastOK = "", time.Now()
+	w.mu.Unlock()
+	if answered == 0 {
+		return 0, fmt.Errorf("outbox: the cloud answered about none of %d entries", len(entries))
+	}
+	return answered, nil
+}

@@ -1,0 +1,156 @@
+package outbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/storeedge/storeedge/internal/cloudapi"
+	"github.com/storeedge/storeedge/internal/cloudsim"
+	"github.com/storeedge/storeedge/storage"
+	"github.com/storeedge/storeedge/sync/cloud"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func openDB(t *testing.T) *storage.DB {
+	t.Helper()
+	db, err := storage.Open(context.Background(), filepath.Join(t.TempDir(), "shop.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func createOrders(t *testing.T, db *storage.DB, devices, each int) {
+	t.Helper()
+	for i := 0; i < each; i++ {
+		for d := 0; d < devices; d++ {
+			o := storage.Order{Source: storage.SourceLAN, DeviceID: fmt.Sprintf("pos-%d", d), Status: storage.StatusNew, Currency: "EUR", Note: fmt.Sprint(i)}
+			if _, _, err := db.CreateOrder(context.Background(), storage.NewOrder{Order: o, IdempotencyKey: fmt.Sprint(i), RequestHash: "h"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// TestDrainsThroughFailuresInOrder uploads through a cloud that fails a fifth of the batches and
+// then goes down for a while: the cloud ends with each order once, in creation order per device.
+func TestDrainsThroughFailuresInOrder(t *testing.T) {
+	db := openDB(t)
+	sim := cloudsim.New(cloudsim.Options{Products: 1, StoreKey: "k"})
+	ts := httptest.NewServer(sim.Handler())
+	defer ts.Close()
+	client, _ := cloud.New(ts.URL, "k", ts.Client(), "test")
+	createOrders(t, db, 3, 100)
+	if err := sim.SetFaults(cloudsim.Faults{UploadErrorRate: 1}); err != nil {
+		t.Fatal(err)
+	}
+	w := New(Options{DB: db, Cloud: client, Batch: 7, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
+	attempts := make(chan error, 1000)
+	w.attempted = func(err error) { attempts <- err }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- w.Run(ctx) }()
+	// The cloud is down: the worker keeps failing, the entries stay queued.
+	for i := 0; i < 3; i++ {
+		if err := <-attempts; err == nil {
+			t.Fatal("an upload succeeded while the cloud was down")
+		}
+	}
+	if st, _ := db.OrderStats(ctx); st.OutboxPending != 300 || len(sim.Events()) != 0 {
+		t.Fatalf("while the cloud is down: %+v, cloud has %d", st, len(sim.Events()))
+	}
+	sim.SetFaults(cloudsim.Faults{UploadErrorRate: 0.2})
+	// Each clean drain ends with an empty outbox; a failed one is retried.
+	for err := <-attempts; err != nil; err = <-attempts {
+	}
+	if st, _ := db.OrderStats(ctx); st.OutboxPending != 0 {
+		t.Fatalf("outbox not drained after a clean pass: %+v", st)
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run: %v", err)
+	}
+	events := sim.Events()
+	if len(events) != 300 {
+		t.Fatalf("cloud has %d events, want 300", len(events))
+	}
+	next := map[string]int{}
+	for _, e := range events {
+		var o storage.Order
+		if err := json.Unmarshal(e.Data, &o); err != nil {
+			t.Fatal(err)
+		}
+		if o.Note != fmt.Sprint(next[o.DeviceID]) {
+			t.Fatalf("%s: order %s arrived when %d was expected", o.DeviceID, o.Note, next[o.DeviceID])
+		}
+		next[o.DeviceID]++
+	}
+	if sim.Stats().Faults.UploadError == 0 {
+		t.Fatal("no upload failed; the test proved nothing about retries")
+	}
+}
+
+// fakeCloud refuses events whose key contains "bad": as a whole batch with 400 when whole is
+// set, else in the answer.
+type fakeCloud struct {
+	whole bool
+	got   []string
+}
+
+func (f *fakeCloud) Upload(_ context.Context, events []cloudapi.Event) (cloudapi.UploadResponse, error) {
+	var r cloudapi.UploadResponse
+	for _, e := range events {
+		if strings.Contains(string(e.Data), `"note":"bad"`) {
+			if f.whole {
+				return cloudapi.UploadResponse{}, &cloud.Error{Op: "upload", Status: 400, Detail: "event " + e.Key + " is invalid"}
+			}
+			r.Rejected = append(r.Rejected, cloudapi.Rejection{Key: e.Key, Reason: "unknown product"})
+			continue
+		}
+		r.Accepted = append(r.Accepted, e.Key)
+	}
+	f.got = append(f.got, r.Accepted...)
+	return r, nil
+}
+
+func TestRejectedEntriesAreSetAside(t *testing.T) {
+	for _, whole := range []bool{false, true} {
+		t.Run(fmt.Sprintf("whole-batch=%v", whole), func(t *testing.T) {
+			db := openDB(t)
+			ctx := context.Background()
+			for i, note := range []string{"a", "bad", "c"} {
+				o := storage.Order{Source: storage.SourceLAN, DeviceID: "pos", Status: storage.StatusNew, Note: note}
+				if _, _, err := db.CreateOrder(ctx, storage.NewOrder{Order: o, IdempotencyKey: fmt.Sprint(i), RequestHash: "h"}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			f := &fakeCloud{whole: whole}
+			w := New(Options{DB: db, Cloud: f})
+			if n, err := w.Drain(ctx); err != nil || n != 3 {
+				t.Fatalf("drain: %d %v", n, err)
+			}
+			if len(f.got) != 2 {
+				t.Fatalf("the cloud took %v", f.got)
+			}
+			rejected, _ := db.RejectedOutbox(ctx, 10)
+			if len(rejected) != 1 || rejected[0].LastError == "" {
+				t.Fatalf("rejected %+v", rejected)
+			}
+			ledger, _ := db.OrderLedger(ctx, rejected[0].OrderID)
+			if last := ledger[len(ledger)-1]; last.Stage != storage.StageUploadRejected || last.Error == "" {
+				t.Fatalf("ledger %+v", ledger)
+			}
+		})
+	}
+}
