@@ -78,7 +78,7 @@ var services = []struct {
 	{serviceMedia, nil},
 	{serviceOrders, (*Server).ordersRoutes},
 	{serviceDevices, nil},
-	{serviceEvents, nil},
+	{serviceEvents, (*Server).eventsRoutes},
 	{serviceAdmin, (*Server).adminRoutes},
 }
 
@@ -99,6 +99,10 @@ type Server struct {
 	now   func() time.Time
 	front *chi.Mux
 	ports []*port // enabled listeners: the front door first, then services in table order
+
+	// stopping is closed when Run is told to stop, so long-lived answers (event streams) end at
+	// once instead of holding the shutdown for its whole grace period.
+	stopping chan struct{}
 
 	mu        sync.Mutex // protects the fields below
 	listening bool
@@ -141,7 +145,7 @@ func New(o Options) (*Server, error) {
 	}
 	o.ShutdownGrace = max(o.ShutdownGrace, 0)
 
-	s := &Server{o: o, log: o.Logger, now: o.Now}
+	s := &Server{o: o, log: o.Logger, now: o.Now, stopping: make(chan struct{})}
 	s.front = s.router(frontDoor)
 
 	known := make(map[string]bool, len(services))
@@ -344,6 +348,7 @@ func (s *Server) Run(ctx context.Context) error {
 			failed = fmt.Errorf("server: %s on %s: %w", r.p.key, r.p.ln.Addr(), r.err)
 		}
 	}
+	close(s.stopping)
 
 	grace, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.o.ShutdownGrace)
 	defer cancel()

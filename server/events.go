@@ -1,0 +1,132 @@
+package server
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/storeedge/storeedge/storage"
+)
+
+// Event stream tuning.
+const (
+	eventBatch       = 500              // events read from the database at a time
+	eventKeepAlive   = 15 * time.Second // a comment line keeps proxies and NATs from closing a quiet stream
+	eventRetryMillis = 2000             // what the stream tells clients to wait before reconnecting
+)
+
+// eventsRoutes are the events service: orders announced to devices as Server-Sent Events.
+func (s *Server) eventsRoutes(r chi.Router) {
+	r.Get("/api/v1/events", s.events)
+}
+
+// events streams the event log from where the device left it (Last-Event-ID, or the after
+// parameter), then follows it live. Events are stored with the change they announce, so a device
+// that reconnects with the last id it saw misses nothing, even across a restart of the server.
+func (s *Server) events(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	after, bad := eventCursor(r)
+	if bad != "" {
+		problem(w, r, probBadParameter, bad)
+		return
+	}
+	orderID := q.Get("order")
+	var types map[string]bool
+	if t := q.Get("types"); t != "" {
+		types = map[string]bool{}
+		for _, name := range strings.Split(t, ",") {
+			if name != "order.created" && name != "order.updated" {
+				problem(w, r, probBadParameter, "types: "+strconv.Quote(name)+" is not one of order.created, order.updated")
+				return
+			}
+			types[name] = true
+		}
+	}
+	rc := http.NewResponseController(w)
+	// The server's write timeout protects ordinary answers; a stream lives as long as the device
+	// listens.
+	if err := rc.SetWriteDeadline(time.Time{}); err != nil {
+		s.internal(w, r, "open event stream", err)
+		return
+	}
+	h := w.Header()
+	h["Content-Type"] = []string{"text/event-stream"}
+	h["Cache-Control"] = []string{"no-store"}
+	h["X-Accel-Buffering"] = []string{"no"}
+	w.WriteHeader(http.StatusOK)
+	buf := []byte("retry: " + strconv.Itoa(eventRetryMillis) + "\n\n")
+	keepAlive := time.NewTicker(eventKeepAlive)
+	defer keepAlive.Stop()
+	ctx := r.Context()
+	for {
+		changed := s.o.DB.EventsChanged() // before reading, so no event slips between read and wait
+		events, err := s.o.DB.EventsAfter(ctx, after, eventBatch)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("event stream: cannot read events", "error", err)
+			}
+			return
+		}
+		for i := range events {
+			e := &events[i]
+			after = e.ID
+			if (orderID != "" && e.OrderID != orderID) || (types != nil && !types[e.Type]) {
+				continue
+			}
+			buf = appendEvent(buf, e)
+		}
+		if len(buf) > 0 {
+			if _, err := w.Write(buf); err != nil {
+				return
+			}
+			if err := rc.Flush(); err != nil {
+				return
+			}
+			buf = buf[:0]
+		}
+		if len(events) == eventBatch {
+			continue // more waiting
+		}
+		select {
+		case <-changed:
+		case <-keepAlive.C:
+			buf = append(buf, ": keep-alive\n\n"...)
+		case <-ctx.Done():
+			return
+		case <-s.stopping:
+			return
+		}
+	}
+}
+
+// eventCursor reads where the device left the stream: the Last-Event-ID header that EventSource
+// sends on reconnecting, else the after parameter, else 0 (from the start of the log).
+func eventCursor(r *http.Request) (int64, string) {
+	v, name := r.Header.Get("Last-Event-ID"), "Last-Event-ID"
+	if v == "" {
+		v, name = r.URL.Query().Get("after"), "after"
+	}
+	if v == "" {
+		return 0, ""
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return 0, name + ": " + strconv.Quote(v) + " is not an event id (a whole number ≥ 0)"
+	}
+	return n, ""
+}
+
+// appendEvent appends one event in the text/event-stream format. The data is one line of JSON,
+// which never contains a newline.
+func appendEvent(b []byte, e *storage.Event) []byte {
+	b = append(b, "id: "...)
+	b = strconv.AppendInt(b, e.ID, 10)
+	b = append(b, "\nevent: "...)
+	b = append(b, e.Type...)
+	b = append(b, "\ndata: "...)
+	b = append(b, e.Data...)
+	return append(b, "\n\n"...)
+}

@@ -1,0 +1,154 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/storeedge/storeedge/storage"
+)
+
+type sseEvent struct {
+	id, typ, data string
+}
+
+// sseClient reads a text/event-stream like EventSource does.
+type sseClient struct {
+	resp *http.Response
+	sc   *bufio.Scanner
+}
+
+func openSSE(t *testing.T, ctx context.Context, url, lastID string) *sseClient {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if lastID != "" {
+		req.Header.Set("Last-Event-ID", lastID)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("event stream: %s %s", resp.Status, resp.Header.Get("Content-Type"))
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return &sseClient{resp: resp, sc: bufio.NewScanner(resp.Body)}
+}
+
+// next returns the next event, skipping comments and the retry field.
+func (c *sseClient) next(t *testing.T) sseEvent {
+	t.Helper()
+	var e sseEvent
+	for c.sc.Scan() {
+		line := c.sc.Text()
+		switch {
+		case line == "":
+			if e.id != "" {
+				return e
+			}
+		case strings.HasPrefix(line, "id: "):
+			e.id = line[4:]
+		case strings.HasPrefix(line, "event: "):
+			e.typ = line[7:]
+		case strings.HasPrefix(line, "data: "):
+			e.data = line[6:]
+		}
+	}
+	t.Fatalf("stream ended: %v", c.sc.Err())
+	return e
+}
+
+func newOrder(t *testing.T, f *fixture, key string) storage.Order {
+	t.Helper()
+	return decodeOrder(t, f.order(t, "pos", key, `{"lines":[{"product_id":"P0002","quantity":1}]}`), http.StatusCreated).Order
+}
+
+func TestEventsResumeWithLastEventID(t *testing.T) {
+	f := newFixture(t)
+	ts := httptest.NewServer(f.h)
+	defer ts.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	first := newOrder(t, f, "k1")
+	newOrder(t, f, "k2")
+	c := openSSE(t, ctx, ts.URL+"/api/v1/events", "")
+	e1, e2 := c.next(t), c.next(t)
+	if e1.typ != "order.created" || !strings.Contains(e1.data, first.ID) || e2.id <= e1.id {
+		t.Fatalf("backlog: %+v %+v", e1, e2)
+	}
+	// Live: an order made while the device listens arrives on the open stream.
+	third := newOrder(t, f, "k3")
+	if e3 := c.next(t); !strings.Contains(e3.data, third.ID) {
+		t.Fatalf("live event %+v, want order %s", e3, third.ID)
+	}
+	lastSeen := third
+	c.resp.Body.Close()
+
+	// While the device is away: two orders and a status change.
+	missed := []string{newOrder(t, f, "k4").ID, newOrder(t, f, "k5").ID}
+	decodeOrder(t, f.post(t, "/api/v1/orders/"+lastSeen.ID+"/status", "application/json", `{"status":"ready"}`), http.StatusOK)
+	missed = append(missed, lastSeen.ID)
+
+	events, _ := f.db.EventsAfter(ctx, 0, 100)
+	c = openSSE(t, ctx, ts.URL+"/api/v1/events", strconv.FormatInt(events[2].ID, 10))
+	for i, id := range missed {
+		e := c.next(t)
+		if !strings.Contains(e.data, id) {
+			t.Fatalf("after reconnecting, event %d is %+v, want order %s", i, e, id)
+		}
+		if i == 2 && e.typ != "order.updated" {
+			t.Fatalf("status change announced as %q", e.typ)
+		}
+	}
+}
+
+func TestEventsFilterAndBadCursor(t *testing.T) {
+	f := newFixture(t)
+	ts := httptest.NewServer(f.h)
+	defer ts.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	a := newOrder(t, f, "a")
+	b := newOrder(t, f, "b")
+	decodeOrder(t, f.post(t, "/api/v1/orders/"+a.ID+"/status", "application/json", `{"status":"accepted"}`), http.StatusOK)
+	c := openSSE(t, ctx, ts.URL+"/api/v1/events?order="+a.ID+"&types=order.updated", "")
+	if e := c.next(t); e.typ != "order.updated" || !strings.Contains(e.data, a.ID) || strings.Contains(e.data, b.ID) {
+		t.Fatalf("filtered stream gave %+v", e)
+	}
+	for _, target := range []string{"/api/v1/events?after=x", "/api/v1/events?after=-1", "/api/v1/events?types=order.deleted"} {
+		wantProblem(t, f.get(t, target), http.StatusBadRequest, "bad-parameter")
+	}
+}
+
+// TestEventStreamEndsOnShutdown checks that an open stream does not hold the server's shutdown
+// for its grace period.
+func TestEventStreamEndsOnShutdown(t *testing.T) {
+	f := newFixture(t, func(o *Options) {
+		o.FrontDoor = EphemeralPort
+		o.Bind = "127.0.0.1"
+		o.ShutdownGrace = time.Minute
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	if err := f.srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- f.srv.Run(ctx) }()
+	newOrder(t, f, "k")
+	c := openSSE(t, context.Background(), "http://"+f.srv.Addrs()["front_door"]+"/api/v1/events", "")
+	c.next(t)
+	start := time.Now()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if waited := time.Since(start); waited > 30*time.Second {
+		t.Fatalf("shutdown waited %v for the open stream", waited)
+	}
+}
