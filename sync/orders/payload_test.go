@@ -1,0 +1,81 @@
+package orders
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+const goodPayload = `{"order_id":"web-1","created_at":"2026-11-23T10:00:00Z","currency":"EUR",
+	"lines":[{"product_id":"P1","name":"Tea","quantity":2,"unit_price":250},{"product_id":"P2","name":"Cake","quantity":1,"unit_price":300}],
+	"total":800,"customer":{"name":"Ana"},"note":"18:00"}`
+
+func TestDecodeGoodPayload(t *testing.T) {
+	p, err := Decode([]byte(goodPayload))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := p.Order(true)
+	if o.ExternalID != "web-1" || o.Total != 800 || len(o.Lines) != 2 || o.Lines[0].LineTotal != 500 || !o.Test || o.Status != "new" || o.Source != "servicebus" {
+		t.Fatalf("order %+v", o)
+	}
+}
+
+func TestDecodeNamesTheProblem(t *testing.T) {
+	for _, tc := range []struct{ from, to, want string }{
+		{`"total":800`, `"total":801`, "total: 801 differs from the lines' sum 800"},
+		{`"currency":"EUR"`, `"currency":"eur"`, "currency"},
+		{`"order_id":"web-1"`, `"order_id":""`, "order_id"},
+		{`"order_id":"web-1"`, `"order_id":"web 1"`, "order_id"},
+		{`"created_at":"2026-11-23T10:00:00Z"`, `"created_at":"yesterday"`, "created_at"},
+		{`"quantity":2`, `"quantity":0`, "lines[0].quantity"},
+		{`"unit_price":300`, `"unit_price":-1`, "lines[1].unit_price"},
+		{`"product_id":"P2"`, `"product_id":""`, "lines[1].product_id"},
+		{`"note":"18:00"`, `"note":"18:00\u0000"`, "note"},
+		{`"note":"18:00"`, `"notes":"18:00"`, "unknown field"},
+		{`"total":800`, `"total":"800"`, "cannot unmarshal"},
+		{`{"order_id"`, `[{"order_id"`, "not an order document"},
+	} {
+		body := strings.Replace(goodPayload, tc.from, tc.to, 1)
+		_, err := Decode([]byte(body))
+		var inv *InvalidError
+		if !errors.As(err, &inv) || !strings.Contains(inv.Reason, tc.want) {
+			t.Errorf("%s → %s: got %v, want a reason with %q", tc.from, tc.to, err, tc.want)
+		}
+	}
+	if _, err := Decode([]byte(goodPayload + "{}")); err == nil {
+		t.Error("trailing document accepted")
+	}
+	if _, err := Decode(make([]byte, MaxBodyBytes+1)); err == nil || !strings.Contains(err.Error(), "at most") {
+		t.Errorf("oversized body: %v", err)
+	}
+}
+
+// FuzzDecode feeds arbitrary message bodies: never a panic, every refusal an *InvalidError, and
+// whatever is accepted keeps the rules (a total that adds up, quantities in range).
+func FuzzDecode(f *testing.F) {
+	f.Add([]byte(goodPayload))
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`{"order_id":"x","lines":null}`))
+	f.Add([]byte(`{"order_id":"x","created_at":"2026-11-23T10:00:00Z","currency":"EUR","lines":[{"product_id":"p","quantity":9999,"unit_price":1000000000000}],"total":9999000000000000}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		p, err := Decode(body)
+		if err != nil {
+			var inv *InvalidError
+			if !errors.As(err, &inv) {
+				t.Fatalf("refusal %v is not an InvalidError", err)
+			}
+			return
+		}
+		var sum int64
+		for _, l := range p.Lines {
+			if l.Quantity < 1 || l.Quantity > maxQuantity || l.UnitPrice < 0 {
+				t.Fatalf("line accepted: %+v", l)
+			}
+			sum += l.Quantity * l.UnitPrice
+		}
+		if sum != p.Total || len(p.Lines) == 0 {
+			t.Fatalf("accepted %+v", p)
+		}
+	})
+}
