@@ -1,10 +1,15 @@
 package config
 
 import (
+	"errors"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"time"
+
+	"github.com/robfig/cron/v3"
 )
 
 // Config is the whole configuration of one storeedge server. The field order is the order of
@@ -19,7 +24,14 @@ type Config struct {
 	Cloud   Cloud  `yaml:"cloud"`
 	WAN     WAN    `yaml:"wan"`
 	LAN     LAN    `yaml:"lan"`
-	Log     Log    `yaml:"log"`
+	// Orders configures how orders taken in the shop travel to the cloud.
+	Orders Orders `yaml:"orders"`
+	// ServiceBus configures receiving the shop's orders from Azure Service Bus.
+	ServiceBus ServiceBus `yaml:"servicebus"`
+	// BackOffice configures the exchange with the shop's back office (ERP): order export and
+	// stock import.
+	BackOffice BackOffice `yaml:"backoffice"`
+	Log        Log        `yaml:"log"`
 
 	// UnknownEnv lists the STOREEDGE_* environment variables that Load found but that name no
 	// key (a typo, or a variable from another version). They are ignored; the caller should
@@ -33,7 +45,23 @@ type Shop struct {
 	ID string `yaml:"id"`
 	// Name is shown to devices and on the status page.
 	Name string `yaml:"name"`
+	// Mode is ModeTest or ModeProduction. In test mode orders are flagged as test, carry the
+	// note "TEST" in every back-office export, and never reach the production export targets
+	// (BackOffice.Export.Dir, BackOffice.Webhook.URL): they go to BackOffice.Export.TestDir if
+	// it is set, and nowhere else. Going to production is a deliberate change of this key.
+	Mode string `yaml:"mode"`
 }
+
+// The values of Shop.Mode.
+const (
+	ModeTest       = "test"
+	ModeProduction = "production"
+)
+
+// IsTest reports whether the shop runs in test mode. Anything but ModeProduction counts as
+// test (a Config that passed Validate holds one of the two), so that a mistake never sends
+// test orders to the production targets.
+func (s Shop) IsTest() bool { return s.Mode != ModeProduction }
 
 // Cloud configures the connection to the vendor's platform (docs/cloud-api.md).
 type Cloud struct {
@@ -100,6 +128,114 @@ type Services struct {
 	Admin   int `yaml:"admin"`
 }
 
+// Orders configures how orders travel to the cloud.
+type Orders struct {
+	// OutboxBatch is the number of events sent per upload to the cloud (POST /v1/events).
+	OutboxBatch int `yaml:"outbox_batch"`
+}
+
+// ServiceBus configures receiving the shop's orders (web shop, marketplace) from an Azure
+// Service Bus queue.
+type ServiceBus struct {
+	// Enabled turns the receiver on.
+	Enabled bool `yaml:"enabled"`
+	// ConnectionString is the Azure connection string of a shared access policy:
+	// Endpoint=sb://<namespace>.servicebus.windows.net/;SharedAccessKeyName=…;SharedAccessKey=…
+	// (or SharedAccessSignature=… in place of the key name and key). Required when Enabled.
+	ConnectionString Secret `yaml:"connection_string"`
+	// Queue is the queue to receive from; "" takes the one the cloud's remote configuration
+	// names.
+	Queue string `yaml:"queue"`
+	// Transport is TransportWebSockets (AMQP over WebSockets on port 443, through the WAN
+	// proxy) or TransportAMQP (plain AMQP on ports 5671/5672, no proxy; for local testing).
+	Transport string `yaml:"transport"`
+	// LockRenewInterval is how often the lock on a message is renewed while it is stored.
+	LockRenewInterval time.Duration `yaml:"lock_renew_interval"`
+	// MaxConcurrent bounds the messages processed at once.
+	MaxConcurrent int `yaml:"max_concurrent"`
+}
+
+// The values of ServiceBus.Transport.
+const (
+	TransportWebSockets = "websockets"
+	TransportAMQP       = "amqp"
+)
+
+// BackOffice configures the exchange of files and calls with the shop's back office (ERP).
+type BackOffice struct {
+	// Schedule says when exports and imports run: a standard 5-field cron expression
+	// ("*/5 * * * *") or a descriptor ("@every 10m", "@hourly"), parsed by ParseSchedule.
+	Schedule string            `yaml:"schedule"`
+	Export   BackOfficeExport  `yaml:"export"`
+	Webhook  BackOfficeWebhook `yaml:"webhook"`
+	Import   BackOfficeImport  `yaml:"import"`
+}
+
+// ParseSchedule parses a backoffice.schedule value with the standard cron parser (5 fields,
+// or a descriptor such as "@every 10m" or "@hourly"; "CRON_TZ=Europe/Paris " before it picks
+// the time zone, else the server's local time applies). The scheduler must use it, so that
+// what runs is what Validate accepted.
+func ParseSchedule(spec string) (s cron.Schedule, err error) {
+	body := spec
+	if strings.HasPrefix(spec, "TZ=") || strings.HasPrefix(spec, "CRON_TZ=") {
+		_, rest, ok := strings.Cut(spec, " ")
+		if !ok || strings.TrimSpace(rest) == "" {
+			return nil, errors.New("a time zone with no schedule after it")
+		}
+		body = strings.TrimSpace(rest)
+	}
+	if every, ok := strings.CutPrefix(body, "@every "); ok {
+		// The cron library would silently run a zero, negative or sub-second interval every
+		// second.
+		if d, err := time.ParseDuration(every); err == nil && d < time.Second {
+			return nil, errors.New("@every needs an interval of at least 1s")
+		}
+	}
+	defer func() {
+		// Should the cron library ever panic on a value (it slices the text by hand), that
+		// value is an error, not a crash.
+		if r := recover(); r != nil {
+			s, err = nil, fmt.Errorf("cannot be read: %v", r)
+		}
+	}()
+	return cron.ParseStandard(spec)
+}
+
+// BackOfficeExport configures the order files written for the back office.
+type BackOfficeExport struct {
+	// Dir is the absolute path of the drop folder for order files; "" writes none.
+	Dir string `yaml:"dir"`
+	// TestDir is the absolute path of the drop folder for test orders while Shop.Mode is
+	// ModeTest; "" exports no test orders. It differs from Dir.
+	TestDir string `yaml:"test_dir"`
+	// Format is ExportJSON, ExportCSV or ExportXML.
+	Format string `yaml:"format"`
+}
+
+// The values of BackOfficeExport.Format.
+const (
+	ExportJSON = "json"
+	ExportCSV  = "csv"
+	ExportXML  = "xml"
+)
+
+// BackOfficeWebhook configures the POST of each order to the back office.
+type BackOfficeWebhook struct {
+	// URL receives each order; "" posts none. https, or http for a loopback host.
+	URL string `yaml:"url"`
+	// Secret, when set, is the key of the HMAC-SHA256 signature header carried by each POST.
+	Secret Secret `yaml:"secret"`
+	// Timeout bounds one POST.
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// BackOfficeImport configures the files the back office drops for storeedge.
+type BackOfficeImport struct {
+	// Dir is the absolute path of the folder where the ERP drops stock adjustments; "" imports
+	// none. It differs from the export folders.
+	Dir string `yaml:"dir"`
+}
+
 // Log configures the daemon's own log.
 type Log struct {
 	Level  string `yaml:"level"`  // debug, info, warn or error
@@ -118,7 +254,7 @@ type Listener struct {
 func Default() Config {
 	return Config{
 		ServerID: "",
-		Shop:     Shop{Name: "My shop"},
+		Shop:     Shop{Name: "My shop", Mode: ModeTest},
 		DataDir:  defaultDataDir(),
 		Cloud: Cloud{
 			URL:            "https://api.server.commerce-hub.io",
@@ -148,6 +284,17 @@ func Default() Config {
 			MaxBodyBytes:      1 << 20,
 			MaxHeaderBytes:    64 << 10,
 			ShutdownGrace:     10 * time.Second,
+		},
+		Orders: Orders{OutboxBatch: 100},
+		ServiceBus: ServiceBus{
+			Transport:         TransportWebSockets,
+			LockRenewInterval: 10 * time.Second,
+			MaxConcurrent:     4,
+		},
+		BackOffice: BackOffice{
+			Schedule: "*/5 * * * *",
+			Export:   BackOfficeExport{Format: ExportJSON},
+			Webhook:  BackOfficeWebhook{Timeout: 10 * time.Second},
 		},
 		Log: Log{Level: "info", Format: "text"},
 	}

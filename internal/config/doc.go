@@ -18,6 +18,7 @@
 //	/etc/storeedge/storeedge.yaml:12: cloud.page_size: "ten": want a whole number
 //	lan.services.catalog: 80: same port as lan.front_door
 //
-// Secrets (the store key, a proxy password) have their own types, Secret and Proxy, which
-// print, marshal and log as "xxxxx". They never appear in an error message or in Redacted.
+// Secrets (the store key, a proxy password, the Service Bus connection string, the webhook
+// secret) have their own types, Secret and Proxy, which print, marshal and log as "xxxxx".
+// They never appear in an error message or in Redacted.
 package config

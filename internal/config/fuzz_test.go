@@ -20,6 +20,8 @@ func FuzzLoadYAML(f *testing.F) {
 	f.Add([]byte("cloud:\n  page_size: 5\n  poll_interval: 1m\nlan:\n  services: {catalog: 0}\n"))
 	f.Add([]byte("a: &x [*x]\nlan: *x\n"))
 	f.Add([]byte("cloud: {url: 'http://[::1]:80', sync: off}\n---\n"))
+	f.Add([]byte("servicebus:\n  enabled: true\n  connection_string: 'Endpoint=sb://a.servicebus.windows.net/;SharedAccessKeyName=n;SharedAccessKey=k'\n" +
+		"backoffice:\n  schedule: 'CRON_TZ=UTC 0 3 * * 1-5'\n  webhook: {url: 'http://localhost:9/x', secret: s}\n  export: {dir: /a, test_dir: /b}\n"))
 
 	const storeKey = "fuzz-store-key-value"
 	env := []string{"STOREEDGE_CLOUD_STORE_KEY=" + storeKey}
@@ -43,7 +45,9 @@ func FuzzLoadYAML(f *testing.F) {
 		if err := os.WriteFile(path, []byte(c.Redacted()), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		back, err := Load(path, env, []string{"wan.proxy=" + c.WAN.Proxy.Reveal()})
+		back, err := Load(path, env, []string{"wan.proxy=" + c.WAN.Proxy.Reveal(),
+			"servicebus.connection_string=" + c.ServiceBus.ConnectionString.Reveal(),
+			"backoffice.webhook.secret=" + c.BackOffice.Webhook.Secret.Reveal()})
 		if err != nil {
 			t.Fatalf("Redacted output does not load: %v\n%s", err, c.Redacted())
 		}

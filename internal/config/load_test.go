@@ -262,6 +262,111 @@ func TestLoadEnv(t *testing.T) {
 	}
 }
 
+// The Service Bus and back-office keys, three levels deep for some, load from the file and
+// the environment like the others.
+func TestLoadOrderKeys(t *testing.T) {
+	path := writeConfig(t, `
+shop:
+  mode: production
+orders:
+  outbox_batch: 250
+servicebus:
+  enabled: true
+  queue: "orders/lyon-01"
+  transport: amqp
+  lock_renew_interval: 30s
+  max_concurrent: 8
+backoffice:
+  schedule: "@every 10m"
+  export:
+    dir: "/srv/erp/orders"
+    test_dir: "/srv/erp/orders-test"
+    format: csv
+  webhook:
+    url: "https://erp.example.com/orders"
+    timeout: 20s
+  import:
+    dir: "/srv/erp/stock"
+`)
+	env := append([]string{
+		"STOREEDGE_SERVICEBUS_CONNECTION_STRING=" + string(testConn),
+		"STOREEDGE_BACKOFFICE_WEBHOOK_SECRET=whsec_123",
+		"STOREEDGE_BACKOFFICE_EXPORT_FORMAT=xml",
+	}, envKey...)
+	var flags []string
+	if runtime.GOOS == "windows" { // the file's folders are not absolute there
+		flags = []string{`backoffice.export.dir=C:\erp\orders`, `backoffice.export.test_dir=C:\erp\orders-test`, `backoffice.import.dir=C:\erp\stock`}
+	}
+	c, err := Load(path, env, flags)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Default()
+	want.Cloud.StoreKey = testKey
+	want.ServerID = c.ServerID
+	want.Shop.Mode = ModeProduction
+	want.Orders.OutboxBatch = 250
+	want.ServiceBus = ServiceBus{Enabled: true, ConnectionString: testConn, Queue: "orders/lyon-01", Transport: TransportAMQP,
+		LockRenewInterval: 30 * time.Second, MaxConcurrent: 8}
+	want.BackOffice = BackOffice{
+		Schedule: "@every 10m",
+		Export:   BackOfficeExport{Dir: c.BackOffice.Export.Dir, TestDir: c.BackOffice.Export.TestDir, Format: ExportXML},
+		Webhook:  BackOfficeWebhook{URL: "https://erp.example.com/orders", Secret: "whsec_123", Timeout: 20 * time.Second},
+		Import:   BackOfficeImport{Dir: c.BackOffice.Import.Dir},
+	}
+	if !reflect.DeepEqual(c, want) {
+		t.Errorf("got\n%s\nwant\n%s", c.Redacted(), want.Redacted())
+	}
+	if runtime.GOOS != "windows" && (c.BackOffice.Export.Dir != "/srv/erp/orders" || c.BackOffice.Export.TestDir != "/srv/erp/orders-test" || c.BackOffice.Import.Dir != "/srv/erp/stock") {
+		t.Errorf("folders not loaded: %+v", c.BackOffice)
+	}
+	if c.Shop.IsTest() {
+		t.Error("production mode counts as test")
+	}
+
+	_, err = Load(writeConfig(t, "backoffice:\n  export:\n    dri: /x\n  webhook: https://erp.example.com\n"), envKey, nil)
+	wantErr(t, err, []string{
+		":3: backoffice.export.dri: unknown key (did you mean backoffice.export.dir?)",
+		`:4: backoffice.webhook: is a section; want its keys indented below it, e.g. "  url: …"`,
+	})
+}
+
+func TestShopIsTest(t *testing.T) {
+	for mode, want := range map[string]bool{ModeTest: true, ModeProduction: false, "": true, "Production": true} {
+		if got := (Shop{Mode: mode}).IsTest(); got != want {
+			t.Errorf("Shop{Mode: %q}.IsTest() = %v, want %v", mode, got, want)
+		}
+	}
+	if !Default().Shop.IsTest() {
+		t.Error("a new installation does not start in test mode")
+	}
+}
+
+func TestParseSchedule(t *testing.T) {
+	from := time.Date(2026, 11, 23, 10, 2, 0, 0, time.UTC)
+	for spec, want := range map[string]time.Time{
+		"CRON_TZ=UTC */5 * * * *":   time.Date(2026, 11, 23, 10, 5, 0, 0, time.UTC),
+		"TZ=UTC 30 2 * * 1-5":       time.Date(2026, 11, 24, 2, 30, 0, 0, time.UTC),
+		"CRON_TZ=UTC @hourly":       time.Date(2026, 11, 23, 11, 0, 0, 0, time.UTC),
+		"@every 10m":                from.Add(10 * time.Minute),
+		"CRON_TZ=UTC  @every 1h30m": from.Add(90 * time.Minute),
+	} {
+		s, err := ParseSchedule(spec)
+		if err != nil {
+			t.Errorf("ParseSchedule(%q): %v", spec, err)
+			continue
+		}
+		if got := s.Next(from); !got.Equal(want) {
+			t.Errorf("ParseSchedule(%q).Next(%s) = %s, want %s", spec, from, got, want)
+		}
+	}
+	for _, spec := range []string{"", "* * * *", "0 */5 * * * *", "CRON_TZ=UTC", "TZ=UTC ", "@every 0s", "@every -1m", "@every 999ms", "@every x", "@weekdays", "60 * * * *"} {
+		if s, err := ParseSchedule(spec); err == nil {
+			t.Errorf("ParseSchedule(%q) = %v, want an error", spec, s)
+		}
+	}
+}
+
 func TestLoadEnvErrors(t *testing.T) {
 	_, err := Load("", []string{
 		"STOREEDGE_LAN_FRONT_DOOR=eighty",
@@ -350,13 +455,19 @@ func TestKeys(t *testing.T) {
 	if keys[0] != "server_id" || keys[len(keys)-1] != "log.format" {
 		t.Errorf("Keys() not in document order: %q", keys)
 	}
-	want := []string{"server_id", "shop.id", "shop.name", "data_dir", "cloud.url", "cloud.store_key",
+	want := []string{"server_id", "shop.id", "shop.name", "shop.mode", "data_dir", "cloud.url", "cloud.store_key",
 		"cloud.page_size", "cloud.poll_interval", "cloud.request_timeout", "cloud.sync",
 		"wan.proxy", "wan.use_environment", "wan.extra_ca_file", "wan.connect_timeout",
 		"lan.bind", "lan.front_door", "lan.services.catalog", "lan.services.media",
 		"lan.services.orders", "lan.services.devices", "lan.services.events", "lan.services.admin",
 		"lan.read_header_timeout", "lan.read_timeout", "lan.write_timeout", "lan.idle_timeout",
-		"lan.max_body_bytes", "lan.max_header_bytes", "lan.shutdown_grace", "log.level", "log.format"}
+		"lan.max_body_bytes", "lan.max_header_bytes", "lan.shutdown_grace",
+		"orders.outbox_batch",
+		"servicebus.enabled", "servicebus.connection_string", "servicebus.queue", "servicebus.transport",
+		"servicebus.lock_renew_interval", "servicebus.max_concurrent",
+		"backoffice.schedule", "backoffice.export.dir", "backoffice.export.test_dir", "backoffice.export.format",
+		"backoffice.webhook.url", "backoffice.webhook.secret", "backoffice.webhook.timeout", "backoffice.import.dir",
+		"log.level", "log.format"}
 	if !slices.Equal(keys, want) {
 		t.Errorf("Keys() = %q\nwant     %q", keys, want)
 	}
@@ -367,8 +478,15 @@ func TestKeys(t *testing.T) {
 			t.Errorf("Set(%q): %v", k, err)
 		}
 	}
-	if got := EnvName("lan.services.catalog"); got != "STOREEDGE_LAN_SERVICES_CATALOG" {
-		t.Errorf("EnvName = %q", got)
+	for key, env := range map[string]string{
+		"lan.services.catalog":         "STOREEDGE_LAN_SERVICES_CATALOG",
+		"servicebus.connection_string": "STOREEDGE_SERVICEBUS_CONNECTION_STRING",
+		"backoffice.export.test_dir":   "STOREEDGE_BACKOFFICE_EXPORT_TEST_DIR",
+		"backoffice.webhook.secret":    "STOREEDGE_BACKOFFICE_WEBHOOK_SECRET",
+	} {
+		if got := EnvName(key); got != env {
+			t.Errorf("EnvName(%q) = %q, want %q", key, got, env)
+		}
 	}
 }
 
@@ -413,11 +531,15 @@ func TestDerivedValues(t *testing.T) {
 }
 
 func TestRedactedRoundTrip(t *testing.T) {
-	c, err := Load("", envKey, []string{"wan.proxy=http://u:p%40ss@proxy.lan:3128", "lan.write_timeout=90s", "shop.name=Café \"Zur Post\" #1: ünïcødé", "lan.services.admin=0"})
+	c, err := Load("", envKey, []string{"wan.proxy=http://u:p%40ss@proxy.lan:3128", "lan.write_timeout=90s", "shop.name=Café \"Zur Post\" #1: ünïcødé", "lan.services.admin=0",
+		"shop.mode=production", "servicebus.enabled=true", "servicebus.connection_string=" + string(testConn), "servicebus.queue=orders/lyon",
+		"backoffice.schedule=@every 1m", "backoffice.export.dir=" + filepath.FromSlash("/srv/erp/out"), "backoffice.webhook.url=https://erp.example.com/orders",
+		"backoffice.webhook.secret=whsec_123"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	back, err := Load(writeConfig(t, c.Redacted()), envKey, []string{"wan.proxy=" + c.WAN.Proxy.Reveal()})
+	back, err := Load(writeConfig(t, c.Redacted()), envKey, []string{"wan.proxy=" + c.WAN.Proxy.Reveal(),
+		"servicebus.connection_string=" + c.ServiceBus.ConnectionString.Reveal(), "backoffice.webhook.secret=" + c.BackOffice.Webhook.Secret.Reveal()})
 	if err != nil {
 		t.Fatalf("Redacted output does not load: %v\n%s", err, c.Redacted())
 	}
@@ -426,5 +548,6 @@ func TestRedactedRoundTrip(t *testing.T) {
 	}
 	// Pasting the view back as is does not run with the placeholder as a key.
 	_, err = Load(writeConfig(t, c.Redacted()), nil, nil)
-	wantErr(t, err, []string{`cloud.store_key: "xxxxx": is the placeholder`, `wan.proxy: "http://u:xxxxx@proxy.lan:3128": the credentials are the placeholder`})
+	wantErr(t, err, []string{`cloud.store_key: "xxxxx": is the placeholder`, `wan.proxy: "http://u:xxxxx@proxy.lan:3128": the credentials are the placeholder`,
+		`servicebus.connection_string: "xxxxx": is the placeholder`, `backoffice.webhook.secret: "xxxxx": is the placeholder`})
 }

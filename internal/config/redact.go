@@ -12,7 +12,8 @@ import (
 )
 
 // Redacted returns c as a YAML configuration file, every key in document order, with secrets
-// shown as "xxxxx" (a proxy URL keeps everything but its credentials). It is what `storeedge
+// shown as "xxxxx" (a proxy URL keeps everything but its credentials; a URL that Validate
+// refuses for holding credentials or a query shows those as "xxxxx" too). It is what `storeedge
 // config` and the status page show. Fed back to Load, it gives c again, secrets aside.
 func (c Config) Redacted() string {
 	root := &yaml.Node{Kind: yaml.MappingNode}
@@ -70,10 +71,13 @@ func valueNode(l leaf, f reflect.Value) *yaml.Node {
 		n.Tag, n.Style, n.Value = "!!str", yaml.DoubleQuotedStyle, f.Interface().(Proxy).String()
 	case kindString:
 		n.Tag, n.Style, n.Value = "!!str", yaml.DoubleQuotedStyle, f.String()
-		if l.key == "cloud.url" {
+		switch l.key {
+		case "cloud.url":
 			// Validate refuses credentials there, but a view of a bad configuration must
 			// not show them either.
 			n.Value = redactURL(n.Value)
+		case "backoffice.webhook.url":
+			n.Value = redactWebhookURL(n.Value)
 		}
 	case kindDuration:
 		n.Tag, n.Style, n.Value = "!!str", yaml.DoubleQuotedStyle, formatDuration(time.Duration(f.Int()))

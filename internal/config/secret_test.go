@@ -14,18 +14,25 @@ import (
 const (
 	secretKey  = "sk_live_S3CRET-store-key"
 	secretPass = "pr0xy-S3CRET-pass"
+	secretSB   = "c2Iua2V5LlMzQ1JFVA-S3CRET-sb-key=" // the SharedAccessKey of secretConn
+	secretHook = "whsec_S3CRET-hook"
+	secretConn = "Endpoint=sb://shop.servicebus.windows.net/;SharedAccessKeyName=listen;SharedAccessKey=" + secretSB
 )
 
 func secretConfig() Config {
 	c := Default()
 	c.Cloud.StoreKey = secretKey
 	c.WAN.Proxy = Proxy("http://shop:" + secretPass + "@proxy.lan:3128")
+	c.ServiceBus.Enabled = true
+	c.ServiceBus.ConnectionString = secretConn
+	c.BackOffice.Webhook.URL = "https://erp.example.com/orders"
+	c.BackOffice.Webhook.Secret = secretHook
 	return c
 }
 
 func assertNoSecret(t *testing.T, what, out string) {
 	t.Helper()
-	for _, s := range []string{secretKey, secretPass, "S3CRET"} {
+	for _, s := range []string{secretKey, secretPass, secretSB, secretHook, "S3CRET"} {
 		if strings.Contains(out, s) {
 			t.Errorf("%s shows a secret:\n%s", what, out)
 			return
@@ -84,6 +91,9 @@ func TestConfigOutputsHideSecrets(t *testing.T) {
 		assertNoSecret(t, "fmt "+format+" of Config", fmt.Sprintf(format, c))
 		assertNoSecret(t, "fmt "+format+" of *Config", fmt.Sprintf(format, &c))
 		assertNoSecret(t, "fmt "+format+" of Cloud", fmt.Sprintf(format, c.Cloud))
+		assertNoSecret(t, "fmt "+format+" of ServiceBus", fmt.Sprintf(format, c.ServiceBus))
+		assertNoSecret(t, "fmt "+format+" of BackOffice", fmt.Sprintf(format, c.BackOffice))
+		assertNoSecret(t, "fmt "+format+" of Webhook", fmt.Sprintf(format, &c.BackOffice.Webhook))
 	}
 
 	j, err := json.Marshal(c)
@@ -91,7 +101,8 @@ func TestConfigOutputsHideSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertNoSecret(t, "JSON", string(j))
-	if !strings.Contains(string(j), `"StoreKey":"xxxxx"`) || !strings.Contains(string(j), `"Proxy":"http://shop:xxxxx@proxy.lan:3128"`) {
+	if !strings.Contains(string(j), `"StoreKey":"xxxxx"`) || !strings.Contains(string(j), `"Proxy":"http://shop:xxxxx@proxy.lan:3128"`) ||
+		!strings.Contains(string(j), `"ConnectionString":"xxxxx"`) || !strings.Contains(string(j), `"Secret":"xxxxx"`) {
 		t.Errorf("JSON does not show the redactions: %s", j)
 	}
 
@@ -100,20 +111,23 @@ func TestConfigOutputsHideSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertNoSecret(t, "yaml.Marshal", string(y))
-	if !strings.Contains(string(y), "store_key: xxxxx") {
+	if !strings.Contains(string(y), "store_key: xxxxx") || !strings.Contains(string(y), "connection_string: xxxxx") {
 		t.Errorf("YAML does not show the redaction:\n%s", y)
 	}
 
 	red := c.Redacted()
 	assertNoSecret(t, "Redacted", red)
-	for _, want := range []string{`store_key: "xxxxx"`, `proxy: "http://shop:xxxxx@proxy.lan:3128"`} {
+	for _, want := range []string{`store_key: "xxxxx"`, `proxy: "http://shop:xxxxx@proxy.lan:3128"`,
+		`connection_string: "xxxxx"`, `secret: "xxxxx"`, `url: "https://erp.example.com/orders"`} {
 		if !strings.Contains(red, want) {
 			t.Errorf("Redacted lacks %s:\n%s", want, red)
 		}
 	}
 	empty := Default()
-	if !strings.Contains(empty.Redacted(), `store_key: ""`) {
-		t.Errorf("an unset store key must show as empty:\n%s", empty.Redacted())
+	for _, want := range []string{`store_key: ""`, `connection_string: ""`, `secret: ""`} {
+		if !strings.Contains(empty.Redacted(), want) {
+			t.Errorf("an unset secret must show as empty (%s):\n%s", want, empty.Redacted())
+		}
 	}
 
 	for name, h := range map[string]func(*bytes.Buffer) slog.Handler{
@@ -124,6 +138,7 @@ func TestConfigOutputsHideSecrets(t *testing.T) {
 		log := slog.New(h(&b))
 		log.Info("start", "key", c.Cloud.StoreKey, "proxy", c.WAN.Proxy, "cloud", c.Cloud, "config", c, slog.Any("ptr", &c))
 		log.Info("attr", slog.Any("key", c.Cloud.StoreKey), slog.String("k2", c.Cloud.StoreKey.String()))
+		log.Info("more", "sb", c.ServiceBus, "conn", c.ServiceBus.ConnectionString, "backoffice", c.BackOffice, "hook", c.BackOffice.Webhook.Secret)
 		assertNoSecret(t, "slog "+name+" handler", b.String())
 		if !strings.Contains(b.String(), "xxxxx") {
 			t.Errorf("slog %s output shows no redaction: %s", name, b.String())
@@ -153,6 +168,26 @@ func TestErrorsHideSecrets(t *testing.T) {
 		{name: "secret in file, syntax error", file: "cloud:\n  store_key: \"" + secretKey + "\n  url: [\n"},
 		{name: "secret in a second document", file: "log: {}\n---\ncloud:\n  store_key: " + secretKey + "\n"},
 		{name: "secret in file, other error", file: "cloud:\n  store_key: " + secretKey + "\n  page_size: 0\n"},
+
+		{name: "connection string without endpoint", flags: []string{"cloud.store_key=k", "servicebus.connection_string=SharedAccessKeyName=listen;SharedAccessKey=" + secretSB}},
+		{name: "connection string with an https endpoint", flags: []string{"cloud.store_key=k", "servicebus.connection_string=" + strings.Replace(secretConn, "sb://", "https://", 1)}},
+		{name: "connection string without key name", flags: []string{"cloud.store_key=k", "servicebus.connection_string=" + strings.Replace(secretConn, "SharedAccessKeyName=listen;", "", 1)}},
+		{name: "connection string is only the key", flags: []string{"cloud.store_key=k", "servicebus.connection_string=" + secretSB + "x"}},
+		{name: "connection string with a part without =", flags: []string{"cloud.store_key=k", "servicebus.connection_string=" + secretConn + ";S3CRET-part-without-equals"}},
+		{name: "connection string with a line break", env: []string{"STOREEDGE_SERVICEBUS_CONNECTION_STRING=" + secretConn + "\n"}, flags: []string{"cloud.store_key=k"}},
+		{name: "connection string too long", flags: []string{"cloud.store_key=k", "servicebus.connection_string=" + strings.Repeat(secretConn, 50)}},
+		{name: "connection string as a list", file: "servicebus:\n  connection_string: [" + secretSB + "]\n"},
+		{name: "connection string in file, other error", file: "servicebus:\n  connection_string: \"" + secretConn + "\"\n  max_concurrent: 0\n"},
+		{name: "connection string under a wrong key", file: "servicebus:\n  connectionstring: \"" + secretConn + "\"\n"},
+		{name: "webhook secret with a space", flags: []string{"cloud.store_key=k", "backoffice.webhook.secret=" + secretHook + " x"}},
+		{name: "webhook secret too long", flags: []string{"cloud.store_key=k", "backoffice.webhook.secret=" + strings.Repeat(secretHook, 300)}},
+		{name: "webhook secret misspelt key", flags: []string{"backoffice.webhook.secre=" + secretHook}},
+		{name: "webhook secret in file as a mapping", file: "backoffice:\n  webhook:\n    secret: {a: " + secretHook + "}\n"},
+		{name: "webhook url with credentials", flags: []string{"cloud.store_key=k", "backoffice.webhook.url=https://erp:" + secretHook + "@erp.example.com/"}},
+		{name: "http webhook url with credentials", flags: []string{"cloud.store_key=k", "backoffice.webhook.url=http://erp:" + secretHook + "@erp.example.com/"}},
+		{name: "webhook url with a token in the query", flags: []string{"cloud.store_key=k", "backoffice.webhook.url=https://erp.example.com/orders?code=" + secretHook}},
+		{name: "webhook url with a token in the fragment", flags: []string{"cloud.store_key=k", "backoffice.webhook.url=https://erp.example.com/orders#" + secretHook}},
+		{name: "webhook url unparsable with a token", flags: []string{"cloud.store_key=k", "backoffice.webhook.url=https://erp.example.com:x/orders?code=" + secretHook}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := ""

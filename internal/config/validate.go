@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -27,12 +28,17 @@ const (
 	maxShopIDLen   = 128
 	maxShopNameLen = 100 // runes; it travels in discovery replies, which must stay small
 	maxStoreKeyLen = 4096
+	maxSecretLen   = 4096 // servicebus.connection_string, backoffice.webhook.secret
+	maxQueueLen    = 260  // Azure Service Bus's limit on a queue name
 )
 
 // Validate reports every problem with c, in key order, each an *Error ("key: value: reason")
-// joined with errors.Join, or nil. It is fast and has no side effects; the one thing it looks
-// at outside c is whether wan.extra_ca_file exists (an os.Stat). Secret values show as
-// "xxxxx". An empty server_id is accepted: Load derives one from the host name.
+// joined with errors.Join, or nil. It is fast and has no side effects; the things it looks at
+// outside c are whether wan.extra_ca_file exists (an os.Stat) and, for a backoffice.schedule
+// that names a time zone (CRON_TZ=…), the system's time zone database. Secret values show as
+// "xxxxx". An empty server_id is accepted: Load derives one from the host name. Folders
+// (backoffice.export.dir and the like) are checked as paths only: a network share may be
+// mounted after the server starts.
 func (c *Config) Validate() error {
 	v := validator{}
 
@@ -47,6 +53,11 @@ func (c *Config) Validate() error {
 		v.add("shop.name", quote(name), "empty; devices and the status page show this name")
 	case utf8.RuneCountInString(name) > maxShopNameLen || !utf8.ValidString(name) || strings.IndexFunc(name, unicode.IsControl) >= 0:
 		v.add("shop.name", quote(name), fmt.Sprintf("want at most %d characters, without control characters", maxShopNameLen))
+	}
+	switch c.Shop.Mode {
+	case ModeTest, ModeProduction:
+	default:
+		v.add("shop.mode", quote(c.Shop.Mode), `want "test" or "production"`)
 	}
 	switch {
 	case c.DataDir == "":
@@ -101,6 +112,12 @@ func (c *Config) Validate() error {
 	}
 	v.durRange("lan.shutdown_grace", c.LAN.ShutdownGrace, 0, 5*time.Minute)
 
+	v.intRange("orders.outbox_batch", c.Orders.OutboxBatch, 1, 500)
+
+	v.serviceBus(c.ServiceBus)
+
+	v.backOffice(c.BackOffice)
+
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -134,21 +151,39 @@ func (v *validator) durRange(key string, d, lo, hi time.Duration) {
 
 func (v *validator) cloudURL(s string) {
 	const key = "cloud.url"
-	shown := quote(redactURL(s))
 	if s == "" {
-		v.add(key, shown, "empty; want the https:// address of the cloud API")
+		v.add(key, quote(s), "empty; want the https:// address of the cloud API")
 		return
 	}
+	v.httpsURL(key, s, quote(redactURL(s)), urlHints{
+		example:     Default().Cloud.URL,
+		loopback:    "a local test cloud",
+		credentials: "the store key goes in cloud.store_key",
+	})
+}
+
+// urlHints are the parts of httpsURL's messages that depend on the key.
+type urlHints struct {
+	example     string // a valid value
+	loopback    string // what a loopback http:// address is for
+	credentials string // where credentials go instead
+	query       string // added to the "?query" problem after "; ", or ""
+}
+
+// httpsURL is the rule for an address storeedge calls: https, or http only for a loopback
+// host; a host name; no credentials, query or fragment (the address is shown in the
+// configuration view and the log, so it must not carry a secret); a valid port if any.
+func (v *validator) httpsURL(key, s, shown string, h urlHints) {
 	u, err := url.Parse(s)
 	if err != nil || u.Opaque != "" {
-		v.add(key, shown, "not a URL; want e.g. "+quote(Default().Cloud.URL))
+		v.add(key, shown, "not a URL; want e.g. "+quote(h.example))
 		return
 	}
 	switch {
 	case u.Scheme == "https":
 	case u.Scheme == "http" && isLoopback(u.Hostname()):
 	case u.Scheme == "http":
-		v.add(key, shown, "http is allowed only for a loopback host (a local test cloud); use https")
+		v.add(key, shown, "http is allowed only for a loopback host ("+h.loopback+"); use https")
 		return
 	default:
 		v.add(key, shown, "want an https:// URL")
@@ -158,9 +193,13 @@ func (v *validator) cloudURL(s string) {
 	case u.Host == "" || u.Hostname() == "":
 		v.add(key, shown, "has no host name")
 	case u.User != nil:
-		v.add(key, shown, "must not hold a user name or password; the store key goes in cloud.store_key")
+		v.add(key, shown, "must not hold a user name or password; "+h.credentials)
 	case u.RawQuery != "" || u.Fragment != "" || u.ForceQuery:
-		v.add(key, shown, `must not have a "?query" or "#fragment"`)
+		reason := `must not have a "?query" or "#fragment"`
+		if h.query != "" {
+			reason += "; " + h.query
+		}
+		v.add(key, shown, reason)
 	case !validPort(u.Port(), true):
 		v.add(key, shown, "port must be a number between 1 and 65535")
 	}
@@ -239,6 +278,193 @@ func (v *validator) caFile(f string) {
 	case fi.IsDir():
 		v.add(key, quote(f), "is a directory; want a PEM file of certificates")
 	}
+}
+
+func (v *validator) serviceBus(sb ServiceBus) {
+	const key = "servicebus.connection_string"
+	switch cs := sb.ConnectionString.Reveal(); {
+	case cs == "":
+		if sb.Enabled {
+			v.add(key, `""`, `missing; required when servicebus.enabled is true: copy the connection string of the queue's shared access policy from the Azure portal ("Endpoint=sb://…"), or set `+EnvName(key))
+		}
+	case cs == Redaction:
+		v.add(key, quote(Redaction), `is the placeholder shown by "storeedge config", not the connection string; put the real one`)
+	case len(cs) > maxSecretLen:
+		v.add(key, quote(Redaction), fmt.Sprintf("longer than %d bytes; is it the right value?", maxSecretLen))
+	case strings.TrimSpace(cs) != cs || strings.IndexFunc(cs, unicode.IsControl) >= 0:
+		v.add(key, quote(Redaction), "contains line breaks or control characters, or starts or ends with a space (a copy-paste slip?)")
+	default:
+		if reason := connectionStringProblem(cs); reason != "" {
+			v.add(key, quote(Redaction), reason)
+		}
+	}
+
+	if q := sb.Queue; q != "" && (len(q) > maxQueueLen || !isQueueName(q)) {
+		v.add("servicebus.queue", quote(q), fmt.Sprintf(`want 1 to %d letters, digits, '.', '_', '/' or '-'; or "" for the queue the cloud's remote configuration names`, maxQueueLen))
+	}
+	switch sb.Transport {
+	case TransportWebSockets, TransportAMQP:
+	default:
+		v.add("servicebus.transport", quote(sb.Transport), `want "websockets" (port 443, through wan.proxy) or "amqp" (ports 5671/5672, no proxy; for local testing only)`)
+	}
+	v.durRange("servicebus.lock_renew_interval", sb.LockRenewInterval, time.Second, 5*time.Minute)
+	v.intRange("servicebus.max_concurrent", sb.MaxConcurrent, 1, 64)
+}
+
+// connectionStringProblem checks an Azure Service Bus connection string the way the Azure SDK
+// reads it (Name=value parts separated by ";", names in any case) and says what is wrong, or
+// "". The reason names the parts that are missing, never a value.
+func connectionStringProblem(cs string) string {
+	const want = `want Endpoint=sb://<namespace>.servicebus.windows.net/;SharedAccessKeyName=<policy>;SharedAccessKey=<key> (or SharedAccessSignature=<token> in place of the name and key), as the Azure portal shows it under "Shared access policies"`
+	var endpoint, keyName, key, sas string
+	for _, part := range strings.Split(cs, ";") {
+		if part == "" {
+			continue // "…;;…" or a trailing ";"
+		}
+		name, value, ok := strings.Cut(part, "=")
+		if !ok {
+			return `has a part without "="; ` + want
+		}
+		switch {
+		case strings.EqualFold(name, "Endpoint"):
+			endpoint = value
+		case strings.EqualFold(name, "SharedAccessKeyName"):
+			keyName = value
+		case strings.EqualFold(name, "SharedAccessKey"):
+			key = value
+		case strings.EqualFold(name, "SharedAccessSignature"):
+			sas = value
+		}
+	}
+	var problems, missing []string
+	if endpoint == "" {
+		missing = append(missing, "Endpoint")
+	} else if u, err := url.Parse(endpoint); err != nil || !strings.EqualFold(u.Scheme, "sb") || u.Hostname() == "" {
+		problems = append(problems, "its Endpoint is not sb://<host>")
+	}
+	if sas == "" {
+		if keyName == "" {
+			missing = append(missing, "SharedAccessKeyName")
+		}
+		if key == "" {
+			missing = append(missing, "SharedAccessKey (or SharedAccessSignature)")
+		}
+	}
+	if len(missing) > 0 {
+		problems = append(problems, "lacks "+joinAnd(missing))
+	}
+	if len(problems) == 0 {
+		return ""
+	}
+	return strings.Join(problems, " and ") + "; " + want
+}
+
+// joinAnd writes a list as a person would: "a", "a and b", "a, b and c".
+func joinAnd(s []string) string {
+	if len(s) <= 1 {
+		return strings.Join(s, "")
+	}
+	return strings.Join(s[:len(s)-1], ", ") + " and " + s[len(s)-1]
+}
+
+func isQueueName(s string) bool {
+	for _, r := range s {
+		if !(r == '.' || r == '_' || r == '/' || r == '-' || '0' <= r && r <= '9' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
+func (v *validator) backOffice(b BackOffice) {
+	v.schedule(b.Schedule)
+
+	exportOK := v.folder("backoffice.export.dir", b.Export.Dir)
+	testOK := v.folder("backoffice.export.test_dir", b.Export.TestDir)
+	if exportOK && testOK && samePath(b.Export.TestDir, b.Export.Dir) {
+		v.add("backoffice.export.test_dir", quote(b.Export.TestDir), "same folder as backoffice.export.dir; test orders need a folder of their own, away from the production orders")
+	}
+	switch b.Export.Format {
+	case ExportJSON, ExportCSV, ExportXML:
+	default:
+		v.add("backoffice.export.format", quote(b.Export.Format), `want "json", "csv" or "xml"`)
+	}
+
+	if u := b.Webhook.URL; u != "" {
+		v.httpsURL("backoffice.webhook.url", u, quote(redactWebhookURL(u)), urlHints{
+			example:     "https://erp.example.com/orders",
+			loopback:    "a receiver on this machine",
+			credentials: "sign the requests with backoffice.webhook.secret instead",
+			query:       "a token there would show in the log and the configuration view; sign the requests with backoffice.webhook.secret instead",
+		})
+	}
+	const secretKey = "backoffice.webhook.secret"
+	switch s := b.Webhook.Secret.Reveal(); {
+	case s == "":
+	case s == Redaction:
+		v.add(secretKey, quote(Redaction), `is the placeholder shown by "storeedge config", not the secret; put the real one`)
+	case len(s) > maxSecretLen:
+		v.add(secretKey, quote(Redaction), fmt.Sprintf("longer than %d bytes; is it the right value?", maxSecretLen))
+	case strings.IndexFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0:
+		v.add(secretKey, quote(Redaction), "contains spaces, line breaks or control characters (a copy-paste slip?)")
+	}
+	v.durRange("backoffice.webhook.timeout", b.Webhook.Timeout, time.Second, 5*time.Minute)
+
+	if v.folder("backoffice.import.dir", b.Import.Dir) {
+		switch d := b.Import.Dir; {
+		case exportOK && samePath(d, b.Export.Dir):
+			v.add("backoffice.import.dir", quote(d), "same folder as backoffice.export.dir; the ERP's files and storeedge's order files need separate folders")
+		case testOK && samePath(d, b.Export.TestDir):
+			v.add("backoffice.import.dir", quote(d), "same folder as backoffice.export.test_dir; the ERP's files and storeedge's order files need separate folders")
+		}
+	}
+}
+
+// schedule checks backoffice.schedule with the parser that runs it.
+func (v *validator) schedule(s string) {
+	const (
+		key  = "backoffice.schedule"
+		want = `want 5 fields, "minute hour day-of-month month day-of-week", e.g. "*/5 * * * *" or "30 2 * * 1-5", or "@every 10m", "@hourly", "@daily"`
+	)
+	if strings.TrimSpace(s) == "" {
+		v.add(key, quote(s), "empty; "+want)
+		return
+	}
+	sched, err := ParseSchedule(s)
+	if err != nil {
+		v.add(key, quote(s), "not a schedule: "+truncate(err.Error(), 200)+"; "+want)
+		return
+	}
+	// A date that does not exist ("0 0 30 2 *") parses, and never comes: the cron library
+	// then gives the zero time.
+	if sched.Next(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)).IsZero() {
+		v.add(key, quote(s), "never runs (no such date); check the day-of-month and month fields")
+	}
+}
+
+// folder checks the optional absolute folder path d and reports whether it is set and valid.
+func (v *validator) folder(key, d string) bool {
+	switch {
+	case d == "":
+		return false
+	case !utf8.ValidString(d) || strings.IndexFunc(d, unicode.IsControl) >= 0:
+		v.add(key, quote(d), "contains control characters or invalid UTF-8")
+	case !filepath.IsAbs(d):
+		v.add(key, quote(d), "want an absolute path (a service's working directory is not predictable)")
+	default:
+		return true
+	}
+	return false
+}
+
+// samePath tells whether two absolute paths name the same folder, as far as can be told
+// without the file system: "/srv/out/" is "/srv/out", and Windows ignores case.
+func samePath(a, b string) bool {
+	a, b = filepath.Clean(a), filepath.Clean(b)
+	if runtime.GOOS == "windows" {
+		return strings.EqualFold(a, b)
+	}
+	return a == b
 }
 
 func (v *validator) ports(l LAN) {

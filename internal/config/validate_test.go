@@ -9,6 +9,9 @@ import (
 	"time"
 )
 
+// testConn is a Service Bus connection string good enough for Validate.
+const testConn Secret = "Endpoint=sb://shop.servicebus.windows.net/;SharedAccessKeyName=listen;SharedAccessKey=a2V5a2V5a2V5=" // not a real key
+
 func valid() Config {
 	c := Default()
 	c.Cloud.StoreKey = testKey
@@ -42,10 +45,54 @@ func TestValidateAccepts(t *testing.T) {
 		"services off":         func(c *Config) { c.LAN.Services = Services{} },
 		"two ports off":        func(c *Config) { c.LAN.Services.Media, c.LAN.Services.Admin = 0, 0 },
 		"server id set":        func(c *Config) { c.ServerID = "lyon-01.back_office" },
+		"production mode":      func(c *Config) { c.Shop.Mode = ModeProduction },
+		"service bus on": func(c *Config) {
+			c.ServiceBus.Enabled = true
+			c.ServiceBus.ConnectionString = testConn
+		},
+		"service bus, key names in any case, trailing ;": func(c *Config) {
+			c.ServiceBus.Enabled = true
+			c.ServiceBus.ConnectionString = "endpoint=SB://shop.servicebus.windows.net/;sharedaccesskeyname=listen;sharedaccesskey=a2V5=;"
+		},
+		"service bus with a shared access signature": func(c *Config) {
+			c.ServiceBus.Enabled = true
+			c.ServiceBus.ConnectionString = "Endpoint=sb://shop.servicebus.windows.net/;SharedAccessSignature=SharedAccessSignature sr=shop.servicebus.windows.net&sig=c2ln&se=1900000000&skn=listen"
+		},
+		"service bus emulator over amqp": func(c *Config) {
+			c.ServiceBus.Enabled, c.ServiceBus.Transport = true, TransportAMQP
+			c.ServiceBus.ConnectionString = "Endpoint=sb://localhost;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true"
+		},
+		"connection string kept while off": func(c *Config) { c.ServiceBus.ConnectionString = testConn },
+		"queue names":                      func(c *Config) { c.ServiceBus.Queue = "shops/lyon-01/orders_v2.in" },
+		"queue of 260":                     func(c *Config) { c.ServiceBus.Queue = strings.Repeat("q", 260) },
+		"schedule @every":                  func(c *Config) { c.BackOffice.Schedule = "@every 1m" },
+		"schedule @hourly":                 func(c *Config) { c.BackOffice.Schedule = "@hourly" },
+		"schedule with names":              func(c *Config) { c.BackOffice.Schedule = "30 2 * JAN-DEC mon-fri" },
+		"schedule on 29 February":          func(c *Config) { c.BackOffice.Schedule = "0 0 29 2 *" },
+		"schedule in UTC":                  func(c *Config) { c.BackOffice.Schedule = "CRON_TZ=UTC 0 3 * * *" },
+		"back office folders": func(c *Config) {
+			c.BackOffice.Export.Dir = filepath.FromSlash("/srv/erp/orders")
+			c.BackOffice.Export.TestDir = filepath.FromSlash("/srv/erp/orders-test")
+			c.BackOffice.Import.Dir = filepath.FromSlash("/srv/erp/stock")
+		},
+		"csv and xml": func(c *Config) { c.BackOffice.Export.Format = ExportCSV },
+		"webhook": func(c *Config) {
+			c.BackOffice.Webhook.URL = "https://erp.example.com:8443/hooks/orders"
+			c.BackOffice.Webhook.Secret = "whsec_0123456789abcdef"
+		},
+		"webhook on loopback http": func(c *Config) { c.BackOffice.Webhook.URL = "http://127.0.0.1:8080/orders" },
 		"edges": func(c *Config) {
 			c.Cloud.PageSize, c.Cloud.PollInterval, c.Cloud.RequestTimeout = 10000, time.Second, time.Hour
 			c.LAN.MaxBodyBytes, c.LAN.MaxHeaderBytes, c.LAN.ShutdownGrace = 64<<20, 1<<10, 0
 			c.LAN.FrontDoor = 65535
+			c.Orders.OutboxBatch = 500
+			c.ServiceBus.LockRenewInterval, c.ServiceBus.MaxConcurrent = 5*time.Minute, 64
+			c.BackOffice.Webhook.Timeout = time.Second
+		},
+		"low edges": func(c *Config) {
+			c.Orders.OutboxBatch = 1
+			c.ServiceBus.LockRenewInterval, c.ServiceBus.MaxConcurrent = time.Second, 1
+			c.BackOffice.Webhook.Timeout = 5 * time.Minute
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -151,6 +198,135 @@ func TestValidateRejects(t *testing.T) {
 			`lan.max_header_bytes: 2097152: must be between 1024 (1 KiB) and 1048576 (1 MiB)`},
 		{"header timeout over read timeout", func(c *Config) { c.LAN.ReadHeaderTimeout, c.LAN.ReadTimeout = time.Minute, 10*time.Second },
 			`lan.read_header_timeout: "1m": longer than lan.read_timeout ("10s"), which covers the headers too`},
+
+		{"mode misspelt", func(c *Config) { c.Shop.Mode = "prod" },
+			`shop.mode: "prod": want "test" or "production"`},
+		{"mode in capitals", func(c *Config) { c.Shop.Mode = "Production" },
+			`shop.mode: "Production": want "test" or "production"`},
+		{"mode empty", func(c *Config) { c.Shop.Mode = "" },
+			`shop.mode: "": want "test" or "production"`},
+
+		{"outbox_batch 0", func(c *Config) { c.Orders.OutboxBatch = 0 },
+			`orders.outbox_batch: 0: must be between 1 and 500`},
+		{"outbox_batch 501", func(c *Config) { c.Orders.OutboxBatch = 501 },
+			`orders.outbox_batch: 501: must be between 1 and 500`},
+
+		{"service bus on without connection string", func(c *Config) { c.ServiceBus.Enabled = true },
+			`servicebus.connection_string: "": missing; required when servicebus.enabled is true: copy the connection string of the queue's shared access policy from the Azure portal ("Endpoint=sb://…"), or set STOREEDGE_SERVICEBUS_CONNECTION_STRING`},
+		{"connection string placeholder", func(c *Config) { c.ServiceBus.ConnectionString = "xxxxx" },
+			`servicebus.connection_string: "xxxxx": is the placeholder shown by "storeedge config", not the connection string; put the real one`},
+		{"connection string without endpoint", func(c *Config) {
+			c.ServiceBus.ConnectionString = "SharedAccessKeyName=listen;SharedAccessKey=a2V5"
+		}, `servicebus.connection_string: "xxxxx": lacks Endpoint; want Endpoint=sb://<namespace>.servicebus.windows.net/;SharedAccessKeyName=<policy>;SharedAccessKey=<key> (or SharedAccessSignature=<token> in place of the name and key), as the Azure portal shows it under "Shared access policies"`},
+		{"connection string with an https endpoint", func(c *Config) {
+			c.ServiceBus.ConnectionString = "Endpoint=https://shop.servicebus.windows.net/;SharedAccessKeyName=listen;SharedAccessKey=a2V5"
+		}, `servicebus.connection_string: "xxxxx": its Endpoint is not sb://<host>; want Endpoint=sb://`},
+		{"connection string with an endpoint without host", func(c *Config) {
+			c.ServiceBus.ConnectionString = "Endpoint=sb:///;SharedAccessKeyName=listen;SharedAccessKey=a2V5"
+		}, `servicebus.connection_string: "xxxxx": its Endpoint is not sb://<host>; want`},
+		{"connection string without key name", func(c *Config) {
+			c.ServiceBus.ConnectionString = "Endpoint=sb://shop.servicebus.windows.net/;SharedAccessKey=a2V5"
+		}, `servicebus.connection_string: "xxxxx": lacks SharedAccessKeyName; want`},
+		{"connection string without key", func(c *Config) {
+			c.ServiceBus.ConnectionString = "Endpoint=sb://shop.servicebus.windows.net/;SharedAccessKeyName=listen;SharedAccessKey="
+		}, `servicebus.connection_string: "xxxxx": lacks SharedAccessKey (or SharedAccessSignature); want`},
+		{"connection string of only an endpoint", func(c *Config) {
+			c.ServiceBus.ConnectionString = "Endpoint=sb://shop.servicebus.windows.net/"
+		}, `servicebus.connection_string: "xxxxx": lacks SharedAccessKeyName and SharedAccessKey (or SharedAccessSignature); want`},
+		{"connection string all wrong", func(c *Config) {
+			c.ServiceBus.Enabled = true
+			c.ServiceBus.ConnectionString = "Endpoint=shop.servicebus.windows.net"
+		}, `servicebus.connection_string: "xxxxx": its Endpoint is not sb://<host> and lacks SharedAccessKeyName and SharedAccessKey (or SharedAccessSignature); want`},
+		{"connection string is only the key", func(c *Config) { c.ServiceBus.ConnectionString = "a2V5bm90YWNvbm5lY3Rpb24" },
+			`servicebus.connection_string: "xxxxx": has a part without "="; want Endpoint=sb://`},
+		{"connection string with a line break", func(c *Config) { c.ServiceBus.ConnectionString = testConn + "\n" },
+			`servicebus.connection_string: "xxxxx": contains line breaks or control characters, or starts or ends with a space (a copy-paste slip?)`},
+		{"connection string with a leading space", func(c *Config) { c.ServiceBus.ConnectionString = " " + testConn },
+			`servicebus.connection_string: "xxxxx": contains line breaks or control characters, or starts or ends with a space (a copy-paste slip?)`},
+		{"connection string too long", func(c *Config) { c.ServiceBus.ConnectionString = testConn + Secret(strings.Repeat("a", 4096)) },
+			`servicebus.connection_string: "xxxxx": longer than 4096 bytes; is it the right value?`},
+		{"queue with a space", func(c *Config) { c.ServiceBus.Queue = "shop orders" },
+			`servicebus.queue: "shop orders": want 1 to 260 letters, digits, '.', '_', '/' or '-'; or "" for the queue the cloud's remote configuration names`},
+		{"queue too long", func(c *Config) { c.ServiceBus.Queue = strings.Repeat("q", 261) },
+			`want 1 to 260 letters, digits, '.', '_', '/' or '-'`},
+		{"bad transport", func(c *Config) { c.ServiceBus.Transport = "https" },
+			`servicebus.transport: "https": want "websockets" (port 443, through wan.proxy) or "amqp" (ports 5671/5672, no proxy; for local testing only)`},
+		{"transport in capitals", func(c *Config) { c.ServiceBus.Transport = "AMQP" },
+			`servicebus.transport: "AMQP": want "websockets"`},
+		{"lock renew too often", func(c *Config) { c.ServiceBus.LockRenewInterval = 500 * time.Millisecond },
+			`servicebus.lock_renew_interval: "500ms": must be between "1s" and "5m"`},
+		{"lock renew too rare", func(c *Config) { c.ServiceBus.LockRenewInterval = 6 * time.Minute },
+			`servicebus.lock_renew_interval: "6m": must be between "1s" and "5m"`},
+		{"max_concurrent 0", func(c *Config) { c.ServiceBus.MaxConcurrent = 0 },
+			`servicebus.max_concurrent: 0: must be between 1 and 64`},
+		{"max_concurrent 65", func(c *Config) { c.ServiceBus.MaxConcurrent = 65 },
+			`servicebus.max_concurrent: 65: must be between 1 and 64`},
+
+		{"schedule empty", func(c *Config) { c.BackOffice.Schedule = " " },
+			`backoffice.schedule: " ": empty; want 5 fields, "minute hour day-of-month month day-of-week", e.g. "*/5 * * * *" or "30 2 * * 1-5", or "@every 10m", "@hourly", "@daily"`},
+		{"schedule with seconds", func(c *Config) { c.BackOffice.Schedule = "0 */5 * * * *" },
+			`backoffice.schedule: "0 */5 * * * *": not a schedule: expected exactly 5 fields, found 6: [0 */5 * * * *]; want 5 fields`},
+		{"schedule out of range", func(c *Config) { c.BackOffice.Schedule = "*/5 25 * * *" },
+			`backoffice.schedule: "*/5 25 * * *": not a schedule: end of range (25) above maximum (23): 25; want 5 fields`},
+		{"schedule every without unit", func(c *Config) { c.BackOffice.Schedule = "@every 5" },
+			`backoffice.schedule: "@every 5": not a schedule: failed to parse duration @every 5: time: missing unit in duration "5"; want`},
+		{"schedule unknown descriptor", func(c *Config) { c.BackOffice.Schedule = "@often" },
+			`backoffice.schedule: "@often": not a schedule: unrecognized descriptor: @often; want`},
+		{"schedule time zone only", func(c *Config) { c.BackOffice.Schedule = "CRON_TZ=UTC" },
+			`backoffice.schedule: "CRON_TZ=UTC": not a schedule: a time zone with no schedule after it; want`},
+		{"schedule every 0s", func(c *Config) { c.BackOffice.Schedule = "@every 0s" },
+			`backoffice.schedule: "@every 0s": not a schedule: @every needs an interval of at least 1s; want`},
+		{"schedule every 500ms", func(c *Config) { c.BackOffice.Schedule = "CRON_TZ=UTC @every 500ms" },
+			`backoffice.schedule: "CRON_TZ=UTC @every 500ms": not a schedule: @every needs an interval of at least 1s; want`},
+		{"schedule sunday as 7", func(c *Config) { c.BackOffice.Schedule = "0 0 * * 7" },
+			`backoffice.schedule: "0 0 * * 7": not a schedule: end of range (7) above maximum (6): 7; want`},
+		{"schedule unknown time zone", func(c *Config) { c.BackOffice.Schedule = "CRON_TZ=Mars/Olympus 0 3 * * *" },
+			`backoffice.schedule: "CRON_TZ=Mars/Olympus 0 3 * * *": not a schedule: provided bad location Mars/Olympus:`},
+		{"schedule on 30 February", func(c *Config) { c.BackOffice.Schedule = "0 0 30 2 *" },
+			`backoffice.schedule: "0 0 30 2 *": never runs (no such date); check the day-of-month and month fields`},
+		{"export dir relative", func(c *Config) { c.BackOffice.Export.Dir = "orders" },
+			`backoffice.export.dir: "orders": want an absolute path (a service's working directory is not predictable)`},
+		{"export dir with a control character", func(c *Config) { c.BackOffice.Export.Dir = "/srv/or\x00ders" },
+			`backoffice.export.dir: "/srv/or\x00ders": contains control characters or invalid UTF-8`},
+		{"test dir relative", func(c *Config) { c.BackOffice.Export.TestDir = "test" },
+			`backoffice.export.test_dir: "test": want an absolute path (a service's working directory is not predictable)`},
+		{"test dir same as export dir", func(c *Config) {
+			c.BackOffice.Export.Dir, c.BackOffice.Export.TestDir = filepath.Join(dir, "orders"), filepath.Join(dir, "orders")+string(filepath.Separator)
+		}, `backoffice.export.test_dir: "` + filepath.Join(dir, "orders") + string(filepath.Separator) + `": same folder as backoffice.export.dir; test orders need a folder of their own, away from the production orders`},
+		{"bad export format", func(c *Config) { c.BackOffice.Export.Format = "xlsx" },
+			`backoffice.export.format: "xlsx": want "json", "csv" or "xml"`},
+		{"webhook over http", func(c *Config) { c.BackOffice.Webhook.URL = "http://erp.example.com/orders" },
+			`backoffice.webhook.url: "http://erp.example.com/orders": http is allowed only for a loopback host (a receiver on this machine); use https`},
+		{"webhook not a URL", func(c *Config) { c.BackOffice.Webhook.URL = "erp.example.com/orders" },
+			`backoffice.webhook.url: "erp.example.com/orders": want an https:// URL`},
+		{"webhook unparsable", func(c *Config) { c.BackOffice.Webhook.URL = "://erp" },
+			`backoffice.webhook.url: "://erp": not a URL; want e.g. "https://erp.example.com/orders"`},
+		{"webhook without host", func(c *Config) { c.BackOffice.Webhook.URL = "https:///orders" },
+			`backoffice.webhook.url: "https:///orders": has no host name`},
+		{"webhook with credentials", func(c *Config) { c.BackOffice.Webhook.URL = "https://erp:pw@erp.example.com/orders" },
+			`backoffice.webhook.url: "https://erp:xxxxx@erp.example.com/orders": must not hold a user name or password; sign the requests with backoffice.webhook.secret instead`},
+		{"webhook with a token in the query", func(c *Config) { c.BackOffice.Webhook.URL = "https://erp.example.com/orders?code=tok" },
+			`backoffice.webhook.url: "https://erp.example.com/orders?xxxxx": must not have a "?query" or "#fragment"; a token there would show in the log and the configuration view; sign the requests with backoffice.webhook.secret instead`},
+		{"webhook with a bad port", func(c *Config) { c.BackOffice.Webhook.URL = "https://erp.example.com:0/orders" },
+			`backoffice.webhook.url: "https://erp.example.com:0/orders": port must be a number between 1 and 65535`},
+		{"webhook secret placeholder", func(c *Config) { c.BackOffice.Webhook.Secret = "xxxxx" },
+			`backoffice.webhook.secret: "xxxxx": is the placeholder shown by "storeedge config", not the secret; put the real one`},
+		{"webhook secret with a space", func(c *Config) { c.BackOffice.Webhook.Secret = "whsec 123" },
+			`backoffice.webhook.secret: "xxxxx": contains spaces, line breaks or control characters (a copy-paste slip?)`},
+		{"webhook secret too long", func(c *Config) { c.BackOffice.Webhook.Secret = Secret(strings.Repeat("s", 4097)) },
+			`backoffice.webhook.secret: "xxxxx": longer than 4096 bytes; is it the right value?`},
+		{"webhook timeout 0", func(c *Config) { c.BackOffice.Webhook.Timeout = 0 },
+			`backoffice.webhook.timeout: "0s": must be between "1s" and "5m"`},
+		{"webhook timeout 10m", func(c *Config) { c.BackOffice.Webhook.Timeout = 10 * time.Minute },
+			`backoffice.webhook.timeout: "10m": must be between "1s" and "5m"`},
+		{"import dir relative", func(c *Config) { c.BackOffice.Import.Dir = `stock` },
+			`backoffice.import.dir: "stock": want an absolute path (a service's working directory is not predictable)`},
+		{"import dir same as export dir", func(c *Config) {
+			c.BackOffice.Export.Dir, c.BackOffice.Import.Dir = dir, filepath.Join(dir, "x", "..")
+		}, `backoffice.import.dir: "` + filepath.Join(dir, "x", "..") + `": same folder as backoffice.export.dir; the ERP's files and storeedge's order files need separate folders`},
+		{"import dir same as test dir", func(c *Config) {
+			c.BackOffice.Export.TestDir, c.BackOffice.Import.Dir = dir, dir
+		}, `backoffice.import.dir: "` + dir + `": same folder as backoffice.export.test_dir; the ERP's files and storeedge's order files need separate folders`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := valid()
