@@ -618,3 +618,28 @@ func CanMove(from, to string) bool {
 	}
 	return false
 }
+
+// RecordMode stores whether the shop runs in production (rather than test) mode and returns what
+// was stored before; known is false the first time. The daemon logs a change, so going to
+// production leaves a trace.
+func (db *DB) RecordMode(ctx context.Context, production bool) (wasProduction, known bool, err error) {
+	v := int64(0)
+	if production {
+		v = 1
+	}
+	err = db.write(ctx, func(tx *sql.Tx) error {
+		var old int64
+		switch err := tx.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'production'`).Scan(&old); {
+		case err == nil:
+			wasProduction, known = old == 1, true
+		case !errors.Is(err, sql.ErrNoRows):
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO meta(key, value) VALUES ('production', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`, v)
+		return err
+	})
+	if err != nil {
+		return false, false, fmt.Errorf("storage: record mode: %w", err)
+	}
+	return wasProduction, known, nil
+}

@@ -67,6 +67,10 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 		return server.WANStatus{State: w.State, LastContact: w.LastContact, LastError: w.LastError, Route: route}
 	}
 
+	if err := recordMode(ctx, db, cfg, log); err != nil {
+		return err
+	}
+
 	srv, err := server.New(server.Options{
 		DB:                db,
 		WAN:               wanStatus,
@@ -81,6 +85,7 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 		MaxBodyBytes:      cfg.LAN.MaxBodyBytes,
 		MaxHeaderBytes:    cfg.LAN.MaxHeaderBytes,
 		Logger:            log,
+		TestMode:          cfg.Shop.IsTest(),
 		ServerID:          cfg.ServerID,
 		ShopName:          cfg.Shop.Name,
 		Version:           buildVersion(),
@@ -97,7 +102,7 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 	g.Go(func() error { return srv.Run(gctx) })
 	if cfg.Cloud.Sync {
 		g.Go(func() error { return syncer.Run(gctx) })
-		ob := outbox.New(outbox.Options{DB: db, Cloud: client, Logger: log})
+		ob := outbox.New(outbox.Options{DB: db, Cloud: client, Batch: cfg.Orders.OutboxBatch, Logger: log})
 		g.Go(func() error { return ob.Run(gctx) })
 		hb := &heartbeat.Sender{Client: client, DB: db, ServerID: cfg.ServerID, Version: buildVersion(), StartedAt: startedAt,
 			WAN: func() string { return syncer.WAN().State }, Logger: log}
@@ -116,6 +121,31 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 	}
 	log.Info("storeedge: stopped")
 	return err
+}
+
+// recordMode logs the shop's mode at start, and loudly when it differs from the last run: going
+// from test to production is a deliberate configuration change that must leave a trace.
+func recordMode(ctx context.Context, db *storage.DB, cfg config.Config, log *slog.Logger) error {
+	production := !cfg.Shop.IsTest()
+	was, known, err := db.RecordMode(ctx, production)
+	if err != nil {
+		return err
+	}
+	mode := func(p bool) string {
+		if p {
+			return config.ModeProduction
+		}
+		return config.ModeTest
+	}
+	switch {
+	case known && was != production:
+		log.Warn("shop mode changed by configuration", slog.String("from", mode(was)), slog.String("to", mode(production)))
+	case production:
+		log.Info("shop mode: production")
+	default:
+		log.Info("shop mode: test: orders are flagged as test and stay out of production exports")
+	}
+	return nil
 }
 
 // serviceMap is the port of each LAN service, as the server wants it.

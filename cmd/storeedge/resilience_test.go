@@ -275,3 +275,23 @@ func TestPortInUseIsExplained(t *testing.T) {
 		}
 	}
 }
+
+// TestGoingToProductionIsLogged restarts a shop in production mode after test mode.
+func TestGoingToProductionIsLogged(t *testing.T) {
+	dir := t.TempDir()
+	s := startShop(t, shopOptions{dataDir: dir, cloud: "http://127.0.0.1:1", sets: []string{"cloud.sync=false"}})
+	var st struct {
+		Mode string `json:"mode"`
+	}
+	s.get(t, "/api/v1/status", &st)
+	if st.Mode != "test" {
+		t.Fatalf("a new shop runs in %q mode, want test", st.Mode)
+	}
+	s.stop(t)
+	s = startShop(t, shopOptions{dataDir: dir, cloud: "http://127.0.0.1:1", sets: []string{"cloud.sync=false", "shop.mode=production"}})
+	s.get(t, "/api/v1/status", &st)
+	s.stop(t)
+	if st.Mode != "production" || !strings.Contains(s.log.String(), `msg="shop mode changed by configuration" from=test to=production`) {
+		t.Fatalf("mode %q; log:\n%s", st.Mode, s.log)
+	}
+}
