@@ -95,6 +95,11 @@ func (w *Worker) Run(ctx context.Context) error {
 		if w.attempted != nil {
 			w.attempted(err)
 		}
+		if n > 0 || err == nil {
+			// Entries got through: a flaky cloud is retried promptly; the delay only grows while
+			// nothing does.
+			b.Reset()
+		}
 		if err != nil {
 			var ce *cloud.Error
 			retryAfter := time.Duration(0)
@@ -108,7 +113,6 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		b.Reset()
 		if n > 0 {
 			continue
 		}

@@ -1,0 +1,256 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// wanLink is a TCP relay between the shop and the cloud that the test can cut and restore on the
+// same port: a real outage as the shop sees it (connection refused, connections reset).
+type wanLink struct {
+	addr   string
+	target string
+
+	mu    sync.Mutex // protects the fields below
+	ln    net.Listener
+	conns map[net.Conn]bool
+	wg    sync.WaitGroup
+}
+
+func newWANLink(t *testing.T, target string) *wanLink {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &wanLink{addr: ln.Addr().String(), target: target, conns: map[net.Conn]bool{}}
+	l.serve(ln)
+	t.Cleanup(l.down)
+	return l
+}
+
+func (l *wanLink) serve(ln net.Listener) {
+	l.mu.Lock()
+	l.ln = ln
+	l.mu.Unlock()
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", l.target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			l.mu.Lock()
+			l.conns[c], l.conns[up] = true, true
+			l.mu.Unlock()
+			l.wg.Add(2)
+			go func() { defer l.wg.Done(); io.Copy(up, c); up.Close() }()
+			go func() { defer l.wg.Done(); io.Copy(c, up); c.Close() }()
+		}
+	}()
+}
+
+// down cuts the link: nothing listens and every open connection is reset.
+func (l *wanLink) down() {
+	l.mu.Lock()
+	if l.ln != nil {
+		l.ln.Close()
+		l.ln = nil
+	}
+	for c := range l.conns {
+		c.Close()
+	}
+	l.conns = map[net.Conn]bool{}
+	l.mu.Unlock()
+	l.wg.Wait()
+}
+
+// up restores the link on the same port.
+func (l *wanLink) up(t *testing.T) {
+	t.Helper()
+	ln, err := net.Listen("tcp", l.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.serve(ln)
+}
+
+type orderStatus struct {
+	Orders struct {
+		ByStatus      map[string]int64 `json:"by_status"`
+		OutboxPending int64            `json:"outbox_pending"`
+	} `json:"orders"`
+}
+
+func (s *shop) outboxPending(t *testing.T) int64 {
+	var st orderStatus
+	s.get(t, "/api/v1/status", &st)
+	return st.Orders.OutboxPending
+}
+
+// postOrder creates an order as a device does; it returns the order's id and number.
+func (s *shop) postOrder(device, key string, product string, qty int) (id string, number int64, status int, err error) {
+	body := fmt.Sprintf(`{"lines":[{"product_id":%q,"quantity":%d}]}`, product, qty)
+	req, _ := http.NewRequest(http.MethodPost, s.base+"/api/v1/orders", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Storeedge-Device", device)
+	req.Header.Set("Idempotency-Key", key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", 0, 0, err
+	}
+	defer resp.Body.Close()
+	var a struct {
+		Order struct {
+			ID     string `json:"id"`
+			Number int64  `json:"number"`
+		} `json:"order"`
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
+		return "", 0, resp.StatusCode, fmt.Errorf("POST order: %s %s", resp.Status, b)
+	}
+	if err := json.Unmarshal(b, &a); err != nil {
+		return "", 0, resp.StatusCode, err
+	}
+	return a.Order.ID, a.Order.Number, resp.StatusCode, nil
+}
+
+type cloudEvent struct {
+	Key  string `json:"key"`
+	Type string `json:"type"`
+	Data struct {
+		ID       string `json:"id"`
+		Number   int64  `json:"number"`
+		DeviceID string `json:"device_id"`
+	} `json:"data"`
+}
+
+func (c *cloudProc) events(t *testing.T) []cloudEvent {
+	t.Helper()
+	resp, err := http.Get(c.url + "/_sim/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out []cloudEvent
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// assertCloudOrders checks that the cloud holds exactly the orders made, each once, in creation
+// order per device.
+func assertCloudOrders(t *testing.T, c *cloudProc, made map[string][]string) {
+	t.Helper()
+	seen := map[string]bool{}
+	next := map[string]int{}
+	total := 0
+	for _, e := range c.events(t) {
+		if e.Type != "order.created" {
+			continue
+		}
+		total++
+		if seen[e.Data.ID] {
+			t.Fatalf("order %s reached the cloud twice", e.Data.ID)
+		}
+		seen[e.Data.ID] = true
+		want := made[e.Data.DeviceID]
+		i := next[e.Data.DeviceID]
+		if i >= len(want) || want[i] != e.Data.ID {
+			t.Fatalf("device %s: the cloud got order %s in place %d", e.Data.DeviceID, e.Data.ID, i)
+		}
+		next[e.Data.DeviceID]++
+	}
+	n := 0
+	for d, ids := range made {
+		n += len(ids)
+		if next[d] != len(ids) {
+			t.Errorf("device %s: %d orders made, %d reached the cloud", d, len(ids), next[d])
+		}
+	}
+	if total != n {
+		t.Fatalf("the cloud has %d orders, the devices made %d", total, n)
+	}
+}
+
+// TestThousandOrdersReachTheCloudOnce creates 1,000 orders from five devices, retrying some POSTs,
+// while the WAN goes down for part of the run and the cloud fails a fifth of the uploads.
+func TestThousandOrdersReachTheCloudOnce(t *testing.T) {
+	cloud := startCloud(t, "-products", "50", "-upload-error-rate", "0.2")
+	link := newWANLink(t, strings.TrimPrefix(cloud.url, "http://"))
+	s := startShop(t, shopOptions{dataDir: t.TempDir(), cloud: "http://" + link.addr, sets: []string{"orders.outbox_batch=25"}})
+	waitFor(t, s, "first sync", time.Minute, func() bool { return s.caughtUp(t) })
+
+	const devices, each = 5, 200
+	var mu sync.Mutex
+	made := map[string][]string{}
+	created := 0
+	outage := make(chan struct{})
+	restore := make(chan struct{})
+	var g errgroup.Group
+	for d := 0; d < devices; d++ {
+		device := fmt.Sprintf("pos-%d", d)
+		rnd := rand.New(rand.NewPCG(uint64(d), 1))
+		g.Go(func() error {
+			for i := 0; i < each; i++ {
+				key := fmt.Sprintf("%s-%d", device, i)
+				product, qty := fmt.Sprintf("P%07d", 1+rnd.IntN(50)), 1+rnd.IntN(3)
+				id, _, _, err := s.postOrder(device, key, product, qty)
+				if err != nil {
+					return err
+				}
+				if rnd.IntN(5) == 0 { // the answer was "lost": the device sends the same order again
+					again, _, code, err := s.postOrder(device, key, product, qty)
+					if err != nil {
+						return err
+					}
+					if again != id || code != http.StatusOK {
+						return fmt.Errorf("%s: retry of %s answered %d with order %s, first was %s", device, key, code, again, id)
+					}
+				}
+				mu.Lock()
+				made[device] = append(made[device], id)
+				created++
+				if created == 300 {
+					close(outage)
+				}
+				if created == 700 {
+					close(restore)
+				}
+				mu.Unlock()
+			}
+			return nil
+		})
+	}
+	<-outage
+	link.down()
+	<-restore
+	if p := s.outboxPending(t); p == 0 {
+		t.Fatal("nothing queued during the outage")
+	}
+	link.up(t)
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, s, "the outbox to drain", 3*time.Minute, func() bool { return s.outboxPending(t) == 0 })
+	assertCloudOrders(t, cloud, made)
+	s.stop(t)
+}
