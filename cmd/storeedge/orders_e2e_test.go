@@ -254,3 +254,48 @@ func TestThousandOrdersReachTheCloudOnce(t *testing.T) {
 	assertCloudOrders(t, cloud, made)
 	s.stop(t)
 }
+
+// TestKilledDuringUpload queues orders while the WAN is down, then kills the daemon with SIGKILL
+// ten times while it uploads them: in the end the cloud and the shop hold each order once.
+func TestKilledDuringUpload(t *testing.T) {
+	cloud := startCloud(t, "-products", "20", "-latency", "100ms")
+	link := newWANLink(t, strings.TrimPrefix(cloud.url, "http://"))
+	dir := t.TempDir()
+	opts := shopOptions{dataDir: dir, cloud: "http://" + link.addr, sets: []string{"orders.outbox_batch=5"}}
+	s := startShop(t, opts)
+	waitFor(t, s, "first sync", time.Minute, func() bool { return s.caughtUp(t) })
+	link.down()
+	made := map[string][]string{}
+	for i := 0; i < 300; i++ {
+		device := fmt.Sprintf("kiosk-%d", i%3)
+		id, _, _, err := s.postOrder(device, fmt.Sprint(i), fmt.Sprintf("P%07d", 1+i%20), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		made[device] = append(made[device], id)
+	}
+	link.up(t)
+	rnd := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 2))
+	last := s.outboxPending(t)
+	for kill := 1; kill <= 10; kill++ {
+		waitFor(t, s, "upload progress", time.Minute, func() bool { return s.outboxPending(t) < last })
+		// Let the next batch get under way: with the cloud's 100 ms latency, the kill lands
+		// before, during or after an upload.
+		time.Sleep(time.Duration(rnd.IntN(150)) * time.Millisecond)
+		last = s.outboxPending(t)
+		if last == 0 {
+			t.Fatalf("the outbox drained after %d kills; it must still be uploading", kill-1)
+		}
+		s.kill()
+		t.Logf("kill %d: %d entries pending", kill, last)
+		s = startShop(t, opts)
+	}
+	waitFor(t, s, "the outbox to drain", 2*time.Minute, func() bool { return s.outboxPending(t) == 0 })
+	var st orderStatus
+	s.get(t, "/api/v1/status", &st)
+	if st.Orders.ByStatus["new"] != 300 {
+		t.Fatalf("the shop holds %v orders, want 300 new", st.Orders.ByStatus)
+	}
+	assertCloudOrders(t, cloud, made)
+	s.stop(t)
+}
