@@ -126,10 +126,43 @@ ensure_net() {
 	ensure_debian net ip:iproute2
 }
 
+# Node tools the tests run: tools/sbpeer (the Service Bus test peer, on the
+# npm packages rhea and ws, pinned in its package-lock.json). node and npm
+# come from Debian only when missing: the machine's Node.js may be another
+# build whose nodejs package bundles npm, which Debian's npm would conflict
+# with, so binaries are checked, not packages. `npm ci` runs only when
+# node_modules is missing or older than the lock file.
+ensure_node_tools() {
+	if ! have_bin node || ! have_bin npm; then
+		apt_install nodejs npm
+		SUMMARY+=("node: installed nodejs npm")
+	fi
+	local root dir
+	root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+	dir="$root/tools/sbpeer"
+	if [[ -d "$dir/node_modules" && ! "$dir/package-lock.json" -nt "$dir/node_modules" ]]; then
+		SUMMARY+=("node tools: present")
+		return
+	fi
+	local log
+	log=$(mktemp)
+	if ! npm ci --prefix "$dir" --no-audit --no-fund >"$log" 2>&1; then
+		cat "$log" >&2
+		rm -f "$log"
+		echo "install-test-deps: npm ci --prefix tools/sbpeer failed" >&2
+		exit 1
+	fi
+	rm -f "$log"
+	# npm ci keeps the lock file's mtime; mark node_modules as newer.
+	touch "$dir/node_modules"
+	SUMMARY+=("node tools: installed tools/sbpeer")
+}
+
 main() {
 	ensure_proxies
 	ensure_bench
 	ensure_net
+	ensure_node_tools
 	local line
 	line=$(printf '%s; ' "${SUMMARY[@]}")
 	echo "install-test-deps: ${line%; }"

@@ -13,6 +13,7 @@ import (
 
 	"github.com/storeedge/storeedge/internal/cloudapi"
 	"github.com/storeedge/storeedge/storage"
+	"github.com/storeedge/storeedge/sync/orders"
 )
 
 // adminRoutes are the admin service. They sit in one group so that admin authentication, when it
@@ -75,6 +76,7 @@ type statusDoc struct {
 	Quarantine    []storage.QuarantineEntry `json:"quarantine"`
 	Mode          string                    `json:"mode"` // test or production
 	Orders        storage.OrderStats        `json:"orders"`
+	ServiceBus    *orders.Status            `json:"servicebus"` // null when Service Bus is off
 }
 
 type collectionStatus struct {
@@ -146,6 +148,10 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	doc.Mode = "production"
 	if s.o.TestMode {
 		doc.Mode = "test"
+	}
+	if s.o.ServiceBus != nil {
+		sb := s.o.ServiceBus()
+		doc.ServiceBus = &sb
 	}
 	if doc.Orders, err = s.o.DB.OrderStats(ctx); err != nil {
 		s.internal(w, r, "count orders", err)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/storeedge/storeedge/internal/cloudapi"
 	"github.com/storeedge/storeedge/storage"
+	"github.com/storeedge/storeedge/sync/orders"
 )
 
 func TestHealth(t *testing.T) {
@@ -53,6 +54,7 @@ type statusJSON struct {
 	Quarantine []storage.QuarantineEntry `json:"quarantine"`
 	Mode       string                    `json:"mode"`
 	Orders     storage.OrderStats        `json:"orders"`
+	ServiceBus *orders.Status            `json:"servicebus"`
 }
 
 func TestStatus(t *testing.T) {

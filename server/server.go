@@ -14,6 +14,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/storeedge/storeedge/storage"
+	"github.com/storeedge/storeedge/sync/orders"
 )
 
 // EphemeralPort as a port number asks the system for a free port (tests, tools). Addrs tells which
@@ -38,6 +39,9 @@ type Options struct {
 	MaxHeaderBytes                                                           int
 
 	Logger *slog.Logger
+
+	// ServiceBus reports the order link; nil when Service Bus is off.
+	ServiceBus func() orders.Status
 
 	// TestMode flags every new order as a test order (shop.mode: test).
 	TestMode bool

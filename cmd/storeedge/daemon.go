@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/storeedge/storeedge/internal/backoff"
 	"github.com/storeedge/storeedge/internal/config"
 	"github.com/storeedge/storeedge/internal/wan"
 	"github.com/storeedge/storeedge/server"
@@ -15,6 +17,7 @@ import (
 	"github.com/storeedge/storeedge/sync/cloud"
 	"github.com/storeedge/storeedge/sync/feed"
 	"github.com/storeedge/storeedge/sync/heartbeat"
+	"github.com/storeedge/storeedge/sync/orders"
 	"github.com/storeedge/storeedge/sync/outbox"
 )
 
@@ -24,6 +27,7 @@ import (
 //	                          → outbox ──────┤
 //	                          → heartbeat ───┤
 //	                                         ├→ storage (SQLite)
+//	              Service Bus receiver ──────┤
 //	LAN server (front door + services) ──────┘
 //
 // The database opens and the LAN listeners bind before anything starts, so the shop is served
@@ -71,6 +75,17 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 		return err
 	}
 
+	var receiver atomic.Pointer[orders.Receiver]
+	var sbStatus func() orders.Status
+	if cfg.ServiceBus.Enabled {
+		sbStatus = func() orders.Status {
+			if r := receiver.Load(); r != nil {
+				return r.Status()
+			}
+			return orders.Status{State: orders.LinkConnecting, Queue: cfg.ServiceBus.Queue, LastError: "waiting for the queue name from the cloud's remote configuration"}
+		}
+	}
+
 	srv, err := server.New(server.Options{
 		DB:                db,
 		WAN:               wanStatus,
@@ -86,6 +101,7 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 		MaxHeaderBytes:    cfg.LAN.MaxHeaderBytes,
 		Logger:            log,
 		TestMode:          cfg.Shop.IsTest(),
+		ServiceBus:        sbStatus,
 		ServerID:          cfg.ServerID,
 		ShopName:          cfg.Shop.Name,
 		Version:           buildVersion(),
@@ -107,6 +123,32 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 		hb := &heartbeat.Sender{Client: client, DB: db, ServerID: cfg.ServerID, Version: buildVersion(), StartedAt: startedAt,
 			WAN: func() string { return syncer.WAN().State }, Logger: log}
 		g.Go(func() error { return hb.Run(gctx) })
+	}
+	if cfg.ServiceBus.Enabled {
+		g.Go(func() error {
+			queue := cfg.ServiceBus.Queue
+			if queue == "" {
+				q, qerr := remoteQueue(gctx, client, log)
+				if qerr != nil {
+					return qerr
+				}
+				queue = q
+			}
+			r := orders.NewReceiver(orders.Options{
+				DB:                db,
+				ConnectionString:  cfg.ServiceBus.ConnectionString.Reveal(),
+				Queue:             queue,
+				WebSockets:        cfg.ServiceBus.Transport == config.TransportWebSockets,
+				DialContext:       dialer.DialContext,
+				TLSConfig:         dialer.TLSConfig,
+				LockRenewInterval: cfg.ServiceBus.LockRenewInterval,
+				MaxConcurrent:     cfg.ServiceBus.MaxConcurrent,
+				TestMode:          cfg.Shop.IsTest(),
+				Logger:            log,
+			})
+			receiver.Store(r)
+			return r.Run(gctx)
+		})
 	}
 	addrs := srv.Addrs()
 	log.Info("storeedge: serving", slog.String("version", buildVersion()), slog.Any("listen", addrs),
@@ -146,6 +188,26 @@ func recordMode(ctx context.Context, db *storage.DB, cfg config.Config, log *slo
 		log.Info("shop mode: test: orders are flagged as test and stay out of production exports")
 	}
 	return nil
+}
+
+// remoteQueue asks the cloud which Service Bus queue is the shop's, retrying while the WAN is down.
+func remoteQueue(ctx context.Context, client *cloud.Client, log *slog.Logger) (string, error) {
+	b := backoff.New(time.Second, 5*time.Minute)
+	for {
+		rc, err := client.Config(ctx)
+		if err == nil && rc.ServiceBus.Queue != "" {
+			log.Info("servicebus: queue from the cloud's remote configuration", slog.String("queue", rc.ServiceBus.Queue))
+			return rc.ServiceBus.Queue, nil
+		}
+		if err == nil {
+			err = errors.New("the cloud's remote configuration names no Service Bus queue; set servicebus.queue")
+		}
+		wait := b.Next(0)
+		log.Warn("servicebus: cannot learn the queue name yet", slog.Any("error", err), slog.Duration("retry_in", wait))
+		if err := backoff.Sleep(ctx, wait); err != nil {
+			return "", err
+		}
+	}
 }
 
 // serviceMap is the port of each LAN service, as the server wants it.

@@ -132,4 +132,3 @@ func text(s string, maxRunes int) bool {
 	return utf8.ValidString(s) && utf8.RuneCountInString(s) <= maxRunes &&
 		strings.IndexFunc(s, func(r rune) bool { return unicode.IsControl(r) && r != '\n' }) < 0
 }
-

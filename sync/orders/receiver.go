@@ -1,0 +1,286 @@
+package orders
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
+	"github.com/coder/websocket"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/storeedge/storeedge/internal/backoff"
+	"github.com/storeedge/storeedge/storage"
+)
+
+// Link states reported in status.
+const (
+	LinkConnecting   = "connecting"
+	LinkConnected    = "connected"
+	LinkDisconnected = "disconnected"
+)
+
+// Dead-letter reason of an order message that breaks the contract.
+const deadLetterReason = "InvalidOrder"
+
+// Options configure a Receiver.
+type Options struct {
+	DB               *storage.DB
+	ConnectionString string // the namespace's; secret
+	Queue            string
+	// WebSockets carries AMQP over WebSockets on 443 (what shops use); the connection is opened by
+	// DialContext, the one WAN dialer, with TLS from TLSConfig. Without it the SDK opens plain
+	// AMQP itself (local testing only: no proxy).
+	WebSockets  bool
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+	TLSConfig   func() *tls.Config
+	// LockRenewInterval is how often a message's lock is renewed while it is being stored.
+	LockRenewInterval time.Duration
+	MaxConcurrent     int  // messages handled at once
+	TestMode          bool // every order stored is a test order
+	MinBackoff        time.Duration
+	MaxBackoff        time.Duration
+	Logger            *slog.Logger
+	// Stored, when set, is called after a new order is stored and its message completed (to
+	// push it to devices).
+	Stored func(storage.Order)
+}
+
+// Status is what status shows of the Service Bus link.
+type Status struct {
+	State         string     `json:"state"`
+	Queue         string     `json:"queue"`
+	LastError     string     `json:"last_error,omitempty"`
+	LastMessageAt *time.Time `json:"last_message_at"`
+	Received      int64      `json:"received"`
+	Stored        int64      `json:"stored"`
+	Duplicates    int64      `json:"duplicates"`
+	DeadLettered  int64      `json:"dead_lettered"`
+	Abandoned     int64      `json:"abandoned"`
+	Reconnects    int64      `json:"reconnects"`
+}
+
+// Receiver takes orders off the shop's queue in peek-lock mode: each order is stored together
+// with its message id in one transaction before the message is completed, so an order is never
+// lost (a crash before completing means redelivery) nor doubled (the id is remembered).
+type Receiver struct {
+	o   Options
+	log *slog.Logger
+
+	mu sync.Mutex // protects the field below
+	st Status
+}
+
+// NewReceiver returns a Receiver; it does nothing until Run.
+func NewReceiver(o Options) *Receiver {
+	if o.MaxConcurrent <= 0 {
+		o.MaxConcurrent = 4
+	}
+	if o.LockRenewInterval <= 0 {
+		o.LockRenewInterval = 10 * time.Second
+	}
+	if o.MinBackoff <= 0 {
+		o.MinBackoff = time.Second
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 2 * time.Minute
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Receiver{o: o, log: o.Logger, st: Status{State: LinkConnecting, Queue: o.Queue}}
+}
+
+// Status returns the link state and counters.
+func (r *Receiver) Status() Status {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.st
+}
+
+func (r *Receiver) update(f func(*Status)) {
+	r.mu.Lock()
+	f(&r.st)
+	r.mu.Unlock()
+}
+
+// Run receives until ctx ends, reconnecting with backoff after any failure of the link.
+func (r *Receiver) Run(ctx context.Context) error {
+	b := backoff.New(r.o.MinBackoff, r.o.MaxBackoff)
+	for {
+		progressed, err := r.session(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if progressed {
+			b.Reset()
+		}
+		wait := b.Next(0)
+		r.update(func(s *Status) {
+			s.State = LinkDisconnected
+			s.LastError = err.Error()
+			s.Reconnects++
+		})
+		r.log.Warn("servicebus: link lost, reconnecting", slog.Any("error", err), slog.Duration("retry_in", wait))
+		if err := backoff.Sleep(ctx, wait); err != nil {
+			return err
+		}
+		r.update(func(s *Status) { s.State = LinkConnecting })
+	}
+}
+
+// session connects, then receives and handles messages until the link fails. It reports
+// whether any message was handled.
+func (r *Receiver) session(ctx context.Context) (progressed bool, err error) {
+	opts := &azservicebus.ClientOptions{
+		// The SDK's own retries are kept short: reconnecting is this loop's job, so status can
+		// tell the truth while the link is down.
+		RetryOptions: azservicebus.RetryOptions{MaxRetries: 2, RetryDelay: 500 * time.Millisecond, MaxRetryDelay: 2 * time.Second},
+	}
+	if r.o.WebSockets {
+		opts.NewWebSocketConn = r.dialWebSocket
+	}
+	client, err := azservicebus.NewClientFromConnectionString(r.o.ConnectionString, opts)
+	if err != nil {
+		// The SDK's message may quote the connection string; say only what is wrong.
+		return false, errors.New("servicebus: connection string refused by the client library")
+	}
+	defer client.Close(context.WithoutCancel(ctx))
+	rcv, err := client.NewReceiverForQueue(r.o.Queue, &azservicebus.ReceiverOptions{ReceiveMode: azservicebus.ReceiveModePeekLock})
+	if err != nil {
+		return false, fmt.Errorf("servicebus: open receiver for %q: %w", r.o.Queue, err)
+	}
+	defer rcv.Close(context.WithoutCancel(ctx))
+	connected := false
+	for {
+		msgs, err := rcv.ReceiveMessages(ctx, r.o.MaxConcurrent, nil)
+		if err != nil {
+			return progressed, fmt.Errorf("servicebus: receive: %w", err)
+		}
+		if !connected {
+			connected = true
+			r.update(func(s *Status) { s.State, s.LastError = LinkConnected, "" })
+			r.log.Info("servicebus: receiving orders", slog.String("queue", r.o.Queue))
+		}
+		var g errgroup.Group
+		for _, m := range msgs {
+			g.Go(func() error { r.handle(ctx, rcv, m); return nil })
+		}
+		g.Wait()
+		progressed = progressed || len(msgs) > 0
+	}
+}
+
+// dialWebSocket opens AMQP over WebSockets through the WAN dialer.
+func (r *Receiver) dialWebSocket(ctx context.Context, args azservicebus.NewWebSocketConnArgs) (net.Conn, error) {
+	tr := &http.Transport{DialContext: r.o.DialContext, ForceAttemptHTTP2: false}
+	if r.o.TLSConfig != nil {
+		tr.TLSClientConfig = r.o.TLSConfig()
+	}
+	hc := &http.Client{Transport: tr}
+	c, _, err := websocket.Dial(ctx, args.Host, &websocket.DialOptions{Subprotocols: []string{"amqp"}, HTTPClient: hc})
+	if err != nil {
+		return nil, fmt.Errorf("servicebus: websocket %s: %w", args.Host, err)
+	}
+	if c.Subprotocol() != "amqp" {
+		c.Close(websocket.StatusProtocolError, "subprotocol amqp expected")
+		return nil, fmt.Errorf("servicebus: websocket %s: the server chose subprotocol %q, not amqp", args.Host, c.Subprotocol())
+	}
+	// One AMQP frame per WebSocket message; frames are at most 64 KiB, the library's default
+	// read limit is 32 KiB.
+	c.SetReadLimit(1 << 20)
+	return websocket.NetConn(context.WithoutCancel(ctx), c, websocket.MessageBinary), nil
+}
+
+// settleTimeout bounds a settlement. After a dropped connection the SDK retries settling a
+// message received on the old one until its context ends, reconnecting each time; the message
+// comes back after its lock expires anyway, and is recognised by its id.
+const settleTimeout = 10 * time.Second
+
+// settleContext outlives a stop of the receiver (a stored order's message should still be
+// completed) but not settleTimeout.
+func settleContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+}
+
+// handle stores one message's order, then settles the message: complete when stored (or stored
+// before), dead-letter when invalid, abandon when the shop could not store it.
+func (r *Receiver) handle(ctx context.Context, rcv *azservicebus.Receiver, m *azservicebus.ReceivedMessage) {
+	r.update(func(s *Status) { s.Received++ })
+	log := r.log.With(slog.String("message_id", m.MessageID), slog.Int("delivery", int(m.DeliveryCount)))
+	p, err := Decode(m.Body)
+	if err == nil && m.MessageID == "" {
+		err = &InvalidError{Reason: "the message has no MessageId, so a redelivery could not be recognised"}
+	}
+	var inv *InvalidError
+	if errors.As(err, &inv) {
+		reason := deadLetterReason
+		sctx, cancel := settleContext(ctx)
+		defer cancel()
+		if derr := rcv.DeadLetterMessage(sctx, m, &azservicebus.DeadLetterOptions{Reason: &reason, ErrorDescription: &inv.Reason}); derr != nil {
+			log.Warn("servicebus: cannot dead-letter an invalid order; it will come again", slog.Any("error", derr))
+			return
+		}
+		r.update(func(s *Status) { s.DeadLettered++ })
+		log.Warn("servicebus: invalid order dead-lettered", slog.String("reason", inv.Reason))
+		return
+	}
+
+	// Keep the lock while storing takes long (a busy disk, a page of a big sync in the way).
+	renewCtx, stopRenew := context.WithCancel(ctx)
+	renewed := make(chan struct{})
+	go func() {
+		defer close(renewed)
+		t := time.NewTicker(r.o.LockRenewInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-renewCtx.Done():
+				return
+			case <-t.C:
+				if err := rcv.RenewMessageLock(renewCtx, m, nil); err != nil && renewCtx.Err() == nil {
+					log.Warn("servicebus: cannot renew the lock", slog.Any("error", err))
+				}
+			}
+		}
+	}()
+	o, created, err := r.o.DB.CreateOrder(ctx, storage.NewOrder{Order: p.Order(r.o.TestMode), MessageID: m.MessageID,
+		ReceivedDetail: fmt.Sprintf("message %s, delivery %d", m.MessageID, m.DeliveryCount)})
+	stopRenew()
+	<-renewed
+	sctx, cancel := settleContext(ctx)
+	defer cancel()
+	if err != nil {
+		if aerr := rcv.AbandonMessage(sctx, m, nil); aerr != nil {
+			log.Warn("servicebus: cannot abandon the message; its lock will expire", slog.Any("error", aerr))
+		}
+		r.update(func(s *Status) { s.Abandoned++ })
+		log.Error("servicebus: order not stored; message abandoned for redelivery", slog.Any("error", err))
+		return
+	}
+	if err := rcv.CompleteMessage(sctx, m, nil); err != nil {
+		// Stored already: the redelivery will be recognised by its message id and completed then.
+		log.Warn("servicebus: order stored but message not completed; the redelivery will be skipped", slog.Any("error", err))
+	}
+	now := time.Now().UTC()
+	r.update(func(s *Status) {
+		s.LastMessageAt = &now
+		if created {
+			s.Stored++
+		} else {
+			s.Duplicates++
+		}
+	})
+	if created {
+		log.Info("servicebus: order stored", slog.String("order_id", o.ID), slog.String("external_id", o.ExternalID))
+		if r.o.Stored != nil {
+			r.o.Stored(o)
+		}
+	}
+}

@@ -1,0 +1,193 @@
+package orders
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/storeedge/storeedge/internal/testenv"
+	"github.com/storeedge/storeedge/internal/wan"
+	"github.com/storeedge/storeedge/storage"
+)
+
+const queue = "orders"
+
+func order(id string, total int64) []byte {
+	return []byte(fmt.Sprintf(`{"order_id":%q,"created_at":"2026-11-23T10:00:00Z","currency":"EUR","lines":[{"product_id":"P1","name":"Tea","quantity":2,"unit_price":250}],"total":%d}`, id, total))
+}
+
+type rig struct {
+	peer *testenv.SBPeer
+	db   *storage.DB
+	r    *Receiver
+	stop func()
+}
+
+func newRig(t *testing.T, peerOpts testenv.SBPeerOptions, opts Options) *rig {
+	t.Helper()
+	peer := testenv.StartServiceBusPeer(t, peerOpts)
+	db, err := storage.Open(context.Background(), filepath.Join(t.TempDir(), "shop.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	opts.DB = db
+	opts.Queue = queue
+	if opts.ConnectionString == "" {
+		opts.ConnectionString = peer.ConnectionString()
+	}
+	opts.MinBackoff, opts.MaxBackoff = 50*time.Millisecond, 200*time.Millisecond
+	r := NewReceiver(opts)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- r.Run(ctx) }()
+	rg := &rig{peer: peer, db: db, r: r}
+	rg.stop = func() {
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Errorf("Run returned %v", err)
+		}
+	}
+	t.Cleanup(func() {
+		if ctx.Err() == nil {
+			rg.stop()
+		}
+	})
+	return rg
+}
+
+func (rg *rig) orders(t *testing.T) []storage.Order {
+	t.Helper()
+	o, err := rg.db.ListOrders(context.Background(), storage.OrderFilter{Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+func TestReceiverStoresOnceAndDeadLettersInvalid(t *testing.T) {
+	rg := newRig(t, testenv.SBPeerOptions{}, Options{TestMode: true})
+	rg.peer.Send(t, queue, testenv.SBMessage{MessageID: "m-1", Body: order("web-1", 500), ContentType: "application/json"})
+	rg.peer.Send(t, queue, testenv.SBMessage{MessageID: "m-2", Body: order("web-2", 999), ContentType: "application/json"})
+	rg.peer.Send(t, queue, testenv.SBMessage{MessageID: "m-3", Body: []byte("not json"), ContentType: "application/json"})
+	// The same message again, as Service Bus does after a lost lock.
+	rg.peer.Send(t, queue, testenv.SBMessage{MessageID: "m-1", Body: order("web-1", 500), ContentType: "application/json"})
+	rg.peer.WaitStats(t, queue, 30*time.Second, func(s testenv.SBQueueStats) bool { return s.Completed == 2 && s.DeadLettered == 2 })
+	got := rg.orders(t)
+	if len(got) != 1 || got[0].ExternalID != "web-1" || got[0].Source != storage.SourceServiceBus || !got[0].Test || got[0].Total != 500 {
+		t.Fatalf("orders %+v", got)
+	}
+	dl := rg.peer.DeadLetters(t, queue)
+	reasons := map[string]string{}
+	for _, d := range dl {
+		if d.Reason != deadLetterReason {
+			t.Errorf("%s dead-lettered with reason %q", d.MessageID, d.Reason)
+		}
+		reasons[d.MessageID] = d.Description
+	}
+	if !strings.Contains(reasons["m-2"], "total: 999 differs") || !strings.Contains(reasons["m-3"], "not an order document") {
+		t.Fatalf("dead-letter descriptions %v", reasons)
+	}
+	st := rg.r.Status()
+	if st.State != LinkConnected || st.Stored != 1 || st.Duplicates != 1 || st.DeadLettered != 2 || st.LastMessageAt == nil {
+		t.Fatalf("status %+v", st)
+	}
+	ledger, _ := rg.db.OrderLedger(context.Background(), got[0].ID)
+	if ledger[0].Stage != storage.StageReceived || !strings.Contains(ledger[0].Detail, "servicebus") {
+		t.Fatalf("ledger %+v", ledger)
+	}
+}
+
+func TestReceiverRecoversWhenTheNamespaceGoesAway(t *testing.T) {
+	rg := newRig(t, testenv.SBPeerOptions{}, Options{})
+	rg.peer.Send(t, queue, testenv.SBMessage{MessageID: "a", Body: order("web-a", 500)})
+	rg.peer.WaitStats(t, queue, 30*time.Second, func(s testenv.SBQueueStats) bool { return s.Completed == 1 })
+
+	// A short drop: the link comes back by itself.
+	rg.peer.DropConnections(t)
+	rg.peer.Send(t, queue, testenv.SBMessage{MessageID: "b", Body: order("web-b", 500)})
+	rg.peer.WaitStats(t, queue, time.Minute, func(s testenv.SBQueueStats) bool { return s.Completed == 2 })
+
+	// A long outage: status says so, and the receiver comes back once the namespace does.
+	rg.peer.Refuse(t, true)
+	rg.peer.DropConnections(t)
+	eventually(t, time.Minute, "status to show the link down", func() bool { return rg.r.Status().State != LinkConnected })
+	rg.peer.Send(t, queue, testenv.SBMessage{MessageID: "c", Body: order("web-c", 500)})
+	rg.peer.Refuse(t, false)
+	rg.peer.WaitStats(t, queue, time.Minute, func(s testenv.SBQueueStats) bool { return s.Completed == 3 })
+	if got := rg.orders(t); len(got) != 3 {
+		t.Fatalf("%d orders after the namespace came back, want 3", len(got))
+	}
+	if st := rg.r.Status(); st.State != LinkConnected || st.Reconnects == 0 || st.LastError != "" {
+		t.Fatalf("status %+v: want connected again after a reconnect", st)
+	}
+}
+
+// eventually polls an in-process state that has no signal of its own; the deadline only bounds a
+// failure.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestReceiverOverWebSocketsThroughProxy takes the production path: AMQP over TLS WebSockets,
+// dialled by the WAN dialer through a real HTTP CONNECT proxy. A message whose order was stored
+// just before a crash (so it was never completed) is completed on redelivery without a second
+// order.
+func TestReceiverOverWebSocketsThroughProxy(t *testing.T) {
+	certFile, keyFile, caFile, _ := testenv.TestCertWithCAFile(t)
+	proxyLog := filepath.Join(t.TempDir(), "tinyproxy.log")
+	proxy := testenv.StartTinyproxy(t, testenv.TinyproxyOptions{LogFile: proxyLog})
+	dialer, err := wan.New(wan.Options{ProxyURL: "http://" + proxy, ExtraCAFile: caFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	peerOpts := testenv.SBPeerOptions{TLSCert: certFile, TLSKey: keyFile}
+	// The receiver starts after the crash-time order is in place; the peer comes first for its
+	// connection string.
+	peer := testenv.StartServiceBusPeer(t, peerOpts)
+	db, err := storage.Open(context.Background(), filepath.Join(t.TempDir(), "shop.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	p, _ := Decode(order("web-1", 500))
+	if _, _, err := db.CreateOrder(context.Background(), storage.NewOrder{Order: p.Order(false), MessageID: "m-1"}); err != nil {
+		t.Fatal(err)
+	}
+	r := NewReceiver(Options{DB: db, ConnectionString: peer.WebSocketConnectionString(), Queue: queue, WebSockets: true,
+		DialContext: dialer.DialContext, TLSConfig: dialer.TLSConfig})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- r.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	peer.Send(t, queue, testenv.SBMessage{MessageID: "m-1", Body: order("web-1", 500)})
+	peer.Send(t, queue, testenv.SBMessage{MessageID: "m-2", Body: order("web-2", 500)})
+	peer.WaitStats(t, queue, time.Minute, func(s testenv.SBQueueStats) bool { return s.Completed == 2 })
+	o, _ := db.ListOrders(context.Background(), storage.OrderFilter{Limit: 10})
+	if len(o) != 2 {
+		t.Fatalf("%d orders, want 2 (the redelivered one stored once)", len(o))
+	}
+	if st := r.Status(); st.Stored != 1 || st.Duplicates != 1 {
+		t.Fatalf("status %+v", st)
+	}
+	if c := peer.Connections(t); c.Accepted["wss"] == 0 || c.Accepted["tcp"] != 0 {
+		t.Fatalf("connections %+v: want WebSockets only", c)
+	}
+	b, _ := os.ReadFile(proxyLog)
+	if !strings.Contains(string(b), "CONNECT 127.0.0.1:") {
+		t.Fatal("the proxy saw no tunnel: the receiver did not go through the WAN dialer")
+	}
+}
