@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/storeedge/storeedge/internal/testenv"
 )
 
 // wanLink is a TCP relay between the shop and the cloud that the test can cut and restore on the
@@ -297,5 +299,64 @@ func TestKilledDuringUpload(t *testing.T) {
 		t.Fatalf("the shop holds %v orders, want 300 new", st.Orders.ByStatus)
 	}
 	assertCloudOrders(t, cloud, made)
+	s.stop(t)
+}
+
+// TestKilledDuringServiceBusReceive kills the daemon with SIGKILL ten times while it takes orders
+// off its Service Bus queue: every order ends in the shop and in the cloud exactly once.
+func TestKilledDuringServiceBusReceive(t *testing.T) {
+	peer := testenv.StartServiceBusPeer(t, testenv.SBPeerOptions{LockDuration: 2 * time.Second})
+	cloud := startCloud(t, "-products", "20")
+	const total = 1500
+	for i := 0; i < total; i++ {
+		body := fmt.Sprintf(`{"order_id":"web-%d","created_at":"2026-11-23T10:00:00Z","currency":"EUR","lines":[{"product_id":"P0000001","name":"Tea","quantity":1,"unit_price":250}],"total":250}`, i)
+		peer.Send(t, "orders", testenv.SBMessage{MessageID: fmt.Sprintf("msg-%d", i), Body: []byte(body), ContentType: "application/json"})
+	}
+	dir := t.TempDir()
+	opts := shopOptions{dataDir: dir, cloud: cloud.url, sets: []string{
+		"servicebus.enabled=true", "servicebus.connection_string=" + peer.ConnectionString(), "servicebus.queue=orders",
+		"servicebus.transport=amqp", "servicebus.max_concurrent=1",
+	}}
+	rnd := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 3))
+	last := 0
+	for kill := 1; kill <= 10; kill++ {
+		s := startShop(t, opts)
+		st := peer.WaitStats(t, "orders", time.Minute, func(st testenv.SBQueueStats) bool { return st.Completed > last })
+		time.Sleep(time.Duration(rnd.IntN(50)) * time.Millisecond)
+		s.kill()
+		st = peer.Stats(t, "orders")
+		if st.Completed >= total {
+			t.Fatalf("all messages done after %d kills; the queue must be longer", kill)
+		}
+		last = st.Completed
+		t.Logf("kill %d: %d completed", kill, last)
+	}
+	s := startShop(t, opts)
+	// Messages locked by a killed daemon come back when their locks expire.
+	peer.WaitStats(t, "orders", 3*time.Minute, func(st testenv.SBQueueStats) bool { return st.Completed == total && st.Active == 0 && st.Locked == 0 })
+	waitFor(t, s, "the outbox to drain", 2*time.Minute, func() bool { return s.outboxPending(t) == 0 })
+	var st orderStatus
+	s.get(t, "/api/v1/status", &st)
+	if st.Orders.ByStatus["new"] != total {
+		t.Fatalf("the shop holds %v orders, want %d new", st.Orders.ByStatus, total)
+	}
+	if dl := peer.DeadLetters(t, "orders"); len(dl) != 0 {
+		t.Fatalf("%d messages dead-lettered", len(dl))
+	}
+	seen := map[int64]bool{}
+	n := 0
+	for _, e := range cloud.events(t) {
+		if e.Type != "order.created" {
+			continue
+		}
+		n++
+		if seen[e.Data.Number] {
+			t.Fatalf("order number %d reached the cloud twice", e.Data.Number)
+		}
+		seen[e.Data.Number] = true
+	}
+	if n != total {
+		t.Fatalf("the cloud has %d orders, want %d", n, total)
+	}
 	s.stop(t)
 }
