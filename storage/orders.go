@@ -424,17 +424,28 @@ type OutboxResult struct {
 func (db *DB) CompleteOutbox(ctx context.Context, r OutboxResult) error {
 	now := time.Now()
 	err := db.write(ctx, func(tx *sql.Tx) error {
+		update, err := tx.PrepareContext(ctx, `UPDATE outbox SET state = ?, last_error = ?, done_at = ?, attempts = attempts + 1
+			WHERE key = ? AND state = 'pending' RETURNING order_id, type`)
+		if err != nil {
+			return err
+		}
+		defer update.Close()
+		addLedger, err := tx.PrepareContext(ctx, `INSERT INTO order_ledger(order_id, at, stage, detail, error) VALUES (?, ?, ?, ?, ?)`)
+		if err != nil {
+			return err
+		}
+		defer addLedger.Close()
 		mark := func(key, state, reason, stage string) error {
 			var orderID, typ string
-			err := tx.QueryRowContext(ctx, `UPDATE outbox SET state = ?, last_error = ?, done_at = ?, attempts = attempts + 1
-				WHERE key = ? AND state = 'pending' RETURNING order_id, type`, state, reason, now.UnixMilli(), key).Scan(&orderID, &typ)
+			err := update.QueryRowContext(ctx, state, reason, now.UnixMilli(), key).Scan(&orderID, &typ)
 			if errors.Is(err, sql.ErrNoRows) {
 				return nil // not pending any more: an answer to a batch sent twice
 			}
 			if err != nil || orderID == "" {
 				return err
 			}
-			return ledger(ctx, tx, orderID, now, stage, typ, reason)
+			_, err = addLedger.ExecContext(ctx, orderID, now.UnixMilli(), stage, typ, reason)
+			return err
 		}
 		for _, k := range r.Delivered {
 			if err := mark(k, OutboxSent, "", StageUploaded); err != nil {

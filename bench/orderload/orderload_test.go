@@ -1,0 +1,274 @@
+// Package orderload measures the order paths against the targets of docs/PERFORMANCE.md, each
+// next to a baseline measured in the same run:
+//
+//	go test -run '^$' -bench . -benchtime 1x ./bench/orderload
+//
+// BenchmarkServiceBusLatency sends orders over Service Bus (the real SDK against the test peer)
+// at a steady rate and reports enqueue→stored and enqueue→event-delivered percentiles; the
+// baseline is a bare SDK receiver that completes each message as it arrives.
+// BenchmarkOutboxDrain queues orders while "offline", then drains them to the cloud simulator;
+// the baseline uploads the same events in the same batches with no database.
+//
+// STOREEDGE_BENCH_SECONDS (default 60) sets the duration of the load, STOREEDGE_BENCH_ORDERS
+// (default 100000) the size of the outage backlog.
+package orderload
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
+
+	"github.com/storeedge/storeedge/internal/cloudapi"
+	"github.com/storeedge/storeedge/internal/cloudsim"
+	"github.com/storeedge/storeedge/internal/testenv"
+	"github.com/storeedge/storeedge/server"
+	"github.com/storeedge/storeedge/storage"
+	"github.com/storeedge/storeedge/sync/cloud"
+	"github.com/storeedge/storeedge/sync/orders"
+	"github.com/storeedge/storeedge/sync/outbox"
+)
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+func openDB(b *testing.B) *storage.DB {
+	b.Helper()
+	db, err := storage.Open(context.Background(), filepath.Join(b.TempDir(), "shop.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	return db
+}
+
+func orderBody(i int) []byte {
+	return fmt.Appendf(nil, `{"order_id":"web-%d","created_at":"2026-11-23T10:00:00Z","currency":"EUR","lines":[{"product_id":"P0000001","name":"Tea","quantity":1,"unit_price":250}],"total":250}`, i)
+}
+
+func percentiles(d []time.Duration) (p50, p99, max time.Duration) {
+	slices.Sort(d)
+	at := func(q float64) time.Duration { return d[min(len(d)-1, int(q*float64(len(d))))] }
+	return at(0.50), at(0.99), d[len(d)-1]
+}
+
+// send enqueues n orders at rate per second and records when each was handed to Service Bus.
+func send(b *testing.B, peer *testenv.SBPeer, prefix string, n, rate int) map[string]time.Time {
+	sent := make(map[string]time.Time, n)
+	tick := time.NewTicker(time.Second / time.Duration(rate))
+	defer tick.Stop()
+	for i := 0; i < n; i++ {
+		<-tick.C
+		id := fmt.Sprintf("%s-%d", prefix, i)
+		sent[id] = time.Now()
+		peer.Send(b, "orders", testenv.SBMessage{MessageID: id, Body: orderBody(i), ContentType: "application/json"})
+	}
+	return sent
+}
+
+func BenchmarkServiceBusLatency(b *testing.B) {
+	seconds := envInt("STOREEDGE_BENCH_SECONDS", 60)
+	const rate = 50
+	n := seconds * rate
+	peer := testenv.StartServiceBusPeer(b, testenv.SBPeerOptions{})
+
+	// Baseline: a bare SDK receiver that completes what it gets.
+	baseline := func() []time.Duration {
+		client, err := azservicebus.NewClientFromConnectionString(peer.ConnectionString(), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer client.Close(context.Background())
+		rcv, err := client.NewReceiverForQueue("orders", nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var mu sync.Mutex
+		got := map[string]time.Time{}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for ctx.Err() == nil {
+				msgs, err := rcv.ReceiveMessages(ctx, 4, nil)
+				if err != nil {
+					return
+				}
+				for _, m := range msgs {
+					rcv.CompleteMessage(ctx, m, nil)
+					mu.Lock()
+					got[m.MessageID] = time.Now()
+					mu.Unlock()
+				}
+			}
+		}()
+		count := min(n, 10*rate)
+		sent := send(b, peer, "base", count, rate)
+		peer.WaitStats(b, "orders", time.Minute, func(s testenv.SBQueueStats) bool { return s.Completed >= count })
+		cancel()
+		<-done
+		var lat []time.Duration
+		for id, t0 := range sent {
+			lat = append(lat, got[id].Sub(t0))
+		}
+		return lat
+	}()
+
+	// The shop: receiver → storage → event stream.
+	db := openDB(b)
+	srv, err := server.New(server.Options{DB: db})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	defer ts.Close()
+	r := orders.NewReceiver(orders.Options{DB: db, ConnectionString: peer.ConnectionString(), Queue: "orders"})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go r.Run(ctx)
+	// Steady state: the link is up before the first order is sent.
+	for r.Status().State != orders.LinkConnected {
+		peer.Send(b, "orders", testenv.SBMessage{MessageID: "warm-up", Body: orderBody(-1)})
+		peer.WaitStats(b, "orders", time.Minute, func(s testenv.SBQueueStats) bool { return s.Active == 0 })
+	}
+
+	var mu sync.Mutex
+	stored := map[string]time.Time{}
+	delivered := map[string]time.Time{}
+	resp, err := http.Get(ts.URL + "/api/v1/events")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			line := sc.Text()
+			if !strings.HasPrefix(line, "data: ") {
+				continue
+			}
+			now := time.Now()
+			var o storage.Order
+			if json.Unmarshal([]byte(line[6:]), &o) != nil || o.ExternalID == "web--1" { // the warm-up
+				continue
+			}
+			mu.Lock()
+			delivered[o.ExternalID] = now
+			stored[o.ExternalID] = o.CreatedAt
+			mu.Unlock()
+		}
+	}()
+	b.ResetTimer()
+	sent := send(b, peer, "shop", n, rate)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		mu.Lock()
+		k := len(delivered)
+		mu.Unlock()
+		if k >= n || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	b.StopTimer()
+	var toStored, toEvent []time.Duration
+	mu.Lock()
+	for i := 0; i < n; i++ {
+		ext := fmt.Sprintf("web-%d", i)
+		t0 := sent[fmt.Sprintf("shop-%d", i)]
+		if d, ok := delivered[ext]; ok {
+			toEvent = append(toEvent, d.Sub(t0))
+			toStored = append(toStored, stored[ext].Sub(t0))
+		}
+	}
+	mu.Unlock()
+	if len(toEvent) < n {
+		b.Fatalf("%d of %d orders announced within a minute of the last send", len(toEvent), n)
+	}
+	bp50, bp99, _ := percentiles(baseline)
+	sp50, sp99, _ := percentiles(toStored)
+	ep50, ep99, emax := percentiles(toEvent)
+	b.ReportMetric(float64(sp99.Microseconds())/1000, "stored-p99-ms")
+	b.ReportMetric(float64(ep99.Microseconds())/1000, "event-p99-ms")
+	fmt.Printf("\nService Bus orders, %d/s for %ds (%d orders)\n", rate, seconds, n)
+	fmt.Printf("  %-38s p50 %7.1f ms   p99 %7.1f ms\n", "baseline: enqueue → bare SDK receive", ms(bp50), ms(bp99))
+	fmt.Printf("  %-38s p50 %7.1f ms   p99 %7.1f ms\n", "enqueue → stored (order created_at)", ms(sp50), ms(sp99))
+	fmt.Printf("  %-38s p50 %7.1f ms   p99 %7.1f ms   max %.1f ms\n", "enqueue → SSE event delivered", ms(ep50), ms(ep99), ms(emax))
+	fmt.Printf("  target p99 ≤ 250 ms: %v\n", ep99 <= 250*time.Millisecond)
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func BenchmarkOutboxDrain(b *testing.B) {
+	n := envInt("STOREEDGE_BENCH_ORDERS", 100000)
+	const batch = 500
+	db := openDB(b)
+	ctx := context.Background()
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		o := storage.Order{Source: storage.SourceLAN, DeviceID: fmt.Sprintf("pos-%d", i%8), Status: storage.StatusNew, Currency: "EUR",
+			Lines: []storage.OrderLine{{ProductID: "P0000001", Name: "Tea", Quantity: 1, UnitPrice: 250, LineTotal: 250}}, Total: 250}
+		if _, _, err := db.CreateOrder(ctx, storage.NewOrder{Order: o, IdempotencyKey: strconv.Itoa(i), RequestHash: "h"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	queued := time.Since(start)
+
+	// Baseline: the same events, the same batches, straight from memory to a fresh cloud.
+	pending, err := db.PendingOutbox(ctx, n)
+	if err != nil {
+		b.Fatal(err)
+	}
+	events := make([]cloudapi.Event, len(pending))
+	for i, e := range pending {
+		events[i] = cloudapi.Event{Key: e.Key, Type: e.Type, At: e.At.Format(time.RFC3339Nano), Data: e.Data}
+	}
+	newCloud := func() *cloud.Client {
+		sim := cloudsim.New(cloudsim.Options{Products: 1, StoreKey: "k"})
+		ts := httptest.NewServer(sim.Handler())
+		b.Cleanup(ts.Close)
+		c, err := cloud.New(ts.URL, "k", ts.Client(), "bench")
+		if err != nil {
+			b.Fatal(err)
+		}
+		return c
+	}
+	raw := newCloud()
+	t0 := time.Now()
+	for i := 0; i < len(events); i += batch {
+		if _, err := raw.Upload(ctx, events[i:min(i+batch, len(events))]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	rawTime := time.Since(t0)
+
+	w := outbox.New(outbox.Options{DB: db, Cloud: newCloud(), Batch: batch})
+	b.ResetTimer()
+	t0 = time.Now()
+	settled, err := w.Drain(ctx)
+	drainTime := time.Since(t0)
+	b.StopTimer()
+	if err != nil || settled != n {
+		b.Fatalf("drained %d of %d: %v", settled, n, err)
+	}
+	b.ReportMetric(float64(n)/drainTime.Seconds(), "orders/s")
+	fmt.Printf("\nOutbox drain after an outage: %d orders queued (in %.1f s), batches of %d\n", n, queued.Seconds(), batch)
+	fmt.Printf("  %-44s %8.0f orders/s  (%.2f s)\n", "baseline: same batches uploaded from memory", float64(n)/rawTime.Seconds(), rawTime.Seconds())
+	fmt.Printf("  %-44s %8.0f orders/s  (%.2f s)   ratio %.2f\n", "outbox drain (read, upload, mark delivered)", float64(n)/drainTime.Seconds(), drainTime.Seconds(), rawTime.Seconds()/drainTime.Seconds())
+}
