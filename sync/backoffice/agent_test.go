@@ -1,0 +1,183 @@
+package backoffice
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/storeedge/storeedge/internal/config"
+	"github.com/storeedge/storeedge/storage"
+)
+
+// every is a schedule that fires every d.
+type every time.Duration
+
+func (e every) Next(t time.Time) time.Time { return t.Add(time.Duration(e)) }
+
+// syncBuffer is a log sink that tests read while the agent writes.
+type syncBuffer struct {
+	mu sync.Mutex // protects the field below
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestRun finishes an interrupted file at start, before the first scheduled time, then runs on
+// the schedule, and stops with the context.
+func TestRun(t *testing.T) {
+	db := openDB(t, "")
+	dir := t.TempDir()
+	bo := config.BackOffice{Schedule: "@every 1h", Export: config.BackOfficeExport{Dir: dir}}
+	createOrders(t, db, 2, false)
+	crashed := agentFor(db, false, bo)
+	crashed.hook = crashAt(stepMarked, 1)
+	if err := crashed.RunOnce(context.Background()); !errors.Is(err, errCrash) {
+		t.Fatal(err)
+	}
+
+	var logs syncBuffer
+	a := agentFor(db, false, bo)
+	a.log = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- a.Run(ctx) }()
+	waitFor(t, func() bool { return countExported(dir) == 2 && !a.Status().NextRun.IsZero() })
+	if st := a.Status(); st.NextRun.Before(time.Now().Add(59 * time.Minute)) {
+		t.Fatalf("next run %v, want in an hour", st.NextRun)
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run returned %v", err)
+	}
+	if !strings.Contains(logs.String(), "finishing an order file interrupted by a stop") {
+		t.Fatalf("log:\n%s", logs.String())
+	}
+
+	// On a short schedule, new orders go out without anyone asking; a failure is logged once.
+	createOrders(t, db, 1, false)
+	b := agentFor(db, false, bo)
+	b.log = a.log
+	b.sched = every(10 * time.Millisecond)
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	go func() { done <- b.Run(ctx) }()
+	waitFor(t, func() bool { return countExported(dir) == 3 })
+	moved := dir + ".moved"
+	if err := os.Rename(dir, moved); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return strings.Contains(b.Status().LastError, "does not exist") })
+	time.Sleep(50 * time.Millisecond) // a few more failed runs
+	os.Rename(moved, dir)
+	createOrders(t, db, 1, false)
+	waitFor(t, func() bool { return countExported(dir) == 4 && b.Status().LastError == "" })
+	cancel()
+	<-done
+	if n := strings.Count(logs.String(), "level=WARN msg=\"backoffice: run failed"); n != 1 {
+		t.Fatalf("the same failure was logged %d times at WARN:\n%s", n, logs.String())
+	}
+}
+
+func TestRunNothingConfigured(t *testing.T) {
+	a := New(Options{DB: openDB(t, ""), Config: config.BackOffice{Schedule: "*/5 * * * *"}})
+	if err := a.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRunBadSchedule(t *testing.T) {
+	a := New(Options{DB: openDB(t, ""), Config: config.BackOffice{Schedule: "every day"}})
+	if err := a.Run(context.Background()); err == nil || !strings.Contains(err.Error(), `schedule "every day"`) {
+		t.Fatal(err)
+	}
+}
+
+// TestRunOnceConcurrent: an admin's "export now" during a scheduled run waits for it; each order
+// is written once.
+func TestRunOnceConcurrent(t *testing.T) {
+	db := openDB(t, "")
+	dir := t.TempDir()
+	a := agentFor(db, false, config.BackOffice{Export: config.BackOfficeExport{Dir: dir}})
+	a.o.BatchSize = 2
+	createOrders(t, db, 9, false)
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Go(func() {
+			if err := a.RunOnce(context.Background()); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	got, _ := readOrderFiles(t, dir)
+	if idsOnce(t, got); len(got) != 9 {
+		t.Fatalf("%d orders", len(got))
+	}
+}
+
+// TestStatusCounts shows what the status page shows, and survives a restart.
+func TestStatusCounts(t *testing.T) {
+	dbPath := filepath.Join(t.TempDir(), "shop.db")
+	db := openDB(t, dbPath)
+	dir := t.TempDir()
+	bo := config.BackOffice{Export: config.BackOfficeExport{Dir: dir}}
+	a := agentFor(db, false, bo)
+	createOrders(t, db, 3, false)
+	if err := a.RunOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	createOrders(t, db, 2, false)
+	createOrders(t, db, 1, true)
+	b := agentFor(db, false, bo)
+	if err := b.Recover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	st := b.Status()
+	want := TargetStatus{Name: storage.ExportFiles, Destination: dir, Exported: 3, Pending: 2}
+	if st.Mode != config.ModeProduction || len(st.Targets) != 1 || st.Targets[0] != want || st.Import != nil {
+		t.Fatalf("status %+v", st)
+	}
+}
+
+// countExported counts the orders in the finished JSON files of dir, for polling.
+func countExported(dir string) int {
+	entries, _ := os.ReadDir(dir)
+	n := 0
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		data, _ := os.ReadFile(filepath.Join(dir, e.Name()))
+		orders, _ := parseOrders("json", data)
+		n += len(orders)
+	}
+	return n
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -1,0 +1,235 @@
+package backoffice
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+
+	"github.com/storeedge/storeedge/storage"
+)
+
+// tmpPrefix starts the name a file is written under before it is renamed into place: a dot
+// file, which the ERP is told to ignore.
+const tmpPrefix = ".tmp-"
+
+// The durable steps of writing an order file, in order (for the tests' crash hook).
+const (
+	stepRecorded    = "recorded"     // the batch is in the database
+	stepTempWritten = "temp_written" // the temporary file is complete and synced
+	stepMarked      = "marked"       // the database says so
+	stepRenamed     = "renamed"      // the file has its name, the folder is synced
+	stepDone        = "done"         // the database says so, ledgers included
+
+	stepPosted = "posted" // the webhook took an order; the database does not say so yet
+)
+
+// fileName is the name of an order file: the target, the numbers of its first and last orders
+// (zero-padded, so that names sort in order) and the batch id (unique), e.g.
+// orders-files-00000001-00000020-1.csv.
+func fileName(target, ext string) storage.BatchName {
+	return func(id, first, last int64) string {
+		return fmt.Sprintf("orders-%s-%08d-%08d-%d.%s", target, first, last, id, ext)
+	}
+}
+
+// exportFiles finishes the target's unfinished files, removes stray temporary files, then
+// writes the orders that wait, in files of at most BatchSize orders, oldest first.
+func (a *Agent) exportFiles(ctx context.Context, t fileTarget) error {
+	if err := a.finishBatches(ctx, t); err != nil {
+		return err
+	}
+	if err := removeTemps(t); err != nil {
+		return fmt.Errorf("backoffice: %s: %w", t.Name, err)
+	}
+	format := a.o.Config.Export.Format
+	for {
+		b, ok, err := a.o.DB.CreateExportBatch(ctx, t.ExportTarget, format, a.o.BatchSize, fileName(t.Name, extension(format)))
+		if err != nil {
+			return fmt.Errorf("backoffice: %s: %w", t.Name, err)
+		}
+		if !ok {
+			return nil
+		}
+		if err := a.step(stepRecorded); err != nil {
+			return err
+		}
+		if err := a.writeBatch(ctx, t, b); err != nil {
+			return err
+		}
+	}
+}
+
+// finishBatches takes each of the target's unfinished batches to done.
+func (a *Agent) finishBatches(ctx context.Context, t fileTarget) error {
+	if err := checkDir(t.dir); err != nil {
+		return fmt.Errorf("backoffice: %s: %w", t.Name, err)
+	}
+	batches, err := a.o.DB.UnfinishedExportBatches(ctx, t.Name)
+	if err != nil {
+		return fmt.Errorf("backoffice: %s: %w", t.Name, err)
+	}
+	for _, b := range batches {
+		a.log.Info("backoffice: finishing an order file interrupted by a stop", slog.String(logKeyTarget, t.Name),
+			slog.String(logKeyFile, b.File), slog.String("state", b.State))
+		if err := a.writeBatch(ctx, t, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeBatch takes a batch from the state it is in to done:
+//
+//	open:    the file may be missing or half written under its temporary name. Write the
+//	         temporary file whole (again), sync it, record "written", then as below.
+//	written: the temporary file is complete. If it is there, rename it to the final name and
+//	         sync the folder. If it is gone, the rename was done already (and the ERP may have
+//	         taken the file since): do not write it again.
+//	then:    record done, with the orders' ledgers.
+//
+// A batch is recorded open before its file is written and done only after the file has its
+// name, and a written batch is never written again, so that a stop at any point leaves each
+// order in the folder exactly once after the next run.
+func (a *Agent) writeBatch(ctx context.Context, t fileTarget, b storage.ExportBatch) error {
+	final := filepath.Join(t.dir, b.File)
+	tmp := filepath.Join(t.dir, tmpPrefix+b.File)
+	fail := func(err error) error { return fmt.Errorf("backoffice: %s: file %s: %w", t.Name, b.File, err) }
+	if b.State == storage.BatchOpen {
+		if exists(final) {
+			// The rename happened but the database lost the steps after it (a power cut right
+			// after): the file is complete, as only a complete file is ever renamed.
+			a.log.Warn("backoffice: an order file was found in place though not recorded as written; it is kept as is",
+				slog.String(logKeyTarget, t.Name), slog.String(logKeyFile, b.File))
+		} else {
+			if err := a.writeTemp(ctx, tmp, b); err != nil {
+				return fail(err)
+			}
+			if err := a.step(stepTempWritten); err != nil {
+				return err
+			}
+			if err := a.o.DB.MarkExportBatchWritten(ctx, b.ID); err != nil {
+				return fail(err)
+			}
+			if err := a.step(stepMarked); err != nil {
+				return err
+			}
+			b.State = storage.BatchWritten
+		}
+	}
+	if b.State == storage.BatchWritten {
+		switch err := os.Rename(tmp, final); {
+		case err == nil:
+			if err := syncDir(t.dir); err != nil {
+				return fail(err)
+			}
+		case errors.Is(err, fs.ErrNotExist) && !exists(tmp):
+			if !exists(final) {
+				a.log.Info("backoffice: an order file interrupted after it was put in place is gone already (taken by the ERP); not writing it again",
+					slog.String(logKeyTarget, t.Name), slog.String(logKeyFile, b.File))
+			}
+		default:
+			return fail(err)
+		}
+		if err := a.step(stepRenamed); err != nil {
+			return err
+		}
+	}
+	if err := a.o.DB.FinishExportBatch(ctx, b.ID); err != nil {
+		return fail(err)
+	}
+	if err := a.step(stepDone); err != nil {
+		return err
+	}
+	a.log.Info("backoffice: orders exported", slog.String(logKeyTarget, t.Name), slog.String(logKeyFile, b.File), slog.Int(logKeyOrders, b.Orders))
+	return nil
+}
+
+// writeTemp writes the batch's orders to the temporary file, whole, and syncs it.
+func (a *Agent) writeTemp(ctx context.Context, tmp string, b storage.ExportBatch) (err error) {
+	orders, err := a.o.DB.ExportBatchOrders(ctx, b.ID)
+	if err != nil {
+		return err
+	}
+	if len(orders) != b.Orders {
+		return needsHuman{fmt.Errorf("the batch holds %d orders, %d were recorded", len(orders), b.Orders)}
+	}
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			os.Remove(tmp)
+		}
+	}()
+	if err := writeOrders(f, b.Format, orders); err != nil {
+		return err
+	}
+	return f.Sync()
+}
+
+// removeTemps removes the target's temporary files that no unfinished batch needs: what a stop
+// left behind while writing. It runs after finishBatches, which renamed every temporary file a
+// written batch had.
+func removeTemps(t fileTarget) error {
+	entries, err := os.ReadDir(t.dir)
+	if err != nil {
+		return err
+	}
+	prefix := tmpPrefix + "orders-" + t.Name + "-"
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), prefix) && e.Type().IsRegular() {
+			if err := os.Remove(filepath.Join(t.dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// checkDir checks that a configured folder is there: storeedge does not create it, as a
+// missing folder usually means a share that is not mounted.
+func checkDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("folder %s does not exist: create it, or check that the share is mounted", dir)
+	}
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is not a folder", dir)
+	}
+	return nil
+}
+
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
+}
+
+// syncDir makes a rename in dir durable.
+func syncDir(dir string) error {
+	if runtime.GOOS == "windows" {
+		return nil // a folder cannot be opened for sync there; NTFS journals the rename
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOTSUP) {
+		return err // EINVAL, ENOTSUP: a file system (an SMB mount) that does not sync folders
+	}
+	return nil
+}

@@ -1,0 +1,275 @@
+package backoffice
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/storeedge/storeedge/internal/config"
+	"github.com/storeedge/storeedge/storage"
+)
+
+// TestExportFormats exports orders in each format and reads the files back the way an ERP
+// would: each order once, exactly as stored; a second run writes nothing; new orders go to a
+// new file.
+func TestExportFormats(t *testing.T) {
+	for _, format := range []string{config.ExportJSON, config.ExportCSV, config.ExportXML} {
+		t.Run(format, func(t *testing.T) {
+			ctx := context.Background()
+			db := openDB(t, "")
+			dir := t.TempDir()
+			a := agentFor(db, false, config.BackOffice{Export: config.BackOfficeExport{Dir: dir, Format: format}})
+			a.o.BatchSize = 4
+			orders := createOrders(t, db, 10, false)
+			if err := a.RunOnce(ctx); err != nil {
+				t.Fatal(err)
+			}
+			got, files := readOrderFiles(t, dir)
+			if len(files) != 3 {
+				t.Errorf("10 orders in files of 4 made %d files: %v", len(files), files)
+			}
+			for _, f := range files {
+				if !strings.HasPrefix(f, "orders-files-") || !strings.HasSuffix(f, "."+format) {
+					t.Errorf("file name %q", f)
+				}
+			}
+			want := wantOrders(t, db, orders)
+			if format == config.ExportCSV {
+				for i := range want {
+					want[i] = csvView(want[i])
+				}
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("read back:\n%+v\nwant\n%+v", got, want)
+			}
+			for _, o := range orders {
+				if n := countStage(t, db, o.ID, storage.StageExported); n != 1 {
+					t.Errorf("order %d: %d exported ledger entries", o.Number, n)
+				}
+			}
+
+			if err := a.RunOnce(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if _, again := readOrderFiles(t, dir); len(again) != len(files) {
+				t.Fatalf("a second run wrote files: %v", again)
+			}
+
+			more := createOrders(t, db, 2, false)
+			if err := a.RunOnce(ctx); err != nil {
+				t.Fatal(err)
+			}
+			got, after := readOrderFiles(t, dir)
+			if len(after) != len(files)+1 {
+				t.Fatalf("new orders: files %v", after)
+			}
+			idsOnce(t, got)
+			if len(got) != 12 || got[10].ID != more[0].ID || got[11].ID != more[1].ID {
+				t.Fatalf("new orders not in a file of their own at the end: %d orders", len(got))
+			}
+			st := a.Status()
+			if len(st.Targets) != 1 || st.Targets[0].Exported != 12 || st.Targets[0].Pending != 0 || st.LastError != "" || st.LastRun.IsZero() {
+				t.Fatalf("status %+v", st)
+			}
+		})
+	}
+}
+
+var errCrash = errors.New("crash")
+
+// crashAt returns a hook that stops the run at the nth time (1-based) a step is reached.
+func crashAt(step string, nth int) func(string) error {
+	seen := 0
+	return func(s string) error {
+		if s == step {
+			seen++
+			if seen == nth {
+				return errCrash
+			}
+		}
+		return nil
+	}
+}
+
+// TestCrashAtEveryStep stops a run after each durable step of writing a file (as kill -9 would:
+// what is on disk and in the database stays, nothing else runs), for the first, a middle and
+// the last file of the run, then runs again in a new agent: each order is in the folder exactly
+// once, no temporary file is left, each ledger says exported once.
+func TestCrashAtEveryStep(t *testing.T) {
+	for _, step := range []string{stepRecorded, stepTempWritten, stepMarked, stepRenamed, stepDone} {
+		for _, nth := range []int{1, 2, 3} {
+			t.Run(step+"/"+string(rune('0'+nth)), func(t *testing.T) {
+				ctx := context.Background()
+				dbPath := filepath.Join(t.TempDir(), "shop.db")
+				db := openDB(t, dbPath)
+				dir := t.TempDir()
+				bo := config.BackOffice{Export: config.BackOfficeExport{Dir: dir, Format: config.ExportCSV}}
+				orders := createOrders(t, db, 7, false)
+				a := agentFor(db, false, bo)
+				a.o.BatchSize = 3
+				a.hook = crashAt(step, nth)
+				if err := a.RunOnce(ctx); !errors.Is(err, errCrash) {
+					t.Fatalf("run with a crash: %v", err)
+				}
+				// Orders keep coming while the server is down and up again.
+				orders = append(orders, createOrders(t, db, 2, false)...)
+				db.Close()
+				db = openDB(t, dbPath)
+				b := agentFor(db, false, bo)
+				b.o.BatchSize = 3
+				if err := b.RunOnce(ctx); err != nil {
+					t.Fatal(err)
+				}
+				got, _ := readOrderFiles(t, dir)
+				seen := idsOnce(t, got)
+				for _, o := range orders {
+					if !seen[o.ID] {
+						t.Errorf("order %d missing", o.Number)
+					}
+					if n := countStage(t, db, o.ID, storage.StageExported); n != 1 {
+						t.Errorf("order %d: %d exported ledger entries", o.Number, n)
+					}
+				}
+				if len(got) != len(orders) {
+					t.Errorf("%d orders in the folder, want %d", len(got), len(orders))
+				}
+			})
+		}
+	}
+}
+
+// TestRecoveryCases drives the steps by hand into the states a crash leaves, including the ones
+// a hook cannot reach.
+func TestRecoveryCases(t *testing.T) {
+	ctx := context.Background()
+	target := storage.ExportTarget{Name: storage.ExportFiles}
+	setup := func(t *testing.T) (*storage.DB, *Agent, fileTarget, storage.ExportBatch, []storage.Order) {
+		db := openDB(t, "")
+		dir := t.TempDir()
+		a := agentFor(db, false, config.BackOffice{Export: config.BackOfficeExport{Dir: dir, Format: config.ExportJSON}})
+		orders := createOrders(t, db, 3, false)
+		b, ok, err := db.CreateExportBatch(ctx, target, config.ExportJSON, 10, fileName(storage.ExportFiles, "json"))
+		if err != nil || !ok {
+			t.Fatal(ok, err)
+		}
+		return db, a, a.fileTargets()[0], b, orders
+	}
+	check := func(t *testing.T, a *Agent, orders []storage.Order, wantFiles int) {
+		t.Helper()
+		if err := a.RunOnce(ctx); err != nil {
+			t.Fatal(err)
+		}
+		got, files := readOrderFiles(t, a.o.Config.Export.Dir)
+		seen := idsOnce(t, got)
+		if len(files) != wantFiles {
+			t.Errorf("files %v, want %d", files, wantFiles)
+		}
+		for _, o := range orders {
+			if wantFiles > 0 && !seen[o.ID] {
+				t.Errorf("order %d missing", o.Number)
+			}
+			if n := countStage(t, a.o.DB, o.ID, storage.StageExported); n != 1 {
+				t.Errorf("order %d: %d exported ledger entries", o.Number, n)
+			}
+		}
+	}
+
+	t.Run("recorded, no file", func(t *testing.T) {
+		_, a, _, _, orders := setup(t)
+		check(t, a, orders, 1)
+	})
+	t.Run("half-written temporary file", func(t *testing.T) {
+		_, a, ft, b, orders := setup(t)
+		os.WriteFile(filepath.Join(ft.dir, tmpPrefix+b.File), []byte(`[{"id":`), 0o600)
+		check(t, a, orders, 1)
+	})
+	t.Run("temporary file complete, not renamed", func(t *testing.T) {
+		db, a, ft, b, orders := setup(t)
+		if err := a.writeTemp(ctx, filepath.Join(ft.dir, tmpPrefix+b.File), b); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.MarkExportBatchWritten(ctx, b.ID); err != nil {
+			t.Fatal(err)
+		}
+		check(t, a, orders, 1)
+	})
+	t.Run("renamed, not marked done", func(t *testing.T) {
+		db, a, ft, b, orders := setup(t)
+		tmp := filepath.Join(ft.dir, tmpPrefix+b.File)
+		a.writeTemp(ctx, tmp, b)
+		db.MarkExportBatchWritten(ctx, b.ID)
+		if err := os.Rename(tmp, filepath.Join(ft.dir, b.File)); err != nil {
+			t.Fatal(err)
+		}
+		check(t, a, orders, 1)
+	})
+	t.Run("renamed, then taken by the ERP before the restart", func(t *testing.T) {
+		db, a, ft, b, orders := setup(t)
+		tmp := filepath.Join(ft.dir, tmpPrefix+b.File)
+		a.writeTemp(ctx, tmp, b)
+		db.MarkExportBatchWritten(ctx, b.ID)
+		os.Rename(tmp, filepath.Join(ft.dir, b.File))
+		os.Remove(filepath.Join(ft.dir, b.File)) // the ERP imported it and took it away
+		check(t, a, orders, 0)                   // not written a second time
+	})
+	t.Run("renamed, database lost the written mark", func(t *testing.T) {
+		_, a, ft, b, orders := setup(t)
+		tmp := filepath.Join(ft.dir, tmpPrefix+b.File)
+		a.writeTemp(ctx, tmp, b)
+		os.Rename(tmp, filepath.Join(ft.dir, b.File))
+		before, _ := os.ReadFile(filepath.Join(ft.dir, b.File))
+		check(t, a, orders, 1)
+		after, _ := os.ReadFile(filepath.Join(ft.dir, b.File))
+		if string(before) != string(after) {
+			t.Error("the file in place was rewritten")
+		}
+	})
+	t.Run("stray temporary files", func(t *testing.T) {
+		_, a, ft, _, orders := setup(t)
+		stray := filepath.Join(ft.dir, tmpPrefix+"orders-files-00000009-00000009-99.json")
+		os.WriteFile(stray, []byte("[{"), 0o600)
+		other := filepath.Join(ft.dir, ".erp-lock")
+		os.WriteFile(other, nil, 0o600)
+		if err := a.RunOnce(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if exists(stray) {
+			t.Error("a stray temporary file was left")
+		}
+		if !exists(other) {
+			t.Error("a dot file that is not ours was removed")
+		}
+		os.Remove(other)
+		check(t, a, orders, 1)
+	})
+}
+
+// TestMissingFolder leaves the orders waiting, with a clear error, until the folder is there.
+func TestMissingFolder(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t, "")
+	dir := filepath.Join(t.TempDir(), "share")
+	a := agentFor(db, false, config.BackOffice{Export: config.BackOfficeExport{Dir: dir}})
+	createOrders(t, db, 2, false)
+	err := a.RunOnce(ctx)
+	if err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("missing folder: %v", err)
+	}
+	if st := a.Status(); st.LastError == "" || st.Targets[0].Pending != 2 {
+		t.Fatalf("status %+v", st)
+	}
+	os.Mkdir(dir, 0o755)
+	if err := a.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := readOrderFiles(t, dir); len(got) != 2 {
+		t.Fatalf("%d orders", len(got))
+	}
+	if st := a.Status(); st.LastError != "" || st.Targets[0].Pending != 0 || st.Targets[0].Exported != 2 {
+		t.Fatalf("status %+v", st)
+	}
+}

@@ -1,0 +1,222 @@
+package backoffice
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/storeedge/storeedge/internal/backoff"
+)
+
+// Sub-folders of the import folder that files are moved to once read.
+const (
+	DoneDir   = "done"
+	FailedDir = "failed"
+)
+
+// ErrorFileSuffix ends the name of the file written beside a refused stock file in failed/.
+const ErrorFileSuffix = ".error.txt"
+
+// stockFormat returns the format of a stock file from its name, or "" for a file to leave
+// alone: dot files (temporary names), and names not ending in .csv or .json.
+func stockFormat(name string) string {
+	if strings.HasPrefix(name, ".") {
+		return ""
+	}
+	switch strings.ToLower(filepath.Ext(name)) {
+	case ".csv":
+		return StockCSV
+	case ".json":
+		return StockJSON
+	}
+	return ""
+}
+
+// importStock reads the stock files waiting in the import folder, in name order, each once.
+func (a *Agent) importStock(ctx context.Context) error {
+	dir := a.o.Config.Import.Dir
+	if err := checkDir(dir); err != nil {
+		return fmt.Errorf("backoffice: import: %w", err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("backoffice: import: %w", err)
+	}
+	var errs []error
+	for _, e := range entries {
+		format := stockFormat(e.Name())
+		if format == "" || !e.Type().IsRegular() {
+			continue
+		}
+		if err := a.importFile(ctx, dir, e.Name(), format); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			errs = append(errs, fmt.Errorf("backoffice: import %s: %w", e.Name(), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// importFile applies one stock file and moves it to done/, or to failed/ with the reason
+// beside it. A file still being written is left for the next run.
+func (a *Agent) importFile(ctx context.Context, dir, name, format string) error {
+	path := filepath.Join(dir, name)
+	data, size, ok, err := a.readSettled(ctx, path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // taken away since the folder was listed
+	}
+	if err != nil || !ok {
+		if err == nil {
+			a.log.Debug("backoffice: stock file still changing; left for the next run", slog.String(logKeyFile, name))
+		}
+		return err
+	}
+	if size > MaxStockFileBytes { // not read
+		return a.refuse(ctx, dir, name, "", size, &StockFileError{Msg: fmt.Sprintf("the file is %d bytes; the limit is %d (10 MiB): split it", size, MaxStockFileBytes)})
+	}
+	sum := sha256.Sum256(data)
+	sha := hex.EncodeToString(sum[:])
+	if prev, done, err := a.o.DB.StockImported(ctx, sha); err != nil {
+		return err
+	} else if done {
+		moved, err := moveTo(dir, DoneDir, name)
+		if err != nil {
+			return err
+		}
+		a.log.Info("backoffice: stock file already imported; not applied again", slog.String(logKeyFile, name),
+			slog.String("imported_as", prev.Name), slog.Time("imported_at", prev.At), slog.String("moved_to", moved))
+		return nil
+	}
+	levels, perr := ParseStockFile(format, data)
+	if perr != nil {
+		return a.refuse(ctx, dir, name, sha, size, perr)
+	}
+	imp, applied, err := a.o.DB.RecordStockImport(ctx, name, sha, size, levels)
+	if err != nil {
+		return err
+	}
+	moved, err := moveTo(dir, DoneDir, name)
+	if err != nil {
+		return err // applied: the next run finds the content known and only moves the file
+	}
+	if applied {
+		a.log.Info("backoffice: stock file imported", slog.String(logKeyFile, name), slog.Int(logKeyRows, len(levels)), slog.String("moved_to", moved))
+	} else {
+		a.log.Info("backoffice: stock file already imported; not applied again", slog.String(logKeyFile, name),
+			slog.String("imported_as", imp.Name), slog.String("moved_to", moved))
+	}
+	return nil
+}
+
+// refuse records a stock file that cannot be applied, writes the reason beside it in failed/
+// and moves it there.
+func (a *Agent) refuse(ctx context.Context, dir, name, sha string, size int64, reason error) error {
+	if err := a.o.DB.RecordStockImportFailure(ctx, name, sha, size, reason.Error()); err != nil {
+		return err
+	}
+	failed := filepath.Join(dir, FailedDir)
+	if err := os.MkdirAll(failed, 0o750); err != nil {
+		return err
+	}
+	dest := uniqueName(failed, name, a.now())
+	text := fmt.Sprintf("storeedge could not import the stock file %s (received %s, %d bytes):\n\n%s\n\n"+
+		"Nothing from this file was applied. Correct it and drop it again in %s\n",
+		name, a.now().UTC().Format(time.RFC3339), size, reason, dir)
+	if err := os.WriteFile(filepath.Join(failed, dest+ErrorFileSuffix), []byte(text), 0o640); err != nil {
+		return err
+	}
+	if err := os.Rename(filepath.Join(dir, name), filepath.Join(failed, dest)); err != nil {
+		return err
+	}
+	a.log.Error("backoffice: stock file refused; nothing from it was applied", slog.String(logKeyFile, name),
+		slog.String(logKeyError, reason.Error()), slog.String("moved_to", filepath.Join(FailedDir, dest)))
+	return nil
+}
+
+// readSettled reads a file once it has been left unchanged for ImportSettle and does not change
+// while read; ok is false when it is still changing. A file over MaxStockFileBytes is not read.
+func (a *Agent) readSettled(ctx context.Context, path string) (data []byte, size int64, ok bool, err error) {
+	before, err := os.Stat(path)
+	if err != nil {
+		return nil, 0, false, err
+	}
+	if age := a.now().Sub(before.ModTime()); a.o.ImportSettle > 0 && age < a.o.ImportSettle {
+		if err := backoff.Sleep(ctx, min(a.o.ImportSettle-age, a.o.ImportSettle)); err != nil {
+			return nil, 0, false, err
+		}
+	}
+	settled, err := os.Stat(path)
+	if err != nil {
+		return nil, 0, false, err
+	}
+	if !sameFile(before, settled) {
+		return nil, 0, false, nil
+	}
+	if settled.Size() > MaxStockFileBytes {
+		return nil, settled.Size(), true, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, false, err
+	}
+	defer f.Close()
+	data, err = io.ReadAll(io.LimitReader(f, MaxStockFileBytes+1))
+	if err != nil {
+		return nil, 0, false, err
+	}
+	after, err := f.Stat()
+	if err != nil {
+		return nil, 0, false, err
+	}
+	if !sameFile(settled, after) || int64(len(data)) != after.Size() {
+		return nil, 0, false, nil
+	}
+	return data, after.Size(), true, nil
+}
+
+func sameFile(a, b fs.FileInfo) bool {
+	return a.Size() == b.Size() && a.ModTime().Equal(b.ModTime())
+}
+
+// moveTo moves a file of dir into its sub-folder sub, under a name not taken there, and returns
+// the path it went to, relative to dir.
+func moveTo(dir, sub, name string) (string, error) {
+	dst := filepath.Join(dir, sub)
+	if err := os.MkdirAll(dst, 0o750); err != nil {
+		return "", err
+	}
+	n := uniqueName(dst, name, time.Now())
+	if err := os.Rename(filepath.Join(dir, name), filepath.Join(dst, n)); err != nil {
+		return "", err
+	}
+	return filepath.Join(sub, n), nil
+}
+
+// uniqueName returns name, or when dir has a file by that name already, the name with the time
+// (and a counter if need be) before its extension.
+func uniqueName(dir, name string, now time.Time) string {
+	if !exists(filepath.Join(dir, name)) {
+		return name
+	}
+	ext := filepath.Ext(name)
+	stem := strings.TrimSuffix(name, ext) + "." + now.UTC().Format("20060102T150405Z")
+	for i := 1; ; i++ {
+		n := stem + ext
+		if i > 1 {
+			n = fmt.Sprintf("%s-%d%s", stem, i, ext)
+		}
+		if !exists(filepath.Join(dir, n)) {
+			return n
+		}
+	}
+}

@@ -1,0 +1,240 @@
+package backoffice
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/storeedge/storeedge/internal/config"
+	"github.com/storeedge/storeedge/storage"
+)
+
+func importAgent(db *storage.DB, dir string) *Agent {
+	return agentFor(db, false, config.BackOffice{Import: config.BackOfficeImport{Dir: dir}})
+}
+
+func sha(data string) string {
+	s := sha256.Sum256([]byte(data))
+	return hex.EncodeToString(s[:])
+}
+
+func stockEntries(t *testing.T, db *storage.DB) map[string]stockAdjusted {
+	t.Helper()
+	pending, err := db.PendingOutbox(context.Background(), 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]stockAdjusted{}
+	for _, e := range pending {
+		if e.Type != storage.OutboxStockAdjusted {
+			continue
+		}
+		var d stockAdjusted
+		if err := json.Unmarshal(e.Data, &d); err != nil {
+			t.Fatal(err)
+		}
+		out[e.Key] = d
+	}
+	return out
+}
+
+// stockAdjusted mirrors the outbox data of a stock row (storage keeps its own unexported).
+type stockAdjusted struct {
+	ProductID string `json:"product_id"`
+	Quantity  int64  `json:"quantity"`
+	File      string `json:"file"`
+	SHA256    string `json:"sha256"`
+	Row       int    `json:"row"`
+}
+
+func drop(t *testing.T, dir, name, content string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func files(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			rel, _ := filepath.Rel(dir, p)
+			out = append(out, filepath.ToSlash(rel))
+		}
+		return nil
+	})
+	return out
+}
+
+// TestImportOnce applies a CSV and a JSON file once each, queues a stock.adjusted outbox entry
+// per row with the documented key, and moves the files to done/; the same content dropped again
+// is not applied twice.
+func TestImportOnce(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t, "")
+	dir := t.TempDir()
+	a := importAgent(db, dir)
+	changed := db.OutboxChanged()
+	csvFile := "\uFEFFProduct_ID;Quantity\r\nP1;12\r\n\"P 2\";0\r\nP3;-1\r\n"
+	jsonFile := `[{"product_id":"P1","quantity":7,"name":"ignored"},{"product_id":"P9","quantity":3}]`
+	drop(t, dir, "stock-1.csv", csvFile)
+	drop(t, dir, "stock-2.JSON", jsonFile)
+	drop(t, dir, ".stock-3.csv", "partial")        // being written under a dot name
+	drop(t, dir, "stock-4.csv.part", "partial")    // being written under another extension
+	drop(t, dir, "readme.txt", "not a stock file") // not ours
+	if err := a.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-changed:
+	default:
+		t.Fatal("the outbox worker was not woken")
+	}
+	got := stockEntries(t, db)
+	want := map[string]stockAdjusted{
+		"stock:" + sha(csvFile) + ":1":  {"P1", 12, "stock-1.csv", sha(csvFile), 1},
+		"stock:" + sha(csvFile) + ":2":  {"P 2", 0, "stock-1.csv", sha(csvFile), 2},
+		"stock:" + sha(csvFile) + ":3":  {"P3", -1, "stock-1.csv", sha(csvFile), 3},
+		"stock:" + sha(jsonFile) + ":1": {"P1", 7, "stock-2.JSON", sha(jsonFile), 1},
+		"stock:" + sha(jsonFile) + ":2": {"P9", 3, "stock-2.JSON", sha(jsonFile), 2},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("outbox %+v", got)
+	}
+	for k, w := range want {
+		if got[k] != w {
+			t.Errorf("%s: %+v, want %+v", k, got[k], w)
+		}
+	}
+	if f := strings.Join(files(t, dir), " "); f != ".stock-3.csv done/stock-1.csv done/stock-2.JSON readme.txt stock-4.csv.part" {
+		t.Fatalf("files after the run: %s", f)
+	}
+
+	// The ERP drops the same file again, under the same name.
+	drop(t, dir, "stock-1.csv", csvFile)
+	if err := a.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if again := stockEntries(t, db); len(again) != len(want) {
+		t.Fatalf("the same file was applied twice: %d entries", len(again))
+	}
+	if _, err := os.Stat(filepath.Join(dir, "stock-1.csv")); !os.IsNotExist(err) {
+		t.Fatal("the repeated file was left in the import folder")
+	}
+	if done, _ := os.ReadDir(filepath.Join(dir, DoneDir)); len(done) != 3 {
+		t.Fatalf("done/ has %d files, want 3 (the repeat under another name)", len(done))
+	}
+	st := a.Status().Import
+	if st == nil || st.Done != 2 || st.Failed != 0 || st.LastDone == nil || st.LastDone.Name != "stock-2.JSON" || st.LastDone.Rows != 2 {
+		t.Fatalf("import status %+v", st)
+	}
+}
+
+// TestImportRefused moves a malformed file to failed/ with an error file naming the line, and
+// applies none of its rows.
+func TestImportRefused(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t, "")
+	dir := t.TempDir()
+	a := importAgent(db, dir)
+	drop(t, dir, "bad.csv", "product_id,quantity\nP1,5\nP2,five\n")
+	drop(t, dir, "bad.json", "[\n {\"product_id\": \"P1\", \"quantity\": 1},\n {\"product_id\": \"P2\"}\n]")
+	if err := a.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(stockEntries(t, db)); n != 0 {
+		t.Fatalf("%d rows of refused files queued", n)
+	}
+	for name, want := range map[string]string{"bad.csv": `line 3: quantity "five" is not a whole number`, "bad.json": "line 3: item 2 has no quantity"} {
+		if _, err := os.Stat(filepath.Join(dir, FailedDir, name)); err != nil {
+			t.Errorf("%s not in failed/: %v", name, err)
+		}
+		text, err := os.ReadFile(filepath.Join(dir, FailedDir, name+ErrorFileSuffix))
+		if err != nil || !strings.Contains(string(text), want) || !strings.Contains(string(text), "Nothing from this file was applied") {
+			t.Errorf("%s: error file %q (%v), want it to say %q", name, text, err, want)
+		}
+	}
+	st := a.Status().Import
+	if st.Failed != 2 || st.Done != 0 || st.LastFailed == nil || !strings.Contains(st.LastFailed.Error, "line 3") {
+		t.Fatalf("status %+v", st)
+	}
+	// The same bad file again: refused again, kept beside the first.
+	drop(t, dir, "bad.csv", "product_id,quantity\nP1,5\nP2,five\n")
+	if err := a.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if failed, _ := os.ReadDir(filepath.Join(dir, FailedDir)); len(failed) != 6 {
+		t.Fatalf("failed/ has %d files", len(failed))
+	}
+}
+
+// TestImportTooBig refuses a file over the limit without reading it.
+func TestImportTooBig(t *testing.T) {
+	db := openDB(t, "")
+	dir := t.TempDir()
+	a := importAgent(db, dir)
+	drop(t, dir, "huge.csv", "product_id,quantity\n"+strings.Repeat("P1,1\n", MaxStockFileBytes/5+1))
+	if err := a.RunOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	text, _ := os.ReadFile(filepath.Join(dir, FailedDir, "huge.csv"+ErrorFileSuffix))
+	if !strings.Contains(string(text), "the limit is 10485760 (10 MiB)") {
+		t.Fatalf("error file %q", text)
+	}
+}
+
+// TestImportWaitsForAFileBeingWritten leaves a file that changed too recently, then takes it.
+func TestImportWaitsForAFileBeingWritten(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t, "")
+	dir := t.TempDir()
+	a := importAgent(db, dir)
+	a.o.ImportSettle = 50 * time.Millisecond
+	drop(t, dir, "s.csv", "product_id,quantity\nP1,1\n")
+	path := filepath.Join(dir, "s.csv")
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { // the ERP keeps appending
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+			f.WriteString("P" + string(rune('a'+i%26)) + string(rune('a'+i/26%26)) + ",1\n")
+			f.Close()
+		}
+	}()
+	if err := a.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	close(stop)
+	<-done
+	if _, err := os.Stat(path); err != nil {
+		t.Fatal("a file being written was taken")
+	}
+	if err := a.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, DoneDir, "s.csv")); err != nil {
+		t.Fatal("the file was not imported once left alone")
+	}
+}
+
+// TestImportMissingFolder reports the folder.
+func TestImportMissingFolder(t *testing.T) {
+	db := openDB(t, "")
+	a := importAgent(db, filepath.Join(t.TempDir(), "nope"))
+	if err := a.RunOnce(context.Background()); err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("run: %v", err)
+	}
+}

@@ -1,0 +1,300 @@
+package backoffice
+
+import (
+	"context"
+	"crypto/hmac"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/storeedge/storeedge/internal/config"
+	"github.com/storeedge/storeedge/storage"
+)
+
+// erp is a webhook receiver that checks signatures, remembers what it took by Idempotency-Key,
+// and answers what the test tells it to.
+type erp struct {
+	t      *testing.T
+	secret string
+
+	mu       sync.Mutex // protects the fields below
+	answers  []int      // status to answer to the next requests, in turn; then 200
+	refuse   map[int64]int
+	taken    []Order // in the order taken, once per key
+	keys     map[string]bool
+	requests int
+}
+
+func newERP(t *testing.T, secret string) (*erp, *httptest.Server) {
+	e := &erp{t: t, secret: secret, refuse: map[int64]int{}, keys: map[string]bool{}}
+	srv := httptest.NewServer(e)
+	t.Cleanup(srv.Close)
+	return e, srv
+}
+
+func (e *erp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.requests++
+	if r.Method != http.MethodPost || r.Header.Get("Content-Type") != "application/json" {
+		e.t.Errorf("%s with %q", r.Method, r.Header.Get("Content-Type"))
+	}
+	sig := r.Header.Get(HeaderSignature)
+	if e.secret == "" && sig != "" {
+		e.t.Errorf("a signature without a secret: %q", sig)
+	}
+	if e.secret != "" && !hmac.Equal([]byte(sig), []byte(Sign(e.secret, body))) {
+		e.t.Errorf("bad signature %q", sig)
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	if len(e.answers) > 0 {
+		status := e.answers[0]
+		e.answers = e.answers[1:]
+		if status == http.StatusTooManyRequests {
+			w.Header().Set("Retry-After", "0")
+		}
+		w.WriteHeader(status)
+		w.Write([]byte("try later"))
+		return
+	}
+	var o Order
+	if err := json.Unmarshal(body, &o); err != nil {
+		e.t.Errorf("body: %v", err)
+	}
+	if key := r.Header.Get(HeaderIdempotencyKey); key != "order:"+o.ID {
+		e.t.Errorf("Idempotency-Key %q for order %s", key, o.ID)
+	}
+	if status, ok := e.refuse[o.Number]; ok {
+		w.WriteHeader(status)
+		w.Write([]byte("{\"error\":\"unknown product P2\",\n \"line\": 2}"))
+		return
+	}
+	if key := r.Header.Get(HeaderIdempotencyKey); !e.keys[key] {
+		e.keys[key] = true
+		e.taken = append(e.taken, o)
+	}
+	w.WriteHeader(http.StatusCreated)
+}
+
+func (e *erp) count() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.requests
+}
+
+func (e *erp) got() []Order {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]Order(nil), e.taken...)
+}
+
+func webhookAgent(db *storage.DB, url, secret string) *Agent {
+	return agentFor(db, false, config.BackOffice{Webhook: config.BackOfficeWebhook{URL: url, Secret: config.Secret(secret), Timeout: 5 * time.Second}})
+}
+
+// TestWebhookSignedInOrder posts each order once, in order, signed, with its key.
+func TestWebhookSignedInOrder(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t, "")
+	e, srv := newERP(t, "s3cret")
+	orders := createOrders(t, db, 5, false)
+	a := webhookAgent(db, srv.URL, "s3cret")
+	if err := a.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := e.got()
+	want := wantOrders(t, db, orders)
+	if len(got) != len(want) {
+		t.Fatalf("ERP took %d orders, want %d", len(got), len(want))
+	}
+	for i := range got {
+		if got[i].ID != want[i].ID || got[i].Note != want[i].Note || len(got[i].Lines) != 2 {
+			t.Errorf("order %d: %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	for _, o := range orders {
+		entries, _ := db.OrderLedger(ctx, o.ID)
+		last := entries[len(entries)-1]
+		if last.Stage != storage.StageExported || last.Detail != "webhook: HTTP 201" {
+			t.Errorf("ledger %+v", last)
+		}
+	}
+	if err := a.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.count(); n != 5 {
+		t.Fatalf("%d requests for 5 orders over two runs", n)
+	}
+}
+
+// TestWebhookRetries keeps the order on 503 and 429 and sends it again; an order the ERP
+// refuses (422) is set aside with the answer and the next one still goes; an admin's retry
+// sends it again.
+func TestWebhookRetries(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t, "")
+	e, srv := newERP(t, "")
+	orders := createOrders(t, db, 3, false)
+	e.answers = []int{http.StatusServiceUnavailable, http.StatusTooManyRequests, http.StatusBadGateway}
+	e.refuse[orders[1].Number] = http.StatusUnprocessableEntity
+	a := webhookAgent(db, srv.URL, "")
+	if err := a.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := e.got()
+	if len(got) != 2 || got[0].ID != orders[0].ID || got[1].ID != orders[2].ID {
+		t.Fatalf("ERP took %+v", got)
+	}
+	entries, _ := db.OrderLedger(ctx, orders[1].ID)
+	last := entries[len(entries)-1]
+	if last.Stage != storage.StageExportFailed || !strings.Contains(last.Error, `HTTP 422: {"error":"unknown product P2", "line": 2}`) {
+		t.Fatalf("refused order's ledger: %+v", last)
+	}
+	st := a.Status().Targets[0]
+	if st.Exported != 2 || st.Failed != 1 || st.Pending != 0 {
+		t.Fatalf("status %+v", st)
+	}
+	// Not retried by itself.
+	if err := a.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.count(); n != 6 { // 4 for the first order, 1 each for the others
+		t.Fatalf("%d requests", n)
+	}
+	failures, _ := a.WebhookFailures(ctx, 10)
+	if len(failures) != 1 || failures[0].OrderID != orders[1].ID || failures[0].Number != orders[1].Number {
+		t.Fatalf("failures %+v", failures)
+	}
+	// The ERP is fixed; an admin retries.
+	delete(e.refuse, orders[1].Number)
+	if ok, err := a.RetryWebhook(ctx, orders[1].ID); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	if err := a.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.got(); len(got) != 3 || got[2].ID != orders[1].ID {
+		t.Fatalf("after retry the ERP has %d orders", len(got))
+	}
+}
+
+// TestWebhookDown stops the run when the ERP keeps failing, keeping the order and those after
+// it for the next run.
+func TestWebhookDown(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t, "")
+	e, srv := newERP(t, "")
+	createOrders(t, db, 2, false)
+	e.answers = []int{503, 503, 503, 503, 503, 503}
+	a := webhookAgent(db, srv.URL, "")
+	a.o.WebhookAttempts = 3
+	err := a.RunOnce(ctx)
+	if err == nil || !strings.Contains(err.Error(), "3 attempts failed, the last with HTTP 503") {
+		t.Fatalf("run: %v", err)
+	}
+	if st := a.Status(); st.Targets[0].Pending != 2 || st.LastError == "" {
+		t.Fatalf("status %+v", st)
+	}
+	if err := a.RunOnce(ctx); err == nil {
+		t.Fatal("second run with the ERP still down succeeded")
+	}
+	if err := a.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(e.got()) != 2 {
+		t.Fatalf("ERP has %d orders", len(e.got()))
+	}
+}
+
+// TestWebhookRetryAfter honours a long Retry-After across runs, and a refused connection is
+// retryable.
+func TestWebhookRetryAfter(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t, "")
+	var calls atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.Header().Set("Retry-After", "120")
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	createOrders(t, db, 1, false)
+	a := webhookAgent(db, srv.URL, "")
+	if err := a.RunOnce(ctx); err == nil || !strings.Contains(err.Error(), "asked to wait 2m0s") {
+		t.Fatalf("run: %v", err)
+	}
+	if err := a.RunOnce(ctx); err == nil || !strings.Contains(err.Error(), "waiting until") || calls.Load() != 1 {
+		t.Fatalf("run within Retry-After: %v after %d calls", err, calls.Load())
+	}
+	now := time.Now()
+	a.now = func() time.Time { return now.Add(3 * time.Minute) }
+	srv.Close()
+	if err := a.RunOnce(ctx); err == nil || !strings.Contains(err.Error(), "5 attempts failed") {
+		t.Fatalf("run with the ERP gone: %v", err)
+	}
+}
+
+// TestWebhookCrashAfterPost posts an order again after a stop between the ERP's answer and
+// the database, with the same Idempotency-Key, which the ERP uses to take it once.
+func TestWebhookCrashAfterPost(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t, "")
+	e, srv := newERP(t, "")
+	orders := createOrders(t, db, 2, false)
+	a := webhookAgent(db, srv.URL, "")
+	a.hook = crashAt(stepPosted, 2)
+	if err := a.RunOnce(ctx); !errors.Is(err, errCrash) {
+		t.Fatal(err)
+	}
+	b := webhookAgent(db, srv.URL, "")
+	if err := b.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.count(); n != 3 || len(e.got()) != 2 {
+		t.Fatalf("%d requests, ERP took %d", n, len(e.got()))
+	}
+	for _, o := range orders {
+		if n := countStage(t, db, o.ID, storage.StageExported); n != 1 {
+			t.Errorf("order %d: %d exported entries", o.Number, n)
+		}
+	}
+}
+
+// TestWebhookRedirect is not followed: it stops the run.
+func TestWebhookRedirect(t *testing.T) {
+	db := openDB(t, "")
+	e, erpSrv := newERP(t, "")
+	srv := httptest.NewServer(http.RedirectHandler(erpSrv.URL, http.StatusFound))
+	defer srv.Close()
+	createOrders(t, db, 1, false)
+	a := webhookAgent(db, srv.URL, "")
+	if err := a.RunOnce(context.Background()); err == nil || !strings.Contains(err.Error(), "redirect") {
+		t.Fatalf("run: %v", err)
+	}
+	if e.count() != 0 {
+		t.Fatal("the redirect was followed")
+	}
+}
+
+func TestOneLine(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                       "",
+		"  a\n\tb\r\n c  ":       "a b c",
+		"\x00x\x7fy":             "x y",
+		"\xffok":                 "\uFFFDok",
+		strings.Repeat("é", 300): strings.Repeat("é", 200) + "…",
+	} {
+		if got := oneLine([]byte(in), 200); got != want {
+			t.Errorf("oneLine(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
