@@ -13,6 +13,7 @@ import (
 
 	"github.com/storeedge/storeedge/internal/cloudapi"
 	"github.com/storeedge/storeedge/storage"
+	"github.com/storeedge/storeedge/sync/backoffice"
 	"github.com/storeedge/storeedge/sync/orders"
 )
 
@@ -24,6 +25,7 @@ func (s *Server) adminRoutes(r chi.Router) {
 		r.Get("/api/v1/status", s.status)
 		r.Get("/api/v1/admin/outbox/rejected", s.rejectedOutbox)
 		r.Post("/api/v1/admin/outbox/{seq}/retry", s.retryOutbox)
+		r.Post("/api/v1/admin/backoffice/run", s.runBackOffice)
 	})
 }
 
@@ -77,6 +79,7 @@ type statusDoc struct {
 	Mode          string                    `json:"mode"` // test or production
 	Orders        storage.OrderStats        `json:"orders"`
 	ServiceBus    *orders.Status            `json:"servicebus"` // null when Service Bus is off
+	BackOffice    *backoffice.Status        `json:"backoffice"` // null when the daemon has none
 }
 
 type collectionStatus struct {
@@ -153,11 +156,37 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		sb := s.o.ServiceBus()
 		doc.ServiceBus = &sb
 	}
+	if s.o.BackOffice != nil {
+		bo := s.o.BackOffice()
+		doc.BackOffice = &bo
+	}
 	if doc.Orders, err = s.o.DB.OrderStats(ctx); err != nil {
 		s.internal(w, r, "count orders", err)
 		return
 	}
 	s.writeJSON(w, r, http.StatusOK, doc)
+}
+
+// backOfficeRunTimeout bounds an "export now": a run in progress is waited for first.
+const backOfficeRunTimeout = 2 * time.Minute
+
+var probBackOffice = problemType{"backoffice-failed", "Back-office run failed", http.StatusBadGateway}
+
+// runBackOffice exports and imports now instead of at the next scheduled time, and answers the
+// back office's status afterwards.
+func (s *Server) runBackOffice(w http.ResponseWriter, r *http.Request) {
+	if s.o.BackOfficeRun == nil {
+		problem(w, r, probNotFound, "this server has no back-office exchange")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), backOfficeRunTimeout)
+	defer cancel()
+	if err := s.o.BackOfficeRun(ctx); err != nil {
+		problem(w, r, probBackOffice, err.Error())
+		return
+	}
+	s.o.Logger.Info("backoffice: run started by an admin")
+	s.writeJSON(w, r, http.StatusOK, s.o.BackOffice())
 }
 
 // rejectedOutbox lists what the cloud refused for good, newest first, with the reasons.

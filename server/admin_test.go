@@ -14,6 +14,7 @@ import (
 
 	"github.com/storeedge/storeedge/internal/cloudapi"
 	"github.com/storeedge/storeedge/storage"
+	"github.com/storeedge/storeedge/sync/backoffice"
 	"github.com/storeedge/storeedge/sync/orders"
 )
 
@@ -55,6 +56,7 @@ type statusJSON struct {
 	Mode       string                    `json:"mode"`
 	Orders     storage.OrderStats        `json:"orders"`
 	ServiceBus *orders.Status            `json:"servicebus"`
+	BackOffice *backoffice.Status        `json:"backoffice"`
 }
 
 func TestStatus(t *testing.T) {

@@ -163,7 +163,7 @@ func TestOpenAPIProblemTypes(t *testing.T) {
 	}
 	var code []string
 	for _, p := range []problemType{probNotFound, probBadParameter, probMalformedBody, probInvalidBody, probBodyTooLarge,
-		probUnsupportedMediaType, probMethodNotAllowed, probNotReady, probInternal, probIdempotencyConflict, probInvalidTransition, probUnknownProduct} {
+		probUnsupportedMediaType, probMethodNotAllowed, probNotReady, probInternal, probIdempotencyConflict, probInvalidTransition, probUnknownProduct, probBackOffice} {
 		code = append(code, problemBase+p.slug)
 	}
 	slices.Sort(documented)

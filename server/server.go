@@ -14,6 +14,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/storeedge/storeedge/storage"
+	"github.com/storeedge/storeedge/sync/backoffice"
 	"github.com/storeedge/storeedge/sync/orders"
 )
 
@@ -42,6 +43,10 @@ type Options struct {
 
 	// ServiceBus reports the order link; nil when Service Bus is off.
 	ServiceBus func() orders.Status
+	// BackOffice reports the exchange with the ERP; BackOfficeRun runs it now (admin "export
+	// now"). Nil when the daemon has none.
+	BackOffice    func() backoffice.Status
+	BackOfficeRun func(context.Context) error
 
 	// TestMode flags every new order as a test order (shop.mode: test).
 	TestMode bool

@@ -14,6 +14,7 @@ import (
 	"github.com/storeedge/storeedge/internal/wan"
 	"github.com/storeedge/storeedge/server"
 	"github.com/storeedge/storeedge/storage"
+	"github.com/storeedge/storeedge/sync/backoffice"
 	"github.com/storeedge/storeedge/sync/cloud"
 	"github.com/storeedge/storeedge/sync/feed"
 	"github.com/storeedge/storeedge/sync/heartbeat"
@@ -28,7 +29,8 @@ import (
 //	                          → heartbeat ───┤
 //	                                         ├→ storage (SQLite)
 //	              Service Bus receiver ──────┤
-//	LAN server (front door + services) ──────┘
+//	LAN server (front door + services) ──────┤
+//	back office (ERP files, webhook) ────────┘
 //
 // The database opens and the LAN listeners bind before anything starts, so the shop is served
 // from its local data within a second whatever the WAN does; sync runs in the background.
@@ -86,6 +88,10 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 		}
 	}
 
+	// The ERP is on the shop's side of the WAN: its webhook is reached directly, not through the
+	// WAN proxy.
+	bo := backoffice.New(backoffice.Options{DB: db, Config: cfg.BackOffice, Shop: cfg.Shop, UserAgent: "storeedge/" + buildVersion(), Logger: log})
+
 	srv, err := server.New(server.Options{
 		DB:                db,
 		WAN:               wanStatus,
@@ -102,6 +108,8 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 		Logger:            log,
 		TestMode:          cfg.Shop.IsTest(),
 		ServiceBus:        sbStatus,
+		BackOffice:        bo.Status,
+		BackOfficeRun:     bo.RunOnce,
 		ServerID:          cfg.ServerID,
 		ShopName:          cfg.Shop.Name,
 		Version:           buildVersion(),
@@ -116,6 +124,7 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Run(gctx) })
+	g.Go(func() error { return bo.Run(gctx) })
 	if cfg.Cloud.Sync {
 		g.Go(func() error { return syncer.Run(gctx) })
 		ob := outbox.New(outbox.Options{DB: db, Cloud: client, Batch: cfg.Orders.OutboxBatch, Logger: log})

@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -313,9 +315,11 @@ func TestKilledDuringServiceBusReceive(t *testing.T) {
 		peer.Send(t, "orders", testenv.SBMessage{MessageID: fmt.Sprintf("msg-%d", i), Body: []byte(body), ContentType: "application/json"})
 	}
 	dir := t.TempDir()
+	exportDir := t.TempDir()
 	opts := shopOptions{dataDir: dir, cloud: cloud.url, sets: []string{
 		"servicebus.enabled=true", "servicebus.connection_string=" + peer.ConnectionString(), "servicebus.queue=orders",
 		"servicebus.transport=amqp", "servicebus.max_concurrent=1",
+		"shop.mode=production", "backoffice.export.dir=" + exportDir, "backoffice.schedule=@every 1s",
 	}}
 	rnd := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 3))
 	last := 0
@@ -357,6 +361,114 @@ func TestKilledDuringServiceBusReceive(t *testing.T) {
 	}
 	if n != total {
 		t.Fatalf("the cloud has %d orders, want %d", n, total)
+	}
+	// And in the back office's drop folder: every order in exactly one file.
+	waitFor(t, s, "every order exported", 2*time.Minute, func() bool { return exportedOrders(t, exportDir) >= total })
+	if got := exportedOrders(t, exportDir); got != total {
+		t.Fatalf("the export folder holds %d orders, want %d", got, total)
+	}
+	s.stop(t)
+}
+
+// exportedOrders counts the orders in the JSON files of a drop folder, failing on one that
+// appears twice or on a temporary file left visible.
+func exportedOrders(t *testing.T, dir string) int {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") {
+			continue // being written: the ERP ignores dot files
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var orders []struct {
+			ExternalID string `json:"external_id"`
+		}
+		if err := json.Unmarshal(b, &orders); err != nil {
+			t.Fatalf("%s is not a complete JSON export: %v", e.Name(), err)
+		}
+		for _, o := range orders {
+			if seen[o.ExternalID] {
+				t.Fatalf("order %s exported twice", o.ExternalID)
+			}
+			seen[o.ExternalID] = true
+		}
+	}
+	return len(seen)
+}
+
+// TestTestOrdersStayOutOfProductionExports runs a shop in test mode, then in production: test
+// orders carry the TEST note and reach only the test folder, never the production one.
+func TestTestOrdersStayOutOfProductionExports(t *testing.T) {
+	cloud := startCloud(t, "-products", "10")
+	dir, prodDir, testDir := t.TempDir(), t.TempDir(), t.TempDir()
+	sets := []string{"backoffice.export.dir=" + prodDir, "backoffice.export.test_dir=" + testDir, "backoffice.schedule=@hourly"}
+	exportNow := func(s *shop) {
+		t.Helper()
+		resp, err := http.Post(s.base+"/api/v1/admin/backoffice/run", "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("export now: %s %s", resp.Status, b)
+		}
+	}
+	notes := func(folder string) (n int, allTest bool) {
+		allTest = true
+		entries, _ := os.ReadDir(folder)
+		for _, e := range entries {
+			b, _ := os.ReadFile(filepath.Join(folder, e.Name()))
+			var orders []struct {
+				Note string `json:"note"`
+				Test bool   `json:"test"`
+			}
+			if err := json.Unmarshal(b, &orders); err != nil {
+				t.Fatalf("%s: %v", e.Name(), err)
+			}
+			for _, o := range orders {
+				n++
+				allTest = allTest && o.Test && strings.HasPrefix(o.Note, "TEST")
+			}
+		}
+		return n, allTest
+	}
+
+	s := startShop(t, shopOptions{dataDir: dir, cloud: cloud.url, sets: sets})
+	waitFor(t, s, "first sync", time.Minute, func() bool { return s.caughtUp(t) })
+	for i := 0; i < 5; i++ {
+		if _, _, _, err := s.postOrder("pos", fmt.Sprint("test-", i), "P0000001", 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exportNow(s)
+	if n, allTest := notes(testDir); n != 5 || !allTest {
+		t.Fatalf("test folder: %d orders, all marked TEST: %v", n, allTest)
+	}
+	if n, _ := notes(prodDir); n != 0 {
+		t.Fatalf("%d test orders reached the production folder", n)
+	}
+	s.stop(t)
+
+	s = startShop(t, shopOptions{dataDir: dir, cloud: cloud.url, sets: append(sets, "shop.mode=production")})
+	for i := 0; i < 3; i++ {
+		if _, _, _, err := s.postOrder("pos", fmt.Sprint("real-", i), "P0000001", 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exportNow(s)
+	if n, allTest := notes(prodDir); n != 3 || allTest {
+		t.Fatalf("production folder: %d orders (want the 3 real ones only)", n)
+	}
+	if n, _ := notes(testDir); n != 5 {
+		t.Fatalf("test folder changed to %d orders", n)
 	}
 	s.stop(t)
 }
