@@ -62,35 +62,17 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// syncBuffer is an io.Writer safe to read while a process writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // cloudProc is a running cloudsim.
 type cloudProc struct {
 	url string
 	cmd *exec.Cmd
-	log *syncBuffer
+	log *testenv.Buffer
 }
 
 func startCloud(t *testing.T, args ...string) *cloudProc {
 	t.Helper()
 	_, bin := binaries(t)
-	c := &cloudProc{log: &syncBuffer{}}
+	c := &cloudProc{log: &testenv.Buffer{}}
 	c.cmd = exec.Command(bin, append([]string{"-listen", "127.0.0.1:0", "-store-key", "e2e-key"}, args...)...)
 	c.cmd.Stderr = c.log
 	out, err := c.cmd.StdoutPipe()
@@ -172,7 +154,7 @@ type shop struct {
 	base    string // front door URL
 	dataDir string
 	cmd     *exec.Cmd
-	log     *syncBuffer
+	log     *testenv.Buffer
 	done    chan struct{}
 }
 
@@ -201,7 +183,7 @@ func startShop(t *testing.T, o shopOptions) *shop {
 	for _, s := range o.sets {
 		args = append(args, "--set", s)
 	}
-	s := &shop{base: "http://127.0.0.1:" + strconv.Itoa(front), dataDir: o.dataDir, log: &syncBuffer{}, done: make(chan struct{})}
+	s := &shop{base: "http://127.0.0.1:" + strconv.Itoa(front), dataDir: o.dataDir, log: &testenv.Buffer{}, done: make(chan struct{})}
 	s.cmd = exec.Command(bin, args...)
 	s.cmd.Stdout = s.log
 	s.cmd.Stderr = s.log

@@ -5,8 +5,9 @@ import (
 	"sync"
 )
 
-// syncBuffer collects a program's output while the test may read it.
-type syncBuffer struct {
+// Buffer collects a program's output (or a log) while the test may read it; it keeps the first
+// MiB.
+type Buffer struct {
 	mu  sync.Mutex // protects the fields below
 	buf bytes.Buffer
 }
@@ -14,7 +15,7 @@ type syncBuffer struct {
 // maxOutput caps what is kept of a chatty program's output.
 const maxOutput = 1 << 20
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
+func (b *Buffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if room := maxOutput - b.buf.Len(); room > 0 {
@@ -27,7 +28,7 @@ func (b *syncBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (b *syncBuffer) String() string {
+func (b *Buffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()

@@ -52,7 +52,7 @@ type SBPeer struct {
 	tls                         bool
 	control                     string // base URL of the control API
 	client                      *http.Client
-	log                         *syncBuffer
+	log                         *Buffer
 }
 
 // SBMessage is a message to enqueue through the control API. The body is
@@ -152,7 +152,7 @@ func StartServiceBusPeer(t testing.TB, o SBPeerOptions) *SBPeer {
 		args = append(args, "--verbose")
 	}
 
-	logBuf := &syncBuffer{}
+	logBuf := &Buffer{}
 	first := &firstLine{ch: make(chan string, 1), rest: logBuf}
 	// The peer's stdin is a pipe this process holds open: should the test
 	// binary die before its cleanup (killed, or its output cut off), the

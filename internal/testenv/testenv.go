@@ -124,7 +124,7 @@ func runOnce(t testing.TB, s spec, dir string, port int) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	out := &syncBuffer{}
+	out := &Buffer{}
 	cmd := exec.Command(s.bin, args...)
 	cmd.Dir = dir
 	cmd.Stdout = out

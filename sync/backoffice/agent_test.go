@@ -1,7 +1,6 @@
 package backoffice
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/storeedge/storeedge/internal/config"
+	"github.com/storeedge/storeedge/internal/testenv"
 	"github.com/storeedge/storeedge/storage"
 )
 
@@ -20,24 +20,6 @@ import (
 type every time.Duration
 
 func (e every) Next(t time.Time) time.Time { return t.Add(time.Duration(e)) }
-
-// syncBuffer is a log sink that tests read while the agent writes.
-type syncBuffer struct {
-	mu sync.Mutex // protects the field below
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestRun finishes an interrupted file at start, before the first scheduled time, then runs on
 // the schedule, and stops with the context.
@@ -52,7 +34,7 @@ func TestRun(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var logs syncBuffer
+	var logs testenv.Buffer
 	a := agentFor(db, false, bo)
 	a.log = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithCancel(context.Background())
