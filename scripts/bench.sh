@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# bench.sh runs storeedge's benchmarks (bench/), each figure next to a baseline measured in the
+# same run; docs/PERFORMANCE.md has the figures of this machine and what they mean.
+#
+# Usage: scripts/bench.sh [sync|http|startup|all] [flags]     (default: all)
+#
+#   sync     first sync of 1,000,000 products: the daemon vs a plain single-goroutine loader
+#   startup  exec to first product answer, cloud down: the daemon vs a trivial Go HTTP server
+#   http     wrk on product and barcode lookups: the daemon vs a bare net/http handler
+#   all      the three, sharing one database (sync builds it, the others reuse it)
+#
+# Flags go to the bench tool; scripts/bench.sh sync -h lists them. The usual ones:
+#   -products N      catalog size (default 1000000)
+#   -page-sizes L    cloud.page_size values for the daemon sync, e.g. 1000,5000,10000
+#   -data-dir DIR    database kept by sync and reused by startup and http (default bin/bench-work/data)
+#   -duration D      wrk -d of each measured http run (default 15s)
+#
+# It installs wrk if missing (scripts/install-test-deps.sh), builds storeedge, cloudsim, the
+# bench tool and its baseline server into bin/, and keeps everything on 127.0.0.1. Profiles of
+# the daemon's code: bin/bench profile-sync and bin/bench profile-http (see docs/PERFORMANCE.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+what=all
+if [[ $# -gt 0 && $1 != -* ]]; then
+	what=$1
+	shift
+fi
+case $what in
+sync | http | startup | all) ;;
+profile-sync | profile-http) ;;
+help)
+	sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+	exit 0
+	;;
+*)
+	echo "bench.sh: unknown benchmark \"$what\"; want sync, http, startup or all" >&2
+	exit 2
+	;;
+esac
+
+scripts/install-test-deps.sh
+
+mkdir -p bin
+echo "bench.sh: go build -o bin/ ./cmd/storeedge ./cmd/cloudsim ./bench ./bench/fixedserver"
+go build -o bin/storeedge ./cmd/storeedge
+go build -o bin/cloudsim ./cmd/cloudsim
+go build -o bin/bench ./bench
+go build -o bin/fixedserver ./bench/fixedserver
+
+case $what in
+profile-*)
+	echo "bench.sh: bin/bench $what $*"
+	exec bin/bench "$what" "$@"
+	;;
+esac
+echo "bench.sh: bin/bench $what -bin bin $*"
+exec bin/bench "$what" -bin bin "$@"
