@@ -52,10 +52,13 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 	if err != nil {
 		return usageError{err}
 	}
-	client, err := cloud.New(cfg.Cloud.URL, cfg.Cloud.StoreKey.Reveal(), dialer.HTTPClient(cfg.Cloud.RequestTimeout), "storeedge/"+buildVersion())
+	// No overall client timeout: the cloud client applies cloud.request_timeout itself, so that
+	// a long first-sync stream that keeps moving is not cut.
+	client, err := cloud.New(cfg.Cloud.URL, cfg.Cloud.StoreKey.Reveal(), dialer.HTTPClient(0), "storeedge/"+buildVersion())
 	if err != nil {
 		return usageError{err}
 	}
+	client.SetRequestTimeout(cfg.Cloud.RequestTimeout)
 	syncer := feed.New(feed.Options{
 		DB:           db,
 		Client:       client,

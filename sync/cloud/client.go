@@ -27,6 +27,20 @@ type Client struct {
 	storeKey string
 	http     *http.Client
 	agent    string
+	timeout  time.Duration // see SetRequestTimeout; 0 = none
+}
+
+// SetRequestTimeout bounds each request (cloud.request_timeout): a whole request and its answer,
+// except a feed stream, where it bounds the wait for the answer and every pause in the stream, so
+// a first sync that takes longer but keeps moving is never cut. Call it before using the client.
+func (c *Client) SetRequestTimeout(d time.Duration) { c.timeout = d }
+
+// requestContext applies the request timeout to a request that is read whole.
+func (c *Client) requestContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if c.timeout <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, c.timeout)
 }
 
 // New returns a client for the API at baseURL. hc must route through the one WAN dialer.
@@ -132,13 +146,21 @@ func (c *Client) Feed(ctx context.Context, collection, cursor string, limit int,
 	if stream {
 		q.Set("stream", "true")
 	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	idle := &idleBody{cancel: cancel, timeout: c.timeout}
+	idle.arm(collection)
 	req, err := c.newRequest(ctx, http.MethodGet, "/v1/feed/"+url.PathEscape(collection), q, nil)
 	if err != nil {
+		idle.Close()
 		return nil, fmt.Errorf("cloud: feed %s: %w", collection, err)
 	}
 	req.Header.Set("Accept", "application/x-ndjson")
 	resp, err := c.do(req, "feed "+collection, http.StatusOK)
 	if err != nil {
+		idle.Close()
+		if cause := context.Cause(ctx); errors.Is(cause, errIdle) {
+			err = fmt.Errorf("cloud: feed %s: %w", collection, cause)
+		}
 		var e *Error
 		if errors.As(err, &e) && e.Status == http.StatusGone {
 			return nil, ErrCursorExpired
@@ -147,10 +169,55 @@ func (c *Client) Feed(ctx context.Context, collection, cursor string, limit int,
 	}
 	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "application/x-ndjson" {
 		resp.Body.Close()
+		idle.Close()
 		// Typically a proxy's or captive portal's HTML page answering in the cloud's place.
 		return nil, &Error{Op: "feed " + collection, Status: resp.StatusCode, Detail: fmt.Sprintf("answered %q instead of application/x-ndjson: is a proxy or portal answering for the cloud?", mt)}
 	}
-	return resp.Body, nil
+	idle.body, idle.ctx = resp.Body, ctx
+	return idle, nil
+}
+
+// errIdle is the cause of a feed stream cut because the cloud sent nothing for the timeout.
+var errIdle = errors.New("no data from the cloud within cloud.request_timeout")
+
+// idleBody is a feed response body whose request is cancelled when no data arrives for timeout:
+// a stalled stream fails, a long one that keeps moving does not.
+type idleBody struct {
+	body    io.ReadCloser
+	ctx     context.Context
+	cancel  context.CancelCauseFunc
+	timeout time.Duration
+	timer   *time.Timer
+}
+
+func (b *idleBody) arm(collection string) {
+	if b.timeout > 0 {
+		b.timer = time.AfterFunc(b.timeout, func() { b.cancel(fmt.Errorf("%w (%s, %s)", errIdle, collection, b.timeout)) })
+	}
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	if b.timer != nil {
+		b.timer.Reset(b.timeout)
+	}
+	n, err := b.body.Read(p)
+	if err != nil && err != io.EOF {
+		if cause := context.Cause(b.ctx); errors.Is(cause, errIdle) {
+			err = cause
+		}
+	}
+	return n, err
+}
+
+func (b *idleBody) Close() error {
+	if b.timer != nil {
+		b.timer.Stop()
+	}
+	b.cancel(context.Canceled)
+	if b.body != nil {
+		return b.body.Close()
+	}
+	return nil
 }
 
 // Upload sends a batch of events and returns what the cloud did with each.
@@ -160,6 +227,8 @@ func (c *Client) Upload(ctx context.Context, events []cloudapi.Event) (cloudapi.
 	if err != nil {
 		return out, fmt.Errorf("cloud: upload: %w", err)
 	}
+	ctx, cancel := c.requestContext(ctx)
+	defer cancel()
 	req, err := c.newRequest(ctx, http.MethodPost, "/v1/events", nil, body)
 	if err != nil {
 		return out, fmt.Errorf("cloud: upload: %w", err)
@@ -178,6 +247,8 @@ func (c *Client) Upload(ctx context.Context, events []cloudapi.Event) (cloudapi.
 // Config fetches the remote configuration.
 func (c *Client) Config(ctx context.Context) (cloudapi.RemoteConfig, error) {
 	var out cloudapi.RemoteConfig
+	ctx, cancel := c.requestContext(ctx)
+	defer cancel()
 	req, err := c.newRequest(ctx, http.MethodGet, "/v1/config", nil, nil)
 	if err != nil {
 		return out, fmt.Errorf("cloud: config: %w", err)
@@ -199,6 +270,8 @@ func (c *Client) Heartbeat(ctx context.Context, hb cloudapi.Heartbeat) error {
 	if err != nil {
 		return fmt.Errorf("cloud: heartbeat: %w", err)
 	}
+	ctx, cancel := c.requestContext(ctx)
+	defer cancel()
 	req, err := c.newRequest(ctx, http.MethodPost, "/v1/heartbeat", nil, body)
 	if err != nil {
 		return fmt.Errorf("cloud: heartbeat: %w", err)

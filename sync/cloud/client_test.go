@@ -4,8 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/storeedge/storeedge/internal/cloudapi"
 	"github.com/storeedge/storeedge/internal/cloudsim"
@@ -54,5 +59,55 @@ func TestUploadConfigAndErrors(t *testing.T) {
 	}
 	if _, err := New("ftp://cloud", "k", ts.Client(), "test"); err == nil {
 		t.Fatal("ftp base URL accepted")
+	}
+}
+
+// TestFeedTimeoutIsPerPause checks that cloud.request_timeout cuts a stalled feed stream, with a
+// clear error, but not a long one that keeps delivering.
+func TestFeedTimeoutIsPerPause(t *testing.T) {
+	stall := make(chan struct{})
+	defer close(stall)
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		f := w.(http.Flusher)
+		// Ten lines, 40 ms apart: 400 ms in all, four times the timeout.
+		for i := 0; i < 10; i++ {
+			fmt.Fprintf(w, "{\"i\":%d}\n", i)
+			f.Flush()
+			select {
+			case <-time.After(40 * time.Millisecond):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		if r.URL.Path == "/v1/feed/stock" { // then nothing at all
+			select {
+			case <-stall:
+			case <-r.Context().Done():
+			}
+		}
+	}))
+	defer ts.Close()
+	c, _ := New(ts.URL, "k", ts.Client(), "test")
+	c.SetRequestTimeout(100 * time.Millisecond)
+
+	body, err := c.Feed(context.Background(), "prices", "", 10, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(body)
+	body.Close()
+	if err != nil || strings.Count(string(b), "\n") != 10 {
+		t.Fatalf("a moving stream longer than the timeout was cut: %d lines, %v", strings.Count(string(b), "\n"), err)
+	}
+
+	body, err = c.Feed(context.Background(), "stock", "", 10, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = io.ReadAll(body)
+	body.Close()
+	if err == nil || !strings.Contains(err.Error(), "no data from the cloud") {
+		t.Fatalf("a stalled stream: %v", err)
 	}
 }
