@@ -15,6 +15,7 @@ import (
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/backoffice"
 	"github.com/storeedge/storeedge/sync/orders"
+	"github.com/storeedge/storeedge/sync/outbox"
 )
 
 // adminRoutes are the admin service. They sit in one group so that admin authentication, when it
@@ -78,6 +79,7 @@ type statusDoc struct {
 	Quarantine    []storage.QuarantineEntry `json:"quarantine"`
 	Mode          string                    `json:"mode"` // test or production
 	Orders        storage.OrderStats        `json:"orders"`
+	Upload        *outbox.State             `json:"upload"`     // null when sync is off
 	ServiceBus    *orders.Status            `json:"servicebus"` // null when Service Bus is off
 	BackOffice    *backoffice.Status        `json:"backoffice"` // null when the daemon has none
 }
@@ -155,6 +157,10 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	if s.o.ServiceBus != nil {
 		sb := s.o.ServiceBus()
 		doc.ServiceBus = &sb
+	}
+	if s.o.Upload != nil {
+		up := s.o.Upload()
+		doc.Upload = &up
 	}
 	if s.o.BackOffice != nil {
 		bo := s.o.BackOffice()

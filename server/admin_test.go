@@ -16,6 +16,7 @@ import (
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/backoffice"
 	"github.com/storeedge/storeedge/sync/orders"
+	"github.com/storeedge/storeedge/sync/outbox"
 )
 
 func TestHealth(t *testing.T) {
@@ -57,6 +58,7 @@ type statusJSON struct {
 	Orders     storage.OrderStats        `json:"orders"`
 	ServiceBus *orders.Status            `json:"servicebus"`
 	BackOffice *backoffice.Status        `json:"backoffice"`
+	Upload     *outbox.State             `json:"upload"`
 }
 
 func TestStatus(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/backoffice"
 	"github.com/storeedge/storeedge/sync/orders"
+	"github.com/storeedge/storeedge/sync/outbox"
 )
 
 // EphemeralPort as a port number asks the system for a free port (tests, tools). Addrs tells which
@@ -45,6 +46,8 @@ type Options struct {
 	ServiceBus func() orders.Status
 	// BackOffice reports the exchange with the ERP; BackOfficeRun runs it now (admin "export
 	// now"). Nil when the daemon has none.
+	// Upload reports the outbox's uploads to the cloud; nil when sync is off.
+	Upload        func() outbox.State
 	BackOffice    func() backoffice.Status
 	BackOfficeRun func(context.Context) error
 

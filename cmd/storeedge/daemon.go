@@ -91,6 +91,12 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 		}
 	}
 
+	ob := outbox.New(outbox.Options{DB: db, Cloud: client, Batch: cfg.Orders.OutboxBatch, Logger: log})
+	var upload func() outbox.State
+	if cfg.Cloud.Sync {
+		upload = ob.State
+	}
+
 	// The ERP is on the shop's side of the WAN: its webhook is reached directly, not through the
 	// WAN proxy.
 	bo := backoffice.New(backoffice.Options{DB: db, Config: cfg.BackOffice, Shop: cfg.Shop, UserAgent: "storeedge/" + buildVersion(), Logger: log})
@@ -111,6 +117,7 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 		Logger:            log,
 		TestMode:          cfg.Shop.IsTest(),
 		ServiceBus:        sbStatus,
+		Upload:            upload,
 		BackOffice:        bo.Status,
 		BackOfficeRun:     bo.RunOnce,
 		ServerID:          cfg.ServerID,
@@ -130,7 +137,6 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 	g.Go(func() error { return bo.Run(gctx) })
 	if cfg.Cloud.Sync {
 		g.Go(func() error { return syncer.Run(gctx) })
-		ob := outbox.New(outbox.Options{DB: db, Cloud: client, Batch: cfg.Orders.OutboxBatch, Logger: log})
 		g.Go(func() error { return ob.Run(gctx) })
 		hb := &heartbeat.Sender{Client: client, DB: db, ServerID: cfg.ServerID, Version: buildVersion(), StartedAt: startedAt,
 			WAN: func() string { return syncer.WAN().State }, Logger: log}

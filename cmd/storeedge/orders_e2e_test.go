@@ -100,6 +100,9 @@ type orderStatus struct {
 		ByStatus      map[string]int64 `json:"by_status"`
 		OutboxPending int64            `json:"outbox_pending"`
 	} `json:"orders"`
+	Upload *struct {
+		LastError string `json:"last_error"`
+	} `json:"upload"`
 }
 
 func (s *shop) outboxPending(t *testing.T) int64 {
@@ -160,22 +163,33 @@ func (c *cloudProc) events(t *testing.T) []cloudEvent {
 	return out
 }
 
-// assertCloudOrders checks that the cloud holds exactly the orders made, each once, in creation
-// order per device.
-func assertCloudOrders(t *testing.T, c *cloudProc, made map[string][]string) {
+// createdOrders returns the cloud's order.created events in the order it accepted them, failing
+// the test on an order that reached it twice.
+func createdOrders(t *testing.T, c *cloudProc) []cloudEvent {
 	t.Helper()
 	seen := map[string]bool{}
-	next := map[string]int{}
-	total := 0
+	var out []cloudEvent
 	for _, e := range c.events(t) {
 		if e.Type != "order.created" {
 			continue
 		}
-		total++
 		if seen[e.Data.ID] {
 			t.Fatalf("order %s reached the cloud twice", e.Data.ID)
 		}
 		seen[e.Data.ID] = true
+		out = append(out, e)
+	}
+	return out
+}
+
+// assertCloudOrders checks that the cloud holds exactly the orders made, each once, in creation
+// order per device.
+func assertCloudOrders(t *testing.T, c *cloudProc, made map[string][]string) {
+	t.Helper()
+	next := map[string]int{}
+	created := createdOrders(t, c)
+	total := len(created)
+	for _, e := range created {
 		want := made[e.Data.DeviceID]
 		i := next[e.Data.DeviceID]
 		if i >= len(want) || want[i] != e.Data.ID {
@@ -250,12 +264,22 @@ func TestThousandOrdersReachTheCloudOnce(t *testing.T) {
 	if p := s.outboxPending(t); p == 0 {
 		t.Fatal("nothing queued during the outage")
 	}
+	var during orderStatus
+	s.get(t, "/api/v1/status", &during)
+	if during.Upload == nil || during.Upload.LastError == "" {
+		t.Fatalf("status does not say why uploads fail during the outage: %+v", during.Upload)
+	}
 	link.up(t)
 	if err := g.Wait(); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, s, "the outbox to drain", 3*time.Minute, func() bool { return s.outboxPending(t) == 0 })
 	assertCloudOrders(t, cloud, made)
+	var after orderStatus
+	s.get(t, "/api/v1/status", &after)
+	if after.Upload == nil || after.Upload.LastError != "" {
+		t.Fatalf("status still reports an upload error after the drain: %+v", after.Upload)
+	}
 	s.stop(t)
 }
 
@@ -347,19 +371,7 @@ func TestKilledDuringServiceBusReceive(t *testing.T) {
 	if dl := peer.DeadLetters(t, "orders"); len(dl) != 0 {
 		t.Fatalf("%d messages dead-lettered", len(dl))
 	}
-	seen := map[int64]bool{}
-	n := 0
-	for _, e := range cloud.events(t) {
-		if e.Type != "order.created" {
-			continue
-		}
-		n++
-		if seen[e.Data.Number] {
-			t.Fatalf("order number %d reached the cloud twice", e.Data.Number)
-		}
-		seen[e.Data.Number] = true
-	}
-	if n != total {
+	if n := len(createdOrders(t, cloud)); n != total {
 		t.Fatalf("the cloud has %d orders, want %d", n, total)
 	}
 	// And in the back office's drop folder: every order in exactly one file.

@@ -69,17 +69,23 @@ func New(o Options) *Worker {
 	return &Worker{o: o, log: o.Logger}
 }
 
-// State is what status shows of the upload.
+// State is what status shows of the upload: why it fails while it does, and when a batch last
+// got through.
 type State struct {
-	LastError   string
-	LastSuccess time.Time
+	LastError   string     `json:"last_error,omitempty"`
+	LastSuccess *time.Time `json:"last_success"` // null: nothing uploaded since start
 }
 
 // State returns the last upload's outcome.
 func (w *Worker) State() State {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return State{LastError: w.lastError, LastSuccess: w.lastOK}
+	st := State{LastError: w.lastError}
+	if !w.lastOK.IsZero() {
+		t := w.lastOK.UTC()
+		st.LastSuccess = &t
+	}
+	return st
 }
 
 // Run uploads until ctx ends, sleeping while the outbox is empty and backing off while the cloud
@@ -182,6 +188,10 @@ func (w *Worker) upload(ctx context.Context, entries []storage.OutboxEntry) (int
 		}
 		return 0, fmt.Errorf("outbox: upload %d entries: %w", len(entries), err)
 	}
+	// The cloud answered: uploads work, whatever it said about each entry.
+	w.mu.Lock()
+	w.lastError, w.lastOK = "", time.Now()
+	w.mu.Unlock()
 	res := storage.OutboxResult{Delivered: append(resp.Accepted, resp.Duplicate...), Rejected: map[string]string{}}
 	for _, r := range resp.Rejected {
 		res.Rejected[r.Key] = r.Reason
@@ -195,9 +205,6 @@ func (w *Worker) upload(ctx context.Context, entries []storage.OutboxEntry) (int
 		// The cloud did not mention some keys: they stay pending and go again with the next batch.
 		w.log.Warn("outbox: the cloud's answer left entries out; they will be sent again", slog.Int("missing", len(entries)-answered))
 	}
-	w.mu.Lock()
-	w.lastError, w.lastOK = "", time.Now()
-	w.mu.Unlock()
 	if answered == 0 {
 		return 0, fmt.Errorf("outbox: the cloud answered about none of %d entries", len(entries))
 	}
