@@ -27,6 +27,8 @@ func (s *Server) adminRoutes(r chi.Router) {
 		r.Get("/api/v1/admin/outbox/rejected", s.rejectedOutbox)
 		r.Post("/api/v1/admin/outbox/{seq}/retry", s.retryOutbox)
 		r.Post("/api/v1/admin/backoffice/run", s.runBackOffice)
+		r.Get("/api/v1/admin/backoffice/webhook/failures", s.webhookFailures)
+		r.Post("/api/v1/admin/backoffice/webhook/{order}/retry", s.retryWebhook)
 	})
 }
 
@@ -163,7 +165,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		doc.Upload = &up
 	}
 	if s.o.BackOffice != nil {
-		bo := s.o.BackOffice()
+		bo := s.o.BackOffice.Status()
 		doc.BackOffice = &bo
 	}
 	if doc.Orders, err = s.o.DB.OrderStats(ctx); err != nil {
@@ -181,18 +183,71 @@ var probBackOffice = problemType{"backoffice-failed", "Back-office run failed", 
 // runBackOffice exports and imports now instead of at the next scheduled time, and answers the
 // back office's status afterwards.
 func (s *Server) runBackOffice(w http.ResponseWriter, r *http.Request) {
-	if s.o.BackOfficeRun == nil {
-		problem(w, r, probNotFound, "this server has no back-office exchange")
+	if !s.hasBackOffice(w, r) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), backOfficeRunTimeout)
 	defer cancel()
-	if err := s.o.BackOfficeRun(ctx); err != nil {
+	if err := s.o.BackOffice.RunOnce(ctx); err != nil {
 		problem(w, r, probBackOffice, err.Error())
 		return
 	}
 	s.o.Logger.Info("backoffice: run started by an admin")
-	s.writeJSON(w, r, http.StatusOK, s.o.BackOffice())
+	s.writeJSON(w, r, http.StatusOK, s.o.BackOffice.Status())
+}
+
+func (s *Server) hasBackOffice(w http.ResponseWriter, r *http.Request) bool {
+	if s.o.BackOffice == nil {
+		problem(w, r, probNotFound, "this server has no back-office exchange")
+		return false
+	}
+	return true
+}
+
+// webhookFailures lists the orders the ERP's webhook refused for good, with its answers.
+func (s *Server) webhookFailures(w http.ResponseWriter, r *http.Request) {
+	if !s.hasBackOffice(w, r) {
+		return
+	}
+	limit, bad := limitParam(r.URL.Query())
+	if bad != nil {
+		problem(w, r, probBadParameter, bad.msg)
+		return
+	}
+	failures, err := s.o.BackOffice.WebhookFailures(r.Context(), limit)
+	if err != nil {
+		s.internal(w, r, "list webhook failures", err)
+		return
+	}
+	if failures == nil {
+		failures = []storage.ExportFailure{}
+	}
+	s.writeJSON(w, r, http.StatusOK, struct {
+		Items []storage.ExportFailure `json:"items"`
+	}{failures})
+}
+
+// retryWebhook sends a refused order to the webhook again at the next run, once the cause is
+// fixed in the ERP.
+func (s *Server) retryWebhook(w http.ResponseWriter, r *http.Request) {
+	if !s.hasBackOffice(w, r) {
+		return
+	}
+	id, _ := pathParam(r, "order")
+	ok, err := s.o.BackOffice.RetryWebhook(r.Context(), id)
+	if err != nil {
+		s.internal(w, r, "retry webhook", err)
+		return
+	}
+	if !ok {
+		problem(w, r, probNotFound, "order "+strconv.Quote(id)+" was not refused by the webhook")
+		return
+	}
+	s.o.Logger.Info("backoffice: webhook refusal cleared by an admin", slog.String("order_id", id))
+	s.writeJSON(w, r, http.StatusOK, struct {
+		OrderID string `json:"order_id"`
+		State   string `json:"state"`
+	}{id, storage.ExportPending})
 }
 
 // rejectedOutbox lists what the cloud refused for good, newest first, with the reasons.

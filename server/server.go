@@ -44,12 +44,10 @@ type Options struct {
 
 	// ServiceBus reports the order link; nil when Service Bus is off.
 	ServiceBus func() orders.Status
-	// BackOffice reports the exchange with the ERP; BackOfficeRun runs it now (admin "export
-	// now"). Nil when the daemon has none.
 	// Upload reports the outbox's uploads to the cloud; nil when sync is off.
-	Upload        func() outbox.State
-	BackOffice    func() backoffice.Status
-	BackOfficeRun func(context.Context) error
+	Upload func() outbox.State
+	// BackOffice is the exchange with the ERP; nil when the daemon has none.
+	BackOffice BackOffice
 
 	// TestMode flags every new order as a test order (shop.mode: test).
 	TestMode bool
@@ -58,6 +56,20 @@ type Options struct {
 	StartedAt                   time.Time        // zero: the time New was called
 	Now                         func() time.Time // clock for data ages and uptime; nil: time.Now
 }
+
+// BackOffice is what the admin service needs of the back-office exchange (sync/backoffice).
+type BackOffice interface {
+	Status() backoffice.Status
+	// RunOnce exports and imports now, after a run in progress; its error says why a run failed.
+	RunOnce(ctx context.Context) error
+	// WebhookFailures lists orders the ERP's webhook refused for good, newest first.
+	WebhookFailures(ctx context.Context, limit int) ([]storage.ExportFailure, error)
+	// RetryWebhook forgets a refusal so the order goes at the next run; false when the order
+	// was not refused.
+	RetryWebhook(ctx context.Context, orderID string) (bool, error)
+}
+
+var _ BackOffice = (*backoffice.Agent)(nil)
 
 // WANStatus is the health of the link to the cloud, as the feed syncer last saw it.
 type WANStatus struct {
