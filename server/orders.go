@@ -105,11 +105,12 @@ func (s *Server) priceOrder(r *http.Request, req *createOrderRequest) (o storage
 	for _, l := range req.Lines {
 		ids = append(ids, l.ProductID)
 	}
-	products, err := s.docs(r, cloudapi.Products, distinct(ids))
+	ids = distinct(ids)
+	products, err := s.docs(r, cloudapi.Products, ids)
 	if err != nil {
 		return o, "", err
 	}
-	prices, err := s.docs(r, cloudapi.Prices, distinct(ids))
+	prices, err := s.docs(r, cloudapi.Prices, ids)
 	if err != nil {
 		return o, "", err
 	}
