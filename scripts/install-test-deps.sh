@@ -126,6 +126,17 @@ ensure_net() {
 	ensure_debian net ip:iproute2
 }
 
+# mDNS: a real, independent peer for the discovery tests (discovery/netns_test.go):
+# avahi-daemon and avahi-browse, run on a private D-Bus (dbus-daemon) inside a
+# network namespace the test makes. The packaged services stay stopped (see
+# block_service_starts); the tests start their own instances.
+ensure_mdns() {
+	ensure_debian mdns \
+		avahi-daemon:avahi-daemon \
+		avahi-browse:avahi-utils \
+		dbus-daemon:dbus-daemon
+}
+
 # Node tools the tests run: tools/sbpeer (the Service Bus test peer, on the
 # npm packages rhea and ws, pinned in its package-lock.json). node and npm
 # come from Debian only when missing: the machine's Node.js may be another
@@ -162,6 +173,7 @@ main() {
 	ensure_proxies
 	ensure_bench
 	ensure_net
+	ensure_mdns
 	ensure_node_tools
 	local line
 	line=$(printf '%s; ' "${SUMMARY[@]}")
