@@ -24,6 +24,8 @@ type Config struct {
 	Cloud   Cloud  `yaml:"cloud"`
 	WAN     WAN    `yaml:"wan"`
 	LAN     LAN    `yaml:"lan"`
+	// Discovery configures how devices find the server with no typing (docs/discovery.md).
+	Discovery Discovery `yaml:"discovery"`
 	// Orders configures how orders taken in the shop travel to the cloud.
 	Orders Orders `yaml:"orders"`
 	// ServiceBus configures receiving the shop's orders from Azure Service Bus.
@@ -126,6 +128,34 @@ type Services struct {
 	Devices int `yaml:"devices"`
 	Events  int `yaml:"events"`
 	Admin   int `yaml:"admin"`
+}
+
+// Discovery configures UDP discovery on the LAN and the mDNS/DNS-SD service.
+type Discovery struct {
+	UDP  DiscoveryUDP  `yaml:"udp"`
+	MDNS DiscoveryMDNS `yaml:"mdns"`
+	// Interfaces limits discovery to these network interfaces, by name ("eth0", "Ethernet 2");
+	// empty means every interface that is up, not loopback and has an IPv4 address.
+	Interfaces []string `yaml:"interfaces"`
+	// AnnounceInterval is the period of UDP announcements; they also go out at start and when
+	// the interfaces' addresses change.
+	AnnounceInterval time.Duration `yaml:"announce_interval"`
+}
+
+// DiscoveryUDP configures probes, answers, announcements and hellos on UDP.
+type DiscoveryUDP struct {
+	Enabled bool `yaml:"enabled"`
+	// Port is the UDP port, 57854 unless every device is configured otherwise.
+	Port int `yaml:"port"`
+	// AnswerInterval and AnswerBurst limit answers per source address: one per interval on
+	// average, bursts of AnswerBurst.
+	AnswerInterval time.Duration `yaml:"answer_interval"`
+	AnswerBurst    int           `yaml:"answer_burst"`
+}
+
+// DiscoveryMDNS configures the mDNS/DNS-SD service (_storeedge._tcp).
+type DiscoveryMDNS struct {
+	Enabled bool `yaml:"enabled"`
 }
 
 // Orders configures how orders travel to the cloud.
@@ -284,6 +314,11 @@ func Default() Config {
 			MaxBodyBytes:      1 << 20,
 			MaxHeaderBytes:    64 << 10,
 			ShutdownGrace:     10 * time.Second,
+		},
+		Discovery: Discovery{
+			UDP:              DiscoveryUDP{Enabled: true, Port: 57854, AnswerInterval: 500 * time.Millisecond, AnswerBurst: 5},
+			MDNS:             DiscoveryMDNS{Enabled: true},
+			AnnounceInterval: 30 * time.Second,
 		},
 		Orders: Orders{OutboxBatch: 100},
 		ServiceBus: ServiceBus{

@@ -63,6 +63,7 @@ const (
 	kindInt
 	kindBool
 	kindDuration
+	kindList // []string: a YAML list in the file, comma-separated in the environment and --set
 )
 
 // leaf is one key of the configuration.
@@ -77,6 +78,7 @@ var (
 	secretType   = reflect.TypeFor[Secret]()
 	proxyType    = reflect.TypeFor[Proxy]()
 	durationType = reflect.TypeFor[time.Duration]()
+	listType     = reflect.TypeFor[[]string]()
 )
 
 // leaves lists every key, in document order, read off the yaml tags of Config so that the
@@ -127,6 +129,8 @@ func kindOf(t reflect.Type) kind {
 		return kindProxy
 	case t == durationType:
 		return kindDuration
+	case t == listType:
+		return kindList
 	}
 	switch t.Kind() {
 	case reflect.String:
@@ -235,6 +239,9 @@ func setLeaf(c *Config, l *leaf, n *yaml.Node, literal bool) *Error {
 	if n.Kind == yaml.AliasNode && n.Alias != nil {
 		n = n.Alias
 	}
+	if l.kind == kindList {
+		return setList(field, l, n)
+	}
 	if n.Kind != yaml.ScalarNode {
 		what := "a list"
 		if n.Kind == yaml.MappingNode {
@@ -269,6 +276,39 @@ func setLeaf(c *Config, l *leaf, n *yaml.Node, literal bool) *Error {
 	return nil
 }
 
+// setList sets a list key from a YAML list of single values, or from one value holding names
+// separated by commas (the environment's and --set's form, also accepted in the file). Empty
+// names are dropped; an empty list is nil, as in Default.
+func setList(field reflect.Value, l *leaf, n *yaml.Node) *Error {
+	var items []string
+	switch n.Kind {
+	case yaml.SequenceNode:
+		for _, item := range n.Content {
+			if item.Kind == yaml.AliasNode && item.Alias != nil {
+				item = item.Alias
+			}
+			if item.Kind != yaml.ScalarNode || item.ShortTag() == "!!null" {
+				return &Error{Key: l.key, Line: item.Line, Value: nodeKind(item), Reason: "want " + l.want()}
+			}
+			items = append(items, item.Value)
+		}
+	case yaml.ScalarNode:
+		if n.ShortTag() != "!!null" {
+			items = strings.Split(n.Value, ",")
+		}
+	default:
+		return &Error{Key: l.key, Line: n.Line, Value: nodeKind(n), Reason: "want " + l.want()}
+	}
+	var out []string
+	for _, it := range items {
+		if it = strings.TrimSpace(it); it != "" {
+			out = append(out, it)
+		}
+	}
+	field.Set(reflect.ValueOf(out))
+	return nil
+}
+
 // decodeScalar is yaml's own scalar decoding, so that the file, the environment and flags
 // accept exactly the same spellings.
 func decodeScalar(n *yaml.Node, out any) (err error) {
@@ -288,6 +328,8 @@ func (l *leaf) want() string {
 		return "true or false"
 	case kindDuration:
 		return `a duration with a unit, like "500ms", "30s", "5m" or "1h"`
+	case kindList:
+		return `a list of names, like [eth0, wlan0] (in the environment or --set: eth0,wlan0), or [] for none`
 	}
 	return "a single value (quote it if it contains \": \" or starts with a special character)"
 }
@@ -302,6 +344,8 @@ func display(v reflect.Value) string {
 		return quote(x.String())
 	case time.Duration:
 		return quote(formatDuration(x))
+	case []string:
+		return quote(strings.Join(x, ","))
 	case string:
 		return quote(x)
 	}

@@ -462,6 +462,8 @@ func TestKeys(t *testing.T) {
 		"lan.services.orders", "lan.services.devices", "lan.services.events", "lan.services.admin",
 		"lan.read_header_timeout", "lan.read_timeout", "lan.write_timeout", "lan.idle_timeout",
 		"lan.max_body_bytes", "lan.max_header_bytes", "lan.shutdown_grace",
+		"discovery.udp.enabled", "discovery.udp.port", "discovery.udp.answer_interval", "discovery.udp.answer_burst",
+		"discovery.mdns.enabled", "discovery.interfaces", "discovery.announce_interval",
 		"orders.outbox_batch",
 		"servicebus.enabled", "servicebus.connection_string", "servicebus.queue", "servicebus.transport",
 		"servicebus.lock_renew_interval", "servicebus.max_concurrent",

@@ -63,6 +63,14 @@ func childMapping(parent *yaml.Node, name string) *yaml.Node {
 }
 
 func valueNode(l leaf, f reflect.Value) *yaml.Node {
+	if l.kind == kindList {
+		seq := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Style: yaml.FlowStyle}
+		for _, item := range f.Interface().([]string) {
+			seq.Content = append(seq.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Style: yaml.DoubleQuotedStyle,
+				Value: strings.ToValidUTF8(item, "\uFFFD")})
+		}
+		return seq
+	}
 	n := &yaml.Node{Kind: yaml.ScalarNode}
 	switch l.kind {
 	case kindSecret:

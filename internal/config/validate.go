@@ -112,6 +112,8 @@ func (c *Config) Validate() error {
 	}
 	v.durRange("lan.shutdown_grace", c.LAN.ShutdownGrace, 0, 5*time.Minute)
 
+	v.discovery(c.Discovery)
+
 	v.intRange("orders.outbox_batch", c.Orders.OutboxBatch, 1, 500)
 
 	v.serviceBus(c.ServiceBus)
@@ -278,6 +280,33 @@ func (v *validator) caFile(f string) {
 	case fi.IsDir():
 		v.add(key, quote(f), "is a directory; want a PEM file of certificates")
 	}
+}
+
+// maxInterfaces bounds discovery.interfaces; a machine with more is not a shop's server.
+const maxInterfaces = 64
+
+func (v *validator) discovery(d Discovery) {
+	if p := d.UDP.Port; p < 1 || p > 65535 {
+		v.add("discovery.udp.port", strconv.Itoa(p), "must be a port between 1 and 65535 (devices look on 57854); to turn UDP discovery off, set discovery.udp.enabled: false")
+	}
+	v.durRange("discovery.udp.answer_interval", d.UDP.AnswerInterval, 10*time.Millisecond, time.Minute)
+	v.intRange("discovery.udp.answer_burst", d.UDP.AnswerBurst, 1, 100)
+	const key = "discovery.interfaces"
+	shown := quote(strings.Join(d.Interfaces, ","))
+	if len(d.Interfaces) > maxInterfaces {
+		v.add(key, shown, fmt.Sprintf("more than %d interfaces", maxInterfaces))
+	}
+	seen := map[string]bool{}
+	for _, name := range d.Interfaces {
+		switch {
+		case len(name) > 256 || !utf8.ValidString(name) || strings.IndexFunc(name, unicode.IsControl) >= 0 || strings.Contains(name, ","):
+			v.add(key, quote(name), "not an interface name: want the name as `ip link` or `Get-NetAdapter` shows it, at most 256 characters, without control characters or commas")
+		case seen[name]:
+			v.add(key, quote(name), "given twice")
+		}
+		seen[name] = true
+	}
+	v.durRange("discovery.announce_interval", d.AnnounceInterval, time.Second, time.Hour)
 }
 
 func (v *validator) serviceBus(sb ServiceBus) {
