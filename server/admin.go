@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/storeedge/storeedge/discovery"
 	"github.com/storeedge/storeedge/internal/cloudapi"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/backoffice"
@@ -29,6 +30,7 @@ func (s *Server) adminRoutes(r chi.Router) {
 		r.Post("/api/v1/admin/backoffice/run", s.runBackOffice)
 		r.Get("/api/v1/admin/backoffice/webhook/failures", s.webhookFailures)
 		r.Post("/api/v1/admin/backoffice/webhook/{order}/retry", s.retryWebhook)
+		r.Get("/api/v1/admin/discovery/seen", s.seenDevices)
 	})
 }
 
@@ -84,6 +86,7 @@ type statusDoc struct {
 	Upload        *outbox.State             `json:"upload"`     // null when sync is off
 	ServiceBus    *orders.Status            `json:"servicebus"` // null when Service Bus is off
 	BackOffice    *backoffice.Status        `json:"backoffice"` // null when the daemon has none
+	Discovery     discovery.Status          `json:"discovery"`  // each part null when off
 }
 
 type collectionStatus struct {
@@ -167,6 +170,9 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	if s.o.BackOffice != nil {
 		bo := s.o.BackOffice.Status()
 		doc.BackOffice = &bo
+	}
+	if s.o.Discovery != nil {
+		doc.Discovery = s.o.Discovery.Status()
 	}
 	if doc.Orders, err = s.o.DB.OrderStats(ctx); err != nil {
 		s.internal(w, r, "count orders", err)
@@ -289,4 +295,16 @@ func (s *Server) retryOutbox(w http.ResponseWriter, r *http.Request) {
 		Seq   int64  `json:"seq"`
 		State string `json:"state"`
 	}{seq, storage.OutboxPending})
+}
+
+// seenDevices lists the devices that said hello on the LAN (docs/discovery.md), so that shop IT
+// can pair the ones it recognises.
+func (s *Server) seenDevices(w http.ResponseWriter, r *http.Request) {
+	items := []discovery.SeenDevice{}
+	if s.o.Discovery != nil {
+		items = append(items, s.o.Discovery.Seen()...)
+	}
+	s.writeJSON(w, r, http.StatusOK, struct {
+		Items []discovery.SeenDevice `json:"items"`
+	}{items})
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/storeedge/storeedge/discovery"
 	"github.com/storeedge/storeedge/internal/cloudapi"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/backoffice"
@@ -58,6 +59,7 @@ type statusJSON struct {
 	Orders     storage.OrderStats        `json:"orders"`
 	ServiceBus *orders.Status            `json:"servicebus"`
 	BackOffice *backoffice.Status        `json:"backoffice"`
+	Discovery  discovery.Status          `json:"discovery"`
 	Upload     *outbox.State             `json:"upload"`
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/storeedge/storeedge/discovery"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/backoffice"
 	"github.com/storeedge/storeedge/sync/orders"
@@ -48,6 +49,9 @@ type Options struct {
 	Upload func() outbox.State
 	// BackOffice is the exchange with the ERP; nil when the daemon has none.
 	BackOffice BackOffice
+	// Discovery reports device discovery (UDP and mDNS) for the status page and the devices
+	// seen on the LAN for admin; nil when the daemon runs none.
+	Discovery Discovery
 
 	// TestMode flags every new order as a test order (shop.mode: test).
 	TestMode bool
@@ -70,6 +74,14 @@ type BackOffice interface {
 }
 
 var _ BackOffice = (*backoffice.Agent)(nil)
+
+// Discovery is what the status page and admin need of device discovery. Both methods are quick
+// and safe for concurrent use.
+type Discovery interface {
+	Status() discovery.Status
+	// Seen lists the devices that said hello on the LAN, the most recent first.
+	Seen() []discovery.SeenDevice
+}
 
 // WANStatus is the health of the link to the cloud, as the feed syncer last saw it.
 type WANStatus struct {
