@@ -55,6 +55,7 @@ Usage:
   storeedge run      [--config PATH] [--set KEY=VALUE ...]   run the server (the service's command)
   storeedge demo     [--products N] [--port N] [--data-dir DIR] run against a built-in simulated cloud
   storeedge config   [--config PATH] [--set KEY=VALUE ...]   check the configuration and print it (secrets hidden)
+  storeedge discovery [--config PATH] [--set KEY=VALUE ...]  check that devices can find this server (UDP, mDNS)
   storeedge version                                           print the version
 
 Run "storeedge COMMAND --help" for the options of a command.
@@ -74,6 +75,8 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) erro
 		return cmdDemo(ctx, rest, env, stdout, stderr)
 	case "config":
 		return cmdConfig(rest, env, stdout, stderr)
+	case "discovery":
+		return cmdDiscovery(ctx, rest, env, stdout, stderr)
 	case "version", "--version":
 		fs := newFlagSet("version", "Usage: storeedge version\n\nPrints the version of this binary.\n", stderr)
 		if err := fs.Parse(rest); err != nil {
@@ -117,10 +120,19 @@ func newFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
 
 // loadConfig parses the configuration flags of run and config and loads the configuration.
 func loadConfig(name, usage string, args, env []string, stderr io.Writer) (config.Config, error) {
+	return loadConfigWith(name, usage, args, env, stderr, nil)
+}
+
+// loadConfigWith is loadConfig for a subcommand with flags of its own (added by flags, if not
+// nil) that can do without the keys in optional (WithoutKeys).
+func loadConfigWith(name, usage string, args, env []string, stderr io.Writer, flags func(*flag.FlagSet), optional ...string) (config.Config, error) {
 	fs := newFlagSet(name, usage+"\n"+config.FlagUsage()+"\nFlags:\n", stderr)
 	path := fs.String("config", "", "configuration file (YAML)")
 	var sets setFlags
 	fs.Var(&sets, "set", "set one configuration key, KEY=VALUE (repeatable)")
+	if flags != nil {
+		flags(fs)
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return config.Config{}, err
@@ -131,6 +143,9 @@ func loadConfig(name, usage string, args, env []string, stderr io.Writer) (confi
 		return config.Config{}, usageError{fmt.Errorf("%s: unexpected argument %q", name, fs.Arg(0))}
 	}
 	cfg, err := config.Load(config.ResolvePath(*path, env), env, sets)
+	if len(optional) > 0 {
+		err = config.WithoutKeys(err, optional...)
+	}
 	if err != nil {
 		return cfg, usageError{fmt.Errorf("invalid configuration:\n%w", err)}
 	}

@@ -30,6 +30,7 @@ import (
 //	                                         ├→ storage (SQLite)
 //	              Service Bus receiver ──────┤
 //	LAN server (front door + services) ──────┤
+//	  discovery (UDP 57854, mDNS) ── seen devices, status
 //	back office (ERP files, webhook) ────────┘
 //
 // The database opens and the LAN listeners bind before anything starts, so the shop is served
@@ -101,6 +102,8 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 	// WAN proxy.
 	bo := backoffice.New(backoffice.Options{DB: db, Config: cfg.BackOffice, Shop: cfg.Shop, UserAgent: "storeedge/" + buildVersion(), Logger: log})
 
+	// Discovery says which LAN ports are open, so it is built once they are (below).
+	disc := &discoveryServices{}
 	srv, err := server.New(server.Options{
 		DB:                db,
 		WAN:               wanStatus,
@@ -119,6 +122,7 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 		ServiceBus:        sbStatus,
 		Upload:            upload,
 		BackOffice:        bo,
+		Discovery:         disc,
 		ServerID:          cfg.ServerID,
 		ShopName:          cfg.Shop.Name,
 		Version:           buildVersion(),
@@ -130,10 +134,19 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 	if err := srv.Listen(); err != nil {
 		return err
 	}
+	d, err := newDiscovery(cfg, srv.Addrs(), log)
+	if err != nil {
+		srv.Close()
+		return err
+	}
+	if d != nil {
+		*disc = *d
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Run(gctx) })
 	g.Go(func() error { return bo.Run(gctx) })
+	disc.run(gctx, g)
 	if cfg.Cloud.Sync {
 		g.Go(func() error { return syncer.Run(gctx) })
 		g.Go(func() error { return ob.Run(gctx) })

@@ -55,6 +55,9 @@ func binaries(t *testing.T) (storeedge, cloudsim string) {
 }
 
 func TestMain(m *testing.M) {
+	if role := os.Getenv(deviceEnv); role != "" {
+		os.Exit(device(role)) // this binary plays a device, in a network namespace
+	}
 	code := m.Run()
 	if binDir != "" {
 		os.RemoveAll(binDir)

@@ -1,0 +1,320 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/storeedge/storeedge/discovery"
+	"github.com/storeedge/storeedge/internal/config"
+	"github.com/storeedge/storeedge/server"
+)
+
+// discoveryServices are the UDP server and the mDNS responder, either of which may be off.
+type discoveryServices struct {
+	udp  *discovery.Server
+	mdns *discovery.MDNS
+}
+
+var _ server.Discovery = (*discoveryServices)(nil)
+
+func (d *discoveryServices) Status() discovery.Status {
+	var st discovery.Status
+	if d.udp != nil {
+		u := d.udp.Status()
+		st.UDP = &u
+	}
+	if d.mdns != nil {
+		m := d.mdns.Status()
+		st.MDNS = &m
+	}
+	return st
+}
+
+func (d *discoveryServices) Seen() []discovery.SeenDevice {
+	if d.udp == nil {
+		return nil
+	}
+	return d.udp.Seen()
+}
+
+// discoveryOff says why discovery does not run with cfg, or "" when it does. A server bound to a
+// loopback address cannot be reached from the LAN, so there is nothing to announce (the demo and
+// the tests run so).
+func discoveryOff(cfg config.Config) string {
+	if !cfg.Discovery.UDP.Enabled && !cfg.Discovery.MDNS.Enabled {
+		return "discovery.udp.enabled and discovery.mdns.enabled are false"
+	}
+	if ip, err := netip.ParseAddr(cfg.LAN.Bind); err == nil && ip.IsLoopback() {
+		return "lan.bind is a loopback address: devices on the LAN could not reach the server"
+	}
+	return ""
+}
+
+// newDiscovery builds discovery from the configuration and the LAN ports actually open (addrs, as
+// server.Addrs gives them), and binds the UDP port so that a port in use stops the start. It
+// returns nil when discovery is off.
+func newDiscovery(cfg config.Config, addrs map[string]string, log *slog.Logger) (*discoveryServices, error) {
+	if why := discoveryOff(cfg); why != "" {
+		log.Info("discovery: off", slog.String("reason", why))
+		return nil, nil
+	}
+	info, httpPort := discoveryInfo(cfg, addrs)
+	host := ""
+	if ip, err := netip.ParseAddr(cfg.LAN.Bind); err == nil && !ip.IsUnspecified() {
+		host = ip.String()
+	}
+	d := &discoveryServices{}
+	if cfg.Discovery.UDP.Enabled {
+		udp, err := discovery.NewServer(discovery.Options{
+			Addr:             ":" + strconv.Itoa(cfg.Discovery.UDP.Port),
+			Interfaces:       cfg.Discovery.Interfaces,
+			AnnounceInterval: cfg.Discovery.AnnounceInterval,
+			AnswerInterval:   cfg.Discovery.UDP.AnswerInterval,
+			AnswerBurst:      cfg.Discovery.UDP.AnswerBurst,
+			Info:             info,
+			HTTPHost:         host,
+			HTTPPort:         httpPort,
+			Logger:           log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		if err := udp.Listen(); err != nil {
+			return nil, err
+		}
+		d.udp = udp
+	}
+	if cfg.Discovery.MDNS.Enabled {
+		m, err := discovery.NewMDNS(discovery.MDNSOptions{
+			Instance:   discovery.TruncateText(cfg.ServerID, 63),
+			Interfaces: cfg.Discovery.Interfaces,
+			Info:       info,
+			HTTPPort:   httpPort,
+			Logger:     log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		d.mdns = m
+	}
+	return d, nil
+}
+
+// Run runs what is on until ctx ends.
+func (d *discoveryServices) run(ctx context.Context, g interface{ Go(func() error) }) {
+	if d.udp != nil {
+		g.Go(func() error { return d.udp.Run(ctx) })
+	}
+	if d.mdns != nil {
+		g.Go(func() error { return d.mdns.Run(ctx) })
+	}
+}
+
+// discoveryInfo is what discovery says about this server, and the port of its front-door URL:
+// the front door, or else the first service port open.
+func discoveryInfo(cfg config.Config, addrs map[string]string) (discovery.ServerInfo, int) {
+	info := discovery.ServerInfo{
+		ServerID: cfg.ServerID,
+		ShopID:   cfg.Shop.ID,
+		Name:     cfg.Shop.Name,
+		Version:  discovery.TruncateText(buildVersion(), discovery.MaxVersionLen),
+	}
+	httpPort := 0
+	for _, ln := range cfg.LAN.Listeners() {
+		a, ok := addrs[ln.Name]
+		if !ok {
+			continue // configured, but the service has no routes yet: not open
+		}
+		ap, err := netip.ParseAddrPort(a)
+		if err != nil {
+			continue
+		}
+		info.Ports = append(info.Ports, discovery.Port{Service: ln.Name, Port: int(ap.Port())})
+		if httpPort == 0 {
+			httpPort = int(ap.Port())
+		}
+	}
+	return info, httpPort
+}
+
+const discoveryUsage = `Usage: storeedge discovery [--config PATH] [--set KEY=VALUE ...] [--timeout 2s]
+
+Checks device discovery from the server side, for shop IT: which network interfaces the server
+announces on and registers mDNS on (and why the others are left out), whether a storeedge server
+answers on UDP discovery.udp.port (57854), and whether its mDNS service _storeedge._tcp can be
+seen on the network. Run it on the server's machine while the service runs. Exits 1 if a check
+fails.
+`
+
+// cmdDiscovery is "storeedge discovery".
+func cmdDiscovery(ctx context.Context, args, env []string, stdout, stderr io.Writer) error {
+	var timeout time.Duration
+	// The check talks to no cloud: the store key may be missing (kept in the service's environment).
+	cfg, err := loadConfigWith("discovery", discoveryUsage, args, env, stderr, func(fs *flag.FlagSet) {
+		fs.DurationVar(&timeout, "timeout", 2*time.Second, "how long to wait for the server's UDP answer and its mDNS records")
+	}, "cloud.store_key")
+	if err != nil {
+		return err
+	}
+	if timeout <= 0 || timeout > time.Minute {
+		return usageError{fmt.Errorf("discovery: --timeout %s: want more than 0s and at most 1m", timeout)}
+	}
+	failed := false
+	check := func(w io.Writer, name string, ok bool, detail string) {
+		result := "ok"
+		if !ok {
+			result, failed = "FAIL", true
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\n", name, result, detail)
+	}
+
+	ifs, err := discovery.Interfaces(cfg.Discovery.Interfaces)
+	if err != nil {
+		return fmt.Errorf("discovery: list interfaces: %w", err)
+	}
+	fmt.Fprintf(stdout, "UDP port %d (%s), mDNS %s (%s), announcements every %s\n\n",
+		cfg.Discovery.UDP.Port, onOff(cfg.Discovery.UDP.Enabled), discovery.ServiceType, onOff(cfg.Discovery.MDNS.Enabled),
+		cfg.Discovery.AnnounceInterval)
+	tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "INTERFACE\tADDRESSES\tBROADCAST\tANNOUNCE\tMDNS\tNOTE")
+	var announce, mdnsIfs []string
+	for _, it := range ifs {
+		var addrs, bcast []string
+		for _, a := range it.Addrs {
+			addrs = append(addrs, a.String())
+		}
+		for _, b := range it.Broadcast {
+			bcast = append(bcast, b.String())
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", it.Name, dash(strings.Join(addrs, ",")), dash(strings.Join(bcast, ",")),
+			yesNo(it.Announce), yesNo(it.MDNS), it.Reason)
+		if it.Announce {
+			announce = append(announce, it.Name)
+		}
+		if it.MDNS {
+			mdnsIfs = append(mdnsIfs, it.Name)
+		}
+	}
+	tw.Flush()
+	fmt.Fprintln(stdout)
+
+	tw = tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "CHECK\tRESULT\tDETAIL")
+	if why := discoveryOff(cfg); why != "" {
+		fmt.Fprintf(tw, "discovery\toff\t%s\n", why)
+		tw.Flush()
+		return nil
+	}
+	switch {
+	case !cfg.Discovery.UDP.Enabled:
+		fmt.Fprintf(tw, "interfaces\toff\tdiscovery.udp.enabled is false\n")
+	case len(announce) == 0:
+		check(tw, "interfaces", false, "no interface to announce on: none is up, broadcast-capable, with an IPv4 address and allowed by discovery.interfaces")
+	default:
+		check(tw, "interfaces", true, "announcing on "+strings.Join(announce, ", "))
+	}
+	if cfg.Discovery.UDP.Enabled {
+		ok, detail := checkUDP(ctx, cfg, timeout)
+		check(tw, "udp "+strconv.Itoa(cfg.Discovery.UDP.Port), ok, detail)
+	} else {
+		fmt.Fprintf(tw, "udp %d\toff\tdiscovery.udp.enabled is false\n", cfg.Discovery.UDP.Port)
+	}
+	switch {
+	case !cfg.Discovery.MDNS.Enabled:
+		fmt.Fprintf(tw, "mdns\toff\tdiscovery.mdns.enabled is false\n")
+	case len(mdnsIfs) == 0:
+		check(tw, "mdns", false, "no interface to register on: none is up, multicast-capable, with an IPv4 address and allowed by discovery.interfaces")
+	default:
+		ok, detail := checkMDNS(ctx, cfg, mdnsIfs, timeout)
+		check(tw, "mdns", ok, detail)
+	}
+	tw.Flush()
+	if failed {
+		return errors.New("discovery: a check failed (see above)")
+	}
+	return nil
+}
+
+// checkUDP probes the server on this machine, and if nothing answers, tells a free port from
+// one another program holds.
+func checkUDP(ctx context.Context, cfg config.Config, timeout time.Duration) (bool, string) {
+	port := cfg.Discovery.UDP.Port
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	found, err := discovery.Probe(pctx, discovery.ProbeOptions{
+		Targets: []netip.AddrPort{netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port))}, First: true})
+	if err == nil {
+		f := found[0]
+		if f.ServerID != cfg.ServerID {
+			return false, fmt.Sprintf("bound by another storeedge server, %s %q (this configuration's server_id is %s)", f.ServerID, f.Name, cfg.ServerID)
+		}
+		return true, fmt.Sprintf("bound and answering: %s %q, %d ports, pairing %s", f.ServerID, f.Name, len(f.Ports), openClosed(f.PairingOpen))
+	}
+	c, lerr := net.ListenUDP("udp4", &net.UDPAddr{Port: port})
+	if lerr == nil {
+		c.Close()
+		return false, fmt.Sprintf("nothing answers and the port is free: the storeedge service is not running (start it), or runs with discovery.udp.enabled false")
+	}
+	return false, fmt.Sprintf("held by a program that does not answer discovery probes (%v); find it with `ss -ulpn 'sport = :%d'` (Linux) or `Get-NetUDPEndpoint -LocalPort %d` (Windows)", lerr, port, port)
+}
+
+// checkMDNS browses for the server's service on the interfaces it registers on.
+func checkMDNS(ctx context.Context, cfg config.Config, ifs []string, timeout time.Duration) (bool, string) {
+	bctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	found, err := discovery.Browse(bctx, discovery.BrowseOptions{Interfaces: ifs})
+	if err != nil && !errors.Is(err, discovery.ErrNoServer) {
+		return false, err.Error()
+	}
+	var others []string
+	for _, f := range found {
+		if f.ServerID == cfg.ServerID {
+			return true, fmt.Sprintf("%s instance %s seen at %s", discovery.ServiceType, f.ServerID, f.URL)
+		}
+		others = append(others, f.ServerID)
+	}
+	detail := fmt.Sprintf("%s instance %s not seen within %s on %s: is the service running, and UDP 5353 open?",
+		discovery.ServiceType, cfg.ServerID, timeout, strings.Join(ifs, ", "))
+	if len(others) > 0 {
+		detail += " (seen: " + strings.Join(others, ", ") + ")"
+	}
+	return false, detail
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func openClosed(b bool) string {
+	if b {
+		return "open"
+	}
+	return "closed"
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

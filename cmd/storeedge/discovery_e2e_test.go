@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/storeedge/storeedge/discovery"
+	"github.com/storeedge/storeedge/internal/testenv"
+)
+
+// deviceEnv makes the test binary play a device (see TestMain): it finds the server, uses what
+// it found, and prints JSON on stdout.
+const deviceEnv = "STOREEDGE_E2E_DEVICE"
+
+func device(role string) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	fail := func(err error) int {
+		fmt.Fprintln(os.Stderr, role+":", err)
+		return 1
+	}
+	var found []discovery.Found
+	var err error
+	switch role {
+	case "probe":
+		found, err = discovery.Probe(ctx, discovery.ProbeOptions{First: true})
+	case "browse":
+		found, err = discovery.Browse(ctx, discovery.BrowseOptions{First: true})
+	default:
+		return fail(fmt.Errorf("unknown role"))
+	}
+	if err != nil {
+		return fail(err)
+	}
+	f := found[0]
+	// Use what was found: say hello to the server, then read the seen list on the admin port it
+	// announced.
+	admin := 0
+	for _, p := range f.Ports {
+		if p.Service == "admin" {
+			admin = p.Port
+		}
+	}
+	if err := discovery.SayHello(discovery.Hello{DeviceID: "e2e-" + role, Kind: "kiosk", PushPort: 8081},
+		netip.AddrPortFrom(f.From.Addr(), discovery.DefaultPort)); err != nil {
+		return fail(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	var seen json.RawMessage
+	resp, err := http.Get(fmt.Sprintf("http://%s:%d/api/v1/admin/discovery/seen", f.From.Addr(), admin))
+	if err != nil {
+		return fail(err)
+	}
+	defer resp.Body.Close()
+	if seen, err = io.ReadAll(resp.Body); err != nil || resp.StatusCode != http.StatusOK {
+		return fail(fmt.Errorf("seen: %s %s %v", resp.Status, seen, err))
+	}
+	json.NewEncoder(os.Stdout).Encode(struct {
+		Found discovery.Found
+		Seen  json.RawMessage
+	}{f, seen})
+	return 0
+}
+
+// TestDaemonIsDiscoveredAcrossNamespaces runs the storeedge binary in one network namespace and a
+// device in another: the device finds it by UDP probe and by mDNS, reaches the admin port it
+// announces, and shows in the seen list; "storeedge discovery" on the server reports all well;
+// the daemon stops cleanly.
+func TestDaemonIsDiscoveredAcrossNamespaces(t *testing.T) {
+	srvNS, devNS := testenv.NetNSPair(t)
+	bin, _ := binaries(t)
+	sets := []string{
+		"data_dir=" + t.TempDir(), "cloud.store_key=k", "cloud.sync=false", "server_id=shop-e2e", "shop.name=E2E shop",
+		"lan.front_door=8080", "lan.services.catalog=8000", "lan.services.admin=8005",
+		"lan.services.media=0", "lan.services.orders=0", "lan.services.devices=0", "lan.services.events=0",
+		"discovery.announce_interval=1s",
+	}
+	log := &testenv.Buffer{}
+	cmd := srvNS.Command(bin, append([]string{"run"}, setArgs(sets)...)...)
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			<-exited
+		}
+	})
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(log.String(), "mDNS service registered"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("storeedge did not start discovery:\n%s", log)
+		}
+	}
+
+	type result struct {
+		Found discovery.Found
+		Seen  struct{ Items []discovery.SeenDevice }
+	}
+	wantURL := "http://" + srvNS.Addr.Addr().String() + ":8080"
+	for _, role := range []string{"probe", "browse"} {
+		c := devNS.Command(os.Args[0], "-test.run=^$")
+		c.Env = append(os.Environ(), deviceEnv+"="+role)
+		var stderr testenv.Buffer
+		c.Stderr = &stderr
+		out, err := c.Output()
+		if err != nil {
+			t.Fatalf("device %s: %v\n%s\nserver:\n%s", role, err, stderr.String(), log)
+		}
+		var r result
+		if err := json.Unmarshal(out, &r); err != nil {
+			t.Fatalf("device %s: %v: %s", role, err, out)
+		}
+		if r.Found.ServerID != "shop-e2e" || r.Found.Name != "E2E shop" || r.Found.URL != wantURL || r.Found.After > 2*time.Second {
+			t.Errorf("device %s found %+v, want %s within 2s", role, r.Found, wantURL)
+		}
+		ports := map[string]int{}
+		for _, p := range r.Found.Ports {
+			ports[p.Service] = p.Port
+		}
+		if len(ports) != 3 || ports["front_door"] != 8080 || ports["catalog"] != 8000 || ports["admin"] != 8005 {
+			t.Errorf("device %s: ports %v, want the three open ones", role, r.Found.Ports)
+		}
+		ok := false
+		for _, d := range r.Seen.Items {
+			ok = ok || d.DeviceID == "e2e-"+role && d.Addr == devNS.Addr.Addr().String()
+		}
+		if !ok {
+			t.Errorf("device %s not in the seen list: %+v", role, r.Seen.Items)
+		}
+	}
+
+	// The check shop IT runs on the server.
+	check := srvNS.Command(bin, append([]string{"discovery"}, setArgs(sets)...)...)
+	out, err := check.CombinedOutput()
+	if err != nil {
+		t.Errorf("storeedge discovery: %v\n%s", err, out)
+	}
+	for _, want := range []string{"announcing on " + srvNS.Iface, "bound and answering: shop-e2e", "instance shop-e2e seen at " + wantURL, "lo ", "loopback"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("storeedge discovery output lacks %q:\n%s", want, out)
+		}
+	}
+	// On another port nothing answers: the check fails, and says the port is free.
+	out, err = srvNS.Command(bin, append([]string{"discovery", "--timeout", "500ms"}, setArgs(append(sets, "discovery.udp.port=57999"))...)...).CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), "the port is free") {
+		t.Errorf("storeedge discovery on a port nobody holds: %v\n%s", err, out)
+	}
+
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("storeedge exit after SIGTERM: %v\n%s", err, log)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("storeedge did not stop within 30s\n%s", log)
+	}
+	if strings.Contains(log.String(), "[ERR] zeroconf") {
+		t.Errorf("mDNS errors in the log:\n%s", log)
+	}
+}
+
+func setArgs(sets []string) []string {
+	var args []string
+	for _, s := range sets {
+		args = append(args, "--set", s)
+	}
+	return args
+}
