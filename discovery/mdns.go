@@ -44,8 +44,8 @@ type MDNSOptions struct {
 }
 
 // MDNS registers the server's DNS-SD service on the interfaces in use and keeps it current:
-// registered again when interfaces change, TXT records updated when the facts change, withdrawn
-// (a goodbye with TTL 0) when Run ends.
+// registered again when the interfaces or the facts in the TXT records change, withdrawn (a
+// goodbye with TTL 0) when Run ends.
 type MDNS struct {
 	o   MDNSOptions
 	log *slog.Logger
@@ -215,7 +215,9 @@ func (m *MDNS) Run(ctx context.Context) error {
 		txt := m.txt()
 		switch {
 		case err != nil:
-		case sig != curSig:
+		case sig != curSig || zs != nil && !slices.Equal(txt, curTXT):
+			// Registered again rather than zeroconf's SetText, which would write the records
+			// while its receiving goroutine reads them.
 			withdraw()
 			curSig = sig
 			var use []net.Interface
@@ -247,9 +249,6 @@ func (m *MDNS) Run(ctx context.Context) error {
 			m.setStatus(func(s *MDNSStatus) {
 				s.State, s.Interfaces, s.RegisteredAt, s.LastError = MDNSRegistered, names, registeredAt, ""
 			})
-		case zs != nil && !slices.Equal(txt, curTXT):
-			zs.SetText(txt)
-			curTXT = txt
 		}
 		select {
 		case <-ctx.Done():
