@@ -295,6 +295,7 @@ func TestAvahiSeesService(t *testing.T) {
 // in ns, and returns the bus address.
 func startAvahi(t *testing.T, ns testenv.NetNS, dbus, avahi string) string {
 	t.Helper()
+	unshare := testenv.Require(t, "unshare")
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "bus")
 	busConf := `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
@@ -354,7 +355,12 @@ func startAvahi(t *testing.T, ns testenv.NetNS, dbus, avahi string) string {
 		time.Sleep(10 * time.Millisecond)
 	}
 	bus := "unix:path=" + sock
-	cmd := ns.Command(avahi, "-f", filepath.Join(dir, "avahi.conf"), "--no-drop-root", "--no-chroot", "--no-rlimits", "--no-proc-title")
+	// avahi-daemon keeps its pid file and socket in /run/avahi-daemon, one per machine: a
+	// private mount namespace with a tmpfs there lets test runs (of several checkouts, say) run
+	// their avahi side by side.
+	cmd := ns.Command(unshare, "--mount", "--propagation", "private", "sh", "-c",
+		`mkdir -p /run/avahi-daemon && mount -t tmpfs tmpfs /run/avahi-daemon && exec "$0" "$@"`,
+		avahi, "-f", filepath.Join(dir, "avahi.conf"), "--no-drop-root", "--no-chroot", "--no-rlimits", "--no-proc-title")
 	cmd.Env = append(os.Environ(), "DBUS_SYSTEM_BUS_ADDRESS="+bus)
 	log := start("avahi-daemon", cmd)
 	for i := 0; !strings.Contains(log.String(), "Server startup complete"); i++ {

@@ -55,20 +55,23 @@ func device(role string) int {
 		netip.AddrPortFrom(f.From.Addr(), discovery.DefaultPort)); err != nil {
 		return fail(err)
 	}
-	time.Sleep(100 * time.Millisecond)
-	var seen json.RawMessage
-	resp, err := http.Get(fmt.Sprintf("http://%s:%d/api/v1/admin/discovery/seen", f.From.Addr(), admin))
-	if err != nil {
-		return fail(err)
-	}
-	defer resp.Body.Close()
-	if seen, err = io.ReadAll(resp.Body); err != nil || resp.StatusCode != http.StatusOK {
-		return fail(fmt.Errorf("seen: %s %s %v", resp.Status, seen, err))
+	var seen []byte
+	for !strings.Contains(string(seen), `"e2e-`+role+`"`) && ctx.Err() == nil {
+		time.Sleep(20 * time.Millisecond)
+		resp, err := http.Get(fmt.Sprintf("http://%s:%d/api/v1/admin/discovery/seen", f.From.Addr(), admin))
+		if err != nil {
+			return fail(err)
+		}
+		seen, err = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			return fail(fmt.Errorf("seen: %s %s %v", resp.Status, seen, err))
+		}
 	}
 	json.NewEncoder(os.Stdout).Encode(struct {
 		Found discovery.Found
 		Seen  json.RawMessage
-	}{f, seen})
+	}{f, json.RawMessage(seen)})
 	return 0
 }
 
