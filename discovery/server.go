@@ -1,6 +1,7 @@
 package discovery
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -239,7 +240,10 @@ func (s *Server) Run(ctx context.Context) error {
 	go func() { readDone <- s.read(ctx) }()
 
 	sig := s.refresh()
-	s.announce()
+	s.log.Info("discovery: answering probes on UDP", slog.String(keyAddr, s.ln.LocalAddr().String()),
+		slog.Any("announce_on", s.announceNames()))
+	warned := map[string]bool{}
+	s.announce(warned)
 	announce := time.NewTicker(s.o.AnnounceInterval)
 	defer announce.Stop()
 	poll := time.NewTicker(s.o.PollInterval)
@@ -255,11 +259,12 @@ func (s *Server) Run(ctx context.Context) error {
 		case <-poll.C:
 			if now := s.refresh(); now != sig {
 				sig = now
+				clear(warned)
 				s.log.Info("discovery: interfaces changed; announcing", slog.Any("interfaces", s.announceNames()))
-				s.announce()
+				s.announce(warned)
 			}
 		case <-announce.C:
-			s.announce()
+			s.announce(warned)
 		}
 	}
 }
@@ -293,8 +298,9 @@ func (s *Server) announceNames() []string {
 	return names
 }
 
-// announce sends an announcement to the broadcast address of every interface in use.
-func (s *Server) announce() {
+// announce sends an announcement to the broadcast address of every interface in use. warned
+// holds the interfaces whose failure was already logged as a warning.
+func (s *Server) announce(warned map[string]bool) {
 	s.mu.Lock()
 	ifs := s.ifaces
 	s.mu.Unlock()
@@ -316,7 +322,12 @@ func (s *Server) announce() {
 			dst := &net.UDPAddr{IP: it.Broadcast[i].AsSlice(), Port: port}
 			if _, err := s.pc.WriteTo(b, nil, dst); err != nil {
 				s.c.sendErrors.Add(1)
-				s.log.Debug("discovery: announcement not sent", slog.String(keyInterface, it.Name), slog.Any(keyError, err))
+				level := slog.LevelDebug
+				if !warned[it.Name] { // once per interface until the interfaces change
+					warned[it.Name], level = true, slog.LevelWarn
+				}
+				s.log.Log(context.Background(), level, "discovery: announcement not sent; will retry", slog.String(keyInterface, it.Name),
+					slog.String(keyAddr, dst.String()), slog.Any(keyError, err))
 				continue
 			}
 			s.c.announcements.Add(1)
@@ -351,16 +362,21 @@ func (s *Server) read(ctx context.Context) error {
 	// One byte more than the largest datagram, so that a larger one shows as oversized rather
 	// than being cut silently to a size that looks valid.
 	buf := make([]byte, MaxDatagramSize+1)
+	lastErr := ""
 	for {
 		n, cm, src, err := s.pc.ReadFrom(buf)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			s.log.Warn("discovery: read", slog.Any(keyError, err))
+			if msg := err.Error(); msg != lastErr { // logged once, not at every retry
+				lastErr = msg
+				s.log.Warn("discovery: read failed; retrying", slog.Any(keyError, err))
+			}
 			time.Sleep(10 * time.Millisecond) // a persistent error must not spin
 			continue
 		}
+		lastErr = ""
 		ua, ok := src.(*net.UDPAddr)
 		if !ok {
 			continue
@@ -558,19 +574,9 @@ func (s *Server) Seen() []SeenDevice {
 		if c := b.LastSeen.Compare(a.LastSeen); c != 0 {
 			return c
 		}
-		return compareStrings(a.DeviceID, b.DeviceID)
+		return cmp.Compare(a.DeviceID, b.DeviceID)
 	})
 	return out
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Status reports the counters and the interfaces in use.
