@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -28,6 +29,9 @@ func device(role string) int {
 	fail := func(err error) int {
 		fmt.Fprintln(os.Stderr, role+":", err)
 		return 1
+	}
+	if role == "flood" {
+		return flood(ctx)
 	}
 	var found []discovery.Found
 	var err error
@@ -72,6 +76,73 @@ func device(role string) int {
 		Found discovery.Found
 		Seen  json.RawMessage
 	}{f, json.RawMessage(seen)})
+	return 0
+}
+
+// flood sends the server (found first by a probe) garbage of every kind, then a flood of valid
+// probes, counts what comes back, and prints that with the server's discovery counters.
+func flood(ctx context.Context) int {
+	found, err := discovery.Probe(ctx, discovery.ProbeOptions{First: true})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "flood:", err)
+		return 1
+	}
+	srv := netip.AddrPortFrom(found[0].From.Addr(), discovery.DefaultPort)
+	c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(srv))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "flood:", err)
+		return 1
+	}
+	defer c.Close()
+	probe, _ := discovery.EncodeProbe(discovery.ProbeRequest{Nonce: [discovery.NonceSize]byte{42}})
+	bad := [][]byte{
+		[]byte("garbage"), make([]byte, 1100), []byte("GET / HTTP/1.1\r\n\r\n"), // garbage
+		[]byte("SEDP"), probe[:12], // truncated
+		probe[:100], probe[:1023], // undersized
+		make([]byte, 2000), // oversized
+	}
+	for _, b := range bad {
+		c.Write(b)
+		time.Sleep(5 * time.Millisecond)
+	}
+	const probes = 300
+	start := time.Now()
+	for range probes {
+		c.Write(probe)
+	}
+	answers, others := 0, 0
+	buf := make([]byte, 2048)
+	c.SetReadDeadline(time.Now().Add(time.Second))
+	for {
+		n, err := c.Read(buf)
+		if err != nil {
+			break
+		}
+		if d, err := discovery.Decode(buf[:n]); err == nil && d.Type == discovery.TypeAnswer && d.Answer.Nonce == [discovery.NonceSize]byte{42} {
+			answers++
+		} else {
+			others++
+		}
+	}
+	elapsed := time.Since(start)
+	resp, err := http.Get(found[0].URL + "/api/v1/status")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "flood:", err)
+		return 1
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Discovery discovery.Status `json:"discovery"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil || st.Discovery.UDP == nil {
+		fmt.Fprintln(os.Stderr, "flood: status:", err)
+		return 1
+	}
+	json.NewEncoder(os.Stdout).Encode(struct {
+		Answers, Others int
+		Elapsed         time.Duration
+		UDP             discovery.UDPStatus
+	}{answers, others, elapsed, *st.Discovery.UDP})
 	return 0
 }
 
@@ -145,9 +216,35 @@ func TestDaemonIsDiscoveredAcrossNamespaces(t *testing.T) {
 		}
 	}
 
+	// Garbage and a flood from a device: no answer to garbage, each drop counted by cause, the
+	// flood held to the per-source rate (burst 5, one per 500 ms).
+	c := devNS.Command(os.Args[0], "-test.run=^$")
+	c.Env = append(os.Environ(), deviceEnv+"=flood")
+	var floodErr testenv.Buffer
+	c.Stderr = &floodErr
+	out, err := c.Output()
+	if err != nil {
+		t.Fatalf("flood: %v\n%s", err, floodErr.String())
+	}
+	var fl struct {
+		Answers, Others int
+		Elapsed         time.Duration
+		UDP             discovery.UDPStatus
+	}
+	if err := json.Unmarshal(out, &fl); err != nil {
+		t.Fatalf("flood: %v: %s", err, out)
+	}
+	u := fl.UDP
+	if allowed := 5 + int(fl.Elapsed/(500*time.Millisecond)) + 1; fl.Answers == 0 || fl.Answers > allowed || fl.Others != 0 {
+		t.Errorf("flood: %d answers (want 1 to %d) and %d other datagrams back", fl.Answers, allowed, fl.Others)
+	}
+	if u.Garbage != 3 || u.Truncated != 2 || u.Undersized != 2 || u.Oversized != 1 || u.RateLimited == 0 {
+		t.Errorf("flood: counters %+v", u)
+	}
+
 	// The check shop IT runs on the server.
 	check := srvNS.Command(bin, append([]string{"discovery"}, setArgs(sets)...)...)
-	out, err := check.CombinedOutput()
+	out, err = check.CombinedOutput()
 	if err != nil {
 		t.Errorf("storeedge discovery: %v\n%s", err, out)
 	}
