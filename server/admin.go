@@ -87,6 +87,7 @@ type statusDoc struct {
 	ServiceBus    *orders.Status            `json:"servicebus"` // null when Service Bus is off
 	BackOffice    *backoffice.Status        `json:"backoffice"` // null when the daemon has none
 	Discovery     discovery.Status          `json:"discovery"`  // each part null when off
+	ReadCache     *storage.ReadCacheStats   `json:"read_cache"` // null when lan.read_cache_mb is 0
 }
 
 type collectionStatus struct {
@@ -173,6 +174,9 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.o.Discovery != nil {
 		doc.Discovery = s.o.Discovery.Status()
+	}
+	if rc, ok := s.o.DB.ReadCacheStats(); ok {
+		doc.ReadCache = &rc
 	}
 	if doc.Orders, err = s.o.DB.OrderStats(ctx); err != nil {
 		s.internal(w, r, "count orders", err)

@@ -61,6 +61,7 @@ type statusJSON struct {
 	BackOffice *backoffice.Status        `json:"backoffice"`
 	Discovery  discovery.Status          `json:"discovery"`
 	Upload     *outbox.State             `json:"upload"`
+	ReadCache  *storage.ReadCacheStats   `json:"read_cache"`
 }
 
 func TestStatus(t *testing.T) {
@@ -120,6 +121,9 @@ func TestStatus(t *testing.T) {
 				t.Errorf("%s: %+v", c.Name, c)
 			}
 		}
+	}
+	if st.ReadCache == nil || st.ReadCache.Budget != testReadCache {
+		t.Errorf("read cache: %+v; want a budget of %d", st.ReadCache, testReadCache)
 	}
 	if len(st.Quarantine) != statusQuarantine || st.Quarantine[0].ItemID != "X24" || st.Quarantine[19].ItemID != "X05" {
 		t.Errorf("quarantine: %d entries, first %+v", len(st.Quarantine), st.Quarantine)

@@ -85,6 +85,9 @@ func deleteChange(collection, id string, rev int64) cloudapi.Change {
 	return cloudapi.Change{Collection: collection, ID: id, Op: cloudapi.OpDelete, Rev: rev}
 }
 
+// testReadCache is the read cache of the tests' databases: the daemon runs with one.
+const testReadCache = 1 << 20
+
 func openDB(t testing.TB) *storage.DB {
 	t.Helper()
 	db, err := storage.Open(context.Background(), filepath.Join(t.TempDir(), "storeedge.db"))
@@ -92,6 +95,9 @@ func openDB(t testing.TB) *storage.DB {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
+	if err := db.EnableReadCache(testReadCache); err != nil {
+		t.Fatal(err)
+	}
 	return db
 }
 

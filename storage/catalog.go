@@ -25,6 +25,9 @@ func (db *DB) Get(ctx context.Context, collection, id string) (Item, error) {
 	if !cloudapi.IsCollection(collection) {
 		return Item{}, fmt.Errorf("storage: unknown collection %q", collection)
 	}
+	if collection == cloudapi.Products && db.hot != nil {
+		return db.getProduct(ctx, id)
+	}
 	return db.one(ctx, qGet(collection), id)
 }
 
@@ -48,6 +51,9 @@ const (
 
 // ProductByBarcode returns the live product carrying a barcode, or ErrNotFound.
 func (db *DB) ProductByBarcode(ctx context.Context, code string) (Item, error) {
+	if db.hot != nil {
+		return db.productByBarcode(ctx, code)
+	}
 	return db.one(ctx, qProductByBarcode, code)
 }
 

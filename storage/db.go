@@ -27,6 +27,7 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	"github.com/storeedge/storeedge/internal/cloudapi"
+	"github.com/storeedge/storeedge/internal/hotcache"
 )
 
 //go:embed migrations/*.sql
@@ -55,6 +56,10 @@ type DB struct {
 
 	events    signal // an event was committed
 	outboxSig signal // an outbox entry became pending
+
+	hot      *hotcache.Cache // products by id and barcode; nil when off (see hot.go)
+	warmSig  signal          // a bulk load ended: warm hot again
+	warmDone signal          // a warm pass ended
 }
 
 // Open opens (creating if needed) the database at path and applies pending migrations.
@@ -124,7 +129,7 @@ func (db *DB) Path() string { return db.path }
 // prepareReads prepares the read queries that devices hit all the time.
 func (db *DB) prepareReads(ctx context.Context) error {
 	db.stmts = make(map[string]*sql.Stmt)
-	queries := []string{qProductByBarcode, qProductsInCategory, qSearch}
+	queries := []string{qProductByBarcode, qProductsInCategory, qSearch, qBarcodes}
 	for _, c := range cloudapi.Collections {
 		queries = append(queries, qGet(c), qList(c))
 	}
@@ -151,6 +156,9 @@ func (db *DB) Close() error {
 		errs = append(errs, db.r.Close())
 	}
 	errs = append(errs, db.w.Close())
+	if db.hot != nil {
+		errs = append(errs, db.hot.Close())
+	}
 	return errors.Join(errs...)
 }
 

@@ -192,6 +192,7 @@ func (db *DB) ApplyPage(ctx context.Context, p Page) (ApplyResult, error) {
 		return ApplyResult{}, fmt.Errorf("storage: apply page: commit: %w", err)
 	}
 	db.seq.Store(seq)
+	db.invalidateHot(&p, rebuilt)
 	db.ftsStale = bulk && !rebuilt
 	db.updateState(p.Collection, func(s *FeedState) {
 		s.Cursor = p.End.Cursor

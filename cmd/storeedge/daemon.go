@@ -43,6 +43,11 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 		return err
 	}
 	defer db.Close()
+	if cfg.LAN.ReadCacheMB > 0 {
+		if err := db.EnableReadCache(int64(cfg.LAN.ReadCacheMB) << 20); err != nil {
+			return err
+		}
+	}
 
 	dialer, err := wan.New(wan.Options{
 		ProxyURL:       cfg.WAN.Proxy.Reveal(),
@@ -147,6 +152,7 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 	g.Go(func() error { return srv.Run(gctx) })
 	g.Go(func() error { return bo.Run(gctx) })
 	disc.run(gctx, g)
+	g.Go(func() error { return db.RunReadCacheWarmer(gctx, log) })
 	if cfg.Cloud.Sync {
 		g.Go(func() error { return syncer.Run(gctx) })
 		g.Go(func() error { return ob.Run(gctx) })

@@ -117,6 +117,9 @@ type LAN struct {
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
 	// ShutdownGrace is how long in-flight requests get to finish when the server stops.
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
+	// ReadCacheMB is the memory, in MiB, that may hold products for lookups by id and by
+	// barcode; 0 turns the cache off and every lookup reads the database.
+	ReadCacheMB int `yaml:"read_cache_mb"`
 }
 
 // Services holds the port of each service's own listener; 0 turns that listener off (the
@@ -314,6 +317,7 @@ func Default() Config {
 			MaxBodyBytes:      1 << 20,
 			MaxHeaderBytes:    64 << 10,
 			ShutdownGrace:     10 * time.Second,
+			ReadCacheMB:       1024,
 		},
 		Discovery: Discovery{
 			UDP:              DiscoveryUDP{Enabled: true, Port: 57854, AnswerInterval: 500 * time.Millisecond, AnswerBurst: 5},

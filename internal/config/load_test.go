@@ -461,7 +461,7 @@ func TestKeys(t *testing.T) {
 		"lan.bind", "lan.front_door", "lan.services.catalog", "lan.services.media",
 		"lan.services.orders", "lan.services.devices", "lan.services.events", "lan.services.admin",
 		"lan.read_header_timeout", "lan.read_timeout", "lan.write_timeout", "lan.idle_timeout",
-		"lan.max_body_bytes", "lan.max_header_bytes", "lan.shutdown_grace",
+		"lan.max_body_bytes", "lan.max_header_bytes", "lan.shutdown_grace", "lan.read_cache_mb",
 		"discovery.udp.enabled", "discovery.udp.port", "discovery.udp.answer_interval", "discovery.udp.answer_burst",
 		"discovery.mdns.enabled", "discovery.interfaces", "discovery.announce_interval",
 		"orders.outbox_batch",

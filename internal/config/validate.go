@@ -111,6 +111,7 @@ func (c *Config) Validate() error {
 		v.add("lan.max_header_bytes", strconv.Itoa(n), "must be between 1024 (1 KiB) and 1048576 (1 MiB)")
 	}
 	v.durRange("lan.shutdown_grace", c.LAN.ShutdownGrace, 0, 5*time.Minute)
+	v.intRange("lan.read_cache_mb", c.LAN.ReadCacheMB, 0, 32768)
 
 	v.discovery(c.Discovery)
 

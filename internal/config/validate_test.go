@@ -196,6 +196,10 @@ func TestValidateRejects(t *testing.T) {
 			`lan.max_body_bytes: 68157440: must be between 1024 (1 KiB) and 67108864 (64 MiB)`},
 		{"header limit", func(c *Config) { c.LAN.MaxHeaderBytes = 2 << 20 },
 			`lan.max_header_bytes: 2097152: must be between 1024 (1 KiB) and 1048576 (1 MiB)`},
+		{"read cache negative", func(c *Config) { c.LAN.ReadCacheMB = -1 },
+			`lan.read_cache_mb: -1: must be between 0 and 32768`},
+		{"read cache over 32 GiB", func(c *Config) { c.LAN.ReadCacheMB = 40000 },
+			`lan.read_cache_mb: 40000: must be between 0 and 32768`},
 		{"header timeout over read timeout", func(c *Config) { c.LAN.ReadHeaderTimeout, c.LAN.ReadTimeout = time.Minute, 10*time.Second },
 			`lan.read_header_timeout: "1m": longer than lan.read_timeout ("10s"), which covers the headers too`},
 

@@ -1,0 +1,255 @@
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/storeedge/storeedge/internal/cloudapi"
+	"github.com/storeedge/storeedge/internal/hotcache"
+)
+
+// The read cache answers products by id and by barcode from memory (internal/hotcache); every
+// other read goes to SQLite. Records:
+//
+//	'p' id    -> rev (8 bytes) seq (8 bytes) doc     a live product
+//	'b' code  -> rev (8 bytes) product id            the product carrying a barcode, at that rev
+//
+// A barcode record is trusted only while the product's own record holds the same rev, so any
+// change of the product (which drops its record) retires its barcode records with it. A change
+// that gives a barcode to another product drops that barcode's record explicitly.
+const (
+	hotProduct = 'p'
+	hotBarcode = 'b'
+	// warmBatch is the rows read per database query while warming.
+	warmBatch = 2000
+)
+
+// ReadCacheStats are the read cache's counters, for the status page.
+type ReadCacheStats = hotcache.Stats
+
+// EnableReadCache serves products by id and by barcode from a memory cache of at most budget
+// bytes, filled as devices ask and by WarmReadCache. Call it once, before serving.
+func (db *DB) EnableReadCache(budget int64) error {
+	c, err := hotcache.New(budget)
+	if err != nil {
+		return fmt.Errorf("storage: read cache: %w", err)
+	}
+	db.hot = c
+	return nil
+}
+
+// ReadCacheStats reports the read cache; ok is false when it is off.
+func (db *DB) ReadCacheStats() (ReadCacheStats, bool) {
+	if db.hot == nil {
+		return ReadCacheStats{}, false
+	}
+	return db.hot.Stats(), true
+}
+
+func hotKey(dst []byte, kind byte, id string) []byte {
+	return append(append(dst, kind), id...)
+}
+
+func appendProductRecord(dst []byte, it *Item) []byte {
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(it.Rev))
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(it.Seq))
+	return append(dst, it.Doc...)
+}
+
+// hotGet reads a product's record; ok is false when it is not cached.
+func (db *DB) hotGet(id string) (Item, bool) {
+	var kb [1 + cloudapi.MaxIDBytes]byte
+	v, ok := db.hot.Get(nil, hotKey(kb[:0], hotProduct, id))
+	if !ok || len(v) < 16 {
+		return Item{}, false
+	}
+	return Item{
+		ID:  id,
+		Rev: int64(binary.LittleEndian.Uint64(v)),
+		Seq: int64(binary.LittleEndian.Uint64(v[8:])),
+		Doc: v[16:],
+	}, true
+}
+
+// getProduct is Get for products: memory first, then SQLite, whose answer is kept.
+func (db *DB) getProduct(ctx context.Context, id string) (Item, error) {
+	if it, ok := db.hotGet(id); ok {
+		db.hot.CountHit()
+		return it, nil
+	}
+	db.hot.CountMiss()
+	gen := db.hot.Gen()
+	it, err := db.one(ctx, qGet(cloudapi.Products), id)
+	if err != nil {
+		return it, err
+	}
+	var kb [1 + cloudapi.MaxIDBytes]byte
+	db.hot.PutIf(gen, hotKey(kb[:0], hotProduct, id), appendProductRecord(nil, &it))
+	return it, nil
+}
+
+// productByBarcode is ProductByBarcode from memory first.
+func (db *DB) productByBarcode(ctx context.Context, code string) (Item, error) {
+	if len(code) <= cloudapi.MaxIDBytes {
+		var kb [1 + cloudapi.MaxIDBytes]byte
+		var vb [8 + cloudapi.MaxIDBytes]byte
+		if v, ok := db.hot.Get(vb[:0], hotKey(kb[:0], hotBarcode, code)); ok && len(v) > 8 {
+			if it, ok := db.hotGet(string(v[8:])); ok && it.Rev == int64(binary.LittleEndian.Uint64(v)) {
+				db.hot.CountHit()
+				return it, nil
+			}
+		}
+	}
+	db.hot.CountMiss()
+	gen := db.hot.Gen()
+	it, err := db.one(ctx, qProductByBarcode, code)
+	if err != nil {
+		return it, err
+	}
+	db.hot.PutAllIf(gen, []hotcache.KV{
+		{Key: hotKey(nil, hotProduct, it.ID), Value: appendProductRecord(nil, &it)},
+		{Key: hotKey(nil, hotBarcode, code), Value: append(binary.LittleEndian.AppendUint64(nil, uint64(it.Rev)), it.ID...)},
+	})
+	return it, nil
+}
+
+// invalidateHot drops what a committed page of products may have made stale: the record of every
+// product it touched and of every barcode those products now carry. bulkDone says the page ended
+// a bulk load.
+func (db *DB) invalidateHot(p *Page, bulkDone bool) {
+	if db.hot == nil || p.Collection != cloudapi.Products {
+		return
+	}
+	keys := make([][]byte, 0, len(p.Changes)*2)
+	for i := range p.Changes {
+		c := &p.Changes[i]
+		keys = append(keys, hotKey(nil, hotProduct, c.ID))
+		if c.Product != nil {
+			for _, code := range c.Product.Barcodes {
+				keys = append(keys, hotKey(nil, hotBarcode, code))
+			}
+		} else if c.Op == cloudapi.OpUpsert {
+			if prod, err := cloudapi.ParseProduct(c.ID, c.Doc); err == nil {
+				for _, code := range prod.Barcodes {
+					keys = append(keys, hotKey(nil, hotBarcode, code))
+				}
+			}
+		}
+	}
+	db.hot.Delete(keys...)
+	if bulkDone {
+		// Lookups during a bulk load could not keep the catalog in the cache: warm it again.
+		db.warmSig.notify()
+	}
+}
+
+// RunReadCacheWarmer fills the read cache with every product and barcode at start and after
+// each bulk load, so that lookups do not wait for SQLite one by one until devices have asked for
+// everything. A cache emptied because the catalog outgrew its budget is not warmed again: it
+// would only fill up and empty again. It returns nil when the read cache is off, ctx.Err() when
+// ctx ends, and the database's error if a read fails.
+func (db *DB) RunReadCacheWarmer(ctx context.Context, log *slog.Logger) error {
+	if db.hot == nil {
+		return nil
+	}
+	for {
+		next := db.warmSig.wait()
+		start := time.Now()
+		products, codes, err := db.WarmReadCache(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return err
+		}
+		st := db.hot.Stats()
+		log.LogAttrs(ctx, slog.LevelInfo, "storage: read cache warmed", slog.Int("products", products), slog.Int("barcodes", codes),
+			slog.Int64("bytes", st.ArenaBytes+st.TableBytes), slog.Duration("took", time.Since(start)))
+		db.warmDone.notify()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-next:
+		}
+	}
+}
+
+// WarmReadCache reads every live product and barcode into the read cache, in batches, and
+// returns how many of each it cached (none when the cache is off). A batch overtaken by a write
+// is skipped: its products are filled when devices ask. RunReadCacheWarmer calls it when needed.
+func (db *DB) WarmReadCache(ctx context.Context) (products, codes int, err error) {
+	if db.hot == nil {
+		return 0, 0, nil
+	}
+	after := ""
+	st := db.stmt(qList(cloudapi.Products))
+	for {
+		gen := db.hot.Gen()
+		items, err := db.many(ctx, st, after, warmBatch)
+		if err != nil {
+			return products, codes, err
+		}
+		if len(items) == 0 {
+			break
+		}
+		kvs := make([]hotcache.KV, len(items))
+		for i := range items {
+			kvs[i] = hotcache.KV{Key: hotKey(nil, hotProduct, items[i].ID), Value: appendProductRecord(nil, &items[i])}
+		}
+		if db.hot.PutAllIf(gen, kvs) {
+			products += len(kvs)
+		}
+		after = items[len(items)-1].ID
+	}
+	after = ""
+	for {
+		gen := db.hot.Gen()
+		kvs, last, err := db.warmBarcodes(ctx, after)
+		if err != nil {
+			return products, codes, err
+		}
+		if last == "" {
+			return products, codes, nil
+		}
+		if db.hot.PutAllIf(gen, kvs) {
+			codes += len(kvs)
+		}
+		after = last
+	}
+}
+
+// warmBarcodes reads a batch of barcodes after the code after and returns the records of those
+// whose product is cached, and the last code read ("" at the end).
+func (db *DB) warmBarcodes(ctx context.Context, after string) ([]hotcache.KV, string, error) {
+	rows, err := db.stmt(qBarcodes).QueryContext(ctx, after, warmBatch)
+	if err != nil {
+		return nil, "", fmt.Errorf("storage: warm read cache: %w", err)
+	}
+	defer rows.Close()
+	var kvs []hotcache.KV
+	last := ""
+	var code, id string
+	for rows.Next() {
+		if err := rows.Scan(&code, &id); err != nil {
+			return nil, "", fmt.Errorf("storage: warm read cache: %w", err)
+		}
+		last = code
+		if it, ok := db.hotGet(id); ok {
+			kvs = append(kvs, hotcache.KV{
+				Key:   hotKey(nil, hotBarcode, code),
+				Value: append(binary.LittleEndian.AppendUint64(nil, uint64(it.Rev)), id...),
+			})
+		}
+	}
+	if err := rows.Err(); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, "", fmt.Errorf("storage: warm read cache: %w", err)
+	}
+	return kvs, last, nil
+}
+
+const qBarcodes = `SELECT code, product_id FROM barcodes WHERE code > ? ORDER BY code LIMIT ?`
