@@ -71,7 +71,18 @@ func benchHTTP(ctx context.Context, o *options, r *report, w io.Writer) error {
 	}
 	cfg := daemonConfig{dataDir: o.dataDir, cloudURL: "http://127.0.0.1:" + strconv.Itoa(closed), frontDoor: front, catalog: catalog,
 		extra: append([]string{"cloud.sync=false"}, o.sets...)}
-	daemon, err := startProc("storeedge", o.storeedgeBin, cfg.args(), nil, nil)
+	// The daemon warms its read cache in the background after it starts serving; the
+	// measurement starts once its log says the cache is warm (or at once with the cache off).
+	warmed := make(chan string, 1)
+	hook := func(line string, _ time.Time) {
+		if strings.Contains(line, "read cache warmed") {
+			select {
+			case warmed <- line:
+			default:
+			}
+		}
+	}
+	daemon, err := startProc("storeedge", o.storeedgeBin, cfg.args(), nil, hook)
 	if err != nil {
 		return err
 	}
@@ -80,6 +91,19 @@ func benchHTTP(ctx context.Context, o *options, r *report, w io.Writer) error {
 	if _, err := waitFirst200(ctx, daemon, catalogURL+"/api/v1/catalog/products/P0000001", 10*time.Millisecond, 30*time.Second); err != nil {
 		return err
 	}
+	warmLine := "read cache off"
+	if !slices.Contains(o.sets, "lan.read_cache_mb=0") {
+		select {
+		case warmLine = <-warmed:
+		case <-daemon.done:
+			return fmt.Errorf("storeedge exited while warming its read cache:\n%s", daemon.Tail())
+		case <-time.After(5 * time.Minute):
+			return fmt.Errorf("storeedge: no \"read cache warmed\" in its log after 5 minutes")
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	fmt.Fprintf(w, "storeedge: %s\n", warmLine)
 
 	dir := filepath.Join(o.workDir, "http")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -149,6 +173,7 @@ func benchHTTP(ctx context.Context, o *options, r *report, w io.Writer) error {
 		}
 	}
 	peak, _ := procStatus(daemon.cmd.Process.Pid, "VmHWM")
+	rss, _ := procStatus(daemon.cmd.Process.Pid, "VmRSS")
 	statusTimes, err := timeStatus(ctx, "http://127.0.0.1:"+strconv.Itoa(front), 3)
 	if err != nil {
 		return err
@@ -181,7 +206,8 @@ func benchHTTP(ctx context.Context, o *options, r *report, w io.Writer) error {
 	if o.rounds > 1 {
 		t.note("each figure is the median of %d rounds per target (targets alternating); every round's figures are printed above the table", o.rounds)
 	}
-	t.note("storeedge peak RSS during the run: %s; wrk, the server and the bench share the machine's CPUs", fmtMB(peak))
+	t.note("storeedge peak RSS during the run: %s (%s at the end); wrk, the server and the bench share the machine's CPUs", fmtMB(peak), fmtMB(rss))
+	t.note("storeedge: %s", warmLine)
 	_, med, _ := minMedMax(statusTimes)
 	t.note("not a target: GET /api/v1/status took %s (median of %d, idle server): it counts the rows of every collection", fmtMs(med), len(statusTimes))
 	t.note("machine: %s at the end (another user's work shows here as noise)", loadAvg())

@@ -198,6 +198,13 @@ func cmdProfileHTTP(ctx context.Context, args []string, stdout, stderr io.Writer
 		return err
 	}
 	defer db.Close()
+	// The daemon's default read cache, warmed before the measurement as the daemon does at start.
+	if err := db.EnableReadCache(1 << 30); err != nil {
+		return err
+	}
+	if _, _, err := db.WarmReadCache(ctx); err != nil {
+		return err
+	}
 	srv, err := server.New(server.Options{DB: db, Bind: "127.0.0.1", FrontDoor: 0,
 		Services: map[string]int{"catalog": server.EphemeralPort}, ShutdownGrace: time.Second})
 	if err != nil {

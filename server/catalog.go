@@ -57,14 +57,38 @@ func (s *Server) setDataAge(w http.ResponseWriter, collections ...string) {
 	}
 	h := w.Header()
 	if oldest.IsZero() {
-		h[headerSyncedAt] = []string{"never"}
+		h[headerSyncedAt] = neverValue
 		return
 	}
-	var buf [64]byte
-	h[headerSyncedAt] = []string{string(oldest.UTC().AppendFormat(buf[:0], time.RFC3339))}
-	age := max(s.now().Sub(oldest), 0) / time.Second
-	h[headerDataAge] = []string{strconv.FormatInt(int64(age), 10)}
+	age := int64(max(s.now().Sub(oldest), 0) / time.Second)
+	v := s.lastAge.Load()
+	if v == nil || !v.syncedAt.Equal(oldest) || v.age != age {
+		// Formatted once per second and sync rather than for every answer.
+		var buf [64]byte
+		v = &dataAge{syncedAt: oldest, age: age,
+			syncedAtValue: []string{string(oldest.UTC().AppendFormat(buf[:0], time.RFC3339))},
+			ageValue:      []string{strconv.FormatInt(age, 10)},
+		}
+		s.lastAge.Store(v)
+	}
+	h[headerSyncedAt] = v.syncedAtValue
+	h[headerDataAge] = v.ageValue
 }
+
+// dataAge is a pair of data-age header values, shared by the answers that carry them (header
+// value slices set whole are never modified in place).
+type dataAge struct {
+	syncedAt                time.Time
+	age                     int64
+	syncedAtValue, ageValue []string
+}
+
+// Header values shared by every answer that carries them; never modified.
+var (
+	neverValue       = []string{"never"}
+	noCacheValue     = []string{"no-cache"}
+	jsonContentValue = []string{"application/json"}
+)
 
 // pathParam returns a path parameter decoded: chi routes on the escaped path when it has escapes
 // such as %2F, so its parameters are still escaped then.

@@ -225,7 +225,7 @@ func routePath(r *http.Request) string {
 // noCache marks catalog answers as revalidate-every-time: the data changes with every sync.
 func noCache(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header()["Cache-Control"] = []string{"no-cache"}
+		w.Header()["Cache-Control"] = noCacheValue
 		next.ServeHTTP(w, r)
 	})
 }

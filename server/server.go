@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -139,6 +140,8 @@ type Server struct {
 	// stopping is closed when Run is told to stop, so long-lived answers (event streams) end at
 	// once instead of holding the shutdown for its whole grace period.
 	stopping chan struct{}
+
+	lastAge atomic.Pointer[dataAge] // the data-age headers last sent, reused while they hold
 
 	mu        sync.Mutex // protects the fields below
 	listening bool
