@@ -180,6 +180,8 @@ func TestReceiverOverWebSocketsThroughProxy(t *testing.T) {
 	if len(o) != 2 {
 		t.Fatalf("%d orders, want 2 (the redelivered one stored once)", len(o))
 	}
+	// The peer sees a completion before the SDK's call returns and the receiver counts it.
+	eventually(t, 10*time.Second, "both messages counted", func() bool { st := r.Status(); return st.Stored+st.Duplicates == 2 })
 	if st := r.Status(); st.Stored != 1 || st.Duplicates != 1 {
 		t.Fatalf("status %+v", st)
 	}
