@@ -58,7 +58,7 @@ func classify(ifc net.Interface, allowed []string) Interface {
 				continue
 			}
 			it.Addrs = append(it.Addrs, netip.PrefixFrom(ip, ones))
-			if ones < 31 {
+			if ones < 31 && ifc.Flags&net.FlagBroadcast != 0 {
 				it.Broadcast = append(it.Broadcast, broadcastAddr(ip, ones))
 			}
 		}
