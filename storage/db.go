@@ -58,7 +58,8 @@ type DB struct {
 	outboxSig signal // an outbox entry became pending
 
 	hot      *hotcache.Cache // products by id and barcode; nil when off (see hot.go)
-	warmSig  signal          // a bulk load ended: warm hot again
+	warmSig  signal          // a collection caught up: time to warm hot, if wanted
+	warmWant atomic.Bool     // a bulk load ended since the last warm pass
 	warmDone signal          // a warm pass ended
 }
 

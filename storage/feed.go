@@ -193,6 +193,9 @@ func (db *DB) ApplyPage(ctx context.Context, p Page) (ApplyResult, error) {
 	}
 	db.seq.Store(seq)
 	db.invalidateHot(&p, rebuilt)
+	if !p.End.More {
+		db.warmSig.notify()
+	}
 	db.ftsStale = bulk && !rebuilt
 	db.updateState(p.Collection, func(s *FeedState) {
 		s.Cursor = p.End.Cursor

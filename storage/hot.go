@@ -144,21 +144,44 @@ func (db *DB) invalidateHot(p *Page, bulkDone bool) {
 	db.hot.Delete(keys...)
 	if bulkDone {
 		// Lookups during a bulk load could not keep the catalog in the cache: warm it again.
-		db.warmSig.notify()
+		db.warmWant.Store(true)
 	}
 }
 
+// warmDue reports whether a bulk load asked for a warm pass and every collection has caught up
+// since: warming during the rest of a first sync would take memory and CPU from it.
+func (db *DB) warmDue() bool {
+	if !db.warmWant.Load() {
+		return false
+	}
+	for _, st := range db.FeedStates() {
+		if st.LastSuccess.IsZero() || st.Remaining > 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // RunReadCacheWarmer fills the read cache with every product and barcode at start and after
-// each bulk load, so that lookups do not wait for SQLite one by one until devices have asked for
-// everything. A cache emptied because the catalog outgrew its budget is not warmed again: it
-// would only fill up and empty again. It returns nil when the read cache is off, ctx.Err() when
+// each bulk load, once every collection has caught up, so that lookups do not wait for SQLite
+// one by one until devices have asked for everything. A cache emptied because the catalog
+// outgrew its budget is not warmed again: it would only fill up and empty again. It returns nil when the read cache is off, ctx.Err() when
 // ctx ends, and the database's error if a read fails.
 func (db *DB) RunReadCacheWarmer(ctx context.Context, log *slog.Logger) error {
 	if db.hot == nil {
 		return nil
 	}
-	for {
+	for first := true; ; first = false {
 		next := db.warmSig.wait()
+		if !first && !db.warmDue() {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-next:
+				continue
+			}
+		}
+		db.warmWant.Store(false)
 		start := time.Now()
 		products, codes, err := db.WarmReadCache(ctx)
 		if err != nil {

@@ -165,9 +165,16 @@ func TestReadCacheWarmer(t *testing.T) {
 	for i := range 100 {
 		changes = append(changes, product(fmt.Sprintf("P%03d", i), 1, "n", "C", fmt.Sprintf("500%010d", i)))
 	}
-	// A first sync is a bulk load; its last page ends it.
+	// A first sync is a bulk load; its last page ends it. The warm pass waits for the other
+	// collections to catch up too.
 	if _, err := db.ApplyPage(ctx, Page{Collection: cloudapi.Products, Changes: changes, End: cloudapi.PageEnd{Cursor: "c1", Count: len(changes)}}); err != nil {
 		t.Fatal(err)
+	}
+	if !db.warmWant.Load() || db.warmDue() {
+		t.Fatalf("after the products: warm wanted %v, due %v; want wanted, not due", db.warmWant.Load(), db.warmDue())
+	}
+	for _, c := range cloudapi.Collections[1:] {
+		apply(t, db, c, "c1")
 	}
 	waitWarm(warmed)
 	if s, _ := db.ReadCacheStats(); s.Entries != 200 {
