@@ -1,0 +1,479 @@
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Command states. A command is queued until written to its device, sent until the device
+// acknowledges it; acknowledged, expired and failed are final.
+const (
+	CommandQueued       = "queued"
+	CommandSent         = "sent"
+	CommandAcknowledged = "acknowledged"
+	CommandExpired      = "expired"
+	CommandFailed       = "failed"
+)
+
+// Ways a device was paired.
+const (
+	PairedByCode       = "code"
+	PairedByEnrollment = "enrollment"
+)
+
+// ErrPairingCode is returned by PairDevice when the code is unknown, expired or already used.
+var ErrPairingCode = errors.New("storage: pairing code unknown, expired or already used")
+
+// Device is a paired device as stored.
+type Device struct {
+	ID           string
+	Kind         string
+	Name         string
+	AppVersion   string
+	Address      string
+	PushPort     int
+	Capabilities []string
+	SecretHash   []byte
+	PushKey      []byte
+	PairedAt     time.Time
+	PairedBy     string
+	LastSeen     time.Time // zero: never
+	RevokedAt    time.Time // zero: not revoked
+}
+
+const deviceColumns = `id, kind, name, app_version, address, push_port, capabilities, secret_hash, push_key, paired_at, paired_by, last_seen, revoked_at`
+
+func scanDevice(scan func(...any) error) (Device, error) {
+	var d Device
+	var caps string
+	var paired, seen, revoked int64
+	if err := scan(&d.ID, &d.Kind, &d.Name, &d.AppVersion, &d.Address, &d.PushPort, &caps, &d.SecretHash, &d.PushKey,
+		&paired, &d.PairedBy, &seen, &revoked); err != nil {
+		return d, err
+	}
+	if err := json.Unmarshal([]byte(caps), &d.Capabilities); err != nil {
+		return d, fmt.Errorf("device %s: capabilities: %w", d.ID, err)
+	}
+	d.PairedAt = utcMillis(paired)
+	d.LastSeen = utcMillis(seen)
+	d.RevokedAt = utcMillis(revoked)
+	return d, nil
+}
+
+// utcMillis is fromMillis in UTC, for answers shown to people.
+func utcMillis(ms int64) time.Time { return fromMillis(ms).UTC() }
+
+func toMillis(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+// AddPairingCode stores a new pairing code by its hash.
+func (db *DB) AddPairingCode(ctx context.Context, codeHash []byte, created, expires time.Time) error {
+	err := db.write(ctx, func(tx *sql.Tx) error {
+		// Spent and expired codes have no further use.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM pairing_codes WHERE expires_at < ?`, created.Add(-24*time.Hour).UnixMilli()); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO pairing_codes(code_hash, created_at, expires_at) VALUES (?, ?, ?)`,
+			codeHash, created.UnixMilli(), expires.UnixMilli())
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("storage: add pairing code: %w", err)
+	}
+	return nil
+}
+
+// PairDevice stores a new device. With a codeHash, the code must exist, be unused and not
+// expired at d.PairedAt, and it is spent in the same transaction (ErrPairingCode otherwise).
+func (db *DB) PairDevice(ctx context.Context, d Device, codeHash []byte) error {
+	caps, err := json.Marshal(nonNil(d.Capabilities))
+	if err != nil {
+		return err
+	}
+	now := d.PairedAt.UnixMilli()
+	err = db.write(ctx, func(tx *sql.Tx) error {
+		if codeHash != nil {
+			res, err := tx.ExecContext(ctx, `UPDATE pairing_codes SET used_at = ?, device_id = ? WHERE code_hash = ? AND used_at = 0 AND expires_at > ?`,
+				now, d.ID, codeHash, now)
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n != 1 {
+				return ErrPairingCode
+			}
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO devices(`+deviceColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)`,
+			d.ID, d.Kind, d.Name, d.AppVersion, d.Address, d.PushPort, string(caps), d.SecretHash, d.PushKey, now, d.PairedBy, toMillis(d.LastSeen))
+		return err
+	})
+	if errors.Is(err, ErrPairingCode) {
+		return err
+	}
+	if err != nil {
+		return fmt.Errorf("storage: pair device: %w", err)
+	}
+	return nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// Devices lists every device ever paired, revoked ones included, by pairing time.
+func (db *DB) Devices(ctx context.Context) ([]Device, error) {
+	rows, err := db.r.QueryContext(ctx, `SELECT `+deviceColumns+` FROM devices ORDER BY paired_at, id`)
+	if err != nil {
+		return nil, fmt.Errorf("storage: devices: %w", err)
+	}
+	defer rows.Close()
+	var out []Device
+	for rows.Next() {
+		d, err := scanDevice(rows.Scan)
+		if err != nil {
+			return nil, fmt.Errorf("storage: devices: %w", err)
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// GetDevice returns one device, or ErrNotFound.
+func (db *DB) GetDevice(ctx context.Context, id string) (Device, error) {
+	d, err := scanDevice(db.r.QueryRowContext(ctx, `SELECT `+deviceColumns+` FROM devices WHERE id = ?`, id).Scan)
+	if errors.Is(err, sql.ErrNoRows) {
+		return d, ErrNotFound
+	}
+	if err != nil {
+		return d, fmt.Errorf("storage: get device: %w", err)
+	}
+	return d, nil
+}
+
+// UpdateDevice changes a device with f inside a transaction and returns it as stored; f must not
+// change the id or the keys. ErrNotFound for an unknown device; f's error is returned as is.
+func (db *DB) UpdateDevice(ctx context.Context, id string, f func(*Device) error) (Device, error) {
+	var d Device
+	err := db.write(ctx, func(tx *sql.Tx) error {
+		var err error
+		d, err = scanDevice(tx.QueryRowContext(ctx, `SELECT `+deviceColumns+` FROM devices WHERE id = ?`, id).Scan)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if err := f(&d); err != nil {
+			return err
+		}
+		caps, err := json.Marshal(nonNil(d.Capabilities))
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE devices SET kind = ?, name = ?, app_version = ?, address = ?, push_port = ?, capabilities = ?, last_seen = ? WHERE id = ?`,
+			d.Kind, d.Name, d.AppVersion, d.Address, d.PushPort, string(caps), toMillis(d.LastSeen), id)
+		return err
+	})
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return d, err
+		}
+		return d, fmt.Errorf("storage: update device: %w", err)
+	}
+	return d, nil
+}
+
+// RevokeDevice marks a device revoked and fails its open commands with reason. It returns false
+// when the device is unknown or was revoked already.
+func (db *DB) RevokeDevice(ctx context.Context, id string, at time.Time, reason string) (bool, error) {
+	var ok bool
+	err := db.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE devices SET revoked_at = ? WHERE id = ? AND revoked_at = 0`, at.UnixMilli(), id)
+		if err != nil {
+			return err
+		}
+		n, _ := res.RowsAffected()
+		if ok = n == 1; !ok {
+			return nil
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE device_commands SET state = 'failed', done_at = ?, reason = ? WHERE device_id = ? AND state IN ('queued', 'sent')`,
+			at.UnixMilli(), reason, id)
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("storage: revoke device: %w", err)
+	}
+	return ok, nil
+}
+
+// Command is one command for one device.
+type Command struct {
+	Seq       int64           `json:"-"`
+	ID        string          `json:"id"`
+	DeviceID  string          `json:"device_id"`
+	Type      string          `json:"type"`
+	Payload   json.RawMessage `json:"payload"`
+	OrderID   string          `json:"order_id,omitempty"`
+	CreatedAt time.Time       `json:"created_at"`
+	ExpiresAt time.Time       `json:"expires_at"`
+	State     string          `json:"state"`
+	Attempts  int64           `json:"attempts"`
+	SentAt    *time.Time      `json:"sent_at"` // null: never sent
+	DoneAt    *time.Time      `json:"done_at"` // null: not final yet
+	Reason    string          `json:"reason,omitempty"`
+}
+
+const commandColumns = `seq, id, device_id, type, payload, order_id, created_at, expires_at, state, attempts, sent_at, done_at, reason`
+
+func scanCommand(scan func(...any) error) (Command, error) {
+	var c Command
+	var payload []byte
+	var created, expires, sent, done int64
+	if err := scan(&c.Seq, &c.ID, &c.DeviceID, &c.Type, &payload, &c.OrderID, &created, &expires, &c.State, &c.Attempts, &sent, &done, &c.Reason); err != nil {
+		return c, err
+	}
+	c.Payload = payload
+	c.CreatedAt, c.ExpiresAt = utcMillis(created), utcMillis(expires)
+	if sent != 0 {
+		t := utcMillis(sent)
+		c.SentAt = &t
+	}
+	if done != 0 {
+		t := utcMillis(done)
+		c.DoneAt = &t
+	}
+	return c, nil
+}
+
+// Cursor is a position in a log that a consumer advances in the same transaction as what it
+// made of the entries up to it (see EnqueueCommands).
+type Cursor struct {
+	Name  string // meta key
+	Value int64
+}
+
+// EnqueueCommands stores new commands, queued, setting their Seq, and moves cursor (when not nil) in the same
+// transaction, so that a consumer of the event log turns each event into commands exactly once.
+func (db *DB) EnqueueCommands(ctx context.Context, cmds []Command, cursor *Cursor) error {
+	err := db.write(ctx, func(tx *sql.Tx) error {
+		st, err := tx.PrepareContext(ctx, `INSERT INTO device_commands(id, device_id, type, payload, order_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)`)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		for i := range cmds {
+			c := &cmds[i]
+			res, err := st.ExecContext(ctx, c.ID, c.DeviceID, c.Type, []byte(c.Payload), c.OrderID, c.CreatedAt.UnixMilli(), c.ExpiresAt.UnixMilli())
+			if err != nil {
+				return err
+			}
+			if c.Seq, err = res.LastInsertId(); err != nil {
+				return err
+			}
+		}
+		if cursor != nil {
+			_, err := tx.ExecContext(ctx, `INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`, cursor.Name, cursor.Value)
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("storage: enqueue commands: %w", err)
+	}
+	return nil
+}
+
+// MetaValue reads a counter from the meta table; ok is false when it was never written.
+func (db *DB) MetaValue(ctx context.Context, key string) (v int64, ok bool, err error) {
+	err = db.r.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("storage: meta %s: %w", key, err)
+	}
+	return v, true, nil
+}
+
+// LastEventID is the id of the newest event, 0 when there is none.
+func (db *DB) LastEventID(ctx context.Context) (int64, error) {
+	var id int64
+	if err := db.r.QueryRowContext(ctx, `SELECT coalesce(max(id), 0) FROM events`).Scan(&id); err != nil {
+		return 0, fmt.Errorf("storage: last event: %w", err)
+	}
+	return id, nil
+}
+
+// OpenCommands returns up to limit of a device's queued and sent commands that have not expired
+// at now, in delivery order, after seq after.
+func (db *DB) OpenCommands(ctx context.Context, deviceID string, after int64, now time.Time, limit int) ([]Command, error) {
+	rows, err := db.r.QueryContext(ctx, `SELECT `+commandColumns+` FROM device_commands
+		WHERE device_id = ? AND state IN ('queued', 'sent') AND seq > ? AND expires_at > ? ORDER BY seq LIMIT ?`,
+		deviceID, after, now.UnixMilli(), limit)
+	if err != nil {
+		return nil, fmt.Errorf("storage: open commands: %w", err)
+	}
+	return collectCommands(rows)
+}
+
+func collectCommands(rows *sql.Rows) ([]Command, error) {
+	defer rows.Close()
+	out := []Command{}
+	for rows.Next() {
+		c, err := scanCommand(rows.Scan)
+		if err != nil {
+			return nil, fmt.Errorf("storage: commands: %w", err)
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// CommandFilter selects commands for ListCommands; zero fields select everything.
+type CommandFilter struct {
+	DeviceID string
+	State    string
+	Before   int64 // seq; 0: from the newest
+	Limit    int
+}
+
+// ListCommands lists commands newest first.
+func (db *DB) ListCommands(ctx context.Context, f CommandFilter) ([]Command, error) {
+	var where []string
+	var args []any
+	if f.DeviceID != "" {
+		where, args = append(where, "device_id = ?"), append(args, f.DeviceID)
+	}
+	if f.State != "" {
+		where, args = append(where, "state = ?"), append(args, f.State)
+	}
+	if f.Before > 0 {
+		where, args = append(where, "seq < ?"), append(args, f.Before)
+	}
+	q := `SELECT ` + commandColumns + ` FROM device_commands`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY seq DESC LIMIT ?"
+	rows, err := db.r.QueryContext(ctx, q, append(args, max(f.Limit, 1))...)
+	if err != nil {
+		return nil, fmt.Errorf("storage: list commands: %w", err)
+	}
+	return collectCommands(rows)
+}
+
+// GetCommand returns one command, or ErrNotFound.
+func (db *DB) GetCommand(ctx context.Context, id string) (Command, error) {
+	c, err := scanCommand(db.r.QueryRowContext(ctx, `SELECT `+commandColumns+` FROM device_commands WHERE id = ?`, id).Scan)
+	if errors.Is(err, sql.ErrNoRows) {
+		return c, ErrNotFound
+	}
+	if err != nil {
+		return c, fmt.Errorf("storage: get command: %w", err)
+	}
+	return c, nil
+}
+
+// CommandUpdate is one state change of a command, for UpdateCommands.
+type CommandUpdate struct {
+	ID     string
+	State  string // CommandSent, CommandAcknowledged or CommandFailed
+	At     time.Time
+	Reason string
+}
+
+// UpdateCommands applies state changes in one transaction. A change to sent counts an attempt;
+// a change of a command already final is ignored, so a repeated ack is harmless. An
+// acknowledged order.new command adds the "pushed" stage to its order's ledger.
+func (db *DB) UpdateCommands(ctx context.Context, ups []CommandUpdate) error {
+	if len(ups) == 0 {
+		return nil
+	}
+	err := db.write(ctx, func(tx *sql.Tx) error {
+		sent, err := tx.PrepareContext(ctx, `UPDATE device_commands SET state = 'sent', attempts = attempts + 1, sent_at = ? WHERE id = ? AND state IN ('queued', 'sent')`)
+		if err != nil {
+			return err
+		}
+		defer sent.Close()
+		done, err := tx.PrepareContext(ctx, `UPDATE device_commands SET state = ?, done_at = ?, reason = ? WHERE id = ? AND state IN ('queued', 'sent') RETURNING order_id, device_id`)
+		if err != nil {
+			return err
+		}
+		defer done.Close()
+		for _, u := range ups {
+			if u.State == CommandSent {
+				if _, err := sent.ExecContext(ctx, u.At.UnixMilli(), u.ID); err != nil {
+					return err
+				}
+				continue
+			}
+			var orderID, deviceID string
+			err := done.QueryRowContext(ctx, u.State, u.At.UnixMilli(), u.Reason, u.ID).Scan(&orderID, &deviceID)
+			if errors.Is(err, sql.ErrNoRows) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if orderID != "" && u.State == CommandAcknowledged {
+				if err := ledger(ctx, tx, orderID, u.At, StagePushed, "to device "+deviceID, ""); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("storage: update commands: %w", err)
+	}
+	return nil
+}
+
+// ExpireCommands marks expired every open command whose time ran out at now, with reason, and
+// returns how many.
+func (db *DB) ExpireCommands(ctx context.Context, now time.Time, reason string) (int64, error) {
+	var n int64
+	err := db.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE device_commands SET state = 'expired', done_at = ?, reason = ? WHERE state IN ('queued', 'sent') AND expires_at <= ?`,
+			now.UnixMilli(), reason, now.UnixMilli())
+		if err != nil {
+			return err
+		}
+		n, _ = res.RowsAffected()
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("storage: expire commands: %w", err)
+	}
+	return n, nil
+}
+
+// QueueDepths counts each device's open (queued or sent) commands; devices with none are absent.
+func (db *DB) QueueDepths(ctx context.Context) (map[string]int64, error) {
+	rows, err := db.r.QueryContext(ctx, `SELECT device_id, count(*) FROM device_commands WHERE state IN ('queued', 'sent') GROUP BY device_id`)
+	if err != nil {
+		return nil, fmt.Errorf("storage: queue depths: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var id string
+		var n int64
+		if err := rows.Scan(&id, &n); err != nil {
+			return nil, fmt.Errorf("storage: queue depths: %w", err)
+		}
+		out[id] = n
+	}
+	return out, rows.Err()
+}
