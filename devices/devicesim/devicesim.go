@@ -1,0 +1,414 @@
+// Package devicesim is the reference shop device: it pairs with the server, heartbeats, listens
+// on its push port, checks every pushed command (authentication, sequence, size), does each
+// command id once and acknowledges it. cmd/devicesim runs one or many of them; tests and
+// benchmarks use it as a real device on loopback. A device maker can read it beside
+// docs/push-protocol.md and docs/devices.md.
+package devicesim
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/storeedge/storeedge/devices/push"
+)
+
+// Options describe a simulated device.
+type Options struct {
+	// Server is the base URL of the storeedge LAN API, e.g. "http://192.168.1.10"; the device
+	// pairs and heartbeats there.
+	Server string
+	// Kind is tablet, kiosk, pos, signage, printer or other; "" is tablet.
+	Kind         string
+	Name         string
+	AppVersion   string
+	Capabilities []string
+	// Listen is the push listener's address; "" is 127.0.0.1:0 (a free port).
+	Listen string
+	// Heartbeat is the interval between heartbeats; 0 is 30 s, negative sends none.
+	Heartbeat time.Duration
+	// Handle, when set, is called once per new command id, in order; an error refuses the
+	// command (a nack with the error as the reason).
+	Handle func(Command) error
+	// AckDelay holds each ack back, to simulate a slow device.
+	AckDelay   time.Duration
+	HTTPClient *http.Client
+	Logger     *slog.Logger
+}
+
+// Command is a command the device accepted.
+type Command struct {
+	ID      string          `json:"id"`
+	Type    string          `json:"type"`
+	Payload json.RawMessage `json:"payload"`
+	Time    time.Time       `json:"time"`
+}
+
+// Rejection is a connection the device closed because of what the server (or someone posing as
+// it) sent.
+type Rejection struct {
+	Reason string
+	Err    error
+}
+
+// Device is one simulated device.
+type Device struct {
+	o   Options
+	log *slog.Logger
+
+	mu         sync.Mutex // protects the fields below
+	ln         net.Listener
+	addr       string // the push listener's address, kept across restarts
+	id, secret string
+	key        []byte
+	seen       map[string]bool
+	commands   []Command
+	duplicates int
+	rejections []Rejection
+	changed    chan struct{}
+}
+
+// New makes a device; it opens nothing yet.
+func New(o Options) *Device {
+	if o.Kind == "" {
+		o.Kind = "tablet"
+	}
+	if o.Listen == "" {
+		o.Listen = "127.0.0.1:0"
+	}
+	if o.Heartbeat == 0 {
+		o.Heartbeat = 30 * time.Second
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Device{o: o, log: o.Logger, addr: o.Listen, seen: map[string]bool{}, changed: make(chan struct{})}
+}
+
+// SetCredentials gives the device the id and secret it received when it paired.
+func (d *Device) SetCredentials(id, secret string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.id, d.secret, d.key = id, secret, push.Key(secret)
+}
+
+// ID is the device's id, "" before pairing.
+func (d *Device) ID() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.id
+}
+
+// Token is the device's API credential, for "Authorization: Bearer <token>".
+func (d *Device) Token() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.id + "." + d.secret
+}
+
+// listen opens the push listener if it is not open, on the address it had before if any.
+func (d *Device) listen() (net.Listener, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.ln != nil {
+		return d.ln, nil
+	}
+	ln, err := net.Listen("tcp", d.addr)
+	if err != nil {
+		return nil, fmt.Errorf("devicesim: push listener: %w", err)
+	}
+	d.ln, d.addr = ln, ln.Addr().String()
+	return ln, nil
+}
+
+// Listen opens the push listener now (Pair and Run open it otherwise) and returns its address.
+func (d *Device) Listen() (string, error) {
+	ln, err := d.listen()
+	if err != nil {
+		return "", err
+	}
+	return ln.Addr().String(), nil
+}
+
+// PushAddr is the address of the push listener (after Listen, Pair or Run).
+func (d *Device) PushAddr() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.addr
+}
+
+func (d *Device) pushPort() int {
+	_, p, _ := net.SplitHostPort(d.PushAddr())
+	n, _ := strconv.Atoi(p)
+	return n
+}
+
+// Pair pairs the device with a pairing code or, when code is "", the shop's enrollment secret.
+func (d *Device) Pair(ctx context.Context, code, enrollmentSecret string) error {
+	if _, err := d.listen(); err != nil {
+		return err
+	}
+	req := map[string]any{"kind": d.o.Kind, "name": d.o.Name, "app_version": d.o.AppVersion, "push_port": d.pushPort(), "capabilities": d.o.Capabilities}
+	if code != "" {
+		req["code"] = code
+	} else {
+		req["enrollment_secret"] = enrollmentSecret
+	}
+	var creds struct {
+		DeviceID string `json:"device_id"`
+		Secret   string `json:"secret"`
+	}
+	if err := d.call(ctx, "/api/v1/devices/pair", "", req, &creds); err != nil {
+		return fmt.Errorf("devicesim: pair: %w", err)
+	}
+	d.SetCredentials(creds.DeviceID, creds.Secret)
+	d.log.Info("devicesim: paired", slog.String("device_id", creds.DeviceID))
+	return nil
+}
+
+// Heartbeat tells the server the device is alive, and where it listens.
+func (d *Device) Heartbeat(ctx context.Context) error {
+	req := map[string]any{"app_version": d.o.AppVersion, "push_port": d.pushPort()}
+	if err := d.call(ctx, "/api/v1/devices/heartbeat", d.Token(), req, nil); err != nil {
+		return fmt.Errorf("devicesim: heartbeat: %w", err)
+	}
+	return nil
+}
+
+// HTTPError is an answer other than 2xx.
+type HTTPError struct {
+	Status int
+	Body   string
+}
+
+func (e *HTTPError) Error() string { return fmt.Sprintf("HTTP %d: %s", e.Status, e.Body) }
+
+func (d *Device) call(ctx context.Context, path, token string, in, out any) error {
+	body, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.o.Server+path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := d.o.HTTPClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		return &HTTPError{Status: resp.StatusCode, Body: string(b)}
+	}
+	if out != nil {
+		return json.Unmarshal(b, out)
+	}
+	return nil
+}
+
+// Run serves the push port and heartbeats until ctx ends, then closes the listener and every
+// connection; a later Run listens on the same address again (a device that was away).
+func (d *Device) Run(ctx context.Context) error {
+	ln, err := d.listen()
+	if err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	defer func() {
+		d.mu.Lock()
+		d.ln = nil
+		d.mu.Unlock()
+		ln.Close()
+	}()
+	if d.o.Heartbeat > 0 {
+		wg.Go(func() { d.heartbeats(ctx) })
+	}
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("devicesim: accept: %w", err)
+		}
+		wg.Go(func() {
+			stop := context.AfterFunc(ctx, func() { nc.Close() })
+			defer stop()
+			defer nc.Close()
+			d.serve(ctx, nc)
+		})
+	}
+}
+
+func (d *Device) heartbeats(ctx context.Context) {
+	t := time.NewTicker(d.o.Heartbeat)
+	defer t.Stop()
+	for {
+		if err := d.Heartbeat(ctx); err != nil && ctx.Err() == nil {
+			d.log.Warn("devicesim: heartbeat failed", slog.Any("error", err))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// serve runs one push connection from the server.
+func (d *Device) serve(ctx context.Context, nc net.Conn) {
+	d.mu.Lock()
+	id, key := d.id, d.key
+	d.mu.Unlock()
+	if key == nil {
+		d.reject(nc, "not paired yet", errors.New("devicesim: no credentials"))
+		return
+	}
+	c, err := push.DeviceHandshake(nc, key, id, time.Now(), 10*time.Second)
+	if err != nil {
+		d.reject(nc, "hello", err)
+		return
+	}
+	d.log.Debug("devicesim: server connected", slog.String("server", c.PeerID))
+	for {
+		f, err := c.ReadFrame()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			c.SendError(err.Error(), time.Now())
+			d.reject(nc, "frame", err)
+			return
+		}
+		switch f.Type {
+		case push.TypeCommand:
+		case push.TypeError:
+			d.log.Info("devicesim: the server closed the connection", slog.String("reason", string(f.Payload)))
+			return
+		default:
+			c.SendError("a server sends only command and error frames", time.Now())
+			d.reject(nc, "frame", fmt.Errorf("devicesim: unexpected %s frame", f.Type))
+			return
+		}
+		ack := push.Frame{Type: push.TypeAck, Time: time.Now().UnixMilli(), ID: f.ID}
+		if err := d.accept(f); err != nil {
+			ack.Type, ack.Payload = push.TypeNack, []byte(err.Error())
+		}
+		if d.o.AckDelay > 0 {
+			select {
+			case <-time.After(d.o.AckDelay):
+			case <-ctx.Done():
+				return
+			}
+		}
+		if err := c.WriteFrame(ack, 10*time.Second); err != nil {
+			return
+		}
+	}
+}
+
+// accept does a verified command once: a command id seen before (sent again because its ack
+// was lost) is only acknowledged again.
+func (d *Device) accept(f push.Frame) error {
+	cmd := Command{ID: f.ID, Type: f.CommandType, Payload: json.RawMessage(f.Payload), Time: time.UnixMilli(f.Time).UTC()}
+	d.mu.Lock()
+	if d.seen[f.ID] {
+		d.duplicates++
+		d.mu.Unlock()
+		return nil
+	}
+	d.seen[f.ID] = true
+	d.mu.Unlock()
+	var err error
+	if d.o.Handle != nil {
+		err = d.o.Handle(cmd)
+	}
+	d.mu.Lock()
+	if err == nil {
+		d.commands = append(d.commands, cmd)
+	}
+	d.notifyLocked()
+	d.mu.Unlock()
+	return err
+}
+
+func (d *Device) reject(nc net.Conn, what string, err error) {
+	d.log.Warn("devicesim: connection refused", slog.String("at", what), slog.Any("error", err), slog.String("remote", nc.RemoteAddr().String()))
+	d.mu.Lock()
+	d.rejections = append(d.rejections, Rejection{Reason: what + ": " + err.Error(), Err: err})
+	d.notifyLocked()
+	d.mu.Unlock()
+}
+
+func (d *Device) notifyLocked() {
+	close(d.changed)
+	d.changed = make(chan struct{})
+}
+
+// Commands returns the commands done so far, in the order they came, each id once.
+func (d *Device) Commands() []Command {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]Command(nil), d.commands...)
+}
+
+// Duplicates counts commands received again after they were done.
+func (d *Device) Duplicates() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.duplicates
+}
+
+// Rejections returns the connections refused so far and why.
+func (d *Device) Rejections() []Rejection {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]Rejection(nil), d.rejections...)
+}
+
+// Changed returns a channel closed at the next command done or connection refused.
+func (d *Device) Changed() <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.changed
+}
+
+// WaitFor waits until cond holds (checked at each change) or ctx ends.
+func (d *Device) WaitFor(ctx context.Context, cond func(*Device) bool) error {
+	for {
+		ch := d.Changed()
+		if cond(d) {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}

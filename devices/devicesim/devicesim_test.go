@@ -1,0 +1,190 @@
+package devicesim_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/storeedge/storeedge/devices/devicesim"
+	"github.com/storeedge/storeedge/devices/push"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const (
+	deviceID = "dv_aaaaaaaaaaaaaaaa"
+	secret   = "hJ3k9Qm2Zr7Tw5Xy1Ab4Cd6Ef8Gh0Ij2Kl4Mn6Op8Q"
+)
+
+var key = push.Key(secret)
+
+// runDevice runs a device with known credentials and no server: the test plays the server.
+func runDevice(t *testing.T) *devicesim.Device {
+	t.Helper()
+	d := devicesim.New(devicesim.Options{Heartbeat: -1})
+	d.SetCredentials(deviceID, secret)
+	if _, err := d.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	return d
+}
+
+// connect plays the server's side of the hello exchange with k.
+func connect(t *testing.T, d *devicesim.Device, k []byte) (*push.Conn, error) {
+	t.Helper()
+	nc, err := net.Dial("tcp", d.PushAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	return push.ServerHandshake(nc, k, "srv-test", deviceID, time.Now(), 5*time.Second)
+}
+
+func command(id string) push.Frame {
+	return push.Frame{Type: push.TypeCommand, Time: time.Now().UnixMilli(), ID: id, CommandType: "print", Payload: []byte(`{"text":"x"}`)}
+}
+
+// waitRejected waits until the device has refused n connections and returns the last reason.
+func waitRejected(t *testing.T, d *devicesim.Device, n int) devicesim.Rejection {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := d.WaitFor(ctx, func(d *devicesim.Device) bool { return len(d.Rejections()) >= n }); err != nil {
+		t.Fatalf("device refused %d connections, want %d", len(d.Rejections()), n)
+	}
+	r := d.Rejections()
+	return r[n-1]
+}
+
+// readAck reads the device's answer to a command.
+func readAck(t *testing.T, c *push.Conn) push.Frame {
+	t.Helper()
+	c.NetConn().SetReadDeadline(time.Now().Add(5 * time.Second))
+	f, err := c.ReadFrame()
+	if err != nil {
+		t.Fatalf("no ack: %v", err)
+	}
+	return f
+}
+
+func TestDeviceAcksGenuineCommandsOnce(t *testing.T) {
+	d := runDevice(t)
+	c, err := connect(t, d, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"cmd_1", "cmd_2", "cmd_1"} { // cmd_1 again: its ack was lost, say
+		if err := c.WriteFrame(command(id), time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if a := readAck(t, c); a.Type != push.TypeAck || a.ID != id {
+			t.Fatalf("answer %+v, want an ack of %s", a, id)
+		}
+	}
+	if got := d.Commands(); len(got) != 2 || got[0].ID != "cmd_1" || got[1].ID != "cmd_2" || d.Duplicates() != 1 {
+		t.Fatalf("device did %+v (%d duplicates)", got, d.Duplicates())
+	}
+}
+
+func TestDeviceRejectsForgedAlteredReplayedAndOversized(t *testing.T) {
+	d := runDevice(t)
+	rejections := 0
+	expect := func(what string, want error) {
+		t.Helper()
+		rejections++
+		r := waitRejected(t, d, rejections)
+		if !errors.Is(r.Err, want) {
+			t.Fatalf("%s: device refused with %v, want %v", what, r.Err, want)
+		}
+	}
+
+	// A rogue server that does not hold the device's key cannot even say hello.
+	connectRaw(t, d, push.Key("guessed secret"))
+	expect("rogue server", push.ErrBadMAC)
+
+	// Forged: the frame's MAC is made with a wrong key.
+	c2, nonce := connectRaw(t, d, key)
+	b, _ := (&push.Frame{Type: push.TypeCommand, Seq: 1, ID: "cmd_forged", CommandType: "print", Payload: []byte("{}")}).Encode(push.Key("wrong"), nonce)
+	c2.Write(b)
+	expect("forged", push.ErrBadMAC)
+
+	// Altered: a genuine frame with one payload byte changed.
+	c3, nonce := connectRaw(t, d, key)
+	b, _ = (&push.Frame{Type: push.TypeCommand, Seq: 1, ID: "cmd_altered", CommandType: "print", Payload: []byte(`{"amount":100}`)}).Encode(key, nonce)
+	b[len(b)-push.MACSize-3] = '9'
+	c3.Write(b)
+	expect("altered", push.ErrBadMAC)
+
+	// Replayed on the same connection: accepted once, refused the second time.
+	c4, nonce := connectRaw(t, d, key)
+	b, _ = (&push.Frame{Type: push.TypeCommand, Seq: 1, ID: "cmd_once", CommandType: "print", Payload: []byte("{}")}).Encode(key, nonce)
+	c4.Write(b)
+	c4.Write(b)
+	expect("replayed on its connection", push.ErrReplay)
+
+	// Replayed on another connection: bound to the old connection's nonce, it does not verify.
+	c5, _ := connectRaw(t, d, key)
+	c5.Write(b)
+	expect("replayed on a new connection", push.ErrBadMAC)
+
+	// Oversized: refused from its header, without reading the body.
+	c6, _ := connectRaw(t, d, key)
+	c6.Write([]byte{'S', 'E', 1, byte(push.TypeCommand), 0x10, 0, 0, 0})
+	expect("oversized", push.ErrTooLarge)
+
+	if got := d.Commands(); len(got) != 1 || got[0].ID != "cmd_once" {
+		t.Fatalf("device did %+v, want only cmd_once", got)
+	}
+	for _, r := range d.Rejections() {
+		if r.Reason == "" || !strings.Contains(r.Reason, "push:") {
+			t.Errorf("rejection without a reason: %+v", r)
+		}
+	}
+}
+
+// connectRaw runs the server's hello by hand, signed with k, and returns the connection and the
+// device's nonce, so that the test can write frames of its own making.
+func connectRaw(t *testing.T, d *devicesim.Device, k []byte) (net.Conn, []byte) {
+	t.Helper()
+	nc, err := net.Dial("tcp", d.PushAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	nc.SetDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(nc)
+	header, err := br.Peek(8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := push.FrameLen(header)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := make([]byte, n)
+	if _, err := io.ReadFull(br, raw); err != nil {
+		t.Fatal(err)
+	}
+	// The nonce ends the hello, before its MAC.
+	nonce := raw[n-push.MACSize-push.NonceSize : n-push.MACSize]
+	own := make([]byte, push.NonceSize)
+	b, _ := (&push.Frame{Type: push.TypeHello, ID: "srv-test", Payload: own}).Encode(k, nonce)
+	nc.Write(b)
+	return nc, nonce
+}

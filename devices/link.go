@@ -1,0 +1,343 @@
+package devices
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/storeedge/storeedge/devices/push"
+	"github.com/storeedge/storeedge/internal/backoff"
+	"github.com/storeedge/storeedge/storage"
+)
+
+// maxOffered bounds the commands a link holds in memory for its device; beyond it, it reads its
+// queue from the database instead.
+const maxOffered = 4096
+
+// warnEvery is how often a device that stays unreachable is logged at WARN; in between, DEBUG.
+const warnEvery = 10 * time.Minute
+
+// link keeps the push connection to one device: it dials the device, runs the hello exchange,
+// writes the device's open commands in order and records the acks, and reconnects with backoff
+// when the connection fails.
+type link struct {
+	m    *Manager
+	id   string
+	wake chan struct{} // new commands to send, or "retry now"
+
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu       sync.Mutex // protects the fields below
+	state    string
+	lastErr  string
+	offered  []storage.Command // stored since the link last read its queue, in seq order
+	reload   bool              // offered overflowed: read the queue from the database
+	lastWarn time.Time
+}
+
+func newLink(m *Manager, id string) *link {
+	return &link{m: m, id: id, wake: make(chan struct{}, 1), done: make(chan struct{}), state: PushConnecting}
+}
+
+func (l *link) status() (state, lastErr string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.state, l.lastErr
+}
+
+func (l *link) setState(state, lastErr string) {
+	l.mu.Lock()
+	l.state, l.lastErr = state, lastErr
+	l.mu.Unlock()
+}
+
+func (l *link) poke() {
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+// retryNow ends the wait before the next attempt (the device just said it is back).
+func (l *link) retryNow() { l.poke() }
+
+// offer hands the link a command just stored for its device.
+func (l *link) offer(c storage.Command) {
+	l.mu.Lock()
+	if len(l.offered) < maxOffered {
+		l.offered = append(l.offered, c)
+	} else {
+		l.offered, l.reload = nil, true
+	}
+	l.mu.Unlock()
+	l.poke()
+}
+
+// stop ends the link and waits until its connection is closed.
+func (l *link) stop() {
+	l.cancel()
+	<-l.done
+}
+
+// run connects and reconnects until ctx ends.
+func (l *link) run(ctx context.Context) {
+	defer close(l.done)
+	b := backoff.New(l.m.o.RetryMin, l.m.o.RetryMax)
+	for {
+		connected, err := l.session(ctx)
+		if ctx.Err() != nil {
+			l.setState(PushOffline, "")
+			return
+		}
+		if connected {
+			b.Reset()
+		}
+		msg := err.Error()
+		l.setState(PushOffline, msg)
+		wait := b.Next(0)
+		l.logFailure(ctx, connected, err, wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-l.wake:
+		case <-t.C:
+		}
+		t.Stop()
+		l.setState(PushConnecting, msg)
+	}
+}
+
+// logFailure logs a lost connection at WARN, and a device that stays unreachable at WARN every
+// warnEvery only.
+func (l *link) logFailure(ctx context.Context, connected bool, err error, wait time.Duration) {
+	now := time.Now()
+	l.mu.Lock()
+	level := slog.LevelDebug
+	if connected || now.Sub(l.lastWarn) >= warnEvery {
+		level, l.lastWarn = slog.LevelWarn, now
+	}
+	l.mu.Unlock()
+	msg := "devices: cannot reach device for push; will retry"
+	if connected {
+		msg = "devices: push connection closed; will reconnect"
+	}
+	l.m.log.LogAttrs(ctx, level, msg, slog.String(keyDevice, l.id), slog.String(keyError, err.Error()), slog.Duration("retry_in", wait))
+}
+
+// inflight is a command written on the connection and not acknowledged yet.
+type inflight struct {
+	id  string
+	seq int64
+}
+
+// errPeer marks the errors caused by what the device sent, which are worth telling it.
+var errPeer = errors.New("device sent")
+
+// session runs one connection. connected tells whether the hello exchange succeeded.
+func (l *link) session(ctx context.Context) (connected bool, err error) {
+	m := l.m
+	d, err := m.db.GetDevice(ctx, l.id)
+	if err != nil {
+		return false, err
+	}
+	if !d.RevokedAt.IsZero() {
+		return false, ErrRevoked
+	}
+	addr := net.JoinHostPort(d.Address, strconv.Itoa(d.PushPort))
+	dctx, cancel := context.WithTimeout(ctx, m.o.Timeout)
+	nc, err := m.o.Dial(dctx, "tcp", addr)
+	cancel()
+	if err != nil {
+		return false, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	defer nc.Close()
+	stop := context.AfterFunc(ctx, func() { nc.Close() })
+	defer stop()
+	c, err := push.ServerHandshake(nc, d.PushKey, m.o.ServerID, d.ID, m.now(), m.o.Timeout)
+	if err != nil {
+		if !isNetErr(err) {
+			push.SendError(nc, d.PushKey, nil, m.o.ServerID, err.Error(), m.now())
+		}
+		return false, fmt.Errorf("%s: %w", addr, err)
+	}
+	l.setState(PushConnected, "")
+	m.log.Info("devices: push connected", slog.String(keyDevice, l.id), slog.String(keyAddr, addr))
+	// What was stored before now is read from the database; what comes later is offered.
+	l.mu.Lock()
+	l.reload, l.offered = true, nil
+	l.mu.Unlock()
+	m.expire(ctx)
+
+	frames := make(chan push.Frame, 64)
+	readErr := make(chan error, 1)
+	readerDone := make(chan struct{})
+	defer func() { nc.Close(); <-readerDone }()
+	go func() {
+		defer close(readerDone)
+		for {
+			f, err := c.ReadFrame()
+			if err != nil {
+				readErr <- err
+				return
+			}
+			select {
+			case frames <- f:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+
+	var sent []inflight
+	var last int64
+	ackTimer := time.NewTimer(time.Hour)
+	ackTimer.Stop()
+	defer ackTimer.Stop()
+	for {
+		if room := m.o.Window - len(sent); room > 0 {
+			batch, err := l.next(ctx, last, room)
+			if err != nil {
+				return true, err
+			}
+			if len(batch) > 0 {
+				if err := l.write(ctx, c, batch); err != nil {
+					return true, err
+				}
+				if len(sent) == 0 {
+					ackTimer.Reset(m.o.Timeout)
+				}
+				for _, cmd := range batch {
+					sent = append(sent, inflight{cmd.ID, cmd.Seq})
+				}
+				last = batch[len(batch)-1].Seq
+				continue
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return true, ctx.Err()
+		case <-l.wake:
+		case err := <-readErr:
+			if isNetErr(err) {
+				return true, err
+			}
+			c.SendError(err.Error(), m.now())
+			return true, fmt.Errorf("%w garbage: %w", errPeer, err)
+		case f := <-frames:
+			var err error
+			if sent, err = l.answer(ctx, c, f, sent); err != nil {
+				return true, err
+			}
+			ackTimer.Stop()
+			if len(sent) > 0 {
+				ackTimer.Reset(m.o.Timeout)
+			}
+		case <-ackTimer.C:
+			if len(sent) > 0 {
+				return true, fmt.Errorf("no acknowledgement of command %s within %s", sent[0].id, m.o.Timeout)
+			}
+		}
+	}
+}
+
+// answer handles a frame from the device and returns what is still awaiting an ack.
+func (l *link) answer(ctx context.Context, c *push.Conn, f push.Frame, sent []inflight) ([]inflight, error) {
+	switch f.Type {
+	case push.TypeAck, push.TypeNack:
+		i := slices.IndexFunc(sent, func(x inflight) bool { return x.id == f.ID })
+		if i < 0 {
+			// An ack for a command of an earlier connection, or repeated: harmless.
+			l.m.log.Debug("devices: ack for no command in flight", slog.String(keyDevice, l.id), slog.String(keyCommand, f.ID))
+			return sent, nil
+		}
+		sent = slices.Delete(sent, i, i+1)
+		u := storage.CommandUpdate{ID: f.ID, State: storage.CommandAcknowledged, At: l.m.now()}
+		if f.Type == push.TypeNack {
+			u.State, u.Reason = storage.CommandFailed, "refused by the device: "+printableReason(f.Payload)
+		}
+		return sent, l.m.writer.add(ctx, u)
+	case push.TypeError:
+		return sent, fmt.Errorf("the device closed the connection: %s", printableReason(f.Payload))
+	default:
+		c.SendError("a device sends only ack, nack and error frames", l.m.now())
+		return sent, fmt.Errorf("%w a %s frame, which devices do not send", errPeer, f.Type)
+	}
+}
+
+// next returns up to n commands to write after seq last: from the database after a reconnect
+// or an overflow, else from those offered.
+func (l *link) next(ctx context.Context, last int64, n int) ([]storage.Command, error) {
+	now := l.m.now()
+	l.mu.Lock()
+	if l.reload {
+		l.reload, l.offered = false, nil
+		l.mu.Unlock()
+		cmds, err := l.m.db.OpenCommands(ctx, l.id, last, now, n)
+		if err != nil {
+			return nil, err
+		}
+		if len(cmds) == n {
+			l.mu.Lock()
+			l.reload = true // there may be more
+			l.mu.Unlock()
+		}
+		return cmds, nil
+	}
+	defer l.mu.Unlock()
+	var out []storage.Command
+	i := 0
+	for ; i < len(l.offered) && len(out) < n; i++ {
+		c := l.offered[i]
+		if c.Seq > last && c.ExpiresAt.After(now) {
+			out = append(out, c)
+		}
+	}
+	l.offered = l.offered[i:]
+	return out, nil
+}
+
+// write records the commands as sent and writes them in one go.
+func (l *link) write(ctx context.Context, c *push.Conn, cmds []storage.Command) error {
+	now := l.m.now()
+	frames := make([]push.Frame, len(cmds))
+	for i, cmd := range cmds {
+		frames[i] = push.Frame{Type: push.TypeCommand, Time: cmd.CreatedAt.UnixMilli(), ID: cmd.ID, CommandType: cmd.Type, Payload: cmd.Payload}
+		if err := l.m.writer.add(ctx, storage.CommandUpdate{ID: cmd.ID, State: storage.CommandSent, At: now}); err != nil {
+			return err
+		}
+	}
+	if err := c.WriteFrames(frames, l.m.o.Timeout); err != nil {
+		return fmt.Errorf("write commands: %w", err)
+	}
+	return nil
+}
+
+// isNetErr tells a failed or closed connection from a peer that sent something wrong.
+func isNetErr(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+func printableReason(b []byte) string {
+	if len(b) > 200 {
+		b = b[:200]
+	}
+	out := make([]byte, 0, len(b))
+	for _, c := range b {
+		if c < ' ' || c > '~' {
+			c = '?'
+		}
+		out = append(out, c)
+	}
+	return strconv.Quote(string(out))
+}

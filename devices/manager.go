@@ -1,0 +1,624 @@
+package devices
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/storeedge/storeedge/devices/push"
+	"github.com/storeedge/storeedge/storage"
+)
+
+// Options configure a Manager. Zero values take the defaults of docs/configuration.md.
+type Options struct {
+	DB       *storage.DB
+	ServerID string // sent in the push hello; "" is "storeedge"
+	// EnrollmentSecret, when set, pairs any device that presents it (mass roll-out).
+	EnrollmentSecret string
+	PairingCodeTTL   time.Duration // how long a pairing code is valid
+	PairingAttempts  int           // failed pairing attempts allowed per address per minute
+	PushPortDefault  int           // push port of a device that names none
+	CommandTTL       time.Duration // how long a command waits for its device before it expires
+	// RetryMin and RetryMax bound the backoff between attempts to reach a device.
+	RetryMin, RetryMax time.Duration
+	// Timeout bounds dialling a device, the hello exchange, a write, and the wait for an ack.
+	Timeout time.Duration
+	// Window is how many commands may await their acks on one connection.
+	Window int
+	// Dial connects to devices; nil uses a net.Dialer.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Now is the clock of pairing codes, heartbeats and command expiry; nil: time.Now.
+	Now    func() time.Time
+	Logger *slog.Logger
+	// Committed, when set, is called after each batch of command state changes is stored (tests
+	// wait on it instead of polling).
+	Committed func([]storage.CommandUpdate)
+}
+
+// Defaults, as in docs/configuration.md.
+const (
+	DefaultPairingCodeTTL  = 10 * time.Minute
+	DefaultPairingAttempts = 5
+	DefaultPushPort        = 8081
+	DefaultCommandTTL      = 24 * time.Hour
+	defaultRetryMin        = time.Second
+	defaultRetryMax        = time.Minute
+	defaultTimeout         = 10 * time.Second
+	defaultWindow          = 256
+
+	// OnlineWindow is how long after its last heartbeat a device without a push connection
+	// still counts as online; devices heartbeat every 30 s.
+	OnlineWindow = 90 * time.Second
+)
+
+// Capability names with a meaning to the server.
+const (
+	// CapOrders marks a device that handles orders: it gets an order.new command for each new order.
+	CapOrders = "orders"
+)
+
+// Kinds of device.
+var Kinds = []string{"tablet", "kiosk", "pos", "signage", "printer", "other"}
+
+// Errors of the Manager's methods; the server maps them to answers.
+var (
+	ErrUnauthorized = errors.New("devices: no valid device credential")
+	ErrRevoked      = errors.New("devices: device revoked")
+	ErrBadPairing   = errors.New("devices: pairing code unknown, expired or already used, or wrong enrollment secret")
+	ErrEnrollment   = errors.New("devices: enrollment with a shop secret is off (devices.enrollment_secret is empty); pair with a code")
+	ErrNotFound     = errors.New("devices: no such device")
+	ErrNoTarget     = errors.New("devices: no paired device matches")
+)
+
+// InvalidError is a request field with a bad value.
+type InvalidError struct{ Field, Msg string }
+
+func (e *InvalidError) Error() string { return e.Field + ": " + e.Msg }
+
+// ThrottledError refuses a pairing attempt after too many failures.
+type ThrottledError struct{ RetryAfter time.Duration }
+
+func (e *ThrottledError) Error() string {
+	return fmt.Sprintf("devices: too many failed pairing attempts; try again in %s", e.RetryAfter.Round(time.Second))
+}
+
+// entry is what the Manager remembers of a device between requests.
+type entry struct {
+	dev  storage.Device
+	hash [32]byte
+}
+
+// Manager is the registry, pairing, authentication and the command queue with its push links.
+type Manager struct {
+	o        Options
+	db       *storage.DB
+	log      *slog.Logger
+	now      func() time.Time
+	throttle *throttle
+	writer   *writer
+
+	changed chan struct{} // a device was paired or revoked: Run reconciles its links
+
+	mu    sync.RWMutex // protects the fields below
+	devs  map[string]*entry
+	links map[string]*link
+}
+
+// New loads the registry from the database.
+func New(ctx context.Context, o Options) (*Manager, error) {
+	if o.DB == nil {
+		return nil, errors.New("devices: no database")
+	}
+	if o.ServerID == "" {
+		o.ServerID = "storeedge"
+	}
+	o.PairingCodeTTL = orDefault(o.PairingCodeTTL, DefaultPairingCodeTTL)
+	o.PairingAttempts = orDefault(o.PairingAttempts, DefaultPairingAttempts)
+	o.PushPortDefault = orDefault(o.PushPortDefault, DefaultPushPort)
+	o.CommandTTL = orDefault(o.CommandTTL, DefaultCommandTTL)
+	o.RetryMin = orDefault(o.RetryMin, defaultRetryMin)
+	o.RetryMax = orDefault(o.RetryMax, defaultRetryMax)
+	o.Timeout = orDefault(o.Timeout, defaultTimeout)
+	o.Window = orDefault(o.Window, defaultWindow)
+	if o.Dial == nil {
+		d := &net.Dialer{KeepAlive: 15 * time.Second}
+		o.Dial = d.DialContext
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	m := &Manager{o: o, db: o.DB, log: o.Logger, now: o.Now, throttle: newThrottle(o.PairingAttempts, time.Minute),
+		changed: make(chan struct{}, 1), devs: map[string]*entry{}, links: map[string]*link{}}
+	m.writer = newWriter(o.DB, o.Logger, o.Committed)
+	devs, err := o.DB.Devices(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range devs {
+		m.devs[d.ID] = &entry{dev: d, hash: [32]byte(d.SecretHash)}
+	}
+	if err := m.initOrderCursor(ctx); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// Log attribute keys.
+const (
+	keyDevice  = "device_id"
+	keyAddr    = "addr"
+	keyError   = "error"
+	keyCommand = "command_id"
+	keyType    = "type"
+	keyName    = "name"
+	keyKind    = "kind"
+	keyCount   = "count"
+)
+
+// Device is a device as the API shows it.
+type Device struct {
+	ID           string     `json:"id"`
+	Kind         string     `json:"kind"`
+	Name         string     `json:"name"`
+	AppVersion   string     `json:"app_version"`
+	Address      string     `json:"address"`
+	PushPort     int        `json:"push_port"`
+	Capabilities []string   `json:"capabilities"`
+	PairedAt     time.Time  `json:"paired_at"`
+	PairedBy     string     `json:"paired_by"`
+	LastSeen     *time.Time `json:"last_seen"` // null: no heartbeat yet
+	Revoked      bool       `json:"revoked"`
+	RevokedAt    *time.Time `json:"revoked_at,omitempty"`
+	Online       bool       `json:"online"`
+	// Push is the push connection: connected, connecting, offline or revoked.
+	Push       string `json:"push"`
+	PushError  string `json:"push_error,omitempty"`
+	QueueDepth int64  `json:"queue_depth"` // commands queued or sent, not yet acknowledged
+}
+
+// Push connection states.
+const (
+	PushConnected  = "connected"
+	PushConnecting = "connecting"
+	PushOffline    = "offline"
+	PushRevoked    = "revoked"
+)
+
+func (m *Manager) view(e *entry, depth int64, now time.Time) Device {
+	d := e.dev
+	v := Device{ID: d.ID, Kind: d.Kind, Name: d.Name, AppVersion: d.AppVersion, Address: d.Address, PushPort: d.PushPort,
+		Capabilities: slices.Clone(d.Capabilities), PairedAt: d.PairedAt, PairedBy: d.PairedBy, QueueDepth: depth, Push: PushOffline}
+	if v.Capabilities == nil {
+		v.Capabilities = []string{}
+	}
+	if !d.LastSeen.IsZero() {
+		t := d.LastSeen
+		v.LastSeen = &t
+	}
+	if !d.RevokedAt.IsZero() {
+		t := d.RevokedAt
+		v.Revoked, v.RevokedAt, v.Push = true, &t, PushRevoked
+		return v
+	}
+	if l := m.links[d.ID]; l != nil {
+		v.Push, v.PushError = l.status()
+	}
+	v.Online = v.Push == PushConnected || (!d.LastSeen.IsZero() && now.Sub(d.LastSeen) < OnlineWindow)
+	return v
+}
+
+// List returns every device, revoked ones included, by pairing time.
+func (m *Manager) List(ctx context.Context) ([]Device, error) {
+	depths, err := m.db.QueueDepths(ctx)
+	if err != nil {
+		return nil, err
+	}
+	now := m.now()
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make([]Device, 0, len(m.devs))
+	for _, e := range m.devs {
+		out = append(out, m.view(e, depths[e.dev.ID], now))
+	}
+	slices.SortFunc(out, func(a, b Device) int {
+		if c := a.PairedAt.Compare(b.PairedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out, nil
+}
+
+// Get returns one device, or ErrNotFound.
+func (m *Manager) Get(ctx context.Context, id string) (Device, error) {
+	depths, err := m.db.QueueDepths(ctx)
+	if err != nil {
+		return Device{}, err
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	e := m.devs[id]
+	if e == nil {
+		return Device{}, ErrNotFound
+	}
+	return m.view(e, depths[id], m.now()), nil
+}
+
+// Summary is the devices part of the status page.
+type Summary struct {
+	Paired  int       `json:"paired"`
+	Online  int       `json:"online"`
+	Offline int       `json:"offline"`
+	Queued  int64     `json:"queued"` // commands waiting for their devices
+	Devices []Brief   `json:"devices"`
+	At      time.Time `json:"-"`
+}
+
+// Brief is one device on the status page.
+type Brief struct {
+	ID         string `json:"id"`
+	Name       string `json:"name"`
+	Kind       string `json:"kind"`
+	Online     bool   `json:"online"`
+	Push       string `json:"push"`
+	QueueDepth int64  `json:"queue_depth"`
+}
+
+// Summary counts devices online and offline and the commands queued for them.
+func (m *Manager) Summary(ctx context.Context) (Summary, error) {
+	all, err := m.List(ctx)
+	if err != nil {
+		return Summary{}, err
+	}
+	s := Summary{Devices: []Brief{}}
+	for _, d := range all {
+		if d.Revoked {
+			continue
+		}
+		s.Paired++
+		if d.Online {
+			s.Online++
+		} else {
+			s.Offline++
+		}
+		s.Queued += d.QueueDepth
+		s.Devices = append(s.Devices, Brief{ID: d.ID, Name: d.Name, Kind: d.Kind, Online: d.Online, Push: d.Push, QueueDepth: d.QueueDepth})
+	}
+	return s, nil
+}
+
+// Authenticate checks a device token ("<id>.<secret>") against the registry in memory and
+// returns the device's id. A revoked device gets ErrRevoked, anything else that is not a valid
+// credential ErrUnauthorized.
+func (m *Manager) Authenticate(token string) (string, error) {
+	id, secret, ok := splitToken(token)
+	h := hashSecret(secret)
+	m.mu.RLock()
+	e := m.devs[id]
+	var stored [32]byte
+	var revoked bool
+	if e != nil {
+		stored, revoked = e.hash, !e.dev.RevokedAt.IsZero()
+	}
+	m.mu.RUnlock()
+	// Compare even when the id is unknown, so that timing does not tell ids apart.
+	match := equalHash(h, stored)
+	switch {
+	case !ok || e == nil || !match:
+		return "", ErrUnauthorized
+	case revoked:
+		return "", ErrRevoked
+	}
+	return id, nil
+}
+
+// PairingCode is a code an admin created, to be typed into one device.
+type PairingCode struct {
+	Code      string    `json:"code"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// NewPairingCode creates a single-use pairing code valid for ttl (0: the configured TTL).
+func (m *Manager) NewPairingCode(ctx context.Context, ttl time.Duration) (PairingCode, error) {
+	if ttl <= 0 {
+		ttl = m.o.PairingCodeTTL
+	}
+	code := newPairingCode()
+	norm, _ := normalizeCode(code)
+	now := m.now()
+	if err := m.db.AddPairingCode(ctx, hashCode(norm), now, now.Add(ttl)); err != nil {
+		return PairingCode{}, err
+	}
+	m.log.Info("devices: pairing code created", slog.Time("expires_at", now.Add(ttl)))
+	return PairingCode{Code: code, ExpiresAt: now.Add(ttl).UTC()}, nil
+}
+
+// PairRequest is what a device sends to pair: one of Code and EnrollmentSecret, and itself.
+type PairRequest struct {
+	Code             string   `json:"code,omitempty"`
+	EnrollmentSecret string   `json:"enrollment_secret,omitempty"`
+	Kind             string   `json:"kind"`
+	Name             string   `json:"name,omitempty"`
+	AppVersion       string   `json:"app_version,omitempty"`
+	PushPort         int      `json:"push_port,omitempty"`
+	Capabilities     []string `json:"capabilities,omitempty"`
+}
+
+// Credentials are what a device receives once, when it pairs.
+type Credentials struct {
+	DeviceID string `json:"device_id"`
+	Secret   string `json:"secret"`
+	Token    string `json:"token"`
+	Device   Device `json:"device"`
+}
+
+// Pair pairs a new device that asked from address (its IP, where the server will dial it).
+// Failed attempts count against the address's allowance; over it, a *ThrottledError.
+func (m *Manager) Pair(ctx context.Context, req PairRequest, address string) (Credentials, error) {
+	now := m.now()
+	if ok, wait := m.throttle.allow(address, now); !ok {
+		return Credentials{}, &ThrottledError{RetryAfter: wait}
+	}
+	if err := checkDevice(req.Kind, &req.Name, req.AppVersion, &req.PushPort, req.Capabilities, m.o.PushPortDefault); err != nil {
+		return Credentials{}, err
+	}
+	var codeHash []byte
+	by := storage.PairedByCode
+	switch {
+	case req.Code != "" && req.EnrollmentSecret != "":
+		return Credentials{}, &InvalidError{"code", "give a pairing code or the enrollment secret, not both"}
+	case req.Code != "":
+		norm, ok := normalizeCode(req.Code)
+		if !ok {
+			m.throttle.fail(address, now)
+			return Credentials{}, ErrBadPairing
+		}
+		codeHash = hashCode(norm)
+	case req.EnrollmentSecret != "":
+		if m.o.EnrollmentSecret == "" {
+			return Credentials{}, ErrEnrollment
+		}
+		if !EqualSecret(req.EnrollmentSecret, m.o.EnrollmentSecret) {
+			m.throttle.fail(address, now)
+			m.log.Warn("devices: pairing refused: wrong enrollment secret", slog.String(keyAddr, address))
+			return Credentials{}, ErrBadPairing
+		}
+		by = storage.PairedByEnrollment
+	default:
+		return Credentials{}, &InvalidError{"code", "missing; give the pairing code an admin created, or the shop's enrollment secret"}
+	}
+	id, secret := newDeviceID(), newSecret()
+	h := hashSecret(secret)
+	d := storage.Device{ID: id, Kind: req.Kind, Name: req.Name, AppVersion: req.AppVersion, Address: address, PushPort: req.PushPort,
+		Capabilities: req.Capabilities, SecretHash: h[:], PushKey: push.Key(secret), PairedAt: now, PairedBy: by, LastSeen: now}
+	if d.Name == "" {
+		d.Name = req.Kind + " " + id[len(id)-4:]
+	}
+	err := m.db.PairDevice(ctx, d, codeHash)
+	if errors.Is(err, storage.ErrPairingCode) {
+		m.throttle.fail(address, now)
+		m.log.Warn("devices: pairing refused: code unknown, expired or used", slog.String(keyAddr, address))
+		return Credentials{}, ErrBadPairing
+	}
+	if err != nil {
+		return Credentials{}, err
+	}
+	d.PairedAt, d.LastSeen = d.PairedAt.UTC(), d.LastSeen.UTC()
+	e := &entry{dev: d, hash: h}
+	m.mu.Lock()
+	m.devs[id] = e
+	view := m.view(e, 0, now)
+	m.mu.Unlock()
+	m.poke()
+	m.log.Info("devices: paired", slog.String(keyDevice, id), slog.String(keyKind, d.Kind), slog.String(keyName, d.Name),
+		slog.String(keyAddr, address), slog.String("by", by))
+	return Credentials{DeviceID: id, Secret: secret, Token: Token(id, secret), Device: view}, nil
+}
+
+// poke tells Run that the set of devices changed.
+func (m *Manager) poke() {
+	select {
+	case m.changed <- struct{}{}:
+	default:
+	}
+}
+
+// Heartbeat is what a device reports about itself every 30 s; zero fields leave what is known.
+type Heartbeat struct {
+	AppVersion   string   `json:"app_version,omitempty"`
+	PushPort     int      `json:"push_port,omitempty"`
+	Capabilities []string `json:"capabilities,omitempty"`
+}
+
+// Heartbeat records that a device is alive at address, with what it reports, and retries its
+// push connection at once if it was down.
+func (m *Manager) Heartbeat(ctx context.Context, id string, hb Heartbeat, address string) (Device, error) {
+	if err := checkReport(hb.AppVersion, &hb.PushPort, hb.Capabilities, -1); err != nil {
+		return Device{}, err
+	}
+	now := m.now()
+	d, err := m.db.UpdateDevice(ctx, id, func(d *storage.Device) error {
+		if !d.RevokedAt.IsZero() {
+			return ErrRevoked
+		}
+		d.LastSeen, d.Address = now, address
+		if hb.AppVersion != "" {
+			d.AppVersion = hb.AppVersion
+		}
+		if hb.PushPort > 0 {
+			d.PushPort = hb.PushPort
+		}
+		if hb.Capabilities != nil {
+			d.Capabilities = hb.Capabilities
+		}
+		return nil
+	})
+	if err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return Device{}, ErrNotFound
+		}
+		return Device{}, err
+	}
+	return m.replace(ctx, d, true)
+}
+
+// replace puts a device as stored back in the registry and returns its view; wake retries its
+// push connection now.
+func (m *Manager) replace(ctx context.Context, d storage.Device, wake bool) (Device, error) {
+	depths, err := m.db.QueueDepths(ctx)
+	if err != nil {
+		return Device{}, err
+	}
+	d.LastSeen = d.LastSeen.UTC()
+	m.mu.Lock()
+	e := m.devs[d.ID]
+	if e == nil {
+		m.mu.Unlock()
+		return Device{}, ErrNotFound
+	}
+	ne := &entry{dev: d, hash: e.hash}
+	m.devs[d.ID] = ne
+	l := m.links[d.ID]
+	v := m.view(ne, depths[d.ID], m.now())
+	m.mu.Unlock()
+	if wake && l != nil {
+		l.retryNow()
+	}
+	return v, nil
+}
+
+// Rename gives a device a new name.
+func (m *Manager) Rename(ctx context.Context, id, name string) (Device, error) {
+	if msg := checkName(name); msg != "" {
+		return Device{}, &InvalidError{"name", msg}
+	}
+	d, err := m.db.UpdateDevice(ctx, id, func(d *storage.Device) error { d.Name = name; return nil })
+	if errors.Is(err, storage.ErrNotFound) {
+		return Device{}, ErrNotFound
+	}
+	if err != nil {
+		return Device{}, err
+	}
+	m.log.Info("devices: renamed", slog.String(keyDevice, id), slog.String(keyName, name))
+	return m.replace(ctx, d, false)
+}
+
+// Revoke revokes a device: from the moment it returns, the device's credential is refused,
+// its push connection is closed and its open commands are failed. Revoking twice is harmless.
+func (m *Manager) Revoke(ctx context.Context, id string) (Device, error) {
+	m.mu.RLock()
+	_, known := m.devs[id]
+	m.mu.RUnlock()
+	if !known {
+		return Device{}, ErrNotFound
+	}
+	now := m.now()
+	if _, err := m.db.RevokeDevice(ctx, id, now, "device revoked"); err != nil {
+		return Device{}, err
+	}
+	d, err := m.db.GetDevice(ctx, id)
+	if err != nil {
+		return Device{}, err
+	}
+	m.mu.Lock()
+	e := &entry{dev: d, hash: m.devs[id].hash}
+	m.devs[id] = e
+	l := m.links[id]
+	delete(m.links, id)
+	v := m.view(e, 0, now)
+	m.mu.Unlock()
+	if l != nil {
+		l.stop()
+	}
+	m.log.Info("devices: revoked", slog.String(keyDevice, id), slog.String(keyName, d.Name))
+	return v, nil
+}
+
+// checkDevice checks what a device says about itself, filling defaults: an empty name stays
+// empty (Pair names it), a zero push port takes defaultPort (none when negative).
+func checkDevice(kind string, name *string, appVersion string, port *int, caps []string, defaultPort int) error {
+	if !slices.Contains(Kinds, kind) {
+		return &InvalidError{"kind", fmt.Sprintf("%q is not one of %s", kind, strings.Join(Kinds, ", "))}
+	}
+	if *name != "" {
+		if msg := checkName(*name); msg != "" {
+			return &InvalidError{"name", msg}
+		}
+	}
+	return checkReport(appVersion, port, caps, defaultPort)
+}
+
+// checkReport checks what a device reports in its pairing request and heartbeats.
+func checkReport(appVersion string, port *int, caps []string, defaultPort int) error {
+	if len(appVersion) > 64 || !visible(appVersion) {
+		return &InvalidError{"app_version", "want at most 64 visible ASCII characters"}
+	}
+	if *port == 0 && defaultPort > 0 {
+		*port = defaultPort
+	}
+	if *port < 0 || *port > 65535 {
+		return &InvalidError{"push_port", fmt.Sprintf("%d is not a port (1-65535)", *port)}
+	}
+	if len(caps) > 16 {
+		return &InvalidError{"capabilities", "at most 16"}
+	}
+	for i, c := range caps {
+		if !validToken(c) {
+			return &InvalidError{fmt.Sprintf("capabilities[%d]", i), fmt.Sprintf("%q: want 1 to 32 of a-z 0-9 . _ -, starting with a letter", c)}
+		}
+	}
+	return nil
+}
+
+func checkName(name string) string {
+	switch {
+	case strings.TrimSpace(name) == "":
+		return "empty"
+	case !utf8.ValidString(name) || utf8.RuneCountInString(name) > 64 || strings.IndexFunc(name, unicode.IsControl) >= 0:
+		return "want 1 to 64 characters, without control characters"
+	}
+	return ""
+}
+
+func visible(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < ' ' || s[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+// validToken accepts the names of command types and capabilities: 1 to 32 of a-z 0-9 . _ -,
+// starting with a letter.
+func validToken(s string) bool {
+	if len(s) == 0 || len(s) > push.MaxTypeLen || s[0] < 'a' || s[0] > 'z' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,262 @@
+package devices_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/storeedge/storeedge/devices"
+	"github.com/storeedge/storeedge/devices/devicesim"
+	"github.com/storeedge/storeedge/devices/push"
+	"github.com/storeedge/storeedge/storage"
+)
+
+func send(t *testing.T, e *env, target devices.Target, typ, payload string, ttl time.Duration) []storage.Command {
+	t.Helper()
+	cmds, err := e.m.Send(context.Background(), target, typ, json.RawMessage(payload), ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cmds
+}
+
+func TestCommandIsPushedAndAcknowledged(t *testing.T) {
+	e := newEnv(t)
+	d := e.device(t, devicesim.Options{})
+	cmds := send(t, e, devices.Target{DeviceID: d.creds.DeviceID}, "print", `{"text":"hello"}`, 0)
+	got := d.waitCommands(t, 1)
+	if got[0].ID != cmds[0].ID || got[0].Type != "print" || string(got[0].Payload) != `{"text":"hello"}` || !got[0].Time.Equal(epoch) {
+		t.Fatalf("device got %+v, want %+v", got[0], cmds[0])
+	}
+	c := e.waitState(t, cmds[0].ID, storage.CommandAcknowledged)
+	if c.Attempts != 1 || c.SentAt == nil || c.DoneAt == nil {
+		t.Fatalf("command %+v", c)
+	}
+	dev, err := e.m.Get(context.Background(), d.creds.DeviceID)
+	if err != nil || dev.Push != devices.PushConnected || !dev.Online || dev.QueueDepth != 0 {
+		t.Fatalf("device %+v, %v", dev, err)
+	}
+}
+
+// A device that is away gets everything queued meanwhile, in order, when it is back; what
+// expired meanwhile is not delivered and is reported expired.
+func TestAwayDeviceGetsItsQueueInOrder(t *testing.T) {
+	e := newEnv(t)
+	d := e.device(t, devicesim.Options{})
+	target := devices.Target{DeviceID: d.creds.DeviceID}
+	first := send(t, e, target, "ping", `{}`, 0)
+	d.waitCommands(t, 1)
+	e.waitState(t, first[0].ID, storage.CommandAcknowledged)
+
+	d.stop()
+	var want []string
+	var short string
+	for i := range 30 {
+		ttl := time.Hour
+		if i == 10 {
+			ttl = time.Minute
+		}
+		c := send(t, e, target, "print", fmt.Sprintf(`{"n":%d}`, i), ttl)[0]
+		if i == 10 {
+			short = c.ID
+		} else {
+			want = append(want, c.ID)
+		}
+	}
+	if dev, _ := e.m.Get(context.Background(), d.creds.DeviceID); dev.QueueDepth != 30 {
+		t.Fatalf("queue depth %d while away, want 30", dev.QueueDepth)
+	}
+	e.clock.Advance(2 * time.Minute)
+
+	d.start(t)
+	got := d.waitCommands(t, 1+len(want))
+	for i, id := range want {
+		if got[1+i].ID != id {
+			t.Fatalf("command %d delivered is %s, want %s (all: %v)", i, got[1+i].ID, id, got)
+		}
+	}
+	e.waitState(t, want[len(want)-1], storage.CommandAcknowledged)
+	c, err := e.db.GetCommand(context.Background(), short)
+	if err != nil || c.State != storage.CommandExpired || !strings.Contains(c.Reason, "time to live") || c.Attempts != 0 {
+		t.Fatalf("the expired command: %+v, %v", c, err)
+	}
+	for _, x := range d.Commands() {
+		if x.ID == short {
+			t.Fatal("the expired command was delivered")
+		}
+	}
+}
+
+func TestRevokedDeviceGetsNothing(t *testing.T) {
+	e := newEnv(t)
+	d := e.device(t, devicesim.Options{})
+	send(t, e, devices.Target{All: true}, "ping", `{}`, 0)
+	d.waitCommands(t, 1)
+	d.stop()
+	queued := send(t, e, devices.Target{DeviceID: d.creds.DeviceID}, "reload", `{}`, 0)[0]
+	if _, err := e.m.Revoke(context.Background(), d.creds.DeviceID); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := e.db.GetCommand(context.Background(), queued.ID)
+	if c.State != storage.CommandFailed || c.Reason != "device revoked" {
+		t.Fatalf("queued command after revoke: %+v", c)
+	}
+	if _, err := e.m.Send(context.Background(), devices.Target{DeviceID: d.creds.DeviceID}, "ping", nil, 0); err == nil {
+		t.Fatal("a command for a revoked device was accepted")
+	}
+	if _, err := e.m.Authenticate(d.creds.Token); err != devices.ErrRevoked {
+		t.Fatalf("Authenticate after revoke: %v", err)
+	}
+}
+
+// A device that sends garbage, or a frame larger than the limit, loses its connection with the
+// reason logged; the other devices are served all the while.
+func TestBadDevicesDoNotDisturbTheOthers(t *testing.T) {
+	e := newEnv(t)
+	good := e.device(t, devicesim.Options{})
+
+	for _, bad := range []struct {
+		name   string
+		reason string
+		act    func(nc net.Conn, key []byte, id string)
+	}{
+		{"garbage", "bad magic", func(nc net.Conn, _ []byte, _ string) {
+			nc.Write([]byte("GET / HTTP/1.1\r\nHost: device\r\n\r\n"))
+		}},
+		{"oversized after hello", "larger than the maximum", func(nc net.Conn, key []byte, id string) {
+			c, err := push.DeviceHandshake(nc, key, id, time.Now(), 5*time.Second)
+			if err != nil {
+				return
+			}
+			// A header announcing 16 MiB; the server must not wait for, or buffer, the body.
+			c.NetConn().Write([]byte{'S', 'E', 1, byte(push.TypeAck), 0x01, 0, 0, 0})
+		}},
+		{"forged ack", "authentication failed", func(nc net.Conn, _ []byte, id string) {
+			push.DeviceHandshake(nc, push.Key("not the device's secret"), id, time.Now(), 5*time.Second)
+		}},
+	} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		creds := e.pair(t, ln.Addr().String())
+		key := push.Key(creds.Secret)
+		served := make(chan struct{})
+		go func() {
+			defer close(served)
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer nc.Close()
+			bad.act(nc, key, creds.DeviceID)
+			// Wait for the server to give up on the connection.
+			nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+			var b [1 << 10]byte
+			for {
+				if _, err := nc.Read(b[:]); err != nil {
+					return
+				}
+			}
+		}()
+		<-served
+		ln.Close()
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(e.logs.String(), bad.reason) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: no log of %q:\n%s", bad.name, bad.reason, e.logs)
+			}
+			time.Sleep(10 * time.Millisecond) // the log is another goroutine's output: poll it
+		}
+		dev, _ := e.m.Get(context.Background(), creds.DeviceID)
+		if dev.Push == devices.PushConnected {
+			t.Errorf("%s: device still connected: %+v", bad.name, dev)
+		}
+		// Meanwhile the good device is served.
+		n := len(good.Commands())
+		cmds := send(t, e, devices.Target{DeviceID: good.creds.DeviceID}, "ping", `{}`, 0)
+		good.waitCommands(t, n+1)
+		e.waitState(t, cmds[0].ID, storage.CommandAcknowledged)
+	}
+	if !strings.Contains(e.logs.String(), "push connection closed") && !strings.Contains(e.logs.String(), "cannot reach device") {
+		t.Fatalf("no connection failure logged:\n%s", e.logs)
+	}
+}
+
+// A command larger than a frame holds is refused when it is sent, not when it is pushed.
+func TestOversizedCommandIsRefused(t *testing.T) {
+	e := newEnv(t)
+	d := e.device(t, devicesim.Options{})
+	big := `{"text":"` + strings.Repeat("x", push.MaxPayload) + `"}`
+	if _, err := e.m.Send(context.Background(), devices.Target{DeviceID: d.creds.DeviceID}, "print", json.RawMessage(big), 0); err == nil {
+		t.Fatal("an oversized payload was accepted")
+	}
+}
+
+// A device that refuses a command (a printer out of paper) gets it recorded as failed with its
+// reason, and the next commands still come.
+func TestRefusedCommandFails(t *testing.T) {
+	e := newEnv(t)
+	d := e.device(t, devicesim.Options{Handle: func(c devicesim.Command) error {
+		if c.Type == "print" {
+			return fmt.Errorf("out of paper")
+		}
+		return nil
+	}})
+	target := devices.Target{DeviceID: d.creds.DeviceID}
+	p := send(t, e, target, "print", `{}`, 0)[0]
+	r := send(t, e, target, "reload", `{}`, 0)[0]
+	if c := e.waitState(t, p.ID, storage.CommandFailed); !strings.Contains(c.Reason, "out of paper") {
+		t.Fatalf("refused command %+v", c)
+	}
+	e.waitState(t, r.ID, storage.CommandAcknowledged)
+}
+
+// New orders, from any source, become order.new commands for the devices that handle orders,
+// and the order's ledger records the push once the device acknowledges it.
+func TestNewOrdersArePushedToOrderDevices(t *testing.T) {
+	e := newEnv(t)
+	kitchen := e.device(t, devicesim.Options{}, devices.CapOrders)
+	signage := e.device(t, devicesim.Options{})
+	var ids []string
+	for i, src := range []string{storage.SourceLAN, storage.SourceServiceBus} {
+		o, _, err := e.db.CreateOrder(context.Background(), storage.NewOrder{
+			Order:     storage.Order{Source: src, Status: storage.StatusNew, Currency: "EUR", Total: 250},
+			MessageID: "m" + strconv.Itoa(i),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, o.ID)
+	}
+	got := kitchen.waitCommands(t, 2)
+	for i, id := range ids {
+		if got[i].Type != devices.CmdOrderNew || !bytes.Contains(got[i].Payload, []byte(id)) {
+			t.Fatalf("command %d: %+v, want order.new of %s", i, got[i], id)
+		}
+	}
+	for _, id := range ids {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			ch := e.wait()
+			ledger, _ := e.db.OrderLedger(context.Background(), id)
+			if last := ledger[len(ledger)-1]; last.Stage == storage.StagePushed && strings.Contains(last.Detail, kitchen.creds.DeviceID) {
+				break
+			}
+			select {
+			case <-ch:
+			case <-time.After(time.Until(deadline)):
+				t.Fatalf("order %s ledger %+v: no pushed stage", id, ledger)
+			}
+		}
+	}
+	if n := len(signage.Commands()); n != 0 {
+		t.Fatalf("the device without the orders capability got %d commands", n)
+	}
+}

@@ -1,0 +1,60 @@
+package devices
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// sweepInterval is how often commands whose time ran out are marked expired.
+const sweepInterval = time.Second
+
+// Run keeps a push link to every paired device, queues new orders for the devices that handle
+// them and expires old commands, until ctx ends; it returns nil then.
+func (m *Manager) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wg.Go(func() { m.writer.run(ctx) })
+	wg.Go(func() { m.followOrders(ctx) })
+	sweep := time.NewTicker(sweepInterval)
+	defer sweep.Stop()
+	defer m.stopLinks()
+	for {
+		m.reconcile(ctx, &wg)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-m.changed:
+		case <-sweep.C:
+			m.expire(ctx)
+		}
+	}
+}
+
+// reconcile starts a link for each live device that has none.
+func (m *Manager) reconcile(ctx context.Context, wg *sync.WaitGroup) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for id, e := range m.devs {
+		if !e.dev.RevokedAt.IsZero() || m.links[id] != nil {
+			continue
+		}
+		l := newLink(m, id)
+		lctx, cancel := context.WithCancel(ctx)
+		l.cancel = cancel
+		m.links[id] = l
+		wg.Go(func() { l.run(lctx) })
+	}
+}
+
+func (m *Manager) stopLinks() {
+	m.mu.Lock()
+	links := m.links
+	m.links = map[string]*link{}
+	m.mu.Unlock()
+	for _, l := range links {
+		l.stop()
+	}
+}

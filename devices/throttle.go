@@ -1,0 +1,71 @@
+package devices
+
+import (
+	"sync"
+	"time"
+)
+
+// throttle limits failed pairing attempts: at most perSource failures per window from one
+// address, and ten times that from all addresses together, so that guessing a code or the
+// enrollment secret is hopeless within a code's lifetime even from many addresses.
+type throttle struct {
+	perSource int
+	window    time.Duration
+
+	mu       sync.Mutex // protects the fields below
+	failures map[string][]time.Time
+}
+
+// maxSources bounds the memory of the throttle; beyond it the oldest records are dropped.
+const maxSources = 10000
+
+const allSources = "*"
+
+func newThrottle(perSource int, window time.Duration) *throttle {
+	return &throttle{perSource: perSource, window: window, failures: map[string][]time.Time{}}
+}
+
+// allow reports whether source may try now; when not, wait says for how long it must wait.
+func (t *throttle) allow(source string, now time.Time) (ok bool, wait time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for key, limit := range map[string]int{source: t.perSource, allSources: 10 * t.perSource} {
+		fs := t.recentLocked(key, now)
+		if len(fs) >= limit {
+			wait = max(wait, fs[len(fs)-limit].Add(t.window).Sub(now))
+		}
+	}
+	return wait <= 0, wait
+}
+
+// fail records a failed attempt of source.
+func (t *throttle) fail(source string, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.failures) >= maxSources {
+		for k := range t.failures {
+			if len(t.recentLocked(k, now)) == 0 || len(t.failures) >= maxSources {
+				delete(t.failures, k)
+			}
+		}
+	}
+	for _, key := range []string{source, allSources} {
+		t.failures[key] = append(t.recentLocked(key, now), now)
+	}
+}
+
+// recentLocked drops the failures of key older than the window and returns the rest.
+func (t *throttle) recentLocked(key string, now time.Time) []time.Time {
+	fs := t.failures[key]
+	i := 0
+	for i < len(fs) && !fs[i].After(now.Add(-t.window)) {
+		i++
+	}
+	fs = fs[i:]
+	if len(fs) == 0 {
+		delete(t.failures, key)
+		return nil
+	}
+	t.failures[key] = fs
+	return fs
+}
