@@ -33,7 +33,11 @@ type Config struct {
 	// BackOffice configures the exchange with the shop's back office (ERP): order export and
 	// stock import.
 	BackOffice BackOffice `yaml:"backoffice"`
-	Log        Log        `yaml:"log"`
+	// Admin configures the admin credential.
+	Admin Admin `yaml:"admin"`
+	// Devices configures pairing and the push channel to devices.
+	Devices Devices `yaml:"devices"`
+	Log     Log     `yaml:"log"`
 
 	// UnknownEnv lists the STOREEDGE_* environment variables that Load found but that name no
 	// key (a typo, or a variable from another version). They are ignored; the caller should
@@ -269,6 +273,32 @@ type BackOfficeImport struct {
 	Dir string `yaml:"dir"`
 }
 
+// Admin configures access to the admin API (status, devices, commands, outbox, back office).
+type Admin struct {
+	// Token is the admin credential, sent as "Authorization: Bearer <token>". Empty turns the
+	// admin API off; required in production mode.
+	Token Secret `yaml:"token"`
+}
+
+// Devices configures how devices pair and how commands are pushed to them.
+type Devices struct {
+	// EnrollmentSecret, when set, pairs any device that presents it: for rolling out many
+	// devices at once without a pairing code each. Empty: pairing codes only.
+	EnrollmentSecret Secret `yaml:"enrollment_secret"`
+	// PairingCodeTTL is how long a pairing code an admin creates stays valid.
+	PairingCodeTTL time.Duration `yaml:"pairing_code_ttl"`
+	// PairingAttempts is how many failed pairing attempts one address may make per minute.
+	PairingAttempts int `yaml:"pairing_attempts"`
+	// PushPortDefault is the push port of a device that names none when it pairs.
+	PushPortDefault int `yaml:"push_port_default"`
+	// CommandTTL is how long a command waits for its device before it expires.
+	CommandTTL time.Duration `yaml:"command_ttl"`
+	// PushRetryMax caps the wait between attempts to reach a device that is away.
+	PushRetryMax time.Duration `yaml:"push_retry_max"`
+	// PushTimeout bounds connecting to a device, the hello exchange, and the wait for an ack.
+	PushTimeout time.Duration `yaml:"push_timeout"`
+}
+
 // Log configures the daemon's own log.
 type Log struct {
 	Level  string `yaml:"level"`  // debug, info, warn or error
@@ -334,6 +364,14 @@ func Default() Config {
 			Schedule: "*/5 * * * *",
 			Export:   BackOfficeExport{Format: ExportJSON},
 			Webhook:  BackOfficeWebhook{Timeout: 10 * time.Second},
+		},
+		Devices: Devices{
+			PairingCodeTTL:  10 * time.Minute,
+			PairingAttempts: 5,
+			PushPortDefault: 8081,
+			CommandTTL:      24 * time.Hour,
+			PushRetryMax:    time.Minute,
+			PushTimeout:     10 * time.Second,
 		},
 		Log: Log{Level: "info", Format: "text"},
 	}

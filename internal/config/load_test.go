@@ -289,6 +289,7 @@ backoffice:
     dir: "/srv/erp/stock"
 `)
 	env := append([]string{
+		"STOREEDGE_ADMIN_TOKEN=adm-0123456789abcdef",
 		"STOREEDGE_SERVICEBUS_CONNECTION_STRING=" + string(testConn),
 		"STOREEDGE_BACKOFFICE_WEBHOOK_SECRET=whsec_123",
 		"STOREEDGE_BACKOFFICE_EXPORT_FORMAT=xml",
@@ -305,6 +306,7 @@ backoffice:
 	want.Cloud.StoreKey = testKey
 	want.ServerID = c.ServerID
 	want.Shop.Mode = ModeProduction
+	want.Admin.Token = "adm-0123456789abcdef"
 	want.Orders.OutboxBatch = 250
 	want.ServiceBus = ServiceBus{Enabled: true, ConnectionString: testConn, Queue: "orders/lyon-01", Transport: TransportAMQP,
 		LockRenewInterval: 30 * time.Second, MaxConcurrent: 8}
@@ -469,6 +471,8 @@ func TestKeys(t *testing.T) {
 		"servicebus.lock_renew_interval", "servicebus.max_concurrent",
 		"backoffice.schedule", "backoffice.export.dir", "backoffice.export.test_dir", "backoffice.export.format",
 		"backoffice.webhook.url", "backoffice.webhook.secret", "backoffice.webhook.timeout", "backoffice.import.dir",
+		"admin.token", "devices.enrollment_secret", "devices.pairing_code_ttl", "devices.pairing_attempts",
+		"devices.push_port_default", "devices.command_ttl", "devices.push_retry_max", "devices.push_timeout",
 		"log.level", "log.format"}
 	if !slices.Equal(keys, want) {
 		t.Errorf("Keys() = %q\nwant     %q", keys, want)
@@ -536,12 +540,13 @@ func TestRedactedRoundTrip(t *testing.T) {
 	c, err := Load("", envKey, []string{"wan.proxy=http://u:p%40ss@proxy.lan:3128", "lan.write_timeout=90s", "shop.name=Café \"Zur Post\" #1: ünïcødé", "lan.services.admin=0",
 		"shop.mode=production", "servicebus.enabled=true", "servicebus.connection_string=" + string(testConn), "servicebus.queue=orders/lyon",
 		"backoffice.schedule=@every 1m", "backoffice.export.dir=" + filepath.FromSlash("/srv/erp/out"), "backoffice.webhook.url=https://erp.example.com/orders",
-		"backoffice.webhook.secret=whsec_123"})
+		"backoffice.webhook.secret=whsec_123", "admin.token=adm-0123456789abcdef"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	back, err := Load(writeConfig(t, c.Redacted()), envKey, []string{"wan.proxy=" + c.WAN.Proxy.Reveal(),
-		"servicebus.connection_string=" + c.ServiceBus.ConnectionString.Reveal(), "backoffice.webhook.secret=" + c.BackOffice.Webhook.Secret.Reveal()})
+		"servicebus.connection_string=" + c.ServiceBus.ConnectionString.Reveal(), "backoffice.webhook.secret=" + c.BackOffice.Webhook.Secret.Reveal(),
+		"admin.token=" + c.Admin.Token.Reveal()})
 	if err != nil {
 		t.Fatalf("Redacted output does not load: %v\n%s", err, c.Redacted())
 	}

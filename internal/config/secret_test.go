@@ -12,11 +12,13 @@ import (
 )
 
 const (
-	secretKey  = "sk_live_S3CRET-store-key"
-	secretPass = "pr0xy-S3CRET-pass"
-	secretSB   = "c2Iua2V5LlMzQ1JFVA-S3CRET-sb-key=" // the SharedAccessKey of secretConn
-	secretHook = "whsec_S3CRET-hook"
-	secretConn = "Endpoint=sb://shop.servicebus.windows.net/;SharedAccessKeyName=listen;SharedAccessKey=" + secretSB
+	secretKey    = "sk_live_S3CRET-store-key"
+	secretPass   = "pr0xy-S3CRET-pass"
+	secretSB     = "c2Iua2V5LlMzQ1JFVA-S3CRET-sb-key=" // the SharedAccessKey of secretConn
+	secretHook   = "whsec_S3CRET-hook"
+	secretAdmin  = "adm-S3CRET-0123456789"
+	secretEnroll = "enroll-S3CRET-0123456789"
+	secretConn   = "Endpoint=sb://shop.servicebus.windows.net/;SharedAccessKeyName=listen;SharedAccessKey=" + secretSB
 )
 
 func secretConfig() Config {
@@ -27,12 +29,14 @@ func secretConfig() Config {
 	c.ServiceBus.ConnectionString = secretConn
 	c.BackOffice.Webhook.URL = "https://erp.example.com/orders"
 	c.BackOffice.Webhook.Secret = secretHook
+	c.Admin.Token = secretAdmin
+	c.Devices.EnrollmentSecret = secretEnroll
 	return c
 }
 
 func assertNoSecret(t *testing.T, what, out string) {
 	t.Helper()
-	for _, s := range []string{secretKey, secretPass, secretSB, secretHook, "S3CRET"} {
+	for _, s := range []string{secretKey, secretPass, secretSB, secretHook, secretAdmin, secretEnroll, "S3CRET"} {
 		if strings.Contains(out, s) {
 			t.Errorf("%s shows a secret:\n%s", what, out)
 			return

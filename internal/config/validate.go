@@ -30,6 +30,7 @@ const (
 	maxStoreKeyLen = 4096
 	maxSecretLen   = 4096 // servicebus.connection_string, backoffice.webhook.secret
 	maxQueueLen    = 260  // Azure Service Bus's limit on a queue name
+	minAdminToken  = 16   // admin.token, devices.enrollment_secret: guessable below this
 )
 
 // Validate reports every problem with c, in key order, each an *Error ("key: value: reason")
@@ -120,6 +121,18 @@ func (c *Config) Validate() error {
 	v.serviceBus(c.ServiceBus)
 
 	v.backOffice(c.BackOffice)
+
+	v.secret("admin.token", c.Admin.Token, minAdminToken)
+	if c.Admin.Token == "" && c.Shop.Mode == ModeProduction {
+		v.add("admin.token", `""`, "missing; required when shop.mode is \"production\": choose a long random value (e.g. openssl rand -base64 32) and put it in "+EnvName("admin.token"))
+	}
+	v.secret("devices.enrollment_secret", c.Devices.EnrollmentSecret, minAdminToken)
+	v.durRange("devices.pairing_code_ttl", c.Devices.PairingCodeTTL, time.Minute, 24*time.Hour)
+	v.intRange("devices.pairing_attempts", c.Devices.PairingAttempts, 1, 100)
+	v.intRange("devices.push_port_default", c.Devices.PushPortDefault, 1, 65535)
+	v.durRange("devices.command_ttl", c.Devices.CommandTTL, time.Minute, 30*24*time.Hour)
+	v.durRange("devices.push_retry_max", c.Devices.PushRetryMax, time.Second, time.Hour)
+	v.durRange("devices.push_timeout", c.Devices.PushTimeout, time.Second, 5*time.Minute)
 
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
@@ -447,6 +460,22 @@ func (v *validator) backOffice(b BackOffice) {
 		case testOK && samePath(d, b.Export.TestDir):
 			v.add("backoffice.import.dir", quote(d), "same folder as backoffice.export.test_dir; the ERP's files and storeedge's order files need separate folders")
 		}
+	}
+}
+
+// secret checks an optional credential that people choose: long enough not to be guessed, on
+// one line, and not the placeholder of the configuration view.
+func (v *validator) secret(key string, sec Secret, minLen int) {
+	switch s := sec.Reveal(); {
+	case s == "":
+	case s == Redaction:
+		v.add(key, quote(Redaction), `is the placeholder shown by "storeedge config", not the value; put the real one`)
+	case len(s) < minLen:
+		v.add(key, quote(Redaction), fmt.Sprintf("shorter than %d characters; choose a long random value (e.g. openssl rand -base64 32)", minLen))
+	case len(s) > maxSecretLen:
+		v.add(key, quote(Redaction), fmt.Sprintf("longer than %d bytes; is it the right value?", maxSecretLen))
+	case strings.IndexFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0:
+		v.add(key, quote(Redaction), "contains spaces, line breaks or control characters (a copy-paste slip?)")
 	}
 }
 

@@ -45,7 +45,8 @@ func TestValidateAccepts(t *testing.T) {
 		"services off":         func(c *Config) { c.LAN.Services = Services{} },
 		"two ports off":        func(c *Config) { c.LAN.Services.Media, c.LAN.Services.Admin = 0, 0 },
 		"server id set":        func(c *Config) { c.ServerID = "lyon-01.back_office" },
-		"production mode":      func(c *Config) { c.Shop.Mode = ModeProduction },
+		"production mode":      func(c *Config) { c.Shop.Mode, c.Admin.Token = ModeProduction, "adm-0123456789abcdef" },
+		"enrollment secret":    func(c *Config) { c.Devices.EnrollmentSecret = "enroll-0123456789" },
 		"service bus on": func(c *Config) {
 			c.ServiceBus.Enabled = true
 			c.ServiceBus.ConnectionString = testConn
@@ -209,6 +210,25 @@ func TestValidateRejects(t *testing.T) {
 			`shop.mode: "Production": want "test" or "production"`},
 		{"mode empty", func(c *Config) { c.Shop.Mode = "" },
 			`shop.mode: "": want "test" or "production"`},
+
+		{"production without admin token", func(c *Config) { c.Shop.Mode = ModeProduction },
+			`admin.token: "": missing; required when shop.mode is "production": choose a long random value (e.g. openssl rand -base64 32) and put it in STOREEDGE_ADMIN_TOKEN`},
+		{"admin token short", func(c *Config) { c.Admin.Token = "admin" },
+			`admin.token: "xxxxx": shorter than 16 characters; choose a long random value (e.g. openssl rand -base64 32)`},
+		{"admin token placeholder", func(c *Config) { c.Admin.Token = Redaction },
+			`admin.token: "xxxxx": is the placeholder shown by "storeedge config", not the value; put the real one`},
+		{"enrollment secret with a space", func(c *Config) { c.Devices.EnrollmentSecret = "enroll 0123456789abc" },
+			`devices.enrollment_secret: "xxxxx": contains spaces, line breaks or control characters (a copy-paste slip?)`},
+		{"pairing code ttl", func(c *Config) { c.Devices.PairingCodeTTL = 30 * time.Second },
+			`devices.pairing_code_ttl: "30s": must be between "1m" and "24h"`},
+		{"pairing attempts", func(c *Config) { c.Devices.PairingAttempts = 0 },
+			`devices.pairing_attempts: 0: must be between 1 and 100`},
+		{"push port", func(c *Config) { c.Devices.PushPortDefault = 70000 },
+			`devices.push_port_default: 70000: must be between 1 and 65535`},
+		{"command ttl", func(c *Config) { c.Devices.CommandTTL = 31 * 24 * time.Hour },
+			`devices.command_ttl: "744h": must be between "1m" and "720h"`},
+		{"push timeout", func(c *Config) { c.Devices.PushTimeout = 0 },
+			`devices.push_timeout: "0s": must be between "1s" and "5m"`},
 
 		{"outbox_batch 0", func(c *Config) { c.Orders.OutboxBatch = 0 },
 			`orders.outbox_batch: 0: must be between 1 and 500`},
