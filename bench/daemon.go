@@ -28,6 +28,7 @@ func (c daemonConfig) args() []string {
 		"--set", "data_dir=" + c.dataDir,
 		"--set", "cloud.url=" + c.cloudURL,
 		"--set", "cloud.store_key=" + benchKey,
+		"--set", "admin.token=" + benchAdminToken,
 		"--set", "wan.proxy=direct",
 		"--set", "lan.bind=127.0.0.1",
 		"--set", "lan.front_door=" + strconv.Itoa(c.frontDoor),

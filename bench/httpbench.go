@@ -52,6 +52,9 @@ func benchHTTP(ctx context.Context, o *options, r *report, w io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := pairBenchDevice(ctx, o.dataDir); err != nil {
+		return err
+	}
 	wrkBin, err := findWrk()
 	if err != nil {
 		return err

@@ -235,13 +235,13 @@ func loopbackDial(ctx context.Context, network, addr string) (net.Conn, error) {
 func newClient(timeout time.Duration, keepAlive bool) *http.Client {
 	return &http.Client{
 		Timeout: timeout,
-		Transport: &http.Transport{
+		Transport: authTransport{&http.Transport{
 			Proxy:               nil,
 			DialContext:         loopbackDial,
 			DisableKeepAlives:   !keepAlive,
 			MaxIdleConnsPerHost: 16,
 			DisableCompression:  true,
-		},
+		}},
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/storeedge/storeedge/devices"
 	"github.com/storeedge/storeedge/internal/cloudapi"
 	"github.com/storeedge/storeedge/server"
 	"github.com/storeedge/storeedge/storage"
@@ -193,6 +194,9 @@ func cmdProfileHTTP(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
+	if err := pairBenchDevice(ctx, o.dataDir); err != nil {
+		return err
+	}
 	db, err := storage.Open(ctx, filepath.Join(o.dataDir, "storeedge.db"))
 	if err != nil {
 		return err
@@ -205,7 +209,11 @@ func cmdProfileHTTP(ctx context.Context, args []string, stdout, stderr io.Writer
 	if _, _, err := db.WarmReadCache(ctx); err != nil {
 		return err
 	}
-	srv, err := server.New(server.Options{DB: db, Bind: "127.0.0.1", FrontDoor: 0,
+	dm, err := devices.New(ctx, devices.Options{DB: db})
+	if err != nil {
+		return err
+	}
+	srv, err := server.New(server.Options{DB: db, Devices: dm, Bind: "127.0.0.1", FrontDoor: 0,
 		Services: map[string]int{"catalog": server.EphemeralPort}, ShutdownGrace: time.Second})
 	if err != nil {
 		return err

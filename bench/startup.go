@@ -25,6 +25,9 @@ func benchStartup(ctx context.Context, o *options, r *report, w io.Writer) error
 	if err != nil {
 		return err
 	}
+	if err := pairBenchDevice(ctx, o.dataDir); err != nil {
+		return err
+	}
 	fmt.Fprintf(w, "\n==== startup: %s (%s products), cloud down, %d runs each ====\n", o.dataDir, fmtInt(int64(meta.Products)), o.repeat)
 	closed, err := freePort() // free a moment ago, and nothing listens there
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/storeedge/storeedge/devices"
 	"github.com/storeedge/storeedge/discovery"
 	"github.com/storeedge/storeedge/internal/cloudapi"
 	"github.com/storeedge/storeedge/storage"
@@ -19,12 +20,14 @@ import (
 	"github.com/storeedge/storeedge/sync/outbox"
 )
 
-// adminRoutes are the admin service. They sit in one group so that admin authentication, when it
-// comes, is one r.Use in it.
+// adminRoutes are the admin service, every route behind the admin credential (the router
+// applies it). The status is among them: it shows orders, devices and errors that are no
+// device's business.
 func (s *Server) adminRoutes(r chi.Router) {
 	r.Group(func(r chi.Router) {
 		r.Use(noStore)
 		r.Get("/api/v1/status", s.status)
+		s.adminDeviceRoutes(r)
 		r.Get("/api/v1/admin/outbox/rejected", s.rejectedOutbox)
 		r.Post("/api/v1/admin/outbox/{seq}/retry", s.retryOutbox)
 		r.Post("/api/v1/admin/backoffice/run", s.runBackOffice)
@@ -88,6 +91,7 @@ type statusDoc struct {
 	BackOffice    *backoffice.Status        `json:"backoffice"` // null when the daemon has none
 	Discovery     discovery.Status          `json:"discovery"`  // each part null when off
 	ReadCache     *storage.ReadCacheStats   `json:"read_cache"` // null when lan.read_cache_mb is 0
+	Devices       devices.Summary           `json:"devices"`
 }
 
 type collectionStatus struct {
@@ -177,6 +181,10 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	}
 	if rc, ok := s.o.DB.ReadCacheStats(); ok {
 		doc.ReadCache = &rc
+	}
+	if doc.Devices, err = s.o.Devices.Summary(ctx); err != nil {
+		s.internal(w, r, "list devices", err)
+		return
 	}
 	if doc.Orders, err = s.o.DB.OrderStats(ctx); err != nil {
 		s.internal(w, r, "count orders", err)

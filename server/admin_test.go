@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/storeedge/storeedge/devices"
 	"github.com/storeedge/storeedge/discovery"
 	"github.com/storeedge/storeedge/internal/cloudapi"
 	"github.com/storeedge/storeedge/storage"
@@ -62,6 +63,7 @@ type statusJSON struct {
 	Discovery  discovery.Status          `json:"discovery"`
 	Upload     *outbox.State             `json:"upload"`
 	ReadCache  *storage.ReadCacheStats   `json:"read_cache"`
+	Devices    devices.Summary           `json:"devices"`
 }
 
 func TestStatus(t *testing.T) {

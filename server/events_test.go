@@ -23,9 +23,10 @@ type sseClient struct {
 	sc   *bufio.Scanner
 }
 
-func openSSE(t *testing.T, ctx context.Context, url, lastID string) *sseClient {
+func openSSE(t *testing.T, ctx context.Context, url, lastID, token string) *sseClient {
 	t.Helper()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
 	if lastID != "" {
 		req.Header.Set("Last-Event-ID", lastID)
 	}
@@ -77,7 +78,7 @@ func TestEventsResumeWithLastEventID(t *testing.T) {
 
 	first := newOrder(t, f, "k1")
 	newOrder(t, f, "k2")
-	c := openSSE(t, ctx, ts.URL+"/api/v1/events", "")
+	c := openSSE(t, ctx, ts.URL+"/api/v1/events", "", f.device(t, "pos").Token)
 	e1, e2 := c.next(t), c.next(t)
 	if e1.typ != "order.created" || !strings.Contains(e1.data, first.ID) || e2.id <= e1.id {
 		t.Fatalf("backlog: %+v %+v", e1, e2)
@@ -96,7 +97,7 @@ func TestEventsResumeWithLastEventID(t *testing.T) {
 	missed = append(missed, lastSeen.ID)
 
 	events, _ := f.db.EventsAfter(ctx, 0, 100)
-	c = openSSE(t, ctx, ts.URL+"/api/v1/events", strconv.FormatInt(events[2].ID, 10))
+	c = openSSE(t, ctx, ts.URL+"/api/v1/events", strconv.FormatInt(events[2].ID, 10), f.device(t, "pos").Token)
 	for i, id := range missed {
 		e := c.next(t)
 		if !strings.Contains(e.data, id) {
@@ -117,7 +118,7 @@ func TestEventsFilterAndBadCursor(t *testing.T) {
 	a := newOrder(t, f, "a")
 	b := newOrder(t, f, "b")
 	decodeOrder(t, f.post(t, "/api/v1/orders/"+a.ID+"/status", "application/json", `{"status":"accepted"}`), http.StatusOK)
-	c := openSSE(t, ctx, ts.URL+"/api/v1/events?order="+a.ID+"&types=order.updated", "")
+	c := openSSE(t, ctx, ts.URL+"/api/v1/events?order="+a.ID+"&types=order.updated", "", f.device(t, "pos").Token)
 	if e := c.next(t); e.typ != "order.updated" || !strings.Contains(e.data, a.ID) || strings.Contains(e.data, b.ID) {
 		t.Fatalf("filtered stream gave %+v", e)
 	}
@@ -141,7 +142,7 @@ func TestEventStreamEndsOnShutdown(t *testing.T) {
 	}
 	go func() { done <- f.srv.Run(ctx) }()
 	newOrder(t, f, "k")
-	c := openSSE(t, context.Background(), "http://"+f.srv.Addrs()["front_door"]+"/api/v1/events", "")
+	c := openSSE(t, context.Background(), "http://"+f.srv.Addrs()["front_door"]+"/api/v1/events", "", f.device(t, "pos").Token)
 	c.next(t)
 	start := time.Now()
 	cancel()

@@ -9,11 +9,13 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
+	"github.com/storeedge/storeedge/devices"
 	"github.com/storeedge/storeedge/internal/cloudapi"
 	"github.com/storeedge/storeedge/storage"
 )
@@ -136,10 +138,59 @@ func fillCatalog(t testing.TB, db *storage.DB) {
 	applyPage(t, db, cloudapi.Settings, 0, settingChange("currency", 1, `"EUR"`), settingChange("receipt_footer", 1, `"Merci !"`))
 }
 
+// Credentials of every test server.
+const (
+	testAdminToken = "test-admin-token-0123456789"
+	testEnrollment = "test-enrollment-secret-0123"
+)
+
 type fixture struct {
-	db  *storage.DB
-	srv *Server
-	h   http.Handler
+	db    *storage.DB
+	srv   *Server
+	dm    *devices.Manager
+	clock *clock
+	raw   http.Handler // the front door as devices see it
+	// h is the front door with a credential added to requests that carry none: the admin
+	// token on admin routes, else the token of the device "pos".
+	h      http.Handler
+	tokens map[string]devices.Credentials // by device name, see device
+}
+
+// clock is the devices' clock in tests: testNow until moved.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// device returns the credentials of the test device with that name, pairing it on first use.
+func (f *fixture) device(t testing.TB, name string) devices.Credentials {
+	t.Helper()
+	if c, ok := f.tokens[name]; ok {
+		return c
+	}
+	c, err := f.dm.Pair(context.Background(), devices.PairRequest{EnrollmentSecret: testEnrollment, Kind: "pos", Name: name, Capabilities: []string{"orders"}}, "127.0.0.1")
+	if err != nil {
+		t.Fatalf("pair %s: %v", name, err)
+	}
+	f.tokens[name] = c
+	return c
+}
+
+// isAdminPath tells the admin routes, which want the admin credential.
+func isAdminPath(p string) bool {
+	return p == "/api/v1/status" || strings.HasPrefix(p, "/api/v1/admin/")
 }
 
 // newFixture is a server over the standard catalog; opts adjust its options.
@@ -152,13 +203,20 @@ func newFixture(t testing.TB, opts ...func(*Options)) *fixture {
 
 func newFixtureDB(t testing.TB, db *storage.DB, opts ...func(*Options)) *fixture {
 	t.Helper()
+	clk := &clock{now: testNow}
+	dm, err := devices.New(context.Background(), devices.Options{DB: db, EnrollmentSecret: testEnrollment, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
 	o := Options{
-		DB:        db,
-		ServerID:  "srv-test",
-		ShopName:  "Lyon Part-Dieu",
-		Version:   "1.2.3",
-		StartedAt: testNow.Add(-time.Hour),
-		Now:       func() time.Time { return testNow },
+		DB:         db,
+		Devices:    dm,
+		AdminToken: testAdminToken,
+		ServerID:   "srv-test",
+		ShopName:   "Lyon Part-Dieu",
+		Version:    "1.2.3",
+		StartedAt:  testNow.Add(-time.Hour),
+		Now:        func() time.Time { return testNow },
 	}
 	for _, f := range opts {
 		f(&o)
@@ -167,7 +225,19 @@ func newFixtureDB(t testing.TB, db *storage.DB, opts ...func(*Options)) *fixture
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{db: db, srv: s, h: s.Handler()}
+	f := &fixture{db: db, srv: s, dm: o.Devices, clock: clk, raw: s.Handler(), tokens: map[string]devices.Credentials{}}
+	pos := f.device(t, "pos").Token
+	f.h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") == "" {
+			token := pos
+			if isAdminPath(r.URL.Path) {
+				token = testAdminToken
+			}
+			r.Header.Set("Authorization", "Bearer "+token)
+		}
+		f.raw.ServeHTTP(w, r)
+	})
+	return f
 }
 
 func (f *fixture) do(t testing.TB, req *http.Request) *httptest.ResponseRecorder {
@@ -265,4 +335,21 @@ func readAll(t testing.TB, r io.Reader) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// getOver GETs url with client c and the credential f.h would add.
+func (f *fixture) getOver(t *testing.T, c *http.Client, url string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	token := f.device(t, "pos").Token
+	if isAdminPath(req.URL.Path) {
+		token = testAdminToken
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	return resp.StatusCode, readAll(t, resp.Body)
 }

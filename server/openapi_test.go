@@ -163,7 +163,8 @@ func TestOpenAPIProblemTypes(t *testing.T) {
 	}
 	var code []string
 	for _, p := range []problemType{probNotFound, probBadParameter, probMalformedBody, probInvalidBody, probBodyTooLarge,
-		probUnsupportedMediaType, probMethodNotAllowed, probNotReady, probInternal, probIdempotencyConflict, probInvalidTransition, probUnknownProduct, probBackOffice} {
+		probUnsupportedMediaType, probMethodNotAllowed, probNotReady, probInternal, probIdempotencyConflict, probInvalidTransition, probUnknownProduct, probBackOffice,
+		probUnauthorized, probAdminOff, probThrottled, probNoTarget} {
 		code = append(code, problemBase+p.slug)
 	}
 	slices.Sort(documented)

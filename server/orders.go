@@ -17,7 +17,6 @@ import (
 // Headers of the orders service.
 const (
 	headerIdempotencyKey = "Idempotency-Key"
-	headerDevice         = "Storeedge-Device"
 	headerReplayed       = "Idempotent-Replayed"
 )
 
@@ -48,11 +47,8 @@ type orderAnswer struct {
 // createOrder stores a device's order, priced from the shop's own catalog. The device's
 // Idempotency-Key makes a retried POST return the order it already made.
 func (s *Server) createOrder(w http.ResponseWriter, r *http.Request) {
-	device := r.Header.Get(headerDevice)
-	if msg := checkToken(headerDevice, device); msg != "" {
-		problem(w, r, probBadParameter, msg)
-		return
-	}
+	// The order is the authenticated device's: its idempotency keys are its own.
+	device := deviceID(r.Context())
 	key := r.Header.Get(headerIdempotencyKey)
 	if msg := checkToken(headerIdempotencyKey, key); msg != "" {
 		problem(w, r, probBadParameter, msg+": send a new unique key (e.g. a UUID) with each new order and the same key when retrying it")

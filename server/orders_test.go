@@ -14,12 +14,15 @@ func (f *fixture) order(t testing.TB, device, key, body string) *httptest.Respon
 	t.Helper()
 	req := httptest.NewRequest(http.MethodPost, "/api/v1/orders", strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
-	if device != "" {
-		req.Header.Set(headerDevice, device)
-	}
 	if key != "" {
 		req.Header.Set(headerIdempotencyKey, key)
 	}
+	if device == "" { // no credential at all
+		rec := httptest.NewRecorder()
+		f.raw.ServeHTTP(rec, req)
+		return rec
+	}
+	req.Header.Set("Authorization", "Bearer "+f.device(t, device).Token)
 	return f.do(t, req)
 }
 
@@ -41,7 +44,7 @@ func TestCreateOrderPricesFromCatalogAndIsIdempotent(t *testing.T) {
 	rec := f.order(t, "pos-1", "key-1", body)
 	a := decodeOrder(t, rec, http.StatusCreated)
 	o := a.Order
-	if o.Total != 3*200+1000 || o.Currency != "EUR" || o.Lines[1].Name != "Green tea" || o.Status != storage.StatusNew || !o.Test || o.DeviceID != "pos-1" {
+	if o.Total != 3*200+1000 || o.Currency != "EUR" || o.Lines[1].Name != "Green tea" || o.Status != storage.StatusNew || !o.Test || o.DeviceID != f.device(t, "pos-1").DeviceID {
 		t.Fatalf("order %+v", o)
 	}
 	if rec.Header().Get("Location") != "/api/v1/orders/"+o.ID {
@@ -75,7 +78,7 @@ func TestCreateOrderPricesFromCatalogAndIsIdempotent(t *testing.T) {
 func TestOrderBadInput(t *testing.T) {
 	f := newFixture(t)
 	ok := `{"lines":[{"product_id":"P0002","quantity":1}]}`
-	wantProblem(t, f.order(t, "", "k", ok), http.StatusBadRequest, "bad-parameter", "Storeedge-Device")
+	wantProblem(t, f.order(t, "", "k", ok), http.StatusUnauthorized, "unauthorized", "device credential")
 	wantProblem(t, f.order(t, "pos", "", ok), http.StatusBadRequest, "bad-parameter", "Idempotency-Key")
 	wantProblem(t, f.order(t, "pos", "bad key", ok), http.StatusBadRequest, "bad-parameter", "visible ASCII")
 	wantProblem(t, f.order(t, "pos", strings.Repeat("k", 129), ok), http.StatusBadRequest, "bad-parameter", "at most 128")

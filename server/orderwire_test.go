@@ -21,7 +21,6 @@ func FuzzCreateOrderBody(f *testing.F) {
 		n++
 		req := httptest.NewRequest(http.MethodPost, "/api/v1/orders", bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set(headerDevice, "fuzz")
 		req.Header.Set(headerIdempotencyKey, "k"+string(rune('a'+n%26))+string(rune('a'+n/26%26))+string(rune('a'+n/676%26)))
 		rec := httptest.NewRecorder()
 		fx.h.ServeHTTP(rec, req)

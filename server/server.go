@@ -14,6 +14,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/storeedge/storeedge/devices"
 	"github.com/storeedge/storeedge/discovery"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/backoffice"
@@ -53,6 +54,12 @@ type Options struct {
 	// Discovery reports device discovery (UDP and mDNS) for the status page and the devices
 	// seen on the LAN for admin; nil when the daemon runs none.
 	Discovery Discovery
+
+	// Devices is the device registry that authenticates device requests and serves pairing.
+	// Required.
+	Devices *devices.Manager
+	// AdminToken is the admin credential (admin.token); "" turns the admin API off.
+	AdminToken string
 
 	// TestMode flags every new order as a test order (shop.mode: test).
 	TestMode bool
@@ -107,16 +114,18 @@ const (
 // routes are absent from the front door and its own port is not opened even when configured, so
 // a firewall rule for it finds nothing listening rather than a server answering 404 to everything.
 // Adding a service is giving it its routes here.
+// access says who may call a service's routes; the router enforces it.
 var services = []struct {
 	name   string
 	routes func(s *Server, r chi.Router)
+	access access
 }{
-	{serviceCatalog, (*Server).catalogRoutes},
-	{serviceMedia, nil},
-	{serviceOrders, (*Server).ordersRoutes},
-	{serviceDevices, nil},
-	{serviceEvents, (*Server).eventsRoutes},
-	{serviceAdmin, (*Server).adminRoutes},
+	{serviceCatalog, (*Server).catalogRoutes, accessDevice},
+	{serviceMedia, nil, accessDevice},
+	{serviceOrders, (*Server).ordersRoutes, accessDevice},
+	{serviceDevices, (*Server).devicesRoutes, accessOwn},
+	{serviceEvents, (*Server).eventsRoutes, accessDevice},
+	{serviceAdmin, (*Server).adminRoutes, accessAdmin},
 }
 
 // Defaults for zero Options, the same as the configuration's.
@@ -162,6 +171,9 @@ type port struct {
 func New(o Options) (*Server, error) {
 	if o.DB == nil {
 		return nil, errors.New("server: no database")
+	}
+	if o.Devices == nil {
+		return nil, errors.New("server: no device registry")
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -249,7 +261,15 @@ func (s *Server) router(name string) *chi.Mux {
 	r.Get("/readyz", s.readyz)
 	for _, svc := range services {
 		if svc.routes != nil && (name == frontDoor || name == svc.name) {
-			svc.routes(s, r)
+			r.Group(func(r chi.Router) {
+				switch svc.access {
+				case accessDevice:
+					r.Use(s.requireDevice)
+				case accessAdmin:
+					r.Use(s.requireAdmin)
+				}
+				svc.routes(s, r)
+			})
 		}
 	}
 	return r

@@ -14,19 +14,26 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/storeedge/storeedge/devices"
 )
 
 func TestNewRejectsBadOptions(t *testing.T) {
 	db := openDB(t)
+	dm, err := devices.New(t.Context(), devices.Options{DB: db})
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		o    Options
 		want string
 	}{
 		{Options{}, "no database"},
-		{Options{DB: db, Services: map[string]int{"catlog": 8000}}, "lan.services.catlog: unknown service"},
-		{Options{DB: db, FrontDoor: 70000}, "lan.front_door: port 70000 out of range"},
-		{Options{DB: db, FrontDoor: -2}, "lan.front_door: port -2 out of range"},
-		{Options{DB: db, FrontDoor: 8080, Services: map[string]int{"catalog": 8080}}, "lan.services.catalog: 8080: same port as lan.front_door"},
+		{Options{DB: db}, "no device registry"},
+		{Options{DB: db, Devices: dm, Services: map[string]int{"catlog": 8000}}, "lan.services.catlog: unknown service"},
+		{Options{DB: db, Devices: dm, FrontDoor: 70000}, "lan.front_door: port 70000 out of range"},
+		{Options{DB: db, Devices: dm, FrontDoor: -2}, "lan.front_door: port -2 out of range"},
+		{Options{DB: db, Devices: dm, FrontDoor: 8080, Services: map[string]int{"catalog": 8080}}, "lan.services.catalog: 8080: same port as lan.front_door"},
 	} {
 		if _, err := New(c.o); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%+v: error %v, want %q", c.o.Services, err, c.want)
@@ -118,7 +125,7 @@ func TestEachPortServesItsOwnRoutes(t *testing.T) {
 		{"admin", "/healthz", 200},
 		{"admin", "/readyz", 200},
 	} {
-		code, body := getStatus(t, c, "http://"+addrs[tc.port]+tc.path)
+		code, body := f.getOver(t, c, "http://"+addrs[tc.port]+tc.path)
 		if code != tc.status {
 			t.Errorf("%s %s: %d, want %d (%s)", tc.port, tc.path, code, tc.status, body)
 		}

@@ -31,6 +31,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
 
+	"github.com/storeedge/storeedge/devices"
 	"github.com/storeedge/storeedge/internal/cloudapi"
 	"github.com/storeedge/storeedge/internal/cloudsim"
 	"github.com/storeedge/storeedge/internal/testenv"
@@ -132,7 +133,15 @@ func BenchmarkServiceBusLatency(b *testing.B) {
 
 	// The shop: receiver → storage → event stream.
 	db := openDB(b)
-	srv, err := server.New(server.Options{DB: db})
+	dm, err := devices.New(context.Background(), devices.Options{DB: db, EnrollmentSecret: "bench-enrollment-secret-0123"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	device, err := dm.Pair(context.Background(), devices.PairRequest{EnrollmentSecret: "bench-enrollment-secret-0123", Kind: "other"}, "127.0.0.1")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv, err := server.New(server.Options{DB: db, Devices: dm})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -151,7 +160,9 @@ func BenchmarkServiceBusLatency(b *testing.B) {
 	var mu sync.Mutex
 	stored := map[string]time.Time{}
 	delivered := map[string]time.Time{}
-	resp, err := http.Get(ts.URL + "/api/v1/events")
+	req, _ := http.NewRequest(http.MethodGet, ts.URL+"/api/v1/events", nil)
+	req.Header.Set("Authorization", "Bearer "+device.Token)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/storeedge/storeedge/devices"
 	"github.com/storeedge/storeedge/internal/backoff"
 	"github.com/storeedge/storeedge/internal/config"
 	"github.com/storeedge/storeedge/internal/wan"
@@ -31,6 +32,7 @@ import (
 //	              Service Bus receiver ──────┤
 //	LAN server (front door + services) ──────┤
 //	  discovery (UDP 57854, mDNS) ── seen devices, status
+//	devices (registry, push to TCP 8081) ────┤
 //	back office (ERP files, webhook) ────────┘
 //
 // The database opens and the LAN listeners bind before anything starts, so the shop is served
@@ -109,6 +111,24 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 
 	// Discovery says which LAN ports are open, so it is built once they are (below).
 	disc := &discoveryServices{}
+
+	// Devices are paired and dialled on the LAN: no WAN dialer.
+	dm, err := devices.New(ctx, devices.Options{
+		DB:               db,
+		ServerID:         cfg.ServerID,
+		EnrollmentSecret: cfg.Devices.EnrollmentSecret.Reveal(),
+		PairingCodeTTL:   cfg.Devices.PairingCodeTTL,
+		PairingAttempts:  cfg.Devices.PairingAttempts,
+		PushPortDefault:  cfg.Devices.PushPortDefault,
+		CommandTTL:       cfg.Devices.CommandTTL,
+		RetryMax:         cfg.Devices.PushRetryMax,
+		Timeout:          cfg.Devices.PushTimeout,
+		Logger:           log,
+	})
+	if err != nil {
+		return err
+	}
+
 	srv, err := server.New(server.Options{
 		DB:                db,
 		WAN:               wanStatus,
@@ -128,6 +148,8 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 		Upload:            upload,
 		BackOffice:        bo,
 		Discovery:         disc,
+		Devices:           dm,
+		AdminToken:        cfg.Admin.Token.Reveal(),
 		ServerID:          cfg.ServerID,
 		ShopName:          cfg.Shop.Name,
 		Version:           buildVersion(),
@@ -153,6 +175,7 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 	g.Go(func() error { return bo.Run(gctx) })
 	disc.run(gctx, g)
 	g.Go(func() error { return db.RunReadCacheWarmer(gctx, log) })
+	g.Go(func() error { return dm.Run(gctx) })
 	if cfg.Cloud.Sync {
 		g.Go(func() error { return syncer.Run(gctx) })
 		g.Go(func() error { return ob.Run(gctx) })

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,6 +19,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/storeedge/storeedge/devices/devicesim"
 	"github.com/storeedge/storeedge/internal/cloudsim"
 	"github.com/storeedge/storeedge/internal/config"
 )
@@ -29,6 +32,12 @@ with Ctrl-C; run it again and it starts from the database it left.
 
 Flags:
 `
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
 
 // cmdDemo runs the daemon against an in-process cloud simulator on loopback.
 func cmdDemo(ctx context.Context, args, env []string, stdout, stderr io.Writer) error {
@@ -66,6 +75,10 @@ func cmdDemo(ctx context.Context, args, env []string, stdout, stderr io.Writer) 
 	cfg.WAN.Proxy = "direct"
 	cfg.LAN.Bind = "127.0.0.1"
 	cfg.LAN.FrontDoor = *port
+	// Fresh credentials each run: the demo listens on loopback only, but a credential printed on
+	// a terminal should not outlive it.
+	cfg.Admin.Token = config.Secret("demo-admin-" + randomHex(12))
+	cfg.Devices.EnrollmentSecret = config.Secret("demo-enroll-" + randomHex(12))
 	level := "info"
 	if *verbose {
 		level = "debug"
@@ -94,16 +107,45 @@ func cmdDemo(ctx context.Context, args, env []string, stdout, stderr io.Writer) 
 	g.Go(func() error {
 		return daemon(gctx, cfg, log, func(addrs map[string]string) {
 			front := "http://" + addrs["front_door"]
+			// A simulated device, paired as a real one would be, that shows pushed orders and
+			// commands in the log.
+			pos := devicesim.New(devicesim.Options{Server: front, Kind: "pos", Name: "demo-pos", Capabilities: []string{"orders"}, Logger: log,
+				Handle: func(c devicesim.Command) error {
+					log.Info("demo-pos: pushed command", slog.String("type", c.Type), slog.String("id", c.ID))
+					return nil
+				}})
+			if err := pos.Pair(gctx, "", cfg.Devices.EnrollmentSecret.Reveal()); err != nil {
+				log.Error("demo: cannot pair the demo device", slog.Any("error", err))
+			} else {
+				g.Go(func() error { return pos.Run(gctx) })
+			}
+			device := pos.Token()
+			admin := cfg.Admin.Token.Reveal()
 			fmt.Fprintf(stdout, `
 storeedge demo is running (Ctrl-C to stop)
   simulated cloud   %s  (%d products, changing every %s)
   database          %s
-  status            %s/api/v1/status
-  a product         %s/api/v1/catalog/products/P0000001
-  search            %s/api/v1/catalog/search?q=chocolate
-  device deltas     %s/api/v1/catalog/changes?since=0&limit=5
   health            %s/healthz
-`, cfg.Cloud.URL, *products, *changeEvery, cfg.DatabasePath(), front, front, front, front, front)
+
+  Devices authenticate every call. The demo runs one ("demo-pos", which logs the orders and
+  commands pushed to it); its token:
+    DEVICE=%s
+  a product         curl -H "Authorization: Bearer $DEVICE" %s/api/v1/catalog/products/P0000001
+  search            curl -H "Authorization: Bearer $DEVICE" '%s/api/v1/catalog/search?q=chocolate'
+  device deltas     curl -H "Authorization: Bearer $DEVICE" '%s/api/v1/catalog/changes?since=0&limit=5'
+
+  Admin routes want the admin token:
+    ADMIN=%s
+  status            curl -H "Authorization: Bearer $ADMIN" %s/api/v1/status
+  devices           curl -H "Authorization: Bearer $ADMIN" %s/api/v1/admin/devices
+  a pairing code    curl -X POST -H "Authorization: Bearer $ADMIN" %s/api/v1/admin/pairing-codes
+  push a command    curl -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' \
+                      -d '{"target":{"all":true},"type":"ping"}' %s/api/v1/admin/commands
+
+  A simulated device that receives pushed orders and commands:
+    go run ./cmd/devicesim -server %s -enrollment-secret %s -capabilities orders
+`, cfg.Cloud.URL, *products, *changeEvery, cfg.DatabasePath(), front,
+				device, front, front, front, admin, front, front, front, front, front, cfg.Devices.EnrollmentSecret.Reveal())
 			names := slices.Sorted(maps.Keys(addrs))
 			for _, n := range names {
 				fmt.Fprintf(stdout, "  %-17s %s\n", n, addrs[n])

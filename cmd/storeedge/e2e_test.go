@@ -175,6 +175,8 @@ func startShop(t *testing.T, o shopOptions) *shop {
 		"--set", "data_dir=" + o.dataDir,
 		"--set", "cloud.url=" + o.cloud,
 		"--set", "cloud.store_key=e2e-key",
+		"--set", "admin.token=" + e2eAdminToken,
+		"--set", "devices.enrollment_secret=" + e2eEnrollment,
 		"--set", "cloud.poll_interval=1s",
 		"--set", "wan.proxy=direct",
 		"--set", "lan.bind=127.0.0.1",
@@ -222,9 +224,61 @@ func (s *shop) stop(t *testing.T) {
 	}
 }
 
+// Credentials of the e2e shops.
+const (
+	e2eAdminToken = "e2e-admin-token-0123456789"
+	e2eEnrollment = "e2e-enrollment-secret-0123"
+)
+
+// e2eDevices holds the tokens of the devices the tests paired, by data directory and device
+// name, so that a restarted shop's devices keep theirs.
+var e2eDevices sync.Map
+
+// deviceToken returns the token of the device with that name, pairing it with the enrollment
+// secret on first use.
+func (s *shop) deviceToken(name string) (string, error) {
+	key := s.dataDir + "\x00" + name
+	if v, ok := e2eDevices.Load(key); ok {
+		return v.(string), nil
+	}
+	body := fmt.Sprintf(`{"enrollment_secret":%q,"kind":"pos","name":%q}`, e2eEnrollment, name)
+	resp, err := http.Post(s.base+"/api/v1/devices/pair", "application/json", strings.NewReader(body))
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var creds struct {
+		Token string `json:"token"`
+	}
+	if resp.StatusCode != http.StatusCreated || json.Unmarshal(b, &creds) != nil {
+		return "", fmt.Errorf("pair %s: %s %s", name, resp.Status, b)
+	}
+	v, _ := e2eDevices.LoadOrStore(key, creds.Token)
+	return v.(string), nil
+}
+
+// request makes a request with the credential its route wants: the admin token on admin
+// routes, else the token of the device "e2e".
+func (s *shop) request(t *testing.T, method, path string, body io.Reader) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(method, s.base+path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := e2eAdminToken
+	if path != "/api/v1/status" && !strings.HasPrefix(path, "/api/v1/admin/") {
+		if token, err = s.deviceToken("e2e"); err != nil {
+			t.Fatalf("%v\n%s", err, s.log)
+		}
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	return req
+}
+
 func (s *shop) get(t *testing.T, path string, out any) *http.Response {
 	t.Helper()
-	resp, err := http.Get(s.base + path)
+	resp, err := http.DefaultClient.Do(s.request(t, http.MethodGet, path, nil))
 	if err != nil {
 		t.Fatalf("GET %s: %v\n%s", path, err, s.log)
 	}

@@ -114,9 +114,13 @@ func (s *shop) outboxPending(t *testing.T) int64 {
 // postOrder creates an order as a device does; it returns the order's id and number.
 func (s *shop) postOrder(device, key string, product string, qty int) (id string, number int64, status int, err error) {
 	body := fmt.Sprintf(`{"lines":[{"product_id":%q,"quantity":%d}]}`, product, qty)
+	token, err := s.deviceToken(device)
+	if err != nil {
+		return "", 0, 0, err
+	}
 	req, _ := http.NewRequest(http.MethodPost, s.base+"/api/v1/orders", strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Storeedge-Device", device)
+	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Idempotency-Key", key)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -182,6 +186,16 @@ func createdOrders(t *testing.T, c *cloudProc) []cloudEvent {
 	return out
 }
 
+// deviceID is the id of the test device with that name.
+func (s *shop) deviceID(t *testing.T, name string) string {
+	token, err := s.deviceToken(name)
+	if err != nil {
+		t.Error(err)
+	}
+	id, _, _ := strings.Cut(token, ".")
+	return id
+}
+
 // assertCloudOrders checks that the cloud holds exactly the orders made, each once, in creation
 // order per device.
 func assertCloudOrders(t *testing.T, c *cloudProc, made map[string][]string) {
@@ -245,7 +259,8 @@ func TestThousandOrdersReachTheCloudOnce(t *testing.T) {
 					}
 				}
 				mu.Lock()
-				made[device] = append(made[device], id)
+				dev := s.deviceID(t, device)
+				made[dev] = append(made[dev], id)
 				created++
 				if created == 300 {
 					close(outage)
@@ -300,7 +315,8 @@ func TestKilledDuringUpload(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		made[device] = append(made[device], id)
+		dev := s.deviceID(t, device)
+		made[dev] = append(made[dev], id)
 	}
 	link.up(t)
 	rnd := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 2))
@@ -423,7 +439,7 @@ func TestTestOrdersStayOutOfProductionExports(t *testing.T) {
 	sets := []string{"backoffice.export.dir=" + prodDir, "backoffice.export.test_dir=" + testDir, "backoffice.schedule=@hourly"}
 	exportNow := func(s *shop) {
 		t.Helper()
-		resp, err := http.Post(s.base+"/api/v1/admin/backoffice/run", "", nil)
+		resp, err := http.DefaultClient.Do(s.request(t, http.MethodPost, "/api/v1/admin/backoffice/run", nil))
 		if err != nil {
 			t.Fatal(err)
 		}

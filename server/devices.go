@@ -1,0 +1,349 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/storeedge/storeedge/devices"
+	"github.com/storeedge/storeedge/storage"
+)
+
+// Authentication (docs/devices.md): devices send "Authorization: Bearer <device token>", the
+// token they received when they paired; admins send "Authorization: Bearer <admin.token>".
+// Health checks and pairing need neither.
+
+var (
+	probUnauthorized = problemType{"unauthorized", "Credential missing or not valid", http.StatusUnauthorized}
+	probAdminOff     = problemType{"admin-disabled", "Admin API disabled", http.StatusForbidden}
+	probThrottled    = problemType{"too-many-attempts", "Too many failed attempts", http.StatusTooManyRequests}
+	probNoTarget     = problemType{"no-target", "No device matches", http.StatusUnprocessableEntity}
+)
+
+// access is who may call a service's routes.
+type access int
+
+const (
+	accessDevice access = iota // a paired device
+	accessAdmin                // the admin credential
+	accessOwn                  // the service's routes say, route by route
+)
+
+type deviceKey struct{}
+
+// deviceID is the authenticated device of a request, "" for none.
+func deviceID(ctx context.Context) string {
+	id, _ := ctx.Value(deviceKey{}).(string)
+	return id
+}
+
+// bearer returns the credential of an Authorization: Bearer header.
+func bearer(r *http.Request) (string, bool) {
+	v := r.Header.Get("Authorization")
+	scheme, token, ok := strings.Cut(v, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	token = strings.TrimSpace(token)
+	return token, token != ""
+}
+
+func unauthorized(w http.ResponseWriter, r *http.Request, detail string) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="storeedge"`)
+	problem(w, r, probUnauthorized, detail)
+}
+
+// requireDevice lets through only requests with the credential of a paired, unrevoked device.
+// The registry is asked on every request, so a revocation stops the very next one.
+func (s *Server) requireDevice(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token, ok := bearer(r)
+		if !ok {
+			unauthorized(w, r, "this route needs a device credential: send Authorization: Bearer <token>, with the token the device received when it paired (POST /api/v1/devices/pair)")
+			return
+		}
+		id, err := s.o.Devices.Authenticate(token)
+		switch {
+		case errors.Is(err, devices.ErrRevoked):
+			unauthorized(w, r, "this device was revoked by an admin; pair it again to use it")
+			return
+		case err != nil:
+			unauthorized(w, r, "the device credential is not valid; pair the device again if it was reset")
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), deviceKey{}, id)))
+	})
+}
+
+// requireAdmin lets through only requests with the admin credential (admin.token).
+func (s *Server) requireAdmin(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.o.AdminToken == "" {
+			problem(w, r, probAdminOff, "this server has no admin credential: set admin.token (or STOREEDGE_ADMIN_TOKEN) to use the admin API")
+			return
+		}
+		token, ok := bearer(r)
+		if !ok || !devices.EqualSecret(token, s.o.AdminToken) {
+			unauthorized(w, r, "this route needs the admin credential: send Authorization: Bearer <admin.token>")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// devicesRoutes are the devices service: pairing (open to all: it is how a device gets its
+// credential) and what a paired device says about itself.
+func (s *Server) devicesRoutes(r chi.Router) {
+	r.Group(func(r chi.Router) {
+		r.Use(noStore)
+		r.Post("/api/v1/devices/pair", s.pair)
+		r.Group(func(r chi.Router) {
+			r.Use(s.requireDevice)
+			r.Post("/api/v1/devices/heartbeat", s.heartbeat)
+			r.Get("/api/v1/devices/me", s.me)
+		})
+	})
+}
+
+// adminDeviceRoutes are the admin's view of devices and commands, part of the admin service.
+func (s *Server) adminDeviceRoutes(r chi.Router) {
+	r.Get("/api/v1/admin/devices", s.listDevices)
+	r.Get("/api/v1/admin/devices/{id}", s.getDevice)
+	r.Patch("/api/v1/admin/devices/{id}", s.renameDevice)
+	r.Post("/api/v1/admin/devices/{id}/revoke", s.revokeDevice)
+	r.Post("/api/v1/admin/pairing-codes", s.newPairingCode)
+	r.Post("/api/v1/admin/commands", s.sendCommand)
+	r.Get("/api/v1/admin/commands", s.listCommands)
+	r.Get("/api/v1/admin/commands/{id}", s.getCommand)
+}
+
+// remoteIP is the address the request came from, where the server will dial the device.
+func remoteIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// deviceError answers an error of the devices package, or a failure of the server's own.
+func (s *Server) deviceError(w http.ResponseWriter, r *http.Request, op string, err error) {
+	var invalid *devices.InvalidError
+	var throttled *devices.ThrottledError
+	switch {
+	case errors.As(err, &invalid):
+		problem(w, r, probInvalidBody, invalid.Error())
+	case errors.As(err, &throttled):
+		w.Header().Set("Retry-After", strconv.Itoa(int(max(throttled.RetryAfter.Round(time.Second), time.Second)/time.Second)))
+		problem(w, r, probThrottled, "too many failed pairing attempts from this address; try again in "+throttled.RetryAfter.Round(time.Second).String())
+	case errors.Is(err, devices.ErrBadPairing):
+		unauthorized(w, r, "the pairing code is unknown, expired or already used, or the enrollment secret is wrong; ask an admin for a new code")
+	case errors.Is(err, devices.ErrEnrollment):
+		problem(w, r, probAdminOff, "enrollment with the shop secret is off on this server (devices.enrollment_secret is empty); pair with a code an admin creates")
+	case errors.Is(err, devices.ErrNotFound), errors.Is(err, storage.ErrNotFound):
+		problem(w, r, probNotFound, "no such device")
+	case errors.Is(err, devices.ErrRevoked):
+		unauthorized(w, r, "this device was revoked by an admin; pair it again to use it")
+	case errors.Is(err, devices.ErrNoTarget):
+		problem(w, r, probNoTarget, err.Error())
+	default:
+		s.internal(w, r, op, err)
+	}
+}
+
+func (s *Server) pair(w http.ResponseWriter, r *http.Request) {
+	var req devices.PairRequest
+	if !s.decodeBody(w, r, &req) {
+		return
+	}
+	creds, err := s.o.Devices.Pair(r.Context(), req, remoteIP(r))
+	if err != nil {
+		s.deviceError(w, r, "pair device", err)
+		return
+	}
+	s.writeJSON(w, r, http.StatusCreated, creds)
+}
+
+func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
+	var hb devices.Heartbeat
+	if !s.decodeBody(w, r, &hb) {
+		return
+	}
+	d, err := s.o.Devices.Heartbeat(r.Context(), deviceID(r.Context()), hb, remoteIP(r))
+	if err != nil {
+		s.deviceError(w, r, "heartbeat", err)
+		return
+	}
+	s.writeJSON(w, r, http.StatusOK, d)
+}
+
+func (s *Server) me(w http.ResponseWriter, r *http.Request) {
+	d, err := s.o.Devices.Get(r.Context(), deviceID(r.Context()))
+	if err != nil {
+		s.deviceError(w, r, "read device", err)
+		return
+	}
+	s.writeJSON(w, r, http.StatusOK, d)
+}
+
+func (s *Server) listDevices(w http.ResponseWriter, r *http.Request) {
+	all, err := s.o.Devices.List(r.Context())
+	if err != nil {
+		s.deviceError(w, r, "list devices", err)
+		return
+	}
+	s.writeJSON(w, r, http.StatusOK, struct {
+		Items []devices.Device `json:"items"`
+	}{all})
+}
+
+func (s *Server) getDevice(w http.ResponseWriter, r *http.Request) {
+	id, _ := pathParam(r, "id")
+	d, err := s.o.Devices.Get(r.Context(), id)
+	if err != nil {
+		s.deviceError(w, r, "read device", err)
+		return
+	}
+	s.writeJSON(w, r, http.StatusOK, d)
+}
+
+func (s *Server) renameDevice(w http.ResponseWriter, r *http.Request) {
+	id, _ := pathParam(r, "id")
+	var req struct {
+		Name string `json:"name"`
+	}
+	if !s.decodeBody(w, r, &req) {
+		return
+	}
+	d, err := s.o.Devices.Rename(r.Context(), id, req.Name)
+	if err != nil {
+		s.deviceError(w, r, "rename device", err)
+		return
+	}
+	s.writeJSON(w, r, http.StatusOK, d)
+}
+
+func (s *Server) revokeDevice(w http.ResponseWriter, r *http.Request) {
+	id, _ := pathParam(r, "id")
+	d, err := s.o.Devices.Revoke(r.Context(), id)
+	if err != nil {
+		s.deviceError(w, r, "revoke device", err)
+		return
+	}
+	s.writeJSON(w, r, http.StatusOK, d)
+}
+
+// duration is a JSON duration, "10m" or "24h".
+type duration time.Duration
+
+func (d *duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return errors.New(`want a duration in quotes, like "10m" or "24h"`)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return errors.New(`want a duration in quotes, like "10m" or "24h"`)
+	}
+	*d = duration(v)
+	return nil
+}
+
+func (s *Server) newPairingCode(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		TTL duration `json:"ttl"`
+	}
+	if r.ContentLength != 0 && !s.decodeBody(w, r, &req) {
+		return
+	}
+	if ttl := time.Duration(req.TTL); ttl != 0 && (ttl < time.Minute || ttl > 24*time.Hour) {
+		problem(w, r, probInvalidBody, "ttl: want a duration between 1m and 24h")
+		return
+	}
+	code, err := s.o.Devices.NewPairingCode(r.Context(), time.Duration(req.TTL))
+	if err != nil {
+		s.deviceError(w, r, "create pairing code", err)
+		return
+	}
+	s.writeJSON(w, r, http.StatusCreated, code)
+}
+
+func (s *Server) sendCommand(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Target  devices.Target  `json:"target"`
+		Type    string          `json:"type"`
+		Payload json.RawMessage `json:"payload"`
+		TTL     duration        `json:"ttl"`
+	}
+	if !s.decodeBody(w, r, &req) {
+		return
+	}
+	cmds, err := s.o.Devices.Send(r.Context(), req.Target, req.Type, req.Payload, time.Duration(req.TTL))
+	if err != nil {
+		s.deviceError(w, r, "queue command", err)
+		return
+	}
+	s.writeJSON(w, r, http.StatusCreated, struct {
+		Items []storage.Command `json:"items"`
+	}{cmds})
+}
+
+var commandStates = []string{storage.CommandQueued, storage.CommandSent, storage.CommandAcknowledged, storage.CommandExpired, storage.CommandFailed}
+
+func (s *Server) listCommands(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit, bad := limitParam(q)
+	if bad != nil {
+		problem(w, r, probBadParameter, bad.msg)
+		return
+	}
+	f := storage.CommandFilter{DeviceID: q.Get("device"), State: q.Get("state"), Limit: limit + 1}
+	if f.State != "" && !slices.Contains(commandStates, f.State) {
+		problem(w, r, probBadParameter, "state: "+strconv.Quote(f.State)+" is not one of "+strings.Join(commandStates, ", "))
+		return
+	}
+	if v := q.Get("before"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n <= 0 {
+			problem(w, r, probBadParameter, "before: "+strconv.Quote(v)+" is not a positive whole number (the next value of the previous page)")
+			return
+		}
+		f.Before = n
+	}
+	cmds, err := s.o.Devices.Commands(r.Context(), f)
+	if err != nil {
+		s.deviceError(w, r, "list commands", err)
+		return
+	}
+	resp := struct {
+		Items []storage.Command `json:"items"`
+		Next  string            `json:"next,omitempty"`
+	}{Items: cmds}
+	if len(cmds) > limit {
+		resp.Items = cmds[:limit]
+		resp.Next = strconv.FormatInt(cmds[limit-1].Seq, 10)
+	}
+	s.writeJSON(w, r, http.StatusOK, resp)
+}
+
+func (s *Server) getCommand(w http.ResponseWriter, r *http.Request) {
+	id, _ := pathParam(r, "id")
+	c, err := s.o.Devices.Command(r.Context(), id)
+	if errors.Is(err, storage.ErrNotFound) {
+		problem(w, r, probNotFound, "no command "+strconv.Quote(id))
+		return
+	}
+	if err != nil {
+		s.internal(w, r, "read command", err)
+		return
+	}
+	s.writeJSON(w, r, http.StatusOK, c)
+}
