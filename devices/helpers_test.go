@@ -24,29 +24,11 @@ const enrollment = "test-enrollment-secret-0123"
 
 var epoch = time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 
-// clock is the Manager's clock in tests.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
 // env is a running Manager over a real database, with simulated devices on loopback.
 type env struct {
 	db    *storage.DB
 	m     *devices.Manager
-	clock *clock
+	clock *testenv.Clock
 	logs  *testenv.Buffer
 	ctx   context.Context
 
@@ -60,7 +42,7 @@ func newEnv(t *testing.T, opts ...func(*devices.Options)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{db: db, clock: &clock{now: epoch}, logs: &testenv.Buffer{}, changed: make(chan struct{})}
+	e := &env{db: db, clock: testenv.NewClock(epoch), logs: &testenv.Buffer{}, changed: make(chan struct{})}
 	o := devices.Options{
 		DB: db, ServerID: "srv-test", EnrollmentSecret: enrollment, Now: e.clock.Now,
 		RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond, Timeout: 5 * time.Second,

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -290,7 +291,8 @@ func TestAdminDevices(t *testing.T) {
 	list := decodeOK[struct {
 		Items []devices.Device `json:"items"`
 	}](t, f.get(t, "/api/v1/admin/devices"))
-	if len(list.Items) != 2 || list.Items[1].ID != c.DeviceID || !list.Items[1].Online {
+	i := slices.IndexFunc(list.Items, func(d devices.Device) bool { return d.ID == c.DeviceID })
+	if len(list.Items) != 2 || i < 0 || !list.Items[i].Online || list.Items[i].Name != "Till 1" {
 		t.Fatalf("devices %+v", list.Items)
 	}
 	req := httptest.NewRequest(http.MethodPatch, "/api/v1/admin/devices/"+c.DeviceID, strings.NewReader(`{"name":"Till 2"}`))

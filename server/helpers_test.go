@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 
 	"github.com/storeedge/storeedge/devices"
 	"github.com/storeedge/storeedge/internal/cloudapi"
+	"github.com/storeedge/storeedge/internal/testenv"
 	"github.com/storeedge/storeedge/storage"
 )
 
@@ -148,30 +148,12 @@ type fixture struct {
 	db    *storage.DB
 	srv   *Server
 	dm    *devices.Manager
-	clock *clock
+	clock *testenv.Clock
 	raw   http.Handler // the front door as devices see it
 	// h is the front door with a credential added to requests that carry none: the admin
 	// token on admin routes, else the token of the device "pos".
 	h      http.Handler
 	tokens map[string]devices.Credentials // by device name, see device
-}
-
-// clock is the devices' clock in tests: testNow until moved.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
 }
 
 // device returns the credentials of the test device with that name, pairing it on first use.
@@ -203,7 +185,7 @@ func newFixture(t testing.TB, opts ...func(*Options)) *fixture {
 
 func newFixtureDB(t testing.TB, db *storage.DB, opts ...func(*Options)) *fixture {
 	t.Helper()
-	clk := &clock{now: testNow}
+	clk := testenv.NewClock(testNow)
 	dm, err := devices.New(context.Background(), devices.Options{DB: db, EnrollmentSecret: testEnrollment, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
