@@ -107,9 +107,10 @@ type Manager struct {
 
 	changed chan struct{} // a device was paired or revoked: Run reconciles its links
 
-	mu    sync.RWMutex // protects the fields below
-	devs  map[string]*entry
-	links map[string]*link
+	mu         sync.RWMutex // protects the fields below
+	devs       map[string]*entry
+	links      map[string]*link
+	codesUntil time.Time // when the last pairing code created expires
 }
 
 // New loads the registry from the database.
@@ -149,6 +150,9 @@ func New(ctx context.Context, o Options) (*Manager, error) {
 		m.devs[d.ID] = &entry{dev: d, hash: [32]byte(d.SecretHash)}
 	}
 	if err := m.initOrderCursor(ctx); err != nil {
+		return nil, err
+	}
+	if m.codesUntil, err = o.DB.PairingCodesUntil(ctx); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -348,8 +352,24 @@ func (m *Manager) NewPairingCode(ctx context.Context, ttl time.Duration) (Pairin
 	if err := m.db.AddPairingCode(ctx, hashCode(norm), now, now.Add(ttl)); err != nil {
 		return PairingCode{}, err
 	}
+	m.mu.Lock()
+	if now.Add(ttl).After(m.codesUntil) {
+		m.codesUntil = now.Add(ttl)
+	}
+	m.mu.Unlock()
 	m.log.Info("devices: pairing code created", slog.Time("expires_at", now.Add(ttl)))
 	return PairingCode{Code: code, ExpiresAt: now.Add(ttl).UTC()}, nil
+}
+
+// PairingOpen tells whether a device could pair now: the enrollment secret is configured, or a
+// pairing code may still be waiting for its device. Discovery announces it.
+func (m *Manager) PairingOpen() bool {
+	if m.o.EnrollmentSecret != "" {
+		return true
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.now().Before(m.codesUntil)
 }
 
 // PairRequest is what a device sends to pair: one of Code and EnrollmentSecret, and itself.

@@ -92,6 +92,15 @@ func (db *DB) AddPairingCode(ctx context.Context, codeHash []byte, created, expi
 	return nil
 }
 
+// PairingCodesUntil is when the last unused pairing code expires; zero when there is none.
+func (db *DB) PairingCodesUntil(ctx context.Context) (time.Time, error) {
+	var ms sql.NullInt64
+	if err := db.r.QueryRowContext(ctx, `SELECT max(expires_at) FROM pairing_codes WHERE used_at = 0`).Scan(&ms); err != nil {
+		return time.Time{}, fmt.Errorf("storage: pairing codes: %w", err)
+	}
+	return fromMillis(ms.Int64), nil
+}
+
 // PairDevice stores a new device. With a codeHash, the code must exist, be unused and not
 // expired at d.PairedAt, and it is spent in the same transaction (ErrPairingCode otherwise).
 func (db *DB) PairDevice(ctx context.Context, d Device, codeHash []byte) error {

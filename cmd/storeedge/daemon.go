@@ -161,7 +161,7 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 	if err := srv.Listen(); err != nil {
 		return err
 	}
-	d, err := newDiscovery(cfg, srv.Addrs(), log)
+	d, err := newDiscovery(cfg, srv.Addrs(), dm.PairingOpen, log)
 	if err != nil {
 		srv.Close()
 		return err

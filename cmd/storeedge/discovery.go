@@ -63,7 +63,7 @@ func discoveryOff(cfg config.Config) string {
 // newDiscovery builds discovery from the configuration and the LAN ports actually open (addrs, as
 // server.Addrs gives them), and binds the UDP port so that a port in use stops the start. It
 // returns nil when discovery is off.
-func newDiscovery(cfg config.Config, addrs map[string]string, log *slog.Logger) (*discoveryServices, error) {
+func newDiscovery(cfg config.Config, addrs map[string]string, pairingOpen func() bool, log *slog.Logger) (*discoveryServices, error) {
 	if why := discoveryOff(cfg); why != "" {
 		log.Info("discovery: off", slog.String("reason", why))
 		return nil, nil
@@ -84,6 +84,7 @@ func newDiscovery(cfg config.Config, addrs map[string]string, log *slog.Logger) 
 			Info:             info,
 			HTTPHost:         host,
 			HTTPPort:         httpPort,
+			PairingOpen:      pairingOpen,
 			Logger:           log,
 		})
 		if err != nil {
@@ -96,11 +97,12 @@ func newDiscovery(cfg config.Config, addrs map[string]string, log *slog.Logger) 
 	}
 	if cfg.Discovery.MDNS.Enabled {
 		m, err := discovery.NewMDNS(discovery.MDNSOptions{
-			Instance:   discovery.TruncateText(cfg.ServerID, 63),
-			Interfaces: cfg.Discovery.Interfaces,
-			Info:       info,
-			HTTPPort:   httpPort,
-			Logger:     log,
+			Instance:    discovery.TruncateText(cfg.ServerID, 63),
+			Interfaces:  cfg.Discovery.Interfaces,
+			Info:        info,
+			HTTPPort:    httpPort,
+			PairingOpen: pairingOpen,
+			Logger:      log,
 		})
 		if err != nil {
 			return nil, err

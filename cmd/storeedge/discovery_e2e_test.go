@@ -62,7 +62,9 @@ func device(role string) int {
 	var seen []byte
 	for !strings.Contains(string(seen), `"e2e-`+role+`"`) && ctx.Err() == nil {
 		time.Sleep(20 * time.Millisecond)
-		resp, err := http.Get(fmt.Sprintf("http://%s:%d/api/v1/admin/discovery/seen", f.From.Addr(), admin))
+		req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://%s:%d/api/v1/admin/discovery/seen", f.From.Addr(), admin), nil)
+		req.Header.Set("Authorization", "Bearer "+e2eAdminToken)
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			return fail(err)
 		}
@@ -154,7 +156,7 @@ func TestDaemonIsDiscoveredAcrossNamespaces(t *testing.T) {
 	srvNS, devNS := testenv.NetNSPair(t)
 	bin, _ := binaries(t)
 	sets := []string{
-		"data_dir=" + t.TempDir(), "cloud.store_key=k", "cloud.sync=false", "server_id=shop-e2e", "shop.name=E2E shop",
+		"data_dir=" + t.TempDir(), "cloud.store_key=k", "admin.token=" + e2eAdminToken, "cloud.sync=false", "server_id=shop-e2e", "shop.name=E2E shop",
 		"lan.front_door=8080", "lan.services.catalog=8000", "lan.services.admin=8005",
 		"lan.services.media=0", "lan.services.orders=0", "lan.services.devices=0", "lan.services.events=0",
 		"discovery.announce_interval=1s",
