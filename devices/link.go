@@ -59,15 +59,14 @@ func (l *link) setState(state, lastErr string) {
 	l.mu.Unlock()
 }
 
+// poke wakes the link: new commands to send, or, while it waits to reconnect, "retry now" (the
+// device just said it is back).
 func (l *link) poke() {
 	select {
 	case l.wake <- struct{}{}:
 	default:
 	}
 }
-
-// retryNow ends the wait before the next attempt (the device just said it is back).
-func (l *link) retryNow() { l.poke() }
 
 // offer hands the link a command just stored for its device.
 func (l *link) offer(c storage.Command) {

@@ -269,12 +269,11 @@ func (m *Manager) Get(ctx context.Context, id string) (Device, error) {
 
 // Summary is the devices part of the status page.
 type Summary struct {
-	Paired  int       `json:"paired"`
-	Online  int       `json:"online"`
-	Offline int       `json:"offline"`
-	Queued  int64     `json:"queued"` // commands waiting for their devices
-	Devices []Brief   `json:"devices"`
-	At      time.Time `json:"-"`
+	Paired  int     `json:"paired"`
+	Online  int     `json:"online"`
+	Offline int     `json:"offline"`
+	Queued  int64   `json:"queued"` // commands waiting for their devices
+	Devices []Brief `json:"devices"`
 }
 
 // Brief is one device on the status page.
@@ -521,7 +520,7 @@ func (m *Manager) replace(ctx context.Context, d storage.Device, wake bool) (Dev
 	v := m.view(ne, depths[d.ID], m.now())
 	m.mu.Unlock()
 	if wake && l != nil {
-		l.retryNow()
+		l.poke()
 	}
 	return v, nil
 }

@@ -217,7 +217,8 @@ func SendError(nc net.Conn, key, peerNonce []byte, id, reason string, now time.T
 	}
 }
 
-// SendError on an established connection.
+// SendError writes an error frame with a reason on an established connection, best effort,
+// before the caller closes it.
 func (c *Conn) SendError(reason string, now time.Time) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
