@@ -335,3 +335,38 @@ func TestAdminDevices(t *testing.T) {
 	wantProblem(t, f.post(t, "/api/v1/admin/commands", "application/json", `{"target":{"all":true},"type":"Reload Now"}`), http.StatusBadRequest, "invalid-body", "type")
 	wantProblem(t, f.get(t, "/api/v1/admin/commands?state=lost"), http.StatusBadRequest, "bad-parameter", "state")
 }
+
+// The document says which credential each route wants, as the router enforces it.
+func TestOpenAPISecurityMatchesAccess(t *testing.T) {
+	doc := loadOpenAPI(t)
+	global, _ := doc["security"].([]any)
+	for path, item := range doc["paths"].(map[string]any) {
+		for _, m := range httpMethods {
+			op, ok := item.(map[string]any)[m].(map[string]any)
+			if !ok {
+				continue
+			}
+			key := strings.ToUpper(m) + " " + path
+			sec, declared := op["security"].([]any)
+			if !declared {
+				sec = global
+			}
+			var schemes []string
+			for _, req := range sec {
+				for name := range req.(map[string]any) {
+					schemes = append(schemes, name)
+				}
+			}
+			want := "deviceToken"
+			switch {
+			case publicRoutes[key]:
+				want = ""
+			case isAdminPath(path):
+				want = "adminToken"
+			}
+			if got := strings.Join(schemes, ","); got != want {
+				t.Errorf("%s: security %q, want %q", key, got, want)
+			}
+		}
+	}
+}

@@ -127,7 +127,9 @@ func flood(ctx context.Context) int {
 		}
 	}
 	elapsed := time.Since(start)
-	resp, err := http.Get(found[0].URL + "/api/v1/status")
+	req, _ := http.NewRequest(http.MethodGet, found[0].URL+"/api/v1/status", nil)
+	req.Header.Set("Authorization", "Bearer "+e2eAdminToken)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "flood:", err)
 		return 1
