@@ -48,8 +48,10 @@ type DB struct {
 
 	seq atomic.Int64 // last local change sequence committed, persisted in meta
 
-	wmu      sync.Mutex // serialises write transactions; protects the field below
-	ftsStale bool       // the search index waits for the end of a bulk load, persisted in meta
+	wmu      sync.Mutex      // serialises write transactions; protects the fields below
+	ftsStale bool            // the search index waits for the end of a bulk load, persisted in meta
+	deferred map[string]bool // collections in a bulk load: their secondary indexes are dropped
+	bigWAL   bool            // the writer checkpoints rarely, during a bulk load
 
 	smu   sync.RWMutex // protects the field below
 	state map[string]FeedState
@@ -96,6 +98,10 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		return nil, fmt.Errorf("storage: read sequence: %w", err)
 	}
 	db.seq.Store(seq)
+	if err := db.loadDeferred(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
 	if err := db.loadState(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -119,6 +125,9 @@ func dsn(path string, readOnly bool) string {
 		// A larger page cache for the writer keeps the indexes of a million-row catalog warm
 		// during a first sync; readers keep SQLite's default.
 		q.Add("_pragma", "cache_size(-32768)")
+		// Statement journals in memory: a multi-row statement of a bulk load saves every page
+		// it changes there first, and a temporary file costs a write call per page.
+		q.Add("_pragma", "temp_store(MEMORY)")
 		q.Add("_txlock", "immediate")
 	}
 	return "file:" + path + "?" + q.Encode()

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/storeedge/storeedge/internal/cloudapi"
@@ -107,15 +108,40 @@ func (db *DB) ApplyPage(ctx context.Context, p Page) (ApplyResult, error) {
 	st, _ := db.FeedState(p.Collection)
 	hasQuarantine := st.Quarantined > 0
 
+	deferred := db.deferred[p.Collection]
+	startLoad := !deferred && p.End.More && (st.Cursor == "" || p.End.Remaining >= bulkThreshold)
+	loading := deferred || startLoad
+	// A bulk load checkpoints the WAL rarely: a page of the barcodes table, say, changes in
+	// nearly every page applied, and a checkpoint every few pages would copy it each time. The
+	// setting belongs to the connection, so a restart falls back to the default.
+	if loading != db.bigWAL {
+		pages := defaultAutoCheckpoint
+		if loading {
+			pages = bulkAutoCheckpoint
+		}
+		if _, err := db.w.ExecContext(ctx, fmt.Sprintf(`PRAGMA wal_autocheckpoint = %d`, pages)); err != nil {
+			return ApplyResult{}, fmt.Errorf("storage: apply page: %w", err)
+		}
+		db.bigWAL = loading
+	}
+
 	tx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
 		return ApplyResult{}, fmt.Errorf("storage: apply page: %w", err)
 	}
 	defer tx.Rollback()
-	// A first sync or a large backlog of products is a bulk load: the search index is left alone
-	// and rebuilt once by the page that catches up, which is several times faster than keeping it
-	// in step row by row. The flag is stored with the page, so a crash cannot leave it stale.
-	bulk := p.Collection == cloudapi.Products && (db.ftsStale || st.Cursor == "" || p.End.Remaining >= bulkThreshold)
+	// A snapshot of more than one page, or a large backlog, is a bulk load: the collection's
+	// secondary indexes are dropped by its first page and built once by the page that catches up,
+	// which is several times cheaper than keeping them in step row by row. Whether a bulk load is
+	// under way is read from the schema itself (see Open), so a crash cannot leave it stale.
+	if startLoad {
+		if err := dropIndexes(ctx, tx, p.Collection); err != nil {
+			return ApplyResult{}, err
+		}
+	}
+	// For products a bulk load also leaves the search index alone until the page that catches
+	// up rebuilds it. The flag is stored with the page, so a crash cannot leave it stale.
+	bulk := p.Collection == cloudapi.Products && (loading || db.ftsStale || st.Cursor == "" || p.End.Remaining >= bulkThreshold)
 	if bulk && !db.ftsStale {
 		if _, err := tx.ExecContext(ctx, `UPDATE meta SET value = 1 WHERE key = 'fts_stale'`); err != nil {
 			return ApplyResult{}, fmt.Errorf("storage: apply page: %w", err)
@@ -127,28 +153,67 @@ func (db *DB) ApplyPage(ctx context.Context, p Page) (ApplyResult, error) {
 	}
 	defer a.close()
 
+	// The statements of single rows do not watch ctx: the driver would start a goroutine per
+	// statement to do so, which costs more than many of the statements. The loop checks ctx
+	// itself instead.
+	rctx := context.WithoutCancel(ctx)
 	var res ApplyResult
 	seq := db.seq.Load()
 	var cleared int64
-	for i := range p.Changes {
-		c := &p.Changes[i]
-		applied, err := a.apply(ctx, c, seq+1)
-		if err != nil {
-			return ApplyResult{}, fmt.Errorf("storage: apply %s %s rev %d: %w", p.Collection, c.ID, c.Rev, err)
-		}
-		if !applied {
-			res.Ignored++
-			continue
-		}
-		seq++
-		res.Applied++
-		if hasQuarantine {
-			r, err := tx.ExecContext(ctx, `DELETE FROM quarantine WHERE collection = ? AND item_id = ? AND rev <= ?`, p.Collection, c.ID, c.Rev)
-			if err != nil {
-				return ApplyResult{}, fmt.Errorf("storage: clear quarantine: %w", err)
+	if a.bulk || loading {
+		// A bulk load writes rows many to a statement; most of a row's cost in a statement of
+		// its own is the statement, not the row.
+		for start := 0; start < len(p.Changes); start += chunkRows {
+			if err := ctx.Err(); err != nil {
+				return ApplyResult{}, fmt.Errorf("storage: apply page: %w", err)
 			}
-			n, _ := r.RowsAffected()
-			cleared += n
+			chunk := p.Changes[start:min(start+chunkRows, len(p.Changes))]
+			applied, err := a.applyMany(rctx, chunk, seq+1)
+			if err != nil {
+				return ApplyResult{}, fmt.Errorf("storage: apply %s: %w", p.Collection, err)
+			}
+			// Each change of the chunk had its sequence number; an ignored one leaves a gap.
+			seq += int64(len(chunk))
+			for i, ok := range applied {
+				if !ok {
+					res.Ignored++
+					continue
+				}
+				res.Applied++
+				if hasQuarantine {
+					n, err := clearQuarantine(rctx, tx, p.Collection, &chunk[i])
+					if err != nil {
+						return ApplyResult{}, err
+					}
+					cleared += n
+				}
+			}
+		}
+	} else {
+		for i := range p.Changes {
+			if i%256 == 255 {
+				if err := ctx.Err(); err != nil {
+					return ApplyResult{}, fmt.Errorf("storage: apply page: %w", err)
+				}
+			}
+			c := &p.Changes[i]
+			applied, err := a.apply(rctx, c, seq+1)
+			if err != nil {
+				return ApplyResult{}, fmt.Errorf("storage: apply %s %s rev %d: %w", p.Collection, c.ID, c.Rev, err)
+			}
+			if !applied {
+				res.Ignored++
+				continue
+			}
+			seq++
+			res.Applied++
+			if hasQuarantine {
+				n, err := clearQuarantine(rctx, tx, p.Collection, c)
+				if err != nil {
+					return ApplyResult{}, err
+				}
+				cleared += n
+			}
 		}
 	}
 	now := p.FetchedAt
@@ -181,6 +246,12 @@ func (db *DB) ApplyPage(ctx context.Context, p Page) (ApplyResult, error) {
 		p.End.Cursor, now.UnixMilli(), p.End.Remaining, p.Collection); err != nil {
 		return ApplyResult{}, fmt.Errorf("storage: apply page: store cursor: %w", err)
 	}
+	loaded := loading && !p.End.More
+	if loaded {
+		if err := createIndexes(ctx, tx, p.Collection); err != nil {
+			return ApplyResult{}, err
+		}
+	}
 	rebuilt := bulk && !p.End.More
 	if rebuilt {
 		if err := rebuildSearch(ctx, tx); err != nil {
@@ -196,7 +267,10 @@ func (db *DB) ApplyPage(ctx context.Context, p Page) (ApplyResult, error) {
 	if !p.End.More {
 		db.warmSig.notify()
 	}
-	db.ftsStale = bulk && !rebuilt
+	if p.Collection == cloudapi.Products {
+		db.ftsStale = bulk && !rebuilt
+	}
+	db.deferred[p.Collection] = loading && !loaded
 	db.updateState(p.Collection, func(s *FeedState) {
 		s.Cursor = p.End.Cursor
 		s.LastSuccess = time.UnixMilli(now.UnixMilli())
@@ -208,14 +282,103 @@ func (db *DB) ApplyPage(ctx context.Context, p Page) (ApplyResult, error) {
 	return res, nil
 }
 
-// bulkThreshold is the backlog, in changes, above which a products page is applied as a bulk load.
+// clearQuarantine removes the quarantined lines of an item that a newer valid change replaced.
+func clearQuarantine(ctx context.Context, tx *sql.Tx, collection string, c *cloudapi.Change) (int64, error) {
+	r, err := tx.ExecContext(ctx, `DELETE FROM quarantine WHERE collection = ? AND item_id = ? AND rev <= ?`, collection, c.ID, c.Rev)
+	if err != nil {
+		return 0, fmt.Errorf("storage: clear quarantine: %w", err)
+	}
+	n, _ := r.RowsAffected()
+	return n, nil
+}
+
+// bulkThreshold is the backlog, in changes, above which a page starts a bulk load.
 const bulkThreshold = 50000
 
-// rebuildSearch reindexes every live product and clears the stale flag.
+// WAL pages after which the writer checkpoints: SQLite's default, and during a bulk load.
+const (
+	defaultAutoCheckpoint = 1000
+	bulkAutoCheckpoint    = 16384
+)
+
+// secondaryIndex is an index that a bulk load builds once at its end instead of row by row.
+type secondaryIndex struct {
+	name, create string
+}
+
+// secondaryIndexes lists, per collection, the indexes dropped during a bulk load of it. The
+// definitions are those of the migrations (TestSecondaryIndexesMatchSchema), so a migration that
+// changes one of these indexes must change it here too.
+var secondaryIndexes = map[string][]secondaryIndex{
+	cloudapi.Products: {
+		{"products_seq", `CREATE INDEX products_seq ON products(seq)`},
+		{"products_category", `CREATE INDEX products_category ON products(category, id) WHERE deleted = 0`},
+		{"barcodes_product", `CREATE INDEX barcodes_product ON barcodes(product_id)`},
+	},
+	cloudapi.Prices:   {{"prices_seq", `CREATE INDEX prices_seq ON prices(seq)`}},
+	cloudapi.Stock:    {{"stock_seq", `CREATE INDEX stock_seq ON stock(seq)`}},
+	cloudapi.Media:    {{"media_seq", `CREATE INDEX media_seq ON media(seq)`}},
+	cloudapi.Settings: {{"settings_seq", `CREATE INDEX settings_seq ON settings(seq)`}},
+}
+
+// loadDeferred finds the collections whose bulk load is under way: those missing one of their
+// secondary indexes.
+func (db *DB) loadDeferred(ctx context.Context) error {
+	have := make(map[string]bool)
+	rows, err := db.w.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'index'`)
+	if err != nil {
+		return fmt.Errorf("storage: read indexes: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return fmt.Errorf("storage: read indexes: %w", err)
+		}
+		have[name] = true
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("storage: read indexes: %w", err)
+	}
+	db.deferred = make(map[string]bool)
+	for c, idx := range secondaryIndexes {
+		for _, ix := range idx {
+			if !have[ix.name] {
+				db.deferred[c] = true
+			}
+		}
+	}
+	return nil
+}
+
+func dropIndexes(ctx context.Context, tx *sql.Tx, collection string) error {
+	for _, ix := range secondaryIndexes[collection] {
+		// The name comes from the fixed list above, never from input.
+		if _, err := tx.ExecContext(ctx, `DROP INDEX IF EXISTS `+ix.name); err != nil {
+			return fmt.Errorf("storage: start bulk load of %s: %w", collection, err)
+		}
+	}
+	return nil
+}
+
+func createIndexes(ctx context.Context, tx *sql.Tx, collection string) error {
+	for _, ix := range secondaryIndexes[collection] {
+		q := strings.Replace(ix.create, "CREATE INDEX ", "CREATE INDEX IF NOT EXISTS ", 1)
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("storage: end bulk load of %s: %w", collection, err)
+		}
+	}
+	return nil
+}
+
+// rebuildSearch reindexes every live product and clears the stale flag. FTS5's own rebuild reads
+// the products table about three times faster than an INSERT … SELECT into the index, but it
+// indexes every row, tombstones included (with empty text); their entries are then deleted, so
+// the index holds exactly the live products, as row-by-row upkeep keeps it.
 func rebuildSearch(ctx context.Context, tx *sql.Tx) error {
 	for _, q := range []string{
-		`INSERT INTO products_fts(products_fts) VALUES ('delete-all')`,
-		`INSERT INTO products_fts(rowid, name, brand, category) SELECT rowid, name, brand, category FROM products WHERE deleted = 0`,
+		`INSERT INTO products_fts(products_fts) VALUES ('rebuild')`,
+		`INSERT INTO products_fts(products_fts, rowid, name, brand, category) SELECT 'delete', rowid, name, brand, category FROM products WHERE deleted = 1`,
 		`UPDATE meta SET value = 0 WHERE key = 'fts_stale'`,
 	} {
 		if _, err := tx.ExecContext(ctx, q); err != nil {
@@ -310,10 +473,22 @@ type applier struct {
 	ftsDelete  *sql.Stmt
 	clearCodes *sql.Stmt
 	addCode    *sql.Stmt
+	// Bulk loads: rows many to a statement (see applyMany).
+	tx        *sql.Tx
+	insertN   map[int]*sql.Stmt // by number of rows
+	addCodesN map[int]*sql.Stmt
+	lookupRev *sql.Stmt
+	lookupDoc *sql.Stmt
+	dropCode  *sql.Stmt
+	args      []any
+	cargs     []any
+	applied   []bool
+	codes     []string // barcode, product id, … of a chunk
+	codesAt   []int    // where each change's pairs start in codes
 }
 
 func newApplier(ctx context.Context, tx *sql.Tx, collection string, bulk bool) (*applier, error) {
-	a := &applier{collection: collection, bulk: bulk}
+	a := &applier{collection: collection, bulk: bulk, tx: tx, insertN: make(map[int]*sql.Stmt), addCodesN: make(map[int]*sql.Stmt)}
 	var err error
 	prep := func(q string) *sql.Stmt {
 		if err != nil {
@@ -332,17 +507,23 @@ func newApplier(ctx context.Context, tx *sql.Tx, collection string, bulk bool) (
 		a.del = prep(`INSERT INTO products(id, rev, seq, deleted, doc) VALUES (?, ?, ?, 1, NULL)
 			ON CONFLICT(id) DO UPDATE SET rev = excluded.rev, seq = excluded.seq, deleted = 1, name = '', brand = '', category = '', doc = NULL
 			WHERE excluded.rev > products.rev`)
-		a.lookup = prep(`SELECT rowid, rev, deleted, name, brand, category FROM products WHERE id = ?`)
-		a.ftsInsert = prep(`INSERT INTO products_fts(rowid, name, brand, category) VALUES (?, ?, ?, ?)`)
-		a.ftsDelete = prep(`INSERT INTO products_fts(products_fts, rowid, name, brand, category) VALUES ('delete', ?, ?, ?, ?)`)
-		a.clearCodes = prep(`DELETE FROM barcodes WHERE product_id = ?`)
 		a.addCode = prep(`INSERT OR REPLACE INTO barcodes(code, product_id) VALUES (?, ?)`)
+		if bulk {
+			a.lookupDoc = prep(`SELECT rev, seq, deleted, doc FROM products WHERE id = ?`)
+			a.dropCode = prep(`DELETE FROM barcodes WHERE code = ? AND product_id = ?`)
+		} else {
+			a.lookup = prep(`SELECT rowid, rev, deleted, name, brand, category FROM products WHERE id = ?`)
+			a.ftsInsert = prep(`INSERT INTO products_fts(rowid, name, brand, category) VALUES (?, ?, ?, ?)`)
+			a.ftsDelete = prep(`INSERT INTO products_fts(products_fts, rowid, name, brand, category) VALUES ('delete', ?, ?, ?, ?)`)
+			a.clearCodes = prep(`DELETE FROM barcodes WHERE product_id = ?`)
+		}
 	} else {
 		// The table name comes from the fixed list of collections, never from input.
 		a.upsert = prep(`INSERT INTO ` + collection + `(id, rev, seq, deleted, doc) VALUES (?, ?, ?, 0, ?)
 			ON CONFLICT(id) DO UPDATE SET rev = excluded.rev, seq = excluded.seq, deleted = 0, doc = excluded.doc WHERE excluded.rev > ` + collection + `.rev`)
 		a.del = prep(`INSERT INTO ` + collection + `(id, rev, seq, deleted, doc) VALUES (?, ?, ?, 1, NULL)
 			ON CONFLICT(id) DO UPDATE SET rev = excluded.rev, seq = excluded.seq, deleted = 1, doc = NULL WHERE excluded.rev > ` + collection + `.rev`)
+		a.lookupRev = prep(`SELECT rev, seq FROM ` + collection + ` WHERE id = ?`)
 	}
 	if err != nil {
 		a.close()
@@ -371,8 +552,16 @@ func (a *applier) apply(ctx context.Context, c *cloudapi.Change, seq int64) (boo
 	return n > 0, err
 }
 
-// applyProduct also keeps the barcode index and, outside a bulk load, the search index in step.
-// Only live products are in the search index.
+// productDoc returns the parsed document of a products upsert.
+func productDoc(c *cloudapi.Change) (cloudapi.Product, error) {
+	if c.Product != nil {
+		return *c.Product, nil
+	}
+	return cloudapi.ParseProduct(c.ID, c.Doc)
+}
+
+// applyProduct also keeps the barcode index and the search index in step. Only live products are
+// in the search index.
 func (a *applier) applyProduct(ctx context.Context, c *cloudapi.Change, seq int64) (bool, error) {
 	var old struct {
 		rowid, rev            int64
@@ -380,27 +569,22 @@ func (a *applier) applyProduct(ctx context.Context, c *cloudapi.Change, seq int6
 		name, brand, category string
 	}
 	found := false
-	if !a.bulk {
-		err := a.lookup.QueryRowContext(ctx, c.ID).Scan(&old.rowid, &old.rev, &old.deleted, &old.name, &old.brand, &old.category)
-		switch {
-		case err == nil:
-			if old.rev >= c.Rev {
-				return false, nil
-			}
-			found = true
-		case !errors.Is(err, sql.ErrNoRows):
-			return false, err
+	err := a.lookup.QueryRowContext(ctx, c.ID).Scan(&old.rowid, &old.rev, &old.deleted, &old.name, &old.brand, &old.category)
+	switch {
+	case err == nil:
+		if old.rev >= c.Rev {
+			return false, nil
 		}
+		found = true
+	case !errors.Is(err, sql.ErrNoRows):
+		return false, err
 	}
 	var p cloudapi.Product
 	var r sql.Result
-	var err error
 	if c.Op == cloudapi.OpDelete {
 		r, err = a.del.ExecContext(ctx, c.ID, c.Rev, seq)
 	} else {
-		if c.Product != nil {
-			p = *c.Product
-		} else if p, err = cloudapi.ParseProduct(c.ID, c.Doc); err != nil {
+		if p, err = productDoc(c); err != nil {
 			return false, err
 		}
 		r, err = a.upsert.ExecContext(ctx, c.ID, c.Rev, seq, p.Name, p.Brand, p.Category, string(c.Doc))
@@ -411,36 +595,242 @@ func (a *applier) applyProduct(ctx context.Context, c *cloudapi.Change, seq int6
 	if n, err := r.RowsAffected(); err != nil || n == 0 {
 		return false, err
 	}
-	if !a.bulk {
-		if found && !old.deleted {
-			if _, err := a.ftsDelete.ExecContext(ctx, old.rowid, old.name, old.brand, old.category); err != nil {
+	if found && !old.deleted {
+		if _, err := a.ftsDelete.ExecContext(ctx, old.rowid, old.name, old.brand, old.category); err != nil {
+			return false, err
+		}
+	}
+	if c.Op == cloudapi.OpUpsert {
+		rowid := old.rowid
+		if !found {
+			if rowid, err = r.LastInsertId(); err != nil {
 				return false, err
 			}
 		}
-		if c.Op == cloudapi.OpUpsert {
-			rowid := old.rowid
-			if !found {
-				if rowid, err = r.LastInsertId(); err != nil {
-					return false, err
-				}
-			}
-			if _, err := a.ftsInsert.ExecContext(ctx, rowid, p.Name, p.Brand, p.Category); err != nil {
-				return false, err
-			}
+		if _, err := a.ftsInsert.ExecContext(ctx, rowid, p.Name, p.Brand, p.Category); err != nil {
+			return false, err
 		}
 	}
 	// A product seen for the first time has no barcodes to clear.
-	if a.bulk || found {
+	if found {
 		if _, err := a.clearCodes.ExecContext(ctx, c.ID); err != nil {
 			return false, err
 		}
 	}
-	for _, code := range p.Barcodes {
-		if _, err := a.addCode.ExecContext(ctx, code, c.ID); err != nil {
-			return false, err
+	return true, a.addCodes(ctx, c.ID, p.Barcodes)
+}
+
+// chunkRows is the number of changes a bulk load writes with one statement.
+const chunkRows = 64
+
+// stmtN returns the statement of n rows made by q, preparing it on first use.
+func (a *applier) stmtN(ctx context.Context, cache map[int]*sql.Stmt, n int, q func(n int) string) (*sql.Stmt, error) {
+	if st := cache[n]; st != nil {
+		return st, nil
+	}
+	st, err := a.tx.PrepareContext(ctx, q(n))
+	if err != nil {
+		return nil, err
+	}
+	a.stmts = append(a.stmts, st)
+	cache[n] = st
+	return st, nil
+}
+
+func rowsSQL(n int, row string) string {
+	var b strings.Builder
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(row)
+	}
+	return b.String()
+}
+
+// insertSQL writes n rows. A product already held is left alone, to be handled by
+// loadExisting, so that its old barcodes can be found; a row of another collection replaces the
+// one held when its revision is newer.
+func (a *applier) insertSQL(n int) string {
+	if a.collection == cloudapi.Products {
+		return `INSERT INTO products(id, rev, seq, deleted, name, brand, category, doc) VALUES ` + rowsSQL(n, "(?,?,?,?,?,?,?,?)") +
+			` ON CONFLICT(id) DO NOTHING`
+	}
+	c := a.collection // from the fixed list of collections, never from input
+	return `INSERT INTO ` + c + `(id, rev, seq, deleted, doc) VALUES ` + rowsSQL(n, "(?,?,?,?,?)") +
+		` ON CONFLICT(id) DO UPDATE SET rev = excluded.rev, seq = excluded.seq, deleted = excluded.deleted, doc = excluded.doc WHERE excluded.rev > ` + c + `.rev`
+}
+
+func addCodesSQL(n int) string {
+	return `INSERT OR REPLACE INTO barcodes(code, product_id) VALUES ` + rowsSQL(n, "(?,?)")
+}
+
+// applyMany writes the changes of a chunk of a bulk load, change i with sequence number seq+i,
+// and reports which of them were newer than what the shop held. When every row is written, as is
+// usual in a first sync, that takes one statement per chunk (and one per chunk of barcodes).
+func (a *applier) applyMany(ctx context.Context, changes []cloudapi.Change, seq int64) ([]bool, error) {
+	a.args = a.args[:0]
+	a.codes = a.codes[:0]
+	a.codesAt = a.codesAt[:0]
+	for i := range changes {
+		a.codesAt = append(a.codesAt, len(a.codes))
+		c := &changes[i]
+		deleted := c.Op == cloudapi.OpDelete
+		if a.collection != cloudapi.Products {
+			var doc any
+			if !deleted {
+				doc = string(c.Doc)
+			}
+			a.args = append(a.args, c.ID, c.Rev, seq+int64(i), deleted, doc)
+			continue
+		}
+		var p cloudapi.Product
+		var doc any
+		if !deleted {
+			var err error
+			if p, err = productDoc(c); err != nil {
+				return nil, fmt.Errorf("%s rev %d: %w", c.ID, c.Rev, err)
+			}
+			doc = string(c.Doc)
+		}
+		a.args = append(a.args, c.ID, c.Rev, seq+int64(i), deleted, p.Name, p.Brand, p.Category, doc)
+		for _, code := range p.Barcodes {
+			a.codes = append(a.codes, code, c.ID)
 		}
 	}
-	return true, nil
+	st, err := a.stmtN(ctx, a.insertN, len(changes), a.insertSQL)
+	if err != nil {
+		return nil, err
+	}
+	r, err := st.ExecContext(ctx, a.args...)
+	if err != nil {
+		return nil, err
+	}
+	n, err := r.RowsAffected()
+	if err != nil {
+		return nil, err
+	}
+	a.applied = a.applied[:0]
+	if int(n) == len(changes) {
+		for range changes {
+			a.applied = append(a.applied, true)
+		}
+		return a.applied, a.addCodesMany(ctx, a.codes)
+	}
+	// Some rows were held already. A row this statement wrote carries its revision and sequence
+	// number; any other change is handled one by one, in order, so a barcode that moves between
+	// products ends up where the feed last put it.
+	for i := range changes {
+		c := &changes[i]
+		var rev, held int64
+		var deleted bool
+		var doc sql.NullString
+		if a.collection == cloudapi.Products {
+			err = a.lookupDoc.QueryRowContext(ctx, c.ID).Scan(&rev, &held, &deleted, &doc)
+		} else {
+			err = a.lookupRev.QueryRowContext(ctx, c.ID).Scan(&rev, &held)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s rev %d: %w", c.ID, c.Rev, err)
+		}
+		wrote := rev == c.Rev && held == seq+int64(i)
+		if a.collection != cloudapi.Products {
+			a.applied = append(a.applied, wrote)
+			continue
+		}
+		ok := true
+		if wrote {
+			end := len(a.codes)
+			if i+1 < len(changes) {
+				end = a.codesAt[i+1]
+			}
+			err = a.addCodesMany(ctx, a.codes[a.codesAt[i]:end])
+		} else {
+			ok, err = a.loadExisting(ctx, c, seq+int64(i), rev, deleted, doc)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s rev %d: %w", c.ID, c.Rev, err)
+		}
+		a.applied = append(a.applied, ok)
+	}
+	return a.applied, nil
+}
+
+// codesPerStmt is the number of barcodes one statement inserts. Barcodes land on random pages of
+// their table, and SQLite saves each page a statement changes in the statement journal first:
+// a few pages stay in memory, more spill to a temporary file.
+const codesPerStmt = 12
+
+// addCodesMany inserts barcode, product id pairs, several to a statement.
+func (a *applier) addCodesMany(ctx context.Context, codes []string) error {
+	const perStmt = codesPerStmt
+	args := a.cargs
+	for start := 0; start < len(codes); start += 2 * perStmt {
+		part := codes[start:min(start+2*perStmt, len(codes))]
+		st, err := a.stmtN(ctx, a.addCodesN, len(part)/2, addCodesSQL)
+		if err != nil {
+			return err
+		}
+		args = args[:0]
+		for _, v := range part {
+			args = append(args, v)
+		}
+		if _, err := st.ExecContext(ctx, args...); err != nil {
+			return err
+		}
+	}
+	a.cargs = args
+	return nil
+}
+
+// loadExisting applies, during a bulk load, a change of a product the shop held before: its old
+// barcodes are found in its old document, since barcodes_product may be missing.
+func (a *applier) loadExisting(ctx context.Context, c *cloudapi.Change, seq, oldRev int64, oldDeleted bool, oldDoc sql.NullString) (bool, error) {
+	if oldRev >= c.Rev {
+		return false, nil
+	}
+	var p cloudapi.Product
+	var r sql.Result
+	var err error
+	if c.Op == cloudapi.OpDelete {
+		r, err = a.del.ExecContext(ctx, c.ID, c.Rev, seq)
+	} else {
+		if p, err = productDoc(c); err != nil {
+			return false, err
+		}
+		r, err = a.upsert.ExecContext(ctx, c.ID, c.Rev, seq, p.Name, p.Brand, p.Category, string(c.Doc))
+	}
+	if err != nil {
+		return false, err
+	}
+	if n, err := r.RowsAffected(); err != nil || n == 0 {
+		return false, err
+	}
+	if !oldDeleted && oldDoc.Valid {
+		// The barcodes held for a product are those of its document, less any that a later
+		// product took over, hence the product_id in the delete.
+		var held struct {
+			Barcodes []string `json:"barcodes"`
+		}
+		if err := json.Unmarshal([]byte(oldDoc.String), &held); err != nil {
+			return false, fmt.Errorf("stored document: %w", err)
+		}
+		for _, code := range held.Barcodes {
+			if _, err := a.dropCode.ExecContext(ctx, code, c.ID); err != nil {
+				return false, err
+			}
+		}
+	}
+	return true, a.addCodes(ctx, c.ID, p.Barcodes)
+}
+
+func (a *applier) addCodes(ctx context.Context, id string, codes []string) error {
+	for _, code := range codes {
+		if _, err := a.addCode.ExecContext(ctx, code, id); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (a *applier) close() {
