@@ -203,6 +203,14 @@ type lineHead struct {
 // It never fails: a line that breaks the contract comes back as Malformed with the reason.
 func DecodeLine(b []byte, collection string, lineNo int) Line {
 	b = bytes.TrimRight(b, "\r\n")
+	if c, ok := fastChange(b, collection); ok {
+		return Line{Change: c}
+	}
+	return decodeLine(b, collection, lineNo)
+}
+
+// decodeLine is DecodeLine with encoding/json, for any line.
+func decodeLine(b []byte, collection string, lineNo int) Line {
 	bad := func(id, format string, args ...any) Line {
 		return Line{Malformed: &MalformedError{Line: lineNo, ID: id, Reason: fmt.Sprintf(format, args...), Raw: clip(b)}}
 	}
@@ -284,12 +292,6 @@ func ValidateID(id string) error {
 	return nil
 }
 
-var (
-	currencyRE = regexp.MustCompile(`^[A-Z]{3}$`)
-	barcodeRE  = regexp.MustCompile(`^[0-9A-Za-z-]{1,64}$`)
-	md5RE      = regexp.MustCompile(`^[A-Za-z0-9+/]{22}==$`)
-)
-
 // ValidateDoc checks an upsert document of a collection against the contract.
 func ValidateDoc(collection, id string, doc []byte) error {
 	switch collection {
@@ -301,40 +303,19 @@ func ValidateDoc(collection, id string, doc []byte) error {
 		if err := strictUnmarshal(doc, &p); err != nil {
 			return err
 		}
-		if p.ProductID != id {
-			return fmt.Errorf("doc product_id %q differs from id", p.ProductID)
-		}
-		if !currencyRE.MatchString(p.Currency) {
-			return fmt.Errorf("currency %q is not an ISO 4217 code", p.Currency)
-		}
-		if p.Amount < 0 || p.ListAmount < 0 {
-			return errors.New("amount must not be negative")
-		}
+		return checkPrice(id, &p)
 	case Stock:
 		var s StockLevel
 		if err := strictUnmarshal(doc, &s); err != nil {
 			return err
 		}
-		if s.ProductID != id {
-			return fmt.Errorf("doc product_id %q differs from id", s.ProductID)
-		}
+		return checkStock(id, &s)
 	case Media:
 		var m MediaManifest
 		if err := strictUnmarshal(doc, &m); err != nil {
 			return err
 		}
-		if m.ID != id {
-			return fmt.Errorf("doc id %q differs from id", m.ID)
-		}
-		if m.Blob == "" || len(m.Blob) > 1024 {
-			return errors.New("blob name must be 1..1024 bytes")
-		}
-		if m.Size <= 0 {
-			return errors.New("size must be positive")
-		}
-		if !md5RE.MatchString(m.MD5) {
-			return errors.New("md5 must be the base64 of 16 bytes")
-		}
+		return checkMedia(id, &m)
 	case Settings:
 		var s Setting
 		if err := strictUnmarshal(doc, &s); err != nil {
@@ -358,22 +339,99 @@ func ParseProduct(id string, doc []byte) (Product, error) {
 	if err := strictUnmarshal(doc, &p); err != nil {
 		return p, err
 	}
+	return p, checkProduct(id, &p)
+}
+
+// The rules of each document, after decoding.
+
+func checkProduct(id string, p *Product) error {
 	if p.ID != id {
-		return p, fmt.Errorf("doc id %q differs from id", p.ID)
+		return fmt.Errorf("doc id %q differs from id", p.ID)
 	}
 	if p.Name == "" {
-		return p, errors.New("name is missing")
+		return errors.New("name is missing")
 	}
 	if len(p.Barcodes) > 32 {
-		return p, errors.New("more than 32 barcodes")
+		return errors.New("more than 32 barcodes")
 	}
 	for _, b := range p.Barcodes {
-		if !barcodeRE.MatchString(b) {
-			return p, fmt.Errorf("barcode %q is not 1..64 of [0-9A-Za-z-]", b)
+		if !isBarcode(b) {
+			return fmt.Errorf("barcode %q is not 1..64 of [0-9A-Za-z-]", b)
 		}
 	}
-	return p, nil
+	return nil
 }
+
+func checkPrice(id string, p *Price) error {
+	if p.ProductID != id {
+		return fmt.Errorf("doc product_id %q differs from id", p.ProductID)
+	}
+	if !isCurrency(p.Currency) {
+		return fmt.Errorf("currency %q is not an ISO 4217 code", p.Currency)
+	}
+	if p.Amount < 0 || p.ListAmount < 0 {
+		return errors.New("amount must not be negative")
+	}
+	return nil
+}
+
+func checkStock(id string, s *StockLevel) error {
+	if s.ProductID != id {
+		return fmt.Errorf("doc product_id %q differs from id", s.ProductID)
+	}
+	return nil
+}
+
+func checkMedia(id string, m *MediaManifest) error {
+	if m.ID != id {
+		return fmt.Errorf("doc id %q differs from id", m.ID)
+	}
+	if m.Blob == "" || len(m.Blob) > 1024 {
+		return errors.New("blob name must be 1..1024 bytes")
+	}
+	if m.Size <= 0 {
+		return errors.New("size must be positive")
+	}
+	if !isMD5(m.MD5) {
+		return errors.New("md5 must be the base64 of 16 bytes")
+	}
+	return nil
+}
+
+// isCurrency reports whether s is three upper-case ASCII letters.
+func isCurrency(s string) bool {
+	return len(s) == 3 && isUpper(s[0]) && isUpper(s[1]) && isUpper(s[2])
+}
+
+// isBarcode reports whether s is 1..64 of [0-9A-Za-z-].
+func isBarcode(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !isAlnum(c) && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+// isMD5 reports whether s is the padded standard base64 of 16 bytes: 22 of [A-Za-z0-9+/], "==".
+func isMD5(s string) bool {
+	if len(s) != 24 || s[22] != '=' || s[23] != '=' {
+		return false
+	}
+	for i := 0; i < 22; i++ {
+		if c := s[i]; !isAlnum(c) && c != '+' && c != '/' {
+			return false
+		}
+	}
+	return true
+}
+
+func isUpper(c byte) bool { return c >= 'A' && c <= 'Z' }
+
+func isAlnum(c byte) bool { return isUpper(c) || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' }
 
 func strictUnmarshal(doc []byte, v any) error {
 	if len(doc) == 0 || doc[0] != '{' {

@@ -3,6 +3,7 @@ package cloudapi
 import (
 	"errors"
 	"io"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -118,4 +119,62 @@ func FuzzDecoder(f *testing.F) {
 			}
 		}
 	})
+}
+
+// fastPathSeeds are change lines as the cloud writes them, and near misses of that form.
+var fastPathSeeds = []string{
+	`{"collection":"products","id":"P0000002","op":"upsert","rev":2,"doc":{"id":"P0000002","sku":"BRE-0000002","name":"Casa Verde Signature Classic Porridge Oats 750 g","description":"Porridge Oats by Casa Verde, classic (750 g). Best enjoyed within three days of opening.","brand":"Casa Verde","category":"Breakfast/Porridge","barcodes":["7645096939877","4271641297487"],"media":["M0000001"],"attributes":{"flavour":"Classic","origin":"Greece","size":"750 g"}}}`,
+	`{"collection":"products","id":"P1","op":"upsert","rev":3,"doc":{"id":"P1","name":"Thé vert","barcodes":[],"attributes":{},"media":[]}}`,
+	`{"collection":"products","id":"P1","op":"upsert","rev":3,"doc":{"id":"P1","name":"Tea","attributes":{"a":"1","a":"2"}}}`,
+	`{"collection":"products","id":"P1","op":"upsert","rev":3,"doc":{"id":"P1","name":"Tea","Name":"Other"}}`,
+	`{"collection":"products","id":"P1","op":"upsert","rev":3,"doc":{"id":"P1","name":"T\u00e9a"}}`,
+	`{"collection":"products","id":"P1","op":"delete","rev":4}`,
+	` { "collection" : "products" , "id" : "P1" , "op" : "delete" , "rev" : 4 } `,
+	`{"collection":"products","id":"P1","op":"delete","rev":4,"rev":5}`,
+	`{"collection":"products","id":"P1","op":"delete","rev":4.0}`,
+	`{"collection":"products","id":"P1","op":"delete","rev":-0}`,
+	`{"collection":"prices","id":"P0000001","op":"upsert","rev":200001,"doc":{"product_id":"P0000001","currency":"EUR","amount":519,"tax_rate":550}}`,
+	`{"collection":"prices","id":"P1","op":"upsert","rev":1,"doc":{"product_id":"P1","currency":"EUR","amount":1e3}}`,
+	`{"collection":"prices","id":"P1","op":"upsert","rev":1,"doc":{"product_id":"P1","currency":"EUR","amount":-0,"list_amount":0012}}`,
+	`{"collection":"stock","id":"P0000002","op":"upsert","rev":400002,"doc":{"product_id":"P0000002","quantity":61,"reserved":2,"updated_at":"2026-01-05T07:45:15Z"}}`,
+	`{"collection":"stock","id":"P1","op":"upsert","rev":4,"doc":{"product_id":"P1","quantity":null}}`,
+	`{"collection":"media","id":"M0000001","op":"upsert","rev":600001,"doc":{"id":"M0000001","blob":"products/M0000001.jpg","size":383864,"md5":"ylgKCn8hBz9D2O5yO+a1QA==","content_type":"image/jpeg"}}`,
+	`{"collection":"media","id":"M1","op":"upsert","rev":6,"doc":{"id":"M1","blob":"a","size":1,"md5":"ylgKCn8hBz9D2O5yO+a1QA=="}} x`,
+	`{"collection":"settings","id":"currency","op":"upsert","rev":650001,"doc":{"key":"currency","value":"EUR"}}`,
+}
+
+// FuzzFastPathAgrees checks the fast path of DecodeLine against encoding/json: whatever line it
+// accepts, the slow path accepts too and reads the same change.
+func FuzzFastPathAgrees(f *testing.F) {
+	for _, s := range fastPathSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		for _, coll := range Collections {
+			fast, ok := fastChange(line, coll)
+			if !ok {
+				continue
+			}
+			slow := decodeLine(line, coll, 1)
+			if slow.Change == nil {
+				t.Fatalf("%s: fast path accepted a line encoding/json refuses (%v): %s", coll, slow.Malformed, line)
+			}
+			if !reflect.DeepEqual(fast, slow.Change) {
+				t.Fatalf("%s: fast path read\n%+v\nencoding/json read\n%+v\nfrom %s", coll, fast, slow.Change, line)
+			}
+		}
+	})
+}
+
+func TestFastPathTakesTheCloudsLines(t *testing.T) {
+	for i, s := range fastPathSeeds[:1] {
+		if _, ok := fastChange([]byte(s), Products); !ok {
+			t.Errorf("seed %d not taken by the fast path", i)
+		}
+	}
+	for _, tc := range []struct{ coll, line string }{{Prices, fastPathSeeds[10]}, {Stock, fastPathSeeds[13]}, {Media, fastPathSeeds[15]}, {Products, fastPathSeeds[5]}} {
+		if _, ok := fastChange([]byte(tc.line), tc.coll); !ok {
+			t.Errorf("%s line not taken by the fast path: %s", tc.coll, tc.line)
+		}
+	}
 }
