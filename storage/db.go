@@ -48,10 +48,11 @@ type DB struct {
 
 	seq atomic.Int64 // last local change sequence committed, persisted in meta
 
-	wmu      sync.Mutex      // serialises write transactions; protects the fields below
-	ftsStale bool            // the search index waits for the end of a bulk load, persisted in meta
-	deferred map[string]bool // collections in a bulk load: their secondary indexes are dropped
-	bigWAL   bool            // the writer checkpoints rarely, during a bulk load
+	wmu        sync.Mutex      // serialises write transactions; protects the fields below
+	ftsStale   bool            // the search index waits for the end of a bulk load, persisted in meta
+	deferred   map[string]bool // collections in a bulk load: their secondary indexes are dropped
+	bigWAL     bool            // the writer checkpoints rarely, during a bulk load
+	smallCache bool            // the writer's page cache is cut down for the sorts that end a bulk load
 
 	smu   sync.RWMutex // protects the field below
 	state map[string]FeedState
@@ -124,10 +125,7 @@ func dsn(path string, readOnly bool) string {
 	} else {
 		// A larger page cache for the writer keeps the indexes of a million-row catalog warm
 		// during a first sync; readers keep SQLite's default.
-		q.Add("_pragma", "cache_size(-32768)")
-		// Statement journals in memory: a multi-row statement of a bulk load saves every page
-		// it changes there first, and a temporary file costs a write call per page.
-		q.Add("_pragma", "temp_store(MEMORY)")
+		q.Add("_pragma", fmt.Sprintf("cache_size(%d)", writerCacheKiB))
 		q.Add("_txlock", "immediate")
 	}
 	return "file:" + path + "?" + q.Encode()

@@ -125,6 +125,14 @@ func (db *DB) ApplyPage(ctx context.Context, p Page) (ApplyResult, error) {
 		db.bigWAL = loading
 	}
 
+	if db.smallCache {
+		// The page that ended a bulk load failed half way.
+		if _, err := db.w.ExecContext(ctx, fmt.Sprintf(`PRAGMA cache_size = %d`, writerCacheKiB)); err != nil {
+			return ApplyResult{}, fmt.Errorf("storage: apply page: %w", err)
+		}
+		db.smallCache = false
+	}
+
 	tx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
 		return ApplyResult{}, fmt.Errorf("storage: apply page: %w", err)
@@ -246,6 +254,20 @@ func (db *DB) ApplyPage(ctx context.Context, p Page) (ApplyResult, error) {
 		p.End.Cursor, now.UnixMilli(), p.End.Remaining, p.Collection); err != nil {
 		return ApplyResult{}, fmt.Errorf("storage: apply page: store cursor: %w", err)
 	}
+	ending := (bulk || loading) && !p.End.More
+	if ending {
+		// The sorts that build the indexes take as much memory as the page cache is allowed;
+		// a smaller cache while they run keeps the peak of a first sync down.
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA cache_size = %d`, sortCacheKiB)); err != nil {
+			return ApplyResult{}, fmt.Errorf("storage: apply page: %w", err)
+		}
+		db.smallCache = true
+	}
+	if bulk && !p.End.More {
+		if err := moveStagedCodes(ctx, tx); err != nil {
+			return ApplyResult{}, err
+		}
+	}
 	loaded := loading && !p.End.More
 	if loaded {
 		if err := createIndexes(ctx, tx, p.Collection); err != nil {
@@ -258,12 +280,23 @@ func (db *DB) ApplyPage(ctx context.Context, p Page) (ApplyResult, error) {
 			return ApplyResult{}, err
 		}
 	}
+	if ending {
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA cache_size = %d`, writerCacheKiB)); err != nil {
+			return ApplyResult{}, fmt.Errorf("storage: apply page: %w", err)
+		}
+		db.smallCache = false
+	}
 	a.close()
 	if err := tx.Commit(); err != nil {
 		return ApplyResult{}, fmt.Errorf("storage: apply page: commit: %w", err)
 	}
 	db.seq.Store(seq)
 	db.invalidateHot(&p, rebuilt)
+	if rebuilt && db.hot != nil {
+		// The barcodes staged by the bulk load just moved into barcodes: a barcode record cached
+		// during the load may name the product that held the barcode before it.
+		db.hot.Reset()
+	}
 	if !p.End.More {
 		db.warmSig.notify()
 	}
@@ -294,6 +327,13 @@ func clearQuarantine(ctx context.Context, tx *sql.Tx, collection string, c *clou
 
 // bulkThreshold is the backlog, in changes, above which a page starts a bulk load.
 const bulkThreshold = 50000
+
+// Page cache sizes of the writer in KiB (negative, as PRAGMA cache_size takes them): as
+// configured in dsn, and while the end of a bulk load sorts.
+const (
+	writerCacheKiB = -32768
+	sortCacheKiB   = -8192
+)
 
 // WAL pages after which the writer checkpoints: SQLite's default, and during a bulk load.
 const (
@@ -383,6 +423,36 @@ func rebuildSearch(ctx context.Context, tx *sql.Tx) error {
 	} {
 		if _, err := tx.ExecContext(ctx, q); err != nil {
 			return fmt.Errorf("storage: rebuild search index: %w", err)
+		}
+	}
+	return nil
+}
+
+// moveStagedCodes moves the barcodes staged by a bulk load of products into barcodes, with the
+// result of applying them one by one in feed order: a barcode belongs to the product that took
+// it last (SQLite reads product_id from the row of max(rowid)), unless that product gave it up
+// again later. In code order the inserts are appends, or nearly.
+func moveStagedCodes(ctx context.Context, tx *sql.Tx) error {
+	const last = `(SELECT code, product_id, max(rowid) AS r FROM barcodes_load WHERE gone = 0 GROUP BY code) l`
+	const givenUp = `(SELECT 1 FROM barcodes_load g WHERE g.gone = 1 AND g.code = l.code AND g.product_id = l.product_id AND g.rowid > l.r)`
+	var gone bool
+	if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM barcodes_load WHERE gone = 1)`).Scan(&gone); err != nil {
+		return fmt.Errorf("storage: move staged barcodes: %w", err)
+	}
+	qs := []string{
+		// Nothing given up, as in a first sync: in this order INSERT OR REPLACE leaves the last
+		// take of each barcode.
+		`INSERT OR REPLACE INTO barcodes(code, product_id) SELECT code, product_id FROM barcodes_load ORDER BY code, rowid`,
+	}
+	if gone {
+		qs = []string{
+			`INSERT OR REPLACE INTO barcodes(code, product_id) SELECT code, product_id FROM ` + last + ` WHERE NOT EXISTS ` + givenUp + ` ORDER BY code`,
+			`DELETE FROM barcodes WHERE code IN (SELECT code FROM ` + last + ` WHERE EXISTS ` + givenUp + `)`,
+		}
+	}
+	for _, q := range append(qs, `DELETE FROM barcodes_load`) {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("storage: move staged barcodes: %w", err)
 		}
 	}
 	return nil
@@ -485,6 +555,7 @@ type applier struct {
 	applied   []bool
 	codes     []string // barcode, product id, … of a chunk
 	codesAt   []int    // where each change's pairs start in codes
+	own       []string // the pairs of one product
 }
 
 func newApplier(ctx context.Context, tx *sql.Tx, collection string, bulk bool) (*applier, error) {
@@ -661,10 +732,6 @@ func (a *applier) insertSQL(n int) string {
 		` ON CONFLICT(id) DO UPDATE SET rev = excluded.rev, seq = excluded.seq, deleted = excluded.deleted, doc = excluded.doc WHERE excluded.rev > ` + c + `.rev`
 }
 
-func addCodesSQL(n int) string {
-	return `INSERT OR REPLACE INTO barcodes(code, product_id) VALUES ` + rowsSQL(n, "(?,?)")
-}
-
 // applyMany writes the changes of a chunk of a bulk load, change i with sequence number seq+i,
 // and reports which of them were newer than what the shop held. When every row is written, as is
 // usual in a first sync, that takes one statement per chunk (and one per chunk of barcodes).
@@ -756,24 +823,28 @@ func (a *applier) applyMany(ctx context.Context, changes []cloudapi.Change, seq 
 	return a.applied, nil
 }
 
-// codesPerStmt is the number of barcodes one statement inserts. Barcodes land on random pages of
-// their table, and SQLite saves each page a statement changes in the statement journal first:
-// a few pages stay in memory, more spill to a temporary file.
-const codesPerStmt = 12
+// stageCodesSQL stages n barcode, product id pairs; gone is 0 or 1 for all of them.
+func stageCodesSQL(n int) string {
+	return `INSERT INTO barcodes_load(code, product_id, gone) VALUES ` + rowsSQL(n, "(?,?,?)")
+}
 
-// addCodesMany inserts barcode, product id pairs, several to a statement.
+// addCodesMany stages barcode, product id pairs for moveStagedCodes, many to a statement.
 func (a *applier) addCodesMany(ctx context.Context, codes []string) error {
-	const perStmt = codesPerStmt
+	return a.stageCodes(ctx, codes, false)
+}
+
+func (a *applier) stageCodes(ctx context.Context, codes []string, gone bool) error {
+	const perStmt = chunkRows
 	args := a.cargs
 	for start := 0; start < len(codes); start += 2 * perStmt {
 		part := codes[start:min(start+2*perStmt, len(codes))]
-		st, err := a.stmtN(ctx, a.addCodesN, len(part)/2, addCodesSQL)
+		st, err := a.stmtN(ctx, a.addCodesN, len(part)/2, stageCodesSQL)
 		if err != nil {
 			return err
 		}
 		args = args[:0]
-		for _, v := range part {
-			args = append(args, v)
+		for i := 0; i < len(part); i += 2 {
+			args = append(args, part[i], part[i+1], gone)
 		}
 		if _, err := st.ExecContext(ctx, args...); err != nil {
 			return err
@@ -806,9 +877,10 @@ func (a *applier) loadExisting(ctx context.Context, c *cloudapi.Change, seq, old
 	if n, err := r.RowsAffected(); err != nil || n == 0 {
 		return false, err
 	}
+	a.own = a.own[:0]
 	if !oldDeleted && oldDoc.Valid {
 		// The barcodes held for a product are those of its document, less any that a later
-		// product took over, hence the product_id in the delete.
+		// product took over, hence the product_id in the delete. The same holds of those staged.
 		var held struct {
 			Barcodes []string `json:"barcodes"`
 		}
@@ -819,9 +891,17 @@ func (a *applier) loadExisting(ctx context.Context, c *cloudapi.Change, seq, old
 			if _, err := a.dropCode.ExecContext(ctx, code, c.ID); err != nil {
 				return false, err
 			}
+			a.own = append(a.own, code, c.ID)
+		}
+		if err := a.stageCodes(ctx, a.own, true); err != nil {
+			return false, err
 		}
 	}
-	return true, a.addCodes(ctx, c.ID, p.Barcodes)
+	a.own = a.own[:0]
+	for _, code := range p.Barcodes {
+		a.own = append(a.own, code, c.ID)
+	}
+	return true, a.addCodesMany(ctx, a.own)
 }
 
 func (a *applier) addCodes(ctx context.Context, id string, codes []string) error {
