@@ -129,7 +129,7 @@ type UDPStatus struct {
 	SeenCount  int    `json:"seen_devices"`
 }
 
-// SeenDevice is a device that said hello and is not (known to be) paired.
+// SeenDevice is a device that said hello on the LAN.
 type SeenDevice struct {
 	DeviceID  string    `json:"device_id"`
 	Kind      string    `json:"kind"`
@@ -140,6 +140,9 @@ type SeenDevice struct {
 	FirstSeen time.Time `json:"first_seen"`
 	LastSeen  time.Time `json:"last_seen"`
 	Hellos    int64     `json:"hellos"`
+	// PairedAs is filled in by the LAN server, which knows the registry: the id of the paired
+	// device at the same address and push port, or "" for a device not paired yet.
+	PairedAs string `json:"paired_as,omitempty"`
 }
 
 // NewServer checks the options; it opens nothing.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -310,11 +311,29 @@ func (s *Server) retryOutbox(w http.ResponseWriter, r *http.Request) {
 }
 
 // seenDevices lists the devices that said hello on the LAN (docs/discovery.md), so that shop IT
-// can pair the ones it recognises.
+// can pair the ones it recognises; those already paired are marked with their device id.
 func (s *Server) seenDevices(w http.ResponseWriter, r *http.Request) {
 	items := []discovery.SeenDevice{}
 	if s.o.Discovery != nil {
 		items = append(items, s.o.Discovery.Seen()...)
+	}
+	if len(items) > 0 {
+		// A hello carries the device's own id, pairing gives it another: the two meet at the
+		// address and push port the server would dial.
+		list, err := s.o.Devices.List(r.Context())
+		if err != nil {
+			s.internal(w, r, "list devices", err)
+			return
+		}
+		paired := make(map[string]string, len(list))
+		for _, d := range list {
+			if !d.Revoked {
+				paired[net.JoinHostPort(d.Address, strconv.Itoa(d.PushPort))] = d.ID
+			}
+		}
+		for i := range items {
+			items[i].PairedAs = paired[net.JoinHostPort(items[i].Addr, strconv.Itoa(items[i].PushPort))]
+		}
 	}
 	s.writeJSON(w, r, http.StatusOK, struct {
 		Items []discovery.SeenDevice `json:"items"`

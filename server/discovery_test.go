@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/storeedge/storeedge/devices"
 	"github.com/storeedge/storeedge/discovery"
 )
 
@@ -41,7 +42,7 @@ func TestSeenDevicesAndDiscoveryStatus(t *testing.T) {
 		t.Fatalf("before any hello: %+v", empty.Items)
 	}
 
-	if err := discovery.SayHello(discovery.Hello{DeviceID: "kiosk-3", Kind: "kiosk", PushPort: 8081}, udp.Addr().AddrPort()); err != nil {
+	if err := discovery.SayHello(discovery.Hello{DeviceID: "kiosk-3", Kind: "kiosk", PushPort: 18081}, udp.Addr().AddrPort()); err != nil {
 		t.Fatal(err)
 	}
 	var seen []discovery.SeenDevice
@@ -50,8 +51,20 @@ func TestSeenDevicesAndDiscoveryStatus(t *testing.T) {
 			Items []discovery.SeenDevice `json:"items"`
 		}](t, f.get(t, "/api/v1/admin/discovery/seen")).Items
 	}
-	if len(seen) != 1 || seen[0].DeviceID != "kiosk-3" || seen[0].PushPort != 8081 || seen[0].Addr != "127.0.0.1" {
+	if len(seen) != 1 || seen[0].DeviceID != "kiosk-3" || seen[0].PushPort != 18081 || seen[0].Addr != "127.0.0.1" || seen[0].PairedAs != "" {
 		t.Fatalf("seen %+v", seen)
+	}
+
+	// Once it pairs (from the same address, with the same push port), the list says as what.
+	creds, err := f.dm.Pair(context.Background(), devices.PairRequest{EnrollmentSecret: testEnrollment, Kind: "kiosk", PushPort: 18081}, "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen = decodeOK[struct {
+		Items []discovery.SeenDevice `json:"items"`
+	}](t, f.get(t, "/api/v1/admin/discovery/seen")).Items
+	if len(seen) != 1 || seen[0].PairedAs != creds.DeviceID {
+		t.Errorf("after pairing as %s: seen %+v", creds.DeviceID, seen)
 	}
 	raw := decodeOK[map[string]json.RawMessage](t, f.get(t, "/api/v1/status"))
 	var st discovery.Status
