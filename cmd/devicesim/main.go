@@ -1,9 +1,12 @@
 // Command devicesim is the reference shop device: it pairs with a storeedge server, heartbeats,
 // listens for pushed commands, checks each one and acknowledges it, printing every command it
-// does as a line of JSON. With -devices N it runs N devices at once (tests, benchmarks).
+// does as a line of JSON. With -devices N it runs N devices at once (tests, benchmarks). With
+// -discover it finds the server itself, by a UDP probe or by mDNS (docs/discovery.md), says hello
+// and pairs with what it found.
 //
 //	devicesim -server http://192.168.1.10 -code 1234-5678
 //	devicesim -server http://127.0.0.1:8080 -enrollment-secret S -devices 500 -capabilities orders
+//	devicesim -discover udp -code 1234-5678
 package main
 
 import (
@@ -15,6 +18,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strconv"
@@ -26,6 +30,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/storeedge/storeedge/devices/devicesim"
+	"github.com/storeedge/storeedge/discovery"
 )
 
 func main() {
@@ -56,9 +61,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	port := fs.Int("push-port", 0, "push port of the first device, the next ones count up from it; 0: free ports")
 	heartbeat := fs.Duration("heartbeat", 30*time.Second, "interval between heartbeats")
 	verbose := fs.Bool("v", false, "log each connection")
+	discover := fs.String("discover", "", `find the server instead of -server: "udp" (a probe on UDP 57854) or "mdns" (_storeedge._tcp); the push listeners then bind every interface unless -listen says otherwise`)
+	shop := fs.String("shop", "", "with -discover udp, ask only the server of this shop id")
+	discoverTimeout := fs.Duration("discover-timeout", 5*time.Second, "how long -discover looks for a server")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	switch {
 	case *n < 1 || *n > 10000:
 		return fmt.Errorf("-devices must be 1..10000, got %d", *n)
@@ -66,6 +76,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return errors.New("give -code or -enrollment-secret")
 	case *code != "" && *n > 1:
 		return errors.New("a pairing code pairs one device; use -enrollment-secret for -devices > 1")
+	case *discover != "" && given["server"]:
+		return errors.New("give -server or -discover, not both")
+	case *discover != "" && *discover != "udp" && *discover != "mdns":
+		return fmt.Errorf(`-discover %q: want "udp" or "mdns"`, *discover)
 	}
 	level := slog.LevelWarn
 	if *verbose {
@@ -75,6 +89,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var capList []string
 	if *caps != "" {
 		capList = strings.Split(*caps, ",")
+	}
+
+	var found *discovery.Found
+	if *discover != "" {
+		f, err := find(ctx, *discover, *shop, *discoverTimeout)
+		if err != nil {
+			return err
+		}
+		found = &f
+		*server = f.URL
+		if !given["listen"] {
+			*host = "" // the server dials the device from the LAN
+		}
+		fmt.Fprintf(stderr, "devicesim: found %s %q (shop %q) at %s by %s in %s, pairing %s\n",
+			f.ServerID, f.Name, f.ShopID, f.URL, *discover, f.After.Round(time.Millisecond), map[bool]string{true: "open", false: "closed"}[f.PairingOpen])
 	}
 
 	var outMu sync.Mutex
@@ -100,6 +129,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 					devicesim.Command
 				}{d.ID(), c})
 			}})
+		if found != nil {
+			// Hello first, so that shop IT sees the device among those waiting, as a real one
+			// would while it waits for its pairing code.
+			addr, err := d.Listen()
+			if err != nil {
+				return err
+			}
+			_, p, _ := net.SplitHostPort(addr)
+			pushPort, _ := strconv.Atoi(p)
+			hello := discovery.Hello{DeviceID: discovery.TruncateText(devName, discovery.MaxIDLen), Kind: *kind, Name: devName,
+				Version: "devicesim/1", PushPort: pushPort}
+			if err := discovery.SayHello(hello, netip.AddrPortFrom(found.From.Addr(), discovery.DefaultPort)); err != nil {
+				return err
+			}
+		}
 		if err := d.Pair(ctx, *code, *enroll); err != nil {
 			return err
 		}
@@ -107,4 +151,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		g.Go(func() error { return d.Run(gctx) })
 	}
 	return g.Wait()
+}
+
+// find looks for a server by UDP probe or mDNS, and returns the first that answers.
+func find(ctx context.Context, how, shop string, timeout time.Duration) (discovery.Found, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var found []discovery.Found
+	var err error
+	if how == "udp" {
+		found, err = discovery.Probe(ctx, discovery.ProbeOptions{ShopID: shop, First: true})
+	} else {
+		found, err = discovery.Browse(ctx, discovery.BrowseOptions{First: true})
+	}
+	if err != nil {
+		return discovery.Found{}, fmt.Errorf("discover by %s: %w", how, err)
+	}
+	return found[0], nil
 }

@@ -10,7 +10,9 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -30,8 +32,11 @@ func device(role string) int {
 		fmt.Fprintln(os.Stderr, role+":", err)
 		return 1
 	}
-	if role == "flood" {
+	switch role {
+	case "flood":
 		return flood(ctx)
+	case "seen":
+		return printSeen(ctx)
 	}
 	var found []discovery.Found
 	var err error
@@ -49,12 +54,6 @@ func device(role string) int {
 	f := found[0]
 	// Use what was found: say hello to the server, then read the seen list on the admin port it
 	// announced.
-	admin := 0
-	for _, p := range f.Ports {
-		if p.Service == "admin" {
-			admin = p.Port
-		}
-	}
 	if err := discovery.SayHello(discovery.Hello{DeviceID: "e2e-" + role, Kind: "kiosk", PushPort: 8081},
 		netip.AddrPortFrom(f.From.Addr(), discovery.DefaultPort)); err != nil {
 		return fail(err)
@@ -62,16 +61,8 @@ func device(role string) int {
 	var seen []byte
 	for !strings.Contains(string(seen), `"e2e-`+role+`"`) && ctx.Err() == nil {
 		time.Sleep(20 * time.Millisecond)
-		req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://%s:%d/api/v1/admin/discovery/seen", f.From.Addr(), admin), nil)
-		req.Header.Set("Authorization", "Bearer "+e2eAdminToken)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
+		if seen, err = getSeen(f); err != nil {
 			return fail(err)
-		}
-		seen, err = io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil || resp.StatusCode != http.StatusOK {
-			return fail(fmt.Errorf("seen: %s %s %v", resp.Status, seen, err))
 		}
 	}
 	json.NewEncoder(os.Stdout).Encode(struct {
@@ -79,6 +70,44 @@ func device(role string) int {
 		Seen  json.RawMessage
 	}{f, json.RawMessage(seen)})
 	return 0
+}
+
+// printSeen finds the server by a probe and prints admin's list of the devices seen.
+func printSeen(ctx context.Context) int {
+	found, err := discovery.Probe(ctx, discovery.ProbeOptions{First: true})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "seen:", err)
+		return 1
+	}
+	body, err := getSeen(found[0])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "seen:", err)
+		return 1
+	}
+	os.Stdout.Write(body)
+	return 0
+}
+
+// getSeen reads admin's list of the devices seen, on the admin port f announced.
+func getSeen(f discovery.Found) ([]byte, error) {
+	admin := 0
+	for _, p := range f.Ports {
+		if p.Service == "admin" {
+			admin = p.Port
+		}
+	}
+	req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://%s:%d/api/v1/admin/discovery/seen", f.From.Addr(), admin), nil)
+	req.Header.Set("Authorization", "Bearer "+e2eAdminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("%s %s", resp.Status, body)
+	}
+	return body, err
 }
 
 // flood sends the server (found first by a probe) garbage of every kind, then a flood of valid
@@ -163,25 +192,8 @@ func TestDaemonIsDiscoveredAcrossNamespaces(t *testing.T) {
 		"lan.services.media=0", "lan.services.orders=0", "lan.services.devices=0", "lan.services.events=0",
 		"discovery.announce_interval=1s",
 	}
-	log := &testenv.Buffer{}
-	cmd := srvNS.Command(bin, append([]string{"run"}, setArgs(sets)...)...)
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			<-exited
-		}
-	})
-	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(log.String(), "mDNS service registered"); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("storeedge did not start discovery:\n%s", log)
-		}
-	}
+	srv := startNetnsShop(t, srvNS, sets)
+	log := srv.log
 
 	type result struct {
 		Found discovery.Found
@@ -263,18 +275,144 @@ func TestDaemonIsDiscoveredAcrossNamespaces(t *testing.T) {
 		t.Errorf("storeedge discovery on a port nobody holds: %v\n%s", err, out)
 	}
 
-	cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("storeedge exit after SIGTERM: %v\n%s", err, log)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatalf("storeedge did not stop within 30s\n%s", log)
-	}
+	srv.stop(t)
 	if strings.Contains(log.String(), "[ERR] zeroconf") {
 		t.Errorf("mDNS errors in the log:\n%s", log)
 	}
+}
+
+// netnsShop is the storeedge binary running in a network namespace.
+type netnsShop struct {
+	cmd    *exec.Cmd
+	log    *testenv.Buffer
+	exited chan error
+}
+
+// startNetnsShop runs "storeedge run" with sets in ns and waits until its mDNS service is
+// registered.
+func startNetnsShop(t *testing.T, ns testenv.NetNS, sets []string) *netnsShop {
+	t.Helper()
+	bin, _ := binaries(t)
+	s := &netnsShop{log: &testenv.Buffer{}, exited: make(chan error, 1)}
+	s.cmd = ns.Command(bin, append([]string{"run"}, setArgs(sets)...)...)
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { s.exited <- s.cmd.Wait() }()
+	t.Cleanup(func() {
+		if s.cmd.ProcessState == nil {
+			s.cmd.Process.Kill()
+			<-s.exited
+		}
+	})
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(s.log.String(), "mDNS service registered"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("storeedge did not start discovery:\n%s", s.log)
+		}
+	}
+	return s
+}
+
+// stop sends SIGTERM and wants a clean exit.
+func (s *netnsShop) stop(t *testing.T) {
+	t.Helper()
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-s.exited:
+		if err != nil {
+			t.Fatalf("storeedge exit after SIGTERM: %v\n%s", err, s.log)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("storeedge did not stop within 30s\n%s", s.log)
+	}
+}
+
+var (
+	simOnce sync.Once
+	simBin  string
+	simErr  error
+)
+
+// devicesimBinary builds cmd/devicesim once per test run, beside the other binaries.
+func devicesimBinary(t *testing.T) string {
+	t.Helper()
+	binaries(t) // makes binDir
+	simOnce.Do(func() {
+		simBin = filepath.Join(binDir, "devicesim")
+		if out, err := exec.Command("go", "build", "-o", simBin, "../devicesim").CombinedOutput(); err != nil {
+			simErr = fmt.Errorf("go build devicesim: %v\n%s", err, out)
+		}
+	})
+	if simErr != nil {
+		t.Fatal(simErr)
+	}
+	return simBin
+}
+
+// TestDevicesimDiscoversAndPairs runs the reference device in one namespace and storeedge in
+// another: devicesim -discover udp and -discover mdns each find the server with no address
+// given, say hello, and pair through the URL they found; admin's seen list then shows each as
+// paired.
+func TestDevicesimDiscoversAndPairs(t *testing.T) {
+	srvNS, devNS := testenv.NetNSPair(t)
+	sim := devicesimBinary(t)
+	srv := startNetnsShop(t, srvNS, []string{
+		"data_dir=" + t.TempDir(), "cloud.store_key=k", "cloud.sync=false", "server_id=shop-sim", "shop.name=Sim shop",
+		"admin.token=" + e2eAdminToken, "devices.enrollment_secret=" + e2eEnrollment,
+		"lan.front_door=8080", "lan.services.admin=8005",
+		"lan.services.catalog=0", "lan.services.media=0", "lan.services.orders=0", "lan.services.devices=0", "lan.services.events=0",
+	})
+	wantURL := "http://" + srvNS.Addr.Addr().String() + ":8080"
+	for _, how := range []string{"udp", "mdns"} {
+		var out testenv.Buffer
+		cmd := devNS.Command(sim, "-discover", how, "-enrollment-secret", e2eEnrollment, "-kind", "kiosk", "-name", "sim-"+how,
+			"-discover-timeout", "2s")
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		deadline := time.After(15 * time.Second)
+	wait:
+		for !strings.Contains(out.String(), "paired as") {
+			select {
+			case err := <-exited:
+				t.Fatalf("devicesim -discover %s exited: %v\n%s\nserver:\n%s", how, err, &out, srv.log)
+			case <-deadline:
+				break wait
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+		cmd.Process.Kill()
+		<-exited
+		if !strings.Contains(out.String(), "found shop-sim \"Sim shop\"") || !strings.Contains(out.String(), "at "+wantURL+" by "+how) ||
+			!strings.Contains(out.String(), "paired as") {
+			t.Errorf("devicesim -discover %s:\n%s", how, &out)
+		}
+	}
+
+	c := devNS.Command(os.Args[0], "-test.run=^$")
+	c.Env = append(os.Environ(), deviceEnv+"=seen")
+	var stderr testenv.Buffer
+	c.Stderr = &stderr
+	out, err := c.Output()
+	if err != nil {
+		t.Fatalf("seen: %v\n%s", err, stderr.String())
+	}
+	var seen struct{ Items []discovery.SeenDevice }
+	if err := json.Unmarshal(out, &seen); err != nil {
+		t.Fatalf("seen: %v: %s", err, out)
+	}
+	paired := map[string]bool{}
+	for _, d := range seen.Items {
+		paired[d.DeviceID] = d.PairedAs != "" && d.Addr == devNS.Addr.Addr().String() && d.Kind == "kiosk"
+	}
+	if !paired["sim-udp"] || !paired["sim-mdns"] {
+		t.Errorf("seen list %+v, want sim-udp and sim-mdns paired", seen.Items)
+	}
+	srv.stop(t)
 }
 
 func setArgs(sets []string) []string {
