@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -24,7 +25,11 @@ import (
 // and nothing announced on the machine's own interfaces. Each process is this test binary run
 // again under `ip netns exec` with helperEnv naming what it plays.
 
-const helperEnv = "STOREEDGE_DISCOVERY_HELPER"
+const (
+	helperEnv   = "STOREEDGE_DISCOVERY_HELPER"
+	announceEnv = "STOREEDGE_DISCOVERY_ANNOUNCE" // the server's announce interval, default 1s
+	listenEnv   = "STOREEDGE_DISCOVERY_LISTEN"   // how long "listen" listens, default 2.5s
+)
 
 func TestMain(m *testing.M) {
 	if role := os.Getenv(helperEnv); role != "" {
@@ -46,7 +51,11 @@ func helper(role string) int {
 	case "server":
 		info := testInfo()
 		info.ServerID = "srv-netns"
-		udp, err := NewServer(Options{Info: info, HTTPPort: 8080, AnnounceInterval: time.Second, PollInterval: 200 * time.Millisecond})
+		every := time.Second
+		if v := os.Getenv(announceEnv); v != "" {
+			every, _ = time.ParseDuration(v)
+		}
+		udp, err := NewServer(Options{Info: info, HTTPPort: 8080, AnnounceInterval: every, PollInterval: 200 * time.Millisecond})
 		if err != nil {
 			return fail(err)
 		}
@@ -91,7 +100,11 @@ func helper(role string) int {
 		enc.Encode(found[0])
 		return 0
 	case "listen":
-		ctx, cancel := context.WithTimeout(ctx, 2500*time.Millisecond)
+		listen := 2500 * time.Millisecond
+		if v := os.Getenv(listenEnv); v != "" {
+			listen, _ = time.ParseDuration(v)
+		}
+		ctx, cancel := context.WithTimeout(ctx, listen)
 		defer cancel()
 		err := ListenAnnouncements(ctx, ":"+strconv.Itoa(DefaultPort), func(f Found) { enc.Encode(f) })
 		if err != nil {
@@ -114,10 +127,10 @@ type process struct {
 	stderr *testenv.Buffer
 }
 
-func startHelper(t *testing.T, ns testenv.NetNS, role string) *process {
+func startHelper(t *testing.T, ns testenv.NetNS, role string, env ...string) *process {
 	t.Helper()
 	cmd := ns.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"="+role)
+	cmd.Env = append(append(os.Environ(), helperEnv+"="+role), env...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -236,6 +249,47 @@ func TestDeviceFindsServerAcrossNamespaces(t *testing.T) {
 	}
 	if final.MDNS.State != MDNSRegistered || len(final.MDNS.Interfaces) != 1 || final.MDNS.Interfaces[0] != srvNS.Iface {
 		t.Errorf("mDNS status %+v", final.MDNS)
+	}
+}
+
+// When an address is added to the server's interface, an announcement for it goes out at the
+// next interface poll, without waiting for the (here hour-long) announce interval, and the mDNS
+// service is registered again.
+func TestAnnouncesWhenAddressesChange(t *testing.T) {
+	srvNS, devNS := testenv.NetNSPair(t)
+	srv := startHelper(t, srvNS, "server", announceEnv+"=1h")
+	if l := srv.line(t); l != "ready" {
+		t.Fatalf("server: %q", l)
+	}
+	dev := startHelper(t, devNS, "listen", listenEnv+"=4s")
+	time.Sleep(500 * time.Millisecond) // the device binds its port
+	added := netip.MustParsePrefix(strings.TrimSuffix(srvNS.Addr.String(), ".1/24") + ".10/24")
+	changed := time.Now()
+	if out, err := exec.Command("ip", "-n", srvNS.Name, "addr", "add", added.String(), "dev", srvNS.Iface).CombinedOutput(); err != nil {
+		t.Fatalf("ip addr add: %v\n%s", err, out)
+	}
+	var f Found
+	if err := json.Unmarshal([]byte(dev.line(t)), &f); err != nil {
+		t.Fatal(err)
+	}
+	if wait := time.Since(changed); wait > 2*time.Second || f.ServerID != "srv-netns" {
+		t.Errorf("announcement %+v %s after the change", f, wait)
+	}
+	urls := map[string]bool{f.URL: true}
+	if err := json.Unmarshal([]byte(dev.line(t)), &f); err == nil {
+		urls[f.URL] = true
+	}
+	if !urls["http://"+added.Addr().String()+":8080"] {
+		t.Errorf("announcements after the change carry %v, want one for %s", urls, added.Addr())
+	}
+
+	srv.cmd.Process.Signal(syscall.SIGTERM)
+	var final struct{ MDNS MDNSStatus }
+	if err := json.Unmarshal([]byte(srv.line(t)), &final); err != nil {
+		t.Fatal(err)
+	}
+	if !final.MDNS.RegisteredAt.After(changed) {
+		t.Errorf("mDNS registered at %s, not again after the change at %s", final.MDNS.RegisteredAt, changed)
 	}
 }
 
