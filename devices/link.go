@@ -135,8 +135,8 @@ func (l *link) logFailure(ctx context.Context, connected bool, err error, wait t
 
 // inflight is a command written on the connection and not acknowledged yet.
 type inflight struct {
-	id  string
-	seq int64
+	id, orderID string
+	seq         int64
 }
 
 // errPeer marks the errors caused by what the device sent, which are worth telling it.
@@ -203,7 +203,9 @@ func (l *link) session(ctx context.Context) (connected bool, err error) {
 	ackTimer.Stop()
 	defer ackTimer.Stop()
 	for {
-		if room := m.o.Window - len(sent); room > 0 {
+		// Refill once half the window is free, not at every ack: a write (and, after a
+		// reconnect, a query) then carries many commands.
+		if room := m.o.Window - len(sent); room >= (m.o.Window+1)/2 {
 			batch, err := l.next(ctx, last, room)
 			if err != nil {
 				return true, err
@@ -216,7 +218,7 @@ func (l *link) session(ctx context.Context) (connected bool, err error) {
 					ackTimer.Reset(m.o.Timeout)
 				}
 				for _, cmd := range batch {
-					sent = append(sent, inflight{cmd.ID, cmd.Seq})
+					sent = append(sent, inflight{id: cmd.ID, orderID: cmd.OrderID, seq: cmd.Seq})
 				}
 				last = batch[len(batch)-1].Seq
 				continue
@@ -259,8 +261,9 @@ func (l *link) answer(ctx context.Context, c *push.Conn, f push.Frame, sent []in
 			l.m.log.Debug("devices: ack for no command in flight", slog.String(keyDevice, l.id), slog.String(keyCommand, f.ID))
 			return sent, nil
 		}
+		c := sent[i]
 		sent = slices.Delete(sent, i, i+1)
-		u := storage.CommandUpdate{ID: f.ID, State: storage.CommandAcknowledged, At: l.m.now()}
+		u := storage.CommandUpdate{Seq: c.seq, ID: c.id, OrderID: c.orderID, DeviceID: l.id, State: storage.CommandAcknowledged, At: l.m.now()}
 		if f.Type == push.TypeNack {
 			u.State, u.Reason = storage.CommandFailed, "refused by the device: "+printableReason(f.Payload)
 		}
@@ -311,7 +314,7 @@ func (l *link) write(ctx context.Context, c *push.Conn, cmds []storage.Command) 
 	frames := make([]push.Frame, len(cmds))
 	for i, cmd := range cmds {
 		frames[i] = push.Frame{Type: push.TypeCommand, Time: cmd.CreatedAt.UnixMilli(), ID: cmd.ID, CommandType: cmd.Type, Payload: cmd.Payload}
-		if err := l.m.writer.add(ctx, storage.CommandUpdate{ID: cmd.ID, State: storage.CommandSent, At: now}); err != nil {
+		if err := l.m.writer.add(ctx, storage.CommandUpdate{Seq: cmd.Seq, ID: cmd.ID, State: storage.CommandSent, At: now}); err != nil {
 			return err
 		}
 	}

@@ -3,6 +3,7 @@ package devices
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"github.com/storeedge/storeedge/storage"
 )
@@ -18,6 +19,11 @@ type writer struct {
 }
 
 const maxBatch = 2048
+
+// lingerFor is how long the writer waits for more changes before it stores a batch. A command
+// written to a device on the LAN is usually acknowledged within it, and the two changes then
+// cost one row update.
+const lingerFor = 2 * time.Millisecond
 
 func newWriter(db *storage.DB, log *slog.Logger, committed func([]storage.CommandUpdate)) *writer {
 	return &writer{db: db, log: log, committed: committed, ch: make(chan storage.CommandUpdate, maxBatch)}
@@ -44,6 +50,22 @@ func (w *writer) run(ctx context.Context) {
 		case u := <-w.ch:
 			batch = append(batch[:0], u)
 		}
+		// Group commit: a moment for the rest of a burst (the other devices' acks, the ack of
+		// the command just sent) to arrive, so that they share one transaction.
+		linger := time.NewTimer(lingerFor)
+	gather:
+		for len(batch) < maxBatch {
+			select {
+			case u := <-w.ch:
+				batch = append(batch, u)
+			case <-linger.C:
+				break gather
+			case <-ctx.Done():
+				linger.Stop()
+				return
+			}
+		}
+		linger.Stop()
 	drain:
 		for len(batch) < maxBatch {
 			select {
@@ -53,6 +75,7 @@ func (w *writer) run(ctx context.Context) {
 				break drain
 			}
 		}
+		batch = coalesce(batch)
 		if err := w.db.UpdateCommands(ctx, batch); err != nil {
 			if ctx.Err() == nil {
 				w.log.Warn("devices: cannot store command states; the commands will be sent again", slog.Any(keyError, err), slog.Int(keyCount, len(batch)))
@@ -63,4 +86,26 @@ func (w *writer) run(ctx context.Context) {
 			w.committed(batch)
 		}
 	}
+}
+
+// coalesce folds a command's "sent" into its acknowledgement or failure when both are in the
+// batch, so that a command answered quickly costs one row update instead of two. Order is kept.
+func coalesce(batch []storage.CommandUpdate) []storage.CommandUpdate {
+	sentAt := map[int64]int{} // seq → index of its pending "sent" in out
+	out := batch[:0]
+	for _, u := range batch {
+		if u.State == storage.CommandSent {
+			sentAt[u.Seq] = len(out)
+			out = append(out, u)
+			continue
+		}
+		if i, ok := sentAt[u.Seq]; ok {
+			u.SentAt = out[i].At
+			out[i] = u
+			delete(sentAt, u.Seq)
+			continue
+		}
+		out = append(out, u)
+	}
+	return out
 }

@@ -272,24 +272,48 @@ type Cursor struct {
 	Value int64
 }
 
+// insertChunk is the most rows one INSERT carries (7 values each, far below SQLite's limit).
+const insertChunk = 500
+
 // EnqueueCommands stores new commands, queued, setting their Seq, and moves cursor (when not nil) in the same
 // transaction, so that a consumer of the event log turns each event into commands exactly once.
 func (db *DB) EnqueueCommands(ctx context.Context, cmds []Command, cursor *Cursor) error {
 	err := db.write(ctx, func(tx *sql.Tx) error {
-		st, err := tx.PrepareContext(ctx, `INSERT INTO device_commands(id, device_id, type, payload, order_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)`)
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		for i := range cmds {
-			c := &cmds[i]
-			res, err := st.ExecContext(ctx, c.ID, c.DeviceID, c.Type, []byte(c.Payload), c.OrderID, c.CreatedAt.UnixMilli(), c.ExpiresAt.UnixMilli())
+		// Many rows per statement: a command to every device of the shop is one burst.
+		seqs := map[string]int64{}
+		for start := 0; start < len(cmds); start += insertChunk {
+			chunk := cmds[start:min(start+insertChunk, len(cmds))]
+			var q strings.Builder
+			q.WriteString(`INSERT INTO device_commands(id, device_id, type, payload, order_id, created_at, expires_at) VALUES `)
+			args := make([]any, 0, 7*len(chunk))
+			for i := range chunk {
+				c := &chunk[i]
+				if i > 0 {
+					q.WriteByte(',')
+				}
+				q.WriteString(`(?, ?, ?, ?, ?, ?, ?)`)
+				args = append(args, c.ID, c.DeviceID, c.Type, []byte(c.Payload), c.OrderID, c.CreatedAt.UnixMilli(), c.ExpiresAt.UnixMilli())
+			}
+			q.WriteString(` RETURNING id, seq`)
+			rows, err := tx.QueryContext(ctx, q.String(), args...)
 			if err != nil {
 				return err
 			}
-			if c.Seq, err = res.LastInsertId(); err != nil {
+			for rows.Next() {
+				var id string
+				var seq int64
+				if err := rows.Scan(&id, &seq); err != nil {
+					rows.Close()
+					return err
+				}
+				seqs[id] = seq
+			}
+			if err := rows.Close(); err != nil {
 				return err
 			}
+		}
+		for i := range cmds {
+			cmds[i].Seq = seqs[cmds[i].ID]
 		}
 		if cursor != nil {
 			_, err := tx.ExecContext(ctx, `INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`, cursor.Name, cursor.Value)
@@ -396,47 +420,58 @@ func (db *DB) GetCommand(ctx context.Context, id string) (Command, error) {
 
 // CommandUpdate is one state change of a command, for UpdateCommands.
 type CommandUpdate struct {
+	Seq    int64 // the command's Seq
 	ID     string
 	State  string // CommandSent, CommandAcknowledged or CommandFailed
 	At     time.Time
 	Reason string
+	// SentAt, on a final state, records the sending too (an attempt, sent_at), for a command
+	// whose "sent" was never stored separately.
+	SentAt time.Time
+	// OrderID and DeviceID, for an order.new command, let an acknowledgement add the pushed
+	// stage to the order's ledger.
+	OrderID, DeviceID string
 }
 
 // UpdateCommands applies state changes in one transaction. A change to sent counts an attempt;
 // a change of a command already final is ignored, so a repeated ack is harmless. An
-// acknowledged order.new command adds the "pushed" stage to its order's ledger.
+// acknowledged command with an OrderID adds the "pushed" stage to its order's ledger.
 func (db *DB) UpdateCommands(ctx context.Context, ups []CommandUpdate) error {
 	if len(ups) == 0 {
 		return nil
 	}
 	err := db.write(ctx, func(tx *sql.Tx) error {
-		sent, err := tx.PrepareContext(ctx, `UPDATE device_commands SET state = 'sent', attempts = attempts + 1, sent_at = ? WHERE id = ? AND state IN ('queued', 'sent')`)
+		// By seq, the table's rowid: the cheapest lookup there is, for 500 devices answering at
+		// once.
+		sent, err := tx.PrepareContext(ctx, `UPDATE device_commands SET state = 'sent', attempts = attempts + 1, sent_at = ? WHERE seq = ? AND state IN ('queued', 'sent')`)
 		if err != nil {
 			return err
 		}
 		defer sent.Close()
-		done, err := tx.PrepareContext(ctx, `UPDATE device_commands SET state = ?, done_at = ?, reason = ? WHERE id = ? AND state IN ('queued', 'sent') RETURNING order_id, device_id`)
+		done, err := tx.PrepareContext(ctx, `UPDATE device_commands SET state = ?, done_at = ?, reason = ?,
+			attempts = attempts + ?, sent_at = CASE WHEN ? > 0 THEN ? ELSE sent_at END
+			WHERE seq = ? AND state IN ('queued', 'sent')`)
 		if err != nil {
 			return err
 		}
 		defer done.Close()
 		for _, u := range ups {
 			if u.State == CommandSent {
-				if _, err := sent.ExecContext(ctx, u.At.UnixMilli(), u.ID); err != nil {
+				if _, err := sent.ExecContext(ctx, u.At.UnixMilli(), u.Seq); err != nil {
 					return err
 				}
 				continue
 			}
-			var orderID, deviceID string
-			err := done.QueryRowContext(ctx, u.State, u.At.UnixMilli(), u.Reason, u.ID).Scan(&orderID, &deviceID)
-			if errors.Is(err, sql.ErrNoRows) {
-				continue
+			at, attempt := toMillis(u.SentAt), 0
+			if at > 0 {
+				attempt = 1
 			}
+			res, err := done.ExecContext(ctx, u.State, u.At.UnixMilli(), u.Reason, attempt, at, at, u.Seq)
 			if err != nil {
 				return err
 			}
-			if orderID != "" && u.State == CommandAcknowledged {
-				if err := ledger(ctx, tx, orderID, u.At, StagePushed, "to device "+deviceID, ""); err != nil {
+			if n, _ := res.RowsAffected(); n == 1 && u.OrderID != "" && u.State == CommandAcknowledged {
+				if err := ledger(ctx, tx, u.OrderID, u.At, StagePushed, "to device "+u.DeviceID, ""); err != nil {
 					return err
 				}
 			}

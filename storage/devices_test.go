@@ -1,0 +1,107 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func TestPairingCodeIsSpentOnce(t *testing.T) {
+	db, err := Open(context.Background(), filepath.Join(t.TempDir(), "shop.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	now := time.UnixMilli(time.Now().UnixMilli())
+	code := []byte("hash-of-a-code")
+	if err := db.AddPairingCode(ctx, code, now, now.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	dev := func(id string, at time.Time) Device {
+		return Device{ID: id, Kind: "pos", Name: id, PushPort: 8081, SecretHash: []byte("h"), PushKey: []byte("k"), PairedAt: at, PairedBy: PairedByCode}
+	}
+	if err := db.PairDevice(ctx, dev("dv_a", now), code); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.PairDevice(ctx, dev("dv_b", now), code); !errors.Is(err, ErrPairingCode) {
+		t.Fatalf("second use: %v, want ErrPairingCode", err)
+	}
+	if _, err := db.GetDevice(ctx, "dv_b"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a refused pairing stored its device: %v", err)
+	}
+	late := []byte("another code")
+	db.AddPairingCode(ctx, late, now, now.Add(time.Minute))
+	if err := db.PairDevice(ctx, dev("dv_c", now.Add(time.Minute)), late); !errors.Is(err, ErrPairingCode) {
+		t.Fatalf("expired code: %v, want ErrPairingCode", err)
+	}
+}
+
+func TestCommandStates(t *testing.T) {
+	db, err := Open(context.Background(), filepath.Join(t.TempDir(), "shop.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	now := time.UnixMilli(time.Now().UnixMilli())
+	o, _, err := db.CreateOrder(ctx, NewOrder{Order: Order{Source: SourceLAN, Status: StatusNew}, IdempotencyKey: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmds := make([]Command, 1200) // more than one INSERT's worth
+	for i := range cmds {
+		cmds[i] = Command{ID: fmt.Sprintf("cmd_%04d", i), DeviceID: "dv_a", Type: "print", Payload: []byte(`{}`), CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+	}
+	cmds[0].OrderID, cmds[0].Type = o.ID, "order.new"
+	cmds[2].ExpiresAt = now.Add(time.Second)
+	if err := db.EnqueueCommands(ctx, cmds, &Cursor{Name: "test_cursor", Value: 7}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < len(cmds); i++ {
+		if cmds[i].Seq <= cmds[i-1].Seq {
+			t.Fatalf("seq %d after %d: not in order", cmds[i].Seq, cmds[i-1].Seq)
+		}
+	}
+	if v, ok, _ := db.MetaValue(ctx, "test_cursor"); !ok || v != 7 {
+		t.Fatalf("cursor %d %v", v, ok)
+	}
+	ack := func(c Command, state string) CommandUpdate {
+		return CommandUpdate{Seq: c.Seq, ID: c.ID, OrderID: c.OrderID, DeviceID: c.DeviceID, State: state, At: now, SentAt: now}
+	}
+	err = db.UpdateCommands(ctx, []CommandUpdate{
+		{Seq: cmds[1].Seq, ID: cmds[1].ID, State: CommandSent, At: now},
+		ack(cmds[0], CommandAcknowledged),
+		ack(cmds[0], CommandFailed), // after a final state: ignored
+		ack(cmds[3], CommandFailed),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := db.ExpireCommands(ctx, now.Add(2*time.Second), "ttl"); n != 1 {
+		t.Fatalf("expired %d, want 1", n)
+	}
+	for i, want := range []string{CommandAcknowledged, CommandSent, CommandExpired, CommandFailed, CommandQueued} {
+		c, err := db.GetCommand(ctx, cmds[i].ID)
+		if err != nil || c.State != want {
+			t.Errorf("command %d: %s, %v; want %s", i, c.State, err, want)
+		}
+		if i == 0 && (c.Attempts != 1 || c.SentAt == nil || c.DoneAt == nil) {
+			t.Errorf("acknowledged command %+v", c)
+		}
+	}
+	open, _ := db.OpenCommands(ctx, "dv_a", 0, now, 5)
+	if len(open) != 5 || open[0].ID != cmds[1].ID || open[1].ID != cmds[4].ID {
+		t.Fatalf("open commands start %v", open[:2])
+	}
+	if d, _ := db.QueueDepths(ctx); d["dv_a"] != int64(len(cmds)-3) {
+		t.Fatalf("queue depth %d", d["dv_a"])
+	}
+	ledger, _ := db.OrderLedger(ctx, o.ID)
+	if last := ledger[len(ledger)-1]; last.Stage != StagePushed || last.Detail != "to device dv_a" {
+		t.Fatalf("ledger %+v", ledger)
+	}
+}
