@@ -143,6 +143,17 @@ func (m *Manager) Command(ctx context.Context, id string) (storage.Command, erro
 	return m.db.GetCommand(ctx, id)
 }
 
+// prune deletes the commands finished more than keepCommands ago.
+func (m *Manager) prune(ctx context.Context) {
+	n, err := m.db.PruneCommands(ctx, m.now().Add(-keepCommands))
+	switch {
+	case err != nil && ctx.Err() == nil:
+		m.log.Warn("devices: cannot prune old commands; will retry", slog.Any(keyError, err))
+	case n > 0:
+		m.log.Debug("devices: old commands pruned", slog.Int64(keyCount, n))
+	}
+}
+
 // expireReason is recorded on a command whose TTL ran out.
 const expireReason = "not acknowledged by the device within its time to live"
 

@@ -9,6 +9,12 @@ import (
 // sweepInterval is how often commands whose time ran out are marked expired.
 const sweepInterval = time.Second
 
+// Finished commands are kept for the admin view for keepCommands, and pruned every pruneEvery.
+const (
+	keepCommands = 7 * 24 * time.Hour
+	pruneEvery   = time.Hour
+)
+
 // Run keeps a push link to every paired device, queues new orders for the devices that handle
 // them and expires old commands, until ctx ends; it returns nil then.
 func (m *Manager) Run(ctx context.Context) error {
@@ -20,6 +26,8 @@ func (m *Manager) Run(ctx context.Context) error {
 	wg.Go(func() { m.followOrders(ctx) })
 	sweep := time.NewTicker(sweepInterval)
 	defer sweep.Stop()
+	prune := time.NewTicker(pruneEvery)
+	defer prune.Stop()
 	defer m.stopLinks()
 	for {
 		m.reconcile(ctx, &wg)
@@ -29,6 +37,8 @@ func (m *Manager) Run(ctx context.Context) error {
 		case <-m.changed:
 		case <-sweep.C:
 			m.expire(ctx)
+		case <-prune.C:
+			m.prune(ctx)
 		}
 	}
 }

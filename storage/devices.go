@@ -503,6 +503,24 @@ func (db *DB) ExpireCommands(ctx context.Context, now time.Time, reason string) 
 	return n, nil
 }
 
+// PruneCommands deletes the commands that reached a final state before before, and returns how
+// many.
+func (db *DB) PruneCommands(ctx context.Context, before time.Time) (int64, error) {
+	var n int64
+	err := db.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM device_commands WHERE state IN ('acknowledged', 'expired', 'failed') AND done_at < ?`, before.UnixMilli())
+		if err != nil {
+			return err
+		}
+		n, _ = res.RowsAffected()
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("storage: prune commands: %w", err)
+	}
+	return n, nil
+}
+
 // QueueDepths counts each device's open (queued or sent) commands; devices with none are absent.
 func (db *DB) QueueDepths(ctx context.Context) (map[string]int64, error) {
 	rows, err := db.r.QueryContext(ctx, `SELECT device_id, count(*) FROM device_commands WHERE state IN ('queued', 'sent') GROUP BY device_id`)

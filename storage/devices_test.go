@@ -100,6 +100,9 @@ func TestCommandStates(t *testing.T) {
 	if d, _ := db.QueueDepths(ctx); d["dv_a"] != int64(len(cmds)-3) {
 		t.Fatalf("queue depth %d", d["dv_a"])
 	}
+	if n, _ := db.PruneCommands(ctx, now.Add(3*time.Second)); n != 3 {
+		t.Fatalf("pruned %d, want the 3 finished", n)
+	}
 	ledger, _ := db.OrderLedger(ctx, o.ID)
 	if last := ledger[len(ledger)-1]; last.Stage != StagePushed || last.Detail != "to device dv_a" {
 		t.Fatalf("ledger %+v", ledger)
