@@ -137,7 +137,15 @@ func (l *link) logFailure(ctx context.Context, connected bool, err error, wait t
 type inflight struct {
 	id, orderID string
 	seq         int64
+	at          time.Time // when it was written
+	// marked tells that its "sent" state is stored. It is stored with the acknowledgement when
+	// that comes quickly (one row update instead of two), else after markAfter or when the
+	// connection ends.
+	marked bool
 }
+
+// markAfter is how long a command may await its ack before its "sent" state is stored on its own.
+const markAfter = time.Second
 
 // errPeer marks the errors caused by what the device sent, which are worth telling it.
 var errPeer = errors.New("device sent")
@@ -202,6 +210,10 @@ func (l *link) session(ctx context.Context) (connected bool, err error) {
 	ackTimer := time.NewTimer(time.Hour)
 	ackTimer.Stop()
 	defer ackTimer.Stop()
+	markTicker := time.NewTicker(markAfter)
+	defer markTicker.Stop()
+	// What was written and not acknowledged is sent, and will be written again.
+	defer func() { l.mark(ctx, sent, time.Time{}) }()
 	for {
 		// Refill once half the window is free, not at every ack: a write (and, after a
 		// reconnect, a query) then carries many commands.
@@ -211,14 +223,15 @@ func (l *link) session(ctx context.Context) (connected bool, err error) {
 				return true, err
 			}
 			if len(batch) > 0 {
-				if err := l.write(ctx, c, batch); err != nil {
+				if err := l.write(c, batch); err != nil {
 					return true, err
 				}
 				if len(sent) == 0 {
 					ackTimer.Reset(m.o.Timeout)
 				}
+				now := m.now()
 				for _, cmd := range batch {
-					sent = append(sent, inflight{id: cmd.ID, orderID: cmd.OrderID, seq: cmd.Seq})
+					sent = append(sent, inflight{id: cmd.ID, orderID: cmd.OrderID, seq: cmd.Seq, at: now})
 				}
 				last = batch[len(batch)-1].Seq
 				continue
@@ -243,6 +256,10 @@ func (l *link) session(ctx context.Context) (connected bool, err error) {
 			if len(sent) > 0 {
 				ackTimer.Reset(m.o.Timeout)
 			}
+		case <-markTicker.C:
+			if err := l.mark(ctx, sent, m.now().Add(-markAfter)); err != nil {
+				return true, err
+			}
 		case <-ackTimer.C:
 			if len(sent) > 0 {
 				return true, fmt.Errorf("no acknowledgement of command %s within %s", sent[0].id, m.o.Timeout)
@@ -264,6 +281,9 @@ func (l *link) answer(ctx context.Context, c *push.Conn, f push.Frame, sent []in
 		c := sent[i]
 		sent = slices.Delete(sent, i, i+1)
 		u := storage.CommandUpdate{Seq: c.seq, ID: c.id, OrderID: c.orderID, DeviceID: l.id, State: storage.CommandAcknowledged, At: l.m.now()}
+		if !c.marked {
+			u.SentAt = c.at
+		}
 		if f.Type == push.TypeNack {
 			u.State, u.Reason = storage.CommandFailed, "refused by the device: "+printableReason(f.Payload)
 		}
@@ -308,15 +328,27 @@ func (l *link) next(ctx context.Context, last int64, n int) ([]storage.Command, 
 	return out, nil
 }
 
-// write records the commands as sent and writes them in one go.
-func (l *link) write(ctx context.Context, c *push.Conn, cmds []storage.Command) error {
-	now := l.m.now()
+// mark stores the "sent" state of the commands in flight written before (all of them when
+// before is zero) whose state is not stored yet.
+func (l *link) mark(ctx context.Context, sent []inflight, before time.Time) error {
+	for i := range sent {
+		c := &sent[i]
+		if c.marked || (!before.IsZero() && c.at.After(before)) {
+			continue
+		}
+		if err := l.m.writer.add(ctx, storage.CommandUpdate{Seq: c.seq, ID: c.id, State: storage.CommandSent, At: c.at}); err != nil {
+			return err
+		}
+		c.marked = true
+	}
+	return nil
+}
+
+// write writes the commands in one go.
+func (l *link) write(c *push.Conn, cmds []storage.Command) error {
 	frames := make([]push.Frame, len(cmds))
 	for i, cmd := range cmds {
 		frames[i] = push.Frame{Type: push.TypeCommand, Time: cmd.CreatedAt.UnixMilli(), ID: cmd.ID, CommandType: cmd.Type, Payload: cmd.Payload}
-		if err := l.m.writer.add(ctx, storage.CommandUpdate{Seq: cmd.Seq, ID: cmd.ID, State: storage.CommandSent, At: now}); err != nil {
-			return err
-		}
 	}
 	if err := c.WriteFrames(frames, l.m.o.Timeout); err != nil {
 		return fmt.Errorf("write commands: %w", err)
