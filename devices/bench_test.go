@@ -70,7 +70,7 @@ func benchShop(b *testing.B, n int) (*Manager, *acks, []*devicesim.Device) {
 		b.Fatal(err)
 	}
 	a := &acks{}
-	m, err := New(context.Background(), Options{DB: db, EnrollmentSecret: benchSecret, Committed: a.committed, Window: 1024})
+	m, err := New(context.Background(), Options{DB: db, EnrollmentSecret: benchSecret, Committed: a.committed})
 	if err != nil {
 		b.Fatal(err)
 	}
