@@ -37,12 +37,12 @@ const (
 	accessOwn                  // the service's routes say, route by route
 )
 
-type deviceKey struct{}
-
 // deviceID is the authenticated device of a request, "" for none.
 func deviceID(ctx context.Context) string {
-	id, _ := ctx.Value(deviceKey{}).(string)
-	return id
+	if st := stateOf(ctx); st != nil {
+		return st.device
+	}
+	return ""
 }
 
 // bearer returns the credential of an Authorization: Bearer header.
@@ -79,7 +79,12 @@ func (s *Server) requireDevice(next http.Handler) http.Handler {
 			unauthorized(w, r, "the device credential is not valid; pair the device again if it was reset")
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), deviceKey{}, id)))
+		if st := stateOf(r.Context()); st != nil {
+			st.device = id
+			next.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, &requestState{device: id})))
 	})
 }
 

@@ -37,10 +37,27 @@ const headerRequestID = "X-Request-Id"
 
 type ctxKey struct{}
 
+// requestState is what the middleware learns of a request, put in its context once by observe
+// and filled in by the middleware after it: one allocation and one copy of the request for all
+// of them, on the path of every device lookup.
+type requestState struct {
+	rec     recorder
+	id      string    // request id
+	idValue [1]string // the X-Request-Id header value: id
+	device  string    // authenticated device id, set by requireDevice
+}
+
+func stateOf(ctx context.Context) *requestState {
+	st, _ := ctx.Value(ctxKey{}).(*requestState)
+	return st
+}
+
 // requestID returns the id of the request that ctx belongs to, or "".
 func requestID(ctx context.Context) string {
-	id, _ := ctx.Value(ctxKey{}).(string)
-	return id
+	if st := stateOf(ctx); st != nil {
+		return st.id
+	}
+	return ""
 }
 
 // Request ids made here are a random per-process prefix and a counter: unique enough to find a
@@ -85,10 +102,11 @@ func (s *Server) observe(next http.Handler) http.Handler {
 		if !validRequestID(id) {
 			id = newRequestID()
 		}
-		w.Header()[headerRequestID] = []string{id}
-		ctx := context.WithValue(r.Context(), ctxKey{}, id)
+		st := &requestState{rec: recorder{ResponseWriter: w}, id: id, idValue: [1]string{id}}
+		w.Header()[headerRequestID] = st.idValue[:]
+		ctx := context.WithValue(r.Context(), ctxKey{}, st)
 		r = r.WithContext(ctx)
-		rec := &recorder{ResponseWriter: w}
+		rec := &st.rec
 		defer func() {
 			if v := recover(); v != nil {
 				if v == http.ErrAbortHandler {
