@@ -173,7 +173,7 @@ func (l *link) session(ctx context.Context) (connected bool, err error) {
 	c, err := push.ServerHandshake(nc, d.PushKey, m.o.ServerID, d.ID, m.now(), m.o.Timeout)
 	if err != nil {
 		if !isNetErr(err) {
-			push.SendError(nc, d.PushKey, nil, m.o.ServerID, err.Error(), m.now())
+			push.SendError(nc, d.PushKey, nil, err.Error(), m.now())
 		}
 		return false, fmt.Errorf("%s: %w", addr, err)
 	}

@@ -206,11 +206,11 @@ func DeviceHandshake(nc net.Conn, key []byte, deviceID string, now time.Time, ti
 
 // SendError writes an error frame with a reason, best effort, before the caller closes. Its MAC
 // is bound to peerNonce (nil before the peer's hello).
-func SendError(nc net.Conn, key, peerNonce []byte, id, reason string, now time.Time) {
+func SendError(nc net.Conn, key, peerNonce []byte, reason string, now time.Time) {
 	if len(reason) > 512 {
 		reason = reason[:512]
 	}
-	f := Frame{Type: TypeError, Time: now.UnixMilli(), ID: id, Payload: []byte(reason)}
+	f := Frame{Type: TypeError, Time: now.UnixMilli(), ID: "error", Payload: []byte(reason)}
 	if b, err := f.Encode(key, peerNonce); err == nil {
 		nc.SetWriteDeadline(time.Now().Add(time.Second))
 		nc.Write(b)

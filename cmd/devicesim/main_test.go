@@ -1,0 +1,98 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/storeedge/storeedge/devices"
+	"github.com/storeedge/storeedge/server"
+	"github.com/storeedge/storeedge/storage"
+)
+
+func TestFlagsAreChecked(t *testing.T) {
+	for _, args := range [][]string{
+		{},
+		{"-code", "1234-5678", "-enrollment-secret", "s"},
+		{"-code", "1234-5678", "-devices", "2"},
+		{"-enrollment-secret", "s", "-devices", "0"},
+	} {
+		if err := run(context.Background(), args, io.Discard, io.Discard); err == nil {
+			t.Errorf("%q accepted", args)
+		}
+	}
+}
+
+// devicesim -devices 3 pairs three devices with the enrollment secret against a real server,
+// and prints each command pushed to them.
+func TestRunsManyDevices(t *testing.T) {
+	const secret = "test-enrollment-secret-0123"
+	db, err := storage.Open(context.Background(), filepath.Join(t.TempDir(), "shop.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	dm, err := devices.New(context.Background(), devices.Options{DB: db, EnrollmentSecret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(server.Options{DB: db, Devices: dm})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	defer ts.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	managed := make(chan error, 1)
+	go func() { managed <- dm.Run(ctx) }()
+
+	out, stdout := io.Pipe()
+	ran := make(chan error, 1)
+	go func() {
+		ran <- run(ctx, []string{"-server", ts.URL, "-enrollment-secret", secret, "-devices", "3", "-capabilities", "orders,print", "-heartbeat", "1h"}, stdout, io.Discard)
+		stdout.Close()
+	}()
+	lines := bufio.NewScanner(out)
+	deadline := time.Now().Add(30 * time.Second)
+	var list []devices.Device
+	for len(list) < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d devices paired", len(list))
+		}
+		time.Sleep(10 * time.Millisecond) // pairing is the other process's doing: poll the registry
+		list, _ = dm.List(ctx)
+	}
+	if _, err := dm.Send(ctx, devices.Target{Capability: "print"}, "print", json.RawMessage(`{"text":"hi"}`), 0); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for len(seen) < 3 && lines.Scan() {
+		var l struct {
+			Device  string          `json:"device"`
+			Type    string          `json:"type"`
+			Payload json.RawMessage `json:"payload"`
+		}
+		if err := json.Unmarshal(lines.Bytes(), &l); err != nil || l.Type != "print" || string(l.Payload) != `{"text":"hi"}` {
+			t.Fatalf("line %q: %v", lines.Text(), err)
+		}
+		seen[l.Device] = true
+	}
+	for _, d := range list {
+		if !seen[d.ID] || !strings.HasPrefix(d.Name, "devicesim-") {
+			t.Errorf("device %s (%s) printed nothing", d.ID, d.Name)
+		}
+	}
+	cancel()
+	go io.Copy(io.Discard, out)
+	if err := <-ran; err != nil {
+		t.Errorf("run: %v", err)
+	}
+	<-managed
+}
