@@ -187,8 +187,8 @@ func (l *link) session(ctx context.Context) (connected bool, err error) {
 
 	frames := make(chan push.Frame, 64)
 	readErr := make(chan error, 1)
-	readerDone := make(chan struct{})
-	defer func() { nc.Close(); <-readerDone }()
+	readerDone, quit := make(chan struct{}), make(chan struct{})
+	defer func() { close(quit); nc.Close(); <-readerDone }()
 	go func() {
 		defer close(readerDone)
 		for {
@@ -199,7 +199,7 @@ func (l *link) session(ctx context.Context) (connected bool, err error) {
 			}
 			select {
 			case frames <- f:
-			case <-ctx.Done():
+			case <-quit:
 				return
 			}
 		}
@@ -248,13 +248,18 @@ func (l *link) session(ctx context.Context) (connected bool, err error) {
 			c.SendError(err.Error(), m.now())
 			return true, fmt.Errorf("%w garbage: %w", errPeer, err)
 		case f := <-frames:
+			before := len(sent)
 			var err error
 			if sent, err = l.answer(ctx, c, f, sent); err != nil {
 				return true, err
 			}
-			ackTimer.Stop()
-			if len(sent) > 0 {
-				ackTimer.Reset(m.o.Timeout)
+			// Only an answer to a command in flight is progress: a device that sends other
+			// acks and never these still times out.
+			if len(sent) < before {
+				ackTimer.Stop()
+				if len(sent) > 0 {
+					ackTimer.Reset(m.o.Timeout)
+				}
 			}
 		case <-markTicker.C:
 			if err := l.mark(ctx, sent, m.now().Add(-markAfter)); err != nil {

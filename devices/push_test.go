@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/storeedge/storeedge/devices"
 	"github.com/storeedge/storeedge/devices/devicesim"
 	"github.com/storeedge/storeedge/devices/push"
+	"github.com/storeedge/storeedge/internal/testenv"
 	"github.com/storeedge/storeedge/storage"
 )
 
@@ -258,5 +260,66 @@ func TestNewOrdersArePushedToOrderDevices(t *testing.T) {
 	}
 	if n := len(signage.Commands()); n != 0 {
 		t.Fatalf("the device without the orders capability got %d commands", n)
+	}
+}
+
+// A device that answers with acks for commands it was never sent, and never for the ones it was,
+// loses its connection after the timeout, and the command is written again on the next one.
+func TestDeviceThatNeverAcksTimesOut(t *testing.T) {
+	logs := &testenv.Buffer{} // without the DEBUG line of each stray ack
+	e := newEnv(t, func(o *devices.Options) {
+		o.Timeout = 300 * time.Millisecond
+		o.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	creds := e.pair(t, ln.Addr().String())
+	cmd := send(t, e, devices.Target{DeviceID: creds.DeviceID}, "print", `{}`, 0)[0]
+	writes := make(chan int, 2)
+	go func() {
+		for range 2 {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c, err := push.DeviceHandshake(nc, push.Key(creds.Secret), creds.DeviceID, time.Now(), 5*time.Second)
+			if err != nil {
+				nc.Close()
+				return
+			}
+			n := 0
+			go func() { // read the commands, count them
+				for {
+					if _, err := c.ReadFrame(); err != nil {
+						return
+					}
+					n++
+				}
+			}()
+			for i := 0; ; i++ { // flood acks of other ids until the server hangs up
+				if err := c.WriteFrame(push.Frame{Type: push.TypeAck, ID: fmt.Sprintf("cmd_other_%d", i)}, time.Second); err != nil {
+					break
+				}
+			}
+			nc.Close()
+			writes <- n
+		}
+	}()
+	for range 2 {
+		select {
+		case <-writes:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("the server kept the connection of a device that never acknowledges\n%s", logs)
+		}
+	}
+	if !strings.Contains(logs.String(), "no acknowledgement of command "+cmd.ID) {
+		t.Fatalf("no log of the timeout:\n%s", logs)
+	}
+	c, _ := e.db.GetCommand(context.Background(), cmd.ID)
+	if c.State != storage.CommandSent || c.Attempts < 1 {
+		t.Fatalf("command after two timeouts: %+v", c)
 	}
 }
