@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -32,6 +33,50 @@ with Ctrl-C; run it again and it starts from the database it left.
 
 Flags:
 `
+
+// revokeDemoDevices revokes the demo devices that earlier runs paired, through the admin API.
+func revokeDemoDevices(ctx context.Context, front, admin string) error {
+	call := func(method, path string, out any) error {
+		req, err := http.NewRequestWithContext(ctx, method, front+path, nil)
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+admin)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s %s: %s", method, path, resp.Status)
+		}
+		if out == nil {
+			return nil
+		}
+		return json.NewDecoder(resp.Body).Decode(out)
+	}
+	var list struct {
+		Items []struct {
+			ID      string `json:"id"`
+			Name    string `json:"name"`
+			Revoked bool   `json:"revoked"`
+		} `json:"items"`
+	}
+	if err := call(http.MethodGet, "/api/v1/admin/devices", &list); err != nil {
+		return err
+	}
+	for _, d := range list.Items {
+		if d.Name == demoDevice && !d.Revoked {
+			if err := call(http.MethodPost, "/api/v1/admin/devices/"+d.ID+"/revoke", nil); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// demoDevice is the name of the demo's simulated device.
+const demoDevice = "demo-pos"
 
 func randomHex(n int) string {
 	b := make([]byte, n)
@@ -107,9 +152,14 @@ func cmdDemo(ctx context.Context, args, env []string, stdout, stderr io.Writer) 
 	g.Go(func() error {
 		return daemon(gctx, cfg, log, func(addrs map[string]string) {
 			front := "http://" + addrs["front_door"]
+			// The device of an earlier run is gone with its process: revoke it rather than let
+			// the server try to reach it.
+			if err := revokeDemoDevices(gctx, front, cfg.Admin.Token.Reveal()); err != nil {
+				log.Warn("demo: cannot revoke the devices of earlier runs", slog.Any("error", err))
+			}
 			// A simulated device, paired as a real one would be, that shows pushed orders and
 			// commands in the log.
-			pos := devicesim.New(devicesim.Options{Server: front, Kind: "pos", Name: "demo-pos", Capabilities: []string{"orders"}, Logger: log,
+			pos := devicesim.New(devicesim.Options{Server: front, Kind: "pos", Name: demoDevice, Capabilities: []string{"orders"}, Logger: log,
 				Handle: func(c devicesim.Command) error {
 					log.Info("demo-pos: pushed command", slog.String("type", c.Type), slog.String("id", c.ID))
 					return nil
