@@ -77,7 +77,7 @@ func (m *Manager) Send(ctx context.Context, t Target, typ string, payload json.R
 	if !validToken(typ) {
 		return nil, &InvalidError{"type", fmt.Sprintf("%q: want 1 to 32 of a-z 0-9 . _ -, starting with a letter (order.new, print, catalog.changed, reload, ping…)", typ)}
 	}
-	if len(payload) == 0 {
+	if len(payload) == 0 || string(payload) == "null" {
 		payload = json.RawMessage(`{}`)
 	}
 	if len(payload) > MaxPayload {
