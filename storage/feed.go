@@ -297,9 +297,6 @@ func (db *DB) ApplyPage(ctx context.Context, p Page) (ApplyResult, error) {
 		// during the load may name the product that held the barcode before it.
 		db.hot.Reset()
 	}
-	if !p.End.More {
-		db.warmSig.notify()
-	}
 	if p.Collection == cloudapi.Products {
 		db.ftsStale = bulk && !rebuilt
 	}
@@ -312,6 +309,10 @@ func (db *DB) ApplyPage(ctx context.Context, p Page) (ApplyResult, error) {
 		s.LastError, s.LastErrorAt = "", time.Time{}
 		s.Quarantined += int64(res.Quarantined) - cleared
 	})
+	if !p.End.More {
+		// After the state: the warmer reads it to decide whether every collection caught up.
+		db.warmSig.notify()
+	}
 	return res, nil
 }
 
