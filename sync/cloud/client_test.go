@@ -70,12 +70,13 @@ func TestFeedTimeoutIsPerPause(t *testing.T) {
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		f := w.(http.Flusher)
-		// Ten lines, 40 ms apart: 400 ms in all, four times the timeout.
-		for i := 0; i < 10; i++ {
+		// Twenty-five lines, 20 ms apart: 500 ms in all, longer than the timeout, with pauses far
+		// below it even on a loaded machine.
+		for i := 0; i < 25; i++ {
 			fmt.Fprintf(w, "{\"i\":%d}\n", i)
 			f.Flush()
 			select {
-			case <-time.After(40 * time.Millisecond):
+			case <-time.After(20 * time.Millisecond):
 			case <-r.Context().Done():
 				return
 			}
@@ -89,7 +90,7 @@ func TestFeedTimeoutIsPerPause(t *testing.T) {
 	}))
 	defer ts.Close()
 	c, _ := New(ts.URL, "k", ts.Client(), "test")
-	c.SetRequestTimeout(100 * time.Millisecond)
+	c.SetRequestTimeout(300 * time.Millisecond)
 
 	body, err := c.Feed(context.Background(), "prices", "", 10, true)
 	if err != nil {
@@ -97,7 +98,7 @@ func TestFeedTimeoutIsPerPause(t *testing.T) {
 	}
 	b, err := io.ReadAll(body)
 	body.Close()
-	if err != nil || strings.Count(string(b), "\n") != 10 {
+	if err != nil || strings.Count(string(b), "\n") != 25 {
 		t.Fatalf("a moving stream longer than the timeout was cut: %d lines, %v", strings.Count(string(b), "\n"), err)
 	}
 
