@@ -97,11 +97,12 @@ func (db *DB) getProduct(ctx context.Context, id string) (Item, error) {
 func (db *DB) productByBarcode(ctx context.Context, code string) (Item, error) {
 	if len(code) <= cloudapi.MaxIDBytes {
 		var kb [1 + cloudapi.MaxIDBytes]byte
-		var vb [8 + cloudapi.MaxIDBytes]byte
-		if v, ok := db.hot.Get(vb[:0], hotKey(kb[:0], hotBarcode, code)); ok && len(v) > 8 {
-			if it, ok := db.hotGet(string(v[8:])); ok && it.Rev == int64(binary.LittleEndian.Uint64(v)) {
+		out, second, ok := db.hot.GetLinked(nil, hotKey(kb[:0], hotBarcode, code), linkProduct)
+		if ok && second > 8 && len(out)-second >= 16 {
+			hint, rec := out[:second], out[second:]
+			if rev := int64(binary.LittleEndian.Uint64(rec)); rev == int64(binary.LittleEndian.Uint64(hint)) {
 				db.hot.CountHit()
-				return it, nil
+				return Item{ID: string(hint[8:]), Rev: rev, Seq: int64(binary.LittleEndian.Uint64(rec[8:])), Doc: rec[16:]}, nil
 			}
 		}
 	}
@@ -116,6 +117,14 @@ func (db *DB) productByBarcode(ctx context.Context, code string) (Item, error) {
 		{Key: hotKey(nil, hotBarcode, code), Value: append(binary.LittleEndian.AppendUint64(nil, uint64(it.Rev)), it.ID...)},
 	})
 	return it, nil
+}
+
+// linkProduct is the key of the product record a barcode record names.
+func linkProduct(keyBuf, barcodeRecord []byte) []byte {
+	if len(barcodeRecord) <= 8 {
+		return nil
+	}
+	return append(append(keyBuf, hotProduct), barcodeRecord[8:]...)
 }
 
 // invalidateHot drops what a committed page of products may have made stale: the record of every

@@ -134,6 +134,32 @@ func (c *Cache) GetString(dst []byte, key string) ([]byte, bool) {
 	return dst, found
 }
 
+// GetLinked reads the value of key and then, under the same read lock, the value of the key that
+// link builds from it (appending to keyBuf), so that the pair is one consistent read for the price
+// of one lookup's locking. It appends both values to dst and returns where the second starts; ok
+// is false unless both are cached. link must not keep value.
+func (c *Cache) GetLinked(dst, key []byte, link func(keyBuf, value []byte) []byte) (out []byte, second int, ok bool) {
+	h := maphash.Bytes(c.seed, key)
+	var kb [512]byte
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	off, found := c.findLocked(h, key)
+	if !found {
+		return dst, 0, false
+	}
+	start := len(dst)
+	dst = append(dst, c.valueLocked(off)...)
+	second = len(dst)
+	k2 := link(kb[:0], dst[start:second])
+	if k2 == nil {
+		return dst, 0, false
+	}
+	if off, found = c.findLocked(maphash.Bytes(c.seed, k2), k2); !found {
+		return dst, 0, false
+	}
+	return append(dst, c.valueLocked(off)...), second, true
+}
+
 // PutIf stores value under key unless an invalidation happened after gen was read (it reports
 // false then, and when the record cannot fit at all).
 func (c *Cache) PutIf(gen uint64, key, value []byte) bool {

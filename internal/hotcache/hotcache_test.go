@@ -165,3 +165,23 @@ func BenchmarkGet(b *testing.B) {
 		}
 	})
 }
+
+func TestGetLinked(t *testing.T) {
+	c := newCache(t, 1<<20)
+	link := func(kb, v []byte) []byte { return append(kb, v...) } // the value is the next key
+	if _, _, ok := c.GetLinked(nil, []byte("code"), link); ok {
+		t.Fatal("found in an empty cache")
+	}
+	c.PutIf(c.Gen(), []byte("code"), []byte("item"))
+	if _, _, ok := c.GetLinked(nil, []byte("code"), link); ok {
+		t.Fatal("found although the linked key is not cached")
+	}
+	c.PutIf(c.Gen(), []byte("item"), []byte("doc"))
+	out, second, ok := c.GetLinked([]byte("x"), []byte("code"), link)
+	if !ok || string(out[:second]) != "xitem" || string(out[second:]) != "doc" {
+		t.Fatalf("GetLinked = %q, %d, %v; want \"xitem\" then \"doc\"", out, second, ok)
+	}
+	if _, _, ok := c.GetLinked(nil, []byte("code"), func([]byte, []byte) []byte { return nil }); ok {
+		t.Fatal("found although link named no key")
+	}
+}
