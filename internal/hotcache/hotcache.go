@@ -39,9 +39,6 @@ const (
 	MaxArena = recordAlign * (1<<32 - 2)
 )
 
-// ErrTooLarge is returned by New for a budget the slot format cannot address.
-var ErrTooLarge = errors.New("hotcache: budget larger than 32 GiB")
-
 // Stats are counters for the status page and benchmarks.
 type Stats struct {
 	Entries    int   `json:"entries"`
@@ -72,13 +69,11 @@ type Cache struct {
 	hits, misses atomic.Int64
 }
 
-// New returns a cache whose arena holds at most budget bytes of records. The memory is reserved
-// from the operating system but only pages actually written take physical memory.
+// New returns a cache whose arena holds at most budget bytes of records (at least 64 KiB, at most
+// MaxArena). The memory is reserved from the operating system but only pages actually written
+// take physical memory.
 func New(budget int64) (*Cache, error) {
-	if budget > MaxArena {
-		return nil, ErrTooLarge
-	}
-	budget = max(budget, 1<<16)
+	budget = min(max(budget, 1<<16), MaxArena)
 	arena, err := mapRegion(int(budget))
 	if err != nil {
 		return nil, err

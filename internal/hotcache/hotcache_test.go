@@ -3,6 +3,7 @@ package hotcache
 import (
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"strconv"
 	"sync"
 	"testing"
@@ -183,5 +184,20 @@ func TestGetLinked(t *testing.T) {
 	}
 	if _, _, ok := c.GetLinked(nil, []byte("code"), func([]byte, []byte) []byte { return nil }); ok {
 		t.Fatal("found although link named no key")
+	}
+}
+
+// The largest budget the configuration allows (32768 MiB) is a little over what 32-bit slot
+// offsets address: it is reserved at the most the cache can use, not refused.
+func TestLargestBudget(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("without mmap the budget is allocated from the heap at once")
+	}
+	c := newCache(t, 32768<<20)
+	if b := c.Stats().Budget; b != MaxArena {
+		t.Fatalf("budget %d, want MaxArena %d", b, MaxArena)
+	}
+	if !c.PutIf(c.Gen(), []byte("k"), []byte("v")) {
+		t.Fatal("put refused")
 	}
 }
