@@ -79,12 +79,9 @@ func (s *Server) requireDevice(next http.Handler) http.Handler {
 			unauthorized(w, r, "the device credential is not valid; pair the device again if it was reset")
 			return
 		}
-		if st := stateOf(r.Context()); st != nil {
-			st.device = id
-			next.ServeHTTP(w, r)
-			return
-		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, &requestState{device: id})))
+		// observe, first on every router, put the request's state in its context.
+		stateOf(r.Context()).device = id
+		next.ServeHTTP(w, r)
 	})
 }
 
