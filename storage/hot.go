@@ -2,9 +2,7 @@ package storage
 
 import (
 	"context"
-	"database/sql"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -55,10 +53,16 @@ func hotKey(dst []byte, kind byte, id string) []byte {
 	return append(append(dst, kind), id...)
 }
 
-func appendProductRecord(dst []byte, it *Item) []byte {
-	dst = binary.LittleEndian.AppendUint64(dst, uint64(it.Rev))
-	dst = binary.LittleEndian.AppendUint64(dst, uint64(it.Seq))
-	return append(dst, it.Doc...)
+// productKV is the record of a product.
+func productKV(it *Item) hotcache.KV {
+	v := binary.LittleEndian.AppendUint64(make([]byte, 0, 16+len(it.Doc)), uint64(it.Rev))
+	v = binary.LittleEndian.AppendUint64(v, uint64(it.Seq))
+	return hotcache.KV{Key: hotKey(nil, hotProduct, it.ID), Value: append(v, it.Doc...)}
+}
+
+// barcodeKV is the record of a barcode carried by product id at rev.
+func barcodeKV(code string, rev int64, id string) hotcache.KV {
+	return hotcache.KV{Key: hotKey(nil, hotBarcode, code), Value: append(binary.LittleEndian.AppendUint64(nil, uint64(rev)), id...)}
 }
 
 // hotGet reads a product's record; ok is false when it is not cached.
@@ -88,8 +92,8 @@ func (db *DB) getProduct(ctx context.Context, id string) (Item, error) {
 	if err != nil {
 		return it, err
 	}
-	var kb [1 + cloudapi.MaxIDBytes]byte
-	db.hot.PutIf(gen, hotKey(kb[:0], hotProduct, id), appendProductRecord(nil, &it))
+	kv := productKV(&it)
+	db.hot.PutIf(gen, kv.Key, kv.Value)
 	return it, nil
 }
 
@@ -112,10 +116,7 @@ func (db *DB) productByBarcode(ctx context.Context, code string) (Item, error) {
 	if err != nil {
 		return it, err
 	}
-	db.hot.PutAllIf(gen, []hotcache.KV{
-		{Key: hotKey(nil, hotProduct, it.ID), Value: appendProductRecord(nil, &it)},
-		{Key: hotKey(nil, hotBarcode, code), Value: append(binary.LittleEndian.AppendUint64(nil, uint64(it.Rev)), it.ID...)},
-	})
+	db.hot.PutAllIf(gen, []hotcache.KV{productKV(&it), barcodeKV(code, it.Rev, it.ID)})
 	return it, nil
 }
 
@@ -138,15 +139,15 @@ func (db *DB) invalidateHot(p *Page, bulkDone bool) {
 	for i := range p.Changes {
 		c := &p.Changes[i]
 		keys = append(keys, hotKey(nil, hotProduct, c.ID))
-		if c.Product != nil {
-			for _, code := range c.Product.Barcodes {
-				keys = append(keys, hotKey(nil, hotBarcode, code))
+		prod := c.Product
+		if prod == nil && c.Op == cloudapi.OpUpsert {
+			if p, err := cloudapi.ParseProduct(c.ID, c.Doc); err == nil {
+				prod = &p
 			}
-		} else if c.Op == cloudapi.OpUpsert {
-			if prod, err := cloudapi.ParseProduct(c.ID, c.Doc); err == nil {
-				for _, code := range prod.Barcodes {
-					keys = append(keys, hotKey(nil, hotBarcode, code))
-				}
+		}
+		if prod != nil {
+			for _, code := range prod.Barcodes {
+				keys = append(keys, hotKey(nil, hotBarcode, code))
 			}
 		}
 	}
@@ -231,7 +232,7 @@ func (db *DB) WarmReadCache(ctx context.Context) (products, codes int, err error
 		}
 		kvs := make([]hotcache.KV, len(items))
 		for i := range items {
-			kvs[i] = hotcache.KV{Key: hotKey(nil, hotProduct, items[i].ID), Value: appendProductRecord(nil, &items[i])}
+			kvs[i] = productKV(&items[i])
 		}
 		if db.hot.PutAllIf(gen, kvs) {
 			products += len(kvs)
@@ -266,19 +267,19 @@ func (db *DB) warmBarcodes(ctx context.Context, after string) ([]hotcache.KV, st
 	var kvs []hotcache.KV
 	last := ""
 	var code, id string
+	var rec, kb []byte // the product's record, read for its rev only
 	for rows.Next() {
 		if err := rows.Scan(&code, &id); err != nil {
 			return nil, "", fmt.Errorf("storage: warm read cache: %w", err)
 		}
 		last = code
-		if it, ok := db.hotGet(id); ok {
-			kvs = append(kvs, hotcache.KV{
-				Key:   hotKey(nil, hotBarcode, code),
-				Value: append(binary.LittleEndian.AppendUint64(nil, uint64(it.Rev)), id...),
-			})
+		kb = hotKey(kb[:0], hotProduct, id)
+		var ok bool
+		if rec, ok = db.hot.Get(rec[:0], kb); ok && len(rec) >= 8 {
+			kvs = append(kvs, barcodeKV(code, int64(binary.LittleEndian.Uint64(rec)), id))
 		}
 	}
-	if err := rows.Err(); err != nil && !errors.Is(err, sql.ErrNoRows) {
+	if err := rows.Err(); err != nil {
 		return nil, "", fmt.Errorf("storage: warm read cache: %w", err)
 	}
 	return kvs, last, nil

@@ -23,7 +23,6 @@ import (
 	"math/bits"
 	"sync"
 	"sync/atomic"
-	"unsafe"
 )
 
 // Slot layout: the upper 32 bits are a tag from the key's hash, the lower 32 bits the record's
@@ -110,18 +109,6 @@ func (c *Cache) Get(dst, key []byte) (_ []byte, ok bool) {
 	h := maphash.Bytes(c.seed, key)
 	c.mu.RLock()
 	off, found := c.findLocked(h, key)
-	if found {
-		dst = append(dst, c.valueLocked(off)...)
-	}
-	c.mu.RUnlock()
-	return dst, found
-}
-
-// GetString is Get for a key held as a string.
-func (c *Cache) GetString(dst []byte, key string) ([]byte, bool) {
-	h := maphash.String(c.seed, key)
-	c.mu.RLock()
-	off, found := c.findLocked(h, stringBytes(key))
 	if found {
 		dst = append(dst, c.valueLocked(off)...)
 	}
@@ -350,6 +337,3 @@ func (c *Cache) newTableLocked(n int) error {
 	c.table, c.slots = t, t.uint64s()
 	return nil
 }
-
-// stringBytes views a string's bytes without copying; they must not be modified.
-func stringBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }

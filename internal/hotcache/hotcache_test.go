@@ -20,7 +20,7 @@ func newCache(t *testing.T, budget int64) *Cache {
 }
 
 func get(c *Cache, key string) (string, bool) {
-	v, ok := c.GetString(nil, key)
+	v, ok := c.Get(nil, []byte(key))
 	return string(v), ok
 }
 
@@ -115,7 +115,7 @@ func TestFullArenaResets(t *testing.T) {
 	if s.ArenaBytes > s.Budget {
 		t.Fatalf("arena %d over budget %d", s.ArenaBytes, s.Budget)
 	}
-	if v, ok := c.GetString(nil, "199"); !ok || v[0] != 199 {
+	if v, ok := c.Get(nil, []byte("199")); !ok || v[0] != 199 {
 		t.Fatal("the last value put is not cached")
 	}
 	if c.PutIf(c.Gen(), []byte("huge"), make([]byte, 1<<17)) {
@@ -152,16 +152,16 @@ func BenchmarkGet(b *testing.B) {
 	c, _ := New(256 << 20)
 	defer c.Close()
 	val := make([]byte, 400)
-	keys := make([]string, 100000)
+	keys := make([][]byte, 100000)
 	for i := range keys {
-		keys[i] = fmt.Sprintf("P%07d", i)
-		c.PutIf(c.Gen(), []byte(keys[i]), val)
+		keys[i] = fmt.Appendf(nil, "P%07d", i)
+		c.PutIf(c.Gen(), keys[i], val)
 	}
 	b.RunParallel(func(pb *testing.PB) {
 		var dst []byte
 		i := 0
 		for pb.Next() {
-			dst, _ = c.GetString(dst[:0], keys[i%len(keys)])
+			dst, _ = c.Get(dst[:0], keys[i%len(keys)])
 			i += 7919
 		}
 	})
