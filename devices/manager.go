@@ -514,6 +514,10 @@ func (m *Manager) replace(ctx context.Context, d storage.Device, wake bool) (Dev
 		m.mu.Unlock()
 		return Device{}, ErrNotFound
 	}
+	if !e.dev.RevokedAt.IsZero() {
+		// Revoked while d was read: a revocation is never undone by a later write-back.
+		d.RevokedAt = e.dev.RevokedAt
+	}
 	ne := &entry{dev: d, hash: e.hash}
 	m.devs[d.ID] = ne
 	l := m.links[d.ID]

@@ -16,7 +16,9 @@ type throttle struct {
 	failures map[string][]time.Time
 }
 
-// maxSources bounds the memory of the throttle; beyond it the oldest records are dropped.
+// maxSources bounds the memory of the throttle; beyond it, records of other sources are dropped
+// (those with no recent failure first). The record of all sources together is never dropped, so
+// many addresses cannot flush the overall limit.
 const maxSources = 10000
 
 const allSources = "*"
@@ -44,6 +46,9 @@ func (t *throttle) fail(source string, now time.Time) {
 	defer t.mu.Unlock()
 	if len(t.failures) >= maxSources {
 		for k := range t.failures {
+			if k == allSources {
+				continue
+			}
 			if len(t.recentLocked(k, now)) == 0 || len(t.failures) >= maxSources {
 				delete(t.failures, k)
 			}
