@@ -183,6 +183,7 @@ func (l *link) session(ctx context.Context) (connected bool, err error) {
 	l.mu.Lock()
 	l.reload, l.offered = true, nil
 	l.mu.Unlock()
+	// Expired commands are reported as such before the queue is offered to the device.
 	m.expire(ctx)
 
 	frames := make(chan push.Frame, 64)

@@ -29,12 +29,15 @@ func (m *Manager) Run(ctx context.Context) error {
 	prune := time.NewTicker(pruneEvery)
 	defer prune.Stop()
 	defer m.stopLinks()
+	m.reconcile(ctx, &wg)
 	for {
-		m.reconcile(ctx, &wg)
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-m.changed:
+			// Only pairing and revocation change the set of devices; reconciling takes the
+			// registry's write lock, which every device request's authentication waits for.
+			m.reconcile(ctx, &wg)
 		case <-sweep.C:
 			m.expire(ctx)
 		case <-prune.C:
