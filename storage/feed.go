@@ -292,11 +292,6 @@ func (db *DB) ApplyPage(ctx context.Context, p Page) (ApplyResult, error) {
 	}
 	db.seq.Store(seq)
 	db.invalidateHot(&p, rebuilt)
-	if rebuilt && db.hot != nil {
-		// The barcodes staged by the bulk load just moved into barcodes: a barcode record cached
-		// during the load may name the product that held the barcode before it.
-		db.hot.Reset()
-	}
 	if p.Collection == cloudapi.Products {
 		db.ftsStale = bulk && !rebuilt
 	}

@@ -129,10 +129,18 @@ func linkProduct(keyBuf, barcodeRecord []byte) []byte {
 }
 
 // invalidateHot drops what a committed page of products may have made stale: the record of every
-// product it touched and of every barcode those products now carry. bulkDone says the page ended
-// a bulk load.
+// product it touched and of every barcode those products now carry; all of it when the page ended
+// a bulk load (bulkDone).
 func (db *DB) invalidateHot(p *Page, bulkDone bool) {
 	if db.hot == nil || p.Collection != cloudapi.Products {
+		return
+	}
+	if bulkDone {
+		// The barcodes staged by the bulk load just moved into barcodes: a barcode record cached
+		// during the load may name the product that held the barcode before it. Start afresh,
+		// and warm the cache again once every collection caught up.
+		db.hot.Reset()
+		db.warmWant.Store(true)
 		return
 	}
 	keys := make([][]byte, 0, len(p.Changes)*2)
@@ -152,10 +160,6 @@ func (db *DB) invalidateHot(p *Page, bulkDone bool) {
 		}
 	}
 	db.hot.Delete(keys...)
-	if bulkDone {
-		// Lookups during a bulk load could not keep the catalog in the cache: warm it again.
-		db.warmWant.Store(true)
-	}
 }
 
 // warmDue reports whether a bulk load asked for a warm pass and every collection has caught up
