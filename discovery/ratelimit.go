@@ -8,9 +8,8 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// limiter is a token bucket per source address, in a map of bounded size: when it is full the
-// source seen least recently is forgotten (it would have had a full bucket by now anyway unless
-// it is flooding, and a flood from many spoofed addresses is what the global bucket is for).
+// limiter is a token bucket per source address, in a map of bounded size: when it is full one
+// source is forgotten (a flood from many spoofed addresses is what the global bucket is for).
 type limiter struct {
 	every  rate.Limit
 	burst  int
@@ -18,12 +17,7 @@ type limiter struct {
 	global *rate.Limiter
 
 	mu      sync.Mutex // protects the fields below
-	sources map[netip.Addr]*source
-}
-
-type source struct {
-	lim  *rate.Limiter
-	last time.Time
+	sources map[netip.Addr]*rate.Limiter
 }
 
 // newLimiter allows each source one datagram per interval with bursts of burst, holds at most
@@ -34,7 +28,7 @@ func newLimiter(interval time.Duration, burst, max int, globalPerSecond int) *li
 		burst:   burst,
 		max:     max,
 		global:  rate.NewLimiter(rate.Limit(globalPerSecond), globalPerSecond),
-		sources: make(map[netip.Addr]*source),
+		sources: make(map[netip.Addr]*rate.Limiter),
 	}
 }
 
@@ -47,25 +41,22 @@ func (l *limiter) allow(addr netip.Addr, now time.Time) bool {
 		if len(l.sources) >= l.max {
 			l.evictLocked()
 		}
-		s = &source{lim: rate.NewLimiter(l.every, l.burst)}
+		s = rate.NewLimiter(l.every, l.burst)
 		l.sources[addr] = s
 	}
-	s.last = now
-	if !s.lim.AllowN(now, 1) {
+	if !s.AllowN(now, 1) {
 		return false
 	}
 	return l.global.AllowN(now, 1)
 }
 
-// evictLocked forgets the source seen least recently. It walks the map: the map is small and a
-// full map is already the unusual case.
+// evictLocked forgets one source, whichever the map yields first. A full map means a flood from
+// many (likely spoofed) addresses: walking it for the least recent one on every new source would
+// make each datagram of the flood cost the whole map, and the global bucket bounds the flood
+// anyway.
 func (l *limiter) evictLocked() {
-	var oldest netip.Addr
-	var at time.Time
-	for a, s := range l.sources {
-		if at.IsZero() || s.last.Before(at) {
-			oldest, at = a, s.last
-		}
+	for a := range l.sources {
+		delete(l.sources, a)
+		return
 	}
-	delete(l.sources, oldest)
 }

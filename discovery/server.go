@@ -429,13 +429,15 @@ func (s *Server) handle(b []byte, cm *ipv4.ControlMessage, src netip.AddrPort) {
 		return
 	}
 	srcIP := src.Addr().Unmap()
+	// The rate first: finding the local address may cost system calls (a route lookup where
+	// the system gives no control messages), which a flood must not get for free.
+	if !s.lim.allow(srcIP, s.o.Now()) {
+		s.c.rateLimited.Add(1)
+		return
+	}
 	local, ok := s.localAddr(cm, srcIP)
 	if !ok {
 		s.c.wrongIface.Add(1)
-		return
-	}
-	if !s.lim.allow(srcIP, s.o.Now()) {
-		s.c.rateLimited.Add(1)
 		return
 	}
 	if d.Type == TypeHello {
