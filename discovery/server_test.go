@@ -6,10 +6,11 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/storeedge/storeedge/internal/testenv"
 )
 
 // These tests run on the loopback interface with unicast probes only: the server is limited to
@@ -262,9 +263,7 @@ func TestFloodIsRateLimitedPerSource(t *testing.T) {
 // Probes from privileged ports (53, 123…) are not answered: that is how reflection attacks use
 // a spoofed source.
 func TestPrivilegedSourcePortIsNotAnswered(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("binding a port below 1024 needs root")
-	}
+	testenv.RequireRoot(t) // binding a port below 1024; fails under CI=true rather than skipping
 	s, addr := startServer(t, nil)
 	probe, _ := EncodeProbe(ProbeRequest{})
 	var c *net.UDPConn
