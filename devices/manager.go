@@ -254,7 +254,7 @@ func (m *Manager) List(ctx context.Context) ([]Device, error) {
 
 // Get returns one device, or ErrNotFound.
 func (m *Manager) Get(ctx context.Context, id string) (Device, error) {
-	depths, err := m.db.QueueDepths(ctx)
+	depth, err := m.db.QueueDepth(ctx, id)
 	if err != nil {
 		return Device{}, err
 	}
@@ -264,7 +264,7 @@ func (m *Manager) Get(ctx context.Context, id string) (Device, error) {
 	if e == nil {
 		return Device{}, ErrNotFound
 	}
-	return m.view(e, depths[id], m.now()), nil
+	return m.view(e, depth, m.now()), nil
 }
 
 // Summary is the devices part of the status page.
@@ -503,7 +503,7 @@ func (m *Manager) Heartbeat(ctx context.Context, id string, hb Heartbeat, addres
 // replace puts a device as stored back in the registry and returns its view; wake retries its
 // push connection now.
 func (m *Manager) replace(ctx context.Context, d storage.Device, wake bool) (Device, error) {
-	depths, err := m.db.QueueDepths(ctx)
+	depth, err := m.db.QueueDepth(ctx, d.ID)
 	if err != nil {
 		return Device{}, err
 	}
@@ -521,7 +521,7 @@ func (m *Manager) replace(ctx context.Context, d storage.Device, wake bool) (Dev
 	ne := &entry{dev: d, hash: e.hash}
 	m.devs[d.ID] = ne
 	l := m.links[d.ID]
-	v := m.view(ne, depths[d.ID], m.now())
+	v := m.view(ne, depth, m.now())
 	m.mu.Unlock()
 	if wake && l != nil {
 		l.poke()

@@ -521,6 +521,16 @@ func (db *DB) PruneCommands(ctx context.Context, before time.Time) (int64, error
 	return n, nil
 }
 
+// QueueDepth is one device's count of commands queued or sent, from the index on its open
+// commands rather than a count over every device.
+func (db *DB) QueueDepth(ctx context.Context, deviceID string) (int64, error) {
+	var n int64
+	if err := db.r.QueryRowContext(ctx, `SELECT count(*) FROM device_commands WHERE device_id = ? AND state IN ('queued', 'sent')`, deviceID).Scan(&n); err != nil {
+		return 0, fmt.Errorf("storage: queue depth: %w", err)
+	}
+	return n, nil
+}
+
 // QueueDepths counts each device's open (queued or sent) commands; devices with none are absent.
 func (db *DB) QueueDepths(ctx context.Context) (map[string]int64, error) {
 	rows, err := db.r.QueryContext(ctx, `SELECT device_id, count(*) FROM device_commands WHERE state IN ('queued', 'sent') GROUP BY device_id`)
