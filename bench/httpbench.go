@@ -95,7 +95,7 @@ func benchHTTP(ctx context.Context, o *options, r *report, w io.Writer) error {
 		return err
 	}
 	warmLine := "read cache off"
-	if !slices.Contains(o.sets, "lan.read_cache_mb=0") {
+	if readCacheOn(o.sets) {
 		select {
 		case warmLine = <-warmed:
 		case <-daemon.done:
@@ -317,4 +317,17 @@ func getProduct(ctx context.Context, c *http.Client, url string) (int, []string,
 		return 0, nil, fmt.Errorf("GET %s: %w", url, err)
 	}
 	return len(body), it.Doc.Barcodes, nil
+}
+
+// readCacheOn reports whether the daemon runs with a read cache, i.e. whether -set leaves
+// lan.read_cache_mb at its default or at a value other than 0.
+func readCacheOn(sets []string) bool {
+	on := true
+	for _, kv := range sets {
+		if k, v, ok := strings.Cut(kv, "="); ok && strings.TrimSpace(k) == "lan.read_cache_mb" {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			on = err != nil || n != 0
+		}
+	}
+	return on
 }
