@@ -27,7 +27,11 @@ func TestRunStopsCleanly(t *testing.T) {
 	done := make(chan error, 2)
 	go func() { done <- s.Run(ctx) }()
 	go func() { done <- m.Run(ctx) }()
-	time.Sleep(100 * time.Millisecond)
+	// The state has no signal of its own: wait for it to leave "starting", the deadline only
+	// bounding a failure.
+	for deadline := time.Now().Add(5 * time.Second); m.Status().State == MDNSStarting && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
 	if st := m.Status(); st.State != MDNSNoInterface {
 		t.Errorf("mDNS state %q with no interface", st.State)
 	}
