@@ -60,6 +60,7 @@ type config struct {
 	opts             cloudsim.Options
 	faults           cloudsim.Faults
 	latency          time.Duration
+	pageDelay        time.Duration
 	storeKeyFromFlag string
 }
 
@@ -95,6 +96,7 @@ Flags:
 	fs.StringVar(&c.opts.MediaContainerURL, "media-container-url", "", "blob container URL served by /v1/config")
 	fs.DurationVar(&c.opts.ChangeEvery, "change-every", 0, "apply a small random catalog change at this `interval` (0: never)")
 	fs.DurationVar(&c.latency, "latency", 0, "fault: delay every /v1 answer by this `duration`")
+	fs.DurationVar(&c.pageDelay, "page-delay", 0, "fault: delay each further page of a streamed feed answer by this `duration`")
 	fs.Float64Var(&c.faults.ErrorRate, "error-rate", 0, "fault: share of /v1 requests answered 500 or 503")
 	fs.Float64Var(&c.faults.RateLimitRate, "rate-limit-rate", 0, "fault: share of /v1 requests answered 429")
 	fs.IntVar(&c.faults.RetryAfterSeconds, "retry-after", 1, "fault: Retry-After `seconds` of a 429")
@@ -120,6 +122,7 @@ Flags:
 		c.opts.StoreKey = cloudsim.DefaultStoreKey
 	}
 	c.faults.LatencyMS = int(c.latency / time.Millisecond)
+	c.faults.PageDelayMS = int(c.pageDelay / time.Millisecond)
 	switch {
 	case c.listen == "":
 		return c, usageError{errors.New("-listen is empty")}

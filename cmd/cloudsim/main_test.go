@@ -153,6 +153,7 @@ func TestFlags(t *testing.T) {
 		{"-error-rate", "1.5"},
 		{"-cut-rate", "-0.1"},
 		{"-latency", "-1s"},
+		{"-page-delay", "-1ms"},
 		{"-tls-cert", "x.pem"},
 		{"-seed", "0"},
 		{"-nosuchflag"},

@@ -33,7 +33,9 @@ func TestKilledDuringFirstSync(t *testing.T) {
 	seed := time.Now().UnixNano()
 	t.Logf("random seed %d", seed)
 	rnd := rand.New(rand.NewPCG(uint64(seed), 0))
-	cloud := startCloud(t, "-products", "60000", "-seed", "9")
+	// Each page of the streamed feed takes 10 ms more, so the first sync (about 1,000 pages) lasts
+	// longer than ten lives on a quiet, fast machine too: the kills land in the middle of it.
+	cloud := startCloud(t, "-products", "60000", "-seed", "9", "-page-delay", "10ms")
 	dir := t.TempDir()
 	opts := shopOptions{dataDir: dir, cloud: cloud.url, sets: []string{"cloud.page_size=200"}}
 	kills := 0

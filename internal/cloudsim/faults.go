@@ -11,6 +11,7 @@ import (
 // truncation and quarantine paths. The zero value injects nothing.
 type Faults struct {
 	LatencyMS         int     `json:"latency_ms"`          // delay before answering any /v1 request
+	PageDelayMS       int     `json:"page_delay_ms"`       // delay before each further page of a streamed feed answer
 	ErrorRate         float64 `json:"error_rate"`          // share of /v1 requests answered 500 or 503
 	RateLimitRate     float64 `json:"rate_limit_rate"`     // share of /v1 requests answered 429
 	RetryAfterSeconds int     `json:"retry_after_seconds"` // Retry-After of a 429; 0 means 1
@@ -23,6 +24,9 @@ type Faults struct {
 func (f Faults) Validate() error {
 	if f.LatencyMS < 0 || f.LatencyMS > 600_000 {
 		return fmt.Errorf("faults: latency_ms = %d outside 0..600000", f.LatencyMS)
+	}
+	if f.PageDelayMS < 0 || f.PageDelayMS > 60_000 {
+		return fmt.Errorf("faults: page_delay_ms = %d outside 0..60000", f.PageDelayMS)
 	}
 	if f.RetryAfterSeconds < 0 || f.RetryAfterSeconds > 86400 {
 		return fmt.Errorf("faults: retry_after_seconds = %d outside 0..86400", f.RetryAfterSeconds)

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/storeedge/storeedge/internal/jsonenc"
 )
@@ -228,12 +229,29 @@ func (s *Sim) writeFeed(ctx context.Context, fw *feedWriter, first page, limit i
 			return pages, err
 		}
 		fw.flush()
-		if err := ctx.Err(); err != nil {
+		if err := s.pageDelay(ctx); err != nil {
 			return pages, err
 		}
 		if pg, err = s.page(fw.coll, pg.next, limit, pg.items[:0]); err != nil {
 			return pages, err
 		}
+	}
+}
+
+// pageDelay waits out the page-delay fault before the next page of a stream, or returns ctx's
+// error once the client has gone.
+func (s *Sim) pageDelay(ctx context.Context) error {
+	d := time.Duration(s.Faults().PageDelayMS) * time.Millisecond
+	if d == 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 
