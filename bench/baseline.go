@@ -16,8 +16,8 @@ import (
 
 	_ "modernc.org/sqlite" // the same driver as storage
 
-	"github.com/storeedge/storeedge/internal/cloudapi"
 	"github.com/storeedge/storeedge/storage"
+	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 )
 
 // The sync baseline is the simplest loader that stores what the daemon stores: one goroutine

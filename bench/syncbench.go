@@ -14,7 +14,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/storeedge/storeedge/internal/cloudapi"
+	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 )
 
 // benchSync measures a first sync of o.products products: the plain baseline loader on the

@@ -14,8 +14,8 @@ import (
 
 	"github.com/storeedge/storeedge/devices"
 	"github.com/storeedge/storeedge/devices/devicesim"
-	"github.com/storeedge/storeedge/internal/testenv"
 	"github.com/storeedge/storeedge/storage"
+	"github.com/storeedge/storeedge/tools/testenv"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

@@ -15,8 +15,8 @@ import (
 	"github.com/storeedge/storeedge/devices"
 	"github.com/storeedge/storeedge/devices/devicesim"
 	"github.com/storeedge/storeedge/devices/push"
-	"github.com/storeedge/storeedge/internal/testenv"
 	"github.com/storeedge/storeedge/storage"
+	"github.com/storeedge/storeedge/tools/testenv"
 )
 
 func send(t *testing.T, e *env, target devices.Target, typ, payload string, ttl time.Duration) []storage.Command {

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/storeedge/storeedge/internal/testenv"
+	"github.com/storeedge/storeedge/tools/testenv"
 )
 
 // The tests here run the server and the device as separate processes, each inside one of two

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/storeedge/storeedge/internal/testenv"
+	"github.com/storeedge/storeedge/tools/testenv"
 )
 
 // These tests run on the loopback interface with unicast probes only: the server is limited to

@@ -5,7 +5,7 @@
 #
 # Usage: scripts/install-test-deps.sh
 #
-# Tests find these programs through internal/testenv.Require, which skips
+# Tests find these programs through tools/testenv.Require, which skips
 # locally and fails under CI=true when one is missing.
 #
 # Structure: one function per group of dependencies, each appending what it
@@ -38,7 +38,7 @@ have_pkg() {
 # Services: the Debian packages for tinyproxy and dante-server ship init
 # scripts / systemd units whose postinst starts them (a system tinyproxy on
 # 127.0.0.1:8888, a danted on the stock config). The tests never use those:
-# internal/testenv starts its own instances on free ports with configs in a
+# tools/testenv starts its own instances on free ports with configs in a
 # temp dir. We still do not want a stray daemon holding ports or failing noisily
 # on a box without systemd, so we install under a policy-rc.d that answers 101
 # ("action forbidden"), which both invoke-rc.d and deb-systemd-invoke honour.

@@ -12,13 +12,13 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/storeedge/storeedge/backoffice"
 	"github.com/storeedge/storeedge/devices"
 	"github.com/storeedge/storeedge/discovery"
-	"github.com/storeedge/storeedge/internal/cloudapi"
 	"github.com/storeedge/storeedge/storage"
-	"github.com/storeedge/storeedge/sync/backoffice"
-	"github.com/storeedge/storeedge/sync/orders"
+	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 	"github.com/storeedge/storeedge/sync/outbox"
+	"github.com/storeedge/storeedge/sync/servicebus"
 )
 
 // adminRoutes are the admin service, every route behind the admin credential (the router
@@ -88,7 +88,7 @@ type statusDoc struct {
 	Mode          string                    `json:"mode"` // test or production
 	Orders        storage.OrderStats        `json:"orders"`
 	Upload        *outbox.State             `json:"upload"`     // null when sync is off
-	ServiceBus    *orders.Status            `json:"servicebus"` // null when Service Bus is off
+	ServiceBus    *servicebus.Status        `json:"servicebus"` // null when Service Bus is off
 	BackOffice    *backoffice.Status        `json:"backoffice"` // null when the daemon has none
 	Discovery     discovery.Status          `json:"discovery"`  // each part null when off
 	ReadCache     *storage.ReadCacheStats   `json:"read_cache"` // null when lan.read_cache_mb is 0

@@ -12,13 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/storeedge/storeedge/backoffice"
 	"github.com/storeedge/storeedge/devices"
 	"github.com/storeedge/storeedge/discovery"
-	"github.com/storeedge/storeedge/internal/cloudapi"
 	"github.com/storeedge/storeedge/storage"
-	"github.com/storeedge/storeedge/sync/backoffice"
-	"github.com/storeedge/storeedge/sync/orders"
+	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 	"github.com/storeedge/storeedge/sync/outbox"
+	"github.com/storeedge/storeedge/sync/servicebus"
 )
 
 func TestHealth(t *testing.T) {
@@ -58,7 +58,7 @@ type statusJSON struct {
 	Quarantine []storage.QuarantineEntry `json:"quarantine"`
 	Mode       string                    `json:"mode"`
 	Orders     storage.OrderStats        `json:"orders"`
-	ServiceBus *orders.Status            `json:"servicebus"`
+	ServiceBus *servicebus.Status        `json:"servicebus"`
 	BackOffice *backoffice.Status        `json:"backoffice"`
 	Discovery  discovery.Status          `json:"discovery"`
 	Upload     *outbox.State             `json:"upload"`

@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/storeedge/storeedge/backoffice"
 	"github.com/storeedge/storeedge/internal/config"
 	"github.com/storeedge/storeedge/storage"
-	"github.com/storeedge/storeedge/sync/backoffice"
 )
 
 // TestWebhookRefusalIsListedAndRetried drives a real back-office agent against a webhook that

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/storeedge/storeedge/internal/cloudapi"
 	"github.com/storeedge/storeedge/internal/jsonenc"
+	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 )
 
 func TestProductsPagingReturnsEveryIDOnce(t *testing.T) {

@@ -15,9 +15,9 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/storeedge/storeedge/devices"
-	"github.com/storeedge/storeedge/internal/cloudapi"
-	"github.com/storeedge/storeedge/internal/testenv"
 	"github.com/storeedge/storeedge/storage"
+	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
+	"github.com/storeedge/storeedge/tools/testenv"
 )
 
 func TestMain(m *testing.M) {

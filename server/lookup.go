@@ -10,8 +10,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/storeedge/storeedge/internal/cloudapi"
 	"github.com/storeedge/storeedge/storage"
+	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 )
 
 // maxLookupKeys bounds each list of a lookup, so a basket stays one quick round trip.

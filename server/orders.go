@@ -10,8 +10,8 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
-	"github.com/storeedge/storeedge/internal/cloudapi"
 	"github.com/storeedge/storeedge/storage"
+	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 )
 
 // Headers of the orders service.

@@ -14,12 +14,12 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/storeedge/storeedge/backoffice"
 	"github.com/storeedge/storeedge/devices"
 	"github.com/storeedge/storeedge/discovery"
 	"github.com/storeedge/storeedge/storage"
-	"github.com/storeedge/storeedge/sync/backoffice"
-	"github.com/storeedge/storeedge/sync/orders"
 	"github.com/storeedge/storeedge/sync/outbox"
+	"github.com/storeedge/storeedge/sync/servicebus"
 )
 
 // EphemeralPort as a port number asks the system for a free port (tests, tools). Addrs tells which
@@ -46,7 +46,7 @@ type Options struct {
 	Logger *slog.Logger
 
 	// ServiceBus reports the order link; nil when Service Bus is off.
-	ServiceBus func() orders.Status
+	ServiceBus func() servicebus.Status
 	// Upload reports the outbox's uploads to the cloud; nil when sync is off.
 	Upload func() outbox.State
 	// BackOffice is the exchange with the ERP; nil when the daemon has none.
@@ -69,7 +69,7 @@ type Options struct {
 	Now                         func() time.Time // clock for data ages and uptime; nil: time.Now
 }
 
-// BackOffice is what the admin service needs of the back-office exchange (sync/backoffice).
+// BackOffice is what the admin service needs of the back-office exchange (package backoffice).
 type BackOffice interface {
 	Status() backoffice.Status
 	// RunOnce exports and imports now, after a run in progress; its error says why a run failed.

@@ -8,7 +8,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/storeedge/storeedge/internal/cloudapi"
+	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 )
 
 // TestSecondaryIndexesMatchSchema checks that the indexes a bulk load rebuilds are defined as the

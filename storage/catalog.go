@@ -9,7 +9,7 @@ import (
 	"strings"
 	"unicode"
 
-	"github.com/storeedge/storeedge/internal/cloudapi"
+	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 )
 
 // Item is one live item of a collection as the cloud sent it.

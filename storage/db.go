@@ -26,8 +26,8 @@ import (
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
-	"github.com/storeedge/storeedge/internal/cloudapi"
 	"github.com/storeedge/storeedge/internal/hotcache"
+	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 )
 
 //go:embed migrations/*.sql

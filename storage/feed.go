@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/storeedge/storeedge/internal/cloudapi"
+	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 )
 
 // FeedState is the sync position and health of one collection.

@@ -7,8 +7,8 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/storeedge/storeedge/internal/cloudapi"
 	"github.com/storeedge/storeedge/internal/hotcache"
+	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 )
 
 // The read cache answers products by id and by barcode from memory (internal/hotcache); every

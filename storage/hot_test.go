@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/storeedge/storeedge/internal/cloudapi"
+	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 )
 
 func openCached(t *testing.T, budget int64) *DB {

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/storeedge/storeedge/internal/cloudapi"
+	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 )
 
 func openTest(t testing.TB) *DB {

@@ -32,14 +32,14 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
 
 	"github.com/storeedge/storeedge/devices"
-	"github.com/storeedge/storeedge/internal/cloudapi"
-	"github.com/storeedge/storeedge/internal/cloudsim"
-	"github.com/storeedge/storeedge/internal/testenv"
 	"github.com/storeedge/storeedge/server"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/cloud"
-	"github.com/storeedge/storeedge/sync/orders"
+	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
+	"github.com/storeedge/storeedge/sync/cloud/cloudsim"
 	"github.com/storeedge/storeedge/sync/outbox"
+	"github.com/storeedge/storeedge/sync/servicebus"
+	"github.com/storeedge/storeedge/tools/testenv"
 )
 
 func envInt(name string, def int) int {
@@ -147,12 +147,12 @@ func BenchmarkServiceBusLatency(b *testing.B) {
 	}
 	ts := httptest.NewServer(srv.Handler())
 	defer ts.Close()
-	r := orders.NewReceiver(orders.Options{DB: db, ConnectionString: peer.ConnectionString(), Queue: "orders"})
+	r := servicebus.NewReceiver(servicebus.Options{DB: db, ConnectionString: peer.ConnectionString(), Queue: "orders"})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go r.Run(ctx)
 	// Steady state: the link is up before the first order is sent.
-	for r.Status().State != orders.LinkConnected {
+	for r.Status().State != servicebus.LinkConnected {
 		peer.Send(b, "orders", testenv.SBMessage{MessageID: "warm-up", Body: orderBody(-1)})
 		peer.WaitStats(b, "orders", time.Minute, func(s testenv.SBQueueStats) bool { return s.Active == 0 })
 	}

@@ -1,7 +1,7 @@
 // Command cloudsim is the reference implementation of storeedge's cloud sync API
 // (docs/cloud-api.md): a deterministic catalog with a change feed, event upload, remote
 // configuration and heartbeat, plus a control API under /_sim/ and injectable faults. It is
-// meant for tests, demos and benchmarks; see package internal/cloudsim.
+// meant for tests, demos and benchmarks; see package sync/cloud/cloudsim.
 package main
 
 import (
@@ -19,7 +19,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/storeedge/storeedge/internal/cloudsim"
+	"github.com/storeedge/storeedge/sync/cloud/cloudsim"
 )
 
 func main() {

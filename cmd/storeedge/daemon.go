@@ -9,18 +9,18 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/storeedge/storeedge/backoffice"
 	"github.com/storeedge/storeedge/devices"
 	"github.com/storeedge/storeedge/internal/backoff"
 	"github.com/storeedge/storeedge/internal/config"
 	"github.com/storeedge/storeedge/internal/wan"
 	"github.com/storeedge/storeedge/server"
 	"github.com/storeedge/storeedge/storage"
-	"github.com/storeedge/storeedge/sync/backoffice"
 	"github.com/storeedge/storeedge/sync/cloud"
 	"github.com/storeedge/storeedge/sync/feed"
 	"github.com/storeedge/storeedge/sync/heartbeat"
-	"github.com/storeedge/storeedge/sync/orders"
 	"github.com/storeedge/storeedge/sync/outbox"
+	"github.com/storeedge/storeedge/sync/servicebus"
 )
 
 // daemon wires the components together and runs them until ctx ends:
@@ -88,14 +88,14 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 		return err
 	}
 
-	var receiver atomic.Pointer[orders.Receiver]
-	var sbStatus func() orders.Status
+	var receiver atomic.Pointer[servicebus.Receiver]
+	var sbStatus func() servicebus.Status
 	if cfg.ServiceBus.Enabled {
-		sbStatus = func() orders.Status {
+		sbStatus = func() servicebus.Status {
 			if r := receiver.Load(); r != nil {
 				return r.Status()
 			}
-			return orders.Status{State: orders.LinkConnecting, Queue: cfg.ServiceBus.Queue, LastError: "waiting for the queue name from the cloud's remote configuration"}
+			return servicebus.Status{State: servicebus.LinkConnecting, Queue: cfg.ServiceBus.Queue, LastError: "waiting for the queue name from the cloud's remote configuration"}
 		}
 	}
 
@@ -193,7 +193,7 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 				}
 				queue = q
 			}
-			r := orders.NewReceiver(orders.Options{
+			r := servicebus.NewReceiver(servicebus.Options{
 				DB:                db,
 				ConnectionString:  cfg.ServiceBus.ConnectionString.Reveal(),
 				Queue:             queue,

@@ -12,9 +12,9 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/storeedge/storeedge/internal/cloudsim"
 	"github.com/storeedge/storeedge/internal/config"
-	"github.com/storeedge/storeedge/internal/testenv"
+	"github.com/storeedge/storeedge/sync/cloud/cloudsim"
+	"github.com/storeedge/storeedge/tools/testenv"
 )
 
 // TestDaemonStopsEverything runs the daemon in-process, stops it in the middle of a sync with a

@@ -21,8 +21,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/storeedge/storeedge/devices/devicesim"
-	"github.com/storeedge/storeedge/internal/cloudsim"
 	"github.com/storeedge/storeedge/internal/config"
+	"github.com/storeedge/storeedge/sync/cloud/cloudsim"
 )
 
 const demoUsage = `Usage: storeedge demo [--products N] [--port N] [--data-dir DIR]

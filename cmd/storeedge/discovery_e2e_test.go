@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/storeedge/storeedge/discovery"
-	"github.com/storeedge/storeedge/internal/testenv"
+	"github.com/storeedge/storeedge/tools/testenv"
 )
 
 // deviceEnv makes the test binary play a device (see TestMain): it finds the server, uses what

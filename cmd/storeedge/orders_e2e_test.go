@@ -16,7 +16,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/storeedge/storeedge/internal/testenv"
+	"github.com/storeedge/storeedge/tools/testenv"
 )
 
 // wanLink is a TCP relay between the shop and the cloud that the test can cut and restore on the

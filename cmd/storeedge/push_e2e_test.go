@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/storeedge/storeedge/devices/devicesim"
-	"github.com/storeedge/storeedge/internal/testenv"
+	"github.com/storeedge/storeedge/tools/testenv"
 )
 
 // pushSets make a shop retry devices quickly.

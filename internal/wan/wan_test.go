@@ -22,8 +22,8 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/storeedge/storeedge/internal/testenv"
 	"github.com/storeedge/storeedge/internal/wan"
+	"github.com/storeedge/storeedge/tools/testenv"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/storeedge/storeedge/internal/backoff"
-	"github.com/storeedge/storeedge/internal/cloudapi"
+	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 )
 
 // Client calls the cloud API. It is safe for concurrent use.

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/storeedge/storeedge/internal/cloudapi"
-	"github.com/storeedge/storeedge/internal/cloudsim"
+	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
+	"github.com/storeedge/storeedge/sync/cloud/cloudsim"
 )
 
 func TestUploadConfigAndErrors(t *testing.T) {

@@ -14,10 +14,10 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/storeedge/storeedge/internal/cloudapi"
-	"github.com/storeedge/storeedge/internal/cloudsim"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/cloud"
+	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
+	"github.com/storeedge/storeedge/sync/cloud/cloudsim"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

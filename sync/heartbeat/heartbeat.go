@@ -7,9 +7,9 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/storeedge/storeedge/internal/cloudapi"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/cloud"
+	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 )
 
 // Sender posts heartbeats.

@@ -10,9 +10,9 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/storeedge/storeedge/internal/cloudsim"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/cloud"
+	"github.com/storeedge/storeedge/sync/cloud/cloudsim"
 	"github.com/storeedge/storeedge/sync/feed"
 )
 

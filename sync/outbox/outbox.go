@@ -16,9 +16,9 @@ import (
 	"time"
 
 	"github.com/storeedge/storeedge/internal/backoff"
-	"github.com/storeedge/storeedge/internal/cloudapi"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/cloud"
+	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 )
 
 // Uploader is the part of the cloud client the outbox needs.

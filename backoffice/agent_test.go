@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/storeedge/storeedge/internal/config"
-	"github.com/storeedge/storeedge/internal/testenv"
 	"github.com/storeedge/storeedge/storage"
+	"github.com/storeedge/storeedge/tools/testenv"
 )
 
 // every is a schedule that fires every d.

@@ -8,7 +8,7 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/storeedge/storeedge/internal/cloudapi"
+	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 )
 
 // streamAll writes the whole feed of coll from an empty cursor, as stream=true would.

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/storeedge/storeedge/internal/cloudapi"
+	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 )
 
 // Upload limits of the contract, and the sim's own limit on other bodies.

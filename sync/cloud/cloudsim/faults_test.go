@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/storeedge/storeedge/internal/cloudapi"
+	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 )
 
 func TestFaultErrorsAndRateLimits(t *testing.T) {

@@ -20,8 +20,8 @@ import (
 	"github.com/Azure/go-amqp"
 	"github.com/coder/websocket"
 
-	"github.com/storeedge/storeedge/internal/testenv"
 	"github.com/storeedge/storeedge/internal/wan"
+	"github.com/storeedge/storeedge/tools/testenv"
 )
 
 // These tests drive tools/sbpeer with the real azservicebus SDK, to show that

@@ -1,4 +1,4 @@
-package orders
+package servicebus
 
 import (
 	"context"
@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/storeedge/storeedge/internal/testenv"
 	"github.com/storeedge/storeedge/internal/wan"
 	"github.com/storeedge/storeedge/storage"
+	"github.com/storeedge/storeedge/tools/testenv"
 )
 
 const queue = "orders"

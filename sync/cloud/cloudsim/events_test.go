@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/storeedge/storeedge/internal/cloudapi"
+	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 )
 
 func event(key, typ, data string) cloudapi.Event {

@@ -17,7 +17,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/storeedge/storeedge/internal/testenv"
+	"github.com/storeedge/storeedge/tools/testenv"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

@@ -1,6 +1,6 @@
-// Package orders receives the shop's orders from the cloud over Azure Service Bus (see
+// Package servicebus receives the shop's orders from the cloud over Azure Service Bus (see
 // docs/cloud-api.md, "Orders over Service Bus") and stores each exactly once.
-package orders
+package servicebus
 
 import (
 	"bytes"

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/storeedge/storeedge/internal/cloudapi"
+	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 )
 
 func exportAll(t *testing.T, s *Sim) map[string][]byte {
