@@ -66,7 +66,13 @@ func TestRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool { return strings.Contains(b.Status().LastError, "does not exist") })
-	time.Sleep(50 * time.Millisecond) // a few more failed runs
+	for range 3 { // three more failed runs, each of which could log again
+		prev := b.Status().LastRun
+		waitFor(t, func() bool {
+			st := b.Status()
+			return st.LastRun.After(prev) && strings.Contains(st.LastError, "does not exist")
+		})
+	}
 	os.Rename(moved, dir)
 	createOrders(t, db, 1, false)
 	waitFor(t, func() bool { return countExported(dir) == 4 && b.Status().LastError == "" })

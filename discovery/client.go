@@ -196,6 +196,11 @@ func ListenAnnouncements(ctx context.Context, addr string, fn func(Found)) error
 	if err != nil {
 		return fmt.Errorf("discovery: listen %s: %w", addr, err)
 	}
+	return readAnnouncements(ctx, c, fn)
+}
+
+// readAnnouncements calls fn with each announcement c receives until ctx ends, and closes c.
+func readAnnouncements(ctx context.Context, c *net.UDPConn, fn func(Found)) error {
 	defer c.Close()
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
@@ -207,7 +212,7 @@ func ListenAnnouncements(ctx context.Context, addr string, fn func(Found)) error
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("discovery: listen %s: %w", addr, err)
+			return fmt.Errorf("discovery: listen %s: %w", c.LocalAddr(), err)
 		}
 		d, err := Decode(buf[:n])
 		if err != nil || d.Type != TypeAnnounce {

@@ -6,12 +6,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -29,6 +29,8 @@ const (
 	helperEnv   = "STOREEDGE_DISCOVERY_HELPER"
 	announceEnv = "STOREEDGE_DISCOVERY_ANNOUNCE" // the server's announce interval, default 1s
 	listenEnv   = "STOREEDGE_DISCOVERY_LISTEN"   // how long "listen" listens, default 2.5s
+	// listenReadyEnv makes "listen" print "listening" once its socket is bound.
+	listenReadyEnv = "STOREEDGE_DISCOVERY_LISTEN_READY"
 )
 
 func TestMain(m *testing.M) {
@@ -73,6 +75,15 @@ func helper(role string) int {
 			time.Sleep(10 * time.Millisecond)
 		}
 		fmt.Println("ready")
+		go func() { // tell the test when the first hello has been recorded
+			for udp.Status().Hellos == 0 {
+				if ctx.Err() != nil {
+					return
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			fmt.Println("hello recorded")
+		}()
 		for range 2 {
 			if err := <-done; err != nil {
 				return fail(err)
@@ -106,8 +117,14 @@ func helper(role string) int {
 		}
 		ctx, cancel := context.WithTimeout(ctx, listen)
 		defer cancel()
-		err := ListenAnnouncements(ctx, ":"+strconv.Itoa(DefaultPort), func(f Found) { enc.Encode(f) })
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{Port: DefaultPort})
 		if err != nil {
+			return fail(err)
+		}
+		if os.Getenv(listenReadyEnv) != "" {
+			fmt.Println("listening")
+		}
+		if err := readAnnouncements(ctx, c, func(f Found) { enc.Encode(f) }); err != nil {
 			return fail(err)
 		}
 		return 0
@@ -226,7 +243,9 @@ func TestDeviceFindsServerAcrossNamespaces(t *testing.T) {
 	}
 
 	runHelper[struct{}](t, devNS, "hello")
-	time.Sleep(200 * time.Millisecond)
+	if l := srv.line(t); l != "hello recorded" {
+		t.Fatalf("server: %q", l)
+	}
 
 	srv.cmd.Process.Signal(syscall.SIGTERM)
 	var final struct {
@@ -261,8 +280,10 @@ func TestAnnouncesWhenAddressesChange(t *testing.T) {
 	if l := srv.line(t); l != "ready" {
 		t.Fatalf("server: %q", l)
 	}
-	dev := startHelper(t, devNS, "listen", listenEnv+"=4s")
-	time.Sleep(500 * time.Millisecond) // the device binds its port
+	dev := startHelper(t, devNS, "listen", listenEnv+"=4s", listenReadyEnv+"=1")
+	if l := dev.line(t); l != "listening" {
+		t.Fatalf("device: %q", l)
+	}
 	added := netip.MustParsePrefix(strings.TrimSuffix(srvNS.Addr.String(), ".1/24") + ".10/24")
 	changed := time.Now()
 	if out, err := exec.Command("ip", "-n", srvNS.Name, "addr", "add", added.String(), "dev", srvNS.Iface).CombinedOutput(); err != nil {
