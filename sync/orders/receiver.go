@@ -164,16 +164,18 @@ func (r *Receiver) session(ctx context.Context) (progressed bool, err error) {
 		return false, fmt.Errorf("servicebus: open receiver for %q: %w", r.o.Queue, err)
 	}
 	defer rcv.Close(context.WithoutCancel(ctx))
-	connected := false
+	// The SDK attaches the receive link with the first call that needs it, which for
+	// ReceiveMessages returns only with a message. A peek (it locks nothing) attaches it now, with
+	// the management link, so that status tells the truth on a quiet queue.
+	if _, err := rcv.PeekMessages(ctx, 1, nil); err != nil {
+		return false, fmt.Errorf("servicebus: attach to %q: %w", r.o.Queue, err)
+	}
+	r.update(func(s *Status) { s.State, s.LastError = LinkConnected, "" })
+	r.log.Info("servicebus: receiving orders", slog.String("queue", r.o.Queue))
 	for {
 		msgs, err := rcv.ReceiveMessages(ctx, r.o.MaxConcurrent, nil)
 		if err != nil {
 			return progressed, fmt.Errorf("servicebus: receive: %w", err)
-		}
-		if !connected {
-			connected = true
-			r.update(func(s *Status) { s.State, s.LastError = LinkConnected, "" })
-			r.log.Info("servicebus: receiving orders", slog.String("queue", r.o.Queue))
 		}
 		var g errgroup.Group
 		for _, m := range msgs {

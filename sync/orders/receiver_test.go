@@ -159,6 +159,17 @@ func TestReceiverDeduplicatesOnTheCloudOrderID(t *testing.T) {
 	}
 }
 
+// A quiet queue is not a broken one: once the receive link is attached, status says so before
+// any message arrives.
+func TestReceiverIsConnectedOnAQuietQueue(t *testing.T) {
+	rg := newRig(t, testenv.SBPeerOptions{}, Options{})
+	rg.peer.WaitStats(t, queue, 30*time.Second, func(s testenv.SBQueueStats) bool { return s.Receivers == 1 })
+	eventually(t, 10*time.Second, "status connected on an empty queue", func() bool { return rg.r.Status().State == LinkConnected })
+	if st := rg.r.Status(); st.LastError != "" || st.Received != 0 {
+		t.Fatalf("status %+v", st)
+	}
+}
+
 func TestReceiverRecoversWhenTheNamespaceGoesAway(t *testing.T) {
 	rg := newRig(t, testenv.SBPeerOptions{}, Options{})
 	rg.peer.Send(t, queue, testenv.SBMessage{MessageID: "a", Body: order("web-a", 500)})
