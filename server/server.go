@@ -93,7 +93,7 @@ type Discovery interface {
 
 // WANStatus is the health of the link to the cloud, as the feed syncer last saw it.
 type WANStatus struct {
-	State       string    `json:"state"` // ok, unreachable, unauthorized, proxy_error, disabled, unknown
+	State       string    `json:"state"` // a feed.State* value, disabled or unknown (docs/openapi.yaml WANStatus)
 	LastContact time.Time `json:"last_contact,omitzero"`
 	LastError   string    `json:"last_error,omitempty"`
 	Route       string    `json:"route"` // "direct" or e.g. "http-connect via proxy.lan:3128"
