@@ -111,9 +111,11 @@ func newContract(t testing.TB) *contract {
 	return &contract{t: t, doc: doc, seen: map[string]bool{}}
 }
 
-// wrap checks every answer of h. Benchmarks are not checked: they measure the server alone.
+// wrap checks every answer of h. Benchmarks are not checked, as they measure the server alone,
+// nor fuzz targets, which check their answers themselves (and may not fail through f).
 func (c *contract) wrap(h http.Handler) http.Handler {
-	if _, bench := c.t.(*testing.B); bench {
+	switch c.t.(type) {
+	case *testing.B, *testing.F:
 		return h
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -199,7 +199,7 @@ func TestOpenAPIProblemTypes(t *testing.T) {
 		documented = append(documented, v.(string))
 	}
 	var code []string
-	for _, p := range []problemType{probNotFound, probBadParameter, probMalformedBody, probInvalidBody, probBodyTooLarge,
+	for _, p := range []problemType{probNotFound, probBadParameter, probMalformedBody, probInvalidBody, probBodyTooLarge, probHeadersTooLarge, probMalformedRequest,
 		probUnsupportedMediaType, probMethodNotAllowed, probNotReady, probInternal, probIdempotencyConflict, probInvalidTransition, probUnknownProduct, probBackOffice,
 		probUnauthorized, probAdminOff, probThrottled, probNoTarget} {
 		code = append(code, problemBase+p.slug)

@@ -389,7 +389,7 @@ func (s *Server) Run(ctx context.Context) error {
 		servers[i] = srv
 		s.log.LogAttrs(ctx, slog.LevelInfo, "LAN port open", slog.String(keyListener, p.name), slog.String(keyAddr, p.ln.Addr().String()))
 		go func() {
-			err := srv.Serve(p.ln)
+			err := srv.Serve(problemListener{Listener: p.ln, maxHeaderBytes: s.o.MaxHeaderBytes})
 			if errors.Is(err, http.ErrServerClosed) {
 				err = nil
 			}
