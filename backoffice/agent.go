@@ -325,7 +325,7 @@ func (a *Agent) Status() Status {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	s := a.status
-	s.Targets = append([]TargetStatus(nil), s.Targets...)
+	s.Targets = append([]TargetStatus{}, s.Targets...) // [] before the first run, not null
 	if s.Import != nil {
 		imp := *s.Import
 		s.Import = &imp

@@ -137,22 +137,25 @@ ensure_mdns() {
 		dbus-daemon:dbus-daemon
 }
 
-# Node tools the tests run: tools/sbpeer (the Service Bus test peer, on the
-# npm packages rhea and ws, pinned in its package-lock.json). node and npm
-# come from Debian only when missing: the machine's Node.js may be another
-# build whose nodejs package bundles npm, which Debian's npm would conflict
-# with, so binaries are checked, not packages. `npm ci` runs only when
-# node_modules is missing or older than the lock file.
-ensure_node_tools() {
+# node and npm come from Debian only when missing: the machine's Node.js may be
+# another build whose nodejs package bundles npm, which Debian's npm would
+# conflict with, so binaries are checked, not packages.
+ensure_node() {
 	if ! have_bin node || ! have_bin npm; then
 		apt_install nodejs npm
 		SUMMARY+=("node: installed nodejs npm")
 	fi
-	local root dir
+}
+
+# npm_ci_tool installs the npm packages of tools/<name>, pinned in its
+# package-lock.json. `npm ci` runs only when node_modules is missing or older
+# than the lock file.
+npm_ci_tool() {
+	local name=$1 root dir
 	root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-	dir="$root/tools/sbpeer"
+	dir="$root/tools/$name"
 	if [[ -d "$dir/node_modules" && ! "$dir/package-lock.json" -nt "$dir/node_modules" ]]; then
-		SUMMARY+=("node tools: present")
+		SUMMARY+=("$name: present")
 		return
 	fi
 	local log
@@ -160,13 +163,25 @@ ensure_node_tools() {
 	if ! npm ci --prefix "$dir" --no-audit --no-fund >"$log" 2>&1; then
 		cat "$log" >&2
 		rm -f "$log"
-		echo "install-test-deps: npm ci --prefix tools/sbpeer failed" >&2
+		echo "install-test-deps: npm ci --prefix tools/$name failed" >&2
 		exit 1
 	fi
 	rm -f "$log"
 	# npm ci keeps the lock file's mtime; mark node_modules as newer.
 	touch "$dir/node_modules"
-	SUMMARY+=("node tools: installed tools/sbpeer")
+	SUMMARY+=("$name: installed tools/$name")
+}
+
+# The Service Bus test peer tools/sbpeer, on the npm packages rhea and ws.
+ensure_node_tools() {
+	ensure_node
+	npm_ci_tool sbpeer
+}
+
+# The independent OpenAPI linter, Redocly CLI (server/openapi_test.go).
+ensure_openapi_lint() {
+	ensure_node
+	npm_ci_tool openapi-lint
 }
 
 main() {
@@ -175,6 +190,7 @@ main() {
 	ensure_net
 	ensure_mdns
 	ensure_node_tools
+	ensure_openapi_lint
 	local line
 	line=$(printf '%s; ' "${SUMMARY[@]}")
 	echo "install-test-deps: ${line%; }"

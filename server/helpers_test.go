@@ -149,7 +149,9 @@ type fixture struct {
 	srv   *Server
 	dm    *devices.Manager
 	clock *testenv.Clock
-	raw   http.Handler // the front door as devices see it
+	raw   http.Handler // the front door as devices see it, every answer checked against the document
+	// contract checks the answers against docs/openapi.yaml and remembers what was answered.
+	contract *contract
 	// h is the front door with a credential added to requests that carry none: the admin
 	// token on admin routes, else the token of the device "pos".
 	h      http.Handler
@@ -207,7 +209,8 @@ func newFixtureDB(t testing.TB, db *storage.DB, opts ...func(*Options)) *fixture
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{db: db, srv: s, dm: o.Devices, clock: clk, raw: s.Handler(), tokens: map[string]devices.Credentials{}}
+	c := newContract(t)
+	f := &fixture{db: db, srv: s, dm: o.Devices, clock: clk, raw: c.wrap(s.Handler()), contract: c, tokens: map[string]devices.Credentials{}}
 	pos := f.device(t, "pos").Token
 	f.h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") == "" {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -185,27 +186,59 @@ func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any) bool 
 		problem(w, r, probUnsupportedMediaType, "the body must be JSON sent with Content-Type: application/json, not "+ct)
 		return false
 	}
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
+	// The body is read whole (limitBody bounds it) so that it can be checked to be UTF-8, as JSON
+	// must be: the decoder would replace each bad byte with U+FFFD and store what nobody sent.
+	body, err := io.ReadAll(r.Body)
 	if err == nil {
-		// Only white space may follow the value. Reading on to the end also refuses a body over
-		// the size limit that happens to start with a complete value.
-		var syntax *json.SyntaxError
-		switch _, err = dec.Token(); {
-		case err == io.EOF:
-			return true
-		case err == nil || errors.As(err, &syntax):
-			err = errTrailing
+		if at := invalidUTF8(body); at >= 0 {
+			problem(w, r, probMalformedBody, fmt.Sprintf("the body is not valid UTF-8: byte 0x%02x at offset %d; JSON text must be UTF-8", body[at], at))
+			return false
 		}
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		err = decodeOne(dec, v)
 	}
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
 		problem(w, r, probBodyTooLarge, tooLarge(tooBig.Limit))
 		return false
 	}
-	problem(w, r, probMalformedBody, decodeProblem(err))
-	return false
+	if err != nil {
+		problem(w, r, probMalformedBody, decodeProblem(err))
+		return false
+	}
+	return true
+}
+
+// decodeOne decodes the one JSON value of a body, which only white space may follow.
+func decodeOne(dec *json.Decoder, v any) error {
+	err := dec.Decode(v)
+	if err == nil {
+		var syntax *json.SyntaxError
+		switch _, err = dec.Token(); {
+		case err == io.EOF:
+			return nil
+		case err == nil || errors.As(err, &syntax):
+			err = errTrailing
+		}
+	}
+	return err
+}
+
+// invalidUTF8 returns the offset of the first byte of b that is not part of valid UTF-8, or -1.
+func invalidUTF8(b []byte) int {
+	for i := 0; i < len(b); {
+		if b[i] < utf8.RuneSelf {
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && size == 1 {
+			return i
+		}
+		i += size
+	}
+	return -1
 }
 
 var errTrailing = errors.New("unexpected data after the JSON object")

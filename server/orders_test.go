@@ -75,6 +75,32 @@ func TestCreateOrderPricesFromCatalogAndIsIdempotent(t *testing.T) {
 	}
 }
 
+// An order without its Idempotency-Key, or whose JSON is not UTF-8, is refused with a problem that
+// says exactly that; nothing is stored.
+func TestOrderRefusalsNameTheCause(t *testing.T) {
+	f := newFixture(t)
+	missing := wantProblem(t, f.order(t, "pos", "", `{"lines":[{"product_id":"P0002","quantity":1}]}`), http.StatusBadRequest, "bad-parameter",
+		"the Idempotency-Key header is required")
+	if strings.Contains(strings.ToLower(missing.Title), "query") {
+		t.Errorf("a missing header is titled %q", missing.Title)
+	}
+	// "Caf\xe9" as a Latin-1 till would send it: byte 0xe9 at offset 58.
+	latin1 := "{\"lines\":[{\"product_id\":\"P0002\",\"quantity\":1}],\"note\":\"Caf\xe9\"}"
+	wantProblem(t, f.order(t, "pos", "k-latin1", latin1), http.StatusBadRequest, "malformed-body",
+		"not valid UTF-8: byte 0xe9 at offset 58")
+	// A truncated sequence at the very end, and a UTF-16 surrogate encoded as UTF-8.
+	wantProblem(t, f.order(t, "pos", "k-cut", `{"lines":[],"note":"`+"\xe2\x82"), http.StatusBadRequest, "malformed-body", "byte 0xe2 at offset 20")
+	wantProblem(t, f.order(t, "pos", "k-surrogate", `{"note":"`+"\xed\xa0\x80"+`"}`), http.StatusBadRequest, "malformed-body", "byte 0xed at offset 9")
+	if list, _ := f.db.ListOrders(t.Context(), storage.OrderFilter{Limit: 10}); len(list) != 0 {
+		t.Fatalf("%d orders stored from refused requests", len(list))
+	}
+	// Valid UTF-8 beyond ASCII is kept as sent.
+	o := decodeOrder(t, f.order(t, "pos", "k-utf8", `{"lines":[{"product_id":"P0002","quantity":1}],"note":"Café ☕"}`), http.StatusCreated)
+	if o.Order.Note != "Café ☕" {
+		t.Fatalf("note %q", o.Order.Note)
+	}
+}
+
 func TestOrderBadInput(t *testing.T) {
 	f := newFixture(t)
 	ok := `{"lines":[{"product_id":"P0002","quantity":1}]}`

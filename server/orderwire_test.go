@@ -16,6 +16,7 @@ func FuzzCreateOrderBody(f *testing.F) {
 	f.Add([]byte(`{"lines":[]}`))
 	f.Add([]byte(`{"lines":[{"product_id":"P0002","quantity":1e99}]}`))
 	f.Add([]byte(`[1,2,3]`))
+	f.Add([]byte("{\"lines\":[{\"product_id\":\"P0002\",\"quantity\":1}],\"note\":\"Caf\xe9\"}"))
 	n := 0
 	f.Fuzz(func(t *testing.T, body []byte) {
 		n++

@@ -93,7 +93,7 @@ type Discovery interface {
 
 // WANStatus is the health of the link to the cloud, as the feed syncer last saw it.
 type WANStatus struct {
-	State       string    `json:"state"` // ok, unreachable, unauthorized, proxy_error, disabled, unknown
+	State       string    `json:"state"` // a feed.State* value, disabled or unknown (docs/openapi.yaml WANStatus)
 	LastContact time.Time `json:"last_contact,omitzero"`
 	LastError   string    `json:"last_error,omitempty"`
 	Route       string    `json:"route"` // "direct" or e.g. "http-connect via proxy.lan:3128"
@@ -389,7 +389,7 @@ func (s *Server) Run(ctx context.Context) error {
 		servers[i] = srv
 		s.log.LogAttrs(ctx, slog.LevelInfo, "LAN port open", slog.String(keyListener, p.name), slog.String(keyAddr, p.ln.Addr().String()))
 		go func() {
-			err := srv.Serve(p.ln)
+			err := srv.Serve(problemListener{Listener: p.ln, maxHeaderBytes: s.o.MaxHeaderBytes})
 			if errors.Is(err, http.ErrServerClosed) {
 				err = nil
 			}

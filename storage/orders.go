@@ -40,6 +40,27 @@ const (
 // ErrIdempotencyConflict means an idempotency key was used again for a different request.
 var ErrIdempotencyConflict = errors.New("storage: idempotency key already used for a different request")
 
+// What a Service Bus message can clash with; a *ServiceBusConflict wraps one of them.
+var (
+	// ErrMessageIDReused: the message id already brought an order with another fingerprint.
+	ErrMessageIDReused = errors.New("message id already used for a different order")
+	// ErrOrderConflict: the cloud's order id was already stored with another fingerprint.
+	ErrOrderConflict = errors.New("cloud order id already stored with other contents")
+)
+
+// ServiceBusConflict is a Service Bus order that CreateOrder refused because its message id or
+// its cloud order id is already stored with a different order. Nothing was stored.
+type ServiceBusConflict struct {
+	Err   error // ErrMessageIDReused or ErrOrderConflict
+	Order Order // the order stored first
+}
+
+func (e *ServiceBusConflict) Error() string {
+	return fmt.Sprintf("%v (order %d, %s)", e.Err, e.Order.Number, e.Order.ExternalID)
+}
+
+func (e *ServiceBusConflict) Unwrap() error { return e.Err }
+
 // OrderLine is one product line of an order.
 type OrderLine struct {
 	ProductID string `json:"product_id"`
@@ -82,8 +103,12 @@ type NewOrder struct {
 	// the same order and a different request under the same key is refused.
 	IdempotencyKey string
 	RequestHash    string
-	// For a Service Bus order: the message id, so a redelivered message makes no second order.
-	MessageID string
+	// For a Service Bus order: the message id and a fingerprint of the order it carries. A
+	// redelivered message, or the same cloud order (ExternalID) under a new message id, makes no
+	// second order; a known message id or cloud order id with another fingerprint is a
+	// *ServiceBusConflict.
+	MessageID   string
+	Fingerprint string
 	// Detail for the ledger's "received" entry (e.g. the Service Bus delivery count).
 	ReceivedDetail string
 }
@@ -119,29 +144,15 @@ type OutboxEntry struct {
 }
 
 // CreateOrder stores a new order with its outbox entry, ledger entries and event, in one
-// transaction. When the idempotency key or message id was seen before, it returns the order made
-// then and created = false; a different request under a known idempotency key is
-// ErrIdempotencyConflict.
+// transaction. When the idempotency key, message id or cloud order id was seen before, it returns
+// the order made then and created = false; a different request under a known idempotency key is
+// ErrIdempotencyConflict, a different Service Bus order a *ServiceBusConflict.
 func (db *DB) CreateOrder(ctx context.Context, n NewOrder) (o Order, created bool, err error) {
 	now := time.Now()
 	err = db.write(ctx, func(tx *sql.Tx) error {
-		var existing string
-		switch {
-		case n.IdempotencyKey != "":
-			var hash string
-			err := tx.QueryRowContext(ctx, `SELECT order_id, request_hash FROM order_idempotency WHERE device_id = ? AND key = ?`,
-				n.Order.DeviceID, n.IdempotencyKey).Scan(&existing, &hash)
-			if err == nil && hash != n.RequestHash {
-				return ErrIdempotencyConflict
-			}
-			if err != nil && !errors.Is(err, sql.ErrNoRows) {
-				return err
-			}
-		case n.MessageID != "":
-			err := tx.QueryRowContext(ctx, `SELECT order_id FROM servicebus_received WHERE message_id = ?`, n.MessageID).Scan(&existing)
-			if err != nil && !errors.Is(err, sql.ErrNoRows) {
-				return err
-			}
+		existing, err := madeBefore(ctx, tx, n)
+		if err != nil {
+			return err
 		}
 		if existing != "" {
 			o, err = getOrder(ctx, tx, existing)
@@ -175,7 +186,13 @@ func (db *DB) CreateOrder(ctx context.Context, n NewOrder) (o Order, created boo
 			}
 		}
 		if n.MessageID != "" {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO servicebus_received(message_id, order_id, at) VALUES (?, ?, ?)`, n.MessageID, o.ID, now.UnixMilli()); err != nil {
+			if err := rememberMessage(ctx, tx, n, o.ID, now); err != nil {
+				return err
+			}
+		}
+		if n.MessageID != "" && o.ExternalID != "" {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO servicebus_orders(external_id, order_id, fingerprint) VALUES (?, ?, ?)`,
+				o.ExternalID, o.ID, n.Fingerprint); err != nil {
 				return err
 			}
 		}
@@ -259,6 +276,67 @@ func (db *DB) UpdateOrder(ctx context.Context, id string, f func(*Order) error) 
 		db.outboxSig.notify()
 	}
 	return o, changed, nil
+}
+
+// madeBefore returns the id of the order an earlier request made for n, or "": the order of the
+// same idempotency key (LAN), or of the same message id or cloud order id (Service Bus).
+func madeBefore(ctx context.Context, tx *sql.Tx, n NewOrder) (string, error) {
+	switch {
+	case n.IdempotencyKey != "":
+		var existing, hash string
+		err := tx.QueryRowContext(ctx, `SELECT order_id, request_hash FROM order_idempotency WHERE device_id = ? AND key = ?`,
+			n.Order.DeviceID, n.IdempotencyKey).Scan(&existing, &hash)
+		if errors.Is(err, sql.ErrNoRows) {
+			return "", nil
+		}
+		if err == nil && hash != n.RequestHash {
+			return "", ErrIdempotencyConflict
+		}
+		return existing, err
+	case n.MessageID != "":
+		return serviceBusMadeBefore(ctx, tx, n)
+	}
+	return "", nil
+}
+
+// serviceBusMadeBefore looks a Service Bus order up by its message id, then by the cloud's order
+// id. A message id or order id known with another fingerprint is a *ServiceBusConflict; an empty
+// fingerprint (stored before fingerprints were kept) matches any. The same order under a new
+// message id has that message id remembered too.
+func serviceBusMadeBefore(ctx context.Context, tx *sql.Tx, n NewOrder) (string, error) {
+	conflict := func(sentinel error, orderID string) error {
+		o, err := getOrder(ctx, tx, orderID)
+		if err != nil {
+			return err
+		}
+		return &ServiceBusConflict{Err: sentinel, Order: o}
+	}
+	var existing, fp string
+	err := tx.QueryRowContext(ctx, `SELECT order_id, fingerprint FROM servicebus_received WHERE message_id = ?`, n.MessageID).Scan(&existing, &fp)
+	switch {
+	case err == nil && fp != "" && fp != n.Fingerprint:
+		return "", conflict(ErrMessageIDReused, existing)
+	case !errors.Is(err, sql.ErrNoRows):
+		return existing, err
+	case n.Order.ExternalID == "":
+		return "", nil
+	}
+	err = tx.QueryRowContext(ctx, `SELECT order_id, fingerprint FROM servicebus_orders WHERE external_id = ?`, n.Order.ExternalID).Scan(&existing, &fp)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return "", nil
+	case err != nil:
+		return "", err
+	case fp != "" && fp != n.Fingerprint:
+		return "", conflict(ErrOrderConflict, existing)
+	}
+	return existing, rememberMessage(ctx, tx, n, existing, time.Now())
+}
+
+func rememberMessage(ctx context.Context, tx *sql.Tx, n NewOrder, orderID string, at time.Time) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO servicebus_received(message_id, order_id, at, fingerprint) VALUES (?, ?, ?, ?)`,
+		n.MessageID, orderID, at.UnixMilli(), n.Fingerprint)
+	return err
 }
 
 // write runs f in a write transaction of the one writer.

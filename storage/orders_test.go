@@ -2,8 +2,12 @@ package storage
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
+	"path/filepath"
+	"sort"
 	"testing"
 )
 
@@ -93,5 +97,92 @@ func TestUpdateOrderAndOutbox(t *testing.T) {
 	want := "[received stored status uploaded upload_rejected]"
 	if got := fmt.Sprint(stages); got != want {
 		t.Fatalf("ledger %s, want %s", got, want)
+	}
+}
+
+func sbOrder(externalID string, total int64) Order {
+	return Order{Source: SourceServiceBus, ExternalID: externalID, Status: "new", Currency: "EUR", Total: total}
+}
+
+func TestServiceBusOrdersDeduplicateOnMessageAndOrderID(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t)
+	first, created, err := db.CreateOrder(ctx, NewOrder{Order: sbOrder("web-1", 500), MessageID: "m-1", Fingerprint: "a"})
+	if err != nil || !created {
+		t.Fatalf("first: %v %v", created, err)
+	}
+	for _, n := range []NewOrder{
+		{Order: sbOrder("web-1", 500), MessageID: "m-1", Fingerprint: "a"}, // redelivery
+		{Order: sbOrder("web-1", 500), MessageID: "m-2", Fingerprint: "a"}, // rebuilt message
+		{Order: sbOrder("web-1", 500), MessageID: "m-2", Fingerprint: "a"}, // its redelivery
+	} {
+		o, created, err := db.CreateOrder(ctx, n)
+		if err != nil || created || o.ID != first.ID {
+			t.Fatalf("%s: %+v created=%v %v; want order %s again", n.MessageID, o, created, err, first.ID)
+		}
+	}
+	for _, c := range []struct {
+		n    NewOrder
+		want error
+	}{
+		{NewOrder{Order: sbOrder("web-2", 900), MessageID: "m-2", Fingerprint: "b"}, ErrMessageIDReused},
+		{NewOrder{Order: sbOrder("web-1", 750), MessageID: "m-3", Fingerprint: "c"}, ErrOrderConflict},
+	} {
+		_, _, err := db.CreateOrder(ctx, c.n)
+		var conflict *ServiceBusConflict
+		if !errors.Is(err, c.want) || !errors.As(err, &conflict) || conflict.Order.ID != first.ID {
+			t.Fatalf("%s: %v; want %v naming order %s", c.n.MessageID, err, c.want, first.ID)
+		}
+	}
+	// A refused message is not remembered: sent again with the order it should carry, it is one.
+	if _, created, err := db.CreateOrder(ctx, NewOrder{Order: sbOrder("web-3", 100), MessageID: "m-3", Fingerprint: "d"}); err != nil || !created {
+		t.Fatalf("m-3 with a new order: created=%v %v", created, err)
+	}
+	if list, _ := db.ListOrders(ctx, OrderFilter{Limit: 10}); len(list) != 2 {
+		t.Fatalf("%d orders, want 2", len(list))
+	}
+}
+
+// A database that stored the same cloud order twice before orders were deduplicated on the cloud's
+// id upgrades, and keeps recognising that order by its first copy.
+func TestServiceBusMigrationKeepsEarlierDuplicates(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "old.db")
+	raw, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, _ := fs.Glob(migrations, "migrations/*.sql")
+	sort.Strings(names)
+	for _, name := range names {
+		if filepath.Base(name) >= "0006" {
+			break
+		}
+		body, _ := migrations.ReadFile(name)
+		if _, err := raw.ExecContext(ctx, string(body)); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	_, err = raw.ExecContext(ctx, `CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL);
+		INSERT INTO schema_migrations VALUES (1, 0), (2, 0), (3, 0), (4, 0), (5, 0);
+		INSERT INTO orders(id, number, source, external_id, status, created_at, updated_at, doc) VALUES
+			('o1', 1, 'servicebus', 'web-1', 'new', 0, 0, '{"id":"o1","number":1,"external_id":"web-1"}'),
+			('o2', 2, 'servicebus', 'web-1', 'new', 0, 0, '{"id":"o2","number":2,"external_id":"web-1"}');
+		INSERT INTO servicebus_received VALUES ('m-1', 'o1', 0), ('m-2', 'o2', 0);`)
+	raw.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := Open(ctx, path)
+	if err != nil {
+		t.Fatalf("upgrade: %v", err)
+	}
+	defer db.Close()
+	for _, id := range []string{"m-2", "m-9"} {
+		o, created, err := db.CreateOrder(ctx, NewOrder{Order: sbOrder("web-1", 500), MessageID: id, Fingerprint: "f"})
+		want := map[string]string{"m-2": "o2", "m-9": "o1"}[id]
+		if err != nil || created || o.ID != want {
+			t.Fatalf("%s after the upgrade: %+v created=%v %v; want %s", id, o, created, err, want)
+		}
 	}
 }

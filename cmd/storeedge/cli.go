@@ -147,9 +147,18 @@ func loadConfigWith(name, usage string, args, env []string, stderr io.Writer, fl
 		err = config.WithoutKeys(err, optional...)
 	}
 	if err != nil {
+		// A misspelt variable is often why a key is missing: say so beside the errors.
+		printEnvWarnings(stderr, cfg)
 		return cfg, usageError{fmt.Errorf("invalid configuration:\n%w", err)}
 	}
 	return cfg, nil
+}
+
+// printEnvWarnings tells, on stderr, of the STOREEDGE_* variables that name no key.
+func printEnvWarnings(stderr io.Writer, cfg config.Config) {
+	for _, w := range cfg.EnvWarnings() {
+		fmt.Fprintf(stderr, "storeedge: warning: %s\n", w)
+	}
 }
 
 func cmdRun(ctx context.Context, args, env []string, stdout, stderr io.Writer) error {
@@ -158,8 +167,12 @@ func cmdRun(ctx context.Context, args, env []string, stdout, stderr io.Writer) e
 		return err
 	}
 	log := newLogger(cfg.Log, stderr)
-	for _, name := range cfg.UnknownEnv {
-		log.Warn("ignoring unknown environment variable", slog.String("name", name))
+	for _, w := range cfg.EnvWarnings() {
+		attrs := []any{slog.String("name", w.Name)}
+		if w.DidYouMean != "" {
+			attrs = append(attrs, slog.String("did_you_mean", w.DidYouMean))
+		}
+		log.Warn("ignoring unknown environment variable", attrs...)
 	}
 	return daemon(ctx, cfg, log, nil)
 }
@@ -169,6 +182,7 @@ func cmdConfig(args, env []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	printEnvWarnings(stderr, cfg)
 	fmt.Fprint(stdout, cfg.Redacted())
 	return nil
 }

@@ -41,8 +41,32 @@ type Config struct {
 
 	// UnknownEnv lists the STOREEDGE_* environment variables that Load found but that name no
 	// key (a typo, or a variable from another version). They are ignored; the caller should
-	// warn about them. Names only: their values may be secrets.
+	// warn about them (EnvWarnings). Names only: their values may be secrets.
 	UnknownEnv []string `yaml:"-"`
+}
+
+// EnvWarning is a STOREEDGE_* variable that names no key and was ignored.
+type EnvWarning struct {
+	Name       string // e.g. STOREEDGE_CLOUD_STOREKEY
+	DidYouMean string // the variable of the nearest key, e.g. STOREEDGE_CLOUD_STORE_KEY; "" when none is near
+}
+
+func (w EnvWarning) String() string {
+	s := "environment " + w.Name + ": names no configuration key; ignored"
+	if w.DidYouMean != "" {
+		s += " (did you mean " + w.DidYouMean + "?)"
+	}
+	return s
+}
+
+// EnvWarnings returns a warning for each variable of UnknownEnv, with the variable probably
+// meant. Every command that loads the configuration shows them.
+func (c *Config) EnvWarnings() []EnvWarning {
+	var out []EnvWarning
+	for _, name := range c.UnknownEnv {
+		out = append(out, EnvWarning{Name: name, DidYouMean: suggestEnv(name)})
+	}
+	return out
 }
 
 // Shop describes the shop this server serves.

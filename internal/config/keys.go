@@ -370,15 +370,29 @@ func formatDuration(d time.Duration) string {
 
 // suggest returns the known key nearest to a mistyped one, or "" if none is near.
 func suggest(key string) string {
+	return nearest(key, func(l *leaf) (string, string) { return l.key, l.key[strings.LastIndexByte(l.key, '.')+1:] })
+}
+
+// suggestEnv returns the environment variable of the known key nearest to a mistyped variable,
+// or "" if none is near.
+func suggestEnv(name string) string {
+	return nearest(name, func(l *leaf) (string, string) {
+		return l.env, EnvName(l.key[strings.LastIndexByte(l.key, '.')+1:])
+	})
+}
+
+// nearest returns the name of the leaf nearest to s, or "" if none is near. names gives a leaf's
+// name and its name without the section, which s may have left out ("page_size").
+func nearest(s string, names func(*leaf) (full, bare string)) string {
 	best, bestD := "", 4
-	for _, l := range leaves {
-		d := editDistance(key, l.key)
-		if last := l.key[strings.LastIndexByte(l.key, '.')+1:]; d > 2 && last == key {
-			// "page_size" given without its section.
+	for i := range leaves {
+		full, bare := names(&leaves[i])
+		d := editDistance(s, full)
+		if d > 2 && bare == s {
 			d = 2
 		}
 		if d < bestD {
-			best, bestD = l.key, d
+			best, bestD = full, d
 		}
 	}
 	return best

@@ -257,6 +257,9 @@ func TestLoadEnv(t *testing.T) {
 	if want := []string{"STOREEDGE_CLOUD_STOREKEY", "STOREEDGE_NOT_A_KEY"}; !slices.Equal(c.UnknownEnv, want) {
 		t.Errorf("UnknownEnv = %q, want %q (STOREEDGE_CONFIG is not a key)", c.UnknownEnv, want)
 	}
+	if got, want := c.EnvWarnings(), []EnvWarning{{"STOREEDGE_CLOUD_STOREKEY", "STOREEDGE_CLOUD_STORE_KEY"}, {"STOREEDGE_NOT_A_KEY", ""}}; !slices.Equal(got, want) {
+		t.Errorf("EnvWarnings = %+v, want %+v", got, want)
+	}
 	if c.Log.Level != "info" && runtime.GOOS != "windows" {
 		t.Errorf("log.level = %q from a lower-case variable", c.Log.Level)
 	}

@@ -4,6 +4,8 @@ package servicebus
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"regexp"
@@ -114,6 +116,14 @@ func (p Payload) Order(testMode bool) storage.Order {
 			UnitPrice: l.UnitPrice, LineTotal: l.Quantity * l.UnitPrice})
 	}
 	return o
+}
+
+// Fingerprint identifies the order a payload carries, whatever the JSON's spacing and field order:
+// a redelivery or a rebuilt message of the same order has the same fingerprint.
+func (p Payload) Fingerprint() string {
+	b, _ := json.Marshal(p) // a decoded Payload always encodes
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 func visible(s string, maxBytes int) bool {

@@ -26,8 +26,15 @@ const (
 	LinkDisconnected = "disconnected"
 )
 
-// Dead-letter reason of an order message that breaks the contract.
-const deadLetterReason = "InvalidOrder"
+// Dead-letter reasons (DeadLetterReason) of the messages the shop cannot take.
+const (
+	// deadLetterReason: the message breaks the contract (docs/cloud-api.md).
+	deadLetterReason = "InvalidOrder"
+	// deadLetterMessageIDReused: the MessageId already brought another order.
+	deadLetterMessageIDReused = "MessageIdReused"
+	// deadLetterOrderConflict: the cloud order id was already stored with other contents.
+	deadLetterOrderConflict = "OrderConflict"
+)
 
 // Options configure a Receiver.
 type Options struct {
@@ -157,16 +164,18 @@ func (r *Receiver) session(ctx context.Context) (progressed bool, err error) {
 		return false, fmt.Errorf("servicebus: open receiver for %q: %w", r.o.Queue, err)
 	}
 	defer rcv.Close(context.WithoutCancel(ctx))
-	connected := false
+	// The SDK attaches the receive link with the first call that needs it, which for
+	// ReceiveMessages returns only with a message. A peek (it locks nothing) attaches it now, with
+	// the management link, so that status tells the truth on a quiet queue.
+	if _, err := rcv.PeekMessages(ctx, 1, nil); err != nil {
+		return false, fmt.Errorf("servicebus: attach to %q: %w", r.o.Queue, err)
+	}
+	r.update(func(s *Status) { s.State, s.LastError = LinkConnected, "" })
+	r.log.Info("servicebus: receiving orders", slog.String("queue", r.o.Queue))
 	for {
 		msgs, err := rcv.ReceiveMessages(ctx, r.o.MaxConcurrent, nil)
 		if err != nil {
 			return progressed, fmt.Errorf("servicebus: receive: %w", err)
-		}
-		if !connected {
-			connected = true
-			r.update(func(s *Status) { s.State, s.LastError = LinkConnected, "" })
-			r.log.Info("servicebus: receiving orders", slog.String("queue", r.o.Queue))
 		}
 		var g errgroup.Group
 		for _, m := range msgs {
@@ -210,7 +219,8 @@ func settleContext(ctx context.Context) (context.Context, context.CancelFunc) {
 }
 
 // handle stores one message's order, then settles the message: complete when stored (or stored
-// before), dead-letter when invalid, abandon when the shop could not store it.
+// before), dead-letter when invalid or in conflict with an order stored before, abandon when the
+// shop could not store it.
 func (r *Receiver) handle(ctx context.Context, rcv *azservicebus.Receiver, m *azservicebus.ReceivedMessage) {
 	r.update(func(s *Status) { s.Received++ })
 	log := r.log.With(slog.String("message_id", m.MessageID), slog.Int("delivery", int(m.DeliveryCount)))
@@ -220,40 +230,21 @@ func (r *Receiver) handle(ctx context.Context, rcv *azservicebus.Receiver, m *az
 	}
 	var inv *InvalidError
 	if errors.As(err, &inv) {
-		reason := deadLetterReason
-		sctx, cancel := settleContext(ctx)
-		defer cancel()
-		if derr := rcv.DeadLetterMessage(sctx, m, &azservicebus.DeadLetterOptions{Reason: &reason, ErrorDescription: &inv.Reason}); derr != nil {
-			log.Warn("servicebus: cannot dead-letter an invalid order; it will come again", slog.Any("error", derr))
-			return
-		}
-		r.update(func(s *Status) { s.DeadLettered++ })
-		log.Warn("servicebus: invalid order dead-lettered", slog.String("reason", inv.Reason))
+		r.deadLetter(ctx, rcv, m, deadLetterReason, inv.Reason, func(desc string) {
+			log.Warn("servicebus: invalid order dead-lettered", slog.String("reason", desc))
+		})
 		return
 	}
-
-	// Keep the lock while storing takes long (a busy disk, a page of a big sync in the way).
-	renewCtx, stopRenew := context.WithCancel(ctx)
-	renewed := make(chan struct{})
-	go func() {
-		defer close(renewed)
-		t := time.NewTicker(r.o.LockRenewInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-renewCtx.Done():
-				return
-			case <-t.C:
-				if err := rcv.RenewMessageLock(renewCtx, m, nil); err != nil && renewCtx.Err() == nil {
-					log.Warn("servicebus: cannot renew the lock", slog.Any("error", err))
-				}
-			}
-		}
-	}()
-	o, created, err := r.o.DB.CreateOrder(ctx, storage.NewOrder{Order: p.Order(r.o.TestMode), MessageID: m.MessageID,
-		ReceivedDetail: fmt.Sprintf("message %s, delivery %d", m.MessageID, m.DeliveryCount)})
-	stopRenew()
-	<-renewed
+	o, created, err := r.store(ctx, rcv, m, p, log)
+	var conflict *storage.ServiceBusConflict
+	if errors.As(err, &conflict) {
+		reason, desc := conflictReason(m.MessageID, p.OrderID, conflict)
+		r.deadLetter(ctx, rcv, m, reason, desc, func(desc string) {
+			log.Error("servicebus: order in conflict with one stored before dead-lettered; see the queue's dead-letter queue",
+				slog.String("reason", reason), slog.String("description", desc), slog.String("external_id", p.OrderID))
+		})
+		return
+	}
 	sctx, cancel := settleContext(ctx)
 	defer cancel()
 	if err != nil {
@@ -277,10 +268,63 @@ func (r *Receiver) handle(ctx context.Context, rcv *azservicebus.Receiver, m *az
 			s.Duplicates++
 		}
 	})
-	if created {
-		log.Info("servicebus: order stored", slog.String("order_id", o.ID), slog.String("external_id", o.ExternalID))
-		if r.o.Stored != nil {
-			r.o.Stored(o)
-		}
+	if !created {
+		log.Info("servicebus: order stored before; message completed", slog.String("order_id", o.ID), slog.String("external_id", o.ExternalID))
+		return
 	}
+	log.Info("servicebus: order stored", slog.String("order_id", o.ID), slog.String("external_id", o.ExternalID))
+	if r.o.Stored != nil {
+		r.o.Stored(o)
+	}
+}
+
+// store stores the order of a message, renewing the message's lock while that takes long (a busy
+// disk, a page of a big sync in the way).
+func (r *Receiver) store(ctx context.Context, rcv *azservicebus.Receiver, m *azservicebus.ReceivedMessage, p Payload, log *slog.Logger) (storage.Order, bool, error) {
+	renewCtx, stopRenew := context.WithCancel(ctx)
+	renewed := make(chan struct{})
+	go func() {
+		defer close(renewed)
+		t := time.NewTicker(r.o.LockRenewInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-renewCtx.Done():
+				return
+			case <-t.C:
+				if err := rcv.RenewMessageLock(renewCtx, m, nil); err != nil && renewCtx.Err() == nil {
+					log.Warn("servicebus: cannot renew the lock", slog.Any("error", err))
+				}
+			}
+		}
+	}()
+	defer func() { stopRenew(); <-renewed }()
+	return r.o.DB.CreateOrder(ctx, storage.NewOrder{Order: p.Order(r.o.TestMode), MessageID: m.MessageID, Fingerprint: p.Fingerprint(),
+		ReceivedDetail: fmt.Sprintf("message %s, delivery %d", m.MessageID, m.DeliveryCount)})
+}
+
+// deadLetter moves a message the shop will not take to the queue's dead-letter queue with its
+// reason, then counts it and has logged say so.
+func (r *Receiver) deadLetter(ctx context.Context, rcv *azservicebus.Receiver, m *azservicebus.ReceivedMessage, reason, desc string, logged func(desc string)) {
+	sctx, cancel := settleContext(ctx)
+	defer cancel()
+	if err := rcv.DeadLetterMessage(sctx, m, &azservicebus.DeadLetterOptions{Reason: &reason, ErrorDescription: &desc}); err != nil {
+		r.log.Warn("servicebus: cannot dead-letter a message; it will come again", slog.String("message_id", m.MessageID),
+			slog.String("reason", reason), slog.Any("error", err))
+		return
+	}
+	r.update(func(s *Status) { s.DeadLettered++ })
+	logged(desc)
+}
+
+// conflictReason is the dead-letter reason and description of a message that clashes with an
+// order stored before.
+func conflictReason(messageID, orderID string, c *storage.ServiceBusConflict) (reason, desc string) {
+	stored := fmt.Sprintf("order %d (cloud order %s)", c.Order.Number, c.Order.ExternalID)
+	if errors.Is(c, storage.ErrMessageIDReused) {
+		return deadLetterMessageIDReused, fmt.Sprintf("MessageId %s already brought %s; this message carries a different order, cloud order %s: a new order needs a new MessageId",
+			messageID, stored, orderID)
+	}
+	return deadLetterOrderConflict, fmt.Sprintf("cloud order %s is stored already as %s with other contents; the shop does not change a stored order from Service Bus",
+		orderID, stored)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -100,6 +101,72 @@ func TestReceiverStoresOnceAndDeadLettersInvalid(t *testing.T) {
 	ledger, _ := rg.db.OrderLedger(context.Background(), got[0].ID)
 	if ledger[0].Stage != storage.StageReceived || !strings.Contains(ledger[0].Detail, "servicebus") {
 		t.Fatalf("ledger %+v", ledger)
+	}
+}
+
+// A publisher that rebuilds a message on retry sends the same cloud order under a new MessageId:
+// it is stored once. A MessageId or a cloud order id that comes back with a different order is
+// not dropped in silence: the message is dead-lettered with the reason and logged.
+func TestReceiverDeduplicatesOnTheCloudOrderID(t *testing.T) {
+	logs := &testenv.Buffer{}
+	rg := newRig(t, testenv.SBPeerOptions{}, Options{Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	step := func(msg testenv.SBMessage, cond func(testenv.SBQueueStats) bool) {
+		t.Helper()
+		rg.peer.Send(t, queue, msg)
+		rg.peer.WaitStats(t, queue, 30*time.Second, cond)
+	}
+	step(testenv.SBMessage{MessageID: "m-1", Body: order("web-1", 500)},
+		func(s testenv.SBQueueStats) bool { return s.Completed == 1 })
+	// The same order rebuilt: a new MessageId, the same fields written in another order.
+	rebuilt := []byte(`{"total":500,"order_id":"web-1","lines":[{"unit_price":250,"quantity":2,"name":"Tea","product_id":"P1"}],"currency":"EUR","created_at":"2026-11-23T10:00:00Z"}`)
+	step(testenv.SBMessage{MessageID: "m-2", Body: rebuilt},
+		func(s testenv.SBQueueStats) bool { return s.Completed == 2 })
+	// A MessageId used again for another order.
+	step(testenv.SBMessage{MessageID: "m-1", Body: order("web-2", 500)},
+		func(s testenv.SBQueueStats) bool { return s.DeadLettered == 1 })
+	// The cloud order id again, with other contents.
+	changed := []byte(`{"order_id":"web-1","created_at":"2026-11-23T10:00:00Z","currency":"EUR","lines":[{"product_id":"P1","name":"Tea","quantity":3,"unit_price":250}],"total":750}`)
+	step(testenv.SBMessage{MessageID: "m-3", Body: changed},
+		func(s testenv.SBQueueStats) bool { return s.DeadLettered == 2 })
+	// A redelivery of the rebuilt message is still recognised by its MessageId.
+	step(testenv.SBMessage{MessageID: "m-2", Body: rebuilt},
+		func(s testenv.SBQueueStats) bool { return s.Completed == 3 })
+
+	got := rg.orders(t)
+	if len(got) != 1 || got[0].ExternalID != "web-1" || got[0].Total != 500 {
+		t.Fatalf("orders %+v: want web-1 once, as first received", got)
+	}
+	want := map[string]struct{ reason, says string }{
+		"m-1": {deadLetterMessageIDReused, "web-2"},
+		"m-3": {deadLetterOrderConflict, "web-1"},
+	}
+	dl := rg.peer.DeadLetters(t, queue)
+	for _, d := range dl {
+		w, ok := want[d.MessageID]
+		if !ok || d.Reason != w.reason || !strings.Contains(d.Description, w.says) || !strings.Contains(d.Description, "order 1") {
+			t.Errorf("%s dead-lettered as %q: %q; want %q naming %s and the stored order 1", d.MessageID, d.Reason, d.Description, w.reason, w.says)
+		}
+		if !strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), "message_id="+d.MessageID) {
+			t.Errorf("the dead-lettering of %s was not logged as an error:\n%s", d.MessageID, logs)
+		}
+	}
+	if len(dl) != 2 {
+		t.Fatalf("%d dead letters, want 2: %+v", len(dl), dl)
+	}
+	eventually(t, 10*time.Second, "every message counted", func() bool { st := rg.r.Status(); return st.Received == 5 })
+	if st := rg.r.Status(); st.Stored != 1 || st.Duplicates != 2 || st.DeadLettered != 2 {
+		t.Fatalf("status %+v: want 1 stored, 2 duplicates, 2 dead-lettered", st)
+	}
+}
+
+// A quiet queue is not a broken one: once the receive link is attached, status says so before
+// any message arrives.
+func TestReceiverIsConnectedOnAQuietQueue(t *testing.T) {
+	rg := newRig(t, testenv.SBPeerOptions{}, Options{})
+	rg.peer.WaitStats(t, queue, 30*time.Second, func(s testenv.SBQueueStats) bool { return s.Receivers == 1 })
+	eventually(t, 10*time.Second, "status connected on an empty queue", func() bool { return rg.r.Status().State == LinkConnected })
+	if st := rg.r.Status(); st.LastError != "" || st.Received != 0 {
+		t.Fatalf("status %+v", st)
 	}
 }
 

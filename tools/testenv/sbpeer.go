@@ -108,21 +108,7 @@ const sbpeerStartTimeout = 15 * time.Second
 // is skipped, or failed under CI=true.
 func StartServiceBusPeer(t testing.TB, o SBPeerOptions) *SBPeer {
 	t.Helper()
-	node := Require(t, "node")
-	root, err := repoRoot()
-	if err != nil {
-		t.Fatalf("testenv: sbpeer: %v", err)
-	}
-	dir := filepath.Join(root, "tools", "sbpeer")
-	for _, pkg := range []string{"rhea", "ws"} {
-		if _, err := os.Stat(filepath.Join(dir, "node_modules", pkg, "package.json")); err != nil {
-			msg := fmt.Sprintf("testenv: sbpeer: npm package %s missing in %s: run scripts/install-test-deps.sh", pkg, filepath.Join(dir, "node_modules"))
-			if os.Getenv("CI") == "true" {
-				t.Fatal(msg)
-			}
-			t.Skip(msg)
-		}
-	}
+	node, dir := NodeTool(t, "sbpeer", "rhea", "ws")
 	if (o.TLSCert == "") != (o.TLSKey == "") {
 		t.Fatalf("testenv: sbpeer: TLSCert and TLSKey go together")
 	}

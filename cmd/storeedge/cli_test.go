@@ -1,0 +1,54 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// storeedge config, the command shop IT checks a configuration with, warns about a STOREEDGE_
+// variable that names no key, as run does, and says which one was meant; never its value.
+func TestConfigWarnsAboutUnknownVariables(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "storeedge.yaml")
+	if err := os.WriteFile(file, []byte("data_dir: "+dir+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{
+		"STOREEDGE_CLOUD_STORE_KEY=the-real-key",
+		"STOREEDGE_CLOUD_STOREKEY=typo-secret-value",
+		"STOREEDGE_PAGE_SIZE=500",
+		"STOREEDGE_WHATEVER_ELSE_ENTIRELY=1",
+	}
+	var stdout, stderr bytes.Buffer
+	if err := run(context.Background(), []string{"config", "--config", file}, env, &stdout, &stderr); err != nil {
+		t.Fatalf("config: %v\n%s", err, stderr.String())
+	}
+	warnings := stderr.String()
+	for _, want := range []string{
+		"environment STOREEDGE_CLOUD_STOREKEY: names no configuration key; ignored (did you mean STOREEDGE_CLOUD_STORE_KEY?)",
+		"environment STOREEDGE_PAGE_SIZE: names no configuration key; ignored (did you mean STOREEDGE_CLOUD_PAGE_SIZE?)",
+		"environment STOREEDGE_WHATEVER_ELSE_ENTIRELY: names no configuration key; ignored\n",
+	} {
+		if !strings.Contains(warnings, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, warnings)
+		}
+	}
+	if strings.Contains(warnings+stdout.String(), "typo-secret-value") {
+		t.Errorf("the value of an unknown variable, maybe a secret, was printed:\n%s%s", warnings, stdout.String())
+	}
+	if !strings.Contains(stdout.String(), "page_size: 1000") {
+		t.Errorf("the configuration printed is not the effective one:\n%s", stdout.String())
+	}
+
+	// The typo is why the store key is missing: the warning comes with the error.
+	stderr.Reset()
+	err := run(context.Background(), []string{"config", "--config", file}, env[1:], &stdout, &stderr)
+	if exitCode(err, &stderr) != 2 || !strings.Contains(stderr.String(), "cloud.store_key") ||
+		!strings.Contains(stderr.String(), "did you mean STOREEDGE_CLOUD_STORE_KEY?") {
+		t.Errorf("config without the store key: %v\n%s", err, stderr.String())
+	}
+}
