@@ -14,6 +14,7 @@ import (
 	"github.com/storeedge/storeedge/internal/backoff"
 	"github.com/storeedge/storeedge/internal/config"
 	"github.com/storeedge/storeedge/internal/wan"
+	"github.com/storeedge/storeedge/ops/backup"
 	"github.com/storeedge/storeedge/server"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/cloud"
@@ -86,6 +87,13 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 
 	if err := recordMode(ctx, db, cfg, log); err != nil {
 		return err
+	}
+	if err := db.RecordIdentity(ctx, backup.IdentityOf(cfg)); err != nil {
+		return err
+	}
+	backups, err := backup.NewScheduler(cfg, db, buildVersion(), log)
+	if err != nil {
+		return usageError{err}
 	}
 
 	var receiver atomic.Pointer[servicebus.Receiver]
@@ -176,6 +184,9 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 	disc.run(gctx, g)
 	g.Go(func() error { return db.RunReadCacheWarmer(gctx, log) })
 	g.Go(func() error { return dm.Run(gctx) })
+	if backups != nil {
+		g.Go(func() error { return backups.Run(gctx) })
+	}
 	if cfg.Cloud.Sync {
 		g.Go(func() error { return syncer.Run(gctx) })
 		g.Go(func() error { return ob.Run(gctx) })
