@@ -52,12 +52,7 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 		}
 	}
 
-	dialer, err := wan.New(wan.Options{
-		ProxyURL:       cfg.WAN.Proxy.Reveal(),
-		UseEnvironment: cfg.WAN.UseEnvironment,
-		ExtraCAFile:    cfg.WAN.ExtraCAFile,
-		ConnectTimeout: cfg.WAN.ConnectTimeout,
-	})
+	dialer, err := newWANDialer(cfg)
 	if err != nil {
 		return usageError{err}
 	}
@@ -204,18 +199,9 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 				}
 				queue = q
 			}
-			r := servicebus.NewReceiver(servicebus.Options{
-				DB:                db,
-				ConnectionString:  cfg.ServiceBus.ConnectionString.Reveal(),
-				Queue:             queue,
-				WebSockets:        cfg.ServiceBus.Transport == config.TransportWebSockets,
-				DialContext:       dialer.DialContext,
-				TLSConfig:         dialer.TLSConfig,
-				LockRenewInterval: cfg.ServiceBus.LockRenewInterval,
-				MaxConcurrent:     cfg.ServiceBus.MaxConcurrent,
-				TestMode:          cfg.Shop.IsTest(),
-				Logger:            log,
-			})
+			o := serviceBusOptions(cfg, dialer, queue)
+			o.DB, o.TestMode, o.Logger = db, cfg.Shop.IsTest(), log
+			r := servicebus.NewReceiver(o)
 			receiver.Store(r)
 			return r.Run(gctx)
 		})
@@ -277,6 +263,29 @@ func remoteQueue(ctx context.Context, client *cloud.Client, log *slog.Logger) (s
 		if err := backoff.Sleep(ctx, wait); err != nil {
 			return "", err
 		}
+	}
+}
+
+// newWANDialer is the one WAN dialer, as configured; doctor builds it here too.
+func newWANDialer(cfg config.Config) (*wan.Dialer, error) {
+	return wan.New(wan.Options{
+		ProxyURL:       cfg.WAN.Proxy.Reveal(),
+		UseEnvironment: cfg.WAN.UseEnvironment,
+		ExtraCAFile:    cfg.WAN.ExtraCAFile,
+		ConnectTimeout: cfg.WAN.ConnectTimeout,
+	})
+}
+
+// serviceBusOptions are how the server connects to its Service Bus queue; doctor connects so.
+func serviceBusOptions(cfg config.Config, dialer *wan.Dialer, queue string) servicebus.Options {
+	return servicebus.Options{
+		ConnectionString:  cfg.ServiceBus.ConnectionString.Reveal(),
+		Queue:             queue,
+		WebSockets:        cfg.ServiceBus.Transport == config.TransportWebSockets,
+		DialContext:       dialer.DialContext,
+		TLSConfig:         dialer.TLSConfig,
+		LockRenewInterval: cfg.ServiceBus.LockRenewInterval,
+		MaxConcurrent:     cfg.ServiceBus.MaxConcurrent,
 	}
 }
 
