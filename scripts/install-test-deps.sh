@@ -194,12 +194,13 @@ ensure_azurite() {
 	SUMMARY+=("azurite: installed 3.35.0")
 }
 
-# nftables (the firewall rules test applies storeedge firewall's output in a
-# network namespace) and rpm (the package test installs the .rpm into a
-# scratch root).
+# nftables and curl (the firewall rules test applies storeedge firewall's
+# output in a network namespace and reaches the server from another), and rpm
+# (the package test installs the .rpm into a scratch root).
 ensure_packaging() {
 	ensure_debian packaging \
 		nft:nftables \
+		curl:curl \
 		rpm:rpm
 }
 
