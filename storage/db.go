@@ -183,3 +183,12 @@ func (db *DB) IntegrityCheck(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Ping reads the database, as a health check: nil when it answers.
+func (db *DB) Ping(ctx context.Context) error {
+	var n int
+	if err := db.r.QueryRowContext(ctx, `SELECT count(*) FROM meta`).Scan(&n); err != nil {
+		return fmt.Errorf("storage: ping: %w", err)
+	}
+	return nil
+}

@@ -82,6 +82,8 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) erro
 		return cmdConfig(rest, env, stdout, stderr)
 	case "discovery":
 		return cmdDiscovery(ctx, rest, env, stdout, stderr)
+	case "service":
+		return cmdService(ctx, rest, env, stdout, stderr)
 	case "firewall":
 		return cmdFirewall(ctx, rest, env, stdout, stderr)
 	case "doctor":

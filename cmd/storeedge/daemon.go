@@ -15,6 +15,7 @@ import (
 	"github.com/storeedge/storeedge/internal/config"
 	"github.com/storeedge/storeedge/internal/wan"
 	"github.com/storeedge/storeedge/ops/backup"
+	"github.com/storeedge/storeedge/ops/service"
 	"github.com/storeedge/storeedge/server"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/cloud"
@@ -213,7 +214,14 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 	if started != nil {
 		started(addrs)
 	}
+	// systemd (Type=notify): ready once serving; the watchdog is petted while the database answers.
+	notifier := service.Systemd()
+	if err := notifier.Ready(); err != nil {
+		log.Warn("storeedge: cannot tell systemd the service is ready", slog.Any("error", err))
+	}
+	g.Go(func() error { return service.RunWatchdog(gctx, notifier, db.Ping) })
 	err = g.Wait()
+	notifier.Stopping()
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		err = nil
 	}
