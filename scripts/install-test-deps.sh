@@ -184,6 +184,42 @@ ensure_openapi_lint() {
 	npm_ci_tool openapi-lint
 }
 
+# Azure Blob storage for the tests: Azurite, pinned to 3.35.0 (later versions
+# need Node 21+), in a project-local folder that git ignores
+# (tools/testenv.AzuriteDir).
+ensure_azurite() {
+	ensure_node
+	local root dir
+	root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+	dir="$root/.cache/azurite"
+	if [[ -f "$dir/node_modules/azurite/package.json" ]] &&
+		grep -q '"version": "3.35.0"' "$dir/node_modules/azurite/package.json"; then
+		SUMMARY+=("azurite: present")
+		return
+	fi
+	mkdir -p "$dir"
+	local log
+	log=$(mktemp)
+	if ! npm install --prefix "$dir" --no-audit --no-fund azurite@3.35.0 >"$log" 2>&1; then
+		cat "$log" >&2
+		rm -f "$log"
+		echo "install-test-deps: npm install azurite@3.35.0 failed" >&2
+		exit 1
+	fi
+	rm -f "$log"
+	SUMMARY+=("azurite: installed 3.35.0")
+}
+
+# nftables and curl (the firewall rules test applies storeedge firewall's
+# output in a network namespace and reaches the server from another), and rpm
+# (the package test installs the .rpm into a scratch root).
+ensure_packaging() {
+	ensure_debian packaging \
+		nft:nftables \
+		curl:curl \
+		rpm:rpm
+}
+
 main() {
 	ensure_proxies
 	ensure_bench
@@ -191,6 +227,8 @@ main() {
 	ensure_mdns
 	ensure_node_tools
 	ensure_openapi_lint
+	ensure_azurite
+	ensure_packaging
 	local line
 	line=$(printf '%s; ' "${SUMMARY[@]}")
 	echo "install-test-deps: ${line%; }"

@@ -64,3 +64,9 @@ func (e errAddrInUse) Unwrap() error { return e.error }
 
 func (errPermission) Error() string   { return "permission denied" }
 func (e errPermission) Unwrap() error { return e.error }
+
+// ExplainListenError is the ListenError the server gives when it cannot listen on addr (for
+// configuration key key and port num): doctor says the same.
+func ExplainListenError(key, addr string, num int, err error) *ListenError {
+	return listenError(key, addr, num, err)
+}

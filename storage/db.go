@@ -12,17 +12,12 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
-	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
@@ -66,8 +61,19 @@ type DB struct {
 	warmDone signal          // a warm pass ended
 }
 
-// Open opens (creating if needed) the database at path and applies pending migrations.
+// Open opens (creating if needed) the database at path and applies pending migrations. Before
+// it migrates an existing database forward it keeps a copy of it (UpgradeCopyPath); it refuses
+// a database that a newer storeedge migrated further than this one knows (*SchemaError).
 func Open(ctx context.Context, path string) (*DB, error) {
+	ms, err := embeddedMigrations()
+	if err != nil {
+		return nil, err
+	}
+	return openWith(ctx, path, ms)
+}
+
+// openWith is Open with the given migrations (the tests open with fewer, as an older storeedge).
+func openWith(ctx context.Context, path string, ms []migration) (*DB, error) {
 	if dir := filepath.Dir(path); dir != "" {
 		if err := os.MkdirAll(dir, 0o750); err != nil {
 			return nil, fmt.Errorf("storage: create data directory: %w", err)
@@ -80,7 +86,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	w.SetMaxOpenConns(1)
 	w.SetConnMaxIdleTime(0)
 	db := &DB{path: path, w: w}
-	if err := db.migrate(ctx); err != nil {
+	if err := db.migrate(ctx, ms); err != nil {
 		w.Close()
 		return nil, err
 	}
@@ -172,78 +178,17 @@ func (db *DB) Close() error {
 
 // IntegrityCheck runs PRAGMA integrity_check and returns nil when the database is sound.
 func (db *DB) IntegrityCheck(ctx context.Context) error {
-	rows, err := db.r.QueryContext(ctx, `PRAGMA integrity_check`)
-	if err != nil {
-		return fmt.Errorf("storage: integrity check: %w", err)
-	}
-	defer rows.Close()
-	var problems []string
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			return fmt.Errorf("storage: integrity check: %w", err)
-		}
-		if s != "ok" {
-			problems = append(problems, s)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("storage: integrity check: %w", err)
-	}
-	if len(problems) > 0 {
-		return fmt.Errorf("storage: integrity check: %s", strings.Join(problems, "; "))
+	if err := integrityCheck(ctx, db.r, "integrity_check"); err != nil {
+		return fmt.Errorf("storage: %w", err)
 	}
 	return nil
 }
 
-// migrate applies the embedded migrations that the database has not seen yet, each in its own
-// transaction together with its version number.
-func (db *DB) migrate(ctx context.Context) error {
-	if _, err := db.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
-		return fmt.Errorf("storage: migrate: %w", err)
-	}
-	var current int
-	if err := db.w.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
-		return fmt.Errorf("storage: migrate: %w", err)
-	}
-	names, err := fs.Glob(migrations, "migrations/*.sql")
-	if err != nil {
-		return fmt.Errorf("storage: migrate: %w", err)
-	}
-	sort.Strings(names)
-	latest := 0
-	for _, name := range names {
-		base := filepath.Base(name)
-		v, err := strconv.Atoi(strings.SplitN(base, "_", 2)[0])
-		if err != nil {
-			return fmt.Errorf("storage: migration %s: name must start with its version number", base)
-		}
-		latest = max(latest, v)
-		if v <= current {
-			continue
-		}
-		body, err := migrations.ReadFile(name)
-		if err != nil {
-			return fmt.Errorf("storage: migration %s: %w", base, err)
-		}
-		tx, err := db.w.BeginTx(ctx, nil)
-		if err != nil {
-			return fmt.Errorf("storage: migration %s: %w", base, err)
-		}
-		if _, err := tx.ExecContext(ctx, string(body)); err != nil {
-			tx.Rollback()
-			return fmt.Errorf("storage: migration %s: %w", base, err)
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations(version, applied_at) VALUES (?, ?)`, v, time.Now().Unix()); err != nil {
-			tx.Rollback()
-			return fmt.Errorf("storage: migration %s: %w", base, err)
-		}
-		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("storage: migration %s: %w", base, err)
-		}
-	}
-	if current > latest {
-		return fmt.Errorf("storage: database schema version %d is newer than this program knows (%d): use a newer storeedge", current, latest)
+// Ping reads the database, as a health check: nil when it answers.
+func (db *DB) Ping(ctx context.Context) error {
+	var n int
+	if err := db.r.QueryRowContext(ctx, `SELECT count(*) FROM meta`).Scan(&n); err != nil {
+		return fmt.Errorf("storage: ping: %w", err)
 	}
 	return nil
 }

@@ -56,6 +56,11 @@ Usage:
   storeedge demo     [--products N] [--port N] [--data-dir DIR] run against a built-in simulated cloud
   storeedge config   [--config PATH] [--set KEY=VALUE ...]   check the configuration and print it (secrets hidden)
   storeedge discovery [--config PATH] [--set KEY=VALUE ...]  check that devices can find this server (UDP, mDNS)
+  storeedge doctor   [--config PATH] [--json]                 check everything the server needs (WAN, LAN, disk, database)
+  storeedge firewall [--config PATH] [--format F]             print the firewall rules the configuration needs
+  storeedge backup   [--config PATH] FILE                     copy the database to FILE, while the service runs
+  storeedge restore  [--config PATH] [--force] FILE           put a backup back (service stopped)
+  storeedge service  install|uninstall|start|stop|status      the system service (Windows; on Linux, systemd's unit)
   storeedge version                                           print the version
 
 Run "storeedge COMMAND --help" for the options of a command.
@@ -77,6 +82,16 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) erro
 		return cmdConfig(rest, env, stdout, stderr)
 	case "discovery":
 		return cmdDiscovery(ctx, rest, env, stdout, stderr)
+	case "service":
+		return cmdService(ctx, rest, env, stdout, stderr)
+	case "firewall":
+		return cmdFirewall(ctx, rest, env, stdout, stderr)
+	case "doctor":
+		return cmdDoctor(ctx, rest, env, stdout, stderr)
+	case "backup":
+		return cmdBackup(ctx, rest, env, stdout, stderr)
+	case "restore":
+		return cmdRestore(ctx, rest, env, stdout, stderr)
 	case "version", "--version":
 		fs := newFlagSet("version", "Usage: storeedge version\n\nPrints the version of this binary.\n", stderr)
 		if err := fs.Parse(rest); err != nil {
@@ -126,6 +141,13 @@ func loadConfig(name, usage string, args, env []string, stderr io.Writer) (confi
 // loadConfigWith is loadConfig for a subcommand with flags of its own (added by flags, if not
 // nil) that can do without the keys in optional (WithoutKeys).
 func loadConfigWith(name, usage string, args, env []string, stderr io.Writer, flags func(*flag.FlagSet), optional ...string) (config.Config, error) {
+	cfg, _, err := loadConfigArgs(name, usage, args, env, stderr, flags, 0, optional...)
+	return cfg, err
+}
+
+// loadConfigArgs is loadConfigWith for a subcommand that takes nargs arguments after its flags
+// (storeedge backup FILE), which it returns.
+func loadConfigArgs(name, usage string, args, env []string, stderr io.Writer, flags func(*flag.FlagSet), nargs int, optional ...string) (config.Config, []string, error) {
 	fs := newFlagSet(name, usage+"\n"+config.FlagUsage()+"\nFlags:\n", stderr)
 	path := fs.String("config", "", "configuration file (YAML)")
 	var sets setFlags
@@ -135,12 +157,24 @@ func loadConfigWith(name, usage string, args, env []string, stderr io.Writer, fl
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return config.Config{}, err
+			return config.Config{}, nil, err
 		}
-		return config.Config{}, usageError{err}
+		return config.Config{}, nil, usageError{err}
 	}
-	if fs.NArg() > 0 {
-		return config.Config{}, usageError{fmt.Errorf("%s: unexpected argument %q", name, fs.Arg(0))}
+	// Flags may follow the arguments too: "storeedge backup FILE --config PATH".
+	var rest []string
+	for more := fs.Args(); len(more) > 0; more = fs.Args() {
+		rest = append(rest, more[0])
+		if err := fs.Parse(more[1:]); err != nil {
+			return config.Config{}, nil, usageError{err}
+		}
+	}
+	switch {
+	case len(rest) > nargs:
+		return config.Config{}, nil, usageError{fmt.Errorf("%s: unexpected argument %q", name, rest[nargs])}
+	case len(rest) < nargs:
+		fs.Usage()
+		return config.Config{}, nil, usageError{fmt.Errorf("%s: missing argument", name)}
 	}
 	cfg, err := config.Load(config.ResolvePath(*path, env), env, sets)
 	if len(optional) > 0 {
@@ -149,9 +183,9 @@ func loadConfigWith(name, usage string, args, env []string, stderr io.Writer, fl
 	if err != nil {
 		// A misspelt variable is often why a key is missing: say so beside the errors.
 		printEnvWarnings(stderr, cfg)
-		return cfg, usageError{fmt.Errorf("invalid configuration:\n%w", err)}
+		return cfg, nil, usageError{fmt.Errorf("invalid configuration:\n%w", err)}
 	}
-	return cfg, nil
+	return cfg, rest, nil
 }
 
 // printEnvWarnings tells, on stderr, of the STOREEDGE_* variables that name no key.

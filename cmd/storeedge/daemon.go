@@ -14,6 +14,8 @@ import (
 	"github.com/storeedge/storeedge/internal/backoff"
 	"github.com/storeedge/storeedge/internal/config"
 	"github.com/storeedge/storeedge/internal/wan"
+	"github.com/storeedge/storeedge/ops/backup"
+	"github.com/storeedge/storeedge/ops/service"
 	"github.com/storeedge/storeedge/server"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/cloud"
@@ -51,12 +53,7 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 		}
 	}
 
-	dialer, err := wan.New(wan.Options{
-		ProxyURL:       cfg.WAN.Proxy.Reveal(),
-		UseEnvironment: cfg.WAN.UseEnvironment,
-		ExtraCAFile:    cfg.WAN.ExtraCAFile,
-		ConnectTimeout: cfg.WAN.ConnectTimeout,
-	})
+	dialer, err := newWANDialer(cfg)
 	if err != nil {
 		return usageError{err}
 	}
@@ -86,6 +83,13 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 
 	if err := recordMode(ctx, db, cfg, log); err != nil {
 		return err
+	}
+	if err := db.RecordIdentity(ctx, backup.IdentityOf(cfg)); err != nil {
+		return err
+	}
+	backups, err := backup.NewScheduler(cfg, db, buildVersion(), log)
+	if err != nil {
+		return usageError{err}
 	}
 
 	var receiver atomic.Pointer[servicebus.Receiver]
@@ -176,6 +180,9 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 	disc.run(gctx, g)
 	g.Go(func() error { return db.RunReadCacheWarmer(gctx, log) })
 	g.Go(func() error { return dm.Run(gctx) })
+	if backups != nil {
+		g.Go(func() error { return backups.Run(gctx) })
+	}
 	if cfg.Cloud.Sync {
 		g.Go(func() error { return syncer.Run(gctx) })
 		g.Go(func() error { return ob.Run(gctx) })
@@ -193,18 +200,9 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 				}
 				queue = q
 			}
-			r := servicebus.NewReceiver(servicebus.Options{
-				DB:                db,
-				ConnectionString:  cfg.ServiceBus.ConnectionString.Reveal(),
-				Queue:             queue,
-				WebSockets:        cfg.ServiceBus.Transport == config.TransportWebSockets,
-				DialContext:       dialer.DialContext,
-				TLSConfig:         dialer.TLSConfig,
-				LockRenewInterval: cfg.ServiceBus.LockRenewInterval,
-				MaxConcurrent:     cfg.ServiceBus.MaxConcurrent,
-				TestMode:          cfg.Shop.IsTest(),
-				Logger:            log,
-			})
+			o := serviceBusOptions(cfg, dialer, queue)
+			o.DB, o.TestMode, o.Logger = db, cfg.Shop.IsTest(), log
+			r := servicebus.NewReceiver(o)
 			receiver.Store(r)
 			return r.Run(gctx)
 		})
@@ -216,7 +214,14 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 	if started != nil {
 		started(addrs)
 	}
+	// systemd (Type=notify): ready once serving; the watchdog is petted while the database answers.
+	notifier := service.Systemd()
+	if err := notifier.Ready(); err != nil {
+		log.Warn("storeedge: cannot tell systemd the service is ready", slog.Any("error", err))
+	}
+	g.Go(func() error { return service.RunWatchdog(gctx, notifier, db.Ping) })
 	err = g.Wait()
+	notifier.Stopping()
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		err = nil
 	}
@@ -266,6 +271,29 @@ func remoteQueue(ctx context.Context, client *cloud.Client, log *slog.Logger) (s
 		if err := backoff.Sleep(ctx, wait); err != nil {
 			return "", err
 		}
+	}
+}
+
+// newWANDialer is the one WAN dialer, as configured; doctor builds it here too.
+func newWANDialer(cfg config.Config) (*wan.Dialer, error) {
+	return wan.New(wan.Options{
+		ProxyURL:       cfg.WAN.Proxy.Reveal(),
+		UseEnvironment: cfg.WAN.UseEnvironment,
+		ExtraCAFile:    cfg.WAN.ExtraCAFile,
+		ConnectTimeout: cfg.WAN.ConnectTimeout,
+	})
+}
+
+// serviceBusOptions are how the server connects to its Service Bus queue; doctor connects so.
+func serviceBusOptions(cfg config.Config, dialer *wan.Dialer, queue string) servicebus.Options {
+	return servicebus.Options{
+		ConnectionString:  cfg.ServiceBus.ConnectionString.Reveal(),
+		Queue:             queue,
+		WebSockets:        cfg.ServiceBus.Transport == config.TransportWebSockets,
+		DialContext:       dialer.DialContext,
+		TLSConfig:         dialer.TLSConfig,
+		LockRenewInterval: cfg.ServiceBus.LockRenewInterval,
+		MaxConcurrent:     cfg.ServiceBus.MaxConcurrent,
 	}
 }
 

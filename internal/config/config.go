@@ -37,7 +37,9 @@ type Config struct {
 	Admin Admin `yaml:"admin"`
 	// Devices configures pairing and the push channel to devices.
 	Devices Devices `yaml:"devices"`
-	Log     Log     `yaml:"log"`
+	// Backup configures scheduled backups of the database.
+	Backup Backup `yaml:"backup"`
+	Log    Log    `yaml:"log"`
 
 	// UnknownEnv lists the STOREEDGE_* environment variables that Load found but that name no
 	// key (a typo, or a variable from another version). They are ignored; the caller should
@@ -323,6 +325,18 @@ type Devices struct {
 	PushTimeout time.Duration `yaml:"push_timeout"`
 }
 
+// Backup configures the backups the server takes of its database on a schedule, into a folder
+// where the newest Keep are kept.
+type Backup struct {
+	// Dir is the absolute path of the folder for scheduled backups, best on another disk or a
+	// network share; "" takes none. It differs from DataDir.
+	Dir string `yaml:"dir"`
+	// Schedule says when: a cron expression or descriptor, as BackOffice.Schedule.
+	Schedule string `yaml:"schedule"`
+	// Keep is how many scheduled backups stay in Dir; older ones are removed.
+	Keep int `yaml:"keep"`
+}
+
 // Log configures the daemon's own log.
 type Log struct {
 	Level  string `yaml:"level"`  // debug, info, warn or error
@@ -397,7 +411,8 @@ func Default() Config {
 			PushRetryMax:    time.Minute,
 			PushTimeout:     10 * time.Second,
 		},
-		Log: Log{Level: "info", Format: "text"},
+		Backup: Backup{Schedule: "0 3 * * *", Keep: 7},
+		Log:    Log{Level: "info", Format: "text"},
 	}
 }
 

@@ -134,6 +134,8 @@ func (c *Config) Validate() error {
 	v.durRange("devices.push_retry_max", c.Devices.PushRetryMax, time.Second, time.Hour)
 	v.durRange("devices.push_timeout", c.Devices.PushTimeout, time.Second, 5*time.Minute)
 
+	v.backup(c.Backup, c.DataDir)
+
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -420,7 +422,7 @@ func isQueueName(s string) bool {
 }
 
 func (v *validator) backOffice(b BackOffice) {
-	v.schedule(b.Schedule)
+	v.schedule("backoffice.schedule", b.Schedule)
 
 	exportOK := v.folder("backoffice.export.dir", b.Export.Dir)
 	testOK := v.folder("backoffice.export.test_dir", b.Export.TestDir)
@@ -479,10 +481,9 @@ func (v *validator) secret(key string, sec Secret, minLen int) {
 	}
 }
 
-// schedule checks backoffice.schedule with the parser that runs it.
-func (v *validator) schedule(s string) {
+// schedule checks a schedule key with the parser that runs it.
+func (v *validator) schedule(key, s string) {
 	const (
-		key  = "backoffice.schedule"
 		want = `want 5 fields, "minute hour day-of-month month day-of-week", e.g. "*/5 * * * *" or "30 2 * * 1-5", or "@every 10m", "@hourly", "@daily"`
 	)
 	if strings.TrimSpace(s) == "" {
@@ -498,6 +499,14 @@ func (v *validator) schedule(s string) {
 	// then gives the zero time.
 	if sched.Next(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)).IsZero() {
 		v.add(key, quote(s), "never runs (no such date); check the day-of-month and month fields")
+	}
+}
+
+func (v *validator) backup(b Backup, dataDir string) {
+	v.schedule("backup.schedule", b.Schedule)
+	v.intRange("backup.keep", b.Keep, 1, 1000)
+	if v.folder("backup.dir", b.Dir) && dataDir != "" && samePath(b.Dir, dataDir) {
+		v.add("backup.dir", quote(b.Dir), "same folder as data_dir; a backup there is lost with the disk it should protect against: use another disk or a network share")
 	}
 }
 

@@ -47,6 +47,9 @@ func TestValidateAccepts(t *testing.T) {
 		"server id set":        func(c *Config) { c.ServerID = "lyon-01.back_office" },
 		"production mode":      func(c *Config) { c.Shop.Mode, c.Admin.Token = ModeProduction, "adm-0123456789abcdef" },
 		"enrollment secret":    func(c *Config) { c.Devices.EnrollmentSecret = "enroll-0123456789" },
+		"scheduled backups": func(c *Config) {
+			c.Backup.Dir, c.Backup.Schedule, c.Backup.Keep = "/mnt/backup/storeedge", "@every 6h", 30
+		},
 		"service bus on": func(c *Config) {
 			c.ServiceBus.Enabled = true
 			c.ServiceBus.ConnectionString = testConn
@@ -351,6 +354,16 @@ func TestValidateRejects(t *testing.T) {
 		{"import dir same as test dir", func(c *Config) {
 			c.BackOffice.Export.TestDir, c.BackOffice.Import.Dir = dir, dir
 		}, `backoffice.import.dir: "` + dir + `": same folder as backoffice.export.test_dir; the ERP's files and storeedge's order files need separate folders`},
+		{"backup dir relative", func(c *Config) { c.Backup.Dir = "backups" },
+			`backup.dir: "backups": want an absolute path (a service's working directory is not predictable)`},
+		{"backup dir is the data dir", func(c *Config) { c.DataDir, c.Backup.Dir = dir, dir+string(filepath.Separator) },
+			`backup.dir: "` + dir + string(filepath.Separator) + `": same folder as data_dir; a backup there is lost with the disk it should protect against`},
+		{"backup schedule empty", func(c *Config) { c.Backup.Schedule = "" },
+			`backup.schedule: "": empty; want 5 fields`},
+		{"backup schedule bad", func(c *Config) { c.Backup.Schedule = "every night" },
+			`backup.schedule: "every night": not a schedule`},
+		{"backup keep 0", func(c *Config) { c.Backup.Keep = 0 },
+			`backup.keep: 0: must be between 1 and 1000`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := valid()

@@ -252,3 +252,12 @@ func (d *Dialer) Describe(addr string) string {
 	}
 	return "direct"
 }
+
+// ProxyAddr is the host:port of the proxy that addr would be reached through, or "" when it is
+// reached directly. doctor uses it to check the proxy's name and port on their own.
+func (d *Dialer) ProxyAddr(addr string) string {
+	if r, _ := d.choose(addr); r != nil {
+		return r.addr
+	}
+	return ""
+}

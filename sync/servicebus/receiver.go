@@ -145,18 +145,9 @@ func (r *Receiver) Run(ctx context.Context) error {
 // session connects, then receives and handles messages until the link fails. It reports
 // whether any message was handled.
 func (r *Receiver) session(ctx context.Context) (progressed bool, err error) {
-	opts := &azservicebus.ClientOptions{
-		// The SDK's own retries are kept short: reconnecting is this loop's job, so status can
-		// tell the truth while the link is down.
-		RetryOptions: azservicebus.RetryOptions{MaxRetries: 2, RetryDelay: 500 * time.Millisecond, MaxRetryDelay: 2 * time.Second},
-	}
-	if r.o.WebSockets {
-		opts.NewWebSocketConn = r.dialWebSocket
-	}
-	client, err := azservicebus.NewClientFromConnectionString(r.o.ConnectionString, opts)
+	client, err := r.newClient()
 	if err != nil {
-		// The SDK's message may quote the connection string; say only what is wrong.
-		return false, errors.New("servicebus: connection string refused by the client library")
+		return false, err
 	}
 	defer client.Close(context.WithoutCancel(ctx))
 	rcv, err := client.NewReceiverForQueue(r.o.Queue, &azservicebus.ReceiverOptions{ReceiveMode: azservicebus.ReceiveModePeekLock})
@@ -184,6 +175,24 @@ func (r *Receiver) session(ctx context.Context) (progressed bool, err error) {
 		g.Wait()
 		progressed = progressed || len(msgs) > 0
 	}
+}
+
+// newClient makes the SDK's client: over WebSockets through the WAN dialer when so configured.
+func (r *Receiver) newClient() (*azservicebus.Client, error) {
+	opts := &azservicebus.ClientOptions{
+		// The SDK's own retries are kept short: reconnecting is Run's job, so status can tell
+		// the truth while the link is down.
+		RetryOptions: azservicebus.RetryOptions{MaxRetries: 2, RetryDelay: 500 * time.Millisecond, MaxRetryDelay: 2 * time.Second},
+	}
+	if r.o.WebSockets {
+		opts.NewWebSocketConn = r.dialWebSocket
+	}
+	client, err := azservicebus.NewClientFromConnectionString(r.o.ConnectionString, opts)
+	if err != nil {
+		// The SDK's message may quote the connection string; say only what is wrong.
+		return nil, errors.New("servicebus: connection string refused by the client library")
+	}
+	return client, nil
 }
 
 // dialWebSocket opens AMQP over WebSockets through the WAN dialer.

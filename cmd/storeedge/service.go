@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/storeedge/storeedge/ops/service"
+)
+
+const serviceUsage = `Usage: storeedge service install|uninstall|start|stop|status [--config PATH]
+
+The Windows service (run in an administrator's prompt):
+  install    register storeedge as a service that starts at boot and restarts on failure,
+             running this storeedge.exe with the configuration PATH (default
+             C:\ProgramData\storeedge\storeedge.yaml); its messages go to the Event Log
+             (Windows Logs > Application, source storeedge)
+  uninstall  stop and remove the service (configuration and data are kept)
+  start, stop, status
+  run        what the service control manager starts; not for a prompt
+On Linux the .deb and .rpm packages install the systemd unit instead: systemctl enable --now
+storeedge, systemctl status storeedge, journalctl -u storeedge.
+`
+
+// cmdService is "storeedge service ACTION".
+func cmdService(ctx context.Context, args, env []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stdout, serviceUsage)
+		if len(args) == 0 {
+			return usageError{errors.New("service: no action given")}
+		}
+		return nil
+	}
+	action, rest := args[0], args[1:]
+	if action == "run" {
+		return serviceRun(ctx, rest, env, stderr)
+	}
+	fs := newFlagSet("service "+action, serviceUsage, stderr)
+	path := fs.String("config", "", "configuration file the service runs with")
+	if err := fs.Parse(rest); err != nil {
+		return usageError{err}
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	if exe, err = filepath.Abs(exe); err != nil {
+		return err
+	}
+	scm, closeSCM, err := service.WindowsSCM()
+	if err != nil {
+		return err
+	}
+	defer closeSCM()
+	msg, err := service.Control(scm, action, exe, *path)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, msg)
+	return nil
+}
+
+// serviceRun is the Windows service: the server, its log in the Event Log, stopped by the
+// service control manager.
+func serviceRun(ctx context.Context, args, env []string, stderr io.Writer) error {
+	cfg, err := loadConfig("service run", serviceUsage, args, env, stderr)
+	if err != nil {
+		return err
+	}
+	if !service.IsService() {
+		return usageError{errors.New("service run: this is what the Windows service control manager starts; use \"storeedge run\" in a prompt")}
+	}
+	events, closeLog, err := service.OpenEventLog()
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	log := slog.New(service.EventLogHandler(events, cfg.Log.SlogLevel()))
+	return service.RunService(func(sctx context.Context) error {
+		err := daemon(sctx, cfg, log, nil)
+		if err != nil {
+			log.Error("storeedge: stopped on an error", slog.Any("error", err))
+		}
+		return err
+	})
+}

@@ -1,0 +1,89 @@
+// Package deploy holds the service unit, the package configuration and the Windows files; its
+// test builds the packages with scripts/package.sh and checks them as a shop's machine would
+// see them.
+package deploy
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/storeedge/storeedge/tools/testenv"
+)
+
+func sh(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func TestPackagesInstallAndRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds three binaries")
+	}
+	dpkg := testenv.Require(t, "dpkg")
+	rpm := testenv.Require(t, "rpm")
+	dist := t.TempDir()
+	cmd := exec.Command("../scripts/package.sh", "9.8.7")
+	cmd.Env = append(os.Environ(), "DIST="+dist)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("package.sh: %v\n%s", err, out)
+	}
+	deb := filepath.Join(dist, "storeedge_9.8.7_amd64.deb")
+	info := sh(t, "dpkg-deb", "--info", deb)
+	contents := sh(t, "dpkg-deb", "--contents", deb)
+	for _, want := range []string{"Package: storeedge", "Version: 9.8.7", "Architecture: amd64", "conffiles", "preinst", "postinst"} {
+		if !strings.Contains(info, want) {
+			t.Errorf("dpkg-deb --info lacks %q:\n%s", want, info)
+		}
+	}
+	for _, want := range []string{"./usr/bin/storeedge", "./usr/lib/systemd/system/storeedge.service", "./etc/storeedge/storeedge.yaml", "./var/lib/storeedge/"} {
+		if !strings.Contains(contents, want) {
+			t.Errorf("dpkg-deb --contents lacks %s:\n%s", want, contents)
+		}
+	}
+	if cf := sh(t, "dpkg-deb", "-f", deb, "Package"); !strings.Contains(sh(t, "sh", "-c", "dpkg-deb -e "+deb+" "+filepath.Join(dist, "ctl")+" && cat "+filepath.Join(dist, "ctl", "conffiles")), "/etc/storeedge/storeedge.yaml") {
+		t.Errorf("%s: the configuration is not a conffile an upgrade keeps", cf)
+	}
+
+	// Install into a scratch root: the maintainer scripts run chrooted-less against it.
+	root := t.TempDir()
+	for _, d := range []string{"var/lib/dpkg/info", "var/lib/dpkg/updates", "var/lib/dpkg/triggers"} {
+		os.MkdirAll(filepath.Join(root, d), 0o755)
+	}
+	os.WriteFile(filepath.Join(root, "var/lib/dpkg/status"), nil, 0o644)
+	sh(t, dpkg, "--root="+root, "--force-script-chrootless", "--force-not-root", "--no-triggers", "--unpack", deb)
+	if out := sh(t, filepath.Join(root, "usr/bin/storeedge"), "version"); !strings.Contains(out, "storeedge 9.8.7") {
+		t.Errorf("installed binary says %q, want version 9.8.7", out)
+	}
+	unit, err := os.ReadFile(filepath.Join(root, "usr/lib/systemd/system/storeedge.service"))
+	if err != nil || !strings.Contains(string(unit), "Type=notify") || !strings.Contains(string(unit), "WatchdogSec=") || !strings.Contains(string(unit), "CAP_NET_BIND_SERVICE") {
+		t.Errorf("installed unit: %v\n%s", err, unit)
+	}
+
+	rpmFile := filepath.Join(dist, "storeedge-9.8.7-1.x86_64.rpm")
+	q := sh(t, rpm, "-qip", rpmFile)
+	for _, want := range []string{"Name        : storeedge", "Version     : 9.8.7"} {
+		if !strings.Contains(q, want) {
+			t.Errorf("rpm -qip lacks %q:\n%s", want, q)
+		}
+	}
+	if cfg := sh(t, rpm, "-qpc", rpmFile); !strings.Contains(cfg, "/etc/storeedge/storeedge.yaml") {
+		t.Errorf("rpm config files: %s", cfg)
+	}
+	rroot := t.TempDir()
+	sh(t, rpm, "--root", rroot, "--initdb")
+	sh(t, rpm, "--root", rroot, "-i", "--nodeps", "--noscripts", rpmFile)
+	if out := sh(t, filepath.Join(rroot, "usr/bin/storeedge"), "version"); !strings.Contains(out, "storeedge 9.8.7") {
+		t.Errorf("binary from the rpm says %q", out)
+	}
+	zip := filepath.Join(dist, "storeedge_9.8.7_windows_amd64.zip")
+	if fi, err := os.Stat(zip); err != nil || fi.Size() < 1<<20 {
+		t.Errorf("windows zip: %v", err)
+	}
+}

@@ -1,0 +1,7 @@
+#!/bin/sh
+# The data (/var/lib/storeedge), the configuration and the user are kept: a reinstall finds the
+# shop as it was. To remove them: rm -r /var/lib/storeedge /etc/storeedge; userdel storeedge.
+set -e
+if [ -d /run/systemd/system ]; then
+	systemctl daemon-reload >/dev/null 2>&1 || true
+fi

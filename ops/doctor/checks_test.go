@@ -1,0 +1,122 @@
+package doctor
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/storeedge/storeedge/internal/config"
+	"github.com/storeedge/storeedge/storage"
+)
+
+const procNetTCP = `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 41234 1 0000000000000000 100 0 0 10 0
+   1: 0100007F:1F40 0100007F:C350 01 00000000:00000000 00:00000000 00000000   998        0 51234 1 0000000000000000 20 4 30 10 -1
+`
+
+func TestParseProcNet(t *testing.T) {
+	socks, err := parseProcNet(strings.NewReader(procNetTCP))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []procSocket{{Port: 80, State: 0x0A, UID: 0, Inode: 41234}, {Port: 8000, State: 0x01, UID: 998, Inode: 51234}}
+	if len(socks) != 2 || socks[0] != want[0] || socks[1] != want[1] {
+		t.Fatalf("parseProcNet = %+v, want %+v", socks, want)
+	}
+	for _, bad := range []string{"h\n 0: 0000:XYZ 0:0 0A a b c 0 0 1\n", "h\nshort line\n", "h\n 0: nocolon 0:0 0A a b c 0 0 1\n"} {
+		if _, err := parseProcNet(strings.NewReader(bad)); err == nil {
+			t.Errorf("parseProcNet(%q) accepted", bad)
+		}
+	}
+}
+
+func FuzzParseProcNet(f *testing.F) {
+	f.Add(procNetTCP)
+	f.Add("header\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		socks, _ := parseProcNet(strings.NewReader(s))
+		for _, so := range socks {
+			if so.Port < 0 || so.Port > 65535 {
+				t.Fatalf("port %d", so.Port)
+			}
+		}
+	})
+}
+
+func TestBroadAccess(t *testing.T) {
+	read, write := broadAccess([]ace{
+		{sid: "S-1-5-18", mask: 0x1F01FF},     // SYSTEM: full control, fine
+		{sid: "S-1-5-32-544", mask: 0x1F01FF}, // Administrators, fine
+		{sid: "S-1-5-32-545", mask: 0x1200A9}, // Users: read and execute
+		{sid: "S-1-1-0", mask: genericWrite},  // Everyone: write
+		{sid: "S-1-5-11", mask: 0x00100000},   // Authenticated Users: synchronize only
+	})
+	if strings.Join(read, ",") != "Users" || strings.Join(write, ",") != "Everyone" {
+		t.Fatalf("broadAccess: read %q write %q", read, write)
+	}
+}
+
+func TestHolderIsStoreedge(t *testing.T) {
+	for name, want := range map[string]bool{"storeedge": true, "storeedge.exe": true, "StoreEdge.EXE": true, "nginx": false, "storeedge-old": false} {
+		if got := (Holder{Name: name}).IsStoreedge(); got != want {
+			t.Errorf("%q: IsStoreedge %v", name, got)
+		}
+	}
+}
+
+func TestConfigFileReadableByAllWithASecretFails(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "storeedge.yaml")
+	os.WriteFile(path, []byte("cloud:\n  store_key: \"sk-123\"\n"), 0o644)
+	os.Chmod(path, 0o644)
+	res := checkConfigFile(path, config.Default())[0]
+	if res.Status != Fail || !strings.Contains(res.Detail, "cloud.store_key") || !strings.Contains(res.Fix, "chmod 0640") {
+		t.Fatalf("world-readable file with the store key: %+v", res)
+	}
+	os.Chmod(path, 0o640)
+	if res := checkConfigFile(path, config.Default())[0]; res.Status != Pass {
+		t.Fatalf("0640: %+v", res)
+	}
+	os.WriteFile(path, []byte("shop:\n  name: \"Lyon\"\n"), 0o644)
+	os.Chmod(path, 0o644)
+	if res := checkConfigFile(path, config.Default())[0]; res.Status != Warn {
+		t.Fatalf("world-readable file without secrets: %+v", res)
+	}
+}
+
+func TestDatabaseChecks(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "storeedge.db")
+	db, err := storage.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if res := checkDatabase(ctx, path); res.Status != Pass || !strings.Contains(res.Detail, "quick check ok") {
+		t.Fatalf("sound database: %+v", res)
+	}
+	// Damage a page in the middle of the file.
+	data, _ := os.ReadFile(path)
+	for i := 4096; i < len(data) && i < 4096*3; i++ {
+		data[i] = 0xA5
+	}
+	os.WriteFile(path, data, 0o600)
+	if res := checkDatabase(ctx, path); res.Status != Fail || !strings.Contains(res.Fix, "storeedge restore") {
+		t.Fatalf("damaged database: %+v", res)
+	}
+}
+
+func TestDataDirNotWritableByTheService(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the service account check runs as root only")
+	}
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755) // root's, not nobody's
+	fi, _ := os.Stat(dir)
+	res, ok := checkServiceCanWrite(dir, fi, "nobody")
+	if !ok || res.Status != Fail || !strings.Contains(res.Fix, "chown -R nobody") {
+		t.Fatalf("folder of root checked for nobody: %+v %v", res, ok)
+	}
+}

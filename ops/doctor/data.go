@@ -1,0 +1,104 @@
+package doctor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/storeedge/storeedge/storage"
+)
+
+// Free space limits for data_dir: below minFree the database stops taking changes soon; below
+// lowFree, or less than the database's own size, a backup or a schema upgrade (which copies the
+// database first) does not fit.
+const (
+	minFree = 512 << 20
+	lowFree = 2 << 30
+)
+
+// checkDataDir checks the data folder: there (or creatable), writable, by the service too,
+// with room, and the database in it sound and of a schema this storeedge knows.
+func checkDataDir(ctx context.Context, o Options) []Result {
+	dir := o.Config.DataDir
+	check := "data_dir " + dir
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return []Result{warn("data", check, "does not exist yet", "the service creates it at its first start; create it now (owned by the service account) to check the rest")}
+	case err != nil:
+		return []Result{fail("data", check, err.Error(), "check the path in data_dir")}
+	case !fi.IsDir():
+		return []Result{fail("data", check, "is not a folder", "set data_dir to a folder")}
+	}
+	out := []Result{checkWritable(dir)}
+	if r, ok := checkServiceCanWrite(dir, fi, o.ServiceUser); ok {
+		out = append(out, r)
+	}
+	var dbSize int64
+	if fi, err := os.Stat(o.Config.DatabasePath()); err == nil {
+		dbSize = fi.Size()
+	}
+	out = append(out, checkFreeSpace(dir, dbSize))
+	return append(out, checkDatabase(ctx, o.Config.DatabasePath()))
+}
+
+func checkWritable(dir string) Result {
+	const check = "data_dir writable"
+	f, err := os.CreateTemp(dir, ".doctor-*")
+	if err != nil {
+		return fail("data", check, "cannot write in it: "+err.Error(), "give the service account write access to data_dir (Linux: chown -R storeedge:storeedge "+dir+")")
+	}
+	name := f.Name()
+	f.Close()
+	os.Remove(name)
+	return pass("data", check, "a file can be written there")
+}
+
+func checkFreeSpace(dir string, dbSize int64) Result {
+	const check = "data_dir free space"
+	free, err := freeSpace(dir)
+	if err != nil {
+		return warn("data", check, "cannot be measured: "+err.Error(), "check the free space of the disk of data_dir by hand")
+	}
+	detail := fmt.Sprintf("%s free, database %s", bytesText(free), bytesText(uint64(dbSize)))
+	const fix = "free space on that disk, or move data_dir to a larger one"
+	switch {
+	case free < minFree:
+		return fail("data", check, detail+": the database will soon stop taking changes", fix)
+	case free < lowFree || free < uint64(dbSize):
+		return warn("data", check, detail+": a backup or an upgrade (which copies the database) may not fit", fix)
+	}
+	return pass("data", check, detail)
+}
+
+// checkDatabase runs PRAGMA quick_check and compares the schema with this storeedge's.
+func checkDatabase(ctx context.Context, path string) Result {
+	check := "database " + filepath.Base(path)
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return pass("data", check, "none yet: the service creates it at its first start")
+	}
+	schema, err := storage.QuickCheck(ctx, path)
+	if err != nil {
+		return fail("data", check, "damaged: "+err.Error(), "stop the service and restore the latest backup (storeedge restore FILE), or call support")
+	}
+	matchOwner(filepath.Dir(path), path+"-wal", path+"-shm")
+	switch latest := storage.SchemaVersion(); {
+	case schema > latest:
+		return fail("data", check, fmt.Sprintf("schema %d is newer than this storeedge knows (%d): a newer storeedge ran on it", schema, latest), "run the newer storeedge again, or restore the copy it kept ("+storage.UpgradeCopyPath(path, latest)+")")
+	case schema < latest:
+		return pass("data", check, fmt.Sprintf("quick check ok; schema %d, brought up to %d at the service's next start (a copy is kept first)", schema, latest))
+	}
+	return pass("data", check, fmt.Sprintf("quick check ok; schema %d", schema))
+}
+
+func bytesText(n uint64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%d KiB", n>>10)
+}

@@ -1,0 +1,285 @@
+package doctor
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/storeedge/storeedge/internal/config"
+	"github.com/storeedge/storeedge/internal/wan"
+	"github.com/storeedge/storeedge/sync/cloud/cloudsim"
+	"github.com/storeedge/storeedge/sync/servicebus"
+	"github.com/storeedge/storeedge/tools/testenv"
+)
+
+const storeKey = "doctor-test-key"
+
+// vendorCA signs the test cloud's, Service Bus peer's and Azurite's certificates; the
+// configuration trusts it through wan.extra_ca_file, as a test cloud needs.
+type world struct {
+	ca    *testenv.CA
+	cloud string // https://127.0.0.1:PORT
+}
+
+// startCloud serves cloudsim over TLS; wrap, when set, sits in front of it.
+func startCloud(t *testing.T, ca *testenv.CA, opts cloudsim.Options, wrap func(http.Handler) http.Handler) string {
+	t.Helper()
+	opts.StoreKey = storeKey
+	var h http.Handler = cloudsim.New(opts).Handler()
+	if wrap != nil {
+		h = wrap(h)
+	}
+	srv := httptest.NewUnstartedServer(h)
+	_, _, cert := ca.Issue(t, "127.0.0.1")
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// testConfig is a configuration for the cloud at url that checks nothing on the LAN.
+func testConfig(t *testing.T, ca *testenv.CA, url string) config.Config {
+	c := config.Default()
+	c.DataDir = t.TempDir()
+	c.Cloud.URL = url
+	c.Cloud.StoreKey = storeKey
+	c.WAN.ExtraCAFile = ca.File
+	c.WAN.Proxy = "direct"
+	c.LAN.Bind = "127.0.0.1"
+	c.LAN.FrontDoor = 0
+	c.LAN.Services = config.Services{}
+	c.Discovery.UDP.Enabled, c.Discovery.MDNS.Enabled = false, false
+	return c
+}
+
+func run(t *testing.T, c config.Config) Report {
+	t.Helper()
+	d, err := wan.New(wan.Options{ProxyURL: c.WAN.Proxy.Reveal(), ExtraCAFile: c.WAN.ExtraCAFile, ConnectTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := Options{Config: c, Dialer: d, Version: "test", Timeout: 10 * time.Second}
+	if c.ServiceBus.Enabled {
+		o.ServiceBus = func(queue string) servicebus.Options {
+			return servicebus.Options{ConnectionString: c.ServiceBus.ConnectionString.Reveal(), Queue: queue, WebSockets: true, DialContext: d.DialContext, TLSConfig: d.TLSConfig}
+		}
+	}
+	r := Run(context.Background(), o)
+	var b strings.Builder
+	r.WriteTable(&b)
+	t.Logf("doctor:\n%s", b.String())
+	return r
+}
+
+// expect finds the result of a check and compares its status and what it says.
+func expect(t *testing.T, r Report, group, check string, status Status, says ...string) Result {
+	t.Helper()
+	res, ok := r.Find(group, check)
+	if !ok {
+		t.Fatalf("no %s check %q", group, check)
+	}
+	if res.Status != status {
+		t.Errorf("%s %q: %s (%s; fix %q), want %s", group, check, res.Status, res.Detail, res.Fix, status)
+	}
+	for _, s := range says {
+		if !strings.Contains(res.Detail+" "+res.Fix, s) {
+			t.Errorf("%s %q does not say %q: %s / %s", group, check, s, res.Detail, res.Fix)
+		}
+	}
+	if status != Pass && res.Fix == "" {
+		t.Errorf("%s %q: %s without a fix", group, check, status)
+	}
+	return res
+}
+
+func TestCloudOverTLSPasses(t *testing.T) {
+	ca := testenv.NewCA(t, "Vendor Test CA")
+	url := startCloud(t, ca, cloudsim.Options{StoreID: "shop-7", StoreName: "Lyon"}, nil)
+	r := run(t, testConfig(t, ca, url))
+	host := strings.TrimPrefix(url, "https://")
+	expect(t, r, "wan", "cloud "+host+" tcp", Pass, "direct")
+	expect(t, r, "wan", "cloud "+host+" tls", Pass, "Vendor Test CA", "chain verified")
+	expect(t, r, "wan", "cloud store key", Pass, "shop-7")
+	expect(t, r, "clock", "clock skew", Pass)
+	if r.Failed() {
+		t.Error("a check failed against a healthy cloud")
+	}
+}
+
+func TestWrongStoreKeyFails(t *testing.T) {
+	ca := testenv.NewCA(t, "Vendor Test CA")
+	c := testConfig(t, ca, startCloud(t, ca, cloudsim.Options{}, nil))
+	c.Cloud.StoreKey = "not-the-key"
+	expect(t, run(t, c), "wan", "cloud store key", Fail, "refused", "cloud.store_key")
+}
+
+func TestUnknownCertificateAuthorityFails(t *testing.T) {
+	ca := testenv.NewCA(t, "Vendor Test CA")
+	c := testConfig(t, ca, startCloud(t, ca, cloudsim.Options{}, nil))
+	c.WAN.ExtraCAFile = "" // the system's roots only
+	r := run(t, c)
+	expect(t, r, "wan", "cloud 127.0.0.1", Pass) // tcp
+	res, _ := r.Find("wan", "cloud "+strings.TrimPrefix(c.Cloud.URL, "https://")+" tls")
+	if res.Status != Fail || !strings.Contains(res.Fix, "wan.extra_ca_file") {
+		t.Errorf("tls with an unknown CA: %+v", res)
+	}
+}
+
+// A proxy that inspects TLS answers CONNECT and presents its own certificate for the real host,
+// signed by a CA the machine does not know.
+func TestTLSInspectingProxyIsRecognised(t *testing.T) {
+	ca := testenv.NewCA(t, "Vendor Test CA")
+	c := testConfig(t, ca, startCloud(t, ca, cloudsim.Options{}, nil))
+	inspector := testenv.NewCA(t, "Contoso Firewall Inspection CA")
+	_, _, forged := inspector.Issue(t, "127.0.0.1")
+	c.WAN.Proxy = config.Proxy("http://" + startInspectingProxy(t, forged))
+	r := run(t, c)
+	host := strings.TrimPrefix(c.Cloud.URL, "https://")
+	expect(t, r, "wan", "cloud "+host+" tcp", Pass, "http-connect via")
+	expect(t, r, "wan", "cloud "+host+" tls", Fail, "Contoso Firewall Inspection CA", "inspecting", "wan.extra_ca_file")
+}
+
+// startInspectingProxy runs a CONNECT proxy that terminates TLS itself with cert.
+func startInspectingProxy(t *testing.T, cert tls.Certificate) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				conn.SetDeadline(time.Now().Add(10 * time.Second))
+				req, err := http.ReadRequest(bufio.NewReader(conn))
+				if err != nil || req.Method != http.MethodConnect {
+					return
+				}
+				conn.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\n"))
+				tls.Server(conn, &tls.Config{Certificates: []tls.Certificate{cert}}).Handshake()
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func TestSkewedClockFails(t *testing.T) {
+	ca := testenv.NewCA(t, "Vendor Test CA")
+	ahead := func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Date", time.Now().Add(-17*time.Minute).UTC().Format(http.TimeFormat))
+			h.ServeHTTP(w, r)
+		})
+	}
+	c := testConfig(t, ca, startCloud(t, ca, cloudsim.Options{}, ahead))
+	expect(t, run(t, c), "clock", "clock skew", Fail, "17m", "ahead of", "NTP")
+}
+
+func TestThroughProxies(t *testing.T) {
+	ca := testenv.NewCA(t, "Vendor Test CA")
+	url := startCloud(t, ca, cloudsim.Options{}, nil)
+	host := strings.TrimPrefix(url, "https://")
+	for _, tc := range []struct {
+		name, proxy, route string
+	}{
+		{"tinyproxy CONNECT", "http://" + testenv.StartTinyproxy(t, testenv.TinyproxyOptions{}), "http-connect via"},
+		{"tinyproxy CONNECT with login", "http://shop:s3cret@" + testenv.StartTinyproxy(t, testenv.TinyproxyOptions{BasicAuthUser: "shop", BasicAuthPass: "s3cret"}), "(user shop)"},
+		{"dante SOCKS5", "socks5://" + testenv.StartDante(t), "socks5 via"},
+		{"microsocks SOCKS5 with login", "socks5://shop:s3cret@" + testenv.StartMicrosocks(t, "shop", "s3cret"), "socks5 via"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := testConfig(t, ca, url)
+			c.WAN.Proxy = config.Proxy(tc.proxy)
+			r := run(t, c)
+			expect(t, r, "wan", "cloud "+host+" tcp", Pass, tc.route)
+			expect(t, r, "wan", "cloud store key", Pass)
+		})
+	}
+	t.Run("wrong proxy password", func(t *testing.T) {
+		c := testConfig(t, ca, url)
+		c.WAN.Proxy = config.Proxy("socks5://shop:wrong@" + testenv.StartMicrosocks(t, "shop", "s3cret"))
+		expect(t, run(t, c), "wan", "cloud "+host+" tcp", Fail, "refused the login", "wan.proxy")
+	})
+	t.Run("proxy refuses the port", func(t *testing.T) {
+		c := testConfig(t, ca, url)
+		c.WAN.Proxy = config.Proxy("http://" + testenv.StartTinyproxy(t, testenv.TinyproxyOptions{ConnectPorts: []int{443}}))
+		expect(t, run(t, c), "wan", "cloud "+host+" tcp", Fail, "does not let storeedge through")
+	})
+	t.Run("proxy down", func(t *testing.T) {
+		c := testConfig(t, ca, url)
+		c.WAN.Proxy = config.Proxy("http://127.0.0.1:" + strconv.Itoa(testenv.FreePort(t)))
+		expect(t, run(t, c), "wan", "cloud "+host+" tcp", Fail, "proxy does not answer")
+	})
+}
+
+func TestPortHeldByAnotherProgramIsNamed(t *testing.T) {
+	ca := testenv.NewCA(t, "Vendor Test CA")
+	proxy := testenv.StartTinyproxy(t, testenv.TinyproxyOptions{})
+	_, port, _ := net.SplitHostPort(proxy)
+	c := testConfig(t, ca, "https://127.0.0.1:1")
+	c.LAN.FrontDoor, _ = strconv.Atoi(port)
+	free := testenv.FreePort(t)
+	c.LAN.Services.Catalog = free
+	r := run(t, c)
+	expect(t, r, "lan", "tcp "+port+" (lan.front_door)", Fail, "tinyproxy (pid ", "lan.front_door")
+	expect(t, r, "lan", "tcp "+strconv.Itoa(free), Pass, "free")
+}
+
+func TestServiceBusLinkOnTheQueue(t *testing.T) {
+	ca := testenv.NewCA(t, "Vendor Test CA")
+	certFile, keyFile, _ := ca.Issue(t, "127.0.0.1")
+	peer := testenv.StartServiceBusPeer(t, testenv.SBPeerOptions{TLSCert: certFile, TLSKey: keyFile})
+	c := testConfig(t, ca, startCloud(t, ca, cloudsim.Options{}, nil))
+	c.ServiceBus.Enabled = true
+	c.ServiceBus.ConnectionString = config.Secret(peer.WebSocketConnectionString())
+	c.ServiceBus.Queue = "orders"
+	peer.Send(t, "orders", testenv.SBMessage{MessageID: "m1", Body: []byte(`{}`)})
+	r := run(t, c)
+	expect(t, r, "wan", "servicebus 127.0.0.1", Pass)
+	expect(t, r, "wan", "servicebus link orders", Pass, "nothing taken")
+	if st := peer.Stats(t, "orders"); st.Active != 1 || st.Locked != 0 {
+		t.Errorf("doctor touched the queue's messages: %+v", st)
+	}
+	c.ServiceBus.Queue = "no-such-queue"
+	expect(t, run(t, c), "wan", "servicebus link no-such-queue", Fail)
+}
+
+func TestBlobContainerReadable(t *testing.T) {
+	ca := testenv.NewCA(t, "Vendor Test CA")
+	certFile, keyFile, _ := ca.Issue(t, "127.0.0.1")
+	account := testenv.StartAzurite(t, certFile, keyFile)
+	containerURL := mediaContainer(t, ca, account)
+	c := testConfig(t, ca, startCloud(t, ca, cloudsim.Options{MediaContainerURL: containerURL}, nil))
+	r := run(t, c)
+	expect(t, r, "wan", "blob container "+account+"/media", Pass, "readable")
+	if strings.Contains(mustJSON(t, r), "sig=") {
+		t.Error("the report shows the container's signature")
+	}
+	bad := strings.Replace(containerURL, "sig=", "sig=AAAA", 1)
+	c = testConfig(t, ca, startCloud(t, ca, cloudsim.Options{MediaContainerURL: bad}, nil))
+	expect(t, run(t, c), "wan", "blob container", Fail, "signature")
+}
+
+func mustJSON(t *testing.T, r Report) string {
+	var b strings.Builder
+	if err := r.WriteJSON(&b); err != nil {
+		t.Fatal(err)
+	}
+	var back map[string]any
+	if err := json.Unmarshal([]byte(b.String()), &back); err != nil {
+		t.Fatalf("--json output is not JSON: %v", err)
+	}
+	return b.String()
+}

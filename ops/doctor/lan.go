@@ -1,0 +1,136 @@
+package doctor
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/storeedge/storeedge/discovery"
+	"github.com/storeedge/storeedge/internal/config"
+	"github.com/storeedge/storeedge/server"
+)
+
+// Holder is a process that holds a port.
+type Holder struct {
+	PID  int
+	Name string // the program, e.g. "nginx"
+	Exe  string // its path, when known
+}
+
+func (h Holder) String() string {
+	s := fmt.Sprintf("%s (pid %d", h.Name, h.PID)
+	if h.Exe != "" {
+		s += ", " + h.Exe
+	}
+	return s + ")"
+}
+
+// IsStoreedge tells the running storeedge service from another program.
+func (h Holder) IsStoreedge() bool {
+	return strings.EqualFold(h.Name, "storeedge") || strings.EqualFold(h.Name, "storeedge.exe")
+}
+
+// errHolderUnknown: the system does not say, or not to this user, which process holds a port.
+var errHolderUnknown = errors.New("which process holds it cannot be told here")
+
+// portHolder finds the process listening on port (proto "tcp" or "udp"); set per system.
+var portHolder = findHolder
+
+// checkPorts binds each LAN port for a moment: free, held by the running storeedge, or held by
+// another program, named.
+func checkPorts(cfg config.Config) []Result {
+	var out []Result
+	for _, ln := range cfg.LAN.Listeners() {
+		out = append(out, checkPort("tcp", cfg.LAN.Bind, ln.Port, ln.Key))
+	}
+	if cfg.Discovery.UDP.Enabled {
+		out = append(out, checkPort("udp", "", cfg.Discovery.UDP.Port, "discovery.udp.port"))
+	}
+	return out
+}
+
+func checkPort(proto, bind string, port int, key string) Result {
+	addr := net.JoinHostPort(bind, strconv.Itoa(port))
+	check := fmt.Sprintf("%s %d (%s)", proto, port, key)
+	var err error
+	if proto == "tcp" {
+		var ln net.Listener
+		if ln, err = net.Listen("tcp", addr); err == nil {
+			ln.Close()
+		}
+	} else {
+		var pc net.PacketConn
+		if pc, err = net.ListenPacket("udp4", addr); err == nil {
+			pc.Close()
+		}
+	}
+	if err == nil {
+		return pass("lan", check, "free: the service can listen on it")
+	}
+	explained := server.ExplainListenError(key, addr, port, err)
+	if !isAddrInUse(err) {
+		if isPermission(err) && port < 1024 && os.Geteuid() != 0 {
+			return warn("lan", check, "this account may not listen on it: "+explained.Err.Error(), "run doctor as root to check it; the service itself needs CAP_NET_BIND_SERVICE, which the systemd unit gives")
+		}
+		return fail("lan", check, explained.Err.Error(), explained.Fix)
+	}
+	h, herr := portHolder(proto, port)
+	switch {
+	case herr == nil && h.IsStoreedge():
+		return pass("lan", check, "in use by the running storeedge service: "+h.String())
+	case herr == nil:
+		return fail("lan", check, "held by another program: "+h.String(), fmt.Sprintf("stop %s or move it to another port, or change %s", h.Name, key))
+	}
+	return fail("lan", check, fmt.Sprintf("held by another program; %v (run doctor as root/administrator to name it)", herr), explained.Fix)
+}
+
+func isAddrInUse(err error) bool {
+	var errno syscall.Errno
+	return errors.As(err, &errno) && (errno == syscall.EADDRINUSE || errno == 10048) // WSAEADDRINUSE
+}
+
+func isPermission(err error) bool {
+	var errno syscall.Errno
+	return errors.Is(err, os.ErrPermission) || errors.As(err, &errno) && (errno == syscall.EACCES || errno == 10013)
+}
+
+// checkInterfaces shows the interfaces discovery announces on, as storeedge discovery does.
+func checkInterfaces(cfg config.Config) []Result {
+	const check = "discovery interfaces"
+	if !cfg.Discovery.UDP.Enabled && !cfg.Discovery.MDNS.Enabled {
+		return nil
+	}
+	if ip, err := netip.ParseAddr(cfg.LAN.Bind); err == nil && ip.IsLoopback() {
+		return []Result{warn("lan", check, "lan.bind is a loopback address: devices on the LAN cannot reach the server", "set lan.bind to this machine's LAN address, or \"\" for every interface")}
+	}
+	ifs, err := discovery.Interfaces(cfg.Discovery.Interfaces)
+	if err != nil {
+		return []Result{fail("lan", check, "cannot list the network interfaces: "+err.Error(), "run storeedge discovery for details")}
+	}
+	var used, left []string
+	for _, it := range ifs {
+		if it.Announce || it.MDNS {
+			var addrs []string
+			for _, a := range it.Addrs {
+				addrs = append(addrs, a.String())
+			}
+			used = append(used, it.Name+" "+strings.Join(addrs, ","))
+		} else if it.Reason != "loopback" {
+			left = append(left, it.Name+": "+it.Reason)
+		}
+	}
+	if len(used) == 0 {
+		return []Result{warn("lan", check, "no interface for discovery: "+strings.Join(left, "; "),
+			"devices then need the server's address typed in: connect the machine to the shop's network, or fix discovery.interfaces (storeedge discovery shows why each interface is left out)")}
+	}
+	detail := "announcing on " + strings.Join(used, "; ")
+	if len(left) > 0 {
+		detail += " (not on " + strings.Join(left, "; ") + ")"
+	}
+	return []Result{pass("lan", check, detail)}
+}

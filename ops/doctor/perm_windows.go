@@ -1,0 +1,63 @@
+package doctor
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"golang.org/x/sys/windows"
+)
+
+// filePermissionProblem says which broad groups (Everyone, Users, Authenticated Users) the
+// file's access list lets read or change it, or "".
+func filePermissionProblem(path string, secrets bool) (string, permFix, error) {
+	sd, err := windows.GetNamedSecurityInfo(path, windows.SE_FILE_OBJECT, windows.DACL_SECURITY_INFORMATION)
+	if err != nil {
+		return "", permFix{}, err
+	}
+	dacl, _, err := sd.DACL()
+	if err != nil || dacl == nil {
+		return "everyone may read and change it (no access list)", permFix{aclFix(path), true}, nil
+	}
+	var aces []ace
+	for i := uint32(0); i < uint32(dacl.AceCount); i++ {
+		var a *windows.ACCESS_ALLOWED_ACE
+		if windows.GetAce(dacl, i, &a) != nil || a.Header.AceType != windows.ACCESS_ALLOWED_ACE_TYPE {
+			continue
+		}
+		sid := (*windows.SID)(unsafePointer(&a.SidStart))
+		aces = append(aces, ace{sid: sid.String(), mask: uint32(a.Mask)})
+	}
+	read, write := broadAccess(aces)
+	switch {
+	case len(write) > 0:
+		return fmt.Sprintf("%s may change it", strings.Join(write, ", ")), permFix{aclFix(path), true}, nil
+	case len(read) > 0:
+		return fmt.Sprintf("%s may read it", strings.Join(read, ", ")), permFix{aclFix(path), false}, nil
+	}
+	return "", permFix{}, nil
+}
+
+func aclFix(path string) string {
+	return fmt.Sprintf(`icacls "%s" /inheritance:r /grant:r Administrators:F SYSTEM:F`, path)
+}
+
+// checkServiceCanWrite: the Windows service runs as LocalSystem, which may write anywhere.
+func checkServiceCanWrite(dir string, fi os.FileInfo, account string) (Result, bool) {
+	return Result{}, false
+}
+
+func freeSpace(dir string) (uint64, error) {
+	p, err := windows.UTF16PtrFromString(dir)
+	if err != nil {
+		return 0, err
+	}
+	var free uint64
+	if err := windows.GetDiskFreeSpaceEx(p, &free, nil, nil); err != nil {
+		return 0, err
+	}
+	return free, nil
+}
+
+// matchOwner does nothing: files take the permissions of the folder they are in.
+func matchOwner(ref string, paths ...string) {}

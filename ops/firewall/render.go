@@ -1,0 +1,235 @@
+package firewall
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"text/tabwriter"
+	"unicode/utf8"
+)
+
+// Formats that Write knows.
+var Formats = []string{"table", "nftables", "iptables", "ufw", "netsh", "powershell"}
+
+// Options shape the rules written.
+type Options struct {
+	// AdminPorts are TCP ports kept open inbound for administration (SSH: 22) by the formats
+	// that set a whole inbound policy (nftables, iptables).
+	AdminPorts []int
+	// OutboundDrop makes nftables and iptables drop outbound traffic that the rules do not name
+	// (NTP and the loopback stay open); the default lets it out.
+	OutboundDrop bool
+}
+
+// Write writes rules in format.
+func Write(w io.Writer, format string, rules []Rule, o Options) error {
+	switch format {
+	case "table":
+		return writeTable(w, rules)
+	case "nftables":
+		return writeNFT(w, rules, o)
+	case "iptables":
+		return writeIPTables(w, rules, o)
+	case "ufw":
+		return writeUFW(w, rules)
+	case "netsh":
+		return writeNetsh(w, rules)
+	case "powershell":
+		return writePowerShell(w, rules)
+	}
+	return fmt.Errorf("firewall: unknown format %q; want one of %s", format, strings.Join(Formats, ", "))
+}
+
+func writeTable(w io.Writer, rules []Rule) error {
+	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "DIRECTION\tPROTOCOL\tPORT\tREMOTE\tHOSTS\tPURPOSE\tKEY")
+	for _, r := range rules {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", r.Dir, r.Proto, r.Port, r.Remote, dash(strings.Join(r.Hosts, ", ")), r.Purpose, dash(r.Key))
+	}
+	return tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// toRemote tells whether the rule's address is the packets' destination: outbound, or a
+// multicast group (mDNS queries are sent to the group); else it is their source.
+func toRemote(r Rule) bool {
+	ip := net.ParseIP(r.Remote)
+	return r.Dir == Out || ip != nil && ip.IsMulticast()
+}
+
+// nftMatch is the rule's match in nftables syntax.
+func nftMatch(r Rule) string {
+	m := fmt.Sprintf("%s dport %d", r.Proto, r.Port)
+	if isIP(r.Remote) {
+		addr := "ip saddr"
+		if toRemote(r) {
+			addr = "ip daddr"
+		}
+		m = fmt.Sprintf("%s %s %s", addr, r.Remote, m)
+	}
+	return m
+}
+
+func writeNFT(w io.Writer, rules []Rule, o Options) error {
+	out := "accept"
+	if o.OutboundDrop {
+		out = "drop"
+	}
+	var b strings.Builder
+	b.WriteString("#!/usr/sbin/nft -f\n# storeedge: the firewall this configuration needs. Apply with: nft -f FILE\n")
+	b.WriteString("# It replaces only its own table (inet storeedge); inbound, what it does not name is dropped.\n")
+	b.WriteString("table inet storeedge\ndelete table inet storeedge\ntable inet storeedge {\n")
+	b.WriteString("\tchain input {\n\t\ttype filter hook input priority filter; policy drop;\n")
+	b.WriteString("\t\tct state established,related accept\n\t\tct state invalid drop\n\t\tiif \"lo\" accept\n")
+	b.WriteString("\t\tmeta l4proto { icmp, ipv6-icmp } accept\n")
+	for _, p := range o.AdminPorts {
+		fmt.Fprintf(&b, "\t\ttcp dport %d accept comment \"administration (--admin-port)\"\n", p)
+	}
+	for _, r := range rules {
+		if r.Dir == In {
+			fmt.Fprintf(&b, "\t\t%s accept comment %q\n", nftMatch(r), truncate(comment(r), nftComment))
+		}
+	}
+	fmt.Fprintf(&b, "\t}\n\tchain output {\n\t\ttype filter hook output priority filter; policy %s;\n", out)
+	b.WriteString("\t\tct state established,related accept\n\t\toif \"lo\" accept\n\t\tmeta l4proto { icmp, ipv6-icmp } accept\n")
+	b.WriteString("\t\tudp dport 123 accept comment \"NTP: the clock (storeedge doctor checks it)\"\n")
+	for _, r := range rules {
+		if r.Dir == Out {
+			fmt.Fprintf(&b, "\t\t%s accept comment %q\n", nftMatch(r), truncate(comment(r), nftComment))
+		}
+	}
+	b.WriteString("\t}\n}\n")
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// nftComment is the longest comment nftables takes.
+const nftComment = 128
+
+func iptMatch(r Rule) string {
+	m := fmt.Sprintf("-p %s --dport %d", r.Proto, r.Port)
+	if isIP(r.Remote) {
+		flag := "-s"
+		if toRemote(r) {
+			flag = "-d"
+		}
+		m = fmt.Sprintf("%s %s %s", flag, r.Remote, m)
+	}
+	return m
+}
+
+func writeIPTables(w io.Writer, rules []Rule, o Options) error {
+	var b strings.Builder
+	b.WriteString("# storeedge: the firewall this configuration needs (IPv4; use ip6tables alike for IPv6).\n")
+	b.WriteString("iptables -N STOREEDGE-IN 2>/dev/null || iptables -F STOREEDGE-IN\n")
+	b.WriteString("iptables -N STOREEDGE-OUT 2>/dev/null || iptables -F STOREEDGE-OUT\n")
+	for _, p := range o.AdminPorts {
+		fmt.Fprintf(&b, "iptables -A STOREEDGE-IN -p tcp --dport %d -j ACCEPT -m comment --comment \"administration\"\n", p)
+	}
+	for _, r := range rules {
+		chain := "STOREEDGE-IN"
+		if r.Dir == Out {
+			chain = "STOREEDGE-OUT"
+		}
+		fmt.Fprintf(&b, "iptables -A %s %s -j ACCEPT -m comment --comment %q\n", chain, iptMatch(r), truncate(comment(r), 250))
+	}
+	b.WriteString("iptables -C INPUT -j STOREEDGE-IN 2>/dev/null || iptables -A INPUT -j STOREEDGE-IN\n")
+	b.WriteString("iptables -C OUTPUT -j STOREEDGE-OUT 2>/dev/null || iptables -A OUTPUT -j STOREEDGE-OUT\n")
+	b.WriteString("iptables -C INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT 2>/dev/null || iptables -I INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n")
+	b.WriteString("iptables -C INPUT -i lo -j ACCEPT 2>/dev/null || iptables -I INPUT -i lo -j ACCEPT\n")
+	b.WriteString("iptables -P INPUT DROP\n")
+	if o.OutboundDrop {
+		b.WriteString("iptables -C OUTPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT 2>/dev/null || iptables -I OUTPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n")
+		b.WriteString("iptables -C OUTPUT -o lo -j ACCEPT 2>/dev/null || iptables -I OUTPUT -o lo -j ACCEPT\n")
+		b.WriteString("iptables -A STOREEDGE-OUT -p udp --dport 123 -j ACCEPT\niptables -P OUTPUT DROP\n")
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func writeUFW(w io.Writer, rules []Rule) error {
+	var b strings.Builder
+	b.WriteString("# storeedge: the firewall this configuration needs. ufw denies what it does not allow inbound.\n")
+	for _, r := range rules {
+		dir := "in"
+		if r.Dir == Out {
+			dir = "out"
+		}
+		target := ""
+		if isIP(r.Remote) {
+			if !toRemote(r) {
+				target = " from " + r.Remote
+			} else {
+				target = " to " + r.Remote
+			}
+			fmt.Fprintf(&b, "ufw allow %s proto %s%s port %d comment %q\n", dir, r.Proto, target, r.Port, truncate(comment(r), 200))
+			continue
+		}
+		fmt.Fprintf(&b, "ufw allow %s %d/%s comment %q\n", dir, r.Port, r.Proto, truncate(comment(r), 200))
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func winName(r Rule) string {
+	dir := "in"
+	if r.Dir == Out {
+		dir = "out"
+	}
+	return fmt.Sprintf("storeedge %s %s %d", dir, r.Proto, r.Port)
+}
+
+func writeNetsh(w io.Writer, rules []Rule) error {
+	var b strings.Builder
+	b.WriteString("REM storeedge: the firewall this configuration needs. Run in an administrator's command prompt.\n")
+	for _, r := range rules {
+		remote := ""
+		if isIP(r.Remote) && !net.ParseIP(r.Remote).IsMulticast() {
+			remote = " remoteip=" + r.Remote
+		}
+		prog := ` program="%ProgramFiles%\storeedge\storeedge.exe"`
+		fmt.Fprintf(&b, "netsh advfirewall firewall delete rule name=%q >nul 2>&1\n", winName(r))
+		fmt.Fprintf(&b, "netsh advfirewall firewall add rule name=%q dir=%s action=allow protocol=%s %sport=%d%s%s profile=any description=%q\n",
+			winName(r), r.Dir, strings.ToUpper(r.Proto), map[string]string{In: "local", Out: "remote"}[r.Dir], r.Port, remote, prog, truncate(comment(r), 250))
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func writePowerShell(w io.Writer, rules []Rule) error {
+	var b strings.Builder
+	b.WriteString("# storeedge: the firewall this configuration needs. Run in an administrator's PowerShell.\n")
+	b.WriteString("$program = \"$env:ProgramFiles\\storeedge\\storeedge.exe\"\n")
+	for _, r := range rules {
+		dir := map[string]string{In: "Inbound", Out: "Outbound"}[r.Dir]
+		portArg := map[string]string{In: "-LocalPort", Out: "-RemotePort"}[r.Dir]
+		remote := ""
+		if isIP(r.Remote) && !net.ParseIP(r.Remote).IsMulticast() {
+			remote = " -RemoteAddress " + r.Remote
+		}
+		fmt.Fprintf(&b, "Remove-NetFirewallRule -DisplayName '%s' -ErrorAction SilentlyContinue\n", winName(r))
+		fmt.Fprintf(&b, "New-NetFirewallRule -DisplayName '%s' -Direction %s -Action Allow -Protocol %s %s %d%s -Program $program -Profile Any -Description '%s' | Out-Null\n",
+			winName(r), dir, strings.ToUpper(r.Proto), portArg, r.Port, remote, strings.ReplaceAll(truncate(comment(r), 250), "'", "''"))
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// truncate cuts s to at most n bytes, on a character boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	s = s[:n-3]
+	for len(s) > 0 && !utf8.RuneStart(s[len(s)-1]) {
+		s = s[:len(s)-1]
+	}
+	return s[:len(s)-1] + "..."
+}

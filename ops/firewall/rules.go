@@ -1,0 +1,154 @@
+// Package firewall derives the firewall rules a storeedge server needs from its configuration,
+// inbound and outbound, and writes them for nftables, iptables, ufw, Windows (netsh advfirewall
+// and PowerShell) and as a table for a network team.
+package firewall
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/storeedge/storeedge/internal/config"
+)
+
+// Directions and remotes of a rule.
+const (
+	In  = "in"
+	Out = "out"
+
+	RemoteLAN = "LAN" // the shop's devices
+	RemoteAny = "any"
+)
+
+// Rule is one opening: a protocol and port, in or out, to or from whom, and why.
+type Rule struct {
+	Dir     string   `json:"direction"`
+	Proto   string   `json:"protocol"` // tcp or udp
+	Port    int      `json:"port"`
+	Remote  string   `json:"remote"`          // RemoteLAN, RemoteAny, or a multicast address
+	Hosts   []string `json:"hosts,omitempty"` // WAN host names, for the network team
+	Purpose string   `json:"purpose"`
+	Key     string   `json:"key,omitempty"` // configuration key that sets the port
+}
+
+// mDNS is on UDP 5353, multicast group 224.0.0.251.
+const (
+	mdnsPort  = 5353
+	mdnsGroup = "224.0.0.251"
+)
+
+// Rules is what cfg needs, inbound first.
+func Rules(cfg config.Config) []Rule {
+	var in, out []Rule
+	for _, ln := range cfg.LAN.Listeners() {
+		purpose := "devices: the " + strings.ReplaceAll(ln.Name, "_", " ")
+		if ln.Name != "front_door" {
+			purpose += " service"
+		}
+		in = append(in, Rule{Dir: In, Proto: "tcp", Port: ln.Port, Remote: RemoteLAN, Purpose: purpose, Key: ln.Key})
+	}
+	if d := cfg.Discovery; d.UDP.Enabled {
+		in = append(in, Rule{Dir: In, Proto: "udp", Port: d.UDP.Port, Remote: RemoteLAN, Purpose: "discovery: devices' probes and hellos", Key: "discovery.udp.port"})
+		out = append(out, Rule{Dir: Out, Proto: "udp", Port: d.UDP.Port, Remote: RemoteLAN, Purpose: "discovery: announcements (broadcast) and answers", Key: "discovery.udp.port"})
+	}
+	if cfg.Discovery.MDNS.Enabled {
+		in = append(in, Rule{Dir: In, Proto: "udp", Port: mdnsPort, Remote: mdnsGroup, Purpose: "discovery: mDNS queries", Key: "discovery.mdns.enabled"})
+		out = append(out, Rule{Dir: Out, Proto: "udp", Port: mdnsPort, Remote: mdnsGroup, Purpose: "discovery: mDNS answers", Key: "discovery.mdns.enabled"})
+	}
+	out = append(out, Rule{Dir: Out, Proto: "tcp", Port: cfg.Devices.PushPortDefault, Remote: RemoteLAN, Purpose: "push of orders and commands to devices (a device may name another port when it pairs)", Key: "devices.push_port_default"})
+	return append(in, append(out, wanRules(cfg)...)...)
+}
+
+// wanRules are the outbound connections to the WAN: to the proxy when there is one, else to
+// each service's host, and DNS.
+func wanRules(cfg config.Config) []Rule {
+	byPort := map[int][]string{}
+	var ports []int
+	add := func(host string, port int) {
+		if byPort[port] == nil {
+			ports = append(ports, port)
+		}
+		byPort[port] = append(byPort[port], host)
+	}
+	if h, p := hostPort(cfg.Cloud.URL); h != "" {
+		add(h, p)
+	}
+	viaProxy := true
+	if cfg.ServiceBus.Enabled {
+		if h, p := serviceBusHost(cfg.ServiceBus); h != "" {
+			add(h, p)
+			viaProxy = cfg.ServiceBus.Transport == config.TransportWebSockets
+		}
+	}
+	add("the Blob storage host the cloud names (media.container_url, *.blob.core.windows.net)", 443)
+	if ph, pp := proxyHostPort(cfg.WAN.Proxy.Reveal()); ph != "" && viaProxy {
+		var hosts []string
+		for _, p := range ports {
+			hosts = append(hosts, byPort[p]...)
+		}
+		return []Rule{{Dir: Out, Proto: "tcp", Port: pp, Remote: ph, Hosts: hosts, Purpose: "WAN through the proxy " + ph, Key: "wan.proxy"}}
+	}
+	var out []Rule
+	for _, p := range ports {
+		out = append(out, Rule{Dir: Out, Proto: "tcp", Port: p, Remote: RemoteAny, Hosts: byPort[p], Purpose: "WAN: HTTPS to the vendor's cloud services", Key: "cloud.url"})
+	}
+	return append(out,
+		Rule{Dir: Out, Proto: "udp", Port: 53, Remote: RemoteAny, Purpose: "DNS (the system's resolvers)"},
+		Rule{Dir: Out, Proto: "tcp", Port: 53, Remote: RemoteAny, Purpose: "DNS (the system's resolvers)"})
+}
+
+func hostPort(raw string) (string, int) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Hostname() == "" {
+		return "", 0
+	}
+	port := 443
+	if u.Scheme == "http" {
+		port = 80
+	}
+	if p, err := strconv.Atoi(u.Port()); err == nil {
+		port = p
+	}
+	return u.Hostname(), port
+}
+
+func serviceBusHost(sb config.ServiceBus) (string, int) {
+	for _, part := range strings.Split(sb.ConnectionString.Reveal(), ";") {
+		if name, value, ok := strings.Cut(part, "="); ok && strings.EqualFold(name, "Endpoint") {
+			h, _ := hostPort(strings.Replace(value, "sb://", "https://", 1))
+			if sb.Transport == config.TransportWebSockets {
+				return h, 443
+			}
+			return h, 5671
+		}
+	}
+	return "", 0
+}
+
+func proxyHostPort(raw string) (string, int) {
+	if raw == "" || strings.EqualFold(raw, "direct") {
+		return "", 0
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", 0
+	}
+	p, _ := strconv.Atoi(u.Port())
+	return u.Hostname(), p
+}
+
+// isIP tells an address that a host firewall can filter on from a name it cannot.
+func isIP(s string) bool { return net.ParseIP(s) != nil }
+
+func comment(r Rule) string {
+	c := r.Purpose
+	if len(r.Hosts) > 0 {
+		c += ": " + strings.Join(r.Hosts, ", ")
+	}
+	if r.Key != "" {
+		c += fmt.Sprintf(" (%s)", r.Key)
+	}
+	return c
+}

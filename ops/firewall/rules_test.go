@@ -1,0 +1,48 @@
+package firewall
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/storeedge/storeedge/internal/config"
+)
+
+func TestRulesFollowTheConfiguration(t *testing.T) {
+	c := config.Default()
+	c.LAN.Services = config.Services{Catalog: 8000}
+	c.Discovery.MDNS.Enabled = false
+	c.ServiceBus.Enabled = true
+	c.ServiceBus.ConnectionString = "Endpoint=sb://shop-ns.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=v"
+	var b strings.Builder
+	if err := Write(&b, "table", Rules(c), Options{}); err != nil {
+		t.Fatal(err)
+	}
+	table := b.String()
+	for _, want := range []string{"in         tcp       80 ", "in         tcp       8000", "udp       57854", "tcp       8081", "api.server.commerce-hub.io, shop-ns.servicebus.windows.net", "DNS"} {
+		if !strings.Contains(table, want) {
+			t.Errorf("table lacks %q:\n%s", want, table)
+		}
+	}
+	for _, gone := range []string{"8001", "5353"} {
+		if strings.Contains(table, gone) {
+			t.Errorf("table opens %s, which the configuration turns off:\n%s", gone, table)
+		}
+	}
+	// Behind a proxy, the only way out to the WAN is the proxy.
+	c.WAN.Proxy = "http://user:secret@10.1.2.3:3128"
+	b.Reset()
+	Write(&b, "nftables", Rules(c), Options{})
+	nft := b.String()
+	if !strings.Contains(nft, "ip daddr 10.1.2.3 tcp dport 3128 accept") || strings.Contains(nft, "dport 443") || strings.Contains(nft, "secret") {
+		t.Errorf("rules behind a proxy:\n%s", nft)
+	}
+	for _, f := range Formats {
+		b.Reset()
+		if err := Write(&b, f, Rules(c), Options{AdminPorts: []int{22}}); err != nil || b.Len() == 0 {
+			t.Errorf("format %s: %v", f, err)
+		}
+	}
+	if err := Write(&b, "pf", nil, Options{}); err == nil {
+		t.Error("unknown format accepted")
+	}
+}

@@ -1,0 +1,172 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"golang.org/x/sys/windows"
+	"golang.org/x/sys/windows/svc"
+	"golang.org/x/sys/windows/svc/eventlog"
+	"golang.org/x/sys/windows/svc/mgr"
+)
+
+// WindowsSCM connects to the service control manager (needs an administrator).
+func WindowsSCM() (SCM, func(), error) {
+	m, err := mgr.Connect()
+	if err != nil {
+		return nil, nil, fmt.Errorf("service: connect to the service control manager (run as administrator): %w", err)
+	}
+	return winSCM{m}, func() { m.Disconnect() }, nil
+}
+
+type winSCM struct{ m *mgr.Mgr }
+
+var _ SCM = winSCM{}
+
+func (w winSCM) Create(s Spec) error {
+	sv, err := w.m.CreateService(s.Name, s.Exe, mgr.Config{
+		DisplayName: s.DisplayName, Description: s.Description,
+		StartType: mgr.StartAutomatic, DelayedAutoStart: true,
+	}, s.Args...)
+	if err != nil {
+		return err
+	}
+	defer sv.Close()
+	var actions []mgr.RecoveryAction
+	for _, d := range s.RestartDelays {
+		actions = append(actions, mgr.RecoveryAction{Type: mgr.ServiceRestart, Delay: d})
+	}
+	if err := sv.SetRecoveryActions(actions, uint32(s.ResetAfter/time.Second)); err != nil {
+		return err
+	}
+	// Restart also when the server exits with an error, not only when it crashes.
+	if err := sv.SetRecoveryActionsOnNonCrashFailures(true); err != nil {
+		return err
+	}
+	if err := eventlog.InstallAsEventCreate(s.Name, eventlog.Error|eventlog.Warning|eventlog.Info); err != nil && !errors.Is(err, windows.ERROR_ALREADY_EXISTS) {
+		return fmt.Errorf("event log source: %w", err)
+	}
+	return nil
+}
+
+func (w winSCM) Delete(name string) error {
+	sv, err := w.m.OpenService(name)
+	if err != nil {
+		return ErrNotInstalled
+	}
+	defer sv.Close()
+	if err := sv.Delete(); err != nil {
+		return err
+	}
+	eventlog.Remove(name)
+	return nil
+}
+
+func (w winSCM) Start(name string) error {
+	sv, err := w.m.OpenService(name)
+	if err != nil {
+		return ErrNotInstalled
+	}
+	defer sv.Close()
+	return sv.Start()
+}
+
+func (w winSCM) Stop(name string, timeout time.Duration) error {
+	sv, err := w.m.OpenService(name)
+	if err != nil {
+		return ErrNotInstalled
+	}
+	defer sv.Close()
+	st, err := sv.Control(svc.Stop)
+	for deadline := time.Now().Add(timeout); err == nil && st.State != svc.Stopped; {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("still %s after %s", stateName(st.State), timeout)
+		}
+		time.Sleep(300 * time.Millisecond)
+		st, err = sv.Query()
+	}
+	return err
+}
+
+func (w winSCM) State(name string) (string, error) {
+	sv, err := w.m.OpenService(name)
+	if err != nil {
+		return "", ErrNotInstalled
+	}
+	defer sv.Close()
+	st, err := sv.Query()
+	if err != nil {
+		return "", err
+	}
+	return stateName(st.State), nil
+}
+
+func stateName(s svc.State) string {
+	switch s {
+	case svc.Stopped:
+		return "stopped"
+	case svc.StartPending:
+		return "starting"
+	case svc.StopPending:
+		return "stopping"
+	case svc.Running:
+		return "running"
+	}
+	return fmt.Sprintf("state %d", s)
+}
+
+// OpenEventLog opens the Event Log source of the service.
+func OpenEventLog() (EventWriter, func(), error) {
+	l, err := eventlog.Open(Name)
+	if err != nil {
+		return nil, nil, err
+	}
+	return l, func() { l.Close() }, nil
+}
+
+// IsService reports whether the service control manager started this process.
+func IsService() bool {
+	ok, err := svc.IsWindowsService()
+	return err == nil && ok
+}
+
+// RunService runs run as the Windows service until the manager says stop or shut down (then
+// run's context ends), and reports run's error to the manager as a failure, so that the
+// recovery actions restart it.
+func RunService(run func(ctx context.Context) error) error {
+	return svc.Run(Name, &handler{run: run})
+}
+
+type handler struct {
+	run func(ctx context.Context) error
+	err error
+}
+
+func (h *handler) Execute(_ []string, req <-chan svc.ChangeRequest, status chan<- svc.Status) (bool, uint32) {
+	status <- svc.Status{State: svc.StartPending}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.run(ctx) }()
+	status <- svc.Status{State: svc.Running, Accepts: svc.AcceptStop | svc.AcceptShutdown}
+	for {
+		select {
+		case err := <-done:
+			cancel()
+			if err != nil {
+				h.err = err
+				return true, 1 // a service-specific error: recovery restarts it
+			}
+			return false, 0
+		case c := <-req:
+			switch c.Cmd {
+			case svc.Interrogate:
+				status <- c.CurrentStatus
+			case svc.Stop, svc.Shutdown:
+				status <- svc.Status{State: svc.StopPending}
+				cancel()
+			}
+		}
+	}
+}

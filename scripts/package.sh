@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# package.sh builds storeedge for linux/amd64, linux/arm64 and windows/amd64 (reproducible:
+# -trimpath, no build ids; the version stamped into main.version), the .deb and .rpm packages
+# with nfpm (pinned, installed into bin/), and the Windows zip, into dist/ (or $DIST).
+#
+# Usage: scripts/package.sh [VERSION]     VERSION defaults to `git describe`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+NFPM_VERSION=v2.45.2
+VERSION=${1:-$(git describe --tags --always --dirty 2>/dev/null || echo dev)}
+DIST=${DIST:-$PWD/dist}
+BIN=$PWD/bin
+
+# Package versions must start with a digit.
+PKG_VERSION=$VERSION
+if [[ ! $PKG_VERSION =~ ^[0-9] ]]; then
+	PKG_VERSION="0.0.0+${VERSION//[^A-Za-z0-9.]/.}"
+fi
+
+if ! go version -m "$BIN/nfpm" 2>/dev/null | grep -q "nfpm/v2[[:space:]]*$NFPM_VERSION"; then
+	GOBIN=$BIN go install "github.com/goreleaser/nfpm/v2/cmd/nfpm@$NFPM_VERSION"
+fi
+
+rm -rf "$DIST"
+mkdir -p "$DIST"
+# Files keep one date, so that the archives of one commit are the same wherever they are built.
+EPOCH=$(git log -1 --format=%ct 2>/dev/null || echo 0)
+export SOURCE_DATE_EPOCH=$EPOCH
+
+build() { # GOOS GOARCH OUT
+	CGO_ENABLED=0 GOOS=$1 GOARCH=$2 go build -trimpath -buildvcs=false \
+		-ldflags "-s -w -buildid= -X main.version=$VERSION" -o "$3" ./cmd/storeedge
+	touch -d "@$EPOCH" "$3"
+}
+
+for arch in amd64 arm64; do
+	out="$DIST/linux_$arch/storeedge"
+	build linux "$arch" "$out"
+	conf="$DIST/nfpm-$arch.yaml"
+	sed -e "s|\${PKG_ARCH}|$arch|; s|\${PKG_VERSION}|$PKG_VERSION|; s|\${PKG_BINARY}|$out|" deploy/nfpm.yaml >"$conf"
+	for packager in deb rpm; do
+		"$BIN/nfpm" package --config "$conf" --packager "$packager" --target "$DIST/" >/dev/null
+	done
+	rm "$conf"
+done
+
+win="$DIST/windows_amd64"
+build windows amd64 "$win/storeedge.exe"
+for f in deploy/storeedge.example.yaml docs/install.md deploy/windows/README.txt; do
+	cp "$f" "$win/"
+	touch -d "@$EPOCH" "$win/$(basename "$f")"
+done
+go run ./tools/mkzip "$DIST/storeedge_${VERSION}_windows_amd64.zip" \
+	storeedge/storeedge.exe="$win/storeedge.exe" \
+	storeedge/storeedge.example.yaml="$win/storeedge.example.yaml" \
+	storeedge/install.md="$win/install.md" \
+	storeedge/README.txt="$win/README.txt"
+
+ls -1 "$DIST" | grep -E '\.(deb|rpm|zip)$'

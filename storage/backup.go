@@ -1,0 +1,515 @@
+package storage
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"modernc.org/sqlite"
+)
+
+// A backup is a SQLite file: a page-by-page copy of the database taken by SQLite's online backup
+// in one read transaction (so it is consistent while the server writes), switched to a rollback
+// journal so that it is one self-contained file, checked, and given a backup_manifest table. It
+// is written under a temporary name and renamed into place once complete and synced: a backup
+// cut short (killed, disk full) never leaves a file under the name asked for.
+
+// Manifest describes a backup file.
+type Manifest struct {
+	CreatedAt time.Time
+	Version   string // storeedge version that made it
+	Reason    string // why it was made, e.g. "storeedge backup", "scheduled"
+}
+
+// Identity says which shop and server a database belongs to (table identity).
+type Identity struct {
+	ServerID string
+	ShopID   string
+	ShopName string
+	// StoreKey is a fingerprint of the store key (never the key), see migrations/0007_identity.sql.
+	StoreKey string
+}
+
+// BackupInfo is what a backup file holds, as InspectBackup reads it.
+type BackupInfo struct {
+	Manifest Manifest
+	Identity Identity
+	Schema   int   // schema version of the database in it
+	Devices  int64 // paired devices, not revoked
+	Orders   int64
+	Pending  int64 // order events the cloud has not acknowledged yet (outbox)
+	Size     int64 // bytes
+}
+
+// Errors of backup and restore.
+var (
+	// ErrInUse: the database is open in another process (the service runs): restore needs it stopped.
+	ErrInUse = errors.New("storage: the database is in use by a running storeedge: stop the service first")
+	// ErrNotBackup: the file is not a storeedge database.
+	ErrNotBackup = errors.New("storage: not a storeedge backup or database")
+)
+
+// RecordIdentity stores the fields of id that are set; fields left empty keep what was stored.
+func (db *DB) RecordIdentity(ctx context.Context, id Identity) error {
+	err := db.write(ctx, func(tx *sql.Tx) error {
+		for k, v := range id.fields() {
+			if v == "" {
+				continue
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO identity(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`, k, v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("storage: record identity: %w", err)
+	}
+	return nil
+}
+
+func (id Identity) fields() map[string]string {
+	return map[string]string{"server_id": id.ServerID, "shop_id": id.ShopID, "shop_name": id.ShopName, "store_key_sha256": id.StoreKey}
+}
+
+// Backup writes a consistent copy of the database to dst while the server goes on (see above).
+func (db *DB) Backup(ctx context.Context, dst string, m Manifest) error {
+	conn, err := db.r.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("storage: backup: %w", err)
+	}
+	defer conn.Close()
+	if err := backupConn(ctx, conn, dst, m); err != nil {
+		return fmt.Errorf("storage: backup to %s: %w", dst, err)
+	}
+	return nil
+}
+
+// Backup copies the database at src, which another process (the service) may be using, to dst.
+// It only reads src: it neither migrates it nor waits for writers.
+func Backup(ctx context.Context, src, dst string, m Manifest) error {
+	if _, err := os.Stat(src); err != nil {
+		return fmt.Errorf("storage: backup: %w", err)
+	}
+	if samePath(src, dst) {
+		return fmt.Errorf("storage: backup: %s is the database itself; choose another file", dst)
+	}
+	r, err := sql.Open("sqlite", dsn(src, true))
+	if err != nil {
+		return fmt.Errorf("storage: backup: %w", err)
+	}
+	defer r.Close()
+	conn, err := r.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("storage: backup: %w", err)
+	}
+	defer conn.Close()
+	if v, err := schemaVersionOf(ctx, conn); err != nil || v == 0 {
+		return fmt.Errorf("storage: backup: %s: %w", src, errors.Join(ErrNotBackup, err))
+	}
+	if err := backupConn(ctx, conn, dst, m); err != nil {
+		return fmt.Errorf("storage: backup to %s: %w", dst, err)
+	}
+	return nil
+}
+
+// backupConn copies the database of conn to dst through a temporary file.
+func backupConn(ctx context.Context, conn *sql.Conn, dst string, m Manifest) (err error) {
+	tmp, err := tempName(dst)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			removeDB(tmp)
+		}
+	}()
+	err = conn.Raw(func(dc any) error {
+		b, ok := dc.(interface {
+			NewBackup(string) (*sqlite.Backup, error)
+		})
+		if !ok {
+			return errors.New("the SQLite driver has no online backup")
+		}
+		bk, err := b.NewBackup(fileURI(tmp))
+		if err != nil {
+			return err
+		}
+		_, err = bk.Step(-1)
+		return errors.Join(err, bk.Finish())
+	})
+	if err != nil {
+		return fmt.Errorf("copy: %w", err)
+	}
+	if err := finishBackup(ctx, tmp, m); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(dst))
+}
+
+// finishBackup makes the copy at path one self-contained file, writes its manifest, checks it
+// and syncs it to disk.
+func finishBackup(ctx context.Context, path string, m Manifest) error {
+	c, err := sql.Open("sqlite", fileURI(path))
+	if err != nil {
+		return err
+	}
+	c.SetMaxOpenConns(1)
+	defer c.Close()
+	if m.CreatedAt.IsZero() {
+		m.CreatedAt = time.Now()
+	}
+	stmts := []string{
+		`PRAGMA journal_mode = DELETE`,
+		`CREATE TABLE IF NOT EXISTS backup_manifest (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID`,
+		`DELETE FROM backup_manifest`,
+	}
+	for _, s := range stmts {
+		if _, err := c.ExecContext(ctx, s); err != nil {
+			return fmt.Errorf("manifest: %w", err)
+		}
+	}
+	for k, v := range map[string]string{"format": "1", "created_at": m.CreatedAt.UTC().Format(time.RFC3339), "storeedge_version": m.Version, "reason": m.Reason} {
+		if _, err := c.ExecContext(ctx, `INSERT INTO backup_manifest(key, value) VALUES (?, ?)`, k, v); err != nil {
+			return fmt.Errorf("manifest: %w", err)
+		}
+	}
+	if err := quickCheck(ctx, c); err != nil {
+		return err
+	}
+	if err := c.Close(); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	return errors.Join(f.Sync(), f.Close())
+}
+
+// InspectBackup checks the backup file at path in full (PRAGMA integrity_check) and says what
+// it holds. A copy of a storeedge database without a manifest is accepted; anything else is
+// ErrNotBackup.
+func InspectBackup(ctx context.Context, path string) (BackupInfo, error) {
+	var info BackupInfo
+	fi, err := os.Stat(path)
+	if err != nil {
+		return info, fmt.Errorf("storage: backup: %w", err)
+	}
+	if fi.IsDir() {
+		return info, fmt.Errorf("storage: backup: %s is a folder, want a backup file", path)
+	}
+	info.Size = fi.Size()
+	c, err := sql.Open("sqlite", fileURI(path)+"?mode=ro")
+	if err != nil {
+		return info, fmt.Errorf("storage: backup %s: %w", path, err)
+	}
+	defer c.Close()
+	if info.Schema, err = schemaVersionOf(ctx, c); err != nil || info.Schema == 0 {
+		return info, fmt.Errorf("storage: backup %s: %w", path, errors.Join(ErrNotBackup, err))
+	}
+	if err := integrityCheck(ctx, c, "integrity_check"); err != nil {
+		return info, fmt.Errorf("storage: backup %s is damaged: %w", path, err)
+	}
+	kv, err := keyValues(ctx, c, "backup_manifest")
+	if err != nil {
+		return info, fmt.Errorf("storage: backup %s: %w", path, err)
+	}
+	info.Manifest = Manifest{Version: kv["storeedge_version"], Reason: kv["reason"]}
+	info.Manifest.CreatedAt, _ = time.Parse(time.RFC3339, kv["created_at"])
+	if kv, err = keyValues(ctx, c, "identity"); err != nil {
+		return info, fmt.Errorf("storage: backup %s: %w", path, err)
+	}
+	info.Identity = Identity{ServerID: kv["server_id"], ShopID: kv["shop_id"], ShopName: kv["shop_name"], StoreKey: kv["store_key_sha256"]}
+	counts := []struct {
+		n *int64
+		q string
+	}{
+		{&info.Devices, `SELECT count(*) FROM devices WHERE revoked_at = 0`},
+		{&info.Orders, `SELECT count(*) FROM orders`},
+		{&info.Pending, `SELECT count(*) FROM outbox WHERE state = 'pending'`},
+	}
+	for _, q := range counts {
+		if err := c.QueryRowContext(ctx, q.q).Scan(q.n); err != nil && !noSuchTable(err) {
+			return info, fmt.Errorf("storage: backup %s: %w", path, err)
+		}
+	}
+	return info, nil
+}
+
+// keyValues reads a key-value table; a table that does not exist reads as empty.
+func keyValues(ctx context.Context, c *sql.DB, table string) (map[string]string, error) {
+	out := map[string]string{}
+	rows, err := c.QueryContext(ctx, `SELECT key, value FROM `+table)
+	if noSuchTable(err) {
+		return out, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k, v string
+		if err := rows.Scan(&k, &v); err != nil {
+			return nil, err
+		}
+		out[k] = v
+	}
+	return out, rows.Err()
+}
+
+// RestoreResult says what Restore did besides restoring.
+type RestoreResult struct {
+	// Previous is where the database that was replaced was kept, a backup that restore accepts
+	// ("" when there was none).
+	Previous string
+	// Damaged is where a database SQLite could not read was moved aside ("" when none was).
+	Damaged string
+}
+
+// Restore replaces the database at dbPath with the backup at backupPath. It takes SQLite's
+// exclusive lock on the database first, so it fails with ErrInUse while a server has it open,
+// and no server can open it until the restore is over. The replaced database is kept as a backup
+// at dbPath + ".before-restore-<UTC time>". The copy into place is one SQLite transaction: cut short, the
+// database stays as it was. The backup's schema may be older than this program's: the server
+// migrates it at its next start.
+func Restore(ctx context.Context, backupPath, dbPath string) (RestoreResult, error) {
+	var res RestoreResult
+	info, err := InspectBackup(ctx, backupPath)
+	if err != nil {
+		return res, err
+	}
+	if latest := SchemaVersion(); info.Schema > latest {
+		return res, &SchemaError{Path: backupPath, Database: info.Schema, Program: latest}
+	}
+	if err := os.MkdirAll(filepath.Dir(dbPath), 0o750); err != nil {
+		return res, fmt.Errorf("storage: restore: %w", err)
+	}
+	c, conn, err := lockExclusive(ctx, dbPath)
+	if isDamaged(err) {
+		if res.Damaged, err = moveAside(dbPath); err != nil {
+			return res, fmt.Errorf("storage: restore: move the damaged database aside: %w", err)
+		}
+		c, conn, err = lockExclusive(ctx, dbPath)
+	}
+	if err != nil {
+		return res, err
+	}
+	defer c.Close()
+	defer conn.Close()
+	if v, err := schemaVersionOf(ctx, conn); err == nil && v > 0 {
+		res.Previous = dbPath + ".before-restore-" + time.Now().UTC().Format("20060102T150405.000Z")
+		if err := backupConn(ctx, conn, res.Previous, Manifest{Reason: "kept before a restore"}); err != nil {
+			return res, fmt.Errorf("storage: restore: keep the current database: %w", err)
+		}
+	}
+	if err := restoreInto(ctx, conn, backupPath); err != nil {
+		return res, fmt.Errorf("storage: restore %s: %w", backupPath, err)
+	}
+	return res, nil
+}
+
+// lockExclusive opens the database at path in exclusive locking mode and takes the write lock,
+// which it then holds until the connection closes.
+func lockExclusive(ctx context.Context, path string) (*sql.DB, *sql.Conn, error) {
+	c, err := sql.Open("sqlite", fileURI(path)+"?_pragma=busy_timeout(0)&_pragma=locking_mode(EXCLUSIVE)")
+	if err != nil {
+		return nil, nil, fmt.Errorf("storage: open %s: %w", path, err)
+	}
+	c.SetMaxOpenConns(1)
+	conn, err := c.Conn(ctx)
+	if err == nil {
+		_, err = conn.ExecContext(ctx, `BEGIN IMMEDIATE`)
+		if err == nil {
+			_, err = conn.ExecContext(ctx, `COMMIT`)
+		}
+		if err == nil {
+			// The write lock is held once the schema is read: read it now.
+			_, err = schemaVersionOf(ctx, conn)
+		}
+	}
+	if err != nil {
+		if conn != nil {
+			conn.Close()
+		}
+		c.Close()
+		if sqliteCode(err) == 5 || sqliteCode(err) == 6 { // SQLITE_BUSY, SQLITE_LOCKED
+			return nil, nil, fmt.Errorf("%w (%s)", ErrInUse, path)
+		}
+		return nil, nil, fmt.Errorf("storage: open %s: %w", path, err)
+	}
+	return c, conn, nil
+}
+
+// restoreInto copies the backup at src over the database of conn, drops the manifest and
+// checks the result.
+func restoreInto(ctx context.Context, conn *sql.Conn, src string) error {
+	err := conn.Raw(func(dc any) error {
+		r, ok := dc.(interface {
+			NewRestore(string) (*sqlite.Backup, error)
+		})
+		if !ok {
+			return errors.New("the SQLite driver has no online backup")
+		}
+		bk, err := r.NewRestore(fileURI(src) + "?mode=ro")
+		if err != nil {
+			return err
+		}
+		_, err = bk.Step(-1)
+		return errors.Join(err, bk.Finish())
+	})
+	if err != nil {
+		return err
+	}
+	for _, s := range []string{`DROP TABLE IF EXISTS backup_manifest`, `PRAGMA journal_mode = WAL`} {
+		if _, err := conn.ExecContext(ctx, s); err != nil {
+			return err
+		}
+	}
+	return integrityCheck(ctx, conn, "quick_check")
+}
+
+// QuickCheck runs PRAGMA quick_check on the database at path without migrating it or writing
+// to it, and returns its schema version. The server may be running.
+func QuickCheck(ctx context.Context, path string) (schema int, err error) {
+	c, err := sql.Open("sqlite", dsn(path, true))
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	if schema, err = schemaVersionOf(ctx, c); err != nil {
+		return 0, fmt.Errorf("storage: %s: %w", path, err)
+	}
+	return schema, quickCheck(ctx, c)
+}
+
+func quickCheck(ctx context.Context, q queryer) error {
+	return integrityCheck(ctx, q, "quick_check")
+}
+
+type queryer interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}
+
+// integrityCheck runs PRAGMA integrity_check or quick_check and returns nil when it says ok.
+func integrityCheck(ctx context.Context, q queryer, pragma string) error {
+	rows, err := q.QueryContext(ctx, `PRAGMA `+pragma)
+	if err != nil {
+		return fmt.Errorf("%s: %w", pragma, err)
+	}
+	defer rows.Close()
+	var problems []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return fmt.Errorf("%s: %w", pragma, err)
+		}
+		if s != "ok" && len(problems) < 10 {
+			problems = append(problems, s)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("%s: %w", pragma, err)
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%s: %s", pragma, strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// sqliteCode is the primary SQLite result code of err, or 0.
+func sqliteCode(err error) int {
+	var e interface{ Code() int }
+	if errors.As(err, &e) {
+		return e.Code() & 0xff
+	}
+	return 0
+}
+
+// isDamaged tells an error of a file SQLite cannot read as a database (SQLITE_CORRUPT,
+// SQLITE_NOTADB).
+func isDamaged(err error) bool {
+	c := sqliteCode(err)
+	return c == 11 || c == 26
+}
+
+func noSuchTable(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "no such table")
+}
+
+// moveAside renames a damaged database and its WAL files to path.damaged-<time>.
+func moveAside(path string) (string, error) {
+	aside := path + ".damaged-" + time.Now().UTC().Format("20060102T150405Z")
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		if err := os.Rename(path+suffix, aside+suffix); err != nil && !os.IsNotExist(err) {
+			return "", err
+		}
+	}
+	return aside, nil
+}
+
+// removeDB removes a database file and its journals.
+func removeDB(path string) {
+	for _, suffix := range []string{"", "-journal", "-wal", "-shm"} {
+		os.Remove(path + suffix)
+	}
+}
+
+// tempName is a name beside dst for writing it, recognisable as a leftover (IsTemp).
+func tempName(dst string) (string, error) {
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	return filepath.Join(filepath.Dir(dst), "."+filepath.Base(dst)+TempMark+hex.EncodeToString(b[:])), nil
+}
+
+// TempMark is in the name of a backup being written; a file with it whose writer is gone is a
+// leftover of a backup cut short and may be removed.
+const TempMark = ".tmp-"
+
+// fileURI is path as an SQLite URI, with the characters that would end the path escaped.
+func fileURI(path string) string {
+	p := filepath.ToSlash(path)
+	if runtime.GOOS == "windows" && !strings.HasPrefix(p, "/") {
+		p = "/" + p
+	}
+	return "file://" + (&url.URL{Path: p}).EscapedPath()
+}
+
+func samePath(a, b string) bool {
+	aa, err1 := filepath.Abs(a)
+	bb, err2 := filepath.Abs(b)
+	if err1 != nil || err2 != nil {
+		return a == b
+	}
+	if runtime.GOOS == "windows" {
+		return strings.EqualFold(aa, bb)
+	}
+	return aa == bb
+}
+
+// syncDir makes a rename in dir durable. Windows cannot open a folder for syncing; its rename is
+// journaled by NTFS.
+func syncDir(dir string) error {
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	return errors.Join(d.Sync(), d.Close())
+}

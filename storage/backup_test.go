@@ -1,0 +1,320 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
+)
+
+// shopDB is a database with what a restore must keep: a paired device, orders not uploaded
+// yet, a synced catalog and the shop's identity.
+func shopDB(t *testing.T, path string) *DB {
+	t.Helper()
+	ctx := context.Background()
+	db, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.UnixMilli(time.Now().UnixMilli())
+	if err := db.PairDevice(ctx, Device{ID: "dv_pos", Kind: "pos", Name: "till 1", PushPort: 8081, SecretHash: []byte("h"), PushKey: []byte("k"), PairedAt: now, PairedBy: PairedByEnrollment}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("dv_pos"), IdempotencyKey: fmt.Sprint("k", i), RequestHash: "h"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	apply(t, db, cloudapi.Products, "c1", product("P1", 1, "Tea", "Drinks"), product("P2", 2, "Coffee", "Drinks"))
+	if err := db.RecordIdentity(ctx, Identity{ServerID: "box-1", ShopID: "shop-lyon", ShopName: "Lyon", StoreKey: "abcd"}); err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+func TestBackupHoldsEverythingAndRestoresIt(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "storeedge.db")
+	db := shopDB(t, path)
+	backup := filepath.Join(t.TempDir(), "shop.backup")
+	if err := Backup(ctx, path, backup, Manifest{Version: "1.2.3", Reason: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	info, err := InspectBackup(ctx, backup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Identity{ServerID: "box-1", ShopID: "shop-lyon", ShopName: "Lyon", StoreKey: "abcd"}
+	if info.Identity != want || info.Devices != 1 || info.Orders != 3 || info.Pending != 3 || info.Schema != SchemaVersion() || info.Manifest.Version != "1.2.3" {
+		t.Fatalf("backup info %+v", info)
+	}
+	if _, err := os.Stat(backup + "-wal"); err == nil {
+		t.Errorf("the backup left a -wal file beside it: it must be one self-contained file")
+	}
+
+	// The shop goes on, then the database is lost.
+	apply(t, db, cloudapi.Products, "c2", product("P3", 3, "Cocoa", "Drinks"))
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte("this is not a database any more, the disk failed"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(path + "-wal")
+	os.Remove(path + "-shm")
+
+	res, err := Restore(ctx, backup, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Damaged == "" {
+		t.Errorf("the unreadable database was not moved aside: %+v", res)
+	}
+	db, err = Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if d, err := db.GetDevice(ctx, "dv_pos"); err != nil || d.Name != "till 1" {
+		t.Errorf("paired device after restore: %+v %v", d, err)
+	}
+	if p, err := db.PendingOutbox(ctx, 100); err != nil || len(p) != 3 {
+		t.Errorf("orders waiting for the cloud after restore: %d %v", len(p), err)
+	}
+	if _, err := db.Get(ctx, cloudapi.Products, "P3"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a product synced after the backup is there: %v", err)
+	}
+	if err := db.IntegrityCheck(ctx); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestRestoreRefusedWhileTheDatabaseIsOpen(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "storeedge.db")
+	db := shopDB(t, path)
+	defer db.Close()
+	backup := filepath.Join(t.TempDir(), "b")
+	if err := db.Backup(ctx, backup, Manifest{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Restore(ctx, backup, path); !errors.Is(err, ErrInUse) {
+		t.Fatalf("restore over an open database: %v, want ErrInUse", err)
+	}
+	// The database is untouched and still writable.
+	apply(t, db, cloudapi.Products, "c2", product("P3", 3, "Cocoa", "Drinks"))
+}
+
+func TestRestoreKeepsTheReplacedDatabase(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "storeedge.db")
+	db := shopDB(t, path)
+	backup := filepath.Join(t.TempDir(), "b")
+	if err := db.Backup(ctx, backup, Manifest{}); err != nil {
+		t.Fatal(err)
+	}
+	apply(t, db, cloudapi.Products, "c2", product("P3", 3, "Cocoa", "Drinks"))
+	db.Close()
+	res, err := Restore(ctx, backup, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Previous == "" {
+		t.Fatal("no copy of the replaced database")
+	}
+	// The replaced database can be restored in turn: it has the product synced after the backup.
+	if _, err := Restore(ctx, res.Previous, path); err != nil {
+		t.Fatal(err)
+	}
+	db, err = Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Get(ctx, cloudapi.Products, "P3"); err != nil {
+		t.Errorf("undoing the restore: %v", err)
+	}
+}
+
+// A backup taken while the server writes is one consistent moment: pages of ten products are
+// applied whole, so a consistent copy holds a multiple of ten.
+func TestBackupWhileWritingIsConsistent(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for n := 0; ; n++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			var changes []cloudapi.Change
+			for i := range 10 {
+				id := fmt.Sprintf("P%d-%d", n, i)
+				changes = append(changes, product(id, int64(n*10+i+1), "Name "+id, "Cat"))
+			}
+			if _, err := db.ApplyPage(ctx, Page{Collection: cloudapi.Products, Changes: changes, End: cloudapi.PageEnd{Cursor: fmt.Sprint(n), Count: 10}}); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	defer func() { close(stop); wg.Wait() }()
+	for i := range 5 {
+		backup := filepath.Join(t.TempDir(), fmt.Sprint("b", i))
+		if err := Backup(ctx, db.Path(), backup, Manifest{}); err != nil {
+			t.Fatal(err)
+		}
+		copyDB, err := Open(ctx, backup)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := copyDB.Count(ctx, cloudapi.Products)
+		copyDB.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n%10 != 0 {
+			t.Fatalf("backup %d holds %d products: a page was cut in two", i, n)
+		}
+	}
+}
+
+func TestUpgradeMigratesAnOlderDatabaseAndKeepsACopy(t *testing.T) {
+	ctx := context.Background()
+	all, err := embeddedMigrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	older := all[:len(all)-1]
+	path := filepath.Join(t.TempDir(), "storeedge.db")
+	db, err := openWith(ctx, path, older)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("pos-1"), IdempotencyKey: "k", RequestHash: "h"}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	db, err = Open(ctx, path)
+	if err != nil {
+		t.Fatalf("a newer storeedge cannot open an older database: %v", err)
+	}
+	defer db.Close()
+	if p, err := db.PendingOutbox(ctx, 10); err != nil || len(p) != 1 {
+		t.Fatalf("the order did not survive the upgrade: %d %v", len(p), err)
+	}
+	if err := db.RecordIdentity(ctx, Identity{ServerID: "x"}); err != nil {
+		t.Fatalf("the new schema is not in place: %v", err)
+	}
+	copyPath := UpgradeCopyPath(path, older[len(older)-1].version)
+	info, err := InspectBackup(ctx, copyPath)
+	if err != nil {
+		t.Fatalf("no usable copy of the database before the upgrade: %v", err)
+	}
+	if info.Schema != older[len(older)-1].version || info.Orders != 1 {
+		t.Fatalf("copy before the upgrade: %+v", info)
+	}
+}
+
+func TestOlderProgramRefusesANewerDatabase(t *testing.T) {
+	ctx := context.Background()
+	all, err := embeddedMigrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "storeedge.db")
+	older := all[:len(all)-1]
+	db, err := openWith(ctx, path, older)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if db, err = Open(ctx, path); err != nil { // the newer program upgrades it
+		t.Fatal(err)
+	}
+	db.Close()
+
+	_, err = openWith(ctx, path, older) // the older program again
+	var se *SchemaError
+	if !errors.As(err, &se) {
+		t.Fatalf("older program on a newer database: %v, want *SchemaError", err)
+	}
+	msg := err.Error()
+	for _, want := range []string{"newer than this storeedge knows", "storeedge restore " + UpgradeCopyPath(path, older[len(older)-1].version)} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message %q lacks %q", msg, want)
+		}
+	}
+	// Nothing was changed: the newer program still opens it.
+	if db, err = Open(ctx, path); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+}
+
+func TestRestoreRefusesABackupOfANewerSchema(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "storeedge.db")
+	db := shopDB(t, path)
+	if _, err := db.w.ExecContext(ctx, `INSERT INTO schema_migrations(version, applied_at) VALUES (?, 0)`, SchemaVersion()+1); err != nil {
+		t.Fatal(err)
+	}
+	backup := filepath.Join(t.TempDir(), "b")
+	if err := db.Backup(ctx, backup, Manifest{}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	target := filepath.Join(t.TempDir(), "storeedge.db")
+	var se *SchemaError
+	if _, err := Restore(ctx, backup, target); !errors.As(err, &se) {
+		t.Fatalf("restore of a newer backup: %v, want *SchemaError", err)
+	}
+}
+
+func TestInspectBackupRefusesOtherFiles(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	junk := filepath.Join(dir, "junk")
+	os.WriteFile(junk, []byte(strings.Repeat("not sqlite ", 100)), 0o600)
+	if _, err := InspectBackup(ctx, junk); !errors.Is(err, ErrNotBackup) {
+		t.Errorf("junk file: %v", err)
+	}
+	if _, err := InspectBackup(ctx, dir); err == nil {
+		t.Errorf("a folder was taken for a backup")
+	}
+	if _, err := InspectBackup(ctx, filepath.Join(dir, "missing")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestQuickCheckReadsWithoutMigrating(t *testing.T) {
+	ctx := context.Background()
+	all, _ := embeddedMigrations()
+	path := filepath.Join(t.TempDir(), "storeedge.db")
+	db, err := openWith(ctx, path, all[:len(all)-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	v, err := QuickCheck(ctx, path)
+	if err != nil || v != all[len(all)-2].version {
+		t.Fatalf("QuickCheck = %d, %v", v, err)
+	}
+	if v, _ := QuickCheck(ctx, path); v != all[len(all)-2].version {
+		t.Fatalf("QuickCheck migrated the database to %d", v)
+	}
+}
