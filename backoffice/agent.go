@@ -107,10 +107,10 @@ func New(o Options) *Agent {
 		o.ImportSettle = 2 * time.Second
 	}
 	if o.Config.Webhook.Timeout <= 0 {
-		o.Config.Webhook.Timeout = 10 * time.Second
+		o.Config.Webhook.Timeout = config.DefaultBackOfficeWebhookTimeout
 	}
 	if o.Config.Export.Format == "" {
-		o.Config.Export.Format = config.ExportJSON
+		o.Config.Export.Format = config.DefaultBackOfficeExportFormat
 	}
 	if o.UserAgent == "" {
 		o.UserAgent = "storeedge"

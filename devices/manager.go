@@ -14,10 +14,12 @@ import (
 	"unicode/utf8"
 
 	"github.com/storeedge/storeedge/devices/push"
+	"github.com/storeedge/storeedge/internal/config"
 	"github.com/storeedge/storeedge/storage"
 )
 
-// Options configure a Manager. Zero values take the defaults of docs/configuration.md.
+// Options configure a Manager. Zero values take defaults: the configuration's
+// (config.DefaultDevices…) for what a devices.* key sets, the constants below for the rest.
 type Options struct {
 	DB       *storage.DB
 	ServerID string // sent in the push hello; "" is "storeedge"
@@ -43,16 +45,10 @@ type Options struct {
 	Committed func([]storage.CommandUpdate)
 }
 
-// Defaults, as in docs/configuration.md.
+// Defaults of the Options that no configuration key sets; the others are the configuration's.
 const (
-	DefaultPairingCodeTTL  = 10 * time.Minute
-	DefaultPairingAttempts = 5
-	DefaultPushPort        = 8081
-	DefaultCommandTTL      = 24 * time.Hour
-	defaultRetryMin        = time.Second
-	defaultRetryMax        = time.Minute
-	defaultTimeout         = 10 * time.Second
-	defaultWindow          = 256
+	defaultRetryMin = time.Second
+	defaultWindow   = 256
 
 	// OnlineWindow is how long after its last heartbeat a device without a push connection
 	// still counts as online; devices heartbeat every 30 s.
@@ -121,13 +117,13 @@ func New(ctx context.Context, o Options) (*Manager, error) {
 	if o.ServerID == "" {
 		o.ServerID = "storeedge"
 	}
-	o.PairingCodeTTL = orDefault(o.PairingCodeTTL, DefaultPairingCodeTTL)
-	o.PairingAttempts = orDefault(o.PairingAttempts, DefaultPairingAttempts)
-	o.PushPortDefault = orDefault(o.PushPortDefault, DefaultPushPort)
-	o.CommandTTL = orDefault(o.CommandTTL, DefaultCommandTTL)
+	o.PairingCodeTTL = orDefault(o.PairingCodeTTL, config.DefaultDevicesPairingCodeTTL)
+	o.PairingAttempts = orDefault(o.PairingAttempts, config.DefaultDevicesPairingAttempts)
+	o.PushPortDefault = orDefault(o.PushPortDefault, config.DefaultDevicesPushPortDefault)
+	o.CommandTTL = orDefault(o.CommandTTL, config.DefaultDevicesCommandTTL)
 	o.RetryMin = orDefault(o.RetryMin, defaultRetryMin)
-	o.RetryMax = orDefault(o.RetryMax, defaultRetryMax)
-	o.Timeout = orDefault(o.Timeout, defaultTimeout)
+	o.RetryMax = orDefault(o.RetryMax, config.DefaultDevicesPushRetryMax)
+	o.Timeout = orDefault(o.Timeout, config.DefaultDevicesPushTimeout)
 	o.Window = orDefault(o.Window, defaultWindow)
 	if o.Dial == nil {
 		d := &net.Dialer{KeepAlive: 15 * time.Second}

@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/netip"
 	"time"
+
+	"github.com/storeedge/storeedge/internal/config"
 )
 
 // This file is the device side: what a device (or cmd/devicesim, or a test) uses to find the
@@ -26,7 +28,7 @@ type Found struct {
 // ProbeOptions configure Probe.
 type ProbeOptions struct {
 	// Targets are where probes go; empty means the broadcast address of every interface that
-	// is up and broadcast-capable, on DefaultPort.
+	// is up and broadcast-capable, on config.DefaultDiscoveryUDPPort.
 	Targets []netip.AddrPort
 	// ShopID, when set, asks only that shop's server to answer.
 	ShopID string
@@ -48,7 +50,7 @@ func Probe(ctx context.Context, o ProbeOptions) ([]Found, error) {
 	targets := o.Targets
 	if len(targets) == 0 {
 		var err error
-		if targets, err = broadcastTargets(DefaultPort); err != nil {
+		if targets, err = broadcastTargets(config.DefaultDiscoveryUDPPort); err != nil {
 			return nil, err
 		}
 		if len(targets) == 0 {
@@ -156,15 +158,15 @@ func broadcastTargets(port int) ([]netip.AddrPort, error) {
 }
 
 // SayHello sends one hello datagram to each target (the server's address once found), or, with
-// no target, to the broadcast address of every up, broadcast-capable interface on DefaultPort.
-// A device repeats it (every minute, say) until it is paired.
+// no target, to the broadcast address of every up, broadcast-capable interface on
+// config.DefaultDiscoveryUDPPort. A device repeats it (every minute, say) until it is paired.
 func SayHello(h Hello, targets ...netip.AddrPort) error {
 	b, err := EncodeHello(h)
 	if err != nil {
 		return err
 	}
 	if len(targets) == 0 {
-		if targets, err = broadcastTargets(DefaultPort); err != nil {
+		if targets, err = broadcastTargets(config.DefaultDiscoveryUDPPort); err != nil {
 			return err
 		}
 		if len(targets) == 0 {

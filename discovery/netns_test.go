@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/storeedge/storeedge/internal/config"
 	"github.com/storeedge/storeedge/tools/testenv"
 )
 
@@ -117,7 +118,7 @@ func helper(role string) int {
 		}
 		ctx, cancel := context.WithTimeout(ctx, listen)
 		defer cancel()
-		c, err := net.ListenUDP("udp4", &net.UDPAddr{Port: DefaultPort})
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{Port: config.DefaultDiscoveryUDPPort})
 		if err != nil {
 			return fail(err)
 		}

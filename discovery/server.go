@@ -15,20 +15,18 @@ import (
 	"time"
 
 	"golang.org/x/net/ipv4"
+
+	"github.com/storeedge/storeedge/internal/config"
 )
 
-// DefaultPort is the UDP port of discovery: probes, answers, announcements and hellos.
-const DefaultPort = 57854
-
-// Defaults for zero Options.
+// Defaults for zero Options that no configuration key sets; the others are the
+// configuration's (config.DefaultDiscovery…). The UDP port of discovery (probes, answers,
+// announcements and hellos) is config.DefaultDiscoveryUDPPort.
 const (
-	DefaultAnnounceInterval = 30 * time.Second
-	DefaultPollInterval     = 5 * time.Second
-	DefaultAnswerInterval   = 500 * time.Millisecond
-	DefaultAnswerBurst      = 5
-	defaultMaxSources       = 1024
-	defaultGlobalPerSecond  = 500
-	defaultMaxSeen          = 256
+	DefaultPollInterval    = 5 * time.Second
+	defaultMaxSources      = 1024
+	defaultGlobalPerSecond = 500
+	defaultMaxSeen         = 256
 	// seenTTL is how long a device that stopped saying hello stays in the seen list.
 	seenTTL = 24 * time.Hour
 )
@@ -43,8 +41,9 @@ const (
 
 // Options configure a Server.
 type Options struct {
-	// Addr is the UDP address to listen on; "" is ":57854". The server must listen on every
-	// address (not one IP) to receive broadcast probes.
+	// Addr is the UDP address to listen on; "" is config.DefaultDiscoveryUDPPort on every
+	// address. The server must listen on every address (not one IP) to receive broadcast
+	// probes.
 	Addr string
 	// Interfaces limits discovery to these interface names; empty means every suitable one.
 	// Probes arriving on another interface are not answered (loopback is always answered, for
@@ -148,19 +147,19 @@ type SeenDevice struct {
 // NewServer checks the options; it opens nothing.
 func NewServer(o Options) (*Server, error) {
 	if o.Addr == "" {
-		o.Addr = ":" + strconv.Itoa(DefaultPort)
+		o.Addr = ":" + strconv.Itoa(config.DefaultDiscoveryUDPPort)
 	}
 	if o.AnnounceInterval <= 0 {
-		o.AnnounceInterval = DefaultAnnounceInterval
+		o.AnnounceInterval = config.DefaultDiscoveryAnnounceInterval
 	}
 	if o.PollInterval <= 0 {
 		o.PollInterval = DefaultPollInterval
 	}
 	if o.AnswerInterval <= 0 {
-		o.AnswerInterval = DefaultAnswerInterval
+		o.AnswerInterval = config.DefaultDiscoveryUDPAnswerInterval
 	}
 	if o.AnswerBurst <= 0 {
-		o.AnswerBurst = DefaultAnswerBurst
+		o.AnswerBurst = config.DefaultDiscoveryUDPAnswerBurst
 	}
 	if o.MaxPerSecond <= 0 {
 		o.MaxPerSecond = defaultGlobalPerSecond
@@ -510,7 +509,7 @@ func (s *Server) usable(it Interface) bool {
 // routeAddr is the local address the system would use to reach dst, for systems that do not
 // say where a datagram arrived. Connecting a UDP socket sends nothing.
 func (s *Server) routeAddr(dst netip.Addr) (netip.Addr, bool) {
-	c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, DefaultPort)))
+	c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, config.DefaultDiscoveryUDPPort)))
 	if err != nil {
 		return netip.Addr{}, false
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/storeedge/storeedge/devices"
+	"github.com/storeedge/storeedge/internal/config"
 	"github.com/storeedge/storeedge/storage"
 )
 
@@ -167,8 +168,8 @@ func (f *fixture) newCode(t *testing.T, body string) devices.PairingCode {
 func TestPairingCodes(t *testing.T) {
 	f := newFixture(t)
 	code := f.newCode(t, "")
-	if !code.ExpiresAt.Equal(testNow.Add(devices.DefaultPairingCodeTTL)) {
-		t.Fatalf("code expires %v, want %v", code.ExpiresAt, testNow.Add(devices.DefaultPairingCodeTTL))
+	if !code.ExpiresAt.Equal(testNow.Add(config.DefaultDevicesPairingCodeTTL)) {
+		t.Fatalf("code expires %v, want %v", code.ExpiresAt, testNow.Add(config.DefaultDevicesPairingCodeTTL))
 	}
 	rec := f.pairRaw(t, `{"code":"`+strings.ReplaceAll(code.Code, "-", " ")+`","kind":"kiosk","name":"Entrance","capabilities":["orders"],"push_port":9090}`)
 	if rec.Code != http.StatusCreated {
@@ -210,7 +211,7 @@ func TestPairingGuessesAreThrottled(t *testing.T) {
 	code := f.newCode(t, "")
 	// The code is valid for 10 minutes; the address may fail 5 times a minute, so at most 50
 	// guesses of 10^8 codes fit in its life.
-	for i := range devices.DefaultPairingAttempts {
+	for i := range config.DefaultDevicesPairingAttempts {
 		guess := strings.Repeat(string(rune('0'+i)), 8)
 		if guess == strings.ReplaceAll(code.Code, "-", "") {
 			continue

@@ -17,6 +17,7 @@ import (
 	"github.com/storeedge/storeedge/backoffice"
 	"github.com/storeedge/storeedge/devices"
 	"github.com/storeedge/storeedge/discovery"
+	"github.com/storeedge/storeedge/internal/config"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/outbox"
 	"github.com/storeedge/storeedge/sync/servicebus"
@@ -37,8 +38,8 @@ type Options struct {
 	FrontDoor int            // port carrying every service; 0 = off, EphemeralPort = any free port
 	Services  map[string]int // service name (catalog, media, orders, devices, events, admin) -> own port, as FrontDoor
 
-	// Zero durations and sizes take the defaults of docs/configuration.md. ShutdownGrace zero means
-	// requests in progress are cut at once on stop.
+	// Zero durations and sizes take the configuration's defaults (config.DefaultLAN…).
+	// ShutdownGrace zero means requests in progress are cut at once on stop.
 	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout, ShutdownGrace time.Duration
 	MaxBodyBytes                                                             int64
 	MaxHeaderBytes                                                           int
@@ -128,16 +129,6 @@ var services = []struct {
 	{serviceAdmin, (*Server).adminRoutes, accessAdmin},
 }
 
-// Defaults for zero Options, the same as the configuration's.
-const (
-	defaultReadHeaderTimeout = 5 * time.Second
-	defaultReadTimeout       = 30 * time.Second
-	defaultWriteTimeout      = 60 * time.Second
-	defaultIdleTimeout       = 120 * time.Second
-	defaultMaxBodyBytes      = 1 << 20
-	defaultMaxHeaderBytes    = 64 << 10
-)
-
 // Server serves the LAN HTTP API on the front door and the services' own ports.
 type Server struct {
 	o     Options
@@ -184,15 +175,15 @@ func New(o Options) (*Server, error) {
 	if o.StartedAt.IsZero() {
 		o.StartedAt = o.Now()
 	}
-	o.ReadHeaderTimeout = orDefault(o.ReadHeaderTimeout, defaultReadHeaderTimeout)
-	o.ReadTimeout = orDefault(o.ReadTimeout, defaultReadTimeout)
-	o.WriteTimeout = orDefault(o.WriteTimeout, defaultWriteTimeout)
-	o.IdleTimeout = orDefault(o.IdleTimeout, defaultIdleTimeout)
+	o.ReadHeaderTimeout = orDefault(o.ReadHeaderTimeout, config.DefaultLANReadHeaderTimeout)
+	o.ReadTimeout = orDefault(o.ReadTimeout, config.DefaultLANReadTimeout)
+	o.WriteTimeout = orDefault(o.WriteTimeout, config.DefaultLANWriteTimeout)
+	o.IdleTimeout = orDefault(o.IdleTimeout, config.DefaultLANIdleTimeout)
 	if o.MaxBodyBytes <= 0 {
-		o.MaxBodyBytes = defaultMaxBodyBytes
+		o.MaxBodyBytes = config.DefaultLANMaxBodyBytes
 	}
 	if o.MaxHeaderBytes <= 0 {
-		o.MaxHeaderBytes = defaultMaxHeaderBytes
+		o.MaxHeaderBytes = config.DefaultLANMaxHeaderBytes
 	}
 	o.ShutdownGrace = max(o.ShutdownGrace, 0)
 

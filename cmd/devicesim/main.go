@@ -31,6 +31,7 @@ import (
 
 	"github.com/storeedge/storeedge/devices/devicesim"
 	"github.com/storeedge/storeedge/discovery"
+	"github.com/storeedge/storeedge/internal/config"
 )
 
 func main() {
@@ -140,7 +141,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			pushPort, _ := strconv.Atoi(p)
 			hello := discovery.Hello{DeviceID: discovery.TruncateText(devName, discovery.MaxIDLen), Kind: *kind, Name: devName,
 				Version: "devicesim/1", PushPort: pushPort}
-			if err := discovery.SayHello(hello, netip.AddrPortFrom(found.From.Addr(), discovery.DefaultPort)); err != nil {
+			if err := discovery.SayHello(hello, netip.AddrPortFrom(found.From.Addr(), config.DefaultDiscoveryUDPPort)); err != nil {
 				return err
 			}
 		}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/storeedge/storeedge/discovery"
+	"github.com/storeedge/storeedge/internal/config"
 	"github.com/storeedge/storeedge/tools/testenv"
 )
 
@@ -55,7 +56,7 @@ func device(role string) int {
 	// Use what was found: say hello to the server, then read the seen list on the admin port it
 	// announced.
 	if err := discovery.SayHello(discovery.Hello{DeviceID: "e2e-" + role, Kind: "kiosk", PushPort: 8081},
-		netip.AddrPortFrom(f.From.Addr(), discovery.DefaultPort)); err != nil {
+		netip.AddrPortFrom(f.From.Addr(), config.DefaultDiscoveryUDPPort)); err != nil {
 		return fail(err)
 	}
 	var seen []byte
@@ -118,7 +119,7 @@ func flood(ctx context.Context) int {
 		fmt.Fprintln(os.Stderr, "flood:", err)
 		return 1
 	}
-	srv := netip.AddrPortFrom(found[0].From.Addr(), discovery.DefaultPort)
+	srv := netip.AddrPortFrom(found[0].From.Addr(), config.DefaultDiscoveryUDPPort)
 	c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(srv))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "flood:", err)

@@ -351,76 +351,81 @@ type Listener struct {
 }
 
 // Default returns the built-in configuration. It has no store key, so it does not validate
-// on its own; ServerID is empty, meaning "derive from the host name".
+// on its own; ServerID is empty, meaning "derive from the host name". It is made of the
+// Default… constants only: a key it leaves out defaults to its zero value.
 func Default() Config {
 	return Config{
-		ServerID: "",
-		Shop:     Shop{Name: "My shop", Mode: ModeTest},
-		DataDir:  defaultDataDir(),
+		Shop:    Shop{Name: DefaultShopName, Mode: DefaultShopMode},
+		DataDir: defaultDataDir(),
 		Cloud: Cloud{
-			URL:            "https://api.server.commerce-hub.io",
-			PageSize:       1000,
-			PollInterval:   30 * time.Second,
-			RequestTimeout: 2 * time.Minute,
-			Sync:           true,
+			URL:            DefaultCloudURL,
+			PageSize:       DefaultCloudPageSize,
+			PollInterval:   DefaultCloudPollInterval,
+			RequestTimeout: DefaultCloudRequestTimeout,
+			Sync:           DefaultCloudSync,
 		},
 		WAN: WAN{
-			UseEnvironment: true,
-			ConnectTimeout: 10 * time.Second,
+			UseEnvironment: DefaultWANUseEnvironment,
+			ConnectTimeout: DefaultWANConnectTimeout,
 		},
 		LAN: LAN{
-			FrontDoor: 80,
+			FrontDoor: DefaultLANFrontDoor,
 			Services: Services{
-				Catalog: 8000,
-				Media:   8001,
-				Orders:  8002,
-				Devices: 8003,
-				Events:  8004,
-				Admin:   8005,
+				Catalog: DefaultLANServicesCatalog,
+				Media:   DefaultLANServicesMedia,
+				Orders:  DefaultLANServicesOrders,
+				Devices: DefaultLANServicesDevices,
+				Events:  DefaultLANServicesEvents,
+				Admin:   DefaultLANServicesAdmin,
 			},
-			ReadHeaderTimeout: 5 * time.Second,
-			ReadTimeout:       30 * time.Second,
-			WriteTimeout:      60 * time.Second,
-			IdleTimeout:       120 * time.Second,
-			MaxBodyBytes:      1 << 20,
-			MaxHeaderBytes:    64 << 10,
-			ShutdownGrace:     10 * time.Second,
-			ReadCacheMB:       1024,
+			ReadHeaderTimeout: DefaultLANReadHeaderTimeout,
+			ReadTimeout:       DefaultLANReadTimeout,
+			WriteTimeout:      DefaultLANWriteTimeout,
+			IdleTimeout:       DefaultLANIdleTimeout,
+			MaxBodyBytes:      DefaultLANMaxBodyBytes,
+			MaxHeaderBytes:    DefaultLANMaxHeaderBytes,
+			ShutdownGrace:     DefaultLANShutdownGrace,
+			ReadCacheMB:       DefaultLANReadCacheMB,
 		},
 		Discovery: Discovery{
-			UDP:              DiscoveryUDP{Enabled: true, Port: 57854, AnswerInterval: 500 * time.Millisecond, AnswerBurst: 5},
-			MDNS:             DiscoveryMDNS{Enabled: true},
-			AnnounceInterval: 30 * time.Second,
+			UDP: DiscoveryUDP{
+				Enabled:        DefaultDiscoveryUDPEnabled,
+				Port:           DefaultDiscoveryUDPPort,
+				AnswerInterval: DefaultDiscoveryUDPAnswerInterval,
+				AnswerBurst:    DefaultDiscoveryUDPAnswerBurst,
+			},
+			MDNS:             DiscoveryMDNS{Enabled: DefaultDiscoveryMDNSEnabled},
+			AnnounceInterval: DefaultDiscoveryAnnounceInterval,
 		},
-		Orders: Orders{OutboxBatch: 100},
+		Orders: Orders{OutboxBatch: DefaultOrdersOutboxBatch},
 		ServiceBus: ServiceBus{
-			Transport:         TransportWebSockets,
-			LockRenewInterval: 10 * time.Second,
-			MaxConcurrent:     4,
+			Transport:         DefaultServiceBusTransport,
+			LockRenewInterval: DefaultServiceBusLockRenewInterval,
+			MaxConcurrent:     DefaultServiceBusMaxConcurrent,
 		},
 		BackOffice: BackOffice{
-			Schedule: "*/5 * * * *",
-			Export:   BackOfficeExport{Format: ExportJSON},
-			Webhook:  BackOfficeWebhook{Timeout: 10 * time.Second},
+			Schedule: DefaultBackOfficeSchedule,
+			Export:   BackOfficeExport{Format: DefaultBackOfficeExportFormat},
+			Webhook:  BackOfficeWebhook{Timeout: DefaultBackOfficeWebhookTimeout},
 		},
 		Devices: Devices{
-			PairingCodeTTL:  10 * time.Minute,
-			PairingAttempts: 5,
-			PushPortDefault: 8081,
-			CommandTTL:      24 * time.Hour,
-			PushRetryMax:    time.Minute,
-			PushTimeout:     10 * time.Second,
+			PairingCodeTTL:  DefaultDevicesPairingCodeTTL,
+			PairingAttempts: DefaultDevicesPairingAttempts,
+			PushPortDefault: DefaultDevicesPushPortDefault,
+			CommandTTL:      DefaultDevicesCommandTTL,
+			PushRetryMax:    DefaultDevicesPushRetryMax,
+			PushTimeout:     DefaultDevicesPushTimeout,
 		},
-		Backup: Backup{Schedule: "0 3 * * *", Keep: 7},
-		Log:    Log{Level: "info", Format: "text"},
+		Backup: Backup{Schedule: DefaultBackupSchedule, Keep: DefaultBackupKeep},
+		Log:    Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
 	}
 }
 
 func defaultDataDir() string {
 	if runtime.GOOS == "windows" {
-		return `C:\ProgramData\storeedge`
+		return DefaultDataDirWindows
 	}
-	return "/var/lib/storeedge"
+	return DefaultDataDirUnix
 }
 
 // DefaultPath is where the configuration file lives when neither --config nor

@@ -12,6 +12,14 @@
 // them in the order of the example file, deploy/storeedge.example.yaml, which docs/
 // configuration.md documents for shop IT.
 //
+// Each default is written once, as a Default… constant in this package (defaults.go):
+// Default is made of them, and the packages that take a configured value as an option use the
+// same constant when the option is zero (feed.Options.PageSize falls back to
+// DefaultCloudPageSize). The constants live here rather than in those packages because this
+// package is the ground floor, which imports no domain package: it cannot read feed's or
+// devices' constants, while all of them may read its. The tests hold the example file and
+// docs/configuration.md to Default, key by key, so a default cannot change without both.
+//
 // Errors name what a person has to change: where the value came from (file and line,
 // environment variable, --set), the key, the value as written and the reason, e.g.
 //

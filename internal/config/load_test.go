@@ -117,7 +117,7 @@ func TestLoadEmptyFile(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if c.Cloud.PageSize != 1000 || c.LAN.Services.Catalog != 8000 {
+			if c.Cloud.PageSize != DefaultCloudPageSize || c.LAN.Services.Catalog != DefaultLANServicesCatalog {
 				t.Errorf("defaults not kept: %+v", c)
 			}
 		})

@@ -42,35 +42,74 @@ const (
 // mounted after the server starts.
 func (c *Config) Validate() error {
 	v := validator{}
+	v.serverID(c.ServerID)
+	v.shop(c.Shop)
+	v.dataDir(c.DataDir)
+	v.cloud(c.Cloud)
+	v.wan(c.WAN)
+	v.lan(c.LAN)
+	v.discovery(c.Discovery)
+	v.orders(c.Orders)
+	v.serviceBus(c.ServiceBus)
+	v.backOffice(c.BackOffice)
+	v.admin(c.Admin, c.Shop)
+	v.devices(c.Devices)
+	v.backup(c.Backup, c.DataDir)
+	v.log(c.Log)
+	return errors.Join(v.errs...)
+}
 
-	if c.ServerID != "" && (len(c.ServerID) > maxServerIDLen || !isIDText(c.ServerID)) {
-		v.add("server_id", quote(c.ServerID), fmt.Sprintf("want 1 to %d letters, digits, '.', '_' or '-'; or leave it empty to derive it from the host name", maxServerIDLen))
+// validator collects the problems found, in key order; each section has its method.
+type validator struct{ errs []error }
+
+func (v *validator) add(key, value, reason string) {
+	v.errs = append(v.errs, &Error{Key: key, Value: value, Reason: reason})
+}
+
+func (v *validator) serverID(id string) {
+	if id != "" && (len(id) > maxServerIDLen || !isIDText(id)) {
+		v.add("server_id", quote(id), fmt.Sprintf("want 1 to %d letters, digits, '.', '_' or '-'; or leave it empty to derive it from the host name", maxServerIDLen))
 	}
-	if len(c.Shop.ID) > maxShopIDLen || strings.IndexFunc(c.Shop.ID, notVisible) >= 0 {
-		v.add("shop.id", quote(c.Shop.ID), fmt.Sprintf("want at most %d characters, without spaces or control characters", maxShopIDLen))
+}
+
+func (v *validator) shop(s Shop) {
+	if len(s.ID) > maxShopIDLen || strings.IndexFunc(s.ID, notVisible) >= 0 {
+		v.add("shop.id", quote(s.ID), fmt.Sprintf("want at most %d characters, without spaces or control characters", maxShopIDLen))
 	}
-	switch name := c.Shop.Name; {
+	switch name := s.Name; {
 	case strings.TrimSpace(name) == "":
 		v.add("shop.name", quote(name), "empty; devices and the status page show this name")
 	case utf8.RuneCountInString(name) > maxShopNameLen || !utf8.ValidString(name) || strings.IndexFunc(name, unicode.IsControl) >= 0:
 		v.add("shop.name", quote(name), fmt.Sprintf("want at most %d characters, without control characters", maxShopNameLen))
 	}
-	switch c.Shop.Mode {
+	switch s.Mode {
 	case ModeTest, ModeProduction:
 	default:
-		v.add("shop.mode", quote(c.Shop.Mode), `want "test" or "production"`)
+		v.add("shop.mode", quote(s.Mode), `want "test" or "production"`)
 	}
-	switch {
-	case c.DataDir == "":
-		v.add("data_dir", quote(c.DataDir), "empty; want the directory for the database and media cache, e.g. "+quote(defaultDataDir()))
-	case !utf8.ValidString(c.DataDir) || strings.IndexFunc(c.DataDir, unicode.IsControl) >= 0:
-		v.add("data_dir", quote(c.DataDir), "contains control characters or invalid UTF-8")
-	case !filepath.IsAbs(c.DataDir):
-		v.add("data_dir", quote(c.DataDir), "want an absolute path (a service's working directory is not predictable)")
-	}
+}
 
-	v.cloudURL(c.Cloud.URL)
-	switch k := c.Cloud.StoreKey.Reveal(); {
+func (v *validator) dataDir(d string) {
+	switch {
+	case d == "":
+		v.add("data_dir", quote(d), "empty; want the directory for the database and media cache, e.g. "+quote(defaultDataDir()))
+	case !utf8.ValidString(d) || strings.IndexFunc(d, unicode.IsControl) >= 0:
+		v.add("data_dir", quote(d), "contains control characters or invalid UTF-8")
+	case !filepath.IsAbs(d):
+		v.add("data_dir", quote(d), "want an absolute path (a service's working directory is not predictable)")
+	}
+}
+
+func (v *validator) cloud(c Cloud) {
+	v.cloudURL(c.URL)
+	v.storeKey(c.StoreKey)
+	v.intRange("cloud.page_size", c.PageSize, 1, 10000)
+	v.durRange("cloud.poll_interval", c.PollInterval, time.Second, time.Hour)
+	v.durRange("cloud.request_timeout", c.RequestTimeout, time.Second, time.Hour)
+}
+
+func (v *validator) storeKey(key Secret) {
+	switch k := key.Reveal(); {
 	case k == "":
 		v.errs = append(v.errs, &Error{Key: "cloud.store_key", Value: `""`, err: ErrMissingStoreKey,
 			Reason: "missing; the vendor gives each shop a store key: put it in the file, or set " + EnvName("cloud.store_key")})
@@ -81,78 +120,74 @@ func (c *Config) Validate() error {
 	case strings.IndexFunc(k, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0:
 		v.add("cloud.store_key", quote(Redaction), "contains spaces, line breaks or control characters (a copy-paste slip?)")
 	}
-	v.intRange("cloud.page_size", c.Cloud.PageSize, 1, 10000)
-	v.durRange("cloud.poll_interval", c.Cloud.PollInterval, time.Second, time.Hour)
-	v.durRange("cloud.request_timeout", c.Cloud.RequestTimeout, time.Second, time.Hour)
+}
 
-	v.proxy(c.WAN.Proxy)
-	if f := c.WAN.ExtraCAFile; f != "" {
+func (v *validator) wan(w WAN) {
+	v.proxy(w.Proxy)
+	if f := w.ExtraCAFile; f != "" {
 		v.caFile(f)
 	}
-	v.durRange("wan.connect_timeout", c.WAN.ConnectTimeout, time.Second, 5*time.Minute)
+	v.durRange("wan.connect_timeout", w.ConnectTimeout, time.Second, 5*time.Minute)
+}
 
-	if b := c.LAN.Bind; b != "" {
+func (v *validator) lan(l LAN) {
+	if b := l.Bind; b != "" {
 		if _, err := netip.ParseAddr(b); err != nil {
 			v.add("lan.bind", quote(b), `want an IP address of this machine, e.g. "192.168.1.10", or "" for every interface`)
 		}
 	}
-	v.ports(c.LAN)
-	v.durRange("lan.read_header_timeout", c.LAN.ReadHeaderTimeout, time.Second, 5*time.Minute)
-	v.durRange("lan.read_timeout", c.LAN.ReadTimeout, time.Second, time.Hour)
-	if c.LAN.ReadHeaderTimeout > c.LAN.ReadTimeout && c.LAN.ReadTimeout >= time.Second {
-		v.add("lan.read_header_timeout", quote(formatDuration(c.LAN.ReadHeaderTimeout)),
-			fmt.Sprintf("longer than lan.read_timeout (%s), which covers the headers too", quote(formatDuration(c.LAN.ReadTimeout))))
+	v.ports(l)
+	v.durRange("lan.read_header_timeout", l.ReadHeaderTimeout, time.Second, 5*time.Minute)
+	v.durRange("lan.read_timeout", l.ReadTimeout, time.Second, time.Hour)
+	if l.ReadHeaderTimeout > l.ReadTimeout && l.ReadTimeout >= time.Second {
+		v.add("lan.read_header_timeout", quote(formatDuration(l.ReadHeaderTimeout)),
+			fmt.Sprintf("longer than lan.read_timeout (%s), which covers the headers too", quote(formatDuration(l.ReadTimeout))))
 	}
-	v.durRange("lan.write_timeout", c.LAN.WriteTimeout, time.Second, time.Hour)
-	v.durRange("lan.idle_timeout", c.LAN.IdleTimeout, time.Second, time.Hour)
-	if n, lo, hi := c.LAN.MaxBodyBytes, int64(1<<10), int64(64<<20); n < lo || n > hi {
+	v.durRange("lan.write_timeout", l.WriteTimeout, time.Second, time.Hour)
+	v.durRange("lan.idle_timeout", l.IdleTimeout, time.Second, time.Hour)
+	if n, lo, hi := l.MaxBodyBytes, int64(1<<10), int64(64<<20); n < lo || n > hi {
 		v.add("lan.max_body_bytes", strconv.FormatInt(n, 10), "must be between 1024 (1 KiB) and 67108864 (64 MiB)")
 	}
-	if n := c.LAN.MaxHeaderBytes; n < 1<<10 || n > 1<<20 {
+	if n := l.MaxHeaderBytes; n < 1<<10 || n > 1<<20 {
 		v.add("lan.max_header_bytes", strconv.Itoa(n), "must be between 1024 (1 KiB) and 1048576 (1 MiB)")
 	}
-	v.durRange("lan.shutdown_grace", c.LAN.ShutdownGrace, 0, 5*time.Minute)
-	v.intRange("lan.read_cache_mb", c.LAN.ReadCacheMB, 0, 32768)
-
-	v.discovery(c.Discovery)
-
-	v.intRange("orders.outbox_batch", c.Orders.OutboxBatch, 1, 500)
-
-	v.serviceBus(c.ServiceBus)
-
-	v.backOffice(c.BackOffice)
-
-	v.secret("admin.token", c.Admin.Token, minAdminToken)
-	if c.Admin.Token == "" && c.Shop.Mode == ModeProduction {
-		v.add("admin.token", `""`, "missing; required when shop.mode is \"production\": choose a long random value (e.g. openssl rand -base64 32) and put it in "+EnvName("admin.token"))
-	}
-	v.secret("devices.enrollment_secret", c.Devices.EnrollmentSecret, minAdminToken)
-	v.durRange("devices.pairing_code_ttl", c.Devices.PairingCodeTTL, time.Minute, 24*time.Hour)
-	v.intRange("devices.pairing_attempts", c.Devices.PairingAttempts, 1, 100)
-	v.intRange("devices.push_port_default", c.Devices.PushPortDefault, 1, 65535)
-	v.durRange("devices.command_ttl", c.Devices.CommandTTL, time.Minute, 30*24*time.Hour)
-	v.durRange("devices.push_retry_max", c.Devices.PushRetryMax, time.Second, time.Hour)
-	v.durRange("devices.push_timeout", c.Devices.PushTimeout, time.Second, 5*time.Minute)
-
-	v.backup(c.Backup, c.DataDir)
-
-	switch c.Log.Level {
-	case "debug", "info", "warn", "error":
-	default:
-		v.add("log.level", quote(c.Log.Level), `want "debug", "info", "warn" or "error"`)
-	}
-	switch c.Log.Format {
-	case "text", "json":
-	default:
-		v.add("log.format", quote(c.Log.Format), `want "text" or "json"`)
-	}
-	return errors.Join(v.errs...)
+	v.durRange("lan.shutdown_grace", l.ShutdownGrace, 0, 5*time.Minute)
+	v.intRange("lan.read_cache_mb", l.ReadCacheMB, 0, 32768)
 }
 
-type validator struct{ errs []error }
+func (v *validator) orders(o Orders) {
+	v.intRange("orders.outbox_batch", o.OutboxBatch, 1, 500)
+}
 
-func (v *validator) add(key, value, reason string) {
-	v.errs = append(v.errs, &Error{Key: key, Value: value, Reason: reason})
+// admin checks the admin credential, which production mode requires.
+func (v *validator) admin(a Admin, s Shop) {
+	v.secret("admin.token", a.Token, minAdminToken)
+	if a.Token == "" && s.Mode == ModeProduction {
+		v.add("admin.token", `""`, "missing; required when shop.mode is \"production\": choose a long random value (e.g. openssl rand -base64 32) and put it in "+EnvName("admin.token"))
+	}
+}
+
+func (v *validator) devices(d Devices) {
+	v.secret("devices.enrollment_secret", d.EnrollmentSecret, minAdminToken)
+	v.durRange("devices.pairing_code_ttl", d.PairingCodeTTL, time.Minute, 24*time.Hour)
+	v.intRange("devices.pairing_attempts", d.PairingAttempts, 1, 100)
+	v.intRange("devices.push_port_default", d.PushPortDefault, 1, 65535)
+	v.durRange("devices.command_ttl", d.CommandTTL, time.Minute, 30*24*time.Hour)
+	v.durRange("devices.push_retry_max", d.PushRetryMax, time.Second, time.Hour)
+	v.durRange("devices.push_timeout", d.PushTimeout, time.Second, 5*time.Minute)
+}
+
+func (v *validator) log(l Log) {
+	switch l.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		v.add("log.level", quote(l.Level), `want "debug", "info", "warn" or "error"`)
+	}
+	switch l.Format {
+	case "text", "json":
+	default:
+		v.add("log.format", quote(l.Format), `want "text" or "json"`)
+	}
 }
 
 func (v *validator) intRange(key string, n, lo, hi int) {

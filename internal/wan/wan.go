@@ -15,13 +15,13 @@ import (
 	"time"
 
 	"golang.org/x/net/http/httpproxy"
+
+	"github.com/storeedge/storeedge/internal/config"
 )
 
-// Defaults for Options' zero values.
-const (
-	DefaultConnectTimeout      = 10 * time.Second
-	DefaultTLSHandshakeTimeout = 10 * time.Second
-)
+// DefaultTLSHandshakeTimeout is TLSHandshakeTimeout's default. ConnectTimeout's is the
+// configuration's, config.DefaultWANConnectTimeout.
+const DefaultTLSHandshakeTimeout = 10 * time.Second
 
 // Options configure a Dialer. The zero value dials directly with default
 // timeouts and the system's root certificates.
@@ -40,7 +40,7 @@ type Options struct {
 	// the system roots (a test cloud, or a TLS-inspecting corporate proxy).
 	ExtraCAFile string
 	// ConnectTimeout bounds opening a connection to the target, proxy
-	// handshake included. Default DefaultConnectTimeout.
+	// handshake included. Default config.DefaultWANConnectTimeout.
 	ConnectTimeout time.Duration
 	// TLSHandshakeTimeout is used by Transport. Default
 	// DefaultTLSHandshakeTimeout.
@@ -67,7 +67,7 @@ func New(o Options) (*Dialer, error) {
 		return nil, fmt.Errorf("wan: TLSHandshakeTimeout %v is negative", o.TLSHandshakeTimeout)
 	}
 	if o.ConnectTimeout == 0 {
-		o.ConnectTimeout = DefaultConnectTimeout
+		o.ConnectTimeout = config.DefaultWANConnectTimeout
 	}
 	if o.TLSHandshakeTimeout == 0 {
 		o.TLSHandshakeTimeout = DefaultTLSHandshakeTimeout

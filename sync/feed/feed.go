@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/storeedge/storeedge/internal/backoff"
+	"github.com/storeedge/storeedge/internal/config"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/cloud"
 	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
@@ -47,8 +48,8 @@ type WANState struct {
 type Options struct {
 	DB           *storage.DB
 	Client       *cloud.Client
-	PageSize     int           // changes per page asked for; default 1000
-	PollInterval time.Duration // pause between passes once caught up; default 30s
+	PageSize     int           // changes per page asked for; 0: config.DefaultCloudPageSize
+	PollInterval time.Duration // pause between passes once caught up; 0: config.DefaultCloudPollInterval
 	MinBackoff   time.Duration // first retry delay after a failure; default 1s
 	MaxBackoff   time.Duration // longest retry delay; default 5m
 	Logger       *slog.Logger
@@ -85,10 +86,10 @@ func New(o Options) *Syncer {
 	s := &Syncer{db: o.DB, client: o.Client, pageSize: o.PageSize, poll: o.PollInterval, minB: o.MinBackoff, maxB: o.MaxBackoff,
 		log: o.Logger, classify: o.Classify, after: o.AfterPass, sleep: wait, poke: make(chan struct{}, 1), wan: WANState{State: StateNever}}
 	if s.pageSize <= 0 || s.pageSize > cloudapi.MaxPageSize {
-		s.pageSize = 1000
+		s.pageSize = config.DefaultCloudPageSize
 	}
 	if s.poll <= 0 {
-		s.poll = 30 * time.Second
+		s.poll = config.DefaultCloudPollInterval
 	}
 	if s.minB <= 0 {
 		s.minB = time.Second

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/storeedge/storeedge/internal/backoff"
+	"github.com/storeedge/storeedge/internal/config"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/cloud"
 	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
@@ -35,7 +36,7 @@ var _ Uploader = (*cloud.Client)(nil)
 type Options struct {
 	DB         *storage.DB
 	Cloud      Uploader
-	Batch      int           // events per upload, 1..500; default 100
+	Batch      int           // events per upload, 1..500; 0: config.DefaultOrdersOutboxBatch
 	MinBackoff time.Duration // default 1s
 	MaxBackoff time.Duration // default 5m
 	Logger     *slog.Logger
@@ -55,7 +56,7 @@ type Worker struct {
 // New returns a Worker; it does nothing until Run.
 func New(o Options) *Worker {
 	if o.Batch <= 0 || o.Batch > 500 {
-		o.Batch = 100
+		o.Batch = config.DefaultOrdersOutboxBatch
 	}
 	if o.MinBackoff <= 0 {
 		o.MinBackoff = time.Second

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/storeedge/storeedge/internal/backoff"
+	"github.com/storeedge/storeedge/internal/config"
 	"github.com/storeedge/storeedge/storage"
 )
 
@@ -47,9 +48,10 @@ type Options struct {
 	WebSockets  bool
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 	TLSConfig   func() *tls.Config
-	// LockRenewInterval is how often a message's lock is renewed while it is being stored.
+	// LockRenewInterval is how often a message's lock is renewed while it is being stored;
+	// 0: config.DefaultServiceBusLockRenewInterval.
 	LockRenewInterval time.Duration
-	MaxConcurrent     int  // messages handled at once
+	MaxConcurrent     int  // messages handled at once; 0: config.DefaultServiceBusMaxConcurrent
 	TestMode          bool // every order stored is a test order
 	MinBackoff        time.Duration
 	MaxBackoff        time.Duration
@@ -87,10 +89,10 @@ type Receiver struct {
 // NewReceiver returns a Receiver; it does nothing until Run.
 func NewReceiver(o Options) *Receiver {
 	if o.MaxConcurrent <= 0 {
-		o.MaxConcurrent = 4
+		o.MaxConcurrent = config.DefaultServiceBusMaxConcurrent
 	}
 	if o.LockRenewInterval <= 0 {
-		o.LockRenewInterval = 10 * time.Second
+		o.LockRenewInterval = config.DefaultServiceBusLockRenewInterval
 	}
 	if o.MinBackoff <= 0 {
 		o.MinBackoff = time.Second

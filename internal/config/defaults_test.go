@@ -1,0 +1,92 @@
+package config
+
+import (
+	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// diffDefaults compares c with Default key by key and describes each key, other than those
+// in skip, whose value differs: "cloud.page_size is 500, but its default is 1000".
+func diffDefaults(c Config, skip ...string) []string {
+	got, want := reflect.ValueOf(c), reflect.ValueOf(Default())
+	var diffs []string
+	for _, l := range leaves {
+		if slices.Contains(skip, l.key) {
+			continue
+		}
+		g, w := got.FieldByIndex(l.index), want.FieldByIndex(l.index)
+		if !reflect.DeepEqual(g.Interface(), w.Interface()) {
+			diffs = append(diffs, fmt.Sprintf("%s is %s, but its default is %s", l.key, display(g), display(w)))
+		}
+	}
+	return diffs
+}
+
+// Each default is written once: Default is made of the Default… constants of defaults.go and
+// of no literal value, and each of those constants is the default of a key. A default written
+// as a literal in Default would be a second place to change it, beside the package that falls
+// back to it.
+func TestDefaultIsMadeOfConstants(t *testing.T) {
+	fset := token.NewFileSet()
+	consts, err := parser.ParseFile(fset, "defaults.go", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, err := parser.ParseFile(fset, "config.go", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	declared := map[string]token.Pos{}
+	for _, decl := range consts.Decls {
+		d, ok := decl.(*ast.GenDecl)
+		if ok && d.Tok == token.IMPORT {
+			continue
+		}
+		if !ok || d.Tok != token.CONST {
+			t.Errorf("%s: defaults.go holds the Default… constants only", fset.Position(decl.Pos()))
+			continue
+		}
+		for _, spec := range d.Specs {
+			for _, name := range spec.(*ast.ValueSpec).Names {
+				declared[name.Name] = name.Pos()
+			}
+		}
+	}
+	used := map[string]bool{}
+	for _, decl := range code.Decls {
+		fn, ok := decl.(*ast.FuncDecl)
+		if !ok || fn.Name.Name != "Default" && fn.Name.Name != "defaultDataDir" {
+			continue
+		}
+		ast.Inspect(fn.Body, func(n ast.Node) bool {
+			literal := ""
+			switch x := n.(type) {
+			case *ast.BasicLit:
+				literal = x.Value
+			case *ast.Ident:
+				used[x.Name] = true
+				if x.Name == "true" || x.Name == "false" {
+					literal = x.Name
+				}
+			}
+			if literal != "" && fn.Name.Name == "Default" {
+				t.Errorf("%s: Default holds the literal %s; name it with a Default… constant in defaults.go", fset.Position(n.Pos()), literal)
+			}
+			return true
+		})
+	}
+	for name, pos := range declared {
+		if !strings.HasPrefix(name, "Default") {
+			t.Errorf("%s: constant %s: defaults.go holds the Default… constants only", fset.Position(pos), name)
+		}
+		if !used[name] {
+			t.Errorf("%s: constant %s is no key's default: Default does not use it", fset.Position(pos), name)
+		}
+	}
+}
