@@ -107,6 +107,10 @@ type Manager struct {
 
 	changed chan struct{} // a device was paired or revoked: Run reconciles its links
 
+	// enqueueMu makes storing commands and handing them to the links one step, so that every
+	// link is handed its commands in the order the database numbered them (see enqueue).
+	enqueueMu sync.Mutex
+
 	mu         sync.RWMutex // protects the fields below
 	devs       map[string]*entry
 	links      map[string]*link
