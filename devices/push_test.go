@@ -46,6 +46,32 @@ func TestCommandIsPushedAndAcknowledged(t *testing.T) {
 	}
 }
 
+// A command is recorded as sent, with its attempt, before the device can have it: the admin
+// never sees queued a command the device already has, and an attempt cut off by a crash still
+// counts.
+func TestCommandIsRecordedSentBeforeTheDeviceHasIt(t *testing.T) {
+	e := newEnv(t)
+	seen := make(chan storage.Command, 3)
+	d := e.device(t, devicesim.Options{Handle: func(c devicesim.Command) error {
+		stored, err := e.db.GetCommand(context.Background(), c.ID)
+		if err != nil {
+			return err
+		}
+		seen <- stored
+		return nil
+	}})
+	for i := range 3 {
+		send(t, e, devices.Target{DeviceID: d.creds.DeviceID}, "print", fmt.Sprintf(`{"n":%d}`, i), 0)
+	}
+	for range 3 {
+		c := <-seen
+		if c.State != storage.CommandSent || c.Attempts != 1 || c.SentAt == nil {
+			t.Errorf("command %s as stored when the device had it: %s, %d attempts, sent at %v; want sent, 1 attempt",
+				c.ID, c.State, c.Attempts, c.SentAt)
+		}
+	}
+}
+
 // A device that is away gets everything queued meanwhile, in order, when it is back; what
 // expired meanwhile is not delivered and is reported expired.
 func TestAwayDeviceGetsItsQueueInOrder(t *testing.T) {

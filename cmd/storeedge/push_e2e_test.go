@@ -105,7 +105,8 @@ func ids(cmds []devicesim.Command) []string {
 
 // TestPushSurvivesSIGKILL kills the daemon while commands wait for a device that is away, and
 // again while it is delivering to a slow device: after each restart every command arrives, in
-// order, and the device does each id once.
+// order, the device does each id once, and each command's attempts count at least every time
+// the device received it.
 func TestPushSurvivesSIGKILL(t *testing.T) {
 	cloud := startCloud(t, "-products", "10")
 	opts := shopOptions{dataDir: t.TempDir(), cloud: cloud.url, sets: pushSets}
@@ -137,6 +138,20 @@ func TestPushSurvivesSIGKILL(t *testing.T) {
 		s.get(t, "/api/v1/status", &st)
 		return st.Devices.Queued == 0 && st.Devices.Online == 1
 	})
+	extra := 0
+	for _, id := range want {
+		var c struct {
+			State    string `json:"state"`
+			Attempts int    `json:"attempts"`
+		}
+		s.get(t, "/api/v1/admin/commands/"+id, &c)
+		if n := d.Received(id); c.Attempts < n || c.State != "acknowledged" {
+			t.Errorf("command %s: %s after %d attempts; the device received it %d times", id, c.State, c.Attempts, n)
+		} else {
+			extra += c.Attempts - n
+		}
+	}
+	t.Logf("%d attempts written but cut off by a kill before the device read them", extra)
 	s.stop(t)
 }
 

@@ -70,7 +70,7 @@ type Device struct {
 	addr       string // the push listener's address, kept across restarts
 	id, secret string
 	key        []byte
-	seen       map[string]bool
+	received   map[string]int // times each command id came
 	commands   []Command
 	duplicates int
 	rejections []Rejection
@@ -94,7 +94,7 @@ func New(o Options) *Device {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Device{o: o, log: o.Logger, addr: o.Listen, seen: map[string]bool{}, changed: make(chan struct{})}
+	return &Device{o: o, log: o.Logger, addr: o.Listen, received: map[string]int{}, changed: make(chan struct{})}
 }
 
 // SetCredentials gives the device the id and secret it received when it paired.
@@ -337,12 +337,12 @@ func (d *Device) serve(ctx context.Context, nc net.Conn) {
 func (d *Device) accept(f push.Frame) error {
 	cmd := Command{ID: f.ID, Type: f.CommandType, Payload: json.RawMessage(f.Payload), Time: time.UnixMilli(f.Time).UTC()}
 	d.mu.Lock()
-	if d.seen[f.ID] {
+	d.received[f.ID]++
+	if d.received[f.ID] > 1 {
 		d.duplicates++
 		d.mu.Unlock()
 		return nil
 	}
-	d.seen[f.ID] = true
 	d.mu.Unlock()
 	var err error
 	if d.o.Handle != nil {
@@ -382,6 +382,13 @@ func (d *Device) Duplicates() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.duplicates
+}
+
+// Received tells how many times the command with this id came, the first time included.
+func (d *Device) Received(id string) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.received[id]
 }
 
 // Rejections returns the connections refused so far and why.
