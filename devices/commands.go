@@ -127,6 +127,8 @@ func (m *Manager) newCommand(deviceID, typ string, payload json.RawMessage, orde
 func (m *Manager) enqueue(ctx context.Context, cmds []storage.Command, cursor *storage.Cursor) error {
 	m.enqueueMu.Lock()
 	defer m.enqueueMu.Unlock()
+	m.enqueues.started.Add(1)
+	defer m.enqueues.done.Add(1)
 	if err := m.db.EnqueueCommands(ctx, cmds, cursor); err != nil {
 		return err
 	}

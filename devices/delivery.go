@@ -33,7 +33,18 @@ type delivery struct {
 	npending int         // commands in pending
 	last     int64       // seq of the last command taken from the queue
 	ackWait  *time.Timer // runs while commands await their acks
+
+	// What the check (see check) works with.
+	drained  bool              // the last refill found the queue empty, with room in the window
+	suspects map[int64]bool    // seqs the previous check found held back
+	taken    map[int64]bool    // seqs taken from the queue since the previous check
+	marks    marks             // the counts of work under way at the previous check
+	retry    []storage.Command // commands a check found left behind, to be written first
 }
+
+// marks are counts of work under way at a check: state changes queued to the writer, and
+// enqueues begun. Once both are done, a command is no longer on its way to a link.
+type marks struct{ writer, enqueues int64 }
 
 // batch is commands taken from the queue together; stored receives the outcome of storing them
 // as sent. The writer stores in the order it is given, so batches are stored in order.
@@ -73,6 +84,8 @@ func (l *link) deliver(ctx context.Context, c *push.Conn) error {
 	d := &delivery{l: l, c: c, ackWait: time.NewTimer(time.Hour)}
 	d.ackWait.Stop()
 	defer d.ackWait.Stop()
+	checks := time.NewTicker(l.m.o.CheckEvery)
+	defer checks.Stop()
 	for {
 		if err := d.refill(ctx); err != nil {
 			return err
@@ -113,6 +126,10 @@ func (l *link) deliver(ctx context.Context, c *push.Conn) error {
 			if before > 0 && len(d.sent) == before {
 				return fmt.Errorf("no acknowledgement of command %s within %s", d.sent[0].id, l.m.o.Timeout)
 			}
+		case <-checks.C:
+			if err := d.check(ctx); err != nil {
+				return err
+			}
 		}
 	}
 }
@@ -125,18 +142,33 @@ func (l *link) deliver(ctx context.Context, c *push.Conn) error {
 func (d *delivery) refill(ctx context.Context) error {
 	w := d.l.m.o.Window
 	room := w - len(d.sent) - d.npending
+	d.drained = false
 	if room < (w+3)/4 {
 		return nil
 	}
-	cmds, err := d.l.next(ctx, d.last, room)
-	if err != nil || len(cmds) == 0 {
-		return err
+	var cmds []storage.Command
+	if len(d.retry) > 0 {
+		n := min(room, len(d.retry))
+		cmds, d.retry = d.retry[:n], d.retry[n:]
+	} else {
+		var err error
+		if cmds, err = d.l.next(ctx, d.last, room); err != nil {
+			return err
+		}
+		d.drained = len(cmds) == 0
+		if d.drained {
+			return nil
+		}
+		d.last = cmds[len(cmds)-1].Seq
 	}
-	d.last = cmds[len(cmds)-1].Seq
+	if d.taken == nil {
+		d.taken = map[int64]bool{}
+	}
 	ups := make([]storage.CommandUpdate, len(cmds))
 	at := d.l.m.now()
 	for i, cmd := range cmds {
 		ups[i] = storage.CommandUpdate{Seq: cmd.Seq, ID: cmd.ID, State: storage.CommandSent, At: at}
+		d.taken[cmd.Seq] = true
 	}
 	stored, err := d.l.m.writer.submit(ctx, ups)
 	if err != nil {
@@ -198,4 +230,90 @@ func (d *delivery) answer(ctx context.Context, f push.Frame) error {
 		u.State, u.Reason = storage.CommandFailed, "refused by the device: "+printableReason(f.Payload)
 	}
 	return l.m.writer.add(ctx, u)
+}
+
+// checkLimit bounds the commands one check reports.
+const checkLimit = 64
+
+// check looks for commands the connection holds back for no reason: open in the database, but
+// neither in flight, nor handed to the link and waiting to be taken, nor waiting their turn
+// behind a full window. That is a defect (one kept commands queued for good behind connected
+// devices once), and it must not be silent: a command found by two checks in a row, not taken
+// from the queue in between, with the state changes queued and the enqueues begun before the
+// first check done since, is counted in the status, logged, and written again.
+func (d *delivery) check(ctx context.Context) error {
+	l := d.l
+	// Read before the query: what the previous check counted as under way is done, and the
+	// query sees its effects.
+	settled := l.m.writer.finished.Load() >= d.marks.writer && l.m.enqueues.done.Load() >= d.marks.enqueues
+	open, err := l.m.db.OpenCommands(ctx, l.id, 0, l.m.now(), d.inWindow()+checkLimit)
+	if err != nil {
+		return err
+	}
+	// Read after the query: every change and enqueue that could explain what it found is
+	// counted in them.
+	now := marks{writer: l.m.writer.queued.Load(), enqueues: l.m.enqueues.started.Load()}
+	busy := d.busy()
+	found := map[int64]bool{}
+	var stuck []storage.Command
+	for _, c := range open {
+		if c.Seq > d.last && !d.drained {
+			break // waiting its turn
+		}
+		if busy[c.Seq] {
+			continue
+		}
+		found[c.Seq] = true
+		if settled && d.suspects[c.Seq] && !d.taken[c.Seq] {
+			stuck = append(stuck, c)
+		}
+	}
+	d.suspects, d.marks, d.taken = found, now, nil
+	if len(stuck) > 0 {
+		d.resend(stuck)
+	}
+	return nil
+}
+
+// inWindow counts the commands in flight, being stored as sent, and to be written again.
+func (d *delivery) inWindow() int { return len(d.sent) + d.npending + len(d.retry) }
+
+// busy is the set of seqs of the commands on their way: in flight, being stored as sent, to be
+// written again, and handed to the link but not taken yet.
+func (d *delivery) busy() map[int64]bool {
+	busy := make(map[int64]bool, d.inWindow())
+	for _, c := range d.sent {
+		busy[c.seq] = true
+	}
+	for _, b := range d.pending {
+		for _, c := range b.cmds {
+			busy[c.Seq] = true
+		}
+	}
+	for _, c := range d.retry {
+		busy[c.Seq] = true
+	}
+	d.l.mu.Lock()
+	for _, c := range d.l.offered {
+		busy[c.Seq] = true
+	}
+	d.l.mu.Unlock()
+	return busy
+}
+
+// resend counts, logs and writes again commands a check found left behind: those before the
+// last one taken from the queue directly, the others by reading the queue again.
+func (d *delivery) resend(stuck []storage.Command) {
+	l := d.l
+	l.m.stuck.Add(int64(len(stuck)))
+	l.m.log.Warn("devices: commands left behind while the device is connected; sending them again",
+		slog.String(keyDevice, l.id), slog.Int(keyCount, len(stuck)), slog.String(keyCommand, stuck[0].ID), slog.String("state", stuck[0].State))
+	for _, c := range stuck {
+		if c.Seq <= d.last {
+			d.retry = append(d.retry, c)
+		}
+	}
+	l.mu.Lock()
+	l.reload, l.offered = true, nil
+	l.mu.Unlock()
 }

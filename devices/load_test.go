@@ -3,6 +3,7 @@ package devices_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"slices"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/storeedge/storeedge/devices"
 	"github.com/storeedge/storeedge/devices/devicesim"
+	"github.com/storeedge/storeedge/internal/testenv"
 	"github.com/storeedge/storeedge/storage"
 )
 
@@ -27,12 +29,17 @@ func envInt(name string, def int) int {
 // of them taking orders, new orders arriving steadily and a command to every device at short
 // intervals, so that fan-outs and order.new commands are stored for the same devices at the
 // same moments. Every device must get every command meant for it, in the order they were
-// stored, and none may be left queued or sent. STOREEDGE_PUSH_LOAD_DEVICES and
+// stored, none may be left queued or sent, and the check for commands left behind, run every
+// 500 ms, must have found none. STOREEDGE_PUSH_LOAD_DEVICES and
 // STOREEDGE_PUSH_LOAD_SECONDS make it heavier (200 devices for 300 s is the shop-sized run).
 func TestMixedLoadDeliversEveryCommandInOrder(t *testing.T) {
 	n := envInt("STOREEDGE_PUSH_LOAD_DEVICES", 60)
 	seconds := envInt("STOREEDGE_PUSH_LOAD_SECONDS", 3)
-	e := newEnv(t, func(o *devices.Options) { o.Logger = nil })
+	logs := &testenv.Buffer{} // warnings only
+	e := newEnv(t, func(o *devices.Options) {
+		o.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		o.CheckEvery = 500 * time.Millisecond
+	})
 	var sims []*sim
 	for i := range n {
 		var caps []string
@@ -99,6 +106,9 @@ func TestMixedLoadDeliversEveryCommandInOrder(t *testing.T) {
 		s.WaitFor(deadline, func(d *devicesim.Device) bool { return len(d.Commands()) >= want })
 	}
 	checkEveryCommandDelivered(t, e, sims)
+	if s, err := e.m.Summary(ctx); err != nil || s.StuckCommands != 0 {
+		t.Fatalf("status: %d commands found left behind connected devices (%v)\n%s", s.StuckCommands, err, logs)
+	}
 }
 
 // checkEveryCommandDelivered checks that each device did exactly the commands stored for it,

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -33,6 +34,9 @@ type Options struct {
 	Timeout time.Duration
 	// Window is how many commands may await their acks on one connection.
 	Window int
+	// CheckEvery is how often each connection checks that no command is left behind (see
+	// delivery.check); a command left behind is found within two checks.
+	CheckEvery time.Duration
 	// Dial connects to devices; nil uses a net.Dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Now is the clock of pairing codes, heartbeats and command expiry; nil: time.Now.
@@ -53,6 +57,7 @@ const (
 	defaultRetryMax        = time.Minute
 	defaultTimeout         = 10 * time.Second
 	defaultWindow          = 256
+	defaultCheckEvery      = 10 * time.Second
 
 	// OnlineWindow is how long after its last heartbeat a device without a push connection
 	// still counts as online; devices heartbeat every 30 s.
@@ -110,6 +115,10 @@ type Manager struct {
 	// enqueueMu makes storing commands and handing them to the links one step, so that every
 	// link is handed its commands in the order the database numbered them (see enqueue).
 	enqueueMu sync.Mutex
+	// enqueues counts the enqueues begun and done (the links' checks read them).
+	enqueues struct{ started, done atomic.Int64 }
+
+	stuck atomic.Int64 // commands found left behind a connected device since start
 
 	mu         sync.RWMutex // protects the fields below
 	devs       map[string]*entry
@@ -133,6 +142,7 @@ func New(ctx context.Context, o Options) (*Manager, error) {
 	o.RetryMax = orDefault(o.RetryMax, defaultRetryMax)
 	o.Timeout = orDefault(o.Timeout, defaultTimeout)
 	o.Window = orDefault(o.Window, defaultWindow)
+	o.CheckEvery = orDefault(o.CheckEvery, defaultCheckEvery)
 	if o.Dial == nil {
 		d := &net.Dialer{KeepAlive: 15 * time.Second}
 		o.Dial = d.DialContext
@@ -273,11 +283,14 @@ func (m *Manager) Get(ctx context.Context, id string) (Device, error) {
 
 // Summary is the devices part of the status page.
 type Summary struct {
-	Paired  int     `json:"paired"`
-	Online  int     `json:"online"`
-	Offline int     `json:"offline"`
-	Queued  int64   `json:"queued"` // commands waiting for their devices
-	Devices []Brief `json:"devices"`
+	Paired  int   `json:"paired"`
+	Online  int   `json:"online"`
+	Offline int   `json:"offline"`
+	Queued  int64 `json:"queued"` // commands waiting for their devices
+	// StuckCommands counts the commands found left queued or sent behind a connected device,
+	// and written again, since the server started: 0 unless something is wrong.
+	StuckCommands int64   `json:"stuck_commands"`
+	Devices       []Brief `json:"devices"`
 }
 
 // Brief is one device on the status page.
@@ -296,7 +309,7 @@ func (m *Manager) Summary(ctx context.Context) (Summary, error) {
 	if err != nil {
 		return Summary{}, err
 	}
-	s := Summary{Devices: []Brief{}}
+	s := Summary{Devices: []Brief{}, StuckCommands: m.stuck.Load()}
 	for _, d := range all {
 		if d.Revoked {
 			continue

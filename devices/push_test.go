@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -69,6 +70,46 @@ func TestCommandIsRecordedSentBeforeTheDeviceHasIt(t *testing.T) {
 			t.Errorf("command %s as stored when the device had it: %s, %d attempts, sent at %v; want sent, 1 attempt",
 				c.ID, c.State, c.Attempts, c.SentAt)
 		}
+	}
+}
+
+// A command stored without its link knowing, as a defect would leave it (behind a later command
+// the link wrote, or never handed to the link at all), is found by the connection's check,
+// counted in the status, logged, and delivered while the device stays connected.
+func TestCheckDeliversCommandsLeftBehind(t *testing.T) {
+	e := newEnv(t, func(o *devices.Options) { o.CheckEvery = 20 * time.Millisecond })
+	d := e.device(t, devicesim.Options{})
+	target := devices.Target{DeviceID: d.creds.DeviceID}
+	send(t, e, target, "ping", `{}`, 0)
+	d.waitCommands(t, 1) // connected
+	ctx := context.Background()
+	behind := func(id string) {
+		c := storage.Command{ID: id, DeviceID: d.creds.DeviceID, Type: "print", Payload: []byte(`{}`), CreatedAt: epoch, ExpiresAt: epoch.Add(time.Hour)}
+		if err := e.db.EnqueueCommands(ctx, []storage.Command{c}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, step := range []struct {
+		name  string
+		after func() // what follows the command left behind
+	}{
+		{"behind a later command", func() { send(t, e, target, "ping", `{}`, 0) }},
+		{"never handed to the link", func() {}},
+	} {
+		id := fmt.Sprintf("cmd_behind_%d", i)
+		behind(id)
+		step.after()
+		e.waitState(t, id, storage.CommandAcknowledged)
+		if !slices.Contains(ids(d.Commands()), id) {
+			t.Fatalf("%s: acknowledged, but the device does not have it", step.name)
+		}
+		s, err := e.m.Summary(ctx)
+		if err != nil || s.StuckCommands != int64(i+1) {
+			t.Fatalf("%s: status counts %d commands left behind, want %d (%v)", step.name, s.StuckCommands, i+1, err)
+		}
+	}
+	if !strings.Contains(e.logs.String(), "level=WARN msg=\"devices: commands left behind while the device is connected") {
+		t.Fatalf("no warning in the log:\n%s", e.logs)
 	}
 }
 

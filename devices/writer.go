@@ -3,6 +3,7 @@ package devices
 import (
 	"context"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/storeedge/storeedge/storage"
@@ -16,6 +17,10 @@ type writer struct {
 	log       *slog.Logger
 	committed func([]storage.CommandUpdate)
 	ch        chan job
+
+	// queued counts the jobs queued, finished those stored or failed: a link's check tells
+	// from them that the state changes it queued are settled.
+	queued, finished atomic.Int64
 }
 
 // job is changes to store; done, when not nil, receives the outcome once they are stored or not.
@@ -35,8 +40,8 @@ func newWriter(db *storage.DB, log *slog.Logger, committed func([]storage.Comman
 }
 
 // add queues a change without waiting for it to be stored; it waits while the queue is full,
-// until ctx ends. A change lost to a failed write leaves the command sent: it is written again
-// on the next connection, and the device acknowledges it again.
+// until ctx ends. A change lost to a failed write leaves the command sent: the connection's
+// check (see delivery.check) writes it again, and the device acknowledges it again.
 func (w *writer) add(ctx context.Context, u storage.CommandUpdate) error {
 	return w.queue(ctx, job{ups: []storage.CommandUpdate{u}})
 }
@@ -48,12 +53,16 @@ func (w *writer) submit(ctx context.Context, ups []storage.CommandUpdate) (chan 
 	return done, w.queue(ctx, job{ups: ups, done: done})
 }
 
-// queue hands a job to run; it waits while the queue is full, until ctx ends.
+// queue hands a job to run, counting it first: every job ahead of it in the channel was
+// counted before it, so once finished reaches a count read after queue returned, this job and
+// all before it are done.
 func (w *writer) queue(ctx context.Context, j job) error {
+	w.queued.Add(1)
 	select {
 	case w.ch <- j:
 		return nil
 	case <-ctx.Done():
+		w.queued.Add(-1)
 		return ctx.Err()
 	}
 }
@@ -96,6 +105,7 @@ func (w *writer) run(ctx context.Context) {
 				j.done <- err
 			}
 		}
+		w.finished.Add(int64(len(jobs)))
 		if err == nil && w.committed != nil {
 			w.committed(batch)
 		}
