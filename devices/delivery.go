@@ -106,7 +106,7 @@ func (l *link) deliver(ctx context.Context, c *push.Conn) error {
 				return err
 			}
 		case err := <-readErr:
-			if isNetErr(err) {
+			if push.IsConnError(err) {
 				return err
 			}
 			c.SendError(err.Error(), l.m.now())

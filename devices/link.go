@@ -2,9 +2,7 @@ package devices
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"strconv"
@@ -37,19 +35,21 @@ type link struct {
 	mu       sync.Mutex // protects the fields below
 	state    string
 	lastErr  string
+	version  int               // push protocol version of the last connection; 0: none yet
 	offered  []storage.Command // stored since the link last read its queue, in seq order
 	reload   bool              // offered overflowed: read the queue from the database
 	lastWarn time.Time
+	warnedV1 bool // the device was told to be updated from version 1
 }
 
 func newLink(m *Manager, id string) *link {
 	return &link{m: m, id: id, wake: make(chan struct{}, 1), done: make(chan struct{}), state: PushConnecting}
 }
 
-func (l *link) status() (state, lastErr string) {
+func (l *link) status() (state, lastErr string, version int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.state, l.lastErr
+	return l.state, l.lastErr, l.version
 }
 
 func (l *link) setState(state, lastErr string) {
@@ -152,15 +152,11 @@ func (l *link) session(ctx context.Context) (connected bool, err error) {
 	defer nc.Close()
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stop()
-	c, err := push.ServerHandshake(nc, d.PushKey, m.o.ServerID, d.ID, m.now(), m.o.Timeout)
+	c, err := push.ServerHandshake(nc, d.PushKey, m.o.ServerID, d.ID, m.o.MinPushVersion, m.now(), m.o.Timeout)
 	if err != nil {
-		if !isNetErr(err) {
-			push.SendError(nc, d.PushKey, nil, err.Error(), m.now())
-		}
 		return false, fmt.Errorf("%s: %w", addr, err)
 	}
-	l.setState(PushConnected, "")
-	m.log.Info("devices: push connected", slog.String(keyDevice, l.id), slog.String(keyAddr, addr))
+	l.connected(c.Version(), addr)
 	// What was stored before now is read from the database; what comes later is offered.
 	l.mu.Lock()
 	l.reload, l.offered = true, nil
@@ -203,10 +199,20 @@ func (l *link) next(ctx context.Context, last int64, n int) ([]storage.Command, 
 	return out, nil
 }
 
-// isNetErr tells a failed or closed connection from a peer that sent something wrong.
-func isNetErr(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+// connected records a connection made in the given protocol version. A device that speaks
+// version 1 is told once (per run) to the log: its hello is bound to nothing, so one replayed
+// from an earlier connection passes for it.
+func (l *link) connected(version int, addr string) {
+	l.mu.Lock()
+	l.state, l.lastErr, l.version = PushConnected, "", version
+	warn := version < 2 && !l.warnedV1
+	l.warnedV1 = l.warnedV1 || warn
+	l.mu.Unlock()
+	l.m.log.Info("devices: push connected", slog.String(keyDevice, l.id), slog.String(keyAddr, addr), slog.Int("version", version))
+	if warn {
+		l.m.log.Warn("devices: device speaks push protocol version 1, whose hello can be replayed; update it, then set devices.push_min_version to 2",
+			slog.String(keyDevice, l.id), slog.String(keyAddr, addr))
+	}
 }
 
 func printableReason(b []byte) string {

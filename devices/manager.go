@@ -32,6 +32,9 @@ type Options struct {
 	RetryMin, RetryMax time.Duration
 	// Timeout bounds dialling a device, the hello exchange, a write, and the wait for an ack.
 	Timeout time.Duration
+	// MinPushVersion is the oldest push protocol version a device may speak; 0 is
+	// push.MinVersion (every version).
+	MinPushVersion int
 	// Window is how many commands may await their acks on one connection.
 	Window int
 	// CheckEvery is how often each connection checks that no command is left behind (see
@@ -142,6 +145,7 @@ func New(ctx context.Context, o Options) (*Manager, error) {
 	o.RetryMax = orDefault(o.RetryMax, defaultRetryMax)
 	o.Timeout = orDefault(o.Timeout, defaultTimeout)
 	o.Window = orDefault(o.Window, defaultWindow)
+	o.MinPushVersion = orDefault(o.MinPushVersion, push.MinVersion)
 	o.CheckEvery = orDefault(o.CheckEvery, defaultCheckEvery)
 	if o.Dial == nil {
 		d := &net.Dialer{KeepAlive: 15 * time.Second}
@@ -208,9 +212,12 @@ type Device struct {
 	RevokedAt    *time.Time `json:"revoked_at,omitempty"`
 	Online       bool       `json:"online"`
 	// Push is the push connection: connected, connecting, offline or revoked.
-	Push       string `json:"push"`
-	PushError  string `json:"push_error,omitempty"`
-	QueueDepth int64  `json:"queue_depth"` // commands queued or sent, not yet acknowledged
+	Push      string `json:"push"`
+	PushError string `json:"push_error,omitempty"`
+	// PushVersion is the push protocol version of the device's last connection since the
+	// server started; 0: none yet.
+	PushVersion int   `json:"push_version"`
+	QueueDepth  int64 `json:"queue_depth"` // commands queued or sent, not yet acknowledged
 }
 
 // Push connection states.
@@ -238,7 +245,7 @@ func (m *Manager) view(e *entry, depth int64, now time.Time) Device {
 		return v
 	}
 	if l := m.links[d.ID]; l != nil {
-		v.Push, v.PushError = l.status()
+		v.Push, v.PushError, v.PushVersion = l.status()
 	}
 	v.Online = v.Push == PushConnected || (!d.LastSeen.IsZero() && now.Sub(d.LastSeen) < OnlineWindow)
 	return v

@@ -199,15 +199,15 @@ func TestBadDevicesDoNotDisturbTheOthers(t *testing.T) {
 			nc.Write([]byte("GET / HTTP/1.1\r\nHost: device\r\n\r\n"))
 		}},
 		{"oversized after hello", "larger than the maximum", func(nc net.Conn, key []byte, id string) {
-			c, err := push.DeviceHandshake(nc, key, id, time.Now(), 5*time.Second)
+			c, err := push.DeviceHandshake(nc, key, id, push.Version, time.Now(), 5*time.Second)
 			if err != nil {
 				return
 			}
 			// A header announcing 16 MiB; the server must not wait for, or buffer, the body.
-			c.NetConn().Write([]byte{'S', 'E', 1, byte(push.TypeAck), 0x01, 0, 0, 0})
+			c.NetConn().Write([]byte{'S', 'E', push.Version, byte(push.TypeAck), 0x01, 0, 0, 0})
 		}},
 		{"forged ack", "authentication failed", func(nc net.Conn, _ []byte, id string) {
-			push.DeviceHandshake(nc, push.Key("not the device's secret"), id, time.Now(), 5*time.Second)
+			push.DeviceHandshake(nc, push.Key("not the device's secret"), id, push.Version, time.Now(), 5*time.Second)
 		}},
 	} {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -352,7 +352,7 @@ func TestDeviceThatNeverAcksTimesOut(t *testing.T) {
 			if err != nil {
 				return
 			}
-			c, err := push.DeviceHandshake(nc, push.Key(creds.Secret), creds.DeviceID, time.Now(), 5*time.Second)
+			c, err := push.DeviceHandshake(nc, push.Key(creds.Secret), creds.DeviceID, push.Version, time.Now(), 5*time.Second)
 			if err != nil {
 				nc.Close()
 				return
@@ -388,5 +388,43 @@ func TestDeviceThatNeverAcksTimesOut(t *testing.T) {
 	c, _ := e.db.GetCommand(context.Background(), cmd.ID)
 	if c.State != storage.CommandSent || c.Attempts < 1 {
 		t.Fatalf("command after two timeouts: %+v", c)
+	}
+}
+
+// A device not yet updated to protocol version 2 is served, logged once at WARN, and shown with
+// its version; a server that wants version 2 refuses it, and the device reads why.
+func TestVersion1Devices(t *testing.T) {
+	e := newEnv(t)
+	old := e.device(t, devicesim.Options{PushVersion: 1})
+	for range 2 {
+		send(t, e, devices.Target{DeviceID: old.creds.DeviceID}, "ping", `{}`, 0)
+	}
+	old.waitCommands(t, 2)
+	if dev, err := e.m.Get(context.Background(), old.creds.DeviceID); err != nil || dev.PushVersion != 1 {
+		t.Fatalf("device %+v, %v; want push_version 1", dev, err)
+	}
+	if n := strings.Count(e.logs.String(), "device speaks push protocol version 1"); n != 1 {
+		t.Fatalf("%d warnings about version 1, want 1:\n%s", n, e.logs)
+	}
+
+	strict := newEnv(t, func(o *devices.Options) { o.MinPushVersion = 2 })
+	refused := strict.device(t, devicesim.Options{PushVersion: 1})
+	current := strict.device(t, devicesim.Options{})
+	queued := send(t, strict, devices.Target{All: true}, "ping", `{}`, 0)
+	current.waitCommands(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := refused.WaitFor(ctx, func(d *devicesim.Device) bool { return len(d.Rejections()) > 0 }); err != nil {
+		t.Fatal("the version 1 device was not refused")
+	}
+	if r := refused.Rejections()[0]; !strings.Contains(r.Reason, "wants 2 or later") {
+		t.Fatalf("the device was refused with %q", r.Reason)
+	}
+	for _, c := range queued {
+		if c.DeviceID == refused.creds.DeviceID {
+			if got, _ := strict.db.GetCommand(context.Background(), c.ID); got.State != storage.CommandQueued || len(refused.Commands()) != 0 {
+				t.Fatalf("the refused device's command: %+v", got)
+			}
+		}
 	}
 }

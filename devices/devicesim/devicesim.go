@@ -40,9 +40,12 @@ type Options struct {
 	// command (a nack with the error as the reason).
 	Handle func(Command) error
 	// AckDelay holds each ack back, to simulate a slow device.
-	AckDelay   time.Duration
-	HTTPClient *http.Client
-	Logger     *slog.Logger
+	AckDelay time.Duration
+	// PushVersion is the push protocol version the device speaks; 0 is push.Version. Version 1
+	// is for trying a server against devices not yet updated.
+	PushVersion int
+	HTTPClient  *http.Client
+	Logger      *slog.Logger
 }
 
 // Command is a command the device accepted.
@@ -100,6 +103,9 @@ func New(o Options) *Device {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.PushVersion == 0 {
+		o.PushVersion = push.Version
 	}
 	return &Device{o: o, log: o.Logger, addr: o.Listen, received: map[string]int{}, changed: make(chan struct{}), paired: make(chan struct{})}
 }
@@ -310,7 +316,7 @@ func (d *Device) serve(ctx context.Context, nc net.Conn) {
 	d.mu.Lock()
 	id, key := d.id, d.key
 	d.mu.Unlock()
-	c, err := push.DeviceHandshake(nc, key, id, time.Now(), time.Until(deadline))
+	c, err := push.DeviceHandshake(nc, key, id, d.o.PushVersion, time.Now(), time.Until(deadline))
 	if err != nil {
 		d.reject(nc, "hello", err)
 		return

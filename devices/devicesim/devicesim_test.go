@@ -62,7 +62,7 @@ func connect(t *testing.T, d *devicesim.Device, k []byte) (*push.Conn, error) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { nc.Close() })
-	return push.ServerHandshake(nc, k, "srv-test", deviceID, time.Now(), 5*time.Second)
+	return push.ServerHandshake(nc, k, "srv-test", deviceID, push.MinVersion, time.Now(), 5*time.Second)
 }
 
 func command(id string) push.Frame {
@@ -154,7 +154,7 @@ func TestDeviceRejectsForgedAlteredReplayedAndOversized(t *testing.T) {
 
 	// Oversized: refused from its header, without reading the body.
 	c6, _ := connectRaw(t, d, key)
-	c6.Write([]byte{'S', 'E', 1, byte(push.TypeCommand), 0x10, 0, 0, 0})
+	c6.Write([]byte{'S', 'E', push.Version, byte(push.TypeCommand), 0x10, 0, 0, 0})
 	expect("oversized", push.ErrTooLarge)
 
 	if got := d.Commands(); len(got) != 1 || got[0].ID != "cmd_once" {
@@ -237,7 +237,7 @@ func TestDeviceWaitsForItsPairingAnswer(t *testing.T) {
 	defer nc.Close()
 	done := make(chan error, 1)
 	go func() {
-		_, err := push.ServerHandshake(nc, key, "srv-test", deviceID, time.Now(), 5*time.Second)
+		_, err := push.ServerHandshake(nc, key, "srv-test", deviceID, push.MinVersion, time.Now(), 5*time.Second)
 		done <- err
 	}()
 	select {
@@ -248,5 +248,20 @@ func TestDeviceWaitsForItsPairingAnswer(t *testing.T) {
 	d.SetCredentials(deviceID, secret)
 	if err := <-done; err != nil {
 		t.Fatalf("hello after pairing: %v", err)
+	}
+}
+
+// A device not yet updated speaks version 1, and a server that accepts it serves it.
+func TestDeviceSpeaksVersion1(t *testing.T) {
+	d := runDeviceWith(t, devicesim.Options{PushVersion: 1}, true)
+	c, err := connect(t, d, key)
+	if err != nil || c.Version() != 1 {
+		t.Fatalf("connection %v, %v; want version 1", c, err)
+	}
+	if err := c.WriteFrame(command("cmd_1"), time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if a := readAck(t, c); a.ID != "cmd_1" || a.Seq != 1 || a.Version != 1 {
+		t.Fatalf("answer %+v", a)
 	}
 }

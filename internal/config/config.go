@@ -297,6 +297,9 @@ type Devices struct {
 	PushRetryMax time.Duration `yaml:"push_retry_max"`
 	// PushTimeout bounds connecting to a device, the hello exchange, and the wait for an ack.
 	PushTimeout time.Duration `yaml:"push_timeout"`
+	// PushMinVersion is the oldest push protocol version a device may speak: 1 accepts devices
+	// not yet updated to version 2, whose hello can be replayed (docs/push-protocol.md).
+	PushMinVersion int `yaml:"push_min_version"`
 }
 
 // Log configures the daemon's own log.
@@ -372,6 +375,7 @@ func Default() Config {
 			CommandTTL:      24 * time.Hour,
 			PushRetryMax:    time.Minute,
 			PushTimeout:     10 * time.Second,
+			PushMinVersion:  1,
 		},
 		Log: Log{Level: "info", Format: "text"},
 	}

@@ -133,6 +133,7 @@ func (c *Config) Validate() error {
 	v.durRange("devices.command_ttl", c.Devices.CommandTTL, time.Minute, 30*24*time.Hour)
 	v.durRange("devices.push_retry_max", c.Devices.PushRetryMax, time.Second, time.Hour)
 	v.durRange("devices.push_timeout", c.Devices.PushTimeout, time.Second, 5*time.Minute)
+	v.intRange("devices.push_min_version", c.Devices.PushMinVersion, 1, 2)
 
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
