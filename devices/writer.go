@@ -67,8 +67,8 @@ func (w *writer) queue(ctx context.Context, j job) error {
 	}
 }
 
-// run stores the changes until ctx ends: each transaction takes what has been queued while the
-// previous one was written.
+// run stores the changes until ctx ends: each transaction takes what was queued while the
+// previous one was written, and what comes within lingerFor of the first.
 func (w *writer) run(ctx context.Context) {
 	var jobs []job
 	var batch []storage.CommandUpdate
