@@ -118,8 +118,17 @@ func (m *Manager) newCommand(deviceID, typ string, payload json.RawMessage, orde
 	}
 }
 
-// enqueue stores commands, then hands each to its device's link.
+// enqueue stores commands, then hands each to its device's link. A link writes what it is
+// handed after the last command it wrote (by seq), so it must be handed its commands in the
+// order they were stored: two enqueues at once (a command to every device while a new order is
+// queued for the order-taking ones) would otherwise hand a device the later command first, and
+// the earlier one would be left queued while the device stays connected. The database has one
+// writer anyway; what the lock adds to it is the handing over, a few microseconds a device.
 func (m *Manager) enqueue(ctx context.Context, cmds []storage.Command, cursor *storage.Cursor) error {
+	m.enqueueMu.Lock()
+	defer m.enqueueMu.Unlock()
+	m.enqueues.started.Add(1)
+	defer m.enqueues.done.Add(1)
 	if err := m.db.EnqueueCommands(ctx, cmds, cursor); err != nil {
 		return err
 	}

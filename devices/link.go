@@ -2,12 +2,9 @@ package devices
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -38,19 +35,21 @@ type link struct {
 	mu       sync.Mutex // protects the fields below
 	state    string
 	lastErr  string
+	version  int               // push protocol version of the last connection; 0: none yet
 	offered  []storage.Command // stored since the link last read its queue, in seq order
 	reload   bool              // offered overflowed: read the queue from the database
 	lastWarn time.Time
+	warnedV1 bool // the device was told to be updated from version 1
 }
 
 func newLink(m *Manager, id string) *link {
 	return &link{m: m, id: id, wake: make(chan struct{}, 1), done: make(chan struct{}), state: PushConnecting}
 }
 
-func (l *link) status() (state, lastErr string) {
+func (l *link) status() (state, lastErr string, version int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.state, l.lastErr
+	return l.state, l.lastErr, l.version
 }
 
 func (l *link) setState(state, lastErr string) {
@@ -133,23 +132,6 @@ func (l *link) logFailure(ctx context.Context, connected bool, err error, wait t
 	l.m.log.LogAttrs(ctx, level, msg, slog.String(keyDevice, l.id), slog.String(keyError, err.Error()), slog.Duration("retry_in", wait))
 }
 
-// inflight is a command written on the connection and not acknowledged yet.
-type inflight struct {
-	id, orderID string
-	seq         int64
-	at          time.Time // when it was written
-	// marked tells that its "sent" state is stored. It is stored with the acknowledgement when
-	// that comes quickly (one row update instead of two), else after markAfter or when the
-	// connection ends.
-	marked bool
-}
-
-// markAfter is how long a command may await its ack before its "sent" state is stored on its own.
-const markAfter = time.Second
-
-// errPeer marks the errors caused by what the device sent, which are worth telling it.
-var errPeer = errors.New("device sent")
-
 // session runs one connection. connected tells whether the hello exchange succeeded.
 func (l *link) session(ctx context.Context) (connected bool, err error) {
 	m := l.m
@@ -170,15 +152,11 @@ func (l *link) session(ctx context.Context) (connected bool, err error) {
 	defer nc.Close()
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stop()
-	c, err := push.ServerHandshake(nc, d.PushKey, m.o.ServerID, d.ID, m.now(), m.o.Timeout)
+	c, err := push.ServerHandshake(nc, d.PushKey, m.o.ServerID, d.ID, m.o.MinPushVersion, m.now(), m.o.Timeout)
 	if err != nil {
-		if !isNetErr(err) {
-			push.SendError(nc, d.PushKey, nil, err.Error(), m.now())
-		}
 		return false, fmt.Errorf("%s: %w", addr, err)
 	}
-	l.setState(PushConnected, "")
-	m.log.Info("devices: push connected", slog.String(keyDevice, l.id), slog.String(keyAddr, addr))
+	l.connected(c.Version(), addr)
 	// What was stored before now is read from the database; what comes later is offered.
 	l.mu.Lock()
 	l.reload, l.offered = true, nil
@@ -186,120 +164,7 @@ func (l *link) session(ctx context.Context) (connected bool, err error) {
 	// Expired commands are reported as such before the queue is offered to the device.
 	m.expire(ctx)
 
-	frames := make(chan push.Frame, 64)
-	readErr := make(chan error, 1)
-	readerDone, quit := make(chan struct{}), make(chan struct{})
-	defer func() { close(quit); nc.Close(); <-readerDone }()
-	go func() {
-		defer close(readerDone)
-		for {
-			f, err := c.ReadFrame()
-			if err != nil {
-				readErr <- err
-				return
-			}
-			select {
-			case frames <- f:
-			case <-quit:
-				return
-			}
-		}
-	}()
-
-	var sent []inflight
-	var last int64
-	ackTimer := time.NewTimer(time.Hour)
-	ackTimer.Stop()
-	defer ackTimer.Stop()
-	markTicker := time.NewTicker(markAfter)
-	defer markTicker.Stop()
-	// What was written and not acknowledged is sent, and will be written again.
-	defer func() { l.mark(ctx, sent, time.Time{}) }()
-	for {
-		// Refill once half the window is free, not at every ack: a write (and, after a
-		// reconnect, a query) then carries many commands.
-		if room := m.o.Window - len(sent); room >= (m.o.Window+1)/2 {
-			batch, err := l.next(ctx, last, room)
-			if err != nil {
-				return true, err
-			}
-			if len(batch) > 0 {
-				if err := l.write(c, batch); err != nil {
-					return true, err
-				}
-				if len(sent) == 0 {
-					ackTimer.Reset(m.o.Timeout)
-				}
-				now := m.now()
-				for _, cmd := range batch {
-					sent = append(sent, inflight{id: cmd.ID, orderID: cmd.OrderID, seq: cmd.Seq, at: now})
-				}
-				last = batch[len(batch)-1].Seq
-				continue
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return true, ctx.Err()
-		case <-l.wake:
-		case err := <-readErr:
-			if isNetErr(err) {
-				return true, err
-			}
-			c.SendError(err.Error(), m.now())
-			return true, fmt.Errorf("%w garbage: %w", errPeer, err)
-		case f := <-frames:
-			before := len(sent)
-			var err error
-			if sent, err = l.answer(ctx, c, f, sent); err != nil {
-				return true, err
-			}
-			// Only an answer to a command in flight is progress: a device that sends other
-			// acks and never these still times out.
-			if len(sent) < before {
-				ackTimer.Stop()
-				if len(sent) > 0 {
-					ackTimer.Reset(m.o.Timeout)
-				}
-			}
-		case <-markTicker.C:
-			if err := l.mark(ctx, sent, m.now().Add(-markAfter)); err != nil {
-				return true, err
-			}
-		case <-ackTimer.C:
-			if len(sent) > 0 {
-				return true, fmt.Errorf("no acknowledgement of command %s within %s", sent[0].id, m.o.Timeout)
-			}
-		}
-	}
-}
-
-// answer handles a frame from the device and returns what is still awaiting an ack.
-func (l *link) answer(ctx context.Context, c *push.Conn, f push.Frame, sent []inflight) ([]inflight, error) {
-	switch f.Type {
-	case push.TypeAck, push.TypeNack:
-		i := slices.IndexFunc(sent, func(x inflight) bool { return x.id == f.ID })
-		if i < 0 {
-			// An ack for a command of an earlier connection, or repeated: harmless.
-			l.m.log.Debug("devices: ack for no command in flight", slog.String(keyDevice, l.id), slog.String(keyCommand, f.ID))
-			return sent, nil
-		}
-		c := sent[i]
-		sent = slices.Delete(sent, i, i+1)
-		u := storage.CommandUpdate{Seq: c.seq, ID: c.id, OrderID: c.orderID, DeviceID: l.id, State: storage.CommandAcknowledged, At: l.m.now()}
-		if !c.marked {
-			u.SentAt = c.at
-		}
-		if f.Type == push.TypeNack {
-			u.State, u.Reason = storage.CommandFailed, "refused by the device: "+printableReason(f.Payload)
-		}
-		return sent, l.m.writer.add(ctx, u)
-	case push.TypeError:
-		return sent, fmt.Errorf("the device closed the connection: %s", printableReason(f.Payload))
-	default:
-		c.SendError("a device sends only ack, nack and error frames", l.m.now())
-		return sent, fmt.Errorf("%w a %s frame, which devices do not send", errPeer, f.Type)
-	}
+	return true, l.deliver(ctx, c)
 }
 
 // next returns up to n commands to write after seq last: from the database after a reconnect
@@ -334,38 +199,20 @@ func (l *link) next(ctx context.Context, last int64, n int) ([]storage.Command, 
 	return out, nil
 }
 
-// mark stores the "sent" state of the commands in flight written before (all of them when
-// before is zero) whose state is not stored yet.
-func (l *link) mark(ctx context.Context, sent []inflight, before time.Time) error {
-	for i := range sent {
-		c := &sent[i]
-		if c.marked || (!before.IsZero() && c.at.After(before)) {
-			continue
-		}
-		if err := l.m.writer.add(ctx, storage.CommandUpdate{Seq: c.seq, ID: c.id, State: storage.CommandSent, At: c.at}); err != nil {
-			return err
-		}
-		c.marked = true
+// connected records a connection made in the given protocol version. A device that speaks
+// version 1 is told once (per run) to the log: its hello is bound to nothing, so one replayed
+// from an earlier connection passes for it.
+func (l *link) connected(version int, addr string) {
+	l.mu.Lock()
+	l.state, l.lastErr, l.version = PushConnected, "", version
+	warn := version < 2 && !l.warnedV1
+	l.warnedV1 = l.warnedV1 || warn
+	l.mu.Unlock()
+	l.m.log.Info("devices: push connected", slog.String(keyDevice, l.id), slog.String(keyAddr, addr), slog.Int("version", version))
+	if warn {
+		l.m.log.Warn("devices: device speaks push protocol version 1, whose hello can be replayed; update it, then set devices.push_min_version to 2",
+			slog.String(keyDevice, l.id), slog.String(keyAddr, addr))
 	}
-	return nil
-}
-
-// write writes the commands in one go.
-func (l *link) write(c *push.Conn, cmds []storage.Command) error {
-	frames := make([]push.Frame, len(cmds))
-	for i, cmd := range cmds {
-		frames[i] = push.Frame{Type: push.TypeCommand, Time: cmd.CreatedAt.UnixMilli(), ID: cmd.ID, CommandType: cmd.Type, Payload: cmd.Payload}
-	}
-	if err := c.WriteFrames(frames, l.m.o.Timeout); err != nil {
-		return fmt.Errorf("write commands: %w", err)
-	}
-	return nil
-}
-
-// isNetErr tells a failed or closed connection from a peer that sent something wrong.
-func isNetErr(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 func printableReason(b []byte) string {

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -33,8 +34,14 @@ type Options struct {
 	RetryMin, RetryMax time.Duration
 	// Timeout bounds dialling a device, the hello exchange, a write, and the wait for an ack.
 	Timeout time.Duration
+	// MinPushVersion is the oldest push protocol version a device may speak; 0 is
+	// push.MinVersion (every version).
+	MinPushVersion int
 	// Window is how many commands may await their acks on one connection.
 	Window int
+	// CheckEvery is how often each connection checks that no command is left behind (see
+	// delivery.check); a command left behind is found within two checks.
+	CheckEvery time.Duration
 	// Dial connects to devices; nil uses a net.Dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Now is the clock of pairing codes, heartbeats and command expiry; nil: time.Now.
@@ -47,8 +54,9 @@ type Options struct {
 
 // Defaults of the Options that no configuration key sets; the others are the configuration's.
 const (
-	defaultRetryMin = time.Second
-	defaultWindow   = 256
+	defaultRetryMin   = time.Second
+	defaultWindow     = 256
+	defaultCheckEvery = 10 * time.Second
 
 	// OnlineWindow is how long after its last heartbeat a device without a push connection
 	// still counts as online; devices heartbeat every 30 s.
@@ -103,6 +111,14 @@ type Manager struct {
 
 	changed chan struct{} // a device was paired or revoked: Run reconciles its links
 
+	// enqueueMu makes storing commands and handing them to the links one step, so that every
+	// link is handed its commands in the order the database numbered them (see enqueue).
+	enqueueMu sync.Mutex
+	// enqueues counts the enqueues begun and done (the links' checks read them).
+	enqueues struct{ started, done atomic.Int64 }
+
+	stuck atomic.Int64 // commands found left behind a connected device since start
+
 	mu         sync.RWMutex // protects the fields below
 	devs       map[string]*entry
 	links      map[string]*link
@@ -125,6 +141,8 @@ func New(ctx context.Context, o Options) (*Manager, error) {
 	o.RetryMax = orDefault(o.RetryMax, config.DefaultDevicesPushRetryMax)
 	o.Timeout = orDefault(o.Timeout, config.DefaultDevicesPushTimeout)
 	o.Window = orDefault(o.Window, defaultWindow)
+	o.MinPushVersion = orDefault(o.MinPushVersion, push.MinVersion)
+	o.CheckEvery = orDefault(o.CheckEvery, defaultCheckEvery)
 	if o.Dial == nil {
 		d := &net.Dialer{KeepAlive: 15 * time.Second}
 		o.Dial = d.DialContext
@@ -190,9 +208,12 @@ type Device struct {
 	RevokedAt    *time.Time `json:"revoked_at,omitempty"`
 	Online       bool       `json:"online"`
 	// Push is the push connection: connected, connecting, offline or revoked.
-	Push       string `json:"push"`
-	PushError  string `json:"push_error,omitempty"`
-	QueueDepth int64  `json:"queue_depth"` // commands queued or sent, not yet acknowledged
+	Push      string `json:"push"`
+	PushError string `json:"push_error,omitempty"`
+	// PushVersion is the push protocol version of the device's last connection since the
+	// server started; 0: none yet.
+	PushVersion int   `json:"push_version"`
+	QueueDepth  int64 `json:"queue_depth"` // commands queued or sent, not yet acknowledged
 }
 
 // Push connection states.
@@ -220,7 +241,7 @@ func (m *Manager) view(e *entry, depth int64, now time.Time) Device {
 		return v
 	}
 	if l := m.links[d.ID]; l != nil {
-		v.Push, v.PushError = l.status()
+		v.Push, v.PushError, v.PushVersion = l.status()
 	}
 	v.Online = v.Push == PushConnected || (!d.LastSeen.IsZero() && now.Sub(d.LastSeen) < OnlineWindow)
 	return v
@@ -265,11 +286,14 @@ func (m *Manager) Get(ctx context.Context, id string) (Device, error) {
 
 // Summary is the devices part of the status page.
 type Summary struct {
-	Paired  int     `json:"paired"`
-	Online  int     `json:"online"`
-	Offline int     `json:"offline"`
-	Queued  int64   `json:"queued"` // commands waiting for their devices
-	Devices []Brief `json:"devices"`
+	Paired  int   `json:"paired"`
+	Online  int   `json:"online"`
+	Offline int   `json:"offline"`
+	Queued  int64 `json:"queued"` // commands waiting for their devices
+	// StuckCommands counts the commands found left queued or sent behind a connected device,
+	// and written again, since the server started: 0 unless something is wrong.
+	StuckCommands int64   `json:"stuck_commands"`
+	Devices       []Brief `json:"devices"`
 }
 
 // Brief is one device on the status page.
@@ -288,7 +312,7 @@ func (m *Manager) Summary(ctx context.Context) (Summary, error) {
 	if err != nil {
 		return Summary{}, err
 	}
-	s := Summary{Devices: []Brief{}}
+	s := Summary{Devices: []Brief{}, StuckCommands: m.stuck.Load()}
 	for _, d := range all {
 		if d.Revoked {
 			continue

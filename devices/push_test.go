@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -43,6 +44,72 @@ func TestCommandIsPushedAndAcknowledged(t *testing.T) {
 	dev, err := e.m.Get(context.Background(), d.creds.DeviceID)
 	if err != nil || dev.Push != devices.PushConnected || !dev.Online || dev.QueueDepth != 0 {
 		t.Fatalf("device %+v, %v", dev, err)
+	}
+}
+
+// A command is recorded as sent, with its attempt, before the device can have it: the admin
+// never sees queued a command the device already has, and an attempt cut off by a crash still
+// counts.
+func TestCommandIsRecordedSentBeforeTheDeviceHasIt(t *testing.T) {
+	e := newEnv(t)
+	seen := make(chan storage.Command, 3)
+	d := e.device(t, devicesim.Options{Handle: func(c devicesim.Command) error {
+		stored, err := e.db.GetCommand(context.Background(), c.ID)
+		if err != nil {
+			return err
+		}
+		seen <- stored
+		return nil
+	}})
+	for i := range 3 {
+		send(t, e, devices.Target{DeviceID: d.creds.DeviceID}, "print", fmt.Sprintf(`{"n":%d}`, i), 0)
+	}
+	for range 3 {
+		c := <-seen
+		if c.State != storage.CommandSent || c.Attempts != 1 || c.SentAt == nil {
+			t.Errorf("command %s as stored when the device had it: %s, %d attempts, sent at %v; want sent, 1 attempt",
+				c.ID, c.State, c.Attempts, c.SentAt)
+		}
+	}
+}
+
+// A command stored without its link knowing, as a defect would leave it (behind a later command
+// the link wrote, or never handed to the link at all), is found by the connection's check,
+// counted in the status, logged, and delivered while the device stays connected.
+func TestCheckDeliversCommandsLeftBehind(t *testing.T) {
+	e := newEnv(t, func(o *devices.Options) { o.CheckEvery = 20 * time.Millisecond })
+	d := e.device(t, devicesim.Options{})
+	target := devices.Target{DeviceID: d.creds.DeviceID}
+	send(t, e, target, "ping", `{}`, 0)
+	d.waitCommands(t, 1) // connected
+	ctx := context.Background()
+	behind := func(id string) {
+		c := storage.Command{ID: id, DeviceID: d.creds.DeviceID, Type: "print", Payload: []byte(`{}`), CreatedAt: epoch, ExpiresAt: epoch.Add(time.Hour)}
+		if err := e.db.EnqueueCommands(ctx, []storage.Command{c}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, step := range []struct {
+		name  string
+		after func() // what follows the command left behind
+	}{
+		{"behind a later command", func() { send(t, e, target, "ping", `{}`, 0) }},
+		{"never handed to the link", func() {}},
+	} {
+		id := fmt.Sprintf("cmd_behind_%d", i)
+		behind(id)
+		step.after()
+		e.waitState(t, id, storage.CommandAcknowledged)
+		if !slices.Contains(ids(d.Commands()), id) {
+			t.Fatalf("%s: acknowledged, but the device does not have it", step.name)
+		}
+		s, err := e.m.Summary(ctx)
+		if err != nil || s.StuckCommands != int64(i+1) {
+			t.Fatalf("%s: status counts %d commands left behind, want %d (%v)", step.name, s.StuckCommands, i+1, err)
+		}
+	}
+	if !strings.Contains(e.logs.String(), "level=WARN msg=\"devices: commands left behind while the device is connected") {
+		t.Fatalf("no warning in the log:\n%s", e.logs)
 	}
 }
 
@@ -132,15 +199,15 @@ func TestBadDevicesDoNotDisturbTheOthers(t *testing.T) {
 			nc.Write([]byte("GET / HTTP/1.1\r\nHost: device\r\n\r\n"))
 		}},
 		{"oversized after hello", "larger than the maximum", func(nc net.Conn, key []byte, id string) {
-			c, err := push.DeviceHandshake(nc, key, id, time.Now(), 5*time.Second)
+			c, err := push.DeviceHandshake(nc, key, id, push.Version, time.Now(), 5*time.Second)
 			if err != nil {
 				return
 			}
 			// A header announcing 16 MiB; the server must not wait for, or buffer, the body.
-			c.NetConn().Write([]byte{'S', 'E', 1, byte(push.TypeAck), 0x01, 0, 0, 0})
+			c.NetConn().Write([]byte{'S', 'E', push.Version, byte(push.TypeAck), 0x01, 0, 0, 0})
 		}},
 		{"forged ack", "authentication failed", func(nc net.Conn, _ []byte, id string) {
-			push.DeviceHandshake(nc, push.Key("not the device's secret"), id, time.Now(), 5*time.Second)
+			push.DeviceHandshake(nc, push.Key("not the device's secret"), id, push.Version, time.Now(), 5*time.Second)
 		}},
 	} {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -285,7 +352,7 @@ func TestDeviceThatNeverAcksTimesOut(t *testing.T) {
 			if err != nil {
 				return
 			}
-			c, err := push.DeviceHandshake(nc, push.Key(creds.Secret), creds.DeviceID, time.Now(), 5*time.Second)
+			c, err := push.DeviceHandshake(nc, push.Key(creds.Secret), creds.DeviceID, push.Version, time.Now(), 5*time.Second)
 			if err != nil {
 				nc.Close()
 				return
@@ -321,5 +388,43 @@ func TestDeviceThatNeverAcksTimesOut(t *testing.T) {
 	c, _ := e.db.GetCommand(context.Background(), cmd.ID)
 	if c.State != storage.CommandSent || c.Attempts < 1 {
 		t.Fatalf("command after two timeouts: %+v", c)
+	}
+}
+
+// A device not yet updated to protocol version 2 is served, logged once at WARN, and shown with
+// its version; a server that wants version 2 refuses it, and the device reads why.
+func TestVersion1Devices(t *testing.T) {
+	e := newEnv(t)
+	old := e.device(t, devicesim.Options{PushVersion: 1})
+	for range 2 {
+		send(t, e, devices.Target{DeviceID: old.creds.DeviceID}, "ping", `{}`, 0)
+	}
+	old.waitCommands(t, 2)
+	if dev, err := e.m.Get(context.Background(), old.creds.DeviceID); err != nil || dev.PushVersion != 1 {
+		t.Fatalf("device %+v, %v; want push_version 1", dev, err)
+	}
+	if n := strings.Count(e.logs.String(), "device speaks push protocol version 1"); n != 1 {
+		t.Fatalf("%d warnings about version 1, want 1:\n%s", n, e.logs)
+	}
+
+	strict := newEnv(t, func(o *devices.Options) { o.MinPushVersion = 2 })
+	refused := strict.device(t, devicesim.Options{PushVersion: 1})
+	current := strict.device(t, devicesim.Options{})
+	queued := send(t, strict, devices.Target{All: true}, "ping", `{}`, 0)
+	current.waitCommands(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := refused.WaitFor(ctx, func(d *devicesim.Device) bool { return len(d.Rejections()) > 0 }); err != nil {
+		t.Fatal("the version 1 device was not refused")
+	}
+	if r := refused.Rejections()[0]; !strings.Contains(r.Reason, "wants 2 or later") {
+		t.Fatalf("the device was refused with %q", r.Reason)
+	}
+	for _, c := range queued {
+		if c.DeviceID == refused.creds.DeviceID {
+			if got, _ := strict.db.GetCommand(context.Background(), c.ID); got.State != storage.CommandQueued || len(refused.Commands()) != 0 {
+				t.Fatalf("the refused device's command: %+v", got)
+			}
+		}
 	}
 }

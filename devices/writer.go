@@ -3,6 +3,7 @@ package devices
 import (
 	"context"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/storeedge/storeedge/storage"
@@ -15,49 +16,78 @@ type writer struct {
 	db        *storage.DB
 	log       *slog.Logger
 	committed func([]storage.CommandUpdate)
-	ch        chan storage.CommandUpdate
+	ch        chan job
+
+	// queued counts the jobs queued, finished those stored or failed: a link's check tells
+	// from them that the state changes it queued are settled.
+	queued, finished atomic.Int64
 }
 
+// job is changes to store; done, when not nil, receives the outcome once they are stored or not.
+type job struct {
+	ups  []storage.CommandUpdate
+	done chan error
+}
+
+// maxBatch bounds the changes of one transaction.
 const maxBatch = 2048
 
-// lingerFor is how long the writer waits for more changes before it stores a batch. A command
-// written to a device on the LAN is usually acknowledged within it, and the two changes then
-// cost one row update.
+// lingerFor is how long the writer waits for more changes before it stores a batch.
 const lingerFor = 2 * time.Millisecond
 
 func newWriter(db *storage.DB, log *slog.Logger, committed func([]storage.CommandUpdate)) *writer {
-	return &writer{db: db, log: log, committed: committed, ch: make(chan storage.CommandUpdate, maxBatch)}
+	return &writer{db: db, log: log, committed: committed, ch: make(chan job, maxBatch)}
 }
 
-// add queues a change; it waits while the queue is full, until ctx ends.
+// add queues a change without waiting for it to be stored; it waits while the queue is full,
+// until ctx ends. A change lost to a failed write leaves the command sent: the connection's
+// check (see delivery.check) writes it again, and the device acknowledges it again.
 func (w *writer) add(ctx context.Context, u storage.CommandUpdate) error {
+	return w.queue(ctx, job{ups: []storage.CommandUpdate{u}})
+}
+
+// submit queues changes and returns the channel that receives the outcome once they are
+// stored (in one transaction with the other links' changes of the moment) or not.
+func (w *writer) submit(ctx context.Context, ups []storage.CommandUpdate) (chan error, error) {
+	done := make(chan error, 1)
+	return done, w.queue(ctx, job{ups: ups, done: done})
+}
+
+// queue hands a job to run, counting it first: every job ahead of it in the channel was
+// counted before it, so once finished reaches a count read after queue returned, this job and
+// all before it are done.
+func (w *writer) queue(ctx context.Context, j job) error {
+	w.queued.Add(1)
 	select {
-	case w.ch <- u:
+	case w.ch <- j:
 		return nil
 	case <-ctx.Done():
+		w.queued.Add(-1)
 		return ctx.Err()
 	}
 }
 
-// run stores the changes until ctx ends. A change lost to a failed write or a stop only means
-// the command is sent again later, and devices ignore a command id they have already done.
+// run stores the changes until ctx ends: each transaction takes what was queued while the
+// previous one was written, and what comes within lingerFor of the first.
 func (w *writer) run(ctx context.Context) {
-	batch := make([]storage.CommandUpdate, 0, maxBatch)
+	var jobs []job
+	var batch []storage.CommandUpdate
 	for {
+		jobs, batch = jobs[:0], batch[:0]
 		select {
 		case <-ctx.Done():
 			return
-		case u := <-w.ch:
-			batch = append(batch[:0], u)
+		case j := <-w.ch:
+			jobs, batch = append(jobs, j), append(batch, j.ups...)
 		}
-		// Group commit: a moment for the rest of a burst (the other devices' acks, the ack of
-		// the command just sent) to arrive, so that they share one transaction.
+		// Group commit: a moment for the rest of a burst (the other devices' commands and
+		// acknowledgements of the same fan-out) to arrive, so that they share one transaction.
 		linger := time.NewTimer(lingerFor)
 	gather:
 		for len(batch) < maxBatch {
 			select {
-			case u := <-w.ch:
-				batch = append(batch, u)
+			case j := <-w.ch:
+				jobs, batch = append(jobs, j), append(batch, j.ups...)
 			case <-linger.C:
 				break gather
 			case <-ctx.Done():
@@ -66,46 +96,18 @@ func (w *writer) run(ctx context.Context) {
 			}
 		}
 		linger.Stop()
-	drain:
-		for len(batch) < maxBatch {
-			select {
-			case u := <-w.ch:
-				batch = append(batch, u)
-			default:
-				break drain
+		err := w.db.UpdateCommands(ctx, batch)
+		if err != nil && ctx.Err() == nil {
+			w.log.Warn("devices: cannot store command states; the commands will be sent again", slog.Any(keyError, err), slog.Int(keyCount, len(batch)))
+		}
+		for _, j := range jobs {
+			if j.done != nil {
+				j.done <- err
 			}
 		}
-		batch = coalesce(batch)
-		if err := w.db.UpdateCommands(ctx, batch); err != nil {
-			if ctx.Err() == nil {
-				w.log.Warn("devices: cannot store command states; the commands will be sent again", slog.Any(keyError, err), slog.Int(keyCount, len(batch)))
-			}
-			continue
-		}
-		if w.committed != nil {
+		w.finished.Add(int64(len(jobs)))
+		if err == nil && w.committed != nil {
 			w.committed(batch)
 		}
 	}
-}
-
-// coalesce folds a command's "sent" into its acknowledgement or failure when both are in the
-// batch, so that a command answered quickly costs one row update instead of two. Order is kept.
-func coalesce(batch []storage.CommandUpdate) []storage.CommandUpdate {
-	sentAt := map[int64]int{} // seq → index of its pending "sent" in out
-	out := batch[:0]
-	for _, u := range batch {
-		if u.State == storage.CommandSent {
-			sentAt[u.Seq] = len(out)
-			out = append(out, u)
-			continue
-		}
-		if i, ok := sentAt[u.Seq]; ok {
-			u.SentAt = out[i].At
-			out[i] = u
-			delete(sentAt, u.Seq)
-			continue
-		}
-		out = append(out, u)
-	}
-	return out
 }

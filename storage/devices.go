@@ -425,9 +425,6 @@ type CommandUpdate struct {
 	State  string // CommandSent, CommandAcknowledged or CommandFailed
 	At     time.Time
 	Reason string
-	// SentAt, on a final state, records the sending too (an attempt, sent_at), for a command
-	// whose "sent" was never stored separately.
-	SentAt time.Time
 	// OrderID and DeviceID, for an order.new command, let an acknowledgement add the pushed
 	// stage to the order's ledger.
 	OrderID, DeviceID string
@@ -448,9 +445,7 @@ func (db *DB) UpdateCommands(ctx context.Context, ups []CommandUpdate) error {
 			return err
 		}
 		defer sent.Close()
-		done, err := tx.PrepareContext(ctx, `UPDATE device_commands SET state = ?, done_at = ?, reason = ?,
-			attempts = attempts + ?, sent_at = CASE WHEN ? > 0 THEN ? ELSE sent_at END
-			WHERE seq = ? AND state IN ('queued', 'sent')`)
+		done, err := tx.PrepareContext(ctx, `UPDATE device_commands SET state = ?, done_at = ?, reason = ? WHERE seq = ? AND state IN ('queued', 'sent')`)
 		if err != nil {
 			return err
 		}
@@ -462,11 +457,7 @@ func (db *DB) UpdateCommands(ctx context.Context, ups []CommandUpdate) error {
 				}
 				continue
 			}
-			at, attempt := toMillis(u.SentAt), 0
-			if at > 0 {
-				attempt = 1
-			}
-			res, err := done.ExecContext(ctx, u.State, u.At.UnixMilli(), u.Reason, attempt, at, at, u.Seq)
+			res, err := done.ExecContext(ctx, u.State, u.At.UnixMilli(), u.Reason, u.Seq)
 			if err != nil {
 				return err
 			}

@@ -70,9 +70,10 @@ func TestCommandStates(t *testing.T) {
 		t.Fatalf("cursor %d %v", v, ok)
 	}
 	ack := func(c Command, state string) CommandUpdate {
-		return CommandUpdate{Seq: c.Seq, ID: c.ID, OrderID: c.OrderID, DeviceID: c.DeviceID, State: state, At: now, SentAt: now}
+		return CommandUpdate{Seq: c.Seq, ID: c.ID, OrderID: c.OrderID, DeviceID: c.DeviceID, State: state, At: now}
 	}
 	err = db.UpdateCommands(ctx, []CommandUpdate{
+		{Seq: cmds[0].Seq, ID: cmds[0].ID, State: CommandSent, At: now},
 		{Seq: cmds[1].Seq, ID: cmds[1].ID, State: CommandSent, At: now},
 		ack(cmds[0], CommandAcknowledged),
 		ack(cmds[0], CommandFailed), // after a final state: ignored

@@ -30,6 +30,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/storeedge/storeedge/devices/devicesim"
+	"github.com/storeedge/storeedge/devices/push"
 	"github.com/storeedge/storeedge/discovery"
 	"github.com/storeedge/storeedge/internal/config"
 )
@@ -62,6 +63,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	port := fs.Int("push-port", 0, "push port of the first device, the next ones count up from it; 0: free ports")
 	heartbeat := fs.Duration("heartbeat", 30*time.Second, "interval between heartbeats")
 	verbose := fs.Bool("v", false, "log each connection")
+	pushVersion := fs.Int("push-version", push.Version, "push protocol version to speak (1: a device not yet updated, docs/push-protocol.md)")
 	discover := fs.String("discover", "", `find the server instead of -server: "udp" (a probe on UDP 57854) or "mdns" (_storeedge._tcp); the push listeners then bind every interface unless -listen says otherwise`)
 	shop := fs.String("shop", "", "with -discover udp, ask only the server of this shop id")
 	discoverTimeout := fs.Duration("discover-timeout", 5*time.Second, "how long -discover looks for a server")
@@ -81,6 +83,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return errors.New("give -server or -discover, not both")
 	case *discover != "" && *discover != "udp" && *discover != "mdns":
 		return fmt.Errorf(`-discover %q: want "udp" or "mdns"`, *discover)
+	case *pushVersion < push.MinVersion || *pushVersion > push.Version:
+		return fmt.Errorf("-push-version must be %d..%d, got %d", push.MinVersion, push.Version, *pushVersion)
 	}
 	level := slog.LevelWarn
 	if *verbose {
@@ -121,7 +125,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		var d *devicesim.Device
 		d = devicesim.New(devicesim.Options{Server: strings.TrimRight(*server, "/"), Kind: *kind, Name: devName, Capabilities: capList,
-			AppVersion: "devicesim/1", Listen: listen, Heartbeat: *heartbeat, Logger: log,
+			AppVersion: "devicesim/1", Listen: listen, Heartbeat: *heartbeat, Logger: log, PushVersion: *pushVersion,
 			Handle: func(c devicesim.Command) error {
 				outMu.Lock()
 				defer outMu.Unlock()

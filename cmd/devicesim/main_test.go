@@ -22,6 +22,7 @@ func TestFlagsAreChecked(t *testing.T) {
 		{"-code", "1234-5678", "-enrollment-secret", "s"},
 		{"-code", "1234-5678", "-devices", "2"},
 		{"-enrollment-secret", "s", "-devices", "0"},
+		{"-enrollment-secret", "s", "-push-version", "3"},
 	} {
 		if err := run(context.Background(), args, io.Discard, io.Discard); err == nil {
 			t.Errorf("%q accepted", args)

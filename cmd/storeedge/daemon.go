@@ -127,6 +127,7 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 		CommandTTL:       cfg.Devices.CommandTTL,
 		RetryMax:         cfg.Devices.PushRetryMax,
 		Timeout:          cfg.Devices.PushTimeout,
+		MinPushVersion:   cfg.Devices.PushMinVersion,
 		Logger:           log,
 	})
 	if err != nil {

@@ -9,8 +9,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +27,7 @@ var pushSets = []string{"devices.push_retry_max=1s", "devices.push_timeout=5s"}
 // simDevice is a simulated device paired with a shop and running until stopped.
 type simDevice struct {
 	*devicesim.Device
+	o      devicesim.Options
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -32,7 +36,7 @@ func pairSim(t *testing.T, s *shop, o devicesim.Options) *simDevice {
 	t.Helper()
 	o.Server = s.base
 	o.Heartbeat = time.Second
-	d := &simDevice{Device: devicesim.New(o)}
+	d := &simDevice{Device: devicesim.New(o), o: o}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := d.Pair(ctx, "", e2eEnrollment); err != nil {
@@ -105,7 +109,8 @@ func ids(cmds []devicesim.Command) []string {
 
 // TestPushSurvivesSIGKILL kills the daemon while commands wait for a device that is away, and
 // again while it is delivering to a slow device: after each restart every command arrives, in
-// order, and the device does each id once.
+// order, the device does each id once, and each command's attempts count at least every time
+// the device received it.
 func TestPushSurvivesSIGKILL(t *testing.T) {
 	cloud := startCloud(t, "-products", "10")
 	opts := shopOptions{dataDir: t.TempDir(), cloud: cloud.url, sets: pushSets}
@@ -137,6 +142,20 @@ func TestPushSurvivesSIGKILL(t *testing.T) {
 		s.get(t, "/api/v1/status", &st)
 		return st.Devices.Queued == 0 && st.Devices.Online == 1
 	})
+	extra := 0
+	for _, id := range want {
+		var c struct {
+			State    string `json:"state"`
+			Attempts int    `json:"attempts"`
+		}
+		s.get(t, "/api/v1/admin/commands/"+id, &c)
+		if n := d.Received(id); c.Attempts < n || c.State != "acknowledged" {
+			t.Errorf("command %s: %s after %d attempts; the device received it %d times", id, c.State, c.Attempts, n)
+		} else {
+			extra += c.Attempts - n
+		}
+	}
+	t.Logf("%d attempts written but cut off by a kill before the device read them", extra)
 	s.stop(t)
 }
 
@@ -220,4 +239,177 @@ func TestNewOrdersArePushed(t *testing.T) {
 		t.Fatalf("the signage got %d commands", n)
 	}
 	s.stop(t)
+}
+
+// envInt reads a positive integer from the environment, def when unset or invalid.
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// TestMixedPushLoad runs the shop's mix against the daemon: many devices (devicesim, the
+// reference device) holding their push connections, a few of them taking orders, orders posted
+// on the LAN 20 times a second and a command to every device 5 times a second, so that fan-outs
+// and order.new commands are stored for the same devices at the same moments. Every device must
+// do every command the shop stored for it, in the order it stored them, and at the end the
+// status must show none queued and none found left behind. STOREEDGE_PUSH_LOAD_DEVICES and
+// STOREEDGE_PUSH_LOAD_SECONDS make it shop-sized (200 devices for 300 s).
+func TestMixedPushLoad(t *testing.T) {
+	n := envInt("STOREEDGE_PUSH_LOAD_DEVICES", 40)
+	seconds := envInt("STOREEDGE_PUSH_LOAD_SECONDS", 4)
+	cloud := startCloud(t, "-products", "10")
+	s := startShop(t, shopOptions{dataDir: t.TempDir(), cloud: cloud.url, sets: pushSets})
+	waitFor(t, s, "first sync", time.Minute, func() bool { return s.caughtUp(t) })
+	sims := make([]*simDevice, n)
+	for i := range sims {
+		o := devicesim.Options{Kind: "tablet", Name: fmt.Sprintf("tablet-%d", i)}
+		if i%10 == 0 {
+			o.Capabilities = []string{"orders"}
+		}
+		sims[i] = pairSim(t, s, o)
+	}
+	waitFor(t, s, "every device connected", time.Minute, func() bool { return s.pushConnected(t) == n })
+	// The orders come from one of them (a till that also shows orders), so that a command to
+	// all reaches only devices that are there.
+	e2eDevices.Store(s.dataDir+"\x00till", sims[1].Token())
+
+	orders, fanouts := s.pushLoad(t, time.Duration(seconds)*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, d := range sims {
+		want := fanouts
+		if len(d.o.Capabilities) > 0 {
+			want += orders
+		}
+		d.WaitFor(ctx, func(d *devicesim.Device) bool { return len(d.Commands()) >= want })
+	}
+	for _, d := range sims {
+		want := s.storedCommands(t, d.ID())
+		if got := ids(d.Commands()); !slices.Equal(got, want) {
+			t.Errorf("device %s did %d of the %d commands stored for it, or not in their order", d.ID(), len(got), len(want))
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	var st struct {
+		Devices struct {
+			Queued        int64 `json:"queued"`
+			StuckCommands int64 `json:"stuck_commands"`
+		} `json:"devices"`
+	}
+	waitFor(t, s, "no command queued or sent", time.Minute, func() bool {
+		s.get(t, "/api/v1/status", &st)
+		return st.Devices.Queued == 0
+	})
+	if st.Devices.StuckCommands != 0 {
+		t.Fatalf("status: %d commands found left behind connected devices\n%s", st.Devices.StuckCommands, s.log)
+	}
+	t.Logf("%d devices, %d orders, %d commands to all: every command delivered in order", n, orders, fanouts)
+	s.stop(t)
+}
+
+// pushConnected counts the devices whose push connection is up.
+func (s *shop) pushConnected(t *testing.T) int {
+	var st struct {
+		Devices struct {
+			Devices []struct {
+				Push string `json:"push"`
+			} `json:"devices"`
+		} `json:"devices"`
+	}
+	s.get(t, "/api/v1/status", &st)
+	n := 0
+	for _, d := range st.Devices.Devices {
+		if d.Push == "connected" {
+			n++
+		}
+	}
+	return n
+}
+
+// pushLoad posts orders 20 times a second and sends a command to every device 5 times a second
+// for d, and returns how many of each it made.
+func (s *shop) pushLoad(t *testing.T, d time.Duration) (orders, fanouts int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	stop := time.After(d)
+	done := make(chan struct{})
+	every := func(interval time.Duration, count *int, do func(i int) error) {
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for ; ; *count++ {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			if err := do(*count); err != nil {
+				errs <- err
+				return
+			}
+		}
+	}
+	wg.Go(func() {
+		every(50*time.Millisecond, &orders, func(i int) error {
+			_, _, _, err := s.postOrder("till", fmt.Sprintf("load-%d", i), "P0000001", 1)
+			return err
+		})
+	})
+	wg.Go(func() {
+		every(200*time.Millisecond, &fanouts, func(i int) error {
+			body := fmt.Sprintf(`{"target":{"all":true},"type":"print","payload":{"n":%d}}`, i)
+			req := s.request(t, http.MethodPost, "/api/v1/admin/commands", strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusCreated {
+				return fmt.Errorf("send a command to all: %s", resp.Status)
+			}
+			return nil
+		})
+	})
+	<-stop
+	close(done)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		t.Fatalf("%v\n%s", err, s.log)
+	default:
+	}
+	return orders, fanouts
+}
+
+// storedCommands lists the ids of a device's commands as the shop stored them, oldest first.
+func (s *shop) storedCommands(t *testing.T, deviceID string) []string {
+	t.Helper()
+	var out []string
+	next := ""
+	for {
+		var page struct {
+			Items []struct {
+				ID string `json:"id"`
+			} `json:"items"`
+			Next string `json:"next"`
+		}
+		path := "/api/v1/admin/commands?limit=500&device=" + deviceID
+		if next != "" {
+			path += "&before=" + next
+		}
+		s.get(t, path, &page)
+		for _, c := range page.Items {
+			out = append(out, c.ID)
+		}
+		if next = page.Next; next == "" {
+			break
+		}
+	}
+	slices.Reverse(out)
+	return out
 }

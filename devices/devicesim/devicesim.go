@@ -40,9 +40,12 @@ type Options struct {
 	// command (a nack with the error as the reason).
 	Handle func(Command) error
 	// AckDelay holds each ack back, to simulate a slow device.
-	AckDelay   time.Duration
-	HTTPClient *http.Client
-	Logger     *slog.Logger
+	AckDelay time.Duration
+	// PushVersion is the push protocol version the device speaks; 0 is push.Version. Version 1
+	// is for trying a server against devices not yet updated.
+	PushVersion int
+	HTTPClient  *http.Client
+	Logger      *slog.Logger
 }
 
 // Command is a command the device accepted.
@@ -65,16 +68,23 @@ type Device struct {
 	o   Options
 	log *slog.Logger
 
+	// doing serialises doing commands across connections, so that one read from a connection
+	// a newer one replaced is never done after one from the newer.
+	doing sync.Mutex
+
 	mu         sync.Mutex // protects the fields below
 	ln         net.Listener
 	addr       string // the push listener's address, kept across restarts
 	id, secret string
 	key        []byte
-	seen       map[string]bool
+	conn       net.Conn       // the server's current push connection
+	gen        uint64         // counts the connections adopted
+	received   map[string]int // times each command id came
 	commands   []Command
 	duplicates int
 	rejections []Rejection
 	changed    chan struct{}
+	paired     chan struct{} // closed once the device has its credentials
 }
 
 // New makes a device; it opens nothing yet.
@@ -94,13 +104,19 @@ func New(o Options) *Device {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Device{o: o, log: o.Logger, addr: o.Listen, seen: map[string]bool{}, changed: make(chan struct{})}
+	if o.PushVersion == 0 {
+		o.PushVersion = push.Version
+	}
+	return &Device{o: o, log: o.Logger, addr: o.Listen, received: map[string]int{}, changed: make(chan struct{}), paired: make(chan struct{})}
 }
 
 // SetCredentials gives the device the id and secret it received when it paired.
 func (d *Device) SetCredentials(id, secret string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.key == nil {
+		close(d.paired)
+	}
 	d.id, d.secret, d.key = id, secret, push.Key(secret)
 }
 
@@ -280,21 +296,34 @@ func (d *Device) heartbeats(ctx context.Context) {
 	}
 }
 
+// helloWait bounds the hello exchange, and the wait for the pairing answer before it.
+const helloWait = 10 * time.Second
+
 // serve runs one push connection from the server.
 func (d *Device) serve(ctx context.Context, nc net.Conn) {
+	// The server dials as soon as the device is paired, which can be before the device has
+	// read the answer to its pairing request (a mass roll-out): wait for it, within the time
+	// the server gives the hello exchange, rather than refuse.
+	deadline := time.Now().Add(helloWait)
+	select {
+	case <-d.paired:
+	case <-time.After(helloWait):
+		d.reject(nc, "not paired yet", errors.New("devicesim: no credentials"))
+		return
+	case <-ctx.Done():
+		return
+	}
 	d.mu.Lock()
 	id, key := d.id, d.key
 	d.mu.Unlock()
-	if key == nil {
-		d.reject(nc, "not paired yet", errors.New("devicesim: no credentials"))
-		return
-	}
-	c, err := push.DeviceHandshake(nc, key, id, time.Now(), 10*time.Second)
+	c, err := push.DeviceHandshake(nc, key, id, d.o.PushVersion, time.Now(), time.Until(deadline))
 	if err != nil {
 		d.reject(nc, "hello", err)
 		return
 	}
 	d.log.Debug("devicesim: server connected", slog.String("server", c.PeerID))
+	gen := d.adopt(nc)
+	defer d.drop(nc)
 	for {
 		f, err := c.ReadFrame()
 		if err != nil {
@@ -316,7 +345,9 @@ func (d *Device) serve(ctx context.Context, nc net.Conn) {
 			return
 		}
 		ack := push.Frame{Type: push.TypeAck, Time: time.Now().UnixMilli(), ID: f.ID}
-		if err := d.accept(f); err != nil {
+		if err := d.accept(f, gen); errors.Is(err, errReplaced) {
+			return
+		} else if err != nil {
 			ack.Type, ack.Payload = push.TypeNack, []byte(err.Error())
 		}
 		if d.o.AckDelay > 0 {
@@ -332,17 +363,53 @@ func (d *Device) serve(ctx context.Context, nc net.Conn) {
 	}
 }
 
-// accept does a verified command once: a command id seen before (sent again because its ack
-// was lost) is only acknowledged again.
-func (d *Device) accept(f push.Frame) error {
-	cmd := Command{ID: f.ID, Type: f.CommandType, Payload: json.RawMessage(f.Payload), Time: time.UnixMilli(f.Time).UTC()}
+// adopt makes nc, whose hellos checked out, the device's push connection. The server keeps one
+// connection per device, so a new one means the older is dead on the server's side: the older
+// is closed, and nothing more read from it is acted on. What it had not acknowledged comes
+// again on the new one, in order.
+func (d *Device) adopt(nc net.Conn) (gen uint64) {
 	d.mu.Lock()
-	if d.seen[f.ID] {
+	old := d.conn
+	d.conn = nc
+	d.gen++
+	gen = d.gen
+	d.mu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+	return gen
+}
+
+// drop forgets nc when it ends.
+func (d *Device) drop(nc net.Conn) {
+	d.mu.Lock()
+	if d.conn == nc {
+		d.conn = nil
+	}
+	d.mu.Unlock()
+}
+
+// errReplaced refuses a command read from a connection a newer one replaced.
+var errReplaced = errors.New("devicesim: connection replaced by a newer one")
+
+// accept does a verified command once: a command id seen before (sent again because its ack
+// was lost) is only acknowledged again. gen is the connection it came on; one that a newer
+// connection replaced is not acted on.
+func (d *Device) accept(f push.Frame, gen uint64) error {
+	cmd := Command{ID: f.ID, Type: f.CommandType, Payload: json.RawMessage(f.Payload), Time: time.UnixMilli(f.Time).UTC()}
+	d.doing.Lock()
+	defer d.doing.Unlock()
+	d.mu.Lock()
+	if gen != d.gen {
+		d.mu.Unlock()
+		return errReplaced
+	}
+	d.received[f.ID]++
+	if d.received[f.ID] > 1 {
 		d.duplicates++
 		d.mu.Unlock()
 		return nil
 	}
-	d.seen[f.ID] = true
 	d.mu.Unlock()
 	var err error
 	if d.o.Handle != nil {
@@ -382,6 +449,13 @@ func (d *Device) Duplicates() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.duplicates
+}
+
+// Received tells how many times the command with this id came, the first time included.
+func (d *Device) Received(id string) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.received[id]
 }
 
 // Rejections returns the connections refused so far and why.

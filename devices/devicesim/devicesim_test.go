@@ -28,8 +28,17 @@ var key = push.Key(secret)
 // runDevice runs a device with known credentials and no server: the test plays the server.
 func runDevice(t *testing.T) *devicesim.Device {
 	t.Helper()
-	d := devicesim.New(devicesim.Options{Heartbeat: -1})
-	d.SetCredentials(deviceID, secret)
+	return runDeviceWith(t, devicesim.Options{}, true)
+}
+
+// runDeviceWith runs a device with o, paired (given its credentials) or not yet.
+func runDeviceWith(t *testing.T, o devicesim.Options, paired bool) *devicesim.Device {
+	t.Helper()
+	o.Heartbeat = -1
+	d := devicesim.New(o)
+	if paired {
+		d.SetCredentials(deviceID, secret)
+	}
 	if _, err := d.Listen(); err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +62,7 @@ func connect(t *testing.T, d *devicesim.Device, k []byte) (*push.Conn, error) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { nc.Close() })
-	return push.ServerHandshake(nc, k, "srv-test", deviceID, time.Now(), 5*time.Second)
+	return push.ServerHandshake(nc, k, "srv-test", deviceID, push.MinVersion, time.Now(), 5*time.Second)
 }
 
 func command(id string) push.Frame {
@@ -145,7 +154,7 @@ func TestDeviceRejectsForgedAlteredReplayedAndOversized(t *testing.T) {
 
 	// Oversized: refused from its header, without reading the body.
 	c6, _ := connectRaw(t, d, key)
-	c6.Write([]byte{'S', 'E', 1, byte(push.TypeCommand), 0x10, 0, 0, 0})
+	c6.Write([]byte{'S', 'E', push.Version, byte(push.TypeCommand), 0x10, 0, 0, 0})
 	expect("oversized", push.ErrTooLarge)
 
 	if got := d.Commands(); len(got) != 1 || got[0].ID != "cmd_once" {
@@ -187,4 +196,72 @@ func connectRaw(t *testing.T, d *devicesim.Device, k []byte) (net.Conn, []byte) 
 	b, _ := (&push.Frame{Type: push.TypeHello, ID: "srv-test", Payload: own}).Encode(k, nonce)
 	nc.Write(b)
 	return nc, nonce
+}
+
+// The server keeps one connection per device: once a newer one is up, the device closes the
+// older and does nothing more that comes on it, so that commands are done in their order.
+func TestDeviceKeepsOneConnection(t *testing.T) {
+	d := runDevice(t)
+	old, err := connect(t, d, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := connect(t, d, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old.NetConn().SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := old.ReadFrame(); !errors.Is(err, io.EOF) {
+		t.Fatalf("older connection: %v, want it closed by the device", err)
+	}
+	old.WriteFrame(command("cmd_stale"), time.Second)
+	if err := c.WriteFrame(command("cmd_1"), time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if a := readAck(t, c); a.ID != "cmd_1" {
+		t.Fatalf("answer %+v", a)
+	}
+	if got := d.Commands(); len(got) != 1 || got[0].ID != "cmd_1" {
+		t.Fatalf("device did %+v, want only cmd_1", got)
+	}
+}
+
+// The server may dial a device before it has read the answer to its pairing request: the
+// device holds the connection and says hello once it has its credentials.
+func TestDeviceWaitsForItsPairingAnswer(t *testing.T) {
+	d := runDeviceWith(t, devicesim.Options{}, false)
+	nc, err := net.Dial("tcp", d.PushAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	done := make(chan error, 1)
+	go func() {
+		_, err := push.ServerHandshake(nc, key, "srv-test", deviceID, push.MinVersion, time.Now(), 5*time.Second)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("the device answered before it had its credentials: %v", err)
+	case <-time.After(300 * time.Millisecond): // it holds the connection meanwhile
+	}
+	d.SetCredentials(deviceID, secret)
+	if err := <-done; err != nil {
+		t.Fatalf("hello after pairing: %v", err)
+	}
+}
+
+// A device not yet updated speaks version 1, and a server that accepts it serves it.
+func TestDeviceSpeaksVersion1(t *testing.T) {
+	d := runDeviceWith(t, devicesim.Options{PushVersion: 1}, true)
+	c, err := connect(t, d, key)
+	if err != nil || c.Version() != 1 {
+		t.Fatalf("connection %v, %v; want version 1", c, err)
+	}
+	if err := c.WriteFrame(command("cmd_1"), time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if a := readAck(t, c); a.ID != "cmd_1" || a.Seq != 1 || a.Version != 1 {
+		t.Fatalf("answer %+v", a)
+	}
 }

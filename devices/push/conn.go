@@ -16,11 +16,12 @@ import (
 // nonce and a sequence number above the last one read. It is safe for one reader and many
 // writers at once.
 type Conn struct {
-	nc   net.Conn
-	br   *bufio.Reader
-	key  []byte
-	own  []byte // this side's nonce: what the peer's frames are bound to
-	peer []byte // the peer's nonce: what this side's frames are bound to
+	nc      net.Conn
+	br      *bufio.Reader
+	version byte // the protocol version both sides speak on it
+	key     []byte
+	own     []byte // this side's nonce: what the peer's frames are bound to
+	peer    []byte // the peer's nonce: what this side's frames are bound to
 	// PeerID is the id the peer gave in its hello.
 	PeerID string
 
@@ -33,6 +34,9 @@ type Conn struct {
 
 // NetConn is the underlying connection, for deadlines and addresses.
 func (c *Conn) NetConn() net.Conn { return c.nc }
+
+// Version is the protocol version spoken on the connection.
+func (c *Conn) Version() int { return int(c.version) }
 
 // Close closes the connection.
 func (c *Conn) Close() error { return c.nc.Close() }
@@ -72,6 +76,9 @@ func (c *Conn) ReadFrame() (Frame, error) {
 	if err != nil {
 		return Frame{}, err
 	}
+	if f.Version != c.version {
+		return Frame{}, fmt.Errorf("%w %d on a connection of version %d", ErrVersion, f.Version, c.version)
+	}
 	if f.Type == TypeHello {
 		return Frame{}, fmt.Errorf("%w: a second hello", ErrMalformed)
 	}
@@ -88,7 +95,7 @@ func (c *Conn) WriteFrame(f Frame, timeout time.Duration) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.sendSeq++
-	f.Seq = c.sendSeq
+	f.Seq, f.Version = c.sendSeq, c.version
 	var err error
 	c.wbuf, err = f.Append(c.wbuf[:0], c.key, c.peer)
 	if err != nil {
@@ -110,7 +117,7 @@ func (c *Conn) WriteFrames(fs []Frame, timeout time.Duration) error {
 	seq := c.sendSeq
 	for _, f := range fs {
 		seq++
-		f.Seq = seq
+		f.Seq, f.Version = seq, c.version
 		var err error
 		if c.wbuf, err = f.Append(c.wbuf, c.key, c.peer); err != nil {
 			return err
@@ -130,46 +137,63 @@ func newNonce() []byte {
 	return n
 }
 
-// readHello reads the peer's hello, authenticated for ownNonce (nil: the zero nonce).
-func readHello(br *bufio.Reader, key, ownNonce []byte) (Frame, error) {
+// readHello reads the peer's hello, authenticated for ownNonce (nil: the zero nonce). version
+// is the version the frame announced, when it announced one this side speaks (else Version), so
+// that a refusal can be sent in it.
+func readHello(br *bufio.Reader, key, ownNonce []byte) (f Frame, version byte, err error) {
 	b, err := readRaw(br)
 	if err != nil {
-		return Frame{}, err
+		return Frame{}, Version, err
 	}
-	f, err := Decode(b, key, ownNonce)
+	version = b[2]
+	f, err = Decode(b, key, ownNonce)
 	if err != nil {
-		return Frame{}, err
+		return Frame{}, version, err
 	}
 	switch {
 	case f.Type == TypeError:
-		return Frame{}, fmt.Errorf("push: the peer refused the connection: %q", truncate(f.Payload, 200))
+		return Frame{}, version, fmt.Errorf("push: the peer refused the connection: %q", truncate(f.Payload, 200))
 	case f.Type != TypeHello:
-		return Frame{}, fmt.Errorf("%w: first frame is a %s, want a hello", ErrMalformed, f.Type)
+		return Frame{}, version, fmt.Errorf("%w: first frame is a %s, want a hello", ErrMalformed, f.Type)
 	case f.Seq != 0:
-		return Frame{}, fmt.Errorf("%w: hello with sequence number %d, want 0", ErrMalformed, f.Seq)
+		return Frame{}, version, fmt.Errorf("%w: hello with sequence number %d, want 0", ErrMalformed, f.Seq)
 	case len(f.Payload) != NonceSize:
-		return Frame{}, fmt.Errorf("%w: hello nonce of %d bytes, want %d", ErrMalformed, len(f.Payload), NonceSize)
+		return Frame{}, version, fmt.Errorf("%w: hello nonce of %d bytes, want %d", ErrMalformed, len(f.Payload), NonceSize)
 	}
-	return f, nil
+	return f, version, nil
 }
+
+// ErrOldVersion refuses a device that speaks a protocol version older than the server accepts.
+var ErrOldVersion = errors.New("push: protocol version refused")
 
 // ServerHandshake runs the server's side of the hello exchange on a connection it dialed: the
 // device speaks first with its id and nonce, the server answers with its own, bound to the
-// device's. wantDevice is the device the server meant to reach; another id is an error.
-// timeout bounds the exchange.
-func ServerHandshake(nc net.Conn, key []byte, serverID, wantDevice string, now time.Time, timeout time.Duration) (*Conn, error) {
+// device's, in the device's version; in version 2 the device then acknowledges the server's
+// hello, bound to the server's nonce, which proves it holds the key now (a hello replayed from
+// an earlier connection cannot be followed by it). wantDevice is the device the server meant to
+// reach; another id is an error, and so is a version below minVersion (ErrOldVersion). A
+// refusal is told to the device in an error frame. timeout bounds the exchange.
+func ServerHandshake(nc net.Conn, key []byte, serverID, wantDevice string, minVersion int, now time.Time, timeout time.Duration) (*Conn, error) {
 	nc.SetDeadline(time.Now().Add(timeout))
 	defer nc.SetDeadline(time.Time{})
 	br := bufio.NewReaderSize(nc, 64<<10)
-	hello, err := readHello(br, key, nil)
+	hello, version, err := readHello(br, key, nil)
+	switch {
+	case err != nil:
+	case hello.ID != wantDevice:
+		err = fmt.Errorf("the device here is %q, not %q", hello.ID, wantDevice)
+	case int(hello.Version) < minVersion:
+		err = fmt.Errorf("%w: the device speaks version %d; this server wants %d or later", ErrOldVersion, hello.Version, minVersion)
+	}
 	if err != nil {
+		if !IsConnError(err) {
+			// Bound to the device's nonce when its hello verified, so that it can read why.
+			SendError(nc, version, key, hello.Payload, err.Error(), now)
+		}
 		return nil, fmt.Errorf("push: device hello: %w", err)
 	}
-	if hello.ID != wantDevice {
-		return nil, fmt.Errorf("push: device hello: the device here is %q, not %q", hello.ID, wantDevice)
-	}
-	c := &Conn{nc: nc, br: br, key: key, own: newNonce(), peer: hello.Payload, PeerID: hello.ID}
-	f := Frame{Type: TypeHello, Seq: 0, Time: now.UnixMilli(), ID: serverID, Payload: c.own}
+	c := &Conn{nc: nc, br: br, version: hello.Version, key: key, own: newNonce(), peer: hello.Payload, PeerID: hello.ID}
+	f := Frame{Version: c.version, Type: TypeHello, Seq: 0, Time: now.UnixMilli(), ID: serverID, Payload: c.own}
 	b, err := f.Encode(key, c.peer)
 	if err != nil {
 		return nil, err
@@ -177,18 +201,51 @@ func ServerHandshake(nc net.Conn, key []byte, serverID, wantDevice string, now t
 	if _, err := nc.Write(b); err != nil {
 		return nil, fmt.Errorf("push: server hello: %w", err)
 	}
+	if c.version >= 2 {
+		if err := c.readHelloAck(serverID); err != nil {
+			if !IsConnError(err) {
+				c.SendError(err.Error(), now)
+			}
+			return nil, fmt.Errorf("push: device's acknowledgement of the server hello: %w", err)
+		}
+	}
 	return c, nil
 }
 
-// DeviceHandshake runs the device's side of the hello exchange on a connection the server made:
-// the device sends its id and nonce, then checks that the server's hello is bound to that
-// nonce, which proves the server holds the device's key and is not replaying an old
-// connection. timeout bounds the exchange.
-func DeviceHandshake(nc net.Conn, key []byte, deviceID string, now time.Time, timeout time.Duration) (*Conn, error) {
+// readHelloAck reads the device's first frame after the hellos, which in version 2 must be its
+// acknowledgement of the server's hello: an ack whose id is the server's.
+func (c *Conn) readHelloAck(serverID string) error {
+	f, err := c.ReadFrame()
+	switch {
+	case err != nil:
+		return err
+	case f.Type == TypeError:
+		return fmt.Errorf("the device refused the connection: %q", truncate(f.Payload, 200))
+	case f.Type != TypeAck || f.ID != serverID:
+		return fmt.Errorf("%w: a %s of %q, want the ack of the server hello (%q)", ErrMalformed, f.Type, f.ID, serverID)
+	}
+	return nil
+}
+
+// IsConnError tells a failed or closed connection from a peer that sent something wrong.
+func IsConnError(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+// DeviceHandshake runs the device's side of the hello exchange, in the given protocol version,
+// on a connection the server made: the device sends its id and nonce, then checks that the
+// server's hello is bound to that nonce, which proves the server holds the device's key and is
+// not replaying an old connection; in version 2 it then acknowledges the server's hello, which
+// proves the same of the device to the server. timeout bounds the exchange.
+func DeviceHandshake(nc net.Conn, key []byte, deviceID string, version int, now time.Time, timeout time.Duration) (*Conn, error) {
+	if version < MinVersion || version > Version {
+		return nil, fmt.Errorf("%w %d (this side speaks %d to %d)", ErrVersion, version, MinVersion, Version)
+	}
 	nc.SetDeadline(time.Now().Add(timeout))
 	defer nc.SetDeadline(time.Time{})
-	c := &Conn{nc: nc, br: bufio.NewReaderSize(nc, 64<<10), key: key, own: newNonce()}
-	f := Frame{Type: TypeHello, Seq: 0, Time: now.UnixMilli(), ID: deviceID, Payload: c.own}
+	c := &Conn{nc: nc, br: bufio.NewReaderSize(nc, 64<<10), version: byte(version), key: key, own: newNonce()}
+	f := Frame{Version: c.version, Type: TypeHello, Seq: 0, Time: now.UnixMilli(), ID: deviceID, Payload: c.own}
 	b, err := f.Encode(key, nil)
 	if err != nil {
 		return nil, err
@@ -196,21 +253,29 @@ func DeviceHandshake(nc net.Conn, key []byte, deviceID string, now time.Time, ti
 	if _, err := nc.Write(b); err != nil {
 		return nil, fmt.Errorf("push: device hello: %w", err)
 	}
-	hello, err := readHello(c.br, key, c.own)
+	hello, _, err := readHello(c.br, key, c.own)
+	if err == nil && hello.Version != c.version {
+		err = fmt.Errorf("%w %d in answer to a hello of version %d", ErrVersion, hello.Version, c.version)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("push: server hello: %w", err)
 	}
 	c.peer, c.PeerID = hello.Payload, hello.ID
+	if c.version >= 2 {
+		if err := c.WriteFrame(Frame{Type: TypeAck, Time: now.UnixMilli(), ID: hello.ID}, timeout); err != nil {
+			return nil, fmt.Errorf("push: acknowledge the server hello: %w", err)
+		}
+	}
 	return c, nil
 }
 
-// SendError writes an error frame with a reason, best effort, before the caller closes. Its MAC
-// is bound to peerNonce (nil before the peer's hello).
-func SendError(nc net.Conn, key, peerNonce []byte, reason string, now time.Time) {
+// SendError writes an error frame of the given version with a reason, best effort, before the
+// caller closes. Its MAC is bound to peerNonce (nil before the peer's hello).
+func SendError(nc net.Conn, version byte, key, peerNonce []byte, reason string, now time.Time) {
 	if len(reason) > 512 {
 		reason = reason[:512]
 	}
-	f := Frame{Type: TypeError, Time: now.UnixMilli(), ID: "error", Payload: []byte(reason)}
+	f := Frame{Version: version, Type: TypeError, Time: now.UnixMilli(), ID: "error", Payload: []byte(reason)}
 	if b, err := f.Encode(key, peerNonce); err == nil {
 		nc.SetWriteDeadline(time.Now().Add(time.Second))
 		nc.Write(b)
@@ -226,7 +291,7 @@ func (c *Conn) SendError(reason string, now time.Time) {
 	if len(reason) > 512 {
 		reason = reason[:512]
 	}
-	f := Frame{Type: TypeError, Seq: c.sendSeq, Time: now.UnixMilli(), ID: "error", Payload: []byte(reason)}
+	f := Frame{Version: c.version, Type: TypeError, Seq: c.sendSeq, Time: now.UnixMilli(), ID: "error", Payload: []byte(reason)}
 	if b, err := f.Encode(c.key, c.peer); err == nil {
 		c.nc.SetWriteDeadline(time.Now().Add(time.Second))
 		c.nc.Write(b)

@@ -10,7 +10,11 @@ import (
 
 // Wire format constants; docs/push-protocol.md is their specification.
 const (
-	Version = 1
+	// Version is the protocol version this side speaks; MinVersion the oldest it still
+	// understands. Version 2 binds the device's side of the hello exchange to the connection
+	// (the device acknowledges the server's hello); version 1 does not.
+	Version    = 2
+	MinVersion = 1
 
 	// MaxFrameSize bounds a whole frame, header and MAC included. A receiver reads the length
 	// field first and refuses a larger frame before reading its body.
@@ -66,7 +70,9 @@ func (t Type) String() string {
 
 // Frame is one message on a push connection.
 type Frame struct {
-	Type Type
+	// Version is the protocol version of the connection the frame belongs to; 0 is Version.
+	Version byte
+	Type    Type
 	// Seq is the sender's frame counter on this connection: 0 for the hello, then 1, 2, 3… A
 	// receiver refuses a frame whose Seq is not greater than the last one it accepted.
 	Seq uint64
@@ -105,6 +111,8 @@ func Key(secret string) []byte {
 // checkFields checks what Encode would otherwise have to refuse.
 func (f *Frame) checkFields() error {
 	switch {
+	case f.Version != 0 && (f.Version < MinVersion || f.Version > Version):
+		return fmt.Errorf("%w %d (this side speaks %d to %d)", ErrVersion, f.Version, MinVersion, Version)
 	case f.Type < TypeHello || f.Type > TypeError:
 		return fmt.Errorf("%w %d", ErrUnknownType, f.Type)
 	case len(f.ID) == 0:
@@ -126,6 +134,13 @@ func (f *Frame) checkFields() error {
 	return nil
 }
 
+func (f *Frame) version() byte {
+	if f.Version == 0 {
+		return Version
+	}
+	return f.Version
+}
+
 func (f *Frame) size() int {
 	return headerSize + 8 + 8 + 1 + len(f.ID) + 1 + len(f.CommandType) + len(f.Payload) + MACSize
 }
@@ -136,7 +151,7 @@ func (f *Frame) Append(b []byte, key, peerNonce []byte) ([]byte, error) {
 		return b, err
 	}
 	start := len(b)
-	b = append(b, magic[0], magic[1], Version, byte(f.Type))
+	b = append(b, magic[0], magic[1], f.version(), byte(f.Type))
 	b = binary.BigEndian.AppendUint32(b, uint32(f.size()-headerSize))
 	b = binary.BigEndian.AppendUint64(b, f.Seq)
 	b = binary.BigEndian.AppendUint64(b, uint64(f.Time))
@@ -174,8 +189,8 @@ func FrameLen(header []byte) (int, error) {
 	if header[0] != magic[0] || header[1] != magic[1] {
 		return 0, fmt.Errorf("%w: % x", ErrBadMagic, header[:2])
 	}
-	if header[2] != Version {
-		return 0, fmt.Errorf("%w %d (this side speaks %d)", ErrVersion, header[2], Version)
+	if header[2] < MinVersion || header[2] > Version {
+		return 0, fmt.Errorf("%w %d (this side speaks %d to %d)", ErrVersion, header[2], MinVersion, Version)
 	}
 	if t := Type(header[3]); t < TypeHello || t > TypeError {
 		return 0, fmt.Errorf("%w %d", ErrUnknownType, header[3])
@@ -205,7 +220,7 @@ func Decode(b, key, ownNonce []byte) (Frame, error) {
 	if !hmac.Equal(sum, mac(key, ownNonce, body)) {
 		return f, ErrBadMAC
 	}
-	f.Type = Type(b[3])
+	f.Version, f.Type = b[2], Type(b[3])
 	p := body[headerSize:]
 	f.Seq = binary.BigEndian.Uint64(p)
 	f.Time = int64(binary.BigEndian.Uint64(p[8:]))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 )
@@ -35,34 +36,77 @@ func TestRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: decode: %v", f.Type, err)
 		}
-		if g.Type != f.Type || g.Seq != f.Seq || g.Time != f.Time || g.ID != f.ID || g.CommandType != f.CommandType || !bytes.Equal(g.Payload, f.Payload) {
+		if g.Version != Version || g.Type != f.Type || g.Seq != f.Seq || g.Time != f.Time || g.ID != f.ID || g.CommandType != f.CommandType || !bytes.Equal(g.Payload, f.Payload) {
 			t.Fatalf("round trip: got %+v, want %+v", g, f)
 		}
 	}
 }
 
-// The worked example of docs/push-protocol.md, byte for byte.
+// The worked example of docs/push-protocol.md, byte for byte: the key and the five frames of a
+// connection, read from the page itself.
 func TestWorkedExample(t *testing.T) {
 	key := Key("hJ3k9Qm2Zr7Tw5Xy1Ab4Cd6Ef8Gh0Ij2Kl4Mn6Op8Q")
-	if got := hex.EncodeToString(key); got != wantExampleKey {
-		t.Errorf("key = %s, want %s", got, wantExampleKey)
+	nd, _ := hex.DecodeString("000102030405060708090a0b0c0d0e0f")
+	ns, _ := hex.DecodeString("f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff")
+	const at = 1764633600000
+	frames := []struct {
+		name  string
+		f     Frame
+		nonce []byte // the receiver's
+	}{
+		{"device hello", Frame{Type: TypeHello, Time: at, ID: "dv_k3m9q2x7a4b5c6d7", Payload: nd}, nil},
+		{"server hello", Frame{Type: TypeHello, Time: at, ID: "storeedge", Payload: ns}, nd},
+		{"ack of the server hello", Frame{Type: TypeAck, Seq: 1, Time: at, ID: "storeedge"}, ns},
+		{"command", Frame{Type: TypeCommand, Seq: 1, Time: at, ID: "cmd_1", CommandType: "ping", Payload: []byte(`{}`)}, nd},
+		{"ack of the command", Frame{Type: TypeAck, Seq: 2, Time: at, ID: "cmd_1"}, ns},
 	}
-	nonce, _ := hex.DecodeString("000102030405060708090a0b0c0d0e0f")
-	f := Frame{Type: TypeCommand, Seq: 1, Time: 1764633600000, ID: "cmd_1", CommandType: "ping", Payload: []byte(`{}`)}
-	b, err := f.Encode(key, nonce)
-	if err != nil {
-		t.Fatal(err)
+	blocks := exampleBlocks(t)
+	if len(blocks) != 1+len(frames) {
+		t.Fatalf("the worked example shows %d blocks of bytes, want the key and %d frames", len(blocks), len(frames))
 	}
-	if got := hex.EncodeToString(b); got != wantExampleFrame {
-		t.Errorf("frame =\n%s\nwant\n%s", got, wantExampleFrame)
+	if got := hex.EncodeToString(key); got != blocks[0] {
+		t.Errorf("key = %s, the page says %s", got, blocks[0])
+	}
+	for i, x := range frames {
+		b, err := x.f.Encode(key, x.nonce)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := hex.EncodeToString(b); got != blocks[1+i] {
+			t.Errorf("%s =\n%s\nthe page says\n%s", x.name, got, blocks[1+i])
+		}
 	}
 }
 
-// Computed independently of this package (Python hmac/hashlib) and shown in docs/push-protocol.md.
-const (
-	wantExampleKey   = "1ff57649843bbf3baa7ade4092d59eac41cb27dba62c9466c4a53f2dd9a0dfb9"
-	wantExampleFrame = "534501020000003d00000000000000010000019adc5be00005636d645f310470696e677b7dc9cc526a0884dbe94995bcd6fc4cc0413e5600c1d0b57febbeedccf5d1946b7c"
-)
+// exampleBlocks reads the byte blocks of the worked example in docs/push-protocol.md: each
+// fenced block but the Python one, its lines' leading hex tokens joined.
+func exampleBlocks(t *testing.T) []string {
+	t.Helper()
+	doc, err := os.ReadFile("../../docs/push-protocol.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, _ := strings.Cut(string(doc), "## Worked example")
+	section, _, _ = strings.Cut(section, "\n## ")
+	var blocks []string
+	parts := strings.Split(section, "```")
+	for i := 1; i < len(parts); i += 2 { // inside the fences
+		if strings.HasPrefix(parts[i], "python") {
+			continue
+		}
+		var b strings.Builder
+		for _, line := range strings.Split(parts[i], "\n") {
+			for _, tok := range strings.Fields(line) {
+				if _, err := hex.DecodeString(tok); err != nil || (len(tok) != 2 && len(tok) != 64) {
+					break // the comment
+				}
+				b.WriteString(tok)
+			}
+		}
+		blocks = append(blocks, b.String())
+	}
+	return blocks
+}
 
 func TestDecodeRefuses(t *testing.T) {
 	good, err := (&Frame{Type: TypeCommand, Seq: 1, ID: "cmd_1", CommandType: "ping", Payload: []byte("{}")}).Encode(testKey, testNonce)
@@ -83,7 +127,8 @@ func TestDecodeRefuses(t *testing.T) {
 		{"short header", good[:5], testKey, ErrMalformed},
 		{"bad magic", mod(func(b []byte) []byte { b[0] = 'X'; return b }), testKey, ErrBadMagic},
 		{"HTTP on the push port", []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), testKey, ErrBadMagic},
-		{"version 2", mod(func(b []byte) []byte { b[2] = 2; return b }), testKey, ErrVersion},
+		{"version 0", mod(func(b []byte) []byte { b[2] = 0; return b }), testKey, ErrVersion},
+		{"version 3", mod(func(b []byte) []byte { b[2] = 3; return b }), testKey, ErrVersion},
 		{"unknown type", mod(func(b []byte) []byte { b[3] = 9; return b }), testKey, ErrUnknownType},
 		{"announced too large", mod(func(b []byte) []byte { b[4], b[5], b[6], b[7] = 0xff, 0xff, 0xff, 0xff; return b }), testKey, ErrTooLarge},
 		{"announced too small", mod(func(b []byte) []byte { b[4], b[5], b[6], b[7] = 0, 0, 0, 3; return b }), testKey, ErrMalformed},
@@ -123,6 +168,7 @@ func TestEncodeRefuses(t *testing.T) {
 		{"command without type", Frame{Type: TypeCommand, ID: "a"}, ErrMalformed},
 		{"ack with type", Frame{Type: TypeAck, ID: "a", CommandType: "ping"}, ErrMalformed},
 		{"type 0", Frame{Type: 0, ID: "a"}, ErrUnknownType},
+		{"version 3", Frame{Version: 3, Type: TypeAck, ID: "a"}, ErrVersion},
 		{"too large", Frame{Type: TypeCommand, ID: "a", CommandType: "print", Payload: make([]byte, MaxFrameSize)}, ErrTooLarge},
 	}
 	for _, c := range cases {
@@ -138,6 +184,7 @@ func FuzzDecode(f *testing.F) {
 		{Type: TypeCommand, Seq: 1, Time: 7, ID: "cmd_1", CommandType: "order.new", Payload: []byte(`{"id":"o1"}`)},
 		{Type: TypeAck, Seq: 2, ID: "cmd_1"},
 		{Type: TypeNack, Seq: 3, ID: "cmd_2", Payload: []byte("no paper")},
+		{Version: 1, Type: TypeCommand, Seq: 1, Time: 7, ID: "cmd_1", CommandType: "ping", Payload: []byte(`{}`)},
 	} {
 		b, err := fr.Encode(testKey, testNonce)
 		if err != nil {

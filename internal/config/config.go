@@ -323,6 +323,9 @@ type Devices struct {
 	PushRetryMax time.Duration `yaml:"push_retry_max"`
 	// PushTimeout bounds connecting to a device, the hello exchange, and the wait for an ack.
 	PushTimeout time.Duration `yaml:"push_timeout"`
+	// PushMinVersion is the oldest push protocol version a device may speak: 1 accepts devices
+	// not yet updated to version 2, whose hello can be replayed (docs/push-protocol.md).
+	PushMinVersion int `yaml:"push_min_version"`
 }
 
 // Backup configures the backups the server takes of its database on a schedule, into a folder
@@ -415,6 +418,7 @@ func Default() Config {
 			CommandTTL:      DefaultDevicesCommandTTL,
 			PushRetryMax:    DefaultDevicesPushRetryMax,
 			PushTimeout:     DefaultDevicesPushTimeout,
+			PushMinVersion:  DefaultDevicesPushMinVersion,
 		},
 		Backup: Backup{Schedule: DefaultBackupSchedule, Keep: DefaultBackupKeep},
 		Log:    Log{Level: DefaultLogLevel, Format: DefaultLogFormat},

@@ -67,6 +67,7 @@ const (
 	DefaultDevicesCommandTTL      = 24 * time.Hour
 	DefaultDevicesPushRetryMax    = time.Minute
 	DefaultDevicesPushTimeout     = 10 * time.Second
+	DefaultDevicesPushMinVersion  = 1
 
 	DefaultBackupSchedule = "0 3 * * *"
 	DefaultBackupKeep     = 7

@@ -476,6 +476,7 @@ func TestKeys(t *testing.T) {
 		"backoffice.webhook.url", "backoffice.webhook.secret", "backoffice.webhook.timeout", "backoffice.import.dir",
 		"admin.token", "devices.enrollment_secret", "devices.pairing_code_ttl", "devices.pairing_attempts",
 		"devices.push_port_default", "devices.command_ttl", "devices.push_retry_max", "devices.push_timeout",
+		"devices.push_min_version",
 		"backup.dir", "backup.schedule", "backup.keep",
 		"log.level", "log.format"}
 	if !slices.Equal(keys, want) {

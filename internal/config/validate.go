@@ -175,6 +175,7 @@ func (v *validator) devices(d Devices) {
 	v.durRange("devices.command_ttl", d.CommandTTL, time.Minute, 30*24*time.Hour)
 	v.durRange("devices.push_retry_max", d.PushRetryMax, time.Second, time.Hour)
 	v.durRange("devices.push_timeout", d.PushTimeout, time.Second, 5*time.Minute)
+	v.intRange("devices.push_min_version", d.PushMinVersion, 1, 2)
 }
 
 func (v *validator) log(l Log) {

@@ -232,6 +232,8 @@ func TestValidateRejects(t *testing.T) {
 			`devices.command_ttl: "744h": must be between "1m" and "720h"`},
 		{"push timeout", func(c *Config) { c.Devices.PushTimeout = 0 },
 			`devices.push_timeout: "0s": must be between "1s" and "5m"`},
+		{"push protocol version", func(c *Config) { c.Devices.PushMinVersion = 3 },
+			`devices.push_min_version: 3: must be between 1 and 2`},
 
 		{"outbox_batch 0", func(c *Config) { c.Orders.OutboxBatch = 0 },
 			`orders.outbox_batch: 0: must be between 1 and 500`},

@@ -1,0 +1,142 @@
+package push
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// recorder keeps what is read from a connection: what the device sent, for a replay.
+type recorder struct {
+	net.Conn
+	mu  sync.Mutex // protects the field below
+	got bytes.Buffer
+}
+
+func (r *recorder) Read(b []byte) (int, error) {
+	n, err := r.Conn.Read(b)
+	r.mu.Lock()
+	r.got.Write(b[:n])
+	r.mu.Unlock()
+	return n, err
+}
+
+func (r *recorder) bytes() []byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return bytes.Clone(r.got.Bytes())
+}
+
+// handshake runs both sides over a pipe: the device in version, the server accepting minVersion
+// and later. It returns the server's side and the device's, and what the server read.
+func handshake(t *testing.T, version, minVersion int) (server, device *Conn, serverErr, deviceErr error, read []byte) {
+	t.Helper()
+	sc, dc := net.Pipe()
+	t.Cleanup(func() { sc.Close(); dc.Close() })
+	rec := &recorder{Conn: sc}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		device, deviceErr = DeviceHandshake(dc, testKey, "dv_1", version, time.Now(), 2*time.Second)
+		if deviceErr != nil {
+			dc.Close()
+		}
+	}()
+	server, serverErr = ServerHandshake(rec, testKey, "srv", "dv_1", minVersion, time.Now(), 2*time.Second)
+	if serverErr != nil {
+		sc.Close()
+	}
+	<-done
+	return server, device, serverErr, deviceErr, rec.bytes()
+}
+
+func TestHandshakeSpeaksTheDevicesVersion(t *testing.T) {
+	for _, v := range []int{1, 2} {
+		s, d, serr, derr, _ := handshake(t, v, MinVersion)
+		if serr != nil || derr != nil {
+			t.Fatalf("version %d: server %v, device %v", v, serr, derr)
+		}
+		if s.Version() != v || d.Version() != v {
+			t.Fatalf("version %d: server speaks %d, device %d", v, s.Version(), d.Version())
+		}
+		// Frames flow both ways after it, in that version and with the sequence going on.
+		go s.WriteFrame(Frame{Type: TypeCommand, ID: "cmd_1", CommandType: "ping", Payload: []byte(`{}`)}, time.Second)
+		f, err := d.ReadFrame()
+		if err != nil || f.Version != byte(v) || f.Seq != 1 {
+			t.Fatalf("version %d: device read %+v, %v", v, f, err)
+		}
+		go d.WriteFrame(Frame{Type: TypeAck, ID: "cmd_1"}, time.Second)
+		if f, err = s.ReadFrame(); err != nil || f.Type != TypeAck || f.Seq != uint64(v) {
+			t.Fatalf("version %d: server read %+v, %v (the device's hello ack is seq 1 in version 2)", v, f, err)
+		}
+	}
+}
+
+// A server that wants version 2 refuses a version 1 device, and tells it why.
+func TestHandshakeRefusesAnOldVersion(t *testing.T) {
+	_, _, serr, derr, _ := handshake(t, 1, 2)
+	if !errors.Is(serr, ErrOldVersion) {
+		t.Fatalf("server: %v, want ErrOldVersion", serr)
+	}
+	if derr == nil || !strings.Contains(derr.Error(), "wants 2 or later") {
+		t.Fatalf("device: %v, want the server's reason", derr)
+	}
+}
+
+// In version 2 the device's hello of an earlier connection, replayed with everything the device
+// sent after it, gets the replayer nowhere: the server refuses the connection before any
+// command. In version 1 it passes, as docs/push-protocol.md says.
+func TestReplayedDeviceHello(t *testing.T) {
+	for _, v := range []int{1, 2} {
+		_, _, serr, derr, read := handshake(t, v, MinVersion)
+		if serr != nil || derr != nil {
+			t.Fatalf("version %d: %v, %v", v, serr, derr)
+		}
+		sc, attacker := net.Pipe()
+		go func() {
+			attacker.Write(read) // the device's hello, and in version 2 its ack of the old server hello
+			var b [1 << 10]byte
+			for { // drain what the server says
+				if _, err := attacker.Read(b[:]); err != nil {
+					return
+				}
+			}
+		}()
+		c, err := ServerHandshake(sc, testKey, "srv", "dv_1", MinVersion, time.Now(), 2*time.Second)
+		sc.Close()
+		attacker.Close()
+		switch {
+		case v == 1 && err != nil:
+			t.Fatalf("version 1: the replayed hello was refused (%v); the page says it passes", err)
+		case v == 2 && !errors.Is(err, ErrBadMAC):
+			t.Fatalf("version 2: replayed hello: %v (connection %v), want ErrBadMAC", err, c)
+		}
+	}
+}
+
+// A device that answers the server's hello with something other than the ack of it is refused.
+func TestHandshakeWantsTheHelloAck(t *testing.T) {
+	sc, dc := net.Pipe()
+	defer sc.Close()
+	go func() {
+		defer dc.Close()
+		c := &Conn{nc: dc, br: nil, version: 2, key: testKey, own: bytes.Repeat([]byte{7}, NonceSize)}
+		hello := Frame{Version: 2, Type: TypeHello, ID: "dv_1", Payload: c.own}
+		b, _ := hello.Encode(testKey, nil)
+		dc.Write(b)
+		raw := make([]byte, 1<<10)
+		n, _ := dc.Read(raw)
+		sh, _ := Decode(raw[:n], testKey, c.own)
+		c.peer = sh.Payload
+		c.WriteFrame(Frame{Type: TypeAck, ID: "cmd_1"}, time.Second) // not the server's id
+		dc.Read(raw)                                                 // the error frame
+	}()
+	_, err := ServerHandshake(sc, testKey, "srv", "dv_1", MinVersion, time.Now(), 2*time.Second)
+	if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "ack of the server hello") {
+		t.Fatalf("err = %v", err)
+	}
+}
