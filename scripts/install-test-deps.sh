@@ -169,12 +169,51 @@ ensure_node_tools() {
 	SUMMARY+=("node tools: installed tools/sbpeer")
 }
 
+# Azure Blob storage for the media tests and benchmarks: Azurite, Microsoft's emulator, from
+# npm into the project-local, gitignored .cache/azurite (internal/testenv.AzuriteDir). Pinned:
+# 3.36 and later need Node 21+. Installed again only when the version there is not the pinned
+# one.
+AZURITE_VERSION=3.35.0
+ensure_azurite() {
+	local root dir have
+	root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+	dir="$root/.cache/azurite"
+	have=$(node -p "require('$dir/node_modules/azurite/package.json').version" 2>/dev/null || true)
+	if [[ "$have" == "$AZURITE_VERSION" ]]; then
+		SUMMARY+=("azurite: present")
+		return
+	fi
+	mkdir -p "$dir"
+	local log
+	log=$(mktemp)
+	if ! npm install --prefix "$dir" --no-audit --no-fund --no-save "azurite@$AZURITE_VERSION" >"$log" 2>&1; then
+		cat "$log" >&2
+		rm -f "$log"
+		echo "install-test-deps: npm install azurite@$AZURITE_VERSION failed" >&2
+		exit 1
+	fi
+	rm -f "$log"
+	SUMMARY+=("azurite: installed $AZURITE_VERSION")
+}
+
+# Baselines of the media benchmarks: nginx (sendfile) for serving, rclone (Azure Blob backend)
+# for fetching. nginx's packaged service stays stopped (see block_service_starts); the bench
+# runs its own on a free port.
+ensure_media_bench() {
+	ensure_debian media-bench \
+		nginx:nginx-light \
+		rclone:rclone \
+		curl:curl
+}
+
 main() {
 	ensure_proxies
 	ensure_bench
 	ensure_net
 	ensure_mdns
 	ensure_node_tools
+	ensure_azurite
+	ensure_media_bench
 	local line
 	line=$(printf '%s; ' "${SUMMARY[@]}")
 	echo "install-test-deps: ${line%; }"

@@ -33,7 +33,8 @@ import (
 //	LAN server (front door + services) ──────┤
 //	  discovery (UDP 57854, mDNS) ── seen devices, status
 //	devices (registry, push to TCP 8081) ────┤
-//	back office (ERP files, webhook) ────────┘
+//	back office (ERP files, webhook) ────────┤
+//	media fetcher (Blob → cache) ────────────┘
 //
 // The database opens and the LAN listeners bind before anything starts, so the shop is served
 // from its local data within a second whatever the WAN does; sync runs in the background.
@@ -109,6 +110,11 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 	// WAN proxy.
 	bo := backoffice.New(backoffice.Options{DB: db, Config: cfg.BackOffice, Shop: cfg.Shop, UserAgent: "storeedge/" + buildVersion(), Logger: log})
 
+	mediaFetcher, err := newMedia(cfg, db, dialer, client, log)
+	if err != nil {
+		return err
+	}
+
 	// Discovery says which LAN ports are open, so it is built once they are (below).
 	disc := &discoveryServices{}
 
@@ -148,6 +154,7 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 		Upload:            upload,
 		BackOffice:        bo,
 		Discovery:         disc,
+		Media:             mediaFetcher,
 		Devices:           dm,
 		AdminToken:        cfg.Admin.Token.Reveal(),
 		ServerID:          cfg.ServerID,
@@ -176,6 +183,7 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 	disc.run(gctx, g)
 	g.Go(func() error { return db.RunReadCacheWarmer(gctx, log) })
 	g.Go(func() error { return dm.Run(gctx) })
+	g.Go(func() error { return mediaFetcher.Run(gctx) })
 	if cfg.Cloud.Sync {
 		g.Go(func() error { return syncer.Run(gctx) })
 		g.Go(func() error { return ob.Run(gctx) })
