@@ -102,6 +102,9 @@ func (f *Fetcher) download(ctx context.Context, t *task) result {
 	}
 	atomic.StoreInt64(&t.got, d.Offset())
 	resumed := d.Offset() > 0
+	if resumed {
+		f.log.Info("media: resuming a download", slog.String(keyID, t.id), slog.Int64(keyBytes, d.Offset()), slog.Int64(keyTotal, t.m.Size))
+	}
 	for {
 		if d.Offset() < t.m.Size {
 			if r := f.fetchInto(ctx, t, d); r.err != nil {
