@@ -323,3 +323,241 @@ func (l *countingLink) up(t *testing.T) {
 }
 
 var storedLine = regexp.MustCompile(`msg="media: stored" media_id=(\S+)`)
+
+// The same fetch over HTTPS with a test CA (wan.extra_ca_file), through an HTTP CONNECT proxy
+// (tinyproxy) and a SOCKS5 proxy (dante).
+func TestMediaThroughProxiesOverHTTPS(t *testing.T) {
+	cert, key, ca, _ := testenv.TestCertWithCAFile(t)
+	az := testenv.StartAzurite(t, testenv.AzuriteOptions{TLSCert: cert, TLSKey: key})
+	if !strings.HasPrefix(az.BlobURL, "https://") {
+		t.Fatalf("Azurite at %s", az.BlobURL)
+	}
+	cloud := startCloud(t, "-products", "200", "-media-connection-string", az.ConnectionString, "-media-ca-file", ca)
+	want := cloud.manifests(t)
+	logFile := filepath.Join(t.TempDir(), "tinyproxy.log")
+	for _, tc := range []struct{ name, proxy string }{
+		{"http-connect", "http://" + testenv.StartTinyproxy(t, testenv.TinyproxyOptions{LogFile: logFile})},
+		{"socks5", "socks5://" + testenv.StartDante(t)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			s, media := mediaShop(t, dir, cloud, "wan.proxy="+tc.proxy, "wan.extra_ca_file="+ca)
+			waitFor(t, s, "the prefetch through the proxy", 2*time.Minute, func() bool {
+				m := s.media(t).Media
+				return m.Files == int64(len(want)) && m.Pending == 0
+			})
+			for id, m := range want {
+				if r := curl(t, s, media+"/api/v1/media/"+id); r.status != 200 || md5Of(r.body) != m.MD5 {
+					t.Fatalf("%s: %d", id, r.status)
+				}
+				break
+			}
+			if n := assertCacheVerified(t, dir); n != len(want) {
+				t.Errorf("%d files on disk, want %d", n, len(want))
+			}
+			s.stop(t)
+		})
+	}
+	b, _ := os.ReadFile(logFile)
+	if !strings.Contains(string(b), "CONNECT "+az.Addr) {
+		t.Errorf("tinyproxy's log shows no tunnel to Blob storage at %s", az.Addr)
+	}
+}
+
+// A SAS that expires every few seconds, and SAS tokens the store refuses, make the shop read the
+// remote configuration again; the downloads carry on and every item arrives.
+func TestMediaSASExpiryAndRefusal(t *testing.T) {
+	az := testenv.StartAzurite(t, testenv.AzuriteOptions{})
+	cloud := startCloud(t, "-products", "2000", "-media-connection-string", az.ConnectionString, "-media-sas-lifetime", "3s")
+	want := cloud.manifests(t)
+	total := totalSize(want)
+	// The prefetch takes about 8 s: longer than two SAS lifetimes.
+	s, _ := mediaShop(t, t.TempDir(), cloud, "media.max_bandwidth="+strconv.FormatInt(total/8, 10))
+	waitFor(t, s, "a quarter of the prefetch", time.Minute, func() bool { return s.media(t).Media.Bytes > total/4 })
+	cloud.post(t, "/_sim/faults", map[string]int{"sas_refusals": 3}, nil)
+	waitFor(t, s, "the whole prefetch", 2*time.Minute, func() bool {
+		m := s.media(t).Media
+		return m.Files == int64(len(want)) && m.Pending == 0
+	})
+	var stats struct {
+		Configs int64 `json:"config_requests"`
+	}
+	resp, err := http.Get(cloud.url + "/_sim/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	json.NewDecoder(resp.Body).Decode(&stats)
+	resp.Body.Close()
+	if stats.Configs < 4 {
+		t.Errorf("the shop read the configuration %d times during a prefetch that outlived several SAS tokens", stats.Configs)
+	}
+	if !strings.Contains(s.log.String(), "refused the SAS") {
+		t.Errorf("no refusal seen in the log")
+	}
+	if st := s.media(t).Media; st.State != "ok" || st.Failed != 0 || st.Quarantined != 0 {
+		t.Errorf("media status %+v", st)
+	}
+	if strings.Contains(s.log.String(), "sig=") {
+		t.Error("a SAS signature appears in the log")
+	}
+}
+
+// With Blob storage down, status says so, the cache keeps serving what it holds, and an item it
+// does not hold is answered 503 with Retry-After; when Blob storage is back, the item comes.
+func TestMediaBlobDown(t *testing.T) {
+	az := testenv.StartAzurite(t, testenv.AzuriteOptions{})
+	link := newCountingLink(t, az.Addr)
+	cloud := startCloud(t, "-products", "200", "-media-connection-string", testenv.AzuriteConnectionString("http://"+link.addr+"/"+testenv.AzuriteAccount))
+	want := cloud.manifests(t)
+	s, media := mediaShop(t, t.TempDir(), cloud, "media.prefetch=false")
+	waitFor(t, s, "the shop's catalog", time.Minute, func() bool { return s.caughtUp(t) })
+	if r := curl(t, s, media+"/api/v1/media/M0000001"); r.status != 200 || md5Of(r.body) != want["M0000001"].MD5 {
+		t.Fatalf("on demand: %d %s", r.status, r.body)
+	}
+	link.down()
+	r := curl(t, s, media+"/api/v1/media/M0000002")
+	if ra, _ := strconv.Atoi(r.headers.Get("Retry-After")); r.status != 503 || ra < 1 || r.headers.Get("Content-Type") != "application/problem+json" {
+		t.Errorf("uncached with Blob storage down: %d, Retry-After %q", r.status, r.headers.Get("Retry-After"))
+	}
+	waitFor(t, s, "status to say Blob storage is unreachable", time.Minute, func() bool { return s.media(t).Media.State == "unreachable" })
+	if r := curl(t, s, media+"/api/v1/media/M0000001"); r.status != 200 || md5Of(r.body) != want["M0000001"].MD5 {
+		t.Errorf("cached with Blob storage down: %d", r.status)
+	}
+	link.up(t)
+	waitFor(t, s, "the item once Blob storage is back", time.Minute, func() bool {
+		return curl(t, s, media+"/api/v1/media/M0000002").status == 200
+	})
+	if st := s.media(t).Media; st.State != "ok" {
+		t.Errorf("state %q after Blob storage came back", st.State)
+	}
+}
+
+// mediaKills is the number of SIGKILLs of the prefetch campaign (at least 10), and
+// mediaKillProducts the catalog size: 2,000 media items, two of them large videos. The
+// STOREEDGE_MEDIA_KILLS and STOREEDGE_MEDIA_KILL_PRODUCTS variables make a bigger campaign.
+func mediaCampaign() (kills, products int) {
+	kills, products = 10, 8000
+	if n, err := strconv.Atoi(os.Getenv("STOREEDGE_MEDIA_KILLS")); err == nil && n > kills {
+		kills = n
+	}
+	if n, err := strconv.Atoi(os.Getenv("STOREEDGE_MEDIA_KILL_PRODUCTS")); err == nil && n > products {
+		products = n
+	}
+	return kills, products
+}
+
+// TestMediaKilledDuringPrefetch kills the daemon with SIGKILL again and again during the prefetch
+// of 2,000 blobs, large videos included, while a device reads media all along. Afterwards every
+// file verifies, every answer the device got was the verified content, and nothing complete was
+// fetched twice.
+func TestMediaKilledDuringPrefetch(t *testing.T) {
+	kills, products := mediaCampaign()
+	az := testenv.StartAzurite(t, testenv.AzuriteOptions{})
+	link := newCountingLink(t, az.Addr)
+	cloud := startCloud(t, "-products", strconv.Itoa(products), "-media-connection-string",
+		testenv.AzuriteConnectionString("http://"+link.addr+"/"+testenv.AzuriteAccount))
+	want := cloud.manifests(t)
+	total := totalSize(want)
+	uploaded := link.bytes.Load()
+	t.Logf("%d media items, %d bytes", len(want), total)
+	ids := make([]string, 0, len(want))
+	for id := range want {
+		ids = append(ids, id)
+	}
+	dir := t.TempDir()
+	// About 20 s of downloading, so that the kills fall in every phase: images, documents, videos.
+	sets := []string{"media.max_bandwidth=" + strconv.FormatInt(total/20, 10), "media.on_demand_wait=2s"}
+	var logs []string
+	var served, bad atomic.Int64
+	for life := 0; ; life++ {
+		s, media := mediaShop(t, dir, cloud, sets...)
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() { defer wg.Done(); readWhileRunning(s, media, ids, want, stop, &served, &bad) }()
+		done := false
+		if life < kills {
+			waitFor(t, s, "this life to fetch something", time.Minute, func() bool { return s.media(t).Media.Files > 0 })
+			time.Sleep(time.Duration(500+life*137%1500) * time.Millisecond)
+			m := s.media(t).Media
+			done = m.Files == int64(len(want))
+			s.kill()
+		} else {
+			waitFor(t, s, "the prefetch after the kills", 3*time.Minute, func() bool {
+				m := s.media(t).Media
+				return m.Files == int64(len(want)) && m.Pending == 0
+			})
+			s.stop(t)
+		}
+		close(stop)
+		wg.Wait()
+		logs = append(logs, s.log.String())
+		if done {
+			t.Fatalf("the prefetch ended after %d kills; make it longer", life+1)
+		}
+		if life >= kills {
+			break
+		}
+	}
+	all := strings.Join(logs, "\n")
+	if n := assertCacheVerified(t, dir); n != len(want) {
+		t.Errorf("%d verified files on disk, want %d", n, len(want))
+	}
+	if n := bad.Load(); n > 0 {
+		t.Errorf("%d answers of %d were not the verified content", n, served.Load())
+	}
+	stored := map[string]int{}
+	for _, m := range storedLine.FindAllStringSubmatch(all, -1) {
+		stored[m[1]]++
+	}
+	for id, n := range stored {
+		if n > 1 {
+			t.Errorf("%s was fetched and stored %d times", id, n)
+		}
+	}
+	resumed := strings.Count(all, "media: resuming a download")
+	// What came back from Blob storage: every blob once, plus what the kills cut off before it
+	// reached a partial file (at most the socket buffers of the downloads in flight), plus HTTP.
+	got := link.bytes.Load() - uploaded
+	slack := int64(kills)*8*(8<<20) + int64(len(want))*4<<10
+	t.Logf("%d kills, %d downloads resumed, %d answers served during the campaign, %d bytes downloaded for %d", kills, resumed, served.Load(), got, total)
+	if got > total+slack {
+		t.Errorf("downloaded %d bytes for %d bytes of blobs: something complete was fetched again", got, total)
+	}
+	if resumed == 0 {
+		t.Error("no download was resumed: the kills never cut one")
+	}
+}
+
+// readWhileRunning plays a device that asks for media items until stop, counting the answers
+// that are not the manifest's content.
+func readWhileRunning(s *shop, media string, ids []string, want map[string]cloudapi.MediaManifest, stop chan struct{}, served, bad *atomic.Int64) {
+	token, err := s.deviceToken("reader")
+	if err != nil {
+		return // the shop was killed before the device paired
+	}
+	c := &http.Client{Timeout: 10 * time.Second}
+	for i := 0; ; i++ {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		id := ids[i*7919%len(ids)]
+		req, _ := http.NewRequest(http.MethodGet, media+"/api/v1/media/"+id, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := c.Do(req)
+		if err != nil {
+			continue // killed
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || err != nil {
+			continue
+		}
+		served.Add(1)
+		if md5Of(body) != want[id].MD5 {
+			bad.Add(1)
+		}
+	}
+}

@@ -110,7 +110,8 @@ func (c *Container) options() *container.ClientOptions {
 func (c *Container) current(ctx context.Context) (*container.Client, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	stale := !c.expires.IsZero() && c.now().After(c.expires.Add(-refreshAhead))
+	now := c.now()
+	stale := !c.expires.IsZero() && now.After(c.expires.Add(-refreshAhead)) && now.Sub(c.tried) >= minRefresh
 	if c.client != nil && !(stale && c.loc.Remote != nil) {
 		return c.client, nil
 	}
