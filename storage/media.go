@@ -76,9 +76,19 @@ type MediaFile struct {
 
 // MediaFile returns the file the cache serves for a media item, or ErrNotFound when none.
 func (db *DB) MediaFile(ctx context.Context, id string) (MediaFile, error) {
+	return mediaFile(ctx, db.r, id)
+}
+
+// MediaFileExact is MediaFile read through the writer connection, which sees every commit at
+// once: for a file recorded a moment ago.
+func (db *DB) MediaFileExact(ctx context.Context, id string) (MediaFile, error) {
+	return mediaFile(ctx, db.w, id)
+}
+
+func mediaFile(ctx context.Context, conn *sql.DB, id string) (MediaFile, error) {
 	f := MediaFile{ID: id}
 	var at int64
-	err := db.r.QueryRowContext(ctx, `SELECT c.md5, c.content_type, f.size, f.stored_at FROM media_cache c
+	err := conn.QueryRowContext(ctx, `SELECT c.md5, c.content_type, f.size, f.stored_at FROM media_cache c
 		JOIN media_files f ON f.md5 = c.md5 WHERE c.id = ?`, id).Scan(&f.MD5, &f.ContentType, &f.Size, &at)
 	if errors.Is(err, sql.ErrNoRows) {
 		return f, ErrNotFound
@@ -231,9 +241,20 @@ func (db *DB) TouchMediaFiles(ctx context.Context, served map[string]time.Time) 
 	})
 }
 
-// MediaUsage counts the files recorded and their bytes.
+// MediaUsage counts the files recorded and their bytes, for status.
 func (db *DB) MediaUsage(ctx context.Context) (files, bytes int64, err error) {
-	if err := db.r.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(size), 0) FROM media_files`).Scan(&files, &bytes); err != nil {
+	return mediaUsage(ctx, db.r)
+}
+
+// MediaUsageExact is MediaUsage read through the writer connection, which sees every commit at
+// once: for the quota's decisions, which must not count from a snapshot a moment old. It waits
+// while a catalog page is being applied.
+func (db *DB) MediaUsageExact(ctx context.Context) (files, bytes int64, err error) {
+	return mediaUsage(ctx, db.w)
+}
+
+func mediaUsage(ctx context.Context, conn *sql.DB) (files, bytes int64, err error) {
+	if err := conn.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(size), 0) FROM media_files`).Scan(&files, &bytes); err != nil {
 		return 0, 0, fmt.Errorf("storage: media usage: %w", err)
 	}
 	return files, bytes, nil

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"sync/atomic"
 	"time"
 
 	"github.com/storeedge/storeedge/internal/backoff"
@@ -22,10 +21,14 @@ func (f *Fetcher) work(ctx context.Context, onDemandOnly bool) error {
 			return nil
 		}
 		res := f.download(ctx, t)
+		if ctx.Err() == nil {
+			f.finish(ctx, t, res)
+		}
+		// Only once the file is recorded does the index count it against the quota.
+		f.unreserve(t)
 		if ctx.Err() != nil {
 			return nil
 		}
-		f.finish(ctx, t, res)
 	}
 }
 
@@ -95,12 +98,11 @@ func (f *Fetcher) download(ctx context.Context, t *task) result {
 	if err := f.reserve(ctx, t); err != nil {
 		return result{err: err, kind: storage.MediaNoSpace}
 	}
-	defer f.unreserve(t)
 	d, err := f.o.Cache.Begin(t.md5hex, t.m.Size)
 	if err != nil {
 		return result{err: err, kind: storage.MediaFailed}
 	}
-	atomic.StoreInt64(&t.got, d.Offset())
+	t.got.Store(d.Offset())
 	resumed := d.Offset() > 0
 	if resumed {
 		f.log.Info("media: resuming a download", slog.String(keyID, t.id), slog.Int64(keyBytes, d.Offset()), slog.Int64(keyTotal, t.m.Size))
@@ -123,7 +125,7 @@ func (f *Fetcher) download(ctx context.Context, t *task) result {
 			if d, err = f.o.Cache.Begin(t.md5hex, t.m.Size); err != nil {
 				return result{err: err, kind: storage.MediaFailed}
 			}
-			atomic.StoreInt64(&t.got, 0)
+			t.got.Store(0)
 		case errors.Is(err, mediacache.ErrMismatch):
 			return result{err: fmt.Errorf("blob %s: %w", t.m.Blob, err), kind: storage.MediaQuarantined}
 		default:
@@ -198,7 +200,7 @@ func (f *Fetcher) copy(ctx context.Context, d *mediacache.Download, body io.Read
 			if _, werr := d.Write(buf[:n]); werr != nil {
 				return werr
 			}
-			atomic.AddInt64(&t.got, int64(n))
+			t.got.Add(int64(n))
 			f.counted(int64(n))
 			if f.limiter != nil {
 				if werr := f.limiter.WaitN(ctx, n); werr != nil {
@@ -411,7 +413,7 @@ func (f *Fetcher) reserve(ctx context.Context, t *task) error {
 	if t.m.Size > f.o.MaxBytes {
 		return fmt.Errorf("the file is %s, more than the whole cache (media.cache_max_bytes %s)", fmtBytes(t.m.Size), fmtBytes(f.o.MaxBytes))
 	}
-	_, used, err := f.o.DB.MediaUsage(ctx)
+	_, used, err := f.o.DB.MediaUsageExact(ctx)
 	if err != nil {
 		return err
 	}
@@ -424,7 +426,7 @@ func (f *Fetcher) reserve(ctx context.Context, t *task) error {
 		if err := f.evict(ctx, need+f.o.MaxBytes/20, t.class == classOnDemand); err != nil {
 			return err
 		}
-		_, used, err = f.o.DB.MediaUsage(ctx)
+		_, used, err = f.o.DB.MediaUsageExact(ctx)
 		if err != nil {
 			return err
 		}
@@ -450,6 +452,7 @@ func (f *Fetcher) unreserve(t *task) {
 
 // evict gives up at least want bytes of files, in the quota's order, if it can.
 func (f *Fetcher) evict(ctx context.Context, want int64, referencedToo bool) error {
+	f.flushServed(ctx) // the order needs the latest serving times
 	cands, err := f.o.DB.MediaEvictionOrder(ctx, 10000)
 	if err != nil {
 		return err

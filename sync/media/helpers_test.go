@@ -216,6 +216,7 @@ func read(t *testing.T, f *media.Fetcher, id string) ([]byte, *media.File, error
 		return nil, nil, err
 	}
 	defer file.Close()
+	f.Served(file.MD5) // as the media service does once it has sent it
 	b, err := io.ReadAll(file)
 	if err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package media
 import (
 	"container/heap"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/storeedge/storeedge/internal/cloudapi"
@@ -45,7 +46,7 @@ type task struct {
 	reserved bool                    // its size is counted against the quota
 	deleted  bool                    // the item left the catalog while it was downloading
 	next     *cloudapi.MediaManifest // a newer version seen while it was downloading
-	got      int64                   // bytes in the partial file, for status and on-demand answers
+	got      atomic.Int64            // bytes in the partial file, for status and on-demand answers
 
 	index int // in whichever heap holds it, -1 in none
 }
@@ -176,7 +177,7 @@ func (q *queue) counts() (pending int, bytes int64, waiting map[string]int) {
 	waiting = map[string]int{}
 	for _, t := range q.tasks {
 		pending++
-		bytes += max(t.m.Size-t.got, 0)
+		bytes += max(t.m.Size-t.got.Load(), 0)
 		if t.why != "" {
 			waiting[t.why]++
 		}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"sync/atomic"
 	"time"
 
 	"github.com/storeedge/storeedge/internal/cloudapi"
@@ -29,7 +28,7 @@ type File struct {
 // (with a Retry-After) for one that cannot be served now, another error for a local failure.
 func (f *Fetcher) Open(ctx context.Context, id string) (*File, error) {
 	for attempt := 0; ; attempt++ {
-		file, err := f.openCached(ctx, id)
+		file, err := f.openCached(ctx, id, attempt > 0)
 		if err == nil || !errors.Is(err, storage.ErrNotFound) || attempt > 0 {
 			if errors.Is(err, storage.ErrNotFound) {
 				err = &UnavailableError{Reason: "the file was given up while it was fetched", RetryAfter: time.Second}
@@ -43,8 +42,13 @@ func (f *Fetcher) Open(ctx context.Context, id string) (*File, error) {
 }
 
 // openCached opens the file the index names for id; storage.ErrNotFound when there is none.
-func (f *Fetcher) openCached(ctx context.Context, id string) (*File, error) {
-	mf, err := f.o.DB.MediaFile(ctx, id)
+// fresh reads the index as of the last commit, for a file just fetched.
+func (f *Fetcher) openCached(ctx context.Context, id string, fresh bool) (*File, error) {
+	lookup := f.o.DB.MediaFile
+	if fresh {
+		lookup = f.o.DB.MediaFileExact
+	}
+	mf, err := lookup(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -91,7 +95,7 @@ func (f *Fetcher) fetchNow(ctx context.Context, id string) error {
 	case <-ctx.Done():
 	}
 	f.unwant(id, ch)
-	got := atomic.LoadInt64(&t.got)
+	got := t.got.Load()
 	return &UnavailableError{Reason: fmt.Sprintf("being fetched: %s of %s so far", fmtBytes(got), fmtBytes(m.Size)), RetryAfter: f.retryAfter(m.Size - got)}
 }
 

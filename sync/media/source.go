@@ -261,33 +261,32 @@ func sasExpiry(raw string) time.Time {
 	return t
 }
 
-// redactSAS hides the query of any URL in s (the SAS token), and the value of any sig= left.
+// redactSAS hides the query of any URL in s (the SAS token), and the value of any signature,
+// account key or SAS left: an SDK error may quote them.
 func redactSAS(s string) string {
+	s = redactAfter(s, "?", " \t\n\"'")
+	for _, key := range []string{"sig=", "AccountKey=", "SharedAccessSignature="} {
+		s = redactAfter(s, key, "&; \t\n\"'")
+	}
+	return s
+}
+
+// redactAfter replaces what follows each key, up to one of stops, with "xxxxx".
+func redactAfter(s, key, stops string) string {
 	var b strings.Builder
 	for {
-		i := strings.Index(s, "?")
+		i := strings.Index(s, key)
 		if i < 0 {
 			b.WriteString(s)
-			break
+			return b.String()
 		}
-		b.WriteString(s[:i+1])
+		b.WriteString(s[:i+len(key)])
 		b.WriteString("xxxxx")
-		s = s[i+1:]
-		j := strings.IndexAny(s, " \t\n\"'")
-		if j < 0 {
-			break
-		}
-		s = s[j:]
-	}
-	out := b.String()
-	for _, key := range []string{"sig=", "AccountKey=", "SharedAccessSignature="} {
-		for i := strings.Index(out, key); i >= 0; i = strings.Index(out, key) {
-			end := strings.IndexAny(out[i:], "&; \t\n\"'")
-			if end < 0 {
-				end = len(out) - i
-			}
-			out = out[:i] + key[:len(key)-1] + "\x00xxxxx" + out[i+end:]
+		s = s[i+len(key):]
+		if end := strings.IndexAny(s, stops); end >= 0 {
+			s = s[end:]
+		} else {
+			s = ""
 		}
 	}
-	return strings.ReplaceAll(out, "\x00", "=")
 }
