@@ -373,6 +373,8 @@ func (v *validator) media(m Media) {
 		v.add("media.connection_string", quote(Redaction), "set together with media.container_url; give one of the two")
 	case cs != "" && name == "":
 		v.add("media.container", `""`, "missing; required with media.connection_string: the name of the container that holds the media")
+	case cs == Redaction:
+		v.add("media.connection_string", quote(Redaction), `is the placeholder shown by "storeedge config", not the connection string; put the real one`)
 	case cs != "":
 		if p := storageConnectionProblem(cs); p != "" {
 			v.add("media.connection_string", quote(Redaction), p)
