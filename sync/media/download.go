@@ -14,21 +14,39 @@ import (
 )
 
 // work runs tasks until ctx ends. An onDemandOnly worker takes only what a device waits for.
+// A downloaded file is checked, synced and recorded by a commit of its own, so that the worker
+// starts its next download while the disk syncs the last one.
 func (f *Fetcher) work(ctx context.Context, onDemandOnly bool) error {
 	for {
 		t, err := f.next(ctx, onDemandOnly)
 		if err != nil {
 			return nil
 		}
-		res := f.download(ctx, t)
-		if ctx.Err() == nil {
-			f.finish(ctx, t, res)
+		d, res := f.download(ctx, t)
+		if d == nil {
+			if ctx.Err() == nil {
+				f.finish(ctx, t, res)
+			}
+			// Only once the file is recorded does the index count it against the quota.
+			f.unreserve(t)
+			continue
 		}
-		// Only once the file is recorded does the index count it against the quota.
-		f.unreserve(t)
-		if ctx.Err() != nil {
+		select {
+		case f.commitSlots <- struct{}{}:
+		case <-ctx.Done():
+			d.Close()
+			f.unreserve(t)
 			return nil
 		}
+		f.commits.Add(1)
+		go func() {
+			defer func() { <-f.commitSlots; f.commits.Done() }()
+			// A verified file is recorded even while the Fetcher stops: it is quick, and it
+			// saves checking the file again at the next start.
+			cctx := context.WithoutCancel(ctx)
+			f.finish(cctx, t, f.commit(d, t))
+			f.unreserve(t)
+		}()
 	}
 }
 
@@ -90,48 +108,50 @@ type result struct {
 	kind string // with err: storage.MediaQuarantined, MediaFailed, MediaNoSpace, or a BlobError kind
 }
 
-// download fetches a task's blob into its partial file and commits it.
-func (f *Fetcher) download(ctx context.Context, t *task) result {
+// download fetches the rest of a task's blob into its partial file and returns the file, ready
+// to commit; or no file and how it failed (or, for content already on disk, succeeded).
+func (f *Fetcher) download(ctx context.Context, t *task) (*mediacache.Download, result) {
 	if size, ok := f.o.Cache.Has(t.md5hex); ok && size == t.m.Size && f.adopt(t) {
-		return result{} // the file is in place already: another item has the same content
+		return nil, result{} // the file is in place already: another item has the same content
 	}
 	if err := f.reserve(ctx, t); err != nil {
-		return result{err: err, kind: storage.MediaNoSpace}
+		return nil, result{err: err, kind: storage.MediaNoSpace}
 	}
 	d, err := f.o.Cache.Begin(t.md5hex, t.m.Size)
 	if err != nil {
-		return result{err: err, kind: storage.MediaFailed}
+		return nil, result{err: err, kind: storage.MediaFailed}
 	}
 	t.got.Store(d.Offset())
-	resumed := d.Offset() > 0
-	if resumed {
+	t.resumed = d.Offset() > 0
+	if t.resumed {
 		f.log.Info("media: resuming a download", slog.String(keyID, t.id), slog.Int64(keyBytes, d.Offset()), slog.Int64(keyTotal, t.m.Size))
 	}
-	for {
-		if d.Offset() < t.m.Size {
-			if r := f.fetchInto(ctx, t, d); r.err != nil {
-				d.Close()
-				return r
-			}
-		}
-		err := d.Commit(t.m.Size)
-		switch {
-		case err == nil:
-			return result{}
-		case errors.Is(err, mediacache.ErrMismatch) && resumed:
-			// The part kept from before might be what is wrong: fetch it whole once.
-			f.log.Info("media: a resumed download does not match; fetching it whole", slog.String(keyID, t.id))
-			resumed = false
-			if d, err = f.o.Cache.Begin(t.md5hex, t.m.Size); err != nil {
-				return result{err: err, kind: storage.MediaFailed}
-			}
-			t.got.Store(0)
-		case errors.Is(err, mediacache.ErrMismatch):
-			return result{err: fmt.Errorf("blob %s: %w", t.m.Blob, err), kind: storage.MediaQuarantined}
-		default:
-			return result{err: err, kind: storage.MediaFailed}
+	if d.Offset() < t.m.Size {
+		if r := f.fetchInto(ctx, t, d); r.err != nil {
+			d.Close()
+			return nil, r
 		}
 	}
+	return d, result{}
+}
+
+// retryWhole is the result of a resumed download that does not match: the part kept from
+// before might be what is wrong, so it is fetched once more whole before it is quarantined.
+const retryWhole = "retry_whole"
+
+// commit checks a downloaded file against its manifest and puts it in place.
+func (f *Fetcher) commit(d *mediacache.Download, t *task) result {
+	err := d.Commit(t.m.Size)
+	switch {
+	case err == nil:
+		return result{}
+	case errors.Is(err, mediacache.ErrMismatch) && t.resumed && !t.wholeTried:
+		t.wholeTried = true
+		return result{err: err, kind: retryWhole}
+	case errors.Is(err, mediacache.ErrMismatch):
+		return result{err: fmt.Errorf("blob %s: %w", t.m.Blob, err), kind: storage.MediaQuarantined}
+	}
+	return result{err: err, kind: storage.MediaFailed}
 }
 
 // adopt accepts a verified file already on disk for t (a file another item shares, or one that
@@ -247,6 +267,11 @@ func (f *Fetcher) finish(ctx context.Context, t *task, res result) {
 	switch res.kind {
 	case "":
 		f.stored(ctx, t)
+	case retryWhole:
+		f.log.Info("media: a resumed download does not match; fetching it whole", slog.String(keyID, t.id))
+		f.mu.Lock()
+		f.requeueLocked(t, time.Time{}, "")
+		f.mu.Unlock()
 	case KindAuth:
 		f.refused(ctx, t, res.err)
 	case KindUnreachable, StateNotConfigured:
@@ -263,6 +288,7 @@ func (f *Fetcher) stored(ctx context.Context, t *task) {
 	f.prog.files++
 	if !t.deleted {
 		unused, err := f.o.DB.StoreMedia(ctx, t.id, t.md5hex, t.m.ContentType, t.m.Size, f.now())
+		f.invalidate(t.id)
 		if err != nil {
 			f.log.Error("media: cannot record a fetched file", slog.String(keyID, t.id), slog.String(keyErr, err.Error()))
 			f.requeueLocked(t, f.now().Add(time.Minute), storage.MediaFailed)
@@ -469,7 +495,9 @@ func (f *Fetcher) evict(ctx context.Context, want int64, referencedToo bool) err
 	if len(victims) == 0 {
 		return nil
 	}
-	if err := f.o.DB.EvictMediaFiles(ctx, victims); err != nil {
+	err = f.o.DB.EvictMediaFiles(ctx, victims)
+	f.invalidate()
+	if err != nil {
 		return err
 	}
 	f.removeFiles(victims)

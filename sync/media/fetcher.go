@@ -99,6 +99,9 @@ type Fetcher struct {
 
 	spaceMu sync.Mutex // serialises making room in the cache
 
+	commitSlots chan struct{}  // bounds the downloads being checked, synced and recorded
+	commits     sync.WaitGroup // those under way
+
 	mu        sync.Mutex // protects the fields below
 	q         *queue
 	changed   chan struct{}           // closed and replaced whenever the queue changes
@@ -117,6 +120,10 @@ type Fetcher struct {
 
 	smu    sync.Mutex // protects the field below
 	served map[string]time.Time
+
+	imu   sync.RWMutex                 // protects the fields below
+	index map[string]storage.MediaFile // the file served for each id, as last read; see lookup
+	igen  uint64                       // counts invalidations
 }
 
 // blobState is what status says of Blob storage.
@@ -161,8 +168,10 @@ func New(o Options) (*Fetcher, error) {
 		failures: map[string]storage.MediaFailure{},
 		blobBack: backoff.New(time.Second, o.RetryMax),
 		served:   map[string]time.Time{},
+		index:    map[string]storage.MediaFile{},
 		blob:     blobState{state: StateStarting},
 	}
+	f.commitSlots = make(chan struct{}, o.Parallel)
 	if o.Source == nil {
 		f.blob.state = StateDisabled
 	}
@@ -200,6 +209,7 @@ func (f *Fetcher) Run(ctx context.Context) error {
 		}
 	}
 	err := g.Wait()
+	f.commits.Wait()
 	f.flushServed(context.WithoutCancel(ctx))
 	if ctx.Err() != nil {
 		return nil
@@ -259,7 +269,9 @@ func (f *Fetcher) forget(ctx context.Context, ids []string) error {
 	if len(ids) == 0 {
 		return nil
 	}
+	f.invalidate(ids...)
 	unused, err := f.o.DB.ForgetMedia(ctx, ids)
+	f.invalidate(ids...)
 	if err != nil {
 		return err
 	}

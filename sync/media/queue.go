@@ -42,11 +42,13 @@ type task struct {
 	why       string    // why it waits: a failure kind, "window" or ""
 	attempts  int       // failed attempts at this version so far
 
-	running  bool
-	reserved bool                    // its size is counted against the quota
-	deleted  bool                    // the item left the catalog while it was downloading
-	next     *cloudapi.MediaManifest // a newer version seen while it was downloading
-	got      atomic.Int64            // bytes in the partial file, for status and on-demand answers
+	running    bool
+	reserved   bool                    // its size is counted against the quota
+	resumed    bool                    // the download continued a partial file
+	wholeTried bool                    // a resumed download did not match and was fetched again whole
+	deleted    bool                    // the item left the catalog while it was downloading
+	next       *cloudapi.MediaManifest // a newer version seen while it was downloading
+	got        atomic.Int64            // bytes in the partial file, for status and on-demand answers
 
 	index int // in whichever heap holds it, -1 in none
 }

@@ -44,17 +44,14 @@ func (f *Fetcher) Open(ctx context.Context, id string) (*File, error) {
 // openCached opens the file the index names for id; storage.ErrNotFound when there is none.
 // fresh reads the index as of the last commit, for a file just fetched.
 func (f *Fetcher) openCached(ctx context.Context, id string, fresh bool) (*File, error) {
-	lookup := f.o.DB.MediaFile
-	if fresh {
-		lookup = f.o.DB.MediaFileExact
-	}
-	mf, err := lookup(ctx, id)
+	mf, err := f.lookup(ctx, id, fresh)
 	if err != nil {
 		return nil, err
 	}
 	fh, err := f.o.Cache.Open(mf.MD5)
 	if errors.Is(err, fs.ErrNotExist) {
 		// Deleted behind the server's back: forget it and fetch it again.
+		f.invalidate()
 		if err := f.o.DB.EvictMediaFiles(ctx, []string{mf.MD5}); err != nil {
 			return nil, err
 		}
@@ -64,6 +61,47 @@ func (f *Fetcher) openCached(ctx context.Context, id string, fresh bool) (*File,
 		return nil, fmt.Errorf("media: open %s: %w", id, err)
 	}
 	return &File{File: fh, ID: id, MD5: mf.MD5, Size: mf.Size, ContentType: mf.ContentType, ModTime: mf.StoredAt}, nil
+}
+
+// lookup finds the file served for id: in memory when it was looked up before, else in the
+// index (as of the last commit when fresh). Every change of the index goes through the Fetcher,
+// which drops what it changes from memory (invalidate); a lookup that raced with a change is not
+// kept.
+func (f *Fetcher) lookup(ctx context.Context, id string, fresh bool) (storage.MediaFile, error) {
+	f.imu.RLock()
+	mf, ok := f.index[id]
+	gen := f.igen
+	f.imu.RUnlock()
+	if ok && !fresh {
+		return mf, nil
+	}
+	read := f.o.DB.MediaFile
+	if fresh {
+		read = f.o.DB.MediaFileExact
+	}
+	mf, err := read(ctx, id)
+	if err != nil {
+		return mf, err
+	}
+	f.imu.Lock()
+	if f.igen == gen {
+		f.index[id] = mf
+	}
+	f.imu.Unlock()
+	return mf, nil
+}
+
+// invalidate drops ids (all of them when none is named) from the in-memory index.
+func (f *Fetcher) invalidate(ids ...string) {
+	f.imu.Lock()
+	f.igen++
+	if len(ids) == 0 {
+		clear(f.index)
+	}
+	for _, id := range ids {
+		delete(f.index, id)
+	}
+	f.imu.Unlock()
 }
 
 // fetchNow fetches a media item the cache lacks, first in line, and waits for it.

@@ -130,8 +130,9 @@ type Status struct {
 	Failed         int64 `json:"failed"`         // items whose blob could not be read, retried
 	Quarantined    int64 `json:"quarantined"`    // items whose blob does not match its manifest
 	RateBytes      int64 `json:"rate_bytes_per_second"`
-	BandwidthCap   int64 `json:"bandwidth_cap"` // bytes per second, 0: none
-	ETASeconds     int64 `json:"eta_seconds"`   // time left at the current rate, 0 when unknown
+	ReceivedBytes  int64 `json:"received_bytes"` // downloaded since start, all attempts
+	BandwidthCap   int64 `json:"bandwidth_cap"`  // bytes per second, 0: none
+	ETASeconds     int64 `json:"eta_seconds"`    // time left at the current rate, 0 when unknown
 	PrefetchActive bool  `json:"prefetch_active"`
 
 	// Problems lists the items that failed or are quarantined, newest first, with the reasons.
@@ -172,6 +173,7 @@ func (f *Fetcher) Status(ctx context.Context) (Status, error) {
 	st.Pending, st.PendingBytes, waiting = f.q.counts()
 	st.WaitingWindow = waiting["window"]
 	st.RateBytes = int64(f.prog.rate())
+	st.ReceivedBytes = f.received.Load()
 	st.ETASeconds = int64(eta(st.PendingBytes, f.prog.rate()) / time.Second)
 	st.PrefetchActive = f.prog.active
 	return st, nil
