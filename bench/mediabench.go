@@ -59,7 +59,7 @@ func parseMediaOptions(cmd string, args []string, stderr io.Writer) (*mediaOptio
 	fs.DurationVar(&o.warmup, "warmup", 3*time.Second, "media-serve: unmeasured warm-up before each target")
 	fs.IntVar(&o.rounds, "rounds", 3, "media-serve: measured rounds of each target, alternating; the median is reported")
 	fs.IntVar(&o.products, "products", 42000, "media-fetch: cloudsim catalog size (42000 products: 10,500 media items, about 2.1 GB)")
-	fs.Int64Var(&o.capRate, "cap", 20<<20, "media-fetch: media.max_bandwidth of the cap run, bytes per second")
+	fs.Int64Var(&o.capRate, "cap", 4<<20, "media-fetch: media.max_bandwidth of the cap run, bytes per second")
 	fs.DurationVar(&o.capWindow, "cap-window", 20*time.Second, "media-fetch: how long the cap run is measured")
 	fs.IntVar(&o.parallel, "parallel", 4, "media-fetch: media.parallel of the daemon and rclone --transfers")
 	if err := fs.Parse(args); err != nil {

@@ -118,23 +118,30 @@ func (db *DB) writeTx(ctx context.Context, op string, f func(tx *sql.Tx) error) 
 	return nil
 }
 
-// dropUnused forgets the files no media item is served from any more and returns their MD5s,
-// for the caller to delete from disk.
-func dropUnused(ctx context.Context, tx *sql.Tx) ([]string, error) {
-	rows, err := tx.QueryContext(ctx, `DELETE FROM media_files WHERE NOT EXISTS (SELECT 1 FROM media_cache c WHERE c.md5 = media_files.md5) RETURNING md5`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
+// dropUnused forgets those of the files (hex MD5s) that no media item is served from any more,
+// and returns them, for the caller to delete from disk.
+func dropUnused(ctx context.Context, tx *sql.Tx, md5s []string) ([]string, error) {
 	var out []string
-	for rows.Next() {
-		var m string
-		if err := rows.Scan(&m); err != nil {
+	for _, m := range md5s {
+		r, err := tx.ExecContext(ctx, `DELETE FROM media_files WHERE md5 = ? AND NOT EXISTS (SELECT 1 FROM media_cache c WHERE c.md5 = ?)`, m, m)
+		if err != nil {
 			return nil, err
 		}
-		out = append(out, m)
+		if n, _ := r.RowsAffected(); n > 0 {
+			out = append(out, m)
+		}
 	}
-	return out, rows.Err()
+	return out, nil
+}
+
+// servedFrom returns the file media item id is served from, "" when none.
+func servedFrom(ctx context.Context, tx *sql.Tx, id string) (string, error) {
+	var m string
+	err := tx.QueryRowContext(ctx, `SELECT md5 FROM media_cache WHERE id = ?`, id).Scan(&m)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return m, err
 }
 
 // StoreMedia records that a verified file is in place and that media item id is served from it
@@ -143,6 +150,10 @@ func dropUnused(ctx context.Context, tx *sql.Tx) ([]string, error) {
 func (db *DB) StoreMedia(ctx context.Context, id, md5hex, contentType string, size int64, at time.Time) ([]string, error) {
 	var unused []string
 	err := db.writeTx(ctx, "store media "+id, func(tx *sql.Tx) error {
+		old, err := servedFrom(ctx, tx, id)
+		if err != nil {
+			return err
+		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO media_files(md5, size, stored_at) VALUES (?, ?, ?) ON CONFLICT(md5) DO NOTHING`,
 			md5hex, size, at.UnixMilli()); err != nil {
 			return err
@@ -154,8 +165,9 @@ func (db *DB) StoreMedia(ctx context.Context, id, md5hex, contentType string, si
 		if _, err := tx.ExecContext(ctx, `DELETE FROM media_failures WHERE id = ?`, id); err != nil {
 			return err
 		}
-		var err error
-		unused, err = dropUnused(ctx, tx)
+		if old != "" && old != md5hex {
+			unused, err = dropUnused(ctx, tx, []string{old})
+		}
 		return err
 	})
 	return unused, err
@@ -166,7 +178,15 @@ func (db *DB) StoreMedia(ctx context.Context, id, md5hex, contentType string, si
 func (db *DB) ForgetMedia(ctx context.Context, ids []string) ([]string, error) {
 	var unused []string
 	err := db.writeTx(ctx, "forget media", func(tx *sql.Tx) error {
+		var olds []string
 		for _, id := range ids {
+			old, err := servedFrom(ctx, tx, id)
+			if err != nil {
+				return err
+			}
+			if old != "" {
+				olds = append(olds, old)
+			}
 			if _, err := tx.ExecContext(ctx, `DELETE FROM media_cache WHERE id = ?`, id); err != nil {
 				return err
 			}
@@ -175,7 +195,7 @@ func (db *DB) ForgetMedia(ctx context.Context, ids []string) ([]string, error) {
 			}
 		}
 		var err error
-		unused, err = dropUnused(ctx, tx)
+		unused, err = dropUnused(ctx, tx, olds)
 		return err
 	})
 	return unused, err

@@ -1,10 +1,11 @@
 // Package mediacache keeps the media files on disk: a content-addressed folder in which every
 // file is named by the hex MD5 of its content and is complete and verified, because it only ever
 // gets there by a rename after its size and MD5 were checked and its data synced to disk.
-// Downloads grow in a separate folder of partial files, one per MD5, which a restart resumes.
+// Downloads grow in partial files beside them, one per MD5, which a restart resumes; the rename
+// that puts a file in place stays within its folder.
 //
-//	<dir>/ab/ab12…ef     verified files, by the first two hex digits of their MD5
-//	<dir>/partial/ab12…ef.part   downloads in progress
+//	<dir>/ab/ab12…ef        verified files, by the first two hex digits of their MD5
+//	<dir>/ab/ab12…ef.part   downloads in progress
 //
 // The index of which files exist and which media item each serves is storage's (SQLite); this
 // package only handles files.
@@ -25,14 +26,13 @@ import (
 // Cache is the folder of media files. Its methods are safe for concurrent use as long as no two
 // callers write the same MD5 at once (the fetcher downloads each MD5 once at a time).
 type Cache struct {
-	dir     string
-	partial string
+	dir string
 }
 
-// Open creates the folders if needed.
+// Open creates the folder if needed.
 func Open(dir string) (*Cache, error) {
-	c := &Cache{dir: dir, partial: filepath.Join(dir, "partial")}
-	if err := os.MkdirAll(c.partial, 0o750); err != nil {
+	c := &Cache{dir: dir}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("mediacache: %w", err)
 	}
 	return c, nil
@@ -60,8 +60,10 @@ func (c *Cache) Path(md5hex string) string {
 }
 
 func (c *Cache) partialPath(md5hex string) string {
-	return filepath.Join(c.partial, md5hex+".part")
+	return filepath.Join(c.dir, md5hex[:2], md5hex+partialSuffix)
 }
+
+const partialSuffix = ".part"
 
 // Open opens the verified file of md5hex for reading.
 func (c *Cache) Open(md5hex string) (*os.File, error) {
@@ -103,6 +105,11 @@ func (c *Cache) Begin(md5hex string, want int64) (*Download, error) {
 		return nil, fmt.Errorf("mediacache: %q is not an MD5", md5hex)
 	}
 	f, err := os.OpenFile(c.partialPath(md5hex), os.O_RDWR|os.O_CREATE, 0o640)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err = os.MkdirAll(filepath.Dir(c.partialPath(md5hex)), 0o750); err == nil {
+			f, err = os.OpenFile(c.partialPath(md5hex), os.O_RDWR|os.O_CREATE, 0o640)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("mediacache: %w", err)
 	}
@@ -193,9 +200,6 @@ func (d *Download) Commit(size int64) error {
 		return fmt.Errorf("mediacache: close %s: %w", d.md5hex, err)
 	}
 	final := d.c.Path(d.md5hex)
-	if err := os.MkdirAll(filepath.Dir(final), 0o750); err != nil {
-		return fmt.Errorf("mediacache: %w", err)
-	}
 	// The folder is not synced after the rename: a rename lost to a power cut loses a verified
 	// file, never leaves a partial one, and the fetcher fetches a recorded file that is missing
 	// again (as the index's own last commits may be lost too: it syncs at checkpoints).
@@ -219,18 +223,34 @@ func (c *Cache) Remove(md5hex string) error {
 // Files lists the verified files on disk by hex MD5, with their sizes. Names that are not the
 // cache's are left out.
 func (c *Cache) Files() (map[string]int64, error) {
-	out := map[string]int64{}
-	err := filepath.WalkDir(c.dir, func(path string, e fs.DirEntry, err error) error {
+	files, _, err := c.list()
+	return files, err
+}
+
+// Partials lists the partial files by hex MD5 with their sizes.
+func (c *Cache) Partials() (map[string]int64, error) {
+	_, partials, err := c.list()
+	return partials, err
+}
+
+// list walks the cache's folders.
+func (c *Cache) list() (files, partials map[string]int64, err error) {
+	files, partials = map[string]int64{}, map[string]int64{}
+	err = filepath.WalkDir(c.dir, func(path string, e fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		if e.IsDir() {
-			if path != c.dir && (path == c.partial || len(e.Name()) != 2) {
+			if path != c.dir && len(e.Name()) != 2 {
 				return fs.SkipDir
 			}
 			return nil
 		}
+		into := files
 		name := e.Name()
+		if base, ok := strings.CutSuffix(name, partialSuffix); ok {
+			into, name = partials, base
+		}
 		if !ValidName(name) || !strings.HasPrefix(name, filepath.Base(filepath.Dir(path))) {
 			return nil
 		}
@@ -238,32 +258,13 @@ func (c *Cache) Files() (map[string]int64, error) {
 		if err != nil {
 			return err
 		}
-		out[name] = fi.Size()
+		into[name] = fi.Size()
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("mediacache: list files: %w", err)
+		return nil, nil, fmt.Errorf("mediacache: list files: %w", err)
 	}
-	return out, nil
-}
-
-// Partials lists the partial files by hex MD5 with their sizes.
-func (c *Cache) Partials() (map[string]int64, error) {
-	entries, err := os.ReadDir(c.partial)
-	if err != nil {
-		return nil, fmt.Errorf("mediacache: list partial files: %w", err)
-	}
-	out := map[string]int64{}
-	for _, e := range entries {
-		name, ok := strings.CutSuffix(e.Name(), ".part")
-		if !ok || !ValidName(name) {
-			continue
-		}
-		if fi, err := e.Info(); err == nil {
-			out[name] = fi.Size()
-		}
-	}
-	return out, nil
+	return files, partials, nil
 }
 
 // RemovePartial deletes the partial file of md5hex.

@@ -281,19 +281,34 @@ func (f *Fetcher) finish(ctx context.Context, t *task, res result) {
 	}
 }
 
-// stored records a verified file and moves the item to it.
+// stored records a verified file and moves the item to it. The record is written outside the
+// queue's lock, so that the other lanes go on meanwhile; recordMu orders it with the removal of
+// deleted items, so that a deleted item is never recorded again.
 func (f *Fetcher) stored(ctx context.Context, t *task) {
+	f.recordMu.Lock()
+	f.mu.Lock()
+	deleted := t.deleted
+	f.mu.Unlock()
+	var unused []string
+	var err error
+	if !deleted {
+		unused, err = f.o.DB.StoreMedia(ctx, t.id, t.md5hex, t.m.ContentType, t.m.Size, f.now())
+		f.invalidate(t.id)
+	}
+	f.recordMu.Unlock()
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if err != nil {
+		f.log.Error("media: cannot record a fetched file", slog.String(keyID, t.id), slog.String(keyErr, err.Error()))
+		f.requeueLocked(t, f.now().Add(time.Minute), storage.MediaFailed)
+		f.notifyLocked(t.id, err)
+		return
+	}
 	f.prog.files++
-	if !t.deleted {
-		unused, err := f.o.DB.StoreMedia(ctx, t.id, t.md5hex, t.m.ContentType, t.m.Size, f.now())
-		f.invalidate(t.id)
-		if err != nil {
-			f.log.Error("media: cannot record a fetched file", slog.String(keyID, t.id), slog.String(keyErr, err.Error()))
-			f.requeueLocked(t, f.now().Add(time.Minute), storage.MediaFailed)
-			f.notifyLocked(t.id, err)
-			return
+	if !deleted {
+		f.recorded += t.m.Size
+		if f.usedHint >= 0 {
+			f.usedHint += t.m.Size
 		}
 		f.removeFiles(unused)
 		delete(f.failures, t.id)
@@ -439,7 +454,20 @@ func (f *Fetcher) reserve(ctx context.Context, t *task) error {
 	if t.m.Size > f.o.MaxBytes {
 		return fmt.Errorf("the file is %s, more than the whole cache (media.cache_max_bytes %s)", fmtBytes(t.m.Size), fmtBytes(f.o.MaxBytes))
 	}
-	_, used, err := f.o.DB.MediaUsageExact(ctx)
+	// Usage only grows by the files recorded here, so the last exact reading plus those is an
+	// upper bound; the index is read again only when that bound says the cache may be full.
+	f.mu.Lock()
+	used := f.usedHint
+	ok := used >= 0 && used+f.reserved+t.m.Size <= f.o.MaxBytes
+	if ok {
+		f.reserved += t.m.Size
+		t.reserved = true
+	}
+	f.mu.Unlock()
+	if ok {
+		return nil
+	}
+	used, err := f.exactUsage(ctx)
 	if err != nil {
 		return err
 	}
@@ -452,8 +480,7 @@ func (f *Fetcher) reserve(ctx context.Context, t *task) error {
 		if err := f.evict(ctx, need+f.o.MaxBytes/20, t.class == classOnDemand); err != nil {
 			return err
 		}
-		_, used, err = f.o.DB.MediaUsageExact(ctx)
-		if err != nil {
+		if used, err = f.exactUsage(ctx); err != nil {
 			return err
 		}
 	}
@@ -465,6 +492,24 @@ func (f *Fetcher) reserve(ctx context.Context, t *task) error {
 	f.reserved += t.m.Size
 	t.reserved = true
 	return nil
+}
+
+// exactUsage reads the cache's bytes from the index and makes it the new bound of usedHint. A
+// file recorded while it reads may or may not be in the reading: it is counted once more, so the
+// bound stays a bound.
+func (f *Fetcher) exactUsage(ctx context.Context) (int64, error) {
+	f.mu.Lock()
+	before := f.recorded
+	f.mu.Unlock()
+	_, used, err := f.o.DB.MediaUsageExact(ctx)
+	if err != nil {
+		return 0, err
+	}
+	f.mu.Lock()
+	used += f.recorded - before
+	f.usedHint = used
+	f.mu.Unlock()
+	return used, nil
 }
 
 func (f *Fetcher) unreserve(t *task) {

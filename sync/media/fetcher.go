@@ -97,7 +97,8 @@ type Fetcher struct {
 	limiter *rate.Limiter // nil: no cap
 	burst   int
 
-	spaceMu sync.Mutex // serialises making room in the cache
+	spaceMu  sync.Mutex // serialises making room in the cache
+	recordMu sync.Mutex // orders recording a fetched file with forgetting deleted items
 
 	commitSlots chan struct{}  // bounds the downloads being checked, synced and recorded
 	commits     sync.WaitGroup // those under way
@@ -107,6 +108,8 @@ type Fetcher struct {
 	changed   chan struct{}           // closed and replaced whenever the queue changes
 	waiters   map[string][]chan error // on-demand requests waiting for a task, by id
 	reserved  int64                   // bytes of downloads in progress, counted against the quota
+	usedHint  int64                   // an upper bound of the cache's bytes: the last reading plus what was recorded since; -1 unknown
+	recorded  int64                   // bytes of the files recorded since start
 	failures  map[string]storage.MediaFailure
 	pausedTo  time.Time        // Blob storage unreachable: no download starts before
 	blobBack  *backoff.Backoff // delays while Blob storage is unreachable
@@ -172,6 +175,7 @@ func New(o Options) (*Fetcher, error) {
 		blob:     blobState{state: StateStarting},
 	}
 	f.commitSlots = make(chan struct{}, o.Parallel)
+	f.usedHint = -1
 	if o.Source == nil {
 		f.blob.state = StateDisabled
 	}
@@ -352,14 +356,15 @@ func (f *Fetcher) scan(ctx context.Context) error {
 	}
 }
 
-// forgetDeleted removes items deleted from the catalog; under the lock, so that a download that
+// forgetDeleted removes items deleted from the catalog; under recordMu, so that a download that
 // ends meanwhile cannot record a deleted item again.
 func (f *Fetcher) forgetDeleted(ctx context.Context, ids []string) error {
 	if len(ids) == 0 {
 		return nil
 	}
+	f.recordMu.Lock()
+	defer f.recordMu.Unlock()
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	for _, id := range ids {
 		delete(f.failures, id)
 		if t := f.q.tasks[id]; t != nil {
@@ -372,6 +377,7 @@ func (f *Fetcher) forgetDeleted(ctx context.Context, ids []string) error {
 		}
 	}
 	f.changedLocked()
+	f.mu.Unlock()
 	return f.forget(ctx, ids)
 }
 
