@@ -16,6 +16,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
@@ -104,8 +105,11 @@ func (s *Sim) SyncBlobs(ctx context.Context) (int, error) {
 	g.SetLimit(8)
 	for _, spec := range todo {
 		g.Go(func() error {
+			// The blob carries its Content-MD5 and type, as Azure's own upload tools set them.
+			sum := s.cat.blobs.sum(s.seed, spec)
 			_, err := s.blobs.client.NewBlockBlobClient(spec.name).UploadStream(gctx, blobContent{s.seed, spec}.reader(),
-				&blockblob.UploadStreamOptions{BlockSize: 4 << 20, Concurrency: 2})
+				&blockblob.UploadStreamOptions{BlockSize: 4 << 20, Concurrency: 2,
+					HTTPHeaders: &blob.HTTPHeaders{BlobContentMD5: sum[:], BlobContentType: &spec.contentType}})
 			if err != nil {
 				return fmt.Errorf("cloudsim: upload %s: %w", spec.name, err)
 			}

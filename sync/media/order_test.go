@@ -78,8 +78,8 @@ func itoa(n int64) string {
 	return string(b)
 }
 
-// The prefetch goes images first, then documents, then videos, each in catalog order; what a
-// device asks for goes before all of them.
+// The prefetch goes images first, then documents, each in catalog order, then videos, the
+// largest first; what a device asks for goes before all of them.
 func TestPrefetchOrder(t *testing.T) {
 	items := []item{
 		{"V1", "v1.mp4", "video/mp4", content(21, 1000)},
@@ -88,6 +88,7 @@ func TestPrefetchOrder(t *testing.T) {
 		{"V2", "v2.mp4", "video/mp4", content(24, 1000)},
 		{"I2", "i2.png", "image/png", content(25, 1000)},
 		{"D2", "d2.pdf", "application/pdf", content(26, 1000)},
+		{"V3", "v3.mp4", "video/mp4", content(27, 500)},
 	}
 	src := newMemSource(items...)
 	src.hold = make(chan struct{})
@@ -103,8 +104,8 @@ func TestPrefetchOrder(t *testing.T) {
 	if err := <-got; err != nil {
 		t.Fatal(err)
 	}
-	waitStatus(t, f, "every item", func(st media.Status) bool { return st.Files == 6 })
-	want := []string{"i1.jpg@0", "v2.mp4@0", "i2.png@0", "d1.pdf@0", "d2.pdf@0", "v1.mp4@0"}
+	waitStatus(t, f, "every item", func(st media.Status) bool { return st.Files == 7 })
+	want := []string{"i1.jpg@0", "v2.mp4@0", "i2.png@0", "d1.pdf@0", "d2.pdf@0", "v1.mp4@0", "v3.mp4@0"}
 	if r := src.requests(); !equal(r, want) {
 		t.Errorf("requests %v, want %v", r, want)
 	}

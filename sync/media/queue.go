@@ -53,13 +53,17 @@ type task struct {
 	index int // in whichever heap holds it, -1 in none
 }
 
-// readyHeap orders tasks by class, then by order.
+// readyHeap orders tasks by class, then by order; videos, the largest first, so that the
+// prefetch does not end on one long download while the other lanes are idle.
 type readyHeap []*task
 
 func (h readyHeap) Len() int { return len(h) }
 func (h readyHeap) Less(i, j int) bool {
-	if h[i].class != h[j].class {
+	switch {
+	case h[i].class != h[j].class:
 		return h[i].class < h[j].class
+	case h[i].class == classVideo && h[i].m.Size != h[j].m.Size:
+		return h[i].m.Size > h[j].m.Size
 	}
 	return h[i].order < h[j].order
 }
