@@ -2,7 +2,6 @@ package media_test
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"net/http"
 	"testing"
@@ -64,5 +63,4 @@ func TestPrefetchVerifiesAndQuarantines(t *testing.T) {
 	if got, _, err := read(t, f, bad.id); err != nil || !bytes.Equal(got, bad.data) {
 		t.Errorf("after the fix: %v", err)
 	}
-	_ = context.Background
 }

@@ -1,7 +1,6 @@
 package media_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/md5"
 	"encoding/base64"
@@ -225,5 +224,3 @@ func read(t *testing.T, f *media.Fetcher, id string) ([]byte, *media.File, error
 }
 
 func idle(st media.Status) bool { return st.Pending == 0 && st.State == media.StateOK }
-
-var _ = bytes.Equal
