@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/storeedge/storeedge/internal/backoff"
@@ -206,9 +207,15 @@ var errStalled = errors.New("download stalled: nothing received within media.sta
 // copyChunk is the most read from a blob at once.
 const copyChunk = 256 << 10
 
+// copyBuffers are the downloads' buffers, reused: most media files are smaller than one, and a
+// new one for each would keep the garbage collector busy through a prefetch.
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, copyChunk); return &b }}
+
 // copy moves the body into d, within the bandwidth cap, counting progress.
 func (f *Fetcher) copy(ctx context.Context, d *mediacache.Download, body io.Reader, t *task, stall *time.Timer) error {
-	buf := make([]byte, copyChunk)
+	bp := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(bp)
+	buf := *bp
 	chunk := len(buf)
 	if f.limiter != nil {
 		chunk = min(chunk, f.burst)
