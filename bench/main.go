@@ -6,6 +6,7 @@
 //	bench startup  time from exec to the first product answer, next to a trivial Go HTTP server
 //	bench http     wrk against product and barcode lookups, next to a bare net/http handler
 //	bench all      the three, in that order, sharing one database
+//	bench media    media files served next to nginx, and a prefetch from Azurite next to rclone
 //
 // Everything runs on 127.0.0.1: the bench starts cloudsim, storeedge and the baseline server as
 // child processes, prints each command line, and kills them all on exit or interrupt. It is run
@@ -58,6 +59,11 @@ Commands:
   http      wrk on product/barcode lookups: storeedge vs a bare net/http handler (baseline)
   all       sync, startup and http, sharing one database
 
+  media-serve  wrk on 1 MiB and 20 MiB media files: storeedge vs nginx with sendfile (baseline)
+  media-fetch  prefetch of a container in Azurite: storeedge vs rclone copy (baseline); RSS
+               growth during it; bandwidth cap accuracy
+  media        media-serve, then media-fetch
+
   profile-sync   CPU profile of the feed sync code, in process, against a cloudsim process
   profile-http   CPU profile of the LAN server code, in process, under wrk
 
@@ -78,6 +84,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		return runBench(ctx, cmd, o, stdout)
+	case "media-serve", "media-fetch", "media":
+		return cmdMedia(ctx, cmd, rest, stdout, stderr)
 	case "profile-sync":
 		return cmdProfileSync(ctx, rest, stdout, stderr)
 	case "profile-http":

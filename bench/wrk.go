@@ -98,12 +98,16 @@ type wrkRun struct {
 	duration             time.Duration
 	script               string
 	url                  string
+	timeout              time.Duration // wrk --timeout, 0: wrk's default (2 s)
 }
 
 // args gives wrk the bench device's credential too: the baseline servers ignore it, and the
 // requests stay the same size for both.
 func (w wrkRun) args() []string {
 	args := []string{"-t" + strconv.Itoa(w.threads), "-c" + strconv.Itoa(w.connections), "-d" + durationArg(w.duration), "--latency"}
+	if w.timeout > 0 {
+		args = append(args, "--timeout", durationArg(w.timeout))
+	}
 	if v := authHeader("/api/v1/catalog/"); v != "" {
 		args = append(args, "-H", "Authorization: "+v)
 	}

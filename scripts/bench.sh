@@ -8,6 +8,10 @@
 #   startup  exec to first product answer, cloud down: the daemon vs a trivial Go HTTP server
 #   http     wrk on product and barcode lookups: the daemon vs a bare net/http handler
 #   all      the three, sharing one database (sync builds it, the others reuse it)
+#   media-serve  wrk on 1 MiB and 20 MiB media files: the daemon vs nginx (sendfile)
+#   media-fetch  prefetch of ~2 GB from Azurite: the daemon vs rclone copy; RSS growth; the
+#                bandwidth cap's accuracy
+#   media        both
 #
 # Flags go to the bench tool; scripts/bench.sh sync -h lists them. The usual ones:
 #   -products N      catalog size (default 1000000)
@@ -28,6 +32,15 @@ if [[ $# -gt 0 && $1 != -* ]]; then
 fi
 case $what in
 sync | http | startup | all) ;;
+media | media-serve | media-fetch)
+	scripts/install-test-deps.sh
+	mkdir -p bin
+	go build -o bin/storeedge ./cmd/storeedge
+	go build -o bin/cloudsim ./cmd/cloudsim
+	go build -o bin/bench ./bench
+	echo "bench.sh: bin/bench $what -bin bin $*"
+	exec bin/bench "$what" -bin bin "$@"
+	;;
 profile-sync | profile-http) ;;
 help)
 	sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'

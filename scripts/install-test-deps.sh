@@ -184,32 +184,6 @@ ensure_openapi_lint() {
 	npm_ci_tool openapi-lint
 }
 
-# Azure Blob storage for the tests: Azurite, pinned to 3.35.0 (later versions
-# need Node 21+), in a project-local folder that git ignores
-# (tools/testenv.AzuriteDir).
-ensure_azurite() {
-	ensure_node
-	local root dir
-	root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-	dir="$root/.cache/azurite"
-	if [[ -f "$dir/node_modules/azurite/package.json" ]] &&
-		grep -q '"version": "3.35.0"' "$dir/node_modules/azurite/package.json"; then
-		SUMMARY+=("azurite: present")
-		return
-	fi
-	mkdir -p "$dir"
-	local log
-	log=$(mktemp)
-	if ! npm install --prefix "$dir" --no-audit --no-fund azurite@3.35.0 >"$log" 2>&1; then
-		cat "$log" >&2
-		rm -f "$log"
-		echo "install-test-deps: npm install azurite@3.35.0 failed" >&2
-		exit 1
-	fi
-	rm -f "$log"
-	SUMMARY+=("azurite: installed 3.35.0")
-}
-
 # nftables and curl (the firewall rules test applies storeedge firewall's
 # output in a network namespace and reaches the server from another), and rpm
 # (the package test installs the .rpm into a scratch root).
@@ -218,6 +192,44 @@ ensure_packaging() {
 		nft:nftables \
 		curl:curl \
 		rpm:rpm
+}
+
+# Azure Blob storage for the media tests and benchmarks: Azurite, Microsoft's emulator, from
+# npm into the project-local, gitignored .cache/azurite (tools/testenv.AzuriteDir). Pinned:
+# 3.36 and later need Node 21+. Installed again only when the version there is not the pinned
+# one.
+AZURITE_VERSION=3.35.0
+ensure_azurite() {
+	ensure_node
+	local root dir have
+	root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+	dir="$root/.cache/azurite"
+	have=$(node -p "require('$dir/node_modules/azurite/package.json').version" 2>/dev/null || true)
+	if [[ "$have" == "$AZURITE_VERSION" ]]; then
+		SUMMARY+=("azurite: present")
+		return
+	fi
+	mkdir -p "$dir"
+	local log
+	log=$(mktemp)
+	if ! npm install --prefix "$dir" --no-audit --no-fund --no-save "azurite@$AZURITE_VERSION" >"$log" 2>&1; then
+		cat "$log" >&2
+		rm -f "$log"
+		echo "install-test-deps: npm install azurite@$AZURITE_VERSION failed" >&2
+		exit 1
+	fi
+	rm -f "$log"
+	SUMMARY+=("azurite: installed $AZURITE_VERSION")
+}
+
+# Baselines of the media benchmarks: nginx (sendfile) for serving, rclone (Azure Blob backend)
+# for fetching. nginx's packaged service stays stopped (see block_service_starts); the bench
+# runs its own on a free port.
+ensure_media_bench() {
+	ensure_debian media-bench \
+		nginx:nginx-light \
+		rclone:rclone \
+		curl:curl
 }
 
 main() {
@@ -229,6 +241,7 @@ main() {
 	ensure_openapi_lint
 	ensure_azurite
 	ensure_packaging
+	ensure_media_bench
 	local line
 	line=$(printf '%s; ' "${SUMMARY[@]}")
 	echo "install-test-deps: ${line%; }"

@@ -17,6 +17,7 @@ import (
 	"github.com/storeedge/storeedge/discovery"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
+	"github.com/storeedge/storeedge/sync/media"
 	"github.com/storeedge/storeedge/sync/outbox"
 	"github.com/storeedge/storeedge/sync/servicebus"
 )
@@ -92,6 +93,7 @@ type statusDoc struct {
 	BackOffice    *backoffice.Status        `json:"backoffice"` // null when the daemon has none
 	Discovery     discovery.Status          `json:"discovery"`  // each part null when off
 	ReadCache     *storage.ReadCacheStats   `json:"read_cache"` // null when lan.read_cache_mb is 0
+	Media         *media.Status             `json:"media"`      // null when the server has no media service
 	Devices       devices.Summary           `json:"devices"`
 }
 
@@ -182,6 +184,14 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	}
 	if rc, ok := s.o.DB.ReadCacheStats(); ok {
 		doc.ReadCache = &rc
+	}
+	if s.o.Media != nil {
+		ms, err := s.o.Media.Status(ctx)
+		if err != nil {
+			s.internal(w, r, "media status", err)
+			return
+		}
+		doc.Media = &ms
 	}
 	if doc.Devices, err = s.o.Devices.Summary(ctx); err != nil {
 		s.internal(w, r, "list devices", err)

@@ -17,6 +17,7 @@ import (
 	"github.com/storeedge/storeedge/discovery"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
+	"github.com/storeedge/storeedge/sync/media"
 	"github.com/storeedge/storeedge/sync/outbox"
 	"github.com/storeedge/storeedge/sync/servicebus"
 )
@@ -63,6 +64,7 @@ type statusJSON struct {
 	Discovery  discovery.Status          `json:"discovery"`
 	Upload     *outbox.State             `json:"upload"`
 	ReadCache  *storage.ReadCacheStats   `json:"read_cache"`
+	Media      *media.Status             `json:"media"`
 	Devices    devices.Summary           `json:"devices"`
 }
 

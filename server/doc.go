@@ -10,7 +10,14 @@
 // admin status. Each service also has a port of its own (lan.services.<name>: catalog 8000, media
 // 8001, orders 8002, devices 8003, events 8004, admin 8005) carrying only that service and the
 // health checks, so shop IT can filter per port. A port of 0 turns a listener off; only services
-// that have routes open a port (today catalog and admin; the others join as they are written).
+// that have routes open a port.
+//
+// # Media
+//
+// The media service (media.go) serves the files of the local media cache (sync/media) with
+// http.ServeContent from the open file: Range, conditional requests and HEAD are the standard
+// library's, and the bytes go from the page cache to the socket with sendfile, which every
+// wrapper of the ResponseWriter keeps reachable by passing io.ReaderFrom through.
 //
 // # Errors
 //

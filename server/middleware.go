@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
@@ -159,6 +160,18 @@ func (w *recorder) Write(b []byte) (int, error) {
 	}
 	n, err := w.ResponseWriter.Write(b)
 	w.bytes += int64(n)
+	return n, err
+}
+
+// ReadFrom keeps net/http's own ReadFrom reachable through the wrapper: for a file it sends with
+// sendfile, the kernel copying from the page cache to the socket; without it every media byte
+// would be copied through the program.
+func (w *recorder) ReadFrom(src io.Reader) (int64, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := readFrom(w.ResponseWriter, src)
+	w.bytes += n
 	return n, err
 }
 

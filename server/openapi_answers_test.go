@@ -66,6 +66,8 @@ func newContractRig(t *testing.T) *contractRig {
 			t.Fatal(err)
 		}
 	}
+	media := newFakeMedia(t)
+	media.add(t, "M1", []byte("a product photo"))
 	rg := &contractRig{}
 	rg.wan.Store(feed.StateNever)
 	rg.fixture = newFixture(t, func(o *Options) {
@@ -79,6 +81,7 @@ func newContractRig(t *testing.T) *contractRig {
 				Webhook: config.BackOfficeWebhook{URL: erp.URL, Timeout: 5 * time.Second}, Import: config.BackOfficeImport{Dir: imports}},
 			ImportSettle: -1})
 		o.Discovery = discoveryReal{udp, mdns}
+		o.Media = media
 	})
 	return rg
 }
@@ -130,6 +133,8 @@ func TestOpenAPIAnswersOfEveryRoute(t *testing.T) {
 		"/api/v1/catalog/settings", "/api/v1/catalog/changes?since=0&limit=5"} {
 		rg.call(t, "GET", target, "")
 	}
+	rg.call(t, "GET", "/api/v1/media/M1", "")
+	rg.call(t, "HEAD", "/api/v1/media/M1", "")
 	rg.call(t, "POST", "/api/v1/catalog/lookup", `{"ids":["P0002","P9999"],"barcodes":["`+barcode(3)+`"]}`)
 
 	contractOrders(t, rg)

@@ -52,6 +52,8 @@ type Options struct {
 	Upload func() outbox.State
 	// BackOffice is the exchange with the ERP; nil when the daemon has none.
 	BackOffice BackOffice
+	// Media is the media cache behind the media service; nil answers every media request 404.
+	Media Media
 	// Discovery reports device discovery (UDP and mDNS) for the status page and the devices
 	// seen on the LAN for admin; nil when the daemon runs none.
 	Discovery Discovery
@@ -122,7 +124,7 @@ var services = []struct {
 	access access
 }{
 	{serviceCatalog, (*Server).catalogRoutes, accessDevice},
-	{serviceMedia, nil, accessDevice},
+	{serviceMedia, (*Server).mediaRoutes, accessDevice},
 	{serviceOrders, (*Server).ordersRoutes, accessDevice},
 	{serviceDevices, (*Server).devicesRoutes, accessOwn},
 	{serviceEvents, (*Server).eventsRoutes, accessDevice},

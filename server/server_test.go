@@ -99,8 +99,8 @@ func TestEachPortServesItsOwnRoutes(t *testing.T) {
 	c := testClient(t)
 
 	addrs := f.srv.Addrs()
-	if len(addrs) != 3 || addrs["front_door"] == "" || addrs["catalog"] == "" || addrs["admin"] == "" {
-		t.Fatalf("addrs %v: want front_door, catalog and admin only (media has no routes yet)", addrs)
+	if len(addrs) != 4 || addrs["front_door"] == "" || addrs["catalog"] == "" || addrs["admin"] == "" || addrs["media"] == "" {
+		t.Fatalf("addrs %v: want front_door, catalog, media and admin only", addrs)
 	}
 	for name, addr := range addrs {
 		if !strings.HasPrefix(addr, "127.0.0.1:") || strings.HasSuffix(addr, ":0") {
@@ -124,6 +124,8 @@ func TestEachPortServesItsOwnRoutes(t *testing.T) {
 		{"admin", "/api/v1/catalog/products/P0001", 404},
 		{"admin", "/healthz", 200},
 		{"admin", "/readyz", 200},
+		{"media", "/api/v1/catalog/products/P0001", 404},
+		{"media", "/healthz", 200},
 	} {
 		code, body := f.getOver(t, c, "http://"+addrs[tc.port]+tc.path)
 		if code != tc.status {

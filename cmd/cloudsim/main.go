@@ -7,6 +7,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -62,7 +63,12 @@ type config struct {
 	latency          time.Duration
 	pageDelay        time.Duration
 	storeKeyFromFlag string
+	mediaCAFile      string
 }
+
+// envMediaConnectionString names the environment variable that supplies the storage account's
+// connection string, so its key need not appear in a process listing.
+const envMediaConnectionString = "CLOUDSIM_MEDIA_CONNECTION_STRING"
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
 	var c config
@@ -93,7 +99,13 @@ Flags:
 	fs.StringVar(&c.opts.StoreName, "store-name", cloudsim.DefaultStoreName, "store name served by /v1/config and the settings feed")
 	fs.StringVar(&c.storeKeyFromFlag, "store-key", "", "bearer store `key` (default $"+envStoreKey+", else "+cloudsim.DefaultStoreKey+")")
 	fs.StringVar(&c.opts.ServiceBusNamespace, "servicebus-namespace", "", "Service Bus namespace served by /v1/config")
-	fs.StringVar(&c.opts.MediaContainerURL, "media-container-url", "", "blob container URL served by /v1/config")
+	fs.StringVar(&c.opts.MediaContainerURL, "media-container-url", "", "blob container URL served by /v1/config as it is (when no media store is set)")
+	fs.BoolVar(&c.opts.Media.BuiltIn, "media-builtin", false, "serve the media blobs from cloudsim's own Blob endpoint (/_blob/) and hand out SAS URLs for it")
+	fs.StringVar(&c.opts.Media.ConnectionString, "media-connection-string", os.Getenv(envMediaConnectionString),
+		"Azure Storage `connection string` (Azurite's, say) of the account to fill with the media blobs (default $"+envMediaConnectionString+")")
+	fs.StringVar(&c.opts.Media.Container, "media-container", "media", "`container` of the media blobs in that account")
+	fs.DurationVar(&c.opts.Media.SASLifetime, "media-sas-lifetime", time.Hour, "how long each media container URL handed out stays valid")
+	fs.StringVar(&c.mediaCAFile, "media-ca-file", "", "PEM `file` of a CA to trust for the storage account (an Azurite with a test certificate)")
 	fs.DurationVar(&c.opts.ChangeEvery, "change-every", 0, "apply a small random catalog change at this `interval` (0: never)")
 	fs.DurationVar(&c.latency, "latency", 0, "fault: delay every /v1 answer by this `duration`")
 	fs.DurationVar(&c.pageDelay, "page-delay", 0, "fault: delay each further page of a streamed feed answer by this `duration`")
@@ -136,11 +148,31 @@ Flags:
 		return c, usageError{fmt.Errorf("-latency %v is negative", c.latency)}
 	case (c.tlsCert == "") != (c.tlsKey == ""):
 		return c, usageError{errors.New("-tls-cert and -tls-key go together")}
+	case c.opts.Media.BuiltIn && c.opts.Media.ConnectionString != "":
+		return c, usageError{errors.New("-media-builtin and -media-connection-string exclude each other")}
+	case c.opts.Media.SASLifetime < time.Second:
+		return c, usageError{fmt.Errorf("-media-sas-lifetime %v is under 1s", c.opts.Media.SASLifetime)}
 	}
 	if err := c.faults.Validate(); err != nil {
 		return c, usageError{err}
 	}
 	return c, nil
+}
+
+// caTransport is an HTTP client trusting the system's roots and the CA in file.
+func caTransport(file string) (*http.Client, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("-media-ca-file %s: no PEM certificate", file)
+	}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}, nil
 }
 
 // run serves until ctx ends, then shuts down gracefully.
@@ -151,7 +183,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
 	cfg.opts.Logger = logger
+	if cfg.mediaCAFile != "" {
+		t, err := caTransport(cfg.mediaCAFile)
+		if err != nil {
+			return usageError{err}
+		}
+		cfg.opts.Media.Transport = t
+	}
 	sim := cloudsim.New(cfg.opts)
+	// The blobs are in the store before the first client can read a manifest naming them.
+	if n, err := sim.SyncBlobs(ctx); err != nil {
+		return err
+	} else if n > 0 {
+		logger.Info("cloudsim: media blobs uploaded", "blobs", n)
+	}
 	if err := sim.SetFaults(cfg.faults); err != nil {
 		return usageError{err}
 	}

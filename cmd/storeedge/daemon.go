@@ -35,7 +35,8 @@ import (
 //	LAN server (front door + services) ──────┤
 //	  discovery (UDP 57854, mDNS) ── seen devices, status
 //	devices (registry, push to TCP 8081) ────┤
-//	back office (ERP files, webhook) ────────┘
+//	back office (ERP files, webhook) ────────┤
+//	media fetcher (Blob → cache) ────────────┘
 //
 // The database opens and the LAN listeners bind before anything starts, so the shop is served
 // from its local data within a second whatever the WAN does; sync runs in the background.
@@ -113,6 +114,11 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 	// WAN proxy.
 	bo := backoffice.New(backoffice.Options{DB: db, Config: cfg.BackOffice, Shop: cfg.Shop, UserAgent: "storeedge/" + buildVersion(), Logger: log})
 
+	mediaFetcher, err := newMedia(cfg, db, dialer, client, log)
+	if err != nil {
+		return err
+	}
+
 	// Discovery says which LAN ports are open, so it is built once they are (below).
 	disc := &discoveryServices{}
 
@@ -153,6 +159,7 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 		Upload:            upload,
 		BackOffice:        bo,
 		Discovery:         disc,
+		Media:             mediaFetcher,
 		Devices:           dm,
 		AdminToken:        cfg.Admin.Token.Reveal(),
 		ServerID:          cfg.ServerID,
@@ -184,6 +191,7 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 	if backups != nil {
 		g.Go(func() error { return backups.Run(gctx) })
 	}
+	g.Go(func() error { return mediaFetcher.Run(gctx) })
 	if cfg.Cloud.Sync {
 		g.Go(func() error { return syncer.Run(gctx) })
 		g.Go(func() error { return ob.Run(gctx) })

@@ -75,6 +75,12 @@ func revokeDemoDevices(ctx context.Context, front, admin string) error {
 	return nil
 }
 
+// The demo's media cache and download rate (docs/media.md).
+const (
+	demoMediaCache = 256 << 20
+	demoMediaRate  = 8 << 20
+)
+
 // demoDevice is the name of the demo's simulated device.
 const demoDevice = "demo-pos"
 
@@ -103,7 +109,10 @@ func cmdDemo(ctx context.Context, args, env []string, stdout, stderr io.Writer) 
 	}
 
 	const storeKey = "demo-store-key"
-	sim := cloudsim.New(cloudsim.Options{Products: *products, StoreID: "demo-shop", StoreName: "Demo shop", StoreKey: storeKey, ChangeEvery: *changeEvery})
+	// The simulated cloud serves the media blobs itself (no Blob emulator needed), and names that
+	// container in its remote configuration.
+	sim := cloudsim.New(cloudsim.Options{Products: *products, StoreID: "demo-shop", StoreName: "Demo shop", StoreKey: storeKey, ChangeEvery: *changeEvery,
+		Media: cloudsim.MediaOptions{BuiltIn: true}})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return fmt.Errorf("demo: start the simulated cloud: %w", err)
@@ -120,6 +129,9 @@ func cmdDemo(ctx context.Context, args, env []string, stdout, stderr io.Writer) 
 	cfg.WAN.Proxy = "direct"
 	cfg.LAN.Bind = "127.0.0.1"
 	cfg.LAN.FrontDoor = *port
+	// A demo should not fill the disk or the line: a small cache, a modest rate.
+	cfg.Media.CacheMaxBytes = demoMediaCache
+	cfg.Media.MaxBandwidth = demoMediaRate
 	// Fresh credentials each run: the demo listens on loopback only, but a credential printed on
 	// a terminal should not outlive it.
 	cfg.Admin.Token = config.Secret("demo-admin-" + randomHex(12))
@@ -183,6 +195,7 @@ storeedge demo is running (Ctrl-C to stop)
   a product         curl -H "Authorization: Bearer $DEVICE" %s/api/v1/catalog/products/P0000001
   search            curl -H "Authorization: Bearer $DEVICE" '%s/api/v1/catalog/search?q=chocolate'
   device deltas     curl -H "Authorization: Bearer $DEVICE" '%s/api/v1/catalog/changes?since=0&limit=5'
+  a product image   curl -H "Authorization: Bearer $DEVICE" -o M0000001.jpg %s/api/v1/media/M0000001
 
   Admin routes want the admin token:
     ADMIN=%s
@@ -195,7 +208,7 @@ storeedge demo is running (Ctrl-C to stop)
   A simulated device that receives pushed orders and commands:
     go run ./cmd/devicesim -server %s -enrollment-secret %s -capabilities orders
 `, cfg.Cloud.URL, *products, *changeEvery, cfg.DatabasePath(), front,
-				device, front, front, front, admin, front, front, front, front, front, cfg.Devices.EnrollmentSecret.Reveal())
+				device, front, front, front, front, admin, front, front, front, front, front, cfg.Devices.EnrollmentSecret.Reveal())
 			names := slices.Sorted(maps.Keys(addrs))
 			for _, n := range names {
 				fmt.Fprintf(stdout, "  %-17s %s\n", n, addrs[n])

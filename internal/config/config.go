@@ -30,6 +30,9 @@ type Config struct {
 	Orders Orders `yaml:"orders"`
 	// ServiceBus configures receiving the shop's orders from Azure Service Bus.
 	ServiceBus ServiceBus `yaml:"servicebus"`
+	// Media configures the media cache: images, videos and documents fetched from the shop's
+	// Blob container and served on the media port (docs/media.md).
+	Media Media `yaml:"media"`
 	// BackOffice configures the exchange with the shop's back office (ERP): order export and
 	// stock import.
 	BackOffice BackOffice `yaml:"backoffice"`
@@ -224,6 +227,77 @@ const (
 	TransportAMQP       = "amqp"
 )
 
+// Media configures fetching the shop's media from Azure Blob storage into the cache under
+// DataDir, and serving them (docs/media.md).
+type Media struct {
+	// Enabled turns fetching on. Off, the media port still answers from what is cached.
+	Enabled bool `yaml:"enabled"`
+	// ContainerURL is a container URL with a SAS token, for a shop that hosts its own container;
+	// "" takes the one the cloud's remote configuration names, and reads it again when the SAS
+	// expires or is refused.
+	ContainerURL Secret `yaml:"container_url"`
+	// ConnectionString, with Container, names a shop's own container by an Azure Storage
+	// connection string instead of a URL.
+	ConnectionString Secret `yaml:"connection_string"`
+	Container        string `yaml:"container"`
+	// Prefetch fetches every media item the catalog lists; false fetches only what devices ask
+	// for (and new versions of what is cached).
+	Prefetch bool `yaml:"prefetch"`
+	// CacheMaxBytes bounds the files in the cache; when full, files no product refers to go
+	// first, then the least recently served.
+	CacheMaxBytes int64 `yaml:"cache_max_bytes"`
+	// MaxBandwidth caps the downloads from Blob storage, all together, in bytes per second;
+	// 0: no cap.
+	MaxBandwidth int64 `yaml:"max_bandwidth"`
+	// Parallel is the number of downloads at once.
+	Parallel int `yaml:"parallel"`
+	// LargeFileBytes is the size from which a file is large: large files are prefetched only
+	// inside LargeFileWindow.
+	LargeFileBytes int64 `yaml:"large_file_bytes"`
+	// LargeFileWindow is "HH:MM-HH:MM" in the server's local time (it may cross midnight), or ""
+	// for any time.
+	LargeFileWindow string `yaml:"large_file_window"`
+	// OnDemandWait bounds how long a device's request for a media item that is not cached yet
+	// waits for it to be fetched.
+	OnDemandWait time.Duration `yaml:"on_demand_wait"`
+	// StallTimeout cuts a download that receives nothing for this long; it resumes later.
+	StallTimeout time.Duration `yaml:"stall_timeout"`
+	// RetryMax caps the wait between attempts at a blob that failed or was quarantined.
+	RetryMax time.Duration `yaml:"retry_max"`
+	// ProgressInterval is how often a long prefetch logs its progress.
+	ProgressInterval time.Duration `yaml:"progress_interval"`
+}
+
+// ParseWindow reads a media.large_file_window value: "" (always open) or "HH:MM-HH:MM". It
+// returns the start and end as minutes after midnight; start == end is refused.
+func ParseWindow(s string) (start, end int, always bool, err error) {
+	if s == "" {
+		return 0, 0, true, nil
+	}
+	from, to, ok := strings.Cut(s, "-")
+	if !ok {
+		return 0, 0, false, errors.New(`want "HH:MM-HH:MM", e.g. "22:00-06:00", or "" for any time`)
+	}
+	if start, err = parseClock(strings.TrimSpace(from)); err == nil {
+		end, err = parseClock(strings.TrimSpace(to))
+	}
+	if err != nil {
+		return 0, 0, false, err
+	}
+	if start == end {
+		return 0, 0, false, errors.New(`starts and ends at the same time; use "" for any time`)
+	}
+	return start, end, false, nil
+}
+
+func parseClock(s string) (int, error) {
+	t, err := time.Parse("15:04", s)
+	if err != nil || len(s) != 5 {
+		return 0, fmt.Errorf("%q is not a time of day HH:MM (00:00 to 23:59)", s)
+	}
+	return t.Hour()*60 + t.Minute(), nil
+}
+
 // BackOffice configures the exchange of files and calls with the shop's back office (ERP).
 type BackOffice struct {
 	// Schedule says when exports and imports run: a standard 5-field cron expression
@@ -406,6 +480,17 @@ func Default() Config {
 			LockRenewInterval: DefaultServiceBusLockRenewInterval,
 			MaxConcurrent:     DefaultServiceBusMaxConcurrent,
 		},
+		Media: Media{
+			Enabled:          DefaultMediaEnabled,
+			Prefetch:         DefaultMediaPrefetch,
+			CacheMaxBytes:    DefaultMediaCacheMaxBytes,
+			Parallel:         DefaultMediaParallel,
+			LargeFileBytes:   DefaultMediaLargeFileBytes,
+			OnDemandWait:     DefaultMediaOnDemandWait,
+			StallTimeout:     DefaultMediaStallTimeout,
+			RetryMax:         DefaultMediaRetryMax,
+			ProgressInterval: DefaultMediaProgressInterval,
+		},
 		BackOffice: BackOffice{
 			Schedule: DefaultBackOfficeSchedule,
 			Export:   BackOfficeExport{Format: DefaultBackOfficeExportFormat},
@@ -444,6 +529,11 @@ func DefaultPath() string {
 // DatabasePath is the SQLite database file inside DataDir.
 func (c Config) DatabasePath() string {
 	return filepath.Join(c.DataDir, "storeedge.db")
+}
+
+// MediaPath is the folder of the media cache inside DataDir.
+func (c Config) MediaPath() string {
+	return filepath.Join(c.DataDir, "media")
 }
 
 // Listeners returns the enabled LAN listeners (port not 0), the front door first, then the

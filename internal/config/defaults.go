@@ -55,6 +55,16 @@ const (
 	DefaultServiceBusLockRenewInterval = 10 * time.Second
 	DefaultServiceBusMaxConcurrent     = 4
 
+	DefaultMediaEnabled          = true
+	DefaultMediaPrefetch         = true
+	DefaultMediaCacheMaxBytes    = 50 << 30
+	DefaultMediaParallel         = 4
+	DefaultMediaLargeFileBytes   = 20 << 20
+	DefaultMediaOnDemandWait     = 10 * time.Second
+	DefaultMediaStallTimeout     = time.Minute
+	DefaultMediaRetryMax         = time.Hour
+	DefaultMediaProgressInterval = 30 * time.Second
+
 	DefaultBackOfficeSchedule       = "*/5 * * * *"
 	DefaultBackOfficeExportFormat   = ExportJSON
 	DefaultBackOfficeWebhookTimeout = 10 * time.Second

@@ -23,6 +23,9 @@ func FuzzLoadYAML(f *testing.F) {
 	f.Add([]byte("servicebus:\n  enabled: true\n  connection_string: 'Endpoint=sb://a.servicebus.windows.net/;SharedAccessKeyName=n;SharedAccessKey=k'\n" +
 		"backoffice:\n  schedule: 'CRON_TZ=UTC 0 3 * * 1-5'\n  webhook: {url: 'http://localhost:9/x', secret: s}\n  export: {dir: /a, test_dir: /b}\n"))
 
+	f.Add([]byte("media:\n  large_file_window: '21:00-07:00'\n  container_url: 'https://a.blob.core.windows.net/m?se=x&sig=y'\n" +
+		"  connection_string: 'AccountName=a;AccountKey=b'\n  container: media\n  max_bandwidth: 16384\n"))
+
 	const storeKey = "fuzz-store-key-value"
 	env := []string{"STOREEDGE_CLOUD_STORE_KEY=" + storeKey}
 	dir := f.TempDir()

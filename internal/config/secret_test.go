@@ -31,6 +31,7 @@ func secretConfig() Config {
 	c.BackOffice.Webhook.Secret = secretHook
 	c.Admin.Token = secretAdmin
 	c.Devices.EnrollmentSecret = secretEnroll
+	c.Media.ContainerURL = "https://shop.blob.core.windows.net/media?sv=2023-11-03&sp=rl&sig=S3CRET-sas-signature"
 	return c
 }
 

@@ -51,6 +51,7 @@ func (c *Config) Validate() error {
 	v.discovery(c.Discovery)
 	v.orders(c.Orders)
 	v.serviceBus(c.ServiceBus)
+	v.media(c.Media)
 	v.backOffice(c.BackOffice)
 	v.admin(c.Admin, c.Shop)
 	v.devices(c.Devices)
@@ -390,6 +391,106 @@ func (v *validator) serviceBus(sb ServiceBus) {
 	}
 	v.durRange("servicebus.lock_renew_interval", sb.LockRenewInterval, time.Second, 5*time.Minute)
 	v.intRange("servicebus.max_concurrent", sb.MaxConcurrent, 1, 64)
+}
+
+// media checks the media.* keys.
+func (v *validator) media(m Media) {
+	for key, sec := range map[string]Secret{"media.container_url": m.ContainerURL, "media.connection_string": m.ConnectionString} {
+		if s := sec.Reveal(); len(s) > maxSecretLen || strings.IndexFunc(s, unicode.IsControl) >= 0 || strings.TrimSpace(s) != s {
+			v.add(key, quote(Redaction), fmt.Sprintf("longer than %d bytes, or holds line breaks, control characters or surrounding spaces (a copy-paste slip?)", maxSecretLen))
+			return
+		}
+	}
+	if u := m.ContainerURL.Reveal(); u != "" {
+		v.containerURL(u)
+	}
+	cs, name := m.ConnectionString.Reveal(), m.Container
+	switch {
+	case cs != "" && m.ContainerURL != "":
+		v.add("media.connection_string", quote(Redaction), "set together with media.container_url; give one of the two")
+	case cs != "" && name == "":
+		v.add("media.container", `""`, "missing; required with media.connection_string: the name of the container that holds the media")
+	case cs == Redaction:
+		v.add("media.connection_string", quote(Redaction), `is the placeholder shown by "storeedge config", not the connection string; put the real one`)
+	case cs != "":
+		if p := storageConnectionProblem(cs); p != "" {
+			v.add("media.connection_string", quote(Redaction), p)
+		}
+	}
+	if name != "" && !isContainerName(name) {
+		v.add("media.container", quote(name), "want 3 to 63 lower-case letters, digits and single '-', starting and ending with a letter or digit (Azure's rule for container names)")
+	}
+	if n := m.CacheMaxBytes; n < 1<<20 {
+		v.add("media.cache_max_bytes", strconv.FormatInt(n, 10), "must be at least 1048576 (1 MiB)")
+	}
+	if n := m.MaxBandwidth; n != 0 && n < 16<<10 {
+		v.add("media.max_bandwidth", strconv.FormatInt(n, 10), "must be 0 (no cap) or at least 16384 bytes per second")
+	}
+	v.intRange("media.parallel", m.Parallel, 1, 32)
+	if m.LargeFileBytes < 1<<20 {
+		v.add("media.large_file_bytes", strconv.FormatInt(m.LargeFileBytes, 10), "must be at least 1048576 (1 MiB)")
+	}
+	if _, _, _, err := ParseWindow(m.LargeFileWindow); err != nil {
+		v.add("media.large_file_window", quote(m.LargeFileWindow), err.Error())
+	}
+	v.durRange("media.on_demand_wait", m.OnDemandWait, 0, 5*time.Minute)
+	v.durRange("media.stall_timeout", m.StallTimeout, time.Second, time.Hour)
+	v.durRange("media.retry_max", m.RetryMax, time.Second, 24*time.Hour)
+	v.durRange("media.progress_interval", m.ProgressInterval, time.Second, time.Hour)
+}
+
+// containerURL checks media.container_url: https (http only for a loopback test store), with
+// a container in the path and a SAS token in the query. The value is secret: never shown.
+func (v *validator) containerURL(s string) {
+	const key = "media.container_url"
+	shown := quote(Redaction)
+	u, err := url.Parse(s)
+	switch {
+	case s == Redaction:
+		v.add(key, shown, `is the placeholder shown by "storeedge config", not the URL; put the real one`)
+	case err != nil || u.Opaque != "" || u.Host == "":
+		v.add(key, shown, "not a URL; want https://<account>.blob.core.windows.net/<container>?<SAS token>")
+	case u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname())):
+		v.add(key, shown, "want an https:// URL (http:// only for a test store on this machine)")
+	case strings.Trim(u.Path, "/") == "":
+		v.add(key, shown, "names no container; want https://<account>.blob.core.windows.net/<container>?<SAS token>")
+	case u.Query().Get("sig") == "":
+		v.add(key, shown, "carries no SAS token (no sig= in its query); copy the container's SAS URL, or use media.connection_string")
+	}
+}
+
+// storageConnectionProblem says what is wrong with an Azure Storage connection string, or "".
+func storageConnectionProblem(cs string) string {
+	const want = `want DefaultEndpointsProtocol=https;AccountName=<account>;AccountKey=<key>;EndpointSuffix=core.windows.net (or BlobEndpoint=…;SharedAccessSignature=…), as the Azure portal shows it under "Access keys"`
+	parts := map[string]bool{}
+	for _, p := range strings.Split(strings.TrimSuffix(cs, ";"), ";") {
+		k, _, ok := strings.Cut(p, "=")
+		if !ok || k == "" {
+			return "has a part without '='; " + want
+		}
+		parts[strings.ToLower(k)] = true
+	}
+	switch {
+	case parts["accountname"] && parts["accountkey"]:
+	case parts["blobendpoint"] && parts["sharedaccesssignature"]:
+	case parts["blobendpoint"] && parts["accountname"] && parts["accountkey"]:
+	default:
+		return "lacks AccountName and AccountKey, or BlobEndpoint and SharedAccessSignature; " + want
+	}
+	return ""
+}
+
+// isContainerName reports whether s follows Azure's rule for container names.
+func isContainerName(s string) bool {
+	if len(s) < 3 || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' || strings.Contains(s, "--") {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // connectionStringProblem checks an Azure Service Bus connection string the way the Azure SDK

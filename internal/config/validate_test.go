@@ -50,6 +50,17 @@ func TestValidateAccepts(t *testing.T) {
 		"scheduled backups": func(c *Config) {
 			c.Backup.Dir, c.Backup.Schedule, c.Backup.Keep = "/mnt/backup/storeedge", "@every 6h", 30
 		},
+		"media container URL": func(c *Config) {
+			c.Media.ContainerURL = "https://shop.blob.core.windows.net/media?sv=2023-11-03&sr=c&sp=rl&se=2030-01-01T00%3A00%3A00Z&sig=c2ln"
+		},
+		"media connection string": func(c *Config) {
+			c.Media.ConnectionString = "DefaultEndpointsProtocol=https;AccountName=shop;AccountKey=a2V5;EndpointSuffix=core.windows.net"
+			c.Media.Container = "shop-media-01"
+		},
+		"media window across midnight": func(c *Config) { c.Media.LargeFileWindow = "21:30-06:00" },
+		"media limits": func(c *Config) {
+			c.Media.CacheMaxBytes, c.Media.MaxBandwidth, c.Media.Parallel, c.Media.OnDemandWait = 1<<20, 16<<10, 32, 0
+		},
 		"service bus on": func(c *Config) {
 			c.ServiceBus.Enabled = true
 			c.ServiceBus.ConnectionString = testConn
@@ -234,6 +245,35 @@ func TestValidateRejects(t *testing.T) {
 			`devices.push_timeout: "0s": must be between "1s" and "5m"`},
 		{"push protocol version", func(c *Config) { c.Devices.PushMinVersion = 3 },
 			`devices.push_min_version: 3: must be between 1 and 2`},
+
+		{"media URL without SAS", func(c *Config) { c.Media.ContainerURL = "https://shop.blob.core.windows.net/media" },
+			`media.container_url: "xxxxx": carries no SAS token (no sig= in its query); copy the container's SAS URL, or use media.connection_string`},
+		{"media URL over http", func(c *Config) { c.Media.ContainerURL = "http://shop.blob.core.windows.net/media?sig=x" },
+			`media.container_url: "xxxxx": want an https:// URL (http:// only for a test store on this machine)`},
+		{"media URL without container", func(c *Config) { c.Media.ContainerURL = "https://shop.blob.core.windows.net/?sig=x" },
+			`media.container_url: "xxxxx": names no container; want https://<account>.blob.core.windows.net/<container>?<SAS token>`},
+		{"media both sources", func(c *Config) {
+			c.Media.ContainerURL = "https://shop.blob.core.windows.net/media?sig=x"
+			c.Media.ConnectionString, c.Media.Container = "AccountName=a;AccountKey=b", "media"
+		}, `media.connection_string: "xxxxx": set together with media.container_url; give one of the two`},
+		{"media connection string without container", func(c *Config) { c.Media.ConnectionString = "AccountName=a;AccountKey=b" },
+			`media.container: "": missing; required with media.connection_string: the name of the container that holds the media`},
+		{"media connection string without key", func(c *Config) { c.Media.ConnectionString, c.Media.Container = "AccountName=a", "media" },
+			`media.connection_string: "xxxxx": lacks AccountName and AccountKey`},
+		{"media container name", func(c *Config) { c.Media.Container = "Media_Files" },
+			`media.container: "Media_Files": want 3 to 63 lower-case letters`},
+		{"media quota", func(c *Config) { c.Media.CacheMaxBytes = 1000 },
+			`media.cache_max_bytes: 1000: must be at least 1048576 (1 MiB)`},
+		{"media bandwidth", func(c *Config) { c.Media.MaxBandwidth = 100 },
+			`media.max_bandwidth: 100: must be 0 (no cap) or at least 16384 bytes per second`},
+		{"media parallel", func(c *Config) { c.Media.Parallel = 0 },
+			`media.parallel: 0: must be between 1 and 32`},
+		{"media window", func(c *Config) { c.Media.LargeFileWindow = "22h-6h" },
+			`media.large_file_window: "22h-6h": "22h" is not a time of day HH:MM (00:00 to 23:59)`},
+		{"media window empty", func(c *Config) { c.Media.LargeFileWindow = "06:00-06:00" },
+			`media.large_file_window: "06:00-06:00": starts and ends at the same time; use "" for any time`},
+		{"media wait", func(c *Config) { c.Media.OnDemandWait = time.Hour },
+			`media.on_demand_wait: "1h": must be between "0s" and "5m"`},
 
 		{"outbox_batch 0", func(c *Config) { c.Orders.OutboxBatch = 0 },
 			`orders.outbox_batch: 0: must be between 1 and 500`},

@@ -259,7 +259,7 @@ func TestServiceBusLinkOnTheQueue(t *testing.T) {
 func TestBlobContainerReadable(t *testing.T) {
 	ca := testenv.NewCA(t, "Vendor Test CA")
 	certFile, keyFile, _ := ca.Issue(t, "127.0.0.1")
-	account := testenv.StartAzurite(t, certFile, keyFile)
+	account := testenv.StartAzurite(t, testenv.AzuriteOptions{TLSCert: certFile, TLSKey: keyFile}).BlobURL
 	containerURL := mediaContainer(t, ca, account)
 	c := testConfig(t, ca, startCloud(t, ca, cloudsim.Options{MediaContainerURL: containerURL}, nil))
 	r := run(t, c)

@@ -1,56 +1,103 @@
 package testenv
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 )
 
-// AzuriteAccount and AzuriteKey are Azurite's well-known development account.
+// AzuriteDir is where scripts/install-test-deps.sh installs the Azure Blob emulator (npm
+// azurite, pinned to AzuriteVersion: later versions need a newer Node), relative to the
+// repository root. It is gitignored.
+const AzuriteDir = ".cache/azurite"
+
+// AzuriteVersion is the pinned version of npm's azurite.
+const AzuriteVersion = "3.35.0"
+
+// Azurite's well-known development account, the same in every installation.
 const (
 	AzuriteAccount = "devstoreaccount1"
 	AzuriteKey     = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 )
 
-// AzuriteDir is where scripts/install-test-deps.sh installs Azurite (azurite@3.35.0, the last
-// that runs on Node 20), relative to the repository root.
-const AzuriteDir = ".cache/azurite"
+// AzuriteOptions configure StartAzurite.
+type AzuriteOptions struct {
+	// TLSCert and TLSKey are PEM files; set, Azurite serves HTTPS (TestCert makes a pair for
+	// 127.0.0.1).
+	TLSCert, TLSKey string
+}
 
-// StartAzurite runs Azurite's Blob service in memory on 127.0.0.1 and returns its account
-// endpoint, "http(s)://127.0.0.1:PORT/devstoreaccount1". With certFile and keyFile it serves
-// HTTPS. It needs node and Azurite (scripts/install-test-deps.sh): without them the test is
+// Azurite is a running Blob emulator.
+type Azurite struct {
+	Addr string // 127.0.0.1:port
+	// BlobURL is the account's endpoint, http(s)://127.0.0.1:port/devstoreaccount1.
+	BlobURL string
+	// ConnectionString names the account with its key and endpoint.
+	ConnectionString string
+}
+
+// AzuriteMain returns the emulator's entry point under the repository root, or an error saying
+// how to install it.
+func AzuriteMain(root string) (string, error) {
+	main := filepath.Join(root, AzuriteDir, "node_modules", "azurite", "dist", "src", "blob", "main.js")
+	if _, err := os.Stat(main); err != nil {
+		return "", fmt.Errorf("azurite %s missing in %s: run scripts/install-test-deps.sh", AzuriteVersion, filepath.Join(root, AzuriteDir))
+	}
+	return main, nil
+}
+
+// AzuriteArgs is the node command line that runs the emulator's Blob service on port, in
+// memory, with TLS when cert and key are set.
+func AzuriteArgs(main string, port int, cert, key string) []string {
+	args := []string{main, "--blobHost", "127.0.0.1", "--blobPort", strconv.Itoa(port), "--inMemoryPersistence",
+		// The SDK sends an API version newer than 3.35 knows; and no telemetry leaves the machine.
+		"--skipApiVersionCheck", "--disableTelemetry", "--silent", "--loose"}
+	if cert != "" {
+		args = append(args, "--cert", cert, "--key", key)
+	}
+	return args
+}
+
+// StartAzurite runs Azurite's Blob service on a free port of 127.0.0.1 until the test ends. It
+// needs node and the npm package (scripts/install-test-deps.sh): without them the test is
 // skipped, or failed under CI=true.
-func StartAzurite(t testing.TB, certFile, keyFile string) string {
+func StartAzurite(t testing.TB, o AzuriteOptions) *Azurite {
 	t.Helper()
 	node := Require(t, "node")
 	root, err := repoRoot()
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("testenv: azurite: %v", err)
 	}
-	main := filepath.Join(root, AzuriteDir, "node_modules", "azurite", "dist", "src", "blob", "main.js")
-	if _, err := os.Stat(main); err != nil {
-		msg := "testenv: Azurite not installed in " + AzuriteDir + ": run scripts/install-test-deps.sh"
+	main, err := AzuriteMain(root)
+	if err != nil {
 		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
+			t.Fatalf("testenv: %v", err)
 		}
-		t.Skip(msg)
+		t.Skipf("testenv: %v", err)
 	}
-	scheme := "http"
-	if certFile != "" {
-		scheme = "https"
+	if (o.TLSCert == "") != (o.TLSKey == "") {
+		t.Fatal(errors.New("testenv: azurite: TLSCert and TLSKey go together"))
 	}
 	addr := startProgram(t, spec{
 		name: "azurite",
 		bin:  node,
 		args: func(dir string, port int) ([]string, error) {
-			args := []string{main, "--blobHost", "127.0.0.1", "--blobPort", fmt.Sprint(port),
-				"--inMemoryPersistence", "--disableTelemetry", "--skipApiVersionCheck", "--silent"}
-			if certFile != "" {
-				args = append(args, "--cert", certFile, "--key", keyFile)
-			}
-			return args, nil
+			return AzuriteArgs(main, port, o.TLSCert, o.TLSKey), nil
 		},
 	})
-	return scheme + "://" + addr + "/" + AzuriteAccount
+	scheme := "http"
+	if o.TLSCert != "" {
+		scheme = "https"
+	}
+	a := &Azurite{Addr: addr, BlobURL: scheme + "://" + addr + "/" + AzuriteAccount}
+	a.ConnectionString = AzuriteConnectionString(a.BlobURL)
+	return a
+}
+
+// AzuriteConnectionString is the development account's connection string for an endpoint.
+func AzuriteConnectionString(blobURL string) string {
+	return "DefaultEndpointsProtocol=http;AccountName=" + AzuriteAccount + ";AccountKey=" + AzuriteKey + ";BlobEndpoint=" + blobURL + ";"
 }

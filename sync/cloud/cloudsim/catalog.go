@@ -236,6 +236,7 @@ const (
 	tagMutation
 	tagTick
 	tagFaults
+	tagBlob
 )
 
 // splitmix64 is a fast, well-mixed 64-bit hash step.
@@ -272,6 +273,7 @@ func pick[T any](r *itemRand, list []T) T { return list[r.intn(len(list))] }
 type catalog struct {
 	seed     uint64
 	settings []setting // sorted by key
+	blobs    *blobSums // MD5s of the generated blobs; nil: manifests carry made-up MD5s
 }
 
 type setting struct {
@@ -484,40 +486,34 @@ func (c *catalog) appendStock(b []byte, idx int, ver uint32) []byte {
 // productsPerMedia is how many consecutive products share one media manifest.
 const productsPerMedia = 4
 
-// appendMedia appends the manifest of media idx at version ver. The md5 is derived from the same
-// generator as the size, so a manifest's size and md5 always change together; it is not the MD5
+// appendMedia appends the manifest of media idx at version ver. With blobs on, the md5 is the
+// real MD5 of the blob's generated content (see blob.go); otherwise it is derived from the same
+// generator as the size, so a manifest's size and md5 always change together, and is not the MD5
 // of any real content.
 func (c *catalog) appendMedia(b []byte, idx int, ver uint32) []byte {
-	r := newItemRand(c.seed, tagMedia, idx, ver)
-	ext, ctype := "jpg", "image/jpeg"
-	size := int64(20_000 + r.intn(880_000))
-	switch {
-	case idx%20 == 19:
-		ext, ctype = "mp4", "video/mp4"
-		size = int64(2_000_000 + r.intn(38_000_000))
-	case idx%7 == 3:
-		ext, ctype = "png", "image/png"
-		size = int64(40_000 + r.intn(1_460_000))
-	}
+	spec := c.mediaSpec(idx, ver)
 	var sum [16]byte
-	for i := range 2 {
-		x := r.next()
-		for j := range 8 {
-			sum[i*8+j] = byte(x >> (8 * j))
+	if c.blobs != nil {
+		sum = c.blobs.sum(c.seed, spec)
+	} else {
+		r := newItemRand(c.seed, tagMedia^0xff, idx, ver)
+		for i := range 2 {
+			x := r.next()
+			for j := range 8 {
+				sum[i*8+j] = byte(x >> (8 * j))
+			}
 		}
 	}
 	b = append(b, `{"id":"`...)
 	b = appendItemID(b, 'M', idx)
-	b = append(b, `","blob":"products/`...)
-	b = appendItemID(b, 'M', idx)
-	b = append(b, '.')
-	b = append(b, ext...)
+	b = append(b, `","blob":"`...)
+	b = append(b, spec.name...)
 	b = append(b, `","size":`...)
-	b = appendInt(b, size)
+	b = appendInt(b, spec.size)
 	b = append(b, `,"md5":"`...)
 	b = base64.StdEncoding.AppendEncode(b, sum[:])
 	b = append(b, `","content_type":"`...)
-	b = append(b, ctype...)
+	b = append(b, spec.contentType...)
 	return append(b, `"}`...)
 }
 

@@ -12,6 +12,15 @@
 // Revisions come from one counter: the initial catalog takes 1..K (products, prices, stock,
 // media, settings), and every later change takes the next value.
 //
+// # Media blobs
+//
+// With Options.Media on, every media manifest describes a real blob: its name, size, content
+// type and content are generated from (seed, index, version) like the documents (blob.go), and
+// its md5 is the MD5 of that content. The sim fills an Azure Storage container with them (Azurite
+// in tests and benchmarks; again after mutations that change media) or serves them from its own
+// Blob-compatible endpoint under /_blob/ (the demo), and GET /v1/config hands out a container URL
+// with a SAS valid for MediaOptions.SASLifetime, a new one on every request.
+//
 // # Feed
 //
 // An empty cursor starts a snapshot of the live items in id order as of the current head
@@ -38,6 +47,11 @@
 //	GET  /_sim/stats                Stats
 //	GET  /_sim/events               accepted events, in order of acceptance
 //	GET  /_sim/heartbeat            the last heartbeat (404 before the first)
+//
+// With MediaOptions.BuiltIn, the Blob endpoint, GET and HEAD with the SAS of /v1/config, whole or
+// ranged (Range or x-ms-range):
+//
+//	GET  /_blob/media/{blob name}
 //
 // # Faults
 //

@@ -18,6 +18,7 @@ type Faults struct {
 	CutRate           float64 `json:"cut_rate"`            // share of feed responses cut inside a line
 	MalformedRate     float64 `json:"malformed_rate"`      // share of (item, rev) whose upsert line is corrupted
 	UploadErrorRate   float64 `json:"upload_error_rate"`   // share of event uploads answered 503, nothing stored
+	SASRefusals       int     `json:"sas_refusals"`        // the next N media container URLs carry a SAS the store refuses
 }
 
 // Validate names the first field out of range.
@@ -27,6 +28,9 @@ func (f Faults) Validate() error {
 	}
 	if f.PageDelayMS < 0 || f.PageDelayMS > 60_000 {
 		return fmt.Errorf("faults: page_delay_ms = %d outside 0..60000", f.PageDelayMS)
+	}
+	if f.SASRefusals < 0 || f.SASRefusals > 1_000_000 {
+		return fmt.Errorf("faults: sas_refusals = %d outside 0..1000000", f.SASRefusals)
 	}
 	if f.RetryAfterSeconds < 0 || f.RetryAfterSeconds > 86400 {
 		return fmt.Errorf("faults: retry_after_seconds = %d outside 0..86400", f.RetryAfterSeconds)
@@ -61,6 +65,17 @@ func (s *Sim) Faults() Faults {
 	s.fmu.Lock()
 	defer s.fmu.Unlock()
 	return s.faults
+}
+
+// takeSASRefusal reports whether the next container URL must be refused, counting it.
+func (s *Sim) takeSASRefusal() bool {
+	s.fmu.Lock()
+	defer s.fmu.Unlock()
+	if s.faults.SASRefusals <= 0 {
+		return false
+	}
+	s.faults.SASRefusals--
+	return true
 }
 
 // roll reports whether a fault of the given rate strikes now.

@@ -45,6 +45,9 @@ func (s *Sim) Handler() http.Handler {
 	mux.HandleFunc("GET /_sim/stats", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.Stats()) })
 	mux.HandleFunc("GET /_sim/events", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.Events()) })
 	mux.HandleFunc("GET /_sim/heartbeat", s.handleGetHeartbeat)
+	if s.opts.Media.BuiltIn {
+		mux.HandleFunc("GET /_blob/{container}/{name...}", s.handleBlob)
+	}
 	return mux
 }
 
@@ -246,13 +249,22 @@ func (s *Sim) Events() []cloudapi.Event {
 	return append([]cloudapi.Event{}, s.events...)
 }
 
-func (s *Sim) handleConfig(w http.ResponseWriter, _ *http.Request) {
+func (s *Sim) handleConfig(w http.ResponseWriter, r *http.Request) {
+	s.configs.Add(1)
 	var c cloudapi.RemoteConfig
 	c.StoreID = s.opts.StoreID
 	c.Name = s.opts.StoreName
 	c.ServiceBus.Namespace = s.opts.ServiceBusNamespace
 	c.ServiceBus.Queue = "orders-" + s.opts.StoreID
 	c.Media.ContainerURL = s.opts.MediaContainerURL
+	if s.opts.Media.enabled() {
+		u, err := s.mediaContainerURL(r, s.takeSASRefusal())
+		if err != nil {
+			writeProblem(w, http.StatusInternalServerError, "media container URL: "+err.Error())
+			return
+		}
+		c.Media.ContainerURL = u
+	}
 	c.Flags = map[string]bool{}
 	for k, v := range s.opts.Flags {
 		c.Flags[k] = v
@@ -313,6 +325,10 @@ func (s *Sim) handleMutate(w http.ResponseWriter, r *http.Request) {
 	}
 	res := s.Mutate(m)
 	s.log.Info("cloudsim: mutation applied", logKeySeq, res.Seq, logKeyMutation, m, logKeyHead, res.Head)
+	if _, err := s.SyncBlobs(r.Context()); err != nil {
+		writeProblem(w, http.StatusBadGateway, "mutation applied, but its media blobs could not be uploaded: "+err.Error())
+		return
+	}
 	writeJSON(w, http.StatusOK, res)
 }
 

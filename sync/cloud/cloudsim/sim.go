@@ -60,8 +60,12 @@ type Options struct {
 
 	// Served by GET /v1/config; empty by default.
 	ServiceBusNamespace string
-	MediaContainerURL   string
+	MediaContainerURL   string // served as it is, when Media is off
 	Flags               map[string]bool
+
+	// Media, when on, makes the media manifests describe real blobs (their MD5s are those of the
+	// generated content) in a store the sim fills, and /v1/config hand out a SAS URL for it.
+	Media MediaOptions
 
 	// ChangeEvery, when positive, makes Run apply a small mutation at this interval.
 	ChangeEvery time.Duration
@@ -150,6 +154,10 @@ type Sim struct {
 	}
 	authLog logLimiter
 
+	blobs    *blobStore // nil when Options.Media is off
+	blobsErr error
+	configs  atomic.Int64 // GET /v1/config requests
+
 	tick <-chan time.Time // tests replace the ChangeEvery ticker
 	now  func() time.Time
 }
@@ -190,6 +198,14 @@ func New(opts Options) *Sim {
 		rng:       rand.New(rand.NewPCG(seed, tagFaults)),
 		eventKeys: make(map[string]struct{}),
 		now:       time.Now,
+	}
+	if opts.Media.enabled() {
+		if opts.Media.SASLifetime <= 0 {
+			opts.Media.SASLifetime = time.Hour
+		}
+		s.opts.Media = opts.Media
+		s.cat.blobs = newBlobSums()
+		s.blobs, s.blobsErr = newBlobStore(opts.Media)
 	}
 	sizes := [numColls]int{
 		cProducts: opts.Products,
@@ -260,9 +276,11 @@ func (s *Sim) smallMutation() Mutation {
 type Mutation struct {
 	PriceChanges int `json:"price_changes"`
 	StockChanges int `json:"stock_changes"`
-	Deletes      int `json:"deletes"` // deletes the product and its price and stock
-	Adds         int `json:"adds"`    // adds a product with its price and stock (and media manifest when due)
-	Renames      int `json:"renames"` // new product name and description
+	Deletes      int `json:"deletes"`       // deletes the product and its price and stock
+	Adds         int `json:"adds"`          // adds a product with its price and stock (and media manifest when due)
+	Renames      int `json:"renames"`       // new product name and description
+	MediaChanges int `json:"media_changes"` // a media item gets a new blob (new size and MD5)
+	MediaDeletes int `json:"media_deletes"` // a media item is deleted
 }
 
 // MaxMutationCount bounds each count of a Mutation.
@@ -273,7 +291,8 @@ func (m Mutation) Validate() error {
 	counts := []struct {
 		name string
 		n    int
-	}{{"price_changes", m.PriceChanges}, {"stock_changes", m.StockChanges}, {"deletes", m.Deletes}, {"adds", m.Adds}, {"renames", m.Renames}}
+	}{{"price_changes", m.PriceChanges}, {"stock_changes", m.StockChanges}, {"deletes", m.Deletes}, {"adds", m.Adds}, {"renames", m.Renames},
+		{"media_changes", m.MediaChanges}, {"media_deletes", m.MediaDeletes}}
 	for _, c := range counts {
 		if c.n < 0 || c.n > MaxMutationCount {
 			return fmt.Errorf("mutation: %s = %d outside 0..%d", c.name, c.n, MaxMutationCount)
@@ -306,7 +325,7 @@ func (s *Sim) Mutate(m Mutation) MutationResult {
 	}
 	each := func(n int, f func(idx int)) {
 		for range clamp(n) {
-			idx, ok := s.pickLiveLocked(r, used)
+			idx, ok := s.pickLiveLocked(r, used, cProducts)
 			if !ok {
 				return
 			}
@@ -322,6 +341,18 @@ func (s *Sim) Mutate(m Mutation) MutationResult {
 			res.Deleted[collNames[coll]] = append(res.Deleted[collNames[coll]], s.idOf(coll, i))
 		}
 	})
+	usedMedia := make(map[int]struct{})
+	for range clamp(m.MediaChanges) {
+		if idx, ok := s.pickLiveLocked(r, usedMedia, cMedia); ok {
+			upsert(cMedia, idx)
+		}
+	}
+	for range clamp(m.MediaDeletes) {
+		if idx, ok := s.pickLiveLocked(r, usedMedia, cMedia); ok {
+			s.changeLocked(cMedia, idx, opDelete)
+			res.Deleted[collNames[cMedia]] = append(res.Deleted[collNames[cMedia]], s.idOf(cMedia, idx))
+		}
+	}
 	for range clamp(m.Adds) {
 		if len(s.colls[cProducts].rev) >= maxIDNumber {
 			break
@@ -358,9 +389,9 @@ func (s *Sim) changeLocked(coll, idx int, op uint8) {
 	c.log = append(c.log, logEntry{rev: s.head, idx: int32(idx), op: op})
 }
 
-// pickLiveLocked picks a live product not in used, and adds it to used.
-func (s *Sim) pickLiveLocked(r *rand.Rand, used map[int]struct{}) (int, bool) {
-	c := &s.colls[cProducts]
+// pickLiveLocked picks a live item of coll not in used, and adds it to used.
+func (s *Sim) pickLiveLocked(r *rand.Rand, used map[int]struct{}, coll int) (int, bool) {
+	c := &s.colls[coll]
 	if c.live == 0 {
 		return 0, false
 	}
@@ -455,6 +486,7 @@ type Stats struct {
 	Faults      FaultCounts                `json:"faults_injected"`
 	Events      int                        `json:"events"` // accepted events
 	Heartbeats  int64                      `json:"heartbeats"`
+	Configs     int64                      `json:"config_requests"` // GET /v1/config answered
 }
 
 // Stats returns the current counters.
@@ -468,6 +500,7 @@ func (s *Sim) Stats() Stats {
 	}
 	s.mu.RUnlock()
 	st.Requests = s.requests.Load()
+	st.Configs = s.configs.Load()
 	st.Faults = FaultCounts{
 		Latency: s.injected.latency.Load(), Errors: s.injected.errors.Load(), RateLimits: s.injected.rateLimits.Load(),
 		Cuts: s.injected.cuts.Load(), Malformed: s.injected.malformed.Load(), UploadError: s.injected.uploadErrors.Load(),

@@ -1,0 +1,134 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/storeedge/storeedge/sync/media"
+)
+
+// Media is what the media service needs of the media cache (sync/media.Fetcher).
+type Media interface {
+	// Open returns the verified file of a media item, fetching it first within a bounded wait
+	// when the catalog knows it and the cache does not. Errors: media.ErrUnknown (no such item),
+	// *media.UnavailableError (not servable now, with a Retry-After), others (local failures).
+	Open(ctx context.Context, id string) (*media.File, error)
+	// Served notes that a file (by hex MD5) was served, for the cache's eviction order.
+	Served(md5hex string)
+	// Status is the media section of the status page.
+	Status(ctx context.Context) (media.Status, error)
+}
+
+var _ Media = (*media.Fetcher)(nil)
+
+// mediaRoutes are the media service: the shop's images, videos and documents, served from the
+// verified files of the local cache.
+func (s *Server) mediaRoutes(r chi.Router) {
+	r.Get("/api/v1/media/{id}", s.getMedia)
+	r.Head("/api/v1/media/{id}", s.getMedia)
+}
+
+var (
+	probMediaUnavailable    = problemType{"media-unavailable", "Media not available yet", http.StatusServiceUnavailable}
+	probRangeNotSatisfiable = problemType{"range-not-satisfiable", "Range not satisfiable", http.StatusRequestedRangeNotSatisfiable}
+)
+
+// mediaCacheControl lets a device keep a copy but ask again before using it: the item may get a
+// new version at any sync, and asking again costs a 304 on the LAN.
+var mediaCacheControl = []string{"private, no-cache"}
+
+// minSendRate is the slowest a device is assumed to read a media file: the write deadline of a
+// media answer grows with its size, so that a large video is not cut by lan.write_timeout.
+const minSendRate = 256 << 10
+
+// getMedia serves a media item, whole, in ranges or only its headers, with the conditional
+// requests of RFC 9110 answered by http.ServeContent from the open file (so the kernel sends it
+// with sendfile).
+func (s *Server) getMedia(w http.ResponseWriter, r *http.Request) {
+	if s.o.Media == nil {
+		problem(w, r, probNotFound, "this server has no media service")
+		return
+	}
+	id, ok := pathParam(r, "id")
+	if !ok {
+		problem(w, r, probNotFound, "the id in the path is not validly escaped")
+		return
+	}
+	f, err := s.o.Media.Open(r.Context(), id)
+	var unavailable *media.UnavailableError
+	switch {
+	case errors.Is(err, media.ErrUnknown):
+		problem(w, r, probNotFound, "no media item with id "+strconv.Quote(id)+" in the catalog as last synced")
+		return
+	case errors.As(err, &unavailable):
+		secs := max(int64(unavailable.RetryAfter.Round(time.Second)/time.Second), 1)
+		w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+		problem(w, r, probMediaUnavailable, "media item "+strconv.Quote(id)+" is not cached yet and cannot be served now: "+unavailable.Reason)
+		return
+	case err != nil:
+		s.internal(w, r, "open media", err)
+		return
+	}
+	defer f.Close()
+	h := w.Header()
+	h["Content-Type"] = []string{f.ContentType}
+	h["Etag"] = []string{`"` + f.MD5 + `"`}
+	h["Cache-Control"] = mediaCacheControl
+	h["X-Content-Type-Options"] = []string{"nosniff"}
+	rc := http.NewResponseController(w)
+	rc.SetWriteDeadline(time.Now().Add(s.o.WriteTimeout + time.Duration(f.Size/minSendRate)*time.Second))
+	http.ServeContent(&rangeProblem{ResponseWriter: w, r: r}, r, "", f.ModTime, f.File)
+	s.o.Media.Served(f.MD5)
+}
+
+// rangeProblem turns http.ServeContent's plain-text 416 answer into a problem document, and
+// passes everything else, io.ReaderFrom included (the sendfile path), through.
+type rangeProblem struct {
+	http.ResponseWriter
+	r       *http.Request
+	swallow bool
+}
+
+func (w *rangeProblem) WriteHeader(code int) {
+	if code != http.StatusRequestedRangeNotSatisfiable {
+		w.ResponseWriter.WriteHeader(code)
+		return
+	}
+	w.swallow = true
+	size := w.Header().Get("Content-Range") // "bytes */size", set by ServeContent
+	problem(w.ResponseWriter, w.r, probRangeNotSatisfiable, "the Range asked for lies outside the file ("+size+"); ask for bytes within it, or for the whole file without Range")
+}
+
+func (w *rangeProblem) Write(b []byte) (int, error) {
+	if w.swallow {
+		return len(b), nil
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *rangeProblem) ReadFrom(src io.Reader) (int64, error) {
+	if w.swallow {
+		return io.Copy(io.Discard, src)
+	}
+	return readFrom(w.ResponseWriter, src)
+}
+
+func (w *rangeProblem) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// readFrom copies src to w through w's own ReadFrom when it has one (net/http's answer does,
+// and uses sendfile for a file), else with io.Copy.
+func readFrom(w http.ResponseWriter, src io.Reader) (int64, error) {
+	if rf, ok := w.(io.ReaderFrom); ok {
+		return rf.ReadFrom(src)
+	}
+	return io.Copy(writerOnly{w}, src)
+}
+
+// writerOnly hides every method but Write, so that io.Copy does not call ReadFrom again.
+type writerOnly struct{ io.Writer }

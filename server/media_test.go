@@ -1,0 +1,196 @@
+package server
+
+import (
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/storeedge/storeedge/storage"
+	"github.com/storeedge/storeedge/sync/media"
+)
+
+// fakeMedia serves files from a folder: the part of the media cache the server sees.
+type fakeMedia struct {
+	dir    string
+	files  map[string][]byte // by id
+	down   map[string]time.Duration
+	served atomic.Int64
+}
+
+func newFakeMedia(t *testing.T) *fakeMedia {
+	return &fakeMedia{dir: t.TempDir(), files: map[string][]byte{}, down: map[string]time.Duration{}}
+}
+
+func (m *fakeMedia) add(t *testing.T, id string, data []byte) string {
+	sum := md5.Sum(data)
+	h := hex.EncodeToString(sum[:])
+	if err := os.WriteFile(filepath.Join(m.dir, h), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m.files[id] = data
+	return h
+}
+
+func (m *fakeMedia) Open(_ context.Context, id string) (*media.File, error) {
+	if d, ok := m.down[id]; ok {
+		return nil, &media.UnavailableError{Reason: "Blob storage cannot be reached", RetryAfter: d}
+	}
+	data, ok := m.files[id]
+	if !ok {
+		return nil, media.ErrUnknown
+	}
+	sum := md5.Sum(data)
+	h := hex.EncodeToString(sum[:])
+	f, err := os.Open(filepath.Join(m.dir, h))
+	if err != nil {
+		return nil, err
+	}
+	return &media.File{File: f, ID: id, MD5: h, Size: int64(len(data)), ContentType: "video/mp4", ModTime: testNow.Add(-time.Hour)}, nil
+}
+
+func (m *fakeMedia) Served(string) { m.served.Add(1) }
+
+func (m *fakeMedia) Status(context.Context) (media.Status, error) {
+	return media.Status{State: media.StateOK, Files: int64(len(m.files)), Problems: []storage.MediaFailure{}}, nil
+}
+
+func TestMediaAnswers(t *testing.T) {
+	fm := newFakeMedia(t)
+	data := []byte(strings.Repeat("0123456789", 1000))
+	etag := `"` + fm.add(t, "M1", data) + `"`
+	fm.down["M2"] = 42 * time.Second
+	f := newFixture(t, func(o *Options) { o.Media = fm })
+
+	get := func(method, id string, hdr ...string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(method, "/api/v1/media/"+id, nil)
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		return f.do(t, req)
+	}
+	rec := get(http.MethodGet, "M1")
+	if rec.Code != 200 || rec.Body.String() != string(data) || rec.Header().Get("Content-Type") != "video/mp4" ||
+		rec.Header().Get("ETag") != etag || rec.Header().Get("Content-Length") != "10000" ||
+		rec.Header().Get("Last-Modified") != testNow.Add(-time.Hour).Format(http.TimeFormat) ||
+		rec.Header().Get("Cache-Control") != "private, no-cache" || rec.Header().Get("Accept-Ranges") != "bytes" {
+		t.Errorf("GET: %d %v", rec.Code, rec.Header())
+	}
+	if rec := get(http.MethodHead, "M1"); rec.Code != 200 || rec.Body.Len() != 0 || rec.Header().Get("Content-Length") != "10000" {
+		t.Errorf("HEAD: %d %v %d bytes", rec.Code, rec.Header(), rec.Body.Len())
+	}
+	if rec := get(http.MethodGet, "M1", "Range", "bytes=10-19"); rec.Code != 206 || rec.Body.String() != "0123456789" ||
+		rec.Header().Get("Content-Range") != "bytes 10-19/10000" {
+		t.Errorf("Range: %d %v %q", rec.Code, rec.Header(), rec.Body)
+	}
+	if rec := get(http.MethodGet, "M1", "If-None-Match", etag); rec.Code != 304 || rec.Body.Len() != 0 {
+		t.Errorf("If-None-Match: %d", rec.Code)
+	}
+	if rec := get(http.MethodGet, "M1", "If-Modified-Since", testNow.Format(http.TimeFormat)); rec.Code != 304 {
+		t.Errorf("If-Modified-Since: %d", rec.Code)
+	}
+	rec = get(http.MethodGet, "M1", "Range", "bytes=20000-")
+	wantProblem(t, rec, 416, "range-not-satisfiable", "bytes */10000")
+	if rec.Header().Get("Content-Range") != "bytes */10000" {
+		t.Errorf("416 Content-Range %q", rec.Header().Get("Content-Range"))
+	}
+	wantProblem(t, get(http.MethodGet, "M9"), 404, "not-found", `"M9"`)
+	rec = get(http.MethodGet, "M2")
+	wantProblem(t, rec, 503, "media-unavailable", "Blob storage cannot be reached")
+	if ra := rec.Header().Get("Retry-After"); ra != "42" {
+		t.Errorf("Retry-After %q", ra)
+	}
+	req := httptest.NewRequest(http.MethodGet, "/api/v1/media/M1", nil)
+	if rec := httptest.NewRecorder(); func() bool { f.raw.ServeHTTP(rec, req); return rec.Code != 401 }() {
+		t.Errorf("without a device credential: %d", rec.Code)
+	}
+}
+
+// sendfileConn records whether the server handed a file to the socket's ReadFrom, the path on
+// which the kernel copies it (sendfile) rather than the program.
+type sendfileConn struct {
+	*net.TCPConn
+	files *atomic.Int64
+}
+
+func (c sendfileConn) ReadFrom(r io.Reader) (int64, error) {
+	src := r
+	if lr, ok := r.(*io.LimitedReader); ok {
+		src = lr.R
+	}
+	if _, ok := src.(*os.File); ok {
+		c.files.Add(1)
+	}
+	return c.TCPConn.ReadFrom(r)
+}
+
+type sendfileListener struct {
+	net.Listener
+	files *atomic.Int64
+}
+
+func (l sendfileListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return sendfileConn{c.(*net.TCPConn), l.files}, nil
+}
+
+// A media file goes from the file to the socket without a copy through the program, through
+// every wrapper of the answer, for whole files and ranges alike.
+func TestMediaUsesSendfile(t *testing.T) {
+	fm := newFakeMedia(t)
+	data := make([]byte, 1<<20)
+	fm.add(t, "M1", data)
+	f := newFixture(t, func(o *Options) { o.Media = fm })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var files atomic.Int64
+	// The server's own handler, without the tests' answer checks, whose copy of each answer
+	// would hide the socket's ReadFrom.
+	token := f.device(t, "signage").Token
+	srv := httptest.NewUnstartedServer(f.srv.Handler())
+	srv.Listener.Close()
+	srv.Listener = sendfileListener{ln, &files}
+	srv.Start()
+	defer srv.Close()
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	var wg sync.WaitGroup
+	for _, rng := range []string{"", "bytes=1000-99999"} {
+		wg.Add(1)
+		func() {
+			defer wg.Done()
+			req, _ := http.NewRequest(http.MethodGet, srv.URL+"/api/v1/media/M1", nil)
+			req.Header.Set("Authorization", "Bearer "+token)
+			if rng != "" {
+				req.Header.Set("Range", rng)
+			}
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n, _ := io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode/100 != 2 || (rng == "" && n != 1<<20) {
+				t.Errorf("Range %q: %s, %d bytes", rng, resp.Status, n)
+			}
+		}()
+	}
+	wg.Wait()
+	if got := files.Load(); got != 2 {
+		t.Errorf("%d of 2 answers handed the file to the socket (sendfile); the others copied it through the program", got)
+	}
+}

@@ -1,0 +1,558 @@
+package media
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/storeedge/storeedge/internal/backoff"
+	"github.com/storeedge/storeedge/storage"
+	"github.com/storeedge/storeedge/storage/mediacache"
+)
+
+// work runs tasks until ctx ends. An onDemandOnly worker takes only what a device waits for.
+// A downloaded file is checked, synced and recorded by a commit of its own, so that the worker
+// starts its next download while the disk syncs the last one.
+func (f *Fetcher) work(ctx context.Context, onDemandOnly bool) error {
+	for {
+		t, err := f.next(ctx, onDemandOnly)
+		if err != nil {
+			return nil
+		}
+		d, res := f.download(ctx, t)
+		if d == nil {
+			if ctx.Err() == nil {
+				f.finish(ctx, t, res)
+			}
+			// Only once the file is recorded does the index count it against the quota.
+			f.unreserve(t)
+			continue
+		}
+		select {
+		case f.commitSlots <- struct{}{}:
+		case <-ctx.Done():
+			d.Close()
+			f.unreserve(t)
+			return nil
+		}
+		f.commits.Add(1)
+		go func() {
+			defer func() { <-f.commitSlots; f.commits.Done() }()
+			// A verified file is recorded even while the Fetcher stops: it is quick, and it
+			// saves checking the file again at the next start.
+			cctx := context.WithoutCancel(ctx)
+			f.finish(cctx, t, f.commit(d, t))
+			f.unreserve(t)
+		}()
+	}
+}
+
+// next waits for a task this worker may run.
+func (f *Fetcher) next(ctx context.Context, onDemandOnly bool) (*task, error) {
+	for {
+		f.mu.Lock()
+		now := f.now()
+		due := f.q.release(now)
+		var t *task
+		if now.Before(f.pausedTo) {
+			due = f.pausedTo
+		} else if f.started {
+			t = f.takeLocked(now, onDemandOnly)
+		}
+		wake := f.changed
+		f.mu.Unlock()
+		if t != nil {
+			return t, nil
+		}
+		var timer *time.Timer
+		var fire <-chan time.Time
+		if !due.IsZero() {
+			timer = time.NewTimer(max(due.Sub(now), time.Millisecond))
+			fire = timer.C
+		}
+		select {
+		case <-ctx.Done():
+		case <-wake:
+		case <-fire:
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// takeLocked pops a ready task, sending large files outside their window to wait for it.
+func (f *Fetcher) takeLocked(now time.Time, onDemandOnly bool) *task {
+	for {
+		t := f.q.take(onDemandOnly)
+		if t == nil {
+			return nil
+		}
+		if t.class == classOnDemand || t.m.Size < f.o.LargeFile || f.o.Window.Open(now) {
+			return t
+		}
+		t.running = false
+		f.q.delay(t, f.o.Window.NextOpen(now), "window")
+	}
+}
+
+// result is how a download ended.
+type result struct {
+	err  error  // nil: stored
+	kind string // with err: storage.MediaQuarantined, MediaFailed, MediaNoSpace, or a BlobError kind
+}
+
+// download fetches the rest of a task's blob into its partial file and returns the file, ready
+// to commit; or no file and how it failed (or, for content already on disk, succeeded).
+func (f *Fetcher) download(ctx context.Context, t *task) (*mediacache.Download, result) {
+	if size, ok := f.o.Cache.Has(t.md5hex); ok && size == t.m.Size && f.adopt(t) {
+		return nil, result{} // the file is in place already: another item has the same content
+	}
+	if err := f.reserve(ctx, t); err != nil {
+		return nil, result{err: err, kind: storage.MediaNoSpace}
+	}
+	d, err := f.o.Cache.Begin(t.md5hex, t.m.Size)
+	if err != nil {
+		return nil, result{err: err, kind: storage.MediaFailed}
+	}
+	t.got.Store(d.Offset())
+	t.resumed = d.Offset() > 0
+	if t.resumed {
+		f.log.Info("media: resuming a download", slog.String(keyID, t.id), slog.Int64(keyBytes, d.Offset()), slog.Int64(keyTotal, t.m.Size))
+	}
+	if d.Offset() < t.m.Size {
+		if r := f.fetchInto(ctx, t, d); r.err != nil {
+			d.Close()
+			return nil, r
+		}
+	}
+	return d, result{}
+}
+
+// retryWhole is the result of a resumed download that does not match: the part kept from
+// before might be what is wrong, so it is fetched once more whole before it is quarantined.
+const retryWhole = "retry_whole"
+
+// commit checks a downloaded file against its manifest and puts it in place.
+func (f *Fetcher) commit(d *mediacache.Download, t *task) result {
+	err := d.Commit(t.m.Size)
+	switch {
+	case err == nil:
+		return result{}
+	case errors.Is(err, mediacache.ErrMismatch) && t.resumed && !t.wholeTried:
+		t.wholeTried = true
+		return result{err: err, kind: retryWhole}
+	case errors.Is(err, mediacache.ErrMismatch):
+		return result{err: fmt.Errorf("blob %s: %w", t.m.Blob, err), kind: storage.MediaQuarantined}
+	}
+	return result{err: err, kind: storage.MediaFailed}
+}
+
+// adopt accepts a verified file already on disk for t (a file another item shares, or one that
+// a stop left unrecorded).
+func (f *Fetcher) adopt(t *task) bool {
+	f.mu.Lock()
+	_, unrecorded := f.unadopted[t.md5hex]
+	delete(f.unadopted, t.md5hex)
+	f.mu.Unlock()
+	if unrecorded {
+		return f.o.Cache.Verify(t.md5hex, t.m.Size)
+	}
+	return true // recorded for another item: verified when it was stored
+}
+
+// fetchInto reads the rest of t's blob into d.
+func (f *Fetcher) fetchInto(ctx context.Context, t *task, d *mediacache.Download) result {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	body, total, err := f.o.Source.Download(ctx, t.m.Blob, d.Offset())
+	var be *BlobError
+	if errors.As(err, &be) && be.Kind == KindRange {
+		// The partial file is longer than the blob: start again.
+		if err = d.Restart(); err != nil {
+			return result{err: err, kind: storage.MediaFailed}
+		}
+		body, total, err = f.o.Source.Download(ctx, t.m.Blob, 0)
+	}
+	if err != nil {
+		return blobResult(err)
+	}
+	defer body.Close()
+	f.contact()
+	if total != t.m.Size {
+		d.Restart()
+		return result{err: fmt.Errorf("blob %s is %d bytes; its manifest says %d", t.m.Blob, total, t.m.Size), kind: storage.MediaQuarantined}
+	}
+	stall := time.AfterFunc(f.o.StallTimeout, func() { cancel(errStalled) })
+	defer stall.Stop()
+	err = f.copy(ctx, d, body, t, stall)
+	if cause := context.Cause(ctx); errors.Is(cause, errStalled) {
+		err = &BlobError{Kind: KindUnreachable, Err: fmt.Errorf("%w (%s)", errStalled, f.o.StallTimeout)}
+	}
+	if err != nil {
+		return blobResult(err)
+	}
+	return result{}
+}
+
+var errStalled = errors.New("download stalled: nothing received within media.stall_timeout")
+
+// copyChunk is the most read from a blob at once.
+const copyChunk = 256 << 10
+
+// copyBuffers are the downloads' buffers, reused: most media files are smaller than one, and a
+// new one for each would keep the garbage collector busy through a prefetch.
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, copyChunk); return &b }}
+
+// copy moves the body into d, within the bandwidth cap, counting progress.
+func (f *Fetcher) copy(ctx context.Context, d *mediacache.Download, body io.Reader, t *task, stall *time.Timer) error {
+	bp := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(bp)
+	buf := *bp
+	chunk := len(buf)
+	if f.limiter != nil {
+		chunk = min(chunk, f.burst)
+	}
+	for {
+		n, err := body.Read(buf[:chunk])
+		if n > 0 {
+			stall.Reset(f.o.StallTimeout)
+			if _, werr := d.Write(buf[:n]); werr != nil {
+				return werr
+			}
+			t.got.Add(int64(n))
+			f.counted(int64(n))
+			if f.limiter != nil {
+				if werr := f.limiter.WaitN(ctx, n); werr != nil {
+					return werr
+				}
+			}
+			if d.Offset() > t.m.Size {
+				return nil // longer than the manifest says: Commit tells
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// blobResult classifies a failed request.
+func blobResult(err error) result {
+	var be *BlobError
+	switch {
+	case errors.As(err, &be) && be.Kind == KindNotFound:
+		return result{err: err, kind: storage.MediaFailed}
+	case errors.As(err, &be):
+		return result{err: err, kind: be.Kind}
+	case errors.Is(err, ErrNotConfigured):
+		return result{err: err, kind: StateNotConfigured}
+	}
+	return result{err: &BlobError{Kind: KindUnreachable, Err: err}, kind: KindUnreachable}
+}
+
+// contact records that Blob storage answered.
+func (f *Fetcher) contact() {
+	f.mu.Lock()
+	f.blob.state, f.blob.lastError, f.blob.lastContact = StateOK, "", f.now()
+	f.blobBack.Reset()
+	f.mu.Unlock()
+}
+
+// finish records how a task ended and answers whoever waits for it.
+func (f *Fetcher) finish(ctx context.Context, t *task, res result) {
+	switch res.kind {
+	case "":
+		f.stored(ctx, t)
+	case retryWhole:
+		f.log.Info("media: a resumed download does not match; fetching it whole", slog.String(keyID, t.id))
+		f.mu.Lock()
+		f.requeueLocked(t, time.Time{}, "")
+		f.mu.Unlock()
+	case KindAuth:
+		f.refused(ctx, t, res.err)
+	case KindUnreachable, StateNotConfigured:
+		f.unreachable(t, res)
+	default:
+		f.failed(ctx, t, res)
+	}
+}
+
+// stored records a verified file and moves the item to it. The record is written outside the
+// queue's lock, so that the other lanes go on meanwhile; recordMu orders it with the removal of
+// deleted items, so that a deleted item is never recorded again.
+func (f *Fetcher) stored(ctx context.Context, t *task) {
+	f.recordMu.Lock()
+	f.mu.Lock()
+	deleted := t.deleted
+	f.mu.Unlock()
+	var unused []string
+	var err error
+	if !deleted {
+		unused, err = f.o.DB.StoreMedia(ctx, t.id, t.md5hex, t.m.ContentType, t.m.Size, f.now())
+		f.invalidate(t.id)
+	}
+	f.recordMu.Unlock()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err != nil {
+		f.log.Error("media: cannot record a fetched file", slog.String(keyID, t.id), slog.String(keyErr, err.Error()))
+		f.requeueLocked(t, f.now().Add(time.Minute), storage.MediaFailed)
+		f.notifyLocked(t.id, err)
+		return
+	}
+	f.prog.files++
+	if !deleted {
+		f.recorded += t.m.Size
+		if f.usedHint >= 0 {
+			f.usedHint += t.m.Size
+		}
+		f.removeFiles(unused)
+		delete(f.failures, t.id)
+		f.log.Debug("media: stored", slog.String(keyID, t.id), slog.Int64(keyBytes, t.m.Size))
+	}
+	f.notifyLocked(t.id, nil)
+	f.doneLocked(t)
+}
+
+// doneLocked ends a task, or starts it again for the newer version seen meanwhile.
+func (f *Fetcher) doneLocked(t *task) {
+	t.running = false
+	delete(f.q.tasks, t.id)
+	if t.next != nil && !t.deleted {
+		if md5hex, ok := hexMD5(t.next.MD5); ok {
+			f.enqueueLocked(t.id, *t.next, md5hex, classOf(t.next.ContentType))
+		}
+	}
+	f.changedLocked()
+}
+
+// requeueLocked puts a task back, to run at at (zero: now).
+func (f *Fetcher) requeueLocked(t *task, at time.Time, why string) {
+	t.running = false
+	if t.deleted {
+		delete(f.q.tasks, t.id)
+		return
+	}
+	if t.next != nil {
+		if md5hex, ok := hexMD5(t.next.MD5); ok {
+			t.m, t.md5hex, t.next, t.attempts = *t.next, md5hex, nil, 0
+			at, why = time.Time{}, ""
+		}
+	}
+	t.notBefore, t.why = at, why
+	if at.IsZero() {
+		t.why = ""
+	}
+	f.q.place(t)
+	f.changedLocked()
+}
+
+// refused handles a SAS or key that Blob storage refused: read the container URL again and go
+// on; when that cannot help, wait like for an unreachable store.
+func (f *Fetcher) refused(ctx context.Context, t *task, err error) {
+	rerr := f.o.Source.Refresh(ctx)
+	if rerr == nil {
+		f.log.Info("media: Blob storage refused the SAS; read the container URL again", slog.String(keyErr, err.Error()))
+		f.mu.Lock()
+		f.blob.state, f.blob.lastError = StateUnauthorized, err.Error()
+		f.requeueLocked(t, time.Time{}, "")
+		// A refusal right after a refresh means the new one is refused too: slow down.
+		if f.blobBack.Attempts() > 0 {
+			f.pauseLocked()
+		}
+		f.blobBack.Next(0)
+		f.mu.Unlock()
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.blob.state, f.blob.lastError = StateUnauthorized, err.Error()
+	if !errors.Is(rerr, ErrNoRefresh) {
+		f.blob.lastError += "; reading the container URL again failed: " + rerr.Error()
+	}
+	f.notifyLocked(t.id, &UnavailableError{Reason: "Blob storage refused access: " + err.Error()})
+	f.requeueLocked(t, time.Time{}, "")
+	f.pauseLocked()
+}
+
+// unreachable pauses every download while Blob storage cannot be reached.
+func (f *Fetcher) unreachable(t *task, res result) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	state := StateUnreachable
+	if res.kind == StateNotConfigured {
+		state = StateNotConfigured
+	}
+	if f.blob.state != state || f.blob.lastError != res.err.Error() {
+		f.log.Warn("media: Blob storage cannot be reached; downloads wait", slog.String(keyErr, res.err.Error()))
+	}
+	f.blob.state, f.blob.lastError = state, res.err.Error()
+	f.notifyLocked(t.id, &UnavailableError{Reason: "Blob storage cannot be reached: " + res.err.Error()})
+	f.requeueLocked(t, time.Time{}, "")
+	f.pauseLocked()
+}
+
+// pauseLocked stops new downloads for the next backoff delay.
+func (f *Fetcher) pauseLocked() {
+	wait := f.blobBack.Next(0)
+	f.pausedTo = f.now().Add(wait)
+	f.changedLocked()
+}
+
+// failed records the failure of one item and schedules its next attempt.
+func (f *Fetcher) failed(ctx context.Context, t *task, res result) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if t.deleted {
+		f.notifyLocked(t.id, ErrUnknown)
+		f.doneLocked(t)
+		return
+	}
+	t.attempts++
+	wait := retryDelay(t.attempts, f.o.RetryMax)
+	if res.kind == storage.MediaNoSpace {
+		wait = max(wait, time.Minute)
+	}
+	now := f.now()
+	fl := storage.MediaFailure{ID: t.id, MD5: t.m.MD5, Kind: res.kind, Reason: res.err.Error(), Attempts: t.attempts, NextTry: now.Add(wait), At: now}
+	if err := f.o.DB.RecordMediaFailure(ctx, fl); err != nil {
+		f.log.Error("media: cannot record a failure", slog.String(keyID, t.id), slog.String(keyErr, err.Error()))
+	}
+	f.failures[t.id] = fl
+	level := slog.LevelWarn
+	if res.kind == storage.MediaNoSpace {
+		level = slog.LevelInfo
+	}
+	f.log.LogAttrs(ctx, level, "media: download failed; will retry", slog.String(keyID, t.id), slog.String(keyBlob, t.m.Blob),
+		slog.String(keyKind, res.kind), slog.String(keyErr, res.err.Error()), slog.Int(keyAttempts, t.attempts), slog.Duration(keyRetryIn, wait))
+	f.notifyLocked(t.id, &UnavailableError{Reason: res.kind + ": " + res.err.Error(), RetryAfter: wait})
+	f.requeueLocked(t, fl.NextTry, res.kind)
+}
+
+// retryDelay is the wait after the n-th failed attempt at an item.
+func retryDelay(n int, maxWait time.Duration) time.Duration {
+	b := backoff.New(5*time.Second, maxWait)
+	var d time.Duration
+	for range n {
+		d = b.Next(0)
+	}
+	return d
+}
+
+// reserve makes room in the cache for t's file, giving up files as the quota's order says. A
+// prefetch never gives up a file a product refers to; a device's request may.
+func (f *Fetcher) reserve(ctx context.Context, t *task) error {
+	f.spaceMu.Lock()
+	defer f.spaceMu.Unlock()
+	if f.o.MaxBytes <= 0 {
+		return nil
+	}
+	if t.m.Size > f.o.MaxBytes {
+		return fmt.Errorf("the file is %s, more than the whole cache (media.cache_max_bytes %s)", fmtBytes(t.m.Size), fmtBytes(f.o.MaxBytes))
+	}
+	// Usage only grows by the files recorded here, so the last exact reading plus those is an
+	// upper bound; the index is read again only when that bound says the cache may be full.
+	f.mu.Lock()
+	used := f.usedHint
+	ok := used >= 0 && used+f.reserved+t.m.Size <= f.o.MaxBytes
+	if ok {
+		f.reserved += t.m.Size
+		t.reserved = true
+	}
+	f.mu.Unlock()
+	if ok {
+		return nil
+	}
+	used, err := f.exactUsage(ctx)
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	need := used + f.reserved + t.m.Size - f.o.MaxBytes
+	f.mu.Unlock()
+	if need > 0 {
+		// Give up a little more than needed, so that the next files do not each start an
+		// eviction of their own.
+		if err := f.evict(ctx, need+f.o.MaxBytes/20, t.class == classOnDemand); err != nil {
+			return err
+		}
+		if used, err = f.exactUsage(ctx); err != nil {
+			return err
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if used+f.reserved+t.m.Size > f.o.MaxBytes {
+		return fmt.Errorf("the cache is full (media.cache_max_bytes %s) of files that products refer to", fmtBytes(f.o.MaxBytes))
+	}
+	f.reserved += t.m.Size
+	t.reserved = true
+	return nil
+}
+
+// exactUsage reads the cache's bytes from the index and makes it the new bound of usedHint. A
+// file recorded while it reads may or may not be in the reading: it is counted once more, so the
+// bound stays a bound.
+func (f *Fetcher) exactUsage(ctx context.Context) (int64, error) {
+	f.mu.Lock()
+	before := f.recorded
+	f.mu.Unlock()
+	_, used, err := f.o.DB.MediaUsageExact(ctx)
+	if err != nil {
+		return 0, err
+	}
+	f.mu.Lock()
+	used += f.recorded - before
+	f.usedHint = used
+	f.mu.Unlock()
+	return used, nil
+}
+
+func (f *Fetcher) unreserve(t *task) {
+	f.mu.Lock()
+	if t.reserved {
+		f.reserved -= t.m.Size
+		t.reserved = false
+	}
+	f.mu.Unlock()
+}
+
+// evict gives up at least want bytes of files, in the quota's order, if it can.
+func (f *Fetcher) evict(ctx context.Context, want int64, referencedToo bool) error {
+	f.flushServed(ctx) // the order needs the latest serving times
+	cands, err := f.o.DB.MediaEvictionOrder(ctx, 10000)
+	if err != nil {
+		return err
+	}
+	var victims []string
+	var freed int64
+	for _, c := range cands {
+		if freed >= want || (c.Referenced && !referencedToo) {
+			break
+		}
+		victims = append(victims, c.MD5)
+		freed += c.Size
+	}
+	if len(victims) == 0 {
+		return nil
+	}
+	err = f.o.DB.EvictMediaFiles(ctx, victims)
+	f.invalidate()
+	if err != nil {
+		return err
+	}
+	f.removeFiles(victims)
+	f.log.Info("media: cache full; files given up", slog.Int(keyFiles, len(victims)), slog.Int64(keyBytes, freed))
+	return nil
+}

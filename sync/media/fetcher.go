@@ -1,0 +1,512 @@
+// Package media fetches the shop's media (images, videos, documents) from its Azure Blob
+// container into the content-addressed cache under data_dir, and finds them for serving.
+//
+// The media collection of the catalog says what should be cached: every live manifest (blob
+// name, size, MD5, content type). The Fetcher compares it with the cache's index, fetches what is
+// missing or changed, and removes what the catalog deleted. A download grows a partial file that
+// a restart resumes with a ranged read; it is checked against the manifest's size and MD5,
+// synced and renamed into place, and only then recorded, so nothing unverified is ever served and
+// nothing verified is fetched twice. A blob that does not match is quarantined with the reason
+// and retried with backoff. Work goes in priority order: what a device is waiting for, then
+// images, documents and videos; downloads share one bandwidth cap, large files wait for their
+// time window, and the cache stays under its quota by giving up first the files no product
+// refers to, then the least recently served.
+package media
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
+
+	"github.com/storeedge/storeedge/internal/backoff"
+	"github.com/storeedge/storeedge/internal/config"
+	"github.com/storeedge/storeedge/storage"
+	"github.com/storeedge/storeedge/storage/mediacache"
+	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
+)
+
+// DefaultPollInterval is how often, with nothing else to wake it, the fetcher looks for work.
+// Zero Options take the configuration's defaults (internal/config) otherwise.
+const DefaultPollInterval = time.Second
+
+// Log attribute keys.
+const (
+	keyID       = "media_id"
+	keyBlob     = "blob"
+	keyErr      = "err"
+	keyFiles    = "files"
+	keyOf       = "of"
+	keyBytes    = "bytes"
+	keyTotal    = "total_bytes"
+	keyRate     = "bytes_per_second"
+	keyETA      = "time_left"
+	keyRetryIn  = "retry_in"
+	keyKind     = "kind"
+	keyAttempts = "attempts"
+)
+
+// Options configure a Fetcher.
+type Options struct {
+	DB    *storage.DB
+	Cache *mediacache.Cache
+	// Source reads the blobs; nil when fetching is off (media.enabled false): the Fetcher then
+	// only serves what is cached and removes what the catalog deleted.
+	Source Source
+	// Describe says where the blobs come from, for status: "cloud", "container_url", …
+	Describe string
+
+	Prefetch     bool
+	MaxBytes     int64 // the quota; 0: none
+	Bandwidth    int64 // bytes per second over all downloads; 0: no cap
+	Parallel     int
+	LargeFile    int64
+	Window       Window
+	OnDemandWait time.Duration
+	StallTimeout time.Duration
+	RetryMax     time.Duration
+	// ProgressInterval is how often a prefetch in progress is logged.
+	ProgressInterval time.Duration
+	// PollInterval is how often the catalog is checked for media changes.
+	PollInterval time.Duration
+
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+// Fetcher keeps the media cache in step with the catalog. Run does the work; Open and Status
+// are safe for concurrent use with it.
+type Fetcher struct {
+	o       Options
+	log     *slog.Logger
+	now     func() time.Time
+	limiter *rate.Limiter // nil: no cap
+	burst   int
+
+	spaceMu  sync.Mutex // serialises making room in the cache
+	recordMu sync.Mutex // orders recording a fetched file with forgetting deleted items
+
+	commitSlots chan struct{}  // bounds the downloads being checked, synced and recorded
+	commits     sync.WaitGroup // those under way
+
+	mu        sync.Mutex // protects the fields below
+	q         *queue
+	changed   chan struct{}           // closed and replaced whenever the queue changes
+	waiters   map[string][]chan error // on-demand requests waiting for a task, by id
+	reserved  int64                   // bytes of downloads in progress, counted against the quota
+	usedHint  int64                   // an upper bound of the cache's bytes: the last reading plus what was recorded since; -1 unknown
+	recorded  int64                   // bytes of the files recorded since start
+	failures  map[string]storage.MediaFailure
+	pausedTo  time.Time        // Blob storage unreachable: no download starts before
+	blobBack  *backoff.Backoff // delays while Blob storage is unreachable
+	blob      blobState
+	prog      progress
+	lastSeq   int64
+	started   bool             // the first pass over the catalog is done: workers may start
+	unadopted map[string]int64 // verified files on disk the index does not know, by MD5
+
+	received atomic.Int64 // bytes downloaded since start
+
+	smu    sync.Mutex // protects the field below
+	served map[string]time.Time
+
+	imu   sync.RWMutex                 // protects the fields below
+	index map[string]storage.MediaFile // the file served for each id, as last read; see lookup
+	igen  uint64                       // counts invalidations
+}
+
+// blobState is what status says of Blob storage.
+type blobState struct {
+	state       string
+	lastError   string
+	lastContact time.Time
+}
+
+// Blob storage states.
+const (
+	StateOK            = "ok"
+	StateStarting      = "starting"
+	StateUnreachable   = KindUnreachable
+	StateUnauthorized  = KindAuth
+	StateNotConfigured = "not_configured"
+	StateDisabled      = "disabled"
+)
+
+// New checks the options and returns a Fetcher; nothing runs until Run.
+func New(o Options) (*Fetcher, error) {
+	if o.DB == nil || o.Cache == nil {
+		return nil, errors.New("media: a database and a cache are required")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	o.Parallel = orDefaultInt(o.Parallel, config.DefaultMediaParallel)
+	o.LargeFile = orDefaultInt(o.LargeFile, config.DefaultMediaLargeFileBytes)
+	o.StallTimeout = orDefaultInt(o.StallTimeout, config.DefaultMediaStallTimeout)
+	o.RetryMax = orDefaultInt(o.RetryMax, config.DefaultMediaRetryMax)
+	o.ProgressInterval = orDefaultInt(o.ProgressInterval, config.DefaultMediaProgressInterval)
+	o.PollInterval = orDefaultInt(o.PollInterval, DefaultPollInterval)
+	f := &Fetcher{
+		o: o, log: o.Logger, now: o.Now,
+		q:        newQueue(),
+		changed:  make(chan struct{}),
+		waiters:  map[string][]chan error{},
+		failures: map[string]storage.MediaFailure{},
+		blobBack: backoff.New(time.Second, o.RetryMax),
+		served:   map[string]time.Time{},
+		index:    map[string]storage.MediaFile{},
+		blob:     blobState{state: StateStarting},
+	}
+	f.commitSlots = make(chan struct{}, o.Parallel)
+	f.usedHint = -1
+	if o.Source == nil {
+		f.blob.state = StateDisabled
+	}
+	if o.Bandwidth > 0 {
+		f.burst = int(min(max(o.Bandwidth/10, 32<<10), 1<<20))
+		f.limiter = rate.NewLimiter(rate.Limit(o.Bandwidth), f.burst)
+	}
+	return f, nil
+}
+
+func orDefaultInt[T int | int64 | time.Duration](v, def T) T {
+	if v <= 0 {
+		return def
+	}
+	return v
+}
+
+// Run keeps the cache in step with the catalog until ctx ends, then returns nil.
+func (f *Fetcher) Run(ctx context.Context) error {
+	if err := f.start(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return f.reconcile(gctx) })
+	g.Go(func() error { return f.housekeep(gctx) })
+	if f.o.Source != nil {
+		for i := 0; i < f.o.Parallel; i++ {
+			g.Go(func() error { return f.work(gctx, false) })
+			// Lanes of their own for what devices wait for, so that a device never waits
+			// behind a prefetch of videos.
+			g.Go(func() error { return f.work(gctx, true) })
+		}
+	}
+	err := g.Wait()
+	f.commits.Wait()
+	f.flushServed(context.WithoutCancel(ctx))
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// start reconciles the disk with the index, after a crash or a change made while stopped.
+func (f *Fetcher) start(ctx context.Context) error {
+	onDisk, err := f.o.Cache.Files()
+	if err != nil {
+		return err
+	}
+	known, err := f.o.DB.MediaFileNames(ctx)
+	if err != nil {
+		return err
+	}
+	var missing []string
+	for _, m := range known {
+		if _, ok := onDisk[m]; ok {
+			delete(onDisk, m)
+			continue
+		}
+		missing = append(missing, m)
+	}
+	if len(missing) > 0 {
+		// Removed behind the server's back: fetch them again.
+		f.log.Warn("media: cached files missing from disk; they will be fetched again", slog.Int(keyFiles, len(missing)))
+		if err := f.o.DB.EvictMediaFiles(ctx, missing); err != nil {
+			return err
+		}
+	}
+	orphans, err := f.o.DB.OrphanMedia(ctx)
+	if err != nil {
+		return err
+	}
+	if err := f.forget(ctx, orphans); err != nil {
+		return err
+	}
+	failures, err := f.o.DB.AllMediaFailures(ctx)
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, fl := range failures {
+		f.failures[fl.ID] = fl
+	}
+	// Files on disk that the index does not know were verified and renamed, but the stop came
+	// before they were recorded: the first pass adopts those still wanted.
+	f.unadopted = onDisk
+	return nil
+}
+
+// forget removes media items from the cache and deletes the files nothing is served from.
+func (f *Fetcher) forget(ctx context.Context, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	f.invalidate(ids...)
+	unused, err := f.o.DB.ForgetMedia(ctx, ids)
+	f.invalidate(ids...)
+	if err != nil {
+		return err
+	}
+	f.removeFiles(unused)
+	return nil
+}
+
+func (f *Fetcher) removeFiles(md5s []string) {
+	for _, m := range md5s {
+		if err := f.o.Cache.Remove(m); err != nil {
+			// The index no longer knows it; the next start's sweep tries again.
+			f.log.Warn("media: cannot delete a file", slog.String(keyErr, err.Error()))
+		}
+	}
+}
+
+// reconcile follows the media collection: every change after the last one seen, then again
+// whenever the collection's feed moves.
+func (f *Fetcher) reconcile(ctx context.Context) error {
+	var seen storage.FeedState
+	first := true
+	t := time.NewTicker(f.o.PollInterval)
+	defer t.Stop()
+	for {
+		st, _ := f.o.DB.FeedState(cloudapi.Media)
+		if first || st.Pages != seen.Pages || st.Cursor != seen.Cursor {
+			if err := f.scan(ctx); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				f.log.Warn("media: cannot read the catalog's media; will try again", slog.String(keyErr, err.Error()))
+			} else {
+				seen = st
+				if first {
+					f.afterFirstScan()
+					first = false
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// scanBatch is the number of media entries read per query.
+const scanBatch = 1000
+
+// scan applies every change of the media collection after the last one seen.
+func (f *Fetcher) scan(ctx context.Context) error {
+	for {
+		f.mu.Lock()
+		after := f.lastSeq
+		f.mu.Unlock()
+		items, err := f.o.DB.MediaItems(ctx, after, scanBatch)
+		if err != nil {
+			return err
+		}
+		var gone []string
+		for i := range items {
+			if id, deleted := f.consider(&items[i]); deleted {
+				gone = append(gone, id)
+			}
+		}
+		if err := f.forgetDeleted(ctx, gone); err != nil {
+			return err
+		}
+		if len(items) > 0 {
+			f.mu.Lock()
+			f.lastSeq = items[len(items)-1].Seq
+			f.mu.Unlock()
+		}
+		if len(items) < scanBatch {
+			return nil
+		}
+	}
+}
+
+// forgetDeleted removes items deleted from the catalog; under recordMu, so that a download that
+// ends meanwhile cannot record a deleted item again.
+func (f *Fetcher) forgetDeleted(ctx context.Context, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	f.recordMu.Lock()
+	defer f.recordMu.Unlock()
+	f.mu.Lock()
+	for _, id := range ids {
+		delete(f.failures, id)
+		if t := f.q.tasks[id]; t != nil {
+			if t.running {
+				t.deleted = true
+			} else {
+				f.q.remove(t)
+				f.notifyLocked(id, ErrUnknown)
+			}
+		}
+	}
+	f.changedLocked()
+	f.mu.Unlock()
+	return f.forget(ctx, ids)
+}
+
+// consider decides what one catalog entry needs, and reports a deleted one.
+func (f *Fetcher) consider(it *storage.MediaItem) (string, bool) {
+	if it.Deleted {
+		return it.ID, true
+	}
+	md5hex, ok := hexMD5(it.Manifest.MD5)
+	if !ok {
+		return "", false // the feed decoder lets no such manifest through
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t := f.q.tasks[it.ID]
+	if it.CachedMD5 == md5hex {
+		if t != nil && !t.running {
+			f.q.remove(t)
+		}
+		return "", false
+	}
+	if t != nil {
+		switch {
+		case t.running && t.md5hex != md5hex:
+			m := it.Manifest
+			t.next = &m
+		case !t.running:
+			t.m, t.md5hex = it.Manifest, md5hex
+			if t.class != classOnDemand {
+				t.class = classOf(it.Manifest.ContentType)
+			}
+		}
+		return "", false
+	}
+	if it.CachedMD5 == "" && !f.o.Prefetch {
+		return "", false
+	}
+	f.enqueueLocked(it.ID, it.Manifest, md5hex, classOf(it.Manifest.ContentType))
+	return "", false
+}
+
+// enqueueLocked adds a task, waiting out the backoff of an earlier failure of the same version.
+func (f *Fetcher) enqueueLocked(id string, m cloudapi.MediaManifest, md5hex string, class int) *task {
+	t := &task{id: id, m: m, md5hex: md5hex, class: class}
+	if fl, ok := f.failures[id]; ok && fl.MD5 == m.MD5 {
+		t.attempts = fl.Attempts
+		if fl.NextTry.After(f.now()) {
+			t.notBefore, t.why = fl.NextTry, fl.Kind
+		}
+	}
+	f.q.add(t)
+	f.changedLocked()
+	return t
+}
+
+// afterFirstScan adopts the verified files found on disk unrecorded, and deletes the partial
+// files nothing wants any more.
+func (f *Fetcher) afterFirstScan() {
+	f.mu.Lock()
+	unadopted := f.unadopted
+	f.unadopted = nil
+	wanted := map[string]*task{}
+	for _, t := range f.q.tasks {
+		wanted[t.md5hex] = t
+	}
+	f.mu.Unlock()
+	var stray []string
+	for m := range unadopted {
+		if wanted[m] == nil {
+			stray = append(stray, m)
+		}
+	}
+	f.removeFiles(stray)
+	if partials, err := f.o.Cache.Partials(); err == nil {
+		for m := range partials {
+			if wanted[m] == nil {
+				f.o.Cache.RemovePartial(m)
+			}
+		}
+	}
+	f.mu.Lock()
+	f.unadopted = map[string]int64{}
+	for m, size := range unadopted {
+		if wanted[m] != nil {
+			f.unadopted[m] = size
+		}
+	}
+	f.started = true
+	f.changedLocked()
+	f.mu.Unlock()
+}
+
+// changedLocked wakes the workers waiting for work.
+func (f *Fetcher) changedLocked() {
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+// notifyLocked answers the on-demand requests waiting for id.
+func (f *Fetcher) notifyLocked(id string, err error) {
+	for _, ch := range f.waiters[id] {
+		ch <- err
+	}
+	delete(f.waiters, id)
+}
+
+// hexMD5 turns a manifest's base64 MD5 into the cache's hex name.
+func hexMD5(b64 string) (string, bool) {
+	b, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil || len(b) != 16 {
+		return "", false
+	}
+	return hex.EncodeToString(b), true
+}
+
+// ErrUnknown means the catalog has no such media item.
+var ErrUnknown = errors.New("media: no such media item in the catalog")
+
+// UnavailableError means a known media item cannot be served now: it is not cached yet, or its
+// blob is quarantined, or Blob storage cannot be reached.
+type UnavailableError struct {
+	Reason     string
+	RetryAfter time.Duration
+}
+
+func (e *UnavailableError) Error() string { return "media: " + e.Reason }
+
+func fmtBytes(n int64) string {
+	switch {
+	case n >= 10<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 10<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 10<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d bytes", n)
+}

@@ -1,0 +1,206 @@
+package media_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/storeedge/storeedge/sync/media"
+)
+
+// memSource is a Source over blobs in memory that records what was asked, and can cut a
+// download after some bytes (a WAN cut) or hold downloads until released.
+type memSource struct {
+	mu      sync.Mutex // protects the fields below
+	blobs   map[string][]byte
+	asked   []string // blob@offset, in order
+	cutOnce map[string]int
+	hold    chan struct{} // when set, Download waits for it
+}
+
+func newMemSource(items ...item) *memSource {
+	m := &memSource{blobs: map[string][]byte{}, cutOnce: map[string]int{}}
+	for _, it := range items {
+		m.blobs[it.blob] = it.data
+	}
+	return m
+}
+
+func (m *memSource) Download(ctx context.Context, name string, offset int64) (io.ReadCloser, int64, error) {
+	m.mu.Lock()
+	hold := m.hold
+	m.asked = append(m.asked, name+"@"+itoa(offset))
+	data, ok := m.blobs[name]
+	cut, cutting := m.cutOnce[name]
+	delete(m.cutOnce, name)
+	m.mu.Unlock()
+	if hold != nil {
+		select {
+		case <-hold:
+		case <-ctx.Done():
+			return nil, 0, ctx.Err()
+		}
+	}
+	if !ok {
+		return nil, 0, &media.BlobError{Kind: media.KindNotFound, Status: 404, Err: errors.New("BlobNotFound")}
+	}
+	body := io.Reader(bytes.NewReader(data[offset:]))
+	if cutting {
+		body = io.MultiReader(io.LimitReader(body, int64(cut)), errReader{})
+	}
+	return io.NopCloser(body), int64(len(data)), nil
+}
+
+func (m *memSource) Refresh(context.Context) error { return media.ErrNoRefresh }
+
+func (m *memSource) requests() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]string(nil), m.asked...)
+}
+
+type errReader struct{}
+
+func (errReader) Read([]byte) (int, error) { return 0, errors.New("connection reset by peer") }
+
+func itoa(n int64) string {
+	if n == 0 {
+		return "0"
+	}
+	var b []byte
+	for ; n > 0; n /= 10 {
+		b = append([]byte{byte('0' + n%10)}, b...)
+	}
+	return string(b)
+}
+
+// The prefetch goes images first, then documents, each in catalog order, then videos, the
+// largest first; what a device asks for goes before all of them.
+func TestPrefetchOrder(t *testing.T) {
+	items := []item{
+		{"V1", "v1.mp4", "video/mp4", content(21, 1000)},
+		{"D1", "d1.pdf", "application/pdf", content(22, 1000)},
+		{"I1", "i1.jpg", "image/jpeg", content(23, 1000)},
+		{"V2", "v2.mp4", "video/mp4", content(24, 1000)},
+		{"I2", "i2.png", "image/png", content(25, 1000)},
+		{"D2", "d2.pdf", "application/pdf", content(26, 1000)},
+		{"V3", "v3.mp4", "video/mp4", content(27, 500)},
+	}
+	src := newMemSource(items...)
+	src.hold = make(chan struct{})
+	s := newShop(t)
+	s.catalog(t, items...)
+	f := s.fetcher(t, src, func(o *media.Options) { o.Parallel = 1 })
+	// The first download (I1) is held; meanwhile a device asks for V2.
+	waitFor(t, func() bool { return len(src.requests()) == 1 })
+	got := make(chan error, 1)
+	go func() { _, _, err := read(t, f, "V2"); got <- err }()
+	waitFor(t, func() bool { return len(src.requests()) == 2 }) // its own lane
+	close(src.hold)
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, f, "every item", func(st media.Status) bool { return st.Files == 7 })
+	want := []string{"i1.jpg@0", "v2.mp4@0", "i2.png@0", "d1.pdf@0", "d2.pdf@0", "v1.mp4@0", "v3.mp4@0"}
+	if r := src.requests(); !equal(r, want) {
+		t.Errorf("requests %v, want %v", r, want)
+	}
+}
+
+// A download cut by the WAN resumes where it stopped, with a ranged read.
+func TestInterruptedDownloadResumes(t *testing.T) {
+	it := item{"V1", "v1.mp4", "video/mp4", content(31, 3<<20)}
+	src := newMemSource(it)
+	src.cutOnce[it.blob] = 1 << 20
+	s := newShop(t)
+	s.catalog(t, it)
+	f := s.fetcher(t, src, func(o *media.Options) { o.RetryMax = time.Second })
+	waitStatus(t, f, "the item", func(st media.Status) bool { return st.Files == 1 })
+	if r := src.requests(); !equal(r, []string{"v1.mp4@0", "v1.mp4@1048576"}) {
+		t.Errorf("requests %v, want the rest asked from byte 1048576", r)
+	}
+	if got, _, err := read(t, f, it.id); err != nil || !bytes.Equal(got, it.data) {
+		t.Errorf("resumed file: %v", err)
+	}
+}
+
+// Large files wait for their time window; a device asking for one gets it at once.
+func TestLargeFilesWaitForTheirWindow(t *testing.T) {
+	small := item{"I1", "i1.jpg", "image/jpeg", content(41, 1000)}
+	large := item{"V1", "v1.mp4", "video/mp4", content(42, 2<<20)}
+	large2 := item{"V2", "v2.mp4", "video/mp4", content(43, 2<<20)}
+	src := newMemSource(small, large, large2)
+	s := newShop(t)
+	s.catalog(t, small, large, large2)
+	now := time.Date(2026, 12, 2, 9, 0, 0, 0, time.Local)
+	f := s.fetcher(t, src, func(o *media.Options) {
+		o.LargeFile = 1 << 20
+		o.Window = media.Window{Start: 21 * 60, End: 7 * 60, Set: true} // 21:00-07:00
+		o.Now = func() time.Time { return now }
+	})
+	st := waitStatus(t, f, "the small file, the large ones waiting", func(st media.Status) bool { return st.Files == 1 && st.WaitingWindow == 2 })
+	if st.Pending != 2 {
+		t.Errorf("status %+v", st)
+	}
+	if got, _, err := read(t, f, large.id); err != nil || !bytes.Equal(got, large.data) {
+		t.Fatalf("asked for outside the window: %v", err)
+	}
+	if st, _ := f.Status(context.Background()); st.WaitingWindow != 1 {
+		t.Errorf("after the request: %+v", st)
+	}
+}
+
+func TestWindow(t *testing.T) {
+	at := func(h, m int) time.Time { return time.Date(2026, 12, 2, h, m, 0, 0, time.UTC) }
+	night := media.Window{Start: 21 * 60, End: 7 * 60, Set: true}
+	day := media.Window{Start: 9 * 60, End: 17 * 60, Set: true}
+	for _, tc := range []struct {
+		w    media.Window
+		t    time.Time
+		open bool
+		next time.Time
+	}{
+		{media.Window{}, at(12, 0), true, at(12, 0)},
+		{night, at(22, 0), true, at(22, 0)},
+		{night, at(6, 59), true, at(6, 59)},
+		{night, at(7, 0), false, at(21, 0)},
+		{night, at(12, 0), false, at(21, 0)},
+		{day, at(8, 0), false, at(9, 0)},
+		{day, at(17, 0), false, at(9, 0).AddDate(0, 0, 1)},
+		{day, at(9, 0), true, at(9, 0)},
+	} {
+		if got := tc.w.Open(tc.t); got != tc.open {
+			t.Errorf("%+v.Open(%s) = %v", tc.w, tc.t.Format("15:04"), got)
+		}
+		if got := tc.w.NextOpen(tc.t); !got.Equal(tc.next) {
+			t.Errorf("%+v.NextOpen(%s) = %s, want %s", tc.w, tc.t.Format("15:04"), got, tc.next)
+		}
+	}
+}
+
+func equal(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -1,0 +1,192 @@
+package media
+
+import (
+	"container/heap"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
+)
+
+// Priority classes, in the order work is done: what a device has just asked for, then images,
+// then documents, then videos (and anything else).
+const (
+	classOnDemand = iota
+	classImage
+	classDocument
+	classVideo
+)
+
+// classOf is the prefetch class of a content type.
+func classOf(contentType string) int {
+	ct := strings.ToLower(contentType)
+	switch {
+	case strings.HasPrefix(ct, "image/"):
+		return classImage
+	case strings.HasPrefix(ct, "video/"), strings.HasPrefix(ct, "audio/"):
+		return classVideo
+	}
+	return classDocument
+}
+
+// task is one media item to fetch, at the version of its manifest.
+type task struct {
+	id     string
+	m      cloudapi.MediaManifest
+	md5hex string
+	class  int
+	order  int64 // FIFO order within a class
+
+	notBefore time.Time // in the delayed heap until then
+	why       string    // why it waits: a failure kind, "window" or ""
+	attempts  int       // failed attempts at this version so far
+
+	running    bool
+	reserved   bool                    // its size is counted against the quota
+	resumed    bool                    // the download continued a partial file
+	wholeTried bool                    // a resumed download did not match and was fetched again whole
+	deleted    bool                    // the item left the catalog while it was downloading
+	next       *cloudapi.MediaManifest // a newer version seen while it was downloading
+	got        atomic.Int64            // bytes in the partial file, for status and on-demand answers
+
+	index int // in whichever heap holds it, -1 in none
+}
+
+// readyHeap orders tasks by class, then by order; videos, the largest first, so that the
+// prefetch does not end on one long download while the other lanes are idle.
+type readyHeap []*task
+
+func (h readyHeap) Len() int { return len(h) }
+func (h readyHeap) Less(i, j int) bool {
+	switch {
+	case h[i].class != h[j].class:
+		return h[i].class < h[j].class
+	case h[i].class == classVideo && h[i].m.Size != h[j].m.Size:
+		return h[i].m.Size > h[j].m.Size
+	}
+	return h[i].order < h[j].order
+}
+func (h readyHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i]; h[i].index = i; h[j].index = j }
+func (h *readyHeap) Push(x any)   { t := x.(*task); t.index = len(*h); *h = append(*h, t) }
+func (h *readyHeap) Pop() any     { return popLast((*[]*task)(h)) }
+func (h readyHeap) peek() *task   { return h[0] }
+func (h delayHeap) Len() int      { return len(h) }
+func (h delayHeap) Less(i, j int) bool {
+	return h[i].notBefore.Before(h[j].notBefore)
+}
+func (h delayHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i]; h[i].index = i; h[j].index = j }
+func (h *delayHeap) Push(x any)   { t := x.(*task); t.index = len(*h); *h = append(*h, t) }
+func (h *delayHeap) Pop() any     { return popLast((*[]*task)(h)) }
+
+// delayHeap orders waiting tasks by the time they may run.
+type delayHeap []*task
+
+func popLast(h *[]*task) any {
+	old := *h
+	t := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	t.index = -1
+	return t
+}
+
+// queue is the fetcher's work: tasks by id, ready ones by priority, the others by time. It is
+// guarded by the fetcher's mutex.
+type queue struct {
+	tasks   map[string]*task
+	ready   readyHeap
+	delayed delayHeap
+	orders  int64
+}
+
+func newQueue() *queue { return &queue{tasks: map[string]*task{}} }
+
+// add queues a new task, ready now or at notBefore.
+func (q *queue) add(t *task) {
+	q.orders++
+	t.order = q.orders
+	t.index = -1
+	q.tasks[t.id] = t
+	q.place(t)
+}
+
+// place puts a task that is in no heap where it belongs.
+func (q *queue) place(t *task) {
+	if t.notBefore.IsZero() {
+		heap.Push(&q.ready, t)
+	} else {
+		heap.Push(&q.delayed, t)
+	}
+}
+
+// unplace takes a task out of its heap.
+func (q *queue) unplace(t *task) {
+	if t.index < 0 || t.running {
+		return
+	}
+	if t.notBefore.IsZero() {
+		heap.Remove(&q.ready, t.index)
+	} else {
+		heap.Remove(&q.delayed, t.index)
+	}
+}
+
+// remove forgets a task that is not running.
+func (q *queue) remove(t *task) {
+	q.unplace(t)
+	delete(q.tasks, t.id)
+}
+
+// delay moves a task to wait until at.
+func (q *queue) delay(t *task, at time.Time, why string) {
+	q.unplace(t)
+	t.notBefore, t.why = at, why
+	q.place(t)
+}
+
+// promote makes a task ready with the on-demand class.
+func (q *queue) promote(t *task) {
+	q.unplace(t)
+	t.class, t.notBefore, t.why = classOnDemand, time.Time{}, ""
+	q.place(t)
+}
+
+// release moves the delayed tasks whose time has come to the ready heap and returns the time the
+// next one is due (zero when none waits).
+func (q *queue) release(now time.Time) time.Time {
+	for len(q.delayed) > 0 {
+		t := q.delayed[0]
+		if t.notBefore.After(now) {
+			return t.notBefore
+		}
+		heap.Pop(&q.delayed)
+		t.notBefore, t.why = time.Time{}, ""
+		heap.Push(&q.ready, t)
+	}
+	return time.Time{}
+}
+
+// take pops the first ready task a worker may run: onDemandOnly workers take only what a device
+// is waiting for.
+func (q *queue) take(onDemandOnly bool) *task {
+	if len(q.ready) == 0 || (onDemandOnly && q.ready.peek().class != classOnDemand) {
+		return nil
+	}
+	t := heap.Pop(&q.ready).(*task)
+	t.running = true
+	return t
+}
+
+// counts returns the tasks and bytes still to fetch, and those waiting for a reason.
+func (q *queue) counts() (pending int, bytes int64, waiting map[string]int) {
+	waiting = map[string]int{}
+	for _, t := range q.tasks {
+		pending++
+		bytes += max(t.m.Size-t.got.Load(), 0)
+		if t.why != "" {
+			waiting[t.why]++
+		}
+	}
+	return pending, bytes, waiting
+}

@@ -1,0 +1,292 @@
+package media
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
+)
+
+// Source reads blobs. Container is the real one; tests may give another.
+type Source interface {
+	// Download reads blob name from offset to its end and returns the body and the blob's whole
+	// size. Its errors are *BlobError.
+	Download(ctx context.Context, name string, offset int64) (body io.ReadCloser, total int64, err error)
+	// Refresh gets a new SAS from wherever the container URL comes from, after the store refused
+	// the one in use. It returns ErrNoRefresh when the URL is fixed by configuration.
+	Refresh(ctx context.Context) error
+}
+
+var _ Source = (*Container)(nil)
+
+// ErrNoRefresh is Refresh's answer for a container configured by the shop itself.
+var ErrNoRefresh = errors.New("media: the container is configured locally; its SAS or key cannot be renewed automatically")
+
+// ErrNotConfigured means no container is known yet: the cloud's remote configuration names none.
+var ErrNotConfigured = errors.New("media: no container: the cloud's remote configuration names no media container, and media.container_url is empty")
+
+// Kinds of BlobError.
+const (
+	KindAuth        = "unauthorized" // the SAS or key was refused (403), or expired
+	KindNotFound    = "not_found"    // no such blob or container (404)
+	KindRange       = "bad_range"    // the resume offset is past the blob's end (416)
+	KindUnreachable = "unreachable"  // network, proxy, TLS, 5xx: Blob storage cannot be reached
+)
+
+// BlobError is a failed Blob storage request. Its text never holds the SAS.
+type BlobError struct {
+	Kind   string
+	Status int // HTTP status, 0 when no answer came
+	Err    error
+}
+
+func (e *BlobError) Error() string {
+	if e.Status != 0 {
+		return fmt.Sprintf("blob storage answered %d: %v", e.Status, e.Err)
+	}
+	return fmt.Sprintf("blob storage: %v", e.Err)
+}
+
+func (e *BlobError) Unwrap() error { return e.Err }
+
+// Locator says where the shop's container is. Exactly one way is used: URL, else
+// ConnectionString with Container, else Remote.
+type Locator struct {
+	URL              string // a container URL with a SAS token
+	ConnectionString string
+	Container        string
+	// Remote returns the container URL the cloud's remote configuration names ("" when none).
+	Remote func(ctx context.Context) (string, error)
+}
+
+// Container is the shop's Blob container, reached with the azblob SDK over an HTTP client that
+// goes through the one WAN dialer. When the URL comes from the cloud, it is read again when the
+// SAS expires (shortly before, when the SAS says when) or is refused.
+type Container struct {
+	loc Locator
+	hc  policy.Transporter
+	now func() time.Time
+
+	mu      sync.Mutex // protects the fields below
+	client  *container.Client
+	url     string    // the container URL in use (a secret: it carries the SAS)
+	expires time.Time // the SAS's se=, zero when unknown
+	tried   time.Time // when Remote was last asked
+}
+
+// NewContainer returns a Container whose requests go through hc. Nothing is contacted yet.
+func NewContainer(loc Locator, hc *http.Client) *Container {
+	return &Container{loc: loc, hc: hc, now: time.Now}
+}
+
+// minRefresh is the least time between two readings of the remote configuration.
+const minRefresh = 2 * time.Second
+
+// refreshAhead is how long before its SAS expires a container URL is read again.
+const refreshAhead = 30 * time.Second
+
+func (c *Container) options() *container.ClientOptions {
+	return &container.ClientOptions{ClientOptions: azcore.ClientOptions{
+		Transport: c.hc,
+		// Retries are the fetcher's: it knows whether the WAN or the blob is at fault.
+		Retry:     policy.RetryOptions{MaxRetries: -1},
+		Telemetry: policy.TelemetryOptions{Disabled: true},
+	}}
+}
+
+// current returns the client to use, building it on first use and when the SAS is about to
+// expire.
+func (c *Container) current(ctx context.Context) (*container.Client, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.now()
+	stale := !c.expires.IsZero() && now.After(c.expires.Add(-refreshAhead)) && now.Sub(c.tried) >= minRefresh
+	if c.client != nil && !(stale && c.loc.Remote != nil) {
+		return c.client, nil
+	}
+	if err := c.buildLocked(ctx); err != nil {
+		return nil, err
+	}
+	return c.client, nil
+}
+
+// buildLocked makes the client from the locator.
+func (c *Container) buildLocked(ctx context.Context) error {
+	var err error
+	switch {
+	case c.loc.URL != "":
+		return c.useURLLocked(c.loc.URL)
+	case c.loc.ConnectionString != "":
+		c.client, err = container.NewClientFromConnectionString(c.loc.ConnectionString, c.loc.Container, c.options())
+		if err != nil {
+			return &BlobError{Kind: KindAuth, Err: errors.New("media.connection_string cannot be used: " + redactSAS(err.Error()))}
+		}
+		return nil
+	case c.loc.Remote == nil:
+		return ErrNotConfigured
+	}
+	c.tried = c.now()
+	u, err := c.loc.Remote(ctx)
+	if err != nil {
+		return &BlobError{Kind: KindUnreachable, Err: fmt.Errorf("read the container URL from the cloud: %w", err)}
+	}
+	if u == "" {
+		return ErrNotConfigured
+	}
+	return c.useURLLocked(u)
+}
+
+func (c *Container) useURLLocked(raw string) error {
+	cl, err := container.NewClientWithNoCredential(raw, c.options())
+	if err != nil {
+		return &BlobError{Kind: KindAuth, Err: errors.New("the container URL cannot be used: " + redactSAS(err.Error()))}
+	}
+	c.client, c.url, c.expires = cl, raw, sasExpiry(raw)
+	return nil
+}
+
+// Refresh reads the container URL from the cloud again.
+func (c *Container) Refresh(ctx context.Context) error {
+	if c.loc.Remote == nil || c.loc.URL != "" || c.loc.ConnectionString != "" {
+		return ErrNoRefresh
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if wait := minRefresh - c.now().Sub(c.tried); wait > 0 {
+		c.mu.Unlock()
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			c.mu.Lock()
+			return ctx.Err()
+		case <-t.C:
+		}
+		c.mu.Lock()
+	}
+	return c.buildLocked(ctx)
+}
+
+// Download implements Source.
+func (c *Container) Download(ctx context.Context, name string, offset int64) (io.ReadCloser, int64, error) {
+	cl, err := c.current(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	o := &blob.DownloadStreamOptions{}
+	if offset > 0 {
+		o.Range = blob.HTTPRange{Offset: offset}
+	}
+	resp, err := cl.NewBlobClient(name).DownloadStream(ctx, o)
+	if err != nil {
+		return nil, 0, classify(err)
+	}
+	total := int64(-1)
+	if resp.ContentRange != nil {
+		total = contentRangeTotal(*resp.ContentRange)
+	} else if resp.ContentLength != nil && offset == 0 {
+		total = *resp.ContentLength
+	}
+	if total < 0 {
+		resp.Body.Close()
+		return nil, 0, &BlobError{Kind: KindUnreachable, Status: http.StatusOK, Err: errors.New("the answer gives no blob size")}
+	}
+	return resp.Body, total, nil
+}
+
+// contentRangeTotal reads the total of "bytes a-b/total", or -1.
+func contentRangeTotal(s string) int64 {
+	_, total, ok := strings.Cut(s, "/")
+	if !ok {
+		return -1
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(total), 10, 64)
+	if err != nil || n < 0 {
+		return -1
+	}
+	return n
+}
+
+// classify turns an SDK error into a *BlobError.
+func classify(err error) error {
+	var re *azcore.ResponseError
+	if errors.As(err, &re) {
+		e := &BlobError{Status: re.StatusCode, Err: errors.New(orDefault(re.ErrorCode, http.StatusText(re.StatusCode)))}
+		switch {
+		case re.StatusCode == http.StatusUnauthorized || re.StatusCode == http.StatusForbidden:
+			e.Kind = KindAuth
+		case re.StatusCode == http.StatusNotFound:
+			e.Kind = KindNotFound
+		case re.StatusCode == http.StatusRequestedRangeNotSatisfiable:
+			e.Kind = KindRange
+		default:
+			e.Kind = KindUnreachable
+		}
+		return e
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return &BlobError{Kind: KindUnreachable, Err: errors.New(redactSAS(err.Error()))}
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// sasExpiry reads the se= (signed expiry) of a SAS URL; zero when absent.
+func sasExpiry(raw string) time.Time {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return time.Time{}
+	}
+	t, err := time.Parse(time.RFC3339, u.Query().Get("se"))
+	if err != nil {
+		return time.Time{}
+	}
+	return t
+}
+
+// redactSAS hides the query of any URL in s (the SAS token), and the value of any signature,
+// account key or SAS left: an SDK error may quote them.
+func redactSAS(s string) string {
+	s = redactAfter(s, "?", " \t\n\"'")
+	for _, key := range []string{"sig=", "AccountKey=", "SharedAccessSignature="} {
+		s = redactAfter(s, key, "&; \t\n\"'")
+	}
+	return s
+}
+
+// redactAfter replaces what follows each key, up to one of stops, with "xxxxx".
+func redactAfter(s, key, stops string) string {
+	var b strings.Builder
+	for {
+		i := strings.Index(s, key)
+		if i < 0 {
+			b.WriteString(s)
+			return b.String()
+		}
+		b.WriteString(s[:i+len(key)])
+		b.WriteString("xxxxx")
+		s = s[i+len(key):]
+		if end := strings.IndexAny(s, stops); end >= 0 {
+			s = s[end:]
+		} else {
+			s = ""
+		}
+	}
+}

@@ -1,0 +1,63 @@
+package media
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestContentRangeTotal(t *testing.T) {
+	for in, want := range map[string]int64{
+		"bytes 0-99/100": 100, "bytes 5-9/3000000000": 3000000000, "bytes */42": 42,
+		"": -1, "bytes 0-99": -1, "bytes 0-9/x": -1, "bytes 0-9/-5": -1, "bytes 0-9/*": -1,
+	} {
+		if got := contentRangeTotal(in); got != want {
+			t.Errorf("contentRangeTotal(%q) = %d, want %d", in, got, want)
+		}
+	}
+}
+
+// Blob storage's answers (Content-Range) come from the WAN: no panic, a size or -1.
+func FuzzContentRangeTotal(f *testing.F) {
+	for _, s := range []string{"bytes 0-99/100", "bytes */42", "", "/", "bytes 0-1/99999999999999999999"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if n := contentRangeTotal(s); n < -1 {
+			t.Fatalf("%q: %d", s, n)
+		}
+	})
+}
+
+func TestSASExpiry(t *testing.T) {
+	u := "https://a.blob.core.windows.net/media?sv=2023-11-03&se=2026-12-02T10%3A00%3A00Z&sr=c&sp=rl&sig=abc"
+	if got := sasExpiry(u); !got.Equal(time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)) {
+		t.Errorf("sasExpiry = %v", got)
+	}
+	if got := sasExpiry("https://a/media?sig=x"); !got.IsZero() {
+		t.Errorf("no se: %v", got)
+	}
+}
+
+// An error text that quotes a URL or a connection string keeps no signature or key.
+func FuzzRedactSAS(f *testing.F) {
+	f.Add("GET https://a.blob.core.windows.net/media/x.jpg?sv=1&sig=SECRETSIG&se=2 failed")
+	f.Add("AccountName=a;AccountKey=SECRETKEY;BlobEndpoint=http://127.0.0.1")
+	f.Add(`parse "http://h/c?sig=SECRET": invalid`)
+	f.Add("SharedAccessSignature=sv=1&sig=SECRET;x")
+	f.Fuzz(func(t *testing.T, s string) {
+		out := redactSAS(s)
+		for _, key := range []string{"?", "sig=", "AccountKey=", "SharedAccessSignature="} {
+			for rest := out; ; {
+				i := strings.Index(rest, key)
+				if i < 0 {
+					break
+				}
+				rest = rest[i+len(key):]
+				if !strings.HasPrefix(rest, "xxxxx") {
+					t.Fatalf("%q -> %q: %s not followed by the redaction", s, out, key)
+				}
+			}
+		}
+	})
+}
