@@ -39,6 +39,9 @@ type Config struct {
 	Devices Devices `yaml:"devices"`
 	// Backup configures scheduled backups of the database.
 	Backup Backup `yaml:"backup"`
+	// SMTP and Alerts configure the alerts by e-mail (config/alerts.go).
+	SMTP   SMTP   `yaml:"smtp"`
+	Alerts Alerts `yaml:"alerts"`
 	Log    Log    `yaml:"log"`
 
 	// UnknownEnv lists the STOREEDGE_* environment variables that Load found but that name no
@@ -412,6 +415,8 @@ func Default() Config {
 			PushTimeout:     10 * time.Second,
 		},
 		Backup: Backup{Schedule: "0 3 * * *", Keep: 7},
+		SMTP:   defaultSMTP(),
+		Alerts: defaultAlerts(),
 		Log:    Log{Level: "info", Format: "text"},
 	}
 }

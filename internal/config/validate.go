@@ -136,6 +136,9 @@ func (c *Config) Validate() error {
 
 	v.backup(c.Backup, c.DataDir)
 
+	v.smtp(c.SMTP)
+	v.alerts(c.Alerts)
+
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
