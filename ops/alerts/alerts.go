@@ -85,6 +85,7 @@ type Alerts struct {
 	lastErr   string
 	lastErrAt time.Time
 	logged    string // the send error last logged at WARN, so a repeated one is not logged again
+	checkErr  string // the same for the check
 	lastPrune time.Time
 }
 
@@ -128,9 +129,11 @@ func (a *Alerts) Run(ctx context.Context) error {
 	retry := time.NewTimer(time.Hour)
 	defer retry.Stop()
 	for {
-		if err := a.Check(ctx); err != nil && ctx.Err() == nil {
-			a.log.Warn("alerts: check failed; trying again at the next", slog.Any("error", err))
+		err := a.Check(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
+		a.logCheckError(err)
 		next, err := a.Flush(ctx)
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -307,6 +310,26 @@ func (a *Alerts) retryTime() time.Time {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.retryAt
+}
+
+// logCheckError logs a failed check at WARN, and at DEBUG while the same error repeats.
+func (a *Alerts) logCheckError(err error) {
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	a.mu.Lock()
+	repeated := a.checkErr == msg
+	a.checkErr = msg
+	a.mu.Unlock()
+	if err == nil {
+		return
+	}
+	level := slog.LevelWarn
+	if repeated {
+		level = slog.LevelDebug
+	}
+	a.log.Log(context.Background(), level, "alerts: check failed; trying again at the next", slog.Any("error", err))
 }
 
 // logSendError logs a failure of Flush at WARN the first time it is seen, and at DEBUG while
