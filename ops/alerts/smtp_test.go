@@ -3,6 +3,7 @@ package alerts
 import (
 	"context"
 	"crypto/tls"
+	"mime"
 	"strings"
 	"testing"
 	"time"
@@ -134,6 +135,20 @@ func TestSMTPMistakesExplained(t *testing.T) {
 	down.Stop()
 	if err := m.Check(context.Background()); err == nil || !strings.Contains(err.Error(), "cannot connect to the mail server: check smtp.host, smtp.port and the firewall") {
 		t.Errorf("server down: %v", err)
+	}
+}
+
+// A shop's name in any language reaches the mailbox intact, in the subject and the body.
+func TestShopNameInUTF8(t *testing.T) {
+	srv, mailer := plainServer(t)
+	id := Identity{ShopName: "Pâtisserie Čapek – Brno", ServerID: "storeedge-brno"}
+	if err := mailer.Send(context.Background(), id.TestMessage(t0, mailer.String())); err != nil {
+		t.Fatal(err)
+	}
+	ms := srv.Messages()
+	subject, err := new(mime.WordDecoder).DecodeHeader(ms[0].Header.Get("Subject"))
+	if err != nil || subject != "[storeedge] Pâtisserie Čapek – Brno: test message" || !strings.Contains(ms[0].Body, "Shop: Pâtisserie Čapek – Brno") {
+		t.Errorf("subject %q (%v), body:\n%s", subject, err, ms[0].Body)
 	}
 }
 
