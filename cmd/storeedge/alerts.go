@@ -63,12 +63,12 @@ func (s alertSources) facts(dataDir string) func(context.Context) (alerts.Facts,
 			w := s.syncer.WAN()
 			f.WAN = &alerts.WAN{Up: w.State == feed.StateOK || w.State == feed.StateNever, State: w.State,
 				LastError: w.LastError, Route: s.route, LastContact: w.LastContact}
-			stats, err := s.db.OrderStats(ctx)
+			pending, _, oldest, err := s.db.OutboxBacklog(ctx)
 			if err != nil {
 				return f, err
 			}
-			if stats.OldestPendingAt != nil {
-				f.OldestUpload, f.UploadsWaiting = *stats.OldestPendingAt, stats.OutboxPending
+			if oldest != nil {
+				f.OldestUpload, f.UploadsWaiting = *oldest, pending
 			}
 		}
 		if s.serviceBus != nil {
