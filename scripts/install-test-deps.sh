@@ -232,6 +232,19 @@ ensure_media_bench() {
 		curl:curl
 }
 
+# A real SMTP server for the e-mail alerts (ops/alerts): Debian's aiosmtpd,
+# run by tools/smtpd/smtpd.py with Debian's /usr/bin/python3 (the python3 on
+# PATH may be another build without Debian's modules). Checked by import, so a
+# half-removed package is installed again.
+ensure_smtpd() {
+	if have_pkg python3-aiosmtpd && /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
+		SUMMARY+=("smtpd: present")
+		return
+	fi
+	apt_install python3-aiosmtpd
+	SUMMARY+=("smtpd: installed python3-aiosmtpd")
+}
+
 main() {
 	ensure_proxies
 	ensure_bench
@@ -242,6 +255,7 @@ main() {
 	ensure_azurite
 	ensure_packaging
 	ensure_media_bench
+	ensure_smtpd
 	local line
 	line=$(printf '%s; ' "${SUMMARY[@]}")
 	echo "install-test-deps: ${line%; }"

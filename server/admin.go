@@ -15,6 +15,7 @@ import (
 	"github.com/storeedge/storeedge/backoffice"
 	"github.com/storeedge/storeedge/devices"
 	"github.com/storeedge/storeedge/discovery"
+	"github.com/storeedge/storeedge/ops/alerts"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 	"github.com/storeedge/storeedge/sync/media"
@@ -95,7 +96,16 @@ type statusDoc struct {
 	ReadCache     *storage.ReadCacheStats   `json:"read_cache"` // null when lan.read_cache_mb is 0
 	Media         *media.Status             `json:"media"`      // null when the server has no media service
 	Devices       devices.Summary           `json:"devices"`
+	Alerts        *alerts.Status            `json:"alerts"` // null when the daemon has none
 }
+
+// Alerts is what the status needs of the alerts by e-mail (package ops/alerts).
+type Alerts interface {
+	// Status reports the open alerts and the mail queue; its error is the database's.
+	Status(ctx context.Context) (alerts.Status, error)
+}
+
+var _ Alerts = (*alerts.Alerts)(nil)
 
 type collectionStatus struct {
 	Name           string     `json:"name"`
@@ -200,6 +210,14 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	if doc.Orders, err = s.o.DB.OrderStats(ctx); err != nil {
 		s.internal(w, r, "count orders", err)
 		return
+	}
+	if s.o.Alerts != nil {
+		st, err := s.o.Alerts.Status(ctx)
+		if err != nil {
+			s.internal(w, r, "alerts status", err)
+			return
+		}
+		doc.Alerts = &st
 	}
 	s.writeJSON(w, r, http.StatusOK, doc)
 }

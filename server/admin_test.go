@@ -15,6 +15,7 @@ import (
 	"github.com/storeedge/storeedge/backoffice"
 	"github.com/storeedge/storeedge/devices"
 	"github.com/storeedge/storeedge/discovery"
+	"github.com/storeedge/storeedge/ops/alerts"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 	"github.com/storeedge/storeedge/sync/media"
@@ -66,6 +67,7 @@ type statusJSON struct {
 	ReadCache  *storage.ReadCacheStats   `json:"read_cache"`
 	Media      *media.Status             `json:"media"`
 	Devices    devices.Summary           `json:"devices"`
+	Alerts     *alerts.Status            `json:"alerts"`
 }
 
 func TestStatus(t *testing.T) {

@@ -61,6 +61,8 @@ type Options struct {
 	// Devices is the device registry that authenticates device requests and serves pairing.
 	// Required.
 	Devices *devices.Manager
+	// Alerts reports the alerts by e-mail for the status; nil when the daemon has none.
+	Alerts Alerts
 	// AdminToken is the admin credential (admin.token); "" turns the admin API off.
 	AdminToken string
 

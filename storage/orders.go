@@ -605,17 +605,25 @@ func (db *DB) OrderStats(ctx context.Context) (OrderStats, error) {
 		st.ByStatus[s] = n
 	}
 	rows.Close()
-	var oldest sql.NullInt64
+	st.OutboxPending, st.OutboxRejected, st.OldestPendingAt, err = db.OutboxBacklog(ctx)
+	return st, err
+}
+
+// OutboxBacklog counts the outbox entries waiting for the cloud and those it refused for good,
+// and gives when the oldest waiting one happened (nil when none waits). Unlike OrderStats it
+// does not read the orders, so it stays cheap for a check that runs every few seconds.
+func (db *DB) OutboxBacklog(ctx context.Context) (pending, rejected int64, oldest *time.Time, err error) {
+	var at sql.NullInt64
 	err = db.r.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM outbox WHERE state = 'pending'), (SELECT count(*) FROM outbox WHERE state = 'rejected'),
-		(SELECT min(at) FROM outbox WHERE state = 'pending')`).Scan(&st.OutboxPending, &st.OutboxRejected, &oldest)
+		(SELECT min(at) FROM outbox WHERE state = 'pending')`).Scan(&pending, &rejected, &at)
 	if err != nil {
-		return st, fmt.Errorf("storage: order stats: %w", err)
+		return 0, 0, nil, fmt.Errorf("storage: outbox backlog: %w", err)
 	}
-	if oldest.Valid {
-		t := time.UnixMilli(oldest.Int64).UTC()
-		st.OldestPendingAt = &t
+	if at.Valid {
+		t := time.UnixMilli(at.Int64).UTC()
+		oldest = &t
 	}
-	return st, nil
+	return pending, rejected, oldest, nil
 }
 
 // EventsAfter returns up to limit events with ids greater than after, in id order.

@@ -61,6 +61,7 @@ Usage:
   storeedge backup   [--config PATH] FILE                     copy the database to FILE, while the service runs
   storeedge restore  [--config PATH] [--force] FILE           put a backup back (service stopped)
   storeedge service  install|uninstall|start|stop|status      the system service (Windows; on Linux, systemd's unit)
+  storeedge alert test [--config PATH]                        send a test alert mail through the configured mail server
   storeedge version                                           print the version
 
 Run "storeedge COMMAND --help" for the options of a command.
@@ -92,6 +93,8 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) erro
 		return cmdBackup(ctx, rest, env, stdout, stderr)
 	case "restore":
 		return cmdRestore(ctx, rest, env, stdout, stderr)
+	case "alert":
+		return cmdAlert(ctx, rest, env, stdout, stderr)
 	case "version", "--version":
 		fs := newFlagSet("version", "Usage: storeedge version\n\nPrints the version of this binary.\n", stderr)
 		if err := fs.Parse(rest); err != nil {

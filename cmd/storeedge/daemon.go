@@ -37,6 +37,7 @@ import (
 //	devices (registry, push to TCP 8081) ────┤
 //	back office (ERP files, webhook) ────────┤
 //	media fetcher (Blob → cache) ────────────┘
+//	alerts (rules on all the above → SMTP mail queue)
 //
 // The database opens and the LAN listeners bind before anything starts, so the shop is served
 // from its local data within a second whatever the WAN does; sync runs in the background.
@@ -140,6 +141,15 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 		return err
 	}
 
+	var syncing *feed.Syncer
+	if cfg.Cloud.Sync {
+		syncing = syncer
+	}
+	alerter, err := newAlerts(cfg, dialer, alertSources{db: db, syncer: syncing, route: route, serviceBus: sbStatus, devices: dm, media: mediaFetcher}, log)
+	if err != nil {
+		return usageError{err}
+	}
+
 	srv, err := server.New(server.Options{
 		DB:                db,
 		WAN:               wanStatus,
@@ -161,6 +171,7 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 		Discovery:         disc,
 		Media:             mediaFetcher,
 		Devices:           dm,
+		Alerts:            alerter,
 		AdminToken:        cfg.Admin.Token.Reveal(),
 		ServerID:          cfg.ServerID,
 		ShopName:          cfg.Shop.Name,
@@ -188,6 +199,7 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 	disc.run(gctx, g)
 	g.Go(func() error { return db.RunReadCacheWarmer(gctx, log) })
 	g.Go(func() error { return dm.Run(gctx) })
+	g.Go(func() error { return alerter.Run(gctx) })
 	if backups != nil {
 		g.Go(func() error { return backups.Run(gctx) })
 	}

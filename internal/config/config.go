@@ -42,6 +42,9 @@ type Config struct {
 	Devices Devices `yaml:"devices"`
 	// Backup configures scheduled backups of the database.
 	Backup Backup `yaml:"backup"`
+	// SMTP and Alerts configure the alerts by e-mail (config/alerts.go).
+	SMTP   SMTP   `yaml:"smtp"`
+	Alerts Alerts `yaml:"alerts"`
 	Log    Log    `yaml:"log"`
 
 	// UnknownEnv lists the STOREEDGE_* environment variables that Load found but that name no
@@ -506,6 +509,8 @@ func Default() Config {
 			PushMinVersion:  DefaultDevicesPushMinVersion,
 		},
 		Backup: Backup{Schedule: DefaultBackupSchedule, Keep: DefaultBackupKeep},
+		SMTP:   defaultSMTP(),
+		Alerts: defaultAlerts(),
 		Log:    Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
 	}
 }

@@ -481,6 +481,11 @@ func TestKeys(t *testing.T) {
 		"devices.push_port_default", "devices.command_ttl", "devices.push_retry_max", "devices.push_timeout",
 		"devices.push_min_version",
 		"backup.dir", "backup.schedule", "backup.keep",
+		"smtp.host", "smtp.port", "smtp.security", "smtp.user", "smtp.password", "smtp.from", "smtp.recipients", "smtp.timeout",
+		"alerts.check_interval", "alerts.max_mails_per_hour", "alerts.wan_down.enabled", "alerts.wan_down.after",
+		"alerts.upload_waiting.enabled", "alerts.upload_waiting.after", "alerts.dead_lettered.enabled",
+		"alerts.quarantined.enabled", "alerts.disk_low.enabled", "alerts.disk_low.free_mb",
+		"alerts.media_quota_full.enabled", "alerts.devices_offline.enabled", "alerts.devices_offline.after",
 		"log.level", "log.format"}
 	if !slices.Equal(keys, want) {
 		t.Errorf("Keys() = %q\nwant     %q", keys, want)

@@ -56,6 +56,8 @@ func (c *Config) Validate() error {
 	v.admin(c.Admin, c.Shop)
 	v.devices(c.Devices)
 	v.backup(c.Backup, c.DataDir)
+	v.smtp(c.SMTP)
+	v.alerts(c.Alerts)
 	v.log(c.Log)
 	return errors.Join(v.errs...)
 }

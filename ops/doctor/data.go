@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/storeedge/storeedge/internal/disk"
 	"github.com/storeedge/storeedge/storage"
 )
 
@@ -58,11 +59,11 @@ func checkWritable(dir string) Result {
 
 func checkFreeSpace(dir string, dbSize int64) Result {
 	const check = "data_dir free space"
-	free, err := freeSpace(dir)
+	free, err := disk.Free(dir)
 	if err != nil {
 		return warn("data", check, "cannot be measured: "+err.Error(), "check the free space of the disk of data_dir by hand")
 	}
-	detail := fmt.Sprintf("%s free, database %s", bytesText(free), bytesText(uint64(dbSize)))
+	detail := fmt.Sprintf("%s free, database %s", disk.Format(free), disk.Format(uint64(dbSize)))
 	const fix = "free space on that disk, or move data_dir to a larger one"
 	switch {
 	case free < minFree:
@@ -91,14 +92,4 @@ func checkDatabase(ctx context.Context, path string) Result {
 		return pass("data", check, fmt.Sprintf("quick check ok; schema %d, brought up to %d at the service's next start (a copy is kept first)", schema, latest))
 	}
 	return pass("data", check, fmt.Sprintf("quick check ok; schema %d", schema))
-}
-
-func bytesText(n uint64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	}
-	return fmt.Sprintf("%d KiB", n>>10)
 }

@@ -9,8 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"syscall"
-
-	"golang.org/x/sys/unix"
 )
 
 // filePermissionProblem says what is wrong with who may read or write the file, or "".
@@ -71,14 +69,6 @@ func writableBy(fi os.FileInfo, uid int, gids []int) bool {
 		return mode&0o030 == 0o030
 	}
 	return mode&0o003 == 0o003
-}
-
-func freeSpace(dir string) (uint64, error) {
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil {
-		return 0, err
-	}
-	return st.Bavail * uint64(st.Bsize), nil
 }
 
 // matchOwner gives files that doctor's read of the database made as root (the WAL index) the

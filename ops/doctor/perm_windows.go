@@ -47,17 +47,5 @@ func checkServiceCanWrite(dir string, fi os.FileInfo, account string) (Result, b
 	return Result{}, false
 }
 
-func freeSpace(dir string) (uint64, error) {
-	p, err := windows.UTF16PtrFromString(dir)
-	if err != nil {
-		return 0, err
-	}
-	var free uint64
-	if err := windows.GetDiskFreeSpaceEx(p, &free, nil, nil); err != nil {
-		return 0, err
-	}
-	return free, nil
-}
-
 // matchOwner does nothing: files take the permissions of the folder they are in.
 func matchOwner(ref string, paths ...string) {}

@@ -58,7 +58,30 @@ func Rules(cfg config.Config) []Rule {
 		out = append(out, Rule{Dir: Out, Proto: "udp", Port: mdnsPort, Remote: mdnsGroup, Purpose: "discovery: mDNS answers", Key: "discovery.mdns.enabled"})
 	}
 	out = append(out, Rule{Dir: Out, Proto: "tcp", Port: cfg.Devices.PushPortDefault, Remote: RemoteLAN, Purpose: "push of orders and commands to devices (a device may name another port when it pairs)", Key: "devices.push_port_default"})
-	return append(in, append(out, wanRules(cfg)...)...)
+	wan := wanRules(cfg)
+	out = append(append(out, wan...), mailRules(cfg.SMTP, wan)...)
+	return append(in, out...)
+}
+
+// mailRules open the way to the alerts' mail server, which is reached directly, not through
+// the proxy; with DNS when its name must be resolved and the WAN rules do not open DNS already.
+func mailRules(c config.SMTP, wan []Rule) []Rule {
+	if !c.Enabled() {
+		return nil
+	}
+	r := Rule{Dir: Out, Proto: "tcp", Port: c.Port, Remote: RemoteAny, Hosts: []string{c.Host}, Purpose: "alerts by e-mail to the mail server", Key: "smtp.port"}
+	if net.ParseIP(c.Host) != nil {
+		r.Remote, r.Hosts = c.Host, nil
+		return []Rule{r}
+	}
+	for _, w := range wan {
+		if w.Port == 53 {
+			return []Rule{r}
+		}
+	}
+	return []Rule{r,
+		{Dir: Out, Proto: "udp", Port: 53, Remote: RemoteAny, Purpose: "DNS (the system's resolvers), for smtp.host", Key: "smtp.host"},
+		{Dir: Out, Proto: "tcp", Port: 53, Remote: RemoteAny, Purpose: "DNS (the system's resolvers), for smtp.host", Key: "smtp.host"}}
 }
 
 // wanRules are the outbound connections to the WAN: to the proxy when there is one, else to

@@ -46,3 +46,32 @@ func TestRulesFollowTheConfiguration(t *testing.T) {
 		t.Error("unknown format accepted")
 	}
 }
+
+// The alerts' mail server is reached directly, also when the WAN goes through a proxy.
+func TestRulesOpenTheMailServer(t *testing.T) {
+	c := config.Default()
+	c.WAN.Proxy = "http://10.1.2.3:3128"
+	c.SMTP.Host, c.SMTP.Port = "192.168.1.5", 25
+	var b strings.Builder
+	Write(&b, "nftables", Rules(c), Options{})
+	if nft := b.String(); !strings.Contains(nft, "ip daddr 192.168.1.5 tcp dport 25 accept") || strings.Contains(nft, "dport 53 ") {
+		t.Errorf("a mail server by address:\n%s", nft)
+	}
+
+	c.SMTP.Host, c.SMTP.Port = "smtp.office365.com", 587
+	b.Reset()
+	Write(&b, "table", Rules(c), Options{})
+	table := b.String()
+	for _, want := range []string{"tcp       587", "smtp.office365.com", "alerts by e-mail", "DNS (the system's resolvers), for smtp.host"} {
+		if !strings.Contains(table, want) {
+			t.Errorf("table lacks %q:\n%s", want, table)
+		}
+	}
+
+	c.WAN.Proxy = ""
+	b.Reset()
+	Write(&b, "table", Rules(c), Options{})
+	if n := strings.Count(b.String(), "udp       53     "); n != 1 {
+		t.Errorf("DNS opened %d times without a proxy:\n%s", n, b.String())
+	}
+}

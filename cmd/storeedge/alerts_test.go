@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/storeedge/storeedge/devices"
+	"github.com/storeedge/storeedge/storage"
+	"github.com/storeedge/storeedge/sync/cloud"
+	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
+	"github.com/storeedge/storeedge/sync/feed"
+	"github.com/storeedge/storeedge/sync/servicebus"
+)
+
+// The facts the alert rules read come from the real components: the syncer's WAN state after a
+// pass that could not reach the cloud, the order waiting in the outbox, the quarantined feed
+// line, the receiver's dead-letter count, data_dir's disk and the paired devices.
+func TestAlertFactsFromTheComponents(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db, err := storage.Open(ctx, filepath.Join(dir, "storeedge.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+
+	// Nothing listens on port 1: the pass fails as unreachable.
+	client, err := cloud.New("http://127.0.0.1:1", "key", &http.Client{}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	passed := make(chan error, 10)
+	syncer := feed.New(feed.Options{DB: db, Client: client, AfterPass: func(err error) { passed <- err }, Classify: classifyWANError})
+	sctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- syncer.Run(sctx) }()
+	<-passed
+	stop()
+	<-done
+
+	o := storage.Order{Source: storage.SourceLAN, DeviceID: "pos", Status: storage.StatusNew}
+	if _, _, err := db.CreateOrder(ctx, storage.NewOrder{Order: o, IdempotencyKey: "k1", RequestHash: "h"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ApplyPage(ctx, storage.Page{Collection: cloudapi.Prices, FetchedAt: time.Now(),
+		Malformed: []*cloudapi.MalformedError{{Line: 1, ID: "X1", Reason: "bad currency", Raw: []byte(`{"id":"X1"}`)}},
+		End:       cloudapi.PageEnd{Cursor: "c1", Count: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	dm, err := devices.New(ctx, devices.Options{DB: db, EnrollmentSecret: "enrollment-secret-0123456789"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dm.Pair(ctx, devices.PairRequest{EnrollmentSecret: "enrollment-secret-0123456789", Kind: "kiosk", Name: "Kiosk 1"}, "192.0.2.7"); err != nil {
+		t.Fatal(err)
+	}
+
+	src := alertSources{db: db, syncer: syncer, route: "direct", devices: dm,
+		serviceBus: func() servicebus.Status { return servicebus.Status{Queue: "orders", DeadLettered: 2} }}
+	f, err := src.facts(dir)(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.WAN == nil || f.WAN.Up || f.WAN.State != feed.StateUnreachable || f.WAN.Route != "direct" {
+		t.Errorf("WAN: %+v", f.WAN)
+	}
+	if f.UploadsWaiting != 1 || f.OldestUpload.IsZero() || time.Since(f.OldestUpload) > time.Minute {
+		t.Errorf("uploads: %d waiting since %v", f.UploadsWaiting, f.OldestUpload)
+	}
+	if f.Quarantined[cloudapi.Prices] != 1 || f.Quarantined[cloudapi.Products] != 0 {
+		t.Errorf("quarantined: %v", f.Quarantined)
+	}
+	if f.ServiceBus == nil || f.ServiceBus.DeadLettered != 2 || f.ServiceBus.Queue != "orders" {
+		t.Errorf("service bus: %+v", f.ServiceBus)
+	}
+	if f.Disk == nil || f.Disk.Path != dir || f.Disk.Free == 0 {
+		t.Errorf("disk: %+v", f.Disk)
+	}
+	if len(f.Devices) != 1 || f.Devices[0].Name != "Kiosk 1" || f.Devices[0].LastSeen.IsZero() || f.Devices[0].Connected {
+		t.Errorf("devices: %+v", f.Devices)
+	}
+	if f.MediaQuotaFull {
+		t.Error("media quota full, with no media service")
+	}
+
+	// Sync off, Service Bus off: nothing to say about them.
+	f, err = alertSources{db: db, devices: dm}.facts(dir)(ctx)
+	if err != nil || f.WAN != nil || f.ServiceBus != nil || !f.OldestUpload.IsZero() {
+		t.Errorf("sync and Service Bus off: %+v, %v", f, err)
+	}
+}

@@ -1,0 +1,408 @@
+package alerts
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/storeedge/storeedge/internal/backoff"
+	"github.com/storeedge/storeedge/internal/config"
+	"github.com/storeedge/storeedge/storage"
+)
+
+// Mailer delivers alert mails. SMTP is the real one.
+type Mailer interface {
+	// Send delivers m to every recipient. nil means the mail server accepted it; an error says,
+	// in words for shop IT, why not (the status shows it), and m is sent again later.
+	Send(ctx context.Context, m Message) error
+	// Check connects and logs in without sending anything, so that a wrong address or password
+	// shows before an alert needs the server; its error is worded as Send's.
+	Check(ctx context.Context) error
+}
+
+var _ Mailer = (*SMTP)(nil)
+
+// Options configure Alerts.
+type Options struct {
+	DB *storage.DB
+	// Facts gathers what the rules look at; called once per check. An error skips the check:
+	// nothing opens or resolves on facts that could not be read.
+	Facts  func(ctx context.Context) (Facts, error)
+	Config config.Alerts
+	// Mailer sends the mails; nil when no mail server is configured: alerts still open and
+	// resolve, and the status shows them, but nothing is queued.
+	Mailer   Mailer
+	Identity Identity
+	Logger   *slog.Logger
+	// Now is the clock of the rules, the queue and the hourly limit; nil: time.Now.
+	Now func() time.Time
+	// RetryMin and RetryMax bound the wait before sending again after a failure; zero:
+	// DefaultRetryMin and DefaultRetryMax.
+	RetryMin, RetryMax time.Duration
+}
+
+// Defaults of Options.
+const (
+	DefaultRetryMin = 10 * time.Second
+	DefaultRetryMax = 10 * time.Minute
+)
+
+const (
+	maxDigest = 100                 // notices in one digest mail; more wait for the next
+	keepSent  = 30 * 24 * time.Hour // sent notices are kept this long, then pruned
+	pruneEach = 24 * time.Hour
+)
+
+// States of the mail server in Status.Mail.
+const (
+	MailOff     = "off"     // no mail server configured
+	MailUnknown = "unknown" // not tried yet
+	MailOK      = "ok"      // the last attempt worked
+	MailFailing = "failing" // the last attempt failed: see Status.LastError
+)
+
+// Alerts checks the rules and sends their mails. Run does both until its context ends; Check
+// and Flush are its two steps, also called directly by tests with an injected clock.
+type Alerts struct {
+	o     Options
+	log   *slog.Logger
+	now   func() time.Time
+	rules []rule
+
+	checkMu sync.Mutex // serialises Check; protects the field below
+	dl      deadLetters
+
+	flushMu sync.Mutex // serialises Flush
+
+	mu        sync.Mutex // protects the fields below
+	bo        *backoff.Backoff
+	retryAt   time.Time // no attempt to send before this
+	nextAt    time.Time // what the last Flush returned
+	mail      string    // a Mail* state
+	lastErr   string
+	lastErrAt time.Time
+	logged    string // the send error last logged at WARN, so a repeated one is not logged again
+	checkErr  string // the same for the check
+	lastPrune time.Time
+}
+
+// New checks the options; it starts nothing.
+func New(o Options) (*Alerts, error) {
+	if o.DB == nil || o.Facts == nil {
+		return nil, errors.New("alerts: no database or no facts")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.RetryMin <= 0 {
+		o.RetryMin = DefaultRetryMin
+	}
+	if o.RetryMax <= 0 {
+		o.RetryMax = DefaultRetryMax
+	}
+	if o.Config.MaxMailsPerHour <= 0 {
+		o.Config.MaxMailsPerHour = config.DefaultAlertMailsPerHour
+	}
+	if o.Config.CheckInterval <= 0 {
+		o.Config.CheckInterval = config.DefaultAlertCheckInterval
+	}
+	a := &Alerts{o: o, log: o.Logger, now: o.Now, bo: backoff.New(o.RetryMin, o.RetryMax), mail: MailOff}
+	if o.Mailer != nil {
+		a.mail = MailUnknown
+	}
+	a.rules = ruleSet(o.Config, &a.dl)
+	return a, nil
+}
+
+// Run checks the rules every alerts.check_interval and sends what they queue, until ctx ends.
+// Unless a mail went already, it logs in to the mail server after the first check, so that a
+// wrong password shows in the status at once.
+func (a *Alerts) Run(ctx context.Context) error {
+	tick := time.NewTicker(a.o.Config.CheckInterval)
+	defer tick.Stop()
+	retry := time.NewTimer(time.Hour)
+	defer retry.Stop()
+	for {
+		err := a.Check(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		a.logCheckError(err)
+		next, err := a.Flush(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		a.logSendError(err, next)
+		a.checkMailer(ctx)
+		a.prune(ctx)
+		retry.Stop()
+		var wake <-chan time.Time
+		if !next.IsZero() {
+			retry.Reset(max(next.Sub(a.now()), 0))
+			wake = retry.C
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		case <-wake:
+		}
+	}
+}
+
+// Check gathers the facts and moves each rule on: a rule whose condition has held long
+// enough opens, one whose condition is over resolves, each with its mail queued in the same
+// transaction.
+func (a *Alerts) Check(ctx context.Context) error {
+	a.checkMu.Lock()
+	defer a.checkMu.Unlock()
+	f, err := a.o.Facts(ctx)
+	if err != nil {
+		return fmt.Errorf("alerts: gather facts: %w", err)
+	}
+	list, err := a.o.DB.AlertStates(ctx)
+	if err != nil {
+		return fmt.Errorf("alerts: %w", err)
+	}
+	states := make(map[string]*storage.AlertState, len(list))
+	for i := range list {
+		states[list[i].Rule] = &list[i]
+	}
+	now := a.now()
+	for _, r := range a.rules {
+		old := states[r.name]
+		n, event := next(r, old, r.check(&f, now, old != nil && old.Open()), now)
+		if !changed(r, old, n) {
+			continue
+		}
+		var mail *storage.AlertMail
+		if event != "" {
+			st := n
+			if st == nil {
+				st = old
+			}
+			a.logEvent(r, *st, event, now)
+			if a.o.Mailer != nil {
+				mail = a.o.Identity.notice(r, *st, event, now)
+			}
+		}
+		if err := a.o.DB.SaveAlert(ctx, r.name, n, mail); err != nil {
+			return fmt.Errorf("alerts: %w", err)
+		}
+	}
+	return nil
+}
+
+func (a *Alerts) logEvent(r rule, st storage.AlertState, event string, now time.Time) {
+	if event == storage.AlertOpened {
+		// An open alert is, by definition, something that needs a human.
+		a.log.Error("alert opened: "+r.title, slog.String("rule", r.name), slog.String("summary", st.Summary))
+		return
+	}
+	a.log.Info("alert resolved: "+r.title, slog.String("rule", r.name), slog.Duration("open_for", now.Sub(st.OpenedAt)))
+}
+
+// Flush sends the queued notices, oldest first, as far as the hourly limit lets: one mail each
+// while the hour's allowance covers them all, and the rest together in one digest as the last
+// mail the hour allows. It returns when to try again (zero when nothing waits): after a failure,
+// the backoff's wait; at the hourly limit, when the oldest mail of the hour leaves the window.
+// It does nothing before that time. Its error is a send failure (the notices stay queued) or
+// the database's.
+func (a *Alerts) Flush(ctx context.Context) (time.Time, error) {
+	if a.o.Mailer == nil {
+		return time.Time{}, nil
+	}
+	a.flushMu.Lock()
+	defer a.flushMu.Unlock()
+	next, err := a.flush(ctx)
+	a.mu.Lock()
+	a.nextAt = next
+	a.mu.Unlock()
+	return next, err
+}
+
+func (a *Alerts) flush(ctx context.Context) (time.Time, error) {
+	now := a.now()
+	a.mu.Lock()
+	retryAt := a.retryAt
+	a.mu.Unlock()
+	if now.Before(retryAt) {
+		return retryAt, nil
+	}
+	for {
+		sent, first, err := a.o.DB.AlertMailsSince(ctx, now.Add(-time.Hour))
+		if err != nil {
+			return time.Time{}, fmt.Errorf("alerts: %w", err)
+		}
+		budget := a.o.Config.MaxMailsPerHour - sent
+		queued, err := a.o.DB.QueuedAlertMails(ctx, max(budget, 0)+maxDigest)
+		switch {
+		case err != nil:
+			return time.Time{}, fmt.Errorf("alerts: %w", err)
+		case len(queued) == 0:
+			return time.Time{}, nil
+		case budget <= 0:
+			return first.Add(time.Hour), nil
+		}
+		batch := queued[:1]
+		if budget == 1 && len(queued) > 1 {
+			batch = queued[:min(len(queued), maxDigest)]
+		}
+		if err := a.send(ctx, batch, now); err != nil {
+			return a.retryTime(), err
+		}
+	}
+}
+
+// send sends one mail carrying batch and records the outcome.
+func (a *Alerts) send(ctx context.Context, batch []storage.AlertMail, now time.Time) error {
+	msg := a.o.Identity.single(batch[0], now)
+	if len(batch) > 1 {
+		msg = a.o.Identity.digest(batch, now)
+	}
+	ids := make([]int64, len(batch))
+	for i, m := range batch {
+		ids[i] = m.ID
+	}
+	if err := a.o.Mailer.Send(ctx, msg); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		a.failed(err, now)
+		if dbErr := a.o.DB.AlertMailsFailed(ctx, ids, clip(err.Error())); dbErr != nil {
+			return errors.Join(err, fmt.Errorf("alerts: %w", dbErr))
+		}
+		return err
+	}
+	a.succeeded()
+	if err := a.o.DB.AlertMailsSent(ctx, ids, now); err != nil {
+		return fmt.Errorf("alerts: %w", err)
+	}
+	a.log.Info("alerts: mail sent", slog.String("subject", msg.Subject), slog.Int("notices", len(batch)))
+	return nil
+}
+
+func (a *Alerts) failed(err error, now time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.retryAt = now.Add(a.bo.Next(0))
+	a.mail, a.lastErr, a.lastErrAt = MailFailing, clip(err.Error()), now
+}
+
+// maxErrorText bounds an error kept for the status: the mail server's answer is outside input.
+const maxErrorText = 1000
+
+// clip cuts s to maxErrorText bytes, on a character boundary.
+func clip(s string) string {
+	if len(s) <= maxErrorText {
+		return s
+	}
+	return strings.ToValidUTF8(s[:maxErrorText], "") + "…"
+}
+
+func (a *Alerts) succeeded() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.mail == MailFailing {
+		a.log.Info("alerts: the mail server takes mail again")
+	}
+	a.bo.Reset()
+	a.retryAt = time.Time{}
+	a.mail, a.lastErr, a.lastErrAt, a.logged = MailOK, "", time.Time{}, ""
+}
+
+func (a *Alerts) retryTime() time.Time {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.retryAt
+}
+
+// logCheckError logs a failed check at WARN, and at DEBUG while the same error repeats.
+func (a *Alerts) logCheckError(err error) {
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	a.mu.Lock()
+	repeated := a.checkErr == msg
+	a.checkErr = msg
+	a.mu.Unlock()
+	if err == nil {
+		return
+	}
+	level := slog.LevelWarn
+	if repeated {
+		level = slog.LevelDebug
+	}
+	a.log.Log(context.Background(), level, "alerts: check failed; trying again at the next", slog.Any("error", err))
+}
+
+// logSendError logs a failure of Flush at WARN the first time it is seen, and at DEBUG while
+// it repeats: a mail server down for a day is one line, not a thousand.
+func (a *Alerts) logSendError(err error, retryAt time.Time) {
+	if err == nil {
+		return
+	}
+	a.mu.Lock()
+	repeated := a.logged == err.Error()
+	a.logged = err.Error()
+	a.mu.Unlock()
+	level := slog.LevelWarn
+	if repeated {
+		level = slog.LevelDebug
+	}
+	a.log.Log(context.Background(), level, "alerts: cannot send the alert mails; they stay queued and are tried again",
+		slog.Any("error", err), slog.Time("retry_at", retryAt))
+}
+
+// checkMailer logs in to the mail server while nothing has been tried, so that its state is
+// known before an alert needs it.
+func (a *Alerts) checkMailer(ctx context.Context) {
+	a.mu.Lock()
+	tried := a.mail != MailUnknown
+	a.mu.Unlock()
+	if tried {
+		return
+	}
+	err := a.o.Mailer.Check(ctx)
+	if ctx.Err() != nil {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.mail != MailUnknown { // a send meanwhile knows better
+		return
+	}
+	if err != nil {
+		a.mail, a.lastErr, a.lastErrAt = MailFailing, clip(err.Error()), a.now()
+		a.logged = err.Error()
+		a.log.Warn("alerts: the mail server cannot be used; alerts are queued until it can", slog.Any("error", err))
+		return
+	}
+	a.mail = MailOK
+	a.log.Info("alerts: the mail server takes the login")
+}
+
+// prune forgets notices sent long ago, once a day.
+func (a *Alerts) prune(ctx context.Context) {
+	now := a.now()
+	a.mu.Lock()
+	due := now.Sub(a.lastPrune) >= pruneEach
+	if due {
+		a.lastPrune = now
+	}
+	a.mu.Unlock()
+	if !due {
+		return
+	}
+	if _, err := a.o.DB.PruneAlertMails(ctx, now.Add(-keepSent)); err != nil && ctx.Err() == nil {
+		a.log.Warn("alerts: cannot prune sent mails; trying again tomorrow", slog.Any("error", err))
+	}
+}

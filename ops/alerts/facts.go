@@ -1,0 +1,59 @@
+package alerts
+
+import "time"
+
+// Facts are what the rules look at, gathered by the daemon from the components at each check.
+// A zero field means "nothing wrong there" or "not running", so a component the daemon does
+// not run raises nothing.
+type Facts struct {
+	// WAN is the link to the cloud as the feed syncer last saw it; nil when sync is off.
+	WAN *WAN
+	// OldestUpload is when the oldest order still waiting to upload to the cloud was queued;
+	// zero when none waits (or sync is off). UploadsWaiting counts them.
+	OldestUpload   time.Time
+	UploadsWaiting int64
+	// ServiceBus is the receiver of the shop's order queue; nil when Service Bus is off.
+	ServiceBus *ServiceBus
+	// Quarantined is the number of quarantined feed documents, per collection.
+	Quarantined map[string]int64
+	// Disk is data_dir's disk; nil when its free space could not be measured.
+	Disk *Disk
+	// MediaQuotaFull reports that the media cache has reached its quota, so new media are not
+	// fetched.
+	MediaQuotaFull bool
+	// Devices are the paired devices that are not revoked.
+	Devices []Device
+}
+
+// WAN is the link to the cloud.
+type WAN struct {
+	// Up is true when the last attempt reached the cloud and was answered well, or when no
+	// attempt has finished yet.
+	Up          bool
+	State       string // the syncer's state, e.g. "unreachable", "proxy_error", "unauthorized"
+	LastError   string
+	Route       string // "direct" or e.g. "http-connect via proxy.lan:3128"
+	LastContact time.Time
+}
+
+// ServiceBus is the receiver of the shop's order queue.
+type ServiceBus struct {
+	Queue string
+	// DeadLettered counts the messages dead-lettered since the server started.
+	DeadLettered int64
+}
+
+// Disk is the disk of data_dir.
+type Disk struct {
+	Path string // data_dir
+	Free uint64 // bytes available to the server
+}
+
+// Device is a paired device.
+type Device struct {
+	ID, Name string
+	// LastSeen is the device's last request or heartbeat; zero when never.
+	LastSeen time.Time
+	// Connected reports a push connection open now, which counts as seen.
+	Connected bool
+}

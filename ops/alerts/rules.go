@@ -1,0 +1,304 @@
+package alerts
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/storeedge/storeedge/internal/config"
+	"github.com/storeedge/storeedge/internal/disk"
+	"github.com/storeedge/storeedge/storage"
+)
+
+// Rule names, as the status, the mails and docs/operations.md call them.
+const (
+	RuleWANDown        = "wan_down"
+	RuleUploadWaiting  = "upload_waiting"
+	RuleDeadLettered   = "dead_lettered"
+	RuleQuarantined    = "quarantined"
+	RuleDiskLow        = "disk_low"
+	RuleMediaQuotaFull = "media_quota_full"
+	RuleDevicesOffline = "devices_offline"
+)
+
+// DeadLetterHold is how long the dead-letter alert stays open after the last order was
+// dead-lettered: a dead-letter is an event, not a state, so the alert resolves after a quiet
+// hour.
+const DeadLetterHold = time.Hour
+
+// diskResolveMargin: a disk alert resolves only once this much more than the threshold is free
+// again (a tenth), so that a disk hovering at the threshold does not flap.
+const diskResolveMargin = 10
+
+// listMax bounds the items (devices, collections) a summary or detail names.
+const listMax = 20
+
+// condition is what one check of a rule found.
+type condition struct {
+	active bool
+	// since is when the condition began, when the facts tell (the oldest waiting order); zero:
+	// since the first check that saw it.
+	since   time.Time
+	summary string // one line
+	detail  string // lines of facts
+}
+
+// rule is one alert rule.
+type rule struct {
+	name  string
+	title string        // a few words, for subjects
+	after time.Duration // opens once the condition has held this long
+	hold  time.Duration // resolves once the condition has not held for this long
+	// check looks at the facts; open tells whether the alert is open now.
+	check  func(f *Facts, now time.Time, open bool) condition
+	advice string // what to do, for the mails
+}
+
+// ruleSet builds the enabled rules of the configuration, in the order of the configuration.
+func ruleSet(c config.Alerts, dl *deadLetters) []rule {
+	var out []rule
+	add := func(on bool, r rule) {
+		if on {
+			out = append(out, r)
+		}
+	}
+	add(c.WANDown.Enabled, wanDown(c.WANDown.After))
+	add(c.UploadWaiting.Enabled, uploadWaiting(c.UploadWaiting.After))
+	add(c.DeadLettered.Enabled, deadLettered(dl))
+	add(c.Quarantined.Enabled, quarantined())
+	add(c.DiskLow.Enabled, diskLow(uint64(c.DiskLow.FreeMB)<<20))
+	add(c.MediaQuotaFull.Enabled, mediaQuotaFull())
+	add(c.DevicesOffline.Enabled, devicesOffline(c.DevicesOffline.After))
+	return out
+}
+
+func wanDown(after time.Duration) rule {
+	return rule{
+		name: RuleWANDown, title: "WAN down", after: after,
+		advice: "Check the shop's internet link and, if the shop has one, the proxy (wan.proxy); " +
+			"\"storeedge doctor\" checks every step of the way to the cloud and says which one fails. " +
+			"If the state is unauthorized, the cloud refuses the store key (cloud.store_key): ask the vendor. " +
+			"Meanwhile the shop works from its local data and orders wait safely to be uploaded.",
+		check: func(f *Facts, now time.Time, open bool) condition {
+			w := f.WAN
+			if w == nil || w.Up {
+				return condition{}
+			}
+			var d strings.Builder
+			fmt.Fprintf(&d, "State: %s\n", w.State)
+			if w.LastError != "" {
+				fmt.Fprintf(&d, "Last error: %s\n", clip(w.LastError))
+			}
+			fmt.Fprintf(&d, "Route: %s\n", w.Route)
+			if !w.LastContact.IsZero() {
+				fmt.Fprintf(&d, "Last answer from the cloud: %s\n", when(w.LastContact))
+			}
+			return condition{active: true, summary: "the cloud cannot be reached (" + w.State + ")", detail: d.String()}
+		},
+	}
+}
+
+func uploadWaiting(after time.Duration) rule {
+	return rule{
+		name: RuleUploadWaiting, title: "orders waiting to upload", after: after,
+		advice: "Usually the WAN is down (see the wan_down alert). If it is up, GET /api/v1/status shows why uploads fail " +
+			"under upload.last_error; orders the cloud refused for good are listed by GET /api/v1/admin/outbox/rejected. " +
+			"Nothing is lost: the orders are uploaded, in order, as soon as the cloud takes them.",
+		// Active only while an order has waited too long, so that the alert resolves once the
+		// backlog is down to orders that are merely recent.
+		check: func(f *Facts, now time.Time, open bool) condition {
+			if f.OldestUpload.IsZero() || now.Sub(f.OldestUpload) < after {
+				return condition{}
+			}
+			return condition{
+				active:  true,
+				since:   f.OldestUpload,
+				summary: fmt.Sprintf("%d order(s) waiting to upload to the cloud, the oldest since %s", f.UploadsWaiting, when(f.OldestUpload)),
+				detail:  fmt.Sprintf("Oldest waiting since: %s\nWaiting: %d\n", when(f.OldestUpload), f.UploadsWaiting),
+			}
+		},
+	}
+}
+
+// deadLetters remembers the Service Bus dead-letter count of the previous check. The count
+// starts at 0 with the server, so a dead-letter before the first check is seen too.
+type deadLetters struct{ last int64 }
+
+func deadLettered(dl *deadLetters) rule {
+	return rule{
+		name: RuleDeadLettered, title: "order dead-lettered", hold: DeadLetterHold,
+		advice: "The shop refused an order from Service Bus: it broke the contract (docs/cloud-api.md) or clashed with an order " +
+			"already stored. The log has each one with its reason (\"dead-lettered\"); the message itself is in the queue's " +
+			"dead-letter queue (Azure portal, Service Bus Explorer). The sender must correct it and send it again. " +
+			"The alert resolves after an hour without another.",
+		check: func(f *Facts, now time.Time, open bool) condition {
+			sb := f.ServiceBus
+			if sb == nil {
+				return condition{}
+			}
+			if sb.DeadLettered < dl.last {
+				dl.last = 0 // a new receiver counts from 0
+			}
+			grew := sb.DeadLettered > dl.last
+			dl.last = sb.DeadLettered
+			if !grew {
+				return condition{}
+			}
+			return condition{
+				active:  true,
+				summary: fmt.Sprintf("orders from Service Bus were dead-lettered (%d since the server started)", sb.DeadLettered),
+				detail:  fmt.Sprintf("Queue: %s\nDead-lettered since the server started: %d\n", sb.Queue, sb.DeadLettered),
+			}
+		},
+	}
+}
+
+func quarantined() rule {
+	return rule{
+		name: RuleQuarantined, title: "catalog documents quarantined",
+		advice: "The cloud sent catalog documents this server cannot read; they are set aside and the rest of the catalog " +
+			"is up to date. GET /api/v1/status lists them under quarantine, with the reason. They leave the quarantine when " +
+			"the cloud sends a corrected version: tell the vendor's support, with the reasons.",
+		check: func(f *Facts, now time.Time, open bool) condition {
+			var total int64
+			var parts []string
+			for _, c := range sortedKeys(f.Quarantined) {
+				if n := f.Quarantined[c]; n > 0 {
+					total += n
+					parts = append(parts, fmt.Sprintf("%s: %d", c, n))
+				}
+			}
+			if total == 0 {
+				return condition{}
+			}
+			return condition{
+				active:  true,
+				summary: fmt.Sprintf("%d catalog document(s) quarantined (%s)", total, strings.Join(parts, ", ")),
+				detail:  "Quarantined per collection: " + strings.Join(parts, ", ") + "\n",
+			}
+		},
+	}
+}
+
+func diskLow(min uint64) rule {
+	return rule{
+		name: RuleDiskLow, title: "disk almost full",
+		advice: "Free space on that disk (other programs' files, old logs) or move data_dir to a larger disk. " +
+			"Below 512 MiB the database soon stops taking changes; a backup or an upgrade needs room for a copy of the database.",
+		check: func(f *Facts, now time.Time, open bool) condition {
+			d := f.Disk
+			if d == nil {
+				return condition{}
+			}
+			limit := min
+			if open {
+				limit += min / diskResolveMargin
+			}
+			if d.Free >= limit {
+				return condition{}
+			}
+			return condition{
+				active:  true,
+				summary: fmt.Sprintf("%s free on the disk of %s (the alert is set at %s)", disk.Format(d.Free), d.Path, disk.Format(min)),
+				detail:  fmt.Sprintf("Folder: %s\nFree: %s\nThreshold: %s (alerts.disk_low.free_mb)\n", d.Path, disk.Format(d.Free), disk.Format(min)),
+			}
+		},
+	}
+}
+
+func mediaQuotaFull() rule {
+	return rule{
+		name: RuleMediaQuotaFull, title: "media cache full",
+		advice: "The media cache has reached its quota, so new images and videos are not downloaded and devices may miss " +
+			"them. If the disk has room, raise the media cache's quota in the configuration; otherwise free space or move " +
+			"data_dir to a larger disk.",
+		check: func(f *Facts, now time.Time, open bool) condition {
+			if !f.MediaQuotaFull {
+				return condition{}
+			}
+			return condition{active: true, summary: "the media cache is at its quota: new media are not downloaded"}
+		},
+	}
+}
+
+func devicesOffline(after time.Duration) rule {
+	return rule{
+		name: RuleDevicesOffline, title: "devices offline",
+		advice: "Check that these devices are switched on and on the shop network (GET /api/v1/admin/devices shows each one's last " +
+			"contact and address). A device gone for good should be revoked: it then no longer counts.",
+		check: func(f *Facts, now time.Time, open bool) condition {
+			var off []Device
+			for _, d := range f.Devices {
+				if !d.Connected && !d.LastSeen.IsZero() && now.Sub(d.LastSeen) >= after {
+					off = append(off, d)
+				}
+			}
+			if len(off) == 0 {
+				return condition{}
+			}
+			sort.Slice(off, func(i, j int) bool { return off[i].LastSeen.Before(off[j].LastSeen) })
+			var names []string
+			var d strings.Builder
+			for i, dev := range off {
+				if i == listMax {
+					fmt.Fprintf(&d, "… and %d more\n", len(off)-listMax)
+					break
+				}
+				names = append(names, dev.Name)
+				fmt.Fprintf(&d, "%s (%s): last seen %s\n", dev.Name, dev.ID, when(dev.LastSeen))
+			}
+			return condition{
+				active:  true,
+				summary: fmt.Sprintf("%d device(s) silent for more than %s: %s", len(off), durText(after), strings.Join(names, ", ")),
+				detail:  d.String(),
+			}
+		},
+	}
+}
+
+// next is a rule's new state after a check that found c, and the event it makes ("" for none,
+// storage.AlertOpened or storage.AlertResolved). A nil state is a rule at rest.
+func next(r rule, st *storage.AlertState, c condition, now time.Time) (*storage.AlertState, string) {
+	if !c.active {
+		if st == nil || !st.Open() {
+			return nil, "" // at rest, or pending and over before it opened
+		}
+		if now.Sub(st.LastActive) >= r.hold {
+			return nil, storage.AlertResolved
+		}
+		return st, ""
+	}
+	n := storage.AlertState{Rule: r.name, PendingSince: now}
+	if st != nil {
+		n = *st
+	}
+	if !c.since.IsZero() && !n.Open() {
+		n.PendingSince = c.since
+	}
+	n.LastActive, n.Summary, n.Detail = now, c.summary, c.detail
+	if !n.Open() && now.Sub(n.PendingSince) >= r.after {
+		n.OpenedAt = now
+		return &n, storage.AlertOpened
+	}
+	return &n, ""
+}
+
+// changed tells whether a state must be written: LastActive alone matters only to a rule that
+// holds its alert open after the condition.
+func changed(r rule, old, n *storage.AlertState) bool {
+	if old == nil || n == nil {
+		return old != n
+	}
+	return old.Summary != n.Summary || old.Detail != n.Detail || !old.PendingSince.Equal(n.PendingSince) ||
+		!old.OpenedAt.Equal(n.OpenedAt) || (r.hold > 0 && !old.LastActive.Equal(n.LastActive))
+}
+
+func sortedKeys(m map[string]int64) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

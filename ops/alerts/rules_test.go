@@ -1,0 +1,272 @@
+package alerts
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/storeedge/storeedge/internal/config"
+	"github.com/storeedge/storeedge/storage"
+)
+
+// openRules lists the rules open now, as the status shows them.
+func (r *rig) openRules(t *testing.T) string {
+	t.Helper()
+	var names []string
+	for _, o := range r.status(t).Open {
+		names = append(names, o.Rule)
+	}
+	return strings.Join(names, ",")
+}
+
+// queued lists the subjects waiting in the mail queue.
+func (r *rig) queued(t *testing.T) []string {
+	t.Helper()
+	ms, err := r.db.QueuedAlertMails(context.Background(), 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, m := range ms {
+		out = append(out, strings.TrimPrefix(m.Subject, "[storeedge] Lyon Part-Dieu: "))
+	}
+	return out
+}
+
+func wantQueued(t *testing.T, r *rig, want ...string) {
+	t.Helper()
+	if got := r.queued(t); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("queued %q, want %q", got, want)
+	}
+}
+
+// A stand-in mailer for the rules' tests, which look at the queue, not at delivery (the
+// delivery tests use a real SMTP server).
+type noMail struct{}
+
+func (noMail) Send(ctx context.Context, m Message) error {
+	return errors.New("not sending in this test")
+}
+func (noMail) Check(ctx context.Context) error { return nil }
+
+// An order waiting to upload counts from when it was queued, not from when the check first
+// saw it: an order already 14 minutes old at start opens the alert a minute later.
+func TestUploadWaitingCountsFromTheOrder(t *testing.T) {
+	r := newRig(t, nil, noMail{}, nil)
+	r.facts.set(func(f *Facts) { f.OldestUpload, f.UploadsWaiting = t0.Add(-14*time.Minute), 3 })
+	r.check(t)
+	wantQueued(t, r)
+	r.clock.Advance(time.Minute)
+	r.check(t)
+	wantQueued(t, r, "ALERT orders waiting to upload")
+	if st := r.status(t); len(st.Open) != 1 || !st.Open[0].Since.Equal(t0.Add(-14*time.Minute)) || !strings.Contains(st.Open[0].Summary, "3 order(s)") {
+		t.Errorf("status: %+v", st.Open)
+	}
+	// The backlog drains; newer orders wait, but not for long: resolved.
+	r.clock.Advance(time.Minute)
+	r.facts.set(func(f *Facts) { f.OldestUpload = r.clock.Now().Add(-time.Minute) })
+	r.check(t)
+	wantQueued(t, r, "ALERT orders waiting to upload", "RESOLVED orders waiting to upload")
+}
+
+// The WAN's threshold counts across a restart: the pending state is in the database.
+func TestPendingSurvivesRestart(t *testing.T) {
+	db := openDB(t, "")
+	r := newRig(t, db, noMail{}, nil)
+	r.facts.set(wanDownFacts)
+	r.check(t)
+
+	again := newRig(t, db, noMail{}, nil)
+	again.facts.set(wanDownFacts)
+	again.clock.Advance(6 * time.Minute)
+	again.check(t)
+	wantQueued(t, again)
+	again.clock.Advance(4 * time.Minute)
+	again.check(t)
+	wantQueued(t, again, "ALERT WAN down")
+
+	// A WAN that comes back before 10 minutes raises nothing, and starts counting afresh.
+	r2 := newRig(t, nil, noMail{}, nil)
+	r2.facts.set(wanDownFacts)
+	r2.check(t)
+	r2.clock.Advance(9 * time.Minute)
+	r2.facts.set(wanUpFacts)
+	r2.check(t)
+	r2.facts.set(wanDownFacts)
+	r2.clock.Advance(2 * time.Minute)
+	r2.check(t)
+	wantQueued(t, r2)
+	if r2.openRules(t) != "" {
+		t.Errorf("open: %s", r2.openRules(t))
+	}
+}
+
+// A dead-lettered order is an event: the alert opens at once, stays open an hour after the
+// last one, and a second dead-letter within that hour sends no second mail.
+func TestDeadLetteredHeldForAnHour(t *testing.T) {
+	r := newRig(t, nil, noMail{}, nil)
+	sb := func(n int64) func(f *Facts) {
+		return func(f *Facts) { f.ServiceBus = &ServiceBus{Queue: "orders", DeadLettered: n} }
+	}
+	r.facts.set(sb(0))
+	r.check(t)
+	wantQueued(t, r)
+	r.facts.set(sb(1))
+	r.check(t)
+	wantQueued(t, r, "ALERT order dead-lettered")
+	r.clock.Advance(40 * time.Minute)
+	r.facts.set(sb(2))
+	r.check(t)
+	r.clock.Advance(59 * time.Minute)
+	r.check(t)
+	wantQueued(t, r, "ALERT order dead-lettered")
+	if r.openRules(t) != RuleDeadLettered {
+		t.Fatalf("open: %q", r.openRules(t))
+	}
+	r.clock.Advance(time.Minute)
+	r.check(t)
+	wantQueued(t, r, "ALERT order dead-lettered", "RESOLVED order dead-lettered")
+
+	// Across a restart the receiver counts from 0 again; a dead-letter is still seen.
+	again := newRig(t, r.db, noMail{}, nil)
+	again.facts.set(sb(1))
+	again.check(t)
+	wantQueued(t, again, "ALERT order dead-lettered", "RESOLVED order dead-lettered", "ALERT order dead-lettered")
+}
+
+// A disk hovering at the threshold does not flap: the alert resolves only with a tenth more
+// than the threshold free.
+func TestDiskLowResolvesWithAMargin(t *testing.T) {
+	r := newRig(t, nil, noMail{}, func(c *config.Alerts) { c.DiskLow.FreeMB = 1000 })
+	free := func(mb uint64) func(f *Facts) {
+		return func(f *Facts) { f.Disk = &Disk{Path: "/var/lib/storeedge", Free: mb << 20} }
+	}
+	for _, step := range []struct {
+		freeMB uint64
+		open   bool
+	}{{1500, false}, {999, true}, {1001, true}, {1099, true}, {1100, false}, {1050, false}, {990, true}} {
+		r.facts.set(free(step.freeMB))
+		r.clock.Advance(time.Minute)
+		r.check(t)
+		if got := r.openRules(t) == RuleDiskLow; got != step.open {
+			t.Fatalf("%d MiB free: open %v, want %v", step.freeMB, got, step.open)
+		}
+	}
+	wantQueued(t, r, "ALERT disk almost full", "RESOLVED disk almost full", "ALERT disk almost full")
+	if st := r.status(t); !strings.Contains(st.Open[0].Summary, "990.0 MiB free on the disk of /var/lib/storeedge") {
+		t.Errorf("summary: %s", st.Open[0].Summary)
+	}
+}
+
+// Devices offline is opt-in; once on, it names the silent devices and ignores connected ones.
+func TestDevicesOffline(t *testing.T) {
+	devs := func(f *Facts) {
+		f.Devices = []Device{
+			{ID: "d1", Name: "Kiosk 1", LastSeen: t0.Add(-40 * time.Minute)},
+			{ID: "d2", Name: "Tablet 2", LastSeen: t0.Add(-time.Minute)},
+			{ID: "d3", Name: "POS 3", LastSeen: t0.Add(-2 * time.Hour), Connected: true},
+		}
+	}
+	off := newRig(t, nil, noMail{}, nil)
+	off.facts.set(devs)
+	off.check(t)
+	wantQueued(t, off)
+
+	r := newRig(t, nil, noMail{}, func(c *config.Alerts) { c.DevicesOffline.Enabled = true })
+	r.facts.set(devs)
+	r.check(t)
+	wantQueued(t, r, "ALERT devices offline")
+	ms, _ := r.db.QueuedAlertMails(context.Background(), 10)
+	if !strings.Contains(ms[0].Body, "1 device(s) silent for more than 30m: Kiosk 1") || strings.Contains(ms[0].Body, "POS 3") ||
+		strings.Contains(ms[0].Body, "Tablet 2") {
+		t.Errorf("body:\n%s", ms[0].Body)
+	}
+	r.facts.set(func(f *Facts) { f.Devices[0].Connected = true })
+	r.clock.Advance(time.Minute)
+	r.check(t)
+	wantQueued(t, r, "ALERT devices offline", "RESOLVED devices offline")
+}
+
+// Facts that cannot be read change nothing: no alert resolves because the database hiccuped.
+func TestFactsErrorChangesNothing(t *testing.T) {
+	r := newRig(t, nil, noMail{}, nil)
+	r.facts.set(func(f *Facts) { f.MediaQuotaFull = true })
+	r.check(t)
+	r.facts.mu.Lock()
+	r.facts.f, r.facts.err = Facts{}, errors.New("database is locked")
+	r.facts.mu.Unlock()
+	if err := r.a.Check(context.Background()); err == nil || !strings.Contains(err.Error(), "database is locked") {
+		t.Fatalf("check: %v", err)
+	}
+	if r.openRules(t) != RuleMediaQuotaFull {
+		t.Errorf("open: %q", r.openRules(t))
+	}
+	wantQueued(t, r, "ALERT media cache full")
+}
+
+// Without a mail server the alerts still open and resolve, and the status shows them; nothing
+// is queued (it would never go).
+func TestWithoutMailServer(t *testing.T) {
+	r := newRig(t, nil, nil, nil)
+	r.facts.set(func(f *Facts) { f.MediaQuotaFull = true })
+	r.check(t)
+	st := r.status(t)
+	if st.Mail != MailOff || len(st.Open) != 1 || st.QueuedMails != 0 {
+		t.Errorf("status: %+v", st)
+	}
+	if next, err := r.a.Flush(context.Background()); err != nil || !next.IsZero() {
+		t.Errorf("flush: %v %v", next, err)
+	}
+	r.facts.set(func(f *Facts) { f.MediaQuotaFull = false })
+	r.check(t)
+	if st := r.status(t); len(st.Open) != 0 || st.QueuedMails != 0 {
+		t.Errorf("status: %+v", st)
+	}
+}
+
+// A rule switched off is not checked and its open alert is not shown.
+func TestRuleSwitchedOff(t *testing.T) {
+	db := openDB(t, "")
+	r := newRig(t, db, noMail{}, nil)
+	r.facts.set(func(f *Facts) { f.Quarantined = map[string]int64{"prices": 1} })
+	r.check(t)
+	off := newRig(t, db, noMail{}, func(c *config.Alerts) { c.Quarantined.Enabled = false })
+	off.check(t) // facts say nothing is quarantined, but the rule is off: no resolution
+	if off.openRules(t) != "" {
+		t.Errorf("open: %q", off.openRules(t))
+	}
+	wantQueued(t, off, "ALERT catalog documents quarantined")
+}
+
+// The state machine of one rule, check by check.
+func TestNext(t *testing.T) {
+	r := rule{name: "x", after: 10 * time.Minute}
+	on := condition{active: true, summary: "s"}
+	st, ev := next(r, nil, on, t0)
+	if st == nil || st.Open() || ev != "" || !st.PendingSince.Equal(t0) {
+		t.Fatalf("first seen: %+v %q", st, ev)
+	}
+	st, ev = next(r, st, on, t0.Add(10*time.Minute))
+	if !st.Open() || ev != storage.AlertOpened || !st.OpenedAt.Equal(t0.Add(10*time.Minute)) {
+		t.Fatalf("after 10m: %+v %q", st, ev)
+	}
+	if st2, ev := next(r, st, on, t0.Add(11*time.Minute)); ev != "" || changed(r, st, st2) {
+		t.Errorf("still on: %+v %q", st2, ev)
+	}
+	if st2, ev := next(r, st, condition{}, t0.Add(12*time.Minute)); st2 != nil || ev != storage.AlertResolved {
+		t.Errorf("over: %+v %q", st2, ev)
+	}
+}
+
+func TestDurText(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		0: "0s", 40 * time.Second: "40s", 5 * time.Minute: "5m", 125*time.Minute + 10*time.Second: "2h5m",
+		3 * time.Hour: "3h", 90 * time.Second: "2m",
+	} {
+		if got := durText(d); got != want {
+			t.Errorf("durText(%v) = %q, want %q", d, got, want)
+		}
+	}
+}

@@ -1,0 +1,94 @@
+package alerts
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/storeedge/storeedge/internal/config"
+)
+
+// syncBuffer is a log the test reads while Run writes it.
+type syncBuffer struct {
+	mu sync.Mutex // protects the field below
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// Run checks at once, mails what opens, logs it, and stops when told, leaving no goroutine.
+func TestRunMailsAndStops(t *testing.T) {
+	// Checked after every cleanup (the database, the mail server): the first one runs last.
+	before := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, before) })
+	srv, mailer := plainServer(t)
+	db := openDB(t, "")
+	var logBuf syncBuffer
+	checked := make(chan struct{}, 100)
+	f := &facts{f: Facts{MediaQuotaFull: true}}
+	a, err := New(Options{DB: db, Mailer: mailer, Identity: testIdentity, Config: config.Default().Alerts,
+		Logger: slog.New(slog.NewTextHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Facts: func(ctx context.Context) (Facts, error) {
+			checked <- struct{}{}
+			return f.get(ctx)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	<-checked
+	// The mail goes in the same round as the check; the server is another process, so poll it.
+	deadline := time.Now().Add(20 * time.Second)
+	for len(srv.Messages()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("Run returned %v, want context.Canceled", err)
+	}
+	wantSubjects(t, srv, "[storeedge] Lyon Part-Dieu: ALERT media cache full")
+	log := logBuf.String()
+	for _, want := range []string{"level=ERROR msg=\"alert opened: media cache full\"", "alerts: mail sent"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %q:\n%s", want, log)
+		}
+	}
+}
+
+// A mail server that stays down is one WARN line, not one per attempt.
+func TestRepeatedSendErrorLoggedOnce(t *testing.T) {
+	srv, mailer := plainServer(t)
+	srv.Stop()
+	var logBuf syncBuffer
+	r := newRig(t, nil, mailer, nil)
+	r.a.log = slog.New(slog.NewTextHandler(&logBuf, nil))
+	r.facts.set(func(f *Facts) { f.MediaQuotaFull = true })
+	r.check(t)
+	for range 3 {
+		next, err := r.a.Flush(context.Background())
+		r.a.logSendError(err, next)
+		r.clock.Advance(next.Sub(r.clock.Now()))
+	}
+	if n := strings.Count(logBuf.String(), "cannot send the alert mails"); n != 1 {
+		t.Errorf("%d WARN lines for one outage:\n%s", n, logBuf.String())
+	}
+}
