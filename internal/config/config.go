@@ -40,6 +40,8 @@ type Config struct {
 	// Backup configures scheduled backups of the database.
 	Backup Backup `yaml:"backup"`
 	Log    Log    `yaml:"log"`
+	// Logs configures shipping the log to the vendor's log intake (logship.go).
+	Logs Logs `yaml:"logs"`
 
 	// UnknownEnv lists the STOREEDGE_* environment variables that Load found but that name no
 	// key (a typo, or a variable from another version). They are ignored; the caller should
@@ -413,6 +415,7 @@ func Default() Config {
 		},
 		Backup: Backup{Schedule: "0 3 * * *", Keep: 7},
 		Log:    Log{Level: "info", Format: "text"},
+		Logs:   defaultLogs(),
 	}
 }
 

@@ -146,6 +146,7 @@ func (c *Config) Validate() error {
 	default:
 		v.add("log.format", quote(c.Log.Format), `want "text" or "json"`)
 	}
+	v.logsShip(c.Logs.Ship)
 	return errors.Join(v.errs...)
 }
 

@@ -1,0 +1,199 @@
+package logship
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+)
+
+// Redaction replaces whatever is redacted, as the configuration view shows secrets.
+const Redaction = "xxxxx"
+
+// MinSecretLen is the shortest configured secret that is looked for in text: a shorter value
+// would match inside ordinary words and numbers.
+const MinSecretLen = 4
+
+// Redactor removes secrets and personal data from records before they are written to the disk
+// buffer (docs/remote-support.md lists exactly what). It is safe for concurrent use.
+type Redactor struct {
+	secrets *strings.Replacer // nil when there are none
+}
+
+// NewRedactor returns a Redactor that also removes every value of secrets (each secret key of
+// the configuration), as written and as percent-encoded in a URL.
+func NewRedactor(secrets []string) *Redactor {
+	var forms []string
+	for _, s := range secrets {
+		if len(s) < MinSecretLen {
+			continue
+		}
+		forms = append(forms, s, url.QueryEscape(s), url.PathEscape(s))
+	}
+	slices.SortFunc(forms, func(a, b string) int { return len(b) - len(a) }) // longest first
+	forms = slices.Compact(forms)
+	r := &Redactor{}
+	if len(forms) > 0 {
+		pairs := make([]string, 0, 2*len(forms))
+		for _, f := range forms {
+			pairs = append(pairs, f, Redaction)
+		}
+		r.secrets = strings.NewReplacer(pairs...)
+	}
+	return r
+}
+
+// rule is one pattern of text that is redacted. guard, when not "", is a substring (any case)
+// the text must hold for the pattern to be tried: most text holds none, and this keeps the
+// writer cheap.
+type rule struct {
+	guard string
+	re    *regexp.Regexp
+	with  string
+}
+
+// rules are applied in order: the wider forms first, so that a token inside them is not half
+// redacted by a narrower one.
+var rules = []rule{
+	// Credentials in a URL: scheme://user:password@host.
+	{"://", regexp.MustCompile(`(?i)\b([a-z][a-z0-9+.-]*://)[^\s/?#@"'<>]+@`), "${1}" + Redaction + "@"},
+	// A Service Bus or Event Hubs SAS token: SharedAccessSignature sr=…&sig=…&se=…&skn=….
+	{"sharedaccesssignature", regexp.MustCompile(`(?i)SharedAccessSignature\s+sr=[^\s"'<>;]+`), "SharedAccessSignature " + Redaction},
+	// Parts of connection strings: …;SharedAccessKey=…;AccountKey=…;Password=….
+	{"=", regexp.MustCompile(`(?i)\b(SharedAccessKey|SharedAccessSignature|AccountKey|AccessKey|Password|Pwd|ApiKey|ClientSecret)=[^;\s"'<>&]+`), "${1}=" + Redaction},
+	// Query parameters that carry credentials, SAS signatures (sig=) among them.
+	{"=", regexp.MustCompile(`(?i)([?&;](?:sig|signature|secret|token|access_token|id_token|refresh_token|code|key|api_key|apikey|password|passwd|pwd|auth|x-amz-signature|x-amz-credential|x-goog-signature)=)[^&\s#"'<>;]*`), "${1}" + Redaction},
+	// Authorization header values.
+	{"", regexp.MustCompile(`(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{6,}`), "${1} " + Redaction},
+	// key=value and key: value for names that hold credentials.
+	{"", regexp.MustCompile(`(?i)\b(token|access_token|password|passwd|secret|api[_-]?key|store[_-]?key|enrollment[_-]?secret|pairing[_-]?code|authorization)(\s*[:=]\s*)("[^"]*"|'[^']*'|[^\s,;&"'}\]]+)`), "${1}${2}" + Redaction},
+	// JSON that carries a customer or a credential, as an order echoed by another system; also
+	// escaped inside a JSON string (\"email\":\"…\").
+	{"customer", regexp.MustCompile(`(?i)"customer"(\s*:\s*)\{[^{}]*\}`), `"customer"${1}"` + Redaction + `"`},
+	{"customer", regexp.MustCompile(`(?i)\\"customer\\"(\s*:\s*)\{[^{}]*\}`), `\"customer\"${1}\"` + Redaction + `\"`},
+	{"\"", regexp.MustCompile(`(?i)"(` + jsonKeys + `)"(\s*:\s*)"(?:[^"\\]|\\.)*"`), `"${1}"${2}"` + Redaction + `"`},
+	{"\\\"", regexp.MustCompile(`(?i)\\"(` + jsonKeys + `)\\"(\s*:\s*)\\"(?:[^"\\]|\\[^"])*\\"`), `\"${1}\"${2}\"` + Redaction + `\"`},
+	// The same in XML and in Go's %+v of an order.
+	{"customer", regexp.MustCompile(`(?is)<customer>.*?</customer>`), "<customer>" + Redaction + "</customer>"},
+	{"customer", regexp.MustCompile(`(?s)\bCustomer:&?\{[^{}]*\}`), "Customer:" + Redaction},
+	// E-mail addresses.
+	{"@", regexp.MustCompile(`[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}`), Redaction},
+	// Telephone numbers: international (+33 6 12 34 56 78) and national (06 12 34 56 78).
+	{"+", regexp.MustCompile(`\+\d[\d\s().-]{6,}\d`), Redaction},
+	{"", regexp.MustCompile(`\b0\d(?:[\s.-]?\d\d){4}\b`), Redaction},
+	// Pairing codes as storeedge makes them: 1234-5678.
+	{"-", regexp.MustCompile(`\b\d{4}-\d{4}\b`), Redaction},
+}
+
+// jsonKeys are the JSON member names whose string values are redacted in text.
+const jsonKeys = `token|access_token|password|passwd|secret|api_?key|store_key|enrollment_secret|pairing_code|code|email|phone|note|customer_name|customer_email|customer_phone`
+
+// Text returns s with every configured secret and every pattern of rules redacted.
+func (r *Redactor) Text(s string) string {
+	if r.secrets != nil {
+		s = r.secrets.Replace(s)
+	}
+	var lower string
+	for _, ru := range rules {
+		if ru.guard != "" {
+			if lower == "" {
+				lower = strings.ToLower(s)
+			}
+			if !strings.Contains(lower, ru.guard) {
+				continue
+			}
+		}
+		if t := ru.re.ReplaceAllString(s, ru.with); t != s {
+			s, lower = t, ""
+		}
+	}
+	return s
+}
+
+// sensitiveKeys are attribute names (the last part of a dotted key, any case) whose values are
+// redacted whole, whatever they look like.
+var sensitiveKeys = map[string]bool{
+	"token": true, "access_token": true, "refresh_token": true, "password": true, "passwd": true,
+	"pwd": true, "secret": true, "api_key": true, "apikey": true, "authorization": true,
+	"cookie": true, "connection_string": true, "store_key": true, "enrollment_secret": true,
+	"pairing_code": true, "code": true, "email": true, "phone": true, "note": true,
+	"customer": true, "customer_name": true, "customer_email": true, "customer_phone": true,
+	"address": true,
+}
+
+// sensitiveKey tells whether the value of the attribute key is redacted whole: its last part is
+// one of sensitiveKeys or holds "token", "secret", "password" or "api_key", or one of its parts
+// is "customer" (customer.name, order.customer.phone).
+func sensitiveKey(key string) bool {
+	key = strings.ToLower(key)
+	last := key[strings.LastIndexByte(key, '.')+1:]
+	if sensitiveKeys[last] {
+		return true
+	}
+	for _, s := range []string{"token", "secret", "password", "api_key", "apikey"} {
+		if strings.Contains(last, s) {
+			return true
+		}
+	}
+	for part := range strings.SplitSeq(key, ".") {
+		if part == "customer" {
+			return true
+		}
+	}
+	return false
+}
+
+// Value redacts the value of the attribute key: text by Text, a JSON value key by key, and
+// anything but a number or a boolean whole when key is sensitive.
+func (r *Redactor) Value(key string, v any) any {
+	switch x := v.(type) {
+	case string:
+		if x != "" && sensitiveKey(key) {
+			return Redaction
+		}
+		return r.Text(x)
+	case json.RawMessage:
+		if sensitiveKey(key) && string(x) != "null" && string(x) != `""` {
+			return Redaction
+		}
+		return r.json(x)
+	}
+	return v
+}
+
+// json redacts a JSON value structurally; what does not parse is redacted as text.
+func (r *Redactor) json(raw json.RawMessage) any {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return r.Text(string(raw))
+	}
+	out, err := json.Marshal(r.walk(v))
+	if err != nil {
+		return r.Text(string(raw))
+	}
+	return json.RawMessage(out)
+}
+
+func (r *Redactor) walk(v any) any {
+	switch x := v.(type) {
+	case string:
+		return r.Text(x)
+	case []any:
+		for i := range x {
+			x[i] = r.walk(x[i])
+		}
+	case map[string]any:
+		for k, val := range x {
+			if sensitiveKey(k) && val != nil && val != "" {
+				x[k] = Redaction
+				continue
+			}
+			x[k] = r.walk(val)
+		}
+	}
+	return v
+}
