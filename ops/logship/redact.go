@@ -45,46 +45,64 @@ func NewRedactor(secrets []string) *Redactor {
 	return r
 }
 
-// rule is one pattern of text that is redacted. guard, when not "", is a substring (any case)
-// the text must hold for the pattern to be tried: most text holds none, and this keeps the
-// writer cheap.
+// rule is one pattern of text that is redacted. guard lists substrings (lower case) of which
+// the text, lower-cased, must hold one for the pattern to be tried: most text holds none, and
+// this keeps the writer cheap.
 type rule struct {
-	guard string
+	guard []string
 	re    *regexp.Regexp
 	with  string
+	keep  string // a match that starts with it stays as it is
 }
+
+func anyOf(subs ...string) []string { return subs }
+
+// jsonGuard is the guard of the JSON member rules.
+var jsonGuard = anyOf("token", "pass", "secret", "key", "pairing", "code", "email", "phone", "note", "customer")
 
 // rules are applied in order: the wider forms first, so that a token inside them is not half
 // redacted by a narrower one.
 var rules = []rule{
 	// Credentials in a URL: scheme://user:password@host.
-	{"://", regexp.MustCompile(`(?i)\b([a-z][a-z0-9+.-]*://)[^\s/?#@"'<>]+@`), "${1}" + Redaction + "@"},
+	{anyOf("://"), regexp.MustCompile(`(?i)\b([a-z][a-z0-9+.-]*://)[^\s/?#@"'<>]+@`), "${1}" + Redaction + "@", ""},
 	// A Service Bus or Event Hubs SAS token: SharedAccessSignature sr=…&sig=…&se=…&skn=….
-	{"sharedaccesssignature", regexp.MustCompile(`(?i)SharedAccessSignature\s+sr=[^\s"'<>;]+`), "SharedAccessSignature " + Redaction},
+	{anyOf("sharedaccesssignature"), regexp.MustCompile(`(?i)SharedAccessSignature\s+sr=[^\s"'<>;]+`), "SharedAccessSignature " + Redaction, ""},
 	// Parts of connection strings: …;SharedAccessKey=…;AccountKey=…;Password=….
-	{"=", regexp.MustCompile(`(?i)\b(SharedAccessKey|SharedAccessSignature|AccountKey|AccessKey|Password|Pwd|ApiKey|ClientSecret)=[^;\s"'<>&]+`), "${1}=" + Redaction},
+	{anyOf("key=", "signature=", "password=", "pwd=", "secret="), regexp.MustCompile(`(?i)\b(SharedAccessKey|SharedAccessSignature|AccountKey|AccessKey|Password|Pwd|ApiKey|ClientSecret)=[^;\s"'<>&]+`), "${1}=" + Redaction, ""},
 	// Query parameters that carry credentials, SAS signatures (sig=) among them.
-	{"=", regexp.MustCompile(`(?i)([?&;](?:sig|signature|secret|token|access_token|id_token|refresh_token|code|key|api_key|apikey|password|passwd|pwd|auth|x-amz-signature|x-amz-credential|x-goog-signature)=)[^&\s#"'<>;]*`), "${1}" + Redaction},
+	{anyOf("sig", "secret", "token", "code=", "key=", "pass", "pwd=", "auth="), regexp.MustCompile(`(?i)([?&;](?:sig|signature|secret|token|access_token|id_token|refresh_token|code|key|api_key|apikey|password|passwd|pwd|auth|x-amz-signature|x-amz-credential|x-goog-signature)=)[^&\s#"'<>;]*`), "${1}" + Redaction, ""},
 	// Authorization header values.
-	{"", regexp.MustCompile(`(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{6,}`), "${1} " + Redaction},
+	{anyOf("bearer", "basic"), regexp.MustCompile(`(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{6,}`), "${1} " + Redaction, ""},
 	// key=value and key: value for names that hold credentials.
-	{"", regexp.MustCompile(`(?i)\b(token|access_token|password|passwd|secret|api[_-]?key|store[_-]?key|enrollment[_-]?secret|pairing[_-]?code|authorization)(\s*[:=]\s*)("[^"]*"|'[^']*'|[^\s,;&"'}\]]+)`), "${1}${2}" + Redaction},
+	{anyOf("token", "pass", "secret", "key", "pairing", "authorization"), regexp.MustCompile(`(?i)\b(token|access_token|password|passwd|secret|api[_-]?key|store[_-]?key|enrollment[_-]?secret|pairing[_-]?code|authorization)(\s*[:=]\s*)("[^"]*"|'[^']*'|[^\s,;&"'}\]]+)`), "${1}${2}" + Redaction, ""},
 	// JSON that carries a customer or a credential, as an order echoed by another system; also
 	// escaped inside a JSON string (\"email\":\"…\").
-	{"customer", regexp.MustCompile(`(?i)"customer"(\s*:\s*)\{[^{}]*\}`), `"customer"${1}"` + Redaction + `"`},
-	{"customer", regexp.MustCompile(`(?i)\\"customer\\"(\s*:\s*)\{[^{}]*\}`), `\"customer\"${1}\"` + Redaction + `\"`},
-	{"\"", regexp.MustCompile(`(?i)"(` + jsonKeys + `)"(\s*:\s*)"(?:[^"\\]|\\.)*"`), `"${1}"${2}"` + Redaction + `"`},
-	{"\\\"", regexp.MustCompile(`(?i)\\"(` + jsonKeys + `)\\"(\s*:\s*)\\"(?:[^"\\]|\\[^"])*\\"`), `\"${1}\"${2}\"` + Redaction + `\"`},
+	{anyOf("customer"), regexp.MustCompile(`(?i)"customer"(\s*:\s*)\{[^{}]*\}`), `"customer"${1}"` + Redaction + `"`, ""},
+	{anyOf("customer"), regexp.MustCompile(`(?i)\\"customer\\"(\s*:\s*)\{[^{}]*\}`), `\"customer\"${1}\"` + Redaction + `\"`, ""},
+	{jsonGuard, regexp.MustCompile(`(?i)"(` + jsonKeys + `)"(\s*:\s*)"(?:[^"\\]|\\.)*"`), `"${1}"${2}"` + Redaction + `"`, ""},
+	{jsonGuard, regexp.MustCompile(`(?i)\\"(` + jsonKeys + `)\\"(\s*:\s*)\\"(?:[^"\\]|\\[^"])*\\"`), `\"${1}\"${2}\"` + Redaction + `\"`, ""},
 	// The same in XML and in Go's %+v of an order.
-	{"customer", regexp.MustCompile(`(?is)<customer>.*?</customer>`), "<customer>" + Redaction + "</customer>"},
-	{"customer", regexp.MustCompile(`(?s)\bCustomer:&?\{[^{}]*\}`), "Customer:" + Redaction},
+	{anyOf("customer"), regexp.MustCompile(`(?is)<customer>.*?</customer>`), "<customer>" + Redaction + "</customer>", ""},
+	{anyOf("customer"), regexp.MustCompile(`(?s)\bCustomer:&?\{[^{}]*\}`), "Customer:" + Redaction, ""},
 	// E-mail addresses.
-	{"@", regexp.MustCompile(`[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}`), Redaction},
+	{anyOf("@"), regexp.MustCompile(`[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}`), Redaction, Redaction + "@"},
 	// Telephone numbers: international (+33 6 12 34 56 78) and national (06 12 34 56 78).
-	{"+", regexp.MustCompile(`\+\d[\d\s().-]{6,}\d`), Redaction},
-	{"", regexp.MustCompile(`\b0\d(?:[\s.-]?\d\d){4}\b`), Redaction},
+	{anyOf("+"), regexp.MustCompile(`\+\d[\d\s().-]{6,}\d`), Redaction, ""},
+	{anyOf("0"), regexp.MustCompile(`\b0\d(?:[\s.-]?\d\d){4}\b`), Redaction, ""},
 	// Pairing codes as storeedge makes them: 1234-5678.
-	{"-", regexp.MustCompile(`\b\d{4}-\d{4}\b`), Redaction},
+	{anyOf("-"), regexp.MustCompile(`\b\d{4}-\d{4}\b`), Redaction, ""},
+}
+
+func (ru rule) replace(s string) string {
+	if ru.keep == "" {
+		return ru.re.ReplaceAllString(s, ru.with)
+	}
+	return ru.re.ReplaceAllStringFunc(s, func(m string) string {
+		if strings.HasPrefix(m, ru.keep) {
+			return m // a host after credentials redacted by an earlier rule
+		}
+		return ru.re.ReplaceAllString(m, ru.with)
+	})
 }
 
 // jsonKeys are the JSON member names whose string values are redacted in text.
@@ -95,18 +113,13 @@ func (r *Redactor) Text(s string) string {
 	if r.secrets != nil {
 		s = r.secrets.Replace(s)
 	}
-	var lower string
+	lower := strings.ToLower(s)
 	for _, ru := range rules {
-		if ru.guard != "" {
-			if lower == "" {
-				lower = strings.ToLower(s)
-			}
-			if !strings.Contains(lower, ru.guard) {
-				continue
-			}
+		if !slices.ContainsFunc(ru.guard, func(g string) bool { return strings.Contains(lower, g) }) {
+			continue
 		}
-		if t := ru.re.ReplaceAllString(s, ru.with); t != s {
-			s, lower = t, ""
+		if t := ru.replace(s); t != s {
+			s, lower = t, strings.ToLower(t)
 		}
 	}
 	return s
