@@ -15,6 +15,7 @@ import (
 	"github.com/storeedge/storeedge/backoffice"
 	"github.com/storeedge/storeedge/devices"
 	"github.com/storeedge/storeedge/discovery"
+	"github.com/storeedge/storeedge/ops/logship"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 	"github.com/storeedge/storeedge/sync/outbox"
@@ -93,6 +94,7 @@ type statusDoc struct {
 	Discovery     discovery.Status          `json:"discovery"`  // each part null when off
 	ReadCache     *storage.ReadCacheStats   `json:"read_cache"` // null when lan.read_cache_mb is 0
 	Devices       devices.Summary           `json:"devices"`
+	LogShipping   *logship.Status           `json:"logs_shipping"` // null when logs.ship.enabled is false
 }
 
 type collectionStatus struct {
@@ -179,6 +181,10 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.o.Discovery != nil {
 		doc.Discovery = s.o.Discovery.Status()
+	}
+	if s.o.LogShipping != nil {
+		ls := s.o.LogShipping()
+		doc.LogShipping = &ls
 	}
 	if rc, ok := s.o.DB.ReadCacheStats(); ok {
 		doc.ReadCache = &rc

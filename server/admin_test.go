@@ -15,6 +15,7 @@ import (
 	"github.com/storeedge/storeedge/backoffice"
 	"github.com/storeedge/storeedge/devices"
 	"github.com/storeedge/storeedge/discovery"
+	"github.com/storeedge/storeedge/ops/logship"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 	"github.com/storeedge/storeedge/sync/outbox"
@@ -64,6 +65,7 @@ type statusJSON struct {
 	Upload     *outbox.State             `json:"upload"`
 	ReadCache  *storage.ReadCacheStats   `json:"read_cache"`
 	Devices    devices.Summary           `json:"devices"`
+	LogShip    *logship.Status           `json:"logs_shipping"`
 }
 
 func TestStatus(t *testing.T) {

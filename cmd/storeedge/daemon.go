@@ -160,6 +160,7 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 		TestMode:          cfg.Shop.IsTest(),
 		ServiceBus:        sbStatus,
 		Upload:            upload,
+		LogShipping:       logShippingStatus(shipper),
 		BackOffice:        bo,
 		Discovery:         disc,
 		Devices:           dm,

@@ -33,3 +33,11 @@ func newLogShipper(cfg config.Config, dialer *wan.Dialer, log *slog.Logger) (*lo
 		Logger:        log,
 	})
 }
+
+// logShippingStatus is what the status shows of shipping: nil (null) when it is off.
+func logShippingStatus(s *logship.Shipper) func() logship.Status {
+	if s == nil {
+		return nil
+	}
+	return s.Status
+}

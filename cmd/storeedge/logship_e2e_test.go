@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/storeedge/storeedge/ops/logship"
 	"github.com/storeedge/storeedge/ops/logship/logshiptest"
 	"github.com/storeedge/storeedge/tools/testenv"
 )
@@ -43,5 +44,24 @@ func TestLogShippingThroughProxy(t *testing.T) {
 			t.Fatalf("record without its origin: %+v", r)
 		}
 	}
+	var st logStatus
+	waitFor(t, s, "shipping in status", time.Minute, func() bool {
+		s.get(t, "/api/v1/status", &st)
+		return st.LogShipping != nil && st.LogShipping.Shipped > 0
+	})
+	if ls := st.LogShipping; ls.State != "ok" || !strings.Contains(ls.Route, "via") || ls.LastSuccess == nil {
+		t.Errorf("logs_shipping in status: %+v", ls)
+	}
 	s.stop(t)
+
+	off := startShop(t, shopOptions{dataDir: t.TempDir(), cloud: cloud.url})
+	off.get(t, "/api/v1/status", &st)
+	if st.LogShipping != nil {
+		t.Errorf("shipping off, status shows %+v", st.LogShipping)
+	}
+	off.stop(t)
+}
+
+type logStatus struct {
+	LogShipping *logship.Status `json:"logs_shipping"`
 }
