@@ -60,10 +60,16 @@ type Intake struct {
 	changed  chan struct{}
 }
 
-// Start runs an intake that accepts key, and stops it when the test ends.
+// Start runs an intake that accepts key, with a certificate of its own CA (CAFile), and stops
+// it when the test ends.
 func Start(t testing.TB, key string) *Intake {
 	t.Helper()
-	ca := testenv.NewCA(t, "intake test CA")
+	return StartWithCA(t, key, testenv.NewCA(t, "intake test CA"))
+}
+
+// StartWithCA is Start with a certificate issued by ca.
+func StartWithCA(t testing.TB, key string, ca *testenv.CA) *Intake {
+	t.Helper()
 	_, _, cert := ca.Issue(t, "127.0.0.1")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
