@@ -75,15 +75,16 @@ var rules = []rule{
 	{anyOf("bearer", "basic"), regexp.MustCompile(`(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{6,}`), "${1} " + Redaction, ""},
 	// key=value and key: value for names that hold credentials.
 	{anyOf("token", "pass", "secret", "key", "pairing", "authorization"), regexp.MustCompile(`(?i)\b(token|access_token|password|passwd|secret|api[_-]?key|store[_-]?key|enrollment[_-]?secret|pairing[_-]?code|authorization)(\s*[:=]\s*)("[^"]*"|'[^']*'|[^\s,;&"'}\]]+)`), "${1}${2}" + Redaction, ""},
-	// JSON that carries a customer or a credential, as an order echoed by another system; also
-	// escaped inside a JSON string (\"email\":\"…\").
-	{anyOf("customer"), regexp.MustCompile(`(?i)"customer"(\s*:\s*)\{[^{}]*\}`), `"customer"${1}"` + Redaction + `"`, ""},
-	{anyOf("customer"), regexp.MustCompile(`(?i)\\"customer\\"(\s*:\s*)\{[^{}]*\}`), `\"customer\"${1}\"` + Redaction + `\"`, ""},
+	// JSON that carries a customer or a credential, as an order echoed by another system, also
+	// escaped inside a JSON string (\"email\":\"…\"), and also when the text is cut short
+	// inside it (a customer cut off is redacted to the end).
+	{anyOf("customer"), regexp.MustCompile(`(?i)"customer"(\s*:\s*)\{[^{}]*(?:\}|$)`), `"customer"${1}"` + Redaction + `"`, ""},
+	{anyOf("customer"), regexp.MustCompile(`(?i)\\"customer\\"(\s*:\s*)\{[^{}]*(?:\}|$)`), `\"customer\"${1}\"` + Redaction + `\"`, ""},
 	{jsonGuard, regexp.MustCompile(`(?i)"(` + jsonKeys + `)"(\s*:\s*)"(?:[^"\\]|\\.)*"`), `"${1}"${2}"` + Redaction + `"`, ""},
 	{jsonGuard, regexp.MustCompile(`(?i)\\"(` + jsonKeys + `)\\"(\s*:\s*)\\"(?:[^"\\]|\\[^"])*\\"`), `\"${1}\"${2}\"` + Redaction + `\"`, ""},
 	// The same in XML and in Go's %+v of an order.
-	{anyOf("customer"), regexp.MustCompile(`(?is)<customer>.*?</customer>`), "<customer>" + Redaction + "</customer>", ""},
-	{anyOf("customer"), regexp.MustCompile(`(?s)\bCustomer:&?\{[^{}]*\}`), "Customer:" + Redaction, ""},
+	{anyOf("customer"), regexp.MustCompile(`(?is)<customer>.*?(?:</customer>|$)`), "<customer>" + Redaction + "</customer>", ""},
+	{anyOf("customer"), regexp.MustCompile(`(?s)\bCustomer:&?\{[^{}]*(?:\}|$)`), "Customer:" + Redaction, ""},
 	// E-mail addresses.
 	{anyOf("@"), regexp.MustCompile(`[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}`), Redaction, Redaction + "@"},
 	// Telephone numbers: international (+33 6 12 34 56 78) and national (06 12 34 56 78).

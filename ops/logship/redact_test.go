@@ -62,6 +62,7 @@ func TestTextRedactsPatterns(t *testing.T) {
 		{`HTTP 422: {"error":"duplicate","order":{"id":"o1","customer":{"name":"Zoë Martin","phone":"+33 6 12 34 56 78","email":"zoe@example.com"},"total":450}}`,
 			`HTTP 422: {"error":"duplicate","order":{"id":"o1","customer":"xxxxx","total":450}}`},
 		{`{"detail":"{\"email\":\"zoe@example.com\",\"note\":\"call me\"}"}`, `{"detail":"{\"email\":\"xxxxx\",\"note\":\"xxxxx\"}"}`},
+		{`HTTP 422: {"error":"unknown","customer":{"name":"Zoë Martin","phone":"+33 6 1…`, `HTTP 422: {"error":"unknown","customer":"xxxxx"`},
 		{`<order><customer><name>Zoë</name></customer></order>`, `<order><customer>xxxxx</customer></order>`},
 		{`order {ID:o1 Customer:&{Name:Zoë Martin Phone:+33 1 Email:z@e.io} Total:450}`, `order {ID:o1 Customer:xxxxx Total:450}`},
 		{"mail zoe.martin+shop@example.co.uk now", "mail xxxxx now"},

@@ -161,7 +161,11 @@ func (in *Intake) handle(w http.ResponseWriter, r *http.Request) {
 // carries, and the request as received (headers and decompressed body).
 func (in *Intake) check(r *http.Request) (int, []Record, []byte) {
 	var raw bytes.Buffer
-	r.Header.Write(&raw)
+	h := r.Header.Clone()
+	if h.Get("Authorization") == "Bearer "+in.Key {
+		h.Set("Authorization", "Bearer [the intake's key]") // the one place the key belongs
+	}
+	h.Write(&raw)
 	body, err := io.ReadAll(io.LimitReader(r.Body, MaxBody+1))
 	switch {
 	case err != nil:
@@ -203,7 +207,7 @@ func (in *Intake) Records() []Record {
 }
 
 // Raw returns everything the intake received: each request's headers and decompressed body,
-// refused ones too.
+// refused ones too, but for the intake's own key in the Authorization header.
 func (in *Intake) Raw() []byte {
 	in.mu.Lock()
 	defer in.mu.Unlock()
