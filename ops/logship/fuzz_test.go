@@ -31,6 +31,12 @@ func FuzzRedact(f *testing.F) {
 				t.Errorf("Value of JSON %q is not JSON: %q", text, v)
 			}
 		}
+		// The JSON string writer says what encoding/json says.
+		want, _ := json.Marshal(text)
+		var a, b string
+		if json.Unmarshal(want, &a) != nil || json.Unmarshal(appendJSONString(nil, text), &b) != nil || a != b {
+			t.Errorf("appendJSONString(%q) = %s, encoding/json %s", text, appendJSONString(nil, text), want)
+		}
 		line := encodeLine(nil, entry{msg: text, attrs: []field{{key: text, val: text}}}, Meta{}, r)
 		if !json.Valid(line) {
 			t.Errorf("encoded record is not JSON: %q", line)

@@ -165,10 +165,52 @@ func appendValue(buf []byte, v any) []byte {
 	return appendJSONString(buf, cut(fmt.Sprint(v)))
 }
 
-// appendJSONString writes s as a JSON string; invalid UTF-8 becomes U+FFFD.
+// appendJSONString writes s as a JSON string; invalid UTF-8 becomes U+FFFD. It is
+// encoding/json's escaping without the HTML escapes, and without an allocation.
 func appendJSONString(buf []byte, s string) []byte {
-	b, _ := json.Marshal(s) // a string always marshals
-	return append(buf, b...)
+	const hex = "0123456789abcdef"
+	buf = append(buf, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if b := s[i]; b < utf8.RuneSelf {
+			if b >= 0x20 && b != '"' && b != '\\' {
+				i++
+				continue
+			}
+			buf = append(buf, s[start:i]...)
+			switch b {
+			case '"', '\\':
+				buf = append(buf, '\\', b)
+			case '\n':
+				buf = append(buf, '\\', 'n')
+			case '\r':
+				buf = append(buf, '\\', 'r')
+			case '\t':
+				buf = append(buf, '\\', 't')
+			default:
+				buf = append(buf, '\\', 'u', '0', '0', hex[b>>4], hex[b&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 || r == '\u2028' || r == '\u2029' {
+			buf = append(buf, s[start:i]...)
+			switch r {
+			case utf8.RuneError:
+				buf = append(buf, `\ufffd`...)
+			default:
+				buf = append(buf, '\\', 'u', '2', '0', '2', hex[r&0xf])
+			}
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	buf = append(buf, s[start:]...)
+	return append(buf, '"')
 }
 
 // cut shortens s to maxStringBytes on a character boundary, marking the cut.

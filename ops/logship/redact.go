@@ -20,6 +20,7 @@ const MinSecretLen = 4
 // buffer (docs/remote-support.md lists exactly what). It is safe for concurrent use.
 type Redactor struct {
 	secrets *strings.Replacer // nil when there are none
+	forms   []string          // what secrets looks for, to skip it when none is there
 }
 
 // NewRedactor returns a Redactor that also removes every value of secrets (each secret key of
@@ -40,22 +41,58 @@ func NewRedactor(secrets []string) *Redactor {
 		for _, f := range forms {
 			pairs = append(pairs, f, Redaction)
 		}
-		r.secrets = strings.NewReplacer(pairs...)
+		r.secrets, r.forms = strings.NewReplacer(pairs...), forms
 	}
 	return r
 }
 
-// rule is one pattern of text that is redacted. guard lists substrings (lower case) of which
-// the text, lower-cased, must hold one for the pattern to be tried: most text holds none, and
-// this keeps the writer cheap.
+// rule is one pattern of text that is redacted. guard tells, from the text lower-cased,
+// whether the pattern may match at all: most text cannot, and this keeps the writer cheap.
 type rule struct {
-	guard []string
+	guard func(lower string) bool
 	re    *regexp.Regexp
 	with  string
 	keep  string // a match that starts with it stays as it is
 }
 
-func anyOf(subs ...string) []string { return subs }
+// anyOf is a guard: the text holds one of subs.
+func anyOf(subs ...string) func(string) bool {
+	return func(s string) bool {
+		return slices.ContainsFunc(subs, func(sub string) bool { return strings.Contains(s, sub) })
+	}
+}
+
+// allOf is a guard: the text holds every one of subs.
+func allOf(subs ...string) func(string) bool {
+	return func(s string) bool {
+		return !slices.ContainsFunc(subs, func(sub string) bool { return !strings.Contains(s, sub) })
+	}
+}
+
+// around is a guard: c occurs between two bytes that before and after accept.
+func around(c byte, before, after func(byte) bool) func(string) bool {
+	return func(s string) bool {
+		for i := 1; i+1 < len(s); i++ {
+			if s[i] == c && before(s[i-1]) && after(s[i+1]) {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+func isDigit(b byte) bool { return '0' <= b && b <= '9' }
+func notWord(b byte) bool {
+	return !(isDigit(b) || 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || b == '_')
+}
+
+// zeroStart is the guard of national telephone numbers: a 0 that starts a word, then a digit.
+func zeroStart(s string) bool {
+	if len(s) > 1 && s[0] == '0' && isDigit(s[1]) {
+		return true
+	}
+	return around('0', notWord, isDigit)(s)
+}
 
 // jsonGuard is the guard of the JSON member rules.
 var jsonGuard = anyOf("token", "pass", "secret", "key", "pairing", "code", "email", "phone", "note", "customer")
@@ -64,7 +101,7 @@ var jsonGuard = anyOf("token", "pass", "secret", "key", "pairing", "code", "emai
 // redacted by a narrower one.
 var rules = []rule{
 	// Credentials in a URL: scheme://user:password@host.
-	{anyOf("://"), regexp.MustCompile(`(?i)\b([a-z][a-z0-9+.-]*://)[^\s/?#@"'<>]+@`), "${1}" + Redaction + "@", ""},
+	{allOf("://", "@"), regexp.MustCompile(`(?i)\b([a-z][a-z0-9+.-]*://)[^\s/?#@"'<>]+@`), "${1}" + Redaction + "@", ""},
 	// A Service Bus or Event Hubs SAS token: SharedAccessSignature sr=…&sig=…&se=…&skn=….
 	{anyOf("sharedaccesssignature"), regexp.MustCompile(`(?i)SharedAccessSignature\s+sr=[^\s"'<>;]+`), "SharedAccessSignature " + Redaction, ""},
 	// Parts of connection strings: …;SharedAccessKey=…;AccountKey=…;Password=….
@@ -89,9 +126,9 @@ var rules = []rule{
 	{anyOf("@"), regexp.MustCompile(`[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}`), Redaction, Redaction + "@"},
 	// Telephone numbers: international (+33 6 12 34 56 78) and national (06 12 34 56 78).
 	{anyOf("+"), regexp.MustCompile(`\+\d[\d\s().-]{6,}\d`), Redaction, ""},
-	{anyOf("0"), regexp.MustCompile(`\b0\d(?:[\s.-]?\d\d){4}\b`), Redaction, ""},
+	{zeroStart, regexp.MustCompile(`\b0\d(?:[\s.-]?\d\d){4}\b`), Redaction, ""},
 	// Pairing codes as storeedge makes them: 1234-5678.
-	{anyOf("-"), regexp.MustCompile(`\b\d{4}-\d{4}\b`), Redaction, ""},
+	{around('-', isDigit, isDigit), regexp.MustCompile(`\b\d{4}-\d{4}\b`), Redaction, ""},
 }
 
 func (ru rule) replace(s string) string {
@@ -111,12 +148,12 @@ const jsonKeys = `token|access_token|password|passwd|secret|api_?key|store_key|e
 
 // Text returns s with every configured secret and every pattern of rules redacted.
 func (r *Redactor) Text(s string) string {
-	if r.secrets != nil {
+	if r.secrets != nil && slices.ContainsFunc(r.forms, func(f string) bool { return strings.Contains(s, f) }) {
 		s = r.secrets.Replace(s)
 	}
 	lower := strings.ToLower(s)
 	for _, ru := range rules {
-		if !slices.ContainsFunc(ru.guard, func(g string) bool { return strings.Contains(lower, g) }) {
+		if !ru.guard(lower) {
 			continue
 		}
 		if t := ru.replace(s); t != s {

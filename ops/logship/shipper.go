@@ -248,6 +248,7 @@ func dropNotice(n uint64, why string) entry {
 // sent every BatchInterval, or as soon as a full batch waits; after a failure it waits as
 // backoff (and the intake's Retry-After) says.
 func (s *Shipper) Run(ctx context.Context) error {
+	defer s.client.http.CloseIdleConnections() // the connections' goroutines end with Run
 	b := backoff.New(s.o.MinBackoff, s.o.MaxBackoff)
 	wait, failing := s.o.BatchInterval, false
 	timer := time.NewTimer(0) // send what a previous run left at once
