@@ -88,7 +88,7 @@ type Shipper struct {
 	done   chan struct{}
 	closed atomic.Bool
 
-	queueDropped atomic.Uint64 // records the queue had no room for
+	queueDropped atomic.Uint64 // records the queue had no room for, or the disk refused
 	noticed      atomic.Uint64 // queueDropped as last reported in a record
 	badRecords   atomic.Uint64 // lines damaged on disk
 	shipped      atomic.Uint64
@@ -216,7 +216,7 @@ func (s *Shipper) store(buf []byte, batch []entry) []byte {
 		buf = encodeLine(buf, e, s.o.Meta, s.redact)
 	}
 	if q := s.queueDropped.Load(); q > s.noticed.Load() {
-		buf = encodeLine(buf, dropNotice(q-s.noticed.Load(), "the queue to the disk buffer was full"), s.o.Meta, s.redact)
+		buf = encodeLine(buf, dropNotice(q-s.noticed.Load(), "the queue to the disk buffer was full, or the disk failed"), s.o.Meta, s.redact)
 		s.noticed.Store(q)
 		n++
 	}
