@@ -3,9 +3,11 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -120,7 +122,46 @@ func TestShippedLogHoldsNoSecret(t *testing.T) {
 		"backoffice.webhook.url="+erp.URL, "backoffice.webhook.secret="+hookSecret, "backoffice.schedule=@every 1s")})
 	waitFor(t, s, "first sync", time.Minute, func() bool { return s.caughtUp(t) })
 
-	// Pairing: by a code an admin makes, by the enrollment secret, and a wrong code.
+	handedOut := pairEveryWay(t, s)
+	orderWithCustomers(t, s, peer)
+	in.Wait(t, "the ERP's refusals", time.Minute, func(recs []logshiptest.Record) bool { return count(recs, "backoffice: the ERP refused an order") >= 6 })
+	// The cloud goes away while an order waits to be uploaded: errors name its address.
+	cloud.stop()
+	if _, _, _, err := s.postOrder("e2e", "after-cloud", "P0000001", 1); err != nil {
+		t.Fatal(err)
+	}
+	in.Wait(t, "an upload error naming the cloud", time.Minute, func(recs []logshiptest.Record) bool {
+		return slices.ContainsFunc(recs, func(r logshiptest.Record) bool {
+			return strings.HasPrefix(r.Message, "outbox: upload failed") && strings.Contains(fmt.Sprint(r.Attrs["error"]), "127.0.0.1")
+		})
+	})
+	var st logStatus
+	waitFor(t, s, "the buffer sent", time.Minute, func() bool {
+		s.get(t, "/api/v1/status", &st)
+		return st.LogShipping.Buffered == 0
+	})
+	s.stop(t)
+
+	raw := string(in.Raw())
+	for _, want := range []string{"devices: paired", "pairing refused", "servicebus: order stored", "dead-lettered", "request", "/api/v1/orders"} {
+		if !strings.Contains(raw, want) {
+			t.Errorf("the intake never got %q: the test drove less than it says", want)
+		}
+	}
+	secrets := map[string]string{
+		"cloud.store_key": "e2e-key", "admin.token": e2eAdminToken, "devices.enrollment_secret": e2eEnrollment,
+		"logs.ship.api_key": e2eLogsKey, "wan.proxy password": proxyPass, "backoffice.webhook.secret": hookSecret,
+		"servicebus.connection_string": sbConn, "its SharedAccessKey": sbKey,
+	}
+	maps.Copy(secrets, handedOut)
+	maps.Copy(secrets, customerFields())
+	assertAbsent(t, raw, secrets)
+}
+
+// pairEveryWay pairs a device with a code an admin makes, one with the enrollment secret, and
+// tries a wrong code; it returns the credentials that handed out, by what they are.
+func pairEveryWay(t *testing.T, s *shop) map[string]string {
+	t.Helper()
 	var code struct {
 		Code string `json:"code"`
 	}
@@ -151,18 +192,26 @@ func TestShippedLogHoldsNoSecret(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return map[string]string{"the pairing code": code.Code, "a device token": tillToken, "another device token": deviceToken}
+}
 
-	// Orders with a customer: from a device, and from the web shop over Service Bus.
+// orderWithCustomers makes three orders with a customer on a device, and sends three, and one
+// invalid, from the web shop over Service Bus.
+func orderWithCustomers(t *testing.T, s *shop, peer *testenv.SBPeer) {
+	t.Helper()
 	for i := range 3 {
 		body := fmt.Sprintf(`{"lines":[{"product_id":"P0000001","quantity":1}],"note":%q,"customer":%s}`, lanNote, lanCustomer)
 		req := s.request(t, http.MethodPost, "/api/v1/orders", strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Idempotency-Key", fmt.Sprint("lan-", i))
 		resp, err := http.DefaultClient.Do(req)
-		if err != nil || resp.StatusCode != http.StatusCreated {
-			t.Fatalf("order with a customer: %v %v", err, resp.Status)
+		if err != nil {
+			t.Fatal(err)
 		}
 		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("order with a customer: %s", resp.Status)
+		}
 	}
 	for i := range 3 {
 		body := fmt.Sprintf(`{"order_id":"web-%d","created_at":"2026-11-23T10:00:00Z","currency":"EUR","lines":[{"product_id":"P0000001","name":"Tea","quantity":1,"unit_price":250}],"total":250,"note":%q,"customer":%s}`, i, webNote, webCustomer)
@@ -170,59 +219,28 @@ func TestShippedLogHoldsNoSecret(t *testing.T) {
 	}
 	peer.Send(t, "orders", testenv.SBMessage{MessageID: "m-bad", Body: []byte(`{"order_id":"web-bad","customer":` + webCustomer + `,"shipping_email":"jb.dupontel@example.org"}`)})
 	peer.WaitStats(t, "orders", time.Minute, func(st testenv.SBQueueStats) bool { return st.Completed == 3 && st.DeadLettered == 1 })
+}
 
-	// The ERP refuses the orders, echoing the customers; then the cloud goes away while an
-	// order waits to be uploaded, so errors name its address.
-	in.Wait(t, "the ERP's refusals", time.Minute, func(recs []logshiptest.Record) bool {
-		n := 0
-		for _, r := range recs {
-			if strings.HasPrefix(r.Message, "backoffice: the ERP refused an order") {
-				n++
-			}
-		}
-		return n >= 6
-	})
-	cloud.stop()
-	if _, _, _, err := s.postOrder("e2e", "after-cloud", "P0000001", 1); err != nil {
-		t.Fatal(err)
-	}
-	in.Wait(t, "an upload error naming the cloud", time.Minute, func(recs []logshiptest.Record) bool {
-		for _, r := range recs {
-			if strings.HasPrefix(r.Message, "outbox: upload failed") && strings.Contains(fmt.Sprint(r.Attrs["error"]), "127.0.0.1") {
-				return true
-			}
-		}
-		return false
-	})
-	var st logStatus
-	waitFor(t, s, "the buffer sent", time.Minute, func() bool {
-		s.get(t, "/api/v1/status", &st)
-		return st.LogShipping.Buffered == 0
-	})
-	s.stop(t)
-
-	raw := string(in.Raw())
-	for _, want := range []string{"devices: paired", "pairing refused", "servicebus: order stored", "dead-lettered", "request", "/api/v1/orders"} {
-		if !strings.Contains(raw, want) {
-			t.Errorf("the intake never got %q: the test drove less than it says", want)
-		}
-	}
-	secrets := map[string]string{
-		"cloud.store_key": "e2e-key", "admin.token": e2eAdminToken, "devices.enrollment_secret": e2eEnrollment,
-		"logs.ship.api_key": e2eLogsKey, "wan.proxy password": proxyPass, "backoffice.webhook.secret": hookSecret,
-		"servicebus.connection_string": sbConn, "its SharedAccessKey": sbKey,
-		"the pairing code": code.Code, "a device token": tillToken, "another device token": deviceToken,
-	}
+// customerFields are the customers' names, surnames, telephone numbers (as written and as
+// digits), e-mail addresses and the orders' notes, by what they are.
+func customerFields() map[string]string {
+	out := map[string]string{"order note": lanNote, "web order note": webNote}
 	for _, c := range []string{lanCustomer, webCustomer} {
 		var f struct{ Name, Phone, Email string }
 		json.Unmarshal([]byte(c), &f)
 		last := f.Name[strings.LastIndexByte(f.Name, ' ')+1:]
-		secrets["customer name"], secrets["customer surname "+last] = f.Name, last
-		secrets["customer phone "+f.Phone] = f.Phone
-		secrets["customer phone digits "+f.Phone] = strings.ReplaceAll(f.Phone[3:], " ", "")
-		secrets["customer e-mail "+f.Email] = f.Email
+		out["customer name "+f.Name], out["customer surname "+last] = f.Name, last
+		out["customer phone "+f.Phone] = f.Phone
+		out["customer phone digits "+f.Phone] = strings.ReplaceAll(f.Phone[3:], " ", "")
+		out["customer e-mail "+f.Email] = f.Email
 	}
-	secrets["order note"], secrets["web order note"] = lanNote, webNote
+	return out
+}
+
+// assertAbsent fails for each value of secrets found in raw: as written, percent-encoded, or
+// escaped in a JSON string.
+func assertAbsent(t *testing.T, raw string, secrets map[string]string) {
+	t.Helper()
 	for what, v := range secrets {
 		for _, form := range []string{v, url.QueryEscape(v), strings.Trim(strconv.Quote(v), `"`)} {
 			if i := strings.Index(raw, form); i >= 0 {
@@ -231,6 +249,17 @@ func TestShippedLogHoldsNoSecret(t *testing.T) {
 			}
 		}
 	}
+}
+
+// count is how many records have a message starting with prefix.
+func count(recs []logshiptest.Record, prefix string) int {
+	n := 0
+	for _, r := range recs {
+		if strings.HasPrefix(r.Message, prefix) {
+			n++
+		}
+	}
+	return n
 }
 
 // TestLogShippingSurvivesKillAndFullBuffer runs the daemon with its intake down and a 1 MiB
