@@ -16,6 +16,7 @@ import (
 	"github.com/storeedge/storeedge/devices"
 	"github.com/storeedge/storeedge/discovery"
 	"github.com/storeedge/storeedge/ops/alerts"
+	"github.com/storeedge/storeedge/ops/logship"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 	"github.com/storeedge/storeedge/sync/media"
@@ -96,7 +97,8 @@ type statusDoc struct {
 	ReadCache     *storage.ReadCacheStats   `json:"read_cache"` // null when lan.read_cache_mb is 0
 	Media         *media.Status             `json:"media"`      // null when the server has no media service
 	Devices       devices.Summary           `json:"devices"`
-	Alerts        *alerts.Status            `json:"alerts"` // null when the daemon has none
+	Alerts        *alerts.Status            `json:"alerts"`        // null when the daemon has none
+	LogShipping   *logship.Status           `json:"logs_shipping"` // null when logs.ship.enabled is false
 }
 
 // Alerts is what the status needs of the alerts by e-mail (package ops/alerts).
@@ -191,6 +193,10 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.o.Discovery != nil {
 		doc.Discovery = s.o.Discovery.Status()
+	}
+	if s.o.LogShipping != nil {
+		ls := s.o.LogShipping()
+		doc.LogShipping = &ls
 	}
 	if rc, ok := s.o.DB.ReadCacheStats(); ok {
 		doc.ReadCache = &rc

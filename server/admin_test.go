@@ -16,6 +16,7 @@ import (
 	"github.com/storeedge/storeedge/devices"
 	"github.com/storeedge/storeedge/discovery"
 	"github.com/storeedge/storeedge/ops/alerts"
+	"github.com/storeedge/storeedge/ops/logship"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 	"github.com/storeedge/storeedge/sync/media"
@@ -68,6 +69,7 @@ type statusJSON struct {
 	Media      *media.Status             `json:"media"`
 	Devices    devices.Summary           `json:"devices"`
 	Alerts     *alerts.Status            `json:"alerts"`
+	LogShip    *logship.Status           `json:"logs_shipping"`
 }
 
 func TestStatus(t *testing.T) {

@@ -17,6 +17,7 @@ import (
 	"github.com/storeedge/storeedge/backoffice"
 	"github.com/storeedge/storeedge/discovery"
 	"github.com/storeedge/storeedge/internal/config"
+	"github.com/storeedge/storeedge/ops/logship"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/feed"
 	"github.com/storeedge/storeedge/sync/outbox"
@@ -76,6 +77,9 @@ func newContractRig(t *testing.T) *contractRig {
 		}
 		o.ServiceBus = func() servicebus.Status { return servicebus.Status{State: servicebus.LinkConnected, Queue: "orders"} }
 		o.Upload = func() outbox.State { return outbox.State{} }
+		o.LogShipping = func() logship.Status {
+			return logship.Status{State: logship.StateRetrying, Intake: "api.logmatic.io:443", Route: "direct", Buffered: 12, LastError: "the intake answered 503"}
+		}
 		o.BackOffice = backoffice.New(backoffice.Options{DB: o.DB, Shop: config.Shop{Mode: config.ModeProduction},
 			Config: config.BackOffice{Schedule: "@hourly", Export: config.BackOfficeExport{Dir: t.TempDir(), Format: config.ExportJSON},
 				Webhook: config.BackOfficeWebhook{URL: erp.URL, Timeout: 5 * time.Second}, Import: config.BackOfficeImport{Dir: imports}},

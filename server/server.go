@@ -18,6 +18,7 @@ import (
 	"github.com/storeedge/storeedge/devices"
 	"github.com/storeedge/storeedge/discovery"
 	"github.com/storeedge/storeedge/internal/config"
+	"github.com/storeedge/storeedge/ops/logship"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/outbox"
 	"github.com/storeedge/storeedge/sync/servicebus"
@@ -50,6 +51,8 @@ type Options struct {
 	ServiceBus func() servicebus.Status
 	// Upload reports the outbox's uploads to the cloud; nil when sync is off.
 	Upload func() outbox.State
+	// LogShipping reports log shipping to the vendor's intake; nil when it is off.
+	LogShipping func() logship.Status
 	// BackOffice is the exchange with the ERP; nil when the daemon has none.
 	BackOffice BackOffice
 	// Media is the media cache behind the media service; nil answers every media request 404.

@@ -38,6 +38,7 @@ import (
 //	back office (ERP files, webhook) ────────┤
 //	media fetcher (Blob → cache) ────────────┘
 //	alerts (rules on all the above → SMTP mail queue)
+//	log ─ logship: redacted copy → disk buffer → log intake, through the WAN dialer (optional)
 //
 // The database opens and the LAN listeners bind before anything starts, so the shop is served
 // from its local data within a second whatever the WAN does; sync runs in the background.
@@ -58,6 +59,15 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 	dialer, err := newWANDialer(cfg)
 	if err != nil {
 		return usageError{err}
+	}
+	// Log shipping tees every record from here on; Close (deferred) writes what is queued.
+	shipper, err := newLogShipper(cfg, dialer, log)
+	if err != nil {
+		return err
+	}
+	if shipper != nil {
+		defer shipper.Close()
+		log = slog.New(shipper.Handler(log.Handler()))
 	}
 	// No overall client timeout: the cloud client applies cloud.request_timeout itself, so that
 	// a long first-sync stream that keeps moving is not cut.
@@ -167,6 +177,7 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 		TestMode:          cfg.Shop.IsTest(),
 		ServiceBus:        sbStatus,
 		Upload:            upload,
+		LogShipping:       logShippingStatus(shipper),
 		BackOffice:        bo,
 		Discovery:         disc,
 		Media:             mediaFetcher,
@@ -204,6 +215,9 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 		g.Go(func() error { return backups.Run(gctx) })
 	}
 	g.Go(func() error { return mediaFetcher.Run(gctx) })
+	if shipper != nil {
+		g.Go(func() error { return shipper.Run(gctx) })
+	}
 	if cfg.Cloud.Sync {
 		g.Go(func() error { return syncer.Run(gctx) })
 		g.Go(func() error { return ob.Run(gctx) })

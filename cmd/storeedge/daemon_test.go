@@ -13,12 +13,14 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/storeedge/storeedge/internal/config"
+	"github.com/storeedge/storeedge/ops/logship/logshiptest"
 	"github.com/storeedge/storeedge/sync/cloud/cloudsim"
 	"github.com/storeedge/storeedge/tools/testenv"
 )
 
-// TestDaemonStopsEverything runs the daemon in-process, stops it in the middle of a sync with a
-// request in flight, and checks that it returns cleanly and leaves no goroutine behind.
+// TestDaemonStopsEverything runs the daemon in-process, log shipping on, stops it in the middle
+// of a sync with a request in flight, and checks that it returns cleanly and leaves no
+// goroutine behind.
 func TestDaemonStopsEverything(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	sim := cloudsim.New(cloudsim.Options{Products: 50000, StoreKey: "k"})
@@ -34,6 +36,11 @@ func TestDaemonStopsEverything(t *testing.T) {
 	cfg.LAN.Bind = "127.0.0.1"
 	cfg.LAN.FrontDoor = testenv.FreePort(t)
 	cfg.LAN.Services = config.Services{Catalog: testenv.FreePort(t), Admin: testenv.FreePort(t)}
+	intake := logshiptest.Start(t, "logs-key")
+	defer intake.Down()
+	cfg.Logs.Ship.Enabled, cfg.Logs.Ship.URL, cfg.Logs.Ship.APIKey = true, intake.URL, "logs-key"
+	cfg.Logs.Ship.BatchInterval = time.Second
+	cfg.WAN.ExtraCAFile = intake.CAFile
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -58,6 +65,7 @@ func TestDaemonStopsEverything(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("readyz during first sync: %s", resp.Status)
 	}
+	intake.Wait(t, "shipped records", 30*time.Second, func(r []logshiptest.Record) bool { return len(r) > 0 })
 	cancel()
 	select {
 	case err := <-done:

@@ -23,9 +23,10 @@ check: PASS, WARN or FAIL, and under each line that did not pass the fix in one 
           and schema version
   lan     each LAN port free or held by the running service (else which program holds it),
           the interfaces discovery announces on
-  wan     for the cloud, Service Bus and Blob storage: DNS, TCP directly or through the proxy,
-          TLS (a certificate from a TLS-inspecting proxy is recognised), the store key, the
-          Service Bus link on the queue, the Blob container
+  wan     for the cloud, Service Bus, Blob storage and the log intake (logs.ship.enabled):
+          DNS, TCP directly or through the proxy, TLS (a certificate from a TLS-inspecting proxy
+          is recognised), the store key, the Service Bus link on the queue, the Blob container,
+          the log intake's key
   clock   this machine's clock against the servers' Date headers
 Run it as root (Linux) or as an administrator (Windows), with the service's environment, on the
 server's machine; the service may be running. It changes nothing and takes no order off the queue.

@@ -46,6 +46,8 @@ type Config struct {
 	SMTP   SMTP   `yaml:"smtp"`
 	Alerts Alerts `yaml:"alerts"`
 	Log    Log    `yaml:"log"`
+	// Logs configures shipping the log to the vendor's log intake (logship.go).
+	Logs Logs `yaml:"logs"`
 
 	// UnknownEnv lists the STOREEDGE_* environment variables that Load found but that name no
 	// key (a typo, or a variable from another version). They are ignored; the caller should
@@ -512,6 +514,7 @@ func Default() Config {
 		SMTP:   defaultSMTP(),
 		Alerts: defaultAlerts(),
 		Log:    Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
+		Logs:   defaultLogs(),
 	}
 }
 

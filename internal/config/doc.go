@@ -27,6 +27,6 @@
 //	lan.services.catalog: 80: same port as lan.front_door
 //
 // Secrets (the store key, a proxy password, the Service Bus connection string, the webhook
-// secret) have their own types, Secret and Proxy, which print, marshal and log as "xxxxx".
+// secret, the log intake's key) have their own types, Secret and Proxy, which print, marshal and log as "xxxxx".
 // They never appear in an error message or in Redacted.
 package config

@@ -457,7 +457,7 @@ func TestSet(t *testing.T) {
 
 func TestKeys(t *testing.T) {
 	keys := Keys()
-	if keys[0] != "server_id" || keys[len(keys)-1] != "log.format" {
+	if keys[0] != "server_id" || keys[len(keys)-1] != "logs.ship.batch_interval" {
 		t.Errorf("Keys() not in document order: %q", keys)
 	}
 	want := []string{"server_id", "shop.id", "shop.name", "shop.mode", "data_dir", "cloud.url", "cloud.store_key",
@@ -486,7 +486,9 @@ func TestKeys(t *testing.T) {
 		"alerts.upload_waiting.enabled", "alerts.upload_waiting.after", "alerts.dead_lettered.enabled",
 		"alerts.quarantined.enabled", "alerts.disk_low.enabled", "alerts.disk_low.free_mb",
 		"alerts.media_quota_full.enabled", "alerts.devices_offline.enabled", "alerts.devices_offline.after",
-		"log.level", "log.format"}
+		"log.level", "log.format",
+		"logs.ship.enabled", "logs.ship.url", "logs.ship.api_key", "logs.ship.level", "logs.ship.buffer_mb",
+		"logs.ship.batch_size", "logs.ship.batch_interval"}
 	if !slices.Equal(keys, want) {
 		t.Errorf("Keys() = %q\nwant     %q", keys, want)
 	}

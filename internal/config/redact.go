@@ -84,7 +84,7 @@ func valueNode(l leaf, f reflect.Value) *yaml.Node {
 			// Validate refuses credentials there, but a view of a bad configuration must
 			// not show them either.
 			n.Value = redactURL(n.Value)
-		case "backoffice.webhook.url":
+		case "backoffice.webhook.url", "logs.ship.url":
 			n.Value = redactWebhookURL(n.Value)
 		}
 	case kindDuration:

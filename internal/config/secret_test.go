@@ -18,6 +18,7 @@ const (
 	secretHook   = "whsec_S3CRET-hook"
 	secretAdmin  = "adm-S3CRET-0123456789"
 	secretEnroll = "enroll-S3CRET-0123456789"
+	secretLogs   = "logs-S3CRET-api-key"
 	secretConn   = "Endpoint=sb://shop.servicebus.windows.net/;SharedAccessKeyName=listen;SharedAccessKey=" + secretSB
 )
 
@@ -32,12 +33,13 @@ func secretConfig() Config {
 	c.Admin.Token = secretAdmin
 	c.Devices.EnrollmentSecret = secretEnroll
 	c.Media.ContainerURL = "https://shop.blob.core.windows.net/media?sv=2023-11-03&sp=rl&sig=S3CRET-sas-signature"
+	c.Logs.Ship.Enabled, c.Logs.Ship.APIKey = true, secretLogs
 	return c
 }
 
 func assertNoSecret(t *testing.T, what, out string) {
 	t.Helper()
-	for _, s := range []string{secretKey, secretPass, secretSB, secretHook, secretAdmin, secretEnroll, "S3CRET"} {
+	for _, s := range []string{secretKey, secretPass, secretSB, secretHook, secretAdmin, secretEnroll, secretLogs, "S3CRET"} {
 		if strings.Contains(out, s) {
 			t.Errorf("%s shows a secret:\n%s", what, out)
 			return

@@ -59,6 +59,7 @@ func (c *Config) Validate() error {
 	v.smtp(c.SMTP)
 	v.alerts(c.Alerts)
 	v.log(c.Log)
+	v.logsShip(c.Logs.Ship)
 	return errors.Join(v.errs...)
 }
 

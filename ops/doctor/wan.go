@@ -73,6 +73,9 @@ func checkWAN(ctx context.Context, o Options) []Result {
 	if o.Config.ServiceBus.Enabled {
 		w.serviceBus(ctx, rc, cloudOK)
 	}
+	if o.Config.Logs.Ship.Enabled {
+		w.logIntake(ctx)
+	}
 	if url := rc.Media.ContainerURL; url != "" {
 		if ep, err := endpointFromURL("blob", url); err == nil && w.reach(ctx, ep) {
 			w.add(checkBlob(w.ctx(ctx), w.http, url))

@@ -106,6 +106,11 @@ func wanRules(cfg config.Config) []Rule {
 		}
 	}
 	add("the Blob storage host the cloud names (media.container_url, *.blob.core.windows.net)", 443)
+	if cfg.Logs.Ship.Enabled {
+		if h, p := hostPort(cfg.Logs.Ship.URL); h != "" {
+			add(h, p)
+		}
+	}
 	if ph, pp := proxyHostPort(cfg.WAN.Proxy.Reveal()); ph != "" && viaProxy {
 		var hosts []string
 		for _, p := range ports {

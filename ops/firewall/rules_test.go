@@ -17,8 +17,16 @@ func TestRulesFollowTheConfiguration(t *testing.T) {
 	if err := Write(&b, "table", Rules(c), Options{}); err != nil {
 		t.Fatal(err)
 	}
+	if strings.Contains(b.String(), "logmatic") {
+		t.Errorf("log shipping off, the table names its intake:\n%s", b.String())
+	}
+	c.Logs.Ship.Enabled = true
+	b.Reset()
+	if err := Write(&b, "table", Rules(c), Options{}); err != nil {
+		t.Fatal(err)
+	}
 	table := b.String()
-	for _, want := range []string{"in         tcp       80 ", "in         tcp       8000", "udp       57854", "tcp       8081", "api.server.commerce-hub.io, shop-ns.servicebus.windows.net", "DNS"} {
+	for _, want := range []string{"api.logmatic.io", "in         tcp       80 ", "in         tcp       8000", "udp       57854", "tcp       8081", "api.server.commerce-hub.io, shop-ns.servicebus.windows.net", "DNS"} {
 		if !strings.Contains(table, want) {
 			t.Errorf("table lacks %q:\n%s", want, table)
 		}

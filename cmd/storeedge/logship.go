@@ -1,0 +1,43 @@
+package main
+
+import (
+	"log/slog"
+	"path/filepath"
+
+	"github.com/storeedge/storeedge/internal/config"
+	"github.com/storeedge/storeedge/internal/wan"
+	"github.com/storeedge/storeedge/ops/logship"
+)
+
+// newLogShipper is log shipping as configured (logs.ship.*), or nil when it is off. Its disk
+// buffer is data_dir/logship; it reaches the intake through the WAN dialer. log takes its own
+// messages, which are not shipped.
+func newLogShipper(cfg config.Config, dialer *wan.Dialer, log *slog.Logger) (*logship.Shipper, error) {
+	s := cfg.Logs.Ship
+	if !s.Enabled {
+		return nil, nil
+	}
+	return logship.Open(logship.Options{
+		Dir:           filepath.Join(cfg.DataDir, "logship"),
+		URL:           s.URL,
+		APIKey:        s.APIKey.Reveal(),
+		Level:         s.SlogLevel(),
+		BufferBytes:   int64(s.BufferMB) << 20,
+		BatchSize:     s.BatchSize,
+		BatchInterval: s.BatchInterval,
+		Client:        dialer.HTTPClient(0),
+		Route:         dialer.Describe(logship.IntakeAddr(s.URL)),
+		Secrets:       cfg.SecretValues(),
+		Meta:          logship.Meta{ServerID: cfg.ServerID, ShopID: cfg.Shop.ID, Version: buildVersion()},
+		UserAgent:     "storeedge/" + buildVersion(),
+		Logger:        log,
+	})
+}
+
+// logShippingStatus is what the status shows of shipping: nil (null) when it is off.
+func logShippingStatus(s *logship.Shipper) func() logship.Status {
+	if s == nil {
+		return nil
+	}
+	return s.Status
+}

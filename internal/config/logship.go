@@ -1,0 +1,135 @@
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"net/url"
+	"reflect"
+	"strings"
+	"time"
+	"unicode"
+)
+
+// This file holds the logs.* section: shipping the daemon's log to the vendor's log intake
+// (docs/remote-support.md), off unless the shop turns it on.
+
+// Logs configures what happens to the daemon's log beyond the local output (Log).
+type Logs struct {
+	Ship LogsShip `yaml:"ship"`
+}
+
+// LogsShip configures shipping log records, redacted, to an HTTPS log intake through the WAN
+// proxy.
+type LogsShip struct {
+	// Enabled turns shipping on. Off by default: nothing leaves the shop unless the shop says so.
+	Enabled bool `yaml:"enabled"`
+	// URL is the intake's address: https, or http only for a loopback host (a local test
+	// intake); no credentials, query or fragment.
+	URL string `yaml:"url"`
+	// APIKey identifies the shop to the intake. Required when Enabled.
+	APIKey Secret `yaml:"api_key"`
+	// Level is the least severe level shipped: debug, info, warn or error. It applies on its
+	// own: log.level decides what the local log shows.
+	Level string `yaml:"level"`
+	// BufferMB bounds the records kept on disk while the intake cannot be reached; when full,
+	// the oldest are dropped and counted.
+	BufferMB int `yaml:"buffer_mb"`
+	// BatchSize is the most records sent in one request.
+	BatchSize int `yaml:"batch_size"`
+	// BatchInterval is the longest a record waits on disk before it is sent, when the intake
+	// answers.
+	BatchInterval time.Duration `yaml:"batch_interval"`
+}
+
+// The defaults of logs.ship.*.
+const (
+	// DefaultLogsShipURL is the vendor's log intake, host and port as its documents for shops
+	// name them (api.logmatic.io, 443).
+	DefaultLogsShipURL           = "https://api.logmatic.io/v1/input"
+	DefaultLogsShipLevel         = "info"
+	DefaultLogsShipBufferMB      = 64
+	DefaultLogsShipBatchSize     = 500
+	DefaultLogsShipBatchInterval = 10 * time.Second
+)
+
+func defaultLogs() Logs {
+	return Logs{Ship: LogsShip{
+		URL:           DefaultLogsShipURL,
+		Level:         DefaultLogsShipLevel,
+		BufferMB:      DefaultLogsShipBufferMB,
+		BatchSize:     DefaultLogsShipBatchSize,
+		BatchInterval: DefaultLogsShipBatchInterval,
+	}}
+}
+
+// SlogLevel is Level as a slog.Level; a level that does not validate gives slog.LevelInfo.
+func (s LogsShip) SlogLevel() slog.Level { return Log{Level: s.Level}.SlogLevel() }
+
+// maxAPIKeyLen bounds logs.ship.api_key.
+const maxAPIKeyLen = 1024
+
+func (v *validator) logsShip(s LogsShip) {
+	const urlKey, keyKey = "logs.ship.url", "logs.ship.api_key"
+	if s.URL == "" {
+		v.add(urlKey, `""`, "empty; want the https:// address of the log intake, e.g. "+quote(DefaultLogsShipURL))
+	} else {
+		v.httpsURL(urlKey, s.URL, quote(redactWebhookURL(s.URL)), urlHints{
+			example:     DefaultLogsShipURL,
+			loopback:    "a test intake on this machine",
+			credentials: "the key goes in logs.ship.api_key",
+			query:       "a key there would show in the configuration view; put it in logs.ship.api_key",
+		})
+	}
+	switch k := s.APIKey.Reveal(); {
+	case k == "":
+		if s.Enabled {
+			v.add(keyKey, `""`, "missing; required when logs.ship.enabled is true: the vendor gives it with the intake's address; put it in "+EnvName(keyKey))
+		}
+	case k == Redaction:
+		v.add(keyKey, quote(Redaction), `is the placeholder shown by "storeedge config", not the key; put the real one`)
+	case len(k) > maxAPIKeyLen:
+		v.add(keyKey, quote(Redaction), fmt.Sprintf("longer than %d bytes; is it the right value?", maxAPIKeyLen))
+	case strings.IndexFunc(k, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0:
+		v.add(keyKey, quote(Redaction), "contains spaces, line breaks or control characters (a copy-paste slip?)")
+	}
+	switch s.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		v.add("logs.ship.level", quote(s.Level), `want "debug", "info", "warn" or "error"`)
+	}
+	v.intRange("logs.ship.buffer_mb", s.BufferMB, 1, 10240)
+	v.intRange("logs.ship.batch_size", s.BatchSize, 1, 10000)
+	v.durRange("logs.ship.batch_interval", s.BatchInterval, time.Second, time.Hour)
+}
+
+// SecretValues returns every secret value of the configuration that is set: each Secret key,
+// the credentials of wan.proxy, and the keys and signatures inside
+// servicebus.connection_string on their own. Log shipping removes them from whatever it sends.
+// Never log or show the result.
+func (c Config) SecretValues() []string {
+	var out []string
+	v := reflect.ValueOf(c)
+	for _, l := range leaves {
+		if l.kind == kindSecret {
+			if s := v.FieldByIndex(l.index).Interface().(Secret).Reveal(); s != "" {
+				out = append(out, s)
+			}
+		}
+	}
+	if u, err := url.Parse(c.WAN.Proxy.Reveal()); err == nil && u.User != nil {
+		pw, has := u.User.Password()
+		switch {
+		case has && pw != "":
+			out = append(out, pw)
+		case !has && u.User.Username() != "":
+			out = append(out, u.User.Username()) // a user name alone is usually a token
+		}
+	}
+	for _, part := range strings.Split(c.ServiceBus.ConnectionString.Reveal(), ";") {
+		name, value, ok := strings.Cut(part, "=")
+		if ok && value != "" && (strings.EqualFold(name, "SharedAccessKey") || strings.EqualFold(name, "SharedAccessSignature")) {
+			out = append(out, value)
+		}
+	}
+	return out
+}

@@ -1,0 +1,85 @@
+package config
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestLogsShipOffByDefault(t *testing.T) {
+	c := valid()
+	if c.Logs.Ship.Enabled {
+		t.Fatal("log shipping is on by default")
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+	c.Logs.Ship.Enabled, c.Logs.Ship.APIKey = true, "0123456789abcdef"
+	if err := c.Validate(); err != nil {
+		t.Fatalf("shipping on with a key: %v", err)
+	}
+	c.Logs.Ship.URL = "http://127.0.0.1:9443/intake"
+	if err := c.Validate(); err != nil {
+		t.Fatalf("a loopback test intake: %v", err)
+	}
+}
+
+func TestLogsShipRejects(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mod  func(s *LogsShip)
+		want string
+	}{
+		{"on without a key", func(s *LogsShip) { s.Enabled = true },
+			`logs.ship.api_key: "": missing; required when logs.ship.enabled is true: the vendor gives it with the intake's address; put it in STOREEDGE_LOGS_SHIP_API_KEY`},
+		{"the placeholder as key", func(s *LogsShip) { s.APIKey = Redaction },
+			`logs.ship.api_key: "xxxxx": is the placeholder shown by "storeedge config", not the key; put the real one`},
+		{"a key with a line break", func(s *LogsShip) { s.APIKey = "abc\ndef" },
+			`logs.ship.api_key: "xxxxx": contains spaces, line breaks or control characters (a copy-paste slip?)`},
+		{"no URL", func(s *LogsShip) { s.URL = "" },
+			`logs.ship.url: "": empty; want the https:// address of the log intake, e.g. "https://api.logmatic.io/v1/input"`},
+		{"plain http", func(s *LogsShip) { s.URL = "http://api.logmatic.io/v1/input" },
+			`logs.ship.url: "http://api.logmatic.io/v1/input": http is allowed only for a loopback host (a test intake on this machine); use https`},
+		{"a key in the query", func(s *LogsShip) { s.URL = "https://api.logmatic.io/v1/input?api_key=k3y" },
+			`logs.ship.url: "https://api.logmatic.io/v1/input?xxxxx": must not have a "?query" or "#fragment"; a key there would show in the configuration view; put it in logs.ship.api_key`},
+		{"bad level", func(s *LogsShip) { s.Level = "trace" },
+			`logs.ship.level: "trace": want "debug", "info", "warn" or "error"`},
+		{"no buffer", func(s *LogsShip) { s.BufferMB = 0 }, `logs.ship.buffer_mb: 0: must be between 1 and 10240`},
+		{"huge batch", func(s *LogsShip) { s.BatchSize = 20000 }, `logs.ship.batch_size: 20000: must be between 1 and 10000`},
+		{"short interval", func(s *LogsShip) { s.BatchInterval = 0 }, `logs.ship.batch_interval: "0s": must be between "1s" and "1h"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := valid()
+			tc.mod(&c.Logs.Ship)
+			err := c.Validate()
+			if err == nil || err.Error() != tc.want {
+				t.Errorf("got  %v\nwant %s", err, tc.want)
+			}
+			if err != nil && strings.Contains(err.Error(), "k3y") {
+				t.Errorf("the error shows the key: %v", err)
+			}
+		})
+	}
+}
+
+// SecretValues finds every secret the configuration holds, for redaction.
+func TestSecretValues(t *testing.T) {
+	c := secretConfig()
+	got := c.SecretValues()
+	for _, want := range []string{secretKey, secretPass, secretConn, secretSB, secretHook, secretAdmin, secretEnroll, secretLogs} {
+		if !slices.Contains(got, want) {
+			t.Errorf("SecretValues lacks %q", want)
+		}
+	}
+	c.WAN.Proxy = "http://tok3n-only@proxy.lan:3128"
+	if !slices.Contains(c.SecretValues(), "tok3n-only") {
+		t.Error("a proxy user name without a password is not treated as a secret")
+	}
+	c.WAN.Proxy = "http://shop:pw@proxy.lan:3128"
+	if slices.Contains(c.SecretValues(), "shop") {
+		t.Error("a proxy user name with a password is treated as a secret")
+	}
+	if got := Default().SecretValues(); len(got) != 0 {
+		t.Errorf("the defaults hold secrets: %d", len(got))
+	}
+}

@@ -1,0 +1,250 @@
+package logship
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+)
+
+// Redaction replaces whatever is redacted, as the configuration view shows secrets.
+const Redaction = "xxxxx"
+
+// MinSecretLen is the shortest configured secret that is looked for in text: a shorter value
+// would match inside ordinary words and numbers.
+const MinSecretLen = 4
+
+// Redactor removes secrets and personal data from records before they are written to the disk
+// buffer (docs/remote-support.md lists exactly what). It is safe for concurrent use.
+type Redactor struct {
+	secrets *strings.Replacer // nil when there are none
+	forms   []string          // what secrets looks for, to skip it when none is there
+}
+
+// NewRedactor returns a Redactor that also removes every value of secrets (each secret key of
+// the configuration), as written and as percent-encoded in a URL.
+func NewRedactor(secrets []string) *Redactor {
+	var forms []string
+	for _, s := range secrets {
+		if len(s) < MinSecretLen {
+			continue
+		}
+		forms = append(forms, s, url.QueryEscape(s), url.PathEscape(s))
+	}
+	slices.SortFunc(forms, func(a, b string) int { return len(b) - len(a) }) // longest first
+	forms = slices.Compact(forms)
+	r := &Redactor{}
+	if len(forms) > 0 {
+		pairs := make([]string, 0, 2*len(forms))
+		for _, f := range forms {
+			pairs = append(pairs, f, Redaction)
+		}
+		r.secrets, r.forms = strings.NewReplacer(pairs...), forms
+	}
+	return r
+}
+
+// rule is one pattern of text that is redacted. guard tells, from the text lower-cased,
+// whether the pattern may match at all: most text cannot, and this keeps the writer cheap.
+type rule struct {
+	guard func(lower string) bool
+	re    *regexp.Regexp
+	with  string
+	keep  string // a match that starts with it stays as it is
+}
+
+// anyOf is a guard: the text holds one of subs.
+func anyOf(subs ...string) func(string) bool {
+	return func(s string) bool {
+		return slices.ContainsFunc(subs, func(sub string) bool { return strings.Contains(s, sub) })
+	}
+}
+
+// allOf is a guard: the text holds every one of subs.
+func allOf(subs ...string) func(string) bool {
+	return func(s string) bool {
+		return !slices.ContainsFunc(subs, func(sub string) bool { return !strings.Contains(s, sub) })
+	}
+}
+
+// around is a guard: c occurs between two bytes that before and after accept.
+func around(c byte, before, after func(byte) bool) func(string) bool {
+	return func(s string) bool {
+		for i := 1; i+1 < len(s); i++ {
+			if s[i] == c && before(s[i-1]) && after(s[i+1]) {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+func isDigit(b byte) bool { return '0' <= b && b <= '9' }
+func notWord(b byte) bool {
+	return !(isDigit(b) || 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || b == '_')
+}
+
+// zeroStart is the guard of national telephone numbers: a 0 that starts a word, then a digit.
+func zeroStart(s string) bool {
+	if len(s) > 1 && s[0] == '0' && isDigit(s[1]) {
+		return true
+	}
+	return around('0', notWord, isDigit)(s)
+}
+
+// jsonGuard is the guard of the JSON member rules.
+var jsonGuard = anyOf("token", "pass", "secret", "key", "pairing", "code", "email", "phone", "note", "customer")
+
+// rules are applied in order: the wider forms first, so that a token inside them is not half
+// redacted by a narrower one.
+var rules = []rule{
+	// Credentials in a URL: scheme://user:password@host.
+	{allOf("://", "@"), regexp.MustCompile(`(?i)\b([a-z][a-z0-9+.-]*://)[^\s/?#@"'<>]+@`), "${1}" + Redaction + "@", ""},
+	// A Service Bus or Event Hubs SAS token: SharedAccessSignature sr=…&sig=…&se=…&skn=….
+	{anyOf("sharedaccesssignature"), regexp.MustCompile(`(?i)SharedAccessSignature\s+sr=[^\s"'<>;]+`), "SharedAccessSignature " + Redaction, ""},
+	// Parts of connection strings: …;SharedAccessKey=…;AccountKey=…;Password=….
+	{anyOf("key=", "signature=", "password=", "pwd=", "secret="), regexp.MustCompile(`(?i)\b(SharedAccessKey|SharedAccessSignature|AccountKey|AccessKey|Password|Pwd|ApiKey|ClientSecret)=[^;\s"'<>&]+`), "${1}=" + Redaction, ""},
+	// Query parameters that carry credentials, SAS signatures (sig=) among them.
+	{anyOf("sig", "secret", "token", "code=", "key=", "pass", "pwd=", "auth="), regexp.MustCompile(`(?i)([?&;](?:sig|signature|secret|token|access_token|id_token|refresh_token|code|key|api_key|apikey|password|passwd|pwd|auth|x-amz-signature|x-amz-credential|x-goog-signature)=)[^&\s#"'<>;]*`), "${1}" + Redaction, ""},
+	// Authorization header values.
+	{anyOf("bearer", "basic"), regexp.MustCompile(`(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{6,}`), "${1} " + Redaction, ""},
+	// key=value and key: value for names that hold credentials.
+	{anyOf("token", "pass", "secret", "key", "pairing", "authorization"), regexp.MustCompile(`(?i)\b(token|access_token|password|passwd|secret|api[_-]?key|store[_-]?key|enrollment[_-]?secret|pairing[_-]?code|authorization)(\s*[:=]\s*)("[^"]*"|'[^']*'|[^\s,;&"'}\]]+)`), "${1}${2}" + Redaction, ""},
+	// JSON that carries a customer or a credential, as an order echoed by another system, also
+	// escaped inside a JSON string (\"email\":\"…\"), and also when the text is cut short
+	// inside it (a customer cut off is redacted to the end).
+	{anyOf("customer"), regexp.MustCompile(`(?i)"customer"(\s*:\s*)\{[^{}]*(?:\}|$)`), `"customer"${1}"` + Redaction + `"`, ""},
+	{anyOf("customer"), regexp.MustCompile(`(?i)\\"customer\\"(\s*:\s*)\{[^{}]*(?:\}|$)`), `\"customer\"${1}\"` + Redaction + `\"`, ""},
+	{jsonGuard, regexp.MustCompile(`(?i)"(` + jsonKeys + `)"(\s*:\s*)"(?:[^"\\]|\\.)*"`), `"${1}"${2}"` + Redaction + `"`, ""},
+	{jsonGuard, regexp.MustCompile(`(?i)\\"(` + jsonKeys + `)\\"(\s*:\s*)\\"(?:[^"\\]|\\[^"])*\\"`), `\"${1}\"${2}\"` + Redaction + `\"`, ""},
+	// The same in XML and in Go's %+v of an order.
+	{anyOf("customer"), regexp.MustCompile(`(?is)<customer>.*?(?:</customer>|$)`), "<customer>" + Redaction + "</customer>", ""},
+	{anyOf("customer"), regexp.MustCompile(`(?s)\bCustomer:&?\{[^{}]*(?:\}|$)`), "Customer:" + Redaction, ""},
+	// E-mail addresses.
+	{anyOf("@"), regexp.MustCompile(`[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}`), Redaction, Redaction + "@"},
+	// Telephone numbers: international (+33 6 12 34 56 78) and national (06 12 34 56 78).
+	{anyOf("+"), regexp.MustCompile(`\+\d[\d\s().-]{6,}\d`), Redaction, ""},
+	{zeroStart, regexp.MustCompile(`\b0\d(?:[\s.-]?\d\d){4}\b`), Redaction, ""},
+	// Pairing codes as storeedge makes them: 1234-5678.
+	{around('-', isDigit, isDigit), regexp.MustCompile(`\b\d{4}-\d{4}\b`), Redaction, ""},
+}
+
+func (ru rule) replace(s string) string {
+	if ru.keep == "" {
+		return ru.re.ReplaceAllString(s, ru.with)
+	}
+	return ru.re.ReplaceAllStringFunc(s, func(m string) string {
+		if strings.HasPrefix(m, ru.keep) {
+			return m // a host after credentials redacted by an earlier rule
+		}
+		return ru.re.ReplaceAllString(m, ru.with)
+	})
+}
+
+// jsonKeys are the JSON member names whose string values are redacted in text.
+const jsonKeys = `token|access_token|password|passwd|secret|api_?key|store_key|enrollment_secret|pairing_code|code|email|phone|note|customer_name|customer_email|customer_phone`
+
+// Text returns s with every configured secret and every pattern of rules redacted.
+func (r *Redactor) Text(s string) string {
+	if r.secrets != nil && slices.ContainsFunc(r.forms, func(f string) bool { return strings.Contains(s, f) }) {
+		s = r.secrets.Replace(s)
+	}
+	lower := strings.ToLower(s)
+	for _, ru := range rules {
+		if !ru.guard(lower) {
+			continue
+		}
+		if t := ru.replace(s); t != s {
+			s, lower = t, strings.ToLower(t)
+		}
+	}
+	return s
+}
+
+// sensitiveKeys are attribute names (the last part of a dotted key, any case) whose values are
+// redacted whole, whatever they look like.
+var sensitiveKeys = map[string]bool{
+	"token": true, "access_token": true, "refresh_token": true, "password": true, "passwd": true,
+	"pwd": true, "secret": true, "api_key": true, "apikey": true, "authorization": true,
+	"cookie": true, "connection_string": true, "store_key": true, "enrollment_secret": true,
+	"pairing_code": true, "code": true, "email": true, "phone": true, "note": true,
+	"customer": true, "customer_name": true, "customer_email": true, "customer_phone": true,
+	"address": true,
+}
+
+// sensitiveKey tells whether the value of the attribute key is redacted whole: its last part is
+// one of sensitiveKeys or holds "token", "secret", "password" or "api_key", or one of its parts
+// is "customer" (customer.name, order.customer.phone).
+func sensitiveKey(key string) bool {
+	key = strings.ToLower(key)
+	last := key[strings.LastIndexByte(key, '.')+1:]
+	if sensitiveKeys[last] {
+		return true
+	}
+	for _, s := range []string{"token", "secret", "password", "api_key", "apikey"} {
+		if strings.Contains(last, s) {
+			return true
+		}
+	}
+	for part := range strings.SplitSeq(key, ".") {
+		if part == "customer" {
+			return true
+		}
+	}
+	return false
+}
+
+// Value redacts the value of the attribute key: text by Text, a JSON value key by key, and
+// anything but a number or a boolean whole when key is sensitive.
+func (r *Redactor) Value(key string, v any) any {
+	switch x := v.(type) {
+	case string:
+		if x != "" && sensitiveKey(key) {
+			return Redaction
+		}
+		return r.Text(x)
+	case json.RawMessage:
+		if sensitiveKey(key) && string(x) != "null" && string(x) != `""` {
+			return Redaction
+		}
+		return r.json(x)
+	}
+	return v
+}
+
+// json redacts a JSON value structurally; what does not parse is redacted as text.
+func (r *Redactor) json(raw json.RawMessage) any {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return r.Text(string(raw))
+	}
+	out, err := json.Marshal(r.walk(v))
+	if err != nil {
+		return r.Text(string(raw))
+	}
+	return json.RawMessage(out)
+}
+
+func (r *Redactor) walk(v any) any {
+	switch x := v.(type) {
+	case string:
+		return r.Text(x)
+	case []any:
+		for i := range x {
+			x[i] = r.walk(x[i])
+		}
+	case map[string]any:
+		for k, val := range x {
+			if sensitiveKey(k) && val != nil && val != "" {
+				x[k] = Redaction
+				continue
+			}
+			x[k] = r.walk(val)
+		}
+	}
+	return v
+}

@@ -1,0 +1,136 @@
+package logship
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Secret values as a configuration holds them.
+var testSecrets = []string{
+	"sk_live_St0reKey", // cloud.store_key
+	"Endpoint=sb://shop.servicebus.windows.net/;SharedAccessKeyName=listen;SharedAccessKey=c2Iua2V5+/=", // servicebus.connection_string
+	"c2Iua2V5+/=",           // its SharedAccessKey
+	"whsec_H00kSecret",      // backoffice.webhook.secret
+	"adm-T0ken-0123456789",  // admin.token
+	"enr-S3cret-0123456789", // devices.enrollment_secret
+	"pr0xy-pass",            // the wan.proxy password
+	testKey,                 // logs.ship.api_key
+}
+
+func TestTextRedactsConfiguredSecrets(t *testing.T) {
+	r := NewRedactor(append(testSecrets, "abc")) // too short to look for
+	for _, s := range testSecrets {
+		for _, form := range []string{s, url.QueryEscape(s), url.PathEscape(s)} {
+			in := "before " + form + " after, and again:" + form
+			got := r.Text(in)
+			if strings.Contains(got, form) || strings.Contains(got, s) {
+				t.Errorf("Text(%q) = %q: the secret stays", in, got)
+			}
+			if !strings.HasPrefix(got, "before ") || !strings.Contains(got, " after") {
+				t.Errorf("Text(%q) = %q: more than the secret went", in, got)
+			}
+		}
+	}
+	if got := r.Text("abc and abcd"); got != "abc and abcd" {
+		t.Errorf("a 3-character secret was looked for: %q", got)
+	}
+}
+
+func TestTextRedactsPatterns(t *testing.T) {
+	r := NewRedactor(nil)
+	for _, tc := range []struct{ in, want string }{
+		{"nothing to see: order 42 stored in 3ms", "nothing to see: order 42 stored in 3ms"},
+		{`Get "https://shop:pa55@proxy.lan:3128/x": EOF`, `Get "https://xxxxx@proxy.lan:3128/x": EOF`},
+		{`Get "https://acct.blob.core.windows.net/media/a.jpg?sv=2024-05-04&se=2026-12-01&sp=r&sig=AbC%2Bdef%3D": 403`,
+			`Get "https://acct.blob.core.windows.net/media/a.jpg?sv=2024-05-04&se=2026-12-01&sp=r&sig=xxxxx": 403`},
+		{"https://x.example/cb?code=1234&state=ok", "https://x.example/cb?code=xxxxx&state=ok"},
+		{"Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=root;SharedAccessKey=Zm9vYmFy=",
+			"Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=root;SharedAccessKey=xxxxx"},
+		{"DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=a2V5a2V5==;EndpointSuffix=core.windows.net",
+			"DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=xxxxx;EndpointSuffix=core.windows.net"},
+		{"token SharedAccessSignature sr=sb%3a%2f%2fns&sig=Zm9v&se=1700000000&skn=root expired",
+			"token SharedAccessSignature xxxxx expired"},
+		{"Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.e30.abc", "Authorization: xxxxx xxxxx"},
+		{"sent header Bearer 0123456789abcdef", "sent header Bearer xxxxx"},
+		{"password=hunter22 user=bob", "password=xxxxx user=bob"},
+		{`api_key: "k-123" and store_key=sk1`, `api_key: xxxxx and store_key=xxxxx`},
+		{`HTTP 422: {"error":"duplicate","order":{"id":"o1","customer":{"name":"Zoë Martin","phone":"+33 6 12 34 56 78","email":"zoe@example.com"},"total":450}}`,
+			`HTTP 422: {"error":"duplicate","order":{"id":"o1","customer":"xxxxx","total":450}}`},
+		{`{"detail":"{\"email\":\"zoe@example.com\",\"note\":\"call me\"}"}`, `{"detail":"{\"email\":\"xxxxx\",\"note\":\"xxxxx\"}"}`},
+		{`HTTP 422: {"error":"unknown","customer":{"name":"Zoë Martin","phone":"+33 6 1…`, `HTTP 422: {"error":"unknown","customer":"xxxxx"`},
+		{`<order><customer><name>Zoë</name></customer></order>`, `<order><customer>xxxxx</customer></order>`},
+		{`order {ID:o1 Customer:&{Name:Zoë Martin Phone:+33 1 Email:z@e.io} Total:450}`, `order {ID:o1 Customer:xxxxx Total:450}`},
+		{"mail zoe.martin+shop@example.co.uk now", "mail xxxxx now"},
+		{"call +33 6 12 34 56 78 or 06.12.34.56.78", "call xxxxx or xxxxx"},
+		{"pairing code 4821-0937 typed", "pairing code xxxxx typed"},
+		{"at 2026-11-23T10:00:00Z took 1.5s, 1000 rows", "at 2026-11-23T10:00:00Z took 1.5s, 1000 rows"},
+	} {
+		if got := r.Text(tc.in); got != tc.want {
+			t.Errorf("Text(%q)\n got %q\nwant %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestSensitiveKeys(t *testing.T) {
+	for key, want := range map[string]bool{
+		"token": true, "Authorization": true, "device_token": true, "webhook_secret": true, "customer.name": true,
+		"order.customer.phone": true, "email": true, "note": true, "pairing_code": true, "x.api_key": true,
+		"name": false, "order_id": false, "key": false, "error": false, "customers_online": false, "answer": false,
+	} {
+		if got := sensitiveKey(key); got != want {
+			t.Errorf("sensitiveKey(%q) = %v, want %v", key, got, want)
+		}
+	}
+}
+
+type order struct {
+	ID       string    `json:"id"`
+	Note     string    `json:"note"`
+	Customer *customer `json:"customer"`
+	Lines    []string  `json:"lines"`
+}
+
+type customer struct {
+	Name, Phone, Email string
+}
+
+// A record carrying secrets and a customer's data in every place a record can: none of it is
+// in the line written to the disk buffer, and the rest is.
+func TestEncodedRecordHoldsNoSecret(t *testing.T) {
+	r := NewRedactor(testSecrets)
+	var got []entry
+	h := &teeHandler{local: slog.DiscardHandler, s: &Shipper{o: Options{Level: slog.LevelDebug}, queue: make(chan entry, 10)}}
+	log := slog.New(h).With("store_key", "sk_live_St0reKey").WithGroup("req")
+	log.Error("upload to https://u:pr0xy-pass@cloud.example/v1?token=T0K failed with whsec_H00kSecret",
+		slog.String("device_token", "dev.abcdef0123"),
+		slog.Any("error", errors.New("dial: adm-T0ken-0123456789 refused")),
+		slog.Any("order", order{ID: "o-77", Note: "leave at desk", Customer: &customer{"Zoë Martin", "+33 6 12 34 56 78", "zoe@example.com"}, Lines: []string{"tea"}}),
+		slog.Group("customer", slog.String("name", "Zoë Martin")),
+		slog.String("conn", testSecrets[1]),
+		slog.Duration("retry_in", 2*time.Second), slog.Int("attempt", 3))
+	got = append(got, <-h.s.queue)
+	line := string(encodeLine(nil, got[0], Meta{ServerID: "se-1", Version: "v1"}, r))
+	for _, leak := range append(testSecrets, "T0K", "dev.abcdef0123", "Zoë", "Martin", "+33", "zoe@", "leave at desk") {
+		if strings.Contains(line, leak) {
+			t.Errorf("the record holds %q:\n%s", leak, line)
+		}
+	}
+	var rec struct {
+		Level   string         `json:"level"`
+		Message string         `json:"message"`
+		Attrs   map[string]any `json:"attrs"`
+	}
+	if err := json.Unmarshal([]byte(line), &rec); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, line)
+	}
+	o, _ := rec.Attrs["req.order"].(map[string]any)
+	if rec.Level != "ERROR" || rec.Attrs["req.retry_in"] != "2s" || rec.Attrs["req.attempt"] != float64(3) || o["id"] != "o-77" ||
+		!strings.HasPrefix(rec.Message, "upload to https://xxxxx@cloud.example/v1?token=xxxxx failed") {
+		t.Errorf("more than the secrets went:\n%s", line)
+	}
+}

@@ -1,0 +1,111 @@
+package logship
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func lines(from, n int) []byte {
+	var b strings.Builder
+	for i := from; i < from+n; i++ {
+		fmt.Fprintf(&b, `{"message":"r%d"}`+"\n", i)
+	}
+	return []byte(b.String())
+}
+
+func readAll(t *testing.T, s *spool) []string {
+	t.Helper()
+	var out []string
+	for {
+		recs, end, _, err := s.read(7, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) == 0 && s.stats().Records == 0 {
+			return out
+		}
+		for _, r := range recs {
+			out = append(out, fmt.Sprintf("%d:%s", r.seq, r.line))
+		}
+		if err := s.commit(end); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// A crash can leave a half-written last line and damaged lines: the next open keeps every
+// whole record, skips the damaged ones and numbers on from the last.
+func TestSpoolRecoversAfterACrash(t *testing.T) {
+	dir := t.TempDir()
+	s, err := openSpool(dir, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.appendLines(lines(1, 3), 3); err != nil {
+		t.Fatal(err)
+	}
+	s.close()
+	seg := filepath.Join(dir, segmentName(1))
+	f, _ := os.OpenFile(seg, os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString("not json\n{\"message\":\"r5\"}\n{\"message\":\"cut sh")
+	f.Close()
+
+	s, err = openSpool(dir, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := s.stats(); st.Records != 5 {
+		t.Fatalf("after the crash %d records, want 5 (the cut one left out)", st.Records)
+	}
+	s.appendLines(lines(6, 1), 1)
+	got := strings.Join(readAll(t, s), " ")
+	want := `1:{"message":"r1"} 2:{"message":"r2"} 3:{"message":"r3"} 5:{"message":"r5"} 6:{"message":"r6"}`
+	if got != want {
+		t.Errorf("read back %s\nwant         %s", got, want)
+	}
+	s.close()
+	s, _ = openSpool(dir, 1<<20)
+	defer s.close()
+	if st := s.stats(); st.Records != 0 || s.next != 7 {
+		t.Errorf("after everything was sent: %+v, next %d", st, s.next)
+	}
+	s.appendLines(lines(7, 1), 1)
+	if recs, _, _, _ := s.read(10, 1<<20); len(recs) != 1 || recs[0].seq != 7 {
+		t.Errorf("numbering does not go on after a restart: %+v", recs)
+	}
+}
+
+// Dropping the oldest segment while its records are being sent counts them only if the send
+// fails: a record is delivered or counted as dropped, never both.
+func TestSpoolDropDuringSend(t *testing.T) {
+	for _, delivered := range []bool{true, false} {
+		s, err := openSpool(t.TempDir(), 2*minSegment)
+		if err != nil {
+			t.Fatal(err)
+		}
+		one := lines(0, 1)
+		perSeg := uint64(minSegment/len(one)) + 1
+		s.appendLines(lines(0, int(perSeg)), perSeg)
+		recs, end, _, _ := s.read(10, 1<<20)
+		for s.stats().Dropped == 0 && s.orphaned == 0 {
+			s.appendLines(one, 1)
+		}
+		if delivered {
+			s.commit(end)
+		} else {
+			s.release()
+		}
+		st := s.stats()
+		want := perSeg - uint64(len(recs))
+		if !delivered {
+			want = perSeg
+		}
+		if st.Dropped != want {
+			t.Errorf("delivered %v: %d counted dropped, want %d", delivered, st.Dropped, want)
+		}
+		s.close()
+	}
+}
