@@ -72,7 +72,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	return openWith(ctx, path, ms)
 }
 
-// openWith is Open with the given migrations (the tests open with fewer, as an older storeedge).
+// openWith is Open with the given migrations.
 func openWith(ctx context.Context, path string, ms []migration) (*DB, error) {
 	if dir := filepath.Dir(path); dir != "" {
 		if err := os.MkdirAll(dir, 0o750); err != nil {
