@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/storeedge/storeedge/devices"
 	"github.com/storeedge/storeedge/internal/backoff"
 	"github.com/storeedge/storeedge/internal/config"
+	"github.com/storeedge/storeedge/internal/dirlock"
 	"github.com/storeedge/storeedge/internal/wan"
 	"github.com/storeedge/storeedge/ops/backup"
 	"github.com/storeedge/storeedge/ops/service"
@@ -42,6 +44,12 @@ import (
 // started, when not nil, is called with the bound addresses once serving.
 func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started func(map[string]string)) error {
 	startedAt := time.Now()
+	// One daemon per data_dir: two would each serve, sync and pair devices on their own.
+	lock, err := dirlock.Acquire(cfg.DataDir, dirlock.Owner{PID: os.Getpid(), StartedAt: startedAt, Host: hostname(), Version: buildVersion()})
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
 	db, err := storage.Open(ctx, cfg.DatabasePath())
 	if err != nil {
 		return err
@@ -316,4 +324,10 @@ func classifyWANError(err error) string {
 		return feed.StateProxyError
 	}
 	return feed.StateUnreachable
+}
+
+// hostname names this machine in the data_dir lock, or is empty.
+func hostname() string {
+	h, _ := os.Hostname()
+	return h
 }
