@@ -201,7 +201,7 @@ func TestOpenAPIProblemTypes(t *testing.T) {
 	var code []string
 	for _, p := range []problemType{probNotFound, probBadParameter, probMalformedBody, probInvalidBody, probBodyTooLarge, probHeadersTooLarge, probMalformedRequest,
 		probUnsupportedMediaType, probMethodNotAllowed, probNotReady, probInternal, probIdempotencyConflict, probInvalidTransition, probUnknownProduct, probBackOffice,
-		probUnauthorized, probAdminOff, probThrottled, probNoTarget} {
+		probUnauthorized, probAdminOff, probThrottled, probNoTarget, probChangesReset} {
 		code = append(code, problemBase+p.slug)
 	}
 	slices.Sort(documented)

@@ -56,6 +56,19 @@ func sinceParam(q url.Values) (int64, *badParam) {
 	return n, nil
 }
 
+// epochParam reads epoch: absent means "" (not checked), else the 16 lower-case hexadecimal digits
+// of an epoch a previous answer gave.
+func epochParam(q url.Values) (string, *badParam) {
+	v, ok := q["epoch"]
+	if !ok {
+		return "", nil
+	}
+	if len(v[0]) != 16 || strings.IndexFunc(v[0], func(r rune) bool { return (r < '0' || r > '9') && (r < 'a' || r > 'f') }) >= 0 {
+		return "", badParamf("epoch: %q is not allowed; want the epoch of a previous answer, 16 lower-case hexadecimal digits, or no epoch", v[0])
+	}
+	return v[0], nil
+}
+
 // collectionsParam reads collections, a comma-separated list of collection names; absent means
 // every collection.
 func collectionsParam(q url.Values) ([]string, *badParam) {

@@ -307,6 +307,7 @@ func (db *DB) ApplyPage(ctx context.Context, p Page) (ApplyResult, error) {
 		return ApplyResult{}, fmt.Errorf("storage: apply page: commit: %w", err)
 	}
 	db.seq.Store(seq)
+	db.noteSeqLocked()
 	db.invalidateHot(&p, rebuilt)
 	if p.Collection == cloudapi.Products {
 		db.ftsStale = bulk && !rebuilt

@@ -8,8 +8,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,30 +21,63 @@ import (
 	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 )
 
-// catalogDevice keeps its own copy of the catalog from GET /api/v1/catalog/changes, as
-// docs/openapi.yaml tells a device to.
+// catalogDevice keeps its own copy of the catalog from GET /api/v1/catalog/changes, following
+// the rules of docs/catalog.md: it sends back next_since and epoch, and on a changes-reset answer
+// drops its copy and starts again from 0.
 type catalogDevice struct {
-	since int64
-	items map[string]json.RawMessage // "collection/id" → document
+	since  int64
+	epoch  string
+	items  map[string]json.RawMessage // "collection/id" → document
+	resets int
 }
 
 func newCatalogDevice() *catalogDevice { return &catalogDevice{items: map[string]json.RawMessage{}} }
 
+// changePage is an answer of the delta feed.
+type changePage struct {
+	Items []struct {
+		Collection string          `json:"collection"`
+		ID         string          `json:"id"`
+		Op         string          `json:"op"`
+		Doc        json.RawMessage `json:"doc"`
+	} `json:"items"`
+	NextSince int64  `json:"next_since"`
+	More      bool   `json:"more"`
+	Epoch     string `json:"epoch"`
+}
+
 // follow reads the delta feed until it says nothing more is ready.
 func (d *catalogDevice) follow(t *testing.T, s *shop) {
 	t.Helper()
-	for {
-		var page struct {
-			Items []struct {
-				Collection string          `json:"collection"`
-				ID         string          `json:"id"`
-				Op         string          `json:"op"`
-				Doc        json.RawMessage `json:"doc"`
-			} `json:"items"`
-			NextSince int64 `json:"next_since"`
-			More      bool  `json:"more"`
+	for range 100000 {
+		path := fmt.Sprintf("/api/v1/catalog/changes?since=%d&limit=1000", d.since)
+		if d.epoch != "" {
+			path += "&epoch=" + d.epoch
 		}
-		s.get(t, fmt.Sprintf("/api/v1/catalog/changes?since=%d&limit=1000", d.since), &page)
+		resp, err := http.DefaultClient.Do(s.request(t, http.MethodGet, path, nil))
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		if resp.StatusCode == http.StatusGone {
+			var p struct {
+				Type string `json:"type"`
+			}
+			if json.Unmarshal(body, &p) != nil || p.Type != "https://storeedge.dev/problems/changes-reset" {
+				t.Fatalf("GET %s: 410 that is not a changes-reset: %s", path, body)
+			}
+			d.since, d.epoch, d.items = 0, "", map[string]json.RawMessage{}
+			d.resets++
+			continue
+		}
+		var page changePage
+		if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &page) != nil {
+			t.Fatalf("GET %s: %s %s", path, resp.Status, body)
+		}
 		for _, c := range page.Items {
 			key := c.Collection + "/" + c.ID
 			if c.Op == cloudapi.OpDelete {
@@ -51,11 +86,12 @@ func (d *catalogDevice) follow(t *testing.T, s *shop) {
 				d.items[key] = c.Doc
 			}
 		}
-		d.since = page.NextSince
+		d.since, d.epoch = page.NextSince, page.Epoch
 		if !page.More {
 			return
 		}
 	}
+	t.Fatal("the delta feed does not end")
 }
 
 // assertHolds checks that the device's copy of each collection is exactly the cloud's.
@@ -130,7 +166,7 @@ func TestCloudRestartedWithFewerProducts(t *testing.T) {
 // TestKilledDuringResnapshot kills the daemon with SIGKILL at random moments of a re-snapshot
 // (the cloud restarted with fewer products and changes of its own): at every kill the shop still
 // holds every product that is in both catalogs, and in the end it, and a device following its
-// delta feed throughout, hold exactly the new catalog.
+// delta feed throughout (never told to start again), hold exactly the new catalog.
 func TestKilledDuringResnapshot(t *testing.T) {
 	seed := time.Now().UnixNano()
 	t.Logf("random seed %d", seed)
@@ -183,6 +219,9 @@ func TestKilledDuringResnapshot(t *testing.T) {
 	assertSameCatalog(t, s, cloud)
 	dev.follow(t, s)
 	dev.assertHolds(t, cloud, cloudapi.Products, cloudapi.Prices, cloudapi.Stock)
+	if dev.resets != 0 {
+		t.Errorf("the kills made the device start again %d times; they must not break the delta feed", dev.resets)
+	}
 	s.kill()
 	s = startShop(t, opts)
 	waitFor(t, s, "a pass after the re-snapshot", time.Minute, func() bool { return s.caughtUp(t) })
@@ -209,5 +248,71 @@ func assertStillHeld(t *testing.T, path string, ids map[string]exportedItem) {
 	}
 	if missing > 0 {
 		t.Fatalf("%d products of the cloud lost", missing)
+	}
+}
+
+// TestDeviceNoticesAReplacedDatabase follows the shop's delta feed with a device that keeps the
+// documented rules, while shop IT restores a backup of the database and then moves the shop to a
+// new data_dir: each time the device is told to start again, and ends up holding exactly the
+// cloud's catalog.
+func TestDeviceNoticesAReplacedDatabase(t *testing.T) {
+	cloud := startCloud(t, "-products", "3000", "-seed", "21")
+	dir := t.TempDir()
+	db := filepath.Join(dir, "storeedge.db")
+	opts := shopOptions{dataDir: dir, cloud: cloud.url}
+	s := startShop(t, opts)
+	waitFor(t, s, "first sync", time.Minute, func() bool { return s.caughtUp(t) })
+	dev := newCatalogDevice()
+	dev.follow(t, s)
+	s.stop(t)
+	backup := filepath.Join(t.TempDir(), "storeedge.db")
+	copyFile(t, db, backup)
+
+	// Life goes on after the backup, and the device follows.
+	cloud.post(t, "/_sim/mutate", map[string]int{"price_changes": 200, "deletes": 50, "adds": 20}, nil)
+	s = startShop(t, opts)
+	waitFor(t, s, "the changes after the backup", time.Minute, func() bool { return s.caughtUp(t) })
+	dev.follow(t, s)
+	dev.assertHolds(t, cloud, cloudapi.Products, cloudapi.Prices, cloudapi.Stock)
+	s.stop(t)
+
+	// The backup is restored over the database, as SQLite's documentation says: the database
+	// file alone, its -wal and -shm files removed. The cloud changed meanwhile.
+	cloud.post(t, "/_sim/mutate", map[string]int{"renames": 100, "deletes": 30, "stock_changes": 100}, nil)
+	copyFile(t, backup, db)
+	os.Remove(db + "-wal")
+	os.Remove(db + "-shm")
+	s = startShop(t, opts)
+	waitFor(t, s, "sync of the restored database", time.Minute, func() bool { return s.caughtUp(t) })
+	dev.follow(t, s)
+	if dev.resets != 1 {
+		t.Fatalf("after the restore the device was told to start again %d times, want once", dev.resets)
+	}
+	dev.assertHolds(t, cloud, cloudapi.Products, cloudapi.Prices, cloudapi.Stock)
+	if !strings.Contains(s.log.String(), "new delta feed epoch") {
+		t.Errorf("the log does not say the epoch changed:\n%s", s.log)
+	}
+	s.stop(t)
+
+	// The shop moves to a new, empty data_dir; the cloud changes again.
+	cloud.post(t, "/_sim/mutate", map[string]int{"price_changes": 100, "deletes": 20}, nil)
+	s = startShop(t, shopOptions{dataDir: t.TempDir(), cloud: cloud.url})
+	waitFor(t, s, "first sync in the new data_dir", time.Minute, func() bool { return s.caughtUp(t) })
+	dev.follow(t, s)
+	if dev.resets != 2 {
+		t.Fatalf("after the move to a new data_dir the device was told to start again %d times in all, want 2", dev.resets)
+	}
+	dev.assertHolds(t, cloud, cloudapi.Products, cloudapi.Prices, cloudapi.Stock)
+	s.stop(t)
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o600); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -55,6 +55,9 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 		return err
 	}
 	defer db.Close()
+	if why := db.EpochRenewed(); why != "" {
+		log.Info("storage: new delta feed epoch: devices that follow changes start again from 0", slog.String("epoch", db.Epoch()), slog.String("reason", why))
+	}
 	if cfg.LAN.ReadCacheMB > 0 {
 		if err := db.EnableReadCache(int64(cfg.LAN.ReadCacheMB) << 20); err != nil {
 			return err
