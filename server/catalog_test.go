@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strconv"
@@ -590,4 +591,36 @@ func TestItemsAreStoredBytes(t *testing.T) {
 			t.Errorf("doc %s, stored %s", got.Items[i].Doc, want[i].Doc)
 		}
 	}
+}
+
+// FuzzChangesQuery asks the delta feed with arbitrary query strings: the answer is a page of
+// changes naming the epoch, a bad-parameter problem or a changes-reset problem, never a panic or
+// a 500.
+func FuzzChangesQuery(f *testing.F) {
+	fx := newFixture(f)
+	epoch := fx.db.Epoch()
+	f.Add("since=0&limit=5")
+	f.Add("since=3&epoch=" + epoch)
+	f.Add("since=3&epoch=0123456789abcdef&collections=prices,stock")
+	f.Add("since=99999999&limit=1000")
+	f.Add("since=1&epoch=%00%ff&limit=-1")
+	f.Fuzz(func(t *testing.T, query string) {
+		req := httptest.NewRequest(http.MethodGet, "/api/v1/catalog/changes", nil)
+		req.URL.RawQuery = query
+		rec := httptest.NewRecorder()
+		fx.h.ServeHTTP(rec, req)
+		switch rec.Code {
+		case http.StatusOK:
+			var p changePage
+			if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil || p.Epoch != epoch {
+				t.Fatalf("%q: %s", query, rec.Body)
+			}
+		case http.StatusBadRequest, http.StatusGone:
+			if rec.Header().Get("Content-Type") != "application/problem+json" {
+				t.Fatalf("%q: %d without a problem document", query, rec.Code)
+			}
+		default:
+			t.Fatalf("%q: status %d: %s", query, rec.Code, rec.Body)
+		}
+	})
 }

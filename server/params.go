@@ -7,6 +7,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 )
 
@@ -63,7 +64,7 @@ func epochParam(q url.Values) (string, *badParam) {
 	if !ok {
 		return "", nil
 	}
-	if len(v[0]) != 16 || strings.IndexFunc(v[0], func(r rune) bool { return (r < '0' || r > '9') && (r < 'a' || r > 'f') }) >= 0 {
+	if !storage.IsEpoch(v[0]) {
 		return "", badParamf("epoch: %q is not allowed; want the epoch of a previous answer, 16 lower-case hexadecimal digits, or no epoch", v[0])
 	}
 	return v[0], nil

@@ -110,11 +110,33 @@ func readEpochFile(path string) (epochMark, error) {
 	if err != nil {
 		return epochMark{}, err
 	}
-	var m epochMark
-	if err := json.Unmarshal(b, &m); err != nil || len(m.Epoch) != 16 || m.Seq < 0 {
+	m, ok := parseEpochMark(b)
+	if !ok {
 		return epochMark{}, fmt.Errorf("%s does not hold an epoch and a sequence number", filepath.Base(path))
 	}
 	return m, nil
+}
+
+// parseEpochMark reads the content of an epoch file.
+func parseEpochMark(b []byte) (epochMark, bool) {
+	var m epochMark
+	if err := json.Unmarshal(b, &m); err != nil || !IsEpoch(m.Epoch) || m.Seq < 0 {
+		return epochMark{}, false
+	}
+	return m, true
+}
+
+// IsEpoch reports whether s is written as an epoch is: 16 lower-case hexadecimal digits.
+func IsEpoch(s string) bool {
+	if len(s) != 16 {
+		return false
+	}
+	for i := range len(s) {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // writeEpochFile records the epoch and the sequence reached, replacing the file whole, and

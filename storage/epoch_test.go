@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -95,4 +96,25 @@ func TestEpochFollowsTheDatabase(t *testing.T) {
 	if db.Epoch() == restored || !strings.Contains(db.EpochRenewed(), "storeedge.epoch") {
 		t.Errorf("damaged epoch file: epoch %s, reason %q", db.Epoch(), db.EpochRenewed())
 	}
+}
+
+// FuzzParseEpochMark reads arbitrary epoch files: a mark is accepted only with a well-formed
+// epoch and a sequence number ≥ 0, and what is accepted is written back the same.
+func FuzzParseEpochMark(f *testing.F) {
+	f.Add([]byte(`{"epoch":"3f9c2a71d04be865","seq":10232}` + "\n"))
+	f.Add([]byte(`{"epoch":"3F9C2A71D04BE865","seq":1}`))
+	f.Add([]byte(`{"epoch":"3f9c2a71d04be865","seq":-1}`))
+	f.Add([]byte(`{"epo`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, ok := parseEpochMark(b)
+		if !ok {
+			return
+		}
+		if !IsEpoch(m.Epoch) || m.Seq < 0 {
+			t.Fatalf("accepted %q as %+v", b, m)
+		}
+		if v, err := strconv.ParseUint(m.Epoch, 16, 64); err != nil || formatEpoch(int64(v)) != m.Epoch {
+			t.Fatalf("epoch %q does not read back (%v)", m.Epoch, err)
+		}
+	})
 }

@@ -120,9 +120,18 @@ func readOwner(f *os.File) (Owner, error) {
 	if err != nil {
 		return Owner{}, err
 	}
-	var o Owner
-	if err := json.NewDecoder(bytes.NewReader(b)).Decode(&o); err != nil || o.PID <= 0 {
+	o, ok := parseOwner(b)
+	if !ok {
 		return Owner{}, errors.New("its lock file does not name it")
 	}
 	return o, nil
+}
+
+// parseOwner reads the owner at the start of a lock file's content.
+func parseOwner(b []byte) (Owner, bool) {
+	var o Owner
+	if err := json.NewDecoder(bytes.NewReader(b)).Decode(&o); err != nil || o.PID <= 0 {
+		return Owner{}, false
+	}
+	return o, true
 }

@@ -125,3 +125,24 @@ func TestKilledHolderReleases(t *testing.T) {
 	}
 	l.Release()
 }
+
+// FuzzParseOwner reads arbitrary lock file contents: an owner is named only with a pid, and the
+// message built from it never fails.
+func FuzzParseOwner(f *testing.F) {
+	f.Add([]byte(`{"pid":1234,"started_at":"2026-12-02T15:04:05Z","host":"shop-pc","version":"1.2.3"}` + "\n" + `tail of an older owner"}`))
+	f.Add([]byte(`{"pid":0}`))
+	f.Add([]byte(`{"pid":1,"started_at":"yesterday"}`))
+	f.Add([]byte("\x00\x00"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		o, ok := parseOwner(b)
+		if !ok {
+			return
+		}
+		if o.PID <= 0 {
+			t.Fatalf("owner %+v from %q", o, b)
+		}
+		if msg := (&HeldError{Dir: "/d", Owner: o}).Error(); !strings.Contains(msg, "pid "+strconv.Itoa(o.PID)) {
+			t.Fatalf("message %q", msg)
+		}
+	})
+}
