@@ -165,8 +165,9 @@ func TestCloudRestartedWithFewerProducts(t *testing.T) {
 
 // TestKilledDuringResnapshot kills the daemon with SIGKILL at random moments of a re-snapshot
 // (the cloud restarted with fewer products and changes of its own): at every kill the shop still
-// holds every product that is in both catalogs, and in the end it, and a device following its
-// delta feed throughout (never told to start again), hold exactly the new catalog.
+// holds every product, price and stock level that is in both catalogs, and in the end it, and a
+// device following its delta feed throughout (never told to start again), hold exactly the new
+// catalog.
 func TestKilledDuringResnapshot(t *testing.T) {
 	seed := time.Now().UnixNano()
 	t.Logf("random seed %d", seed)
@@ -178,33 +179,42 @@ func TestKilledDuringResnapshot(t *testing.T) {
 	waitFor(t, s, "first sync", 5*time.Minute, func() bool { return s.caughtUp(t) })
 	dev := newCatalogDevice()
 	dev.follow(t, s)
-	before := cloud.export(t, cloudapi.Products)
+	collections := []string{cloudapi.Products, cloudapi.Prices, cloudapi.Stock}
+	before := map[string]map[string]exportedItem{}
+	for _, c := range collections {
+		before[c] = cloud.export(t, c)
+	}
 	s.stop(t)
 	cloud.stop()
 
 	// A different seed: every document changes. Each page of the streamed feed takes 10 ms more,
-	// so the re-snapshot (some 600 pages) outlasts six lives on a fast machine too.
+	// so the re-snapshot (some 650 pages over the collections) outlasts six lives on a fast
+	// machine too.
 	cloud = startCloud(t, "-products", "40000", "-seed", "12", "-page-delay", "10ms")
 	cloud.post(t, "/_sim/mutate", map[string]int{"deletes": 500, "renames": 500, "price_changes": 500, "adds": 100}, nil)
-	kept := cloud.export(t, cloudapi.Products) // less what the shop never had
-	for id := range kept {
-		if _, ok := before[id]; !ok {
-			delete(kept, id)
+	kept := map[string]map[string]exportedItem{} // in both catalogs
+	for _, c := range collections {
+		kept[c] = cloud.export(t, c)
+		for id := range kept[c] {
+			if _, ok := before[c][id]; !ok {
+				delete(kept[c], id)
+			}
 		}
 	}
 	opts.cloud = cloud.url
-	var cursor string
+	cursors := map[string]string{}
 	for kills := 0; kills < 6; kills++ {
 		s = startShop(t, opts)
+		// Wait until this life has committed a page of some collection, then let it run a random
+		// moment more.
 		waitFor(t, s, "re-snapshot progress", 2*time.Minute, func() bool {
-			st := s.status(t)
-			for _, c := range st.Collections {
-				if c.Name == cloudapi.Products && c.Cursor != cursor && strings.HasPrefix(c.Cursor, "s1.") {
-					cursor = c.Cursor
-					return true
+			moved := false
+			for _, c := range s.status(t).Collections {
+				if cursors[c.Name] != c.Cursor {
+					cursors[c.Name], moved = c.Cursor, true
 				}
 			}
-			return false
+			return moved
 		})
 		dev.follow(t, s)
 		time.Sleep(time.Duration(rnd.IntN(300)) * time.Millisecond)
@@ -218,7 +228,7 @@ func TestKilledDuringResnapshot(t *testing.T) {
 	waitFor(t, s, "re-snapshot after the kills", 5*time.Minute, func() bool { return s.caughtUp(t) })
 	assertSameCatalog(t, s, cloud)
 	dev.follow(t, s)
-	dev.assertHolds(t, cloud, cloudapi.Products, cloudapi.Prices, cloudapi.Stock)
+	dev.assertHolds(t, cloud, collections...)
 	if dev.resets != 0 {
 		t.Errorf("the kills made the device start again %d times; they must not break the delta feed", dev.resets)
 	}
@@ -229,8 +239,9 @@ func TestKilledDuringResnapshot(t *testing.T) {
 	s.stop(t)
 }
 
-// assertStillHeld checks in the database of a killed shop that every product of ids is live.
-func assertStillHeld(t *testing.T, path string, ids map[string]exportedItem) {
+// assertStillHeld checks in the database of a killed shop that every item of kept (by collection)
+// is live.
+func assertStillHeld(t *testing.T, path string, kept map[string]map[string]exportedItem) {
 	t.Helper()
 	ctx := context.Background()
 	db, err := storage.Open(ctx, path)
@@ -239,15 +250,17 @@ func assertStillHeld(t *testing.T, path string, ids map[string]exportedItem) {
 	}
 	defer db.Close()
 	missing := 0
-	for id := range ids {
-		if _, err := db.Get(ctx, cloudapi.Products, id); err != nil {
-			if missing++; missing <= 5 {
-				t.Errorf("after a kill in the re-snapshot, product %s (still in the cloud) is not served: %v", id, err)
+	for c, ids := range kept {
+		for id := range ids {
+			if _, err := db.Get(ctx, c, id); err != nil {
+				if missing++; missing <= 5 {
+					t.Errorf("after a kill in the re-snapshot, %s %s (still in the cloud) is not served: %v", c, id, err)
+				}
 			}
 		}
 	}
 	if missing > 0 {
-		t.Fatalf("%d products of the cloud lost", missing)
+		t.Fatalf("%d items of the cloud lost", missing)
 	}
 }
 
