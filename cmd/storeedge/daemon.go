@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"sync/atomic"
@@ -45,7 +46,7 @@ import (
 func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started func(map[string]string)) error {
 	startedAt := time.Now()
 	// One daemon per data_dir: two would each serve, sync and pair devices on their own.
-	lock, err := dirlock.Acquire(cfg.DataDir, dirlock.Owner{PID: os.Getpid(), StartedAt: startedAt, Host: hostname(), Version: buildVersion()})
+	lock, err := lockDataDir(cfg.DataDir, "stop it first, or give this one another data_dir")
 	if err != nil {
 		return err
 	}
@@ -329,8 +330,14 @@ func classifyWANError(err error) string {
 	return feed.StateUnreachable
 }
 
-// hostname names this machine in the data_dir lock, or is empty.
-func hostname() string {
-	h, _ := os.Hostname()
-	return h
+// lockDataDir takes the lock on dir for this process; advice ends the message when another
+// process holds it.
+func lockDataDir(dir, advice string) (*dirlock.Lock, error) {
+	host, _ := os.Hostname()
+	l, err := dirlock.Acquire(dir, dirlock.Owner{PID: os.Getpid(), StartedAt: time.Now(), Host: host, Version: buildVersion()})
+	var held *dirlock.HeldError
+	if errors.As(err, &held) {
+		return nil, fmt.Errorf("%w: %s", err, advice)
+	}
+	return l, err
 }

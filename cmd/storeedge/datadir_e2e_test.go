@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -13,8 +14,9 @@ import (
 )
 
 // TestSecondDaemonOnADataDirIsRefused starts a second daemon on the data_dir of a running one, on
-// other ports: it must refuse to start and name the running process, while a command that only
-// reads the configuration still runs. Once the first is killed with SIGKILL, a new one starts.
+// other ports: it must refuse to start and name the running process, as must a restore, while
+// commands that only read (config, backup) still run. Once the first is killed with SIGKILL, a
+// new one starts.
 func TestSecondDaemonOnADataDirIsRefused(t *testing.T) {
 	bin, _ := binaries(t)
 	dir := t.TempDir()
@@ -44,9 +46,18 @@ func TestSecondDaemonOnADataDirIsRefused(t *testing.T) {
 		t.Errorf("the second daemon served before refusing:\n%s", msg)
 	}
 
-	check := exec.CommandContext(ctx, bin, "config", "--set", "data_dir="+dir, "--set", "cloud.store_key=k")
-	if out, err := check.CombinedOutput(); err != nil || !strings.Contains(string(out), dir) {
-		t.Fatalf("storeedge config beside a running daemon: %v\n%s", err, out)
+	if out, code := cli(t, append([]string{"config"}, shopSets(dir)...)...); code != 0 || !strings.Contains(out, dir) {
+		t.Fatalf("storeedge config beside a running daemon: exit %d\n%s", code, out)
+	}
+	// A backup only reads: it runs beside. A restore would write the database: refused, naming
+	// the running daemon.
+	file := filepath.Join(t.TempDir(), "shop.backup")
+	if out, code := cli(t, append([]string{"backup", file}, shopSets(dir)...)...); code != 0 {
+		t.Fatalf("storeedge backup beside a running daemon: exit %d\n%s", code, out)
+	}
+	refused, code := cli(t, append([]string{"restore", file}, shopSets(dir)...)...)
+	if code != 1 || !strings.Contains(refused, "pid "+strconv.Itoa(first.cmd.Process.Pid)) || !strings.Contains(refused, "stop the service") {
+		t.Fatalf("storeedge restore beside a running daemon: exit %d, want 1 naming it\n%s", code, refused)
 	}
 	first.status(t) // the running one is undisturbed
 

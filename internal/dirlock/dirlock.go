@@ -57,7 +57,7 @@ func (e *HeldError) Error() string {
 	} else {
 		who += " (which one is unknown: " + e.OwnerErr.Error() + ")"
 	}
-	return fmt.Sprintf("data_dir %s is in use by %s: stop it first, or give this one another data_dir", e.Dir, who)
+	return fmt.Sprintf("data_dir %s is in use by %s", e.Dir, who)
 }
 
 // Lock is a held folder.

@@ -42,7 +42,7 @@ func TestSecondHolderIsRefusedAndToldWho(t *testing.T) {
 	if !errors.As(err, &held) {
 		t.Fatalf("second Acquire: %v, want a HeldError", err)
 	}
-	for _, want := range []string{dir, "pid " + strconv.Itoa(os.Getpid()), "on shop-pc", "started 2026-12-02T15:04:05Z", "version 1.2.3", "stop it first"} {
+	for _, want := range []string{dir, "pid " + strconv.Itoa(os.Getpid()), "on shop-pc", "started 2026-12-02T15:04:05Z", "version 1.2.3"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("message %q lacks %q", err, want)
 		}
