@@ -80,6 +80,12 @@ func (db *DB) checkEpoch(ctx context.Context) error {
 			return err
 		}
 	}
+	// What a kill in the middle of writeEpochFile left.
+	if left, err := filepath.Glob(db.epochFile + ".tmp-*"); err == nil {
+		for _, p := range left {
+			os.Remove(p)
+		}
+	}
 	if err := db.writeEpochFile(); err != nil {
 		return fmt.Errorf("storage: write %s: %w", db.epochFile, err)
 	}
@@ -146,11 +152,12 @@ func (db *DB) writeEpochFile() error {
 	if err != nil {
 		return err
 	}
-	tmp := db.epochFile + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	// A name of its own: another process (storeedge backup, say) may open the database too.
+	f, err := os.CreateTemp(filepath.Dir(db.epochFile), filepath.Base(db.epochFile)+".tmp-*")
 	if err != nil {
 		return err
 	}
+	tmp := f.Name()
 	_, err = f.Write(append(b, '\n'))
 	if err == nil {
 		err = f.Sync()
