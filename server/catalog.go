@@ -295,7 +295,7 @@ func changesResetDetail(since int64, held string, head int64, epoch string) stri
 	if held != "" && held != epoch {
 		why = fmt.Sprintf("epoch %s is not this server's delta feed (now %s)", held, epoch)
 	}
-	return why + ": its database was replaced or restored. Drop your copy of the catalog and start again with since=0"
+	return why + ": its database was replaced or restored. Build your copy of the catalog again from since=0"
 }
 
 // changes is the device delta feed: every change after since, in local sequence order, each item
