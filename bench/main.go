@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command bench measures storeedge against baselines taken in the same run, so that each figure
 // can be read as a ratio on a noisy machine (see docs/PERFORMANCE.md):
 //
@@ -10,7 +12,8 @@
 //
 // Everything runs on 127.0.0.1: the bench starts cloudsim, storeedge and the baseline server as
 // child processes, prints each command line, and kills them all on exit or interrupt. It is run
-// through scripts/bench.sh, which builds the binaries first.
+// through scripts/bench.sh, which builds the binaries first. It builds on Linux only: it relies on
+// process groups, parent-death signals, getrusage and wrk.
 package main
 
 import (

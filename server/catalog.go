@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -285,8 +286,22 @@ func (s *Server) settings(w http.ResponseWriter, r *http.Request) {
 	writeItems(w, items, "")
 }
 
+// probChangesReset answers a since that is no position of this database's delta feed.
+var probChangesReset = problemType{"changes-reset", "Delta feed reset", http.StatusGone}
+
+// changesResetDetail says why a since no longer holds and what the device must do.
+func changesResetDetail(since int64, held string, head int64, epoch string) string {
+	why := fmt.Sprintf("since %d is beyond the last change of this server's delta feed (%d)", since, head)
+	if held != "" && held != epoch {
+		why = fmt.Sprintf("epoch %s is not this server's delta feed (now %s)", held, epoch)
+	}
+	return why + ": its database was replaced or restored. Build your copy of the catalog again from since=0"
+}
+
 // changes is the device delta feed: every change after since, in local sequence order, each item
-// once in its latest state (deletions included), so a device keeps its own cache in step.
+// once in its latest state (deletions included), so a device keeps its own cache in step. Every
+// answer names the feed's epoch; a since beyond the last change, or sent with another epoch, is
+// answered 410 changes-reset so the device starts again from 0.
 func (s *Server) changes(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	colls, bad := collectionsParam(q)
@@ -304,6 +319,16 @@ func (s *Server) changes(w http.ResponseWriter, r *http.Request) {
 	limit, bad := limitParam(q)
 	if bad != nil {
 		problem(w, r, probBadParameter, bad.msg)
+		return
+	}
+	held, bad := epochParam(q)
+	if bad != nil {
+		problem(w, r, probBadParameter, bad.msg)
+		return
+	}
+	epoch := s.o.DB.Epoch()
+	if head := s.o.DB.Seq(); since > 0 && (since > head || held != "" && held != epoch) {
+		problem(w, r, probChangesReset, changesResetDetail(since, held, head, epoch))
 		return
 	}
 	changes, err := s.o.DB.Changes(r.Context(), since, limit+1, colls)
@@ -331,7 +356,9 @@ func (s *Server) changes(w http.ResponseWriter, r *http.Request) {
 	*b = strconv.AppendInt(*b, next, 10)
 	*b = append(*b, `,"more":`...)
 	*b = strconv.AppendBool(*b, more)
-	*b = append(*b, '}')
+	*b = append(*b, `,"epoch":"`...)
+	*b = append(*b, epoch...) // hexadecimal digits: nothing to escape
+	*b = append(*b, `"}`...)
 	writeBody(w, http.StatusOK, *b)
 	putBuffer(b)
 }

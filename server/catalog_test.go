@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strconv"
@@ -298,6 +299,7 @@ type changePage struct {
 	Items     []changeJSON `json:"items"`
 	NextSince int64        `json:"next_since"`
 	More      bool         `json:"more"`
+	Epoch     string       `json:"epoch"`
 }
 
 // drain follows the feed from since to its end, as a device does.
@@ -382,6 +384,40 @@ func TestChangesFeed(t *testing.T) {
 	p = decodeOK[changePage](t, f.get(t, "/api/v1/catalog/changes?collections=stock&since="+strconv.FormatInt(since, 10)))
 	if len(p.Items) != 1 || p.Items[0].Collection != cloudapi.Stock {
 		t.Fatalf("stock feed: %+v", p)
+	}
+}
+
+// TestChangesReset follows the documented rules of the delta feed's epoch: every answer names
+// it; a since beyond the last change, or sent with another epoch, is answered 410 changes-reset;
+// since=0 always answers.
+func TestChangesReset(t *testing.T) {
+	f := newFixture(t)
+	epoch := f.db.Epoch()
+	all, since := drain(t, f, 0, "")
+	p := decodeOK[changePage](t, f.get(t, "/api/v1/catalog/changes?since=0&limit=1"))
+	if p.Epoch != epoch || len(epoch) != 16 {
+		t.Fatalf("answer epoch %q, the database's %q", p.Epoch, epoch)
+	}
+	at := func(since int64, epoch string) string {
+		return "/api/v1/catalog/changes?since=" + strconv.FormatInt(since, 10) + "&epoch=" + epoch
+	}
+	p = decodeOK[changePage](t, f.get(t, at(since, epoch)))
+	if len(p.Items) != 0 || p.NextSince != since {
+		t.Fatalf("caught up with its epoch: %+v", p)
+	}
+	decodeOK[changePage](t, f.get(t, at(all[0].Seq, epoch)))
+	rec := f.get(t, at(since, "0123456789abcdef"))
+	wantProblem(t, rec, http.StatusGone, "changes-reset", "epoch 0123456789abcdef", "now "+epoch, "since=0")
+	if rec.Header().Get("Storeedge-Synced-At") == "" {
+		t.Error("the reset answer lacks the data age headers")
+	}
+	wantProblem(t, f.get(t, "/api/v1/catalog/changes?since="+strconv.FormatInt(since+1, 10)), http.StatusGone, "changes-reset",
+		"beyond the last change", strconv.FormatInt(since, 10))
+	wantProblem(t, f.get(t, at(since+1, epoch)), http.StatusGone, "changes-reset")
+	// Starting again is always possible, whatever epoch the device held.
+	p = decodeOK[changePage](t, f.get(t, at(0, "0123456789abcdef")+"&limit=1000"))
+	if len(p.Items) != len(all) || p.Epoch != epoch {
+		t.Fatalf("since=0 with an old epoch: %d items, epoch %q", len(p.Items), p.Epoch)
 	}
 }
 
@@ -480,6 +516,9 @@ func TestBadQueryParameters(t *testing.T) {
 		{"/api/v1/catalog/changes?limit=0", []string{"limit"}},
 		{"/api/v1/catalog/changes?collections=products,orders", []string{"collections", `"orders"`, "products, prices, stock, media, settings"}},
 		{"/api/v1/catalog/changes?collections=", []string{"collections", `""`}},
+		{"/api/v1/catalog/changes?since=1&epoch=", []string{"epoch", `""`, "16 lower-case hexadecimal digits"}},
+		{"/api/v1/catalog/changes?since=1&epoch=3F9C2A71D04BE865", []string{"epoch"}},
+		{"/api/v1/catalog/changes?since=1&epoch=3f9c2a71d04be86", []string{"epoch"}},
 		{"/api/v1/catalog/search", []string{"q", "missing"}},
 		{"/api/v1/catalog/search?q=", []string{"q", "missing"}},
 		{"/api/v1/catalog/search?q=+++", []string{"q", "missing"}},
@@ -552,4 +591,36 @@ func TestItemsAreStoredBytes(t *testing.T) {
 			t.Errorf("doc %s, stored %s", got.Items[i].Doc, want[i].Doc)
 		}
 	}
+}
+
+// FuzzChangesQuery asks the delta feed with arbitrary query strings: the answer is a page of
+// changes naming the epoch, a bad-parameter problem or a changes-reset problem, never a panic or
+// a 500.
+func FuzzChangesQuery(f *testing.F) {
+	fx := newFixture(f)
+	epoch := fx.db.Epoch()
+	f.Add("since=0&limit=5")
+	f.Add("since=3&epoch=" + epoch)
+	f.Add("since=3&epoch=0123456789abcdef&collections=prices,stock")
+	f.Add("since=99999999&limit=1000")
+	f.Add("since=1&epoch=%00%ff&limit=-1")
+	f.Fuzz(func(t *testing.T, query string) {
+		req := httptest.NewRequest(http.MethodGet, "/api/v1/catalog/changes", nil)
+		req.URL.RawQuery = query
+		rec := httptest.NewRecorder()
+		fx.h.ServeHTTP(rec, req)
+		switch rec.Code {
+		case http.StatusOK:
+			var p changePage
+			if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil || p.Epoch != epoch {
+				t.Fatalf("%q: %s", query, rec.Body)
+			}
+		case http.StatusBadRequest, http.StatusGone:
+			if rec.Header().Get("Content-Type") != "application/problem+json" {
+				t.Fatalf("%q: %d without a problem document", query, rec.Code)
+			}
+		default:
+			t.Fatalf("%q: status %d: %s", query, rec.Code, rec.Body)
+		}
+	})
 }

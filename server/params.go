@@ -7,6 +7,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 )
 
@@ -54,6 +55,19 @@ func sinceParam(q url.Values) (int64, *badParam) {
 		return 0, badParamf("since: %q is not allowed; want a whole number ≥ 0: 0 for everything, then the next_since of the previous answer", v[0])
 	}
 	return n, nil
+}
+
+// epochParam reads epoch: absent means "" (not checked), else the 16 lower-case hexadecimal digits
+// of an epoch a previous answer gave.
+func epochParam(q url.Values) (string, *badParam) {
+	v, ok := q["epoch"]
+	if !ok {
+		return "", nil
+	}
+	if !storage.IsEpoch(v[0]) {
+		return "", badParamf("epoch: %q is not allowed; want the epoch of a previous answer, 16 lower-case hexadecimal digits, or no epoch", v[0])
+	}
+	return v[0], nil
 }
 
 // collectionsParam reads collections, a comma-separated list of collection names; absent means

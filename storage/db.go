@@ -18,6 +18,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
@@ -59,6 +60,11 @@ type DB struct {
 	warmSig  signal          // a collection caught up: time to warm hot, if wanted
 	warmWant atomic.Bool     // a bulk load ended since the last warm pass
 	warmDone signal          // a warm pass ended
+
+	epoch        string    // the delta feed's epoch (epoch.go), set by Open
+	epochRenewed string    // why Open renewed it, "" when it did not
+	epochFile    string    // the file that notices a database gone back in time
+	epochNoted   time.Time // last write of epochFile; protected by wmu
 }
 
 // Open opens (creating if needed) the database at path and applies pending migrations. Before
@@ -72,7 +78,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	return openWith(ctx, path, ms)
 }
 
-// openWith is Open with the given migrations (the tests open with fewer, as an older storeedge).
+// openWith is Open with the given migrations.
 func openWith(ctx context.Context, path string, ms []migration) (*DB, error) {
 	if dir := filepath.Dir(path); dir != "" {
 		if err := os.MkdirAll(dir, 0o750); err != nil {
@@ -85,7 +91,7 @@ func openWith(ctx context.Context, path string, ms []migration) (*DB, error) {
 	}
 	w.SetMaxOpenConns(1)
 	w.SetConnMaxIdleTime(0)
-	db := &DB{path: path, w: w}
+	db := &DB{path: path, w: w, epochFile: epochFile(path)}
 	if err := db.migrate(ctx, ms); err != nil {
 		w.Close()
 		return nil, err
@@ -105,6 +111,10 @@ func openWith(ctx context.Context, path string, ms []migration) (*DB, error) {
 		return nil, fmt.Errorf("storage: read sequence: %w", err)
 	}
 	db.seq.Store(seq)
+	if err := db.checkEpoch(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
 	if err := db.loadDeferred(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -163,6 +173,11 @@ func (db *DB) stmt(q string) *sql.Stmt { return db.stmts[q] }
 // Close closes every connection.
 func (db *DB) Close() error {
 	var errs []error
+	if db.epoch != "" {
+		db.wmu.Lock()
+		errs = append(errs, db.writeEpochFile())
+		db.wmu.Unlock()
+	}
 	for _, st := range db.stmts {
 		errs = append(errs, st.Close())
 	}

@@ -22,6 +22,7 @@ type FeedState struct {
 	LastError   string
 	LastErrorAt time.Time
 	Quarantined int64
+	Resnapshot  bool // a re-snapshot is under way: the collection is replaced when it catches up
 }
 
 // Page is one feed page ready to be applied: its valid changes, its malformed lines and the end
@@ -39,10 +40,11 @@ type ApplyResult struct {
 	Applied     int // changes newer than what the shop held
 	Ignored     int // changes at or below the held revision
 	Quarantined int
+	Removed     int // live items a completed re-snapshot did not contain, now deleted
 }
 
 func (db *DB) loadState(ctx context.Context) error {
-	rows, err := db.w.QueryContext(ctx, `SELECT f.collection, f.cursor, f.last_success, f.remaining, f.pages, f.last_error, f.last_error_at,
+	rows, err := db.w.QueryContext(ctx, `SELECT f.collection, f.cursor, f.last_success, f.remaining, f.pages, f.last_error, f.last_error_at, f.resnapshot,
 		(SELECT count(*) FROM quarantine q WHERE q.collection = f.collection) FROM feed_state f`)
 	if err != nil {
 		return fmt.Errorf("storage: load feed state: %w", err)
@@ -52,7 +54,7 @@ func (db *DB) loadState(ctx context.Context) error {
 	for rows.Next() {
 		var s FeedState
 		var ls, lea int64
-		if err := rows.Scan(&s.Collection, &s.Cursor, &ls, &s.Remaining, &s.Pages, &s.LastError, &lea, &s.Quarantined); err != nil {
+		if err := rows.Scan(&s.Collection, &s.Cursor, &ls, &s.Remaining, &s.Pages, &s.LastError, &lea, &s.Resnapshot, &s.Quarantined); err != nil {
 			return fmt.Errorf("storage: load feed state: %w", err)
 		}
 		s.LastSuccess = fromMillis(ls)
@@ -148,11 +150,17 @@ func (db *DB) ApplyPage(ctx context.Context, p Page) (ApplyResult, error) {
 		}
 	}
 	// For products a bulk load also leaves the search index alone until the page that catches
-	// up rebuilds it. The flag is stored with the page, so a crash cannot leave it stale.
-	bulk := p.Collection == cloudapi.Products && (loading || db.ftsStale || st.Cursor == "" || p.End.Remaining >= bulkThreshold)
+	// up rebuilds it. The flag is stored with the page, so a crash cannot leave it stale. A
+	// re-snapshot is handled so too: the rebuild drops the entries of the products it removes.
+	bulk := p.Collection == cloudapi.Products && (loading || db.ftsStale || st.Cursor == "" || st.Resnapshot || p.End.Remaining >= bulkThreshold)
 	if bulk && !db.ftsStale {
 		if _, err := tx.ExecContext(ctx, `UPDATE meta SET value = 1 WHERE key = 'fts_stale'`); err != nil {
 			return ApplyResult{}, fmt.Errorf("storage: apply page: %w", err)
+		}
+	}
+	if st.Resnapshot {
+		if err := noteSeen(ctx, tx, &p); err != nil {
+			return ApplyResult{}, err
 		}
 	}
 	a, err := newApplier(ctx, tx, p.Collection, bulk)
@@ -245,11 +253,6 @@ func (db *DB) ApplyPage(ctx context.Context, p Page) (ApplyResult, error) {
 		}
 		res.Quarantined++
 	}
-	if seq != db.seq.Load() {
-		if _, err := tx.ExecContext(ctx, `UPDATE meta SET value = ? WHERE key = 'seq'`, seq); err != nil {
-			return ApplyResult{}, fmt.Errorf("storage: apply page: %w", err)
-		}
-	}
 	if _, err := tx.ExecContext(ctx, `UPDATE feed_state SET cursor = ?, last_success = ?, remaining = ?, pages = pages + 1, last_error = '', last_error_at = 0 WHERE collection = ?`,
 		p.End.Cursor, now.UnixMilli(), p.End.Remaining, p.Collection); err != nil {
 		return ApplyResult{}, fmt.Errorf("storage: apply page: store cursor: %w", err)
@@ -274,6 +277,14 @@ func (db *DB) ApplyPage(ctx context.Context, p Page) (ApplyResult, error) {
 			return ApplyResult{}, err
 		}
 	}
+	if st.Resnapshot && !p.End.More {
+		// After the indexes are back: the sweep deletes barcodes by product.
+		removed, last, n, err := sweepUnseen(ctx, tx, p.Collection, seq)
+		if err != nil {
+			return ApplyResult{}, err
+		}
+		seq, cleared, res.Removed = last, cleared+n, int(removed)
+	}
 	rebuilt := bulk && !p.End.More
 	if rebuilt {
 		if err := rebuildSearch(ctx, tx); err != nil {
@@ -286,11 +297,17 @@ func (db *DB) ApplyPage(ctx context.Context, p Page) (ApplyResult, error) {
 		}
 		db.smallCache = false
 	}
+	if seq != db.seq.Load() {
+		if _, err := tx.ExecContext(ctx, `UPDATE meta SET value = ? WHERE key = 'seq'`, seq); err != nil {
+			return ApplyResult{}, fmt.Errorf("storage: apply page: %w", err)
+		}
+	}
 	a.close()
 	if err := tx.Commit(); err != nil {
 		return ApplyResult{}, fmt.Errorf("storage: apply page: commit: %w", err)
 	}
 	db.seq.Store(seq)
+	db.noteSeqLocked()
 	db.invalidateHot(&p, rebuilt)
 	if p.Collection == cloudapi.Products {
 		db.ftsStale = bulk && !rebuilt
@@ -303,6 +320,7 @@ func (db *DB) ApplyPage(ctx context.Context, p Page) (ApplyResult, error) {
 		s.Pages++
 		s.LastError, s.LastErrorAt = "", time.Time{}
 		s.Quarantined += int64(res.Quarantined) - cleared
+		s.Resnapshot = st.Resnapshot && p.End.More
 	})
 	if !p.End.More {
 		// After the state: the warmer reads it to decide whether every collection caught up.
@@ -478,14 +496,23 @@ func (db *DB) RecordFeedError(ctx context.Context, collection, msg string, at ti
 }
 
 // ResetCursor forgets a collection's cursor so the next sync starts with a snapshot (the cloud
-// answered that the cursor expired).
+// answered that the cursor expired). That snapshot replaces the collection: what it lacks is
+// deleted once the feed catches up (see resnapshot.go).
 func (db *DB) ResetCursor(ctx context.Context, collection string) error {
 	db.wmu.Lock()
 	defer db.wmu.Unlock()
-	if _, err := db.w.ExecContext(ctx, `UPDATE feed_state SET cursor = '' WHERE collection = ?`, collection); err != nil {
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
 		return fmt.Errorf("storage: reset cursor: %w", err)
 	}
-	db.updateState(collection, func(s *FeedState) { s.Cursor = "" })
+	defer tx.Rollback()
+	if err := startResnapshot(ctx, tx, collection); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("storage: reset cursor: %w", err)
+	}
+	db.updateState(collection, func(s *FeedState) { s.Cursor, s.Resnapshot = "", true })
 	return nil
 }
 
@@ -557,16 +584,7 @@ type applier struct {
 func newApplier(ctx context.Context, tx *sql.Tx, collection string, bulk bool) (*applier, error) {
 	a := &applier{collection: collection, bulk: bulk, tx: tx, insertN: make(map[int]*sql.Stmt), addCodesN: make(map[int]*sql.Stmt)}
 	var err error
-	prep := func(q string) *sql.Stmt {
-		if err != nil {
-			return nil
-		}
-		var s *sql.Stmt
-		if s, err = tx.PrepareContext(ctx, q); err == nil {
-			a.stmts = append(a.stmts, s)
-		}
-		return s
-	}
+	prep := preparer(ctx, tx, &a.stmts, &err)
 	if collection == cloudapi.Products {
 		a.upsert = prep(`INSERT INTO products(id, rev, seq, deleted, name, brand, category, doc) VALUES (?, ?, ?, 0, ?, ?, ?, ?)
 			ON CONFLICT(id) DO UPDATE SET rev = excluded.rev, seq = excluded.seq, deleted = 0, name = excluded.name,
@@ -910,8 +928,29 @@ func (a *applier) addCodes(ctx context.Context, id string, codes []string) error
 }
 
 func (a *applier) close() {
-	for _, s := range a.stmts {
+	closeAll(a.stmts)
+	a.stmts = nil
+}
+
+// preparer returns a function that prepares statements in tx and adds each to *stmts, until one
+// fails: *err holds that failure, and later calls return nil.
+func preparer(ctx context.Context, tx *sql.Tx, stmts *[]*sql.Stmt, err *error) func(q string) *sql.Stmt {
+	return func(q string) *sql.Stmt {
+		if *err != nil {
+			return nil
+		}
+		s, e := tx.PrepareContext(ctx, q)
+		if e != nil {
+			*err = e
+			return nil
+		}
+		*stmts = append(*stmts, s)
+		return s
+	}
+}
+
+func closeAll(stmts []*sql.Stmt) {
+	for _, s := range stmts {
 		s.Close()
 	}
-	a.stmts = nil
 }

@@ -56,7 +56,7 @@ func cmdRestore(ctx context.Context, args, env []string, stdout, stderr io.Write
 	if err != nil {
 		return err
 	}
-	r, err := backup.Restore(ctx, backup.RestoreOptions{Config: cfg, File: files[0], Force: force})
+	r, err := backup.Restore(ctx, backup.RestoreOptions{Config: cfg, File: files[0], Force: force, LockDataDir: lockForRestore})
 	if err != nil {
 		return err
 	}
@@ -93,4 +93,14 @@ func printBackupInfo(w io.Writer, b storage.BackupInfo) {
 	}
 	fmt.Fprintf(w, "  shop:      %s\n  server_id: %s\n  made:      %s by storeedge %s (schema %d), %d bytes\n  holds:     %d paired devices, %d orders, %d order events not yet acknowledged by the cloud\n",
 		dash(shop), dash(id.ServerID), made, dash(b.Manifest.Version), b.Schema, b.Size, b.Devices, b.Orders, b.Pending)
+}
+
+// lockForRestore keeps a server off data_dir while a restore writes its database, and names the
+// one running, if any.
+func lockForRestore(dir string) (func(), error) {
+	l, err := lockDataDir(dir, "stop the service first (Linux: systemctl stop storeedge; Windows: storeedge service stop)")
+	if err != nil {
+		return nil, err
+	}
+	return func() { l.Release() }, nil
 }

@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 	"github.com/storeedge/storeedge/devices"
 	"github.com/storeedge/storeedge/internal/backoff"
 	"github.com/storeedge/storeedge/internal/config"
+	"github.com/storeedge/storeedge/internal/dirlock"
 	"github.com/storeedge/storeedge/internal/wan"
 	"github.com/storeedge/storeedge/ops/backup"
 	"github.com/storeedge/storeedge/ops/service"
@@ -45,11 +48,20 @@ import (
 // started, when not nil, is called with the bound addresses once serving.
 func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started func(map[string]string)) error {
 	startedAt := time.Now()
+	// One daemon per data_dir: two would each serve, sync and pair devices on their own.
+	lock, err := lockDataDir(cfg.DataDir, "stop it first, or give this one another data_dir")
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
 	db, err := storage.Open(ctx, cfg.DatabasePath())
 	if err != nil {
 		return err
 	}
 	defer db.Close()
+	if why := db.EpochRenewed(); why != "" {
+		log.Info("storage: new delta feed epoch: devices that follow changes start again from 0", slog.String("epoch", db.Epoch()), slog.String("reason", why))
+	}
 	if cfg.LAN.ReadCacheMB > 0 {
 		if err := db.EnableReadCache(int64(cfg.LAN.ReadCacheMB) << 20); err != nil {
 			return err
@@ -351,4 +363,16 @@ func classifyWANError(err error) string {
 		return feed.StateProxyError
 	}
 	return feed.StateUnreachable
+}
+
+// lockDataDir takes the lock on dir for this process; advice ends the message when another
+// process holds it.
+func lockDataDir(dir, advice string) (*dirlock.Lock, error) {
+	host, _ := os.Hostname()
+	l, err := dirlock.Acquire(dir, dirlock.Owner{PID: os.Getpid(), StartedAt: time.Now(), Host: host, Version: buildVersion()})
+	var held *dirlock.HeldError
+	if errors.As(err, &held) {
+		return nil, fmt.Errorf("%w: %s", err, advice)
+	}
+	return l, err
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/storeedge/storeedge/internal/config"
+	"github.com/storeedge/storeedge/internal/dirlock"
 	"github.com/storeedge/storeedge/storage"
 )
 
@@ -72,7 +73,7 @@ func Restore(ctx context.Context, o RestoreOptions) (Restored, error) {
 	db := o.Config.DatabasePath()
 	res, err := storage.Restore(ctx, o.File, db)
 	r.RestoreResult = res
-	matchOwner(o.Config.DataDir, db, db+"-wal", db+"-shm", res.Previous, res.Damaged)
+	matchOwner(o.Config.DataDir, db, db+"-wal", db+"-shm", res.Previous, res.Damaged, filepath.Join(o.Config.DataDir, dirlock.FileName))
 	if errors.Is(err, storage.ErrInUse) {
 		return r, fmt.Errorf("restore: %w; on Linux: systemctl stop storeedge, on Windows: storeedge service stop", err)
 	}

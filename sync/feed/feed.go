@@ -5,6 +5,9 @@
 // has arrived and its count matches, so a crash or a cut stream never skips a page, and applying a
 // page twice is harmless (by revision). Reading the next page overlaps with applying the current
 // one. Malformed lines are quarantined by storage and never stop the feed.
+//
+// When the cloud no longer knows a cursor (410), the collection is read again from a snapshot that
+// replaces it: storage deletes what the snapshot lacked in the page that catches up.
 package feed
 
 import (
@@ -259,7 +262,7 @@ func (s *Syncer) syncCollection(ctx context.Context, collection string) error {
 		st, _ := s.db.FeedState(collection)
 		body, err := s.client.Feed(ctx, collection, st.Cursor, s.pageSize, true)
 		if errors.Is(err, cloud.ErrCursorExpired) {
-			s.log.Warn("feed: cursor expired, starting again from a snapshot", slog.String(keyCollection, collection))
+			s.log.Warn("feed: cursor expired, replacing the collection with a new snapshot", slog.String(keyCollection, collection))
 			if err := s.db.ResetCursor(ctx, collection); err != nil {
 				return err
 			}
@@ -304,6 +307,10 @@ func (s *Syncer) consume(ctx context.Context, collection string, body io.ReadClo
 			applied += res.Applied
 			quarantined += res.Quarantined
 			npages++
+			if !p.End.More && res.Removed > 0 {
+				s.log.Info("feed: re-snapshot complete, items the cloud no longer has deleted", slog.String(keyCollection, collection),
+					slog.Int("deleted", res.Removed))
+			}
 			if res.Quarantined > 0 {
 				s.log.Warn("feed: malformed lines quarantined", slog.String(keyCollection, collection),
 					slog.Int("count", res.Quarantined), slog.String("first_reason", p.Malformed[0].Error()))

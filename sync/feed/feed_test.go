@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -293,5 +295,106 @@ func TestNotAFeedIsRefused(t *testing.T) {
 	err = s.SyncOnce(context.Background())
 	if err == nil || !bytes.Contains([]byte(err.Error()), []byte("text/html")) {
 		t.Fatalf("HTML instead of a feed: %v", err)
+	}
+}
+
+// switchable serves the cloud API of whichever sim is current, so a test can replace the cloud
+// behind one URL as a cloud restored from a backup, or restarted, would be.
+type switchable struct{ h atomic.Pointer[http.Handler] }
+
+func (s *switchable) ServeHTTP(w http.ResponseWriter, r *http.Request) { (*s.h.Load()).ServeHTTP(w, r) }
+
+func (s *switchable) set(sim *cloudsim.Sim) {
+	h := sim.Handler()
+	s.h.Store(&h)
+}
+
+// TestResnapshotReplacesCollections syncs 3,000 products, then meets a cloud that forgot the
+// cursor and holds 2,000: the shop must end up with exactly the new catalog, lookups by id, by
+// barcode and by search must no longer find the products that are gone, and a device following
+// the delta feed must see them deleted.
+func TestResnapshotReplacesCollections(t *testing.T) {
+	ctx := context.Background()
+	old := cloudsim.New(cloudsim.Options{Seed: 7, Products: 3000, StoreKey: "k"})
+	var cloudAPI switchable
+	cloudAPI.set(old)
+	ts := httptest.NewServer(&cloudAPI)
+	t.Cleanup(ts.Close)
+	db, err := storage.Open(ctx, filepath.Join(t.TempDir(), "shop.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if err := db.EnableReadCache(64 << 20); err != nil {
+		t.Fatal(err)
+	}
+	client, err := cloud.New(ts.URL, "k", ts.Client(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(Options{DB: db, Client: client, PageSize: 250})
+	if err := s.SyncOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	gone, err := db.Get(ctx, cloudapi.Products, "P0002001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var goneDoc cloudapi.Product
+	if err := json.Unmarshal(gone.Doc, &goneDoc); err != nil {
+		t.Fatal(err)
+	}
+	// The device has read everything, and looked the product up (so the read cache holds it).
+	since := db.Seq()
+	if _, err := db.ProductByBarcode(ctx, goneDoc.Barcodes[0]); err != nil {
+		t.Fatal(err)
+	}
+
+	now := cloudsim.New(cloudsim.Options{Seed: 7, Products: 2000, StoreKey: "k"})
+	cloudAPI.set(now)
+	if err := s.SyncOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	assertConverged(t, &env{sim: now, ts: ts, db: db, client: client})
+	if _, err := db.Get(ctx, cloudapi.Products, "P0002001"); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("P0002001, gone from the cloud, is still served: %v", err)
+	}
+	if it, err := db.ProductByBarcode(ctx, goneDoc.Barcodes[0]); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("barcode %s of a product gone from the cloud still finds %s (%v)", goneDoc.Barcodes[0], it.ID, err)
+	}
+	found, err := db.Search(ctx, goneDoc.Name, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, it := range found {
+		if n, _ := strconv.Atoi(it.ID[1:]); n > 2000 {
+			t.Errorf("search %q finds %s, gone from the cloud", goneDoc.Name, it.ID)
+		}
+	}
+	for _, c := range []string{cloudapi.Products, cloudapi.Prices, cloudapi.Stock} {
+		if n, _ := db.Count(ctx, c); n != 2000 {
+			t.Errorf("%s: %d live rows, the cloud has 2000", c, n)
+		}
+	}
+	deleted := map[string]int{}
+	for {
+		changes, err := db.Changes(ctx, since, 1000, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(changes) == 0 {
+			break
+		}
+		for _, c := range changes {
+			if c.Op == cloudapi.OpDelete {
+				deleted[c.Collection]++
+			}
+			since = c.Seq
+		}
+	}
+	for _, c := range []string{cloudapi.Products, cloudapi.Prices, cloudapi.Stock} {
+		if deleted[c] != 1000 {
+			t.Errorf("delta feed: %d %s deleted, want 1000", deleted[c], c)
+		}
 	}
 }

@@ -1,0 +1,120 @@
+package storage
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
+)
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestEpochFollowsTheDatabase checks when the delta feed's epoch stays and when it is renewed: it
+// stays across restarts and moves of the whole folder, and is renewed for a database restored
+// from a backup, one brought in without its epoch file, and one whose epoch file is damaged.
+func TestEpochFollowsTheDatabase(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "storeedge.db")
+	open := func(p string) *DB {
+		t.Helper()
+		db, err := Open(ctx, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return db
+	}
+	db := open(path)
+	first := db.Epoch()
+	if !regexp.MustCompile(`^[0-9a-f]{16}$`).MatchString(first) {
+		t.Fatalf("epoch %q", first)
+	}
+	applyPage(t, db, cloudapi.Prices, cloudapi.PageEnd{Cursor: "c1"}, price("P1", 1, 100), price("P2", 1, 100))
+	db.Close()
+	backup := filepath.Join(t.TempDir(), "backup.db")
+	copyFile(t, path, backup)
+
+	db = open(path)
+	if db.Epoch() != first || db.EpochRenewed() != "" {
+		t.Fatalf("a restart changed the epoch: %s → %s (%s)", first, db.Epoch(), db.EpochRenewed())
+	}
+	applyPage(t, db, cloudapi.Prices, cloudapi.PageEnd{Cursor: "c2"}, price("P1", 2, 120))
+	db.Close()
+
+	moved := filepath.Join(t.TempDir(), "storeedge.db")
+	copyFile(t, path, moved)
+	copyFile(t, epochFile(path), epochFile(moved))
+	db = open(moved)
+	if db.Epoch() != first {
+		t.Errorf("the folder moved whole: epoch %s, want %s (%s)", db.Epoch(), first, db.EpochRenewed())
+	}
+	db.Close()
+
+	// The backup restored over the database, its WAL files removed as SQLite's backups want.
+	copyFile(t, backup, path)
+	os.Remove(path + "-wal")
+	os.Remove(path + "-shm")
+	db = open(path)
+	restored := db.Epoch()
+	if restored == first || !strings.Contains(db.EpochRenewed(), "went back") {
+		t.Errorf("restored backup: epoch %s (was %s), reason %q", restored, first, db.EpochRenewed())
+	}
+	db.Close()
+	db = open(path)
+	if db.Epoch() != restored || db.EpochRenewed() != "" {
+		t.Errorf("the restart after the restore renewed the epoch again: %q", db.EpochRenewed())
+	}
+	db.Close()
+
+	alone := filepath.Join(t.TempDir(), "storeedge.db")
+	copyFile(t, path, alone)
+	db = open(alone)
+	if db.Epoch() == restored || db.EpochRenewed() == "" {
+		t.Errorf("a database without its epoch file kept epoch %s", db.Epoch())
+	}
+	db.Close()
+
+	if err := os.WriteFile(epochFile(path), []byte("{\"epo"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db = open(path)
+	defer db.Close()
+	if db.Epoch() == restored || !strings.Contains(db.EpochRenewed(), "storeedge.epoch") {
+		t.Errorf("damaged epoch file: epoch %s, reason %q", db.Epoch(), db.EpochRenewed())
+	}
+}
+
+// FuzzParseEpochMark reads arbitrary epoch files: a mark is accepted only with a well-formed
+// epoch and a sequence number ≥ 0, and what is accepted is written back the same.
+func FuzzParseEpochMark(f *testing.F) {
+	f.Add([]byte(`{"epoch":"3f9c2a71d04be865","seq":10232}` + "\n"))
+	f.Add([]byte(`{"epoch":"3F9C2A71D04BE865","seq":1}`))
+	f.Add([]byte(`{"epoch":"3f9c2a71d04be865","seq":-1}`))
+	f.Add([]byte(`{"epo`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, ok := parseEpochMark(b)
+		if !ok {
+			return
+		}
+		if !IsEpoch(m.Epoch) || m.Seq < 0 {
+			t.Fatalf("accepted %q as %+v", b, m)
+		}
+		if v, err := strconv.ParseUint(m.Epoch, 16, 64); err != nil || formatEpoch(int64(v)) != m.Epoch {
+			t.Fatalf("epoch %q does not read back (%v)", m.Epoch, err)
+		}
+	})
+}
