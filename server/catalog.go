@@ -1,9 +1,8 @@
 package server
 
 import (
-	"context"
 	"errors"
-	"log/slog"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -101,18 +100,9 @@ func pathParam(r *http.Request, name string) (string, bool) {
 	return u, err == nil
 }
 
-// internal answers 500 for a failure of the server's own, logged for a human with the request id.
-// A request whose device went away is not an error of the server's.
+// internal answers a failure of the server's own.
 func (s *Server) internal(w http.ResponseWriter, r *http.Request, op string, err error) {
-	ctx := r.Context()
-	id := requestID(ctx)
-	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
-		s.log.LogAttrs(ctx, slog.LevelDebug, "request abandoned by the client", slog.String(keyRequestID, id), slog.String(keyError, err.Error()))
-		return
-	}
-	s.log.LogAttrs(ctx, slog.LevelError, op+" failed", slog.String(keyRequestID, id),
-		slog.String(keyMethod, r.Method), slog.String(keyPath, r.URL.Path), slog.String(keyError, err.Error()))
-	problem(w, r, probInternal, "the server could not read its database; its log has the details under request id "+id)
+	s.answerError(w, r, fmt.Errorf("%s: %w", op, err))
 }
 
 // writeItems sends a page of items; next is the value of after (or cursor) for the page that

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"slices"
@@ -56,27 +57,18 @@ func bearer(r *http.Request) (string, bool) {
 	return token, token != ""
 }
 
-func unauthorized(w http.ResponseWriter, r *http.Request, detail string) {
-	w.Header().Set("WWW-Authenticate", `Bearer realm="storeedge"`)
-	problem(w, r, probUnauthorized, detail)
-}
-
 // requireDevice lets through only requests with the credential of a paired, unrevoked device.
 // The registry is asked on every request, so a revocation stops the very next one.
 func (s *Server) requireDevice(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		token, ok := bearer(r)
 		if !ok {
-			unauthorized(w, r, "this route needs a device credential: send Authorization: Bearer <token>, with the token the device received when it paired (POST /api/v1/devices/pair)")
+			problem(w, r, probUnauthorized, "this route needs a device credential: send Authorization: Bearer <token>, with the token the device received when it paired (POST /api/v1/devices/pair)")
 			return
 		}
 		id, err := s.o.Devices.Authenticate(token)
-		switch {
-		case errors.Is(err, devices.ErrRevoked):
-			unauthorized(w, r, "this device was revoked by an admin; pair it again to use it")
-			return
-		case err != nil:
-			unauthorized(w, r, "the device credential is not valid; pair the device again if it was reset")
+		if err != nil { // devices.ErrUnauthorized or ErrRevoked
+			s.answerError(w, r, err)
 			return
 		}
 		// observe, first on every router, put the request's state in its context.
@@ -94,7 +86,7 @@ func (s *Server) requireAdmin(next http.Handler) http.Handler {
 		}
 		token, ok := bearer(r)
 		if !ok || !devices.EqualSecret(token, s.o.AdminToken) {
-			unauthorized(w, r, "this route needs the admin credential: send Authorization: Bearer <admin.token>")
+			problem(w, r, probUnauthorized, "this route needs the admin credential: send Authorization: Bearer <admin.token>")
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -138,27 +130,7 @@ func remoteIP(r *http.Request) string {
 
 // deviceError answers an error of the devices package, or a failure of the server's own.
 func (s *Server) deviceError(w http.ResponseWriter, r *http.Request, op string, err error) {
-	var invalid *devices.InvalidError
-	var throttled *devices.ThrottledError
-	switch {
-	case errors.As(err, &invalid):
-		problem(w, r, probInvalidBody, invalid.Error())
-	case errors.As(err, &throttled):
-		w.Header().Set("Retry-After", strconv.Itoa(int(max(throttled.RetryAfter.Round(time.Second), time.Second)/time.Second)))
-		problem(w, r, probThrottled, "too many failed pairing attempts from this address; try again in "+throttled.RetryAfter.Round(time.Second).String())
-	case errors.Is(err, devices.ErrBadPairing):
-		unauthorized(w, r, "the pairing code is unknown, expired or already used, or the enrollment secret is wrong; ask an admin for a new code")
-	case errors.Is(err, devices.ErrEnrollment):
-		problem(w, r, probAdminOff, "enrollment with the shop secret is off on this server (devices.enrollment_secret is empty); pair with a code an admin creates")
-	case errors.Is(err, devices.ErrNotFound), errors.Is(err, storage.ErrNotFound):
-		problem(w, r, probNotFound, "no such device")
-	case errors.Is(err, devices.ErrRevoked):
-		unauthorized(w, r, "this device was revoked by an admin; pair it again to use it")
-	case errors.Is(err, devices.ErrNoTarget):
-		problem(w, r, probNoTarget, err.Error())
-	default:
-		s.internal(w, r, op, err)
-	}
+	s.answerError(w, r, whenMissing(fmt.Errorf("%s: %w", op, err), "no such device"))
 }
 
 func (s *Server) pair(w http.ResponseWriter, r *http.Request) {

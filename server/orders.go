@@ -26,6 +26,13 @@ var (
 	probUnknownProduct      = problemType{"unknown-product", "Order refers to what the shop does not sell", http.StatusUnprocessableEntity}
 )
 
+// transitionError refuses a status change that the order's statuses do not allow.
+type transitionError struct{ from, to string }
+
+func (e *transitionError) Error() string {
+	return fmt.Sprintf("the order is %s and cannot become %s", e.from, e.to)
+}
+
 // ordersRoutes are the orders service: devices create orders, list and follow them, and move
 // them through their statuses.
 func (s *Server) ordersRoutes(r chi.Router) {
