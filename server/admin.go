@@ -230,7 +230,7 @@ func (s *Server) webhookFailures(w http.ResponseWriter, r *http.Request) {
 	}
 	limit, bad := limitParam(r.URL.Query())
 	if bad != nil {
-		problem(w, r, probBadParameter, bad.msg)
+		s.answerError(w, r, bad)
 		return
 	}
 	failures, err := s.o.BackOffice.WebhookFailures(r.Context(), limit)
@@ -273,7 +273,7 @@ func (s *Server) retryWebhook(w http.ResponseWriter, r *http.Request) {
 func (s *Server) rejectedOutbox(w http.ResponseWriter, r *http.Request) {
 	limit, bad := limitParam(r.URL.Query())
 	if bad != nil {
-		problem(w, r, probBadParameter, bad.msg)
+		s.answerError(w, r, bad)
 		return
 	}
 	entries, err := s.o.DB.RejectedOutbox(r.Context(), limit)

@@ -276,7 +276,7 @@ func (s *Server) listCommands(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	limit, bad := limitParam(q)
 	if bad != nil {
-		problem(w, r, probBadParameter, bad.msg)
+		s.answerError(w, r, bad)
 		return
 	}
 	f := storage.CommandFilter{DeviceID: q.Get("device"), State: q.Get("state"), Limit: limit + 1}

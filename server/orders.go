@@ -167,7 +167,7 @@ func (s *Server) listOrders(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	limit, bad := limitParam(q)
 	if bad != nil {
-		problem(w, r, probBadParameter, bad.msg)
+		s.answerError(w, r, bad)
 		return
 	}
 	status := q.Get("status")
