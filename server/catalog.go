@@ -99,12 +99,6 @@ func pathParam(r *http.Request, name string) (string, bool) {
 	return u, err == nil
 }
 
-// internal answers a failure of the server's own, for the handlers that do not return their
-// errors yet.
-func (s *Server) internal(w http.ResponseWriter, r *http.Request, op string, err error) {
-	s.answerError(w, r, fmt.Errorf("%s: %w", op, err))
-}
-
 // writeItems sends a page of items; next is the value of after (or cursor) for the page that
 // follows, "" on the last page.
 func writeItems(w http.ResponseWriter, items []storage.Item, next string) {

@@ -31,8 +31,9 @@
 //   - any other error is a 500 whose detail gives the request id, logged at ERROR with it.
 //
 // A handler that fails after its answer has started (a stream) gets no second header: handle
-// logs the error at WARN and the answer ends there. Middleware that answers before a handler
-// runs (credentials, body limits, unknown routes) calls problem itself.
+// logs the error at WARN and the answer ends there. What answers before a handler runs calls
+// problem itself: the credential checks, the body limit, a recovered panic, and the listener that
+// rewrites net/http's own error answers (rawerrors.go).
 //
 // The contract is docs/openapi.yaml; a test keeps it and the routes in step.
 package server

@@ -60,13 +60,6 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 	return nil
 }
 
-// writeJSON is writeJSON for the handlers that do not return their errors yet.
-func (s *Server) writeJSON(w http.ResponseWriter, r *http.Request, status int, v any) {
-	if err := writeJSON(w, status, v); err != nil {
-		s.answerError(w, r, err)
-	}
-}
-
 // appendItem appends {"id","rev","seq","doc"}.
 func appendItem(b []byte, it *storage.Item) []byte {
 	b = append(b, `{"id":`...)

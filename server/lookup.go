@@ -201,15 +201,6 @@ func decodeBody(r *http.Request, v any) error {
 	return nil
 }
 
-// decodeBody is decodeBody for the handlers that do not return their errors yet.
-func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
-	if err := decodeBody(r, v); err != nil {
-		s.answerError(w, r, err)
-		return false
-	}
-	return true
-}
-
 // decodeOne decodes the one JSON value of a body, which only white space may follow.
 func decodeOne(dec *json.Decoder, v any) error {
 	err := dec.Decode(v)

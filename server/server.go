@@ -255,10 +255,10 @@ func (s *Server) router(name string) *chi.Mux {
 	r := chi.NewRouter()
 	r.Use(s.observe, s.limitBody)
 	notFound := s.notFound(name)
-	r.NotFound(notFound)
-	r.MethodNotAllowed(s.methodNotAllowed(r, notFound))
-	r.Get("/healthz", s.healthz)
-	r.Get("/readyz", s.readyz)
+	r.NotFound(s.handle(notFound))
+	r.MethodNotAllowed(s.handle(s.methodNotAllowed(r, notFound)))
+	r.Get("/healthz", s.handle(s.healthz))
+	r.Get("/readyz", s.handle(s.readyz))
 	for _, svc := range services {
 		if svc.routes != nil && (name == frontDoor || name == svc.name) {
 			r.Group(func(r chi.Router) {
