@@ -30,6 +30,9 @@
 //     not-found answer the words that name what was not found;
 //   - any other error is a 500 whose detail gives the request id, logged at ERROR with it.
 //
+// A new kind of domain error gets its case in problemOf, and a new problem type its line in
+// docs/openapi.yaml.
+//
 // A handler that fails after its answer has started (a stream) gets no second header: handle
 // logs the error at WARN and the answer ends there. What answers before a handler runs calls
 // problem itself: the credential checks, the body limit, a recovered panic, and the listener that

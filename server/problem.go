@@ -81,16 +81,9 @@ func problemBody(p problemType, detail, instance string) []byte {
 	return body
 }
 
-// Handlers return their failure instead of answering it, as caddy's admin handlers do: a
-// handlerFunc returns an error, and handle turns that error into the answer. That is the one place
-// where errors become statuses, so a handler only says what went wrong:
-//
-//   - a refusal it decides itself (a bad parameter, a body that breaks a rule): refuse, or a
-//     helper that returns one (limitParam, decodeBody…);
-//   - an error of the domain (storage.ErrNotFound, a conflict, an invalid transition, the device
-//     registry's errors), wrapped with the operation that failed: problemOf maps it;
-//   - anything else is a failure of the server's own: a 500 whose detail points to the log line
-//     that holds the error under the request's id.
+// Handlers return their failure instead of answering it, as caddy's admin handlers do, and
+// handle answers it: the one place where errors become statuses (the package doc, "Errors", says
+// what a handler returns).
 
 // handlerFunc is a handler that returns its failure: nil once it has answered, else the error
 // that handle answers for it.
