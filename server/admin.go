@@ -30,14 +30,14 @@ import (
 func (s *Server) adminRoutes(r chi.Router) {
 	r.Group(func(r chi.Router) {
 		r.Use(noStore)
-		r.Get("/api/v1/status", s.status)
+		r.Get("/api/v1/status", s.handle(s.status))
 		s.adminDeviceRoutes(r)
-		r.Get("/api/v1/admin/outbox/rejected", s.rejectedOutbox)
-		r.Post("/api/v1/admin/outbox/{seq}/retry", s.retryOutbox)
-		r.Post("/api/v1/admin/backoffice/run", s.runBackOffice)
-		r.Get("/api/v1/admin/backoffice/webhook/failures", s.webhookFailures)
-		r.Post("/api/v1/admin/backoffice/webhook/{order}/retry", s.retryWebhook)
-		r.Get("/api/v1/admin/discovery/seen", s.seenDevices)
+		r.Get("/api/v1/admin/outbox/rejected", s.handle(s.rejectedOutbox))
+		r.Post("/api/v1/admin/outbox/{seq}/retry", s.handle(s.retryOutbox))
+		r.Post("/api/v1/admin/backoffice/run", s.handle(s.runBackOffice))
+		r.Get("/api/v1/admin/backoffice/webhook/failures", s.handle(s.webhookFailures))
+		r.Post("/api/v1/admin/backoffice/webhook/{order}/retry", s.handle(s.retryWebhook))
+		r.Get("/api/v1/admin/discovery/seen", s.handle(s.seenDevices))
 	})
 }
 
@@ -52,8 +52,9 @@ func noStore(next http.Handler) http.Handler {
 var healthyBody = []byte(`{"status":"ok"}` + "\n")
 
 // healthz says the process is alive and serving; it touches nothing.
-func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
 	writeBody(w, http.StatusOK, healthyBody)
+	return nil
 }
 
 // readyTimeout bounds the database probe of readyz: a database that takes longer is not ready.
@@ -62,7 +63,7 @@ const readyTimeout = 2 * time.Second
 // readyz says the server can answer from its database. The probe is the cheapest query there is:
 // a primary key lookup of an id that the contract forbids, so its only possible answers are "not
 // found" (ready) and an error.
-func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
 	defer cancel()
 	if _, err := s.o.DB.Get(ctx, cloudapi.Settings, ""); !errors.Is(err, storage.ErrNotFound) {
@@ -70,10 +71,10 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			detail += ": " + err.Error()
 		}
-		problem(w, r, probNotReady, detail)
-		return
+		return refuse(probNotReady, detail)
 	}
 	writeBody(w, http.StatusOK, healthyBody)
+	return nil
 }
 
 // statusQuarantine is how many quarantined feed lines the status shows, newest first.
@@ -123,7 +124,7 @@ type collectionStatus struct {
 
 // status is what shop IT looks at first: who this server is, whether the WAN works and how far
 // behind each collection is.
-func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+func (s *Server) status(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	now := s.now()
 	doc := statusDoc{
@@ -137,12 +138,34 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	if s.o.WAN != nil {
 		doc.WAN = s.o.WAN()
 	}
+	var err error
+	if doc.Collections, err = s.collectionsStatus(ctx, now); err != nil {
+		return err
+	}
+	if doc.Quarantine, err = s.quarantineStatus(ctx); err != nil {
+		return err
+	}
+	s.componentsStatus(&doc)
+	if err := s.serviceStatus(ctx, &doc); err != nil {
+		return err
+	}
+	if doc.Devices, err = s.o.Devices.Summary(ctx); err != nil {
+		return fmt.Errorf("list devices: %w", err)
+	}
+	if doc.Orders, err = s.o.DB.OrderStats(ctx); err != nil {
+		return fmt.Errorf("count orders: %w", err)
+	}
+	return writeJSON(w, http.StatusOK, doc)
+}
+
+// collectionsStatus is how far behind each collection of the catalog is.
+func (s *Server) collectionsStatus(ctx context.Context, now time.Time) ([]collectionStatus, error) {
+	out := make([]collectionStatus, 0, len(cloudapi.Collections))
 	for _, name := range cloudapi.Collections {
 		st, _ := s.o.DB.FeedState(name)
 		rows, err := s.o.DB.Count(ctx, name)
 		if err != nil {
-			s.internal(w, r, "count "+name, err)
-			return
+			return nil, fmt.Errorf("count %s: %w", name, err)
 		}
 		cs := collectionStatus{
 			Name:        name,
@@ -161,20 +184,29 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 			t := st.LastErrorAt.UTC()
 			cs.LastErrorAt = &t
 		}
-		doc.Collections = append(doc.Collections, cs)
+		out = append(out, cs)
 	}
+	return out, nil
+}
+
+// quarantineStatus is the newest feed lines that were set aside, never null.
+func (s *Server) quarantineStatus(ctx context.Context) ([]storage.QuarantineEntry, error) {
 	q, err := s.o.DB.Quarantine(ctx, "", statusQuarantine)
 	if err != nil {
-		s.internal(w, r, "list quarantine", err)
-		return
+		return nil, fmt.Errorf("list quarantine: %w", err)
 	}
 	for i := range q {
 		q[i].At = q[i].At.UTC()
 	}
-	doc.Quarantine = q
-	if doc.Quarantine == nil {
-		doc.Quarantine = []storage.QuarantineEntry{}
+	if q == nil {
+		q = []storage.QuarantineEntry{}
 	}
+	return q, nil
+}
+
+// componentsStatus fills in the mode and what the other components report of themselves; a
+// component the daemon does not run stays null.
+func (s *Server) componentsStatus(doc *statusDoc) {
 	doc.Mode = "production"
 	if s.o.TestMode {
 		doc.Mode = "test"
@@ -201,144 +233,125 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	if rc, ok := s.o.DB.ReadCacheStats(); ok {
 		doc.ReadCache = &rc
 	}
+}
+
+// serviceStatus fills in what the media service and the alerts report, which reading can fail;
+// a service the daemon does not run stays null.
+func (s *Server) serviceStatus(ctx context.Context, doc *statusDoc) error {
 	if s.o.Media != nil {
 		ms, err := s.o.Media.Status(ctx)
 		if err != nil {
-			s.internal(w, r, "media status", err)
-			return
+			return fmt.Errorf("media status: %w", err)
 		}
 		doc.Media = &ms
-	}
-	if doc.Devices, err = s.o.Devices.Summary(ctx); err != nil {
-		s.internal(w, r, "list devices", err)
-		return
-	}
-	if doc.Orders, err = s.o.DB.OrderStats(ctx); err != nil {
-		s.internal(w, r, "count orders", err)
-		return
 	}
 	if s.o.Alerts != nil {
 		st, err := s.o.Alerts.Status(ctx)
 		if err != nil {
-			s.internal(w, r, "alerts status", err)
-			return
+			return fmt.Errorf("alerts status: %w", err)
 		}
 		doc.Alerts = &st
 	}
-	s.writeJSON(w, r, http.StatusOK, doc)
+	return nil
 }
 
 // backOfficeRunTimeout bounds an "export now": a run in progress is waited for first.
 const backOfficeRunTimeout = 2 * time.Minute
 
-var probBackOffice = problemType{"backoffice-failed", "Back-office run failed", http.StatusBadGateway}
+var (
+	probBackOffice  = problemType{"backoffice-failed", "Back-office run failed", http.StatusBadGateway}
+	errNoBackOffice = refuse(probNotFound, "this server has no back-office exchange")
+)
 
 // runBackOffice exports and imports now instead of at the next scheduled time, and answers the
-// back office's status afterwards.
-func (s *Server) runBackOffice(w http.ResponseWriter, r *http.Request) {
-	if !s.hasBackOffice(w, r) {
-		return
+// back office's status afterwards. A failed run is the ERP's or the drop folder's, not the
+// server's: its reason is the answer's detail.
+func (s *Server) runBackOffice(w http.ResponseWriter, r *http.Request) error {
+	if s.o.BackOffice == nil {
+		return errNoBackOffice
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), backOfficeRunTimeout)
 	defer cancel()
 	if err := s.o.BackOffice.RunOnce(ctx); err != nil {
-		problem(w, r, probBackOffice, err.Error())
-		return
+		return refuse(probBackOffice, err.Error())
 	}
 	s.o.Logger.Info("backoffice: run started by an admin")
-	s.writeJSON(w, r, http.StatusOK, s.o.BackOffice.Status())
-}
-
-func (s *Server) hasBackOffice(w http.ResponseWriter, r *http.Request) bool {
-	if s.o.BackOffice == nil {
-		problem(w, r, probNotFound, "this server has no back-office exchange")
-		return false
-	}
-	return true
+	return writeJSON(w, http.StatusOK, s.o.BackOffice.Status())
 }
 
 // webhookFailures lists the orders the ERP's webhook refused for good, with its answers.
-func (s *Server) webhookFailures(w http.ResponseWriter, r *http.Request) {
-	if !s.hasBackOffice(w, r) {
-		return
+func (s *Server) webhookFailures(w http.ResponseWriter, r *http.Request) error {
+	if s.o.BackOffice == nil {
+		return errNoBackOffice
 	}
-	limit, bad := limitParam(r.URL.Query())
-	if bad != nil {
-		problem(w, r, probBadParameter, bad.msg)
-		return
+	limit, err := limitParam(r.URL.Query())
+	if err != nil {
+		return err
 	}
 	failures, err := s.o.BackOffice.WebhookFailures(r.Context(), limit)
 	if err != nil {
-		s.internal(w, r, "list webhook failures", err)
-		return
+		return fmt.Errorf("list webhook failures: %w", err)
 	}
 	if failures == nil {
 		failures = []storage.ExportFailure{}
 	}
-	s.writeJSON(w, r, http.StatusOK, struct {
+	return writeJSON(w, http.StatusOK, struct {
 		Items []storage.ExportFailure `json:"items"`
 	}{failures})
 }
 
 // retryWebhook sends a refused order to the webhook again at the next run, once the cause is
 // fixed in the ERP.
-func (s *Server) retryWebhook(w http.ResponseWriter, r *http.Request) {
-	if !s.hasBackOffice(w, r) {
-		return
+func (s *Server) retryWebhook(w http.ResponseWriter, r *http.Request) error {
+	if s.o.BackOffice == nil {
+		return errNoBackOffice
 	}
 	id, _ := pathParam(r, "order")
 	ok, err := s.o.BackOffice.RetryWebhook(r.Context(), id)
 	if err != nil {
-		s.internal(w, r, "retry webhook", err)
-		return
+		return fmt.Errorf("retry webhook: %w", err)
 	}
 	if !ok {
-		problem(w, r, probNotFound, "order "+strconv.Quote(id)+" was not refused by the webhook")
-		return
+		return refuse(probNotFound, "order "+strconv.Quote(id)+" was not refused by the webhook")
 	}
 	s.o.Logger.Info("backoffice: webhook refusal cleared by an admin", slog.String("order_id", id))
-	s.writeJSON(w, r, http.StatusOK, struct {
+	return writeJSON(w, http.StatusOK, struct {
 		OrderID string `json:"order_id"`
 		State   string `json:"state"`
 	}{id, storage.ExportPending})
 }
 
 // rejectedOutbox lists what the cloud refused for good, newest first, with the reasons.
-func (s *Server) rejectedOutbox(w http.ResponseWriter, r *http.Request) {
-	limit, bad := limitParam(r.URL.Query())
-	if bad != nil {
-		problem(w, r, probBadParameter, bad.msg)
-		return
+func (s *Server) rejectedOutbox(w http.ResponseWriter, r *http.Request) error {
+	limit, err := limitParam(r.URL.Query())
+	if err != nil {
+		return err
 	}
 	entries, err := s.o.DB.RejectedOutbox(r.Context(), limit)
 	if err != nil {
-		s.internal(w, r, "list rejected outbox", err)
-		return
+		return fmt.Errorf("list rejected outbox: %w", err)
 	}
-	s.writeJSON(w, r, http.StatusOK, struct {
+	return writeJSON(w, http.StatusOK, struct {
 		Items []storage.OutboxEntry `json:"items"`
 	}{entries})
 }
 
 // retryOutbox puts a rejected entry back in the upload queue, once the cause is fixed.
-func (s *Server) retryOutbox(w http.ResponseWriter, r *http.Request) {
+func (s *Server) retryOutbox(w http.ResponseWriter, r *http.Request) error {
 	raw, _ := pathParam(r, "seq")
 	seq, err := strconv.ParseInt(raw, 10, 64)
 	if err != nil || seq <= 0 {
-		problem(w, r, probBadParameter, "seq: "+strconv.Quote(raw)+" is not a positive whole number")
-		return
+		return refuse(probBadParameter, "seq: "+strconv.Quote(raw)+" is not a positive whole number")
 	}
 	ok, err := s.o.DB.RetryOutbox(r.Context(), seq)
 	if err != nil {
-		s.internal(w, r, "retry outbox entry", err)
-		return
+		return fmt.Errorf("retry outbox entry: %w", err)
 	}
 	if !ok {
-		problem(w, r, probNotFound, fmt.Sprintf("no rejected outbox entry %d", seq))
-		return
+		return refuse(probNotFound, fmt.Sprintf("no rejected outbox entry %d", seq))
 	}
 	s.o.Logger.Info("outbox: rejected entry queued again by an admin", slog.Int64("seq", seq))
-	s.writeJSON(w, r, http.StatusOK, struct {
+	return writeJSON(w, http.StatusOK, struct {
 		Seq   int64  `json:"seq"`
 		State string `json:"state"`
 	}{seq, storage.OutboxPending})
@@ -346,7 +359,7 @@ func (s *Server) retryOutbox(w http.ResponseWriter, r *http.Request) {
 
 // seenDevices lists the devices that said hello on the LAN (docs/discovery.md), so that shop IT
 // can pair the ones it recognises; those already paired are marked with their device id.
-func (s *Server) seenDevices(w http.ResponseWriter, r *http.Request) {
+func (s *Server) seenDevices(w http.ResponseWriter, r *http.Request) error {
 	items := []discovery.SeenDevice{}
 	if s.o.Discovery != nil {
 		items = append(items, s.o.Discovery.Seen()...)
@@ -356,8 +369,7 @@ func (s *Server) seenDevices(w http.ResponseWriter, r *http.Request) {
 		// address and push port the server would dial.
 		list, err := s.o.Devices.List(r.Context())
 		if err != nil {
-			s.internal(w, r, "list devices", err)
-			return
+			return fmt.Errorf("list devices: %w", err)
 		}
 		paired := make(map[string]string, len(list))
 		for _, d := range list {
@@ -369,7 +381,7 @@ func (s *Server) seenDevices(w http.ResponseWriter, r *http.Request) {
 			items[i].PairedAs = paired[net.JoinHostPort(items[i].Addr, strconv.Itoa(items[i].PushPort))]
 		}
 	}
-	s.writeJSON(w, r, http.StatusOK, struct {
+	return writeJSON(w, http.StatusOK, struct {
 		Items []discovery.SeenDevice `json:"items"`
 	}{items})
 }

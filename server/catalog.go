@@ -1,10 +1,7 @@
 package server
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -27,18 +24,18 @@ const (
 func (s *Server) catalogRoutes(r chi.Router) {
 	r.Group(func(r chi.Router) {
 		r.Use(noCache)
-		r.Get("/api/v1/catalog/products", s.listProducts)
-		r.Get("/api/v1/catalog/products/{id}", s.getItem(cloudapi.Products))
-		r.Get("/api/v1/catalog/barcodes/{code}", s.productByBarcode)
-		r.Get("/api/v1/catalog/search", s.search)
-		r.Get("/api/v1/catalog/categories", s.categories)
+		r.Get("/api/v1/catalog/products", s.handle(s.listProducts))
+		r.Get("/api/v1/catalog/products/{id}", s.handle(s.getItem(cloudapi.Products)))
+		r.Get("/api/v1/catalog/barcodes/{code}", s.handle(s.productByBarcode))
+		r.Get("/api/v1/catalog/search", s.handle(s.search))
+		r.Get("/api/v1/catalog/categories", s.handle(s.categories))
 		for _, c := range []string{cloudapi.Prices, cloudapi.Stock, cloudapi.Media} {
-			r.Get("/api/v1/catalog/"+c, s.listItems(c))
-			r.Get("/api/v1/catalog/"+c+"/{id}", s.getItem(c))
+			r.Get("/api/v1/catalog/"+c, s.handle(s.listItems(c)))
+			r.Get("/api/v1/catalog/"+c+"/{id}", s.handle(s.getItem(c)))
 		}
-		r.Get("/api/v1/catalog/settings", s.settings)
-		r.Post("/api/v1/catalog/lookup", s.lookup)
-		r.Get("/api/v1/catalog/changes", s.changes)
+		r.Get("/api/v1/catalog/settings", s.handle(s.settings))
+		r.Post("/api/v1/catalog/lookup", s.handle(s.lookup))
+		r.Get("/api/v1/catalog/changes", s.handle(s.changes))
 	})
 }
 
@@ -102,20 +99,6 @@ func pathParam(r *http.Request, name string) (string, bool) {
 	return u, err == nil
 }
 
-// internal answers 500 for a failure of the server's own, logged for a human with the request id.
-// A request whose device went away is not an error of the server's.
-func (s *Server) internal(w http.ResponseWriter, r *http.Request, op string, err error) {
-	ctx := r.Context()
-	id := requestID(ctx)
-	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
-		s.log.LogAttrs(ctx, slog.LevelDebug, "request abandoned by the client", slog.String(keyRequestID, id), slog.String(keyError, err.Error()))
-		return
-	}
-	s.log.LogAttrs(ctx, slog.LevelError, op+" failed", slog.String(keyRequestID, id),
-		slog.String(keyMethod, r.Method), slog.String(keyPath, r.URL.Path), slog.String(keyError, err.Error()))
-	problem(w, r, probInternal, "the server could not read its database; its log has the details under request id "+id)
-}
-
 // writeItems sends a page of items; next is the value of after (or cursor) for the page that
 // follows, "" on the last page.
 func writeItems(w http.ResponseWriter, items []storage.Item, next string) {
@@ -134,46 +117,43 @@ func page(items []storage.Item, limit int) ([]storage.Item, string) {
 	return items, items[limit-1].ID
 }
 
-func (s *Server) listProducts(w http.ResponseWriter, r *http.Request) {
+func (s *Server) listProducts(w http.ResponseWriter, r *http.Request) error {
 	s.setDataAge(w, cloudapi.Products)
 	q := r.URL.Query()
-	limit, bad := limitParam(q)
-	if bad != nil {
-		problem(w, r, probBadParameter, bad.msg)
-		return
+	limit, err := limitParam(q)
+	if err != nil {
+		return err
 	}
 	after := q.Get("after")
 	var items []storage.Item
-	var err error
 	if cat, ok := q["category"]; ok {
 		items, err = s.o.DB.ProductsInCategory(r.Context(), cat[0], after, limit+1)
 	} else {
 		items, err = s.o.DB.List(r.Context(), cloudapi.Products, after, limit+1)
 	}
 	if err != nil {
-		s.internal(w, r, "list products", err)
-		return
+		return fmt.Errorf("list products: %w", err)
 	}
 	items, next := page(items, limit)
 	writeItems(w, items, next)
+	return nil
 }
 
-func (s *Server) listItems(collection string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+func (s *Server) listItems(collection string) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
 		s.setDataAge(w, collection)
 		q := r.URL.Query()
-		limit, bad := limitParam(q)
-		if bad != nil {
-			problem(w, r, probBadParameter, bad.msg)
-			return
+		limit, err := limitParam(q)
+		if err != nil {
+			return err
 		}
 		items, err := s.o.DB.List(r.Context(), collection, q.Get("after"), limit+1)
 		if err != nil {
-			s.internal(w, r, "list "+collection, err)
-			return
+			return fmt.Errorf("list %s: %w", collection, err)
 		}
 		items, next := page(items, limit)
 		writeItems(w, items, next)
+		return nil
 	}
 }
 
@@ -186,42 +166,36 @@ var singular = map[string]string{
 	cloudapi.Settings: "setting",
 }
 
-func (s *Server) getItem(collection string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+func (s *Server) getItem(collection string) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
 		s.setDataAge(w, collection)
 		id, ok := pathParam(r, "id")
 		if !ok {
-			problem(w, r, probNotFound, "the id in the path is not validly escaped")
-			return
+			return refuse(probNotFound, "the id in the path is not validly escaped")
 		}
 		it, err := s.o.DB.Get(r.Context(), collection, id)
-		switch {
-		case errors.Is(err, storage.ErrNotFound):
-			problem(w, r, probNotFound, "no "+singular[collection]+" with id "+strconv.Quote(id)+" in the catalog as last synced")
-		case err != nil:
-			s.internal(w, r, "get "+singular[collection], err)
-		default:
-			writeItem(w, &it)
+		if err != nil {
+			return whenMissing(fmt.Errorf("get %s: %w", singular[collection], err),
+				"no "+singular[collection]+" with id "+strconv.Quote(id)+" in the catalog as last synced")
 		}
+		writeItem(w, &it)
+		return nil
 	}
 }
 
-func (s *Server) productByBarcode(w http.ResponseWriter, r *http.Request) {
+func (s *Server) productByBarcode(w http.ResponseWriter, r *http.Request) error {
 	s.setDataAge(w, cloudapi.Products)
 	code, ok := pathParam(r, "code")
 	if !ok {
-		problem(w, r, probNotFound, "the barcode in the path is not validly escaped")
-		return
+		return refuse(probNotFound, "the barcode in the path is not validly escaped")
 	}
 	it, err := s.o.DB.ProductByBarcode(r.Context(), code)
-	switch {
-	case errors.Is(err, storage.ErrNotFound):
-		problem(w, r, probNotFound, "no product carries barcode "+strconv.Quote(code)+" in the catalog as last synced")
-	case err != nil:
-		s.internal(w, r, "get product by barcode", err)
-	default:
-		writeItem(w, &it)
+	if err != nil {
+		return whenMissing(fmt.Errorf("get product by barcode: %w", err),
+			"no product carries barcode "+strconv.Quote(code)+" in the catalog as last synced")
 	}
+	writeItem(w, &it)
+	return nil
 }
 
 func writeItem(w http.ResponseWriter, it *storage.Item) {
@@ -232,23 +206,20 @@ func writeItem(w http.ResponseWriter, it *storage.Item) {
 }
 
 // search pages through relevance-ordered results with an opaque cursor (an offset today).
-func (s *Server) search(w http.ResponseWriter, r *http.Request) {
+func (s *Server) search(w http.ResponseWriter, r *http.Request) error {
 	s.setDataAge(w, cloudapi.Products)
 	q := r.URL.Query()
-	query, offset, bad := searchParams(q)
-	if bad != nil {
-		problem(w, r, probBadParameter, bad.msg)
-		return
+	query, offset, err := searchParams(q)
+	if err != nil {
+		return err
 	}
-	limit, bad := limitParam(q)
-	if bad != nil {
-		problem(w, r, probBadParameter, bad.msg)
-		return
+	limit, err := limitParam(q)
+	if err != nil {
+		return err
 	}
 	items, err := s.o.DB.Search(r.Context(), query, offset, limit+1)
 	if err != nil {
-		s.internal(w, r, "search", err)
-		return
+		return fmt.Errorf("search: %w", err)
 	}
 	next := ""
 	if len(items) > limit {
@@ -258,32 +229,32 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeItems(w, items, next)
+	return nil
 }
 
-func (s *Server) categories(w http.ResponseWriter, r *http.Request) {
+func (s *Server) categories(w http.ResponseWriter, r *http.Request) error {
 	s.setDataAge(w, cloudapi.Products)
 	cats, err := s.o.DB.Categories(r.Context())
 	if err != nil {
-		s.internal(w, r, "list categories", err)
-		return
+		return fmt.Errorf("list categories: %w", err)
 	}
 	if cats == nil {
 		cats = []storage.Category{}
 	}
-	s.writeJSON(w, r, http.StatusOK, struct {
+	return writeJSON(w, http.StatusOK, struct {
 		Items []storage.Category `json:"items"`
 	}{cats})
 }
 
 // settings sends every setting at once: a shop has a handful, capped at maxSettings.
-func (s *Server) settings(w http.ResponseWriter, r *http.Request) {
+func (s *Server) settings(w http.ResponseWriter, r *http.Request) error {
 	s.setDataAge(w, cloudapi.Settings)
 	items, err := s.o.DB.List(r.Context(), cloudapi.Settings, "", maxSettings)
 	if err != nil {
-		s.internal(w, r, "list settings", err)
-		return
+		return fmt.Errorf("list settings: %w", err)
 	}
 	writeItems(w, items, "")
+	return nil
 }
 
 // probChangesReset answers a since that is no position of this database's delta feed.
@@ -302,39 +273,33 @@ func changesResetDetail(since int64, held string, head int64, epoch string) stri
 // once in its latest state (deletions included), so a device keeps its own cache in step. Every
 // answer names the feed's epoch; a since beyond the last change, or sent with another epoch, is
 // answered 410 changes-reset so the device starts again from 0.
-func (s *Server) changes(w http.ResponseWriter, r *http.Request) {
+func (s *Server) changes(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	colls, bad := collectionsParam(q)
-	if bad != nil {
+	colls, err := collectionsParam(q)
+	if err != nil {
 		s.setDataAge(w, cloudapi.Collections...)
-		problem(w, r, probBadParameter, bad.msg)
-		return
+		return err
 	}
 	s.setDataAge(w, colls...)
-	since, bad := sinceParam(q)
-	if bad != nil {
-		problem(w, r, probBadParameter, bad.msg)
-		return
+	since, err := sinceParam(q)
+	if err != nil {
+		return err
 	}
-	limit, bad := limitParam(q)
-	if bad != nil {
-		problem(w, r, probBadParameter, bad.msg)
-		return
+	limit, err := limitParam(q)
+	if err != nil {
+		return err
 	}
-	held, bad := epochParam(q)
-	if bad != nil {
-		problem(w, r, probBadParameter, bad.msg)
-		return
+	held, err := epochParam(q)
+	if err != nil {
+		return err
 	}
 	epoch := s.o.DB.Epoch()
 	if head := s.o.DB.Seq(); since > 0 && (since > head || held != "" && held != epoch) {
-		problem(w, r, probChangesReset, changesResetDetail(since, held, head, epoch))
-		return
+		return refuse(probChangesReset, changesResetDetail(since, held, head, epoch))
 	}
 	changes, err := s.o.DB.Changes(r.Context(), since, limit+1, colls)
 	if err != nil {
-		s.internal(w, r, "read changes", err)
-		return
+		return fmt.Errorf("read changes: %w", err)
 	}
 	more := len(changes) > limit
 	if more {
@@ -361,4 +326,5 @@ func (s *Server) changes(w http.ResponseWriter, r *http.Request) {
 	*b = append(*b, `"}`...)
 	writeBody(w, http.StatusOK, *b)
 	putBuffer(b)
+	return nil
 }

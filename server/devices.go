@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"slices"
@@ -56,27 +57,18 @@ func bearer(r *http.Request) (string, bool) {
 	return token, token != ""
 }
 
-func unauthorized(w http.ResponseWriter, r *http.Request, detail string) {
-	w.Header().Set("WWW-Authenticate", `Bearer realm="storeedge"`)
-	problem(w, r, probUnauthorized, detail)
-}
-
 // requireDevice lets through only requests with the credential of a paired, unrevoked device.
 // The registry is asked on every request, so a revocation stops the very next one.
 func (s *Server) requireDevice(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		token, ok := bearer(r)
 		if !ok {
-			unauthorized(w, r, "this route needs a device credential: send Authorization: Bearer <token>, with the token the device received when it paired (POST /api/v1/devices/pair)")
+			problem(w, r, probUnauthorized, "this route needs a device credential: send Authorization: Bearer <token>, with the token the device received when it paired (POST /api/v1/devices/pair)")
 			return
 		}
 		id, err := s.o.Devices.Authenticate(token)
-		switch {
-		case errors.Is(err, devices.ErrRevoked):
-			unauthorized(w, r, "this device was revoked by an admin; pair it again to use it")
-			return
-		case err != nil:
-			unauthorized(w, r, "the device credential is not valid; pair the device again if it was reset")
+		if err != nil { // devices.ErrUnauthorized or ErrRevoked
+			s.answerError(w, r, err)
 			return
 		}
 		// observe, first on every router, put the request's state in its context.
@@ -94,7 +86,7 @@ func (s *Server) requireAdmin(next http.Handler) http.Handler {
 		}
 		token, ok := bearer(r)
 		if !ok || !devices.EqualSecret(token, s.o.AdminToken) {
-			unauthorized(w, r, "this route needs the admin credential: send Authorization: Bearer <admin.token>")
+			problem(w, r, probUnauthorized, "this route needs the admin credential: send Authorization: Bearer <admin.token>")
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -106,25 +98,25 @@ func (s *Server) requireAdmin(next http.Handler) http.Handler {
 func (s *Server) devicesRoutes(r chi.Router) {
 	r.Group(func(r chi.Router) {
 		r.Use(noStore)
-		r.Post("/api/v1/devices/pair", s.pair)
+		r.Post("/api/v1/devices/pair", s.handle(s.pair))
 		r.Group(func(r chi.Router) {
 			r.Use(s.requireDevice)
-			r.Post("/api/v1/devices/heartbeat", s.heartbeat)
-			r.Get("/api/v1/devices/me", s.me)
+			r.Post("/api/v1/devices/heartbeat", s.handle(s.heartbeat))
+			r.Get("/api/v1/devices/me", s.handle(s.me))
 		})
 	})
 }
 
 // adminDeviceRoutes are the admin's view of devices and commands, part of the admin service.
 func (s *Server) adminDeviceRoutes(r chi.Router) {
-	r.Get("/api/v1/admin/devices", s.listDevices)
-	r.Get("/api/v1/admin/devices/{id}", s.getDevice)
-	r.Patch("/api/v1/admin/devices/{id}", s.renameDevice)
-	r.Post("/api/v1/admin/devices/{id}/revoke", s.revokeDevice)
-	r.Post("/api/v1/admin/pairing-codes", s.newPairingCode)
-	r.Post("/api/v1/admin/commands", s.sendCommand)
-	r.Get("/api/v1/admin/commands", s.listCommands)
-	r.Get("/api/v1/admin/commands/{id}", s.getCommand)
+	r.Get("/api/v1/admin/devices", s.handle(s.listDevices))
+	r.Get("/api/v1/admin/devices/{id}", s.handle(s.getDevice))
+	r.Patch("/api/v1/admin/devices/{id}", s.handle(s.renameDevice))
+	r.Post("/api/v1/admin/devices/{id}/revoke", s.handle(s.revokeDevice))
+	r.Post("/api/v1/admin/pairing-codes", s.handle(s.newPairingCode))
+	r.Post("/api/v1/admin/commands", s.handle(s.sendCommand))
+	r.Get("/api/v1/admin/commands", s.handle(s.listCommands))
+	r.Get("/api/v1/admin/commands/{id}", s.handle(s.getCommand))
 }
 
 // remoteIP is the address the request came from, where the server will dial the device.
@@ -136,111 +128,85 @@ func remoteIP(r *http.Request) string {
 	return host
 }
 
-// deviceError answers an error of the devices package, or a failure of the server's own.
-func (s *Server) deviceError(w http.ResponseWriter, r *http.Request, op string, err error) {
-	var invalid *devices.InvalidError
-	var throttled *devices.ThrottledError
-	switch {
-	case errors.As(err, &invalid):
-		problem(w, r, probInvalidBody, invalid.Error())
-	case errors.As(err, &throttled):
-		w.Header().Set("Retry-After", strconv.Itoa(int(max(throttled.RetryAfter.Round(time.Second), time.Second)/time.Second)))
-		problem(w, r, probThrottled, "too many failed pairing attempts from this address; try again in "+throttled.RetryAfter.Round(time.Second).String())
-	case errors.Is(err, devices.ErrBadPairing):
-		unauthorized(w, r, "the pairing code is unknown, expired or already used, or the enrollment secret is wrong; ask an admin for a new code")
-	case errors.Is(err, devices.ErrEnrollment):
-		problem(w, r, probAdminOff, "enrollment with the shop secret is off on this server (devices.enrollment_secret is empty); pair with a code an admin creates")
-	case errors.Is(err, devices.ErrNotFound), errors.Is(err, storage.ErrNotFound):
-		problem(w, r, probNotFound, "no such device")
-	case errors.Is(err, devices.ErrRevoked):
-		unauthorized(w, r, "this device was revoked by an admin; pair it again to use it")
-	case errors.Is(err, devices.ErrNoTarget):
-		problem(w, r, probNoTarget, err.Error())
-	default:
-		s.internal(w, r, op, err)
-	}
+// deviceFailed names an operation of the device registry that failed; what it did not find is a
+// device. The adapter answers the registry's errors.
+func deviceFailed(op string, err error) error {
+	return whenMissing(fmt.Errorf("%s: %w", op, err), "no such device")
 }
 
-func (s *Server) pair(w http.ResponseWriter, r *http.Request) {
+func (s *Server) pair(w http.ResponseWriter, r *http.Request) error {
 	var req devices.PairRequest
-	if !s.decodeBody(w, r, &req) {
-		return
+	if err := decodeBody(r, &req); err != nil {
+		return err
 	}
 	creds, err := s.o.Devices.Pair(r.Context(), req, remoteIP(r))
 	if err != nil {
-		s.deviceError(w, r, "pair device", err)
-		return
+		return deviceFailed("pair device", err)
 	}
-	s.writeJSON(w, r, http.StatusCreated, creds)
+	return writeJSON(w, http.StatusCreated, creds)
 }
 
-func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
+func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
 	var hb devices.Heartbeat
-	if !s.decodeBody(w, r, &hb) {
-		return
+	if err := decodeBody(r, &hb); err != nil {
+		return err
 	}
 	d, err := s.o.Devices.Heartbeat(r.Context(), deviceID(r.Context()), hb, remoteIP(r))
 	if err != nil {
-		s.deviceError(w, r, "heartbeat", err)
-		return
+		return deviceFailed("heartbeat", err)
 	}
-	s.writeJSON(w, r, http.StatusOK, d)
+	return writeJSON(w, http.StatusOK, d)
 }
 
-func (s *Server) me(w http.ResponseWriter, r *http.Request) {
+func (s *Server) me(w http.ResponseWriter, r *http.Request) error {
 	d, err := s.o.Devices.Get(r.Context(), deviceID(r.Context()))
 	if err != nil {
-		s.deviceError(w, r, "read device", err)
-		return
+		return deviceFailed("read device", err)
 	}
-	s.writeJSON(w, r, http.StatusOK, d)
+	return writeJSON(w, http.StatusOK, d)
 }
 
-func (s *Server) listDevices(w http.ResponseWriter, r *http.Request) {
+func (s *Server) listDevices(w http.ResponseWriter, r *http.Request) error {
 	all, err := s.o.Devices.List(r.Context())
 	if err != nil {
-		s.deviceError(w, r, "list devices", err)
-		return
+		return deviceFailed("list devices", err)
 	}
-	s.writeJSON(w, r, http.StatusOK, struct {
+	return writeJSON(w, http.StatusOK, struct {
 		Items []devices.Device `json:"items"`
 	}{all})
 }
 
-func (s *Server) getDevice(w http.ResponseWriter, r *http.Request) {
+func (s *Server) getDevice(w http.ResponseWriter, r *http.Request) error {
 	id, _ := pathParam(r, "id")
 	d, err := s.o.Devices.Get(r.Context(), id)
 	if err != nil {
-		s.deviceError(w, r, "read device", err)
-		return
+		return deviceFailed("read device", err)
 	}
-	s.writeJSON(w, r, http.StatusOK, d)
+	return writeJSON(w, http.StatusOK, d)
 }
 
-func (s *Server) renameDevice(w http.ResponseWriter, r *http.Request) {
+func (s *Server) renameDevice(w http.ResponseWriter, r *http.Request) error {
 	id, _ := pathParam(r, "id")
 	var req struct {
 		Name string `json:"name"`
 	}
-	if !s.decodeBody(w, r, &req) {
-		return
+	if err := decodeBody(r, &req); err != nil {
+		return err
 	}
 	d, err := s.o.Devices.Rename(r.Context(), id, req.Name)
 	if err != nil {
-		s.deviceError(w, r, "rename device", err)
-		return
+		return deviceFailed("rename device", err)
 	}
-	s.writeJSON(w, r, http.StatusOK, d)
+	return writeJSON(w, http.StatusOK, d)
 }
 
-func (s *Server) revokeDevice(w http.ResponseWriter, r *http.Request) {
+func (s *Server) revokeDevice(w http.ResponseWriter, r *http.Request) error {
 	id, _ := pathParam(r, "id")
 	d, err := s.o.Devices.Revoke(r.Context(), id)
 	if err != nil {
-		s.deviceError(w, r, "revoke device", err)
-		return
+		return deviceFailed("revoke device", err)
 	}
-	s.writeJSON(w, r, http.StatusOK, d)
+	return writeJSON(w, http.StatusOK, d)
 }
 
 // duration is a JSON duration, "10m" or "24h".
@@ -259,71 +225,66 @@ func (d *duration) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-func (s *Server) newPairingCode(w http.ResponseWriter, r *http.Request) {
+func (s *Server) newPairingCode(w http.ResponseWriter, r *http.Request) error {
 	var req struct {
 		TTL duration `json:"ttl"`
 	}
-	if r.ContentLength != 0 && !s.decodeBody(w, r, &req) {
-		return
+	if r.ContentLength != 0 {
+		if err := decodeBody(r, &req); err != nil {
+			return err
+		}
 	}
 	if ttl := time.Duration(req.TTL); ttl != 0 && (ttl < time.Minute || ttl > 24*time.Hour) {
-		problem(w, r, probInvalidBody, "ttl: want a duration between 1m and 24h")
-		return
+		return refuse(probInvalidBody, "ttl: want a duration between 1m and 24h")
 	}
 	code, err := s.o.Devices.NewPairingCode(r.Context(), time.Duration(req.TTL))
 	if err != nil {
-		s.deviceError(w, r, "create pairing code", err)
-		return
+		return deviceFailed("create pairing code", err)
 	}
-	s.writeJSON(w, r, http.StatusCreated, code)
+	return writeJSON(w, http.StatusCreated, code)
 }
 
-func (s *Server) sendCommand(w http.ResponseWriter, r *http.Request) {
+func (s *Server) sendCommand(w http.ResponseWriter, r *http.Request) error {
 	var req struct {
 		Target  devices.Target  `json:"target"`
 		Type    string          `json:"type"`
 		Payload json.RawMessage `json:"payload"`
 		TTL     duration        `json:"ttl"`
 	}
-	if !s.decodeBody(w, r, &req) {
-		return
+	if err := decodeBody(r, &req); err != nil {
+		return err
 	}
 	cmds, err := s.o.Devices.Send(r.Context(), req.Target, req.Type, req.Payload, time.Duration(req.TTL))
 	if err != nil {
-		s.deviceError(w, r, "queue command", err)
-		return
+		return deviceFailed("queue command", err)
 	}
-	s.writeJSON(w, r, http.StatusCreated, struct {
+	return writeJSON(w, http.StatusCreated, struct {
 		Items []storage.Command `json:"items"`
 	}{cmds})
 }
 
 var commandStates = []string{storage.CommandQueued, storage.CommandSent, storage.CommandAcknowledged, storage.CommandExpired, storage.CommandFailed}
 
-func (s *Server) listCommands(w http.ResponseWriter, r *http.Request) {
+func (s *Server) listCommands(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	limit, bad := limitParam(q)
-	if bad != nil {
-		problem(w, r, probBadParameter, bad.msg)
-		return
+	limit, err := limitParam(q)
+	if err != nil {
+		return err
 	}
 	f := storage.CommandFilter{DeviceID: q.Get("device"), State: q.Get("state"), Limit: limit + 1}
 	if f.State != "" && !slices.Contains(commandStates, f.State) {
-		problem(w, r, probBadParameter, "state: "+strconv.Quote(f.State)+" is not one of "+strings.Join(commandStates, ", "))
-		return
+		return refuse(probBadParameter, "state: "+strconv.Quote(f.State)+" is not one of "+strings.Join(commandStates, ", "))
 	}
 	if v := q.Get("before"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n <= 0 {
-			problem(w, r, probBadParameter, "before: "+strconv.Quote(v)+" is not a positive whole number (the next value of the previous page)")
-			return
+			return refuse(probBadParameter, "before: "+strconv.Quote(v)+" is not a positive whole number (the next value of the previous page)")
 		}
 		f.Before = n
 	}
 	cmds, err := s.o.Devices.Commands(r.Context(), f)
 	if err != nil {
-		s.deviceError(w, r, "list commands", err)
-		return
+		return deviceFailed("list commands", err)
 	}
 	resp := struct {
 		Items []storage.Command `json:"items"`
@@ -333,19 +294,14 @@ func (s *Server) listCommands(w http.ResponseWriter, r *http.Request) {
 		resp.Items = cmds[:limit]
 		resp.Next = strconv.FormatInt(cmds[limit-1].Seq, 10)
 	}
-	s.writeJSON(w, r, http.StatusOK, resp)
+	return writeJSON(w, http.StatusOK, resp)
 }
 
-func (s *Server) getCommand(w http.ResponseWriter, r *http.Request) {
+func (s *Server) getCommand(w http.ResponseWriter, r *http.Request) error {
 	id, _ := pathParam(r, "id")
 	c, err := s.o.Devices.Command(r.Context(), id)
-	if errors.Is(err, storage.ErrNotFound) {
-		problem(w, r, probNotFound, "no command "+strconv.Quote(id))
-		return
-	}
 	if err != nil {
-		s.internal(w, r, "read command", err)
-		return
+		return whenMissing(fmt.Errorf("read command: %w", err), "no command "+strconv.Quote(id))
 	}
-	s.writeJSON(w, r, http.StatusOK, c)
+	return writeJSON(w, http.StatusOK, c)
 }

@@ -25,5 +25,25 @@
 // under https://storeedge.dev/problems/ and whose detail says what was wrong and how to fix it.
 // Unknown routes are 404 problems, wrong methods 405 problems with an Allow header.
 //
+// Handlers do not write error answers: a handler is a handlerFunc, func(w, r) error, wrapped by
+// Server.handle when its route is registered (r.Get(path, s.handle(s.getThing))). It returns nil
+// once it has answered, or an error that handle answers (problem.go):
+//
+//   - refuse(probBadParameter, detail) for a refusal the handler decides; the parameter and body
+//     helpers (limitParam, decodeBody…) return such refusals;
+//   - a domain error, wrapped with the operation's name (fmt.Errorf("read order: %w", err)):
+//     problemOf maps storage's and the device registry's errors (not found, conflicts, invalid
+//     transitions, bad credentials…) to their problems, in one place; whenMissing gives a
+//     not-found answer the words that name what was not found;
+//   - any other error is a 500 whose detail gives the request id, logged at ERROR with it.
+//
+// A new kind of domain error gets its case in problemOf, and a new problem type its line in
+// docs/openapi.yaml.
+//
+// A handler that fails after its answer has started (a stream) gets no second header: handle
+// logs the error at WARN and the answer ends there. What answers before a handler runs calls
+// problem itself: the credential checks, the body limit, a recovered panic, and the listener that
+// rewrites net/http's own error answers (rawerrors.go).
+//
 // The contract is docs/openapi.yaml; a test keeps it and the routes in step.
 package server

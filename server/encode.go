@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strconv"
 	"sync"
@@ -44,18 +45,19 @@ func writeBody(w http.ResponseWriter, status int, body []byte) {
 
 // writeJSON encodes v and sends it; for the answers that are not hot enough to hand-assemble.
 // Documents keep their characters: no HTML escaping of < > &, which only matters inside HTML.
-func (s *Server) writeJSON(w http.ResponseWriter, r *http.Request, status int, v any) {
+// Nothing is sent when v cannot be encoded.
+func writeJSON(w http.ResponseWriter, status int, v any) error {
 	b := getBuffer()
 	defer putBuffer(b)
 	buf := bytes.NewBuffer(*b)
 	enc := json.NewEncoder(buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(v); err != nil {
-		s.internal(w, r, "encode answer", err)
-		return
+		return fmt.Errorf("encode answer: %w", err)
 	}
 	*b = buf.Bytes()
 	writeBody(w, status, *b)
+	return nil
 }
 
 // appendItem appends {"id","rev","seq","doc"}.

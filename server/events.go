@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -20,37 +21,28 @@ const (
 
 // eventsRoutes are the events service: orders announced to devices as Server-Sent Events.
 func (s *Server) eventsRoutes(r chi.Router) {
-	r.Get("/api/v1/events", s.events)
+	r.Get("/api/v1/events", s.handle(s.events))
 }
 
 // events streams the event log from where the device left it (Last-Event-ID, or the after
 // parameter), then follows it live. Events are stored with the change they announce, so a device
 // that reconnects with the last id it saw misses nothing, even across a restart of the server.
-func (s *Server) events(w http.ResponseWriter, r *http.Request) {
+func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	after, bad := eventCursor(r)
-	if bad != "" {
-		problem(w, r, probBadParameter, bad)
-		return
+	after, err := eventCursor(r)
+	if err != nil {
+		return err
 	}
 	orderID := q.Get("order")
-	var types map[string]bool
-	if t := q.Get("types"); t != "" {
-		types = map[string]bool{}
-		for _, name := range strings.Split(t, ",") {
-			if name != "order.created" && name != "order.updated" {
-				problem(w, r, probBadParameter, "types: "+strconv.Quote(name)+" is not one of order.created, order.updated")
-				return
-			}
-			types[name] = true
-		}
+	types, err := eventTypes(q.Get("types"))
+	if err != nil {
+		return err
 	}
 	rc := http.NewResponseController(w)
 	// The server's write timeout protects ordinary answers; a stream lives as long as the device
 	// listens.
 	if err := rc.SetWriteDeadline(time.Time{}); err != nil {
-		s.internal(w, r, "open event stream", err)
-		return
+		return fmt.Errorf("open event stream: %w", err)
 	}
 	h := w.Header()
 	h["Content-Type"] = []string{"text/event-stream"}
@@ -65,10 +57,10 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		changed := s.o.DB.EventsChanged() // before reading, so no event slips between read and wait
 		events, err := s.o.DB.EventsAfter(ctx, after, eventBatch)
 		if err != nil {
-			if ctx.Err() == nil {
-				s.log.Warn("event stream: cannot read events", "error", err)
+			if ctx.Err() != nil {
+				return nil // the device went away
 			}
-			return
+			return fmt.Errorf("event stream: read events: %w", err)
 		}
 		for i := range events {
 			e := &events[i]
@@ -80,10 +72,10 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		}
 		if len(buf) > 0 {
 			if _, err := w.Write(buf); err != nil {
-				return
+				return nil // the device went away
 			}
 			if err := rc.Flush(); err != nil {
-				return
+				return nil
 			}
 			buf = buf[:0]
 		}
@@ -95,28 +87,43 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		case <-keepAlive.C:
 			buf = append(buf, ": keep-alive\n\n"...)
 		case <-ctx.Done():
-			return
+			return nil
 		case <-s.stopping:
-			return
+			return nil
 		}
 	}
 }
 
+// eventTypes reads the types parameter, the event types a device wants; nil for every type.
+func eventTypes(v string) (map[string]bool, error) {
+	if v == "" {
+		return nil, nil
+	}
+	types := map[string]bool{}
+	for _, name := range strings.Split(v, ",") {
+		if name != "order.created" && name != "order.updated" {
+			return nil, refuse(probBadParameter, "types: "+strconv.Quote(name)+" is not one of order.created, order.updated")
+		}
+		types[name] = true
+	}
+	return types, nil
+}
+
 // eventCursor reads where the device left the stream: the Last-Event-ID header that EventSource
 // sends on reconnecting, else the after parameter, else 0 (from the start of the log).
-func eventCursor(r *http.Request) (int64, string) {
+func eventCursor(r *http.Request) (int64, error) {
 	v, name := r.Header.Get("Last-Event-ID"), "Last-Event-ID"
 	if v == "" {
 		v, name = r.URL.Query().Get("after"), "after"
 	}
 	if v == "" {
-		return 0, ""
+		return 0, nil
 	}
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || n < 0 {
-		return 0, name + ": " + strconv.Quote(v) + " is not an event id (a whole number ≥ 0)"
+		return 0, refuse(probBadParameter, name+": "+strconv.Quote(v)+" is not an event id (a whole number ≥ 0)")
 	}
-	return n, ""
+	return n, nil
 }
 
 // appendEvent appends one event in the text/event-stream format. The data is one line of JSON,

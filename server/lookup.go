@@ -38,15 +38,14 @@ type lookupResponse struct {
 
 // lookup answers a POS basket in one round trip: the products asked for by id or barcode, each
 // with its price and stock, and the ids and barcodes that matched nothing.
-func (s *Server) lookup(w http.ResponseWriter, r *http.Request) {
+func (s *Server) lookup(w http.ResponseWriter, r *http.Request) error {
 	s.setDataAge(w, cloudapi.Products, cloudapi.Prices, cloudapi.Stock)
 	var req lookupRequest
-	if !s.decodeBody(w, r, &req) {
-		return
+	if err := decodeBody(r, &req); err != nil {
+		return err
 	}
 	if msg := checkLookup(&req); msg != "" {
-		problem(w, r, probInvalidBody, msg)
-		return
+		return refuse(probInvalidBody, msg)
 	}
 	ctx := r.Context()
 	ids := distinct(req.IDs)
@@ -55,8 +54,7 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) {
 	byID := make(map[string]storage.Item, len(ids)+len(codes))
 	found, err := s.o.DB.GetMany(ctx, cloudapi.Products, ids)
 	if err != nil {
-		s.internal(w, r, "look up products", err)
-		return
+		return fmt.Errorf("look up products: %w", err)
 	}
 	direct := make(map[string]bool, len(found))
 	for _, it := range found {
@@ -70,8 +68,7 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		if err != nil {
-			s.internal(w, r, "look up barcode", err)
-			return
+			return fmt.Errorf("look up barcode: %w", err)
 		}
 		byID[it.ID] = it
 		byCode[code] = it.ID
@@ -82,13 +79,11 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) {
 	}
 	prices, err := s.docs(r, cloudapi.Prices, productIDs)
 	if err != nil {
-		s.internal(w, r, "look up prices", err)
-		return
+		return fmt.Errorf("look up prices: %w", err)
 	}
 	stock, err := s.docs(r, cloudapi.Stock, productIDs)
 	if err != nil {
-		s.internal(w, r, "look up stock", err)
-		return
+		return fmt.Errorf("look up stock: %w", err)
 	}
 
 	resp := lookupResponse{Items: []lookupItem{}, Missing: []string{}}
@@ -109,7 +104,7 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) {
 		}
 		resp.Missing = append(resp.Missing, code)
 	}
-	s.writeJSON(w, r, http.StatusOK, resp)
+	return writeJSON(w, http.StatusOK, resp)
 }
 
 // docs returns the documents of a collection for ids, by id.
@@ -175,24 +170,22 @@ func distinct(keys []string) []string {
 	return out
 }
 
-// decodeBody reads a strict JSON request body into v, answering the problem itself and returning
-// false when the body is not acceptable.
-func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+// decodeBody reads a strict JSON request body into v; its error is the refusal to answer when the
+// body is not acceptable.
+func decodeBody(r *http.Request, v any) error {
 	ct := r.Header.Get("Content-Type")
 	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
 		if ct == "" {
 			ct = "none"
 		}
-		problem(w, r, probUnsupportedMediaType, "the body must be JSON sent with Content-Type: application/json, not "+ct)
-		return false
+		return refuse(probUnsupportedMediaType, "the body must be JSON sent with Content-Type: application/json, not "+ct)
 	}
 	// The body is read whole (limitBody bounds it) so that it can be checked to be UTF-8, as JSON
 	// must be: the decoder would replace each bad byte with U+FFFD and store what nobody sent.
 	body, err := io.ReadAll(r.Body)
 	if err == nil {
 		if at := invalidUTF8(body); at >= 0 {
-			problem(w, r, probMalformedBody, fmt.Sprintf("the body is not valid UTF-8: byte 0x%02x at offset %d; JSON text must be UTF-8", body[at], at))
-			return false
+			return refuse(probMalformedBody, fmt.Sprintf("the body is not valid UTF-8: byte 0x%02x at offset %d; JSON text must be UTF-8", body[at], at))
 		}
 		dec := json.NewDecoder(bytes.NewReader(body))
 		dec.DisallowUnknownFields()
@@ -200,14 +193,12 @@ func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any) bool 
 	}
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
-		problem(w, r, probBodyTooLarge, tooLarge(tooBig.Limit))
-		return false
+		return refuse(probBodyTooLarge, tooLarge(tooBig.Limit))
 	}
 	if err != nil {
-		problem(w, r, probMalformedBody, decodeProblem(err))
-		return false
+		return refuse(probMalformedBody, decodeProblem(err))
 	}
-	return true
+	return nil
 }
 
 // decodeOne decodes the one JSON value of a body, which only white space may follow.

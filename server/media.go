@@ -2,7 +2,7 @@ package server
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -30,8 +30,8 @@ var _ Media = (*media.Fetcher)(nil)
 // mediaRoutes are the media service: the shop's images, videos and documents, served from the
 // verified files of the local cache.
 func (s *Server) mediaRoutes(r chi.Router) {
-	r.Get("/api/v1/media/{id}", s.getMedia)
-	r.Head("/api/v1/media/{id}", s.getMedia)
+	r.Get("/api/v1/media/{id}", s.handle(s.getMedia))
+	r.Head("/api/v1/media/{id}", s.handle(s.getMedia))
 }
 
 var (
@@ -50,30 +50,17 @@ const minSendRate = 256 << 10
 // getMedia serves a media item, whole, in ranges or only its headers, with the conditional
 // requests of RFC 9110 answered by http.ServeContent from the open file (so the kernel sends it
 // with sendfile).
-func (s *Server) getMedia(w http.ResponseWriter, r *http.Request) {
+func (s *Server) getMedia(w http.ResponseWriter, r *http.Request) error {
 	if s.o.Media == nil {
-		problem(w, r, probNotFound, "this server has no media service")
-		return
+		return refuse(probNotFound, "this server has no media service")
 	}
 	id, ok := pathParam(r, "id")
 	if !ok {
-		problem(w, r, probNotFound, "the id in the path is not validly escaped")
-		return
+		return refuse(probNotFound, "the id in the path is not validly escaped")
 	}
 	f, err := s.o.Media.Open(r.Context(), id)
-	var unavailable *media.UnavailableError
-	switch {
-	case errors.Is(err, media.ErrUnknown):
-		problem(w, r, probNotFound, "no media item with id "+strconv.Quote(id)+" in the catalog as last synced")
-		return
-	case errors.As(err, &unavailable):
-		secs := max(int64(unavailable.RetryAfter.Round(time.Second)/time.Second), 1)
-		w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
-		problem(w, r, probMediaUnavailable, "media item "+strconv.Quote(id)+" is not cached yet and cannot be served now: "+unavailable.Reason)
-		return
-	case err != nil:
-		s.internal(w, r, "open media", err)
-		return
+	if err != nil {
+		return whenMissing(fmt.Errorf("open media: %w", err), "no media item with id "+strconv.Quote(id)+" in the catalog as last synced")
 	}
 	defer f.Close()
 	h := w.Header()
@@ -85,6 +72,7 @@ func (s *Server) getMedia(w http.ResponseWriter, r *http.Request) {
 	rc.SetWriteDeadline(time.Now().Add(s.o.WriteTimeout + time.Duration(f.Size/minSendRate)*time.Second))
 	http.ServeContent(&rangeProblem{ResponseWriter: w, r: r}, r, "", f.ModTime, f.File)
 	s.o.Media.Served(f.MD5)
+	return nil
 }
 
 // rangeProblem turns http.ServeContent's plain-text 416 answer into a problem document, and

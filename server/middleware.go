@@ -208,14 +208,14 @@ func tooLarge(limit int64) string {
 
 // notFound answers unknown routes. On a service's own port it says when the route exists on
 // another port, the usual mistake when a device is set up with the wrong port.
-func (s *Server) notFound(listener string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+func (s *Server) notFound(listener string) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
 		detail := "no route " + r.Method + " " + r.URL.Path + "; the routes are listed in the storeedge OpenAPI document"
 		if listener != frontDoor && s.front.Match(chi.NewRouteContext(), r.Method, routePath(r)) {
 			detail = "this port carries only the " + listener + " service; " + r.Method + " " + r.URL.Path +
 				" is served by the front door and by its own service's port"
 		}
-		problem(w, r, probNotFound, detail)
+		return refuse(probNotFound, detail)
 	}
 }
 
@@ -225,8 +225,8 @@ var allowMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost, ht
 // methodNotAllowed answers a known path asked with the wrong method, listing the right ones in
 // Allow (chi passes them only to its own default handler, so they are looked up again). chi also
 // sends here methods it does not know, whatever the path: an unknown path is still a 404.
-func (s *Server) methodNotAllowed(mux *chi.Mux, notFound http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+func (s *Server) methodNotAllowed(mux *chi.Mux, notFound handlerFunc) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
 		path := routePath(r)
 		var allowed []string
 		for _, m := range allowMethods {
@@ -235,13 +235,12 @@ func (s *Server) methodNotAllowed(mux *chi.Mux, notFound http.HandlerFunc) http.
 			}
 		}
 		if len(allowed) == 0 {
-			notFound(w, r)
-			return
+			return notFound(w, r)
 		}
 		for _, m := range allowed {
 			w.Header().Add("Allow", m)
 		}
-		problem(w, r, probMethodNotAllowed, r.URL.Path+" does not accept "+r.Method+"; it accepts "+strings.Join(allowed, ", "))
+		return refuse(probMethodNotAllowed, r.URL.Path+" does not accept "+r.Method+"; it accepts "+strings.Join(allowed, ", "))
 	}
 }
 

@@ -20,19 +20,15 @@ const (
 	maxSettings   = 1000
 )
 
-// badParam is a query parameter that breaks its rules; its text names the parameter, the value
-// and what is allowed.
-type badParam struct{ msg string }
-
-func (e *badParam) Error() string { return e.msg }
-
-func badParamf(format string, args ...any) *badParam {
-	return &badParam{fmt.Sprintf(format, args...)}
+// badParamf refuses a query parameter that breaks its rules; its text names the parameter, the
+// value and what is allowed.
+func badParamf(format string, args ...any) error {
+	return refuse(probBadParameter, fmt.Sprintf(format, args...))
 }
 
 // limitParam reads limit: absent means the default, anything but a whole number in range is an
 // error.
-func limitParam(q url.Values) (int, *badParam) {
+func limitParam(q url.Values) (int, error) {
 	v, ok := q["limit"]
 	if !ok {
 		return defaultLimit, nil
@@ -45,7 +41,7 @@ func limitParam(q url.Values) (int, *badParam) {
 }
 
 // sinceParam reads since: absent means 0 (everything), else a whole number ≥ 0.
-func sinceParam(q url.Values) (int64, *badParam) {
+func sinceParam(q url.Values) (int64, error) {
 	v, ok := q["since"]
 	if !ok {
 		return 0, nil
@@ -59,7 +55,7 @@ func sinceParam(q url.Values) (int64, *badParam) {
 
 // epochParam reads epoch: absent means "" (not checked), else the 16 lower-case hexadecimal digits
 // of an epoch a previous answer gave.
-func epochParam(q url.Values) (string, *badParam) {
+func epochParam(q url.Values) (string, error) {
 	v, ok := q["epoch"]
 	if !ok {
 		return "", nil
@@ -72,7 +68,7 @@ func epochParam(q url.Values) (string, *badParam) {
 
 // collectionsParam reads collections, a comma-separated list of collection names; absent means
 // every collection.
-func collectionsParam(q url.Values) ([]string, *badParam) {
+func collectionsParam(q url.Values) ([]string, error) {
 	v, ok := q["collections"]
 	if !ok {
 		return cloudapi.Collections, nil
@@ -95,7 +91,7 @@ func collectionsParam(q url.Values) ([]string, *badParam) {
 
 // searchParams reads q and cursor. The cursor is opaque to devices; it is the offset of the next
 // result.
-func searchParams(q url.Values) (query string, offset int, bad *badParam) {
+func searchParams(q url.Values) (query string, offset int, err error) {
 	query = strings.TrimSpace(q.Get("q"))
 	if query == "" {
 		return "", 0, badParamf("q: missing; want the text to search for, 1 to %d characters", maxQueryRunes)

@@ -150,6 +150,10 @@ type Server struct {
 
 	lastAge atomic.Pointer[dataAge] // the data-age headers last sent, reused while they hold
 
+	// connState, when a test sets it before Run, is every port's http.Server.ConnState: the test
+	// sees when the server has taken a connection instead of guessing.
+	connState func(net.Conn, http.ConnState)
+
 	mu        sync.Mutex // protects the fields below
 	listening bool
 	running   bool
@@ -253,10 +257,10 @@ func (s *Server) router(name string) *chi.Mux {
 	r := chi.NewRouter()
 	r.Use(s.observe, s.limitBody)
 	notFound := s.notFound(name)
-	r.NotFound(notFound)
-	r.MethodNotAllowed(s.methodNotAllowed(r, notFound))
-	r.Get("/healthz", s.healthz)
-	r.Get("/readyz", s.readyz)
+	r.NotFound(s.handle(notFound))
+	r.MethodNotAllowed(s.handle(s.methodNotAllowed(r, notFound)))
+	r.Get("/healthz", s.handle(s.healthz))
+	r.Get("/readyz", s.handle(s.readyz))
 	for _, svc := range services {
 		if svc.routes != nil && (name == frontDoor || name == svc.name) {
 			r.Group(func(r chi.Router) {
@@ -347,13 +351,9 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.Listen(); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	if s.running || s.done {
-		s.mu.Unlock()
-		return errors.New("server: run: server already ran")
+	if err := s.claimRun(); err != nil {
+		return err
 	}
-	s.running = true
-	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
 		s.done = true
@@ -365,16 +365,49 @@ func (s *Server) Run(ctx context.Context) error {
 	// also ends long-lived requests that Shutdown does not wait for.
 	base, cancelBase := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelBase()
-	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
-
-	type result struct {
-		p   *port
-		err error
+	servers := s.httpServers(base)
+	results := make(chan error, len(servers))
+	for i, srv := range servers {
+		p := s.ports[i]
+		s.log.LogAttrs(ctx, slog.LevelInfo, "LAN port open", slog.String(keyListener, p.name), slog.String(keyAddr, p.ln.Addr().String()))
+		go func() { results <- s.serve(srv, p) }()
 	}
-	results := make(chan result, len(s.ports))
+
+	var failed error
+	pending := len(servers)
+	select {
+	case <-ctx.Done():
+	case failed = <-results:
+		pending--
+	}
+	close(s.stopping)
+	s.shutdown(ctx, servers)
+	for ; pending > 0; pending-- {
+		if err := <-results; failed == nil {
+			failed = err
+		}
+	}
+	return failed
+}
+
+// claimRun marks the Server as running, which it does once.
+func (s *Server) claimRun() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.running || s.done {
+		return errors.New("server: run: server already ran")
+	}
+	s.running = true
+	return nil
+}
+
+// httpServers makes one http.Server per open port, in the order of s.ports, whose requests'
+// context is base.
+func (s *Server) httpServers(base context.Context) []*http.Server {
+	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
 	servers := make([]*http.Server, len(s.ports))
 	for i, p := range s.ports {
-		srv := &http.Server{
+		servers[i] = &http.Server{
 			Handler:           p.handler,
 			ReadHeaderTimeout: s.o.ReadHeaderTimeout,
 			ReadTimeout:       s.o.ReadTimeout,
@@ -382,55 +415,40 @@ func (s *Server) Run(ctx context.Context) error {
 			IdleTimeout:       s.o.IdleTimeout,
 			MaxHeaderBytes:    s.o.MaxHeaderBytes,
 			BaseContext:       func(net.Listener) context.Context { return base },
+			ConnState:         s.connState,
 			ErrorLog:          errLog,
 		}
-		servers[i] = srv
-		s.log.LogAttrs(ctx, slog.LevelInfo, "LAN port open", slog.String(keyListener, p.name), slog.String(keyAddr, p.ln.Addr().String()))
-		go func() {
-			err := srv.Serve(problemListener{Listener: p.ln, maxHeaderBytes: s.o.MaxHeaderBytes})
-			if errors.Is(err, http.ErrServerClosed) {
-				err = nil
-			}
-			results <- result{p, err}
-		}()
 	}
+	return servers
+}
 
-	var failed error
-	pending := len(servers)
-	select {
-	case <-ctx.Done():
-	case r := <-results:
-		pending--
-		if r.err != nil {
-			failed = fmt.Errorf("server: %s on %s: %w", r.p.key, r.p.ln.Addr(), r.err)
-		}
+// serve serves p until srv is shut down, which is no error; any other error names the port.
+func (s *Server) serve(srv *http.Server, p *port) error {
+	err := srv.Serve(problemListener{Listener: p.ln, maxHeaderBytes: s.o.MaxHeaderBytes})
+	if err == nil || errors.Is(err, http.ErrServerClosed) {
+		return nil
 	}
-	close(s.stopping)
+	return fmt.Errorf("server: %s on %s: %w", p.key, p.ln.Addr(), err)
+}
 
+// shutdown stops every port taking connections and gives the requests in progress ShutdownGrace
+// to finish; the connections of those still running then are closed, and the log says so.
+func (s *Server) shutdown(ctx context.Context, servers []*http.Server) {
 	grace, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.o.ShutdownGrace)
 	defer cancel()
 	var wg sync.WaitGroup
-	var cutMu sync.Mutex
-	cut := 0
+	var cut atomic.Int32
 	for _, srv := range servers {
 		wg.Go(func() {
 			if srv.Shutdown(grace) != nil {
 				srv.Close()
-				cutMu.Lock()
-				cut++
-				cutMu.Unlock()
+				cut.Add(1)
 			}
 		})
 	}
 	wg.Wait()
-	for ; pending > 0; pending-- {
-		if r := <-results; r.err != nil && failed == nil {
-			failed = fmt.Errorf("server: %s on %s: %w", r.p.key, r.p.ln.Addr(), r.err)
-		}
-	}
-	if cut > 0 {
+	if cut.Load() > 0 {
 		s.log.LogAttrs(ctx, slog.LevelWarn, "requests still running at the end of the shutdown grace period were cut",
 			slog.Duration(keyGrace, s.o.ShutdownGrace))
 	}
-	return failed
 }

@@ -159,6 +159,16 @@ func TestRunStopsCleanly(t *testing.T) {
 		o.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	})
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	// The stuck request must be the server's when the stop comes: once the server has taken its
+	// connection (StateNew), Shutdown waits for it, as for any connection that has sent no whole
+	// header yet (for up to 5 s); taken too late, the stop would not see it at all. taken gets the
+	// client address of every connection the server takes; the test makes two.
+	taken := make(chan string, 16)
+	f.srv.connState = func(c net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			taken <- c.RemoteAddr().String()
+		}
+	}
 
 	// Run listens by itself when Listen was not called.
 	ctx, cancel := context.WithCancel(context.Background())
@@ -184,7 +194,13 @@ func TestRunStopsCleanly(t *testing.T) {
 	if _, err := stuck.Write([]byte("GET /healthz HTTP/1.1\r\nHost: x\r\n")); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(50 * time.Millisecond) // let the server read the first bytes: the connection is active
+	for a := ""; a != stuck.LocalAddr().String(); {
+		select {
+		case a = <-taken:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the server did not take the stuck connection")
+		}
+	}
 
 	start := time.Now()
 	cancel()
