@@ -17,13 +17,16 @@ import (
 	"github.com/storeedge/storeedge/internal/config"
 	"github.com/storeedge/storeedge/internal/dirlock"
 	"github.com/storeedge/storeedge/internal/wan"
+	"github.com/storeedge/storeedge/ops/alerts"
 	"github.com/storeedge/storeedge/ops/backup"
+	"github.com/storeedge/storeedge/ops/logship"
 	"github.com/storeedge/storeedge/ops/service"
 	"github.com/storeedge/storeedge/server"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/cloud"
 	"github.com/storeedge/storeedge/sync/feed"
 	"github.com/storeedge/storeedge/sync/heartbeat"
+	"github.com/storeedge/storeedge/sync/media"
 	"github.com/storeedge/storeedge/sync/outbox"
 	"github.com/storeedge/storeedge/sync/servicebus"
 )
@@ -43,110 +46,160 @@ import (
 //	alerts (rules on all the above → SMTP mail queue)
 //	log ─ logship: redacted copy → disk buffer → log intake, through the WAN dialer (optional)
 //
-// The database opens and the LAN listeners bind before anything starts, so the shop is served
-// from its local data within a second whatever the WAN does; sync runs in the background.
-// started, when not nil, is called with the bound addresses once serving.
+// The steps below follow the picture: the local store, the WAN side, the shop's own services,
+// the LAN listeners, then every worker at once. The database opens and the LAN listeners bind
+// before anything runs, so the shop is served from its local data within a second whatever the
+// WAN does; sync runs in the background. started, when not nil, is called with the bound
+// addresses once serving.
 func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started func(map[string]string)) error {
-	startedAt := time.Now()
+	s := &components{cfg: cfg, log: log, startedAt: time.Now()}
 	// One daemon per data_dir: two would each serve, sync and pair devices on their own.
 	lock, err := lockDataDir(cfg.DataDir, "stop it first, or give this one another data_dir")
 	if err != nil {
 		return err
 	}
 	defer lock.Release()
-	db, err := storage.Open(ctx, cfg.DatabasePath())
+	if err := s.openStore(ctx); err != nil {
+		return err
+	}
+	defer s.db.Close()
+	if err := s.openWAN(); err != nil {
+		return err
+	}
+	if s.shipper != nil {
+		defer s.shipper.Close() // writes what is queued
+	}
+	if err := s.buildServices(ctx); err != nil {
+		return err
+	}
+	if err := s.listen(); err != nil {
+		return err
+	}
+	err = s.run(ctx, started)
+	log.Info("storeedge: stopped")
+	return err
+}
+
+// components holds the daemon's parts while it runs.
+type components struct {
+	cfg       config.Config
+	log       *slog.Logger // tees to log shipping once the WAN side is open
+	startedAt time.Time
+
+	db      *storage.DB
+	dialer  *wan.Dialer
+	shipper *logship.Shipper // nil when log shipping is off
+	client  *cloud.Client
+	syncer  *feed.Syncer
+	route   string // how the cloud is reached: direct, or through which proxy
+
+	outbox     *outbox.Worker
+	receiver   atomic.Pointer[servicebus.Receiver] // once the queue is known
+	sbStatus   func() servicebus.Status            // nil when Service Bus is off
+	backOffice *backoffice.Agent
+	media      *media.Fetcher
+	devices    *devices.Manager
+	alerts     *alerts.Alerts
+	backups    *backup.Scheduler // nil without scheduled backups
+
+	server    *server.Server
+	discovery *discoveryServices
+}
+
+// openStore opens the database with its read cache, and records this run's mode and identity.
+func (s *components) openStore(ctx context.Context) error {
+	db, err := storage.Open(ctx, s.cfg.DatabasePath())
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	s.db = db
 	if why := db.EpochRenewed(); why != "" {
-		log.Info("storage: new delta feed epoch: devices that follow changes start again from 0", slog.String("epoch", db.Epoch()), slog.String("reason", why))
+		s.log.Info("storage: new delta feed epoch: devices that follow changes start again from 0", slog.String("epoch", db.Epoch()), slog.String("reason", why))
 	}
-	if cfg.LAN.ReadCacheMB > 0 {
-		if err := db.EnableReadCache(int64(cfg.LAN.ReadCacheMB) << 20); err != nil {
+	if s.cfg.LAN.ReadCacheMB > 0 {
+		if err := db.EnableReadCache(int64(s.cfg.LAN.ReadCacheMB) << 20); err != nil {
 			return err
 		}
 	}
+	if err := recordMode(ctx, db, s.cfg, s.log); err != nil {
+		return err
+	}
+	return db.RecordIdentity(ctx, backup.IdentityOf(s.cfg))
+}
 
-	dialer, err := newWANDialer(cfg)
+// openWAN builds the one WAN dialer and what talks through it to the cloud: log shipping (which
+// tees every record logged from here on), the cloud client and the feed syncer.
+func (s *components) openWAN() error {
+	dialer, err := newWANDialer(s.cfg)
 	if err != nil {
 		return usageError{err}
 	}
-	// Log shipping tees every record from here on; Close (deferred) writes what is queued.
-	shipper, err := newLogShipper(cfg, dialer, log)
-	if err != nil {
+	s.dialer = dialer
+	if s.shipper, err = newLogShipper(s.cfg, dialer, s.log); err != nil {
 		return err
 	}
-	if shipper != nil {
-		defer shipper.Close()
-		log = slog.New(shipper.Handler(log.Handler()))
+	if s.shipper != nil {
+		s.log = slog.New(s.shipper.Handler(s.log.Handler()))
 	}
 	// No overall client timeout: the cloud client applies cloud.request_timeout itself, so that
 	// a long first-sync stream that keeps moving is not cut.
-	client, err := cloud.New(cfg.Cloud.URL, cfg.Cloud.StoreKey.Reveal(), dialer.HTTPClient(0), "storeedge/"+buildVersion())
-	if err != nil {
+	if s.client, err = cloud.New(s.cfg.Cloud.URL, s.cfg.Cloud.StoreKey.Reveal(), dialer.HTTPClient(0), "storeedge/"+buildVersion()); err != nil {
 		return usageError{err}
 	}
-	client.SetRequestTimeout(cfg.Cloud.RequestTimeout)
-	syncer := feed.New(feed.Options{
-		DB:           db,
-		Client:       client,
-		PageSize:     cfg.Cloud.PageSize,
-		PollInterval: cfg.Cloud.PollInterval,
-		Logger:       log,
+	s.client.SetRequestTimeout(s.cfg.Cloud.RequestTimeout)
+	s.syncer = feed.New(feed.Options{
+		DB:           s.db,
+		Client:       s.client,
+		PageSize:     s.cfg.Cloud.PageSize,
+		PollInterval: s.cfg.Cloud.PollInterval,
+		Logger:       s.log,
 		Classify:     classifyWANError,
 	})
-	route := dialer.Describe(client.Host())
-	wanStatus := func() server.WANStatus {
-		if !cfg.Cloud.Sync {
-			return server.WANStatus{State: "disabled", Route: route}
-		}
-		w := syncer.WAN()
-		return server.WANStatus{State: w.State, LastContact: w.LastContact, LastError: w.LastError, Route: route}
-	}
+	s.route = dialer.Describe(s.client.Host())
+	return nil
+}
 
-	if err := recordMode(ctx, db, cfg, log); err != nil {
-		return err
-	}
-	if err := db.RecordIdentity(ctx, backup.IdentityOf(cfg)); err != nil {
-		return err
-	}
-	backups, err := backup.NewScheduler(cfg, db, buildVersion(), log)
-	if err != nil {
+// buildServices builds the shop's own services: uploads, Service Bus status, the back office,
+// media, devices, scheduled backups and the alerts that watch them all.
+func (s *components) buildServices(ctx context.Context) error {
+	cfg, log := s.cfg, s.log
+	var err error
+	if s.backups, err = backup.NewScheduler(cfg, s.db, buildVersion(), log); err != nil {
 		return usageError{err}
 	}
-
-	var receiver atomic.Pointer[servicebus.Receiver]
-	var sbStatus func() servicebus.Status
 	if cfg.ServiceBus.Enabled {
-		sbStatus = func() servicebus.Status {
-			if r := receiver.Load(); r != nil {
+		s.sbStatus = func() servicebus.Status {
+			if r := s.receiver.Load(); r != nil {
 				return r.Status()
 			}
 			return servicebus.Status{State: servicebus.LinkConnecting, Queue: cfg.ServiceBus.Queue, LastError: "waiting for the queue name from the cloud's remote configuration"}
 		}
 	}
-
-	ob := outbox.New(outbox.Options{DB: db, Cloud: client, Batch: cfg.Orders.OutboxBatch, Logger: log})
-	var upload func() outbox.State
-	if cfg.Cloud.Sync {
-		upload = ob.State
-	}
-
+	s.outbox = outbox.New(outbox.Options{DB: s.db, Cloud: s.client, Batch: cfg.Orders.OutboxBatch, Logger: log})
 	// The ERP is on the shop's side of the WAN: its webhook is reached directly, not through the
 	// WAN proxy.
-	bo := backoffice.New(backoffice.Options{DB: db, Config: cfg.BackOffice, Shop: cfg.Shop, UserAgent: "storeedge/" + buildVersion(), Logger: log})
-
-	mediaFetcher, err := newMedia(cfg, db, dialer, client, log)
-	if err != nil {
+	s.backOffice = backoffice.New(backoffice.Options{DB: s.db, Config: cfg.BackOffice, Shop: cfg.Shop, UserAgent: "storeedge/" + buildVersion(), Logger: log})
+	if s.media, err = newMedia(cfg, s.db, s.dialer, s.client, log); err != nil {
 		return err
 	}
+	if s.devices, err = newDevices(ctx, cfg, s.db, log); err != nil {
+		return err
+	}
+	var syncing *feed.Syncer
+	if cfg.Cloud.Sync {
+		syncing = s.syncer
+	}
+	src := alertSources{db: s.db, syncer: syncing, route: s.route, serviceBus: s.sbStatus, devices: s.devices, media: s.media}
+	if s.alerts, err = newAlerts(cfg, s.dialer, src, log); err != nil {
+		return usageError{err}
+	}
+	return nil
+}
 
-	// Discovery says which LAN ports are open, so it is built once they are (below).
-	disc := &discoveryServices{}
-
-	// Devices are paired and dialled on the LAN: no WAN dialer.
-	dm, err := devices.New(ctx, devices.Options{
+// newDevices is the device registry and its push links. Devices are paired and dialled on the
+// LAN: no WAN dialer.
+func newDevices(ctx context.Context, cfg config.Config, db *storage.DB, log *slog.Logger) (*devices.Manager, error) {
+	return devices.New(ctx, devices.Options{
 		DB:               db,
 		ServerID:         cfg.ServerID,
 		EnrollmentSecret: cfg.Devices.EnrollmentSecret.Reveal(),
@@ -159,22 +212,37 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 		MinPushVersion:   cfg.Devices.PushMinVersion,
 		Logger:           log,
 	})
+}
+
+// listen builds the LAN server and binds its ports, then discovery, which says which ports are
+// open (the server's status reads discovery through s.discovery, filled in then).
+func (s *components) listen() error {
+	s.discovery = &discoveryServices{}
+	srv, err := server.New(s.serverOptions())
 	if err != nil {
 		return err
 	}
-
-	var syncing *feed.Syncer
-	if cfg.Cloud.Sync {
-		syncing = syncer
+	if err := srv.Listen(); err != nil {
+		return err
 	}
-	alerter, err := newAlerts(cfg, dialer, alertSources{db: db, syncer: syncing, route: route, serviceBus: sbStatus, devices: dm, media: mediaFetcher}, log)
+	s.server = srv
+	d, err := newDiscovery(s.cfg, srv.Addrs(), s.devices.PairingOpen, s.log)
 	if err != nil {
-		return usageError{err}
+		srv.Close()
+		return err
 	}
+	if d != nil {
+		*s.discovery = *d
+	}
+	return nil
+}
 
-	srv, err := server.New(server.Options{
-		DB:                db,
-		WAN:               wanStatus,
+// serverOptions gives the LAN server its configuration and what its answers read.
+func (s *components) serverOptions() server.Options {
+	cfg := s.cfg
+	o := server.Options{
+		DB:                s.db,
+		WAN:               s.wanStatus,
 		Bind:              cfg.LAN.Bind,
 		FrontDoor:         cfg.LAN.FrontDoor,
 		Services:          serviceMap(cfg.LAN.Services),
@@ -185,95 +253,101 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 		ShutdownGrace:     cfg.LAN.ShutdownGrace,
 		MaxBodyBytes:      cfg.LAN.MaxBodyBytes,
 		MaxHeaderBytes:    cfg.LAN.MaxHeaderBytes,
-		Logger:            log,
+		Logger:            s.log,
 		TestMode:          cfg.Shop.IsTest(),
-		ServiceBus:        sbStatus,
-		Upload:            upload,
-		LogShipping:       logShippingStatus(shipper),
-		BackOffice:        bo,
-		Discovery:         disc,
-		Media:             mediaFetcher,
-		Devices:           dm,
-		Alerts:            alerter,
+		ServiceBus:        s.sbStatus,
+		LogShipping:       logShippingStatus(s.shipper),
+		BackOffice:        s.backOffice,
+		Discovery:         s.discovery,
+		Media:             s.media,
+		Devices:           s.devices,
+		Alerts:            s.alerts,
 		AdminToken:        cfg.Admin.Token.Reveal(),
 		ServerID:          cfg.ServerID,
 		ShopName:          cfg.Shop.Name,
 		Version:           buildVersion(),
-		StartedAt:         startedAt,
-	})
-	if err != nil {
-		return err
-	}
-	if err := srv.Listen(); err != nil {
-		return err
-	}
-	d, err := newDiscovery(cfg, srv.Addrs(), dm.PairingOpen, log)
-	if err != nil {
-		srv.Close()
-		return err
-	}
-	if d != nil {
-		*disc = *d
-	}
-
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return srv.Run(gctx) })
-	g.Go(func() error { return bo.Run(gctx) })
-	disc.run(gctx, g)
-	g.Go(func() error { return db.RunReadCacheWarmer(gctx, log) })
-	g.Go(func() error { return dm.Run(gctx) })
-	g.Go(func() error { return alerter.Run(gctx) })
-	if backups != nil {
-		g.Go(func() error { return backups.Run(gctx) })
-	}
-	g.Go(func() error { return mediaFetcher.Run(gctx) })
-	if shipper != nil {
-		g.Go(func() error { return shipper.Run(gctx) })
+		StartedAt:         s.startedAt,
 	}
 	if cfg.Cloud.Sync {
-		g.Go(func() error { return syncer.Run(gctx) })
-		g.Go(func() error { return ob.Run(gctx) })
-		hb := &heartbeat.Sender{Client: client, DB: db, ServerID: cfg.ServerID, Version: buildVersion(), StartedAt: startedAt,
-			WAN: func() string { return syncer.WAN().State }, Logger: log}
+		o.Upload = s.outbox.State
+	}
+	return o
+}
+
+// wanStatus is the link to the cloud as the status shows it.
+func (s *components) wanStatus() server.WANStatus {
+	if !s.cfg.Cloud.Sync {
+		return server.WANStatus{State: "disabled", Route: s.route}
+	}
+	w := s.syncer.WAN()
+	return server.WANStatus{State: w.State, LastContact: w.LastContact, LastError: w.LastError, Route: s.route}
+}
+
+// run starts every worker, tells systemd the service is ready, and waits until ctx ends or a
+// worker fails.
+func (s *components) run(ctx context.Context, started func(map[string]string)) error {
+	cfg := s.cfg
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.server.Run(gctx) })
+	g.Go(func() error { return s.backOffice.Run(gctx) })
+	s.discovery.run(gctx, g)
+	g.Go(func() error { return s.db.RunReadCacheWarmer(gctx, s.log) })
+	g.Go(func() error { return s.devices.Run(gctx) })
+	g.Go(func() error { return s.alerts.Run(gctx) })
+	if s.backups != nil {
+		g.Go(func() error { return s.backups.Run(gctx) })
+	}
+	g.Go(func() error { return s.media.Run(gctx) })
+	if s.shipper != nil {
+		g.Go(func() error { return s.shipper.Run(gctx) })
+	}
+	if cfg.Cloud.Sync {
+		g.Go(func() error { return s.syncer.Run(gctx) })
+		g.Go(func() error { return s.outbox.Run(gctx) })
+		hb := &heartbeat.Sender{Client: s.client, DB: s.db, ServerID: cfg.ServerID, Version: buildVersion(), StartedAt: s.startedAt,
+			WAN: func() string { return s.syncer.WAN().State }, Logger: s.log}
 		g.Go(func() error { return hb.Run(gctx) })
 	}
 	if cfg.ServiceBus.Enabled {
-		g.Go(func() error {
-			queue := cfg.ServiceBus.Queue
-			if queue == "" {
-				q, qerr := remoteQueue(gctx, client, log)
-				if qerr != nil {
-					return qerr
-				}
-				queue = q
-			}
-			o := serviceBusOptions(cfg, dialer, queue)
-			o.DB, o.TestMode, o.Logger = db, cfg.Shop.IsTest(), log
-			r := servicebus.NewReceiver(o)
-			receiver.Store(r)
-			return r.Run(gctx)
-		})
+		g.Go(func() error { return s.receiveOrders(gctx) })
 	}
-	addrs := srv.Addrs()
-	log.Info("storeedge: serving", slog.String("version", buildVersion()), slog.Any("listen", addrs),
-		slog.String("database", db.Path()), slog.String("cloud", client.Host()), slog.String("wan_route", route),
-		slog.Bool("sync", cfg.Cloud.Sync), slog.Duration("startup", time.Since(startedAt)))
+	addrs := s.server.Addrs()
+	s.log.Info("storeedge: serving", slog.String("version", buildVersion()), slog.Any("listen", addrs),
+		slog.String("database", s.db.Path()), slog.String("cloud", s.client.Host()), slog.String("wan_route", s.route),
+		slog.Bool("sync", cfg.Cloud.Sync), slog.Duration("startup", time.Since(s.startedAt)))
 	if started != nil {
 		started(addrs)
 	}
 	// systemd (Type=notify): ready once serving; the watchdog is petted while the database answers.
 	notifier := service.Systemd()
 	if err := notifier.Ready(); err != nil {
-		log.Warn("storeedge: cannot tell systemd the service is ready", slog.Any("error", err))
+		s.log.Warn("storeedge: cannot tell systemd the service is ready", slog.Any("error", err))
 	}
-	g.Go(func() error { return service.RunWatchdog(gctx, notifier, db.Ping) })
-	err = g.Wait()
+	g.Go(func() error { return service.RunWatchdog(gctx, notifier, s.db.Ping) })
+	err := g.Wait()
 	notifier.Stopping()
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		err = nil
 	}
-	log.Info("storeedge: stopped")
 	return err
+}
+
+// receiveOrders runs the Service Bus receiver on the shop's queue, asking the cloud which it is
+// when servicebus.queue is empty.
+func (s *components) receiveOrders(ctx context.Context) error {
+	queue := s.cfg.ServiceBus.Queue
+	if queue == "" {
+		q, err := remoteQueue(ctx, s.client, s.log)
+		if err != nil {
+			return err
+		}
+		queue = q
+	}
+	o := serviceBusOptions(s.cfg, s.dialer, queue)
+	o.DB, o.TestMode, o.Logger = s.db, s.cfg.Shop.IsTest(), s.log
+	r := servicebus.NewReceiver(o)
+	s.receiver.Store(r)
+	return r.Run(ctx)
 }
 
 // recordMode logs the shop's mode at start, and loudly when it differs from the last run: going

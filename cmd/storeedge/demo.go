@@ -92,43 +92,84 @@ func randomHex(n int) string {
 
 // cmdDemo runs the daemon against an in-process cloud simulator on loopback.
 func cmdDemo(ctx context.Context, args, env []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("demo", demoUsage, stderr)
-	products := fs.Int("products", 5000, "products in the simulated catalog")
-	port := fs.Int("port", 8080, "front-door port (the services take 8000-8005 as in production)")
-	dataDir := fs.String("data-dir", filepath.Join(os.TempDir(), "storeedge-demo"), "where the demo keeps its database")
-	changeEvery := fs.Duration("change-every", 5*time.Second, "how often the simulated cloud changes prices, stock and products")
-	verbose := fs.Bool("v", false, "log every sync step (debug level)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError{err}
+	o, err := parseDemoFlags(args, stderr)
+	if err != nil {
+		return err
 	}
-	if *products < 1 || *products > 1_000_000 {
-		return usageError{fmt.Errorf("demo: --products must be 1..1000000, got %d", *products)}
-	}
-
 	const storeKey = "demo-store-key"
 	// The simulated cloud serves the media blobs itself (no Blob emulator needed), and names that
 	// container in its remote configuration.
-	sim := cloudsim.New(cloudsim.Options{Products: *products, StoreID: "demo-shop", StoreName: "Demo shop", StoreKey: storeKey, ChangeEvery: *changeEvery,
+	sim := cloudsim.New(cloudsim.Options{Products: o.products, StoreID: "demo-shop", StoreName: "Demo shop", StoreKey: storeKey, ChangeEvery: o.changeEvery,
 		Media: cloudsim.MediaOptions{BuiltIn: true}})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return fmt.Errorf("demo: start the simulated cloud: %w", err)
 	}
-	simSrv := &http.Server{Handler: sim.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	cfg, err := demoConfig(o, "http://"+ln.Addr().String(), storeKey)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	log := newLogger(cfg.Log, stderr)
 
+	g, gctx := errgroup.WithContext(ctx)
+	serveDemoCloud(gctx, g, sim, ln)
+	g.Go(func() error {
+		return daemon(gctx, cfg, log, func(addrs map[string]string) {
+			device := startDemoDevice(gctx, g, cfg, "http://"+addrs["front_door"], log)
+			printDemoBanner(stdout, o, cfg, addrs, device)
+		})
+	})
+	err = g.Wait()
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	log.Info("demo: stopped", slog.String("database", cfg.DatabasePath()))
+	return err
+}
+
+// demoOptions are the demo's command line.
+type demoOptions struct {
+	products    int
+	port        int
+	dataDir     string
+	changeEvery time.Duration
+	verbose     bool
+}
+
+func parseDemoFlags(args []string, stderr io.Writer) (demoOptions, error) {
+	var o demoOptions
+	fs := newFlagSet("demo", demoUsage, stderr)
+	fs.IntVar(&o.products, "products", 5000, "products in the simulated catalog")
+	fs.IntVar(&o.port, "port", 8080, "front-door port (the services take 8000-8005 as in production)")
+	fs.StringVar(&o.dataDir, "data-dir", filepath.Join(os.TempDir(), "storeedge-demo"), "where the demo keeps its database")
+	fs.DurationVar(&o.changeEvery, "change-every", 5*time.Second, "how often the simulated cloud changes prices, stock and products")
+	fs.BoolVar(&o.verbose, "v", false, "log every sync step (debug level)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return o, err
+		}
+		return o, usageError{err}
+	}
+	if o.products < 1 || o.products > 1_000_000 {
+		return o, usageError{fmt.Errorf("demo: --products must be 1..1000000, got %d", o.products)}
+	}
+	return o, nil
+}
+
+// demoConfig is the server's configuration in the demo: the defaults, on loopback, against the
+// simulated cloud at cloudURL.
+func demoConfig(o demoOptions, cloudURL, storeKey string) (config.Config, error) {
 	cfg := config.Default()
 	cfg.ServerID = "storeedge-demo"
 	cfg.Shop.Name = "Demo shop"
-	cfg.DataDir = *dataDir
-	cfg.Cloud.URL = "http://" + ln.Addr().String()
+	cfg.DataDir = o.dataDir
+	cfg.Cloud.URL = cloudURL
 	cfg.Cloud.StoreKey = config.Secret(storeKey)
 	cfg.Cloud.PollInterval = 2 * time.Second
 	cfg.WAN.Proxy = "direct"
 	cfg.LAN.Bind = "127.0.0.1"
-	cfg.LAN.FrontDoor = *port
+	cfg.LAN.FrontDoor = o.port
 	// A demo should not fill the disk or the line: a small cache, a modest rate.
 	cfg.Media.CacheMaxBytes = demoMediaCache
 	cfg.Media.MaxBandwidth = demoMediaRate
@@ -136,18 +177,19 @@ func cmdDemo(ctx context.Context, args, env []string, stdout, stderr io.Writer) 
 	// a terminal should not outlive it.
 	cfg.Admin.Token = config.Secret("demo-admin-" + randomHex(12))
 	cfg.Devices.EnrollmentSecret = config.Secret("demo-enroll-" + randomHex(12))
-	level := "info"
-	if *verbose {
-		level = "debug"
+	cfg.Log.Level = "info"
+	if o.verbose {
+		cfg.Log.Level = "debug"
 	}
-	cfg.Log.Level = level
 	if err := cfg.Validate(); err != nil {
-		ln.Close()
-		return usageError{fmt.Errorf("demo: %w", err)}
+		return cfg, usageError{fmt.Errorf("demo: %w", err)}
 	}
-	log := newLogger(cfg.Log, stderr)
+	return cfg, nil
+}
 
-	g, gctx := errgroup.WithContext(ctx)
+// serveDemoCloud runs the simulated cloud on ln in g until ctx ends.
+func serveDemoCloud(ctx context.Context, g *errgroup.Group, sim *cloudsim.Sim, ln net.Listener) {
+	simSrv := &http.Server{Handler: sim.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	g.Go(func() error {
 		if err := simSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return err
@@ -155,35 +197,40 @@ func cmdDemo(ctx context.Context, args, env []string, stdout, stderr io.Writer) 
 		return nil
 	})
 	g.Go(func() error {
-		<-gctx.Done()
+		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		return simSrv.Shutdown(sctx)
 	})
-	g.Go(func() error { return sim.Run(gctx) })
-	g.Go(func() error {
-		return daemon(gctx, cfg, log, func(addrs map[string]string) {
-			front := "http://" + addrs["front_door"]
-			// The device of an earlier run is gone with its process: revoke it rather than let
-			// the server try to reach it.
-			if err := revokeDemoDevices(gctx, front, cfg.Admin.Token.Reveal()); err != nil {
-				log.Warn("demo: cannot revoke the devices of earlier runs", slog.Any("error", err))
-			}
-			// A simulated device, paired as a real one would be, that shows pushed orders and
-			// commands in the log.
-			pos := devicesim.New(devicesim.Options{Server: front, Kind: "pos", Name: demoDevice, Capabilities: []string{"orders"}, Logger: log,
-				Handle: func(c devicesim.Command) error {
-					log.Info("demo-pos: pushed command", slog.String("type", c.Type), slog.String("id", c.ID))
-					return nil
-				}})
-			if err := pos.Pair(gctx, "", cfg.Devices.EnrollmentSecret.Reveal()); err != nil {
-				log.Error("demo: cannot pair the demo device", slog.Any("error", err))
-			} else {
-				g.Go(func() error { return pos.Run(gctx) })
-			}
-			device := pos.Token()
-			admin := cfg.Admin.Token.Reveal()
-			fmt.Fprintf(stdout, `
+	g.Go(func() error { return sim.Run(ctx) })
+}
+
+// startDemoDevice pairs a simulated device, as a real one would be, that shows pushed orders and
+// commands in the log, runs it in g, and returns its token ("" if it could not pair).
+func startDemoDevice(ctx context.Context, g *errgroup.Group, cfg config.Config, front string, log *slog.Logger) string {
+	// The device of an earlier run is gone with its process: revoke it rather than let the
+	// server try to reach it.
+	if err := revokeDemoDevices(ctx, front, cfg.Admin.Token.Reveal()); err != nil {
+		log.Warn("demo: cannot revoke the devices of earlier runs", slog.Any("error", err))
+	}
+	pos := devicesim.New(devicesim.Options{Server: front, Kind: "pos", Name: demoDevice, Capabilities: []string{"orders"}, Logger: log,
+		Handle: func(c devicesim.Command) error {
+			log.Info("demo-pos: pushed command", slog.String("type", c.Type), slog.String("id", c.ID))
+			return nil
+		}})
+	if err := pos.Pair(ctx, "", cfg.Devices.EnrollmentSecret.Reveal()); err != nil {
+		log.Error("demo: cannot pair the demo device", slog.Any("error", err))
+		return ""
+	}
+	g.Go(func() error { return pos.Run(ctx) })
+	return pos.Token()
+}
+
+// printDemoBanner tells where to look, as curl lines with the credentials the demo made.
+func printDemoBanner(stdout io.Writer, o demoOptions, cfg config.Config, addrs map[string]string, device string) {
+	front := "http://" + addrs["front_door"]
+	admin := cfg.Admin.Token.Reveal()
+	fmt.Fprintf(stdout, `
 storeedge demo is running (Ctrl-C to stop)
   simulated cloud   %s  (%d products, changing every %s)
   database          %s
@@ -207,18 +254,9 @@ storeedge demo is running (Ctrl-C to stop)
 
   A simulated device that receives pushed orders and commands:
     go run ./cmd/devicesim -server %s -enrollment-secret %s -capabilities orders
-`, cfg.Cloud.URL, *products, *changeEvery, cfg.DatabasePath(), front,
-				device, front, front, front, front, admin, front, front, front, front, front, cfg.Devices.EnrollmentSecret.Reveal())
-			names := slices.Sorted(maps.Keys(addrs))
-			for _, n := range names {
-				fmt.Fprintf(stdout, "  %-17s %s\n", n, addrs[n])
-			}
-		})
-	})
-	err = g.Wait()
-	if errors.Is(err, context.Canceled) {
-		err = nil
+`, cfg.Cloud.URL, o.products, o.changeEvery, cfg.DatabasePath(), front,
+		device, front, front, front, front, admin, front, front, front, front, front, cfg.Devices.EnrollmentSecret.Reveal())
+	for _, n := range slices.Sorted(maps.Keys(addrs)) {
+		fmt.Fprintf(stdout, "  %-17s %s\n", n, addrs[n])
 	}
-	log.Info("demo: stopped", slog.String("database", cfg.DatabasePath()))
-	return err
 }
