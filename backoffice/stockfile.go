@@ -189,90 +189,123 @@ func csvErr(err error) error {
 }
 
 func parseStockJSON(data []byte) (rows []storage.StockLevel, lines []int, err error) {
-	// Line numbers are counted incrementally as the decoder moves on.
-	line, counted := 1, 0
-	lineAt := func(off int64) int {
-		end := min(max(int(off), 0), len(data))
-		if end < counted { // an error offset may point back
-			line, counted = 1, 0
-		}
-		if end > counted {
-			line += bytes.Count(data[counted:end], []byte("\n"))
-			counted = end
-		}
-		return line
+	p := &stockJSON{data: data, line: 1, dec: json.NewDecoder(bytes.NewReader(data))}
+	p.dec.UseNumber()
+	if err := p.open(); err != nil {
+		return nil, nil, err
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	jsonErr := func(err error) error {
-		var se *json.SyntaxError
-		if errors.As(err, &se) {
-			return lineErr(lineAt(se.Offset), "not valid JSON: %s", se)
+	for p.dec.More() {
+		row, at, err := p.item(len(rows) + 1)
+		if err != nil {
+			return nil, nil, err
 		}
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return lineErr(lineAt(int64(len(data))), "the file ends before the array is closed (was it cut short?)")
-		}
-		return lineErr(lineAt(dec.InputOffset()), "not valid JSON: %s", err)
+		rows = append(rows, row)
+		lines = append(lines, at)
 	}
-	start := lineAt(int64(skipSpace(data, 0)))
-	tok, err := dec.Token()
+	if err := p.close(); err != nil {
+		return nil, nil, err
+	}
+	return rows, lines, nil
+}
+
+// stockJSON reads a JSON stock file, knowing the line of each offset for the error messages.
+type stockJSON struct {
+	data    []byte
+	dec     *json.Decoder
+	line    int // the line of offset counted
+	counted int
+}
+
+// lineAt is the line of offset off. Lines are counted incrementally as the decoder moves on.
+func (p *stockJSON) lineAt(off int64) int {
+	end := min(max(int(off), 0), len(p.data))
+	if end < p.counted { // an error offset may point back
+		p.line, p.counted = 1, 0
+	}
+	if end > p.counted {
+		p.line += bytes.Count(p.data[p.counted:end], []byte("\n"))
+		p.counted = end
+	}
+	return p.line
+}
+
+// jsonErr words a decoding error with its line.
+func (p *stockJSON) jsonErr(err error) error {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return lineErr(p.lineAt(se.Offset), "not valid JSON: %s", se)
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return lineErr(p.lineAt(int64(len(p.data))), "the file ends before the array is closed (was it cut short?)")
+	}
+	return lineErr(p.lineAt(p.dec.InputOffset()), "not valid JSON: %s", err)
+}
+
+// open reads the array's opening bracket.
+func (p *stockJSON) open() error {
+	start := p.lineAt(int64(skipSpace(p.data, 0)))
+	tok, err := p.dec.Token()
 	if errors.Is(err, io.EOF) {
-		return nil, nil, lineErr(1, "empty file: want a JSON array [{\"product_id\": …, \"quantity\": …}]")
+		return lineErr(1, "empty file: want a JSON array [{\"product_id\": …, \"quantity\": …}]")
 	}
 	if err != nil {
-		return nil, nil, jsonErr(err)
+		return p.jsonErr(err)
 	}
 	if d, ok := tok.(json.Delim); !ok || d != '[' {
-		return nil, nil, lineErr(start, "want a JSON array [{\"product_id\": …, \"quantity\": …}]")
+		return lineErr(start, "want a JSON array [{\"product_id\": …, \"quantity\": …}]")
+	}
+	return nil
+}
+
+// item reads the n-th item of the array and returns it with its line.
+func (p *stockJSON) item(n int) (storage.StockLevel, int, error) {
+	// Where the item starts: past spaces and the comma before it, if any.
+	i := skipSpace(p.data, int(p.dec.InputOffset()))
+	if i < len(p.data) && p.data[i] == ',' {
+		i = skipSpace(p.data, i+1)
+	}
+	at := p.lineAt(int64(i))
+	if n > MaxStockRows {
+		return storage.StockLevel{}, at, tooMany(at)
+	}
+	if i < len(p.data) && p.data[i] != '{' {
+		return storage.StockLevel{}, at, lineErr(at, "item %d is not an object {\"product_id\": …, \"quantity\": …}", n)
 	}
 	var item struct {
 		ProductID json.RawMessage `json:"product_id"`
 		Quantity  json.RawMessage `json:"quantity"`
 	}
-	for dec.More() {
-		// Where the item starts: past spaces and the comma before it, if any.
-		i := skipSpace(data, int(dec.InputOffset()))
-		if i < len(data) && data[i] == ',' {
-			i = skipSpace(data, i+1)
-		}
-		at := lineAt(int64(i))
-		n := len(rows) + 1
-		if len(rows) == MaxStockRows {
-			return nil, nil, tooMany(at)
-		}
-		if i < len(data) && data[i] != '{' {
-			return nil, nil, lineErr(at, "item %d is not an object {\"product_id\": …, \"quantity\": …}", n)
-		}
-		item.ProductID, item.Quantity = nil, nil
-		if err := dec.Decode(&item); err != nil {
-			return nil, nil, jsonErr(err)
-		}
-		var id string
-		if item.ProductID == nil {
-			return nil, nil, lineErr(at, "item %d has no product_id", n)
-		} else if err := json.Unmarshal(item.ProductID, &id); err != nil || string(item.ProductID) == "null" {
-			return nil, nil, lineErr(at, "item %d: product_id %s is not a string", n, clip(item.ProductID))
-		}
-		if item.Quantity == nil {
-			return nil, nil, lineErr(at, "item %d has no quantity", n)
-		}
-		q, err := strconv.ParseInt(string(item.Quantity), 10, 64)
+	if err := p.dec.Decode(&item); err != nil {
+		return storage.StockLevel{}, at, p.jsonErr(err)
+	}
+	var id string
+	if item.ProductID == nil {
+		return storage.StockLevel{}, at, lineErr(at, "item %d has no product_id", n)
+	} else if err := json.Unmarshal(item.ProductID, &id); err != nil || string(item.ProductID) == "null" {
+		return storage.StockLevel{}, at, lineErr(at, "item %d: product_id %s is not a string", n, clip(item.ProductID))
+	}
+	if item.Quantity == nil {
+		return storage.StockLevel{}, at, lineErr(at, "item %d has no quantity", n)
+	}
+	q, err := strconv.ParseInt(string(item.Quantity), 10, 64)
+	if err != nil {
+		return storage.StockLevel{}, at, lineErr(at, "item %d: quantity %s is not a whole number", n, clip(item.Quantity))
+	}
+	return storage.StockLevel{Row: n, ProductID: id, Quantity: q}, at, nil
+}
+
+// close reads the array's closing bracket and checks nothing follows it.
+func (p *stockJSON) close() error {
+	if _, err := p.dec.Token(); err != nil { // the closing ]
+		return p.jsonErr(err)
+	}
+	if tok, err := p.dec.Token(); !errors.Is(err, io.EOF) {
 		if err != nil {
-			return nil, nil, lineErr(at, "item %d: quantity %s is not a whole number", n, clip(item.Quantity))
+			return p.jsonErr(err)
 		}
-		rows = append(rows, storage.StockLevel{Row: n, ProductID: id, Quantity: q})
-		lines = append(lines, at)
+		return lineErr(p.lineAt(p.dec.InputOffset()), "unexpected %v after the array", tok)
 	}
-	if _, err := dec.Token(); err != nil { // the closing ]
-		return nil, nil, jsonErr(err)
-	}
-	if tok, err := dec.Token(); !errors.Is(err, io.EOF) {
-		if err != nil {
-			return nil, nil, jsonErr(err)
-		}
-		return nil, nil, lineErr(lineAt(dec.InputOffset()), "unexpected %v after the array", tok)
-	}
-	return rows, lines, nil
+	return nil
 }
 
 // skipSpace returns the index of the first byte at or after i that is not JSON white space.

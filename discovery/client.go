@@ -47,15 +47,9 @@ var ErrNoServer = errors.New("discovery: no server answered")
 // the order they answered. It ends when ctx does (or at the first answer with First) and
 // returns ErrNoServer if nothing answered.
 func Probe(ctx context.Context, o ProbeOptions) ([]Found, error) {
-	targets := o.Targets
-	if len(targets) == 0 {
-		var err error
-		if targets, err = broadcastTargets(config.DefaultDiscoveryUDPPort); err != nil {
-			return nil, err
-		}
-		if len(targets) == 0 {
-			return nil, errors.New("discovery: probe: no interface is up and broadcast-capable")
-		}
+	targets, err := probeTargets(o.Targets)
+	if err != nil {
+		return nil, err
 	}
 	var p ProbeRequest
 	if _, err := rand.Read(p.Nonce[:]); err != nil {
@@ -73,66 +67,100 @@ func Probe(ctx context.Context, o ProbeOptions) ([]Found, error) {
 	defer c.Close()
 	stop := context.AfterFunc(ctx, func() { c.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
-
-	start := time.Now()
-	send := func() error {
-		var sent int
-		var last error
-		for _, t := range targets {
-			if _, err := c.WriteToUDPAddrPort(probe, t); err != nil {
-				last = err
-				continue
-			}
-			sent++
-		}
-		if sent == 0 {
-			return fmt.Errorf("discovery: probe: %w", last)
-		}
-		return nil
-	}
-	if err := send(); err != nil {
+	pr := &prober{c: c, probe: probe, targets: targets, nonce: p.Nonce, start: time.Now(), seen: map[string]bool{}}
+	if err := pr.send(); err != nil {
 		return nil, err
 	}
 	resend := o.Resend
 	if resend <= 0 {
 		resend = 300 * time.Millisecond
 	}
-	next := start.Add(resend)
+	if err := pr.collect(ctx, resend, o.First); err != nil {
+		return pr.found, err
+	}
+	if len(pr.found) == 0 {
+		return nil, ErrNoServer
+	}
+	return pr.found, nil
+}
 
-	var found []Found
-	seen := map[string]bool{}
+// probeTargets are the addresses a probe goes to: those given, else the broadcast address of
+// every interface that is up and broadcast-capable.
+func probeTargets(given []netip.AddrPort) ([]netip.AddrPort, error) {
+	if len(given) > 0 {
+		return given, nil
+	}
+	targets, err := broadcastTargets(config.DefaultDiscoveryUDPPort)
+	if err != nil {
+		return nil, err
+	}
+	if len(targets) == 0 {
+		return nil, errors.New("discovery: probe: no interface is up and broadcast-capable")
+	}
+	return targets, nil
+}
+
+// prober is one probe: its socket, the datagram sent to every target, and the answers so far.
+type prober struct {
+	c       *net.UDPConn
+	probe   []byte
+	targets []netip.AddrPort
+	nonce   [NonceSize]byte
+	start   time.Time
+	seen    map[string]bool // server ids answered
+	found   []Found
+}
+
+// send sends the probe to every target; it fails only when no target could be sent to.
+func (pr *prober) send() error {
+	var sent int
+	var last error
+	for _, t := range pr.targets {
+		if _, err := pr.c.WriteToUDPAddrPort(pr.probe, t); err != nil {
+			last = err
+			continue
+		}
+		sent++
+	}
+	if sent == 0 {
+		return fmt.Errorf("discovery: probe: %w", last)
+	}
+	return nil
+}
+
+// collect reads answers to this probe until ctx ends (or the first one, with first), sending the
+// probe again every resend while none comes.
+func (pr *prober) collect(ctx context.Context, resend time.Duration, first bool) error {
+	next := pr.start.Add(resend)
 	buf := make([]byte, MaxDatagramSize+1)
 	for ctx.Err() == nil {
-		c.SetReadDeadline(next)
+		pr.c.SetReadDeadline(next)
 		if ctx.Err() != nil {
 			break
 		}
-		n, from, err := c.ReadFromUDPAddrPort(buf)
+		n, from, err := pr.c.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
 				if ctx.Err() == nil {
-					send() // a failed resend is retried at the next one
+					pr.send() // a failed resend is retried at the next one
 					next = time.Now().Add(resend)
 				}
 				continue
 			}
-			return found, fmt.Errorf("discovery: probe: %w", err)
+			return fmt.Errorf("discovery: probe: %w", err)
 		}
 		d, err := Decode(buf[:n])
-		if err != nil || d.Type != TypeAnswer || d.Answer.Nonce != p.Nonce || seen[d.Answer.ServerID] {
+		if err != nil || d.Type != TypeAnswer || d.Answer.Nonce != pr.nonce || pr.seen[d.Answer.ServerID] {
 			continue
 		}
-		seen[d.Answer.ServerID] = true
-		found = append(found, Found{ServerInfo: d.Answer.ServerInfo, From: unmap(from), After: time.Since(start)})
-		if o.First {
-			return found, nil
+		pr.seen[d.Answer.ServerID] = true
+		pr.found = append(pr.found, Found{ServerInfo: d.Answer.ServerInfo, From: unmap(from), After: time.Since(pr.start)})
+		if first {
+			return nil
 		}
 	}
-	if len(found) == 0 {
-		return nil, ErrNoServer
-	}
-	return found, nil
+	return nil
 }
 
 func unmap(a netip.AddrPort) netip.AddrPort {

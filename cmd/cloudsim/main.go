@@ -90,6 +90,25 @@ Flags:
 `)
 		fs.PrintDefaults()
 	}
+	c.define(fs)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return c, err
+		}
+		return c, usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return c, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+
+	if err := c.complete(); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+// define declares the flags into c.
+func (c *config) define(fs *flag.FlagSet) {
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:8443", "`address` to listen on; port 0 picks a free port")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "PEM certificate `file`; with -tls-key, serve HTTPS")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "PEM private key `file`; with -tls-cert, serve HTTPS")
@@ -116,16 +135,11 @@ Flags:
 	fs.Float64Var(&c.faults.MalformedRate, "malformed-rate", 0, "fault: share of changes sent as malformed lines (the same ones every time)")
 	fs.Float64Var(&c.faults.UploadErrorRate, "upload-error-rate", 0, "fault: share of event uploads answered 503")
 	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "log `level`: DEBUG, INFO, WARN or ERROR")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return c, err
-		}
-		return c, usageError{err}
-	}
-	if fs.NArg() > 0 {
-		return c, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
-	}
+}
 
+// complete fills in what the flags leave to the environment or to defaults, and names the first
+// value out of range.
+func (c *config) complete() error {
 	c.opts.StoreKey = c.storeKeyFromFlag
 	if c.opts.StoreKey == "" {
 		c.opts.StoreKey = os.Getenv(envStoreKey)
@@ -137,26 +151,26 @@ Flags:
 	c.faults.PageDelayMS = int(c.pageDelay / time.Millisecond)
 	switch {
 	case c.listen == "":
-		return c, usageError{errors.New("-listen is empty")}
+		return usageError{errors.New("-listen is empty")}
 	case c.opts.Products < 1 || c.opts.Products > cloudsim.MaxProducts:
-		return c, usageError{fmt.Errorf("-products %d outside 1..%d", c.opts.Products, cloudsim.MaxProducts)}
+		return usageError{fmt.Errorf("-products %d outside 1..%d", c.opts.Products, cloudsim.MaxProducts)}
 	case c.opts.Seed == 0:
-		return c, usageError{errors.New("-seed 0 is reserved; use any other value")}
+		return usageError{errors.New("-seed 0 is reserved; use any other value")}
 	case c.opts.ChangeEvery < 0:
-		return c, usageError{fmt.Errorf("-change-every %v is negative", c.opts.ChangeEvery)}
+		return usageError{fmt.Errorf("-change-every %v is negative", c.opts.ChangeEvery)}
 	case c.latency < 0:
-		return c, usageError{fmt.Errorf("-latency %v is negative", c.latency)}
+		return usageError{fmt.Errorf("-latency %v is negative", c.latency)}
 	case (c.tlsCert == "") != (c.tlsKey == ""):
-		return c, usageError{errors.New("-tls-cert and -tls-key go together")}
+		return usageError{errors.New("-tls-cert and -tls-key go together")}
 	case c.opts.Media.BuiltIn && c.opts.Media.ConnectionString != "":
-		return c, usageError{errors.New("-media-builtin and -media-connection-string exclude each other")}
+		return usageError{errors.New("-media-builtin and -media-connection-string exclude each other")}
 	case c.opts.Media.SASLifetime < time.Second:
-		return c, usageError{fmt.Errorf("-media-sas-lifetime %v is under 1s", c.opts.Media.SASLifetime)}
+		return usageError{fmt.Errorf("-media-sas-lifetime %v is under 1s", c.opts.Media.SASLifetime)}
 	}
 	if err := c.faults.Validate(); err != nil {
-		return c, usageError{err}
+		return usageError{err}
 	}
-	return c, nil
+	return nil
 }
 
 // caTransport is an HTTP client trusting the system's roots and the CA in file.
@@ -210,7 +224,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
-	ln, err := net.Listen("tcp", cfg.listen)
+	return serve(ctx, sim, cfg.listen, tlsConfig, stdout, logger)
+}
+
+// serve serves sim on addr until ctx ends, then shuts down gracefully.
+func serve(ctx context.Context, sim *cloudsim.Sim, addr string, tlsConfig *tls.Config, stdout io.Writer, logger *slog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}

@@ -172,15 +172,6 @@ func cmdDiscovery(ctx context.Context, args, env []string, stdout, stderr io.Wri
 	if timeout <= 0 || timeout > time.Minute {
 		return usageError{fmt.Errorf("discovery: --timeout %s: want more than 0s and at most 1m", timeout)}
 	}
-	failed := false
-	check := func(w io.Writer, name string, ok bool, detail string) {
-		result := "ok"
-		if !ok {
-			result, failed = "FAIL", true
-		}
-		fmt.Fprintf(w, "%s\t%s\t%s\n", name, result, detail)
-	}
-
 	ifs, err := discovery.Interfaces(cfg.Discovery.Interfaces)
 	if err != nil {
 		return fmt.Errorf("discovery: list interfaces: %w", err)
@@ -188,9 +179,31 @@ func cmdDiscovery(ctx context.Context, args, env []string, stdout, stderr io.Wri
 	fmt.Fprintf(stdout, "UDP port %d (%s), mDNS %s (%s), announcements every %s\n\n",
 		cfg.Discovery.UDP.Port, onOff(cfg.Discovery.UDP.Enabled), discovery.ServiceType, onOff(cfg.Discovery.MDNS.Enabled),
 		cfg.Discovery.AnnounceInterval)
+	announce, mdnsIfs := printInterfaces(stdout, ifs)
+	fmt.Fprintln(stdout)
+
 	tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
+	defer tw.Flush()
+	fmt.Fprintln(tw, "CHECK\tRESULT\tDETAIL")
+	if why := discoveryOff(cfg); why != "" {
+		fmt.Fprintf(tw, "discovery\toff\t%s\n", why)
+		return nil
+	}
+	c := &checkTable{w: tw}
+	checkDiscovery(ctx, c, cfg, announce, mdnsIfs, timeout)
+	if c.failed {
+		tw.Flush()
+		return errors.New("discovery: a check failed (see above)")
+	}
+	return nil
+}
+
+// printInterfaces lists the machine's interfaces and what discovery does on each, and returns
+// those it announces on and those it registers mDNS on.
+func printInterfaces(stdout io.Writer, ifs []discovery.Interface) (announce, mdnsIfs []string) {
+	tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
+	defer tw.Flush()
 	fmt.Fprintln(tw, "INTERFACE\tADDRESSES\tBROADCAST\tANNOUNCE\tMDNS\tNOTE")
-	var announce, mdnsIfs []string
 	for _, it := range ifs {
 		var addrs, bcast []string
 		for _, a := range it.Addrs {
@@ -208,44 +221,52 @@ func cmdDiscovery(ctx context.Context, args, env []string, stdout, stderr io.Wri
 			mdnsIfs = append(mdnsIfs, it.Name)
 		}
 	}
-	tw.Flush()
-	fmt.Fprintln(stdout)
+	return announce, mdnsIfs
+}
 
-	tw = tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "CHECK\tRESULT\tDETAIL")
-	if why := discoveryOff(cfg); why != "" {
-		fmt.Fprintf(tw, "discovery\toff\t%s\n", why)
-		tw.Flush()
-		return nil
+// checkTable writes the lines of the checks and remembers whether one failed.
+type checkTable struct {
+	w      io.Writer
+	failed bool
+}
+
+func (c *checkTable) check(name string, ok bool, detail string) {
+	result := "ok"
+	if !ok {
+		result, c.failed = "FAIL", true
 	}
+	fmt.Fprintf(c.w, "%s\t%s\t%s\n", name, result, detail)
+}
+
+func (c *checkTable) off(name, why string) { fmt.Fprintf(c.w, "%s\toff\t%s\n", name, why) }
+
+// checkDiscovery checks the interfaces, the UDP answer and the mDNS records of the server on this
+// machine.
+func checkDiscovery(ctx context.Context, c *checkTable, cfg config.Config, announce, mdnsIfs []string, timeout time.Duration) {
+	udpName := "udp " + strconv.Itoa(cfg.Discovery.UDP.Port)
 	switch {
 	case !cfg.Discovery.UDP.Enabled:
-		fmt.Fprintf(tw, "interfaces\toff\tdiscovery.udp.enabled is false\n")
+		c.off("interfaces", "discovery.udp.enabled is false")
 	case len(announce) == 0:
-		check(tw, "interfaces", false, "no interface to announce on: none is up, broadcast-capable, with an IPv4 address and allowed by discovery.interfaces")
+		c.check("interfaces", false, "no interface to announce on: none is up, broadcast-capable, with an IPv4 address and allowed by discovery.interfaces")
 	default:
-		check(tw, "interfaces", true, "announcing on "+strings.Join(announce, ", "))
+		c.check("interfaces", true, "announcing on "+strings.Join(announce, ", "))
 	}
 	if cfg.Discovery.UDP.Enabled {
 		ok, detail := checkUDP(ctx, cfg, timeout)
-		check(tw, "udp "+strconv.Itoa(cfg.Discovery.UDP.Port), ok, detail)
+		c.check(udpName, ok, detail)
 	} else {
-		fmt.Fprintf(tw, "udp %d\toff\tdiscovery.udp.enabled is false\n", cfg.Discovery.UDP.Port)
+		c.off(udpName, "discovery.udp.enabled is false")
 	}
 	switch {
 	case !cfg.Discovery.MDNS.Enabled:
-		fmt.Fprintf(tw, "mdns\toff\tdiscovery.mdns.enabled is false\n")
+		c.off("mdns", "discovery.mdns.enabled is false")
 	case len(mdnsIfs) == 0:
-		check(tw, "mdns", false, "no interface to register on: none is up, multicast-capable, with an IPv4 address and allowed by discovery.interfaces")
+		c.check("mdns", false, "no interface to register on: none is up, multicast-capable, with an IPv4 address and allowed by discovery.interfaces")
 	default:
 		ok, detail := checkMDNS(ctx, cfg, mdnsIfs, timeout)
-		check(tw, "mdns", ok, detail)
+		c.check("mdns", ok, detail)
 	}
-	tw.Flush()
-	if failed {
-		return errors.New("discovery: a check failed (see above)")
-	}
-	return nil
 }
 
 // checkUDP probes the server on this machine, and if nothing answers, tells a free port from
