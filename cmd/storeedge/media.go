@@ -37,14 +37,12 @@ func newMedia(cfg config.Config, db *storage.DB, dialer *wan.Dialer, client *clo
 		ProgressInterval: m.ProgressInterval,
 		Logger:           log,
 	}
-	loc := media.Locator{URL: m.ContainerURL.Reveal(), ConnectionString: m.ConnectionString.Reveal(), Container: m.Container}
+	loc, own, isOwn := media.OwnLocator(m)
 	switch {
 	case !m.Enabled:
 		o.Describe = "off (media.enabled is false)"
-	case loc.URL != "":
-		o.Describe = "media.container_url"
-	case loc.ConnectionString != "":
-		o.Describe = "media.connection_string"
+	case isOwn:
+		o.Describe = own
 	case cfg.Cloud.Sync:
 		o.Describe = "the cloud's remote configuration"
 		loc.Remote = func(ctx context.Context) (string, error) {

@@ -5,35 +5,36 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
+
+	"github.com/storeedge/storeedge/internal/config"
+	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
+	"github.com/storeedge/storeedge/sync/media"
 )
 
-// checkBlob lists (at most) one blob of the media container with the Azure SDK's container
-// client over the WAN dialer's transport: the container URL and its SAS work from here. The
-// container URL is the one the cloud's remote configuration gives (media.container_url);
-// when the media service lands, this check uses its client instead.
-func checkBlob(ctx context.Context, hc *http.Client, containerURL string) Result {
-	check := "blob container " + redactSAS(containerURL)
-	c, err := container.NewClientWithNoCredential(containerURL, &container.ClientOptions{ClientOptions: policy.ClientOptions{
-		Transport: hc,
-		Retry:     policy.RetryOptions{MaxRetries: -1}, // one attempt: doctor reports, it does not wait
-	}})
-	if err != nil {
-		return fail("wan", check, err.Error(), "the cloud's media.container_url is not a container URL: call the vendor's support")
+// mediaContainer is the container the media service reads, as the daemon finds it: the shop's
+// own (media.container_url, media.connection_string) or the one the cloud's remote
+// configuration names. ok is false when media are off or no container is named.
+func mediaContainer(m config.Media, rc cloudapi.RemoteConfig) (media.Locator, bool) {
+	if !m.Enabled {
+		return media.Locator{}, false
 	}
-	one := int32(1)
-	page, err := c.NewListBlobsFlatPager(&container.ListBlobsFlatOptions{MaxResults: &one}).NextPage(ctx)
+	loc, _, own := media.OwnLocator(m)
+	if !own {
+		loc.URL = rc.Media.ContainerURL
+	}
+	return loc, loc.URL != "" || loc.ConnectionString != ""
+}
+
+// checkBlob lists (at most) one blob of the media container with the media service's own
+// client over the WAN dialer's transport: the container and its credential work from here.
+func checkBlob(ctx context.Context, hc *http.Client, loc media.Locator) Result {
+	check := "blob container " + loc.Display()
+	n, err := media.NewContainer(loc, hc).Check(ctx)
 	if err != nil {
 		return fail("wan", check, "the container cannot be read: "+shortBlobError(err), blobFix(err))
-	}
-	n := 0
-	if page.Segment != nil {
-		n = len(page.Segment.BlobItems)
 	}
 	return pass("wan", check, fmt.Sprintf("readable (listed %d blob)", n))
 }
@@ -64,14 +65,4 @@ func shortBlobError(err error) string {
 		}
 	}
 	return s
-}
-
-// redactSAS drops the query (the signature) of a container URL for display.
-func redactSAS(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unreadable URL)"
-	}
-	u.RawQuery, u.Fragment = "", ""
-	return u.String()
 }

@@ -15,9 +15,9 @@ import (
 	"github.com/storeedge/storeedge/tools/testenv"
 )
 
-// mediaContainer makes the container "media" with one blob in Azurite and returns its URL with
+// makeMediaContainer makes the container "media" with one blob in Azurite and returns its URL with
 // a read and list signature, as the cloud hands it out.
-func mediaContainer(t *testing.T, ca *testenv.CA, account string) string {
+func makeMediaContainer(t *testing.T, ca *testenv.CA, account string) string {
 	t.Helper()
 	cred, err := azblob.NewSharedKeyCredential(testenv.AzuriteAccount, testenv.AzuriteKey)
 	if err != nil {

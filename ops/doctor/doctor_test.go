@@ -260,7 +260,7 @@ func TestBlobContainerReadable(t *testing.T) {
 	ca := testenv.NewCA(t, "Vendor Test CA")
 	certFile, keyFile, _ := ca.Issue(t, "127.0.0.1")
 	account := testenv.StartAzurite(t, testenv.AzuriteOptions{TLSCert: certFile, TLSKey: keyFile}).BlobURL
-	containerURL := mediaContainer(t, ca, account)
+	containerURL := makeMediaContainer(t, ca, account)
 	c := testConfig(t, ca, startCloud(t, ca, cloudsim.Options{MediaContainerURL: containerURL}, nil))
 	r := run(t, c)
 	expect(t, r, "wan", "blob container "+account+"/media", Pass, "readable")
@@ -270,6 +270,19 @@ func TestBlobContainerReadable(t *testing.T) {
 	bad := strings.Replace(containerURL, "sig=", "sig=AAAA", 1)
 	c = testConfig(t, ca, startCloud(t, ca, cloudsim.Options{MediaContainerURL: bad}, nil))
 	expect(t, run(t, c), "wan", "blob container", Fail, "signature")
+
+	// A shop that hosts its own container: doctor reads the one the media service would, with
+	// the account key of the connection string, and never shows the key.
+	c = testConfig(t, ca, startCloud(t, ca, cloudsim.Options{MediaContainerURL: bad}, nil))
+	c.Media.ConnectionString = config.Secret(testenv.AzuriteConnectionString(account))
+	c.Media.Container = "media"
+	r = run(t, c)
+	expect(t, r, "wan", "blob container "+account+"/media", Pass, "readable")
+	if strings.Contains(mustJSON(t, r), testenv.AzuriteKey) {
+		t.Error("the report shows the account key")
+	}
+	c.Media.ConnectionString = config.Secret(strings.Replace(testenv.AzuriteConnectionString(account), testenv.AzuriteKey, "d3Jvbmcga2V5", 1))
+	expect(t, run(t, c), "wan", "blob container "+account+"/media", Fail)
 }
 
 func mustJSON(t *testing.T, r Report) string {

@@ -76,9 +76,11 @@ func checkWAN(ctx context.Context, o Options) []Result {
 	if o.Config.Logs.Ship.Enabled {
 		w.logIntake(ctx)
 	}
-	if url := rc.Media.ContainerURL; url != "" {
-		if ep, err := endpointFromURL("blob", url); err == nil && w.reach(ctx, ep) {
-			w.add(checkBlob(w.ctx(ctx), w.http, url))
+	if loc, ok := mediaContainer(o.Config.Media, rc); ok {
+		if ep, err := loc.Endpoint(); err != nil {
+			w.add(fail("wan", "blob container", err.Error(), "correct media.container_url or media.connection_string"))
+		} else if e, err := endpointFromURL("blob", ep); err == nil && w.reach(ctx, e) {
+			w.add(checkBlob(w.ctx(ctx), w.http, loc))
 		}
 	}
 	w.add(w.dates.result(cloudOK))
