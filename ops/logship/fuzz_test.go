@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/storeedge/storeedge/internal/jsonenc"
 )
 
 // FuzzRedact: whatever the text, redaction does not panic, removes every configured secret and
@@ -34,8 +36,8 @@ func FuzzRedact(f *testing.F) {
 		// The JSON string writer says what encoding/json says.
 		want, _ := json.Marshal(text)
 		var a, b string
-		if json.Unmarshal(want, &a) != nil || json.Unmarshal(appendJSONString(nil, text), &b) != nil || a != b {
-			t.Errorf("appendJSONString(%q) = %s, encoding/json %s", text, appendJSONString(nil, text), want)
+		if json.Unmarshal(want, &a) != nil || json.Unmarshal(jsonenc.AppendString(nil, text), &b) != nil || a != b {
+			t.Errorf("jsonenc.AppendString(%q) = %s, encoding/json %s", text, jsonenc.AppendString(nil, text), want)
 		}
 		line := encodeLine(nil, entry{msg: text, attrs: []field{{key: text, val: text}}}, Meta{}, r)
 		if !json.Valid(line) {

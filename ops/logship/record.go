@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"time"
 	"unicode/utf8"
+
+	"github.com/storeedge/storeedge/internal/jsonenc"
 )
 
 // entry is a log record as the Handler captured it: values copied or turned to text at the
@@ -106,17 +108,17 @@ func encodeLine(buf []byte, e entry, m Meta, r *Redactor) []byte {
 	buf = append(buf, `{"time":`...)
 	buf = strconv.AppendQuote(buf, e.time.UTC().Format(time.RFC3339Nano))
 	buf = append(buf, `,"level":`...)
-	buf = appendJSONString(buf, e.level.String())
+	buf = jsonenc.AppendString(buf, e.level.String())
 	buf = append(buf, `,"message":`...)
-	buf = appendJSONString(buf, cut(r.Text(e.msg)))
+	buf = jsonenc.AppendString(buf, cut(r.Text(e.msg)))
 	buf = append(buf, `,"server_id":`...)
-	buf = appendJSONString(buf, m.ServerID)
+	buf = jsonenc.AppendString(buf, m.ServerID)
 	if m.ShopID != "" {
 		buf = append(buf, `,"shop_id":`...)
-		buf = appendJSONString(buf, m.ShopID)
+		buf = jsonenc.AppendString(buf, m.ShopID)
 	}
 	buf = append(buf, `,"version":`...)
-	buf = appendJSONString(buf, m.Version)
+	buf = jsonenc.AppendString(buf, m.Version)
 	buf = append(buf, `,"attrs":{`...)
 	for i, f := range e.attrs {
 		if i == maxAttrs {
@@ -125,7 +127,7 @@ func encodeLine(buf []byte, e entry, m Meta, r *Redactor) []byte {
 		if i > 0 {
 			buf = append(buf, ',')
 		}
-		buf = appendJSONString(buf, cut(f.key))
+		buf = jsonenc.AppendString(buf, cut(f.key))
 		buf = append(buf, ':')
 		buf = appendValue(buf, r.Value(f.key, f.val))
 	}
@@ -142,7 +144,7 @@ func appendValue(buf []byte, v any) []byte {
 	case nil:
 		return append(buf, "null"...)
 	case string:
-		return appendJSONString(buf, cut(x))
+		return jsonenc.AppendString(buf, cut(x))
 	case int64:
 		return strconv.AppendInt(buf, x, 10)
 	case uint64:
@@ -151,66 +153,18 @@ func appendValue(buf []byte, v any) []byte {
 		if b, err := json.Marshal(x); err == nil { // NaN and ±Inf are not JSON
 			return append(buf, b...)
 		}
-		return appendJSONString(buf, strconv.FormatFloat(x, 'g', -1, 64))
+		return jsonenc.AppendString(buf, strconv.FormatFloat(x, 'g', -1, 64))
 	case bool:
 		return strconv.AppendBool(buf, x)
 	case time.Time:
 		return strconv.AppendQuote(buf, x.UTC().Format(time.RFC3339Nano))
 	case json.RawMessage:
 		if len(x) > maxStringBytes {
-			return appendJSONString(buf, cut(string(x)))
+			return jsonenc.AppendString(buf, cut(string(x)))
 		}
 		return append(buf, x...)
 	}
-	return appendJSONString(buf, cut(fmt.Sprint(v)))
-}
-
-// appendJSONString writes s as a JSON string; invalid UTF-8 becomes U+FFFD. It is
-// encoding/json's escaping without the HTML escapes, and without an allocation.
-func appendJSONString(buf []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	buf = append(buf, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if b := s[i]; b < utf8.RuneSelf {
-			if b >= 0x20 && b != '"' && b != '\\' {
-				i++
-				continue
-			}
-			buf = append(buf, s[start:i]...)
-			switch b {
-			case '"', '\\':
-				buf = append(buf, '\\', b)
-			case '\n':
-				buf = append(buf, '\\', 'n')
-			case '\r':
-				buf = append(buf, '\\', 'r')
-			case '\t':
-				buf = append(buf, '\\', 't')
-			default:
-				buf = append(buf, '\\', 'u', '0', '0', hex[b>>4], hex[b&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 || r == '\u2028' || r == '\u2029' {
-			buf = append(buf, s[start:i]...)
-			switch r {
-			case utf8.RuneError:
-				buf = append(buf, `\ufffd`...)
-			default:
-				buf = append(buf, '\\', 'u', '2', '0', '2', hex[r&0xf])
-			}
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	buf = append(buf, s[start:]...)
-	return append(buf, '"')
+	return jsonenc.AppendString(buf, cut(fmt.Sprint(v)))
 }
 
 // cut shortens s to maxStringBytes on a character boundary, marking the cut.

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/storeedge/storeedge/internal/backoff"
 	"github.com/storeedge/storeedge/internal/jsonenc"
 )
 
@@ -241,18 +242,7 @@ func (s *Sim) writeFeed(ctx context.Context, fw *feedWriter, first page, limit i
 // pageDelay waits out the page-delay fault before the next page of a stream, or returns ctx's
 // error once the client has gone.
 func (s *Sim) pageDelay(ctx context.Context) error {
-	d := time.Duration(s.Faults().PageDelayMS) * time.Millisecond
-	if d == 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return backoff.Sleep(ctx, time.Duration(s.Faults().PageDelayMS)*time.Millisecond)
 }
 
 // writeLine writes fw.line and a newline, or, when the cut fault falls on this line (or on the
