@@ -1,4 +1,4 @@
-package main
+package harness
 
 import (
 	"context"
@@ -11,42 +11,49 @@ import (
 	"time"
 )
 
-// benchKey is the store key of the bench's cloudsim. It is not a secret.
-const benchKey = "bench-store-key"
-
-// daemonConfig is how the bench runs storeedge: every listener on 127.0.0.1.
-type daemonConfig struct {
-	dataDir   string
-	cloudURL  string
-	frontDoor int
-	catalog   int // 0: no own catalog port
-	extra     []string
+// DaemonConfig is how the bench runs storeedge: every listener on 127.0.0.1, the cloud at
+// CloudURL with the bench's store key, the admin token AdminToken.
+type DaemonConfig struct {
+	DataDir   string
+	CloudURL  string
+	FrontDoor int
+	Catalog   int      // 0: no own catalog port
+	Extra     []string // more --set KEY=VALUE
 }
 
-func (c daemonConfig) args() []string {
+// Args is the storeedge command line.
+func (c DaemonConfig) Args() []string {
 	args := []string{"run",
-		"--set", "data_dir=" + c.dataDir,
-		"--set", "cloud.url=" + c.cloudURL,
-		"--set", "cloud.store_key=" + benchKey,
-		"--set", "admin.token=" + benchAdminToken,
+		"--set", "data_dir=" + c.DataDir,
+		"--set", "cloud.url=" + c.CloudURL,
+		"--set", "cloud.store_key=" + StoreKey,
+		"--set", "admin.token=" + AdminToken,
 		"--set", "wan.proxy=direct",
 		"--set", "lan.bind=127.0.0.1",
-		"--set", "lan.front_door=" + strconv.Itoa(c.frontDoor),
-		"--set", "lan.services.catalog=" + strconv.Itoa(c.catalog),
+		"--set", "lan.front_door=" + strconv.Itoa(c.FrontDoor),
+		"--set", "lan.services.catalog=" + strconv.Itoa(c.Catalog),
 		"--set", "lan.services.media=0",
 		"--set", "lan.services.orders=0",
 		"--set", "lan.services.devices=0",
 		"--set", "lan.services.events=0",
 		"--set", "lan.services.admin=0",
 	}
-	for _, s := range c.extra {
+	for _, s := range c.Extra {
 		args = append(args, "--set", s)
 	}
 	return args
 }
 
-// status is the part of GET /api/v1/status the bench reads.
-type status struct {
+// Start runs the storeedge binary bin with this configuration.
+func (c DaemonConfig) Start(bin string, hook func(line string, at time.Time)) (*Proc, error) {
+	return Start("storeedge", bin, c.Args(), nil, hook)
+}
+
+// LocalURL is the base URL of a port on 127.0.0.1.
+func LocalURL(port int) string { return "http://127.0.0.1:" + strconv.Itoa(port) }
+
+// Status is the part of GET /api/v1/status the bench reads.
+type Status struct {
 	WAN struct {
 		State     string `json:"state"`
 		LastError string `json:"last_error"`
@@ -59,11 +66,19 @@ type status struct {
 		Quarantined int64   `json:"quarantined"`
 		LastError   string  `json:"last_error"`
 	} `json:"collections"`
+	Media struct {
+		State         string `json:"state"`
+		LastError     string `json:"last_error"`
+		Files         int64  `json:"files"`
+		Bytes         int64  `json:"bytes"`
+		Pending       int    `json:"pending"`
+		ReceivedBytes int64  `json:"received_bytes"`
+	} `json:"media"`
 }
 
-// caughtUp tells that the last pass reached the cloud and every collection is current, as the
+// CaughtUp tells that the last pass reached the cloud and every collection is current, as the
 // end-to-end tests judge it.
-func (s *status) caughtUp() bool {
+func (s *Status) CaughtUp() bool {
 	if s.WAN.State != "ok" || len(s.Collections) == 0 {
 		return false
 	}
@@ -75,15 +90,8 @@ func (s *status) caughtUp() bool {
 	return true
 }
 
-func (s *status) totalRows() int64 {
-	var n int64
-	for _, c := range s.Collections {
-		n += c.Rows
-	}
-	return n
-}
-
-func (s *status) brief() string {
+// Brief is a one-line summary: the WAN state and each collection's rows.
+func (s *Status) Brief() string {
 	parts := []string{"wan=" + s.WAN.State}
 	for _, c := range s.Collections {
 		parts = append(parts, fmt.Sprintf("%s=%d(rem %d)", c.Name, c.Rows, c.Remaining))
@@ -94,7 +102,8 @@ func (s *status) brief() string {
 	return strings.Join(parts, " ")
 }
 
-func getStatus(ctx context.Context, c *http.Client, base string) (*status, error) {
+// GetStatus reads GET /api/v1/status of the daemon at base.
+func GetStatus(ctx context.Context, c *http.Client, base string) (*Status, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/v1/status", nil)
 	if err != nil {
 		return nil, err
@@ -111,17 +120,17 @@ func getStatus(ctx context.Context, c *http.Client, base string) (*status, error
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("GET /api/v1/status: %s: %.200s", resp.Status, body)
 	}
-	var s status
+	var s Status
 	if err := json.Unmarshal(body, &s); err != nil {
 		return nil, fmt.Errorf("GET /api/v1/status: %w", err)
 	}
 	return &s, nil
 }
 
-// waitFirst200 polls GET url every interval, each on a new connection, until it answers 200,
+// WaitFirst200 polls GET url every interval, each on a new connection, until it answers 200,
 // and returns when that answer arrived. It fails when p exits or limit passes.
-func waitFirst200(ctx context.Context, p *proc, url string, interval, limit time.Duration) (time.Time, error) {
-	c := newClient(2*time.Second, false)
+func WaitFirst200(ctx context.Context, p *Proc, url string, interval, limit time.Duration) (time.Time, error) {
+	c := NewClient(2*time.Second, false)
 	deadline := time.Now().Add(limit)
 	var last error
 	for {
@@ -140,14 +149,33 @@ func waitFirst200(ctx context.Context, p *proc, url string, interval, limit time
 		} else {
 			last = err
 		}
-		if p.exited() {
-			return time.Time{}, p.exitErr()
+		if p.Exited() {
+			return time.Time{}, p.ExitErr()
 		}
 		if time.Now().After(deadline) {
 			return time.Time{}, fmt.Errorf("%s: no 200 from %s within %v (last: %v); its last output:\n%s", p.name, url, limit, last, p.Tail())
 		}
-		if err := sleepCtx(ctx, interval); err != nil {
+		if err := SleepCtx(ctx, interval); err != nil {
 			return time.Time{}, err
 		}
 	}
+}
+
+// LogField reads key=value (or key="value") from a slog text line.
+func LogField(line, key string) string {
+	i := strings.Index(line, " "+key+"=")
+	if i < 0 {
+		return ""
+	}
+	v := line[i+len(key)+2:]
+	if strings.HasPrefix(v, `"`) {
+		if s, err := strconv.QuotedPrefix(v); err == nil {
+			u, _ := strconv.Unquote(s)
+			return u
+		}
+	}
+	if j := strings.IndexByte(v, ' '); j >= 0 {
+		v = v[:j]
+	}
+	return v
 }
