@@ -44,3 +44,25 @@ func TestParseWithoutLatencyFails(t *testing.T) {
 		t.Fatal("a report without the latency distribution was accepted")
 	}
 }
+
+func TestMedians(t *testing.T) {
+	ms := time.Millisecond
+	rounds := []Result{
+		{ReqPerSec: 300, P50: 1 * ms, P99: 9 * ms, Requests: 10},
+		{ReqPerSec: 100, P50: 3 * ms, P99: 5 * ms, Requests: 20},
+		{ReqPerSec: 200, P50: 2 * ms, P99: 7 * ms, Requests: 30},
+	}
+	// The media benchmark reports the round with the median rate, whole.
+	if got := MedianRound(rounds); got != rounds[2] {
+		t.Errorf("MedianRound: got %+v, want the 200 req/s round", got)
+	}
+	// The http benchmark takes the median of each figure on its own, and sums the requests.
+	even := append(rounds, Result{ReqPerSec: 400, P50: 4 * ms, P99: 1 * ms, Requests: 40})
+	want := Result{ReqPerSec: 250, P50: 2500 * time.Microsecond, P99: 6 * ms, Requests: 100}
+	if got := MedianEach(even); got != want {
+		t.Errorf("MedianEach: got %+v, want %+v", got, want)
+	}
+	if rounds[0].ReqPerSec != 300 {
+		t.Error("MedianRound reordered its argument")
+	}
+}
