@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/storeedge/storeedge/internal/backoff"
 )
 
 // DaemonConfig is how the bench runs storeedge: every listener on 127.0.0.1, the cloud at
@@ -155,7 +157,7 @@ func WaitFirst200(ctx context.Context, p *Proc, url string, interval, limit time
 		if time.Now().After(deadline) {
 			return time.Time{}, fmt.Errorf("%s: no 200 from %s within %v (last: %v); its last output:\n%s", p.name, url, limit, last, p.Tail())
 		}
-		if err := SleepCtx(ctx, interval); err != nil {
+		if err := backoff.Sleep(ctx, interval); err != nil {
 			return time.Time{}, err
 		}
 	}

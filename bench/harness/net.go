@@ -63,15 +63,3 @@ func FreePorts(n int) ([]int, error) {
 	}
 	return ports, nil
 }
-
-// SleepCtx waits for d or until ctx ends.
-func SleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}

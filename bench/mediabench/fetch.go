@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/storeedge/storeedge/bench/harness"
+	"github.com/storeedge/storeedge/internal/backoff"
 	"github.com/storeedge/storeedge/tools/testenv"
 )
 
@@ -129,7 +130,7 @@ func syncCatalogOnly(ctx context.Context, o *options, dataDir, cloudURL string) 
 		if d.Exited() {
 			return 0, d.ExitErr()
 		}
-		if err := harness.SleepCtx(ctx, 200*time.Millisecond); err != nil {
+		if err := backoff.Sleep(ctx, 200*time.Millisecond); err != nil {
 			return 0, err
 		}
 	}
@@ -237,7 +238,7 @@ func runPrefetch(ctx context.Context, o *options, dir, catalog, cloudURL string,
 		if d.Exited() {
 			return res, d.ExitErr()
 		}
-		if err := harness.SleepCtx(ctx, 200*time.Millisecond); err != nil {
+		if err := backoff.Sleep(ctx, 200*time.Millisecond); err != nil {
 			return res, err
 		}
 	}
