@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# bench.sh runs storeedge's benchmarks (bench/), each figure next to a baseline measured in the
-# same run; docs/PERFORMANCE.md has the figures of this machine and what they mean.
+# bench.sh runs storeedge's benchmarks (cmd/bench, bench/), each figure next to a baseline
+# measured in the same run; docs/PERFORMANCE.md has the figures of this machine and what they mean.
 #
 # Usage: scripts/bench.sh [sync|http|startup|all] [flags]     (default: all)
 #
@@ -37,7 +37,7 @@ media | media-serve | media-fetch)
 	mkdir -p bin
 	go build -o bin/storeedge ./cmd/storeedge
 	go build -o bin/cloudsim ./cmd/cloudsim
-	go build -o bin/bench ./bench
+	go build -o bin/bench ./cmd/bench
 	echo "bench.sh: bin/bench $what -bin bin $*"
 	exec bin/bench "$what" -bin bin "$@"
 	;;
@@ -55,10 +55,10 @@ esac
 scripts/install-test-deps.sh
 
 mkdir -p bin
-echo "bench.sh: go build -o bin/ ./cmd/storeedge ./cmd/cloudsim ./bench ./bench/fixedserver"
+echo "bench.sh: go build -o bin/ ./cmd/storeedge ./cmd/cloudsim ./cmd/bench ./bench/fixedserver"
 go build -o bin/storeedge ./cmd/storeedge
 go build -o bin/cloudsim ./cmd/cloudsim
-go build -o bin/bench ./bench
+go build -o bin/bench ./cmd/bench
 go build -o bin/fixedserver ./bench/fixedserver
 
 case $what in

@@ -1,6 +1,4 @@
-//go:build linux
-
-package main
+package harness
 
 import (
 	"context"
@@ -13,8 +11,8 @@ import (
 	"github.com/storeedge/storeedge/storage"
 )
 
-// benchAdminToken is the admin credential of the bench's daemons. It is not a secret.
-const benchAdminToken = "bench-admin-token-0123456789"
+// AdminToken is the admin credential of the bench's daemons. It is not a secret.
+const AdminToken = "bench-admin-token-0123456789"
 
 // benchCreds is the device credential the bench's requests carry: storeedge answers catalog
 // requests from paired devices only.
@@ -23,10 +21,10 @@ var benchCreds struct {
 	device string
 }
 
-// pairBenchDevice pairs a device straight into the bench database (before any daemon opens it),
-// so that every daemon started on it knows the device, and makes it the one the bench's
-// requests and wrk runs authenticate as.
-func pairBenchDevice(ctx context.Context, dataDir string) error {
+// PairDevice pairs a device straight into the bench database (before any daemon opens it), so
+// that every daemon started on it knows the device, and makes it the one the bench's requests
+// and wrk runs authenticate as.
+func PairDevice(ctx context.Context, dataDir string) error {
 	db, err := storage.Open(ctx, filepath.Join(dataDir, "storeedge.db"))
 	if err != nil {
 		return err
@@ -47,11 +45,11 @@ func pairBenchDevice(ctx context.Context, dataDir string) error {
 	return nil
 }
 
-// authHeader is the Authorization value for a path: the admin token on admin routes, else the
-// bench device's token ("" before pairBenchDevice).
-func authHeader(path string) string {
+// AuthHeader is the Authorization value for a path: the admin token on admin routes, else the
+// bench device's token ("" before PairDevice).
+func AuthHeader(path string) string {
 	if path == "/api/v1/status" || strings.HasPrefix(path, "/api/v1/admin/") {
-		return "Bearer " + benchAdminToken
+		return "Bearer " + AdminToken
 	}
 	benchCreds.mu.Lock()
 	defer benchCreds.mu.Unlock()
@@ -65,7 +63,7 @@ func authHeader(path string) string {
 type authTransport struct{ next http.RoundTripper }
 
 func (t authTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if v := authHeader(r.URL.Path); v != "" && r.Header.Get("Authorization") == "" {
+	if v := AuthHeader(r.URL.Path); v != "" && r.Header.Get("Authorization") == "" {
 		r = r.Clone(r.Context())
 		r.Header.Set("Authorization", v)
 	}

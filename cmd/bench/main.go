@@ -1,5 +1,3 @@
-//go:build linux
-
 // Command bench measures storeedge against baselines taken in the same run, so that each figure
 // can be read as a ratio on a noisy machine (see docs/PERFORMANCE.md):
 //
@@ -12,8 +10,8 @@
 //
 // Everything runs on 127.0.0.1: the bench starts cloudsim, storeedge and the baseline server as
 // child processes, prints each command line, and kills them all on exit or interrupt. It is run
-// through scripts/bench.sh, which builds the binaries first. It builds on Linux only: it relies on
-// process groups, parent-death signals, getrusage and wrk.
+// through scripts/bench.sh, which builds the binaries first. The benchmarks themselves are the
+// packages under bench/.
 package main
 
 import (
@@ -25,24 +23,30 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/storeedge/storeedge/bench/harness"
+	"github.com/storeedge/storeedge/bench/httpbench"
+	"github.com/storeedge/storeedge/bench/mediabench"
+	"github.com/storeedge/storeedge/bench/profile"
+	"github.com/storeedge/storeedge/bench/startup"
+	"github.com/storeedge/storeedge/bench/syncbench"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
-	killAll()
+	harness.KillAll()
 	os.Exit(exitCode(err, os.Stderr))
 }
 
-// usageError is a bad command line: exit code 2.
-type usageError struct{ error }
-
+// exitCode maps run's error to the exit code, in one place: 0 success, 2 a bad command line,
+// 130 interrupted, 1 anything else.
 func exitCode(err error, stderr io.Writer) int {
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
-	case errors.As(err, new(usageError)):
+	case errors.As(err, new(harness.UsageError)):
 		fmt.Fprintln(stderr, "bench:", err)
 		return 2
 	case errors.Is(err, context.Canceled):
@@ -74,60 +78,64 @@ Run "bench COMMAND -h" for the flags of a command. scripts/bench.sh builds the b
 this tool.
 `
 
+// run is the whole program: it parses the subcommand and calls it.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return usageError{errors.New("no command given")}
+		return harness.Usagef("no command given")
 	}
 	cmd, rest := args[0], args[1:]
 	switch cmd {
 	case "sync", "startup", "http", "all":
-		o, err := parseOptions(cmd, rest, stderr)
+		o, err := harness.ParseOptions(cmd, rest, stderr)
 		if err != nil {
 			return err
 		}
 		return runBench(ctx, cmd, o, stdout)
 	case "media-serve", "media-fetch", "media":
-		return cmdMedia(ctx, cmd, rest, stdout, stderr)
+		return mediabench.Run(ctx, cmd, rest, stdout, stderr)
 	case "profile-sync":
-		return cmdProfileSync(ctx, rest, stdout, stderr)
+		return profile.Sync(ctx, rest, stdout, stderr)
 	case "profile-http":
-		return cmdProfileHTTP(ctx, rest, stdout, stderr)
-	case baselineCommand:
-		return cmdSyncBaseline(ctx, rest, stdout, stderr)
+		return profile.HTTP(ctx, rest, stdout, stderr)
+	case syncbench.BaselineCommand:
+		return syncbench.Baseline(ctx, rest, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
 	default:
 		fmt.Fprint(stderr, usage)
-		return usageError{fmt.Errorf("unknown command %q", cmd)}
+		return harness.Usagef("unknown command %q", cmd)
 	}
 }
 
+// benchmark is one of the benchmarks that share Options and the kept database.
+type benchmark func(context.Context, *harness.Options, *harness.Report, io.Writer) error
+
 // runBench runs one benchmark, or all three, and prints the tables of every one that ran at the
 // end so a long run's figures sit together.
-func runBench(ctx context.Context, cmd string, o *options, stdout io.Writer) error {
-	if err := o.prepare(); err != nil {
+func runBench(ctx context.Context, cmd string, o *harness.Options, stdout io.Writer) error {
+	if err := o.Prepare(); err != nil {
 		return err
 	}
-	r := &report{}
-	var err error
+	var order []benchmark
 	switch cmd {
 	case "sync":
-		err = benchSync(ctx, o, r, stdout)
+		order = []benchmark{syncbench.Run}
 	case "startup":
-		err = benchStartup(ctx, o, r, stdout)
+		order = []benchmark{startup.Run}
 	case "http":
-		err = benchHTTP(ctx, o, r, stdout)
+		order = []benchmark{httpbench.Run}
 	case "all":
-		err = benchSync(ctx, o, r, stdout)
-		if err == nil {
-			err = benchStartup(ctx, o, r, stdout)
-		}
-		if err == nil {
-			err = benchHTTP(ctx, o, r, stdout)
+		order = []benchmark{syncbench.Run, startup.Run, httpbench.Run}
+	}
+	r := &harness.Report{}
+	var err error
+	for _, b := range order {
+		if err = b(ctx, o, r, stdout); err != nil {
+			break
 		}
 	}
-	r.print(stdout)
+	r.Print(stdout)
 	return err
 }

@@ -1,23 +1,22 @@
-//go:build linux
-
-package main
+package syncbench
 
 import (
 	"bufio"
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"time"
 
 	_ "modernc.org/sqlite" // the same driver as storage
 
+	"github.com/storeedge/storeedge/bench/harness"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 )
@@ -26,11 +25,13 @@ import (
 // reading the downloaded feed line by line, encoding/json for every line (and every product
 // document), plain prepared upserts into storage's own schema, one transaction per
 // baselineBatch rows, and the search index filled once at the end. No validation, no quarantine,
-// no cursor bookkeeping, no network. It runs as a child process of the bench (this same binary,
-// command sync-baseline) so its peak memory is its own.
+// no cursor bookkeeping, no network. It runs as a child process of the bench (the bench binary
+// itself, command BaselineCommand) so its peak memory is its own.
 
 const (
-	baselineCommand = "sync-baseline"
+	// BaselineCommand is the bench's command that runs Baseline; the sync benchmark runs its own
+	// executable with it.
+	BaselineCommand = "sync-baseline"
 	baselineBatch   = 1000
 	resultPrefix    = "RESULT "
 )
@@ -45,19 +46,60 @@ type baselineResult struct {
 	CPUSeconds   float64          `json:"-"` // user+system, filled in by the parent from the child's rusage
 }
 
-func cmdSyncBaseline(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("bench "+baselineCommand, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func (b baselineResult) rate() float64 { return float64(b.Total) / b.TotalSeconds }
+
+// runBaseline runs the baseline loader as a child process on a fresh database and removes the
+// database afterwards.
+func runBaseline(ctx context.Context, o *harness.Options, feeds string, w io.Writer) (baselineResult, error) {
+	var res baselineResult
+	dir := filepath.Join(o.WorkDir, "baseline")
+	if err := os.RemoveAll(dir); err != nil {
+		return res, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return res, err
+	}
+	defer os.RemoveAll(dir)
+	var mu sync.Mutex
+	var line string
+	p, err := harness.Start("baseline", o.SelfBin, []string{BaselineCommand, "-feeds", feeds, "-db", filepath.Join(dir, "baseline.db")}, nil,
+		func(l string, _ time.Time) {
+			if s, ok := strings.CutPrefix(l, resultPrefix); ok {
+				mu.Lock()
+				line = s
+				mu.Unlock()
+			}
+		})
+	if err != nil {
+		return res, err
+	}
+	defer p.Kill()
+	if err := p.Wait(ctx, o.SyncLimit); err != nil {
+		return res, err
+	}
+	if p.ExitCode() != 0 {
+		return res, p.ExitErr()
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if err := json.Unmarshal([]byte(line), &res); err != nil {
+		return res, fmt.Errorf("baseline result %q: %w; its output:\n%s", line, err, p.Tail())
+	}
+	res.CPUSeconds = p.CPUSeconds()
+	return res, nil
+}
+
+// Baseline is the child process: it loads the feed files of -feeds into a new database -db and
+// prints its figures as one RESULT line of JSON.
+func Baseline(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := harness.NewFlagSet(BaselineCommand, stderr)
 	feeds := fs.String("feeds", "", "`directory` of COLLECTION.ndjson feed files")
 	dbPath := fs.String("db", "", "database `file` to create; must not exist")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError{err}
+	if err := harness.ParseFlags(fs, args); err != nil {
+		return err
 	}
 	if *feeds == "" || *dbPath == "" {
-		return usageError{errors.New("-feeds and -db are required")}
+		return harness.Usagef("-feeds and -db are required")
 	}
 	if _, err := os.Stat(*dbPath); err == nil {
 		return fmt.Errorf("baseline: %s exists; the baseline loads a fresh database", *dbPath)
@@ -125,7 +167,7 @@ func loadBaseline(ctx context.Context, feeds, path string) (baselineResult, erro
 	res.LoadSeconds = loaded.Sub(start).Seconds()
 	res.FTSSeconds = end.Sub(loaded).Seconds()
 	res.TotalSeconds = end.Sub(start).Seconds()
-	res.PeakRSSKB, _ = procStatus(os.Getpid(), "VmHWM")
+	res.PeakRSSKB, _ = harness.ProcStatus(os.Getpid(), "VmHWM")
 	return res, nil
 }
 
@@ -139,60 +181,9 @@ func loadFeedFile(ctx context.Context, db *sql.DB, coll, file string, seq *int64
 	sc := bufio.NewScanner(bufio.NewReaderSize(f, 256<<10))
 	sc.Buffer(make([]byte, 64<<10), cloudapi.MaxLineBytes+2)
 
-	var upsertSQL, deleteSQL string
-	if coll == cloudapi.Products {
-		upsertSQL = `INSERT INTO products(id, rev, seq, deleted, name, brand, category, doc) VALUES (?, ?, ?, 0, ?, ?, ?, ?)
-			ON CONFLICT(id) DO UPDATE SET rev = excluded.rev, seq = excluded.seq, deleted = 0, name = excluded.name,
-			brand = excluded.brand, category = excluded.category, doc = excluded.doc WHERE excluded.rev > products.rev`
-		deleteSQL = `INSERT INTO products(id, rev, seq, deleted, doc) VALUES (?, ?, ?, 1, NULL)
-			ON CONFLICT(id) DO UPDATE SET rev = excluded.rev, seq = excluded.seq, deleted = 1, name = '', brand = '', category = '', doc = NULL
-			WHERE excluded.rev > products.rev`
-	} else {
-		upsertSQL = `INSERT INTO ` + coll + `(id, rev, seq, deleted, doc) VALUES (?, ?, ?, 0, ?)
-			ON CONFLICT(id) DO UPDATE SET rev = excluded.rev, seq = excluded.seq, deleted = 0, doc = excluded.doc WHERE excluded.rev > ` + coll + `.rev`
-		deleteSQL = `INSERT INTO ` + coll + `(id, rev, seq, deleted, doc) VALUES (?, ?, ?, 1, NULL)
-			ON CONFLICT(id) DO UPDATE SET rev = excluded.rev, seq = excluded.seq, deleted = 1, doc = NULL WHERE excluded.rev > ` + coll + `.rev`
-	}
-	const codeSQL = `INSERT OR REPLACE INTO barcodes(code, product_id) VALUES (?, ?)`
-
-	var (
-		tx                  *sql.Tx
-		upsert, del, addBar *sql.Stmt
-		inTx, rows          int64
-	)
-	begin := func() error {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		var err error
-		if tx, err = db.BeginTx(ctx, nil); err != nil {
-			return err
-		}
-		if upsert, err = tx.PrepareContext(ctx, upsertSQL); err != nil {
-			return err
-		}
-		if del, err = tx.PrepareContext(ctx, deleteSQL); err != nil {
-			return err
-		}
-		if coll == cloudapi.Products {
-			if addBar, err = tx.PrepareContext(ctx, codeSQL); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	commit := func() error {
-		inTx = 0
-		err := tx.Commit() // closes the transaction's statements
-		tx = nil
-		return err
-	}
-	defer func() {
-		if tx != nil {
-			tx.Rollback()
-		}
-	}()
-
+	b := newBatcher(ctx, db, coll)
+	defer b.rollback()
+	var rows int64
 	for sc.Scan() {
 		var l struct {
 			cloudapi.Change
@@ -204,50 +195,13 @@ func loadFeedFile(ctx context.Context, db *sql.DB, coll, file string, seq *int64
 		if l.End != nil {
 			continue
 		}
-		if tx == nil {
-			if err := begin(); err != nil {
-				return rows, err
-			}
-		}
-		c := &l.Change
-		*seq++
-		var err error
-		switch {
-		case c.Op == cloudapi.OpDelete:
-			_, err = del.ExecContext(ctx, c.ID, c.Rev, *seq)
-		case coll == cloudapi.Products:
-			var p cloudapi.Product
-			if err = json.Unmarshal(c.Doc, &p); err != nil {
-				return rows, fmt.Errorf("%s: %w", c.ID, err)
-			}
-			if _, err = upsert.ExecContext(ctx, c.ID, c.Rev, *seq, p.Name, p.Brand, p.Category, string(c.Doc)); err != nil {
-				break
-			}
-			for _, code := range p.Barcodes {
-				if _, err = addBar.ExecContext(ctx, code, c.ID); err != nil {
-					break
-				}
-			}
-		default:
-			_, err = upsert.ExecContext(ctx, c.ID, c.Rev, *seq, string(c.Doc))
-		}
-		if err != nil {
-			return rows, fmt.Errorf("%s rev %d: %w", c.ID, c.Rev, err)
+		if err := b.add(&l.Change, seq); err != nil {
+			return rows, err
 		}
 		rows++
-		if inTx++; inTx == baselineBatch {
-			if err := commit(); err != nil {
-				return rows, err
-			}
-		}
 	}
 	if err := sc.Err(); err != nil {
 		return rows, err
 	}
-	if tx != nil {
-		if err := commit(); err != nil {
-			return rows, err
-		}
-	}
-	return rows, nil
+	return rows, b.flush()
 }

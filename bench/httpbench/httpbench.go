@@ -1,0 +1,262 @@
+// Package httpbench measures the LAN API's product and barcode lookups under wrk, next to a bare
+// net/http server (bench/fixedserver) answering a body of the average product answer's size.
+package httpbench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/storeedge/storeedge/bench/harness"
+	"github.com/storeedge/storeedge/bench/syncbench"
+	"github.com/storeedge/storeedge/bench/wrk"
+)
+
+// target is one thing wrk is pointed at, and what each round measured.
+type target struct {
+	name    string
+	url     string
+	script  string
+	results []wrk.Result
+}
+
+// run is one http benchmark: the daemon, the baseline and what was measured.
+type run struct {
+	o        *harness.Options
+	meta     syncbench.Meta
+	wrkBin   string
+	daemon   *harness.Proc
+	frontURL string // the front door, for status
+	catalog  string // the catalog port's URL, where wrk goes
+	warmLine string // what the daemon logged about its read cache
+	sample   Sample
+	targets  []*target // the daemon's, then the baseline last
+
+	peakKB, rssKB int64
+	statusTimes   []time.Duration
+}
+
+// Run runs wrk against the daemon's product and barcode lookups (sync off) and against a bare
+// net/http server answering a body of the average product answer's size.
+func Run(ctx context.Context, o *harness.Options, r *harness.Report, w io.Writer) error {
+	meta, err := syncbench.EnsureDB(ctx, o, r, w)
+	if err != nil {
+		return err
+	}
+	if err := harness.PairDevice(ctx, o.DataDir); err != nil {
+		return err
+	}
+	wrkBin, err := wrk.Find()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\n==== http: %s (%s products), wrk -t%d -c%d -d%s ====\n", o.DataDir, harness.FmtInt(int64(meta.Products)), o.Threads, o.Connections, wrk.DurationArg(o.Duration))
+	h := &run{o: o, meta: meta, wrkBin: wrkBin}
+	if err := h.startDaemon(ctx); err != nil {
+		return err
+	}
+	defer h.daemon.Kill()
+	fmt.Fprintf(w, "storeedge: %s\n", h.warmLine)
+	idScript, codeScript, err := h.writeScripts(ctx, w)
+	if err != nil {
+		return err
+	}
+	bare, bareURL, err := startBare(ctx, o.FixedBin, h.sample.AvgSize)
+	if err != nil {
+		return err
+	}
+	defer bare.Kill()
+	h.targets = []*target{
+		{name: "storeedge GET /api/v1/catalog/products/{id}", url: h.catalog, script: idScript},
+		{name: "storeedge GET /api/v1/catalog/barcodes/{code}", url: h.catalog, script: codeScript},
+		{name: fmt.Sprintf("baseline: fixedserver, %d-byte body", h.sample.AvgSize), url: bareURL, script: idScript},
+	}
+	if err := h.measure(ctx, w); err != nil {
+		return err
+	}
+	if err := h.finish(ctx); err != nil {
+		return err
+	}
+	if err := bare.Stop(10 * time.Second); err != nil {
+		return err
+	}
+	r.Add(w, h.table())
+	return nil
+}
+
+// startDaemon starts storeedge on the kept database with sync off, and returns once it answers
+// and its read cache is warm.
+func (h *run) startDaemon(ctx context.Context) error {
+	ports, err := harness.FreePorts(3)
+	if err != nil {
+		return err
+	}
+	closed, front, catalog := ports[0], ports[1], ports[2]
+	cfg := harness.DaemonConfig{DataDir: h.o.DataDir, CloudURL: harness.LocalURL(closed), FrontDoor: front, Catalog: catalog,
+		Extra: append([]string{"cloud.sync=false"}, h.o.Sets...)}
+	// The daemon warms its read cache in the background after it starts serving; the
+	// measurement starts once its log says the cache is warm (or at once with the cache off).
+	warmed := make(chan string, 1)
+	hook := func(line string, _ time.Time) {
+		if strings.Contains(line, "read cache warmed") {
+			select {
+			case warmed <- line:
+			default:
+			}
+		}
+	}
+	if h.daemon, err = cfg.Start(h.o.StoreedgeBin, hook); err != nil {
+		return err
+	}
+	h.frontURL, h.catalog = harness.LocalURL(front), harness.LocalURL(catalog)
+	if _, err := harness.WaitFirst200(ctx, h.daemon, h.catalog+"/api/v1/catalog/products/P0000001", 10*time.Millisecond, 30*time.Second); err != nil {
+		return err
+	}
+	h.warmLine = "read cache off"
+	if !readCacheOn(h.o.Sets) {
+		return nil
+	}
+	select {
+	case h.warmLine = <-warmed:
+		return nil
+	case <-h.daemon.Done():
+		return fmt.Errorf("storeedge exited while warming its read cache:\n%s", h.daemon.Tail())
+	case <-time.After(5 * time.Minute):
+		return fmt.Errorf("storeedge: no \"read cache warmed\" in its log after 5 minutes")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// writeScripts samples the catalog over the LAN API and writes the wrk scripts of the product
+// and barcode lookups.
+func (h *run) writeScripts(ctx context.Context, w io.Writer) (idScript, codeScript string, err error) {
+	dir := filepath.Join(h.o.WorkDir, "http")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", "", err
+	}
+	if h.sample, err = SampleProducts(ctx, h.catalog, h.meta.Products, h.o.Sample); err != nil {
+		return "", "", err
+	}
+	codesFile := filepath.Join(dir, "barcodes.txt")
+	if err := wrk.WriteLines(codesFile, h.sample.Barcodes); err != nil {
+		return "", "", err
+	}
+	fmt.Fprintf(w, "sampled %d random products over the LAN API: average answer %d bytes, %d barcodes -> %s\n",
+		h.sample.N, h.sample.AvgSize, len(h.sample.Barcodes), codesFile)
+	if idScript, err = wrk.WriteIDScript(dir, h.meta.Products); err != nil {
+		return "", "", err
+	}
+	codeScript, err = wrk.WriteBarcodeScript(dir, codesFile)
+	return idScript, codeScript, err
+}
+
+// startBare starts the baseline server answering size bytes, and returns it and its URL once it
+// answers.
+func startBare(ctx context.Context, bin string, size int) (*harness.Proc, string, error) {
+	port, err := harness.FreePort()
+	if err != nil {
+		return nil, "", err
+	}
+	bare, err := harness.Start("fixedserver", bin, []string{"-listen", "127.0.0.1:" + strconv.Itoa(port), "-size", strconv.Itoa(size)}, nil, nil)
+	if err != nil {
+		return nil, "", err
+	}
+	url := harness.LocalURL(port)
+	if _, err := harness.WaitFirst200(ctx, bare, url+"/", 10*time.Millisecond, 30*time.Second); err != nil {
+		bare.Kill()
+		return nil, "", err
+	}
+	return bare, url, nil
+}
+
+// measure warms every target up, then runs the measured rounds, the targets alternating.
+func (h *run) measure(ctx context.Context, w io.Writer) error {
+	wrkRun := func(t *target, d time.Duration) (wrk.Result, error) {
+		res, _, err := wrk.Run(ctx, h.wrkBin, wrk.Options{Threads: h.o.Threads, Connections: h.o.Connections, Duration: d, Script: t.script, URL: t.url})
+		return res, err
+	}
+	if h.o.Warmup > 0 {
+		for _, t := range h.targets {
+			fmt.Fprintf(w, "warm-up (not measured): %s\n", t.name)
+			if _, err := wrkRun(t, h.o.Warmup); err != nil {
+				return err
+			}
+		}
+	}
+	for round := range h.o.Rounds {
+		// Rotate the order so no target always runs right after the same one.
+		for i := range h.targets {
+			t := h.targets[(i+round)%len(h.targets)]
+			fmt.Fprintf(w, "round %d/%d: %s\n", round+1, h.o.Rounds, t.name)
+			res, err := wrkRun(t, h.o.Duration)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(w, "  %.0f req/s, p50 %s, p99 %s, %s requests\n", res.ReqPerSec, harness.FmtMs(res.P50), harness.FmtMs(res.P99), harness.FmtInt(res.Requests))
+			t.results = append(t.results, res)
+		}
+	}
+	return nil
+}
+
+// finish reads the daemon's memory, times its status on the idle server, and stops it.
+func (h *run) finish(ctx context.Context) error {
+	h.peakKB, _ = harness.ProcStatus(h.daemon.Pid(), "VmHWM")
+	h.rssKB, _ = harness.ProcStatus(h.daemon.Pid(), "VmRSS")
+	var err error
+	if h.statusTimes, err = timeStatus(ctx, h.frontURL, 3); err != nil {
+		return err
+	}
+	return h.daemon.Stop(30 * time.Second)
+}
+
+// table is the result: each target's median figures, the daemon's next to the baseline's.
+func (h *run) table() *harness.Table {
+	o := h.o
+	baseline := wrk.MedianEach(h.targets[len(h.targets)-1].results)
+	t := &harness.Table{
+		Title: fmt.Sprintf("http: wrk -t%d -c%d -d%s --latency on the catalog port (%s-product database, sync off)", o.Threads, o.Connections, wrk.DurationArg(o.Duration), harness.FmtInt(int64(h.meta.Products))),
+		Head:  []string{"target", "req/s", "p50", "p99", "req/s vs baseline", "p99 vs baseline", "targets (≥ 0.70×, ≤ 2.00×)"},
+	}
+	for i, tg := range h.targets {
+		m := wrk.MedianEach(tg.results)
+		if i == len(h.targets)-1 {
+			t.Add(tg.name, harness.FmtRate(m.ReqPerSec), harness.FmtMs(m.P50), harness.FmtMs(m.P99), "1.00×", "1.00×", "")
+			continue
+		}
+		rr := m.ReqPerSec / baseline.ReqPerSec
+		pr := float64(m.P99) / float64(baseline.P99)
+		t.Add(tg.name, harness.FmtRate(m.ReqPerSec), harness.FmtMs(m.P50), harness.FmtMs(m.P99), harness.FmtRatio(rr), harness.FmtRatio(pr),
+			"req/s "+harness.Verdict(rr >= 0.7)+", p99 "+harness.Verdict(pr <= 2))
+	}
+	t.Note("ids uniform over P0000001..P%07d; barcodes uniform over the %d barcodes of %d random products read over the LAN API", h.meta.Products, len(h.sample.Barcodes), h.sample.N)
+	t.Note("the baseline is hit with the products script (it ignores the path) and answers %d bytes, the average product answer", h.sample.AvgSize)
+	if o.Rounds > 1 {
+		t.Note("each figure is the median of %d rounds per target (targets alternating); every round's figures are printed above the table", o.Rounds)
+	}
+	t.Note("storeedge peak RSS during the run: %s (%s at the end); wrk, the server and the bench share the machine's CPUs", harness.FmtMB(h.peakKB), harness.FmtMB(h.rssKB))
+	t.Note("storeedge: %s", h.warmLine)
+	_, med, _ := harness.MinMedMax(h.statusTimes)
+	t.Note("not a target: GET /api/v1/status took %s (median of %d, idle server): it counts the rows of every collection", harness.FmtMs(med), len(h.statusTimes))
+	t.Note("machine: %s at the end (another user's work shows here as noise)", harness.LoadAvg())
+	return t
+}
+
+// readCacheOn reports whether the daemon runs with a read cache, i.e. whether -set leaves
+// lan.read_cache_mb at its default or at a value other than 0.
+func readCacheOn(sets []string) bool {
+	on := true
+	for _, kv := range sets {
+		if k, v, ok := strings.Cut(kv, "="); ok && strings.TrimSpace(k) == "lan.read_cache_mb" {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			on = err != nil || n != 0
+		}
+	}
+	return on
+}

@@ -1,0 +1,53 @@
+package wrk
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// luaSeed starts the scripts that draw random requests. Each thread seeds its own generator from
+// its number, so runs are repeatable and threads do not ask for the same sequence.
+const luaSeed = `local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
+function init(args)
+  math.randomseed(7919 * (tid or 1))
+end
+`
+
+// WriteIDScript writes DIR/products.lua, asking for random product ids P0000001..P{n}.
+func WriteIDScript(dir string, n int) (string, error) {
+	path := filepath.Join(dir, "products.lua")
+	s := "-- GET /api/v1/catalog/products/{id}, id uniform in P0000001..P" + fmt.Sprintf("%07d", n) + "\n" + luaSeed +
+		"function request()\n  return wrk.format(\"GET\", string.format(\"/api/v1/catalog/products/P%07d\", math.random(1, " + strconv.Itoa(n) + ")))\nend\n"
+	return path, os.WriteFile(path, []byte(s), 0o644)
+}
+
+// WriteBarcodeScript writes DIR/barcodes.lua, asking for random barcodes of the list in
+// codesFile.
+func WriteBarcodeScript(dir, codesFile string) (string, error) {
+	path := filepath.Join(dir, "barcodes.lua")
+	s := "-- GET /api/v1/catalog/barcodes/{code}, code uniform in the list\n" + luaSeed +
+		"local codes = {}\nfor line in io.lines(" + strconv.Quote(codesFile) + ") do codes[#codes + 1] = line end\n" +
+		"function request()\n  return wrk.format(\"GET\", \"/api/v1/catalog/barcodes/\" .. codes[math.random(1, #codes)])\nend\n"
+	return path, os.WriteFile(path, []byte(s), 0o644)
+}
+
+// WritePathScript writes DIR/NAME.lua, asking for the path of url again and again.
+func WritePathScript(dir, name, url string) (string, error) {
+	i := strings.Index(url[len("http://"):], "/") + len("http://")
+	path := filepath.Join(dir, name+".lua")
+	s := "-- GET " + url[i:] + "\nfunction request()\n  return wrk.format(\"GET\", " + strconv.Quote(url[i:]) + ")\nend\n"
+	return path, os.WriteFile(path, []byte(s), 0o644)
+}
+
+// WriteLines writes each line followed by a newline to file, e.g. the barcode list of
+// WriteBarcodeScript.
+func WriteLines(file string, lines []string) error {
+	return os.WriteFile(file, []byte(strings.Join(lines, "\n")+"\n"), 0o644)
+}
