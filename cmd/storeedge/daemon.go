@@ -19,6 +19,7 @@ import (
 	"github.com/storeedge/storeedge/internal/wan"
 	"github.com/storeedge/storeedge/ops/backup"
 	"github.com/storeedge/storeedge/ops/service"
+	"github.com/storeedge/storeedge/ops/support"
 	"github.com/storeedge/storeedge/server"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/cloud"
@@ -42,6 +43,9 @@ import (
 //	media fetcher (Blob → cache) ────────────┘
 //	alerts (rules on all the above → SMTP mail queue)
 //	log ─ logship: redacted copy → disk buffer → log intake, through the WAN dialer (optional)
+//	    └ support: recent records ─┐
+//	support channel: signed requests (support queue) → answers (reply queue), through the WAN
+//	  dialer (optional): ping, diagnostics (config, status, log, doctor, database), resync, retry-outbox
 //
 // The database opens and the LAN listeners bind before anything starts, so the shop is served
 // from its local data within a second whatever the WAN does; sync runs in the background.
@@ -80,6 +84,11 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 	if shipper != nil {
 		defer shipper.Close()
 		log = slog.New(shipper.Handler(log.Handler()))
+	}
+	// The support channel keeps the recent records for its diagnostics, when it is on.
+	ring := supportRing(cfg)
+	if ring != nil {
+		log = slog.New(ring.Handler(log.Handler()))
 	}
 	// No overall client timeout: the cloud client applies cloud.request_timeout itself, so that
 	// a long first-sync stream that keeps moving is not cut.
@@ -172,7 +181,17 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 		return usageError{err}
 	}
 
-	srv, err := server.New(server.Options{
+	var srv *server.Server
+	src := support.Sources{StartedAt: startedAt, Logs: ring, Status: func(ctx context.Context) (any, error) { return srv.StatusDocument(ctx) }}
+	if cfg.Cloud.Sync {
+		src.Resync = syncer.Resnapshot
+	}
+	helpdesk, err := newSupport(cfg, dialer, db, src, log)
+	if err != nil {
+		return usageError{err}
+	}
+
+	srv, err = server.New(server.Options{
 		DB:                db,
 		WAN:               wanStatus,
 		Bind:              cfg.LAN.Bind,
@@ -190,6 +209,7 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 		ServiceBus:        sbStatus,
 		Upload:            upload,
 		LogShipping:       logShippingStatus(shipper),
+		Support:           supportStatus(helpdesk),
 		BackOffice:        bo,
 		Discovery:         disc,
 		Media:             mediaFetcher,
@@ -229,6 +249,9 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 	g.Go(func() error { return mediaFetcher.Run(gctx) })
 	if shipper != nil {
 		g.Go(func() error { return shipper.Run(gctx) })
+	}
+	if helpdesk != nil {
+		g.Go(func() error { return helpdesk.Run(gctx) })
 	}
 	if cfg.Cloud.Sync {
 		g.Go(func() error { return syncer.Run(gctx) })
