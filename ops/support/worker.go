@@ -249,6 +249,11 @@ func (w *Worker) handle(ctx context.Context, l link, m *azservicebus.ReceivedMes
 	}
 	h.ID, h.Kind = r.ID, r.Kind
 	ans := w.answer(ctx, l, m, r)
+	if ctx.Err() != nil {
+		// Stopped while it ran: its answer would be the stop, not the result. It comes again.
+		w.abandon(ctx, l, m, h, context.Cause(ctx))
+		return
+	}
 	body, err := encodeAnswer(ans, w.red, l.limit)
 	if err == nil {
 		err = w.send(ctx, l, r, body)

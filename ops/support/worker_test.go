@@ -401,3 +401,29 @@ func TestLargeAnswersAreShortened(t *testing.T) {
 		t.Fatalf("%d log records kept, the last %.12q; status kept: %v", len(logs), last, res["status"] != nil)
 	}
 }
+
+// A request running when the server stops is not answered with the stop: it goes back to the
+// queue and is answered after the restart.
+func TestStopWhileRunningGivesTheRequestBack(t *testing.T) {
+	entered := make(chan struct{})
+	rg := newRig(t, func(o *Options) {
+		o.Sources.Doctor = func(ctx context.Context) any {
+			close(entered)
+			<-ctx.Done()
+			return nil
+		}
+	})
+	rg.sendSigned(t, request(KindDiagnostics, "req-diag"))
+	<-entered
+	rg.stop()
+	st := rg.peer.WaitStats(t, reqQueue, 30*time.Second, func(s testenv.SBQueueStats) bool { return s.Abandoned == 1 })
+	if st.Completed != 0 || st.DeadLettered != 0 || st.Active != 1 {
+		t.Fatalf("request queue %+v: want the request back in the queue", st)
+	}
+	if got := rg.peer.Messages(t, replyQueue); len(got) != 0 {
+		t.Fatalf("answered while stopping: %+v", got)
+	}
+	if h := rg.w.Status().Recent[0]; h.Result != ResultAbandoned || h.ID != "req-diag" {
+		t.Fatalf("status %+v", h)
+	}
+}
