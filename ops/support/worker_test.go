@@ -272,13 +272,15 @@ func TestRedeliveryIsAnsweredAgain(t *testing.T) {
 func TestEachKindIsAnswered(t *testing.T) {
 	ring := NewRing(0)
 	log := slog.New(ring.Handler(slog.DiscardHandler))
-	var resynced []string
+	resynced := make(chan string, 1)
 	rg := newRig(t, func(o *Options) {
 		o.Sources.Config = func() string { return "shop:\n  id: \"lyon-01\"\ncloud:\n  store_key: \"xxxxx\"\n" }
-		o.Sources.Status = func(ctx context.Context) (any, error) { return map[string]any{"server_id": serverID, "mode": "test"}, nil }
+		o.Sources.Status = func(ctx context.Context) (any, error) {
+			return map[string]any{"server_id": serverID, "mode": "test"}, nil
+		}
 		o.Sources.Logs = ring
 		o.Sources.Doctor = func(ctx context.Context) any { return map[string]any{"results": []string{"PASS data_dir writable"}} }
-		o.Sources.Resync = func(ctx context.Context, c string) error { resynced = append(resynced, c); return nil }
+		o.Sources.Resync = func(ctx context.Context, c string) error { resynced <- c; return nil }
 	})
 	log.Info("feed: sync failed", slog.String("collection", "prices"), slog.Int("attempt", 3))
 	log.Debug("not kept")
@@ -305,8 +307,8 @@ func TestEachKindIsAnswered(t *testing.T) {
 		t.Fatalf("database check %v", db)
 	}
 
-	if a, res := decodeAnswer(t, answers["req-resync"]); !a.OK || res["collection"] != "prices" || len(resynced) != 1 || resynced[0] != "prices" {
-		t.Fatalf("resync %+v %v; resynced %v", a, res, resynced)
+	if a, res := decodeAnswer(t, answers["req-resync"]); !a.OK || res["collection"] != "prices" || <-resynced != "prices" {
+		t.Fatalf("resync %+v %v", a, res)
 	}
 	if a, res := decodeAnswer(t, answers["req-retry"]); !a.OK || res["requeued"] != 1.0 {
 		t.Fatalf("retry-outbox %+v %v", a, res)
