@@ -245,6 +245,13 @@ ensure_smtpd() {
 	SUMMARY+=("smtpd: installed python3-aiosmtpd")
 }
 
+# OpenSSL's command line, an implementation of the support channel's signatures
+# independent of Go's (ops/support checks the worked example of
+# docs/remote-support.md with it).
+ensure_openssl() {
+	ensure_debian openssl openssl:openssl
+}
+
 main() {
 	ensure_proxies
 	ensure_bench
@@ -256,6 +263,7 @@ main() {
 	ensure_packaging
 	ensure_media_bench
 	ensure_smtpd
+	ensure_openssl
 	local line
 	line=$(printf '%s; ' "${SUMMARY[@]}")
 	echo "install-test-deps: ${line%; }"

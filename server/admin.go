@@ -17,6 +17,7 @@ import (
 	"github.com/storeedge/storeedge/discovery"
 	"github.com/storeedge/storeedge/ops/alerts"
 	"github.com/storeedge/storeedge/ops/logship"
+	"github.com/storeedge/storeedge/ops/support"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 	"github.com/storeedge/storeedge/sync/media"
@@ -100,6 +101,7 @@ type statusDoc struct {
 	Devices       devices.Summary           `json:"devices"`
 	Alerts        *alerts.Status            `json:"alerts"`        // null when the daemon has none
 	LogShipping   *logship.Status           `json:"logs_shipping"` // null when logs.ship.enabled is false
+	Support       *support.Status           `json:"support"`       // null when support.servicebus.enabled is false
 }
 
 // Alerts is what the status needs of the alerts by e-mail (package ops/alerts).
@@ -125,7 +127,18 @@ type collectionStatus struct {
 // status is what shop IT looks at first: who this server is, whether the WAN works and how far
 // behind each collection is.
 func (s *Server) status(w http.ResponseWriter, r *http.Request) error {
-	ctx := r.Context()
+	doc, err := s.statusDocument(r.Context())
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, doc)
+}
+
+// StatusDocument is what GET /api/v1/status answers (the support channel's diagnostics sends
+// it).
+func (s *Server) StatusDocument(ctx context.Context) (any, error) { return s.statusDocument(ctx) }
+
+func (s *Server) statusDocument(ctx context.Context) (statusDoc, error) {
 	now := s.now()
 	doc := statusDoc{
 		ServerID:      s.o.ServerID,
@@ -140,22 +153,22 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) error {
 	}
 	var err error
 	if doc.Collections, err = s.collectionsStatus(ctx, now); err != nil {
-		return err
+		return doc, err
 	}
 	if doc.Quarantine, err = s.quarantineStatus(ctx); err != nil {
-		return err
+		return doc, err
 	}
 	s.componentsStatus(&doc)
 	if err := s.serviceStatus(ctx, &doc); err != nil {
-		return err
+		return doc, err
 	}
 	if doc.Devices, err = s.o.Devices.Summary(ctx); err != nil {
-		return fmt.Errorf("list devices: %w", err)
+		return doc, fmt.Errorf("list devices: %w", err)
 	}
 	if doc.Orders, err = s.o.DB.OrderStats(ctx); err != nil {
-		return fmt.Errorf("count orders: %w", err)
+		return doc, fmt.Errorf("count orders: %w", err)
 	}
-	return writeJSON(w, http.StatusOK, doc)
+	return doc, nil
 }
 
 // collectionsStatus is how far behind each collection of the catalog is.
@@ -229,6 +242,10 @@ func (s *Server) componentsStatus(doc *statusDoc) {
 	if s.o.LogShipping != nil {
 		ls := s.o.LogShipping()
 		doc.LogShipping = &ls
+	}
+	if s.o.Support != nil {
+		sp := s.o.Support()
+		doc.Support = &sp
 	}
 	if rc, ok := s.o.DB.ReadCacheStats(); ok {
 		doc.ReadCache = &rc

@@ -17,6 +17,7 @@ import (
 	"github.com/storeedge/storeedge/discovery"
 	"github.com/storeedge/storeedge/ops/alerts"
 	"github.com/storeedge/storeedge/ops/logship"
+	"github.com/storeedge/storeedge/ops/support"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 	"github.com/storeedge/storeedge/sync/media"
@@ -70,6 +71,7 @@ type statusJSON struct {
 	Devices    devices.Summary           `json:"devices"`
 	Alerts     *alerts.Status            `json:"alerts"`
 	LogShip    *logship.Status           `json:"logs_shipping"`
+	Support    *support.Status           `json:"support"`
 }
 
 func TestStatus(t *testing.T) {

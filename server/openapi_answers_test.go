@@ -18,6 +18,7 @@ import (
 	"github.com/storeedge/storeedge/discovery"
 	"github.com/storeedge/storeedge/internal/config"
 	"github.com/storeedge/storeedge/ops/logship"
+	"github.com/storeedge/storeedge/ops/support"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/feed"
 	"github.com/storeedge/storeedge/sync/outbox"
@@ -80,6 +81,7 @@ func newContractRig(t *testing.T) *contractRig {
 		o.LogShipping = func() logship.Status {
 			return logship.Status{State: logship.StateRetrying, Intake: "api.logmatic.io:443", Route: "direct", Buffered: 12, LastError: "the intake answered 503"}
 		}
+		o.Support = func() support.Status { return supportStatusSample }
 		o.BackOffice = backoffice.New(backoffice.Options{DB: o.DB, Shop: config.Shop{Mode: config.ModeProduction},
 			Config: config.BackOffice{Schedule: "@hourly", Export: config.BackOfficeExport{Dir: t.TempDir(), Format: config.ExportJSON},
 				Webhook: config.BackOfficeWebhook{URL: erp.URL, Timeout: 5 * time.Second}, Import: config.BackOfficeImport{Dir: imports}},

@@ -19,6 +19,7 @@ import (
 	"github.com/storeedge/storeedge/discovery"
 	"github.com/storeedge/storeedge/internal/config"
 	"github.com/storeedge/storeedge/ops/logship"
+	"github.com/storeedge/storeedge/ops/support"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/outbox"
 	"github.com/storeedge/storeedge/sync/servicebus"
@@ -53,6 +54,8 @@ type Options struct {
 	Upload func() outbox.State
 	// LogShipping reports log shipping to the vendor's intake; nil when it is off.
 	LogShipping func() logship.Status
+	// Support reports the remote support channel; nil when it is off.
+	Support func() support.Status
 	// BackOffice is the exchange with the ERP; nil when the daemon has none.
 	BackOffice BackOffice
 	// Media is the media cache behind the media service; nil answers every media request 404.

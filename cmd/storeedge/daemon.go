@@ -21,6 +21,7 @@ import (
 	"github.com/storeedge/storeedge/ops/backup"
 	"github.com/storeedge/storeedge/ops/logship"
 	"github.com/storeedge/storeedge/ops/service"
+	"github.com/storeedge/storeedge/ops/support"
 	"github.com/storeedge/storeedge/server"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/cloud"
@@ -45,6 +46,9 @@ import (
 //	media fetcher (Blob → cache) ────────────┘
 //	alerts (rules on all the above → SMTP mail queue)
 //	log ─ logship: redacted copy → disk buffer → log intake, through the WAN dialer (optional)
+//	    └ support: recent records ─┐
+//	support channel: signed requests (support queue) → answers (reply queue), through the WAN
+//	  dialer (optional): ping, diagnostics (config, status, log, doctor, database), resync, retry-outbox
 //
 // The steps below follow the picture: the local store, the WAN side, the shop's own services,
 // the LAN listeners, then every worker at once. The database opens and the LAN listeners bind
@@ -89,6 +93,7 @@ type components struct {
 	db      *storage.DB
 	dialer  *wan.Dialer
 	shipper *logship.Shipper // nil when log shipping is off
+	ring    *support.Ring    // the recent records, kept when the support channel is on
 	client  *cloud.Client
 	syncer  *feed.Syncer
 	route   string // how the cloud is reached: direct, or through which proxy
@@ -101,6 +106,7 @@ type components struct {
 	devices    *devices.Manager
 	alerts     *alerts.Alerts
 	backups    *backup.Scheduler // nil without scheduled backups
+	helpdesk   *support.Worker   // the remote support channel; nil when it is off
 
 	server    *server.Server
 	discovery *discoveryServices
@@ -140,6 +146,10 @@ func (s *components) openWAN() error {
 	}
 	if s.shipper != nil {
 		s.log = slog.New(s.shipper.Handler(s.log.Handler()))
+	}
+	// The support channel keeps the recent records for its diagnostics, when it is on.
+	if s.ring = supportRing(s.cfg); s.ring != nil {
+		s.log = slog.New(s.ring.Handler(s.log.Handler()))
 	}
 	// No overall client timeout: the cloud client applies cloud.request_timeout itself, so that
 	// a long first-sync stream that keeps moving is not cut.
@@ -191,6 +201,21 @@ func (s *components) buildServices(ctx context.Context) error {
 	}
 	src := alertSources{db: s.db, syncer: syncing, route: s.route, serviceBus: s.sbStatus, devices: s.devices, media: s.media}
 	if s.alerts, err = newAlerts(cfg, s.dialer, src, log); err != nil {
+		return usageError{err}
+	}
+	return s.buildSupport()
+}
+
+// buildSupport builds the remote support channel, which reads the status through the LAN
+// server once it is built.
+func (s *components) buildSupport() error {
+	src := support.Sources{StartedAt: s.startedAt, Logs: s.ring,
+		Status: func(ctx context.Context) (any, error) { return s.server.StatusDocument(ctx) }}
+	if s.cfg.Cloud.Sync {
+		src.Resync = s.syncer.Resnapshot
+	}
+	var err error
+	if s.helpdesk, err = newSupport(s.cfg, s.dialer, s.db, src, s.log); err != nil {
 		return usageError{err}
 	}
 	return nil
@@ -257,6 +282,7 @@ func (s *components) serverOptions() server.Options {
 		TestMode:          cfg.Shop.IsTest(),
 		ServiceBus:        s.sbStatus,
 		LogShipping:       logShippingStatus(s.shipper),
+		Support:           supportStatus(s.helpdesk),
 		BackOffice:        s.backOffice,
 		Discovery:         s.discovery,
 		Media:             s.media,
@@ -300,6 +326,9 @@ func (s *components) run(ctx context.Context, started func(map[string]string)) e
 	g.Go(func() error { return s.media.Run(gctx) })
 	if s.shipper != nil {
 		g.Go(func() error { return s.shipper.Run(gctx) })
+	}
+	if s.helpdesk != nil {
+		g.Go(func() error { return s.helpdesk.Run(gctx) })
 	}
 	if cfg.Cloud.Sync {
 		g.Go(func() error { return s.syncer.Run(gctx) })

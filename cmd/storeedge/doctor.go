@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/storeedge/storeedge/internal/config"
+	"github.com/storeedge/storeedge/internal/wan"
 	"github.com/storeedge/storeedge/ops/doctor"
 	"github.com/storeedge/storeedge/sync/servicebus"
 )
@@ -23,10 +24,11 @@ check: PASS, WARN or FAIL, and under each line that did not pass the fix in one 
           and schema version
   lan     each LAN port free or held by the running service (else which program holds it),
           the interfaces discovery announces on
-  wan     for the cloud, Service Bus, Blob storage and the log intake (logs.ship.enabled):
-          DNS, TCP directly or through the proxy, TLS (a certificate from a TLS-inspecting proxy
-          is recognised), the store key, the Service Bus link on the queue, the Blob container,
-          the log intake's key
+  wan     for the cloud, Service Bus, Blob storage, the log intake (logs.ship.enabled) and the
+          support namespace (support.servicebus.enabled): DNS, TCP directly or through the
+          proxy, TLS (a certificate from a TLS-inspecting proxy is recognised), the store key,
+          the Service Bus link on the queue, the Blob container, the log intake's key, the
+          support queues
   clock   this machine's clock against the servers' Date headers
 Run it as root (Linux) or as an administrator (Windows), with the service's environment, on the
 server's machine; the service may be running. It changes nothing and takes no order off the queue.
@@ -55,20 +57,7 @@ func cmdDoctor(ctx context.Context, args, env []string, stdout, stderr io.Writer
 	if err != nil {
 		return usageError{err}
 	}
-	o := doctor.Options{
-		Config:     cfg,
-		ConfigPath: config.ResolvePath(fs.Lookup("config").Value.String(), env),
-		Dialer:     dialer,
-		Version:    buildVersion(),
-		Timeout:    timeout,
-	}
-	if runtime.GOOS == "linux" {
-		o.ServiceUser = "storeedge" // the packages' system user
-	}
-	if cfg.ServiceBus.Enabled {
-		o.ServiceBus = func(queue string) servicebus.Options { return serviceBusOptions(cfg, dialer, queue) }
-	}
-	report := doctor.Run(ctx, o)
+	report := doctor.Run(ctx, doctorOptions(cfg, dialer, config.ResolvePath(fs.Lookup("config").Value.String(), env), timeout))
 	if asJSON {
 		err = report.WriteJSON(stdout)
 	} else {
@@ -81,6 +70,28 @@ func cmdDoctor(ctx context.Context, args, env []string, stdout, stderr io.Writer
 		return errDoctorFailed
 	}
 	return nil
+}
+
+// doctorOptions are the checks of the configuration cfg (read from configPath), each WAN check
+// bounded by timeout; the support channel's diagnostics runs them too.
+func doctorOptions(cfg config.Config, dialer *wan.Dialer, configPath string, timeout time.Duration) doctor.Options {
+	o := doctor.Options{
+		Config:     cfg,
+		ConfigPath: configPath,
+		Dialer:     dialer,
+		Version:    buildVersion(),
+		Timeout:    timeout,
+	}
+	if runtime.GOOS == "linux" {
+		o.ServiceUser = "storeedge" // the packages' system user
+	}
+	if cfg.ServiceBus.Enabled {
+		o.ServiceBus = func(queue string) servicebus.Options { return serviceBusOptions(cfg, dialer, queue) }
+	}
+	if cfg.Support.ServiceBus.Enabled {
+		o.Support = func() servicebus.Connection { return supportConnection(cfg, dialer) }
+	}
+	return o
 }
 
 // errDoctorFailed makes the exit code 1 without repeating the report.

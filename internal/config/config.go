@@ -48,6 +48,8 @@ type Config struct {
 	Log    Log    `yaml:"log"`
 	// Logs configures shipping the log to the vendor's log intake (logship.go).
 	Logs Logs `yaml:"logs"`
+	// Support configures the remote support channel (support.go).
+	Support Support `yaml:"support"`
 
 	// UnknownEnv lists the STOREEDGE_* environment variables that Load found but that name no
 	// key (a typo, or a variable from another version). They are ignored; the caller should
@@ -515,6 +517,10 @@ func Default() Config {
 		Alerts: defaultAlerts(),
 		Log:    Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
 		Logs:   defaultLogs(),
+		Support: Support{ServiceBus: SupportServiceBus{
+			Transport: DefaultSupportServiceBusTransport,
+			Allow:     SupportAllow{Ping: DefaultSupportServiceBusAllowPing, Diagnostics: DefaultSupportServiceBusAllowDiagnostics},
+		}},
 	}
 }
 

@@ -82,6 +82,12 @@ const (
 	DefaultBackupSchedule = "0 3 * * *"
 	DefaultBackupKeep     = 7
 
+	// The support channel, once turned on, answers the requests that only read (ping,
+	// diagnostics); those that change something (resync, retry-outbox) are the shop's to allow.
+	DefaultSupportServiceBusTransport        = TransportWebSockets
+	DefaultSupportServiceBusAllowPing        = true
+	DefaultSupportServiceBusAllowDiagnostics = true
+
 	DefaultLogLevel  = "info"
 	DefaultLogFormat = "text"
 )

@@ -457,7 +457,7 @@ func TestSet(t *testing.T) {
 
 func TestKeys(t *testing.T) {
 	keys := Keys()
-	if keys[0] != "server_id" || keys[len(keys)-1] != "logs.ship.batch_interval" {
+	if keys[0] != "server_id" || keys[len(keys)-1] != "support.servicebus.allow.retry_outbox" {
 		t.Errorf("Keys() not in document order: %q", keys)
 	}
 	want := []string{"server_id", "shop.id", "shop.name", "shop.mode", "data_dir", "cloud.url", "cloud.store_key",
@@ -488,7 +488,11 @@ func TestKeys(t *testing.T) {
 		"alerts.media_quota_full.enabled", "alerts.devices_offline.enabled", "alerts.devices_offline.after",
 		"log.level", "log.format",
 		"logs.ship.enabled", "logs.ship.url", "logs.ship.api_key", "logs.ship.level", "logs.ship.buffer_mb",
-		"logs.ship.batch_size", "logs.ship.batch_interval"}
+		"logs.ship.batch_size", "logs.ship.batch_interval",
+		"support.servicebus.enabled", "support.servicebus.connection_string", "support.servicebus.queue",
+		"support.servicebus.reply_queue", "support.servicebus.public_key", "support.servicebus.transport",
+		"support.servicebus.allow.ping", "support.servicebus.allow.diagnostics", "support.servicebus.allow.resync",
+		"support.servicebus.allow.retry_outbox"}
 	if !slices.Equal(keys, want) {
 		t.Errorf("Keys() = %q\nwant     %q", keys, want)
 	}

@@ -104,7 +104,7 @@ func (v *validator) logsShip(s LogsShip) {
 
 // SecretValues returns every secret value of the configuration that is set: each Secret key,
 // the credentials of wan.proxy, and the keys and signatures inside
-// servicebus.connection_string on their own. Log shipping removes them from whatever it sends.
+// servicebus.connection_string and support.servicebus.connection_string on their own. Log shipping removes them from whatever it sends.
 // Never log or show the result.
 func (c Config) SecretValues() []string {
 	var out []string
@@ -125,10 +125,12 @@ func (c Config) SecretValues() []string {
 			out = append(out, u.User.Username()) // a user name alone is usually a token
 		}
 	}
-	for _, part := range strings.Split(c.ServiceBus.ConnectionString.Reveal(), ";") {
-		name, value, ok := strings.Cut(part, "=")
-		if ok && value != "" && (strings.EqualFold(name, "SharedAccessKey") || strings.EqualFold(name, "SharedAccessSignature")) {
-			out = append(out, value)
+	for _, cs := range []Secret{c.ServiceBus.ConnectionString, c.Support.ServiceBus.ConnectionString} {
+		for _, part := range strings.Split(cs.Reveal(), ";") {
+			name, value, ok := strings.Cut(part, "=")
+			if ok && value != "" && (strings.EqualFold(name, "SharedAccessKey") || strings.EqualFold(name, "SharedAccessSignature")) {
+				out = append(out, value)
+			}
 		}
 	}
 	return out

@@ -60,6 +60,7 @@ func (c *Config) Validate() error {
 	v.alerts(c.Alerts)
 	v.log(c.Log)
 	v.logsShip(c.Logs.Ship)
+	v.support(c.Support.ServiceBus, c.Shop)
 	return errors.Join(v.errs...)
 }
 
@@ -366,11 +367,24 @@ func (v *validator) discovery(d Discovery) {
 }
 
 func (v *validator) serviceBus(sb ServiceBus) {
-	const key = "servicebus.connection_string"
-	switch cs := sb.ConnectionString.Reveal(); {
+	v.connectionString("servicebus.connection_string", "servicebus.enabled", sb.ConnectionString, sb.Enabled,
+		"copy the connection string of the queue's shared access policy from the Azure portal")
+
+	if q := sb.Queue; q != "" && (len(q) > maxQueueLen || !isQueueName(q)) {
+		v.add("servicebus.queue", quote(q), fmt.Sprintf(`want 1 to %d letters, digits, '.', '_', '/' or '-'; or "" for the queue the cloud's remote configuration names`, maxQueueLen))
+	}
+	v.transport("servicebus.transport", sb.Transport)
+	v.durRange("servicebus.lock_renew_interval", sb.LockRenewInterval, time.Second, 5*time.Minute)
+	v.intRange("servicebus.max_concurrent", sb.MaxConcurrent, 1, 64)
+}
+
+// connectionString checks a Service Bus connection string key; it is required when the key
+// enabledKey is true (enabled), and where says where to find it.
+func (v *validator) connectionString(key, enabledKey string, sec Secret, enabled bool, where string) {
+	switch cs := sec.Reveal(); {
 	case cs == "":
-		if sb.Enabled {
-			v.add(key, `""`, `missing; required when servicebus.enabled is true: copy the connection string of the queue's shared access policy from the Azure portal ("Endpoint=sb://…"), or set `+EnvName(key))
+		if enabled {
+			v.add(key, `""`, fmt.Sprintf(`missing; required when %s is true: %s ("Endpoint=sb://…"), or set %s`, enabledKey, where, EnvName(key)))
 		}
 	case cs == Redaction:
 		v.add(key, quote(Redaction), `is the placeholder shown by "storeedge config", not the connection string; put the real one`)
@@ -383,17 +397,15 @@ func (v *validator) serviceBus(sb ServiceBus) {
 			v.add(key, quote(Redaction), reason)
 		}
 	}
+}
 
-	if q := sb.Queue; q != "" && (len(q) > maxQueueLen || !isQueueName(q)) {
-		v.add("servicebus.queue", quote(q), fmt.Sprintf(`want 1 to %d letters, digits, '.', '_', '/' or '-'; or "" for the queue the cloud's remote configuration names`, maxQueueLen))
-	}
-	switch sb.Transport {
+// transport checks a Service Bus transport key.
+func (v *validator) transport(key, t string) {
+	switch t {
 	case TransportWebSockets, TransportAMQP:
 	default:
-		v.add("servicebus.transport", quote(sb.Transport), `want "websockets" (port 443, through wan.proxy) or "amqp" (ports 5671/5672, no proxy; for local testing only)`)
+		v.add(key, quote(t), `want "websockets" (port 443, through wan.proxy) or "amqp" (ports 5671/5672, no proxy; for local testing only)`)
 	}
-	v.durRange("servicebus.lock_renew_interval", sb.LockRenewInterval, time.Second, 5*time.Minute)
-	v.intRange("servicebus.max_concurrent", sb.MaxConcurrent, 1, 64)
 }
 
 // media checks the media.* keys.

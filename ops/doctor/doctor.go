@@ -22,6 +22,9 @@ type Options struct {
 	// ServiceBus gives the options the server receives orders with, for a queue; nil when
 	// servicebus.enabled is false.
 	ServiceBus func(queue string) servicebus.Options
+	// Support gives the connection the server answers support requests with; nil when
+	// support.servicebus.enabled is false.
+	Support func() servicebus.Connection
 	// Version is storeedge's, sent in the User-Agent.
 	Version string
 	// ServiceUser is the account the service runs as (the Linux packages' "storeedge"); when

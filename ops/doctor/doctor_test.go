@@ -72,6 +72,11 @@ func run(t *testing.T, c config.Config) Report {
 			return servicebus.Options{ConnectionString: c.ServiceBus.ConnectionString.Reveal(), Queue: queue, WebSockets: true, DialContext: d.DialContext, TLSConfig: d.TLSConfig}
 		}
 	}
+	if c.Support.ServiceBus.Enabled {
+		o.Support = func() servicebus.Connection {
+			return servicebus.Connection{ConnectionString: c.Support.ServiceBus.ConnectionString.Reveal(), WebSockets: true, DialContext: d.DialContext, TLSConfig: d.TLSConfig}
+		}
+	}
 	r := Run(context.Background(), o)
 	var b strings.Builder
 	r.WriteTable(&b)
@@ -254,6 +259,30 @@ func TestServiceBusLinkOnTheQueue(t *testing.T) {
 	}
 	c.ServiceBus.Queue = "no-such-queue"
 	expect(t, run(t, c), "wan", "servicebus link no-such-queue", Fail)
+}
+
+// With the support channel on, doctor checks the support namespace and both of its queues, and
+// takes nor sends anything.
+func TestSupportNamespace(t *testing.T) {
+	ca := testenv.NewCA(t, "Vendor Test CA")
+	certFile, keyFile, _ := ca.Issue(t, "127.0.0.1")
+	peer := testenv.StartServiceBusPeer(t, testenv.SBPeerOptions{TLSCert: certFile, TLSKey: keyFile, Queues: []string{"support-lyon-01", "support-replies"}})
+	c := testConfig(t, ca, startCloud(t, ca, cloudsim.Options{}, nil))
+	s := &c.Support.ServiceBus
+	s.Enabled, s.ConnectionString, s.Queue, s.ReplyQueue = true, config.Secret(peer.WebSocketConnectionString()), "support-lyon-01", "support-replies"
+	peer.Send(t, "support-lyon-01", testenv.SBMessage{MessageID: "r1", Body: []byte("a request")})
+	r := run(t, c)
+	expect(t, r, "wan", "support 127.0.0.1", Pass)
+	expect(t, r, "wan", "support link support-lyon-01", Pass, "nothing taken")
+	expect(t, r, "wan", "support link support-replies", Pass, "nothing sent")
+	if st := peer.Stats(t, "support-lyon-01"); st.Active != 1 || st.Locked != 0 {
+		t.Errorf("doctor touched the request queue: %+v", st)
+	}
+	if st := peer.Stats(t, "support-replies"); st.Active != 0 {
+		t.Errorf("doctor sent to the reply queue: %+v", st)
+	}
+	s.ReplyQueue = "no-such-queue"
+	expect(t, run(t, c), "wan", "support link no-such-queue", Fail, "support.servicebus.reply_queue")
 }
 
 func TestBlobContainerReadable(t *testing.T) {

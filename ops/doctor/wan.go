@@ -76,6 +76,9 @@ func checkWAN(ctx context.Context, o Options) []Result {
 	if o.Config.Logs.Ship.Enabled {
 		w.logIntake(ctx)
 	}
+	if o.Config.Support.ServiceBus.Enabled {
+		w.support(ctx)
+	}
 	if loc, ok := mediaContainer(o.Config.Media, rc); ok {
 		if ep, err := loc.Endpoint(); err != nil {
 			w.add(fail("wan", "blob container", err.Error(), "correct media.container_url or media.connection_string"))
@@ -301,21 +304,23 @@ func (w *wanCheck) serviceBus(ctx context.Context, rc cloudapi.RemoteConfig, clo
 		return
 	}
 	if err := servicebus.Probe(w.ctx(ctx), w.o.ServiceBus(queue)); err != nil {
-		w.add(fail("wan", check, err.Error(), serviceBusFix(err, queue)))
+		w.add(fail("wan", check, err.Error(), serviceBusFix(err, queue, "servicebus.connection_string", "servicebus.queue")))
 		return
 	}
 	w.add(pass("wan", check, "link opened on queue "+queue+" (peeked, nothing taken)"))
 }
 
-func serviceBusFix(err error, queue string) string {
+// serviceBusFix is the fix for a link that did not open on queue, which the keys connKey and
+// queueKey configure.
+func serviceBusFix(err error, queue, connKey, queueKey string) string {
 	msg := strings.ToLower(err.Error())
 	switch {
 	case strings.Contains(msg, "unauthorized") || strings.Contains(msg, "401") || strings.Contains(msg, "token"):
-		return "the namespace refused the credentials: copy the connection string of the queue's shared access policy again (servicebus.connection_string), and check this machine's clock"
+		return "the namespace refused the credentials: copy the connection string of the queue's shared access policy again (" + connKey + "), and check this machine's clock"
 	case strings.Contains(msg, "not found") || strings.Contains(msg, "404") || strings.Contains(msg, "not-found"):
-		return fmt.Sprintf("the queue %q does not exist in the namespace: check servicebus.queue, or ask the vendor which queue is the shop's", queue)
+		return fmt.Sprintf("the queue %q does not exist in the namespace: check %s, or ask the vendor which queue is the shop's", queue, queueKey)
 	}
-	return "check servicebus.connection_string and servicebus.queue; if they are right, call the vendor's support with this line"
+	return "check " + connKey + " and " + queueKey + "; if they are right, call the vendor's support with this line"
 }
 
 // serviceBusEndpoint is the namespace's host and port as the transport reaches it: 443 through

@@ -111,6 +111,12 @@ func wanRules(cfg config.Config) []Rule {
 			add(h, p)
 		}
 	}
+	if s := cfg.Support.ServiceBus; s.Enabled {
+		if h, p := serviceBusHost(config.ServiceBus{ConnectionString: s.ConnectionString, Transport: s.Transport}); h != "" {
+			add(h, p)
+			viaProxy = viaProxy && s.Transport == config.TransportWebSockets
+		}
+	}
 	if ph, pp := proxyHostPort(cfg.WAN.Proxy.Reveal()); ph != "" && viaProxy {
 		var hosts []string
 		for _, p := range ports {

@@ -17,16 +17,18 @@ func TestRulesFollowTheConfiguration(t *testing.T) {
 	if err := Write(&b, "table", Rules(c), Options{}); err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(b.String(), "logmatic") {
-		t.Errorf("log shipping off, the table names its intake:\n%s", b.String())
+	if strings.Contains(b.String(), "logmatic") || strings.Contains(b.String(), "vendor-support") {
+		t.Errorf("log shipping and support off, the table names their hosts:\n%s", b.String())
 	}
 	c.Logs.Ship.Enabled = true
+	c.Support.ServiceBus.Enabled = true
+	c.Support.ServiceBus.ConnectionString = "Endpoint=sb://vendor-support.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=v"
 	b.Reset()
 	if err := Write(&b, "table", Rules(c), Options{}); err != nil {
 		t.Fatal(err)
 	}
 	table := b.String()
-	for _, want := range []string{"api.logmatic.io", "in         tcp       80 ", "in         tcp       8000", "udp       57854", "tcp       8081", "api.server.commerce-hub.io, shop-ns.servicebus.windows.net", "DNS"} {
+	for _, want := range []string{"api.logmatic.io", "in         tcp       80 ", "in         tcp       8000", "udp       57854", "tcp       8081", "api.server.commerce-hub.io, shop-ns.servicebus.windows.net", "vendor-support.servicebus.windows.net", "DNS"} {
 		if !strings.Contains(table, want) {
 			t.Errorf("table lacks %q:\n%s", want, table)
 		}

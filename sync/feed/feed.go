@@ -77,6 +77,9 @@ type Syncer struct {
 	sleep    func(context.Context, time.Duration, <-chan struct{}) error // waits between passes; tests replace it
 	poke     chan struct{}
 	pages    atomic.Int64 // pages applied since start, to tell a flaky WAN from a dead one
+	// busy holds, per collection, a token while the collection is being synced, so that a
+	// re-snapshot asked for (Resnapshot) never starts in the middle of a stream.
+	busy map[string]chan struct{}
 
 	mu        sync.Mutex // protects the fields below
 	wan       WANState
@@ -87,7 +90,11 @@ type Syncer struct {
 // New returns a Syncer; it does nothing until Run or SyncOnce.
 func New(o Options) *Syncer {
 	s := &Syncer{db: o.DB, client: o.Client, pageSize: o.PageSize, poll: o.PollInterval, minB: o.MinBackoff, maxB: o.MaxBackoff,
-		log: o.Logger, classify: o.Classify, after: o.AfterPass, sleep: wait, poke: make(chan struct{}, 1), wan: WANState{State: StateNever}}
+		log: o.Logger, classify: o.Classify, after: o.AfterPass, sleep: wait, poke: make(chan struct{}, 1), wan: WANState{State: StateNever},
+		busy: make(map[string]chan struct{}, len(cloudapi.Collections))}
+	for _, c := range cloudapi.Collections {
+		s.busy[c] = make(chan struct{}, 1)
+	}
 	if s.pageSize <= 0 || s.pageSize > cloudapi.MaxPageSize {
 		s.pageSize = config.DefaultCloudPageSize
 	}
@@ -255,9 +262,51 @@ const (
 // errPage marks a page that broke the framing rules of the feed (count mismatch, too long).
 var errPage = errors.New("feed: broken page")
 
+// ErrUnknownCollection: Resnapshot was asked for a collection that is not one of
+// cloudapi.Collections.
+var ErrUnknownCollection = errors.New("feed: unknown collection")
+
+// Resnapshot has collection read again from a snapshot that replaces it, as when the cloud no
+// longer knows its cursor: items the cloud no longer has are deleted, changed ones replaced.
+// The cursor is forgotten now, in the database (waiting, until ctx ends, for a sync of the
+// collection in progress to finish), and a pass starts at once if Run is running; the snapshot
+// is read by that pass, or by the first after a restart.
+func (s *Syncer) Resnapshot(ctx context.Context, collection string) error {
+	release, err := s.hold(ctx, collection)
+	if err != nil {
+		return err
+	}
+	defer release()
+	if err := s.db.ResetCursor(ctx, collection); err != nil {
+		return err
+	}
+	s.log.Info("feed: collection to be read again from a snapshot, as asked", slog.String(keyCollection, collection))
+	s.Poke()
+	return nil
+}
+
+// hold takes the collection's token, waiting until ctx ends.
+func (s *Syncer) hold(ctx context.Context, collection string) (release func(), err error) {
+	busy, ok := s.busy[collection]
+	if !ok {
+		return nil, fmt.Errorf("%w %q", ErrUnknownCollection, collection)
+	}
+	select {
+	case busy <- struct{}{}:
+		return func() { <-busy }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("feed: %s is being synced: %w", collection, ctx.Err())
+	}
+}
+
 // syncCollection streams a collection's feed from its stored cursor until the cloud says it is
 // caught up.
 func (s *Syncer) syncCollection(ctx context.Context, collection string) error {
+	release, err := s.hold(ctx, collection)
+	if err != nil {
+		return err
+	}
+	defer release()
 	for {
 		st, _ := s.db.FeedState(collection)
 		body, err := s.client.Feed(ctx, collection, st.Cursor, s.pageSize, true)

@@ -398,3 +398,58 @@ func TestResnapshotReplacesCollections(t *testing.T) {
 		}
 	}
 }
+
+// A collection asked to be read again from a snapshot sheds what the shop holds and the cloud
+// does not (a copy that drifted, whatever the cause), which deltas alone never would.
+func TestResnapshotOnRequest(t *testing.T) {
+	e := newEnv(t, 500)
+	s := New(Options{DB: e.db, Client: e.client, PageSize: 200})
+	ctx := context.Background()
+	if err := s.SyncOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A price the cloud never had, at the cursor the shop holds: deltas never mention it.
+	st, _ := e.db.FeedState(cloudapi.Prices)
+	stray := cloudapi.Change{Collection: cloudapi.Prices, ID: "P9999999", Op: cloudapi.OpUpsert, Rev: 1, Doc: json.RawMessage(`{"product_id":"P9999999","currency":"EUR","amount":100}`)}
+	if _, err := e.db.ApplyPage(ctx, storage.Page{Collection: cloudapi.Prices, Changes: []cloudapi.Change{stray}, End: cloudapi.PageEnd{Cursor: st.Cursor, Count: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SyncOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.db.Get(ctx, cloudapi.Prices, stray.ID); err != nil {
+		t.Fatalf("the stray price is gone without a re-snapshot (%v): the test shows nothing", err)
+	}
+
+	if err := s.Resnapshot(ctx, cloudapi.Prices); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := e.db.FeedState(cloudapi.Prices); st.Cursor != "" {
+		t.Fatalf("cursor %q kept after Resnapshot", st.Cursor)
+	}
+	if err := s.SyncOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	assertConverged(t, e)
+	if _, err := e.db.Get(ctx, cloudapi.Prices, stray.ID); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("the stray price survived the re-snapshot: %v", err)
+	}
+
+	if err := s.Resnapshot(ctx, "orders"); !errors.Is(err, ErrUnknownCollection) {
+		t.Fatalf("unknown collection: %v", err)
+	}
+	// Never in the middle of a stream: while the collection is being synced, Resnapshot waits.
+	release, err := s.hold(ctx, cloudapi.Stock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if err := s.Resnapshot(short, cloudapi.Stock); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Resnapshot during a sync of the collection: %v, want to wait until the context ends", err)
+	}
+	release()
+	if st, _ := e.db.FeedState(cloudapi.Stock); st.Cursor == "" {
+		t.Fatal("the cursor was forgotten while the collection was being synced")
+	}
+}

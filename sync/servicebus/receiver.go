@@ -121,9 +121,25 @@ func (r *Receiver) update(f func(*Status)) {
 
 // Run receives until ctx ends, reconnecting with backoff after any failure of the link.
 func (r *Receiver) Run(ctx context.Context) error {
-	b := backoff.New(r.o.MinBackoff, r.o.MaxBackoff)
+	return Reconnect(ctx, r.o.MinBackoff, r.o.MaxBackoff, r.session, func(err error, wait time.Duration) {
+		r.update(func(s *Status) {
+			s.State = LinkDisconnected
+			s.LastError = err.Error()
+			s.Reconnects++
+		})
+		r.log.Warn("servicebus: link lost, reconnecting", slog.Any("error", err), slog.Duration("retry_in", wait))
+	}, func() { r.update(func(s *Status) { s.State = LinkConnecting }) })
+}
+
+// Reconnect runs session until ctx ends, and again after each failure once a backoff has
+// passed: it grows while sessions fail without progress, and starts again from minWait after
+// one that made some. lost is told each failure and the wait before the next session, retrying
+// that the next session starts. It returns ctx.Err().
+func Reconnect(ctx context.Context, minWait, maxWait time.Duration, session func(context.Context) (progressed bool, err error),
+	lost func(err error, wait time.Duration), retrying func()) error {
+	b := backoff.New(minWait, maxWait)
 	for {
-		progressed, err := r.session(ctx)
+		progressed, err := session(ctx)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -131,16 +147,11 @@ func (r *Receiver) Run(ctx context.Context) error {
 			b.Reset()
 		}
 		wait := b.Next(0)
-		r.update(func(s *Status) {
-			s.State = LinkDisconnected
-			s.LastError = err.Error()
-			s.Reconnects++
-		})
-		r.log.Warn("servicebus: link lost, reconnecting", slog.Any("error", err), slog.Duration("retry_in", wait))
+		lost(err, wait)
 		if err := backoff.Sleep(ctx, wait); err != nil {
 			return err
 		}
-		r.update(func(s *Status) { s.State = LinkConnecting })
+		retrying()
 	}
 }
 
@@ -179,17 +190,33 @@ func (r *Receiver) session(ctx context.Context) (progressed bool, err error) {
 	}
 }
 
-// newClient makes the SDK's client: over WebSockets through the WAN dialer when so configured.
+// newClient makes the SDK's client for the receiver's namespace.
 func (r *Receiver) newClient() (*azservicebus.Client, error) {
+	return NewClient(Connection{ConnectionString: r.o.ConnectionString, WebSockets: r.o.WebSockets, DialContext: r.o.DialContext, TLSConfig: r.o.TLSConfig})
+}
+
+// Connection is how to reach a namespace: its connection string (secret) and, for AMQP over
+// WebSockets on 443 (what shops use), the one WAN dialer and its TLS configuration. Without
+// WebSockets the SDK opens plain AMQP itself (local testing only: no proxy).
+type Connection struct {
+	ConnectionString string
+	WebSockets       bool
+	DialContext      func(ctx context.Context, network, addr string) (net.Conn, error)
+	TLSConfig        func() *tls.Config
+}
+
+// NewClient makes the SDK's client for a namespace: over WebSockets through the WAN dialer when
+// so configured. Every Service Bus connection of storeedge is made here.
+func NewClient(c Connection) (*azservicebus.Client, error) {
 	opts := &azservicebus.ClientOptions{
-		// The SDK's own retries are kept short: reconnecting is Run's job, so status can tell
-		// the truth while the link is down.
+		// The SDK's own retries are kept short: reconnecting is the caller's job, so status can
+		// tell the truth while the link is down.
 		RetryOptions: azservicebus.RetryOptions{MaxRetries: 2, RetryDelay: 500 * time.Millisecond, MaxRetryDelay: 2 * time.Second},
 	}
-	if r.o.WebSockets {
-		opts.NewWebSocketConn = r.dialWebSocket
+	if c.WebSockets {
+		opts.NewWebSocketConn = c.dialWebSocket
 	}
-	client, err := azservicebus.NewClientFromConnectionString(r.o.ConnectionString, opts)
+	client, err := azservicebus.NewClientFromConnectionString(c.ConnectionString, opts)
 	if err != nil {
 		// The SDK's message may quote the connection string; say only what is wrong.
 		return nil, errors.New("servicebus: connection string refused by the client library")
@@ -198,24 +225,48 @@ func (r *Receiver) newClient() (*azservicebus.Client, error) {
 }
 
 // dialWebSocket opens AMQP over WebSockets through the WAN dialer.
-func (r *Receiver) dialWebSocket(ctx context.Context, args azservicebus.NewWebSocketConnArgs) (net.Conn, error) {
-	tr := &http.Transport{DialContext: r.o.DialContext, ForceAttemptHTTP2: false}
-	if r.o.TLSConfig != nil {
-		tr.TLSClientConfig = r.o.TLSConfig()
+func (c Connection) dialWebSocket(ctx context.Context, args azservicebus.NewWebSocketConnArgs) (net.Conn, error) {
+	tr := &http.Transport{DialContext: c.DialContext, ForceAttemptHTTP2: false}
+	if c.TLSConfig != nil {
+		tr.TLSClientConfig = c.TLSConfig()
 	}
 	hc := &http.Client{Transport: tr}
-	c, _, err := websocket.Dial(ctx, args.Host, &websocket.DialOptions{Subprotocols: []string{"amqp"}, HTTPClient: hc})
+	ws, _, err := websocket.Dial(ctx, args.Host, &websocket.DialOptions{Subprotocols: []string{"amqp"}, HTTPClient: hc})
 	if err != nil {
 		return nil, fmt.Errorf("servicebus: websocket %s: %w", args.Host, err)
 	}
-	if c.Subprotocol() != "amqp" {
-		c.Close(websocket.StatusProtocolError, "subprotocol amqp expected")
-		return nil, fmt.Errorf("servicebus: websocket %s: the server chose subprotocol %q, not amqp", args.Host, c.Subprotocol())
+	if ws.Subprotocol() != "amqp" {
+		ws.Close(websocket.StatusProtocolError, "subprotocol amqp expected")
+		return nil, fmt.Errorf("servicebus: websocket %s: the server chose subprotocol %q, not amqp", args.Host, ws.Subprotocol())
 	}
 	// One AMQP frame per WebSocket message; frames are at most 64 KiB, the library's default
 	// read limit is 32 KiB.
-	c.SetReadLimit(1 << 20)
-	return websocket.NetConn(context.WithoutCancel(ctx), c, websocket.MessageBinary), nil
+	ws.SetReadLimit(1 << 20)
+	return websocket.NetConn(context.WithoutCancel(ctx), ws, websocket.MessageBinary), nil
+}
+
+// KeepLock renews the lock of m every interval until the returned stop is called (stop waits
+// for the renewing goroutine), so that a message whose work takes long is not delivered again
+// meanwhile. A failed renewal is logged and tried again at the next tick.
+func KeepLock(ctx context.Context, rcv *azservicebus.Receiver, m *azservicebus.ReceivedMessage, interval time.Duration, log *slog.Logger) (stop func()) {
+	renewCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-renewCtx.Done():
+				return
+			case <-t.C:
+				if err := rcv.RenewMessageLock(renewCtx, m, nil); err != nil && renewCtx.Err() == nil {
+					log.Warn("servicebus: cannot renew the lock", slog.Any("error", err))
+				}
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }
 
 // settleTimeout bounds a settlement. After a dropped connection the SDK retries settling a
@@ -292,24 +343,7 @@ func (r *Receiver) handle(ctx context.Context, rcv *azservicebus.Receiver, m *az
 // store stores the order of a message, renewing the message's lock while that takes long (a busy
 // disk, a page of a big sync in the way).
 func (r *Receiver) store(ctx context.Context, rcv *azservicebus.Receiver, m *azservicebus.ReceivedMessage, p Payload, log *slog.Logger) (storage.Order, bool, error) {
-	renewCtx, stopRenew := context.WithCancel(ctx)
-	renewed := make(chan struct{})
-	go func() {
-		defer close(renewed)
-		t := time.NewTicker(r.o.LockRenewInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-renewCtx.Done():
-				return
-			case <-t.C:
-				if err := rcv.RenewMessageLock(renewCtx, m, nil); err != nil && renewCtx.Err() == nil {
-					log.Warn("servicebus: cannot renew the lock", slog.Any("error", err))
-				}
-			}
-		}
-	}()
-	defer func() { stopRenew(); <-renewed }()
+	defer KeepLock(ctx, rcv, m, r.o.LockRenewInterval, log)()
 	return r.o.DB.CreateOrder(ctx, storage.NewOrder{Order: p.Order(r.o.TestMode), MessageID: m.MessageID, Fingerprint: p.Fingerprint(),
 		ReceivedDetail: fmt.Sprintf("message %s, delivery %d", m.MessageID, m.DeliveryCount)})
 }

@@ -251,6 +251,9 @@ class Message {
 			.filter((s) => s.code === SECTION.header || s.code === SECTION.properties)
 			.map((s) => s.typed)));
 		this.messageId = flat.message_id === undefined ? undefined : idString(flat.message_id);
+		this.correlationId = flat.correlation_id === undefined ? undefined : idString(flat.correlation_id);
+		this.subject = flat.subject;
+		this.contentType = flat.content_type;
 		this.header = {
 			durable: flat.durable,
 			priority: flat.priority,
@@ -332,6 +335,9 @@ class Message {
 		const body = this.body();
 		return {
 			messageId: this.messageId,
+			correlationId: this.correlationId,
+			subject: this.subject,
+			contentType: this.contentType,
 			sequenceNumber: this.seq,
 			enqueuedTime: new Date(this.enqueuedTime).toISOString(),
 			deliveryCount: this.deliveryCount,

@@ -99,6 +99,18 @@ type SBDeadLetter struct {
 	ApplicationProperties map[string]any `json:"applicationProperties"`
 }
 
+// SBQueued is a message waiting in a queue (sent by a client, say), as the
+// peer holds it.
+type SBQueued struct {
+	MessageID             string         `json:"messageId"`
+	CorrelationID         string         `json:"correlationId"`
+	Subject               string         `json:"subject"`
+	ContentType           string         `json:"contentType"`
+	SequenceNumber        int64          `json:"sequenceNumber"`
+	Body                  []byte         `json:"bodyBase64"`
+	ApplicationProperties map[string]any `json:"applicationProperties"`
+}
+
 // sbpeerStartTimeout bounds the peer's start (node loads in well under a second).
 const sbpeerStartTimeout = 15 * time.Second
 
@@ -349,6 +361,15 @@ func (p *SBPeer) DeadLetters(t testing.TB, queue string) []SBDeadLetter {
 	t.Helper()
 	var out []SBDeadLetter
 	p.call(t, http.MethodGet, "/queues/"+url.PathEscape(queue)+"/deadletter", nil, &out)
+	return out
+}
+
+// Messages returns the messages in queue (not completed nor dead-lettered),
+// by sequence number: what clients sent there and nobody took yet.
+func (p *SBPeer) Messages(t testing.TB, queue string) []SBQueued {
+	t.Helper()
+	var out []SBQueued
+	p.call(t, http.MethodGet, "/queues/"+url.PathEscape(queue)+"/messages", nil, &out)
 	return out
 }
 

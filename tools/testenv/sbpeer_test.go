@@ -341,9 +341,12 @@ func TestSBPeerSDKSender(t *testing.T) {
 		t.Fatalf("NewSender: %v", err)
 	}
 	t.Cleanup(func() { s.Close(context.Background()) })
-	id := "sent-1"
+	id, corr, subject, ct := "sent-1", "req-9", "ping", "application/json"
 	if err := s.SendMessage(sbCtx(t, 10*time.Second), &azservicebus.Message{
 		MessageID:             &id,
+		CorrelationID:         &corr,
+		Subject:               &subject,
+		ContentType:           &ct,
 		Body:                  []byte("from the SDK"),
 		ApplicationProperties: map[string]any{"n": int64(7), "i32": int32(-3), "f": 2.5},
 	}, nil); err != nil {
@@ -356,6 +359,11 @@ func TestSBPeerSDKSender(t *testing.T) {
 	}
 	if st := p.Stats(t, sbQueue); st.Active != 1 || st.Scheduled != 1 {
 		t.Errorf("stats after send and schedule: %+v", st)
+	}
+	// What the client sent, as a test reads it from the peer.
+	if q := p.Messages(t, sbQueue); len(q) != 2 || q[0].MessageID != id || q[0].CorrelationID != corr || q[0].Subject != subject ||
+		q[0].ContentType != ct || string(q[0].Body) != "from the SDK" || q[0].ApplicationProperties["n"] != 7.0 {
+		t.Errorf("messages in the queue: %+v", q)
 	}
 
 	r := sbReceiver(t, c, nil)

@@ -1,0 +1,48 @@
+package support
+
+import (
+	"crypto/ed25519"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+)
+
+// FuzzDecode feeds the request decoder arbitrary bodies: it must never panic, refuse everything
+// it does not take with a *RefusedError, and take only requests that keep every rule. The seeds
+// in testdata/fuzz/FuzzDecode hold signed requests of each kind, so that mutations reach past the
+// signature (a mutation breaks it, so the rules after it are reached through the seeds and
+// through the unsigned checks before it).
+func FuzzDecode(f *testing.F) {
+	for _, k := range Kinds {
+		r := request(k, "seed-"+k)
+		if k == KindResync {
+			r.Args.Collection = "prices"
+		}
+		b, err := Sign(vendorKey, r)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	v := Verifier{Key: vendorKey.Public().(ed25519.PublicKey), Shop: shopID, Server: serverID}
+	now := t0.Add(time.Minute)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		r, err := v.Decode(body, now)
+		if err != nil {
+			var ref *RefusedError
+			if !errors.As(err, &ref) || ref.Reason == "" || ref.Description == "" || len(ref.Description) > 1024 {
+				t.Fatalf("refusal %#v", err)
+			}
+			return
+		}
+		if !slices.Contains(Kinds, r.Kind) || r.Shop != shopID || r.Server != serverID || r.ID == "" || len(r.ID) > maxIDLen ||
+			!r.ExpiresAt.After(r.IssuedAt) || r.ExpiresAt.Sub(r.IssuedAt) > MaxLifetime ||
+			now.Before(r.IssuedAt.Add(-MaxClockSkew)) || now.After(r.ExpiresAt.Add(MaxClockSkew)) {
+			t.Fatalf("took a request that breaks the rules: %+v", r)
+		}
+		if len(body) > MaxRequestBytes {
+			t.Fatalf("took a body of %d bytes", len(body))
+		}
+	})
+}

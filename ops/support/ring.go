@@ -1,0 +1,190 @@
+package support
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// Limits of the ring of recent log records.
+const (
+	// DefaultRingSize is how many records the ring keeps.
+	DefaultRingSize = 200
+	// maxLineText bounds a record's message and each attribute value kept.
+	maxLineText = 1 << 10
+	// maxLineAttrs bounds the attributes kept of one record.
+	maxLineAttrs = 16
+)
+
+// LogLine is one log record as diagnostics sends it (after redaction).
+type LogLine struct {
+	Time    time.Time      `json:"time"`
+	Level   string         `json:"level"`
+	Message string         `json:"message"`
+	Attrs   map[string]any `json:"attrs,omitempty"` // names dotted with their groups
+}
+
+// Ring keeps the most recent log records of level INFO and above in memory, for diagnostics.
+// Its Handler tees the logger, so it composes with other tees (log shipping).
+type Ring struct {
+	mu   sync.Mutex // protects the fields below
+	recs []LogLine  // a circular buffer of len cap once full
+	next int        // where the next record goes once full
+}
+
+// NewRing returns a ring of size records (DefaultRingSize when size <= 0).
+func NewRing(size int) *Ring {
+	if size <= 0 {
+		size = DefaultRingSize
+	}
+	return &Ring{recs: make([]LogLine, 0, size)}
+}
+
+// Handler returns a slog.Handler that passes every record to next, as before, and keeps a copy
+// of each of level INFO and above.
+func (r *Ring) Handler(next slog.Handler) slog.Handler { return &ringHandler{next: next, ring: r} }
+
+// Lines returns up to n recent records, oldest first.
+func (r *Ring) Lines(n int) []LogLine {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]LogLine, 0, len(r.recs))
+	out = append(out, r.recs[r.next:]...)
+	out = append(out, r.recs[:r.next]...)
+	if len(out) > n {
+		out = out[len(out)-n:]
+	}
+	return out
+}
+
+func (r *Ring) add(l LogLine) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.recs) < cap(r.recs) {
+		r.recs = append(r.recs, l)
+		return
+	}
+	r.recs[r.next] = l
+	r.next = (r.next + 1) % len(r.recs)
+}
+
+type ringHandler struct {
+	next   slog.Handler
+	ring   *Ring
+	attrs  []slog.Attr // from WithAttrs, keys dotted with the groups open then
+	prefix string      // the open groups, "a.b."
+}
+
+func (h *ringHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelInfo || h.next.Enabled(ctx, l)
+}
+
+func (h *ringHandler) Handle(ctx context.Context, rec slog.Record) error {
+	var err error
+	if h.next.Enabled(ctx, rec.Level) {
+		err = h.next.Handle(ctx, rec)
+	}
+	if rec.Level >= slog.LevelInfo {
+		h.ring.add(h.capture(rec))
+	}
+	return err
+}
+
+// capture copies what the record says, bounded.
+func (h *ringHandler) capture(rec slog.Record) LogLine {
+	l := LogLine{Time: rec.Time.UTC(), Level: rec.Level.String(), Message: clip(rec.Message)}
+	attrs := slices.Clone(h.attrs)
+	rec.Attrs(func(a slog.Attr) bool {
+		attrs = flatten(attrs, h.prefix, a)
+		return len(attrs) < maxLineAttrs
+	})
+	if len(attrs) > 0 {
+		l.Attrs = make(map[string]any, len(attrs))
+		for _, a := range attrs[:min(len(attrs), maxLineAttrs)] {
+			l.Attrs[a.Key] = plain(a.Value)
+		}
+	}
+	return l
+}
+
+func (h *ringHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	c := *h
+	c.next = h.next.WithAttrs(as)
+	c.attrs = slices.Clip(h.attrs)
+	for _, a := range as {
+		c.attrs = flatten(c.attrs, h.prefix, a)
+	}
+	return &c
+}
+
+func (h *ringHandler) WithGroup(name string) slog.Handler {
+	if name == "" {
+		return h
+	}
+	c := *h
+	c.next = h.next.WithGroup(name)
+	c.prefix = h.prefix + name + "."
+	return &c
+}
+
+// flatten appends a, its key dotted with prefix, and the members of a group one by one.
+func flatten(dst []slog.Attr, prefix string, a slog.Attr) []slog.Attr {
+	v := a.Value.Resolve()
+	if v.Kind() == slog.KindGroup {
+		p := prefix
+		if a.Key != "" {
+			p += a.Key + "."
+		}
+		for _, m := range v.Group() {
+			dst = flatten(dst, p, m)
+		}
+		return dst
+	}
+	if a.Key == "" {
+		return dst
+	}
+	return append(dst, slog.Attr{Key: prefix + a.Key, Value: v})
+}
+
+// plain is an attribute's value as JSON shows it: numbers and booleans as they are, anything
+// else as its text, cut short.
+func plain(v slog.Value) any {
+	switch v.Kind() {
+	case slog.KindInt64:
+		return v.Int64()
+	case slog.KindUint64:
+		return v.Uint64()
+	case slog.KindFloat64:
+		return v.Float64()
+	case slog.KindBool:
+		return v.Bool()
+	case slog.KindString:
+		return clip(v.String())
+	case slog.KindAny:
+		if err, ok := v.Any().(error); ok {
+			return clip(err.Error())
+		}
+		if b, err := json.Marshal(v.Any()); err == nil {
+			return clip(string(b))
+		}
+		return clip(fmt.Sprint(v.Any()))
+	}
+	return clip(v.String())
+}
+
+func clip(s string) string {
+	if len(s) <= maxLineText {
+		return s
+	}
+	cut := maxLineText
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return strings.ToValidUTF8(s[:cut], "") + "…"
+}

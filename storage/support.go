@@ -1,0 +1,69 @@
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// How a support request's id stands against those taken before (RememberSupportRequest).
+const (
+	SupportRequestNew         = "new"         // first seen
+	SupportRequestRedelivered = "redelivered" // seen in this very message before: it came again
+	SupportRequestReplayed    = "replayed"    // seen before in another message
+)
+
+// RememberSupportRequest notes the support request id, brought by the message of Service Bus
+// sequence number seq, until until, and says whether it is new, a redelivery of the message
+// that brought it, or a replay (the same id in another message). Requests whose until has
+// passed are forgotten first.
+func (db *DB) RememberSupportRequest(ctx context.Context, id, kind string, seq int64, now, until time.Time) (string, error) {
+	state := SupportRequestNew
+	err := db.write(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM support_requests WHERE until < ?`, now.UnixMilli()); err != nil {
+			return err
+		}
+		var was int64
+		err := tx.QueryRowContext(ctx, `SELECT seq FROM support_requests WHERE id = ?`, id).Scan(&was)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			_, err = tx.ExecContext(ctx, `INSERT INTO support_requests(id, seq, kind, received_at, until) VALUES (?, ?, ?, ?, ?)`,
+				id, seq, kind, now.UnixMilli(), until.UnixMilli())
+			return err
+		case err != nil:
+			return err
+		case was == seq:
+			state = SupportRequestRedelivered
+		default:
+			state = SupportRequestReplayed
+		}
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("storage: remember support request: %w", err)
+	}
+	return state, nil
+}
+
+// RetryRejectedOutbox puts every outbox entry the cloud refused back in the upload queue, and
+// returns how many.
+func (db *DB) RetryRejectedOutbox(ctx context.Context) (int64, error) {
+	var n int64
+	err := db.write(ctx, func(tx *sql.Tx) error {
+		r, err := tx.ExecContext(ctx, `UPDATE outbox SET state = 'pending', done_at = 0 WHERE state = 'rejected'`)
+		if err != nil {
+			return err
+		}
+		n, err = r.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("storage: retry rejected outbox: %w", err)
+	}
+	if n > 0 {
+		db.outboxSig.notify()
+	}
+	return n, nil
+}

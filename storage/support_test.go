@@ -1,0 +1,78 @@
+package storage
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// A request id is taken once: the same message delivered again is recognised, the same id in
+// another message is a replay until the request would be expired anyway, and a reopened
+// database still knows it.
+func TestRememberSupportRequest(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t)
+	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	until := now.Add(20 * time.Minute)
+	for _, step := range []struct {
+		id   string
+		seq  int64
+		at   time.Time
+		want string
+	}{
+		{"req-1", 7, now, SupportRequestNew},
+		{"req-1", 7, now.Add(time.Minute), SupportRequestRedelivered},
+		{"req-1", 9, now.Add(2 * time.Minute), SupportRequestReplayed},
+		{"req-2", 9, now.Add(2 * time.Minute), SupportRequestNew},
+	} {
+		got, err := db.RememberSupportRequest(ctx, step.id, "ping", step.seq, step.at, until)
+		if err != nil || got != step.want {
+			t.Fatalf("%s in message %d at %s: %q, %v; want %q", step.id, step.seq, step.at, got, err, step.want)
+		}
+	}
+	path := db.Path()
+	db.Close()
+	db, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if got, _ := db.RememberSupportRequest(ctx, "req-2", "ping", 11, now.Add(3*time.Minute), until); got != SupportRequestReplayed {
+		t.Fatalf("after a restart: %q, want a replay", got)
+	}
+	// Forgotten once the request would be refused as expired anyway.
+	if got, _ := db.RememberSupportRequest(ctx, "req-1", "ping", 12, until.Add(time.Second), until.Add(time.Hour)); got != SupportRequestNew {
+		t.Fatalf("after its time: %q, want new", got)
+	}
+}
+
+func TestRetryRejectedOutbox(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t)
+	for _, k := range []string{"k1", "k2", "k3"} {
+		if _, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("pos-1"), IdempotencyKey: k, RequestHash: k}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pending, _ := db.PendingOutbox(ctx, 10)
+	res := OutboxResult{Delivered: []string{pending[0].Key}, Rejected: map[string]string{pending[1].Key: "unknown product", pending[2].Key: "unknown store"}}
+	if err := db.CompleteOutbox(ctx, res); err != nil {
+		t.Fatal(err)
+	}
+	changed := db.OutboxChanged()
+	n, err := db.RetryRejectedOutbox(ctx)
+	if err != nil || n != 2 {
+		t.Fatalf("retried %d, %v; want 2", n, err)
+	}
+	select {
+	case <-changed:
+	default:
+		t.Fatal("the outbox worker was not woken")
+	}
+	if st, _ := db.OrderStats(ctx); st.OutboxPending != 2 || st.OutboxRejected != 0 {
+		t.Fatalf("after retry: %+v", st)
+	}
+	if n, _ := db.RetryRejectedOutbox(ctx); n != 0 {
+		t.Fatalf("retried %d the second time, want 0", n)
+	}
+}
