@@ -34,6 +34,8 @@ var layering = []struct {
 	{"backoffice", []string{"internal/", "storage", "orders"}, "the back office talks to storage, never to the HTTP layer"},
 	{"ops/doctor", []string{"internal/", "storage", "sync/", "discovery", "server", "ops/"}, "doctor checks what the daemon uses"},
 	{"ops/logship/logshiptest", []string{"tools/testenv"}, "a test intake"},
+	{"ops/support", []string{"internal/", "storage", "ops/", "sync/servicebus", "sync/cloud/cloudapi"},
+		"the support channel shares the Service Bus link of the orders and reads storage"},
 	{"ops/", []string{"internal/", "storage", "ops/"}, "the operations workers read storage and the ground floor"},
 	{"server", []string{"internal/", "storage", "sync/", "devices", "discovery", "backoffice", "ops/", "orders"}, "the LAN HTTP layer calls the services below it"},
 }
