@@ -196,7 +196,9 @@ func TestImportWaitsForAFileBeingWritten(t *testing.T) {
 	db := openDB(t, "")
 	dir := t.TempDir()
 	a := importAgent(db, dir)
-	a.o.ImportSettle = 50 * time.Millisecond
+	// The ERP appends every 5 ms; a settle time a hundred times longer keeps the file "being
+	// written" on a loaded machine too.
+	a.o.ImportSettle = 500 * time.Millisecond
 	drop(t, dir, "s.csv", "product_id,quantity\nP1,1\n")
 	path := filepath.Join(dir, "s.csv")
 	stop := make(chan struct{})
