@@ -153,8 +153,8 @@ func countExported(dir string) int {
 			continue
 		}
 		data, _ := os.ReadFile(filepath.Join(dir, e.Name()))
-		orders, _ := parseOrders("json", data)
-		n += len(orders)
+		list, _ := parseOrders("json", data)
+		n += len(list)
 	}
 	return n
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/storeedge/storeedge/internal/config"
+	"github.com/storeedge/storeedge/orders"
 	"github.com/storeedge/storeedge/storage"
 )
 
@@ -35,8 +36,8 @@ func crashChild() int {
 			Webhook: config.BackOfficeWebhook{URL: os.Getenv("BO_HOOK"), Timeout: 5 * time.Second},
 		}})
 	for i := 0; ; i++ {
-		o := storage.Order{Source: storage.SourceLAN, DeviceID: "pos-1", Status: storage.StatusNew, Currency: "EUR",
-			Lines: []storage.OrderLine{{ProductID: "P1", Name: "Tea", Quantity: 1, UnitPrice: 100, LineTotal: 100}}, Total: 100}
+		o := orders.Order{Source: orders.SourceLAN, DeviceID: "pos-1", Status: orders.StatusNew, Currency: "EUR",
+			Lines: []orders.Line{{ProductID: "P1", Name: "Tea", Quantity: 1, UnitPrice: 100, LineTotal: 100}}, Total: 100}
 		if _, _, err := db.CreateOrder(ctx, storage.NewOrder{Order: o, IdempotencyKey: fmt.Sprintf("%d-%d", os.Getpid(), i), RequestHash: "h"}); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
@@ -106,7 +107,7 @@ func TestKill9(t *testing.T) {
 		if !seen[o.ID] {
 			t.Errorf("order %d is in no file", o.Number)
 		}
-		if n := countStage(t, db, o.ID, storage.StageExported); n != 2 {
+		if n := countStage(t, db, o.ID, orders.StageExported); n != 2 {
 			t.Errorf("order %d: %d exported ledger entries, want 2 (file and webhook)", o.Number, n)
 		}
 		switch n := posts[IdempotencyKey(o.ID)]; {

@@ -153,12 +153,12 @@ func (a *Agent) writeBatch(ctx context.Context, t fileTarget, b storage.ExportBa
 
 // writeTemp writes the batch's orders to the temporary file, whole, and syncs it.
 func (a *Agent) writeTemp(ctx context.Context, tmp string, b storage.ExportBatch) (err error) {
-	orders, err := a.o.DB.ExportBatchOrders(ctx, b.ID)
+	list, err := a.o.DB.ExportBatchOrders(ctx, b.ID)
 	if err != nil {
 		return err
 	}
-	if len(orders) != b.Orders {
-		return needsHuman{fmt.Errorf("the batch holds %d orders, %d were recorded", len(orders), b.Orders)}
+	if len(list) != b.Orders {
+		return needsHuman{fmt.Errorf("the batch holds %d orders, %d were recorded", len(list), b.Orders)}
 	}
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
@@ -172,7 +172,7 @@ func (a *Agent) writeTemp(ctx context.Context, tmp string, b storage.ExportBatch
 			os.Remove(tmp)
 		}
 	}()
-	if err := writeOrders(f, b.Format, orders); err != nil {
+	if err := writeOrders(f, b.Format, list); err != nil {
 		return err
 	}
 	return f.Sync()

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/storeedge/storeedge/internal/config"
+	"github.com/storeedge/storeedge/orders"
 	"github.com/storeedge/storeedge/storage"
 )
 
@@ -24,7 +25,7 @@ func TestExportFormats(t *testing.T) {
 			dir := t.TempDir()
 			a := agentFor(db, false, config.BackOffice{Export: config.BackOfficeExport{Dir: dir, Format: format}})
 			a.o.BatchSize = 4
-			orders := createOrders(t, db, 10, false)
+			list := createOrders(t, db, 10, false)
 			if err := a.RunOnce(ctx); err != nil {
 				t.Fatal(err)
 			}
@@ -37,7 +38,7 @@ func TestExportFormats(t *testing.T) {
 					t.Errorf("file name %q", f)
 				}
 			}
-			want := wantOrders(t, db, orders)
+			want := wantOrders(t, db, list)
 			if format == config.ExportCSV {
 				for i := range want {
 					want[i] = csvView(want[i])
@@ -46,8 +47,8 @@ func TestExportFormats(t *testing.T) {
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("read back:\n%+v\nwant\n%+v", got, want)
 			}
-			for _, o := range orders {
-				if n := countStage(t, db, o.ID, storage.StageExported); n != 1 {
+			for _, o := range list {
+				if n := countStage(t, db, o.ID, orders.StageExported); n != 1 {
 					t.Errorf("order %d: %d exported ledger entries", o.Number, n)
 				}
 			}
@@ -108,7 +109,7 @@ func TestCrashAtEveryStep(t *testing.T) {
 				db := openDB(t, dbPath)
 				dir := t.TempDir()
 				bo := config.BackOffice{Export: config.BackOfficeExport{Dir: dir, Format: config.ExportCSV}}
-				orders := createOrders(t, db, 7, false)
+				list := createOrders(t, db, 7, false)
 				a := agentFor(db, false, bo)
 				a.o.BatchSize = 3
 				a.hook = crashAt(step, nth)
@@ -116,7 +117,7 @@ func TestCrashAtEveryStep(t *testing.T) {
 					t.Fatalf("run with a crash: %v", err)
 				}
 				// Orders keep coming while the server is down and up again.
-				orders = append(orders, createOrders(t, db, 2, false)...)
+				list = append(list, createOrders(t, db, 2, false)...)
 				db.Close()
 				db = openDB(t, dbPath)
 				b := agentFor(db, false, bo)
@@ -126,16 +127,16 @@ func TestCrashAtEveryStep(t *testing.T) {
 				}
 				got, _ := readOrderFiles(t, dir)
 				seen := idsOnce(t, got)
-				for _, o := range orders {
+				for _, o := range list {
 					if !seen[o.ID] {
 						t.Errorf("order %d missing", o.Number)
 					}
-					if n := countStage(t, db, o.ID, storage.StageExported); n != 1 {
+					if n := countStage(t, db, o.ID, orders.StageExported); n != 1 {
 						t.Errorf("order %d: %d exported ledger entries", o.Number, n)
 					}
 				}
-				if len(got) != len(orders) {
-					t.Errorf("%d orders in the folder, want %d", len(got), len(orders))
+				if len(got) != len(list) {
+					t.Errorf("%d orders in the folder, want %d", len(got), len(list))
 				}
 			})
 		}
@@ -147,18 +148,18 @@ func TestCrashAtEveryStep(t *testing.T) {
 func TestRecoveryCases(t *testing.T) {
 	ctx := context.Background()
 	target := storage.ExportTarget{Name: storage.ExportFiles}
-	setup := func(t *testing.T) (*storage.DB, *Agent, fileTarget, storage.ExportBatch, []storage.Order) {
+	setup := func(t *testing.T) (*storage.DB, *Agent, fileTarget, storage.ExportBatch, []orders.Order) {
 		db := openDB(t, "")
 		dir := t.TempDir()
 		a := agentFor(db, false, config.BackOffice{Export: config.BackOfficeExport{Dir: dir, Format: config.ExportJSON}})
-		orders := createOrders(t, db, 3, false)
+		list := createOrders(t, db, 3, false)
 		b, ok, err := db.CreateExportBatch(ctx, target, config.ExportJSON, 10, fileName(storage.ExportFiles, "json"))
 		if err != nil || !ok {
 			t.Fatal(ok, err)
 		}
-		return db, a, a.fileTargets()[0], b, orders
+		return db, a, a.fileTargets()[0], b, list
 	}
-	check := func(t *testing.T, a *Agent, orders []storage.Order, wantFiles int) {
+	check := func(t *testing.T, a *Agent, list []orders.Order, wantFiles int) {
 		t.Helper()
 		if err := a.RunOnce(ctx); err != nil {
 			t.Fatal(err)
@@ -168,68 +169,68 @@ func TestRecoveryCases(t *testing.T) {
 		if len(files) != wantFiles {
 			t.Errorf("files %v, want %d", files, wantFiles)
 		}
-		for _, o := range orders {
+		for _, o := range list {
 			if wantFiles > 0 && !seen[o.ID] {
 				t.Errorf("order %d missing", o.Number)
 			}
-			if n := countStage(t, a.o.DB, o.ID, storage.StageExported); n != 1 {
+			if n := countStage(t, a.o.DB, o.ID, orders.StageExported); n != 1 {
 				t.Errorf("order %d: %d exported ledger entries", o.Number, n)
 			}
 		}
 	}
 
 	t.Run("recorded, no file", func(t *testing.T) {
-		_, a, _, _, orders := setup(t)
-		check(t, a, orders, 1)
+		_, a, _, _, list := setup(t)
+		check(t, a, list, 1)
 	})
 	t.Run("half-written temporary file", func(t *testing.T) {
-		_, a, ft, b, orders := setup(t)
+		_, a, ft, b, list := setup(t)
 		os.WriteFile(filepath.Join(ft.dir, tmpPrefix+b.File), []byte(`[{"id":`), 0o600)
-		check(t, a, orders, 1)
+		check(t, a, list, 1)
 	})
 	t.Run("temporary file complete, not renamed", func(t *testing.T) {
-		db, a, ft, b, orders := setup(t)
+		db, a, ft, b, list := setup(t)
 		if err := a.writeTemp(ctx, filepath.Join(ft.dir, tmpPrefix+b.File), b); err != nil {
 			t.Fatal(err)
 		}
 		if err := db.MarkExportBatchWritten(ctx, b.ID); err != nil {
 			t.Fatal(err)
 		}
-		check(t, a, orders, 1)
+		check(t, a, list, 1)
 	})
 	t.Run("renamed, not marked done", func(t *testing.T) {
-		db, a, ft, b, orders := setup(t)
+		db, a, ft, b, list := setup(t)
 		tmp := filepath.Join(ft.dir, tmpPrefix+b.File)
 		a.writeTemp(ctx, tmp, b)
 		db.MarkExportBatchWritten(ctx, b.ID)
 		if err := os.Rename(tmp, filepath.Join(ft.dir, b.File)); err != nil {
 			t.Fatal(err)
 		}
-		check(t, a, orders, 1)
+		check(t, a, list, 1)
 	})
 	t.Run("renamed, then taken by the ERP before the restart", func(t *testing.T) {
-		db, a, ft, b, orders := setup(t)
+		db, a, ft, b, list := setup(t)
 		tmp := filepath.Join(ft.dir, tmpPrefix+b.File)
 		a.writeTemp(ctx, tmp, b)
 		db.MarkExportBatchWritten(ctx, b.ID)
 		os.Rename(tmp, filepath.Join(ft.dir, b.File))
 		os.Remove(filepath.Join(ft.dir, b.File)) // the ERP imported it and took it away
-		check(t, a, orders, 0)                   // not written a second time
+		check(t, a, list, 0)                     // not written a second time
 	})
 	t.Run("renamed, database lost the written mark", func(t *testing.T) {
-		_, a, ft, b, orders := setup(t)
+		_, a, ft, b, list := setup(t)
 		tmp := filepath.Join(ft.dir, tmpPrefix+b.File)
 		a.writeTemp(ctx, tmp, b)
 		os.Rename(tmp, filepath.Join(ft.dir, b.File))
 		before, _ := os.ReadFile(filepath.Join(ft.dir, b.File))
-		check(t, a, orders, 1)
+		check(t, a, list, 1)
 		after, _ := os.ReadFile(filepath.Join(ft.dir, b.File))
 		if string(before) != string(after) {
 			t.Error("the file in place was rewritten")
 		}
 	})
 	t.Run("stray temporary files", func(t *testing.T) {
-		_, a, ft, _, orders := setup(t)
+		_, a, ft, _, list := setup(t)
 		stray := filepath.Join(ft.dir, tmpPrefix+"orders-files-00000009-00000009-99.json")
 		os.WriteFile(stray, []byte("[{"), 0o600)
 		other := filepath.Join(ft.dir, ".erp-lock")
@@ -244,7 +245,7 @@ func TestRecoveryCases(t *testing.T) {
 			t.Error("a dot file that is not ours was removed")
 		}
 		os.Remove(other)
-		check(t, a, orders, 1)
+		check(t, a, list, 1)
 	})
 }
 

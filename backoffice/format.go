@@ -11,7 +11,7 @@ import (
 	"strconv"
 
 	"github.com/storeedge/storeedge/internal/config"
-	"github.com/storeedge/storeedge/storage"
+	"github.com/storeedge/storeedge/orders"
 )
 
 // TestNote starts the note of every test order in every export, so that a person or an ERP rule
@@ -59,7 +59,7 @@ type Line struct {
 
 // ExportOrder is the back office's view of a stored order. A test order's note starts with
 // TestNote ("TEST", or "TEST " before the order's own note) and its Test field is true.
-func ExportOrder(o storage.Order) Order {
+func ExportOrder(o orders.Order) Order {
 	e := Order{
 		ID:         o.ID,
 		Number:     o.Number,
@@ -108,16 +108,16 @@ func extension(format string) string {
 
 // writeOrders writes orders to w in a format: config.ExportJSON (an array, one order per line),
 // config.ExportCSV (RFC 4180, CRLF, header row) or config.ExportXML (<orders><order>…).
-func writeOrders(w io.Writer, format string, orders []storage.Order) error {
+func writeOrders(w io.Writer, format string, list []orders.Order) error {
 	bw := bufio.NewWriter(w)
 	var err error
 	switch format {
 	case config.ExportCSV:
-		err = writeCSV(bw, orders)
+		err = writeCSV(bw, list)
 	case config.ExportXML:
-		err = writeXML(bw, orders)
+		err = writeXML(bw, list)
 	case config.ExportJSON, "":
-		err = writeJSON(bw, orders)
+		err = writeJSON(bw, list)
 	default:
 		return fmt.Errorf("unknown export format %q", format)
 	}
@@ -129,7 +129,7 @@ func writeOrders(w io.Writer, format string, orders []storage.Order) error {
 
 // marshalOrder is an order as JSON on one line, with <, > and & as they are (json.Marshal
 // would escape them for HTML, which an ERP has no use for).
-func marshalOrder(o storage.Order) ([]byte, error) {
+func marshalOrder(o orders.Order) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
@@ -139,9 +139,9 @@ func marshalOrder(o storage.Order) ([]byte, error) {
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
-func writeJSON(w *bufio.Writer, orders []storage.Order) error {
+func writeJSON(w *bufio.Writer, list []orders.Order) error {
 	w.WriteString("[")
-	for i, o := range orders {
+	for i, o := range list {
 		b, err := marshalOrder(o)
 		if err != nil {
 			return err
@@ -156,13 +156,13 @@ func writeJSON(w *bufio.Writer, orders []storage.Order) error {
 	return err
 }
 
-func writeCSV(w io.Writer, orders []storage.Order) error {
+func writeCSV(w io.Writer, list []orders.Order) error {
 	cw := csv.NewWriter(w)
 	cw.UseCRLF = true
 	if err := cw.Write(CSVHeader); err != nil {
 		return err
 	}
-	for _, so := range orders {
+	for _, so := range list {
 		o := ExportOrder(so)
 		customer := ""
 		if o.Customer != nil {
@@ -194,10 +194,10 @@ func concat(parts ...[]string) []string {
 	return out
 }
 
-func writeXML(w *bufio.Writer, orders []storage.Order) error {
+func writeXML(w *bufio.Writer, list []orders.Order) error {
 	w.WriteString(xml.Header)
 	w.WriteString("<orders>\n")
-	for _, o := range orders {
+	for _, o := range list {
 		b, err := xml.MarshalIndent(ExportOrder(o), "  ", "  ")
 		if err != nil {
 			return err

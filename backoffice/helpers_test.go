@@ -18,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/storeedge/storeedge/internal/config"
+	"github.com/storeedge/storeedge/orders"
 	"github.com/storeedge/storeedge/storage"
 )
 
@@ -45,18 +46,18 @@ var orderSeq atomic.Int64
 
 // createOrder stores an order with two lines; every third has a customer, and the note and
 // names carry characters that each format must escape.
-func createOrder(t testing.TB, db *storage.DB, test bool) storage.Order {
+func createOrder(t testing.TB, db *storage.DB, test bool) orders.Order {
 	t.Helper()
 	n := orderSeq.Add(1)
-	o := storage.Order{Source: storage.SourceLAN, DeviceID: "pos-1", Status: storage.StatusNew, Currency: "EUR", Test: test,
+	o := orders.Order{Source: orders.SourceLAN, DeviceID: "pos-1", Status: orders.StatusNew, Currency: "EUR", Test: test,
 		Note: fmt.Sprintf("note %d, \"quoted\" <b>&amp;</b>\nsecond line é", n),
-		Lines: []storage.OrderLine{
+		Lines: []orders.Line{
 			{ProductID: "P1", Name: "Tea, green", Quantity: 2, UnitPrice: 250, LineTotal: 500},
 			{ProductID: "P2", Name: "Café \"noir\" <grand>", Quantity: 1, UnitPrice: 320, LineTotal: 320},
 		},
 		Total: 820}
 	if n%3 == 0 {
-		o.Customer = &storage.Customer{Name: "Zoë O'Neil; Jr.", Phone: "+33 1 23", Email: "z@example.com"}
+		o.Customer = &orders.Customer{Name: "Zoë O'Neil; Jr.", Phone: "+33 1 23", Email: "z@example.com"}
 		o.Note = ""
 	}
 	stored, _, err := db.CreateOrder(context.Background(), storage.NewOrder{Order: o, IdempotencyKey: strconv.FormatInt(n, 10), RequestHash: "h"})
@@ -66,9 +67,9 @@ func createOrder(t testing.TB, db *storage.DB, test bool) storage.Order {
 	return stored
 }
 
-func createOrders(t testing.TB, db *storage.DB, n int, test bool) []storage.Order {
+func createOrders(t testing.TB, db *storage.DB, n int, test bool) []orders.Order {
 	t.Helper()
-	var out []storage.Order
+	var out []orders.Order
 	for i := 0; i < n; i++ {
 		out = append(out, createOrder(t, db, test))
 	}
@@ -86,7 +87,7 @@ func agentFor(db *storage.DB, test bool, bo config.BackOffice) *Agent {
 
 // readOrderFiles parses every order file of a folder (in name order) and returns the orders
 // in file order. It fails the test on a temporary or unparsable file.
-func readOrderFiles(t *testing.T, dir string) (orders []Order, files []string) {
+func readOrderFiles(t *testing.T, dir string) (list []Order, files []string) {
 	t.Helper()
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -106,9 +107,9 @@ func readOrderFiles(t *testing.T, dir string) (orders []Order, files []string) {
 		if err != nil {
 			t.Fatalf("%s: %v\n%s", e.Name(), err, data)
 		}
-		orders = append(orders, got...)
+		list = append(list, got...)
 	}
-	return orders, files
+	return list, files
 }
 
 // parseOrders reads an order file back the way an ERP would.
@@ -187,10 +188,10 @@ func csvView(o Order) Order {
 }
 
 // wantOrders returns the export view of the stored orders, reloaded, by number.
-func wantOrders(t *testing.T, db *storage.DB, orders []storage.Order) []Order {
+func wantOrders(t *testing.T, db *storage.DB, list []orders.Order) []Order {
 	t.Helper()
 	var out []Order
-	for _, o := range orders {
+	for _, o := range list {
 		stored, err := db.GetOrder(context.Background(), o.ID)
 		if err != nil {
 			t.Fatal(err)
@@ -202,10 +203,10 @@ func wantOrders(t *testing.T, db *storage.DB, orders []storage.Order) []Order {
 }
 
 // ids returns the order ids, and fails the test when one appears twice.
-func idsOnce(t *testing.T, orders []Order) map[string]bool {
+func idsOnce(t *testing.T, list []Order) map[string]bool {
 	t.Helper()
 	seen := map[string]bool{}
-	for _, o := range orders {
+	for _, o := range list {
 		if seen[o.ID] {
 			t.Errorf("order %d (%s) exported twice", o.Number, o.ID)
 		}

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/storeedge/storeedge/internal/config"
+	"github.com/storeedge/storeedge/orders"
 	"github.com/storeedge/storeedge/storage"
 )
 
@@ -77,7 +78,7 @@ func TestTestMode(t *testing.T) {
 				t.Fatalf("production wrote %d orders to the test folder", len(again))
 			}
 			for _, o := range tests {
-				if n := countStage(t, db, o.ID, storage.StageExported); o.Number <= tests[3].Number && n != 1 || o.Number > tests[3].Number && n != 0 {
+				if n := countStage(t, db, o.ID, orders.StageExported); o.Number <= tests[3].Number && n != 1 || o.Number > tests[3].Number && n != 0 {
 					t.Errorf("test order %d: %d exported entries", o.Number, n)
 				}
 			}

@@ -17,6 +17,7 @@ import (
 	"unicode"
 
 	"github.com/storeedge/storeedge/internal/backoff"
+	"github.com/storeedge/storeedge/orders"
 	"github.com/storeedge/storeedge/storage"
 )
 
@@ -111,7 +112,7 @@ func (r answer) String() string {
 
 // postOrder POSTs one order until the ERP takes it, refuses it for good, or the attempts are
 // spent.
-func (a *Agent) postOrder(ctx context.Context, o storage.Order) error {
+func (a *Agent) postOrder(ctx context.Context, o orders.Order) error {
 	body, err := marshalOrder(o)
 	if err != nil {
 		return fmt.Errorf("backoffice: webhook: order %d: %w", o.Number, err)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/storeedge/storeedge/internal/config"
+	"github.com/storeedge/storeedge/orders"
 	"github.com/storeedge/storeedge/storage"
 )
 
@@ -106,13 +107,13 @@ func TestWebhookSignedInOrder(t *testing.T) {
 	ctx := context.Background()
 	db := openDB(t, "")
 	e, srv := newERP(t, "s3cret")
-	orders := createOrders(t, db, 5, false)
+	list := createOrders(t, db, 5, false)
 	a := webhookAgent(db, srv.URL, "s3cret")
 	if err := a.RunOnce(ctx); err != nil {
 		t.Fatal(err)
 	}
 	got := e.got()
-	want := wantOrders(t, db, orders)
+	want := wantOrders(t, db, list)
 	if len(got) != len(want) {
 		t.Fatalf("ERP took %d orders, want %d", len(got), len(want))
 	}
@@ -121,10 +122,10 @@ func TestWebhookSignedInOrder(t *testing.T) {
 			t.Errorf("order %d: %+v, want %+v", i, got[i], want[i])
 		}
 	}
-	for _, o := range orders {
+	for _, o := range list {
 		entries, _ := db.OrderLedger(ctx, o.ID)
 		last := entries[len(entries)-1]
-		if last.Stage != storage.StageExported || last.Detail != "webhook: HTTP 201" {
+		if last.Stage != orders.StageExported || last.Detail != "webhook: HTTP 201" {
 			t.Errorf("ledger %+v", last)
 		}
 	}
@@ -143,20 +144,20 @@ func TestWebhookRetries(t *testing.T) {
 	ctx := context.Background()
 	db := openDB(t, "")
 	e, srv := newERP(t, "")
-	orders := createOrders(t, db, 3, false)
+	list := createOrders(t, db, 3, false)
 	e.answers = []int{http.StatusServiceUnavailable, http.StatusTooManyRequests, http.StatusBadGateway}
-	e.refuse[orders[1].Number] = http.StatusUnprocessableEntity
+	e.refuse[list[1].Number] = http.StatusUnprocessableEntity
 	a := webhookAgent(db, srv.URL, "")
 	if err := a.RunOnce(ctx); err != nil {
 		t.Fatal(err)
 	}
 	got := e.got()
-	if len(got) != 2 || got[0].ID != orders[0].ID || got[1].ID != orders[2].ID {
+	if len(got) != 2 || got[0].ID != list[0].ID || got[1].ID != list[2].ID {
 		t.Fatalf("ERP took %+v", got)
 	}
-	entries, _ := db.OrderLedger(ctx, orders[1].ID)
+	entries, _ := db.OrderLedger(ctx, list[1].ID)
 	last := entries[len(entries)-1]
-	if last.Stage != storage.StageExportFailed || !strings.Contains(last.Error, `HTTP 422: {"error":"unknown product P2", "line": 2}`) {
+	if last.Stage != orders.StageExportFailed || !strings.Contains(last.Error, `HTTP 422: {"error":"unknown product P2", "line": 2}`) {
 		t.Fatalf("refused order's ledger: %+v", last)
 	}
 	st := a.Status().Targets[0]
@@ -171,18 +172,18 @@ func TestWebhookRetries(t *testing.T) {
 		t.Fatalf("%d requests", n)
 	}
 	failures, _ := a.WebhookFailures(ctx, 10)
-	if len(failures) != 1 || failures[0].OrderID != orders[1].ID || failures[0].Number != orders[1].Number {
+	if len(failures) != 1 || failures[0].OrderID != list[1].ID || failures[0].Number != list[1].Number {
 		t.Fatalf("failures %+v", failures)
 	}
 	// The ERP is fixed; an admin retries.
-	delete(e.refuse, orders[1].Number)
-	if ok, err := a.RetryWebhook(ctx, orders[1].ID); !ok || err != nil {
+	delete(e.refuse, list[1].Number)
+	if ok, err := a.RetryWebhook(ctx, list[1].ID); !ok || err != nil {
 		t.Fatal(ok, err)
 	}
 	if err := a.RunOnce(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := e.got(); len(got) != 3 || got[2].ID != orders[1].ID {
+	if got := e.got(); len(got) != 3 || got[2].ID != list[1].ID {
 		t.Fatalf("after retry the ERP has %d orders", len(got))
 	}
 }
@@ -249,7 +250,7 @@ func TestWebhookCrashAfterPost(t *testing.T) {
 	ctx := context.Background()
 	db := openDB(t, "")
 	e, srv := newERP(t, "")
-	orders := createOrders(t, db, 2, false)
+	list := createOrders(t, db, 2, false)
 	a := webhookAgent(db, srv.URL, "")
 	a.hook = crashAt(stepPosted, 2)
 	if err := a.RunOnce(ctx); !errors.Is(err, errCrash) {
@@ -262,8 +263,8 @@ func TestWebhookCrashAfterPost(t *testing.T) {
 	if n := e.count(); n != 3 || len(e.got()) != 2 {
 		t.Fatalf("%d requests, ERP took %d", n, len(e.got()))
 	}
-	for _, o := range orders {
-		if n := countStage(t, db, o.ID, storage.StageExported); n != 1 {
+	for _, o := range list {
+		if n := countStage(t, db, o.ID, orders.StageExported); n != 1 {
 			t.Errorf("order %d: %d exported entries", o.Number, n)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/storeedge/storeedge/devices"
 	"github.com/storeedge/storeedge/devices/devicesim"
+	"github.com/storeedge/storeedge/orders"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/tools/testenv"
 )
@@ -50,8 +51,8 @@ func TestMixedLoadDeliversEveryCommandInOrder(t *testing.T) {
 	}
 	ctx := context.Background()
 	stop := time.After(time.Duration(seconds) * time.Second)
-	orders, fanouts := time.NewTicker(20*time.Millisecond), time.NewTicker(50*time.Millisecond)
-	defer orders.Stop()
+	orderTick, fanouts := time.NewTicker(20*time.Millisecond), time.NewTicker(50*time.Millisecond)
+	defer orderTick.Stop()
 	defer fanouts.Stop()
 	var wg sync.WaitGroup
 	errs := make(chan error, 2)
@@ -63,9 +64,9 @@ func TestMixedLoadDeliversEveryCommandInOrder(t *testing.T) {
 			case <-done:
 				nOrders = i
 				return
-			case <-orders.C:
+			case <-orderTick.C:
 			}
-			o := storage.Order{Source: storage.SourceLAN, Status: storage.StatusNew, Currency: "EUR", Total: 250, DeviceID: sims[1].creds.DeviceID}
+			o := orders.Order{Source: orders.SourceLAN, Status: orders.StatusNew, Currency: "EUR", Total: 250, DeviceID: sims[1].creds.DeviceID}
 			if _, _, err := e.db.CreateOrder(ctx, storage.NewOrder{Order: o, IdempotencyKey: "k" + strconv.Itoa(i), RequestHash: "h"}); err != nil {
 				errs <- err
 				return

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/storeedge/storeedge/internal/backoff"
+	"github.com/storeedge/storeedge/orders"
 	"github.com/storeedge/storeedge/storage"
 )
 
@@ -61,7 +62,7 @@ func (m *Manager) followOrdersOnce(ctx context.Context) error {
 		if len(events) > 0 {
 			var cmds []storage.Command
 			for _, e := range events {
-				if e.Type != "order.created" {
+				if e.Type != orders.EventCreated {
 					continue
 				}
 				ids := m.orderDevices()

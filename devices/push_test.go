@@ -16,6 +16,7 @@ import (
 	"github.com/storeedge/storeedge/devices"
 	"github.com/storeedge/storeedge/devices/devicesim"
 	"github.com/storeedge/storeedge/devices/push"
+	"github.com/storeedge/storeedge/orders"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/tools/testenv"
 )
@@ -294,9 +295,9 @@ func TestNewOrdersArePushedToOrderDevices(t *testing.T) {
 	kitchen := e.device(t, devicesim.Options{}, devices.CapOrders)
 	signage := e.device(t, devicesim.Options{})
 	var ids []string
-	for i, src := range []string{storage.SourceLAN, storage.SourceServiceBus} {
+	for i, src := range []string{orders.SourceLAN, orders.SourceServiceBus} {
 		o, _, err := e.db.CreateOrder(context.Background(), storage.NewOrder{
-			Order:     storage.Order{Source: src, Status: storage.StatusNew, Currency: "EUR", Total: 250},
+			Order:     orders.Order{Source: src, Status: orders.StatusNew, Currency: "EUR", Total: 250},
 			MessageID: "m" + strconv.Itoa(i),
 		})
 		if err != nil {
@@ -315,7 +316,7 @@ func TestNewOrdersArePushedToOrderDevices(t *testing.T) {
 		for {
 			ch := e.wait()
 			ledger, _ := e.db.OrderLedger(context.Background(), id)
-			if last := ledger[len(ledger)-1]; last.Stage == storage.StagePushed && strings.Contains(last.Detail, kitchen.creds.DeviceID) {
+			if last := ledger[len(ledger)-1]; last.Stage == orders.StagePushed && strings.Contains(last.Detail, kitchen.creds.DeviceID) {
 				break
 			}
 			select {

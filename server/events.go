@@ -9,6 +9,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/storeedge/storeedge/orders"
 	"github.com/storeedge/storeedge/storage"
 )
 
@@ -101,7 +102,7 @@ func eventTypes(v string) (map[string]bool, error) {
 	}
 	types := map[string]bool{}
 	for _, name := range strings.Split(v, ",") {
-		if name != "order.created" && name != "order.updated" {
+		if name != orders.EventCreated && name != orders.EventUpdated {
 			return nil, refuse(probBadParameter, "types: "+strconv.Quote(name)+" is not one of order.created, order.updated")
 		}
 		types[name] = true

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/storeedge/storeedge/storage"
+	"github.com/storeedge/storeedge/orders"
 )
 
 type sseEvent struct {
@@ -64,7 +64,7 @@ func (c *sseClient) next(t *testing.T) sseEvent {
 	return e
 }
 
-func newOrder(t *testing.T, f *fixture, key string) storage.Order {
+func newOrder(t *testing.T, f *fixture, key string) orders.Order {
 	t.Helper()
 	return decodeOrder(t, f.order(t, "pos", key, `{"lines":[{"product_id":"P0002","quantity":1}]}`), http.StatusCreated).Order
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/storeedge/storeedge/internal/config"
 	"github.com/storeedge/storeedge/ops/logship"
 	"github.com/storeedge/storeedge/ops/support"
+	"github.com/storeedge/storeedge/orders"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/feed"
 	"github.com/storeedge/storeedge/sync/outbox"
@@ -200,8 +201,8 @@ func contractOrders(t *testing.T, rg *contractRig) {
 	for _, e := range ledger {
 		stages = append(stages, e.Stage)
 	}
-	for _, want := range []string{storage.StageReceived, storage.StageStored, storage.StageStatus, storage.StageExported,
-		storage.StageExportFailed, storage.StageExportRetry, storage.StageUploaded, storage.StageUploadRejected} {
+	for _, want := range []string{orders.StageReceived, orders.StageStored, orders.StageStatus, orders.StageExported,
+		orders.StageExportFailed, orders.StageExportRetry, orders.StageUploaded, orders.StageUploadRejected} {
 		if !slices.Contains(stages, want) {
 			t.Errorf("the order's ledger %v lacks %s: the answer checked did not hold it", stages, want)
 		}

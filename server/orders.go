@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/storeedge/storeedge/orders"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 )
@@ -25,13 +25,6 @@ var (
 	probUnknownProduct      = problemType{"unknown-product", "Order refers to what the shop does not sell", http.StatusUnprocessableEntity}
 )
 
-// transitionError refuses a status change that the order's statuses do not allow.
-type transitionError struct{ from, to string }
-
-func (e *transitionError) Error() string {
-	return fmt.Sprintf("the order is %s and cannot become %s", e.from, e.to)
-}
-
 // ordersRoutes are the orders service: devices create orders, list and follow them, and move
 // them through their statuses.
 func (s *Server) ordersRoutes(r chi.Router) {
@@ -46,8 +39,8 @@ func (s *Server) ordersRoutes(r chi.Router) {
 
 // orderAnswer is an order with its life so far.
 type orderAnswer struct {
-	Order  storage.Order         `json:"order"`
-	Ledger []storage.LedgerEntry `json:"ledger"`
+	Order  orders.Order         `json:"order"`
+	Ledger []orders.LedgerEntry `json:"ledger"`
 }
 
 // createOrder stores a device's order, priced from the shop's own catalog. The device's
@@ -71,9 +64,9 @@ func (s *Server) createOrder(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("price order: %w", err)
 	}
-	o.Source = storage.SourceLAN
+	o.Source = orders.SourceLAN
 	o.DeviceID = device
-	o.Status = storage.StatusNew
+	o.Status = orders.StatusNew
 	o.Test = s.o.TestMode
 	stored, created, err := s.o.DB.CreateOrder(r.Context(), storage.NewOrder{Order: o, IdempotencyKey: key, RequestHash: requestHash(canonical)})
 	if err != nil {
@@ -90,7 +83,7 @@ func (s *Server) createOrder(w http.ResponseWriter, r *http.Request) error {
 
 // priceOrder builds an order from a request with the names and prices of the local catalog. It
 // refuses an order that names what the shop does not sell.
-func (s *Server) priceOrder(r *http.Request, req *createOrderRequest) (o storage.Order, err error) {
+func (s *Server) priceOrder(r *http.Request, req *createOrderRequest) (orders.Order, error) {
 	ids := make([]string, 0, len(req.Lines))
 	for _, l := range req.Lines {
 		ids = append(ids, l.ProductID)
@@ -98,35 +91,31 @@ func (s *Server) priceOrder(r *http.Request, req *createOrderRequest) (o storage
 	ids = distinct(ids)
 	products, err := s.docs(r, cloudapi.Products, ids)
 	if err != nil {
-		return o, err
+		return orders.Order{}, err
 	}
 	prices, err := s.docs(r, cloudapi.Prices, ids)
 	if err != nil {
-		return o, err
+		return orders.Order{}, err
 	}
-	o.Note, o.Customer = req.Note, req.Customer
-	for i, l := range req.Lines {
+	offers := make(map[string]orders.Offer, len(ids))
+	for _, id := range ids {
 		var p cloudapi.Product
 		var price cloudapi.Price
-		if json.Unmarshal(products[l.ProductID], &p) != nil {
-			return o, refuse(probUnknownProduct, fmt.Sprintf("lines[%d].product_id: no product %q in the catalog", i, l.ProductID))
+		if json.Unmarshal(products[id], &p) != nil {
+			continue
 		}
-		if json.Unmarshal(prices[l.ProductID], &price) != nil {
-			return o, refuse(probUnknownProduct, fmt.Sprintf("lines[%d].product_id: product %q has no price", i, l.ProductID))
+		offer := orders.Offer{Name: p.Name}
+		if json.Unmarshal(prices[id], &price) == nil {
+			offer.Priced, offer.Amount, offer.Currency = true, price.Amount, price.Currency
 		}
-		if o.Currency == "" {
-			o.Currency = price.Currency
-		} else if o.Currency != price.Currency {
-			return o, refuse(probUnknownProduct, fmt.Sprintf("lines[%d]: priced in %s, the order in %s; one order has one currency", i, price.Currency, o.Currency))
-		}
-		line := storage.OrderLine{ProductID: l.ProductID, Name: p.Name, Quantity: l.Quantity, UnitPrice: price.Amount, LineTotal: price.Amount * l.Quantity}
-		o.Lines = append(o.Lines, line)
-		o.Total += line.LineTotal
+		offers[id] = offer
 	}
-	return o, nil
+	o, err := orders.Price(req.Lines, offers)
+	o.Note, o.Customer = req.Note, req.Customer
+	return o, err
 }
 
-func (s *Server) writeOrder(w http.ResponseWriter, r *http.Request, status int, o storage.Order) error {
+func (s *Server) writeOrder(w http.ResponseWriter, r *http.Request, status int, o orders.Order) error {
 	ledger, err := s.o.DB.OrderLedger(r.Context(), o.ID)
 	if err != nil {
 		return fmt.Errorf("read order ledger: %w", err)
@@ -151,20 +140,20 @@ func (s *Server) listOrders(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	status := q.Get("status")
-	if status != "" && !storage.ValidStatus(status) {
-		return refuse(probBadParameter, "status: "+strconv.Quote(status)+" is not one of new, accepted, preparing, ready, completed, cancelled")
+	if status != "" && !orders.ValidStatus(status) {
+		return refuse(probBadParameter, "status: "+strconv.Quote(status)+" is not one of "+orders.StatusList())
 	}
-	orders, err := s.o.DB.ListOrders(r.Context(), storage.OrderFilter{Status: status, Before: q.Get("before"), Limit: limit + 1})
+	page, err := s.o.DB.ListOrders(r.Context(), storage.OrderFilter{Status: status, Before: q.Get("before"), Limit: limit + 1})
 	if err != nil {
 		return fmt.Errorf("list orders: %w", err)
 	}
 	resp := struct {
-		Items []storage.Order `json:"items"`
-		Next  string          `json:"next,omitempty"`
-	}{Items: orders}
-	if len(orders) > limit {
-		resp.Items = orders[:limit]
-		resp.Next = orders[limit-1].ID
+		Items []orders.Order `json:"items"`
+		Next  string         `json:"next,omitempty"`
+	}{Items: page}
+	if len(page) > limit {
+		resp.Items = page[:limit]
+		resp.Next = page[limit-1].ID
 	}
 	return writeJSON(w, http.StatusOK, resp)
 }
@@ -177,22 +166,13 @@ func (s *Server) setOrderStatus(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeBody(r, &req); err != nil {
 		return err
 	}
-	if !storage.ValidStatus(req.Status) {
-		return refuse(probInvalidBody, "status: "+strconv.Quote(req.Status)+" is not one of new, accepted, preparing, ready, completed, cancelled")
+	if !orders.ValidStatus(req.Status) {
+		return refuse(probInvalidBody, "status: "+strconv.Quote(req.Status)+" is not one of "+orders.StatusList())
 	}
-	if msg := checkText("note", req.Note, maxNoteRunes); msg != "" {
+	if msg := orders.CheckText("note", req.Note, orders.MaxNoteRunes); msg != "" {
 		return refuse(probInvalidBody, msg)
 	}
-	o, _, err := s.o.DB.UpdateOrder(r.Context(), id, func(o *storage.Order) error {
-		if !storage.CanMove(o.Status, req.Status) {
-			return &transitionError{from: o.Status, to: req.Status}
-		}
-		o.Status = req.Status
-		if req.Note != "" && !strings.Contains(o.Note, req.Note) {
-			o.Note = strings.TrimSpace(o.Note + "\n" + req.Note)
-		}
-		return nil
-	})
+	o, _, err := s.o.DB.UpdateOrder(r.Context(), id, func(o *orders.Order) error { return orders.Move(o, req.Status, req.Note) })
 	if err != nil {
 		return whenMissing(fmt.Errorf("update order: %w", err), "no order "+strconv.Quote(id))
 	}

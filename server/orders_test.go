@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/storeedge/storeedge/orders"
 	"github.com/storeedge/storeedge/storage"
 )
 
@@ -44,13 +45,13 @@ func TestCreateOrderPricesFromCatalogAndIsIdempotent(t *testing.T) {
 	rec := f.order(t, "pos-1", "key-1", body)
 	a := decodeOrder(t, rec, http.StatusCreated)
 	o := a.Order
-	if o.Total != 3*200+1000 || o.Currency != "EUR" || o.Lines[1].Name != "Green tea" || o.Status != storage.StatusNew || !o.Test || o.DeviceID != f.device(t, "pos-1").DeviceID {
+	if o.Total != 3*200+1000 || o.Currency != "EUR" || o.Lines[1].Name != "Green tea" || o.Status != orders.StatusNew || !o.Test || o.DeviceID != f.device(t, "pos-1").DeviceID {
 		t.Fatalf("order %+v", o)
 	}
 	if rec.Header().Get("Location") != "/api/v1/orders/"+o.ID {
 		t.Fatalf("Location %q", rec.Header().Get("Location"))
 	}
-	if len(a.Ledger) != 2 || a.Ledger[0].Stage != storage.StageReceived || a.Ledger[1].Stage != storage.StageStored {
+	if len(a.Ledger) != 2 || a.Ledger[0].Stage != orders.StageReceived || a.Ledger[1].Stage != orders.StageStored {
 		t.Fatalf("ledger %+v", a.Ledger)
 	}
 	// A retry, even with other white space, gets the same order.
@@ -63,8 +64,8 @@ func TestCreateOrderPricesFromCatalogAndIsIdempotent(t *testing.T) {
 		t.Fatalf("another device's key made %+v", other.Order)
 	}
 	list := decodeOK[struct {
-		Items []storage.Order `json:"items"`
-		Next  string          `json:"next"`
+		Items []orders.Order `json:"items"`
+		Next  string         `json:"next"`
 	}](t, f.get(t, "/api/v1/orders?limit=1"))
 	if len(list.Items) != 1 || list.Items[0].Number != 2 || list.Next == "" {
 		t.Fatalf("first page %+v", list)

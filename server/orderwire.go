@@ -4,30 +4,18 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"strings"
-	"unicode"
-	"unicode/utf8"
 
-	"github.com/storeedge/storeedge/storage"
+	"github.com/storeedge/storeedge/orders"
 )
 
-// Limits of an order a device sends.
-const (
-	maxOrderLines    = 200
-	maxQuantity      = 9999
-	maxNoteRunes     = 500
-	maxCustomerRunes = 200
-	maxKeyBytes      = 128
-)
+// maxKeyBytes is the longest Idempotency-Key.
+const maxKeyBytes = 128
 
 // createOrderRequest is the body of POST /api/v1/orders.
 type createOrderRequest struct {
-	Lines []struct {
-		ProductID string `json:"product_id"`
-		Quantity  int64  `json:"quantity"`
-	} `json:"lines"`
-	Note     string            `json:"note"`
-	Customer *storage.Customer `json:"customer"`
+	Lines    []orders.Wanted  `json:"lines"`
+	Note     string           `json:"note"`
+	Customer *orders.Customer `json:"customer"`
 }
 
 // statusRequest is the body of POST /api/v1/orders/{id}/status.
@@ -38,44 +26,15 @@ type statusRequest struct {
 
 // checkOrderRequest returns what is wrong with a create request, or "".
 func checkOrderRequest(req *createOrderRequest) string {
-	if len(req.Lines) == 0 {
-		return "lines: an order needs at least one line"
-	}
-	if len(req.Lines) > maxOrderLines {
-		return fmt.Sprintf("lines: %d lines, at most %d", len(req.Lines), maxOrderLines)
-	}
-	for i, l := range req.Lines {
-		if l.ProductID == "" || len(l.ProductID) > 128 || !utf8.ValidString(l.ProductID) {
-			return fmt.Sprintf("lines[%d].product_id: want 1 to 128 bytes of text", i)
-		}
-		if l.Quantity < 1 || l.Quantity > maxQuantity {
-			return fmt.Sprintf("lines[%d].quantity: %d, want 1 to %d", i, l.Quantity, maxQuantity)
-		}
-	}
-	if msg := checkText("note", req.Note, maxNoteRunes); msg != "" {
+	if msg := orders.CheckLineCount(len(req.Lines)); msg != "" {
 		return msg
 	}
-	if c := req.Customer; c != nil {
-		for _, f := range []struct{ name, v string }{{"customer.name", c.Name}, {"customer.phone", c.Phone}, {"customer.email", c.Email}} {
-			if msg := checkText(f.name, f.v, maxCustomerRunes); msg != "" {
-				return msg
-			}
+	for i, l := range req.Lines {
+		if msg := orders.CheckLine(i, l.ProductID, l.Quantity); msg != "" {
+			return msg
 		}
 	}
-	return ""
-}
-
-func checkText(field, v string, maxRunes int) string {
-	if !utf8.ValidString(v) {
-		return field + ": not valid UTF-8"
-	}
-	if n := utf8.RuneCountInString(v); n > maxRunes {
-		return fmt.Sprintf("%s: %d characters, at most %d", field, n, maxRunes)
-	}
-	if strings.IndexFunc(v, func(r rune) bool { return unicode.IsControl(r) && r != '\n' }) >= 0 {
-		return field + ": contains control characters"
-	}
-	return ""
+	return orders.CheckDetails(req.Note, req.Customer)
 }
 
 // checkToken checks a header value used as an identifier: 1..128 visible ASCII characters.

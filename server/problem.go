@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/storeedge/storeedge/devices"
+	"github.com/storeedge/storeedge/orders"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/media"
 )
@@ -173,7 +174,8 @@ func answerStarted(ctx context.Context) bool {
 func problemOf(err error) *apiError {
 	var (
 		refusal   *apiError
-		move      *transitionError
+		move      *orders.TransitionError
+		pricing   *orders.PricingError
 		invalid   *devices.InvalidError
 		throttled *devices.ThrottledError
 		away      *media.UnavailableError
@@ -192,6 +194,8 @@ func problemOf(err error) *apiError {
 		return &apiError{typ: probIdempotencyConflict, detail: "this Idempotency-Key was already used by this device for a different order; use a new key for a new order"}
 	case errors.As(err, &move):
 		return &apiError{typ: probInvalidTransition, detail: move.Error()}
+	case errors.As(err, &pricing):
+		return &apiError{typ: probUnknownProduct, detail: pricing.Error()}
 	case errors.As(err, &invalid):
 		return &apiError{typ: probInvalidBody, detail: invalid.Error()}
 	case errors.As(err, &throttled):

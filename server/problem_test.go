@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/storeedge/storeedge/devices"
+	"github.com/storeedge/storeedge/orders"
 	"github.com/storeedge/storeedge/storage"
 )
 
@@ -46,7 +47,7 @@ func TestHandlerErrorsBecomeProblems(t *testing.T) {
 		{"not found without words", fmt.Errorf("read thing: %w", storage.ErrNotFound), 404, "not-found", "what the request names does not exist", ""},
 		{"words of a not-found that is another error", whenMissing(fmt.Errorf("read order: %w", storeErr), `no order "o1"`), 500, "internal", "its log has the details under request id req-1", ""},
 		{"idempotency conflict", fmt.Errorf("store order: %w", storage.ErrIdempotencyConflict), 409, "idempotency-conflict", "this Idempotency-Key was already used by this device for a different order", ""},
-		{"invalid transition", fmt.Errorf("update order: %w", &transitionError{"completed", "new"}), 409, "invalid-transition", "the order is completed and cannot become new", ""},
+		{"invalid transition", fmt.Errorf("update order: %w", &orders.TransitionError{From: "completed", To: "new"}), 409, "invalid-transition", "the order is completed and cannot become new", ""},
 		{"invalid field", fmt.Errorf("rename device: %w", &devices.InvalidError{Field: "name", Msg: "empty"}), 400, "invalid-body", "name: empty", ""},
 		{"throttled", fmt.Errorf("pair device: %w", &devices.ThrottledError{RetryAfter: 1500 * time.Millisecond}), 429, "too-many-attempts", "try again in 2s", "Retry-After: 2"},
 		{"throttled under a second", &devices.ThrottledError{RetryAfter: 200 * time.Millisecond}, 429, "too-many-attempts", "try again in 0s", "Retry-After: 1"},

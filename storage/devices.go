@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/storeedge/storeedge/orders"
 )
 
 // Command states. A command is queued until written to its device, sent until the device
@@ -462,7 +464,7 @@ func (db *DB) UpdateCommands(ctx context.Context, ups []CommandUpdate) error {
 				return err
 			}
 			if n, _ := res.RowsAffected(); n == 1 && u.OrderID != "" && u.State == CommandAcknowledged {
-				if err := ledger(ctx, tx, u.OrderID, u.At, StagePushed, "to device "+u.DeviceID, ""); err != nil {
+				if err := ledger(ctx, tx, u.OrderID, u.At, orders.StagePushed, "to device "+u.DeviceID, ""); err != nil {
 					return err
 				}
 			}

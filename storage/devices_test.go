@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/storeedge/storeedge/orders"
 )
 
 func TestPairingCodeIsSpentOnce(t *testing.T) {
@@ -48,7 +50,7 @@ func TestCommandStates(t *testing.T) {
 	defer db.Close()
 	ctx := context.Background()
 	now := time.UnixMilli(time.Now().UnixMilli())
-	o, _, err := db.CreateOrder(ctx, NewOrder{Order: Order{Source: SourceLAN, Status: StatusNew}, IdempotencyKey: "k"})
+	o, _, err := db.CreateOrder(ctx, NewOrder{Order: orders.Order{Source: orders.SourceLAN, Status: orders.StatusNew}, IdempotencyKey: "k"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +107,7 @@ func TestCommandStates(t *testing.T) {
 		t.Fatalf("pruned %d, want the 3 finished", n)
 	}
 	ledger, _ := db.OrderLedger(ctx, o.ID)
-	if last := ledger[len(ledger)-1]; last.Stage != StagePushed || last.Detail != "to device dv_a" {
+	if last := ledger[len(ledger)-1]; last.Stage != orders.StagePushed || last.Detail != "to device dv_a" {
 		t.Fatalf("ledger %+v", ledger)
 	}
 }

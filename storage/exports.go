@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/storeedge/storeedge/orders"
 )
 
 // Back-office export targets (order_exports.target).
@@ -30,10 +32,6 @@ const (
 	BatchWritten = "written" // the temporary file is complete and synced; only the rename is left
 	BatchDone    = "done"
 )
-
-// StageExportRetry is the ledger stage of an admin's decision to offer a refused order to its
-// target again.
-const StageExportRetry = "export_retry"
 
 // OutboxStockAdjusted is the outbox type of a stock level imported from the back office.
 const OutboxStockAdjusted = "stock.adjusted"
@@ -151,7 +149,7 @@ func (db *DB) UnfinishedExportBatches(ctx context.Context, target string) ([]Exp
 
 // ExportBatchOrders returns the orders of a batch as they are now, by number. The same batch
 // always gives the same orders in the same order.
-func (db *DB) ExportBatchOrders(ctx context.Context, batchID int64) ([]Order, error) {
+func (db *DB) ExportBatchOrders(ctx context.Context, batchID int64) ([]orders.Order, error) {
 	rows, err := db.r.QueryContext(ctx, `SELECT o.doc FROM order_exports e JOIN orders o ON o.id = e.order_id
 		WHERE e.batch_id = ? ORDER BY o.number`, batchID)
 	if err != nil {
@@ -217,7 +215,7 @@ func (db *DB) FinishExportBatch(ctx context.Context, batchID int64) error {
 			return err
 		}
 		for _, id := range ids {
-			if err := ledger(ctx, tx, id, now, StageExported, target+": "+file, ""); err != nil {
+			if err := ledger(ctx, tx, id, now, orders.StageExported, target+": "+file, ""); err != nil {
 				return err
 			}
 		}
@@ -232,7 +230,7 @@ func (db *DB) FinishExportBatch(ctx context.Context, batchID int64) error {
 // PendingExports returns up to limit orders of the target's kind that have not been given to
 // the target, oldest first. It is for targets that take one order at a time (the webhook); each
 // order is then settled with RecordExport or FailExport.
-func (db *DB) PendingExports(ctx context.Context, t ExportTarget, limit int) ([]Order, error) {
+func (db *DB) PendingExports(ctx context.Context, t ExportTarget, limit int) ([]orders.Order, error) {
 	floor, err := exportFloor(ctx, db.r, t)
 	if err != nil {
 		return nil, fmt.Errorf("storage: pending exports: %w", err)
@@ -281,9 +279,9 @@ func (db *DB) settleExport(ctx context.Context, target, orderID, state, detail s
 		if n, err := r.RowsAffected(); err != nil || n == 0 {
 			return err
 		}
-		stage, ledgerDetail, errText := StageExported, target+": "+detail, ""
+		stage, ledgerDetail, errText := orders.StageExported, target+": "+detail, ""
 		if state == ExportFailed {
-			stage, ledgerDetail, errText = StageExportFailed, target, detail
+			stage, ledgerDetail, errText = orders.StageExportFailed, target, detail
 		}
 		if err := ledger(ctx, tx, orderID, now, stage, ledgerDetail, errText); err != nil {
 			return err
@@ -318,7 +316,7 @@ func (db *DB) RetryExport(ctx context.Context, target, orderID string) (bool, er
 		if err := tx.QueryRowContext(ctx, `SELECT number, test FROM orders WHERE id = ?`, orderID).Scan(&number, &test); err != nil {
 			return err
 		}
-		if err := ledger(ctx, tx, orderID, time.Now(), StageExportRetry, target, ""); err != nil {
+		if err := ledger(ctx, tx, orderID, time.Now(), orders.StageExportRetry, target, ""); err != nil {
 			return err
 		}
 		_, err = tx.ExecContext(ctx, `UPDATE export_floors SET floor = min(floor, ?) WHERE target = ? AND test = ?`, number-1, target, test)
@@ -432,15 +430,15 @@ func advanceExportFloor(ctx context.Context, tx *sql.Tx, t ExportTarget, floor i
 	return err
 }
 
-func scanOrders(rows *sql.Rows) ([]Order, error) {
+func scanOrders(rows *sql.Rows) ([]orders.Order, error) {
 	defer rows.Close()
-	out := []Order{}
+	out := []orders.Order{}
 	for rows.Next() {
 		var doc string
 		if err := rows.Scan(&doc); err != nil {
 			return nil, err
 		}
-		var o Order
+		var o orders.Order
 		if err := json.Unmarshal([]byte(doc), &o); err != nil {
 			return nil, err
 		}

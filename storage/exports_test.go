@@ -7,15 +7,17 @@ import (
 	"fmt"
 	"sync/atomic"
 	"testing"
+
+	"github.com/storeedge/storeedge/orders"
 )
 
 func numbered(id, first, last int64) string { return fmt.Sprintf("b%d-%d-%d", id, first, last) }
 
 var keySeq atomic.Int64
 
-func createN(t *testing.T, db *DB, n int, test bool) []Order {
+func createN(t *testing.T, db *DB, n int, test bool) []orders.Order {
 	t.Helper()
-	var out []Order
+	var out []orders.Order
 	for i := 0; i < n; i++ {
 		o := lanOrder("pos-1")
 		o.Test = test
@@ -79,7 +81,7 @@ func TestExportBatches(t *testing.T) {
 	ledger, _ := db.OrderLedger(ctx, real[0].ID)
 	exported := 0
 	for _, e := range ledger {
-		if e.Stage == StageExported {
+		if e.Stage == orders.StageExported {
 			exported++
 			if e.Detail != "files: "+b1.File {
 				t.Errorf("ledger detail %q", e.Detail)

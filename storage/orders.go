@@ -10,24 +10,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-)
 
-// Order sources.
-const (
-	SourceLAN        = "lan"
-	SourceServiceBus = "servicebus"
-)
-
-// Ledger stages of an order's life.
-const (
-	StageReceived       = "received"
-	StageStored         = "stored"
-	StageStatus         = "status"
-	StageUploaded       = "uploaded"
-	StageUploadRejected = "upload_rejected"
-	StagePushed         = "pushed"
-	StageExported       = "exported"
-	StageExportFailed   = "export_failed"
+	"github.com/storeedge/storeedge/orders"
 )
 
 // Outbox states.
@@ -51,8 +35,8 @@ var (
 // ServiceBusConflict is a Service Bus order that CreateOrder refused because its message id or
 // its cloud order id is already stored with a different order. Nothing was stored.
 type ServiceBusConflict struct {
-	Err   error // ErrMessageIDReused or ErrOrderConflict
-	Order Order // the order stored first
+	Err   error        // ErrMessageIDReused or ErrOrderConflict
+	Order orders.Order // the order stored first
 }
 
 func (e *ServiceBusConflict) Error() string {
@@ -61,44 +45,9 @@ func (e *ServiceBusConflict) Error() string {
 
 func (e *ServiceBusConflict) Unwrap() error { return e.Err }
 
-// OrderLine is one product line of an order.
-type OrderLine struct {
-	ProductID string `json:"product_id"`
-	Name      string `json:"name"`
-	Quantity  int64  `json:"quantity"`
-	UnitPrice int64  `json:"unit_price"` // minor units
-	LineTotal int64  `json:"line_total"`
-}
-
-// Customer is who the order is for, when known.
-type Customer struct {
-	Name  string `json:"name,omitempty"`
-	Phone string `json:"phone,omitempty"`
-	Email string `json:"email,omitempty"`
-}
-
-// Order is an order as the shop keeps it.
-type Order struct {
-	ID         string      `json:"id"`
-	Number     int64       `json:"number"`
-	Source     string      `json:"source"`
-	DeviceID   string      `json:"device_id,omitempty"`
-	ExternalID string      `json:"external_id,omitempty"`
-	Status     string      `json:"status"`
-	Test       bool        `json:"test"`
-	Note       string      `json:"note,omitempty"`
-	Currency   string      `json:"currency"`
-	Lines      []OrderLine `json:"lines"`
-	Total      int64       `json:"total"`
-	Customer   *Customer   `json:"customer,omitempty"`
-	Version    int64       `json:"version"`
-	CreatedAt  time.Time   `json:"created_at"`
-	UpdatedAt  time.Time   `json:"updated_at"`
-}
-
 // NewOrder is an order to store, with what makes its creation idempotent.
 type NewOrder struct {
-	Order Order // ID, Number, Version and times are set by CreateOrder
+	Order orders.Order // ID, Number, Version and times are set by CreateOrder
 	// For a LAN order: the device's idempotency key and a hash of its request, so a retry gets
 	// the same order and a different request under the same key is refused.
 	IdempotencyKey string
@@ -111,14 +60,6 @@ type NewOrder struct {
 	Fingerprint string
 	// Detail for the ledger's "received" entry (e.g. the Service Bus delivery count).
 	ReceivedDetail string
-}
-
-// LedgerEntry is one step of an order's life.
-type LedgerEntry struct {
-	At     time.Time `json:"at"`
-	Stage  string    `json:"stage"`
-	Detail string    `json:"detail,omitempty"`
-	Error  string    `json:"error,omitempty"`
 }
 
 // Event is an announcement to devices, in id order.
@@ -147,7 +88,7 @@ type OutboxEntry struct {
 // transaction. When the idempotency key, message id or cloud order id was seen before, it returns
 // the order made then and created = false; a different request under a known idempotency key is
 // ErrIdempotencyConflict, a different Service Bus order a *ServiceBusConflict.
-func (db *DB) CreateOrder(ctx context.Context, n NewOrder) (o Order, created bool, err error) {
+func (db *DB) CreateOrder(ctx context.Context, n NewOrder) (o orders.Order, created bool, err error) {
 	now := time.Now()
 	err = db.write(ctx, func(tx *sql.Tx) error {
 		existing, err := madeBefore(ctx, tx, n)
@@ -158,62 +99,28 @@ func (db *DB) CreateOrder(ctx context.Context, n NewOrder) (o Order, created boo
 			o, err = getOrder(ctx, tx, existing)
 			return err
 		}
-		o = n.Order
-		id, err := uuid.NewV7()
-		if err != nil {
+		var doc []byte
+		if o, doc, err = insertOrder(ctx, tx, n, now); err != nil {
 			return err
-		}
-		o.ID = id.String()
-		if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(number), 0) + 1 FROM orders`).Scan(&o.Number); err != nil {
-			return err
-		}
-		o.Version = 1
-		o.CreatedAt = time.UnixMilli(now.UnixMilli()).UTC()
-		o.UpdatedAt = o.CreatedAt
-		doc, err := json.Marshal(o)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO orders(id, number, source, device_id, external_id, status, test, version, created_at, updated_at, doc)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, o.ID, o.Number, o.Source, o.DeviceID, o.ExternalID, o.Status, o.Test, o.Version,
-			now.UnixMilli(), now.UnixMilli(), string(doc)); err != nil {
-			return err
-		}
-		if n.IdempotencyKey != "" {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO order_idempotency(device_id, key, request_hash, order_id, created_at) VALUES (?, ?, ?, ?, ?)`,
-				o.DeviceID, n.IdempotencyKey, n.RequestHash, o.ID, now.UnixMilli()); err != nil {
-				return err
-			}
-		}
-		if n.MessageID != "" {
-			if err := rememberMessage(ctx, tx, n, o.ID, now); err != nil {
-				return err
-			}
-		}
-		if n.MessageID != "" && o.ExternalID != "" {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO servicebus_orders(external_id, order_id, fingerprint) VALUES (?, ?, ?)`,
-				o.ExternalID, o.ID, n.Fingerprint); err != nil {
-				return err
-			}
 		}
 		detail := "from " + o.Source
 		if n.ReceivedDetail != "" {
 			detail += ", " + n.ReceivedDetail
 		}
-		if err := ledger(ctx, tx, o.ID, now, StageReceived, detail, ""); err != nil {
+		if err := ledger(ctx, tx, o.ID, now, orders.StageReceived, detail, ""); err != nil {
 			return err
 		}
-		if err := ledger(ctx, tx, o.ID, now, StageStored, "", ""); err != nil {
+		if err := ledger(ctx, tx, o.ID, now, orders.StageStored, "", ""); err != nil {
 			return err
 		}
-		if err := outbox(ctx, tx, "order:"+o.ID+":created", "order.created", o.ID, now, doc); err != nil {
+		if err := outbox(ctx, tx, "order:"+o.ID+":created", orders.EventCreated, o.ID, now, doc); err != nil {
 			return err
 		}
 		created = true
-		return event(ctx, tx, "order.created", o.ID, now, doc)
+		return event(ctx, tx, orders.EventCreated, o.ID, now, doc)
 	})
 	if err != nil {
-		return Order{}, false, fmt.Errorf("storage: create order: %w", err)
+		return orders.Order{}, false, fmt.Errorf("storage: create order: %w", err)
 	}
 	if created {
 		db.events.notify()
@@ -222,10 +129,54 @@ func (db *DB) CreateOrder(ctx context.Context, n NewOrder) (o Order, created boo
 	return o, created, nil
 }
 
+// insertOrder gives a new order its id, number, version and times, and stores it with what
+// makes its creation idempotent. It returns the order and its stored document.
+func insertOrder(ctx context.Context, tx *sql.Tx, n NewOrder, now time.Time) (orders.Order, []byte, error) {
+	o := n.Order
+	id, err := uuid.NewV7()
+	if err != nil {
+		return orders.Order{}, nil, err
+	}
+	o.ID = id.String()
+	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(number), 0) + 1 FROM orders`).Scan(&o.Number); err != nil {
+		return orders.Order{}, nil, err
+	}
+	o.Version = 1
+	o.CreatedAt = time.UnixMilli(now.UnixMilli()).UTC()
+	o.UpdatedAt = o.CreatedAt
+	doc, err := json.Marshal(o)
+	if err != nil {
+		return orders.Order{}, nil, err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO orders(id, number, source, device_id, external_id, status, test, version, created_at, updated_at, doc)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, o.ID, o.Number, o.Source, o.DeviceID, o.ExternalID, o.Status, o.Test, o.Version,
+		now.UnixMilli(), now.UnixMilli(), string(doc)); err != nil {
+		return orders.Order{}, nil, err
+	}
+	if n.IdempotencyKey != "" {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO order_idempotency(device_id, key, request_hash, order_id, created_at) VALUES (?, ?, ?, ?, ?)`,
+			o.DeviceID, n.IdempotencyKey, n.RequestHash, o.ID, now.UnixMilli()); err != nil {
+			return orders.Order{}, nil, err
+		}
+	}
+	if n.MessageID != "" {
+		if err := rememberMessage(ctx, tx, n, o.ID, now); err != nil {
+			return orders.Order{}, nil, err
+		}
+	}
+	if n.MessageID != "" && o.ExternalID != "" {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO servicebus_orders(external_id, order_id, fingerprint) VALUES (?, ?, ?)`,
+			o.ExternalID, o.ID, n.Fingerprint); err != nil {
+			return orders.Order{}, nil, err
+		}
+	}
+	return o, doc, nil
+}
+
 // UpdateOrder changes an order with f inside a transaction. When f changed the order (its
 // result differs), the version grows and the change goes to the outbox, the ledger and the event
 // log. f's error aborts and is returned as is.
-func (db *DB) UpdateOrder(ctx context.Context, id string, f func(*Order) error) (o Order, changed bool, err error) {
+func (db *DB) UpdateOrder(ctx context.Context, id string, f func(*orders.Order) error) (o orders.Order, changed bool, err error) {
 	now := time.Now()
 	err = db.write(ctx, func(tx *sql.Tx) error {
 		before, err := getOrder(ctx, tx, id)
@@ -233,7 +184,7 @@ func (db *DB) UpdateOrder(ctx context.Context, id string, f func(*Order) error) 
 			return err
 		}
 		o = before
-		o.Lines = append([]OrderLine(nil), before.Lines...)
+		o.Lines = append([]orders.Line(nil), before.Lines...)
 		if err := f(&o); err != nil {
 			return err
 		}
@@ -256,20 +207,20 @@ func (db *DB) UpdateOrder(ctx context.Context, id string, f func(*Order) error) 
 		if before.Status == o.Status {
 			detail = "changed"
 		}
-		if err := ledger(ctx, tx, o.ID, now, StageStatus, detail, ""); err != nil {
+		if err := ledger(ctx, tx, o.ID, now, orders.StageStatus, detail, ""); err != nil {
 			return err
 		}
-		if err := outbox(ctx, tx, fmt.Sprintf("order:%s:v%d", o.ID, o.Version), "order.updated", o.ID, now, doc); err != nil {
+		if err := outbox(ctx, tx, fmt.Sprintf("order:%s:v%d", o.ID, o.Version), orders.EventUpdated, o.ID, now, doc); err != nil {
 			return err
 		}
 		changed = true
-		return event(ctx, tx, "order.updated", o.ID, now, doc)
+		return event(ctx, tx, orders.EventUpdated, o.ID, now, doc)
 	})
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
-			return Order{}, false, err
+			return orders.Order{}, false, err
 		}
-		return Order{}, false, fmt.Errorf("storage: update order: %w", err)
+		return orders.Order{}, false, fmt.Errorf("storage: update order: %w", err)
 	}
 	if changed {
 		db.events.notify()
@@ -358,18 +309,18 @@ type querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
-func getOrder(ctx context.Context, q querier, id string) (Order, error) {
+func getOrder(ctx context.Context, q querier, id string) (orders.Order, error) {
 	var doc string
 	err := q.QueryRowContext(ctx, `SELECT doc FROM orders WHERE id = ?`, id).Scan(&doc)
 	if errors.Is(err, sql.ErrNoRows) {
-		return Order{}, ErrNotFound
+		return orders.Order{}, ErrNotFound
 	}
 	if err != nil {
-		return Order{}, err
+		return orders.Order{}, err
 	}
-	var o Order
+	var o orders.Order
 	if err := json.Unmarshal([]byte(doc), &o); err != nil {
-		return Order{}, fmt.Errorf("order %s: stored document: %w", id, err)
+		return orders.Order{}, fmt.Errorf("order %s: stored document: %w", id, err)
 	}
 	return o, nil
 }
@@ -391,10 +342,10 @@ func event(ctx context.Context, tx *sql.Tx, typ, orderID string, at time.Time, d
 }
 
 // GetOrder returns an order by id, or ErrNotFound.
-func (db *DB) GetOrder(ctx context.Context, id string) (Order, error) {
+func (db *DB) GetOrder(ctx context.Context, id string) (orders.Order, error) {
 	o, err := getOrder(ctx, db.r, id)
 	if err != nil && !errors.Is(err, ErrNotFound) {
-		return Order{}, fmt.Errorf("storage: get order: %w", err)
+		return orders.Order{}, fmt.Errorf("storage: get order: %w", err)
 	}
 	return o, err
 }
@@ -407,17 +358,17 @@ type OrderFilter struct {
 }
 
 // ListOrders returns orders newest first.
-func (db *DB) ListOrders(ctx context.Context, f OrderFilter) ([]Order, error) {
+func (db *DB) ListOrders(ctx context.Context, f OrderFilter) ([]orders.Order, error) {
 	q := `SELECT doc FROM orders WHERE (? = '' OR status = ?) AND (? = '' OR id < ?) ORDER BY id DESC LIMIT ?`
 	rows, err := db.r.QueryContext(ctx, q, f.Status, f.Status, f.Before, f.Before, f.Limit)
 	if err != nil {
 		return nil, fmt.Errorf("storage: list orders: %w", err)
 	}
 	defer rows.Close()
-	out := []Order{}
+	out := []orders.Order{}
 	for rows.Next() {
 		var doc string
-		var o Order
+		var o orders.Order
 		if err := rows.Scan(&doc); err != nil {
 			return nil, fmt.Errorf("storage: list orders: %w", err)
 		}
@@ -430,15 +381,15 @@ func (db *DB) ListOrders(ctx context.Context, f OrderFilter) ([]Order, error) {
 }
 
 // OrderLedger returns an order's life, oldest first.
-func (db *DB) OrderLedger(ctx context.Context, id string) ([]LedgerEntry, error) {
+func (db *DB) OrderLedger(ctx context.Context, id string) ([]orders.LedgerEntry, error) {
 	rows, err := db.r.QueryContext(ctx, `SELECT at, stage, detail, error FROM order_ledger WHERE order_id = ? ORDER BY id`, id)
 	if err != nil {
 		return nil, fmt.Errorf("storage: order ledger: %w", err)
 	}
 	defer rows.Close()
-	out := []LedgerEntry{}
+	out := []orders.LedgerEntry{}
 	for rows.Next() {
-		var e LedgerEntry
+		var e orders.LedgerEntry
 		var at int64
 		if err := rows.Scan(&at, &e.Stage, &e.Detail, &e.Error); err != nil {
 			return nil, fmt.Errorf("storage: order ledger: %w", err)
@@ -526,12 +477,12 @@ func (db *DB) CompleteOutbox(ctx context.Context, r OutboxResult) error {
 			return err
 		}
 		for _, k := range r.Delivered {
-			if err := mark(k, OutboxSent, "", StageUploaded); err != nil {
+			if err := mark(k, OutboxSent, "", orders.StageUploaded); err != nil {
 				return err
 			}
 		}
 		for k, reason := range r.Rejected {
-			if err := mark(k, OutboxRejected, reason, StageUploadRejected); err != nil {
+			if err := mark(k, OutboxRejected, reason, orders.StageUploadRejected); err != nil {
 				return err
 			}
 		}
@@ -677,43 +628,6 @@ func (s *signal) notify() {
 		s.ch = nil
 	}
 	s.mu.Unlock()
-}
-
-// Order statuses. An order moves forward through them; cancelled and completed are final.
-const (
-	StatusNew       = "new"
-	StatusAccepted  = "accepted"
-	StatusPreparing = "preparing"
-	StatusReady     = "ready"
-	StatusCompleted = "completed"
-	StatusCancelled = "cancelled"
-)
-
-var transitions = map[string][]string{
-	StatusNew:       {StatusAccepted, StatusPreparing, StatusReady, StatusCompleted, StatusCancelled},
-	StatusAccepted:  {StatusPreparing, StatusReady, StatusCompleted, StatusCancelled},
-	StatusPreparing: {StatusReady, StatusCompleted, StatusCancelled},
-	StatusReady:     {StatusCompleted, StatusCancelled},
-}
-
-// ValidStatus reports whether s is an order status.
-func ValidStatus(s string) bool {
-	_, ok := transitions[s]
-	return ok || s == StatusCompleted || s == StatusCancelled
-}
-
-// CanMove reports whether an order may go from one status to another. Staying is allowed (a
-// retried update is harmless); going back is not.
-func CanMove(from, to string) bool {
-	if from == to {
-		return true
-	}
-	for _, s := range transitions[from] {
-		if s == to {
-			return true
-		}
-	}
-	return false
 }
 
 // RecordMode stores whether the shop runs in production (rather than test) mode and returns what

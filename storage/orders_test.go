@@ -9,11 +9,13 @@ import (
 	"path/filepath"
 	"sort"
 	"testing"
+
+	"github.com/storeedge/storeedge/orders"
 )
 
-func lanOrder(device string) Order {
-	return Order{Source: SourceLAN, DeviceID: device, Status: "new", Currency: "EUR",
-		Lines: []OrderLine{{ProductID: "P1", Name: "Tea", Quantity: 2, UnitPrice: 250, LineTotal: 500}}, Total: 500}
+func lanOrder(device string) orders.Order {
+	return orders.Order{Source: orders.SourceLAN, DeviceID: device, Status: "new", Currency: "EUR",
+		Lines: []orders.Line{{ProductID: "P1", Name: "Tea", Quantity: 2, UnitPrice: 250, LineTotal: 500}}, Total: 500}
 }
 
 func TestCreateOrderIsIdempotent(t *testing.T) {
@@ -41,7 +43,7 @@ func TestCreateOrderIsIdempotent(t *testing.T) {
 	if err != nil || !created || other.Number != 2 {
 		t.Fatalf("other device: %+v %v %v", other, created, err)
 	}
-	sb := Order{Source: SourceServiceBus, ExternalID: "web-77", Status: "new", Currency: "EUR"}
+	sb := orders.Order{Source: orders.SourceServiceBus, ExternalID: "web-77", Status: "new", Currency: "EUR"}
 	a, created1, _ := db.CreateOrder(ctx, NewOrder{Order: sb, MessageID: "m-1"})
 	b, created2, _ := db.CreateOrder(ctx, NewOrder{Order: sb, MessageID: "m-1"})
 	if !created1 || created2 || a.ID != b.ID {
@@ -61,14 +63,14 @@ func TestUpdateOrderAndOutbox(t *testing.T) {
 	ctx := context.Background()
 	db := openTest(t)
 	o, _, _ := db.CreateOrder(ctx, NewOrder{Order: lanOrder("pos-1"), IdempotencyKey: "k", RequestHash: "h"})
-	u, changed, err := db.UpdateOrder(ctx, o.ID, func(o *Order) error { o.Status = "ready"; return nil })
+	u, changed, err := db.UpdateOrder(ctx, o.ID, func(o *orders.Order) error { o.Status = "ready"; return nil })
 	if err != nil || !changed || u.Version != 2 || u.Status != "ready" {
 		t.Fatalf("update: %+v %v %v", u, changed, err)
 	}
-	if _, changed, _ := db.UpdateOrder(ctx, o.ID, func(o *Order) error { o.Status = "ready"; return nil }); changed {
+	if _, changed, _ := db.UpdateOrder(ctx, o.ID, func(o *orders.Order) error { o.Status = "ready"; return nil }); changed {
 		t.Fatal("a no-op update made a change")
 	}
-	if _, _, err := db.UpdateOrder(ctx, "nope", func(*Order) error { return nil }); !errors.Is(err, ErrNotFound) {
+	if _, _, err := db.UpdateOrder(ctx, "nope", func(*orders.Order) error { return nil }); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("unknown order: %v", err)
 	}
 	pending, _ := db.PendingOutbox(ctx, 10)
@@ -100,8 +102,8 @@ func TestUpdateOrderAndOutbox(t *testing.T) {
 	}
 }
 
-func sbOrder(externalID string, total int64) Order {
-	return Order{Source: SourceServiceBus, ExternalID: externalID, Status: "new", Currency: "EUR", Total: total}
+func sbOrder(externalID string, total int64) orders.Order {
+	return orders.Order{Source: orders.SourceServiceBus, ExternalID: externalID, Status: "new", Currency: "EUR", Total: total}
 }
 
 func TestServiceBusOrdersDeduplicateOnMessageAndOrderID(t *testing.T) {

@@ -32,6 +32,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
 
 	"github.com/storeedge/storeedge/devices"
+	"github.com/storeedge/storeedge/orders"
 	"github.com/storeedge/storeedge/server"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/cloud"
@@ -213,7 +214,7 @@ func watchEvents(b *testing.B, url, token string, n int) *eventWatch {
 				continue
 			}
 			now := time.Now()
-			var o storage.Order
+			var o orders.Order
 			if json.Unmarshal([]byte(line[6:]), &o) != nil || o.ExternalID == "web--1" { // the warm-up
 				continue
 			}
@@ -265,8 +266,8 @@ func BenchmarkOutboxDrain(b *testing.B) {
 	ctx := context.Background()
 	start := time.Now()
 	for i := 0; i < n; i++ {
-		o := storage.Order{Source: storage.SourceLAN, DeviceID: fmt.Sprintf("pos-%d", i%8), Status: storage.StatusNew, Currency: "EUR",
-			Lines: []storage.OrderLine{{ProductID: "P0000001", Name: "Tea", Quantity: 1, UnitPrice: 250, LineTotal: 250}}, Total: 250}
+		o := orders.Order{Source: orders.SourceLAN, DeviceID: fmt.Sprintf("pos-%d", i%8), Status: orders.StatusNew, Currency: "EUR",
+			Lines: []orders.Line{{ProductID: "P0000001", Name: "Tea", Quantity: 1, UnitPrice: 250, LineTotal: 250}}, Total: 250}
 		if _, _, err := db.CreateOrder(ctx, storage.NewOrder{Order: o, IdempotencyKey: strconv.Itoa(i), RequestHash: "h"}); err != nil {
 			b.Fatal(err)
 		}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/storeedge/storeedge/devices"
+	"github.com/storeedge/storeedge/orders"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/cloud"
 	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
@@ -41,7 +42,7 @@ func TestAlertFactsFromTheComponents(t *testing.T) {
 	stop()
 	<-done
 
-	o := storage.Order{Source: storage.SourceLAN, DeviceID: "pos", Status: storage.StatusNew}
+	o := orders.Order{Source: orders.SourceLAN, DeviceID: "pos", Status: orders.StatusNew}
 	if _, _, err := db.CreateOrder(ctx, storage.NewOrder{Order: o, IdempotencyKey: "k1", RequestHash: "h"}); err != nil {
 		t.Fatal(err)
 	}

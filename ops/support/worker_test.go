@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/storeedge/storeedge/orders"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/servicebus"
 	"github.com/storeedge/storeedge/tools/testenv"
@@ -322,7 +323,7 @@ func TestEachKindIsAnswered(t *testing.T) {
 func rejectedOrder(t *testing.T, db *storage.DB) {
 	t.Helper()
 	ctx := context.Background()
-	o := storage.Order{Source: storage.SourceLAN, DeviceID: "pos-1", Status: "new", Currency: "EUR"}
+	o := orders.Order{Source: orders.SourceLAN, DeviceID: "pos-1", Status: "new", Currency: "EUR"}
 	if _, _, err := db.CreateOrder(ctx, storage.NewOrder{Order: o, IdempotencyKey: "k1", RequestHash: "h1"}); err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/storeedge/storeedge/orders"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/cloud"
 	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
@@ -35,7 +36,7 @@ func createOrders(t *testing.T, db *storage.DB, devices, each int) {
 	t.Helper()
 	for i := 0; i < each; i++ {
 		for d := 0; d < devices; d++ {
-			o := storage.Order{Source: storage.SourceLAN, DeviceID: fmt.Sprintf("pos-%d", d), Status: storage.StatusNew, Currency: "EUR", Note: fmt.Sprint(i)}
+			o := orders.Order{Source: orders.SourceLAN, DeviceID: fmt.Sprintf("pos-%d", d), Status: orders.StatusNew, Currency: "EUR", Note: fmt.Sprint(i)}
 			if _, _, err := db.CreateOrder(context.Background(), storage.NewOrder{Order: o, IdempotencyKey: fmt.Sprint(i), RequestHash: "h"}); err != nil {
 				t.Fatal(err)
 			}
@@ -87,7 +88,7 @@ func TestDrainsThroughFailuresInOrder(t *testing.T) {
 	}
 	next := map[string]int{}
 	for _, e := range events {
-		var o storage.Order
+		var o orders.Order
 		if err := json.Unmarshal(e.Data, &o); err != nil {
 			t.Fatal(err)
 		}
@@ -130,7 +131,7 @@ func TestRejectedEntriesAreSetAside(t *testing.T) {
 			db := openDB(t)
 			ctx := context.Background()
 			for i, note := range []string{"a", "bad", "c"} {
-				o := storage.Order{Source: storage.SourceLAN, DeviceID: "pos", Status: storage.StatusNew, Note: note}
+				o := orders.Order{Source: orders.SourceLAN, DeviceID: "pos", Status: orders.StatusNew, Note: note}
 				if _, _, err := db.CreateOrder(ctx, storage.NewOrder{Order: o, IdempotencyKey: fmt.Sprint(i), RequestHash: "h"}); err != nil {
 					t.Fatal(err)
 				}
@@ -148,7 +149,7 @@ func TestRejectedEntriesAreSetAside(t *testing.T) {
 				t.Fatalf("rejected %+v", rejected)
 			}
 			ledger, _ := db.OrderLedger(ctx, rejected[0].OrderID)
-			if last := ledger[len(ledger)-1]; last.Stage != storage.StageUploadRejected || last.Error == "" {
+			if last := ledger[len(ledger)-1]; last.Stage != orders.StageUploadRejected || last.Error == "" {
 				t.Fatalf("ledger %+v", ledger)
 			}
 		})

@@ -11,29 +11,24 @@ import (
 	"regexp"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
-	"github.com/storeedge/storeedge/storage"
+	"github.com/storeedge/storeedge/orders"
 )
 
-// Limits of an order message.
-const (
-	MaxBodyBytes = 256 << 10
-	maxLines     = 200
-	maxQuantity  = 9999
-)
+// MaxBodyBytes is the largest order message; the order itself has the limits of every order
+// (package orders).
+const MaxBodyBytes = 256 << 10
 
 // Payload is the body of an order message.
 type Payload struct {
-	OrderID   string            `json:"order_id"`
-	CreatedAt string            `json:"created_at"`
-	Currency  string            `json:"currency"`
-	Lines     []PayloadLine     `json:"lines"`
-	Total     int64             `json:"total"`
-	Customer  *storage.Customer `json:"customer,omitempty"`
-	Note      string            `json:"note,omitempty"`
-	Test      bool              `json:"test,omitempty"`
+	OrderID   string           `json:"order_id"`
+	CreatedAt string           `json:"created_at"`
+	Currency  string           `json:"currency"`
+	Lines     []PayloadLine    `json:"lines"`
+	Total     int64            `json:"total"`
+	Customer  *orders.Customer `json:"customer,omitempty"`
+	Note      string           `json:"note,omitempty"`
+	Test      bool             `json:"test,omitempty"`
 }
 
 // PayloadLine is one line of an order message.
@@ -78,42 +73,48 @@ func Decode(body []byte) (Payload, error) {
 	if !currencyRE.MatchString(p.Currency) {
 		return bad("currency: %q is not an ISO 4217 code", p.Currency)
 	}
-	if len(p.Lines) == 0 || len(p.Lines) > maxLines {
-		return bad("lines: %d lines, want 1 to %d", len(p.Lines), maxLines)
+	if msg := checkLines(p.Lines); msg != "" {
+		return bad("%s", msg)
 	}
-	var sum int64
-	for i, l := range p.Lines {
-		switch {
-		case l.ProductID == "" || len(l.ProductID) > 128 || !utf8.ValidString(l.ProductID):
-			return bad("lines[%d].product_id: want 1 to 128 bytes of text", i)
-		case !text(l.Name, 200):
-			return bad("lines[%d].name: want at most 200 characters without control characters", i)
-		case l.Quantity < 1 || l.Quantity > maxQuantity:
-			return bad("lines[%d].quantity: %d, want 1 to %d", i, l.Quantity, maxQuantity)
-		case l.UnitPrice < 0 || l.UnitPrice > 1e12:
-			return bad("lines[%d].unit_price: %d, want 0 to 1000000000000", i, l.UnitPrice)
-		}
-		sum += l.Quantity * l.UnitPrice
-	}
-	if p.Total != sum {
+	if sum := orders.Sum(p.Order(false).Lines); p.Total != sum {
 		return bad("total: %d differs from the lines' sum %d", p.Total, sum)
 	}
-	if !text(p.Note, 500) {
-		return bad("note: want at most 500 characters without control characters")
-	}
-	if c := p.Customer; c != nil && (!text(c.Name, 200) || !text(c.Phone, 200) || !text(c.Email, 200)) {
-		return bad("customer: each field at most 200 characters without control characters")
+	if msg := orders.CheckDetails(p.Note, p.Customer); msg != "" {
+		return bad("%s", msg)
 	}
 	return p, nil
 }
 
+// maxUnitPrice is the highest unit price a message may carry, in minor units: it keeps every
+// line's and the order's total far from overflowing.
+const maxUnitPrice int64 = 1_000_000_000_000
+
+// checkLines returns what is wrong with a message's lines, or "": the rules of every order, and
+// a name and a unit price, which the cloud sets (a device's order takes them from the catalog).
+func checkLines(lines []PayloadLine) string {
+	if msg := orders.CheckLineCount(len(lines)); msg != "" {
+		return msg
+	}
+	for i, l := range lines {
+		if msg := orders.CheckLine(i, l.ProductID, l.Quantity); msg != "" {
+			return msg
+		}
+		if msg := orders.CheckText(fmt.Sprintf("lines[%d].name", i), l.Name, orders.MaxNameRunes); msg != "" {
+			return msg
+		}
+		if l.UnitPrice < 0 || l.UnitPrice > maxUnitPrice {
+			return fmt.Sprintf("lines[%d].unit_price: %d, want 0 to %d", i, l.UnitPrice, maxUnitPrice)
+		}
+	}
+	return ""
+}
+
 // Order turns a checked payload into the order the shop stores.
-func (p Payload) Order(testMode bool) storage.Order {
-	o := storage.Order{Source: storage.SourceServiceBus, ExternalID: p.OrderID, Status: storage.StatusNew,
+func (p Payload) Order(testMode bool) orders.Order {
+	o := orders.Order{Source: orders.SourceServiceBus, ExternalID: p.OrderID, Status: orders.StatusNew,
 		Test: p.Test || testMode, Note: p.Note, Currency: p.Currency, Customer: p.Customer, Total: p.Total}
 	for _, l := range p.Lines {
-		o.Lines = append(o.Lines, storage.OrderLine{ProductID: l.ProductID, Name: l.Name, Quantity: l.Quantity,
-			UnitPrice: l.UnitPrice, LineTotal: l.Quantity * l.UnitPrice})
+		o.Lines = append(o.Lines, orders.NewLine(l.ProductID, l.Name, l.Quantity, l.UnitPrice))
 	}
 	return o
 }
@@ -136,9 +137,4 @@ func visible(s string, maxBytes int) bool {
 		}
 	}
 	return true
-}
-
-func text(s string, maxRunes int) bool {
-	return utf8.ValidString(s) && utf8.RuneCountInString(s) <= maxRunes &&
-		strings.IndexFunc(s, func(r rune) bool { return unicode.IsControl(r) && r != '\n' }) < 0
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/storeedge/storeedge/orders"
 )
 
 const goodPayload = `{"order_id":"web-1","created_at":"2026-11-23T10:00:00Z","currency":"EUR",
@@ -69,7 +71,7 @@ func FuzzDecode(f *testing.F) {
 		}
 		var sum int64
 		for _, l := range p.Lines {
-			if l.Quantity < 1 || l.Quantity > maxQuantity || l.UnitPrice < 0 {
+			if l.Quantity < 1 || l.Quantity > orders.MaxQuantity || l.UnitPrice < 0 {
 				t.Fatalf("line accepted: %+v", l)
 			}
 			sum += l.Quantity * l.UnitPrice

@@ -17,6 +17,7 @@ import (
 
 	"github.com/storeedge/storeedge/internal/backoff"
 	"github.com/storeedge/storeedge/internal/config"
+	"github.com/storeedge/storeedge/orders"
 	"github.com/storeedge/storeedge/storage"
 )
 
@@ -58,7 +59,7 @@ type Options struct {
 	Logger            *slog.Logger
 	// Stored, when set, is called after a new order is stored and its message completed (to
 	// push it to devices).
-	Stored func(storage.Order)
+	Stored func(orders.Order)
 }
 
 // Status is what status shows of the Service Bus link.
@@ -342,7 +343,7 @@ func (r *Receiver) handle(ctx context.Context, rcv *azservicebus.Receiver, m *az
 
 // store stores the order of a message, renewing the message's lock while that takes long (a busy
 // disk, a page of a big sync in the way).
-func (r *Receiver) store(ctx context.Context, rcv *azservicebus.Receiver, m *azservicebus.ReceivedMessage, p Payload, log *slog.Logger) (storage.Order, bool, error) {
+func (r *Receiver) store(ctx context.Context, rcv *azservicebus.Receiver, m *azservicebus.ReceivedMessage, p Payload, log *slog.Logger) (orders.Order, bool, error) {
 	defer KeepLock(ctx, rcv, m, r.o.LockRenewInterval, log)()
 	return r.o.DB.CreateOrder(ctx, storage.NewOrder{Order: p.Order(r.o.TestMode), MessageID: m.MessageID, Fingerprint: p.Fingerprint(),
 		ReceivedDetail: fmt.Sprintf("message %s, delivery %d", m.MessageID, m.DeliveryCount)})

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/storeedge/storeedge/internal/wan"
+	"github.com/storeedge/storeedge/orders"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/tools/testenv"
 )
@@ -62,7 +63,7 @@ func newRig(t *testing.T, peerOpts testenv.SBPeerOptions, opts Options) *rig {
 	return rg
 }
 
-func (rg *rig) orders(t *testing.T) []storage.Order {
+func (rg *rig) orders(t *testing.T) []orders.Order {
 	t.Helper()
 	o, err := rg.db.ListOrders(context.Background(), storage.OrderFilter{Limit: 1000})
 	if err != nil {
@@ -80,7 +81,7 @@ func TestReceiverStoresOnceAndDeadLettersInvalid(t *testing.T) {
 	rg.peer.Send(t, queue, testenv.SBMessage{MessageID: "m-1", Body: order("web-1", 500), ContentType: "application/json"})
 	rg.peer.WaitStats(t, queue, 30*time.Second, func(s testenv.SBQueueStats) bool { return s.Completed == 2 && s.DeadLettered == 2 })
 	got := rg.orders(t)
-	if len(got) != 1 || got[0].ExternalID != "web-1" || got[0].Source != storage.SourceServiceBus || !got[0].Test || got[0].Total != 500 {
+	if len(got) != 1 || got[0].ExternalID != "web-1" || got[0].Source != orders.SourceServiceBus || !got[0].Test || got[0].Total != 500 {
 		t.Fatalf("orders %+v", got)
 	}
 	dl := rg.peer.DeadLetters(t, queue)
@@ -99,7 +100,7 @@ func TestReceiverStoresOnceAndDeadLettersInvalid(t *testing.T) {
 		t.Fatalf("status %+v", st)
 	}
 	ledger, _ := rg.db.OrderLedger(context.Background(), got[0].ID)
-	if ledger[0].Stage != storage.StageReceived || !strings.Contains(ledger[0].Detail, "servicebus") {
+	if ledger[0].Stage != orders.StageReceived || !strings.Contains(ledger[0].Detail, "servicebus") {
 		t.Fatalf("ledger %+v", ledger)
 	}
 }
