@@ -452,75 +452,91 @@ func Default() Config {
 			UseEnvironment: DefaultWANUseEnvironment,
 			ConnectTimeout: DefaultWANConnectTimeout,
 		},
-		LAN: LAN{
-			FrontDoor: DefaultLANFrontDoor,
-			Services: Services{
-				Catalog: DefaultLANServicesCatalog,
-				Media:   DefaultLANServicesMedia,
-				Orders:  DefaultLANServicesOrders,
-				Devices: DefaultLANServicesDevices,
-				Events:  DefaultLANServicesEvents,
-				Admin:   DefaultLANServicesAdmin,
-			},
-			ReadHeaderTimeout: DefaultLANReadHeaderTimeout,
-			ReadTimeout:       DefaultLANReadTimeout,
-			WriteTimeout:      DefaultLANWriteTimeout,
-			IdleTimeout:       DefaultLANIdleTimeout,
-			MaxBodyBytes:      DefaultLANMaxBodyBytes,
-			MaxHeaderBytes:    DefaultLANMaxHeaderBytes,
-			ShutdownGrace:     DefaultLANShutdownGrace,
-			ReadCacheMB:       DefaultLANReadCacheMB,
-		},
-		Discovery: Discovery{
-			UDP: DiscoveryUDP{
-				Enabled:        DefaultDiscoveryUDPEnabled,
-				Port:           DefaultDiscoveryUDPPort,
-				AnswerInterval: DefaultDiscoveryUDPAnswerInterval,
-				AnswerBurst:    DefaultDiscoveryUDPAnswerBurst,
-			},
-			MDNS:             DiscoveryMDNS{Enabled: DefaultDiscoveryMDNSEnabled},
-			AnnounceInterval: DefaultDiscoveryAnnounceInterval,
-		},
-		Orders: Orders{OutboxBatch: DefaultOrdersOutboxBatch},
+		LAN:       defaultLAN(),
+		Discovery: defaultDiscovery(),
+		Orders:    Orders{OutboxBatch: DefaultOrdersOutboxBatch},
 		ServiceBus: ServiceBus{
 			Transport:         DefaultServiceBusTransport,
 			LockRenewInterval: DefaultServiceBusLockRenewInterval,
 			MaxConcurrent:     DefaultServiceBusMaxConcurrent,
 		},
-		Media: Media{
-			Enabled:          DefaultMediaEnabled,
-			Prefetch:         DefaultMediaPrefetch,
-			CacheMaxBytes:    DefaultMediaCacheMaxBytes,
-			Parallel:         DefaultMediaParallel,
-			LargeFileBytes:   DefaultMediaLargeFileBytes,
-			OnDemandWait:     DefaultMediaOnDemandWait,
-			StallTimeout:     DefaultMediaStallTimeout,
-			RetryMax:         DefaultMediaRetryMax,
-			ProgressInterval: DefaultMediaProgressInterval,
-		},
+		Media: defaultMedia(),
 		BackOffice: BackOffice{
 			Schedule: DefaultBackOfficeSchedule,
 			Export:   BackOfficeExport{Format: DefaultBackOfficeExportFormat},
 			Webhook:  BackOfficeWebhook{Timeout: DefaultBackOfficeWebhookTimeout},
 		},
-		Devices: Devices{
-			PairingCodeTTL:  DefaultDevicesPairingCodeTTL,
-			PairingAttempts: DefaultDevicesPairingAttempts,
-			PushPortDefault: DefaultDevicesPushPortDefault,
-			CommandTTL:      DefaultDevicesCommandTTL,
-			PushRetryMax:    DefaultDevicesPushRetryMax,
-			PushTimeout:     DefaultDevicesPushTimeout,
-			PushMinVersion:  DefaultDevicesPushMinVersion,
-		},
-		Backup: Backup{Schedule: DefaultBackupSchedule, Keep: DefaultBackupKeep},
-		SMTP:   defaultSMTP(),
-		Alerts: defaultAlerts(),
-		Log:    Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
-		Logs:   defaultLogs(),
+		Devices: defaultDevices(),
+		Backup:  Backup{Schedule: DefaultBackupSchedule, Keep: DefaultBackupKeep},
+		SMTP:    defaultSMTP(),
+		Alerts:  defaultAlerts(),
+		Log:     Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
+		Logs:    defaultLogs(),
 		Support: Support{ServiceBus: SupportServiceBus{
 			Transport: DefaultSupportServiceBusTransport,
 			Allow:     SupportAllow{Ping: DefaultSupportServiceBusAllowPing, Diagnostics: DefaultSupportServiceBusAllowDiagnostics},
 		}},
+	}
+}
+
+func defaultLAN() LAN {
+	return LAN{
+		FrontDoor: DefaultLANFrontDoor,
+		Services: Services{
+			Catalog: DefaultLANServicesCatalog,
+			Media:   DefaultLANServicesMedia,
+			Orders:  DefaultLANServicesOrders,
+			Devices: DefaultLANServicesDevices,
+			Events:  DefaultLANServicesEvents,
+			Admin:   DefaultLANServicesAdmin,
+		},
+		ReadHeaderTimeout: DefaultLANReadHeaderTimeout,
+		ReadTimeout:       DefaultLANReadTimeout,
+		WriteTimeout:      DefaultLANWriteTimeout,
+		IdleTimeout:       DefaultLANIdleTimeout,
+		MaxBodyBytes:      DefaultLANMaxBodyBytes,
+		MaxHeaderBytes:    DefaultLANMaxHeaderBytes,
+		ShutdownGrace:     DefaultLANShutdownGrace,
+		ReadCacheMB:       DefaultLANReadCacheMB,
+	}
+}
+
+func defaultDiscovery() Discovery {
+	return Discovery{
+		UDP: DiscoveryUDP{
+			Enabled:        DefaultDiscoveryUDPEnabled,
+			Port:           DefaultDiscoveryUDPPort,
+			AnswerInterval: DefaultDiscoveryUDPAnswerInterval,
+			AnswerBurst:    DefaultDiscoveryUDPAnswerBurst,
+		},
+		MDNS:             DiscoveryMDNS{Enabled: DefaultDiscoveryMDNSEnabled},
+		AnnounceInterval: DefaultDiscoveryAnnounceInterval,
+	}
+}
+
+func defaultMedia() Media {
+	return Media{
+		Enabled:          DefaultMediaEnabled,
+		Prefetch:         DefaultMediaPrefetch,
+		CacheMaxBytes:    DefaultMediaCacheMaxBytes,
+		Parallel:         DefaultMediaParallel,
+		LargeFileBytes:   DefaultMediaLargeFileBytes,
+		OnDemandWait:     DefaultMediaOnDemandWait,
+		StallTimeout:     DefaultMediaStallTimeout,
+		RetryMax:         DefaultMediaRetryMax,
+		ProgressInterval: DefaultMediaProgressInterval,
+	}
+}
+
+func defaultDevices() Devices {
+	return Devices{
+		PairingCodeTTL:  DefaultDevicesPairingCodeTTL,
+		PairingAttempts: DefaultDevicesPairingAttempts,
+		PushPortDefault: DefaultDevicesPushPortDefault,
+		CommandTTL:      DefaultDevicesCommandTTL,
+		PushRetryMax:    DefaultDevicesPushRetryMax,
+		PushTimeout:     DefaultDevicesPushTimeout,
+		PushMinVersion:  DefaultDevicesPushMinVersion,
 	}
 }
 

@@ -114,18 +114,9 @@ type SBQueued struct {
 // sbpeerStartTimeout bounds the peer's start (node loads in well under a second).
 const sbpeerStartTimeout = 15 * time.Second
 
-// StartServiceBusPeer starts node tools/sbpeer/peer.js on free ports of
-// 127.0.0.1 and stops it when the test ends. It needs node (Require) and the
-// peer's npm packages (scripts/install-test-deps.sh): without them the test
-// is skipped, or failed under CI=true.
-func StartServiceBusPeer(t testing.TB, o SBPeerOptions) *SBPeer {
-	t.Helper()
-	node, dir := NodeTool(t, "sbpeer", "rhea", "ws")
-	if (o.TLSCert == "") != (o.TLSKey == "") {
-		t.Fatalf("testenv: sbpeer: TLSCert and TLSKey go together")
-	}
-
-	args := []string{filepath.Join(dir, "peer.js"), "--exit-with-stdin"}
+// args are the peer's command-line options for o.
+func (o SBPeerOptions) args() []string {
+	var args []string
 	queues := o.Queues
 	if len(queues) == 0 {
 		queues = []string{"orders"}
@@ -149,6 +140,21 @@ func StartServiceBusPeer(t testing.TB, o SBPeerOptions) *SBPeer {
 	if o.Verbose {
 		args = append(args, "--verbose")
 	}
+	return args
+}
+
+// StartServiceBusPeer starts node tools/sbpeer/peer.js on free ports of
+// 127.0.0.1 and stops it when the test ends. It needs node (Require) and the
+// peer's npm packages (scripts/install-test-deps.sh): without them the test
+// is skipped, or failed under CI=true.
+func StartServiceBusPeer(t testing.TB, o SBPeerOptions) *SBPeer {
+	t.Helper()
+	node, dir := NodeTool(t, "sbpeer", "rhea", "ws")
+	if (o.TLSCert == "") != (o.TLSKey == "") {
+		t.Fatalf("testenv: sbpeer: TLSCert and TLSKey go together")
+	}
+
+	args := append([]string{filepath.Join(dir, "peer.js"), "--exit-with-stdin"}, o.args()...)
 
 	logBuf := &Buffer{}
 	first := &firstLine{ch: make(chan string, 1), rest: logBuf}

@@ -307,86 +307,104 @@ type fastDoc struct {
 func (s *scanner) doc(collection string, d *fastDoc) bool {
 	switch collection {
 	case Products:
-		p := &Product{}
-		d.product = p
-		return s.object(func(key []byte) bool {
-			var ok bool
-			switch string(key) {
-			case "id":
-				p.ID, ok = s.text()
-			case "sku":
-				p.SKU, ok = s.text()
-			case "name":
-				p.Name, ok = s.text()
-			case "description":
-				p.Description, ok = s.text()
-			case "brand":
-				p.Brand, ok = s.text()
-			case "category":
-				p.Category, ok = s.text()
-			case "barcodes":
-				p.Barcodes, ok = s.strings()
-			case "media":
-				p.Media, ok = s.strings()
-			case "attributes":
-				p.Attributes, ok = s.stringMap()
-			}
-			return ok
-		})
+		return s.productDoc(d)
 	case Prices:
-		p := &d.price
-		return s.object(func(key []byte) bool {
-			var ok bool
-			switch string(key) {
-			case "product_id":
-				p.ProductID, ok = s.text()
-			case "currency":
-				p.Currency, ok = s.text()
-			case "amount":
-				p.Amount, ok = s.int()
-			case "list_amount":
-				p.ListAmount, ok = s.int()
-			case "tax_rate":
-				p.TaxRate, ok = s.int()
-			}
-			return ok
-		})
+		return s.priceDoc(d)
 	case Stock:
-		st := &d.stock
-		return s.object(func(key []byte) bool {
-			var ok bool
-			switch string(key) {
-			case "product_id":
-				st.ProductID, ok = s.text()
-			case "quantity":
-				st.Quantity, ok = s.int()
-			case "reserved":
-				st.Reserved, ok = s.int()
-			case "updated_at":
-				st.UpdatedAt, ok = s.text()
-			}
-			return ok
-		})
+		return s.stockDoc(d)
 	case Media:
-		m := &d.media
-		return s.object(func(key []byte) bool {
-			var ok bool
-			switch string(key) {
-			case "id":
-				m.ID, ok = s.text()
-			case "blob":
-				m.Blob, ok = s.text()
-			case "size":
-				m.Size, ok = s.int()
-			case "md5":
-				m.MD5, ok = s.text()
-			case "content_type":
-				m.ContentType, ok = s.text()
-			}
-			return ok
-		})
+		return s.mediaDoc(d)
 	}
 	return false
+}
+
+// productDoc, priceDoc, stockDoc and mediaDoc read one collection's document, field by field;
+// unknown fields are skipped.
+func (s *scanner) productDoc(d *fastDoc) bool {
+	p := &Product{}
+	d.product = p
+	return s.object(func(key []byte) bool {
+		var ok bool
+		switch string(key) {
+		case "id":
+			p.ID, ok = s.text()
+		case "sku":
+			p.SKU, ok = s.text()
+		case "name":
+			p.Name, ok = s.text()
+		case "description":
+			p.Description, ok = s.text()
+		case "brand":
+			p.Brand, ok = s.text()
+		case "category":
+			p.Category, ok = s.text()
+		case "barcodes":
+			p.Barcodes, ok = s.strings()
+		case "media":
+			p.Media, ok = s.strings()
+		case "attributes":
+			p.Attributes, ok = s.stringMap()
+		}
+		return ok
+	})
+}
+
+func (s *scanner) priceDoc(d *fastDoc) bool {
+	p := &d.price
+	return s.object(func(key []byte) bool {
+		var ok bool
+		switch string(key) {
+		case "product_id":
+			p.ProductID, ok = s.text()
+		case "currency":
+			p.Currency, ok = s.text()
+		case "amount":
+			p.Amount, ok = s.int()
+		case "list_amount":
+			p.ListAmount, ok = s.int()
+		case "tax_rate":
+			p.TaxRate, ok = s.int()
+		}
+		return ok
+	})
+}
+
+func (s *scanner) stockDoc(d *fastDoc) bool {
+	st := &d.stock
+	return s.object(func(key []byte) bool {
+		var ok bool
+		switch string(key) {
+		case "product_id":
+			st.ProductID, ok = s.text()
+		case "quantity":
+			st.Quantity, ok = s.int()
+		case "reserved":
+			st.Reserved, ok = s.int()
+		case "updated_at":
+			st.UpdatedAt, ok = s.text()
+		}
+		return ok
+	})
+}
+
+func (s *scanner) mediaDoc(d *fastDoc) bool {
+	m := &d.media
+	return s.object(func(key []byte) bool {
+		var ok bool
+		switch string(key) {
+		case "id":
+			m.ID, ok = s.text()
+		case "blob":
+			m.Blob, ok = s.text()
+		case "size":
+			m.Size, ok = s.int()
+		case "md5":
+			m.MD5, ok = s.text()
+		case "content_type":
+			m.ContentType, ok = s.text()
+		}
+		return ok
+	})
 }
 
 // text reads a string without escapes.
