@@ -199,6 +199,12 @@ func (w *Worker) session(ctx context.Context) (progressed bool, err error) {
 	w.update(func(s *Status) { s.State, s.LastError = LinkConnected, "" })
 	w.log.Info("support: waiting for requests", slog.String("queue", w.o.Queue), slog.String("reply_queue", w.o.ReplyQueue))
 	for {
+		// Once stopped, ask for nothing more: a request redelivered after the one just given
+		// back may already wait in the link, and asking would take it only to give it back again
+		// (one more delivery counted against it). Closing the link releases it untouched.
+		if err := ctx.Err(); err != nil {
+			return progressed, fmt.Errorf("support: receive: %w", err)
+		}
 		msgs, err := l.rcv.ReceiveMessages(ctx, 1, nil)
 		if err != nil {
 			return progressed, fmt.Errorf("support: receive: %w", err)
