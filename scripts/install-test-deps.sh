@@ -252,6 +252,11 @@ ensure_openssl() {
 	ensure_debian openssl openssl:openssl
 }
 
+# Headless Chromium for the status page's browser tests (server/page_browser_test.go).
+ensure_browser() {
+	ensure_debian browser chromium:chromium
+}
+
 main() {
 	ensure_proxies
 	ensure_bench
@@ -264,6 +269,7 @@ main() {
 	ensure_media_bench
 	ensure_smtpd
 	ensure_openssl
+	ensure_browser
 	local line
 	line=$(printf '%s; ' "${SUMMARY[@]}")
 	echo "install-test-deps: ${line%; }"

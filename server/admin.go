@@ -320,22 +320,31 @@ func (s *Server) webhookFailures(w http.ResponseWriter, r *http.Request) error {
 // retryWebhook sends a refused order to the webhook again at the next run, once the cause is
 // fixed in the ERP.
 func (s *Server) retryWebhook(w http.ResponseWriter, r *http.Request) error {
-	if s.o.BackOffice == nil {
-		return errNoBackOffice
-	}
-	id, _ := pathParam(r, "order")
-	ok, err := s.o.BackOffice.RetryWebhook(r.Context(), id)
+	id, err := s.retryWebhookOrder(r)
 	if err != nil {
-		return fmt.Errorf("retry webhook: %w", err)
+		return err
 	}
-	if !ok {
-		return refuse(probNotFound, "order "+strconv.Quote(id)+" was not refused by the webhook")
-	}
-	s.o.Logger.Info("backoffice: webhook refusal cleared by an admin", slog.String("order_id", id))
 	return writeJSON(w, http.StatusOK, struct {
 		OrderID string `json:"order_id"`
 		State   string `json:"state"`
 	}{id, storage.ExportPending})
+}
+
+// retryWebhookOrder forgets the webhook's refusal of the order the route names.
+func (s *Server) retryWebhookOrder(r *http.Request) (string, error) {
+	if s.o.BackOffice == nil {
+		return "", errNoBackOffice
+	}
+	id, _ := pathParam(r, "order")
+	ok, err := s.o.BackOffice.RetryWebhook(r.Context(), id)
+	if err != nil {
+		return "", fmt.Errorf("retry webhook: %w", err)
+	}
+	if !ok {
+		return "", refuse(probNotFound, "order "+strconv.Quote(id)+" was not refused by the webhook")
+	}
+	s.o.Logger.Info("backoffice: webhook refusal cleared by an admin", slog.String("order_id", id))
+	return id, nil
 }
 
 // rejectedOutbox lists what the cloud refused for good, newest first, with the reasons.
@@ -382,23 +391,27 @@ func (s *Server) seenDevices(w http.ResponseWriter, r *http.Request) error {
 		items = append(items, s.o.Discovery.Seen()...)
 	}
 	if len(items) > 0 {
-		// A hello carries the device's own id, pairing gives it another: the two meet at the
-		// address and push port the server would dial.
 		list, err := s.o.Devices.List(r.Context())
 		if err != nil {
 			return fmt.Errorf("list devices: %w", err)
 		}
-		paired := make(map[string]string, len(list))
-		for _, d := range list {
-			if !d.Revoked {
-				paired[net.JoinHostPort(d.Address, strconv.Itoa(d.PushPort))] = d.ID
-			}
-		}
-		for i := range items {
-			items[i].PairedAs = paired[net.JoinHostPort(items[i].Addr, strconv.Itoa(items[i].PushPort))]
-		}
+		markPaired(items, list)
 	}
 	return writeJSON(w, http.StatusOK, struct {
 		Items []discovery.SeenDevice `json:"items"`
 	}{items})
+}
+
+// markPaired fills in PairedAs of the devices seen on the LAN. A hello carries the device's own
+// id, pairing gives it another: the two meet at the address and push port the server would dial.
+func markPaired(items []discovery.SeenDevice, list []devices.Device) {
+	paired := make(map[string]string, len(list))
+	for _, d := range list {
+		if !d.Revoked {
+			paired[net.JoinHostPort(d.Address, strconv.Itoa(d.PushPort))] = d.ID
+		}
+	}
+	for i := range items {
+		items[i].PairedAs = paired[net.JoinHostPort(items[i].Addr, strconv.Itoa(items[i].PushPort))]
+	}
 }

@@ -36,6 +36,16 @@ var publicRoutes = map[string]bool{
 	"POST /api/v1/devices/pair": true,
 }
 
+// pagePublic are the status page's routes open to a browser without a session: the page (which
+// is then its login form), its assets and the login.
+var pagePublic = map[string]bool{
+	"GET /status":               true,
+	"GET /status/assets/{name}": true,
+	"POST /status/login":        true,
+}
+
+func isPagePath(p string) bool { return p == "/status" || strings.HasPrefix(p, "/status/") }
+
 // Every route of the front door, tried with no credential, a wrong one, a revoked device's, the
 // other kind's and the right one: only the right one gets past authentication.
 func TestAuthMatrix(t *testing.T) {
@@ -66,7 +76,7 @@ func TestAuthMatrix(t *testing.T) {
 	for _, rt := range routes {
 		method, route := rt[0], rt[1]
 		key := method + " " + route
-		if publicRoutes[key] {
+		if publicRoutes[key] || isPagePath(route) { // the status page has its own session (page_test.go)
 			continue
 		}
 		admin := isAdminPath(route)
@@ -360,8 +370,10 @@ func TestOpenAPISecurityMatchesAccess(t *testing.T) {
 			}
 			want := "deviceToken"
 			switch {
-			case publicRoutes[key]:
+			case publicRoutes[key] || pagePublic[key]:
 				want = ""
+			case isPagePath(path):
+				want = "statusSession"
 			case isAdminPath(path):
 				want = "adminToken"
 			}

@@ -36,8 +36,13 @@ func putBuffer(b *[]byte) {
 
 // writeBody sends a complete JSON answer.
 func writeBody(w http.ResponseWriter, status int, body []byte) {
+	writeTyped(w, status, jsonContentValue, body)
+}
+
+// writeTyped sends a complete answer of the given Content-Type.
+func writeTyped(w http.ResponseWriter, status int, contentType []string, body []byte) {
 	h := w.Header()
-	h["Content-Type"] = jsonContentValue
+	h["Content-Type"] = contentType
 	h["Content-Length"] = []string{strconv.Itoa(len(body))}
 	w.WriteHeader(status)
 	w.Write(body)

@@ -174,10 +174,15 @@ func TestOpenAPIErrorsAreProblems(t *testing.T) {
 					_, isStream := content["text/event-stream"]
 					_, isFile := content["*/*"]
 					isMedia := path == "/api/v1/media/{id}" && (isFile || content == nil) // a file, or a 304
-					if !isJSON && !(isStream && path == "/api/v1/events") && !isMedia {
+					// The status page is for browsers: HTML, its assets, redirects and its stream.
+					isPage := strings.HasPrefix(path, "/status")
+					if !isJSON && !(isStream && path == "/api/v1/events") && !isMedia && !isPage {
 						t.Errorf("%s %s: success not application/json", where, code)
 					}
 					continue
+				}
+				if path == "/status/login" && content["text/html"] != nil {
+					continue // the login form again, saying what was wrong
 				}
 				if len(content) != 1 || content["application/problem+json"] == nil {
 					t.Errorf("%s %s: error response content %v, want only application/problem+json", where, code, keys(content))
@@ -203,7 +208,8 @@ func TestOpenAPIProblemTypes(t *testing.T) {
 	var code []string
 	for _, p := range []problemType{probNotFound, probBadParameter, probMalformedBody, probInvalidBody, probBodyTooLarge, probHeadersTooLarge, probMalformedRequest,
 		probUnsupportedMediaType, probMethodNotAllowed, probNotReady, probInternal, probIdempotencyConflict, probInvalidTransition, probUnknownProduct, probBackOffice,
-		probUnauthorized, probAdminOff, probThrottled, probNoTarget, probMediaUnavailable, probRangeNotSatisfiable, probChangesReset} {
+		probUnauthorized, probAdminOff, probThrottled, probNoTarget, probMediaUnavailable, probRangeNotSatisfiable, probChangesReset,
+		probNoSession, probCSRF} {
 		code = append(code, problemBase+p.slug)
 	}
 	slices.Sort(documented)

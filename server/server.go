@@ -153,6 +153,9 @@ type Server struct {
 
 	lastAge atomic.Pointer[dataAge] // the data-age headers last sent, reused while they hold
 
+	sessions    *pageSessions // the status page's logged-in browsers
+	pageChanges pageChanges   // wakes the status page's streams after an action
+
 	// connState, when a test sets it before Run, is every port's http.Server.ConnState: the test
 	// sees when the server has taken a connection instead of guessing.
 	connState func(net.Conn, http.ConnState)
@@ -201,7 +204,7 @@ func New(o Options) (*Server, error) {
 	}
 	o.ShutdownGrace = max(o.ShutdownGrace, 0)
 
-	s := &Server{o: o, log: o.Logger, now: o.Now, stopping: make(chan struct{})}
+	s := &Server{o: o, log: o.Logger, now: o.Now, stopping: make(chan struct{}), sessions: newPageSessions()}
 	s.front = s.router(frontDoor)
 
 	known := make(map[string]bool, len(services))
@@ -276,6 +279,9 @@ func (s *Server) router(name string) *chi.Mux {
 				svc.routes(s, r)
 			})
 		}
+	}
+	if name == frontDoor || name == serviceAdmin {
+		s.pageRoutes(r, name)
 	}
 	return r
 }

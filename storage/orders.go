@@ -560,6 +560,16 @@ func (db *DB) OrderStats(ctx context.Context) (OrderStats, error) {
 	return st, err
 }
 
+// OrdersCreatedSince counts the orders created at or after since (the status page's "orders
+// today"); the orders_created index makes it a range count.
+func (db *DB) OrdersCreatedSince(ctx context.Context, since time.Time) (int64, error) {
+	var n int64
+	if err := db.r.QueryRowContext(ctx, `SELECT count(*) FROM orders WHERE created_at >= ?`, since.UnixMilli()).Scan(&n); err != nil {
+		return 0, fmt.Errorf("storage: orders created since: %w", err)
+	}
+	return n, nil
+}
+
 // OutboxBacklog counts the outbox entries waiting for the cloud and those it refused for good,
 // and gives when the oldest waiting one happened (nil when none waits). Unlike OrderStats it
 // does not read the orders, so it stays cheap for a check that runs every few seconds.

@@ -235,6 +235,7 @@ storeedge demo is running (Ctrl-C to stop)
   simulated cloud   %s  (%d products, changing every %s)
   database          %s
   health            %s/healthz
+  status page       %s/status  (log in with the admin token below)
 
   Devices authenticate every call. The demo runs one ("demo-pos", which logs the orders and
   commands pushed to it); its token:
@@ -254,7 +255,7 @@ storeedge demo is running (Ctrl-C to stop)
 
   A simulated device that receives pushed orders and commands:
     go run ./cmd/devicesim -server %s -enrollment-secret %s -capabilities orders
-`, cfg.Cloud.URL, o.products, o.changeEvery, cfg.DatabasePath(), front,
+`, cfg.Cloud.URL, o.products, o.changeEvery, cfg.DatabasePath(), front, front,
 		device, front, front, front, front, admin, front, front, front, front, front, cfg.Devices.EnrollmentSecret.Reveal())
 	for _, n := range slices.Sorted(maps.Keys(addrs)) {
 		fmt.Fprintf(stdout, "  %-17s %s\n", n, addrs[n])

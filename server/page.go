@@ -1,0 +1,400 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"embed"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/url"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	qrcode "github.com/skip2/go-qrcode"
+
+	"github.com/storeedge/storeedge/devices"
+	"github.com/storeedge/storeedge/discovery"
+	"github.com/storeedge/storeedge/storage"
+)
+
+// The status page (docs/operations.md#the-status-page): what shop IT looks at in a browser, at /
+// on the admin port and /status on the front door. The admin logs in with the admin token once;
+// the page then lives on a session cookie (HttpOnly, SameSite=Strict) and follows the server
+// through Server-Sent Events. Every action carries the session's CSRF token. Its assets are
+// embedded: the page works on a shop LAN with no Internet.
+
+//go:embed ui
+var uiFiles embed.FS
+
+var pageTemplates = template.Must(template.ParseFS(uiFiles, "ui/*.html"))
+
+// Status page tuning.
+const (
+	pageCookie        = "storeedge_session"
+	pageRefresh       = 2 * time.Second // the page's live view is this fresh
+	pageWebhookLimit  = 50              // refused webhook orders the page lists
+	pageLoginMaxBytes = 4 << 10         // a login form is one token
+	pageQRSize        = 256             // pixels of the pairing code's QR image
+)
+
+var htmlContentValue = []string{"text/html; charset=utf-8"}
+
+var (
+	probNoSession = problemType{"no-session", "Not logged in", http.StatusUnauthorized}
+	probCSRF      = problemType{"csrf", "Cross-site request refused", http.StatusForbidden}
+)
+
+// pageHeaders keep the page to its own origin: its scripts and styles only, never in a frame,
+// no referrer leaving the server.
+func pageHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h["Content-Security-Policy"] = []string{"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"}
+		h["X-Frame-Options"] = []string{"DENY"}
+		h["X-Content-Type-Options"] = []string{"nosniff"}
+		h["Referrer-Policy"] = []string{"same-origin"} // no-referrer would make browsers send Origin: null
+		next.ServeHTTP(w, r)
+	})
+}
+
+// pageRoutes are the status page's routes on a listener: the front door and the admin port.
+func (s *Server) pageRoutes(r chi.Router, listener string) {
+	r.Group(func(r chi.Router) {
+		r.Use(pageHeaders)
+		r.Get("/status/assets/{name}", s.handle(s.pageAsset))
+		r.Group(func(r chi.Router) {
+			r.Use(noStore)
+			if listener == serviceAdmin {
+				r.Get("/", s.handle(s.page))
+			}
+			r.Get("/status", s.handle(s.page))
+			r.Post("/status/login", s.handle(s.pageLogin))
+			r.Get("/status/events", s.handle(s.pageEvents))
+			r.Group(func(r chi.Router) {
+				r.Use(s.requirePageAction)
+				r.Post("/status/logout", s.handle(s.pageLogout))
+				r.Post("/status/pairing-codes", s.handle(s.pagePairingCode))
+				r.Post("/status/devices/{id}/revoke", s.handle(s.pageRevoke))
+				r.Post("/status/webhook/{order}/retry", s.handle(s.pageRetryWebhook))
+			})
+		})
+	})
+}
+
+// pageSessionOf returns the request's session, if its cookie names a live one.
+func (s *Server) pageSessionOf(r *http.Request) (pageSession, string, bool) {
+	c, err := r.Cookie(pageCookie)
+	if err != nil {
+		return pageSession{}, "", false
+	}
+	sess, ok := s.sessions.get(c.Value, s.now())
+	return sess, c.Value, ok
+}
+
+// sameOrigin tells whether a browser request comes from a page of this server. Browsers send
+// Origin on every POST; a request without one (a script, curl) is judged by its token alone.
+func sameOrigin(r *http.Request) bool {
+	if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
+		return false
+	}
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	return err == nil && u.Host == r.Host
+}
+
+// requirePageAction lets through only actions of a logged-in page: the session cookie, the
+// session's CSRF token (header X-CSRF-Token, or the csrf form field) and the page's own origin.
+func (s *Server) requirePageAction(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sess, _, ok := s.pageSessionOf(r)
+		if !ok {
+			problem(w, r, probNoSession, "log in to the status page again: the session ended or never began")
+			return
+		}
+		token := r.Header.Get("X-CSRF-Token")
+		if token == "" && strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
+			r.Body = http.MaxBytesReader(w, r.Body, pageLoginMaxBytes)
+			token = r.PostFormValue("csrf")
+		}
+		if !sameOrigin(r) || !sess.checkCSRF(token) {
+			problem(w, r, probCSRF, "the action did not come from this server's status page: reload the page and try again")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// pagePath is where the page lives on the listener that served r: what a form sends back to.
+func pagePath(r *http.Request) string {
+	if p := r.FormValue("next"); p == "/" || p == "/status" {
+		return p
+	}
+	return "/status"
+}
+
+type pageView struct {
+	ShopName, ServerID, Version string
+	CSRF                        string // only on the page itself
+	Next                        string // where login and logout return
+	Error                       string // only on the login form
+	AdminOff                    bool
+}
+
+// page serves the status page to a logged-in admin and the login form to anyone else.
+func (s *Server) page(w http.ResponseWriter, r *http.Request) error {
+	v := pageView{ShopName: s.o.ShopName, ServerID: s.o.ServerID, Version: s.o.Version, Next: r.URL.Path, AdminOff: s.o.AdminToken == ""}
+	sess, _, ok := s.pageSessionOf(r)
+	if !ok || v.AdminOff {
+		return s.render(w, http.StatusOK, "login.html", v)
+	}
+	v.CSRF = sess.csrf
+	return s.render(w, http.StatusOK, "page.html", v)
+}
+
+func (s *Server) render(w http.ResponseWriter, status int, name string, v pageView) error {
+	var buf bytes.Buffer
+	if err := pageTemplates.ExecuteTemplate(&buf, name, v); err != nil {
+		return fmt.Errorf("status page: render %s: %w", name, err)
+	}
+	writeTyped(w, status, htmlContentValue, buf.Bytes())
+	return nil
+}
+
+// pageAsset serves the page's embedded scripts, styles and icon.
+func (s *Server) pageAsset(w http.ResponseWriter, r *http.Request) error {
+	name, _ := pathParam(r, "name")
+	b, err := fs.ReadFile(uiFiles, "ui/assets/"+name)
+	if err != nil || name != path.Base(name) {
+		return refuse(probNotFound, "the status page has no asset "+name)
+	}
+	w.Header()["Cache-Control"] = []string{"no-cache"}
+	writeTyped(w, http.StatusOK, []string{mime.TypeByExtension(path.Ext(name))}, b)
+	return nil
+}
+
+// pageLogin checks the admin token of the login form and starts a session.
+func (s *Server) pageLogin(w http.ResponseWriter, r *http.Request) error {
+	r.Body = http.MaxBytesReader(w, r.Body, pageLoginMaxBytes)
+	if err := r.ParseForm(); err != nil {
+		return refuse(probMalformedBody, "the login form could not be read: "+err.Error())
+	}
+	v := pageView{ShopName: s.o.ShopName, ServerID: s.o.ServerID, Version: s.o.Version, Next: pagePath(r), AdminOff: s.o.AdminToken == ""}
+	if !sameOrigin(r) {
+		return refuse(probCSRF, "the login did not come from this server's status page")
+	}
+	if v.AdminOff {
+		return s.render(w, http.StatusForbidden, "login.html", v)
+	}
+	addr, now := remoteIP(r), s.now()
+	if ok, wait := s.sessions.allowLogin(addr, now); !ok {
+		w.Header()["Retry-After"] = []string{fmt.Sprint(int(max(wait.Round(time.Second), time.Second).Seconds()))}
+		v.Error = "Too many wrong tokens from this address. Try again in " + max(wait.Round(time.Second), time.Second).String() + "."
+		return s.render(w, http.StatusTooManyRequests, "login.html", v)
+	}
+	if !devices.EqualSecret(r.PostFormValue("token"), s.o.AdminToken) {
+		s.sessions.failLogin(addr, now)
+		s.log.LogAttrs(r.Context(), slog.LevelWarn, "status page: login refused: wrong admin token", slog.String(keyRemote, addr))
+		v.Error = "That is not this server's admin token (admin.token)."
+		return s.render(w, http.StatusUnauthorized, "login.html", v)
+	}
+	id, _ := s.sessions.create(now)
+	http.SetCookie(w, &http.Cookie{Name: pageCookie, Value: id, Path: "/", MaxAge: int(pageSessionMax.Seconds()),
+		HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	s.log.LogAttrs(r.Context(), slog.LevelInfo, "status page: admin logged in", slog.String(keyRemote, addr))
+	http.Redirect(w, r, v.Next, http.StatusSeeOther)
+	return nil
+}
+
+// pageLogout ends the session and returns to the login form.
+func (s *Server) pageLogout(w http.ResponseWriter, r *http.Request) error {
+	if _, id, ok := s.pageSessionOf(r); ok {
+		s.sessions.end(id)
+	}
+	http.SetCookie(w, &http.Cookie{Name: pageCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	http.Redirect(w, r, pagePath(r), http.StatusSeeOther)
+	return nil
+}
+
+// pageSnapshot is what the page shows, sent whole on every refresh.
+type pageSnapshot struct {
+	GeneratedAt time.Time `json:"generated_at"`
+	Status      statusDoc `json:"status"`
+	// OrdersToday counts the orders created since midnight, the server's local time.
+	OrdersToday int64            `json:"orders_today"`
+	Devices     []devices.Device `json:"devices"`
+	// Unpaired are the devices that said hello on the LAN and are not paired.
+	Unpaired []discovery.SeenDevice `json:"unpaired"`
+	// WebhookFailures are the orders the ERP's webhook refused; null without a back office.
+	WebhookFailures []storage.ExportFailure `json:"webhook_failures"`
+}
+
+func (s *Server) pageSnapshot(ctx context.Context) (pageSnapshot, error) {
+	now := s.now()
+	doc, err := s.statusDocument(ctx)
+	if err != nil {
+		return pageSnapshot{}, err
+	}
+	snap := pageSnapshot{GeneratedAt: now.UTC(), Status: doc, Unpaired: []discovery.SeenDevice{}}
+	y, m, d := now.Local().Date()
+	if snap.OrdersToday, err = s.o.DB.OrdersCreatedSince(ctx, time.Date(y, m, d, 0, 0, 0, 0, time.Local)); err != nil {
+		return pageSnapshot{}, err
+	}
+	if snap.Devices, err = s.o.Devices.List(ctx); err != nil {
+		return pageSnapshot{}, fmt.Errorf("status page: list devices: %w", err)
+	}
+	if s.o.Discovery != nil {
+		seen := s.o.Discovery.Seen()
+		markPaired(seen, snap.Devices)
+		for _, sd := range seen {
+			if sd.PairedAs == "" {
+				snap.Unpaired = append(snap.Unpaired, sd)
+			}
+		}
+	}
+	if s.o.BackOffice != nil {
+		if snap.WebhookFailures, err = s.o.BackOffice.WebhookFailures(ctx, pageWebhookLimit); err != nil {
+			return pageSnapshot{}, fmt.Errorf("status page: webhook failures: %w", err)
+		}
+	}
+	return snap, nil
+}
+
+// pageChanges wakes the page's streams when an action changed what they show.
+type pageChanges struct {
+	mu sync.Mutex // protects the field below
+	ch chan struct{}
+}
+
+// wait returns a channel closed at the next change.
+func (c *pageChanges) wait() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ch == nil {
+		c.ch = make(chan struct{})
+	}
+	return c.ch
+}
+
+func (c *pageChanges) changed() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ch != nil {
+		close(c.ch)
+		c.ch = nil
+	}
+}
+
+// pageEvents streams snapshots: one at once, then one every pageRefresh and after every action.
+// A browser whose session ended gets a logout event, and the page goes back to its login form.
+func (s *Server) pageEvents(w http.ResponseWriter, r *http.Request) error {
+	rc := http.NewResponseController(w)
+	if err := rc.SetWriteDeadline(time.Time{}); err != nil {
+		return fmt.Errorf("open status stream: %w", err)
+	}
+	h := w.Header()
+	h["Content-Type"] = []string{"text/event-stream"}
+	h["X-Accel-Buffering"] = []string{"no"}
+	w.WriteHeader(http.StatusOK)
+	tick := time.NewTicker(pageRefresh)
+	defer tick.Stop()
+	ctx := r.Context()
+	for {
+		changed := s.pageChanges.wait()
+		if _, _, ok := s.pageSessionOf(r); !ok {
+			w.Write([]byte("event: logout\ndata: {}\n\n"))
+			rc.Flush()
+			return nil
+		}
+		if err := s.writeSnapshot(ctx, w); err != nil {
+			return nil // the browser went away
+		}
+		if err := rc.Flush(); err != nil {
+			return nil // the browser went away
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.stopping:
+			return nil
+		case <-tick.C:
+		case <-changed:
+		}
+	}
+}
+
+func (s *Server) writeSnapshot(ctx context.Context, w http.ResponseWriter) error {
+	snap, err := s.pageSnapshot(ctx)
+	if err != nil {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "status page: snapshot failed", slog.Any(keyError, err))
+		msg, _ := json.Marshal(map[string]string{"error": err.Error()})
+		_, err = fmt.Fprintf(w, "event: failure\ndata: %s\n\n", msg)
+		return err
+	}
+	b, err := json.Marshal(snap)
+	if err != nil {
+		return fmt.Errorf("status page: encode snapshot: %w", err)
+	}
+	_, err = fmt.Fprintf(w, "event: snapshot\ndata: %s\n\n", b)
+	return err
+}
+
+// pairingAnswer is a new pairing code as the page shows it: large, and as a QR code a device
+// with a camera can read (docs/devices.md#pairing-from-a-qr-code).
+type pairingAnswer struct {
+	devices.PairingCode
+	URI string `json:"uri"`
+	QR  string `json:"qr"` // a data: URL of a PNG image
+}
+
+func (s *Server) pagePairingCode(w http.ResponseWriter, r *http.Request) error {
+	code, err := s.o.Devices.NewPairingCode(r.Context(), 0)
+	if err != nil {
+		return deviceFailed("create pairing code", err)
+	}
+	uri := PairingURI(s.o.ServerID, code.Code)
+	png, err := qrcode.Encode(uri, qrcode.Medium, pageQRSize)
+	if err != nil {
+		return fmt.Errorf("status page: draw QR code: %w", err)
+	}
+	s.pageChanges.changed()
+	return writeJSON(w, http.StatusCreated, pairingAnswer{PairingCode: code, URI: uri,
+		QR: "data:image/png;base64," + base64.StdEncoding.EncodeToString(png)})
+}
+
+// PairingURI is what the QR code of a pairing code says: the code, and the server it is for
+// (the server_id of its discovery answers).
+func PairingURI(serverID, code string) string {
+	q := url.Values{"server": {serverID}, "code": {strings.ReplaceAll(code, "-", "")}}
+	return "storeedge://pair?" + q.Encode()
+}
+
+func (s *Server) pageRevoke(w http.ResponseWriter, r *http.Request) error {
+	id, _ := pathParam(r, "id")
+	d, err := s.o.Devices.Revoke(r.Context(), id)
+	if err != nil {
+		return deviceFailed("revoke device", err)
+	}
+	s.log.LogAttrs(r.Context(), slog.LevelInfo, "status page: device revoked", slog.String("device_id", id))
+	s.pageChanges.changed()
+	return writeJSON(w, http.StatusOK, d)
+}
+
+func (s *Server) pageRetryWebhook(w http.ResponseWriter, r *http.Request) error {
+	if _, err := s.retryWebhookOrder(r); err != nil {
+		return err
+	}
+	s.pageChanges.changed()
+	return writeJSON(w, http.StatusOK, map[string]string{"status": "queued"})
+}

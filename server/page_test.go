@@ -1,0 +1,323 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"image/png"
+	"io/fs"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// pageClient drives the status page the way a browser does: the session cookie it was given,
+// the CSRF token of the page it last loaded.
+type pageClient struct {
+	t      *testing.T
+	h      http.Handler
+	cookie *http.Cookie
+	csrf   string
+}
+
+func (c *pageClient) do(req *http.Request) *httptest.ResponseRecorder {
+	c.t.Helper()
+	if c.cookie != nil {
+		req.AddCookie(c.cookie)
+	}
+	rec := httptest.NewRecorder()
+	c.h.ServeHTTP(rec, req)
+	return rec
+}
+
+func (c *pageClient) login(token string) *httptest.ResponseRecorder {
+	c.t.Helper()
+	form := url.Values{"token": {token}, "next": {"/status"}}
+	req := httptest.NewRequest(http.MethodPost, "/status/login", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", "http://example.com")
+	rec := c.do(req)
+	for _, ck := range rec.Result().Cookies() {
+		if ck.Name == pageCookie {
+			c.cookie = ck
+		}
+	}
+	return rec
+}
+
+var csrfMeta = regexp.MustCompile(`<meta name="csrf-token" content="([^"]+)">`)
+
+// open loads the page and keeps its CSRF token.
+func (c *pageClient) open() string {
+	c.t.Helper()
+	rec := c.do(httptest.NewRequest(http.MethodGet, "/status", nil))
+	if rec.Code != http.StatusOK {
+		c.t.Fatalf("GET /status: %d %s", rec.Code, rec.Body)
+	}
+	if m := csrfMeta.FindStringSubmatch(rec.Body.String()); m != nil {
+		c.csrf = m[1]
+	}
+	return rec.Body.String()
+}
+
+func (c *pageClient) action(path, csrf, origin string) *httptest.ResponseRecorder {
+	c.t.Helper()
+	req := httptest.NewRequest(http.MethodPost, path, nil)
+	if csrf != "" {
+		req.Header.Set("X-CSRF-Token", csrf)
+	}
+	if origin != "" {
+		req.Header.Set("Origin", origin)
+	}
+	return c.do(req)
+}
+
+// firstEvent reads the first event of the page's stream.
+func (c *pageClient) firstEvent() (string, string) {
+	c.t.Helper()
+	srv := httptest.NewServer(c.h)
+	defer srv.Close()
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/status/events", nil)
+	if c.cookie != nil {
+		req.AddCookie(c.cookie)
+	}
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); resp.StatusCode != http.StatusOK || ct != "text/event-stream" {
+		c.t.Fatalf("status stream: %d %q", resp.StatusCode, ct)
+	}
+	var event, data string
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "event: "):
+			event = strings.TrimPrefix(line, "event: ")
+		case strings.HasPrefix(line, "data: "):
+			data = strings.TrimPrefix(line, "data: ")
+		case line == "" && event != "":
+			return event, data
+		}
+	}
+	c.t.Fatalf("stream ended without an event: %v", sc.Err())
+	return "", ""
+}
+
+func TestStatusPageLogin(t *testing.T) {
+	f := newFixture(t)
+	c := &pageClient{t: t, h: f.raw}
+
+	body := c.open()
+	if !strings.Contains(body, `name="token"`) || strings.Contains(body, "csrf-token") {
+		t.Fatalf("without a session the page is not the login form:\n%s", body)
+	}
+	csp := c.do(httptest.NewRequest(http.MethodGet, "/status", nil)).Header().Get("Content-Security-Policy")
+	if !strings.Contains(csp, "default-src 'none'") || !strings.Contains(csp, "frame-ancestors 'none'") {
+		t.Errorf("Content-Security-Policy %q", csp)
+	}
+
+	rec := c.login("not-the-token")
+	if rec.Code != http.StatusUnauthorized || !strings.Contains(rec.Body.String(), "not this server&#39;s admin token") || c.cookie != nil {
+		t.Fatalf("wrong token: %d cookie %v\n%s", rec.Code, c.cookie, rec.Body)
+	}
+
+	rec = c.login(testAdminToken)
+	if rec.Code != http.StatusSeeOther || rec.Header().Get("Location") != "/status" {
+		t.Fatalf("login: %d Location %q", rec.Code, rec.Header().Get("Location"))
+	}
+	if c.cookie == nil || !c.cookie.HttpOnly || c.cookie.SameSite != http.SameSiteStrictMode || c.cookie.Path != "/" {
+		t.Fatalf("session cookie %+v: want HttpOnly, SameSite=Strict, Path=/", c.cookie)
+	}
+	if strings.Contains(c.cookie.Value, testAdminToken) {
+		t.Fatal("the session cookie carries the admin token")
+	}
+	body = c.open()
+	if c.csrf == "" || !strings.Contains(body, "Lyon Part-Dieu") || !strings.Contains(body, `id="device-rows"`) {
+		t.Fatalf("logged in, the page is not the status page:\n%s", body)
+	}
+
+	// Logging out ends the session on the server, not only in the browser.
+	old := *c.cookie
+	form := url.Values{"csrf": {c.csrf}, "next": {"/status"}}
+	req := httptest.NewRequest(http.MethodPost, "/status/logout", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if rec := c.do(req); rec.Code != http.StatusSeeOther {
+		t.Fatalf("logout: %d %s", rec.Code, rec.Body)
+	}
+	c.cookie = &old
+	if body := c.open(); !strings.Contains(body, `name="token"`) {
+		t.Fatal("the old cookie still opens the page after logout")
+	}
+	if ev, _ := c.firstEvent(); ev != "logout" {
+		t.Fatalf("stream after logout sent %q, want logout", ev)
+	}
+}
+
+func TestStatusPageLoginIsThrottled(t *testing.T) {
+	f := newFixture(t)
+	c := &pageClient{t: t, h: f.raw}
+	for range pageLoginBudget {
+		if rec := c.login("wrong"); rec.Code != http.StatusUnauthorized {
+			t.Fatalf("wrong token: %d", rec.Code)
+		}
+	}
+	rec := c.login(testAdminToken)
+	if rec.Code != http.StatusTooManyRequests || rec.Header().Get("Retry-After") == "" || c.cookie != nil {
+		t.Fatalf("after %d wrong tokens the right one got %d (Retry-After %q)", pageLoginBudget, rec.Code, rec.Header().Get("Retry-After"))
+	}
+}
+
+func TestStatusPageLoginFromAnotherSite(t *testing.T) {
+	f := newFixture(t)
+	c := &pageClient{t: t, h: f.raw}
+	form := url.Values{"token": {testAdminToken}}
+	req := httptest.NewRequest(http.MethodPost, "/status/login", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", "http://evil.example")
+	wantProblem(t, c.do(req), http.StatusForbidden, "csrf")
+}
+
+func TestStatusPageWithoutAdminToken(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.AdminToken = "" })
+	c := &pageClient{t: t, h: f.raw}
+	if body := c.open(); !strings.Contains(body, "has no admin token") {
+		t.Fatalf("page without admin.token:\n%s", body)
+	}
+	if rec := c.login(""); rec.Code != http.StatusForbidden || c.cookie != nil {
+		t.Fatalf("login without admin.token: %d", rec.Code)
+	}
+}
+
+func TestStatusPageActionsNeedTheSessionAndItsToken(t *testing.T) {
+	f := newFixture(t)
+	c := &pageClient{t: t, h: f.raw}
+	wantProblem(t, c.action("/status/pairing-codes", "x", ""), http.StatusUnauthorized, "no-session")
+	c.login(testAdminToken)
+	c.open()
+
+	wantProblem(t, c.action("/status/pairing-codes", "", ""), http.StatusForbidden, "csrf")
+	wantProblem(t, c.action("/status/pairing-codes", c.csrf+"x", ""), http.StatusForbidden, "csrf")
+	wantProblem(t, c.action("/status/pairing-codes", c.csrf, "http://evil.example"), http.StatusForbidden, "csrf")
+
+	rec := c.action("/status/pairing-codes", c.csrf, "http://example.com")
+	if rec.Code != http.StatusCreated {
+		t.Fatalf("new pairing code: %d %s", rec.Code, rec.Body)
+	}
+	var ans pairingAnswer
+	if err := json.Unmarshal(rec.Body.Bytes(), &ans); err != nil {
+		t.Fatal(err)
+	}
+	digits := strings.ReplaceAll(ans.Code, "-", "")
+	if len(digits) != 8 || ans.URI != "storeedge://pair?code="+digits+"&server=srv-test" {
+		t.Fatalf("pairing answer %+v", ans)
+	}
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(ans.QR, "data:image/png;base64,"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(bytes.NewReader(raw))
+	if err != nil || img.Bounds().Dx() < 200 {
+		t.Fatalf("QR code is not a usable PNG: %v", err)
+	}
+	// The code works: a device pairs with it once.
+	rec = f.post(t, "/api/v1/devices/pair", "application/json", `{"code":"`+ans.Code+`","kind":"kiosk","name":"Door"}`)
+	if rec.Code != http.StatusCreated {
+		t.Fatalf("pair with the page's code: %d %s", rec.Code, rec.Body)
+	}
+
+	// Revoke, from the page: the device's credential stops working.
+	pos := f.device(t, "pos")
+	rec = c.action("/status/devices/"+pos.DeviceID+"/revoke", c.csrf, "")
+	if rec.Code != http.StatusOK {
+		t.Fatalf("revoke: %d %s", rec.Code, rec.Body)
+	}
+	req := httptest.NewRequest(http.MethodGet, "/api/v1/catalog/products/P0001", nil)
+	req.Header.Set("Authorization", "Bearer "+pos.Token)
+	wantProblem(t, f.do(t, req), http.StatusUnauthorized, "unauthorized", "revoked")
+}
+
+func TestStatusPageStreamsSnapshots(t *testing.T) {
+	f := newFixture(t)
+	c := &pageClient{t: t, h: f.raw}
+	if ev, _ := c.firstEvent(); ev != "logout" {
+		t.Fatalf("stream without a session sent %q, want logout", ev)
+	}
+	c.login(testAdminToken)
+	f.order(t, "pos", "k1", `{"lines":[{"product_id":"P0002","quantity":1}]}`)
+	ev, data := c.firstEvent()
+	if ev != "snapshot" {
+		t.Fatalf("first event %q %s", ev, data)
+	}
+	var snap struct {
+		OrdersToday int64 `json:"orders_today"`
+		Status      struct {
+			ServerID    string `json:"server_id"`
+			Collections []struct {
+				Name string `json:"name"`
+				Rows int64  `json:"rows"`
+			} `json:"collections"`
+		} `json:"status"`
+		Devices         []struct{ Name string } `json:"devices"`
+		Unpaired        []json.RawMessage       `json:"unpaired"`
+		WebhookFailures []json.RawMessage       `json:"webhook_failures"`
+	}
+	if err := json.Unmarshal([]byte(data), &snap); err != nil {
+		t.Fatal(err)
+	}
+	if snap.Status.ServerID != "srv-test" || snap.OrdersToday != 1 || len(snap.Devices) != 1 || snap.Devices[0].Name != "pos" ||
+		snap.Unpaired == nil || snap.WebhookFailures != nil {
+		t.Fatalf("snapshot %s", data)
+	}
+	for _, col := range snap.Status.Collections {
+		if col.Name == "products" && col.Rows != nProducts {
+			t.Errorf("products rows %d, want %d", col.Rows, nProducts)
+		}
+	}
+}
+
+func TestStatusPageOnTheAdminPort(t *testing.T) {
+	f := newFixture(t)
+	admin := &pageClient{t: t, h: f.srv.router(serviceAdmin)}
+	if rec := admin.do(httptest.NewRequest(http.MethodGet, "/", nil)); rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `name="next" value="/"`) {
+		t.Fatalf("GET / on the admin port: %d\n%s", rec.Code, rec.Body)
+	}
+	front := &pageClient{t: t, h: f.raw}
+	wantProblem(t, front.do(httptest.NewRequest(http.MethodGet, "/", nil)), http.StatusNotFound, "not-found")
+	catalog := &pageClient{t: t, h: f.srv.router(serviceCatalog)}
+	wantProblem(t, catalog.do(httptest.NewRequest(http.MethodGet, "/status", nil)), http.StatusNotFound, "not-found")
+}
+
+// The page works on a LAN with no Internet: nothing it loads comes from elsewhere.
+func TestStatusPageAssetsAreEmbedded(t *testing.T) {
+	external := regexp.MustCompile(`(?i)(https?:)?//[a-z0-9.-]+\.[a-z]{2,}|@import|url\(`)
+	err := fs.WalkDir(uiFiles, "ui", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, _ := fs.ReadFile(uiFiles, p)
+		if m := external.Find(b); m != nil {
+			t.Errorf("%s loads %q from outside the server", p, m)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t)
+	c := &pageClient{t: t, h: f.raw}
+	for name, ct := range map[string]string{"page.js": "text/javascript", "page.css": "text/css"} {
+		rec := c.do(httptest.NewRequest(http.MethodGet, "/status/assets/"+name, nil))
+		if rec.Code != http.StatusOK || !strings.HasPrefix(rec.Header().Get("Content-Type"), ct) {
+			t.Errorf("%s: %d %q", name, rec.Code, rec.Header().Get("Content-Type"))
+		}
+	}
+	wantProblem(t, c.do(httptest.NewRequest(http.MethodGet, "/status/assets/..%2fpage.html", nil)), http.StatusNotFound, "not-found")
+}

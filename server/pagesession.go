@@ -1,0 +1,141 @@
+package server
+
+import (
+	"crypto/rand"
+	"sync"
+	"time"
+
+	"github.com/storeedge/storeedge/devices"
+)
+
+// Sessions of the status page. They live in memory only: a restart of the server logs everyone
+// out, which is what an admin expects of a box that was restarted, and nothing about a session
+// is ever written to disk.
+const (
+	pageSessionIdle  = 2 * time.Hour  // a session unused this long ends
+	pageSessionMax   = 12 * time.Hour // and every session ends this long after its login
+	pageMaxSessions  = 64             // the oldest session ends when one more logs in
+	pageLoginBudget  = 10             // failed logins per address…
+	pageLoginWindow  = time.Minute    // …per this window, then 429 until it ends
+	pageMaxAddresses = 1024           // addresses whose failures are remembered at once
+)
+
+// pageSession is one logged-in browser.
+type pageSession struct {
+	csrf      string // the token every action must carry
+	createdAt time.Time
+	usedAt    time.Time
+}
+
+// loginFailures counts an address's failed logins in the current window.
+type loginFailures struct {
+	n     int
+	since time.Time
+}
+
+// pageSessions are the status page's sessions and its login throttle.
+type pageSessions struct {
+	mu       sync.Mutex // protects the fields below
+	byID     map[string]*pageSession
+	failures map[string]*loginFailures
+}
+
+func newPageSessions() *pageSessions {
+	return &pageSessions{byID: map[string]*pageSession{}, failures: map[string]*loginFailures{}}
+}
+
+// create starts a session and returns its id (the cookie's value) and its CSRF token.
+func (p *pageSessions) create(now time.Time) (id, csrf string) {
+	id, csrf = rand.Text(), rand.Text()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.byID) >= pageMaxSessions {
+		p.evictOldestLocked()
+	}
+	p.byID[id] = &pageSession{csrf: csrf, createdAt: now, usedAt: now}
+	return id, csrf
+}
+
+func (p *pageSessions) evictOldestLocked() {
+	var oldest string
+	var at time.Time
+	for id, s := range p.byID {
+		if oldest == "" || s.createdAt.Before(at) {
+			oldest, at = id, s.createdAt
+		}
+	}
+	delete(p.byID, oldest)
+}
+
+// get returns the session of id and marks it used; false when there is none or it expired.
+func (p *pageSessions) get(id string, now time.Time) (pageSession, bool) {
+	if id == "" {
+		return pageSession{}, false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s, ok := p.byID[id]
+	if !ok {
+		return pageSession{}, false
+	}
+	if now.Sub(s.usedAt) > pageSessionIdle || now.Sub(s.createdAt) > pageSessionMax {
+		delete(p.byID, id)
+		return pageSession{}, false
+	}
+	s.usedAt = now
+	return *s, true
+}
+
+// end logs a session out.
+func (p *pageSessions) end(id string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.byID, id)
+}
+
+// allowLogin tells whether addr may try to log in now; when not, how long until it may.
+func (p *pageSessions) allowLogin(addr string, now time.Time) (bool, time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	f, ok := p.failures[addr]
+	if !ok || now.Sub(f.since) >= pageLoginWindow {
+		return true, 0
+	}
+	if f.n < pageLoginBudget {
+		return true, 0
+	}
+	return false, f.since.Add(pageLoginWindow).Sub(now)
+}
+
+// failLogin counts a failed login from addr.
+func (p *pageSessions) failLogin(addr string, now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	f, ok := p.failures[addr]
+	if !ok || now.Sub(f.since) >= pageLoginWindow {
+		if !ok && len(p.failures) >= pageMaxAddresses {
+			p.forgetOldFailuresLocked(now)
+		}
+		p.failures[addr] = &loginFailures{n: 1, since: now}
+		return
+	}
+	f.n++
+}
+
+// forgetOldFailuresLocked drops the windows that ended, or every window when none did, so the
+// map stays bounded whatever the number of addresses that try.
+func (p *pageSessions) forgetOldFailuresLocked(now time.Time) {
+	for addr, f := range p.failures {
+		if now.Sub(f.since) >= pageLoginWindow {
+			delete(p.failures, addr)
+		}
+	}
+	if len(p.failures) >= pageMaxAddresses {
+		clear(p.failures)
+	}
+}
+
+// checkCSRF compares an action's token with its session's, in constant time.
+func (s pageSession) checkCSRF(token string) bool {
+	return token != "" && devices.EqualSecret(token, s.csrf)
+}
