@@ -222,6 +222,8 @@ func readStatusPage(t *testing.T, b *browser, refusedNumber int64) {
 		"#devices-offline": "0",
 		"#wan-cloud":       "unknown",
 		"#wan-servicebus":  "disabled",
+		"#wan-logs":        "disabled",
+		"#wan-support":     "disabled",
 		"#alert-count":     "none",
 	}
 	if visible, _ := chromedp.Run(b.ctx, chromedp.Evaluate[bool](`!document.getElementById('mode').hidden && document.getElementById('mode').offsetParent !== null`)); visible {

@@ -113,6 +113,12 @@
     const m = st.media;
     badge('wan-blob', m ? m.state : 'disabled');
     setText('wan-blob-detail', m ? (m.last_error || m.source) : 'not used');
+    const logs = st.logs_shipping;
+    badge('wan-logs', logs ? logs.state : 'disabled');
+    setText('wan-logs-detail', logs ? (logs.last_error || (logs.shipped + ' records sent, ' + logs.buffered + ' waiting, ' + logs.dropped + ' dropped')) : 'off (logs.ship.enabled)');
+    const sup = st.support;
+    badge('wan-support', sup ? sup.state : 'disabled');
+    setText('wan-support-detail', sup ? (sup.last_error || (sup.answered + ' requests answered, ' + sup.refused + ' refused')) : 'off (support.servicebus.enabled)');
   }
 
   function renderAlerts(st) {
