@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"time"
 
 	"github.com/storeedge/storeedge/internal/hotcache"
@@ -30,10 +31,11 @@ const (
 // ReadCacheStats are the read cache's counters, for the status page.
 type ReadCacheStats = hotcache.Stats
 
-// EnableReadCache serves products by id and by barcode from a memory cache of at most budget
-// bytes, filled as devices ask and by WarmReadCache. Call it once, before serving.
+// EnableReadCache serves products by id and by barcode from a cache of at most budget bytes,
+// filled as devices ask and by WarmReadCache. Its records live in a file beside the database
+// that the kernel keeps in its page cache (internal/hotcache). Call it once, before serving.
 func (db *DB) EnableReadCache(budget int64) error {
-	c, err := hotcache.New(budget)
+	c, err := hotcache.New(filepath.Dir(db.path), budget)
 	if err != nil {
 		return fmt.Errorf("storage: read cache: %w", err)
 	}

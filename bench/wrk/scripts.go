@@ -28,6 +28,46 @@ func WriteIDScript(dir string, n int) (string, error) {
 	return path, os.WriteFile(path, []byte(s), 0o644)
 }
 
+// ZipfS is the exponent of the skewed workload: a few products asked for most of the time, as
+// in a shop where some items sell all day and most rarely.
+const ZipfS = 1.1
+
+// WriteZipfScript writes DIR/products-zipf.lua, asking for product ids P0000001..P{n} by a Zipf
+// law of exponent ZipfS: the product of rank k with probability proportional to 1/k^s. Ranks are
+// scattered over the ids (k*7919 mod n), so the popular products are not neighbours in the
+// database or the cache.
+func WriteZipfScript(dir string, n int) (string, error) {
+	if n%7919 == 0 {
+		return "", fmt.Errorf("wrk: zipf script: %d products is a multiple of 7919, which would not scatter the ranks", n)
+	}
+	path := filepath.Join(dir, "products-zipf.lua")
+	s := fmt.Sprintf(`-- GET /api/v1/catalog/products/{id}, id by a Zipf law (s = %g) over P0000001..P%07d
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
+local n, s = %d, %g
+local cdf = {}
+function init(args)
+  math.randomseed(7919 * (tid or 1))
+  local sum = 0
+  for k = 1, n do sum = sum + 1 / (k ^ s); cdf[k] = sum end
+  for k = 1, n do cdf[k] = cdf[k] / sum end
+end
+function request()
+  local u = math.random()
+  local lo, hi = 1, n
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if cdf[mid] < u then lo = mid + 1 else hi = mid end
+  end
+  return wrk.format("GET", string.format("/api/v1/catalog/products/P%%07d", (lo * 7919) %% n + 1))
+end
+`, ZipfS, n, n, ZipfS)
+	return path, os.WriteFile(path, []byte(s), 0o644)
+}
+
 // WriteBarcodeScript writes DIR/barcodes.lua, asking for random barcodes of the list in
 // codesFile.
 func WriteBarcodeScript(dir, codesFile string) (string, error) {

@@ -1,11 +1,13 @@
-// Package hotcache is a bounded in-memory map from byte keys to byte values, kept outside the
-// Go heap, for the answers devices ask for all the time (a product by id, by barcode).
+// Package hotcache is a bounded map from byte keys to byte values, kept outside the Go heap, for
+// the answers devices ask for all the time (a product by id, by barcode).
 //
 // A pure-Go SQLite point read costs more CPU than a whole bare HTTP answer, so the hottest reads
-// are served from memory. A million products are about half a gigabyte of documents: held as Go
-// objects they would double the heap the garbage collector paces itself on and give it millions
-// of pointers to trace. Here records live in one append-only arena and a hash table of 8-byte
-// slots, both in memory mapped from the operating system, which the collector never sees.
+// are served from here. A million products are about half a gigabyte of documents: held as Go
+// objects they would double the heap the garbage collector paces itself on, and held in the
+// process at all they would be half a gigabyte of resident memory on a small box. So the records
+// live in a file (see arena) that the kernel keeps in its page cache as far as memory allows, and
+// only a hash table of 8-byte slots lives in the process, in memory mapped from the operating
+// system, which the collector never sees.
 //
 // The cache is a copy, never the truth: a caller fills it from the database and invalidates it
 // after each write. Gen and PutIf close the race between the two: a filler notes Gen before it
@@ -20,18 +22,19 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash/maphash"
-	"math/bits"
 	"sync"
 	"sync/atomic"
 )
 
-// Slot layout: the upper 32 bits are a tag from the key's hash, the lower 32 bits the record's
-// arena offset in units of recordAlign, plus one. 0 is an empty slot, tombstone a deleted one.
+// Slot layout: the upper 32 bits are the key's tag (the upper half of its hash), the lower 32 bits
+// the record's arena offset in units of recordAlign, plus one. 0 is an empty slot, tombstone a
+// deleted one. A key's first slot is the top bits of its tag, so the table grows without reading
+// a single key back from the arena.
 const (
 	tombstone    = ^uint64(0)
 	recordAlign  = 8
 	headerBytes  = 8 // uint32 key length, uint32 value length
-	minSlots     = 1 << 12
+	minSlotsLog  = 12
 	maxLoadNum   = 7 // grow when live+deleted slots exceed 7/10 of the table
 	maxLoadDenom = 10
 	// MaxArena is the largest arena the 32-bit slot offsets can address.
@@ -55,37 +58,39 @@ type Cache struct {
 	budget int64
 
 	mu      sync.RWMutex // protects the fields below
-	arena   *region      // records, appended at used
-	used    int
+	arena   *arena
 	table   *region // slots; len is a power of two
 	slots   []uint64
-	live    int // slots holding a record
-	deleted int // tombstones
+	log     uint // len(slots) is 1<<log
+	live    int  // slots holding a record
+	deleted int  // tombstones
 	gen     uint64
 	resets  int64
 	closed  bool
+	wbuf    []byte  // a record being written
+	rbuf    *[]byte // a record read while writing
 
 	hits, misses atomic.Int64
 }
 
-// New returns a cache whose arena holds at most budget bytes of records (at least 64 KiB, at most
-// MaxArena). The memory is reserved from the operating system but only pages actually written
-// take physical memory.
-func New(budget int64) (*Cache, error) {
+// New returns a cache whose arena, a file in dir ("" for the system's temporary directory), holds
+// at most budget bytes of records (at least 64 KiB, at most MaxArena).
+func New(dir string, budget int64) (*Cache, error) {
 	budget = min(max(budget, 1<<16), MaxArena)
-	arena, err := mapRegion(int(budget))
+	a, err := newArena(dir, int(budget))
 	if err != nil {
 		return nil, err
 	}
-	c := &Cache{seed: maphash.MakeSeed(), budget: budget, arena: arena}
-	if err := c.newTableLocked(minSlots); err != nil {
-		arena.free()
+	rbuf := make([]byte, readAhead)
+	c := &Cache{seed: maphash.MakeSeed(), budget: budget, arena: a, rbuf: &rbuf}
+	if err := c.newTableLocked(minSlotsLog); err != nil {
+		a.close()
 		return nil, err
 	}
 	return c, nil
 }
 
-// Close gives the memory back. The cache must not be used after.
+// Close gives the memory and the file back. The cache must not be used after.
 func (c *Cache) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -94,7 +99,7 @@ func (c *Cache) Close() error {
 	}
 	c.closed = true
 	c.slots = nil
-	return errors.Join(c.arena.free(), c.table.free())
+	return errors.Join(c.arena.close(), c.table.free())
 }
 
 // Gen is the count of invalidations so far; pass it to PutIf.
@@ -104,15 +109,19 @@ func (c *Cache) Gen() uint64 {
 	return c.gen
 }
 
+func (c *Cache) tag(key []byte) uint32 { return uint32(maphash.Bytes(c.seed, key) >> 32) }
+
 // Get appends the value of key to dst. ok is false when the key is not cached.
 func (c *Cache) Get(dst, key []byte) (_ []byte, ok bool) {
-	h := maphash.Bytes(c.seed, key)
+	t := c.tag(key)
+	buf := readBufs.Get().(*[]byte)
 	c.mu.RLock()
-	off, found := c.findLocked(h, key)
+	_, rec, found := c.findLocked(t, key, buf)
 	if found {
-		dst = append(dst, c.valueLocked(off)...)
+		dst = append(dst, recordValue(rec)...)
 	}
 	c.mu.RUnlock()
+	readBufs.Put(buf)
 	return dst, found
 }
 
@@ -121,25 +130,27 @@ func (c *Cache) Get(dst, key []byte) (_ []byte, ok bool) {
 // of one lookup's locking. It appends both values to dst and returns where the second starts; ok
 // is false unless both are cached. link must not keep value.
 func (c *Cache) GetLinked(dst, key []byte, link func(keyBuf, value []byte) []byte) (out []byte, second int, ok bool) {
-	h := maphash.Bytes(c.seed, key)
+	t := c.tag(key)
 	var kb [512]byte
+	buf := readBufs.Get().(*[]byte)
+	defer readBufs.Put(buf)
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	off, found := c.findLocked(h, key)
+	_, rec, found := c.findLocked(t, key, buf)
 	if !found {
 		return dst, 0, false
 	}
 	start := len(dst)
-	dst = append(dst, c.valueLocked(off)...)
+	dst = append(dst, recordValue(rec)...)
 	second = len(dst)
 	k2 := link(kb[:0], dst[start:second])
 	if k2 == nil {
 		return dst, 0, false
 	}
-	if off, found = c.findLocked(maphash.Bytes(c.seed, k2), k2); !found {
+	if _, rec, found = c.findLocked(c.tag(k2), k2, buf); !found {
 		return dst, 0, false
 	}
-	return append(dst, c.valueLocked(off)...), second, true
+	return append(dst, recordValue(rec)...), second, true
 }
 
 // PutIf stores value under key unless an invalidation happened after gen was read (it reports
@@ -173,7 +184,7 @@ func (c *Cache) Delete(keys ...[]byte) {
 	defer c.mu.Unlock()
 	c.gen++
 	for _, k := range keys {
-		c.deleteLocked(maphash.Bytes(c.seed, k), k)
+		c.deleteLocked(c.tag(k), k)
 	}
 }
 
@@ -194,127 +205,116 @@ func (c *Cache) Stats() Stats {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return Stats{
-		Entries: c.live, ArenaBytes: int64(c.used), TableBytes: int64(len(c.slots) * 8), Budget: c.budget,
+		Entries: c.live, ArenaBytes: int64(c.arena.used), TableBytes: int64(len(c.slots) * 8), Budget: c.budget,
 		Hits: c.hits.Load(), Misses: c.misses.Load(), Resets: c.resets,
 	}
 }
 
 func (c *Cache) resetLocked() {
 	clear(c.slots)
-	c.live, c.deleted, c.used = 0, 0, 0
+	c.live, c.deleted = 0, 0
 	c.gen++
 	c.resets++
-	c.arena.discard()
+	c.arena.reset() // on failure the file keeps its old bytes, which no slot names any more
 	c.table.discard()
 }
 
-func tag(h uint64) uint64 { return h >> 32 << 32 }
+func recordKey(rec []byte) []byte {
+	return rec[headerBytes : headerBytes+binary.LittleEndian.Uint32(rec)]
+}
 
-// findLocked returns the arena offset of key's record.
-func (c *Cache) findLocked(h uint64, key []byte) (int, bool) {
+func recordValue(rec []byte) []byte {
+	return rec[headerBytes+binary.LittleEndian.Uint32(rec):]
+}
+
+// home is the first slot a key of tag t may sit in.
+func (c *Cache) home(t uint32) uint64 { return uint64(t) >> (32 - c.log) }
+
+// findLocked returns the slot of key and its record (read into buf, or in the arena's tail). A
+// record that cannot be read counts as absent.
+func (c *Cache) findLocked(t uint32, key []byte, buf *[]byte) (int, []byte, bool) {
 	if c.closed {
-		return 0, false
+		return 0, nil, false
 	}
 	mask := uint64(len(c.slots) - 1)
-	t := tag(h)
-	for i := h & mask; ; i = (i + 1) & mask {
+	for i := c.home(t); ; i = (i + 1) & mask {
 		s := c.slots[i]
 		switch {
 		case s == 0:
-			return 0, false
-		case s != tombstone && s&^0xffffffff == t:
-			off := int(uint32(s)-1) * recordAlign
-			if string(c.keyLocked(off)) == string(key) {
-				return off, true
+			return 0, nil, false
+		case s != tombstone && uint32(s>>32) == t:
+			rec, err := c.arena.read(int(uint32(s)-1)*recordAlign, buf)
+			if err == nil && string(recordKey(rec)) == string(key) {
+				return int(i), rec, true
 			}
 		}
 	}
 }
 
-func (c *Cache) keyLocked(off int) []byte {
-	klen := int(binary.LittleEndian.Uint32(c.arena.b[off:]))
-	return c.arena.b[off+headerBytes : off+headerBytes+klen]
-}
-
-func (c *Cache) valueLocked(off int) []byte {
-	klen := int(binary.LittleEndian.Uint32(c.arena.b[off:]))
-	vlen := int(binary.LittleEndian.Uint32(c.arena.b[off+4:]))
-	start := off + headerBytes + klen
-	return c.arena.b[start : start+vlen]
-}
-
 func (c *Cache) putLocked(key, value []byte) bool {
 	size := headerBytes + len(key) + len(value)
 	size = (size + recordAlign - 1) &^ (recordAlign - 1)
-	if size > len(c.arena.b) {
+	if int64(size) > c.budget {
 		return false
 	}
-	if c.used+size > len(c.arena.b) {
+	if int64(c.arena.used+size) > c.budget {
 		c.resetLocked()
 	}
 	if (c.live+c.deleted+1)*maxLoadDenom > len(c.slots)*maxLoadNum {
 		// Many tombstones: rebuild at the same size; else double.
-		n := len(c.slots)
-		if c.live*2*maxLoadDenom > n*maxLoadNum {
-			n *= 2
+		log := c.log
+		if c.live*2*maxLoadDenom > len(c.slots)*maxLoadNum {
+			log++
 		}
-		if err := c.rehashLocked(n); err != nil {
+		if err := c.rehashLocked(log); err != nil {
 			return false
 		}
 	}
-	h := maphash.Bytes(c.seed, key)
-	c.deleteLocked(h, key)
-	off := c.used
-	b := c.arena.b[off : off+size]
-	binary.LittleEndian.PutUint32(b, uint32(len(key)))
-	binary.LittleEndian.PutUint32(b[4:], uint32(len(value)))
-	copy(b[headerBytes:], key)
-	copy(b[headerBytes+len(key):], value)
-	c.used += size
-	c.insertLocked(h, off)
+	t := c.tag(key)
+	c.deleteLocked(t, key)
+	b := binary.LittleEndian.AppendUint32(c.wbuf[:0], uint32(len(key)))
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(value)))
+	b = append(append(b, key...), value...)
+	b = append(b, make([]byte, size-len(b))...)
+	c.wbuf = b
+	off, err := c.arena.append(b)
+	if err != nil {
+		return false
+	}
+	c.insertLocked(t, off)
 	return true
 }
 
-func (c *Cache) insertLocked(h uint64, off int) {
+func (c *Cache) insertLocked(t uint32, off int) {
 	mask := uint64(len(c.slots) - 1)
-	for i := h & mask; ; i = (i + 1) & mask {
+	for i := c.home(t); ; i = (i + 1) & mask {
 		switch c.slots[i] {
 		case tombstone:
 			c.deleted--
 			fallthrough
 		case 0:
-			c.slots[i] = tag(h) | uint64(off/recordAlign+1)
+			c.slots[i] = uint64(t)<<32 | uint64(off/recordAlign+1)
 			c.live++
 			return
 		}
 	}
 }
 
-func (c *Cache) deleteLocked(h uint64, key []byte) {
-	mask := uint64(len(c.slots) - 1)
-	t := tag(h)
-	for i := h & mask; ; i = (i + 1) & mask {
-		s := c.slots[i]
-		switch {
-		case s == 0:
-			return
-		case s != tombstone && s&^0xffffffff == t:
-			off := int(uint32(s)-1) * recordAlign
-			if string(c.keyLocked(off)) == string(key) {
-				c.slots[i] = tombstone
-				c.live--
-				c.deleted++
-				return
-			}
-		}
+func (c *Cache) deleteLocked(t uint32, key []byte) {
+	if i, _, found := c.findLocked(t, key, c.rbuf); found {
+		c.slots[i] = tombstone
+		c.live--
+		c.deleted++
 	}
 }
 
-// rehashLocked moves every live slot into a new table of n slots.
-func (c *Cache) rehashLocked(n int) error {
+// rehashLocked moves every live slot into a new table of 1<<log slots. The tags say where each
+// goes: no record is read.
+func (c *Cache) rehashLocked(log uint) error {
 	old, oldSlots := c.table, c.slots
-	if err := c.newTableLocked(n); err != nil {
-		c.table, c.slots = old, oldSlots
+	oldLog := c.log
+	if err := c.newTableLocked(log); err != nil {
+		c.table, c.slots, c.log = old, oldSlots, oldLog
 		return err
 	}
 	c.live, c.deleted = 0, 0
@@ -322,18 +322,17 @@ func (c *Cache) rehashLocked(n int) error {
 		if s == 0 || s == tombstone {
 			continue
 		}
-		off := int(uint32(s)-1) * recordAlign
-		c.insertLocked(maphash.Bytes(c.seed, c.keyLocked(off)), off)
+		c.insertLocked(uint32(s>>32), int(uint32(s)-1)*recordAlign)
 	}
 	return old.free()
 }
 
-func (c *Cache) newTableLocked(n int) error {
-	n = 1 << bits.Len(uint(max(n, minSlots)-1))
-	t, err := mapRegion(n * 8)
+func (c *Cache) newTableLocked(log uint) error {
+	log = max(log, minSlotsLog)
+	t, err := mapRegion(8 << log)
 	if err != nil {
 		return err
 	}
-	c.table, c.slots = t, t.uint64s()
+	c.table, c.slots, c.log = t, t.uint64s(), log
 	return nil
 }

@@ -1,8 +1,10 @@
 package hotcache
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"runtime"
 	"strconv"
 	"sync"
@@ -11,7 +13,7 @@ import (
 
 func newCache(t *testing.T, budget int64) *Cache {
 	t.Helper()
-	c, err := New(budget)
+	c, err := New(t.TempDir(), budget)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +151,7 @@ func TestConcurrent(t *testing.T) {
 }
 
 func BenchmarkGet(b *testing.B) {
-	c, _ := New(256 << 20)
+	c, _ := New(b.TempDir(), 256<<20)
 	defer c.Close()
 	val := make([]byte, 400)
 	keys := make([][]byte, 100000)
@@ -190,14 +192,65 @@ func TestGetLinked(t *testing.T) {
 // The largest budget the configuration allows (32768 MiB) is a little over what 32-bit slot
 // offsets address: it is reserved at the most the cache can use, not refused.
 func TestLargestBudget(t *testing.T) {
-	if runtime.GOOS == "windows" {
-		t.Skip("without mmap the budget is allocated from the heap at once")
-	}
 	c := newCache(t, 32768<<20)
 	if b := c.Stats().Budget; b != MaxArena {
 		t.Fatalf("budget %d, want MaxArena %d", b, MaxArena)
 	}
 	if !c.PutIf(c.Gen(), []byte("k"), []byte("v")) {
 		t.Fatal("put refused")
+	}
+}
+
+// Records of every size come back whole: small ones read in one go, ones larger than a read's
+// first go, ones larger than the write buffer, whether still buffered or already in the file.
+func TestRecordSizes(t *testing.T) {
+	c := newCache(t, 64<<20)
+	sizes := []int{0, 1, readAhead - headerBytes - 2, readAhead, 3 * readAhead, tailBytes + 5, 17}
+	vals := make([][]byte, len(sizes))
+	check := func(when string) {
+		t.Helper()
+		for i, v := range vals {
+			got, ok := c.Get(nil, []byte("k"+strconv.Itoa(i)))
+			if !ok || !bytes.Equal(got, v) {
+				t.Fatalf("%s: k%d (%d bytes): got %d bytes, %v", when, i, len(v), len(got), ok)
+			}
+		}
+	}
+	for i, n := range sizes {
+		vals[i] = bytes.Repeat([]byte{byte('a' + i)}, n)
+		if !c.PutIf(c.Gen(), []byte("k"+strconv.Itoa(i)), vals[i]) {
+			t.Fatalf("put of %d bytes refused", n)
+		}
+	}
+	check("before the buffer is written")
+	filler := make([]byte, 4000)
+	for i := range 600 { // 2.4 MB: every record above is in the file now
+		c.PutIf(c.Gen(), []byte("f"+strconv.Itoa(i)), filler)
+	}
+	check("from the file")
+}
+
+// The records live in a file that leaves no trace: on Linux it is gone from the folder at once,
+// and the process's own memory does not grow with the records.
+func TestArenaIsAFileThatLeavesNoTrace(t *testing.T) {
+	dir := t.TempDir()
+	c, err := New(dir, 64<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20000 {
+		c.PutIf(c.Gen(), []byte("k"+strconv.Itoa(i)), bytes.Repeat([]byte{1}, 1000))
+	}
+	if runtime.GOOS != "windows" {
+		if names, _ := os.ReadDir(dir); len(names) != 0 {
+			t.Fatalf("files left in the folder while open: %v", names)
+		}
+	}
+	if st := c.Stats(); st.ArenaBytes < 20e6 || st.TableBytes > 1<<20 {
+		t.Fatalf("stats %+v: want 20 MB of records in the file and a table under 1 MiB", st)
+	}
+	c.Close()
+	if names, _ := os.ReadDir(dir); len(names) != 0 {
+		t.Fatalf("files left in the folder after Close: %v", names)
 	}
 }
