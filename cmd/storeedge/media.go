@@ -25,7 +25,7 @@ func newMedia(cfg config.Config, db *storage.DB, dialer *wan.Dialer, client *clo
 	o := media.Options{
 		DB:               db,
 		Cache:            cache,
-		Prefetch:         m.Prefetch,
+		Prefetch:         m.Prefetch && m.Enabled, // off, nothing is fetched: plan nothing
 		MaxBytes:         m.CacheMaxBytes,
 		Bandwidth:        m.MaxBandwidth,
 		Parallel:         m.Parallel,

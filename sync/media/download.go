@@ -95,7 +95,7 @@ func (f *Fetcher) takeLocked(now time.Time, onDemandOnly bool) *task {
 		if t == nil {
 			return nil
 		}
-		if t.class == classOnDemand || t.m.Size < f.o.LargeFile || f.o.Window.Open(now) {
+		if t.class == classOnDemand || t.size < f.o.LargeFile || f.o.Window.Open(now) {
 			return t
 		}
 		t.running = false
@@ -112,22 +112,22 @@ type result struct {
 // download fetches the rest of a task's blob into its partial file and returns the file, ready
 // to commit; or no file and how it failed (or, for content already on disk, succeeded).
 func (f *Fetcher) download(ctx context.Context, t *task) (*mediacache.Download, result) {
-	if size, ok := f.o.Cache.Has(t.md5hex); ok && size == t.m.Size && f.adopt(t) {
+	if size, ok := f.o.Cache.Has(t.md5hex()); ok && size == t.size && f.adopt(t) {
 		return nil, result{} // the file is in place already: another item has the same content
 	}
 	if err := f.reserve(ctx, t); err != nil {
 		return nil, result{err: err, kind: storage.MediaNoSpace}
 	}
-	d, err := f.o.Cache.Begin(t.md5hex, t.m.Size)
+	d, err := f.o.Cache.Begin(t.md5hex(), t.size)
 	if err != nil {
 		return nil, result{err: err, kind: storage.MediaFailed}
 	}
 	t.got.Store(d.Offset())
 	t.resumed = d.Offset() > 0
 	if t.resumed {
-		f.log.Info("media: resuming a download", slog.String(keyID, t.id), slog.Int64(keyBytes, d.Offset()), slog.Int64(keyTotal, t.m.Size))
+		f.log.Info("media: resuming a download", slog.String(keyID, t.id), slog.Int64(keyBytes, d.Offset()), slog.Int64(keyTotal, t.size))
 	}
-	if d.Offset() < t.m.Size {
+	if d.Offset() < t.size {
 		if r := f.fetchInto(ctx, t, d); r.err != nil {
 			d.Close()
 			return nil, r
@@ -142,7 +142,7 @@ const retryWhole = "retry_whole"
 
 // commit checks a downloaded file against its manifest and puts it in place.
 func (f *Fetcher) commit(d *mediacache.Download, t *task) result {
-	err := d.Commit(t.m.Size)
+	err := d.Commit(t.size)
 	switch {
 	case err == nil:
 		return result{}
@@ -150,7 +150,7 @@ func (f *Fetcher) commit(d *mediacache.Download, t *task) result {
 		t.wholeTried = true
 		return result{err: err, kind: retryWhole}
 	case errors.Is(err, mediacache.ErrMismatch):
-		return result{err: fmt.Errorf("blob %s: %w", t.m.Blob, err), kind: storage.MediaQuarantined}
+		return result{err: fmt.Errorf("blob %s: %w", t.blob, err), kind: storage.MediaQuarantined}
 	}
 	return result{err: err, kind: storage.MediaFailed}
 }
@@ -159,11 +159,11 @@ func (f *Fetcher) commit(d *mediacache.Download, t *task) result {
 // a stop left unrecorded).
 func (f *Fetcher) adopt(t *task) bool {
 	f.mu.Lock()
-	_, unrecorded := f.unadopted[t.md5hex]
-	delete(f.unadopted, t.md5hex)
+	_, unrecorded := f.unadopted[t.md5hex()]
+	delete(f.unadopted, t.md5hex())
 	f.mu.Unlock()
 	if unrecorded {
-		return f.o.Cache.Verify(t.md5hex, t.m.Size)
+		return f.o.Cache.Verify(t.md5hex(), t.size)
 	}
 	return true // recorded for another item: verified when it was stored
 }
@@ -172,23 +172,23 @@ func (f *Fetcher) adopt(t *task) bool {
 func (f *Fetcher) fetchInto(ctx context.Context, t *task, d *mediacache.Download) result {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	body, total, err := f.o.Source.Download(ctx, t.m.Blob, d.Offset())
+	body, total, err := f.o.Source.Download(ctx, t.blob, d.Offset())
 	var be *BlobError
 	if errors.As(err, &be) && be.Kind == KindRange {
 		// The partial file is longer than the blob: start again.
 		if err = d.Restart(); err != nil {
 			return result{err: err, kind: storage.MediaFailed}
 		}
-		body, total, err = f.o.Source.Download(ctx, t.m.Blob, 0)
+		body, total, err = f.o.Source.Download(ctx, t.blob, 0)
 	}
 	if err != nil {
 		return blobResult(err)
 	}
 	defer body.Close()
 	f.contact()
-	if total != t.m.Size {
+	if total != t.size {
 		d.Restart()
-		return result{err: fmt.Errorf("blob %s is %d bytes; its manifest says %d", t.m.Blob, total, t.m.Size), kind: storage.MediaQuarantined}
+		return result{err: fmt.Errorf("blob %s is %d bytes; its manifest says %d", t.blob, total, t.size), kind: storage.MediaQuarantined}
 	}
 	stall := time.AfterFunc(f.o.StallTimeout, func() { cancel(errStalled) })
 	defer stall.Stop()
@@ -234,7 +234,7 @@ func (f *Fetcher) copy(ctx context.Context, d *mediacache.Download, body io.Read
 					return werr
 				}
 			}
-			if d.Offset() > t.m.Size {
+			if d.Offset() > t.size {
 				return nil // longer than the manifest says: Commit tells
 			}
 		}
@@ -299,7 +299,7 @@ func (f *Fetcher) stored(ctx context.Context, t *task) {
 	var unused []string
 	var err error
 	if !deleted {
-		unused, err = f.o.DB.StoreMedia(ctx, t.id, t.md5hex, t.m.ContentType, t.m.Size, f.now())
+		unused, err = f.o.DB.StoreMedia(ctx, t.id, t.md5hex(), t.ctype, t.size, f.now())
 		f.invalidate(t.id)
 	}
 	f.recordMu.Unlock()
@@ -313,13 +313,13 @@ func (f *Fetcher) stored(ctx context.Context, t *task) {
 	}
 	f.prog.files++
 	if !deleted {
-		f.recorded += t.m.Size
+		f.recorded += t.size
 		if f.usedHint >= 0 {
-			f.usedHint += t.m.Size
+			f.usedHint += t.size
 		}
 		f.removeFiles(unused)
 		delete(f.failures, t.id)
-		f.log.Debug("media: stored", slog.String(keyID, t.id), slog.Int64(keyBytes, t.m.Size))
+		f.log.Debug("media: stored", slog.String(keyID, t.id), slog.Int64(keyBytes, t.size))
 	}
 	f.notifyLocked(t.id, nil)
 	f.doneLocked(t)
@@ -346,7 +346,8 @@ func (f *Fetcher) requeueLocked(t *task, at time.Time, why string) {
 	}
 	if t.next != nil {
 		if md5hex, ok := hexMD5(t.next.MD5); ok {
-			t.m, t.md5hex, t.next, t.attempts = *t.next, md5hex, nil, 0
+			t.set(*t.next, md5hex)
+			t.next, t.attempts = nil, 0
 			at, why = time.Time{}, ""
 		}
 	}
@@ -425,7 +426,7 @@ func (f *Fetcher) failed(ctx context.Context, t *task, res result) {
 		wait = max(wait, time.Minute)
 	}
 	now := f.now()
-	fl := storage.MediaFailure{ID: t.id, MD5: t.m.MD5, Kind: res.kind, Reason: res.err.Error(), Attempts: t.attempts, NextTry: now.Add(wait), At: now}
+	fl := storage.MediaFailure{ID: t.id, MD5: t.md5b64(), Kind: res.kind, Reason: res.err.Error(), Attempts: t.attempts, NextTry: now.Add(wait), At: now}
 	if err := f.o.DB.RecordMediaFailure(ctx, fl); err != nil {
 		f.log.Error("media: cannot record a failure", slog.String(keyID, t.id), slog.String(keyErr, err.Error()))
 	}
@@ -434,7 +435,7 @@ func (f *Fetcher) failed(ctx context.Context, t *task, res result) {
 	if res.kind == storage.MediaNoSpace {
 		level = slog.LevelInfo
 	}
-	f.log.LogAttrs(ctx, level, "media: download failed; will retry", slog.String(keyID, t.id), slog.String(keyBlob, t.m.Blob),
+	f.log.LogAttrs(ctx, level, "media: download failed; will retry", slog.String(keyID, t.id), slog.String(keyBlob, t.blob),
 		slog.String(keyKind, res.kind), slog.String(keyErr, res.err.Error()), slog.Int(keyAttempts, t.attempts), slog.Duration(keyRetryIn, wait))
 	f.notifyLocked(t.id, &UnavailableError{Reason: res.kind + ": " + res.err.Error(), RetryAfter: wait})
 	f.requeueLocked(t, fl.NextTry, res.kind)
@@ -458,16 +459,16 @@ func (f *Fetcher) reserve(ctx context.Context, t *task) error {
 	if f.o.MaxBytes <= 0 {
 		return nil
 	}
-	if t.m.Size > f.o.MaxBytes {
-		return fmt.Errorf("the file is %s, more than the whole cache (media.cache_max_bytes %s)", fmtBytes(t.m.Size), fmtBytes(f.o.MaxBytes))
+	if t.size > f.o.MaxBytes {
+		return fmt.Errorf("the file is %s, more than the whole cache (media.cache_max_bytes %s)", fmtBytes(t.size), fmtBytes(f.o.MaxBytes))
 	}
 	// Usage only grows by the files recorded here, so the last exact reading plus those is an
 	// upper bound; the index is read again only when that bound says the cache may be full.
 	f.mu.Lock()
 	used := f.usedHint
-	ok := used >= 0 && used+f.reserved+t.m.Size <= f.o.MaxBytes
+	ok := used >= 0 && used+f.reserved+t.size <= f.o.MaxBytes
 	if ok {
-		f.reserved += t.m.Size
+		f.reserved += t.size
 		t.reserved = true
 	}
 	f.mu.Unlock()
@@ -479,7 +480,7 @@ func (f *Fetcher) reserve(ctx context.Context, t *task) error {
 		return err
 	}
 	f.mu.Lock()
-	need := used + f.reserved + t.m.Size - f.o.MaxBytes
+	need := used + f.reserved + t.size - f.o.MaxBytes
 	f.mu.Unlock()
 	if need > 0 {
 		// Give up a little more than needed, so that the next files do not each start an
@@ -493,10 +494,10 @@ func (f *Fetcher) reserve(ctx context.Context, t *task) error {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if used+f.reserved+t.m.Size > f.o.MaxBytes {
+	if used+f.reserved+t.size > f.o.MaxBytes {
 		return fmt.Errorf("the cache is full (media.cache_max_bytes %s) of files that products refer to", fmtBytes(f.o.MaxBytes))
 	}
-	f.reserved += t.m.Size
+	f.reserved += t.size
 	t.reserved = true
 	return nil
 }
@@ -522,7 +523,7 @@ func (f *Fetcher) exactUsage(ctx context.Context) (int64, error) {
 func (f *Fetcher) unreserve(t *task) {
 	f.mu.Lock()
 	if t.reserved {
-		f.reserved -= t.m.Size
+		f.reserved -= t.size
 		t.reserved = false
 	}
 	f.mu.Unlock()

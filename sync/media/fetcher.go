@@ -395,11 +395,11 @@ func (f *Fetcher) consider(it *storage.MediaItem) (string, bool) {
 	}
 	if t != nil {
 		switch {
-		case t.running && t.md5hex != md5hex:
+		case t.running && t.md5hex() != md5hex:
 			m := it.Manifest
 			t.next = &m
 		case !t.running:
-			t.m, t.md5hex = it.Manifest, md5hex
+			t.set(it.Manifest, md5hex)
 			if t.class != classOnDemand {
 				t.class = classOf(it.Manifest.ContentType)
 			}
@@ -415,7 +415,8 @@ func (f *Fetcher) consider(it *storage.MediaItem) (string, bool) {
 
 // enqueueLocked adds a task, waiting out the backoff of an earlier failure of the same version.
 func (f *Fetcher) enqueueLocked(id string, m cloudapi.MediaManifest, md5hex string, class int) *task {
-	t := &task{id: id, m: m, md5hex: md5hex, class: class}
+	t := &task{id: id, class: class}
+	t.set(m, md5hex)
 	if fl, ok := f.failures[id]; ok && fl.MD5 == m.MD5 {
 		t.attempts = fl.Attempts
 		if fl.NextTry.After(f.now()) {
@@ -435,7 +436,7 @@ func (f *Fetcher) afterFirstScan() {
 	f.unadopted = nil
 	wanted := map[string]*task{}
 	for _, t := range f.q.tasks {
-		wanted[t.md5hex] = t
+		wanted[t.md5hex()] = t
 	}
 	f.mu.Unlock()
 	var stray []string

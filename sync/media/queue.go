@@ -2,7 +2,11 @@ package media
 
 import (
 	"container/heap"
+	"crypto/md5"
+	"encoding/base64"
+	"encoding/hex"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -30,13 +34,17 @@ func classOf(contentType string) int {
 	return classDocument
 }
 
-// task is one media item to fetch, at the version of its manifest.
+// task is one media item to fetch, at the version of its manifest. A first prefetch can queue
+// hundreds of thousands of them, so a task keeps of its manifest only what the download needs,
+// in its most compact form: the MD5 as 16 bytes, the content type shared with the other tasks'.
 type task struct {
-	id     string
-	m      cloudapi.MediaManifest
-	md5hex string
-	class  int
-	order  int64 // FIFO order within a class
+	id    string
+	blob  string
+	ctype string
+	size  int64
+	md5   [md5.Size]byte
+	class int
+	order int64 // FIFO order within a class
 
 	notBefore time.Time // in the delayed heap until then
 	why       string    // why it waits: a failure kind, "window" or ""
@@ -53,6 +61,39 @@ type task struct {
 	index int // in whichever heap holds it, -1 in none
 }
 
+// set makes the task fetch the version of m, whose MD5 is md5hex (as hexMD5 gives it).
+func (t *task) set(m cloudapi.MediaManifest, md5hex string) {
+	t.blob, t.ctype, t.size = m.Blob, internType(m.ContentType), m.Size
+	hex.Decode(t.md5[:], []byte(md5hex))
+}
+
+// md5hex is the version's MD5 in hexadecimal, the name of its file in the cache.
+func (t *task) md5hex() string { return hex.EncodeToString(t.md5[:]) }
+
+// md5b64 is the version's MD5 as the manifest gives it.
+func (t *task) md5b64() string { return base64.StdEncoding.EncodeToString(t.md5[:]) }
+
+// contentTypes holds one copy of each content type of the queued tasks: a catalog has a handful.
+var contentTypes = struct {
+	sync.Mutex
+	m map[string]string
+}{m: map[string]string{}}
+
+// maxContentTypes bounds contentTypes against a catalog with a content type per item.
+const maxContentTypes = 256
+
+func internType(ct string) string {
+	contentTypes.Lock()
+	defer contentTypes.Unlock()
+	if v, ok := contentTypes.m[ct]; ok {
+		return v
+	}
+	if len(contentTypes.m) < maxContentTypes {
+		contentTypes.m[ct] = ct
+	}
+	return ct
+}
+
 // readyHeap orders tasks by class, then by order; videos, the largest first, so that the
 // prefetch does not end on one long download while the other lanes are idle.
 type readyHeap []*task
@@ -62,8 +103,8 @@ func (h readyHeap) Less(i, j int) bool {
 	switch {
 	case h[i].class != h[j].class:
 		return h[i].class < h[j].class
-	case h[i].class == classVideo && h[i].m.Size != h[j].m.Size:
-		return h[i].m.Size > h[j].m.Size
+	case h[i].class == classVideo && h[i].size != h[j].size:
+		return h[i].size > h[j].size
 	}
 	return h[i].order < h[j].order
 }
@@ -183,7 +224,7 @@ func (q *queue) counts() (pending int, bytes int64, waiting map[string]int) {
 	waiting = map[string]int{}
 	for _, t := range q.tasks {
 		pending++
-		bytes += max(t.m.Size-t.got.Load(), 0)
+		bytes += max(t.size-t.got.Load(), 0)
 		if t.why != "" {
 			waiting[t.why]++
 		}
