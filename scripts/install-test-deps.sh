@@ -252,6 +252,15 @@ ensure_openssl() {
 	ensure_debian openssl openssl:openssl
 }
 
+# A real Prometheus for the metrics end-to-end test (cmd/storeedge/metrics_e2e_test.go): the
+# test runs its own server from a temp dir and lints the exposition with promtool, which the
+# package brings. The packaged service stays stopped (see block_service_starts).
+ensure_prometheus() {
+	ensure_debian prometheus \
+		prometheus:prometheus \
+		promtool:prometheus
+}
+
 main() {
 	ensure_proxies
 	ensure_bench
@@ -264,6 +273,7 @@ main() {
 	ensure_media_bench
 	ensure_smtpd
 	ensure_openssl
+	ensure_prometheus
 	local line
 	line=$(printf '%s; ' "${SUMMARY[@]}")
 	echo "install-test-deps: ${line%; }"
