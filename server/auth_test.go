@@ -364,6 +364,8 @@ func TestOpenAPISecurityMatchesAccess(t *testing.T) {
 				want = ""
 			case isAdminPath(path):
 				want = "adminToken"
+			case path == metricsPath:
+				want = "metricsToken,adminToken"
 			}
 			if got := strings.Join(schemes, ","); got != want {
 				t.Errorf("%s: security %q, want %q", key, got, want)

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/storeedge/storeedge/backoffice"
 	"github.com/storeedge/storeedge/discovery"
 	"github.com/storeedge/storeedge/internal/config"
@@ -89,6 +91,8 @@ func newContractRig(t *testing.T) *contractRig {
 			ImportSettle: -1})
 		o.Discovery = discoveryReal{udp, mdns}
 		o.Media = media
+		o.Metrics = prometheus.NewRegistry()
+		o.MetricsToken = testMetricsToken
 	})
 	return rg
 }
@@ -147,6 +151,7 @@ func TestOpenAPIAnswersOfEveryRoute(t *testing.T) {
 	contractOrders(t, rg)
 	contractDevices(t, rg)
 	contractEvents(t, rg)
+	contractMetrics(t, rg)
 
 	doc, err := apiDoc()
 	if err != nil {
@@ -163,6 +168,18 @@ func TestOpenAPIAnswersOfEveryRoute(t *testing.T) {
 	slices.Sort(missing)
 	if len(missing) > 0 {
 		t.Errorf("documented operations this test does not call successfully:\n  %s", strings.Join(missing, "\n  "))
+	}
+}
+
+// contractMetrics scrapes the metrics on the admin port, the one port that serves them.
+func contractMetrics(t *testing.T, rg *contractRig) {
+	admin := rg.contract.wrap(rg.srv.router(serviceAdmin))
+	req := httptest.NewRequest(http.MethodGet, metricsPath, nil)
+	req.Header.Set("Authorization", "Bearer "+testMetricsToken)
+	rec := httptest.NewRecorder()
+	admin.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "storeedge_servicebus_connected 1") {
+		t.Fatalf("GET %s: %d\n%s", metricsPath, rec.Code, rec.Body)
 	}
 }
 
