@@ -6,6 +6,8 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // BenchmarkProductByID is GET /api/v1/catalog/products/{id} through the front-door handler, with
@@ -67,4 +69,29 @@ func benchHTTP(b *testing.B, h http.Handler, path string) {
 			}
 		}
 	})
+}
+
+// BenchmarkMetricsOverhead is BenchmarkProductByID without and with the HTTP metrics, in the
+// same run: the difference is what counting and timing each request costs.
+func BenchmarkMetricsOverhead(b *testing.B) {
+	for _, on := range []bool{false, true} {
+		b.Run(map[bool]string{false: "off", true: "on"}[on], func(b *testing.B) {
+			f := newFixture(b, func(o *Options) {
+				if on {
+					o.Metrics = prometheus.NewRegistry()
+				}
+			})
+			h := f.srv.Handler()
+			req := httptest.NewRequest(http.MethodGet, "/api/v1/catalog/products/P0123", nil)
+			req.Header.Set("Authorization", "Bearer "+f.device(b, "pos").Token)
+			b.ReportAllocs()
+			for b.Loop() {
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, req)
+				if rec.Code != http.StatusOK {
+					b.Fatalf("status %d", rec.Code)
+				}
+			}
+		})
+	}
 }

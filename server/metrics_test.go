@@ -3,6 +3,8 @@ package server
 import (
 	"io"
 	"net/http"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -141,6 +143,34 @@ func TestMetricsCredentialAndPort(t *testing.T) {
 		}
 		if code != 200 && !strings.HasPrefix(ctype, "application/problem+json") {
 			t.Errorf("%s: %d answered as %q, want a problem document", tc.name, code, ctype)
+		}
+	}
+}
+
+// docs/operations.md explains every metric the server exposes, and only those.
+func TestMetricsDocumented(t *testing.T) {
+	b, err := os.ReadFile("../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	exposed := map[string]bool{"storeedge_http_requests_total": true, "storeedge_http_request_duration_seconds": true}
+	fqName := regexp.MustCompile(`fqName: "([^"]+)"`)
+	for _, d := range statusDescs {
+		m := fqName.FindStringSubmatch(d.String())
+		if m == nil {
+			t.Fatalf("no name in %s", d)
+		}
+		exposed[m[1]] = true
+	}
+	for name := range exposed {
+		if !strings.Contains(doc, "`"+name+"`") {
+			t.Errorf("docs/operations.md does not explain %s", name)
+		}
+	}
+	for _, name := range regexp.MustCompile("`(storeedge_[a-z_]+)").FindAllStringSubmatch(doc, -1) {
+		if !exposed[name[1]] {
+			t.Errorf("docs/operations.md explains %s, which the server does not expose", name[1])
 		}
 	}
 }
