@@ -63,6 +63,8 @@ var (
 	descMediaQuota    = gaugeDesc("storeedge_media_cache_quota_bytes", "The media cache's quota (media.cache_max_bytes).")
 	descMediaPending  = gaugeDesc("storeedge_media_pending_bytes", "Bytes of media still to fetch.")
 	descMediaProblems = gaugeDesc("storeedge_media_problem_items", "Media items that cannot be cached now, by reason.", "reason")
+	descMediaHits     = counterDesc("storeedge_media_hits_total", "Media requests answered from the cache since start.")
+	descMediaMisses   = counterDesc("storeedge_media_misses_total", "Media requests that had to fetch the item from Blob storage first, or tried to, since start.")
 	descMediaFetched  = counterDesc("storeedge_media_fetched_bytes_total", "Bytes downloaded from Blob storage since start, all attempts.")
 	descMediaRate     = gaugeDesc("storeedge_media_fetch_rate_bytes_per_second", "Current download rate from Blob storage.")
 	descMediaBlobUp   = gaugeDesc("storeedge_media_blob_up", "1 when the last contact with Blob storage worked.")
@@ -82,7 +84,7 @@ var statusDescs = []*prometheus.Desc{
 	descSBConnected, descSBReceived, descSBStored, descSBDup, descSBDead, descSBAbandoned, descSBReconn,
 	descDevices, descPushQueue, descPushAnswers, descPushStuck,
 	descDiscAnswers, descDiscReceived, descDiscHellos, descDiscDrops, descDiscMDNS,
-	descMediaBytes, descMediaFiles, descMediaQuota, descMediaPending, descMediaProblems, descMediaFetched, descMediaRate, descMediaBlobUp,
+	descMediaBytes, descMediaFiles, descMediaQuota, descMediaPending, descMediaProblems, descMediaHits, descMediaMisses, descMediaFetched, descMediaRate, descMediaBlobUp,
 	descAlertsOpen, descAlertsQueued,
 }
 
@@ -209,6 +211,9 @@ func (c statusCollector) collectMedia(ctx context.Context, emit emitFunc) error 
 	if c.s.o.Media == nil {
 		return nil
 	}
+	hits, misses := c.s.o.Media.Hits()
+	emit(descMediaHits, prometheus.CounterValue, float64(hits))
+	emit(descMediaMisses, prometheus.CounterValue, float64(misses))
 	st, err := c.s.o.Media.Status(ctx)
 	if err != nil {
 		return err
