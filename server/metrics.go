@@ -149,11 +149,11 @@ func routePattern(r *http.Request) string {
 func (s *Server) metricsRoute(r chi.Router) {
 	h := promhttp.HandlerFor(s.o.Metrics, promhttp.HandlerOpts{
 		// A source that fails (a database read) leaves its series out of one scrape rather
-		// than failing all of them; the error is logged.
-		ErrorHandling:       promhttp.ContinueOnError,
-		ErrorLog:            promLogger{s},
-		Timeout:             metricsTimeout,
-		MaxRequestsInFlight: 2,
+		// than failing all of them; the error is logged. No timeout or in-flight limit here:
+		// promhttp answers those in plain text, not as problems; the collector bounds its reads
+		// with metricsTimeout, and only holders of a credential scrape.
+		ErrorHandling: promhttp.ContinueOnError,
+		ErrorLog:      promLogger{s},
 	})
 	r.With(s.requireMetrics, noStore).Method(http.MethodGet, metricsPath, h)
 }
@@ -166,14 +166,20 @@ func (s *Server) requireMetrics(next http.Handler) http.Handler {
 			problem(w, r, probAdminOff, "this server has no metrics credential: set metrics.token (or STOREEDGE_METRICS_TOKEN) or admin.token to read the metrics")
 			return
 		}
-		token, ok := bearer(r)
-		if !ok || !(s.o.MetricsToken != "" && devices.EqualSecret(token, s.o.MetricsToken) ||
-			s.o.AdminToken != "" && devices.EqualSecret(token, s.o.AdminToken)) {
+		if token, ok := bearer(r); !ok || !s.readsMetrics(token) {
 			problem(w, r, probUnauthorized, "the metrics need a credential: send Authorization: Bearer <metrics.token> (or the admin token)")
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// readsMetrics tells whether token is the metrics or the admin credential. Both comparisons
+// are made, so the time taken does not tell which one was near.
+func (s *Server) readsMetrics(token string) bool {
+	metrics := s.o.MetricsToken != "" && devices.EqualSecret(token, s.o.MetricsToken)
+	admin := s.o.AdminToken != "" && devices.EqualSecret(token, s.o.AdminToken)
+	return metrics || admin
 }
 
 // promLogger logs the errors of a scrape at WARN: a series left out is retried at the next one.
