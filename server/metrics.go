@@ -19,9 +19,9 @@ import (
 // metricsPath is where the admin port serves the Prometheus exposition (docs/operations.md).
 const metricsPath = "/metrics"
 
-// routeUnmatched is the route label of requests no route matched (404s, and 405s for unknown
-// methods): one series for all of them, whatever the path, so that scanning for paths cannot
-// grow the metrics without bound.
+// routeUnmatched is the route label of requests no route matched (404s, and 405s: a path asked
+// with a method it does not accept): one series for all of them, whatever the path, so that
+// scanning for paths cannot grow the metrics without bound.
 const routeUnmatched = "unmatched"
 
 // requestBuckets are the latency buckets of the HTTP metrics, in seconds. LAN answers from
@@ -137,8 +137,8 @@ func routePattern(r *http.Request) string {
 		return routeUnmatched
 	}
 	if len(rc.RoutePatterns) == 1 {
-		// Every route here is registered on one mux (groups share its tree): the pattern as
-		// registered, without the joining RoutePattern does.
+		// Every route here is registered on one mux (groups share its tree), so the pattern is
+		// the one registered: no need for RoutePattern's joining, which allocates.
 		return rc.RoutePatterns[0]
 	}
 	return rc.RoutePattern()

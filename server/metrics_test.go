@@ -174,3 +174,28 @@ func TestMetricsDocumented(t *testing.T) {
 		}
 	}
 }
+
+// A path asked with a method it does not accept matches no route either: both count under
+// "unmatched", with their status.
+func TestMetricsMethodNotAllowed(t *testing.T) {
+	f, addrs, c := newMetricsFixture(t)
+	token := f.device(t, "pos").Token
+	for _, path := range []string{"/api/v1/catalog/products/P0001", "/nowhere"} {
+		req, _ := http.NewRequest(http.MethodDelete, "http://"+addrs["front_door"]+path, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	_, body, _ := scrape(t, c, "http://"+addrs["admin"]+"/metrics", testMetricsToken)
+	for _, tc := range []struct{ route, code string }{
+		{routeUnmatched, "405"},
+		{routeUnmatched, "404"},
+	} {
+		if n, ok := sample(t, body, "storeedge_http_requests_total", map[string]string{"listener": "front_door", "route": tc.route, "code": tc.code}); !ok || n != 1 {
+			t.Errorf("%s %s: %v (found %v), want 1\n%s", tc.route, tc.code, n, ok, body)
+		}
+	}
+}
