@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -8,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 )
 
 // BenchmarkProductByID is GET /api/v1/catalog/products/{id} through the front-door handler, with
@@ -94,4 +97,39 @@ func BenchmarkMetricsOverhead(b *testing.B) {
 			}
 		})
 	}
+}
+
+// scrapeProducts is the catalog of BenchmarkMetricsScrape: a large shop's.
+const scrapeProducts = 100_000
+
+// BenchmarkMetricsScrape gathers every metric the server exposes, against the status document
+// (which counts each catalog table's rows) in the same run, over a large catalog: a scrape's
+// cost must not grow with the catalog.
+func BenchmarkMetricsScrape(b *testing.B) {
+	db := openDB(b)
+	for start := 1; start <= scrapeProducts; start += 5000 {
+		var page []cloudapi.Change
+		for i := start; i < start+5000; i++ {
+			page = append(page, productChange(productID(i), 1, productName(i), categories[i%len(categories)], barcode(i)))
+		}
+		applyPage(b, db, cloudapi.Products, productsAge, page...)
+	}
+	reg := prometheus.NewRegistry()
+	f := newFixtureDB(b, db, func(o *Options) { o.Metrics = reg })
+	b.Run("status", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := f.srv.StatusDocument(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("metrics", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := reg.Gather(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
