@@ -228,6 +228,9 @@ func (d *delivery) answer(ctx context.Context, f push.Frame) error {
 	u := storage.CommandUpdate{Seq: c.seq, ID: c.id, OrderID: c.orderID, DeviceID: l.id, State: storage.CommandAcknowledged, At: l.m.now()}
 	if f.Type == push.TypeNack {
 		u.State, u.Reason = storage.CommandFailed, "refused by the device: "+printableReason(f.Payload)
+		l.m.nacked.Add(1)
+	} else {
+		l.m.acked.Add(1)
 	}
 	return l.m.writer.add(ctx, u)
 }

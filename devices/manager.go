@@ -118,6 +118,8 @@ type Manager struct {
 	enqueues struct{ started, done atomic.Int64 }
 
 	stuck atomic.Int64 // commands found left behind a connected device since start
+	// acked and nacked count the commands devices acknowledged or refused since start.
+	acked, nacked atomic.Int64
 
 	mu         sync.RWMutex // protects the fields below
 	devs       map[string]*entry
@@ -327,6 +329,12 @@ func (m *Manager) Summary(ctx context.Context) (Summary, error) {
 		s.Devices = append(s.Devices, Brief{ID: d.ID, Name: d.Name, Kind: d.Kind, Online: d.Online, Push: d.Push, QueueDepth: d.QueueDepth})
 	}
 	return s, nil
+}
+
+// PushAnswers counts the commands devices acknowledged and those they refused since the
+// server started (for the metrics); both only grow.
+func (m *Manager) PushAnswers() (acked, refused int64) {
+	return m.acked.Load(), m.nacked.Load()
 }
 
 // Authenticate checks a device token ("<id>.<secret>") against the registry in memory and

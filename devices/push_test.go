@@ -286,6 +286,10 @@ func TestRefusedCommandFails(t *testing.T) {
 		t.Fatalf("refused command %+v", c)
 	}
 	e.waitState(t, r.ID, storage.CommandAcknowledged)
+	// Counted as the answers arrive, before their states are written.
+	if acked, refused := e.m.PushAnswers(); acked != 1 || refused != 1 {
+		t.Errorf("push answers: %d acked, %d refused; want 1 and 1", acked, refused)
+	}
 }
 
 // New orders, from any source, become order.new commands for the devices that handle orders,

@@ -257,6 +257,15 @@ ensure_browser() {
 	ensure_debian browser chromium:chromium
 }
 
+# A real Prometheus for the metrics end-to-end test (cmd/storeedge/metrics_e2e_test.go): the
+# test runs its own server from a temp dir and lints the exposition with promtool, which the
+# package brings. The packaged service stays stopped (see block_service_starts).
+ensure_prometheus() {
+	ensure_debian prometheus \
+		prometheus:prometheus \
+		promtool:prometheus
+}
+
 main() {
 	ensure_proxies
 	ensure_bench
@@ -270,6 +279,7 @@ main() {
 	ensure_smtpd
 	ensure_openssl
 	ensure_browser
+	ensure_prometheus
 	local line
 	line=$(printf '%s; ' "${SUMMARY[@]}")
 	echo "install-test-deps: ${line%; }"

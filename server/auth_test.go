@@ -39,6 +39,7 @@ var publicRoutes = map[string]bool{
 // pagePublic are the status page's routes open to a browser without a session: the page (which
 // is then its login form), its assets and the login.
 var pagePublic = map[string]bool{
+	"GET /":                     true, // the page on the admin port
 	"GET /status":               true,
 	"GET /status/assets/{name}": true,
 	"POST /status/login":        true,
@@ -376,6 +377,8 @@ func TestOpenAPISecurityMatchesAccess(t *testing.T) {
 				want = "statusSession"
 			case isAdminPath(path):
 				want = "adminToken"
+			case path == metricsPath:
+				want = "metricsToken,adminToken"
 			}
 			if got := strings.Join(schemes, ","); got != want {
 				t.Errorf("%s: security %q, want %q", key, got, want)

@@ -23,6 +23,9 @@ type Media interface {
 	Served(md5hex string)
 	// Status is the media section of the status page.
 	Status(ctx context.Context) (media.Status, error)
+	// Hits counts the items Open found in the cache and those it had to fetch first (or tried
+	// to) since start, for the metrics. Quick and safe for concurrent use.
+	Hits() (hits, misses int64)
 }
 
 var _ Media = (*media.Fetcher)(nil)

@@ -61,6 +61,8 @@ func (m *fakeMedia) Open(_ context.Context, id string) (*media.File, error) {
 
 func (m *fakeMedia) Served(string) { m.served.Add(1) }
 
+func (m *fakeMedia) Hits() (int64, int64) { return m.served.Load(), 0 }
+
 func (m *fakeMedia) Status(context.Context) (media.Status, error) {
 	return media.Status{State: media.StateOK, Files: int64(len(m.files)), Problems: []storage.MediaFailure{}}, nil
 }

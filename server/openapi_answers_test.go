@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/storeedge/storeedge/backoffice"
 	"github.com/storeedge/storeedge/discovery"
 	"github.com/storeedge/storeedge/internal/config"
@@ -90,6 +92,8 @@ func newContractRig(t *testing.T) *contractRig {
 			ImportSettle: -1})
 		o.Discovery = discoveryReal{udp, mdns}
 		o.Media = media
+		o.Metrics = prometheus.NewRegistry()
+		o.MetricsToken = testMetricsToken
 	})
 	return rg
 }
@@ -149,6 +153,7 @@ func TestOpenAPIAnswersOfEveryRoute(t *testing.T) {
 	contractDevices(t, rg)
 	contractEvents(t, rg)
 	contractStatusPage(t, rg)
+	contractMetrics(t, rg)
 
 	doc, err := apiDoc()
 	if err != nil {
@@ -165,6 +170,18 @@ func TestOpenAPIAnswersOfEveryRoute(t *testing.T) {
 	slices.Sort(missing)
 	if len(missing) > 0 {
 		t.Errorf("documented operations this test does not call successfully:\n  %s", strings.Join(missing, "\n  "))
+	}
+}
+
+// contractMetrics scrapes the metrics on the admin port, the one port that serves them.
+func contractMetrics(t *testing.T, rg *contractRig) {
+	admin := rg.contract.wrap(rg.srv.router(serviceAdmin))
+	req := httptest.NewRequest(http.MethodGet, metricsPath, nil)
+	req.Header.Set("Authorization", "Bearer "+testMetricsToken)
+	rec := httptest.NewRecorder()
+	admin.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "storeedge_servicebus_connected 1") {
+		t.Fatalf("GET %s: %d\n%s", metricsPath, rec.Code, rec.Body)
 	}
 }
 
@@ -282,6 +299,11 @@ func contractStatusPage(t *testing.T, rg *contractRig) {
 	}
 	if rec := c.action("/status/devices/"+rg.device(t, "pos").DeviceID+"/revoke", c.csrf, ""); rec.Code != http.StatusOK {
 		t.Fatalf("revoke from the page: %d %s", rec.Code, rec.Body)
+	}
+	// On the admin port the page is also at /.
+	admin := &pageClient{t: t, h: rg.contract.wrap(rg.srv.router(serviceAdmin)), cookie: c.cookie}
+	if rec := admin.do(httptest.NewRequest(http.MethodGet, "/", nil)); rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "csrf-token") {
+		t.Fatalf("GET / on the admin port: %d", rec.Code)
 	}
 	form := url.Values{"csrf": {c.csrf}}
 	req := httptest.NewRequest(http.MethodPost, "/status/logout", strings.NewReader(form.Encode()))

@@ -15,6 +15,7 @@ import (
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
 	"gopkg.in/yaml.v3"
 
 	"github.com/storeedge/storeedge/tools/testenv"
@@ -114,14 +115,17 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		}
 	}
 
-	f := newFixtureDB(t, openDB(t))
+	f := newFixtureDB(t, openDB(t), func(o *Options) { o.Metrics = prometheus.NewRegistry() })
 	served := map[string]bool{}
-	err := chi.Walk(f.srv.front, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
-		served[method+" "+chiParam.ReplaceAllString(route, "{$1}")] = true
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
+	// The front door serves every route but those of the admin port alone (the metrics).
+	for _, r := range []*chi.Mux{f.srv.front, f.srv.router(serviceAdmin)} {
+		err := chi.Walk(r, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
+			served[method+" "+chiParam.ReplaceAllString(route, "{$1}")] = true
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	var undocumented, unserved []string
@@ -141,7 +145,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		t.Errorf("served but missing from %s:\n  %s", openAPIPath, strings.Join(undocumented, "\n  "))
 	}
 	if len(unserved) > 0 {
-		t.Errorf("in %s but not served by the front door:\n  %s", openAPIPath, strings.Join(unserved, "\n  "))
+		t.Errorf("in %s but not served by the front door nor the admin port:\n  %s", openAPIPath, strings.Join(unserved, "\n  "))
 	}
 	if len(served) < 17 {
 		t.Errorf("only %d routes walked: %v", len(served), served)
@@ -175,8 +179,9 @@ func TestOpenAPIErrorsAreProblems(t *testing.T) {
 					_, isFile := content["*/*"]
 					isMedia := path == "/api/v1/media/{id}" && (isFile || content == nil) // a file, or a 304
 					// The status page is for browsers: HTML, its assets, redirects and its stream.
-					isPage := strings.HasPrefix(path, "/status")
-					if !isJSON && !(isStream && path == "/api/v1/events") && !isMedia && !isPage {
+					isPage := path == "/" || strings.HasPrefix(path, "/status")
+					_, isExposition := content["text/plain"]
+					if !isJSON && !(isStream && path == "/api/v1/events") && !isMedia && !isPage && !(isExposition && path == metricsPath) {
 						t.Errorf("%s %s: success not application/json", where, code)
 					}
 					continue

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/storeedge/storeedge/backoffice"
 	"github.com/storeedge/storeedge/devices"
@@ -71,6 +72,12 @@ type Options struct {
 	Alerts Alerts
 	// AdminToken is the admin credential (admin.token); "" turns the admin API off.
 	AdminToken string
+	// Metrics is the registry the admin port serves at /metrics; the server adds its HTTP
+	// metrics and what the status sources above report. nil: no metrics.
+	Metrics *prometheus.Registry
+	// MetricsToken is the credential that reads the metrics only (metrics.token); the admin
+	// token reads them too.
+	MetricsToken string
 
 	// TestMode flags every new order as a test order (shop.mode: test).
 	TestMode bool
@@ -152,6 +159,7 @@ type Server struct {
 	stopping chan struct{}
 
 	lastAge atomic.Pointer[dataAge] // the data-age headers last sent, reused while they hold
+	metrics *httpMetrics            // nil when Options.Metrics is
 
 	sessions    *pageSessions // the status page's logged-in browsers
 	pageChanges pageChanges   // wakes the status page's streams after an action
@@ -205,6 +213,15 @@ func New(o Options) (*Server, error) {
 	o.ShutdownGrace = max(o.ShutdownGrace, 0)
 
 	s := &Server{o: o, log: o.Logger, now: o.Now, stopping: make(chan struct{}), sessions: newPageSessions()}
+	if o.Metrics != nil {
+		var err error
+		if s.metrics, err = newHTTPMetrics(o.Metrics); err != nil {
+			return nil, fmt.Errorf("server: metrics: %w", err)
+		}
+		if err := o.Metrics.Register(statusCollector{s}); err != nil {
+			return nil, fmt.Errorf("server: metrics: %w", err)
+		}
+	}
 	s.front = s.router(frontDoor)
 
 	known := make(map[string]bool, len(services))
@@ -261,7 +278,11 @@ func orDefault[T comparable](v, def T) T {
 // for the front door, every service's.
 func (s *Server) router(name string) *chi.Mux {
 	r := chi.NewRouter()
-	r.Use(s.observe, s.limitBody)
+	r.Use(s.observe)
+	if s.metrics != nil {
+		r.Use(s.measure(s.metrics.listener(name)))
+	}
+	r.Use(s.limitBody)
 	notFound := s.notFound(name)
 	r.NotFound(s.handle(notFound))
 	r.MethodNotAllowed(s.handle(s.methodNotAllowed(r, notFound)))
@@ -282,6 +303,9 @@ func (s *Server) router(name string) *chi.Mux {
 	}
 	if name == frontDoor || name == serviceAdmin {
 		s.pageRoutes(r, name)
+	}
+	if name == serviceAdmin && s.o.Metrics != nil {
+		s.metricsRoute(r)
 	}
 	return r
 }

@@ -289,6 +289,8 @@ func (s *components) serverOptions() server.Options {
 		Devices:           s.devices,
 		Alerts:            s.alerts,
 		AdminToken:        cfg.Admin.Token.Reveal(),
+		Metrics:           newMetrics(),
+		MetricsToken:      cfg.Metrics.Token.Reveal(),
 		ServerID:          cfg.ServerID,
 		ShopName:          cfg.Shop.Name,
 		Version:           buildVersion(),

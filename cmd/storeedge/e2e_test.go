@@ -155,6 +155,7 @@ func (c *cloudProc) export(t *testing.T, collection string) map[string]exportedI
 // shop is a running storeedge daemon.
 type shop struct {
 	base    string // front door URL
+	admin   string // admin port URL
 	dataDir string
 	cmd     *exec.Cmd
 	log     *testenv.Buffer
@@ -170,7 +171,7 @@ type shopOptions struct {
 func startShop(t *testing.T, o shopOptions) *shop {
 	t.Helper()
 	bin, _ := binaries(t)
-	front := testenv.FreePort(t)
+	front, admin := testenv.FreePort(t), testenv.FreePort(t)
 	args := []string{"run",
 		"--set", "data_dir=" + o.dataDir,
 		"--set", "cloud.url=" + o.cloud,
@@ -182,13 +183,13 @@ func startShop(t *testing.T, o shopOptions) *shop {
 		"--set", "lan.bind=127.0.0.1",
 		"--set", "lan.front_door=" + strconv.Itoa(front),
 		"--set", "lan.services.catalog=" + strconv.Itoa(testenv.FreePort(t)),
-		"--set", "lan.services.admin=" + strconv.Itoa(testenv.FreePort(t)),
+		"--set", "lan.services.admin=" + strconv.Itoa(admin),
 		"--set", "lan.services.media=0", "--set", "lan.services.orders=0", "--set", "lan.services.devices=0", "--set", "lan.services.events=0",
 	}
 	for _, s := range o.sets {
 		args = append(args, "--set", s)
 	}
-	s := &shop{base: "http://127.0.0.1:" + strconv.Itoa(front), dataDir: o.dataDir, log: &testenv.Buffer{}, done: make(chan struct{})}
+	s := &shop{base: "http://127.0.0.1:" + strconv.Itoa(front), admin: "http://127.0.0.1:" + strconv.Itoa(admin), dataDir: o.dataDir, log: &testenv.Buffer{}, done: make(chan struct{})}
 	s.cmd = exec.Command(bin, args...)
 	s.cmd.Stdout = s.log
 	s.cmd.Stderr = s.log

@@ -38,6 +38,8 @@ type Config struct {
 	BackOffice BackOffice `yaml:"backoffice"`
 	// Admin configures the admin credential.
 	Admin Admin `yaml:"admin"`
+	// Metrics configures the Prometheus metrics on the admin port.
+	Metrics Metrics `yaml:"metrics"`
 	// Devices configures pairing and the push channel to devices.
 	Devices Devices `yaml:"devices"`
 	// Backup configures scheduled backups of the database.
@@ -384,6 +386,13 @@ type BackOfficeImport struct {
 type Admin struct {
 	// Token is the admin credential, sent as "Authorization: Bearer <token>". Empty turns the
 	// admin API off; required in production mode.
+	Token Secret `yaml:"token"`
+}
+
+// Metrics configures access to the Prometheus metrics (GET /metrics on the admin port).
+type Metrics struct {
+	// Token is a credential that reads the metrics and nothing else, so the monitoring system
+	// does not hold the admin token. The admin token reads them too. Empty: admin token only.
 	Token Secret `yaml:"token"`
 }
 

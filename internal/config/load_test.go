@@ -477,7 +477,7 @@ func TestKeys(t *testing.T) {
 		"media.on_demand_wait", "media.stall_timeout", "media.retry_max", "media.progress_interval",
 		"backoffice.schedule", "backoffice.export.dir", "backoffice.export.test_dir", "backoffice.export.format",
 		"backoffice.webhook.url", "backoffice.webhook.secret", "backoffice.webhook.timeout", "backoffice.import.dir",
-		"admin.token", "devices.enrollment_secret", "devices.pairing_code_ttl", "devices.pairing_attempts",
+		"admin.token", "metrics.token", "devices.enrollment_secret", "devices.pairing_code_ttl", "devices.pairing_attempts",
 		"devices.push_port_default", "devices.command_ttl", "devices.push_retry_max", "devices.push_timeout",
 		"devices.push_min_version",
 		"backup.dir", "backup.schedule", "backup.keep",

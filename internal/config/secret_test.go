@@ -12,14 +12,15 @@ import (
 )
 
 const (
-	secretKey    = "sk_live_S3CRET-store-key"
-	secretPass   = "pr0xy-S3CRET-pass"
-	secretSB     = "c2Iua2V5LlMzQ1JFVA-S3CRET-sb-key=" // the SharedAccessKey of secretConn
-	secretHook   = "whsec_S3CRET-hook"
-	secretAdmin  = "adm-S3CRET-0123456789"
-	secretEnroll = "enroll-S3CRET-0123456789"
-	secretLogs   = "logs-S3CRET-api-key"
-	secretConn   = "Endpoint=sb://shop.servicebus.windows.net/;SharedAccessKeyName=listen;SharedAccessKey=" + secretSB
+	secretKey     = "sk_live_S3CRET-store-key"
+	secretPass    = "pr0xy-S3CRET-pass"
+	secretSB      = "c2Iua2V5LlMzQ1JFVA-S3CRET-sb-key=" // the SharedAccessKey of secretConn
+	secretHook    = "whsec_S3CRET-hook"
+	secretAdmin   = "adm-S3CRET-0123456789"
+	secretEnroll  = "enroll-S3CRET-0123456789"
+	secretMetrics = "metrics-S3CRET-0123456789"
+	secretLogs    = "logs-S3CRET-api-key"
+	secretConn    = "Endpoint=sb://shop.servicebus.windows.net/;SharedAccessKeyName=listen;SharedAccessKey=" + secretSB
 )
 
 func secretConfig() Config {
@@ -31,6 +32,7 @@ func secretConfig() Config {
 	c.BackOffice.Webhook.URL = "https://erp.example.com/orders"
 	c.BackOffice.Webhook.Secret = secretHook
 	c.Admin.Token = secretAdmin
+	c.Metrics.Token = secretMetrics
 	c.Devices.EnrollmentSecret = secretEnroll
 	c.Media.ContainerURL = "https://shop.blob.core.windows.net/media?sv=2023-11-03&sp=rl&sig=S3CRET-sas-signature"
 	c.Logs.Ship.Enabled, c.Logs.Ship.APIKey = true, secretLogs
@@ -39,7 +41,7 @@ func secretConfig() Config {
 
 func assertNoSecret(t *testing.T, what, out string) {
 	t.Helper()
-	for _, s := range []string{secretKey, secretPass, secretSB, secretHook, secretAdmin, secretEnroll, secretLogs, "S3CRET"} {
+	for _, s := range []string{secretKey, secretPass, secretSB, secretHook, secretAdmin, secretMetrics, secretEnroll, secretLogs, "S3CRET"} {
 		if strings.Contains(out, s) {
 			t.Errorf("%s shows a secret:\n%s", what, out)
 			return

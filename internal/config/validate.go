@@ -54,6 +54,7 @@ func (c *Config) Validate() error {
 	v.media(c.Media)
 	v.backOffice(c.BackOffice)
 	v.admin(c.Admin, c.Shop)
+	v.secret("metrics.token", c.Metrics.Token, minAdminToken)
 	v.devices(c.Devices)
 	v.backup(c.Backup, c.DataDir)
 	v.smtp(c.SMTP)

@@ -231,6 +231,8 @@ func TestValidateRejects(t *testing.T) {
 			`admin.token: "xxxxx": shorter than 16 characters; choose a long random value (e.g. openssl rand -base64 32)`},
 		{"admin token placeholder", func(c *Config) { c.Admin.Token = Redaction },
 			`admin.token: "xxxxx": is the placeholder shown by "storeedge config", not the value; put the real one`},
+		{"metrics token short", func(c *Config) { c.Metrics.Token = "metrics" },
+			`metrics.token: "xxxxx": shorter than 16 characters; choose a long random value (e.g. openssl rand -base64 32)`},
 		{"enrollment secret with a space", func(c *Config) { c.Devices.EnrollmentSecret = "enroll 0123456789abc" },
 			`devices.enrollment_secret: "xxxxx": contains spaces, line breaks or control characters (a copy-paste slip?)`},
 		{"pairing code ttl", func(c *Config) { c.Devices.PairingCodeTTL = 30 * time.Second },

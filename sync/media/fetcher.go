@@ -114,6 +114,8 @@ type Fetcher struct {
 	unadopted map[string]int64 // verified files on disk the index does not know, by MD5
 
 	received atomic.Int64 // bytes downloaded since start
+	// hits and misses count the items Open found in the cache and those it fetched first.
+	hits, misses atomic.Int64
 
 	smu    sync.Mutex // protects the field below
 	served map[string]time.Time

@@ -45,6 +45,9 @@ func TestPrefetchVerifiesAndQuarantines(t *testing.T) {
 			t.Errorf("%s: served %d bytes, MD5 %s, type %s", it.id, len(got), file.MD5, file.ContentType)
 		}
 	}
+	if hits, misses := f.Hits(); hits != 4 || misses != 0 {
+		t.Errorf("after reading the prefetched items: %d hits, %d misses; want 4, 0", hits, misses)
+	}
 	_, _, err := read(t, f, bad.id)
 	var unavailable *media.UnavailableError
 	if !errors.As(err, &unavailable) || unavailable.RetryAfter <= 0 {
@@ -62,5 +65,9 @@ func TestPrefetchVerifiesAndQuarantines(t *testing.T) {
 	waitStatus(t, f, "the quarantined blob fetched again", func(st media.Status) bool { return st.Files == 5 && st.Quarantined == 0 })
 	if got, _, err := read(t, f, bad.id); err != nil || !bytes.Equal(got, bad.data) {
 		t.Errorf("after the fix: %v", err)
+	}
+	// The quarantined item was a miss; the unknown id is neither.
+	if hits, misses := f.Hits(); hits != 5 || misses != 1 {
+		t.Errorf("in the end: %d hits, %d misses; want 5, 1", hits, misses)
 	}
 }

@@ -152,6 +152,13 @@ func TestLargeFilesWaitForTheirWindow(t *testing.T) {
 	if st, _ := f.Status(context.Background()); st.WaitingWindow != 1 {
 		t.Errorf("after the request: %+v", st)
 	}
+	if _, _, err := read(t, f, small.id); err != nil {
+		t.Fatal(err)
+	}
+	// The large file was fetched for the request, the small one was in the cache already.
+	if hits, misses := f.Hits(); hits != 1 || misses != 1 {
+		t.Errorf("%d hits, %d misses; want 1, 1", hits, misses)
+	}
 }
 
 func TestWindow(t *testing.T) {

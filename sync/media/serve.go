@@ -29,17 +29,28 @@ type File struct {
 func (f *Fetcher) Open(ctx context.Context, id string) (*File, error) {
 	for attempt := 0; ; attempt++ {
 		file, err := f.openCached(ctx, id, attempt > 0)
+		if err == nil && attempt == 0 {
+			f.hits.Add(1)
+		}
 		if err == nil || !errors.Is(err, storage.ErrNotFound) || attempt > 0 {
 			if errors.Is(err, storage.ErrNotFound) {
 				err = &UnavailableError{Reason: "the file was given up while it was fetched", RetryAfter: time.Second}
 			}
 			return file, err
 		}
-		if err := f.fetchNow(ctx, id); err != nil {
+		err = f.fetchNow(ctx, id)
+		if !errors.Is(err, ErrUnknown) {
+			f.misses.Add(1)
+		}
+		if err != nil {
 			return nil, err
 		}
 	}
 }
+
+// Hits counts, since start, the items Open found in the cache (hits) and the catalog's items it
+// had to fetch from Blob storage first, or tried to (misses); both only grow.
+func (f *Fetcher) Hits() (hits, misses int64) { return f.hits.Load(), f.misses.Load() }
 
 // openCached opens the file the index names for id; storage.ErrNotFound when there is none.
 // fresh reads the index as of the last commit, for a file just fetched.
