@@ -7,6 +7,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/storeedge/storeedge/discovery"
+	"github.com/storeedge/storeedge/ops/logship"
+	"github.com/storeedge/storeedge/ops/support"
 	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 	"github.com/storeedge/storeedge/sync/media"
 	"github.com/storeedge/storeedge/sync/servicebus"
@@ -69,6 +71,17 @@ var (
 	descMediaRate     = gaugeDesc("storeedge_media_fetch_rate_bytes_per_second", "Current download rate from Blob storage.")
 	descMediaBlobUp   = gaugeDesc("storeedge_media_blob_up", "1 when the last contact with Blob storage worked.")
 
+	descLogsUp       = gaugeDesc("storeedge_logship_up", "1 when the log intake accepted the last batch (logs.ship.enabled).")
+	descLogsShipped  = counterDesc("storeedge_logship_shipped_records_total", "Log records the intake accepted since start.")
+	descLogsBuffered = gaugeDesc("storeedge_logship_buffered_records", "Log records on disk waiting to be sent.")
+	descLogsBuffer   = gaugeDesc("storeedge_logship_buffer_bytes", "Bytes of the log shipping buffer on disk.")
+	descLogsDropped  = counterDesc("storeedge_logship_dropped_records_total", "Log records dropped since start (buffer full, or damaged on disk).")
+	descLogsRejected = counterDesc("storeedge_logship_rejected_records_total", "Log records the intake refused for good since start.")
+
+	descSupportConnected = gaugeDesc("storeedge_support_connected", "1 while the remote support channel's link is connected (support.servicebus.enabled).")
+	descSupportAnswered  = counterDesc("storeedge_support_answered_total", "Support requests answered since start.")
+	descSupportRefused   = counterDesc("storeedge_support_refused_total", "Support requests refused (forged, expired, not allowed…) and dead-lettered since start.")
+
 	descAlertsOpen   = gaugeDesc("storeedge_alerts_open", "Open alerts, by rule (absent: not open).", "rule")
 	descAlertsQueued = gaugeDesc("storeedge_alerts_queued_mails", "Alert e-mails waiting to be sent.")
 )
@@ -85,6 +98,8 @@ var statusDescs = []*prometheus.Desc{
 	descDevices, descPushQueue, descPushAnswers, descPushStuck,
 	descDiscAnswers, descDiscReceived, descDiscHellos, descDiscDrops, descDiscMDNS,
 	descMediaBytes, descMediaFiles, descMediaQuota, descMediaPending, descMediaProblems, descMediaHits, descMediaMisses, descMediaFetched, descMediaRate, descMediaBlobUp,
+	descLogsUp, descLogsShipped, descLogsBuffered, descLogsBuffer, descLogsDropped, descLogsRejected,
+	descSupportConnected, descSupportAnswered, descSupportRefused,
 	descAlertsOpen, descAlertsQueued,
 }
 
@@ -125,6 +140,26 @@ func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if err := c.collectAlerts(ctx, emit); err != nil {
 		fail(descAlertsOpen, err)
+	}
+	c.collectRemote(emit)
+}
+
+// collectRemote reports the optional channels to the vendor: log shipping and remote support.
+func (c statusCollector) collectRemote(emit emitFunc) {
+	if c.s.o.LogShipping != nil {
+		st := c.s.o.LogShipping()
+		emit(descLogsUp, prometheus.GaugeValue, boolValue(st.State == logship.StateOK))
+		emit(descLogsShipped, prometheus.CounterValue, float64(st.Shipped))
+		emit(descLogsBuffered, prometheus.GaugeValue, float64(st.Buffered))
+		emit(descLogsBuffer, prometheus.GaugeValue, float64(st.BufferBytes))
+		emit(descLogsDropped, prometheus.CounterValue, float64(st.Dropped))
+		emit(descLogsRejected, prometheus.CounterValue, float64(st.Rejected))
+	}
+	if c.s.o.Support != nil {
+		st := c.s.o.Support()
+		emit(descSupportConnected, prometheus.GaugeValue, boolValue(st.State == support.LinkConnected))
+		emit(descSupportAnswered, prometheus.CounterValue, float64(st.Answered))
+		emit(descSupportRefused, prometheus.CounterValue, float64(st.Refused))
 	}
 }
 

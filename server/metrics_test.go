@@ -11,6 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"github.com/storeedge/storeedge/ops/logship"
+	"github.com/storeedge/storeedge/ops/support"
 )
 
 const testMetricsToken = "metrics-token-0123456789"
@@ -202,6 +204,36 @@ func TestMetricsMethodNotAllowed(t *testing.T) {
 	} {
 		if n, ok := sample(t, body, "storeedge_http_requests_total", map[string]string{"listener": "front_door", "route": tc.route, "code": tc.code}); !ok || n != 1 {
 			t.Errorf("%s %s: %v (found %v), want 1\n%s", tc.route, tc.code, n, ok, body)
+		}
+	}
+}
+
+// The optional channels to the vendor show in the metrics as their status reports them, and not
+// at all when they are off.
+func TestMetricsOfTheRemoteSupportChannels(t *testing.T) {
+	_, addrs, c := newMetricsFixture(t)
+	_, off, _ := scrape(t, c, "http://"+addrs["admin"]+"/metrics", testMetricsToken)
+	if strings.Contains(off, "storeedge_logship_") || strings.Contains(off, "storeedge_support_") {
+		t.Errorf("channels off, yet in the metrics:\n%s", off)
+	}
+
+	f := newFixture(t, func(o *Options) {
+		o.Bind, o.Services = "127.0.0.1", map[string]int{"admin": EphemeralPort}
+		o.Metrics, o.MetricsToken = prometheus.NewRegistry(), testMetricsToken
+		o.LogShipping = func() logship.Status {
+			return logship.Status{State: logship.StateRetrying, Shipped: 1200, Buffered: 3, BufferBytes: 900, Dropped: 7, Rejected: 1}
+		}
+		o.Support = func() support.Status { return support.Status{State: support.LinkConnected, Answered: 4, Refused: 2} }
+	})
+	runServer(t, f.srv)
+	_, body, _ := scrape(t, c, "http://"+f.srv.Addrs()["admin"]+"/metrics", testMetricsToken)
+	for name, want := range map[string]float64{
+		"storeedge_logship_up": 0, "storeedge_logship_shipped_records_total": 1200, "storeedge_logship_buffered_records": 3,
+		"storeedge_logship_buffer_bytes": 900, "storeedge_logship_dropped_records_total": 7, "storeedge_logship_rejected_records_total": 1,
+		"storeedge_support_connected": 1, "storeedge_support_answered_total": 4, "storeedge_support_refused_total": 2,
+	} {
+		if v, ok := sample(t, body, name, nil); !ok || v != want {
+			t.Errorf("%s = %v (present %v), want %v", name, v, ok, want)
 		}
 	}
 }
