@@ -107,226 +107,314 @@ func (db *DB) ApplyPage(ctx context.Context, p Page) (ApplyResult, error) {
 	db.wmu.Lock()
 	defer db.wmu.Unlock()
 
-	st, _ := db.FeedState(p.Collection)
-	hasQuarantine := st.Quarantined > 0
+	pa := db.newPageApply(&p)
+	if err := db.prepareWriter(ctx, pa.loading); err != nil {
+		return ApplyResult{}, err
+	}
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return ApplyResult{}, fmt.Errorf("storage: apply page: %w", err)
+	}
+	defer tx.Rollback()
+	pa.tx = tx
+	if err := pa.begin(ctx); err != nil {
+		return ApplyResult{}, err
+	}
+	defer pa.a.close()
+	if err := pa.applyChanges(ctx); err != nil {
+		return ApplyResult{}, err
+	}
+	if err := pa.quarantineMalformed(ctx); err != nil {
+		return ApplyResult{}, err
+	}
+	if err := pa.storeCursor(ctx); err != nil {
+		return ApplyResult{}, err
+	}
+	if err := pa.finishLoad(ctx); err != nil {
+		return ApplyResult{}, err
+	}
+	if pa.seq != db.seq.Load() {
+		if _, err := tx.ExecContext(ctx, `UPDATE meta SET value = ? WHERE key = 'seq'`, pa.seq); err != nil {
+			return ApplyResult{}, fmt.Errorf("storage: apply page: %w", err)
+		}
+	}
+	pa.a.close()
+	if err := tx.Commit(); err != nil {
+		return ApplyResult{}, fmt.Errorf("storage: apply page: commit: %w", err)
+	}
+	db.afterApply(pa)
+	return pa.res, nil
+}
 
+// pageApply is one page being applied: what ApplyPage decided about it and what it did so far.
+type pageApply struct {
+	db *DB
+	p  *Page
+	st FeedState // the collection's state before the page
+	tx *sql.Tx
+	a  *applier
+
+	// startLoad: the page starts a bulk load, whose secondary indexes are dropped now and built
+	// by the page that catches up. loading: a bulk load is under way, this page's or one begun
+	// before. bulk: products only, the search index waits for a rebuild at the end.
+	startLoad, loading, bulk bool
+
+	now     time.Time // when the page was fetched: the collection's last success
+	seq     int64     // the last local sequence number given
+	cleared int64     // quarantined lines that newer changes replaced
+	res     ApplyResult
+}
+
+func (db *DB) newPageApply(p *Page) *pageApply {
+	st, _ := db.FeedState(p.Collection)
 	deferred := db.deferred[p.Collection]
-	startLoad := !deferred && p.End.More && (st.Cursor == "" || p.End.Remaining >= bulkThreshold)
-	loading := deferred || startLoad
-	// A bulk load checkpoints the WAL rarely: a page of the barcodes table, say, changes in
-	// nearly every page applied, and a checkpoint every few pages would copy it each time. The
-	// setting belongs to the connection, so a restart falls back to the default.
+	pa := &pageApply{db: db, p: p, st: st, now: p.FetchedAt, seq: db.seq.Load()}
+	if pa.now.IsZero() {
+		pa.now = time.Now()
+	}
+	pa.startLoad = !deferred && p.End.More && (st.Cursor == "" || p.End.Remaining >= bulkThreshold)
+	pa.loading = deferred || pa.startLoad
+	// A re-snapshot is handled as a bulk load of the search index too: the rebuild drops the
+	// entries of the products it removes.
+	pa.bulk = p.Collection == cloudapi.Products && (pa.loading || db.ftsStale || st.Cursor == "" || st.Resnapshot || p.End.Remaining >= bulkThreshold)
+	return pa
+}
+
+// prepareWriter sets the writer connection up for the page, outside its transaction. A bulk load
+// checkpoints the WAL rarely: a page of the barcodes table, say, changes in nearly every page
+// applied, and a checkpoint every few pages would copy it each time. The setting belongs to the
+// connection, so a restart falls back to the default.
+func (db *DB) prepareWriter(ctx context.Context, loading bool) error {
 	if loading != db.bigWAL {
 		pages := defaultAutoCheckpoint
 		if loading {
 			pages = bulkAutoCheckpoint
 		}
 		if _, err := db.w.ExecContext(ctx, fmt.Sprintf(`PRAGMA wal_autocheckpoint = %d`, pages)); err != nil {
-			return ApplyResult{}, fmt.Errorf("storage: apply page: %w", err)
+			return fmt.Errorf("storage: apply page: %w", err)
 		}
 		db.bigWAL = loading
 	}
-
 	if db.smallCache {
 		// The page that ended a bulk load failed half way.
 		if _, err := db.w.ExecContext(ctx, fmt.Sprintf(`PRAGMA cache_size = %d`, writerCacheKiB)); err != nil {
-			return ApplyResult{}, fmt.Errorf("storage: apply page: %w", err)
+			return fmt.Errorf("storage: apply page: %w", err)
 		}
 		db.smallCache = false
 	}
+	return nil
+}
 
-	tx, err := db.w.BeginTx(ctx, nil)
+// begin readies the transaction for the page's rows. A snapshot of more than one page, or a
+// large backlog, is a bulk load: the collection's secondary indexes are dropped by its first
+// page and built once by the page that catches up, which is several times cheaper than keeping
+// them in step row by row. Whether a bulk load is under way is read from the schema itself (see
+// Open), and the search index's flag is stored with the page, so a crash cannot leave either
+// stale.
+func (pa *pageApply) begin(ctx context.Context) error {
+	if pa.startLoad {
+		if err := dropIndexes(ctx, pa.tx, pa.p.Collection); err != nil {
+			return err
+		}
+	}
+	if pa.bulk && !pa.db.ftsStale {
+		if _, err := pa.tx.ExecContext(ctx, `UPDATE meta SET value = 1 WHERE key = 'fts_stale'`); err != nil {
+			return fmt.Errorf("storage: apply page: %w", err)
+		}
+	}
+	if pa.st.Resnapshot {
+		if err := noteSeen(ctx, pa.tx, pa.p); err != nil {
+			return err
+		}
+	}
+	a, err := newApplier(ctx, pa.tx, pa.p.Collection, pa.bulk)
 	if err != nil {
-		return ApplyResult{}, fmt.Errorf("storage: apply page: %w", err)
+		return err
 	}
-	defer tx.Rollback()
-	// A snapshot of more than one page, or a large backlog, is a bulk load: the collection's
-	// secondary indexes are dropped by its first page and built once by the page that catches up,
-	// which is several times cheaper than keeping them in step row by row. Whether a bulk load is
-	// under way is read from the schema itself (see Open), so a crash cannot leave it stale.
-	if startLoad {
-		if err := dropIndexes(ctx, tx, p.Collection); err != nil {
-			return ApplyResult{}, err
-		}
-	}
-	// For products a bulk load also leaves the search index alone until the page that catches
-	// up rebuilds it. The flag is stored with the page, so a crash cannot leave it stale. A
-	// re-snapshot is handled so too: the rebuild drops the entries of the products it removes.
-	bulk := p.Collection == cloudapi.Products && (loading || db.ftsStale || st.Cursor == "" || st.Resnapshot || p.End.Remaining >= bulkThreshold)
-	if bulk && !db.ftsStale {
-		if _, err := tx.ExecContext(ctx, `UPDATE meta SET value = 1 WHERE key = 'fts_stale'`); err != nil {
-			return ApplyResult{}, fmt.Errorf("storage: apply page: %w", err)
-		}
-	}
-	if st.Resnapshot {
-		if err := noteSeen(ctx, tx, &p); err != nil {
-			return ApplyResult{}, err
-		}
-	}
-	a, err := newApplier(ctx, tx, p.Collection, bulk)
-	if err != nil {
-		return ApplyResult{}, err
-	}
-	defer a.close()
+	pa.a = a
+	return nil
+}
 
-	// The statements of single rows do not watch ctx: the driver would start a goroutine per
-	// statement to do so, which costs more than many of the statements. The loop checks ctx
-	// itself instead.
+// applyChanges writes the page's rows. The statements of single rows do not watch ctx: the
+// driver would start a goroutine per statement to do so, which costs more than many of the
+// statements. The loops check ctx themselves instead.
+func (pa *pageApply) applyChanges(ctx context.Context) error {
+	if pa.a.bulk || pa.loading {
+		return pa.applyChunks(ctx)
+	}
 	rctx := context.WithoutCancel(ctx)
-	var res ApplyResult
-	seq := db.seq.Load()
-	var cleared int64
-	if a.bulk || loading {
-		// A bulk load writes rows many to a statement; most of a row's cost in a statement of
-		// its own is the statement, not the row.
-		for start := 0; start < len(p.Changes); start += chunkRows {
+	for i := range pa.p.Changes {
+		if i%256 == 255 {
 			if err := ctx.Err(); err != nil {
-				return ApplyResult{}, fmt.Errorf("storage: apply page: %w", err)
-			}
-			chunk := p.Changes[start:min(start+chunkRows, len(p.Changes))]
-			applied, err := a.applyMany(rctx, chunk, seq+1)
-			if err != nil {
-				return ApplyResult{}, fmt.Errorf("storage: apply %s: %w", p.Collection, err)
-			}
-			// Each change of the chunk had its sequence number; an ignored one leaves a gap.
-			seq += int64(len(chunk))
-			for i, ok := range applied {
-				if !ok {
-					res.Ignored++
-					continue
-				}
-				res.Applied++
-				if hasQuarantine {
-					n, err := clearQuarantine(rctx, tx, p.Collection, &chunk[i])
-					if err != nil {
-						return ApplyResult{}, err
-					}
-					cleared += n
-				}
+				return fmt.Errorf("storage: apply page: %w", err)
 			}
 		}
-	} else {
-		for i := range p.Changes {
-			if i%256 == 255 {
-				if err := ctx.Err(); err != nil {
-					return ApplyResult{}, fmt.Errorf("storage: apply page: %w", err)
-				}
-			}
-			c := &p.Changes[i]
-			applied, err := a.apply(rctx, c, seq+1)
-			if err != nil {
-				return ApplyResult{}, fmt.Errorf("storage: apply %s %s rev %d: %w", p.Collection, c.ID, c.Rev, err)
-			}
-			if !applied {
-				res.Ignored++
-				continue
-			}
-			seq++
-			res.Applied++
-			if hasQuarantine {
-				n, err := clearQuarantine(rctx, tx, p.Collection, c)
-				if err != nil {
-					return ApplyResult{}, err
-				}
-				cleared += n
+		c := &pa.p.Changes[i]
+		applied, err := pa.a.apply(rctx, c, pa.seq+1)
+		if err != nil {
+			return fmt.Errorf("storage: apply %s %s rev %d: %w", pa.p.Collection, c.ID, c.Rev, err)
+		}
+		if applied {
+			pa.seq++
+		}
+		if err := pa.count(rctx, c, applied); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// applyChunks writes a bulk load's rows many to a statement: most of a row's cost in a statement
+// of its own is the statement, not the row.
+func (pa *pageApply) applyChunks(ctx context.Context) error {
+	rctx := context.WithoutCancel(ctx)
+	for start := 0; start < len(pa.p.Changes); start += chunkRows {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("storage: apply page: %w", err)
+		}
+		chunk := pa.p.Changes[start:min(start+chunkRows, len(pa.p.Changes))]
+		applied, err := pa.a.applyMany(rctx, chunk, pa.seq+1)
+		if err != nil {
+			return fmt.Errorf("storage: apply %s: %w", pa.p.Collection, err)
+		}
+		// Each change of the chunk had its sequence number; an ignored one leaves a gap.
+		pa.seq += int64(len(chunk))
+		for i, ok := range applied {
+			if err := pa.count(rctx, &chunk[i], ok); err != nil {
+				return err
 			}
 		}
 	}
-	now := p.FetchedAt
-	if now.IsZero() {
-		now = time.Now()
+	return nil
+}
+
+// count notes a change applied or ignored; an applied change clears the quarantined lines of
+// its item that it replaces.
+func (pa *pageApply) count(ctx context.Context, c *cloudapi.Change, applied bool) error {
+	if !applied {
+		pa.res.Ignored++
+		return nil
 	}
-	for _, m := range p.Malformed {
-		// One entry per item: a newer malformed version replaces the older entry.
+	pa.res.Applied++
+	if pa.st.Quarantined > 0 {
+		n, err := clearQuarantine(ctx, pa.tx, pa.p.Collection, c)
+		if err != nil {
+			return err
+		}
+		pa.cleared += n
+	}
+	return nil
+}
+
+// quarantineMalformed stores the page's malformed lines, one entry per item: a newer malformed
+// version replaces the older entry.
+func (pa *pageApply) quarantineMalformed(ctx context.Context) error {
+	for _, m := range pa.p.Malformed {
 		if m.ID != "" {
-			r, err := tx.ExecContext(ctx, `DELETE FROM quarantine WHERE collection = ? AND item_id = ?`, p.Collection, m.ID)
+			r, err := pa.tx.ExecContext(ctx, `DELETE FROM quarantine WHERE collection = ? AND item_id = ?`, pa.p.Collection, m.ID)
 			if err != nil {
-				return ApplyResult{}, fmt.Errorf("storage: quarantine: %w", err)
+				return fmt.Errorf("storage: quarantine: %w", err)
 			}
 			n, _ := r.RowsAffected()
-			cleared += n
+			pa.cleared += n
 		}
-		rev := quarantineRev(m.Raw)
-		if _, err := tx.ExecContext(ctx, `INSERT INTO quarantine(collection, item_id, rev, reason, raw, at) VALUES (?, ?, ?, ?, ?, ?)`,
-			p.Collection, m.ID, rev, m.Reason, string(m.Raw), now.UnixMilli()); err != nil {
-			return ApplyResult{}, fmt.Errorf("storage: quarantine: %w", err)
+		if _, err := pa.tx.ExecContext(ctx, `INSERT INTO quarantine(collection, item_id, rev, reason, raw, at) VALUES (?, ?, ?, ?, ?, ?)`,
+			pa.p.Collection, m.ID, quarantineRev(m.Raw), m.Reason, string(m.Raw), pa.now.UnixMilli()); err != nil {
+			return fmt.Errorf("storage: quarantine: %w", err)
 		}
-		res.Quarantined++
+		pa.res.Quarantined++
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE feed_state SET cursor = ?, last_success = ?, remaining = ?, pages = pages + 1, last_error = '', last_error_at = 0 WHERE collection = ?`,
-		p.End.Cursor, now.UnixMilli(), p.End.Remaining, p.Collection); err != nil {
-		return ApplyResult{}, fmt.Errorf("storage: apply page: store cursor: %w", err)
+	return nil
+}
+
+func (pa *pageApply) storeCursor(ctx context.Context) error {
+	if _, err := pa.tx.ExecContext(ctx, `UPDATE feed_state SET cursor = ?, last_success = ?, remaining = ?, pages = pages + 1, last_error = '', last_error_at = 0 WHERE collection = ?`,
+		pa.p.End.Cursor, pa.now.UnixMilli(), pa.p.End.Remaining, pa.p.Collection); err != nil {
+		return fmt.Errorf("storage: apply page: store cursor: %w", err)
 	}
-	ending := (bulk || loading) && !p.End.More
+	return nil
+}
+
+// caughtUp tells whether the page is the last of the collection's backlog.
+func (pa *pageApply) caughtUp() bool { return !pa.p.End.More }
+
+// finishLoad ends, with the page that catches up, what a bulk load or a re-snapshot left for the
+// end: the staged barcodes, the secondary indexes, the sweep of the items the snapshot no longer
+// holds, and the search index.
+func (pa *pageApply) finishLoad(ctx context.Context) error {
+	if !pa.caughtUp() || !(pa.bulk || pa.loading || pa.st.Resnapshot) {
+		return nil
+	}
+	ending := pa.bulk || pa.loading
 	if ending {
 		// The sorts that build the indexes take as much memory as the page cache is allowed;
 		// a smaller cache while they run keeps the peak of a first sync down.
-		if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA cache_size = %d`, sortCacheKiB)); err != nil {
-			return ApplyResult{}, fmt.Errorf("storage: apply page: %w", err)
-		}
-		db.smallCache = true
-	}
-	if bulk && !p.End.More {
-		if err := moveStagedCodes(ctx, tx); err != nil {
-			return ApplyResult{}, err
+		if err := pa.writerCache(ctx, sortCacheKiB); err != nil {
+			return err
 		}
 	}
-	loaded := loading && !p.End.More
-	if loaded {
-		if err := createIndexes(ctx, tx, p.Collection); err != nil {
-			return ApplyResult{}, err
+	if pa.bulk {
+		if err := moveStagedCodes(ctx, pa.tx); err != nil {
+			return err
 		}
 	}
-	if st.Resnapshot && !p.End.More {
+	if pa.loading {
+		if err := createIndexes(ctx, pa.tx, pa.p.Collection); err != nil {
+			return err
+		}
+	}
+	if pa.st.Resnapshot {
 		// After the indexes are back: the sweep deletes barcodes by product.
-		removed, last, n, err := sweepUnseen(ctx, tx, p.Collection, seq)
+		removed, last, n, err := sweepUnseen(ctx, pa.tx, pa.p.Collection, pa.seq)
 		if err != nil {
-			return ApplyResult{}, err
+			return err
 		}
-		seq, cleared, res.Removed = last, cleared+n, int(removed)
+		pa.seq, pa.cleared, pa.res.Removed = last, pa.cleared+n, int(removed)
 	}
-	rebuilt := bulk && !p.End.More
-	if rebuilt {
-		if err := rebuildSearch(ctx, tx); err != nil {
-			return ApplyResult{}, err
+	if pa.bulk {
+		if err := rebuildSearch(ctx, pa.tx); err != nil {
+			return err
 		}
 	}
 	if ending {
-		if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA cache_size = %d`, writerCacheKiB)); err != nil {
-			return ApplyResult{}, fmt.Errorf("storage: apply page: %w", err)
-		}
-		db.smallCache = false
+		return pa.writerCache(ctx, writerCacheKiB)
 	}
-	if seq != db.seq.Load() {
-		if _, err := tx.ExecContext(ctx, `UPDATE meta SET value = ? WHERE key = 'seq'`, seq); err != nil {
-			return ApplyResult{}, fmt.Errorf("storage: apply page: %w", err)
-		}
+	return nil
+}
+
+// writerCache sets the writer's page cache, in KiB (negative, as SQLite takes it).
+func (pa *pageApply) writerCache(ctx context.Context, kib int) error {
+	if _, err := pa.tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA cache_size = %d`, kib)); err != nil {
+		return fmt.Errorf("storage: apply page: %w", err)
 	}
-	a.close()
-	if err := tx.Commit(); err != nil {
-		return ApplyResult{}, fmt.Errorf("storage: apply page: commit: %w", err)
-	}
-	db.seq.Store(seq)
+	pa.db.smallCache = kib == sortCacheKiB
+	return nil
+}
+
+// afterApply brings what the DB keeps in memory in line with the page just committed.
+func (db *DB) afterApply(pa *pageApply) {
+	p := pa.p
+	rebuilt := pa.bulk && pa.caughtUp()
+	db.seq.Store(pa.seq)
 	db.noteSeqLocked()
-	db.invalidateHot(&p, rebuilt)
+	db.invalidateHot(p, rebuilt)
 	if p.Collection == cloudapi.Products {
-		db.ftsStale = bulk && !rebuilt
+		db.ftsStale = pa.bulk && !rebuilt
 	}
-	db.deferred[p.Collection] = loading && !loaded
+	db.deferred[p.Collection] = pa.loading && !pa.caughtUp()
 	db.updateState(p.Collection, func(s *FeedState) {
 		s.Cursor = p.End.Cursor
-		s.LastSuccess = time.UnixMilli(now.UnixMilli())
+		s.LastSuccess = time.UnixMilli(pa.now.UnixMilli())
 		s.Remaining = p.End.Remaining
 		s.Pages++
 		s.LastError, s.LastErrorAt = "", time.Time{}
-		s.Quarantined += int64(res.Quarantined) - cleared
-		s.Resnapshot = st.Resnapshot && p.End.More
+		s.Quarantined += int64(pa.res.Quarantined) - pa.cleared
+		s.Resnapshot = pa.st.Resnapshot && p.End.More
 	})
-	if !p.End.More {
+	if pa.caughtUp() {
 		// After the state: the warmer reads it to decide whether every collection caught up.
 		db.warmSig.notify()
 	}
-	return res, nil
 }
 
 // clearQuarantine removes the quarantined lines of an item that a newer valid change replaced.
@@ -664,20 +752,8 @@ func (a *applier) applyProduct(ctx context.Context, c *cloudapi.Change, seq int6
 	case !errors.Is(err, sql.ErrNoRows):
 		return false, err
 	}
-	var p cloudapi.Product
-	var r sql.Result
-	if c.Op == cloudapi.OpDelete {
-		r, err = a.del.ExecContext(ctx, c.ID, c.Rev, seq)
-	} else {
-		if p, err = productDoc(c); err != nil {
-			return false, err
-		}
-		r, err = a.upsert.ExecContext(ctx, c.ID, c.Rev, seq, p.Name, p.Brand, p.Category, string(c.Doc))
-	}
-	if err != nil {
-		return false, err
-	}
-	if n, err := r.RowsAffected(); err != nil || n == 0 {
+	p, r, wrote, err := a.writeProduct(ctx, c, seq)
+	if !wrote || err != nil {
 		return false, err
 	}
 	if found && !old.deleted {
@@ -703,6 +779,24 @@ func (a *applier) applyProduct(ctx context.Context, c *cloudapi.Change, seq int6
 		}
 	}
 	return true, a.addCodes(ctx, c.ID, p.Barcodes)
+}
+
+// writeProduct writes a product change with the single-row statements and reports whether it
+// was newer than the row held; p is the document of an upsert, r the statement's result.
+func (a *applier) writeProduct(ctx context.Context, c *cloudapi.Change, seq int64) (p cloudapi.Product, r sql.Result, wrote bool, err error) {
+	if c.Op == cloudapi.OpDelete {
+		r, err = a.del.ExecContext(ctx, c.ID, c.Rev, seq)
+	} else {
+		if p, err = productDoc(c); err != nil {
+			return p, nil, false, err
+		}
+		r, err = a.upsert.ExecContext(ctx, c.ID, c.Rev, seq, p.Name, p.Brand, p.Category, string(c.Doc))
+	}
+	if err != nil {
+		return p, nil, false, err
+	}
+	n, err := r.RowsAffected()
+	return p, r, err == nil && n > 0, err
 }
 
 // chunkRows is the number of changes a bulk load writes with one statement.
@@ -750,34 +844,8 @@ func (a *applier) insertSQL(n int) string {
 // and reports which of them were newer than what the shop held. When every row is written, as is
 // usual in a first sync, that takes one statement per chunk (and one per chunk of barcodes).
 func (a *applier) applyMany(ctx context.Context, changes []cloudapi.Change, seq int64) ([]bool, error) {
-	a.args = a.args[:0]
-	a.codes = a.codes[:0]
-	a.codesAt = a.codesAt[:0]
-	for i := range changes {
-		a.codesAt = append(a.codesAt, len(a.codes))
-		c := &changes[i]
-		deleted := c.Op == cloudapi.OpDelete
-		if a.collection != cloudapi.Products {
-			var doc any
-			if !deleted {
-				doc = string(c.Doc)
-			}
-			a.args = append(a.args, c.ID, c.Rev, seq+int64(i), deleted, doc)
-			continue
-		}
-		var p cloudapi.Product
-		var doc any
-		if !deleted {
-			var err error
-			if p, err = productDoc(c); err != nil {
-				return nil, fmt.Errorf("%s rev %d: %w", c.ID, c.Rev, err)
-			}
-			doc = string(c.Doc)
-		}
-		a.args = append(a.args, c.ID, c.Rev, seq+int64(i), deleted, p.Name, p.Brand, p.Category, doc)
-		for _, code := range p.Barcodes {
-			a.codes = append(a.codes, code, c.ID)
-		}
+	if err := a.chunkArgs(changes, seq); err != nil {
+		return nil, err
 	}
 	st, err := a.stmtN(ctx, a.insertN, len(changes), a.insertSQL)
 	if err != nil {
@@ -798,21 +866,60 @@ func (a *applier) applyMany(ctx context.Context, changes []cloudapi.Change, seq 
 		}
 		return a.applied, a.addCodesMany(ctx, a.codes)
 	}
-	// Some rows were held already. A row this statement wrote carries its revision and sequence
-	// number; any other change is handled one by one, in order, so a barcode that moves between
-	// products ends up where the feed last put it.
+	return a.applied, a.applyHeld(ctx, changes, seq)
+}
+
+// chunkArgs fills a.args with the rows of a chunk's statement and, for products, a.codes with
+// their barcode, product id pairs (a.codesAt says where each change's start).
+func (a *applier) chunkArgs(changes []cloudapi.Change, seq int64) error {
+	a.args = a.args[:0]
+	a.codes = a.codes[:0]
+	a.codesAt = a.codesAt[:0]
+	for i := range changes {
+		a.codesAt = append(a.codesAt, len(a.codes))
+		c := &changes[i]
+		deleted := c.Op == cloudapi.OpDelete
+		var doc any
+		if !deleted {
+			doc = string(c.Doc)
+		}
+		if a.collection != cloudapi.Products {
+			a.args = append(a.args, c.ID, c.Rev, seq+int64(i), deleted, doc)
+			continue
+		}
+		var p cloudapi.Product
+		if !deleted {
+			var err error
+			if p, err = productDoc(c); err != nil {
+				return fmt.Errorf("%s rev %d: %w", c.ID, c.Rev, err)
+			}
+		}
+		a.args = append(a.args, c.ID, c.Rev, seq+int64(i), deleted, p.Name, p.Brand, p.Category, doc)
+		for _, code := range p.Barcodes {
+			a.codes = append(a.codes, code, c.ID)
+		}
+	}
+	return nil
+}
+
+// applyHeld finishes a chunk of which some rows were held already, appending to a.applied. A
+// row the chunk's statement wrote carries its revision and sequence number; any other change is
+// handled one by one, in order, so a barcode that moves between products ends up where the feed
+// last put it.
+func (a *applier) applyHeld(ctx context.Context, changes []cloudapi.Change, seq int64) error {
 	for i := range changes {
 		c := &changes[i]
 		var rev, held int64
 		var deleted bool
 		var doc sql.NullString
+		var err error
 		if a.collection == cloudapi.Products {
 			err = a.lookupDoc.QueryRowContext(ctx, c.ID).Scan(&rev, &held, &deleted, &doc)
 		} else {
 			err = a.lookupRev.QueryRowContext(ctx, c.ID).Scan(&rev, &held)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%s rev %d: %w", c.ID, c.Rev, err)
+			return fmt.Errorf("%s rev %d: %w", c.ID, c.Rev, err)
 		}
 		wrote := rev == c.Rev && held == seq+int64(i)
 		if a.collection != cloudapi.Products {
@@ -830,11 +937,11 @@ func (a *applier) applyMany(ctx context.Context, changes []cloudapi.Change, seq 
 			ok, err = a.loadExisting(ctx, c, seq+int64(i), rev, deleted, doc)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%s rev %d: %w", c.ID, c.Rev, err)
+			return fmt.Errorf("%s rev %d: %w", c.ID, c.Rev, err)
 		}
 		a.applied = append(a.applied, ok)
 	}
-	return a.applied, nil
+	return nil
 }
 
 // stageCodesSQL stages n barcode, product id pairs; gone is 0 or 1 for all of them.
@@ -874,21 +981,8 @@ func (a *applier) loadExisting(ctx context.Context, c *cloudapi.Change, seq, old
 	if oldRev >= c.Rev {
 		return false, nil
 	}
-	var p cloudapi.Product
-	var r sql.Result
-	var err error
-	if c.Op == cloudapi.OpDelete {
-		r, err = a.del.ExecContext(ctx, c.ID, c.Rev, seq)
-	} else {
-		if p, err = productDoc(c); err != nil {
-			return false, err
-		}
-		r, err = a.upsert.ExecContext(ctx, c.ID, c.Rev, seq, p.Name, p.Brand, p.Category, string(c.Doc))
-	}
-	if err != nil {
-		return false, err
-	}
-	if n, err := r.RowsAffected(); err != nil || n == 0 {
+	p, _, wrote, err := a.writeProduct(ctx, c, seq)
+	if !wrote || err != nil {
 		return false, err
 	}
 	a.own = a.own[:0]
