@@ -223,14 +223,23 @@ func New(o Options) (*Server, error) {
 		}
 	}
 	s.front = s.router(frontDoor)
+	if err := s.addPorts(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
 
+// addPorts checks the configured ports and makes the listeners' handlers: the front door's and
+// one per service whose port is on.
+func (s *Server) addPorts() error {
+	o := s.o
 	known := make(map[string]bool, len(services))
 	for _, svc := range services {
 		known[svc.name] = true
 	}
 	for name := range o.Services {
 		if !known[name] {
-			return nil, fmt.Errorf("server: lan.services.%s: unknown service; want catalog, media, orders, devices, events or admin", name)
+			return fmt.Errorf("server: lan.services.%s: unknown service; want catalog, media, orders, devices, events or admin", name)
 		}
 	}
 	used := make(map[int]string)
@@ -253,17 +262,17 @@ func New(o Options) (*Server, error) {
 		return nil
 	}
 	if err := add(frontDoor, "lan.front_door", o.FrontDoor); err != nil {
-		return nil, err
+		return err
 	}
 	for _, svc := range services {
 		if svc.routes == nil {
 			continue
 		}
 		if err := add(svc.name, "lan.services."+svc.name, o.Services[svc.name]); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return s, nil
+	return nil
 }
 
 func orDefault[T comparable](v, def T) T {
