@@ -189,7 +189,7 @@ func (db *DB) Count(ctx context.Context, collection string) (int64, error) {
 		return 0, fmt.Errorf("storage: unknown collection %q", collection)
 	}
 	var n int64
-	if err := db.r.QueryRowContext(ctx, `SELECT count(*) FROM `+collection+` WHERE deleted = 0`).Scan(&n); err != nil {
+	if err := db.r.QueryRowContext(ctx, `SELECT live FROM row_counts WHERE collection = ?`, collection).Scan(&n); err != nil {
 		return 0, fmt.Errorf("storage: count %s: %w", collection, err)
 	}
 	return n, nil

@@ -542,7 +542,7 @@ type OrderStats struct {
 // OrderStats counts orders by status and the outbox's backlog.
 func (db *DB) OrderStats(ctx context.Context) (OrderStats, error) {
 	st := OrderStats{ByStatus: map[string]int64{}}
-	rows, err := db.r.QueryContext(ctx, `SELECT status, count(*) FROM orders GROUP BY status`)
+	rows, err := db.r.QueryContext(ctx, `SELECT status, n FROM order_counts WHERE n > 0`)
 	if err != nil {
 		return st, fmt.Errorf("storage: order stats: %w", err)
 	}
