@@ -98,8 +98,7 @@ func (f *Fetcher) takeLocked(now time.Time, onDemandOnly bool) *task {
 		if t.class == classOnDemand || t.size < f.o.LargeFile || f.o.Window.Open(now) {
 			return t
 		}
-		t.running = false
-		f.q.delay(t, f.o.Window.NextOpen(now), "window")
+		f.q.requeue(t, f.o.Window.NextOpen(now), "window")
 	}
 }
 
@@ -328,7 +327,7 @@ func (f *Fetcher) stored(ctx context.Context, t *task) {
 // doneLocked ends a task, or starts it again for the newer version seen meanwhile.
 func (f *Fetcher) doneLocked(t *task) {
 	t.running = false
-	delete(f.q.tasks, t.id)
+	f.q.forget(t)
 	if t.next != nil && !t.deleted {
 		if md5hex, ok := hexMD5(t.next.MD5); ok {
 			f.enqueueLocked(t.id, *t.next, md5hex, classOf(t.next.ContentType))
@@ -339,23 +338,19 @@ func (f *Fetcher) doneLocked(t *task) {
 
 // requeueLocked puts a task back, to run at at (zero: now).
 func (f *Fetcher) requeueLocked(t *task, at time.Time, why string) {
-	t.running = false
 	if t.deleted {
-		delete(f.q.tasks, t.id)
+		t.running = false
+		f.q.forget(t)
 		return
 	}
 	if t.next != nil {
 		if md5hex, ok := hexMD5(t.next.MD5); ok {
-			t.set(*t.next, md5hex)
+			f.q.setVersion(t, *t.next, md5hex)
 			t.next, t.attempts = nil, 0
 			at, why = time.Time{}, ""
 		}
 	}
-	t.notBefore, t.why = at, why
-	if at.IsZero() {
-		t.why = ""
-	}
-	f.q.place(t)
+	f.q.requeue(t, at, why)
 	f.changedLocked()
 }
 

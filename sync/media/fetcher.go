@@ -401,7 +401,7 @@ func (f *Fetcher) consider(it *storage.MediaItem) (string, bool) {
 			m := it.Manifest
 			t.next = &m
 		case !t.running:
-			t.set(it.Manifest, md5hex)
+			f.q.setVersion(t, it.Manifest, md5hex)
 			if t.class != classOnDemand {
 				t.class = classOf(it.Manifest.ContentType)
 			}

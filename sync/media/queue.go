@@ -5,6 +5,7 @@ import (
 	"crypto/md5"
 	"encoding/base64"
 	"encoding/hex"
+	"maps"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -139,9 +140,16 @@ type queue struct {
 	ready   readyHeap
 	delayed delayHeap
 	orders  int64
+
+	// Kept as tasks come and go, so that status does not walk a queue of hundreds of thousands.
+	sizes   int64          // sizes of every task's version
+	waiting map[string]int // tasks waiting, by reason
+	running map[*task]bool // tasks being downloaded
 }
 
-func newQueue() *queue { return &queue{tasks: map[string]*task{}} }
+func newQueue() *queue {
+	return &queue{tasks: map[string]*task{}, waiting: map[string]int{}, running: map[*task]bool{}}
+}
 
 // add queues a new task, ready now or at notBefore.
 func (q *queue) add(t *task) {
@@ -149,7 +157,45 @@ func (q *queue) add(t *task) {
 	t.order = q.orders
 	t.index = -1
 	q.tasks[t.id] = t
+	q.sizes += t.size
+	if t.why != "" {
+		q.waiting[t.why]++
+	}
 	q.place(t)
+}
+
+// forget drops a task that is in no heap: done, or deleted from the catalog.
+func (q *queue) forget(t *task) {
+	if q.tasks[t.id] != t {
+		return
+	}
+	delete(q.tasks, t.id)
+	delete(q.running, t)
+	q.sizes -= t.size
+	q.setWhy(t, "")
+}
+
+// setVersion makes a queued task fetch the version of m.
+func (q *queue) setVersion(t *task, m cloudapi.MediaManifest, md5hex string) {
+	q.sizes -= t.size
+	t.set(m, md5hex)
+	q.sizes += t.size
+}
+
+// setWhy records why a queued task waits ("" for not waiting).
+func (q *queue) setWhy(t *task, why string) {
+	if t.why == why {
+		return
+	}
+	if t.why != "" {
+		if q.waiting[t.why]--; q.waiting[t.why] <= 0 {
+			delete(q.waiting, t.why)
+		}
+	}
+	if why != "" {
+		q.waiting[why]++
+	}
+	t.why = why
 }
 
 // place puts a task that is in no heap where it belongs.
@@ -176,20 +222,34 @@ func (q *queue) unplace(t *task) {
 // remove forgets a task that is not running.
 func (q *queue) remove(t *task) {
 	q.unplace(t)
-	delete(q.tasks, t.id)
+	q.forget(t)
 }
 
 // delay moves a task to wait until at.
 func (q *queue) delay(t *task, at time.Time, why string) {
 	q.unplace(t)
-	t.notBefore, t.why = at, why
+	t.notBefore = at
+	q.setWhy(t, why)
 	q.place(t)
 }
 
 // promote makes a task ready with the on-demand class.
 func (q *queue) promote(t *task) {
 	q.unplace(t)
-	t.class, t.notBefore, t.why = classOnDemand, time.Time{}, ""
+	t.class, t.notBefore = classOnDemand, time.Time{}
+	q.setWhy(t, "")
+	q.place(t)
+}
+
+// requeue puts a task that ran back in line, to run at at (zero: now).
+func (q *queue) requeue(t *task, at time.Time, why string) {
+	t.running = false
+	delete(q.running, t)
+	if at.IsZero() {
+		why = ""
+	}
+	t.notBefore = at
+	q.setWhy(t, why)
 	q.place(t)
 }
 
@@ -202,7 +262,8 @@ func (q *queue) release(now time.Time) time.Time {
 			return t.notBefore
 		}
 		heap.Pop(&q.delayed)
-		t.notBefore, t.why = time.Time{}, ""
+		t.notBefore = time.Time{}
+		q.setWhy(t, "")
 		heap.Push(&q.ready, t)
 	}
 	return time.Time{}
@@ -216,18 +277,16 @@ func (q *queue) take(onDemandOnly bool) *task {
 	}
 	t := heap.Pop(&q.ready).(*task)
 	t.running = true
+	q.running[t] = true
 	return t
 }
 
-// counts returns the tasks and bytes still to fetch, and those waiting for a reason.
+// counts returns the tasks and bytes still to fetch, and those waiting for a reason. It costs
+// the number of downloads running, not the length of the queue.
 func (q *queue) counts() (pending int, bytes int64, waiting map[string]int) {
-	waiting = map[string]int{}
-	for _, t := range q.tasks {
-		pending++
-		bytes += max(t.size-t.got.Load(), 0)
-		if t.why != "" {
-			waiting[t.why]++
-		}
+	bytes = q.sizes
+	for t := range q.running {
+		bytes -= min(t.got.Load(), t.size)
 	}
-	return pending, bytes, waiting
+	return len(q.tasks), max(bytes, 0), maps.Clone(q.waiting)
 }
