@@ -34,6 +34,7 @@ var (
 	descBuildInfo = gaugeDesc("storeedge_build_info", "Always 1; the version running is its label.", "version")
 	descWANUp     = gaugeDesc("storeedge_wan_up", "1 when the last feed pass reached the cloud, 0 when it failed or none finished yet.")
 	descDataAge   = gaugeDesc("storeedge_sync_data_age_seconds", "Time since the collection last caught up with the cloud; absent when it never did.", "collection")
+	descSyncRows  = gaugeDesc("storeedge_sync_rows", "Live items of the collection held by the shop.", "collection")
 	descSyncLag   = gaugeDesc("storeedge_sync_lag_changes", "The cloud's estimate of the changes of the collection still to fetch.", "collection")
 	descSyncQuar  = gaugeDesc("storeedge_sync_quarantined_lines", "Feed lines of the collection set aside as malformed.", "collection")
 	descSyncError = gaugeDesc("storeedge_sync_failing", "1 when the collection's last sync attempt failed since its last success.", "collection")
@@ -92,7 +93,7 @@ func counterDesc(name, help string, labels ...string) *prometheus.Desc {
 }
 
 var statusDescs = []*prometheus.Desc{
-	descBuildInfo, descWANUp, descDataAge, descSyncLag, descSyncQuar, descSyncError,
+	descBuildInfo, descWANUp, descDataAge, descSyncRows, descSyncLag, descSyncQuar, descSyncError,
 	descOutboxDepth, descOutboxRejected, descOutboxOldest,
 	descSBConnected, descSBReceived, descSBStored, descSBDup, descSBDead, descSBAbandoned, descSBReconn,
 	descDevices, descPushQueue, descPushAnswers, descPushStuck,
@@ -118,7 +119,7 @@ func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	fail := func(d *prometheus.Desc, err error) { ch <- prometheus.NewInvalidMetric(d, err) }
 	emit(descBuildInfo, prometheus.GaugeValue, 1, s.o.Version)
-	c.collectSync(emit)
+	c.collectSync(ctx, emit)
 	if pending, rejected, oldest, err := s.o.DB.OutboxBacklog(ctx); err != nil {
 		fail(descOutboxDepth, err)
 	} else {
@@ -165,9 +166,9 @@ func (c statusCollector) collectRemote(emit emitFunc) {
 
 type emitFunc func(d *prometheus.Desc, t prometheus.ValueType, v float64, labels ...string)
 
-// collectSync reports the WAN and each collection from the feed state kept in memory. Row counts
-// are left out: today they cost a count of each whole table.
-func (c statusCollector) collectSync(emit emitFunc) {
+// collectSync reports the WAN and each collection from the feed state kept in memory, and the
+// rows from the counts the database keeps as pages are applied.
+func (c statusCollector) collectSync(ctx context.Context, emit emitFunc) {
 	s := c.s
 	if s.o.WAN != nil {
 		emit(descWANUp, prometheus.GaugeValue, boolValue(s.o.WAN().State == wanOK))
@@ -177,6 +178,9 @@ func (c statusCollector) collectSync(emit emitFunc) {
 		st, _ := s.o.DB.FeedState(name)
 		if !st.LastSuccess.IsZero() {
 			emit(descDataAge, prometheus.GaugeValue, max(now.Sub(st.LastSuccess).Seconds(), 0), name)
+		}
+		if rows, err := s.o.DB.Count(ctx, name); err == nil {
+			emit(descSyncRows, prometheus.GaugeValue, float64(rows), name)
 		}
 		emit(descSyncLag, prometheus.GaugeValue, float64(st.Remaining), name)
 		emit(descSyncQuar, prometheus.GaugeValue, float64(st.Quarantined), name)

@@ -237,3 +237,14 @@ func TestMetricsOfTheRemoteSupportChannels(t *testing.T) {
 		}
 	}
 }
+
+// The rows of each collection are in the metrics, as the status counts them.
+func TestMetricsRowsPerCollection(t *testing.T) {
+	_, addrs, c := newMetricsFixture(t)
+	_, body, _ := scrape(t, c, "http://"+addrs["admin"]+"/metrics", testMetricsToken)
+	for coll, want := range map[string]float64{"products": nProducts, "prices": nProducts, "stock": nProducts / 2, "media": 2, "settings": 2} {
+		if v, ok := sample(t, body, "storeedge_sync_rows", map[string]string{"collection": coll}); !ok || v != want {
+			t.Errorf("storeedge_sync_rows{collection=%q} = %v (present %v), want %v", coll, v, ok, want)
+		}
+	}
+}
