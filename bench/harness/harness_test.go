@@ -28,3 +28,18 @@ func TestLoopbackOnly(t *testing.T) {
 		t.Fatal("a request to a non-loopback address was sent")
 	}
 }
+
+func TestPercentile(t *testing.T) {
+	ds := []time.Duration{5, 1, 4, 2, 3, 10, 9, 8, 7, 6}
+	for _, tc := range []struct {
+		p    float64
+		want time.Duration
+	}{{50, 5}, {99, 10}, {100, 10}, {10, 1}, {0, 1}} {
+		if got := Percentile(ds, tc.p); got != tc.want {
+			t.Errorf("Percentile(%v) = %v, want %v", tc.p, got, tc.want)
+		}
+	}
+	if Percentile(nil, 99) != 0 {
+		t.Error("Percentile of nothing")
+	}
+}

@@ -178,3 +178,13 @@ func MinMedMax(ds []time.Duration) (lo, med, hi time.Duration) {
 	}
 	return ds[0], med, ds[n-1]
 }
+
+// Percentile returns the p-th percentile (0–100, nearest rank) of ds, sorting ds; 0 when empty.
+func Percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	slices.Sort(ds)
+	i := int(math.Ceil(p/100*float64(len(ds)))) - 1
+	return ds[min(max(i, 0), len(ds)-1)]
+}

@@ -116,3 +116,27 @@ func timeStatus(ctx context.Context, base string, n int) ([]time.Duration, error
 	}
 	return out, nil
 }
+
+// timeGets times n GETs of url, one at a time, with a client like timeStatus's.
+func timeGets(ctx context.Context, url string, n int) ([]time.Duration, error) {
+	c := harness.NewClient(30*time.Second, true)
+	var out []time.Duration
+	for range n {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return nil, err
+		}
+		start := time.Now()
+		resp, err := c.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, time.Since(start))
+	}
+	return out, nil
+}

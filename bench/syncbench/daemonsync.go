@@ -19,8 +19,9 @@ import (
 // half a second of CPU on a million-product database, so it is polled rarely until the daemon's
 // log says the last collection caught up, and then often.
 const (
-	slowPoll = 10 * time.Second
-	fastPoll = 20 * time.Millisecond
+	slowPoll   = 250 * time.Millisecond // the status is a target of its own during a first sync
+	printEvery = 10 * time.Second       // a line of progress
+	fastPoll   = 20 * time.Millisecond
 )
 
 // daemonSync is one daemon first sync.
@@ -33,6 +34,8 @@ type daemonSync struct {
 	total    int64
 	peakKB   int64
 	cpu      float64
+	// statusTimes are the times of the GET /api/v1/status made while the sync ran.
+	statusTimes []time.Duration
 	// failed passes the daemon logged ("feed: sync failed, will retry"; repeats of one message
 	// are logged once a minute), and the first one's error
 	failures     int
@@ -61,7 +64,7 @@ func runDaemonSync(ctx context.Context, o *harness.Options, cloudURL string, pag
 		return d, err
 	}
 	defer p.Kill()
-	st, err := waitCaughtUp(ctx, p, harness.LocalURL(front), o.SyncLimit, log, w)
+	st, err := waitCaughtUp(ctx, p, harness.LocalURL(front), o.SyncLimit, log, w, &d.statusTimes)
 	if err != nil {
 		return d, err
 	}
@@ -125,10 +128,11 @@ type sentStatus struct {
 
 // waitCaughtUp polls the daemon's status, slowly until the log says the last collection caught
 // up and then fast, until the status shows every collection caught up.
-func waitCaughtUp(ctx context.Context, p *harness.Proc, base string, limit time.Duration, log *syncLog, w io.Writer) (sentStatus, error) {
+func waitCaughtUp(ctx context.Context, p *harness.Proc, base string, limit time.Duration, log *syncLog, w io.Writer, times *[]time.Duration) (sentStatus, error) {
 	c := harness.NewClient(30*time.Second, true)
 	deadline := p.Started().Add(limit)
 	var st *harness.Status
+	var printed time.Time
 	for {
 		fast := log.lastCaughtUp()
 		wait := slowPoll
@@ -156,6 +160,9 @@ func waitCaughtUp(ctx context.Context, p *harness.Proc, base string, limit time.
 		}
 		send := time.Now()
 		s, err := harness.GetStatus(ctx, c, base)
+		if err == nil {
+			*times = append(*times, time.Since(send))
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return sentStatus{}, ctx.Err()
@@ -167,7 +174,8 @@ func waitCaughtUp(ctx context.Context, p *harness.Proc, base string, limit time.
 		if st.CaughtUp() {
 			return sentStatus{st, send}, nil
 		}
-		if !fast {
+		if !fast && time.Since(printed) >= printEvery {
+			printed = time.Now()
 			fmt.Fprintf(w, "  %6.1f s  %s\n", time.Since(p.Started()).Seconds(), st.Brief())
 		}
 	}
