@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"unicode"
 
@@ -88,9 +87,6 @@ func (db *DB) GetMany(ctx context.Context, collection string, ids []string) ([]I
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	if len(ids) <= getManyOneByOne {
-		return db.getEach(ctx, collection, ids)
-	}
 	args := make([]any, len(ids))
 	for i, id := range ids {
 		args[i] = id
@@ -101,30 +97,6 @@ func (db *DB) GetMany(ctx context.Context, collection string, ids []string) ([]I
 		return nil, fmt.Errorf("storage: query: %w", err)
 	}
 	return scanItems(rows)
-}
-
-// getManyOneByOne is the most ids GetMany looks up one by one with the prepared statement of
-// Get: parsing an IN query of its own costs more than a few prepared lookups, and an order (the
-// usual caller) names a few products.
-const getManyOneByOne = 8
-
-// getEach is GetMany by lookups of one id each.
-func (db *DB) getEach(ctx context.Context, collection string, ids []string) ([]Item, error) {
-	ids = slices.Clone(ids)
-	slices.Sort(ids)
-	ids = slices.Compact(ids)
-	items := make([]Item, 0, len(ids))
-	for _, id := range ids {
-		it, err := db.Get(ctx, collection, id)
-		if errors.Is(err, ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		items = append(items, it)
-	}
-	return items, nil
 }
 
 // ProductsInCategory returns up to limit live products of a category with ids greater than after.
