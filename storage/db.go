@@ -128,7 +128,7 @@ func openWith(ctx context.Context, path string, ms []migration) (*DB, error) {
 		db.Close()
 		return nil, err
 	}
-	db.tail.size = EventTailSize
+	db.tail.size, db.tail.bytes = EventTailSize, EventTailBytes
 	db.tail.load(ctx, db.w)
 	return db, nil
 }

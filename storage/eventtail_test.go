@@ -13,16 +13,19 @@ import (
 // The events served from memory are exactly those SQLite holds, from any cursor and with any
 // limit, across trims of the tail and for a database opened again (whose tail starts empty).
 func TestEventTailMatchesTheLog(t *testing.T) {
+	t.Run("trimmed by count", func(t *testing.T) { testEventTail(t, 5, 1<<20) })
+	t.Run("trimmed by bytes", func(t *testing.T) { testEventTail(t, 1000, 2000) })
+}
+
+func testEventTail(t *testing.T, size, bytes int) {
 	ctx := context.Background()
 	db := openTest(t)
-	db.tail.size = 5
-	created := 0
+	db.tail.size, db.tail.bytes = size, bytes
 	for i := range 40 {
 		o, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("pos-1"), IdempotencyKey: fmt.Sprint("k", i), RequestHash: "h"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		created++
 		if i%3 == 0 {
 			if _, _, err := db.UpdateOrder(ctx, o.ID, func(o *orders.Order) error { o.Status = "ready"; return nil }); err != nil {
 				t.Fatal(err)
@@ -72,6 +75,9 @@ func TestEventTailMatchesTheLog(t *testing.T) {
 	}
 	if served == 0 {
 		t.Fatal("no read was served from memory")
+	}
+	if db.tail.floor == 0 {
+		t.Fatal("the tail was never trimmed")
 	}
 	if got, _ := db.EventsAfter(ctx, last, 10); len(got) != 0 {
 		t.Fatalf("%d events after the last", len(got))
