@@ -157,16 +157,29 @@ type orderLoad struct {
 
 // driveOrders sends n orders from the devices of tokens, open loop: device i's k-th order is due
 // at start + (k×devices + i)/lanRate seconds, and is sent then, or as soon as the device's
-// previous order is answered when the server is behind.
+// previous order is answered when the server is behind. Each device first opens its connection
+// with GET /api/v1/orders?limit=1, untimed: the load measures a shop in steady state.
 func driveOrders(b *testing.B, url string, tokens []string, n int) *orderLoad {
 	load := &orderLoad{due: make([]time.Time, n+1)}
+	clients := make([]*http.Client, len(tokens))
+	for i, token := range tokens {
+		clients[i] = &http.Client{Transport: &http.Transport{MaxConnsPerHost: 1, MaxIdleConnsPerHost: 1}}
+		defer clients[i].CloseIdleConnections()
+		req, _ := http.NewRequest(http.MethodGet, url+"/api/v1/orders?limit=1", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := clients[i].Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
 	var mu sync.Mutex
 	start := time.Now().Add(100 * time.Millisecond)
 	var wg sync.WaitGroup
 	for i, token := range tokens {
+		client := clients[i]
 		wg.Go(func() {
-			client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 1, MaxIdleConnsPerHost: 1}}
-			defer client.CloseIdleConnections()
 			for k := 0; k*len(tokens)+i < n; k++ {
 				due := start.Add(time.Duration(k*len(tokens)+i) * time.Second / lanRate)
 				time.Sleep(time.Until(due))
@@ -332,6 +345,10 @@ func bareOrderServer(b *testing.B) *httptest.Server {
 		b.Fatal(err)
 	}
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet { // a device opening its connection
+			w.WriteHeader(http.StatusOK)
+			return
+		}
 		body, err := io.ReadAll(r.Body)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
