@@ -45,7 +45,9 @@ func BenchmarkLANOrders(b *testing.B) {
 	seconds := envInt("STOREEDGE_BENCH_SECONDS", 60)
 	n := seconds * lanRate
 	base := bareOrderServer(b)
+	cpu0 := cpuTime()
 	baseLoad := driveOrders(b, base.URL, lanTokens(lanDevices, ""), n)
+	baseCPU := cpuTime() - cpu0
 	base.Close()
 	if baseLoad.failed > 0 {
 		b.Fatalf("baseline: %d of %d orders failed: %s", baseLoad.failed, n, baseLoad.firstErr)
@@ -54,8 +56,10 @@ func BenchmarkLANOrders(b *testing.B) {
 	db, url, posTokens, followTokens := startLANShop(b)
 	follow := startFollowers(b, url, followTokens, n)
 	b.ResetTimer()
+	cpu0 = cpuTime()
 	load := driveOrders(b, url, posTokens, n)
 	follow.wait(time.Minute)
+	shopCPU := cpuTime() - cpu0
 	b.StopTimer()
 	follow.stop()
 	if load.failed > 0 {
@@ -77,6 +81,8 @@ func BenchmarkLANOrders(b *testing.B) {
 	row("baseline: bare handler, one INSERT (POST)", bp50, bp99, bmax)
 	row("storeedge POST /api/v1/orders", p50, p99, pmax)
 	row("due → event at each follower", e50, e99, emax)
+	fmt.Printf("  CPU per order (server and clients): baseline %.0f µs, storeedge with %d followers %.0f µs\n",
+		float64(baseCPU.Microseconds())/float64(n), lanFollowers, float64(shopCPU.Microseconds())/float64(n))
 	fmt.Printf("  p99 ratio to baseline %.2f; target POST p99 ≤ 50 ms: %v\n", ms(p99)/ms(bp99), p99 <= 50*time.Millisecond)
 	fmt.Printf("  events: %d missing, %d duplicated (of %d × %d); orders stored %d of %d\n", missing, dups, n, lanFollowers, stored, n)
 	if missing > 0 || dups > 0 || stored != int64(n) {
