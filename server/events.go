@@ -18,6 +18,11 @@ const (
 	eventBatch       = 500              // events read from the database at a time
 	eventKeepAlive   = 15 * time.Second // a comment line keeps proxies and NATs from closing a quiet stream
 	eventRetryMillis = 2000             // what the stream tells clients to wait before reconnecting
+	// eventFlushEvery is the least time between two writes on one stream: events that come
+	// faster are gathered into one write, at most this much later. At 500 orders a second to
+	// 200 followers, a write and a flush per event per follower are 100,000 system calls a
+	// second; gathered, the load costs 10-30 % less CPU (docs/PERFORMANCE.md, section 4).
+	eventFlushEvery = 5 * time.Millisecond
 )
 
 // eventsRoutes are the events service: orders announced to devices as Server-Sent Events.
@@ -39,20 +44,17 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	rc := http.NewResponseController(w)
-	// The server's write timeout protects ordinary answers; a stream lives as long as the device
-	// listens.
-	if err := rc.SetWriteDeadline(time.Time{}); err != nil {
-		return fmt.Errorf("open event stream: %w", err)
+	rc, err := openEventStream(w)
+	if err != nil {
+		return err
 	}
-	h := w.Header()
-	h["Content-Type"] = []string{"text/event-stream"}
-	h["Cache-Control"] = []string{"no-store"}
-	h["X-Accel-Buffering"] = []string{"no"}
-	w.WriteHeader(http.StatusOK)
 	buf := []byte("retry: " + strconv.Itoa(eventRetryMillis) + "\n\n")
 	keepAlive := time.NewTicker(eventKeepAlive)
 	defer keepAlive.Stop()
+	gather := time.NewTimer(time.Hour)
+	gather.Stop()
+	defer gather.Stop()
+	var flushed time.Time
 	ctx := r.Context()
 	for {
 		changed := s.o.DB.EventsChanged() // before reading, so no event slips between read and wait
@@ -79,12 +81,23 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 				return nil
 			}
 			buf = buf[:0]
+			flushed = time.Now()
 		}
 		if len(events) == eventBatch {
 			continue // more waiting
 		}
 		select {
 		case <-changed:
+			if wait := eventFlushEvery - time.Since(flushed); wait > 0 {
+				gather.Reset(wait)
+				select {
+				case <-gather.C:
+				case <-ctx.Done():
+					return nil
+				case <-s.stopping:
+					return nil
+				}
+			}
 		case <-keepAlive.C:
 			buf = append(buf, ": keep-alive\n\n"...)
 		case <-ctx.Done():
@@ -93,6 +106,22 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 			return nil
 		}
 	}
+}
+
+// openEventStream answers 200 with the headers of an event stream, which has no write deadline.
+func openEventStream(w http.ResponseWriter) (*http.ResponseController, error) {
+	rc := http.NewResponseController(w)
+	// The server's write timeout protects ordinary answers; a stream lives as long as the device
+	// listens.
+	if err := rc.SetWriteDeadline(time.Time{}); err != nil {
+		return nil, fmt.Errorf("open event stream: %w", err)
+	}
+	h := w.Header()
+	h["Content-Type"] = []string{"text/event-stream"}
+	h["Cache-Control"] = []string{"no-store"}
+	h["X-Accel-Buffering"] = []string{"no"}
+	w.WriteHeader(http.StatusOK)
+	return rc, nil
 }
 
 // eventTypes reads the types parameter, the event types a device wants; nil for every type.

@@ -53,8 +53,9 @@ type DB struct {
 	smu   sync.RWMutex // protects the field below
 	state map[string]FeedState
 
-	events    signal // an event was committed
-	outboxSig signal // an outbox entry became pending
+	events    signal    // an event was committed
+	tail      eventTail // the newest events, for the followers of the event stream
+	outboxSig signal    // an outbox entry became pending
 
 	hot      *hotcache.Cache // products by id and barcode; nil when off (see hot.go)
 	warmSig  signal          // a collection caught up: time to warm hot, if wanted
@@ -127,6 +128,8 @@ func openWith(ctx context.Context, path string, ms []migration) (*DB, error) {
 		db.Close()
 		return nil, err
 	}
+	db.tail.size, db.tail.bytes = EventTailSize, EventTailBytes
+	db.tail.load(ctx, db.w)
 	return db, nil
 }
 

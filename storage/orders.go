@@ -90,7 +90,8 @@ type OutboxEntry struct {
 // ErrIdempotencyConflict, a different Service Bus order a *ServiceBusConflict.
 func (db *DB) CreateOrder(ctx context.Context, n NewOrder) (o orders.Order, created bool, err error) {
 	now := time.Now()
-	err = db.write(ctx, func(tx *sql.Tx) error {
+	var made []Event
+	err = db.writeEvents(ctx, &made, func(tx *sql.Tx) error {
 		existing, err := madeBefore(ctx, tx, n)
 		if err != nil {
 			return err
@@ -117,7 +118,7 @@ func (db *DB) CreateOrder(ctx context.Context, n NewOrder) (o orders.Order, crea
 			return err
 		}
 		created = true
-		return event(ctx, tx, orders.EventCreated, o.ID, now, doc)
+		return event(ctx, tx, &made, orders.EventCreated, o.ID, now, doc)
 	})
 	if err != nil {
 		return orders.Order{}, false, fmt.Errorf("storage: create order: %w", err)
@@ -178,7 +179,8 @@ func insertOrder(ctx context.Context, tx *sql.Tx, n NewOrder, now time.Time) (or
 // log. f's error aborts and is returned as is.
 func (db *DB) UpdateOrder(ctx context.Context, id string, f func(*orders.Order) error) (o orders.Order, changed bool, err error) {
 	now := time.Now()
-	err = db.write(ctx, func(tx *sql.Tx) error {
+	var made []Event
+	err = db.writeEvents(ctx, &made, func(tx *sql.Tx) error {
 		before, err := getOrder(ctx, tx, id)
 		if err != nil {
 			return err
@@ -214,7 +216,7 @@ func (db *DB) UpdateOrder(ctx context.Context, id string, f func(*orders.Order) 
 			return err
 		}
 		changed = true
-		return event(ctx, tx, orders.EventUpdated, o.ID, now, doc)
+		return event(ctx, tx, &made, orders.EventUpdated, o.ID, now, doc)
 	})
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
@@ -336,9 +338,18 @@ func outbox(ctx context.Context, tx *sql.Tx, key, typ, orderID string, at time.T
 	return err
 }
 
-func event(ctx context.Context, tx *sql.Tx, typ, orderID string, at time.Time, data []byte) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO events(type, order_id, at, data) VALUES (?, ?, ?, ?)`, typ, orderID, at.UnixMilli(), string(data))
-	return err
+// event logs an event and adds it to made, for the event tail once committed.
+func event(ctx context.Context, tx *sql.Tx, made *[]Event, typ, orderID string, at time.Time, data []byte) error {
+	res, err := tx.ExecContext(ctx, `INSERT INTO events(type, order_id, at, data) VALUES (?, ?, ?, ?)`, typ, orderID, at.UnixMilli(), string(data))
+	if err != nil {
+		return err
+	}
+	id, err := res.LastInsertId()
+	if err != nil {
+		return err
+	}
+	*made = append(*made, Event{ID: id, Type: typ, OrderID: orderID, At: time.UnixMilli(at.UnixMilli()).UTC(), Data: data})
+	return nil
 }
 
 // GetOrder returns an order by id, or ErrNotFound.
@@ -587,8 +598,12 @@ func (db *DB) OutboxBacklog(ctx context.Context) (pending, rejected int64, oldes
 	return pending, rejected, oldest, nil
 }
 
-// EventsAfter returns up to limit events with ids greater than after, in id order.
+// EventsAfter returns up to limit events with ids greater than after, in id order. The newest
+// come from memory (see EventTailSize); their Data must not be changed.
 func (db *DB) EventsAfter(ctx context.Context, after int64, limit int) ([]Event, error) {
+	if events, ok := db.tail.after(after, limit); ok {
+		return events, nil
+	}
 	rows, err := db.r.QueryContext(ctx, `SELECT id, type, order_id, at, data FROM events WHERE id > ? ORDER BY id LIMIT ?`, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("storage: events: %w", err)
