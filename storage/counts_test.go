@@ -12,10 +12,11 @@ import (
 	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 )
 
-// The kept counts (rows per collection, orders per status) equal a count of the tables after
+// The kept counts (rows per collection, orders per status, the media cache's files and bytes) equal a count of the tables after
 // every step of random work: pages of upserts and deletes (the same id twice in a page, deletes
 // of ids never seen, stale revisions), bulk loads, re-snapshots that drop what the cloud forgot,
-// a page that fails half way, a restart, and orders created and moved on.
+// a page that fails half way, a restart, orders created and moved on, media files stored and
+// dropped.
 func TestKeptCountsMatchTheTables(t *testing.T) {
 	for seed := range uint64(4) {
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) { keptCountsCampaign(t, seed) })
@@ -62,8 +63,10 @@ func keptCountsCampaign(t *testing.T, seed uint64) {
 			if db, err = Open(ctx, path); err != nil {
 				t.Fatal(err)
 			}
-		case k == 3 || k == 4:
+		case k == 3:
 			orderIDs = orderStep(t, db, r, orderIDs)
+		case k == 4:
+			mediaStep(t, db, r)
 		default: // a page of changes, a bulk load now and then
 			cursor++
 			end := cloudapi.PageEnd{Cursor: "c" + strconv.Itoa(cursor)}
@@ -118,9 +121,29 @@ func orderStep(t *testing.T, db *DB, r *rand.Rand, ids []string) []string {
 	return ids
 }
 
+// mediaStep records or drops a cached media file, as the fetcher and the quota do.
+func mediaStep(t *testing.T, db *DB, r *rand.Rand) {
+	t.Helper()
+	md5 := fmt.Sprintf("%032x", r.IntN(30))
+	q, args := `INSERT INTO media_files(md5, size, stored_at) VALUES (?, ?, 0) ON CONFLICT(md5) DO NOTHING`, []any{md5, r.IntN(1 << 20)}
+	if r.IntN(3) == 0 {
+		q, args = `DELETE FROM media_files WHERE md5 = ?`, []any{md5}
+	}
+	if _, err := db.w.ExecContext(context.Background(), q, args...); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func checkKeptCounts(t *testing.T, db *DB, when string) {
 	t.Helper()
 	ctx := context.Background()
+	var files, bytes int64
+	if err := db.r.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(size), 0) FROM media_files`).Scan(&files, &bytes); err != nil {
+		t.Fatal(err)
+	}
+	if kf, kb, err := db.MediaUsage(ctx); err != nil || kf != files || kb != bytes {
+		t.Fatalf("%s: media usage kept %d files %d bytes (%v), the table holds %d files %d bytes", when, kf, kb, err, files, bytes)
+	}
 	for _, coll := range cloudapi.Collections {
 		kept, err := db.Count(ctx, coll)
 		if err != nil {

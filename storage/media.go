@@ -261,7 +261,8 @@ func (db *DB) TouchMediaFiles(ctx context.Context, served map[string]time.Time) 
 	})
 }
 
-// MediaUsage counts the files recorded and their bytes, for status.
+// MediaUsage gives the files recorded and their bytes, for status, as the triggers of
+// media_usage keep them.
 func (db *DB) MediaUsage(ctx context.Context) (files, bytes int64, err error) {
 	return mediaUsage(ctx, db.r)
 }
@@ -274,7 +275,7 @@ func (db *DB) MediaUsageExact(ctx context.Context) (files, bytes int64, err erro
 }
 
 func mediaUsage(ctx context.Context, conn *sql.DB) (files, bytes int64, err error) {
-	if err := conn.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(size), 0) FROM media_files`).Scan(&files, &bytes); err != nil {
+	if err := conn.QueryRowContext(ctx, `SELECT files, bytes FROM media_usage`).Scan(&files, &bytes); err != nil {
 		return 0, 0, fmt.Errorf("storage: media usage: %w", err)
 	}
 	return files, bytes, nil
