@@ -2,7 +2,7 @@
 # bench.sh runs storeedge's benchmarks (cmd/bench, bench/), each figure next to a baseline
 # measured in the same run; docs/PERFORMANCE.md has the figures of this machine and what they mean.
 #
-# Usage: scripts/bench.sh [sync|http|startup|all] [flags]     (default: all)
+# Usage: scripts/bench.sh [sync|http|startup|status|all] [flags]     (default: all)
 #
 #   sync     first sync of 1,000,000 products: the daemon vs a plain single-goroutine loader
 #   startup  exec to first product answer, cloud down: the daemon vs a trivial Go HTTP server
@@ -31,7 +31,7 @@ if [[ $# -gt 0 && $1 != -* ]]; then
 	shift
 fi
 case $what in
-sync | http | startup | all) ;;
+sync | http | startup | all | status) ;;
 media | media-serve | media-fetch)
 	scripts/install-test-deps.sh
 	mkdir -p bin
@@ -43,11 +43,11 @@ media | media-serve | media-fetch)
 	;;
 profile-sync | profile-http) ;;
 help)
-	sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
 	exit 0
 	;;
 *)
-	echo "bench.sh: unknown benchmark \"$what\"; want sync, http, startup or all" >&2
+	echo "bench.sh: unknown benchmark \"$what\"; want sync, http, startup, status or all" >&2
 	exit 2
 	;;
 esac

@@ -6,6 +6,7 @@
 //	bench startup  time from exec to the first product answer, next to a trivial Go HTTP server
 //	bench http     wrk against product and barcode lookups, next to a bare net/http handler
 //	bench all      the three, in that order, sharing one database
+//	bench status   GET /api/v1/status while a first sync runs and idle, next to a bare handler
 //	bench media    media files served next to nginx, and a prefetch from Azurite next to rclone
 //
 // Everything runs on 127.0.0.1: the bench starts cloudsim, storeedge and the baseline server as
@@ -29,6 +30,7 @@ import (
 	"github.com/storeedge/storeedge/bench/mediabench"
 	"github.com/storeedge/storeedge/bench/profile"
 	"github.com/storeedge/storeedge/bench/startup"
+	"github.com/storeedge/storeedge/bench/statusbench"
 	"github.com/storeedge/storeedge/bench/syncbench"
 )
 
@@ -65,6 +67,8 @@ Commands:
   startup   exec to first product answer: storeedge vs a trivial Go HTTP server (baseline)
   http      wrk on product/barcode lookups: storeedge vs a bare net/http handler (baseline)
   all       sync, startup and http, sharing one database
+  status    GET /api/v1/status p50/p99 during a first sync and idle: storeedge vs a bare
+            net/http handler answering as many bytes (baseline)
 
   media-serve  wrk on 1 MiB and 20 MiB media files: storeedge vs nginx with sendfile (baseline)
   media-fetch  prefetch of a container in Azurite: storeedge vs rclone copy (baseline); RSS
@@ -86,7 +90,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	cmd, rest := args[0], args[1:]
 	switch cmd {
-	case "sync", "startup", "http", "all":
+	case "sync", "startup", "http", "all", "status":
 		o, err := harness.ParseOptions(cmd, rest, stderr)
 		if err != nil {
 			return err
@@ -126,6 +130,8 @@ func runBench(ctx context.Context, cmd string, o *harness.Options, stdout io.Wri
 		order = []benchmark{startup.Run}
 	case "http":
 		order = []benchmark{httpbench.Run}
+	case "status":
+		order = []benchmark{statusbench.Run}
 	case "all":
 		order = []benchmark{syncbench.Run, startup.Run, httpbench.Run}
 	}
