@@ -68,7 +68,7 @@ func (s *soak) pairDevices(ctx context.Context) ([]*devicesim.Device, error) {
 				}
 				d := devicesim.New(devicesim.Options{Server: s.base, Kind: "tablet", Name: "soak-" + strconv.Itoa(i+1),
 					AppVersion: "soak/1", Capabilities: caps, Heartbeat: -1, HTTPClient: s.client})
-				if err := d.Pair(ctx, "", enrollmentSecret); err != nil {
+				if err := d.Pair(ctx, "", EnrollmentSecret); err != nil {
 					errs <- err
 					continue
 				}

@@ -40,8 +40,8 @@ const (
 	WarmupShare = 0.2
 	// MaxGrowth is the largest growth of a resource allowed after the warm-up (5 %).
 	MaxGrowth = 0.05
-	// enrollmentSecret pairs the soak's devices; it is not a secret.
-	enrollmentSecret = "soak-enrollment-secret-0123"
+	// EnrollmentSecret pairs the soak's devices; it is not a secret.
+	EnrollmentSecret = "soak-enrollment-secret-0123"
 )
 
 // Options are one soak's parameters.
@@ -96,7 +96,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, fmt.Errorf("soak: %w", err)
 	}
 	defer cloud.Kill()
-	daemon, base, err := startDaemon(ctx, o, cloudURL)
+	daemon, base, err := StartDaemon(ctx, o.StoreedgeBin, filepath.Join(o.WorkDir, "data"), cloudURL, o.Log)
 	if err != nil {
 		return nil, err
 	}
@@ -105,24 +105,24 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	return s.run(ctx)
 }
 
-// startDaemon starts storeedge on a fresh data directory, with the cloud polled every second
-// and devices pairing by the enrollment secret, and waits for its first complete sync.
-func startDaemon(ctx context.Context, o Options, cloudURL string) (*harness.Proc, string, error) {
+// StartDaemon starts storeedge on a fresh data directory, with the cloud polled every second
+// and devices pairing by EnrollmentSecret, waits for its first complete sync and returns it and
+// its URL. The regression bench (bench/regress) starts its shop with it too.
+func StartDaemon(ctx context.Context, bin, dataDir, cloudURL string, log io.Writer) (*harness.Proc, string, error) {
 	port, err := harness.FreePort()
 	if err != nil {
 		return nil, "", err
 	}
-	dataDir := filepath.Join(o.WorkDir, "data")
 	if err := os.RemoveAll(dataDir); err != nil {
 		return nil, "", err
 	}
 	cfg := harness.DaemonConfig{DataDir: dataDir, CloudURL: cloudURL, FrontDoor: port, Extra: []string{
 		"cloud.poll_interval=1s",
-		"devices.enrollment_secret=" + enrollmentSecret,
+		"devices.enrollment_secret=" + EnrollmentSecret,
 		"log.level=warn",
 	}}
-	fmt.Fprintf(o.Log, "soak: %s\n", harness.ShellJoin(append([]string{o.StoreedgeBin}, cfg.Args()...)))
-	p, err := cfg.Start(o.StoreedgeBin, nil)
+	fmt.Fprintf(log, "soak: %s\n", harness.ShellJoin(append([]string{bin}, cfg.Args()...)))
+	p, err := cfg.Start(bin, nil)
 	if err != nil {
 		return nil, "", fmt.Errorf("soak: start storeedge: %w", err)
 	}
