@@ -27,7 +27,7 @@ func TestSoakMinute(t *testing.T) {
 	r, err := Run(context.Background(), Options{
 		StoreedgeBin: filepath.Join(bin, "storeedge"), CloudsimBin: filepath.Join(bin, "cloudsim"),
 		WorkDir: t.TempDir(), Duration: time.Minute, Devices: 100, OrderRate: 20, CatalogEvery: time.Second,
-		Products: 2000, SampleEvery: time.Second, Log: &log,
+		SampleEvery: time.Second, Log: &log,
 	})
 	if err != nil {
 		t.Fatalf("%v\n%s", err, log.String())
