@@ -27,11 +27,11 @@ type tally struct {
 	firstErrs []string
 	created   []string          // order ids, in order of creation
 	seen      []map[string]bool // per follower: order ids announced on its stream
-	behind    int64             // ticks the load generator could not send in time
+	behind    map[string]int64  // by kind, ticks the load generator could not send in time
 }
 
 func newTally(followers int) *tally {
-	t := &tally{counts: map[string]int64{}, errors: map[string]int64{}, seen: make([]map[string]bool, followers)}
+	t := &tally{counts: map[string]int64{}, errors: map[string]int64{}, behind: map[string]int64{}, seen: make([]map[string]bool, followers)}
 	for i := range t.seen {
 		t.seen[i] = map[string]bool{}
 	}
@@ -118,7 +118,7 @@ func (s *soak) heartbeats(ctx context.Context, devs []*devicesim.Device) {
 
 // paced calls fn rate times a second on loadWorkers workers until ctx ends; a tick that finds
 // every worker busy is counted as behind, not queued, so the rate never bunches up.
-func (s *soak) paced(ctx context.Context, rate int, fn func(ctx context.Context, n int)) {
+func (s *soak) paced(ctx context.Context, kind string, rate int, fn func(ctx context.Context, n int)) {
 	work := make(chan int)
 	var wg sync.WaitGroup
 	for range loadWorkers {
@@ -140,7 +140,7 @@ func (s *soak) paced(ctx context.Context, rate int, fn func(ctx context.Context,
 		case work <- n:
 		default:
 			s.t.mu.Lock()
-			s.t.behind++
+			s.t.behind[kind]++
 			s.t.mu.Unlock()
 		}
 	}

@@ -19,7 +19,7 @@ type Result struct {
 	Counts        map[string]int64 // requests that succeeded, by kind
 	Errors        map[string]int64 // requests that failed, by kind
 	FirstErrors   []string
-	Behind        int64 // ticks the load generator skipped because every worker was busy
+	Behind        map[string]int64 // by kind, ticks the load generator skipped because every worker was busy
 	Samples       []Sample
 	MissingCloud  []string // orders created that cloudsim never received
 	CloudErr      error
@@ -133,14 +133,13 @@ func (r *Result) Failures() []string {
 // Print writes the report: the load, the resources and every check.
 func (r *Result) Print(w io.Writer) {
 	t := &harness.Table{Title: fmt.Sprintf("Soak: %d devices, %d orders/s, catalog change every %v, %v", r.Devices, r.Options.OrderRate, r.Options.CatalogEvery, r.Options.Duration),
-		Head: []string{"load", "done", "per second", "errors"}}
+		Head: []string{"load", "done", "per second", "errors", "skipped ticks"}}
 	for _, kind := range slices.Sorted(maps.Keys(r.Counts)) {
-		t.Add(kind, harness.FmtInt(r.Counts[kind]), fmt.Sprintf("%.1f", float64(r.Counts[kind])/r.Options.Duration.Seconds()), harness.FmtInt(r.Errors[kind]))
+		t.Add(kind, harness.FmtInt(r.Counts[kind]), fmt.Sprintf("%.1f", float64(r.Counts[kind])/r.Options.Duration.Seconds()),
+			harness.FmtInt(r.Errors[kind]), harness.FmtInt(r.Behind[kind]))
 	}
 	t.Note("%d orders created; %d missing in the cloud, %d announcements missing on %d streams", r.Created, len(r.MissingCloud), len(r.MissingStream), r.Options.Followers)
-	if r.Behind > 0 {
-		t.Note("the load generator skipped %d ticks (every worker busy): the daemon or this machine could not keep up with the rate", r.Behind)
-	}
+	t.Note("a skipped tick found every worker of the load busy: the daemon or this machine did not keep up with the rate")
 	if r.Final != nil {
 		t.Note("at the end: devices.queued %d, stuck_commands %d, outbox pending %d, rejected %d, devices online %d of %d",
 			r.Final.Devices.Queued, r.Final.Devices.StuckCommands, r.Final.Orders.OutboxPending, r.Final.Orders.OutboxRejected, r.Final.Devices.Online, r.Final.Devices.Paired)

@@ -106,8 +106,8 @@ func (s *soak) run(ctx context.Context) (*Result, error) {
 	defer stopLoad()
 	var wg sync.WaitGroup
 	wg.Go(func() { s.heartbeats(loadCtx, devs) })
-	wg.Go(func() { s.paced(loadCtx, s.o.LookupRate, s.lookup(loadCtx, devs)) })
-	wg.Go(func() { s.paced(loadCtx, s.o.OrderRate, s.order(devs)) })
+	wg.Go(func() { s.paced(loadCtx, "lookup", s.o.LookupRate, s.lookup(loadCtx, devs)) })
+	wg.Go(func() { s.paced(loadCtx, "order", s.o.OrderRate, s.order(devs)) })
 	wg.Go(func() { s.catalog(loadCtx) })
 	wg.Go(func() { s.sample(loadCtx, started) })
 	wg.Wait()
