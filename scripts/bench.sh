@@ -7,11 +7,17 @@
 #   sync     first sync of 1,000,000 products: the daemon vs a plain single-goroutine loader
 #   startup  exec to first product answer, cloud down: the daemon vs a trivial Go HTTP server
 #   http     wrk on product and barcode lookups: the daemon vs a bare net/http handler
-#   all      the three, sharing one database (sync builds it, the others reuse it)
+#   status   GET /api/v1/status one at a time during a first sync and idle: p50/p99 vs a bare
+#            handler answering as many bytes
+#   all      sync, startup and http, sharing one database (sync builds it, the others reuse it)
 #   media-serve  wrk on 1 MiB and 20 MiB media files: the daemon vs nginx (sendfile)
 #   media-fetch  prefetch of ~2 GB from Azurite: the daemon vs rclone copy; RSS growth; the
 #                bandwidth cap's accuracy
 #   media        both
+#   soak         10 minutes of 500 devices, 50 orders/s and a catalog change every second:
+#                RSS, goroutines and open files flat after the warm-up, no error, no order lost,
+#                push queues empty at the end (-duration, -devices, -orders-per-second,
+#                -catalog-every)
 #
 # Flags go to the bench tool; scripts/bench.sh sync -h lists them. The usual ones:
 #   -products N      catalog size (default 1000000)
@@ -32,6 +38,14 @@ if [[ $# -gt 0 && $1 != -* ]]; then
 fi
 case $what in
 sync | http | startup | all | status) ;;
+soak)
+	mkdir -p bin
+	go build -o bin/storeedge ./cmd/storeedge
+	go build -o bin/cloudsim ./cmd/cloudsim
+	go build -o bin/bench ./cmd/bench
+	echo "bench.sh: bin/bench soak -bin bin $*"
+	exec bin/bench soak -bin bin "$@"
+	;;
 media | media-serve | media-fetch)
 	scripts/install-test-deps.sh
 	mkdir -p bin
@@ -43,7 +57,7 @@ media | media-serve | media-fetch)
 	;;
 profile-sync | profile-http) ;;
 help)
-	sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'
 	exit 0
 	;;
 *)

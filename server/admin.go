@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -87,6 +88,7 @@ type statusDoc struct {
 	Version       string                    `json:"version"`
 	StartedAt     time.Time                 `json:"started_at"`
 	UptimeSeconds int64                     `json:"uptime_seconds"`
+	Goroutines    int                       `json:"goroutines"` // flat in a steady shop; growth is a leak (bench soak watches it)
 	WAN           WANStatus                 `json:"wan"`
 	Collections   []collectionStatus        `json:"collections"`
 	Quarantine    []storage.QuarantineEntry `json:"quarantine"`
@@ -146,6 +148,7 @@ func (s *Server) statusDocument(ctx context.Context) (statusDoc, error) {
 		Version:       s.o.Version,
 		StartedAt:     s.o.StartedAt.UTC(),
 		UptimeSeconds: int64(max(now.Sub(s.o.StartedAt), 0) / time.Second),
+		Goroutines:    runtime.NumGoroutine(),
 		WAN:           WANStatus{State: "unknown"},
 	}
 	if s.o.WAN != nil {

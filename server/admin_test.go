@@ -47,6 +47,7 @@ type statusJSON struct {
 	Version       string    `json:"version"`
 	StartedAt     time.Time `json:"started_at"`
 	UptimeSeconds int64     `json:"uptime_seconds"`
+	Goroutines    int       `json:"goroutines"`
 	WAN           WANStatus `json:"wan"`
 	Collections   []struct {
 		Name           string     `json:"name"`

@@ -8,6 +8,7 @@
 //	bench all      the three, in that order, sharing one database
 //	bench status   GET /api/v1/status while a first sync runs and idle, next to a bare handler
 //	bench media    media files served next to nginx, and a prefetch from Azurite next to rclone
+//	bench soak     ten minutes of a busy shop: resources flat, no error, no order lost
 //
 // Everything runs on 127.0.0.1: the bench starts cloudsim, storeedge and the baseline server as
 // child processes, prints each command line, and kills them all on exit or interrupt. It is run
@@ -29,6 +30,7 @@ import (
 	"github.com/storeedge/storeedge/bench/httpbench"
 	"github.com/storeedge/storeedge/bench/mediabench"
 	"github.com/storeedge/storeedge/bench/profile"
+	"github.com/storeedge/storeedge/bench/soak"
 	"github.com/storeedge/storeedge/bench/startup"
 	"github.com/storeedge/storeedge/bench/statusbench"
 	"github.com/storeedge/storeedge/bench/syncbench"
@@ -75,6 +77,10 @@ Commands:
                growth during it; bandwidth cap accuracy
   media        media-serve, then media-fetch
 
+  soak      -duration of -devices devices, -orders-per-second orders, catalog changes: the
+            daemon's RSS, goroutines and open files flat after the warm-up, no error, every
+            order in the cloud and on the event streams, push queues empty at the end
+
   profile-sync   CPU profile of the feed sync code, in process, against a cloudsim process
   profile-http   CPU profile of the LAN server code, in process, under wrk
 
@@ -98,6 +104,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runBench(ctx, cmd, o, stdout)
 	case "media-serve", "media-fetch", "media":
 		return mediabench.Run(ctx, cmd, rest, stdout, stderr)
+	case "soak":
+		return soak.Command(ctx, rest, stdout, stderr)
 	case "profile-sync":
 		return profile.Sync(ctx, rest, stdout, stderr)
 	case "profile-http":

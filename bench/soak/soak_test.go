@@ -1,0 +1,67 @@
+package soak
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/storeedge/storeedge/bench/harness"
+)
+
+// The CI soak: a minute of the ten-minute soak's load at a size a loaded two-core machine
+// holds under -race (the daemon itself is built without it), judged by the same checks.
+func TestSoakMinute(t *testing.T) {
+	bin := t.TempDir()
+	for _, pkg := range []string{"storeedge", "cloudsim"} {
+		out, err := exec.Command("go", "build", "-o", filepath.Join(bin, pkg), "../../cmd/"+pkg).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+		}
+	}
+	t.Cleanup(harness.KillAll)
+	var log strings.Builder
+	r, err := Run(context.Background(), Options{
+		StoreedgeBin: filepath.Join(bin, "storeedge"), CloudsimBin: filepath.Join(bin, "cloudsim"),
+		WorkDir: t.TempDir(), Duration: time.Minute, Devices: 100, OrderRate: 20, CatalogEvery: time.Second,
+		SampleEvery: time.Second, Log: &log,
+	})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	r.Print(os.Stdout)
+	if f := r.Failures(); len(f) > 0 {
+		t.Errorf("soak failed:\n  %s\nprogress:\n%s", strings.Join(f, "\n  "), log.String())
+	}
+}
+
+// A daemon that leaks is caught: flat samples pass, a steady climb after the warm-up fails,
+// and a run too short to sample fails rather than passes.
+func TestGrowthCheck(t *testing.T) {
+	run := func(rss func(i int) int64) *Result {
+		r := &Result{Options: Options{Duration: 100 * time.Second}}
+		for i := range 100 {
+			r.Samples = append(r.Samples, Sample{At: time.Duration(i) * time.Second, RSSKB: rss(i), Goroutines: 500, FDs: 600})
+		}
+		return r
+	}
+	flat := run(func(i int) int64 { return 100_000 + int64(i%3)*1000 }) // GC saw-tooth, ±2 %
+	for _, g := range flat.Growths() {
+		if !g.Passed {
+			t.Errorf("flat run: %+v failed", g)
+		}
+	}
+	leak := run(func(i int) int64 { return 100_000 + int64(i)*200 }) // +0.2 % a second
+	if g := leak.Growths()[0]; g.Passed {
+		t.Errorf("leaking run passed: %+v", g)
+	}
+	short := &Result{Options: Options{Duration: time.Minute}}
+	for _, g := range short.Growths() {
+		if !g.Unmeasured || g.Passed {
+			t.Errorf("no samples: %+v", g)
+		}
+	}
+}
