@@ -38,19 +38,20 @@ type Growth struct {
 }
 
 // Growths compares each resource at the end of the run with its level just after the warm-up.
-// Samples in the first WarmupShare of the run are ignored; the reference is the largest value
-// of the next tenth of the run (a level the daemon already reached, so that a garbage
+// Samples of the warm-up are ignored; the reference is the largest value of the next tenth of
+// the measured run (a level the daemon already reached, so that a garbage
 // collection that happened to run just then is not taken for the level), the end is the
 // median of the last tenth (so that one burst of in-flight requests is not taken for growth).
 // A steady leak still shows: it lifts the whole last tenth above the reference.
 func (r *Result) Growths() []Growth {
-	d := r.Options.Duration
+	total, warm := r.Options.phases()
+	tenth := (total - warm) / 10
 	var ref, end []Sample
 	for _, s := range r.Samples {
 		switch {
-		case s.At >= time.Duration(float64(d)*WarmupShare) && s.At < time.Duration(float64(d)*(WarmupShare+0.1)):
+		case s.At >= warm && s.At < warm+tenth:
 			ref = append(ref, s)
-		case s.At >= time.Duration(float64(d)*0.9):
+		case s.At >= total-tenth:
 			end = append(end, s)
 		}
 	}
@@ -153,7 +154,8 @@ func (r *Result) Print(w io.Writer) {
 		}
 		g.Add(x.Name, fmt.Sprintf("%.0f", x.Ref), fmt.Sprintf("%.0f", x.End), fmt.Sprintf("%+.1f %%", 100*x.Growth), harness.Verdict(x.Passed))
 	}
-	g.Note("%d samples every %v; warm-up: the first %.0f %% of the run; %s", len(r.Samples), r.Options.SampleEvery, 100*WarmupShare, harness.LoadAvg())
+	total, warm := r.Options.phases()
+	g.Note("%d samples every %v; the first %v of the %v run is the warm-up, not checked; %s", len(r.Samples), r.Options.SampleEvery, warm, total, harness.LoadAvg())
 	g.Print(w)
 	for _, e := range r.FirstErrors {
 		fmt.Fprintln(w, "first errors: "+e)

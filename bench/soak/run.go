@@ -75,8 +75,9 @@ func (s *soak) run(ctx context.Context) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(s.o.Log, "soak: %d devices paired; load for %v: %d orders/s, %d lookups/s, %d followers, catalog changes every %v\n",
-		len(devs), s.o.Duration, s.o.OrderRate, s.o.LookupRate, s.o.Followers, s.o.CatalogEvery)
+	total, warm := s.o.phases()
+	fmt.Fprintf(s.o.Log, "soak: %d devices paired; load for %v (warm-up %v): %d orders/s, %d lookups/s, %d followers, catalog changes every %v\n",
+		len(devs), total, warm, s.o.OrderRate, s.o.LookupRate, s.o.Followers, s.o.CatalogEvery)
 	devCtx, stopDevices := context.WithCancel(ctx)
 	var devWG sync.WaitGroup
 	defer func() { stopDevices(); devWG.Wait() }()
@@ -102,7 +103,7 @@ func (s *soak) run(ctx context.Context) (*Result, error) {
 		}
 	}
 	started := time.Now()
-	loadCtx, stopLoad := context.WithTimeout(ctx, s.o.Duration)
+	loadCtx, stopLoad := context.WithTimeout(ctx, total)
 	defer stopLoad()
 	var wg sync.WaitGroup
 	wg.Go(func() { s.heartbeats(loadCtx, devs) })

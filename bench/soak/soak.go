@@ -52,15 +52,27 @@ type Options struct {
 	StoreedgeBin, CloudsimBin string
 	WorkDir                   string // scratch; the daemon's data directory goes in it
 	Duration                  time.Duration
-	Devices                   int
-	OrderRate                 int // orders per second
-	CatalogEvery              time.Duration
-	Products                  int
-	SampleEvery               time.Duration
-	Followers                 int           // event-stream followers; 0: one per 50 devices, at least 2
-	Heartbeat                 time.Duration // each device's heartbeat interval; 0: 30 s
-	LookupRate                int           // product lookups per second, all devices together; 0: 2 per device
-	Log                       io.Writer     // progress lines; nil: none
+	// Warmup, when set, runs the load this long before Duration, outside the growth check: long
+	// enough for SQLite's page caches to fill under the load. Zero: the first WarmupShare of
+	// Duration is the warm-up.
+	Warmup       time.Duration
+	Devices      int
+	OrderRate    int // orders per second
+	CatalogEvery time.Duration
+	Products     int
+	SampleEvery  time.Duration
+	Followers    int           // event-stream followers; 0: one per 50 devices, at least 2
+	Heartbeat    time.Duration // each device's heartbeat interval; 0: 30 s
+	LookupRate   int           // product lookups per second, all devices together; 0: 2 per device
+	Log          io.Writer     // progress lines; nil: none
+}
+
+// phases returns how long the load runs in all, and when the warm-up ends.
+func (o *Options) phases() (total, warm time.Duration) {
+	if o.Warmup > 0 {
+		return o.Warmup + o.Duration, o.Warmup
+	}
+	return o.Duration, time.Duration(float64(o.Duration) * WarmupShare)
 }
 
 func (o *Options) defaults() {
