@@ -31,8 +31,11 @@ have_bin() {
 	command -v "$1" >/dev/null 2>&1 || [[ -x "/usr/sbin/$1" || -x "/usr/bin/$1" || -x "/sbin/$1" ]]
 }
 
+# have_pkg reports whether a Debian package is installed. (Not "dpkg -s | grep -q": grep stops
+# at the first match, dpkg dies of SIGPIPE on a long description, and pipefail calls the
+# package missing.)
 have_pkg() {
-	dpkg -s "$1" 2>/dev/null | grep -q '^Status: install ok installed'
+	[[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" == "install ok installed" ]]
 }
 
 # Services: the Debian packages for tinyproxy and dante-server ship init
