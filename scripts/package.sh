@@ -18,7 +18,7 @@ if [[ ! $PKG_VERSION =~ ^[0-9] ]]; then
 	PKG_VERSION="0.0.0+${VERSION//[^A-Za-z0-9.]/.}"
 fi
 
-if ! go version -m "$BIN/nfpm" 2>/dev/null | grep -q "nfpm/v2[[:space:]]*$NFPM_VERSION"; then
+if ! grep -q "nfpm/v2[[:space:]]*$NFPM_VERSION" <<<"$(go version -m "$BIN/nfpm" 2>/dev/null)"; then
 	GOBIN=$BIN go install "github.com/goreleaser/nfpm/v2/cmd/nfpm@$NFPM_VERSION"
 fi
 
