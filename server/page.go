@@ -299,14 +299,10 @@ func (c *pageChanges) changed() {
 // pageEvents streams snapshots: one at once, then one every pageRefresh and after every action.
 // A browser whose session ended gets a logout event, and the page goes back to its login form.
 func (s *Server) pageEvents(w http.ResponseWriter, r *http.Request) error {
-	rc := http.NewResponseController(w)
-	if err := rc.SetWriteDeadline(time.Time{}); err != nil {
-		return fmt.Errorf("open status stream: %w", err)
+	rc, err := openEventStream(w)
+	if err != nil {
+		return err
 	}
-	h := w.Header()
-	h["Content-Type"] = []string{"text/event-stream"}
-	h["X-Accel-Buffering"] = []string{"no"}
-	w.WriteHeader(http.StatusOK)
 	tick := time.NewTicker(pageRefresh)
 	defer tick.Stop()
 	ctx := r.Context()
