@@ -21,18 +21,7 @@ func (d discoveryBoth) Seen() []discovery.SeenDevice { return d.udp.Seen() }
 
 // A device that says hello on the LAN shows in admin's seen list and in the status counters.
 func TestSeenDevicesAndDiscoveryStatus(t *testing.T) {
-	udp, err := discovery.NewServer(discovery.Options{Addr: "127.0.0.1:0", Interfaces: []string{"lo"}, HTTPPort: 80,
-		Info: discovery.ServerInfo{ServerID: "srv", Name: "Shop"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- udp.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	for udp.Addr() == nil {
-		time.Sleep(time.Millisecond)
-	}
+	udp := startDiscovery(t)
 	f := newFixture(t, func(o *Options) { o.Discovery = discoveryBoth{udp} })
 
 	empty := decodeOK[struct {

@@ -106,27 +106,33 @@ func (s *Status) Brief() string {
 
 // GetStatus reads GET /api/v1/status of the daemon at base.
 func GetStatus(ctx context.Context, c *http.Client, base string) (*Status, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/v1/status", nil)
-	if err != nil {
+	var s Status
+	if err := GetJSON(ctx, c, base+"/api/v1/status", &s); err != nil {
 		return nil, err
+	}
+	return &s, nil
+}
+
+// GetJSON GETs url and decodes its 200 answer's JSON into v; any other answer is an error that
+// quotes the start of its body.
+func GetJSON(ctx context.Context, c *http.Client, url string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return nil, err
-	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET /api/v1/status: %s: %.200s", resp.Status, body)
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
+		return fmt.Errorf("GET %s: %s: %.200s", req.URL.Path, resp.Status, body)
 	}
-	var s Status
-	if err := json.Unmarshal(body, &s); err != nil {
-		return nil, fmt.Errorf("GET /api/v1/status: %w", err)
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		return fmt.Errorf("GET %s: %w", req.URL.Path, err)
 	}
-	return &s, nil
+	return nil
 }
 
 // WaitFirst200 polls GET url every interval, each on a new connection, until it answers 200,

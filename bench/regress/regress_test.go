@@ -2,7 +2,6 @@ package regress
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -162,15 +161,6 @@ func waitConnected(ctx context.Context, t *testing.T, base string, n int) {
 }
 
 func pushConnected(ctx context.Context, c *http.Client, base string) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/v1/status", nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
 	var st struct {
 		Devices struct {
 			Devices []struct {
@@ -178,7 +168,7 @@ func pushConnected(ctx context.Context, c *http.Client, base string) (int, error
 			} `json:"devices"`
 		} `json:"devices"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+	if err := harness.GetJSON(ctx, c, base+"/api/v1/status", &st); err != nil {
 		return 0, err
 	}
 	n := 0

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/storeedge/storeedge/devices/devicesim"
+	"github.com/storeedge/storeedge/internal/backoff"
 )
 
 // loadWorkers is how many requests of one kind (lookups, orders) may be in flight at once.
@@ -94,7 +95,7 @@ func (s *soak) heartbeats(ctx context.Context, devs []*devicesim.Device) {
 	for i, d := range devs {
 		wg.Go(func() {
 			offset := s.o.Heartbeat * time.Duration(i) / time.Duration(len(devs))
-			if sleep(ctx, offset) != nil {
+			if backoff.Sleep(ctx, offset) != nil {
 				return
 			}
 			t := time.NewTicker(s.o.Heartbeat)
@@ -259,7 +260,7 @@ func (s *soak) follow(ctx context.Context, k int, d *devicesim.Device, ready cha
 			return
 		}
 		s.t.done("event stream", fmt.Errorf("stream ended: %v", err))
-		if sleep(ctx, time.Second) != nil {
+		if backoff.Sleep(ctx, time.Second) != nil {
 			return
 		}
 	}
@@ -306,16 +307,4 @@ func (s *soak) stream(ctx context.Context, c *http.Client, k int, token string, 
 		}
 	}
 	return sc.Err()
-}
-
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

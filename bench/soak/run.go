@@ -2,9 +2,7 @@ package soak
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"slices"
@@ -15,6 +13,7 @@ import (
 
 	"github.com/storeedge/storeedge/bench/harness"
 	"github.com/storeedge/storeedge/devices/devicesim"
+	"github.com/storeedge/storeedge/internal/backoff"
 )
 
 // settleLimit bounds the wait, after the load, for the outbox, the streams and the push queues
@@ -48,21 +47,9 @@ type status struct {
 }
 
 func (s *soak) status(ctx context.Context) (*status, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.base+"/api/v1/status", nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, drain(resp, http.StatusOK)
-	}
 	var st status
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		return nil, fmt.Errorf("GET /api/v1/status: %w", err)
+	if err := harness.GetJSON(ctx, s.client, s.base+"/api/v1/status", &st); err != nil {
+		return nil, err
 	}
 	return &st, nil
 }
@@ -186,7 +173,7 @@ func (s *soak) settle(ctx context.Context, devs []*devicesim.Device) *Result {
 		r.Final, r.StatusErr = st, err
 		done := r.CloudErr == nil && len(r.MissingCloud) == 0 && len(r.MissingStream) == 0 &&
 			err == nil && st.Devices.Queued == 0 && st.Devices.StuckCommands == 0 && st.Orders.OutboxPending == 0
-		if done || time.Now().After(deadline) || sleep(ctx, 500*time.Millisecond) != nil {
+		if done || time.Now().After(deadline) || backoff.Sleep(ctx, 500*time.Millisecond) != nil {
 			break
 		}
 	}
@@ -200,23 +187,11 @@ func (s *soak) settle(ctx context.Context, devs []*devicesim.Device) *Result {
 
 // missingInCloud lists the orders created whose creation event cloudsim has not accepted.
 func (s *soak) missingInCloud(ctx context.Context, created []string) ([]string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.cloudURL+"/_sim/events", nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, drain(resp, http.StatusOK)
-	}
 	var events []struct {
 		Key string `json:"key"`
 	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<30)).Decode(&events); err != nil {
-		return nil, fmt.Errorf("GET /_sim/events: %w", err)
+	if err := harness.GetJSON(ctx, s.client, s.cloudURL+"/_sim/events", &events); err != nil {
+		return nil, err
 	}
 	got := make(map[string]bool, len(events))
 	for _, e := range events {
