@@ -80,7 +80,7 @@ func (t *eventTail) after(after int64, limit int) ([]Event, bool) {
 // writeEvents runs f in a write transaction like write; the events f made (the ids it filled
 // in *made) go to the tail once committed, before the writer's lock is released, so the tail
 // gets them in id order. When the commit fails, the tail starts again from what the database
-// holds, since a failed commit may still have written.
+// holds, since a failed commit may still have written. made nil: f writes no event.
 func (db *DB) writeEvents(ctx context.Context, made *[]Event, f func(*sql.Tx) error) error {
 	db.wmu.Lock()
 	defer db.wmu.Unlock()
@@ -92,10 +92,13 @@ func (db *DB) writeEvents(ctx context.Context, made *[]Event, f func(*sql.Tx) er
 	if err := f(tx); err != nil {
 		return err
 	}
-	if err := tx.Commit(); err != nil {
+	err = tx.Commit()
+	switch {
+	case made == nil:
+	case err != nil:
 		db.tail.load(context.WithoutCancel(ctx), db.w)
-		return err
+	default:
+		db.tail.add(*made...)
 	}
-	db.tail.add(*made...)
-	return nil
+	return err
 }

@@ -294,17 +294,7 @@ func rememberMessage(ctx context.Context, tx *sql.Tx, n NewOrder, orderID string
 
 // write runs f in a write transaction of the one writer.
 func (db *DB) write(ctx context.Context, f func(*sql.Tx) error) error {
-	db.wmu.Lock()
-	defer db.wmu.Unlock()
-	tx, err := db.w.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	if err := f(tx); err != nil {
-		return err
-	}
-	return tx.Commit()
+	return db.writeEvents(ctx, nil, f)
 }
 
 type querier interface {
