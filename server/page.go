@@ -152,9 +152,14 @@ type pageView struct {
 	AdminOff                    bool
 }
 
+// pageView is what the page and the login form show of this server; next is where they return.
+func (s *Server) pageView(next string) pageView {
+	return pageView{ShopName: s.o.ShopName, ServerID: s.o.ServerID, Version: s.o.Version, Next: next, AdminOff: s.o.AdminToken == ""}
+}
+
 // page serves the status page to a logged-in admin and the login form to anyone else.
 func (s *Server) page(w http.ResponseWriter, r *http.Request) error {
-	v := pageView{ShopName: s.o.ShopName, ServerID: s.o.ServerID, Version: s.o.Version, Next: r.URL.Path, AdminOff: s.o.AdminToken == ""}
+	v := s.pageView(r.URL.Path)
 	sess, _, ok := s.pageSessionOf(r)
 	if !ok || v.AdminOff {
 		return s.render(w, http.StatusOK, "login.html", v)
@@ -190,7 +195,7 @@ func (s *Server) pageLogin(w http.ResponseWriter, r *http.Request) error {
 	if err := r.ParseForm(); err != nil {
 		return refuse(probMalformedBody, "the login form could not be read: "+err.Error())
 	}
-	v := pageView{ShopName: s.o.ShopName, ServerID: s.o.ServerID, Version: s.o.Version, Next: pagePath(r), AdminOff: s.o.AdminToken == ""}
+	v := s.pageView(pagePath(r))
 	if !sameOrigin(r) {
 		return refuse(probCSRF, "the login did not come from this server's status page")
 	}

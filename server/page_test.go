@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // pageClient drives the status page the way a browser does: the session cookie it was given,
@@ -320,4 +321,28 @@ func TestStatusPageAssetsAreEmbedded(t *testing.T) {
 		}
 	}
 	wantProblem(t, c.do(httptest.NewRequest(http.MethodGet, "/status/assets/..%2fpage.html", nil)), http.StatusNotFound, "not-found")
+}
+
+// A session ends after pageSessionIdle unused and pageSessionMax after its login, whatever its
+// use; a CSRF token works only with its own session.
+func TestStatusPageSessionsEnd(t *testing.T) {
+	p := newPageSessions()
+	t0 := testNow
+	id, csrf := p.create(t0)
+	sess, ok := p.get(id, t0.Add(pageSessionIdle-time.Minute))
+	if !ok || !sess.checkCSRF(csrf) || sess.checkCSRF(csrf+"x") || sess.checkCSRF("") {
+		t.Fatal("a fresh session or its CSRF token is refused, or a wrong token accepted")
+	}
+	if _, ok := p.get(id, t0.Add(2*pageSessionIdle)); ok {
+		t.Fatal("a session unused for twice the idle limit still opens the page")
+	}
+	id, _ = p.create(t0)
+	for at := t0; at.Before(t0.Add(pageSessionMax)); at = at.Add(pageSessionIdle / 2) {
+		if _, ok := p.get(id, at); !ok {
+			t.Fatalf("a session in use ended at %v", at.Sub(t0))
+		}
+	}
+	if _, ok := p.get(id, t0.Add(pageSessionMax+time.Minute)); ok {
+		t.Fatal("a session in use outlived the absolute limit")
+	}
 }
