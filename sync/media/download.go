@@ -91,10 +91,14 @@ func (f *Fetcher) next(ctx context.Context, onDemandOnly bool) (*task, error) {
 // takeLocked pops a ready task, sending large files outside their window to wait for it.
 func (f *Fetcher) takeLocked(now time.Time, onDemandOnly bool) *task {
 	for {
+		if q := &f.q.ready; q.Len() > 0 && f.backlogAheadLocked(q.peek().class) {
+			return nil
+		}
 		t := f.q.take(onDemandOnly)
 		if t == nil {
 			return nil
 		}
+		f.askRefillLocked(t.class)
 		if t.class == classOnDemand || t.size < f.o.LargeFile || f.o.Window.Open(now) {
 			return t
 		}

@@ -77,6 +77,9 @@ type Options struct {
 	ProgressInterval time.Duration
 	// PollInterval is how often the catalog is checked for media changes.
 	PollInterval time.Duration
+	// QueueWindow is how many ready downloads of each kind (images, documents, videos) are
+	// held in memory; the rest wait in the catalog. 0: DefaultQueueWindow.
+	QueueWindow int
 
 	Logger *slog.Logger
 	Now    func() time.Time
@@ -99,6 +102,7 @@ type Fetcher struct {
 
 	mu        sync.Mutex // protects the fields below
 	q         *queue
+	back      *backlog
 	changed   chan struct{}           // closed and replaced whenever the queue changes
 	waiters   map[string][]chan error // on-demand requests waiting for a task, by id
 	reserved  int64                   // bytes of downloads in progress, counted against the quota
@@ -112,6 +116,11 @@ type Fetcher struct {
 	lastSeq   int64
 	started   bool             // the first pass over the catalog is done: workers may start
 	unadopted map[string]int64 // verified files on disk the index does not know, by MD5
+	// candidates are the MD5s of the unrecorded and partial files found at start; true for
+	// those the first pass put in the backlog, which still wants them.
+	candidates map[string]bool
+
+	refill chan struct{} // asks reconcile to fill the queue's window from the backlog
 
 	received atomic.Int64 // bytes downloaded since start
 	// hits and misses count the items Open found in the cache and those it fetched first.
@@ -159,9 +168,12 @@ func New(o Options) (*Fetcher, error) {
 	o.RetryMax = orDefaultInt(o.RetryMax, config.DefaultMediaRetryMax)
 	o.ProgressInterval = orDefaultInt(o.ProgressInterval, config.DefaultMediaProgressInterval)
 	o.PollInterval = orDefaultInt(o.PollInterval, DefaultPollInterval)
+	o.QueueWindow = max(orDefaultInt(o.QueueWindow, DefaultQueueWindow), 2)
 	f := &Fetcher{
 		o: o, log: o.Logger, now: o.Now,
 		q:        newQueue(),
+		back:     newBacklog(),
+		refill:   make(chan struct{}, 1),
 		changed:  make(chan struct{}),
 		waiters:  map[string][]chan error{},
 		failures: map[string]storage.MediaFailure{},
@@ -261,6 +273,15 @@ func (f *Fetcher) start(ctx context.Context) error {
 	// Files on disk that the index does not know were verified and renamed, but the stop came
 	// before they were recorded: the first pass adopts those still wanted.
 	f.unadopted = onDisk
+	f.candidates = map[string]bool{}
+	for m := range onDisk {
+		f.candidates[m] = false
+	}
+	if partials, err := f.o.Cache.Partials(); err == nil {
+		for m := range partials {
+			f.candidates[m] = false
+		}
+	}
 	return nil
 }
 
@@ -311,10 +332,16 @@ func (f *Fetcher) reconcile(ctx context.Context) error {
 				}
 			}
 		}
+		if !first {
+			if err := f.fill(ctx); err != nil && ctx.Err() == nil {
+				f.log.Warn("media: cannot read the catalog's media; will try again", slog.String(keyErr, err.Error()))
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case <-f.refill:
 		}
 	}
 }
@@ -334,8 +361,8 @@ func (f *Fetcher) scan(ctx context.Context) error {
 		}
 		var gone []string
 		for i := range items {
-			if id, deleted := f.consider(&items[i]); deleted {
-				gone = append(gone, id)
+			if f.consider(&items[i], false) == itemDeleted {
+				gone = append(gone, items[i].ID)
 			}
 		}
 		if err := f.forgetDeleted(ctx, gone); err != nil {
@@ -377,23 +404,40 @@ func (f *Fetcher) forgetDeleted(ctx context.Context, ids []string) error {
 	return f.forget(ctx, ids)
 }
 
-// consider decides what one catalog entry needs, and reports a deleted one.
-func (f *Fetcher) consider(it *storage.MediaItem) (string, bool) {
+// What consider did with a catalog entry.
+const (
+	considered   = iota
+	itemDeleted  // the item left the catalog: the caller forgets it
+	windowIsFull // filling the window: it is full, the item stays in the backlog
+)
+
+// consider decides what one catalog entry needs: nothing, a new version for its task, a task in
+// the queue's window or a place in the backlog. fill passes the backlog's items (refill).
+func (f *Fetcher) consider(it *storage.MediaItem, refill bool) int {
 	if it.Deleted {
-		return it.ID, true
+		f.mu.Lock()
+		f.back.drop(it.ID)
+		f.mu.Unlock()
+		return itemDeleted
 	}
 	md5hex, ok := hexMD5(it.Manifest.MD5)
 	if !ok {
-		return "", false // the feed decoder lets no such manifest through
+		return considered // the feed decoder lets no such manifest through
 	}
+	class := classOf(it.Manifest.ContentType)
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	full := f.q.ready.n[class] >= f.o.QueueWindow
+	if refill && full {
+		return windowIsFull
+	}
+	f.back.drop(it.ID)
 	t := f.q.tasks[it.ID]
 	if it.CachedMD5 == md5hex {
 		if t != nil && !t.running {
 			f.q.remove(t)
 		}
-		return "", false
+		return considered
 	}
 	if t != nil {
 		switch {
@@ -403,16 +447,23 @@ func (f *Fetcher) consider(it *storage.MediaItem) (string, bool) {
 		case !t.running:
 			f.q.setVersion(t, it.Manifest, md5hex)
 			if t.class != classOnDemand {
-				t.class = classOf(it.Manifest.ContentType)
+				f.q.reclass(t, class)
 			}
 		}
-		return "", false
+		return considered
 	}
 	if it.CachedMD5 == "" && !f.o.Prefetch {
-		return "", false
+		return considered
 	}
-	f.enqueueLocked(it.ID, it.Manifest, md5hex, classOf(it.Manifest.ContentType))
-	return "", false
+	if _, ok := f.candidates[md5hex]; ok {
+		f.candidates[md5hex] = true
+	}
+	if full || (!refill && f.back.n[class] > 0) {
+		f.back.add(it.ID, class, it.Manifest.Size)
+		return considered
+	}
+	f.enqueueLocked(it.ID, it.Manifest, md5hex, class)
+	return considered
 }
 
 // enqueueLocked adds a task, waiting out the backoff of an earlier failure of the same version.
@@ -436,21 +487,26 @@ func (f *Fetcher) afterFirstScan() {
 	f.mu.Lock()
 	unadopted := f.unadopted
 	f.unadopted = nil
-	wanted := map[string]*task{}
+	// Wanted: the files of the queued tasks and of the backlog's items.
+	wanted := f.candidates
+	f.candidates = nil
+	if wanted == nil {
+		wanted = map[string]bool{}
+	}
 	for _, t := range f.q.tasks {
-		wanted[t.md5hex()] = t
+		wanted[t.md5hex()] = true
 	}
 	f.mu.Unlock()
 	var stray []string
 	for m := range unadopted {
-		if wanted[m] == nil {
+		if !wanted[m] {
 			stray = append(stray, m)
 		}
 	}
 	f.removeFiles(stray)
 	if partials, err := f.o.Cache.Partials(); err == nil {
 		for m := range partials {
-			if wanted[m] == nil {
+			if !wanted[m] {
 				f.o.Cache.RemovePartial(m)
 			}
 		}
@@ -458,7 +514,7 @@ func (f *Fetcher) afterFirstScan() {
 	f.mu.Lock()
 	f.unadopted = map[string]int64{}
 	for m, size := range unadopted {
-		if wanted[m] != nil {
+		if wanted[m] {
 			f.unadopted[m] = size
 		}
 	}

@@ -96,24 +96,42 @@ func internType(ct string) string {
 }
 
 // readyHeap orders tasks by class, then by order; videos, the largest first, so that the
-// prefetch does not end on one long download while the other lanes are idle.
-type readyHeap []*task
-
-func (h readyHeap) Len() int { return len(h) }
-func (h readyHeap) Less(i, j int) bool {
-	switch {
-	case h[i].class != h[j].class:
-		return h[i].class < h[j].class
-	case h[i].class == classVideo && h[i].size != h[j].size:
-		return h[i].size > h[j].size
-	}
-	return h[i].order < h[j].order
+// prefetch does not end on one long download while the other lanes are idle. It counts its
+// tasks by class.
+type readyHeap struct {
+	ts []*task
+	n  [classVideo + 1]int
 }
-func (h readyHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i]; h[i].index = i; h[j].index = j }
-func (h *readyHeap) Push(x any)   { t := x.(*task); t.index = len(*h); *h = append(*h, t) }
-func (h *readyHeap) Pop() any     { return popLast((*[]*task)(h)) }
-func (h readyHeap) peek() *task   { return h[0] }
-func (h delayHeap) Len() int      { return len(h) }
+
+func (h *readyHeap) Len() int { return len(h.ts) }
+func (h *readyHeap) Less(i, j int) bool {
+	a, b := h.ts[i], h.ts[j]
+	switch {
+	case a.class != b.class:
+		return a.class < b.class
+	case a.class == classVideo && a.size != b.size:
+		return a.size > b.size
+	}
+	return a.order < b.order
+}
+func (h *readyHeap) Swap(i, j int) {
+	h.ts[i], h.ts[j] = h.ts[j], h.ts[i]
+	h.ts[i].index, h.ts[j].index = i, j
+}
+func (h *readyHeap) Push(x any) {
+	t := x.(*task)
+	t.index = len(h.ts)
+	h.ts = append(h.ts, t)
+	h.n[t.class]++
+}
+func (h *readyHeap) Pop() any {
+	t := popLast(&h.ts)
+	h.n[t.class]--
+	return t
+}
+func (h *readyHeap) peek() *task { return h.ts[0] }
+
+func (h delayHeap) Len() int { return len(h) }
 func (h delayHeap) Less(i, j int) bool {
 	return h[i].notBefore.Before(h[j].notBefore)
 }
@@ -124,7 +142,7 @@ func (h *delayHeap) Pop() any     { return popLast((*[]*task)(h)) }
 // delayHeap orders waiting tasks by the time they may run.
 type delayHeap []*task
 
-func popLast(h *[]*task) any {
+func popLast(h *[]*task) *task {
 	old := *h
 	t := old[len(old)-1]
 	old[len(old)-1] = nil
@@ -233,6 +251,16 @@ func (q *queue) delay(t *task, at time.Time, why string) {
 	q.place(t)
 }
 
+// reclass moves a task that is not running to another class.
+func (q *queue) reclass(t *task, class int) {
+	if t.class == class {
+		return
+	}
+	q.unplace(t)
+	t.class = class
+	q.place(t)
+}
+
 // promote makes a task ready with the on-demand class.
 func (q *queue) promote(t *task) {
 	q.unplace(t)
@@ -272,7 +300,7 @@ func (q *queue) release(now time.Time) time.Time {
 // take pops the first ready task a worker may run: onDemandOnly workers take only what a device
 // is waiting for.
 func (q *queue) take(onDemandOnly bool) *task {
-	if len(q.ready) == 0 || (onDemandOnly && q.ready.peek().class != classOnDemand) {
+	if q.ready.Len() == 0 || (onDemandOnly && q.ready.peek().class != classOnDemand) {
 		return nil
 	}
 	t := heap.Pop(&q.ready).(*task)

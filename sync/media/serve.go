@@ -156,6 +156,7 @@ func (f *Fetcher) want(id string, m cloudapi.MediaManifest, md5hex string) (chan
 	now := f.now()
 	t := f.q.tasks[id]
 	if t == nil {
+		f.back.drop(id)
 		t = f.enqueueLocked(id, m, md5hex, classOnDemand)
 	}
 	if !t.running {

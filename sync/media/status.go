@@ -77,7 +77,7 @@ func (f *Fetcher) tick(ctx context.Context) {
 	p := &f.prog
 	received := f.received.Load()
 	p.sample(received)
-	pending, left, _ := f.q.counts()
+	pending, left, _ := f.countsLocked()
 	switch {
 	case !f.started:
 		return
@@ -170,7 +170,7 @@ func (f *Fetcher) Status(ctx context.Context) (Status, error) {
 		st.LastContact = &t
 	}
 	var waiting map[string]int
-	st.Pending, st.PendingBytes, waiting = f.q.counts()
+	st.Pending, st.PendingBytes, waiting = f.countsLocked()
 	st.WaitingWindow = waiting["window"]
 	st.RateBytes = int64(f.prog.rate())
 	st.ReceivedBytes = f.received.Load()
