@@ -44,11 +44,13 @@ type DB struct {
 
 	seq atomic.Int64 // last local change sequence committed, persisted in meta
 
-	wmu        sync.Mutex      // serialises write transactions; protects the fields below
-	ftsStale   bool            // the search index waits for the end of a bulk load, persisted in meta
-	deferred   map[string]bool // collections in a bulk load: their secondary indexes are dropped
-	bigWAL     bool            // the writer checkpoints rarely, during a bulk load
-	smallCache bool            // the writer's page cache is cut down for the sorts that end a bulk load
+	wmu        sync.Mutex           // serialises write transactions; protects the fields below
+	ftsStale   bool                 // the search index waits for the end of a bulk load, persisted in meta
+	deferred   map[string]bool      // collections in a bulk load: their secondary indexes are dropped
+	bigWAL     bool                 // the writer checkpoints rarely, during a bulk load
+	smallCache bool                 // the writer's page cache is cut down for the sorts that end a bulk load
+	wstmts     map[string]*sql.Stmt // statements of page transactions kept prepared, by query text
+	wmissed    []string             // queries the transaction under way prepared for itself
 
 	smu   sync.RWMutex // protects the field below
 	state map[string]FeedState
@@ -92,7 +94,7 @@ func openWith(ctx context.Context, path string, ms []migration) (*DB, error) {
 	}
 	w.SetMaxOpenConns(1)
 	w.SetConnMaxIdleTime(0)
-	db := &DB{path: path, w: w, epochFile: epochFile(path)}
+	db := &DB{path: path, w: w, epochFile: epochFile(path), wstmts: map[string]*sql.Stmt{}}
 	if err := db.migrate(ctx, ms); err != nil {
 		w.Close()
 		return nil, err
@@ -184,6 +186,12 @@ func (db *DB) Close() error {
 	for _, st := range db.stmts {
 		errs = append(errs, st.Close())
 	}
+	db.wmu.Lock()
+	for _, st := range db.wstmts {
+		errs = append(errs, st.Close())
+	}
+	db.wstmts = nil
+	db.wmu.Unlock()
 	if db.r != nil {
 		errs = append(errs, db.r.Close())
 	}

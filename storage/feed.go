@@ -143,6 +143,7 @@ func (db *DB) ApplyPage(ctx context.Context, p Page) (ApplyResult, error) {
 		return ApplyResult{}, fmt.Errorf("storage: apply page: commit: %w", err)
 	}
 	db.afterApply(pa)
+	db.keepWriteStmts(ctx)
 	return pa.res, nil
 }
 
@@ -227,7 +228,7 @@ func (pa *pageApply) begin(ctx context.Context) error {
 			return err
 		}
 	}
-	a, err := newApplier(ctx, pa.tx, pa.p.Collection, pa.bulk)
+	a, err := pa.db.newApplier(ctx, pa.tx, pa.p.Collection, pa.bulk)
 	if err != nil {
 		return err
 	}
@@ -644,6 +645,7 @@ func fromMillis(ms int64) time.Time {
 
 // applier holds the prepared statements of one page transaction.
 type applier struct {
+	db         *DB
 	collection string
 	bulk       bool // products only: leave the search index to the rebuild at the end
 	stmts      []*sql.Stmt
@@ -670,10 +672,21 @@ type applier struct {
 	own       []string // the pairs of one product
 }
 
-func newApplier(ctx context.Context, tx *sql.Tx, collection string, bulk bool) (*applier, error) {
-	a := &applier{collection: collection, bulk: bulk, tx: tx, insertN: make(map[int]*sql.Stmt), addCodesN: make(map[int]*sql.Stmt)}
+func (db *DB) newApplier(ctx context.Context, tx *sql.Tx, collection string, bulk bool) (*applier, error) {
+	a := &applier{db: db, collection: collection, bulk: bulk, tx: tx, insertN: make(map[int]*sql.Stmt), addCodesN: make(map[int]*sql.Stmt)}
 	var err error
-	prep := preparer(ctx, tx, &a.stmts, &err)
+	prep := func(q string) *sql.Stmt {
+		if err != nil {
+			return nil
+		}
+		st, e := db.txStmt(ctx, tx, q)
+		if e != nil {
+			err = e
+			return nil
+		}
+		a.stmts = append(a.stmts, st)
+		return st
+	}
 	if collection == cloudapi.Products {
 		a.upsert = prep(`INSERT INTO products(id, rev, seq, deleted, name, brand, category, doc) VALUES (?, ?, ?, 0, ?, ?, ?, ?)
 			ON CONFLICT(id) DO UPDATE SET rev = excluded.rev, seq = excluded.seq, deleted = 0, name = excluded.name,
@@ -830,13 +843,50 @@ func (a *applier) stmtN(ctx context.Context, cache map[int]*sql.Stmt, n int, q f
 	if st := cache[n]; st != nil {
 		return st, nil
 	}
-	st, err := a.tx.PrepareContext(ctx, q(n))
+	st, err := a.db.txStmt(ctx, a.tx, q(n))
 	if err != nil {
 		return nil, err
 	}
 	a.stmts = append(a.stmts, st)
 	cache[n] = st
 	return st, nil
+}
+
+// maxWriteStmts bounds the statements kept prepared for page transactions: the few of each
+// collection, and one per number of rows up to chunkRows for its rows and its barcodes.
+const maxWriteStmts = 512
+
+// txStmt returns q prepared in tx. A statement the writer's connection keeps prepared is used as
+// it is; another is prepared in tx and noted, to be kept once tx is over (see keepWriteStmts):
+// preparing the statements of each page again cost a twentieth of a first sync. Called with
+// wmu held.
+func (db *DB) txStmt(ctx context.Context, tx *sql.Tx, q string) (*sql.Stmt, error) {
+	if st := db.wstmts[q]; st != nil {
+		return tx.StmtContext(ctx, st), nil
+	}
+	if len(db.wstmts)+len(db.wmissed) < maxWriteStmts {
+		db.wmissed = append(db.wmissed, q)
+	}
+	return tx.PrepareContext(ctx, q)
+}
+
+// keepWriteStmts prepares on the writer's connection the statements the last transaction had to
+// prepare for itself. Called with wmu held and no transaction open.
+func (db *DB) keepWriteStmts(ctx context.Context) {
+	for _, q := range db.wmissed {
+		if db.wstmts == nil { // closed
+			break
+		}
+		if db.wstmts[q] != nil {
+			continue
+		}
+		st, err := db.w.PrepareContext(ctx, q)
+		if err != nil {
+			break // prepared in its transaction again next time
+		}
+		db.wstmts[q] = st
+	}
+	db.wmissed = db.wmissed[:0]
 }
 
 func rowsSQL(n int, row string) string {
