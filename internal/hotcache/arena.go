@@ -26,11 +26,13 @@ type arena struct {
 	used    int    // bytes appended, tail included
 	flushed int    // bytes in the file; records at or after it are in tail
 	tail    []byte
+	front   *front // copies of the records read most; nil when the arena is too small for one
 }
 
 const (
 	tailBytes    = 1 << 20 // records buffered before one write to the file
 	readAhead    = 1024    // bytes read at once: most records are smaller
+	frontShare   = 16      // the front is at most this fraction of the arena
 	arenaPrefix  = "storeedge-read-cache-"
 	arenaPattern = arenaPrefix + "*"
 )
@@ -46,6 +48,10 @@ func newArena(dir string, size int) (*arena, error) {
 	a := &arena{f: f, name: f.Name(), size: size, tail: make([]byte, 0, tailBytes)}
 	if runtime.GOOS != "windows" && os.Remove(a.name) == nil {
 		a.name = ""
+	}
+	if a.front, err = newFront(int64(size) / frontShare); err != nil {
+		a.close()
+		return nil, err
 	}
 	return a, nil
 }
@@ -105,12 +111,20 @@ func (a *arena) read(off int, buf *[]byte) ([]byte, error) {
 		rec := a.tail[off-a.flushed:]
 		return rec[:recordLen(rec)], nil
 	}
+	if a.front != nil {
+		if rec, ok := a.front.get(off, buf); ok {
+			return rec, nil
+		}
+	}
 	b := (*buf)[:min(readAhead, a.flushed-off)]
 	if _, err := a.f.ReadAt(b, int64(off)); err != nil {
 		return nil, fmt.Errorf("hotcache: read the cache file: %w", err)
 	}
 	n := recordLen(b)
 	if n <= len(b) {
+		if a.front != nil {
+			a.front.offer(off, b[:n])
+		}
 		return b[:n], nil
 	}
 	if cap(*buf) < n {
@@ -126,6 +140,9 @@ func (a *arena) read(off int, buf *[]byte) ([]byte, error) {
 // reset empties the arena and gives its disk space and page cache back.
 func (a *arena) reset() error {
 	a.used, a.flushed, a.tail = 0, 0, a.tail[:0]
+	if a.front != nil {
+		a.front.clear()
+	}
 	if err := a.f.Truncate(0); err != nil {
 		return fmt.Errorf("hotcache: empty the cache file: %w", err)
 	}
@@ -134,6 +151,9 @@ func (a *arena) reset() error {
 
 func (a *arena) close() error {
 	err := a.f.Close()
+	if a.front != nil {
+		a.front.free()
+	}
 	if a.name != "" {
 		os.Remove(a.name)
 	}
