@@ -43,13 +43,13 @@ func parseHTTPFlags(args []string, stderr io.Writer) (*httpFlags, error) {
 	fs.IntVar(&f.threads, "threads", 2, "wrk -t")
 	fs.IntVar(&f.connections, "connections", 64, "wrk -c")
 	fs.DurationVar(&f.duration, "duration", 15*time.Second, "wrk -d")
-	fs.StringVar(&f.target, "target", "products", "what wrk asks for: products, barcodes, or bare (a fixed body from a bare net/http handler in this process, for comparison)")
+	fs.StringVar(&f.target, "target", "products", "what wrk asks for: products (uniform ids), zipf (products, ids by a Zipf law), barcodes, or bare (a fixed body from a bare net/http handler in this process, for comparison)")
 	f.prof.flags(fs, "profile-http")
 	if err := harness.ParseFlags(fs, args); err != nil {
 		return nil, err
 	}
-	if f.target != "products" && f.target != "barcodes" && f.target != "bare" {
-		return nil, harness.Usagef("-target %q: want products, barcodes or bare", f.target)
+	if f.target != "products" && f.target != "zipf" && f.target != "barcodes" && f.target != "bare" {
+		return nil, harness.Usagef("-target %q: want products, zipf, barcodes or bare", f.target)
 	}
 	if err := harness.AbsPaths(&f.workDir); err != nil {
 		return nil, err
@@ -153,6 +153,10 @@ func prepareTarget(ctx context.Context, target string, db *storage.DB, base, dir
 	case "bare":
 		url, err = startBare(ctx, base)
 		return script, url, err
+	case "zipf":
+		if script, err = wrk.WriteZipfScript(dir, products); err != nil {
+			return "", "", err
+		}
 	case "barcodes":
 		smp, err := httpbench.SampleProducts(ctx, base, products, 20000)
 		if err != nil {

@@ -21,11 +21,11 @@ func inFront(c *Cache, key string) bool {
 		}
 		off := int(uint32(s)-1) * recordAlign
 		f := c.arena.front
-		j := f.slot(off)
-		f.locks[j%frontStripes].Lock()
-		m := f.meta[j]
-		f.locks[j%frontStripes].Unlock()
-		if m.off1 == int64(off)+1 {
+		j := f.set(off)
+		f.lock(j).Lock()
+		a, b := f.meta[j], f.meta[j+1]
+		f.lock(j).Unlock()
+		if a.off1 == int64(off)+1 || b.off1 == int64(off)+1 {
 			return true
 		}
 	}
