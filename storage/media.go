@@ -148,29 +148,57 @@ func servedFrom(ctx context.Context, tx *sql.Tx, id string) (string, error) {
 // from now on, and clears the item's failure. It returns the files no item is served from any
 // more (the item's old version, typically), already forgotten, for the caller to delete.
 func (db *DB) StoreMedia(ctx context.Context, id, md5hex, contentType string, size int64, at time.Time) ([]string, error) {
+	return db.StoreMediaFiles(ctx, []MediaRecord{{ID: id, MD5: md5hex, ContentType: contentType, Size: size}}, at)
+}
+
+// MediaRecord is a verified file in place and the media item to serve from it.
+type MediaRecord struct {
+	ID, MD5, ContentType string
+	Size                 int64
+}
+
+// StoreMediaFiles is StoreMedia for several files, in one transaction: files that finish
+// downloading together are recorded together.
+func (db *DB) StoreMediaFiles(ctx context.Context, recs []MediaRecord, at time.Time) ([]string, error) {
 	var unused []string
-	err := db.writeTx(ctx, "store media "+id, func(tx *sql.Tx) error {
-		old, err := servedFrom(ctx, tx, id)
-		if err != nil {
-			return err
+	err := db.writeTx(ctx, fmt.Sprintf("store %d media files", len(recs)), func(tx *sql.Tx) error {
+		var olds []string
+		for _, r := range recs {
+			old, err := storeMedia(ctx, tx, r, at)
+			if err != nil {
+				return fmt.Errorf("%s: %w", r.ID, err)
+			}
+			if old != "" && old != r.MD5 {
+				olds = append(olds, old)
+			}
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO media_files(md5, size, stored_at) VALUES (?, ?, ?) ON CONFLICT(md5) DO NOTHING`,
-			md5hex, size, at.UnixMilli()); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO media_cache(id, md5, content_type) VALUES (?, ?, ?)
-			ON CONFLICT(id) DO UPDATE SET md5 = excluded.md5, content_type = excluded.content_type`, id, md5hex, contentType); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM media_failures WHERE id = ?`, id); err != nil {
-			return err
-		}
-		if old != "" && old != md5hex {
-			unused, err = dropUnused(ctx, tx, []string{old})
+		var err error
+		if len(olds) > 0 {
+			unused, err = dropUnused(ctx, tx, olds)
 		}
 		return err
 	})
 	return unused, err
+}
+
+// storeMedia records one file and returns the file its item was served from until now.
+func storeMedia(ctx context.Context, tx *sql.Tx, r MediaRecord, at time.Time) (string, error) {
+	old, err := servedFrom(ctx, tx, r.ID)
+	if err != nil {
+		return "", err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO media_files(md5, size, stored_at) VALUES (?, ?, ?) ON CONFLICT(md5) DO NOTHING`,
+		r.MD5, r.Size, at.UnixMilli()); err != nil {
+		return "", err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO media_cache(id, md5, content_type) VALUES (?, ?, ?)
+		ON CONFLICT(id) DO UPDATE SET md5 = excluded.md5, content_type = excluded.content_type`, r.ID, r.MD5, r.ContentType); err != nil {
+		return "", err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM media_failures WHERE id = ?`, r.ID); err != nil {
+		return "", err
+	}
+	return old, nil
 }
 
 // ForgetMedia stops serving media items (deleted from the catalog) and forgets their failures.

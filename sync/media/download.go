@@ -293,21 +293,51 @@ func (f *Fetcher) finish(ctx context.Context, t *task, res result) {
 
 // stored records a verified file and moves the item to it. The record is written outside the
 // queue's lock, so that the other lanes go on meanwhile; recordMu orders it with the removal of
-// deleted items, so that a deleted item is never recorded again.
+// deleted items, so that a deleted item is never recorded again. Files verified while a record
+// is being written wait for it and are then recorded together, in one transaction, by whichever
+// of their commits comes first (a group commit): a prefetch of small files finishes several at
+// a time. When stored returns, t is recorded (or requeued).
 func (f *Fetcher) stored(ctx context.Context, t *task) {
+	f.pendMu.Lock()
+	f.pending = append(f.pending, t)
+	f.pendMu.Unlock()
 	f.recordMu.Lock()
+	defer f.recordMu.Unlock()
+	f.pendMu.Lock()
+	batch := f.pending
+	f.pending = nil
+	f.pendMu.Unlock()
+	if len(batch) == 0 {
+		return // an earlier commit recorded t with its own
+	}
+	var recs []storage.MediaRecord
+	var ids []string
 	f.mu.Lock()
-	deleted := t.deleted
+	for _, t := range batch {
+		if !t.deleted {
+			recs = append(recs, storage.MediaRecord{ID: t.id, MD5: t.md5hex(), ContentType: t.ctype, Size: t.size})
+			ids = append(ids, t.id)
+		}
+	}
 	f.mu.Unlock()
 	var unused []string
 	var err error
-	if !deleted {
-		unused, err = f.o.DB.StoreMedia(ctx, t.id, t.md5hex(), t.ctype, t.size, f.now())
-		f.invalidate(t.id)
+	if len(recs) > 0 {
+		unused, err = f.o.DB.StoreMediaFiles(ctx, recs, f.now())
+		f.invalidate(ids...)
 	}
-	f.recordMu.Unlock()
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if err == nil {
+		f.removeFiles(unused)
+	}
+	for _, t := range batch {
+		f.recordedLocked(t, err)
+	}
+}
+
+// recordedLocked ends a task whose file was recorded, or could not be (err).
+func (f *Fetcher) recordedLocked(t *task, err error) {
 	if err != nil {
 		f.log.Error("media: cannot record a fetched file", slog.String(keyID, t.id), slog.String(keyErr, err.Error()))
 		f.requeueLocked(t, f.now().Add(time.Minute), storage.MediaFailed)
@@ -315,12 +345,11 @@ func (f *Fetcher) stored(ctx context.Context, t *task) {
 		return
 	}
 	f.prog.files++
-	if !deleted {
+	if !t.deleted {
 		f.recorded += t.size
 		if f.usedHint >= 0 {
 			f.usedHint += t.size
 		}
-		f.removeFiles(unused)
 		delete(f.failures, t.id)
 		f.log.Debug("media: stored", slog.String(keyID, t.id), slog.Int64(keyBytes, t.size))
 	}

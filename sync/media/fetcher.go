@@ -97,6 +97,9 @@ type Fetcher struct {
 	spaceMu  sync.Mutex // serialises making room in the cache
 	recordMu sync.Mutex // orders recording a fetched file with forgetting deleted items
 
+	pendMu  sync.Mutex // protects the field below
+	pending []*task    // verified files waiting to be recorded together (see stored)
+
 	commitSlots chan struct{}  // bounds the downloads being checked, synced and recorded
 	commits     sync.WaitGroup // those under way
 
