@@ -64,6 +64,9 @@ func (f *Fetcher) next(ctx context.Context, onDemandOnly bool) (*task, error) {
 			t = f.takeLocked(now, onDemandOnly)
 		}
 		wake := f.changed
+		if onDemandOnly {
+			wake = f.demanded
+		}
 		f.mu.Unlock()
 		if t != nil {
 			return t, nil

@@ -107,6 +107,7 @@ type Fetcher struct {
 	q         *queue
 	back      *backlog
 	changed   chan struct{}           // closed and replaced whenever the queue changes
+	demanded  chan struct{}           // the same, only when a device waits for a ready task
 	waiters   map[string][]chan error // on-demand requests waiting for a task, by id
 	reserved  int64                   // bytes of downloads in progress, counted against the quota
 	usedHint  int64                   // an upper bound of the cache's bytes: the last reading plus what was recorded since; -1 unknown
@@ -178,6 +179,7 @@ func New(o Options) (*Fetcher, error) {
 		back:     newBacklog(),
 		refill:   make(chan struct{}, 1),
 		changed:  make(chan struct{}),
+		demanded: make(chan struct{}),
 		waiters:  map[string][]chan error{},
 		failures: map[string]storage.MediaFailure{},
 		blobBack: backoff.New(time.Second, o.RetryMax),
@@ -530,6 +532,12 @@ func (f *Fetcher) afterFirstScan() {
 func (f *Fetcher) changedLocked() {
 	close(f.changed)
 	f.changed = make(chan struct{})
+	if f.q.ready.n[classOnDemand] > 0 {
+		// The lanes kept for what devices wait for sleep through the rest: a prefetch of
+		// thousands of files would wake them for nothing after every file.
+		close(f.demanded)
+		f.demanded = make(chan struct{})
+	}
 }
 
 // notifyLocked answers the on-demand requests waiting for id.
