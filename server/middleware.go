@@ -44,6 +44,7 @@ type ctxKey struct{}
 // of them and the router, on the path of every device lookup.
 type requestState struct {
 	rec     recorder
+	start   time.Time // when observe saw the request
 	id      string    // request id
 	idValue [1]string // the X-Request-Id header value: id
 	device  string    // authenticated device id, set by requireDevice
@@ -132,7 +133,7 @@ func (s *Server) observe(next http.Handler) http.Handler {
 		route.Reset()
 		route.Routes = routes
 		ctx := &requestContext{Context: r.Context(), route: route,
-			st: requestState{rec: recorder{ResponseWriter: w}, id: id, idValue: [1]string{id}}}
+			st: requestState{rec: recorder{ResponseWriter: w}, start: start, id: id, idValue: [1]string{id}}}
 		w.Header()[headerRequestID] = ctx.st.idValue[:]
 		r = r.WithContext(ctx)
 		rec := &ctx.st.rec
