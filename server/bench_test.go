@@ -36,6 +36,13 @@ func BenchmarkProductByIDHTTP(b *testing.B) {
 	benchHTTP(b, f.h, "/api/v1/catalog/products/P0123")
 }
 
+// BenchmarkBarcodeHTTP is GET /api/v1/catalog/barcodes/{code} the same way: its answer is the
+// same as BenchmarkProductByIDHTTP's, read through the barcode's record.
+func BenchmarkBarcodeHTTP(b *testing.B) {
+	f := newFixture(b)
+	benchHTTP(b, f.h, "/api/v1/catalog/barcodes/"+barcode(123))
+}
+
 func BenchmarkBareHTTP(b *testing.B) {
 	f := newFixture(b)
 	rec := f.get(b, "/api/v1/catalog/products/P0123")

@@ -173,7 +173,9 @@ func (s *Server) getItem(collection string) handlerFunc {
 		if !ok {
 			return refuse(probNotFound, "the id in the path is not validly escaped")
 		}
-		it, err := s.o.DB.Get(r.Context(), collection, id)
+		doc := getBuffer()
+		defer putBuffer(doc)
+		it, err := s.o.DB.GetAppend(r.Context(), *doc, collection, id)
 		if err != nil {
 			return whenMissing(fmt.Errorf("get %s: %w", singular[collection], err),
 				"no "+singular[collection]+" with id "+strconv.Quote(id)+" in the catalog as last synced")
@@ -189,7 +191,9 @@ func (s *Server) productByBarcode(w http.ResponseWriter, r *http.Request) error 
 	if !ok {
 		return refuse(probNotFound, "the barcode in the path is not validly escaped")
 	}
-	it, err := s.o.DB.ProductByBarcode(r.Context(), code)
+	doc := getBuffer()
+	defer putBuffer(doc)
+	it, err := s.o.DB.ProductByBarcodeAppend(r.Context(), *doc, code)
 	if err != nil {
 		return whenMissing(fmt.Errorf("get product by barcode: %w", err),
 			"no product carries barcode "+strconv.Quote(code)+" in the catalog as last synced")

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -623,4 +624,33 @@ func FuzzChangesQuery(f *testing.F) {
 			t.Fatalf("%q: status %d: %s", query, rec.Code, rec.Body)
 		}
 	})
+}
+
+// TestAnswersCarryContentLength reads answers over a real connection: small and large ones alike
+// arrive with a Content-Length, not chunked, whether the server or net/http wrote it.
+func TestAnswersCarryContentLength(t *testing.T) {
+	f := newFixture(t)
+	ts := httptest.NewServer(f.h)
+	defer ts.Close()
+	var small, large bool
+	for _, path := range []string{"/api/v1/catalog/products/P0123", "/api/v1/catalog/products?limit=100"} {
+		resp, err := ts.Client().Get(ts.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusOK || resp.ContentLength != int64(len(body)) || len(resp.TransferEncoding) != 0 {
+			t.Errorf("GET %s: status %d, Content-Length %d, Transfer-Encoding %v for a body of %d bytes; want 200 with the body's length",
+				path, resp.StatusCode, resp.ContentLength, resp.TransferEncoding, len(body))
+		}
+		small = small || len(body) <= autoLengthMax
+		large = large || len(body) > autoLengthMax
+	}
+	if !small || !large {
+		t.Errorf("the answers were not on both sides of %d bytes", autoLengthMax)
+	}
 }

@@ -71,7 +71,7 @@ func (s *Server) requireDevice(next http.Handler) http.Handler {
 			s.answerError(w, r, err)
 			return
 		}
-		// observe, first on every router, put the request's state in its context.
+		// observe, around every router, put the request's state in its context.
 		stateOf(r.Context()).device = id
 		next.ServeHTTP(w, r)
 	})

@@ -39,11 +39,19 @@ func writeBody(w http.ResponseWriter, status int, body []byte) {
 	writeTyped(w, status, jsonContentValue, body)
 }
 
-// writeTyped sends a complete answer of the given Content-Type.
+// autoLengthMax is the size up to which net/http keeps an answer in its buffer until the handler
+// returns and then sends the Content-Length itself: a small answer leaves it to net/http rather
+// than allocate a header value that net/http would copy and parse again (net/http's
+// bufferBeforeChunkingSize).
+const autoLengthMax = 2048
+
+// writeTyped sends a complete answer of the given Content-Type, with its Content-Length.
 func writeTyped(w http.ResponseWriter, status int, contentType []string, body []byte) {
 	h := w.Header()
 	h["Content-Type"] = contentType
-	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	if len(body) > autoLengthMax {
+		h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	}
 	w.WriteHeader(status)
 	w.Write(body)
 }

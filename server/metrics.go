@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -59,21 +61,23 @@ func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
 // listener returns the metrics of one listener, its label resolved once.
 func (m *httpMetrics) listener(name string) *listenerMetrics {
 	labels := prometheus.Labels{"listener": name}
-	return &listenerMetrics{
+	l := &listenerMetrics{
 		requests: m.requests.MustCurryWith(labels),
 		duration: m.duration.MustCurryWith(labels),
-		byRoute:  map[routeCode]routeMetrics{},
 	}
+	l.byRoute.Store(&map[routeCode]routeMetrics{})
+	return l
 }
 
 // listenerMetrics keeps the series of one listener resolved by route and status, so a request
-// after the first of its kind costs a map lookup under a read lock, with no allocation.
+// after the first of its kind costs one map lookup, with no lock and no allocation: the map is
+// replaced whole when a series is added, which happens once per route and status.
 type listenerMetrics struct {
 	requests *prometheus.CounterVec
 	duration prometheus.ObserverVec
 
-	mu      sync.RWMutex // protects the field below
-	byRoute map[routeCode]routeMetrics
+	byRoute atomic.Pointer[map[routeCode]routeMetrics] // never modified once stored
+	mu      sync.Mutex                                 // serializes the replacements of byRoute
 }
 
 type routeCode struct {
@@ -88,40 +92,43 @@ type routeMetrics struct {
 
 func (l *listenerMetrics) series(route string, code int) routeMetrics {
 	k := routeCode{route, code}
-	l.mu.RLock()
-	m, ok := l.byRoute[k]
-	l.mu.RUnlock()
-	if ok {
+	if m, ok := (*l.byRoute.Load())[k]; ok {
 		return m
 	}
-	m = routeMetrics{
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	old := *l.byRoute.Load()
+	if m, ok := old[k]; ok {
+		return m
+	}
+	m := routeMetrics{
 		count:   l.requests.WithLabelValues(route, strconv.Itoa(code)),
 		latency: l.duration.WithLabelValues(route),
 	}
-	l.mu.Lock()
-	l.byRoute[k] = m
-	l.mu.Unlock()
+	next := maps.Clone(old)
+	next[k] = m
+	l.byRoute.Store(&next)
 	return m
 }
 
-// measure counts each request of a listener by route pattern and status, and times it. It runs
-// inside observe, whose recorder knows the status; a handler that panics before answering is
-// counted as the 500 observe answers for it.
+// measure counts each request of a listener by route pattern and status, and times it from the
+// request's arrival (observe's clock). It runs inside observe, whose recorder knows the status;
+// a handler that panics before answering is counted as the 500 observe answers for it.
 func (s *Server) measure(l *listenerMetrics) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			start := time.Now()
 			finished := false
 			defer func() {
+				st := stateOf(r.Context())
 				code := http.StatusOK // net/http's answer to a handler that wrote nothing
-				if st := stateOf(r.Context()); st != nil && st.rec.status != 0 {
+				if st.rec.status != 0 {
 					code = st.rec.status
 				} else if !finished {
 					code = http.StatusInternalServerError
 				}
 				m := l.series(routePattern(r), code)
 				m.count.Inc()
-				m.latency.Observe(time.Since(start).Seconds())
+				m.latency.Observe(time.Since(st.start).Seconds())
 			}()
 			next.ServeHTTP(w, r)
 			finished = true

@@ -11,6 +11,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -40,13 +41,36 @@ type ctxKey struct{}
 
 // requestState is what the middleware learns of a request, put in its context once by observe
 // and filled in by the middleware after it: one allocation and one copy of the request for all
-// of them, on the path of every device lookup.
+// of them and the router, on the path of every device lookup.
 type requestState struct {
 	rec     recorder
+	start   time.Time // when observe saw the request
 	id      string    // request id
 	idValue [1]string // the X-Request-Id header value: id
 	device  string    // authenticated device id, set by requireDevice
 }
+
+// requestContext is a request's context once observe has seen it: its state and chi's routing
+// context answered by one value, so that a request costs one context and one copy of the
+// *http.Request for both (chi, finding its routing context there, adds none of its own).
+type requestContext struct {
+	context.Context
+	st    requestState
+	route *chi.Context
+}
+
+func (c *requestContext) Value(key any) any {
+	switch key {
+	case ctxKey{}:
+		return &c.st
+	case chi.RouteCtxKey:
+		return c.route
+	}
+	return c.Context.Value(key)
+}
+
+// routeContexts are chi's routing contexts, reused across requests as chi itself does.
+var routeContexts = sync.Pool{New: func() any { return chi.NewRouteContext() }}
 
 func stateOf(ctx context.Context) *requestState {
 	st, _ := ctx.Value(ctxKey{}).(*requestState)
@@ -95,19 +119,24 @@ func validRequestID(id string) bool {
 
 // observe gives every request an id (the device's X-Request-Id, or a new one, echoed in the
 // answer), turns a panic into a logged 500 problem so one bad request cannot stop the server, and
-// writes a DEBUG access log line.
+// writes a DEBUG access log line. It wraps a listener's router from outside, giving the request
+// the routing context the router then uses.
 func (s *Server) observe(next http.Handler) http.Handler {
+	routes, _ := next.(chi.Routes)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		id := r.Header.Get(headerRequestID)
 		if !validRequestID(id) {
 			id = newRequestID()
 		}
-		st := &requestState{rec: recorder{ResponseWriter: w}, id: id, idValue: [1]string{id}}
-		w.Header()[headerRequestID] = st.idValue[:]
-		ctx := context.WithValue(r.Context(), ctxKey{}, st)
+		route := routeContexts.Get().(*chi.Context)
+		route.Reset()
+		route.Routes = routes
+		ctx := &requestContext{Context: r.Context(), route: route,
+			st: requestState{rec: recorder{ResponseWriter: w}, start: start, id: id, idValue: [1]string{id}}}
+		w.Header()[headerRequestID] = ctx.st.idValue[:]
 		r = r.WithContext(ctx)
-		rec := &st.rec
+		rec := &ctx.st.rec
 		defer func() {
 			if v := recover(); v != nil {
 				if v == http.ErrAbortHandler {
@@ -125,6 +154,7 @@ func (s *Server) observe(next http.Handler) http.Handler {
 				problem(rec, r, probInternal, "the server failed on this request; its log has the details under request id "+id)
 			}
 			s.accessLog(ctx, r, rec, id, start)
+			routeContexts.Put(route)
 		}()
 		next.ServeHTTP(rec, r)
 	})

@@ -175,7 +175,7 @@ func TestOpenAPIAnswersOfEveryRoute(t *testing.T) {
 
 // contractMetrics scrapes the metrics on the admin port, the one port that serves them.
 func contractMetrics(t *testing.T, rg *contractRig) {
-	admin := rg.contract.wrap(rg.srv.router(serviceAdmin))
+	admin := rg.contract.wrap(rg.srv.listener(serviceAdmin))
 	req := httptest.NewRequest(http.MethodGet, metricsPath, nil)
 	req.Header.Set("Authorization", "Bearer "+testMetricsToken)
 	rec := httptest.NewRecorder()
@@ -301,7 +301,7 @@ func contractStatusPage(t *testing.T, rg *contractRig) {
 		t.Fatalf("revoke from the page: %d %s", rec.Code, rec.Body)
 	}
 	// On the admin port the page is also at /.
-	admin := &pageClient{t: t, h: rg.contract.wrap(rg.srv.router(serviceAdmin)), cookie: c.cookie}
+	admin := &pageClient{t: t, h: rg.contract.wrap(rg.srv.listener(serviceAdmin)), cookie: c.cookie}
 	if rec := admin.do(httptest.NewRequest(http.MethodGet, "/", nil)); rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "csrf-token") {
 		t.Fatalf("GET / on the admin port: %d", rec.Code)
 	}

@@ -286,13 +286,13 @@ func TestStatusPageStreamsSnapshots(t *testing.T) {
 
 func TestStatusPageOnTheAdminPort(t *testing.T) {
 	f := newFixture(t)
-	admin := &pageClient{t: t, h: f.srv.router(serviceAdmin)}
+	admin := &pageClient{t: t, h: f.srv.listener(serviceAdmin)}
 	if rec := admin.do(httptest.NewRequest(http.MethodGet, "/", nil)); rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `name="next" value="/"`) {
 		t.Fatalf("GET / on the admin port: %d\n%s", rec.Code, rec.Body)
 	}
 	front := &pageClient{t: t, h: f.raw}
 	wantProblem(t, front.do(httptest.NewRequest(http.MethodGet, "/", nil)), http.StatusNotFound, "not-found")
-	catalog := &pageClient{t: t, h: f.srv.router(serviceCatalog)}
+	catalog := &pageClient{t: t, h: f.srv.listener(serviceCatalog)}
 	wantProblem(t, catalog.do(httptest.NewRequest(http.MethodGet, "/status", nil)), http.StatusNotFound, "not-found")
 }
 

@@ -163,7 +163,7 @@ func (s *Server) answerError(w http.ResponseWriter, r *http.Request, err error) 
 }
 
 // answerStarted reports whether the answer of the request that ctx belongs to has sent its
-// status already (observe, first on every router, records it).
+// status already (observe, around every router, records it).
 func answerStarted(ctx context.Context) bool {
 	st := stateOf(ctx)
 	return st != nil && st.rec.status != 0

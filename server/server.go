@@ -151,8 +151,9 @@ type Server struct {
 	o     Options
 	log   *slog.Logger
 	now   func() time.Time
-	front *chi.Mux
-	ports []*port // enabled listeners: the front door first, then services in table order
+	front *chi.Mux     // the front door's routes
+	door  http.Handler // the front door's handler: front, observed
+	ports []*port      // enabled listeners: the front door first, then services in table order
 
 	// stopping is closed when Run is told to stop, so long-lived answers (event streams) end at
 	// once instead of holding the shutdown for its whole grace period.
@@ -223,6 +224,7 @@ func New(o Options) (*Server, error) {
 		}
 	}
 	s.front = s.router(frontDoor)
+	s.door = s.observe(s.front)
 	if err := s.addPorts(); err != nil {
 		return nil, err
 	}
@@ -254,9 +256,9 @@ func (s *Server) addPorts() error {
 			return fmt.Errorf("server: %s: %d: same port as %s; give each listener its own port, or 0 to turn it off", key, num, other)
 		}
 		used[num] = key
-		h := s.front
+		h := s.door
 		if name != frontDoor {
-			h = s.router(name)
+			h = s.listener(name)
 		}
 		s.ports = append(s.ports, &port{name: name, key: key, num: num, handler: h})
 		return nil
@@ -283,11 +285,14 @@ func orDefault[T comparable](v, def T) T {
 	return v
 }
 
-// router builds the handler of one listener: the health checks and either one service's routes or,
-// for the front door, every service's.
+// listener builds the handler of one listener: its router, observed.
+func (s *Server) listener(name string) http.Handler { return s.observe(s.router(name)) }
+
+// router builds the routes of one listener: the health checks and either one service's routes or,
+// for the front door, every service's. observe must wrap it: its middleware and handlers find
+// the request's state in the context.
 func (s *Server) router(name string) *chi.Mux {
 	r := chi.NewRouter()
-	r.Use(s.observe)
 	if s.metrics != nil {
 		r.Use(s.measure(s.metrics.listener(name)))
 	}
@@ -320,7 +325,7 @@ func (s *Server) router(name string) *chi.Mux {
 }
 
 // Handler is the front door's handler: every route of every service.
-func (s *Server) Handler() http.Handler { return s.front }
+func (s *Server) Handler() http.Handler { return s.door }
 
 // Listen opens every enabled port now, so that a port in use or a missing privilege is reported
 // before the rest of the daemon starts. On failure no port stays open and the error, a

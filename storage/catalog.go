@@ -22,11 +22,18 @@ type Item struct {
 
 // Get returns a live item of a collection by id, or ErrNotFound.
 func (db *DB) Get(ctx context.Context, collection, id string) (Item, error) {
+	return db.GetAppend(ctx, nil, collection, id)
+}
+
+// GetAppend is Get for a caller that reuses a buffer: a document read from the read cache is
+// appended to buf, so that a lookup answered from memory allocates nothing for it. The item's
+// Doc may share buf's memory; buf must not be reused while the item is in use.
+func (db *DB) GetAppend(ctx context.Context, buf []byte, collection, id string) (Item, error) {
 	if !cloudapi.IsCollection(collection) {
 		return Item{}, fmt.Errorf("storage: unknown collection %q", collection)
 	}
 	if collection == cloudapi.Products && db.hot != nil {
-		return db.getProduct(ctx, id)
+		return db.getProduct(ctx, buf, id)
 	}
 	return db.one(ctx, qGet(collection), id)
 }
@@ -51,8 +58,13 @@ const (
 
 // ProductByBarcode returns the live product carrying a barcode, or ErrNotFound.
 func (db *DB) ProductByBarcode(ctx context.Context, code string) (Item, error) {
+	return db.ProductByBarcodeAppend(ctx, nil, code)
+}
+
+// ProductByBarcodeAppend is ProductByBarcode with a reused buffer, as GetAppend is Get.
+func (db *DB) ProductByBarcodeAppend(ctx context.Context, buf []byte, code string) (Item, error) {
 	if db.hot != nil {
-		return db.productByBarcode(ctx, code)
+		return db.productByBarcode(ctx, buf, code)
 	}
 	return db.one(ctx, qProductByBarcode, code)
 }

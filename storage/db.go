@@ -52,8 +52,10 @@ type DB struct {
 	wstmts     map[string]*sql.Stmt // statements of page transactions kept prepared, by query text
 	wmissed    []string             // queries the transaction under way prepared for itself
 
-	smu   sync.RWMutex // protects the field below
-	state map[string]FeedState
+	// state is the feeds' state by collection, read without a lock on every catalog answer (for
+	// its data-age headers): a map never modified once stored, replaced whole under smu.
+	smu   sync.Mutex
+	state atomic.Pointer[map[string]FeedState]
 
 	events    signal    // an event was committed
 	tail      eventTail // the newest events, for the followers of the event stream

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"time"
 
@@ -65,35 +66,45 @@ func (db *DB) loadState(ctx context.Context) error {
 		return fmt.Errorf("storage: load feed state: %w", err)
 	}
 	db.smu.Lock()
-	db.state = state
+	db.state.Store(&state)
 	db.smu.Unlock()
 	return nil
 }
 
 // FeedState returns the state of one collection as of the last committed page.
 func (db *DB) FeedState(collection string) (FeedState, bool) {
-	db.smu.RLock()
-	defer db.smu.RUnlock()
-	s, ok := db.state[collection]
+	s, ok := db.states()[collection]
 	return s, ok
+}
+
+// states is the feeds' state by collection; nil before it is loaded. Never modify it.
+func (db *DB) states() map[string]FeedState {
+	if m := db.state.Load(); m != nil {
+		return *m
+	}
+	return nil
 }
 
 // FeedStates returns the state of every collection in cloudapi.Collections order.
 func (db *DB) FeedStates() []FeedState {
-	db.smu.RLock()
-	defer db.smu.RUnlock()
+	state := db.states()
 	out := make([]FeedState, 0, len(cloudapi.Collections))
 	for _, c := range cloudapi.Collections {
-		out = append(out, db.state[c])
+		out = append(out, state[c])
 	}
 	return out
 }
 
 func (db *DB) updateState(collection string, f func(*FeedState)) {
 	db.smu.Lock()
-	s := db.state[collection]
+	state := maps.Clone(db.states())
+	if state == nil {
+		state = make(map[string]FeedState)
+	}
+	s := state[collection]
 	f(&s)
-	db.state[collection] = s
+	state[collection] = s
+	db.state.Store(&state)
 	db.smu.Unlock()
 }
 

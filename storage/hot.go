@@ -67,10 +67,11 @@ func barcodeKV(code string, rev int64, id string) hotcache.KV {
 	return hotcache.KV{Key: hotKey(nil, hotBarcode, code), Value: append(binary.LittleEndian.AppendUint64(nil, uint64(rev)), id...)}
 }
 
-// hotGet reads a product's record; ok is false when it is not cached.
-func (db *DB) hotGet(id string) (Item, bool) {
+// hotGet reads a product's record, appending it to buf; ok is false when it is not cached.
+func (db *DB) hotGet(buf []byte, id string) (Item, bool) {
 	var kb [1 + cloudapi.MaxIDBytes]byte
-	v, ok := db.hot.Get(nil, hotKey(kb[:0], hotProduct, id))
+	v, ok := db.hot.Get(buf, hotKey(kb[:0], hotProduct, id))
+	v = v[len(buf):]
 	if !ok || len(v) < 16 {
 		return Item{}, false
 	}
@@ -83,8 +84,8 @@ func (db *DB) hotGet(id string) (Item, bool) {
 }
 
 // getProduct is Get for products: memory first, then SQLite, whose answer is kept.
-func (db *DB) getProduct(ctx context.Context, id string) (Item, error) {
-	if it, ok := db.hotGet(id); ok {
+func (db *DB) getProduct(ctx context.Context, buf []byte, id string) (Item, error) {
+	if it, ok := db.hotGet(buf, id); ok {
 		db.hot.CountHit()
 		return it, nil
 	}
@@ -100,10 +101,11 @@ func (db *DB) getProduct(ctx context.Context, id string) (Item, error) {
 }
 
 // productByBarcode is ProductByBarcode from memory first.
-func (db *DB) productByBarcode(ctx context.Context, code string) (Item, error) {
+func (db *DB) productByBarcode(ctx context.Context, buf []byte, code string) (Item, error) {
 	if len(code) <= cloudapi.MaxIDBytes {
 		var kb [1 + cloudapi.MaxIDBytes]byte
-		out, second, ok := db.hot.GetLinked(nil, hotKey(kb[:0], hotBarcode, code), linkProduct)
+		out, second, ok := db.hot.GetLinked(buf, hotKey(kb[:0], hotBarcode, code), linkProduct)
+		out, second = out[len(buf):], second-len(buf)
 		if ok && second > 8 && len(out)-second >= 16 {
 			hint, rec := out[:second], out[second:]
 			if rev := int64(binary.LittleEndian.Uint64(rec)); rev == int64(binary.LittleEndian.Uint64(hint)) {

@@ -63,17 +63,23 @@ func checkAgainstSQLite(t *testing.T, db *DB) {
 				got.ID, got.Rev, got.Seq, got.Doc, want.ID, want.Rev, want.Seq, want.Doc)
 		}
 	}
+	// reused is a buffer as a caller reuses it: holding earlier bytes, with room to spare.
+	reused := func() []byte { return append(make([]byte, 0, 4096), "earlier answer"...) }
 	for i := range 30 {
 		id := fmt.Sprintf("P%02d", i)
 		want, wantErr := db.one(ctx, qGet(cloudapi.Products), id)
 		got, gotErr := db.Get(ctx, cloudapi.Products, id)
 		same("product "+id, got, gotErr, want, wantErr)
+		got, gotErr = db.GetAppend(ctx, reused(), cloudapi.Products, id)
+		same("product "+id+" into a reused buffer", got, gotErr, want, wantErr)
 	}
 	for i := range 20 {
 		code := fmt.Sprintf("400%010d", i)
 		want, wantErr := db.one(ctx, qProductByBarcode, code)
 		got, gotErr := db.ProductByBarcode(ctx, code)
 		same("barcode "+code, got, gotErr, want, wantErr)
+		got, gotErr = db.ProductByBarcodeAppend(ctx, reused(), code)
+		same("barcode "+code+" into a reused buffer", got, gotErr, want, wantErr)
 	}
 }
 
