@@ -58,7 +58,8 @@ func fetch(ctx context.Context, o *options, r *harness.Report, w io.Writer) erro
 			return err
 		}
 		fetches = append(fetches, f.took)
-		fmt.Fprintf(w, "round %d/%d: rclone %s, storeedge %s\n", round+1, o.rounds, took.Round(10*time.Millisecond), f.took.Round(10*time.Millisecond))
+		fmt.Fprintf(w, "round %d/%d: rclone %s, storeedge %s (first byte after %s)\n", round+1, o.rounds,
+			took.Round(10*time.Millisecond), f.took.Round(10*time.Millisecond), f.firstByte.Round(10*time.Millisecond))
 		if round == 0 || f.rssMax-f.rssStart > fetch.rssMax-fetch.rssStart {
 			fetch.rssStart, fetch.rssMax = f.rssStart, f.rssMax
 		}
@@ -203,8 +204,9 @@ func dirSize(dir string) (files int, bytes int64, err error) {
 // fetchRun is what one daemon prefetch measured.
 type fetchRun struct {
 	took             time.Duration
-	rssStart, rssMax int64   // kB
-	rate             float64 // bytes per second over the cap window, or over the whole prefetch
+	firstByte        time.Duration // exec until status first showed a byte received
+	rssStart, rssMax int64         // kB
+	rate             float64       // bytes per second over the cap window, or over the whole prefetch
 }
 
 // runPrefetch starts the daemon on a copy of the synced catalog and measures its prefetch. With
@@ -240,6 +242,9 @@ func runPrefetch(ctx context.Context, o *options, dir, catalog, cloudURL string,
 			}
 			res.rssMax = max(res.rssMax, rss)
 			m := st.Media
+			if res.firstByte == 0 && m.ReceivedBytes > 0 {
+				res.firstByte = now.Sub(d.Started())
+			}
 			switch {
 			case extra == nil && m.Files == int64(items) && m.Pending == 0:
 				res.took = now.Sub(d.Started())
