@@ -13,7 +13,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/storeedge/storeedge/bench/harness"
@@ -63,12 +62,15 @@ func Run(ctx context.Context, o *harness.Options, r *harness.Report, w io.Writer
 	cfg := harness.DaemonConfig{DataDir: dir, CloudURL: cloudURL, FrontDoor: front,
 		Extra: append([]string{"cloud.page_size=" + strconv.Itoa(o.PageSizes[0]), "cloud.poll_interval=1h"}, o.Sets...)}
 	// The daemon warms its read cache once every collection caught up, which takes the CPU for a
-	// while; idle means after that.
-	warmed := make(chan struct{})
-	var once sync.Once
-	hook := func(line string, _ time.Time) {
+	// while; idle means after that. (It warms the empty cache at start too: that one does not
+	// count.)
+	warms := make(chan time.Time, 4)
+	hook := func(line string, at time.Time) {
 		if strings.Contains(line, "read cache warmed") {
-			once.Do(func() { close(warmed) })
+			select {
+			case warms <- at:
+			default:
+			}
 		}
 	}
 	p, err := cfg.Start(o.StoreedgeBin, hook)
@@ -84,12 +86,8 @@ func Run(ctx context.Context, o *harness.Options, r *harness.Report, w io.Writer
 	if err != nil {
 		return err
 	}
-	select {
-	case <-warmed:
-	case <-time.After(WarmLimit):
-		fmt.Fprintf(w, "no \"read cache warmed\" in the log after %v: measuring idle anyway\n", WarmLimit)
-	case <-ctx.Done():
-		return ctx.Err()
+	if err := waitWarm(ctx, w, warms, time.Now()); err != nil {
+		return err
 	}
 	idle, size, err := timeIdle(ctx, base)
 	if err != nil {
@@ -104,6 +102,24 @@ func Run(ctx context.Context, o *harness.Options, r *harness.Report, w io.Writer
 	}
 	r.Add(w, table(o, []result{syncing, idle, bare}, size))
 	return nil
+}
+
+// waitWarm waits for a "read cache warmed" logged after caughtUp, or WarmLimit.
+func waitWarm(ctx context.Context, w io.Writer, warms <-chan time.Time, caughtUp time.Time) error {
+	limit := time.After(WarmLimit)
+	for {
+		select {
+		case at := <-warms:
+			if at.After(caughtUp) {
+				return nil
+			}
+		case <-limit:
+			fmt.Fprintf(w, "no \"read cache warmed\" in the log %v after the sync: measuring idle anyway\n", WarmLimit)
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // timeUntilCaughtUp times status requests, one after the other, until one shows every collection
