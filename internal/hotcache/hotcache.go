@@ -71,6 +71,9 @@ type Cache struct {
 	rbuf    *[]byte // a record read while writing
 
 	hits, misses atomic.Int64
+	// What Stats reports of the fields above, published at the end of every change, so that
+	// a status read never waits for a fill of thousands of records holding the lock.
+	entries, arenaBytes, tableBytes, resetsShown atomic.Int64
 }
 
 // New returns a cache whose arena, a file in dir ("" for the system's temporary directory), holds
@@ -87,6 +90,7 @@ func New(dir string, budget int64) (*Cache, error) {
 		a.close()
 		return nil, err
 	}
+	c.publishLocked()
 	return c, nil
 }
 
@@ -166,6 +170,7 @@ type KV struct{ Key, Value []byte }
 func (c *Cache) PutAllIf(gen uint64, kvs []KV) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	defer c.publishLocked()
 	if c.closed || c.gen != gen {
 		return false
 	}
@@ -182,6 +187,7 @@ func (c *Cache) PutAllIf(gen uint64, kvs []KV) bool {
 func (c *Cache) Delete(keys ...[]byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	defer c.publishLocked()
 	c.gen++
 	for _, k := range keys {
 		c.deleteLocked(c.tag(k), k)
@@ -192,6 +198,7 @@ func (c *Cache) Delete(keys ...[]byte) {
 func (c *Cache) Reset() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	defer c.publishLocked()
 	c.resetLocked()
 }
 
@@ -200,14 +207,20 @@ func (c *Cache) Reset() {
 func (c *Cache) CountHit()  { c.hits.Add(1) }
 func (c *Cache) CountMiss() { c.misses.Add(1) }
 
-// Stats returns the counters.
+// Stats returns the counters, as of the last change finished.
 func (c *Cache) Stats() Stats {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
 	return Stats{
-		Entries: c.live, ArenaBytes: int64(c.arena.used), TableBytes: int64(len(c.slots) * 8), Budget: c.budget,
-		Hits: c.hits.Load(), Misses: c.misses.Load(), Resets: c.resets,
+		Entries: int(c.entries.Load()), ArenaBytes: c.arenaBytes.Load(), TableBytes: c.tableBytes.Load(), Budget: c.budget,
+		Hits: c.hits.Load(), Misses: c.misses.Load(), Resets: c.resetsShown.Load(),
 	}
+}
+
+// publishLocked makes the counters of the change just made visible to Stats.
+func (c *Cache) publishLocked() {
+	c.entries.Store(int64(c.live))
+	c.arenaBytes.Store(int64(c.arena.used))
+	c.tableBytes.Store(int64(len(c.slots) * 8))
+	c.resetsShown.Store(c.resets)
 }
 
 func (c *Cache) resetLocked() {
