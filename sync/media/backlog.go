@@ -22,22 +22,24 @@ const DefaultQueueWindow = 1024
 // sequence above after[c] and at most the last one scanned. It is guarded by the fetcher's
 // mutex.
 type backlog struct {
-	seed  maphash.Seed
-	items map[uint64]int64 // by hash of the id: size<<2 | class
+	seeds [2]maphash.Seed
+	items map[[2]uint64]int64 // by hash of the id: size<<2 | class
 	n     [classVideo + 1]int
 	bytes int64
 	after [classVideo + 1]int64
 }
 
 func newBacklog() *backlog {
-	return &backlog{seed: maphash.MakeSeed(), items: map[uint64]int64{}}
+	return &backlog{seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}, items: map[[2]uint64]int64{}}
 }
 
-// The items are keyed by a 64-bit hash of their id, so that the backlog of a million items is
-// a few megabytes the garbage collector need not scan. Two ids with one hash (about one chance
-// in 10^9 for a million items) cost only the accuracy of the counts: which items the window is
-// filled with is read from the catalog, not from here.
-func (b *backlog) key(id string) uint64 { return maphash.String(b.seed, id) }
+// The items are keyed by a 128-bit hash of their id (two 64-bit hashes with seeds of their own),
+// so that the backlog of a million items is a few tens of megabytes the garbage collector need
+// not scan; two ids of a million sharing a key is a chance in 10^26. Which items the window is
+// filled with is read from the catalog; the counts say whether there are any left to read.
+func (b *backlog) key(id string) [2]uint64 {
+	return [2]uint64{maphash.String(b.seeds[0], id), maphash.String(b.seeds[1], id)}
+}
 
 // add counts an item as waiting in the backlog.
 func (b *backlog) add(id string, class int, size int64) {
@@ -55,7 +57,7 @@ func (b *backlog) drop(id string) {
 	}
 }
 
-func (b *backlog) remove(k uint64) {
+func (b *backlog) remove(k [2]uint64) {
 	v, ok := b.items[k]
 	if !ok {
 		return
@@ -65,8 +67,8 @@ func (b *backlog) remove(k uint64) {
 	b.bytes -= v >> 2
 }
 
-// clear forgets the items of a class still counted once the catalog has none left to read:
-// those two ids shared a hash with.
+// clear forgets the items of a class still counted once the catalog has none left to read
+// (none, unless two ids shared a key).
 func (b *backlog) clear(class int) {
 	for k, v := range b.items {
 		if int(v&3) == class {
