@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -45,16 +46,34 @@ func Require(t testing.TB, bin string) string {
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago. The
-// programs started here retry with another port if it is taken meanwhile.
+// programs started here retry with another port if it is taken meanwhile. A
+// port is never handed out twice in one test binary: the system may give the
+// port it just freed to the next caller, and a daemon given one port for two
+// listeners refuses to start.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("testenv: free port: %v", err)
+	for {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("testenv: free port: %v", err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		handedOut.Lock()
+		seen := handedOut.ports[port]
+		handedOut.ports[port] = true
+		handedOut.Unlock()
+		if !seen {
+			return port
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
+
+// handedOut are the ports FreePort returned.
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
 
 // WaitListening polls addr until it accepts a TCP connection, and returns
 // nil, or the last dial error once ctx ends.
