@@ -12,8 +12,9 @@ import (
 // backlog keeps only what status and progress need of those items — a count and their bytes —
 // and reads them back from the media collection, in sequence order, as the window empties.
 //
-// A class's window is filled again once it is half empty; until it is, the workers do not take
-// a task of a later class, so that the order of work holds across the backlog.
+// A class's window is filled again once it is half empty. While a class still has items in the
+// backlog, the workers take no task of a later class (they wait for the fill instead), so that
+// the order of work holds across the backlog.
 
 // DefaultQueueWindow is how many ready tasks of one class the queue holds.
 const DefaultQueueWindow = 1024
