@@ -686,18 +686,7 @@ type applier struct {
 func (db *DB) newApplier(ctx context.Context, tx *sql.Tx, collection string, bulk bool) (*applier, error) {
 	a := &applier{db: db, collection: collection, bulk: bulk, tx: tx, insertN: make(map[int]*sql.Stmt), addCodesN: make(map[int]*sql.Stmt)}
 	var err error
-	prep := func(q string) *sql.Stmt {
-		if err != nil {
-			return nil
-		}
-		st, e := db.txStmt(ctx, tx, q)
-		if e != nil {
-			err = e
-			return nil
-		}
-		a.stmts = append(a.stmts, st)
-		return st
-	}
+	prep := preparer(func(q string) (*sql.Stmt, error) { return db.txStmt(ctx, tx, q) }, &a.stmts, &err)
 	if collection == cloudapi.Products {
 		a.upsert = prep(`INSERT INTO products(id, rev, seq, deleted, name, brand, category, doc) VALUES (?, ?, ?, 0, ?, ?, ?, ?)
 			ON CONFLICT(id) DO UPDATE SET rev = excluded.rev, seq = excluded.seq, deleted = 0, name = excluded.name,
@@ -1110,14 +1099,14 @@ func (a *applier) close() {
 	a.stmts = nil
 }
 
-// preparer returns a function that prepares statements in tx and adds each to *stmts, until one
-// fails: *err holds that failure, and later calls return nil.
-func preparer(ctx context.Context, tx *sql.Tx, stmts *[]*sql.Stmt, err *error) func(q string) *sql.Stmt {
+// preparer returns a function that prepares statements with prepare and adds each to *stmts,
+// until one fails: *err holds that failure, and later calls return nil.
+func preparer(prepare func(q string) (*sql.Stmt, error), stmts *[]*sql.Stmt, err *error) func(q string) *sql.Stmt {
 	return func(q string) *sql.Stmt {
 		if *err != nil {
 			return nil
 		}
-		s, e := tx.PrepareContext(ctx, q)
+		s, e := prepare(q)
 		if e != nil {
 			*err = e
 			return nil

@@ -171,7 +171,7 @@ type sweeper struct {
 func newSweeper(ctx context.Context, tx *sql.Tx, collection string) (*sweeper, error) {
 	sw := &sweeper{products: collection == cloudapi.Products}
 	var err error
-	prep := preparer(ctx, tx, &sw.stmts, &err)
+	prep := preparer(func(q string) (*sql.Stmt, error) { return tx.PrepareContext(ctx, q) }, &sw.stmts, &err)
 	// The table name comes from the fixed list of collections, never from input.
 	unseen := ` t WHERE t.deleted = 0 AND t.id > ? AND NOT EXISTS (SELECT 1 FROM snapshot_seen s WHERE s.collection = '` +
 		collection + `' AND s.id = t.id) ORDER BY t.id LIMIT ` + fmt.Sprint(sweepBatch)
