@@ -145,3 +145,23 @@ func TestFrontKeepsTheHotRecordsAndNeverAnOldOne(t *testing.T) {
 		}
 	}
 }
+
+// The front takes a sixteenth of the cache's budget, at most 64 MiB (configuration.md), and
+// none when that is too small to be worth it.
+func TestFrontSize(t *testing.T) {
+	for _, tc := range []struct{ budget, want int64 }{
+		{1 << 16, 0},
+		{16 << 20, 1 << 20},
+		{1 << 30, 64 << 20},
+		{8 << 30, 64 << 20},
+	} {
+		c := newCache(t, tc.budget)
+		var got int64
+		if f := c.arena.front; f != nil {
+			got = int64(len(f.data))
+		}
+		if got != tc.want {
+			t.Errorf("budget %d: front of %d bytes, want %d", tc.budget, got, tc.want)
+		}
+	}
+}
