@@ -23,9 +23,9 @@ func inFront(c *Cache, key string) bool {
 		f := c.arena.front
 		j := f.set(off)
 		f.lock(j).Lock()
-		a, b := f.meta[j], f.meta[j+1]
+		in := f.slot(j, off) >= 0
 		f.lock(j).Unlock()
-		if a.off1 == int64(off)+1 || b.off1 == int64(off)+1 {
+		if in {
 			return true
 		}
 	}
