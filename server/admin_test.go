@@ -182,7 +182,7 @@ func TestPanicBecomesProblem(t *testing.T) {
 	f := newFixture(t, func(o *Options) {
 		o.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	})
-	h := f.srv.observe(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { panic("boom") }))
+	h := f.srv.observe(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { panic("boom") }), nil)
 	req := httptest.NewRequest(http.MethodGet, "/api/v1/catalog/products", nil)
 	req.Header.Set(headerRequestID, "pos-7-req-42")
 	rec := httptest.NewRecorder()
@@ -200,7 +200,7 @@ func TestPanicBecomesProblem(t *testing.T) {
 	h = f.srv.observe(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte(`{"items":[`))
 		panic("late boom")
-	}))
+	}), nil)
 	func() {
 		defer func() {
 			if v := recover(); v != http.ErrAbortHandler {

@@ -25,8 +25,8 @@ func (s *Server) catalogRoutes(r chi.Router) {
 	r.Group(func(r chi.Router) {
 		r.Use(noCache)
 		r.Get("/api/v1/catalog/products", s.handle(s.listProducts))
-		r.Get("/api/v1/catalog/products/{id}", s.handle(s.getItem(cloudapi.Products)))
-		r.Get("/api/v1/catalog/barcodes/{code}", s.handle(s.productByBarcode))
+		r.Get(routeProduct, s.handle(s.getItem(cloudapi.Products)))
+		r.Get(routeBarcode, s.handle(s.productByBarcode))
 		r.Get("/api/v1/catalog/search", s.handle(s.search))
 		r.Get("/api/v1/catalog/categories", s.handle(s.categories))
 		for _, c := range []string{cloudapi.Prices, cloudapi.Stock, cloudapi.Media} {

@@ -120,11 +120,15 @@ func validRequestID(id string) bool {
 // observe gives every request an id (the device's X-Request-Id, or a new one, echoed in the
 // answer), turns a panic into a logged 500 problem so one bad request cannot stop the server, and
 // writes a DEBUG access log line. It wraps a listener's router from outside, giving the request
-// the routing context the router then uses.
-func (s *Server) observe(next http.Handler) http.Handler {
+// the routing context the router then uses. A successful lookup of direct it answers itself
+// (see directLookup).
+func (s *Server) observe(next http.Handler, direct []directLookup) http.Handler {
 	routes, _ := next.(chi.Routes)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		if direct != nil && s.serveDirect(w, r, direct, start) {
+			return
+		}
 		id := r.Header.Get(headerRequestID)
 		if !validRequestID(id) {
 			id = newRequestID()
@@ -139,25 +143,30 @@ func (s *Server) observe(next http.Handler) http.Handler {
 		rec := &ctx.st.rec
 		defer func() {
 			if v := recover(); v != nil {
-				if v == http.ErrAbortHandler {
-					panic(v)
-				}
-				s.log.LogAttrs(ctx, slog.LevelError, "request handler panicked",
-					slog.String(keyRequestID, id), slog.String(keyMethod, r.Method), slog.String(keyPath, r.URL.Path),
-					slog.String(keyPanic, fmt.Sprint(v)), slog.String(keyStack, string(debug.Stack())))
-				if rec.status != 0 {
-					// Part of the answer is out: cut the connection so the device sees a failure
-					// rather than a short answer.
-					s.accessLog(ctx, r, rec, id, start)
-					panic(http.ErrAbortHandler)
-				}
-				problem(rec, r, probInternal, "the server failed on this request; its log has the details under request id "+id)
+				s.panicked(ctx, rec, r, v, id, start)
 			}
 			s.accessLog(ctx, r, rec, id, start)
 			routeContexts.Put(route)
 		}()
 		next.ServeHTTP(rec, r)
 	})
+}
+
+// panicked answers a request whose handler panicked with v: a logged 500 problem, or, when part
+// of the answer is out already, a cut connection, so that the device sees a failure rather than a
+// short answer.
+func (s *Server) panicked(ctx context.Context, rec *recorder, r *http.Request, v any, id string, start time.Time) {
+	if v == http.ErrAbortHandler {
+		panic(v)
+	}
+	s.log.LogAttrs(ctx, slog.LevelError, "request handler panicked",
+		slog.String(keyRequestID, id), slog.String(keyMethod, r.Method), slog.String(keyPath, r.URL.Path),
+		slog.String(keyPanic, fmt.Sprint(v)), slog.String(keyStack, string(debug.Stack())))
+	if rec.status != 0 {
+		s.accessLog(ctx, r, rec, id, start)
+		panic(http.ErrAbortHandler)
+	}
+	problem(rec, r, probInternal, "the server failed on this request; its log has the details under request id "+id)
 }
 
 func (s *Server) accessLog(ctx context.Context, r *http.Request, rec *recorder, id string, start time.Time) {

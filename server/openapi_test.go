@@ -118,7 +118,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	f := newFixtureDB(t, openDB(t), func(o *Options) { o.Metrics = prometheus.NewRegistry() })
 	served := map[string]bool{}
 	// The front door serves every route but those of the admin port alone (the metrics).
-	for _, r := range []*chi.Mux{f.srv.front, f.srv.router(serviceAdmin)} {
+	for _, r := range []*chi.Mux{f.srv.front, f.srv.router(serviceAdmin, nil)} {
 		err := chi.Walk(r, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
 			served[method+" "+chiParam.ReplaceAllString(route, "{$1}")] = true
 			return nil

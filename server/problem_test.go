@@ -23,7 +23,7 @@ func serveErr(t *testing.T, s *Server, h handlerFunc) *httptest.ResponseRecorder
 	rec := httptest.NewRecorder()
 	req := httptest.NewRequest(http.MethodGet, "/api/v1/thing", nil)
 	req.Header.Set(headerRequestID, "req-1")
-	s.observe(s.handle(h)).ServeHTTP(rec, req)
+	s.observe(s.handle(h), nil).ServeHTTP(rec, req)
 	return rec
 }
 
@@ -98,7 +98,7 @@ func TestHandlerFailureIsLogged(t *testing.T) {
 	rec = httptest.NewRecorder()
 	f.srv.observe(f.srv.handle(func(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("list products: %w", r.Context().Err())
-	})).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/thing", nil).WithContext(ctx))
+	}), nil).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/thing", nil).WithContext(ctx))
 	if rec.Body.Len() != 0 {
 		t.Errorf("answered a request the device gave up: %d %s", rec.Code, rec.Body)
 	}

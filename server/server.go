@@ -223,8 +223,7 @@ func New(o Options) (*Server, error) {
 			return nil, fmt.Errorf("server: metrics: %w", err)
 		}
 	}
-	s.front = s.router(frontDoor)
-	s.door = s.observe(s.front)
+	s.door, s.front = s.build(frontDoor)
 	if err := s.addPorts(); err != nil {
 		return nil, err
 	}
@@ -286,15 +285,28 @@ func orDefault[T comparable](v, def T) T {
 }
 
 // listener builds the handler of one listener: its router, observed.
-func (s *Server) listener(name string) http.Handler { return s.observe(s.router(name)) }
+func (s *Server) listener(name string) http.Handler {
+	h, _ := s.build(name)
+	return h
+}
+
+// build is listener, returning the router too.
+func (s *Server) build(name string) (http.Handler, *chi.Mux) {
+	var lm *listenerMetrics
+	if s.metrics != nil {
+		lm = s.metrics.listener(name)
+	}
+	mux := s.router(name, lm)
+	return s.observe(mux, s.directLookups(name, lm)), mux
+}
 
 // router builds the routes of one listener: the health checks and either one service's routes or,
 // for the front door, every service's. observe must wrap it: its middleware and handlers find
-// the request's state in the context.
-func (s *Server) router(name string) *chi.Mux {
+// the request's state in the context. lm, the listener's metrics, is nil when the server has none.
+func (s *Server) router(name string, lm *listenerMetrics) *chi.Mux {
 	r := chi.NewRouter()
-	if s.metrics != nil {
-		r.Use(s.measure(s.metrics.listener(name)))
+	if lm != nil {
+		r.Use(s.measure(lm))
 	}
 	r.Use(s.limitBody)
 	notFound := s.notFound(name)
