@@ -19,10 +19,11 @@ import (
 
 // target is one thing wrk is pointed at, and what each round measured.
 type target struct {
-	name    string
-	url     string
-	script  string
-	results []wrk.Result
+	name     string
+	url      string
+	script   string
+	baseline bool // the bare server, hit with the script of the daemon's targets it is read against
+	results  []wrk.Result
 }
 
 // run is one http benchmark: the daemon, the baseline and what was measured.
@@ -35,7 +36,8 @@ type run struct {
 	catalog  string // the catalog port's URL, where wrk goes
 	warmLine string // what the daemon logged about its read cache
 	sample   Sample
-	targets  []*target // the daemon's, then the baseline last
+	targets  []*target // the daemon's, then the baseline's
+	codes    int       // barcodes in the catalog, all of them in the barcode scripts
 
 	peakKB, rssKB int64
 	statusTimes   []time.Duration // GET /api/v1/status on the idle daemon
@@ -63,11 +65,7 @@ func Run(ctx context.Context, o *harness.Options, r *harness.Report, w io.Writer
 	}
 	defer h.daemon.Kill()
 	fmt.Fprintf(w, "storeedge: %s\n", h.warmLine)
-	idScript, codeScript, err := h.writeScripts(ctx, w)
-	if err != nil {
-		return err
-	}
-	zipfScript, err := wrk.WriteZipfScript(filepath.Join(o.WorkDir, "http"), meta.Products)
+	sc, err := h.writeScripts(ctx, w)
 	if err != nil {
 		return err
 	}
@@ -76,12 +74,18 @@ func Run(ctx context.Context, o *harness.Options, r *harness.Report, w io.Writer
 		return err
 	}
 	defer bare.Kill()
+	zipf := fmt.Sprintf("Zipf s=%g", wrk.ZipfS)
 	h.targets = []*target{
-		{name: "storeedge GET /api/v1/catalog/products/{id}, uniform", url: h.catalog, script: idScript},
-		{name: fmt.Sprintf("storeedge GET /api/v1/catalog/products/{id}, Zipf s=%g", wrk.ZipfS), url: h.catalog, script: zipfScript},
-		{name: "storeedge GET /api/v1/catalog/barcodes/{code}", url: h.catalog, script: codeScript},
-		{name: fmt.Sprintf("baseline: fixedserver, %d-byte body", h.sample.AvgSize), url: bareURL, script: idScript},
-		{name: fmt.Sprintf("baseline: fixedserver, %d-byte body, Zipf script", h.sample.AvgSize), url: bareURL, script: zipfScript},
+		{name: "storeedge GET /api/v1/catalog/products/{id}, uniform", url: h.catalog, script: sc.ids},
+		{name: "storeedge GET /api/v1/catalog/products/{id}, " + zipf, url: h.catalog, script: sc.idsZipf},
+		{name: "storeedge GET /api/v1/catalog/barcodes/{code}, uniform", url: h.catalog, script: sc.codes},
+		{name: "storeedge GET /api/v1/catalog/barcodes/{code}, " + zipf, url: h.catalog, script: sc.codesZipf},
+	}
+	for _, s := range []struct{ name, script string }{
+		{"ids uniform", sc.ids}, {"ids " + zipf, sc.idsZipf}, {"barcodes uniform", sc.codes}, {"barcodes " + zipf, sc.codesZipf},
+	} {
+		h.targets = append(h.targets, &target{name: fmt.Sprintf("baseline: fixedserver, %d-byte body, the script of %s", h.sample.AvgSize, s.name),
+			url: bareURL, script: s.script, baseline: true})
 	}
 	if err := h.measure(ctx, w); err != nil {
 		return err
@@ -140,27 +144,44 @@ func (h *run) startDaemon(ctx context.Context) error {
 	}
 }
 
-// writeScripts samples the catalog over the LAN API and writes the wrk scripts of the product
-// and barcode lookups.
-func (h *run) writeScripts(ctx context.Context, w io.Writer) (idScript, codeScript string, err error) {
+// scripts are the wrk scripts of the lookups: product ids and barcodes, uniform and by a Zipf law.
+type scripts struct{ ids, idsZipf, codes, codesZipf string }
+
+// writeScripts samples the catalog over the LAN API for the average answer's size, reads every
+// barcode from the database, and writes the wrk scripts of the product and barcode lookups.
+func (h *run) writeScripts(ctx context.Context, w io.Writer) (sc scripts, err error) {
 	dir := filepath.Join(h.o.WorkDir, "http")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", "", err
+		return sc, err
 	}
 	if h.sample, err = SampleProducts(ctx, h.catalog, h.meta.Products, h.o.Sample); err != nil {
-		return "", "", err
+		return sc, err
 	}
+	codes, err := AllBarcodes(ctx, filepath.Join(h.o.DataDir, "storeedge.db"))
+	if err != nil {
+		return sc, err
+	}
+	if len(codes)%7919 == 0 {
+		codes = codes[1:] // the Zipf script scatters its ranks by multiples of 7919
+	}
+	h.codes = len(codes)
 	codesFile := filepath.Join(dir, "barcodes.txt")
-	if err := wrk.WriteLines(codesFile, h.sample.Barcodes); err != nil {
-		return "", "", err
+	if err := wrk.WriteLines(codesFile, codes); err != nil {
+		return sc, err
 	}
-	fmt.Fprintf(w, "sampled %d random products over the LAN API: average answer %d bytes, %d barcodes -> %s\n",
-		h.sample.N, h.sample.AvgSize, len(h.sample.Barcodes), codesFile)
-	if idScript, err = wrk.WriteIDScript(dir, h.meta.Products); err != nil {
-		return "", "", err
+	fmt.Fprintf(w, "sampled %d random products over the LAN API: average answer %d bytes; %d barcodes in the database -> %s\n",
+		h.sample.N, h.sample.AvgSize, len(codes), codesFile)
+	if sc.ids, err = wrk.WriteIDScript(dir, h.meta.Products); err != nil {
+		return sc, err
 	}
-	codeScript, err = wrk.WriteBarcodeScript(dir, codesFile)
-	return idScript, codeScript, err
+	if sc.idsZipf, err = wrk.WriteZipfScript(dir, h.meta.Products); err != nil {
+		return sc, err
+	}
+	if sc.codes, err = wrk.WriteBarcodeScript(dir, codesFile); err != nil {
+		return sc, err
+	}
+	sc.codesZipf, err = wrk.WriteBarcodeZipfScript(dir, codesFile)
+	return sc, err
 }
 
 // startBare starts the baseline server answering size bytes, and returns it and its URL once it
@@ -231,34 +252,34 @@ func (h *run) finish(ctx context.Context, bareURL string) error {
 }
 
 // table is the result: each target's median figures, the daemon's next to the baseline's. The
-// baseline is hit with each script (wrk's own work differs between them, and it shares the
-// CPUs): the Zipf target is read against the baseline run with the Zipf script, the others
-// against the one run with the uniform script.
+// baseline is hit with each script, and each of the daemon's targets is read against the baseline
+// run with the same script: wrk's own work differs between them, and it shares the CPUs.
 func (h *run) table() *harness.Table {
 	o := h.o
-	n := len(h.targets)
-	uniform, zipf := wrk.MedianEach(h.targets[n-2].results), wrk.MedianEach(h.targets[n-1].results)
+	base := map[string]wrk.Result{}
+	for _, tg := range h.targets {
+		if tg.baseline {
+			base[tg.script] = wrk.MedianEach(tg.results)
+		}
+	}
 	t := &harness.Table{
 		Title: fmt.Sprintf("http: wrk -t%d -c%d -d%s --latency on the catalog port (%s-product database, sync off)", o.Threads, o.Connections, wrk.DurationArg(o.Duration), harness.FmtInt(int64(h.meta.Products))),
 		Head:  []string{"target", "req/s", "p50", "p99", "req/s vs baseline", "p99 vs baseline", "targets (≥ 0.85×, ≤ 1.50×)"},
 	}
-	for i, tg := range h.targets {
+	for _, tg := range h.targets {
 		m := wrk.MedianEach(tg.results)
-		if i >= n-2 {
+		if tg.baseline {
 			t.Add(tg.name, harness.FmtRate(m.ReqPerSec), harness.FmtMs(m.P50), harness.FmtMs(m.P99), "1.00×", "1.00×", "")
 			continue
 		}
-		baseline := uniform
-		if tg.script == h.targets[n-1].script {
-			baseline = zipf
-		}
-		rr := m.ReqPerSec / baseline.ReqPerSec
-		pr := float64(m.P99) / float64(baseline.P99)
+		b := base[tg.script]
+		rr := m.ReqPerSec / b.ReqPerSec
+		pr := float64(m.P99) / float64(b.P99)
 		t.Add(tg.name, harness.FmtRate(m.ReqPerSec), harness.FmtMs(m.P50), harness.FmtMs(m.P99), harness.FmtRatio(rr), harness.FmtRatio(pr),
 			"req/s "+harness.Verdict(rr >= 0.85)+", p99 "+harness.Verdict(pr <= 1.5))
 	}
-	t.Note("ids uniform over P0000001..P%07d, or by a Zipf law of exponent %g with the ranks scattered over the ids; barcodes uniform over the %d barcodes of %d random products read over the LAN API", h.meta.Products, wrk.ZipfS, len(h.sample.Barcodes), h.sample.N)
-	t.Note("the baseline is hit with the products script (it ignores the path) and answers %d bytes, the average product answer", h.sample.AvgSize)
+	t.Note("ids uniform over P0000001..P%07d, or by a Zipf law of exponent %g with the ranks scattered over the ids; barcodes the same over the %d barcodes of the database", h.meta.Products, wrk.ZipfS, h.codes)
+	t.Note("the baseline ignores the path and answers %d bytes, the average product answer of %d random products read over the LAN API", h.sample.AvgSize, h.sample.N)
 	if o.Rounds > 1 {
 		t.Note("each figure is the median of %d rounds per target (targets alternating); every round's figures are printed above the table", o.Rounds)
 	}

@@ -2,6 +2,7 @@ package httpbench
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,6 +11,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	_ "modernc.org/sqlite" // the same driver as storage
 
 	"github.com/storeedge/storeedge/bench/harness"
 )
@@ -139,4 +142,34 @@ func timeGets(ctx context.Context, url string, n int) ([]time.Duration, error) {
 		out = append(out, time.Since(start))
 	}
 	return out, nil
+}
+
+// AllBarcodes reads every barcode of the database at dbPath (read-only, beside a daemon that has
+// it open), in product order.
+func AllBarcodes(ctx context.Context, dbPath string) ([]string, error) {
+	db, err := sql.Open("sqlite", "file:"+dbPath+"?mode=ro")
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	rows, err := db.QueryContext(ctx, "SELECT code FROM barcodes ORDER BY product_id, code")
+	if err != nil {
+		return nil, fmt.Errorf("read the barcodes of %s: %w", dbPath, err)
+	}
+	defer rows.Close()
+	var codes []string
+	for rows.Next() {
+		var c string
+		if err := rows.Scan(&c); err != nil {
+			return nil, err
+		}
+		codes = append(codes, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read the barcodes of %s: %w", dbPath, err)
+	}
+	if len(codes) == 0 {
+		return nil, fmt.Errorf("no barcodes in %s", dbPath)
+	}
+	return codes, nil
 }

@@ -11,10 +11,13 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/storeedge/storeedge/bench/harness"
 	"github.com/storeedge/storeedge/bench/httpbench"
@@ -43,13 +46,13 @@ func parseHTTPFlags(args []string, stderr io.Writer) (*httpFlags, error) {
 	fs.IntVar(&f.threads, "threads", 2, "wrk -t")
 	fs.IntVar(&f.connections, "connections", 64, "wrk -c")
 	fs.DurationVar(&f.duration, "duration", 15*time.Second, "wrk -d")
-	fs.StringVar(&f.target, "target", "products", "what wrk asks for: products (uniform ids), zipf (products, ids by a Zipf law), barcodes, or bare (a fixed body from a bare net/http handler in this process, for comparison)")
+	fs.StringVar(&f.target, "target", "products", "what wrk asks for: products (uniform ids), zipf (products, ids by a Zipf law), barcodes (uniform over every barcode), barcodes-zipf, or bare (a fixed body from a bare net/http handler in this process, for comparison)")
 	f.prof.flags(fs, "profile-http")
 	if err := harness.ParseFlags(fs, args); err != nil {
 		return nil, err
 	}
-	if f.target != "products" && f.target != "zipf" && f.target != "barcodes" && f.target != "bare" {
-		return nil, harness.Usagef("-target %q: want products, zipf, barcodes or bare", f.target)
+	if !slices.Contains([]string{"products", "zipf", "barcodes", "barcodes-zipf", "bare"}, f.target) {
+		return nil, harness.Usagef("-target %q: want products, zipf, barcodes, barcodes-zipf or bare", f.target)
 	}
 	if err := harness.AbsPaths(&f.workDir); err != nil {
 		return nil, err
@@ -80,7 +83,8 @@ func HTTP(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := harness.PairDevice(ctx, f.dataDir); err != nil {
 		return err
 	}
-	db, err := storage.Open(ctx, filepath.Join(f.dataDir, "storeedge.db"))
+	dbPath := filepath.Join(f.dataDir, "storeedge.db")
+	db, err := storage.Open(ctx, dbPath)
 	if err != nil {
 		return err
 	}
@@ -94,7 +98,7 @@ func HTTP(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	script, url, err := prepareTarget(ctx, f.target, db, base, dir, meta.Products, stdout)
+	script, url, err := prepareTarget(ctx, f.target, db, dbPath, base, dir, meta.Products, stdout)
 	if err != nil {
 		return err
 	}
@@ -115,8 +119,8 @@ func HTTP(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 // serveCatalog runs the LAN server on db in this process, with the daemon's default read cache
-// warmed before the measurement as the daemon does at start, and returns the catalog port's URL
-// and a function that stops the server.
+// warmed before the measurement as the daemon does at start and its HTTP metrics, and returns the
+// catalog port's URL and a function that stops the server.
 func serveCatalog(ctx context.Context, db *storage.DB) (string, func(), error) {
 	if err := db.EnableReadCache(1 << 30); err != nil {
 		return "", nil, err
@@ -129,7 +133,7 @@ func serveCatalog(ctx context.Context, db *storage.DB) (string, func(), error) {
 		return "", nil, err
 	}
 	srv, err := server.New(server.Options{DB: db, Devices: dm, Bind: "127.0.0.1", FrontDoor: 0,
-		Services: map[string]int{"catalog": server.EphemeralPort}, ShutdownGrace: time.Second})
+		Services: map[string]int{"catalog": server.EphemeralPort}, ShutdownGrace: time.Second, Metrics: prometheus.NewRegistry()})
 	if err != nil {
 		return "", nil, err
 	}
@@ -145,7 +149,7 @@ func serveCatalog(ctx context.Context, db *storage.DB) (string, func(), error) {
 // prepareTarget writes the wrk script of target and returns it with the URL wrk is pointed at.
 // For products and barcodes it first measures the lookups on storage alone; for bare it starts
 // the bare handler, which runs until ctx ends.
-func prepareTarget(ctx context.Context, target string, db *storage.DB, base, dir string, products int, stdout io.Writer) (script, url string, err error) {
+func prepareTarget(ctx context.Context, target string, db *storage.DB, dbPath, base, dir string, products int, stdout io.Writer) (script, url string, err error) {
 	if script, err = wrk.WriteIDScript(dir, products); err != nil {
 		return "", "", err
 	}
@@ -157,16 +161,23 @@ func prepareTarget(ctx context.Context, target string, db *storage.DB, base, dir
 		if script, err = wrk.WriteZipfScript(dir, products); err != nil {
 			return "", "", err
 		}
-	case "barcodes":
-		smp, err := httpbench.SampleProducts(ctx, base, products, 20000)
+	case "barcodes", "barcodes-zipf":
+		all, err := httpbench.AllBarcodes(ctx, dbPath)
 		if err != nil {
 			return "", "", err
 		}
+		if len(all)%7919 == 0 {
+			all = all[1:] // the Zipf script scatters its ranks by multiples of 7919
+		}
 		codes := filepath.Join(dir, "barcodes.txt")
-		if err := wrk.WriteLines(codes, smp.Barcodes); err != nil {
+		if err := wrk.WriteLines(codes, all); err != nil {
 			return "", "", err
 		}
-		if script, err = wrk.WriteBarcodeScript(dir, codes); err != nil {
+		write := wrk.WriteBarcodeScript
+		if target == "barcodes-zipf" {
+			write = wrk.WriteBarcodeZipfScript
+		}
+		if script, err = write(dir, codes); err != nil {
 			return "", "", err
 		}
 	}
@@ -209,7 +220,7 @@ func startBare(ctx context.Context, base string) (string, error) {
 // keys are read from the script's list file next to it.
 func storageOnly(ctx context.Context, db *storage.DB, target string, products int, script string, d time.Duration) (int64, time.Duration, error) {
 	var codes []string
-	if target == "barcodes" {
+	if strings.HasPrefix(target, "barcodes") {
 		b, err := os.ReadFile(filepath.Join(filepath.Dir(script), "barcodes.txt"))
 		if err != nil {
 			return 0, 0, err

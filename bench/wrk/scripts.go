@@ -41,40 +41,61 @@ func WriteZipfScript(dir string, n int) (string, error) {
 		return "", fmt.Errorf("wrk: zipf script: %d products is a multiple of 7919, which would not scatter the ranks", n)
 	}
 	path := filepath.Join(dir, "products-zipf.lua")
-	s := fmt.Sprintf(`-- GET /api/v1/catalog/products/{id}, id by a Zipf law (s = %g) over P0000001..P%07d
-local threads = 0
+	s := fmt.Sprintf("-- GET /api/v1/catalog/products/{id}, id by a Zipf law (s = %g) over P0000001..P%07d\n", ZipfS, n) +
+		zipfLua(strconv.Itoa(n), "") +
+		"function request()\n  return wrk.format(\"GET\", string.format(\"/api/v1/catalog/products/P%07d\", zipfIndex()))\nend\n"
+	return path, os.WriteFile(path, []byte(s), 0o644)
+}
+
+// zipfLua is the Lua of a Zipf draw over n items: zipfIndex() returns the 1-based index of the
+// item drawn, its rank scattered over the items (k*7919 mod n, plus one). n is a Lua expression,
+// evaluated in init after load, the Lua that fills what n counts.
+func zipfLua(n, load string) string {
+	return fmt.Sprintf(`local threads = 0
 function setup(thread)
   threads = threads + 1
   thread:set("tid", threads)
 end
-local n, s = %d, %g
+local n, s = 0, %g
 local cdf = {}
 function init(args)
   math.randomseed(7919 * (tid or 1))
+%s  n = %s
   local sum = 0
   for k = 1, n do sum = sum + 1 / (k ^ s); cdf[k] = sum end
   for k = 1, n do cdf[k] = cdf[k] / sum end
 end
-function request()
+function zipfIndex()
   local u = math.random()
   local lo, hi = 1, n
   while lo < hi do
     local mid = math.floor((lo + hi) / 2)
     if cdf[mid] < u then lo = mid + 1 else hi = mid end
   end
-  return wrk.format("GET", string.format("/api/v1/catalog/products/P%%07d", (lo * 7919) %% n + 1))
+  return (lo * 7919) %% n + 1
 end
-`, ZipfS, n, n, ZipfS)
-	return path, os.WriteFile(path, []byte(s), 0o644)
+`, ZipfS, load, n)
 }
 
-// WriteBarcodeScript writes DIR/barcodes.lua, asking for random barcodes of the list in
-// codesFile.
+// WriteBarcodeScript writes DIR/barcodes.lua, asking for barcodes of the list in codesFile,
+// uniformly at random.
 func WriteBarcodeScript(dir, codesFile string) (string, error) {
 	path := filepath.Join(dir, "barcodes.lua")
 	s := "-- GET /api/v1/catalog/barcodes/{code}, code uniform in the list\n" + luaSeed +
 		"local codes = {}\nfor line in io.lines(" + strconv.Quote(codesFile) + ") do codes[#codes + 1] = line end\n" +
 		"function request()\n  return wrk.format(\"GET\", \"/api/v1/catalog/barcodes/\" .. codes[math.random(1, #codes)])\nend\n"
+	return path, os.WriteFile(path, []byte(s), 0o644)
+}
+
+// WriteBarcodeZipfScript writes DIR/barcodes-zipf.lua, asking for barcodes of the list in
+// codesFile by a Zipf law of exponent ZipfS, the ranks scattered over the list as in
+// WriteZipfScript. The list must not hold a multiple of 7919 codes.
+func WriteBarcodeZipfScript(dir, codesFile string) (string, error) {
+	path := filepath.Join(dir, "barcodes-zipf.lua")
+	s := fmt.Sprintf("-- GET /api/v1/catalog/barcodes/{code}, code by a Zipf law (s = %g) over the list\n", ZipfS) +
+		"local codes = {}\n" +
+		zipfLua("#codes", "  for line in io.lines("+strconv.Quote(codesFile)+") do codes[#codes + 1] = line end\n") +
+		"function request()\n  return wrk.format(\"GET\", \"/api/v1/catalog/barcodes/\" .. codes[zipfIndex()])\nend\n"
 	return path, os.WriteFile(path, []byte(s), 0o644)
 }
 
