@@ -100,7 +100,8 @@ func mediaFile(ctx context.Context, conn *sql.DB, id string) (MediaFile, error) 
 	return f, nil
 }
 
-// writeTx runs f in a write transaction.
+// writeTx runs f in a write transaction; the statements f prepared with txStmt are kept
+// prepared on the writer's connection after it.
 func (db *DB) writeTx(ctx context.Context, op string, f func(tx *sql.Tx) error) error {
 	db.wmu.Lock()
 	defer db.wmu.Unlock()
@@ -115,6 +116,7 @@ func (db *DB) writeTx(ctx context.Context, op string, f func(tx *sql.Tx) error) 
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("storage: %s: %w", op, err)
 	}
+	db.keepWriteStmts(ctx)
 	return nil
 }
 
@@ -162,9 +164,13 @@ type MediaRecord struct {
 func (db *DB) StoreMediaFiles(ctx context.Context, recs []MediaRecord, at time.Time) ([]string, error) {
 	var unused []string
 	err := db.writeTx(ctx, fmt.Sprintf("store %d media files", len(recs)), func(tx *sql.Tx) error {
+		st, err := db.storeMediaStmts(ctx, tx)
+		if err != nil {
+			return err
+		}
 		var olds []string
 		for _, r := range recs {
-			old, err := storeMedia(ctx, tx, r, at)
+			old, err := st.store(ctx, r, at)
 			if err != nil {
 				return fmt.Errorf("%s: %w", r.ID, err)
 			}
@@ -172,7 +178,6 @@ func (db *DB) StoreMediaFiles(ctx context.Context, recs []MediaRecord, at time.T
 				olds = append(olds, old)
 			}
 		}
-		var err error
 		if len(olds) > 0 {
 			unused, err = dropUnused(ctx, tx, olds)
 		}
@@ -181,21 +186,44 @@ func (db *DB) StoreMediaFiles(ctx context.Context, recs []MediaRecord, at time.T
 	return unused, err
 }
 
-// storeMedia records one file and returns the file its item was served from until now.
-func storeMedia(ctx context.Context, tx *sql.Tx, r MediaRecord, at time.Time) (string, error) {
-	old, err := servedFrom(ctx, tx, r.ID)
-	if err != nil {
+// storeMediaStmts are the statements that record a file, prepared once on the writer's
+// connection: a prefetch records thousands of files, and preparing them for each cost more
+// CPU than running them.
+type storeMediaStmts struct{ servedFrom, file, item, clearFailure *sql.Stmt }
+
+func (db *DB) storeMediaStmts(ctx context.Context, tx *sql.Tx) (storeMediaStmts, error) {
+	var s storeMediaStmts
+	for _, p := range []struct {
+		st **sql.Stmt
+		q  string
+	}{
+		{&s.servedFrom, `SELECT md5 FROM media_cache WHERE id = ?`},
+		{&s.file, `INSERT INTO media_files(md5, size, stored_at) VALUES (?, ?, ?) ON CONFLICT(md5) DO NOTHING`},
+		{&s.item, `INSERT INTO media_cache(id, md5, content_type) VALUES (?, ?, ?)
+			ON CONFLICT(id) DO UPDATE SET md5 = excluded.md5, content_type = excluded.content_type`},
+		{&s.clearFailure, `DELETE FROM media_failures WHERE id = ?`},
+	} {
+		var err error
+		if *p.st, err = db.txStmt(ctx, tx, p.q); err != nil {
+			return s, err
+		}
+	}
+	return s, nil
+}
+
+// store records one file and returns the file its item was served from until now.
+func (s storeMediaStmts) store(ctx context.Context, r MediaRecord, at time.Time) (string, error) {
+	var old string
+	if err := s.servedFrom.QueryRowContext(ctx, r.ID).Scan(&old); err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return "", err
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO media_files(md5, size, stored_at) VALUES (?, ?, ?) ON CONFLICT(md5) DO NOTHING`,
-		r.MD5, r.Size, at.UnixMilli()); err != nil {
+	if _, err := s.file.ExecContext(ctx, r.MD5, r.Size, at.UnixMilli()); err != nil {
 		return "", err
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO media_cache(id, md5, content_type) VALUES (?, ?, ?)
-		ON CONFLICT(id) DO UPDATE SET md5 = excluded.md5, content_type = excluded.content_type`, r.ID, r.MD5, r.ContentType); err != nil {
+	if _, err := s.item.ExecContext(ctx, r.ID, r.MD5, r.ContentType); err != nil {
 		return "", err
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM media_failures WHERE id = ?`, r.ID); err != nil {
+	if _, err := s.clearFailure.ExecContext(ctx, r.ID); err != nil {
 		return "", err
 	}
 	return old, nil
