@@ -39,3 +39,6 @@ func DropPageCache() error {
 	}
 	return nil
 }
+
+// SyncDisks writes every dirty page of the machine to disk (sync(2)) and returns once written.
+func SyncDisks() { syscall.Sync() }

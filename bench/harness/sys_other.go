@@ -23,3 +23,6 @@ func ProcessCPU() time.Duration { return 0 }
 
 // DropPageCache needs Linux's /proc/sys/vm/drop_caches.
 func DropPageCache() error { return errors.New("-cold: dropping the page cache needs Linux") }
+
+// SyncDisks does nothing outside Linux.
+func SyncDisks() {}

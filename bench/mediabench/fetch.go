@@ -26,6 +26,7 @@ func fetch(ctx context.Context, o *options, r *harness.Report, w io.Writer) erro
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
+	defer os.RemoveAll(dir) // the copies of every run (see settle)
 	az, azAddr, err := startAzurite(ctx)
 	if err != nil {
 		return err
@@ -53,13 +54,13 @@ func fetch(ctx context.Context, o *options, r *harness.Report, w io.Writer) erro
 	var cpus []string
 	for round := range o.rounds {
 		az0 := azCPU()
-		took, files, bytes, rcloneCPU, err := runRclone(ctx, o, dir, blobURL)
+		took, files, bytes, rcloneCPU, err := runRclone(ctx, o, filepath.Join(dir, fmt.Sprintf("rclone-%d", round)), blobURL)
 		if err != nil {
 			return err
 		}
 		az1 := azCPU()
 		rclones, rcloneFiles, rcloneBytes = append(rclones, took), files, bytes
-		f, err := runPrefetch(ctx, o, dir, catalog, cloudURL, items, nil)
+		f, err := runPrefetch(ctx, o, filepath.Join(dir, fmt.Sprintf("fetch-%d", round)), catalog, cloudURL, items, nil)
 		if err != nil {
 			return err
 		}
@@ -84,7 +85,7 @@ func fetch(ctx context.Context, o *options, r *harness.Report, w io.Writer) erro
 		fmt.Sprintf("%.2f× the speed", speed), "≥ 1.00×", harness.Verdict(speed >= 1))
 	t.Add("RSS growth during the prefetch", fmt.Sprintf("%.1f MB (%.1f → %.1f)", float64(fetch.rssMax-fetch.rssStart)/1e3, float64(fetch.rssStart)/1e3, float64(fetch.rssMax)/1e3),
 		"", "", "≤ 20 MB", harness.Verdict(fetch.rssMax-fetch.rssStart <= 20_000))
-	capped, err := runPrefetch(ctx, o, dir, catalog, cloudURL, items, []string{"media.max_bandwidth=" + strconv.FormatInt(o.capRate, 10)})
+	capped, err := runPrefetch(ctx, o, filepath.Join(dir, "fetch-capped"), catalog, cloudURL, items, []string{"media.max_bandwidth=" + strconv.FormatInt(o.capRate, 10)})
 	if err != nil {
 		return err
 	}
@@ -166,21 +167,20 @@ func syncCatalogOnly(ctx context.Context, o *options, dataDir, cloudURL string) 
 	}
 }
 
-// runRclone copies the container with rclone and returns how long it took, the files and bytes,
-// and the CPU time it used.
-func runRclone(ctx context.Context, o *options, dir, blobURL string) (time.Duration, int, int64, time.Duration, error) {
+// runRclone copies the container with rclone into dst, a new folder, and returns how long it
+// took, the files and bytes, and the CPU time it used.
+func runRclone(ctx context.Context, o *options, dst, blobURL string) (time.Duration, int, int64, time.Duration, error) {
 	bin, err := exec.LookPath("rclone")
 	if err != nil {
 		return 0, 0, 0, 0, errors.New("rclone not found: run scripts/install-test-deps.sh")
 	}
-	dst := filepath.Join(dir, "rclone")
-	os.RemoveAll(dst) // a second copy into the same folder would skip every file
-	conf := filepath.Join(dir, "rclone.conf")
+	conf := dst + ".conf"
 	if err := os.WriteFile(conf, nil, 0o600); err != nil {
 		return 0, 0, 0, 0, err
 	}
 	args := []string{"copy", "--azureblob-use-emulator", "--azureblob-endpoint", blobURL, ":azureblob:media", dst,
 		"--transfers", strconv.Itoa(o.parallel), "--checkers", "8", "--retries", "1", "--low-level-retries", "1"}
+	settle()
 	p, err := harness.Start("rclone", bin, args, []string{"RCLONE_CONFIG=" + conf}, nil)
 	if err != nil {
 		return 0, 0, 0, 0, err
@@ -222,15 +222,23 @@ type fetchRun struct {
 	rate             float64       // bytes per second over the cap window, or over the whole prefetch
 }
 
-// runPrefetch starts the daemon on a copy of the synced catalog and measures its prefetch. With
+// settle writes every dirty page of the machine to disk before a measured run, so that neither
+// program's run pays for the writeback of what ran before it: rclone does not sync its files,
+// and the kernel writes them back half a minute later, during the run that follows. Each run
+// also writes into a new folder, all removed at the end of the bench: on ext4 without a journal
+// (as here) a new file skips the inodes deleted in the last minute, one by one, so that a run
+// right after the removal of 10,000 files spent a sixth of its CPU looking for inodes.
+func settle() { harness.SyncDisks() }
+
+// runPrefetch starts the daemon on a copy of the synced catalog in data, a new folder, and
+// measures its prefetch. With
 // extra settings (the cap), it measures the rate over the cap window and stops there.
-func runPrefetch(ctx context.Context, o *options, dir, catalog, cloudURL string, items int, extra []string) (fetchRun, error) {
+func runPrefetch(ctx context.Context, o *options, data, catalog, cloudURL string, items int, extra []string) (fetchRun, error) {
 	var res fetchRun
-	data := filepath.Join(dir, fmt.Sprintf("fetch-%d", len(extra)))
-	os.RemoveAll(data)
 	if out, err := exec.Command("cp", "-a", catalog, data).CombinedOutput(); err != nil {
 		return res, fmt.Errorf("copy the catalog: %v: %s", err, out)
 	}
+	settle()
 	port, err := harness.FreePort()
 	if err != nil {
 		return res, err
