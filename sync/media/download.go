@@ -237,8 +237,12 @@ func (f *Fetcher) copy(ctx context.Context, d *mediacache.Download, body io.Read
 			filled += n
 			t.got.Add(int64(n))
 			f.counted(int64(n))
-			if f.limiter != nil && err == nil {
-				err = f.limiter.WaitN(ctx, n)
+			// Every byte waits for the cap, those that come with io.EOF too: a body of a
+			// known length ends that way, and a small file is often nothing else.
+			if f.limiter != nil {
+				if werr := f.limiter.WaitN(ctx, n); werr != nil {
+					err = werr
+				}
 			}
 		}
 		if filled == chunk || (err != nil && filled > 0) {

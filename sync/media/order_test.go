@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -20,6 +22,9 @@ type memSource struct {
 	asked   []string // blob@offset, in order
 	cutOnce map[string]int
 	hold    chan struct{} // when set, Download waits for it
+	// eofWithData makes a body return io.EOF with its last bytes, as net/http's bodies of a
+	// known length do, instead of on the read after them.
+	eofWithData bool
 }
 
 func newMemSource(items ...item) *memSource {
@@ -52,6 +57,9 @@ func (m *memSource) Download(ctx context.Context, name string, offset int64) (io
 	if cutting {
 		body = io.MultiReader(io.LimitReader(body, int64(cut)), errReader{})
 	}
+	if m.eofWithData {
+		body = &eofReader{r: bytes.NewReader(data[offset:])}
+	}
 	return io.NopCloser(body), int64(len(data)), nil
 }
 
@@ -61,6 +69,17 @@ func (m *memSource) requests() []string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return append([]string(nil), m.asked...)
+}
+
+// eofReader returns io.EOF together with the last bytes.
+type eofReader struct{ r *bytes.Reader }
+
+func (e *eofReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err == nil && e.r.Len() == 0 {
+		err = io.EOF
+	}
+	return n, err
 }
 
 type errReader struct{}
@@ -125,6 +144,29 @@ func TestInterruptedDownloadResumes(t *testing.T) {
 	}
 	if got, _, err := read(t, f, it.id); err != nil || !bytes.Equal(got, it.data) {
 		t.Errorf("resumed file: %v", err)
+	}
+}
+
+// The bandwidth cap holds for small files too, whose whole body comes in the read that ends it:
+// 20 files of 24 KiB at 160 KiB/s (a burst of 32 KiB) cannot arrive in less than 2.8 s.
+func TestBandwidthCapHoldsForSmallFiles(t *testing.T) {
+	var items []item
+	for i := range 20 {
+		id := fmt.Sprintf("I%02d", i)
+		items = append(items, item{id, strings.ToLower(id) + ".jpg", "image/jpeg", content(uint64(60+i), 24<<10)})
+	}
+	src := newMemSource(items...)
+	src.eofWithData = true
+	s := newShop(t)
+	s.catalog(t, items...)
+	const limit = 160 << 10
+	start := time.Now()
+	f := s.fetcher(t, src, func(o *media.Options) { o.Bandwidth = limit })
+	st := waitStatus(t, f, "every item", func(st media.Status) bool { return st.Files == int64(len(items)) })
+	took := time.Since(start)
+	floor := time.Duration(float64(st.Bytes-32<<10) / limit * float64(time.Second))
+	if took < floor {
+		t.Errorf("%d bytes arrived in %v under a cap of %d bytes/s: at least %v expected", st.Bytes, took, limit, floor)
 	}
 }
 
