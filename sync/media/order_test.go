@@ -53,12 +53,13 @@ func (m *memSource) Download(ctx context.Context, name string, offset int64) (io
 	if !ok {
 		return nil, 0, &media.BlobError{Kind: media.KindNotFound, Status: 404, Err: errors.New("BlobNotFound")}
 	}
-	body := io.Reader(bytes.NewReader(data[offset:]))
+	r := bytes.NewReader(data[offset:])
+	body := io.Reader(r)
+	if m.eofWithData {
+		body = &eofReader{r: r}
+	}
 	if cutting {
 		body = io.MultiReader(io.LimitReader(body, int64(cut)), errReader{})
-	}
-	if m.eofWithData {
-		body = &eofReader{r: bytes.NewReader(data[offset:])}
 	}
 	return io.NopCloser(body), int64(len(data)), nil
 }
