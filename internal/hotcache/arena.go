@@ -26,7 +26,9 @@ type arena struct {
 	used    int    // bytes appended, tail included
 	flushed int    // bytes in the file; records at or after it are in tail
 	tail    []byte
-	front   *front // copies of the records read most; nil when the arena is too small for one
+	// Copies of the records read most, documents and small records apart; both nil when the
+	// arena is too small for them.
+	front, small *front
 }
 
 const (
@@ -49,9 +51,15 @@ func newArena(dir string, size int) (*arena, error) {
 	if runtime.GOOS != "windows" && os.Remove(a.name) == nil {
 		a.name = ""
 	}
-	if a.front, err = newFront(int64(size) / frontShare); err != nil {
-		a.close()
-		return nil, err
+	if slots := frontSlots(int64(size) / frontShare); slots > 0 {
+		a.front, err = newFront(slots, frontSlotBytes)
+		if err == nil {
+			a.small, err = newFront(slots, smallSlotBytes)
+		}
+		if err != nil {
+			a.close()
+			return nil, err
+		}
 	}
 	return a, nil
 }
@@ -105,14 +113,19 @@ func (a *arena) flush() error {
 var readBufs = sync.Pool{New: func() any { b := make([]byte, readAhead); return &b }}
 
 // read returns the record at off (header, key, value), in the tail or read into *buf (from
-// readBufs, grown when the record is larger). The caller holds the cache's lock, read or write.
-func (a *arena) read(off int, buf *[]byte) ([]byte, error) {
+// readBufs, grown when the record is larger). small says the record is at most smallSlotBytes.
+// The caller holds the cache's lock, read or write.
+func (a *arena) read(off int, buf *[]byte, small bool) ([]byte, error) {
 	if off >= a.flushed {
 		rec := a.tail[off-a.flushed:]
 		return rec[:recordLen(rec)], nil
 	}
-	if a.front != nil {
-		if rec, ok := a.front.get(off, buf); ok {
+	f := a.front
+	if small {
+		f = a.small
+	}
+	if f != nil {
+		if rec, ok := f.get(off, buf); ok {
 			return rec, nil
 		}
 	}
@@ -122,8 +135,8 @@ func (a *arena) read(off int, buf *[]byte) ([]byte, error) {
 	}
 	n := recordLen(b)
 	if n <= len(b) {
-		if a.front != nil {
-			a.front.offer(off, b[:n])
+		if f != nil {
+			f.offer(off, b[:n])
 		}
 		return b[:n], nil
 	}
@@ -142,6 +155,7 @@ func (a *arena) reset() error {
 	a.used, a.flushed, a.tail = 0, 0, a.tail[:0]
 	if a.front != nil {
 		a.front.clear()
+		a.small.clear()
 	}
 	if err := a.f.Truncate(0); err != nil {
 		return fmt.Errorf("hotcache: empty the cache file: %w", err)
@@ -153,6 +167,9 @@ func (a *arena) close() error {
 	err := a.f.Close()
 	if a.front != nil {
 		a.front.free()
+	}
+	if a.small != nil {
+		a.small.free()
 	}
 	if a.name != "" {
 		os.Remove(a.name)

@@ -18,12 +18,18 @@ import (
 // records read once pass through: simulated on this front's geometry, eight ways with the hand
 // keep as many of a Zipf workload's reads (86 %) as two ways did, and 96 % instead of 87 % of a
 // working set that fills seven tenths of the front.
+//
+// An arena has two fronts: one of 1 KiB slots for documents and one of small slots for the
+// records that only point elsewhere (a barcode names its product), which a cache's slot marks as
+// small. A barcode lookup reads both a barcode record and a product record: in one front of 1 KiB
+// slots, the barcodes would take half of the slots for a few dozen bytes each.
 type front struct {
-	mem   *region
-	data  []byte
-	meta  []frontMeta
-	mask  uint64
-	locks [frontStripes]sync.Mutex // the set of slot i is guarded by locks[i/frontWays%frontStripes]
+	mem       *region
+	data      []byte
+	meta      []frontMeta
+	mask      uint64
+	slotBytes int
+	locks     [frontStripes]sync.Mutex // the set of slot i is guarded by locks[i/frontWays%frontStripes]
 }
 
 type frontMeta struct {
@@ -35,6 +41,9 @@ type frontMeta struct {
 
 const (
 	frontSlotBytes = 1024
+	// smallSlotBytes is the slot of the small front, and the largest record a cache's slot marks
+	// as small: a barcode record of a 13-digit code and an 8-character product id is 48 bytes.
+	smallSlotBytes = 128
 	frontWays      = 8
 	frontStripes   = 64
 	// frontMaxBytes bounds the front: 64 MiB is 65,536 records of at most 1 KiB, which answer
@@ -42,21 +51,26 @@ const (
 	frontMaxBytes = 64 << 20
 )
 
-// newFront returns a front of about bytes (a power of two of slots, at least frontStripes); nil
-// when bytes is too small for one.
-func newFront(bytes int64) (*front, error) {
-	slots := uint64(1)
-	for slots*2*frontSlotBytes <= uint64(min(bytes, frontMaxBytes)) {
+// frontSlots is the number of slots of a document front of about bytes (a power of two, at least
+// frontStripes*frontWays), or 0 when bytes is too small for one.
+func frontSlots(bytes int64) int {
+	slots := 1
+	for int64(slots)*2*frontSlotBytes <= min(bytes, frontMaxBytes) {
 		slots *= 2
 	}
 	if slots < frontStripes*frontWays {
-		return nil, nil
+		return 0
 	}
-	mem, err := mapRegion(int(slots) * frontSlotBytes)
+	return slots
+}
+
+// newFront returns a front of slots slots (a power of two) of slotBytes each.
+func newFront(slots, slotBytes int) (*front, error) {
+	mem, err := mapRegion(slots * slotBytes)
 	if err != nil {
 		return nil, err
 	}
-	return &front{mem: mem, data: mem.b, meta: make([]frontMeta, slots), mask: slots - 1}, nil
+	return &front{mem: mem, data: mem.b, meta: make([]frontMeta, slots), mask: uint64(slots) - 1, slotBytes: slotBytes}, nil
 }
 
 // set is the first of the frontWays slots that may hold the record at off.
@@ -93,13 +107,13 @@ func (f *front) get(off int, buf *[]byte) ([]byte, bool) {
 		*buf = make([]byte, n)
 	}
 	b := (*buf)[:n]
-	copy(b, f.data[i*frontSlotBytes:])
+	copy(b, f.data[i*f.slotBytes:])
 	return b, true
 }
 
 // offer gives the front a record just read from the arena.
 func (f *front) offer(off int, rec []byte) {
-	if len(rec) > frontSlotBytes {
+	if len(rec) > f.slotBytes {
 		return
 	}
 	s := f.set(off)
@@ -117,7 +131,7 @@ func (f *front) offer(off int, rec []byte) {
 	}
 	victim := int(s) + int(h)
 	set[0].hand = (h + 1) % frontWays
-	copy(f.data[victim*frontSlotBytes:], rec)
+	copy(f.data[victim*f.slotBytes:], rec)
 	m := &f.meta[victim]
 	m.off1, m.n, m.ref = int64(off)+1, int32(len(rec)), false
 }

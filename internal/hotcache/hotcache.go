@@ -26,12 +26,14 @@ import (
 	"sync/atomic"
 )
 
-// Slot layout: the upper 32 bits are the key's tag (the upper half of its hash), the lower 32 bits
-// the record's arena offset in units of recordAlign, plus one. 0 is an empty slot, tombstone a
-// deleted one. A key's first slot is the top bits of its tag, so the table grows without reading
-// a single key back from the arena.
+// Slot layout: the upper 32 bits are the key's tag (the upper half of its hash, its lowest bit
+// replaced by smallBit when the record is at most smallSlotBytes), the lower 32 bits the record's
+// arena offset in units of recordAlign, plus one. 0 is an empty slot, tombstone a deleted one. A
+// key's first slot is the top bits of its tag, so the table grows without reading a single key
+// back from the arena.
 const (
 	tombstone    = ^uint64(0)
+	smallBit     = 1
 	recordAlign  = 8
 	headerBytes  = 8 // uint32 key length, uint32 value length
 	minSlotsLog  = 12
@@ -113,7 +115,7 @@ func (c *Cache) Gen() uint64 {
 	return c.gen
 }
 
-func (c *Cache) tag(key []byte) uint32 { return uint32(maphash.Bytes(c.seed, key) >> 32) }
+func (c *Cache) tag(key []byte) uint32 { return uint32(maphash.Bytes(c.seed, key)>>32) &^ smallBit }
 
 // Get appends the value of key to dst. ok is false when the key is not cached.
 func (c *Cache) Get(dst, key []byte) (_ []byte, ok bool) {
@@ -135,9 +137,9 @@ func (c *Cache) Get(dst, key []byte) (_ []byte, ok bool) {
 // is false unless both are cached. link must not keep value.
 func (c *Cache) GetLinked(dst, key []byte, link func(keyBuf, value []byte) []byte) (out []byte, second int, ok bool) {
 	t := c.tag(key)
-	var kb [512]byte
-	buf := readBufs.Get().(*[]byte)
+	buf, kb := readBufs.Get().(*[]byte), readBufs.Get().(*[]byte) // kb: link's key, which would escape from the stack
 	defer readBufs.Put(buf)
+	defer readBufs.Put(kb)
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	_, rec, found := c.findLocked(t, key, buf)
@@ -147,7 +149,7 @@ func (c *Cache) GetLinked(dst, key []byte, link func(keyBuf, value []byte) []byt
 	start := len(dst)
 	dst = append(dst, recordValue(rec)...)
 	second = len(dst)
-	k2 := link(kb[:0], dst[start:second])
+	k2 := link((*kb)[:0], dst[start:second])
 	if k2 == nil {
 		return dst, 0, false
 	}
@@ -255,8 +257,8 @@ func (c *Cache) findLocked(t uint32, key []byte, buf *[]byte) (int, []byte, bool
 		switch {
 		case s == 0:
 			return 0, nil, false
-		case s != tombstone && uint32(s>>32) == t:
-			rec, err := c.arena.read(int(uint32(s)-1)*recordAlign, buf)
+		case s != tombstone && uint32(s>>32)&^smallBit == t:
+			rec, err := c.arena.read(int(uint32(s)-1)*recordAlign, buf, s>>32&smallBit != 0)
 			if err == nil && string(recordKey(rec)) == string(key) {
 				return int(i), rec, true
 			}
@@ -293,6 +295,9 @@ func (c *Cache) putLocked(key, value []byte) bool {
 	off, err := c.arena.append(b)
 	if err != nil {
 		return false
+	}
+	if size <= smallSlotBytes {
+		t |= smallBit
 	}
 	c.insertLocked(t, off)
 	return true
