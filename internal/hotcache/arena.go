@@ -129,7 +129,11 @@ func (a *arena) read(off int, buf *[]byte, small bool) ([]byte, error) {
 			return rec, nil
 		}
 	}
-	b := (*buf)[:min(readAhead, a.flushed-off)]
+	ahead := readAhead
+	if small {
+		ahead = smallSlotBytes // the whole record: the kernel copies no more than that
+	}
+	b := (*buf)[:min(ahead, a.flushed-off)]
 	if _, err := a.f.ReadAt(b, int64(off)); err != nil {
 		return nil, fmt.Errorf("hotcache: read the cache file: %w", err)
 	}

@@ -185,6 +185,21 @@ func TestSmallRecordsHaveAFrontOfTheirOwn(t *testing.T) {
 	}
 }
 
+// A record read once from the file is not copied into the front, where it would take the place
+// of one read more often; read again, it is.
+func TestFrontTakesARecordAtItsSecondRead(t *testing.T) {
+	c := newCache(t, 16<<20)
+	fill(t, c, 6000, "v1") // about 2 MB: P0 is in the file
+	for read := 1; read <= 2; read++ {
+		if err := check(c, "P0", "v1"); err != nil {
+			t.Fatal(err)
+		}
+		if in := inFront(c, "P0"); in != (read == 2) {
+			t.Errorf("after read %d, in the front: %v", read, in)
+		}
+	}
+}
+
 // The front takes a sixteenth of the cache's budget, at most 64 MiB (configuration.md), and
 // none when that is too small to be worth it.
 func TestFrontSize(t *testing.T) {
