@@ -52,7 +52,7 @@ type frontMeta struct {
 const (
 	frontSlotBytes = 1024
 	// smallSlotBytes is the slot of the small front, and the largest record a cache's slot marks
-	// as small: a barcode record of a 13-digit code and an 8-character product id is 48 bytes.
+	// as small: a barcode record of a 13-digit code and an 8-character product id is 40 bytes.
 	smallSlotBytes = 128
 	frontWays      = 8
 	frontStripes   = 64

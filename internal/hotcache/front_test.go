@@ -214,8 +214,9 @@ func TestFrontSize(t *testing.T) {
 		if f := c.arena.front; f != nil {
 			got, small = int64(len(f.data)), int64(len(c.arena.small.data))
 		}
-		if got != tc.want || small != tc.want/(frontSlotBytes/smallSlotBytes) {
-			t.Errorf("budget %d: fronts of %d and %d bytes, want %d and %d", tc.budget, got, small, tc.want, tc.want/8)
+		wantSmall := tc.want / (frontSlotBytes / smallSlotBytes)
+		if got != tc.want || small != wantSmall {
+			t.Errorf("budget %d: fronts of %d and %d bytes, want %d and %d", tc.budget, got, small, tc.want, wantSmall)
 		}
 	}
 }
