@@ -195,16 +195,15 @@ func scanItems(rows *sql.Rows) ([]Item, error) {
 	return out, nil
 }
 
-// Count returns the number of live items of a collection.
+// Count returns the number of live items of a collection as of the last committed page. It reads
+// no table: the row_counts triggers keep the count in each page's transaction, which publishes it
+// with the feed's state, so that a status poll costs nothing during a first sync.
 func (db *DB) Count(ctx context.Context, collection string) (int64, error) {
 	if !cloudapi.IsCollection(collection) {
 		return 0, fmt.Errorf("storage: unknown collection %q", collection)
 	}
-	var n int64
-	if err := db.r.QueryRowContext(ctx, `SELECT live FROM row_counts WHERE collection = ?`, collection).Scan(&n); err != nil {
-		return 0, fmt.Errorf("storage: count %s: %w", collection, err)
-	}
-	return n, nil
+	st, _ := db.FeedState(collection)
+	return st.Rows, nil
 }
 
 // LocalChange is one entry of the device delta feed: an item of a collection that changed at

@@ -23,7 +23,8 @@ type FeedState struct {
 	LastError   string
 	LastErrorAt time.Time
 	Quarantined int64
-	Resnapshot  bool // a re-snapshot is under way: the collection is replaced when it catches up
+	Resnapshot  bool  // a re-snapshot is under way: the collection is replaced when it catches up
+	Rows        int64 // live items (row_counts), as of the last committed page
 }
 
 // Page is one feed page ready to be applied: its valid changes, its malformed lines and the end
@@ -46,7 +47,8 @@ type ApplyResult struct {
 
 func (db *DB) loadState(ctx context.Context) error {
 	rows, err := db.w.QueryContext(ctx, `SELECT f.collection, f.cursor, f.last_success, f.remaining, f.pages, f.last_error, f.last_error_at, f.resnapshot,
-		(SELECT count(*) FROM quarantine q WHERE q.collection = f.collection) FROM feed_state f`)
+		(SELECT count(*) FROM quarantine q WHERE q.collection = f.collection),
+		coalesce((SELECT live FROM row_counts c WHERE c.collection = f.collection), 0) FROM feed_state f`)
 	if err != nil {
 		return fmt.Errorf("storage: load feed state: %w", err)
 	}
@@ -55,7 +57,7 @@ func (db *DB) loadState(ctx context.Context) error {
 	for rows.Next() {
 		var s FeedState
 		var ls, lea int64
-		if err := rows.Scan(&s.Collection, &s.Cursor, &ls, &s.Remaining, &s.Pages, &s.LastError, &lea, &s.Resnapshot, &s.Quarantined); err != nil {
+		if err := rows.Scan(&s.Collection, &s.Cursor, &ls, &s.Remaining, &s.Pages, &s.LastError, &lea, &s.Resnapshot, &s.Quarantined, &s.Rows); err != nil {
 			return fmt.Errorf("storage: load feed state: %w", err)
 		}
 		s.LastSuccess = fromMillis(ls)
@@ -149,6 +151,9 @@ func (db *DB) ApplyPage(ctx context.Context, p Page) (ApplyResult, error) {
 			return ApplyResult{}, fmt.Errorf("storage: apply page: %w", err)
 		}
 	}
+	if err := tx.QueryRowContext(ctx, `SELECT live FROM row_counts WHERE collection = ?`, p.Collection).Scan(&pa.rows); err != nil {
+		return ApplyResult{}, fmt.Errorf("storage: apply page: count rows: %w", err)
+	}
 	pa.a.close()
 	if err := tx.Commit(); err != nil {
 		return ApplyResult{}, fmt.Errorf("storage: apply page: commit: %w", err)
@@ -173,6 +178,7 @@ type pageApply struct {
 
 	now     time.Time // when the page was fetched: the collection's last success
 	seq     int64     // the last local sequence number given
+	rows    int64     // the collection's live rows once the page is applied
 	cleared int64     // quarantined lines that newer changes replaced
 	res     ApplyResult
 }
@@ -418,6 +424,7 @@ func (db *DB) afterApply(pa *pageApply) {
 		s.Cursor = p.End.Cursor
 		s.LastSuccess = time.UnixMilli(pa.now.UnixMilli())
 		s.Remaining = p.End.Remaining
+		s.Rows = pa.rows
 		s.Pages++
 		s.LastError, s.LastErrorAt = "", time.Time{}
 		s.Quarantined += int64(pa.res.Quarantined) - pa.cleared
