@@ -151,7 +151,12 @@ func (db *DB) ApplyPage(ctx context.Context, p Page) (ApplyResult, error) {
 			return ApplyResult{}, fmt.Errorf("storage: apply page: %w", err)
 		}
 	}
-	if err := tx.QueryRowContext(ctx, `SELECT live FROM row_counts WHERE collection = ?`, p.Collection).Scan(&pa.rows); err != nil {
+	// Read with a statement the writer keeps prepared, like the page's own: it runs for every page.
+	count, err := db.txStmt(ctx, tx, `SELECT live FROM row_counts WHERE collection = ?`)
+	if err == nil {
+		err = count.QueryRowContext(ctx, p.Collection).Scan(&pa.rows)
+	}
+	if err != nil {
 		return ApplyResult{}, fmt.Errorf("storage: apply page: count rows: %w", err)
 	}
 	pa.a.close()
