@@ -85,7 +85,7 @@ func (o *Options) flags(fs *flag.FlagSet) (pageSizes *string) {
 	fs.DurationVar(&o.Duration, "duration", 15*time.Second, "http: wrk -d of each measured run")
 	fs.DurationVar(&o.Warmup, "warmup", 3*time.Second, "http: wrk -d of the unmeasured warm-up before each target (0: none)")
 	fs.IntVar(&o.Sample, "sample", 20000, "http: random products read over the LAN API for the average answer size and the barcode list")
-	fs.IntVar(&o.Rounds, "rounds", 1, "http: measured rounds of each target, alternating targets; the median round is reported")
+	fs.IntVar(&o.Rounds, "rounds", 1, "http: measured rounds, each target next to its baseline in each; the medians are reported")
 	return pageSizes
 }
 

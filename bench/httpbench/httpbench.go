@@ -6,8 +6,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -22,8 +24,12 @@ type target struct {
 	name     string
 	url      string
 	script   string
-	baseline bool // the bare server, hit with the script of the daemon's targets it is read against
+	baseline bool    // the bare server, hit with the script of the daemon's targets it is read against
+	base     *target // of a daemon's target: the baseline run with its script, next to it
 	results  []wrk.Result
+	// Of a daemon's target, each round's figures against the baseline's in the same pair of
+	// runs: req/s and p99 ratios.
+	rates, p99s []float64
 }
 
 // run is one http benchmark: the daemon, the baseline and what was measured.
@@ -36,7 +42,8 @@ type run struct {
 	catalog  string // the catalog port's URL, where wrk goes
 	warmLine string // what the daemon logged about its read cache
 	sample   Sample
-	targets  []*target // the daemon's, then the baseline's
+	targets  []*target // the daemon's, each with its baseline
+	bases    []*target // the baselines, in the order of targets
 	codes    int       // barcodes in the catalog, all of them in the barcode scripts
 
 	peakKB, rssKB int64
@@ -75,17 +82,14 @@ func Run(ctx context.Context, o *harness.Options, r *harness.Report, w io.Writer
 	}
 	defer bare.Kill()
 	zipf := fmt.Sprintf("Zipf s=%g", wrk.ZipfS)
-	h.targets = []*target{
-		{name: "storeedge GET /api/v1/catalog/products/{id}, uniform", url: h.catalog, script: sc.ids},
-		{name: "storeedge GET /api/v1/catalog/products/{id}, " + zipf, url: h.catalog, script: sc.idsZipf},
-		{name: "storeedge GET /api/v1/catalog/barcodes/{code}, uniform", url: h.catalog, script: sc.codes},
-		{name: "storeedge GET /api/v1/catalog/barcodes/{code}, " + zipf, url: h.catalog, script: sc.codesZipf},
-	}
 	for _, s := range []struct{ name, script string }{
-		{"ids uniform", sc.ids}, {"ids " + zipf, sc.idsZipf}, {"barcodes uniform", sc.codes}, {"barcodes " + zipf, sc.codesZipf},
+		{"products/{id}, uniform", sc.ids}, {"products/{id}, " + zipf, sc.idsZipf},
+		{"barcodes/{code}, uniform", sc.codes}, {"barcodes/{code}, " + zipf, sc.codesZipf},
 	} {
-		h.targets = append(h.targets, &target{name: fmt.Sprintf("baseline: fixedserver, %d-byte body, the script of %s", h.sample.AvgSize, s.name),
-			url: bareURL, script: s.script, baseline: true})
+		base := &target{name: fmt.Sprintf("baseline: fixedserver, %d-byte body, the script of %s", h.sample.AvgSize, s.name),
+			url: bareURL, script: s.script, baseline: true}
+		h.targets = append(h.targets, &target{name: "storeedge GET /api/v1/catalog/" + s.name, url: h.catalog, script: s.script, base: base})
+		h.bases = append(h.bases, base)
 	}
 	if err := h.measure(ctx, w); err != nil {
 		return err
@@ -203,14 +207,17 @@ func startBare(ctx context.Context, bin string, size int) (*harness.Proc, string
 	return bare, url, nil
 }
 
-// measure warms every target up, then runs the measured rounds, the targets alternating.
+// measure warms every target up, then runs the measured rounds. Each round runs every daemon
+// target right next to its baseline, which comes first in one round and second in the next: on
+// a shared machine the speed drifts over a minute by more than the margins read here, and a
+// ratio of two runs seconds apart drifts least.
 func (h *run) measure(ctx context.Context, w io.Writer) error {
 	wrkRun := func(t *target, d time.Duration) (wrk.Result, error) {
 		res, _, err := wrk.Run(ctx, h.wrkBin, wrk.Options{Threads: h.o.Threads, Connections: h.o.Connections, Duration: d, Script: t.script, URL: t.url})
 		return res, err
 	}
 	if h.o.Warmup > 0 {
-		for _, t := range h.targets {
+		for _, t := range append(slices.Clone(h.targets), h.bases...) {
 			fmt.Fprintf(w, "warm-up (not measured): %s\n", t.name)
 			if _, err := wrkRun(t, h.o.Warmup); err != nil {
 				return err
@@ -221,13 +228,23 @@ func (h *run) measure(ctx context.Context, w io.Writer) error {
 		// Rotate the order so no target always runs right after the same one.
 		for i := range h.targets {
 			t := h.targets[(i+round)%len(h.targets)]
-			fmt.Fprintf(w, "round %d/%d: %s\n", round+1, h.o.Rounds, t.name)
-			res, err := wrkRun(t, h.o.Duration)
-			if err != nil {
-				return err
+			pair := []*target{t.base, t}
+			if round%2 == 1 {
+				pair[0], pair[1] = t, t.base
 			}
-			fmt.Fprintf(w, "  %.0f req/s, p50 %s, p99 %s, %s requests\n", res.ReqPerSec, harness.FmtMs(res.P50), harness.FmtMs(res.P99), harness.FmtInt(res.Requests))
-			t.results = append(t.results, res)
+			for _, p := range pair {
+				fmt.Fprintf(w, "round %d/%d: %s\n", round+1, h.o.Rounds, p.name)
+				res, err := wrkRun(p, h.o.Duration)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(w, "  %.0f req/s, p50 %s, p99 %s, %s requests\n", res.ReqPerSec, harness.FmtMs(res.P50), harness.FmtMs(res.P99), harness.FmtInt(res.Requests))
+				p.results = append(p.results, res)
+			}
+			d, b := t.results[len(t.results)-1], t.base.results[len(t.base.results)-1]
+			t.rates = append(t.rates, d.ReqPerSec/b.ReqPerSec)
+			t.p99s = append(t.p99s, float64(d.P99)/float64(b.P99))
+			fmt.Fprintf(w, "  this pair: req/s %s the baseline's, p99 %s\n", harness.FmtRatio(t.rates[len(t.rates)-1]), harness.FmtRatio(t.p99s[len(t.p99s)-1]))
 		}
 	}
 	return nil
@@ -251,37 +268,33 @@ func (h *run) finish(ctx context.Context, bareURL string) error {
 	return h.daemon.Stop(30 * time.Second)
 }
 
-// table is the result: each target's median figures, the daemon's next to the baseline's. The
-// baseline is hit with each script, and each of the daemon's targets is read against the baseline
-// run with the same script: wrk's own work differs between them, and it shares the CPUs.
+// table is the result: each target's median figures, the daemon's next to the baseline's. Each of
+// the daemon's targets is read against the baseline run with the same script right next to it
+// (wrk's own work differs between the scripts, and it shares the CPUs): its ratios are the
+// medians of the ratios of its pairs of runs.
 func (h *run) table() *harness.Table {
 	o := h.o
-	base := map[string]wrk.Result{}
-	for _, tg := range h.targets {
-		if tg.baseline {
-			base[tg.script] = wrk.MedianEach(tg.results)
-		}
-	}
 	t := &harness.Table{
 		Title: fmt.Sprintf("http: wrk -t%d -c%d -d%s --latency on the catalog port (%s-product database, sync off)", o.Threads, o.Connections, wrk.DurationArg(o.Duration), harness.FmtInt(int64(h.meta.Products))),
 		Head:  []string{"target", "req/s", "p50", "p99", "req/s vs baseline", "p99 vs baseline", "targets (≥ 0.85×, ≤ 1.50×)"},
 	}
 	for _, tg := range h.targets {
 		m := wrk.MedianEach(tg.results)
-		if tg.baseline {
-			t.Add(tg.name, harness.FmtRate(m.ReqPerSec), harness.FmtMs(m.P50), harness.FmtMs(m.P99), "1.00×", "1.00×", "")
-			continue
-		}
-		b := base[tg.script]
-		rr := m.ReqPerSec / b.ReqPerSec
-		pr := float64(m.P99) / float64(b.P99)
+		rr, pr := median(tg.rates), median(tg.p99s)
 		t.Add(tg.name, harness.FmtRate(m.ReqPerSec), harness.FmtMs(m.P50), harness.FmtMs(m.P99), harness.FmtRatio(rr), harness.FmtRatio(pr),
 			"req/s "+harness.Verdict(rr >= 0.85)+", p99 "+harness.Verdict(pr <= 1.5))
+	}
+	for _, tg := range h.bases {
+		m := wrk.MedianEach(tg.results)
+		t.Add(tg.name, harness.FmtRate(m.ReqPerSec), harness.FmtMs(m.P50), harness.FmtMs(m.P99), "1.00×", "1.00×", "")
+	}
+	for _, tg := range h.targets {
+		t.Note("%s: the pairs' req/s ratios %s, p99 ratios %s", strings.TrimPrefix(tg.name, "storeedge GET /api/v1/catalog/"), fmtRatios(tg.rates), fmtRatios(tg.p99s))
 	}
 	t.Note("ids uniform over P0000001..P%07d, or by a Zipf law of exponent %g with the ranks scattered over the ids; barcodes the same over the %d barcodes of the database", h.meta.Products, wrk.ZipfS, h.codes)
 	t.Note("the baseline ignores the path and answers %d bytes, the average product answer of %d random products read over the LAN API", h.sample.AvgSize, h.sample.N)
 	if o.Rounds > 1 {
-		t.Note("each figure is the median of %d rounds per target (targets alternating); every round's figures are printed above the table", o.Rounds)
+		t.Note("each figure is the median of %d rounds; in each round every target ran right next to its baseline, the baseline first in one round and second in the next; every run's figures are printed above the table", o.Rounds)
 	}
 	t.Note("storeedge peak RSS during the run: %s (%s at the end); wrk, the server and the bench share the machine's CPUs", harness.FmtMB(h.peakKB), harness.FmtMB(h.rssKB))
 	t.Note("storeedge: %s", h.warmLine)
@@ -304,4 +317,27 @@ func readCacheOn(sets []string) bool {
 		}
 	}
 	return on
+}
+
+// median is the median of vs (of an even number, the mean of the middle two); NaN of none.
+func median(vs []float64) float64 {
+	if len(vs) == 0 {
+		return math.NaN()
+	}
+	s := slices.Clone(vs)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 0 {
+		return (s[n/2-1] + s[n/2]) / 2
+	}
+	return s[n/2]
+}
+
+// fmtRatios writes ratios in the order they were measured.
+func fmtRatios(vs []float64) string {
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = harness.FmtRatio(v)
+	}
+	return strings.Join(out, ", ")
 }
