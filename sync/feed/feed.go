@@ -17,6 +17,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -416,6 +417,11 @@ func readPages(ctx context.Context, r io.Reader, collection string, out chan<- s
 			p.Malformed = append(p.Malformed, l.Malformed)
 		}
 		lines++
+		if lines%64 == 0 {
+			// Decoding a first sync's feed keeps the other processor busy: like the
+			// writer's chunks, a request that became runnable gets it every 64 lines.
+			runtime.Gosched()
+		}
 		if lines > cloudapi.MaxPageSize {
 			return fmt.Errorf("%w: more than %d changes before the end line", errPage, cloudapi.MaxPageSize)
 		}
