@@ -39,9 +39,11 @@ const (
 	AlertResolved = "resolved"
 )
 
+const qAlertStates = `SELECT rule, pending_since, opened_at, last_active, summary, detail FROM alert_state ORDER BY rule`
+
 // AlertStates returns the rules that are pending or open.
 func (db *DB) AlertStates(ctx context.Context) ([]AlertState, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT rule, pending_since, opened_at, last_active, summary, detail FROM alert_state ORDER BY rule`)
+	rows, err := db.stmt(qAlertStates).QueryContext(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("storage: alert states: %w", err)
 	}
@@ -174,18 +176,20 @@ type AlertQueue struct {
 	LastAttempt int       // failed attempts of the oldest queued notice
 }
 
+const qAlertQueue = `SELECT
+	(SELECT count(*) FROM alert_mail WHERE sent_at = 0),
+	(SELECT at FROM alert_mail WHERE sent_at = 0 ORDER BY id LIMIT 1),
+	(SELECT last_error FROM alert_mail WHERE sent_at = 0 ORDER BY id LIMIT 1),
+	(SELECT attempts FROM alert_mail WHERE sent_at = 0 ORDER BY id LIMIT 1),
+	(SELECT max(sent_at) FROM alert_mail WHERE sent_at != 0)`
+
 // AlertQueueState counts the queued notices.
 func (db *DB) AlertQueueState(ctx context.Context) (AlertQueue, error) {
 	var q AlertQueue
 	var oldest, sent sql.NullInt64
 	var lastErr sql.NullString
 	var attempts sql.NullInt64
-	err := db.r.QueryRowContext(ctx, `SELECT
-		(SELECT count(*) FROM alert_mail WHERE sent_at = 0),
-		(SELECT at FROM alert_mail WHERE sent_at = 0 ORDER BY id LIMIT 1),
-		(SELECT last_error FROM alert_mail WHERE sent_at = 0 ORDER BY id LIMIT 1),
-		(SELECT attempts FROM alert_mail WHERE sent_at = 0 ORDER BY id LIMIT 1),
-		(SELECT max(sent_at) FROM alert_mail WHERE sent_at != 0)`).Scan(&q.Queued, &oldest, &lastErr, &attempts, &sent)
+	err := db.stmt(qAlertQueue).QueryRowContext(ctx).Scan(&q.Queued, &oldest, &lastErr, &attempts, &sent)
 	if err != nil {
 		return q, fmt.Errorf("storage: alert queue: %w", err)
 	}

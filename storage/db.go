@@ -157,10 +157,17 @@ func dsn(path string, readOnly bool) string {
 // Path is the database file.
 func (db *DB) Path() string { return db.path }
 
-// prepareReads prepares the read queries that devices hit all the time.
+// statusReads are the read queries of GET /api/v1/status and the metrics. Prepared once, they
+// parse no SQL on each call, and so allocate much less in SQLite's allocator, which every
+// connection shares with the writer: during a bulk load a reader waiting for it waits behind
+// the writer (docs/PERFORMANCE.md, sixth round).
+var statusReads = []string{qQuarantine, qMediaUsage, qMediaFailureCounts, qMediaFailures, qAlertStates, qAlertQueue,
+	qQueueDepths, qOrderCounts, qOutboxBacklog}
+
+// prepareReads prepares the read queries that devices hit all the time, and those of the status.
 func (db *DB) prepareReads(ctx context.Context) error {
 	db.stmts = make(map[string]*sql.Stmt)
-	queries := []string{qProductByBarcode, qProductsInCategory, qSearch, qBarcodes}
+	queries := append([]string{qProductByBarcode, qProductsInCategory, qSearch, qBarcodes}, statusReads...)
 	for _, c := range cloudapi.Collections {
 		queries = append(queries, qGet(c), qList(c))
 	}

@@ -524,9 +524,11 @@ func (db *DB) QueueDepth(ctx context.Context, deviceID string) (int64, error) {
 	return n, nil
 }
 
+const qQueueDepths = `SELECT device_id, count(*) FROM device_commands WHERE state IN ('queued', 'sent') GROUP BY device_id`
+
 // QueueDepths counts each device's open (queued or sent) commands; devices with none are absent.
 func (db *DB) QueueDepths(ctx context.Context) (map[string]int64, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT device_id, count(*) FROM device_commands WHERE state IN ('queued', 'sent') GROUP BY device_id`)
+	rows, err := db.stmt(qQueueDepths).QueryContext(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("storage: queue depths: %w", err)
 	}

@@ -643,10 +643,12 @@ type QuarantineEntry struct {
 	At         time.Time `json:"at"`
 }
 
+const qQuarantine = `SELECT collection, item_id, rev, reason, raw, at FROM quarantine
+	WHERE ? = '' OR collection = ? ORDER BY id DESC LIMIT ?`
+
 // Quarantine lists up to limit quarantined lines, newest first; collection "" means all.
 func (db *DB) Quarantine(ctx context.Context, collection string, limit int) ([]QuarantineEntry, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT collection, item_id, rev, reason, raw, at FROM quarantine
-		WHERE ? = '' OR collection = ? ORDER BY id DESC LIMIT ?`, collection, collection, limit)
+	rows, err := db.stmt(qQuarantine).QueryContext(ctx, collection, collection, limit)
 	if err != nil {
 		return nil, fmt.Errorf("storage: quarantine: %w", err)
 	}

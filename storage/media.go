@@ -320,18 +320,20 @@ func (db *DB) TouchMediaFiles(ctx context.Context, served map[string]time.Time) 
 // MediaUsage gives the files recorded and their bytes, for status, as the triggers of
 // media_usage keep them.
 func (db *DB) MediaUsage(ctx context.Context) (files, bytes int64, err error) {
-	return mediaUsage(ctx, db.r)
+	return scanMediaUsage(db.stmt(qMediaUsage).QueryRowContext(ctx))
 }
 
 // MediaUsageExact is MediaUsage read through the writer connection, which sees every commit at
 // once: for the quota's decisions, which must not count from a snapshot a moment old. It waits
 // while a catalog page is being applied.
 func (db *DB) MediaUsageExact(ctx context.Context) (files, bytes int64, err error) {
-	return mediaUsage(ctx, db.w)
+	return scanMediaUsage(db.w.QueryRowContext(ctx, qMediaUsage))
 }
 
-func mediaUsage(ctx context.Context, conn *sql.DB) (files, bytes int64, err error) {
-	if err := conn.QueryRowContext(ctx, `SELECT files, bytes FROM media_usage`).Scan(&files, &bytes); err != nil {
+const qMediaUsage = `SELECT files, bytes FROM media_usage`
+
+func scanMediaUsage(row *sql.Row) (files, bytes int64, err error) {
+	if err := row.Scan(&files, &bytes); err != nil {
 		return 0, 0, fmt.Errorf("storage: media usage: %w", err)
 	}
 	return files, bytes, nil
@@ -398,12 +400,19 @@ func (db *DB) RecordMediaFailure(ctx context.Context, f MediaFailure) error {
 
 // MediaFailures lists the failures of media items, kind "" for all, newest first, up to limit.
 func (db *DB) MediaFailures(ctx context.Context, kind string, limit int) ([]MediaFailure, error) {
-	return db.mediaFailuresWhere(ctx, `? = '' OR kind = ? ORDER BY at DESC, id LIMIT ?`, kind, kind, limit)
+	return scanMediaFailures(db.stmt(qMediaFailures).QueryContext(ctx, kind, kind, limit))
 }
+
+const (
+	qMediaFailuresSelect = `SELECT id, md5, kind, reason, attempts, next_try, at FROM media_failures WHERE `
+	qMediaFailures       = qMediaFailuresSelect + `? = '' OR kind = ? ORDER BY at DESC, id LIMIT ?`
+)
+
+const qMediaFailureCounts = `SELECT kind, count(*) FROM media_failures GROUP BY kind`
 
 // MediaFailureCounts counts the failures by kind.
 func (db *DB) MediaFailureCounts(ctx context.Context) (map[string]int64, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT kind, count(*) FROM media_failures GROUP BY kind`)
+	rows, err := db.stmt(qMediaFailureCounts).QueryContext(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("storage: media failure counts: %w", err)
 	}
@@ -430,7 +439,10 @@ func (db *DB) MediaFailureOf(ctx context.Context, id string) (MediaFailure, erro
 }
 
 func (db *DB) mediaFailuresWhere(ctx context.Context, where string, args ...any) ([]MediaFailure, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT id, md5, kind, reason, attempts, next_try, at FROM media_failures WHERE `+where, args...)
+	return scanMediaFailures(db.r.QueryContext(ctx, qMediaFailuresSelect+where, args...))
+}
+
+func scanMediaFailures(rows *sql.Rows, err error) ([]MediaFailure, error) {
 	if err != nil {
 		return nil, fmt.Errorf("storage: media failures: %w", err)
 	}

@@ -540,10 +540,12 @@ type OrderStats struct {
 	OldestPendingAt *time.Time       `json:"oldest_pending_at"`
 }
 
+const qOrderCounts = `SELECT status, n FROM order_counts WHERE n > 0`
+
 // OrderStats counts orders by status and the outbox's backlog.
 func (db *DB) OrderStats(ctx context.Context) (OrderStats, error) {
 	st := OrderStats{ByStatus: map[string]int64{}}
-	rows, err := db.r.QueryContext(ctx, `SELECT status, n FROM order_counts WHERE n > 0`)
+	rows, err := db.stmt(qOrderCounts).QueryContext(ctx)
 	if err != nil {
 		return st, fmt.Errorf("storage: order stats: %w", err)
 	}
@@ -571,13 +573,15 @@ func (db *DB) OrdersCreatedSince(ctx context.Context, since time.Time) (int64, e
 	return n, nil
 }
 
+const qOutboxBacklog = `SELECT (SELECT count(*) FROM outbox WHERE state = 'pending'), (SELECT count(*) FROM outbox WHERE state = 'rejected'),
+	(SELECT min(at) FROM outbox WHERE state = 'pending')`
+
 // OutboxBacklog counts the outbox entries waiting for the cloud and those it refused for good,
 // and gives when the oldest waiting one happened (nil when none waits). Unlike OrderStats it
 // does not read the orders, so it stays cheap for a check that runs every few seconds.
 func (db *DB) OutboxBacklog(ctx context.Context) (pending, rejected int64, oldest *time.Time, err error) {
 	var at sql.NullInt64
-	err = db.r.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM outbox WHERE state = 'pending'), (SELECT count(*) FROM outbox WHERE state = 'rejected'),
-		(SELECT min(at) FROM outbox WHERE state = 'pending')`).Scan(&pending, &rejected, &at)
+	err = db.stmt(qOutboxBacklog).QueryRowContext(ctx).Scan(&pending, &rejected, &at)
 	if err != nil {
 		return 0, 0, nil, fmt.Errorf("storage: outbox backlog: %w", err)
 	}
