@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"testing"
 
@@ -221,5 +222,51 @@ func testBulkLoadEqualsRowByRow(t *testing.T, newOnly bool) {
 	}
 	if !newOnly && (!slices.Contains(want.barcodes, "4000000000007|P005||") || !slices.Contains(want.search, "milk:P010")) {
 		t.Fatalf("the row-by-row run itself is off: %v %v", want.barcodes[:10], want.search)
+	}
+}
+
+// TestBulkLoadPacesTheCollector checks that a bulk load raises the collector's GOGC for its
+// length, from its first page to the page that catches up, puts the setting back after, and
+// leaves a higher one alone.
+func TestBulkLoadPacesTheCollector(t *testing.T) {
+	gogc := func() int { v := debug.SetGCPercent(-1); debug.SetGCPercent(v); return v }
+	orig := gogc()
+	t.Cleanup(func() { debug.SetGCPercent(orig) })
+	ctx := context.Background()
+	for _, set := range []int{100, 50, 400} {
+		debug.SetGCPercent(set)
+		db, err := Open(ctx, filepath.Join(t.TempDir(), "shop.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		during := max(set, bulkGCPercent)
+		for i, want := range []int{during, during, set} {
+			more := i < 2
+			p := Page{Collection: cloudapi.Prices, Changes: []cloudapi.Change{price(fmt.Sprintf("P%03d", i), 1, 100)},
+				End: cloudapi.PageEnd{Cursor: fmt.Sprintf("c%d", i+1), Count: 1, More: more, Remaining: 100000}}
+			if _, err := db.ApplyPage(ctx, p); err != nil {
+				t.Fatal(err)
+			}
+			if got := gogc(); got != want {
+				t.Fatalf("GOGC %d: after page %d of a bulk load (more: %v) GOGC is %d, want %d", set, i+1, more, got, want)
+			}
+		}
+		// A load the process stops half way leaves the setting as it found it.
+		stock := cloudapi.Change{Collection: cloudapi.Stock, ID: "P001", Op: cloudapi.OpUpsert, Rev: 1,
+			Doc: []byte(`{"product_id":"P001","quantity":5}`)}
+		p := Page{Collection: cloudapi.Stock, Changes: []cloudapi.Change{stock},
+			End: cloudapi.PageEnd{Cursor: "s1", Count: 1, More: true, Remaining: 100000}}
+		if _, err := db.ApplyPage(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		if got := gogc(); got != during {
+			t.Fatalf("GOGC %d: during a stock bulk load GOGC is %d, want %d", set, got, during)
+		}
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if got := gogc(); got != set {
+			t.Fatalf("GOGC %d: after a bulk load cut short by Close GOGC is %d", set, got)
+		}
 	}
 }

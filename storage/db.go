@@ -48,6 +48,8 @@ type DB struct {
 	ftsStale   bool                 // the search index waits for the end of a bulk load, persisted in meta
 	deferred   map[string]bool      // collections in a bulk load: their secondary indexes are dropped
 	bigWAL     bool                 // the writer checkpoints rarely, during a bulk load
+	gcRaised   bool                 // paceCollector raised GOGC for a bulk load, from gcPercent
+	gcPercent  int                  // the GOGC to put back
 	smallCache bool                 // the writer's page cache is cut down for the sorts that end a bulk load
 	wstmts     map[string]*sql.Stmt // statements of page transactions kept prepared, by query text
 	wmissed    []string             // queries the transaction under way prepared for itself
@@ -200,6 +202,7 @@ func (db *DB) Close() error {
 		errs = append(errs, st.Close())
 	}
 	db.wstmts = nil
+	db.paceCollector(false) // a bulk load cut short leaves the collector as it found it
 	db.wmu.Unlock()
 	if db.r != nil {
 		errs = append(errs, db.r.Close())
