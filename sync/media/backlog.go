@@ -126,21 +126,29 @@ func (f *Fetcher) fillClass(ctx context.Context, class int) error {
 		if !want {
 			return nil
 		}
+		gen := f.readStart()
 		items, err := f.o.DB.MediaItems(ctx, after, scanBatch)
 		if err != nil {
+			f.readEnd()
 			return err
 		}
 		end := len(items) < scanBatch
+		full := false
 		for i := range items {
 			it := &items[i]
 			if it.Seq > last {
 				end = true
 				break
 			}
-			if !it.Deleted && classOf(it.Manifest.ContentType) == class && f.consider(it, true) == windowIsFull {
-				return nil // the window is full again
+			if !it.Deleted && classOf(it.Manifest.ContentType) == class && f.consider(it, true, gen) == windowIsFull {
+				full = true
+				break
 			}
 			f.setAfter(class, it.Seq)
+		}
+		f.readEnd()
+		if full {
+			return nil // the window is full again
 		}
 		if end {
 			f.endOfBacklog(class)

@@ -366,6 +366,13 @@ func (f *Fetcher) recordedLocked(t *task, err error) {
 			f.usedHint += t.size
 		}
 		delete(f.failures, t.id)
+		f.recordGen++
+		if f.reads > 0 {
+			if f.recent == nil {
+				f.recent = map[string]recentRecord{}
+			}
+			f.recent[t.id] = recentRecord{md5hex: t.md5hex(), gen: f.recordGen}
+		}
 		f.log.Debug("media: stored", slog.String(keyID, t.id), slog.Int64(keyBytes, t.size))
 	}
 	f.notifyLocked(t.id, nil)

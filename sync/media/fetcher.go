@@ -126,6 +126,14 @@ type Fetcher struct {
 
 	refill chan struct{} // asks reconcile to fill the queue's window from the backlog
 
+	// The catalog's media entries are read outside mu, and a file can be recorded, and its
+	// task forgotten, between that read and consider: the entry then says "not cached" and no
+	// task says otherwise. recent keeps the files recorded while such reads are under way, so
+	// that consider does not fetch a complete file again.
+	reads     int                     // reads of the catalog's media under way
+	recordGen uint64                  // files recorded since start
+	recent    map[string]recentRecord // by id: the files recorded while reads > 0
+
 	received atomic.Int64 // bytes downloaded since start
 	// hits and misses count the items Open found in the cache and those it fetched first.
 	hits, misses atomic.Int64
@@ -360,16 +368,19 @@ func (f *Fetcher) scan(ctx context.Context) error {
 		f.mu.Lock()
 		after := f.lastSeq
 		f.mu.Unlock()
+		gen := f.readStart()
 		items, err := f.o.DB.MediaItems(ctx, after, scanBatch)
 		if err != nil {
+			f.readEnd()
 			return err
 		}
 		var gone []string
 		for i := range items {
-			if f.consider(&items[i], false) == itemDeleted {
+			if f.consider(&items[i], false, gen) == itemDeleted {
 				gone = append(gone, items[i].ID)
 			}
 		}
+		f.readEnd()
 		if err := f.forgetDeleted(ctx, gone); err != nil {
 			return err
 		}
@@ -409,6 +420,30 @@ func (f *Fetcher) forgetDeleted(ctx context.Context, ids []string) error {
 	return f.forget(ctx, ids)
 }
 
+// recentRecord is a file recorded while the catalog was being read.
+type recentRecord struct {
+	md5hex string
+	gen    uint64 // recordGen once it was recorded
+}
+
+// readStart notes a read of the catalog's media about to start; what it returns goes to consider
+// with the entries read.
+func (f *Fetcher) readStart() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reads++
+	return f.recordGen
+}
+
+// readEnd notes that the entries of a read were all considered.
+func (f *Fetcher) readEnd() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.reads--; f.reads == 0 {
+		clear(f.recent)
+	}
+}
+
 // What consider did with a catalog entry.
 const (
 	considered   = iota
@@ -417,8 +452,9 @@ const (
 )
 
 // consider decides what one catalog entry needs: nothing, a new version for its task, a task in
-// the queue's window or a place in the backlog. fill passes the backlog's items (refill).
-func (f *Fetcher) consider(it *storage.MediaItem, refill bool) int {
+// the queue's window or a place in the backlog. fill passes the backlog's items (refill). gen is
+// what readStart gave before the entry was read.
+func (f *Fetcher) consider(it *storage.MediaItem, refill bool, gen uint64) int {
 	if it.Deleted {
 		f.mu.Lock()
 		f.back.drop(it.ID)
@@ -438,6 +474,9 @@ func (f *Fetcher) consider(it *storage.MediaItem, refill bool) int {
 	}
 	f.back.drop(it.ID)
 	t := f.q.tasks[it.ID]
+	if r, ok := f.recent[it.ID]; ok && r.gen > gen && t == nil {
+		it.CachedMD5 = r.md5hex // recorded after the entry was read
+	}
 	if it.CachedMD5 == md5hex {
 		if t != nil && !t.running {
 			f.q.remove(t)

@@ -1,0 +1,68 @@
+package media
+
+import (
+	"context"
+	"crypto/md5"
+	"encoding/base64"
+	"encoding/hex"
+	"path/filepath"
+	"testing"
+
+	"github.com/storeedge/storeedge/storage"
+	"github.com/storeedge/storeedge/storage/mediacache"
+	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
+)
+
+// TestRecordedDuringAReadIsNotFetchedAgain: the catalog's media entries are read outside the
+// fetcher's lock. A file a device asked for can be fetched and recorded, and its task
+// forgotten, between the read of its entry and consider. The entry then says "not cached" and
+// no task says otherwise, yet the file is complete and must not be fetched again. An entry read
+// after the record is taken as it is: a file evicted since is fetched again.
+func TestRecordedDuringAReadIsNotFetchedAgain(t *testing.T) {
+	ctx := context.Background()
+	db, err := storage.Open(ctx, filepath.Join(t.TempDir(), "shop.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	cache, err := mediacache.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := New(Options{DB: db, Cache: cache, Prefetch: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := md5.Sum([]byte("a product's picture"))
+	m := cloudapi.MediaManifest{ID: "M1", Blob: "products/M1.jpg", Size: 19, MD5: base64.StdEncoding.EncodeToString(sum[:]),
+		ContentType: "image/jpeg"}
+	entry := func() *storage.MediaItem { return &storage.MediaItem{ID: "M1", Seq: 1, Manifest: m} } // not cached
+	queued := func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.q.tasks["M1"] != nil
+	}
+
+	gen := f.readStart()
+	// Meanwhile a device's request fetches the file, which is recorded, and the task ends.
+	f.mu.Lock()
+	f.enqueueLocked("M1", m, hex.EncodeToString(sum[:]), classOnDemand)
+	task := f.q.take(true)
+	f.recordedLocked(task, nil)
+	f.mu.Unlock()
+	if queued() {
+		t.Fatal("the task is still queued after its file was recorded")
+	}
+	f.consider(entry(), false, gen)
+	f.readEnd()
+	if queued() {
+		t.Fatal("a file recorded while its entry was being read was queued to be fetched again")
+	}
+
+	gen = f.readStart()
+	f.consider(entry(), false, gen)
+	f.readEnd()
+	if !queued() {
+		t.Fatal("an entry read after the record, saying the file is not cached, was not queued")
+	}
+}
