@@ -165,6 +165,20 @@ func FmtInt(n int64) string {
 	return b.String()
 }
 
+// Median is the median of v (of an even number, the mean of the middle two); v is sorted in
+// place. 0 when v is empty.
+func Median(v []float64) float64 {
+	slices.Sort(v)
+	n := len(v)
+	switch {
+	case n == 0:
+		return 0
+	case n%2 == 0:
+		return (v[n/2-1] + v[n/2]) / 2
+	}
+	return v[n/2]
+}
+
 // MinMedMax is the least, the median and the greatest of ds; ds is sorted in place.
 func MinMedMax(ds []time.Duration) (lo, med, hi time.Duration) {
 	slices.Sort(ds)

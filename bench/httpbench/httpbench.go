@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -21,12 +20,11 @@ import (
 
 // target is one thing wrk is pointed at, and what each round measured.
 type target struct {
-	name     string
-	url      string
-	script   string
-	baseline bool    // the bare server, hit with the script of the daemon's targets it is read against
-	base     *target // of a daemon's target: the baseline run with its script, next to it
-	results  []wrk.Result
+	name    string
+	url     string
+	script  string
+	base    *target // of a daemon's target: the baseline run with its script, next to it
+	results []wrk.Result
 	// Of a daemon's target, each round's figures against the baseline's in the same pair of
 	// runs: req/s and p99 ratios.
 	rates, p99s []float64
@@ -87,7 +85,7 @@ func Run(ctx context.Context, o *harness.Options, r *harness.Report, w io.Writer
 		{"barcodes/{code}, uniform", sc.codes}, {"barcodes/{code}, " + zipf, sc.codesZipf},
 	} {
 		base := &target{name: fmt.Sprintf("baseline: fixedserver, %d-byte body, the script of %s", h.sample.AvgSize, s.name),
-			url: bareURL, script: s.script, baseline: true}
+			url: bareURL, script: s.script}
 		h.targets = append(h.targets, &target{name: "storeedge GET /api/v1/catalog/" + s.name, url: h.catalog, script: s.script, base: base})
 		h.bases = append(h.bases, base)
 	}
@@ -280,7 +278,7 @@ func (h *run) table() *harness.Table {
 	}
 	for _, tg := range h.targets {
 		m := wrk.MedianEach(tg.results)
-		rr, pr := median(tg.rates), median(tg.p99s)
+		rr, pr := harness.Median(slices.Clone(tg.rates)), harness.Median(slices.Clone(tg.p99s))
 		t.Add(tg.name, harness.FmtRate(m.ReqPerSec), harness.FmtMs(m.P50), harness.FmtMs(m.P99), harness.FmtRatio(rr), harness.FmtRatio(pr),
 			"req/s "+harness.Verdict(rr >= 0.85)+", p99 "+harness.Verdict(pr <= 1.5))
 	}
@@ -317,20 +315,6 @@ func readCacheOn(sets []string) bool {
 		}
 	}
 	return on
-}
-
-// median is the median of vs (of an even number, the mean of the middle two); NaN of none.
-func median(vs []float64) float64 {
-	if len(vs) == 0 {
-		return math.NaN()
-	}
-	s := slices.Clone(vs)
-	slices.Sort(s)
-	n := len(s)
-	if n%2 == 0 {
-		return (s[n/2-1] + s[n/2]) / 2
-	}
-	return s[n/2]
 }
 
 // fmtRatios writes ratios in the order they were measured.

@@ -16,6 +16,8 @@ import (
 	"fmt"
 	"os"
 	"slices"
+
+	"github.com/storeedge/storeedge/bench/harness"
 )
 
 // MaxDrop is the largest drop of a ratio below its reference that is not a regression (30 %).
@@ -69,7 +71,7 @@ func NewFigure(name, unit string, daemon, baseline []float64) Figure {
 	for i := range ratios {
 		ratios[i] = daemon[i] / baseline[i]
 	}
-	return Figure{Name: name, Unit: unit, Daemon: Median(slices.Clone(daemon)), Baseline: Median(slices.Clone(baseline)), Ratio: Median(ratios)}
+	return Figure{Name: name, Unit: unit, Daemon: harness.Median(slices.Clone(daemon)), Baseline: harness.Median(slices.Clone(baseline)), Ratio: harness.Median(ratios)}
 }
 
 // Check tells whether the figure's ratio is within MaxDrop of its reference ("" when it is).
@@ -83,17 +85,4 @@ func (f Figure) Check(ref Reference) string {
 			f.Name, f.Ratio, 100*(1-f.Ratio/want), want, 100*MaxDrop, f.Daemon, f.Unit, f.Baseline, f.Unit)
 	}
 	return ""
-}
-
-// Median is the median of v; v is sorted in place.
-func Median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	slices.Sort(v)
-	n := len(v)
-	if n%2 == 1 {
-		return v[n/2]
-	}
-	return (v[n/2-1] + v[n/2]) / 2
 }

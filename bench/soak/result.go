@@ -68,7 +68,7 @@ func (r *Result) Growths() []Growth {
 		g := Growth{Name: p.name, Unmeasured: len(ref) == 0 || len(end) == 0}
 		if !g.Unmeasured {
 			g.Ref = slices.Max(values(ref, p.get))
-			g.End = median(values(end, p.get))
+			g.End = harness.Median(values(end, p.get))
 			g.Growth = g.End/g.Ref - 1
 			g.Passed = g.Growth <= MaxGrowth
 		}
@@ -83,15 +83,6 @@ func values(ss []Sample, get func(Sample) float64) []float64 {
 		v[i] = get(s)
 	}
 	return v
-}
-
-func median(v []float64) float64 {
-	slices.Sort(v)
-	n := len(v)
-	if n%2 == 1 {
-		return v[n/2]
-	}
-	return (v[n/2-1] + v[n/2]) / 2
 }
 
 // Failures is every check that failed, in words; none means the soak passed.

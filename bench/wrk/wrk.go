@@ -116,11 +116,7 @@ func MedianEach(rs []Result) Result {
 		p99 = append(p99, r.P99)
 		requests += r.Requests
 	}
-	slices.Sort(rates)
-	m := Result{ReqPerSec: rates[len(rates)/2], Requests: requests}
-	if n := len(rates); n%2 == 0 {
-		m.ReqPerSec = (rates[n/2-1] + rates[n/2]) / 2
-	}
+	m := Result{ReqPerSec: harness.Median(rates), Requests: requests}
 	_, m.P50, _ = harness.MinMedMax(p50)
 	_, m.P99, _ = harness.MinMedMax(p99)
 	return m
