@@ -227,19 +227,22 @@ func testBulkLoadEqualsRowByRow(t *testing.T, newOnly bool) {
 
 // TestBulkLoadPacesTheCollector checks that a bulk load raises the collector's GOGC for its
 // length, from its first page to the page that catches up, puts the setting back after, and
-// leaves a higher one alone.
+// leaves a higher one, or the collector off (-1), alone.
 func TestBulkLoadPacesTheCollector(t *testing.T) {
 	gogc := func() int { v := debug.SetGCPercent(-1); debug.SetGCPercent(v); return v }
 	orig := gogc()
 	t.Cleanup(func() { debug.SetGCPercent(orig) })
 	ctx := context.Background()
-	for _, set := range []int{100, 50, 400} {
+	for _, set := range []int{100, 50, 400, -1} {
 		debug.SetGCPercent(set)
 		db, err := Open(ctx, filepath.Join(t.TempDir(), "shop.db"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		during := max(set, bulkGCPercent)
+		during := bulkGCPercent
+		if set < 0 || set > bulkGCPercent {
+			during = set
+		}
 		for i, want := range []int{during, during, set} {
 			more := i < 2
 			p := Page{Collection: cloudapi.Prices, Changes: []cloudapi.Change{price(fmt.Sprintf("P%03d", i), 1, 100)},
