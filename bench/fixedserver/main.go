@@ -6,6 +6,14 @@
 //
 // It prints "fixedserver listening on http://ADDR" once listening and stops on SIGTERM or
 // SIGINT, exit 0. It listens on loopback addresses only.
+//
+// Two flags add, one at a time, what storeedge's catalog answers carry beyond a body, so that
+// their share of the difference can be measured apart (docs/PERFORMANCE.md):
+//
+//	-headers    the four headers of the catalog contract: X-Request-Id (a new one for every
+//	            answer), Cache-Control, Storeedge-Synced-At and Storeedge-Data-Age
+//	-timeouts   the daemon's default lan.read_timeout and lan.write_timeout, which net/http
+//	            applies to every request with deadlines on the connection
 package main
 
 import (
@@ -19,8 +27,11 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/storeedge/storeedge/internal/config"
 )
 
 func main() {
@@ -37,6 +48,8 @@ func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("fixedserver", flag.ContinueOnError)
 	listen := fs.String("listen", "127.0.0.1:0", "loopback `address` to listen on")
 	size := fs.Int("size", 400, "answer body size in `bytes` (at least 16)")
+	headers := fs.Bool("headers", false, "send the four headers of storeedge's catalog answers too")
+	timeouts := fs.Bool("timeouts", false, "apply storeedge's default LAN read and write timeouts")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -47,21 +60,16 @@ func run(ctx context.Context, args []string) error {
 	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
 		return fmt.Errorf("-listen %q: want a loopback address such as 127.0.0.1:8080", *listen)
 	}
-	body := fixedBody(*size)
-	length := []string{strconv.Itoa(len(body))}
-	contentType := []string{"application/json"}
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hdr := w.Header()
-		hdr["Content-Type"] = contentType
-		hdr["Content-Length"] = length
-		w.Write(body)
-	})
+	h := handler(fixedBody(*size), *headers)
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return err
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute,
 		BaseContext: func(net.Listener) context.Context { return ctx }}
+	if *timeouts {
+		srv.ReadTimeout, srv.WriteTimeout = config.DefaultLANReadTimeout, config.DefaultLANWriteTimeout
+	}
 	fmt.Printf("fixedserver listening on http://%s\n", ln.Addr())
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -80,6 +88,33 @@ func run(ctx context.Context, args []string) error {
 	}
 	return nil
 }
+
+// handler answers every request with body, and with the catalog contract's headers when headers
+// is set.
+func handler(body []byte, headers bool) http.Handler {
+	length := []string{strconv.Itoa(len(body))}
+	contentType := []string{"application/json"}
+	var ids atomic.Uint64
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hdr := w.Header()
+		hdr["Content-Type"] = contentType
+		hdr["Content-Length"] = length
+		if headers {
+			hdr["X-Request-Id"] = []string{"5f1e2d3c4b5a-" + strconv.FormatUint(ids.Add(1), 10)}
+			hdr["Cache-Control"] = noCache
+			hdr["Storeedge-Synced-At"] = syncedAt
+			hdr["Storeedge-Data-Age"] = dataAge
+		}
+		w.Write(body)
+	})
+}
+
+// Values of the catalog contract's headers, as a synced catalog's answer carries them.
+var (
+	noCache  = []string{"no-cache"}
+	syncedAt = []string{"2026-12-04T10:00:00Z"}
+	dataAge  = []string{"12"}
+)
 
 // fixedBody is a JSON object of exactly n bytes, shaped like a catalog answer.
 func fixedBody(n int) []byte {
