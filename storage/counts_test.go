@@ -153,8 +153,10 @@ func checkKeptCounts(t *testing.T, db *DB, when string) {
 		if err := db.r.QueryRowContext(ctx, `SELECT count(*) FROM `+coll+` WHERE deleted = 0`).Scan(&real); err != nil {
 			t.Fatal(err)
 		}
-		if kept != real {
-			t.Fatalf("%s: %s counts %d live rows, the table holds %d", when, coll, kept, real)
+		// During a first sync's bulk load, the count is the changes applied that were not
+		// deletions (rowcounts.go): never below the table's, and exact again once the load ends.
+		if loading := db.uncounted[coll]; kept != real && !(loading && kept > real) {
+			t.Fatalf("%s: %s counts %d live rows, the table holds %d (first-sync load under way: %v)", when, coll, kept, real, loading)
 		}
 	}
 	st, err := db.OrderStats(ctx)

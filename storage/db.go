@@ -47,6 +47,8 @@ type DB struct {
 	wmu        sync.Mutex           // serialises write transactions; protects the fields below
 	ftsStale   bool                 // the search index waits for the end of a bulk load, persisted in meta
 	deferred   map[string]bool      // collections in a bulk load: their secondary indexes are dropped
+	uncounted  map[string]bool      // collections in a bulk load of an empty table: their count triggers are dropped
+	countExact map[string]bool      // of those, the ones whose load has counted its rows exactly so far
 	bigWAL     bool                 // the writer checkpoints rarely, during a bulk load
 	gcRaised   bool                 // paceCollector raised GOGC for a bulk load, from gcPercent
 	gcPercent  int                  // the GOGC to put back
@@ -123,6 +125,10 @@ func openWith(ctx context.Context, path string, ms []migration) (*DB, error) {
 		return nil, err
 	}
 	if err := db.loadDeferred(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := db.loadUncounted(ctx); err != nil {
 		db.Close()
 		return nil, err
 	}

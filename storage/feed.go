@@ -153,13 +153,8 @@ func (db *DB) ApplyPage(ctx context.Context, p Page) (ApplyResult, error) {
 			return ApplyResult{}, fmt.Errorf("storage: apply page: %w", err)
 		}
 	}
-	// Read with a statement the writer keeps prepared, like the page's own: it runs for every page.
-	count, err := db.txStmt(ctx, tx, `SELECT live FROM row_counts WHERE collection = ?`)
-	if err == nil {
-		err = count.QueryRowContext(ctx, p.Collection).Scan(&pa.rows)
-	}
-	if err != nil {
-		return ApplyResult{}, fmt.Errorf("storage: apply page: count rows: %w", err)
+	if err := pa.countRows(ctx); err != nil {
+		return ApplyResult{}, err
 	}
 	pa.a.close()
 	if err := tx.Commit(); err != nil {
@@ -170,6 +165,24 @@ func (db *DB) ApplyPage(ctx context.Context, p Page) (ApplyResult, error) {
 	db.paceCollector(pa.loading && !pa.caughtUp())
 	db.keepWriteStmts(ctx)
 	return pa.res, nil
+}
+
+// countRows finds the collection's live rows once the page is applied: kept by the triggers, or
+// counted by the load while they are dropped.
+func (pa *pageApply) countRows(ctx context.Context) error {
+	if pa.uncounted {
+		pa.rows = pa.st.Rows + pa.liveAdded
+		return nil
+	}
+	// Read with a statement the writer keeps prepared, like the page's own: it runs for every page.
+	count, err := pa.db.txStmt(ctx, pa.tx, `SELECT live FROM row_counts WHERE collection = ?`)
+	if err == nil {
+		err = count.QueryRowContext(ctx, pa.p.Collection).Scan(&pa.rows)
+	}
+	if err != nil {
+		return fmt.Errorf("storage: apply page: count rows: %w", err)
+	}
+	return nil
 }
 
 // pageApply is one page being applied: what ApplyPage decided about it and what it did so far.
@@ -184,6 +197,12 @@ type pageApply struct {
 	// by the page that catches up. loading: a bulk load is under way, this page's or one begun
 	// before. bulk: products only, the search index waits for a rebuild at the end.
 	startLoad, loading, bulk bool
+	// uncounted: the collection's count triggers are dropped for a bulk load of an empty table
+	// (rowcounts.go); liveAdded counts the changes applied since the page began that were not
+	// deletions; held says the page met a row held already (or applied one by one), after which
+	// liveAdded may count too many.
+	uncounted, held bool
+	liveAdded       int64
 
 	now     time.Time // when the page was fetched: the collection's last success
 	seq     int64     // the last local sequence number given
@@ -201,6 +220,7 @@ func (db *DB) newPageApply(p *Page) *pageApply {
 	}
 	pa.startLoad = !deferred && p.End.More && (st.Cursor == "" || p.End.Remaining >= bulkThreshold)
 	pa.loading = deferred || pa.startLoad
+	pa.uncounted = db.uncounted[p.Collection]
 	// A re-snapshot is handled as a bulk load of the search index too: the rebuild drops the
 	// entries of the products it removes.
 	pa.bulk = p.Collection == cloudapi.Products && (pa.loading || db.ftsStale || st.Cursor == "" || st.Resnapshot || p.End.Remaining >= bulkThreshold)
@@ -267,6 +287,11 @@ func (pa *pageApply) begin(ctx context.Context) error {
 		if err := dropIndexes(ctx, pa.tx, pa.p.Collection); err != nil {
 			return err
 		}
+		dropped, err := dropCountsIfEmpty(ctx, pa.tx, pa.p.Collection)
+		if err != nil {
+			return err
+		}
+		pa.uncounted = pa.uncounted || dropped
 	}
 	if pa.bulk && !pa.db.ftsStale {
 		if _, err := pa.tx.ExecContext(ctx, `UPDATE meta SET value = 1 WHERE key = 'fts_stale'`); err != nil {
@@ -311,6 +336,10 @@ func (pa *pageApply) applyChanges(ctx context.Context) error {
 		if err := pa.count(rctx, c, applied); err != nil {
 			return err
 		}
+		if applied && pa.uncounted && c.Op != cloudapi.OpDelete {
+			pa.liveAdded++
+		}
+		pa.held = true
 	}
 	return pa.a.flushSearch(rctx)
 }
@@ -334,7 +363,11 @@ func (pa *pageApply) applyChunks(ctx context.Context) error {
 			if err := pa.count(rctx, &chunk[i], ok); err != nil {
 				return err
 			}
+			if ok && pa.uncounted && chunk[i].Op != cloudapi.OpDelete {
+				pa.liveAdded++
+			}
 		}
+		pa.held = pa.held || pa.a.held
 		// A bulk load keeps a processor busy for seconds. Between chunks (well under a
 		// millisecond each) it lets a request that became runnable have it, instead of
 		// leaving it to wait for the runtime's 10 ms preemption (docs/PERFORMANCE.md).
@@ -418,6 +451,18 @@ func (pa *pageApply) finishLoad(ctx context.Context) error {
 			return err
 		}
 	}
+	if pa.uncounted {
+		// Before the sweep, whose deletions the triggers count. The load's own count is exact
+		// while it met no row held already: then the table need not be counted.
+		rows := int64(-1)
+		if pa.db.countExact[pa.p.Collection] && !pa.held {
+			rows = pa.st.Rows + pa.liveAdded
+		}
+		if err := restoreCounts(ctx, pa.tx, pa.p.Collection, rows); err != nil {
+			return err
+		}
+		pa.uncounted = false
+	}
 	if pa.st.Resnapshot {
 		// After the indexes are back: the sweep deletes barcodes by product.
 		removed, last, n, err := sweepUnseen(ctx, pa.tx, pa.p.Collection, pa.seq)
@@ -457,6 +502,8 @@ func (db *DB) afterApply(pa *pageApply) {
 		db.ftsStale = pa.bulk && !rebuilt
 	}
 	db.deferred[p.Collection] = pa.loading && !pa.caughtUp()
+	db.countExact[p.Collection] = pa.uncounted && (pa.startLoad || db.countExact[p.Collection]) && !pa.held
+	db.uncounted[p.Collection] = pa.uncounted
 	db.updateState(p.Collection, func(s *FeedState) {
 		s.Cursor = p.End.Cursor
 		s.LastSuccess = time.UnixMilli(pa.now.UnixMilli())
@@ -705,6 +752,7 @@ type applier struct {
 	db         *DB
 	collection string
 	bulk       bool // products only: leave the search index to the rebuild at the end
+	held       bool // the last chunk of applyMany may have met rows held already
 	stmts      []*sql.Stmt
 	upsert     *sql.Stmt
 	del        *sql.Stmt
@@ -979,6 +1027,9 @@ func (a *applier) applyMany(ctx context.Context, changes []cloudapi.Change, seq 
 		return nil, err
 	}
 	a.applied = a.applied[:0]
+	// Another collection's statement also replaces the rows it holds (insertSQL), so only a
+	// product chunk's count says that every row was new.
+	a.held = int(n) != len(changes) || a.collection != cloudapi.Products
 	if int(n) == len(changes) {
 		for range changes {
 			a.applied = append(a.applied, true)

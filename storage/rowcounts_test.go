@@ -1,0 +1,123 @@
+package storage
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
+)
+
+func TestCountTriggersMatchSchema(t *testing.T) {
+	db := openTest(t)
+	for c := range secondaryIndexes {
+		for _, tr := range countTriggers(c) {
+			var q string
+			if err := db.w.QueryRow(`SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?`, tr.name).Scan(&q); err != nil {
+				t.Fatalf("%s: trigger %s: %v", c, tr.name, err)
+			}
+			if q != tr.create {
+				t.Errorf("%s: trigger %s is\n\t%s\nin the migrations, but the end of a bulk load creates\n\t%s", c, tr.name, q, tr.create)
+			}
+		}
+	}
+}
+
+// countTriggersOf says how many of collection's count triggers the schema holds.
+func countTriggersOf(t *testing.T, db *DB, collection string) int {
+	t.Helper()
+	n := 0
+	for _, tr := range countTriggers(collection) {
+		var found int
+		if err := db.w.QueryRow(`SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name = ?`, tr.name).Scan(&found); err != nil {
+			t.Fatal(err)
+		}
+		n += found
+	}
+	return n
+}
+
+func wantRows(t *testing.T, db *DB, collection string, want int64, when string) {
+	t.Helper()
+	got, err := db.Count(context.Background(), collection)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != want {
+		t.Fatalf("%s: %s counts %d live rows, want %d", when, collection, got, want)
+	}
+}
+
+// A first sync loads an empty table without the count triggers, counts as it goes, survives a
+// restart in the middle, and leaves the triggers and an exact count once it catches up. A bulk
+// load of a table that holds rows keeps its triggers.
+func TestFirstSyncLoadsWithoutCountTriggers(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "shop.db")
+	db, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { db.Close() }()
+	const P = cloudapi.Products
+	more := cloudapi.PageEnd{Cursor: "c1", More: true, Remaining: 10}
+	applyPage(t, db, P, more,
+		product("P1", 1, "Bread", "Bakery", "4001"), product("P2", 1, "Milk", "Dairy", "4002"),
+		del(P, "P3", 1), product("P1", 2, "Bread, sliced", "Bakery", "4001"))
+	if n := countTriggersOf(t, db, P); n != 0 {
+		t.Fatalf("%d count triggers during the first sync's load, want none", n)
+	}
+	// P1 twice: the load's count says 3 until it ends; the table holds 2.
+	wantRows(t, db, P, 3, "first page")
+
+	db.Close()
+	if db, err = Open(ctx, path); err != nil {
+		t.Fatal(err)
+	}
+	if n := countTriggersOf(t, db, P); n != 0 {
+		t.Fatalf("%d count triggers after a restart in the middle of the load, want none", n)
+	}
+	wantRows(t, db, P, 2, "after the restart, counted once")
+	applyPage(t, db, P, cloudapi.PageEnd{Cursor: "c2", More: true, Remaining: 5}, product("P4", 1, "Eggs", "Dairy", "4004"))
+	wantRows(t, db, P, 3, "second page")
+	applyPage(t, db, P, cloudapi.PageEnd{Cursor: "c3"}, product("P5", 1, "Jam", "Grocery", "4005"), del(P, "P2", 2))
+	if n := countTriggersOf(t, db, P); n != 3 {
+		t.Fatalf("%d count triggers once the load caught up, want 3", n)
+	}
+	wantRows(t, db, P, 3, "caught up") // P1, P4, P5
+	applyPage(t, db, P, cloudapi.PageEnd{Cursor: "c4"}, del(P, "P4", 2), product("P6", 1, "Tea", "Grocery", "4006"), product("P2", 3, "Milk", "Dairy", "4002"))
+	wantRows(t, db, P, 4, "a page after, counted by the triggers") // P1, P2, P5, P6
+
+	// A large backlog on a table that holds rows: a bulk load with the triggers kept.
+	applyPage(t, db, P, cloudapi.PageEnd{Cursor: "c5", More: true, Remaining: bulkThreshold}, product("P7", 1, "Oil", "Grocery", "4007"), product("P7", 2, "Oil", "Grocery", "4007"))
+	if n := countTriggersOf(t, db, P); n != 3 {
+		t.Fatalf("%d count triggers in a bulk load of a table holding rows, want 3", n)
+	}
+	wantRows(t, db, P, 5, "bulk load of a table holding rows")
+	applyPage(t, db, P, cloudapi.PageEnd{Cursor: "c6"})
+	wantRows(t, db, P, 5, "its end")
+}
+
+// A load that meets no item twice keeps its own count at the end instead of counting the table;
+// that count is exact, tombstones of items never held included.
+func TestCleanFirstSyncKeepsItsOwnCount(t *testing.T) {
+	db := openTest(t)
+	const P = cloudapi.Products
+	applyPage(t, db, P, cloudapi.PageEnd{Cursor: "c1", More: true, Remaining: 3},
+		product("P1", 1, "Bread", "Bakery", "4001"), del(P, "P2", 1), product("P3", 1, "Milk", "Dairy", "4003"))
+	if !db.countExact[P] {
+		t.Fatal("a load of new items only does not take its count as exact")
+	}
+	applyPage(t, db, P, cloudapi.PageEnd{Cursor: "c2"}, product("P4", 1, "Eggs", "Dairy", "4004"), del(P, "P5", 1))
+	if n := countTriggersOf(t, db, P); n != 3 {
+		t.Fatalf("%d count triggers once the load caught up, want 3", n)
+	}
+	var kept int64
+	if err := db.w.QueryRow(`SELECT live FROM row_counts WHERE collection = ?`, P).Scan(&kept); err != nil {
+		t.Fatal(err)
+	}
+	if kept != 3 {
+		t.Fatalf("row_counts holds %d live products after the load, want 3", kept)
+	}
+	wantRows(t, db, P, 3, "caught up")
+}
