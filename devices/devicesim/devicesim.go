@@ -78,6 +78,8 @@ type Device struct {
 	id, secret string
 	key        []byte
 	conn       net.Conn       // the server's current push connection
+	order      uint64         // its place in the order of connections accepted
+	accepted   uint64         // connections accepted, across restarts
 	gen        uint64         // counts the connections adopted
 	received   map[string]int // times each command id came
 	commands   []Command
@@ -272,11 +274,15 @@ func (d *Device) Run(ctx context.Context) error {
 			}
 			return fmt.Errorf("devicesim: accept: %w", err)
 		}
+		d.mu.Lock()
+		d.accepted++
+		order := d.accepted
+		d.mu.Unlock()
 		wg.Go(func() {
 			stop := context.AfterFunc(ctx, func() { nc.Close() })
 			defer stop()
 			defer nc.Close()
-			d.serve(ctx, nc)
+			d.serve(ctx, nc, order)
 		})
 	}
 }
@@ -299,8 +305,8 @@ func (d *Device) heartbeats(ctx context.Context) {
 // helloWait bounds the hello exchange, and the wait for the pairing answer before it.
 const helloWait = 10 * time.Second
 
-// serve runs one push connection from the server.
-func (d *Device) serve(ctx context.Context, nc net.Conn) {
+// serve runs one push connection from the server, the order-th accepted.
+func (d *Device) serve(ctx context.Context, nc net.Conn, order uint64) {
 	// The server dials as soon as the device is paired, which can be before the device has
 	// read the answer to its pairing request (a mass roll-out): wait for it, within the time
 	// the server gives the hello exchange, rather than refuse.
@@ -322,7 +328,10 @@ func (d *Device) serve(ctx context.Context, nc net.Conn) {
 		return
 	}
 	d.log.Debug("devicesim: server connected", slog.String("server", c.PeerID))
-	gen := d.adopt(nc)
+	gen, ok := d.adopt(nc, order)
+	if !ok {
+		return
+	}
 	defer d.drop(nc)
 	for {
 		f, err := c.ReadFrame()
@@ -363,21 +372,27 @@ func (d *Device) serve(ctx context.Context, nc net.Conn) {
 	}
 }
 
-// adopt makes nc, whose hellos checked out, the device's push connection. The server keeps one
-// connection per device, so a new one means the older is dead on the server's side: the older
-// is closed, and nothing more read from it is acted on. What it had not acknowledged comes
-// again on the new one, in order.
-func (d *Device) adopt(nc net.Conn) (gen uint64) {
+// adopt makes nc, the order-th connection accepted, whose hellos checked out, the device's push
+// connection. The server keeps one connection per device, so a newer one means the older is dead
+// on the server's side: the older is closed, and nothing more read from it is acted on. What it
+// had not acknowledged comes again on the new one, in order. Newer means accepted later: the two
+// hellos run side by side, and the older connection's can end last. ok is false when nc is that
+// older one, which the caller closes.
+func (d *Device) adopt(nc net.Conn, order uint64) (gen uint64, ok bool) {
 	d.mu.Lock()
+	if order < d.order {
+		d.mu.Unlock()
+		return 0, false
+	}
 	old := d.conn
-	d.conn = nc
+	d.conn, d.order = nc, order
 	d.gen++
 	gen = d.gen
 	d.mu.Unlock()
 	if old != nil {
 		old.Close()
 	}
-	return gen
+	return gen, true
 }
 
 // drop forgets nc when it ends.
