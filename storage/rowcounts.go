@@ -19,11 +19,16 @@ import (
 // (about 2 s for a million products). Whether a collection's triggers are dropped is read from
 // the schema itself, like its indexes, so a crash cannot leave the counts stale.
 
+// countTrigger is a trigger that keeps a collection's live rows.
+type countTrigger struct {
+	name, create string
+}
+
 // countTriggers returns the triggers that keep the live rows of collection, as migration 0013
 // created them (TestCountTriggersMatchSchema).
-func countTriggers(collection string) [3]secondaryIndex {
+func countTriggers(collection string) [3]countTrigger {
 	c := collection
-	return [3]secondaryIndex{
+	return [3]countTrigger{
 		{c + "_count_insert", "CREATE TRIGGER " + c + "_count_insert AFTER INSERT ON " + c + " WHEN NEW.deleted = 0 BEGIN\n" +
 			"    UPDATE row_counts SET live = live + 1 WHERE collection = '" + c + "';\nEND"},
 		{c + "_count_update", "CREATE TRIGGER " + c + "_count_update AFTER UPDATE OF deleted ON " + c + " WHEN OLD.deleted <> NEW.deleted BEGIN\n" +
