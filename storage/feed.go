@@ -198,9 +198,9 @@ type pageApply struct {
 	// before. bulk: products only, the search index waits for a rebuild at the end.
 	startLoad, loading, bulk bool
 	// uncounted: the collection's count triggers are dropped for a bulk load of an empty table
-	// (rowcounts.go); liveAdded counts the changes applied since the page began that were not
-	// deletions; held says the page met a row held already (or applied one by one), after which
-	// liveAdded may count too many.
+	// (rowcounts.go), which is only ever while a load applies its pages in chunks; liveAdded
+	// counts the changes applied since the page began that were not deletions; held says the
+	// page met a row held already, after which liveAdded may count too many.
 	uncounted, held bool
 	liveAdded       int64
 
@@ -336,10 +336,6 @@ func (pa *pageApply) applyChanges(ctx context.Context) error {
 		if err := pa.count(rctx, c, applied); err != nil {
 			return err
 		}
-		if applied && pa.uncounted && c.Op != cloudapi.OpDelete {
-			pa.liveAdded++
-		}
-		pa.held = true
 	}
 	return pa.a.flushSearch(rctx)
 }
@@ -569,21 +565,9 @@ var secondaryIndexes = map[string][]secondaryIndex{
 // loadDeferred finds the collections whose bulk load is under way: those missing one of their
 // secondary indexes.
 func (db *DB) loadDeferred(ctx context.Context) error {
-	have := make(map[string]bool)
-	rows, err := db.w.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'index'`)
+	have, err := db.schemaNames(ctx, "index")
 	if err != nil {
-		return fmt.Errorf("storage: read indexes: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
-			return fmt.Errorf("storage: read indexes: %w", err)
-		}
-		have[name] = true
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("storage: read indexes: %w", err)
+		return err
 	}
 	db.deferred = make(map[string]bool)
 	for c, idx := range secondaryIndexes {
@@ -594,6 +578,27 @@ func (db *DB) loadDeferred(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// schemaNames returns the names of the schema's objects of one type ("index", "trigger").
+func (db *DB) schemaNames(ctx context.Context, kind string) (map[string]bool, error) {
+	rows, err := db.w.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = ?`, kind)
+	if err != nil {
+		return nil, fmt.Errorf("storage: read the schema's %ss: %w", kind, err)
+	}
+	defer rows.Close()
+	have := make(map[string]bool)
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return nil, fmt.Errorf("storage: read the schema's %ss: %w", kind, err)
+		}
+		have[name] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("storage: read the schema's %ss: %w", kind, err)
+	}
+	return have, nil
 }
 
 func dropIndexes(ctx context.Context, tx *sql.Tx, collection string) error {

@@ -87,22 +87,9 @@ func recount(ctx context.Context, tx *sql.Tx, collection string) error {
 // counts exact: a load under way (its indexes dropped too) goes on from a count of the table;
 // any other gets its triggers back.
 func (db *DB) loadUncounted(ctx context.Context) error {
-	have := make(map[string]bool)
-	rows, err := db.w.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'trigger'`)
+	have, err := db.schemaNames(ctx, "trigger")
 	if err != nil {
-		return fmt.Errorf("storage: read triggers: %w", err)
-	}
-	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
-			rows.Close()
-			return fmt.Errorf("storage: read triggers: %w", err)
-		}
-		have[name] = true
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("storage: read triggers: %w", err)
+		return err
 	}
 	db.uncounted, db.countExact = make(map[string]bool), make(map[string]bool)
 	for c := range secondaryIndexes {
