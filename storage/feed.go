@@ -307,6 +307,7 @@ func (pa *pageApply) begin(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	a.fillsEmpty = pa.uncounted
 	pa.a = a
 	return nil
 }
@@ -758,6 +759,10 @@ type applier struct {
 	collection string
 	bulk       bool // products only: leave the search index to the rebuild at the end
 	held       bool // the last chunk of applyMany may have met rows held already
+	// fillsEmpty: the load fills a table that was empty (its count triggers dropped). A chunk's
+	// statement then leaves the rows it holds alone in every collection, not only products, so
+	// that the number it wrote says whether every row was new and the load's count is exact.
+	fillsEmpty bool
 	stmts      []*sql.Stmt
 	upsert     *sql.Stmt
 	del        *sql.Stmt
@@ -770,6 +775,7 @@ type applier struct {
 	// Bulk loads: rows many to a statement (see applyMany).
 	tx        *sql.Tx
 	insertN   map[int]*sql.Stmt // by number of rows
+	upsertN   map[int]*sql.Stmt
 	addCodesN map[int]*sql.Stmt
 	lookupRev *sql.Stmt
 	lookupDoc *sql.Stmt
@@ -783,7 +789,8 @@ type applier struct {
 }
 
 func (db *DB) newApplier(ctx context.Context, tx *sql.Tx, collection string, bulk bool) (*applier, error) {
-	a := &applier{db: db, collection: collection, bulk: bulk, tx: tx, insertN: make(map[int]*sql.Stmt), addCodesN: make(map[int]*sql.Stmt)}
+	a := &applier{db: db, collection: collection, bulk: bulk, tx: tx,
+		insertN: make(map[int]*sql.Stmt), upsertN: make(map[int]*sql.Stmt), addCodesN: make(map[int]*sql.Stmt)}
 	var err error
 	prep := preparer(func(q string) (*sql.Stmt, error) { return db.txStmt(ctx, tx, q) }, &a.stmts, &err)
 	if collection == cloudapi.Products {
@@ -1000,13 +1007,23 @@ func rowsSQL(n int, row string) string {
 }
 
 // insertSQL writes n rows. A product already held is left alone, to be handled by
-// loadExisting, so that its old barcodes can be found; a row of another collection replaces the
-// one held when its revision is newer.
+// loadExisting, so that its old barcodes can be found. A row of another collection replaces the
+// one held when its revision is newer (upsertSQL), unless the load fills an empty table: then it
+// is left alone too, and upsertSQL follows only for a chunk that met one.
 func (a *applier) insertSQL(n int) string {
 	if a.collection == cloudapi.Products {
 		return `INSERT INTO products(id, rev, seq, deleted, name, brand, category, doc) VALUES ` + rowsSQL(n, "(?,?,?,?,?,?,?,?)") +
 			` ON CONFLICT(id) DO NOTHING`
 	}
+	if a.fillsEmpty {
+		return `INSERT INTO ` + a.collection + `(id, rev, seq, deleted, doc) VALUES ` + rowsSQL(n, "(?,?,?,?,?)") + ` ON CONFLICT(id) DO NOTHING`
+	}
+	return a.upsertSQL(n)
+}
+
+// upsertSQL writes n rows of a collection other than products, replacing a row held when its
+// revision is newer.
+func (a *applier) upsertSQL(n int) string {
 	c := a.collection // from the fixed list of collections, never from input
 	return `INSERT INTO ` + c + `(id, rev, seq, deleted, doc) VALUES ` + rowsSQL(n, "(?,?,?,?,?)") +
 		` ON CONFLICT(id) DO UPDATE SET rev = excluded.rev, seq = excluded.seq, deleted = excluded.deleted, doc = excluded.doc WHERE excluded.rev > ` + c + `.rev`
@@ -1019,29 +1036,45 @@ func (a *applier) applyMany(ctx context.Context, changes []cloudapi.Change, seq 
 	if err := a.chunkArgs(changes, seq); err != nil {
 		return nil, err
 	}
-	st, err := a.stmtN(ctx, a.insertN, len(changes), a.insertSQL)
+	n, err := a.execChunk(ctx, a.insertN, len(changes), a.insertSQL)
 	if err != nil {
 		return nil, err
 	}
-	r, err := st.ExecContext(ctx, a.args...)
-	if err != nil {
-		return nil, err
-	}
-	n, err := r.RowsAffected()
-	if err != nil {
-		return nil, err
+	// Only a statement that leaves the rows it holds alone says by its count that every row was
+	// new (insertSQL).
+	a.held = n != len(changes) || a.collection != cloudapi.Products && !a.fillsEmpty
+	if a.held && a.collection != cloudapi.Products && a.fillsEmpty {
+		// Some rows were held already (the snapshot holds an item twice): replace those the
+		// chunk has newer. The rows just written carry the chunk's revisions and stay as they
+		// are, so the two statements write, and count, what upsertSQL alone would have.
+		more, err := a.execChunk(ctx, a.upsertN, len(changes), a.upsertSQL)
+		if err != nil {
+			return nil, err
+		}
+		n += more
 	}
 	a.applied = a.applied[:0]
-	// Another collection's statement also replaces the rows it holds (insertSQL), so only a
-	// product chunk's count says that every row was new.
-	a.held = int(n) != len(changes) || a.collection != cloudapi.Products
-	if int(n) == len(changes) {
+	if n == len(changes) {
 		for range changes {
 			a.applied = append(a.applied, true)
 		}
 		return a.applied, a.addCodesMany(ctx, a.codes)
 	}
 	return a.applied, a.applyHeld(ctx, changes, seq)
+}
+
+// execChunk runs the statement of q for the rows in a.args and returns how many rows it wrote.
+func (a *applier) execChunk(ctx context.Context, cache map[int]*sql.Stmt, rows int, q func(n int) string) (int, error) {
+	st, err := a.stmtN(ctx, cache, rows, q)
+	if err != nil {
+		return 0, err
+	}
+	r, err := st.ExecContext(ctx, a.args...)
+	if err != nil {
+		return 0, err
+	}
+	n, err := r.RowsAffected()
+	return int(n), err
 }
 
 // chunkArgs fills a.args with the rows of a chunk's statement and, for products, a.codes with

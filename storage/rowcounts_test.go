@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"testing"
 
@@ -98,26 +99,56 @@ func TestFirstSyncLoadsWithoutCountTriggers(t *testing.T) {
 	wantRows(t, db, P, 5, "its end")
 }
 
-// A load that meets no item twice keeps its own count at the end instead of counting the table;
-// that count is exact, tombstones of items never held included.
+// A load that meets no item twice keeps its own count at the end instead of counting the table,
+// in every collection a first sync loads in chunks; that count is exact, tombstones of items
+// never held included. One that meets an item twice keeps the newer revision, and its count is
+// taken from the table at the end.
 func TestCleanFirstSyncKeepsItsOwnCount(t *testing.T) {
-	db := openTest(t)
-	const P = cloudapi.Products
-	applyPage(t, db, P, cloudapi.PageEnd{Cursor: "c1", More: true, Remaining: 3},
-		product("P1", 1, "Bread", "Bakery", "4001"), del(P, "P2", 1), product("P3", 1, "Milk", "Dairy", "4003"))
-	if !db.countExact[P] {
-		t.Fatal("a load of new items only does not take its count as exact")
+	item := func(c, id string, rev int64) cloudapi.Change {
+		if c == cloudapi.Products {
+			return product(id, rev, "Item "+id, "Grocery", "40"+id[1:])
+		}
+		return cloudapi.Change{Collection: c, ID: id, Op: cloudapi.OpUpsert, Rev: rev, Doc: []byte(fmt.Sprintf(`{"id":%q,"rev":%d}`, id, rev))}
 	}
-	applyPage(t, db, P, cloudapi.PageEnd{Cursor: "c2"}, product("P4", 1, "Eggs", "Dairy", "4004"), del(P, "P5", 1))
-	if n := countTriggersOf(t, db, P); n != 3 {
-		t.Fatalf("%d count triggers once the load caught up, want 3", n)
+	for _, c := range []string{cloudapi.Products, cloudapi.Prices, cloudapi.Stock, cloudapi.Media} {
+		t.Run(c, func(t *testing.T) {
+			db := openTest(t)
+			applyPage(t, db, c, cloudapi.PageEnd{Cursor: "c1", More: true, Remaining: 3}, item(c, "P1", 1), del(c, "P2", 1), item(c, "P3", 1))
+			if !db.countExact[c] {
+				t.Fatal("a load of new items only does not take its count as exact")
+			}
+			applyPage(t, db, c, cloudapi.PageEnd{Cursor: "c2"}, item(c, "P4", 1), del(c, "P5", 1))
+			if n := countTriggersOf(t, db, c); n != 3 {
+				t.Fatalf("%d count triggers once the load caught up, want 3", n)
+			}
+			var kept int64
+			if err := db.w.QueryRow(`SELECT live FROM row_counts WHERE collection = ?`, c).Scan(&kept); err != nil {
+				t.Fatal(err)
+			}
+			if kept != 3 {
+				t.Fatalf("row_counts holds %d live rows after the load, want 3", kept)
+			}
+			wantRows(t, db, c, 3, "caught up")
+
+			// The same item twice in one chunk and again in the next page, an older revision
+			// after a newer one.
+			db = openTest(t)
+			applyPage(t, db, c, cloudapi.PageEnd{Cursor: "c1", More: true, Remaining: 3},
+				item(c, "P1", 1), item(c, "P2", 1), item(c, "P1", 3), item(c, "P1", 2))
+			if db.countExact[c] {
+				t.Fatal("a load that met an item twice takes its count as exact")
+			}
+			applyPage(t, db, c, cloudapi.PageEnd{Cursor: "c2"}, item(c, "P2", 2), item(c, "P3", 1))
+			wantRows(t, db, c, 3, "caught up after items met twice")
+			for id, rev := range map[string]int64{"P1": 3, "P2": 2, "P3": 1} {
+				it, err := db.Get(context.Background(), c, id)
+				if err != nil {
+					t.Fatalf("%s: %v", id, err)
+				}
+				if it.Rev != rev {
+					t.Fatalf("%s holds rev %d, want %d", id, it.Rev, rev)
+				}
+			}
+		})
 	}
-	var kept int64
-	if err := db.w.QueryRow(`SELECT live FROM row_counts WHERE collection = ?`, P).Scan(&kept); err != nil {
-		t.Fatal(err)
-	}
-	if kept != 3 {
-		t.Fatalf("row_counts holds %d live products after the load, want 3", kept)
-	}
-	wantRows(t, db, P, 3, "caught up")
 }
