@@ -146,9 +146,13 @@ func collectionsTable(best *daemonSync, base baselineResult) *harness.Table {
 
 // pageSizeTable compares the daemon runs of each page size.
 func pageSizeTable(runs []*daemonSync, base baselineResult) *harness.Table {
-	t := &harness.Table{Title: "sync: daemon by cloud.page_size", Head: []string{"page_size", "time", "rows/s", "vs baseline", "peak RSS", "CPU time"}}
+	t := &harness.Table{Title: "sync: daemon by cloud.page_size", Head: []string{"page_size", "time", "rows/s", "vs baseline", "peak RSS", "CPU time", "status p99 during the sync"}}
 	for _, d := range runs {
-		t.Add(strconv.Itoa(d.pageSize), harness.FmtSecs(d.caughtUp), harness.FmtRate(d.rate()), harness.FmtRatio(d.rate()/base.rate()), harness.FmtMB(d.peakKB), fmt.Sprintf("%.1f s", d.cpu))
+		status := "-"
+		if n := len(d.statusTimes); n > 0 {
+			status = fmt.Sprintf("%s (%d calls)", harness.FmtMs(harness.Percentile(d.statusTimes, 99)), n)
+		}
+		t.Add(strconv.Itoa(d.pageSize), harness.FmtSecs(d.caughtUp), harness.FmtRate(d.rate()), harness.FmtRatio(d.rate()/base.rate()), harness.FmtMB(d.peakKB), fmt.Sprintf("%.1f s", d.cpu), status)
 	}
 	t.Note("baseline of the same run: %.0f rows/s in %.2f s, CPU %.1f s", base.rate(), base.TotalSeconds, base.CPUSeconds)
 	t.Note("CPU time is the figure least moved by other work on the machine; wall time and rows/s move with it")
