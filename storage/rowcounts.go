@@ -16,9 +16,10 @@ import (
 // changes applied since that were not deletions: exact until the load meets an item it holds
 // already (an item twice in the snapshot), after which it may count too many, never too few.
 // During such a load a chunk's statement leaves the rows it holds alone, so the number of rows
-// it wrote says whether it met one (applyMany). The page that catches up keeps that count when it is exact, and counts the table otherwise
-// (about 2 s for a million products). Whether a collection's triggers are dropped is read from
-// the schema itself, like its indexes, so a crash cannot leave the counts stale.
+// it wrote says whether it met one (applyMany). The page that catches up keeps that count when
+// it is exact, and counts the table otherwise (about 2 s for a million products). Whether a
+// collection's triggers are dropped is read from the schema itself, like its indexes, so a
+// crash cannot leave the counts stale.
 
 // countTrigger is a trigger that keeps a collection's live rows.
 type countTrigger struct {
