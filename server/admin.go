@@ -40,7 +40,20 @@ func (s *Server) adminRoutes(r chi.Router) {
 		r.Get("/api/v1/admin/backoffice/webhook/failures", s.handle(s.webhookFailures))
 		r.Post("/api/v1/admin/backoffice/webhook/{order}/retry", s.handle(s.retryWebhook))
 		r.Get("/api/v1/admin/discovery/seen", s.handle(s.seenDevices))
+		r.Get("/api/v1/admin/config", s.handle(s.configView))
 	})
+}
+
+var yamlContentValue = []string{"application/yaml; charset=utf-8"}
+
+// configView shows the configuration the daemon runs with, the environment and flags applied,
+// secrets as xxxxx: what shop IT checks when a setting seems not to have taken.
+func (s *Server) configView(w http.ResponseWriter, r *http.Request) error {
+	if s.o.ConfigView == "" {
+		return refuse(probNotFound, "this server has no configuration view")
+	}
+	writeTyped(w, http.StatusOK, yamlContentValue, []byte(s.o.ConfigView))
+	return nil
 }
 
 // noStore keeps admin answers out of every cache.

@@ -91,6 +91,7 @@ func newContractRig(t *testing.T) *contractRig {
 				Webhook: config.BackOfficeWebhook{URL: erp.URL, Timeout: 5 * time.Second}, Import: config.BackOfficeImport{Dir: imports}},
 			ImportSettle: -1})
 		o.Discovery = discoveryReal{udp, mdns}
+		o.ConfigView = config.Default().Redacted()
 		o.Media = media
 		o.Metrics = prometheus.NewRegistry()
 		o.MetricsToken = testMetricsToken
@@ -253,6 +254,7 @@ func contractDevices(t *testing.T, rg *contractRig) {
 	rg.call(t, "GET", "/api/v1/admin/commands?limit=1", "")
 	rg.call(t, "GET", "/api/v1/admin/commands/"+cmds.Items[0].ID, "")
 	rg.call(t, "GET", "/api/v1/admin/discovery/seen", "")
+	rg.call(t, "GET", "/api/v1/admin/config", "")
 	rg.call(t, "POST", "/api/v1/admin/devices/"+creds.DeviceID+"/revoke", "")
 	rg.call(t, "GET", "/api/v1/status", "")
 }

@@ -181,7 +181,9 @@ func TestOpenAPIErrorsAreProblems(t *testing.T) {
 					// The status page is for browsers: HTML, its assets, redirects and its stream.
 					isPage := path == "/" || strings.HasPrefix(path, "/status")
 					_, isExposition := content["text/plain"]
-					if !isJSON && !(isStream && path == "/api/v1/events") && !isMedia && !isPage && !(isExposition && path == metricsPath) {
+					_, isYAML := content["application/yaml"] // the configuration, as its file
+					if !isJSON && !(isStream && path == "/api/v1/events") && !isMedia && !isPage && !(isExposition && path == metricsPath) &&
+						!(isYAML && path == "/api/v1/admin/config") {
 						t.Errorf("%s %s: success not application/json", where, code)
 					}
 					continue

@@ -81,6 +81,9 @@ type Options struct {
 
 	// TestMode flags every new order as a test order (shop.mode: test).
 	TestMode bool
+	// ConfigView is the configuration the daemon runs with, as `storeedge config` prints it
+	// (secrets shown as xxxxx), served to admin at /api/v1/admin/config; "" answers 404.
+	ConfigView string
 
 	ServerID, ShopName, Version string
 	StartedAt                   time.Time        // zero: the time New was called

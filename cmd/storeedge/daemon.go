@@ -280,6 +280,7 @@ func (s *components) serverOptions() server.Options {
 		MaxHeaderBytes:    cfg.LAN.MaxHeaderBytes,
 		Logger:            s.log,
 		TestMode:          cfg.Shop.IsTest(),
+		ConfigView:        cfg.Redacted(),
 		ServiceBus:        s.sbStatus,
 		LogShipping:       logShippingStatus(s.shipper),
 		Support:           supportStatus(s.helpdesk),
