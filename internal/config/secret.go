@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"reflect"
 	"strings"
 )
 
@@ -121,4 +122,20 @@ func redactWebhookURL(s string) string {
 		r = r[:i+1] + Redaction
 	}
 	return r
+}
+
+// SecretsSet lists the keys of c that hold a secret, in document order: every secret key that is
+// set, and wan.proxy when its URL carries credentials (what the configuration view hides).
+func (c Config) SecretsSet() []string {
+	v := reflect.ValueOf(c)
+	var keys []string
+	for _, l := range leaves {
+		f := v.FieldByIndex(l.index)
+		switch {
+		case l.kind == kindSecret && f.String() != "",
+			l.kind == kindProxy && f.Interface().(Proxy).String() != f.String():
+			keys = append(keys, l.key)
+		}
+	}
+	return keys
 }

@@ -120,3 +120,27 @@ func TestDataDirNotWritableByTheService(t *testing.T) {
 		t.Fatalf("folder of root checked for nobody: %+v %v", res, ok)
 	}
 }
+
+// Every kind of secret in a file anyone may read fails the check, not only the cloud's.
+func TestConfigFileEverySecretCounts(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "storeedge.yaml")
+	for key, file := range map[string]string{
+		"smtp.password":                        "smtp:\n  password: \"mail-pass\"\n",
+		"logs.ship.api_key":                    "logs:\n  ship:\n    api_key: \"lk-1\"\n",
+		"metrics.token":                        "metrics:\n  token: \"scrape-token-0123456789abcdef\"\n",
+		"media.container_url":                  "media:\n  container_url: \"https://a.blob.core.windows.net/m?sv=1&sig=x\"\n",
+		"media.connection_string":              "media:\n  connection_string: \"AccountName=a;AccountKey=k\"\n",
+		"support.servicebus.connection_string": "support:\n  servicebus:\n    connection_string: \"Endpoint=sb://x/;SharedAccessKeyName=k;SharedAccessKey=v\"\n",
+		"wan.proxy":                            "wan:\n  proxy: \"http://shop:pw@proxy.lan:3128\"\n",
+	} {
+		os.WriteFile(path, []byte(file), 0o644)
+		os.Chmod(path, 0o644)
+		if res := checkConfigFile(path, config.Default())[0]; res.Status != Fail || !strings.Contains(res.Detail, key) {
+			t.Errorf("world-readable file holding %s: %+v", key, res)
+		}
+	}
+	os.WriteFile(path, []byte("wan:\n  proxy: \"http://proxy.lan:3128\"\n"), 0o644)
+	if res := checkConfigFile(path, config.Default())[0]; res.Status != Warn {
+		t.Errorf("a proxy without credentials is no secret: %+v", res)
+	}
+}

@@ -1,8 +1,6 @@
 package doctor
 
 import (
-	"net/url"
-
 	"github.com/storeedge/storeedge/internal/config"
 )
 
@@ -50,28 +48,7 @@ func holdsSecrets(keys []string) string {
 // secretsInFile lists the secret keys the file itself sets (the environment's are not in it).
 func secretsInFile(path string) []string {
 	c, _ := config.Load(path, nil, nil) // validation problems are storeedge config's to report
-	var keys []string
-	for key, set := range map[string]bool{
-		"cloud.store_key":              c.Cloud.StoreKey != "",
-		"servicebus.connection_string": c.ServiceBus.ConnectionString != "",
-		"backoffice.webhook.secret":    c.BackOffice.Webhook.Secret != "",
-		"admin.token":                  c.Admin.Token != "",
-		"devices.enrollment_secret":    c.Devices.EnrollmentSecret != "",
-		"wan.proxy":                    proxyHasPassword(c.WAN.Proxy.Reveal()),
-	} {
-		if set {
-			keys = append(keys, key)
-		}
-	}
+	keys := c.SecretsSet()
 	sortStrings(keys)
 	return keys
-}
-
-func proxyHasPassword(raw string) bool {
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		return false
-	}
-	_, ok := u.User.Password()
-	return ok
 }
