@@ -26,6 +26,7 @@ type fakeMedia struct {
 	files  map[string][]byte // by id
 	down   map[string]time.Duration
 	served atomic.Int64
+	state  string // the status's state; "" is ok
 }
 
 func newFakeMedia(t *testing.T) *fakeMedia {
@@ -64,7 +65,11 @@ func (m *fakeMedia) Served(string) { m.served.Add(1) }
 func (m *fakeMedia) Hits() (int64, int64) { return m.served.Load(), 0 }
 
 func (m *fakeMedia) Status(context.Context) (media.Status, error) {
-	return media.Status{State: media.StateOK, Files: int64(len(m.files)), Problems: []storage.MediaFailure{}}, nil
+	state := m.state
+	if state == "" {
+		state = media.StateOK
+	}
+	return media.Status{State: state, Files: int64(len(m.files)), Problems: []storage.MediaFailure{}}, nil
 }
 
 func TestMediaAnswers(t *testing.T) {

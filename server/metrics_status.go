@@ -260,6 +260,9 @@ func (c statusCollector) collectMedia(ctx context.Context, emit emitFunc) error 
 	emit(descMediaBytes, prometheus.GaugeValue, float64(st.Bytes))
 	emit(descMediaFiles, prometheus.GaugeValue, float64(st.Files))
 	emit(descMediaQuota, prometheus.GaugeValue, float64(st.QuotaBytes))
+	if st.State == media.StateDisabled {
+		return nil // the cache serves what it holds; nothing is fetched, nothing is wrong
+	}
 	emit(descMediaPending, prometheus.GaugeValue, float64(st.PendingBytes))
 	emit(descMediaProblems, prometheus.GaugeValue, float64(st.Failed), "failed")
 	emit(descMediaProblems, prometheus.GaugeValue, float64(st.Quarantined), "quarantined")

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/storeedge/storeedge/ops/logship"
 	"github.com/storeedge/storeedge/ops/support"
+	"github.com/storeedge/storeedge/sync/media"
 )
 
 const testMetricsToken = "metrics-token-0123456789"
@@ -245,6 +246,32 @@ func TestMetricsRowsPerCollection(t *testing.T) {
 	for coll, want := range map[string]float64{"products": nProducts, "prices": nProducts, "stock": nProducts / 2, "media": 2, "settings": 2} {
 		if v, ok := sample(t, body, "storeedge_sync_rows", map[string]string{"collection": coll}); !ok || v != want {
 			t.Errorf("storeedge_sync_rows{collection=%q} = %v (present %v), want %v", coll, v, ok, want)
+		}
+	}
+}
+
+// With media fetching off the cache's series stay and the downloads' go: nothing reads as a
+// Blob storage that is down.
+func TestMetricsOfMediaFetchingOff(t *testing.T) {
+	c := testClient(t)
+	for _, state := range []string{media.StateOK, media.StateDisabled} {
+		fm := newFakeMedia(t)
+		fm.add(t, "M1", []byte("image"))
+		fm.state = state
+		f := newFixture(t, func(o *Options) {
+			o.Bind, o.Services = "127.0.0.1", map[string]int{"admin": EphemeralPort}
+			o.Metrics, o.MetricsToken = prometheus.NewRegistry(), testMetricsToken
+			o.Media = fm
+		})
+		runServer(t, f.srv)
+		_, body, _ := scrape(t, c, "http://"+f.srv.Addrs()["admin"]+"/metrics", testMetricsToken)
+		if v, ok := sample(t, body, "storeedge_media_cache_files", nil); !ok || v != 1 {
+			t.Errorf("%s: storeedge_media_cache_files = %v (present %v), want 1", state, v, ok)
+		}
+		_, up := sample(t, body, "storeedge_media_blob_up", nil)
+		_, pending := sample(t, body, "storeedge_media_pending_bytes", nil)
+		if want := state != media.StateDisabled; up != want || pending != want {
+			t.Errorf("%s: blob_up present %v, pending present %v; want %v", state, up, pending, want)
 		}
 	}
 }
