@@ -121,6 +121,10 @@ const alertTestTimeout = 5 * time.Minute
 
 func cmdAlert(ctx context.Context, args, env []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "test" {
+		if len(args) == 1 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+			fmt.Fprint(stdout, alertUsage)
+			return nil
+		}
 		fmt.Fprint(stderr, alertUsage)
 		if len(args) == 0 {
 			return usageError{errors.New("alert: no subcommand given")}
@@ -131,7 +135,6 @@ func cmdAlert(ctx context.Context, args, env []string, stdout, stderr io.Writer)
 	if err != nil {
 		return err
 	}
-	printEnvWarnings(stderr, cfg)
 	if !cfg.SMTP.Enabled() {
 		return usageError{errors.New("alert test: smtp.host is empty: configure the mail server first (docs/configuration.md, \"Alerts by e-mail\")")}
 	}

@@ -188,6 +188,9 @@ func loadConfigArgs(name, usage string, args, env []string, stderr io.Writer, fl
 		printEnvWarnings(stderr, cfg)
 		return cfg, nil, usageError{fmt.Errorf("invalid configuration:\n%w", err)}
 	}
+	if name != "run" && name != "service run" { // the server logs them (logEnvWarnings)
+		printEnvWarnings(stderr, cfg)
+	}
 	return cfg, rest, nil
 }
 
@@ -204,6 +207,12 @@ func cmdRun(ctx context.Context, args, env []string, stdout, stderr io.Writer) e
 		return err
 	}
 	log := newLogger(cfg.Log, stderr)
+	logEnvWarnings(log, cfg)
+	return daemon(ctx, cfg, log, nil)
+}
+
+// logEnvWarnings logs the STOREEDGE_* variables that name no key, for the server's log.
+func logEnvWarnings(log *slog.Logger, cfg config.Config) {
 	for _, w := range cfg.EnvWarnings() {
 		attrs := []any{slog.String("name", w.Name)}
 		if w.DidYouMean != "" {
@@ -211,7 +220,6 @@ func cmdRun(ctx context.Context, args, env []string, stdout, stderr io.Writer) e
 		}
 		log.Warn("ignoring unknown environment variable", attrs...)
 	}
-	return daemon(ctx, cfg, log, nil)
 }
 
 func cmdConfig(args, env []string, stdout, stderr io.Writer) error {
@@ -219,7 +227,6 @@ func cmdConfig(args, env []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	printEnvWarnings(stderr, cfg)
 	fmt.Fprint(stdout, cfg.Redacted())
 	return nil
 }

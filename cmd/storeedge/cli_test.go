@@ -52,3 +52,24 @@ func TestConfigWarnsAboutUnknownVariables(t *testing.T) {
 		t.Errorf("config without the store key: %v\n%s", err, stderr.String())
 	}
 }
+
+// Every command that reads the configuration warns about a misspelt variable, not only config:
+// shop IT runs firewall and doctor with the service's environment.
+func TestEveryCommandWarnsAboutUnknownVariables(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "storeedge.yaml")
+	if err := os.WriteFile(file, []byte("data_dir: "+dir+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"STOREEDGE_CLOUD_STORE_KEY=the-real-key", "STOREEDGE_LAN_FRONTDOOR=8080"}
+	for _, args := range [][]string{
+		{"firewall", "--config", file, "--format", "table"},
+		{"backup", "--config", file, filepath.Join(dir, "b.db")},
+	} {
+		var stdout, stderr bytes.Buffer
+		run(context.Background(), args, env, &stdout, &stderr) // backup fails without a database: the warning comes first
+		if !strings.Contains(stderr.String(), "environment STOREEDGE_LAN_FRONTDOOR: names no configuration key; ignored (did you mean STOREEDGE_LAN_FRONT_DOOR?)") {
+			t.Errorf("%s: no warning:\n%s", args[0], stderr.String())
+		}
+	}
+}

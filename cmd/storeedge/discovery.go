@@ -168,7 +168,6 @@ func cmdDiscovery(ctx context.Context, args, env []string, stdout, stderr io.Wri
 	if err != nil {
 		return err
 	}
-	printEnvWarnings(stderr, cfg)
 	if timeout <= 0 || timeout > time.Minute {
 		return usageError{fmt.Errorf("discovery: --timeout %s: want more than 0s and at most 1m", timeout)}
 	}
