@@ -59,29 +59,42 @@ func Rules(cfg config.Config) []Rule {
 	}
 	out = append(out, Rule{Dir: Out, Proto: "tcp", Port: cfg.Devices.PushPortDefault, Remote: RemoteLAN, Purpose: "push of orders and commands to devices (a device may name another port when it pairs)", Key: "devices.push_port_default"})
 	wan := wanRules(cfg)
-	out = append(append(out, wan...), mailRules(cfg.SMTP, wan)...)
+	out = append(out, wan...)
+	if c := cfg.SMTP; c.Enabled() {
+		out = directRules(out, c.Host, c.Port, "alerts by e-mail to the mail server", "smtp.port", "smtp.host")
+	}
+	if h, p := hostPort(cfg.BackOffice.Webhook.URL); h != "" && !isLoopback(h) {
+		out = directRules(out, h, p, "orders to the back office's webhook", "backoffice.webhook.url", "backoffice.webhook.url")
+	}
 	return append(in, out...)
 }
 
-// mailRules open the way to the alerts' mail server, which is reached directly, not through
-// the proxy; with DNS when its name must be resolved and the WAN rules do not open DNS already.
-func mailRules(c config.SMTP, wan []Rule) []Rule {
-	if !c.Enabled() {
-		return nil
+// directRules add to out the way to a server reached directly, not through the proxy (the
+// alerts' mail server, the back office's webhook), with DNS when its name must be resolved and
+// out does not open DNS already. key sets the port, nameKey the host.
+func directRules(out []Rule, host string, port int, purpose, key, nameKey string) []Rule {
+	r := Rule{Dir: Out, Proto: "tcp", Port: port, Remote: RemoteAny, Hosts: []string{host}, Purpose: purpose, Key: key}
+	if net.ParseIP(host) != nil {
+		r.Remote, r.Hosts = host, nil
+		return append(out, r)
 	}
-	r := Rule{Dir: Out, Proto: "tcp", Port: c.Port, Remote: RemoteAny, Hosts: []string{c.Host}, Purpose: "alerts by e-mail to the mail server", Key: "smtp.port"}
-	if net.ParseIP(c.Host) != nil {
-		r.Remote, r.Hosts = c.Host, nil
-		return []Rule{r}
-	}
-	for _, w := range wan {
-		if w.Port == 53 {
-			return []Rule{r}
+	for _, w := range out {
+		if w.Port == 53 && w.Dir == Out {
+			return append(out, r)
 		}
 	}
-	return []Rule{r,
-		{Dir: Out, Proto: "udp", Port: 53, Remote: RemoteAny, Purpose: "DNS (the system's resolvers), for smtp.host", Key: "smtp.host"},
-		{Dir: Out, Proto: "tcp", Port: 53, Remote: RemoteAny, Purpose: "DNS (the system's resolvers), for smtp.host", Key: "smtp.host"}}
+	return append(out, r,
+		Rule{Dir: Out, Proto: "udp", Port: 53, Remote: RemoteAny, Purpose: "DNS (the system's resolvers), for " + nameKey, Key: nameKey},
+		Rule{Dir: Out, Proto: "tcp", Port: 53, Remote: RemoteAny, Purpose: "DNS (the system's resolvers), for " + nameKey, Key: nameKey})
+}
+
+// isLoopback says whether host is this machine, which no host firewall rule is needed for.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // wanRules are the outbound connections to the WAN: to the proxy when there is one, else to

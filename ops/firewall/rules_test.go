@@ -85,3 +85,26 @@ func TestRulesOpenTheMailServer(t *testing.T) {
 		t.Errorf("DNS opened %d times without a proxy:\n%s", n, b.String())
 	}
 }
+
+// The back office's webhook is called directly, also when the WAN goes through a proxy; one on
+// this machine needs no rule.
+func TestRulesOpenTheWebhook(t *testing.T) {
+	c := config.Default()
+	c.WAN.Proxy = "http://10.1.2.3:3128"
+	c.BackOffice.Webhook.URL = "https://erp.shop.lan:8443/orders"
+	var b strings.Builder
+	Write(&b, "table", Rules(c), Options{})
+	table := b.String()
+	for _, want := range []string{"tcp       8443", "erp.shop.lan", "orders to the back office's webhook", "DNS (the system's resolvers), for backoffice.webhook.url"} {
+		if !strings.Contains(table, want) {
+			t.Errorf("table lacks %q:\n%s", want, table)
+		}
+	}
+
+	c.BackOffice.Webhook.URL = "http://127.0.0.1:9000/orders"
+	b.Reset()
+	Write(&b, "nftables", Rules(c), Options{})
+	if nft := b.String(); strings.Contains(nft, "9000") || strings.Contains(nft, "dport 53 ") {
+		t.Errorf("a webhook on this machine opened:\n%s", nft)
+	}
+}
