@@ -73,7 +73,7 @@ func (s *Server) getMedia(w http.ResponseWriter, r *http.Request) error {
 	h["X-Content-Type-Options"] = []string{"nosniff"}
 	rc := http.NewResponseController(w)
 	rc.SetWriteDeadline(time.Now().Add(s.o.WriteTimeout + time.Duration(f.Size/minSendRate)*time.Second))
-	http.ServeContent(&rangeProblem{ResponseWriter: w, r: r}, r, "", f.ModTime, f.File)
+	http.ServeContent(&rangeProblem{ResponseWriter: w, r: r, size: f.Size}, r, "", f.ModTime, f.File)
 	s.o.Media.Served(f.MD5)
 	return nil
 }
@@ -83,6 +83,7 @@ func (s *Server) getMedia(w http.ResponseWriter, r *http.Request) error {
 type rangeProblem struct {
 	http.ResponseWriter
 	r       *http.Request
+	size    int64 // the file's
 	swallow bool
 }
 
@@ -92,8 +93,21 @@ func (w *rangeProblem) WriteHeader(code int) {
 		return
 	}
 	w.swallow = true
-	size := w.Header().Get("Content-Range") // "bytes */size", set by ServeContent
-	problem(w.ResponseWriter, w.r, probRangeNotSatisfiable, "the Range asked for lies outside the file ("+size+"); ask for bytes within it, or for the whole file without Range")
+	// ServeContent sets "bytes */size" for a range past the end, nothing for a Range it cannot
+	// read (bytes=abc, bytes=5-2); both answers say the file's size, as RFC 9110 asks.
+	outside := w.Header().Get("Content-Range") != ""
+	size := "bytes */" + strconv.FormatInt(w.size, 10)
+	w.Header().Set("Content-Range", size)
+	detail := "the Range asked for lies outside the file (" + size + "); ask for bytes within it, or for the whole file without Range"
+	if !outside {
+		asked := w.r.Header.Get("Range")
+		if len(asked) > 64 {
+			asked = asked[:64] + "…"
+		}
+		detail = "the Range header " + strconv.Quote(asked) + " is not a byte range this server can read; ask for bytes=first-last within the file (" +
+			size + "), or for the whole file without Range"
+	}
+	problem(w.ResponseWriter, w.r, probRangeNotSatisfiable, detail)
 }
 
 func (w *rangeProblem) Write(b []byte) (int, error) {

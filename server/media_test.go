@@ -111,6 +111,14 @@ func TestMediaAnswers(t *testing.T) {
 	if rec.Header().Get("Content-Range") != "bytes */10000" {
 		t.Errorf("416 Content-Range %q", rec.Header().Get("Content-Range"))
 	}
+	// A Range that cannot be read says so, and gives the file's size too.
+	for _, bad := range []string{"bytes=abc", "bytes=5-2"} {
+		rec = get(http.MethodGet, "M1", "Range", bad)
+		wantProblem(t, rec, 416, "range-not-satisfiable", `"`+bad+`" is not a byte range`)
+		if rec.Header().Get("Content-Range") != "bytes */10000" {
+			t.Errorf("416 for %q: Content-Range %q", bad, rec.Header().Get("Content-Range"))
+		}
+	}
 	wantProblem(t, get(http.MethodGet, "M9"), 404, "not-found", `"M9"`)
 	rec = get(http.MethodGet, "M2")
 	wantProblem(t, rec, 503, "media-unavailable", "Blob storage cannot be reached")
