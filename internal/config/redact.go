@@ -14,7 +14,8 @@ import (
 // Redacted returns c as a YAML configuration file, every key in document order, with secrets
 // shown as "xxxxx" (a proxy URL keeps everything but its credentials; a URL that Validate
 // refuses for holding credentials or a query shows those as "xxxxx" too). It is what `storeedge
-// config` and the status page show. Fed back to Load, it gives c again, secrets aside.
+// config` prints and the admin service serves at /api/v1/admin/config. Fed back to Load, it
+// gives c again, secrets aside.
 func (c Config) Redacted() string {
 	root := &yaml.Node{Kind: yaml.MappingNode}
 	v := reflect.ValueOf(c)
