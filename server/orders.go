@@ -60,17 +60,28 @@ func (s *Server) createOrder(w http.ResponseWriter, r *http.Request) error {
 		return refuse(probInvalidBody, msg)
 	}
 	canonical, _ := json.Marshal(req)
-	o, err := s.priceOrder(r, &req)
-	if err != nil {
-		return fmt.Errorf("price order: %w", err)
-	}
-	o.Source = orders.SourceLAN
-	o.DeviceID = device
-	o.Status = orders.StatusNew
-	o.Test = s.o.TestMode
-	stored, created, err := s.o.DB.CreateOrder(r.Context(), storage.NewOrder{Order: o, IdempotencyKey: key, RequestHash: requestHash(canonical)})
+	hash := requestHash(canonical)
+	// A retry gets the order made the first time, even when the catalog changed since and the
+	// order could not be priced again; CreateOrder checks the key once more, for a retry that
+	// overtakes the first request.
+	stored, found, err := s.o.DB.OrderByIdempotencyKey(r.Context(), device, key, hash)
 	if err != nil {
 		return fmt.Errorf("store order: %w", err)
+	}
+	created := false
+	if !found {
+		o, err := s.priceOrder(r, &req)
+		if err != nil {
+			return fmt.Errorf("price order: %w", err)
+		}
+		o.Source = orders.SourceLAN
+		o.DeviceID = device
+		o.Status = orders.StatusNew
+		o.Test = s.o.TestMode
+		stored, created, err = s.o.DB.CreateOrder(r.Context(), storage.NewOrder{Order: o, IdempotencyKey: key, RequestHash: hash})
+		if err != nil {
+			return fmt.Errorf("store order: %w", err)
+		}
 	}
 	w.Header().Set("Location", "/api/v1/orders/"+stored.ID)
 	status := http.StatusCreated

@@ -9,6 +9,7 @@ import (
 
 	"github.com/storeedge/storeedge/orders"
 	"github.com/storeedge/storeedge/storage"
+	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 )
 
 func (f *fixture) order(t testing.TB, device, key, body string) *httptest.ResponseRecorder {
@@ -59,8 +60,16 @@ func TestCreateOrderPricesFromCatalogAndIsIdempotent(t *testing.T) {
 	if b := decodeOrder(t, again, http.StatusOK); b.Order.ID != o.ID || again.Header().Get(headerReplayed) != "true" {
 		t.Fatalf("retry made %s, first was %s", b.Order.ID, o.ID)
 	}
+	// A product of the order leaves the catalog: a retry still gets the order made the first
+	// time, not a refusal to price it again.
+	applyPage(t, f.db, cloudapi.Products, productsAge, deleteChange(cloudapi.Products, "P0010", 2))
+	wantProblem(t, f.order(t, "pos-1", "key-new", body), http.StatusUnprocessableEntity, "unknown-product")
+	again = f.order(t, "pos-1", "key-1", body)
+	if b := decodeOrder(t, again, http.StatusOK); b.Order.ID != o.ID || b.Order.Total != o.Total || again.Header().Get(headerReplayed) != "true" {
+		t.Fatalf("retry after the catalog changed: %s", again.Body)
+	}
 	wantProblem(t, f.order(t, "pos-1", "key-1", `{"lines":[{"product_id":"P0002","quantity":4}]}`), http.StatusConflict, "idempotency-conflict")
-	if other := decodeOrder(t, f.order(t, "pos-2", "key-1", body), http.StatusCreated); other.Order.ID == o.ID || other.Order.Number != 2 {
+	if other := decodeOrder(t, f.order(t, "pos-2", "key-1", `{"lines":[{"product_id":"P0002","quantity":3}]}`), http.StatusCreated); other.Order.ID == o.ID || other.Order.Number != 2 {
 		t.Fatalf("another device's key made %+v", other.Order)
 	}
 	list := decodeOK[struct {

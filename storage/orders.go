@@ -236,20 +236,38 @@ func (db *DB) UpdateOrder(ctx context.Context, id string, f func(*orders.Order) 
 func madeBefore(ctx context.Context, tx *sql.Tx, n NewOrder) (string, error) {
 	switch {
 	case n.IdempotencyKey != "":
-		var existing, hash string
-		err := tx.QueryRowContext(ctx, `SELECT order_id, request_hash FROM order_idempotency WHERE device_id = ? AND key = ?`,
-			n.Order.DeviceID, n.IdempotencyKey).Scan(&existing, &hash)
-		if errors.Is(err, sql.ErrNoRows) {
-			return "", nil
-		}
-		if err == nil && hash != n.RequestHash {
-			return "", ErrIdempotencyConflict
-		}
-		return existing, err
+		return idempotentOrder(ctx, tx, n.Order.DeviceID, n.IdempotencyKey, n.RequestHash)
 	case n.MessageID != "":
 		return serviceBusMadeBefore(ctx, tx, n)
 	}
 	return "", nil
+}
+
+// idempotentOrder is the id of the order device made with key, or "" when none; a key known
+// with another request's hash is ErrIdempotencyConflict.
+func idempotentOrder(ctx context.Context, q querier, device, key, requestHash string) (string, error) {
+	var existing, hash string
+	err := q.QueryRowContext(ctx, `SELECT order_id, request_hash FROM order_idempotency WHERE device_id = ? AND key = ?`,
+		device, key).Scan(&existing, &hash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err == nil && hash != requestHash {
+		return "", ErrIdempotencyConflict
+	}
+	return existing, err
+}
+
+// OrderByIdempotencyKey returns the order device made with key, when it made one: a retried
+// request is answered with it before anything else is checked, as the catalog it was priced
+// from may have changed since. A key known with another request is ErrIdempotencyConflict.
+func (db *DB) OrderByIdempotencyKey(ctx context.Context, device, key, requestHash string) (orders.Order, bool, error) {
+	id, err := idempotentOrder(ctx, db.r, device, key, requestHash)
+	if err != nil || id == "" {
+		return orders.Order{}, false, err
+	}
+	o, err := getOrder(ctx, db.r, id)
+	return o, err == nil, err
 }
 
 // serviceBusMadeBefore looks a Service Bus order up by its message id, then by the cloud's order
