@@ -61,35 +61,39 @@ func (s *Server) createOrder(w http.ResponseWriter, r *http.Request) error {
 	}
 	canonical, _ := json.Marshal(req)
 	hash := requestHash(canonical)
-	// A retry gets the order made the first time, even when the catalog changed since and the
-	// order could not be priced again; CreateOrder checks the key once more, for a retry that
-	// overtakes the first request.
-	stored, found, err := s.o.DB.OrderByIdempotencyKey(r.Context(), device, key, hash)
+	o, err := s.priceOrder(r, &req)
+	if err != nil {
+		// A retry of an order the catalog can no longer price (a product left it since) still
+		// gets the order made the first time; only then is the key looked up before storing.
+		stored, found, lerr := s.o.DB.OrderByIdempotencyKey(r.Context(), device, key, hash)
+		switch {
+		case lerr != nil:
+			return fmt.Errorf("look the order up: %w", lerr)
+		case found:
+			return s.replayOrder(w, r, stored)
+		}
+		return fmt.Errorf("price order: %w", err)
+	}
+	o.Source = orders.SourceLAN
+	o.DeviceID = device
+	o.Status = orders.StatusNew
+	o.Test = s.o.TestMode
+	stored, created, err := s.o.DB.CreateOrder(r.Context(), storage.NewOrder{Order: o, IdempotencyKey: key, RequestHash: hash})
 	if err != nil {
 		return fmt.Errorf("store order: %w", err)
 	}
-	created := false
-	if !found {
-		o, err := s.priceOrder(r, &req)
-		if err != nil {
-			return fmt.Errorf("price order: %w", err)
-		}
-		o.Source = orders.SourceLAN
-		o.DeviceID = device
-		o.Status = orders.StatusNew
-		o.Test = s.o.TestMode
-		stored, created, err = s.o.DB.CreateOrder(r.Context(), storage.NewOrder{Order: o, IdempotencyKey: key, RequestHash: hash})
-		if err != nil {
-			return fmt.Errorf("store order: %w", err)
-		}
+	if !created {
+		return s.replayOrder(w, r, stored)
 	}
 	w.Header().Set("Location", "/api/v1/orders/"+stored.ID)
-	status := http.StatusCreated
-	if !created {
-		status = http.StatusOK
-		w.Header().Set(headerReplayed, "true")
-	}
-	return s.writeOrder(w, r, status, stored)
+	return s.writeOrder(w, r, http.StatusCreated, stored)
+}
+
+// replayOrder answers a retried POST with the order its key made the first time.
+func (s *Server) replayOrder(w http.ResponseWriter, r *http.Request, stored orders.Order) error {
+	w.Header().Set("Location", "/api/v1/orders/"+stored.ID)
+	w.Header().Set(headerReplayed, "true")
+	return s.writeOrder(w, r, http.StatusOK, stored)
 }
 
 // priceOrder builds an order from a request with the names and prices of the local catalog. It

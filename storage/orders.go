@@ -258,9 +258,9 @@ func idempotentOrder(ctx context.Context, q querier, device, key, requestHash st
 	return existing, err
 }
 
-// OrderByIdempotencyKey returns the order device made with key, when it made one: a retried
-// request is answered with it before anything else is checked, as the catalog it was priced
-// from may have changed since. A key known with another request is ErrIdempotencyConflict.
+// OrderByIdempotencyKey returns the order device made with key, when it made one, for a retry
+// that cannot be priced again (CreateOrder finds the key itself otherwise). A key known with
+// another request is ErrIdempotencyConflict.
 func (db *DB) OrderByIdempotencyKey(ctx context.Context, device, key, requestHash string) (orders.Order, bool, error) {
 	id, err := idempotentOrder(ctx, db.r, device, key, requestHash)
 	if err != nil || id == "" {
