@@ -112,7 +112,7 @@ func TestCloudOverTLSPasses(t *testing.T) {
 	host := strings.TrimPrefix(url, "https://")
 	expect(t, r, "wan", "cloud "+host+" tcp", Pass, "direct")
 	expect(t, r, "wan", "cloud "+host+" tls", Pass, "Vendor Test CA", "chain verified")
-	expect(t, r, "wan", "cloud store key", Pass, "shop-7")
+	expect(t, r, "wan", "cloud store key", Pass, `accepted: store "shop-7"`) // what configuration.md tells shop IT to copy into shop.id
 	expect(t, r, "clock", "clock skew", Pass)
 	if r.Failed() {
 		t.Error("a check failed against a healthy cloud")
