@@ -65,6 +65,13 @@ func TestPackagesInstallAndRun(t *testing.T) {
 	if err != nil || !strings.Contains(string(unit), "Type=notify") || !strings.Contains(string(unit), "WatchdogSec=") || !strings.Contains(string(unit), "CAP_NET_BIND_SERVICE") {
 		t.Errorf("installed unit: %v\n%s", err, unit)
 	}
+	// The service takes every setting from its configuration file and storeedge.env: a
+	// STOREEDGE_ variable in the unit would beat the file (data_dir moved to a larger disk, say).
+	for _, line := range strings.Split(string(unit), "\n") {
+		if strings.HasPrefix(line, "Environment=") && strings.Contains(line, "STOREEDGE_") {
+			t.Errorf("the unit overrides the configuration file: %s", line)
+		}
+	}
 
 	rpmFile := filepath.Join(dist, "storeedge-9.8.7-1.x86_64.rpm")
 	q := sh(t, rpm, "-qip", rpmFile)
