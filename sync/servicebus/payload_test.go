@@ -32,9 +32,11 @@ func TestDecodeNamesTheProblem(t *testing.T) {
 		{`"created_at":"2026-11-23T10:00:00Z"`, `"created_at":"yesterday"`, "created_at"},
 		{`"quantity":2`, `"quantity":0`, "lines[0].quantity"},
 		{`"unit_price":300`, `"unit_price":-1`, "lines[1].unit_price"},
+		{`"unit_price":300`, `"unit_price":1000000000001`, "lines[1].unit_price: 1000000000001, want 0 to 1000000000000"},
 		{`"product_id":"P2"`, `"product_id":""`, "lines[1].product_id"},
 		{`"note":"18:00"`, `"note":"18:00\u0000"`, "note"},
 		{`"note":"18:00"`, `"notes":"18:00"`, "unknown field"},
+		{`"customer":{"name":"Ana"}`, `"customer":{"name":"Ana","address":"1 rue X"}`, "unknown field"},
 		{`"total":800`, `"total":"800"`, "cannot unmarshal"},
 		{`{"order_id"`, `[{"order_id"`, "not an order document"},
 	} {
