@@ -2,6 +2,7 @@ package media_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"net/http"
 	"testing"
@@ -69,5 +70,44 @@ func TestPrefetchVerifiesAndQuarantines(t *testing.T) {
 	// The quarantined item was a miss; the unknown id is neither.
 	if hits, misses := f.Hits(); hits != 5 || misses != 1 {
 		t.Errorf("in the end: %d hits, %d misses; want 5, 1", hits, misses)
+	}
+}
+
+// After a restart, a cache that lacks nothing says Blob storage is "starting", with no last
+// contact, as media.md promises: nothing has asked Blob storage anything yet, and deleting a
+// cached item needs no download. The first download needed makes it "ok", with a contact time.
+func TestCompleteCacheStaysStartingUntilADownloadIsNeeded(t *testing.T) {
+	store := startStore(t, testenv.AzuriteOptions{}, http.DefaultClient)
+	s := newShop(t)
+	m1 := item{"M1", "img/M1.jpg", "image/jpeg", content(1, 10_000)}
+	m2 := item{"M2", "img/M2.jpg", "image/jpeg", content(2, 20_000)}
+	m3 := item{"M3", "img/M3.jpg", "image/jpeg", content(3, 30_000)}
+	for _, it := range []item{m1, m2, m3} {
+		store.put(t, it.blob, it.data)
+	}
+	s.catalog(t, m1, m2)
+	src := media.NewContainer(media.Locator{URL: store.sasURL(t, time.Hour)}, http.DefaultClient)
+
+	first, stop := s.startFetcher(t, src, nil)
+	waitStatus(t, first, "the first prefetch", func(st media.Status) bool { return st.Files == 2 && idle(st) })
+	stop()
+
+	f := s.fetcher(t, src, nil)
+	if st, err := f.Status(context.Background()); err != nil || st.State != media.StateStarting || st.LastContact != nil {
+		t.Fatalf("right after the restart: %v, state %q, last contact %v; want starting and none", err, st.State, st.LastContact)
+	}
+	s.deleteMedia(t, m1.id)
+	st := waitStatus(t, f, "the deleted item removed", func(st media.Status) bool { return st.Files == 1 })
+	if st.State != media.StateStarting || st.LastContact != nil {
+		t.Errorf("with a cache that lacks nothing: state %q, last contact %v; want starting and none", st.State, st.LastContact)
+	}
+	if got, _, err := read(t, f, m2.id); err != nil || !bytes.Equal(got, m2.data) {
+		t.Errorf("the cached item while starting: %v", err)
+	}
+
+	s.catalog(t, m3)
+	st = waitStatus(t, f, "the new item fetched", func(st media.Status) bool { return st.Files == 2 && idle(st) })
+	if st.LastContact == nil {
+		t.Errorf("after a download: state %q with no last contact", st.State)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -163,6 +164,14 @@ func (s *shop) apply(t *testing.T, coll string, changes []cloudapi.Change) {
 // fetcher starts a Fetcher over the shop until the test ends.
 func (s *shop) fetcher(t *testing.T, src media.Source, mod func(*media.Options)) *media.Fetcher {
 	t.Helper()
+	f, stop := s.startFetcher(t, src, mod)
+	t.Cleanup(stop)
+	return f
+}
+
+// startFetcher starts a Fetcher over the shop; stop ends its Run and checks what it returned.
+func (s *shop) startFetcher(t *testing.T, src media.Source, mod func(*media.Options)) (*media.Fetcher, func()) {
+	t.Helper()
 	o := media.Options{DB: s.db, Cache: s.cache, Source: src, Prefetch: true, MaxBytes: 1 << 30, Parallel: 2,
 		OnDemandWait: 10 * time.Second, PollInterval: 20 * time.Millisecond, RetryMax: 2 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(s.log, &slog.HandlerOptions{Level: slog.LevelDebug}))}
@@ -176,16 +185,18 @@ func (s *shop) fetcher(t *testing.T, src media.Source, mod func(*media.Options))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- f.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("fetcher log:\n%s", s.log)
-		}
-	})
-	return f
+	var once sync.Once
+	return f, func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+			if t.Failed() {
+				t.Logf("fetcher log:\n%s", s.log)
+			}
+		})
+	}
 }
 
 // waitStatus polls the fetcher's status until cond holds.
