@@ -1,6 +1,7 @@
 package backoffice
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -42,6 +43,7 @@ func crashChild() int {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
+		fmt.Println("order", i) // TestKill9 kills after a random number of these
 		if i%2 == 1 {
 			if err := a.RunOnce(ctx); err != nil {
 				fmt.Fprintln(os.Stderr, err)
@@ -72,10 +74,21 @@ func TestKill9(t *testing.T) {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), crashChildEnv+"=1", "BO_DB="+dbPath, "BO_DIR="+dir, "BO_HOOK="+hook.URL)
 		cmd.Stderr = os.Stderr
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(time.Duration(100+rand.IntN(300)) * time.Millisecond)
+		// Kill it after a random number of orders, while it goes on with the next ones and
+		// their export.
+		lines := bufio.NewScanner(out)
+		for range 1 + rand.IntN(40) {
+			if !lines.Scan() {
+				t.Fatalf("the child stopped before it was killed: %v", lines.Err())
+			}
+		}
 		if err := cmd.Process.Kill(); err != nil {
 			t.Fatal(err)
 		}
@@ -97,6 +110,9 @@ func TestKill9(t *testing.T) {
 	all, err := db.ListOrders(context.Background(), storage.OrderFilter{Limit: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(all) < 10 {
+		t.Fatalf("%d orders after ten runs that each made at least one", len(all))
 	}
 	got, files := readOrderFiles(t, dir)
 	seen := idsOnce(t, got)
