@@ -26,6 +26,10 @@ func FuzzLoadYAML(f *testing.F) {
 	f.Add([]byte("media:\n  large_file_window: '21:00-07:00'\n  container_url: 'https://a.blob.core.windows.net/m?se=x&sig=y'\n" +
 		"  connection_string: 'AccountName=a;AccountKey=b'\n  container: media\n  max_bandwidth: 16384\n"))
 
+	f.Add([]byte("metrics:\n  token: metrics-token-0123456789abcdef\nlogs:\n  ship:\n    enabled: true\n    url: https://logs.example/intake\n    api_key: ship-key\n"))
+	f.Add([]byte("media:\n  container_url: 'https://a.blob.core.windows.net/m?se=x&sig=y'\nwan:\n  proxy: 'http://shop:pw@proxy.lan:3128'\n"))
+	f.Add([]byte("smtp:\n  host: mail.lan\n  from: storeedge@shop.example\n  recipients: [it@shop.example]\n  user: shop\n  password: mail-pw\n"))
+
 	const storeKey = "fuzz-store-key-value"
 	env := []string{"STOREEDGE_CLOUD_STORE_KEY=" + storeKey}
 	dir := f.TempDir()
@@ -48,9 +52,7 @@ func FuzzLoadYAML(f *testing.F) {
 		if err := os.WriteFile(path, []byte(c.Redacted()), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		back, err := Load(path, env, []string{"wan.proxy=" + c.WAN.Proxy.Reveal(),
-			"servicebus.connection_string=" + c.ServiceBus.ConnectionString.Reveal(),
-			"backoffice.webhook.secret=" + c.BackOffice.Webhook.Secret.Reveal()})
+		back, err := Load(path, env, revealedSecrets(c))
 		if err != nil {
 			t.Fatalf("Redacted output does not load: %v\n%s", err, c.Redacted())
 		}
@@ -58,4 +60,20 @@ func FuzzLoadYAML(f *testing.F) {
 			t.Fatalf("Redacted round trip changed the configuration:\n%s\nvs\n%s", c.Redacted(), back.Redacted())
 		}
 	})
+}
+
+// revealedSecrets sets every secret of c, and wan.proxy with its credentials, to its value:
+// what Redacted wrote as "xxxxx".
+func revealedSecrets(c Config) []string {
+	v := reflect.ValueOf(c)
+	var sets []string
+	for _, l := range leaves {
+		switch f := v.FieldByIndex(l.index); {
+		case l.kind == kindSecret && f.String() != "":
+			sets = append(sets, l.key+"="+f.Interface().(Secret).Reveal())
+		case l.kind == kindProxy:
+			sets = append(sets, l.key+"="+f.Interface().(Proxy).Reveal())
+		}
+	}
+	return sets
 }
