@@ -202,13 +202,18 @@ func startDiscovery(t *testing.T) *discovery.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := udp.Listen(); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- udp.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	for udp.Addr() == nil {
-		time.Sleep(time.Millisecond)
-	}
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("discovery: %v", err)
+		}
+	})
 	return udp
 }
 

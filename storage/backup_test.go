@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -153,8 +154,10 @@ func TestBackupWhileWritingIsConsistent(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
+	writing := make(chan struct{})
 	go func() {
 		defer wg.Done()
+		defer close(writing)
 		for n := 0; ; n++ {
 			select {
 			case <-stop:
@@ -173,6 +176,7 @@ func TestBackupWhileWritingIsConsistent(t *testing.T) {
 		}
 	}()
 	defer func() { close(stop); wg.Wait() }()
+	last := int64(0)
 	for i := range 5 {
 		backup := filepath.Join(t.TempDir(), fmt.Sprint("b", i))
 		if err := Backup(ctx, db.Path(), backup, Manifest{}); err != nil {
@@ -190,6 +194,23 @@ func TestBackupWhileWritingIsConsistent(t *testing.T) {
 		if n%10 != 0 {
 			t.Fatalf("backup %d holds %d products: a page was cut in two", i, n)
 		}
+		last = n
+		// The next backup is taken once the writer has applied more pages, so every backup
+		// but the first copies a database being written to.
+		for i < 4 {
+			if m, err := db.Count(ctx, cloudapi.Products); err != nil || m > n {
+				break
+			}
+			select {
+			case <-writing:
+				t.Fatal("the writer stopped")
+			default:
+				runtime.Gosched()
+			}
+		}
+	}
+	if last == 0 {
+		t.Fatal("the last backup holds no product: the writer never ran alongside")
 	}
 }
 

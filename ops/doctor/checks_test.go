@@ -9,6 +9,7 @@ import (
 
 	"github.com/storeedge/storeedge/internal/config"
 	"github.com/storeedge/storeedge/storage"
+	"github.com/storeedge/storeedge/tools/testenv"
 )
 
 const procNetTCP = `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
@@ -109,9 +110,7 @@ func TestDatabaseChecks(t *testing.T) {
 }
 
 func TestDataDirNotWritableByTheService(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("the service account check runs as root only")
-	}
+	testenv.RequireRoot(t) // the service account check runs as root only
 	dir := t.TempDir()
 	os.Chmod(dir, 0o755) // root's, not nobody's
 	fi, _ := os.Stat(dir)
