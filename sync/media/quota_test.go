@@ -26,7 +26,8 @@ func TestQuotaEvictionOrder(t *testing.T) {
 	s.products(t, map[string][]string{"P1": {"A", "B"}, "P2": {"C"}})
 	s.catalog(t, a, b, c, d)
 	src := media.NewContainer(media.Locator{URL: store.sasURL(t, time.Hour)}, http.DefaultClient)
-	f := s.fetcher(t, src, func(o *media.Options) { o.MaxBytes = 1 << 20 }) // room for three
+	clock := testenv.NewClock(time.Now())
+	f := s.fetcher(t, src, func(o *media.Options) { o.MaxBytes = 1 << 20; o.Now = clock.Now }) // room for three
 
 	// The prefetch fills the cache with A, B, C and leaves D waiting: all three are referenced.
 	st := waitStatus(t, f, "the cache full and D waiting", func(st media.Status) bool { return st.Files == 3 && st.WaitingSpace == 1 })
@@ -43,7 +44,7 @@ func TestQuotaEvictionOrder(t *testing.T) {
 		if _, _, err := read(t, f, it.id); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(2 * time.Millisecond) // distinct serving times
+		clock.Advance(time.Second) // distinct serving times
 	}
 	if got, _, err := read(t, f, d.id); err != nil || string(got) != string(d.data) {
 		t.Fatalf("D on demand: %v", err)
