@@ -285,3 +285,35 @@ func TestTXTEscapes(t *testing.T) {
 		t.Errorf("escapeTXT = %q", got)
 	}
 }
+
+// FuzzFromMDNS feeds arbitrary TXT strings, as a browser gets them from anyone on the LAN, to
+// FromMDNS: it must never panic, and what it accepts names a server at an IPv4 address and a
+// valid port, with ports in range. Escaping any string and reading it back gives it unchanged.
+func FuzzFromMDNS(f *testing.F) {
+	f.Add(strings.Join(escapeTXT(TXT(testInfo(), "https")), "\n"), 8080)
+	f.Add("txtvers=1\nid=x\nports=a=1,b=99999,c=,=5\ntlsfp=zz", 1)
+	f.Add(`txtvers=1`+"\n"+`id=\\\255\999\"`+"\nname=\\", 65535)
+	f.Add("TXTVERS=1\nID=a\nscheme=", 0)
+	f.Fuzz(func(t *testing.T, s string, port int) {
+		txt := strings.Split(s, "\n")
+		found, err := FromMDNS(txt, []net.IP{net.IPv4(10, 0, 0, 2)}, port)
+		if err == nil {
+			if found.ServerID == "" || port < 1 || port > 65535 || !found.From.Addr().Is4() {
+				t.Fatalf("accepted %+v from port %d", found, port)
+			}
+			for _, p := range found.Ports {
+				if p.Port < 1 || p.Port > 65535 {
+					t.Fatalf("port %+v", p)
+				}
+			}
+			if len(found.TLSFingerprint) != 0 && len(found.TLSFingerprint) != TLSHashSize {
+				t.Fatalf("fingerprint of %d bytes", len(found.TLSFingerprint))
+			}
+		}
+		for _, x := range txt {
+			if got := unescapeTXT(escapeTXT([]string{x})[0]); got != x {
+				t.Fatalf("escape and unescape of %q gave %q", x, got)
+			}
+		}
+	})
+}

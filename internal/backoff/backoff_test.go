@@ -55,3 +55,18 @@ func TestSleepStopsWithContext(t *testing.T) {
 		t.Fatalf("Sleep on a cancelled context: %v", err)
 	}
 }
+
+// FuzzParseRetryAfter feeds arbitrary Retry-After values, as the cloud, a webhook or a log
+// intake may send them: the wait is never negative and never over the hour it is capped at.
+func FuzzParseRetryAfter(f *testing.F) {
+	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	for _, s := range []string{"", "0", "-5", "120", "99999999999999999999", " 30 ", "Fri, 04 Dec 2026 12:01:00 GMT",
+		"Thu, 03 Dec 2026 12:00:00 GMT", "Sun, 06 Nov 1994 08:49:37 GMT", "Sunday, 06-Nov-94 08:49:37 GMT", "soon"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		if d := ParseRetryAfter(v, now); d < 0 || d > time.Hour {
+			t.Fatalf("ParseRetryAfter(%q) = %v", v, d)
+		}
+	})
+}
