@@ -193,10 +193,33 @@ func (w *Worker) upload(ctx context.Context, entries []storage.OutboxEntry) (int
 	w.mu.Lock()
 	w.lastError, w.lastOK = "", time.Now()
 	w.mu.Unlock()
-	res := storage.OutboxResult{Delivered: append(resp.Accepted, resp.Duplicate...), Rejected: map[string]string{}}
+	// Only the keys of this batch are settled: a key the answer names that was not sent (an
+	// entry still queued, or one the cloud confused with another) stays as it is.
+	sent := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		sent[k] = true
+	}
+	res := storage.OutboxResult{Rejected: map[string]string{}}
+	stray := 0
+	for _, k := range append(resp.Accepted, resp.Duplicate...) {
+		if !sent[k] {
+			stray++
+			continue
+		}
+		res.Delivered = append(res.Delivered, k)
+		delete(sent, k)
+	}
 	for _, r := range resp.Rejected {
+		if !sent[r.Key] {
+			stray++
+			continue
+		}
 		res.Rejected[r.Key] = r.Reason
+		delete(sent, r.Key)
 		w.log.Warn("outbox: the cloud refused an entry; set aside", slog.String("key", r.Key), slog.String("reason", r.Reason))
+	}
+	if stray > 0 {
+		w.log.Warn("outbox: the cloud's answer named keys that were not in the batch; ignored", slog.Int("keys", stray))
 	}
 	if err := w.o.DB.CompleteOutbox(ctx, res); err != nil {
 		return 0, err

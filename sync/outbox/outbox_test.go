@@ -106,6 +106,7 @@ func TestDrainsThroughFailuresInOrder(t *testing.T) {
 // set, else in the answer.
 type fakeCloud struct {
 	whole bool
+	claim []string // keys every answer names as accepted and as rejected, sent or not
 	got   []string
 }
 
@@ -122,7 +123,37 @@ func (f *fakeCloud) Upload(_ context.Context, events []cloudapi.Event) (cloudapi
 		r.Accepted = append(r.Accepted, e.Key)
 	}
 	f.got = append(f.got, r.Accepted...)
+	r.Accepted = append(r.Accepted, f.claim...)
+	for _, k := range f.claim {
+		r.Rejected = append(r.Rejected, cloudapi.Rejection{Key: k, Reason: "never sent"})
+	}
 	return r, nil
+}
+
+// An answer that names keys the batch did not hold settles none of them: each entry is
+// settled by the answer to the batch that carried it, so every order reaches the cloud.
+func TestAnswerSettlesOnlyTheBatchSent(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	createOrders(t, db, 1, 3)
+	pending, err := db.PendingOutbox(ctx, 10)
+	if err != nil || len(pending) != 3 {
+		t.Fatalf("pending %d, %v", len(pending), err)
+	}
+	f := &fakeCloud{}
+	for _, e := range pending {
+		f.claim = append(f.claim, e.Key)
+	}
+	w := New(Options{DB: db, Cloud: f, Batch: 1})
+	if n, err := w.Drain(ctx); err != nil || n != 3 {
+		t.Fatalf("drain: %d %v", n, err)
+	}
+	if len(f.got) != 3 {
+		t.Fatalf("the cloud received %v, want the three entries", f.got)
+	}
+	if rejected, _ := db.RejectedOutbox(ctx, 10); len(rejected) != 0 {
+		t.Fatalf("set aside on another batch's answer: %+v", rejected)
+	}
 }
 
 func TestRejectedEntriesAreSetAside(t *testing.T) {
