@@ -380,15 +380,16 @@ func (s *Syncer) consume(ctx context.Context, collection string, body io.ReadClo
 }
 
 // readPages decodes pages from a feed response and sends each complete page. It returns nil at a
-// clean end of the response after an end line.
+// clean end of the response after an end line; a response without one, empty included, is
+// truncated.
 func readPages(ctx context.Context, r io.Reader, collection string, out chan<- storage.Page) error {
 	dec := cloudapi.NewDecoder(r, collection)
 	p := storage.Page{Collection: collection}
-	lines := 0
+	lines, sent := 0, 0
 	for {
 		l, err := dec.Next()
 		if errors.Is(err, io.EOF) {
-			if lines > 0 {
+			if lines > 0 || sent == 0 {
 				return cloudapi.ErrTruncated
 			}
 			return nil
@@ -410,6 +411,7 @@ func readPages(ctx context.Context, r io.Reader, collection string, out chan<- s
 			}
 			p = storage.Page{Collection: collection}
 			lines = 0
+			sent++
 			continue
 		case l.Change != nil:
 			p.Changes = append(p.Changes, *l.Change)

@@ -298,6 +298,31 @@ func TestNotAFeedIsRefused(t *testing.T) {
 	}
 }
 
+// A feed answer with no end line, an empty one included, is a failed sync, not a page with
+// nothing new: cloud-api.md says such a response is discarded and asked for again.
+func TestEmptyFeedAnswerIsAFailure(t *testing.T) {
+	empty := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+	}))
+	defer empty.Close()
+	db, err := storage.Open(context.Background(), filepath.Join(t.TempDir(), "shop.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	client, _ := cloud.New(empty.URL, "k", empty.Client(), "test")
+	s := New(Options{DB: db, Client: client})
+	if err := s.SyncOnce(context.Background()); !errors.Is(err, cloudapi.ErrTruncated) {
+		t.Fatalf("an empty feed answer: %v, want it cut short", err)
+	}
+	if w := s.WAN(); w.State == StateOK {
+		t.Errorf("WAN state %q after an empty answer", w.State)
+	}
+	if st, _ := db.FeedState(cloudapi.Products); st.LastError == "" || !st.LastSuccess.IsZero() {
+		t.Errorf("feed state %+v, want the error and no success", st)
+	}
+}
+
 // switchable serves the cloud API of whichever sim is current, so a test can replace the cloud
 // behind one URL as a cloud restored from a backup, or restarted, would be.
 type switchable struct{ h atomic.Pointer[http.Handler] }
