@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strconv"
 	"strings"
@@ -177,7 +178,8 @@ func decodeClaims(raw []byte) (Request, error) {
 	if err := dec.Decode(&r); err != nil {
 		return Request{}, refused(ReasonMalformed, "the payload is not a request: %s", jsonProblem(err))
 	}
-	if dec.More() {
+	if _, err := dec.Token(); err != io.EOF {
+		// More is false before a stray ']' or '}', so only the end of the payload will do.
 		return Request{}, refused(ReasonMalformed, "the payload has more after its JSON object")
 	}
 	var missing []string

@@ -191,6 +191,7 @@ func TestDecodeRefuses(t *testing.T) {
 		{"id of the wrong type", SignPayload(vendorKey, []byte(`{"kind":"ping","id":7}`)), ReasonMalformed, `field "id" has the wrong type`},
 		{"fields missing", SignPayload(vendorKey, []byte(`{"kind":"ping"}`)), ReasonMalformed, "lacks id, shop, server, issued_at, expires_at"},
 		{"two objects", SignPayload(vendorKey, append(mustJSON(t, request(KindPing, "a")), []byte(`{}`)...)), ReasonMalformed, "more after its JSON object"},
+		{"a stray bracket after", SignPayload(vendorKey, append(mustJSON(t, request(KindPing, "a")), []byte(`]`)...)), ReasonMalformed, "more after its JSON object"},
 		{"id with a space", with(func(r *Request) { r.ID = "req 1" }), ReasonMalformed, `id "req 1"`},
 		{"id too long", with(func(r *Request) { r.ID = strings.Repeat("a", 129) }), ReasonMalformed, "1 to 128"},
 		{"valid for two hours", with(func(r *Request) { r.ExpiresAt = r.IssuedAt.Add(2 * time.Hour) }), ReasonMalformed, "longer than 1h0m0s"},

@@ -8,9 +8,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"regexp"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/storeedge/storeedge/orders"
 )
@@ -56,12 +58,17 @@ func Decode(body []byte) (Payload, error) {
 	if len(body) > MaxBodyBytes {
 		return bad("body of %d bytes, at most %d", len(body), MaxBodyBytes)
 	}
+	if !utf8.Valid(body) {
+		// encoding/json would store U+FFFD in place of the bytes: a name changed in silence.
+		return bad("not valid UTF-8")
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&p); err != nil {
 		return bad("not an order document: %v", strings.TrimPrefix(err.Error(), "json: "))
 	}
-	if dec.More() {
+	if _, err := dec.Token(); err != io.EOF {
+		// More is false before a stray ']' or '}', so only the end of the body will do.
 		return bad("data after the order document")
 	}
 	if !visible(p.OrderID, 128) {

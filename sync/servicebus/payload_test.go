@@ -47,8 +47,17 @@ func TestDecodeNamesTheProblem(t *testing.T) {
 			t.Errorf("%s → %s: got %v, want a reason with %q", tc.from, tc.to, err, tc.want)
 		}
 	}
-	if _, err := Decode([]byte(goodPayload + "{}")); err == nil {
-		t.Error("trailing document accepted")
+	for _, tail := range []string{"{}", "]", "}", " x"} {
+		if _, err := Decode([]byte(goodPayload + tail)); err == nil || !strings.Contains(err.Error(), "data after") {
+			t.Errorf("%q after the document: %v", tail, err)
+		}
+	}
+	if _, err := Decode([]byte(goodPayload + " \n")); err != nil {
+		t.Errorf("white space after the document: %v", err)
+	}
+	bad := strings.Replace(goodPayload, `"note":"18:00"`, "\"note\":\"18:\xff00\"", 1)
+	if _, err := Decode([]byte(bad)); err == nil || !strings.Contains(err.Error(), "UTF-8") {
+		t.Errorf("invalid UTF-8 in the note: %v", err)
 	}
 	if _, err := Decode(make([]byte, MaxBodyBytes+1)); err == nil || !strings.Contains(err.Error(), "at most") {
 		t.Errorf("oversized body: %v", err)
