@@ -83,7 +83,7 @@ func (m *Manager) Send(ctx context.Context, t Target, typ string, payload json.R
 	if len(payload) > MaxPayload {
 		return nil, &InvalidError{"payload", fmt.Sprintf("%d bytes; at most %d fit in a push frame", len(payload), MaxPayload)}
 	}
-	if ttl < 0 || ttl > 30*24*time.Hour {
+	if ttl < 0 || ttl > 0 && ttl < time.Second || ttl > 30*24*time.Hour {
 		return nil, &InvalidError{"ttl", "want a duration between 1s and 720h"}
 	}
 	if ttl == 0 {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -266,6 +267,25 @@ func TestOversizedCommandIsRefused(t *testing.T) {
 	big := `{"text":"` + strings.Repeat("x", push.MaxPayload) + `"}`
 	if _, err := e.m.Send(context.Background(), devices.Target{DeviceID: d.creds.DeviceID}, "print", json.RawMessage(big), 0); err == nil {
 		t.Fatal("an oversized payload was accepted")
+	}
+}
+
+// A ttl outside 1s to 720h is refused with the field named; none (0) takes the default.
+func TestCommandTTLBounds(t *testing.T) {
+	e := newEnv(t)
+	d := e.device(t, devicesim.Options{})
+	target := devices.Target{DeviceID: d.creds.DeviceID}
+	for _, ttl := range []time.Duration{-time.Second, time.Millisecond, 999 * time.Millisecond, 721 * time.Hour} {
+		_, err := e.m.Send(context.Background(), target, "ping", nil, ttl)
+		var inv *devices.InvalidError
+		if !errors.As(err, &inv) || !strings.Contains(inv.Error(), "ttl") {
+			t.Errorf("ttl %v: %v, want it refused", ttl, err)
+		}
+	}
+	for _, ttl := range []time.Duration{0, time.Second, 720 * time.Hour} {
+		if _, err := e.m.Send(context.Background(), target, "ping", nil, ttl); err != nil {
+			t.Errorf("ttl %v: %v", ttl, err)
+		}
 	}
 }
 

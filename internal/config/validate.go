@@ -80,7 +80,7 @@ func (v *validator) serverID(id string) {
 
 func (v *validator) shop(s Shop) {
 	if len(s.ID) > maxShopIDLen || strings.IndexFunc(s.ID, notVisible) >= 0 {
-		v.add("shop.id", quote(s.ID), fmt.Sprintf("want at most %d characters, without spaces or control characters", maxShopIDLen))
+		v.add("shop.id", quote(s.ID), fmt.Sprintf("want at most %d bytes (UTF-8), without spaces or control characters", maxShopIDLen))
 	}
 	switch name := s.Name; {
 	case strings.TrimSpace(name) == "":

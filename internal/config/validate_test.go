@@ -204,7 +204,7 @@ func TestValidateRejects(t *testing.T) {
 		{"shop name too long", func(c *Config) { c.Shop.Name = strings.Repeat("é", 101) },
 			`want at most 100 characters, without control characters`},
 		{"shop id with space", func(c *Config) { c.Shop.ID = "a b" },
-			`shop.id: "a b": want at most 128 characters, without spaces or control characters`},
+			`shop.id: "a b": want at most 128 bytes (UTF-8), without spaces or control characters`},
 		{"body limit too small", func(c *Config) { c.LAN.MaxBodyBytes = 1000 },
 			`lan.max_body_bytes: 1000: must be between 1024 (1 KiB) and 67108864 (64 MiB)`},
 		{"body limit too large", func(c *Config) { c.LAN.MaxBodyBytes = 65 << 20 },
