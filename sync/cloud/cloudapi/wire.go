@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -285,7 +286,7 @@ func ValidateID(id string) error {
 		return errors.New("id is not valid UTF-8")
 	}
 	for _, r := range id {
-		if r < 0x20 || r == 0x7f {
+		if unicode.IsControl(r) { // C0, DEL and C1
 			return errors.New("id contains a control character")
 		}
 	}

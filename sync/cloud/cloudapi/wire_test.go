@@ -69,6 +69,7 @@ func TestDecodeLineRules(t *testing.T) {
 		{Products, `{"collection":"products","id":"P1","op":"delete","rev":0}`, "rev"},
 		{Products, `{"collection":"products","id":"","op":"delete","rev":1}`, "id is missing"},
 		{Products, `{"collection":"products","id":"P\u0001","op":"delete","rev":1}`, "control"},
+		{Products, `{"collection":"products","id":"P\u0085","op":"delete","rev":1}`, "control"},
 		{Products, `{"end":{"cursor":"","count":0}}`, "cursor"},
 		{Products, `{"end":{"cursor":"c","count":10001}}`, "count"},
 	} {
