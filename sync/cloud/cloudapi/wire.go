@@ -167,8 +167,11 @@ func (d *Decoder) Next() (Line, error) {
 		chunk, err := d.r.ReadSlice('\n')
 		if !tooLong {
 			if len(d.buf)+len(chunk) > MaxLineBytes+1 {
+				// Keep the line's start: it names the item, which then counts as mentioned
+				// (a re-snapshot keeps it) and is quarantined under its id.
 				tooLong = true
-				d.buf = append(d.buf[:0], chunk[:min(len(chunk), 512)]...)
+				d.buf = d.buf[:min(len(d.buf), salvageBytes)]
+				d.buf = append(d.buf, chunk[:min(len(chunk), salvageBytes-len(d.buf))]...)
 			} else {
 				d.buf = append(d.buf, chunk...)
 			}
@@ -189,7 +192,7 @@ func (d *Decoder) Next() (Line, error) {
 	}
 	d.line++
 	if tooLong {
-		return Line{Malformed: &MalformedError{Line: d.line, Reason: fmt.Sprintf("line longer than %d bytes", MaxLineBytes), Raw: clip(d.buf)}}, nil
+		return Line{Malformed: &MalformedError{Line: d.line, ID: salvageID(d.buf), Reason: fmt.Sprintf("line longer than %d bytes", MaxLineBytes), Raw: clip(d.buf)}}, nil
 	}
 	return DecodeLine(d.buf, d.collection, d.line), nil
 }
@@ -265,10 +268,13 @@ func decodeLine(b []byte, collection string, lineNo int) Line {
 
 var idRE = regexp.MustCompile(`"id"\s*:\s*"([^"\\\x00-\x1f]{1,128})"`)
 
+// salvageBytes is how much of a line's start salvageID reads.
+const salvageBytes = 4096
+
 // salvageID finds the item id in a line that is not valid JSON, so the quarantine can name the
 // item and a later valid change of it can clear the entry. It returns "" when none is found.
 func salvageID(b []byte) string {
-	if m := idRE.FindSubmatch(b[:min(len(b), 4096)]); m != nil {
+	if m := idRE.FindSubmatch(b[:min(len(b), salvageBytes)]); m != nil {
 		return string(m[1])
 	}
 	return ""

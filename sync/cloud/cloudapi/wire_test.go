@@ -53,6 +53,11 @@ func TestDecoderTruncatedAndOversized(t *testing.T) {
 	if err != nil || l.Malformed == nil || !strings.Contains(l.Malformed.Reason, "longer than") {
 		t.Fatalf("oversized line: %+v %v", l, err)
 	}
+	// The item keeps its id, so a re-snapshot counts it as mentioned, and the raw bytes are
+	// the line's start.
+	if l.Malformed.ID != "P1" || !strings.HasPrefix(string(l.Malformed.Raw), `{"collection":"products","id":"P1"`) {
+		t.Fatalf("oversized line: id %q, raw %.60q", l.Malformed.ID, l.Malformed.Raw)
+	}
 	if l, err := d.Next(); err != nil || l.End == nil {
 		t.Fatalf("line after the oversized one: %+v %v", l, err)
 	}
