@@ -9,6 +9,7 @@ package outbox
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -150,12 +151,38 @@ func (w *Worker) Drain(ctx context.Context) (int, error) {
 		if err != nil || len(entries) == 0 {
 			return settled, err
 		}
-		n, err := w.upload(ctx, entries)
+		n, err := w.upload(ctx, entries[:fitBytes(entries, MaxBatchBytes)])
 		settled += n
 		if err != nil {
 			return settled, err
 		}
 	}
+}
+
+// MaxBatchBytes is the most an upload batch may weigh (docs/cloud-api.md): the entries that
+// would take a batch over it wait for the next one.
+const MaxBatchBytes = 4 << 20
+
+// fitBytes returns how many of entries, from the first, fit in a batch of at most limit bytes as
+// the client encodes it; at least one.
+func fitBytes(entries []storage.OutboxEntry, limit int) int {
+	total := len(`{"events":[]}`)
+	for i, e := range entries {
+		b, err := json.Marshal(event(e))
+		if err != nil {
+			return max(i, 1) // the client will say what is wrong with it
+		}
+		total += len(b) + 1 // and a comma
+		if total > limit && i > 0 {
+			return i
+		}
+	}
+	return len(entries)
+}
+
+// event is the upload form of an outbox entry.
+func event(e storage.OutboxEntry) cloudapi.Event {
+	return cloudapi.Event{Key: e.Key, Type: e.Type, At: e.At.UTC().Format(time.RFC3339Nano), Data: e.Data}
 }
 
 // upload sends one batch and records the answer. A batch the cloud refuses as a whole for good
@@ -164,7 +191,7 @@ func (w *Worker) upload(ctx context.Context, entries []storage.OutboxEntry) (int
 	events := make([]cloudapi.Event, len(entries))
 	keys := make([]string, len(entries))
 	for i, e := range entries {
-		events[i] = cloudapi.Event{Key: e.Key, Type: e.Type, At: e.At.UTC().Format(time.RFC3339Nano), Data: e.Data}
+		events[i] = event(e)
 		keys[i] = e.Key
 	}
 	resp, err := w.o.Cloud.Upload(ctx, events)

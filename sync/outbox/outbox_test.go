@@ -186,3 +186,50 @@ func TestRejectedEntriesAreSetAside(t *testing.T) {
 		})
 	}
 }
+
+// sizingCloud accepts every event and records the size of each batch as the client sends it.
+type sizingCloud struct{ sizes []int }
+
+func (c *sizingCloud) Upload(_ context.Context, events []cloudapi.Event) (cloudapi.UploadResponse, error) {
+	b, err := json.Marshal(cloudapi.UploadRequest{Events: events})
+	if err != nil {
+		return cloudapi.UploadResponse{}, err
+	}
+	c.sizes = append(c.sizes, len(b))
+	var r cloudapi.UploadResponse
+	for _, e := range events {
+		r.Accepted = append(r.Accepted, e.Key)
+	}
+	return r, nil
+}
+
+// Large orders go in batches of at most 4 MiB (cloud-api.md), not in one batch the cloud
+// would refuse with 413.
+func TestBatchesStayUnderFourMiB(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	lines := make([]orders.Line, 200)
+	for i := range lines {
+		lines[i] = orders.Line{ProductID: fmt.Sprint("P", i), Name: strings.Repeat("é", 100) + "<&>", Quantity: 1, UnitPrice: 100, LineTotal: 100}
+	}
+	const n = 90 // about 5.4 MB in all, in a default batch of 100
+	for i := 0; i < n; i++ {
+		o := orders.Order{Source: orders.SourceLAN, DeviceID: "pos", Status: orders.StatusNew, Currency: "EUR", Lines: lines, Total: 20000}
+		if _, _, err := db.CreateOrder(ctx, storage.NewOrder{Order: o, IdempotencyKey: fmt.Sprint(i), RequestHash: "h"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := &sizingCloud{}
+	w := New(Options{DB: db, Cloud: c})
+	if settled, err := w.Drain(ctx); err != nil || settled != n {
+		t.Fatalf("drain: %d %v", settled, err)
+	}
+	if len(c.sizes) < 2 {
+		t.Fatalf("batches of %v bytes: the test's orders should need more than one", c.sizes)
+	}
+	for _, size := range c.sizes {
+		if size > MaxBatchBytes {
+			t.Errorf("a batch of %d bytes, over %d", size, MaxBatchBytes)
+		}
+	}
+}
