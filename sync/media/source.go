@@ -248,17 +248,20 @@ func orDefault(s, def string) string {
 	return s
 }
 
-// sasExpiry reads the se= (signed expiry) of a SAS URL; zero when absent.
+// sasExpiry reads the se= (signed expiry) of a SAS URL, in any of the ISO 8601 forms Azure
+// takes (a date, a time to the minute, or to the second); zero when absent or unreadable.
 func sasExpiry(raw string) time.Time {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return time.Time{}
 	}
-	t, err := time.Parse(time.RFC3339, u.Query().Get("se"))
-	if err != nil {
-		return time.Time{}
+	se := u.Query().Get("se")
+	for _, layout := range []string{time.RFC3339, "2006-01-02T15:04Z07:00", time.DateOnly} {
+		if t, err := time.Parse(layout, se); err == nil {
+			return t
+		}
 	}
-	return t
+	return time.Time{}
 }
 
 // redactSAS hides the query of any URL in s (the SAS token), and the value of any signature,

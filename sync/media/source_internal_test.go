@@ -34,6 +34,15 @@ func TestSASExpiry(t *testing.T) {
 	if got := sasExpiry(u); !got.Equal(time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)) {
 		t.Errorf("sasExpiry = %v", got)
 	}
+	// Azure also takes the time to the minute, or a date alone.
+	for se, want := range map[string]time.Time{
+		"2026-12-02T10%3A15Z": time.Date(2026, 12, 2, 10, 15, 0, 0, time.UTC),
+		"2026-12-02":          time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC),
+	} {
+		if got := sasExpiry("https://a/media?sr=c&se=" + se + "&sig=x"); !got.Equal(want) {
+			t.Errorf("se=%s: sasExpiry = %v, want %v", se, got, want)
+		}
+	}
 	if got := sasExpiry("https://a/media?sig=x"); !got.IsZero() {
 		t.Errorf("no se: %v", got)
 	}
