@@ -63,7 +63,7 @@ func (s *scanner) str() ([]byte, bool) {
 		case c == '"':
 			v := s.b[start:s.i]
 			s.i++
-			// encoding/json would replace invalid UTF-8 with U+FFFD; leave that to it.
+			// Invalid UTF-8: the slow path quarantines the line.
 			if !ascii && !utf8.Valid(v) {
 				return nil, false
 			}

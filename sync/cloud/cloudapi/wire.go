@@ -218,6 +218,10 @@ func decodeLine(b []byte, collection string, lineNo int) Line {
 	bad := func(id, format string, args ...any) Line {
 		return Line{Malformed: &MalformedError{Line: lineNo, ID: id, Reason: fmt.Sprintf(format, args...), Raw: clip(b)}}
 	}
+	if !utf8.Valid(b) {
+		// encoding/json would put U+FFFD in place of the bytes: a text changed in silence.
+		return bad(salvageID(b), "not valid UTF-8")
+	}
 	var h lineHead
 	if err := json.Unmarshal(b, &h); err != nil {
 		return bad(salvageID(b), "not a JSON object: %v", err)

@@ -75,6 +75,7 @@ func TestDecodeLineRules(t *testing.T) {
 		{Products, `{"collection":"products","id":"","op":"delete","rev":1}`, "id is missing"},
 		{Products, `{"collection":"products","id":"P\u0001","op":"delete","rev":1}`, "control"},
 		{Products, `{"collection":"products","id":"P\u0085","op":"delete","rev":1}`, "control"},
+		{Products, "{\"collection\":\"products\",\"id\":\"P1\",\"op\":\"upsert\",\"rev\":1,\"doc\":{\"id\":\"P1\",\"name\":\"T\xffa\"}}", "UTF-8"},
 		{Products, `{"end":{"cursor":"","count":0}}`, "cursor"},
 		{Products, `{"end":{"cursor":"c","count":10001}}`, "count"},
 	} {
