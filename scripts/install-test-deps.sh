@@ -148,6 +148,19 @@ ensure_node() {
 		apt_install nodejs npm
 		SUMMARY+=("node: installed nodejs npm")
 	fi
+	# The pinned tools (Azurite 3.35, @redocly/cli 2.77) want Node.js 20.19+ or 22.12+; Debian 12's
+	# own nodejs is 18. Say so plainly rather than let a test fail later.
+	local v
+	v=$(node -p 'process.versions.node')
+	if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 22 || (a === 22 && b >= 12) || (a === 20 && b >= 19) ? 0 : 1)'; then
+		echo "install-test-deps: Node.js $v does not suit the test tools: they need 20.19 or later in the 20 line, or 22.12 or later (install one and run again)" >&2
+		exit 1
+	fi
+}
+
+# cgo, for go test -race: a C compiler (Debian installs the C library's headers with it).
+ensure_cgo() {
+	ensure_debian cgo gcc:gcc
 }
 
 # npm_ci_tool installs the npm packages of tools/<name>, pinned in its
@@ -270,6 +283,7 @@ ensure_prometheus() {
 }
 
 main() {
+	ensure_cgo
 	ensure_proxies
 	ensure_bench
 	ensure_net
