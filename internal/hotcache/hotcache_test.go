@@ -238,8 +238,17 @@ func TestArenaIsAFileThatLeavesNoTrace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	value := bytes.Repeat([]byte{1}, 1000)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
 	for i := range 20000 {
-		c.PutIf(c.Gen(), []byte("k"+strconv.Itoa(i)), bytes.Repeat([]byte{1}, 1000))
+		c.PutIf(c.Gen(), []byte("k"+strconv.Itoa(i)), value)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if grew := int64(after.HeapInuse) - int64(before.HeapInuse); grew > 4<<20 {
+		t.Errorf("the Go heap grew by %d bytes for 20 MB of records", grew)
 	}
 	if runtime.GOOS != "windows" {
 		if names, _ := os.ReadDir(dir); len(names) != 0 {
