@@ -164,13 +164,15 @@ ensure_cgo() {
 }
 
 # npm_ci_tool installs the npm packages of tools/<name>, pinned in its
-# package-lock.json. `npm ci` runs only when node_modules is missing or older
-# than the lock file.
+# package-lock.json. `npm ci` runs unless node_modules holds the stamp of a
+# finished install of this very lock file (its SHA-256): an install cut short
+# leaves no stamp, and is done again.
 npm_ci_tool() {
-	local name=$1 root dir
+	local name=$1 root dir sum
 	root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 	dir="$root/tools/$name"
-	if [[ -d "$dir/node_modules" && ! "$dir/package-lock.json" -nt "$dir/node_modules" ]]; then
+	sum=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+	if [[ "$(cat "$dir/node_modules/.installed-lock" 2>/dev/null)" == "$sum" ]]; then
 		SUMMARY+=("$name: present")
 		return
 	fi
@@ -183,8 +185,7 @@ npm_ci_tool() {
 		exit 1
 	fi
 	rm -f "$log"
-	# npm ci keeps the lock file's mtime; mark node_modules as newer.
-	touch "$dir/node_modules"
+	echo "$sum" >"$dir/node_modules/.installed-lock"
 	SUMMARY+=("$name: installed tools/$name")
 }
 
@@ -212,15 +213,16 @@ ensure_packaging() {
 
 # Azure Blob storage for the media tests and benchmarks: Azurite, Microsoft's emulator, from
 # npm into the project-local, gitignored .cache/azurite (tools/testenv.AzuriteDir). Pinned:
-# 3.36 and later need Node 21+. Installed again only when the version there is not the pinned
-# one.
+# 3.36 and later need Node 21+. Installed again unless a finished install of the pinned
+# version is stamped there.
 AZURITE_VERSION=3.35.0
 ensure_azurite() {
 	ensure_node
 	local root dir have
 	root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 	dir="$root/.cache/azurite"
-	have=$(node -p "require('$dir/node_modules/azurite/package.json').version" 2>/dev/null || true)
+	# The stamp is written once npm has finished: an install cut short is done again.
+	have=$(cat "$dir/.installed" 2>/dev/null || true)
 	if [[ "$have" == "$AZURITE_VERSION" ]]; then
 		SUMMARY+=("azurite: present")
 		return
@@ -235,6 +237,7 @@ ensure_azurite() {
 		exit 1
 	fi
 	rm -f "$log"
+	echo "$AZURITE_VERSION" >"$dir/.installed"
 	SUMMARY+=("azurite: installed $AZURITE_VERSION")
 }
 
