@@ -1,0 +1,68 @@
+package server
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"testing"
+)
+
+// FuzzQueryParams feeds arbitrary query strings and Last-Event-ID headers, as any device may
+// send them, to the parameter readers: never a panic, every refusal a bad-parameter problem,
+// and whatever is accepted within its documented range.
+func FuzzQueryParams(f *testing.F) {
+	for _, s := range []string{"", "limit=10&since=5", "limit=0", "limit=1001", "since=-1", "epoch=0123456789abcdef",
+		"collections=products,prices,products", "collections=", "q=tea&cursor=20", "q=%20&cursor=x", "types=order.created,order.updated",
+		"after=12", "after=-3", "types=", "q=" + string(make([]byte, 300))} {
+		f.Add(s, "")
+	}
+	f.Add("after=1", "7")
+	f.Add("", "x")
+	f.Fuzz(func(t *testing.T, raw, lastEventID string) {
+		q, err := url.ParseQuery(raw)
+		if err != nil {
+			return
+		}
+		bad := func(what string, err error) {
+			var ae *apiError
+			if !errors.As(err, &ae) || ae.typ != probBadParameter {
+				t.Fatalf("%s: %v is not a bad-parameter problem", what, err)
+			}
+		}
+		if n, err := limitParam(q); err != nil {
+			bad("limit", err)
+		} else if n < 1 || n > maxLimit {
+			t.Fatalf("limit %d accepted", n)
+		}
+		if n, err := sinceParam(q); err != nil {
+			bad("since", err)
+		} else if n < 0 {
+			t.Fatalf("since %d accepted", n)
+		}
+		if _, err := epochParam(q); err != nil {
+			bad("epoch", err)
+		}
+		if cs, err := collectionsParam(q); err != nil {
+			bad("collections", err)
+		} else if len(cs) == 0 {
+			t.Fatal("no collection accepted")
+		}
+		if _, n, err := searchParams(q); err != nil {
+			bad("search", err)
+		} else if n < 0 || n > maxSearchSkip {
+			t.Fatalf("cursor %d accepted", n)
+		}
+		if _, err := eventTypes(q.Get("types")); err != nil {
+			bad("types", err)
+		}
+		r := &http.Request{Header: http.Header{}, URL: &url.URL{RawQuery: raw}}
+		if lastEventID != "" {
+			r.Header.Set("Last-Event-ID", lastEventID)
+		}
+		if n, err := eventCursor(r); err != nil {
+			bad("cursor", err)
+		} else if n < 0 {
+			t.Fatalf("event id %d accepted", n)
+		}
+	})
+}
