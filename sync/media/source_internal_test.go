@@ -1,6 +1,7 @@
 package media
 
 import (
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -67,6 +68,28 @@ func FuzzRedactSAS(f *testing.F) {
 					t.Fatalf("%q -> %q: %s not followed by the redaction", s, out, key)
 				}
 			}
+		}
+	})
+}
+
+// FuzzSASExpiry reads the se= of arbitrary container URLs, as the cloud's configuration or a
+// shop's own setting gives them: never a panic, and an expiry read is the one the URL says.
+func FuzzSASExpiry(f *testing.F) {
+	for _, s := range []string{"https://a.blob.core.windows.net/media?se=2026-12-02T10%3A00%3A00Z&sig=x",
+		"https://a/m?se=2026-12-02", "https://a/m?se=2026-12-02T10:15Z", "https://a/m?se=x", "%zz", "https://a/m?se=2026-13-40"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		got := sasExpiry(raw)
+		if got.IsZero() {
+			return
+		}
+		u, err := url.Parse(raw)
+		if err != nil {
+			t.Fatalf("an expiry %v from a URL that does not parse", got)
+		}
+		if se := u.Query().Get("se"); len(se) < len("2006-01-02") || got.Format(time.DateOnly) != se[:10] {
+			t.Fatalf("se=%q read as %v", se, got)
 		}
 	})
 }
