@@ -32,6 +32,8 @@ const (
 	listenEnv   = "STOREEDGE_DISCOVERY_LISTEN"   // how long "listen" listens, default 2.5s
 	// listenReadyEnv makes "listen" print "listening" once its socket is bound.
 	listenReadyEnv = "STOREEDGE_DISCOVERY_LISTEN_READY"
+	// The server says "registered again" once its mDNS service is registered anew.
+	reregisteredEnv = "STOREEDGE_DISCOVERY_REREGISTERED"
 )
 
 func TestMain(m *testing.M) {
@@ -76,6 +78,18 @@ func helper(role string) int {
 			time.Sleep(10 * time.Millisecond)
 		}
 		fmt.Println("ready")
+		if os.Getenv(reregisteredEnv) != "" {
+			go func() { // tell the test when the mDNS service has been registered again
+				first := m.Status().RegisteredAt
+				for m.Status().RegisteredAt.Equal(first) {
+					if ctx.Err() != nil {
+						return
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+				fmt.Println("registered again")
+			}()
+		}
 		go func() { // tell the test when the first hello has been recorded
 			for udp.Status().Hellos == 0 {
 				if ctx.Err() != nil {
@@ -277,7 +291,7 @@ func TestDeviceFindsServerAcrossNamespaces(t *testing.T) {
 // service is registered again.
 func TestAnnouncesWhenAddressesChange(t *testing.T) {
 	srvNS, devNS := testenv.NetNSPair(t)
-	srv := startHelper(t, srvNS, "server", announceEnv+"=1h")
+	srv := startHelper(t, srvNS, "server", announceEnv+"=1h", reregisteredEnv+"=1")
 	if l := srv.line(t); l != "ready" {
 		t.Fatalf("server: %q", l)
 	}
@@ -305,6 +319,11 @@ func TestAnnouncesWhenAddressesChange(t *testing.T) {
 		t.Errorf("announcements after the change carry %v, want one for %s", urls, added.Addr())
 	}
 
+	// The mDNS service is registered again after the change; its registration may end after
+	// the UDP announcements went out.
+	if l := srv.line(t); l != "registered again" {
+		t.Fatalf("server: %q, want the mDNS service registered again", l)
+	}
 	srv.cmd.Process.Signal(syscall.SIGTERM)
 	var final struct{ MDNS MDNSStatus }
 	if err := json.Unmarshal([]byte(srv.line(t)), &final); err != nil {
