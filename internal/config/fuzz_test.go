@@ -77,3 +77,37 @@ func revealedSecrets(c Config) []string {
 	}
 	return sets
 }
+
+// FuzzLoadOverrides feeds arbitrary --set arguments and STOREEDGE_ environment variables: Load
+// never panics, never shows the store key in an error unless the input held it, and what it
+// accepts keeps the store key from the environment and passes its own validation again.
+func FuzzLoadOverrides(f *testing.F) {
+	for _, s := range [][2]string{
+		{"cloud.page_size=500", "STOREEDGE_LAN_BIND=127.0.0.1"},
+		{"lan.services.catalog=0", "STOREEDGE_CLOUD_POLL_INTERVAL=1m"},
+		{"media.max_bandwidth=1e9", "STOREEDGE_MEDIA_ENABLED=maybe"},
+		{"wan.proxy=http://u:p@proxy:3128", "STOREEDGE_NOPE=1"},
+		{"=", "STOREEDGE_="},
+		{"cloud.url", "STOREEDGE_SHOP_ID=" + strings.Repeat("é", 65)},
+	} {
+		f.Add(s[0], s[1])
+	}
+	const storeKey = "fuzz-store-key-value"
+	f.Fuzz(func(t *testing.T, set, env string) {
+		vars := []string{"STOREEDGE_CLOUD_STORE_KEY=" + storeKey, env}
+		c, err := Load("", vars, []string{set})
+		if err != nil {
+			if !strings.Contains(set+env, storeKey) && strings.Contains(err.Error(), storeKey) {
+				t.Fatalf("error shows the store key: %v", err)
+			}
+			return
+		}
+		if !strings.HasPrefix(env, "STOREEDGE_CLOUD_STORE_KEY=") && !strings.HasPrefix(set, "cloud.store_key=") &&
+			c.Cloud.StoreKey.Reveal() != storeKey {
+			t.Fatalf("the store key changed to %q", c.Cloud.StoreKey.Reveal())
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("accepted, then refused by Validate: %v", err)
+		}
+	})
+}
