@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
@@ -56,7 +57,12 @@ type Options struct {
 	TestMode          bool // every order stored is a test order
 	MinBackoff        time.Duration
 	MaxBackoff        time.Duration
-	Logger            *slog.Logger
+	// LocalFailureBackoff is the first pause in receiving after an order could not be stored
+	// (database busy, disk full); the pauses double up to a minute while it goes on, so that
+	// the abandoned message is not redelivered at once and dead-lettered by Service Bus after
+	// its maximum delivery count. 0: one second.
+	LocalFailureBackoff time.Duration
+	Logger              *slog.Logger
 	// Stored, when set, is called after a new order is stored and its message completed (to
 	// push it to devices).
 	Stored func(orders.Order)
@@ -100,6 +106,9 @@ func NewReceiver(o Options) *Receiver {
 	}
 	if o.MaxBackoff <= 0 {
 		o.MaxBackoff = 2 * time.Minute
+	}
+	if o.LocalFailureBackoff <= 0 {
+		o.LocalFailureBackoff = time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -177,17 +186,35 @@ func (r *Receiver) session(ctx context.Context) (progressed bool, err error) {
 	}
 	r.update(func(s *Status) { s.State, s.LastError = LinkConnected, "" })
 	r.log.Info("servicebus: receiving orders", slog.String("queue", r.o.Queue))
+	pause := backoff.New(r.o.LocalFailureBackoff, max(r.o.LocalFailureBackoff, time.Minute))
 	for {
 		msgs, err := rcv.ReceiveMessages(ctx, r.o.MaxConcurrent, nil)
 		if err != nil {
 			return progressed, fmt.Errorf("servicebus: receive: %w", err)
 		}
 		var g errgroup.Group
+		var failed atomic.Bool
 		for _, m := range msgs {
-			g.Go(func() error { r.handle(ctx, rcv, m); return nil })
+			g.Go(func() error {
+				if !r.handle(ctx, rcv, m) {
+					failed.Store(true)
+				}
+				return nil
+			})
 		}
 		g.Wait()
 		progressed = progressed || len(msgs) > 0
+		if !failed.Load() {
+			pause.Reset()
+			continue
+		}
+		// Each delivery of an abandoned message counts towards Service Bus's maximum: wait
+		// before asking again, longer while the failure lasts.
+		wait := pause.Next(0)
+		r.log.Warn("servicebus: orders could not be stored; receiving again after a pause", slog.Duration("retry_in", wait))
+		if err := backoff.Sleep(ctx, wait); err != nil {
+			return progressed, err
+		}
 	}
 }
 
@@ -283,8 +310,8 @@ func settleContext(ctx context.Context) (context.Context, context.CancelFunc) {
 
 // handle stores one message's order, then settles the message: complete when stored (or stored
 // before), dead-letter when invalid or in conflict with an order stored before, abandon when the
-// shop could not store it.
-func (r *Receiver) handle(ctx context.Context, rcv *azservicebus.Receiver, m *azservicebus.ReceivedMessage) {
+// shop could not store it. It returns false in that last case only.
+func (r *Receiver) handle(ctx context.Context, rcv *azservicebus.Receiver, m *azservicebus.ReceivedMessage) (stored bool) {
 	r.update(func(s *Status) { s.Received++ })
 	log := r.log.With(slog.String("message_id", m.MessageID), slog.Int("delivery", int(m.DeliveryCount)))
 	p, err := Decode(m.Body)
@@ -296,7 +323,7 @@ func (r *Receiver) handle(ctx context.Context, rcv *azservicebus.Receiver, m *az
 		r.deadLetter(ctx, rcv, m, deadLetterReason, inv.Reason, func(desc string) {
 			log.Warn("servicebus: invalid order dead-lettered", slog.String("reason", desc))
 		})
-		return
+		return true
 	}
 	o, created, err := r.store(ctx, rcv, m, p, log)
 	var conflict *storage.ServiceBusConflict
@@ -306,7 +333,7 @@ func (r *Receiver) handle(ctx context.Context, rcv *azservicebus.Receiver, m *az
 			log.Error("servicebus: order in conflict with one stored before dead-lettered; see the queue's dead-letter queue",
 				slog.String("reason", reason), slog.String("description", desc), slog.String("external_id", p.OrderID))
 		})
-		return
+		return true
 	}
 	sctx, cancel := settleContext(ctx)
 	defer cancel()
@@ -316,7 +343,7 @@ func (r *Receiver) handle(ctx context.Context, rcv *azservicebus.Receiver, m *az
 		}
 		r.update(func(s *Status) { s.Abandoned++ })
 		log.Error("servicebus: order not stored; message abandoned for redelivery", slog.Any("error", err))
-		return
+		return false
 	}
 	if err := rcv.CompleteMessage(sctx, m, nil); err != nil {
 		// Stored already: the redelivery will be recognised by its message id and completed then.
@@ -333,12 +360,13 @@ func (r *Receiver) handle(ctx context.Context, rcv *azservicebus.Receiver, m *az
 	})
 	if !created {
 		log.Info("servicebus: order stored before; message completed", slog.String("order_id", o.ID), slog.String("external_id", o.ExternalID))
-		return
+		return true
 	}
 	log.Info("servicebus: order stored", slog.String("order_id", o.ID), slog.String("external_id", o.ExternalID))
 	if r.o.Stored != nil {
 		r.o.Stored(o)
 	}
+	return true
 }
 
 // store stores the order of a message, renewing the message's lock while that takes long (a busy

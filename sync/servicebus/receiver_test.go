@@ -2,6 +2,7 @@ package servicebus
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -259,5 +260,40 @@ func TestReceiverOverWebSocketsThroughProxy(t *testing.T) {
 	b, _ := os.ReadFile(proxyLog)
 	if !strings.Contains(string(b), "CONNECT 127.0.0.1:") {
 		t.Fatal("the proxy saw no tunnel: the receiver did not go through the WAN dialer")
+	}
+}
+
+// An order that cannot be stored for a second (disk full, say) is abandoned, and receiving
+// pauses with a growing backoff (here from 200 ms): the message is not delivered again at once,
+// five times within the second, until Service Bus dead-letters it for its delivery count; it is
+// stored once the failure ends.
+func TestLocalFailurePausesReceiving(t *testing.T) {
+	rg := newRig(t, testenv.SBPeerOptions{MaxDeliveryCount: 5}, Options{LocalFailureBackoff: 200 * time.Millisecond})
+	raw, err := sql.Open("sqlite", rg.db.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if _, err := raw.Exec(`CREATE TRIGGER disk_full BEFORE INSERT ON orders BEGIN SELECT RAISE(ABORT, 'disk full'); END`); err != nil {
+		t.Fatal(err)
+	}
+	rg.peer.Send(t, queue, testenv.SBMessage{MessageID: "m-1", Body: order("web-1", 500), ContentType: "application/json"})
+	deadline := time.Now().Add(30 * time.Second)
+	for rg.r.Status().Abandoned < 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("status %+v, want the first delivery abandoned", rg.r.Status())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // the failure lasts a second from the first abandoned delivery
+	if _, err := raw.Exec(`DROP TRIGGER disk_full`); err != nil {
+		t.Fatal(err)
+	}
+	rg.peer.WaitStats(t, queue, 30*time.Second, func(s testenv.SBQueueStats) bool { return s.Completed == 1 || s.DeadLettered > 0 })
+	if s := rg.peer.Stats(t, queue); s.Completed != 1 || s.DeadLettered != 0 {
+		t.Fatalf("queue %+v: want the order completed, not dead-lettered", s)
+	}
+	if got := rg.orders(t); len(got) != 1 || got[0].ExternalID != "web-1" {
+		t.Fatalf("orders %+v", got)
 	}
 }
