@@ -56,7 +56,13 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 	defer gather.Stop()
 	var flushed time.Time
 	ctx := r.Context()
+	token, _ := bearer(r)
 	for {
+		// A device revoked while its stream is open gets nothing more: the credential is checked
+		// again before every write, as every request checks it.
+		if _, err := s.o.Devices.Authenticate(token); err != nil {
+			return nil
+		}
 		changed := s.o.DB.EventsChanged() // before reading, so no event slips between read and wait
 		events, err := s.o.DB.EventsAfter(ctx, after, eventBatch)
 		if err != nil {

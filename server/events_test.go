@@ -153,3 +153,41 @@ func TestEventStreamEndsOnShutdown(t *testing.T) {
 		t.Fatalf("shutdown waited %v for the open stream", waited)
 	}
 }
+
+// A device revoked while its event stream is open gets no event after the revocation: the
+// stream ends, and reconnecting is refused.
+func TestRevokedDeviceStreamEnds(t *testing.T) {
+	f := newFixture(t)
+	ts := httptest.NewServer(f.h)
+	defer ts.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	lost := f.device(t, "lost tablet")
+	first := newOrder(t, f, "k1")
+	c := openSSE(t, ctx, ts.URL+"/api/v1/events", "", lost.Token)
+	if e := c.next(t); !strings.Contains(e.data, first.ID) {
+		t.Fatalf("before the revocation: %+v", e)
+	}
+	if _, err := f.dm.Revoke(ctx, lost.DeviceID); err != nil {
+		t.Fatal(err)
+	}
+	after := newOrder(t, f, "k2")
+	for c.sc.Scan() {
+		if strings.Contains(c.sc.Text(), after.ID) {
+			t.Fatalf("the revoked device's stream carried the order made after the revocation: %s", c.sc.Text())
+		}
+	}
+	if err := c.sc.Err(); err != nil {
+		t.Fatalf("the stream did not end cleanly: %v", err)
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, ts.URL+"/api/v1/events", nil)
+	req.Header.Set("Authorization", "Bearer "+lost.Token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("reconnecting after the revocation: %s", resp.Status)
+	}
+}
