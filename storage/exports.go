@@ -515,7 +515,8 @@ func StockAdjustmentKey(sha256 string, row int) string {
 // applied = false.
 func (db *DB) RecordStockImport(ctx context.Context, name, sha256 string, size int64, levels []StockLevel) (imp StockImport, applied bool, err error) {
 	now := time.Now()
-	err = db.write(ctx, func(tx *sql.Tx) error {
+	// The file is moved to done/ once recorded: the record must survive a power cut.
+	err = db.writeDurable(ctx, nil, func(tx *sql.Tx) error {
 		imp, err = stockImportBySHA(ctx, tx, sha256)
 		if err == nil {
 			return nil

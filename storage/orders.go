@@ -91,7 +91,11 @@ type OutboxEntry struct {
 func (db *DB) CreateOrder(ctx context.Context, n NewOrder) (o orders.Order, created bool, err error) {
 	now := time.Now()
 	var made []Event
-	err = db.writeEvents(ctx, &made, func(tx *sql.Tx) error {
+	write := db.writeEvents
+	if n.MessageID != "" {
+		write = db.writeDurable // the message is completed, and so gone from the queue, once stored
+	}
+	err = write(ctx, &made, func(tx *sql.Tx) error {
 		existing, err := madeBefore(ctx, tx, n)
 		if err != nil {
 			return err

@@ -188,3 +188,38 @@ func TestServiceBusMigrationKeepsEarlierDuplicates(t *testing.T) {
 		}
 	}
 }
+
+// A durable write commits with synchronous FULL (the WAL synced before the commit returns), so
+// a power cut right after cannot undo what was acknowledged on it; the writer then goes back to
+// NORMAL for everything else.
+func TestDurableWriteWaitsForTheDisk(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t)
+	const normal, full = 1, 2
+	mode := func(q interface {
+		QueryRowContext(context.Context, string, ...any) *sql.Row
+	}) int {
+		t.Helper()
+		var n int
+		if err := q.QueryRowContext(ctx, `PRAGMA synchronous`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if got := mode(db.w); got != normal {
+		t.Fatalf("at open: synchronous %d, want NORMAL", got)
+	}
+	var during int
+	if err := db.writeDurable(ctx, nil, func(tx *sql.Tx) error { during = mode(tx); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if during != full || mode(db.w) != normal {
+		t.Fatalf("synchronous %d during a durable write and %d after, want FULL then NORMAL", during, mode(db.w))
+	}
+	if _, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("pos-1"), MessageID: "m-1", Fingerprint: "f"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := mode(db.w); got != normal {
+		t.Fatalf("after a Service Bus order: synchronous %d, want NORMAL", got)
+	}
+}
