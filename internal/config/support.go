@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -69,6 +70,10 @@ func ParseSupportKey(s string) (ed25519.PublicKey, error) {
 	return k, nil
 }
 
+// rfc8032TestKey is the public key of RFC 8032's first Ed25519 test vector, in hexadecimal: the
+// worked example of docs/remote-support.md signs with it, and its private key is published.
+const rfc8032TestKey = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
+
 // maxSupportKeyLen bounds support.servicebus.public_key; an Ed25519 key's DER is 60 characters.
 const maxSupportKeyLen = 256
 
@@ -94,8 +99,12 @@ func (v *validator) support(s SupportServiceBus, shop Shop) {
 	case len(k) > maxSupportKeyLen:
 		v.add(p+"public_key", quote(truncate(k, 40)), fmt.Sprintf("longer than %d characters; want an Ed25519 public key in base64", maxSupportKeyLen))
 	case k != "":
-		if _, err := ParseSupportKey(k); err != nil {
+		pub, err := ParseSupportKey(k)
+		switch {
+		case err != nil:
 			v.add(p+"public_key", quote(k), err.Error()+`; want an Ed25519 public key in base64: its 32 bytes, or the line between "BEGIN PUBLIC KEY" and "END PUBLIC KEY" of openssl pkey -pubout`)
+		case hex.EncodeToString(pub) == rfc8032TestKey:
+			v.add(p+"public_key", quote(k), "the test key of RFC 8032 used in remote-support.md's worked example, whose private key is published: anyone could sign requests; want the vendor's key")
 		}
 	}
 	v.transport(p+"transport", s.Transport)

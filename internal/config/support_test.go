@@ -85,6 +85,9 @@ func TestSupportRejects(t *testing.T) {
 			`support.servicebus.public_key: "` + raw[:40] + `": neither the 32 bytes of an Ed25519 key nor a public key's DER (30 bytes); want`},
 		{"not an Ed25519 key", func(c *Config) { c.Support.ServiceBus.PublicKey = rsaDER },
 			`support.servicebus.public_key: "` + rsaDER + `": neither the 32 bytes`},
+		{"the worked example's key", func(c *Config) {
+			c.Support.ServiceBus.PublicKey = "MCowBQYDK2VwAyEA11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="
+		}, `support.servicebus.public_key: "MCowBQYDK2VwAyEA11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=": the test key of RFC 8032`},
 		{"one queue for both", func(c *Config) { c.Support.ServiceBus.ReplyQueue = "Support-Lyon-01" },
 			`support.servicebus.reply_queue: "Support-Lyon-01": same queue as support.servicebus.queue; answers need a queue of their own`},
 		{"a queue name with a space", func(c *Config) { c.Support.ServiceBus.Queue = "support lyon" },
