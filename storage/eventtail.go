@@ -92,7 +92,7 @@ func (db *DB) writeEvents(ctx context.Context, made *[]Event, f func(*sql.Tx) er
 // transaction, about a third of a millisecond here): for what storeedge acknowledges to a peer
 // that then drops its own copy (a Service Bus message completed, a stock file moved to done/),
 // so that a power cut right after cannot lose it. Other commits are synchronous NORMAL: a power
-// cut may undo the last seconds of them, a crash of the process nothing (docs/operations.md).
+// cut may undo the last seconds of them, a crash of the process nothing (docs/architecture.md).
 func (db *DB) writeDurable(ctx context.Context, made *[]Event, f func(*sql.Tx) error) error {
 	db.wmu.Lock()
 	defer db.wmu.Unlock()

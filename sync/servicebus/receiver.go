@@ -310,8 +310,8 @@ func settleContext(ctx context.Context) (context.Context, context.CancelFunc) {
 
 // handle stores one message's order, then settles the message: complete when stored (or stored
 // before), dead-letter when invalid or in conflict with an order stored before, abandon when the
-// shop could not store it. It returns false in that last case only.
-func (r *Receiver) handle(ctx context.Context, rcv *azservicebus.Receiver, m *azservicebus.ReceivedMessage) (stored bool) {
+// shop could not store it. It reports whether the message was settled: false when abandoned.
+func (r *Receiver) handle(ctx context.Context, rcv *azservicebus.Receiver, m *azservicebus.ReceivedMessage) (settled bool) {
 	r.update(func(s *Status) { s.Received++ })
 	log := r.log.With(slog.String("message_id", m.MessageID), slog.Int("delivery", int(m.DeliveryCount)))
 	p, err := Decode(m.Body)
