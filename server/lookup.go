@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +10,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/storeedge/storeedge/internal/strictjson"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 )
@@ -184,55 +184,21 @@ func decodeBody(r *http.Request, v any) error {
 	// must be: the decoder would replace each bad byte with U+FFFD and store what nobody sent.
 	body, err := io.ReadAll(r.Body)
 	if err == nil {
-		if at := invalidUTF8(body); at >= 0 {
-			return refuse(probMalformedBody, fmt.Sprintf("the body is not valid UTF-8: byte 0x%02x at offset %d; JSON text must be UTF-8", body[at], at))
-		}
-		dec := json.NewDecoder(bytes.NewReader(body))
-		dec.DisallowUnknownFields()
-		err = decodeOne(dec, v)
+		err = strictjson.Decode(body, v)
 	}
 	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
+	var notUTF8 *strictjson.InvalidUTF8Error
+	switch {
+	case errors.As(err, &tooBig):
 		return refuse(probBodyTooLarge, tooLarge(tooBig.Limit))
+	case errors.As(err, &notUTF8):
+		return refuse(probMalformedBody, fmt.Sprintf("the body is not valid UTF-8: byte 0x%02x at offset %d; JSON text must be UTF-8", notUTF8.Byte, notUTF8.Offset))
 	}
 	if err != nil {
 		return refuse(probMalformedBody, decodeProblem(err))
 	}
 	return nil
 }
-
-// decodeOne decodes the one JSON value of a body, which only white space may follow.
-func decodeOne(dec *json.Decoder, v any) error {
-	err := dec.Decode(v)
-	if err == nil {
-		var syntax *json.SyntaxError
-		switch _, err = dec.Token(); {
-		case err == io.EOF:
-			return nil
-		case err == nil || errors.As(err, &syntax):
-			err = errTrailing
-		}
-	}
-	return err
-}
-
-// invalidUTF8 returns the offset of the first byte of b that is not part of valid UTF-8, or -1.
-func invalidUTF8(b []byte) int {
-	for i := 0; i < len(b); {
-		if b[i] < utf8.RuneSelf {
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRune(b[i:])
-		if r == utf8.RuneError && size == 1 {
-			return i
-		}
-		i += size
-	}
-	return -1
-}
-
-var errTrailing = errors.New("unexpected data after the JSON object")
 
 // decodeProblem says what is wrong with a body in words a device maker can act on.
 func decodeProblem(err error) string {

@@ -7,12 +7,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/storeedge/storeedge/internal/strictjson"
 	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 )
 
@@ -173,14 +173,11 @@ func checkHeader(raw []byte) error {
 // decodeClaims reads the payload, a JSON object of the fields of Request and no other.
 func decodeClaims(raw []byte) (Request, error) {
 	var r Request
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&r); err != nil {
-		return Request{}, refused(ReasonMalformed, "the payload is not a request: %s", jsonProblem(err))
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		// More is false before a stray ']' or '}', so only the end of the payload will do.
+	switch err := strictjson.Decode(raw, &r); {
+	case errors.Is(err, strictjson.ErrTrailing):
 		return Request{}, refused(ReasonMalformed, "the payload has more after its JSON object")
+	case err != nil:
+		return Request{}, refused(ReasonMalformed, "the payload is not a request: %s", jsonProblem(err))
 	}
 	var missing []string
 	for _, f := range []struct {

@@ -3,17 +3,16 @@
 package servicebus
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
 	"regexp"
 	"strings"
 	"time"
-	"unicode/utf8"
 
+	"github.com/storeedge/storeedge/internal/strictjson"
 	"github.com/storeedge/storeedge/orders"
 )
 
@@ -58,18 +57,14 @@ func Decode(body []byte) (Payload, error) {
 	if len(body) > MaxBodyBytes {
 		return bad("body of %d bytes, at most %d", len(body), MaxBodyBytes)
 	}
-	if !utf8.Valid(body) {
-		// encoding/json would store U+FFFD in place of the bytes: a name changed in silence.
-		return bad("not valid UTF-8")
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&p); err != nil {
-		return bad("not an order document: %v", strings.TrimPrefix(err.Error(), "json: "))
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		// More is false before a stray ']' or '}', so only the end of the body will do.
+	var notUTF8 *strictjson.InvalidUTF8Error
+	switch err := strictjson.Decode(body, &p); {
+	case errors.As(err, &notUTF8):
+		return bad("%v", notUTF8)
+	case errors.Is(err, strictjson.ErrTrailing):
 		return bad("data after the order document")
+	case err != nil:
+		return bad("not an order document: %v", strings.TrimPrefix(err.Error(), "json: "))
 	}
 	if !visible(p.OrderID, 128) {
 		return bad("order_id: want 1 to 128 visible characters")
