@@ -226,24 +226,26 @@ func (w *Worker) upload(ctx context.Context, entries []storage.OutboxEntry) (int
 	for _, k := range keys {
 		sent[k] = true
 	}
-	res := storage.OutboxResult{Rejected: map[string]string{}}
 	stray := 0
-	for _, k := range append(resp.Accepted, resp.Duplicate...) {
+	take := func(k string) bool { // once each
 		if !sent[k] {
 			stray++
-			continue
+			return false
 		}
-		res.Delivered = append(res.Delivered, k)
 		delete(sent, k)
+		return true
+	}
+	res := storage.OutboxResult{Rejected: map[string]string{}}
+	for _, k := range append(resp.Accepted, resp.Duplicate...) {
+		if take(k) {
+			res.Delivered = append(res.Delivered, k)
+		}
 	}
 	for _, r := range resp.Rejected {
-		if !sent[r.Key] {
-			stray++
-			continue
+		if take(r.Key) {
+			res.Rejected[r.Key] = r.Reason
+			w.log.Warn("outbox: the cloud refused an entry; set aside", slog.String("key", r.Key), slog.String("reason", r.Reason))
 		}
-		res.Rejected[r.Key] = r.Reason
-		delete(sent, r.Key)
-		w.log.Warn("outbox: the cloud refused an entry; set aside", slog.String("key", r.Key), slog.String("reason", r.Reason))
 	}
 	if stray > 0 {
 		w.log.Warn("outbox: the cloud's answer named keys that were not in the batch; ignored", slog.Int("keys", stray))
