@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -155,6 +154,7 @@ func TestBackupWhileWritingIsConsistent(t *testing.T) {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	writing := make(chan struct{})
+	applied := make(chan struct{}, 1) // a page was applied since the last receive
 	go func() {
 		defer wg.Done()
 		defer close(writing)
@@ -172,6 +172,10 @@ func TestBackupWhileWritingIsConsistent(t *testing.T) {
 			if _, err := db.ApplyPage(ctx, Page{Collection: cloudapi.Products, Changes: changes, End: cloudapi.PageEnd{Cursor: fmt.Sprint(n), Count: 10}}); err != nil {
 				t.Error(err)
 				return
+			}
+			select {
+			case applied <- struct{}{}:
+			default:
 			}
 		}
 	}()
@@ -195,17 +199,17 @@ func TestBackupWhileWritingIsConsistent(t *testing.T) {
 			t.Fatalf("backup %d holds %d products: a page was cut in two", i, n)
 		}
 		last = n
-		// The next backup is taken once the writer has applied more pages, so every backup
-		// but the first copies a database being written to.
-		for i < 4 {
-			if m, err := db.Count(ctx, cloudapi.Products); err != nil || m > n {
-				break
+		// The next backup is taken once the writer has applied a page after this one, so every
+		// backup but the first copies a database being written to.
+		if i < 4 {
+			select {
+			case <-applied: // a page applied before the drain, perhaps before the backup
+			default:
 			}
 			select {
+			case <-applied:
 			case <-writing:
 				t.Fatal("the writer stopped")
-			default:
-				runtime.Gosched()
 			}
 		}
 	}
