@@ -69,12 +69,19 @@ func newOrder(t *testing.T, f *fixture, key string) orders.Order {
 	return decodeOrder(t, f.order(t, "pos", key, `{"lines":[{"product_id":"P0002","quantity":1}]}`), http.StatusCreated).Order
 }
 
-func TestEventsResumeWithLastEventID(t *testing.T) {
+// eventsFixture is a fixture served over real connections, and a context that bounds the test.
+func eventsFixture(t *testing.T) (*fixture, *httptest.Server, context.Context) {
+	t.Helper()
 	f := newFixture(t)
 	ts := httptest.NewServer(f.h)
-	defer ts.Close()
+	t.Cleanup(ts.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
+	return f, ts, ctx
+}
+
+func TestEventsResumeWithLastEventID(t *testing.T) {
+	f, ts, ctx := eventsFixture(t)
 
 	first := newOrder(t, f, "k1")
 	newOrder(t, f, "k2")
@@ -110,11 +117,7 @@ func TestEventsResumeWithLastEventID(t *testing.T) {
 }
 
 func TestEventsFilterAndBadCursor(t *testing.T) {
-	f := newFixture(t)
-	ts := httptest.NewServer(f.h)
-	defer ts.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	f, ts, ctx := eventsFixture(t)
 	a := newOrder(t, f, "a")
 	b := newOrder(t, f, "b")
 	decodeOrder(t, f.post(t, "/api/v1/orders/"+a.ID+"/status", "application/json", `{"status":"accepted"}`), http.StatusOK)
@@ -157,11 +160,7 @@ func TestEventStreamEndsOnShutdown(t *testing.T) {
 // A device revoked while its event stream is open gets no event after the revocation: the
 // stream ends, and reconnecting is refused.
 func TestRevokedDeviceStreamEnds(t *testing.T) {
-	f := newFixture(t)
-	ts := httptest.NewServer(f.h)
-	defer ts.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	f, ts, ctx := eventsFixture(t)
 	lost := f.device(t, "lost tablet")
 	first := newOrder(t, f, "k1")
 	c := openSSE(t, ctx, ts.URL+"/api/v1/events", "", lost.Token)

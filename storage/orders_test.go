@@ -191,7 +191,9 @@ func TestServiceBusMigrationKeepsEarlierDuplicates(t *testing.T) {
 
 // A durable write commits with synchronous FULL (the WAL synced before the commit returns), so
 // a power cut right after cannot undo what was acknowledged on it; the writer then goes back to
-// NORMAL for everything else.
+// NORMAL for everything else, after a Service Bus order too. (That CreateOrder and
+// RecordStockImport take writeDurable is not observed here: the connection's mode cannot be read
+// from inside their transactions.)
 func TestDurableWriteWaitsForTheDisk(t *testing.T) {
 	ctx := context.Background()
 	db := openTest(t)
