@@ -86,14 +86,14 @@ func (a *Agent) importFile(ctx context.Context, dir, name, format string) error 
 	}
 	sum := sha256.Sum256(data)
 	sha := hex.EncodeToString(sum[:])
-	if prev, done, err := a.o.DB.StockImported(ctx, sha); err != nil {
+	if prev, done, err := a.o.DB.StockImportedLast(ctx, sha); err != nil {
 		return err
 	} else if done {
 		moved, err := moveTo(dir, DoneDir, name)
 		if err != nil {
 			return err
 		}
-		a.log.Info("backoffice: stock file already imported; not applied again", slog.String(logKeyFile, name),
+		a.log.Info("backoffice: stock file identical to the last one imported; not applied again", slog.String(logKeyFile, name),
 			slog.String("imported_as", prev.Name), slog.Time("imported_at", prev.At), slog.String("moved_to", moved))
 		return nil
 	}
@@ -107,12 +107,12 @@ func (a *Agent) importFile(ctx context.Context, dir, name, format string) error 
 	}
 	moved, err := moveTo(dir, DoneDir, name)
 	if err != nil {
-		return err // applied: the next run finds the content known and only moves the file
+		return err // applied: the next run finds it identical to the last import and only moves it
 	}
 	if applied {
 		a.log.Info("backoffice: stock file imported", slog.String(logKeyFile, name), slog.Int(logKeyRows, len(levels)), slog.String("moved_to", moved))
 	} else {
-		a.log.Info("backoffice: stock file already imported; not applied again", slog.String(logKeyFile, name),
+		a.log.Info("backoffice: stock file identical to the last one imported; not applied again", slog.String(logKeyFile, name),
 			slog.String("imported_as", imp.Name), slog.String("moved_to", moved))
 	}
 	return nil

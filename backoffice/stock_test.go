@@ -5,8 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -31,6 +33,7 @@ func stockEntries(t *testing.T, db *storage.DB) map[string]stockAdjusted {
 		t.Fatal(err)
 	}
 	out := map[string]stockAdjusted{}
+	imports := map[string]int{} // import time in the key -> its ordinal, in queue order
 	for _, e := range pending {
 		if e.Type != storage.OutboxStockAdjusted {
 			continue
@@ -39,7 +42,20 @@ func stockEntries(t *testing.T, db *storage.DB) map[string]stockAdjusted {
 		if err := json.Unmarshal(e.Data, &d); err != nil {
 			t.Fatal(err)
 		}
-		out[e.Key] = d
+		// The documented key: stock:<sha256>:<import time, Unix ms>:<row>. The map is keyed by
+		// the key with the time replaced by the import's ordinal (i1, i2…), which a test can
+		// write down.
+		parts := strings.Split(e.Key, ":")
+		if len(parts) != 4 || parts[0] != "stock" || parts[1] != d.SHA256 || parts[3] != strconv.Itoa(d.Row) {
+			t.Fatalf("key %q does not match its data %+v", e.Key, d)
+		}
+		if _, err := strconv.ParseInt(parts[2], 10, 64); err != nil {
+			t.Fatalf("key %q: the import time is not a number", e.Key)
+		}
+		if imports[parts[2]] == 0 {
+			imports[parts[2]] = len(imports) + 1
+		}
+		out[fmt.Sprintf("stock:%s:i%d:%d", d.SHA256, imports[parts[2]], d.Row)] = d
 	}
 	return out
 }
@@ -74,8 +90,8 @@ func files(t *testing.T, dir string) []string {
 }
 
 // TestImportOnce applies a CSV and a JSON file once each, queues a stock.adjusted outbox entry
-// per row with the documented key, and moves the files to done/; the same content dropped again
-// is not applied twice.
+// per row with the documented key, and moves the files to done/; the latest file dropped again
+// is not applied twice, and an earlier one dropped again is (the levels go back).
 func TestImportOnce(t *testing.T) {
 	ctx := context.Background()
 	db := openDB(t, "")
@@ -99,11 +115,11 @@ func TestImportOnce(t *testing.T) {
 	}
 	got := stockEntries(t, db)
 	want := map[string]stockAdjusted{
-		"stock:" + sha(csvFile) + ":1":  {"P1", 12, "stock-1.csv", sha(csvFile), 1},
-		"stock:" + sha(csvFile) + ":2":  {"P 2", 0, "stock-1.csv", sha(csvFile), 2},
-		"stock:" + sha(csvFile) + ":3":  {"P3", -1, "stock-1.csv", sha(csvFile), 3},
-		"stock:" + sha(jsonFile) + ":1": {"P1", 7, "stock-2.JSON", sha(jsonFile), 1},
-		"stock:" + sha(jsonFile) + ":2": {"P9", 3, "stock-2.JSON", sha(jsonFile), 2},
+		"stock:" + sha(csvFile) + ":i1:1":  {"P1", 12, "stock-1.csv", sha(csvFile), 1},
+		"stock:" + sha(csvFile) + ":i1:2":  {"P 2", 0, "stock-1.csv", sha(csvFile), 2},
+		"stock:" + sha(csvFile) + ":i1:3":  {"P3", -1, "stock-1.csv", sha(csvFile), 3},
+		"stock:" + sha(jsonFile) + ":i2:1": {"P1", 7, "stock-2.JSON", sha(jsonFile), 1},
+		"stock:" + sha(jsonFile) + ":i2:2": {"P9", 3, "stock-2.JSON", sha(jsonFile), 2},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("outbox %+v", got)
@@ -117,15 +133,15 @@ func TestImportOnce(t *testing.T) {
 		t.Fatalf("files after the run: %s", f)
 	}
 
-	// The ERP drops the same file again, under the same name.
-	drop(t, dir, "stock-1.csv", csvFile)
+	// The ERP sends the latest file again, under the same name: a resend, not applied.
+	drop(t, dir, "stock-2.JSON", jsonFile)
 	if err := a.RunOnce(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if again := stockEntries(t, db); len(again) != len(want) {
-		t.Fatalf("the same file was applied twice: %d entries", len(again))
+		t.Fatalf("the latest file sent again was applied again: %d entries", len(again))
 	}
-	if _, err := os.Stat(filepath.Join(dir, "stock-1.csv")); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(dir, "stock-2.JSON")); !os.IsNotExist(err) {
 		t.Fatal("the repeated file was left in the import folder")
 	}
 	if done, _ := os.ReadDir(filepath.Join(dir, DoneDir)); len(done) != 3 {
@@ -134,6 +150,28 @@ func TestImportOnce(t *testing.T) {
 	st := a.Status().Import
 	if st == nil || st.Done != 2 || st.Failed != 0 || st.LastDone == nil || st.LastDone.Name != "stock-2.JSON" || st.LastDone.Rows != 2 {
 		t.Fatalf("import status %+v", st)
+	}
+
+	// Then the first file again: P1 goes back from 7 to 12. It is applied, under keys of its own
+	// (the cloud would take the first file's keys for a duplicate and keep 7).
+	drop(t, dir, "stock-1.csv", csvFile)
+	if err := a.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got = stockEntries(t, db)
+	want["stock:"+sha(csvFile)+":i3:1"] = stockAdjusted{"P1", 12, "stock-1.csv", sha(csvFile), 1}
+	want["stock:"+sha(csvFile)+":i3:2"] = stockAdjusted{"P 2", 0, "stock-1.csv", sha(csvFile), 2}
+	want["stock:"+sha(csvFile)+":i3:3"] = stockAdjusted{"P3", -1, "stock-1.csv", sha(csvFile), 3}
+	if len(got) != len(want) {
+		t.Fatalf("after the first file came back, the outbox holds %+v", got)
+	}
+	for k, w := range want {
+		if got[k] != w {
+			t.Errorf("%s: %+v, want %+v", k, got[k], w)
+		}
+	}
+	if st := a.Status().Import; st == nil || st.Done != 3 || st.LastDone == nil || st.LastDone.Name != "stock-1.csv" {
+		t.Fatalf("import status after the first file came back %+v", st)
 	}
 }
 

@@ -473,23 +473,25 @@ const (
 	ImportFailed = "failed"
 )
 
-// StockImported returns the import of a file with this content (hex SHA-256), if one was
-// applied.
-func (db *DB) StockImported(ctx context.Context, sha256 string) (StockImport, bool, error) {
-	imp, err := stockImportBySHA(ctx, db.r, sha256)
+// StockImportedLast returns the latest applied stock import when its content is sha256 (hex
+// SHA-256): a file identical to the latest one applied is a resend, not an update. A file
+// identical to an earlier one, with another applied since, is an update: it sets the levels back.
+func (db *DB) StockImportedLast(ctx context.Context, sha256 string) (StockImport, bool, error) {
+	imp, err := latestStockImport(ctx, db.r)
 	if errors.Is(err, sql.ErrNoRows) {
 		return StockImport{}, false, nil
 	}
 	if err != nil {
 		return StockImport{}, false, fmt.Errorf("storage: stock imported: %w", err)
 	}
-	return imp, true, nil
+	return imp, imp.SHA256 == sha256, nil
 }
 
-func stockImportBySHA(ctx context.Context, q querier, sha string) (StockImport, error) {
+// latestStockImport is the stock import applied last.
+func latestStockImport(ctx context.Context, q querier) (StockImport, error) {
 	var imp StockImport
 	var at int64
-	err := q.QueryRowContext(ctx, `SELECT id, name, sha256, size, row_count, state, error, at FROM stock_imports WHERE sha256 = ? AND state = 'done'`, sha).
+	err := q.QueryRowContext(ctx, `SELECT id, name, sha256, size, row_count, state, error, at FROM stock_imports WHERE state = 'done' ORDER BY id DESC LIMIT 1`).
 		Scan(&imp.ID, &imp.Name, &imp.SHA256, &imp.Size, &imp.Rows, &imp.State, &imp.Error, &at)
 	imp.At = time.UnixMilli(at).UTC()
 	return imp, err
@@ -504,29 +506,37 @@ type stockAdjusted struct {
 	Row       int    `json:"row"`
 }
 
-// StockAdjustmentKey is the outbox (idempotency) key of a row of a stock file.
-func StockAdjustmentKey(sha256 string, row int) string {
-	return "stock:" + sha256 + ":" + strconv.Itoa(row)
+// StockAdjustmentKey is the outbox (idempotency) key of a row of a stock file applied at at:
+// the file's content and the time it was applied, so that the same content applied again
+// later (levels set back) is a new event for the cloud, and a resend of the latest file is not
+// applied at all (RecordStockImport).
+func StockAdjustmentKey(sha256 string, at time.Time, row int) string {
+	return "stock:" + sha256 + ":" + strconv.FormatInt(at.UnixMilli(), 10) + ":" + strconv.Itoa(row)
 }
 
 // RecordStockImport records a stock file and queues each of its rows for the cloud (outbox
-// type OutboxStockAdjusted, key StockAdjustmentKey), in one transaction. When a file with the
-// same content was applied before, nothing is queued: it returns that earlier import and
-// applied = false.
+// type OutboxStockAdjusted, key StockAdjustmentKey), in one transaction. When the latest file
+// applied has the same content, nothing is queued: it returns that import and applied = false.
 func (db *DB) RecordStockImport(ctx context.Context, name, sha256 string, size int64, levels []StockLevel) (imp StockImport, applied bool, err error) {
 	now := time.Now()
 	// The file is moved to done/ once recorded: the record must survive a power cut.
 	err = db.writeDurable(ctx, nil, func(tx *sql.Tx) error {
-		imp, err = stockImportBySHA(ctx, tx, sha256)
-		if err == nil {
+		at := now.UnixMilli()
+		last, err := latestStockImport(ctx, tx)
+		switch {
+		case err == nil && last.SHA256 == sha256:
+			imp = last
 			return nil
-		}
-		if !errors.Is(err, sql.ErrNoRows) {
+		case err == nil:
+			// The time is part of the rows' keys: it rises with every import, even within a
+			// millisecond or when the clock was set back, so that no two imports share a key.
+			at = max(at, last.At.UnixMilli()+1)
+		case !errors.Is(err, sql.ErrNoRows):
 			return err
 		}
-		imp = StockImport{Name: name, SHA256: sha256, Size: size, Rows: len(levels), State: ImportDone, At: time.UnixMilli(now.UnixMilli()).UTC()}
+		imp = StockImport{Name: name, SHA256: sha256, Size: size, Rows: len(levels), State: ImportDone, At: time.UnixMilli(at).UTC()}
 		if err := tx.QueryRowContext(ctx, `INSERT INTO stock_imports(name, sha256, size, row_count, state, at) VALUES (?, ?, ?, ?, 'done', ?) RETURNING id`,
-			name, sha256, size, len(levels), now.UnixMilli()).Scan(&imp.ID); err != nil {
+			name, sha256, size, len(levels), at).Scan(&imp.ID); err != nil {
 			return err
 		}
 		st, err := tx.PrepareContext(ctx, `INSERT INTO outbox(key, type, order_id, at, data) VALUES (?, ?, '', ?, ?) ON CONFLICT(key) DO NOTHING`)
@@ -539,7 +549,7 @@ func (db *DB) RecordStockImport(ctx context.Context, name, sha256 string, size i
 			if err != nil {
 				return err
 			}
-			if _, err := st.ExecContext(ctx, StockAdjustmentKey(sha256, l.Row), OutboxStockAdjusted, now.UnixMilli(), string(data)); err != nil {
+			if _, err := st.ExecContext(ctx, StockAdjustmentKey(sha256, imp.At, l.Row), OutboxStockAdjusted, now.UnixMilli(), string(data)); err != nil {
 				return err
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync/atomic"
 	"testing"
 
@@ -148,7 +149,9 @@ func TestExportFloor(t *testing.T) {
 	}
 }
 
-// TestStockImport records a file once, queues one outbox entry per row, and counts failures.
+// TestStockImport records a file once, queues one outbox entry per row, and counts failures. A
+// resend of the latest file is not applied again; a file identical to an earlier one, with
+// another applied since, is: it sets the levels back, under keys of its own.
 func TestStockImport(t *testing.T) {
 	ctx := context.Background()
 	db := openTest(t)
@@ -167,11 +170,12 @@ func TestStockImport(t *testing.T) {
 	if err != nil || applied || again.ID != imp.ID || again.Name != "a.csv" {
 		t.Fatalf("same content again: %+v %v %v", again, applied, err)
 	}
-	if prev, ok, _ := db.StockImported(ctx, "abc"); !ok || prev.ID != imp.ID {
-		t.Fatal("StockImported")
+	if prev, ok, _ := db.StockImportedLast(ctx, "abc"); !ok || prev.ID != imp.ID {
+		t.Fatal("StockImportedLast: the latest import is not found by its content")
 	}
 	pending, _ := db.PendingOutbox(ctx, 10)
-	if len(pending) != 2 || pending[0].Key != "stock:abc:1" || pending[1].Key != "stock:abc:2" || pending[0].Type != OutboxStockAdjusted {
+	ms := strconv.FormatInt(imp.At.UnixMilli(), 10)
+	if len(pending) != 2 || pending[0].Key != "stock:abc:"+ms+":1" || pending[1].Key != "stock:abc:"+ms+":2" || pending[0].Type != OutboxStockAdjusted {
 		t.Fatalf("outbox %+v", pending)
 	}
 	var d map[string]any
@@ -180,11 +184,38 @@ func TestStockImport(t *testing.T) {
 		t.Fatalf("data %s", pending[1].Data)
 	}
 	db.RecordStockImportFailure(ctx, "bad.csv", "def", 3, "line 2: oops")
-	if _, ok, _ := db.StockImported(ctx, "def"); ok {
+	if _, ok, _ := db.StockImportedLast(ctx, "def"); ok {
 		t.Fatal("a failed import counts as imported")
 	}
 	st, err := db.StockImportStats(ctx)
 	if err != nil || st.Done != 1 || st.Failed != 1 || st.LastFailed.Error != "line 2: oops" || st.LastDone.Name != "a.csv" {
 		t.Fatalf("stats %+v %v", st, err)
+	}
+
+	// The levels change (P1 to 3), then go back: the third file is the first one's content.
+	second, applied, err := db.RecordStockImport(ctx, "c.csv", "xyz", 20, []StockLevel{{Row: 1, ProductID: "P1", Quantity: 3}})
+	if err != nil || !applied {
+		t.Fatalf("a file of other content: %+v %v %v", second, applied, err)
+	}
+	if _, ok, _ := db.StockImportedLast(ctx, "abc"); ok {
+		t.Fatal("StockImportedLast names the first content while another was applied after it")
+	}
+	third, applied, err := db.RecordStockImport(ctx, "d.csv", "abc", 20, levels)
+	if err != nil || !applied || third.ID == imp.ID {
+		t.Fatalf("the first content after another: %+v %v %v, want applied as a new import", third, applied, err)
+	}
+	if !third.At.After(second.At) || !second.At.After(imp.At) {
+		t.Fatalf("import times %v, %v, %v: each must be later than the one before", imp.At, second.At, third.At)
+	}
+	pending, _ = db.PendingOutbox(ctx, 10)
+	keys := map[string]bool{}
+	for _, p := range pending {
+		keys[p.Key] = true
+	}
+	if len(pending) != 5 || len(keys) != 5 || !keys[StockAdjustmentKey("abc", third.At, 1)] || !keys[StockAdjustmentKey("xyz", second.At, 1)] {
+		t.Fatalf("outbox after the levels went back: %+v", pending)
+	}
+	if last := pending[len(pending)-1]; last.Key != StockAdjustmentKey("abc", third.At, 2) {
+		t.Fatalf("the last event queued is %s, want the third file's second row", last.Key)
 	}
 }
