@@ -216,7 +216,10 @@ func (db *DB) UpdateOrder(ctx context.Context, id string, f func(*orders.Order) 
 		if err := ledger(ctx, tx, o.ID, now, orders.StageStatus, detail, ""); err != nil {
 			return err
 		}
-		if err := outbox(ctx, tx, fmt.Sprintf("order:%s:v%d", o.ID, o.Version), orders.EventUpdated, o.ID, now, doc); err != nil {
+		// The key names the version and when it was made: after a backup is restored the
+		// versions made since are made again, with other content, and the cloud must not take
+		// them for the ones it has.
+		if err := outbox(ctx, tx, fmt.Sprintf("order:%s:v%d:%d", o.ID, o.Version, now.UnixMilli()), orders.EventUpdated, o.ID, now, doc); err != nil {
 			return err
 		}
 		changed = true

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"sort"
 	"testing"
@@ -223,5 +224,65 @@ func TestDurableWriteWaitsForTheDisk(t *testing.T) {
 	}
 	if got := mode(db.w); got != normal {
 		t.Fatalf("after a Service Bus order: synchronous %d, want NORMAL", got)
+	}
+}
+
+// TestOrderUpdateKeysAfterRestore checks that an order update made after a backup was restored is
+// a new event for the cloud: the restored database makes version 2 again, with other content than
+// the version 2 the cloud received before the restore, and the two must not share a key.
+func TestOrderUpdateKeysAfterRestore(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "storeedge.db")
+	open := func() *DB {
+		t.Helper()
+		db, err := Open(ctx, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return db
+	}
+	lastKey := func(db *DB) string {
+		t.Helper()
+		pending, err := db.PendingOutbox(ctx, 10)
+		if err != nil || len(pending) == 0 {
+			t.Fatalf("outbox: %v %v", pending, err)
+		}
+		last := pending[len(pending)-1]
+		if last.Type != orders.EventUpdated {
+			t.Fatalf("last outbox entry %+v, want an order update", last)
+		}
+		return last.Key
+	}
+	db := open()
+	o, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("pos-1"), IdempotencyKey: "k", RequestHash: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	backup := filepath.Join(t.TempDir(), "backup.db")
+	copyFile(t, path, backup)
+
+	db = open()
+	u, _, err := db.UpdateOrder(ctx, o.ID, func(o *orders.Order) error { o.Status = "ready"; return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := lastKey(db)
+	if want := fmt.Sprintf("order:%s:v2:%d", o.ID, u.UpdatedAt.UnixMilli()); before != want {
+		t.Fatalf("update key %q, want %q", before, want)
+	}
+	db.Close()
+
+	copyFile(t, backup, path)
+	os.Remove(path + "-wal")
+	os.Remove(path + "-shm")
+	db = open()
+	defer db.Close()
+	again, _, err := db.UpdateOrder(ctx, o.ID, func(o *orders.Order) error { o.Status = "cancelled"; return nil })
+	if err != nil || again.Version != 2 {
+		t.Fatalf("update after the restore: %+v %v", again, err)
+	}
+	if after := lastKey(db); after == before {
+		t.Fatalf("version 2 after the restore has the key of version 2 before it (%s): the cloud would drop it as a duplicate", after)
 	}
 }
