@@ -39,6 +39,17 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if after > 0 {
+		// A position beyond the newest event was given by a log that is gone: the database was
+		// restored from a backup, or a power cut undid its last writes. The ids after the
+		// newest event will be given again, to new events, so the stream starts from it rather
+		// than skipping them.
+		head, err := s.o.DB.LastEventID(r.Context())
+		if err != nil {
+			return fmt.Errorf("event stream: read the newest event: %w", err)
+		}
+		after = min(after, head)
+	}
 	orderID := q.Get("order")
 	types, err := eventTypes(q.Get("types"))
 	if err != nil {

@@ -116,6 +116,25 @@ func TestEventsResumeWithLastEventID(t *testing.T) {
 	}
 }
 
+// TestEventsAfterARestore checks that a device whose last event id is beyond the log (the
+// database was restored from a backup since) gets the events made after the restore, which take
+// the ids it saw before, instead of waiting for the log to pass its id.
+func TestEventsAfterARestore(t *testing.T) {
+	f, ts, ctx := eventsFixture(t)
+	newOrder(t, f, "k1")
+	head, err := f.db.LastEventID(ctx)
+	if err != nil || head == 0 {
+		t.Fatalf("newest event %d, %v", head, err)
+	}
+	// The device saw events up to head+5 before the restore.
+	c := openSSE(t, ctx, ts.URL+"/api/v1/events", strconv.FormatInt(head+5, 10), f.device(t, "pos").Token)
+	made := newOrder(t, f, "k2")
+	e := c.next(t)
+	if !strings.Contains(e.data, made.ID) || e.id != strconv.FormatInt(head+1, 10) {
+		t.Fatalf("first event after the restore %+v, want order %s with id %d", e, made.ID, head+1)
+	}
+}
+
 func TestEventsFilterAndBadCursor(t *testing.T) {
 	f, ts, ctx := eventsFixture(t)
 	a := newOrder(t, f, "a")
