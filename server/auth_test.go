@@ -3,9 +3,11 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -73,7 +75,7 @@ func TestAuthMatrix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var nDevice, nAdmin int
+	var nDevice, nAdmin, addrs int
 	for _, rt := range routes {
 		method, route := rt[0], rt[1]
 		key := method + " " + route
@@ -96,6 +98,10 @@ func TestAuthMatrix(t *testing.T) {
 				body = strings.NewReader("")
 			}
 			req := httptest.NewRequest(method, path, body)
+			// Each request from an address of its own: wrong admin credentials count against
+			// their address (TestAdminAPIIsThrottled).
+			addrs++
+			req.RemoteAddr = fmt.Sprintf("198.51.%d.%d:50000", addrs/250, addrs%250+1)
 			if body.Len() > 0 {
 				req.Header.Set("Content-Type", "application/json")
 			}
@@ -143,6 +149,39 @@ func TestAuthMatrix(t *testing.T) {
 	}
 	if nDevice < 15 || nAdmin < 12 {
 		t.Fatalf("walked %d device and %d admin routes; the matrix missed routes", nDevice, nAdmin)
+	}
+}
+
+// TestAdminAPIIsThrottled checks that ten wrong admin credentials from one address in a minute
+// make that address wait, with 429 and Retry-After even for the right credential, while other
+// addresses are served; and that the status page's login counts the same failures.
+func TestAdminAPIIsThrottled(t *testing.T) {
+	f := newFixture(t)
+	status := func(addr, token string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodGet, "/api/v1/status", nil)
+		req.RemoteAddr = addr + ":50000"
+		req.Header.Set("Authorization", "Bearer "+token)
+		rec := httptest.NewRecorder()
+		f.raw.ServeHTTP(rec, req)
+		return rec
+	}
+	const guesser, other = "192.0.2.1", "192.0.2.67" // guesser: httptest's address, which pageClient uses
+	for i := range pageLoginBudget {
+		if rec := status(guesser, fmt.Sprintf("guess-%d-of-the-admin-token", i)); rec.Code != http.StatusUnauthorized {
+			t.Fatalf("wrong token %d: %d %s", i+1, rec.Code, rec.Body)
+		}
+	}
+	rec := status(guesser, testAdminToken)
+	wantProblem(t, rec, http.StatusTooManyRequests, "too-many-attempts", "wrong admin credentials")
+	if ra, err := strconv.Atoi(rec.Header().Get("Retry-After")); err != nil || ra < 1 || ra > 60 {
+		t.Fatalf("Retry-After %q, want 1-60 seconds", rec.Header().Get("Retry-After"))
+	}
+	if rec := status(other, testAdminToken); rec.Code != http.StatusOK {
+		t.Fatalf("another address with the right token: %d %s", rec.Code, rec.Body)
+	}
+	c := &pageClient{t: t, h: f.raw}
+	if rec := c.login(testAdminToken); rec.Code != http.StatusTooManyRequests {
+		t.Fatalf("the status page's login from the same address: %d, want 429", rec.Code)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"slices"
@@ -77,7 +78,9 @@ func (s *Server) requireDevice(next http.Handler) http.Handler {
 	})
 }
 
-// requireAdmin lets through only requests with the admin credential (admin.token).
+// requireAdmin lets through only requests with the admin credential (admin.token). Wrong
+// credentials count against their address with the status page's wrong logins: ten in a minute,
+// and the address gets 429 until the minute ends, whatever it sends.
 func (s *Server) requireAdmin(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if s.o.AdminToken == "" {
@@ -85,7 +88,20 @@ func (s *Server) requireAdmin(next http.Handler) http.Handler {
 			return
 		}
 		token, ok := bearer(r)
-		if !ok || !devices.EqualSecret(token, s.o.AdminToken) {
+		if !ok {
+			problem(w, r, probUnauthorized, "this route needs the admin credential: send Authorization: Bearer <admin.token>")
+			return
+		}
+		addr, now := remoteIP(r), s.now()
+		if allowed, wait := s.sessions.allowLogin(addr, now); !allowed {
+			wait = max(wait.Round(time.Second), time.Second)
+			s.answerError(w, r, &apiError{typ: probThrottled, retryAfter: wait,
+				detail: fmt.Sprintf("too many wrong admin credentials from this address; try again in %v", wait)})
+			return
+		}
+		if !devices.EqualSecret(token, s.o.AdminToken) {
+			s.sessions.failLogin(addr, now)
+			s.log.LogAttrs(r.Context(), slog.LevelWarn, "admin API: request refused: wrong admin token", slog.String(keyRemote, addr))
 			problem(w, r, probUnauthorized, "this route needs the admin credential: send Authorization: Bearer <admin.token>")
 			return
 		}
