@@ -212,33 +212,11 @@ ensure_packaging() {
 }
 
 # Azure Blob storage for the media tests and benchmarks: Azurite, Microsoft's emulator, from
-# npm into the project-local, gitignored .cache/azurite (tools/testenv.AzuriteDir). Pinned:
-# 3.36 and later need Node 21+. Installed again unless a finished install of the pinned
-# version is stamped there.
-AZURITE_VERSION=3.35.0
+# npm into tools/azurite (tools/testenv.AzuriteDir), pinned with its dependencies in
+# tools/azurite/package-lock.json: 3.36 and later need Node 21+.
 ensure_azurite() {
 	ensure_node
-	local root dir have
-	root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-	dir="$root/.cache/azurite"
-	# The stamp is written once npm has finished: an install cut short is done again.
-	have=$(cat "$dir/.installed" 2>/dev/null || true)
-	if [[ "$have" == "$AZURITE_VERSION" ]]; then
-		SUMMARY+=("azurite: present")
-		return
-	fi
-	mkdir -p "$dir"
-	local log
-	log=$(mktemp)
-	if ! npm install --prefix "$dir" --no-audit --no-fund --no-save "azurite@$AZURITE_VERSION" >"$log" 2>&1; then
-		cat "$log" >&2
-		rm -f "$log"
-		echo "install-test-deps: npm install azurite@$AZURITE_VERSION failed" >&2
-		exit 1
-	fi
-	rm -f "$log"
-	echo "$AZURITE_VERSION" >"$dir/.installed"
-	SUMMARY+=("azurite: installed $AZURITE_VERSION")
+	npm_ci_tool azurite
 }
 
 # Baselines of the media benchmarks: nginx (sendfile) for serving, rclone (Azure Blob backend)

@@ -10,9 +10,10 @@ import (
 )
 
 // AzuriteDir is where scripts/install-test-deps.sh installs the Azure Blob emulator (npm
-// azurite, pinned to AzuriteVersion: later versions need a newer Node), relative to the
-// repository root. It is gitignored.
-const AzuriteDir = ".cache/azurite"
+// azurite, pinned to AzuriteVersion with its dependencies in the folder's package-lock.json:
+// later versions need a newer Node), relative to the repository root. Its node_modules is
+// gitignored.
+const AzuriteDir = "tools/azurite"
 
 // AzuriteVersion is the pinned version of npm's azurite.
 const AzuriteVersion = "3.35.0"
