@@ -135,7 +135,14 @@ func wanRules(cfg config.Config) []Rule {
 		for _, p := range ports {
 			hosts = append(hosts, byPort[p]...)
 		}
-		return []Rule{{Dir: Out, Proto: "tcp", Port: pp, Remote: ph, Hosts: hosts, Purpose: "WAN through the proxy " + ph, Key: "wan.proxy"}}
+		rules := []Rule{{Dir: Out, Proto: "tcp", Port: pp, Remote: ph, Hosts: hosts, Purpose: "WAN through the proxy " + ph, Key: "wan.proxy"}}
+		if !isIP(ph) {
+			// The proxy's name is resolved before every connection to it.
+			rules = append(rules,
+				Rule{Dir: Out, Proto: "udp", Port: 53, Remote: RemoteAny, Purpose: "DNS (the system's resolvers), for the proxy's name", Key: "wan.proxy"},
+				Rule{Dir: Out, Proto: "tcp", Port: 53, Remote: RemoteAny, Purpose: "DNS (the system's resolvers), for the proxy's name", Key: "wan.proxy"})
+		}
+		return rules
 	}
 	var out []Rule
 	for _, p := range ports {

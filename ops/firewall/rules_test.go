@@ -43,9 +43,17 @@ func TestRulesFollowTheConfiguration(t *testing.T) {
 	b.Reset()
 	Write(&b, "nftables", Rules(c), Options{})
 	nft := b.String()
-	if !strings.Contains(nft, "ip daddr 10.1.2.3 tcp dport 3128 accept") || strings.Contains(nft, "dport 443") || strings.Contains(nft, "secret") {
+	if !strings.Contains(nft, "ip daddr 10.1.2.3 tcp dport 3128 accept") || strings.Contains(nft, "dport 443") || strings.Contains(nft, "secret") || strings.Contains(nft, "dport 53") {
 		t.Errorf("rules behind a proxy:\n%s", nft)
 	}
+	// A proxy given by name needs DNS to be found.
+	c.WAN.Proxy = "http://proxy.lan:3128"
+	b.Reset()
+	Write(&b, "nftables", Rules(c), Options{OutboundDrop: true})
+	if nft := b.String(); !strings.Contains(nft, "tcp dport 3128") || !strings.Contains(nft, "udp dport 53") || strings.Contains(nft, "dport 443") {
+		t.Errorf("rules behind a proxy given by name:\n%s", nft)
+	}
+	c.WAN.Proxy = "http://user:secret@10.1.2.3:3128"
 	for _, f := range Formats {
 		b.Reset()
 		if err := Write(&b, f, Rules(c), Options{AdminPorts: []int{22}}); err != nil || b.Len() == 0 {
