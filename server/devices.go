@@ -92,21 +92,36 @@ func (s *Server) requireAdmin(next http.Handler) http.Handler {
 			problem(w, r, probUnauthorized, "this route needs the admin credential: send Authorization: Bearer <admin.token>")
 			return
 		}
-		addr, now := remoteIP(r), s.now()
-		if allowed, wait := s.sessions.allowLogin(addr, now); !allowed {
-			wait = max(wait.Round(time.Second), time.Second)
-			s.answerError(w, r, &apiError{typ: probThrottled, retryAfter: wait,
-				detail: fmt.Sprintf("too many wrong admin credentials from this address; try again in %v", wait)})
+		if s.guessesSpent(w, r) {
 			return
 		}
 		if !devices.EqualSecret(token, s.o.AdminToken) {
-			s.sessions.failLogin(addr, now)
-			s.log.LogAttrs(r.Context(), slog.LevelWarn, "admin API: request refused: wrong admin token", slog.String(keyRemote, addr))
+			s.wrongGuess(r, "admin API: request refused: wrong admin token")
 			problem(w, r, probUnauthorized, "this route needs the admin credential: send Authorization: Bearer <admin.token>")
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// guessesSpent answers 429 and reports true when the request's address sent too many wrong
+// admin credentials (the API's, the metrics', the status page's login) in the current minute.
+func (s *Server) guessesSpent(w http.ResponseWriter, r *http.Request) bool {
+	allowed, wait := s.sessions.allowLogin(remoteIP(r), s.now())
+	if allowed {
+		return false
+	}
+	wait = max(wait.Round(time.Second), time.Second)
+	s.answerError(w, r, &apiError{typ: probThrottled, retryAfter: wait,
+		detail: fmt.Sprintf("too many wrong admin credentials from this address; try again in %v", wait)})
+	return true
+}
+
+// wrongGuess counts a wrong credential against the request's address and logs msg with it.
+func (s *Server) wrongGuess(r *http.Request, msg string) {
+	addr := remoteIP(r)
+	s.sessions.failLogin(addr, s.now())
+	s.log.LogAttrs(r.Context(), slog.LevelWarn, msg, slog.String(keyRemote, addr))
 }
 
 // devicesRoutes are the devices service: pairing (open to all: it is how a device gets its

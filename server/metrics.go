@@ -166,14 +166,21 @@ func (s *Server) metricsRoute(r chi.Router) {
 }
 
 // requireMetrics lets through requests with the metrics credential (metrics.token) or the admin
-// credential.
+// credential. A wrong one counts against its address as on the admin API (requireAdmin).
 func (s *Server) requireMetrics(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if s.o.MetricsToken == "" && s.o.AdminToken == "" {
 			problem(w, r, probAdminOff, "this server has no metrics credential: set metrics.token (or STOREEDGE_METRICS_TOKEN) or admin.token to read the metrics")
 			return
 		}
-		if token, ok := bearer(r); !ok || !s.readsMetrics(token) {
+		token, ok := bearer(r)
+		if ok && s.guessesSpent(w, r) {
+			return
+		}
+		if !ok || !s.readsMetrics(token) {
+			if ok {
+				s.wrongGuess(r, "metrics: scrape refused: wrong credential")
+			}
 			problem(w, r, probUnauthorized, "the metrics need a credential: send Authorization: Bearer <metrics.token> (or the admin token)")
 			return
 		}

@@ -17,8 +17,12 @@ import (
 // metricsTimeout bounds one scrape: the database reads of the status sources among them.
 const metricsTimeout = 10 * time.Second
 
-// wanOK is WANStatus.State when the last pass of the feed reached the cloud (feed.StateOK).
-const wanOK = "ok"
+// wanOK is WANStatus.State when the last pass of the feed reached the cloud (feed.StateOK);
+// wanDisabled when the sync with the cloud is off (cloud.sync: false).
+const (
+	wanOK       = "ok"
+	wanDisabled = "disabled"
+)
 
 // statusCollector reads, at each scrape, what the status page reports of the components: the
 // values are the components' own (nothing is kept twice), and a component the daemon does not
@@ -51,7 +55,7 @@ var (
 	descSBAbandoned = counterDesc("storeedge_servicebus_abandoned_total", "Service Bus messages given back for redelivery after a local failure since start.")
 	descSBReconn    = counterDesc("storeedge_servicebus_reconnects_total", "Reconnections of the Service Bus order link since start.")
 
-	descDevices      = gaugeDesc("storeedge_devices", "Paired devices, by whether their push connection is up.", "state")
+	descDevices      = gaugeDesc("storeedge_devices", "Paired devices, by whether they are online (their push connection up, or a heartbeat in the last 90 s) or offline.", "state")
 	descPushQueue    = gaugeDesc("storeedge_push_queue_depth", "Commands waiting to be pushed to, or acknowledged by, their devices.")
 	descPushAnswers  = counterDesc("storeedge_push_acks_total", "Pushed commands the devices acknowledged (result=\"ack\") or refused (result=\"nack\") since start.", "result")
 	descPushStuck    = counterDesc("storeedge_push_stuck_commands_total", "Commands found held back behind a connected device and written again since start; 0 unless something is wrong.")
@@ -171,7 +175,11 @@ type emitFunc func(d *prometheus.Desc, t prometheus.ValueType, v float64, labels
 func (c statusCollector) collectSync(ctx context.Context, emit emitFunc) {
 	s := c.s
 	if s.o.WAN != nil {
-		emit(descWANUp, prometheus.GaugeValue, boolValue(s.o.WAN().State == wanOK))
+		// With the sync off there is no WAN to be up or down: no series, as for every
+		// component turned off.
+		if st := s.o.WAN().State; st != wanDisabled {
+			emit(descWANUp, prometheus.GaugeValue, boolValue(st == wanOK))
+		}
 	}
 	now := s.now()
 	for _, name := range cloudapi.Collections {

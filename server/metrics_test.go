@@ -1,11 +1,13 @@
 package server
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,15 +20,15 @@ import (
 
 const testMetricsToken = "metrics-token-0123456789"
 
-func newMetricsFixture(t *testing.T) (*fixture, map[string]string, *http.Client) {
+func newMetricsFixture(t *testing.T, opts ...func(*Options)) (*fixture, map[string]string, *http.Client) {
 	t.Helper()
-	f := newFixture(t, func(o *Options) {
+	f := newFixture(t, append([]func(*Options){func(o *Options) {
 		o.Bind = "127.0.0.1"
 		o.FrontDoor = EphemeralPort
 		o.Services = map[string]int{"catalog": EphemeralPort, "admin": EphemeralPort}
 		o.Metrics = prometheus.NewRegistry()
 		o.MetricsToken = testMetricsToken
-	})
+	}}, opts...)...)
 	runServer(t, f.srv)
 	return f, f.srv.Addrs(), testClient(t)
 }
@@ -125,6 +127,27 @@ func TestMetricsCountRequestsByRoutePattern(t *testing.T) {
 	}
 }
 
+// TestWANUpAbsentWithSyncOff checks that storeedge_wan_up has no series while the sync with the
+// cloud is off (an alert on it would fire forever), and reads 1 and 0 otherwise.
+func TestWANUpAbsentWithSyncOff(t *testing.T) {
+	var state atomic.Value
+	state.Store("disabled")
+	_, addrs, c := newMetricsFixture(t, func(o *Options) {
+		o.WAN = func() WANStatus { return WANStatus{State: state.Load().(string)} }
+	})
+	for _, tc := range []struct {
+		state string
+		want  float64
+		found bool
+	}{{"disabled", 0, false}, {"ok", 1, true}, {"proxy_error", 0, true}} {
+		state.Store(tc.state)
+		_, body, _ := scrape(t, c, "http://"+addrs["admin"]+"/metrics", testMetricsToken)
+		if v, ok := sample(t, body, "storeedge_wan_up", nil); ok != tc.found || v != tc.want {
+			t.Errorf("WAN %s: storeedge_wan_up %v (series present: %v), want %v (present: %v)", tc.state, v, ok, tc.want, tc.found)
+		}
+	}
+}
+
 func TestMetricsCredentialAndPort(t *testing.T) {
 	f, addrs, c := newMetricsFixture(t)
 	admin := "http://" + addrs["admin"] + "/metrics"
@@ -147,6 +170,16 @@ func TestMetricsCredentialAndPort(t *testing.T) {
 		if code != 200 && !strings.HasPrefix(ctype, "application/problem+json") {
 			t.Errorf("%s: %d answered as %q, want a problem document", tc.name, code, ctype)
 		}
+	}
+	// Wrong credentials count against their address, as on the admin API: the device token
+	// above was one, nine more spend the address's minute, and then the right one waits too.
+	for i := range pageLoginBudget - 1 {
+		if code, body, _ := scrape(t, c, admin, fmt.Sprintf("guess-%d", i)); code != 401 {
+			t.Fatalf("wrong token %d: %d %s", i+2, code, body)
+		}
+	}
+	if code, body, _ := scrape(t, c, admin, testMetricsToken); code != 429 {
+		t.Fatalf("the metrics token after %d wrong ones: %d, want 429:\n%s", pageLoginBudget, code, body)
 	}
 }
 
