@@ -378,6 +378,9 @@ func restoreInto(ctx context.Context, conn *sql.Conn, src string) error {
 			return err
 		}
 	}
+	if err := markStockImportsRestored(ctx, conn); err != nil {
+		return err
+	}
 	return integrityCheck(ctx, conn, "quick_check")
 }
 

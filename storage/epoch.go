@@ -79,6 +79,10 @@ func (db *DB) checkEpoch(ctx context.Context) error {
 		if err := db.renewEpoch(ctx); err != nil {
 			return err
 		}
+		// Stock files applied after the moment the database went back to are lost with it.
+		if err := markStockImportsRestored(ctx, db.w); err != nil {
+			return fmt.Errorf("storage: mark the stock imports: %w", err)
+		}
 	}
 	// What a kill in the middle of writeEpochFile left.
 	if left, err := filepath.Glob(db.epochFile + ".tmp-*"); err == nil {

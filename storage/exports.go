@@ -476,25 +476,53 @@ const (
 // StockImportedLast returns the latest applied stock import when its content is sha256 (hex
 // SHA-256): a file identical to the latest one applied is a resend, not an update. A file
 // identical to an earlier one, with another applied since, is an update: it sets the levels back.
+// So is the first file after a restore that is identical to the restored database's latest import
+// (see latestStockImport).
 func (db *DB) StockImportedLast(ctx context.Context, sha256 string) (StockImport, bool, error) {
-	imp, err := latestStockImport(ctx, db.r)
+	imp, resendable, err := latestStockImport(ctx, db.r)
 	if errors.Is(err, sql.ErrNoRows) {
 		return StockImport{}, false, nil
 	}
 	if err != nil {
 		return StockImport{}, false, fmt.Errorf("storage: stock imported: %w", err)
 	}
-	return imp, imp.SHA256 == sha256, nil
+	return imp, resendable && imp.SHA256 == sha256, nil
 }
 
-// latestStockImport is the stock import applied last.
-func latestStockImport(ctx context.Context, q querier) (StockImport, error) {
-	var imp StockImport
+// metaStockRestored is the meta key holding the id of the latest stock import when the database
+// was last restored or found to have gone back in time (see markStockImportsRestored).
+const metaStockRestored = "stock_imports_restored"
+
+// latestStockImport is the stock import applied last, and whether a file of the same content is
+// a resend of it. It is not when the database was restored, or went back in time, after that
+// import was applied: the files applied after the backup was made are lost with the database
+// the backup replaced, and may have changed the levels the cloud holds.
+func latestStockImport(ctx context.Context, q querier) (imp StockImport, resendable bool, err error) {
 	var at int64
-	err := q.QueryRowContext(ctx, `SELECT id, name, sha256, size, row_count, state, error, at FROM stock_imports WHERE state = 'done' ORDER BY id DESC LIMIT 1`).
-		Scan(&imp.ID, &imp.Name, &imp.SHA256, &imp.Size, &imp.Rows, &imp.State, &imp.Error, &at)
+	err = q.QueryRowContext(ctx, `SELECT id, name, sha256, size, row_count, state, error, at,
+	        id > COALESCE((SELECT value FROM meta WHERE key = '`+metaStockRestored+`'), 0)
+	    FROM stock_imports WHERE state = 'done' ORDER BY id DESC LIMIT 1`).
+		Scan(&imp.ID, &imp.Name, &imp.SHA256, &imp.Size, &imp.Rows, &imp.State, &imp.Error, &at, &resendable)
 	imp.At = time.UnixMilli(at).UTC()
-	return imp, err
+	return imp, resendable, err
+}
+
+type execQuerier interface {
+	querier
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// markStockImportsRestored records that the database holds no more than what its stock imports
+// say so far: after a restore, the next file is applied even when it repeats the latest import.
+// A database of a schema without stock imports has nothing to mark.
+func markStockImportsRestored(ctx context.Context, q execQuerier) error {
+	var n int
+	if err := q.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'stock_imports'`).Scan(&n); err != nil || n == 0 {
+		return err
+	}
+	_, err := q.ExecContext(ctx, `INSERT INTO meta(key, value) SELECT '`+metaStockRestored+`', COALESCE(MAX(id), 0) FROM stock_imports WHERE true
+	    ON CONFLICT(key) DO UPDATE SET value = excluded.value`)
+	return err
 }
 
 // stockAdjusted is the data of a stock.adjusted outbox entry.
@@ -522,9 +550,9 @@ func (db *DB) RecordStockImport(ctx context.Context, name, sha256 string, size i
 	// The file is moved to done/ once recorded: the record must survive a power cut.
 	err = db.writeDurable(ctx, nil, func(tx *sql.Tx) error {
 		at := now.UnixMilli()
-		last, err := latestStockImport(ctx, tx)
+		last, resendable, err := latestStockImport(ctx, tx)
 		switch {
-		case err == nil && last.SHA256 == sha256:
+		case err == nil && resendable && last.SHA256 == sha256:
 			imp = last
 			return nil
 		case err == nil:

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -217,5 +218,53 @@ func TestStockImport(t *testing.T) {
 	}
 	if last := pending[len(pending)-1]; last.Key != StockAdjustmentKey("abc", third.At, 2) {
 		t.Fatalf("the last event queued is %s, want the third file's second row", last.Key)
+	}
+}
+
+// TestStockImportAfterRestore checks that a restore does not make the next stock file a resend:
+// the files applied after the backup was made are lost with the database it replaced, so the
+// restored database's latest file, dropped again, sets the levels back and reaches the cloud
+// under keys of its own. After that, the same file again is a resend as usual.
+func TestStockImportAfterRestore(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "storeedge.db")
+	db, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	five := []StockLevel{{Row: 1, ProductID: "P1", Quantity: 5}}
+	first, applied, err := db.RecordStockImport(ctx, "a.csv", "aaa", 10, five)
+	if err != nil || !applied {
+		t.Fatalf("first file: %v %v", applied, err)
+	}
+	backup := filepath.Join(t.TempDir(), "backup.db")
+	if err := db.Backup(ctx, backup, Manifest{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, applied, err := db.RecordStockImport(ctx, "b.csv", "bbb", 10, []StockLevel{{Row: 1, ProductID: "P1", Quantity: 3}}); err != nil || !applied {
+		t.Fatalf("second file: %v %v", applied, err)
+	}
+	db.Close()
+	if _, err := Restore(ctx, backup, path); err != nil {
+		t.Fatal(err)
+	}
+	db, err = Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if prev, resend, err := db.StockImportedLast(ctx, "aaa"); err != nil || resend {
+		t.Fatalf("after the restore, the restored database's latest file (%+v) is taken for a resend (%v): the cloud would stay at 3", prev, err)
+	}
+	again, applied, err := db.RecordStockImport(ctx, "a-again.csv", "aaa", 10, five)
+	if err != nil || !applied || again.ID == first.ID || !again.At.After(first.At) {
+		t.Fatalf("the first file after the restore: %+v applied %v, %v; want a new import", again, applied, err)
+	}
+	pending, err := db.PendingOutbox(ctx, 10)
+	if err != nil || len(pending) != 2 || pending[0].Key == pending[1].Key {
+		t.Fatalf("outbox after the restore: %+v %v; want the first import's entry and the new one's, under two keys", pending, err)
+	}
+	if _, applied, err := db.RecordStockImport(ctx, "a-third.csv", "aaa", 10, five); err != nil || applied {
+		t.Fatalf("the same file once more: applied %v, %v; want a resend", applied, err)
 	}
 }
