@@ -169,7 +169,7 @@ func (v *validator) smtpCredentials(s SMTP) {
 	const key = "smtp.password"
 	pw := s.Password.Reveal()
 	switch {
-	case len(s.User) > maxSMTPUserLen || strings.IndexFunc(s.User, unicode.IsControl) >= 0 || !utf8.ValidString(s.User):
+	case !utf8.ValidString(s.User) || utf8.RuneCountInString(s.User) > maxSMTPUserLen || strings.IndexFunc(s.User, unicode.IsControl) >= 0:
 		v.add("smtp.user", quote(s.User), fmt.Sprintf("want at most %d characters, without control characters", maxSMTPUserLen))
 	case s.User != "" && pw == "":
 		v.add(key, `""`, "missing; smtp.user is set: put the mail account's password here, or set "+EnvName(key))

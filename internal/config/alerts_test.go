@@ -26,13 +26,14 @@ func mailConfig() Config {
 
 func TestSMTPValidateAccepts(t *testing.T) {
 	for name, mod := range map[string]func(c *Config){
-		"authenticated, STARTTLS":  func(c *Config) {},
-		"implicit TLS":             func(c *Config) { c.SMTP.Security, c.SMTP.Port = SMTPSecurityTLS, 465 },
-		"relay without login":      func(c *Config) { c.SMTP.Security, c.SMTP.User, c.SMTP.Password = SMTPSecurityNone, "", "" },
-		"IPv4 host":                func(c *Config) { c.SMTP.Host = "192.168.1.5" },
-		"IPv6 host":                func(c *Config) { c.SMTP.Host = "fd00::5" },
-		"no mail, no recipients":   func(c *Config) { c.SMTP = defaultSMTP() },
-		"devices offline opted in": func(c *Config) { c.Alerts.DevicesOffline.Enabled = true },
+		"authenticated, STARTTLS":      func(c *Config) {},
+		"implicit TLS":                 func(c *Config) { c.SMTP.Security, c.SMTP.Port = SMTPSecurityTLS, 465 },
+		"relay without login":          func(c *Config) { c.SMTP.Security, c.SMTP.User, c.SMTP.Password = SMTPSecurityNone, "", "" },
+		"IPv4 host":                    func(c *Config) { c.SMTP.Host = "192.168.1.5" },
+		"user of 256 accented letters": func(c *Config) { c.SMTP.User = strings.Repeat("é", 256) },
+		"IPv6 host":                    func(c *Config) { c.SMTP.Host = "fd00::5" },
+		"no mail, no recipients":       func(c *Config) { c.SMTP = defaultSMTP() },
+		"devices offline opted in":     func(c *Config) { c.Alerts.DevicesOffline.Enabled = true },
 		"every rule off": func(c *Config) {
 			c.Alerts.WANDown.Enabled, c.Alerts.UploadWaiting.Enabled, c.Alerts.DeadLettered.Enabled = false, false, false
 			c.Alerts.Quarantined.Enabled, c.Alerts.DiskLow.Enabled, c.Alerts.MediaQuotaFull.Enabled = false, false, false

@@ -625,7 +625,7 @@ func (v *validator) secret(key string, sec Secret, minLen int) {
 	case s == "":
 	case s == Redaction:
 		v.add(key, quote(Redaction), `is the placeholder shown by "storeedge config", not the value; put the real one`)
-	case len(s) < minLen:
+	case utf8.RuneCountInString(s) < minLen:
 		v.add(key, quote(Redaction), fmt.Sprintf("shorter than %d characters; choose a long random value (e.g. openssl rand -base64 32)", minLen))
 	case len(s) > maxSecretLen:
 		v.add(key, quote(Redaction), fmt.Sprintf("longer than %d bytes; is it the right value?", maxSecretLen))
