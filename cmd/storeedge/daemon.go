@@ -412,9 +412,13 @@ func remoteQueue(ctx context.Context, client *cloud.Client, log *slog.Logger) (s
 	b := backoff.New(time.Second, 5*time.Minute)
 	for {
 		rc, err := client.Config(ctx)
-		if err == nil && rc.ServiceBus.Queue != "" {
-			log.Info("servicebus: queue from the cloud's remote configuration", slog.String("queue", rc.ServiceBus.Queue))
-			return rc.ServiceBus.Queue, nil
+		var queue string
+		if err == nil {
+			queue, err = cloud.RemoteQueue(rc)
+		}
+		if err == nil && queue != "" {
+			log.Info("servicebus: queue from the cloud's remote configuration", slog.String("queue", queue))
+			return queue, nil
 		}
 		if err == nil {
 			err = errors.New("the cloud's remote configuration names no Service Bus queue; set servicebus.queue")

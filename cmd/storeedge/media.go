@@ -47,7 +47,10 @@ func newMedia(cfg config.Config, db *storage.DB, dialer *wan.Dialer, client *clo
 		o.Describe = "the cloud's remote configuration"
 		loc.Remote = func(ctx context.Context) (string, error) {
 			rc, err := client.Config(ctx)
-			return rc.Media.ContainerURL, err
+			if err != nil {
+				return "", err
+			}
+			return cloud.RemoteContainerURL(rc)
 		}
 	default:
 		o.Describe = "none (cloud.sync is off and no container is configured)"

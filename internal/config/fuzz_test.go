@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -108,6 +109,45 @@ func FuzzLoadOverrides(f *testing.F) {
 		}
 		if err := c.Validate(); err != nil {
 			t.Fatalf("accepted, then refused by Validate: %v", err)
+		}
+	})
+}
+
+// FuzzRemoteValues feeds arbitrary text to the rules of the two values the cloud's remote
+// configuration gives the server: they must never panic, a queue name they pass must be one
+// Service Bus takes, and a container URL they pass must be an https URL (http only on this
+// machine) naming a container and carrying a signature. A reason is fixed text: it never quotes
+// the URL, whose SAS token is a secret.
+func FuzzRemoteValues(f *testing.F) {
+	for _, s := range []string{"", "orders-lyon-01", "orders lyon", "a/b.c_d-e", strings.Repeat("q", 261),
+		"https://a.blob.core.windows.net/media?sv=2021&se=2026-12-05T10%3A00Z&sp=rl&sig=abc%2Bd",
+		"http://127.0.0.1:10000/devstoreaccount1/media?sig=x", "http://blob.example/media?sig=x",
+		"https://a.blob.core.windows.net/?sig=x", "https://a.blob.core.windows.net/media", "mailto:x?sig=y",
+		"https://[::1]:99999/m?sig=x", "HTTPS://LOCALHOST/m?sig=%zz", "https://a/%2F?sig=1"} {
+		f.Add(s)
+	}
+	// Every reason a container URL can get: none depends on the URL.
+	reasons := map[string]bool{}
+	for _, bad := range []string{"%", "http://blob.example/m?sig=x", "https://a/?sig=x", "https://a/m", strings.Repeat("u", maxSecretLen+1)} {
+		reasons[ContainerURLProblem(bad)] = true
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if QueueNameProblem(s) == "" {
+			if len(s) == 0 || len(s) > maxQueueLen || !isQueueName(s) {
+				t.Fatalf("queue name %q passed", s)
+			}
+		}
+		p := ContainerURLProblem(s)
+		if p == "" {
+			u, err := url.Parse(s)
+			if err != nil || u.Host == "" || strings.Trim(u.Path, "/") == "" || u.Query().Get("sig") == "" || len(s) > maxSecretLen {
+				t.Fatalf("container URL %q passed", s)
+			}
+			if u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname())) {
+				t.Fatalf("container URL %q passed without https", s)
+			}
+		} else if !reasons[p] {
+			t.Fatalf("%q: the reason %q is none of the fixed ones", s, p)
 		}
 	})
 }

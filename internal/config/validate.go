@@ -371,8 +371,8 @@ func (v *validator) serviceBus(sb ServiceBus) {
 	v.connectionString("servicebus.connection_string", "servicebus.enabled", sb.ConnectionString, sb.Enabled,
 		"copy the connection string of the queue's shared access policy from the Azure portal")
 
-	if q := sb.Queue; q != "" && (len(q) > maxQueueLen || !isQueueName(q)) {
-		v.add("servicebus.queue", quote(q), fmt.Sprintf(`want 1 to %d letters, digits, '.', '_', '/' or '-'; or "" for the queue the cloud's remote configuration names`, maxQueueLen))
+	if q := sb.Queue; q != "" && QueueNameProblem(q) != "" {
+		v.add("servicebus.queue", quote(q), QueueNameProblem(q)+`; or "" for the queue the cloud's remote configuration names`)
 	}
 	v.transport("servicebus.transport", sb.Transport)
 	v.durRange("servicebus.lock_renew_interval", sb.LockRenewInterval, time.Second, 5*time.Minute)
@@ -459,20 +459,41 @@ func (v *validator) media(m Media) {
 // a container in the path and a SAS token in the query. The value is secret: never shown.
 func (v *validator) containerURL(s string) {
 	const key = "media.container_url"
-	shown := quote(Redaction)
+	if s == Redaction {
+		v.add(key, quote(Redaction), `is the placeholder shown by "storeedge config", not the URL; put the real one`)
+	} else if p := ContainerURLProblem(s); p != "" {
+		v.add(key, quote(Redaction), p)
+	}
+}
+
+// QueueNameProblem says what is wrong with a Service Bus queue name, or "" when there is nothing:
+// the rule of servicebus.queue, which the queue the cloud's remote configuration names must keep
+// too.
+func QueueNameProblem(q string) string {
+	if q == "" || len(q) > maxQueueLen || !isQueueName(q) {
+		return fmt.Sprintf("want 1 to %d letters, digits, '.', '_', '/' or '-'", maxQueueLen)
+	}
+	return ""
+}
+
+// ContainerURLProblem says what is wrong with the SAS URL of a Blob container, or "" when there
+// is nothing: the rule of media.container_url, which the container URL of the cloud's remote
+// configuration must keep too. The reason never quotes the URL, whose SAS token is a secret.
+func ContainerURLProblem(s string) string {
 	u, err := url.Parse(s)
 	switch {
-	case s == Redaction:
-		v.add(key, shown, `is the placeholder shown by "storeedge config", not the URL; put the real one`)
+	case len(s) > maxSecretLen:
+		return fmt.Sprintf("longer than %d bytes; is it the right value?", maxSecretLen)
 	case err != nil || u.Opaque != "" || u.Host == "":
-		v.add(key, shown, "not a URL; want https://<account>.blob.core.windows.net/<container>?<SAS token>")
+		return "not a URL; want https://<account>.blob.core.windows.net/<container>?<SAS token>"
 	case u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname())):
-		v.add(key, shown, "want an https:// URL (http:// only for a test store on this machine)")
+		return "want an https:// URL (http:// only for a test store on this machine)"
 	case strings.Trim(u.Path, "/") == "":
-		v.add(key, shown, "names no container; want https://<account>.blob.core.windows.net/<container>?<SAS token>")
+		return "names no container; want https://<account>.blob.core.windows.net/<container>?<SAS token>"
 	case u.Query().Get("sig") == "":
-		v.add(key, shown, "carries no SAS token (no sig= in its query); copy the container's SAS URL, or use media.connection_string")
+		return "carries no SAS token (no sig= in its query); copy the container's SAS URL, or use media.connection_string"
 	}
+	return ""
 }
 
 // storageConnectionProblem says what is wrong with an Azure Storage connection string, or "".

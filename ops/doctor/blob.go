@@ -10,22 +10,26 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
 
 	"github.com/storeedge/storeedge/internal/config"
+	"github.com/storeedge/storeedge/sync/cloud"
 	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 	"github.com/storeedge/storeedge/sync/media"
 )
 
 // mediaContainer is the container the media service reads, as the daemon finds it: the shop's
 // own (media.container_url, media.connection_string) or the one the cloud's remote
-// configuration names. ok is false when media are off or no container is named.
-func mediaContainer(m config.Media, rc cloudapi.RemoteConfig) (media.Locator, bool) {
+// configuration names. ok is false when media are off or no container is named; err says why the
+// one the cloud names cannot be used.
+func mediaContainer(m config.Media, rc cloudapi.RemoteConfig) (loc media.Locator, ok bool, err error) {
 	if !m.Enabled {
-		return media.Locator{}, false
+		return media.Locator{}, false, nil
 	}
 	loc, _, own := media.OwnLocator(m)
 	if !own {
-		loc.URL = rc.Media.ContainerURL
+		if loc.URL, err = cloud.RemoteContainerURL(rc); err != nil {
+			return loc, false, err
+		}
 	}
-	return loc, loc.URL != "" || loc.ConnectionString != ""
+	return loc, loc.URL != "" || loc.ConnectionString != "", nil
 }
 
 // checkBlob lists (at most) one blob of the media container with the media service's own

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -259,6 +260,12 @@ func TestServiceBusLinkOnTheQueue(t *testing.T) {
 	}
 	c.ServiceBus.Queue = "no-such-queue"
 	expect(t, run(t, c), "wan", "servicebus link no-such-queue", Fail)
+
+	// servicebus.queue empty: the queue the cloud names, which must keep the same rule.
+	c = testConfig(t, ca, startCloud(t, ca, cloudsim.Options{StoreID: "lyon 01"}, nil))
+	c.ServiceBus.Enabled = true
+	c.ServiceBus.ConnectionString = config.Secret(peer.WebSocketConnectionString())
+	expect(t, run(t, c), "wan", "servicebus link", Fail, `servicebus.queue "orders-lyon 01" cannot be used`, "set servicebus.queue")
 }
 
 // With the support channel on, doctor checks the support namespace and both of its queues, and
@@ -300,6 +307,16 @@ func TestBlobContainerReadable(t *testing.T) {
 	c = testConfig(t, ca, startCloud(t, ca, cloudsim.Options{MediaContainerURL: bad}, nil))
 	expect(t, run(t, c), "wan", "blob container", Fail, "signature")
 
+	// A container the cloud names over plain HTTP, or without a SAS token, is not used.
+	for _, u := range []string{strings.Replace(containerURL, "https://127.0.0.1", "http://blob.example", 1), strings.Split(containerURL, "?")[0] + "?sv=2021"} {
+		c = testConfig(t, ca, startCloud(t, ca, cloudsim.Options{MediaContainerURL: u}, nil))
+		r = run(t, c)
+		expect(t, r, "wan", "blob container", Fail, "media.container_url cannot be used")
+		if j := mustJSON(t, r); strings.Contains(j, sasSignature(t, containerURL)) || strings.Contains(j, "blob.example") {
+			t.Error("the report shows the container's URL")
+		}
+	}
+
 	// A shop that hosts its own container: doctor reads the one the media service would, with
 	// the account key of the connection string, and never shows the key.
 	c = testConfig(t, ca, startCloud(t, ca, cloudsim.Options{MediaContainerURL: bad}, nil))
@@ -312,6 +329,16 @@ func TestBlobContainerReadable(t *testing.T) {
 	}
 	c.Media.ConnectionString = config.Secret(strings.Replace(testenv.AzuriteConnectionString(account), testenv.AzuriteKey, "d3Jvbmcga2V5", 1))
 	expect(t, run(t, c), "wan", "blob container "+account+"/media", Fail)
+}
+
+// sasSignature is the sig= value of a SAS URL.
+func sasSignature(t *testing.T, raw string) string {
+	t.Helper()
+	u, err := url.Parse(raw)
+	if err != nil || u.Query().Get("sig") == "" {
+		t.Fatalf("%q is no SAS URL", raw)
+	}
+	return u.Query().Get("sig")
 }
 
 func mustJSON(t *testing.T, r Report) string {

@@ -79,7 +79,9 @@ func checkWAN(ctx context.Context, o Options) []Result {
 	if o.Config.Support.ServiceBus.Enabled {
 		w.support(ctx)
 	}
-	if loc, ok := mediaContainer(o.Config.Media, rc); ok {
+	if loc, ok, err := mediaContainer(o.Config.Media, rc); err != nil {
+		w.add(fail("wan", "blob container", err.Error(), "call the vendor's support with this line, or configure the shop's own container (media.container_url or media.connection_string)"))
+	} else if ok {
 		if ep, err := loc.Endpoint(); err != nil {
 			w.add(fail("wan", "blob container", err.Error(), "correct media.container_url or media.connection_string"))
 		} else if e, err := endpointFromURL("blob", ep); err == nil && w.reach(ctx, e) {
@@ -287,10 +289,13 @@ func (w *wanCheck) serviceBus(ctx context.Context, rc cloudapi.RemoteConfig, clo
 		return
 	}
 	queue := cfg.Queue
-	if queue == "" {
-		queue = rc.ServiceBus.Queue
-	}
 	check := "servicebus link"
+	if queue == "" {
+		if queue, err = cloud.RemoteQueue(rc); err != nil {
+			w.add(fail("wan", check, err.Error(), "set servicebus.queue to the shop's queue, and tell the vendor's support"))
+			return
+		}
+	}
 	if queue == "" {
 		detail := "no queue: servicebus.queue is empty and the cloud's configuration names none"
 		if !cloudOK {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/storeedge/storeedge/internal/backoff"
+	"github.com/storeedge/storeedge/internal/config"
 	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 )
 
@@ -262,6 +263,41 @@ func (c *Client) Config(ctx context.Context) (cloudapi.RemoteConfig, error) {
 		return out, fmt.Errorf("cloud: config: read answer: %w", err)
 	}
 	return out, nil
+}
+
+// RemoteQueue is the Service Bus queue the remote configuration names ("" when none), or why it
+// cannot be used: it must keep the rule of servicebus.queue.
+func RemoteQueue(rc cloudapi.RemoteConfig) (string, error) {
+	q := rc.ServiceBus.Queue
+	if q == "" {
+		return "", nil
+	}
+	if p := config.QueueNameProblem(q); p != "" {
+		return "", fmt.Errorf("cloud: the remote configuration's servicebus.queue %s cannot be used: %s", quoteClipped(q), p)
+	}
+	return q, nil
+}
+
+// RemoteContainerURL is the media container URL the remote configuration names ("" when none), or
+// why it cannot be used: it must keep the rule of media.container_url (https, a container, a SAS
+// token). The error never quotes the URL, whose SAS token is a secret.
+func RemoteContainerURL(rc cloudapi.RemoteConfig) (string, error) {
+	u := rc.Media.ContainerURL
+	if u == "" {
+		return "", nil
+	}
+	if p := config.ContainerURLProblem(u); p != "" {
+		return "", fmt.Errorf("cloud: the remote configuration's media.container_url cannot be used: %s", p)
+	}
+	return u, nil
+}
+
+// quoteClipped quotes s for a message, cut to 64 bytes.
+func quoteClipped(s string) string {
+	if len(s) > 64 {
+		return strconv.Quote(s[:64]) + "…"
+	}
+	return strconv.Quote(s)
 }
 
 // Heartbeat reports the server's state.

@@ -112,3 +112,44 @@ func TestFeedTimeoutIsPerPause(t *testing.T) {
 		t.Fatalf("a stalled stream: %v", err)
 	}
 }
+
+// TestRemoteValues: the queue and the container URL of the remote configuration keep the rules
+// of servicebus.queue and media.container_url before the server uses them, and an unusable URL
+// is reported without its signature.
+func TestRemoteValues(t *testing.T) {
+	var rc cloudapi.RemoteConfig
+	if q, err := RemoteQueue(rc); q != "" || err != nil {
+		t.Errorf("no queue: %q, %v", q, err)
+	}
+	if u, err := RemoteContainerURL(rc); u != "" || err != nil {
+		t.Errorf("no container: %q, %v", u, err)
+	}
+	rc.ServiceBus.Queue = "orders-lyon-01"
+	rc.Media.ContainerURL = "https://shop.blob.core.windows.net/media?sv=2021&sp=rl&sig=c2VjcmV0"
+	if q, err := RemoteQueue(rc); q != rc.ServiceBus.Queue || err != nil {
+		t.Errorf("queue %q: %q, %v", rc.ServiceBus.Queue, q, err)
+	}
+	if u, err := RemoteContainerURL(rc); u != rc.Media.ContainerURL || err != nil {
+		t.Errorf("container URL: %q, %v", u, err)
+	}
+	for _, q := range []string{"orders lyon", "orders\n", strings.Repeat("q", 261)} {
+		rc.ServiceBus.Queue = q
+		if got, err := RemoteQueue(rc); got != "" || err == nil || !strings.Contains(err.Error(), "servicebus.queue") {
+			t.Errorf("queue %q: %q, %v; want refused", q, got, err)
+		}
+	}
+	for _, u := range []string{
+		"http://shop.blob.core.windows.net/media?sig=c2VjcmV0", // the SAS would cross the WAN in clear
+		"https://shop.blob.core.windows.net/?sig=c2VjcmV0",     // no container
+		"https://shop.blob.core.windows.net/media?sv=2021",     // no SAS
+		"ftp://shop/media?sig=c2VjcmV0",
+	} {
+		rc.Media.ContainerURL = u
+		got, err := RemoteContainerURL(rc)
+		if got != "" || err == nil || !strings.Contains(err.Error(), "media.container_url cannot be used") {
+			t.Errorf("container URL %q: %q, %v; want refused", u, got, err)
+		} else if strings.Contains(err.Error(), "c2VjcmV0") || strings.Contains(err.Error(), "shop.blob") {
+			t.Errorf("the error shows the URL: %v", err)
+		}
+	}
+}
