@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/storeedge/storeedge/internal/backoff"
+	"github.com/storeedge/storeedge/internal/clip"
 	"github.com/storeedge/storeedge/internal/config"
 	"github.com/storeedge/storeedge/storage"
 )
@@ -276,7 +276,7 @@ func (a *Alerts) send(ctx context.Context, batch []storage.AlertMail, now time.T
 			return ctx.Err()
 		}
 		a.failed(err, now)
-		if dbErr := a.o.DB.AlertMailsFailed(ctx, ids, clip(err.Error())); dbErr != nil {
+		if dbErr := a.o.DB.AlertMailsFailed(ctx, ids, clipError(err.Error())); dbErr != nil {
 			return errors.Join(err, fmt.Errorf("alerts: %w", dbErr))
 		}
 		return err
@@ -293,19 +293,14 @@ func (a *Alerts) failed(err error, now time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.retryAt = now.Add(a.bo.Next(0))
-	a.mail, a.lastErr, a.lastErrAt = MailFailing, clip(err.Error()), now
+	a.mail, a.lastErr, a.lastErrAt = MailFailing, clipError(err.Error()), now
 }
 
 // maxErrorText bounds an error kept for the status: the mail server's answer is outside input.
 const maxErrorText = 1000
 
-// clip cuts s to maxErrorText bytes, on a character boundary.
-func clip(s string) string {
-	if len(s) <= maxErrorText {
-		return s
-	}
-	return strings.ToValidUTF8(s[:maxErrorText], "") + "…"
-}
+// clipError cuts s to maxErrorText bytes, on a character boundary.
+func clipError(s string) string { return clip.String(s, maxErrorText) }
 
 func (a *Alerts) succeeded() {
 	a.mu.Lock()
@@ -381,7 +376,7 @@ func (a *Alerts) checkMailer(ctx context.Context) {
 		return
 	}
 	if err != nil {
-		a.mail, a.lastErr, a.lastErrAt = MailFailing, clip(err.Error()), a.now()
+		a.mail, a.lastErr, a.lastErrAt = MailFailing, clipError(err.Error()), a.now()
 		a.logged = err.Error()
 		a.log.Warn("alerts: the mail server cannot be used; alerts are queued until it can", slog.Any("error", err))
 		return

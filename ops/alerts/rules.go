@@ -88,7 +88,7 @@ func wanDown(after time.Duration) rule {
 			var d strings.Builder
 			fmt.Fprintf(&d, "State: %s\n", w.State)
 			if w.LastError != "" {
-				fmt.Fprintf(&d, "Last error: %s\n", clip(w.LastError))
+				fmt.Fprintf(&d, "Last error: %s\n", clipError(w.LastError))
 			}
 			fmt.Fprintf(&d, "Route: %s\n", w.Route)
 			if !w.LastContact.IsZero() {

@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
+
+	"github.com/storeedge/storeedge/internal/clip"
 )
 
 // Limits of the ring of recent log records.
@@ -98,7 +98,7 @@ func (h *ringHandler) Handle(ctx context.Context, rec slog.Record) error {
 
 // capture copies what the record says, bounded.
 func (h *ringHandler) capture(rec slog.Record) LogLine {
-	l := LogLine{Time: rec.Time.UTC(), Level: rec.Level.String(), Message: clip(rec.Message)}
+	l := LogLine{Time: rec.Time.UTC(), Level: rec.Level.String(), Message: clipText(rec.Message)}
 	attrs := slices.Clone(h.attrs)
 	rec.Attrs(func(a slog.Attr) bool {
 		attrs = flatten(attrs, h.prefix, a)
@@ -165,26 +165,17 @@ func plain(v slog.Value) any {
 	case slog.KindBool:
 		return v.Bool()
 	case slog.KindString:
-		return clip(v.String())
+		return clipText(v.String())
 	case slog.KindAny:
 		if err, ok := v.Any().(error); ok {
-			return clip(err.Error())
+			return clipText(err.Error())
 		}
 		if b, err := json.Marshal(v.Any()); err == nil {
-			return clip(string(b))
+			return clipText(string(b))
 		}
-		return clip(fmt.Sprint(v.Any()))
+		return clipText(fmt.Sprint(v.Any()))
 	}
-	return clip(v.String())
+	return clipText(v.String())
 }
 
-func clip(s string) string {
-	if len(s) <= maxLineText {
-		return s
-	}
-	cut := maxLineText
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return strings.ToValidUTF8(s[:cut], "") + "…"
-}
+func clipText(s string) string { return clip.String(s, maxLineText) }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/storeedge/storeedge/internal/backoff"
+	"github.com/storeedge/storeedge/internal/clip"
 	"github.com/storeedge/storeedge/internal/config"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/cloud"
@@ -163,6 +164,10 @@ func (w *Worker) Drain(ctx context.Context) (int, error) {
 // would take a batch over it wait for the next one.
 const MaxBatchBytes = 4 << 20
 
+// maxReasonBytes bounds the reason kept (and logged) for an entry the cloud refused: the answer
+// is outside input.
+const maxReasonBytes = 1000
+
 // fitBytes returns how many of entries, from the first, fit in a batch of at most limit bytes as
 // the client encodes it; at least one.
 func fitBytes(entries []storage.OutboxEntry, limit int) int {
@@ -243,8 +248,9 @@ func (w *Worker) upload(ctx context.Context, entries []storage.OutboxEntry) (int
 	}
 	for _, r := range resp.Rejected {
 		if take(r.Key) {
-			res.Rejected[r.Key] = r.Reason
-			w.log.Warn("outbox: the cloud refused an entry; set aside", slog.String("key", r.Key), slog.String("reason", r.Reason))
+			reason := clip.String(r.Reason, maxReasonBytes)
+			res.Rejected[r.Key] = reason
+			w.log.Warn("outbox: the cloud refused an entry; set aside", slog.String("key", r.Key), slog.String("reason", reason))
 		}
 	}
 	if stray > 0 {

@@ -1,6 +1,7 @@
 package outbox
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"go.uber.org/goleak"
 
@@ -105,9 +107,10 @@ func TestDrainsThroughFailuresInOrder(t *testing.T) {
 // fakeCloud refuses events whose key contains "bad": as a whole batch with 400 when whole is
 // set, else in the answer.
 type fakeCloud struct {
-	whole bool
-	claim []string // keys every answer names as accepted and as rejected, sent or not
-	got   []string
+	whole  bool
+	reason string   // of the refusals in the answer; "" for "unknown product"
+	claim  []string // keys every answer names as accepted and as rejected, sent or not
+	got    []string
 }
 
 func (f *fakeCloud) Upload(_ context.Context, events []cloudapi.Event) (cloudapi.UploadResponse, error) {
@@ -117,7 +120,8 @@ func (f *fakeCloud) Upload(_ context.Context, events []cloudapi.Event) (cloudapi
 			if f.whole {
 				return cloudapi.UploadResponse{}, &cloud.Error{Op: "upload", Status: 400, Detail: "event " + e.Key + " is invalid"}
 			}
-			r.Rejected = append(r.Rejected, cloudapi.Rejection{Key: e.Key, Reason: "unknown product"})
+			reason := cmp.Or(f.reason, "unknown product")
+			r.Rejected = append(r.Rejected, cloudapi.Rejection{Key: e.Key, Reason: reason})
 			continue
 		}
 		r.Accepted = append(r.Accepted, e.Key)
@@ -184,6 +188,29 @@ func TestRejectedEntriesAreSetAside(t *testing.T) {
 				t.Fatalf("ledger %+v", ledger)
 			}
 		})
+	}
+}
+
+// The reason the cloud gives for a refusal is outside input: it is kept cut to 1,000 bytes, in
+// valid UTF-8, however long the answer made it.
+func TestRejectionReasonIsBounded(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	o := orders.Order{Source: orders.SourceLAN, DeviceID: "pos", Status: orders.StatusNew, Note: "bad"}
+	if _, _, err := db.CreateOrder(ctx, storage.NewOrder{Order: o, IdempotencyKey: "k", RequestHash: "h"}); err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeCloud{reason: "unknown product \xff" + strings.Repeat("é", 1<<19)}
+	if n, err := New(Options{DB: db, Cloud: f}).Drain(ctx); err != nil || n != 1 {
+		t.Fatalf("drain: %d %v", n, err)
+	}
+	rejected, _ := db.RejectedOutbox(ctx, 10)
+	if len(rejected) != 1 {
+		t.Fatalf("rejected %+v", rejected)
+	}
+	why := rejected[0].LastError
+	if !strings.HasPrefix(why, "unknown product é") || len(why) > maxReasonBytes+len("…") || !utf8.ValidString(why) {
+		t.Fatalf("reason kept: %d bytes, %q…", len(why), why[:min(len(why), 40)])
 	}
 }
 

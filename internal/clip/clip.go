@@ -1,0 +1,21 @@
+// Package clip shortens text from outside (an answer, a log value, an error) before it is kept
+// or shown.
+package clip
+
+import (
+	"strings"
+	"unicode/utf8"
+)
+
+// String returns s when it holds at most n bytes; otherwise its first n bytes or fewer, cut on a
+// character boundary, followed by "…". Invalid UTF-8 is dropped either way.
+func String(s string, n int) string {
+	if len(s) <= n {
+		return strings.ToValidUTF8(s, "")
+	}
+	cut := max(n, 0)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return strings.ToValidUTF8(s[:cut], "") + "…"
+}
