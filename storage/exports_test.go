@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync/atomic"
 	"testing"
 
 	"github.com/storeedge/storeedge/orders"
+	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 )
 
 func numbered(id, first, last int64) string { return fmt.Sprintf("b%d-%d-%d", id, first, last) }
@@ -266,5 +268,47 @@ func TestStockImportAfterRestore(t *testing.T) {
 	}
 	if _, applied, err := db.RecordStockImport(ctx, "a-third.csv", "aaa", 10, five); err != nil || applied {
 		t.Fatalf("the same file once more: applied %v, %v; want a resend", applied, err)
+	}
+}
+
+// TestStockImportAfterGoingBack: a database put back by copying its file (not with restore) is
+// found to have gone back in time at open, and the stock imports are marked as after a restore.
+func TestStockImportAfterGoingBack(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "storeedge.db")
+	db, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	five := []StockLevel{{Row: 1, ProductID: "P1", Quantity: 5}}
+	if _, applied, err := db.RecordStockImport(ctx, "a.csv", "aaa", 10, five); err != nil || !applied {
+		t.Fatalf("first file: %v %v", applied, err)
+	}
+	db.Close()
+	copyFile(t, path, path+".copy")
+
+	db, err = Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply(t, db, cloudapi.Products, "c1", product("P1", 1, "Tea", "Drinks"))
+	if _, applied, err := db.RecordStockImport(ctx, "b.csv", "bbb", 10, []StockLevel{{Row: 1, ProductID: "P1", Quantity: 3}}); err != nil || !applied {
+		t.Fatalf("second file: %v %v", applied, err)
+	}
+	db.Close()
+
+	copyFile(t, path+".copy", path)
+	os.Remove(path + "-wal")
+	os.Remove(path + "-shm")
+	db, err = Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if db.EpochRenewed() == "" {
+		t.Fatal("the copy put back was not found to have gone back in time")
+	}
+	if _, resend, err := db.StockImportedLast(ctx, "aaa"); err != nil || resend {
+		t.Fatalf("after going back, the latest file is taken for a resend (%v)", err)
 	}
 }
