@@ -39,6 +39,8 @@ type Options struct {
 	MinPushVersion int
 	// Window is how many commands may await their acks on one connection.
 	Window int
+	// CatalogNoticeEvery is the least time between two rounds of catalog.changed notices.
+	CatalogNoticeEvery time.Duration
 	// CheckEvery is how often each connection checks that no command is left behind (see
 	// delivery.check); a command left behind is found within two checks.
 	CheckEvery time.Duration
@@ -67,6 +69,9 @@ const (
 const (
 	// CapOrders marks a device that handles orders: it gets an order.new command for each new order.
 	CapOrders = "orders"
+	// CapCatalog marks a device that keeps a copy of the catalog: it gets a catalog.changed
+	// command when the server's catalog changed (docs/catalog.md).
+	CapCatalog = "catalog"
 )
 
 // Kinds of device.
@@ -143,6 +148,7 @@ func New(ctx context.Context, o Options) (*Manager, error) {
 	o.RetryMax = orDefault(o.RetryMax, config.DefaultDevicesPushRetryMax)
 	o.Timeout = orDefault(o.Timeout, config.DefaultDevicesPushTimeout)
 	o.Window = orDefault(o.Window, defaultWindow)
+	o.CatalogNoticeEvery = orDefault(o.CatalogNoticeEvery, defaultCatalogNoticeEvery)
 	o.MinPushVersion = orDefault(o.MinPushVersion, push.MinVersion)
 	o.CheckEvery = orDefault(o.CheckEvery, defaultCheckEvery)
 	if o.Dial == nil {

@@ -65,7 +65,7 @@ func (m *Manager) followOrdersOnce(ctx context.Context) error {
 				if e.Type != orders.EventCreated {
 					continue
 				}
-				ids := m.orderDevices()
+				ids := m.devicesWith(CapOrders)
 				payload := orderPayload(e.Data)
 				for _, id := range ids {
 					cmds = append(cmds, m.newCommand(id, CmdOrderNew, payload, e.OrderID, m.now(), m.o.CommandTTL))
@@ -87,13 +87,13 @@ func (m *Manager) followOrdersOnce(ctx context.Context) error {
 	}
 }
 
-// orderDevices are the live devices that handle orders.
-func (m *Manager) orderDevices() []string {
+// devicesWith are the live devices that declared capability.
+func (m *Manager) devicesWith(capability string) []string {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	var ids []string
 	for id, e := range m.devs {
-		if e.dev.RevokedAt.IsZero() && slices.Contains(e.dev.Capabilities, CapOrders) {
+		if e.dev.RevokedAt.IsZero() && slices.Contains(e.dev.Capabilities, capability) {
 			ids = append(ids, id)
 		}
 	}

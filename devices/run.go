@@ -16,7 +16,8 @@ const (
 )
 
 // Run keeps a push link to every paired device, queues new orders for the devices that handle
-// them and expires old commands, until ctx ends; it returns nil then.
+// them and catalog notices for those that keep a copy of the catalog, and expires old commands,
+// until ctx ends; it returns nil then.
 func (m *Manager) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -24,6 +25,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	defer cancel()
 	wg.Go(func() { m.writer.run(ctx) })
 	wg.Go(func() { m.followOrders(ctx) })
+	wg.Go(func() { m.followCatalog(ctx) })
 	sweep := time.NewTicker(sweepInterval)
 	defer sweep.Stop()
 	prune := time.NewTicker(pruneEvery)

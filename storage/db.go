@@ -65,10 +65,11 @@ type DB struct {
 	tail      eventTail // the newest events, for the followers of the event stream
 	outboxSig signal    // an outbox entry became pending
 
-	hot      *hotcache.Cache // products by id and barcode; nil when off (see hot.go)
-	warmSig  signal          // a collection caught up: time to warm hot, if wanted
-	warmWant atomic.Bool     // a bulk load ended since the last warm pass
-	warmDone signal          // a warm pass ended
+	hot        *hotcache.Cache // products by id and barcode; nil when off (see hot.go)
+	warmSig    signal          // a collection caught up: time to warm hot, if wanted
+	catalogSig signal          // a page that caught up changed the delta feed devices follow
+	warmWant   atomic.Bool     // a bulk load ended since the last warm pass
+	warmDone   signal          // a warm pass ended
 
 	epoch        string    // the delta feed's epoch (epoch.go), set by Open
 	epochRenewed string    // why Open renewed it, "" when it did not

@@ -362,6 +362,26 @@ func (db *DB) OpenCommands(ctx context.Context, deviceID string, after int64, no
 	return collectCommands(rows)
 }
 
+// DevicesWithQueuedCommand returns the devices that have a command of type typ queued (not sent
+// yet) and not expired at now.
+func (db *DB) DevicesWithQueuedCommand(ctx context.Context, typ string, now time.Time) (map[string]bool, error) {
+	rows, err := db.r.QueryContext(ctx, `SELECT DISTINCT device_id FROM device_commands
+		WHERE state = 'queued' AND expires_at > ? AND type = ?`, now.UnixMilli(), typ)
+	if err != nil {
+		return nil, fmt.Errorf("storage: open commands: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]bool{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("storage: open commands: %w", err)
+		}
+		out[id] = true
+	}
+	return out, rows.Err()
+}
+
 func collectCommands(rows *sql.Rows) ([]Command, error) {
 	defer rows.Close()
 	out := []Command{}

@@ -492,6 +492,7 @@ func (pa *pageApply) writerCache(ctx context.Context, kib int) error {
 func (db *DB) afterApply(pa *pageApply) {
 	p := pa.p
 	rebuilt := pa.bulk && pa.caughtUp()
+	changed := pa.seq != db.seq.Load()
 	db.seq.Store(pa.seq)
 	db.noteSeqLocked()
 	db.invalidateHot(p, rebuilt)
@@ -514,8 +515,16 @@ func (db *DB) afterApply(pa *pageApply) {
 	if pa.caughtUp() {
 		// After the state: the warmer reads it to decide whether every collection caught up.
 		db.warmSig.notify()
+		if changed {
+			db.catalogSig.notify()
+		}
 	}
 }
+
+// CatalogChanged returns a channel closed when the delta feed devices follow
+// (GET /api/v1/catalog/changes) has changed and its collection has caught up with the cloud: not
+// for every page of a bulk load, only for the one that ends it.
+func (db *DB) CatalogChanged() <-chan struct{} { return db.catalogSig.wait() }
 
 // clearQuarantine removes the quarantined lines of an item that a newer valid change replaced.
 func clearQuarantine(ctx context.Context, tx *sql.Tx, collection string, c *cloudapi.Change) (int64, error) {

@@ -1,0 +1,69 @@
+package devices_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/storeedge/storeedge/devices"
+	"github.com/storeedge/storeedge/devices/devicesim"
+	"github.com/storeedge/storeedge/storage"
+	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
+)
+
+// applyProduct applies a page of one product that catches its collection up, as a sync does.
+func applyProduct(t *testing.T, db *storage.DB, id string, rev int64) {
+	t.Helper()
+	doc, _ := json.Marshal(cloudapi.Product{ID: id, Name: "Tea " + id})
+	_, err := db.ApplyPage(context.Background(), storage.Page{Collection: cloudapi.Products,
+		Changes: []cloudapi.Change{{Collection: cloudapi.Products, ID: id, Op: cloudapi.OpUpsert, Rev: rev, Doc: doc}},
+		End:     cloudapi.PageEnd{Cursor: fmt.Sprint("c", rev), Count: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A device that keeps a copy of the catalog is told when the catalog changed, with the feed's
+// epoch and latest change number; a device without the capability is not; a device away gets one
+// notice however often the catalog changes meanwhile.
+func TestCatalogChangesAreNoticed(t *testing.T) {
+	e := newEnv(t, func(o *devices.Options) { o.CatalogNoticeEvery = 20 * time.Millisecond })
+	shelf := e.device(t, devicesim.Options{}, devices.CapCatalog)
+	kitchen := e.device(t, devicesim.Options{}, devices.CapOrders)
+
+	applyProduct(t, e.db, "P1", 1)
+	got := shelf.waitCommands(t, 1)
+	var n struct {
+		Epoch  string `json:"epoch"`
+		Latest int64  `json:"latest"`
+	}
+	if got[0].Type != devices.CmdCatalogChanged || json.Unmarshal(got[0].Payload, &n) != nil || n.Epoch != e.db.Epoch() || n.Latest != e.db.Seq() || n.Latest == 0 {
+		t.Fatalf("notice %+v (%+v), want catalog.changed with epoch %s and latest %d", got[0], n, e.db.Epoch(), e.db.Seq())
+	}
+	applyProduct(t, e.db, "P2", 1)
+	if got := shelf.waitCommands(t, 2); got[1].Type != devices.CmdCatalogChanged || !json.Valid(got[1].Payload) {
+		t.Fatalf("second notice %+v", got[1])
+	}
+	if cmds := kitchen.Commands(); len(cmds) != 0 {
+		t.Fatalf("a device without the catalog capability got %+v", cmds)
+	}
+
+	// Away: while another catalog device gets a notice for each change (each round's signal), the
+	// device away has one waiting, not one per change.
+	kiosk := e.device(t, devicesim.Options{}, devices.CapCatalog)
+	shelf.stop()
+	for rev := int64(2); rev <= 4; rev++ {
+		before := len(kiosk.Commands())
+		applyProduct(t, e.db, "P1", rev)
+		kiosk.waitCommands(t, before+1)
+		waiting, err := e.db.ListCommands(context.Background(), storage.CommandFilter{DeviceID: shelf.creds.DeviceID, State: storage.CommandQueued, Limit: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(waiting) != 1 || waiting[0].Type != devices.CmdCatalogChanged {
+			t.Fatalf("change %d: %d commands wait for the device away, want one notice: %+v", rev, len(waiting), waiting)
+		}
+	}
+}
