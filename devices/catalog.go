@@ -18,6 +18,10 @@ const (
 	// catalogNoticeTTL is how long a notice waits for its device: one that comes back later
 	// pulls the changes anyway (docs/catalog.md), so an old notice would tell it nothing.
 	catalogNoticeTTL = time.Minute
+	// keepCatalogNotices is how long a finished catalog notice stays listed: a shop whose catalog
+	// changes at every poll makes one a device every 30 s, and a week of them (keepCommands)
+	// would be most of the command list.
+	keepCatalogNotices = time.Hour
 )
 
 // catalogNotice is the payload of a catalog.changed command the server sends by itself: the

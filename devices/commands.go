@@ -152,14 +152,19 @@ func (m *Manager) Command(ctx context.Context, id string) (storage.Command, erro
 	return m.db.GetCommand(ctx, id)
 }
 
-// prune deletes the commands finished more than keepCommands ago.
+// prune deletes the commands finished more than keepCommands ago, and the catalog notices
+// finished more than keepCatalogNotices ago.
 func (m *Manager) prune(ctx context.Context) {
-	n, err := m.db.PruneCommands(ctx, m.now().Add(-keepCommands))
+	notices, err := m.db.PruneCommands(ctx, m.now().Add(-keepCatalogNotices), CmdCatalogChanged)
+	var n int64
+	if err == nil {
+		n, err = m.db.PruneCommands(ctx, m.now().Add(-keepCommands), "")
+	}
 	switch {
 	case err != nil && ctx.Err() == nil:
 		m.log.Warn("devices: cannot prune old commands; will retry", slog.Any(keyError, err))
-	case n > 0:
-		m.log.Debug("devices: old commands pruned", slog.Int64(keyCount, n))
+	case n+notices > 0:
+		m.log.Debug("devices: old commands pruned", slog.Int64(keyCount, n+notices))
 	}
 }
 

@@ -516,12 +516,13 @@ func (db *DB) ExpireCommands(ctx context.Context, now time.Time, reason string) 
 	return n, nil
 }
 
-// PruneCommands deletes the commands that reached a final state before before, and returns how
-// many.
-func (db *DB) PruneCommands(ctx context.Context, before time.Time) (int64, error) {
+// PruneCommands deletes the commands of type typ ("": of every type) that reached a final state
+// before before, and returns how many.
+func (db *DB) PruneCommands(ctx context.Context, before time.Time, typ string) (int64, error) {
 	var n int64
 	err := db.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM device_commands WHERE state IN ('acknowledged', 'expired', 'failed') AND done_at < ?`, before.UnixMilli())
+		res, err := tx.ExecContext(ctx, `DELETE FROM device_commands WHERE state IN ('acknowledged', 'expired', 'failed') AND done_at < ?
+			AND (? = '' OR type = ?)`, before.UnixMilli(), typ, typ)
 		if err != nil {
 			return err
 		}

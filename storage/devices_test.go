@@ -103,8 +103,11 @@ func TestCommandStates(t *testing.T) {
 	if d, _ := db.QueueDepths(ctx); d["dv_a"] != int64(len(cmds)-3) {
 		t.Fatalf("queue depth %d", d["dv_a"])
 	}
-	if n, _ := db.PruneCommands(ctx, now.Add(3*time.Second)); n != 3 {
-		t.Fatalf("pruned %d, want the 3 finished", n)
+	if n, _ := db.PruneCommands(ctx, now.Add(3*time.Second), "order.new"); n != 1 {
+		t.Fatalf("pruned %d of type order.new, want the 1 finished", n)
+	}
+	if n, _ := db.PruneCommands(ctx, now.Add(3*time.Second), ""); n != 2 {
+		t.Fatalf("pruned %d, want the 2 other finished", n)
 	}
 	ledger, _ := db.OrderLedger(ctx, o.ID)
 	if last := ledger[len(ledger)-1]; last.Stage != orders.StagePushed || last.Detail != "to device dv_a" {
