@@ -131,7 +131,8 @@ type WAN struct {
 	// directly), "direct", or a proxy URL: http://[user:password@]host:port (HTTP CONNECT) or
 	// socks5://[user:password@]host:port.
 	Proxy Proxy `yaml:"proxy"`
-	// UseEnvironment lets an empty Proxy fall back to HTTPS_PROXY, ALL_PROXY and NO_PROXY.
+	// UseEnvironment lets an empty Proxy fall back to HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and
+	// NO_PROXY.
 	UseEnvironment bool `yaml:"use_environment"`
 	// ExtraCAFile is a PEM file of certificates trusted in addition to the system's, for
 	// proxies that inspect TLS. Validate checks that it exists; its content is read at start.

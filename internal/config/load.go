@@ -38,6 +38,10 @@ func Load(path string, env []string, flags []string) (Config, error) {
 	if path != "" {
 		data, err := readFile(path)
 		if err != nil {
+			// Reported alone; the environment and the flags are still read, so that a
+			// misspelt variable is warned about (UnknownEnv) beside it.
+			c.applyEnv(env)
+			c.applyFlags(flags)
 			return c, err
 		}
 		errs = append(errs, c.applyFile(path, data)...)

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -62,8 +63,32 @@ func (c *Config) Validate() error {
 	v.log(c.Log)
 	v.logsShip(c.Logs.Ship)
 	v.support(c.Support.ServiceBus, c.Shop)
+	// Some checks span sections (support.servicebus.enabled wants shop.id): put every problem in
+	// key order, those of one key in the order found.
+	slices.SortStableFunc(v.errs, func(a, b error) int { return cmp.Compare(keyRank(a), keyRank(b)) })
 	return errors.Join(v.errs...)
 }
+
+// keyRank is where the key of a validation problem stands among the keys, in the order of
+// Keys; problems of no known key come last.
+func keyRank(err error) int {
+	var e *Error
+	if errors.As(err, &e) {
+		if i, ok := keyIndex[e.Key]; ok {
+			return i
+		}
+	}
+	return len(keyIndex)
+}
+
+// keyIndex is the position of each key in Keys.
+var keyIndex = func() map[string]int {
+	m := map[string]int{}
+	for i, k := range Keys() {
+		m[k] = i
+	}
+	return m
+}()
 
 // validator collects the problems found, in key order; each section has its method.
 type validator struct{ errs []error }
@@ -411,13 +436,19 @@ func (v *validator) transport(key, t string) {
 
 // media checks the media.* keys.
 func (v *validator) media(m Media) {
-	for key, sec := range map[string]Secret{"media.container_url": m.ContainerURL, "media.connection_string": m.ConnectionString} {
-		if s := sec.Reveal(); len(s) > maxSecretLen || strings.IndexFunc(s, unicode.IsControl) >= 0 || strings.TrimSpace(s) != s {
-			v.add(key, quote(Redaction), fmt.Sprintf("longer than %d bytes, or holds line breaks, control characters or surrounding spaces (a copy-paste slip?)", maxSecretLen))
-			return
+	// A malformed secret is reported alone among the checks of its own value; the other keys
+	// are checked all the same.
+	malformed := func(key string, sec Secret) bool {
+		s := sec.Reveal()
+		if len(s) <= maxSecretLen && strings.IndexFunc(s, unicode.IsControl) < 0 && strings.TrimSpace(s) == s {
+			return false
 		}
+		v.add(key, quote(Redaction), fmt.Sprintf("longer than %d bytes, or holds line breaks, control characters or surrounding spaces (a copy-paste slip?)", maxSecretLen))
+		return true
 	}
-	if u := m.ContainerURL.Reveal(); u != "" {
+	badURL := malformed("media.container_url", m.ContainerURL)
+	badCS := malformed("media.connection_string", m.ConnectionString)
+	if u := m.ContainerURL.Reveal(); u != "" && !badURL {
 		v.containerURL(u)
 	}
 	cs, name := m.ConnectionString.Reveal(), m.Container
@@ -426,6 +457,7 @@ func (v *validator) media(m Media) {
 		v.add("media.connection_string", quote(Redaction), "set together with media.container_url; give one of the two")
 	case cs != "" && name == "":
 		v.add("media.container", `""`, "missing; required with media.connection_string: the name of the container that holds the media")
+	case badCS:
 	case cs == Redaction:
 		v.add("media.connection_string", quote(Redaction), `is the placeholder shown by "storeedge config", not the connection string; put the real one`)
 	case cs != "":

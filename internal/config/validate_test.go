@@ -2,8 +2,10 @@ package config
 
 import (
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -469,5 +471,45 @@ func TestValidateReportsAll(t *testing.T) {
 	only := Default()
 	if err := WithoutKeys(only.Validate(), "cloud.store_key"); err != nil {
 		t.Errorf("defaults without a store key, store key ignored: %v", err)
+	}
+}
+
+// TestValidateReportsEveryKeyInOrder: a malformed media secret does not hide the other media
+// problems, and a problem a later section finds about an earlier key (support wants shop.id) is
+// listed at its key's place, as configuration.md promises.
+func TestValidateReportsEveryKeyInOrder(t *testing.T) {
+	c := valid()
+	c.Media.ContainerURL = "https://a.blob.core.windows.net/m?sig=x "
+	c.Media.ConnectionString = "AccountName=a;AccountKey=b\n"
+	c.Media.Parallel = 99
+	c.Log.Level = "loud"
+	c.Support.ServiceBus.Enabled = true
+	err := c.Validate()
+	wantErr(t, err, []string{"shop.id", "media.container_url", "media.connection_string", "media.parallel", "log.level"})
+	var keys []string
+	for _, line := range strings.Split(err.Error(), "\n") {
+		k, _, _ := strings.Cut(line, ":")
+		keys = append(keys, k)
+	}
+	rank := map[string]int{}
+	for i, k := range Keys() {
+		rank[k] = i
+	}
+	for i := 1; i < len(keys); i++ {
+		if rank[keys[i-1]] > rank[keys[i]] {
+			t.Errorf("%s reported after %s:\n%s", keys[i], keys[i-1], err)
+		}
+	}
+}
+
+// TestUnknownEnvWithAMissingFile: the file's error is reported alone, and a misspelt variable is
+// still known, so that the warning can go beside it.
+func TestUnknownEnvWithAMissingFile(t *testing.T) {
+	c, err := Load(filepath.Join(t.TempDir(), "missing.yaml"), []string{"STOREEDGE_CLOUD_STOREKEY=x"}, nil)
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("Load of a missing file: %v", err)
+	}
+	if !slices.Equal(c.UnknownEnv, []string{"STOREEDGE_CLOUD_STOREKEY"}) {
+		t.Fatalf("UnknownEnv %v, want the misspelt variable", c.UnknownEnv)
 	}
 }
