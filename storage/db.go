@@ -53,6 +53,7 @@ type DB struct {
 	gcRaised   bool                 // paceCollector raised GOGC for a bulk load, from gcPercent
 	gcPercent  int                  // the GOGC to put back
 	smallCache bool                 // the writer's page cache is cut down for the sorts that end a bulk load
+	feedMoved  bool                 // the delta feed changed since the last page that caught up
 	wstmts     map[string]*sql.Stmt // statements of page transactions kept prepared, by query text
 	wmissed    []string             // queries the transaction under way prepared for itself
 
@@ -67,7 +68,7 @@ type DB struct {
 
 	hot        *hotcache.Cache // products by id and barcode; nil when off (see hot.go)
 	warmSig    signal          // a collection caught up: time to warm hot, if wanted
-	catalogSig signal          // a page that caught up changed the delta feed devices follow
+	catalogSig signal          // a page caught up after the delta feed devices follow changed
 	warmWant   atomic.Bool     // a bulk load ended since the last warm pass
 	warmDone   signal          // a warm pass ended
 

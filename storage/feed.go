@@ -492,7 +492,7 @@ func (pa *pageApply) writerCache(ctx context.Context, kib int) error {
 func (db *DB) afterApply(pa *pageApply) {
 	p := pa.p
 	rebuilt := pa.bulk && pa.caughtUp()
-	changed := pa.seq != db.seq.Load()
+	db.feedMoved = db.feedMoved || pa.seq != db.seq.Load()
 	db.seq.Store(pa.seq)
 	db.noteSeqLocked()
 	db.invalidateHot(p, rebuilt)
@@ -515,15 +515,16 @@ func (db *DB) afterApply(pa *pageApply) {
 	if pa.caughtUp() {
 		// After the state: the warmer reads it to decide whether every collection caught up.
 		db.warmSig.notify()
-		if changed {
+		if db.feedMoved {
+			db.feedMoved = false
 			db.catalogSig.notify()
 		}
 	}
 }
 
-// CatalogChanged returns a channel closed when the delta feed devices follow
-// (GET /api/v1/catalog/changes) has changed and its collection has caught up with the cloud: not
-// for every page of a bulk load, only for the one that ends it.
+// CatalogChanged returns a channel closed when a page catches its collection up with the cloud
+// after the delta feed devices follow (GET /api/v1/catalog/changes) changed, by that page or the
+// pages before it: once for a bulk load or a run of pages, not for every page.
 func (db *DB) CatalogChanged() <-chan struct{} { return db.catalogSig.wait() }
 
 // clearQuarantine removes the quarantined lines of an item that a newer valid change replaced.

@@ -312,3 +312,41 @@ func BenchmarkApplyProductsBulk(b *testing.B) { benchmarkApplyProducts(b, 1e6) }
 // BenchmarkApplyProductsIncremental measures pages of 1,000 new products with the search index kept
 // in step row by row.
 func BenchmarkApplyProductsIncremental(b *testing.B) { benchmarkApplyProducts(b, 0) }
+
+// TestCatalogChanged: the signal comes when a page catches up after the delta feed changed,
+// whether the change came with that page or with the pages before it, and not when nothing
+// changed since the last one.
+func TestCatalogChanged(t *testing.T) {
+	db := openTest(t)
+	ctx := context.Background()
+	fired := func(ch <-chan struct{}) bool {
+		select {
+		case <-ch:
+			return true
+		default:
+			return false
+		}
+	}
+	apply(t, db, cloudapi.Products, "c0", product("P0", 1, "Coffee", "Drinks")) // past the first sync's bulk load
+	ch := db.CatalogChanged()
+	if _, err := db.ApplyPage(ctx, Page{Collection: cloudapi.Products, Changes: []cloudapi.Change{product("P1", 1, "Tea", "Drinks")},
+		End: cloudapi.PageEnd{Cursor: "c1", Count: 1, More: true, Remaining: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if fired(ch) {
+		t.Fatal("signalled by a page that does not catch up")
+	}
+	apply(t, db, cloudapi.Products, "c2", product("P1", 1, "Tea", "Drinks")) // held already: no change
+	if !fired(ch) {
+		t.Fatal("no signal when the page that caught up changed nothing but the one before it did")
+	}
+	ch = db.CatalogChanged()
+	apply(t, db, cloudapi.Products, "c3", product("P1", 1, "Tea", "Drinks"))
+	if fired(ch) {
+		t.Fatal("signalled though nothing changed since the last signal")
+	}
+	apply(t, db, cloudapi.Products, "c4", product("P1", 2, "Green tea", "Drinks"))
+	if !fired(ch) {
+		t.Fatal("no signal for a change")
+	}
+}
