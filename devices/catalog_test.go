@@ -25,9 +25,10 @@ func applyProduct(t *testing.T, db *storage.DB, id string, rev int64) {
 	}
 }
 
-// A device that keeps a copy of the catalog is told when the catalog changed, with the feed's
-// epoch and latest change number; a device without the capability is not; a device away gets one
-// notice however often the catalog changes meanwhile.
+// A device that keeps a copy of the catalog (declared when it pairs or in a heartbeat) is told
+// when the catalog changed, with the feed's epoch and latest change number; a device without the
+// capability is not; a device away gets one notice, valid a minute, however often the catalog
+// changes meanwhile.
 func TestCatalogChangesAreNoticed(t *testing.T) {
 	e := newEnv(t, func(o *devices.Options) { o.CatalogNoticeEvery = 20 * time.Millisecond })
 	shelf := e.device(t, devicesim.Options{}, devices.CapCatalog)
@@ -50,19 +51,22 @@ func TestCatalogChangesAreNoticed(t *testing.T) {
 		t.Fatalf("a device without the catalog capability got %+v", cmds)
 	}
 
-	// Away: while another catalog device gets a notice for each change (each round's signal), the
-	// device away has one waiting, not one per change.
-	kiosk := e.device(t, devicesim.Options{}, devices.CapCatalog)
+	// The kitchen declares the capability in a heartbeat: it gets the notices from then on. While
+	// it gets a notice for each change (each round's signal), the device away has one waiting,
+	// valid a minute, not one per change.
+	if _, err := e.m.Heartbeat(context.Background(), kitchen.creds.DeviceID, devices.Heartbeat{Capabilities: []string{devices.CapOrders, devices.CapCatalog}}, "127.0.0.1"); err != nil {
+		t.Fatal(err)
+	}
 	shelf.stop()
 	for rev := int64(2); rev <= 4; rev++ {
-		before := len(kiosk.Commands())
+		before := len(kitchen.Commands())
 		applyProduct(t, e.db, "P1", rev)
-		kiosk.waitCommands(t, before+1)
+		kitchen.waitCommands(t, before+1)
 		waiting, err := e.db.ListCommands(context.Background(), storage.CommandFilter{DeviceID: shelf.creds.DeviceID, State: storage.CommandQueued, Limit: 10})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(waiting) != 1 || waiting[0].Type != devices.CmdCatalogChanged {
+		if len(waiting) != 1 || waiting[0].Type != devices.CmdCatalogChanged || waiting[0].ExpiresAt.Sub(waiting[0].CreatedAt) != time.Minute {
 			t.Fatalf("change %d: %d commands wait for the device away, want one notice: %+v", rev, len(waiting), waiting)
 		}
 	}

@@ -223,22 +223,31 @@ func TestStockImport(t *testing.T) {
 	}
 }
 
+// fiveOfP1 is the content of the stock file "a.csv" (sha256 "aaa") of the restore tests.
+var fiveOfP1 = []StockLevel{{Row: 1, ProductID: "P1", Quantity: 5}}
+
+// withFirstStockFile opens a database at a path of its own and applies "a.csv" to it.
+func withFirstStockFile(t *testing.T) (*DB, string, StockImport) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "storeedge.db")
+	db, err := Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, applied, err := db.RecordStockImport(context.Background(), "a.csv", "aaa", 10, fiveOfP1)
+	if err != nil || !applied {
+		t.Fatalf("first file: %v %v", applied, err)
+	}
+	return db, path, first
+}
+
 // TestStockImportAfterRestore checks that a restore does not make the next stock file a resend:
 // the files applied after the backup was made are lost with the database it replaced, so the
 // restored database's latest file, dropped again, sets the levels back and reaches the cloud
 // under keys of its own. After that, the same file again is a resend as usual.
 func TestStockImportAfterRestore(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "storeedge.db")
-	db, err := Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	five := []StockLevel{{Row: 1, ProductID: "P1", Quantity: 5}}
-	first, applied, err := db.RecordStockImport(ctx, "a.csv", "aaa", 10, five)
-	if err != nil || !applied {
-		t.Fatalf("first file: %v %v", applied, err)
-	}
+	db, path, first := withFirstStockFile(t)
 	backup := filepath.Join(t.TempDir(), "backup.db")
 	if err := db.Backup(ctx, backup, Manifest{}); err != nil {
 		t.Fatal(err)
@@ -250,7 +259,7 @@ func TestStockImportAfterRestore(t *testing.T) {
 	if _, err := Restore(ctx, backup, path); err != nil {
 		t.Fatal(err)
 	}
-	db, err = Open(ctx, path)
+	db, err := Open(ctx, path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,7 +267,7 @@ func TestStockImportAfterRestore(t *testing.T) {
 	if prev, resend, err := db.StockImportedLast(ctx, "aaa"); err != nil || resend {
 		t.Fatalf("after the restore, the restored database's latest file (%+v) is taken for a resend (%v): the cloud would stay at 3", prev, err)
 	}
-	again, applied, err := db.RecordStockImport(ctx, "a-again.csv", "aaa", 10, five)
+	again, applied, err := db.RecordStockImport(ctx, "a-again.csv", "aaa", 10, fiveOfP1)
 	if err != nil || !applied || again.ID == first.ID || !again.At.After(first.At) {
 		t.Fatalf("the first file after the restore: %+v applied %v, %v; want a new import", again, applied, err)
 	}
@@ -266,7 +275,7 @@ func TestStockImportAfterRestore(t *testing.T) {
 	if err != nil || len(pending) != 2 || pending[0].Key == pending[1].Key {
 		t.Fatalf("outbox after the restore: %+v %v; want the first import's entry and the new one's, under two keys", pending, err)
 	}
-	if _, applied, err := db.RecordStockImport(ctx, "a-third.csv", "aaa", 10, five); err != nil || applied {
+	if _, applied, err := db.RecordStockImport(ctx, "a-third.csv", "aaa", 10, fiveOfP1); err != nil || applied {
 		t.Fatalf("the same file once more: applied %v, %v; want a resend", applied, err)
 	}
 }
@@ -275,19 +284,11 @@ func TestStockImportAfterRestore(t *testing.T) {
 // found to have gone back in time at open, and the stock imports are marked as after a restore.
 func TestStockImportAfterGoingBack(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "storeedge.db")
-	db, err := Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	five := []StockLevel{{Row: 1, ProductID: "P1", Quantity: 5}}
-	if _, applied, err := db.RecordStockImport(ctx, "a.csv", "aaa", 10, five); err != nil || !applied {
-		t.Fatalf("first file: %v %v", applied, err)
-	}
+	db, path, _ := withFirstStockFile(t)
 	db.Close()
 	copyFile(t, path, path+".copy")
 
-	db, err = Open(ctx, path)
+	db, err := Open(ctx, path)
 	if err != nil {
 		t.Fatal(err)
 	}

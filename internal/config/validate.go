@@ -396,8 +396,8 @@ func (v *validator) serviceBus(sb ServiceBus) {
 	v.connectionString("servicebus.connection_string", "servicebus.enabled", sb.ConnectionString, sb.Enabled,
 		"copy the connection string of the queue's shared access policy from the Azure portal")
 
-	if q := sb.Queue; q != "" && QueueNameProblem(q) != "" {
-		v.add("servicebus.queue", quote(q), QueueNameProblem(q)+`; or "" for the queue the cloud's remote configuration names`)
+	if p := QueueNameProblem(sb.Queue); sb.Queue != "" && p != "" {
+		v.add("servicebus.queue", quote(sb.Queue), p+`; or "" for the queue the cloud's remote configuration names`)
 	}
 	v.transport("servicebus.transport", sb.Transport)
 	v.durRange("servicebus.lock_renew_interval", sb.LockRenewInterval, time.Second, 5*time.Minute)
