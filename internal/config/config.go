@@ -333,9 +333,14 @@ func ParseSchedule(spec string) (s cron.Schedule, err error) {
 	}
 	if every, ok := strings.CutPrefix(body, "@every "); ok {
 		// The cron library would silently run a zero, negative or sub-second interval every
-		// second.
-		if d, err := time.ParseDuration(every); err == nil && d < time.Second {
-			return nil, errors.New("@every needs an interval of at least 1s")
+		// second, and cut the fraction of a second off any other ("1500ms" runs every second).
+		if d, err := time.ParseDuration(every); err == nil {
+			if d < time.Second {
+				return nil, errors.New("@every needs an interval of at least 1s")
+			}
+			if d%time.Second != 0 {
+				return nil, fmt.Errorf("@every needs a whole number of seconds, not %v", d)
+			}
 		}
 	}
 	defer func() {

@@ -365,7 +365,7 @@ func TestParseSchedule(t *testing.T) {
 			t.Errorf("ParseSchedule(%q).Next(%s) = %s, want %s", spec, from, got, want)
 		}
 	}
-	for _, spec := range []string{"", "* * * *", "0 */5 * * * *", "CRON_TZ=UTC", "TZ=UTC ", "@every 0s", "@every -1m", "@every 999ms", "@every x", "@weekdays", "60 * * * *"} {
+	for _, spec := range []string{"", "* * * *", "0 */5 * * * *", "CRON_TZ=UTC", "TZ=UTC ", "@every 0s", "@every -1m", "@every 999ms", "@every 1m30.5s", "@every x", "@weekdays", "60 * * * *"} {
 		if s, err := ParseSchedule(spec); err == nil {
 			t.Errorf("ParseSchedule(%q) = %v, want an error", spec, s)
 		}

@@ -356,6 +356,8 @@ func TestValidateRejects(t *testing.T) {
 			`backoffice.schedule: "@every 0s": not a schedule: @every needs an interval of at least 1s; want`},
 		{"schedule every 500ms", func(c *Config) { c.BackOffice.Schedule = "CRON_TZ=UTC @every 500ms" },
 			`backoffice.schedule: "CRON_TZ=UTC @every 500ms": not a schedule: @every needs an interval of at least 1s; want`},
+		{"schedule every 1500ms", func(c *Config) { c.BackOffice.Schedule = "@every 1500ms" },
+			`backoffice.schedule: "@every 1500ms": not a schedule: @every needs a whole number of seconds, not 1.5s; want`},
 		{"schedule sunday as 7", func(c *Config) { c.BackOffice.Schedule = "0 0 * * 7" },
 			`backoffice.schedule: "0 0 * * 7": not a schedule: end of range (7) above maximum (6): 7; want`},
 		{"schedule unknown time zone", func(c *Config) { c.BackOffice.Schedule = "CRON_TZ=Mars/Olympus 0 3 * * *" },
