@@ -100,6 +100,7 @@ type components struct {
 
 	outbox     *outbox.Worker
 	receiver   atomic.Pointer[servicebus.Receiver] // once the queue is known
+	queueErr   atomic.Pointer[string]              // why the queue is not known yet, while it is not
 	sbStatus   func() servicebus.Status            // nil when Service Bus is off
 	backOffice *backoffice.Agent
 	media      *media.Fetcher
@@ -182,7 +183,11 @@ func (s *components) buildServices(ctx context.Context) error {
 			if r := s.receiver.Load(); r != nil {
 				return r.Status()
 			}
-			return servicebus.Status{State: servicebus.LinkConnecting, Queue: cfg.ServiceBus.Queue, LastError: "waiting for the queue name from the cloud's remote configuration"}
+			why := "waiting for the queue name from the cloud's remote configuration"
+			if e := s.queueErr.Load(); e != nil {
+				why += ": " + *e
+			}
+			return servicebus.Status{State: servicebus.LinkConnecting, Queue: cfg.ServiceBus.Queue, LastError: why}
 		}
 	}
 	s.outbox = outbox.New(outbox.Options{DB: s.db, Cloud: s.client, Batch: cfg.Orders.OutboxBatch, Logger: log})
@@ -369,7 +374,10 @@ func (s *components) run(ctx context.Context, started func(map[string]string)) e
 func (s *components) receiveOrders(ctx context.Context) error {
 	queue := s.cfg.ServiceBus.Queue
 	if queue == "" {
-		q, err := remoteQueue(ctx, s.client, s.log)
+		q, err := remoteQueue(ctx, s.client, s.log, func(err error) {
+			e := err.Error()
+			s.queueErr.Store(&e)
+		})
 		if err != nil {
 			return err
 		}
@@ -407,8 +415,9 @@ func recordMode(ctx context.Context, db *storage.DB, cfg config.Config, log *slo
 	return nil
 }
 
-// remoteQueue asks the cloud which Service Bus queue is the shop's, retrying while the WAN is down.
-func remoteQueue(ctx context.Context, client *cloud.Client, log *slog.Logger) (string, error) {
+// remoteQueue asks the cloud which Service Bus queue is the shop's, retrying with backoff while
+// the WAN is down or the answer names no usable queue; report is told why at each failure.
+func remoteQueue(ctx context.Context, client *cloud.Client, log *slog.Logger, report func(error)) (string, error) {
 	b := backoff.New(time.Second, 5*time.Minute)
 	for {
 		rc, err := client.Config(ctx)
@@ -423,6 +432,7 @@ func remoteQueue(ctx context.Context, client *cloud.Client, log *slog.Logger) (s
 		if err == nil {
 			err = errors.New("the cloud's remote configuration names no Service Bus queue; set servicebus.queue")
 		}
+		report(err)
 		wait := b.Next(0)
 		log.Warn("servicebus: cannot learn the queue name yet", slog.Any("error", err), slog.Duration("retry_in", wait))
 		if err := backoff.Sleep(ctx, wait); err != nil {

@@ -50,7 +50,11 @@ func newMedia(cfg config.Config, db *storage.DB, dialer *wan.Dialer, client *clo
 			if err != nil {
 				return "", err
 			}
-			return cloud.RemoteContainerURL(rc)
+			u, err := cloud.RemoteContainerURL(rc)
+			if err != nil {
+				return "", &media.UnusableError{Err: err}
+			}
+			return u, nil
 		}
 	default:
 		o.Describe = "none (cloud.sync is off and no container is configured)"

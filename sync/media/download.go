@@ -273,7 +273,7 @@ func blobResult(err error) result {
 		return result{err: err, kind: storage.MediaFailed}
 	case errors.As(err, &be):
 		return result{err: err, kind: be.Kind}
-	case errors.Is(err, ErrNotConfigured):
+	case notConfigured(err):
 		return result{err: err, kind: StateNotConfigured}
 	}
 	return result{err: &BlobError{Kind: KindUnreachable, Err: err}, kind: KindUnreachable}
@@ -432,12 +432,13 @@ func (f *Fetcher) refused(ctx context.Context, t *task, err error) {
 	if !errors.Is(rerr, ErrNoRefresh) {
 		f.blob.lastError += "; reading the container URL again failed: " + rerr.Error()
 	}
-	f.notifyLocked(t.id, &UnavailableError{Reason: "Blob storage refused access: " + err.Error()})
+	f.notifyLocked(t.id, &UnavailableError{Reason: blobProblem(StateUnauthorized) + ": " + err.Error()})
 	f.requeueLocked(t, time.Time{}, "")
 	f.pauseLocked()
 }
 
-// unreachable pauses every download while Blob storage cannot be reached.
+// unreachable pauses every download while Blob storage cannot be reached, or no usable container
+// is known.
 func (f *Fetcher) unreachable(t *task, res result) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -446,12 +447,23 @@ func (f *Fetcher) unreachable(t *task, res result) {
 		state = StateNotConfigured
 	}
 	if f.blob.state != state || f.blob.lastError != res.err.Error() {
-		f.log.Warn("media: Blob storage cannot be reached; downloads wait", slog.String(keyErr, res.err.Error()))
+		f.log.Warn("media: "+blobProblem(state)+"; downloads wait", slog.String(keyErr, res.err.Error()))
 	}
 	f.blob.state, f.blob.lastError = state, res.err.Error()
-	f.notifyLocked(t.id, &UnavailableError{Reason: "Blob storage cannot be reached: " + res.err.Error()})
+	f.notifyLocked(t.id, &UnavailableError{Reason: blobProblem(state) + ": " + res.err.Error()})
 	f.requeueLocked(t, time.Time{}, "")
 	f.pauseLocked()
+}
+
+// blobProblem says what a paused state of Blob storage means.
+func blobProblem(state string) string {
+	switch state {
+	case StateNotConfigured:
+		return "no usable media container is known"
+	case StateUnauthorized:
+		return "Blob storage refused access"
+	}
+	return "Blob storage cannot be reached"
 }
 
 // pauseLocked stops new downloads for the next backoff delay.

@@ -168,7 +168,7 @@ func (f *Fetcher) want(id string, m cloudapi.MediaManifest, md5hex string) (chan
 		f.changedLocked()
 	}
 	if now.Before(f.pausedTo) {
-		return nil, nil, &UnavailableError{Reason: "Blob storage cannot be reached: " + f.blob.lastError, RetryAfter: f.pausedTo.Sub(now)}
+		return nil, nil, &UnavailableError{Reason: blobProblem(f.blob.state) + ": " + f.blob.lastError, RetryAfter: f.pausedTo.Sub(now)}
 	}
 	ch := make(chan error, 1)
 	f.waiters[id] = append(f.waiters[id], ch)

@@ -36,6 +36,21 @@ var ErrNoRefresh = errors.New("media: the container is configured locally; its S
 // ErrNotConfigured means no container is known yet: the cloud's remote configuration names none.
 var ErrNotConfigured = errors.New("media: no container: the cloud's remote configuration names no media container, and media.container_url is empty")
 
+// UnusableError is what Locator.Remote returns when the cloud's answer names a container URL that
+// must not be used (it breaks the rules of media.container_url): like no container at all, it is
+// a matter of configuration, not of reaching Blob storage.
+type UnusableError struct{ Err error }
+
+func (e *UnusableError) Error() string { return e.Err.Error() }
+
+func (e *UnusableError) Unwrap() error { return e.Err }
+
+// notConfigured tells an error that leaves the shop with no usable container.
+func notConfigured(err error) bool {
+	var u *UnusableError
+	return errors.Is(err, ErrNotConfigured) || errors.As(err, &u)
+}
+
 // Kinds of BlobError.
 const (
 	KindAuth        = "unauthorized" // the SAS or key was refused (403), or expired
@@ -66,7 +81,8 @@ type Locator struct {
 	URL              string // a container URL with a SAS token
 	ConnectionString string
 	Container        string
-	// Remote returns the container URL the cloud's remote configuration names ("" when none).
+	// Remote returns the container URL the cloud's remote configuration names ("" when none), or
+	// an *UnusableError when the one it names must not be used.
 	Remote func(ctx context.Context) (string, error)
 }
 
@@ -138,6 +154,9 @@ func (c *Container) buildLocked(ctx context.Context) error {
 	}
 	c.tried = c.now()
 	u, err := c.loc.Remote(ctx)
+	if notConfigured(err) {
+		return err
+	}
 	if err != nil {
 		return &BlobError{Kind: KindUnreachable, Err: fmt.Errorf("read the container URL from the cloud: %w", err)}
 	}

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// configRequests is how many times the shop has read the cloud's remote configuration.
+func (c *cloudProc) configRequests(t *testing.T) int64 {
+	t.Helper()
+	var stats struct {
+		Configs int64 `json:"config_requests"`
+	}
+	resp, err := http.Get(c.url + "/_sim/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&stats); err != nil {
+		t.Fatal(err)
+	}
+	return stats.Configs
+}
+
+// A Service Bus queue and a media container URL from the cloud that break their rules are not
+// used (cloud-api.md): the status says why, never quoting the URL's secret, the log says why,
+// and the shop asks the cloud again with backoff.
+func TestUnusableRemoteValues(t *testing.T) {
+	const secret = "sig=do-not-show-this"
+	// An http:// container URL would send its SAS across the WAN in clear; the store id makes the
+	// queue "orders-lyon 01", which has a space.
+	cloud := startCloud(t, "-products", "50", "-store-id", "lyon 01",
+		"-media-container-url", "http://blob.example.com/media?sv=2024-01-01&sp=rl&"+secret)
+	s, media := mediaShop(t, t.TempDir(), cloud,
+		"servicebus.enabled=true", "servicebus.queue=",
+		"servicebus.connection_string=Endpoint=sb://127.0.0.1:1/;SharedAccessKeyName=k;SharedAccessKey=a2V5")
+	type st struct {
+		ServiceBus struct {
+			State     string `json:"state"`
+			Queue     string `json:"queue"`
+			LastError string `json:"last_error"`
+		} `json:"servicebus"`
+		Media struct {
+			State     string `json:"state"`
+			LastError string `json:"last_error"`
+		} `json:"media"`
+	}
+	var got st
+	read := func() st {
+		var out st
+		s.get(t, "/api/v1/status", &out)
+		return out
+	}
+	waitFor(t, s, "both reasons in the status", time.Minute, func() bool {
+		got = read()
+		return strings.Contains(got.ServiceBus.LastError, "cannot be used") && strings.Contains(got.Media.LastError, "cannot be used")
+	})
+	if !strings.Contains(got.ServiceBus.LastError, `"orders-lyon 01"`) || got.ServiceBus.Queue != "" {
+		t.Errorf("servicebus status %+v: want the refused queue named, and no queue in use", got.ServiceBus)
+	}
+	if !strings.Contains(got.Media.LastError, "https") || got.Media.State != "not_configured" {
+		t.Errorf("media status %+v: want not_configured, naming the https rule", got.Media)
+	}
+	waitFor(t, s, "the shop's catalog", time.Minute, func() bool { return s.caughtUp(t) })
+	r := curl(t, s, media+"/api/v1/media/M0000001")
+	if ra, _ := strconv.Atoi(r.headers.Get("Retry-After")); r.status != 503 || ra < 1 || !strings.Contains(string(r.body), "no usable media container") {
+		t.Errorf("an item with no usable container: %d, Retry-After %q, %s", r.status, r.headers.Get("Retry-After"), r.body)
+	}
+	for _, where := range []string{got.Media.LastError, got.ServiceBus.LastError, string(r.body)} {
+		if strings.Contains(where, "blob.example.com") || strings.Contains(where, secret) {
+			t.Errorf("the status quotes the container URL: %q", where)
+		}
+	}
+	// Asked again: more readings of the configuration, at a falling pace rather than in a loop.
+	first := cloud.configRequests(t)
+	waitFor(t, s, "the shop to ask the cloud again", time.Minute, func() bool { return cloud.configRequests(t) >= first+2 })
+	logs := s.log.String()
+	if n := strings.Count(logs, "cannot learn the queue name yet"); n < 2 {
+		t.Errorf("the queue's refusal was logged %d times, want one per try", n)
+	}
+	if strings.Contains(logs, secret) || strings.Contains(logs, "blob.example.com") {
+		t.Error("the log quotes the container URL")
+	}
+	if n := cloud.configRequests(t); n > 40 {
+		t.Errorf("%d readings of the remote configuration: no backoff", n)
+	}
+	s.stop(t)
+}
