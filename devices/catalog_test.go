@@ -71,3 +71,40 @@ func TestCatalogChangesAreNoticed(t *testing.T) {
 		}
 	}
 }
+
+// Finished catalog notices are pruned after an hour, other commands after seven days
+// (devices.md): a shop whose catalog changes at every poll makes a notice per catalog device
+// every 30 s.
+func TestFinishedNoticesArePrunedFirst(t *testing.T) {
+	e := newEnv(t, func(o *devices.Options) { o.CatalogNoticeEvery = 20 * time.Millisecond })
+	shelf := e.device(t, devicesim.Options{}, devices.CapCatalog)
+	applyProduct(t, e.db, "P1", 1)
+	notice := shelf.waitCommands(t, 1)[0]
+	ping := send(t, e, devices.Target{DeviceID: shelf.creds.DeviceID}, "ping", `{}`, 0)[0]
+	shelf.waitCommands(t, 2)
+	e.waitState(t, notice.ID, storage.CommandAcknowledged)
+	e.waitState(t, ping.ID, storage.CommandAcknowledged)
+	left := func() map[string]bool {
+		cmds, err := e.db.ListCommands(context.Background(), storage.CommandFilter{DeviceID: shelf.creds.DeviceID, Limit: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids := map[string]bool{}
+		for _, c := range cmds {
+			ids[c.ID] = true
+		}
+		return ids
+	}
+	e.clock.Advance(59 * time.Minute)
+	if e.m.Prune(context.Background()); !left()[notice.ID] || !left()[ping.ID] {
+		t.Fatalf("after 59 minutes: %v, want both commands", left())
+	}
+	e.clock.Advance(2 * time.Minute)
+	if e.m.Prune(context.Background()); left()[notice.ID] || !left()[ping.ID] {
+		t.Fatalf("after 61 minutes: %v, want the ping only", left())
+	}
+	e.clock.Advance(7*24*time.Hour - time.Hour)
+	if e.m.Prune(context.Background()); len(left()) != 0 {
+		t.Fatalf("after seven days: %v, want nothing", left())
+	}
+}
