@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/storeedge/storeedge/internal/backoff"
+	"github.com/storeedge/storeedge/internal/clip"
 	"github.com/storeedge/storeedge/internal/config"
 	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 )
@@ -55,6 +56,10 @@ func New(baseURL, storeKey string, hc *http.Client, userAgent string) (*Client, 
 
 // Host is the host:port the client talks to, for status and diagnostics.
 func (c *Client) Host() string { return c.base.Host }
+
+// maxDetailBytes bounds an Error's detail, cut on a character boundary: the problem document or
+// body of an answer, from the cloud or a proxy, goes into logs and the status.
+const maxDetailBytes = 500
 
 // Error is an answer of the cloud other than success.
 type Error struct {
@@ -131,8 +136,9 @@ func (c *Client) do(req *http.Request, op string, want int) (*http.Response, err
 			e.Detail = p.Title
 		}
 	} else {
-		e.Detail = strings.TrimSpace(string(b[:min(len(b), 200)]))
+		e.Detail = strings.TrimSpace(string(b))
 	}
+	e.Detail = clip.String(e.Detail, maxDetailBytes)
 	return nil, e
 }
 

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 	"github.com/storeedge/storeedge/sync/cloud/cloudsim"
@@ -151,5 +152,36 @@ func TestRemoteValues(t *testing.T) {
 		} else if strings.Contains(err.Error(), "c2VjcmV0") || strings.Contains(err.Error(), "shop.blob") {
 			t.Errorf("the error shows the URL: %v", err)
 		}
+	}
+}
+
+// An error answer's detail, a problem document's or a body's (a proxy's HTML page, say), is kept
+// to maxDetailBytes and stays valid UTF-8.
+func TestErrorDetailIsBounded(t *testing.T) {
+	long := strings.Repeat("é", 2000)
+	for name, c := range map[string]struct{ ctype, body string }{
+		"problem document": {"application/problem+json", `{"title":"Bad","detail":"` + long + `"}`},
+		"plain body":       {"text/html", "  <p>" + long + "</p>"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", c.ctype)
+				w.WriteHeader(http.StatusBadGateway)
+				io.WriteString(w, c.body)
+			}))
+			defer ts.Close()
+			cl, err := New(ts.URL, "k", ts.Client(), "test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = cl.Config(context.Background())
+			var ce *Error
+			if !errors.As(err, &ce) || ce.Status != http.StatusBadGateway {
+				t.Fatalf("error %v", err)
+			}
+			if len(ce.Detail) > maxDetailBytes+len("…") || !utf8.ValidString(ce.Detail) || !strings.Contains(ce.Detail, "éé") {
+				t.Errorf("detail of %d bytes (valid UTF-8: %v): %.80q", len(ce.Detail), utf8.ValidString(ce.Detail), ce.Detail)
+			}
+		})
 	}
 }
