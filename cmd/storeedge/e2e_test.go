@@ -121,6 +121,23 @@ func (c *cloudProc) post(t *testing.T, path string, body any, out any) {
 	}
 }
 
+// configRequests is how many times the shop has read the cloud's remote configuration.
+func (c *cloudProc) configRequests(t *testing.T) int64 {
+	t.Helper()
+	var stats struct {
+		Configs int64 `json:"config_requests"`
+	}
+	resp, err := http.Get(c.url + "/_sim/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&stats); err != nil {
+		t.Fatal(err)
+	}
+	return stats.Configs
+}
+
 type exportedItem struct {
 	ID        string          `json:"id"`
 	Rev       int64           `json:"rev"`

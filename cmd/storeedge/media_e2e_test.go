@@ -376,17 +376,8 @@ func TestMediaSASExpiryAndRefusal(t *testing.T) {
 		m := s.media(t).Media
 		return m.Files == int64(len(want)) && m.Pending == 0
 	})
-	var stats struct {
-		Configs int64 `json:"config_requests"`
-	}
-	resp, err := http.Get(cloud.url + "/_sim/stats")
-	if err != nil {
-		t.Fatal(err)
-	}
-	json.NewDecoder(resp.Body).Decode(&stats)
-	resp.Body.Close()
-	if stats.Configs < 4 {
-		t.Errorf("the shop read the configuration %d times during a prefetch that outlived several SAS tokens", stats.Configs)
+	if n := cloud.configRequests(t); n < 4 {
+		t.Errorf("the shop read the configuration %d times during a prefetch that outlived several SAS tokens", n)
 	}
 	if !strings.Contains(s.log.String(), "refused the SAS") {
 		t.Errorf("no refusal seen in the log")
