@@ -26,11 +26,11 @@ type Target struct {
 // Command types with a meaning documented in docs/push-protocol.md; others are allowed and
 // passed on to devices as they are.
 const (
-	CmdOrderNew       = "order.new"
-	CmdPrint          = "print"
-	CmdCatalogChanged = "catalog.changed"
-	CmdReload         = "reload"
-	CmdPing           = "ping"
+	CmdOrderNew       = push.CommandOrderNew
+	CmdPrint          = push.CommandPrint
+	CmdCatalogChanged = push.CommandCatalogChanged
+	CmdReload         = push.CommandReload
+	CmdPing           = push.CommandPing
 )
 
 // MaxPayload is the largest command payload, what fits in one push frame.

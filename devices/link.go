@@ -11,6 +11,7 @@ import (
 
 	"github.com/storeedge/storeedge/devices/push"
 	"github.com/storeedge/storeedge/internal/backoff"
+	"github.com/storeedge/storeedge/internal/clip"
 	"github.com/storeedge/storeedge/storage"
 )
 
@@ -216,15 +217,5 @@ func (l *link) connected(version int, addr string) {
 }
 
 func printableReason(b []byte) string {
-	if len(b) > 200 {
-		b = b[:200]
-	}
-	out := make([]byte, 0, len(b))
-	for _, c := range b {
-		if c < ' ' || c > '~' {
-			c = '?'
-		}
-		out = append(out, c)
-	}
-	return strconv.Quote(string(out))
+	return strconv.Quote(clip.String(string(b), 200))
 }

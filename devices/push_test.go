@@ -289,26 +289,32 @@ func TestCommandTTLBounds(t *testing.T) {
 	}
 }
 
-// A device that refuses a command (a printer out of paper) gets it recorded as failed with its
-// reason, and the next commands still come.
+// A device that refuses a command (a printer out of paper, a type it does not know) gets it
+// recorded as failed with its reason, in the device's words, and the next commands still come.
 func TestRefusedCommandFails(t *testing.T) {
 	e := newEnv(t)
 	d := e.device(t, devicesim.Options{Handle: func(c devicesim.Command) error {
 		if c.Type == "print" {
-			return fmt.Errorf("out of paper")
+			return fmt.Errorf("à court de papier\r\n")
 		}
 		return nil
 	}})
 	target := devices.Target{DeviceID: d.creds.DeviceID}
 	p := send(t, e, target, "print", `{}`, 0)[0]
+	u := send(t, e, target, "shelf.blink", `{}`, 0)[0]
 	r := send(t, e, target, "reload", `{}`, 0)[0]
-	if c := e.waitState(t, p.ID, storage.CommandFailed); !strings.Contains(c.Reason, "out of paper") {
-		t.Fatalf("refused command %+v", c)
+	for _, want := range []struct{ id, reason string }{
+		{p.ID, `refused by the device: "à court de papier\r\n"`},
+		{u.ID, `refused by the device: "unknown command type"`},
+	} {
+		if c := e.waitState(t, want.id, storage.CommandFailed); c.Reason != want.reason {
+			t.Errorf("refused command %s: reason %s, want %s", c.ID, c.Reason, want.reason)
+		}
 	}
 	e.waitState(t, r.ID, storage.CommandAcknowledged)
 	// Counted as the answers arrive, before their states are written.
-	if acked, refused := e.m.PushAnswers(); acked != 1 || refused != 1 {
-		t.Errorf("push answers: %d acked, %d refused; want 1 and 1", acked, refused)
+	if acked, refused := e.m.PushAnswers(); acked != 1 || refused != 2 {
+		t.Errorf("push answers: %d acked, %d refused; want 1 and 2", acked, refused)
 	}
 }
 

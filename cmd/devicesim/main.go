@@ -21,6 +21,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -88,6 +89,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // options are devicesim's command line.
 type options struct {
 	server, code, enroll, kind, name, caps, host string
+	types                                        string
 	n, port, pushVersion                         int
 	heartbeat, discoverTimeout                   time.Duration
 	verbose                                      bool
@@ -106,6 +108,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.kind, "kind", "tablet", "tablet, kiosk, pos, signage, printer or other")
 	fs.StringVar(&o.name, "name", "devicesim", "device name; with -devices N, a number is added")
 	fs.StringVar(&o.caps, "capabilities", "", `comma-separated capabilities, e.g. "orders,print"`)
+	fs.StringVar(&o.types, "extra-types", "", `comma-separated command types the device does besides order.new, print, catalog.changed, reload and ping; it nacks any other ("unknown command type")`)
 	fs.StringVar(&o.host, "listen", "127.0.0.1", "address the push listeners bind to")
 	fs.IntVar(&o.port, "push-port", 0, "push port of the first device, the next ones count up from it; 0: free ports")
 	fs.DurationVar(&o.heartbeat, "heartbeat", 30*time.Second, "interval between heartbeats")
@@ -170,9 +173,13 @@ func startDevice(ctx context.Context, o options, i int, found *discovery.Found, 
 	if o.caps != "" {
 		capList = strings.Split(o.caps, ",")
 	}
+	types := devicesim.DefaultTypes
+	if o.types != "" {
+		types = append(slices.Clone(types), strings.Split(o.types, ",")...)
+	}
 	var d *devicesim.Device
 	d = devicesim.New(devicesim.Options{Server: strings.TrimRight(o.server, "/"), Kind: o.kind, Name: devName, Capabilities: capList,
-		AppVersion: "devicesim/1", Listen: listen, Heartbeat: o.heartbeat, Logger: log, PushVersion: o.pushVersion,
+		AppVersion: "devicesim/1", Listen: listen, Heartbeat: o.heartbeat, Logger: log, PushVersion: o.pushVersion, Types: types,
 		Handle: func(c devicesim.Command) error { return out.write(d.ID(), c) }})
 	if found != nil {
 		// Hello first, so that shop IT sees the device among those waiting, as a real one would

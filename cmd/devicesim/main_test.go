@@ -57,7 +57,7 @@ func TestRunsManyDevices(t *testing.T) {
 	out, stdout := io.Pipe()
 	ran := make(chan error, 1)
 	go func() {
-		ran <- run(ctx, []string{"-server", ts.URL, "-enrollment-secret", secret, "-devices", "3", "-capabilities", "orders,print", "-heartbeat", "1h"}, stdout, io.Discard)
+		ran <- run(ctx, []string{"-server", ts.URL, "-enrollment-secret", secret, "-devices", "3", "-capabilities", "orders,print", "-heartbeat", "1h", "-extra-types", "label.print"}, stdout, io.Discard)
 		stdout.Close()
 	}()
 	lines := bufio.NewScanner(out)
@@ -70,24 +70,46 @@ func TestRunsManyDevices(t *testing.T) {
 		time.Sleep(10 * time.Millisecond) // pairing is the other process's doing: poll the registry
 		list, _ = dm.List(ctx)
 	}
-	if _, err := dm.Send(ctx, devices.Target{Capability: "print"}, "print", json.RawMessage(`{"text":"hi"}`), 0); err != nil {
+	// A type the devices do not know is refused; one given with -extra-types is done.
+	odd, err := dm.Send(ctx, devices.Target{Capability: "print"}, "shelf.blink", json.RawMessage(`{}`), 0)
+	if err != nil {
 		t.Fatal(err)
 	}
-	seen := map[string]bool{}
-	for len(seen) < 3 && lines.Scan() {
+	for _, typ := range []string{"label.print", "print"} {
+		if _, err := dm.Send(ctx, devices.Target{Capability: "print"}, typ, json.RawMessage(`{"text":"hi"}`), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[string][]string{}
+	for n := 0; n < 6 && lines.Scan(); n++ {
 		var l struct {
 			Device  string          `json:"device"`
 			Type    string          `json:"type"`
 			Payload json.RawMessage `json:"payload"`
 		}
-		if err := json.Unmarshal(lines.Bytes(), &l); err != nil || l.Type != "print" || string(l.Payload) != `{"text":"hi"}` {
+		if err := json.Unmarshal(lines.Bytes(), &l); err != nil || string(l.Payload) != `{"text":"hi"}` {
 			t.Fatalf("line %q: %v", lines.Text(), err)
 		}
-		seen[l.Device] = true
+		seen[l.Device] = append(seen[l.Device], l.Type)
 	}
 	for _, d := range list {
-		if !seen[d.ID] || !strings.HasPrefix(d.Name, "devicesim-") {
-			t.Errorf("device %s (%s) printed nothing", d.ID, d.Name)
+		if got := strings.Join(seen[d.ID], ","); got != "label.print,print" || !strings.HasPrefix(d.Name, "devicesim-") {
+			t.Errorf("device %s (%s) printed %q, want label.print,print", d.ID, d.Name, got)
+		}
+	}
+	for _, c := range odd {
+		for {
+			got, err := dm.Command(ctx, c.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.State == storage.CommandFailed && got.Reason == `refused by the device: "unknown command type"` {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("command %s of an unknown type is %s (%q), want failed: unknown command type", c.ID, got.State, got.Reason)
+			}
+			time.Sleep(10 * time.Millisecond) // the nack is stored by the manager's writer: poll it
 		}
 	}
 	cancel()

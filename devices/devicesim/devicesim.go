@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -36,8 +37,12 @@ type Options struct {
 	Listen string
 	// Heartbeat is the interval between heartbeats; 0 is 30 s, negative sends none.
 	Heartbeat time.Duration
-	// Handle, when set, is called once per new command id, in order; an error refuses the
-	// command (a nack with the error as the reason).
+	// Types are the command types the device knows; nil is the five of docs/push-protocol.md
+	// (order.new, print, catalog.changed, reload, ping). A command of another type is refused
+	// with a nack saying "unknown command type", as the protocol asks of a device.
+	Types []string
+	// Handle, when set, is called once per new command id of a known type, in order; an error
+	// refuses the command (a nack with the error as the reason).
 	Handle func(Command) error
 	// AckDelay holds each ack back, to simulate a slow device.
 	AckDelay time.Duration
@@ -77,12 +82,14 @@ type Device struct {
 	addr       string // the push listener's address, kept across restarts
 	id, secret string
 	key        []byte
-	conn       net.Conn       // the server's current push connection
-	order      uint64         // its place in the order of connections accepted
-	accepted   uint64         // connections accepted, across restarts
-	gen        uint64         // counts the connections adopted
-	received   map[string]int // times each command id came
+	conn       net.Conn         // the server's current push connection
+	order      uint64           // its place in the order of connections accepted
+	accepted   uint64           // connections accepted, across restarts
+	gen        uint64           // counts the connections adopted
+	received   map[string]int   // times each command id came
+	refused    map[string]error // why each refused command id was refused
 	commands   []Command
+	nacked     []Command
 	duplicates int
 	rejections []Rejection
 	changed    chan struct{}
@@ -109,7 +116,7 @@ func New(o Options) *Device {
 	if o.PushVersion == 0 {
 		o.PushVersion = push.Version
 	}
-	return &Device{o: o, log: o.Logger, addr: o.Listen, received: map[string]int{}, changed: make(chan struct{}), paired: make(chan struct{})}
+	return &Device{o: o, log: o.Logger, addr: o.Listen, received: map[string]int{}, refused: map[string]error{}, changed: make(chan struct{}), paired: make(chan struct{})}
 }
 
 // SetCredentials gives the device the id and secret it received when it paired.
@@ -357,7 +364,7 @@ func (d *Device) serve(ctx context.Context, nc net.Conn, order uint64) {
 		if err := d.accept(f, gen); errors.Is(err, errReplaced) {
 			return
 		} else if err != nil {
-			ack.Type, ack.Payload = push.TypeNack, []byte(err.Error())
+			ack.Type, ack.Payload = push.TypeNack, []byte(push.Reason(err.Error()))
 		}
 		if d.o.AckDelay > 0 {
 			select {
@@ -404,6 +411,16 @@ func (d *Device) drop(nc net.Conn) {
 	d.mu.Unlock()
 }
 
+// DefaultTypes are the command types a device knows unless Options.Types says otherwise.
+var DefaultTypes = []string{push.CommandOrderNew, push.CommandPrint, push.CommandCatalogChanged, push.CommandReload, push.CommandPing}
+
+func (d *Device) types() []string {
+	if d.o.Types == nil {
+		return DefaultTypes
+	}
+	return d.o.Types
+}
+
 // errReplaced refuses a command read from a connection a newer one replaced.
 var errReplaced = errors.New("devicesim: connection replaced by a newer one")
 
@@ -422,17 +439,24 @@ func (d *Device) accept(f push.Frame, gen uint64) error {
 	d.received[f.ID]++
 	if d.received[f.ID] > 1 {
 		d.duplicates++
+		err := d.refused[f.ID] // refused once, refused again
 		d.mu.Unlock()
-		return nil
+		return err
 	}
 	d.mu.Unlock()
 	var err error
-	if d.o.Handle != nil {
+	if !slices.Contains(d.types(), cmd.Type) {
+		err = errors.New(push.UnknownType)
+	} else if d.o.Handle != nil {
 		err = d.o.Handle(cmd)
 	}
 	d.mu.Lock()
 	if err == nil {
 		d.commands = append(d.commands, cmd)
+	} else {
+		d.refused[cmd.ID] = err
+		d.nacked = append(d.nacked, cmd)
+		d.log.Warn("devicesim: command refused", slog.String("id", cmd.ID), slog.String("type", cmd.Type), slog.Any("reason", err))
 	}
 	d.notifyLocked()
 	d.mu.Unlock()
@@ -459,7 +483,14 @@ func (d *Device) Commands() []Command {
 	return append([]Command(nil), d.commands...)
 }
 
-// Duplicates counts commands received again after they were done.
+// Refused returns the commands the device nacked, in the order they came, each id once.
+func (d *Device) Refused() []Command {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]Command(nil), d.nacked...)
+}
+
+// Duplicates counts commands received again after they were done or refused.
 func (d *Device) Duplicates() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()

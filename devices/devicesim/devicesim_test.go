@@ -6,9 +6,11 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"go.uber.org/goleak"
 
@@ -263,5 +265,64 @@ func TestDeviceSpeaksVersion1(t *testing.T) {
 	}
 	if a := readAck(t, c); a.ID != "cmd_1" || a.Seq != 1 || a.Version != 1 {
 		t.Fatalf("answer %+v", a)
+	}
+}
+
+func TestDeviceNacksUnknownTypesAndRefusalsStayRefused(t *testing.T) {
+	long := strings.Repeat("é", 400) // 800 bytes: the reason must be cut on a character boundary
+	d := runDeviceWith(t, devicesim.Options{Handle: func(c devicesim.Command) error {
+		if string(c.Payload) == `{"text":"jam"}` {
+			return errors.New(long)
+		}
+		return nil
+	}}, true)
+	c, err := connect(t, d, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jam := command("cmd_jam")
+	jam.Payload = []byte(`{"text":"jam"}`)
+	odd := command("cmd_odd")
+	odd.CommandType = "shelf.blink"
+	for _, tc := range []struct {
+		f      push.Frame
+		answer push.Type
+		reason string
+	}{
+		{odd, push.TypeNack, push.UnknownType},
+		{command("cmd_ok"), push.TypeAck, ""},
+		{jam, push.TypeNack, push.Reason(long)},
+		{odd, push.TypeNack, push.UnknownType}, // sent again (its nack was lost): refused again
+		{jam, push.TypeNack, push.Reason(long)},
+	} {
+		if err := c.WriteFrame(tc.f, time.Second); err != nil {
+			t.Fatal(err)
+		}
+		a := readAck(t, c)
+		if a.Type != tc.answer || a.ID != tc.f.ID || string(a.Payload) != tc.reason {
+			t.Fatalf("answer to %s (%s): %s %s %q, want %s %q", tc.f.ID, tc.f.CommandType, a.Type, a.ID, a.Payload, tc.answer, tc.reason)
+		}
+		if len(a.Payload) > push.MaxReason || !utf8.Valid(a.Payload) {
+			t.Fatalf("reason of %d bytes, valid UTF-8 %v", len(a.Payload), utf8.Valid(a.Payload))
+		}
+	}
+	if got := d.Commands(); len(got) != 1 || got[0].ID != "cmd_ok" {
+		t.Fatalf("device did %+v, want cmd_ok only", got)
+	}
+	if got := d.Refused(); len(got) != 2 || got[0].ID != "cmd_odd" || got[1].ID != "cmd_jam" {
+		t.Fatalf("device refused %+v, want cmd_odd and cmd_jam", got)
+	}
+
+	// A device that declares more types does them.
+	d2 := runDeviceWith(t, devicesim.Options{Types: append(slices.Clone(devicesim.DefaultTypes), "shelf.blink")}, true)
+	c2, err := connect(t, d2, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c2.WriteFrame(odd, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if a := readAck(t, c2); a.Type != push.TypeAck {
+		t.Fatalf("answer %s %q, want an ack of a declared type", a.Type, a.Payload)
 	}
 }

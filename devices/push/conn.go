@@ -272,10 +272,7 @@ func DeviceHandshake(nc net.Conn, key []byte, deviceID string, version int, now 
 // SendError writes an error frame of the given version with a reason, best effort, before the
 // caller closes. Its MAC is bound to peerNonce (nil before the peer's hello).
 func SendError(nc net.Conn, version byte, key, peerNonce []byte, reason string, now time.Time) {
-	if len(reason) > 512 {
-		reason = reason[:512]
-	}
-	f := Frame{Version: version, Type: TypeError, Time: now.UnixMilli(), ID: "error", Payload: []byte(reason)}
+	f := Frame{Version: version, Type: TypeError, Time: now.UnixMilli(), ID: "error", Payload: []byte(Reason(reason))}
 	if b, err := f.Encode(key, peerNonce); err == nil {
 		nc.SetWriteDeadline(time.Now().Add(time.Second))
 		nc.Write(b)
@@ -288,10 +285,7 @@ func (c *Conn) SendError(reason string, now time.Time) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.sendSeq++
-	if len(reason) > 512 {
-		reason = reason[:512]
-	}
-	f := Frame{Version: c.version, Type: TypeError, Seq: c.sendSeq, Time: now.UnixMilli(), ID: "error", Payload: []byte(reason)}
+	f := Frame{Version: c.version, Type: TypeError, Seq: c.sendSeq, Time: now.UnixMilli(), ID: "error", Payload: []byte(Reason(reason))}
 	if b, err := f.Encode(c.key, c.peer); err == nil {
 		c.nc.SetWriteDeadline(time.Now().Add(time.Second))
 		c.nc.Write(b)

@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/storeedge/storeedge/internal/clip"
 )
 
 // Wire format constants; docs/push-protocol.md is their specification.
@@ -36,7 +38,28 @@ const (
 	minFrameSize = headerSize + 8 + 8 + 1 + 1 + 1 + MACSize
 	// MaxPayload is the largest payload that fits a frame with the longest id and type.
 	MaxPayload = MaxFrameSize - headerSize - 8 - 8 - 1 - MaxIDLen - 1 - MaxTypeLen - MACSize
+
+	// MaxReason bounds the reason a nack or an error frame carries, in bytes.
+	MaxReason = 512
 )
+
+// Command types with a meaning docs/push-protocol.md documents. Others may come (an admin
+// chooses the type); a device nacks one it does not know with UnknownType.
+const (
+	CommandOrderNew       = "order.new"
+	CommandPrint          = "print"
+	CommandCatalogChanged = "catalog.changed"
+	CommandReload         = "reload"
+	CommandPing           = "ping"
+
+	UnknownType = "unknown command type"
+)
+
+// Reason cuts the reason of a nack or an error frame to MaxReason bytes on a character
+// boundary, so that the frame carries valid UTF-8 as docs/push-protocol.md asks.
+func Reason(s string) string {
+	return clip.String(s, MaxReason-len("…"))
+}
 
 var magic = [2]byte{'S', 'E'}
 
