@@ -23,7 +23,29 @@ func (f *Fetcher) work(ctx context.Context, onDemandOnly bool) error {
 		if err != nil {
 			return nil
 		}
-		d, res := f.download(ctx, t)
+		// The item may leave the catalog while it downloads: forgetDeleted then stops the
+		// download through tctx.
+		tctx, stop := context.WithCancelCause(ctx)
+		f.mu.Lock()
+		t.stop = stop
+		if t.deleted {
+			stop(errDeleted)
+		}
+		f.mu.Unlock()
+		d, res := f.download(tctx, t)
+		f.mu.Lock()
+		t.stop = nil
+		deleted := t.deleted
+		f.mu.Unlock()
+		stop(nil)
+		if deleted {
+			if d != nil {
+				d.Close()
+			}
+			f.dropDeleted(t)
+			f.unreserve(t)
+			continue
+		}
 		if d == nil {
 			if ctx.Err() == nil {
 				f.finish(ctx, t, res)
@@ -140,6 +162,34 @@ func (f *Fetcher) download(ctx context.Context, t *task) (*mediacache.Download, 
 		}
 	}
 	return d, result{}
+}
+
+// errDeleted stops the download of an item the catalog deleted.
+var errDeleted = errors.New("media: the item was deleted from the catalog")
+
+// dropDeleted ends the download of an item the catalog deleted while it ran: its partial file
+// goes (unless another item being fetched has the same content) and whoever waits for it hears
+// that the item is unknown.
+func (f *Fetcher) dropDeleted(t *task) {
+	f.mu.Lock()
+	md5hex, shared := t.md5hex(), false
+	for _, o := range f.q.tasks {
+		if o != t && o.md5 == t.md5 {
+			shared = true
+			break
+		}
+	}
+	t.running = false
+	f.q.forget(t)
+	f.notifyLocked(t.id, ErrUnknown)
+	f.changedLocked()
+	f.mu.Unlock()
+	if !shared {
+		if err := f.o.Cache.RemovePartial(md5hex); err != nil {
+			f.log.Warn("media: cannot remove the partial file of a deleted item", slog.String(keyID, t.id), slog.String(keyErr, err.Error()))
+		}
+	}
+	f.log.Info("media: download stopped: the item was deleted from the catalog", slog.String(keyID, t.id), slog.Int64(keyBytes, t.got.Load()))
 }
 
 // retryWhole is the result of a resumed download that does not match: the part kept from

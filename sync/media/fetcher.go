@@ -395,8 +395,8 @@ func (f *Fetcher) scan(ctx context.Context) error {
 	}
 }
 
-// forgetDeleted removes items deleted from the catalog; under recordMu, so that a download that
-// ends meanwhile cannot record a deleted item again.
+// forgetDeleted removes items deleted from the catalog and stops their downloads; under
+// recordMu, so that a download that ends meanwhile cannot record a deleted item again.
 func (f *Fetcher) forgetDeleted(ctx context.Context, ids []string) error {
 	if len(ids) == 0 {
 		return nil
@@ -409,6 +409,9 @@ func (f *Fetcher) forgetDeleted(ctx context.Context, ids []string) error {
 		if t := f.q.tasks[id]; t != nil {
 			if t.running {
 				t.deleted = true
+				if t.stop != nil {
+					t.stop(errDeleted)
+				}
 			} else {
 				f.q.remove(t)
 				f.notifyLocked(id, ErrUnknown)

@@ -21,14 +21,15 @@ type memSource struct {
 	blobs   map[string][]byte
 	asked   []string // blob@offset, in order
 	cutOnce map[string]int
-	hold    chan struct{} // when set, Download waits for it
+	stallAt map[string]int // blob → bytes after which its body blocks until the download stops
+	hold    chan struct{}  // when set, Download waits for it
 	// eofWithData makes a body return io.EOF with its last bytes, as net/http's bodies of a
 	// known length do, instead of on the read after them.
 	eofWithData bool
 }
 
 func newMemSource(items ...item) *memSource {
-	m := &memSource{blobs: map[string][]byte{}, cutOnce: map[string]int{}}
+	m := &memSource{blobs: map[string][]byte{}, cutOnce: map[string]int{}, stallAt: map[string]int{}}
 	for _, it := range items {
 		m.blobs[it.blob] = it.data
 	}
@@ -42,6 +43,7 @@ func (m *memSource) Download(ctx context.Context, name string, offset int64) (io
 	data, ok := m.blobs[name]
 	cut, cutting := m.cutOnce[name]
 	delete(m.cutOnce, name)
+	stall, stalling := m.stallAt[name]
 	m.mu.Unlock()
 	if hold != nil {
 		select {
@@ -60,6 +62,9 @@ func (m *memSource) Download(ctx context.Context, name string, offset int64) (io
 	}
 	if cutting {
 		body = io.MultiReader(io.LimitReader(body, int64(cut)), errReader{})
+	}
+	if stalling {
+		body = io.MultiReader(io.LimitReader(body, int64(stall)), ctxReader{ctx})
 	}
 	return io.NopCloser(body), int64(len(data)), nil
 }
@@ -84,6 +89,14 @@ func (e *eofReader) Read(p []byte) (int, error) {
 }
 
 type errReader struct{}
+
+// ctxReader blocks until its context ends.
+type ctxReader struct{ ctx context.Context }
+
+func (c ctxReader) Read([]byte) (int, error) {
+	<-c.ctx.Done()
+	return 0, c.ctx.Err()
+}
 
 func (errReader) Read([]byte) (int, error) { return 0, errors.New("connection reset by peer") }
 
@@ -145,6 +158,39 @@ func TestInterruptedDownloadResumes(t *testing.T) {
 	}
 	if got, _, err := read(t, f, it.id); err != nil || !bytes.Equal(got, it.data) {
 		t.Errorf("resumed file: %v", err)
+	}
+}
+
+// A download whose item the catalog deletes stops at once: its partial file goes, it is no
+// longer pending, and Blob storage is not taken for unreachable.
+func TestDeletedItemStopsItsDownload(t *testing.T) {
+	v1 := item{"V1", "v1.mp4", "video/mp4", content(41, 4<<20)}
+	i1 := item{"I1", "i1.jpg", "image/jpeg", content(42, 1000)}
+	src := newMemSource(v1, i1)
+	src.stallAt[v1.blob] = 1 << 20
+	s := newShop(t)
+	s.catalog(t, v1)
+	f := s.fetcher(t, src, func(o *media.Options) { o.Parallel = 1 })
+	partial := func() (int64, bool) {
+		p, err := s.cache.Partials()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, ok := p[md5hex(v1.data)]
+		return n, ok
+	}
+	waitFor(t, func() bool { n, _ := partial(); return n == 1<<20 })
+	s.deleteMedia(t, v1.id)
+	s.catalog(t, i1) // the next item comes on the same lane
+	st := waitStatus(t, f, "the deleted item's download to stop", func(st media.Status) bool { return st.Files == 1 && idle(st) })
+	if n, ok := partial(); ok {
+		t.Errorf("the deleted item's partial file is still there, %d bytes", n)
+	}
+	if _, _, err := read(t, f, v1.id); !errors.Is(err, media.ErrUnknown) {
+		t.Errorf("the deleted item: %v, want ErrUnknown", err)
+	}
+	if st.LastError != "" || strings.Contains(s.log.String(), "cannot be reached") {
+		t.Errorf("stopping the download was taken for a failure: last error %q\n%s", st.LastError, s.log)
 	}
 }
 

@@ -2,6 +2,7 @@ package media
 
 import (
 	"container/heap"
+	"context"
 	"crypto/md5"
 	"encoding/base64"
 	"encoding/hex"
@@ -56,6 +57,7 @@ type task struct {
 	resumed    bool                    // the download continued a partial file
 	wholeTried bool                    // a resumed download did not match and was fetched again whole
 	deleted    bool                    // the item left the catalog while it was downloading
+	stop       context.CancelCauseFunc // stops its download, while it runs
 	next       *cloudapi.MediaManifest // a newer version seen while it was downloading
 	got        atomic.Int64            // bytes in the partial file, for status and on-demand answers
 
