@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -73,9 +74,27 @@ func (s *Server) getMedia(w http.ResponseWriter, r *http.Request) error {
 	h["X-Content-Type-Options"] = []string{"nosniff"}
 	rc := http.NewResponseController(w)
 	rc.SetWriteDeadline(time.Now().Add(s.o.WriteTimeout + time.Duration(f.Size/minSendRate)*time.Second))
+	byteRangesOnly(r.Header)
 	http.ServeContent(&rangeProblem{ResponseWriter: w, r: r, size: f.Size}, r, "", f.ModTime, f.File)
 	s.o.Media.Served(f.MD5)
 	return nil
+}
+
+// byteRangesOnly makes a Range header in a unit other than bytes go unheeded, as RFC 9110
+// (section 14.2) asks of a server, where http.ServeContent would refuse it with 416; and reads
+// the unit without regard to case ("Bytes=0-9"), as the RFC says units are.
+func byteRangesOnly(h http.Header) {
+	v := h.Get("Range")
+	if v == "" {
+		return
+	}
+	unit, ranges, ok := strings.Cut(v, "=")
+	switch {
+	case !ok || !strings.EqualFold(strings.TrimSpace(unit), "bytes"):
+		h.Del("Range")
+	case unit != "bytes":
+		h.Set("Range", "bytes="+ranges)
+	}
 }
 
 // rangeProblem turns http.ServeContent's plain-text 416 answer into a problem document, and
