@@ -202,7 +202,7 @@ func problemOf(err error) *apiError {
 		wait := throttled.RetryAfter.Round(time.Second)
 		return &apiError{typ: probThrottled, detail: "too many failed pairing attempts from this address; try again in " + wait.String(), retryAfter: max(wait, time.Second)}
 	case errors.As(err, &away):
-		return &apiError{typ: probMediaUnavailable, detail: "the media item is not cached yet and cannot be served now: " + away.Reason,
+		return &apiError{typ: probMediaUnavailable, detail: "the media item cannot be served now: " + away.Reason,
 			retryAfter: max(away.RetryAfter.Round(time.Second), time.Second)}
 	case errors.Is(err, devices.ErrUnauthorized):
 		return &apiError{typ: probUnauthorized, detail: "the device credential is not valid; pair the device again if it was reset"}

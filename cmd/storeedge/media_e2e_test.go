@@ -404,8 +404,9 @@ func TestMediaBlobDown(t *testing.T) {
 	}
 	link.down()
 	r := curl(t, s, media+"/api/v1/media/M0000002")
-	if ra, _ := strconv.Atoi(r.headers.Get("Retry-After")); r.status != 503 || ra < 1 || r.headers.Get("Content-Type") != "application/problem+json" {
-		t.Errorf("uncached with Blob storage down: %d, Retry-After %q", r.status, r.headers.Get("Retry-After"))
+	if ra, _ := strconv.Atoi(r.headers.Get("Retry-After")); r.status != 503 || ra < 1 || r.headers.Get("Content-Type") != "application/problem+json" ||
+		!strings.Contains(string(r.body), "cannot be served now: it is not cached yet, and Blob storage cannot be reached") {
+		t.Errorf("uncached with Blob storage down: %d, Retry-After %q: %s", r.status, r.headers.Get("Retry-After"), r.body)
 	}
 	waitFor(t, s, "status to say Blob storage is unreachable", time.Minute, func() bool { return s.media(t).Media.State == "unreachable" })
 	if r := curl(t, s, media+"/api/v1/media/M0000001"); r.status != 200 || md5Of(r.body) != want["M0000001"].MD5 {

@@ -482,7 +482,7 @@ func (f *Fetcher) refused(ctx context.Context, t *task, err error) {
 	if !errors.Is(rerr, ErrNoRefresh) {
 		f.blob.lastError += "; reading the container URL again failed: " + rerr.Error()
 	}
-	f.notifyLocked(t.id, &UnavailableError{Reason: blobProblem(StateUnauthorized) + ": " + err.Error()})
+	f.notifyLocked(t.id, &UnavailableError{Reason: notCachedBecause(StateUnauthorized, err.Error())})
 	f.requeueLocked(t, time.Time{}, "")
 	f.pauseLocked()
 }
@@ -500,7 +500,7 @@ func (f *Fetcher) unreachable(t *task, res result) {
 		f.log.Warn("media: "+blobProblem(state)+"; downloads wait", slog.String(keyErr, res.err.Error()))
 	}
 	f.blob.state, f.blob.lastError = state, res.err.Error()
-	f.notifyLocked(t.id, &UnavailableError{Reason: blobProblem(state) + ": " + res.err.Error()})
+	f.notifyLocked(t.id, &UnavailableError{Reason: notCachedBecause(state, res.err.Error())})
 	f.requeueLocked(t, time.Time{}, "")
 	f.pauseLocked()
 }
@@ -514,6 +514,22 @@ func blobProblem(state string) string {
 		return "Blob storage refused access"
 	}
 	return "Blob storage cannot be reached"
+}
+
+// notCachedBecause is why an item not cached cannot come now: Blob storage is in a paused state.
+func notCachedBecause(state, lastError string) string {
+	return "it is not cached yet, and " + blobProblem(state) + ": " + lastError
+}
+
+// failureReason is why an item whose last download failed cannot come now.
+func failureReason(kind, reason string) string {
+	switch kind {
+	case storage.MediaQuarantined:
+		return "its blob does not match its manifest and is quarantined until the next try: " + reason
+	case storage.MediaNoSpace:
+		return "the cache has no room for it: " + reason
+	}
+	return "its download failed and is tried again later: " + reason
 }
 
 // pauseLocked stops new downloads for the next backoff delay.
@@ -549,7 +565,7 @@ func (f *Fetcher) failed(ctx context.Context, t *task, res result) {
 	}
 	f.log.LogAttrs(ctx, level, "media: download failed; will retry", slog.String(keyID, t.id), slog.String(keyBlob, t.blob),
 		slog.String(keyKind, res.kind), slog.String(keyErr, res.err.Error()), slog.Int(keyAttempts, t.attempts), slog.Duration(keyRetryIn, wait))
-	f.notifyLocked(t.id, &UnavailableError{Reason: res.kind + ": " + res.err.Error(), RetryAfter: wait})
+	f.notifyLocked(t.id, &UnavailableError{Reason: failureReason(res.kind, res.err.Error()), RetryAfter: wait})
 	f.requeueLocked(t, fl.NextTry, res.kind)
 }
 

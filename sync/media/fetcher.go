@@ -605,6 +605,7 @@ var ErrUnknown = errors.New("media: no such media item in the catalog")
 // UnavailableError means a known media item cannot be served now: it is not cached yet, or its
 // blob is quarantined, or Blob storage cannot be reached.
 type UnavailableError struct {
+	// Reason says why, in words that follow "cannot be served now: ".
 	Reason     string
 	RetryAfter time.Duration
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -51,8 +52,9 @@ func TestPrefetchVerifiesAndQuarantines(t *testing.T) {
 	}
 	_, _, err := read(t, f, bad.id)
 	var unavailable *media.UnavailableError
-	if !errors.As(err, &unavailable) || unavailable.RetryAfter <= 0 {
-		t.Fatalf("quarantined item: %v, want unavailable with a retry time", err)
+	if !errors.As(err, &unavailable) || unavailable.RetryAfter <= 0 ||
+		!strings.HasPrefix(unavailable.Reason, "its blob does not match its manifest and is quarantined") {
+		t.Fatalf("quarantined item: %v, want unavailable with a retry time, saying it is quarantined", err)
 	}
 	if len(st.Problems) != 1 || st.Problems[0].ID != "M5" || st.Problems[0].Kind != storage.MediaQuarantined {
 		t.Errorf("status problems %+v", st.Problems)

@@ -34,7 +34,7 @@ func (f *Fetcher) Open(ctx context.Context, id string) (*File, error) {
 		}
 		if err == nil || !errors.Is(err, storage.ErrNotFound) || attempt > 0 {
 			if errors.Is(err, storage.ErrNotFound) {
-				err = &UnavailableError{Reason: "the file was given up while it was fetched", RetryAfter: time.Second}
+				err = &UnavailableError{Reason: "its file was given up (the cache needed the room) while it was fetched", RetryAfter: time.Second}
 			}
 			return file, err
 		}
@@ -125,7 +125,7 @@ func (f *Fetcher) fetchNow(ctx context.Context, id string) error {
 		return err
 	}
 	if f.o.Source == nil {
-		return &UnavailableError{Reason: "not cached, and fetching is off (media.enabled is false)", RetryAfter: time.Hour}
+		return &UnavailableError{Reason: "it is not cached, and fetching is off (media.enabled is false)", RetryAfter: time.Hour}
 	}
 	md5hex, ok := hexMD5(m.MD5)
 	if !ok {
@@ -145,7 +145,7 @@ func (f *Fetcher) fetchNow(ctx context.Context, id string) error {
 	}
 	f.unwant(id, ch)
 	got := t.got.Load()
-	return &UnavailableError{Reason: fmt.Sprintf("being fetched: %s of %s so far", fmtBytes(got), fmtBytes(m.Size)), RetryAfter: f.retryAfter(m.Size - got)}
+	return &UnavailableError{Reason: fmt.Sprintf("it is not cached yet; being fetched: %s of %s so far", fmtBytes(got), fmtBytes(m.Size)), RetryAfter: f.retryAfter(m.Size - got)}
 }
 
 // want puts id first in line and registers a waiter. It answers at once (early) when the item
@@ -162,13 +162,13 @@ func (f *Fetcher) want(id string, m cloudapi.MediaManifest, md5hex string) (chan
 	if !t.running {
 		if !t.notBefore.IsZero() && t.why != "window" && t.why != storage.MediaNoSpace {
 			fl := f.failures[id]
-			return nil, nil, &UnavailableError{Reason: fl.Kind + ": " + fl.Reason, RetryAfter: t.notBefore.Sub(now)}
+			return nil, nil, &UnavailableError{Reason: failureReason(fl.Kind, fl.Reason), RetryAfter: t.notBefore.Sub(now)}
 		}
 		f.q.promote(t)
 		f.changedLocked()
 	}
 	if now.Before(f.pausedTo) {
-		return nil, nil, &UnavailableError{Reason: blobProblem(f.blob.state) + ": " + f.blob.lastError, RetryAfter: f.pausedTo.Sub(now)}
+		return nil, nil, &UnavailableError{Reason: notCachedBecause(f.blob.state, f.blob.lastError), RetryAfter: f.pausedTo.Sub(now)}
 	}
 	ch := make(chan error, 1)
 	f.waiters[id] = append(f.waiters[id], ch)
