@@ -32,7 +32,12 @@ func (f *Fetcher) work(ctx context.Context, onDemandOnly bool) error {
 			stop(errDeleted)
 		}
 		f.mu.Unlock()
-		d, res := f.download(tctx, t)
+		var d *mediacache.Download
+		var res result
+		release, err := f.claim(tctx, t)
+		if err == nil {
+			d, res = f.download(tctx, t)
+		}
 		f.mu.Lock()
 		t.stop = nil
 		deleted := t.deleted
@@ -44,6 +49,7 @@ func (f *Fetcher) work(ctx context.Context, onDemandOnly bool) error {
 			}
 			f.dropDeleted(t)
 			f.unreserve(t)
+			release()
 			continue
 		}
 		if d == nil {
@@ -52,6 +58,7 @@ func (f *Fetcher) work(ctx context.Context, onDemandOnly bool) error {
 			}
 			// Only once the file is recorded does the index count it against the quota.
 			f.unreserve(t)
+			release()
 			continue
 		}
 		select {
@@ -59,6 +66,7 @@ func (f *Fetcher) work(ctx context.Context, onDemandOnly bool) error {
 		case <-ctx.Done():
 			d.Close()
 			f.unreserve(t)
+			release()
 			return nil
 		}
 		f.commits.Add(1)
@@ -69,6 +77,7 @@ func (f *Fetcher) work(ctx context.Context, onDemandOnly bool) error {
 			cctx := context.WithoutCancel(ctx)
 			f.finish(cctx, t, f.commit(d, t))
 			f.unreserve(t)
+			release()
 		}()
 	}
 }
@@ -162,6 +171,38 @@ func (f *Fetcher) download(ctx context.Context, t *task) (*mediacache.Download, 
 		}
 	}
 	return d, result{}
+}
+
+// claim makes t the one download of its content. Items with the same content (one image under
+// two names) would otherwise download it twice into the same partial file, and the second
+// commit would fail: a task whose content another download is fetching waits until that one has
+// ended (its file is then in place and t adopts it, or it failed and t tries on its own). The
+// func returned ends the claim; it is a no-op when claim failed (ctx ended).
+func (f *Fetcher) claim(ctx context.Context, t *task) (func(), error) {
+	f.mu.Lock()
+	key := t.md5
+	f.mu.Unlock()
+	for {
+		f.mu.Lock()
+		ch, busy := f.fetching[key]
+		if !busy {
+			ch = make(chan struct{})
+			f.fetching[key] = ch
+			f.mu.Unlock()
+			return func() {
+				f.mu.Lock()
+				delete(f.fetching, key)
+				f.mu.Unlock()
+				close(ch)
+			}, nil
+		}
+		f.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return func() {}, context.Cause(ctx)
+		}
+	}
 }
 
 // errDeleted stops the download of an item the catalog deleted.

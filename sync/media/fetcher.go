@@ -106,12 +106,13 @@ type Fetcher struct {
 	mu        sync.Mutex // protects the fields below
 	q         *queue
 	back      *backlog
-	changed   chan struct{}           // closed and replaced whenever the queue changes
-	demanded  chan struct{}           // the same, only when a device waits for a ready task
-	waiters   map[string][]chan error // on-demand requests waiting for a task, by id
-	reserved  int64                   // bytes of downloads in progress, counted against the quota
-	usedHint  int64                   // an upper bound of the cache's bytes: the last reading plus what was recorded since; -1 unknown
-	recorded  int64                   // bytes of the files recorded since start
+	changed   chan struct{}              // closed and replaced whenever the queue changes
+	demanded  chan struct{}              // the same, only when a device waits for a ready task
+	waiters   map[string][]chan error    // on-demand requests waiting for a task, by id
+	fetching  map[[16]byte]chan struct{} // content being downloaded, closed when its download ends
+	reserved  int64                      // bytes of downloads in progress, counted against the quota
+	usedHint  int64                      // an upper bound of the cache's bytes: the last reading plus what was recorded since; -1 unknown
+	recorded  int64                      // bytes of the files recorded since start
 	failures  map[string]storage.MediaFailure
 	pausedTo  time.Time        // Blob storage unreachable: no download starts before
 	blobBack  *backoff.Backoff // delays while Blob storage is unreachable
@@ -189,6 +190,7 @@ func New(o Options) (*Fetcher, error) {
 		changed:  make(chan struct{}),
 		demanded: make(chan struct{}),
 		waiters:  map[string][]chan error{},
+		fetching: map[[16]byte]chan struct{}{},
 		failures: map[string]storage.MediaFailure{},
 		blobBack: backoff.New(time.Second, o.RetryMax),
 		served:   map[string]time.Time{},

@@ -301,3 +301,27 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// Two items with the same content (one image under two names) are fetched once: the second
+// waits for the first's file instead of downloading it again beside it.
+func TestSameContentIsFetchedOnce(t *testing.T) {
+	data := content(51, 2<<20)
+	a := item{"A", "a.jpg", "image/jpeg", data}
+	b := item{"B", "b.jpg", "image/jpeg", data}
+	src := newMemSource(a, b)
+	src.hold = make(chan struct{})
+	s := newShop(t)
+	s.catalog(t, a, b)
+	f := s.fetcher(t, src, func(o *media.Options) { o.Parallel = 2 })
+	waitFor(t, func() bool { return len(src.requests()) >= 1 })
+	close(src.hold)
+	st := waitStatus(t, f, "both items", func(st media.Status) bool { return idle(st) && st.Pending == 0 })
+	for _, it := range []item{a, b} {
+		if got, _, err := read(t, f, it.id); err != nil || !bytes.Equal(got, data) {
+			t.Errorf("%s: %v", it.id, err)
+		}
+	}
+	if r := src.requests(); len(r) != 1 || st.Failed != 0 || len(st.Problems) != 0 {
+		t.Errorf("requests %v, %d failed %+v; want one download and no failure", r, st.Failed, st.Problems)
+	}
+}
