@@ -263,8 +263,27 @@ ensure_prometheus() {
 		promtool:prometheus
 }
 
+# A host name other than "localhost" that resolves to loopback only, for the tests that send a
+# loopback target through a proxy taken from the environment (internal/wan): Go's
+# environment-proxy rules never proxy "localhost" or a loopback address. The machine's own name
+# usually serves; where it does not (it resolves to a LAN address, or not at all), this name
+# is added to /etc/hosts.
+LOOPBACK_NAME=storeedge-loopback.test
+ensure_loopback_name() {
+	if getent hosts "$LOOPBACK_NAME" >/dev/null 2>&1; then
+		SUMMARY+=("loopback name: present")
+		return
+	fi
+	if ! printf '\n127.0.0.1\t%s\n' "$LOOPBACK_NAME" | $SUDO tee -a /etc/hosts >/dev/null; then
+		echo "install-test-deps: cannot add $LOOPBACK_NAME to /etc/hosts" >&2
+		exit 1
+	fi
+	SUMMARY+=("loopback name: added $LOOPBACK_NAME to /etc/hosts")
+}
+
 main() {
 	ensure_cgo
+	ensure_loopback_name
 	ensure_proxies
 	ensure_bench
 	ensure_net
