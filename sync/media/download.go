@@ -75,7 +75,15 @@ func (f *Fetcher) work(ctx context.Context, onDemandOnly bool) error {
 			// A verified file is recorded even while the Fetcher stops: it is quick, and it
 			// saves checking the file again at the next start.
 			cctx := context.WithoutCancel(ctx)
-			f.finish(cctx, t, f.commit(d, t))
+			f.mu.Lock()
+			deleted := t.deleted
+			f.mu.Unlock()
+			if deleted { // while it waited for its turn: not put in place for nothing
+				d.Close()
+				f.dropDeleted(t)
+			} else {
+				f.finish(cctx, t, f.commit(d, t))
+			}
 			f.unreserve(t)
 			release()
 		}()
