@@ -6,8 +6,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-
-	"github.com/storeedge/storeedge/internal/clip"
+	"strings"
+	"unicode/utf8"
 )
 
 // Wire format constants; docs/push-protocol.md is their specification.
@@ -57,8 +57,17 @@ const (
 
 // Reason cuts the reason of a nack or an error frame to MaxReason bytes on a character
 // boundary, so that the frame carries valid UTF-8 as docs/push-protocol.md asks.
+// (The package stays a leaf, readable alone: hence not internal/clip, which does the same.)
 func Reason(s string) string {
-	return clip.String(s, MaxReason-len("…"))
+	s = strings.ToValidUTF8(s, "")
+	if len(s) <= MaxReason {
+		return s
+	}
+	cut := MaxReason - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 var magic = [2]byte{'S', 'E'}
