@@ -4,12 +4,17 @@
 package deploy
 
 import (
+	"archive/zip"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"gopkg.in/yaml.v3"
+
+	"github.com/storeedge/storeedge/internal/config"
 	"github.com/storeedge/storeedge/tools/testenv"
 )
 
@@ -92,5 +97,49 @@ func TestPackagesInstallAndRun(t *testing.T) {
 	zip := filepath.Join(dist, "storeedge_9.8.7_windows_amd64.zip")
 	if fi, err := os.Stat(zip); err != nil || fi.Size() < 1<<20 {
 		t.Errorf("windows zip: %v", err)
+	}
+	checkWindowsExample(t, zip)
+}
+
+// checkWindowsExample reads the example configuration of the Windows zip: copied as install.md
+// says, with the store key set, it must load, and keep its data in C:\ProgramData\storeedge
+// (the Linux example's /var/lib/storeedge is not an absolute path on Windows, and is refused).
+func checkWindowsExample(t *testing.T, zipPath string) {
+	t.Helper()
+	zr, err := zip.OpenReader(zipPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zr.Close()
+	f, err := zr.Open("storeedge/storeedge.example.yaml")
+	if err != nil {
+		t.Fatalf("windows zip: %v", err)
+	}
+	data, err := io.ReadAll(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		DataDir string `yaml:"data_dir"`
+	}
+	if err := yaml.Unmarshal(data, &doc); err != nil || doc.DataDir != config.DefaultDataDirWindows {
+		t.Errorf("the Windows example's data_dir is %q (%v), want %q", doc.DataDir, err, config.DefaultDataDirWindows)
+	}
+	linux, err := os.ReadFile("storeedge.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := strings.Count(string(data), "\n"), strings.Count(string(linux), "\n"); a != b {
+		t.Errorf("the Windows example has %d lines, the Linux one %d: it should differ only in data_dir", a, b)
+	}
+	// The rest loads (on this system, with a data_dir of its own: the Windows path is not
+	// absolute here).
+	path := filepath.Join(t.TempDir(), "storeedge.yaml")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := config.Load(path, []string{"STOREEDGE_CLOUD_STORE_KEY=sk_test_0123456789"}, []string{"data_dir=" + t.TempDir()}); err != nil {
+		t.Errorf("the Windows example does not load: %v", err)
 	}
 }

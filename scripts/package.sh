@@ -47,10 +47,23 @@ done
 
 win="$DIST/windows_amd64"
 build windows amd64 "$win/storeedge.exe"
-for f in deploy/storeedge.example.yaml docs/install.md deploy/windows/README.txt; do
+for f in docs/install.md deploy/windows/README.txt; do
 	cp "$f" "$win/"
 	touch -d "@$EPOCH" "$win/$(basename "$f")"
 done
+# The Windows example names the Windows data folder: /var/lib/storeedge is not an absolute path
+# there, and a copy of the Linux example would be refused as it is.
+export WIN_DATA_DIR='C:\ProgramData\storeedge'
+awk '
+	$0 == "data_dir: \"/var/lib/storeedge\"" { q = sprintf("%c", 39); print "data_dir: " q ENVIRON["WIN_DATA_DIR"] q; next }
+	$0 == "# Windows default: " ENVIRON["WIN_DATA_DIR"] { print "# Linux default: /var/lib/storeedge"; next }
+	{ print }
+' deploy/storeedge.example.yaml >"$win/storeedge.example.yaml"
+if ! grep -qFx "data_dir: '$WIN_DATA_DIR'" "$win/storeedge.example.yaml"; then
+	echo "package: the Windows example does not set data_dir to $WIN_DATA_DIR" >&2
+	exit 1
+fi
+touch -d "@$EPOCH" "$win/storeedge.example.yaml"
 go run ./tools/mkzip "$DIST/storeedge_${VERSION}_windows_amd64.zip" \
 	storeedge/storeedge.exe="$win/storeedge.exe" \
 	storeedge/storeedge.example.yaml="$win/storeedge.example.yaml" \
