@@ -115,6 +115,10 @@ func TestAlertTestCommand(t *testing.T) {
 		return stdout.String(), stderr.String(), cmd.ProcessState.ExitCode()
 	}
 
+	// No mail server configured: a configuration error, exit 2 (docs/configuration.md).
+	if _, errOut, code := run("wan.extra_ca_file=" + caFile); code != 2 || !strings.Contains(errOut, "smtp.host is empty") {
+		t.Errorf("without smtp.host: exit %d, stderr: %s", code, errOut)
+	}
 	out, errOut, code := run(mailSets(srv, caFile, e2eMailPassword)...)
 	if code != 0 || !strings.Contains(out, "sent a test message to it@shop.example, support@vendor.example through 127.0.0.1:"+strconv.Itoa(srv.Port)+" (starttls, as storeedge@shop.example)") {
 		t.Errorf("exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
