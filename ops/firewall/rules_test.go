@@ -116,3 +116,29 @@ func TestRulesOpenTheWebhook(t *testing.T) {
 		t.Errorf("a webhook on this machine opened:\n%s", nft)
 	}
 }
+
+// A WAN service on another port than 443 gets that port (install.md): a log intake URL that
+// names one, and a Service Bus on amqp (5671), which cannot go through the proxy, so that the
+// rules are then those without one.
+func TestRulesOpenOtherWANPorts(t *testing.T) {
+	c := config.Default()
+	c.Logs.Ship.Enabled = true
+	c.Logs.Ship.URL = "https://logs.example.com:8443/in"
+	c.ServiceBus.Enabled = true
+	c.ServiceBus.Transport = config.TransportAMQP
+	c.ServiceBus.ConnectionString = "Endpoint=sb://shop-ns.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=v"
+	c.WAN.Proxy = "http://10.1.2.3:3128"
+	var b strings.Builder
+	if err := Write(&b, "table", Rules(c), Options{}); err != nil {
+		t.Fatal(err)
+	}
+	table := b.String()
+	for _, want := range []string{"tcp       8443   any          logs.example.com", "tcp       5671   any          shop-ns.servicebus.windows.net", "tcp       443    any          api.server.commerce-hub.io"} {
+		if !strings.Contains(table, want) {
+			t.Errorf("table lacks %q:\n%s", want, table)
+		}
+	}
+	if strings.Contains(table, "3128") {
+		t.Errorf("with Service Bus on amqp, the rules still go through the proxy:\n%s", table)
+	}
+}

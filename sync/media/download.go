@@ -40,52 +40,39 @@ func (f *Fetcher) work(ctx context.Context, onDemandOnly bool) error {
 		}
 		f.mu.Lock()
 		t.stop = nil
-		deleted := t.deleted
 		f.mu.Unlock()
 		stop(nil)
-		if deleted {
-			if d != nil {
-				d.Close()
-			}
-			f.dropDeleted(t)
-			f.unreserve(t)
-			release()
+		// Only once the file is recorded does the index count it against the quota; and only
+		// then may another task of the same content look for it.
+		end := func() { f.unreserve(t); release() }
+		if f.dropIfDeleted(t, d) {
+			end()
 			continue
 		}
 		if d == nil {
 			if ctx.Err() == nil {
 				f.finish(ctx, t, res)
 			}
-			// Only once the file is recorded does the index count it against the quota.
-			f.unreserve(t)
-			release()
+			end()
 			continue
 		}
 		select {
 		case f.commitSlots <- struct{}{}:
 		case <-ctx.Done():
 			d.Close()
-			f.unreserve(t)
-			release()
+			end()
 			return nil
 		}
 		f.commits.Add(1)
 		go func() {
 			defer func() { <-f.commitSlots; f.commits.Done() }()
 			// A verified file is recorded even while the Fetcher stops: it is quick, and it
-			// saves checking the file again at the next start.
-			cctx := context.WithoutCancel(ctx)
-			f.mu.Lock()
-			deleted := t.deleted
-			f.mu.Unlock()
-			if deleted { // while it waited for its turn: not put in place for nothing
-				d.Close()
-				f.dropDeleted(t)
-			} else {
-				f.finish(cctx, t, f.commit(d, t))
+			// saves checking the file again at the next start. An item deleted while the file
+			// waited for its turn is not put in place for nothing.
+			if !f.dropIfDeleted(t, d) {
+				f.finish(context.WithoutCancel(ctx), t, f.commit(d, t))
 			}
-			f.unreserve(t)
-			release()
+			end()
 		}()
 	}
 }
@@ -187,9 +174,7 @@ func (f *Fetcher) download(ctx context.Context, t *task) (*mediacache.Download, 
 // ended (its file is then in place and t adopts it, or it failed and t tries on its own). The
 // func returned ends the claim; it is a no-op when claim failed (ctx ended).
 func (f *Fetcher) claim(ctx context.Context, t *task) (func(), error) {
-	f.mu.Lock()
-	key := t.md5
-	f.mu.Unlock()
+	key := t.md5 // a running task's version does not change
 	for {
 		f.mu.Lock()
 		ch, busy := f.fetching[key]
@@ -216,29 +201,35 @@ func (f *Fetcher) claim(ctx context.Context, t *task) (func(), error) {
 // errDeleted stops the download of an item the catalog deleted.
 var errDeleted = errors.New("media: the item was deleted from the catalog")
 
-// dropDeleted ends the download of an item the catalog deleted while it ran: its partial file
-// goes (unless another item being fetched has the same content) and whoever waits for it hears
-// that the item is unknown.
-func (f *Fetcher) dropDeleted(t *task) {
+// dropIfDeleted ends the download of an item the catalog deleted while it ran, and tells
+// whether it did: the partial file d (when there is one) goes, unless another item being fetched
+// has the same content, and whoever waits for the item hears that it is unknown.
+func (f *Fetcher) dropIfDeleted(t *task, d *mediacache.Download) bool {
 	f.mu.Lock()
-	md5hex, shared := t.md5hex(), false
+	if !t.deleted {
+		f.mu.Unlock()
+		return false
+	}
+	shared := false
 	for _, o := range f.q.tasks {
 		if o != t && o.md5 == t.md5 {
 			shared = true
 			break
 		}
 	}
-	t.running = false
-	f.q.forget(t)
 	f.notifyLocked(t.id, ErrUnknown)
-	f.changedLocked()
+	f.doneLocked(t)
 	f.mu.Unlock()
+	if d != nil {
+		d.Close()
+	}
 	if !shared {
-		if err := f.o.Cache.RemovePartial(md5hex); err != nil {
+		if err := f.o.Cache.RemovePartial(t.md5hex()); err != nil {
 			f.log.Warn("media: cannot remove the partial file of a deleted item", slog.String(keyID, t.id), slog.String(keyErr, err.Error()))
 		}
 	}
 	f.log.Info("media: download stopped: the item was deleted from the catalog", slog.String(keyID, t.id), slog.Int64(keyBytes, t.got.Load()))
+	return true
 }
 
 // retryWhole is the result of a resumed download that does not match: the part kept from
