@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -197,5 +198,52 @@ func TestReadCacheWarmer(t *testing.T) {
 	}
 	if misses() != before {
 		t.Fatal("a warmed barcode went to the database")
+	}
+}
+
+// A barcode is answered from memory once its product is cached, whether a lookup or the warm
+// filled it, and a change of the product sends the next lookup to SQLite again.
+func TestBarcodeLookupsFromMemory(t *testing.T) {
+	db := openCached(t, 1<<20)
+	ctx := context.Background()
+	apply(t, db, cloudapi.Products, "c1", product("P1", 1, "one", "C", "4000000000001", "4000000000002"))
+	hit := func(code, wantName string) bool {
+		t.Helper()
+		before, _ := db.ReadCacheStats()
+		it, err := db.ProductByBarcode(ctx, code)
+		if err != nil || it.ID != "P1" || !strings.Contains(string(it.Doc), wantName) {
+			t.Fatalf("barcode %s = %s %s, %v; want P1 %q", code, it.ID, it.Doc, err, wantName)
+		}
+		after, _ := db.ReadCacheStats()
+		return after.Hits > before.Hits
+	}
+	if hit("4000000000002", "one") {
+		t.Fatal("the first lookup was answered from an empty cache")
+	}
+	if !hit("4000000000002", "one") {
+		t.Fatal("the second lookup of a barcode read SQLite")
+	}
+	db.hot.Reset()
+	if _, codes, err := db.WarmReadCache(ctx); err != nil || codes != 2 {
+		t.Fatalf("warm cached %d barcodes, %v; want 2", codes, err)
+	}
+	if !hit("4000000000001", "one") {
+		t.Fatal("a warmed barcode read SQLite")
+	}
+	// A barcode whose alias is gone is read from SQLite once; that does not cost its product's
+	// other barcodes their place.
+	db.hot.Delete(hotKey(nil, hotBarcode, "4000000000002"))
+	if hit("4000000000002", "one") {
+		t.Fatal("a barcode whose alias was dropped was answered from memory")
+	}
+	if !hit("4000000000001", "one") || !hit("4000000000002", "one") {
+		t.Fatal("filling one barcode sent the product's other barcode to SQLite")
+	}
+	apply(t, db, cloudapi.Products, "c2", product("P1", 2, "uno", "C", "4000000000001"))
+	if hit("4000000000001", "uno") {
+		t.Fatal("the lookup after a change was answered from memory")
+	}
+	if !hit("4000000000001", "uno") {
+		t.Fatal("the changed product's barcode was not cached again")
 	}
 }
