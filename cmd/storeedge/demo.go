@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -25,11 +26,16 @@ import (
 	"github.com/storeedge/storeedge/sync/cloud/cloudsim"
 )
 
-const demoUsage = `Usage: storeedge demo [--products N] [--port N] [--data-dir DIR]
+const demoUsage = `Usage: storeedge demo [--products N] [--port N] [--data-dir DIR] [--set KEY=VALUE ...]
 
 Runs the server against the built-in reference cloud (the same simulator the tests use), with a
 generated catalog that changes every few seconds. Everything listens on 127.0.0.1 only. Stop it
 with Ctrl-C; run it again and it starts from the database it left.
+
+--set changes a configuration key over the demo's own, as for storeedge run: for instance
+--set lan.services.catalog=9000 when port 8000 is taken, or --set lan.services.media=0 to serve
+media through the front door only. The demo's cloud (cloud.url, cloud.store_key) is built in,
+and lan.bind stays 127.0.0.1.
 
 Flags:
 `
@@ -135,6 +141,7 @@ type demoOptions struct {
 	dataDir     string
 	changeEvery time.Duration
 	verbose     bool
+	sets        setFlags // KEY=VALUE over the demo's configuration
 }
 
 func parseDemoFlags(args []string, stderr io.Writer) (demoOptions, error) {
@@ -145,6 +152,7 @@ func parseDemoFlags(args []string, stderr io.Writer) (demoOptions, error) {
 	fs.StringVar(&o.dataDir, "data-dir", filepath.Join(os.TempDir(), "storeedge-demo"), "where the demo keeps its database")
 	fs.DurationVar(&o.changeEvery, "change-every", 5*time.Second, "how often the simulated cloud changes prices, stock and products")
 	fs.BoolVar(&o.verbose, "v", false, "log every sync step (debug level)")
+	fs.Var(&o.sets, "set", "set one configuration key over the demo's, KEY=VALUE (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return o, err
@@ -153,6 +161,12 @@ func parseDemoFlags(args []string, stderr io.Writer) (demoOptions, error) {
 	}
 	if o.products < 1 || o.products > 1_000_000 {
 		return o, usageError{fmt.Errorf("demo: --products must be 1..1000000, got %d", o.products)}
+	}
+	if o.port < 1 || o.port > 65535 {
+		return o, usageError{fmt.Errorf("demo: --port must be 1..65535, got %d", o.port)}
+	}
+	if rest := fs.Args(); len(rest) > 0 {
+		return o, usageError{fmt.Errorf("demo: unexpected argument %q", rest[0])}
 	}
 	return o, nil
 }
@@ -180,6 +194,22 @@ func demoConfig(o demoOptions, cloudURL, storeKey string) (config.Config, error)
 	cfg.Log.Level = "info"
 	if o.verbose {
 		cfg.Log.Level = "debug"
+	}
+	for _, kv := range o.sets {
+		key, value, _ := strings.Cut(kv, "=")
+		switch key {
+		case "cloud.url", "cloud.store_key":
+			return cfg, usageError{fmt.Errorf("demo: --set %s: the demo's cloud is built in; use storeedge run for another", key)}
+		case "lan.bind":
+			return cfg, usageError{fmt.Errorf("demo: --set %s: the demo listens on 127.0.0.1 only; use storeedge run to serve the LAN", key)}
+		case "lan.front_door":
+			return cfg, usageError{fmt.Errorf("demo: --set %s: use --port", key)}
+		case "data_dir":
+			return cfg, usageError{fmt.Errorf("demo: --set %s: use --data-dir", key)}
+		}
+		if err := cfg.Set(key, value); err != nil {
+			return cfg, usageError{fmt.Errorf("demo: --set: %w", err)}
+		}
 	}
 	if err := cfg.Validate(); err != nil {
 		return cfg, usageError{fmt.Errorf("demo: %w", err)}

@@ -19,7 +19,8 @@ import (
 // would: in a network namespace of its own (so that its fixed ports, 8080 and 8000–8005, are
 // free), then the curl lines of its banner. The catalog syncs, the product, the image and the
 // status answer with the credentials the banner prints, a pushed command reaches the demo's
-// device, Ctrl-C stops it cleanly, and a second run starts from the database the first left.
+// device, Ctrl-C stops it cleanly, and a second run, its catalog service moved to another port
+// with --set, starts from the database the first left.
 func TestDemoCommand(t *testing.T) {
 	ns, _ := testenv.NetNSPair(t)
 	curl := testenv.Require(t, "curl")
@@ -33,9 +34,9 @@ func TestDemoCommand(t *testing.T) {
 		log    chan string       // the log's lines as they come
 		all    *testenv.Buffer
 	}
-	start := func() *demo {
+	start := func(extra ...string) *demo {
 		t.Helper()
-		cmd := ns.Command(bin, "demo", "--data-dir", dataDir, "--products", "300")
+		cmd := ns.Command(bin, append([]string{"demo", "--data-dir", dataDir, "--products", "300"}, extra...)...)
 		stdout, err := cmd.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)
@@ -93,10 +94,10 @@ func TestDemoCommand(t *testing.T) {
 		}
 		return d
 	}
-	get := func(token, path string, extra ...string) (int, string) {
+	getFrom := func(base, token, path string, extra ...string) (int, string) {
 		t.Helper()
 		args := append([]string{"-sS", "-m", "10", "-o", "-", "-w", "\n%{http_code}", "-H", "Authorization: Bearer " + token}, extra...)
-		out, err := ns.Command(curl, append(args, "http://127.0.0.1:8080"+path)...).Output()
+		out, err := ns.Command(curl, append(args, base+path)...).Output()
 		if err != nil {
 			t.Fatalf("curl %s: %v", path, err)
 		}
@@ -107,6 +108,10 @@ func TestDemoCommand(t *testing.T) {
 		}
 		body := string(out[:i])
 		return status, body
+	}
+	get := func(token, path string, extra ...string) (int, string) {
+		t.Helper()
+		return getFrom("http://127.0.0.1:8080", token, path, extra...)
 	}
 	waitLog := func(d *demo, want string) {
 		t.Helper()
@@ -189,8 +194,12 @@ func TestDemoCommand(t *testing.T) {
 	}
 
 	// Again: the product is there from the database the first run left, whatever the cloud does.
-	d = start()
+	// The catalog service moved off port 8000, as someone whose port 8000 is taken would.
+	d = start("--set", "lan.services.catalog=9000")
 	if code, body := get(d.banner["DEVICE"], "/api/v1/catalog/products/P0000001"); code != 200 {
 		t.Errorf("the second run's product before any sync: %d %s", code, body)
+	}
+	if code, body := getFrom("http://127.0.0.1:9000", d.banner["DEVICE"], "/api/v1/catalog/products/P0000001"); code != 200 {
+		t.Errorf("the product on the catalog port moved to 9000: %d %s", code, body)
 	}
 }
