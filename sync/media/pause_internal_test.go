@@ -1,0 +1,86 @@
+package media
+
+import (
+	"context"
+	"crypto/md5"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/storeedge/storeedge/storage"
+	"github.com/storeedge/storeedge/storage/mediacache"
+	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
+)
+
+// TestPauseWhileBlobStorageIsAwayAsDocumented holds media.md's figures for the pause while Blob
+// storage cannot be reached: the n-th wait is drawn between half and all of 1 s·2ⁿ⁻¹, capped at
+// media.retry_max, and once Blob storage answers the waits start over from 1 s. A device asking
+// for a file not cached meanwhile is told to come back when the pause ends (Retry-After).
+func TestPauseWhileBlobStorageIsAwayAsDocumented(t *testing.T) {
+	ctx := context.Background()
+	db, err := storage.Open(ctx, filepath.Join(t.TempDir(), "shop.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	cache, err := mediacache.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 12, 5, 9, 0, 0, 0, time.UTC)
+	const retryMax = time.Minute
+	f, err := New(Options{DB: db, Cache: cache, RetryMax: retryMax, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := md5.Sum([]byte("a product's picture"))
+	m := cloudapi.MediaManifest{ID: "M1", Blob: "products/M1.jpg", Size: 19, MD5: base64.StdEncoding.EncodeToString(sum[:]), ContentType: "image/jpeg"}
+	f.mu.Lock()
+	f.enqueueLocked("M1", m, hex.EncodeToString(sum[:]), classOnDemand)
+	f.mu.Unlock()
+	away := result{err: &BlobError{Kind: KindUnreachable, Err: errors.New("dial tcp: connection refused")}, kind: KindUnreachable}
+	// pause is the wait after one more download found Blob storage away.
+	pause := func() time.Duration {
+		t.Helper()
+		f.mu.Lock()
+		task := f.q.take(true)
+		f.mu.Unlock()
+		if task == nil {
+			t.Fatal("the item is not queued again after Blob storage was away")
+		}
+		f.unreachable(task, away)
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.pausedTo.Sub(now)
+	}
+
+	const rounds = 40
+	waits := make([][2]time.Duration, 9) // the shortest and longest n-th wait drawn
+	for round := range rounds {
+		for n := 1; n < len(waits); n++ {
+			d := pause()
+			if round == 0 || d < waits[n][0] {
+				waits[n][0] = d
+			}
+			waits[n][1] = max(waits[n][1], d)
+		}
+		f.contact() // Blob storage answers: the next wait is short again
+	}
+	for n := 1; n < len(waits); n++ {
+		want := min(time.Second<<(n-1), retryMax)
+		lo, hi := waits[n][0], waits[n][1]
+		if lo < want/2 || hi > want || hi-lo < want/4 {
+			t.Errorf("wait %d: drawn from %v to %v over %d rounds, want from %v to %v, spread out", n, lo, hi, rounds, want/2, want)
+		}
+	}
+
+	// Meanwhile a device asking for the file is told when to come back.
+	d := pause()
+	var ue *UnavailableError
+	if _, _, err := f.want("M1", m, hex.EncodeToString(sum[:])); !errors.As(err, &ue) || ue.RetryAfter != d {
+		t.Errorf("asked for while Blob storage is away: %v; want unavailable, retry after %v", err, d)
+	}
+}
