@@ -280,6 +280,15 @@ func (db *DB) OrphanMedia(ctx context.Context) ([]string, error) {
 		(SELECT 1 FROM media m WHERE m.id = c.id AND m.deleted = 0)`)
 }
 
+// MediaFileRecorded reports whether a file (hex MD5) is recorded: some item is served from it.
+func (db *DB) MediaFileRecorded(ctx context.Context, md5hex string) (bool, error) {
+	var n int
+	if err := db.r.QueryRowContext(ctx, `SELECT count(*) FROM media_files WHERE md5 = ?`, md5hex).Scan(&n); err != nil {
+		return false, fmt.Errorf("storage: media file: %w", err)
+	}
+	return n > 0, nil
+}
+
 // MediaFileNames lists the hex MD5 of every file recorded.
 func (db *DB) MediaFileNames(ctx context.Context) ([]string, error) {
 	return db.strings(ctx, "media files", `SELECT md5 FROM media_files`)

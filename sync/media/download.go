@@ -210,13 +210,7 @@ func (f *Fetcher) dropIfDeleted(t *task, d *mediacache.Download) bool {
 		f.mu.Unlock()
 		return false
 	}
-	shared := false
-	for _, o := range f.q.tasks {
-		if o != t && o.md5 == t.md5 {
-			shared = true
-			break
-		}
-	}
+	shared := f.sharedLocked(t)
 	f.notifyLocked(t.id, ErrUnknown)
 	f.doneLocked(t)
 	f.mu.Unlock()
@@ -230,6 +224,16 @@ func (f *Fetcher) dropIfDeleted(t *task, d *mediacache.Download) bool {
 	}
 	f.log.Info("media: download stopped: the item was deleted from the catalog", slog.String(keyID, t.id), slog.Int64(keyBytes, t.got.Load()))
 	return true
+}
+
+// sharedLocked reports whether another item being fetched has t's content.
+func (f *Fetcher) sharedLocked(t *task) bool {
+	for _, o := range f.q.tasks {
+		if o != t && o.md5 == t.md5 {
+			return true
+		}
+	}
+	return false
 }
 
 // retryWhole is the result of a resumed download that does not match: the part kept from
@@ -417,9 +421,12 @@ func (f *Fetcher) stored(ctx context.Context, t *task) {
 	}
 	var recs []storage.MediaRecord
 	var ids []string
+	var gone []*task // deleted while their file was put in place
 	f.mu.Lock()
 	for _, t := range batch {
-		if !t.deleted {
+		if t.deleted {
+			gone = append(gone, t)
+		} else {
 			recs = append(recs, storage.MediaRecord{ID: t.id, MD5: t.md5hex(), ContentType: t.ctype, Size: t.size})
 			ids = append(ids, t.id)
 		}
@@ -431,10 +438,26 @@ func (f *Fetcher) stored(ctx context.Context, t *task) {
 		unused, err = f.o.DB.StoreMediaFiles(ctx, recs, f.now())
 		f.invalidate(ids...)
 	}
+	var keep map[string]bool // files of gone that an item is served from
+	for _, t := range gone {
+		if used, uerr := f.o.DB.MediaFileRecorded(ctx, t.md5hex()); used || uerr != nil {
+			if keep == nil {
+				keep = map[string]bool{}
+			}
+			keep[t.md5hex()] = true // on an error, the next start's sweep decides
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err == nil {
 		f.removeFiles(unused)
+	}
+	for _, t := range gone {
+		// Under the lock, so that an item of the same content queued now fetches it again.
+		if !keep[t.md5hex()] && !f.sharedLocked(t) {
+			f.removeFiles([]string{t.md5hex()})
+			f.log.Info("media: removed the file of an item deleted while it was put in place", slog.String(keyID, t.id))
+		}
 	}
 	for _, t := range batch {
 		f.recordedLocked(t, err)
