@@ -1,15 +1,12 @@
 package media
 
 import (
-	"context"
 	"crypto/md5"
 	"encoding/base64"
 	"encoding/hex"
-	"path/filepath"
 	"testing"
 
 	"github.com/storeedge/storeedge/storage"
-	"github.com/storeedge/storeedge/storage/mediacache"
 	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 )
 
@@ -19,20 +16,7 @@ import (
 // no task says otherwise, yet the file is complete and must not be fetched again. An entry read
 // after the record is taken as it is: a file evicted since is fetched again.
 func TestRecordedDuringAReadIsNotFetchedAgain(t *testing.T) {
-	ctx := context.Background()
-	db, err := storage.Open(ctx, filepath.Join(t.TempDir(), "shop.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	cache, err := mediacache.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := New(Options{DB: db, Cache: cache, Prefetch: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, _, _ := newTestFetcher(t, Options{Prefetch: true})
 	sum := md5.Sum([]byte("a product's picture"))
 	m := cloudapi.MediaManifest{ID: "M1", Blob: "products/M1.jpg", Size: 19, MD5: base64.StdEncoding.EncodeToString(sum[:]),
 		ContentType: "image/jpeg"}

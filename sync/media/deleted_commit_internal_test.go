@@ -5,11 +5,8 @@ import (
 	"crypto/md5"
 	"encoding/base64"
 	"encoding/hex"
-	"path/filepath"
 	"testing"
 
-	"github.com/storeedge/storeedge/storage"
-	"github.com/storeedge/storeedge/storage/mediacache"
 	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 )
 
@@ -19,19 +16,7 @@ import (
 // is served from the same content.
 func TestDeletedWhilePutInPlace(t *testing.T) {
 	ctx := context.Background()
-	db, err := storage.Open(ctx, filepath.Join(t.TempDir(), "shop.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	cache, err := mediacache.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := New(Options{DB: db, Cache: cache})
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, db, cache := newTestFetcher(t, Options{})
 	body := []byte("a product's picture")
 	sum := md5.Sum(body)
 	md5hex := hex.EncodeToString(sum[:])

@@ -1,17 +1,13 @@
 package media
 
 import (
-	"context"
 	"crypto/md5"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/storeedge/storeedge/storage"
-	"github.com/storeedge/storeedge/storage/mediacache"
 	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 )
 
@@ -20,22 +16,9 @@ import (
 // media.retry_max, and once Blob storage answers the waits start over from 1 s. A device asking
 // for a file not cached meanwhile is told to come back when the pause ends (Retry-After).
 func TestPauseWhileBlobStorageIsAwayAsDocumented(t *testing.T) {
-	ctx := context.Background()
-	db, err := storage.Open(ctx, filepath.Join(t.TempDir(), "shop.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	cache, err := mediacache.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
 	now := time.Date(2026, 12, 5, 9, 0, 0, 0, time.UTC)
 	const retryMax = time.Minute
-	f, err := New(Options{DB: db, Cache: cache, RetryMax: retryMax, Now: func() time.Time { return now }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, _, _ := newTestFetcher(t, Options{RetryMax: retryMax, Now: func() time.Time { return now }})
 	sum := md5.Sum([]byte("a product's picture"))
 	m := cloudapi.MediaManifest{ID: "M1", Blob: "products/M1.jpg", Size: 19, MD5: base64.StdEncoding.EncodeToString(sum[:]), ContentType: "image/jpeg"}
 	f.mu.Lock()
