@@ -281,9 +281,11 @@ func (db *DB) OrphanMedia(ctx context.Context) ([]string, error) {
 }
 
 // MediaFileRecorded reports whether a file (hex MD5) is recorded: some item is served from it.
+// It reads through the writer connection, which sees every commit at once, a record made a
+// moment ago included.
 func (db *DB) MediaFileRecorded(ctx context.Context, md5hex string) (bool, error) {
 	var n int
-	if err := db.r.QueryRowContext(ctx, `SELECT count(*) FROM media_files WHERE md5 = ?`, md5hex).Scan(&n); err != nil {
+	if err := db.w.QueryRowContext(ctx, `SELECT count(*) FROM media_files WHERE md5 = ?`, md5hex).Scan(&n); err != nil {
 		return false, fmt.Errorf("storage: media file: %w", err)
 	}
 	return n > 0, nil
