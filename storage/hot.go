@@ -1,7 +1,6 @@
 package storage
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -17,12 +16,11 @@ import (
 // other read goes to SQLite. Records:
 //
 //	'p' id    -> rev (8 bytes) seq (8 bytes) doc     a live product
-//	'b' code  -> an alias of the record of the product carrying the barcode
+//	'b' code  -> rev (8 bytes) product id            the product carrying a barcode, at that rev
 //
-// A barcode's alias names the product's record as it was when the alias was made, so any change
-// of the product (which drops its record) retires its barcodes' aliases with it. A change that
-// gives a barcode to another product drops that barcode's alias explicitly. An alias is found by a
-// hash of the code alone, so a lookup takes its record only when the document carries the code.
+// A barcode record is trusted only while the product's own record holds the same rev, so any
+// change of the product (which drops its record) retires its barcode records with it. A change
+// that gives a barcode to another product drops that barcode's record explicitly.
 const (
 	hotProduct = 'p'
 	hotBarcode = 'b'
@@ -64,9 +62,9 @@ func productKV(it *Item) hotcache.KV {
 	return hotcache.KV{Key: hotKey(nil, hotProduct, it.ID), Value: append(v, it.Doc...)}
 }
 
-// barcodeAlias makes a barcode's key an alias of its product's record.
-func barcodeAlias(code, id string) hotcache.Alias {
-	return hotcache.Alias{Key: hotKey(nil, hotBarcode, code), Target: hotKey(nil, hotProduct, id)}
+// barcodeKV is the record of a barcode carried by product id at rev.
+func barcodeKV(code string, rev int64, id string) hotcache.KV {
+	return hotcache.KV{Key: hotKey(nil, hotBarcode, code), Value: append(binary.LittleEndian.AppendUint64(nil, uint64(rev)), id...)}
 }
 
 // hotGet reads a product's record, appending it to buf; ok is false when it is not cached.
@@ -106,14 +104,14 @@ func (db *DB) getProduct(ctx context.Context, buf []byte, id string) (Item, erro
 func (db *DB) productByBarcode(ctx context.Context, buf []byte, code string) (Item, error) {
 	if len(code) <= cloudapi.MaxIDBytes {
 		var kb [1 + cloudapi.MaxIDBytes]byte
-		key := hotKey(kb[:0], hotBarcode, code)
-		out, split, ok := db.hot.GetAlias(buf, key, func(k, v []byte) bool {
-			return len(k) > 1 && k[0] == hotProduct && len(v) >= 16 && carries(v[16:], key[1:])
-		})
-		if ok {
-			k, rec := out[len(buf):split], out[split:]
-			db.hot.CountHit()
-			return Item{ID: string(k[1:]), Rev: int64(binary.LittleEndian.Uint64(rec)), Seq: int64(binary.LittleEndian.Uint64(rec[8:])), Doc: rec[16:]}, nil
+		out, second, ok := db.hot.GetLinked(buf, hotKey(kb[:0], hotBarcode, code), linkProduct)
+		out, second = out[len(buf):], second-len(buf)
+		if ok && second > 8 && len(out)-second >= 16 {
+			hint, rec := out[:second], out[second:]
+			if rev := int64(binary.LittleEndian.Uint64(rec)); rev == int64(binary.LittleEndian.Uint64(hint)) {
+				db.hot.CountHit()
+				return Item{ID: string(hint[8:]), Rev: rev, Seq: int64(binary.LittleEndian.Uint64(rec[8:])), Doc: rec[16:]}, nil
+			}
 		}
 	}
 	db.hot.CountMiss()
@@ -122,34 +120,16 @@ func (db *DB) productByBarcode(ctx context.Context, buf []byte, code string) (It
 	if err != nil {
 		return it, err
 	}
-	// The product's record, when cached, is as new as the database (every change drops it), and
-	// the other barcodes' aliases name it: put it again only when it is missing.
-	alias := []hotcache.Alias{barcodeAlias(code, it.ID)}
-	if n, ok := db.hot.AliasAllIf(gen, alias); ok && n == 0 {
-		kv := productKV(&it)
-		if db.hot.PutIf(gen, kv.Key, kv.Value) {
-			db.hot.AliasAllIf(gen, alias)
-		}
-	}
+	db.hot.PutAllIf(gen, []hotcache.KV{productKV(&it), barcodeKV(code, it.Rev, it.ID)})
 	return it, nil
 }
 
-// carries reports whether a product's document names code as a JSON string: a barcode's alias,
-// found by a hash of the code, names the right product only if so. Barcodes are letters, digits
-// and '-', which JSON writes as they are; a document that escapes them only costs its lookups
-// the read cache.
-func carries(doc, code []byte) bool {
-	for i := 0; ; {
-		j := bytes.Index(doc[i:], code)
-		if j < 0 {
-			return false
-		}
-		j += i
-		if end := j + len(code); j > 0 && doc[j-1] == '"' && end < len(doc) && doc[end] == '"' {
-			return true
-		}
-		i = j + 1
+// linkProduct is the key of the product record a barcode record names.
+func linkProduct(keyBuf, barcodeRecord []byte) []byte {
+	if len(barcodeRecord) <= 8 {
+		return nil
 	}
+	return append(append(keyBuf, hotProduct), barcodeRecord[8:]...)
 }
 
 // invalidateHot drops what a committed page of products may have made stale: the record of every
@@ -160,7 +140,7 @@ func (db *DB) invalidateHot(p *Page, bulkDone bool) {
 		return
 	}
 	if bulkDone {
-		// The barcodes staged by the bulk load just moved into barcodes: a barcode's alias made
+		// The barcodes staged by the bulk load just moved into barcodes: a barcode record cached
 		// during the load may name the product that held the barcode before it. Start afresh,
 		// and warm the cache again once every collection caught up.
 		db.hot.Reset()
@@ -270,41 +250,47 @@ func (db *DB) WarmReadCache(ctx context.Context) (products, codes int, err error
 	after = ""
 	for {
 		gen := db.hot.Gen()
-		as, last, err := db.warmBarcodes(ctx, after)
+		kvs, last, err := db.warmBarcodes(ctx, after)
 		if err != nil {
 			return products, codes, err
 		}
 		if last == "" {
 			return products, codes, nil
 		}
-		n, _ := db.hot.AliasAllIf(gen, as)
-		codes += n
+		if db.hot.PutAllIf(gen, kvs) {
+			codes += len(kvs)
+		}
 		after = last
 	}
 }
 
-// warmBarcodes reads a batch of barcodes after the code after and returns their aliases, and the
-// last code read ("" at the end). An alias whose product is not cached is left out when made.
-func (db *DB) warmBarcodes(ctx context.Context, after string) ([]hotcache.Alias, string, error) {
+// warmBarcodes reads a batch of barcodes after the code after and returns the records of those
+// whose product is cached, and the last code read ("" at the end).
+func (db *DB) warmBarcodes(ctx context.Context, after string) ([]hotcache.KV, string, error) {
 	rows, err := db.stmt(qBarcodes).QueryContext(ctx, after, warmBatch)
 	if err != nil {
 		return nil, "", fmt.Errorf("storage: warm read cache: %w", err)
 	}
 	defer rows.Close()
-	var as []hotcache.Alias
+	var kvs []hotcache.KV
 	last := ""
 	var code, id string
+	var rec, kb []byte // the product's record, read for its rev only
 	for rows.Next() {
 		if err := rows.Scan(&code, &id); err != nil {
 			return nil, "", fmt.Errorf("storage: warm read cache: %w", err)
 		}
 		last = code
-		as = append(as, barcodeAlias(code, id))
+		kb = hotKey(kb[:0], hotProduct, id)
+		var ok bool
+		if rec, ok = db.hot.Get(rec[:0], kb); ok && len(rec) >= 8 {
+			kvs = append(kvs, barcodeKV(code, int64(binary.LittleEndian.Uint64(rec)), id))
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, "", fmt.Errorf("storage: warm read cache: %w", err)
 	}
-	return as, last, nil
+	return kvs, last, nil
 }
 
 const qBarcodes = `SELECT code, product_id FROM barcodes WHERE code > ? ORDER BY code LIMIT ?`

@@ -230,11 +230,11 @@ func TestBarcodeLookupsFromMemory(t *testing.T) {
 	if !hit("4000000000001", "one") {
 		t.Fatal("a warmed barcode read SQLite")
 	}
-	// A barcode whose alias is gone is read from SQLite once; that does not cost its product's
+	// A barcode whose record is gone is read from SQLite once; that does not cost its product's
 	// other barcodes their place.
 	db.hot.Delete(hotKey(nil, hotBarcode, "4000000000002"))
 	if hit("4000000000002", "one") {
-		t.Fatal("a barcode whose alias was dropped was answered from memory")
+		t.Fatal("a barcode whose record was dropped was answered from memory")
 	}
 	if !hit("4000000000001", "one") || !hit("4000000000002", "one") {
 		t.Fatal("filling one barcode sent the product's other barcode to SQLite")

@@ -26,7 +26,9 @@ type arena struct {
 	used    int    // bytes appended, tail included
 	flushed int    // bytes in the file; records at or after it are in tail
 	tail    []byte
-	front   *front // copies of the records read most; nil when the arena is too small for it
+	// Copies of the records read most, documents and small records apart; both nil when the
+	// arena is too small for them.
+	front, small *front
 }
 
 const (
@@ -50,7 +52,11 @@ func newArena(dir string, size int) (*arena, error) {
 		a.name = ""
 	}
 	if slots := frontSlots(int64(size) / frontShare); slots > 0 {
-		if a.front, err = newFront(slots, frontSlotBytes); err != nil {
+		a.front, err = newFront(slots, frontSlotBytes)
+		if err == nil {
+			a.small, err = newFront(slots, smallSlotBytes)
+		}
+		if err != nil {
 			a.close()
 			return nil, err
 		}
@@ -107,19 +113,27 @@ func (a *arena) flush() error {
 var readBufs = sync.Pool{New: func() any { b := make([]byte, readAhead); return &b }}
 
 // read returns the record at off (header, key, value), in the tail or read into *buf (from
-// readBufs, grown when the record is larger). The caller holds the cache's lock, read or write.
-func (a *arena) read(off int, buf *[]byte) ([]byte, error) {
+// readBufs, grown when the record is larger). small says the record is at most smallSlotBytes.
+// The caller holds the cache's lock, read or write.
+func (a *arena) read(off int, buf *[]byte, small bool) ([]byte, error) {
 	if off >= a.flushed {
 		rec := a.tail[off-a.flushed:]
 		return rec[:recordLen(rec)], nil
 	}
 	f := a.front
+	if small {
+		f = a.small
+	}
 	if f != nil {
 		if rec, ok := f.get(off, buf); ok {
 			return rec, nil
 		}
 	}
-	b := (*buf)[:min(readAhead, a.flushed-off)]
+	ahead := readAhead
+	if small {
+		ahead = smallSlotBytes // the whole record: the kernel copies no more than that
+	}
+	b := (*buf)[:min(ahead, a.flushed-off)]
 	if _, err := a.f.ReadAt(b, int64(off)); err != nil {
 		return nil, fmt.Errorf("hotcache: read the cache file: %w", err)
 	}
@@ -145,6 +159,7 @@ func (a *arena) reset() error {
 	a.used, a.flushed, a.tail = 0, 0, a.tail[:0]
 	if a.front != nil {
 		a.front.clear()
+		a.small.clear()
 	}
 	if err := a.f.Truncate(0); err != nil {
 		return fmt.Errorf("hotcache: empty the cache file: %w", err)
@@ -156,6 +171,9 @@ func (a *arena) close() error {
 	err := a.f.Close()
 	if a.front != nil {
 		a.front.free()
+	}
+	if a.small != nil {
+		a.small.free()
 	}
 	if a.name != "" {
 		os.Remove(a.name)

@@ -12,7 +12,7 @@ import (
 //
 //	go test -run '^$' -bench FrontZipf ./internal/hotcache
 func BenchmarkFrontZipf(b *testing.B) {
-	c, err := New(b.TempDir(), 128<<20) // a front of 8,192 slots
+	c, err := New(b.TempDir(), 128<<20) // fronts of 8,192 slots
 	if err != nil {
 		b.Fatal(err)
 	}

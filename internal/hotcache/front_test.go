@@ -16,11 +16,14 @@ func inFront(c *Cache, key string) bool {
 	mask := uint64(len(c.slots) - 1)
 	for i := c.home(t); c.slots[i] != 0; i = (i + 1) & mask {
 		s := c.slots[i]
-		if s == tombstone || uint32(s>>32) != t {
+		if s == tombstone || uint32(s>>32)&^smallBit != t {
 			continue
 		}
 		off := int(uint32(s)-1) * recordAlign
 		f := c.arena.front
+		if s>>32&smallBit != 0 {
+			f = c.arena.small
+		}
 		j := f.set(off)
 		f.lock(j).Lock()
 		in := f.slot(j, off) >= 0
@@ -146,6 +149,42 @@ func TestFrontKeepsTheHotRecordsAndNeverAnOldOne(t *testing.T) {
 	}
 }
 
+// A small record (a barcode's, which names its product) has a front of its own: a workload that
+// reads as many products as the document front holds, and a barcode of each, keeps nearly all of
+// both in memory, where one front of document slots would keep at most seven in ten of them.
+func TestSmallRecordsHaveAFrontOfTheirOwn(t *testing.T) {
+	c := newCache(t, 16<<20) // fronts of 1,024 slots each
+	const hot = 700
+	doc := make([]byte, 300)
+	for i := range hot {
+		p, b := "P"+strconv.Itoa(i), "B"+strconv.Itoa(i)
+		if !c.PutAllIf(c.Gen(), []KV{{[]byte(p), doc}, {[]byte(b), []byte(p)}}) {
+			t.Fatalf("put %s refused", p)
+		}
+	}
+	fill(t, c, 4000, "cold") // over a megabyte more: the hot records are in the file, not the tail
+	for range 5 {
+		for i := range hot {
+			for _, k := range []string{"P" + strconv.Itoa(i), "B" + strconv.Itoa(i)} {
+				if _, ok := c.Get(nil, []byte(k)); !ok {
+					t.Fatalf("%s is not cached", k)
+				}
+			}
+		}
+	}
+	for _, prefix := range []string{"P", "B"} {
+		in := 0
+		for i := range hot {
+			if inFront(c, prefix+strconv.Itoa(i)) {
+				in++
+			}
+		}
+		if in < hot*9/10 {
+			t.Errorf("%d of the %d hot %s records are in a front, want at least nine in ten", in, hot, prefix)
+		}
+	}
+}
+
 // A record read once from the file is not copied into the front, where it would take the place
 // of one read more often; read again, it is.
 func TestFrontTakesARecordAtItsSecondRead(t *testing.T) {
@@ -171,12 +210,13 @@ func TestFrontSize(t *testing.T) {
 		{8 << 30, 64 << 20},
 	} {
 		c := newCache(t, tc.budget)
-		var got int64
+		var got, small int64
 		if f := c.arena.front; f != nil {
-			got = int64(len(f.data))
+			got, small = int64(len(f.data)), int64(len(c.arena.small.data))
 		}
-		if got != tc.want {
-			t.Errorf("budget %d: a front of %d bytes, want %d", tc.budget, got, tc.want)
+		wantSmall := tc.want / (frontSlotBytes / smallSlotBytes)
+		if got != tc.want || small != wantSmall {
+			t.Errorf("budget %d: fronts of %d and %d bytes, want %d and %d", tc.budget, got, small, tc.want, wantSmall)
 		}
 	}
 }

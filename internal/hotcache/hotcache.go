@@ -27,13 +27,13 @@ import (
 )
 
 // Slot layout: the upper 32 bits are the key's tag (the upper half of its hash, its lowest bit
-// replaced by aliasBit, set when the slot is an alias: see AliasAllIf), the lower 32 bits the record's arena offset in units of
-// recordAlign, plus one. 0 is an empty slot, tombstone a deleted one. A
+// replaced by smallBit when the record is at most smallSlotBytes), the lower 32 bits the record's
+// arena offset in units of recordAlign, plus one. 0 is an empty slot, tombstone a deleted one. A
 // key's first slot is the top bits of its tag, so the table grows without reading a single key
 // back from the arena.
 const (
 	tombstone    = ^uint64(0)
-	aliasBit     = 1
+	smallBit     = 1
 	recordAlign  = 8
 	headerBytes  = 8 // uint32 key length, uint32 value length
 	minSlotsLog  = 12
@@ -115,9 +115,7 @@ func (c *Cache) Gen() uint64 {
 	return c.gen
 }
 
-func (c *Cache) tag(key []byte) uint32 {
-	return uint32(maphash.Bytes(c.seed, key)>>32) &^ aliasBit
-}
+func (c *Cache) tag(key []byte) uint32 { return uint32(maphash.Bytes(c.seed, key)>>32) &^ smallBit }
 
 // Get appends the value of key to dst. ok is false when the key is not cached.
 func (c *Cache) Get(dst, key []byte) (_ []byte, ok bool) {
@@ -133,56 +131,32 @@ func (c *Cache) Get(dst, key []byte) (_ []byte, ok bool) {
 	return dst, found
 }
 
-// GetAlias reads the record that key is an alias of (see AliasAllIf): it appends the record's key
-// to dst, then its value, and returns where the value starts. ok is false unless the alias names a
-// record still cached under its own key and check accepts that record's key and value. An alias is
-// found by a hash of its key alone (it has no record to compare the key with), so check is the
-// caller's proof that the record is the one it asked for. check must not keep its arguments.
-func (c *Cache) GetAlias(dst, key []byte, check func(key, value []byte) bool) (out []byte, split int, ok bool) {
-	t := c.tag(key) | aliasBit
-	buf := readBufs.Get().(*[]byte)
+// GetLinked reads the value of key and then, under the same read lock, the value of the key that
+// link builds from it (appending to keyBuf), so that the pair is one consistent read for the price
+// of one lookup's locking. It appends both values to dst and returns where the second starts; ok
+// is false unless both are cached. link must not keep value.
+func (c *Cache) GetLinked(dst, key []byte, link func(keyBuf, value []byte) []byte) (out []byte, second int, ok bool) {
+	t := c.tag(key)
+	buf, kb := readBufs.Get().(*[]byte), readBufs.Get().(*[]byte) // kb: link's key, which would escape from the stack
 	defer readBufs.Put(buf)
+	defer readBufs.Put(kb)
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	if c.closed {
+	_, rec, found := c.findLocked(t, key, buf)
+	if !found {
 		return dst, 0, false
 	}
-	mask := uint64(len(c.slots) - 1)
-	for i := c.home(t); ; i = (i + 1) & mask {
-		s := c.slots[i]
-		switch {
-		case s == 0:
-			return dst, 0, false
-		case s != tombstone && uint32(s>>32) == t:
-			rec, err := c.arena.read(int(uint32(s)-1)*recordAlign, buf)
-			if err != nil {
-				continue
-			}
-			k, v := recordKey(rec), recordValue(rec)
-			if c.cachedAtLocked(k, uint32(s)) && check(k, v) {
-				dst = append(dst, k...)
-				split = len(dst)
-				return append(dst, v...), split, true
-			}
-		}
+	start := len(dst)
+	dst = append(dst, recordValue(rec)...)
+	second = len(dst)
+	k2 := link((*kb)[:0], dst[start:second])
+	if k2 == nil {
+		return dst, 0, false
 	}
-}
-
-// cachedAtLocked reports whether the record whose place is ref (a slot's lower half) is the one
-// cached under key. It reads no record: a record's place names it until the arena is emptied,
-// which empties the table too.
-func (c *Cache) cachedAtLocked(key []byte, ref uint32) bool {
-	t := c.tag(key)
-	mask := uint64(len(c.slots) - 1)
-	for i := c.home(t); ; i = (i + 1) & mask {
-		s := c.slots[i]
-		switch {
-		case s == 0:
-			return false
-		case s != tombstone && uint32(s>>32) == t && uint32(s) == ref:
-			return true
-		}
+	if _, rec, found = c.findLocked(c.tag(k2), k2, buf); !found {
+		return dst, 0, false
 	}
+	return append(dst, recordValue(rec)...), second, true
 }
 
 // PutIf stores value under key unless an invalidation happened after gen was read (it reports
@@ -210,39 +184,7 @@ func (c *Cache) PutAllIf(gen uint64, kvs []KV) bool {
 	return true
 }
 
-// Alias is one alias for AliasAllIf: Key stands for the record cached under Target.
-type Alias struct{ Key, Target []byte }
-
-// AliasAllIf makes each alias's Key an alias of the record cached now under its Target, which
-// GetAlias reads while it stays cached under Target: an alias costs a slot of the table and no
-// record. An alias whose Target is not cached is left out. It returns how many aliases it made,
-// and false when an invalidation happened after gen was read (none is made then).
-func (c *Cache) AliasAllIf(gen uint64, as []Alias) (int, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	defer c.publishLocked()
-	if c.closed || c.gen != gen {
-		return 0, false
-	}
-	n := 0
-	for _, a := range as {
-		if !c.roomLocked() {
-			return n, true
-		}
-		i, _, found := c.findLocked(c.tag(a.Target), a.Target, c.rbuf)
-		if !found {
-			continue
-		}
-		target := c.slots[i]
-		t := c.tag(a.Key)
-		c.dropAliasesLocked(t)
-		c.insertSlotLocked(uint64(t|aliasBit)<<32 | uint64(uint32(target)))
-		n++
-	}
-	return n, true
-}
-
-// Delete invalidates keys, records and aliases alike. It always advances the generation, so fills started before it are
+// Delete invalidates keys. It always advances the generation, so fills started before it are
 // refused even when none of the keys was cached.
 func (c *Cache) Delete(keys ...[]byte) {
 	c.mu.Lock()
@@ -250,9 +192,7 @@ func (c *Cache) Delete(keys ...[]byte) {
 	defer c.publishLocked()
 	c.gen++
 	for _, k := range keys {
-		t := c.tag(k)
-		c.deleteLocked(t, k)
-		c.dropAliasesLocked(t)
+		c.deleteLocked(c.tag(k), k)
 	}
 }
 
@@ -303,7 +243,7 @@ func recordValue(rec []byte) []byte {
 }
 
 // home is the first slot a key of tag t may sit in.
-func (c *Cache) home(t uint32) uint64 { return uint64(t&^aliasBit) >> (32 - c.log) }
+func (c *Cache) home(t uint32) uint64 { return uint64(t) >> (32 - c.log) }
 
 // findLocked returns the slot of key and its record (read into buf, or in the arena's tail). A
 // record that cannot be read counts as absent.
@@ -317,8 +257,8 @@ func (c *Cache) findLocked(t uint32, key []byte, buf *[]byte) (int, []byte, bool
 		switch {
 		case s == 0:
 			return 0, nil, false
-		case s != tombstone && uint32(s>>32) == t:
-			rec, err := c.arena.read(int(uint32(s)-1)*recordAlign, buf)
+		case s != tombstone && uint32(s>>32)&^smallBit == t:
+			rec, err := c.arena.read(int(uint32(s)-1)*recordAlign, buf, s>>32&smallBit != 0)
 			if err == nil && string(recordKey(rec)) == string(key) {
 				return int(i), rec, true
 			}
@@ -335,8 +275,15 @@ func (c *Cache) putLocked(key, value []byte) bool {
 	if int64(c.arena.used+size) > c.budget {
 		c.resetLocked()
 	}
-	if !c.roomLocked() {
-		return false
+	if (c.live+c.deleted+1)*maxLoadDenom > len(c.slots)*maxLoadNum {
+		// Many tombstones: rebuild at the same size; else double.
+		log := c.log
+		if c.live*2*maxLoadDenom > len(c.slots)*maxLoadNum {
+			log++
+		}
+		if err := c.rehashLocked(log); err != nil {
+			return false
+		}
 	}
 	t := c.tag(key)
 	c.deleteLocked(t, key)
@@ -349,57 +296,24 @@ func (c *Cache) putLocked(key, value []byte) bool {
 	if err != nil {
 		return false
 	}
+	if size <= smallSlotBytes {
+		t |= smallBit
+	}
 	c.insertLocked(t, off)
 	return true
 }
 
-// roomLocked makes room in the table for one more slot: it rebuilds the table at the same size when
-// tombstones fill it, or at twice the size. It reports false when that fails.
-func (c *Cache) roomLocked() bool {
-	if (c.live+c.deleted+1)*maxLoadDenom <= len(c.slots)*maxLoadNum {
-		return true
-	}
-	log := c.log
-	if c.live*2*maxLoadDenom > len(c.slots)*maxLoadNum {
-		log++
-	}
-	return c.rehashLocked(log) == nil
-}
-
 func (c *Cache) insertLocked(t uint32, off int) {
-	c.insertSlotLocked(uint64(t)<<32 | uint64(off/recordAlign+1))
-}
-
-// insertSlotLocked puts slot s in the first free place of its key's run.
-func (c *Cache) insertSlotLocked(s uint64) {
 	mask := uint64(len(c.slots) - 1)
-	for i := c.home(uint32(s >> 32)); ; i = (i + 1) & mask {
+	for i := c.home(t); ; i = (i + 1) & mask {
 		switch c.slots[i] {
 		case tombstone:
 			c.deleted--
 			fallthrough
 		case 0:
-			c.slots[i] = s
+			c.slots[i] = uint64(t)<<32 | uint64(off/recordAlign+1)
 			c.live++
 			return
-		}
-	}
-}
-
-// dropAliasesLocked removes the aliases whose key's tag is t: the one asked for, and any other
-// sharing its tag, which a later lookup fills again.
-func (c *Cache) dropAliasesLocked(t uint32) {
-	t |= aliasBit
-	mask := uint64(len(c.slots) - 1)
-	for i := c.home(t); ; i = (i + 1) & mask {
-		s := c.slots[i]
-		switch {
-		case s == 0:
-			return
-		case s != tombstone && uint32(s>>32) == t:
-			c.slots[i] = tombstone
-			c.live--
-			c.deleted++
 		}
 	}
 }
@@ -426,7 +340,7 @@ func (c *Cache) rehashLocked(log uint) error {
 		if s == 0 || s == tombstone {
 			continue
 		}
-		c.insertSlotLocked(s)
+		c.insertLocked(uint32(s>>32), int(uint32(s)-1)*recordAlign)
 	}
 	return old.free()
 }

@@ -169,151 +169,23 @@ func BenchmarkGet(b *testing.B) {
 	})
 }
 
-// getAlias reads key's alias, accepting a record whose value is want ("" accepts any).
-func getAlias(c *Cache, key, want string) (target, value string, ok bool) {
-	out, split, ok := c.GetAlias([]byte("x"), []byte(key), func(_, v []byte) bool { return want == "" || string(v) == want })
-	if !ok {
-		return "", "", false
-	}
-	if string(out[:1]) != "x" {
-		panic("GetAlias did not append to dst")
-	}
-	return string(out[1:split]), string(out[split:]), true
-}
-
-func TestAlias(t *testing.T) {
+func TestGetLinked(t *testing.T) {
 	c := newCache(t, 1<<20)
-	alias := func(key, target string) int {
-		t.Helper()
-		n, ok := c.AliasAllIf(c.Gen(), []Alias{{Key: []byte(key), Target: []byte(target)}})
-		if !ok {
-			t.Fatal("AliasAllIf refused without an invalidation")
-		}
-		return n
+	link := func(kb, v []byte) []byte { return append(kb, v...) } // the value is the next key
+	if _, _, ok := c.GetLinked(nil, []byte("code"), link); ok {
+		t.Fatal("found in an empty cache")
 	}
-	if n := alias("code", "item"); n != 0 {
-		t.Fatalf("made %d aliases of a key not cached", n)
+	c.PutIf(c.Gen(), []byte("code"), []byte("item"))
+	if _, _, ok := c.GetLinked(nil, []byte("code"), link); ok {
+		t.Fatal("found although the linked key is not cached")
 	}
-	if _, _, ok := getAlias(c, "code", ""); ok {
-		t.Fatal("an alias of a key not cached answers")
+	c.PutIf(c.Gen(), []byte("item"), []byte("doc"))
+	out, second, ok := c.GetLinked([]byte("x"), []byte("code"), link)
+	if !ok || string(out[:second]) != "xitem" || string(out[second:]) != "doc" {
+		t.Fatalf("GetLinked = %q, %d, %v; want \"xitem\" then \"doc\"", out, second, ok)
 	}
-	c.PutIf(c.Gen(), []byte("item"), []byte("doc 1"))
-	if n := alias("code", "item"); n != 1 {
-		t.Fatalf("made %d aliases, want 1", n)
-	}
-	if k, v, ok := getAlias(c, "code", ""); !ok || k != "item" || v != "doc 1" {
-		t.Fatalf("alias = %q %q %v, want item's record", k, v, ok)
-	}
-	if _, _, ok := getAlias(c, "code", "doc 2"); ok {
-		t.Fatal("answered a record that check refused")
-	}
-	if _, ok := get(c, "code"); ok {
-		t.Fatal("Get finds an alias as a record of its own")
-	}
-
-	// The alias stands for the record it was made with: a new value of its target ends it.
-	c.PutIf(c.Gen(), []byte("item"), []byte("doc 2"))
-	if k, v, ok := getAlias(c, "code", ""); ok {
-		t.Fatalf("alias answers %q %q after its target changed", k, v)
-	}
-	alias("code", "item")
-	if _, v, ok := getAlias(c, "code", ""); !ok || v != "doc 2" {
-		t.Fatalf("alias made again = %q %v, want doc 2", v, ok)
-	}
-	c.Delete([]byte("item"))
-	if _, _, ok := getAlias(c, "code", ""); ok {
-		t.Fatal("alias answers after its target was deleted")
-	}
-
-	// Deleting the alias's key ends it, and keeps its target.
-	c.PutIf(c.Gen(), []byte("item"), []byte("doc 3"))
-	alias("code", "item")
-	c.Delete([]byte("code"))
-	if _, _, ok := getAlias(c, "code", ""); ok {
-		t.Fatal("alias answers after Delete of its key")
-	}
-	if v, ok := get(c, "item"); !ok || v != "doc 3" {
-		t.Fatalf("item = %q %v after Delete of its alias", v, ok)
-	}
-
-	// An invalidation after gen was read refuses the aliases.
-	gen := c.Gen()
-	c.Delete([]byte("other"))
-	if n, ok := c.AliasAllIf(gen, []Alias{{Key: []byte("code"), Target: []byte("item")}}); ok || n != 0 {
-		t.Fatalf("AliasAllIf after an invalidation = %d, %v", n, ok)
-	}
-	if _, _, ok := getAlias(c, "code", ""); ok {
-		t.Fatal("a refused alias answers")
-	}
-	c.Reset()
-	if _, ok := get(c, "item"); ok {
-		t.Fatal("Reset kept a record")
-	}
-}
-
-// Aliases are found by a 30-bit tag of their key alone: two keys sharing a tag must never answer
-// each other's record, which is what check is for; the second alias of a tag replaces the first.
-func TestAliasesSharingATag(t *testing.T) {
-	c := newCache(t, 1<<20)
-	seen := map[uint32]string{}
-	var a, b string
-	for i := 0; a == ""; i++ {
-		k := "code" + strconv.Itoa(i)
-		if o, ok := seen[c.tag([]byte(k))]; ok {
-			a, b = o, k
-		}
-		seen[c.tag([]byte(k))] = k
-	}
-	c.PutAllIf(c.Gen(), []KV{{[]byte("item a"), []byte("doc a")}, {[]byte("item b"), []byte("doc b")}})
-	c.AliasAllIf(c.Gen(), []Alias{{[]byte(a), []byte("item a")}})
-	if _, _, ok := getAlias(c, b, "doc b"); ok {
-		t.Fatalf("%s answered with the record of %s, which shares its tag", b, a)
-	}
-	if _, v, ok := getAlias(c, a, "doc a"); !ok || v != "doc a" {
-		t.Fatalf("%s = %q %v", a, v, ok)
-	}
-	c.AliasAllIf(c.Gen(), []Alias{{[]byte(b), []byte("item b")}})
-	if _, v, ok := getAlias(c, b, "doc b"); !ok || v != "doc b" {
-		t.Fatalf("%s = %q %v", b, v, ok)
-	}
-	if _, _, ok := getAlias(c, a, "doc a"); ok {
-		t.Fatalf("%s still answers: two aliases share a tag", a)
-	}
-	if n := c.Stats().Entries; n != 3 {
-		t.Fatalf("%d entries, want the two records and one alias", n)
-	}
-}
-
-// Aliases survive the table's growth, and each answers its own target.
-func TestAliasesThroughGrowth(t *testing.T) {
-	c := newCache(t, 64<<20)
-	const n = 20000
-	var kvs []KV
-	var as []Alias
-	for i := range n {
-		kvs = append(kvs, KV{[]byte("p" + strconv.Itoa(i)), []byte("doc " + strconv.Itoa(i))})
-		as = append(as, Alias{[]byte("b" + strconv.Itoa(i)), []byte("p" + strconv.Itoa(i))})
-	}
-	if !c.PutAllIf(c.Gen(), kvs) {
-		t.Fatal("put refused")
-	}
-	made, ok := c.AliasAllIf(c.Gen(), as)
-	if !ok || made != n {
-		t.Fatalf("made %d aliases (%v), want %d", made, ok, n)
-	}
-	answered := 0
-	for i := range n {
-		want := "doc " + strconv.Itoa(i)
-		if k, v, ok := getAlias(c, "b"+strconv.Itoa(i), want); ok {
-			if k != "p"+strconv.Itoa(i) || v != want {
-				t.Fatalf("b%d = %q %q", i, k, v)
-			}
-			answered++
-		}
-	}
-	// A pair of keys sharing a tag keeps one alias: at 20,000 keys and 30 bits, almost never.
-	if answered < n-2 {
-		t.Fatalf("%d of %d aliases answer", answered, n)
+	if _, _, ok := c.GetLinked(nil, []byte("code"), func([]byte, []byte) []byte { return nil }); ok {
+		t.Fatal("found although link named no key")
 	}
 }
 
