@@ -5,25 +5,22 @@ import (
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/storeedge/storeedge/internal/config"
 )
 
 // storeedge demo --set changes keys over the demo's configuration, and refuses, with a usage
 // error that says what to do instead, the keys the demo owns and anything storeedge run would
 // refuse.
 func TestDemoSet(t *testing.T) {
-	demo := func(args ...string) (demoOptions, error) {
+	demo := func(args ...string) (config.Config, error) {
 		o, err := parseDemoFlags(args, io.Discard)
 		if err != nil {
-			return o, err
+			return config.Config{}, err
 		}
-		_, err = demoConfig(o, "http://127.0.0.1:1", "key")
-		return o, err
+		return demoConfig(o, "http://127.0.0.1:1", "key")
 	}
-	o, err := parseDemoFlags([]string{"--set", "lan.services.catalog=9000", "--set", "lan.services.media=0"}, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := demoConfig(o, "http://127.0.0.1:1", "key")
+	cfg, err := demo("--set", "lan.services.catalog=9000", "--set", "lan.services.media=0")
 	if err != nil {
 		t.Fatal(err)
 	}

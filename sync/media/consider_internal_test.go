@@ -1,13 +1,9 @@
 package media
 
 import (
-	"crypto/md5"
-	"encoding/base64"
-	"encoding/hex"
 	"testing"
 
 	"github.com/storeedge/storeedge/storage"
-	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 )
 
 // TestRecordedDuringAReadIsNotFetchedAgain: the catalog's media entries are read outside the
@@ -17,9 +13,7 @@ import (
 // after the record is taken as it is: a file evicted since is fetched again.
 func TestRecordedDuringAReadIsNotFetchedAgain(t *testing.T) {
 	f, _, _ := newTestFetcher(t, Options{Prefetch: true})
-	sum := md5.Sum([]byte("a product's picture"))
-	m := cloudapi.MediaManifest{ID: "M1", Blob: "products/M1.jpg", Size: 19, MD5: base64.StdEncoding.EncodeToString(sum[:]),
-		ContentType: "image/jpeg"}
+	m, md5hex := picture("M1")
 	entry := func() *storage.MediaItem { return &storage.MediaItem{ID: "M1", Seq: 1, Manifest: m} } // not cached
 	queued := func() bool {
 		f.mu.Lock()
@@ -30,7 +24,7 @@ func TestRecordedDuringAReadIsNotFetchedAgain(t *testing.T) {
 	gen := f.readStart()
 	// Meanwhile a device's request fetches the file, which is recorded, and the task ends.
 	f.mu.Lock()
-	f.enqueueLocked("M1", m, hex.EncodeToString(sum[:]), classOnDemand)
+	f.enqueueLocked("M1", m, md5hex, classOnDemand)
 	task := f.q.take(true)
 	f.recordedLocked(task, nil)
 	f.mu.Unlock()

@@ -2,12 +2,7 @@ package media
 
 import (
 	"context"
-	"crypto/md5"
-	"encoding/base64"
-	"encoding/hex"
 	"testing"
-
-	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 )
 
 // TestDeletedWhilePutInPlace: the catalog may delete an item after its download was verified and
@@ -17,27 +12,23 @@ import (
 func TestDeletedWhilePutInPlace(t *testing.T) {
 	ctx := context.Background()
 	f, db, cache := newTestFetcher(t, Options{})
-	body := []byte("a product's picture")
-	sum := md5.Sum(body)
-	md5hex := hex.EncodeToString(sum[:])
-	manifest := func(id string) cloudapi.MediaManifest {
-		return cloudapi.MediaManifest{ID: id, Blob: "products/" + id + ".jpg", Size: int64(len(body)), MD5: base64.StdEncoding.EncodeToString(sum[:]), ContentType: "image/jpeg"}
-	}
+	_, md5hex := picture("M1")
 	// putInPlace runs id's task up to a verified file under its final name.
 	putInPlace := func(id string) *task {
 		t.Helper()
 		f.mu.Lock()
-		f.enqueueLocked(id, manifest(id), md5hex, classOnDemand)
+		m, _ := picture(id)
+		f.enqueueLocked(id, m, md5hex, classOnDemand)
 		task := f.q.take(true)
 		f.mu.Unlock()
 		if task == nil || task.id != id {
 			t.Fatalf("took %v, want %s", task, id)
 		}
-		d, err := cache.Begin(md5hex, int64(len(body)))
+		d, err := cache.Begin(md5hex, int64(len(pictureBody)))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := d.Write(body); err != nil {
+		if _, err := d.Write(pictureBody); err != nil {
 			t.Fatal(err)
 		}
 		if res := f.commit(d, task); res.err != nil {

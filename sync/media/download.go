@@ -438,13 +438,11 @@ func (f *Fetcher) stored(ctx context.Context, t *task) {
 		unused, err = f.o.DB.StoreMediaFiles(ctx, recs, f.now())
 		f.invalidate(ids...)
 	}
-	var keep map[string]bool // files of gone that an item is served from
+	var orphans []*task // of gone, those whose file no item is served from
 	for _, t := range gone {
-		if used, uerr := f.o.DB.MediaFileRecorded(ctx, t.md5hex()); used || uerr != nil {
-			if keep == nil {
-				keep = map[string]bool{}
-			}
-			keep[t.md5hex()] = true // on an error, the next start's sweep decides
+		// On an error the file stays: the next start's sweep decides.
+		if used, uerr := f.o.DB.MediaFileRecorded(ctx, t.md5hex()); uerr == nil && !used {
+			orphans = append(orphans, t)
 		}
 	}
 	f.mu.Lock()
@@ -452,9 +450,9 @@ func (f *Fetcher) stored(ctx context.Context, t *task) {
 	if err == nil {
 		f.removeFiles(unused)
 	}
-	for _, t := range gone {
+	for _, t := range orphans {
 		// Under the lock, so that an item of the same content queued now fetches it again.
-		if !keep[t.md5hex()] && !f.sharedLocked(t) {
+		if !f.sharedLocked(t) {
 			f.removeFiles([]string{t.md5hex()})
 			f.log.Info("media: removed the file of an item deleted while it was put in place", slog.String(keyID, t.id))
 		}

@@ -2,11 +2,15 @@ package media
 
 import (
 	"context"
+	"crypto/md5"
+	"encoding/base64"
+	"encoding/hex"
 	"path/filepath"
 	"testing"
 
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/storage/mediacache"
+	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 )
 
 // newTestFetcher is a Fetcher on a fresh database and cache, with o's other options; no worker
@@ -28,4 +32,14 @@ func newTestFetcher(t *testing.T, o Options) (*Fetcher, *storage.DB, *mediacache
 		t.Fatal(err)
 	}
 	return f, db, cache
+}
+
+// pictureBody is the content of the media items the internal tests fetch.
+var pictureBody = []byte("a product's picture")
+
+// picture is the manifest of media item id whose blob holds pictureBody, and its hex MD5.
+func picture(id string) (cloudapi.MediaManifest, string) {
+	sum := md5.Sum(pictureBody)
+	return cloudapi.MediaManifest{ID: id, Blob: "products/" + id + ".jpg", Size: int64(len(pictureBody)),
+		MD5: base64.StdEncoding.EncodeToString(sum[:]), ContentType: "image/jpeg"}, hex.EncodeToString(sum[:])
 }

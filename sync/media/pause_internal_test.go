@@ -1,14 +1,9 @@
 package media
 
 import (
-	"crypto/md5"
-	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"testing"
 	"time"
-
-	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 )
 
 // TestPauseWhileBlobStorageIsAwayAsDocumented holds media.md's figures for the pause while Blob
@@ -19,10 +14,9 @@ func TestPauseWhileBlobStorageIsAwayAsDocumented(t *testing.T) {
 	now := time.Date(2026, 12, 5, 9, 0, 0, 0, time.UTC)
 	const retryMax = time.Minute
 	f, _, _ := newTestFetcher(t, Options{RetryMax: retryMax, Now: func() time.Time { return now }})
-	sum := md5.Sum([]byte("a product's picture"))
-	m := cloudapi.MediaManifest{ID: "M1", Blob: "products/M1.jpg", Size: 19, MD5: base64.StdEncoding.EncodeToString(sum[:]), ContentType: "image/jpeg"}
+	m, md5hex := picture("M1")
 	f.mu.Lock()
-	f.enqueueLocked("M1", m, hex.EncodeToString(sum[:]), classOnDemand)
+	f.enqueueLocked("M1", m, md5hex, classOnDemand)
 	f.mu.Unlock()
 	away := result{err: &BlobError{Kind: KindUnreachable, Err: errors.New("dial tcp: connection refused")}, kind: KindUnreachable}
 	// pause is the wait after one more download found Blob storage away.
@@ -63,7 +57,7 @@ func TestPauseWhileBlobStorageIsAwayAsDocumented(t *testing.T) {
 	// Meanwhile a device asking for the file is told when to come back.
 	d := pause()
 	var ue *UnavailableError
-	if _, _, err := f.want("M1", m, hex.EncodeToString(sum[:])); !errors.As(err, &ue) || ue.RetryAfter != d {
+	if _, _, err := f.want("M1", m, md5hex); !errors.As(err, &ue) || ue.RetryAfter != d {
 		t.Errorf("asked for while Blob storage is away: %v; want unavailable, retry after %v", err, d)
 	}
 }
