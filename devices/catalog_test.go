@@ -72,6 +72,32 @@ func TestCatalogChangesAreNoticed(t *testing.T) {
 	}
 }
 
+// At the default pace (catalog.md: at most once every 5 s) a catalog that changes twice right
+// after a notice gets its next notice no sooner than 5 s after the first round, and that one
+// notice covers both changes: its latest is the second change's number.
+func TestCatalogNoticesAtMostEveryFiveSeconds(t *testing.T) {
+	e := newEnv(t)
+	shelf := e.device(t, devicesim.Options{}, devices.CapCatalog)
+	start := time.Now()
+	applyProduct(t, e.db, "P1", 1)
+	shelf.waitCommands(t, 1)
+	applyProduct(t, e.db, "P2", 1)
+	applyProduct(t, e.db, "P3", 1)
+	second := shelf.waitCommands(t, 2)[1]
+	if waited := time.Since(start); waited < 5*time.Second {
+		t.Fatalf("second notice %s after the first change, want at least 5s between rounds", waited)
+	}
+	var n struct {
+		Latest int64 `json:"latest"`
+	}
+	if err := json.Unmarshal(second.Payload, &n); err != nil || n.Latest != e.db.Seq() {
+		t.Fatalf("second notice %s, want latest %d (both changes in one notice): %v", second.Payload, e.db.Seq(), err)
+	}
+	if got := len(shelf.Commands()); got != 2 {
+		t.Fatalf("%d notices for three changes, want 2", got)
+	}
+}
+
 // Finished catalog notices are pruned after an hour, other commands after seven days
 // (devices.md): a shop whose catalog changes at every poll makes a notice per catalog device
 // every 30 s.
