@@ -183,6 +183,9 @@ func (s *components) buildServices(ctx context.Context) error {
 			if r := s.receiver.Load(); r != nil {
 				return r.Status()
 			}
+			if noQueue(cfg) {
+				return servicebus.Status{State: servicebus.LinkDisconnected, LastError: errNoQueue.Error()}
+			}
 			why := "waiting for the queue name from the cloud's remote configuration"
 			if e := s.queueErr.Load(); e != nil {
 				why += ": " + *e
@@ -369,10 +372,26 @@ func (s *components) run(ctx context.Context, started func(map[string]string)) e
 	return err
 }
 
+// errNoQueue is why no Service Bus order is received when the queue is not configured and the
+// cloud, which would name it, is not to be contacted.
+var errNoQueue = errors.New("no orders are received: servicebus.queue is empty and cloud.sync is false, so the cloud is not asked which queue to use; set servicebus.queue")
+
+// noQueue tells whether Service Bus is on with no queue to receive from: servicebus.queue is
+// empty and cloud.sync, which would ask the cloud for it, is off.
+func noQueue(cfg config.Config) bool {
+	return cfg.ServiceBus.Enabled && cfg.ServiceBus.Queue == "" && !cfg.Cloud.Sync
+}
+
 // receiveOrders runs the Service Bus receiver on the shop's queue, asking the cloud which it is
-// when servicebus.queue is empty.
+// when servicebus.queue is empty (and cloud.sync is on: with it off, the cloud is not contacted
+// and nothing is received).
 func (s *components) receiveOrders(ctx context.Context) error {
 	queue := s.cfg.ServiceBus.Queue
+	if noQueue(s.cfg) {
+		s.log.Warn("servicebus: " + errNoQueue.Error())
+		<-ctx.Done()
+		return nil
+	}
 	if queue == "" {
 		q, err := remoteQueue(ctx, s.client, s.log, func(err error) {
 			e := err.Error()

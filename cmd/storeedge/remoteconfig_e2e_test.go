@@ -1,6 +1,8 @@
 package main
 
 import (
+	"encoding/json"
+	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -72,4 +74,38 @@ func TestUnusableRemoteValues(t *testing.T) {
 		t.Errorf("%d readings of the remote configuration: no backoff", n)
 	}
 	s.stop(t)
+}
+
+// With cloud.sync false the shop contacts no cloud (configuration.md), Service Bus included:
+// with servicebus.queue empty it does not ask the cloud which queue to use, and the status and
+// the log say that no orders are received and what to set.
+func TestNoCloudAskedForTheQueueWithSyncOff(t *testing.T) {
+	cloud := startCloud(t, "-products", "10")
+	s := startShop(t, shopOptions{dataDir: t.TempDir(), cloud: cloud.url, sets: []string{
+		"cloud.sync=false", "servicebus.enabled=true", "servicebus.queue=",
+		"servicebus.connection_string=Endpoint=sb://127.0.0.1:1/;SharedAccessKeyName=k;SharedAccessKey=a2V5"}})
+	var got struct {
+		ServiceBus struct {
+			State     string `json:"state"`
+			LastError string `json:"last_error"`
+		} `json:"servicebus"`
+	}
+	s.get(t, "/api/v1/status", &got)
+	if got.ServiceBus.State != "disconnected" || !strings.Contains(got.ServiceBus.LastError, "set servicebus.queue") {
+		t.Errorf("servicebus status %+v: want disconnected, saying to set servicebus.queue", got.ServiceBus)
+	}
+	waitFor(t, s, "the log to say no orders are received", time.Minute, func() bool {
+		return strings.Contains(s.log.String(), "servicebus: no orders are received")
+	})
+	var stats struct {
+		Requests int64 `json:"requests"`
+	}
+	resp, err := http.Get(cloud.url + "/_sim/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&stats); err != nil || stats.Requests != 0 {
+		t.Errorf("the cloud received %d requests from a shop with cloud.sync false (%v)", stats.Requests, err)
+	}
 }
