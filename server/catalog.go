@@ -298,7 +298,11 @@ func (s *Server) changes(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	epoch := s.o.DB.Epoch()
-	if head := s.o.DB.Seq(); since > 0 && (since > head || held != "" && held != epoch) {
+	head, err := s.o.DB.Head(r.Context(), since)
+	if err != nil {
+		return fmt.Errorf("read changes: %w", err)
+	}
+	if since > 0 && (since > head || held != "" && held != epoch) {
 		return refuse(probChangesReset, changesResetDetail(since, held, head, epoch))
 	}
 	changes, err := s.o.DB.Changes(r.Context(), since, limit+1, colls)

@@ -218,7 +218,24 @@ type LocalChange struct {
 }
 
 // Seq returns the last local change sequence committed. It never waits for a write in progress.
+// It moves just after the commit, so a read may already see changes above it: Head is the
+// figure to hold a device's position against.
 func (db *DB) Seq() int64 { return db.seq.Load() }
+
+// Head returns the last local change sequence committed, at least since when since is at most
+// that: a position the feed gave out (a change's Seq, read by Changes) is never found beyond
+// it. Seq is used when since is not above it; otherwise the database is asked, since a read
+// can see a page committed a moment before Seq moves to it.
+func (db *DB) Head(ctx context.Context, since int64) (int64, error) {
+	if head := db.seq.Load(); since <= head {
+		return head, nil
+	}
+	var head int64
+	if err := db.r.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'seq'`).Scan(&head); err != nil {
+		return 0, fmt.Errorf("storage: feed head: %w", err)
+	}
+	return max(head, db.seq.Load()), nil
+}
 
 // Changes returns up to limit changes with a local sequence greater than since, in sequence order,
 // from the given collections (all when empty). Each item appears once, in its latest state.

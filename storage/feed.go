@@ -160,6 +160,9 @@ func (db *DB) ApplyPage(ctx context.Context, p Page) (ApplyResult, error) {
 	if err := tx.Commit(); err != nil {
 		return ApplyResult{}, fmt.Errorf("storage: apply page: commit: %w", err)
 	}
+	if testHookCommitted != nil {
+		testHookCommitted()
+	}
 	db.afterApply(pa)
 	// From the first page of a bulk load to the one that catches up.
 	db.paceCollector(pa.loading && !pa.caughtUp())
@@ -487,6 +490,9 @@ func (pa *pageApply) writerCache(ctx context.Context, kib int) error {
 	pa.db.smallCache = kib == sortCacheKiB
 	return nil
 }
+
+// testHookCommitted, when set by a test, runs between a page's commit and afterApply.
+var testHookCommitted func()
 
 // afterApply brings what the DB keeps in memory in line with the page just committed.
 func (db *DB) afterApply(pa *pageApply) {

@@ -350,3 +350,48 @@ func TestCatalogChanged(t *testing.T) {
 		t.Fatal("no signal for a change")
 	}
 }
+
+// A position the feed gave out is never beyond Head, even read between a page's commit and the
+// moment Seq moves to it: a device asking again at once with the next_since it was just given
+// must not be told to start over (catalog.md, rule 4).
+func TestHeadHoldsWhatTheFeedGaveOut(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t)
+	apply(t, db, cloudapi.Products, "c1", product("P1", 1, "Tea", "Drinks"))
+	committed, resume := make(chan struct{}), make(chan struct{})
+	testHookCommitted = func() {
+		close(committed)
+		<-resume
+	}
+	t.Cleanup(func() { testHookCommitted = nil })
+	done := make(chan error, 1)
+	go func() {
+		_, err := db.ApplyPage(ctx, Page{Collection: cloudapi.Products, Changes: []cloudapi.Change{product("P2", 1, "Coffee", "Drinks")},
+			End: cloudapi.PageEnd{Cursor: "c2", Count: 1}})
+		done <- err
+	}()
+	<-committed
+	changes, err := db.Changes(ctx, 0, 10, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := changes[len(changes)-1].Seq
+	if next <= db.Seq() {
+		t.Fatalf("the read between the commit and Seq's move saw %d, Seq %d: the gap was not reached", next, db.Seq())
+	}
+	head, err := db.Head(ctx, next)
+	if err != nil || head < next {
+		t.Errorf("Head(%d) = %d, %v: a position the feed gave out is beyond the head", next, head, err)
+	}
+	if head, err := db.Head(ctx, next+1); err != nil || head != next {
+		t.Errorf("Head(%d) = %d, %v, want %d: a position beyond every change is still beyond", next+1, head, err, next)
+	}
+	close(resume)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	testHookCommitted = nil
+	if head, err := db.Head(ctx, 0); err != nil || head != next {
+		t.Errorf("Head after the page: %d, %v, want %d", head, err, next)
+	}
+}
