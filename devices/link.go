@@ -28,7 +28,8 @@ const warnEvery = 10 * time.Minute
 type link struct {
 	m    *Manager
 	id   string
-	wake chan struct{} // new commands to send, or "retry now"
+	wake  chan struct{} // new commands to send
+	retry chan struct{} // "retry now": the device said it is back
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -44,7 +45,7 @@ type link struct {
 }
 
 func newLink(m *Manager, id string) *link {
-	return &link{m: m, id: id, wake: make(chan struct{}, 1), done: make(chan struct{}), state: PushConnecting}
+	return &link{m: m, id: id, wake: make(chan struct{}, 1), retry: make(chan struct{}, 1), done: make(chan struct{}), state: PushConnecting}
 }
 
 func (l *link) status() (state, lastErr string, version int) {
@@ -59,11 +60,19 @@ func (l *link) setState(state, lastErr string) {
 	l.mu.Unlock()
 }
 
-// poke wakes the link: new commands to send, or, while it waits to reconnect, "retry now" (the
-// device just said it is back).
+// poke wakes the connected link: new commands to send. A link waiting to reconnect keeps its
+// backoff (push-protocol.md): a command stored for a device away does not make it dial again.
 func (l *link) poke() {
 	select {
 	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+// retryNow ends the wait of a link waiting to reconnect: the device just said it is back.
+func (l *link) retryNow() {
+	select {
+	case l.retry <- struct{}{}:
 	default:
 	}
 }
@@ -98,6 +107,10 @@ func (l *link) run(ctx context.Context) {
 		}
 		if connected {
 			b.Reset()
+			select { // the heartbeats of a device that was connected say nothing of now
+			case <-l.retry:
+			default:
+			}
 		}
 		msg := err.Error()
 		l.setState(PushOffline, msg)
@@ -108,7 +121,7 @@ func (l *link) run(ctx context.Context) {
 		case <-ctx.Done():
 			t.Stop()
 			return
-		case <-l.wake:
+		case <-l.retry:
 		case <-t.C:
 		}
 		t.Stop()

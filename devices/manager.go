@@ -558,7 +558,7 @@ func (m *Manager) replace(ctx context.Context, d storage.Device, wake bool) (Dev
 	v := m.view(ne, depth, m.now())
 	m.mu.Unlock()
 	if wake && l != nil {
-		l.poke()
+		l.retryNow()
 	}
 	return v, nil
 }

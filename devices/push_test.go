@@ -459,3 +459,44 @@ func TestVersion1Devices(t *testing.T) {
 		}
 	}
 }
+
+// A device that cannot be reached is dialled again on the backoff's schedule (push-protocol.md),
+// not at every command stored for it meanwhile; a heartbeat from it makes the server dial at once.
+func TestUnreachableDeviceKeepsItsBackoff(t *testing.T) {
+	e := newEnv(t, func(o *devices.Options) { o.RetryMin, o.RetryMax = time.Hour, time.Hour })
+	// The device's push port accepts and hangs up at once: every dial fails after connecting.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	dials := make(chan struct{}, 100)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+			dials <- struct{}{}
+		}
+	}()
+	creds := e.pair(t, ln.Addr().String())
+	<-dials // the first dial, at pairing
+	for range 5 {
+		send(t, e, devices.Target{DeviceID: creds.DeviceID}, "ping", `{}`, 0)
+	}
+	select {
+	case <-dials:
+		t.Fatal("a command for a device that cannot be reached made the server dial it before its backoff ran out")
+	case <-time.After(300 * time.Millisecond):
+	}
+	if _, err := e.m.Heartbeat(context.Background(), creds.DeviceID, devices.Heartbeat{}, "127.0.0.1"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-dials:
+	case <-time.After(30 * time.Second):
+		t.Fatal("a heartbeat did not make the server dial the device at once")
+	}
+}
