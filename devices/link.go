@@ -26,8 +26,8 @@ const warnEvery = 10 * time.Minute
 // writes the device's open commands in order and records the acks, and reconnects with backoff
 // when the connection fails.
 type link struct {
-	m    *Manager
-	id   string
+	m     *Manager
+	id    string
 	wake  chan struct{} // new commands to send
 	retry chan struct{} // "retry now": the device said it is back
 
