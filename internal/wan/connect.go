@@ -96,7 +96,7 @@ func statusErr(r *route, target string, resp *http.Response) error {
 		pe.Err = fmt.Errorf("proxy authentication required and the proxy URL has no user: %s", status)
 	case authStatus:
 		pe.kind = ErrProxyAuth
-		pe.Err = fmt.Errorf("proxy authentication failed for user %q: %s", r.user, status)
+		pe.Err = fmt.Errorf("proxy authentication failed for user %q: %s", r.shownUser(), status)
 	case resp.StatusCode >= 500:
 		pe.kind = ErrTargetUnreachable
 		pe.Err = fmt.Errorf("proxy could not reach the target: %s", status)

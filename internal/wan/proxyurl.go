@@ -27,6 +27,7 @@ type route struct {
 	user   string
 	pass   string
 	auth   bool   // the URL carried a user (and maybe a password)
+	noPass bool   // the URL carried a user and no password: the user is then usually a token
 	source string // where the URL came from, for Describe: "" or an env var name
 
 	socks proxy.ContextDialer // for kindSOCKS5, built once by New
@@ -34,6 +35,15 @@ type route struct {
 
 // display names the proxy in errors: scheme://host:port, no credentials.
 func (r *route) display() string { return r.scheme + "://" + r.addr }
+
+// shownUser is the user as logs, errors and the status name it: hidden when the URL has no
+// password, since such a user name is usually a token (configuration.md, Secrets).
+func (r *route) shownUser() string {
+	if r.noPass {
+		return "xxxxx"
+	}
+	return r.user
+}
 
 // describe is the human form used by Dialer.Describe.
 func (r *route) describe() string {
@@ -46,7 +56,7 @@ func (r *route) describe() string {
 	}
 	b.WriteString(r.addr)
 	if r.auth {
-		fmt.Fprintf(&b, " (user %s)", r.user)
+		fmt.Fprintf(&b, " (user %s)", r.shownUser())
 	}
 	if r.source != "" {
 		fmt.Fprintf(&b, " (from %s)", r.source)
@@ -110,8 +120,9 @@ func parseProxyURL(raw string) (*route, error) {
 	r.addr = net.JoinHostPort(host, port)
 	if u.User != nil {
 		r.user = u.User.Username()
-		r.pass, _ = u.User.Password()
-		r.auth = true
+		var hasPass bool
+		r.pass, hasPass = u.User.Password()
+		r.auth, r.noPass = true, !hasPass
 		if r.user == "" {
 			return nil, errors.New("the proxy URL has a password but no user")
 		}
@@ -122,7 +133,8 @@ func parseProxyURL(raw string) (*route, error) {
 	return r, nil
 }
 
-// Redact returns rawURL with the password, if any, replaced by "xxxxx". It
+// Redact returns rawURL with the password, if any, replaced by "xxxxx", and a user name
+// given without a password replaced whole, since it is then usually a token. It
 // works on the text rather than on a parsed URL so that it also hides
 // passwords in URLs that do not parse (unescaped '@' or '/' in the password,
 // a scheme-less "user:pass@host:port" as found in proxy variables). When in
@@ -140,7 +152,7 @@ func Redact(rawURL string) string {
 	userinfo := rest[:at]
 	colon := strings.Index(userinfo, ":")
 	if colon < 0 {
-		return rawURL // a user and no password
+		return prefix + "xxxxx" + rest[at:] // a user and no password
 	}
 	return prefix + userinfo[:colon+1] + "xxxxx" + rest[at:]
 }

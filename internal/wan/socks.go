@@ -59,7 +59,7 @@ func dialSOCKS5(ctx context.Context, sd proxy.ContextDialer, r *route, target st
 	switch pe.kind {
 	case ErrProxyAuth:
 		if r.auth {
-			pe.Err = fmt.Errorf("proxy authentication failed for user %q: socks5: %w", r.user, err)
+			pe.Err = fmt.Errorf("proxy authentication failed for user %q: socks5: %w", r.shownUser(), err)
 		} else {
 			pe.Err = fmt.Errorf("proxy authentication required and the proxy URL has no user: socks5: %w", err)
 		}

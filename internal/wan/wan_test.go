@@ -229,6 +229,19 @@ func TestTinyproxyBasicAuth(t *testing.T) {
 			t.Errorf("error %v matches a second kind", err)
 		}
 	})
+	t.Run("a token as the user, no password", func(t *testing.T) {
+		// configuration.md: a user name given without a password is usually a token, and is
+		// hidden like a password: in the route the status shows, and in the refusal.
+		d := newDialer(t, wan.Options{ProxyURL: "http://" + secret + "@" + proxy})
+		if got, want := d.Describe(target), "http-connect via "+proxy+" (user xxxxx)"; got != want {
+			t.Errorf("Describe = %q, want %q", got, want)
+		}
+		_, err := d.DialContext(context.Background(), "tcp", target)
+		proxyErr(t, err, wan.ErrProxyAuth, proxy, target)
+		if msg := err.Error(); strings.Contains(msg, secret) || !strings.Contains(msg, `"xxxxx"`) {
+			t.Errorf("error %q shows the user token, or does not say it was hidden", msg)
+		}
+	})
 	t.Run("no credentials", func(t *testing.T) {
 		d := newDialer(t, wan.Options{ProxyURL: "http://" + proxy})
 		_, err := fetch(t, d, srv.URL)
@@ -616,6 +629,7 @@ func TestDefaultPortsInDescribe(t *testing.T) {
 		"http://proxy":              "http-connect via proxy:80",
 		"socks5://proxy":            "socks5 via proxy:1080",
 		"http://u%40corp:pw@[::1]/": "http-connect via [::1]:80 (user u@corp)",
+		"http://t0ken@proxy:3128":   "http-connect via proxy:3128 (user xxxxx)",
 	} {
 		d := newDialer(t, wan.Options{ProxyURL: raw})
 		if got := d.Describe("cloud.example:443"); got != want {
@@ -630,7 +644,7 @@ func TestRedact(t *testing.T) {
 		{"socks5h://shop:" + secret + "@proxy", "socks5h://shop:xxxxx@proxy"},
 		{"shop:" + secret + "@proxy:3128", "shop:xxxxx@proxy:3128"},
 		{"http://shop:pa@ss/" + secret + "@proxy:3128", "http://shop:xxxxx@proxy:3128"},
-		{"http://shop@proxy:3128", "http://shop@proxy:3128"},
+		{"http://" + secret + "@proxy:3128", "http://xxxxx@proxy:3128"},
 		{"http://proxy:3128", "http://proxy:3128"},
 		{"", ""},
 	}
