@@ -73,3 +73,23 @@ func TestEveryCommandWarnsAboutUnknownVariables(t *testing.T) {
 		}
 	}
 }
+
+// A --set argument without "=" may be a secret typed in the wrong place: every command that
+// takes --set refuses it with exit code 2 and never prints it (configuration.md, Secrets).
+func TestSetWithoutEqualsIsNotShown(t *testing.T) {
+	const secret = "sk_live_typed-in-the-wrong-place"
+	for _, args := range [][]string{
+		{"config", "--set", "cloud.store_key=abc", "--set", secret},
+		{"run", "--set", "data_dir=" + t.TempDir(), "--set", secret},
+		{"demo", "--set", secret},
+	} {
+		var stdout, stderr bytes.Buffer
+		err := run(context.Background(), args, nil, &stdout, &stderr)
+		if code := exitCode(err, &stderr); code != 2 || !strings.Contains(stderr.String(), "=") {
+			t.Errorf("%s: exit code %d, want 2 and what to write\n%s", args[0], code, stderr.String())
+		}
+		if strings.Contains(stdout.String()+stderr.String(), secret) {
+			t.Errorf("%s printed the argument:\n%s%s", args[0], stdout.String(), stderr.String())
+		}
+	}
+}

@@ -195,8 +195,11 @@ func demoConfig(o demoOptions, cloudURL, storeKey string) (config.Config, error)
 	if o.verbose {
 		cfg.Log.Level = "debug"
 	}
-	for _, kv := range o.sets {
-		key, value, _ := strings.Cut(kv, "=")
+	for i, kv := range o.sets {
+		key, value, ok := strings.Cut(kv, "=")
+		if !ok { // not quoted: it may be a secret typed in the wrong place
+			return cfg, usageError{fmt.Errorf("demo: --set argument %d: want KEY=VALUE", i+1)}
+		}
 		switch key {
 		case "cloud.url", "cloud.store_key":
 			return cfg, usageError{fmt.Errorf("demo: --set %s: the demo's cloud is built in; use storeedge run for another", key)}
