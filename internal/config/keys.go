@@ -268,12 +268,37 @@ func setLeaf(c *Config, l *leaf, n *yaml.Node, literal bool) *Error {
 		// as a whole number.
 		return &Error{Key: l.key, Line: n.Line, Value: quote(n.Value), Reason: "want " + l.want()}
 	}
+	if l.kind == kindInt && field.CanInt() {
+		// In decimal whatever it looks like (yaml would also take 0x50, and 010 as 8); "_" may
+		// group the digits, as in 1_000.
+		digits, ok := decimal(n.Value)
+		v, err := strconv.ParseInt(digits, 10, 64)
+		if !ok || err != nil || field.OverflowInt(v) {
+			return &Error{Key: l.key, Line: n.Line, Value: quote(n.Value), Reason: "want " + l.want()}
+		}
+		field.SetInt(v)
+		return nil
+	}
 	tmp := reflect.New(field.Type())
 	if err := decodeScalar(n, tmp.Interface()); err != nil {
 		return &Error{Key: l.key, Line: n.Line, Value: quote(n.Value), Reason: "want " + l.want()}
 	}
 	field.Set(tmp.Elem())
 	return nil
+}
+
+// decimal returns s without the "_" that group its digits, and whether s is a whole number
+// in decimal: an optional sign, then digits, a "_" only between two of them.
+func decimal(s string) (string, bool) {
+	body := strings.TrimLeft(s, "+-")
+	if len(s)-len(body) > 1 || body == "" || body[0] == '_' || body[len(body)-1] == '_' || strings.Contains(body, "__") {
+		return "", false
+	}
+	digits := strings.ReplaceAll(body, "_", "")
+	if strings.Trim(digits, "0123456789") != "" {
+		return "", false
+	}
+	return s[:len(s)-len(body)] + digits, true
 }
 
 // setList sets a list key from a YAML list of single values, or from one value holding names
