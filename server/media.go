@@ -1,10 +1,12 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
+	"net/textproto"
 	"strconv"
 	"strings"
 	"time"
@@ -68,13 +70,13 @@ func (s *Server) getMedia(w http.ResponseWriter, r *http.Request) error {
 	}
 	defer f.Close()
 	h := w.Header()
-	h["Content-Type"] = []string{f.ContentType}
+	h["Content-Type"] = []string{cmp.Or(f.ContentType, "application/octet-stream")} // content_type is optional
 	h["Etag"] = []string{`"` + f.MD5 + `"`}
 	h["Cache-Control"] = mediaCacheControl
 	h["X-Content-Type-Options"] = []string{"nosniff"}
 	rc := http.NewResponseController(w)
 	rc.SetWriteDeadline(time.Now().Add(s.o.WriteTimeout + time.Duration(f.Size/minSendRate)*time.Second))
-	byteRangesOnly(r.Header)
+	byteRangesOnly(r.Header, f.Size)
 	http.ServeContent(&rangeProblem{ResponseWriter: w, r: r, size: f.Size}, r, "", f.ModTime, f.File)
 	s.o.Media.Served(f.MD5)
 	return nil
@@ -82,19 +84,48 @@ func (s *Server) getMedia(w http.ResponseWriter, r *http.Request) error {
 
 // byteRangesOnly makes a Range header in a unit other than bytes go unheeded, as RFC 9110
 // (section 14.2) asks of a server, where http.ServeContent would refuse it with 416; and reads
-// the unit without regard to case ("Bytes=0-9"), as the RFC says units are.
-func byteRangesOnly(h http.Header) {
+// the unit without regard to case ("Bytes=0-9"), as the RFC says units are. A suffix of no
+// bytes ("-0") is unsatisfiable (RFC 9110, section 14.1.1), where http.ServeContent would
+// answer 206 with an empty, backwards Content-Range: it is left out of the set, and a set of
+// nothing else is asked from the file's end, which ServeContent refuses with 416.
+func byteRangesOnly(h http.Header, size int64) {
 	v := h.Get("Range")
 	if v == "" {
 		return
 	}
 	unit, ranges, ok := strings.Cut(v, "=")
-	switch {
-	case !ok || !strings.EqualFold(strings.TrimSpace(unit), "bytes"):
+	if !ok || !strings.EqualFold(strings.TrimSpace(unit), "bytes") {
 		h.Del("Range")
-	case unit != "bytes":
-		h.Set("Range", "bytes="+ranges)
+		return
 	}
+	specs := strings.Split(ranges, ",")
+	kept := specs[:0]
+	for _, spec := range specs {
+		if !emptySuffix(spec) {
+			kept = append(kept, spec)
+		}
+	}
+	switch {
+	case len(kept) == 0:
+		h.Set("Range", "bytes="+strconv.FormatInt(size, 10)+"-")
+	case unit != "bytes" || len(kept) < len(specs):
+		h.Set("Range", "bytes="+strings.Join(kept, ","))
+	}
+}
+
+// emptySuffix tells whether a byte range spec asks for the last zero bytes, read as
+// http.ServeContent reads a spec ("-0", " - +00 ").
+func emptySuffix(spec string) bool {
+	first, last, ok := strings.Cut(spec, "-")
+	if !ok || textproto.TrimString(first) != "" {
+		return false
+	}
+	last = textproto.TrimString(last)
+	if last == "" || last[0] == '-' {
+		return false
+	}
+	n, err := strconv.ParseInt(last, 10, 64)
+	return err == nil && n == 0
 }
 
 // rangeProblem turns http.ServeContent's plain-text 416 answer into a problem document, and

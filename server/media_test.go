@@ -25,12 +25,13 @@ type fakeMedia struct {
 	dir    string
 	files  map[string][]byte // by id
 	down   map[string]time.Duration
+	types  map[string]string // content type by id, video/mp4 when not there
 	served atomic.Int64
 	state  string // the status's state; "" is ok
 }
 
 func newFakeMedia(t *testing.T) *fakeMedia {
-	return &fakeMedia{dir: t.TempDir(), files: map[string][]byte{}, down: map[string]time.Duration{}}
+	return &fakeMedia{dir: t.TempDir(), files: map[string][]byte{}, down: map[string]time.Duration{}, types: map[string]string{}}
 }
 
 func (m *fakeMedia) add(t *testing.T, id string, data []byte) string {
@@ -57,7 +58,11 @@ func (m *fakeMedia) Open(_ context.Context, id string) (*media.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &media.File{File: f, ID: id, MD5: h, Size: int64(len(data)), ContentType: "video/mp4", ModTime: testNow.Add(-time.Hour)}, nil
+	ct, ok := m.types[id]
+	if !ok {
+		ct = "video/mp4"
+	}
+	return &media.File{File: f, ID: id, MD5: h, Size: int64(len(data)), ContentType: ct, ModTime: testNow.Add(-time.Hour)}, nil
 }
 
 func (m *fakeMedia) Served(string) { m.served.Add(1) }
@@ -77,6 +82,8 @@ func TestMediaAnswers(t *testing.T) {
 	data := []byte(strings.Repeat("0123456789", 1000))
 	etag := `"` + fm.add(t, "M1", data) + `"`
 	fm.down["M2"] = 42 * time.Second
+	fm.add(t, "M3", []byte("no type in the manifest"))
+	fm.types["M3"] = ""
 	f := newFixture(t, func(o *Options) { o.Media = fm })
 
 	get := func(method, id string, hdr ...string) *httptest.ResponseRecorder {
@@ -119,6 +126,23 @@ func TestMediaAnswers(t *testing.T) {
 			t.Errorf("416 for %q: Content-Range %q", bad, rec.Header().Get("Content-Range"))
 		}
 	}
+	// A suffix of no bytes is unsatisfiable (RFC 9110, 14.1.1): alone, a 416; beside a range
+	// that is satisfiable, left out.
+	for _, none := range []string{"bytes=-0", "bytes= -00 , -0"} {
+		rec = get(http.MethodGet, "M1", "Range", none)
+		wantProblem(t, rec, 416, "range-not-satisfiable", "bytes */10000")
+		if rec.Header().Get("Content-Range") != "bytes */10000" {
+			t.Errorf("416 for %q: Content-Range %q", none, rec.Header().Get("Content-Range"))
+		}
+	}
+	if rec := get(http.MethodGet, "M1", "Range", "bytes=10-19,-0"); rec.Code != 206 || rec.Body.String() != "0123456789" ||
+		rec.Header().Get("Content-Range") != "bytes 10-19/10000" {
+		t.Errorf("Range with an empty suffix beside 10-19: %d %v %q", rec.Code, rec.Header(), rec.Body)
+	}
+	if rec := get(http.MethodGet, "M1", "Range", "bytes=-10"); rec.Code != 206 || rec.Body.String() != "0123456789" ||
+		rec.Header().Get("Content-Range") != "bytes 9990-9999/10000" {
+		t.Errorf("Range of the last 10 bytes: %d %v %q", rec.Code, rec.Header(), rec.Body)
+	}
 	// A Range in a unit other than bytes is not heeded (RFC 9110, 14.2); the unit's case does
 	// not matter; ranges that ask for more than the whole file (overlapping) get the file whole.
 	for _, c := range []struct {
@@ -133,6 +157,10 @@ func TestMediaAnswers(t *testing.T) {
 		if rec := get(http.MethodGet, "M1", "Range", c.rng); rec.Code != c.code || rec.Body.String() != c.body {
 			t.Errorf("Range %q: %d, %d bytes; want %d, %d bytes", c.rng, rec.Code, rec.Body.Len(), c.code, len(c.body))
 		}
+	}
+	// content_type is optional in the feed: an item without one is sent as bytes.
+	if rec := get(http.MethodGet, "M3"); rec.Code != 200 || rec.Header().Get("Content-Type") != "application/octet-stream" {
+		t.Errorf("an item without a content type: %d, Content-Type %q", rec.Code, rec.Header().Get("Content-Type"))
 	}
 	wantProblem(t, get(http.MethodGet, "M9"), 404, "not-found", `"M9"`)
 	rec = get(http.MethodGet, "M2")
