@@ -178,6 +178,12 @@ func TestDecodeSkipsUnknownFields(t *testing.T) {
 	if err != nil || string(d.Probe.Nonce[:]) != "12345678" {
 		t.Fatalf("Decode = %+v, %v", d, err)
 	}
+	// So are the fields of known tags that the type does not carry, unread (discovery.md): a
+	// probe with a 3-byte pairing field and a server id holding a control byte is a probe.
+	b = []byte("SEDP\x01\x01\x07\x03abc\x01\x02a\x01\x09\x0812345678")
+	if d, err = Decode(b); err != nil || d.Probe == nil || string(d.Probe.Nonce[:]) != "12345678" {
+		t.Fatalf("a probe with fields of other types: Decode = %+v, %v", d, err)
+	}
 	// Unknown service codes in the ports list are skipped too.
 	b = []byte("SEDP\x01\x03\x01\x01s\x03\x01n\x05\x01u\x06\x06\x63\x00\x50\x02\x1f\x40")
 	d, err = Decode(b)
