@@ -44,12 +44,21 @@ func listenError(key, addr string, num int, err error) *ListenError {
 			num, num, num, key)
 	case (errno == syscall.EACCES || errors.Is(err, os.ErrPermission)) && num > 0 && num < 1024:
 		e.Err = errPermission{err}
-		e.Fix = fmt.Sprintf("ports below 1024 need a privilege: run storeedge as root, give the binary CAP_NET_BIND_SERVICE (sudo setcap cap_net_bind_service=+ep /usr/local/bin/storeedge; the systemd unit does this with AmbientCapabilities), or set %s to a port above 1023", key)
+		e.Fix = fmt.Sprintf("ports below 1024 need a privilege: run storeedge as root, give the binary CAP_NET_BIND_SERVICE (sudo setcap cap_net_bind_service=+ep %s; the systemd unit does this with AmbientCapabilities), or set %s to a port above 1023", executable(), key)
 	case errno == syscall.EACCES || errno == wsaeacces || errors.Is(err, os.ErrPermission):
 		e.Err = errPermission{err}
 		e.Fix = fmt.Sprintf("the system refused the port (on Windows it may be reserved: see `netsh interface ipv4 show excludedportrange protocol=tcp`); choose another port for %s", key)
 	}
 	return e
+}
+
+// executable is the path of the running binary, for a command to copy; the packages' path when
+// it cannot be told.
+func executable() string {
+	if p, err := os.Executable(); err == nil {
+		return p
+	}
+	return "/usr/bin/storeedge"
 }
 
 // errAddrInUse and errPermission print a short cause instead of the system's long message, which

@@ -270,7 +270,7 @@ func TestListenErrorPermissionDenied(t *testing.T) {
 	sysErr := &net.OpError{Op: "listen", Net: "tcp", Err: os.NewSyscallError("bind", syscall.EACCES)}
 	err := listenError("lan.front_door", ":80", 80, sysErr)
 	want := "lan.front_door: cannot listen on :80: permission denied: ports below 1024 need a privilege: " +
-		"run storeedge as root, give the binary CAP_NET_BIND_SERVICE (sudo setcap cap_net_bind_service=+ep /usr/local/bin/storeedge; " +
+		"run storeedge as root, give the binary CAP_NET_BIND_SERVICE (sudo setcap cap_net_bind_service=+ep " + executable() + "; " +
 		"the systemd unit does this with AmbientCapabilities), or set lan.front_door to a port above 1023"
 	if err.Error() != want {
 		t.Errorf("message\n%s\nwant\n%s", err, want)
