@@ -172,6 +172,11 @@ func (a *Agent) writeTemp(ctx context.Context, tmp string, b storage.ExportBatch
 			os.Remove(tmp)
 		}
 	}()
+	// 0644 whatever the process's umask (the packaged unit's is 0027): who may read the files is
+	// the folder's to say (back-office.md), and the ERP is seldom in storeedge's group.
+	if err := f.Chmod(0o644); err != nil {
+		return err
+	}
 	if err := writeOrders(f, b.Format, list); err != nil {
 		return err
 	}

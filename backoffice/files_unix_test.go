@@ -1,0 +1,40 @@
+//go:build unix
+
+package backoffice
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	"github.com/storeedge/storeedge/internal/config"
+)
+
+// Export files are 0644 (back-office.md) under the packaged unit's umask of 0027 too: the
+// folder's permissions say who reads them, and the ERP is seldom in storeedge's group.
+func TestExportFileModeIgnoresUmask(t *testing.T) {
+	old := syscall.Umask(0o027)
+	defer syscall.Umask(old)
+	db := openDB(t, "")
+	dir := t.TempDir()
+	a := agentFor(db, false, config.BackOffice{Export: config.BackOfficeExport{Dir: dir, Format: config.ExportCSV}})
+	createOrders(t, db, 2, false)
+	if err := a.RunOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	_, files := readOrderFiles(t, dir)
+	if len(files) == 0 {
+		t.Fatal("no file exported")
+	}
+	for _, name := range files {
+		fi, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mode := fi.Mode().Perm(); mode != 0o644 {
+			t.Errorf("%s: mode %#o, want 0644", name, mode)
+		}
+	}
+}
