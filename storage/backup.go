@@ -153,6 +153,11 @@ func backupConn(ctx context.Context, conn *sql.Conn, dst string, m Manifest) (er
 	if err := finishBackup(ctx, tmp, m); err != nil {
 		return err
 	}
+	// A backup holds the shop's orders, with customers' names and phone numbers: readable by
+	// its owner only, whatever the umask of whoever made it (install.md).
+	if err := os.Chmod(tmp, 0o600); err != nil {
+		return err
+	}
 	if err := os.Rename(tmp, dst); err != nil {
 		return err
 	}
