@@ -205,9 +205,7 @@ func cmdRun(ctx context.Context, args, env []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg.Log, stderr)
-	logEnvWarnings(log, cfg)
-	return daemon(ctx, cfg, log, nil)
+	return daemon(ctx, cfg, newLogger(cfg.Log, stderr), nil)
 }
 
 // logEnvWarnings logs the STOREEDGE_* variables that name no key, for the server's log.

@@ -63,15 +63,19 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 		return err
 	}
 	defer lock.Release()
+	if err := s.openLogs(); err != nil {
+		return err
+	}
+	if s.shipper != nil {
+		defer s.shipper.Close() // writes what is queued
+	}
+	logEnvWarnings(s.log, cfg)
 	if err := s.openStore(ctx); err != nil {
 		return err
 	}
 	defer s.db.Close()
 	if err := s.openWAN(); err != nil {
 		return err
-	}
-	if s.shipper != nil {
-		defer s.shipper.Close() // writes what is queued
 	}
 	if err := s.buildServices(ctx); err != nil {
 		return err
@@ -80,7 +84,7 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 		return err
 	}
 	err = s.run(ctx, started)
-	log.Info("storeedge: stopped")
+	s.log.Info("storeedge: stopped")
 	return err
 }
 
@@ -134,9 +138,9 @@ func (s *components) openStore(ctx context.Context) error {
 	return db.RecordIdentity(ctx, backup.IdentityOf(s.cfg))
 }
 
-// openWAN builds the one WAN dialer and what talks through it to the cloud: log shipping (which
-// tees every record logged from here on), the cloud client and the feed syncer.
-func (s *components) openWAN() error {
+// openLogs builds the one WAN dialer and, before anything else logs, what takes a copy of
+// every record: log shipping, through the dialer, and the support channel's recent records.
+func (s *components) openLogs() error {
 	dialer, err := newWANDialer(s.cfg)
 	if err != nil {
 		return usageError{err}
@@ -152,6 +156,14 @@ func (s *components) openWAN() error {
 	if s.ring = supportRing(s.cfg); s.ring != nil {
 		s.log = slog.New(s.ring.Handler(s.log.Handler()))
 	}
+	return nil
+}
+
+// openWAN builds what talks through the WAN dialer to the cloud: the cloud client and the feed
+// syncer.
+func (s *components) openWAN() error {
+	dialer := s.dialer
+	var err error
 	// No overall client timeout: the cloud client applies cloud.request_timeout itself, so that
 	// a long first-sync stream that keeps moving is not cut.
 	if s.client, err = cloud.New(s.cfg.Cloud.URL, s.cfg.Cloud.StoreKey.Reveal(), dialer.HTTPClient(0), "storeedge/"+buildVersion()); err != nil {

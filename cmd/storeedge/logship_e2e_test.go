@@ -49,6 +49,11 @@ func TestLogShippingThroughProxy(t *testing.T) {
 	proxy := "http://" + testenv.StartTinyproxy(t, testenv.TinyproxyOptions{})
 	s := startShop(t, shopOptions{dataDir: t.TempDir(), cloud: cloud.url, sets: logShipSets(in, proxy)})
 	recs := in.Wait(t, "the daemon's start", time.Minute, hasMessage("storeedge: serving"))
+	// The records of the start are shipped from the first: the shop's mode is the trace of a
+	// shop going to production (README.md).
+	if !hasMessage("shop mode: ")(recs) {
+		t.Errorf("the shop's mode, logged as the database opens, was not shipped")
+	}
 	for _, r := range recs {
 		if r.ServerID == "" || r.Version == "" || r.Seq == 0 {
 			t.Fatalf("record without its origin: %+v", r)

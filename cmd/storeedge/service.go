@@ -80,7 +80,6 @@ func serviceRun(ctx context.Context, args, env []string, stderr io.Writer) error
 	}
 	defer closeLog()
 	log := slog.New(service.EventLogHandler(events, cfg.Log.SlogLevel()))
-	logEnvWarnings(log, cfg)
 	return service.RunService(func(sctx context.Context) error {
 		err := daemon(sctx, cfg, log, nil)
 		if err != nil {
