@@ -71,17 +71,17 @@ func TestConfigFileReadableByAllWithASecretFails(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "storeedge.yaml")
 	os.WriteFile(path, []byte("cloud:\n  store_key: \"sk-123\"\n"), 0o644)
 	os.Chmod(path, 0o644)
-	res := checkConfigFile(path, config.Default())[0]
+	res := checkConfigFile(path, config.Default(), "")[0]
 	if res.Status != Fail || !strings.Contains(res.Detail, "cloud.store_key") || !strings.Contains(res.Fix, "chmod 0640") {
 		t.Fatalf("world-readable file with the store key: %+v", res)
 	}
 	os.Chmod(path, 0o640)
-	if res := checkConfigFile(path, config.Default())[0]; res.Status != Pass {
+	if res := checkConfigFile(path, config.Default(), "")[0]; res.Status != Pass {
 		t.Fatalf("0640: %+v", res)
 	}
 	os.WriteFile(path, []byte("shop:\n  name: \"Lyon\"\n"), 0o644)
 	os.Chmod(path, 0o644)
-	if res := checkConfigFile(path, config.Default())[0]; res.Status != Warn {
+	if res := checkConfigFile(path, config.Default(), "")[0]; res.Status != Warn {
 		t.Fatalf("world-readable file without secrets: %+v", res)
 	}
 }
@@ -120,6 +120,32 @@ func TestDataDirNotWritableByTheService(t *testing.T) {
 	}
 }
 
+// A configuration file closed to root alone passes the access check, but the service, which
+// runs as its own account, cannot read it and will not start: doctor, run as root, says so.
+func TestConfigFileNotReadableByTheService(t *testing.T) {
+	testenv.RequireRoot(t) // the service account check runs as root only
+	path := filepath.Join(t.TempDir(), "storeedge.yaml")
+	os.WriteFile(path, []byte("cloud:\n  store_key: \"sk-123\"\n"), 0o600)
+	os.Chmod(path, 0o600) // root's
+	res := checkConfigFile(path, config.Default(), "nobody")
+	if len(res) != 2 || res[0].Status != Pass || res[1].Status != Fail || !strings.Contains(res[1].Detail, "cannot read it") ||
+		!strings.Contains(res[1].Fix, "chown root:nobody "+path) {
+		t.Fatalf("root's 0600 file checked for nobody: %+v", res)
+	}
+	_, gids, ok := accountIDs("nobody")
+	if !ok || len(gids) == 0 {
+		t.Fatal("no account nobody, or no group")
+	}
+	os.Chown(path, 0, gids[0])
+	os.Chmod(path, 0o640)
+	if res := checkConfigFile(path, config.Default(), "nobody"); len(res) != 2 || res[0].Status != Pass || res[1].Status != Pass {
+		t.Fatalf("0640 in nobody's group: %+v", res)
+	}
+	if res := checkConfigFile(path, config.Default(), ""); len(res) != 1 {
+		t.Fatalf("no service account: %+v", res)
+	}
+}
+
 // Every kind of secret in a file anyone may read fails the check, not only the cloud's.
 func TestConfigFileEverySecretCounts(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "storeedge.yaml")
@@ -134,12 +160,12 @@ func TestConfigFileEverySecretCounts(t *testing.T) {
 	} {
 		os.WriteFile(path, []byte(file), 0o644)
 		os.Chmod(path, 0o644)
-		if res := checkConfigFile(path, config.Default())[0]; res.Status != Fail || !strings.Contains(res.Detail, key) {
+		if res := checkConfigFile(path, config.Default(), "")[0]; res.Status != Fail || !strings.Contains(res.Detail, key) {
 			t.Errorf("world-readable file holding %s: %+v", key, res)
 		}
 	}
 	os.WriteFile(path, []byte("wan:\n  proxy: \"http://proxy.lan:3128\"\n"), 0o644)
-	if res := checkConfigFile(path, config.Default())[0]; res.Status != Warn {
+	if res := checkConfigFile(path, config.Default(), "")[0]; res.Status != Warn {
 		t.Errorf("a proxy without credentials is no secret: %+v", res)
 	}
 }

@@ -6,7 +6,17 @@ import (
 
 // checkConfigFile checks who may read and change the configuration file: it may hold secrets,
 // and whoever changes it decides where the server sends the shop's data.
-func checkConfigFile(path string, cfg config.Config) []Result {
+func checkConfigFile(path string, cfg config.Config, account string) []Result {
+	res := checkConfigFileAccess(path, cfg)
+	if r, ok := checkServiceCanRead(path, account); ok {
+		res = append(res, r)
+	}
+	return res
+}
+
+// checkConfigFileAccess checks that nobody but administrators and the service may read or
+// change the file.
+func checkConfigFileAccess(path string, cfg config.Config) []Result {
 	if path == "" {
 		return []Result{pass("config", "configuration file", "none: built-in defaults, environment and --set only")}
 	}

@@ -48,7 +48,7 @@ func Run(ctx context.Context, o Options) Report {
 	}
 	var r Report
 	r.Version = o.Version
-	r.Results = append(r.Results, checkConfigFile(o.ConfigPath, o.Config)...)
+	r.Results = append(r.Results, checkConfigFile(o.ConfigPath, o.Config, o.ServiceUser)...)
 	r.Results = append(r.Results, checkDataDir(ctx, o)...)
 	r.Results = append(r.Results, checkPorts(o.Config)...)
 	r.Results = append(r.Results, checkInterfaces(o.Config)...)

@@ -28,18 +28,37 @@ func filePermissionProblem(path string, secrets bool) (string, permFix, error) {
 	return "", permFix{}, nil
 }
 
-// checkServiceCanWrite checks, when doctor runs as root, that the service account can write in
-// dir; root itself always can, which proves nothing. ok is false when there is nothing to say.
-func checkServiceCanWrite(dir string, fi os.FileInfo, account string) (Result, bool) {
+// checkServiceCanRead checks, when doctor runs as root, that the service account can read the
+// configuration file: a file closed to root alone passes every other check, and the service
+// then cannot start. ok is false when there is nothing to say.
+func checkServiceCanRead(path, account string) (Result, bool) {
 	if os.Geteuid() != 0 || account == "" {
 		return Result{}, false
 	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return Result{}, false // checkConfigFile says so
+	}
+	uid, gids, ok := accountIDs(account)
+	if !ok {
+		return Result{}, false
+	}
+	check := "configuration file readable by " + account
+	if permittedTo(fi, uid, gids, 0o4) {
+		return pass("config", check, "the service account "+account+" can read it"), true
+	}
+	return fail("config", check, "the service account "+account+" cannot read it: the service will not start",
+		fmt.Sprintf("chown root:%s %s && chmod 0640 %s", account, path, path)), true
+}
+
+// accountIDs is the account's uid and groups; ok is false when there is no such account (the
+// service then runs as another, or as root).
+func accountIDs(account string) (uid int, gids []int, ok bool) {
 	u, err := user.Lookup(account)
 	if err != nil {
-		return Result{}, false // no such account: the service runs as another (or as root)
+		return 0, nil, false
 	}
-	uid, _ := strconv.Atoi(u.Uid)
-	var gids []int
+	uid, _ = strconv.Atoi(u.Uid)
 	if ids, err := u.GroupIds(); err == nil {
 		for _, g := range ids {
 			if n, err := strconv.Atoi(g); err == nil {
@@ -47,16 +66,30 @@ func checkServiceCanWrite(dir string, fi os.FileInfo, account string) (Result, b
 			}
 		}
 	}
+	return uid, gids, true
+}
+
+// checkServiceCanWrite checks, when doctor runs as root, that the service account can write in
+// dir; root itself always can, which proves nothing. ok is false when there is nothing to say.
+func checkServiceCanWrite(dir string, fi os.FileInfo, account string) (Result, bool) {
+	if os.Geteuid() != 0 || account == "" {
+		return Result{}, false
+	}
+	uid, gids, ok := accountIDs(account)
+	if !ok {
+		return Result{}, false // no such account: the service runs as another (or as root)
+	}
 	check := "data_dir writable by " + account
-	if writableBy(fi, uid, gids) {
+	if permittedTo(fi, uid, gids, 0o3) {
 		return pass("data", check, "the service account "+account+" can write there"), true
 	}
 	return fail("data", check, "the service account "+account+" cannot write there", "chown -R "+account+":"+account+" "+dir), true
 }
 
-// writableBy tells from the owner, group and mode bits whether uid (in gids) may create files
-// in the folder fi.
-func writableBy(fi os.FileInfo, uid int, gids []int) bool {
+// permittedTo tells from the owner, group and mode bits whether uid (in gids) has every
+// permission of bits (as for others: 4 read, 2 write, 1 search) on fi; 3 on a folder is what
+// creating files in it takes.
+func permittedTo(fi os.FileInfo, uid int, gids []int, bits os.FileMode) bool {
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
 		return true
@@ -64,11 +97,11 @@ func writableBy(fi os.FileInfo, uid int, gids []int) bool {
 	mode := fi.Mode().Perm()
 	switch {
 	case int(st.Uid) == uid:
-		return mode&0o300 == 0o300
+		return mode&(bits<<6) == bits<<6
 	case slices.Contains(gids, int(st.Gid)):
-		return mode&0o030 == 0o030
+		return mode&(bits<<3) == bits<<3
 	}
-	return mode&0o003 == 0o003
+	return mode&bits == bits
 }
 
 // matchOwner gives files that doctor's read of the database made as root (the WAL index) the
