@@ -77,13 +77,18 @@ func (e *Error) Error() string {
 	return s
 }
 
-// Retryable reports whether the same request may succeed later.
+// Retryable reports whether the same request may succeed later: every answer but a 4xx other
+// than 408 and 429 (cloud-api.md). An answer the contract does not give (a 202, a redirect from
+// a gateway in the way) says nothing about the request, so it is tried again, never taken as a
+// refusal.
 func (e *Error) Retryable() bool {
 	switch {
-	case e.Status == http.StatusTooManyRequests, e.Status == http.StatusRequestTimeout, e.Status >= 500:
+	case e.Status == http.StatusTooManyRequests, e.Status == http.StatusRequestTimeout:
 		return true
+	case e.Status >= 400 && e.Status < 500:
+		return false
 	}
-	return false
+	return true
 }
 
 // ErrUnauthorized means the store key was refused; retrying will not help until the

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
@@ -258,5 +259,39 @@ func TestBatchesStayUnderFourMiB(t *testing.T) {
 		if size > MaxBatchBytes {
 			t.Errorf("a batch of %d bytes, over %d", size, MaxBatchBytes)
 		}
+	}
+}
+
+// An answer the contract does not give (a 202, a 204, a gateway's redirect) is no refusal: the
+// batch stays queued and is sent again (cloud-api.md); nothing is set aside as rejected.
+func TestUnexpectedAnswersKeepTheOrdersQueued(t *testing.T) {
+	for _, status := range []int{http.StatusAccepted, http.StatusNoContent, http.StatusFound, http.StatusNotModified} {
+		t.Run(fmt.Sprint(status), func(t *testing.T) {
+			db := openDB(t)
+			ctx := context.Background()
+			createOrders(t, db, 1, 3)
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if status == http.StatusFound {
+					w.Header().Set("Location", "/elsewhere")
+				}
+				w.WriteHeader(status)
+			}))
+			defer srv.Close()
+			hc := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+			c, err := cloud.New(srv.URL, "key", hc, "test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := New(Options{DB: db, Cloud: c})
+			if _, err := w.Drain(ctx); err == nil {
+				t.Fatalf("a drain answered %d succeeded", status)
+			}
+			if rejected, _ := db.RejectedOutbox(ctx, 10); len(rejected) != 0 {
+				t.Fatalf("answered %d: %d orders set aside as rejected: %+v", status, len(rejected), rejected)
+			}
+			if pending, rejected, _, err := db.OutboxBacklog(ctx); err != nil || pending != 3 || rejected != 0 {
+				t.Fatalf("answered %d: %d events queued, %d rejected (%v), want 3 and 0", status, pending, rejected, err)
+			}
+		})
 	}
 }
