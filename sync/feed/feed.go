@@ -312,6 +312,11 @@ func (s *Syncer) syncCollection(ctx context.Context, collection string) error {
 		st, _ := s.db.FeedState(collection)
 		body, err := s.client.Feed(ctx, collection, st.Cursor, s.pageSize, true)
 		if errors.Is(err, cloud.ErrCursorExpired) {
+			if st.Cursor == "" {
+				// The start of the feed has no cursor to forget: starting again would ask the
+				// same, at once, for ever. Tried again after the backoff.
+				return fmt.Errorf("%w: the cloud answered 410 to the start of the feed, which has no cursor", errPage)
+			}
 			s.log.Warn("feed: cursor expired, replacing the collection with a new snapshot", slog.String(keyCollection, collection))
 			if err := s.db.ResetCursor(ctx, collection); err != nil {
 				return err
@@ -327,6 +332,10 @@ func (s *Syncer) syncCollection(ctx context.Context, collection string) error {
 		}
 		if !more {
 			return nil
+		}
+		if now, _ := s.db.FeedState(collection); now.Cursor == st.Cursor {
+			// "More" that does not move the cursor would be asked for again at once, for ever.
+			return fmt.Errorf("%w: the cloud said more but its feed did not move past cursor %q", errPage, st.Cursor)
 		}
 	}
 }

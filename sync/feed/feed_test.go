@@ -478,3 +478,50 @@ func TestResnapshotOnRequest(t *testing.T) {
 		t.Fatal("the cursor was forgotten while the collection was being synced")
 	}
 }
+
+// A cloud that answers 410 to the start of its feed, or says "more" without moving its cursor,
+// would have the shop ask again at once, for ever. Each is a failed pass instead, with a handful
+// of requests, tried again after the backoff (cloud-api.md's rules leave neither answer room).
+func TestBrokenFeedAnswersDoNotLoop(t *testing.T) {
+	for name, answer := range map[string]func(w http.ResponseWriter){
+		"410 to the start": func(w http.ResponseWriter) {
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(http.StatusGone)
+			w.Write([]byte(`{"type":"about:blank","title":"Gone","status":410}`))
+		},
+		"more without progress": func(w http.ResponseWriter) {
+			w.Header().Set("Content-Type", "application/x-ndjson")
+			w.Write([]byte(`{"end":{"cursor":"c-stuck","count":0,"more":true,"remaining":5}}` + "\n"))
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var requests atomic.Int64
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if requests.Add(1) > 100 {
+					cancel() // the shop keeps asking: end the pass
+				}
+				answer(w)
+			}))
+			defer srv.Close()
+			db, err := storage.Open(context.Background(), filepath.Join(t.TempDir(), "shop.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			client, _ := cloud.New(srv.URL, "k", srv.Client(), "test")
+			s := New(Options{DB: db, Client: client})
+			if err := s.SyncOnce(ctx); err == nil || ctx.Err() != nil {
+				t.Fatalf("the pass: %v, after %d requests; want it failed on its own", err, requests.Load())
+			}
+			// One collection: at most the stuck answer twice (more: the first move to c-stuck).
+			if n := requests.Load(); n > 2*int64(len(cloudapi.Collections)) {
+				t.Errorf("%d requests in one pass over %d collections", n, len(cloudapi.Collections))
+			}
+			if w := s.WAN(); w.State != StateCloudError {
+				t.Errorf("WAN state %q, want %q", w.State, StateCloudError)
+			}
+		})
+	}
+}
