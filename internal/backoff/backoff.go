@@ -79,8 +79,15 @@ func ParseRetryAfter(v string, now time.Time) time.Duration {
 			return 0
 		}
 		d = time.Duration(min(secs, 3600)) * time.Second
+	} else if isDigits(v) {
+		return time.Hour // delay-seconds too large for a number: longer than an hour
 	} else if t, err := http.ParseTime(v); err == nil {
 		d = t.Sub(now)
 	}
 	return min(max(d, 0), time.Hour)
+}
+
+// isDigits tells whether s is all decimal digits.
+func isDigits(s string) bool {
+	return s != "" && strings.Trim(s, "0123456789") == ""
 }

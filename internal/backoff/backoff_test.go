@@ -40,7 +40,7 @@ func TestParseRetryAfter(t *testing.T) {
 		want time.Duration
 	}{
 		{"", 0}, {"5", 5 * time.Second}, {" 120 ", 2 * time.Minute}, {"-3", 0}, {"soon", 0},
-		{"999999", time.Hour}, {"Mon, 23 Nov 2026 10:00:42 GMT", 42 * time.Second}, {"Mon, 23 Nov 2026 09:00:00 GMT", 0},
+		{"999999", time.Hour}, {"99999999999999999999", time.Hour}, {"Mon, 23 Nov 2026 10:00:42 GMT", 42 * time.Second}, {"Mon, 23 Nov 2026 09:00:00 GMT", 0},
 	} {
 		if got := ParseRetryAfter(tc.in, now); got != tc.want {
 			t.Errorf("ParseRetryAfter(%q) = %v, want %v", tc.in, got, tc.want)
