@@ -199,6 +199,10 @@ func (s *Syncer) SyncOnce(ctx context.Context) error {
 				// Nothing else will get through either.
 				return err
 			}
+			if ce := (*cloud.Error)(nil); errors.As(err, &ce) && ce.RetryAfter > 0 {
+				// The cloud asked the shop to wait (cloud-api.md): the rest of the pass waits too.
+				return err
+			}
 		}
 	}
 	if first != nil {

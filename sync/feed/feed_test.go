@@ -234,8 +234,10 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var waits []time.Duration
+	var asked []int64 // requests the cloud had received at each wait
 	s.sleep = func(_ context.Context, d time.Duration, _ <-chan struct{}) error {
 		waits = append(waits, d)
+		asked = append(asked, e.sim.Stats().Requests)
 		if len(waits) == 3 {
 			cancel()
 			return ctx.Err()
@@ -248,6 +250,12 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 	for i, d := range waits {
 		if d < 7*time.Second {
 			t.Errorf("wait %d was %v, shorter than the cloud's Retry-After of 7s", i, d)
+		}
+	}
+	// The pass stops at the first 429: the other collections wait too.
+	for i := 1; i < len(asked); i++ {
+		if n := asked[i] - asked[i-1]; n != 1 {
+			t.Errorf("pass %d sent %d requests after a 429 with Retry-After, want 1", i+1, n)
 		}
 	}
 	if st, _ := e.db.FeedState(cloudapi.Products); !bytes.Contains([]byte(st.LastError), []byte("429")) {

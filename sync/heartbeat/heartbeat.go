@@ -4,6 +4,7 @@ package heartbeat
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -36,7 +37,7 @@ func (s *Sender) Run(ctx context.Context) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	t := time.NewTicker(interval)
+	t := time.NewTimer(interval)
 	defer t.Stop()
 	failing := false
 	for {
@@ -54,6 +55,13 @@ func (s *Sender) Run(ctx context.Context) error {
 		if s.sent != nil {
 			s.sent(err)
 		}
+		// A cloud that asks the shop to wait (429 or 503 with Retry-After) gets no heartbeat before
+		// that time (cloud-api.md).
+		wait := interval
+		if ce := (*cloud.Error)(nil); errors.As(err, &ce) {
+			wait = max(wait, ce.RetryAfter)
+		}
+		t.Reset(wait)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

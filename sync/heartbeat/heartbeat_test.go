@@ -3,8 +3,10 @@ package heartbeat
 import (
 	"context"
 	"errors"
+	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -51,5 +53,50 @@ func TestHeartbeatReportsSyncState(t *testing.T) {
 	got := hb.Heartbeat
 	if got.ServerID != "shop-7" || got.Version != "1.2.3" || got.WAN != "ok" || got.Collections["products"].Rows != 50 || got.Collections["products"].LastSuccess == "" {
 		t.Fatalf("heartbeat %+v", got)
+	}
+}
+
+// A cloud that answers 429 with Retry-After gets the next heartbeat no sooner than that
+// (cloud-api.md), however short the interval; then the interval holds again.
+func TestHeartbeatWaitsForRetryAfter(t *testing.T) {
+	var mu sync.Mutex
+	var at []time.Time
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		at = append(at, time.Now())
+		first := len(at) == 1
+		mu.Unlock()
+		if first {
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer ts.Close()
+	db, err := storage.Open(context.Background(), filepath.Join(t.TempDir(), "shop.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	client, _ := cloud.New(ts.URL, "k", ts.Client(), "test")
+	ctx, cancel := context.WithCancel(context.Background())
+	sent := make(chan error, 16)
+	s := &Sender{Client: client, DB: db, ServerID: "shop-7", StartedAt: time.Now(), Interval: 10 * time.Millisecond,
+		sent: func(err error) { sent <- err }}
+	done := make(chan error)
+	go func() { done <- s.Run(ctx) }()
+	if err := <-sent; err == nil {
+		t.Fatal("the 429 was taken as delivered")
+	}
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	if gap := at[1].Sub(at[0]); gap < time.Second {
+		t.Errorf("second heartbeat %v after a 429 with Retry-After: 1, want at least 1s", gap)
 	}
 }
