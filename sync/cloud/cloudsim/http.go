@@ -130,8 +130,10 @@ func (s *Sim) handleFeed(w http.ResponseWriter, r *http.Request) {
 		first, err = s.page(coll, cur, limit, make([]pageItem, 0, limit))
 	}
 	switch {
-	case errors.Is(err, errGoneCursor):
-		writeProblem(w, http.StatusGone, "cursor unknown or expired; start again with an empty cursor")
+	case errors.Is(err, errGoneCursor), errors.Is(err, errBadCursor):
+		// A cursor is opaque to the shop: one this feed cannot read is unknown to it, and the
+		// shop starts again from an empty cursor (cloud-api.md).
+		writeProblem(w, http.StatusGone, fmt.Sprintf("cursor unknown or expired (%v); start again with an empty cursor", err))
 		return
 	case err != nil:
 		writeProblem(w, http.StatusBadRequest, fmt.Sprintf("cursor %q: %v", q.Get("cursor"), err))
