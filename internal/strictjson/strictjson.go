@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -27,8 +29,22 @@ func (e *InvalidUTF8Error) Error() string {
 	return fmt.Sprintf("not valid UTF-8: byte 0x%02x at offset %d", e.Byte, e.Offset)
 }
 
+// KeyError says that an object repeats a key, or names a field in another case than its own:
+// encoding/json would keep the last of two values, and take "NOTE" for "note", without a word.
+type KeyError struct {
+	Key       string
+	Duplicate bool // else: no field of that exact name
+}
+
+func (e *KeyError) Error() string {
+	if e.Duplicate {
+		return fmt.Sprintf("json: field %q appears twice", e.Key)
+	}
+	return fmt.Sprintf("json: unknown field %q", e.Key)
+}
+
 // Decode decodes data, which must be exactly one JSON value, into v. Its errors are an
-// *InvalidUTF8Error, ErrTrailing, or encoding/json's.
+// *InvalidUTF8Error, a *KeyError, ErrTrailing, or encoding/json's.
 func Decode(data []byte, v any) error {
 	if at := invalidUTF8(data); at >= 0 {
 		return &InvalidUTF8Error{Offset: at, Byte: data[at]}
@@ -36,6 +52,12 @@ func Decode(data []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	// The document decoded, so it is valid JSON: its keys are checked on a second read.
+	keys := json.NewDecoder(bytes.NewReader(data))
+	keys.UseNumber()
+	if err := checkKeys(keys, reflect.TypeOf(v)); err != nil {
 		return err
 	}
 	var syntax *json.SyntaxError
@@ -63,4 +85,109 @@ func invalidUTF8(b []byte) int {
 		i += size
 	}
 	return -1
+}
+
+var unmarshaler = reflect.TypeFor[json.Unmarshaler]()
+
+// checkKeys reads the next value of dec, which holds valid JSON, and checks that no object in it
+// repeats a key and that an object read into a struct names its fields exactly. t is the type the
+// value is read into; nil (an any, a json.RawMessage, a type that reads itself) checks repeats
+// only.
+func checkKeys(dec *json.Decoder, t reflect.Type) error {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t != nil && (t.Kind() == reflect.Interface || reflect.PointerTo(t).Implements(unmarshaler)) {
+		t = nil
+	}
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	switch tok {
+	case json.Delim('['):
+		var elem reflect.Type
+		if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
+			elem = t.Elem()
+		}
+		for dec.More() {
+			if err := checkKeys(dec, elem); err != nil {
+				return err
+			}
+		}
+		_, err := dec.Token() // ]
+		return err
+	case json.Delim('{'):
+		var fields map[string]reflect.Type
+		var elem reflect.Type
+		switch {
+		case t == nil:
+		case t.Kind() == reflect.Struct:
+			fields = fieldTypes(t)
+		case t.Kind() == reflect.Map:
+			elem = t.Elem()
+		}
+		seen := map[string]bool{}
+		for dec.More() {
+			tok, err := dec.Token()
+			if err != nil {
+				return err
+			}
+			key, _ := tok.(string)
+			if seen[key] {
+				return &KeyError{Key: key, Duplicate: true}
+			}
+			seen[key] = true
+			next := elem
+			if fields != nil {
+				ft, ok := fields[key]
+				if !ok {
+					return &KeyError{Key: key}
+				}
+				next = ft
+			}
+			if err := checkKeys(dec, next); err != nil {
+				return err
+			}
+		}
+		_, err := dec.Token() // }
+		return err
+	}
+	return nil
+}
+
+// fieldTypes maps the JSON names of a struct's fields, those of its embedded structs included,
+// to their types, as encoding/json names them.
+func fieldTypes(t reflect.Type) map[string]reflect.Type {
+	out := map[string]reflect.Type{}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag := f.Tag.Get("json")
+		if tag == "-" {
+			continue
+		}
+		name, _, _ := strings.Cut(tag, ",")
+		if f.Anonymous && name == "" {
+			ft := f.Type
+			if ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct {
+				for k, v := range fieldTypes(ft) {
+					if _, ok := out[k]; !ok {
+						out[k] = v
+					}
+				}
+				continue
+			}
+		}
+		if !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		out[name] = f.Type
+	}
+	return out
 }

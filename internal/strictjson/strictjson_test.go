@@ -3,11 +3,55 @@ package strictjson
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"testing"
 )
 
 type doc struct {
 	Name string `json:"name"`
+}
+
+type inner struct {
+	Phone string `json:"phone"`
+}
+
+type embedded struct {
+	Kind string `json:"kind"`
+}
+
+type order struct {
+	embedded
+	Note     string            `json:"note"`
+	Customer *inner            `json:"customer"`
+	Lines    []inner           `json:"lines"`
+	Extra    map[string]string `json:"extra"`
+	Raw      json.RawMessage   `json:"raw"`
+	Plain    int
+}
+
+// An object that repeats a key, or names a field in another case, is refused at any depth:
+// encoding/json would keep the last value, or take NOTE for note, without a word.
+func TestDecodeKeys(t *testing.T) {
+	for in, want := range map[string]string{
+		`{"note":"a","kind":"k","customer":{"phone":"1"},"lines":[{"phone":"2"}],"extra":{"a":"b"},"raw":{"x":1},"Plain":3}`: "",
+		`{"note":"hi","note":"later"}`:            `json: field "note" appears twice`,
+		`{"NOTE":"hi"}`:                           `json: unknown field "NOTE"`,
+		`{"Kind":"k"}`:                            `json: unknown field "Kind"`,
+		`{"plain":3}`:                             `json: unknown field "plain"`,
+		`{"customer":{"Phone":"1"}}`:              `json: unknown field "Phone"`,
+		`{"customer":{"phone":"1","phone":"2"}}`:  `json: field "phone" appears twice`,
+		`{"lines":[{"phone":"1"},{"PHONE":"2"}]}`: `json: unknown field "PHONE"`,
+		`{"extra":{"a":"1","a":"2"}}`:             `json: field "a" appears twice`,
+		`{"extra":{"A":"1","a":"2"}}`:             "",
+		`{"raw":{"x":1,"x":2}}`:                   `json: field "x" appears twice`,
+		`{"raw":[{"x":1},{"y":{"z":1,"z":2}}]}`:   `json: field "z" appears twice`,
+	} {
+		var o order
+		err := Decode([]byte(in), &o)
+		if got := fmt.Sprint(err); want == "" && err != nil || want != "" && got != want {
+			t.Errorf("Decode(%s) = %v, want %q", in, err, want)
+		}
+	}
 }
 
 func TestDecode(t *testing.T) {
@@ -48,6 +92,10 @@ func FuzzDecode(f *testing.F) {
 		var again doc
 		if !json.Valid(b) || json.Unmarshal(b, &again) != nil || again != d {
 			t.Fatalf("accepted %q as %+v", b, d)
+		}
+		var o order
+		if err := Decode(b, &o); err == nil && !json.Valid(b) {
+			t.Fatalf("accepted %q into an order", b)
 		}
 	})
 }
