@@ -58,6 +58,9 @@ type NewOrder struct {
 	// *ServiceBusConflict.
 	MessageID   string
 	Fingerprint string
+	// FingerprintAsWritten is the same order's fingerprint as an earlier storeedge made it; an
+	// order stored with it matches too. "" when it is Fingerprint.
+	FingerprintAsWritten string
 	// Detail for the ledger's "received" entry (e.g. the Service Bus delivery count).
 	ReceivedDetail string
 }
@@ -289,10 +292,13 @@ func serviceBusMadeBefore(ctx context.Context, tx *sql.Tx, n NewOrder) (string, 
 		}
 		return &ServiceBusConflict{Err: sentinel, Order: o}
 	}
+	other := func(fp string) bool { // fp names another order than n's
+		return fp != "" && fp != n.Fingerprint && (n.FingerprintAsWritten == "" || fp != n.FingerprintAsWritten)
+	}
 	var existing, fp string
 	err := tx.QueryRowContext(ctx, `SELECT order_id, fingerprint FROM servicebus_received WHERE message_id = ?`, n.MessageID).Scan(&existing, &fp)
 	switch {
-	case err == nil && fp != "" && fp != n.Fingerprint:
+	case err == nil && other(fp):
 		return "", conflict(ErrMessageIDReused, existing)
 	case !errors.Is(err, sql.ErrNoRows):
 		return existing, err
@@ -305,7 +311,7 @@ func serviceBusMadeBefore(ctx context.Context, tx *sql.Tx, n NewOrder) (string, 
 		return "", nil
 	case err != nil:
 		return "", err
-	case fp != "" && fp != n.Fingerprint:
+	case other(fp):
 		return "", conflict(ErrOrderConflict, existing)
 	}
 	return existing, rememberMessage(ctx, tx, n, existing, time.Now())

@@ -121,9 +121,19 @@ func (p Payload) Order(testMode bool) orders.Order {
 	return o
 }
 
-// Fingerprint identifies the order a payload carries, whatever the JSON's spacing and field order:
-// a redelivery or a rebuilt message of the same order has the same fingerprint.
+// Fingerprint identifies the order a payload carries, whatever the JSON's spacing and field order,
+// and however its created_at writes the instant (10:00:00Z, 11:00:00+01:00): a redelivery or a
+// rebuilt message of the same order has the same fingerprint.
 func (p Payload) Fingerprint() string {
+	if t, err := time.Parse(time.RFC3339, p.CreatedAt); err == nil {
+		p.CreatedAt = t.UTC().Format(time.RFC3339Nano)
+	}
+	return p.AsWritten()
+}
+
+// AsWritten is the fingerprint with created_at as the message wrote it, which storeedge kept
+// before Fingerprint read the instant: a stored order matches either.
+func (p Payload) AsWritten() string {
 	b, _ := json.Marshal(p) // a decoded Payload always encodes
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])

@@ -23,6 +23,26 @@ func TestDecodeGoodPayload(t *testing.T) {
 	}
 }
 
+// The fingerprint reads created_at as an instant: the same order written with its time in another
+// zone is the same order (cloud-api.md: "the same fields with the same values"), another instant
+// is not; the fingerprint as written is the one storeedge kept before.
+func TestFingerprintReadsTheInstant(t *testing.T) {
+	fp := func(created string) Payload {
+		p, err := Decode([]byte(strings.Replace(goodPayload, "2026-11-23T10:00:00Z", created, 1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	utc, paris, later := fp("2026-11-23T10:00:00Z"), fp("2026-11-23T11:00:00+01:00"), fp("2026-11-23T10:00:01Z")
+	if utc.Fingerprint() != paris.Fingerprint() || utc.Fingerprint() == later.Fingerprint() {
+		t.Errorf("fingerprints: UTC %s, +01:00 %s, a second later %s", utc.Fingerprint(), paris.Fingerprint(), later.Fingerprint())
+	}
+	if utc.AsWritten() != utc.Fingerprint() || paris.AsWritten() == paris.Fingerprint() {
+		t.Errorf("as written: UTC %s (fingerprint %s), +01:00 %s (fingerprint %s)", utc.AsWritten(), utc.Fingerprint(), paris.AsWritten(), paris.Fingerprint())
+	}
+}
+
 func TestDecodeNamesTheProblem(t *testing.T) {
 	for _, tc := range []struct{ from, to, want string }{
 		{`"total":800`, `"total":801`, "total: 801 differs from the lines' sum 800"},

@@ -373,7 +373,8 @@ func (r *Receiver) handle(ctx context.Context, rcv *azservicebus.Receiver, m *az
 // disk, a page of a big sync in the way).
 func (r *Receiver) store(ctx context.Context, rcv *azservicebus.Receiver, m *azservicebus.ReceivedMessage, p Payload, log *slog.Logger) (orders.Order, bool, error) {
 	defer KeepLock(ctx, rcv, m, r.o.LockRenewInterval, log)()
-	return r.o.DB.CreateOrder(ctx, storage.NewOrder{Order: p.Order(r.o.TestMode), MessageID: m.MessageID, Fingerprint: p.Fingerprint(),
+	return r.o.DB.CreateOrder(ctx, storage.NewOrder{Order: p.Order(r.o.TestMode), MessageID: m.MessageID,
+		Fingerprint: p.Fingerprint(), FingerprintAsWritten: p.AsWritten(),
 		ReceivedDetail: fmt.Sprintf("message %s, delivery %d", m.MessageID, m.DeliveryCount)})
 }
 

@@ -119,8 +119,9 @@ func TestReceiverDeduplicatesOnTheCloudOrderID(t *testing.T) {
 	}
 	step(testenv.SBMessage{MessageID: "m-1", Body: order("web-1", 500)},
 		func(s testenv.SBQueueStats) bool { return s.Completed == 1 })
-	// The same order rebuilt: a new MessageId, the same fields written in another order.
-	rebuilt := []byte(`{"total":500,"order_id":"web-1","lines":[{"unit_price":250,"quantity":2,"name":"Tea","product_id":"P1"}],"currency":"EUR","created_at":"2026-11-23T10:00:00Z"}`)
+	// The same order rebuilt: a new MessageId, the same fields written in another order, its
+	// created_at the same instant in another zone.
+	rebuilt := []byte(`{"total":500,"order_id":"web-1","lines":[{"unit_price":250,"quantity":2,"name":"Tea","product_id":"P1"}],"currency":"EUR","created_at":"2026-11-23T11:00:00+01:00"}`)
 	step(testenv.SBMessage{MessageID: "m-2", Body: rebuilt},
 		func(s testenv.SBQueueStats) bool { return s.Completed == 2 })
 	// A MessageId used again for another order.
