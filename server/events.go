@@ -40,8 +40,8 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if after > 0 {
-		// A position beyond the newest event was given by a log that is gone: the database was
-		// restored from a backup, or a power cut undid its last writes. The ids after the
+		// A position beyond the newest event was given by a log that is gone: a power cut undid
+		// its last writes (a restore carries the ids over, storage.Restore). The ids after the
 		// newest event will be given again, to new events, so the stream starts from it rather
 		// than skipping them.
 		head, err := s.o.DB.LastEventID(r.Context())
@@ -91,6 +91,11 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 			buf = appendEvent(buf, e)
 		}
 		if len(buf) > 0 {
+			// A device that stops reading would hold the stream, its goroutine and its buffers
+			// for ever: each write has lan.write_timeout to get through.
+			if s.o.WriteTimeout > 0 {
+				rc.SetWriteDeadline(time.Now().Add(s.o.WriteTimeout))
+			}
 			if _, err := w.Write(buf); err != nil {
 				return nil // the device went away
 			}

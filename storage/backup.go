@@ -314,16 +314,51 @@ func Restore(ctx context.Context, backupPath, dbPath string) (RestoreResult, err
 	}
 	defer c.Close()
 	defer conn.Close()
+	var lastEvent int64 // the highest event id the replaced database gave out
 	if v, err := schemaVersionOf(ctx, conn); err == nil && v > 0 {
 		res.Previous = dbPath + ".before-restore-" + time.Now().UTC().Format("20060102T150405.000Z")
 		if err := backupConn(ctx, conn, res.Previous, Manifest{Reason: "kept before a restore"}); err != nil {
 			return res, fmt.Errorf("storage: restore: keep the current database: %w", err)
 		}
+		if lastEvent, err = eventIDsGiven(ctx, conn); err != nil {
+			return res, fmt.Errorf("storage: restore: read the replaced database's events: %w", err)
+		}
 	}
 	if err := restoreInto(ctx, conn, backupPath); err != nil {
 		return res, fmt.Errorf("storage: restore %s: %w", backupPath, err)
 	}
+	if err := raiseEventIDs(ctx, conn, lastEvent); err != nil {
+		return res, fmt.Errorf("storage: restore %s: %w", backupPath, err)
+	}
 	return res, nil
+}
+
+// eventIDsGiven is the highest event id the database has given out, 0 when none: devices may
+// hold any id up to it as the position of their event stream.
+func eventIDsGiven(ctx context.Context, conn *sql.Conn) (int64, error) {
+	var n sql.NullInt64
+	err := conn.QueryRowContext(ctx, `SELECT max(
+		(SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'events'),
+		(SELECT coalesce(max(id), 0) FROM events))`).Scan(&n)
+	return n.Int64, err
+}
+
+// raiseEventIDs makes the restored database give its new events ids above last, the highest the
+// replaced one gave out: a device that resumes its stream from an id of the replaced log then
+// gets every event made after the restore, those made before it reconnects included, where ids
+// given again would fall at or below its position and be skipped (openapi.yaml, events).
+func raiseEventIDs(ctx context.Context, conn *sql.Conn, last int64) error {
+	if last == 0 {
+		return nil
+	}
+	if _, err := conn.ExecContext(ctx, `INSERT INTO sqlite_sequence(name, seq) SELECT 'events', 0
+		WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'events')`); err != nil {
+		return fmt.Errorf("carry the event ids over: %w", err)
+	}
+	if _, err := conn.ExecContext(ctx, `UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'events'`, last); err != nil {
+		return fmt.Errorf("carry the event ids over: %w", err)
+	}
+	return nil
 }
 
 // lockExclusive opens the database at path in exclusive locking mode and takes the write lock,

@@ -361,3 +361,45 @@ func openOlder(ctx context.Context, path string, ms []migration) (*DB, error) {
 	}
 	return db, nil
 }
+
+// A restore carries the event ids over: the restored log gives its new events ids above every id
+// the replaced one gave out, so a device resuming its stream from one of those gets the events
+// made after the restore, even those made before it reconnected (openapi.yaml, events).
+func TestRestoreCarriesEventIDsOver(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "storeedge.db")
+	db := shopDB(t, path)
+	backup := filepath.Join(t.TempDir(), "b")
+	if err := db.Backup(ctx, backup, Manifest{}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 { // the device follows these, after the backup
+		if _, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("dv_pos"), IdempotencyKey: fmt.Sprint("later", i), RequestHash: "h"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	held, err := db.LastEventID(ctx) // the device's position
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if _, err := Restore(ctx, backup, path); err != nil {
+		t.Fatal(err)
+	}
+	db, err = Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	o, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("dv_pos"), IdempotencyKey: "after-restore", RequestHash: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	events, err := db.EventsAfter(ctx, held, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(events) == 0 || events[0].OrderID != o.ID {
+		t.Fatalf("events after the device's position %d: %+v; want the order made after the restore", held, events)
+	}
+}
