@@ -13,6 +13,9 @@ const (
 	MaxQuantity       = 9999 // units on one line
 	MaxProductIDBytes = 128
 	MaxNoteRunes      = 500
+	// MaxOrderNoteRunes bounds an order's note with every status note added to it: a device
+	// adding notes for ever would grow the order, and every event that carries it.
+	MaxOrderNoteRunes = 2000
 	MaxCustomerRunes  = 200 // each of the customer's fields
 	MaxNameRunes      = 200 // a line's product name
 )

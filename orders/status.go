@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // Order statuses. An order moves forward through them; cancelled and completed are final.
@@ -30,11 +31,22 @@ var transitions = map[string][]string{
 // ErrInvalidTransition is wrapped by a *TransitionError.
 var ErrInvalidTransition = errors.New("invalid order status transition")
 
-// TransitionError refuses a status change that the statuses do not allow.
-type TransitionError struct{ From, To string }
+// TransitionError refuses a status change that the statuses do not allow, or a note added to an
+// order whose status is final (Why says so).
+type TransitionError struct{ From, To, Why string }
 
 func (e *TransitionError) Error() string {
+	if e.Why != "" {
+		return fmt.Sprintf("the order is %s: %s", e.From, e.Why)
+	}
 	return fmt.Sprintf("the order is %s and cannot become %s", e.From, e.To)
+}
+
+// NoteError refuses a note that would make the order's note longer than MaxOrderNoteRunes.
+type NoteError struct{ Runes int }
+
+func (e *NoteError) Error() string {
+	return fmt.Sprintf("note: the order's note would be %d characters with it, at most %d", e.Runes, MaxOrderNoteRunes)
 }
 
 func (e *TransitionError) Unwrap() error { return ErrInvalidTransition }
@@ -66,21 +78,39 @@ func CanMove(from, to string) bool {
 	return false
 }
 
-// Move sets o's status to to, with note added to its note, or returns a *TransitionError and
-// leaves o as it was.
+// Move sets o's status to to, with note added to its note, or returns a *TransitionError or a
+// *NoteError and leaves o as it was. The note of a completed or cancelled order no longer
+// changes; asking again for its status with the note it has is a no-op, as any retry.
 func Move(o *Order, to, note string) error {
 	if !CanMove(o.Status, to) {
 		return &TransitionError{From: o.Status, To: to}
 	}
+	merged := AddNote(o.Note, note)
+	if merged != o.Note {
+		if o.Status == to && Final(to) {
+			return &TransitionError{From: o.Status, To: to, Why: "its note can no longer change"}
+		}
+		if n := utf8.RuneCountInString(merged); n > MaxOrderNoteRunes {
+			return &NoteError{Runes: n}
+		}
+	}
 	o.Status = to
-	o.Note = AddNote(o.Note, note)
+	o.Note = merged
 	return nil
 }
 
+// Final reports whether an order in status s moves no more: completed or cancelled.
+func Final(s string) bool { return s == StatusCompleted || s == StatusCancelled }
+
 // AddNote appends note to an order's note on a line of its own, once: a retried status change
-// with the same note does not repeat it.
+// with the same note does not repeat it. A note already there as whole lines counts; one that
+// is only a part of a line ("4" in "table 4") does not.
 func AddNote(existing, note string) string {
-	if note == "" || strings.Contains(existing, note) {
+	if note == "" {
+		return existing
+	}
+	if existing == note || strings.HasPrefix(existing, note+"\n") || strings.HasSuffix(existing, "\n"+note) ||
+		strings.Contains(existing, "\n"+note+"\n") {
 		return existing
 	}
 	return strings.TrimSpace(existing + "\n" + note)

@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -161,6 +162,34 @@ func TestOrderStatusMovesForwardOnly(t *testing.T) {
 	if got := strings.Join(stages, ","); got != "received:from lan,stored:,status:new → ready,status:ready → completed" {
 		t.Fatalf("ledger %s", got)
 	}
+}
+
+// A status note is added to the order's note as a line of its own, once (a retry does not
+// repeat it, and a note that is only part of a line is no repeat); the whole note is bounded;
+// the note of a completed or cancelled order no longer changes, while asking again for its
+// status with its note stays a no-op.
+func TestOrderStatusNotes(t *testing.T) {
+	f := newFixture(t)
+	o := decodeOrder(t, f.order(t, "pos", "k", `{"lines":[{"product_id":"P0002","quantity":1}],"note":"table 4"}`), http.StatusCreated).Order
+	set := func(status, note string) *httptest.ResponseRecorder {
+		return f.post(t, "/api/v1/orders/"+o.ID+"/status", "application/json", `{"status":"`+status+`","note":"`+note+`"}`)
+	}
+	if a := decodeOrder(t, set("accepted", "4"), http.StatusOK); a.Order.Note != "table 4\n4" {
+		t.Fatalf("a note that is part of a line was dropped: %q", a.Order.Note)
+	}
+	if a := decodeOrder(t, set("accepted", "4"), http.StatusOK); a.Order.Note != "table 4\n4" || a.Order.Version != 2 {
+		t.Fatalf("a retried note: %q, version %d; want it once, version 2", a.Order.Note, a.Order.Version)
+	}
+	long := strings.Repeat("x", orders.MaxNoteRunes)
+	for i := range 3 { // 8 + 3 × 501 characters: within 2,000
+		decodeOrder(t, set("accepted", fmt.Sprint(i)+long[1:]), http.StatusOK)
+	}
+	wantProblem(t, set("accepted", "3"+long[1:]), http.StatusBadRequest, "invalid-body", "at most 2000")
+	decodeOrder(t, set("cancelled", "left"), http.StatusOK)
+	if a := decodeOrder(t, set("cancelled", "left"), http.StatusOK); !strings.HasSuffix(a.Order.Note, "\nleft") {
+		t.Fatalf("a retried cancellation: %q", a.Order.Note)
+	}
+	wantProblem(t, set("cancelled", "edited after"), http.StatusConflict, "invalid-transition", "its note can no longer change")
 }
 
 func TestOutboxAdmin(t *testing.T) {

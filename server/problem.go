@@ -175,6 +175,7 @@ func problemOf(err error) *apiError {
 	var (
 		refusal   *apiError
 		move      *orders.TransitionError
+		note      *orders.NoteError
 		pricing   *orders.PricingError
 		invalid   *devices.InvalidError
 		throttled *devices.ThrottledError
@@ -194,6 +195,8 @@ func problemOf(err error) *apiError {
 		return &apiError{typ: probIdempotencyConflict, detail: "this Idempotency-Key was already used by this device for a different order; use a new key for a new order"}
 	case errors.As(err, &move):
 		return &apiError{typ: probInvalidTransition, detail: move.Error()}
+	case errors.As(err, &note):
+		return &apiError{typ: probInvalidBody, detail: note.Error()}
 	case errors.As(err, &pricing):
 		return &apiError{typ: probUnknownProduct, detail: pricing.Error()}
 	case errors.As(err, &invalid):
