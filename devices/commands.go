@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -46,6 +47,12 @@ func (m *Manager) targets(t Target) ([]string, error) {
 	}
 	if n != 1 {
 		return nil, &InvalidError{"target", "give exactly one of device_id, kind, capability or all"}
+	}
+	if t.Kind != "" && !slices.Contains(Kinds, t.Kind) {
+		return nil, &InvalidError{"target.kind", fmt.Sprintf("%q is not one of %s", t.Kind, strings.Join(Kinds, ", "))}
+	}
+	if t.Capability != "" && !validToken(t.Capability) {
+		return nil, &InvalidError{"target.capability", fmt.Sprintf("%q: want 1 to 32 of a-z 0-9 . _ -, starting with a letter", t.Capability)}
 	}
 	m.mu.RLock()
 	defer m.mu.RUnlock()

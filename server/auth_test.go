@@ -218,6 +218,12 @@ func (f *fixture) newCode(t *testing.T, body string) devices.PairingCode {
 func TestPairingCodes(t *testing.T) {
 	f := newFixture(t)
 	code := f.newCode(t, "")
+	// The body is optional: an empty one sent chunked, without a Content-Type, is no body.
+	chunked := httptest.NewRequest(http.MethodPost, "/api/v1/admin/pairing-codes", strings.NewReader(""))
+	chunked.ContentLength = -1
+	if rec := f.do(t, chunked); rec.Code != http.StatusCreated {
+		t.Fatalf("an empty chunked body: %d %s", rec.Code, rec.Body)
+	}
 	if !code.ExpiresAt.Equal(testNow.Add(config.DefaultDevicesPairingCodeTTL)) {
 		t.Fatalf("code expires %v, want %v", code.ExpiresAt, testNow.Add(config.DefaultDevicesPairingCodeTTL))
 	}
@@ -387,6 +393,8 @@ func TestAdminDevices(t *testing.T) {
 	}
 	wantProblem(t, f.post(t, "/api/v1/admin/commands", "application/json", `{"target":{"kind":"signage"},"type":"reload"}`), http.StatusUnprocessableEntity, "no-target")
 	wantProblem(t, f.post(t, "/api/v1/admin/commands", "application/json", `{"target":{"kind":"pos","all":true},"type":"reload"}`), http.StatusBadRequest, "invalid-body", "exactly one")
+	wantProblem(t, f.post(t, "/api/v1/admin/commands", "application/json", `{"target":{"kind":"robot"},"type":"reload"}`), http.StatusBadRequest, "invalid-body", "target.kind", "tablet")
+	wantProblem(t, f.post(t, "/api/v1/admin/commands", "application/json", `{"target":{"capability":"Orders!"},"type":"reload"}`), http.StatusBadRequest, "invalid-body", "target.capability")
 	wantProblem(t, f.post(t, "/api/v1/admin/commands", "application/json", `{"target":{"all":true},"type":"Reload Now"}`), http.StatusBadRequest, "invalid-body", "type")
 	wantProblem(t, f.get(t, "/api/v1/admin/commands?state=lost"), http.StatusBadRequest, "bad-parameter", "state")
 }

@@ -260,10 +260,8 @@ func (s *Server) newPairingCode(w http.ResponseWriter, r *http.Request) error {
 	var req struct {
 		TTL duration `json:"ttl"`
 	}
-	if r.ContentLength != 0 {
-		if err := decodeBody(r, &req); err != nil {
-			return err
-		}
+	if err := decodeOptionalBody(r, &req); err != nil {
+		return err
 	}
 	if ttl := time.Duration(req.TTL); ttl != 0 && (ttl < time.Minute || ttl > 24*time.Hour) {
 		return refuse(probInvalidBody, "ttl: want a duration between 1m and 24h")

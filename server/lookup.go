@@ -173,6 +173,31 @@ func distinct(keys []string) []string {
 // decodeBody reads a strict JSON request body into v; its error is the refusal to answer when the
 // body is not acceptable.
 func decodeBody(r *http.Request, v any) error {
+	if err := jsonContentType(r); err != nil {
+		return err
+	}
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	return decodeJSON(body, v)
+}
+
+// decodeOptionalBody is decodeBody for a route whose body may be left out: no body, or an empty
+// one (chunked included), leaves v as it is, whatever its Content-Type.
+func decodeOptionalBody(r *http.Request, v any) error {
+	body, err := readBody(r)
+	if err != nil || len(body) == 0 {
+		return err
+	}
+	if err := jsonContentType(r); err != nil {
+		return err
+	}
+	return decodeJSON(body, v)
+}
+
+// jsonContentType refuses a body not sent as application/json.
+func jsonContentType(r *http.Request) error {
 	ct := r.Header.Get("Content-Type")
 	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
 		if ct == "" {
@@ -180,17 +205,30 @@ func decodeBody(r *http.Request, v any) error {
 		}
 		return refuse(probUnsupportedMediaType, "the body must be JSON sent with Content-Type: application/json, not "+ct)
 	}
-	// The body is read whole (limitBody bounds it) so that it can be checked to be UTF-8, as JSON
-	// must be: the decoder would replace each bad byte with U+FFFD and store what nobody sent.
+	return nil
+}
+
+// readBody reads the body whole (limitBody bounds it), so that it can be checked to be UTF-8,
+// as JSON must be: the decoder would replace each bad byte with U+FFFD and store what nobody
+// sent. A body that does not arrive whole is no malformed JSON: the refusal says so, without
+// the connection's addresses.
+func readBody(r *http.Request) ([]byte, error) {
 	body, err := io.ReadAll(r.Body)
-	if err == nil {
-		err = strictjson.Decode(body, v)
-	}
 	var tooBig *http.MaxBytesError
+	switch {
+	case err == nil:
+		return body, nil
+	case errors.As(err, &tooBig):
+		return nil, refuse(probBodyTooLarge, tooLarge(tooBig.Limit))
+	}
+	return nil, refuse(probMalformedRequest, "the body did not arrive whole: the connection stalled past lan.read_timeout, or was cut, before its end")
+}
+
+// decodeJSON decodes a body read whole into v, strictly.
+func decodeJSON(body []byte, v any) error {
+	err := strictjson.Decode(body, v)
 	var notUTF8 *strictjson.InvalidUTF8Error
 	switch {
-	case errors.As(err, &tooBig):
-		return refuse(probBodyTooLarge, tooLarge(tooBig.Limit))
 	case errors.As(err, &notUTF8):
 		return refuse(probMalformedBody, fmt.Sprintf("the body is not valid UTF-8: byte 0x%02x at offset %d; JSON text must be UTF-8", notUTF8.Byte, notUTF8.Offset))
 	}

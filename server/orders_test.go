@@ -2,11 +2,13 @@ package server
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/storeedge/storeedge/orders"
 	"github.com/storeedge/storeedge/storage"
@@ -190,6 +192,21 @@ func TestOrderStatusNotes(t *testing.T) {
 		t.Fatalf("a retried cancellation: %q", a.Order.Note)
 	}
 	wantProblem(t, set("cancelled", "edited after"), http.StatusConflict, "invalid-transition", "its note can no longer change")
+}
+
+// A body that does not arrive whole (the device stalled past lan.read_timeout, or the
+// connection was cut) is refused as such, not as malformed JSON, and the refusal does not quote
+// the connection's addresses.
+func TestBodyThatDoesNotArriveWhole(t *testing.T) {
+	f := newFixture(t)
+	req := httptest.NewRequest(http.MethodPost, "/api/v1/orders", iotest.ErrReader(errors.New("read tcp 192.0.2.10:80->192.0.2.20:51234: i/o timeout")))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", "k")
+	rec := f.do(t, req)
+	wantProblem(t, rec, http.StatusBadRequest, "malformed-request", "did not arrive whole")
+	if strings.Contains(rec.Body.String(), "192.0.2") {
+		t.Errorf("the refusal quotes the connection: %s", rec.Body)
+	}
 }
 
 func TestOutboxAdmin(t *testing.T) {
