@@ -99,6 +99,7 @@ type Container struct {
 	url     string    // the container URL in use (a secret: it carries the SAS)
 	expires time.Time // the SAS's se=, zero when unknown
 	tried   time.Time // when Remote was last asked
+	failed  error     // why the last reading of Remote gave no client, while there is none
 }
 
 // NewContainer returns a Container whose requests go through hc. Nothing is contacted yet.
@@ -131,9 +132,18 @@ func (c *Container) current(ctx context.Context) (*container.Client, error) {
 	if c.client != nil && !(stale && c.loc.Remote != nil) {
 		return c.client, nil
 	}
+	if c.client == nil && c.failed != nil && now.Sub(c.tried) < minRefresh {
+		// The cloud was asked a moment ago and gave no container: every request of a busy shop
+		// would ask again.
+		return nil, c.failed
+	}
 	if err := c.buildLocked(ctx); err != nil {
+		if c.client == nil {
+			c.failed = err
+		}
 		return nil, err
 	}
+	c.failed = nil
 	return c.client, nil
 }
 

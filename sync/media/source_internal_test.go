@@ -1,6 +1,9 @@
 package media
 
 import (
+	"context"
+	"errors"
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -92,4 +95,26 @@ func FuzzSASExpiry(f *testing.F) {
 			t.Fatalf("se=%q read as %v", se, got)
 		}
 	})
+}
+
+// While the cloud names no container, the shop asks it again at most every minRefresh, however
+// many downloads a busy shop starts meanwhile (cloud-api.md: it asks again with backoff).
+func TestNoContainerIsNotAskedAtEveryDownload(t *testing.T) {
+	var asked int
+	now := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	c := NewContainer(Locator{Remote: func(context.Context) (string, error) { asked++; return "", nil }}, http.DefaultClient)
+	c.now = func() time.Time { return now }
+	for range 50 {
+		if _, _, err := c.Download(context.Background(), "m1.jpg", 0); !errors.Is(err, ErrNotConfigured) {
+			t.Fatalf("download without a container: %v", err)
+		}
+	}
+	if asked != 1 {
+		t.Fatalf("the cloud was asked %d times for 50 downloads within %v", asked, minRefresh)
+	}
+	now = now.Add(minRefresh)
+	c.Download(context.Background(), "m1.jpg", 0)
+	if asked != 2 {
+		t.Fatalf("the cloud was asked %d times once %v had passed, want 2", asked, minRefresh)
+	}
 }
