@@ -330,23 +330,19 @@ func (s *Syncer) syncCollection(ctx context.Context, collection string) error {
 		if err != nil {
 			return err
 		}
-		more, err := s.consume(ctx, collection, body)
+		more, err := s.consume(ctx, collection, st.Cursor, body)
 		if err != nil {
 			return err
 		}
 		if !more {
 			return nil
 		}
-		if now, _ := s.db.FeedState(collection); now.Cursor == st.Cursor {
-			// "More" that does not move the cursor would be asked for again at once, for ever.
-			return fmt.Errorf("%w: the cloud said more but its feed did not move past cursor %q", errPage, st.Cursor)
-		}
 	}
 }
 
 // consume reads pages from one feed response and applies them in order; reading the next page
 // overlaps with applying the previous one. It reports whether the cloud has more to send.
-func (s *Syncer) consume(ctx context.Context, collection string, body io.ReadCloser) (more bool, err error) {
+func (s *Syncer) consume(ctx context.Context, collection, cursor string, body io.ReadCloser) (more bool, err error) {
 	g, gctx := errgroup.WithContext(ctx)
 	// A failed apply must also stop a read blocked on the network.
 	stop := context.AfterFunc(gctx, func() { body.Close() })
@@ -361,10 +357,16 @@ func (s *Syncer) consume(ctx context.Context, collection string, body io.ReadClo
 	var applied, quarantined, npages int
 	g.Go(func() error {
 		for p := range pages {
+			if p.End.More && p.End.Cursor == cursor {
+				// "More" that does not move the cursor would be asked for again at once, for
+				// ever; it is not applied, so it counts as no progress and the backoff grows.
+				return fmt.Errorf("%w: the cloud said more but its feed did not move past cursor %q", errPage, cursor)
+			}
 			res, err := s.db.ApplyPage(gctx, p)
 			if err != nil {
 				return err
 			}
+			cursor = p.End.Cursor
 			more = p.End.More
 			s.pages.Add(1)
 			applied += res.Applied

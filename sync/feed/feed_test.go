@@ -530,6 +530,25 @@ func TestBrokenFeedAnswersDoNotLoop(t *testing.T) {
 			if w := s.WAN(); w.State != StateCloudError {
 				t.Errorf("WAN state %q, want %q", w.State, StateCloudError)
 			}
+
+			// Run backs off: nothing moved, so each wait is longer than the one before (the
+			// n-th between half and all of 10 ms·2ⁿ⁻¹).
+			s = New(Options{DB: db, Client: client, MinBackoff: 10 * time.Millisecond, MaxBackoff: time.Second})
+			var waits []time.Duration
+			runCtx, stop := context.WithCancel(ctx)
+			s.sleep = func(_ context.Context, d time.Duration, _ <-chan struct{}) error {
+				if waits = append(waits, d); len(waits) == 4 {
+					stop()
+					return runCtx.Err()
+				}
+				return nil
+			}
+			if err := s.Run(runCtx); !errors.Is(err, context.Canceled) {
+				t.Fatalf("Run: %v", err)
+			}
+			if waits[3] < 40*time.Millisecond {
+				t.Errorf("waits %v: the backoff does not grow while the feed is stuck", waits)
+			}
 		})
 	}
 }
