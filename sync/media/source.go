@@ -138,8 +138,8 @@ func (c *Container) current(ctx context.Context) (*container.Client, error) {
 		return nil, c.failed
 	}
 	if err := c.buildLocked(ctx); err != nil {
-		if c.client == nil {
-			c.failed = err
+		if c.client == nil && ctx.Err() == nil {
+			c.failed = err // not the caller's own end: another caller would get the same
 		}
 		return nil, err
 	}

@@ -118,3 +118,24 @@ func TestNoContainerIsNotAskedAtEveryDownload(t *testing.T) {
 		t.Fatalf("the cloud was asked %d times once %v had passed, want 2", asked, minRefresh)
 	}
 }
+
+// A reading cut short by its caller's end (the item left the catalog while it waited) is not
+// the cloud's answer: the next download asks the cloud itself.
+func TestCancelledReadingIsNotKept(t *testing.T) {
+	var asked int
+	c := NewContainer(Locator{Remote: func(ctx context.Context) (string, error) {
+		asked++
+		if err := ctx.Err(); err != nil {
+			return "", err
+		}
+		return "", nil
+	}}, http.DefaultClient)
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, _, err := c.Download(gone, "m1.jpg", 0); err == nil {
+		t.Fatal("a cancelled download succeeded")
+	}
+	if _, _, err := c.Download(context.Background(), "m1.jpg", 0); !errors.Is(err, ErrNotConfigured) || asked != 2 {
+		t.Fatalf("the next download: %v, the cloud asked %d times; want not configured, asked twice", err, asked)
+	}
+}
