@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -194,12 +195,26 @@ func (s *Server) productByBarcode(w http.ResponseWriter, r *http.Request) error 
 	doc := getBuffer()
 	defer putBuffer(doc)
 	it, err := s.o.DB.ProductByBarcodeAppend(r.Context(), *doc, code)
+	if errors.Is(err, storage.ErrNotFound) && s.o.DB.LoadingProducts() {
+		return errCatalogLoading("barcodes are looked up")
+	}
 	if err != nil {
 		return whenMissing(fmt.Errorf("get product by barcode: %w", err),
 			"no product carries barcode "+strconv.Quote(code)+" in the catalog as last synced")
 	}
 	writeItem(w, &it)
 	return nil
+}
+
+// catalogLoadingRetry is the Retry-After of an answer that waits for a bulk load of products.
+const catalogLoadingRetry = 5 * time.Second
+
+// errCatalogLoading answers a lookup that finds nothing while a bulk load of products is under
+// way (a first sync, say): what it brings is not looked up by barcode or searched until it ends,
+// and a 404 or an empty list would tell a device that the product does not exist.
+func errCatalogLoading(what string) error {
+	return &apiError{typ: probNotReady, retryAfter: catalogLoadingRetry,
+		detail: "the catalog is being loaded from the cloud: " + what + " once the load ends; try again in a few seconds (lookups by id answer meanwhile)"}
 }
 
 func writeItem(w http.ResponseWriter, it *storage.Item) {
@@ -221,14 +236,18 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	limit = min(limit, maxSearchSkip-offset) // paging reaches the first maxSearchSkip results
 	items, err := s.o.DB.Search(r.Context(), query, offset, limit+1)
 	if err != nil {
 		return fmt.Errorf("search: %w", err)
 	}
+	if len(items) == 0 && s.o.DB.LoadingProducts() {
+		return errCatalogLoading("search finds what it brings")
+	}
 	next := ""
 	if len(items) > limit {
 		items = items[:limit]
-		if offset+limit <= maxSearchSkip {
+		if offset+limit < maxSearchSkip {
 			next = strconv.Itoa(offset + limit)
 		}
 	}

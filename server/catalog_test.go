@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/storeedge/storeedge/internal/jsonenc"
+	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 )
 
@@ -199,6 +201,10 @@ func TestSearch(t *testing.T) {
 	if got := ids(decodeOK[pageJSON](t, f.get(t, "/api/v1/catalog/search?q=%2A%22"))); len(got) != 0 {
 		t.Fatalf("punctuation only: %v", got)
 	}
+	// Every word must match: more words than a search takes are refused, not dropped.
+	wantProblem(t, f.get(t, "/api/v1/catalog/search?q="+strings.Repeat("dark+", 16)+"qqq"), http.StatusBadRequest, "bad-parameter", "17 words", "at most 16")
+	// Paging reaches the first 10,000 results, and no further.
+	wantProblem(t, f.get(t, "/api/v1/catalog/search?q=choc&cursor=10000"), http.StatusBadRequest, "bad-parameter", "cursor")
 
 	// Paging with the cursor visits each result once.
 	var paged []string
@@ -653,4 +659,40 @@ func TestAnswersCarryContentLength(t *testing.T) {
 	if !small || !large {
 		t.Errorf("the answers were not on both sides of %d bytes", autoLengthMax)
 	}
+}
+
+// While a bulk load of products runs (a first sync), what it brings is not looked up by barcode
+// or searched until it ends: a barcode or a search that finds nothing is 503 not-ready with
+// Retry-After, not a 404 or an empty list a device would take for "no such product"; a lookup
+// by id answers. Once the load ends, all three find the product.
+func TestCatalogWhileAFirstSyncLoads(t *testing.T) {
+	db := openDB(t)
+	f := newFixtureDB(t, db)
+	page := func(more bool, changes ...cloudapi.Change) {
+		t.Helper()
+		if _, err := db.ApplyPage(context.Background(), storage.Page{Collection: cloudapi.Products, Changes: changes,
+			End:       cloudapi.PageEnd{Cursor: fmt.Sprint("c", len(changes), more), Count: len(changes), More: more, Remaining: 100000},
+			FetchedAt: testNow}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	page(true, productChange("P0001", 1, "Green tea", "Drinks", "4000000000017"))
+	if rec := f.get(t, "/api/v1/catalog/products/P0001"); rec.Code != http.StatusOK {
+		t.Fatalf("by id during the load: %d %s", rec.Code, rec.Body)
+	}
+	for _, path := range []string{"/api/v1/catalog/barcodes/4000000000017", "/api/v1/catalog/search?q=tea"} {
+		rec := f.get(t, path)
+		wantProblem(t, rec, http.StatusServiceUnavailable, "not-ready", "being loaded")
+		if rec.Header().Get("Retry-After") != "5" {
+			t.Errorf("%s during the load: Retry-After %q, want 5", path, rec.Header().Get("Retry-After"))
+		}
+	}
+	page(false)
+	if rec := f.get(t, "/api/v1/catalog/barcodes/4000000000017"); rec.Code != http.StatusOK {
+		t.Fatalf("by barcode after the load: %d %s", rec.Code, rec.Body)
+	}
+	if rec := f.get(t, "/api/v1/catalog/search?q=tea"); rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "P0001") {
+		t.Fatalf("search after the load: %d %s", rec.Code, rec.Body)
+	}
+	wantProblem(t, f.get(t, "/api/v1/catalog/barcodes/4000000000024"), http.StatusNotFound, "not-found")
 }

@@ -99,9 +99,12 @@ func searchParams(q url.Values) (query string, offset int, err error) {
 	if n := utf8.RuneCountInString(query); n > maxQueryRunes {
 		return "", 0, badParamf("q: %d characters is too long; want 1 to %d", n, maxQueryRunes)
 	}
+	if n := len(storage.SearchWords(query)); n > storage.MaxSearchWords {
+		return "", 0, badParamf("q: %d words; every word must match, and a search takes at most %d", n, storage.MaxSearchWords)
+	}
 	if c, ok := q["cursor"]; ok && c[0] != "" {
 		n, err := strconv.Atoi(c[0])
-		if err != nil || n < 0 || n > maxSearchSkip {
+		if err != nil || n < 0 || n >= maxSearchSkip {
 			return "", 0, badParamf("cursor: %q is not a cursor of this server; pass the next value of the previous answer unchanged (search pages reach the first %d results)", c[0], maxSearchSkip)
 		}
 		offset = n

@@ -127,12 +127,23 @@ func (db *DB) Search(ctx context.Context, query string, offset, limit int) ([]It
 	return db.many(ctx, db.stmt(qSearch), match, limit, offset)
 }
 
+// MaxSearchWords is the most words a search may have; every word must match.
+const MaxSearchWords = 16
+
+// SearchWords splits what a person typed into the words a search matches: runs of letters,
+// digits and the marks that go with them (an accent typed as a combining character, "e" then
+// U+0301, stays in its word, and the index ignores it as it ignores "é").
+func SearchWords(q string) []string {
+	return strings.FieldsFunc(q, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) && !unicode.IsMark(r) })
+}
+
 // ftsQuery turns what a person typed into an FTS5 query of quoted terms, so no input can be read
-// as FTS5 syntax.
+// as FTS5 syntax. The server refuses a query of more than MaxSearchWords words; past them,
+// words are dropped here.
 func ftsQuery(q string) string {
-	words := strings.FieldsFunc(q, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) })
-	if len(words) > 16 {
-		words = words[:16]
+	words := SearchWords(q)
+	if len(words) > MaxSearchWords {
+		words = words[:MaxSearchWords]
 	}
 	for i, w := range words {
 		words[i] = `"` + w + `"`
@@ -216,6 +227,11 @@ type LocalChange struct {
 	Rev        int64           `json:"rev"`
 	Doc        json.RawMessage `json:"doc,omitempty"`
 }
+
+// LoadingProducts tells whether a bulk load of products is under way (a first sync, a reading
+// of the whole collection again, a backlog of 50,000 changes or more): until it ends, the
+// barcodes it brings are not looked up and the search index holds what it held before it.
+func (db *DB) LoadingProducts() bool { return db.loadingProducts.Load() }
 
 // Seq returns the last local change sequence committed. It never waits for a write in progress.
 // It moves just after the commit, so a read may already see changes above it: Head is the

@@ -43,6 +43,9 @@ type DB struct {
 	stmts map[string]*sql.Stmt
 
 	seq atomic.Int64 // last local change sequence committed, persisted in meta
+	// loadingProducts mirrors ftsStale for readers: a bulk load of products is under way, its
+	// barcodes staged and the search index not rebuilt until it ends.
+	loadingProducts atomic.Bool
 
 	wmu        sync.Mutex           // serialises write transactions; protects the fields below
 	ftsStale   bool                 // the search index waits for the end of a bulk load, persisted in meta
@@ -121,6 +124,7 @@ func openWith(ctx context.Context, path string, ms []migration) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("storage: read sequence: %w", err)
 	}
+	db.loadingProducts.Store(db.ftsStale)
 	db.seq.Store(seq)
 	if err := db.checkEpoch(ctx); err != nil {
 		db.Close()

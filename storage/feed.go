@@ -504,6 +504,7 @@ func (db *DB) afterApply(pa *pageApply) {
 	db.invalidateHot(p, rebuilt)
 	if p.Collection == cloudapi.Products {
 		db.ftsStale = pa.bulk && !rebuilt
+		db.loadingProducts.Store(db.ftsStale)
 	}
 	db.deferred[p.Collection] = pa.loading && !pa.caughtUp()
 	db.countExact[p.Collection] = pa.uncounted && (pa.startLoad || db.countExact[p.Collection]) && !pa.held
