@@ -106,6 +106,7 @@ func Final(s string) bool { return s == StatusCompleted || s == StatusCancelled 
 // with the same note does not repeat it. A note already there as whole lines counts; one that
 // is only a part of a line ("4" in "table 4") does not.
 func AddNote(existing, note string) string {
+	note = strings.TrimSpace(note) // as it is kept: a retry with the same note matches it
 	if note == "" {
 		return existing
 	}
