@@ -97,7 +97,13 @@ func checkKeys(dec *json.Decoder, t reflect.Type) error {
 	for t != nil && t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	if t != nil && (t.Kind() == reflect.Interface || reflect.PointerTo(t).Implements(unmarshaler)) {
+	if t != nil && reflect.PointerTo(t).Implements(unmarshaler) {
+		// A type that reads itself (json.RawMessage: a payload passed on as it is) decides
+		// what its value may hold.
+		var skip json.RawMessage
+		return dec.Decode(&skip)
+	}
+	if t != nil && t.Kind() == reflect.Interface {
 		t = nil
 	}
 	tok, err := dec.Token()
@@ -157,9 +163,16 @@ func checkKeys(dec *json.Decoder, t reflect.Type) error {
 }
 
 // fieldTypes maps the JSON names of a struct's fields, those of its embedded structs included,
-// to their types, as encoding/json names them.
+// to their types, as encoding/json names them: a field of a shallower struct hides one of the
+// same name deeper down.
 func fieldTypes(t reflect.Type) map[string]reflect.Type {
 	out := map[string]reflect.Type{}
+	depth := map[string]int{}
+	addFields(t, 0, out, depth)
+	return out
+}
+
+func addFields(t reflect.Type, level int, out map[string]reflect.Type, depth map[string]int) {
 	for i := range t.NumField() {
 		f := t.Field(i)
 		tag := f.Tag.Get("json")
@@ -173,11 +186,7 @@ func fieldTypes(t reflect.Type) map[string]reflect.Type {
 				ft = ft.Elem()
 			}
 			if ft.Kind() == reflect.Struct {
-				for k, v := range fieldTypes(ft) {
-					if _, ok := out[k]; !ok {
-						out[k] = v
-					}
-				}
+				addFields(ft, level+1, out, depth)
 				continue
 			}
 		}
@@ -187,7 +196,8 @@ func fieldTypes(t reflect.Type) map[string]reflect.Type {
 		if name == "" {
 			name = f.Name
 		}
-		out[name] = f.Type
+		if d, ok := depth[name]; !ok || level < d {
+			out[name], depth[name] = f.Type, level
+		}
 	}
-	return out
 }

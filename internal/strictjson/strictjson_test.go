@@ -15,12 +15,28 @@ type inner struct {
 	Phone string `json:"phone"`
 }
 
+type deeper struct {
+	Shadow struct {
+		Deep int `json:"deep"`
+	} `json:"shadow"`
+}
+
 type embedded struct {
 	Kind string `json:"kind"`
+	deeper
+}
+
+// sibling's Shadow, one level down in order, hides deeper's, two levels down, as encoding/json
+// reads it.
+type sibling struct {
+	Shadow struct {
+		Outer int `json:"outer"`
+	} `json:"shadow"`
 }
 
 type order struct {
 	embedded
+	sibling
 	Note     string            `json:"note"`
 	Customer *inner            `json:"customer"`
 	Lines    []inner           `json:"lines"`
@@ -43,8 +59,10 @@ func TestDecodeKeys(t *testing.T) {
 		`{"lines":[{"phone":"1"},{"PHONE":"2"}]}`: `json: unknown field "PHONE"`,
 		`{"extra":{"a":"1","a":"2"}}`:             `json: field "a" appears twice`,
 		`{"extra":{"A":"1","a":"2"}}`:             "",
-		`{"raw":{"x":1,"x":2}}`:                   `json: field "x" appears twice`,
-		`{"raw":[{"x":1},{"y":{"z":1,"z":2}}]}`:   `json: field "z" appears twice`,
+		`{"raw":{"x":1,"x":2}}`:                   "", // a payload passed on as it is
+		`{"raw":[{"x":1},{"y":{"z":1,"z":2}}]}`:   "",
+		`{"shadow":{"deep":1}}`:                   `json: unknown field "deep"`,
+		`{"shadow":{"outer":1}}`:                  "",
 	} {
 		var o order
 		err := Decode([]byte(in), &o)
