@@ -351,6 +351,12 @@ func raiseEventIDs(ctx context.Context, conn *sql.Conn, last int64) error {
 	if last == 0 {
 		return nil
 	}
+	// A backup older than the event log (schema 1) has no sqlite_sequence: its log starts with
+	// the migration that makes it, and there is nothing to carry the ids into.
+	var has bool
+	if err := conn.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence')`).Scan(&has); err != nil || !has {
+		return err
+	}
 	if _, err := conn.ExecContext(ctx, `INSERT INTO sqlite_sequence(name, seq) SELECT 'events', 0
 		WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'events')`); err != nil {
 		return fmt.Errorf("carry the event ids over: %w", err)

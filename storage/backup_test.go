@@ -403,3 +403,33 @@ func TestRestoreCarriesEventIDsOver(t *testing.T) {
 		t.Fatalf("events after the device's position %d: %+v; want the order made after the restore", held, events)
 	}
 }
+
+// A backup older than the event log (schema 1) restores over a database that has events: there is
+// nothing to carry the event ids into, and the restore does not fail on it.
+func TestRestoreOfABackupOlderThanTheEventLog(t *testing.T) {
+	ctx := context.Background()
+	all, err := embeddedMigrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := filepath.Join(t.TempDir(), "old.db")
+	db, err := openOlder(ctx, old, all[:1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	backup := filepath.Join(t.TempDir(), "b")
+	if err := Backup(ctx, old, backup, Manifest{}); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "storeedge.db")
+	shopDB(t, path).Close() // three orders, and their events
+	if _, err := Restore(ctx, backup, path); err != nil {
+		t.Fatalf("restoring a schema-1 backup over a database with events: %v", err)
+	}
+	db, err = Open(ctx, path)
+	if err != nil {
+		t.Fatalf("opening the restored database: %v", err)
+	}
+	db.Close()
+}
