@@ -334,8 +334,22 @@ func FromMDNS(txt []string, addrs []net.IP, port int) (Found, error) {
 		return Found{}, errors.New("discovery: mDNS: no IPv4 address or port")
 	}
 	scheme := kv["scheme"]
-	if scheme == "" {
+	switch scheme {
+	case "":
 		scheme = "http"
+	case "http", "https":
+	default:
+		return Found{}, fmt.Errorf("%w: mDNS: scheme %q, want http or https", ErrMalformed, TruncateText(scheme, 16))
+	}
+	// The same limits as a UDP answer's fields (discovery.md): anyone on the LAN may announce.
+	for _, t := range []struct {
+		key      string
+		max      int
+		required bool
+	}{{"id", MaxIDLen, true}, {"shop", MaxShopIDLen, false}, {"name", MaxNameLen, false}, {"version", MaxVersionLen, false}} {
+		if err := checkText(kv[t.key], t.max, t.required); err != nil {
+			return Found{}, fmt.Errorf("%w: mDNS: %s: %v", ErrMalformed, t.key, err)
+		}
 	}
 	info := ServerInfo{
 		ServerID:    kv["id"],
@@ -345,13 +359,14 @@ func FromMDNS(txt []string, addrs []net.IP, port int) (Found, error) {
 		URL:         scheme + "://" + net.JoinHostPort(ip.String(), strconv.Itoa(port)),
 		PairingOpen: kv["pairing"] == "open",
 	}
-	if info.ServerID == "" {
-		return Found{}, errors.New("discovery: mDNS: no id")
+	if len(info.URL) > MaxURLLen {
+		return Found{}, fmt.Errorf("%w: mDNS: URL of %d bytes, at most %d", ErrMalformed, len(info.URL), MaxURLLen)
 	}
 	for _, p := range strings.Split(kv["ports"], ",") {
 		name, num, ok := strings.Cut(p, "=")
 		n, err := strconv.Atoi(num)
-		if ok && err == nil && n > 0 && n <= 65535 {
+		// Only the services a device knows count (discovery.md), each once, as in an answer.
+		if ok && err == nil && n > 0 && n <= 65535 && serviceCode(name) != 0 && !slices.ContainsFunc(info.Ports, func(x Port) bool { return x.Service == name }) {
 			info.Ports = append(info.Ports, Port{Service: name, Port: n})
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -292,6 +293,29 @@ func TestTXTEscapes(t *testing.T) {
 	}
 }
 
+// TXT records come from anyone on the LAN: they keep the limits of a UDP answer's fields
+// (discovery.md), a scheme is http or https, and only known services count, each once.
+func TestFromMDNSLimits(t *testing.T) {
+	base := []string{"txtvers=1", "id=srv-1", "name=Lyon"}
+	ip := []net.IP{net.IPv4(10, 0, 0, 2)}
+	for name, extra := range map[string]string{
+		"long id":        "id=" + strings.Repeat("x", MaxIDLen+1),
+		"control in id":  "id=a\000b",
+		"bad utf-8 name": "name=\255\254",
+		"long version":   "version=" + strings.Repeat("v", MaxVersionLen+1),
+		"long shop":      "shop=" + strings.Repeat("s", MaxShopIDLen+1),
+		"other scheme":   "scheme=javascript",
+	} {
+		if f, err := FromMDNS(append(slices.Clone(base), extra), ip, 8080); err == nil {
+			t.Errorf("%s: accepted %+v", name, f)
+		}
+	}
+	f, err := FromMDNS(append(slices.Clone(base), "ports=front_door=80,robot=9,catalog=8000,catalog=9000,"+strings.Repeat("a=1,", 60)), ip, 8080)
+	if err != nil || !slices.Equal(f.Ports, []Port{{"front_door", 80}, {"catalog", 8000}}) {
+		t.Errorf("ports: %+v, %v; want the known services once each", f.Ports, err)
+	}
+}
+
 // FuzzFromMDNS feeds arbitrary TXT strings, as a browser gets them from anyone on the LAN, to
 // FromMDNS: it must never panic, and what it accepts names a server at an IPv4 address and a
 // valid port, with ports in range. Escaping any string and reading it back gives it unchanged.
@@ -314,6 +338,17 @@ func FuzzFromMDNS(f *testing.F) {
 			}
 			if len(found.TLSFingerprint) != 0 && len(found.TLSFingerprint) != TLSHashSize {
 				t.Fatalf("fingerprint of %d bytes", len(found.TLSFingerprint))
+			}
+			for _, c := range []struct {
+				v   string
+				max int
+			}{{found.ServerID, MaxIDLen}, {found.ShopID, MaxShopIDLen}, {found.Name, MaxNameLen}, {found.Version, MaxVersionLen}, {found.URL, MaxURLLen}} {
+				if checkText(c.v, c.max, false) != nil {
+					t.Fatalf("accepted %q beyond its limits", c.v)
+				}
+			}
+			if len(found.Ports) > len(serviceCodes) {
+				t.Fatalf("%d ports", len(found.Ports))
 			}
 		}
 		for _, x := range txt {
