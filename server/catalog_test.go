@@ -696,3 +696,21 @@ func TestCatalogWhileAFirstSyncLoads(t *testing.T) {
 	}
 	wantProblem(t, f.get(t, "/api/v1/catalog/barcodes/4000000000024"), http.StatusNotFound, "not-found")
 }
+
+// A problem's instance is the path as the device asked for it: an id holding a slash, sent as
+// %2F, is one segment, and non-ASCII stays escaped, a valid URI reference.
+func TestProblemInstanceIsThePathAsAsked(t *testing.T) {
+	f := newFixture(t)
+	for asked, want := range map[string]string{
+		"/api/v1/catalog/products/a%2Fb":     "/api/v1/catalog/products/a%2Fb",
+		"/api/v1/catalog/products/caf%C3%A9": "/api/v1/catalog/products/caf%C3%A9",
+	} {
+		var p struct {
+			Instance string `json:"instance"`
+		}
+		rec := f.get(t, asked)
+		if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil || rec.Code != http.StatusNotFound || p.Instance != want {
+			t.Errorf("%s: %d, instance %q, want 404 with %q", asked, rec.Code, p.Instance, want)
+		}
+	}
+}

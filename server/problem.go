@@ -56,7 +56,7 @@ var authenticateValue = []string{`Bearer realm="storeedge"`}
 // Handlers return their errors to handle instead; middleware that answers before routing calls
 // problem itself.
 func problem(w http.ResponseWriter, r *http.Request, p problemType, detail string) {
-	body := problemBody(p, detail, r.URL.Path)
+	body := problemBody(p, detail, r.URL.EscapedPath()) // the path as asked: a%2Fb stays one segment
 	h := w.Header()
 	if p.status == http.StatusUnauthorized {
 		h["Www-Authenticate"] = authenticateValue
