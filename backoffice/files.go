@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -66,9 +67,48 @@ func (a *Agent) exportFiles(ctx context.Context, t fileTarget) error {
 	}
 }
 
+// folderMarker is the file storeedge keeps in each export folder it writes to: a folder it wrote
+// to before that lacks it is another folder under the same path (a share that is not mounted,
+// its empty mount point in its place), where files would reach no ERP, and where an unfinished
+// file's absence would be read as "taken".
+const folderMarker = ".storeedge-folder"
+
+// checkFolder checks that the target's folder is there and is the one storeedge wrote to: one it
+// has not written to gets the marker; one it has written to must have it.
+func (a *Agent) checkFolder(ctx context.Context, t fileTarget) error {
+	if err := checkDir(t.dir); err != nil {
+		return err
+	}
+	marker := filepath.Join(t.dir, folderMarker)
+	key := "export_folder:" + t.Name
+	h := fnv.New64a()
+	h.Write([]byte(filepath.Clean(t.dir)))
+	sum := int64(h.Sum64() >> 1)
+	known, ok, err := a.o.DB.MetaValue(ctx, key)
+	if err != nil {
+		return err
+	}
+	if exists(marker) {
+		if !ok || known != sum {
+			return a.o.DB.SetMetaValue(ctx, key, sum)
+		}
+		return nil
+	}
+	if ok && known == sum {
+		return fmt.Errorf("folder %s lacks the file %s that storeedge keeps there: it is not the folder storeedge wrote to (a share that is not mounted?); mount it, or, if this is the right folder, create an empty %s in it; the orders wait", t.dir, folderMarker, folderMarker)
+	}
+	if err := os.WriteFile(marker, []byte("storeedge writes order files here; keep this file\n"), 0o644); err != nil {
+		return err
+	}
+	if err := syncDir(t.dir); err != nil {
+		return err
+	}
+	return a.o.DB.SetMetaValue(ctx, key, sum)
+}
+
 // finishBatches takes each of the target's unfinished batches to done.
 func (a *Agent) finishBatches(ctx context.Context, t fileTarget) error {
-	if err := checkDir(t.dir); err != nil {
+	if err := a.checkFolder(ctx, t); err != nil {
 		return fmt.Errorf("backoffice: %s: %w", t.Name, err)
 	}
 	batches, err := a.o.DB.UnfinishedExportBatches(ctx, t.Name)

@@ -249,6 +249,64 @@ func TestRecoveryCases(t *testing.T) {
 	})
 }
 
+// A folder storeedge wrote to that comes back without its marker is another folder under the same
+// path: a share not mounted at the restart after a stop between recording a file complete and
+// renaming it, its empty mount point in its place. The file is neither assumed taken by the ERP
+// nor written where no ERP looks: the orders wait, the error says why, and once the share is
+// back every order reaches it, once.
+func TestUnmountedShareAfterAStop(t *testing.T) {
+	ctx := context.Background()
+	dbPath := filepath.Join(t.TempDir(), "shop.db")
+	db := openDB(t, dbPath)
+	share := t.TempDir()
+	bo := config.BackOffice{Export: config.BackOfficeExport{Dir: share, Format: config.ExportCSV}}
+	list := createOrders(t, db, 3, false)
+	a := agentFor(db, false, bo)
+	a.hook = crashAt(stepMarked, 1)
+	if err := a.RunOnce(ctx); !errors.Is(err, errCrash) {
+		t.Fatalf("run with a stop: %v", err)
+	}
+	// At the restart the share is not mounted: its files are away, the mount point is empty.
+	away := t.TempDir()
+	entries, _ := os.ReadDir(share)
+	for _, e := range entries {
+		if err := os.Rename(filepath.Join(share, e.Name()), filepath.Join(away, e.Name())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+	db = openDB(t, dbPath)
+	b := agentFor(db, false, bo)
+	if err := b.RunOnce(ctx); err == nil || !strings.Contains(err.Error(), "not mounted") {
+		t.Fatalf("a run with the share away: %v, want the orders waiting for it", err)
+	}
+	if entries, _ := os.ReadDir(share); len(entries) != 0 {
+		t.Fatalf("files written into the empty mount point: %v", entries)
+	}
+	for _, o := range list {
+		if n := countStage(t, db, o.ID, orders.StageExported); n != 0 {
+			t.Fatalf("order %d recorded exported while its file is away", o.Number)
+		}
+	}
+	// The share is back.
+	entries, _ = os.ReadDir(away)
+	for _, e := range entries {
+		if err := os.Rename(filepath.Join(away, e.Name()), filepath.Join(share, e.Name())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := readOrderFiles(t, share)
+	seen := idsOnce(t, got)
+	for _, o := range list {
+		if !seen[o.ID] || countStage(t, db, o.ID, orders.StageExported) != 1 {
+			t.Errorf("order %d: in the folder %v, exported entries %d", o.Number, seen[o.ID], countStage(t, db, o.ID, orders.StageExported))
+		}
+	}
+}
+
 // TestMissingFolder leaves the orders waiting, with a clear error, until the folder is there.
 func TestMissingFolder(t *testing.T) {
 	ctx := context.Background()

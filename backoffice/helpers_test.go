@@ -94,6 +94,9 @@ func readOrderFiles(t *testing.T, dir string) (list []Order, files []string) {
 		t.Fatal(err)
 	}
 	for _, e := range entries {
+		if e.Name() == folderMarker {
+			continue
+		}
 		if strings.HasPrefix(e.Name(), ".") {
 			t.Errorf("a dot file is left in %s: %s", dir, e.Name())
 			continue

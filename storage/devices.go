@@ -341,6 +341,14 @@ func (db *DB) MetaValue(ctx context.Context, key string) (v int64, ok bool, err 
 	return v, true, nil
 }
 
+// SetMetaValue writes a counter of the meta table.
+func (db *DB) SetMetaValue(ctx context.Context, key string, v int64) error {
+	return db.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`, key, v)
+		return err
+	})
+}
+
 // LastEventID is the id of the newest event, 0 when there is none.
 func (db *DB) LastEventID(ctx context.Context) (int64, error) {
 	var id int64
