@@ -62,7 +62,7 @@ func (s alertSources) facts(dataDir string) func(context.Context) (alerts.Facts,
 		var f alerts.Facts
 		if s.syncer != nil {
 			w := s.syncer.WAN()
-			f.WAN = &alerts.WAN{Up: w.State == feed.StateOK || w.State == feed.StateNever, State: w.State,
+			f.WAN = &alerts.WAN{Up: w.State == feed.StateOK, Unknown: w.State == feed.StateNever, State: w.State,
 				LastError: w.LastError, Route: s.route, LastContact: w.LastContact}
 			pending, _, oldest, err := s.db.OutboxBacklog(ctx)
 			if err != nil {

@@ -27,9 +27,11 @@ type Facts struct {
 
 // WAN is the link to the cloud.
 type WAN struct {
-	// Up is true when the last attempt reached the cloud and was answered well, or when no
-	// attempt has finished yet.
-	Up          bool
+	// Up is true when the last attempt reached the cloud and was answered well.
+	Up bool
+	// Unknown is true while no attempt has finished since the start: an open alert stays open,
+	// none opens.
+	Unknown     bool
 	State       string // the syncer's state, e.g. "unreachable", "proxy_error", "unauthorized"
 	LastError   string
 	Route       string // "direct" or e.g. "http-connect via proxy.lan:3128"

@@ -82,8 +82,13 @@ func wanDown(after time.Duration) rule {
 			"Meanwhile the shop works from its local data and orders wait safely to be uploaded.",
 		check: func(f *Facts, now time.Time, open bool) condition {
 			w := f.WAN
-			if w == nil || w.Up {
+			if w == nil || w.Up || (w.Unknown && !open) {
 				return condition{}
+			}
+			if w.Unknown {
+				// A restart during an outage: nothing says the link is back yet.
+				return condition{active: true, summary: "the cloud cannot be reached (no sync attempt has finished since the start)",
+					detail: fmt.Sprintf("Route: %s\n", w.Route)}
 			}
 			var d strings.Builder
 			fmt.Fprintf(&d, "State: %s\n", w.State)

@@ -103,6 +103,43 @@ func TestPendingSurvivesRestart(t *testing.T) {
 	}
 }
 
+// A restart during an outage: until the first sync attempt since the start has finished, nothing
+// is known of the link, so an open wan_down alert stays open (no RESOLVED mail, no second ALERT)
+// and none opens; it resolves at the first attempt that reaches the cloud.
+func TestWANDownHeldAcrossARestart(t *testing.T) {
+	db := openDB(t, "")
+	r := newRig(t, db, noMail{}, nil)
+	r.facts.set(wanDownFacts)
+	r.check(t)
+	r.clock.Advance(10 * time.Minute)
+	r.check(t)
+	wantQueued(t, r, "ALERT WAN down")
+
+	again := newRig(t, db, noMail{}, nil)
+	again.clock.Advance(11 * time.Minute)
+	unknown := func(f *Facts) { f.WAN = &WAN{Unknown: true, State: "never", Route: "direct"} }
+	again.facts.set(unknown)
+	again.check(t)
+	wantQueued(t, again, "ALERT WAN down")
+	if again.openRules(t) != RuleWANDown {
+		t.Fatalf("open after the restart: %q, want %s", again.openRules(t), RuleWANDown)
+	}
+	again.facts.set(wanDownFacts)
+	again.check(t)
+	wantQueued(t, again, "ALERT WAN down")
+	again.facts.set(wanUpFacts)
+	again.check(t)
+	wantQueued(t, again, "ALERT WAN down", "RESOLVED WAN down")
+
+	// With nothing open, a start opens nothing and starts no count.
+	fresh := newRig(t, nil, noMail{}, nil)
+	fresh.facts.set(unknown)
+	fresh.check(t)
+	fresh.clock.Advance(time.Hour)
+	fresh.check(t)
+	wantQueued(t, fresh)
+}
+
 // A dead-lettered order is an event: the alert opens at once, stays open an hour after the
 // last one, and a second dead-letter within that hour sends no second mail.
 func TestDeadLetteredHeldForAnHour(t *testing.T) {
