@@ -86,8 +86,9 @@ func (s alertSources) facts(dataDir string) func(context.Context) (alerts.Facts,
 			if err != nil {
 				return f, err
 			}
-			// Items wait for room only once the cache is full of files that products refer to.
-			f.MediaQuotaFull = st.WaitingSpace > 0
+			// Items wait for room only once the cache is full of files that products refer to; with
+			// media off nothing fetches them, and nothing more can be done about the room.
+			f.MediaQuotaFull = st.WaitingSpace > 0 && st.State != media.StateDisabled
 		}
 		if free, err := disk.Free(dataDir); err == nil {
 			f.Disk = &alerts.Disk{Path: dataDir, Free: free}
