@@ -74,10 +74,10 @@ func (a *Agent) exportFiles(ctx context.Context, t fileTarget) error {
 const folderMarker = ".storeedge-folder"
 
 // checkFolder checks that the target's folder is there and is the one storeedge wrote to: one it
-// has not written to gets the marker; one it has written to must have it.
-func (a *Agent) checkFolder(ctx context.Context, t fileTarget) error {
+// has not written to gets the marker (adopted is then true); one it has written to must have it.
+func (a *Agent) checkFolder(ctx context.Context, t fileTarget) (adopted bool, err error) {
 	if err := checkDir(t.dir); err != nil {
-		return err
+		return false, err
 	}
 	marker := filepath.Join(t.dir, folderMarker)
 	key := "export_folder:" + t.Name
@@ -86,29 +86,30 @@ func (a *Agent) checkFolder(ctx context.Context, t fileTarget) error {
 	sum := int64(h.Sum64() >> 1)
 	known, ok, err := a.o.DB.MetaValue(ctx, key)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if exists(marker) {
 		if !ok || known != sum {
-			return a.o.DB.SetMetaValue(ctx, key, sum)
+			return true, a.o.DB.SetMetaValue(ctx, key, sum)
 		}
-		return nil
+		return false, nil
 	}
 	if ok && known == sum {
-		return fmt.Errorf("folder %s lacks the file %s that storeedge keeps there: it is not the folder storeedge wrote to (a share that is not mounted?); mount it, or, if this is the right folder, create an empty %s in it; the orders wait", t.dir, folderMarker, folderMarker)
+		return false, fmt.Errorf("folder %s lacks the file %s that storeedge keeps there: it is not the folder storeedge wrote to (a share that is not mounted?); mount it, or, if this is the right folder, create an empty %s in it; the orders wait", t.dir, folderMarker, folderMarker)
 	}
 	if err := os.WriteFile(marker, []byte("storeedge writes order files here; keep this file\n"), 0o644); err != nil {
-		return err
+		return false, err
 	}
 	if err := syncDir(t.dir); err != nil {
-		return err
+		return false, err
 	}
-	return a.o.DB.SetMetaValue(ctx, key, sum)
+	return true, a.o.DB.SetMetaValue(ctx, key, sum)
 }
 
 // finishBatches takes each of the target's unfinished batches to done.
 func (a *Agent) finishBatches(ctx context.Context, t fileTarget) error {
-	if err := a.checkFolder(ctx, t); err != nil {
+	adopted, err := a.checkFolder(ctx, t)
+	if err != nil {
 		return fmt.Errorf("backoffice: %s: %w", t.Name, err)
 	}
 	batches, err := a.o.DB.UnfinishedExportBatches(ctx, t.Name)
@@ -116,6 +117,16 @@ func (a *Agent) finishBatches(ctx context.Context, t fileTarget) error {
 		return fmt.Errorf("backoffice: %s: %w", t.Name, err)
 	}
 	for _, b := range batches {
+		tmp, final := filepath.Join(t.dir, tmpPrefix+b.File), filepath.Join(t.dir, b.File)
+		if adopted && b.State == storage.BatchWritten && !exists(tmp) && !exists(final) {
+			// The folder is new to storeedge (export.dir changed, or the first run that keeps
+			// a marker): the file recorded complete was written elsewhere, so its absence here
+			// says nothing of the ERP. It is written here again, whole, then put in place; an
+			// ERP that had it already recognises its orders by id.
+			if err := a.writeTemp(ctx, tmp, b); err != nil {
+				return fmt.Errorf("backoffice: %s: file %s: %w", t.Name, b.File, err)
+			}
+		}
 		a.log.Info("backoffice: finishing an order file interrupted by a stop", slog.String(logKeyTarget, t.Name),
 			slog.String(logKeyFile, b.File), slog.String("state", b.State))
 		if err := a.writeBatch(ctx, t, b); err != nil {

@@ -152,6 +152,10 @@ func TestRecoveryCases(t *testing.T) {
 		db := openDB(t, "")
 		dir := t.TempDir()
 		a := agentFor(db, false, config.BackOffice{Export: config.BackOfficeExport{Dir: dir, Format: config.ExportJSON}})
+		// The run that made the batch found the folder, and marked it as its own.
+		if _, err := a.checkFolder(ctx, a.fileTargets()[0]); err != nil {
+			t.Fatal(err)
+		}
 		list := createOrders(t, db, 3, false)
 		b, ok, err := db.CreateExportBatch(ctx, target, config.ExportJSON, 10, fileName(storage.ExportFiles, "json"))
 		if err != nil || !ok {
@@ -303,6 +307,35 @@ func TestUnmountedShareAfterAStop(t *testing.T) {
 	for _, o := range list {
 		if !seen[o.ID] || countStage(t, db, o.ID, orders.StageExported) != 1 {
 			t.Errorf("order %d: in the folder %v, exported entries %d", o.Number, seen[o.ID], countStage(t, db, o.ID, orders.StageExported))
+		}
+	}
+}
+
+// export.dir changed while an order file was recorded complete but not yet renamed: the new folder
+// is new to storeedge, so the file's absence there says nothing of the ERP; the file is written
+// there again, and every order reaches the new folder once.
+func TestExportDirChangedAfterAStop(t *testing.T) {
+	ctx := context.Background()
+	dbPath := filepath.Join(t.TempDir(), "shop.db")
+	db := openDB(t, dbPath)
+	list := createOrders(t, db, 3, false)
+	a := agentFor(db, false, config.BackOffice{Export: config.BackOfficeExport{Dir: t.TempDir(), Format: config.ExportCSV}})
+	a.hook = crashAt(stepMarked, 1)
+	if err := a.RunOnce(ctx); !errors.Is(err, errCrash) {
+		t.Fatalf("run with a stop: %v", err)
+	}
+	db.Close()
+	db = openDB(t, dbPath)
+	moved := t.TempDir()
+	b := agentFor(db, false, config.BackOffice{Export: config.BackOfficeExport{Dir: moved, Format: config.ExportCSV}})
+	if err := b.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := readOrderFiles(t, moved)
+	seen := idsOnce(t, got)
+	for _, o := range list {
+		if !seen[o.ID] {
+			t.Errorf("order %d is not in the new folder, though recorded exported %d times", o.Number, countStage(t, db, o.ID, orders.StageExported))
 		}
 	}
 }
