@@ -64,9 +64,6 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) error {
 	byCode := make(map[string]string, len(codes))
 	for _, code := range codes {
 		it, err := s.o.DB.ProductByBarcode(ctx, code)
-		if errors.Is(err, storage.ErrNotFound) && s.o.DB.LoadingProducts() {
-			return errCatalogLoading("barcodes are looked up")
-		}
 		if errors.Is(err, storage.ErrNotFound) {
 			continue
 		}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode"
 
@@ -134,7 +135,11 @@ const MaxSearchWords = 16
 // digits and the marks that go with them (an accent typed as a combining character, "e" then
 // U+0301, stays in its word, and the index ignores it as it ignores "é").
 func SearchWords(q string) []string {
-	return strings.FieldsFunc(q, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) && !unicode.IsMark(r) })
+	words := strings.FieldsFunc(q, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) && !unicode.IsMark(r) })
+	// A mark with no letter (typed after a space) is no word.
+	return slices.DeleteFunc(words, func(w string) bool {
+		return !strings.ContainsFunc(w, func(r rune) bool { return unicode.IsLetter(r) || unicode.IsDigit(r) })
+	})
 }
 
 // ftsQuery turns what a person typed into an FTS5 query of quoted terms, so no input can be read

@@ -128,7 +128,7 @@ func TestSearchAndCategories(t *testing.T) {
 		{"chocolate", 2}, {"choc", 2}, {"creme brulee", 1}, {"CHOCOLATE milk", 1}, {"tea", 1},
 		{`"unbalanced`, 0}, {"NEAR(a b)", 0}, {"*", 0}, {"", 0}, {"acme", 4},
 		// Accents typed as combining characters: "Crème brûlée" and "creme" decomposed.
-		{"Cre\u0300me bru\u0302le\u0301e", 1}, {"cre\u0301me", 1},
+		{"Cre\u0300me bru\u0302le\u0301e", 1}, {"cre\u0301me", 1}, {"choc \u0301", 2},
 	} {
 		got, err := db.Search(ctx, tc.q, 0, 10)
 		if err != nil {
