@@ -87,8 +87,8 @@ func (s alertSources) facts(dataDir string) func(context.Context) (alerts.Facts,
 				return f, err
 			}
 			// Items wait for room only once the cache is full of files that products refer to; with
-			// media off nothing fetches them, and nothing more can be done about the room.
-			f.MediaQuotaFull = st.WaitingSpace > 0 && st.State != media.StateDisabled
+			// media off, or no container to fetch from, nothing fetches them.
+			f.MediaQuotaFull = st.WaitingSpace > 0 && st.State != media.StateDisabled && st.State != media.StateNotConfigured
 		}
 		if free, err := disk.Free(dataDir); err == nil {
 			f.Disk = &alerts.Disk{Path: dataDir, Free: free}
