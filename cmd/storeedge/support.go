@@ -24,7 +24,7 @@ func supportRing(cfg config.Config) *support.Ring {
 	if !cfg.Support.ServiceBus.Enabled {
 		return nil
 	}
-	return support.NewRing(0)
+	return support.NewRing(0, cfg.SecretValues()...)
 }
 
 // supportConnection is how the server reaches the support namespace: as the order link does.

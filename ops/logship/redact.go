@@ -95,7 +95,7 @@ func zeroStart(s string) bool {
 }
 
 // jsonGuard is the guard of the JSON member rules.
-var jsonGuard = anyOf("token", "pass", "secret", "key", "pairing", "code", "email", "phone", "note", "customer")
+var jsonGuard = anyOf("token", "pass", "pwd", "secret", "key", "pairing", "code", "email", "phone", "note", "customer", "cookie", "address", "authorization", "connection")
 
 // rules are applied in order: the wider forms first, so that a token inside them is not half
 // redacted by a narrower one.
@@ -111,16 +111,16 @@ var rules = []rule{
 	// Authorization header values.
 	{anyOf("bearer", "basic"), regexp.MustCompile(`(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{6,}`), "${1} " + Redaction, ""},
 	// key=value and key: value for names that hold credentials.
-	{anyOf("token", "pass", "secret", "key", "pairing", "authorization"), regexp.MustCompile(`(?i)\b(token|access_token|password|passwd|secret|api[_-]?key|store[_-]?key|enrollment[_-]?secret|pairing[_-]?code|authorization)(\s*[:=]\s*)("[^"]*"|'[^']*'|[^\s,;&"'}\]]+)`), "${1}${2}" + Redaction, ""},
+	{anyOf("token", "pass", "secret", "key", "pairing", "authorization"), regexp.MustCompile(`(?i)\b([a-z0-9_-]*?(?:token|password|passwd|secret|api[_-]?key)|store[_-]?key|pairing[_-]?code|authorization)(\s*[:=]\s*)("[^"]*"|'[^']*'|[^\s,;&"'}\]]+)`), "${1}${2}" + Redaction, ""},
 	// JSON that carries a customer or a credential, as an order echoed by another system, also
 	// escaped inside a JSON string (\"email\":\"…\"), and also when the text is cut short
 	// inside it (a customer cut off is redacted to the end).
-	{anyOf("customer"), regexp.MustCompile(`(?i)"customer"(\s*:\s*)\{[^{}]*(?:\}|$)`), `"customer"${1}"` + Redaction + `"`, ""},
-	{anyOf("customer"), regexp.MustCompile(`(?i)\\"customer\\"(\s*:\s*)\{[^{}]*(?:\}|$)`), `\"customer\"${1}\"` + Redaction + `\"`, ""},
+	{anyOf("customer"), regexp.MustCompile(`(?i)"customer"(\s*:\s*)\{(?:[^{}]|\{[^{}]*(?:\}|$))*(?:\}|$)`), `"customer"${1}"` + Redaction + `"`, ""},
+	{anyOf("customer"), regexp.MustCompile(`(?i)\\"customer\\"(\s*:\s*)\{(?:[^{}]|\{[^{}]*(?:\}|$))*(?:\}|$)`), `\"customer\"${1}\"` + Redaction + `\"`, ""},
 	{jsonGuard, regexp.MustCompile(`(?i)"(` + jsonKeys + `)"(\s*:\s*)"(?:[^"\\]|\\.)*"`), `"${1}"${2}"` + Redaction + `"`, ""},
 	{jsonGuard, regexp.MustCompile(`(?i)\\"(` + jsonKeys + `)\\"(\s*:\s*)\\"(?:[^"\\]|\\[^"])*\\"`), `\"${1}\"${2}\"` + Redaction + `\"`, ""},
 	// The same in XML and in Go's %+v of an order.
-	{anyOf("customer"), regexp.MustCompile(`(?is)<customer>.*?(?:</customer>|$)`), "<customer>" + Redaction + "</customer>", ""},
+	{anyOf("customer"), regexp.MustCompile(`(?is)<customer(?:\s[^>]*)?>.*?(?:</customer>|$)`), "<customer>" + Redaction + "</customer>", ""},
 	{anyOf("customer"), regexp.MustCompile(`(?s)\bCustomer:&?\{[^{}]*(?:\}|$)`), "Customer:" + Redaction, ""},
 	// E-mail addresses.
 	{anyOf("@"), regexp.MustCompile(`[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}`), Redaction, Redaction + "@"},
@@ -144,7 +144,7 @@ func (ru rule) replace(s string) string {
 }
 
 // jsonKeys are the JSON member names whose string values are redacted in text.
-const jsonKeys = `token|access_token|password|passwd|secret|api_?key|store_key|enrollment_secret|pairing_code|code|email|phone|note|customer_name|customer_email|customer_phone`
+const jsonKeys = `[a-z0-9_-]*(?:token|password|passwd|secret|api_?key)|pwd|cookie|connection_string|authorization|store_key|pairing_code|code|email|phone|note|address|customer|customer_name|customer_email|customer_phone`
 
 // Text returns s with every configured secret and every pattern of rules redacted.
 func (r *Redactor) Text(s string) string {

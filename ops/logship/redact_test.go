@@ -69,6 +69,14 @@ func TestTextRedactsPatterns(t *testing.T) {
 		{"call +33 6 12 34 56 78 or 06.12.34.56.78", "call xxxxx or xxxxx"},
 		{"pairing code 4821-0937 typed", "pairing code xxxxx typed"},
 		{"at 2026-11-23T10:00:00Z took 1.5s, 1000 rows", "at 2026-11-23T10:00:00Z took 1.5s, 1000 rows"},
+		// Names that end in a credential's name, a customer object holding another, one with
+		// attributes in XML, a customer given as a string, and keys that name credentials.
+		{"refresh_token=RT1 client_secret=CS2 x_api_key: K3", "refresh_token=xxxxx client_secret=xxxxx x_api_key: xxxxx"},
+		{`{"order":{"customer":{"name":"Jean Dupont","address":{"city":"Lyon"}},"total":4}}`, `{"order":{"customer":"xxxxx","total":4}}`},
+		{`<customer id="7"><name>Jean Dupont</name></customer>`, `<customer>xxxxx</customer>`},
+		{`{"customer":"Jean Dupont","pwd":"hunter2x","cookie":"s=1","address":"12 rue X","refresh_token":"RT"}`,
+			`{"customer":"xxxxx","pwd":"xxxxx","cookie":"xxxxx","address":"xxxxx","refresh_token":"xxxxx"}`},
+		{"2 tokens=5 left", "2 tokens=5 left"},
 	} {
 		if got := r.Text(tc.in); got != tc.want {
 			t.Errorf("Text(%q)\n got %q\nwant %q", tc.in, got, tc.want)

@@ -151,20 +151,25 @@ func (v Verifier) verify(body []byte) (header, payload []byte, err error) {
 
 // checkHeader checks the JWS header: HeaderAlg, HeaderTyp, and no critical extension.
 func checkHeader(raw []byte) error {
-	var h struct {
-		Alg  string          `json:"alg"`
-		Typ  string          `json:"typ"`
-		Crit json.RawMessage `json:"crit"`
+	// Its members are read by their exact names, each given once (a JWS header may carry others,
+	// kid say): encoding/json would take "TYP" for typ, or the last of two.
+	var m map[string]json.RawMessage
+	if err := strictjson.Decode(raw, &m); err != nil || m == nil {
+		return refused(ReasonMalformed, "the JWS header is not a JSON object whose members are each given once")
 	}
-	if err := json.Unmarshal(raw, &h); err != nil {
-		return refused(ReasonMalformed, "the JWS header is not a JSON object")
+	var h struct{ Alg, Typ string }
+	for name, dst := range map[string]*string{"alg": &h.Alg, "typ": &h.Typ} {
+		if v, ok := m[name]; ok && json.Unmarshal(v, dst) != nil {
+			return refused(ReasonMalformed, "the JWS header's %s is not a string", name)
+		}
 	}
+	_, crit := m["crit"]
 	switch {
 	case h.Alg != HeaderAlg:
 		return refused(ReasonMalformed, "the JWS header's alg is %s; want %q", shown(h.Alg), HeaderAlg)
 	case h.Typ != HeaderTyp:
 		return refused(ReasonMalformed, "the JWS header's typ is %s; want %q", shown(h.Typ), HeaderTyp)
-	case h.Crit != nil:
+	case crit:
 		return refused(ReasonMalformed, "the JWS header has crit; this server understands no extension")
 	}
 	return nil

@@ -184,6 +184,8 @@ func TestDecodeRefuses(t *testing.T) {
 		{"another typ", withHeader(`{"alg":"EdDSA","typ":"JWT"}`), ReasonMalformed, `typ is "JWT"`},
 		{"crit", withHeader(`{"alg":"EdDSA","typ":"storeedge-support-request","crit":["exp"]}`), ReasonMalformed, "crit"},
 		{"header not JSON", withHeader(`alg=EdDSA`), ReasonMalformed, "header is not a JSON object"},
+		{"header names in capitals", withHeader(`{"ALG":"EdDSA","TYP":"storeedge-support-request"}`), ReasonMalformed, `alg is ""`},
+		{"typ given twice", withHeader(`{"alg":"EdDSA","typ":"other-doc","typ":"storeedge-support-request"}`), ReasonMalformed, "each given once"},
 		{"unknown field", []byte(string(SignPayload(vendorKey, []byte(`{"kind":"ping","id":"a","shop":"lyon-01","server":"storeedge-lyon-01","issued_at":"2026-11-23T10:00:00Z","expires_at":"2026-11-23T10:10:00Z","sudo":true}`)))),
 			ReasonMalformed, `unknown field "sudo"`},
 		{"time not RFC 3339", SignPayload(vendorKey, []byte(`{"kind":"ping","id":"a","shop":"lyon-01","server":"storeedge-lyon-01","issued_at":"yesterday","expires_at":"2026-11-23T10:10:00Z"}`)),

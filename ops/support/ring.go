@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/storeedge/storeedge/internal/clip"
+	"github.com/storeedge/storeedge/ops/logship"
 )
 
 // Limits of the ring of recent log records.
@@ -33,17 +34,21 @@ type LogLine struct {
 // Ring keeps the most recent log records of level INFO and above in memory, for diagnostics.
 // Its Handler tees the logger, so it composes with other tees (log shipping).
 type Ring struct {
+	red *logship.Redactor // applied as a record is kept, before anything is cut short
+
 	mu   sync.Mutex // protects the fields below
 	recs []LogLine  // a circular buffer of len cap once full
 	next int        // where the next record goes once full
 }
 
-// NewRing returns a ring of size records (DefaultRingSize when size <= 0).
-func NewRing(size int) *Ring {
+// NewRing returns a ring of size records (DefaultRingSize when size <= 0). Each record is
+// redacted as it is kept, with the configured secrets, before its texts are cut to their bound:
+// cut first, a secret across the cut would no longer be recognised, and its first part kept.
+func NewRing(size int, secrets ...string) *Ring {
 	if size <= 0 {
 		size = DefaultRingSize
 	}
-	return &Ring{recs: make([]LogLine, 0, size)}
+	return &Ring{red: logship.NewRedactor(secrets), recs: make([]LogLine, 0, size)}
 }
 
 // Handler returns a slog.Handler that passes every record to next, as before, and keeps a copy
@@ -91,14 +96,14 @@ func (h *ringHandler) Handle(ctx context.Context, rec slog.Record) error {
 		err = h.next.Handle(ctx, rec)
 	}
 	if rec.Level >= slog.LevelInfo {
-		h.ring.add(h.capture(rec))
+		h.ring.add(h.capture(rec, h.ring.red))
 	}
 	return err
 }
 
-// capture copies what the record says, bounded.
-func (h *ringHandler) capture(rec slog.Record) LogLine {
-	l := LogLine{Time: rec.Time.UTC(), Level: rec.Level.String(), Message: clipText(rec.Message)}
+// capture copies what the record says, redacted, then bounded.
+func (h *ringHandler) capture(rec slog.Record, red *logship.Redactor) LogLine {
+	l := LogLine{Time: rec.Time.UTC(), Level: rec.Level.String(), Message: clipText(red.Text(rec.Message))}
 	attrs := slices.Clone(h.attrs)
 	rec.Attrs(func(a slog.Attr) bool {
 		attrs = flatten(attrs, h.prefix, a)
@@ -107,7 +112,7 @@ func (h *ringHandler) capture(rec slog.Record) LogLine {
 	if len(attrs) > 0 {
 		l.Attrs = make(map[string]any, len(attrs))
 		for _, a := range attrs[:min(len(attrs), maxLineAttrs)] {
-			l.Attrs[a.Key] = plain(a.Value)
+			l.Attrs[a.Key] = bounded(red.Value(a.Key, plain(a.Value)))
 		}
 	}
 	return l
@@ -152,8 +157,9 @@ func flatten(dst []slog.Attr, prefix string, a slog.Attr) []slog.Attr {
 	return append(dst, slog.Attr{Key: prefix + a.Key, Value: v})
 }
 
-// plain is an attribute's value as JSON shows it: numbers and booleans as they are, anything
-// else as its text, cut short.
+// plain is an attribute's value as JSON shows it: numbers and booleans as they are, a value
+// that encodes as JSON as that JSON (so the redactor reads its field names), anything else as
+// its text; bounded is applied once it is redacted.
 func plain(v slog.Value) any {
 	switch v.Kind() {
 	case slog.KindInt64:
@@ -165,17 +171,30 @@ func plain(v slog.Value) any {
 	case slog.KindBool:
 		return v.Bool()
 	case slog.KindString:
-		return clipText(v.String())
+		return v.String()
 	case slog.KindAny:
 		if err, ok := v.Any().(error); ok {
-			return clipText(err.Error())
+			return err.Error()
 		}
 		if b, err := json.Marshal(v.Any()); err == nil {
-			return clipText(string(b))
+			return json.RawMessage(b)
 		}
-		return clipText(fmt.Sprint(v.Any()))
+		return fmt.Sprint(v.Any())
 	}
-	return clipText(v.String())
+	return v.String()
+}
+
+// bounded cuts a redacted value to maxLineText: a text, or JSON too long, as text.
+func bounded(v any) any {
+	switch x := v.(type) {
+	case string:
+		return clipText(x)
+	case json.RawMessage:
+		if len(x) > maxLineText {
+			return clipText(string(x))
+		}
+	}
+	return v
 }
 
 func clipText(s string) string { return clip.String(s, maxLineText) }

@@ -67,3 +67,22 @@ func TestRingBoundsRecords(t *testing.T) {
 		t.Fatalf("cut inside a character: %q", l.Message[len(l.Message)-8:])
 	}
 }
+
+// A record is redacted as it is kept, before it is cut short: a secret that crosses the cut is
+// not kept in part, and a value logged as a structure is redacted by its field names, as log
+// shipping does (remote-support.md, What leaves the shop).
+func TestRingRedactsBeforeItCuts(t *testing.T) {
+	const secret = "SK-live-0123456789abcdef0123456789"
+	ring := NewRing(2, secret)
+	log := slog.New(ring.Handler(slog.DiscardHandler))
+	log.Warn("cloud refused", slog.Any("error", errors.New(strings.Repeat("x", maxLineText-10)+" key "+secret)))
+	log.Info("order", slog.Any("order", map[string]any{"id": "o-1", "address": "12 rue de la Paix", "pwd": "hunter2x"}))
+	lines := ring.Lines(2)
+	if got := fmt.Sprint(lines[0].Attrs["error"]); strings.Contains(got, secret[:8]) {
+		t.Errorf("a part of the secret was kept: …%s", got[len(got)-40:])
+	}
+	got := fmt.Sprintf("%s", lines[1].Attrs["order"])
+	if strings.Contains(got, "rue de la Paix") || strings.Contains(got, "hunter2x") || !strings.Contains(got, "o-1") {
+		t.Errorf("a structured value kept its sensitive fields: %s", got)
+	}
+}
