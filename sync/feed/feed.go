@@ -121,16 +121,6 @@ func (s *Syncer) WAN() WANState {
 	return s.wan
 }
 
-// reached notes that the cloud answered with a page: before the first pass since the start has
-// finished, that is the first news of the link (a long first pass would say "never" for minutes).
-func (s *Syncer) reached() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.wan.State == StateNever {
-		s.wan = WANState{State: StateOK, LastContact: time.Now()}
-	}
-}
-
 // Poke asks for a pass now instead of at the next poll.
 func (s *Syncer) Poke() {
 	select {
@@ -377,7 +367,6 @@ func (s *Syncer) consume(ctx context.Context, collection, cursor string, body io
 				return err
 			}
 			cursor = p.End.Cursor
-			s.reached()
 			more = p.End.More
 			s.pages.Add(1)
 			applied += res.Applied

@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -551,37 +550,5 @@ func TestBrokenFeedAnswersDoNotLoop(t *testing.T) {
 				t.Errorf("waits %v: the backoff does not grow while the feed is stuck", waits)
 			}
 		})
-	}
-}
-
-// The first page the cloud answers tells the link is up, before the first pass since the start
-// has finished: a long first pass (a first sync, a re-snapshot) does not say "never" for minutes,
-// nor keep an alert about the WAN open.
-func TestFirstPageTellsTheLinkIsUp(t *testing.T) {
-	sim := cloudsim.New(cloudsim.Options{Seed: 7, Products: 20, StoreKey: "k"})
-	var s *Syncer
-	var during atomic.Value
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/v1/feed/"+cloudapi.Collections[1]) && during.Load() == nil {
-			during.Store(s.WAN().State)
-		}
-		sim.Handler().ServeHTTP(w, r)
-	}))
-	defer ts.Close()
-	db, err := storage.Open(context.Background(), filepath.Join(t.TempDir(), "shop.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	client, _ := cloud.New(ts.URL, "k", ts.Client(), "test")
-	s = New(Options{DB: db, Client: client})
-	if st := s.WAN().State; st != StateNever {
-		t.Fatalf("state before any pass: %q", st)
-	}
-	if err := s.SyncOnce(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := during.Load().(string); got != StateOK {
-		t.Errorf("state while the pass went on, after the first collection's pages: %q, want %q", got, StateOK)
 	}
 }
