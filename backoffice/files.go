@@ -73,37 +73,49 @@ func (a *Agent) exportFiles(ctx context.Context, t fileTarget) error {
 // file's absence would be read as "taken".
 const folderMarker = ".storeedge-folder"
 
-// checkFolder checks that the target's folder is there and is the one storeedge wrote to: one it
-// has not written to gets the marker (adopted is then true); one it has written to must have it.
+// checkFolder checks that the target's folder is there and is the one storeedge wrote to. A
+// folder with the marker is (under whatever path it is reached now); one that lacks it while
+// storeedge wrote to this path before is not (the orders wait); one that lacks it at a new path
+// is new to storeedge: adopted is then true, and the caller marks it with markFolder once the
+// files left unfinished are written there, so that a stop before that finds it new again.
 func (a *Agent) checkFolder(ctx context.Context, t fileTarget) (adopted bool, err error) {
 	if err := checkDir(t.dir); err != nil {
 		return false, err
 	}
-	marker := filepath.Join(t.dir, folderMarker)
-	key := "export_folder:" + t.Name
-	h := fnv.New64a()
-	h.Write([]byte(filepath.Clean(t.dir)))
-	sum := int64(h.Sum64() >> 1)
+	key, sum := folderKey(t)
 	known, ok, err := a.o.DB.MetaValue(ctx, key)
 	if err != nil {
 		return false, err
 	}
-	if exists(marker) {
-		if !ok || known != sum {
-			return true, a.o.DB.SetMetaValue(ctx, key, sum)
+	switch {
+	case exists(filepath.Join(t.dir, folderMarker)):
+		if !ok || known != sum { // the same folder, reached by another path
+			return false, a.o.DB.SetMetaValue(ctx, key, sum)
 		}
 		return false, nil
-	}
-	if ok && known == sum {
+	case ok && known == sum:
 		return false, fmt.Errorf("folder %s lacks the file %s that storeedge keeps there: it is not the folder storeedge wrote to (a share that is not mounted?); mount it, or, if this is the right folder, create an empty %s in it; the orders wait", t.dir, folderMarker, folderMarker)
 	}
-	if err := os.WriteFile(marker, []byte("storeedge writes order files here; keep this file\n"), 0o644); err != nil {
-		return false, err
+	return true, nil
+}
+
+// markFolder puts the marker in the target's folder and records its path.
+func (a *Agent) markFolder(ctx context.Context, t fileTarget) error {
+	if err := os.WriteFile(filepath.Join(t.dir, folderMarker), []byte("storeedge writes order files here; keep this file\n"), 0o644); err != nil {
+		return err
 	}
 	if err := syncDir(t.dir); err != nil {
-		return false, err
+		return err
 	}
-	return true, a.o.DB.SetMetaValue(ctx, key, sum)
+	key, sum := folderKey(t)
+	return a.o.DB.SetMetaValue(ctx, key, sum)
+}
+
+// folderKey is the meta key of the target's folder and a hash of its path.
+func folderKey(t fileTarget) (string, int64) {
+	h := fnv.New64a()
+	h.Write([]byte(filepath.Clean(t.dir)))
+	return "export_folder:" + t.Name, int64(h.Sum64() >> 1)
 }
 
 // finishBatches takes each of the target's unfinished batches to done.
@@ -118,11 +130,12 @@ func (a *Agent) finishBatches(ctx context.Context, t fileTarget) error {
 	}
 	for _, b := range batches {
 		tmp, final := filepath.Join(t.dir, tmpPrefix+b.File), filepath.Join(t.dir, b.File)
-		if adopted && b.State == storage.BatchWritten && !exists(tmp) && !exists(final) {
+		if adopted && b.State == storage.BatchWritten && !exists(final) {
 			// The folder is new to storeedge (export.dir changed, or the first run that keeps
 			// a marker): the file recorded complete was written elsewhere, so its absence here
-			// says nothing of the ERP. It is written here again, whole, then put in place; an
-			// ERP that had it already recognises its orders by id.
+			// says nothing of the ERP, and a temporary file here is from a re-write a stop cut
+			// short. It is written here again, whole, then put in place; an ERP that had it
+			// already recognises its orders by id.
 			if err := a.writeTemp(ctx, tmp, b); err != nil {
 				return fmt.Errorf("backoffice: %s: file %s: %w", t.Name, b.File, err)
 			}
@@ -131,6 +144,11 @@ func (a *Agent) finishBatches(ctx context.Context, t fileTarget) error {
 			slog.String(logKeyFile, b.File), slog.String("state", b.State))
 		if err := a.writeBatch(ctx, t, b); err != nil {
 			return err
+		}
+	}
+	if adopted {
+		if err := a.markFolder(ctx, t); err != nil {
+			return fmt.Errorf("backoffice: %s: %w", t.Name, err)
 		}
 	}
 	return nil
@@ -142,12 +160,13 @@ func (a *Agent) finishBatches(ctx context.Context, t fileTarget) error {
 //	         temporary file whole (again), sync it, record "written", then as below.
 //	written: the temporary file is complete. If it is there, rename it to the final name and
 //	         sync the folder. If it is gone, the rename was done already (and the ERP may have
-//	         taken the file since): do not write it again.
+//	         taken the file since): do not write it again. (In a folder new to storeedge,
+//	         finishBatches writes it again first: see checkFolder.)
 //	then:    record done, with the orders' ledgers.
 //
 // A batch is recorded open before its file is written and done only after the file has its
-// name, and a written batch is never written again, so that a stop at any point leaves each
-// order in the folder exactly once after the next run.
+// name, and a written batch is not written again in the folder it was written to, so that a stop
+// at any point leaves each order in the folder exactly once after the next run.
 func (a *Agent) writeBatch(ctx context.Context, t fileTarget, b storage.ExportBatch) error {
 	final := filepath.Join(t.dir, b.File)
 	tmp := filepath.Join(t.dir, tmpPrefix+b.File)

@@ -153,7 +153,7 @@ func TestRecoveryCases(t *testing.T) {
 		dir := t.TempDir()
 		a := agentFor(db, false, config.BackOffice{Export: config.BackOfficeExport{Dir: dir, Format: config.ExportJSON}})
 		// The run that made the batch found the folder, and marked it as its own.
-		if _, err := a.checkFolder(ctx, a.fileTargets()[0]); err != nil {
+		if err := a.markFolder(ctx, a.fileTargets()[0]); err != nil {
 			t.Fatal(err)
 		}
 		list := createOrders(t, db, 3, false)
@@ -336,6 +336,75 @@ func TestExportDirChangedAfterAStop(t *testing.T) {
 	for _, o := range list {
 		if !seen[o.ID] {
 			t.Errorf("order %d is not in the new folder, though recorded exported %d times", o.Number, countStage(t, db, o.ID, orders.StageExported))
+		}
+	}
+}
+
+// A stop while a file is written again in a folder new to storeedge leaves the folder new: the
+// next run writes the file again, whole, rather than taking a missing or half file for one the
+// ERP has. And a folder reached by another path (a link to it) that has the marker is the same
+// folder: a file put in place there is not written again.
+func TestNewFolderAcrossStopsAndPaths(t *testing.T) {
+	ctx := context.Background()
+	dbPath := filepath.Join(t.TempDir(), "shop.db")
+	db := openDB(t, dbPath)
+	list := createOrders(t, db, 3, false)
+	a := agentFor(db, false, config.BackOffice{Export: config.BackOfficeExport{Dir: t.TempDir(), Format: config.ExportCSV}})
+	a.hook = crashAt(stepMarked, 1)
+	if err := a.RunOnce(ctx); !errors.Is(err, errCrash) {
+		t.Fatalf("run with a stop: %v", err)
+	}
+	db.Close()
+	db = openDB(t, dbPath)
+	moved := t.TempDir()
+	bo := config.BackOffice{Export: config.BackOfficeExport{Dir: moved, Format: config.ExportCSV}}
+	// The re-write in the new folder is cut short: a half temporary file, no marker yet.
+	b := agentFor(db, false, bo)
+	ft := b.fileTargets()[0]
+	batches, err := db.UnfinishedExportBatches(ctx, ft.Name)
+	if err != nil || len(batches) != 1 {
+		t.Fatalf("unfinished batches %v, %v", batches, err)
+	}
+	os.WriteFile(filepath.Join(moved, tmpPrefix+batches[0].File), []byte("order_id,num"), 0o644)
+	if err := b.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, files := readOrderFiles(t, moved)
+	seen := idsOnce(t, got)
+	for _, o := range list {
+		if !seen[o.ID] {
+			t.Errorf("order %d is not in the new folder (files %v)", o.Number, files)
+		}
+	}
+
+	// A stop right after a file was put in place, the ERP takes it, and the restart reaches the
+	// same folder through a link: the marker says it is the same folder, so the file is not
+	// written again.
+	more := createOrders(t, db, 2, false)
+	d := agentFor(db, false, bo)
+	d.hook = crashAt(stepRenamed, 1)
+	if err := d.RunOnce(ctx); !errors.Is(err, errCrash) {
+		t.Fatalf("run with a stop after the rename: %v", err)
+	}
+	for _, e := range func() []os.DirEntry { es, _ := os.ReadDir(moved); return es }() {
+		if e.Name() != folderMarker {
+			os.Remove(filepath.Join(moved, e.Name())) // the ERP took every file
+		}
+	}
+	link := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink(moved, link); err != nil {
+		t.Skip("no symbolic links here:", err)
+	}
+	c := agentFor(db, false, config.BackOffice{Export: config.BackOfficeExport{Dir: link, Format: config.ExportCSV}})
+	if err := c.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if again, files := readOrderFiles(t, moved); len(again) != 0 {
+		t.Errorf("through a link to the same folder, files taken by the ERP came again: %v", files)
+	}
+	for _, o := range more {
+		if n := countStage(t, db, o.ID, orders.StageExported); n != 1 {
+			t.Errorf("order %d: %d exported entries, want 1", o.Number, n)
 		}
 	}
 }
