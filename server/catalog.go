@@ -241,7 +241,7 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("search: %w", err)
 	}
-	if len(items) == 0 && s.o.DB.LoadingProducts() {
+	if len(items) == 0 && s.o.DB.LoadingProducts() && len(storage.SearchWords(query)) > 0 { // no words: nothing could match
 		return errCatalogLoading("search finds what it brings")
 	}
 	next := ""

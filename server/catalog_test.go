@@ -687,6 +687,10 @@ func TestCatalogWhileAFirstSyncLoads(t *testing.T) {
 			t.Errorf("%s during the load: Retry-After %q, want 5", path, rec.Header().Get("Retry-After"))
 		}
 	}
+	// A search with no word (punctuation, a lone accent) can match nothing, load or not.
+	if rec := f.get(t, "/api/v1/catalog/search?q=%2A+%CC%81"); rec.Code != http.StatusOK {
+		t.Errorf("a search without words during the load: %d %s, want an empty 200", rec.Code, rec.Body)
+	}
 	page(false)
 	if rec := f.get(t, "/api/v1/catalog/barcodes/4000000000017"); rec.Code != http.StatusOK {
 		t.Fatalf("by barcode after the load: %d %s", rec.Code, rec.Body)

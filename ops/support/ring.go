@@ -19,6 +19,10 @@ const (
 	DefaultRingSize = 200
 	// maxLineText bounds a record's message and each attribute value kept.
 	maxLineText = 1 << 10
+	// maxRedactText bounds what is redacted of a text before it is cut to maxLineText: a
+	// message of megabytes is not read whole, and a secret across this cut is far past what
+	// is kept.
+	maxRedactText = 16 << 10
 	// maxLineAttrs bounds the attributes kept of one record.
 	maxLineAttrs = 16
 )
@@ -103,7 +107,7 @@ func (h *ringHandler) Handle(ctx context.Context, rec slog.Record) error {
 
 // capture copies what the record says, redacted, then bounded.
 func (h *ringHandler) capture(rec slog.Record, red *logship.Redactor) LogLine {
-	l := LogLine{Time: rec.Time.UTC(), Level: rec.Level.String(), Message: clipText(red.Text(rec.Message))}
+	l := LogLine{Time: rec.Time.UTC(), Level: rec.Level.String(), Message: clipText(red.Text(clip.String(rec.Message, maxRedactText)))}
 	attrs := slices.Clone(h.attrs)
 	rec.Attrs(func(a slog.Attr) bool {
 		attrs = flatten(attrs, h.prefix, a)
@@ -171,17 +175,20 @@ func plain(v slog.Value) any {
 	case slog.KindBool:
 		return v.Bool()
 	case slog.KindString:
-		return v.String()
+		return clip.String(v.String(), maxRedactText)
 	case slog.KindAny:
 		if err, ok := v.Any().(error); ok {
-			return err.Error()
+			return clip.String(err.Error(), maxRedactText)
 		}
 		if b, err := json.Marshal(v.Any()); err == nil {
+			if len(b) > maxRedactText { // read as text, as far as it is redacted
+				return clip.String(string(b), maxRedactText)
+			}
 			return json.RawMessage(b)
 		}
-		return fmt.Sprint(v.Any())
+		return clip.String(fmt.Sprint(v.Any()), maxRedactText)
 	}
-	return v.String()
+	return clip.String(v.String(), maxRedactText)
 }
 
 // bounded cuts a redacted value to maxLineText: a text, or JSON too long, as text.
