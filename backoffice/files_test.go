@@ -253,6 +253,23 @@ func TestRecoveryCases(t *testing.T) {
 	})
 }
 
+// stoppedAfterMarked makes three orders and a run that exports them to dir and stops once their
+// file is recorded complete, before it is renamed; it returns the database, opened again as at
+// the next start, and the orders.
+func stoppedAfterMarked(t *testing.T, dir string) (*storage.DB, []orders.Order) {
+	t.Helper()
+	dbPath := filepath.Join(t.TempDir(), "shop.db")
+	db := openDB(t, dbPath)
+	list := createOrders(t, db, 3, false)
+	a := agentFor(db, false, config.BackOffice{Export: config.BackOfficeExport{Dir: dir, Format: config.ExportCSV}})
+	a.hook = crashAt(stepMarked, 1)
+	if err := a.RunOnce(context.Background()); !errors.Is(err, errCrash) {
+		t.Fatalf("run with a stop: %v", err)
+	}
+	db.Close()
+	return openDB(t, dbPath), list
+}
+
 // A folder storeedge wrote to that comes back without its marker is another folder under the same
 // path: a share not mounted at the restart after a stop between recording a file complete and
 // renaming it, its empty mount point in its place. The file is neither assumed taken by the ERP
@@ -260,16 +277,9 @@ func TestRecoveryCases(t *testing.T) {
 // back every order reaches it, once.
 func TestUnmountedShareAfterAStop(t *testing.T) {
 	ctx := context.Background()
-	dbPath := filepath.Join(t.TempDir(), "shop.db")
-	db := openDB(t, dbPath)
 	share := t.TempDir()
 	bo := config.BackOffice{Export: config.BackOfficeExport{Dir: share, Format: config.ExportCSV}}
-	list := createOrders(t, db, 3, false)
-	a := agentFor(db, false, bo)
-	a.hook = crashAt(stepMarked, 1)
-	if err := a.RunOnce(ctx); !errors.Is(err, errCrash) {
-		t.Fatalf("run with a stop: %v", err)
-	}
+	db, list := stoppedAfterMarked(t, share)
 	// At the restart the share is not mounted: its files are away, the mount point is empty.
 	away := t.TempDir()
 	entries, _ := os.ReadDir(share)
@@ -278,8 +288,6 @@ func TestUnmountedShareAfterAStop(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	db.Close()
-	db = openDB(t, dbPath)
 	b := agentFor(db, false, bo)
 	if err := b.RunOnce(ctx); err == nil || !strings.Contains(err.Error(), "not mounted") {
 		t.Fatalf("a run with the share away: %v, want the orders waiting for it", err)
@@ -316,16 +324,7 @@ func TestUnmountedShareAfterAStop(t *testing.T) {
 // there again, and every order reaches the new folder once.
 func TestExportDirChangedAfterAStop(t *testing.T) {
 	ctx := context.Background()
-	dbPath := filepath.Join(t.TempDir(), "shop.db")
-	db := openDB(t, dbPath)
-	list := createOrders(t, db, 3, false)
-	a := agentFor(db, false, config.BackOffice{Export: config.BackOfficeExport{Dir: t.TempDir(), Format: config.ExportCSV}})
-	a.hook = crashAt(stepMarked, 1)
-	if err := a.RunOnce(ctx); !errors.Is(err, errCrash) {
-		t.Fatalf("run with a stop: %v", err)
-	}
-	db.Close()
-	db = openDB(t, dbPath)
+	db, list := stoppedAfterMarked(t, t.TempDir())
 	moved := t.TempDir()
 	b := agentFor(db, false, config.BackOffice{Export: config.BackOfficeExport{Dir: moved, Format: config.ExportCSV}})
 	if err := b.RunOnce(ctx); err != nil {
@@ -346,16 +345,7 @@ func TestExportDirChangedAfterAStop(t *testing.T) {
 // folder: a file put in place there is not written again.
 func TestNewFolderAcrossStopsAndPaths(t *testing.T) {
 	ctx := context.Background()
-	dbPath := filepath.Join(t.TempDir(), "shop.db")
-	db := openDB(t, dbPath)
-	list := createOrders(t, db, 3, false)
-	a := agentFor(db, false, config.BackOffice{Export: config.BackOfficeExport{Dir: t.TempDir(), Format: config.ExportCSV}})
-	a.hook = crashAt(stepMarked, 1)
-	if err := a.RunOnce(ctx); !errors.Is(err, errCrash) {
-		t.Fatalf("run with a stop: %v", err)
-	}
-	db.Close()
-	db = openDB(t, dbPath)
+	db, list := stoppedAfterMarked(t, t.TempDir())
 	moved := t.TempDir()
 	bo := config.BackOffice{Export: config.BackOfficeExport{Dir: moved, Format: config.ExportCSV}}
 	// The re-write in the new folder is cut short: a half temporary file, no marker yet.

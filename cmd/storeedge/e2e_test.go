@@ -121,12 +121,15 @@ func (c *cloudProc) post(t *testing.T, path string, body any, out any) {
 	}
 }
 
-// configRequests is how many times the shop has read the cloud's remote configuration.
-func (c *cloudProc) configRequests(t *testing.T) int64 {
+// simStats is what cloudsim counts of the requests it received.
+type simStats struct {
+	Requests int64 `json:"requests"`        // /v1 requests
+	Configs  int64 `json:"config_requests"` // readings of the remote configuration
+}
+
+func (c *cloudProc) stats(t *testing.T) simStats {
 	t.Helper()
-	var stats struct {
-		Configs int64 `json:"config_requests"`
-	}
+	var stats simStats
 	resp, err := http.Get(c.url + "/_sim/stats")
 	if err != nil {
 		t.Fatal(err)
@@ -135,8 +138,11 @@ func (c *cloudProc) configRequests(t *testing.T) int64 {
 	if err := json.NewDecoder(resp.Body).Decode(&stats); err != nil {
 		t.Fatal(err)
 	}
-	return stats.Configs
+	return stats
 }
+
+// configRequests is how many times the shop has read the cloud's remote configuration.
+func (c *cloudProc) configRequests(t *testing.T) int64 { return c.stats(t).Configs }
 
 type exportedItem struct {
 	ID        string          `json:"id"`

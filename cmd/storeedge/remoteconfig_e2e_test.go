@@ -1,8 +1,6 @@
 package main
 
 import (
-	"encoding/json"
-	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -97,15 +95,7 @@ func TestNoCloudAskedForTheQueueWithSyncOff(t *testing.T) {
 	waitFor(t, s, "the log to say no orders are received", time.Minute, func() bool {
 		return strings.Contains(s.log.String(), "servicebus: no orders are received")
 	})
-	var stats struct {
-		Requests int64 `json:"requests"`
-	}
-	resp, err := http.Get(cloud.url + "/_sim/stats")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if err := json.NewDecoder(resp.Body).Decode(&stats); err != nil || stats.Requests != 0 {
-		t.Errorf("the cloud received %d requests from a shop with cloud.sync false (%v)", stats.Requests, err)
+	if n := cloud.stats(t).Requests; n != 0 {
+		t.Errorf("the cloud received %d requests from a shop with cloud.sync false", n)
 	}
 }
