@@ -464,11 +464,7 @@ func remoteQueue(ctx context.Context, client *cloud.Client, log *slog.Logger, re
 			err = errors.New("the cloud's remote configuration names no Service Bus queue; set servicebus.queue")
 		}
 		report(err)
-		var after time.Duration // the cloud's Retry-After, a floor to the wait (cloud-api.md)
-		if ce := (*cloud.Error)(nil); errors.As(err, &ce) {
-			after = ce.RetryAfter
-		}
-		wait := b.Next(after)
+		wait := b.Next(cloud.RetryAfter(err)) // the cloud's Retry-After is a floor (cloud-api.md)
 		log.Warn("servicebus: cannot learn the queue name yet", slog.Any("error", err), slog.Duration("retry_in", wait))
 		if err := backoff.Sleep(ctx, wait); err != nil {
 			return "", err

@@ -91,6 +91,15 @@ func (e *Error) Retryable() bool {
 	return true
 }
 
+// RetryAfter is the wait err asks for: the Retry-After of a *Error (429, 503), else 0.
+func RetryAfter(err error) time.Duration {
+	var ce *Error
+	if errors.As(err, &ce) {
+		return ce.RetryAfter
+	}
+	return 0
+}
+
 // ErrUnauthorized means the store key was refused; retrying will not help until the
 // configuration changes.
 var ErrUnauthorized = errors.New("cloud: store key refused (401): check cloud.store_key")

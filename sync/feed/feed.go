@@ -149,11 +149,7 @@ func (s *Syncer) Run(ctx context.Context) error {
 		}
 		wait := s.poll
 		if err != nil {
-			var ce *cloud.Error
-			retryAfter := time.Duration(0)
-			if errors.As(err, &ce) {
-				retryAfter = ce.RetryAfter
-			}
+			retryAfter := cloud.RetryAfter(err)
 			if errors.Is(err, cloud.ErrUnauthorized) {
 				retryAfter = s.maxB
 			}
@@ -199,7 +195,7 @@ func (s *Syncer) SyncOnce(ctx context.Context) error {
 				// Nothing else will get through either.
 				return err
 			}
-			if ce := (*cloud.Error)(nil); errors.As(err, &ce) && ce.RetryAfter > 0 {
+			if cloud.RetryAfter(err) > 0 {
 				// The cloud asked the shop to wait (cloud-api.md): the rest of the pass waits too.
 				return err
 			}

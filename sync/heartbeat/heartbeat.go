@@ -4,7 +4,6 @@ package heartbeat
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"time"
 
@@ -57,11 +56,7 @@ func (s *Sender) Run(ctx context.Context) error {
 		}
 		// A cloud that asks the shop to wait (429 or 503 with Retry-After) gets no heartbeat before
 		// that time (cloud-api.md).
-		wait := interval
-		if ce := (*cloud.Error)(nil); errors.As(err, &ce) {
-			wait = max(wait, ce.RetryAfter)
-		}
-		t.Reset(wait)
+		t.Reset(max(interval, cloud.RetryAfter(err)))
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

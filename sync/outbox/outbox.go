@@ -110,12 +110,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			b.Reset()
 		}
 		if err != nil {
-			var ce *cloud.Error
-			retryAfter := time.Duration(0)
-			if errors.As(err, &ce) {
-				retryAfter = ce.RetryAfter
-			}
-			wait := b.Next(retryAfter)
+			wait := b.Next(cloud.RetryAfter(err))
 			w.fail(err, wait)
 			if err := backoff.Sleep(ctx, wait); err != nil {
 				return err
