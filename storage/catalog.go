@@ -236,7 +236,7 @@ type LocalChange struct {
 // LoadingProducts tells whether a bulk load of products is under way (a first sync, a reading
 // of the whole collection again, a backlog of 50,000 changes or more): until it ends, the
 // barcodes it brings are not looked up and the search index holds what it held before it.
-func (db *DB) LoadingProducts() bool { return db.loadingProducts.Load() }
+func (db *DB) LoadingProducts() bool { return db.ftsStale.Load() }
 
 // Seq returns the last local change sequence committed. It never waits for a write in progress.
 // It moves just after the commit, so a read may already see changes above it: Head is the

@@ -43,12 +43,11 @@ type DB struct {
 	stmts map[string]*sql.Stmt
 
 	seq atomic.Int64 // last local change sequence committed, persisted in meta
-	// loadingProducts mirrors ftsStale for readers: a bulk load of products is under way, its
-	// barcodes staged and the search index not rebuilt until it ends.
-	loadingProducts atomic.Bool
+	// ftsStale: the search index waits for the end of a bulk load of products, whose barcodes
+	// are staged until then; persisted in meta. Written under wmu, read by any reader.
+	ftsStale atomic.Bool
 
 	wmu        sync.Mutex           // serialises write transactions; protects the fields below
-	ftsStale   bool                 // the search index waits for the end of a bulk load, persisted in meta
 	deferred   map[string]bool      // collections in a bulk load: their secondary indexes are dropped
 	uncounted  map[string]bool      // collections in a bulk load of an empty table: their count triggers are dropped
 	countExact map[string]bool      // of those, the ones whose load has counted its rows exactly so far
@@ -120,11 +119,12 @@ func openWith(ctx context.Context, path string, ms []migration) (*DB, error) {
 	r.SetMaxIdleConns(n)
 	db.r = r
 	var seq int64
-	if err := db.w.QueryRowContext(ctx, `SELECT (SELECT value FROM meta WHERE key = 'seq'), (SELECT value FROM meta WHERE key = 'fts_stale')`).Scan(&seq, &db.ftsStale); err != nil {
+	var ftsStale bool
+	if err := db.w.QueryRowContext(ctx, `SELECT (SELECT value FROM meta WHERE key = 'seq'), (SELECT value FROM meta WHERE key = 'fts_stale')`).Scan(&seq, &ftsStale); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("storage: read sequence: %w", err)
 	}
-	db.loadingProducts.Store(db.ftsStale)
+	db.ftsStale.Store(ftsStale)
 	db.seq.Store(seq)
 	if err := db.checkEpoch(ctx); err != nil {
 		db.Close()

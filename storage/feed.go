@@ -226,7 +226,7 @@ func (db *DB) newPageApply(p *Page) *pageApply {
 	pa.uncounted = db.uncounted[p.Collection]
 	// A re-snapshot is handled as a bulk load of the search index too: the rebuild drops the
 	// entries of the products it removes.
-	pa.bulk = p.Collection == cloudapi.Products && (pa.loading || db.ftsStale || st.Cursor == "" || st.Resnapshot || p.End.Remaining >= bulkThreshold)
+	pa.bulk = p.Collection == cloudapi.Products && (pa.loading || db.ftsStale.Load() || st.Cursor == "" || st.Resnapshot || p.End.Remaining >= bulkThreshold)
 	return pa
 }
 
@@ -296,7 +296,7 @@ func (pa *pageApply) begin(ctx context.Context) error {
 		}
 		pa.uncounted = pa.uncounted || dropped
 	}
-	if pa.bulk && !pa.db.ftsStale {
+	if pa.bulk && !pa.db.ftsStale.Load() {
 		if _, err := pa.tx.ExecContext(ctx, `UPDATE meta SET value = 1 WHERE key = 'fts_stale'`); err != nil {
 			return fmt.Errorf("storage: apply page: %w", err)
 		}
@@ -503,8 +503,7 @@ func (db *DB) afterApply(pa *pageApply) {
 	db.noteSeqLocked()
 	db.invalidateHot(p, rebuilt)
 	if p.Collection == cloudapi.Products {
-		db.ftsStale = pa.bulk && !rebuilt
-		db.loadingProducts.Store(db.ftsStale)
+		db.ftsStale.Store(pa.bulk && !rebuilt)
 	}
 	db.deferred[p.Collection] = pa.loading && !pa.caughtUp()
 	db.countExact[p.Collection] = pa.uncounted && (pa.startLoad || db.countExact[p.Collection]) && !pa.held
