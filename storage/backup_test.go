@@ -114,14 +114,22 @@ func TestRestoreRefusedWhileTheDatabaseIsOpen(t *testing.T) {
 	apply(t, db, cloudapi.Products, "c2", product("P3", 3, "Cocoa", "Drinks"))
 }
 
-func TestRestoreKeepsTheReplacedDatabase(t *testing.T) {
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "storeedge.db")
-	db := shopDB(t, path)
-	backup := filepath.Join(t.TempDir(), "b")
-	if err := db.Backup(ctx, backup, Manifest{}); err != nil {
+// backedUpShop makes a shop's database (shopDB) and a backup of it; it returns the database's
+// path, the open database and the backup's path.
+func backedUpShop(t *testing.T) (path string, db *DB, backup string) {
+	t.Helper()
+	path = filepath.Join(t.TempDir(), "storeedge.db")
+	db = shopDB(t, path)
+	backup = filepath.Join(t.TempDir(), "b")
+	if err := db.Backup(context.Background(), backup, Manifest{}); err != nil {
 		t.Fatal(err)
 	}
+	return path, db, backup
+}
+
+func TestRestoreKeepsTheReplacedDatabase(t *testing.T) {
+	ctx := context.Background()
+	path, db, backup := backedUpShop(t)
 	apply(t, db, cloudapi.Products, "c2", product("P3", 3, "Cocoa", "Drinks"))
 	db.Close()
 	res, err := Restore(ctx, backup, path)
@@ -367,12 +375,7 @@ func openOlder(ctx context.Context, path string, ms []migration) (*DB, error) {
 // made after the restore, even those made before it reconnected (openapi.yaml, events).
 func TestRestoreCarriesEventIDsOver(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "storeedge.db")
-	db := shopDB(t, path)
-	backup := filepath.Join(t.TempDir(), "b")
-	if err := db.Backup(ctx, backup, Manifest{}); err != nil {
-		t.Fatal(err)
-	}
+	path, db, backup := backedUpShop(t)
 	for i := range 5 { // the device follows these, after the backup
 		if _, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("dv_pos"), IdempotencyKey: fmt.Sprint("later", i), RequestHash: "h"}); err != nil {
 			t.Fatal(err)

@@ -20,16 +20,26 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func TestHeartbeatReportsSyncState(t *testing.T) {
-	sim := cloudsim.New(cloudsim.Options{Products: 50, StoreKey: "k"})
-	ts := httptest.NewServer(sim.Handler())
-	defer ts.Close()
+// shopOf opens a shop's database and a cloud client for ts; the database closes with the test.
+func shopOf(t *testing.T, ts *httptest.Server) (*storage.DB, *cloud.Client) {
+	t.Helper()
 	db, err := storage.Open(context.Background(), filepath.Join(t.TempDir(), "shop.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
-	client, _ := cloud.New(ts.URL, "k", ts.Client(), "test")
+	t.Cleanup(func() { db.Close() })
+	client, err := cloud.New(ts.URL, "k", ts.Client(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db, client
+}
+
+func TestHeartbeatReportsSyncState(t *testing.T) {
+	sim := cloudsim.New(cloudsim.Options{Products: 50, StoreKey: "k"})
+	ts := httptest.NewServer(sim.Handler())
+	defer ts.Close()
+	db, client := shopOf(t, ts)
 	if err := feed.New(feed.Options{DB: db, Client: client}).SyncOnce(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -74,12 +84,7 @@ func TestHeartbeatWaitsForRetryAfter(t *testing.T) {
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	defer ts.Close()
-	db, err := storage.Open(context.Background(), filepath.Join(t.TempDir(), "shop.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	client, _ := cloud.New(ts.URL, "k", ts.Client(), "test")
+	db, client := shopOf(t, ts)
 	ctx, cancel := context.WithCancel(context.Background())
 	sent := make(chan error, 16)
 	s := &Sender{Client: client, DB: db, ServerID: "shop-7", StartedAt: time.Now(), Interval: 10 * time.Millisecond,
