@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/storeedge/storeedge/devices"
+	"github.com/storeedge/storeedge/internal/config"
+	"github.com/storeedge/storeedge/internal/wan"
 	"github.com/storeedge/storeedge/orders"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/cloud"
@@ -91,5 +94,50 @@ func TestAlertFactsFromTheComponents(t *testing.T) {
 	f, err = alertSources{db: db, devices: dm}.facts(dir)(ctx)
 	if err != nil || f.WAN != nil || f.ServiceBus != nil || !f.OldestUpload.IsZero() {
 		t.Errorf("sync and Service Bus off: %+v, %v", f, err)
+	}
+}
+
+// media_quota_full is a fact only while the media service fetches: items left waiting for room
+// stay recorded when media.enabled is turned off, and nothing would ever clear them then.
+func TestMediaQuotaFullOnlyWhileMediaFetches(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db, err := storage.Open(ctx, filepath.Join(dir, "storeedge.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	dm, err := devices.New(ctx, devices.Options{DB: db, EnrollmentSecret: "enrollment-secret-0123456789"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.RecordMediaFailure(ctx, storage.MediaFailure{ID: "M1", MD5: "1B2M2Y8AsgTpgAmY7PhCfg==", Kind: storage.MediaNoSpace,
+		Reason: "the cache is full", Attempts: 1, NextTry: time.Now().Add(time.Minute), At: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		enabled bool
+		want    bool
+	}{{"media on", true, true}, {"media off", false, false}} {
+		cfg := config.Default()
+		cfg.DataDir = dir
+		cfg.Media.Enabled = tc.enabled
+		cfg.Media.ContainerURL = "https://shop.blob.core.windows.net/media?sv=2024-01-01&sig=abc"
+		dialer, err := wan.New(wan.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := newMedia(cfg, db, dialer, nil, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		facts, err := alertSources{db: db, devices: dm, media: f}.facts(dir)(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if facts.MediaQuotaFull != tc.want {
+			t.Errorf("%s, an item waiting for room: media quota full %v, want %v", tc.name, facts.MediaQuotaFull, tc.want)
+		}
 	}
 }
