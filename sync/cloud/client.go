@@ -77,15 +77,14 @@ func (e *Error) Error() string {
 	return s
 }
 
-// Retryable reports whether the same request may succeed later: every answer but a 4xx other
-// than 408 and 429 (cloud-api.md). An answer the contract does not give (a 202, a redirect from
-// a gateway in the way) says nothing about the request, so it is tried again, never taken as a
-// refusal.
+// Retryable reports whether the same request may succeed later. Only an answer that refuses
+// the request's content is final (cloud-api.md): 400, 409, 413 and 422. Every other answer is
+// tried again: a 5xx, 408 and 429; a 403, 404 or 405, which a wrong cloud.url, a gateway or a
+// firewall in the way gives whatever the request holds; and an answer the contract does not
+// give (a 202, a redirect), which says nothing about the request.
 func (e *Error) Retryable() bool {
-	switch {
-	case e.Status == http.StatusTooManyRequests, e.Status == http.StatusRequestTimeout:
-		return true
-	case e.Status >= 400 && e.Status < 500:
+	switch e.Status {
+	case http.StatusBadRequest, http.StatusConflict, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity:
 		return false
 	}
 	return true

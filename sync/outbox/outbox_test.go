@@ -262,10 +262,13 @@ func TestBatchesStayUnderFourMiB(t *testing.T) {
 	}
 }
 
-// An answer the contract does not give (a 202, a 204, a gateway's redirect) is no refusal: the
-// batch stays queued and is sent again (cloud-api.md); nothing is set aside as rejected.
+// An answer the contract does not give (a 202, a 204, a gateway's redirect), and a refusal that
+// is not about the request's content (a 403 or 404 from a wrong cloud.url, a gateway or a
+// firewall), is no refusal of the orders: the batch stays queued and is sent again
+// (cloud-api.md); nothing is set aside as rejected.
 func TestUnexpectedAnswersKeepTheOrdersQueued(t *testing.T) {
-	for _, status := range []int{http.StatusAccepted, http.StatusNoContent, http.StatusFound, http.StatusNotModified} {
+	for _, status := range []int{http.StatusAccepted, http.StatusNoContent, http.StatusFound, http.StatusNotModified,
+		http.StatusForbidden, http.StatusNotFound, http.StatusMethodNotAllowed, http.StatusGone, http.StatusUnsupportedMediaType} {
 		t.Run(fmt.Sprint(status), func(t *testing.T) {
 			db := openDB(t)
 			ctx := context.Background()
@@ -283,8 +286,9 @@ func TestUnexpectedAnswersKeepTheOrdersQueued(t *testing.T) {
 				t.Fatal(err)
 			}
 			w := New(Options{DB: db, Cloud: c})
-			if _, err := w.Drain(ctx); err == nil {
-				t.Fatalf("a drain answered %d succeeded", status)
+			_, err = w.Drain(ctx)
+			if err == nil || !strings.Contains(err.Error(), fmt.Sprint(status)) {
+				t.Fatalf("a drain answered %d: %v, want an error naming the answer", status, err)
 			}
 			if rejected, _ := db.RejectedOutbox(ctx, 10); len(rejected) != 0 {
 				t.Fatalf("answered %d: %d orders set aside as rejected: %+v", status, len(rejected), rejected)
@@ -292,6 +296,7 @@ func TestUnexpectedAnswersKeepTheOrdersQueued(t *testing.T) {
 			if pending, rejected, _, err := db.OutboxBacklog(ctx); err != nil || pending != 3 || rejected != 0 {
 				t.Fatalf("answered %d: %d events queued, %d rejected (%v), want 3 and 0", status, pending, rejected, err)
 			}
+
 		})
 	}
 }
