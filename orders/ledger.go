@@ -9,6 +9,8 @@ const (
 	StageStatus         = "status"          // its status or contents changed (detail: from → to)
 	StageUploaded       = "uploaded"        // the cloud has it
 	StageUploadRejected = "upload_rejected" // the cloud refused it for good
+	StageUploadHeld     = "upload_held"     // set aside unsent behind an earlier event of the order the cloud refused
+	StageUploadRetry    = "upload_retry"    // an admin put refused events back in the upload queue
 	StagePushed         = "pushed"          // an order-handling device acknowledged it
 	StageExported       = "exported"        // the back office has it
 	StageExportFailed   = "export_failed"   // the back office refused it

@@ -35,6 +35,7 @@ func (s *Server) adminRoutes(r chi.Router) {
 		r.Get("/api/v1/status", s.handle(s.status))
 		s.adminDeviceRoutes(r)
 		r.Get("/api/v1/admin/outbox/rejected", s.handle(s.rejectedOutbox))
+		r.Post("/api/v1/admin/outbox/retry", s.handle(s.retryAllOutbox))
 		r.Post("/api/v1/admin/outbox/{seq}/retry", s.handle(s.retryOutbox))
 		r.Post("/api/v1/admin/backoffice/run", s.handle(s.runBackOffice))
 		r.Get("/api/v1/admin/backoffice/webhook/failures", s.handle(s.webhookFailures))
@@ -378,25 +379,46 @@ func (s *Server) rejectedOutbox(w http.ResponseWriter, r *http.Request) error {
 	}{entries})
 }
 
-// retryOutbox puts a rejected entry back in the upload queue, once the cause is fixed.
+// probEarlierRefused answers a retry of an order's event while an earlier one is still refused.
+var probEarlierRefused = problemType{"earlier-refused", "An earlier event of the order is still refused", http.StatusConflict}
+
+// retryOutbox puts a rejected entry back in the upload queue, once the cause is fixed, with the
+// later refused events of its order.
 func (s *Server) retryOutbox(w http.ResponseWriter, r *http.Request) error {
 	raw, _ := pathParam(r, "seq")
 	seq, err := strconv.ParseInt(raw, 10, 64)
 	if err != nil || seq <= 0 {
 		return refuse(probBadParameter, "seq: "+strconv.Quote(raw)+" is not a positive whole number")
 	}
-	ok, err := s.o.DB.RetryOutbox(r.Context(), seq)
+	n, err := s.o.DB.RetryOutbox(r.Context(), seq)
+	var earlier *storage.ErrEarlierRefused
+	if errors.As(err, &earlier) {
+		return refuse(probEarlierRefused, earlier.Error())
+	}
 	if err != nil {
 		return fmt.Errorf("retry outbox entry: %w", err)
 	}
-	if !ok {
+	if n == 0 {
 		return refuse(probNotFound, fmt.Sprintf("no rejected outbox entry %d", seq))
 	}
-	s.o.Logger.Info("outbox: rejected entry queued again by an admin", slog.Int64("seq", seq))
+	s.o.Logger.Info("outbox: rejected entry queued again by an admin", slog.Int64("seq", seq), slog.Int64("requeued", n))
 	return writeJSON(w, http.StatusOK, struct {
-		Seq   int64  `json:"seq"`
-		State string `json:"state"`
-	}{seq, storage.OutboxPending})
+		Seq      int64  `json:"seq"`
+		State    string `json:"state"`
+		Requeued int64  `json:"requeued"`
+	}{seq, storage.OutboxPending, n})
+}
+
+// retryAllOutbox puts every rejected entry back in the upload queue, in the order they happened.
+func (s *Server) retryAllOutbox(w http.ResponseWriter, r *http.Request) error {
+	n, err := s.o.DB.RetryRejectedOutbox(r.Context())
+	if err != nil {
+		return fmt.Errorf("retry outbox: %w", err)
+	}
+	s.o.Logger.Info("outbox: every rejected entry queued again by an admin", slog.Int64("requeued", n))
+	return writeJSON(w, http.StatusOK, struct {
+		Requeued int64 `json:"requeued"`
+	}{n})
 }
 
 // seenDevices lists the devices that said hello on the LAN (docs/discovery.md), so that shop IT

@@ -43,7 +43,7 @@ var (
 	descSyncQuar  = gaugeDesc("storeedge_sync_quarantined_lines", "Feed lines of the collection set aside as malformed.", "collection")
 	descSyncError = gaugeDesc("storeedge_sync_failing", "1 when the collection's last sync attempt failed since its last success.", "collection")
 
-	descOutboxDepth    = gaugeDesc("storeedge_outbox_depth", "Outbox entries (order changes) waiting to be uploaded to the cloud.")
+	descOutboxDepth    = gaugeDesc("storeedge_outbox_depth", "Outbox entries (order changes, imported stock levels) waiting to be uploaded to the cloud.")
 	descOutboxRejected = gaugeDesc("storeedge_outbox_rejected", "Outbox entries the cloud refused for good, waiting for an admin.")
 	descOutboxOldest   = gaugeDesc("storeedge_outbox_oldest_age_seconds", "Age of the oldest outbox entry waiting for upload; 0 when none waits.")
 

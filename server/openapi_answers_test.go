@@ -215,6 +215,7 @@ func contractOrders(t *testing.T, rg *contractRig) {
 	}
 	rg.call(t, "GET", "/api/v1/admin/outbox/rejected", "")
 	rg.call(t, "POST", fmt.Sprintf("/api/v1/admin/outbox/%d/retry", pending[0].Seq), "")
+	rg.call(t, "POST", "/api/v1/admin/outbox/retry", "")
 
 	ledger := decodeInto[orderAnswer](t, rg.call(t, "GET", "/api/v1/orders/"+id, "")).Ledger
 	var stages []string

@@ -229,3 +229,70 @@ func TestOutboxAdmin(t *testing.T) {
 		t.Fatalf("after retry %+v", st)
 	}
 }
+
+// An order's events reach the cloud in the order they happened: once its creation is refused,
+// its later changes are held back beside it, unsent, and a retry of the creation puts them back
+// in the queue behind it (cloud-api.md). Retrying a later one first is refused, naming the
+// earlier one.
+func TestOutboxHoldsAnOrdersLaterEvents(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	o := decodeOrder(t, f.order(t, "pos", "k", `{"lines":[{"product_id":"P0002","quantity":1}]}`), http.StatusCreated).Order
+	setStatus := func(status string) {
+		t.Helper()
+		decodeOrder(t, f.post(t, "/api/v1/orders/"+o.ID+"/status", "application/json", `{"status":"`+status+`"}`), http.StatusOK)
+	}
+	setStatus("preparing")
+	p, _ := f.db.PendingOutbox(ctx, 10)
+	if len(p) != 2 || p[0].Type != "order.created" || p[1].Type != "order.updated" {
+		t.Fatalf("outbox %+v", p)
+	}
+	created, updated := p[0], p[1]
+	// The cloud refuses the creation alone: the change queued after it must not go.
+	if err := f.db.CompleteOutbox(ctx, storage.OutboxResult{Rejected: map[string]string{created.Key: "unknown product P0002"}}); err != nil {
+		t.Fatal(err)
+	}
+	setStatus("ready") // a change made while the creation is refused is held back too
+	if p, _ := f.db.PendingOutbox(ctx, 10); len(p) != 0 {
+		t.Fatalf("sent after a refused creation: %+v", p)
+	}
+	list := decodeOK[struct {
+		Items []storage.OutboxEntry `json:"items"`
+	}](t, f.get(t, "/api/v1/admin/outbox/rejected"))
+	if len(list.Items) != 3 || list.Items[2].LastError != "unknown product P0002" ||
+		!strings.Contains(list.Items[0].LastError, fmt.Sprintf("held back, not sent: outbox entry %d", created.Seq)) {
+		t.Fatalf("rejected %+v", list.Items)
+	}
+
+	wantProblem(t, f.post(t, fmt.Sprintf("/api/v1/admin/outbox/%d/retry", updated.Seq), "", ""), http.StatusConflict, "earlier-refused")
+	retried := decodeOK[struct {
+		Seq      int64  `json:"seq"`
+		State    string `json:"state"`
+		Requeued int64  `json:"requeued"`
+	}](t, f.post(t, fmt.Sprintf("/api/v1/admin/outbox/%d/retry", created.Seq), "", ""))
+	if retried.Requeued != 3 || retried.Seq != created.Seq || retried.State != "pending" {
+		t.Fatalf("requeued %d, want the creation and its two changes", retried.Requeued)
+	}
+	p, _ = f.db.PendingOutbox(ctx, 10)
+	if len(p) != 3 || p[0].Key != created.Key || p[1].Key != updated.Key || p[2].Type != "order.updated" || p[0].Attempts != 0 || p[0].LastError != "" {
+		t.Fatalf("queued again %+v, want the creation first, as new", p)
+	}
+	stages := map[string]int{}
+	for _, e := range decodeOrder(t, f.get(t, "/api/v1/orders/"+o.ID), http.StatusOK).Ledger {
+		stages[e.Stage]++
+	}
+	if stages[orders.StageUploadRejected] != 1 || stages[orders.StageUploadHeld] != 2 || stages[orders.StageUploadRetry] != 3 {
+		t.Fatalf("ledger stages %v", stages)
+	}
+
+	// Refused again, every entry set aside goes back with one call.
+	if err := f.db.CompleteOutbox(ctx, storage.OutboxResult{Rejected: map[string]string{created.Key: "unknown product P0002"}}); err != nil {
+		t.Fatal(err)
+	}
+	all := decodeOK[struct {
+		Requeued int64 `json:"requeued"`
+	}](t, f.post(t, "/api/v1/admin/outbox/retry", "", ""))
+	if p, _ := f.db.PendingOutbox(ctx, 10); all.Requeued != 3 || len(p) != 3 || p[0].Key != created.Key {
+		t.Fatalf("retry all: %d requeued, queue %+v", all.Requeued, p)
+	}
+}

@@ -1,11 +1,13 @@
 package storage
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -354,9 +356,32 @@ func ledger(ctx context.Context, tx *sql.Tx, orderID string, at time.Time, stage
 	return err
 }
 
+// outbox queues an event for the cloud. An order's events reach the cloud in the order they
+// happened: while an earlier event of the order is refused, a new one is held back beside it,
+// unsent, until an admin retries them (RetryOutbox).
 func outbox(ctx context.Context, tx *sql.Tx, key, typ, orderID string, at time.Time, data []byte) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO outbox(key, type, order_id, at, data) VALUES (?, ?, ?, ?, ?)`, key, typ, orderID, at.UnixMilli(), string(data))
+	state, reason := OutboxPending, ""
+	if orderID != "" {
+		var refused sql.NullInt64
+		if err := tx.QueryRowContext(ctx, `SELECT min(seq) FROM outbox WHERE order_id = ? AND state = 'rejected'`, orderID).Scan(&refused); err != nil {
+			return err
+		}
+		if refused.Valid {
+			state, reason = OutboxRejected, heldReason(refused.Int64)
+			if err := ledger(ctx, tx, orderID, at, orders.StageUploadHeld, typ, reason); err != nil {
+				return err
+			}
+		}
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO outbox(key, type, order_id, at, data, state, last_error) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		key, typ, orderID, at.UnixMilli(), string(data), state, reason)
 	return err
+}
+
+// heldReason is the reason given for an event held back behind the refused event seq of its
+// order.
+func heldReason(seq int64) string {
+	return fmt.Sprintf("held back, not sent: outbox entry %d, an earlier event of this order, was refused by the cloud; retry that one", seq)
 }
 
 // event logs an event and adds it to made, for the event tail once committed.
@@ -447,6 +472,16 @@ func (db *DB) PendingOutbox(ctx context.Context, limit int) ([]OutboxEntry, erro
 	return db.outboxEntries(ctx, `WHERE state = 'pending' ORDER BY seq LIMIT ?`, limit)
 }
 
+// OutboxPending reports whether the entry with this key still waits for the cloud.
+func (db *DB) OutboxPending(ctx context.Context, key string) (bool, error) {
+	var state string
+	err := db.r.QueryRowContext(ctx, `SELECT state FROM outbox WHERE key = ?`, key).Scan(&state)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return false, fmt.Errorf("storage: outbox entry: %w", err)
+	}
+	return state == OutboxPending, nil
+}
+
 // RejectedOutbox returns up to limit entries the cloud refused, newest first.
 func (db *DB) RejectedOutbox(ctx context.Context, limit int) ([]OutboxEntry, error) {
 	return db.outboxEntries(ctx, `WHERE state = 'rejected' ORDER BY seq DESC LIMIT ?`, limit)
@@ -486,7 +521,7 @@ func (db *DB) CompleteOutbox(ctx context.Context, r OutboxResult) error {
 	now := time.Now()
 	err := db.write(ctx, func(tx *sql.Tx) error {
 		update, err := tx.PrepareContext(ctx, `UPDATE outbox SET state = ?, last_error = ?, done_at = ?, attempts = attempts + 1
-			WHERE key = ? AND state = 'pending' RETURNING order_id, type`)
+			WHERE key = ? AND state = 'pending' RETURNING order_id, type, seq`)
 		if err != nil {
 			return err
 		}
@@ -496,25 +531,70 @@ func (db *DB) CompleteOutbox(ctx context.Context, r OutboxResult) error {
 			return err
 		}
 		defer addLedger.Close()
+		hold, err := tx.PrepareContext(ctx, `UPDATE outbox SET state = 'rejected', last_error = ?, done_at = ?
+			WHERE order_id = ? AND seq > ? AND state = 'pending' RETURNING type`)
+		if err != nil {
+			return err
+		}
+		defer hold.Close()
 		mark := func(key, state, reason, stage string) error {
 			var orderID, typ string
-			err := update.QueryRowContext(ctx, state, reason, now.UnixMilli(), key).Scan(&orderID, &typ)
+			var seq int64
+			err := update.QueryRowContext(ctx, state, reason, now.UnixMilli(), key).Scan(&orderID, &typ, &seq)
 			if errors.Is(err, sql.ErrNoRows) {
 				return nil // not pending any more: an answer to a batch sent twice
 			}
 			if err != nil || orderID == "" {
 				return err
 			}
-			_, err = addLedger.ExecContext(ctx, orderID, now.UnixMilli(), stage, typ, reason)
-			return err
+			if _, err = addLedger.ExecContext(ctx, orderID, now.UnixMilli(), stage, typ, reason); err != nil || state != OutboxRejected {
+				return err
+			}
+			// The order's later events wait behind the refused one, so that they never reach the
+			// cloud before it.
+			held := heldReason(seq)
+			rows, err := hold.QueryContext(ctx, held, now.UnixMilli(), orderID, seq)
+			if err != nil {
+				return err
+			}
+			var types []string
+			for rows.Next() {
+				var t string
+				if err := rows.Scan(&t); err != nil {
+					rows.Close()
+					return err
+				}
+				types = append(types, t)
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
+			for _, t := range types {
+				if _, err := addLedger.ExecContext(ctx, orderID, now.UnixMilli(), orders.StageUploadHeld, t, held); err != nil {
+					return err
+				}
+			}
+			return nil
 		}
 		for _, k := range r.Delivered {
 			if err := mark(k, OutboxSent, "", orders.StageUploaded); err != nil {
 				return err
 			}
 		}
-		for k, reason := range r.Rejected {
-			if err := mark(k, OutboxRejected, reason, orders.StageUploadRejected); err != nil {
+		// In the order the events happened: an event held behind an earlier one is not refused
+		// on its own account as well.
+		refused := make([]string, 0, len(r.Rejected))
+		for k := range r.Rejected {
+			refused = append(refused, k)
+		}
+		seqs, err := outboxSeqs(ctx, tx, refused)
+		if err != nil {
+			return err
+		}
+		slices.SortFunc(refused, func(a, b string) int { return cmp.Compare(seqs[a], seqs[b]) })
+		for _, k := range refused {
+			if err := mark(k, OutboxRejected, r.Rejected[k], orders.StageUploadRejected); err != nil {
 				return err
 			}
 		}
@@ -542,25 +622,102 @@ func (db *DB) FailOutbox(ctx context.Context, keys []string, reason string) erro
 	return nil
 }
 
-// RetryOutbox puts a rejected entry back in the queue (an admin decided to try again). It
-// reports whether the entry was rejected.
-func (db *DB) RetryOutbox(ctx context.Context, seq int64) (bool, error) {
+// outboxSeqs gives the sequence numbers of the entries with these keys.
+func outboxSeqs(ctx context.Context, tx *sql.Tx, keys []string) (map[string]int64, error) {
+	seqs := make(map[string]int64, len(keys))
+	for _, k := range keys {
+		var seq int64
+		err := tx.QueryRowContext(ctx, `SELECT seq FROM outbox WHERE key = ?`, k).Scan(&seq)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return nil, err
+		}
+		seqs[k] = seq
+	}
+	return seqs, nil
+}
+
+// ErrEarlierRefused is RetryOutbox's answer for an event whose order has an earlier event
+// still refused: that one must go first.
+type ErrEarlierRefused struct{ Seq int64 }
+
+func (e *ErrEarlierRefused) Error() string {
+	return fmt.Sprintf("outbox entry %d, an earlier event of the same order, is still refused: retry it first (its later events go with it)", e.Seq)
+}
+
+// RetryOutbox puts a rejected entry back in the queue (an admin decided to try again), with the
+// later refused events of its order, which go after it in the order they happened. It returns
+// how many entries it queued again: 0 when seq is not a refused entry, and *ErrEarlierRefused
+// when an earlier event of the order is still refused.
+func (db *DB) RetryOutbox(ctx context.Context, seq int64) (int64, error) {
 	var n int64
 	err := db.write(ctx, func(tx *sql.Tx) error {
-		r, err := tx.ExecContext(ctx, `UPDATE outbox SET state = 'pending', done_at = 0 WHERE seq = ? AND state = 'rejected'`, seq)
+		var orderID string
+		err := tx.QueryRowContext(ctx, `SELECT order_id FROM outbox WHERE seq = ? AND state = 'rejected'`, seq).Scan(&orderID)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
 		if err != nil {
 			return err
 		}
-		n, err = r.RowsAffected()
+		if orderID == "" {
+			n, err = requeue(ctx, tx, `seq = ?`, seq)
+			return err
+		}
+		var earlier sql.NullInt64
+		if err := tx.QueryRowContext(ctx, `SELECT min(seq) FROM outbox WHERE order_id = ? AND state = 'rejected' AND seq < ?`, orderID, seq).Scan(&earlier); err != nil {
+			return err
+		}
+		if earlier.Valid {
+			return &ErrEarlierRefused{Seq: earlier.Int64}
+		}
+		n, err = requeue(ctx, tx, `order_id = ? AND seq >= ?`, orderID, seq)
 		return err
 	})
 	if err != nil {
-		return false, fmt.Errorf("storage: retry outbox: %w", err)
+		var e *ErrEarlierRefused
+		if errors.As(err, &e) {
+			return 0, err
+		}
+		return 0, fmt.Errorf("storage: retry outbox: %w", err)
 	}
-	if n == 1 {
+	if n > 0 {
 		db.outboxSig.notify()
 	}
-	return n == 1, nil
+	return n, nil
+}
+
+// requeue puts the refused entries matching where back in the queue as new (no attempts, no
+// error), and notes it in their orders' ledgers.
+func requeue(ctx context.Context, tx *sql.Tx, where string, args ...any) (int64, error) {
+	rows, err := tx.QueryContext(ctx, `UPDATE outbox SET state = 'pending', done_at = 0, attempts = 0, last_error = ''
+		WHERE state = 'rejected' AND `+where+` RETURNING order_id, type`, args...)
+	if err != nil {
+		return 0, err
+	}
+	type requeued struct{ orderID, typ string }
+	var done []requeued
+	for rows.Next() {
+		var r requeued
+		if err := rows.Scan(&r.orderID, &r.typ); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		done = append(done, r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	now := time.Now()
+	for _, r := range done {
+		if r.orderID == "" {
+			continue
+		}
+		if err := ledger(ctx, tx, r.orderID, now, orders.StageUploadRetry, r.typ, ""); err != nil {
+			return 0, err
+		}
+	}
+	return int64(len(done)), nil
 }
 
 // OrderStats is what status shows of orders.

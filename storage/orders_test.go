@@ -85,9 +85,9 @@ func TestUpdateOrderAndOutbox(t *testing.T) {
 	if st.OutboxPending != 0 || st.OutboxRejected != 1 || st.ByStatus["ready"] != 1 {
 		t.Fatalf("stats %+v", st)
 	}
-	ok, err := db.RetryOutbox(ctx, pending[1].Seq)
-	if err != nil || !ok {
-		t.Fatalf("retry: %v %v", ok, err)
+	n, err := db.RetryOutbox(ctx, pending[1].Seq)
+	if err != nil || n != 1 {
+		t.Fatalf("retry: %v %v", n, err)
 	}
 	if st, _ := db.OrderStats(ctx); st.OutboxPending != 1 || st.OldestPendingAt == nil {
 		t.Fatalf("after retry: %+v", st)
@@ -97,7 +97,7 @@ func TestUpdateOrderAndOutbox(t *testing.T) {
 	for _, e := range l {
 		stages = append(stages, e.Stage)
 	}
-	want := "[received stored status uploaded upload_rejected]"
+	want := "[received stored status uploaded upload_rejected upload_retry]"
 	if got := fmt.Sprint(stages); got != want {
 		t.Fatalf("ledger %s, want %s", got, want)
 	}

@@ -52,11 +52,8 @@ func (db *DB) RememberSupportRequest(ctx context.Context, id, kind string, seq i
 func (db *DB) RetryRejectedOutbox(ctx context.Context) (int64, error) {
 	var n int64
 	err := db.write(ctx, func(tx *sql.Tx) error {
-		r, err := tx.ExecContext(ctx, `UPDATE outbox SET state = 'pending', done_at = 0 WHERE state = 'rejected'`)
-		if err != nil {
-			return err
-		}
-		n, err = r.RowsAffected()
+		var err error
+		n, err = requeue(ctx, tx, `1`)
 		return err
 	})
 	if err != nil {

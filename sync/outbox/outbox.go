@@ -203,6 +203,18 @@ func (w *Worker) upload(ctx context.Context, entries []storage.OutboxEntry) (int
 			}
 			n := 0
 			for i := range entries {
+				// An event of an order whose earlier event was just refused is held back beside it
+				// (storage.CompleteOutbox): it must not reach the cloud before that one.
+				if entries[i].OrderID != "" {
+					pending, err := w.o.DB.OutboxPending(ctx, entries[i].Key)
+					if err != nil {
+						return n, fmt.Errorf("outbox: %w", err)
+					}
+					if !pending {
+						n++
+						continue
+					}
+				}
 				m, err := w.upload(ctx, entries[i:i+1])
 				n += m
 				if err != nil {

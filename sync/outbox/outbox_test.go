@@ -300,3 +300,36 @@ func TestUnexpectedAnswersKeepTheOrdersQueued(t *testing.T) {
 		})
 	}
 }
+
+// A batch refused whole is sent again one event at a time; once an order's creation is refused
+// alone, its later change in the same batch is held back beside it, never sent, so the cloud
+// never gets an order's change before the order.
+func TestRefusedCreationHoldsItsChangesBack(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	var ids []string
+	for i, note := range []string{"bad", "fine"} {
+		o := orders.Order{Source: orders.SourceLAN, DeviceID: "pos", Status: orders.StatusNew, Note: note}
+		made, _, err := db.CreateOrder(ctx, storage.NewOrder{Order: o, IdempotencyKey: fmt.Sprint(i), RequestHash: "h"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, made.ID)
+	}
+	if _, _, err := db.UpdateOrder(ctx, ids[0], func(o *orders.Order) error { o.Note = "fixed"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeCloud{whole: true}
+	w := New(Options{DB: db, Cloud: f})
+	if n, err := w.Drain(ctx); err != nil || n != 3 {
+		t.Fatalf("drain: %d %v", n, err)
+	}
+	if want := fmt.Sprintf("[order:%s:created]", ids[1]); fmt.Sprint(f.got) != want {
+		t.Fatalf("the cloud took %v, want %s only", f.got, want)
+	}
+	rejected, _ := db.RejectedOutbox(ctx, 10)
+	if len(rejected) != 2 || rejected[0].Type != "order.updated" || !strings.Contains(rejected[0].LastError, "held back") ||
+		rejected[1].Type != "order.created" || !strings.Contains(rejected[1].LastError, "400") {
+		t.Fatalf("set aside %+v", rejected)
+	}
+}
