@@ -7,7 +7,9 @@ import (
 	"strconv"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
 
+	"github.com/storeedge/storeedge/internal/clip"
 	"github.com/storeedge/storeedge/orders"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
@@ -147,6 +149,13 @@ func (s *Server) getOrder(w http.ResponseWriter, r *http.Request) error {
 	return s.writeOrder(w, r, http.StatusOK, o)
 }
 
+// validOrderID reports whether id has the form of the ids the shop gives orders: a UUID in its
+// canonical form, lower case.
+func validOrderID(id string) bool {
+	u, err := uuid.Parse(id)
+	return err == nil && u.String() == id
+}
+
 // listOrders pages through orders, newest first.
 func (s *Server) listOrders(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
@@ -158,7 +167,16 @@ func (s *Server) listOrders(w http.ResponseWriter, r *http.Request) error {
 	if status != "" && !orders.ValidStatus(status) {
 		return refuse(probBadParameter, "status: "+strconv.Quote(status)+" is not one of "+orders.StatusList())
 	}
-	page, err := s.o.DB.ListOrders(r.Context(), storage.OrderFilter{Status: status, Before: q.Get("before"), Limit: limit + 1})
+	// Orders page backwards, newest first: a client that follows the catalog's lists and passes
+	// next as after would get the first page again and again.
+	if q.Has("after") {
+		return refuse(probBadParameter, "after: orders are listed newest first; pass the next of the previous page as before")
+	}
+	before := q.Get("before")
+	if q.Has("before") && !validOrderID(before) {
+		return refuse(probBadParameter, "before: "+strconv.Quote(clip.String(before, 64))+" is not an order id (the next of the previous page)")
+	}
+	page, err := s.o.DB.ListOrders(r.Context(), storage.OrderFilter{Status: status, Before: before, Limit: limit + 1})
 	if err != nil {
 		return fmt.Errorf("list orders: %w", err)
 	}

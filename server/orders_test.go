@@ -82,6 +82,19 @@ func TestCreateOrderPricesFromCatalogAndIsIdempotent(t *testing.T) {
 	if len(list.Items) != 1 || list.Items[0].Number != 2 || list.Next == "" {
 		t.Fatalf("first page %+v", list)
 	}
+	second := decodeOK[struct {
+		Items []orders.Order `json:"items"`
+		Next  string         `json:"next"`
+	}](t, f.get(t, "/api/v1/orders?limit=1&before="+list.Next))
+	if len(second.Items) != 1 || second.Items[0].Number != 1 || second.Next != "" {
+		t.Fatalf("second page %+v", second)
+	}
+	// Orders page backwards: after, the catalog lists' parameter, would give the first page
+	// again for ever; a before that is no order id would give every order.
+	wantProblem(t, f.get(t, "/api/v1/orders?limit=1&after="+list.Next), http.StatusBadRequest, "bad-parameter", "before")
+	for _, before := range []string{"not-an-order-id", strings.Repeat("x", 5000), strings.ToUpper(list.Next)} {
+		wantProblem(t, f.get(t, "/api/v1/orders?before="+before), http.StatusBadRequest, "bad-parameter", "before")
+	}
 	st, _ := f.db.OrderStats(t.Context())
 	if st.OutboxPending != 2 {
 		t.Fatalf("outbox pending %d, want 2", st.OutboxPending)
