@@ -38,6 +38,13 @@ func device(role string) int {
 		return flood(ctx)
 	case "seen":
 		return printSeen(ctx)
+	case "find": // a probe, and what it found
+		found, err := discovery.Probe(ctx, discovery.ProbeOptions{First: true})
+		if err != nil {
+			return fail(err)
+		}
+		json.NewEncoder(os.Stdout).Encode(found[0])
+		return 0
 	}
 	var found []discovery.Found
 	var err error

@@ -14,7 +14,7 @@ import (
 // TestNFTablesRulesLetTheShopInAndNothingElse applies "storeedge firewall --format nftables" in
 // the server's network namespace: from the shop's LAN (the other namespace) the server's ports
 // answer, another program's port does not, and the server still syncs with outbound traffic
-// limited to the rules.
+// limited to the rules, and a device's broadcast probe is answered.
 func TestNFTablesRulesLetTheShopInAndNothingElse(t *testing.T) {
 	srv, lan := testenv.NetNSPair(t)
 	testenv.Require(t, "nft")
@@ -86,6 +86,18 @@ func TestNFTablesRulesLetTheShopInAndNothingElse(t *testing.T) {
 	if out, err := srv.Command("nft", "-f", file).CombinedOutput(); err != nil {
 		t.Fatalf("nft -f: %v\n%s\n%s", err, out, rules)
 	}
+	// With mDNS on, the rules name its IPv4 and IPv6 groups; nft checks them without applying.
+	mdns, code := cli(t, append(append([]string{"firewall", "--format", "nftables", "--outbound-drop"}, sets...), "--set", "discovery.mdns.enabled=true")...)
+	if code != 0 || !strings.Contains(mdns, "ff02::fb") {
+		t.Fatalf("storeedge firewall with mDNS: exit %d\n%s", code, mdns)
+	}
+	mdnsFile := filepath.Join(t.TempDir(), "mdns.nft")
+	if err := os.WriteFile(mdnsFile, []byte(mdns), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := srv.Command("nft", "-c", "-f", mdnsFile).CombinedOutput(); err != nil {
+		t.Errorf("nft -c -f (mDNS on): %v\n%s\n%s", err, out, mdns)
+	}
 
 	for _, port := range []string{"8080", "8000"} {
 		if out, err := get(port, "/healthz", 3*time.Second); err != nil || !strings.Contains(out, "ok") {
@@ -94,6 +106,15 @@ func TestNFTablesRulesLetTheShopInAndNothingElse(t *testing.T) {
 	}
 	if out, err := get("9000", "/_sim/stats", 2*time.Second); err == nil {
 		t.Errorf("a port the rules do not open answered through the firewall: %s", out)
+	}
+	// A device on the LAN still finds the server by a broadcast probe: the answer, to the
+	// device's own port, belongs to no connection the firewall knows.
+	find := lan.Command(os.Args[0], "-test.run=^$")
+	find.Env = append(os.Environ(), deviceEnv+"=find")
+	var findErr testenv.Buffer
+	find.Stderr = &findErr
+	if out, err := find.Output(); err != nil || !strings.Contains(string(out), `"url":"http://`+host+`:8080"`) {
+		t.Errorf("a device's probe through the firewall: %v %s %s", err, out, findErr.String())
 	}
 	// The server keeps syncing: a pass after the rules went in still succeeds.
 	before := time.Now().UTC()

@@ -45,7 +45,11 @@ func writeTable(w io.Writer, rules []Rule) error {
 	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "DIRECTION\tPROTOCOL\tPORT\tREMOTE\tHOSTS\tPURPOSE\tKEY")
 	for _, r := range rules {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", r.Dir, r.Proto, r.Port, r.Remote, dash(strings.Join(r.Hosts, ", ")), r.Purpose, dash(r.Key))
+		port := fmt.Sprint(r.Port)
+		if r.Local {
+			port = "from " + port
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Dir, r.Proto, port, r.Remote, dash(strings.Join(r.Hosts, ", ")), r.Purpose, dash(r.Key))
 	}
 	return tw.Flush()
 }
@@ -64,15 +68,28 @@ func toRemote(r Rule) bool {
 	return r.Dir == Out || ip != nil && ip.IsMulticast()
 }
 
+// portMatch is which port of the packets the rule's port is: the destination's, or the
+// source's for an outbound rule on the server's own port.
+func portMatch(r Rule) string {
+	if r.Local && r.Dir == Out {
+		return "sport"
+	}
+	return "dport"
+}
+
 // nftMatch is the rule's match in nftables syntax.
 func nftMatch(r Rule) string {
-	m := fmt.Sprintf("%s dport %d", r.Proto, r.Port)
+	m := fmt.Sprintf("%s %s %d", r.Proto, portMatch(r), r.Port)
 	if isIP(r.Remote) {
-		addr := "ip saddr"
-		if toRemote(r) {
-			addr = "ip daddr"
+		family := "ip"
+		if isIPv6(r.Remote) {
+			family = "ip6"
 		}
-		m = fmt.Sprintf("%s %s %s", addr, r.Remote, m)
+		addr := "saddr"
+		if toRemote(r) {
+			addr = "daddr"
+		}
+		m = fmt.Sprintf("%s %s %s %s", family, addr, r.Remote, m)
 	}
 	return m
 }
@@ -114,7 +131,7 @@ func writeNFT(w io.Writer, rules []Rule, o Options) error {
 const nftComment = 128
 
 func iptMatch(r Rule) string {
-	m := fmt.Sprintf("-p %s --dport %d", r.Proto, r.Port)
+	m := fmt.Sprintf("-p %s --%s %d", r.Proto, portMatch(r), r.Port)
 	if isIP(r.Remote) {
 		flag := "-s"
 		if toRemote(r) {
@@ -133,7 +150,11 @@ func writeIPTables(w io.Writer, rules []Rule, o Options) error {
 	for _, p := range o.AdminPorts {
 		fmt.Fprintf(&b, "iptables -A STOREEDGE-IN -p tcp --dport %d -j ACCEPT -m comment --comment \"administration\"\n", p)
 	}
+	b.WriteString("iptables -A STOREEDGE-IN -p icmp -j ACCEPT -m comment --comment \"ICMP: ping, and the errors connections need\"\n")
 	for _, r := range rules {
+		if isIPv6(r.Remote) {
+			continue // an IPv6 address: ip6tables's
+		}
 		chain := "STOREEDGE-IN"
 		if r.Dir == Out {
 			chain = "STOREEDGE-OUT"
@@ -148,6 +169,7 @@ func writeIPTables(w io.Writer, rules []Rule, o Options) error {
 	if o.OutboundDrop {
 		b.WriteString("iptables -C OUTPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT 2>/dev/null || iptables -I OUTPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n")
 		b.WriteString("iptables -C OUTPUT -o lo -j ACCEPT 2>/dev/null || iptables -I OUTPUT -o lo -j ACCEPT\n")
+		b.WriteString("iptables -A STOREEDGE-OUT -p icmp -j ACCEPT\n")
 		b.WriteString("iptables -A STOREEDGE-OUT -p udp --dport 123 -j ACCEPT\niptables -P OUTPUT DROP\n")
 	}
 	_, err := io.WriteString(w, b.String())
@@ -163,6 +185,10 @@ func writeUFW(w io.Writer, rules []Rule) error {
 			dir = "out"
 		}
 		target := ""
+		if r.Local && r.Dir == Out {
+			fmt.Fprintf(&b, "ufw allow out proto %s from any port %d comment %q\n", r.Proto, r.Port, truncate(comment(r), 200))
+			continue
+		}
 		if isIP(r.Remote) {
 			if !toRemote(r) {
 				target = " from " + r.Remote
@@ -178,26 +204,72 @@ func writeUFW(w io.Writer, rules []Rule) error {
 	return err
 }
 
-func winName(r Rule) string {
-	dir := "in"
-	if r.Dir == Out {
-		dir = "out"
+// winRule is a rule as Windows's firewall takes it: a name of its own (a rule deleted by name
+// takes every rule of that name with it), and the port on the server's side or the remote's.
+type winRule struct {
+	Rule
+	name, legacy string // legacy: the name earlier versions gave it, deleted too
+	local        bool   // the port is the server's
+	remote       string // a remote address to filter on, "" for any
+}
+
+// winRules names rules for Windows and leaves out those that Windows would take as the same
+// (an IPv6 multicast group beside its IPv4 one: Windows filters neither by the group).
+func winRules(rules []Rule) []winRule {
+	var out []winRule
+	seen := map[string]bool{}
+	names := map[string]int{}
+	for _, r := range rules {
+		w := winRule{Rule: r, local: r.Dir == In || r.Local}
+		if isIP(r.Remote) && !net.ParseIP(r.Remote).IsMulticast() {
+			w.remote = r.Remote
+		}
+		same := fmt.Sprint(r.Dir, r.Proto, r.Port, w.local, w.remote)
+		if seen[same] {
+			continue
+		}
+		seen[same] = true
+		w.legacy = fmt.Sprintf("storeedge %s %s %d", r.Dir, r.Proto, r.Port)
+		w.name = w.legacy
+		if w.local && r.Dir == Out {
+			w.name = fmt.Sprintf("storeedge %s %s from %d", r.Dir, r.Proto, r.Port)
+		}
+		if r.Key != "" {
+			w.name += " (" + r.Key + ")"
+		}
+		if names[w.name]++; names[w.name] > 1 {
+			w.name += fmt.Sprintf(" #%d", names[w.name])
+		}
+		out = append(out, w)
 	}
-	return fmt.Sprintf("storeedge %s %s %d", dir, r.Proto, r.Port)
+	return out
 }
 
 func writeNetsh(w io.Writer, rules []Rule) error {
 	var b strings.Builder
 	b.WriteString("REM storeedge: the firewall this configuration needs. Run in an administrator's command prompt.\n")
-	for _, r := range rules {
+	ws := winRules(rules)
+	deleted := map[string]bool{}
+	for _, r := range ws {
+		for _, name := range []string{r.legacy, r.name} {
+			if !deleted[name] {
+				deleted[name] = true
+				fmt.Fprintf(&b, "netsh advfirewall firewall delete rule name=%q >nul 2>&1\n", name)
+			}
+		}
+	}
+	for _, r := range ws {
 		remote := ""
-		if isIP(r.Remote) && !net.ParseIP(r.Remote).IsMulticast() {
-			remote = " remoteip=" + r.Remote
+		if r.remote != "" {
+			remote = " remoteip=" + r.remote
+		}
+		side := "remote"
+		if r.local {
+			side = "local"
 		}
 		prog := ` program="%ProgramFiles%\storeedge\storeedge.exe"`
-		fmt.Fprintf(&b, "netsh advfirewall firewall delete rule name=%q >nul 2>&1\n", winName(r))
 		fmt.Fprintf(&b, "netsh advfirewall firewall add rule name=%q dir=%s action=allow protocol=%s %sport=%d%s%s profile=any description=%q\n",
-			winName(r), r.Dir, strings.ToUpper(r.Proto), map[string]string{In: "local", Out: "remote"}[r.Dir], r.Port, remote, prog, truncate(comment(r), 250))
+			r.name, r.Dir, strings.ToUpper(r.Proto), side, r.Port, remote, prog, truncate(comment(r.Rule), 250))
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
@@ -207,20 +279,35 @@ func writePowerShell(w io.Writer, rules []Rule) error {
 	var b strings.Builder
 	b.WriteString("# storeedge: the firewall this configuration needs. Run in an administrator's PowerShell.\n")
 	b.WriteString("$program = \"$env:ProgramFiles\\storeedge\\storeedge.exe\"\n")
-	for _, r := range rules {
-		dir := map[string]string{In: "Inbound", Out: "Outbound"}[r.Dir]
-		portArg := map[string]string{In: "-LocalPort", Out: "-RemotePort"}[r.Dir]
-		remote := ""
-		if isIP(r.Remote) && !net.ParseIP(r.Remote).IsMulticast() {
-			remote = " -RemoteAddress " + r.Remote
+	ws := winRules(rules)
+	deleted := map[string]bool{}
+	for _, r := range ws {
+		for _, name := range []string{r.legacy, r.name} {
+			if !deleted[name] {
+				deleted[name] = true
+				fmt.Fprintf(&b, "Remove-NetFirewallRule -DisplayName '%s' -ErrorAction SilentlyContinue\n", psQuote(name))
+			}
 		}
-		fmt.Fprintf(&b, "Remove-NetFirewallRule -DisplayName '%s' -ErrorAction SilentlyContinue\n", winName(r))
+	}
+	for _, r := range ws {
+		dir := map[string]string{In: "Inbound", Out: "Outbound"}[r.Dir]
+		portArg := "-RemotePort"
+		if r.local {
+			portArg = "-LocalPort"
+		}
+		remote := ""
+		if r.remote != "" {
+			remote = " -RemoteAddress " + r.remote
+		}
 		fmt.Fprintf(&b, "New-NetFirewallRule -DisplayName '%s' -Direction %s -Action Allow -Protocol %s %s %d%s -Program $program -Profile Any -Description '%s' | Out-Null\n",
-			winName(r), dir, strings.ToUpper(r.Proto), portArg, r.Port, remote, strings.ReplaceAll(truncate(comment(r), 250), "'", "''"))
+			psQuote(r.name), dir, strings.ToUpper(r.Proto), portArg, r.Port, remote, psQuote(truncate(comment(r.Rule), 250)))
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }
+
+// psQuote makes s safe inside a single-quoted PowerShell string.
+func psQuote(s string) string { return strings.ReplaceAll(s, "'", "''") }
 
 // truncate cuts s to at most n bytes, on a character boundary.
 func truncate(s string, n int) string {

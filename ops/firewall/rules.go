@@ -27,16 +27,18 @@ type Rule struct {
 	Dir     string   `json:"direction"`
 	Proto   string   `json:"protocol"` // tcp or udp
 	Port    int      `json:"port"`
-	Remote  string   `json:"remote"`          // RemoteLAN, RemoteAny, or a multicast address
-	Hosts   []string `json:"hosts,omitempty"` // WAN host names, for the network team
+	Local   bool     `json:"local_port,omitempty"` // Port is the server's own (outbound: the source port), not the remote's
+	Remote  string   `json:"remote"`               // RemoteLAN, RemoteAny, or a multicast address
+	Hosts   []string `json:"hosts,omitempty"`      // WAN host names, for the network team
 	Purpose string   `json:"purpose"`
 	Key     string   `json:"key,omitempty"` // configuration key that sets the port
 }
 
-// mDNS is on UDP 5353, multicast group 224.0.0.251.
+// mDNS is on UDP 5353, multicast groups 224.0.0.251 and ff02::fb.
 const (
-	mdnsPort  = 5353
-	mdnsGroup = "224.0.0.251"
+	mdnsPort   = 5353
+	mdnsGroup  = "224.0.0.251"
+	mdnsGroup6 = "ff02::fb"
 )
 
 // Rules is what cfg needs, inbound first.
@@ -51,11 +53,17 @@ func Rules(cfg config.Config) []Rule {
 	}
 	if d := cfg.Discovery; d.UDP.Enabled {
 		in = append(in, Rule{Dir: In, Proto: "udp", Port: d.UDP.Port, Remote: RemoteLAN, Purpose: "discovery: devices' probes and hellos", Key: "discovery.udp.port"})
-		out = append(out, Rule{Dir: Out, Proto: "udp", Port: d.UDP.Port, Remote: RemoteLAN, Purpose: "discovery: announcements (broadcast) and answers", Key: "discovery.udp.port"})
+		out = append(out,
+			Rule{Dir: Out, Proto: "udp", Port: d.UDP.Port, Remote: RemoteLAN, Purpose: "discovery: announcements (broadcast)", Key: "discovery.udp.port"},
+			// A probe sent to a broadcast address leaves no connection that its answer, sent to the
+			// device's own address and port, would belong to: the answer needs its own rule.
+			Rule{Dir: Out, Proto: "udp", Port: d.UDP.Port, Local: true, Remote: RemoteLAN, Purpose: "discovery: answers, from this port to the device's", Key: "discovery.udp.port"})
 	}
 	if cfg.Discovery.MDNS.Enabled {
-		in = append(in, Rule{Dir: In, Proto: "udp", Port: mdnsPort, Remote: mdnsGroup, Purpose: "discovery: mDNS queries", Key: "discovery.mdns.enabled"})
-		out = append(out, Rule{Dir: Out, Proto: "udp", Port: mdnsPort, Remote: mdnsGroup, Purpose: "discovery: mDNS answers", Key: "discovery.mdns.enabled"})
+		for _, group := range []string{mdnsGroup, mdnsGroup6} {
+			in = append(in, Rule{Dir: In, Proto: "udp", Port: mdnsPort, Remote: group, Purpose: "discovery: mDNS queries", Key: "discovery.mdns.enabled"})
+			out = append(out, Rule{Dir: Out, Proto: "udp", Port: mdnsPort, Remote: group, Purpose: "discovery: mDNS answers", Key: "discovery.mdns.enabled"})
+		}
 	}
 	out = append(out, Rule{Dir: Out, Proto: "tcp", Port: cfg.Devices.PushPortDefault, Remote: RemoteLAN, Purpose: "push of orders and commands to devices (a device may name another port when it pairs)", Key: "devices.push_port_default"})
 	wan := wanRules(cfg)
@@ -195,6 +203,12 @@ func proxyHostPort(raw string) (string, int) {
 
 // isIP tells an address that a host firewall can filter on from a name it cannot.
 func isIP(s string) bool { return net.ParseIP(s) != nil }
+
+// isIPv6 tells an IPv6 address.
+func isIPv6(s string) bool {
+	ip := net.ParseIP(s)
+	return ip != nil && ip.To4() == nil
+}
 
 func comment(r Rule) string {
 	c := r.Purpose

@@ -133,12 +133,105 @@ func TestRulesOpenOtherWANPorts(t *testing.T) {
 		t.Fatal(err)
 	}
 	table := b.String()
-	for _, want := range []string{"tcp       8443   any          logs.example.com", "tcp       5671   any          shop-ns.servicebus.windows.net", "tcp       443    any          api.server.commerce-hub.io"} {
-		if !strings.Contains(table, want) {
+	fields := strings.Join(strings.Fields(table), " ") // the columns' widths aside
+	for _, want := range []string{"tcp 8443 any logs.example.com", "tcp 5671 any shop-ns.servicebus.windows.net", "tcp 443 any api.server.commerce-hub.io"} {
+		if !strings.Contains(fields, want) {
 			t.Errorf("table lacks %q:\n%s", want, table)
 		}
 	}
 	if strings.Contains(table, "3128") {
 		t.Errorf("with Service Bus on amqp, the rules still go through the proxy:\n%s", table)
+	}
+}
+
+// Windows deletes every rule of a name before adding it again: no two rules may share one (a
+// proxy and a webhook on the same port did, and the webhook's took the proxy's away).
+func TestWindowsRuleNamesAreUnique(t *testing.T) {
+	c := config.Default()
+	c.WAN.Proxy = "http://10.0.0.5:3128"
+	c.BackOffice.Webhook.URL = "https://10.0.0.9:3128/hook"
+	for _, format := range []string{"netsh", "powershell"} {
+		var b strings.Builder
+		if err := Write(&b, format, Rules(c), Options{}); err != nil {
+			t.Fatal(err)
+		}
+		added := map[string]bool{}
+		for _, line := range strings.Split(b.String(), "\n") {
+			name, isAdd, isDelete := ruleName(format, line)
+			switch {
+			case isAdd && added[name]:
+				t.Errorf("%s: two rules named %q:\n%s", format, name, b.String())
+			case isAdd:
+				added[name] = true
+			case isDelete && len(added) > 0:
+				t.Errorf("%s: %q deleted after rules were added:\n%s", format, name, b.String())
+			}
+		}
+		for _, want := range []string{"3128 (wan.proxy)", "3128 (backoffice.webhook.url)", "from 57854 (discovery.udp.port)"} {
+			if !strings.Contains(b.String(), want) {
+				t.Errorf("%s: no rule named after %q:\n%s", format, want, b.String())
+			}
+		}
+		// The IPv6 mDNS group is the same rule to Windows, which does not filter by the group.
+		n := 0
+		for _, line := range strings.Split(b.String(), "\n") {
+			if strings.Contains(line, " 5353") {
+				n++
+			}
+		}
+		if n != 2*3 {
+			t.Errorf("%s: %d lines for 5353, want a delete of the old name, a delete and an add, each way:\n%s", format, n, b.String())
+		}
+	}
+}
+
+// ruleName reads the rule name of a netsh or PowerShell line, and whether it adds or deletes.
+func ruleName(format, line string) (name string, add, del bool) {
+	var prefix string
+	switch {
+	case format == "netsh" && strings.HasPrefix(line, "netsh advfirewall firewall add rule name="):
+		prefix, add = "netsh advfirewall firewall add rule name=", true
+	case format == "netsh" && strings.HasPrefix(line, "netsh advfirewall firewall delete rule name="):
+		prefix, del = "netsh advfirewall firewall delete rule name=", true
+	case format == "powershell" && strings.HasPrefix(line, "New-NetFirewallRule -DisplayName "):
+		prefix, add = "New-NetFirewallRule -DisplayName ", true
+	case format == "powershell" && strings.HasPrefix(line, "Remove-NetFirewallRule -DisplayName "):
+		prefix, del = "Remove-NetFirewallRule -DisplayName ", true
+	default:
+		return "", false, false
+	}
+	rest := line[len(prefix):]
+	quote := rest[:1]
+	end := strings.Index(rest[1:], quote)
+	return rest[1 : end+1], add, del
+}
+
+// Discovery's answers leave from the server's port to the device's; mDNS is also on IPv6; the
+// iptables rules (IPv4) let ICMP through as nftables's do, and leave IPv6 to ip6tables.
+func TestRulesForDiscoveryAndICMP(t *testing.T) {
+	c := config.Default()
+	var b strings.Builder
+	Write(&b, "nftables", Rules(c), Options{OutboundDrop: true})
+	nft := b.String()
+	for _, want := range []string{"udp sport 57854 accept", "udp dport 57854 accept", "ip daddr 224.0.0.251 udp dport 5353 accept", "ip6 daddr ff02::fb udp dport 5353 accept"} {
+		if !strings.Contains(nft, want) {
+			t.Errorf("nftables lacks %q:\n%s", want, nft)
+		}
+	}
+	b.Reset()
+	Write(&b, "iptables", Rules(c), Options{OutboundDrop: true})
+	ipt := b.String()
+	for _, want := range []string{"-A STOREEDGE-IN -p icmp -j ACCEPT", "-A STOREEDGE-OUT -p icmp -j ACCEPT", "-A STOREEDGE-OUT -p udp --sport 57854 -j ACCEPT"} {
+		if !strings.Contains(ipt, want) {
+			t.Errorf("iptables lacks %q:\n%s", want, ipt)
+		}
+	}
+	if strings.Contains(ipt, "ff02") {
+		t.Errorf("iptables (IPv4) with an IPv6 address:\n%s", ipt)
+	}
+	b.Reset()
+	Write(&b, "ufw", Rules(c), Options{})
+	if ufw := b.String(); !strings.Contains(ufw, "ufw allow out proto udp from any port 57854 ") {
+		t.Errorf("ufw lacks the answers' rule:\n%s", ufw)
 	}
 }
