@@ -346,3 +346,34 @@ func TestStatusPageSessionsEnd(t *testing.T) {
 		t.Fatal("a session in use outlived the absolute limit")
 	}
 }
+
+// lan.front_door_admin: false keeps the admin API and the status page on the admin port only,
+// so that a firewall rule on that port keeps them to shop IT's network; the devices' services
+// stay on the front door.
+func TestAdminOffTheFrontDoor(t *testing.T) {
+	for _, off := range []bool{false, true} {
+		f := newFixture(t, func(o *Options) { o.FrontDoorWithoutAdmin = off })
+		front := &pageClient{t: t, h: f.raw}
+		admin := &pageClient{t: t, h: f.srv.listener(serviceAdmin)}
+		for _, path := range []string{"/api/v1/status", "/api/v1/admin/devices", "/status"} {
+			req := httptest.NewRequest(http.MethodGet, path, nil)
+			req.Header.Set("Authorization", "Bearer "+testAdminToken)
+			rec := front.do(req)
+			if off && (rec.Code != http.StatusNotFound || !strings.Contains(rec.Body.String(), "admin port only")) || !off && rec.Code != http.StatusOK {
+				t.Errorf("front door without admin %v: GET %s answered %d %s", off, path, rec.Code, rec.Body)
+			}
+			onAdmin := path
+			if path == "/status" {
+				onAdmin = "/"
+			}
+			req = httptest.NewRequest(http.MethodGet, onAdmin, nil)
+			req.Header.Set("Authorization", "Bearer "+testAdminToken)
+			if rec := admin.do(req); rec.Code != http.StatusOK {
+				t.Errorf("front door without admin %v: GET %s on the admin port answered %d", off, onAdmin, rec.Code)
+			}
+		}
+		if rec := f.get(t, "/api/v1/catalog/products/P0002"); rec.Code != http.StatusOK {
+			t.Errorf("front door without admin %v: a product answered %d", off, rec.Code)
+		}
+	}
+}

@@ -37,9 +37,12 @@ type Options struct {
 	// It is called on every status request, so it must be quick and safe for concurrent use.
 	WAN func() WANStatus
 
-	Bind      string         // IP address to listen on; "" means every interface
-	FrontDoor int            // port carrying every service; 0 = off, EphemeralPort = any free port
-	Services  map[string]int // service name (catalog, media, orders, devices, events, admin) -> own port, as FrontDoor
+	Bind      string // IP address to listen on; "" means every interface
+	FrontDoor int    // port carrying every service; 0 = off, EphemeralPort = any free port
+	// FrontDoorWithoutAdmin keeps the admin API and the status page off the front door, on the
+	// admin port only (lan.front_door_admin: false).
+	FrontDoorWithoutAdmin bool
+	Services              map[string]int // service name (catalog, media, orders, devices, events, admin) -> own port, as FrontDoor
 
 	// Zero durations and sizes take the configuration's defaults (config.DefaultLAN…).
 	// ShutdownGrace zero means requests in progress are cut at once on stop.
@@ -304,7 +307,8 @@ func (s *Server) build(name string) (http.Handler, *chi.Mux) {
 }
 
 // router builds the routes of one listener: the health checks and either one service's routes or,
-// for the front door, every service's. observe must wrap it: its middleware and handlers find
+// for the front door, every service's (the admin API and the status page only while
+// FrontDoorWithoutAdmin is false). observe must wrap it: its middleware and handlers find
 // the request's state in the context. lm, the listener's metrics, is nil when the server has none.
 func (s *Server) router(name string, lm *listenerMetrics) *chi.Mux {
 	r := chi.NewRouter()
@@ -317,7 +321,11 @@ func (s *Server) router(name string, lm *listenerMetrics) *chi.Mux {
 	r.MethodNotAllowed(s.handle(s.methodNotAllowed(r, notFound)))
 	r.Get("/healthz", s.handle(s.healthz))
 	r.Get("/readyz", s.handle(s.readyz))
+	adminHere := name == serviceAdmin || name == frontDoor && !s.o.FrontDoorWithoutAdmin
 	for _, svc := range services {
+		if svc.access == accessAdmin && !adminHere {
+			continue
+		}
 		if svc.routes != nil && (name == frontDoor || name == svc.name) {
 			r.Group(func(r chi.Router) {
 				switch svc.access {
@@ -330,7 +338,7 @@ func (s *Server) router(name string, lm *listenerMetrics) *chi.Mux {
 			})
 		}
 	}
-	if name == frontDoor || name == serviceAdmin {
+	if adminHere {
 		s.pageRoutes(r, name)
 	}
 	if name == serviceAdmin && s.o.Metrics != nil {

@@ -147,6 +147,9 @@ type LAN struct {
 	Bind string `yaml:"bind"`
 	// FrontDoor is the port that carries every service; 0 turns it off.
 	FrontDoor int `yaml:"front_door"`
+	// FrontDoorAdmin puts the admin API and the status page on the front door too; false keeps
+	// them on the admin port only, so that a firewall rule on that port keeps them to shop IT.
+	FrontDoorAdmin bool `yaml:"front_door_admin"`
 	// Services are the ports of each service's own listener.
 	Services Services `yaml:"services"`
 
@@ -496,7 +499,8 @@ func Default() Config {
 
 func defaultLAN() LAN {
 	return LAN{
-		FrontDoor: DefaultLANFrontDoor,
+		FrontDoor:      DefaultLANFrontDoor,
+		FrontDoorAdmin: true,
 		Services: Services{
 			Catalog: DefaultLANServicesCatalog,
 			Media:   DefaultLANServicesMedia,

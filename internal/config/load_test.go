@@ -474,7 +474,7 @@ func TestKeys(t *testing.T) {
 	want := []string{"server_id", "shop.id", "shop.name", "shop.mode", "data_dir", "cloud.url", "cloud.store_key",
 		"cloud.page_size", "cloud.poll_interval", "cloud.request_timeout", "cloud.sync",
 		"wan.proxy", "wan.use_environment", "wan.extra_ca_file", "wan.connect_timeout",
-		"lan.bind", "lan.front_door", "lan.services.catalog", "lan.services.media",
+		"lan.bind", "lan.front_door", "lan.front_door_admin", "lan.services.catalog", "lan.services.media",
 		"lan.services.orders", "lan.services.devices", "lan.services.events", "lan.services.admin",
 		"lan.read_header_timeout", "lan.read_timeout", "lan.write_timeout", "lan.idle_timeout",
 		"lan.max_body_bytes", "lan.max_header_bytes", "lan.shutdown_grace", "lan.read_cache_mb",

@@ -168,6 +168,9 @@ func (v *validator) lan(l LAN) {
 		}
 	}
 	v.ports(l)
+	if !l.FrontDoorAdmin && l.Services.Admin == 0 {
+		v.add("lan.front_door_admin", "false", "and lan.services.admin is 0: the admin API and the status page would be on no port; give the admin service its port, or set lan.front_door_admin to true")
+	}
 	v.durRange("lan.read_header_timeout", l.ReadHeaderTimeout, time.Second, 5*time.Minute)
 	v.durRange("lan.read_timeout", l.ReadTimeout, time.Second, time.Hour)
 	if l.ReadHeaderTimeout > l.ReadTimeout && l.ReadTimeout >= time.Second {

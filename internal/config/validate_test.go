@@ -172,6 +172,8 @@ func TestValidateRejects(t *testing.T) {
 			`lan.services.events: -1: must be a port between 1 and 65535, or 0 to turn the listener off`},
 		{"every listener off", func(c *Config) { c.LAN.FrontDoor, c.LAN.Services = 0, Services{} },
 			`lan.front_door: 0: every LAN listener is off (lan.front_door and all lan.services); devices could not reach the server`},
+		{"admin nowhere", func(c *Config) { c.LAN.FrontDoorAdmin, c.LAN.Services.Admin = false, 0 },
+			`lan.front_door_admin: false: and lan.services.admin is 0: the admin API and the status page would be on no port; give the admin service its port, or set lan.front_door_admin to true`},
 		{"bad level", func(c *Config) { c.Log.Level = "verbose" },
 			`log.level: "verbose": want "debug", "info", "warn" or "error"`},
 		{"level in capitals", func(c *Config) { c.Log.Level = "INFO" },
