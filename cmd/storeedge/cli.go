@@ -52,17 +52,25 @@ func exitCode(err error, stderr io.Writer) int {
 const topUsage = `storeedge — the in-store edge server
 
 Usage:
-  storeedge run      [--config PATH] [--set KEY=VALUE ...]   run the server (the service's command)
-  storeedge demo     [--products N] [--port N] [--data-dir DIR] run against a built-in simulated cloud
-  storeedge config   [--config PATH] [--set KEY=VALUE ...]   check the configuration and print it (secrets hidden)
-  storeedge discovery [--config PATH] [--set KEY=VALUE ...]  check that devices can find this server (UDP, mDNS)
-  storeedge doctor   [--config PATH] [--json]                 check everything the server needs (WAN, LAN, disk, database)
-  storeedge firewall [--config PATH] [--format F]             print the firewall rules the configuration needs
-  storeedge backup   [--config PATH] FILE                     copy the database to FILE, while the service runs
-  storeedge restore  [--config PATH] [--force] FILE           put a backup back (service stopped)
-  storeedge service  install|uninstall|start|stop|status      the system service (Windows; on Linux, systemd's unit)
-  storeedge alert test [--config PATH]                        send a test alert mail through the configured mail server
-  storeedge version                                           print the version
+  storeedge run       [--config PATH] [--set KEY=VALUE ...]     run the server (the service's command)
+  storeedge demo      [--products N] [--port N] [--data-dir DIR] [--change-every 5s] [--set KEY=VALUE ...] [-v]
+                                                                run against a built-in simulated cloud
+  storeedge config    [--config PATH] [--set KEY=VALUE ...]     check the configuration and print it (secrets hidden)
+  storeedge discovery [--config PATH] [--set KEY=VALUE ...] [--timeout 2s]
+                                                                check that devices can find this server (UDP, mDNS)
+  storeedge doctor    [--config PATH] [--set KEY=VALUE ...] [--json] [--timeout 15s]
+                                                                check everything the server needs (WAN, LAN, disk, database)
+  storeedge firewall  [--config PATH] [--set KEY=VALUE ...] [--format F] [--admin-port 22] [--outbound-drop]
+                                                                print the firewall rules the configuration needs
+  storeedge backup    [--config PATH] [--set KEY=VALUE ...] FILE
+                                                                copy the database to FILE, while the service runs
+  storeedge restore   [--config PATH] [--set KEY=VALUE ...] [--force] FILE
+                                                                put a backup back (service stopped)
+  storeedge service   install|uninstall|start|stop|status [--config PATH]
+                                                                the Windows service (on Linux, systemd's unit)
+  storeedge alert test [--config PATH] [--set KEY=VALUE ...]
+                                                                send a test alert mail through the configured mail server
+  storeedge version                                             print the version
 
 Run "storeedge COMMAND --help" for the options of a command.
 `

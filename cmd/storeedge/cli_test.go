@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -90,6 +91,42 @@ func TestSetWithoutEqualsIsNotShown(t *testing.T) {
 		}
 		if strings.Contains(stdout.String()+stderr.String(), secret) {
 			t.Errorf("%s printed the argument:\n%s%s", args[0], stdout.String(), stderr.String())
+		}
+	}
+}
+
+// "storeedge help" shows each command with the options its own --help gives, so that shop IT
+// reading the summary does not miss one.
+func TestTopUsageListsEachCommandsOptions(t *testing.T) {
+	flagRE := regexp.MustCompile(`\[(--?[a-z-]+)`)
+	for _, cmd := range [][]string{{"run"}, {"demo"}, {"config"}, {"discovery"}, {"doctor"}, {"firewall"}, {"backup"}, {"restore"}, {"service"}, {"alert", "test"}} {
+		var out, errOut bytes.Buffer
+		args := append(append([]string{}, cmd...), "--help")
+		if cmd[0] == "alert" {
+			args = []string{"alert", "--help"}
+		}
+		run(context.Background(), args, nil, &out, &errOut)
+		usage, _, _ := strings.Cut(out.String()+errOut.String(), "\n\n")
+		name := "storeedge " + strings.Join(cmd, " ")
+		if !strings.HasPrefix(usage, "Usage: "+name) {
+			t.Errorf("%s --help starts %q", name, usage)
+			continue
+		}
+		// The command's lines in the summary: its own and those indented under it.
+		i := strings.Index(topUsage, "  "+name+" ")
+		if i < 0 {
+			t.Errorf("storeedge help does not list %s", name)
+			continue
+		}
+		summary := topUsage[i:]
+		if j := strings.Index(summary[2:], "\n  storeedge "); j >= 0 {
+			summary = summary[:j+2]
+		}
+		for _, m := range flagRE.FindAllStringSubmatch(usage, -1) {
+			flag := "[" + m[1]
+			if !strings.Contains(summary, flag) {
+				t.Errorf("storeedge help's %s line lacks %s], which %s --help gives:\n%s", name, flag, name, usage)
+			}
 		}
 	}
 }

@@ -26,7 +26,7 @@ import (
 	"github.com/storeedge/storeedge/sync/cloud/cloudsim"
 )
 
-const demoUsage = `Usage: storeedge demo [--products N] [--port N] [--data-dir DIR] [--set KEY=VALUE ...]
+const demoUsage = `Usage: storeedge demo [--products N] [--port N] [--data-dir DIR] [--change-every 5s] [--set KEY=VALUE ...] [-v]
 
 Runs the server against the built-in reference cloud (the same simulator the tests use), with a
 generated catalog that changes every few seconds. Everything listens on 127.0.0.1 only. Stop it
