@@ -79,9 +79,11 @@ func (s *Server) pageRoutes(r chi.Router, listener string) {
 			r.Get("/status", s.handle(s.page))
 			r.Post("/status/login", s.handle(s.pageLogin))
 			r.Get("/status/events", s.handle(s.pageEvents))
+			// Log out of a session that has ended already is the login form again, not an
+			// error: a page left open over a restart still has its button.
+			r.With(s.requirePageActionIfSession).Post("/status/logout", s.handle(s.pageLogout))
 			r.Group(func(r chi.Router) {
 				r.Use(s.requirePageAction)
-				r.Post("/status/logout", s.handle(s.pageLogout))
 				r.Post("/status/pairing-codes", s.handle(s.pagePairingCode))
 				r.Post("/status/devices/{id}/revoke", s.handle(s.pageRevoke))
 				r.Post("/status/webhook/{order}/retry", s.handle(s.pageRetryWebhook))
@@ -130,6 +132,19 @@ func (s *Server) requirePageAction(next http.Handler) http.Handler {
 		}
 		if !sameOrigin(r) || !sess.checkCSRF(token) {
 			problem(w, r, probCSRF, "the action did not come from this server's status page: reload the page and try again")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// requirePageActionIfSession is requirePageAction for a request that holds a live session;
+// one without goes through as it is.
+func (s *Server) requirePageActionIfSession(next http.Handler) http.Handler {
+	checked := s.requirePageAction(next)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, _, ok := s.pageSessionOf(r); ok {
+			checked.ServeHTTP(w, r)
 			return
 		}
 		next.ServeHTTP(w, r)

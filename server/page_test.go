@@ -160,6 +160,13 @@ func TestStatusPageLogin(t *testing.T) {
 	if ev, _ := c.firstEvent(); ev != "logout" {
 		t.Fatalf("stream after logout sent %q, want logout", ev)
 	}
+	// Log out again with the ended session (a page left open over a restart): the browser is
+	// taken to the login form, not shown an error document.
+	req = httptest.NewRequest(http.MethodPost, "/status/logout", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if rec := c.do(req); rec.Code != http.StatusSeeOther || rec.Header().Get("Location") != "/status" {
+		t.Fatalf("logout of an ended session: %d %s %s", rec.Code, rec.Header().Get("Location"), rec.Body)
+	}
 }
 
 func TestStatusPageLoginIsThrottled(t *testing.T) {
