@@ -44,7 +44,7 @@ var (
 	descSyncError = gaugeDesc("storeedge_sync_failing", "1 when the collection's last sync attempt failed since its last success.", "collection")
 
 	descOutboxDepth    = gaugeDesc("storeedge_outbox_depth", "Outbox entries (order changes, imported stock levels) waiting to be uploaded to the cloud.")
-	descOutboxRejected = gaugeDesc("storeedge_outbox_rejected", "Outbox entries the cloud refused for good, waiting for an admin.")
+	descOutboxRejected = gaugeDesc("storeedge_outbox_rejected", "Outbox entries the cloud refused for good, and those of their orders held back behind them, waiting for an admin.")
 	descOutboxOldest   = gaugeDesc("storeedge_outbox_oldest_age_seconds", "Age of the oldest outbox entry waiting for upload; 0 when none waits.")
 
 	descSBConnected = gaugeDesc("storeedge_servicebus_connected", "1 while the Service Bus order link is connected.")

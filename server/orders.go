@@ -169,11 +169,11 @@ func (s *Server) listOrders(w http.ResponseWriter, r *http.Request) error {
 	}
 	// Orders page backwards, newest first: a client that follows the catalog's lists and passes
 	// next as after would get the first page again and again.
-	if q.Has("after") {
+	if q.Get("after") != "" {
 		return refuse(probBadParameter, "after: orders are listed newest first; pass the next of the previous page as before")
 	}
-	before := q.Get("before")
-	if q.Has("before") && !validOrderID(before) {
+	before := q.Get("before") // absent or empty: the first page
+	if before != "" && !validOrderID(before) {
 		return refuse(probBadParameter, "before: "+strconv.Quote(clip.String(before, 64))+" is not an order id (the next of the previous page)")
 	}
 	page, err := s.o.DB.ListOrders(r.Context(), storage.OrderFilter{Status: status, Before: before, Limit: limit + 1})

@@ -92,6 +92,12 @@ func TestCreateOrderPricesFromCatalogAndIsIdempotent(t *testing.T) {
 	// Orders page backwards: after, the catalog lists' parameter, would give the first page
 	// again for ever; a before that is no order id would give every order.
 	wantProblem(t, f.get(t, "/api/v1/orders?limit=1&after="+list.Next), http.StatusBadRequest, "bad-parameter", "before")
+	if again := decodeOK[struct {
+		Items []orders.Order `json:"items"`
+		Next  string         `json:"next"`
+	}](t, f.get(t, "/api/v1/orders?limit=1&before=&after=")); again.Next != list.Next { // empty: the first page
+		t.Fatalf("before and after empty: %+v, want the first page", again)
+	}
 	for _, before := range []string{"not-an-order-id", strings.Repeat("x", 5000), strings.ToUpper(list.Next)} {
 		wantProblem(t, f.get(t, "/api/v1/orders?before="+before), http.StatusBadRequest, "bad-parameter", "before")
 	}

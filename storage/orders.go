@@ -1,12 +1,12 @@
 package storage
 
 import (
-	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -472,14 +472,15 @@ func (db *DB) PendingOutbox(ctx context.Context, limit int) ([]OutboxEntry, erro
 	return db.outboxEntries(ctx, `WHERE state = 'pending' ORDER BY seq LIMIT ?`, limit)
 }
 
-// OutboxPending reports whether the entry with this key still waits for the cloud.
-func (db *DB) OutboxPending(ctx context.Context, key string) (bool, error) {
+// OutboxState is the state of the entry with this key (OutboxPending, OutboxSent or
+// OutboxRejected), "" when there is none.
+func (db *DB) OutboxState(ctx context.Context, key string) (string, error) {
 	var state string
 	err := db.r.QueryRowContext(ctx, `SELECT state FROM outbox WHERE key = ?`, key).Scan(&state)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return false, fmt.Errorf("storage: outbox entry: %w", err)
+		return "", fmt.Errorf("storage: outbox entry: %w", err)
 	}
-	return state == OutboxPending, nil
+	return state, nil
 }
 
 // RejectedOutbox returns up to limit entries the cloud refused, newest first.
@@ -537,64 +538,42 @@ func (db *DB) CompleteOutbox(ctx context.Context, r OutboxResult) error {
 			return err
 		}
 		defer hold.Close()
-		mark := func(key, state, reason, stage string) error {
-			var orderID, typ string
-			var seq int64
-			err := update.QueryRowContext(ctx, state, reason, now.UnixMilli(), key).Scan(&orderID, &typ, &seq)
+		type marked struct {
+			orderID string
+			seq     int64
+		}
+		mark := func(key, state, reason, stage string) (marked, error) {
+			var m marked
+			var typ string
+			err := update.QueryRowContext(ctx, state, reason, now.UnixMilli(), key).Scan(&m.orderID, &typ, &m.seq)
 			if errors.Is(err, sql.ErrNoRows) {
-				return nil // not pending any more: an answer to a batch sent twice
+				return marked{}, nil // not pending any more: an answer to a batch sent twice
 			}
-			if err != nil || orderID == "" {
+			if err != nil || m.orderID == "" {
+				return marked{}, err
+			}
+			_, err = addLedger.ExecContext(ctx, m.orderID, now.UnixMilli(), stage, typ, reason)
+			return m, err
+		}
+		for _, k := range r.Delivered {
+			if _, err := mark(k, OutboxSent, "", orders.StageUploaded); err != nil {
 				return err
 			}
-			if _, err = addLedger.ExecContext(ctx, orderID, now.UnixMilli(), stage, typ, reason); err != nil || state != OutboxRejected {
-				return err
-			}
-			// The order's later events wait behind the refused one, so that they never reach the
-			// cloud before it.
-			held := heldReason(seq)
-			rows, err := hold.QueryContext(ctx, held, now.UnixMilli(), orderID, seq)
+		}
+		// Every refused event first, each with the cloud's reason; then the events still
+		// pending after the first refused one of their order are held back behind it.
+		first := map[string]int64{}
+		for k, reason := range r.Rejected {
+			m, err := mark(k, OutboxRejected, reason, orders.StageUploadRejected)
 			if err != nil {
 				return err
 			}
-			var types []string
-			for rows.Next() {
-				var t string
-				if err := rows.Scan(&t); err != nil {
-					rows.Close()
-					return err
-				}
-				types = append(types, t)
-			}
-			rows.Close()
-			if err := rows.Err(); err != nil {
-				return err
-			}
-			for _, t := range types {
-				if _, err := addLedger.ExecContext(ctx, orderID, now.UnixMilli(), orders.StageUploadHeld, t, held); err != nil {
-					return err
-				}
-			}
-			return nil
-		}
-		for _, k := range r.Delivered {
-			if err := mark(k, OutboxSent, "", orders.StageUploaded); err != nil {
-				return err
+			if m.orderID != "" && (first[m.orderID] == 0 || m.seq < first[m.orderID]) {
+				first[m.orderID] = m.seq
 			}
 		}
-		// In the order the events happened: an event held behind an earlier one is not refused
-		// on its own account as well.
-		refused := make([]string, 0, len(r.Rejected))
-		for k := range r.Rejected {
-			refused = append(refused, k)
-		}
-		seqs, err := outboxSeqs(ctx, tx, refused)
-		if err != nil {
-			return err
-		}
-		slices.SortFunc(refused, func(a, b string) int { return cmp.Compare(seqs[a], seqs[b]) })
-		for _, k := range refused {
-			if err := mark(k, OutboxRejected, r.Rejected[k], orders.StageUploadRejected); err != nil {
+		for _, orderID := range slices.Sorted(maps.Keys(first)) {
+			if err := holdLater(ctx, hold, addLedger, orderID, first[orderID], now); err != nil {
 				return err
 			}
 		}
@@ -622,18 +601,33 @@ func (db *DB) FailOutbox(ctx context.Context, keys []string, reason string) erro
 	return nil
 }
 
-// outboxSeqs gives the sequence numbers of the entries with these keys.
-func outboxSeqs(ctx context.Context, tx *sql.Tx, keys []string) (map[string]int64, error) {
-	seqs := make(map[string]int64, len(keys))
-	for _, k := range keys {
-		var seq int64
-		err := tx.QueryRowContext(ctx, `SELECT seq FROM outbox WHERE key = ?`, k).Scan(&seq)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return nil, err
-		}
-		seqs[k] = seq
+// holdLater holds back the pending events of an order that come after its refused event seq,
+// so that they never reach the cloud before it, and notes it in the order's ledger.
+func holdLater(ctx context.Context, hold, addLedger *sql.Stmt, orderID string, seq int64, now time.Time) error {
+	held := heldReason(seq)
+	rows, err := hold.QueryContext(ctx, held, now.UnixMilli(), orderID, seq)
+	if err != nil {
+		return err
 	}
-	return seqs, nil
+	var types []string
+	for rows.Next() {
+		var t string
+		if err := rows.Scan(&t); err != nil {
+			rows.Close()
+			return err
+		}
+		types = append(types, t)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, t := range types {
+		if _, err := addLedger.ExecContext(ctx, orderID, now.UnixMilli(), orders.StageUploadHeld, t, held); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ErrEarlierRefused is RetryOutbox's answer for an event whose order has an earlier event

@@ -291,3 +291,92 @@ func TestOrderUpdateKeysAfterRestore(t *testing.T) {
 		t.Fatalf("version 2 after the restore has the key of version 2 before it (%s): the cloud would drop it as a duplicate", after)
 	}
 }
+
+// A database from before held-back events may hold an order's events queued behind its refused
+// one; the upgrade holds them back, as today's outbox would have, so that a retry does not send
+// the order after its changes.
+func TestUpgradeHoldsBackEventsBehindARefusedOne(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "old.db")
+	all, err := embeddedMigrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var before []migration
+	for _, m := range all {
+		if m.version < 16 {
+			before = append(before, m)
+		}
+	}
+	old, err := openOlder(ctx, path, before)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = old.w.ExecContext(ctx, `INSERT INTO outbox(seq, key, type, order_id, at, data, state, last_error) VALUES
+		(1, 'order:o1:created', 'order.created', 'o1', 0, '{}', 'rejected', 'unknown product'),
+		(2, 'order:o2:created', 'order.created', 'o2', 0, '{}', 'pending', ''),
+		(3, 'order:o1:v2:5', 'order.updated', 'o1', 5, '{}', 'pending', ''),
+		(4, 'stock:x:1:1', 'stock.adjusted', '', 6, '{}', 'pending', '')`)
+	old.w.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := Open(ctx, path)
+	if err != nil {
+		t.Fatalf("upgrade: %v", err)
+	}
+	defer db.Close()
+	pending, _ := db.PendingOutbox(ctx, 10)
+	if len(pending) != 2 || pending[0].Seq != 2 || pending[1].Seq != 4 {
+		t.Fatalf("pending after the upgrade %+v, want seqs 2 and 4", pending)
+	}
+	rejected, _ := db.RejectedOutbox(ctx, 10)
+	if len(rejected) != 2 || rejected[0].Seq != 3 || rejected[0].LastError != heldReason(1) {
+		t.Fatalf("set aside after the upgrade %+v, want seq 3 held back behind 1", rejected)
+	}
+	l, _ := db.OrderLedger(ctx, "o1")
+	if len(l) != 1 || l[0].Stage != orders.StageUploadHeld || l[0].Detail != "order.updated" {
+		t.Fatalf("o1's history %+v", l)
+	}
+	if n, err := db.RetryOutbox(ctx, 1); err != nil || n != 2 {
+		t.Fatalf("retry: %d %v, want the creation and its change", n, err)
+	}
+}
+
+// Two events of one order refused in one answer each keep the cloud's own reason: neither is
+// taken for one held back behind the other.
+func TestTwoRefusedEventsOfAnOrderKeepTheirReasons(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t)
+	o, _, _ := db.CreateOrder(ctx, NewOrder{Order: lanOrder("pos-1"), IdempotencyKey: "k", RequestHash: "h"})
+	if _, _, err := db.UpdateOrder(ctx, o.ID, func(o *orders.Order) error { o.Status = "ready"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := db.UpdateOrder(ctx, o.ID, func(o *orders.Order) error { o.Status = "collected"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := db.PendingOutbox(ctx, 10)
+	if len(p) != 3 {
+		t.Fatalf("outbox %+v", p)
+	}
+	// The last is refused first in the answer: the order of a map's keys is no order at all.
+	if err := db.CompleteOutbox(ctx, OutboxResult{Rejected: map[string]string{p[2].Key: "reason 3", p[0].Key: "reason 1"}}); err != nil {
+		t.Fatal(err)
+	}
+	rejected, _ := db.RejectedOutbox(ctx, 10)
+	got := map[int64]string{}
+	for _, e := range rejected {
+		got[e.Seq] = e.LastError
+	}
+	if len(rejected) != 3 || got[p[0].Seq] != "reason 1" || got[p[2].Seq] != "reason 3" || got[p[1].Seq] != heldReason(p[0].Seq) {
+		t.Fatalf("set aside %+v", rejected)
+	}
+	stages := map[string]int{}
+	l, _ := db.OrderLedger(ctx, o.ID)
+	for _, e := range l {
+		stages[e.Stage]++
+	}
+	if stages[orders.StageUploadRejected] != 2 || stages[orders.StageUploadHeld] != 1 {
+		t.Fatalf("ledger stages %v", stages)
+	}
+}

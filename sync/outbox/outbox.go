@@ -201,16 +201,20 @@ func (w *Worker) upload(ctx context.Context, entries []storage.OutboxEntry) (int
 			if len(entries) == 1 {
 				return 1, w.o.DB.CompleteOutbox(ctx, storage.OutboxResult{Rejected: map[string]string{keys[0]: ce.Error()}})
 			}
+			// An order's events go in the order they happened: once one of them is not
+			// delivered (refused, and its later ones held back beside it; or left out of the
+			// answer), its later events in this batch wait too, whatever becomes of them
+			// meanwhile (an admin's retry puts the refused one back in the queue before them).
 			n := 0
+			blocked := map[string]bool{}
 			for i := range entries {
-				// An event of an order whose earlier event was just refused is held back beside it
-				// (storage.CompleteOutbox): it must not reach the cloud before that one.
-				if entries[i].OrderID != "" {
-					pending, err := w.o.DB.OutboxPending(ctx, entries[i].Key)
+				e := entries[i]
+				if e.OrderID != "" {
+					state, err := w.o.DB.OutboxState(ctx, e.Key)
 					if err != nil {
 						return n, fmt.Errorf("outbox: %w", err)
 					}
-					if !pending {
+					if blocked[e.OrderID] || state != storage.OutboxPending {
 						n++
 						continue
 					}
@@ -219,6 +223,15 @@ func (w *Worker) upload(ctx context.Context, entries []storage.OutboxEntry) (int
 				n += m
 				if err != nil {
 					return n, err
+				}
+				if e.OrderID != "" {
+					state, err := w.o.DB.OutboxState(ctx, e.Key)
+					if err != nil {
+						return n, fmt.Errorf("outbox: %w", err)
+					}
+					if state != storage.OutboxSent {
+						blocked[e.OrderID] = true
+					}
 				}
 			}
 			return n, nil

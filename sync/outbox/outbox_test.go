@@ -333,3 +333,73 @@ func TestRefusedCreationHoldsItsChangesBack(t *testing.T) {
 		t.Fatalf("set aside %+v", rejected)
 	}
 }
+
+// retryingCloud refuses, once, any batch holding an event with note "bad" (400), and, when it
+// takes the event named at, has an admin retry every refused event meanwhile.
+type retryingCloud struct {
+	db      *storage.DB
+	at      string
+	refused bool
+	got     []string
+}
+
+func (c *retryingCloud) Upload(ctx context.Context, events []cloudapi.Event) (cloudapi.UploadResponse, error) {
+	for _, e := range events {
+		if strings.Contains(string(e.Data), `"note":"bad"`) && !c.refused {
+			if len(events) == 1 {
+				c.refused = true
+			}
+			return cloudapi.UploadResponse{}, &cloud.Error{Op: "upload", Status: 400, Detail: "event " + e.Key + " is invalid"}
+		}
+	}
+	var r cloudapi.UploadResponse
+	for _, e := range events {
+		if e.Key == c.at {
+			if _, err := c.db.RetryRejectedOutbox(ctx); err != nil {
+				return r, err
+			}
+		}
+		r.Accepted = append(r.Accepted, e.Key)
+		c.got = append(c.got, e.Key)
+	}
+	return r, nil
+}
+
+// An admin's retry while a refused batch is sent one event at a time puts the refused creation
+// back in the queue: its order's later change in that batch still waits, and goes after it.
+func TestRetryDuringASplitKeepsTheOrder(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	var made []orders.Order
+	for i, note := range []string{"bad", "fine"} {
+		o := orders.Order{Source: orders.SourceLAN, DeviceID: "pos", Status: orders.StatusNew, Note: note}
+		m, _, err := db.CreateOrder(ctx, storage.NewOrder{Order: o, IdempotencyKey: fmt.Sprint(i), RequestHash: "h"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		made = append(made, m)
+	}
+	if _, _, err := db.UpdateOrder(ctx, made[0].ID, func(o *orders.Order) error { o.Status = "ready"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	created := func(o orders.Order) string { return "order:" + o.ID + ":created" }
+	c := &retryingCloud{db: db, at: created(made[1])}
+	w := New(Options{DB: db, Cloud: c})
+	for range 3 {
+		if _, err := w.Drain(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var first, change = -1, -1
+	for i, k := range c.got {
+		switch {
+		case k == created(made[0]):
+			first = i
+		case strings.HasPrefix(k, "order:"+made[0].ID+":v"):
+			change = i
+		}
+	}
+	if first < 0 || change < 0 || change < first {
+		t.Fatalf("the cloud got %v: the order's change before its creation, or one of them never", c.got)
+	}
+}
