@@ -102,7 +102,7 @@ const (
 var serviceCodes = []string{1: "front_door", 2: "catalog", 3: "media", 4: "orders", 5: "devices", 6: "events", 7: "admin"}
 
 // Port is one TCP service the server offers, by the service's name in lan.services (or
-// "front_door", which carries every service).
+// "front_door", which carries every service, admin only while lan.front_door_admin is true).
 type Port struct {
 	Service string `json:"service"`
 	Port    int    `json:"port"`

@@ -251,10 +251,13 @@ func (s *Server) notFound(listener string) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		detail := "no route " + r.Method + " " + r.URL.Path + "; the routes are listed in the storeedge OpenAPI document"
 		p := r.URL.Path
+		adminOnly := s.o.FrontDoorWithoutAdmin && listener != serviceAdmin &&
+			(p == "/api/v1/status" || strings.HasPrefix(p, "/api/v1/admin/") || p == "/status" || strings.HasPrefix(p, "/status/"))
 		switch {
-		case listener == frontDoor && s.o.FrontDoorWithoutAdmin &&
-			(p == "/api/v1/status" || strings.HasPrefix(p, "/api/v1/admin/") || p == "/status" || strings.HasPrefix(p, "/status/")):
+		case adminOnly && listener == frontDoor:
 			detail = "the admin API and the status page are on the admin port only (lan.front_door_admin is false)"
+		case adminOnly:
+			detail = "this port carries only the " + listener + " service; the admin API and the status page are on the admin port only (lan.front_door_admin is false)"
 		case listener != frontDoor && s.front.Match(chi.NewRouteContext(), r.Method, routePath(r)):
 			detail = "this port carries only the " + listener + " service; " + r.Method + " " + r.URL.Path +
 				" is served by the front door and by its own service's port"

@@ -379,6 +379,12 @@ func TestAdminOffTheFrontDoor(t *testing.T) {
 				t.Errorf("front door without admin %v: GET %s on the admin port answered %d", off, onAdmin, rec.Code)
 			}
 		}
+		catalog := &pageClient{t: t, h: f.srv.listener(serviceCatalog)}
+		req := httptest.NewRequest(http.MethodGet, "/api/v1/admin/devices", nil)
+		req.Header.Set("Authorization", "Bearer "+testAdminToken)
+		if rec := catalog.do(req); rec.Code != http.StatusNotFound || !strings.Contains(rec.Body.String(), "this port carries only the catalog service") {
+			t.Errorf("front door without admin %v: an admin route on the catalog port answered %d %s", off, rec.Code, rec.Body)
+		}
 		if rec := f.get(t, "/api/v1/catalog/products/P0002"); rec.Code != http.StatusOK {
 			t.Errorf("front door without admin %v: a product answered %d", off, rec.Code)
 		}

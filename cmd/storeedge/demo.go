@@ -40,10 +40,20 @@ and lan.bind stays 127.0.0.1.
 Flags:
 `
 
-// revokeDemoDevices revokes the demo devices that earlier runs paired, through the admin API.
-func revokeDemoDevices(ctx context.Context, front, admin string) error {
+// adminBase is where the demo reaches the admin API and the status page: the front door, or
+// the admin port when lan.front_door_admin is false.
+func adminBase(cfg config.Config, addrs map[string]string) string {
+	if !cfg.LAN.FrontDoorAdmin && addrs["admin"] != "" {
+		return "http://" + addrs["admin"]
+	}
+	return "http://" + addrs["front_door"]
+}
+
+// revokeDemoDevices revokes the demo devices that earlier runs paired, through the admin API at
+// base.
+func revokeDemoDevices(ctx context.Context, base, admin string) error {
 	call := func(method, path string, out any) error {
-		req, err := http.NewRequestWithContext(ctx, method, front+path, nil)
+		req, err := http.NewRequestWithContext(ctx, method, base+path, nil)
 		if err != nil {
 			return err
 		}
@@ -122,7 +132,7 @@ func cmdDemo(ctx context.Context, args, env []string, stdout, stderr io.Writer) 
 	serveDemoCloud(gctx, g, sim, ln)
 	g.Go(func() error {
 		return daemon(gctx, cfg, log, func(addrs map[string]string) {
-			device := startDemoDevice(gctx, g, cfg, "http://"+addrs["front_door"], log)
+			device := startDemoDevice(gctx, g, cfg, "http://"+addrs["front_door"], adminBase(cfg, addrs), log)
 			printDemoBanner(stdout, o, cfg, addrs, device)
 		})
 	})
@@ -240,10 +250,10 @@ func serveDemoCloud(ctx context.Context, g *errgroup.Group, sim *cloudsim.Sim, l
 
 // startDemoDevice pairs a simulated device, as a real one would be, that shows pushed orders and
 // commands in the log, runs it in g, and returns its token ("" if it could not pair).
-func startDemoDevice(ctx context.Context, g *errgroup.Group, cfg config.Config, front string, log *slog.Logger) string {
+func startDemoDevice(ctx context.Context, g *errgroup.Group, cfg config.Config, front, admin string, log *slog.Logger) string {
 	// The device of an earlier run is gone with its process: revoke it rather than let the
 	// server try to reach it.
-	if err := revokeDemoDevices(ctx, front, cfg.Admin.Token.Reveal()); err != nil {
+	if err := revokeDemoDevices(ctx, admin, cfg.Admin.Token.Reveal()); err != nil {
 		log.Warn("demo: cannot revoke the devices of earlier runs", slog.Any("error", err))
 	}
 	pos := devicesim.New(devicesim.Options{Server: front, Kind: "pos", Name: demoDevice, Capabilities: []string{"orders"}, Logger: log,
@@ -262,6 +272,7 @@ func startDemoDevice(ctx context.Context, g *errgroup.Group, cfg config.Config, 
 // printDemoBanner tells where to look, as curl lines with the credentials the demo made.
 func printDemoBanner(stdout io.Writer, o demoOptions, cfg config.Config, addrs map[string]string, device string) {
 	front := "http://" + addrs["front_door"]
+	base := adminBase(cfg, addrs)
 	admin := cfg.Admin.Token.Reveal()
 	fmt.Fprintf(stdout, `
 storeedge demo is running (Ctrl-C to stop)
@@ -288,8 +299,8 @@ storeedge demo is running (Ctrl-C to stop)
 
   A simulated device that receives pushed orders and commands:
     go run ./cmd/devicesim -server %s -enrollment-secret %s -capabilities orders
-`, cfg.Cloud.URL, o.products, o.changeEvery, cfg.DatabasePath(), front, front,
-		device, front, front, front, front, admin, front, front, front, front, front, cfg.Devices.EnrollmentSecret.Reveal())
+`, cfg.Cloud.URL, o.products, o.changeEvery, cfg.DatabasePath(), front, base,
+		device, front, front, front, front, admin, base, base, base, base, front, cfg.Devices.EnrollmentSecret.Reveal())
 	for _, n := range slices.Sorted(maps.Keys(addrs)) {
 		fmt.Fprintf(stdout, "  %-17s %s\n", n, addrs[n])
 	}

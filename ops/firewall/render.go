@@ -144,16 +144,19 @@ func iptMatch(r Rule) string {
 
 func writeIPTables(w io.Writer, rules []Rule, o Options) error {
 	var b strings.Builder
-	b.WriteString("# storeedge: the firewall this configuration needs (IPv4; use ip6tables alike for IPv6).\n")
+	b.WriteString("# storeedge: the firewall this configuration needs, for IPv4. The rules for IPv6 addresses are\n")
+	b.WriteString("# listed at the end as comments, for ip6tables (which also needs ICMPv6: neighbour discovery).\n")
 	b.WriteString("iptables -N STOREEDGE-IN 2>/dev/null || iptables -F STOREEDGE-IN\n")
 	b.WriteString("iptables -N STOREEDGE-OUT 2>/dev/null || iptables -F STOREEDGE-OUT\n")
 	for _, p := range o.AdminPorts {
 		fmt.Fprintf(&b, "iptables -A STOREEDGE-IN -p tcp --dport %d -j ACCEPT -m comment --comment \"administration\"\n", p)
 	}
 	b.WriteString("iptables -A STOREEDGE-IN -p icmp -j ACCEPT -m comment --comment \"ICMP: ping, and the errors connections need\"\n")
+	var v6 []Rule
 	for _, r := range rules {
 		if isIPv6(r.Remote) {
-			continue // an IPv6 address: ip6tables's
+			v6 = append(v6, r)
+			continue
 		}
 		chain := "STOREEDGE-IN"
 		if r.Dir == Out {
@@ -171,6 +174,13 @@ func writeIPTables(w io.Writer, rules []Rule, o Options) error {
 		b.WriteString("iptables -C OUTPUT -o lo -j ACCEPT 2>/dev/null || iptables -I OUTPUT -o lo -j ACCEPT\n")
 		b.WriteString("iptables -A STOREEDGE-OUT -p icmp -j ACCEPT\n")
 		b.WriteString("iptables -A STOREEDGE-OUT -p udp --dport 123 -j ACCEPT\niptables -P OUTPUT DROP\n")
+	}
+	for _, r := range v6 {
+		chain := "STOREEDGE-IN"
+		if r.Dir == Out {
+			chain = "STOREEDGE-OUT"
+		}
+		fmt.Fprintf(&b, "# ip6tables -A %s %s -j ACCEPT -m comment --comment %q\n", chain, iptMatch(r), truncate(comment(r), 250))
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
@@ -211,10 +221,12 @@ type winRule struct {
 	name, legacy string // legacy: the name earlier versions gave it, deleted too
 	local        bool   // the port is the server's
 	remote       string // a remote address to filter on, "" for any
+	skip         bool   // the same rule to Windows as an earlier one: not added
 }
 
-// winRules names rules for Windows and leaves out those that Windows would take as the same
-// (an IPv6 multicast group beside its IPv4 one: Windows filters neither by the group).
+// winRules names rules for Windows and marks to skip those that Windows would take as the same
+// as an earlier one (an IPv6 multicast group beside its IPv4 one: Windows filters neither by the
+// group; a webhook on the proxy's address and port).
 func winRules(rules []Rule) []winRule {
 	var out []winRule
 	seen := map[string]bool{}
@@ -224,11 +236,6 @@ func winRules(rules []Rule) []winRule {
 		if isIP(r.Remote) && !net.ParseIP(r.Remote).IsMulticast() {
 			w.remote = r.Remote
 		}
-		same := fmt.Sprint(r.Dir, r.Proto, r.Port, w.local, w.remote)
-		if seen[same] {
-			continue
-		}
-		seen[same] = true
 		w.legacy = fmt.Sprintf("storeedge %s %s %d", r.Dir, r.Proto, r.Port)
 		w.name = w.legacy
 		if w.local && r.Dir == Out {
@@ -237,6 +244,13 @@ func winRules(rules []Rule) []winRule {
 		if r.Key != "" {
 			w.name += " (" + r.Key + ")"
 		}
+		same := fmt.Sprint(r.Dir, r.Proto, r.Port, w.local, w.remote)
+		if seen[same] {
+			w.skip = true // its name is deleted still: an earlier run may have made it
+			out = append(out, w)
+			continue
+		}
+		seen[same] = true
 		if names[w.name]++; names[w.name] > 1 {
 			w.name += fmt.Sprintf(" #%d", names[w.name])
 		}
@@ -259,6 +273,9 @@ func writeNetsh(w io.Writer, rules []Rule) error {
 		}
 	}
 	for _, r := range ws {
+		if r.skip {
+			continue
+		}
 		remote := ""
 		if r.remote != "" {
 			remote = " remoteip=" + r.remote
@@ -290,6 +307,9 @@ func writePowerShell(w io.Writer, rules []Rule) error {
 		}
 	}
 	for _, r := range ws {
+		if r.skip {
+			continue
+		}
 		dir := map[string]string{In: "Inbound", Out: "Outbound"}[r.Dir]
 		portArg := "-RemotePort"
 		if r.local {

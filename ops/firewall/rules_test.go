@@ -144,6 +144,24 @@ func TestRulesOpenOtherWANPorts(t *testing.T) {
 	}
 }
 
+// A rule Windows takes as the same as another is not added twice, but its own name is deleted,
+// as an earlier run may have made it (a webhook moved onto the mail server's address and port).
+func TestWindowsRuleTakenAsAnotherIsNotAdded(t *testing.T) {
+	c := config.Default()
+	c.SMTP.Host, c.SMTP.Port = "10.0.0.7", 587
+	c.BackOffice.Webhook.URL = "https://10.0.0.7:587/hook"
+	var b strings.Builder
+	if err := Write(&b, "netsh", Rules(c), Options{}); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	if !strings.Contains(out, `delete rule name="storeedge out tcp 587 (backoffice.webhook.url)"`) ||
+		strings.Contains(out, `add rule name="storeedge out tcp 587 (backoffice.webhook.url)"`) ||
+		strings.Count(out, "add rule name=\"storeedge out tcp 587 (smtp.port)\"") != 1 {
+		t.Errorf("a webhook on the mail server's address and port:\n%s", out)
+	}
+}
+
 // Windows deletes every rule of a name before adding it again: no two rules may share one (a
 // proxy and a webhook on the same port did, and the webhook's took the proxy's away).
 func TestWindowsRuleNamesAreUnique(t *testing.T) {
@@ -226,8 +244,13 @@ func TestRulesForDiscoveryAndICMP(t *testing.T) {
 			t.Errorf("iptables lacks %q:\n%s", want, ipt)
 		}
 	}
-	if strings.Contains(ipt, "ff02") {
-		t.Errorf("iptables (IPv4) with an IPv6 address:\n%s", ipt)
+	for _, line := range strings.Split(ipt, "\n") {
+		if strings.Contains(line, "ff02") && !strings.HasPrefix(line, "# ip6tables -A STOREEDGE-") {
+			t.Errorf("iptables (IPv4) with an IPv6 address: %s", line)
+		}
+	}
+	if !strings.Contains(ipt, "# ip6tables -A STOREEDGE-IN -d ff02::fb -p udp --dport 5353 -j ACCEPT") {
+		t.Errorf("iptables does not list the IPv6 mDNS rule for ip6tables:\n%s", ipt)
 	}
 	b.Reset()
 	Write(&b, "ufw", Rules(c), Options{})
