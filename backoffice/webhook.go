@@ -135,6 +135,11 @@ func (a *Agent) postOrder(ctx context.Context, o orders.Order) error {
 			return nil
 		case r.status >= 300 && r.status < 400:
 			return needsHuman{fmt.Errorf("backoffice: webhook: order %d: answered %s, a redirect, which is not followed: set backoffice.webhook.url to the final address", o.Number, r)}
+		case r.status == http.StatusUnauthorized || r.status == http.StatusForbidden:
+			// The webhook refuses the caller, whatever the order: every order would be refused so.
+			return needsHuman{fmt.Errorf("backoffice: webhook: order %d: answered %s: the ERP refuses storeedge itself, not this order: check backoffice.webhook.secret against the ERP's; the orders wait for the next run", o.Number, r)}
+		case r.status == http.StatusNotFound || r.status == http.StatusMethodNotAllowed || r.status == http.StatusGone:
+			return needsHuman{fmt.Errorf("backoffice: webhook: order %d: answered %s: backoffice.webhook.url is not the address of a webhook that takes orders; the orders wait for the next run", o.Number, r)}
 		case !r.retryable():
 			if err := a.o.DB.FailExport(ctx, storage.ExportWebhook, o.ID, r.String()); err != nil {
 				return fmt.Errorf("backoffice: webhook: %w", err)

@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -297,5 +298,38 @@ func TestOneLine(t *testing.T) {
 		if got := oneLine([]byte(in), 200); got != want {
 			t.Errorf("oneLine(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// A webhook that refuses storeedge itself (a secret that does not match: 401, 403) or is not at
+// the address (404, 405, 410) would refuse every order so: the run stops saying what to check,
+// and no order is set aside as refused by the ERP; they all go once it is fixed.
+func TestWebhookRefusingEveryOrderStopsTheRun(t *testing.T) {
+	for status, want := range map[int]string{401: "backoffice.webhook.secret", 403: "backoffice.webhook.secret",
+		404: "backoffice.webhook.url", 405: "backoffice.webhook.url", 410: "backoffice.webhook.url"} {
+		t.Run(fmt.Sprint(status), func(t *testing.T) {
+			ctx := context.Background()
+			db := openDB(t, "")
+			e, srv := newERP(t, "")
+			createOrders(t, db, 2, false)
+			e.answers = []int{status}
+			a := webhookAgent(db, srv.URL, "")
+			err := a.RunOnce(ctx)
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Fatalf("run answered %d: %v, want an error naming %s", status, err, want)
+			}
+			if failures, _ := a.WebhookFailures(ctx, 10); len(failures) != 0 {
+				t.Fatalf("answered %d: orders set aside as refused by the ERP: %+v", status, failures)
+			}
+			if st := a.Status(); st.Targets[0].Pending != 2 || st.Targets[0].Failed != 0 || st.LastError == "" {
+				t.Fatalf("answered %d: status %+v", status, st)
+			}
+			if err := a.RunOnce(ctx); err != nil { // fixed: the ERP answers 200 again
+				t.Fatal(err)
+			}
+			if len(e.got()) != 2 {
+				t.Fatalf("after the fix the ERP has %d orders", len(e.got()))
+			}
+		})
 	}
 }
