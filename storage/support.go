@@ -34,7 +34,7 @@ func (db *DB) RememberSupportRequest(ctx context.Context, id, kind string, seq i
 			return err
 		case err != nil:
 			return err
-		case was == seq:
+		case was == seq && seq >= 0:
 			state = SupportRequestRedelivered
 		default:
 			state = SupportRequestReplayed

@@ -24,6 +24,10 @@ func TestRememberSupportRequest(t *testing.T) {
 		{"req-1", 7, now.Add(time.Minute), SupportRequestRedelivered},
 		{"req-1", 9, now.Add(2 * time.Minute), SupportRequestReplayed},
 		{"req-2", 9, now.Add(2 * time.Minute), SupportRequestNew},
+		// A message without a sequence number (-1) cannot be told from another: a repeat is a
+		// replay, never a redelivery to run again.
+		{"req-3", -1, now.Add(2 * time.Minute), SupportRequestNew},
+		{"req-3", -1, now.Add(3 * time.Minute), SupportRequestReplayed},
 	} {
 		got, err := db.RememberSupportRequest(ctx, step.id, "ping", step.seq, step.at, until)
 		if err != nil || got != step.want {

@@ -51,7 +51,12 @@ func New(baseURL, storeKey string, hc *http.Client, userAgent string) (*Client, 
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("cloud: base URL %q must be http(s)://host[:port]", baseURL)
 	}
-	return &Client{base: u, storeKey: storeKey, http: hc, agent: userAgent}, nil
+	// Redirects are not followed: net/http keeps the store key on a redirect to another port or
+	// scheme of the same host, or to a subdomain. A 3xx is an answer the contract does not give,
+	// retried as such (cloud-api.md).
+	noRedirect := *hc
+	noRedirect.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &Client{base: u, storeKey: storeKey, http: &noRedirect, agent: userAgent}, nil
 }
 
 // Host is the host:port the client talks to, for status and diagnostics.

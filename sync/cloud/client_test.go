@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -183,5 +184,32 @@ func TestErrorDetailIsBounded(t *testing.T) {
 				t.Errorf("detail of %d bytes (valid UTF-8: %v): %.80q", len(ce.Detail), utf8.ValidString(ce.Detail), ce.Detail)
 			}
 		})
+	}
+}
+
+// A redirect is not followed: net/http would carry the store key to another port or scheme of
+// the cloud's host. The 3xx is an answer the contract does not give, retried as such.
+func TestStoreKeyNeverFollowsARedirect(t *testing.T) {
+	var leaked atomic.Bool
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "" {
+			leaked.Store(true)
+		}
+		w.Write([]byte(`{}`))
+	}))
+	defer elsewhere.Close()
+	cloudSrv := httptest.NewServer(http.RedirectHandler(elsewhere.URL+"/v1/config", http.StatusFound))
+	defer cloudSrv.Close()
+	c, err := New(cloudSrv.URL, "sk_secret_store_key", &http.Client{}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Config(t.Context())
+	var ce *Error
+	if !errors.As(err, &ce) || ce.Status != http.StatusFound || !ce.Retryable() {
+		t.Fatalf("a redirect answered: %v, want a retryable 302", err)
+	}
+	if leaked.Load() {
+		t.Fatal("the store key went to the redirect's host")
 	}
 }

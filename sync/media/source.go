@@ -104,7 +104,12 @@ type Container struct {
 
 // NewContainer returns a Container whose requests go through hc. Nothing is contacted yet.
 func NewContainer(loc Locator, hc *http.Client) *Container {
-	return &Container{loc: loc, hc: hc, now: time.Now}
+	// Blob storage does not redirect; a redirect is followed nowhere, so that a container named
+	// by the cloud cannot send the shop's requests (and their SAS) to another host, a LAN address
+	// or plain HTTP. The 3xx answer is a failed read.
+	noRedirect := *hc
+	noRedirect.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &Container{loc: loc, hc: &noRedirect, now: time.Now}
 }
 
 // minRefresh is the least time between two readings of the remote configuration.

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -137,5 +139,28 @@ func TestCancelledReadingIsNotKept(t *testing.T) {
 	}
 	if _, _, err := c.Download(context.Background(), "m1.jpg", 0); !errors.Is(err, ErrNotConfigured) || asked != 2 {
 		t.Fatalf("the next download: %v, the cloud asked %d times; want not configured, asked twice", err, asked)
+	}
+}
+
+// A container (the cloud names it) that answers with a redirect sends the shop nowhere: the
+// request is not repeated elsewhere (another host, a LAN address, plain HTTP), and the read
+// fails.
+func TestContainerRedirectIsNotFollowed(t *testing.T) {
+	var followed atomic.Bool
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		followed.Store(true)
+		w.Write([]byte("abc"))
+	}))
+	defer elsewhere.Close()
+	blob := httptest.NewServer(http.RedirectHandler(elsewhere.URL+"/admin/reboot", http.StatusFound))
+	defer blob.Close()
+	c := NewContainer(Locator{URL: blob.URL + "/media?sv=2024-01-01&sr=c&sp=rl&sig=abc"}, &http.Client{})
+	body, _, err := c.Download(t.Context(), "M1.jpg", 0)
+	if err == nil {
+		body.Close()
+		t.Fatal("a redirect answered the download, and it succeeded")
+	}
+	if followed.Load() {
+		t.Fatal("the redirect was followed")
 	}
 }
