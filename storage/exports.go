@@ -489,6 +489,39 @@ func (db *DB) StockImportedLast(ctx context.Context, sha256 string) (StockImport
 	return imp, resendable && imp.SHA256 == sha256, nil
 }
 
+// StockFileApplied returns the import that applied this very file: the same name, content and
+// modification time, recorded since the database was last restored. A file applied and then
+// not moved to done/ is found so at the next run, and not applied again over the files applied
+// since.
+func (db *DB) StockFileApplied(ctx context.Context, name, sha256 string, mtime time.Time) (StockImport, bool, error) {
+	if mtime.IsZero() {
+		return StockImport{}, false, nil
+	}
+	var imp StockImport
+	var at int64
+	err := db.r.QueryRowContext(ctx, `SELECT id, name, sha256, size, row_count, state, error, at FROM stock_imports
+	    WHERE state = 'done' AND name = ? AND sha256 = ? AND mtime = ?
+	      AND id > COALESCE((SELECT value FROM meta WHERE key = '`+metaStockRestored+`'), 0)
+	    ORDER BY id DESC LIMIT 1`, name, sha256, fileTime(mtime)).
+		Scan(&imp.ID, &imp.Name, &imp.SHA256, &imp.Size, &imp.Rows, &imp.State, &imp.Error, &at)
+	if errors.Is(err, sql.ErrNoRows) {
+		return StockImport{}, false, nil
+	}
+	if err != nil {
+		return StockImport{}, false, fmt.Errorf("storage: stock file applied: %w", err)
+	}
+	imp.At = time.UnixMilli(at).UTC()
+	return imp, true, nil
+}
+
+// fileTime is a file's modification time as stored: Unix milliseconds, 0 when unknown.
+func fileTime(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
 // metaStockRestored is the meta key holding the id of the latest stock import when the database
 // was last restored or found to have gone back in time (see markStockImportsRestored).
 const metaStockRestored = "stock_imports_restored"
@@ -546,6 +579,12 @@ func StockAdjustmentKey(sha256 string, at time.Time, row int) string {
 // type OutboxStockAdjusted, key StockAdjustmentKey), in one transaction. When the latest file
 // applied has the same content, nothing is queued: it returns that import and applied = false.
 func (db *DB) RecordStockImport(ctx context.Context, name, sha256 string, size int64, levels []StockLevel) (imp StockImport, applied bool, err error) {
+	return db.RecordStockFile(ctx, name, sha256, size, time.Time{}, levels)
+}
+
+// RecordStockFile is RecordStockImport for a file modified at mtime, which StockFileApplied
+// knows again.
+func (db *DB) RecordStockFile(ctx context.Context, name, sha256 string, size int64, mtime time.Time, levels []StockLevel) (imp StockImport, applied bool, err error) {
 	now := time.Now()
 	// The file is moved to done/ once recorded: the record must survive a power cut.
 	err = db.writeDurable(ctx, nil, func(tx *sql.Tx) error {
@@ -563,8 +602,8 @@ func (db *DB) RecordStockImport(ctx context.Context, name, sha256 string, size i
 			return err
 		}
 		imp = StockImport{Name: name, SHA256: sha256, Size: size, Rows: len(levels), State: ImportDone, At: time.UnixMilli(at).UTC()}
-		if err := tx.QueryRowContext(ctx, `INSERT INTO stock_imports(name, sha256, size, row_count, state, at) VALUES (?, ?, ?, ?, 'done', ?) RETURNING id`,
-			name, sha256, size, len(levels), at).Scan(&imp.ID); err != nil {
+		if err := tx.QueryRowContext(ctx, `INSERT INTO stock_imports(name, sha256, size, row_count, state, at, mtime) VALUES (?, ?, ?, ?, 'done', ?, ?) RETURNING id`,
+			name, sha256, size, len(levels), at, fileTime(mtime)).Scan(&imp.ID); err != nil {
 			return err
 		}
 		st, err := tx.PrepareContext(ctx, `INSERT INTO outbox(key, type, order_id, at, data) VALUES (?, ?, '', ?, ?) ON CONFLICT(key) DO NOTHING`)
