@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/storeedge/storeedge/ops/service"
 )
@@ -67,10 +68,6 @@ func cmdService(ctx context.Context, args, env []string, stdout, stderr io.Write
 // serviceRun is the Windows service: the server, its log in the Event Log, stopped by the
 // service control manager.
 func serviceRun(ctx context.Context, args, env []string, stderr io.Writer) error {
-	cfg, err := loadConfig("service run", serviceUsage, args, env, stderr)
-	if err != nil {
-		return err
-	}
 	if !service.IsService() {
 		return usageError{errors.New("service run: this is what the Windows service control manager starts; use \"storeedge run\" in a prompt")}
 	}
@@ -79,8 +76,21 @@ func serviceRun(ctx context.Context, args, env []string, stderr io.Writer) error
 		return err
 	}
 	defer closeLog()
+	// A service's stderr goes nowhere: a configuration it cannot use is said in the Event Log,
+	// and the service stops with an error the service control manager records.
+	var loadErr strings.Builder
+	cfg, err := loadConfig("service run", serviceUsage, args, env, &loadErr)
+	if err != nil {
+		log := slog.New(service.EventLogHandler(events, slog.LevelInfo))
+		attrs := []any{slog.Any("error", err)}
+		if extra := strings.TrimSpace(loadErr.String()); extra != "" && !strings.Contains(err.Error(), extra) {
+			attrs = append(attrs, slog.String("details", extra))
+		}
+		log.Error("storeedge: the service cannot start: its configuration cannot be used; fix it (storeedge config --config PATH says what is wrong), then start the service", attrs...)
+		return service.RunService(0, func(context.Context) error { return err })
+	}
 	log := slog.New(service.EventLogHandler(events, cfg.Log.SlogLevel()))
-	return service.RunService(func(sctx context.Context) error {
+	return service.RunService(cfg.LAN.ShutdownGrace+service.StopMargin, func(sctx context.Context) error {
 		err := daemon(sctx, cfg, log, nil)
 		if err != nil {
 			log.Error("storeedge: stopped on an error", slog.Any("error", err))

@@ -161,6 +161,10 @@ func (v *validator) wan(w WAN) {
 	v.durRange("wan.connect_timeout", w.ConnectTimeout, time.Second, 5*time.Minute)
 }
 
+// MaxLANShutdownGrace is the longest lan.shutdown_grace: a service manager waits that long, and
+// some, for the server to stop.
+const MaxLANShutdownGrace = 5 * time.Minute
+
 func (v *validator) lan(l LAN) {
 	if b := l.Bind; b != "" {
 		if _, err := netip.ParseAddr(b); err != nil {
@@ -185,7 +189,7 @@ func (v *validator) lan(l LAN) {
 	if n := l.MaxHeaderBytes; n < 1<<10 || n > 1<<20 {
 		v.add("lan.max_header_bytes", strconv.Itoa(n), "must be between 1024 (1 KiB) and 1048576 (1 MiB)")
 	}
-	v.durRange("lan.shutdown_grace", l.ShutdownGrace, 0, 5*time.Minute)
+	v.durRange("lan.shutdown_grace", l.ShutdownGrace, 0, MaxLANShutdownGrace)
 	v.intRange("lan.read_cache_mb", l.ReadCacheMB, 0, 32768)
 }
 

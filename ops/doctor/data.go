@@ -37,6 +37,9 @@ func checkDataDir(ctx context.Context, o Options) []Result {
 	if r, ok := checkServiceCanWrite(dir, fi, o.ServiceUser); ok {
 		out = append(out, r)
 	}
+	if r, ok := checkDataDirPrivate(dir); ok {
+		out = append(out, r)
+	}
 	var dbSize int64
 	if fi, err := os.Stat(o.Config.DatabasePath()); err == nil {
 		dbSize = fi.Size()

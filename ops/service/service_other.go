@@ -5,6 +5,7 @@ package service
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // errNotWindows: the Windows service commands run on Windows only.
@@ -20,4 +21,6 @@ func OpenEventLog() (EventWriter, func(), error) { return nil, nil, errNotWindow
 func IsService() bool { return false }
 
 // RunService is not available here.
-func RunService(run func(ctx context.Context) error) error { return errNotWindows }
+func RunService(stopWait time.Duration, run func(ctx context.Context) error) error {
+	return errNotWindows
+}

@@ -135,13 +135,16 @@ func IsService() bool {
 // RunService runs run as the Windows service until the manager says stop or shut down (then
 // run's context ends), and reports run's error to the manager as a failure, so that the
 // recovery actions restart it.
-func RunService(run func(ctx context.Context) error) error {
-	return svc.Run(Name, &handler{run: run})
+// The service control manager is told that a stop may take stopWait (the server's shutdown
+// grace and StopMargin), so that it does not take a long grace for a hung service.
+func RunService(stopWait time.Duration, run func(ctx context.Context) error) error {
+	return svc.Run(Name, &handler{run: run, stopWait: stopWait})
 }
 
 type handler struct {
-	run func(ctx context.Context) error
-	err error
+	run      func(ctx context.Context) error
+	stopWait time.Duration
+	err      error
 }
 
 func (h *handler) Execute(_ []string, req <-chan svc.ChangeRequest, status chan<- svc.Status) (bool, uint32) {
@@ -164,7 +167,7 @@ func (h *handler) Execute(_ []string, req <-chan svc.ChangeRequest, status chan<
 			case svc.Interrogate:
 				status <- c.CurrentStatus
 			case svc.Stop, svc.Shutdown:
-				status <- svc.Status{State: svc.StopPending}
+				status <- svc.Status{State: svc.StopPending, WaitHint: uint32(h.stopWait / time.Millisecond)}
 				cancel()
 			}
 		}

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/storeedge/storeedge/internal/config"
 )
 
 // SCM is the part of Windows' service control manager that storeedge uses. The Windows
@@ -113,8 +115,13 @@ func Control(scm SCM, action, exe, configPath string) (string, error) {
 	return "", fmt.Errorf("service: unknown action %q; want install, uninstall, start, stop or status", action)
 }
 
-// stopTimeout covers the server's shutdown grace and some.
-const stopTimeout = 40 * time.Second
+// stopTimeout covers the longest shutdown grace the server may be given (lan.shutdown_grace) and
+// some: "service stop" and "uninstall" return as soon as the service has stopped.
+const stopTimeout = config.MaxLANShutdownGrace + StopMargin
+
+// StopMargin is what a stop takes beyond the shutdown grace: the workers' own ends, the
+// database's close.
+const StopMargin = 30 * time.Second
 
 // EventWriter is the Windows Event Log of one source (golang.org/x/sys/windows/svc/eventlog.Log).
 type EventWriter interface {

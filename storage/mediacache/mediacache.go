@@ -65,12 +65,14 @@ func (c *Cache) partialPath(md5hex string) string {
 
 const partialSuffix = ".part"
 
-// Open opens the verified file of md5hex for reading.
+// Open opens the verified file of md5hex for reading. The file may be removed while it is open
+// (evicted while a device downloads it): on Windows too, where a file opened the usual way
+// cannot be.
 func (c *Cache) Open(md5hex string) (*os.File, error) {
 	if !ValidName(md5hex) {
 		return nil, fmt.Errorf("mediacache: %q is not an MD5", md5hex)
 	}
-	return os.Open(c.Path(md5hex))
+	return openShared(c.Path(md5hex))
 }
 
 // Has reports whether the verified file of md5hex is in place, and its size.
