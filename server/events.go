@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -24,6 +25,40 @@ const (
 	// second; gathered, the load costs 10-30 % less CPU (docs/PERFORMANCE.md, section 4).
 	eventFlushEvery = 5 * time.Millisecond
 )
+
+// maxStreamsPerDevice bounds the event streams one device may hold open at once: each costs a
+// goroutine, a connection and its buffers, and one stream gets every event.
+const maxStreamsPerDevice = 8
+
+var probTooManyStreams = problemType{"too-many-streams", "Too many event streams", http.StatusTooManyRequests}
+
+// streamCount counts the event streams open by device.
+type streamCount struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+// open counts a new stream of device, or reports false when it holds the most it may.
+func (c *streamCount) open(device string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n == nil {
+		c.n = map[string]int{}
+	}
+	if c.n[device] >= maxStreamsPerDevice {
+		return false
+	}
+	c.n[device]++
+	return true
+}
+
+func (c *streamCount) close(device string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n[device]--; c.n[device] <= 0 {
+		delete(c.n, device)
+	}
+}
 
 // eventsRoutes are the events service: orders announced to devices as Server-Sent Events.
 func (s *Server) eventsRoutes(r chi.Router) {
@@ -55,6 +90,12 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	dev := deviceID(r.Context())
+	if !s.streams.open(dev) {
+		return &apiError{typ: probTooManyStreams, retryAfter: eventRetryMillis * time.Millisecond,
+			detail: fmt.Sprintf("this device has %d event streams open already, the most one may hold: close one (each follows every event)", maxStreamsPerDevice)}
+	}
+	defer s.streams.close(dev)
 	rc, err := openEventStream(w)
 	if err != nil {
 		return err

@@ -3,6 +3,7 @@ package server
 import (
 	"bufio"
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -207,5 +208,50 @@ func TestRevokedDeviceStreamEnds(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("reconnecting after the revocation: %s", resp.Status)
+	}
+}
+
+// One device holds at most maxStreamsPerDevice event streams: the next is refused with 429 and
+// Retry-After, another device is not held back, and a stream closed makes room again.
+func TestEventStreamsPerDevice(t *testing.T) {
+	f, ts, ctx := eventsFixture(t)
+	pos := f.device(t, "pos").Token
+	var open []*sseClient
+	for range maxStreamsPerDevice {
+		open = append(open, openSSE(t, ctx, ts.URL+"/api/v1/events", "", pos))
+	}
+	get := func(token string) *http.Response {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, ts.URL+"/api/v1/events", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	resp := get(pos)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), "too-many-streams") {
+		t.Fatalf("stream %d of one device: %s %s", maxStreamsPerDevice+1, resp.Status, body)
+	}
+	other := openSSE(t, ctx, ts.URL+"/api/v1/events", "", f.device(t, "kiosk").Token)
+	other.resp.Body.Close()
+	open[0].resp.Body.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp := get(pos)
+		ok := resp.StatusCode == http.StatusOK
+		resp.Body.Close()
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a stream closed made no room for another")
+		}
+		time.Sleep(20 * time.Millisecond) // the server ends the stream once it sees the connection closed
+	}
+	for _, c := range open[1:] {
+		c.resp.Body.Close()
 	}
 }

@@ -87,7 +87,10 @@ func (s *Server) getMedia(w http.ResponseWriter, r *http.Request) error {
 // the unit without regard to case ("Bytes=0-9"), as the RFC says units are. A suffix of no
 // bytes ("-0") is unsatisfiable (RFC 9110, section 14.1.1), where http.ServeContent would
 // answer 206 with an empty, backwards Content-Range: it is left out of the set, and a set of
-// nothing else is asked from the file's end, which ServeContent refuses with 416.
+// nothing else is asked from the file's end, which ServeContent refuses with 416. A set of more
+// than maxRanges ranges, or of ranges that overlap, is not heeded either (the whole file, 200),
+// as RFC 9110 (section 14.2) lets a server do: such a set asks for many small parts or the same
+// bytes again, an answer many times the file's size.
 func byteRangesOnly(h http.Header, size int64) {
 	v := h.Get("Range")
 	if v == "" {
@@ -106,11 +109,60 @@ func byteRangesOnly(h http.Header, size int64) {
 		}
 	}
 	switch {
+	case len(kept) > maxRanges || overlap(kept, size):
+		h.Del("Range")
 	case len(kept) == 0:
 		h.Set("Range", "bytes="+strconv.FormatInt(size, 10)+"-")
 	case unit != "bytes" || len(kept) < len(specs):
 		h.Set("Range", "bytes="+strings.Join(kept, ","))
 	}
+}
+
+// maxRanges is the most ranges a Range header is heeded with.
+const maxRanges = 16
+
+// overlap tells whether two of the byte range specs, read against a file of size bytes, ask
+// for a byte in common. Specs that cannot be read, or lie past the end, are not compared:
+// http.ServeContent answers them.
+func overlap(specs []string, size int64) bool {
+	type span struct{ from, to int64 } // inclusive
+	var spans []span
+	for _, spec := range specs {
+		first, last, ok := strings.Cut(spec, "-")
+		if !ok {
+			continue
+		}
+		first, last = textproto.TrimString(first), textproto.TrimString(last)
+		var sp span
+		switch {
+		case first == "":
+			n, err := strconv.ParseInt(last, 10, 64)
+			if err != nil || n <= 0 {
+				continue
+			}
+			sp = span{max(size-n, 0), size - 1}
+		default:
+			from, err := strconv.ParseInt(first, 10, 64)
+			if err != nil || from < 0 || from >= size {
+				continue
+			}
+			sp = span{from, size - 1}
+			if last != "" {
+				to, err := strconv.ParseInt(last, 10, 64)
+				if err != nil || to < from {
+					continue
+				}
+				sp.to = min(to, size-1)
+			}
+		}
+		for _, o := range spans {
+			if sp.from <= o.to && o.from <= sp.to {
+				return true
+			}
+		}
+		spans = append(spans, sp)
+	}
+	return false
 }
 
 // emptySuffix tells whether a byte range spec asks for the last zero bytes, read as

@@ -3,6 +3,9 @@ package server
 import (
 	"bytes"
 	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -16,7 +19,8 @@ import (
 // giving the file's size (media.md).
 func FuzzMediaRange(f *testing.F) {
 	for _, s := range []string{"bytes=0-9", "Bytes=10-19", "bytes=-0", "bytes=-10", "bytes=10-19,-0", "bytes=5-2", "bytes=abc",
-		"items=0-5", "bytes=0-,0-", "bytes=", "bytes=,", "bytes= -00 , -0", "bytes=99-", "bytes=0-0,2-3", "=", "bytes=-"} {
+		"items=0-5", "bytes=0-,0-", "bytes=", "bytes=,", "bytes= -00 , -0", "bytes=99-", "bytes=0-0,2-3", "=", "bytes=-",
+		"bytes=0-0,0-0", "bytes=0-5,3-8", "bytes=-5,90-", "bytes=0-0,2-2,4-4,6-6,8-8,10-10,12-12,14-14,16-16,18-18,20-20,22-22,24-24,26-26,28-28,30-30,32-32"} {
 		f.Add(s)
 	}
 	data := []byte(strings.Repeat("0123456789", 10))
@@ -36,8 +40,23 @@ func FuzzMediaRange(f *testing.F) {
 		case 206:
 			cr := rec.Header().Get("Content-Range")
 			if cr == "" {
-				if !strings.HasPrefix(rec.Header().Get("Content-Type"), "multipart/byteranges") {
+				_, params, err := mime.ParseMediaType(rec.Header().Get("Content-Type"))
+				if err != nil || !strings.HasPrefix(rec.Header().Get("Content-Type"), "multipart/byteranges") {
 					t.Fatalf("Range %q: 206 with neither Content-Range nor parts", rng)
+				}
+				// At most maxRanges parts, none repeating a byte: never more than the file.
+				mr := multipart.NewReader(bytes.NewReader(body), params["boundary"])
+				parts, sent := 0, 0
+				for {
+					p, err := mr.NextPart()
+					if err != nil {
+						break
+					}
+					b, _ := io.ReadAll(p)
+					parts, sent = parts+1, sent+len(b)
+				}
+				if parts > maxRanges || sent > len(data) {
+					t.Fatalf("Range %q: 206 with %d parts, %d bytes of a %d-byte file", rng, parts, sent, len(data))
 				}
 				return
 			}
@@ -55,4 +74,33 @@ func FuzzMediaRange(f *testing.F) {
 			t.Fatalf("Range %q: %d", rng, rec.Code)
 		}
 	})
+}
+
+// Many small ranges, or ranges asking for the same bytes again, are not heeded: the whole file,
+// 200, rather than an answer many times its size (media.md).
+func TestMediaRangeSetsNotHeeded(t *testing.T) {
+	data := []byte(strings.Repeat("0123456789", 100))
+	size := int64(len(data))
+	many := make([]string, 1000)
+	for i := range many {
+		many[i] = fmt.Sprintf("%d-%d", i, i)
+	}
+	for rng, want := range map[string]int{
+		"bytes=" + strings.Join(many, ","):             200,
+		"bytes=" + strings.Repeat("0-0,", 999) + "0-0": 200,
+		"bytes=0-5,3-8":   200,
+		"bytes=-10,990-":  200,
+		"bytes=0-4,10-14": 206,
+		"bytes=" + strings.Join(many[:maxRanges:maxRanges], ","): 206,
+		"bytes=" + strings.Join(many[:maxRanges+1], ","):         200,
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/api/v1/media/M1", nil)
+		r.Header.Set("Range", rng)
+		rec := httptest.NewRecorder()
+		byteRangesOnly(r.Header, size)
+		http.ServeContent(&rangeProblem{ResponseWriter: rec, r: r, size: size}, r, "", time.Unix(0, 0), bytes.NewReader(data))
+		if rec.Code != want || rec.Code == 200 && rec.Body.Len() != len(data) {
+			t.Errorf("Range of %d bytes (%.40s…): %d with %d bytes, want %d", len(rng), rng, rec.Code, rec.Body.Len(), want)
+		}
+	}
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"errors"
 	"context"
 	"embed"
 	"encoding/base64"
@@ -208,6 +209,9 @@ func (s *Server) pageAsset(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) pageLogin(w http.ResponseWriter, r *http.Request) error {
 	r.Body = http.MaxBytesReader(w, r.Body, pageLoginMaxBytes)
 	if err := r.ParseForm(); err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return refuse(probBodyTooLarge, fmt.Sprintf("the login form is larger than %d bytes", pageLoginMaxBytes))
+		}
 		return refuse(probMalformedBody, "the login form could not be read: "+err.Error())
 	}
 	v := s.pageView(pagePath(r))

@@ -5,7 +5,9 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"image/png"
+	"io"
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
@@ -389,4 +391,47 @@ func TestAdminOffTheFrontDoor(t *testing.T) {
 			t.Errorf("front door without admin %v: a product answered %d", off, rec.Code)
 		}
 	}
+}
+
+// Wrong credentials from more addresses than the throttle remembers wipe no count: an address
+// that spent its budget stays refused, and the addresses the table has no room for share one
+// budget between them.
+func TestThrottleHoldsAcrossManyAddresses(t *testing.T) {
+	p := newPageSessions()
+	now := testNow
+	for range pageLoginBudget {
+		p.failLogin("192.0.2.1", now)
+	}
+	if ok, _ := p.allowLogin("192.0.2.1", now); ok {
+		t.Fatal("an address past its budget may try again")
+	}
+	for i := range pageMaxAddresses + 100 {
+		addr := fmt.Sprintf("fd00::%x", i+1)
+		if ok, _ := p.allowLogin(addr, now); ok {
+			p.failLogin(addr, now)
+		}
+	}
+	if ok, _ := p.allowLogin("192.0.2.1", now); ok {
+		t.Fatal("after many other addresses failed, the address past its budget may try again")
+	}
+	if ok, _ := p.allowLogin("fd00::ffff", now); ok {
+		t.Fatal("the addresses with no room in the table went past their shared budget")
+	}
+	if ok, _ := p.allowLogin("192.0.2.1", now.Add(pageLoginWindow)); !ok {
+		t.Fatal("the address is still refused after its window ended")
+	}
+	if ok, _ := p.allowLogin("fd00::ffff", now.Add(pageLoginWindow)); !ok {
+		t.Fatal("the shared budget is still spent after its window ended")
+	}
+}
+
+// A login form larger than a login form can be is answered 413, as every other body too large.
+func TestStatusPageLoginTooLarge(t *testing.T) {
+	f := newFixture(t)
+	c := &pageClient{t: t, h: f.srv.listener(serviceAdmin)}
+	form := "token=" + strings.Repeat("x", pageLoginMaxBytes) + "&next=/"
+	req := httptest.NewRequest(http.MethodPost, "/status/login", io.NopCloser(strings.NewReader(form)))
+	req.ContentLength = -1 // chunked
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	wantProblem(t, c.do(req), http.StatusRequestEntityTooLarge, "body-too-large")
 }

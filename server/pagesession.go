@@ -38,6 +38,9 @@ type pageSessions struct {
 	mu       sync.Mutex // protects the fields below
 	byID     map[string]*pageSession
 	failures map[string]*loginFailures
+	// overflow counts, together, the failures of the addresses that found failures full: so
+	// many addresses at once share one budget, and none of those recorded loses its count.
+	overflow loginFailures
 }
 
 func newPageSessions() *pageSessions {
@@ -98,10 +101,13 @@ func (p *pageSessions) allowLogin(addr string, now time.Time) (bool, time.Durati
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	f, ok := p.failures[addr]
-	if !ok || now.Sub(f.since) >= pageLoginWindow {
-		return true, 0
+	if !ok {
+		if len(p.failures) < pageMaxAddresses {
+			return true, 0
+		}
+		f = &p.overflow // an address the table has no room for
 	}
-	if f.n < pageLoginBudget {
+	if now.Sub(f.since) >= pageLoginWindow || f.n < pageLoginBudget {
 		return true, 0
 	}
 	return false, f.since.Add(pageLoginWindow).Sub(now)
@@ -112,9 +118,16 @@ func (p *pageSessions) failLogin(addr string, now time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	f, ok := p.failures[addr]
+	if !ok && len(p.failures) >= pageMaxAddresses {
+		p.forgetOldFailuresLocked(now)
+		if len(p.failures) >= pageMaxAddresses {
+			f, ok = &p.overflow, true // no room: counted with the others that found none
+		}
+	}
 	if !ok || now.Sub(f.since) >= pageLoginWindow {
-		if !ok && len(p.failures) >= pageMaxAddresses {
-			p.forgetOldFailuresLocked(now)
+		if f == &p.overflow {
+			p.overflow = loginFailures{n: 1, since: now}
+			return
 		}
 		p.failures[addr] = &loginFailures{n: 1, since: now}
 		return
@@ -122,16 +135,14 @@ func (p *pageSessions) failLogin(addr string, now time.Time) {
 	f.n++
 }
 
-// forgetOldFailuresLocked drops the windows that ended, or every window when none did, so the
-// map stays bounded whatever the number of addresses that try.
+// forgetOldFailuresLocked drops the windows that ended, so that the map stays bounded whatever
+// the number of addresses that try; those still open are kept (a wiped count would give every
+// address its budget again).
 func (p *pageSessions) forgetOldFailuresLocked(now time.Time) {
 	for addr, f := range p.failures {
 		if now.Sub(f.since) >= pageLoginWindow {
 			delete(p.failures, addr)
 		}
-	}
-	if len(p.failures) >= pageMaxAddresses {
-		clear(p.failures)
 	}
 }
 
