@@ -2,11 +2,11 @@ package server
 
 import (
 	"bytes"
-	"errors"
 	"context"
 	"embed"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"html/template"
 	"io/fs"
