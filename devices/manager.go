@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -112,6 +113,7 @@ type Manager struct {
 	log      *slog.Logger
 	now      func() time.Time
 	throttle *throttle
+	enrolled *throttle // pairings by the enrollment secret, per address (see EnrollmentsPerAddress)
 	writer   *writer
 
 	changed chan struct{} // a device was paired or revoked: Run reconciles its links
@@ -162,7 +164,8 @@ func New(ctx context.Context, o Options) (*Manager, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	m := &Manager{o: o, db: o.DB, log: o.Logger, now: o.Now, throttle: newThrottle(o.PairingAttempts, time.Minute),
-		changed: make(chan struct{}, 1), devs: map[string]*entry{}, links: map[string]*link{}}
+		enrolled: newThrottle(EnrollmentsPerAddress, EnrollmentWindow),
+		changed:  make(chan struct{}, 1), devs: map[string]*entry{}, links: map[string]*link{}}
 	m.writer = newWriter(o.DB, o.Logger, o.Committed)
 	devs, err := o.DB.Devices(ctx)
 	if err != nil {
@@ -405,6 +408,20 @@ func (m *Manager) PairingOpen() bool {
 	return m.now().Before(m.codesUntil)
 }
 
+// A device pairs with the enrollment secret at most EnrollmentsPerAddress times from one address
+// in EnrollmentWindow (ten times that from every address together); beyond, a *ThrottledError.
+// Loopback, this machine, is not limited.
+const (
+	EnrollmentsPerAddress = 10
+	EnrollmentWindow      = 10 * time.Minute
+)
+
+// isLoopback tells an address of this machine.
+func isLoopback(address string) bool {
+	ip, err := netip.ParseAddr(address)
+	return err == nil && ip.Unmap().IsLoopback()
+}
+
 // PairRequest is what a device sends to pair: one of Code and EnrollmentSecret, and itself.
 type PairRequest struct {
 	Code             string   `json:"code,omitempty"`
@@ -455,6 +472,13 @@ func (m *Manager) Pair(ctx context.Context, req PairRequest, address string) (Cr
 			m.log.Warn("devices: pairing refused: wrong enrollment secret", slog.String(keyAddr, address))
 			return Credentials{}, ErrBadPairing
 		}
+		// Each device paired stays, and is dialled for push until an admin revokes it: one
+		// address (or a flood of them) pairs only so many. This machine's own programs (a script
+		// of shop IT's on loopback) are not held to it.
+		if ok, wait := m.enrolled.allow(address, now); !ok && !isLoopback(address) {
+			m.log.Warn("devices: pairing refused: too many devices paired from this address with the enrollment secret lately", slog.String(keyAddr, address))
+			return Credentials{}, &ThrottledError{RetryAfter: wait}
+		}
 		by = storage.PairedByEnrollment
 	default:
 		return Credentials{}, &InvalidError{"code", "missing; give the pairing code an admin created, or the shop's enrollment secret"}
@@ -474,6 +498,9 @@ func (m *Manager) Pair(ctx context.Context, req PairRequest, address string) (Cr
 	}
 	if err != nil {
 		return Credentials{}, err
+	}
+	if by == storage.PairedByEnrollment && !isLoopback(address) {
+		m.enrolled.fail(address, now) // counts a pairing made
 	}
 	d.PairedAt, d.LastSeen = d.PairedAt.UTC(), d.LastSeen.UTC()
 	e := &entry{dev: d, hash: h}
