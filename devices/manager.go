@@ -94,10 +94,21 @@ type InvalidError struct{ Field, Msg string }
 func (e *InvalidError) Error() string { return e.Field + ": " + e.Msg }
 
 // ThrottledError refuses a pairing attempt after too many failures.
-type ThrottledError struct{ RetryAfter time.Duration }
+type ThrottledError struct {
+	RetryAfter time.Duration
+	Reason     string // why, when not too many failed attempts from the address
+}
 
 func (e *ThrottledError) Error() string {
-	return fmt.Sprintf("devices: too many failed pairing attempts; try again in %s", e.RetryAfter.Round(time.Second))
+	return fmt.Sprintf("devices: %s; try again in %s", e.Why(), e.RetryAfter.Round(time.Second))
+}
+
+// Why says what the pairings were refused for.
+func (e *ThrottledError) Why() string {
+	if e.Reason != "" {
+		return e.Reason
+	}
+	return "too many failed pairing attempts from this address"
 }
 
 // entry is what the Manager remembers of a device between requests.
@@ -443,7 +454,7 @@ type Credentials struct {
 
 // Pair pairs a new device that asked from address (its IP, where the server will dial it).
 // Failed attempts count against the address's allowance; over it, a *ThrottledError.
-func (m *Manager) Pair(ctx context.Context, req PairRequest, address string) (Credentials, error) {
+func (m *Manager) Pair(ctx context.Context, req PairRequest, address string) (_ Credentials, err error) {
 	now := m.now()
 	if ok, wait := m.throttle.allow(address, now); !ok {
 		return Credentials{}, &ThrottledError{RetryAfter: wait}
@@ -474,10 +485,23 @@ func (m *Manager) Pair(ctx context.Context, req PairRequest, address string) (Cr
 		}
 		// Each device paired stays, and is dialled for push until an admin revokes it: one
 		// address (or a flood of them) pairs only so many. This machine's own programs (a script
-		// of shop IT's on loopback) are not held to it.
-		if ok, wait := m.enrolled.allow(address, now); !ok && !isLoopback(address) {
-			m.log.Warn("devices: pairing refused: too many devices paired from this address with the enrollment secret lately", slog.String(keyAddr, address))
-			return Credentials{}, &ThrottledError{RetryAfter: wait}
+		// of shop IT's on loopback) are not held to it. The pairing is counted as it passes, so
+		// that requests at once cannot all pass; given back if it fails.
+		if !isLoopback(address) {
+			ok, wait := m.enrolled.take(address, now)
+			if !ok {
+				// A refusal counts as a failed attempt too: past the attempts' allowance the
+				// address is turned away before this, and logged no more.
+				m.throttle.fail(address, now)
+				m.log.Warn("devices: pairing refused: too many devices paired lately with the enrollment secret", slog.String(keyAddr, address))
+				return Credentials{}, &ThrottledError{RetryAfter: wait, Reason: "too many devices paired with the enrollment secret in the last 10 minutes (10 from one address, 100 in all)"}
+			}
+			enrolledAt := now
+			defer func() {
+				if err != nil {
+					m.enrolled.giveBack(address, enrolledAt)
+				}
+			}()
 		}
 		by = storage.PairedByEnrollment
 	default:
@@ -490,7 +514,7 @@ func (m *Manager) Pair(ctx context.Context, req PairRequest, address string) (Cr
 	if d.Name == "" {
 		d.Name = req.Kind + " " + id[len(id)-4:]
 	}
-	err := m.db.PairDevice(ctx, d, codeHash)
+	err = m.db.PairDevice(ctx, d, codeHash)
 	if errors.Is(err, storage.ErrPairingCode) {
 		m.throttle.fail(address, now)
 		m.log.Warn("devices: pairing refused: code unknown, expired or used", slog.String(keyAddr, address))
@@ -498,9 +522,6 @@ func (m *Manager) Pair(ctx context.Context, req PairRequest, address string) (Cr
 	}
 	if err != nil {
 		return Credentials{}, err
-	}
-	if by == storage.PairedByEnrollment && !isLoopback(address) {
-		m.enrolled.fail(address, now) // counts a pairing made
 	}
 	d.PairedAt, d.LastSeen = d.PairedAt.UTC(), d.LastSeen.UTC()
 	e := &entry{dev: d, hash: h}

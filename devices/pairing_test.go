@@ -3,6 +3,9 @@ package devices_test
 import (
 	"context"
 	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -46,14 +49,27 @@ func TestEnrollmentsPerAddress(t *testing.T) {
 		_, err := e.m.Pair(context.Background(), devices.PairRequest{EnrollmentSecret: enrollment, Kind: "tablet"}, addr)
 		return err
 	}
-	for i := range devices.EnrollmentsPerAddress {
-		if err := pair("192.0.2.10"); err != nil {
-			t.Fatalf("pairing %d: %v", i+1, err)
-		}
+	// Requests at once: no more pass than the limit.
+	var wg sync.WaitGroup
+	var paired atomic.Int32
+	for range 6 * devices.EnrollmentsPerAddress {
+		wg.Go(func() {
+			if pair("192.0.2.10") == nil {
+				paired.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if n := int(paired.Load()); n != devices.EnrollmentsPerAddress {
+		t.Fatalf("%d pairings at once from one address: %d paired, want %d", 6*devices.EnrollmentsPerAddress, n, devices.EnrollmentsPerAddress)
 	}
 	var te *devices.ThrottledError
 	if err := pair("192.0.2.10"); !errors.As(err, &te) || te.RetryAfter <= 0 {
 		t.Fatalf("pairing %d from one address: %v, want throttled", devices.EnrollmentsPerAddress+1, err)
+	}
+	// The refusals count as failed attempts: past their allowance, nothing more is logged.
+	if n := strings.Count(e.logs.String(), "too many devices paired lately"); n > 5 {
+		t.Errorf("%d refusals logged, want at most the failed attempts' allowance (5)", n)
 	}
 	if err := pair("192.0.2.11"); err != nil {
 		t.Fatalf("another address: %v", err)

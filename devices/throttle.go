@@ -1,6 +1,7 @@
 package devices
 
 import (
+	"slices"
 	"sync"
 	"time"
 )
@@ -31,6 +32,32 @@ func newThrottle(perSource int, window time.Duration) *throttle {
 func (t *throttle) allow(source string, now time.Time) (ok bool, wait time.Duration) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	return t.allowLocked(source, now)
+}
+
+// take is allow, and when it allows, fail, in one step: callers at once cannot all pass.
+func (t *throttle) take(source string, now time.Time) (ok bool, wait time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if ok, wait = t.allowLocked(source, now); ok {
+		t.failLocked(source, now)
+	}
+	return ok, wait
+}
+
+// giveBack undoes a take of source at at, for an attempt that did not happen after all.
+func (t *throttle) giveBack(source string, at time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, key := range []string{source, allSources} {
+		fs := t.failures[key]
+		if i := slices.IndexFunc(fs, func(f time.Time) bool { return f.Equal(at) }); i >= 0 {
+			t.failures[key] = slices.Delete(fs, i, i+1)
+		}
+	}
+}
+
+func (t *throttle) allowLocked(source string, now time.Time) (ok bool, wait time.Duration) {
 	for key, limit := range map[string]int{source: t.perSource, allSources: 10 * t.perSource} {
 		fs := t.recentLocked(key, now)
 		if len(fs) >= limit {
@@ -44,6 +71,10 @@ func (t *throttle) allow(source string, now time.Time) (ok bool, wait time.Durat
 func (t *throttle) fail(source string, now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.failLocked(source, now)
+}
+
+func (t *throttle) failLocked(source string, now time.Time) {
 	if len(t.failures) >= maxSources {
 		for k := range t.failures {
 			if k == allSources {

@@ -1,8 +1,10 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,38 +28,49 @@ const (
 	eventFlushEvery = 5 * time.Millisecond
 )
 
-// maxStreamsPerDevice bounds the event streams one device may hold open at once: each costs a
-// goroutine, a connection and its buffers, and one stream gets every event.
+// maxStreamsPerDevice bounds the event streams one device holds open at once: each costs a
+// goroutine, a connection and its buffers, and one stream gets every event. A device that opens
+// one more ends its oldest: a device that lost its connection without the server seeing it
+// (Wi-Fi gone, no FIN) and reconnects is never refused, and its dead streams go.
 const maxStreamsPerDevice = 8
 
-var probTooManyStreams = problemType{"too-many-streams", "Too many event streams", http.StatusTooManyRequests}
-
-// streamCount counts the event streams open by device.
+// streamCount holds the event streams open, by device, oldest first.
 type streamCount struct {
 	mu sync.Mutex
-	n  map[string]int
+	by map[string][]*streamSlot
 }
 
-// open counts a new stream of device, or reports false when it holds the most it may.
-func (c *streamCount) open(device string) bool {
+// streamSlot is one open stream; end stops it.
+type streamSlot struct{ end context.CancelFunc }
+
+// open notes a new stream of device, ended by end, and ends the device's oldest when it holds
+// maxStreamsPerDevice already.
+func (c *streamCount) open(device string, end context.CancelFunc) *streamSlot {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.n == nil {
-		c.n = map[string]int{}
+	if c.by == nil {
+		c.by = map[string][]*streamSlot{}
 	}
-	if c.n[device] >= maxStreamsPerDevice {
-		return false
+	slot := &streamSlot{end: end}
+	open := c.by[device]
+	if len(open) >= maxStreamsPerDevice {
+		open[0].end()
+		open = open[1:]
 	}
-	c.n[device]++
-	return true
+	c.by[device] = append(open, slot)
+	return slot
 }
 
-func (c *streamCount) close(device string) {
+// close forgets a stream that ended.
+func (c *streamCount) close(device string, slot *streamSlot) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.n[device]--; c.n[device] <= 0 {
-		delete(c.n, device)
+	open := slices.DeleteFunc(c.by[device], func(s *streamSlot) bool { return s == slot })
+	if len(open) == 0 {
+		delete(c.by, device)
+		return
 	}
+	c.by[device] = open
 }
 
 // eventsRoutes are the events service: orders announced to devices as Server-Sent Events.
@@ -91,11 +104,9 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	dev := deviceID(r.Context())
-	if !s.streams.open(dev) {
-		return &apiError{typ: probTooManyStreams, retryAfter: eventRetryMillis * time.Millisecond,
-			detail: fmt.Sprintf("this device has %d event streams open already, the most one may hold: close one (each follows every event)", maxStreamsPerDevice)}
-	}
-	defer s.streams.close(dev)
+	ctx, end := context.WithCancel(r.Context())
+	defer end()
+	defer s.streams.close(dev, s.streams.open(dev, end))
 	rc, err := openEventStream(w)
 	if err != nil {
 		return err
@@ -107,7 +118,6 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 	gather.Stop()
 	defer gather.Stop()
 	var flushed time.Time
-	ctx := r.Context()
 	token, _ := bearer(r)
 	for {
 		// A device revoked while its stream is open gets nothing more: the credential is checked

@@ -103,13 +103,17 @@ func byteRangesOnly(h http.Header, size int64) {
 	}
 	specs := strings.Split(ranges, ",")
 	kept := specs[:0]
+	n := 0 // ranges, the empty elements of the list aside (http.ServeContent skips them)
 	for _, spec := range specs {
 		if !emptySuffix(spec) {
 			kept = append(kept, spec)
+			if textproto.TrimString(spec) != "" {
+				n++
+			}
 		}
 	}
 	switch {
-	case len(kept) > maxRanges || overlap(kept, size):
+	case n > maxRanges || overlap(kept, size):
 		h.Del("Range")
 	case len(kept) == 0:
 		h.Set("Range", "bytes="+strconv.FormatInt(size, 10)+"-")
@@ -122,45 +126,48 @@ func byteRangesOnly(h http.Header, size int64) {
 const maxRanges = 16
 
 // overlap tells whether two of the byte range specs, read against a file of size bytes, ask
-// for a byte in common. Specs that cannot be read, or lie past the end, are not compared:
-// http.ServeContent answers them.
+// for a byte in common. A set with a spec that cannot be read is not judged (false):
+// http.ServeContent refuses it, 416. Specs past the end are not compared.
 func overlap(specs []string, size int64) bool {
 	type span struct{ from, to int64 } // inclusive
 	var spans []span
 	for _, spec := range specs {
-		first, last, ok := strings.Cut(spec, "-")
-		if !ok {
+		if textproto.TrimString(spec) == "" {
 			continue
 		}
+		first, last, ok := strings.Cut(spec, "-")
+		if !ok {
+			return false
+		}
 		first, last = textproto.TrimString(first), textproto.TrimString(last)
-		var sp span
-		switch {
-		case first == "":
+		if first == "" {
 			n, err := strconv.ParseInt(last, 10, 64)
 			if err != nil || n <= 0 {
-				continue
+				return false
 			}
-			sp = span{max(size-n, 0), size - 1}
-		default:
-			from, err := strconv.ParseInt(first, 10, 64)
-			if err != nil || from < 0 || from >= size {
-				continue
-			}
-			sp = span{from, size - 1}
-			if last != "" {
-				to, err := strconv.ParseInt(last, 10, 64)
-				if err != nil || to < from {
-					continue
-				}
-				sp.to = min(to, size-1)
+			spans = append(spans, span{max(size-n, 0), size - 1})
+			continue
+		}
+		from, err := strconv.ParseInt(first, 10, 64)
+		if err != nil || from < 0 {
+			return false
+		}
+		to := size - 1
+		if last != "" {
+			if to, err = strconv.ParseInt(last, 10, 64); err != nil || to < from {
+				return false
 			}
 		}
-		for _, o := range spans {
-			if sp.from <= o.to && o.from <= sp.to {
+		if from < size { // past the end: not compared
+			spans = append(spans, span{from, min(to, size-1)})
+		}
+	}
+	for i, a := range spans {
+		for _, b := range spans[i+1:] {
+			if a.from <= b.to && b.from <= a.to {
 				return true
 			}
 		}
-		spans = append(spans, sp)
 	}
 	return false
 }

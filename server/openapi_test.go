@@ -216,7 +216,7 @@ func TestOpenAPIProblemTypes(t *testing.T) {
 	for _, p := range []problemType{probNotFound, probBadParameter, probMalformedBody, probInvalidBody, probBodyTooLarge, probHeadersTooLarge, probMalformedRequest,
 		probUnsupportedMediaType, probMethodNotAllowed, probNotReady, probInternal, probIdempotencyConflict, probInvalidTransition, probUnknownProduct, probBackOffice,
 		probUnauthorized, probAdminOff, probThrottled, probNoTarget, probMediaUnavailable, probRangeNotSatisfiable, probChangesReset,
-		probNoSession, probCSRF, probEarlierRefused, probTooManyStreams} {
+		probNoSession, probCSRF, probEarlierRefused} {
 		code = append(code, problemBase+p.slug)
 	}
 	slices.Sort(documented)

@@ -393,15 +393,18 @@ func TestAdminOffTheFrontDoor(t *testing.T) {
 	}
 }
 
-// Wrong credentials from more addresses than the throttle remembers wipe no count: an address
-// that spent its budget stays refused, and the addresses the table has no room for share one
-// budget between them.
+// Wrong credentials from more addresses than the throttle remembers wipe no refused address's
+// count, and do not lock out an address that made no mistake; only when every address on record
+// is refused do new ones share one budget. This machine (loopback) is never refused.
 func TestThrottleHoldsAcrossManyAddresses(t *testing.T) {
 	p := newPageSessions()
 	now := testNow
-	for range pageLoginBudget {
-		p.failLogin("192.0.2.1", now)
+	spend := func(addr string) {
+		for range pageLoginBudget {
+			p.failLogin(addr, now)
+		}
 	}
+	spend("192.0.2.1")
 	if ok, _ := p.allowLogin("192.0.2.1", now); ok {
 		t.Fatal("an address past its budget may try again")
 	}
@@ -412,16 +415,29 @@ func TestThrottleHoldsAcrossManyAddresses(t *testing.T) {
 		}
 	}
 	if ok, _ := p.allowLogin("192.0.2.1", now); ok {
-		t.Fatal("after many other addresses failed, the address past its budget may try again")
+		t.Fatal("after many other addresses failed once, the address past its budget may try again")
 	}
-	if ok, _ := p.allowLogin("fd00::ffff", now); ok {
-		t.Fatal("the addresses with no room in the table went past their shared budget")
+	if ok, _ := p.allowLogin("192.0.2.200", now); !ok {
+		t.Fatal("an address that made no mistake is refused after many others failed")
+	}
+	// Every address on record refused: the next ones share one budget.
+	for i := range pageMaxAddresses {
+		spend(fmt.Sprintf("fd01::%x", i+1))
+	}
+	for i := range pageLoginBudget {
+		p.failLogin(fmt.Sprintf("fd02::%x", i+1), now)
+	}
+	if ok, _ := p.allowLogin("fd02::ffff", now); ok {
+		t.Fatal("with every address on record refused, the others went past their shared budget")
+	}
+	if ok, _ := p.allowLogin("127.0.0.1", now); !ok {
+		t.Fatal("loopback is refused")
+	}
+	if ok, _ := p.allowLogin("fd02::ffff", now.Add(pageLoginWindow)); !ok {
+		t.Fatal("the shared budget is still spent after its window ended")
 	}
 	if ok, _ := p.allowLogin("192.0.2.1", now.Add(pageLoginWindow)); !ok {
 		t.Fatal("the address is still refused after its window ended")
-	}
-	if ok, _ := p.allowLogin("fd00::ffff", now.Add(pageLoginWindow)); !ok {
-		t.Fatal("the shared budget is still spent after its window ended")
 	}
 }
 

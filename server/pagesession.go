@@ -2,6 +2,7 @@ package server
 
 import (
 	"crypto/rand"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -100,8 +101,14 @@ func (p *pageSessions) end(id string) {
 func (p *pageSessions) allowLogin(addr string, now time.Time) (bool, time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if isLoopbackAddr(addr) {
+		return true, 0 // this machine: shop IT at the server itself is never locked out
+	}
 	f, ok := p.failures[addr]
 	if !ok {
+		if len(p.failures) >= pageMaxAddresses {
+			p.forgetOldFailuresLocked(now)
+		}
 		if len(p.failures) < pageMaxAddresses {
 			return true, 0
 		}
@@ -113,8 +120,17 @@ func (p *pageSessions) allowLogin(addr string, now time.Time) (bool, time.Durati
 	return false, f.since.Add(pageLoginWindow).Sub(now)
 }
 
+// isLoopbackAddr tells an address of this machine.
+func isLoopbackAddr(addr string) bool {
+	ip, err := netip.ParseAddr(addr)
+	return err == nil && ip.Unmap().IsLoopback()
+}
+
 // failLogin counts a failed login from addr.
 func (p *pageSessions) failLogin(addr string, now time.Time) {
+	if isLoopbackAddr(addr) {
+		return
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	f, ok := p.failures[addr]
@@ -135,12 +151,21 @@ func (p *pageSessions) failLogin(addr string, now time.Time) {
 	f.n++
 }
 
-// forgetOldFailuresLocked drops the windows that ended, so that the map stays bounded whatever
-// the number of addresses that try; those still open are kept (a wiped count would give every
-// address its budget again).
+// forgetOldFailuresLocked drops the windows that ended, and when none did, the counts of the
+// addresses still within their budget, so that the map stays bounded whatever the number of
+// addresses that try. The addresses refused are kept: a wiped count would give them their
+// budget again. Only when every address on record is refused do new ones share one budget.
 func (p *pageSessions) forgetOldFailuresLocked(now time.Time) {
 	for addr, f := range p.failures {
 		if now.Sub(f.since) >= pageLoginWindow {
+			delete(p.failures, addr)
+		}
+	}
+	if len(p.failures) < pageMaxAddresses {
+		return
+	}
+	for addr, f := range p.failures {
+		if f.n < pageLoginBudget {
 			delete(p.failures, addr)
 		}
 	}

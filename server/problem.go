@@ -203,7 +203,7 @@ func problemOf(err error) *apiError {
 		return &apiError{typ: probInvalidBody, detail: invalid.Error()}
 	case errors.As(err, &throttled):
 		wait := throttled.RetryAfter.Round(time.Second)
-		return &apiError{typ: probThrottled, detail: "too many failed pairing attempts from this address; try again in " + wait.String(), retryAfter: max(wait, time.Second)}
+		return &apiError{typ: probThrottled, detail: throttled.Why() + "; try again in " + wait.String(), retryAfter: max(wait, time.Second)}
 	case errors.As(err, &away):
 		return &apiError{typ: probMediaUnavailable, detail: "the media item cannot be served now: " + away.Reason,
 			retryAfter: max(away.RetryAfter.Round(time.Second), time.Second)}
