@@ -71,7 +71,7 @@ func (a *Agent) importStock(ctx context.Context) error {
 // beside it. A file still being written is left for the next run.
 func (a *Agent) importFile(ctx context.Context, dir, name, format string) error {
 	path := filepath.Join(dir, name)
-	data, size, mtime, ok, err := a.readSettled(ctx, path)
+	data, size, ok, err := a.readSettled(ctx, path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil // taken away since the folder was listed
 	}
@@ -86,9 +86,10 @@ func (a *Agent) importFile(ctx context.Context, dir, name, format string) error 
 	}
 	sum := sha256.Sum256(data)
 	sha := hex.EncodeToString(sum[:])
-	// This very file applied already, and not moved then (on Windows, a program holding it
-	// open stops the move): only move it, even when files were applied since.
-	if prev, done, err := a.o.DB.StockFileApplied(ctx, name, sha, mtime); err != nil {
+	// This file applied already, and not moved then (on Windows, a program holding it open
+	// stops the move; or a stop between the two): only move it, even when files were applied
+	// since.
+	if prev, done, err := a.o.DB.StockFileApplied(ctx, name, sha); err != nil {
 		return err
 	} else if done {
 		moved, err := moveTo(dir, DoneDir, name)
@@ -97,7 +98,7 @@ func (a *Agent) importFile(ctx context.Context, dir, name, format string) error 
 		}
 		a.log.Info("backoffice: stock file applied at an earlier run and not moved then; moved now, not applied again", slog.String(logKeyFile, name),
 			slog.Time("imported_at", prev.At), slog.String("moved_to", moved))
-		return nil
+		return a.o.DB.StockFileMoved(ctx, prev.ID)
 	}
 	if prev, done, err := a.o.DB.StockImportedLast(ctx, sha); err != nil {
 		return err
@@ -114,13 +115,18 @@ func (a *Agent) importFile(ctx context.Context, dir, name, format string) error 
 	if perr != nil {
 		return a.refuse(ctx, dir, name, sha, size, perr)
 	}
-	imp, applied, err := a.o.DB.RecordStockFile(ctx, name, sha, size, mtime, levels)
+	imp, applied, err := a.o.DB.RecordStockImport(ctx, name, sha, size, levels)
 	if err != nil {
 		return err
 	}
 	moved, err := moveTo(dir, DoneDir, name)
 	if err != nil {
 		return err // applied: the next run knows the file again (StockFileApplied) and only moves it
+	}
+	if applied {
+		if err := a.o.DB.StockFileMoved(ctx, imp.ID); err != nil {
+			return err
+		}
 	}
 	if applied {
 		a.log.Info("backoffice: stock file imported", slog.String(logKeyFile, name), slog.Int(logKeyRows, len(levels)), slog.String("moved_to", moved))
@@ -157,49 +163,48 @@ func (a *Agent) refuse(ctx context.Context, dir, name, sha string, size int64, r
 }
 
 // readSettled reads a file once it has been left unchanged for ImportSettle and does not change
-// while read, and gives its modification time; ok is false when it is still changing (or, on
-// Windows, while the program writing it keeps others from reading it). A file over
-// MaxStockFileBytes is not read.
-func (a *Agent) readSettled(ctx context.Context, path string) (data []byte, size int64, mtime time.Time, ok bool, err error) {
+// while read; ok is false when it is still changing (or, on Windows, while the program writing
+// it keeps others from reading it). A file over MaxStockFileBytes is not read.
+func (a *Agent) readSettled(ctx context.Context, path string) (data []byte, size int64, ok bool, err error) {
 	before, err := os.Stat(path)
 	if err != nil {
-		return nil, 0, time.Time{}, false, err
+		return nil, 0, false, err
 	}
 	if age := a.now().Sub(before.ModTime()); a.o.ImportSettle > 0 && age < a.o.ImportSettle {
 		if err := backoff.Sleep(ctx, min(a.o.ImportSettle-age, a.o.ImportSettle)); err != nil {
-			return nil, 0, time.Time{}, false, err
+			return nil, 0, false, err
 		}
 	}
 	settled, err := os.Stat(path)
 	if err != nil {
-		return nil, 0, time.Time{}, false, err
+		return nil, 0, false, err
 	}
 	if !sameFile(before, settled) {
-		return nil, 0, time.Time{}, false, nil
+		return nil, 0, false, nil
 	}
 	if settled.Size() > MaxStockFileBytes {
-		return nil, settled.Size(), settled.ModTime(), true, nil
+		return nil, settled.Size(), true, nil
 	}
 	f, err := os.Open(path)
 	if isSharingViolation(err) {
-		return nil, 0, time.Time{}, false, nil // still held by the program writing it
+		return nil, 0, false, nil // still held by the program writing it
 	}
 	if err != nil {
-		return nil, 0, time.Time{}, false, err
+		return nil, 0, false, err
 	}
 	defer f.Close()
 	data, err = io.ReadAll(io.LimitReader(f, MaxStockFileBytes+1))
 	if err != nil {
-		return nil, 0, time.Time{}, false, err
+		return nil, 0, false, err
 	}
 	after, err := f.Stat()
 	if err != nil {
-		return nil, 0, time.Time{}, false, err
+		return nil, 0, false, err
 	}
 	if !sameFile(settled, after) || int64(len(data)) != after.Size() {
-		return nil, 0, time.Time{}, false, nil
+		return nil, 0, false, nil
 	}
-	return data, after.Size(), after.ModTime(), true, nil
+	return data, after.Size(), true, nil
 }
 
 func sameFile(a, b fs.FileInfo) bool {

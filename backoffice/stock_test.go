@@ -281,7 +281,8 @@ func TestImportMissingFolder(t *testing.T) {
 
 // A file applied and then not moved to done/ (on Windows, a program holding it open refuses the
 // move; here done/ cannot be made) is known again at the next run and only moved: not applied a
-// second time over the file applied after it, which would set the levels back.
+// second time over the file applied after it, which would set the levels back. Once moved, the
+// same file dropped again is applied.
 func TestImportAppliedButNotMovedIsNotAppliedAgain(t *testing.T) {
 	ctx := context.Background()
 	db := openDB(t, "")
@@ -313,5 +314,18 @@ func TestImportAppliedButNotMovedIsNotAppliedAgain(t *testing.T) {
 	}
 	if f := strings.Join(files(t, dir), " "); f != "done/stock-1.csv done/stock-2.csv" {
 		t.Fatalf("files after the second run: %s", f)
+	}
+	// Moved now, the first file copied back from done/ (same name, content and time, as a
+	// copy keeps them) is new: applied, the levels go back (back-office.md).
+	data, err := os.ReadFile(filepath.Join(dir, DoneDir, "stock-1.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	drop(t, dir, "stock-1.csv", string(data))
+	if err := a.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := stockEntries(t, db); got["stock:"+sha(first)+":i3:1"] != want["stock:"+sha(first)+":i1:1"] {
+		t.Fatalf("the first file dropped again after it was moved: %+v, want it applied again", got)
 	}
 }

@@ -489,20 +489,17 @@ func (db *DB) StockImportedLast(ctx context.Context, sha256 string) (StockImport
 	return imp, resendable && imp.SHA256 == sha256, nil
 }
 
-// StockFileApplied returns the import that applied this very file: the same name, content and
-// modification time, recorded since the database was last restored. A file applied and then
-// not moved to done/ is found so at the next run, and not applied again over the files applied
-// since.
-func (db *DB) StockFileApplied(ctx context.Context, name, sha256 string, mtime time.Time) (StockImport, bool, error) {
-	if mtime.IsZero() {
-		return StockImport{}, false, nil
-	}
+// StockFileApplied returns the import that applied a file of this name and content and has
+// not seen it moved to done/ (StockFileMoved), recorded since the database was last restored: a
+// file applied and then not moved is found so at the next run, and not applied again over the
+// files applied since. Once moved, a file of the same name and content dropped again is new.
+func (db *DB) StockFileApplied(ctx context.Context, name, sha256 string) (StockImport, bool, error) {
 	var imp StockImport
 	var at int64
 	err := db.r.QueryRowContext(ctx, `SELECT id, name, sha256, size, row_count, state, error, at FROM stock_imports
-	    WHERE state = 'done' AND name = ? AND sha256 = ? AND mtime = ?
+	    WHERE state = 'done' AND unmoved = 1 AND name = ? AND sha256 = ?
 	      AND id > COALESCE((SELECT value FROM meta WHERE key = '`+metaStockRestored+`'), 0)
-	    ORDER BY id DESC LIMIT 1`, name, sha256, fileTime(mtime)).
+	    ORDER BY id DESC LIMIT 1`, name, sha256).
 		Scan(&imp.ID, &imp.Name, &imp.SHA256, &imp.Size, &imp.Rows, &imp.State, &imp.Error, &at)
 	if errors.Is(err, sql.ErrNoRows) {
 		return StockImport{}, false, nil
@@ -514,12 +511,16 @@ func (db *DB) StockFileApplied(ctx context.Context, name, sha256 string, mtime t
 	return imp, true, nil
 }
 
-// fileTime is a file's modification time as stored: Unix milliseconds, 0 when unknown.
-func fileTime(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
+// StockFileMoved records that the file of import id is in done/.
+func (db *DB) StockFileMoved(ctx context.Context, id int64) error {
+	err := db.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE stock_imports SET unmoved = 0 WHERE id = ?`, id)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("storage: stock file moved: %w", err)
 	}
-	return t.UnixMilli()
+	return nil
 }
 
 // metaStockRestored is the meta key holding the id of the latest stock import when the database
@@ -578,13 +579,8 @@ func StockAdjustmentKey(sha256 string, at time.Time, row int) string {
 // RecordStockImport records a stock file and queues each of its rows for the cloud (outbox
 // type OutboxStockAdjusted, key StockAdjustmentKey), in one transaction. When the latest file
 // applied has the same content, nothing is queued: it returns that import and applied = false.
+// The import is recorded as not moved yet (StockFileApplied), until StockFileMoved.
 func (db *DB) RecordStockImport(ctx context.Context, name, sha256 string, size int64, levels []StockLevel) (imp StockImport, applied bool, err error) {
-	return db.RecordStockFile(ctx, name, sha256, size, time.Time{}, levels)
-}
-
-// RecordStockFile is RecordStockImport for a file modified at mtime, which StockFileApplied
-// knows again.
-func (db *DB) RecordStockFile(ctx context.Context, name, sha256 string, size int64, mtime time.Time, levels []StockLevel) (imp StockImport, applied bool, err error) {
 	now := time.Now()
 	// The file is moved to done/ once recorded: the record must survive a power cut.
 	err = db.writeDurable(ctx, nil, func(tx *sql.Tx) error {
@@ -602,8 +598,8 @@ func (db *DB) RecordStockFile(ctx context.Context, name, sha256 string, size int
 			return err
 		}
 		imp = StockImport{Name: name, SHA256: sha256, Size: size, Rows: len(levels), State: ImportDone, At: time.UnixMilli(at).UTC()}
-		if err := tx.QueryRowContext(ctx, `INSERT INTO stock_imports(name, sha256, size, row_count, state, at, mtime) VALUES (?, ?, ?, ?, 'done', ?, ?) RETURNING id`,
-			name, sha256, size, len(levels), at, fileTime(mtime)).Scan(&imp.ID); err != nil {
+		if err := tx.QueryRowContext(ctx, `INSERT INTO stock_imports(name, sha256, size, row_count, state, at, unmoved) VALUES (?, ?, ?, ?, 'done', ?, 1) RETURNING id`,
+			name, sha256, size, len(levels), at).Scan(&imp.ID); err != nil {
 			return err
 		}
 		st, err := tx.PrepareContext(ctx, `INSERT INTO outbox(key, type, order_id, at, data) VALUES (?, ?, '', ?, ?) ON CONFLICT(key) DO NOTHING`)
