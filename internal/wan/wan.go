@@ -232,10 +232,15 @@ func (d *Dialer) Transport() *http.Transport {
 	}
 }
 
+// NoRedirect is the CheckRedirect of every WAN client: a redirect is followed nowhere, since
+// net/http would carry the store key, a SAS or a token to another port, scheme or subdomain of
+// the host. The 3xx is the answer.
+func NoRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
 // HTTPClient returns a client on a new Transport with the given overall
-// request timeout (0: none; use request contexts then).
+// request timeout (0: none; use request contexts then). It follows no redirect (NoRedirect).
 func (d *Dialer) HTTPClient(timeout time.Duration) *http.Client {
-	return &http.Client{Transport: d.Transport(), Timeout: timeout}
+	return &http.Client{Transport: d.Transport(), Timeout: timeout, CheckRedirect: NoRedirect}
 }
 
 // Describe says how addr would be reached, for logs, doctor and the status

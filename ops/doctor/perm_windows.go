@@ -39,7 +39,7 @@ func filePermissionProblem(path string, secrets bool) (string, permFix, error) {
 }
 
 func aclFix(path string) string {
-	return fmt.Sprintf(`icacls "%s" /inheritance:r /grant:r *S-1-5-32-544:F *S-1-5-18:F`, path)
+	return fmt.Sprintf(`icacls "%s" /inheritance:r /grant:r "*S-1-5-32-544:F" "*S-1-5-18:F"`, path)
 }
 
 // checkDataDirPrivate warns when broad groups may read data_dir: a folder made in ProgramData
@@ -47,15 +47,20 @@ func aclFix(path string) string {
 // customers' names and phones), its backups and the log buffer.
 func checkDataDirPrivate(dir string) (Result, bool) {
 	const check = "data_dir closed to other users"
-	problem, _, err := filePermissionProblem(dir, true)
-	fix := fmt.Sprintf(`icacls "%s" /inheritance:r /grant:r *S-1-5-32-544:(OI)(CI)F *S-1-5-18:(OI)(CI)F`, dir)
+	problem, pf, err := filePermissionProblem(dir, true)
+	fix := fmt.Sprintf(`icacls "%s" /inheritance:r /grant:r "*S-1-5-32-544:(OI)(CI)F" "*S-1-5-18:(OI)(CI)F"`, dir)
 	switch {
 	case err != nil:
 		return warn("data", check, "its access list cannot be read: "+err.Error(), "check it by hand: "+fix), true
+	case problem != "" && pf.fail:
+		// On a folder, the right to change it is the right to put files in it: files the
+		// service, running as LocalSystem, then reads.
+		problem = strings.Replace(problem, "may change it", "may create or change files in it", 1)
+		return fail("data", check, problem+"; it holds the orders, with customers' names and phones", fix), true
 	case problem != "":
 		return warn("data", check, problem+": it holds the orders, with customers' names and phones", fix), true
 	}
-	return pass("data", check, "only administrators and the service may read it"), true
+	return pass("data", check, "Everyone, Authenticated Users and Users have no access to it"), true
 }
 
 // checkServiceCanWrite: the Windows service runs as LocalSystem, which may write anywhere.

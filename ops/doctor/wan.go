@@ -62,7 +62,7 @@ func (w *wanCheck) add(r ...Result) { w.out = append(w.out, r...) }
 
 func checkWAN(ctx context.Context, o Options) []Result {
 	w := &wanCheck{o: o, dates: &dateLog{now: o.Now}}
-	w.http = &http.Client{Transport: &dateRecorder{base: o.Dialer.Transport(), log: w.dates}}
+	w.http = &http.Client{Transport: &dateRecorder{base: o.Dialer.Transport(), log: w.dates}, CheckRedirect: wan.NoRedirect}
 	defer w.http.CloseIdleConnections()
 
 	var rc cloudapi.RemoteConfig

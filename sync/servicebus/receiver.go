@@ -258,7 +258,8 @@ func (c Connection) dialWebSocket(ctx context.Context, args azservicebus.NewWebS
 	if c.TLSConfig != nil {
 		tr.TLSClientConfig = c.TLSConfig()
 	}
-	hc := &http.Client{Transport: tr}
+	// No redirect: it would take the namespace's token elsewhere (wan.NoRedirect).
+	hc := &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	ws, _, err := websocket.Dial(ctx, args.Host, &websocket.DialOptions{Subprotocols: []string{"amqp"}, HTTPClient: hc})
 	if err != nil {
 		return nil, fmt.Errorf("servicebus: websocket %s: %w", args.Host, err)

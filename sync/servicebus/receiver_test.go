@@ -6,11 +6,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
 
 	"github.com/storeedge/storeedge/internal/wan"
 	"github.com/storeedge/storeedge/orders"
@@ -296,5 +302,25 @@ func TestLocalFailurePausesReceiving(t *testing.T) {
 	}
 	if got := rg.orders(t); len(got) != 1 || got[0].ExternalID != "web-1" {
 		t.Fatalf("orders %+v", got)
+	}
+}
+
+// The WebSocket to the namespace follows no redirect: the namespace's token would follow it to
+// another host, or in clear. The dial fails instead.
+func TestWebSocketFollowsNoRedirect(t *testing.T) {
+	var followed atomic.Bool
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { followed.Store(true) }))
+	defer elsewhere.Close()
+	ns := httptest.NewServer(http.RedirectHandler(elsewhere.URL+"/$servicebus/websocket", http.StatusFound))
+	defer ns.Close()
+	var d net.Dialer
+	c := Connection{DialContext: d.DialContext}
+	conn, err := c.dialWebSocket(t.Context(), azservicebus.NewWebSocketConnArgs{Host: "ws://" + strings.TrimPrefix(ns.URL, "http://") + "/$servicebus/websocket"})
+	if err == nil {
+		conn.Close()
+		t.Fatal("the WebSocket dial followed a redirect and succeeded")
+	}
+	if followed.Load() {
+		t.Fatal("the redirect was followed")
 	}
 }
