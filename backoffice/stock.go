@@ -51,6 +51,13 @@ func (a *Agent) importStock(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("backoffice: import: %w", err)
 	}
+	var present []string
+	for _, e := range entries {
+		present = append(present, e.Name())
+	}
+	if err := a.o.DB.StockFilesGone(ctx, present); err != nil {
+		return fmt.Errorf("backoffice: import: %w", err)
+	}
 	var errs []error
 	for _, e := range entries {
 		format := stockFormat(e.Name())
@@ -98,7 +105,7 @@ func (a *Agent) importFile(ctx context.Context, dir, name, format string) error 
 		}
 		a.log.Info("backoffice: stock file applied at an earlier run and not moved then; moved now, not applied again", slog.String(logKeyFile, name),
 			slog.Time("imported_at", prev.At), slog.String("moved_to", moved))
-		return a.o.DB.StockFileMoved(ctx, prev.ID)
+		return a.o.DB.StockFileMoved(ctx, name)
 	}
 	if prev, done, err := a.o.DB.StockImportedLast(ctx, sha); err != nil {
 		return err
@@ -109,7 +116,7 @@ func (a *Agent) importFile(ctx context.Context, dir, name, format string) error 
 		}
 		a.log.Info("backoffice: stock file identical to the last one imported; not applied again", slog.String(logKeyFile, name),
 			slog.String("imported_as", prev.Name), slog.Time("imported_at", prev.At), slog.String("moved_to", moved))
-		return nil
+		return a.o.DB.StockFileMoved(ctx, name)
 	}
 	levels, perr := ParseStockFile(format, data)
 	if perr != nil {
@@ -123,10 +130,8 @@ func (a *Agent) importFile(ctx context.Context, dir, name, format string) error 
 	if err != nil {
 		return err // applied: the next run knows the file again (StockFileApplied) and only moves it
 	}
-	if applied {
-		if err := a.o.DB.StockFileMoved(ctx, imp.ID); err != nil {
-			return err
-		}
+	if err := a.o.DB.StockFileMoved(ctx, name); err != nil {
+		return err
 	}
 	if applied {
 		a.log.Info("backoffice: stock file imported", slog.String(logKeyFile, name), slog.Int(logKeyRows, len(levels)), slog.String("moved_to", moved))
@@ -155,6 +160,9 @@ func (a *Agent) refuse(ctx context.Context, dir, name, sha string, size int64, r
 		return err
 	}
 	if err := os.Rename(filepath.Join(dir, name), filepath.Join(failed, dest)); err != nil {
+		return err
+	}
+	if err := a.o.DB.StockFileMoved(ctx, name); err != nil {
 		return err
 	}
 	a.log.Error("backoffice: stock file refused; nothing from it was applied", slog.String(logKeyFile, name),
@@ -221,6 +229,13 @@ func moveTo(dir, sub, name string) (string, error) {
 	n := uniqueName(dst, name, time.Now())
 	if err := os.Rename(filepath.Join(dir, name), filepath.Join(dst, n)); err != nil {
 		return "", err
+	}
+	// The move is what says the file was taken: a power cut must not bring it back (the
+	// import's record is durable already).
+	for _, d := range []string{dir, dst} {
+		if err := syncDir(d); err != nil {
+			return "", err
+		}
 	}
 	return filepath.Join(sub, n), nil
 }

@@ -329,3 +329,32 @@ func TestImportAppliedButNotMovedIsNotAppliedAgain(t *testing.T) {
 		t.Fatalf("the first file dropped again after it was moved: %+v, want it applied again", got)
 	}
 }
+
+// A file applied and not moved, then replaced by the ERP under the same name before the next
+// run, leaves no mark that would keep the first content from being applied when it comes again.
+func TestImportUnmovedThenReplaced(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t, "")
+	dir := t.TempDir()
+	a := importAgent(db, dir)
+	ten, three := "product_id,quantity\nP1,10\n", "product_id,quantity\nP1,3\n"
+	drop(t, dir, "stock.csv", ten)
+	drop(t, dir, DoneDir, "in the way")
+	if err := a.RunOnce(ctx); err == nil {
+		t.Fatal("the run succeeded with done/ impossible to make")
+	}
+	if err := os.Remove(filepath.Join(dir, DoneDir)); err != nil {
+		t.Fatal(err)
+	}
+	drop(t, dir, "stock.csv", three) // the ERP writes its next file under the same name
+	if err := a.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	drop(t, dir, "stock.csv", ten) // and the first levels again
+	if err := a.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := stockEntries(t, db); len(got) != 3 || got["stock:"+sha(ten)+":i3:1"].Quantity != 10 {
+		t.Fatalf("after 10, 3 and 10 again: %+v, want each applied", got)
+	}
+}

@@ -125,7 +125,9 @@ type Manager struct {
 	now      func() time.Time
 	throttle *throttle
 	enrolled *throttle // pairings by the enrollment secret, per address (see EnrollmentsPerAddress)
-	writer   *writer
+	// refusedLog lets one log line a window through per address refused by enrolled.
+	refusedLog *throttle
+	writer     *writer
 
 	changed chan struct{} // a device was paired or revoked: Run reconciles its links
 
@@ -175,8 +177,8 @@ func New(ctx context.Context, o Options) (*Manager, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	m := &Manager{o: o, db: o.DB, log: o.Logger, now: o.Now, throttle: newThrottle(o.PairingAttempts, time.Minute),
-		enrolled: newThrottle(EnrollmentsPerAddress, EnrollmentWindow),
-		changed:  make(chan struct{}, 1), devs: map[string]*entry{}, links: map[string]*link{}}
+		enrolled: newThrottle(EnrollmentsPerAddress, EnrollmentWindow), refusedLog: newThrottle(1, EnrollmentWindow),
+		changed: make(chan struct{}, 1), devs: map[string]*entry{}, links: map[string]*link{}}
 	m.writer = newWriter(o.DB, o.Logger, o.Committed)
 	devs, err := o.DB.Devices(ctx)
 	if err != nil {
@@ -490,10 +492,10 @@ func (m *Manager) Pair(ctx context.Context, req PairRequest, address string) (_ 
 		if !isLoopback(address) {
 			ok, wait := m.enrolled.take(address, now)
 			if !ok {
-				// A refusal counts as a failed attempt too: past the attempts' allowance the
-				// address is turned away before this, and logged no more.
-				m.throttle.fail(address, now)
-				m.log.Warn("devices: pairing refused: too many devices paired lately with the enrollment secret", slog.String(keyAddr, address))
+				// Logged once per address and window: a device retrying is no news.
+				if first, _ := m.refusedLog.take(address, now); first {
+					m.log.Warn("devices: pairing refused: too many devices paired lately with the enrollment secret", slog.String(keyAddr, address))
+				}
 				return Credentials{}, &ThrottledError{RetryAfter: wait, Reason: "too many devices paired with the enrollment secret in the last 10 minutes (10 from one address, 100 in all)"}
 			}
 			enrolledAt := now

@@ -3,6 +3,7 @@ package devices_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -67,9 +68,9 @@ func TestEnrollmentsPerAddress(t *testing.T) {
 	if err := pair("192.0.2.10"); !errors.As(err, &te) || te.RetryAfter <= 0 {
 		t.Fatalf("pairing %d from one address: %v, want throttled", devices.EnrollmentsPerAddress+1, err)
 	}
-	// The refusals count as failed attempts: past their allowance, nothing more is logged.
-	if n := strings.Count(e.logs.String(), "too many devices paired lately"); n > 5 {
-		t.Errorf("%d refusals logged, want at most the failed attempts' allowance (5)", n)
+	// A refusal is logged once per address and window, however often the device retries.
+	if n := strings.Count(e.logs.String(), "too many devices paired lately"); n != 1 {
+		t.Errorf("%d refusals logged, want 1", n)
 	}
 	if err := pair("192.0.2.11"); err != nil {
 		t.Fatalf("another address: %v", err)
@@ -82,5 +83,22 @@ func TestEnrollmentsPerAddress(t *testing.T) {
 	e.clock.Advance(devices.EnrollmentWindow)
 	if err := pair("192.0.2.10"); err != nil {
 		t.Fatalf("after the window: %v", err)
+	}
+	// Refusals are no failed attempts: a pairing code from another address is not held back,
+	// even after refusals from many addresses.
+	for i := range 20 {
+		for range devices.EnrollmentsPerAddress {
+			var te *devices.ThrottledError
+			if err := pair(fmt.Sprintf("192.0.2.%d", 100+i)); err != nil && !errors.As(err, &te) {
+				t.Fatal(err)
+			}
+		}
+	}
+	code, err := e.m.NewPairingCode(context.Background(), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.m.Pair(context.Background(), devices.PairRequest{Code: code.Code, Kind: "pos"}, "192.0.2.250"); err != nil {
+		t.Fatalf("a pairing code after many refused enrollments: %v", err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -117,11 +118,45 @@ func (s *Server) guessesSpent(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
-// wrongGuess counts a wrong credential against the request's address and logs msg with it.
+// wrongGuess counts a wrong credential against the request's address and logs msg with it: at
+// most guessLogBudget lines a minute, then one line saying how many more there were.
 func (s *Server) wrongGuess(r *http.Request, msg string) {
-	addr := remoteIP(r)
-	s.sessions.failLogin(addr, s.now())
-	s.log.LogAttrs(r.Context(), slog.LevelWarn, msg, slog.String(keyRemote, addr))
+	addr, now := remoteIP(r), s.now()
+	s.sessions.failLogin(addr, now)
+	log, dropped := s.guessLog.allow(now)
+	if dropped > 0 {
+		s.log.LogAttrs(r.Context(), slog.LevelWarn, "wrong admin credentials not logged in the last minute", slog.Int("count", dropped))
+	}
+	if log {
+		s.log.LogAttrs(r.Context(), slog.LevelWarn, msg, slog.String(keyRemote, addr))
+	}
+}
+
+// guessLogBudget is how many wrong admin credentials are logged a minute, from all addresses.
+const guessLogBudget = 100
+
+// logBudget lets so many log lines a minute through and counts the others.
+type logBudget struct {
+	mu      sync.Mutex
+	since   time.Time
+	n       int
+	dropped int
+}
+
+// allow says whether a line may be logged now, and how many were not logged in the minute that
+// just ended (once, at the first line after it).
+func (b *logBudget) allow(now time.Time) (ok bool, dropped int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if now.Sub(b.since) >= time.Minute {
+		dropped, b.since, b.n, b.dropped = b.dropped, now, 0, 0
+	}
+	if b.n < guessLogBudget {
+		b.n++
+		return true, dropped
+	}
+	b.dropped++
+	return false, dropped
 }
 
 // devicesRoutes are the devices service: pairing (open to all: it is how a device gets its

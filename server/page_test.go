@@ -9,6 +9,7 @@ import (
 	"image/png"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -16,6 +17,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/storeedge/storeedge/tools/testenv"
 )
 
 // pageClient drives the status page the way a browser does: the session cookie it was given,
@@ -450,4 +453,21 @@ func TestStatusPageLoginTooLarge(t *testing.T) {
 	req.ContentLength = -1 // chunked
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	wantProblem(t, c.do(req), http.StatusRequestEntityTooLarge, "body-too-large")
+}
+
+// Wrong admin credentials are logged at most guessLogBudget times a minute from all addresses
+// together (a flood of addresses would fill the log otherwise), then once with how many more.
+func TestWrongCredentialsLogIsBounded(t *testing.T) {
+	var logs testenv.Buffer
+	f := newFixture(t, func(o *Options) { o.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
+	h := f.srv.listener(serviceAdmin)
+	for i := range 3 * guessLogBudget {
+		req := httptest.NewRequest(http.MethodGet, "/api/v1/status", nil)
+		req.RemoteAddr = fmt.Sprintf("[fd00::%x]:40000", i+1)
+		req.Header.Set("Authorization", "Bearer wrong-token-0123456789")
+		h.ServeHTTP(httptest.NewRecorder(), req)
+	}
+	if n := strings.Count(logs.String(), "wrong admin token"); n != guessLogBudget {
+		t.Fatalf("%d wrong credentials logged, want %d", n, guessLogBudget)
+	}
 }

@@ -154,13 +154,14 @@ var services = []struct {
 
 // Server serves the LAN HTTP API on the front door and the services' own ports.
 type Server struct {
-	o       Options
-	streams streamCount // event streams open, by device
-	log     *slog.Logger
-	now     func() time.Time
-	front   *chi.Mux     // the front door's routes
-	door    http.Handler // the front door's handler: front, observed
-	ports   []*port      // enabled listeners: the front door first, then services in table order
+	o        Options
+	streams  streamCount // event streams open, by device
+	guessLog logBudget   // wrong admin credentials logged
+	log      *slog.Logger
+	now      func() time.Time
+	front    *chi.Mux     // the front door's routes
+	door     http.Handler // the front door's handler: front, observed
+	ports    []*port      // enabled listeners: the front door first, then services in table order
 
 	// stopping is closed when Run is told to stop, so long-lived answers (event streams) end at
 	// once instead of holding the shutdown for its whole grace period.

@@ -111,7 +111,9 @@ func (db *DB) PairDevice(ctx context.Context, d Device, codeHash []byte) error {
 		return err
 	}
 	now := d.PairedAt.UnixMilli()
-	err = db.write(ctx, func(tx *sql.Tx) error {
+	// Durable: the device is answered its credential once and drops its pairing code; a power
+	// cut must not forget the device (it would hold a token nobody knows).
+	err = db.writeDurable(ctx, nil, func(tx *sql.Tx) error {
 		if codeHash != nil {
 			res, err := tx.ExecContext(ctx, `UPDATE pairing_codes SET used_at = ?, device_id = ? WHERE code_hash = ? AND used_at = 0 AND expires_at > ?`,
 				now, d.ID, codeHash, now)

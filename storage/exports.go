@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -511,14 +512,46 @@ func (db *DB) StockFileApplied(ctx context.Context, name, sha256 string) (StockI
 	return imp, true, nil
 }
 
-// StockFileMoved records that the file of import id is in done/.
-func (db *DB) StockFileMoved(ctx context.Context, id int64) error {
+// StockFileMoved records that the file name left the import folder: no import of that name
+// waits for its move any more.
+func (db *DB) StockFileMoved(ctx context.Context, name string) error {
 	err := db.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `UPDATE stock_imports SET unmoved = 0 WHERE id = ?`, id)
+		_, err := tx.ExecContext(ctx, `UPDATE stock_imports SET unmoved = 0 WHERE unmoved = 1 AND name = ?`, name)
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("storage: stock file moved: %w", err)
+	}
+	return nil
+}
+
+// StockFilesGone records that only the files of present are in the import folder: the imports
+// of any other name wait for no move (their file was moved, and a power cut or a stop undid the
+// record of it).
+func (db *DB) StockFilesGone(ctx context.Context, present []string) error {
+	rows, err := db.r.QueryContext(ctx, `SELECT DISTINCT name FROM stock_imports WHERE unmoved = 1`)
+	if err != nil {
+		return fmt.Errorf("storage: stock files gone: %w", err)
+	}
+	var gone []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			rows.Close()
+			return fmt.Errorf("storage: stock files gone: %w", err)
+		}
+		if !slices.Contains(present, n) {
+			gone = append(gone, n)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("storage: stock files gone: %w", err)
+	}
+	for _, n := range gone {
+		if err := db.StockFileMoved(ctx, n); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -579,7 +612,8 @@ func StockAdjustmentKey(sha256 string, at time.Time, row int) string {
 // RecordStockImport records a stock file and queues each of its rows for the cloud (outbox
 // type OutboxStockAdjusted, key StockAdjustmentKey), in one transaction. When the latest file
 // applied has the same content, nothing is queued: it returns that import and applied = false.
-// The import is recorded as not moved yet (StockFileApplied), until StockFileMoved.
+// The import is recorded as not moved yet (StockFileApplied), until StockFileMoved or
+// StockFilesGone.
 func (db *DB) RecordStockImport(ctx context.Context, name, sha256 string, size int64, levels []StockLevel) (imp StockImport, applied bool, err error) {
 	now := time.Now()
 	// The file is moved to done/ once recorded: the record must survive a power cut.

@@ -21,7 +21,9 @@ const (
 // passed are forgotten first.
 func (db *DB) RememberSupportRequest(ctx context.Context, id, kind string, seq int64, now, until time.Time) (string, error) {
 	state := SupportRequestNew
-	err := db.write(ctx, func(tx *sql.Tx) error {
+	// Durable: the id is what refuses the same request in another message, across restarts
+	// and power cuts alike (remote-support.md).
+	err := db.writeDurable(ctx, nil, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM support_requests WHERE until < ?`, now.UnixMilli()); err != nil {
 			return err
 		}
