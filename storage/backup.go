@@ -330,6 +330,11 @@ func Restore(ctx context.Context, backupPath, dbPath string) (RestoreResult, err
 	if err := raiseEventIDs(ctx, conn, lastEvent); err != nil {
 		return res, fmt.Errorf("storage: restore %s: %w", backupPath, err)
 	}
+	// The order numbers and export batch ids the replaced database gave out after the backup
+	// are not given again either: the next Open raises the counters to their marks.
+	if err := MarkIDsUnclean(dbPath); err != nil {
+		return res, fmt.Errorf("storage: restore %s: %w", backupPath, err)
+	}
 	return res, nil
 }
 

@@ -35,8 +35,9 @@ var ErrNotFound = errors.New("storage: not found")
 // DB is the local database.
 type DB struct {
 	path string
-	w    *sql.DB // the one writer connection
-	r    *sql.DB // read-only connections
+	w    *sql.DB    // the one writer connection
+	r    *sql.DB    // read-only connections
+	ids  *idReserve // the marks of the numbers given out (ids.go); nil until Open has checked them
 
 	// Prepared read statements, by query text: SQLite would otherwise parse the SQL of every
 	// device request again, which costs more than the lookup itself.
@@ -130,6 +131,10 @@ func openWith(ctx context.Context, path string, ms []migration) (*DB, error) {
 		db.Close()
 		return nil, err
 	}
+	if err := db.checkIDs(ctx, db.epochRenewed != ""); err != nil {
+		db.Close()
+		return nil, err
+	}
 	if err := db.loadDeferred(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -219,7 +224,11 @@ func (db *DB) Close() error {
 	if db.r != nil {
 		errs = append(errs, db.r.Close())
 	}
-	errs = append(errs, db.w.Close())
+	if err := db.w.Close(); err != nil {
+		errs = append(errs, err)
+	} else {
+		errs = append(errs, db.closeIDs()) // all is on the disk: the next Open need raise nothing
+	}
 	if db.hot != nil {
 		errs = append(errs, db.hot.Close())
 	}

@@ -113,6 +113,16 @@ func (db *DB) writeEventsLocked(ctx context.Context, made *[]Event, f func(*sql.
 	if err := f(tx); err != nil {
 		return err
 	}
+	if db.ids != nil {
+		if made != nil {
+			for _, e := range *made {
+				db.ids.need(&db.ids.marks.Events, e.ID, eventIDBlock)
+			}
+		}
+		if err := db.ids.saveIfMoved(); err != nil {
+			return err
+		}
+	}
 	err = tx.Commit()
 	switch {
 	case made == nil:

@@ -107,6 +107,9 @@ func (db *DB) CreateExportBatch(ctx context.Context, t ExportTarget, format stri
 			t.Name, format, len(ids), now.UnixMilli()).Scan(&b.ID); err != nil {
 			return err
 		}
+		if db.ids != nil {
+			db.ids.need(&db.ids.marks.Batches, b.ID, batchIDBlock)
+		}
 		b.Target, b.Format, b.Orders, b.State, b.CreatedAt = t.Name, format, len(ids), BatchOpen, time.UnixMilli(now.UnixMilli()).UTC()
 		b.File = name(b.ID, first, last)
 		if _, err := tx.ExecContext(ctx, `UPDATE export_batches SET file = ? WHERE id = ?`, b.File, b.ID); err != nil {

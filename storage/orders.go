@@ -113,6 +113,9 @@ func (db *DB) CreateOrder(ctx context.Context, n NewOrder) (o orders.Order, crea
 		if o, doc, err = insertOrder(ctx, tx, n, now); err != nil {
 			return err
 		}
+		if db.ids != nil {
+			db.ids.need(&db.ids.marks.Orders, o.Number, orderNumberBlock)
+		}
 		detail := "from " + o.Source
 		if n.ReceivedDetail != "" {
 			detail += ", " + n.ReceivedDetail
@@ -148,7 +151,10 @@ func insertOrder(ctx context.Context, tx *sql.Tx, n NewOrder, now time.Time) (or
 		return orders.Order{}, nil, err
 	}
 	o.ID = id.String()
-	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(number), 0) + 1 FROM orders`).Scan(&o.Number); err != nil {
+	// Above every number given out: a power cut that undid the last orders leaves the floor
+	// raised beyond their numbers (ids.go).
+	if err := tx.QueryRowContext(ctx, `SELECT max((SELECT coalesce(max(number), 0) FROM orders),
+		(SELECT coalesce(max(value), 0) FROM meta WHERE key = 'order_number_floor')) + 1`).Scan(&o.Number); err != nil {
 		return orders.Order{}, nil, err
 	}
 	o.Version = 1

@@ -1,0 +1,211 @@
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// The numbers storeedge gives out to others — event ids (a device's position on the event
+// stream), order numbers (on a ticket, at the till), export batch ids (in the back office's file
+// names) — are never given out twice, even when a power cut undoes the last commits (they are
+// synchronous NORMAL, docs/architecture.md): a device holding event 105 that was lost would skip
+// the new events given 101–105, and an order number would name two orders.
+//
+// A small file beside the database, storeedge.ids, holds for each counter a mark that no number
+// given out ever passed, synced to the disk before a commit gives out a number beyond it (a block
+// at a time, so one disk flush every idBlock numbers). It also says whether the last run closed
+// the database cleanly. When it did not (a crash, a power cut), or the database went back in time
+// (a restore, an old copy), Open raises each counter to its mark: numbers jump, none repeats.
+
+// Blocks of numbers reserved at once.
+const (
+	eventIDBlock     = 1000
+	orderNumberBlock = 100
+	batchIDBlock     = 100
+)
+
+// maxIDsFileBytes bounds what is read of the ids file.
+const maxIDsFileBytes = 1024
+
+// idMarks is the content of the ids file.
+type idMarks struct {
+	Events  int64 `json:"events"`
+	Orders  int64 `json:"orders"`
+	Batches int64 `json:"batches"`
+	Clean   bool  `json:"clean"` // the database was closed cleanly after the marks were written
+}
+
+// idsFile is the ids file of the database at path: storeedge.ids beside storeedge.db.
+func idsFile(path string) string {
+	return strings.TrimSuffix(path, filepath.Ext(path)) + ".ids"
+}
+
+// idReserve is what the database holds of the marks. Guarded by wmu, as every number is given
+// out by a writer.
+type idReserve struct {
+	path  string
+	marks idMarks
+	dirty bool // a mark moved since the file was written
+}
+
+// need notes that n is given out of the counter at mark, moving the mark a block beyond when n
+// passes it; the writer saves the marks before its commit.
+func (r *idReserve) need(mark *int64, n, block int64) {
+	if n > *mark {
+		*mark = n + block
+		r.dirty = true
+	}
+}
+
+// saveIfMoved writes the marks when a number passed one, before the commit that gives it out.
+func (r *idReserve) saveIfMoved() error {
+	if r == nil || !r.dirty {
+		return nil
+	}
+	if err := writeIDsFile(r.path, r.marks); err != nil {
+		return fmt.Errorf("storage: write %s: %w", filepath.Base(r.path), err)
+	}
+	r.dirty = false
+	return nil
+}
+
+// readIDsFile reads an ids file; fs.ErrNotExist when there is none.
+func readIDsFile(path string) (idMarks, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return idMarks{}, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxIDsFileBytes))
+	if err != nil {
+		return idMarks{}, err
+	}
+	var m idMarks
+	if err := json.Unmarshal(b, &m); err != nil || m.Events < 0 || m.Orders < 0 || m.Batches < 0 {
+		return idMarks{}, fmt.Errorf("%s does not hold the marks of the numbers given out", filepath.Base(path))
+	}
+	return m, nil
+}
+
+// writeIDsFile replaces the ids file whole, synced to the disk with its folder.
+func writeIDsFile(path string, m idMarks) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, err = f.Write(append(b, '\n'))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err == nil {
+		err = syncDir(filepath.Dir(path))
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
+}
+
+// MarkIDsUnclean makes the next Open of the database at dbPath raise its counters to the marks,
+// as after a crash: for a database put back from a backup (Restore), whose counters are behind
+// the numbers the replaced one gave out.
+func MarkIDsUnclean(dbPath string) error {
+	path := idsFile(dbPath)
+	m, err := readIDsFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	m.Clean = false
+	return writeIDsFile(path, m)
+}
+
+// idsGiven are the highest numbers the database has given out.
+func idsGiven(ctx context.Context, q querier) (idMarks, error) {
+	var m idMarks
+	err := q.QueryRowContext(ctx, `SELECT
+		max((SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'events'), (SELECT coalesce(max(id), 0) FROM events)),
+		max((SELECT coalesce(max(number), 0) FROM orders), (SELECT coalesce(max(value), 0) FROM meta WHERE key = 'order_number_floor')),
+		max((SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'export_batches'), (SELECT coalesce(max(id), 0) FROM export_batches))`).
+		Scan(&m.Events, &m.Orders, &m.Batches)
+	return m, err
+}
+
+// checkIDs reads the ids file at open: after a run that did not close cleanly, or when the
+// database went back in time (backInTime), the counters are raised to the marks; then a block
+// of each is reserved beyond what was given out, and the file says the database is open.
+func (db *DB) checkIDs(ctx context.Context, backInTime bool) error {
+	path := idsFile(db.path)
+	file, err := readIDsFile(path)
+	known := err == nil
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("storage: %w", err)
+	}
+	if left, err := filepath.Glob(path + ".tmp-*"); err == nil { // what a kill in writeIDsFile left
+		for _, p := range left {
+			os.Remove(p)
+		}
+	}
+	if known && (!file.Clean || backInTime) {
+		if err := db.writeDurable(ctx, nil, func(tx *sql.Tx) error { return raiseIDs(ctx, tx, file) }); err != nil {
+			return fmt.Errorf("storage: raise the numbers given out: %w", err)
+		}
+	}
+	given, err := idsGiven(ctx, db.w)
+	if err != nil {
+		return fmt.Errorf("storage: read the numbers given out: %w", err)
+	}
+	db.ids = &idReserve{path: path, marks: idMarks{Events: given.Events + eventIDBlock, Orders: given.Orders + orderNumberBlock,
+		Batches: given.Batches + batchIDBlock}}
+	if err := writeIDsFile(path, db.ids.marks); err != nil {
+		return fmt.Errorf("storage: write %s: %w", filepath.Base(path), err)
+	}
+	return nil
+}
+
+// raiseIDs makes the counters give out numbers above the marks m.
+func raiseIDs(ctx context.Context, tx *sql.Tx, m idMarks) error {
+	for name, mark := range map[string]int64{"events": m.Events, "export_batches": m.Batches} {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO sqlite_sequence(name, seq) SELECT ?, 0
+			WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = ?)`, name, name); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = ?`, mark, name); err != nil {
+			return err
+		}
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO meta(key, value) VALUES ('order_number_floor', ?)
+		ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)`, m.Orders)
+	return err
+}
+
+// closeIDs records, once the database is closed, that it was closed cleanly.
+func (db *DB) closeIDs() error {
+	if db.ids == nil {
+		return nil
+	}
+	m := db.ids.marks
+	m.Clean = true
+	return writeIDsFile(db.ids.path, m)
+}

@@ -1,0 +1,112 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// A power cut undoes the last commits (synchronous NORMAL) but not the ids file, which is synced
+// before a number beyond its marks is given out: after it, no event id and no order number is
+// given out again, so a device holding event 5 (lost) still gets the new events, and no number
+// names two orders.
+func TestNumbersAreNotGivenTwiceAfterAPowerCut(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "storeedge.db")
+	db, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("pos-1"), IdempotencyKey: fmt.Sprint("before", i), RequestHash: "h"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The state the disk holds at the power cut: the database as it was then...
+	saved := map[string][]byte{}
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		if b, err := os.ReadFile(path + suffix); err == nil {
+			saved[suffix] = b
+		}
+	}
+	db, err = Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lost []int64
+	for i := range 2 { // answered, then undone by the cut
+		o, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("pos-1"), IdempotencyKey: fmt.Sprint("lost", i), RequestHash: "h"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lost = append(lost, o.Number)
+	}
+	lastEvent, err := db.LastEventID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	marks := db.ids.marks // ...and the ids file as synced while it ran, the database open
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		os.Remove(path + suffix)
+		if b, ok := saved[suffix]; ok {
+			if err := os.WriteFile(path+suffix, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := writeIDsFile(idsFile(path), marks); err != nil {
+		t.Fatal(err)
+	}
+
+	db, err = Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	o, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("pos-1"), IdempotencyKey: "after", RequestHash: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range lost {
+		if o.Number <= n {
+			t.Fatalf("after the power cut, order number %d; the lost orders had %v", o.Number, lost)
+		}
+	}
+	events, err := db.EventsAfter(ctx, lastEvent, 10)
+	if err != nil || len(events) == 0 {
+		t.Fatalf("a device at event %d (lost with the cut) gets %v, %v; want the new order's event", lastEvent, events, err)
+	}
+}
+
+// A clean close leaves nothing to raise: the numbers go on from where they were.
+func TestNumbersGoOnAfterACleanClose(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "storeedge.db")
+	var last int64
+	for run := range 3 {
+		db, err := Open(ctx, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("pos-1"), IdempotencyKey: fmt.Sprint(run), RequestHash: "h"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.Number != last+1 {
+			t.Fatalf("run %d: order number %d after %d", run, o.Number, last)
+		}
+		last = o.Number
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
