@@ -89,9 +89,9 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 	}
 	if after > 0 {
 		// A position beyond the newest event was given by a log that is gone: a power cut undid
-		// its last writes (a restore carries the ids over, storage.Restore). The ids after the
-		// newest event will be given again, to new events, so the stream starts from it rather
-		// than skipping them.
+		// its last writes. New events take ids past every id given out (storage/ids.go), so
+		// starting from the newest event skips none of them; a copy of the database brought
+		// back with its old marks (a snapshot of the whole folder) could give those ids again.
 		head, err := s.o.DB.LastEventID(r.Context())
 		if err != nil {
 			return fmt.Errorf("event stream: read the newest event: %w", err)

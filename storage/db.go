@@ -38,6 +38,8 @@ type DB struct {
 	w    *sql.DB    // the one writer connection
 	r    *sql.DB    // read-only connections
 	ids  *idReserve // the marks of the numbers given out (ids.go); nil until Open has checked them
+	// idsRaised says why Open raised the counters of the numbers given out, "" when it did not.
+	idsRaised string
 
 	// Prepared read statements, by query text: SQLite would otherwise parse the SQL of every
 	// device request again, which costs more than the lookup itself.
@@ -220,15 +222,21 @@ func (db *DB) Close() error {
 	}
 	db.wstmts = nil
 	db.paceCollector(false) // a bulk load cut short leaves the collector as it found it
+	// Every commit on the disk, then the ids file says the stop was clean: the next Open need
+	// raise nothing. Nothing is written after: wmu stays with Close.
+	if db.ids != nil {
+		if err := db.syncForClose(context.Background()); err != nil {
+			errs = append(errs, err)
+			db.ids = nil
+		} else {
+			errs = append(errs, db.closeIDs())
+		}
+	}
 	db.wmu.Unlock()
 	if db.r != nil {
 		errs = append(errs, db.r.Close())
 	}
-	if err := db.w.Close(); err != nil {
-		errs = append(errs, err)
-	} else {
-		errs = append(errs, db.closeIDs()) // all is on the disk: the next Open need raise nothing
-	}
+	errs = append(errs, db.w.Close())
 	if db.hot != nil {
 		errs = append(errs, db.hot.Close())
 	}

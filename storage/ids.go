@@ -114,7 +114,7 @@ func writeIDsFile(path string, m idMarks) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp, path)
+		err = renameDurable(tmp, path) // on Windows, written through: no folder to sync there
 	}
 	if err == nil {
 		err = syncDir(filepath.Dir(path))
@@ -160,7 +160,15 @@ func (db *DB) checkIDs(ctx context.Context, backInTime bool) error {
 	file, err := readIDsFile(path)
 	known := err == nil
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("storage: %w", err)
+		// Damaged (a power cut during a write the file system did not journal, a hand's edit):
+		// its marks are unknown, so the counters jump well past what the database holds.
+		given, gerr := idsGiven(ctx, db.w)
+		if gerr != nil {
+			return fmt.Errorf("storage: read the numbers given out: %w", gerr)
+		}
+		file = idMarks{Events: given.Events + 10*eventIDBlock, Orders: given.Orders + 10*orderNumberBlock, Batches: given.Batches + 10*batchIDBlock}
+		known = true
+		db.idsRaised = fmt.Sprintf("%s cannot be read (%v): the numbers given out start well past the database's", filepath.Base(path), err)
 	}
 	if left, err := filepath.Glob(path + ".tmp-*"); err == nil { // what a kill in writeIDsFile left
 		for _, p := range left {
@@ -170,6 +178,9 @@ func (db *DB) checkIDs(ctx context.Context, backInTime bool) error {
 	if known && (!file.Clean || backInTime) {
 		if err := db.writeDurable(ctx, nil, func(tx *sql.Tx) error { return raiseIDs(ctx, tx, file) }); err != nil {
 			return fmt.Errorf("storage: raise the numbers given out: %w", err)
+		}
+		if db.idsRaised == "" {
+			db.idsRaised = "the last run did not stop cleanly (a crash or a power cut), or the database went back in time: the numbers given out start past the marks of " + filepath.Base(path)
 		}
 	}
 	given, err := idsGiven(ctx, db.w)
@@ -200,12 +211,30 @@ func raiseIDs(ctx context.Context, tx *sql.Tx, m idMarks) error {
 	return err
 }
 
-// closeIDs records, once the database is closed, that it was closed cleanly.
+// IDsRaised says why Open raised the counters of the numbers given out ("" when it did not).
+func (db *DB) IDsRaised() string { return db.idsRaised }
+
+// syncForClose makes every commit so far durable, with one that waits for the disk (the WAL's
+// sync covers the frames before it): the database may be closed without a checkpoint, another
+// process holding it open. Called with wmu held, before the ids file says the stop was clean.
+func (db *DB) syncForClose(ctx context.Context) error {
+	if _, err := db.w.ExecContext(ctx, `PRAGMA synchronous = FULL`); err != nil {
+		return err
+	}
+	defer db.w.ExecContext(context.WithoutCancel(ctx), `PRAGMA synchronous = NORMAL`)
+	_, err := db.w.ExecContext(ctx, `UPDATE meta SET value = value WHERE key = 'epoch'`)
+	return err
+}
+
+// closeIDs records that the database was closed cleanly, once syncForClose made every commit
+// durable. Called with wmu held.
 func (db *DB) closeIDs() error {
 	if db.ids == nil {
 		return nil
 	}
 	m := db.ids.marks
 	m.Clean = true
-	return writeIDsFile(db.ids.path, m)
+	err := writeIDsFile(db.ids.path, m)
+	db.ids = nil // a second Close says nothing more
+	return err
 }

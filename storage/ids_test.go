@@ -40,7 +40,7 @@ func TestNumbersAreNotGivenTwiceAfterAPowerCut(t *testing.T) {
 		t.Fatal(err)
 	}
 	var lost []int64
-	for i := range 2 { // answered, then undone by the cut
+	for i := range orderNumberBlock + 50 { // answered, then undone by the cut; past a block
 		o, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("pos-1"), IdempotencyKey: fmt.Sprint("lost", i), RequestHash: "h"})
 		if err != nil {
 			t.Fatal(err)
@@ -51,7 +51,11 @@ func TestNumbersAreNotGivenTwiceAfterAPowerCut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	marks := db.ids.marks // ...and the ids file as synced while it ran, the database open
+	// ...and the ids file as the disk holds it while the database is open.
+	idsOnDisk, err := os.ReadFile(idsFile(path))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +67,7 @@ func TestNumbersAreNotGivenTwiceAfterAPowerCut(t *testing.T) {
 			}
 		}
 	}
-	if err := writeIDsFile(idsFile(path), marks); err != nil {
+	if err := os.WriteFile(idsFile(path), idsOnDisk, 0o600); err != nil {
 		t.Fatal(err)
 	}
 
@@ -108,5 +112,35 @@ func TestNumbersGoOnAfterACleanClose(t *testing.T) {
 		if err := db.Close(); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// A damaged ids file does not stop the server: the numbers start well past the database's.
+func TestDamagedIDsFile(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "storeedge.db")
+	db, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("pos-1"), IdempotencyKey: "1", RequestHash: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if err := os.WriteFile(idsFile(path), []byte("{\"events\":"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db, err = Open(ctx, path)
+	if err != nil {
+		t.Fatalf("a damaged ids file: %v", err)
+	}
+	defer db.Close()
+	if db.IDsRaised() == "" {
+		t.Error("the raise is not said")
+	}
+	next, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("pos-1"), IdempotencyKey: "2", RequestHash: "h"})
+	if err != nil || next.Number <= o.Number+orderNumberBlock {
+		t.Fatalf("after a damaged ids file: order %d (%v), the last was %d", next.Number, err, o.Number)
 	}
 }

@@ -127,6 +127,9 @@ func (s *components) openStore(ctx context.Context) error {
 	if why := db.EpochRenewed(); why != "" {
 		s.log.Info("storage: new delta feed epoch: devices that follow changes start again from 0", slog.String("epoch", db.Epoch()), slog.String("reason", why))
 	}
+	if why := db.IDsRaised(); why != "" {
+		s.log.Info("storage: order numbers and event ids go on past the last ones given out, with a jump", slog.String("reason", why))
+	}
 	if s.cfg.LAN.ReadCacheMB > 0 {
 		if err := db.EnableReadCache(int64(s.cfg.LAN.ReadCacheMB) << 20); err != nil {
 			return err
