@@ -40,6 +40,7 @@ type DB struct {
 	ids  *idReserve // the marks of the numbers given out (ids.go); nil until Open has checked them
 	// idsRaised says why Open raised the counters of the numbers given out, "" when it did not.
 	idsRaised string
+	closed    bool // Close has begun: no more writes (guarded by wmu)
 
 	// Prepared read statements, by query text: SQLite would otherwise parse the SQL of every
 	// device request again, which costs more than the lookup itself.
@@ -223,7 +224,8 @@ func (db *DB) Close() error {
 	db.wstmts = nil
 	db.paceCollector(false) // a bulk load cut short leaves the collector as it found it
 	// Every commit on the disk, then the ids file says the stop was clean: the next Open need
-	// raise nothing. Nothing is written after: wmu stays with Close.
+	// raise nothing. Nothing is written after: a writer that comes later is refused.
+	db.closed = true
 	if db.ids != nil {
 		if err := db.syncForClose(context.Background()); err != nil {
 			errs = append(errs, err)

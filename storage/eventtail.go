@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"math"
 	"sort"
@@ -78,6 +79,9 @@ func (t *eventTail) after(after int64, limit int) ([]Event, bool) {
 	return append(make([]Event, 0, n), t.events[i:i+n]...), true
 }
 
+// errClosed refuses a write after Close began.
+var errClosed = errors.New("storage: the database is closed")
+
 // writeEvents runs f in a write transaction like write; the events f made (the ids it filled
 // in *made) go to the tail once committed, before the writer's lock is released, so the tail
 // gets them in id order. When the commit fails, the tail starts again from what the database
@@ -105,6 +109,9 @@ func (db *DB) writeDurable(ctx context.Context, made *[]Event, f func(*sql.Tx) e
 
 // writeEventsLocked is writeEvents for a caller that holds wmu.
 func (db *DB) writeEventsLocked(ctx context.Context, made *[]Event, f func(*sql.Tx) error) error {
+	if db.closed {
+		return errClosed
+	}
 	tx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err

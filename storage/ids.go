@@ -222,7 +222,10 @@ func (db *DB) syncForClose(ctx context.Context) error {
 		return err
 	}
 	defer db.w.ExecContext(context.WithoutCancel(ctx), `PRAGMA synchronous = NORMAL`)
-	_, err := db.w.ExecContext(ctx, `UPDATE meta SET value = value WHERE key = 'epoch'`)
+	// A change, so that the commit writes a frame and syncs the WAL (an update to the same value
+	// writes nothing).
+	_, err := db.w.ExecContext(ctx, `INSERT INTO meta(key, value) VALUES ('clean_stops', 1)
+		ON CONFLICT(key) DO UPDATE SET value = value + 1`)
 	return err
 }
 

@@ -2,6 +2,8 @@ package storage
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -142,5 +144,56 @@ func TestDamagedIDsFile(t *testing.T) {
 	next, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("pos-1"), IdempotencyKey: "2", RequestHash: "h"})
 	if err != nil || next.Number <= o.Number+orderNumberBlock {
 		t.Fatalf("after a damaged ids file: order %d (%v), the last was %d", next.Number, err, o.Number)
+	}
+}
+
+// Close says the stop was clean only after a commit that waits for the disk, and that commit
+// writes (a commit that changes nothing syncs nothing): with another connection open, as a backup
+// reading, SQLite does not checkpoint at close, and the WAL's last frames are the commits'.
+func TestCloseCommitsToTheDisk(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "storeedge.db")
+	db, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reader, err := sql.Open("sqlite", dsn(path, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	if _, err := reader.ExecContext(ctx, `SELECT count(*) FROM meta`); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("pos-1"), IdempotencyKey: "1", RequestHash: "h"}); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.Stat(path + "-wal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.wmu.Lock()
+	err = db.syncForClose(ctx)
+	db.wmu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := os.Stat(path + "-wal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Size() <= before.Size() {
+		t.Fatalf("the closing commit wrote nothing to the WAL (%d bytes before, %d after): it synced nothing", before.Size(), after.Size())
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := readIDsFile(idsFile(path)); err != nil || !m.Clean {
+		t.Fatalf("ids file after close: %+v, %v", m, err)
+	}
+	// A writer that comes after Close began is refused: it would give out numbers the file,
+	// saying the stop was clean, does not cover.
+	if _, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("pos-1"), IdempotencyKey: "2", RequestHash: "h"}); !errors.Is(err, errClosed) {
+		t.Fatalf("an order after Close: %v, want refused", err)
 	}
 }
