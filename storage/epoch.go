@@ -156,24 +156,7 @@ func (db *DB) writeEpochFile() error {
 	if err != nil {
 		return err
 	}
-	// A name of its own: another process (storeedge backup, say) may open the database too.
-	f, err := os.CreateTemp(filepath.Dir(db.epochFile), filepath.Base(db.epochFile)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(append(b, '\n'))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, db.epochFile)
-	}
-	if err != nil {
-		os.Remove(tmp)
+	if err := writeFileSynced(db.epochFile, append(b, '\n')); err != nil {
 		return err
 	}
 	db.epochNoted = time.Now()

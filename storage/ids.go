@@ -101,12 +101,20 @@ func writeIDsFile(path string, m idMarks) error {
 	if err != nil {
 		return err
 	}
+	return writeFileSynced(path, append(b, '\n'))
+}
+
+// writeFileSynced replaces the small file at path whole with b: written under a name of its own
+// (another process, storeedge backup say, may open the database too), synced, renamed over the
+// file, the rename synced. A stop at any point leaves the old file or the new one, and at most a
+// temporary file, which the next Open removes.
+func writeFileSynced(path string, b []byte) error {
 	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return err
 	}
 	tmp := f.Name()
-	_, err = f.Write(append(b, '\n'))
+	_, err = f.Write(b)
 	if err == nil {
 		err = f.Sync()
 	}

@@ -259,18 +259,28 @@ func winRules(rules []Rule) []winRule {
 	return out
 }
 
+// winDeletes are the names a Windows script deletes before it adds its rules, each once: every
+// rule's, and the name earlier versions gave it.
+func winDeletes(ws []winRule) []string {
+	var names []string
+	seen := map[string]bool{}
+	for _, r := range ws {
+		for _, name := range []string{r.legacy, r.name} {
+			if !seen[name] {
+				seen[name] = true
+				names = append(names, name)
+			}
+		}
+	}
+	return names
+}
+
 func writeNetsh(w io.Writer, rules []Rule) error {
 	var b strings.Builder
 	b.WriteString("REM storeedge: the firewall this configuration needs. Run in an administrator's command prompt.\n")
 	ws := winRules(rules)
-	deleted := map[string]bool{}
-	for _, r := range ws {
-		for _, name := range []string{r.legacy, r.name} {
-			if !deleted[name] {
-				deleted[name] = true
-				fmt.Fprintf(&b, "netsh advfirewall firewall delete rule name=%q >nul 2>&1\n", name)
-			}
-		}
+	for _, name := range winDeletes(ws) {
+		fmt.Fprintf(&b, "netsh advfirewall firewall delete rule name=%q >nul 2>&1\n", name)
 	}
 	for _, r := range ws {
 		if r.skip {
@@ -297,14 +307,8 @@ func writePowerShell(w io.Writer, rules []Rule) error {
 	b.WriteString("# storeedge: the firewall this configuration needs. Run in an administrator's PowerShell.\n")
 	b.WriteString("$program = \"$env:ProgramFiles\\storeedge\\storeedge.exe\"\n")
 	ws := winRules(rules)
-	deleted := map[string]bool{}
-	for _, r := range ws {
-		for _, name := range []string{r.legacy, r.name} {
-			if !deleted[name] {
-				deleted[name] = true
-				fmt.Fprintf(&b, "Remove-NetFirewallRule -DisplayName '%s' -ErrorAction SilentlyContinue\n", psQuote(name))
-			}
-		}
+	for _, name := range winDeletes(ws) {
+		fmt.Fprintf(&b, "Remove-NetFirewallRule -DisplayName '%s' -ErrorAction SilentlyContinue\n", psQuote(name))
 	}
 	for _, r := range ws {
 		if r.skip {
