@@ -156,11 +156,10 @@ func (db *DB) writeEpochFile() error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileSynced(db.epochFile, append(b, '\n')); err != nil {
-		return err
-	}
+	// Noted tried, written or not: a file that cannot be written now is tried again after
+	// epochFileInterval, not after every page.
 	db.epochNoted = time.Now()
-	return nil
+	return writeFileSynced(db.epochFile, append(b, '\n'))
 }
 
 // noteSeqLocked writes the epoch file after a page when the last write is old enough. A failure

@@ -109,6 +109,9 @@ func (db *DB) writeDurable(ctx context.Context, made *[]Event, f func(*sql.Tx) e
 
 // writeEventsLocked is writeEvents for a caller that holds wmu.
 func (db *DB) writeEventsLocked(ctx context.Context, made *[]Event, f func(*sql.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err // a request cut at shutdown is said as such, not as the database closed
+	}
 	if db.closed {
 		return errClosed
 	}

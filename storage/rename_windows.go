@@ -12,8 +12,8 @@ import (
 
 // renameDurable renames a file over another, written through to the disk: Windows cannot sync
 // a folder, and NTFS writes its log of renames lazily, so a power cut could bring the old file
-// back. A target another program holds open for a moment (an antivirus scan) is tried again a
-// few times.
+// back. A target another program holds open for a moment (an antivirus scan) is tried again
+// twice, 30 ms in all.
 func renameDurable(from, to string) error {
 	f, err := windows.UTF16PtrFromString(longPath(from))
 	if err != nil {
@@ -28,17 +28,25 @@ func renameDurable(from, to string) error {
 		if err == nil {
 			return nil
 		}
-		if attempt == 4 || !errors.Is(err, windows.ERROR_SHARING_VIOLATION) && !errors.Is(err, windows.ERROR_ACCESS_DENIED) {
+		// Only a sharing violation passes (a scan holding the file a moment); access denied is
+		// a read-only file or a folder's rights, which waiting does not change.
+		if attempt == 2 || !errors.Is(err, windows.ERROR_SHARING_VIOLATION) {
 			return &os.LinkError{Op: "rename", Old: from, New: to, Err: err}
 		}
-		time.Sleep(time.Duration(20<<attempt) * time.Millisecond)
+		time.Sleep(time.Duration(10<<attempt) * time.Millisecond)
 	}
 }
 
-// longPath gives an absolute path of 248 characters or more the \\?\ prefix, as os.Rename does
-// for its own calls.
+// longPath gives a path whose absolute form is 248 characters or more the \\?\ prefix, as
+// os.Rename does for its own calls.
 func longPath(path string) string {
-	if len(path) < 248 || !filepath.IsAbs(path) || strings.HasPrefix(path, `\\?\`) {
+	if strings.HasPrefix(path, `\\?\`) {
+		return path
+	}
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs // a relative data_dir under a deep working folder
+	}
+	if len(path) < 248 {
 		return path
 	}
 	path = filepath.Clean(path)

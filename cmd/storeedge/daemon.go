@@ -73,7 +73,13 @@ func daemon(ctx context.Context, cfg config.Config, log *slog.Logger, started fu
 	if err := s.openStore(ctx); err != nil {
 		return err
 	}
-	defer s.db.Close()
+	defer func() {
+		// A failed close leaves the numbers given out to jump at the next start (storage/ids.go):
+		// said, so that shop IT knows why.
+		if err := s.db.Close(); err != nil {
+			s.log.Error("storage: the database did not close cleanly; the next start will raise the order numbers and event ids past the last ones given out", slog.Any("error", err))
+		}
+	}()
 	if err := s.openWAN(); err != nil {
 		return err
 	}
