@@ -195,7 +195,8 @@ func TestCloseCommitsToTheDisk(t *testing.T) {
 	// saying the stop was clean, does not cover.
 	if _, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("pos-1"), IdempotencyKey: "2", RequestHash: "h"}); !errors.Is(err, errClosed) {
 		t.Fatalf("an order after Close: %v, want refused", err)
-	} // A request cut meanwhile (the server stopping) is said as such, not as the database closed.
+	}
+	// A request cut meanwhile (the server stopping) is said as such, not as the database closed.
 	cut, cancel := context.WithCancel(ctx)
 	cancel()
 	if _, _, err := db.CreateOrder(cut, NewOrder{Order: lanOrder("pos-1"), IdempotencyKey: "3", RequestHash: "h"}); !errors.Is(err, context.Canceled) {
