@@ -7,9 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -84,12 +82,7 @@ func (db *DB) checkEpoch(ctx context.Context) error {
 			return fmt.Errorf("storage: mark the stock imports: %w", err)
 		}
 	}
-	// What a kill in the middle of writeEpochFile left.
-	if left, err := filepath.Glob(db.epochFile + ".tmp-*"); err == nil {
-		for _, p := range left {
-			os.Remove(p)
-		}
-	}
+	removeLeftovers(db.epochFile)
 	if err := db.writeEpochFile(); err != nil {
 		return fmt.Errorf("storage: write %s: %w", db.epochFile, err)
 	}
@@ -111,12 +104,7 @@ func (db *DB) renewEpoch(ctx context.Context) error {
 
 // readEpochFile reads an epoch file; an error other than fs.ErrNotExist says what is wrong with it.
 func readEpochFile(path string) (epochMark, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return epochMark{}, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxEpochFileBytes))
+	b, err := readSmallFile(path, maxEpochFileBytes)
 	if err != nil {
 		return epochMark{}, err
 	}

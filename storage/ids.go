@@ -79,12 +79,7 @@ func (r *idReserve) saveIfMoved() error {
 
 // readIDsFile reads an ids file; fs.ErrNotExist when there is none.
 func readIDsFile(path string) (idMarks, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return idMarks{}, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxIDsFileBytes))
+	b, err := readSmallFile(path, maxIDsFileBytes)
 	if err != nil {
 		return idMarks{}, err
 	}
@@ -102,6 +97,26 @@ func writeIDsFile(path string, m idMarks) error {
 		return err
 	}
 	return writeFileSynced(path, append(b, '\n'))
+}
+
+// readSmallFile reads at most limit bytes of the file at path; fs.ErrNotExist when there is none.
+func readSmallFile(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, limit))
+}
+
+// removeLeftovers removes the temporary files a stop in the middle of writeFileSynced(path)
+// left.
+func removeLeftovers(path string) {
+	if left, err := filepath.Glob(path + ".tmp-*"); err == nil {
+		for _, p := range left {
+			os.Remove(p)
+		}
+	}
 }
 
 // writeFileSynced replaces the small file at path whole with b: written under a name of its own
@@ -178,11 +193,7 @@ func (db *DB) checkIDs(ctx context.Context, backInTime bool) error {
 		known = true
 		db.idsRaised = fmt.Sprintf("%s cannot be read (%v): the numbers given out start well past the database's", filepath.Base(path), err)
 	}
-	if left, err := filepath.Glob(path + ".tmp-*"); err == nil { // what a kill in writeIDsFile left
-		for _, p := range left {
-			os.Remove(p)
-		}
-	}
+	removeLeftovers(path)
 	if known && (!file.Clean || backInTime) {
 		if err := db.writeDurable(ctx, nil, func(tx *sql.Tx) error { return raiseIDs(ctx, tx, file) }); err != nil {
 			return fmt.Errorf("storage: raise the numbers given out: %w", err)
