@@ -12,6 +12,7 @@ import (
 	"unicode"
 
 	"github.com/storeedge/storeedge/internal/backoff"
+	"github.com/storeedge/storeedge/internal/wan"
 )
 
 // outcome is what the intake's answer to a batch means (docs/remote-support.md, "The intake").
@@ -151,6 +152,6 @@ func Probe(ctx context.Context, hc *http.Client, url, key, userAgent string) err
 // logs.ship.url says, and a redirect is an address to correct.
 func noRedirects(hc *http.Client) *http.Client {
 	c := *hc
-	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	c.CheckRedirect = wan.NoRedirect
 	return &c
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/storeedge/storeedge/internal/backoff"
 	"github.com/storeedge/storeedge/internal/clip"
 	"github.com/storeedge/storeedge/internal/config"
+	"github.com/storeedge/storeedge/internal/wan"
 	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 )
 
@@ -55,7 +56,7 @@ func New(baseURL, storeKey string, hc *http.Client, userAgent string) (*Client, 
 	// scheme of the same host, or to a subdomain. A 3xx is an answer the contract does not give,
 	// retried as such (cloud-api.md).
 	noRedirect := *hc
-	noRedirect.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	noRedirect.CheckRedirect = wan.NoRedirect
 	return &Client{base: u, storeKey: storeKey, http: &noRedirect, agent: userAgent}, nil
 }
 

@@ -16,6 +16,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
+
+	"github.com/storeedge/storeedge/internal/wan"
 )
 
 // Source reads blobs. Container is the real one; tests may give another.
@@ -108,7 +110,7 @@ func NewContainer(loc Locator, hc *http.Client) *Container {
 	// by the cloud cannot send the shop's requests (and their SAS) to another host, a LAN address
 	// or plain HTTP. The 3xx answer is a failed read.
 	noRedirect := *hc
-	noRedirect.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	noRedirect.CheckRedirect = wan.NoRedirect
 	return &Container{loc: loc, hc: &noRedirect, now: time.Now}
 }
 

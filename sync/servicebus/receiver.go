@@ -18,6 +18,7 @@ import (
 
 	"github.com/storeedge/storeedge/internal/backoff"
 	"github.com/storeedge/storeedge/internal/config"
+	"github.com/storeedge/storeedge/internal/wan"
 	"github.com/storeedge/storeedge/orders"
 	"github.com/storeedge/storeedge/storage"
 )
@@ -258,8 +259,8 @@ func (c Connection) dialWebSocket(ctx context.Context, args azservicebus.NewWebS
 	if c.TLSConfig != nil {
 		tr.TLSClientConfig = c.TLSConfig()
 	}
-	// No redirect: it would take the namespace's token elsewhere (wan.NoRedirect).
-	hc := &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	// No redirect: it would take the namespace's token elsewhere.
+	hc := &http.Client{Transport: tr, CheckRedirect: wan.NoRedirect}
 	ws, _, err := websocket.Dial(ctx, args.Host, &websocket.DialOptions{Subprotocols: []string{"amqp"}, HTTPClient: hc})
 	if err != nil {
 		return nil, fmt.Errorf("servicebus: websocket %s: %w", args.Host, err)
