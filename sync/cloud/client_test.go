@@ -213,3 +213,17 @@ func TestStoreKeyNeverFollowsARedirect(t *testing.T) {
 		t.Fatal("the store key went to the redirect's host")
 	}
 }
+
+// cloud-api.md: only 400, 409, 413 and 422 refuse a request for good; every other answer,
+// 401/403/404 from a gateway or a wrong cloud.url included, is tried again.
+func TestRetryableAnswers(t *testing.T) {
+	for status, want := range map[int]bool{
+		400: false, 409: false, 413: false, 422: false,
+		401: true, 403: true, 404: true, 405: true, 408: true, 410: true, 415: true, 429: true,
+		202: true, 302: true, 500: true, 502: true, 503: true,
+	} {
+		if got := (&Error{Op: "upload", Status: status}).Retryable(); got != want {
+			t.Errorf("%d: retryable %v, want %v", status, got, want)
+		}
+	}
+}
