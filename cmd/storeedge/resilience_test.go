@@ -297,3 +297,26 @@ func TestGoingToProductionIsLogged(t *testing.T) {
 		t.Fatalf("mode %q; log:\n%s", st.Mode, s.log)
 	}
 }
+
+// After a kill (as after a power cut) the server says at start that the order numbers and event
+// ids jump past the last ones given out (configuration.md, "Numbers after a power cut"); after
+// a clean stop it has nothing to say.
+func TestNumbersJumpSaidAfterAKill(t *testing.T) {
+	const said = "order numbers and event ids go on past the last ones given out"
+	dir := t.TempDir()
+	opts := shopOptions{dataDir: dir, cloud: "http://127.0.0.1:1", sets: []string{"cloud.sync=false"}}
+	s := startShop(t, opts)
+	s.stop(t)
+	s = startShop(t, opts)
+	waitFor(t, s, "serving", 30*time.Second, func() bool { return strings.Contains(s.log.String(), "storeedge: serving") })
+	if strings.Contains(s.log.String(), said) {
+		t.Fatalf("after a clean stop the server says the numbers jump:\n%s", s.log)
+	}
+	s.kill()
+	s = startShop(t, opts)
+	waitFor(t, s, "serving", 30*time.Second, func() bool { return strings.Contains(s.log.String(), "storeedge: serving") })
+	if !strings.Contains(s.log.String(), said) {
+		t.Fatalf("after a kill the server does not say the numbers jump:\n%s", s.log)
+	}
+	s.stop(t)
+}
