@@ -437,3 +437,22 @@ func TestOpenAPISecurityMatchesAccess(t *testing.T) {
 		}
 	}
 }
+
+// Pairings with the enrollment secret past devices.EnrollmentsPerAddress from one address are
+// 429 with Retry-After, and the detail says which limit it is: none of them failed (devices.md).
+func TestEnrollmentsPerAddressOverTheAPI(t *testing.T) {
+	f := newFixture(t)
+	for i := range devices.EnrollmentsPerAddress {
+		if rec := f.pairRaw(t, `{"enrollment_secret":"`+testEnrollment+`","kind":"tablet"}`); rec.Code != http.StatusCreated {
+			t.Fatalf("pairing %d: %d %s", i+1, rec.Code, rec.Body)
+		}
+	}
+	rec := f.pairRaw(t, `{"enrollment_secret":"`+testEnrollment+`","kind":"tablet"}`)
+	p := wantProblem(t, rec, http.StatusTooManyRequests, "too-many-attempts", "too many devices paired with the enrollment secret")
+	if strings.Contains(p.Detail, "failed") {
+		t.Errorf("the detail speaks of failed attempts: %q", p.Detail)
+	}
+	if ra := rec.Header().Get("Retry-After"); ra == "" || ra == "0" {
+		t.Errorf("Retry-After %q", ra)
+	}
+}
