@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/storeedge/storeedge/internal/clip"
 	"github.com/storeedge/storeedge/internal/strictjson"
 	"github.com/storeedge/storeedge/orders"
 )
@@ -40,6 +41,14 @@ type PayloadLine struct {
 	UnitPrice int64  `json:"unit_price"`
 }
 
+// MaxReasonBytes bounds a dead-letter description. Service Bus sends the settlement in one AMQP
+// frame, which a description of the size of the message would overflow: the link would drop and
+// the message come back until Service Bus dead-lettered it without the shop's reason.
+const MaxReasonBytes = 1024
+
+// maxQuotedBytes bounds a value a reason quotes.
+const maxQuotedBytes = 64
+
 // InvalidError says why an order message cannot be stored; such a message is dead-lettered.
 type InvalidError struct{ Reason string }
 
@@ -52,7 +61,7 @@ var currencyRE = regexp.MustCompile(`^[A-Z]{3}$`)
 func Decode(body []byte) (Payload, error) {
 	var p Payload
 	bad := func(format string, args ...any) (Payload, error) {
-		return Payload{}, &InvalidError{Reason: fmt.Sprintf(format, args...)}
+		return Payload{}, &InvalidError{Reason: clip.String(fmt.Sprintf(format, args...), MaxReasonBytes)}
 	}
 	if len(body) > MaxBodyBytes {
 		return bad("body of %d bytes, at most %d", len(body), MaxBodyBytes)
@@ -70,10 +79,10 @@ func Decode(body []byte) (Payload, error) {
 		return bad("order_id: want 1 to 128 visible characters")
 	}
 	if _, err := time.Parse(time.RFC3339, p.CreatedAt); err != nil {
-		return bad("created_at: %q is not an RFC 3339 time", p.CreatedAt)
+		return bad("created_at: %q is not an RFC 3339 time", clip.String(p.CreatedAt, maxQuotedBytes))
 	}
 	if !currencyRE.MatchString(p.Currency) {
-		return bad("currency: %q is not an ISO 4217 code", p.Currency)
+		return bad("currency: %q is not an ISO 4217 code", clip.String(p.Currency, maxQuotedBytes))
 	}
 	if msg := checkLines(p.Lines); msg != "" {
 		return bad("%s", msg)

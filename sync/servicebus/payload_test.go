@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
+
 	"github.com/storeedge/storeedge/orders"
 )
 
@@ -112,3 +114,76 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// A reason quotes at most a short part of a value and stays short whatever the message holds: it
+// goes back to Service Bus in the settlement's one AMQP frame.
+func TestDecodeReasonIsShort(t *testing.T) {
+	huge := strings.Repeat("9", 200<<10)
+	for _, tc := range []struct{ from, to, want string }{
+		{`"created_at":"2026-11-23T10:00:00Z"`, `"created_at":"` + huge + `"`, `created_at: "99999`},
+		{`"currency":"EUR"`, `"currency":"` + huge + `"`, `currency: "99999`},
+		{`"note":"18:00"`, `"n` + huge + `":"18:00"`, `unknown field "n999`},
+	} {
+		_, err := Decode([]byte(strings.Replace(goodPayload, tc.from, tc.to, 1)))
+		var inv *InvalidError
+		if !errors.As(err, &inv) || !strings.Contains(inv.Reason, tc.want) {
+			t.Fatalf("%s: got %v, want a reason with %q", tc.want, err, tc.want)
+		}
+		if len(inv.Reason) > MaxReasonBytes+len("…") {
+			t.Errorf("%s: reason of %d bytes", tc.want, len(inv.Reason))
+		}
+	}
+}
+
+// An AMQP message-id that is not a string is read as text, so the message is stored and a
+// redelivery recognised rather than dead-lettered for want of an id; a body the sender encoded as
+// an AMQP value is refused by name.
+func TestMessageIDAndBodyOfAnyAMQPType(t *testing.T) {
+	withID := func(id any) *azservicebus.ReceivedMessage {
+		return &azservicebus.ReceivedMessage{RawAMQPMessage: &azservicebus.AMQPAnnotatedMessage{
+			Properties: &azservicebus.AMQPAnnotatedMessageProperties{MessageID: id}}}
+	}
+	for _, tc := range []struct {
+		m    *azservicebus.ReceivedMessage
+		want string
+	}{
+		{&azservicebus.ReceivedMessage{MessageID: "m-1"}, "m-1"},
+		{withID("m-2"), "m-2"},
+		{withID(uint64(42)), "42"},
+		{withID([]byte{0xde, 0xad}), "dead"},
+		{withID(uuidText{"6ba7b810-9dad-11d1-80b4-00c04fd430c8"}), "6ba7b810-9dad-11d1-80b4-00c04fd430c8"},
+		{withID(nil), ""},
+		{&azservicebus.ReceivedMessage{}, ""},
+	} {
+		if got := messageID(tc.m); got != tc.want {
+			t.Errorf("messageID of %+v = %q, want %q", tc.m.RawAMQPMessage, got, tc.want)
+		}
+	}
+	body := func(b azservicebus.AMQPAnnotatedMessageBody) *azservicebus.ReceivedMessage {
+		return &azservicebus.ReceivedMessage{RawAMQPMessage: &azservicebus.AMQPAnnotatedMessage{Body: b}}
+	}
+	for _, tc := range []struct {
+		m    *azservicebus.ReceivedMessage
+		want string
+	}{
+		{body(azservicebus.AMQPAnnotatedMessageBody{Value: goodPayload}), "body: an AMQP value (string)"},
+		{body(azservicebus.AMQPAnnotatedMessageBody{Sequence: [][]any{{"x"}}}), "body: an AMQP sequence"},
+		{body(azservicebus.AMQPAnnotatedMessageBody{Data: [][]byte{[]byte("{"), []byte("}")}}), "body: 2 AMQP data sections"},
+		{body(azservicebus.AMQPAnnotatedMessageBody{}), "body: empty"},
+		{&azservicebus.ReceivedMessage{}, "body: empty"},
+	} {
+		_, err := decodeBody(tc.m)
+		var inv *InvalidError
+		if !errors.As(err, &inv) || !strings.HasPrefix(inv.Reason, tc.want) {
+			t.Errorf("body %+v: got %v, want a reason starting %q", tc.m.RawAMQPMessage, err, tc.want)
+		}
+	}
+	if _, err := decodeBody(&azservicebus.ReceivedMessage{Body: []byte(goodPayload)}); err != nil {
+		t.Errorf("one data section: %v", err)
+	}
+}
+
+// uuidText stands for go-amqp's UUID, which the SDK hands over as it is and prints itself.
+type uuidText struct{ s string }
+
+func (u uuidText) String() string { return u.s }

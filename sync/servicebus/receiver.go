@@ -3,11 +3,13 @@ package servicebus
 import (
 	"context"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/storeedge/storeedge/internal/backoff"
+	"github.com/storeedge/storeedge/internal/clip"
 	"github.com/storeedge/storeedge/internal/config"
 	"github.com/storeedge/storeedge/internal/wan"
 	"github.com/storeedge/storeedge/orders"
@@ -315,9 +318,10 @@ func settleContext(ctx context.Context) (context.Context, context.CancelFunc) {
 // shop could not store it. It reports whether the message was settled: false when abandoned.
 func (r *Receiver) handle(ctx context.Context, rcv *azservicebus.Receiver, m *azservicebus.ReceivedMessage) (settled bool) {
 	r.update(func(s *Status) { s.Received++ })
-	log := r.log.With(slog.String("message_id", m.MessageID), slog.Int("delivery", int(m.DeliveryCount)))
-	p, err := Decode(m.Body)
-	if err == nil && m.MessageID == "" {
+	id := messageID(m)
+	log := r.log.With(slog.String("message_id", id), slog.Int("delivery", int(m.DeliveryCount)))
+	p, err := decodeBody(m)
+	if err == nil && id == "" {
 		err = &InvalidError{Reason: "the message has no MessageId, so a redelivery could not be recognised"}
 	}
 	var inv *InvalidError
@@ -327,10 +331,10 @@ func (r *Receiver) handle(ctx context.Context, rcv *azservicebus.Receiver, m *az
 		})
 		return true
 	}
-	o, created, err := r.store(ctx, rcv, m, p, log)
+	o, created, err := r.store(ctx, rcv, m, id, p, log)
 	var conflict *storage.ServiceBusConflict
 	if errors.As(err, &conflict) {
-		reason, desc := conflictReason(m.MessageID, p.OrderID, conflict)
+		reason, desc := conflictReason(id, p.OrderID, conflict)
 		r.deadLetter(ctx, rcv, m, reason, desc, func(desc string) {
 			log.Error("servicebus: order in conflict with one stored before dead-lettered; see the queue's dead-letter queue",
 				slog.String("reason", reason), slog.String("description", desc), slog.String("external_id", p.OrderID))
@@ -373,11 +377,11 @@ func (r *Receiver) handle(ctx context.Context, rcv *azservicebus.Receiver, m *az
 
 // store stores the order of a message, renewing the message's lock while that takes long (a busy
 // disk, a page of a big sync in the way).
-func (r *Receiver) store(ctx context.Context, rcv *azservicebus.Receiver, m *azservicebus.ReceivedMessage, p Payload, log *slog.Logger) (orders.Order, bool, error) {
+func (r *Receiver) store(ctx context.Context, rcv *azservicebus.Receiver, m *azservicebus.ReceivedMessage, id string, p Payload, log *slog.Logger) (orders.Order, bool, error) {
 	defer KeepLock(ctx, rcv, m, r.o.LockRenewInterval, log)()
-	return r.o.DB.CreateOrder(ctx, storage.NewOrder{Order: p.Order(r.o.TestMode), MessageID: m.MessageID,
+	return r.o.DB.CreateOrder(ctx, storage.NewOrder{Order: p.Order(r.o.TestMode), MessageID: id,
 		Fingerprint: p.Fingerprint(), FingerprintAsWritten: p.AsWritten(),
-		ReceivedDetail: fmt.Sprintf("message %s, delivery %d", m.MessageID, m.DeliveryCount)})
+		ReceivedDetail: fmt.Sprintf("message %s, delivery %d", id, m.DeliveryCount)})
 }
 
 // deadLetter moves a message the shop will not take to the queue's dead-letter queue with its
@@ -385,12 +389,14 @@ func (r *Receiver) store(ctx context.Context, rcv *azservicebus.Receiver, m *azs
 func (r *Receiver) deadLetter(ctx context.Context, rcv *azservicebus.Receiver, m *azservicebus.ReceivedMessage, reason, desc string, logged func(desc string)) {
 	sctx, cancel := settleContext(ctx)
 	defer cancel()
+	desc = clip.String(desc, MaxReasonBytes)
 	if err := rcv.DeadLetterMessage(sctx, m, &azservicebus.DeadLetterOptions{Reason: &reason, ErrorDescription: &desc}); err != nil {
-		r.log.Warn("servicebus: cannot dead-letter a message; it will come again", slog.String("message_id", m.MessageID),
+		r.log.Warn("servicebus: cannot dead-letter a message; it will come again", slog.String("message_id", messageID(m)),
 			slog.String("reason", reason), slog.Any("error", err))
 		return
 	}
-	r.update(func(s *Status) { s.DeadLettered++ })
+	now := time.Now().UTC()
+	r.update(func(s *Status) { s.DeadLettered++; s.LastMessageAt = &now })
 	logged(desc)
 }
 
@@ -404,4 +410,43 @@ func conflictReason(messageID, orderID string, c *storage.ServiceBusConflict) (r
 	}
 	return deadLetterOrderConflict, fmt.Sprintf("cloud order %s is stored already as %s with other contents; the shop does not change a stored order from Service Bus",
 		orderID, stored)
+}
+
+// messageID is the message's AMQP message-id as text: a string as it is, an unsigned number in
+// decimal, a UUID in its usual form, bytes in hexadecimal (the SDK gives only a string one); ""
+// when the message has none.
+func messageID(m *azservicebus.ReceivedMessage) string {
+	id := m.MessageID
+	if id == "" && m.RawAMQPMessage != nil && m.RawAMQPMessage.Properties != nil {
+		switch v := m.RawAMQPMessage.Properties.MessageID.(type) {
+		case string:
+			id = v
+		case uint64:
+			id = strconv.FormatUint(v, 10)
+		case []byte:
+			id = hex.EncodeToString(v)
+		case fmt.Stringer: // go-amqp's UUID
+			id = v.String()
+		}
+	}
+	return id
+}
+
+// decodeBody reads the order of a message whose body is one AMQP data section, as Service Bus
+// clients send bytes; a body the sender encoded as an AMQP value or sequence is refused by name.
+func decodeBody(m *azservicebus.ReceivedMessage) (Payload, error) {
+	if raw := m.RawAMQPMessage; raw != nil && len(m.Body) == 0 {
+		switch b := raw.Body; {
+		case b.Value != nil:
+			return Payload{}, &InvalidError{Reason: fmt.Sprintf("body: an AMQP value (%T), not the order document as bytes in one data section", b.Value)}
+		case len(b.Sequence) > 0:
+			return Payload{}, &InvalidError{Reason: "body: an AMQP sequence, not the order document as bytes in one data section"}
+		case len(b.Data) > 1:
+			return Payload{}, &InvalidError{Reason: fmt.Sprintf("body: %d AMQP data sections, not the order document in one", len(b.Data))}
+		}
+	}
+	if len(m.Body) == 0 {
+		return Payload{}, &InvalidError{Reason: "body: empty, not an order document"}
+	}
+	return Decode(m.Body)
 }

@@ -112,6 +112,24 @@ func TestReceiverStoresOnceAndDeadLettersInvalid(t *testing.T) {
 	}
 }
 
+// A message whose bad value is the size of the message is dead-lettered with a short reason that
+// says which field: the reason goes back in the settlement's one AMQP frame.
+func TestHugeBadValueIsDeadLetteredWithAShortReason(t *testing.T) {
+	rg := newRig(t, testenv.SBPeerOptions{}, Options{})
+	body := strings.Replace(string(order("web-1", 500)), "2026-11-23T10:00:00Z", strings.Repeat("9", 200<<10), 1)
+	rg.peer.Send(t, queue, testenv.SBMessage{MessageID: "m-huge", Body: []byte(body), ContentType: "application/json"})
+	rg.peer.Send(t, queue, testenv.SBMessage{MessageID: "m-good", Body: order("web-2", 500), ContentType: "application/json"})
+	rg.peer.WaitStats(t, queue, 30*time.Second, func(s testenv.SBQueueStats) bool { return s.Completed == 1 && s.DeadLettered == 1 })
+	dl := rg.peer.DeadLetters(t, queue)
+	if len(dl) != 1 || dl[0].MessageID != "m-huge" || dl[0].Reason != deadLetterReason || dl[0].DeliveryCount != 0 ||
+		!strings.HasPrefix(dl[0].Description, `created_at: "99999`) || len(dl[0].Description) > MaxReasonBytes+len("…") {
+		t.Fatalf("dead letters: %d: %.300v", len(dl), dl)
+	}
+	if st := rg.r.Status(); st.DeadLettered != 1 || st.Reconnects != 0 {
+		t.Fatalf("status %+v", st)
+	}
+}
+
 // A publisher that rebuilds a message on retry sends the same cloud order under a new MessageId:
 // it is stored once. A MessageId or a cloud order id that comes back with a different order is
 // not dropped in silence: the message is dead-lettered with the reason and logged.
