@@ -25,6 +25,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/storeedge/storeedge/internal/backoff"
+	"github.com/storeedge/storeedge/internal/clip"
 	"github.com/storeedge/storeedge/internal/config"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/cloud"
@@ -139,9 +140,10 @@ func (s *Syncer) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if s.pages.Load() != before {
+		if s.pages.Load() != before && !errors.Is(err, errPage) {
 			// A flaky WAN that still moves pages is retried promptly; the delay only grows
-			// while nothing gets through.
+			// while nothing gets through, or while the cloud breaks the feed's contract (a
+			// feed going round in a circle moves pages at every pass).
 			b.Reset()
 		}
 		if s.after != nil {
@@ -308,8 +310,15 @@ func (s *Syncer) syncCollection(ctx context.Context, collection string) error {
 		return err
 	}
 	defer release()
+	asked := map[string]bool{} // the cursors asked for in this pass
 	for {
 		st, _ := s.db.FeedState(collection)
+		if asked[st.Cursor] {
+			// A feed that leads back to a cursor already read would be read round and round, at
+			// once, for ever, and the collections after this one never synced.
+			return fmt.Errorf("%w: the cloud's cursors led back to %q, already asked for in this pass", errPage, clip.String(st.Cursor, 64))
+		}
+		asked[st.Cursor] = true
 		body, err := s.client.Feed(ctx, collection, st.Cursor, s.pageSize, true)
 		if errors.Is(err, cloud.ErrCursorExpired) {
 			if st.Cursor == "" {
@@ -321,6 +330,7 @@ func (s *Syncer) syncCollection(ctx context.Context, collection string) error {
 			if err := s.db.ResetCursor(ctx, collection); err != nil {
 				return err
 			}
+			clear(asked) // a new snapshot, from the empty cursor
 			continue
 		}
 		if err != nil {
@@ -426,6 +436,8 @@ func readPages(ctx context.Context, r io.Reader, collection string, out chan<- s
 			continue
 		case l.Change != nil:
 			p.Changes = append(p.Changes, *l.Change)
+		case l.Malformed.End:
+			return fmt.Errorf("%w: %v", errPage, l.Malformed)
 		default:
 			p.Malformed = append(p.Malformed, l.Malformed)
 		}

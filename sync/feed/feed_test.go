@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -491,17 +492,38 @@ func TestResnapshotOnRequest(t *testing.T) {
 // would have the shop ask again at once, for ever. Each is a failed pass instead, with a handful
 // of requests, tried again after the backoff (cloud-api.md's rules leave neither answer room).
 func TestBrokenFeedAnswersDoNotLoop(t *testing.T) {
-	for name, answer := range map[string]func(w http.ResponseWriter){
-		"410 to the start": func(w http.ResponseWriter) {
+	ndjson := func(w http.ResponseWriter, lines string) {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		w.Write([]byte(lines))
+	}
+	for name, tc := range map[string]struct {
+		answer func(w http.ResponseWriter, r *http.Request)
+		want   string // in the pass's error
+	}{
+		"410 to the start": {func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "application/problem+json")
 			w.WriteHeader(http.StatusGone)
 			w.Write([]byte(`{"type":"about:blank","title":"Gone","status":410}`))
-		},
-		"more without progress": func(w http.ResponseWriter) {
-			w.Header().Set("Content-Type", "application/x-ndjson")
-			w.Write([]byte(`{"end":{"cursor":"c-stuck","count":0,"more":true,"remaining":5}}` + "\n"))
-		},
+		}, "410"},
+		"more without progress": {func(w http.ResponseWriter, r *http.Request) {
+			ndjson(w, `{"end":{"cursor":"c-stuck","count":0,"more":true,"remaining":5}}`+"\n")
+		}, "did not move past"},
+		"cursors in a circle": {func(w http.ResponseWriter, r *http.Request) {
+			next := "c1"
+			if r.URL.Query().Get("cursor") == "c1" {
+				next = "c2"
+			}
+			ndjson(w, `{"end":{"cursor":"`+next+`","count":0,"more":true,"remaining":5}}`+"\n")
+		}, `led back to "c1"`},
+		"end line of the wrong type": {func(w http.ResponseWriter, r *http.Request) {
+			ndjson(w, `{"end":{"cursor":"c1","count":"0","more":false,"remaining":0}}`+"\n")
+		}, "end line: json: cannot unmarshal string"},
+		"end line cursor too long": {func(w http.ResponseWriter, r *http.Request) {
+			ndjson(w, `{"end":{"cursor":"`+strings.Repeat("c", 1025)+`","count":0,"more":false,"remaining":0}}`+"\n"+
+				`{"end":{"cursor":"c1","count":1,"more":false,"remaining":0}}`+"\n")
+		}, "end line cursor of 1025 bytes"},
 	} {
+		answer := tc.answer
 		t.Run(name, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
@@ -510,7 +532,7 @@ func TestBrokenFeedAnswersDoNotLoop(t *testing.T) {
 				if requests.Add(1) > 100 {
 					cancel() // the shop keeps asking: end the pass
 				}
-				answer(w)
+				answer(w, r)
 			}))
 			defer srv.Close()
 			db, err := storage.Open(context.Background(), filepath.Join(t.TempDir(), "shop.db"))
@@ -520,11 +542,12 @@ func TestBrokenFeedAnswersDoNotLoop(t *testing.T) {
 			defer db.Close()
 			client, _ := cloud.New(srv.URL, "k", srv.Client(), "test")
 			s := New(Options{DB: db, Client: client})
-			if err := s.SyncOnce(ctx); err == nil || ctx.Err() != nil {
-				t.Fatalf("the pass: %v, after %d requests; want it failed on its own", err, requests.Load())
+			if err := s.SyncOnce(ctx); err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("the pass: %v, after %d requests; want it failed on its own, saying %q", err, requests.Load(), tc.want)
 			}
-			// One collection: at most the stuck answer twice (more: the first move to c-stuck).
-			if n := requests.Load(); n > 2*int64(len(cloudapi.Collections)) {
+			// One collection: at most the stuck answer twice (more: the first move to c-stuck),
+			// three times round the circle.
+			if n := requests.Load(); n > 3*int64(len(cloudapi.Collections)) {
 				t.Errorf("%d requests in one pass over %d collections", n, len(cloudapi.Collections))
 			}
 			if w := s.WAN(); w.State != StateCloudError {

@@ -124,6 +124,9 @@ type MalformedError struct {
 	ID     string // the item id when it could be read, else ""
 	Reason string
 	Raw    []byte // the start of the line, at most 512 bytes
+	// End reports an end line that breaks the contract: its page cannot be counted or followed,
+	// so the page is not applied and the reason is the page's error.
+	End bool
 }
 
 func (e *MalformedError) Error() string {
@@ -197,6 +200,15 @@ func (d *Decoder) Next() (Line, error) {
 	return DecodeLine(d.buf, d.collection, d.line), nil
 }
 
+// MaxCursorBytes bounds an end line's cursor.
+const MaxCursorBytes = 1024
+
+// badEnd marks l's malformed line as an end line.
+func badEnd(l Line) Line {
+	l.Malformed.End = true
+	return l
+}
+
 // lineHead is the union of the fields of change and end lines.
 type lineHead struct {
 	Change
@@ -224,17 +236,22 @@ func decodeLine(b []byte, collection string, lineNo int) Line {
 	}
 	var h lineHead
 	if err := json.Unmarshal(b, &h); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) && h.End != nil {
+			// A field of the wrong type: the decoder went on and found the end key.
+			return badEnd(bad("", "end line: %v", err))
+		}
 		return bad(salvageID(b), "not a JSON object: %v", err)
 	}
 	if h.End != nil {
 		if h.Op != "" || h.ID != "" {
-			return bad(h.ID, "end line mixed with a change")
+			return badEnd(bad(h.ID, "end line mixed with a change"))
 		}
 		if h.End.Count < 0 || h.End.Count > MaxPageSize {
-			return bad("", "end line count %d outside 0..%d", h.End.Count, MaxPageSize)
+			return badEnd(bad("", "end line count %d outside 0..%d", h.End.Count, MaxPageSize))
 		}
-		if h.End.Cursor == "" || len(h.End.Cursor) > 1024 {
-			return bad("", "end line cursor must be 1..1024 bytes")
+		if h.End.Cursor == "" || len(h.End.Cursor) > MaxCursorBytes {
+			return badEnd(bad("", "end line cursor of %d bytes, want 1..%d", len(h.End.Cursor), MaxCursorBytes))
 		}
 		return Line{End: h.End}
 	}
