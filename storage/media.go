@@ -88,7 +88,7 @@ func (db *DB) MediaFileExact(ctx context.Context, id string) (MediaFile, error) 
 func mediaFile(ctx context.Context, conn *sql.DB, id string) (MediaFile, error) {
 	f := MediaFile{ID: id}
 	var at int64
-	err := conn.QueryRowContext(ctx, `SELECT c.md5, c.content_type, f.size, f.stored_at FROM media_cache c
+	err := conn.QueryRowContext(ctx, `SELECT c.md5, c.content_type, f.size, c.stored_at FROM media_cache c
 		JOIN media_files f ON f.md5 = c.md5 WHERE c.id = ?`, id).Scan(&f.MD5, &f.ContentType, &f.Size, &at)
 	if errors.Is(err, sql.ErrNoRows) {
 		return f, ErrNotFound
@@ -199,8 +199,12 @@ func (db *DB) storeMediaStmts(ctx context.Context, tx *sql.Tx) (storeMediaStmts,
 	}{
 		{&s.servedFrom, `SELECT md5 FROM media_cache WHERE id = ?`},
 		{&s.file, `INSERT INTO media_files(md5, size, stored_at) VALUES (?, ?, ?) ON CONFLICT(md5) DO NOTHING`},
-		{&s.item, `INSERT INTO media_cache(id, md5, content_type) VALUES (?, ?, ?)
-			ON CONFLICT(id) DO UPDATE SET md5 = excluded.md5, content_type = excluded.content_type`},
+		// An item's time moves forward at each new version, past the old one's second: a
+		// device's If-Modified-Since of the old version must not match the new one.
+		{&s.item, `INSERT INTO media_cache(id, md5, content_type, stored_at) VALUES (?, ?, ?, ?)
+			ON CONFLICT(id) DO UPDATE SET md5 = excluded.md5, content_type = excluded.content_type,
+				stored_at = CASE WHEN media_cache.md5 = excluded.md5 THEN media_cache.stored_at
+					ELSE max(excluded.stored_at, media_cache.stored_at - media_cache.stored_at % 1000 + 1000) END`},
 		{&s.clearFailure, `DELETE FROM media_failures WHERE id = ?`},
 	} {
 		var err error
@@ -220,7 +224,7 @@ func (s storeMediaStmts) store(ctx context.Context, r MediaRecord, at time.Time)
 	if _, err := s.file.ExecContext(ctx, r.MD5, r.Size, at.UnixMilli()); err != nil {
 		return "", err
 	}
-	if _, err := s.item.ExecContext(ctx, r.ID, r.MD5, r.ContentType); err != nil {
+	if _, err := s.item.ExecContext(ctx, r.ID, r.MD5, r.ContentType, at.UnixMilli()); err != nil {
 		return "", err
 	}
 	if _, err := s.clearFailure.ExecContext(ctx, r.ID); err != nil {
