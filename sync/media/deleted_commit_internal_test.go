@@ -2,7 +2,11 @@ package media
 
 import (
 	"context"
+	"errors"
 	"testing"
+	"time"
+
+	"github.com/storeedge/storeedge/storage"
 )
 
 // TestDeletedWhilePutInPlace: the catalog may delete an item after its download was verified and
@@ -63,5 +67,50 @@ func TestDeletedWhilePutInPlace(t *testing.T) {
 	}
 	if mf, err := db.MediaFileExact(ctx, "M2"); err != nil || mf.MD5 != md5hex {
 		t.Errorf("M2 is served from %+v, %v; want %s", mf, err, md5hex)
+	}
+}
+
+// TestAdoptedFileEvictedBeforeItIsRecorded: an item whose content another item's file already
+// has takes that file over without a download; if the cache gives the file up before the item is
+// recorded, the item is fetched again rather than recorded for a file that is gone (it would be
+// counted as cached and never prefetched, and a device would wait for an on-demand fetch).
+func TestAdoptedFileEvictedBeforeItIsRecorded(t *testing.T) {
+	ctx := context.Background()
+	f, db, cache := newTestFetcher(t, Options{})
+	m2, md5hex := picture("M2")
+	if _, err := db.StoreMediaFiles(ctx, []storage.MediaRecord{{ID: "M2", MD5: md5hex, ContentType: m2.ContentType, Size: m2.Size}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	d, err := cache.Begin(md5hex, m2.Size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Write(pictureBody); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Commit(m2.Size); err != nil {
+		t.Fatal(err)
+	}
+
+	m3, _ := picture("M3")
+	f.mu.Lock()
+	f.enqueueLocked("M3", m3, md5hex, classOnDemand)
+	task := f.q.take(true)
+	f.mu.Unlock()
+	if file, res := f.download(ctx, task); file != nil || res.err != nil {
+		t.Fatalf("download of content already in place: %v, %v; want it taken over", file, res.err)
+	}
+	if err := f.evict(ctx, 1<<30, true); err != nil {
+		t.Fatal(err)
+	}
+	f.finish(ctx, task, result{})
+	if mf, err := db.MediaFileExact(ctx, "M3"); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("M3 is recorded as served from %+v (%v), and its file is gone", mf, err)
+	}
+	f.mu.Lock()
+	queued := f.q.tasks["M3"]
+	f.mu.Unlock()
+	if queued == nil || queued.running {
+		t.Errorf("M3 is not queued to be fetched again: %+v", queued)
 	}
 }

@@ -226,6 +226,20 @@ func (f *Fetcher) dropIfDeleted(t *task, d *mediacache.Download) bool {
 	return true
 }
 
+// dropPartialLocked removes the partial file of content md5hex that task t no longer fetches (its
+// item was deleted, or moved to another version before it ran), unless another item being
+// fetched has that content. Under f.mu, so that a task of that content queued now starts afresh.
+func (f *Fetcher) dropPartialLocked(t *task, md5hex string) {
+	for _, o := range f.q.tasks {
+		if o != t && o.md5hex() == md5hex {
+			return
+		}
+	}
+	if err := f.o.Cache.RemovePartial(md5hex); err != nil {
+		f.log.Warn("media: cannot remove a partial file no item needs", slog.String(keyID, t.id), slog.String(keyErr, err.Error()))
+	}
+}
+
 // sharedLocked reports whether another item being fetched has t's content.
 func (f *Fetcher) sharedLocked(t *task) bool {
 	for _, o := range f.q.tasks {
@@ -419,6 +433,26 @@ func (f *Fetcher) stored(ctx context.Context, t *task) {
 	if len(batch) == 0 {
 		return // an earlier commit recorded t with its own
 	}
+	// A file adopted from another item's record may have been evicted since (evict removes
+	// files under recordMu): such a task fetches it again instead of recording a missing file.
+	var lost []*task
+	kept := batch[:0:0]
+	for _, t := range batch {
+		if size, ok := f.o.Cache.Has(t.md5hex()); !t.deleted && (!ok || size != t.size) {
+			lost = append(lost, t)
+		} else {
+			kept = append(kept, t)
+		}
+	}
+	if len(lost) > 0 {
+		f.mu.Lock()
+		for _, t := range lost {
+			f.log.Info("media: a file taken over from another item was given up meanwhile; fetching it", slog.String(keyID, t.id))
+			f.requeueLocked(t, time.Time{}, "")
+		}
+		f.mu.Unlock()
+	}
+	batch = kept
 	var recs []storage.MediaRecord
 	var ids []string
 	var gone []*task // deleted while their file was put in place
@@ -511,7 +545,11 @@ func (f *Fetcher) requeueLocked(t *task, at time.Time, why string) {
 	}
 	if t.next != nil {
 		if md5hex, ok := hexMD5(t.next.MD5); ok {
+			old := t.md5hex()
 			f.q.setVersion(t, *t.next, md5hex)
+			if old != md5hex {
+				f.dropPartialLocked(t, old)
+			}
 			t.next, t.attempts = nil, 0
 			at, why = time.Time{}, ""
 		}
@@ -543,9 +581,9 @@ func (f *Fetcher) refused(ctx context.Context, t *task, err error) {
 	if !errors.Is(rerr, ErrNoRefresh) {
 		f.blob.lastError += "; reading the container URL again failed: " + rerr.Error()
 	}
-	f.notifyLocked(t.id, &UnavailableError{Reason: notCachedBecause(StateUnauthorized, err.Error())})
 	f.requeueLocked(t, time.Time{}, "")
 	f.pauseLocked()
+	f.notifyLocked(t.id, &UnavailableError{Reason: notCachedBecause(StateUnauthorized, err.Error()), RetryAfter: f.pausedTo.Sub(f.now())})
 }
 
 // unreachable pauses every download while Blob storage cannot be reached, or no usable container
@@ -561,9 +599,9 @@ func (f *Fetcher) unreachable(t *task, res result) {
 		f.log.Warn("media: "+blobProblem(state)+"; downloads wait", slog.String(keyErr, res.err.Error()))
 	}
 	f.blob.state, f.blob.lastError = state, res.err.Error()
-	f.notifyLocked(t.id, &UnavailableError{Reason: notCachedBecause(state, res.err.Error())})
 	f.requeueLocked(t, time.Time{}, "")
 	f.pauseLocked()
+	f.notifyLocked(t.id, &UnavailableError{Reason: notCachedBecause(state, res.err.Error()), RetryAfter: f.pausedTo.Sub(f.now())})
 }
 
 // blobProblem says what a paused state of Blob storage means.
@@ -737,12 +775,18 @@ func (f *Fetcher) evict(ctx context.Context, want int64, referencedToo bool) err
 	if len(victims) == 0 {
 		return nil
 	}
+	// Under recordMu, so that a file another item takes over meanwhile is either recorded before
+	// it is given up (and given up with it) or found gone by stored.
+	f.recordMu.Lock()
 	err = f.o.DB.EvictMediaFiles(ctx, victims)
 	f.invalidate()
+	if err == nil {
+		f.removeFiles(victims)
+	}
+	f.recordMu.Unlock()
 	if err != nil {
 		return err
 	}
-	f.removeFiles(victims)
 	f.log.Info("media: cache full; files given up", slog.Int(keyFiles, len(victims)), slog.Int64(keyBytes, freed))
 	return nil
 }

@@ -6,3 +6,11 @@ func QueuedTasks(f *Fetcher) int {
 	defer f.mu.Unlock()
 	return len(f.q.tasks)
 }
+
+// FirstScanDone reports whether the fetcher has read the catalog once since it started and
+// decided what to keep of the files found on disk.
+func FirstScanDone(f *Fetcher) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.started
+}

@@ -95,7 +95,7 @@ type Fetcher struct {
 	burst   int
 
 	spaceMu  sync.Mutex // serialises making room in the cache
-	recordMu sync.Mutex // orders recording a fetched file with forgetting deleted items
+	recordMu sync.Mutex // orders recording a fetched file with forgetting deleted items and evicting files
 
 	pendMu  sync.Mutex // protects the field below
 	pending []*task    // verified files waiting to be recorded together (see stored)
@@ -416,6 +416,7 @@ func (f *Fetcher) forgetDeleted(ctx context.Context, ids []string) error {
 				}
 			} else {
 				f.q.remove(t)
+				f.dropPartialLocked(t, t.md5hex())
 				f.notifyLocked(id, ErrUnknown)
 			}
 		}
@@ -494,18 +495,25 @@ func (f *Fetcher) consider(it *storage.MediaItem, refill bool, gen uint64) int {
 			m := it.Manifest
 			t.next = &m
 		case !t.running:
+			old := t.md5hex()
 			f.q.setVersion(t, it.Manifest, md5hex)
+			if old != md5hex {
+				f.dropPartialLocked(t, old)
+			}
 			if t.class != classOnDemand {
 				f.q.reclass(t, class)
 			}
 		}
 		return considered
 	}
+	if _, ok := f.candidates[md5hex]; ok {
+		// Wanted, prefetched or not: a verified file a crash left unrecorded is adopted, and a
+		// partial one resumed, when the item is fetched (with media.prefetch false, when a
+		// device asks for it).
+		f.candidates[md5hex] = true
+	}
 	if it.CachedMD5 == "" && !f.o.Prefetch {
 		return considered
-	}
-	if _, ok := f.candidates[md5hex]; ok {
-		f.candidates[md5hex] = true
 	}
 	if full || (!refill && f.back.n[class] > 0) {
 		f.back.add(it.ID, class, it.Manifest.Size)

@@ -54,9 +54,17 @@ func TestPauseWhileBlobStorageIsAwayAsDocumented(t *testing.T) {
 		}
 	}
 
-	// Meanwhile a device asking for the file is told when to come back.
+	// Meanwhile a device asking for the file is told when to come back: the one whose request
+	// found Blob storage away as well as the ones after it.
+	waiting := make(chan error, 1)
+	f.mu.Lock()
+	f.waiters["M1"] = append(f.waiters["M1"], waiting)
+	f.mu.Unlock()
 	d := pause()
 	var ue *UnavailableError
+	if err := <-waiting; !errors.As(err, &ue) || ue.RetryAfter != d {
+		t.Errorf("waiting when Blob storage was found away: %v; want unavailable, retry after %v", err, d)
+	}
 	if _, _, err := f.want("M1", m, md5hex); !errors.As(err, &ue) || ue.RetryAfter != d {
 		t.Errorf("asked for while Blob storage is away: %v; want unavailable, retry after %v", err, d)
 	}
