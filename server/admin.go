@@ -17,6 +17,7 @@ import (
 	"github.com/storeedge/storeedge/devices"
 	"github.com/storeedge/storeedge/discovery"
 	"github.com/storeedge/storeedge/ops/alerts"
+	"github.com/storeedge/storeedge/ops/backup"
 	"github.com/storeedge/storeedge/ops/logship"
 	"github.com/storeedge/storeedge/ops/support"
 	"github.com/storeedge/storeedge/storage"
@@ -111,6 +112,7 @@ type statusDoc struct {
 	Upload        *outbox.State             `json:"upload"`     // null when sync is off
 	ServiceBus    *servicebus.Status        `json:"servicebus"` // null when Service Bus is off
 	BackOffice    *backoffice.Status        `json:"backoffice"` // null when the daemon has none
+	Backup        *backup.Status            `json:"backup"`     // null when backup.dir is empty
 	Discovery     discovery.Status          `json:"discovery"`  // each part null when off
 	ReadCache     *storage.ReadCacheStats   `json:"read_cache"` // null when lan.read_cache_mb is 0
 	Media         *media.Status             `json:"media"`      // null when the server has no media service
@@ -255,6 +257,10 @@ func (s *Server) componentsStatus(doc *statusDoc) {
 	}
 	if s.o.Discovery != nil {
 		doc.Discovery = s.o.Discovery.Status()
+	}
+	if s.o.Backups != nil {
+		b := s.o.Backups()
+		doc.Backup = &b
 	}
 	if s.o.LogShipping != nil {
 		ls := s.o.LogShipping()

@@ -16,6 +16,7 @@ import (
 	"github.com/storeedge/storeedge/devices"
 	"github.com/storeedge/storeedge/discovery"
 	"github.com/storeedge/storeedge/ops/alerts"
+	"github.com/storeedge/storeedge/ops/backup"
 	"github.com/storeedge/storeedge/ops/logship"
 	"github.com/storeedge/storeedge/ops/support"
 	"github.com/storeedge/storeedge/storage"
@@ -72,6 +73,7 @@ type statusJSON struct {
 	Devices    devices.Summary           `json:"devices"`
 	Alerts     *alerts.Status            `json:"alerts"`
 	LogShip    *logship.Status           `json:"logs_shipping"`
+	Backup     *backup.Status            `json:"backup"`
 	Support    *support.Status           `json:"support"`
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/storeedge/storeedge/backoffice"
 	"github.com/storeedge/storeedge/discovery"
 	"github.com/storeedge/storeedge/internal/config"
+	"github.com/storeedge/storeedge/ops/backup"
 	"github.com/storeedge/storeedge/ops/logship"
 	"github.com/storeedge/storeedge/ops/support"
 	"github.com/storeedge/storeedge/orders"
@@ -86,6 +87,7 @@ func newContractRig(t *testing.T) *contractRig {
 			return logship.Status{State: logship.StateRetrying, Intake: "api.logmatic.io:443", Route: "direct", Buffered: 12, LastError: "the intake answered 503"}
 		}
 		o.Support = func() support.Status { return supportStatusSample }
+		o.Backups = func() backup.Status { return backupStatusSample }
 		o.BackOffice = backoffice.New(backoffice.Options{DB: o.DB, Shop: config.Shop{Mode: config.ModeProduction},
 			Config: config.BackOffice{Schedule: "@hourly", Export: config.BackOfficeExport{Dir: t.TempDir(), Format: config.ExportJSON},
 				Webhook: config.BackOfficeWebhook{URL: erp.URL, Timeout: 5 * time.Second}, Import: config.BackOfficeImport{Dir: imports}},

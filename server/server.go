@@ -19,6 +19,7 @@ import (
 	"github.com/storeedge/storeedge/devices"
 	"github.com/storeedge/storeedge/discovery"
 	"github.com/storeedge/storeedge/internal/config"
+	"github.com/storeedge/storeedge/ops/backup"
 	"github.com/storeedge/storeedge/ops/logship"
 	"github.com/storeedge/storeedge/ops/support"
 	"github.com/storeedge/storeedge/storage"
@@ -60,6 +61,8 @@ type Options struct {
 	LogShipping func() logship.Status
 	// Support reports the remote support channel; nil when it is off.
 	Support func() support.Status
+	// Backups reports the scheduled backups; nil when backup.dir is empty.
+	Backups func() backup.Status
 	// BackOffice is the exchange with the ERP; nil when the daemon has none.
 	BackOffice BackOffice
 	// Media is the media cache behind the media service; nil answers every media request 404.

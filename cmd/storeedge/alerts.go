@@ -9,11 +9,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/storeedge/storeedge/backoffice"
 	"github.com/storeedge/storeedge/devices"
 	"github.com/storeedge/storeedge/internal/config"
 	"github.com/storeedge/storeedge/internal/disk"
 	"github.com/storeedge/storeedge/internal/wan"
 	"github.com/storeedge/storeedge/ops/alerts"
+	"github.com/storeedge/storeedge/ops/backup"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 	"github.com/storeedge/storeedge/sync/feed"
@@ -30,6 +32,8 @@ type alertSources struct {
 	serviceBus func() servicebus.Status // nil when Service Bus is off
 	devices    *devices.Manager
 	media      *media.Fetcher
+	backups    *backup.Scheduler // nil without scheduled backups
+	backOffice *backoffice.Agent // nil without a back office
 }
 
 // newAlerts builds the alert rules and, when smtp.host is set, their mailer.
@@ -89,6 +93,21 @@ func (s alertSources) facts(dataDir string) func(context.Context) (alerts.Facts,
 			// Items wait for room only once the cache is full of files that products refer to; with
 			// media off, or no container to fetch from, nothing fetches them.
 			f.MediaQuotaFull = st.WaitingSpace > 0 && st.State != media.StateDisabled && st.State != media.StateNotConfigured
+		}
+		if s.backups != nil {
+			b := s.backups.Status()
+			f.Backup = &alerts.Backup{Dir: b.Dir, Failures: b.Failures, FailingSince: b.FailingSince, LastError: b.LastError,
+				LastSuccess: b.LastSuccess, LastFile: b.LastFile}
+		}
+		if s.backOffice != nil {
+			b := s.backOffice.Status()
+			f.BackOffice = &alerts.BackOffice{LastError: b.LastError, LastSuccess: b.LastSuccess}
+			for _, t := range b.Targets {
+				f.BackOffice.Refused += t.Failed
+			}
+			if b.Import != nil {
+				f.BackOffice.Refused += b.Import.Failed
+			}
 		}
 		if free, err := disk.Free(dataDir); err == nil {
 			f.Disk = &alerts.Disk{Path: dataDir, Free: free}

@@ -4,13 +4,16 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/storeedge/storeedge/backoffice"
 	"github.com/storeedge/storeedge/devices"
 	"github.com/storeedge/storeedge/internal/config"
 	"github.com/storeedge/storeedge/internal/wan"
+	"github.com/storeedge/storeedge/ops/backup"
 	"github.com/storeedge/storeedge/orders"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/cloud"
@@ -94,6 +97,56 @@ func TestAlertFactsFromTheComponents(t *testing.T) {
 	f, err = alertSources{db: db, devices: dm}.facts(dir)(ctx)
 	if err != nil || f.WAN != nil || f.ServiceBus != nil || !f.OldestUpload.IsZero() {
 		t.Errorf("sync and Service Bus off: %+v, %v", f, err)
+	}
+}
+
+// A failed scheduled backup and a stock file the back office refused reach the alert rules.
+func TestAlertFactsOfBackupsAndBackOffice(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	cfg := config.Default()
+	cfg.DataDir, cfg.ServerID = dir, "box-1"
+	cfg.Backup.Dir = filepath.Join(dir, "nas")
+	if err := os.WriteFile(cfg.Backup.Dir, []byte("the share is not mounted"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg.BackOffice.Import.Dir = filepath.Join(dir, "stock")
+	if err := os.Mkdir(cfg.BackOffice.Import.Dir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(cfg.BackOffice.Import.Dir, "bad.csv"), []byte("product_id,quantity\nP1,five\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db, err := storage.Open(ctx, filepath.Join(dir, "storeedge.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	log := slog.New(slog.DiscardHandler)
+	sched, err := backup.NewScheduler(cfg, db, "test", log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sched.RunOnce(ctx); err == nil {
+		t.Fatal("a backup into a file instead of a folder succeeded")
+	}
+	agent := backoffice.New(backoffice.Options{DB: db, Config: cfg.BackOffice, Shop: cfg.Shop, Logger: log})
+	if err := agent.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	dm, err := devices.New(ctx, devices.Options{DB: db, EnrollmentSecret: "enrollment-secret-0123456789"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := alertSources{db: db, devices: dm, backups: sched, backOffice: agent}.facts(dir)(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := f.Backup; b == nil || b.Dir != cfg.Backup.Dir || b.Failures != 1 || b.LastError == "" || b.FailingSince.IsZero() {
+		t.Errorf("backup: %+v", b)
+	}
+	if b := f.BackOffice; b == nil || b.Refused != 1 || b.LastError != "" {
+		t.Errorf("back office: %+v", b)
 	}
 }
 

@@ -228,7 +228,8 @@ func (s *components) buildServices(ctx context.Context) error {
 	if cfg.Cloud.Sync {
 		syncing = s.syncer
 	}
-	src := alertSources{db: s.db, syncer: syncing, route: s.route, serviceBus: s.sbStatus, devices: s.devices, media: s.media}
+	src := alertSources{db: s.db, syncer: syncing, route: s.route, serviceBus: s.sbStatus, devices: s.devices, media: s.media,
+		backups: s.backups, backOffice: s.backOffice}
 	if s.alerts, err = newAlerts(cfg, s.dialer, src, log); err != nil {
 		return usageError{err}
 	}
@@ -315,6 +316,7 @@ func (s *components) serverOptions() server.Options {
 		LogShipping:           logShippingStatus(s.shipper),
 		Support:               supportStatus(s.helpdesk),
 		BackOffice:            s.backOffice,
+		Backups:               backupStatus(s.backups),
 		Discovery:             s.discovery,
 		Media:                 s.media,
 		Devices:               s.devices,
@@ -536,4 +538,12 @@ func lockDataDir(dir, advice string) (*dirlock.Lock, error) {
 		return nil, fmt.Errorf("%w: %s", err, advice)
 	}
 	return l, err
+}
+
+// backupStatus is the status's view of the scheduled backups; nil without them.
+func backupStatus(b *backup.Scheduler) func() backup.Status {
+	if b == nil {
+		return nil
+	}
+	return b.Status
 }

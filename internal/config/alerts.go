@@ -66,6 +66,13 @@ type Alerts struct {
 	// DevicesOffline: a paired device has not been heard from for After. Off by default: a
 	// shop whose devices sleep at night would be told every morning.
 	DevicesOffline AlertAfter `yaml:"devices_offline"`
+	// BackupFailed: the last scheduled backup (backup.dir) failed.
+	BackupFailed AlertSwitch `yaml:"backup_failed"`
+	// BackOfficeFailing: the runs of the exchange with the ERP have been failing for After.
+	BackOfficeFailing AlertAfter `yaml:"backoffice_failing"`
+	// BackOfficeRefused: the ERP's webhook refused an order for good, or a stock file was
+	// refused (moved to failed/).
+	BackOfficeRefused AlertSwitch `yaml:"backoffice_refused"`
 }
 
 // AlertSwitch turns a rule on or off.
@@ -97,6 +104,7 @@ const (
 	DefaultAlertUploadAfter    = 15 * time.Minute
 	DefaultAlertDiskFreeMB     = 2048
 	DefaultAlertDevicesOffline = 30 * time.Minute
+	DefaultAlertBackOfficeFor  = 30 * time.Minute
 )
 
 func defaultSMTP() SMTP {
@@ -105,15 +113,18 @@ func defaultSMTP() SMTP {
 
 func defaultAlerts() Alerts {
 	return Alerts{
-		CheckInterval:   DefaultAlertCheckInterval,
-		MaxMailsPerHour: DefaultAlertMailsPerHour,
-		WANDown:         AlertAfter{Enabled: true, After: DefaultAlertWANDownAfter},
-		UploadWaiting:   AlertAfter{Enabled: true, After: DefaultAlertUploadAfter},
-		DeadLettered:    AlertSwitch{Enabled: true},
-		Quarantined:     AlertSwitch{Enabled: true},
-		DiskLow:         AlertDisk{Enabled: true, FreeMB: DefaultAlertDiskFreeMB},
-		MediaQuotaFull:  AlertSwitch{Enabled: true},
-		DevicesOffline:  AlertAfter{Enabled: false, After: DefaultAlertDevicesOffline},
+		CheckInterval:     DefaultAlertCheckInterval,
+		MaxMailsPerHour:   DefaultAlertMailsPerHour,
+		WANDown:           AlertAfter{Enabled: true, After: DefaultAlertWANDownAfter},
+		UploadWaiting:     AlertAfter{Enabled: true, After: DefaultAlertUploadAfter},
+		DeadLettered:      AlertSwitch{Enabled: true},
+		Quarantined:       AlertSwitch{Enabled: true},
+		DiskLow:           AlertDisk{Enabled: true, FreeMB: DefaultAlertDiskFreeMB},
+		MediaQuotaFull:    AlertSwitch{Enabled: true},
+		DevicesOffline:    AlertAfter{Enabled: false, After: DefaultAlertDevicesOffline},
+		BackupFailed:      AlertSwitch{Enabled: true},
+		BackOfficeFailing: AlertAfter{Enabled: true, After: DefaultAlertBackOfficeFor},
+		BackOfficeRefused: AlertSwitch{Enabled: true},
 	}
 }
 
@@ -212,4 +223,5 @@ func (v *validator) alerts(a Alerts) {
 	v.durRange("alerts.upload_waiting.after", a.UploadWaiting.After, time.Minute, 24*time.Hour)
 	v.intRange("alerts.disk_low.free_mb", a.DiskLow.FreeMB, 1, 1<<20)
 	v.durRange("alerts.devices_offline.after", a.DevicesOffline.After, 5*time.Minute, 7*24*time.Hour)
+	v.durRange("alerts.backoffice_failing.after", a.BackOfficeFailing.After, time.Minute, 7*24*time.Hour)
 }

@@ -497,6 +497,8 @@ func TestKeys(t *testing.T) {
 		"alerts.upload_waiting.enabled", "alerts.upload_waiting.after", "alerts.dead_lettered.enabled",
 		"alerts.quarantined.enabled", "alerts.disk_low.enabled", "alerts.disk_low.free_mb",
 		"alerts.media_quota_full.enabled", "alerts.devices_offline.enabled", "alerts.devices_offline.after",
+		"alerts.backup_failed.enabled", "alerts.backoffice_failing.enabled", "alerts.backoffice_failing.after",
+		"alerts.backoffice_refused.enabled",
 		"log.level", "log.format",
 		"logs.ship.enabled", "logs.ship.url", "logs.ship.api_key", "logs.ship.level", "logs.ship.buffer_mb",
 		"logs.ship.batch_size", "logs.ship.batch_interval",

@@ -75,6 +75,7 @@ type Alerts struct {
 
 	checkMu sync.Mutex // serialises Check; protects the field below
 	dl      deadLetters
+	rf      refusals
 
 	flushMu sync.Mutex // serialises Flush
 
@@ -117,7 +118,7 @@ func New(o Options) (*Alerts, error) {
 	if o.Mailer != nil {
 		a.mail = MailUnknown
 	}
-	a.rules = ruleSet(o.Config, &a.dl)
+	a.rules = ruleSet(o.Config, &a.dl, &a.rf)
 	return a, nil
 }
 

@@ -23,6 +23,33 @@ type Facts struct {
 	MediaQuotaFull bool
 	// Devices are the paired devices that are not revoked.
 	Devices []Device
+	// Backup is the scheduled backups; nil when backup.dir is empty.
+	Backup *Backup
+	// BackOffice is the exchange with the ERP; nil when the daemon has none.
+	BackOffice *BackOffice
+}
+
+// Backup is the state of the scheduled backups.
+type Backup struct {
+	Dir string
+	// Failures counts the scheduled backups that failed in a row, the first at FailingSince;
+	// LastError is the last one's reason.
+	Failures     int
+	FailingSince time.Time
+	LastError    string
+	// LastSuccess and LastFile are the newest good backup; zero when none.
+	LastSuccess time.Time
+	LastFile    string
+}
+
+// BackOffice is the state of the exchange with the ERP.
+type BackOffice struct {
+	// LastError is why the last run failed; empty when it succeeded (or none ran yet).
+	LastError   string
+	LastSuccess time.Time // zero: none since the start
+	// Refused counts what was refused for good so far: orders the ERP's webhook refused and
+	// stock files moved to failed/.
+	Refused int64
 }
 
 // WAN is the link to the cloud.

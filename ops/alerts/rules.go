@@ -20,7 +20,14 @@ const (
 	RuleDiskLow        = "disk_low"
 	RuleMediaQuotaFull = "media_quota_full"
 	RuleDevicesOffline = "devices_offline"
+	RuleBackupFailed   = "backup_failed"
+	RuleBackOfficeFail = "backoffice_failing"
+	RuleBackOfficeRef  = "backoffice_refused"
 )
+
+// RefusedHold is how long the back-office refusal alert stays open after the last refusal: like
+// a dead-letter, a refusal is an event, not a state.
+const RefusedHold = time.Hour
 
 // DeadLetterHold is how long the dead-letter alert stays open after the last order was
 // dead-lettered: a dead-letter is an event, not a state, so the alert resolves after a quiet
@@ -56,7 +63,7 @@ type rule struct {
 }
 
 // ruleSet builds the enabled rules of the configuration, in the order of the configuration.
-func ruleSet(c config.Alerts, dl *deadLetters) []rule {
+func ruleSet(c config.Alerts, dl *deadLetters, rf *refusals) []rule {
 	var out []rule
 	add := func(on bool, r rule) {
 		if on {
@@ -70,6 +77,9 @@ func ruleSet(c config.Alerts, dl *deadLetters) []rule {
 	add(c.DiskLow.Enabled, diskLow(uint64(c.DiskLow.FreeMB)<<20))
 	add(c.MediaQuotaFull.Enabled, mediaQuotaFull())
 	add(c.DevicesOffline.Enabled, devicesOffline(c.DevicesOffline.After))
+	add(c.BackupFailed.Enabled, backupFailed())
+	add(c.BackOfficeFailing.Enabled, backOfficeFailing(c.BackOfficeFailing.After))
+	add(c.BackOfficeRefused.Enabled, backOfficeRefused(rf))
 	return out
 }
 
@@ -258,6 +268,86 @@ func devicesOffline(after time.Duration) rule {
 				summary: fmt.Sprintf("%d device(s) silent for more than %s: %s", len(off), durText(after), strings.Join(names, ", ")),
 				detail:  d.String(),
 			}
+		},
+	}
+}
+
+func backupFailed() rule {
+	return rule{
+		name: RuleBackupFailed, title: "backup failed",
+		advice: "The log has each failure at level ERROR (\"backup: scheduled backup failed\"). Check that backup.dir is " +
+			"reachable (a network share mounted, its credentials valid) and has room, and that the service account may " +
+			"write to it. \"storeedge backup FILE\" takes one at once and says what fails. The next scheduled backup " +
+			"resolves the alert when it succeeds.",
+		check: func(f *Facts, now time.Time, open bool) condition {
+			b := f.Backup
+			if b == nil || b.Failures == 0 {
+				return condition{}
+			}
+			var d strings.Builder
+			fmt.Fprintf(&d, "Folder: %s\nFailed in a row: %d, since %s\nLast error: %s\n", b.Dir, b.Failures, when(b.FailingSince), clipError(b.LastError))
+			if b.LastSuccess.IsZero() {
+				d.WriteString("Last good backup: none in the folder\n")
+			} else {
+				fmt.Fprintf(&d, "Last good backup: %s (%s)\n", b.LastFile, when(b.LastSuccess))
+			}
+			return condition{active: true, since: b.FailingSince,
+				summary: fmt.Sprintf("the scheduled backup to %s failed (%d time(s) in a row): %s", b.Dir, b.Failures, clipError(b.LastError)),
+				detail:  d.String()}
+		},
+	}
+}
+
+func backOfficeFailing(after time.Duration) rule {
+	return rule{
+		name: RuleBackOfficeFail, title: "back office failing", after: after,
+		advice: "Orders wait safely and go to the ERP once the exchange works again. GET /api/v1/status shows the exchange " +
+			"under backoffice (last_error, and per target what is pending); the log has each failed run. Check the export " +
+			"folder (backoffice.export.dir: reachable, writable), the webhook (backoffice.webhook.url: the ERP up, the " +
+			"secret it expects) and the stock import folder.",
+		check: func(f *Facts, now time.Time, open bool) condition {
+			b := f.BackOffice
+			if b == nil || b.LastError == "" {
+				return condition{}
+			}
+			last := "none since the start"
+			if !b.LastSuccess.IsZero() {
+				last = when(b.LastSuccess)
+			}
+			return condition{active: true,
+				summary: "the exchange with the back office fails: " + clipError(b.LastError),
+				detail:  fmt.Sprintf("Last error: %s\nLast successful run: %s\n", clipError(b.LastError), last)}
+		},
+	}
+}
+
+// refusals remembers the back office's refusal count of the previous check; none is known before
+// the first check, so that refusals from before the start raise nothing.
+type refusals struct {
+	last  int64
+	known bool
+}
+
+func backOfficeRefused(rf *refusals) rule {
+	return rule{
+		name: RuleBackOfficeRef, title: "refused by the back office", hold: RefusedHold,
+		advice: "GET /api/v1/admin/backoffice/webhook/failures lists the orders the ERP's webhook refused for good, with its " +
+			"answer; once the ERP is corrected, POST /api/v1/admin/backoffice/webhook/{order}/retry sends one again. " +
+			"A refused stock file is in the import folder's failed/ with a file beside it naming the line and the reason: " +
+			"correct it and put it back in the import folder. The alert resolves after an hour without another refusal.",
+		check: func(f *Facts, now time.Time, open bool) condition {
+			b := f.BackOffice
+			if b == nil {
+				return condition{}
+			}
+			grew := rf.known && b.Refused > rf.last
+			rf.last, rf.known = b.Refused, true
+			if !grew {
+				return condition{}
+			}
+			return condition{active: true,
+				summary: fmt.Sprintf("the back office refused orders or stock files (%d so far)", b.Refused),
+				detail:  fmt.Sprintf("Refused so far (orders refused by the webhook, stock files in failed/): %d\n", b.Refused)}
 		},
 	}
 }

@@ -307,3 +307,67 @@ func TestDurText(t *testing.T) {
 		}
 	}
 }
+
+// A failed scheduled backup opens backup_failed at once, counted from the first failure, and
+// the next good backup resolves it.
+func TestBackupFailedUntilTheNextGoodOne(t *testing.T) {
+	r := newRig(t, nil, noMail{}, nil)
+	good := r.clock.Now().Add(-24 * time.Hour)
+	state := func(failures int, since time.Time) func(f *Facts) {
+		return func(f *Facts) {
+			f.Backup = &Backup{Dir: "/mnt/nas/storeedge", Failures: failures, FailingSince: since, LastError: "backup: mkdir /mnt/nas: permission denied",
+				LastSuccess: good, LastFile: "storeedge-box-1-20260301T030000Z.backup"}
+		}
+	}
+	r.facts.set(state(0, time.Time{}))
+	r.check(t)
+	wantQueued(t, r)
+	failedAt := r.clock.Now()
+	r.facts.set(state(1, failedAt))
+	r.check(t)
+	wantQueued(t, r, "ALERT backup failed")
+	st, err := r.a.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Open) != 1 || !st.Open[0].Since.Equal(failedAt) || !strings.Contains(st.Open[0].Summary, "permission denied") {
+		t.Fatalf("open alerts %+v", st.Open)
+	}
+	r.clock.Advance(24 * time.Hour)
+	r.facts.set(state(2, failedAt))
+	r.check(t)
+	wantQueued(t, r, "ALERT backup failed")
+	good = r.clock.Now()
+	r.facts.set(state(0, time.Time{}))
+	r.check(t)
+	wantQueued(t, r, "ALERT backup failed", "RESOLVED backup failed")
+}
+
+// Back-office runs failing open backoffice_failing after its delay, and a run that succeeds
+// resolves it; refusals open backoffice_refused for an hour, those from before the start none.
+func TestBackOfficeFailingAndRefused(t *testing.T) {
+	r := newRig(t, nil, noMail{}, func(c *config.Alerts) { c.BackOfficeFailing.After = 30 * time.Minute })
+	bo := func(lastError string, refused int64) func(f *Facts) {
+		return func(f *Facts) { f.BackOffice = &BackOffice{LastError: lastError, Refused: refused} }
+	}
+	// Three refusals from before the start: nothing.
+	r.facts.set(bo("", 3))
+	r.check(t)
+	wantQueued(t, r)
+	r.facts.set(bo("backoffice: webhook: the ERP answered 401", 3))
+	r.check(t)
+	r.clock.Advance(29 * time.Minute)
+	r.check(t)
+	wantQueued(t, r)
+	r.clock.Advance(time.Minute)
+	r.check(t)
+	wantQueued(t, r, "ALERT back office failing")
+	r.facts.set(bo("", 4))
+	r.clock.Advance(time.Minute)
+	r.check(t)
+	wantQueued(t, r, "ALERT back office failing", "RESOLVED back office failing", "ALERT refused by the back office")
+	r.clock.Advance(RefusedHold)
+	r.check(t)
+	wantQueued(t, r, "ALERT back office failing", "RESOLVED back office failing", "ALERT refused by the back office",
+		"RESOLVED refused by the back office")
+}

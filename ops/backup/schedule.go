@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -24,10 +25,46 @@ type Scheduler struct {
 	keep     int
 	prefix   string // file name prefix of this server's backups
 	version  string
+	spec     string
 	schedule cron.Schedule
 	now      func() time.Time
-	log      *slog.Logger
+	// sleep waits for d or until ctx ends; startDelay is the wait before a backup the server
+	// missed while it was off.
+	sleep      func(ctx context.Context, d time.Duration) error
+	startDelay time.Duration
+	log        *slog.Logger
+
+	mu     sync.Mutex
+	status Status
 }
+
+// Status is what the status and the alerts show of the scheduled backups.
+type Status struct {
+	Dir      string `json:"dir"`
+	Schedule string `json:"schedule"`
+	Keep     int    `json:"keep"`
+	// LastSuccess and LastFile are the newest backup of this server in dir, found there at start
+	// or written since.
+	LastSuccess time.Time `json:"last_success,omitzero"`
+	LastFile    string    `json:"last_file,omitempty"`
+	// LastError is why the last scheduled backup failed; empty once one succeeds. Failures
+	// counts the failed runs in a row, the first of them at FailingSince.
+	LastError    string    `json:"last_error,omitempty"`
+	Failures     int       `json:"failures"`
+	FailingSince time.Time `json:"failing_since,omitzero"`
+	NextRun      time.Time `json:"next_run,omitzero"`
+}
+
+// missedDelay is how long after the start a backup missed while the server was off is taken:
+// past the start's own work.
+const missedDelay = time.Minute
+
+// maxNap bounds one wait for the next run, so that a clock set right meanwhile (NTP after a
+// boot, a battery-less clock) moves the run with it.
+const maxNap = 5 * time.Minute
+
+// stampLayout is the UTC time in a scheduled backup's name.
+const stampLayout = "20060102T150405Z"
 
 // NewScheduler returns the scheduler for cfg.Backup, or nil when backup.dir is empty.
 func NewScheduler(cfg config.Config, db *storage.DB, version string, log *slog.Logger) (*Scheduler, error) {
@@ -39,36 +76,115 @@ func NewScheduler(cfg config.Config, db *storage.DB, version string, log *slog.L
 		return nil, fmt.Errorf("backup.schedule: %w", err)
 	}
 	return &Scheduler{db: db, dir: cfg.Backup.Dir, keep: cfg.Backup.Keep, prefix: "storeedge-" + cfg.ServerID + "-",
-		version: version, schedule: sched, now: time.Now, log: log}, nil
+		version: version, spec: cfg.Backup.Schedule, schedule: sched, now: time.Now, sleep: backoff.Sleep,
+		startDelay: missedDelay, log: log,
+		status: Status{Dir: cfg.Backup.Dir, Schedule: cfg.Backup.Schedule, Keep: cfg.Backup.Keep}}, nil
 }
 
-// Run takes a backup at each time of the schedule until ctx ends. A failed backup is logged and
-// the next one is taken at its time.
+// Status returns the state of the scheduled backups.
+func (s *Scheduler) Status() Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.status
+}
+
+// Run takes a backup at each time of the schedule until ctx ends, and one shortly after the
+// start when the schedule passed a time since this server's newest backup in the folder (the
+// machine was off then) or there is none. A failed backup is logged and the next one is taken
+// at its time.
 func (s *Scheduler) Run(ctx context.Context) error {
-	for {
-		now := s.now()
-		if err := backoff.Sleep(ctx, s.schedule.Next(now).Sub(now)); err != nil {
+	newest, name := s.newest()
+	if !newest.IsZero() {
+		s.mu.Lock()
+		s.status.LastSuccess, s.status.LastFile = newest, name
+		s.mu.Unlock()
+	}
+	if now := s.now(); newest.IsZero() || !s.schedule.Next(newest).After(now) {
+		s.setNext(now.Add(s.startDelay))
+		if newest.IsZero() {
+			s.log.Info("backup: no scheduled backup of this server in the folder yet; taking one shortly", slog.String("dir", s.dir))
+		} else {
+			s.log.Info("backup: a scheduled backup was missed while the server was off; taking one shortly",
+				slog.Time("newest", newest), slog.String("dir", s.dir))
+		}
+		if err := s.sleep(ctx, s.startDelay); err != nil {
 			return err
 		}
-		if _, err := s.RunOnce(ctx); err != nil && ctx.Err() == nil {
-			s.log.Error("backup: scheduled backup failed", slog.Any("error", err), slog.String("dir", s.dir))
+		s.run(ctx)
+	}
+	from := s.now()
+	for {
+		next := s.schedule.Next(from)
+		s.setNext(next)
+		for {
+			now := s.now()
+			if now.Before(from) {
+				// The clock went back: the schedule counts from the new time.
+				from, next = now, s.schedule.Next(now)
+				s.setNext(next)
+			}
+			d := next.Sub(now)
+			if d <= 0 {
+				break
+			}
+			if err := s.sleep(ctx, min(d, maxNap)); err != nil {
+				return err
+			}
 		}
+		s.run(ctx)
+		from = s.now()
+	}
+}
+
+func (s *Scheduler) setNext(t time.Time) {
+	s.mu.Lock()
+	s.status.NextRun = t
+	s.mu.Unlock()
+}
+
+// run takes one scheduled backup, and logs its failure.
+func (s *Scheduler) run(ctx context.Context) {
+	if _, err := s.RunOnce(ctx); err != nil && ctx.Err() == nil {
+		s.log.Error("backup: scheduled backup failed", slog.Any("error", err), slog.String("dir", s.dir))
 	}
 }
 
 // RunOnce takes one backup now, removes the ones beyond Keep and the leftovers of backups cut
-// short, and returns the new file.
+// short, records how it went in the status, and returns the new file.
 func (s *Scheduler) RunOnce(ctx context.Context) (string, error) {
+	file, err := s.backup(ctx)
+	if ctx.Err() != nil {
+		return file, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		if s.status.Failures == 0 {
+			s.status.FailingSince = s.now()
+		}
+		s.status.Failures++
+		s.status.LastError = err.Error()
+		return file, err
+	}
+	if t, ok := s.stamp(filepath.Base(file)); ok {
+		s.status.LastSuccess, s.status.LastFile = t, filepath.Base(file)
+	}
+	s.status.Failures, s.status.LastError, s.status.FailingSince = 0, "", time.Time{}
+	return file, nil
+}
+
+func (s *Scheduler) backup(ctx context.Context) (string, error) {
 	start := s.now()
 	if err := os.MkdirAll(s.dir, 0o750); err != nil {
 		return "", fmt.Errorf("backup: %w", err)
 	}
 	s.removeLeftovers()
-	file := filepath.Join(s.dir, s.prefix+start.UTC().Format("20060102T150405Z")+".backup")
+	name := s.prefix + start.UTC().Format(stampLayout) + ".backup"
+	file := filepath.Join(s.dir, name)
 	if err := s.db.Backup(ctx, file, storage.Manifest{CreatedAt: start, Version: s.version, Reason: "scheduled"}); err != nil {
 		return "", err
 	}
-	removed, err := s.prune()
+	removed, err := s.prune(name)
 	attrs := []any{slog.String("file", file), slog.Duration("took", s.now().Sub(start)), slog.Int("removed", len(removed))}
 	if fi, err := os.Stat(file); err == nil {
 		attrs = append(attrs, slog.Int64("bytes", fi.Size()))
@@ -77,19 +193,44 @@ func (s *Scheduler) RunOnce(ctx context.Context) (string, error) {
 	return file, err
 }
 
-// prune removes this server's backups beyond the newest keep; names sort by time.
-func (s *Scheduler) prune() ([]string, error) {
+// prune removes this server's backups beyond the newest keep, the one just written (made)
+// always kept: names sort by the time of their run, and a clock set back (a dead battery, no
+// NTP yet) would otherwise make the new backup the oldest and remove it at once.
+func (s *Scheduler) prune(made string) ([]string, error) {
 	all, err := s.list()
-	if err != nil || len(all) <= s.keep {
+	if err != nil {
 		return nil, err
 	}
-	old := all[:len(all)-s.keep]
+	others := slices.DeleteFunc(all, func(n string) bool { return n == made })
+	if len(others) > 0 && others[len(others)-1] > made {
+		s.log.Warn("backup: the folder has backups of this server dated after the one just written: the clock was ahead then, or is behind now",
+			slog.String("written", made), slog.String("newest", others[len(others)-1]))
+	}
+	if len(others) <= s.keep-1 {
+		return nil, nil
+	}
+	old := others[:len(others)-(s.keep-1)]
 	for _, name := range old {
 		if err := os.Remove(filepath.Join(s.dir, name)); err != nil {
 			return nil, fmt.Errorf("backup: remove an old backup: %w", err)
 		}
 	}
 	return old, nil
+}
+
+// stamp returns the time in the name of one of this server's scheduled backups; false for any
+// other name, another server's whose id starts like this one's ("pos" and "pos-2") included.
+func (s *Scheduler) stamp(name string) (time.Time, bool) {
+	rest, ok := strings.CutPrefix(name, s.prefix)
+	if !ok {
+		return time.Time{}, false
+	}
+	stamp, ok := strings.CutSuffix(rest, ".backup")
+	if !ok || len(stamp) != len(stampLayout) {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(stampLayout, stamp)
+	return t, err == nil
 }
 
 // list returns the names of this server's scheduled backups in dir, oldest first.
@@ -100,12 +241,24 @@ func (s *Scheduler) list() ([]string, error) {
 	}
 	var names []string
 	for _, e := range entries {
-		if n := e.Name(); e.Type().IsRegular() && strings.HasPrefix(n, s.prefix) && strings.HasSuffix(n, ".backup") {
-			names = append(names, n)
+		if _, ok := s.stamp(e.Name()); ok && e.Type().IsRegular() {
+			names = append(names, e.Name())
 		}
 	}
 	slices.Sort(names)
 	return names, nil
+}
+
+// newest returns the time and name of this server's newest scheduled backup in dir; zero when
+// there is none (or the folder cannot be read: the backup will say why).
+func (s *Scheduler) newest() (time.Time, string) {
+	names, err := s.list()
+	if err != nil || len(names) == 0 {
+		return time.Time{}, ""
+	}
+	name := names[len(names)-1]
+	t, _ := s.stamp(name)
+	return t, name
 }
 
 // removeLeftovers removes the temporary files of this server's backups that were cut short
@@ -113,8 +266,14 @@ func (s *Scheduler) list() ([]string, error) {
 func (s *Scheduler) removeLeftovers() {
 	entries, _ := os.ReadDir(s.dir)
 	for _, e := range entries {
-		if n := e.Name(); strings.HasPrefix(n, "."+s.prefix) && strings.Contains(n, storage.TempMark) {
-			os.Remove(filepath.Join(s.dir, n))
+		hidden, ok := strings.CutPrefix(e.Name(), ".")
+		if !ok {
+			continue
+		}
+		if base, _, ok := strings.Cut(hidden, storage.TempMark); ok {
+			if _, ours := s.stamp(base); ours {
+				os.Remove(filepath.Join(s.dir, e.Name()))
+			}
 		}
 	}
 }
