@@ -65,7 +65,7 @@ func (id Identity) notice(r rule, st storage.AlertState, event string, now time.
 
 // single is the mail that carries one queued notice.
 func (id Identity) single(m storage.AlertMail, now time.Time) Message {
-	return Message{ID: id.messageID("alert", m.ID), Date: now, Subject: m.Subject, Body: m.Body}
+	return Message{ID: id.messageID("alert", m.ID, m.At), Date: now, Subject: m.Subject, Body: m.Body}
 }
 
 // digest is the mail that carries several queued notices, when the hourly limit does not let
@@ -77,7 +77,7 @@ func (id Identity) digest(ms []storage.AlertMail, now time.Time) Message {
 		fmt.Fprintf(&b, "\n=== %s (%s)\n\n%s", m.Subject, when(m.At), m.Body)
 	}
 	return Message{
-		ID:      id.messageID("alerts", ms[0].ID) + "-" + fmt.Sprint(ms[len(ms)-1].ID),
+		ID:      id.messageID("alerts", ms[0].ID, ms[0].At) + "-" + fmt.Sprint(ms[len(ms)-1].ID),
 		Date:    now,
 		Subject: id.subject(fmt.Sprintf("%d alert notices", len(ms))),
 		Body:    b.String(),
@@ -88,13 +88,15 @@ func (id Identity) digest(ms []storage.AlertMail, now time.Time) Message {
 func (id Identity) TestMessage(now time.Time, via string) Message {
 	body := "This is a test message from storeedge: alerts by e-mail work.\n\n" +
 		fmt.Sprintf("Sent %s through %s.\n", when(now), via) + id.footer("")
-	return Message{ID: id.messageID("test", now.UnixNano()), Date: now, Subject: id.subject("test message"), Body: body}
+	return Message{ID: id.messageID("test", now.UnixNano(), now), Date: now, Subject: id.subject("test message"), Body: body}
 }
 
 // messageID makes a Message-ID unique to this server: the same notice keeps the same id when
-// it is sent again after a crash, so a mail client can tell.
-func (id Identity) messageID(kind string, n int64) string {
-	return fmt.Sprintf("%s-%d.%s@storeedge", kind, n, id.ServerID)
+// it is sent again after a crash, so a mail client can tell. The notice's time is in it with its
+// number: a restored database, or a new data_dir under the same server_id, numbers its notices
+// from where it stands again, and a mail client would take a new alert for one already read.
+func (id Identity) messageID(kind string, n int64, at time.Time) string {
+	return fmt.Sprintf("%s-%d.%d.%s@storeedge", kind, n, at.UnixMilli(), id.ServerID)
 }
 
 // when writes a time for a person: local time with its offset.

@@ -371,3 +371,20 @@ func TestBackOfficeFailingAndRefused(t *testing.T) {
 	wantQueued(t, r, "ALERT back office failing", "RESOLVED back office failing", "ALERT refused by the back office",
 		"RESOLVED refused by the back office")
 }
+
+// A notice keeps its Message-ID when it is sent again; a notice of a database that numbers its
+// notices afresh (restored from a backup, or a new data_dir under the same server_id) gets
+// another one, so a mail client does not take a new alert for one already read.
+func TestMessageIDIsTheNoticesOwn(t *testing.T) {
+	id := Identity{ShopName: "Lyon", ServerID: "box-1"}
+	at := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	first := storage.AlertMail{ID: 7, At: at, Subject: "ALERT WAN down"}
+	if a, b := id.single(first, at), id.single(first, at.Add(time.Hour)); a.ID != b.ID || !strings.HasSuffix(a.ID, ".box-1@storeedge") {
+		t.Errorf("the same notice sent twice: %q and %q", a.ID, b.ID)
+	}
+	again := first
+	again.At = at.Add(24 * time.Hour)
+	if a, b := id.single(first, at), id.single(again, again.At); a.ID == b.ID {
+		t.Errorf("two notices numbered 7 at different times share the Message-ID %q", a.ID)
+	}
+}
