@@ -204,6 +204,10 @@ func diskLow(min uint64) rule {
 		check: func(f *Facts, now time.Time, open bool) condition {
 			d := f.Disk
 			if d == nil {
+				if open {
+					// Not measured is not free: the alert stays open until a measure says so.
+					return condition{active: true, summary: "the free space of data_dir's disk cannot be measured now; it was low when last measured"}
+				}
 				return condition{}
 			}
 			limit := min

@@ -183,8 +183,11 @@ func TestDiskLowResolvesWithAMargin(t *testing.T) {
 	for _, step := range []struct {
 		freeMB uint64
 		open   bool
-	}{{1500, false}, {999, true}, {1001, true}, {1099, true}, {1100, false}, {1050, false}, {990, true}} {
+	}{{1500, false}, {999, true}, {0, true}, {1001, true}, {1099, true}, {1100, false}, {0, false}, {1050, false}, {990, true}} {
 		r.facts.set(free(step.freeMB))
+		if step.freeMB == 0 { // the free space could not be measured
+			r.facts.set(func(f *Facts) { f.Disk = nil })
+		}
 		r.clock.Advance(time.Minute)
 		r.check(t)
 		if got := r.openRules(t) == RuleDiskLow; got != step.open {
