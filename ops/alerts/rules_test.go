@@ -174,7 +174,7 @@ func TestDeadLetteredHeldForAnHour(t *testing.T) {
 }
 
 // A disk hovering at the threshold does not flap: the alert resolves only with a tenth more
-// than the threshold free.
+// than the threshold free. A failed measure neither opens nor resolves it.
 func TestDiskLowResolvesWithAMargin(t *testing.T) {
 	r := newRig(t, nil, noMail{}, func(c *config.Alerts) { c.DiskLow.FreeMB = 1000 })
 	free := func(mb uint64) func(f *Facts) {
