@@ -302,6 +302,9 @@ func KeepLock(ctx context.Context, rcv *azservicebus.Receiver, m *azservicebus.R
 	return func() { cancel(); <-done }
 }
 
+// storeGrace is how long a store under way may go on once the receiver is stopping.
+const storeGrace = 10 * time.Second
+
 // settleTimeout bounds a settlement. After a dropped connection the SDK retries settling a
 // message received on the old one until its context ends, reconnecting each time; the message
 // comes back after its lock expires anyway, and is recognised by its id.
@@ -379,7 +382,12 @@ func (r *Receiver) handle(ctx context.Context, rcv *azservicebus.Receiver, m *az
 // disk, a page of a big sync in the way).
 func (r *Receiver) store(ctx context.Context, rcv *azservicebus.Receiver, m *azservicebus.ReceivedMessage, id string, p Payload, log *slog.Logger) (orders.Order, bool, error) {
 	defer KeepLock(ctx, rcv, m, r.o.LockRenewInterval, log)()
-	return r.o.DB.CreateOrder(ctx, storage.NewOrder{Order: p.Order(r.o.TestMode), MessageID: id,
+	// A stop of the receiver lets a store under way finish, within storeGrace, so that the
+	// message is completed rather than abandoned and delivered again after the restart.
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	defer context.AfterFunc(ctx, func() { time.AfterFunc(storeGrace, cancel) })()
+	return r.o.DB.CreateOrder(sctx, storage.NewOrder{Order: p.Order(r.o.TestMode), MessageID: id,
 		Fingerprint: p.Fingerprint(), FingerprintAsWritten: p.AsWritten(),
 		ReceivedDetail: fmt.Sprintf("message %s, delivery %d", id, m.DeliveryCount)})
 }

@@ -130,6 +130,58 @@ func TestHugeBadValueIsDeadLetteredWithAShortReason(t *testing.T) {
 	}
 }
 
+// A stop of the receiver while an order is being stored (the database busy a moment) lets the
+// store finish and completes the message, instead of abandoning it to come again after the
+// restart with an ERROR in the log.
+func TestStopWhileStoringCompletesTheMessage(t *testing.T) {
+	peer := testenv.StartServiceBusPeer(t, testenv.SBPeerOptions{})
+	path := filepath.Join(t.TempDir(), "shop.db")
+	db, err := storage.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	// Another connection holds the database's write lock: the store waits for it.
+	other, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	conn, err := other.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(context.Background(), "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	logs := &testenv.Buffer{}
+	r := NewReceiver(Options{DB: db, Queue: queue, ConnectionString: peer.ConnectionString(),
+		MinBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	peer.Send(t, queue, testenv.SBMessage{MessageID: "m-1", Body: order("web-1", 500), ContentType: "application/json"})
+	peer.WaitStats(t, queue, 30*time.Second, func(s testenv.SBQueueStats) bool { return s.Locked == 1 })
+	cancel()
+	if _, err := conn.ExecContext(context.Background(), "COMMIT"); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run: %v", err)
+	}
+	st := peer.Stats(t, queue)
+	if st.Completed != 1 || st.Abandoned != 0 {
+		t.Fatalf("queue %+v, want the message completed; log:\n%s", st, logs)
+	}
+	if o, err := db.ListOrders(context.Background(), storage.OrderFilter{Limit: 10}); err != nil || len(o) != 1 {
+		t.Fatalf("orders %+v (%v)", o, err)
+	}
+	if strings.Contains(logs.String(), "level=ERROR") {
+		t.Errorf("log:\n%s", logs)
+	}
+}
+
 // A publisher that rebuilds a message on retry sends the same cloud order under a new MessageId:
 // it is stored once. A MessageId or a cloud order id that comes back with a different order is
 // not dropped in silence: the message is dead-lettered with the reason and logged.
