@@ -229,10 +229,16 @@ func (c *Container) Download(ctx context.Context, name string, offset int64) (io
 		return nil, 0, classify(err)
 	}
 	total := int64(-1)
-	if resp.ContentRange != nil {
+	switch {
+	case resp.ContentRange != nil:
 		total = contentRangeTotal(*resp.ContentRange)
-	} else if resp.ContentLength != nil && offset == 0 {
+	case resp.ContentLength != nil && offset == 0:
 		total = *resp.ContentLength
+	case resp.ContentLength != nil:
+		// The whole blob to a ranged read (a proxy that drops Range): the download starts
+		// again from the beginning, as after a 416.
+		resp.Body.Close()
+		return nil, 0, &BlobError{Kind: KindRange, Status: http.StatusOK, Err: errors.New("the whole blob came back to a ranged read")}
 	}
 	if total < 0 {
 		resp.Body.Close()

@@ -164,3 +164,28 @@ func TestContainerRedirectIsNotFollowed(t *testing.T) {
 		t.Fatal("the redirect was followed")
 	}
 }
+
+// A store (or a proxy on the way) that answers a ranged read with the whole blob makes the
+// download start again from the beginning, as a 416 does, rather than pause every download as
+// if Blob storage were away.
+func TestWholeBlobToARangedReadStartsAgain(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "3")
+		w.Write([]byte("abc"))
+	}))
+	defer srv.Close()
+	c := NewContainer(Locator{URL: srv.URL + "/media?sv=2024-01-01&sr=c&sp=rl&sig=abc"}, &http.Client{})
+	body, _, err := c.Download(t.Context(), "M1.jpg", 1)
+	var be *BlobError
+	if !errors.As(err, &be) || be.Kind != KindRange {
+		if body != nil {
+			body.Close()
+		}
+		t.Fatalf("the whole blob to a ranged read: %v; want a %s error", err, KindRange)
+	}
+	body, total, err := c.Download(t.Context(), "M1.jpg", 0)
+	if err != nil || total != 3 {
+		t.Fatalf("from the start: total %d, %v", total, err)
+	}
+	body.Close()
+}
