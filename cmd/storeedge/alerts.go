@@ -96,12 +96,15 @@ func (s alertSources) facts(dataDir string) func(context.Context) (alerts.Facts,
 		}
 		if s.backups != nil {
 			b := s.backups.Status()
-			f.Backup = &alerts.Backup{Dir: b.Dir, Failures: b.Failures, FailingSince: b.FailingSince, LastError: b.LastError,
-				LastSuccess: b.LastSuccess, LastFile: b.LastFile}
+			f.Backup = &alerts.Backup{Dir: b.Dir, Unknown: !b.Ran, Failures: b.Failures, FailingSince: b.FailingSince,
+				LastError: b.LastError, LastSuccess: b.LastSuccess, LastFile: b.LastFile}
 		}
 		if s.backOffice != nil {
 			b := s.backOffice.Status()
-			f.BackOffice = &alerts.BackOffice{LastError: b.LastError, LastSuccess: b.LastSuccess}
+			// Before its first run's end the agent has not counted anything: Targets is empty then,
+			// and stays so only with nothing to exchange, when nothing is ever refused.
+			f.BackOffice = &alerts.BackOffice{Unknown: b.LastRun.IsZero(), Counted: len(b.Targets) > 0 || b.Import != nil,
+				LastError: b.LastError, LastSuccess: b.LastSuccess}
 			for _, t := range b.Targets {
 				f.BackOffice.Refused += t.Failed
 			}

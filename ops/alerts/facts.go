@@ -32,6 +32,9 @@ type Facts struct {
 // Backup is the state of the scheduled backups.
 type Backup struct {
 	Dir string
+	// Unknown is true while no scheduled backup has run since the start: the failures before it
+	// are not known, so an open alert stays open and none opens.
+	Unknown bool
 	// Failures counts the scheduled backups that failed in a row, the first at FailingSince;
 	// LastError is the last one's reason.
 	Failures     int
@@ -44,6 +47,11 @@ type Backup struct {
 
 // BackOffice is the state of the exchange with the ERP.
 type BackOffice struct {
+	// Unknown is true while no run has ended since the start: an open alert stays open, none
+	// opens.
+	Unknown bool
+	// Counted is true once the refusals have been counted since the start; Refused is 0 before.
+	Counted bool
 	// LastError is why the last run failed; empty when it succeeded (or none ran yet).
 	LastError   string
 	LastSuccess time.Time // zero: none since the start

@@ -285,7 +285,10 @@ func backupFailed() rule {
 			"resolves the alert when it succeeds.",
 		check: func(f *Facts, now time.Time, open bool) condition {
 			b := f.Backup
-			if b == nil || b.Failures == 0 {
+			if b != nil && b.Unknown && open {
+				return condition{active: true, summary: "no scheduled backup has run since the server started; the last one before failed"}
+			}
+			if b == nil || b.Unknown || b.Failures == 0 {
 				return condition{}
 			}
 			var d strings.Builder
@@ -311,7 +314,10 @@ func backOfficeFailing(after time.Duration) rule {
 			"secret it expects) and the stock import folder.",
 		check: func(f *Facts, now time.Time, open bool) condition {
 			b := f.BackOffice
-			if b == nil || b.LastError == "" {
+			if b != nil && b.Unknown && open {
+				return condition{active: true, summary: "no back-office run has ended since the server started; the runs before failed"}
+			}
+			if b == nil || b.Unknown || b.LastError == "" {
 				return condition{}
 			}
 			last := "none since the start"
@@ -341,7 +347,7 @@ func backOfficeRefused(rf *refusals) rule {
 			"correct it and put it back in the import folder. The alert resolves after an hour without another refusal.",
 		check: func(f *Facts, now time.Time, open bool) condition {
 			b := f.BackOffice
-			if b == nil {
+			if b == nil || !b.Counted {
 				return condition{}
 			}
 			grew := rf.known && b.Refused > rf.last

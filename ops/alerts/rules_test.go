@@ -340,10 +340,25 @@ func TestBackupFailedUntilTheNextGoodOne(t *testing.T) {
 	r.facts.set(state(2, failedAt))
 	r.check(t)
 	wantQueued(t, r, "ALERT backup failed")
-	good = r.clock.Now()
-	r.facts.set(state(0, time.Time{}))
-	r.check(t)
-	wantQueued(t, r, "ALERT backup failed", "RESOLVED backup failed")
+
+	// A restart: until a scheduled backup has run, the alert stays open.
+	again := newRig(t, r.db, noMail{}, nil)
+	again.clock.Advance(r.clock.Now().Sub(again.clock.Now()))
+	again.facts.set(func(f *Facts) { f.Backup = &Backup{Dir: "/mnt/nas/storeedge", Unknown: true} })
+	again.check(t)
+	if again.openRules(t) != RuleBackupFailed {
+		t.Fatalf("after a restart: open %q", again.openRules(t))
+	}
+	good = again.clock.Now()
+	again.facts.set(state(0, time.Time{}))
+	again.check(t)
+	wantQueued(t, again, "ALERT backup failed", "RESOLVED backup failed")
+
+	// Nothing known after a restart opens nothing.
+	fresh := newRig(t, nil, noMail{}, nil)
+	fresh.facts.set(func(f *Facts) { f.Backup = &Backup{Dir: "/mnt/nas/storeedge", Unknown: true} })
+	fresh.check(t)
+	wantQueued(t, fresh)
 }
 
 // Back-office runs failing open backoffice_failing after its delay, and a run that succeeds
@@ -351,9 +366,12 @@ func TestBackupFailedUntilTheNextGoodOne(t *testing.T) {
 func TestBackOfficeFailingAndRefused(t *testing.T) {
 	r := newRig(t, nil, noMail{}, func(c *config.Alerts) { c.BackOfficeFailing.After = 30 * time.Minute })
 	bo := func(lastError string, refused int64) func(f *Facts) {
-		return func(f *Facts) { f.BackOffice = &BackOffice{LastError: lastError, Refused: refused} }
+		return func(f *Facts) { f.BackOffice = &BackOffice{Counted: true, LastError: lastError, Refused: refused} }
 	}
-	// Three refusals from before the start: nothing.
+	// Before the first run, nothing is counted yet; then three refusals from before the start:
+	// nothing.
+	r.facts.set(func(f *Facts) { f.BackOffice = &BackOffice{Unknown: true} })
+	r.check(t)
 	r.facts.set(bo("", 3))
 	r.check(t)
 	wantQueued(t, r)
@@ -373,6 +391,19 @@ func TestBackOfficeFailingAndRefused(t *testing.T) {
 	r.check(t)
 	wantQueued(t, r, "ALERT back office failing", "RESOLVED back office failing", "ALERT refused by the back office",
 		"RESOLVED refused by the back office")
+
+	// Failing again, then a restart: the alert stays open until a run has ended.
+	r.facts.set(bo("backoffice: export: permission denied", 4))
+	r.check(t)
+	r.clock.Advance(31 * time.Minute)
+	r.check(t)
+	again := newRig(t, r.db, noMail{}, func(c *config.Alerts) { c.BackOfficeFailing.After = 30 * time.Minute })
+	again.clock.Advance(r.clock.Now().Sub(again.clock.Now()))
+	again.facts.set(func(f *Facts) { f.BackOffice = &BackOffice{Unknown: true} })
+	again.check(t)
+	if again.openRules(t) != RuleBackOfficeFail {
+		t.Fatalf("after a restart: open %q", again.openRules(t))
+	}
 }
 
 // A notice keeps its Message-ID when it is sent again; a notice of a database that numbers its

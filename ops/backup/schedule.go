@@ -2,6 +2,7 @@ package backup
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -32,6 +33,7 @@ type Scheduler struct {
 	// missed while it was off.
 	sleep      func(ctx context.Context, d time.Duration) error
 	startDelay time.Duration
+	remove     func(name string) error // os.Remove
 	log        *slog.Logger
 
 	mu     sync.Mutex
@@ -53,6 +55,11 @@ type Status struct {
 	Failures     int       `json:"failures"`
 	FailingSince time.Time `json:"failing_since,omitzero"`
 	NextRun      time.Time `json:"next_run,omitzero"`
+	// Ran is true once a scheduled backup has run since the start, well or not.
+	Ran bool `json:"-"`
+	// PruneError is why old backups could not be removed at the last backup; empty when they
+	// were. The folder fills up meanwhile.
+	PruneError string `json:"prune_error,omitempty"`
 }
 
 // missedDelay is how long after the start a backup missed while the server was off is taken:
@@ -62,6 +69,10 @@ const missedDelay = time.Minute
 // maxNap bounds one wait for the next run, so that a clock set right meanwhile (NTP after a
 // boot, a battery-less clock) moves the run with it.
 const maxNap = 5 * time.Minute
+
+// wallClock is the time without Go's monotonic reading: the schedule follows the wall clock, and a
+// clock set back must be seen as such (times that carry the reading compare by it).
+func wallClock() time.Time { return time.Now().Round(0) }
 
 // stampLayout is the UTC time in a scheduled backup's name.
 const stampLayout = "20060102T150405Z"
@@ -76,8 +87,8 @@ func NewScheduler(cfg config.Config, db *storage.DB, version string, log *slog.L
 		return nil, fmt.Errorf("backup.schedule: %w", err)
 	}
 	return &Scheduler{db: db, dir: cfg.Backup.Dir, keep: cfg.Backup.Keep, prefix: "storeedge-" + cfg.ServerID + "-",
-		version: version, spec: cfg.Backup.Schedule, schedule: sched, now: time.Now, sleep: backoff.Sleep,
-		startDelay: missedDelay, log: log,
+		version: version, spec: cfg.Backup.Schedule, schedule: sched, now: wallClock, sleep: backoff.Sleep,
+		startDelay: missedDelay, remove: os.Remove, log: log,
 		status: Status{Dir: cfg.Backup.Dir, Schedule: cfg.Backup.Schedule, Keep: cfg.Backup.Keep}}, nil
 }
 
@@ -152,12 +163,13 @@ func (s *Scheduler) run(ctx context.Context) {
 // RunOnce takes one backup now, removes the ones beyond Keep and the leftovers of backups cut
 // short, records how it went in the status, and returns the new file.
 func (s *Scheduler) RunOnce(ctx context.Context) (string, error) {
-	file, err := s.backup(ctx)
+	file, pruneErr, err := s.backup(ctx)
 	if ctx.Err() != nil {
 		return file, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.status.Ran = true
 	if err != nil {
 		if s.status.Failures == 0 {
 			s.status.FailingSince = s.now()
@@ -170,27 +182,36 @@ func (s *Scheduler) RunOnce(ctx context.Context) (string, error) {
 		s.status.LastSuccess, s.status.LastFile = t, filepath.Base(file)
 	}
 	s.status.Failures, s.status.LastError, s.status.FailingSince = 0, "", time.Time{}
+	s.status.PruneError = ""
+	if pruneErr != nil {
+		s.status.PruneError = pruneErr.Error()
+	}
 	return file, nil
 }
 
-func (s *Scheduler) backup(ctx context.Context) (string, error) {
+// backup writes one backup and removes the old ones; a failure to remove them (pruneErr) leaves
+// the new backup good.
+func (s *Scheduler) backup(ctx context.Context) (file string, pruneErr, err error) {
 	start := s.now()
 	if err := os.MkdirAll(s.dir, 0o750); err != nil {
-		return "", fmt.Errorf("backup: %w", err)
+		return "", nil, fmt.Errorf("backup: %w", err)
 	}
 	s.removeLeftovers()
 	name := s.prefix + start.UTC().Format(stampLayout) + ".backup"
-	file := filepath.Join(s.dir, name)
+	file = filepath.Join(s.dir, name)
 	if err := s.db.Backup(ctx, file, storage.Manifest{CreatedAt: start, Version: s.version, Reason: "scheduled"}); err != nil {
-		return "", err
+		return "", nil, err
 	}
-	removed, err := s.prune(name)
+	removed, pruneErr := s.prune(name)
 	attrs := []any{slog.String("file", file), slog.Duration("took", s.now().Sub(start)), slog.Int("removed", len(removed))}
 	if fi, err := os.Stat(file); err == nil {
 		attrs = append(attrs, slog.Int64("bytes", fi.Size()))
 	}
 	s.log.Info("backup: scheduled backup written", attrs...)
-	return file, err
+	if pruneErr != nil {
+		s.log.Error("backup: old backups not removed; the folder fills up", slog.Any("error", pruneErr), slog.String("dir", s.dir))
+	}
+	return file, pruneErr, nil
 }
 
 // prune removes this server's backups beyond the newest keep, the one just written (made)
@@ -209,13 +230,16 @@ func (s *Scheduler) prune(made string) ([]string, error) {
 	if len(others) <= s.keep-1 {
 		return nil, nil
 	}
-	old := others[:len(others)-(s.keep-1)]
-	for _, name := range old {
-		if err := os.Remove(filepath.Join(s.dir, name)); err != nil {
-			return nil, fmt.Errorf("backup: remove an old backup: %w", err)
+	var removed []string
+	var errs []error
+	for _, name := range others[:len(others)-(s.keep-1)] {
+		if err := s.remove(filepath.Join(s.dir, name)); err != nil {
+			errs = append(errs, fmt.Errorf("backup: remove an old backup: %w", err))
+			continue
 		}
+		removed = append(removed, name)
 	}
-	return old, nil
+	return removed, errors.Join(errs...)
 }
 
 // stamp returns the time in the name of one of this server's scheduled backups; false for any

@@ -223,3 +223,48 @@ func TestFailedBackupsAreInTheStatus(t *testing.T) {
 		t.Fatalf("status after a success: %+v", st)
 	}
 }
+
+// Old backups that cannot be removed leave the backup just written good: it is the last
+// success, and the status says why the folder fills up; the others are still removed.
+func TestOldBackupsNotRemovedLeaveTheNewOneGood(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	clock := testenv.NewClock(time.Date(2026, 3, 1, 3, 0, 0, 0, time.UTC))
+	s := scheduler(t, "box-1", dir, 1, clock)
+	var made []string
+	for range 3 {
+		f, err := s.RunOnce(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		made = append(made, filepath.Base(f))
+		clock.Advance(24 * time.Hour)
+		s.remove = func(name string) error {
+			if filepath.Base(name) == made[0] {
+				return &os.PathError{Op: "remove", Path: name, Err: errors.New("access denied")}
+			}
+			return os.Remove(name)
+		}
+	}
+	st := s.Status()
+	if st.Failures != 0 || st.LastError != "" || st.LastFile != made[2] || !strings.Contains(st.PruneError, "access denied") {
+		t.Fatalf("status %+v", st)
+	}
+	if names, _ := s.list(); !slices.Equal(names, []string{made[0], made[2]}) {
+		t.Fatalf("folder holds %q, want the one that could not be removed and the newest", names)
+	}
+}
+
+// The scheduler reads the wall clock, without Go's monotonic reading, by which times compare:
+// a clock set back must be seen as such.
+func TestSchedulerReadsTheWallClock(t *testing.T) {
+	cfg := testConfig(t, "lyon", "key")
+	cfg.Backup.Dir = t.TempDir()
+	s, err := NewScheduler(cfg, nil, "test", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if now := s.now(); now != now.Round(0) {
+		t.Errorf("the scheduler's clock reads %v, with a monotonic reading", now)
+	}
+}
