@@ -3,6 +3,7 @@
 package clip
 
 import (
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -18,4 +19,14 @@ func String(s string, n int) string {
 		cut--
 	}
 	return strings.ToValidUTF8(s[:cut], "") + "…"
+}
+
+// Quoted returns s quoted as Go quotes strings when it holds at most n bytes; otherwise its first
+// n bytes or fewer, cut on a character boundary, quoted, followed by "…" outside the quotes, so
+// that the mark is not read as part of the value.
+func Quoted(s string, n int) string {
+	if c := String(s, n); len(s) > n {
+		return strconv.Quote(strings.TrimSuffix(c, "…")) + "…"
+	}
+	return strconv.Quote(s)
 }

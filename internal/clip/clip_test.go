@@ -46,3 +46,20 @@ func FuzzString(f *testing.F) {
 		}
 	})
 }
+
+func TestQuoted(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"EUR", 5, `"EUR"`},
+		{"yesterday", 3, `"yes"…`},
+		{"a\"b", 5, `"a\"b"`},
+		{"ééé", 5, `"éé"…`},
+	} {
+		if got := Quoted(c.in, c.n); got != c.want {
+			t.Errorf("Quoted(%q, %d) = %s, want %s", c.in, c.n, got, c.want)
+		}
+	}
+}

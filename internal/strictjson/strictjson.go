@@ -12,8 +12,11 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/storeedge/storeedge/internal/clip"
 )
 
 // ErrTrailing says that something other than white space follows the document.
@@ -29,6 +32,9 @@ func (e *InvalidUTF8Error) Error() string {
 	return fmt.Sprintf("not valid UTF-8: byte 0x%02x at offset %d", e.Byte, e.Offset)
 }
 
+// maxKeyShown bounds the part of a key an error quotes.
+const maxKeyShown = 64
+
 // KeyError says that an object repeats a key, or names a field in another case than its own:
 // encoding/json would keep the last of two values, and take "NOTE" for "note", without a word.
 type KeyError struct {
@@ -38,9 +44,9 @@ type KeyError struct {
 
 func (e *KeyError) Error() string {
 	if e.Duplicate {
-		return fmt.Sprintf("json: field %q appears twice", e.Key)
+		return "json: field " + clip.Quoted(e.Key, maxKeyShown) + " appears twice"
 	}
-	return fmt.Sprintf("json: unknown field %q", e.Key)
+	return "json: unknown field " + clip.Quoted(e.Key, maxKeyShown)
 }
 
 // Decode decodes data, which must be exactly one JSON value, into v. Its errors are an
@@ -52,6 +58,12 @@ func Decode(data []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		// encoding/json quotes an unknown key whole, however long: a *KeyError quotes its start.
+		if q, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			if key, uerr := strconv.Unquote(q); uerr == nil {
+				return &KeyError{Key: key}
+			}
+		}
 		return err
 	}
 	// The document decoded, so it is valid JSON: its keys are checked on a second read.

@@ -3,6 +3,7 @@
 package servicebus
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -66,6 +67,9 @@ func Decode(body []byte) (Payload, error) {
 	if len(body) > MaxBodyBytes {
 		return bad("body of %d bytes, at most %d", len(body), MaxBodyBytes)
 	}
+	if t := bytes.TrimLeft(body, " \t\r\n"); len(t) > 0 && t[0] == '"' {
+		return bad("body: a JSON string, not an order object: the order was encoded twice (a JSON text passed to JSON.stringify, say); send the object itself")
+	}
 	var notUTF8 *strictjson.InvalidUTF8Error
 	switch err := strictjson.Decode(body, &p); {
 	case errors.As(err, &notUTF8):
@@ -79,10 +83,10 @@ func Decode(body []byte) (Payload, error) {
 		return bad("order_id: want 1 to 128 visible characters")
 	}
 	if _, err := time.Parse(time.RFC3339, p.CreatedAt); err != nil {
-		return bad("created_at: %q is not an RFC 3339 time", clip.String(p.CreatedAt, maxQuotedBytes))
+		return bad("created_at: %s is not an RFC 3339 time", clip.Quoted(p.CreatedAt, maxQuotedBytes))
 	}
 	if !currencyRE.MatchString(p.Currency) {
-		return bad("currency: %q is not an ISO 4217 code", clip.String(p.Currency, maxQuotedBytes))
+		return bad("currency: %s is not an ISO 4217 code", clip.Quoted(p.Currency, maxQuotedBytes))
 	}
 	if msg := checkLines(p.Lines); msg != "" {
 		return bad("%s", msg)

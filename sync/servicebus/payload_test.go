@@ -2,6 +2,7 @@ package servicebus
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -120,18 +121,24 @@ func FuzzDecode(f *testing.F) {
 func TestDecodeReasonIsShort(t *testing.T) {
 	huge := strings.Repeat("9", 200<<10)
 	for _, tc := range []struct{ from, to, want string }{
-		{`"created_at":"2026-11-23T10:00:00Z"`, `"created_at":"` + huge + `"`, `created_at: "99999`},
-		{`"currency":"EUR"`, `"currency":"` + huge + `"`, `currency: "99999`},
-		{`"note":"18:00"`, `"n` + huge + `":"18:00"`, `unknown field "n999`},
+		{`"created_at":"2026-11-23T10:00:00Z"`, `"created_at":"` + huge + `"`, `created_at: "` + huge[:64] + `"… is not`},
+		{`"currency":"EUR"`, `"currency":"` + huge + `"`, `currency: "` + huge[:64] + `"… is not`},
+		{`"note":"18:00"`, `"n` + huge + `":"18:00"`, `unknown field "n` + huge[:63] + `"…`},
 	} {
 		_, err := Decode([]byte(strings.Replace(goodPayload, tc.from, tc.to, 1)))
 		var inv *InvalidError
 		if !errors.As(err, &inv) || !strings.Contains(inv.Reason, tc.want) {
-			t.Fatalf("%s: got %v, want a reason with %q", tc.want, err, tc.want)
+			t.Fatalf("%.40s: got %.200v, want a reason with %.100q", tc.want, err, tc.want)
 		}
-		if len(inv.Reason) > MaxReasonBytes+len("…") {
-			t.Errorf("%s: reason of %d bytes", tc.want, len(inv.Reason))
+		if len(inv.Reason) > 200 {
+			t.Errorf("%.40s: reason of %d bytes", tc.want, len(inv.Reason))
 		}
+	}
+	// The order as a JSON string (JSON.stringify of a JSON text): named.
+	_, err := Decode([]byte(strconv.Quote(goodPayload)))
+	var inv *InvalidError
+	if !errors.As(err, &inv) || !strings.Contains(inv.Reason, "a JSON string, not an order object") {
+		t.Errorf("an order encoded twice: %v", err)
 	}
 }
 
@@ -149,9 +156,9 @@ func TestMessageIDAndBodyOfAnyAMQPType(t *testing.T) {
 	}{
 		{&azservicebus.ReceivedMessage{MessageID: "m-1"}, "m-1"},
 		{withID("m-2"), "m-2"},
-		{withID(uint64(42)), "42"},
-		{withID([]byte{0xde, 0xad}), "dead"},
-		{withID(uuidText{"6ba7b810-9dad-11d1-80b4-00c04fd430c8"}), "6ba7b810-9dad-11d1-80b4-00c04fd430c8"},
+		{withID(uint64(42)), "ulong:42"},
+		{withID([]byte{0xde, 0xad}), "binary:dead"},
+		{withID(uuidText{"6ba7b810-9dad-11d1-80b4-00c04fd430c8"}), "uuid:6ba7b810-9dad-11d1-80b4-00c04fd430c8"},
 		{withID(nil), ""},
 		{&azservicebus.ReceivedMessage{}, ""},
 	} {

@@ -322,10 +322,14 @@ func settleContext(ctx context.Context) (context.Context, context.CancelFunc) {
 func (r *Receiver) handle(ctx context.Context, rcv *azservicebus.Receiver, m *azservicebus.ReceivedMessage) (settled bool) {
 	r.update(func(s *Status) { s.Received++ })
 	id := messageID(m)
-	log := r.log.With(slog.String("message_id", id), slog.Int("delivery", int(m.DeliveryCount)))
+	log := r.log.With(slog.String("message_id", clip.String(id, maxMessageIDBytes)), slog.Int("delivery", int(m.DeliveryCount)))
 	p, err := decodeBody(m)
-	if err == nil && id == "" {
+	switch {
+	case err != nil:
+	case id == "":
 		err = &InvalidError{Reason: "the message has no MessageId, so a redelivery could not be recognised"}
+	case len(id) > maxMessageIDBytes:
+		err = &InvalidError{Reason: fmt.Sprintf("MessageId of %d bytes, at most %d", len(id), maxMessageIDBytes)}
 	}
 	var inv *InvalidError
 	if errors.As(err, &inv) {
@@ -420,9 +424,13 @@ func conflictReason(messageID, orderID string, c *storage.ServiceBusConflict) (r
 		orderID, stored)
 }
 
-// messageID is the message's AMQP message-id as text: a string as it is, an unsigned number in
-// decimal, a UUID in its usual form, bytes in hexadecimal (the SDK gives only a string one); ""
-// when the message has none.
+// maxMessageIDBytes bounds a MessageId as text (Service Bus takes 128 characters).
+const maxMessageIDBytes = 300
+
+// messageID is the message's AMQP message-id as text: a string as it is; an id of another type
+// (the SDK gives only a string one) named by its type, so that it cannot be taken for a string
+// id: "ulong:42", "uuid:" and its usual form, "binary:" and its bytes in hexadecimal. "" when the
+// message has none.
 func messageID(m *azservicebus.ReceivedMessage) string {
 	id := m.MessageID
 	if id == "" && m.RawAMQPMessage != nil && m.RawAMQPMessage.Properties != nil {
@@ -430,11 +438,11 @@ func messageID(m *azservicebus.ReceivedMessage) string {
 		case string:
 			id = v
 		case uint64:
-			id = strconv.FormatUint(v, 10)
+			id = "ulong:" + strconv.FormatUint(v, 10)
 		case []byte:
-			id = hex.EncodeToString(v)
+			id = "binary:" + hex.EncodeToString(v)
 		case fmt.Stringer: // go-amqp's UUID
-			id = v.String()
+			id = "uuid:" + v.String()
 		}
 	}
 	return id
