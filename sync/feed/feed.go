@@ -78,7 +78,8 @@ type Syncer struct {
 	after    func(error)
 	sleep    func(context.Context, time.Duration, <-chan struct{}) error // waits between passes; tests replace it
 	poke     chan struct{}
-	pages    atomic.Int64 // pages applied since start, to tell a flaky WAN from a dead one
+	pages    atomic.Int64 // pages that changed something since start, to tell a flaky WAN from a dead one
+	synced   atomic.Int64 // collections of the last pass that synced
 	// busy holds, per collection, a token while the collection is being synced, so that a
 	// re-snapshot asked for (Resnapshot) never starts in the middle of a stream.
 	busy map[string]chan struct{}
@@ -141,9 +142,8 @@ func (s *Syncer) Run(ctx context.Context) error {
 			return ctx.Err()
 		}
 		if s.pages.Load() != before && !errors.Is(err, errPage) {
-			// A flaky WAN that still moves pages is retried promptly; the delay only grows
-			// while nothing gets through, or while the cloud breaks the feed's contract (a
-			// feed going round in a circle moves pages at every pass).
+			// A flaky WAN that still brings changes is retried promptly; the delay only grows
+			// while nothing gets through, or while the cloud breaks the feed's contract.
 			b.Reset()
 		}
 		if s.after != nil {
@@ -156,6 +156,11 @@ func (s *Syncer) Run(ctx context.Context) error {
 				retryAfter = s.maxB
 			}
 			wait = b.Next(retryAfter)
+			if s.synced.Load() > 0 && retryAfter == 0 {
+				// Other collections synced: they keep their poll while the failing one's
+				// delay grows up to it.
+				wait = min(wait, s.poll)
+			}
 			s.logRepeated(slog.LevelWarn, "feed: sync failed, will retry", err, slog.Duration("retry_in", wait), slog.Int("attempt", b.Attempts()))
 		} else {
 			b.Reset()
@@ -184,8 +189,13 @@ func wait(ctx context.Context, d time.Duration, poke <-chan struct{}) error {
 // collection's state.
 func (s *Syncer) SyncOnce(ctx context.Context) error {
 	var first error
+	s.synced.Store(0)
 	for _, c := range cloudapi.Collections {
-		if err := s.syncCollection(ctx, c); err != nil {
+		err := s.syncCollection(ctx, c)
+		if err == nil {
+			s.synced.Add(1)
+		}
+		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -310,15 +320,16 @@ func (s *Syncer) syncCollection(ctx context.Context, collection string) error {
 		return err
 	}
 	defer release()
-	asked := map[string]bool{} // the cursors asked for in this pass
+	// The cursors this pass has started from or been given, to tell a feed that leads back to
+	// one: it would be read round and round, at once, for ever, and the collections after this
+	// one never synced.
+	var seen map[string]bool
+	resnapshots := 0
 	for {
 		st, _ := s.db.FeedState(collection)
-		if asked[st.Cursor] {
-			// A feed that leads back to a cursor already read would be read round and round, at
-			// once, for ever, and the collections after this one never synced.
-			return fmt.Errorf("%w: the cloud's cursors led back to %q, already asked for in this pass", errPage, clip.String(st.Cursor, 64))
+		if seen == nil {
+			seen = map[string]bool{st.Cursor: true}
 		}
-		asked[st.Cursor] = true
 		body, err := s.client.Feed(ctx, collection, st.Cursor, s.pageSize, true)
 		if errors.Is(err, cloud.ErrCursorExpired) {
 			if st.Cursor == "" {
@@ -326,17 +337,22 @@ func (s *Syncer) syncCollection(ctx context.Context, collection string) error {
 				// same, at once, for ever. Tried again after the backoff.
 				return fmt.Errorf("%w: the cloud answered 410 to the start of the feed, which has no cursor", errPage)
 			}
+			if resnapshots++; resnapshots > 1 {
+				// A second 410 in one pass, to a cursor of the snapshot it sent: each round
+				// would read the whole collection again.
+				return fmt.Errorf("%w: the cloud answered 410 again, to cursor %q of the snapshot it sent in this pass", errPage, clip.String(st.Cursor, 64))
+			}
 			s.log.Warn("feed: cursor expired, replacing the collection with a new snapshot", slog.String(keyCollection, collection))
 			if err := s.db.ResetCursor(ctx, collection); err != nil {
 				return err
 			}
-			clear(asked) // a new snapshot, from the empty cursor
+			seen = nil // a new snapshot, from the empty cursor
 			continue
 		}
 		if err != nil {
 			return err
 		}
-		more, err := s.consume(ctx, collection, st.Cursor, body)
+		more, err := s.consume(ctx, collection, st.Cursor, seen, body)
 		if err != nil {
 			return err
 		}
@@ -348,7 +364,7 @@ func (s *Syncer) syncCollection(ctx context.Context, collection string) error {
 
 // consume reads pages from one feed response and applies them in order; reading the next page
 // overlaps with applying the previous one. It reports whether the cloud has more to send.
-func (s *Syncer) consume(ctx context.Context, collection, cursor string, body io.ReadCloser) (more bool, err error) {
+func (s *Syncer) consume(ctx context.Context, collection, cursor string, seen map[string]bool, body io.ReadCloser) (more bool, err error) {
 	g, gctx := errgroup.WithContext(ctx)
 	// A failed apply must also stop a read blocked on the network.
 	stop := context.AfterFunc(gctx, func() { body.Close() })
@@ -368,13 +384,19 @@ func (s *Syncer) consume(ctx context.Context, collection, cursor string, body io
 				// ever; it is not applied, so it counts as no progress and the backoff grows.
 				return fmt.Errorf("%w: the cloud said more but its feed did not move past cursor %q", errPage, cursor)
 			}
+			if p.End.More && seen[p.End.Cursor] {
+				return fmt.Errorf("%w: the cloud's cursors led back to %q, already read in this pass", errPage, clip.String(p.End.Cursor, 64))
+			}
+			seen[p.End.Cursor] = true
 			res, err := s.db.ApplyPage(gctx, p)
 			if err != nil {
 				return err
 			}
 			cursor = p.End.Cursor
 			more = p.End.More
-			s.pages.Add(1)
+			if res.Applied > 0 || res.Quarantined > 0 || res.Removed > 0 {
+				s.pages.Add(1)
+			}
 			applied += res.Applied
 			quarantined += res.Quarantined
 			npages++

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -518,6 +519,22 @@ func TestBrokenFeedAnswersDoNotLoop(t *testing.T) {
 		"end line of the wrong type": {func(w http.ResponseWriter, r *http.Request) {
 			ndjson(w, `{"end":{"cursor":"c1","count":"0","more":false,"remaining":0}}`+"\n")
 		}, "end line: json: cannot unmarshal string"},
+		"cursors in a circle in one answer": {func(w http.ResponseWriter, r *http.Request) {
+			var b strings.Builder
+			for i := range 1000 {
+				fmt.Fprintf(&b, `{"end":{"cursor":"c%d","count":0,"more":true,"remaining":5}}`+"\n", i%2)
+			}
+			ndjson(w, b.String())
+		}, `led back to "c0"`},
+		"410 again in the new snapshot": {func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Query().Get("cursor") == "" {
+				ndjson(w, `{"end":{"cursor":"snap-1","count":0,"more":true,"remaining":5}}`+"\n")
+				return
+			}
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(http.StatusGone)
+			w.Write([]byte(`{"type":"about:blank","title":"Gone","status":410}`))
+		}, "410 again"},
 		"end line cursor too long": {func(w http.ResponseWriter, r *http.Request) {
 			ndjson(w, `{"end":{"cursor":"`+strings.Repeat("c", 1025)+`","count":0,"more":false,"remaining":0}}`+"\n"+
 				`{"end":{"cursor":"c1","count":1,"more":false,"remaining":0}}`+"\n")
@@ -546,8 +563,8 @@ func TestBrokenFeedAnswersDoNotLoop(t *testing.T) {
 				t.Fatalf("the pass: %v, after %d requests; want it failed on its own, saying %q", err, requests.Load(), tc.want)
 			}
 			// One collection: at most the stuck answer twice (more: the first move to c-stuck),
-			// three times round the circle.
-			if n := requests.Load(); n > 3*int64(len(cloudapi.Collections)) {
+			// three times round the circle, four with one re-snapshot.
+			if n := requests.Load(); n > 4*int64(len(cloudapi.Collections)) {
 				t.Errorf("%d requests in one pass over %d collections", n, len(cloudapi.Collections))
 			}
 			if w := s.WAN(); w.State != StateCloudError {
@@ -573,5 +590,49 @@ func TestBrokenFeedAnswersDoNotLoop(t *testing.T) {
 				t.Errorf("waits %v: the backoff does not grow while the feed is stuck", waits)
 			}
 		})
+	}
+}
+
+// One collection whose feed keeps failing does not hold the others back: they are synced again
+// at the poll interval, and the failing one is not asked at once again and again (the empty
+// pages of caught-up collections are no progress).
+func TestOneFailingCollectionKeepsThePollForTheOthers(t *testing.T) {
+	ctx := context.Background()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		if strings.HasSuffix(r.URL.Path, "/"+cloudapi.Prices) {
+			w.Write([]byte(`{"end":{"cursor":"c-stuck","count":3,"more":false,"remaining":0}}` + "\n")) // count mismatch
+			return
+		}
+		w.Write([]byte(`{"end":{"cursor":"c1","count":0,"more":false,"remaining":0}}` + "\n"))
+	}))
+	defer srv.Close()
+	db, err := storage.Open(ctx, filepath.Join(t.TempDir(), "shop.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	client, _ := cloud.New(srv.URL, "k", srv.Client(), "test")
+	const poll = 50 * time.Millisecond
+	s := New(Options{DB: db, Client: client, PollInterval: poll, MinBackoff: 10 * time.Millisecond, MaxBackoff: time.Second})
+	var waits []time.Duration
+	runCtx, stop := context.WithCancel(ctx)
+	s.sleep = func(_ context.Context, d time.Duration, _ <-chan struct{}) error {
+		if waits = append(waits, d); len(waits) == 8 {
+			stop()
+			return runCtx.Err()
+		}
+		return nil
+	}
+	if err := s.Run(runCtx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run: %v", err)
+	}
+	for i, d := range waits {
+		if d > poll {
+			t.Errorf("wait %d of %v: the collections that sync wait longer than the poll (%v)", i, waits, poll)
+		}
+	}
+	if waits[7] != poll {
+		t.Errorf("waits %v: the failing collection is asked again sooner than the poll for ever", waits)
 	}
 }

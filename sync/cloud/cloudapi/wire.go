@@ -200,6 +200,35 @@ func (d *Decoder) Next() (Line, error) {
 	return DecodeLine(d.buf, d.collection, d.line), nil
 }
 
+// decodeEnd checks an end line's fields: cursor, count and more are required, remaining is an
+// estimate and may be left out.
+func decodeEnd(raw json.RawMessage, bad func(id, format string, args ...any) Line) Line {
+	var e endFields
+	if bytes.Equal(raw, []byte("null")) {
+		return badEnd(bad("", "end line: null, want an object with cursor, count and more"))
+	}
+	if err := json.Unmarshal(raw, &e); err != nil {
+		return badEnd(bad("", "end line: %v", err))
+	}
+	switch {
+	case e.Cursor == nil:
+		return badEnd(bad("", "end line without cursor"))
+	case e.Count == nil:
+		return badEnd(bad("", "end line without count"))
+	case e.More == nil:
+		return badEnd(bad("", "end line without more"))
+	case *e.Count < 0 || *e.Count > MaxPageSize:
+		return badEnd(bad("", "end line count %d outside 0..%d", *e.Count, MaxPageSize))
+	case *e.Cursor == "" || len(*e.Cursor) > MaxCursorBytes:
+		return badEnd(bad("", "end line cursor of %d bytes, want 1..%d", len(*e.Cursor), MaxCursorBytes))
+	}
+	end := &PageEnd{Cursor: *e.Cursor, Count: *e.Count, More: *e.More}
+	if e.Remaining != nil {
+		end.Remaining = *e.Remaining
+	}
+	return Line{End: end}
+}
+
 // MaxCursorBytes bounds an end line's cursor.
 const MaxCursorBytes = 1024
 
@@ -209,10 +238,25 @@ func badEnd(l Line) Line {
 	return l
 }
 
-// lineHead is the union of the fields of change and end lines.
+// lineHead is the union of the fields of change and end lines; End is the end key's value as
+// sent, null included.
 type lineHead struct {
 	Change
-	End *PageEnd `json:"end"`
+	End json.RawMessage `json:"end"`
+}
+
+// isEnd reports a line with an end key and no field of a change: an end line, whose faults fail
+// its page. A change line that also has an end key is a malformed change.
+func (h *lineHead) isEnd() bool {
+	return h.End != nil && h.Collection == "" && h.ID == "" && h.Op == "" && h.Rev == 0 && h.Doc == nil
+}
+
+// endFields are an end line's fields as sent: nil when missing.
+type endFields struct {
+	Cursor    *string `json:"cursor"`
+	Count     *int    `json:"count"`
+	More      *bool   `json:"more"`
+	Remaining *int64  `json:"remaining"`
 }
 
 // DecodeLine decodes one feed line (with or without its trailing newline) of the given collection.
@@ -237,23 +281,17 @@ func decodeLine(b []byte, collection string, lineNo int) Line {
 	var h lineHead
 	if err := json.Unmarshal(b, &h); err != nil {
 		var typeErr *json.UnmarshalTypeError
-		if errors.As(err, &typeErr) && h.End != nil {
+		if errors.As(err, &typeErr) && h.isEnd() {
 			// A field of the wrong type: the decoder went on and found the end key.
 			return badEnd(bad("", "end line: %v", err))
 		}
 		return bad(salvageID(b), "not a JSON object: %v", err)
 	}
 	if h.End != nil {
-		if h.Op != "" || h.ID != "" {
-			return badEnd(bad(h.ID, "end line mixed with a change"))
+		if !h.isEnd() {
+			return bad(h.ID, "end line mixed with a change")
 		}
-		if h.End.Count < 0 || h.End.Count > MaxPageSize {
-			return badEnd(bad("", "end line count %d outside 0..%d", h.End.Count, MaxPageSize))
-		}
-		if h.End.Cursor == "" || len(h.End.Cursor) > MaxCursorBytes {
-			return badEnd(bad("", "end line cursor of %d bytes, want 1..%d", len(h.End.Cursor), MaxCursorBytes))
-		}
-		return Line{End: h.End}
+		return decodeEnd(h.End, bad)
 	}
 	c := h.Change
 	if err := ValidateID(c.ID); err != nil {

@@ -47,7 +47,7 @@ func TestDecoderTruncatedAndOversized(t *testing.T) {
 		t.Fatalf("cut line: %v", err)
 	}
 	long := `{"collection":"products","id":"P1","op":"upsert","rev":1,"doc":{"id":"P1","name":"` + strings.Repeat("x", MaxLineBytes) + "\"}}\n" +
-		`{"end":{"cursor":"c","count":1}}` + "\n"
+		`{"end":{"cursor":"c","count":1,"more":false}}` + "\n"
 	d = NewDecoder(strings.NewReader(long), Products)
 	l, err := d.Next()
 	if err != nil || l.Malformed == nil || !strings.Contains(l.Malformed.Reason, "longer than") {
@@ -76,8 +76,12 @@ func TestDecodeLineRules(t *testing.T) {
 		{Products, `{"collection":"products","id":"P\u0001","op":"delete","rev":1}`, "control"},
 		{Products, `{"collection":"products","id":"P\u0085","op":"delete","rev":1}`, "control"},
 		{Products, "{\"collection\":\"products\",\"id\":\"P1\",\"op\":\"upsert\",\"rev\":1,\"doc\":{\"id\":\"P1\",\"name\":\"T\xffa\"}}", "UTF-8"},
-		{Products, `{"end":{"cursor":"","count":0}}`, "cursor"},
-		{Products, `{"end":{"cursor":"c","count":10001}}`, "count"},
+		{Products, `{"end":{"cursor":"","count":0,"more":false}}`, "cursor"},
+		{Products, `{"end":{"cursor":"c","count":10001,"more":false}}`, "count"},
+		{Products, `{"end":{"cursor":"c","count":1}}`, "end line without more"},
+		{Products, `{"end":{"count":1,"more":true}}`, "end line without cursor"},
+		{Products, `{"end":null}`, "end line: null"},
+		{Products, `{"end":{"cursor":"c","count":"1","more":true}}`, "end line: json: cannot unmarshal"},
 	} {
 		l := DecodeLine([]byte(tc.line), tc.coll, 1)
 		if l.Malformed == nil || !strings.Contains(l.Malformed.Reason, tc.reason) {
@@ -89,7 +93,7 @@ func TestDecodeLineRules(t *testing.T) {
 // FuzzDecoder feeds arbitrary response bodies to the feed decoder: it must never panic, and every
 // line it returns is exactly one of change, end or malformed, with a change always valid.
 func FuzzDecoder(f *testing.F) {
-	f.Add([]byte(`{"collection":"products","id":"P1","op":"upsert","rev":3,"doc":{"id":"P1","name":"Tea"}}` + "\n" + `{"end":{"cursor":"c","count":1}}` + "\n"))
+	f.Add([]byte(`{"collection":"products","id":"P1","op":"upsert","rev":3,"doc":{"id":"P1","name":"Tea"}}` + "\n" + `{"end":{"cursor":"c","count":1,"more":false}}` + "\n"))
 	f.Add([]byte(`{"collection":"prices","id":"P1","op":"upsert","rev":1,"doc":{"product_id":"P1","currency":"EUR","amount":5}}` + "\n"))
 	f.Add([]byte(`{"collection":"products","id":"P1","op":"delete","rev":2}` + "\n{garbage\n"))
 	f.Add([]byte("\n\n{\"end\":{}}\n"))
@@ -183,5 +187,28 @@ func TestFastPathTakesTheCloudsLines(t *testing.T) {
 		if _, ok := fastChange([]byte(tc.line), tc.coll); !ok {
 			t.Errorf("%s line not taken by the fast path: %s", tc.coll, tc.line)
 		}
+	}
+}
+
+// A line with an end key is an end line only without a change's fields: its faults fail the
+// page. A change line that also has an end key ("End" matches too) is a malformed change,
+// quarantined like any other, and the page goes on.
+func TestEndLinesAndChangesWithAnEndKey(t *testing.T) {
+	for _, tc := range []struct {
+		line string
+		end  bool // a faulty end line, else a malformed change
+	}{
+		{`{"collection":"products","id":"P1","op":"delete","rev":1,"End":{}}`, false},
+		{`{"collection":"products","id":"P1","op":"delete","rev":"1","end":{"cursor":"c","count":0,"more":false}}`, false},
+		{`{"end":{"cursor":"c","count":0}}`, true},
+		{`{"end":{"cursor":"c","count":0,"more":false},"rev":"x"}`, true},
+	} {
+		l := DecodeLine([]byte(tc.line), Products, 1)
+		if l.Malformed == nil || l.Malformed.End != tc.end {
+			t.Errorf("%s: got %+v, want malformed with End %v", tc.line, l.Malformed, tc.end)
+		}
+	}
+	if l := DecodeLine([]byte(`{"end":{"cursor":"c","count":0,"more":true}}`), Products, 1); l.End == nil || !l.End.More || l.End.Remaining != 0 {
+		t.Errorf("an end line without remaining: %+v", l)
 	}
 }
