@@ -4,8 +4,10 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/storeedge/storeedge/internal/config"
 	"github.com/storeedge/storeedge/storage"
@@ -141,5 +143,35 @@ func TestConfigFileEverySecretCounts(t *testing.T) {
 	os.WriteFile(path, []byte("wan:\n  proxy: \"http://proxy.lan:3128\"\n"), 0o644)
 	if res := checkConfigFile(path, config.Default(), "")[0]; res.Status != Warn {
 		t.Errorf("a proxy without credentials is no secret: %+v", res)
+	}
+}
+
+// A connection string signed with a SharedAccessSignature stops working when it expires: doctor
+// says so before, and fails once past; a key does not expire.
+func TestServiceBusSignatureExpiry(t *testing.T) {
+	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	cs := func(se time.Time) string {
+		return "Endpoint=sb://shop.servicebus.windows.net/;SharedAccessSignature=SharedAccessSignature sr=shop.servicebus.windows.net&sig=abc%3D&se=" +
+			strconv.FormatInt(se.Unix(), 10) + "&skn=listen"
+	}
+	for _, tc := range []struct {
+		cs     string
+		status Status
+		detail string
+	}{
+		{cs(now.Add(-time.Hour)), Fail, "expired on 2026-12-05T11:00:00Z"},
+		{cs(now.Add(3 * 24 * time.Hour)), Warn, "in 3 days"},
+		{cs(now.Add(90 * 24 * time.Hour)), Pass, "valid until 2027-03-05T12:00:00Z"},
+	} {
+		r, ok := sasExpiryCheck(tc.cs, "servicebus", "servicebus.connection_string", now)
+		if !ok || r.Status != tc.status || !strings.Contains(r.Detail, tc.detail) || r.Check != "servicebus signature" {
+			t.Errorf("%s: %+v (%v), want %s with %q", tc.cs, r, ok, tc.status, tc.detail)
+		}
+		if strings.Contains(r.Detail+r.Fix, "sig=") {
+			t.Errorf("the signature is shown: %+v", r)
+		}
+	}
+	if r, ok := sasExpiryCheck("Endpoint=sb://shop.servicebus.windows.net/;SharedAccessKeyName=listen;SharedAccessKey=abc=", "servicebus", "k", now); ok {
+		t.Errorf("a key, which does not expire: %+v", r)
 	}
 }

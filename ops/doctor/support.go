@@ -19,6 +19,12 @@ func (w *wanCheck) support(ctx context.Context) {
 		return
 	}
 	ep.name = "support"
+	if r, ok := sasExpiryCheck(s.ConnectionString.Reveal(), "support", prefix+"connection_string", w.o.Now()); ok {
+		w.add(r)
+		if r.Status == Fail {
+			return
+		}
+	}
 	if !w.reach(ctx, ep) || w.o.Support == nil {
 		return
 	}

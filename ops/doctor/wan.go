@@ -285,6 +285,12 @@ func (w *wanCheck) serviceBus(ctx context.Context, rc cloudapi.RemoteConfig, clo
 		w.add(fail("wan", "servicebus", err.Error(), "check servicebus.connection_string"))
 		return
 	}
+	if r, ok := sasExpiryCheck(cfg.ConnectionString.Reveal(), "servicebus", "servicebus.connection_string", w.o.Now()); ok {
+		w.add(r)
+		if r.Status == Fail {
+			return
+		}
+	}
 	if !w.reach(ctx, ep) {
 		return
 	}
@@ -351,4 +357,43 @@ func serviceBusEndpoint(sb config.ServiceBus) (endpoint, error) {
 		ep.port = p // a test namespace on a port of its own
 	}
 	return ep, nil
+}
+
+// sasWarnBefore is how long before a connection string's signature expires doctor warns.
+const sasWarnBefore = 14 * 24 * time.Hour
+
+// sasExpiryCheck reads the expiry (se=) of a connection string's SharedAccessSignature, which
+// Service Bus refuses once past, so that shop IT hears of it before the orders stop: FAIL when
+// expired, WARN within sasWarnBefore, PASS otherwise; false when the string has no signature
+// (a key, which does not expire) or none can be read.
+func sasExpiryCheck(cs, name, key string, now time.Time) (Result, bool) {
+	var sas string
+	for _, part := range strings.Split(cs, ";") {
+		if name, value, ok := strings.Cut(part, "="); ok && strings.EqualFold(strings.TrimSpace(name), "SharedAccessSignature") {
+			sas = value
+		}
+	}
+	var expiry int64 = -1
+	for _, f := range strings.Split(strings.TrimPrefix(sas, "SharedAccessSignature "), "&") {
+		if v, ok := strings.CutPrefix(f, "se="); ok {
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > 0 {
+				expiry = n
+			}
+		}
+	}
+	if expiry < 0 {
+		return Result{}, false
+	}
+	at := time.Unix(expiry, 0)
+	check := name + " signature"
+	switch left := at.Sub(now); {
+	case left <= 0:
+		return fail("wan", check, "the connection string's SharedAccessSignature expired on "+at.UTC().Format(time.RFC3339)+": Service Bus refuses it, and no order arrives",
+			"ask the vendor for a new connection string and put it in "+key), true
+	case left < sasWarnBefore:
+		return warn("wan", check, fmt.Sprintf("the connection string's SharedAccessSignature expires on %s, in %d days", at.UTC().Format(time.RFC3339), int(left.Hours()/24)),
+			"ask the vendor for a new connection string before then, and put it in "+key), true
+	default:
+		return pass("wan", check, "the connection string's SharedAccessSignature is valid until "+at.UTC().Format(time.RFC3339)), true
+	}
 }
