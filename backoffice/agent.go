@@ -178,7 +178,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		sched = s
 	}
-	if len(a.targets()) == 0 && !a.importOn() {
+	if !a.Configured() {
 		a.log.Info("backoffice: no order export or stock import configured", slog.String("mode", a.mode()))
 		return nil
 	}
@@ -289,6 +289,10 @@ func (a *Agent) RunOnce(ctx context.Context) error {
 	a.finishRun(ctx, err, true)
 	return err
 }
+
+// Configured reports whether the exchange has anything to do in the current mode: an export
+// target or the stock import. Without, Run returns at once and no run ever ends.
+func (a *Agent) Configured() bool { return len(a.targets()) > 0 || a.importOn() }
 
 // Status is what the status page shows of the exchange with the back office.
 type Status struct {

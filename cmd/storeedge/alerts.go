@@ -33,7 +33,7 @@ type alertSources struct {
 	devices    *devices.Manager
 	media      *media.Fetcher
 	backups    *backup.Scheduler // nil without scheduled backups
-	backOffice *backoffice.Agent // nil without a back office
+	backOffice *backoffice.Agent // nil without a back office; one with nothing configured says nothing
 }
 
 // newAlerts builds the alert rules and, when smtp.host is set, their mailer.
@@ -99,7 +99,7 @@ func (s alertSources) facts(dataDir string) func(context.Context) (alerts.Facts,
 			f.Backup = &alerts.Backup{Dir: b.Dir, Unknown: !b.Ran, Failures: b.Failures, FailingSince: b.FailingSince,
 				LastError: b.LastError, LastSuccess: b.LastSuccess, LastFile: b.LastFile}
 		}
-		if s.backOffice != nil {
+		if s.backOffice != nil && s.backOffice.Configured() {
 			b := s.backOffice.Status()
 			// Before its first run's end the agent has not counted anything: Targets is empty then,
 			// and stays so only with nothing to exchange, when nothing is ever refused.

@@ -148,6 +148,13 @@ func TestAlertFactsOfBackupsAndBackOffice(t *testing.T) {
 	if b := f.BackOffice; b == nil || b.Refused != 1 || b.LastError != "" {
 		t.Errorf("back office: %+v", b)
 	}
+
+	// A back office with nothing configured never runs: it says nothing, so that an alert that
+	// opened while it was configured resolves.
+	idle := backoffice.New(backoffice.Options{DB: db, Config: config.Default().BackOffice, Shop: cfg.Shop, Logger: log})
+	if f, err := (alertSources{db: db, devices: dm, backOffice: idle}).facts(dir)(ctx); err != nil || f.BackOffice != nil {
+		t.Errorf("back office with nothing configured: %+v (%v)", f.BackOffice, err)
+	}
 }
 
 // media_quota_full is a fact only while the media service fetches: items left waiting for room

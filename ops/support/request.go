@@ -210,9 +210,12 @@ func decodeClaims(raw []byte) (Request, error) {
 // jsonProblem says what is wrong with a payload without quoting more than a field name.
 func jsonProblem(err error) string {
 	var te *json.UnmarshalTypeError
+	var ke *strictjson.KeyError
 	switch {
 	case errors.As(err, &te):
 		return fmt.Sprintf("field %s has the wrong type (want %s)", shown(te.Field), te.Type)
+	case errors.As(err, &ke) && !ke.Duplicate:
+		return "unknown field " + shown(ke.Key)
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		return "unknown field " + shown(strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`))
 	case strings.Contains(err.Error(), "parsing time"):

@@ -156,9 +156,10 @@ func (s *Syncer) Run(ctx context.Context) error {
 				retryAfter = s.maxB
 			}
 			wait = b.Next(retryAfter)
-			if s.synced.Load() > 0 && retryAfter == 0 {
+			if s.synced.Load() > 0 && retryAfter == 0 && s.pages.Load() == before {
 				// Other collections synced: they keep their poll while the failing one's
-				// delay grows up to it.
+				// delay grows up to it. Not when the failing pass read pages before it failed
+				// (a second 410, a circle found late): each retry would read them again.
 				wait = min(wait, s.poll)
 			}
 			s.logRepeated(slog.LevelWarn, "feed: sync failed, will retry", err, slog.Duration("retry_in", wait), slog.Int("attempt", b.Attempts()))

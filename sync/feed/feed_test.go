@@ -595,13 +595,54 @@ func TestBrokenFeedAnswersDoNotLoop(t *testing.T) {
 
 // One collection whose feed keeps failing does not hold the others back: they are synced again
 // at the poll interval, and the failing one is not asked at once again and again (the empty
-// pages of caught-up collections are no progress).
+// pages of caught-up collections are no progress). A failing collection that reads pages before
+// it fails backs off beyond the poll: each retry would read them again.
 func TestOneFailingCollectionKeepsThePollForTheOthers(t *testing.T) {
+	for _, readsFirst := range []bool{false, true} {
+		t.Run(fmt.Sprintf("reads pages first %v", readsFirst), func(t *testing.T) {
+			waits := failingPrices(t, readsFirst)
+			if !readsFirst {
+				for i, d := range waits {
+					if d > failingPoll {
+						t.Errorf("wait %d of %v: the collections that sync wait longer than the poll (%v)", i, waits, failingPoll)
+					}
+				}
+				if waits[7] != failingPoll {
+					t.Errorf("waits %v: the failing collection is asked again sooner than the poll for ever", waits)
+				}
+			} else if waits[7] <= failingPoll {
+				t.Errorf("waits %v: a collection that reads pages before it fails is read again at every poll", waits)
+			}
+		})
+	}
+}
+
+const failingPoll = 50 * time.Millisecond
+
+// failingPrices runs a syncer whose prices feed fails at every pass, while the other collections
+// are caught up, and returns its first 8 waits: with a page count that does not match, or, when
+// readsFirst, with a 410 to the snapshot it sent after a page of it was applied.
+func failingPrices(t *testing.T, readsFirst bool) []time.Duration {
 	ctx := context.Background()
+	var rev atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		if strings.HasSuffix(r.URL.Path, "/"+cloudapi.Prices) {
-			w.Write([]byte(`{"end":{"cursor":"c-stuck","count":3,"more":false,"remaining":0}}` + "\n")) // count mismatch
+			if !readsFirst {
+				w.Write([]byte(`{"end":{"cursor":"c-stuck","count":3,"more":false,"remaining":0}}` + "\n")) // count mismatch
+				return
+			}
+			// A snapshot page from the empty cursor, and 410 to its cursor: the syncer
+			// reads the snapshot again, and fails the pass at the second 410.
+			if r.URL.Query().Get("cursor") != "" {
+				w.Header().Set("Content-Type", "application/problem+json")
+				w.WriteHeader(http.StatusGone)
+				w.Write([]byte(`{"type":"about:blank","title":"Gone","status":410}`))
+				return
+			}
+			n := rev.Add(1)
+			fmt.Fprintf(w, `{"collection":"prices","id":"P1","op":"upsert","rev":%d,"doc":{"product_id":"P1","currency":"EUR","amount":100}}`+"\n"+
+				`{"end":{"cursor":"s%d","count":1,"more":true,"remaining":1}}`+"\n", n, n)
 			return
 		}
 		w.Write([]byte(`{"end":{"cursor":"c1","count":0,"more":false,"remaining":0}}` + "\n"))
@@ -613,8 +654,7 @@ func TestOneFailingCollectionKeepsThePollForTheOthers(t *testing.T) {
 	}
 	defer db.Close()
 	client, _ := cloud.New(srv.URL, "k", srv.Client(), "test")
-	const poll = 50 * time.Millisecond
-	s := New(Options{DB: db, Client: client, PollInterval: poll, MinBackoff: 10 * time.Millisecond, MaxBackoff: time.Second})
+	s := New(Options{DB: db, Client: client, PollInterval: failingPoll, MinBackoff: 10 * time.Millisecond, MaxBackoff: time.Second})
 	var waits []time.Duration
 	runCtx, stop := context.WithCancel(ctx)
 	s.sleep = func(_ context.Context, d time.Duration, _ <-chan struct{}) error {
@@ -627,12 +667,5 @@ func TestOneFailingCollectionKeepsThePollForTheOthers(t *testing.T) {
 	if err := s.Run(runCtx); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run: %v", err)
 	}
-	for i, d := range waits {
-		if d > poll {
-			t.Errorf("wait %d of %v: the collections that sync wait longer than the poll (%v)", i, waits, poll)
-		}
-	}
-	if waits[7] != poll {
-		t.Errorf("waits %v: the failing collection is asked again sooner than the poll for ever", waits)
-	}
+	return waits
 }

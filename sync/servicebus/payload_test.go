@@ -1,6 +1,9 @@
 package servicebus
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"strconv"
 	"strings"
@@ -146,6 +149,8 @@ func TestDecodeReasonIsShort(t *testing.T) {
 // redelivery recognised rather than dead-lettered for want of an id; a body the sender encoded as
 // an AMQP value is refused by name.
 func TestMessageIDAndBodyOfAnyAMQPType(t *testing.T) {
+	long := bytes.Repeat([]byte{0xab}, 200) // named by its hash, not written out
+	longSum := sha256.Sum256(long)
 	withID := func(id any) *azservicebus.ReceivedMessage {
 		return &azservicebus.ReceivedMessage{RawAMQPMessage: &azservicebus.AMQPAnnotatedMessage{
 			Properties: &azservicebus.AMQPAnnotatedMessageProperties{MessageID: id}}}
@@ -158,6 +163,7 @@ func TestMessageIDAndBodyOfAnyAMQPType(t *testing.T) {
 		{withID("m-2"), "m-2"},
 		{withID(uint64(42)), "ulong:42"},
 		{withID([]byte{0xde, 0xad}), "binary:dead"},
+		{withID(long), "binary-sha256:" + hex.EncodeToString(longSum[:])},
 		{withID(uuidText{"6ba7b810-9dad-11d1-80b4-00c04fd430c8"}), "uuid:6ba7b810-9dad-11d1-80b4-00c04fd430c8"},
 		{withID(nil), ""},
 		{&azservicebus.ReceivedMessage{}, ""},

@@ -2,6 +2,7 @@ package servicebus
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
 	"errors"
@@ -427,6 +428,10 @@ func conflictReason(messageID, orderID string, c *storage.ServiceBusConflict) (r
 // maxMessageIDBytes bounds a MessageId as text (Service Bus takes 128 characters).
 const maxMessageIDBytes = 300
 
+// maxBinaryIDBytes is the longest binary message-id written out whole; a longer one is named by
+// its SHA-256.
+const maxBinaryIDBytes = 128
+
 // messageID is the message's AMQP message-id as text: a string as it is; an id of another type
 // (the SDK gives only a string one) named by its type, so that it cannot be taken for a string
 // id: "ulong:42", "uuid:" and its usual form, "binary:" and its bytes in hexadecimal. "" when the
@@ -440,7 +445,12 @@ func messageID(m *azservicebus.ReceivedMessage) string {
 		case uint64:
 			id = "ulong:" + strconv.FormatUint(v, 10)
 		case []byte:
-			id = "binary:" + hex.EncodeToString(v)
+			if len(v) > maxBinaryIDBytes {
+				sum := sha256.Sum256(v)
+				id = "binary-sha256:" + hex.EncodeToString(sum[:])
+			} else {
+				id = "binary:" + hex.EncodeToString(v)
+			}
 		case fmt.Stringer: // go-amqp's UUID
 			id = "uuid:" + v.String()
 		}
