@@ -70,6 +70,11 @@ func TestPackagesInstallAndRun(t *testing.T) {
 	if err != nil || !strings.Contains(string(unit), "Type=notify") || !strings.Contains(string(unit), "WatchdogSec=") || !strings.Contains(string(unit), "CAP_NET_BIND_SERVICE") {
 		t.Errorf("installed unit: %v\n%s", err, unit)
 	}
+	// A configuration mistake (exit status 2, as storeedge exits on one) stops the unit as
+	// failed instead of restarting it every 2 s for ever.
+	if !strings.Contains(string(unit), "\nRestartPreventExitStatus=2\n") {
+		t.Errorf("installed unit restarts on a configuration error:\n%s", unit)
+	}
 	// The service takes every setting from its configuration file and storeedge.env: a
 	// STOREEDGE_ variable in the unit would beat the file (data_dir moved to a larger disk, say).
 	for _, line := range strings.Split(string(unit), "\n") {
