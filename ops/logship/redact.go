@@ -95,7 +95,8 @@ func zeroStart(s string) bool {
 }
 
 // jsonGuard is the guard of the JSON member rules.
-var jsonGuard = anyOf("token", "pass", "pwd", "secret", "key", "pairing", "code", "email", "phone", "note", "customer", "cookie", "address", "authorization", "connection")
+var jsonGuard = anyOf("token", "pass", "pwd", "secret", "key", "pairing", "code", "mail", "phone", "note", "customer", "cookie", "address", "authorization", "connection",
+	"name", "mobile", "tel")
 
 // rules are applied in order: the wider forms first, so that a token inside them is not half
 // redacted by a narrower one.
@@ -118,14 +119,23 @@ var rules = []rule{
 	{anyOf("customer"), regexp.MustCompile(`(?i)"customer"(\s*:\s*)\{(?:[^{}]|\{[^{}]*(?:\}|$))*(?:\}|$)`), `"customer"${1}"` + Redaction + `"`, ""},
 	{anyOf("customer"), regexp.MustCompile(`(?i)\\"customer\\"(\s*:\s*)\{(?:[^{}]|\{[^{}]*(?:\}|$))*(?:\}|$)`), `\"customer\"${1}\"` + Redaction + `\"`, ""},
 	{jsonGuard, regexp.MustCompile(`(?i)"(` + jsonKeys + `)"(\s*:\s*)"(?:[^"\\]|\\.)*"`), `"${1}"${2}"` + Redaction + `"`, ""},
+	// The same as other systems print a structure: single quotes (Python), and a number where
+	// a telephone number was stored as one.
+	{anyOf("customer"), regexp.MustCompile(`(?i)'customer'(\s*:\s*)\{(?:[^{}]|\{[^{}]*(?:\}|$))*(?:\}|$)`), `'customer'${1}'` + Redaction + `'`, ""},
+	{jsonGuard, regexp.MustCompile(`(?i)'(` + jsonKeys + `)'(\s*:\s*)'(?:[^'\\]|\\.)*'`), `'${1}'${2}'` + Redaction + `'`, ""},
+	{jsonGuard, regexp.MustCompile(`(?i)"(` + personalKeys + `)"(\s*:\s*)\d+`), `"${1}"${2}"` + Redaction + `"`, ""},
+	// key=value text of a person's data, as a log line of another system gives it.
+	{jsonGuard, regexp.MustCompile(`(?i)\b(` + personalKeys + `)(\s*[:=]\s*)("[^"]*"|'[^']*'|[^\s,;&"'}\]]+)`), "${1}${2}" + Redaction, ""},
 	{jsonGuard, regexp.MustCompile(`(?i)\\"(` + jsonKeys + `)\\"(\s*:\s*)\\"(?:[^"\\]|\\[^"])*\\"`), `\"${1}\"${2}\"` + Redaction + `\"`, ""},
 	// The same in XML and in Go's %+v of an order.
 	{anyOf("customer"), regexp.MustCompile(`(?is)<customer(?:\s[^>]*)?>.*?(?:</customer>|$)`), "<customer>" + Redaction + "</customer>", ""},
 	{anyOf("customer"), regexp.MustCompile(`(?s)\bCustomer:&?\{[^{}]*(?:\}|$)`), "Customer:" + Redaction, ""},
 	// E-mail addresses.
 	{anyOf("@"), regexp.MustCompile(`[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}`), Redaction, Redaction + "@"},
-	// Telephone numbers: international (+33 6 12 34 56 78) and national (06 12 34 56 78).
+	// Telephone numbers: international (+33 6 12 34 56 78, 0033 6 12 34 56 78) and national
+	// (06 12 34 56 78).
 	{anyOf("+"), regexp.MustCompile(`\+\d[\d\s().-]{6,}\d`), Redaction, ""},
+	{anyOf("00"), regexp.MustCompile(`\b00[1-9]\d?[\s.-]?\d[\d\s().-]{5,}\d`), Redaction, ""},
 	{zeroStart, regexp.MustCompile(`\b0\d(?:[\s.-]?\d\d){4}\b`), Redaction, ""},
 	// Pairing codes as storeedge makes them: 1234-5678.
 	{around('-', isDigit, isDigit), regexp.MustCompile(`\b\d{4}-\d{4}\b`), Redaction, ""},
@@ -143,8 +153,12 @@ func (ru rule) replace(s string) string {
 	})
 }
 
+// personalKeys are the names, in any case and with or without "_" ("customerName",
+// "first_name", "mobilePhone"), of a person's data as other systems (an ERP's answer) name it.
+const personalKeys = `customer_?(?:name|email|phone|mobile)|(?:first|last|full|given|family|sur)_?name|surname|[a-z0-9_]*(?:phone|mobile|email)[a-z0-9_]*|tel|telephone|e_?mail`
+
 // jsonKeys are the JSON member names whose string values are redacted in text.
-const jsonKeys = `[a-z0-9_-]*(?:token|password|passwd|secret|api_?key)|pwd|cookie|connection_string|authorization|store_key|pairing_code|code|email|phone|note|address|customer|customer_name|customer_email|customer_phone`
+const jsonKeys = `[a-z0-9_-]*(?:token|password|passwd|secret|api_?key)|pwd|cookie|connection_string|authorization|store_key|pairing_code|code|note|address|customer|` + personalKeys
 
 // Text returns s with every configured secret and every pattern of rules redacted.
 func (r *Redactor) Text(s string) string {
@@ -163,6 +177,9 @@ func (r *Redactor) Text(s string) string {
 	return s
 }
 
+// personalKey matches an attribute name, lower-cased, that holds a person's data.
+var personalKey = regexp.MustCompile(`^(?:` + personalKeys + `)$`)
+
 // sensitiveKeys are attribute names (the last part of a dotted key, any case) whose values are
 // redacted whole, whatever they look like.
 var sensitiveKeys = map[string]bool{
@@ -180,7 +197,7 @@ var sensitiveKeys = map[string]bool{
 func sensitiveKey(key string) bool {
 	key = strings.ToLower(key)
 	last := key[strings.LastIndexByte(key, '.')+1:]
-	if sensitiveKeys[last] {
+	if sensitiveKeys[last] || personalKey.MatchString(last) {
 		return true
 	}
 	for _, s := range []string{"token", "secret", "password", "api_key", "apikey"} {

@@ -77,6 +77,16 @@ func TestTextRedactsPatterns(t *testing.T) {
 		{`{"customer":"Jean Dupont","pwd":"hunter2x","cookie":"s=1","address":"12 rue X","refresh_token":"RT"}`,
 			`{"customer":"xxxxx","pwd":"xxxxx","cookie":"xxxxx","address":"xxxxx","refresh_token":"xxxxx"}`},
 		{"2 tokens=5 left", "2 tokens=5 left"},
+		// A person's data as other systems name it: camelCase, first and last names, single
+		// quotes, key=value text, a number, and the 00 international prefix.
+		{`HTTP 400: {"customerName":"Jean Dupont","first_name":"Jean","lastName":"Dupont","mobile":"612345678","Phone": 612345678}`,
+			`HTTP 400: {"customerName":"xxxxx","first_name":"xxxxx","lastName":"xxxxx","mobile":"xxxxx","Phone": "xxxxx"}`},
+		{`{'customer': {'name': 'Jean Dupont', 'tel': '06 12'}, 'total': 4}`, `{'customer': 'xxxxx', 'total': 4}`},
+		{`{'email': 'jean@x.fr', 'mobilePhone': '612345678'}`, `{'email': 'xxxxx', 'mobilePhone': 'xxxxx'}`},
+		{`refused: customerName=Jean email="jean dupont" tel=612345678`, `refused: customerName=xxxxx email=xxxxx tel=xxxxx`},
+		{"call 0033 6 12 34 56 78 now", "call xxxxx now"},
+		// What is not a person's data stays.
+		{`listen address: 0.0.0.0:80, product name=Green tea, 1000 rows`, `listen address: 0.0.0.0:80, product name=Green tea, 1000 rows`},
 	} {
 		if got := r.Text(tc.in); got != tc.want {
 			t.Errorf("Text(%q)\n got %q\nwant %q", tc.in, got, tc.want)
@@ -89,6 +99,8 @@ func TestSensitiveKeys(t *testing.T) {
 		"token": true, "Authorization": true, "device_token": true, "webhook_secret": true, "customer.name": true,
 		"order.customer.phone": true, "email": true, "note": true, "pairing_code": true, "x.api_key": true,
 		"name": false, "order_id": false, "key": false, "error": false, "customers_online": false, "answer": false,
+		"customerName": true, "first_name": true, "lastname": true, "mobile": true, "mobilePhone": true, "tel": true,
+		"product_name": false, "hostname": false,
 	} {
 		if got := sensitiveKey(key); got != want {
 			t.Errorf("sensitiveKey(%q) = %v, want %v", key, got, want)

@@ -133,6 +133,10 @@ func Open(o Options) (*Shipper, error) {
 	sp.notice = func(dropped uint64) []byte {
 		return encodeLine(nil, dropNotice(dropped, "the disk buffer was full (logs.ship.buffer_mb)"), o.Meta, r)
 	}
+	if err := sp.noticeOpenDrops(); err != nil {
+		sp.close()
+		return nil, err
+	}
 	s.batchLimit.Store(int64(o.BatchSize))
 	go s.write()
 	return s, nil
@@ -301,7 +305,7 @@ func (s *Shipper) flush(ctx context.Context, b *backoff.Backoff) (time.Duration,
 		case tooLarge:
 			if len(recs) == 1 {
 				s.spool.commit(end)
-				s.rejected.Add(1)
+				s.succeed(answer{outcome: rejected, detail: a.detail}, 1)
 				continue
 			}
 			s.spool.release()

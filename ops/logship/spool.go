@@ -167,7 +167,7 @@ func removeFile(path string) error {
 	return nil
 }
 
-// appendLines adds n records, each a JSON object ending in '\n', and drops the oldest if the
+// appendLines adds n records (n is what lines holds), each a JSON object ending in '\n', and drops the oldest if the
 // buffer goes over its size. If that drops records, it appends the record notice(dropped)
 // after them at once, so that no reader sees the buffer without it. It returns how many
 // records were dropped.
@@ -177,13 +177,42 @@ func (s *spool) appendLines(lines []byte, n uint64) (dropped uint64, err error) 
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, err := s.appendLocked(lines, n); err != nil {
-		return 0, err
-	}
 	before := s.dropped
-	s.enforceLocked()
+	// In pieces that fit a segment each: a burst larger than a segment written whole into one
+	// would make the buffer drop that segment, the records just written with it, rather than
+	// the oldest an eighth at a time.
+	for len(lines) > 0 {
+		room := s.segBytes
+		if k := len(s.segs); k > 0 && s.segs[k-1].size < s.segBytes && s.segs[k-1].end() == s.next {
+			room -= s.segs[k-1].size // activeLocked appends to that segment
+		}
+		cut, count := 0, uint64(0)
+		for cut < len(lines) {
+			end := cut + bytes.IndexByte(lines[cut:], '\n') + 1
+			if end <= cut {
+				end = len(lines) // no newline: the rest is one record
+			}
+			if count > 0 && int64(end) > room {
+				break
+			}
+			cut, count = end, count+1
+		}
+		if _, err := s.appendLocked(lines[:cut], count); err != nil {
+			return s.dropped - before, err
+		}
+		s.enforceLocked()
+		lines = lines[cut:]
+	}
 	dropped = s.dropped - before
 	return dropped, s.noticeLocked(dropped)
+}
+
+// noticeOpenDrops appends the notice of the records dropped when the buffer was opened (a
+// smaller buffer_mb than the records a previous run left), once the notice is known.
+func (s *spool) noticeOpenDrops() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.noticeLocked(s.dropped)
 }
 
 // noticeLocked appends the record that says dropped records were dropped, if there is one.

@@ -87,8 +87,11 @@ func TestSpoolDropDuringSend(t *testing.T) {
 			t.Fatal(err)
 		}
 		one := lines(0, 1)
-		perSeg := uint64(minSegment/len(one)) + 1
-		s.appendLines(lines(0, int(perSeg)), perSeg)
+		// Fill the first segment, and start the second.
+		for len(s.segs) < 2 {
+			s.appendLines(one, 1)
+		}
+		perSeg := s.segs[0].n
 		recs, end, _, _ := s.read(10, 1<<20)
 		for s.stats().Dropped == 0 && s.orphaned == 0 {
 			s.appendLines(one, 1)
@@ -107,5 +110,60 @@ func TestSpoolDropDuringSend(t *testing.T) {
 			t.Errorf("delivered %v: %d counted dropped, want %d", delivered, st.Dropped, want)
 		}
 		s.close()
+	}
+}
+
+// A burst of records larger than the buffer keeps its newest records: the buffer drops the
+// oldest, an eighth at a time, not the segment the burst was written to.
+func TestSpoolBurstKeepsTheNewest(t *testing.T) {
+	const max = 1 << 20
+	s, err := openSpool(t.TempDir(), max)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	if _, err := s.appendLines(lines(0, 100), 100); err != nil {
+		t.Fatal(err)
+	}
+	burst := 2 * max / len(lines(0, 1))
+	dropped, err := s.appendLines(lines(100, burst), uint64(burst))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := s.stats()
+	if st.Bytes > max || st.Records < uint64(burst)/3 || dropped+st.Records != uint64(100+burst) {
+		t.Fatalf("after a burst of %d records: %d kept in %d bytes, %d dropped", burst, st.Records, st.Bytes, dropped)
+	}
+	got := readAll(t, s)
+	if last := got[len(got)-1]; !strings.HasSuffix(last, fmt.Sprintf(`{"message":"r%d"}`, 100+burst-1)) {
+		t.Errorf("the newest record kept is %s, want the burst's last", last)
+	}
+}
+
+// Records dropped when the buffer is opened smaller than what a previous run left are told to
+// the intake by the notice, as records dropped while running are.
+func TestSpoolDropsAtOpenAreNoticed(t *testing.T) {
+	dir := t.TempDir()
+	s, err := openSpool(dir, 8*minSegment)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 6 * minSegment / len(lines(0, 1))
+	if _, err := s.appendLines(lines(0, n), uint64(n)); err != nil {
+		t.Fatal(err)
+	}
+	s.close()
+	s, err = openSpool(dir, 2*minSegment)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	s.notice = func(dropped uint64) []byte { return []byte(fmt.Sprintf(`{"message":"dropped %d"}`+"\n", dropped)) }
+	if err := s.noticeOpenDrops(); err != nil {
+		t.Fatal(err)
+	}
+	got := readAll(t, s)
+	if st := s.stats(); st.Dropped == 0 || !strings.HasSuffix(got[len(got)-1], fmt.Sprintf(`{"message":"dropped %d"}`, st.Dropped)) {
+		t.Errorf("dropped %d at open; the buffer ends with %s", st.Dropped, got[len(got)-1])
 	}
 }
