@@ -141,7 +141,8 @@ func (s *Syncer) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if s.pages.Load() != before && !errors.Is(err, errPage) {
+		progressed := s.pages.Load() != before
+		if progressed && !errors.Is(err, errPage) {
 			// A flaky WAN that still brings changes is retried promptly; the delay only grows
 			// while nothing gets through, or while the cloud breaks the feed's contract.
 			b.Reset()
@@ -155,12 +156,15 @@ func (s *Syncer) Run(ctx context.Context) error {
 			if errors.Is(err, cloud.ErrUnauthorized) {
 				retryAfter = s.maxB
 			}
-			wait = b.Next(retryAfter)
-			if s.synced.Load() > 0 && retryAfter == 0 && s.pages.Load() == before {
-				// Other collections synced: they keep their poll while the failing one's
-				// delay grows up to it. Not when the failing pass read pages before it failed
-				// (a second 410, a circle found late): each retry would read them again.
-				wait = min(wait, s.poll)
+			if s.synced.Load() > 0 && !progressed {
+				// Other collections synced: the failing one's delay grows up to their poll,
+				// not beyond, so that they stay fresh; a Retry-After is waited out as given,
+				// not lengthened by that growth. Not when the failing pass read pages before
+				// it failed (a second 410, a circle found late): each retry would read them
+				// again, so that backs off to its end.
+				wait = max(min(b.Next(0), s.poll), retryAfter)
+			} else {
+				wait = b.Next(retryAfter)
 			}
 			s.logRepeated(slog.LevelWarn, "feed: sync failed, will retry", err, slog.Duration("retry_in", wait), slog.Int("attempt", b.Attempts()))
 		} else {

@@ -595,13 +595,15 @@ func TestBrokenFeedAnswersDoNotLoop(t *testing.T) {
 
 // One collection whose feed keeps failing does not hold the others back: they are synced again
 // at the poll interval, and the failing one is not asked at once again and again (the empty
-// pages of caught-up collections are no progress). A failing collection that reads pages before
-// it fails backs off beyond the poll: each retry would read them again.
+// pages of caught-up collections are no progress). Its Retry-After is waited out as given, not
+// lengthened by the backoff's growth. A failing collection that reads pages before it fails
+// backs off beyond the poll: each retry would read them again.
 func TestOneFailingCollectionKeepsThePollForTheOthers(t *testing.T) {
-	for _, readsFirst := range []bool{false, true} {
-		t.Run(fmt.Sprintf("reads pages first %v", readsFirst), func(t *testing.T) {
-			waits := failingPrices(t, readsFirst)
-			if !readsFirst {
+	for _, mode := range []string{"count mismatch", "retry after", "410 after a page"} {
+		t.Run(mode, func(t *testing.T) {
+			waits := failingPrices(t, mode)
+			switch mode {
+			case "count mismatch":
 				for i, d := range waits {
 					if d > failingPoll {
 						t.Errorf("wait %d of %v: the collections that sync wait longer than the poll (%v)", i, waits, failingPoll)
@@ -610,8 +612,16 @@ func TestOneFailingCollectionKeepsThePollForTheOthers(t *testing.T) {
 				if waits[7] != failingPoll {
 					t.Errorf("waits %v: the failing collection is asked again sooner than the poll for ever", waits)
 				}
-			} else if waits[7] <= failingPoll {
-				t.Errorf("waits %v: a collection that reads pages before it fails is read again at every poll", waits)
+			case "retry after":
+				for i, d := range waits {
+					if d != 2*time.Second {
+						t.Errorf("wait %d of %v: want the Retry-After, 2s", i, waits)
+					}
+				}
+			default:
+				if waits[7] <= failingPoll {
+					t.Errorf("waits %v: a collection that reads pages before it fails is read again at every poll", waits)
+				}
 			}
 		})
 	}
@@ -619,17 +629,24 @@ func TestOneFailingCollectionKeepsThePollForTheOthers(t *testing.T) {
 
 const failingPoll = 50 * time.Millisecond
 
-// failingPrices runs a syncer whose prices feed fails at every pass, while the other collections
-// are caught up, and returns its first 8 waits: with a page count that does not match, or, when
-// readsFirst, with a 410 to the snapshot it sent after a page of it was applied.
-func failingPrices(t *testing.T, readsFirst bool) []time.Duration {
+// failingPrices runs a syncer whose prices feed fails at every pass as mode says, while the other
+// collections are caught up, and returns its first 8 waits: a page count that does not match,
+// 429 with Retry-After 2, or a 410 to the snapshot it sent after a page of it was applied.
+func failingPrices(t *testing.T, mode string) []time.Duration {
 	ctx := context.Background()
 	var rev atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		if strings.HasSuffix(r.URL.Path, "/"+cloudapi.Prices) {
-			if !readsFirst {
-				w.Write([]byte(`{"end":{"cursor":"c-stuck","count":3,"more":false,"remaining":0}}` + "\n")) // count mismatch
+			switch mode {
+			case "count mismatch":
+				w.Write([]byte(`{"end":{"cursor":"c-stuck","count":3,"more":false,"remaining":0}}` + "\n"))
+				return
+			case "retry after":
+				w.Header().Set("Content-Type", "application/problem+json")
+				w.Header().Set("Retry-After", "2")
+				w.WriteHeader(http.StatusTooManyRequests)
+				w.Write([]byte(`{"type":"about:blank","title":"Too Many Requests","status":429}`))
 				return
 			}
 			// A snapshot page from the empty cursor, and 410 to its cursor: the syncer
@@ -654,7 +671,7 @@ func failingPrices(t *testing.T, readsFirst bool) []time.Duration {
 	}
 	defer db.Close()
 	client, _ := cloud.New(srv.URL, "k", srv.Client(), "test")
-	s := New(Options{DB: db, Client: client, PollInterval: failingPoll, MinBackoff: 10 * time.Millisecond, MaxBackoff: time.Second})
+	s := New(Options{DB: db, Client: client, PollInterval: failingPoll, MinBackoff: 500 * time.Millisecond, MaxBackoff: 10 * time.Second})
 	var waits []time.Duration
 	runCtx, stop := context.WithCancel(ctx)
 	s.sleep = func(_ context.Context, d time.Duration, _ <-chan struct{}) error {
