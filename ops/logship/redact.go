@@ -96,7 +96,10 @@ func zeroStart(s string) bool {
 
 // jsonGuard is the guard of the JSON member rules.
 var jsonGuard = anyOf("token", "pass", "pwd", "secret", "key", "pairing", "code", "mail", "phone", "note", "customer", "cookie", "address", "authorization", "connection",
-	"name", "mobile", "tel")
+	"first", "last", "full", "given", "family", "surname", "mobile", "tel\"", "tel'", "tel=", "tel:")
+
+// personalGuard is the guard of the rules of personalKeys alone.
+var personalGuard = anyOf("customer", "first", "last", "full", "given", "family", "surname", "phone", "mobile", "mail", "tel\"", "tel'", "tel=", "tel:", "tel ")
 
 // rules are applied in order: the wider forms first, so that a token inside them is not half
 // redacted by a narrower one.
@@ -123,9 +126,10 @@ var rules = []rule{
 	// a telephone number was stored as one.
 	{anyOf("customer"), regexp.MustCompile(`(?i)'customer'(\s*:\s*)\{(?:[^{}]|\{[^{}]*(?:\}|$))*(?:\}|$)`), `'customer'${1}'` + Redaction + `'`, ""},
 	{jsonGuard, regexp.MustCompile(`(?i)'(` + jsonKeys + `)'(\s*:\s*)'(?:[^'\\]|\\.)*'`), `'${1}'${2}'` + Redaction + `'`, ""},
-	{jsonGuard, regexp.MustCompile(`(?i)"(` + personalKeys + `)"(\s*:\s*)\d+`), `"${1}"${2}"` + Redaction + `"`, ""},
-	// key=value text of a person's data, as a log line of another system gives it.
-	{jsonGuard, regexp.MustCompile(`(?i)\b(` + personalKeys + `)(\s*[:=]\s*)("[^"]*"|'[^']*'|[^\s,;&"'}\]]+)`), "${1}${2}" + Redaction, ""},
+	{personalGuard, regexp.MustCompile(`(?i)"(` + personalKeys + `)"(\s*:\s*)\d+`), `"${1}"${2}"` + Redaction + `"`, ""},
+	// key=value text of a person's data, as a log line of another system gives it: the name a
+	// word of its own (not the end of "pos-mobile:8443" or "Headphones:").
+	{personalGuard, regexp.MustCompile(`(?i)(^|[\s,;{(\[])(` + personalKeys + `)(\s*[:=]\s*)("[^"]*"|'[^']*'|[^\s,;&"'}\]]+)`), "${1}${2}${3}" + Redaction, ""},
 	{jsonGuard, regexp.MustCompile(`(?i)\\"(` + jsonKeys + `)\\"(\s*:\s*)\\"(?:[^"\\]|\\[^"])*\\"`), `\"${1}\"${2}\"` + Redaction + `\"`, ""},
 	// The same in XML and in Go's %+v of an order.
 	{anyOf("customer"), regexp.MustCompile(`(?is)<customer(?:\s[^>]*)?>.*?(?:</customer>|$)`), "<customer>" + Redaction + "</customer>", ""},
@@ -135,7 +139,7 @@ var rules = []rule{
 	// Telephone numbers: international (+33 6 12 34 56 78, 0033 6 12 34 56 78) and national
 	// (06 12 34 56 78).
 	{anyOf("+"), regexp.MustCompile(`\+\d[\d\s().-]{6,}\d`), Redaction, ""},
-	{anyOf("00"), regexp.MustCompile(`\b00[1-9]\d?[\s.-]?\d[\d\s().-]{5,}\d`), Redaction, ""},
+	{anyOf("00"), regexp.MustCompile(`\b00[1-9]\d{0,2}(?:[\s.-]\d{1,4}){3,}\b`), Redaction, ""},
 	{zeroStart, regexp.MustCompile(`\b0\d(?:[\s.-]?\d\d){4}\b`), Redaction, ""},
 	// Pairing codes as storeedge makes them: 1234-5678.
 	{around('-', isDigit, isDigit), regexp.MustCompile(`\b\d{4}-\d{4}\b`), Redaction, ""},
@@ -155,7 +159,8 @@ func (ru rule) replace(s string) string {
 
 // personalKeys are the names, in any case and with or without "_" ("customerName",
 // "first_name", "mobilePhone"), of a person's data as other systems (an ERP's answer) name it.
-const personalKeys = `customer_?(?:name|email|phone|mobile)|(?:first|last|full|given|family|sur)_?name|surname|[a-z0-9_]*(?:phone|mobile|email)[a-z0-9_]*|tel|telephone|e_?mail`
+const personalKeys = `customer_?(?:name|email|phone|mobile)|(?:first|last|full|given|family)_?name|surname|` +
+	`(?:mobile_?|cell_?)?phone(?:_?number)?|mobile(?:_?number)?|tel|telephone|e_?mail(?:_?address)?`
 
 // jsonKeys are the JSON member names whose string values are redacted in text.
 const jsonKeys = `[a-z0-9_-]*(?:token|password|passwd|secret|api_?key)|pwd|cookie|connection_string|authorization|store_key|pairing_code|code|note|address|customer|` + personalKeys

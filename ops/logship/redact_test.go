@@ -87,6 +87,9 @@ func TestTextRedactsPatterns(t *testing.T) {
 		{"call 0033 6 12 34 56 78 now", "call xxxxx now"},
 		// What is not a person's data stays.
 		{`listen address: 0.0.0.0:80, product name=Green tea, 1000 rows`, `listen address: 0.0.0.0:80, product name=Green tea, 1000 rows`},
+		{`product Headphones: Sony WH-1000XM5, Smartphones: Apple, iPhone: 15 Pro`, `product Headphones: Sony WH-1000XM5, Smartphones: Apple, iPhone: 15 Pro`},
+		{`dial tcp pos-mobile:8443: connection refused`, `dial tcp pos-mobile:8443: connection refused`},
+		{`gtin=0033612345678 ean 00123456789012`, `gtin=0033612345678 ean 00123456789012`},
 	} {
 		if got := r.Text(tc.in); got != tc.want {
 			t.Errorf("Text(%q)\n got %q\nwant %q", tc.in, got, tc.want)
@@ -100,7 +103,8 @@ func TestSensitiveKeys(t *testing.T) {
 		"order.customer.phone": true, "email": true, "note": true, "pairing_code": true, "x.api_key": true,
 		"name": false, "order_id": false, "key": false, "error": false, "customers_online": false, "answer": false,
 		"customerName": true, "first_name": true, "lastname": true, "mobile": true, "mobilePhone": true, "tel": true,
-		"product_name": false, "hostname": false,
+		"product_name": false, "hostname": false, "headphones": false, "smartphone": false, "phone_model": false,
+		"mobile_app_version": false, "email_queue": false,
 	} {
 		if got := sensitiveKey(key); got != want {
 			t.Errorf("sensitiveKey(%q) = %v, want %v", key, got, want)

@@ -134,8 +134,8 @@ func Open(o Options) (*Shipper, error) {
 		return encodeLine(nil, dropNotice(dropped, "the disk buffer was full (logs.ship.buffer_mb)"), o.Meta, r)
 	}
 	if err := sp.noticeOpenDrops(); err != nil {
-		sp.close()
-		return nil, err
+		// The drops are counted in the status all the same; the next drop's notice says more.
+		o.Logger.Warn("logship: cannot write the notice of the records dropped at start", slog.Any("error", err))
 	}
 	s.batchLimit.Store(int64(o.BatchSize))
 	go s.write()

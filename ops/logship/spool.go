@@ -175,6 +175,9 @@ func (s *spool) appendLines(lines []byte, n uint64) (dropped uint64, err error) 
 	if n == 0 {
 		return 0, nil
 	}
+	if lines[len(lines)-1] != '\n' {
+		lines = append(lines[:len(lines):len(lines)], '\n') // every record ends its line
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	before := s.dropped

@@ -167,3 +167,17 @@ func TestSpoolDropsAtOpenAreNoticed(t *testing.T) {
 		t.Errorf("dropped %d at open; the buffer ends with %s", st.Dropped, got[len(got)-1])
 	}
 }
+
+// A record given without its newline still ends its line: the next one is a record of its own.
+func TestSpoolRecordWithoutNewline(t *testing.T) {
+	s, err := openSpool(t.TempDir(), 8*minSegment)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	s.appendLines([]byte(`{"message":"r0"}`), 1)
+	s.appendLines(lines(1, 1), 1)
+	if got := readAll(t, s); len(got) != 2 || !strings.HasSuffix(got[1], `{"message":"r1"}`) {
+		t.Fatalf("records %q", got)
+	}
+}
