@@ -84,6 +84,7 @@ func doctorOptions(cfg config.Config, dialer *wan.Dialer, configPath string, tim
 	}
 	if runtime.GOOS == "linux" {
 		o.ServiceUser = "storeedge" // the packages' system user
+		o.Sandbox = doctor.SystemdSandbox("storeedge")
 	}
 	if cfg.ServiceBus.Enabled {
 		o.ServiceBus = func(queue string) servicebus.Options { return serviceBusOptions(cfg, dialer, queue) }

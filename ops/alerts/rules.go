@@ -281,7 +281,8 @@ func backupFailed() rule {
 		name: RuleBackupFailed, title: "backup failed",
 		advice: "The log has each failure at level ERROR (\"backup: scheduled backup failed\"). Check that backup.dir is " +
 			"reachable (a network share mounted, its credentials valid) and has room, and that the service account may " +
-			"write to it. \"storeedge backup FILE\" takes one at once and says what fails. The next scheduled backup " +
+			"write to it (on Linux, the unit must open it: ReadWritePaths=); \"storeedge doctor\" checks each of these, and " +
+			"\"storeedge backup FILE\" takes one at once and says what fails. The next scheduled backup " +
 			"resolves the alert when it succeeds.",
 		check: func(f *Facts, now time.Time, open bool) condition {
 			b := f.Backup

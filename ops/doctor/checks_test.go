@@ -116,7 +116,7 @@ func TestDataDirNotWritableByTheService(t *testing.T) {
 	dir := t.TempDir()
 	os.Chmod(dir, 0o755) // root's, not nobody's
 	fi, _ := os.Stat(dir)
-	res, ok := checkServiceCanWrite(dir, fi, "nobody")
+	res, ok := checkServiceCanWrite("data_dir", dir, fi, "nobody")
 	if !ok || res.Status != Fail || !strings.Contains(res.Fix, "chown -R nobody") {
 		t.Fatalf("folder of root checked for nobody: %+v %v", res, ok)
 	}

@@ -34,7 +34,7 @@ func checkDataDir(ctx context.Context, o Options) []Result {
 		return []Result{fail("data", check, "is not a folder", "set data_dir to a folder")}
 	}
 	out := []Result{checkWritable(dir)}
-	if r, ok := checkServiceCanWrite(dir, fi, o.ServiceUser); ok {
+	if r, ok := checkServiceCanWrite("data_dir", dir, fi, o.ServiceUser); ok {
 		out = append(out, r)
 	}
 	if r, ok := checkDataDirPrivate(dir); ok {

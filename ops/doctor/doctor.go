@@ -30,6 +30,10 @@ type Options struct {
 	// ServiceUser is the account the service runs as (the Linux packages' "storeedge"); when
 	// doctor runs as root, the data folder must be writable by it. "" skips that check.
 	ServiceUser string
+	// Sandbox returns the folders the service may write to when its service manager confines it
+	// (the packages' systemd unit: ProtectSystem=strict), ok false when it does not or that is
+	// not known; nil skips the check.
+	Sandbox func() (writable []string, ok bool)
 	// Timeout bounds each WAN check; 0 means DefaultTimeout.
 	Timeout time.Duration
 	// Now is the clock the server's Date headers are compared with; nil means time.Now.
@@ -50,6 +54,7 @@ func Run(ctx context.Context, o Options) Report {
 	r.Version = o.Version
 	r.Results = append(r.Results, checkConfigFile(o.ConfigPath, o.Config, o.ServiceUser)...)
 	r.Results = append(r.Results, checkDataDir(ctx, o)...)
+	r.Results = append(r.Results, checkFolders(o)...)
 	r.Results = append(r.Results, checkPorts(o.Config)...)
 	r.Results = append(r.Results, checkInterfaces(o.Config)...)
 	r.Results = append(r.Results, checkWAN(ctx, o)...)

@@ -75,7 +75,7 @@ func accountIDs(account string) (uid int, gids []int, ok bool) {
 // 0750 (StateDirectoryMode) and the service writes under UMask 0027.
 func checkDataDirPrivate(dir string) (Result, bool) { return Result{}, false }
 
-func checkServiceCanWrite(dir string, fi os.FileInfo, account string) (Result, bool) {
+func checkServiceCanWrite(key, dir string, fi os.FileInfo, account string) (Result, bool) {
 	if os.Geteuid() != 0 || account == "" {
 		return Result{}, false
 	}
@@ -83,7 +83,7 @@ func checkServiceCanWrite(dir string, fi os.FileInfo, account string) (Result, b
 	if !ok {
 		return Result{}, false // no such account: the service runs as another (or as root)
 	}
-	check := "data_dir writable by " + account
+	check := key + " writable by " + account
 	if permittedTo(fi, uid, gids, 0o3) {
 		return pass("data", check, "the service account "+account+" can write there"), true
 	}

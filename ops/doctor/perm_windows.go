@@ -64,7 +64,7 @@ func checkDataDirPrivate(dir string) (Result, bool) {
 }
 
 // checkServiceCanWrite: the Windows service runs as LocalSystem, which may write anywhere.
-func checkServiceCanWrite(dir string, fi os.FileInfo, account string) (Result, bool) {
+func checkServiceCanWrite(key, dir string, fi os.FileInfo, account string) (Result, bool) {
 	return Result{}, false
 }
 

@@ -1,0 +1,52 @@
+package doctor
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/storeedge/storeedge/internal/config"
+)
+
+// The backup and back-office folders are checked as the service will use them: there, a folder,
+// and open to the service when its unit confines it; a folder the unit leaves read-only fails
+// with the drop-in that opens it.
+func TestFoldersOutsideDataDir(t *testing.T) {
+	root := t.TempDir()
+	backup, export, imports := filepath.Join(root, "backup"), filepath.Join(root, "erp", "orders"), filepath.Join(root, "stock.csv")
+	if err := os.MkdirAll(backup, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(imports, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := config.Default()
+	c.Backup.Dir, c.BackOffice.Export.Dir, c.BackOffice.Import.Dir = backup, export, imports
+	res := checkFolders(Options{Config: c, Sandbox: func() ([]string, bool) { return []string{"/var/lib/storeedge", backup}, true }})
+	want := map[string]Status{
+		"backup.dir open to the service":            Pass,
+		"backoffice.export.dir " + export:           Warn, // missing
+		"backoffice.export.dir open to the service": Fail,
+		"backoffice.import.dir " + imports:          Fail, // a file
+		"backoffice.import.dir open to the service": Fail,
+	}
+	got := map[string]Result{}
+	for _, r := range res {
+		got[r.Check] = r
+	}
+	for check, status := range want {
+		if r, ok := got[check]; !ok || r.Status != status {
+			t.Errorf("%s: %+v, want %s; all: %+v", check, r, status, res)
+		}
+	}
+	if fix := got["backoffice.export.dir open to the service"].Fix; !strings.Contains(fix, "ReadWritePaths="+export) {
+		t.Errorf("fix %q does not give the drop-in", fix)
+	}
+	// Not confined (no unit, or another service manager): nothing said of the sandbox.
+	for _, r := range checkFolders(Options{Config: c, Sandbox: func() ([]string, bool) { return nil, false }}) {
+		if strings.HasSuffix(r.Check, "open to the service") {
+			t.Errorf("unconfined: %+v", r)
+		}
+	}
+}
