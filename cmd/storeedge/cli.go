@@ -33,13 +33,25 @@ type usageError struct{ err error }
 func (e usageError) Error() string { return e.err.Error() }
 func (e usageError) Unwrap() error { return e.err }
 
+// configError is a usage or configuration error of the server itself (storeedge run): exit code
+// 78, EX_CONFIG, which systemd shows as status=78/CONFIG and the unit does not restart. It is not
+// 2 there because Go exits with 2 on a crash, which must be restarted.
+type configError struct{ usageError }
+
+// exitCodeConfig is the exit code of a configError.
+const exitCodeConfig = 78
+
 // exitCode maps run's error to the process exit code, in one place: 0 success, 2 usage or
-// configuration error, 1 anything else.
+// configuration error (78 for the server's own, storeedge run), 1 anything else.
 func exitCode(err error, stderr io.Writer) int {
 	var ue usageError
+	var ce configError
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
+	case errors.As(err, &ce):
+		fmt.Fprintf(stderr, "storeedge: %v\n", err)
+		return exitCodeConfig
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "storeedge: %v\n", err)
 		return 2
@@ -210,10 +222,13 @@ func printEnvWarnings(stderr io.Writer, cfg config.Config) {
 
 func cmdRun(ctx context.Context, args, env []string, stdout, stderr io.Writer) error {
 	cfg, err := loadConfig("run", "Usage: storeedge run [--config PATH] [--set KEY=VALUE ...]\n\nRuns the server: serves the shop's devices from the local database and syncs it with the cloud.\n", args, env, stderr)
-	if err != nil {
-		return err
+	if err == nil {
+		err = daemon(ctx, cfg, newLogger(cfg.Log, stderr), nil)
 	}
-	return daemon(ctx, cfg, newLogger(cfg.Log, stderr), nil)
+	if ue := (usageError{}); errors.As(err, &ue) {
+		return configError{ue}
+	}
+	return err
 }
 
 // logEnvWarnings logs the STOREEDGE_* variables that name no key, for the server's log.

@@ -218,7 +218,8 @@ func TestServesOfflineWithDataAge(t *testing.T) {
 }
 
 // TestInvalidConfigurationIsRefused checks that bad values stop the process before it starts,
-// with exit code 2 and the key and the reason.
+// with exit code 78 (EX_CONFIG: the unit does not restart it; a crash exits 2) and the key and
+// the reason.
 func TestInvalidConfigurationIsRefused(t *testing.T) {
 	bin, _ := binaries(t)
 	badFile := filepath.Join(t.TempDir(), "bad.yaml")
@@ -240,8 +241,8 @@ func TestInvalidConfigurationIsRefused(t *testing.T) {
 			cmd := exec.Command(bin, append([]string{"run", "--set", "data_dir=" + t.TempDir()}, tc.args...)...)
 			cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
 			out, err := cmd.CombinedOutput()
-			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
-				t.Fatalf("exit %v, want 2\n%s", err, out)
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != exitCodeConfig {
+				t.Fatalf("exit %v, want %d\n%s", err, exitCodeConfig, out)
 			}
 			for _, w := range tc.want {
 				if !strings.Contains(string(out), w) {

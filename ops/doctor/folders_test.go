@@ -26,8 +26,7 @@ func TestFoldersOutsideDataDir(t *testing.T) {
 	res := checkFolders(Options{Config: c, Sandbox: func() ([]string, bool) { return []string{"/var/lib/storeedge", backup}, true }})
 	want := map[string]Status{
 		"backup.dir open to the service":            Pass,
-		"backoffice.export.dir " + export:           Warn, // missing
-		"backoffice.export.dir open to the service": Fail,
+		"backoffice.export.dir " + export:           Warn, // missing: no sandbox check (the unit would not start)
 		"backoffice.import.dir " + imports:          Fail, // a file
 		"backoffice.import.dir open to the service": Fail,
 	}
@@ -40,8 +39,26 @@ func TestFoldersOutsideDataDir(t *testing.T) {
 			t.Errorf("%s: %+v, want %s; all: %+v", check, r, status, res)
 		}
 	}
-	if fix := got["backoffice.export.dir open to the service"].Fix; !strings.Contains(fix, "ReadWritePaths="+export) {
+	if r, ok := got["backoffice.export.dir open to the service"]; ok {
+		t.Errorf("a missing folder's sandbox check: %+v", r)
+	}
+	if fix := got["backoffice.import.dir open to the service"].Fix; !strings.Contains(fix, "ReadWritePaths="+imports) {
 		t.Errorf("fix %q does not give the drop-in", fix)
+	}
+	// A link into an open folder leads out of it: the folder it leads to counts.
+	outside := filepath.Join(root, "outside")
+	link := filepath.Join(backup, "link")
+	if err := os.Mkdir(outside, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, link); err != nil {
+		t.Fatal(err)
+	}
+	if r := checkSandboxed("backup.dir", link, []string{backup}); r.Status != Fail {
+		t.Errorf("a link out of the open folder: %+v", r)
+	}
+	if r := checkSandboxed("backup.dir", outside, []string{link}); r.Status != Pass {
+		t.Errorf("the folder an open link leads to: %+v", r)
 	}
 	// Not confined (no unit, or another service manager): nothing said of the sandbox.
 	for _, r := range checkFolders(Options{Config: c, Sandbox: func() ([]string, bool) { return nil, false }}) {

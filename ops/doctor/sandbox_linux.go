@@ -1,6 +1,7 @@
 package doctor
 
 import (
+	"context"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -11,7 +12,9 @@ import (
 // false when the unit is not loaded, does not confine the whole system, or systemctl cannot say.
 func SystemdSandbox(unit string) func() ([]string, bool) {
 	return func() ([]string, bool) {
-		out, err := exec.Command("systemctl", "show", "--property=LoadState,ProtectSystem,ReadWritePaths,StateDirectory", unit).Output()
+		ctx, cancel := context.WithTimeout(context.Background(), folderTimeout)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, "systemctl", "show", "--property=LoadState,ProtectSystem,ReadWritePaths,StateDirectory", unit).Output()
 		if err != nil {
 			return nil, false
 		}

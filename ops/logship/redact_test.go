@@ -85,6 +85,8 @@ func TestTextRedactsPatterns(t *testing.T) {
 		{`{'email': 'jean@x.fr', 'mobilePhone': '612345678'}`, `{'email': 'xxxxx', 'mobilePhone': 'xxxxx'}`},
 		{`refused: customerName=Jean email="jean dupont" tel=612345678`, `refused: customerName=xxxxx email=xxxxx tel=xxxxx`},
 		{"call 0033 6 12 34 56 78 now", "call xxxxx now"},
+		{`GET /erp/orders?first_name=Jean&last_name=Dupont, order.last_name=Dupont, "tel=0612345678"`,
+			`GET /erp/orders?first_name=xxxxx&last_name=xxxxx, order.last_name=xxxxx, "tel=xxxxx"`},
 		// What is not a person's data stays.
 		{`listen address: 0.0.0.0:80, product name=Green tea, 1000 rows`, `listen address: 0.0.0.0:80, product name=Green tea, 1000 rows`},
 		{`product Headphones: Sony WH-1000XM5, Smartphones: Apple, iPhone: 15 Pro`, `product Headphones: Sony WH-1000XM5, Smartphones: Apple, iPhone: 15 Pro`},

@@ -134,7 +134,9 @@ func (s *Syncer) Poke() {
 // Run syncs until ctx ends: a pass over every collection, then a pause of PollInterval, or a
 // backoff after a failure (at least what the cloud asked for with Retry-After).
 func (s *Syncer) Run(ctx context.Context) error {
-	b := backoff.New(s.minB, s.maxB)
+	// b is the backoff while nothing gets through; partial, while one collection fails and
+	// others sync, grows apart so that it does not lengthen the other's waits.
+	b, partial := backoff.New(s.minB, s.maxB), backoff.New(s.minB, s.maxB)
 	for {
 		before := s.pages.Load()
 		err := s.SyncOnce(ctx)
@@ -146,6 +148,7 @@ func (s *Syncer) Run(ctx context.Context) error {
 			// A flaky WAN that still brings changes is retried promptly; the delay only grows
 			// while nothing gets through, or while the cloud breaks the feed's contract.
 			b.Reset()
+			partial.Reset()
 		}
 		if s.after != nil {
 			s.after(err)
@@ -156,19 +159,23 @@ func (s *Syncer) Run(ctx context.Context) error {
 			if errors.Is(err, cloud.ErrUnauthorized) {
 				retryAfter = s.maxB
 			}
+			attempt := 0
 			if s.synced.Load() > 0 && !progressed {
 				// Other collections synced: the failing one's delay grows up to their poll,
 				// not beyond, so that they stay fresh; a Retry-After is waited out as given,
 				// not lengthened by that growth. Not when the failing pass read pages before
 				// it failed (a second 410, a circle found late): each retry would read them
 				// again, so that backs off to its end.
-				wait = max(min(b.Next(0), s.poll), retryAfter)
+				wait = max(min(partial.Next(0), s.poll), retryAfter)
+				attempt = partial.Attempts()
 			} else {
 				wait = b.Next(retryAfter)
+				attempt = b.Attempts()
 			}
-			s.logRepeated(slog.LevelWarn, "feed: sync failed, will retry", err, slog.Duration("retry_in", wait), slog.Int("attempt", b.Attempts()))
+			s.logRepeated(slog.LevelWarn, "feed: sync failed, will retry", err, slog.Duration("retry_in", wait), slog.Int("attempt", attempt))
 		} else {
 			b.Reset()
+			partial.Reset()
 		}
 		if err := s.sleep(ctx, wait, s.poke); err != nil {
 			return err

@@ -599,7 +599,7 @@ func TestBrokenFeedAnswersDoNotLoop(t *testing.T) {
 // lengthened by the backoff's growth. A failing collection that reads pages before it fails
 // backs off beyond the poll: each retry would read them again.
 func TestOneFailingCollectionKeepsThePollForTheOthers(t *testing.T) {
-	for _, mode := range []string{"count mismatch", "retry after", "410 after a page"} {
+	for _, mode := range []string{"count mismatch", "retry after", "410 after a page", "then all rate limited"} {
 		t.Run(mode, func(t *testing.T) {
 			waits := failingPrices(t, mode)
 			switch mode {
@@ -618,6 +618,12 @@ func TestOneFailingCollectionKeepsThePollForTheOthers(t *testing.T) {
 						t.Errorf("wait %d of %v: want the Retry-After, 2s", i, waits)
 					}
 				}
+			case "then all rate limited":
+				// Six passes with prices failing alone, then the first collection rate limited:
+				// the Retry-After, not lengthened by the passes before.
+				if waits[6] != 2*time.Second || waits[7] > 2*time.Second+10*time.Second/4 {
+					t.Errorf("waits %v: want the Retry-After, 2s, after the partial failures", waits)
+				}
 			default:
 				if waits[7] <= failingPoll {
 					t.Errorf("waits %v: a collection that reads pages before it fails is read again at every poll", waits)
@@ -634,12 +640,20 @@ const failingPoll = 50 * time.Millisecond
 // 429 with Retry-After 2, or a 410 to the snapshot it sent after a page of it was applied.
 func failingPrices(t *testing.T, mode string) []time.Duration {
 	ctx := context.Background()
-	var rev atomic.Int64
+	var rev, pricesAsked atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/x-ndjson")
+		if mode == "then all rate limited" && strings.HasSuffix(r.URL.Path, "/"+cloudapi.Products) && pricesAsked.Load() >= 6 {
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.Header().Set("Retry-After", "2")
+			w.WriteHeader(http.StatusTooManyRequests)
+			w.Write([]byte(`{"type":"about:blank","title":"Too Many Requests","status":429}`))
+			return
+		}
 		if strings.HasSuffix(r.URL.Path, "/"+cloudapi.Prices) {
+			pricesAsked.Add(1)
 			switch mode {
-			case "count mismatch":
+			case "count mismatch", "then all rate limited":
 				w.Write([]byte(`{"end":{"cursor":"c-stuck","count":3,"more":false,"remaining":0}}` + "\n"))
 				return
 			case "retry after":
