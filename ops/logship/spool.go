@@ -181,31 +181,10 @@ func (s *spool) appendLines(lines []byte, n uint64) (dropped uint64, err error) 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	before := s.dropped
-	// In pieces that fit a segment each: a burst larger than a segment written whole into one
-	// would make the buffer drop that segment, the records just written with it, rather than
-	// the oldest an eighth at a time.
-	for len(lines) > 0 {
-		room := s.segBytes
-		if k := len(s.segs); k > 0 && s.segs[k-1].size < s.segBytes && s.segs[k-1].end() == s.next {
-			room -= s.segs[k-1].size // activeLocked appends to that segment
-		}
-		cut, count := 0, uint64(0)
-		for cut < len(lines) {
-			end := cut + bytes.IndexByte(lines[cut:], '\n') + 1
-			if end <= cut {
-				end = len(lines) // no newline: the rest is one record
-			}
-			if count > 0 && int64(end) > room {
-				break
-			}
-			cut, count = end, count+1
-		}
-		if _, err := s.appendLocked(lines[:cut], count); err != nil {
-			return s.dropped - before, err
-		}
-		s.enforceLocked()
-		lines = lines[cut:]
+	if _, err := s.appendLocked(lines, n); err != nil {
+		return 0, err
 	}
+	s.enforceLocked()
 	dropped = s.dropped - before
 	return dropped, s.noticeLocked(dropped)
 }

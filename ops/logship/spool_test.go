@@ -113,33 +113,6 @@ func TestSpoolDropDuringSend(t *testing.T) {
 	}
 }
 
-// A burst of records larger than the buffer keeps its newest records: the buffer drops the
-// oldest, an eighth at a time, not the segment the burst was written to.
-func TestSpoolBurstKeepsTheNewest(t *testing.T) {
-	const max = 1 << 20
-	s, err := openSpool(t.TempDir(), max)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.close()
-	if _, err := s.appendLines(lines(0, 100), 100); err != nil {
-		t.Fatal(err)
-	}
-	burst := 2 * max / len(lines(0, 1))
-	dropped, err := s.appendLines(lines(100, burst), uint64(burst))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := s.stats()
-	if st.Bytes > max || st.Records < uint64(burst)/3 || dropped+st.Records != uint64(100+burst) {
-		t.Fatalf("after a burst of %d records: %d kept in %d bytes, %d dropped", burst, st.Records, st.Bytes, dropped)
-	}
-	got := readAll(t, s)
-	if last := got[len(got)-1]; !strings.HasSuffix(last, fmt.Sprintf(`{"message":"r%d"}`, 100+burst-1)) {
-		t.Errorf("the newest record kept is %s, want the burst's last", last)
-	}
-}
-
 // Records dropped when the buffer is opened smaller than what a previous run left are told to
 // the intake by the notice, as records dropped while running are.
 func TestSpoolDropsAtOpenAreNoticed(t *testing.T) {
