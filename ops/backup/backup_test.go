@@ -127,15 +127,7 @@ func TestScheduledBackupsKeepTheNewest(t *testing.T) {
 	other := filepath.Join(cfg.Backup.Dir, "notes.txt")
 	os.WriteFile(leftover, []byte("half"), 0o600)
 	os.WriteFile(other, []byte("keep me"), 0o600)
-	var made []string
-	for range 5 {
-		f, err := s.RunOnce(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		made = append(made, filepath.Base(f))
-		clock.Advance(24 * time.Hour)
-	}
+	made := backupEvery(t, s, clock, 5, 24*time.Hour)
 	names, err := s.list()
 	if err != nil {
 		t.Fatal(err)

@@ -26,7 +26,6 @@ type Scheduler struct {
 	keep     int
 	prefix   string // file name prefix of this server's backups
 	version  string
-	spec     string
 	schedule cron.Schedule
 	now      func() time.Time
 	// sleep waits for d or until ctx ends; startDelay is the wait before a backup the server
@@ -87,7 +86,7 @@ func NewScheduler(cfg config.Config, db *storage.DB, version string, log *slog.L
 		return nil, fmt.Errorf("backup.schedule: %w", err)
 	}
 	return &Scheduler{db: db, dir: cfg.Backup.Dir, keep: cfg.Backup.Keep, prefix: "storeedge-" + cfg.ServerID + "-",
-		version: version, spec: cfg.Backup.Schedule, schedule: sched, now: wallClock, sleep: backoff.Sleep,
+		version: version, schedule: sched, now: wallClock, sleep: backoff.Sleep,
 		startDelay: missedDelay, remove: os.Remove, log: log,
 		status: Status{Dir: cfg.Backup.Dir, Schedule: cfg.Backup.Schedule, Keep: cfg.Backup.Keep}}, nil
 }

@@ -31,6 +31,21 @@ func scheduler(t *testing.T, serverID, dir string, keep int, clock *testenv.Cloc
 	return s
 }
 
+// backupEvery takes n backups with s, step apart on clock, and returns their file names.
+func backupEvery(t *testing.T, s *Scheduler, clock *testenv.Clock, n int, step time.Duration) []string {
+	t.Helper()
+	var made []string
+	for range n {
+		f, err := s.RunOnce(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		made = append(made, filepath.Base(f))
+		clock.Advance(step)
+	}
+	return made
+}
+
 func dirNames(t *testing.T, dir string) []string {
 	t.Helper()
 	entries, err := os.ReadDir(dir)
@@ -84,15 +99,7 @@ func TestClockSetBackKeepsTheNewBackup(t *testing.T) {
 	dir := t.TempDir()
 	clock := testenv.NewClock(time.Date(2026, 3, 1, 3, 0, 0, 0, time.UTC))
 	s := scheduler(t, "box-1", dir, 2, clock)
-	var made []string
-	for range 2 {
-		f, err := s.RunOnce(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		made = append(made, filepath.Base(f))
-		clock.Advance(24 * time.Hour)
-	}
+	made := backupEvery(t, s, clock, 2, 24*time.Hour)
 	clock.Advance(-27 * 365 * 24 * time.Hour)
 	f, err := s.RunOnce(ctx)
 	if err != nil {
@@ -227,25 +234,17 @@ func TestFailedBackupsAreInTheStatus(t *testing.T) {
 // Old backups that cannot be removed leave the backup just written good: it is the last
 // success, and the status says why the folder fills up; the others are still removed.
 func TestOldBackupsNotRemovedLeaveTheNewOneGood(t *testing.T) {
-	ctx := context.Background()
 	dir := t.TempDir()
 	clock := testenv.NewClock(time.Date(2026, 3, 1, 3, 0, 0, 0, time.UTC))
 	s := scheduler(t, "box-1", dir, 1, clock)
-	var made []string
-	for range 3 {
-		f, err := s.RunOnce(ctx)
-		if err != nil {
-			t.Fatal(err)
+	made := backupEvery(t, s, clock, 1, 24*time.Hour)
+	s.remove = func(name string) error {
+		if filepath.Base(name) == made[0] {
+			return &os.PathError{Op: "remove", Path: name, Err: errors.New("access denied")}
 		}
-		made = append(made, filepath.Base(f))
-		clock.Advance(24 * time.Hour)
-		s.remove = func(name string) error {
-			if filepath.Base(name) == made[0] {
-				return &os.PathError{Op: "remove", Path: name, Err: errors.New("access denied")}
-			}
-			return os.Remove(name)
-		}
+		return os.Remove(name)
 	}
+	made = append(made, backupEvery(t, s, clock, 2, 24*time.Hour)...)
 	st := s.Status()
 	if st.Failures != 0 || st.LastError != "" || st.LastFile != made[2] || !strings.Contains(st.PruneError, "access denied") {
 		t.Fatalf("status %+v", st)
