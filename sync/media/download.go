@@ -2,6 +2,8 @@ package media
 
 import (
 	"context"
+	"crypto/md5"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -144,7 +146,9 @@ type result struct {
 // download fetches the rest of a task's blob into its partial file and returns the file, ready
 // to commit; or no file and how it failed (or, for content already on disk, succeeded).
 func (f *Fetcher) download(ctx context.Context, t *task) (*mediacache.Download, result) {
-	if size, ok := f.o.Cache.Has(t.md5hex()); ok && size == t.size && f.adopt(t) {
+	t.adopted = false
+	if f.inPlace(t) && f.adopt(t) {
+		t.adopted = true
 		return nil, result{} // the file is in place already: another item has the same content
 	}
 	if err := f.reserve(ctx, t); err != nil {
@@ -226,24 +230,25 @@ func (f *Fetcher) dropIfDeleted(t *task, d *mediacache.Download) bool {
 	return true
 }
 
-// dropPartialLocked removes the partial file of content md5hex that task t no longer fetches (its
+// dropPartialLocked removes the partial file of content sum that task t no longer fetches (its
 // item was deleted, or moved to another version before it ran), unless another item being
 // fetched has that content. Under f.mu, so that a task of that content queued now starts afresh.
-func (f *Fetcher) dropPartialLocked(t *task, md5hex string) {
-	for _, o := range f.q.tasks {
-		if o != t && o.md5hex() == md5hex {
-			return
-		}
+func (f *Fetcher) dropPartialLocked(t *task, sum [md5.Size]byte) {
+	if f.fetchingLocked(t, sum) {
+		return
 	}
-	if err := f.o.Cache.RemovePartial(md5hex); err != nil {
+	if err := f.o.Cache.RemovePartial(hex.EncodeToString(sum[:])); err != nil {
 		f.log.Warn("media: cannot remove a partial file no item needs", slog.String(keyID, t.id), slog.String(keyErr, err.Error()))
 	}
 }
 
 // sharedLocked reports whether another item being fetched has t's content.
-func (f *Fetcher) sharedLocked(t *task) bool {
+func (f *Fetcher) sharedLocked(t *task) bool { return f.fetchingLocked(t, t.md5) }
+
+// fetchingLocked reports whether an item being fetched, other than t's, has content sum.
+func (f *Fetcher) fetchingLocked(t *task, sum [md5.Size]byte) bool {
 	for _, o := range f.q.tasks {
-		if o != t && o.md5 == t.md5 {
+		if o != t && o.md5 == sum {
 			return true
 		}
 	}
@@ -267,6 +272,12 @@ func (f *Fetcher) commit(d *mediacache.Download, t *task) result {
 		return result{err: fmt.Errorf("blob %s: %w", t.blob, err), kind: storage.MediaQuarantined}
 	}
 	return result{err: err, kind: storage.MediaFailed}
+}
+
+// inPlace reports whether t's file is in the cache, whole.
+func (f *Fetcher) inPlace(t *task) bool {
+	size, ok := f.o.Cache.Has(t.md5hex())
+	return ok && size == t.size
 }
 
 // adopt accepts a verified file already on disk for t (a file another item shares, or one that
@@ -433,12 +444,14 @@ func (f *Fetcher) stored(ctx context.Context, t *task) {
 	if len(batch) == 0 {
 		return // an earlier commit recorded t with its own
 	}
-	// A file adopted from another item's record may have been evicted since (evict removes
+	// A file taken over from another item's record may have been evicted since (evict removes
 	// files under recordMu): such a task fetches it again instead of recording a missing file.
+	// A file this server has just put in place is in no record yet, so no eviction takes it. (A
+	// lost task deleted meanwhile is forgotten by requeueLocked.)
 	var lost []*task
 	kept := batch[:0:0]
 	for _, t := range batch {
-		if size, ok := f.o.Cache.Has(t.md5hex()); !t.deleted && (!ok || size != t.size) {
+		if t.adopted && !f.inPlace(t) {
 			lost = append(lost, t)
 		} else {
 			kept = append(kept, t)
@@ -545,9 +558,9 @@ func (f *Fetcher) requeueLocked(t *task, at time.Time, why string) {
 	}
 	if t.next != nil {
 		if md5hex, ok := hexMD5(t.next.MD5); ok {
-			old := t.md5hex()
+			old := t.md5
 			f.q.setVersion(t, *t.next, md5hex)
-			if old != md5hex {
+			if old != t.md5 {
 				f.dropPartialLocked(t, old)
 			}
 			t.next, t.attempts = nil, 0

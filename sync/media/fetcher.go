@@ -416,7 +416,7 @@ func (f *Fetcher) forgetDeleted(ctx context.Context, ids []string) error {
 				}
 			} else {
 				f.q.remove(t)
-				f.dropPartialLocked(t, t.md5hex())
+				f.dropPartialLocked(t, t.md5)
 				f.notifyLocked(id, ErrUnknown)
 			}
 		}
@@ -495,9 +495,9 @@ func (f *Fetcher) consider(it *storage.MediaItem, refill bool, gen uint64) int {
 			m := it.Manifest
 			t.next = &m
 		case !t.running:
-			old := t.md5hex()
+			old := t.md5
 			f.q.setVersion(t, it.Manifest, md5hex)
-			if old != md5hex {
+			if old != t.md5 {
 				f.dropPartialLocked(t, old)
 			}
 			if t.class != classOnDemand {

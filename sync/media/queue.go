@@ -56,6 +56,7 @@ type task struct {
 	reserved   bool                    // its size is counted against the quota
 	resumed    bool                    // the download continued a partial file
 	wholeTried bool                    // a resumed download did not match and was fetched again whole
+	adopted    bool                    // the last download took over a file already in place
 	deleted    bool                    // the item left the catalog while it was downloading
 	stop       context.CancelCauseFunc // stops its download, while it runs
 	next       *cloudapi.MediaManifest // a newer version seen while it was downloading
