@@ -206,23 +206,22 @@ func (s *Syncer) SyncOnce(ctx context.Context) error {
 		err := s.syncCollection(ctx, c)
 		if err == nil {
 			s.synced.Add(1)
+			continue
 		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			s.fail(c, err)
-			if first == nil {
-				first = err
-			}
-			if errors.Is(err, cloud.ErrUnauthorized) || s.WAN().State == StateUnreachable || s.WAN().State == StateProxyError {
-				// Nothing else will get through either.
-				return err
-			}
-			if cloud.RetryAfter(err) > 0 {
-				// The cloud asked the shop to wait (cloud-api.md): the rest of the pass waits too.
-				return err
-			}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		s.fail(c, err)
+		if first == nil {
+			first = err
+		}
+		if errors.Is(err, cloud.ErrUnauthorized) || s.WAN().State == StateUnreachable || s.WAN().State == StateProxyError {
+			// Nothing else will get through either.
+			return err
+		}
+		if cloud.RetryAfter(err) > 0 {
+			// The cloud asked the shop to wait (cloud-api.md): the rest of the pass waits too.
+			return err
 		}
 	}
 	if first != nil {

@@ -42,9 +42,10 @@ type PayloadLine struct {
 	UnitPrice int64  `json:"unit_price"`
 }
 
-// MaxReasonBytes bounds a dead-letter description. Service Bus sends the settlement in one AMQP
-// frame, which a description of the size of the message would overflow: the link would drop and
-// the message come back until Service Bus dead-lettered it without the shop's reason.
+// MaxReasonBytes bounds a dead-letter description (the receiver cuts it there). Service Bus sends
+// the settlement in one AMQP frame, which a description of the size of the message would
+// overflow: the link would drop and the message come back until Service Bus dead-lettered it
+// without the shop's reason. Decode's reasons quote at most maxQuotedBytes of a value.
 const MaxReasonBytes = 1024
 
 // maxQuotedBytes bounds a value a reason quotes.
@@ -62,7 +63,7 @@ var currencyRE = regexp.MustCompile(`^[A-Z]{3}$`)
 func Decode(body []byte) (Payload, error) {
 	var p Payload
 	bad := func(format string, args ...any) (Payload, error) {
-		return Payload{}, &InvalidError{Reason: clip.String(fmt.Sprintf(format, args...), MaxReasonBytes)}
+		return Payload{}, &InvalidError{Reason: fmt.Sprintf(format, args...)}
 	}
 	if len(body) > MaxBodyBytes {
 		return bad("body of %d bytes, at most %d", len(body), MaxBodyBytes)
