@@ -95,11 +95,14 @@ func zeroStart(s string) bool {
 }
 
 // jsonGuard is the guard of the JSON member rules.
-var jsonGuard = anyOf("token", "pass", "pwd", "secret", "key", "pairing", "code", "mail", "phone", "note", "customer", "cookie", "address", "authorization", "connection",
-	"first", "last", "full", "given", "family", "surname", "mobile", "tel\"", "tel'", "tel=", "tel:")
+var jsonGuard = func(lower string) bool { return credentialGuard(lower) || personalGuard(lower) }
 
-// personalGuard is the guard of the rules of personalKeys alone.
-var personalGuard = anyOf("customer", "first", "last", "full", "given", "family", "surname", "phone", "mobile", "mail", "tel\"", "tel'", "tel=", "tel:", "tel ")
+var credentialGuard = anyOf("token", "pass", "pwd", "secret", "key", "pairing", "code", "note", "customer", "cookie", "address", "authorization", "connection")
+
+// personalGuard is the guard of the rules of personalKeys alone: the names lower-cased, so
+// "firstname" is firstName's.
+var personalGuard = anyOf("customer", "firstname", "first_name", "lastname", "last_name", "fullname", "full_name", "givenname",
+	"given_name", "familyname", "family_name", "surname", "phone", "mobile", "mail", "tel\"", "tel'", "tel=", "tel:", "tel ")
 
 // rules are applied in order: the wider forms first, so that a token inside them is not half
 // redacted by a narrower one.

@@ -167,7 +167,7 @@ func removeFile(path string) error {
 	return nil
 }
 
-// appendLines adds n records (n is what lines holds), each a JSON object ending in '\n', and drops the oldest if the
+// appendLines adds n records, each a JSON object ending in '\n', and drops the oldest if the
 // buffer goes over its size. If that drops records, it appends the record notice(dropped)
 // after them at once, so that no reader sees the buffer without it. It returns how many
 // records were dropped.
