@@ -75,6 +75,10 @@ func TestPackagesInstallAndRun(t *testing.T) {
 	if !strings.Contains(string(unit), "\nRestartPreventExitStatus=78\n") || strings.Contains(string(unit), "StartLimit") {
 		t.Errorf("installed unit restarts on a configuration error, or gives up on other failures:\n%s", unit)
 	}
+	// The start after an upgrade copies and converts the database: install.md allows it 15 minutes.
+	if !strings.Contains(string(unit), "\nTimeoutStartSec=15min\n") {
+		t.Errorf("installed unit's start timeout is not the 15 minutes install.md gives:\n%s", unit)
+	}
 	// The service takes every setting from its configuration file and storeedge.env: a
 	// STOREEDGE_ variable in the unit would beat the file (data_dir moved to a larger disk, say).
 	for _, line := range strings.Split(string(unit), "\n") {
