@@ -126,12 +126,23 @@ func (c Config) SecretValues() []string {
 		}
 	}
 	for _, cs := range []Secret{c.ServiceBus.ConnectionString, c.Support.ServiceBus.ConnectionString} {
-		for _, part := range strings.Split(cs.Reveal(), ";") {
-			name, value, ok := strings.Cut(part, "=")
-			if ok && value != "" && (strings.EqualFold(name, "SharedAccessKey") || strings.EqualFold(name, "SharedAccessSignature")) {
-				out = append(out, value)
+		for _, name := range []string{"SharedAccessKey", "SharedAccessSignature"} {
+			if v := ConnectionStringPart(cs.Reveal(), name); v != "" {
+				out = append(out, v)
 			}
 		}
 	}
 	return out
+}
+
+// ConnectionStringPart returns the value of part name (any case) of an Azure connection string
+// (Name=value parts separated by ";"), the last when given twice; "" when there is none.
+func ConnectionStringPart(cs, name string) string {
+	var value string
+	for _, part := range strings.Split(cs, ";") {
+		if k, v, ok := strings.Cut(part, "="); ok && strings.EqualFold(strings.TrimSpace(k), name) {
+			value = v
+		}
+	}
+	return value
 }

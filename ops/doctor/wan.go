@@ -337,13 +337,7 @@ func serviceBusFix(err error, queue, connKey, queueKey string) string {
 // serviceBusEndpoint is the namespace's host and port as the transport reaches it: 443 through
 // the WAN dialer over WebSockets, else AMQPS on 5671 directly.
 func serviceBusEndpoint(sb config.ServiceBus) (endpoint, error) {
-	var raw string
-	for _, part := range strings.Split(sb.ConnectionString.Reveal(), ";") {
-		if name, value, ok := strings.Cut(part, "="); ok && strings.EqualFold(name, "Endpoint") {
-			raw = value
-		}
-	}
-	u, err := url.Parse(raw)
+	u, err := url.Parse(config.ConnectionStringPart(sb.ConnectionString.Reveal(), "Endpoint"))
 	if err != nil || u.Hostname() == "" {
 		return endpoint{}, errors.New("the connection string's Endpoint has no host")
 	}
@@ -367,12 +361,7 @@ const sasWarnBefore = 14 * 24 * time.Hour
 // expired, WARN within sasWarnBefore, PASS otherwise; false when the string has no signature
 // (a key, which does not expire) or none can be read.
 func sasExpiryCheck(cs, name, key string, now time.Time) (Result, bool) {
-	var sas string
-	for _, part := range strings.Split(cs, ";") {
-		if name, value, ok := strings.Cut(part, "="); ok && strings.EqualFold(strings.TrimSpace(name), "SharedAccessSignature") {
-			sas = value
-		}
-	}
+	sas := config.ConnectionStringPart(cs, "SharedAccessSignature")
 	var expiry int64 = -1
 	for _, f := range strings.Split(strings.TrimPrefix(sas, "SharedAccessSignature "), "&") {
 		if v, ok := strings.CutPrefix(f, "se="); ok {
