@@ -2,6 +2,8 @@ package doctor
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -65,6 +67,27 @@ func TestHolderIsStoreedge(t *testing.T) {
 	for name, want := range map[string]bool{"storeedge": true, "storeedge.exe": true, "StoreEdge.EXE": true, "nginx": false, "storeedge-old": false} {
 		if got := (Holder{Name: name}).IsStoreedge(); got != want {
 			t.Errorf("%q: IsStoreedge %v", name, got)
+		}
+	}
+}
+
+// A port held by a process doctor may not look into passes when the socket is the service
+// account's (doctor in the container image, next to the running daemon), and fails otherwise.
+func TestPortHeldByTheServiceAccount(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	defer func(f func(string, int) (Holder, error)) { portHolder = f }(portHolder)
+	for account, want := range map[string]string{"storeedge": "PASS", "www-data": "FAIL", "": "FAIL"} {
+		portHolder = func(string, int) (Holder, error) {
+			return Holder{Account: account}, fmt.Errorf("%w: a process of user id 65532 holds it", errHolderUnknown)
+		}
+		r := checkPort("tcp", "127.0.0.1", port, "lan.front_door")
+		if got := string(r.Status); got != want {
+			t.Errorf("socket of account %q: %s %s, want %s", account, got, r.Detail, want)
 		}
 	}
 }

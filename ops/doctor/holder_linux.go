@@ -3,6 +3,7 @@ package doctor
 import (
 	"fmt"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -57,7 +58,11 @@ func findHolder(proto string, port int) (Holder, error) {
 		}
 	}
 	for _, uid := range inodes {
-		return Holder{}, fmt.Errorf("%w: a process of user id %d holds it", errHolderUnknown, uid)
+		var h Holder
+		if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
+			h.Account = u.Username
+		}
+		return h, fmt.Errorf("%w: a process of user id %d holds it", errHolderUnknown, uid)
 	}
 	return Holder{}, errHolderUnknown
 }

@@ -20,6 +20,9 @@ type Holder struct {
 	PID  int
 	Name string // the program, e.g. "nginx"
 	Exe  string // its path, when known
+	// Account is the user name the socket belongs to, when the process itself cannot be named
+	// (its PID, Name and Exe are then empty).
+	Account string
 }
 
 func (h Holder) String() string {
@@ -34,6 +37,9 @@ func (h Holder) String() string {
 func (h Holder) IsStoreedge() bool {
 	return strings.EqualFold(h.Name, "storeedge") || strings.EqualFold(h.Name, "storeedge.exe")
 }
+
+// serviceAccount is the account the packages and the container image run the service as.
+const serviceAccount = "storeedge"
 
 // errHolderUnknown: the system does not say, or not to this user, which process holds a port.
 var errHolderUnknown = errors.New("which process holds it cannot be told here")
@@ -85,6 +91,11 @@ func checkPort(proto, bind string, port int, key string) Result {
 		return pass("lan", check, "in use by the running storeedge service: "+h.String())
 	case herr == nil:
 		return fail("lan", check, "held by another program: "+h.String(), fmt.Sprintf("stop %s or move it to another port, or change %s", h.Name, key))
+	case h.Account == serviceAccount:
+		// A process of the service's account whose descriptors this user may not read: the
+		// running service, whose binary's file capability (setcap, the container image) makes
+		// it unreadable even to its own account.
+		return pass("lan", check, "in use by a process of the "+serviceAccount+" account: the running service")
 	}
 	return fail("lan", check, fmt.Sprintf("held by another program; %v (run doctor as root/administrator to name it)", herr), explained.Fix)
 }
