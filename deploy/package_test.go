@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"gopkg.in/yaml.v3"
@@ -27,18 +28,46 @@ func sh(t *testing.T, name string, args ...string) string {
 	return string(out)
 }
 
+// The packages of version 9.8.7, built once for the tests that read them.
+var built struct {
+	once sync.Once
+	dir  string
+	err  error
+	out  []byte
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
+	}
+	os.Exit(code)
+}
+
+// packages runs scripts/package.sh 9.8.7 once and returns its dist folder.
+func packages(t *testing.T) string {
+	t.Helper()
+	built.once.Do(func() {
+		if built.dir, built.err = os.MkdirTemp("", "storeedge-dist-"); built.err != nil {
+			return
+		}
+		cmd := exec.Command("../scripts/package.sh", "9.8.7")
+		cmd.Env = append(os.Environ(), "DIST="+built.dir)
+		built.out, built.err = cmd.CombinedOutput()
+	})
+	if built.err != nil {
+		t.Fatalf("package.sh: %v\n%s", built.err, built.out)
+	}
+	return built.dir
+}
+
 func TestPackagesInstallAndRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds three binaries")
 	}
 	dpkg := testenv.Require(t, "dpkg")
 	rpm := testenv.Require(t, "rpm")
-	dist := t.TempDir()
-	cmd := exec.Command("../scripts/package.sh", "9.8.7")
-	cmd.Env = append(os.Environ(), "DIST="+dist)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("package.sh: %v\n%s", err, out)
-	}
+	dist := packages(t)
 	deb := filepath.Join(dist, "storeedge_9.8.7_amd64.deb")
 	info := sh(t, "dpkg-deb", "--info", deb)
 	contents := sh(t, "dpkg-deb", "--contents", deb)

@@ -202,13 +202,20 @@ ensure_openapi_lint() {
 }
 
 # nftables and curl (the firewall rules test applies storeedge firewall's
-# output in a network namespace and reaches the server from another), and rpm
-# (the package test installs the .rpm into a scratch root).
+# output in a network namespace and reaches the server from another), rpm
+# (the package test installs the .rpm into a scratch root), and skopeo, umoci
+# and runc (the container image test reads the image with skopeo, unpacks it
+# with umoci and runs it with runc, the OCI runtime Docker and Podman use), and
+# the CA certificates the image carries.
 ensure_packaging() {
 	ensure_debian packaging \
 		nft:nftables \
 		curl:curl \
-		rpm:rpm
+		rpm:rpm \
+		skopeo:skopeo \
+		umoci:umoci \
+		runc:runc \
+		update-ca-certificates:ca-certificates
 }
 
 # Azure Blob storage for the media tests and benchmarks: Azurite, Microsoft's emulator, from

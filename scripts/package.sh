@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # package.sh builds storeedge for linux/amd64, linux/arm64 and windows/amd64 (reproducible:
 # -trimpath, no build ids; the version stamped into main.version), the .deb and .rpm packages
-# with nfpm (pinned, installed into bin/), and the Windows zip, into dist/ (or $DIST).
+# with nfpm (pinned, installed into bin/), the Windows zip, and the container image for both
+# Linux platforms (an OCI archive, tools/mkimage, carrying this machine's CA certificates from
+# $CA_FILE), into dist/ (or $DIST).
 #
 # Usage: scripts/package.sh [VERSION]     VERSION defaults to `git describe`.
 set -euo pipefail
@@ -70,4 +72,14 @@ go run ./tools/mkzip "$DIST/storeedge_${VERSION}_windows_amd64.zip" \
 	storeedge/install.md="$win/install.md" \
 	storeedge/README.txt="$win/README.txt"
 
-ls -1 "$DIST" | grep -E '\.(deb|rpm|zip)$'
+# The container image: docs/install.md#container.
+CA_FILE=${CA_FILE:-/etc/ssl/certs/ca-certificates.crt}
+if [[ ! -s $CA_FILE ]]; then
+	echo "package: $CA_FILE, the CA certificates the image carries, is missing (Debian: apt-get install ca-certificates; or set CA_FILE)" >&2
+	exit 1
+fi
+go run ./tools/mkimage -version "$VERSION" -epoch "$EPOCH" -ca "$CA_FILE" \
+	-config deploy/storeedge.example.yaml -out "$DIST/storeedge_${VERSION}_oci.tar" \
+	linux/amd64="$DIST/linux_amd64/storeedge" linux/arm64="$DIST/linux_arm64/storeedge"
+
+ls -1 "$DIST" | grep -E '\.(deb|rpm|zip|tar)$'
