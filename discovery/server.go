@@ -312,16 +312,18 @@ func (s *Server) announce(warned map[string]bool) {
 		if !it.Announce {
 			continue
 		}
-		for i, p := range it.Addrs {
-			if i >= len(it.Broadcast) {
-				break
+		for _, p := range it.Addrs {
+			// Each address to its own subnet: a /31 or /32 (a virtual address beside the
+			// interface's subnet) has no broadcast of its own and is not announced.
+			if p.Bits() >= 31 {
+				continue
 			}
 			b, err := EncodeAnnounce(s.info(p.Addr()))
 			if err != nil {
 				s.log.Error("discovery: cannot encode the announcement", slog.Any(keyError, err))
 				return
 			}
-			dst := &net.UDPAddr{IP: it.Broadcast[i].AsSlice(), Port: port}
+			dst := &net.UDPAddr{IP: broadcastAddr(p.Addr(), p.Bits()).AsSlice(), Port: port}
 			if _, err := s.pc.WriteTo(b, nil, dst); err != nil {
 				s.c.sendErrors.Add(1)
 				level := slog.LevelDebug
@@ -428,6 +430,12 @@ func (s *Server) handle(b []byte, cm *ipv4.ControlMessage, src netip.AddrPort) {
 		return
 	}
 	srcIP := src.Addr().Unmap()
+	// A source no device can have is forged, to make the answer go to many hosts at once: a
+	// broadcast (an interface's subnet's, or 255.255.255.255), a multicast group, or 0.0.0.0.
+	if s.notADevice(srcIP) {
+		s.c.badSource.Add(1)
+		return
+	}
 	// The rate first: finding the local address may cost system calls (a route lookup where
 	// the system gives no control messages), which a flood must not get for free.
 	if !s.lim.allow(srcIP, s.o.Now()) {
@@ -460,6 +468,25 @@ func (s *Server) handle(b []byte, cm *ipv4.ControlMessage, src netip.AddrPort) {
 		return
 	}
 	s.c.answered.Add(1)
+}
+
+// notADevice tells a source address that cannot be one device's: not IPv4, unspecified,
+// multicast, the limited broadcast, or the directed broadcast of a subnet of this machine's
+// interfaces (127.255.255.255 included).
+func (s *Server) notADevice(src netip.Addr) bool {
+	if !src.Is4() || src.IsUnspecified() || src.IsMulticast() || src == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, it := range s.ifaces {
+		for _, p := range it.Addrs {
+			if p.Bits() < 31 && p.Contains(src) && src == broadcastAddr(p.Addr(), p.Bits()) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // localAddr finds this server's address on the interface a datagram from src arrived on, and
