@@ -124,7 +124,8 @@ type Manager struct {
 	log      *slog.Logger
 	now      func() time.Time
 	throttle *throttle
-	enrolled *throttle // pairings by the enrollment secret, per address (see EnrollmentsPerAddress)
+	pairing  chan struct{} // held by the pairing attempt under way
+	enrolled *throttle     // pairings by the enrollment secret, per address (see EnrollmentsPerAddress)
 	// refusedLog lets one log line a window through per address refused by enrolled.
 	refusedLog *throttle
 	writer     *writer
@@ -176,7 +177,7 @@ func New(ctx context.Context, o Options) (*Manager, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	m := &Manager{o: o, db: o.DB, log: o.Logger, now: o.Now, throttle: newThrottle(o.PairingAttempts, time.Minute),
+	m := &Manager{o: o, db: o.DB, log: o.Logger, now: o.Now, throttle: newThrottle(o.PairingAttempts, time.Minute), pairing: make(chan struct{}, 1),
 		enrolled: newThrottle(EnrollmentsPerAddress, EnrollmentWindow), refusedLog: newThrottle(1, EnrollmentWindow),
 		changed: make(chan struct{}, 1), devs: map[string]*entry{}, links: map[string]*link{}}
 	m.writer = newWriter(o.DB, o.Logger, o.Committed)
@@ -457,6 +458,15 @@ type Credentials struct {
 // Pair pairs a new device that asked from address (its IP, where the server will dial it).
 // Failed attempts count against the address's allowance; over it, a *ThrottledError.
 func (m *Manager) Pair(ctx context.Context, req PairRequest, address string) (_ Credentials, err error) {
+	// One attempt at a time, from its check against the failures to its own outcome: attempts
+	// sent at once would otherwise all pass the check before any had failed. Pairings are
+	// rare, and their database writes take turns anyway.
+	select {
+	case m.pairing <- struct{}{}:
+		defer func() { <-m.pairing }()
+	case <-ctx.Done():
+		return Credentials{}, ctx.Err()
+	}
 	now := m.now()
 	if ok, wait := m.throttle.allow(address, now); !ok {
 		return Credentials{}, &ThrottledError{RetryAfter: wait}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/storeedge/storeedge/devices"
+	"github.com/storeedge/storeedge/internal/config"
 )
 
 // Discovery announces whether pairing is open: with the enrollment secret always, else while a
@@ -100,5 +101,50 @@ func TestEnrollmentsPerAddress(t *testing.T) {
 	}
 	if _, err := e.m.Pair(context.Background(), devices.PairRequest{Code: code.Code, Kind: "pos"}, "192.0.2.250"); err != nil {
 		t.Fatalf("a pairing code after many refused enrollments: %v", err)
+	}
+}
+
+// Wrong codes sent at once from one address get no more checks against the codes than the
+// limit allows (each attempt counts as it starts), and attempts that are not wrong guesses
+// (pairings, malformed requests) are given back.
+func TestWrongCodesAtOnceAreThrottled(t *testing.T) {
+	e := newEnv(t)
+	limit := config.DefaultDevicesPairingAttempts
+	// Good pairings and malformed requests first: none of them counts.
+	for range 2 * limit {
+		code, err := e.m.NewPairingCode(context.Background(), time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.m.Pair(context.Background(), devices.PairRequest{Code: code.Code, Kind: "pos"}, "192.0.2.77"); err != nil {
+			t.Fatal(err)
+		}
+		var invalid *devices.InvalidError
+		if _, err := e.m.Pair(context.Background(), devices.PairRequest{Kind: "pos"}, "192.0.2.77"); !errors.As(err, &invalid) {
+			t.Fatalf("a request without a code: %v", err)
+		}
+	}
+	var wg sync.WaitGroup
+	var refused, throttled atomic.Int32
+	start := make(chan struct{})
+	for range 200 {
+		wg.Go(func() {
+			<-start
+			_, err := e.m.Pair(context.Background(), devices.PairRequest{Code: "1234-5678", Kind: "tablet"}, "192.0.2.77")
+			var te *devices.ThrottledError
+			switch {
+			case errors.As(err, &te):
+				throttled.Add(1)
+			case errors.Is(err, devices.ErrBadPairing):
+				refused.Add(1)
+			default:
+				t.Errorf("a wrong code: %v", err)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	if refused.Load() != int32(limit) || throttled.Load() != int32(200-limit) {
+		t.Errorf("200 wrong codes at once from one address: %d checked and refused, %d throttled; want %d checked", refused.Load(), throttled.Load(), limit)
 	}
 }
