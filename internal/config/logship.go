@@ -73,7 +73,7 @@ func (v *validator) logsShip(s LogsShip) {
 	if s.URL == "" {
 		v.add(urlKey, `""`, "empty; want the https:// address of the log intake, e.g. "+quote(DefaultLogsShipURL))
 	} else {
-		v.httpsURL(urlKey, s.URL, quote(redactWebhookURL(s.URL)), urlHints{
+		v.httpsURL(urlKey, s.URL, quote(redactURLQuery(s.URL)), urlHints{
 			example:     DefaultLogsShipURL,
 			loopback:    "a test intake on this machine",
 			credentials: "the key goes in logs.ship.api_key",

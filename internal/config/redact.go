@@ -81,12 +81,10 @@ func valueNode(l leaf, f reflect.Value) *yaml.Node {
 	case kindString:
 		n.Tag, n.Style, n.Value = "!!str", yaml.DoubleQuotedStyle, f.String()
 		switch l.key {
-		case "cloud.url":
-			// Validate refuses credentials there, but a view of a bad configuration must
-			// not show them either.
-			n.Value = redactURL(n.Value)
-		case "backoffice.webhook.url", "logs.ship.url":
-			n.Value = redactWebhookURL(n.Value)
+		case "cloud.url", "backoffice.webhook.url", "logs.ship.url":
+			// Validate refuses credentials and a query there, but a view of a bad
+			// configuration must not show them either.
+			n.Value = redactURLQuery(n.Value)
 		}
 	case kindDuration:
 		n.Tag, n.Style, n.Value = "!!str", yaml.DoubleQuotedStyle, formatDuration(time.Duration(f.Int()))

@@ -113,10 +113,10 @@ func redactURL(s string) string {
 	return r
 }
 
-// redactWebhookURL is redactURL with a query or fragment hidden as well: a webhook address is
-// where a receiver's token tends to be pasted (Validate refuses it there), and it must not be
-// shown either.
-func redactWebhookURL(s string) string {
+// redactURLQuery is redactURL with a query or fragment hidden as well: an address is where a
+// token tends to be pasted (?access_token=…, a receiver's ?code=…); Validate refuses a query
+// in every address storeedge calls, and it must not show one either.
+func redactURLQuery(s string) string {
 	r := redactURL(s)
 	if i := strings.IndexAny(r, "?#"); i >= 0 {
 		r = r[:i+1] + Redaction

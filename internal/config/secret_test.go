@@ -197,6 +197,9 @@ func TestErrorsHideSecrets(t *testing.T) {
 		{name: "webhook url with a token in the query", flags: []string{"cloud.store_key=k", "backoffice.webhook.url=https://erp.example.com/orders?code=" + secretHook}},
 		{name: "webhook url with a token in the fragment", flags: []string{"cloud.store_key=k", "backoffice.webhook.url=https://erp.example.com/orders#" + secretHook}},
 		{name: "webhook url unparsable with a token", flags: []string{"cloud.store_key=k", "backoffice.webhook.url=https://erp.example.com:x/orders?code=" + secretHook}},
+		{name: "cloud url with a token in the query", flags: []string{"cloud.store_key=k", "cloud.url=https://api.server.commerce-hub.io/?access_token=" + secretHook}},
+		{name: "cloud url with a token in the fragment", flags: []string{"cloud.store_key=k", "cloud.url=https://api.server.commerce-hub.io/#" + secretHook}},
+		{name: "log intake url with a token in the query", flags: []string{"cloud.store_key=k", "logs.ship.enabled=true", "logs.ship.api_key=k3y-0123456789abcdef", "logs.ship.url=https://logs.example.com/in?token=" + secretHook}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := ""

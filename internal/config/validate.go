@@ -247,7 +247,7 @@ func (v *validator) cloudURL(s string) {
 		v.add(key, quote(s), "empty; want the https:// address of the cloud API")
 		return
 	}
-	v.httpsURL(key, s, quote(redactURL(s)), urlHints{
+	v.httpsURL(key, s, quote(redactURLQuery(s)), urlHints{
 		example:     Default().Cloud.URL,
 		loopback:    "a local test cloud",
 		credentials: "the store key goes in cloud.store_key",
@@ -649,7 +649,7 @@ func (v *validator) backOffice(b BackOffice) {
 	}
 
 	if u := b.Webhook.URL; u != "" {
-		v.httpsURL("backoffice.webhook.url", u, quote(redactWebhookURL(u)), urlHints{
+		v.httpsURL("backoffice.webhook.url", u, quote(redactURLQuery(u)), urlHints{
 			example:     "https://erp.example.com/orders",
 			loopback:    "a receiver on this machine",
 			credentials: "sign the requests with backoffice.webhook.secret instead",
