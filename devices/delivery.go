@@ -50,6 +50,7 @@ type marks struct{ writer, enqueues int64 }
 // as sent. The writer stores in the order it is given, so batches are stored in order.
 type batch struct {
 	cmds   []storage.Command
+	ups    []storage.CommandUpdate // their changes to sent, each Final once stored if its command was
 	stored chan error
 }
 
@@ -174,16 +175,26 @@ func (d *delivery) refill(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	d.pending = append(d.pending, batch{cmds: cmds, stored: stored})
+	d.pending = append(d.pending, batch{cmds: cmds, ups: ups, stored: stored})
 	d.npending += len(cmds)
 	return nil
 }
 
-// write writes the oldest pending batch, now stored as sent, in one go.
+// write writes the oldest pending batch, now stored as sent, in one go: those of its commands
+// the store found final meanwhile (failed by a revocation, expired) are not written.
 func (d *delivery) write() error {
-	cmds := d.pending[0].cmds
+	b := d.pending[0]
 	d.pending = slices.Delete(d.pending, 0, 1)
-	d.npending -= len(cmds)
+	d.npending -= len(b.cmds)
+	cmds := b.cmds[:0:0]
+	for i, cmd := range b.cmds {
+		if !b.ups[i].Final {
+			cmds = append(cmds, cmd)
+		}
+	}
+	if len(cmds) == 0 {
+		return nil
+	}
 	frames := make([]push.Frame, len(cmds))
 	for i, cmd := range cmds {
 		frames[i] = push.Frame{Type: push.TypeCommand, Time: cmd.CreatedAt.UnixMilli(), ID: cmd.ID, CommandType: cmd.Type, Payload: cmd.Payload}

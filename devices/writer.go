@@ -47,7 +47,8 @@ func (w *writer) add(ctx context.Context, u storage.CommandUpdate) error {
 }
 
 // submit queues changes and returns the channel that receives the outcome once they are
-// stored (in one transaction with the other links' changes of the moment) or not.
+// stored (in one transaction with the other links' changes of the moment) or not; ups then
+// holds what the store found (storage.CommandUpdate.Final).
 func (w *writer) submit(ctx context.Context, ups []storage.CommandUpdate) (chan error, error) {
 	done := make(chan error, 1)
 	return done, w.queue(ctx, job{ups: ups, done: done})
@@ -100,7 +101,11 @@ func (w *writer) run(ctx context.Context) {
 		if err != nil && ctx.Err() == nil {
 			w.log.Warn("devices: cannot store command states; the commands will be sent again", slog.Any(keyError, err), slog.Int(keyCount, len(batch)))
 		}
+		off := 0
 		for _, j := range jobs {
+			// What the store found (Final) goes back to the job's own changes before it hears.
+			copy(j.ups, batch[off:off+len(j.ups)])
+			off += len(j.ups)
 			if j.done != nil {
 				j.done <- err
 			}

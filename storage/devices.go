@@ -1,11 +1,13 @@
 package storage
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -319,6 +321,16 @@ func (db *DB) EnqueueCommands(ctx context.Context, cmds []Command, cursor *Curso
 		for i := range cmds {
 			cmds[i].Seq = seqs[cmds[i].ID]
 		}
+		// A device revoked meanwhile (the caller chose its targets before) gets no command: it
+		// fails at once, as RevokeDevice failed those queued before.
+		if len(cmds) > 0 {
+			first := slices.MinFunc(cmds, func(a, b Command) int { return cmp.Compare(a.Seq, b.Seq) }).Seq
+			_, err := tx.ExecContext(ctx, `UPDATE device_commands SET state = 'failed', done_at = created_at, reason = 'device revoked'
+				WHERE seq >= ? AND state = 'queued' AND device_id IN (SELECT id FROM devices WHERE revoked_at != 0)`, first)
+			if err != nil {
+				return err
+			}
+		}
 		if cursor != nil {
 			_, err := tx.ExecContext(ctx, `INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`, cursor.Name, cursor.Value)
 			return err
@@ -460,10 +472,14 @@ type CommandUpdate struct {
 	// OrderID and DeviceID, for an order.new command, let an acknowledgement add the pushed
 	// stage to the order's ledger.
 	OrderID, DeviceID string
+	// Final is set by UpdateCommands on a change to sent that found the command final already
+	// (failed by a revocation, expired, cancelled, acknowledged): it must not be written.
+	Final bool
 }
 
 // UpdateCommands applies state changes in one transaction. A change to sent counts an attempt;
-// a change of a command already final is ignored, so a repeated ack is harmless. An
+// a change of a command already final is ignored, so a repeated ack is harmless, and a change
+// to sent of such a command sets its Final. An
 // acknowledged command with an OrderID adds the "pushed" stage to its order's ledger.
 func (db *DB) UpdateCommands(ctx context.Context, ups []CommandUpdate) error {
 	if len(ups) == 0 {
@@ -482,11 +498,18 @@ func (db *DB) UpdateCommands(ctx context.Context, ups []CommandUpdate) error {
 			return err
 		}
 		defer done.Close()
-		for _, u := range ups {
+		for i := range ups {
+			u := &ups[i]
 			if u.State == CommandSent {
-				if _, err := sent.ExecContext(ctx, u.At.UnixMilli(), u.Seq); err != nil {
+				res, err := sent.ExecContext(ctx, u.At.UnixMilli(), u.Seq)
+				if err != nil {
 					return err
 				}
+				n, err := res.RowsAffected()
+				if err != nil {
+					return err
+				}
+				u.Final = n == 0
 				continue
 			}
 			res, err := done.ExecContext(ctx, u.State, u.At.UnixMilli(), u.Reason, u.Seq)

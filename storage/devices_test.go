@@ -114,3 +114,56 @@ func TestCommandStates(t *testing.T) {
 		t.Fatalf("ledger %+v", ledger)
 	}
 }
+
+// A command that is final already is not taken as sent again (Final, so that the link does not
+// write it), and a command to a device revoked before it was queued fails at once.
+func TestCommandsOfARevokedDevice(t *testing.T) {
+	db, err := Open(context.Background(), filepath.Join(t.TempDir(), "shop.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	now := time.UnixMilli(time.Now().UnixMilli())
+	for _, id := range []string{"dv_a", "dv_b"} {
+		if err := db.PairDevice(ctx, Device{ID: id, Kind: "pos", Name: id, PushPort: 8081, SecretHash: []byte("h"), PushKey: []byte("k"), PairedAt: now, PairedBy: PairedByEnrollment}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := func(id, device string) Command {
+		return Command{ID: id, DeviceID: device, Type: "print", Payload: []byte(`{}`), CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+	}
+	before := []Command{cmd("cmd_1", "dv_a"), cmd("cmd_2", "dv_a"), cmd("cmd_3", "dv_b")}
+	if err := db.EnqueueCommands(ctx, before, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.UpdateCommands(ctx, []CommandUpdate{{Seq: before[0].Seq, ID: "cmd_1", State: CommandSent, At: now}}); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := db.RevokeDevice(ctx, "dv_a", now, "device revoked"); !ok || err != nil {
+		t.Fatalf("revoke: %v %v", ok, err)
+	}
+	// Targets chosen before the revocation.
+	after := []Command{cmd("cmd_4", "dv_a"), cmd("cmd_5", "dv_b")}
+	if err := db.EnqueueCommands(ctx, after, nil); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]string{"cmd_1": CommandFailed, "cmd_2": CommandFailed, "cmd_3": CommandQueued, "cmd_4": CommandFailed, "cmd_5": CommandQueued} {
+		c, err := db.GetCommand(ctx, id)
+		if err != nil || c.State != want || want == CommandFailed && c.Reason != "device revoked" {
+			t.Errorf("%s: %s %q, %v; want %s", id, c.State, c.Reason, err, want)
+		}
+	}
+	// A link that took them before the revocation stores them as sent now.
+	ups := []CommandUpdate{
+		{Seq: before[0].Seq, ID: "cmd_1", State: CommandSent, At: now},
+		{Seq: after[0].Seq, ID: "cmd_4", State: CommandSent, At: now},
+		{Seq: after[1].Seq, ID: "cmd_5", State: CommandSent, At: now},
+	}
+	if err := db.UpdateCommands(ctx, ups); err != nil {
+		t.Fatal(err)
+	}
+	if !ups[0].Final || !ups[1].Final || ups[2].Final {
+		t.Errorf("Final: %v %v %v, want true true false", ups[0].Final, ups[1].Final, ups[2].Final)
+	}
+}

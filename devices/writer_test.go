@@ -1,0 +1,59 @@
+package devices
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/storeedge/storeedge/storage"
+)
+
+// The changes a link submits come back with what the store found: a command failed by a
+// revocation while the link was taking it is Final, and the link does not write it.
+func TestWriterReturnsFinal(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	db, err := storage.Open(ctx, filepath.Join(t.TempDir(), "shop.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	now := time.UnixMilli(time.Now().UnixMilli())
+	if err := db.PairDevice(ctx, storage.Device{ID: "dv_a", Kind: "pos", Name: "a", PushPort: 8081, SecretHash: []byte("h"), PushKey: []byte("k"), PairedAt: now, PairedBy: storage.PairedByEnrollment}, nil); err != nil {
+		t.Fatal(err)
+	}
+	cmds := []storage.Command{
+		{ID: "cmd_1", DeviceID: "dv_a", Type: "print", Payload: []byte(`{}`), CreatedAt: now, ExpiresAt: now.Add(time.Hour)},
+		{ID: "cmd_2", DeviceID: "dv_a", Type: "print", Payload: []byte(`{}`), CreatedAt: now, ExpiresAt: now.Add(time.Hour)},
+	}
+	if err := db.EnqueueCommands(ctx, cmds, nil); err != nil {
+		t.Fatal(err)
+	}
+	// cmd_2 expires while the link holds it.
+	if n, err := db.ExpireCommands(ctx, now.Add(2*time.Hour), "ttl"); n != 2 || err != nil {
+		t.Fatalf("expired %d, %v", n, err)
+	}
+	w := newWriter(db, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	go w.run(ctx)
+	other, err := w.submit(ctx, []storage.CommandUpdate{{Seq: cmds[0].Seq, ID: "cmd_1", State: storage.CommandAcknowledged, At: now}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ups := []storage.CommandUpdate{{Seq: cmds[1].Seq, ID: "cmd_2", State: storage.CommandSent, At: now}}
+	done, err := w.submit(ctx, ups)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-other; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !ups[0].Final {
+		t.Error("an expired command taken as sent: Final false, so the link would write it")
+	}
+}
