@@ -102,11 +102,7 @@ func (c *Conn) WriteFrame(f Frame, timeout time.Duration) error {
 		c.sendSeq--
 		return err
 	}
-	if timeout > 0 {
-		c.nc.SetWriteDeadline(time.Now().Add(timeout))
-	}
-	_, err = c.nc.Write(c.wbuf)
-	return err
+	return c.writeBuf(timeout)
 }
 
 // WriteFrames writes several frames in one system call, as WriteFrame would one by one.
@@ -124,12 +120,34 @@ func (c *Conn) WriteFrames(fs []Frame, timeout time.Duration) error {
 		}
 	}
 	c.sendSeq = seq
-	if timeout > 0 {
-		c.nc.SetWriteDeadline(time.Now().Add(timeout))
+	return c.writeBuf(timeout)
+}
+
+// writeBuf writes wbuf. timeout is for a part that makes no progress, not for the whole: a
+// backlog of large commands may take longer than that to cross a slow Wi-Fi link while the
+// device reads.
+func (c *Conn) writeBuf(timeout time.Duration) error {
+	var err error
+	for b := c.wbuf; len(b) > 0 && err == nil; {
+		n := min(len(b), writePart)
+		if timeout > 0 {
+			c.nc.SetWriteDeadline(time.Now().Add(timeout))
+		}
+		_, err = c.nc.Write(b[:n])
+		b = b[n:]
 	}
-	_, err := c.nc.Write(c.wbuf)
+	if cap(c.wbuf) > keptBuffer {
+		c.wbuf = nil // a burst of large commands does not stay with the connection
+	}
 	return err
 }
+
+// writePart is the most WriteFrames writes under one deadline: at 10 s, a link slower than
+// 6.5 KB/s fails.
+const writePart = 64 << 10
+
+// keptBuffer is the largest write buffer a connection keeps between writes.
+const keptBuffer = 256 << 10
 
 func newNonce() []byte {
 	n := make([]byte, NonceSize)

@@ -3,6 +3,7 @@ package push
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -139,4 +140,68 @@ func TestHandshakeWantsTheHelloAck(t *testing.T) {
 	if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "ack of the server hello") {
 		t.Fatalf("err = %v", err)
 	}
+}
+
+// A batch of commands larger than a slow link carries within the timeout still goes through
+// while the device keeps reading: the timeout is for a write that makes no progress, not for the
+// whole batch.
+func TestBatchOverASlowLink(t *testing.T) {
+	sc, dc := net.Pipe()
+	t.Cleanup(func() { sc.Close(); dc.Close() })
+	// The device reads at most 32 KiB every 100 ms: 320 KB/s, so the 800 KB batch below takes
+	// 2.5 s against a timeout of 1 s.
+	slow := &slowConn{Conn: dc, n: 32 << 10, every: 100 * time.Millisecond}
+	var d *Conn
+	var derr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		d, derr = DeviceHandshake(slow, testKey, "dv_1", 2, time.Now(), 5*time.Second)
+	}()
+	s, serr := ServerHandshake(sc, testKey, "srv", "dv_1", MinVersion, time.Now(), 5*time.Second)
+	<-done
+	if serr != nil || derr != nil {
+		t.Fatalf("handshake: server %v, device %v", serr, derr)
+	}
+	payload := []byte(`{"data":"` + strings.Repeat("x", 100_000) + `"}`)
+	frames := make([]Frame, 8)
+	for i := range frames {
+		frames[i] = Frame{Type: TypeCommand, ID: fmt.Sprintf("cmd_%d", i), CommandType: "show", Payload: payload}
+	}
+	got := make(chan error, 1)
+	go func() {
+		for i := range frames {
+			f, err := d.ReadFrame()
+			if err == nil && f.ID != frames[i].ID {
+				err = fmt.Errorf("frame %d is %s", i, f.ID)
+			}
+			if err != nil {
+				got <- err
+				return
+			}
+		}
+		got <- nil
+	}()
+	if err := s.WriteFrames(frames, time.Second); err != nil {
+		t.Fatalf("writing 800 KB to a device reading 320 KB/s, 1 s without progress allowed: %v", err)
+	}
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// slowConn reads at most n bytes at a time, and waits every between reads: a slow link.
+type slowConn struct {
+	net.Conn
+	n     int
+	every time.Duration
+	last  time.Time
+}
+
+func (c *slowConn) Read(b []byte) (int, error) {
+	if wait := c.every - time.Since(c.last); !c.last.IsZero() && wait > 0 {
+		time.Sleep(wait)
+	}
+	c.last = time.Now()
+	return c.Conn.Read(b[:min(len(b), c.n)])
 }
