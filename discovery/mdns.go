@@ -83,8 +83,8 @@ func NewMDNS(o MDNSOptions) (*MDNS, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if o.Instance == "" || len(o.Instance) > 63 {
-		return nil, fmt.Errorf("discovery: mDNS instance name %q: want 1 to 63 bytes", o.Instance)
+	if o.Instance == "" || len(o.Instance) > 63 || strings.Contains(o.Instance, ".") {
+		return nil, fmt.Errorf("discovery: mDNS instance name %q: want 1 to 63 bytes without a dot (see InstanceName)", o.Instance)
 	}
 	if o.HTTPPort < 1 || o.HTTPPort > 65535 {
 		return nil, fmt.Errorf("discovery: mDNS port %d out of range", o.HTTPPort)
@@ -264,6 +264,13 @@ type BrowseOptions struct {
 	Interfaces []string
 	// First makes Browse return at the first server found; otherwise it browses until ctx ends.
 	First bool
+}
+
+// InstanceName is the mDNS instance name of a server id: its dots made hyphens (the DNS library
+// under zeroconf would read each dot as the end of a label, and browsers would not find the
+// instance of storeedge-shop12.example.com), cut to 63 bytes, the longest DNS label.
+func InstanceName(serverID string) string {
+	return TruncateText(strings.ReplaceAll(serverID, ".", "-"), 63)
 }
 
 // Browse looks for servers over mDNS and returns what their records say, one entry per

@@ -55,7 +55,7 @@ func helper(role string) int {
 	switch role {
 	case "server":
 		info := testInfo()
-		info.ServerID = "srv-netns"
+		info.ServerID = "srv.netns" // a dotted id, as a host name gives one: the mDNS instance is srv-netns
 		every := time.Second
 		if v := os.Getenv(announceEnv); v != "" {
 			every, _ = time.ParseDuration(v)
@@ -67,7 +67,7 @@ func helper(role string) int {
 		if err := udp.Listen(); err != nil {
 			return fail(err)
 		}
-		m, err := NewMDNS(MDNSOptions{Instance: info.ServerID, Info: info, HTTPPort: 8080, PollInterval: 200 * time.Millisecond})
+		m, err := NewMDNS(MDNSOptions{Instance: InstanceName(info.ServerID), Info: info, HTTPPort: 8080, PollInterval: 200 * time.Millisecond})
 		if err != nil {
 			return fail(err)
 		}
@@ -234,13 +234,13 @@ func TestDeviceFindsServerAcrossNamespaces(t *testing.T) {
 	wantURL := "http://" + srvNS.Addr.Addr().String() + ":8080"
 
 	byProbe := runHelper[Found](t, devNS, "probe")
-	if len(byProbe) != 1 || byProbe[0].ServerID != "srv-netns" || byProbe[0].URL != wantURL ||
+	if len(byProbe) != 1 || byProbe[0].ServerID != "srv.netns" || byProbe[0].URL != wantURL ||
 		byProbe[0].From.Addr() != srvNS.Addr.Addr() || byProbe[0].After > 2*time.Second {
 		t.Errorf("by probe: %+v, want %s within 2s", byProbe, wantURL)
 	}
 
 	byMDNS := runHelper[Found](t, devNS, "browse")
-	if len(byMDNS) != 1 || byMDNS[0].ServerID != "srv-netns" || byMDNS[0].URL != wantURL || byMDNS[0].ShopID != "FR-0042" ||
+	if len(byMDNS) != 1 || byMDNS[0].ServerID != "srv.netns" || byMDNS[0].URL != wantURL || byMDNS[0].ShopID != "FR-0042" ||
 		byMDNS[0].Name != testInfo().Name || byMDNS[0].PairingOpen != testInfo().PairingOpen || len(byMDNS[0].Ports) != 7 ||
 		byMDNS[0].After > 2*time.Second {
 		t.Errorf("by mDNS: %+v, want %s within 2s", byMDNS, wantURL)
@@ -252,7 +252,7 @@ func TestDeviceFindsServerAcrossNamespaces(t *testing.T) {
 		t.Errorf("heard %d announcements in 2.5s, want at least 2", len(heard))
 	}
 	for _, f := range heard {
-		if f.ServerID != "srv-netns" || f.URL != wantURL {
+		if f.ServerID != "srv.netns" || f.URL != wantURL {
 			t.Errorf("announcement %+v", f)
 		}
 	}
@@ -308,7 +308,7 @@ func TestAnnouncesWhenAddressesChange(t *testing.T) {
 	if err := json.Unmarshal([]byte(dev.line(t)), &f); err != nil {
 		t.Fatal(err)
 	}
-	if wait := time.Since(changed); wait > 2*time.Second || f.ServerID != "srv-netns" {
+	if wait := time.Since(changed); wait > 2*time.Second || f.ServerID != "srv.netns" {
 		t.Errorf("announcement %+v %s after the change", f, wait)
 	}
 	urls := map[string]bool{f.URL: true}
@@ -378,7 +378,7 @@ func TestAvahiSeesService(t *testing.T) {
 	if f[3] != "srv-netns" || f[4] != ServiceType || f[7] != srvNS.Addr.Addr().String() || f[8] != "8080" {
 		t.Errorf("avahi sees %q", lines[0])
 	}
-	for _, want := range []string{`"txtvers=1"`, `"id=srv-netns"`, `"shop=FR-0042"`, `"pairing=open"`, `"scheme=http"`,
+	for _, want := range []string{`"txtvers=1"`, `"id=srv.netns"`, `"shop=FR-0042"`, `"pairing=open"`, `"scheme=http"`,
 		`"ports=front_door=80,catalog=8000,media=8001,orders=8002,devices=8003,events=8004,admin=8005"`, `"version=1.4.0"`} {
 		if !strings.Contains(f[9], want) {
 			t.Errorf("TXT records lack %s: %s", want, f[9])

@@ -97,7 +97,7 @@ func newDiscovery(cfg config.Config, addrs map[string]string, pairingOpen func()
 	}
 	if cfg.Discovery.MDNS.Enabled {
 		m, err := discovery.NewMDNS(discovery.MDNSOptions{
-			Instance:    discovery.TruncateText(cfg.ServerID, 63),
+			Instance:    discovery.InstanceName(cfg.ServerID),
 			Interfaces:  cfg.Discovery.Interfaces,
 			Info:        info,
 			HTTPPort:    httpPort,
