@@ -241,6 +241,8 @@ func (c *Conn) readHelloAck(serverID string) error {
 		return fmt.Errorf("the device refused the connection: %q", truncate(f.Payload, 200))
 	case f.Type != TypeAck || f.ID != serverID:
 		return fmt.Errorf("%w: a %s of %q, want the ack of the server hello (%q)", ErrMalformed, f.Type, f.ID, serverID)
+	case f.Seq != 1:
+		return fmt.Errorf("%w: the ack of the server hello has seq %d, want 1 (the device's first frame)", ErrMalformed, f.Seq)
 	}
 	return nil
 }

@@ -119,8 +119,18 @@ func TestReplayedDeviceHello(t *testing.T) {
 	}
 }
 
-// A device that answers the server's hello with something other than the ack of it is refused.
+// A device that answers the server's hello with something other than the ack of it, or with an
+// ack numbered other than 1, is refused.
 func TestHandshakeWantsTheHelloAck(t *testing.T) {
+	for _, ack := range []Frame{
+		{Type: TypeAck, ID: "cmd_1"},       // not the server's id
+		{Type: TypeAck, ID: "srv", Seq: 2}, // not the device's first frame
+	} {
+		handshakeWithAck(t, ack)
+	}
+}
+
+func handshakeWithAck(t *testing.T, ack Frame) {
 	sc, dc := net.Pipe()
 	defer sc.Close()
 	go func() {
@@ -133,12 +143,15 @@ func TestHandshakeWantsTheHelloAck(t *testing.T) {
 		n, _ := dc.Read(raw)
 		sh, _ := Decode(raw[:n], testKey, c.own)
 		c.peer = sh.Payload
-		c.WriteFrame(Frame{Type: TypeAck, ID: "cmd_1"}, time.Second) // not the server's id
-		dc.Read(raw)                                                 // the error frame
+		if ack.Seq != 0 {
+			c.sendSeq = ack.Seq - 1
+		}
+		c.WriteFrame(ack, time.Second)
+		dc.Read(raw) // the error frame
 	}()
 	_, err := ServerHandshake(sc, testKey, "srv", "dv_1", MinVersion, time.Now(), 2*time.Second)
 	if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "ack of the server hello") {
-		t.Fatalf("err = %v", err)
+		t.Errorf("device's first frame %s %q seq %d: err = %v", ack.Type, ack.ID, max(ack.Seq, 1), err)
 	}
 }
 

@@ -159,6 +159,12 @@ func (f *Frame) checkFields() error {
 		return fmt.Errorf("%w: command type holds bytes other than visible ASCII", ErrMalformed)
 	case (f.Type == TypeCommand) != (f.CommandType != ""):
 		return fmt.Errorf("%w: a command frame, and only a command frame, has a command type", ErrMalformed)
+	case f.Type == TypeAck && len(f.Payload) != 0:
+		return fmt.Errorf("%w: an ack has no payload, this one has %d bytes", ErrMalformed, len(f.Payload))
+	case (f.Type == TypeNack || f.Type == TypeError) && len(f.Payload) > MaxReason:
+		return fmt.Errorf("%w: a reason of %d bytes, at most %d", ErrFieldTooLong, len(f.Payload), MaxReason)
+	case (f.Type == TypeNack || f.Type == TypeError) && !utf8.Valid(f.Payload):
+		return fmt.Errorf("%w: a reason that is not UTF-8", ErrMalformed)
 	}
 	if n := f.size(); n > MaxFrameSize {
 		return fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, n, MaxFrameSize)

@@ -2,6 +2,7 @@ package push
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"os"
@@ -149,6 +150,20 @@ func TestDecodeRefuses(t *testing.T) {
 			t.Errorf("%s: err = %v, want %v", c.name, err, c.want)
 		}
 	}
+	// A device's nack whose reason is one byte over the limit (the MAC right) is refused; at the
+	// limit it is read.
+	nack, err := (&Frame{Type: TypeNack, Seq: 2, ID: "cmd_1", Payload: bytes.Repeat([]byte("r"), MaxReason)}).Encode(testKey, testNonce)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Decode(nack, testKey, testNonce); err != nil {
+		t.Errorf("a nack with a reason of %d bytes: %v", MaxReason, err)
+	}
+	long := append(append(append([]byte(nil), nack[:len(nack)-MACSize]...), 'r'), make([]byte, MACSize)...)
+	binary.BigEndian.PutUint32(long[4:8], uint32(len(long)-headerSize))
+	if _, err := Decode(resign(long), testKey, testNonce); !errors.Is(err, ErrFieldTooLong) {
+		t.Errorf("a nack with a reason of %d bytes: %v, want ErrFieldTooLong", MaxReason+1, err)
+	}
 	// Bound to the receiver's nonce: the same bytes on another connection do not verify.
 	if _, err := Decode(good, testKey, bytes.Repeat([]byte{1}, NonceSize)); !errors.Is(err, ErrBadMAC) {
 		t.Errorf("frame replayed on a connection with another nonce: %v, want ErrBadMAC", err)
@@ -170,6 +185,10 @@ func TestEncodeRefuses(t *testing.T) {
 		{"type 0", Frame{Type: 0, ID: "a"}, ErrUnknownType},
 		{"version 3", Frame{Version: 3, Type: TypeAck, ID: "a"}, ErrVersion},
 		{"too large", Frame{Type: TypeCommand, ID: "a", CommandType: "print", Payload: make([]byte, MaxFrameSize)}, ErrTooLarge},
+		{"ack with a payload", Frame{Type: TypeAck, ID: "a", Payload: []byte("ok")}, ErrMalformed},
+		{"long nack reason", Frame{Type: TypeNack, ID: "a", Payload: bytes.Repeat([]byte("r"), MaxReason+1)}, ErrFieldTooLong},
+		{"long error reason", Frame{Type: TypeError, ID: "error", Payload: bytes.Repeat([]byte("r"), MaxReason+1)}, ErrFieldTooLong},
+		{"nack reason not UTF-8", Frame{Type: TypeNack, ID: "a", Payload: []byte{0xff, 0xfe}}, ErrMalformed},
 	}
 	for _, c := range cases {
 		if _, err := c.f.Encode(testKey, testNonce); !errors.Is(err, c.want) {
