@@ -224,10 +224,10 @@ func (s *Shipper) store(buf []byte, batch []entry) []byte {
 		s.noticed.Store(q)
 		n++
 	}
-	dropped, err := s.spool.appendLines(buf, n)
+	dropped, lost, err := s.spool.appendLines(buf, n)
 	if err != nil {
-		s.queueDropped.Add(n) // not on disk: lost, and said so in the next record that is
-		s.o.Logger.Warn("logship: cannot write to the disk buffer; records dropped", slog.Any("error", err), slog.Uint64("records", n))
+		s.queueDropped.Add(lost) // not on disk: lost, and said so in the next record that is
+		s.o.Logger.Warn("logship: cannot write to the disk buffer; records dropped", slog.Any("error", err), slog.Uint64("records", lost))
 		return buf
 	}
 	if dropped > 0 {

@@ -59,10 +59,19 @@ type spool struct {
 	// whose segment was dropped meanwhile: delivered if the send succeeds, else dropped.
 	inflight [2]uint64
 	orphaned uint64
-	notice   func(dropped uint64) []byte // the record appended after records are dropped; nil: none
-	active   *os.File                    // the last segment, open for appending; nil when none is open
-	rd       [2]readPos                  // where the last read started and ended
+	// notices are the notice records in the buffer, oldest first, with the count each carries.
+	// A notice dropped with its segment is not counted as a dropped record: its count is
+	// carried into the next notice, so that the notices the intake gets add up to dropped.
+	notices []noticeRec
+	carried uint64                      // counts of notices dropped, for the next notice
+	orphans []noticeRec                 // notices of the last read whose segment was dropped (see orphaned)
+	notice  func(dropped uint64) []byte // the record appended after records are dropped; nil: none
+	active  *os.File                    // the last segment, open for appending; nil when none is open
+	rd      [2]readPos                  // where the last read started and ended
 }
+
+// noticeRec is a notice record in the buffer: its sequence number and the records it counts.
+type noticeRec struct{ seq, count uint64 }
 
 // readPos remembers the byte offset of a record, so that reading on does not scan the segment
 // from its start.
@@ -85,7 +94,7 @@ func openSpool(dir string, maxBytes int64) (*spool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.removeAcceptedLocked()
-	s.enforceLocked()
+	s.enforceLocked(s.maxBytes)
 	return s, nil
 }
 
@@ -167,13 +176,14 @@ func removeFile(path string) error {
 	return nil
 }
 
-// appendLines adds n records, each a JSON object ending in '\n', and drops the oldest if the
-// buffer goes over its size. If that drops records, it appends the record notice(dropped)
-// after them at once, so that no reader sees the buffer without it. It returns how many
-// records were dropped.
-func (s *spool) appendLines(lines []byte, n uint64) (dropped uint64, err error) {
+// appendLines adds n records (what lines holds), each a JSON object ending in '\n', and drops
+// the oldest if the buffer goes over its size: a burst larger than the buffer keeps its newest
+// records. If that drops records, it appends the record notice(dropped) after them at once, so
+// that no reader sees the buffer without it. It returns how many records were dropped, and how
+// many of lines could not be written (with the error).
+func (s *spool) appendLines(lines []byte, n uint64) (dropped, lost uint64, err error) {
 	if n == 0 {
-		return 0, nil
+		return 0, 0, nil
 	}
 	if lines[len(lines)-1] != '\n' {
 		lines = append(lines[:len(lines):len(lines)], '\n') // every record ends its line
@@ -181,12 +191,44 @@ func (s *spool) appendLines(lines []byte, n uint64) (dropped uint64, err error) 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	before := s.dropped
-	if _, err := s.appendLocked(lines, n); err != nil {
-		return 0, err
+	// In pieces that fit a segment each: a burst written whole into one segment would make the
+	// buffer drop that segment, the records just written with it, rather than the oldest an
+	// eighth at a time.
+	written := uint64(0)
+	for len(lines) > 0 {
+		cut, count := s.pieceLocked(lines)
+		if _, err = s.appendLocked(lines[:cut], count); err != nil {
+			break
+		}
+		written += count
+		lines = lines[cut:]
+		s.enforceLocked(s.maxBytes)
 	}
-	s.enforceLocked()
-	dropped = s.dropped - before
-	return dropped, s.noticeLocked(dropped)
+	if written < n {
+		lost = n - written
+	}
+	serr := s.settleLocked(before)
+	return s.dropped - before, lost, errors.Join(err, serr)
+}
+
+// pieceLocked is how much of lines to append next, at record boundaries: what the segment
+// appended to has room for, or one record.
+func (s *spool) pieceLocked(lines []byte) (cut int, count uint64) {
+	room := s.segBytes
+	if k := len(s.segs); k > 0 && s.segs[k-1].size < s.segBytes && s.segs[k-1].end() == s.next {
+		room -= s.segs[k-1].size // activeLocked appends to that segment
+	}
+	for cut < len(lines) {
+		end := cut + bytes.IndexByte(lines[cut:], '\n') + 1
+		if end <= cut {
+			end = len(lines) // no newline: the rest is one record
+		}
+		if count > 0 && int64(end) > room {
+			break
+		}
+		cut, count = end, count+1
+	}
+	return cut, count
 }
 
 // noticeOpenDrops appends the notice of the records dropped when the buffer was opened (a
@@ -194,19 +236,34 @@ func (s *spool) appendLines(lines []byte, n uint64) (dropped uint64, err error) 
 func (s *spool) noticeOpenDrops() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.noticeLocked(s.dropped)
+	return s.settleLocked(0)
 }
 
-// noticeLocked appends the record that says dropped records were dropped, if there is one.
-func (s *spool) noticeLocked(dropped uint64) error {
-	if dropped == 0 || s.notice == nil {
+// settleLocked brings the buffer within its size, and appends the notice of the records dropped
+// since dropped was before, if any, in room made for it first: appending the notice must not
+// drop records it does not count (the notice of a notice would never end).
+func (s *spool) settleLocked(before uint64) error {
+	s.enforceLocked(s.maxBytes)
+	if s.notice == nil {
 		return nil
 	}
-	if _, err := s.appendLocked(s.notice(dropped), 1); err != nil {
-		return err
+	for {
+		dropped := s.dropped - before + s.carried
+		if dropped == 0 {
+			return nil
+		}
+		note := s.notice(dropped)
+		s.enforceLocked(s.maxBytes - int64(len(note)))
+		if s.dropped-before+s.carried == dropped {
+			seq := s.next
+			if _, err := s.appendLocked(note, 1); err != nil {
+				return err // what was carried waits for the next notice
+			}
+			s.notices = append(s.notices, noticeRec{seq: seq, count: dropped})
+			s.carried = 0
+			return nil
+		}
 	}
-	s.enforceLocked()
-	return nil
 }
 
 // appendLocked writes lines, n records, to the segment appended to.
@@ -260,9 +317,9 @@ func (s *spool) closeActiveLocked() {
 	}
 }
 
-// enforceLocked drops the oldest segments while the buffer is over its size.
-func (s *spool) enforceLocked() {
-	for s.bytes > s.maxBytes && len(s.segs) > 0 {
+// enforceLocked drops the oldest segments while the buffer holds more than limit bytes.
+func (s *spool) enforceLocked(limit int64) {
+	for s.bytes > limit && len(s.segs) > 0 {
 		g := s.segs[0]
 		if len(s.segs) == 1 {
 			s.closeActiveLocked()
@@ -270,7 +327,20 @@ func (s *spool) enforceLocked() {
 		if from := max(s.cursor, g.first); from < g.end() {
 			// Records being sent are not dropped yet: their fate is the send's.
 			sending := overlap(from, g.end(), s.inflight[0], s.inflight[1])
-			s.dropped += g.end() - from - sending
+			notes := uint64(0)
+			for len(s.notices) > 0 && s.notices[0].seq < g.end() {
+				nr := s.notices[0]
+				s.notices = s.notices[1:]
+				switch {
+				case nr.seq < from: // accepted already
+				case nr.seq >= s.inflight[0] && nr.seq < s.inflight[1]:
+					s.orphans = append(s.orphans, nr)
+				default:
+					notes++
+					s.carried += nr.count
+				}
+			}
+			s.dropped += g.end() - from - sending - notes
 			s.orphaned += sending
 			s.cursor = g.end()
 		}
@@ -359,7 +429,7 @@ func (s *spool) read(limit int, maxBytes int) (recs []spooled, end uint64, bad u
 		seq++
 	}
 	s.rd = [2]readPos{start, {seg: g.first, seq: seq, off: off}}
-	s.inflight, s.orphaned = [2]uint64{s.cursor, seq}, 0
+	s.inflight, s.orphaned, s.orphans = [2]uint64{s.cursor, seq}, 0, nil
 	return recs, seq, bad, nil
 }
 
@@ -368,11 +438,14 @@ func (s *spool) read(limit int, maxBytes int) (recs []spooled, end uint64, bad u
 func (s *spool) commit(end uint64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.inflight, s.orphaned = [2]uint64{}, 0
+	s.inflight, s.orphaned, s.orphans = [2]uint64{}, 0, nil
 	if end <= s.cursor {
 		return nil
 	}
 	s.cursor = min(end, s.next)
+	for len(s.notices) > 0 && s.notices[0].seq < s.cursor {
+		s.notices = s.notices[1:] // delivered
+	}
 	s.removeAcceptedLocked()
 	return s.saveCursorLocked()
 }
@@ -382,10 +455,14 @@ func (s *spool) commit(end uint64) error {
 func (s *spool) release() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	lost := s.orphaned
-	s.inflight, s.orphaned = [2]uint64{}, 0
-	s.dropped += lost
-	return s.noticeLocked(lost)
+	before := s.dropped
+	for _, nr := range s.orphans { // a notice is not a record dropped: its count goes on
+		s.carried += nr.count
+		s.orphaned--
+	}
+	s.dropped += s.orphaned
+	s.inflight, s.orphaned, s.orphans = [2]uint64{}, 0, nil
+	return s.settleLocked(before)
 }
 
 // saveCursorLocked writes the cursor file: a temporary file renamed over it, so that a crash

@@ -44,7 +44,7 @@ func TestSpoolRecoversAfterACrash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.appendLines(lines(1, 3), 3); err != nil {
+	if _, _, err := s.appendLines(lines(1, 3), 3); err != nil {
 		t.Fatal(err)
 	}
 	s.close()
@@ -122,7 +122,7 @@ func TestSpoolDropsAtOpenAreNoticed(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := 6 * minSegment / len(lines(0, 1))
-	if _, err := s.appendLines(lines(0, n), uint64(n)); err != nil {
+	if _, _, err := s.appendLines(lines(0, n), uint64(n)); err != nil {
 		t.Fatal(err)
 	}
 	s.close()
@@ -152,5 +152,42 @@ func TestSpoolRecordWithoutNewline(t *testing.T) {
 	s.appendLines(lines(1, 1), 1)
 	if got := readAll(t, s); len(got) != 2 || !strings.HasSuffix(got[1], `{"message":"r1"}`) {
 		t.Fatalf("records %q", got)
+	}
+}
+
+// One burst larger than the whole buffer keeps its newest records, up to the buffer's size, and
+// ends with the notice of every record it dropped, the buffer within its size notice included.
+func TestSpoolBurstLargerThanTheBuffer(t *testing.T) {
+	for _, size := range []int64{2 * minSegment, 8 * minSegment, 16 * minSegment} {
+		s, err := openSpool(t.TempDir(), size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.notice = func(dropped uint64) []byte { return []byte(fmt.Sprintf(`{"message":"dropped %d"}`+"\n", dropped)) }
+		s.appendLines(lines(0, 10), 10)
+		n := int(3*size) / len(lines(0, 1))
+		dropped, lost, err := s.appendLines(lines(10, n), uint64(n))
+		if err != nil || lost != 0 {
+			t.Fatal(lost, err)
+		}
+		st := s.stats()
+		if st.Bytes > size || dropped != st.Dropped || dropped == 0 {
+			t.Errorf("buffer of %d bytes: %d bytes held, %d dropped (status %d)", size, st.Bytes, dropped, st.Dropped)
+		}
+		got := readAll(t, s)
+		if want := fmt.Sprintf(`{"message":"dropped %d"}`, dropped); !strings.HasSuffix(got[len(got)-1], want) {
+			t.Errorf("buffer of %d bytes: the last record is %s, want %s", size, got[len(got)-1], want)
+		}
+		// The newest records stayed, in order, to the last one written.
+		kept := got[:len(got)-1]
+		if uint64(len(kept))+dropped != uint64(10+n) || len(kept) < int(size)/len(lines(0, 1))/2 {
+			t.Errorf("buffer of %d bytes: %d records kept and %d dropped of %d", size, len(kept), dropped, 10+n)
+		}
+		for i, rec := range kept {
+			if want := fmt.Sprintf(`{"message":"r%d"}`, 10+n-len(kept)+i); !strings.HasSuffix(rec, want) {
+				t.Fatalf("buffer of %d bytes: record %d of those kept is %s, want %s", size, i, rec, want)
+			}
+		}
+		s.close()
 	}
 }
