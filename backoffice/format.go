@@ -80,8 +80,8 @@ func ExportOrder(o orders.Order) Order {
 			e.Note += " " + o.Note
 		}
 	}
-	if o.Customer != nil {
-		e.Customer = &Customer{Name: o.Customer.Name, Phone: o.Customer.Phone, Email: o.Customer.Email}
+	if c := o.Customer.Known(); c != nil { // an order stored with "customer": {} has none
+		e.Customer = &Customer{Name: c.Name, Phone: c.Phone, Email: c.Email}
 	}
 	for _, l := range o.Lines {
 		e.Lines = append(e.Lines, Line{ProductID: l.ProductID, Name: l.Name, Quantity: l.Quantity, UnitPrice: l.UnitPrice, LineTotal: l.LineTotal})

@@ -127,6 +127,7 @@ func parseStockCSV(data []byte) (rows []storage.StockLevel, lines []int, err err
 		r.Comma = ';' // spreadsheets in locales with a decimal comma
 	}
 	r.ReuseRecord = true
+	r.TrimLeadingSpace = true // P1, "5": the space before a quoted value is no part of it
 	header, err := r.Read()
 	if errors.Is(err, io.EOF) {
 		return nil, nil, lineErr(1, "empty file: want a header row \"product_id,quantity\"")
@@ -271,12 +272,20 @@ func (p *stockJSON) item(n int) (storage.StockLevel, int, error) {
 	if i < len(p.data) && p.data[i] != '{' {
 		return storage.StockLevel{}, at, lineErr(at, "item %d is not an object {\"product_id\": …, \"quantity\": …}", n)
 	}
+	var raw json.RawMessage
+	if err := p.dec.Decode(&raw); err != nil {
+		return storage.StockLevel{}, at, p.jsonErr(err)
+	}
 	var item struct {
 		ProductID json.RawMessage `json:"product_id"`
 		Quantity  json.RawMessage `json:"quantity"`
 	}
-	if err := p.dec.Decode(&item); err != nil {
-		return storage.StockLevel{}, at, p.jsonErr(err)
+	if err := json.Unmarshal(raw, &item); err != nil {
+		return storage.StockLevel{}, at, lineErr(at, "item %d: %s", n, err)
+	}
+	// encoding/json would take the last of a field given twice (in any case), silently.
+	if k := duplicateField(raw, "product_id", "quantity"); k != "" {
+		return storage.StockLevel{}, at, lineErr(at, "item %d gives %s twice", n, k)
 	}
 	var id string
 	if item.ProductID == nil {
@@ -291,7 +300,37 @@ func (p *stockJSON) item(n int) (storage.StockLevel, int, error) {
 	if err != nil {
 		return storage.StockLevel{}, at, lineErr(at, "item %d: quantity %s is not a whole number", n, clip(item.Quantity))
 	}
-	return storage.StockLevel{Row: n, ProductID: id, Quantity: q}, at, nil
+	return storage.StockLevel{Row: n, ProductID: strings.TrimSpace(id), Quantity: q}, at, nil
+}
+
+// duplicateField is the first of names that the JSON object obj gives more than once (names
+// match in any case, as encoding/json matches them), or "".
+func duplicateField(obj []byte, names ...string) string {
+	dec := json.NewDecoder(bytes.NewReader(obj))
+	if _, err := dec.Token(); err != nil { // {
+		return ""
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return ""
+		}
+		k, _ := t.(string)
+		for _, name := range names {
+			if strings.EqualFold(k, name) {
+				if seen[name] {
+					return name
+				}
+				seen[name] = true
+			}
+		}
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return ""
+		}
+	}
+	return ""
 }
 
 // close reads the array's closing bracket and checks nothing follows it.

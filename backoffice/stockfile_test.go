@@ -30,6 +30,8 @@ func TestParseStockFile(t *testing.T) {
 		{"json", "json", `[{"product_id":"P1","quantity":5},{"quantity":-1,"product_id":"P2","x":[1]}]`, rows("P1", 5, "P2", -1)},
 		{"json empty", "json", " [ ] \n", nil},
 		{"json BOM", "json", "\uFEFF[{\"product_id\":\"é\",\"quantity\":1}]", rows("é", 1)},
+		{"csv a space before quoted values", "csv", "product_id, quantity\n\"P1\", \"5\"\n P2 , 6\n", rows("P1", 5, "P2", 6)},
+		{"json spaces around the product id, as in CSV", "json", `[{"product_id":" P1 ","quantity":5}]`, rows("P1", 5)},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			got, err := ParseStockFile(c.format, []byte(c.in))
@@ -83,6 +85,9 @@ func TestParseStockFileErrors(t *testing.T) {
 		{"json", "[\n{\"product_id\":\"P1\",\"quantity\":1},\n{\"product_id\":\"P2\",", "line 3: the file ends before the array is closed"},
 		{"json", "[{\"product_id\":\"P1\",\"quantity\":1}]\n[]", "line 2: unexpected [ after the array"},
 		{"json", manyJSON, fmt.Sprintf("line %d: more than 100000 rows", MaxStockRows+2)},
+		{"json", "[\n{\"product_id\":\"P1\",\"quantity\":5,\"product_id\":\"P2\"}]", "line 2: item 1 gives product_id twice"},
+		{"json", "[\n{\"quantity\":5,\"Quantity\":6,\"product_id\":\"P2\"}]", "line 2: item 1 gives quantity twice"},
+		{"json", "[{\"product_id\":\" P1\",\"quantity\":1},\n{\"product_id\":\"P1\",\"quantity\":2}]", `line 2: product_id "P1" is already on line 1`},
 		{"xlsx", "PK", "unknown stock file format"},
 	} {
 		_, err := ParseStockFile(c.format, []byte(c.in))

@@ -35,6 +35,15 @@ type Customer struct {
 	Email string `json:"email,omitempty"`
 }
 
+// Known is c, or nil when c says nothing ("customer": {} from a device): a customer with no
+// name, phone or e-mail is no known customer, and is kept and exported as none.
+func (c *Customer) Known() *Customer {
+	if c == nil || *c == (Customer{}) {
+		return nil
+	}
+	return c
+}
+
 // Order is an order as the shop keeps it.
 type Order struct {
 	ID         string    `json:"id"`

@@ -315,3 +315,17 @@ func TestOutboxHoldsAnOrdersLaterEvents(t *testing.T) {
 		t.Fatalf("retry all: %d requeued, queue %+v", all.Requeued, p)
 	}
 }
+
+// "customer": {} says nothing of a customer: the order has none, as the back office's export
+// then says (null, not a customer with empty fields).
+func TestOrderWithAnEmptyCustomerHasNone(t *testing.T) {
+	f := newFixture(t)
+	rec := f.order(t, "pos-1", "key-empty-customer", `{"lines":[{"product_id":"P0002","quantity":1}],"customer":{}}`)
+	if a := decodeOrder(t, rec, http.StatusCreated); a.Order.Customer != nil || strings.Contains(rec.Body.String(), `"customer"`) {
+		t.Fatalf("an order sent with an empty customer: %s", rec.Body)
+	}
+	rec = f.order(t, "pos-1", "key-customer", `{"lines":[{"product_id":"P0002","quantity":1}],"customer":{"phone":"+33 6 12 34 56 78"}}`)
+	if a := decodeOrder(t, rec, http.StatusCreated); a.Order.Customer == nil || a.Order.Customer.Phone != "+33 6 12 34 56 78" {
+		t.Fatalf("an order with a customer's phone: %s", rec.Body)
+	}
+}
