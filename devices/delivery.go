@@ -40,6 +40,8 @@ type delivery struct {
 	taken    map[int64]bool    // seqs taken from the queue since the previous check
 	marks    marks             // the counts of work under way at the previous check
 	retry    []storage.Command // commands a check found left behind, to be written first
+
+	faultLogged bool // a frame breaking the protocol was logged (once a connection)
 }
 
 // marks are counts of work under way at a check: state changes queued to the writer, and
@@ -223,6 +225,13 @@ func (d *delivery) answer(ctx context.Context, f push.Frame) error {
 	default:
 		d.c.SendError("a device sends only ack, nack and error frames", l.m.now())
 		return fmt.Errorf("%w a %s frame, which devices do not send", errPeer, f.Type)
+	}
+	if msg := f.PayloadFault(); msg != "" && !d.faultLogged {
+		// Read all the same (refusing it would write the command again at every reconnection),
+		// but the device's maker should hear of it: once a connection.
+		d.faultLogged = true
+		l.m.log.Warn("devices: the device's frame breaks the push protocol; read all the same", slog.String(keyDevice, l.id),
+			slog.String("frame", f.Type.String()), slog.String("fault", msg))
 	}
 	i := slices.IndexFunc(d.sent, func(x inflight) bool { return x.id == f.ID })
 	if i < 0 {

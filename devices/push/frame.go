@@ -159,17 +159,28 @@ func (f *Frame) checkFields() error {
 		return fmt.Errorf("%w: command type holds bytes other than visible ASCII", ErrMalformed)
 	case (f.Type == TypeCommand) != (f.CommandType != ""):
 		return fmt.Errorf("%w: a command frame, and only a command frame, has a command type", ErrMalformed)
-	case f.Type == TypeAck && len(f.Payload) != 0:
-		return fmt.Errorf("%w: an ack has no payload, this one has %d bytes", ErrMalformed, len(f.Payload))
-	case (f.Type == TypeNack || f.Type == TypeError) && len(f.Payload) > MaxReason:
-		return fmt.Errorf("%w: a reason of %d bytes, at most %d", ErrFieldTooLong, len(f.Payload), MaxReason)
-	case (f.Type == TypeNack || f.Type == TypeError) && !utf8.Valid(f.Payload):
-		return fmt.Errorf("%w: a reason that is not UTF-8", ErrMalformed)
 	}
 	if n := f.size(); n > MaxFrameSize {
 		return fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, n, MaxFrameSize)
 	}
 	return nil
+}
+
+// PayloadFault says how f's payload breaks the protocol's rules for its type (an ack's is empty,
+// a nack's or an error's reason is UTF-8 of at most MaxReason bytes), or "". This side never
+// sends such a frame; one received is read all the same, as it reads (a device would otherwise
+// have its command written again at every reconnection, never answered), and the receiver
+// tells its log.
+func (f *Frame) PayloadFault() string {
+	switch {
+	case f.Type == TypeAck && len(f.Payload) != 0:
+		return fmt.Sprintf("an ack has no payload, this one has %d bytes", len(f.Payload))
+	case (f.Type == TypeNack || f.Type == TypeError) && len(f.Payload) > MaxReason:
+		return fmt.Sprintf("a reason of %d bytes, at most %d", len(f.Payload), MaxReason)
+	case (f.Type == TypeNack || f.Type == TypeError) && !utf8.Valid(f.Payload):
+		return "a reason that is not UTF-8"
+	}
+	return ""
 }
 
 func (f *Frame) version() byte {
@@ -187,6 +198,9 @@ func (f *Frame) size() int {
 func (f *Frame) Append(b []byte, key, peerNonce []byte) ([]byte, error) {
 	if err := f.checkFields(); err != nil {
 		return b, err
+	}
+	if msg := f.PayloadFault(); msg != "" {
+		return b, fmt.Errorf("%w: %s", ErrMalformed, msg)
 	}
 	start := len(b)
 	b = append(b, magic[0], magic[1], f.version(), byte(f.Type))

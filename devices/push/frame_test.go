@@ -150,19 +150,19 @@ func TestDecodeRefuses(t *testing.T) {
 			t.Errorf("%s: err = %v, want %v", c.name, err, c.want)
 		}
 	}
-	// A device's nack whose reason is one byte over the limit (the MAC right) is refused; at the
-	// limit it is read.
+	// A device's nack whose reason is one byte over the limit (the MAC right) is read, as it
+	// reads, with its fault named for the log; at the limit it has none.
 	nack, err := (&Frame{Type: TypeNack, Seq: 2, ID: "cmd_1", Payload: bytes.Repeat([]byte("r"), MaxReason)}).Encode(testKey, testNonce)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Decode(nack, testKey, testNonce); err != nil {
-		t.Errorf("a nack with a reason of %d bytes: %v", MaxReason, err)
+	if f, err := Decode(nack, testKey, testNonce); err != nil || f.PayloadFault() != "" {
+		t.Errorf("a nack with a reason of %d bytes: %v %q", MaxReason, err, f.PayloadFault())
 	}
 	long := append(append(append([]byte(nil), nack[:len(nack)-MACSize]...), 'r'), make([]byte, MACSize)...)
 	binary.BigEndian.PutUint32(long[4:8], uint32(len(long)-headerSize))
-	if _, err := Decode(resign(long), testKey, testNonce); !errors.Is(err, ErrFieldTooLong) {
-		t.Errorf("a nack with a reason of %d bytes: %v, want ErrFieldTooLong", MaxReason+1, err)
+	if f, err := Decode(resign(long), testKey, testNonce); err != nil || len(f.Payload) != MaxReason+1 || !strings.Contains(f.PayloadFault(), "a reason of 513 bytes") {
+		t.Errorf("a nack with a reason of %d bytes: %v, fault %q", MaxReason+1, err, f.PayloadFault())
 	}
 	// Bound to the receiver's nonce: the same bytes on another connection do not verify.
 	if _, err := Decode(good, testKey, bytes.Repeat([]byte{1}, NonceSize)); !errors.Is(err, ErrBadMAC) {
@@ -186,8 +186,8 @@ func TestEncodeRefuses(t *testing.T) {
 		{"version 3", Frame{Version: 3, Type: TypeAck, ID: "a"}, ErrVersion},
 		{"too large", Frame{Type: TypeCommand, ID: "a", CommandType: "print", Payload: make([]byte, MaxFrameSize)}, ErrTooLarge},
 		{"ack with a payload", Frame{Type: TypeAck, ID: "a", Payload: []byte("ok")}, ErrMalformed},
-		{"long nack reason", Frame{Type: TypeNack, ID: "a", Payload: bytes.Repeat([]byte("r"), MaxReason+1)}, ErrFieldTooLong},
-		{"long error reason", Frame{Type: TypeError, ID: "error", Payload: bytes.Repeat([]byte("r"), MaxReason+1)}, ErrFieldTooLong},
+		{"long nack reason", Frame{Type: TypeNack, ID: "a", Payload: bytes.Repeat([]byte("r"), MaxReason+1)}, ErrMalformed},
+		{"long error reason", Frame{Type: TypeError, ID: "error", Payload: bytes.Repeat([]byte("r"), MaxReason+1)}, ErrMalformed},
 		{"nack reason not UTF-8", Frame{Type: TypeNack, ID: "a", Payload: []byte{0xff, 0xfe}}, ErrMalformed},
 	}
 	for _, c := range cases {
