@@ -142,7 +142,7 @@ func (m *Manager) enqueue(ctx context.Context, cmds []storage.Command, cursor *s
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	for _, c := range cmds {
-		if l := m.links[c.DeviceID]; l != nil {
+		if l := m.links[c.DeviceID]; l != nil && c.State == storage.CommandQueued { // not one failed at once (a revoked device)
 			l.offer(c)
 		}
 	}

@@ -458,9 +458,24 @@ type Credentials struct {
 // Pair pairs a new device that asked from address (its IP, where the server will dial it).
 // Failed attempts count against the address's allowance; over it, a *ThrottledError.
 func (m *Manager) Pair(ctx context.Context, req PairRequest, address string) (_ Credentials, err error) {
-	// One attempt at a time, from its check against the failures to its own outcome: attempts
-	// sent at once would otherwise all pass the check before any had failed. Pairings are
-	// rare, and their database writes take turns anyway.
+	// What needs no turn is answered at once: a throttled address, a malformed request.
+	if ok, wait := m.throttle.allow(address, m.now()); !ok {
+		return Credentials{}, &ThrottledError{RetryAfter: wait}
+	}
+	if err := checkDevice(req.Kind, &req.Name, req.AppVersion, &req.PushPort, req.Capabilities, m.o.PushPortDefault); err != nil {
+		return Credentials{}, err
+	}
+	switch {
+	case req.Code != "" && req.EnrollmentSecret != "":
+		return Credentials{}, &InvalidError{"code", "give a pairing code or the enrollment secret, not both"}
+	case req.Code == "" && req.EnrollmentSecret == "":
+		return Credentials{}, &InvalidError{"code", "missing; give the pairing code an admin created, or the shop's enrollment secret"}
+	case req.Code == "" && m.o.EnrollmentSecret == "":
+		return Credentials{}, ErrEnrollment
+	}
+	// Then one attempt at a time, from its check against the failures to its own outcome:
+	// attempts sent at once would otherwise all pass the check before any had failed. Pairings
+	// are rare, and their database writes take turns anyway.
 	select {
 	case m.pairing <- struct{}{}:
 		defer func() { <-m.pairing }()
@@ -471,14 +486,9 @@ func (m *Manager) Pair(ctx context.Context, req PairRequest, address string) (_ 
 	if ok, wait := m.throttle.allow(address, now); !ok {
 		return Credentials{}, &ThrottledError{RetryAfter: wait}
 	}
-	if err := checkDevice(req.Kind, &req.Name, req.AppVersion, &req.PushPort, req.Capabilities, m.o.PushPortDefault); err != nil {
-		return Credentials{}, err
-	}
 	var codeHash []byte
 	by := storage.PairedByCode
 	switch {
-	case req.Code != "" && req.EnrollmentSecret != "":
-		return Credentials{}, &InvalidError{"code", "give a pairing code or the enrollment secret, not both"}
 	case req.Code != "":
 		norm, ok := normalizeCode(req.Code)
 		if !ok {
@@ -486,10 +496,7 @@ func (m *Manager) Pair(ctx context.Context, req PairRequest, address string) (_ 
 			return Credentials{}, ErrBadPairing
 		}
 		codeHash = hashCode(norm)
-	case req.EnrollmentSecret != "":
-		if m.o.EnrollmentSecret == "" {
-			return Credentials{}, ErrEnrollment
-		}
+	default:
 		if !EqualSecret(req.EnrollmentSecret, m.o.EnrollmentSecret) {
 			m.throttle.fail(address, now)
 			m.log.Warn("devices: pairing refused: wrong enrollment secret", slog.String(keyAddr, address))
@@ -516,8 +523,6 @@ func (m *Manager) Pair(ctx context.Context, req PairRequest, address string) (_ 
 			}()
 		}
 		by = storage.PairedByEnrollment
-	default:
-		return Credentials{}, &InvalidError{"code", "missing; give the pairing code an admin created, or the shop's enrollment secret"}
 	}
 	id, secret := newDeviceID(), newSecret()
 	h := hashSecret(secret)

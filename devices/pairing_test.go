@@ -105,8 +105,8 @@ func TestEnrollmentsPerAddress(t *testing.T) {
 }
 
 // Wrong codes sent at once from one address get no more checks against the codes than the
-// limit allows (each attempt counts as it starts), and attempts that are not wrong guesses
-// (pairings, malformed requests) are given back.
+// limit allows (attempts take turns), and attempts that are not wrong guesses (pairings,
+// malformed requests) do not count.
 func TestWrongCodesAtOnceAreThrottled(t *testing.T) {
 	e := newEnv(t)
 	limit := config.DefaultDevicesPairingAttempts
@@ -146,5 +146,22 @@ func TestWrongCodesAtOnceAreThrottled(t *testing.T) {
 	wg.Wait()
 	if refused.Load() != int32(limit) || throttled.Load() != int32(200-limit) {
 		t.Errorf("200 wrong codes at once from one address: %d checked and refused, %d throttled; want %d checked", refused.Load(), throttled.Load(), limit)
+	}
+}
+
+// What needs no turn is answered while another attempt holds it (a slow database write): a
+// malformed request, enrollment with no secret configured.
+func TestMalformedPairingNeedsNoTurn(t *testing.T) {
+	e := newEnv(t)
+	release := e.m.HoldPairingTurn()
+	defer release()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var invalid *devices.InvalidError
+	if _, err := e.m.Pair(ctx, devices.PairRequest{Kind: "pos"}, "192.0.2.9"); !errors.As(err, &invalid) {
+		t.Errorf("no code nor secret, another attempt under way: %v, want the request refused at once", err)
+	}
+	if _, err := e.m.Pair(ctx, devices.PairRequest{Kind: "toaster", Code: "1234-5678"}, "192.0.2.9"); !errors.As(err, &invalid) {
+		t.Errorf("an unknown kind, another attempt under way: %v, want the request refused at once", err)
 	}
 }

@@ -209,6 +209,10 @@ func (db *DB) UpdateDevice(ctx context.Context, id string, f func(*Device) error
 	return d, nil
 }
 
+// reasonRevoked is the reason of a command queued for a device revoked meanwhile, the one
+// devices.Manager gives RevokeDevice.
+const reasonRevoked = "device revoked"
+
 // RevokeDevice marks a device revoked and fails its open commands with reason. It returns false
 // when the device is unknown or was revoked already.
 func (db *DB) RevokeDevice(ctx context.Context, id string, at time.Time, reason string) (bool, error) {
@@ -325,10 +329,28 @@ func (db *DB) EnqueueCommands(ctx context.Context, cmds []Command, cursor *Curso
 		// fails at once, as RevokeDevice failed those queued before.
 		if len(cmds) > 0 {
 			first := slices.MinFunc(cmds, func(a, b Command) int { return cmp.Compare(a.Seq, b.Seq) }).Seq
-			_, err := tx.ExecContext(ctx, `UPDATE device_commands SET state = 'failed', done_at = created_at, reason = 'device revoked'
-				WHERE seq >= ? AND state = 'queued' AND device_id IN (SELECT id FROM devices WHERE revoked_at != 0)`, first)
+			rows, err := tx.QueryContext(ctx, `UPDATE device_commands SET state = 'failed', done_at = created_at, reason = ?
+				WHERE seq >= ? AND state = 'queued' AND device_id IN (SELECT id FROM devices WHERE revoked_at != 0) RETURNING seq`, reasonRevoked, first)
 			if err != nil {
 				return err
+			}
+			failed := map[int64]bool{}
+			for rows.Next() {
+				var seq int64
+				if err := rows.Scan(&seq); err != nil {
+					rows.Close()
+					return err
+				}
+				failed[seq] = true
+			}
+			if err := rows.Close(); err != nil {
+				return err
+			}
+			for i := range cmds {
+				if failed[cmds[i].Seq] { // so that the caller reports them as they are
+					done := cmds[i].CreatedAt
+					cmds[i].State, cmds[i].Reason, cmds[i].DoneAt = CommandFailed, reasonRevoked, &done
+				}
 			}
 		}
 		if cursor != nil {

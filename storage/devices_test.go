@@ -148,6 +148,10 @@ func TestCommandsOfARevokedDevice(t *testing.T) {
 	if err := db.EnqueueCommands(ctx, after, nil); err != nil {
 		t.Fatal(err)
 	}
+	// The caller is told, to answer as the command is.
+	if after[0].State != CommandFailed || after[0].Reason != "device revoked" || after[0].DoneAt == nil || after[1].State != "" {
+		t.Errorf("queued for a revoked device and another: %+v, %+v", after[0], after[1])
+	}
 	for id, want := range map[string]string{"cmd_1": CommandFailed, "cmd_2": CommandFailed, "cmd_3": CommandQueued, "cmd_4": CommandFailed, "cmd_5": CommandQueued} {
 		c, err := db.GetCommand(ctx, id)
 		if err != nil || c.State != want || want == CommandFailed && c.Reason != "device revoked" {
