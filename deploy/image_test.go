@@ -27,7 +27,8 @@ import (
 // runtime bundle, runc runs it), and runs it as docs/install.md says: the host's network, the
 // settings in STOREEDGE_ variables. The daemon must run as its own account, not root, bind the
 // front door on a port under 1024 with no capability but the one the image's binary carries,
-// sync the catalog into its data volume, and stop cleanly on SIGTERM.
+// sync the catalog into its data volume, keep the shop's time zone (TZ) with no zone files in
+// the image, and stop cleanly on SIGTERM.
 func TestContainerImage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds three binaries")
@@ -103,6 +104,7 @@ func TestContainerImage(t *testing.T) {
 		"STOREEDGE_LAN_SERVICES_DEVICES=0", "STOREEDGE_LAN_SERVICES_EVENTS=0",
 		"STOREEDGE_DISCOVERY_UDP_ENABLED=false", "STOREEDGE_DISCOVERY_MDNS_ENABLED=false",
 		"STOREEDGE_MEDIA_ENABLED=false",
+		"TZ=Europe/Paris", // the image has no zone files: the binary's own must serve
 	}
 	// The data volume: a folder of the host's, given to the image's account, as install.md says.
 	data := filepath.Join(work, "data")
@@ -168,6 +170,10 @@ func TestContainerImage(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatalf("the container did not stop within 30 s of SIGTERM\n%s", &logs)
+	}
+	// The log's times are the shop's (Paris: +01:00 in winter, +02:00 in summer), not UTC.
+	if !strings.Contains(logs.String(), "+01:00 level=") && !strings.Contains(logs.String(), "+02:00 level=") {
+		t.Errorf("TZ=Europe/Paris: the log's times are not Paris time:\n%s", &logs)
 	}
 	if strings.Contains(logs.String(), "level=ERROR") || strings.Contains(logs.String(), "level=WARN") {
 		t.Errorf("the daemon logged warnings or errors:\n%s", &logs)

@@ -26,7 +26,8 @@ fi
 
 rm -rf "$DIST"
 mkdir -p "$DIST"
-# Files keep one date, so that the archives of one commit are the same wherever they are built.
+# Files keep one date, so that the archives of one commit are the same wherever they are built
+# (the container image: given the same CA certificates, which it carries).
 EPOCH=$(git log -1 --format=%ct 2>/dev/null || echo 0)
 export SOURCE_DATE_EPOCH=$EPOCH
 

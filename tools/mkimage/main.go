@@ -9,7 +9,8 @@
 // certificates for the cloud's TLS, the configuration at /etc/storeedge/storeedge.yaml (root's,
 // readable by the account's group), the
 // account storeedge (uid and gid 65532) it runs as, and its data folder /var/lib/storeedge. Every
-// file and every date is the epoch's, so one commit builds the same archive wherever it is built.
+// date is the epoch's, so one commit builds the same archive from the same CA certificates (the
+// one input that depends on the building machine).
 // go-containerregistry writes the manifests, configs and digests (the OCI image spec's format is
 // easy to get subtly wrong by hand).
 package main
