@@ -173,6 +173,14 @@ func TestAdminAPIIsThrottled(t *testing.T) {
 	}
 	rec := status(guesser, testAdminToken)
 	wantProblem(t, rec, http.StatusTooManyRequests, "too-many-attempts", "wrong admin credentials")
+	// Whatever it sends: without a credential too.
+	for _, path := range []string{"/api/v1/status"} {
+		req := httptest.NewRequest(http.MethodGet, path, nil)
+		req.RemoteAddr = guesser + ":50000"
+		noCred := httptest.NewRecorder()
+		f.raw.ServeHTTP(noCred, req)
+		wantProblem(t, noCred, http.StatusTooManyRequests, "too-many-attempts")
+	}
 	if ra, err := strconv.Atoi(rec.Header().Get("Retry-After")); err != nil || ra < 1 || ra > 60 {
 		t.Fatalf("Retry-After %q, want 1-60 seconds", rec.Header().Get("Retry-After"))
 	}

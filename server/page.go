@@ -43,7 +43,7 @@ const (
 	pageCookie        = "storeedge_session"
 	pageRefresh       = 2 * time.Second // the page's live view is this fresh
 	pageWebhookLimit  = 50              // refused webhook orders the page lists
-	pageLoginMaxBytes = 4 << 10         // a login form is one token
+	pageLoginMaxBytes = 16 << 10        // a login form is one token: admin.token's 4,096 bytes, each up to 3 URL-encoded, and next
 	pageQRSize        = 256             // pixels of the pairing code's QR image
 )
 
@@ -228,8 +228,7 @@ func (s *Server) pageLogin(w http.ResponseWriter, r *http.Request) error {
 		return s.render(w, http.StatusTooManyRequests, "login.html", v)
 	}
 	if !devices.EqualSecret(r.PostFormValue("token"), s.o.AdminToken) {
-		s.sessions.failLogin(addr, now)
-		s.log.LogAttrs(r.Context(), slog.LevelWarn, "status page: login refused: wrong admin token", slog.String(keyRemote, addr))
+		s.wrongGuess(r, "status page: login refused: wrong admin token") // counted, and logged within the budget
 		v.Error = "That is not this server's admin token (admin.token)."
 		return s.render(w, http.StatusUnauthorized, "login.html", v)
 	}
@@ -332,6 +331,11 @@ func (s *Server) pageEvents(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	for {
 		changed := s.pageChanges.wait()
+		// A browser that stops reading (a tablet asleep) would hold the stream, its goroutine
+		// and its snapshot for ever: each write has lan.write_timeout to get through.
+		if s.o.WriteTimeout > 0 {
+			rc.SetWriteDeadline(time.Now().Add(s.o.WriteTimeout))
+		}
 		if _, _, ok := s.pageSessionOf(r); !ok {
 			w.Write([]byte("event: logout\ndata: {}\n\n"))
 			rc.Flush()

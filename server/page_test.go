@@ -470,4 +470,31 @@ func TestWrongCredentialsLogIsBounded(t *testing.T) {
 	if n := strings.Count(logs.String(), "wrong admin token"); n != guessLogBudget {
 		t.Fatalf("%d wrong credentials logged, want %d", n, guessLogBudget)
 	}
+	// The status page's login shares the budget: in the same minute, none of its wrong tokens
+	// is logged line by line.
+	for i := range 3 * guessLogBudget {
+		form := url.Values{"token": {"wrong-token-0123456789"}, "next": {"/status"}}
+		req := httptest.NewRequest(http.MethodPost, "/status/login", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.RemoteAddr = fmt.Sprintf("[fd01::%x]:40000", i+1)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusUnauthorized {
+			t.Fatalf("wrong token at the login: %d", rec.Code)
+		}
+	}
+	if n := strings.Count(logs.String(), "wrong admin token"); n != guessLogBudget {
+		t.Fatalf("with the status page's wrong logins, %d wrong credentials logged, want %d", n, guessLogBudget)
+	}
+}
+
+// An admin token of the largest length configuration.md allows, of the characters a form
+// encodes three times over, logs in to the status page.
+func TestStatusPageLoginWithTheLongestToken(t *testing.T) {
+	token := strings.Repeat("+/%=", 1024) // 4,096 bytes
+	f := newFixture(t, func(o *Options) { o.AdminToken = token })
+	c := &pageClient{t: t, h: f.srv.listener(serviceAdmin)}
+	if rec := c.login(token); rec.Code != http.StatusSeeOther || c.cookie == nil {
+		t.Fatalf("login with a %d-byte token: %d %s", len(token), rec.Code, rec.Body)
+	}
 }
