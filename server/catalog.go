@@ -317,14 +317,16 @@ func (s *Server) changes(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	epoch := s.o.DB.Epoch()
-	head, err := s.o.DB.Head(r.Context(), since)
+	// Only changes on the disk are given out (DurableHead): a power cut cannot take back a
+	// position a device holds.
+	head, err := s.o.DB.DurableHead(r.Context())
 	if err != nil {
 		return fmt.Errorf("read changes: %w", err)
 	}
 	if since > 0 && (since > head || held != "" && held != epoch) {
 		return refuse(probChangesReset, changesResetDetail(since, held, head, epoch))
 	}
-	changes, err := s.o.DB.Changes(r.Context(), since, limit+1, colls)
+	changes, err := s.o.DB.Changes(r.Context(), since, head, limit+1, colls)
 	if err != nil {
 		return fmt.Errorf("read changes: %w", err)
 	}

@@ -6,6 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"math"
+	"os"
 	"slices"
 	"strings"
 	"unicode"
@@ -239,28 +242,64 @@ type LocalChange struct {
 func (db *DB) LoadingProducts() bool { return db.ftsStale.Load() }
 
 // Seq returns the last local change sequence committed. It never waits for a write in progress.
-// It moves just after the commit, so a read may already see changes above it: Head is the
+// It moves just after the commit, so a read may already see changes above it: DurableHead is the
 // figure to hold a device's position against.
 func (db *DB) Seq() int64 { return db.seq.Load() }
 
-// Head returns the last local change sequence committed, at least since when since is at most
-// that: a position the feed gave out (a change's Seq, read by Changes) is never found beyond
-// it. Seq is used when since is not above it; otherwise the database is asked, since a read
-// can see a page committed a moment before Seq moves to it.
-func (db *DB) Head(ctx context.Context, since int64) (int64, error) {
-	if head := db.seq.Load(); since <= head {
-		return head, nil
+// AnySeq as Changes's upTo bounds nothing.
+const AnySeq = math.MaxInt64
+
+// DurableHead is the position of the delta feed a device may be given: the last local change
+// sequence that is on the disk. The database's commits do not each wait for the disk
+// (synchronous NORMAL), so a power cut can undo the last seconds of them; a device given a change
+// of those would hold a position the database then numbers again with other changes, under the
+// same epoch, and skip them. So the changes committed since the last call are made durable
+// first (an fsync of the WAL), once for the devices that ask together: at most one disk flush per
+// commit, and none while the catalog does not change.
+func (db *DB) DurableHead(ctx context.Context) (int64, error) {
+	if seq, durable := db.seq.Load(), db.durable.Load(); seq <= durable {
+		return durable, nil
 	}
-	var head int64
-	if err := db.r.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'seq'`).Scan(&head); err != nil {
-		return 0, fmt.Errorf("storage: feed head: %w", err)
+	db.durableMu.Lock()
+	defer db.durableMu.Unlock()
+	seq := db.seq.Load() // every commit up to it is in the WAL: seq moves after its commit
+	if durable := db.durable.Load(); seq <= durable {
+		return durable, nil
 	}
-	return max(head, db.seq.Load()), nil
+	if err := db.syncWAL(); err != nil {
+		return 0, fmt.Errorf("storage: sync the delta feed to the disk: %w", err)
+	}
+	db.durable.Store(seq)
+	return seq, nil
 }
 
-// Changes returns up to limit changes with a local sequence greater than since, in sequence order,
-// from the given collections (all when empty). Each item appears once, in its latest state.
-func (db *DB) Changes(ctx context.Context, since int64, limit int, collections []string) ([]LocalChange, error) {
+// syncWAL flushes the database's write-ahead log to the disk, which makes every commit in it
+// durable (what a checkpoint moved to the database file, SQLite synced with it). It opens the
+// file afresh each time, SQLite may replace it. SQLite's unix VFS takes no POSIX lock on the WAL
+// file (its locks are on the database and the -shm file), so closing this descriptor releases
+// none of SQLite's; on Windows locks belong to handles anyway.
+func (db *DB) syncWAL() error {
+	if testHookSyncWAL != nil {
+		testHookSyncWAL()
+	}
+	f, err := os.OpenFile(db.path+"-wal", os.O_RDWR, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // no log: every commit is in the database file, synced
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
+// testHookSyncWAL, when set by a test, runs at each sync of the WAL.
+var testHookSyncWAL func()
+
+// Changes returns up to limit changes with a local sequence greater than since and at most upTo
+// (DurableHead for a device; AnySeq for every change committed), in sequence order, from the given
+// collections (all when empty). Each item appears once, in its latest state.
+func (db *DB) Changes(ctx context.Context, since, upTo int64, limit int, collections []string) ([]LocalChange, error) {
 	if len(collections) == 0 {
 		collections = cloudapi.Collections
 	}
@@ -270,8 +309,8 @@ func (db *DB) Changes(ctx context.Context, since int64, limit int, collections [
 		if !cloudapi.IsCollection(c) {
 			return nil, fmt.Errorf("storage: unknown collection %q", c)
 		}
-		parts = append(parts, `SELECT * FROM (SELECT seq, '`+c+`' AS collection, id, deleted, rev, doc FROM `+c+` WHERE seq > ? ORDER BY seq LIMIT ?)`)
-		args = append(args, since, limit)
+		parts = append(parts, `SELECT * FROM (SELECT seq, '`+c+`' AS collection, id, deleted, rev, doc FROM `+c+` WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?)`)
+		args = append(args, since, upTo, limit)
 	}
 	q := strings.Join(parts, " UNION ALL ") + ` ORDER BY seq LIMIT ?`
 	args = append(args, limit)

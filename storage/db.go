@@ -47,6 +47,9 @@ type DB struct {
 	stmts map[string]*sql.Stmt
 
 	seq atomic.Int64 // last local change sequence committed, persisted in meta
+	// durable is the last local change sequence known to be on the disk (DurableHead).
+	durable   atomic.Int64
+	durableMu sync.Mutex // one sync of the WAL at a time
 	// ftsStale: the search index waits for the end of a bulk load of products, whose barcodes
 	// are staged until then; persisted in meta. Written under wmu, read by any reader.
 	ftsStale atomic.Bool

@@ -41,7 +41,7 @@ func liveIDs(t *testing.T, db *DB, collection string) []string {
 func changedSince(t *testing.T, db *DB, since int64) map[string]string {
 	t.Helper()
 	out := map[string]string{}
-	changes, err := db.Changes(context.Background(), since, 10000, nil)
+	changes, err := db.Changes(context.Background(), since, AnySeq, 10000, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

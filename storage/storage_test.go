@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -104,7 +105,7 @@ func TestDeleteIsATombstone(t *testing.T) {
 	if _, err := db.Get(ctx, cloudapi.Products, "P1"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("stale upsert resurrected a deleted product: %v", err)
 	}
-	changes, err := db.Changes(ctx, 0, 10, nil)
+	changes, err := db.Changes(ctx, 0, AnySeq, 10, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +198,7 @@ func TestChangesAcrossCollections(t *testing.T) {
 	apply(t, db, cloudapi.Products, "c1", product("P1", 1, "Tea", "Drinks"), product("P2", 2, "Coffee", "Drinks"))
 	apply(t, db, cloudapi.Prices, "p1", cloudapi.Change{Collection: cloudapi.Prices, ID: "P1", Op: cloudapi.OpUpsert, Rev: 3, Doc: json.RawMessage(`{"product_id":"P1","currency":"EUR","amount":250}`)})
 	apply(t, db, cloudapi.Products, "c2", product("P1", 4, "Black tea", "Drinks"))
-	all, err := db.Changes(ctx, 0, 100, nil)
+	all, err := db.Changes(ctx, 0, AnySeq, 100, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +209,7 @@ func TestChangesAcrossCollections(t *testing.T) {
 	if fmt.Sprint(got) != "[2:products/P2 3:prices/P1 4:products/P1]" {
 		t.Fatalf("changes %v", got)
 	}
-	since, _ := db.Changes(ctx, 3, 100, []string{cloudapi.Products})
+	since, _ := db.Changes(ctx, 3, AnySeq, 100, []string{cloudapi.Products})
 	if len(since) != 1 || since[0].ID != "P1" {
 		t.Fatalf("changes since 3: %+v", since)
 	}
@@ -353,9 +354,9 @@ func TestCatalogChanged(t *testing.T) {
 	}
 }
 
-// A position the feed gave out is never beyond Head, even read between a page's commit and the
-// moment Seq moves to it: a device asking again at once with the next_since it was just given
-// must not be told to start over (catalog.md, rule 4).
+// A position the feed gives out is never beyond DurableHead, even read between a page's commit
+// and the moment Seq moves to it: a device asking again at once with the next_since it was just
+// given must not be told to start over (catalog.md, rule 4).
 func TestHeadHoldsWhatTheFeedGaveOut(t *testing.T) {
 	ctx := context.Background()
 	db := openTest(t)
@@ -373,27 +374,58 @@ func TestHeadHoldsWhatTheFeedGaveOut(t *testing.T) {
 		done <- err
 	}()
 	<-committed
-	changes, err := db.Changes(ctx, 0, 10, nil)
+	// Between the commit and Seq's move, a read sees the new change; the feed gives out no
+	// position beyond its head, so a device is never ahead of what the next answer can reach.
+	head, err := db.DurableHead(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	next := changes[len(changes)-1].Seq
-	if next <= db.Seq() {
-		t.Fatalf("the read between the commit and Seq's move saw %d, Seq %d: the gap was not reached", next, db.Seq())
+	all, err := db.Changes(ctx, 0, AnySeq, 10, nil)
+	if err != nil {
+		t.Fatal(err)
 	}
-	head, err := db.Head(ctx, next)
-	if err != nil || head < next {
-		t.Errorf("Head(%d) = %d, %v: a position the feed gave out is beyond the head", next, head, err)
+	if last := all[len(all)-1].Seq; last <= head {
+		t.Fatalf("the read between the commit and Seq's move saw %d, the head is %d: the gap was not reached", last, head)
 	}
-	if head, err := db.Head(ctx, next+1); err != nil || head != next {
-		t.Errorf("Head(%d) = %d, %v, want %d: a position beyond every change is still beyond", next+1, head, err, next)
+	given, err := db.Changes(ctx, 0, head, 10, nil)
+	if err != nil || len(given) == 0 || given[len(given)-1].Seq > head {
+		t.Fatalf("changes up to the head %d: %v, %v", head, given, err)
 	}
 	close(resume)
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
 	testHookCommitted = nil
-	if head, err := db.Head(ctx, 0); err != nil || head != next {
-		t.Errorf("Head after the page: %d, %v, want %d", head, err, next)
+	if h, err := db.DurableHead(ctx); err != nil || h != all[len(all)-1].Seq {
+		t.Errorf("the head after the page: %d, %v, want %d", h, err, all[len(all)-1].Seq)
+	}
+}
+
+// The delta feed gives out only changes on the disk: each new commit is flushed (the WAL synced)
+// before a device may be given it, once for all the devices asking, and nothing is flushed while
+// the catalog does not change.
+func TestDeltaFeedIsOnDiskBeforeItIsGivenOut(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t)
+	var synced []int64
+	testHookSyncWAL = func() { synced = append(synced, db.Seq()) }
+	t.Cleanup(func() { testHookSyncWAL = nil })
+	apply(t, db, cloudapi.Products, "c1", product("P1", 1, "Tea", "Drinks"))
+	for range 3 {
+		if h, err := db.DurableHead(ctx); err != nil || h != db.Seq() {
+			t.Fatalf("head %d, %v; want %d", h, err, db.Seq())
+		}
+	}
+	apply(t, db, cloudapi.Products, "c2", product("P2", 1, "Coffee", "Drinks"))
+	for range 3 {
+		if h, err := db.DurableHead(ctx); err != nil || h != db.Seq() {
+			t.Fatalf("head %d, %v; want %d", h, err, db.Seq())
+		}
+	}
+	if len(synced) != 2 || synced[1] != db.Seq() {
+		t.Fatalf("the WAL was synced at %v: want once after each of the 2 commits, the last at %d", synced, db.Seq())
+	}
+	if _, err := os.Stat(db.path + "-wal"); err != nil {
+		t.Fatalf("no WAL beside the database to sync: %v", err)
 	}
 }

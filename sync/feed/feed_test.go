@@ -148,7 +148,7 @@ func TestSnapshotThenDeltas(t *testing.T) {
 	}
 	assertConverged(t, e)
 	// The device delta feed shows exactly the changed items.
-	changes, err := e.db.Changes(ctx, seq, 10000, nil)
+	changes, err := e.db.Changes(ctx, seq, storage.AnySeq, 10000, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -413,7 +413,7 @@ func TestResnapshotReplacesCollections(t *testing.T) {
 	}
 	deleted := map[string]int{}
 	for {
-		changes, err := db.Changes(ctx, since, 1000, nil)
+		changes, err := db.Changes(ctx, since, storage.AnySeq, 1000, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
