@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"math"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"unicode"
@@ -262,6 +263,9 @@ func (db *DB) DurableHead(ctx context.Context) (int64, error) {
 	}
 	db.durableMu.Lock()
 	defer db.durableMu.Unlock()
+	if err := ctx.Err(); err != nil { // the device went away while another request synced
+		return 0, err
+	}
 	seq := db.seq.Load() // every commit up to it is in the WAL: seq moves after its commit
 	if durable := db.durable.Load(); seq <= durable {
 		return durable, nil
@@ -279,10 +283,12 @@ func (db *DB) DurableHead(ctx context.Context) (int64, error) {
 // file (its locks are on the database and the -shm file), so closing this descriptor releases
 // none of SQLite's; on Windows locks belong to handles anyway.
 func (db *DB) syncWAL() error {
-	if testHookSyncWAL != nil {
-		testHookSyncWAL()
+	// SQLite keeps the WAL beside the file a link to the database names, not beside the link.
+	path, err := filepath.EvalSymlinks(db.path)
+	if err != nil {
+		return err
 	}
-	f, err := os.OpenFile(db.path+"-wal", os.O_RDWR, 0)
+	f, err := os.OpenFile(path+"-wal", os.O_RDWR, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil // no log: every commit is in the database file, synced
 	}
@@ -290,11 +296,17 @@ func (db *DB) syncWAL() error {
 		return err
 	}
 	defer f.Close()
-	return f.Sync()
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if testHookSyncedWAL != nil {
+		testHookSyncedWAL(f.Name())
+	}
+	return nil
 }
 
-// testHookSyncWAL, when set by a test, runs at each sync of the WAL.
-var testHookSyncWAL func()
+// testHookSyncedWAL, when set by a test, is told of each WAL synced.
+var testHookSyncedWAL func(path string)
 
 // Changes returns up to limit changes with a local sequence greater than since and at most upTo
 // (DurableHead for a device; AnySeq for every change committed), in sequence order, from the given

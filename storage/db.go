@@ -85,6 +85,7 @@ type DB struct {
 	epochRenewed string    // why Open renewed it, "" when it did not
 	epochFile    string    // the file that notices a database gone back in time
 	epochNoted   time.Time // last write of epochFile; protected by wmu
+	epochBase    int64     // the last change given out in earlier runs (the file's Given at open)
 }
 
 // Open opens (creating if needed) the database at path and applies pending migrations. Before

@@ -16,16 +16,20 @@ import (
 
 // The epoch names the sequence of local change numbers that devices follow with
 // changes?since=: a random id made with the database, and made anew when the database is found to
-// have gone back in time (a backup restored over it, a copy brought from elsewhere, a power cut
-// that lost its last writes), since the numbers a device holds would then name other changes. A
-// device that sends the epoch it knows learns that its position no longer holds.
+// have gone back before a change the feed gave a device (a backup restored over it, a copy
+// brought from elsewhere), since the numbers a device holds would then name other changes. A
+// device that sends the epoch it knows learns that its position no longer holds. The feed gives
+// out only changes on the disk (DurableHead), so a power cut that undoes the last commits takes
+// back none a device holds, and keeps the epoch.
 //
 // Going back is noticed through a small file beside the database (epochFile) that holds the
-// epoch and a sequence number the database had reached. It is written at open, at close, and at
-// most every epochFileInterval while pages are applied. At open, a database whose sequence is
-// below the file's, or that has no valid file beside it, gets a new epoch. A database that is
-// new, or moved with its file, is not mistaken: the one has nothing a device could hold, the
-// other holds what it held.
+// epoch, the sequence number the database had reached and the last one the feed gave out. It is
+// written at open, at close, and at most every epochFileInterval while pages are applied. At
+// open, a database whose sequence is below the one given out, or that has no valid file beside
+// it, gets a new epoch; one below the one reached only has its stock imports marked (what was
+// applied after the point it went back to is lost with it). A database that is new, or moved
+// with its file, is not mistaken: the one has nothing a device could hold, the other holds what
+// it held.
 
 // epochFileInterval is how often, at most, applying pages writes the epoch file.
 const epochFileInterval = 10 * time.Second
@@ -36,7 +40,10 @@ const maxEpochFileBytes = 1024
 // epochMark is the content of the epoch file.
 type epochMark struct {
 	Epoch string `json:"epoch"`
-	Seq   int64  `json:"seq"`
+	Seq   int64  `json:"seq"` // the last commit the database had reached
+	// Given is the last change the delta feed gave out (on the disk, DurableHead): what devices
+	// may hold. A file written before it was kept has none, read as Seq.
+	Given int64 `json:"given"`
 }
 
 // epochFile is the file of the database at path: storeedge.epoch beside storeedge.db.
@@ -65,18 +72,26 @@ func (db *DB) checkEpoch(ctx context.Context) error {
 	}
 	db.epoch = formatEpoch(v)
 	mark, err := readEpochFile(db.epochFile)
+	seq := db.seq.Load()
+	wentBack := err != nil || mark.Epoch == db.epoch && mark.Seq > seq
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		db.epochRenewed = "no " + filepath.Base(db.epochFile) + " beside the database"
 	case err != nil:
 		db.epochRenewed = err.Error()
-	case mark.Epoch == db.epoch && mark.Seq > db.seq.Load():
-		db.epochRenewed = fmt.Sprintf("the database is at change %d, it had reached %d: it went back in time", db.seq.Load(), mark.Seq)
+	case mark.Epoch == db.epoch && mark.Given > seq:
+		// Devices may hold positions past the database's last change. Commits lost that no
+		// device was given (a power cut's last seconds) leave the epoch as it is.
+		db.epochRenewed = fmt.Sprintf("the database is at change %d, it had given out %d: it went back in time", seq, mark.Given)
+	case mark.Epoch == db.epoch:
+		db.epochBase = mark.Given // what devices may hold from earlier runs
 	}
 	if db.epochRenewed != "" {
 		if err := db.renewEpoch(ctx); err != nil {
 			return err
 		}
+	}
+	if wentBack {
 		// Stock files applied after the moment the database went back to are lost with it.
 		if err := markStockImportsRestored(ctx, db.w); err != nil {
 			return fmt.Errorf("storage: mark the stock imports: %w", err)
@@ -117,9 +132,17 @@ func readEpochFile(path string) (epochMark, error) {
 
 // parseEpochMark reads the content of an epoch file.
 func parseEpochMark(b []byte) (epochMark, bool) {
-	var m epochMark
-	if err := json.Unmarshal(b, &m); err != nil || !IsEpoch(m.Epoch) || m.Seq < 0 {
+	var f struct {
+		Epoch string `json:"epoch"`
+		Seq   int64  `json:"seq"`
+		Given *int64 `json:"given"`
+	}
+	if err := json.Unmarshal(b, &f); err != nil || !IsEpoch(f.Epoch) || f.Seq < 0 || f.Given != nil && *f.Given < 0 {
 		return epochMark{}, false
+	}
+	m := epochMark{Epoch: f.Epoch, Seq: f.Seq, Given: f.Seq}
+	if f.Given != nil {
+		m.Given = *f.Given
 	}
 	return m, true
 }
@@ -137,10 +160,13 @@ func IsEpoch(s string) bool {
 	return true
 }
 
-// writeEpochFile records the epoch and the sequence reached, replacing the file whole, and
-// notes when. Callers hold wmu, or have the database to themselves (Open, Close).
+// writeEpochFile records the epoch and the sequence devices may hold, replacing the file whole,
+// and notes when. That sequence is what the delta feed gave out (DurableHead, on the disk), not
+// the last commit: a power cut that undid commits no device was given is no going back in time,
+// and devices are not sent to build their catalog again for it. Callers hold wmu, or have the
+// database to themselves (Open, Close).
 func (db *DB) writeEpochFile() error {
-	b, err := json.Marshal(epochMark{Epoch: db.epoch, Seq: db.seq.Load()})
+	b, err := json.Marshal(epochMark{Epoch: db.epoch, Seq: db.seq.Load(), Given: max(db.epochBase, db.durable.Load())})
 	if err != nil {
 		return err
 	}

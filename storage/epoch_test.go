@@ -53,6 +53,10 @@ func TestEpochFollowsTheDatabase(t *testing.T) {
 		t.Fatalf("a restart changed the epoch: %s → %s (%s)", first, db.Epoch(), db.EpochRenewed())
 	}
 	applyPage(t, db, cloudapi.Prices, cloudapi.PageEnd{Cursor: "c2"}, price("P1", 2, 120))
+	// A device reads the delta feed: it holds a position past the backup's.
+	if _, err := db.DurableHead(ctx); err != nil {
+		t.Fatal(err)
+	}
 	db.Close()
 
 	moved := filepath.Join(t.TempDir(), "storeedge.db")
@@ -105,16 +109,78 @@ func FuzzParseEpochMark(f *testing.F) {
 	f.Add([]byte(`{"epoch":"3F9C2A71D04BE865","seq":1}`))
 	f.Add([]byte(`{"epoch":"3f9c2a71d04be865","seq":-1}`))
 	f.Add([]byte(`{"epo`))
+	f.Add([]byte(`{"epoch":"3f9c2a71d04be865","seq":10232,"given":10200}`))
+	f.Add([]byte(`{"epoch":"3f9c2a71d04be865","seq":10232,"given":-5}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, ok := parseEpochMark(b)
 		if !ok {
 			return
 		}
-		if !IsEpoch(m.Epoch) || m.Seq < 0 {
+		if !IsEpoch(m.Epoch) || m.Seq < 0 || m.Given < 0 {
 			t.Fatalf("accepted %q as %+v", b, m)
 		}
 		if v, err := strconv.ParseUint(m.Epoch, 16, 64); err != nil || formatEpoch(int64(v)) != m.Epoch {
 			t.Fatalf("epoch %q does not read back (%v)", m.Epoch, err)
 		}
 	})
+}
+
+// A database that lost commits no device was given (a power cut's last seconds) keeps its epoch:
+// devices are not sent to build their catalog again for it. One that lost a change a device was
+// given gets a new one.
+func TestEpochAfterLosingCommits(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "storeedge.db")
+	db, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	epoch := db.Epoch()
+	applyPage(t, db, cloudapi.Prices, cloudapi.PageEnd{Cursor: "c1"}, price("P1", 1, 100))
+	db.Close()
+	atFirst := filepath.Join(t.TempDir(), "first.db")
+	copyFile(t, path, atFirst)
+
+	db, err = Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	applyPage(t, db, cloudapi.Prices, cloudapi.PageEnd{Cursor: "c2"}, price("P2", 1, 100))
+	if _, err := db.DurableHead(ctx); err != nil { // a device is given it
+		t.Fatal(err)
+	}
+	db.Close()
+	atGiven := filepath.Join(t.TempDir(), "given.db")
+	copyFile(t, path, atGiven)
+
+	db, err = Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	applyPage(t, db, cloudapi.Prices, cloudapi.PageEnd{Cursor: "c3"}, price("P3", 1, 100)) // no device asks
+	db.Close()
+
+	putBack := func(from string) *DB {
+		t.Helper()
+		copyFile(t, from, path)
+		os.Remove(path + "-wal")
+		os.Remove(path + "-shm")
+		db, err := Open(ctx, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return db
+	}
+	// Back to the last change given out: nothing a device holds is lost.
+	db = putBack(atGiven)
+	if db.Epoch() != epoch || db.EpochRenewed() != "" {
+		t.Errorf("lost only a change no device was given: epoch %s → %s (%s)", epoch, db.Epoch(), db.EpochRenewed())
+	}
+	db.Close()
+	// Back before it: a device holds a position the database no longer has.
+	db = putBack(atFirst)
+	defer db.Close()
+	if db.Epoch() == epoch || !strings.Contains(db.EpochRenewed(), "given out") {
+		t.Errorf("lost a change a device was given: epoch %s → %s (%q)", epoch, db.Epoch(), db.EpochRenewed())
+	}
 }

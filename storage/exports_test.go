@@ -306,8 +306,10 @@ func TestStockImportAfterGoingBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if db.EpochRenewed() == "" {
-		t.Fatal("the copy put back was not found to have gone back in time")
+	// No device was given the changes lost: the delta feed keeps its epoch, the stock imports
+	// are marked all the same.
+	if db.EpochRenewed() != "" {
+		t.Errorf("the epoch was renewed though no device was given a change past the copy: %s", db.EpochRenewed())
 	}
 	if _, resend, err := db.StockImportedLast(ctx, "aaa"); err != nil || resend {
 		t.Fatalf("after going back, the latest file is taken for a resend (%v)", err)

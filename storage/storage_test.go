@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -408,8 +407,13 @@ func TestDeltaFeedIsOnDiskBeforeItIsGivenOut(t *testing.T) {
 	ctx := context.Background()
 	db := openTest(t)
 	var synced []int64
-	testHookSyncWAL = func() { synced = append(synced, db.Seq()) }
-	t.Cleanup(func() { testHookSyncWAL = nil })
+	testHookSyncedWAL = func(path string) {
+		if path != db.path+"-wal" {
+			t.Errorf("synced %s, want the database's WAL", path)
+		}
+		synced = append(synced, db.Seq())
+	}
+	t.Cleanup(func() { testHookSyncedWAL = nil })
 	apply(t, db, cloudapi.Products, "c1", product("P1", 1, "Tea", "Drinks"))
 	for range 3 {
 		if h, err := db.DurableHead(ctx); err != nil || h != db.Seq() {
@@ -425,7 +429,16 @@ func TestDeltaFeedIsOnDiskBeforeItIsGivenOut(t *testing.T) {
 	if len(synced) != 2 || synced[1] != db.Seq() {
 		t.Fatalf("the WAL was synced at %v: want once after each of the 2 commits, the last at %d", synced, db.Seq())
 	}
-	if _, err := os.Stat(db.path + "-wal"); err != nil {
-		t.Fatalf("no WAL beside the database to sync: %v", err)
+	// The epoch file holds what devices were given, not the last commit: applied, not given
+	// out, is no position a device holds.
+	apply(t, db, cloudapi.Products, "c3", product("P3", 1, "Milk", "Drinks"))
+	db.wmu.Lock()
+	err := db.writeEpochFile()
+	db.wmu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mark, err := readEpochFile(db.epochFile); err != nil || mark.Given != synced[1] || mark.Seq != db.Seq() || mark.Given >= mark.Seq {
+		t.Errorf("epoch file %+v, %v: want given %d, the last change given out, and seq %d, the last commit", mark, err, synced[1], db.Seq())
 	}
 }
