@@ -219,13 +219,20 @@ func (s *Shipper) store(buf []byte, batch []entry) []byte {
 	for _, e := range batch {
 		buf = encodeLine(buf, e, s.o.Meta, s.redact)
 	}
-	if q := s.queueDropped.Load(); q > s.noticed.Load() {
-		buf = encodeLine(buf, dropNotice(q-s.noticed.Load(), "the queue to the disk buffer was full, or the disk failed"), s.o.Meta, s.redact)
+	var noticed uint64 // the records the notice below counts, when there is one
+	prev := s.noticed.Load()
+	if q := s.queueDropped.Load(); q > prev {
+		noticed = q - prev
+		buf = encodeLine(buf, dropNotice(noticed, "the queue to the disk buffer was full, or the disk failed"), s.o.Meta, s.redact)
 		s.noticed.Store(q)
 		n++
 	}
-	dropped, lost, err := s.spool.appendLines(buf, n)
+	dropped, lost, err := s.spool.appendLines(buf, n, noticed)
 	if err != nil {
+		if noticed > 0 && lost > 0 { // the notice, last, is among the lines not written: it is no record, and says nothing
+			lost--
+			s.noticed.Store(prev)
+		}
 		s.queueDropped.Add(lost) // not on disk: lost, and said so in the next record that is
 		s.o.Logger.Warn("logship: cannot write to the disk buffer; records dropped", slog.Any("error", err), slog.Uint64("records", lost))
 		return buf

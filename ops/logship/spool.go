@@ -179,9 +179,11 @@ func removeFile(path string) error {
 // appendLines adds n records (what lines holds), each a JSON object ending in '\n', and drops
 // the oldest if the buffer goes over its size: a burst larger than the buffer keeps its newest
 // records. If that drops records, it appends the record notice(dropped) after them at once, so
-// that no reader sees the buffer without it. It returns how many records were dropped, and how
-// many of lines could not be written (with the error).
-func (s *spool) appendLines(lines []byte, n uint64) (dropped, lost uint64, err error) {
+// that no reader sees the buffer without it. noticed, when not 0, says that the last of lines
+// is a notice of that many records dropped elsewhere: should it be dropped in turn, its count
+// goes into the next notice. It returns how many records were dropped, and how many of lines
+// could not be written (with the error).
+func (s *spool) appendLines(lines []byte, n, noticed uint64) (dropped, lost uint64, err error) {
 	if n == 0 {
 		return 0, 0, nil
 	}
@@ -206,6 +208,8 @@ func (s *spool) appendLines(lines []byte, n uint64) (dropped, lost uint64, err e
 	}
 	if written < n {
 		lost = n - written
+	} else if noticed > 0 {
+		s.notices = append(s.notices, noticeRec{seq: s.next - 1, count: noticed})
 	}
 	serr := s.settleLocked(before)
 	return s.dropped - before, lost, errors.Join(err, serr)
@@ -257,7 +261,8 @@ func (s *spool) settleLocked(before uint64) error {
 		if s.dropped-before+s.carried == dropped {
 			seq := s.next
 			if _, err := s.appendLocked(note, 1); err != nil {
-				return err // what was carried waits for the next notice
+				s.carried = dropped // the next notice says it: this call's drops are counted already
+				return err
 			}
 			s.notices = append(s.notices, noticeRec{seq: seq, count: dropped})
 			s.carried = 0

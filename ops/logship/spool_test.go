@@ -44,7 +44,7 @@ func TestSpoolRecoversAfterACrash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.appendLines(lines(1, 3), 3); err != nil {
+	if _, _, err := s.appendLines(lines(1, 3), 3, 0); err != nil {
 		t.Fatal(err)
 	}
 	s.close()
@@ -60,7 +60,7 @@ func TestSpoolRecoversAfterACrash(t *testing.T) {
 	if st := s.stats(); st.Records != 5 {
 		t.Fatalf("after the crash %d records, want 5 (the cut one left out)", st.Records)
 	}
-	s.appendLines(lines(6, 1), 1)
+	s.appendLines(lines(6, 1), 1, 0)
 	got := strings.Join(readAll(t, s), " ")
 	want := `1:{"message":"r1"} 2:{"message":"r2"} 3:{"message":"r3"} 5:{"message":"r5"} 6:{"message":"r6"}`
 	if got != want {
@@ -72,7 +72,7 @@ func TestSpoolRecoversAfterACrash(t *testing.T) {
 	if st := s.stats(); st.Records != 0 || s.next != 7 {
 		t.Errorf("after everything was sent: %+v, next %d", st, s.next)
 	}
-	s.appendLines(lines(7, 1), 1)
+	s.appendLines(lines(7, 1), 1, 0)
 	if recs, _, _, _ := s.read(10, 1<<20); len(recs) != 1 || recs[0].seq != 7 {
 		t.Errorf("numbering does not go on after a restart: %+v", recs)
 	}
@@ -89,12 +89,12 @@ func TestSpoolDropDuringSend(t *testing.T) {
 		one := lines(0, 1)
 		// Fill the first segment, and start the second.
 		for len(s.segs) < 2 {
-			s.appendLines(one, 1)
+			s.appendLines(one, 1, 0)
 		}
 		perSeg := s.segs[0].n
 		recs, end, _, _ := s.read(10, 1<<20)
 		for s.stats().Dropped == 0 && s.orphaned == 0 {
-			s.appendLines(one, 1)
+			s.appendLines(one, 1, 0)
 		}
 		if delivered {
 			s.commit(end)
@@ -122,7 +122,7 @@ func TestSpoolDropsAtOpenAreNoticed(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := 6 * minSegment / len(lines(0, 1))
-	if _, _, err := s.appendLines(lines(0, n), uint64(n)); err != nil {
+	if _, _, err := s.appendLines(lines(0, n), uint64(n), 0); err != nil {
 		t.Fatal(err)
 	}
 	s.close()
@@ -148,8 +148,8 @@ func TestSpoolRecordWithoutNewline(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.close()
-	s.appendLines([]byte(`{"message":"r0"}`), 1)
-	s.appendLines(lines(1, 1), 1)
+	s.appendLines([]byte(`{"message":"r0"}`), 1, 0)
+	s.appendLines(lines(1, 1), 1, 0)
 	if got := readAll(t, s); len(got) != 2 || !strings.HasSuffix(got[1], `{"message":"r1"}`) {
 		t.Fatalf("records %q", got)
 	}
@@ -164,9 +164,9 @@ func TestSpoolBurstLargerThanTheBuffer(t *testing.T) {
 			t.Fatal(err)
 		}
 		s.notice = func(dropped uint64) []byte { return []byte(fmt.Sprintf(`{"message":"dropped %d"}`+"\n", dropped)) }
-		s.appendLines(lines(0, 10), 10)
+		s.appendLines(lines(0, 10), 10, 0)
 		n := int(3*size) / len(lines(0, 1))
-		dropped, lost, err := s.appendLines(lines(10, n), uint64(n))
+		dropped, lost, err := s.appendLines(lines(10, n), uint64(n), 0)
 		if err != nil || lost != 0 {
 			t.Fatal(lost, err)
 		}
@@ -189,5 +189,33 @@ func TestSpoolBurstLargerThanTheBuffer(t *testing.T) {
 			}
 		}
 		s.close()
+	}
+}
+
+// A notice written by the shipper (records its queue dropped) that the buffer drops in turn
+// passes its count on to the buffer's next notice: the notices the intake gets still add up.
+func TestSpoolCarriesTheCountOfADroppedNotice(t *testing.T) {
+	s, err := openSpool(t.TempDir(), 2*minSegment)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	s.notice = func(dropped uint64) []byte { return []byte(fmt.Sprintf(`{"message":"dropped %d"}`+"\n", dropped)) }
+	if _, _, err := s.appendLines(append(lines(0, 3), `{"message":"queue dropped 5"}`+"\n"...), 4, 5); err != nil {
+		t.Fatal(err)
+	}
+	n := int(3*2*minSegment) / len(lines(0, 1))
+	dropped, _, err := s.appendLines(lines(3, n), uint64(n), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := readAll(t, s)
+	// The 3 records before it and the burst's oldest were dropped; the queue's notice went with
+	// them, not counted as a record, its 5 carried into the buffer's notice.
+	if want := fmt.Sprintf(`{"message":"dropped %d"}`, dropped+5); !strings.HasSuffix(got[len(got)-1], want) {
+		t.Errorf("the last record is %s, want %s", got[len(got)-1], want)
+	}
+	if uint64(len(got)-1)+dropped != uint64(3+n) {
+		t.Errorf("%d kept and %d dropped of %d records (the queue's notice is none)", len(got)-1, dropped, 3+n)
 	}
 }
