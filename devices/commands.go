@@ -108,7 +108,16 @@ func (m *Manager) Send(ctx context.Context, t Target, typ string, payload json.R
 	if err := m.enqueue(ctx, cmds, nil); err != nil {
 		return nil, err
 	}
-	m.log.Info("devices: command queued", slog.String(keyType, typ), slog.Int(keyCount, len(cmds)))
+	queued := 0
+	for _, c := range cmds {
+		if c.State == storage.CommandQueued {
+			queued++
+		}
+	}
+	m.log.Info("devices: command queued", slog.String(keyType, typ), slog.Int(keyCount, queued))
+	if failed := len(cmds) - queued; failed > 0 {
+		m.log.Info("devices: command failed at once: its device was revoked meanwhile", slog.String(keyType, typ), slog.Int(keyCount, failed))
+	}
 	return cmds, nil
 }
 
