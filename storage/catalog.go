@@ -273,6 +273,11 @@ func (db *DB) DurableHead(ctx context.Context) (int64, error) {
 	if err := db.syncWAL(); err != nil {
 		return 0, fmt.Errorf("storage: sync the delta feed to the disk: %w", err)
 	}
+	// What is given out is on the disk before it is: a restore after a crash then knows that
+	// devices hold it (epoch.go).
+	if err := db.noteGiven(seq); err != nil {
+		return 0, fmt.Errorf("storage: write %s: %w", filepath.Base(db.epochFile), err)
+	}
 	db.durable.Store(seq)
 	return seq, nil
 }

@@ -81,11 +81,13 @@ type DB struct {
 	warmWant   atomic.Bool     // a bulk load ended since the last warm pass
 	warmDone   signal          // a warm pass ended
 
-	epoch        string    // the delta feed's epoch (epoch.go), set by Open
-	epochRenewed string    // why Open renewed it, "" when it did not
-	epochFile    string    // the file that notices a database gone back in time
-	epochNoted   time.Time // last write of epochFile; protected by wmu
-	epochBase    int64     // the last change given out in earlier runs (the file's Given at open)
+	epoch        string     // the delta feed's epoch (epoch.go), set by Open
+	epochRenewed string     // why Open renewed it, "" when it did not
+	epochFile    string     // the file that notices a database gone back in time
+	epochMu      sync.Mutex // one write of epochFile at a time; protects epochNoted
+	epochNoted   time.Time  // last write of epochFile
+	epochBase    int64      // the last change given out in earlier runs (the file's Given at open)
+	wentBack     bool       // Open found the database behind the epoch file (or no valid file)
 }
 
 // Open opens (creating if needed) the database at path and applies pending migrations. Before
@@ -138,7 +140,9 @@ func openWith(ctx context.Context, path string, ms []migration) (*DB, error) {
 		db.Close()
 		return nil, err
 	}
-	if err := db.checkIDs(ctx, db.epochRenewed != ""); err != nil {
+	// A database that went back (a copy put back by hand, commits a power cut undid) may have
+	// given out numbers it no longer holds, whether or not devices hold delta feed positions.
+	if err := db.checkIDs(ctx, db.wentBack); err != nil {
 		db.Close()
 		return nil, err
 	}

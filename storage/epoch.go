@@ -74,6 +74,7 @@ func (db *DB) checkEpoch(ctx context.Context) error {
 	mark, err := readEpochFile(db.epochFile)
 	seq := db.seq.Load()
 	wentBack := err != nil || mark.Epoch == db.epoch && mark.Seq > seq
+	db.wentBack = wentBack
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		db.epochRenewed = "no " + filepath.Base(db.epochFile) + " beside the database"
@@ -160,13 +161,19 @@ func IsEpoch(s string) bool {
 	return true
 }
 
-// writeEpochFile records the epoch and the sequence devices may hold, replacing the file whole,
-// and notes when. That sequence is what the delta feed gave out (DurableHead, on the disk), not
-// the last commit: a power cut that undid commits no device was given is no going back in time,
-// and devices are not sent to build their catalog again for it. Callers hold wmu, or have the
-// database to themselves (Open, Close).
+// writeEpochFile records the epoch, the last commit and the last change the delta feed gave out,
+// replacing the file whole, and notes when. Recording what was given out (DurableHead writes it
+// before it gives a change out), not only the last commit, keeps a power cut that undid commits
+// no device was given from counting as going back in time: devices are not sent to build their
+// catalog again for it.
 func (db *DB) writeEpochFile() error {
-	b, err := json.Marshal(epochMark{Epoch: db.epoch, Seq: db.seq.Load(), Given: max(db.epochBase, db.durable.Load())})
+	db.epochMu.Lock()
+	defer db.epochMu.Unlock()
+	return db.writeEpochFileLocked(max(db.epochBase, db.durable.Load()))
+}
+
+func (db *DB) writeEpochFileLocked(given int64) error {
+	b, err := json.Marshal(epochMark{Epoch: db.epoch, Seq: max(db.seq.Load(), given), Given: given})
 	if err != nil {
 		return err
 	}
@@ -176,11 +183,20 @@ func (db *DB) writeEpochFile() error {
 	return writeFileSynced(db.epochFile, append(b, '\n'))
 }
 
+// noteGiven records that the delta feed is about to give out changes up to given, before it does.
+func (db *DB) noteGiven(given int64) error {
+	db.epochMu.Lock()
+	defer db.epochMu.Unlock()
+	return db.writeEpochFileLocked(max(db.epochBase, given))
+}
+
 // noteSeqLocked writes the epoch file after a page when the last write is old enough. A failure
-// is not the page's: the file is only a lower bound of what devices may hold, and the next write
-// catches up.
+// is not the page's: the file is only a record of how far the database had got (what devices were
+// given is written before they are given it), and the next write catches up.
 func (db *DB) noteSeqLocked() {
+	db.epochMu.Lock()
+	defer db.epochMu.Unlock()
 	if time.Since(db.epochNoted) >= epochFileInterval {
-		_ = db.writeEpochFile()
+		_ = db.writeEpochFileLocked(max(db.epochBase, db.durable.Load()))
 	}
 }

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -182,5 +183,94 @@ func TestEpochAfterLosingCommits(t *testing.T) {
 	defer db.Close()
 	if db.Epoch() == epoch || !strings.Contains(db.EpochRenewed(), "given out") {
 		t.Errorf("lost a change a device was given: epoch %s → %s (%q)", epoch, db.Epoch(), db.EpochRenewed())
+	}
+}
+
+// A copy put back by hand that went back past orders, with no device given a change it lost,
+// keeps the delta feed's epoch, but the numbers it gave out are not given again.
+func TestCopyPutBackGivesNoNumberTwice(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "storeedge.db")
+	db, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("pos-1"), IdempotencyKey: "a", RequestHash: "h"}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	copyFile(t, path, path+".copy")
+	db, err = Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	applyPage(t, db, cloudapi.Prices, cloudapi.PageEnd{Cursor: "c1"}, price("P1", 1, 100))
+	var lost []int64
+	for i := range 3 {
+		o, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("pos-1"), IdempotencyKey: fmt.Sprint("l", i), RequestHash: "h"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lost = append(lost, o.Number)
+	}
+	db.Close()
+	copyFile(t, path+".copy", path)
+	os.Remove(path + "-wal")
+	os.Remove(path + "-shm")
+	db, err = Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	o, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("pos-1"), IdempotencyKey: "after", RequestHash: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Number <= lost[len(lost)-1] {
+		t.Errorf("order number %d given again after the copy was put back (the lost ones were %v)", o.Number, lost)
+	}
+}
+
+// After a crash, a restored backup from before a change a device was given gets a new epoch:
+// what was given out is on the disk before it is given, not at the next write of the file.
+func TestRestoreAfterACrashRenewsTheEpoch(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "storeedge.db")
+	db, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	epoch := db.Epoch()
+	db.Close()
+	copyFile(t, path, path+".backup")
+	db, err = Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	applyPage(t, db, cloudapi.Prices, cloudapi.PageEnd{Cursor: "c1"}, price("P1", 1, 100))
+	if _, err := db.DurableHead(ctx); err != nil { // a device is given change 1
+		t.Fatal(err)
+	}
+	onDisk, err := os.ReadFile(db.epochFile) // what a crash now leaves
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if err := os.WriteFile(db.epochFile, onDisk, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := MarkIDsUnclean(path); err != nil {
+		t.Fatal(err)
+	}
+	copyFile(t, path+".backup", path)
+	os.Remove(path + "-wal")
+	os.Remove(path + "-shm")
+	db, err = Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if db.Epoch() == epoch {
+		t.Errorf("a device holds change 1 under epoch %s, the restored database is at %d, and the epoch was kept (file at the crash: %s)", epoch, db.Seq(), onDisk)
 	}
 }
