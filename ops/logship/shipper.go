@@ -234,8 +234,11 @@ func (s *Shipper) store(buf []byte, batch []entry) []byte {
 			s.noticed.Store(prev)
 		}
 		s.queueDropped.Add(lost) // not on disk: lost, and said so in the next record that is
-		s.o.Logger.Warn("logship: cannot write to the disk buffer; records dropped", slog.Any("error", err), slog.Uint64("records", lost))
-		return buf
+		if lost > 0 {
+			s.o.Logger.Warn("logship: cannot write to the disk buffer; records dropped", slog.Any("error", err), slog.Uint64("records", lost))
+		} else { // every record is on disk; the notice of those the full buffer dropped waits for the next
+			s.o.Logger.Warn("logship: cannot write the notice of records dropped; the next one will count them", slog.Any("error", err))
+		}
 	}
 	if dropped > 0 {
 		s.o.Logger.Warn("logship: the disk buffer is full; the oldest records were dropped", slog.Uint64("records", dropped))
