@@ -86,6 +86,7 @@ type DB struct {
 	epochFile    string     // the file that notices a database gone back in time
 	epochMu      sync.Mutex // one write of epochFile at a time; protects epochNoted
 	epochNoted   time.Time  // last write of epochFile
+	givenWritten int64      // the Given epochFile holds
 	epochBase    int64      // the last change given out in earlier runs (the file's Given at open)
 	wentBack     bool       // Open found the database behind the epoch file (or no valid file)
 }

@@ -24,7 +24,9 @@ import (
 //
 // Going back is noticed through a small file beside the database (epochFile) that holds the
 // epoch, the sequence number the database had reached and the last one the feed gave out. It is
-// written at open, at close, and at most every epochFileInterval while pages are applied. At
+// written at open, at close, at most every epochFileInterval while pages are applied, and before
+// the feed gives out a change it had not (DurableHead; the feed answers an error rather than give
+// out a change the file does not record). At
 // open, a database whose sequence is below the one given out, or that has no valid file beside
 // it, gets a new epoch; one below the one reached only has its stock imports marked (what was
 // applied after the point it went back to is lost with it). A database that is new, or moved
@@ -173,6 +175,9 @@ func (db *DB) writeEpochFile() error {
 }
 
 func (db *DB) writeEpochFileLocked(given int64) error {
+	// Never back: a write that read durable before another moved it past what that one wrote
+	// (Close beside a device's request) keeps the later figure.
+	given = max(given, db.givenWritten)
 	b, err := json.Marshal(epochMark{Epoch: db.epoch, Seq: max(db.seq.Load(), given), Given: given})
 	if err != nil {
 		return err
@@ -180,7 +185,11 @@ func (db *DB) writeEpochFileLocked(given int64) error {
 	// Noted tried, written or not: a file that cannot be written now is tried again after
 	// epochFileInterval, not after every page.
 	db.epochNoted = time.Now()
-	return writeFileSynced(db.epochFile, append(b, '\n'))
+	if err := writeFileSynced(db.epochFile, append(b, '\n')); err != nil {
+		return err
+	}
+	db.givenWritten = given
+	return nil
 }
 
 // noteGiven records that the delta feed is about to give out changes up to given, before it does.
@@ -194,7 +203,12 @@ func (db *DB) noteGiven(given int64) error {
 // is not the page's: the file is only a record of how far the database had got (what devices were
 // given is written before they are given it), and the next write catches up.
 func (db *DB) noteSeqLocked() {
-	db.epochMu.Lock()
+	// Not behind a device's request writing the file: the writer lock is held here, and an
+	// order waiting for it must not wait for those disk flushes too. That write records the
+	// commit as well.
+	if !db.epochMu.TryLock() {
+		return
+	}
 	defer db.epochMu.Unlock()
 	if time.Since(db.epochNoted) >= epochFileInterval {
 		_ = db.writeEpochFileLocked(max(db.epochBase, db.durable.Load()))

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 )
@@ -272,5 +273,45 @@ func TestRestoreAfterACrashRenewsTheEpoch(t *testing.T) {
 	defer db.Close()
 	if db.Epoch() == epoch {
 		t.Errorf("a device holds change 1 under epoch %s, the restored database is at %d, and the epoch was kept (file at the crash: %s)", epoch, db.Seq(), onDisk)
+	}
+}
+
+// A page applied while a device's request writes the epoch file does not wait for those disk
+// flushes (the writer lock is held, and orders wait for it), and the file never records less
+// than it recorded, whichever write comes last.
+func TestEpochFileWritesNeitherBlockNorGoBack(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, filepath.Join(t.TempDir(), "storeedge.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	applyPage(t, db, cloudapi.Prices, cloudapi.PageEnd{Cursor: "c1"}, price("P1", 1, 100))
+	if _, err := db.DurableHead(ctx); err != nil {
+		t.Fatal(err)
+	}
+	db.epochMu.Lock() // a device's request writing the file
+	db.epochNoted = time.Time{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		applyPage(t, db, cloudapi.Prices, cloudapi.PageEnd{Cursor: "c2"}, price("P2", 1, 100))
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Error("a page waited for the epoch file's write")
+	}
+	db.epochMu.Unlock()
+	<-done
+	// A write that read the head before the request moved it (Close beside a request).
+	db.epochMu.Lock()
+	err = db.writeEpochFileLocked(0)
+	db.epochMu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mark, err := readEpochFile(db.epochFile); err != nil || mark.Given != 1 {
+		t.Errorf("epoch file %+v, %v: given went back from 1", mark, err)
 	}
 }
