@@ -163,6 +163,13 @@ func TestStopWhileStoringCompletesTheMessage(t *testing.T) {
 	go func() { done <- r.Run(ctx) }()
 	peer.Send(t, queue, testenv.SBMessage{MessageID: "m-1", Body: order("web-1", 500), ContentType: "application/json"})
 	peer.WaitStats(t, queue, 30*time.Second, func(s testenv.SBQueueStats) bool { return s.Locked == 1 })
+	// Locked at the peer is delivered to the client library, not yet handed to the receiver:
+	// the stop must come once the receiver has it (then the store waits for the lock).
+	for deadline := time.Now().Add(30 * time.Second); r.Status().Received == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the receiver was not handed the message within 30 s")
+		}
+	}
 	cancel()
 	if _, err := conn.ExecContext(context.Background(), "COMMIT"); err != nil {
 		t.Fatal(err)
