@@ -25,6 +25,20 @@ func copyFile(t *testing.T, from, to string) {
 	}
 }
 
+// putBack copies the database file from over the one at path, as a backup copied back by hand
+// with the service stopped (its WAL files removed), and opens it.
+func putBack(t *testing.T, from, path string) *DB {
+	t.Helper()
+	copyFile(t, from, path)
+	os.Remove(path + "-wal")
+	os.Remove(path + "-shm")
+	db, err := Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
 // TestEpochFollowsTheDatabase checks when the delta feed's epoch stays and when it is renewed: it
 // stays across restarts and moves of the whole folder, and is renewed for a database restored
 // from a backup, one brought in without its epoch file, and one whose epoch file is damaged.
@@ -71,10 +85,7 @@ func TestEpochFollowsTheDatabase(t *testing.T) {
 	db.Close()
 
 	// The backup restored over the database, its WAL files removed as SQLite's backups want.
-	copyFile(t, backup, path)
-	os.Remove(path + "-wal")
-	os.Remove(path + "-shm")
-	db = open(path)
+	db = putBack(t, backup, path)
 	restored := db.Epoch()
 	if restored == first || !strings.Contains(db.EpochRenewed(), "went back") {
 		t.Errorf("restored backup: epoch %s (was %s), reason %q", restored, first, db.EpochRenewed())
@@ -162,25 +173,14 @@ func TestEpochAfterLosingCommits(t *testing.T) {
 	applyPage(t, db, cloudapi.Prices, cloudapi.PageEnd{Cursor: "c3"}, price("P3", 1, 100)) // no device asks
 	db.Close()
 
-	putBack := func(from string) *DB {
-		t.Helper()
-		copyFile(t, from, path)
-		os.Remove(path + "-wal")
-		os.Remove(path + "-shm")
-		db, err := Open(ctx, path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return db
-	}
 	// Back to the last change given out: nothing a device holds is lost.
-	db = putBack(atGiven)
+	db = putBack(t, atGiven, path)
 	if db.Epoch() != epoch || db.EpochRenewed() != "" {
 		t.Errorf("lost only a change no device was given: epoch %s → %s (%s)", epoch, db.Epoch(), db.EpochRenewed())
 	}
 	db.Close()
 	// Back before it: a device holds a position the database no longer has.
-	db = putBack(atFirst)
+	db = putBack(t, atFirst, path)
 	defer db.Close()
 	if db.Epoch() == epoch || !strings.Contains(db.EpochRenewed(), "given out") {
 		t.Errorf("lost a change a device was given: epoch %s → %s (%q)", epoch, db.Epoch(), db.EpochRenewed())
@@ -215,13 +215,7 @@ func TestCopyPutBackGivesNoNumberTwice(t *testing.T) {
 		lost = append(lost, o.Number)
 	}
 	db.Close()
-	copyFile(t, path+".copy", path)
-	os.Remove(path + "-wal")
-	os.Remove(path + "-shm")
-	db, err = Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db = putBack(t, path+".copy", path)
 	defer db.Close()
 	o, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("pos-1"), IdempotencyKey: "after", RequestHash: "h"})
 	if err != nil {
@@ -263,13 +257,7 @@ func TestRestoreAfterACrashRenewsTheEpoch(t *testing.T) {
 	if err := MarkIDsUnclean(path); err != nil {
 		t.Fatal(err)
 	}
-	copyFile(t, path+".backup", path)
-	os.Remove(path + "-wal")
-	os.Remove(path + "-shm")
-	db, err = Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db = putBack(t, path+".backup", path)
 	defer db.Close()
 	if db.Epoch() == epoch {
 		t.Errorf("a device holds change 1 under epoch %s, the restored database is at %d, and the epoch was kept (file at the crash: %s)", epoch, db.Seq(), onDisk)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"sync/atomic"
@@ -298,13 +297,7 @@ func TestStockImportAfterGoingBack(t *testing.T) {
 	}
 	db.Close()
 
-	copyFile(t, path+".copy", path)
-	os.Remove(path + "-wal")
-	os.Remove(path + "-shm")
-	db, err = Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db = putBack(t, path+".copy", path)
 	defer db.Close()
 	// No device was given the changes lost: the delta feed keeps its epoch, the stock imports
 	// are marked all the same.
