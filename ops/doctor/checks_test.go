@@ -85,7 +85,7 @@ func TestPortHeldByTheServiceAccount(t *testing.T) {
 		portHolder = func(string, int) (Holder, error) {
 			return Holder{Account: account}, fmt.Errorf("%w: a process of user id 65532 holds it", errHolderUnknown)
 		}
-		r := checkPort("tcp", "127.0.0.1", port, "lan.front_door")
+		r := checkPort("tcp", "127.0.0.1", port, "lan.front_door", "storeedge")
 		if got := string(r.Status); got != want {
 			t.Errorf("socket of account %q: %s %s, want %s", account, got, r.Detail, want)
 		}

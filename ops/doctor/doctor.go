@@ -27,8 +27,9 @@ type Options struct {
 	Support func() servicebus.Connection
 	// Version is storeedge's, sent in the User-Agent.
 	Version string
-	// ServiceUser is the account the service runs as (the Linux packages' "storeedge"); when
-	// doctor runs as root, the data folder must be writable by it. "" skips that check.
+	// ServiceUser is the account the service runs as (the Linux packages' and the container
+	// image's "storeedge"); when doctor runs as root, the data folder must be writable by it, and
+	// a LAN port held by a process of it is the running service's. "" skips those checks.
 	ServiceUser string
 	// Sandbox returns the folders the service may write to when its service manager confines it
 	// (the packages' systemd unit: ProtectSystem=strict), ok false when it does not or that is
@@ -55,7 +56,7 @@ func Run(ctx context.Context, o Options) Report {
 	r.Results = append(r.Results, checkConfigFile(o.ConfigPath, o.Config, o.ServiceUser)...)
 	r.Results = append(r.Results, checkDataDir(ctx, o)...)
 	r.Results = append(r.Results, checkFolders(o)...)
-	r.Results = append(r.Results, checkPorts(o.Config)...)
+	r.Results = append(r.Results, checkPorts(o.Config, o.ServiceUser)...)
 	r.Results = append(r.Results, checkInterfaces(o.Config)...)
 	r.Results = append(r.Results, checkWAN(ctx, o)...)
 	return r

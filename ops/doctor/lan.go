@@ -38,9 +38,6 @@ func (h Holder) IsStoreedge() bool {
 	return strings.EqualFold(h.Name, "storeedge") || strings.EqualFold(h.Name, "storeedge.exe")
 }
 
-// serviceAccount is the account the packages and the container image run the service as.
-const serviceAccount = "storeedge"
-
 // errHolderUnknown: the system does not say, or not to this user, which process holds a port.
 var errHolderUnknown = errors.New("which process holds it cannot be told here")
 
@@ -49,18 +46,20 @@ var portHolder = findHolder
 
 // checkPorts binds each LAN port for a moment: free, held by the running storeedge, or held by
 // another program, named.
-func checkPorts(cfg config.Config) []Result {
+// serviceUser, when not "", is the service's account: a port held by a process of it that
+// cannot be looked into is the running service's.
+func checkPorts(cfg config.Config, serviceUser string) []Result {
 	var out []Result
 	for _, ln := range cfg.LAN.Listeners() {
-		out = append(out, checkPort("tcp", cfg.LAN.Bind, ln.Port, ln.Key))
+		out = append(out, checkPort("tcp", cfg.LAN.Bind, ln.Port, ln.Key, serviceUser))
 	}
 	if cfg.Discovery.UDP.Enabled {
-		out = append(out, checkPort("udp", "", cfg.Discovery.UDP.Port, "discovery.udp.port"))
+		out = append(out, checkPort("udp", "", cfg.Discovery.UDP.Port, "discovery.udp.port", serviceUser))
 	}
 	return out
 }
 
-func checkPort(proto, bind string, port int, key string) Result {
+func checkPort(proto, bind string, port int, key, serviceUser string) Result {
 	addr := net.JoinHostPort(bind, strconv.Itoa(port))
 	check := fmt.Sprintf("%s %d (%s)", proto, port, key)
 	var err error
@@ -91,11 +90,11 @@ func checkPort(proto, bind string, port int, key string) Result {
 		return pass("lan", check, "in use by the running storeedge service: "+h.String())
 	case herr == nil:
 		return fail("lan", check, "held by another program: "+h.String(), fmt.Sprintf("stop %s or move it to another port, or change %s", h.Name, key))
-	case h.Account == serviceAccount:
+	case serviceUser != "" && h.Account == serviceUser:
 		// A process of the service's account whose descriptors this user may not read: the
 		// running service, whose binary's file capability (setcap, the container image) makes
 		// it unreadable even to its own account.
-		return pass("lan", check, "in use by a process of the "+serviceAccount+" account: the running service")
+		return pass("lan", check, "in use by a process of the "+serviceUser+" account: the running service")
 	}
 	return fail("lan", check, fmt.Sprintf("held by another program; %v (run doctor as root/administrator to name it)", herr), explained.Fix)
 }
