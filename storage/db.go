@@ -86,9 +86,7 @@ type DB struct {
 	epochFile    string     // the file that notices a database gone back in time
 	epochMu      sync.Mutex // one write of epochFile at a time; protects epochNoted
 	epochNoted   time.Time  // last write of epochFile
-	givenWritten int64      // the Given epochFile holds
-	epochBase    int64      // the last change given out in earlier runs (the file's Given at open)
-	wentBack     bool       // Open found the database behind the epoch file (or no valid file)
+	givenWritten int64      // the Given epochFile holds (from earlier runs, read at open)
 }
 
 // Open opens (creating if needed) the database at path and applies pending migrations. Before
@@ -137,13 +135,14 @@ func openWith(ctx context.Context, path string, ms []migration) (*DB, error) {
 	}
 	db.ftsStale.Store(ftsStale)
 	db.seq.Store(seq)
-	if err := db.checkEpoch(ctx); err != nil {
+	wentBack, err := db.checkEpoch(ctx)
+	if err != nil {
 		db.Close()
 		return nil, err
 	}
 	// A database that went back (a copy put back by hand, commits a power cut undid) may have
 	// given out numbers it no longer holds, whether or not devices hold delta feed positions.
-	if err := db.checkIDs(ctx, db.wentBack); err != nil {
+	if err := db.checkIDs(ctx, wentBack); err != nil {
 		db.Close()
 		return nil, err
 	}

@@ -65,46 +65,46 @@ func (db *DB) Epoch() string { return db.epoch }
 // EpochRenewed says why Open made a new epoch ("" when it kept the database's).
 func (db *DB) EpochRenewed() string { return db.epochRenewed }
 
-// checkEpoch reads the database's epoch and renews it when the database went back in time, then
-// writes the epoch file.
-func (db *DB) checkEpoch(ctx context.Context) error {
+// checkEpoch reads the database's epoch and renews it when the database went back before a
+// change given out, then writes the epoch file. wentBack says whether the database is behind
+// the file at all (or has no valid file): numbers it gave out may be lost with it.
+func (db *DB) checkEpoch(ctx context.Context) (wentBack bool, err error) {
 	var v int64
 	if err := db.w.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'epoch'`).Scan(&v); err != nil {
-		return fmt.Errorf("storage: read epoch: %w", err)
+		return false, fmt.Errorf("storage: read epoch: %w", err)
 	}
 	db.epoch = formatEpoch(v)
-	mark, err := readEpochFile(db.epochFile)
+	mark, ferr := readEpochFile(db.epochFile)
 	seq := db.seq.Load()
-	wentBack := err != nil || mark.Epoch == db.epoch && mark.Seq > seq
-	db.wentBack = wentBack
+	wentBack = ferr != nil || mark.Epoch == db.epoch && mark.Seq > seq
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
+	case errors.Is(ferr, fs.ErrNotExist):
 		db.epochRenewed = "no " + filepath.Base(db.epochFile) + " beside the database"
-	case err != nil:
-		db.epochRenewed = err.Error()
+	case ferr != nil:
+		db.epochRenewed = ferr.Error()
 	case mark.Epoch == db.epoch && mark.Given > seq:
 		// Devices may hold positions past the database's last change. Commits lost that no
 		// device was given (a power cut's last seconds) leave the epoch as it is.
 		db.epochRenewed = fmt.Sprintf("the database is at change %d, it had given out %d: it went back in time", seq, mark.Given)
 	case mark.Epoch == db.epoch:
-		db.epochBase = mark.Given // what devices may hold from earlier runs
+		db.givenWritten = mark.Given // what devices may hold from earlier runs: never recorded less
 	}
 	if db.epochRenewed != "" {
 		if err := db.renewEpoch(ctx); err != nil {
-			return err
+			return false, err
 		}
 	}
 	if wentBack {
 		// Stock files applied after the moment the database went back to are lost with it.
 		if err := markStockImportsRestored(ctx, db.w); err != nil {
-			return fmt.Errorf("storage: mark the stock imports: %w", err)
+			return false, fmt.Errorf("storage: mark the stock imports: %w", err)
 		}
 	}
 	removeLeftovers(db.epochFile)
 	if err := db.writeEpochFile(); err != nil {
-		return fmt.Errorf("storage: write %s: %w", db.epochFile, err)
+		return false, fmt.Errorf("storage: write %s: %w", db.epochFile, err)
 	}
-	return nil
+	return wentBack, nil
 }
 
 func (db *DB) renewEpoch(ctx context.Context) error {
@@ -168,17 +168,13 @@ func IsEpoch(s string) bool {
 // before it gives a change out), not only the last commit, keeps a power cut that undid commits
 // no device was given from counting as going back in time: devices are not sent to build their
 // catalog again for it.
-func (db *DB) writeEpochFile() error {
-	db.epochMu.Lock()
-	defer db.epochMu.Unlock()
-	return db.writeEpochFileLocked(max(db.epochBase, db.durable.Load()))
-}
+func (db *DB) writeEpochFile() error { return db.noteGiven(db.durable.Load()) }
 
 func (db *DB) writeEpochFileLocked(given int64) error {
 	// Never back: a write that read durable before another moved it past what that one wrote
 	// (Close beside a device's request) keeps the later figure.
 	given = max(given, db.givenWritten)
-	b, err := json.Marshal(epochMark{Epoch: db.epoch, Seq: max(db.seq.Load(), given), Given: given})
+	b, err := json.Marshal(epochMark{Epoch: db.epoch, Seq: db.seq.Load(), Given: given})
 	if err != nil {
 		return err
 	}
@@ -196,7 +192,7 @@ func (db *DB) writeEpochFileLocked(given int64) error {
 func (db *DB) noteGiven(given int64) error {
 	db.epochMu.Lock()
 	defer db.epochMu.Unlock()
-	return db.writeEpochFileLocked(max(db.epochBase, given))
+	return db.writeEpochFileLocked(given)
 }
 
 // noteSeqLocked writes the epoch file after a page when the last write is old enough. A failure
@@ -211,6 +207,6 @@ func (db *DB) noteSeqLocked() {
 	}
 	defer db.epochMu.Unlock()
 	if time.Since(db.epochNoted) >= epochFileInterval {
-		_ = db.writeEpochFileLocked(max(db.epochBase, db.durable.Load()))
+		_ = db.writeEpochFileLocked(db.durable.Load())
 	}
 }
