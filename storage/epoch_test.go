@@ -32,11 +32,7 @@ func putBack(t *testing.T, from, path string) *DB {
 	copyFile(t, from, path)
 	os.Remove(path + "-wal")
 	os.Remove(path + "-shm")
-	db, err := Open(context.Background(), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return db
+	return openAt(t, path)
 }
 
 // TestEpochFollowsTheDatabase checks when the delta feed's epoch stays and when it is renewed: it
@@ -46,14 +42,7 @@ func TestEpochFollowsTheDatabase(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "storeedge.db")
-	open := func(p string) *DB {
-		t.Helper()
-		db, err := Open(ctx, p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return db
-	}
+	open := func(p string) *DB { return openAt(t, p) }
 	db := open(path)
 	first := db.Epoch()
 	if !regexp.MustCompile(`^[0-9a-f]{16}$`).MatchString(first) {
@@ -144,20 +133,14 @@ func FuzzParseEpochMark(f *testing.F) {
 func TestEpochAfterLosingCommits(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "storeedge.db")
-	db, err := Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := openAt(t, path)
 	epoch := db.Epoch()
 	applyPage(t, db, cloudapi.Prices, cloudapi.PageEnd{Cursor: "c1"}, price("P1", 1, 100))
 	db.Close()
 	atFirst := filepath.Join(t.TempDir(), "first.db")
 	copyFile(t, path, atFirst)
 
-	db, err = Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db = openAt(t, path)
 	applyPage(t, db, cloudapi.Prices, cloudapi.PageEnd{Cursor: "c2"}, price("P2", 1, 100))
 	if _, err := db.DurableHead(ctx); err != nil { // a device is given it
 		t.Fatal(err)
@@ -166,10 +149,7 @@ func TestEpochAfterLosingCommits(t *testing.T) {
 	atGiven := filepath.Join(t.TempDir(), "given.db")
 	copyFile(t, path, atGiven)
 
-	db, err = Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db = openAt(t, path)
 	applyPage(t, db, cloudapi.Prices, cloudapi.PageEnd{Cursor: "c3"}, price("P3", 1, 100)) // no device asks
 	db.Close()
 
@@ -192,19 +172,13 @@ func TestEpochAfterLosingCommits(t *testing.T) {
 func TestCopyPutBackGivesNoNumberTwice(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "storeedge.db")
-	db, err := Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := openAt(t, path)
 	if _, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("pos-1"), IdempotencyKey: "a", RequestHash: "h"}); err != nil {
 		t.Fatal(err)
 	}
 	db.Close()
 	copyFile(t, path, path+".copy")
-	db, err = Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db = openAt(t, path)
 	applyPage(t, db, cloudapi.Prices, cloudapi.PageEnd{Cursor: "c1"}, price("P1", 1, 100))
 	var lost []int64
 	for i := range 3 {
@@ -231,17 +205,11 @@ func TestCopyPutBackGivesNoNumberTwice(t *testing.T) {
 func TestRestoreAfterACrashRenewsTheEpoch(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "storeedge.db")
-	db, err := Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := openAt(t, path)
 	epoch := db.Epoch()
 	db.Close()
 	copyFile(t, path, path+".backup")
-	db, err = Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db = openAt(t, path)
 	applyPage(t, db, cloudapi.Prices, cloudapi.PageEnd{Cursor: "c1"}, price("P1", 1, 100))
 	if _, err := db.DurableHead(ctx); err != nil { // a device is given change 1
 		t.Fatal(err)
@@ -269,10 +237,7 @@ func TestRestoreAfterACrashRenewsTheEpoch(t *testing.T) {
 // than it recorded, whichever write comes last.
 func TestEpochFileWritesNeitherBlockNorGoBack(t *testing.T) {
 	ctx := context.Background()
-	db, err := Open(ctx, filepath.Join(t.TempDir(), "storeedge.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := openAt(t, filepath.Join(t.TempDir(), "storeedge.db"))
 	defer db.Close()
 	applyPage(t, db, cloudapi.Prices, cloudapi.PageEnd{Cursor: "c1"}, price("P1", 1, 100))
 	if _, err := db.DurableHead(ctx); err != nil {
@@ -294,7 +259,7 @@ func TestEpochFileWritesNeitherBlockNorGoBack(t *testing.T) {
 	<-done
 	// A write that read the head before the request moved it (Close beside a request).
 	db.epochMu.Lock()
-	err = db.writeEpochFileLocked(0)
+	err := db.writeEpochFileLocked(0)
 	db.epochMu.Unlock()
 	if err != nil {
 		t.Fatal(err)

@@ -22,6 +22,16 @@ func openTest(t testing.TB) *DB {
 	return db
 }
 
+// openAt opens the database at path; the test closes it (tests that reopen one close it first).
+func openAt(t testing.TB, path string) *DB {
+	t.Helper()
+	db, err := Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
 func product(id string, rev int64, name, category string, barcodes ...string) cloudapi.Change {
 	doc, _ := json.Marshal(cloudapi.Product{ID: id, Name: name, Brand: "Acme", Category: category, Barcodes: barcodes})
 	return cloudapi.Change{Collection: cloudapi.Products, ID: id, Op: cloudapi.OpUpsert, Rev: rev, Doc: doc}
