@@ -4,6 +4,7 @@ package deploy
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -28,7 +29,8 @@ import (
 // settings in STOREEDGE_ variables. The daemon must run as its own account, not root, bind the
 // front door on a port under 1024 with no capability but the one the image's binary carries,
 // sync the catalog into its data volume, keep the shop's time zone (TZ) with no zone files in
-// the image, and stop cleanly on SIGTERM.
+// the image, and stop cleanly on SIGTERM; and fail as install.md says where a runtime takes the
+// capability away.
 func TestContainerImage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds three binaries")
@@ -178,6 +180,52 @@ func TestContainerImage(t *testing.T) {
 	if strings.Contains(logs.String(), "level=ERROR") || strings.Contains(logs.String(), "level=WARN") {
 		t.Errorf("the daemon logged warnings or errors:\n%s", &logs)
 	}
+
+	// What install.md says of the runtimes that take the capability away.
+	dropAll := runToEnd(t, runc, bundle, id+"-cap-drop-all", func(proc map[string]any) {
+		proc["capabilities"] = map[string]any{"bounding": []string{}}
+	})
+	if !strings.Contains(dropAll, "exec /usr/bin/storeedge: operation not permitted") {
+		t.Errorf("--cap-drop ALL: want the binary refused with \"operation not permitted\":\n%s", dropAll)
+	}
+	noNewPrivileges := runToEnd(t, runc, bundle, id+"-no-new-privileges", func(proc map[string]any) {
+		proc["noNewPrivileges"] = true
+	})
+	if want := fmt.Sprintf("lan.front_door: cannot listen on 127.0.0.1:%d: permission denied", frontDoor); !strings.Contains(noNewPrivileges, want) {
+		t.Errorf("no-new-privileges: want the front door refused at start (%s):\n%s", want, noNewPrivileges)
+	}
+}
+
+// runToEnd runs the bundle's container once more as id, its process changed by change, and
+// returns what it wrote; the run must fail.
+func runToEnd(t *testing.T, runc, bundle, id string, change func(proc map[string]any)) string {
+	t.Helper()
+	path := filepath.Join(bundle, "config.json")
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.WriteFile(path, raw, 0o600)
+	var spec map[string]any
+	if err := json.Unmarshal(raw, &spec); err != nil {
+		t.Fatal(err)
+	}
+	change(spec["process"].(map[string]any))
+	changed, err := json.Marshal(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, changed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { exec.Command(runc, "delete", "--force", id).Run() })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, runc, "run", "--bundle", bundle, id).CombinedOutput()
+	if err == nil {
+		t.Errorf("container %s ran to a clean end; want it refused:\n%s", id, out)
+	}
+	return string(out)
 }
 
 // containerConfig makes the bundle umoci wrote run as Docker runs an image by default with

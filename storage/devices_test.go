@@ -118,11 +118,7 @@ func TestCommandStates(t *testing.T) {
 // A command that is final already is not taken as sent again (Final, so that the link does not
 // write it), and a command to a device revoked before it was queued fails at once.
 func TestCommandsOfARevokedDevice(t *testing.T) {
-	db, err := Open(context.Background(), filepath.Join(t.TempDir(), "shop.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openTest(t)
 	ctx := context.Background()
 	now := time.UnixMilli(time.Now().UnixMilli())
 	for _, id := range []string{"dv_a", "dv_b"} {
