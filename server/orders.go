@@ -128,7 +128,7 @@ func (s *Server) priceOrder(r *http.Request, req *createOrderRequest) (orders.Or
 		offers[id] = offer
 	}
 	o, err := orders.Price(req.Lines, offers)
-	o.Note, o.Customer = req.Note, req.Customer.Known()
+	o.Note, o.Customer = req.Note, req.Customer
 	return o, err
 }
 

@@ -95,6 +95,7 @@ type OutboxEntry struct {
 // ErrIdempotencyConflict, a different Service Bus order a *ServiceBusConflict.
 func (db *DB) CreateOrder(ctx context.Context, n NewOrder) (o orders.Order, created bool, err error) {
 	now := time.Now()
+	n.Order.Customer = n.Order.Customer.Known() // from any source: "customer": {} is none
 	var made []Event
 	write := db.writeEvents
 	if n.MessageID != "" {

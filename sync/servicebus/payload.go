@@ -128,7 +128,7 @@ func checkLines(lines []PayloadLine) string {
 // Order turns a checked payload into the order the shop stores.
 func (p Payload) Order(testMode bool) orders.Order {
 	o := orders.Order{Source: orders.SourceServiceBus, ExternalID: p.OrderID, Status: orders.StatusNew,
-		Test: p.Test || testMode, Note: p.Note, Currency: p.Currency, Customer: p.Customer.Known(), Total: p.Total}
+		Test: p.Test || testMode, Note: p.Note, Currency: p.Currency, Customer: p.Customer, Total: p.Total}
 	for _, l := range p.Lines {
 		o.Lines = append(o.Lines, orders.NewLine(l.ProductID, l.Name, l.Quantity, l.UnitPrice))
 	}
