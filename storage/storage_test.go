@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -450,5 +452,31 @@ func TestDeltaFeedIsOnDiskBeforeItIsGivenOut(t *testing.T) {
 	}
 	if mark, err := readEpochFile(db.epochFile); err != nil || mark.Given != synced[1] || mark.Seq != db.Seq() || mark.Given >= mark.Seq {
 		t.Errorf("epoch file %+v, %v: want given %d, the last change given out, and seq %d, the last commit", mark, err, synced[1], db.Seq())
+	}
+}
+
+// The feed gives out nothing it could not record as given: with storeedge.epoch unwritable, the
+// head does not move and the error says why (catalog.md: the device is answered 500).
+func TestDeltaFeedGivesNothingItCannotRecord(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t)
+	apply(t, db, cloudapi.Products, "c1", product("P1", 1, "Tea", "Drinks"))
+	if err := os.Remove(db.epochFile); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(db.epochFile, 0o700); err != nil { // a rename onto it fails, root or not
+		t.Fatal(err)
+	}
+	if h, err := db.DurableHead(ctx); err == nil || !strings.Contains(err.Error(), filepath.Base(db.epochFile)) {
+		t.Fatalf("head %d, %v: want an error naming the epoch file", h, err)
+	}
+	if d := db.durable.Load(); d != 0 {
+		t.Fatalf("the head moved to %d with nothing recorded", d)
+	}
+	if err := os.Remove(db.epochFile); err != nil {
+		t.Fatal(err)
+	}
+	if h, err := db.DurableHead(ctx); err != nil || h != db.Seq() {
+		t.Fatalf("with the file writable again: head %d, %v; want %d", h, err, db.Seq())
 	}
 }
