@@ -340,3 +340,30 @@ func TestIntakeRefusals(t *testing.T) {
 		t.Errorf("received %d records, want 90 (10 rejected)", len(received(t, in)))
 	}
 }
+
+// A line damaged on disk counts once as dropped, however many times the batch holding it is
+// sent again.
+func TestDamagedRecordCountsOnce(t *testing.T) {
+	proxy := "http://" + testenv.StartTinyproxy(t, testenv.TinyproxyOptions{})
+	in := logshiptest.Start(t, testKey)
+	dir := t.TempDir()
+	s, err := openSpool(dir, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.appendLines([]byte("{\"message\":\"record 0\"}\nnot json\n{\"message\":\"record 1\"}\n"), 3, 0); err != nil {
+		t.Fatal(err)
+	}
+	s.close()
+
+	in.SetFault(logshiptest.Fault{Status: http.StatusServiceUnavailable})
+	r := newRig(t, in, proxy, dir, nil)
+	r.run()
+	in.WaitAnswer(t, http.StatusServiceUnavailable, 3, 30*time.Second)
+	in.SetFault(logshiptest.Fault{})
+	in.Wait(t, "the whole records", 30*time.Second, hasAll(0, 2))
+	st := r.waitStatus("caught up", func(st Status) bool { return st.Buffered == 0 && st.State == StateOK })
+	if st.Dropped != 1 {
+		t.Errorf("one damaged line after 3 refused sends counts as %d dropped, want 1", st.Dropped)
+	}
+}

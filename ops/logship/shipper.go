@@ -288,14 +288,19 @@ func (s *Shipper) Run(ctx context.Context) error {
 func (s *Shipper) flush(ctx context.Context, b *backoff.Backoff) (time.Duration, bool) {
 	for ctx.Err() == nil {
 		recs, end, bad, err := s.spool.read(int(s.batchLimit.Load()), maxBatchBytes)
-		s.badRecords.Add(bad)
+		// Damaged lines count when the read is committed past them: a read released to be sent
+		// again reads them again.
+		commit := func() error {
+			s.badRecords.Add(bad)
+			return s.spool.commit(end)
+		}
 		if err != nil {
 			s.fail(StateRetrying, err.Error())
 			return b.Next(0), true
 		}
 		if len(recs) == 0 {
 			if bad > 0 {
-				s.spool.commit(end)
+				commit()
 				continue
 			}
 			return s.o.BatchInterval, false
@@ -307,14 +312,14 @@ func (s *Shipper) flush(ctx context.Context, b *backoff.Backoff) (time.Duration,
 		}
 		switch a.outcome {
 		case accepted, rejected:
-			if err := s.spool.commit(end); err != nil {
+			if err := commit(); err != nil {
 				s.o.Logger.Warn("logship: cannot save the position in the disk buffer; records may be sent twice", slog.Any("error", err))
 			}
 			s.succeed(a, uint64(len(recs)))
 			b.Reset()
 		case tooLarge:
 			if len(recs) == 1 {
-				s.spool.commit(end)
+				commit()
 				s.succeed(answer{outcome: rejected, detail: a.detail}, 1)
 				continue
 			}
