@@ -157,6 +157,11 @@ func (c *Client) do(req *http.Request, op string, want int) (*http.Response, err
 	} else {
 		e.Detail = strings.TrimSpace(string(b))
 	}
+	// A proxy or gateway may echo the request, its Authorization header included, in its error
+	// page: the detail goes to logs, the status and a refused order's history.
+	if c.storeKey != "" {
+		e.Detail = strings.ReplaceAll(e.Detail, c.storeKey, "xxxxx")
+	}
 	e.Detail = clip.String(e.Detail, maxDetailBytes)
 	return nil, e
 }
@@ -264,10 +269,55 @@ func (c *Client) Upload(ctx context.Context, events []cloudapi.Event) (cloudapi.
 		return out, err
 	}
 	defer resp.Body.Close()
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 8<<20)).Decode(&out); err != nil {
+	if err := decodeAnswer(resp.Body, MaxUploadAnswer, &out); err != nil {
 		return out, fmt.Errorf("cloud: upload: read answer: %w", err)
 	}
 	return out, nil
+}
+
+// Limits of the answers read whole (cloud-api.md).
+const (
+	MaxUploadAnswer = 8 << 20
+	maxConfigAnswer = 1 << 20
+)
+
+// ErrAnswerTooLarge is an answer longer than its limit. For an upload the cloud may have stored
+// the events: a smaller batch gets a smaller answer.
+var ErrAnswerTooLarge = errors.New("answer larger than the limit")
+
+// decodeAnswer decodes the JSON answer in r into v, failing with ErrAnswerTooLarge, rather than
+// a cut-off document, when r holds more than limit bytes.
+func decodeAnswer(r io.Reader, limit int64, v any) error {
+	lr := &capReader{r: r, left: limit}
+	err := json.NewDecoder(lr).Decode(v)
+	if lr.over {
+		return fmt.Errorf("%w of %d bytes", ErrAnswerTooLarge, limit)
+	}
+	return err
+}
+
+// capReader reads r up to left bytes and then fails, noting that r had more.
+type capReader struct {
+	r    io.Reader
+	left int64
+	over bool
+}
+
+func (c *capReader) Read(p []byte) (int, error) {
+	if c.left <= 0 {
+		var one [1]byte
+		if n, _ := io.ReadFull(c.r, one[:]); n == 0 {
+			return 0, io.EOF
+		}
+		c.over = true
+		return 0, ErrAnswerTooLarge
+	}
+	if int64(len(p)) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.r.Read(p)
+	c.left -= int64(n)
+	return n, err
 }
 
 // Config fetches the remote configuration.
@@ -284,7 +334,7 @@ func (c *Client) Config(ctx context.Context) (cloudapi.RemoteConfig, error) {
 		return out, err
 	}
 	defer resp.Body.Close()
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&out); err != nil {
+	if err := decodeAnswer(resp.Body, maxConfigAnswer, &out); err != nil {
 		return out, fmt.Errorf("cloud: config: read answer: %w", err)
 	}
 	return out, nil

@@ -227,3 +227,55 @@ func TestRetryableAnswers(t *testing.T) {
 		}
 	}
 }
+
+// A gateway that echoes the request in its error page does not put the store key into the
+// error, which goes to logs, the status and a refused order's history.
+func TestStoreKeyNotInAnEchoedErrorPage(t *testing.T) {
+	for _, status := range []int{http.StatusBadGateway, http.StatusBadRequest} {
+		ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain")
+			w.WriteHeader(status)
+			fmt.Fprintf(w, "Bad gateway\nrequest headers: Authorization: %s\n", r.Header.Get("Authorization"))
+		}))
+		c, err := New(ts.URL, "sk_live_0123456789", ts.Client(), "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.Config(t.Context())
+		ts.Close()
+		var ce *Error
+		if !errors.As(err, &ce) || ce.Status != status {
+			t.Fatalf("%d: error %v", status, err)
+		}
+		if strings.Contains(err.Error(), "sk_live_0123456789") || !strings.Contains(err.Error(), "Authorization: Bearer xxxxx") {
+			t.Errorf("%d: the error shows the store key, or not the page: %v", status, err)
+		}
+	}
+}
+
+// An answer over its limit fails as too large, not as a cut-off document; one of exactly the
+// limit is read.
+func TestAnswerOverItsLimit(t *testing.T) {
+	for _, c := range []struct {
+		size    int
+		tooLong bool
+	}{{maxConfigAnswer, false}, {maxConfigAnswer + 1, true}, {3 * maxConfigAnswer, true}} {
+		body := `{"store_id":"s1","name":"` + strings.Repeat("n", c.size-len(`{"store_id":"s1","name":""}`)) + `"}`
+		ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, body)
+		}))
+		cl, err := New(ts.URL, "k", ts.Client(), "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc, err := cl.Config(t.Context())
+		ts.Close()
+		if c.tooLong {
+			if !errors.Is(err, ErrAnswerTooLarge) || !strings.Contains(err.Error(), "larger than the limit of 1048576 bytes") {
+				t.Errorf("an answer of %d bytes: %v, want too large", c.size, err)
+			}
+		} else if err != nil || rc.StoreID != "s1" {
+			t.Errorf("an answer of exactly the limit: %+v, %v", rc, err)
+		}
+	}
+}

@@ -185,9 +185,33 @@ func event(e storage.OutboxEntry) cloudapi.Event {
 	return cloudapi.Event{Key: e.Key, Type: e.Type, At: e.At.UTC().Format(time.RFC3339Nano), Data: e.Data}
 }
 
+// unsendableReason is the reason kept for an entry whose stored event is not JSON.
+const unsendableReason = "storeedge: the stored event is not valid JSON (a damaged database); it cannot be sent"
+
+// setAsideUnsendable sets aside, as rejected, the entries whose stored event cannot be encoded:
+// retried, such an entry would hold back every upload for good. It reports done when it set
+// any aside; the caller reads the queue again then, since the later events of those entries'
+// orders are set aside with them.
+func (w *Worker) setAsideUnsendable(ctx context.Context, entries []storage.OutboxEntry) (int, bool, error) {
+	res := storage.OutboxResult{Rejected: map[string]string{}}
+	for _, e := range entries {
+		if !json.Valid(e.Data) {
+			res.Rejected[e.Key] = unsendableReason
+			w.log.Error("outbox: a stored event is damaged; set aside as rejected", slog.String("key", e.Key), slog.Int64("seq", e.Seq))
+		}
+	}
+	if len(res.Rejected) == 0 {
+		return 0, false, nil
+	}
+	return len(res.Rejected), true, w.o.DB.CompleteOutbox(ctx, res)
+}
+
 // upload sends one batch and records the answer. A batch the cloud refuses as a whole for good
 // (4xx) is sent again one entry at a time, so only the entry at fault is set aside.
 func (w *Worker) upload(ctx context.Context, entries []storage.OutboxEntry) (int, error) {
+	if n, done, err := w.setAsideUnsendable(ctx, entries); done {
+		return n, err
+	}
 	events := make([]cloudapi.Event, len(entries))
 	keys := make([]string, len(entries))
 	for i, e := range entries {
@@ -199,7 +223,9 @@ func (w *Worker) upload(ctx context.Context, entries []storage.OutboxEntry) (int
 		var ce *cloud.Error
 		if errors.As(err, &ce) && !ce.Retryable() {
 			if len(entries) == 1 {
-				return 1, w.o.DB.CompleteOutbox(ctx, storage.OutboxResult{Rejected: map[string]string{keys[0]: ce.Error()}})
+				reason := clip.String(ce.Error(), maxReasonBytes)
+				w.log.Warn("outbox: the cloud refused an entry; set aside", slog.String("key", keys[0]), slog.String("reason", reason))
+				return 1, w.o.DB.CompleteOutbox(ctx, storage.OutboxResult{Rejected: map[string]string{keys[0]: reason}})
 			}
 			// An order's events go in the order they happened: once one of them is not
 			// delivered (refused, and its later ones held back beside it; or left out of the
@@ -235,6 +261,17 @@ func (w *Worker) upload(ctx context.Context, entries []storage.OutboxEntry) (int
 				}
 			}
 			return n, nil
+		}
+		if errors.Is(err, cloud.ErrAnswerTooLarge) && len(entries) > 1 {
+			// The cloud may have stored them; a smaller batch gets an answer that fits, and the
+			// events it already has come back as duplicates.
+			half := len(entries) / 2
+			n, err := w.upload(ctx, entries[:half])
+			if err != nil {
+				return n, err
+			}
+			m, err := w.upload(ctx, entries[half:])
+			return n + m, err
 		}
 		if ferr := w.o.DB.FailOutbox(ctx, keys, err.Error()); ferr != nil && ctx.Err() == nil {
 			w.log.Error("outbox: cannot record the failed attempt", slog.Any("error", ferr))

@@ -1,11 +1,14 @@
 package outbox
 
 import (
+	"bytes"
 	"cmp"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -15,6 +18,7 @@ import (
 	"unicode/utf8"
 
 	"go.uber.org/goleak"
+	_ "modernc.org/sqlite"
 
 	"github.com/storeedge/storeedge/orders"
 	"github.com/storeedge/storeedge/storage"
@@ -401,5 +405,70 @@ func TestRetryDuringASplitKeepsTheOrder(t *testing.T) {
 	}
 	if first < 0 || change < 0 || change < first {
 		t.Fatalf("the cloud got %v: the order's change before its creation, or one of them never", c.got)
+	}
+}
+
+// A stored event that is not JSON (a damaged database) is set aside as rejected with a reason
+// saying so, rather than failing every upload after it for good.
+func TestDamagedEventIsSetAside(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	createOrders(t, db, 2, 3)
+	raw, err := sql.Open("sqlite", db.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var damaged string
+	if err := raw.QueryRow(`UPDATE outbox SET data = '{"broken' WHERE seq = (SELECT min(seq) FROM outbox) RETURNING key`).Scan(&damaged); err != nil {
+		t.Fatal(err)
+	}
+	raw.Close()
+	sim := cloudsim.New(cloudsim.Options{Products: 1, StoreKey: "k"})
+	ts := httptest.NewServer(sim.Handler())
+	defer ts.Close()
+	client, _ := cloud.New(ts.URL, "k", ts.Client(), "test")
+	w := New(Options{DB: db, Cloud: client})
+	if _, err := w.Drain(ctx); err != nil {
+		t.Fatalf("Drain: %v", err)
+	}
+	if st, _ := db.OrderStats(ctx); st.OutboxPending != 0 || st.OutboxRejected != 1 || len(sim.Events()) != 5 {
+		t.Fatalf("after the drain: %+v, the cloud has %d events; want 5 sent and the damaged one set aside", st, len(sim.Events()))
+	}
+	rej, err := db.RejectedOutbox(ctx, 10)
+	if err != nil || len(rej) != 1 || rej[0].Key != damaged || rej[0].LastError != unsendableReason {
+		t.Fatalf("rejected: %+v, %v; want %s with the reason", rej, err, damaged)
+	}
+}
+
+// An upload answer over its limit (long reasons for a big batch, say) is not retried whole for
+// ever: smaller batches get answers that fit, and the events the cloud already stored come back
+// as duplicates.
+func TestOversizedAnswerSplitsTheBatch(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	createOrders(t, db, 2, 4)
+	sim := cloudsim.New(cloudsim.Options{Products: 1, StoreKey: "k"})
+	oversized := 0
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		var req cloudapi.UploadRequest
+		json.Unmarshal(body, &req)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		if len(req.Events) <= 2 {
+			sim.Handler().ServeHTTP(w, r)
+			return
+		}
+		oversized++
+		sim.Handler().ServeHTTP(httptest.NewRecorder(), r) // stored, and the answer lost in a long one
+		fmt.Fprintf(w, `{"accepted":[],"duplicate":[],"rejected":[{"key":"x","reason":"%s"}]}`, strings.Repeat("a", cloud.MaxUploadAnswer))
+	}))
+	defer ts.Close()
+	client, _ := cloud.New(ts.URL, "k", ts.Client(), "test")
+	w := New(Options{DB: db, Cloud: client})
+	if _, err := w.Drain(ctx); err != nil {
+		t.Fatalf("Drain: %v", err)
+	}
+	if st, _ := db.OrderStats(ctx); st.OutboxPending != 0 || st.OutboxRejected != 0 || len(sim.Events()) != 8 || oversized == 0 {
+		t.Fatalf("after the drain: %+v, the cloud has %d events, %d oversized answers", st, len(sim.Events()), oversized)
 	}
 }
