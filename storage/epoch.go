@@ -27,8 +27,8 @@ import (
 // written at open, at close, at most every epochFileInterval while pages are applied, and before
 // the feed gives out a change it had not (DurableHead; the feed answers an error rather than give
 // out a change the file does not record). At
-// open, a database whose sequence is below the one given out, or that has no valid file beside
-// it, gets a new epoch; one below the one reached only has its stock imports marked (what was
+// open, a database whose sequence is below the one given out, whose epoch is not the file's (a
+// backup restored a second time), or that has no valid file beside it, gets a new epoch; one below the one reached only has its stock imports marked (what was
 // applied after the point it went back to is lost with it). A database that is new, or moved
 // with its file, is not mistaken: the one has nothing a device could hold, the other holds what
 // it held.
@@ -76,12 +76,17 @@ func (db *DB) checkEpoch(ctx context.Context) (wentBack bool, err error) {
 	db.epoch = formatEpoch(v)
 	mark, ferr := readEpochFile(db.epochFile)
 	seq := db.seq.Load()
-	wentBack = ferr != nil || mark.Epoch == db.epoch && mark.Seq > seq
+	wentBack = ferr != nil || mark.Epoch != db.epoch || mark.Seq > seq
 	switch {
 	case errors.Is(ferr, fs.ErrNotExist):
 		db.epochRenewed = "no " + filepath.Base(db.epochFile) + " beside the database"
 	case ferr != nil:
 		db.epochRenewed = ferr.Error()
+	case mark.Epoch != db.epoch:
+		// Another database ran here last (a backup restored again, an older one after a
+		// newer): devices may hold its positions, and this database's own were given out before
+		// it went away, so nothing tells which of them still hold.
+		db.epochRenewed = fmt.Sprintf("the database has epoch %s, but %s records %s: another database ran here since", db.epoch, filepath.Base(db.epochFile), mark.Epoch)
 	case mark.Epoch == db.epoch && mark.Given > seq:
 		// Devices may hold positions past the database's last change. Commits lost that no
 		// device was given (a power cut's last seconds) leave the epoch as it is.

@@ -86,6 +86,15 @@ func TestEpochFollowsTheDatabase(t *testing.T) {
 	}
 	db.Close()
 
+	// The same backup restored a second time: it carries the first epoch, under which devices
+	// were given changes it does not hold.
+	db = putBack(t, backup, path)
+	if again := db.Epoch(); again == first || again == restored || !strings.Contains(db.EpochRenewed(), "another database ran here") {
+		t.Errorf("the backup restored again: epoch %s (first %s, after the first restore %s), reason %q", again, first, restored, db.EpochRenewed())
+	}
+	restored = db.Epoch()
+	db.Close()
+
 	alone := filepath.Join(t.TempDir(), "storeedge.db")
 	copyFile(t, path, alone)
 	db = open(alone)
