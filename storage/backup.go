@@ -125,6 +125,11 @@ func Backup(ctx context.Context, src, dst string, m Manifest) error {
 
 // backupConn copies the database of conn to dst through a temporary file.
 func backupConn(ctx context.Context, conn *sql.Conn, dst string, m Manifest) (err error) {
+	if fi, err := os.Stat(filepath.Dir(dst)); err != nil {
+		return fmt.Errorf("the folder: %w", err)
+	} else if !fi.IsDir() {
+		return fmt.Errorf("%s is not a folder", filepath.Dir(dst))
+	}
 	tmp, err := tempName(dst)
 	if err != nil {
 		return err
@@ -218,6 +223,13 @@ func InspectBackup(ctx context.Context, path string) (BackupInfo, error) {
 		return info, fmt.Errorf("storage: backup: %s is a folder, want a backup file", path)
 	}
 	info.Size = fi.Size()
+	// SQLite says "unable to open database file" whatever the cause: the system's reason is
+	// clearer (a file the account may not read, say).
+	f, err := os.Open(path)
+	if err != nil {
+		return info, fmt.Errorf("storage: backup: %w", err)
+	}
+	f.Close()
 	c, err := sql.Open("sqlite", fileURI(path)+"?mode=ro")
 	if err != nil {
 		return info, fmt.Errorf("storage: backup %s: %w", path, err)
@@ -298,7 +310,7 @@ func Restore(ctx context.Context, backupPath, dbPath string) (RestoreResult, err
 		return res, err
 	}
 	if latest := SchemaVersion(); info.Schema > latest {
-		return res, &SchemaError{Path: backupPath, Database: info.Schema, Program: latest}
+		return res, &SchemaError{Path: backupPath, Database: info.Schema, Program: latest, Backup: true}
 	}
 	if err := os.MkdirAll(filepath.Dir(dbPath), 0o750); err != nil {
 		return res, fmt.Errorf("storage: restore: %w", err)
@@ -535,8 +547,12 @@ func tempName(dst string) (string, error) {
 // leftover of a backup cut short and may be removed.
 const TempMark = ".tmp-"
 
-// fileURI is path as an SQLite URI, with the characters that would end the path escaped.
+// fileURI is path as an SQLite URI, with the characters that would end the path escaped. A
+// relative path is made absolute first: "file://" takes what follows for a host.
 func fileURI(path string) string {
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
 	p := filepath.ToSlash(path)
 	if runtime.GOOS == "windows" && !strings.HasPrefix(p, "/") {
 		p = "/" + p

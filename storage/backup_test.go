@@ -314,8 +314,8 @@ func TestRestoreRefusesABackupOfANewerSchema(t *testing.T) {
 	db.Close()
 	target := filepath.Join(t.TempDir(), "storeedge.db")
 	var se *SchemaError
-	if _, err := Restore(ctx, backup, target); !errors.As(err, &se) {
-		t.Fatalf("restore of a newer backup: %v, want *SchemaError", err)
+	if _, err := Restore(ctx, backup, target); !errors.As(err, &se) || !strings.Contains(err.Error(), "the backup "+backup+" has schema version") {
+		t.Fatalf("restore of a newer backup: %v, want *SchemaError naming the backup", err)
 	}
 }
 
@@ -332,6 +332,18 @@ func TestInspectBackupRefusesOtherFiles(t *testing.T) {
 	}
 	if _, err := InspectBackup(ctx, filepath.Join(dir, "missing")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing file: %v", err)
+	}
+}
+
+// A backup into a folder that does not exist says so, rather than SQLite's "unable to open
+// database file".
+func TestBackupIntoAMissingFolder(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "storeedge.db")
+	shopDB(t, path).Close()
+	err := Backup(ctx, path, filepath.Join(t.TempDir(), "gone", "shop.backup"), Manifest{})
+	if !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "the folder") {
+		t.Errorf("backup into a missing folder: %v", err)
 	}
 }
 
@@ -435,4 +447,28 @@ func TestRestoreOfABackupOlderThanTheEventLog(t *testing.T) {
 		t.Fatalf("opening the restored database: %v", err)
 	}
 	db.Close()
+}
+
+// Backup, InspectBackup and Restore take paths relative to the working folder, as
+// "storeedge restore shop.backup" gives them.
+func TestBackupAndRestoreTakeRelativePaths(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	t.Chdir(dir)
+	db := shopDB(t, filepath.Join("data", "storeedge.db"))
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := Backup(ctx, filepath.Join("data", "storeedge.db"), "shop.backup", Manifest{Version: "1.2.3", Reason: "test"}); err != nil {
+		t.Fatalf("backup to a relative path: %v", err)
+	}
+	if info, err := InspectBackup(ctx, "shop.backup"); err != nil || info.Orders != 3 {
+		t.Fatalf("inspect a relative path: %+v, %v", info, err)
+	}
+	if _, err := Restore(ctx, "shop.backup", filepath.Join("data", "storeedge.db")); err != nil {
+		t.Fatalf("restore from a relative path: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "shop.backup")); err != nil {
+		t.Errorf("the backup is not where it was asked for: %v", err)
+	}
 }

@@ -62,9 +62,15 @@ type SchemaError struct {
 	// Copy is the copy of the database kept before the newer storeedge migrated it
 	// (UpgradeCopyPath), when it exists: restoring it with this program goes back in time.
 	Copy string
+	// Backup is set when Path is a backup offered to restore, not a server's database.
+	Backup bool
 }
 
 func (e *SchemaError) Error() string {
+	if e.Backup {
+		return fmt.Sprintf("storage: the backup %s has schema version %d, newer than this storeedge knows (%d): a newer storeedge made it. Restore it with that version (or a later one)",
+			e.Path, e.Database, e.Program)
+	}
 	msg := fmt.Sprintf("storage: the database %s has schema version %d, newer than this storeedge knows (%d): a newer storeedge has upgraded it. Run that version (or a later one)",
 		e.Path, e.Database, e.Program)
 	if e.Copy != "" {
