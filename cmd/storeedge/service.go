@@ -87,7 +87,7 @@ func serviceRun(ctx context.Context, args, env []string, stderr io.Writer) error
 			attrs = append(attrs, slog.String("details", extra))
 		}
 		log.Error("storeedge: the service cannot start: its configuration cannot be used; fix it (storeedge config --config PATH says what is wrong), then start the service", attrs...)
-		return service.RunService(0, func(context.Context) error { return err })
+		return service.RunService(0, func(context.Context) error { return service.NoRestart(err) })
 	}
 	log := slog.New(service.EventLogHandler(events, cfg.Log.SlogLevel()))
 	return service.RunService(cfg.LAN.ShutdownGrace+service.StopMargin, func(sctx context.Context) error {

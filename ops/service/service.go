@@ -34,6 +34,15 @@ type Notifier interface {
 // every notification does nothing.
 func Systemd() Notifier { return systemdNotifier{} }
 
+// NoRestart marks an error that restarting the service cannot mend (a configuration it cannot
+// use): RunService reports it as a stop, not a failure, so that Windows' recovery actions do
+// not restart the service every minute over it, as systemd does not for exit status 78.
+func NoRestart(err error) error { return noRestart{err} }
+
+type noRestart struct{ error }
+
+func (e noRestart) Unwrap() error { return e.error }
+
 type systemdNotifier struct{}
 
 var _ Notifier = systemdNotifier{}

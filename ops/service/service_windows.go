@@ -157,6 +157,13 @@ func (h *handler) Execute(_ []string, req <-chan svc.ChangeRequest, status chan<
 		select {
 		case err := <-done:
 			cancel()
+			var final noRestart
+			if errors.As(err, &final) {
+				// Any other exit code is a failure, which the recovery actions restart; the
+				// reason is in the Event Log.
+				h.err = err
+				return false, 0
+			}
 			if err != nil {
 				h.err = err
 				return true, 1 // a service-specific error: recovery restarts it
