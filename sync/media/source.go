@@ -68,11 +68,13 @@ type BlobError struct {
 	Err    error
 }
 
+// Error says what went wrong without the SAS: Err may quote the request's URL (a timeout, an
+// answer read cut short), and the text goes to the log, the status and devices' 503s.
 func (e *BlobError) Error() string {
 	if e.Status != 0 {
-		return fmt.Sprintf("blob storage answered %d: %v", e.Status, e.Err)
+		return redactSAS(fmt.Sprintf("blob storage answered %d: %v", e.Status, e.Err))
 	}
-	return fmt.Sprintf("blob storage: %v", e.Err)
+	return redactSAS(fmt.Sprintf("blob storage: %v", e.Err))
 }
 
 func (e *BlobError) Unwrap() error { return e.Err }
@@ -277,10 +279,8 @@ func classify(err error) error {
 		}
 		return e
 	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return err
-	}
-	return &BlobError{Kind: KindUnreachable, Err: errors.New(redactSAS(err.Error()))}
+	// A timeout or a cancellation stays one for errors.Is; Error hides the URL it quotes.
+	return &BlobError{Kind: KindUnreachable, Err: err}
 }
 
 func orDefault(s, def string) string {

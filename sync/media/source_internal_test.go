@@ -189,3 +189,25 @@ func TestWholeBlobToARangedReadStartsAgain(t *testing.T) {
 	}
 	body.Close()
 }
+
+// A Blob store that does not answer in time (the WAN down behind a proxy, say) gives an error
+// that tells so without the SAS: it goes to the log, the status and devices' 503s.
+func TestTimeoutDoesNotShowTheSAS(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-release }))
+	defer srv.Close()
+	defer close(release)
+	c := NewContainer(Locator{URL: srv.URL + "/media?sv=2024-01-01&sr=c&sp=rl&sig=TOPSECRETSIG"}, &http.Client{Timeout: 100 * time.Millisecond})
+	ctx := t.Context()
+	_, _, err := c.Download(ctx, "M1.jpg", 0)
+	res := blobResult(err)
+	if res.kind != KindUnreachable || !errors.Is(res.err, context.DeadlineExceeded) {
+		t.Errorf("a store that does not answer: %s, %v; want unreachable, a timeout", res.kind, res.err)
+	}
+	if strings.Contains(res.err.Error(), "TOPSECRETSIG") || !strings.Contains(res.err.Error(), "M1.jpg") {
+		t.Errorf("the error shows the SAS, or not the blob: %v", res.err)
+	}
+	if _, err := c.Check(ctx); err == nil || strings.Contains(err.Error(), "TOPSECRETSIG") {
+		t.Errorf("the check after the timeout: %v", err)
+	}
+}
