@@ -43,6 +43,7 @@ func (s *Server) mediaRoutes(r chi.Router) {
 var (
 	probMediaUnavailable    = problemType{"media-unavailable", "Media not available yet", http.StatusServiceUnavailable}
 	probRangeNotSatisfiable = problemType{"range-not-satisfiable", "Range not satisfiable", http.StatusRequestedRangeNotSatisfiable}
+	probPreconditionFailed  = problemType{"precondition-failed", "Precondition failed", http.StatusPreconditionFailed}
 )
 
 // mediaCacheControl lets a device keep a copy but ask again before using it: the item may get a
@@ -187,8 +188,8 @@ func emptySuffix(spec string) bool {
 	return err == nil && n == 0
 }
 
-// rangeProblem turns http.ServeContent's plain-text 416 answer into a problem document, and
-// passes everything else, io.ReaderFrom included (the sendfile path), through.
+// rangeProblem turns http.ServeContent's plain-text 416 answer, and its empty 412, into problem
+// documents, and passes everything else, io.ReaderFrom included (the sendfile path), through.
 type rangeProblem struct {
 	http.ResponseWriter
 	r       *http.Request
@@ -197,6 +198,12 @@ type rangeProblem struct {
 }
 
 func (w *rangeProblem) WriteHeader(code int) {
+	if code == http.StatusPreconditionFailed {
+		w.swallow = true
+		problem(w.ResponseWriter, w.r, probPreconditionFailed, "the file is not the version the request's If-Match or If-Unmodified-Since names: "+
+			"it changed since; ask for it again without them, or with its ETag "+w.Header().Get("ETag"))
+		return
+	}
 	if code != http.StatusRequestedRangeNotSatisfiable {
 		w.ResponseWriter.WriteHeader(code)
 		return

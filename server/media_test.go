@@ -113,6 +113,22 @@ func TestMediaAnswers(t *testing.T) {
 	if rec := get(http.MethodGet, "M1", "If-Modified-Since", testNow.Format(http.TimeFormat)); rec.Code != 304 {
 		t.Errorf("If-Modified-Since: %d", rec.Code)
 	}
+	// If-Match and If-Unmodified-Since: the file as it is, or a problem saying it changed.
+	if rec := get(http.MethodGet, "M1", "If-Match", etag, "Range", "bytes=0-9"); rec.Code != 206 || rec.Body.String() != "0123456789" {
+		t.Errorf("If-Match the current ETag: %d %q", rec.Code, rec.Body)
+	}
+	for _, cond := range [][]string{{"If-Match", `"0123"`}, {"If-Unmodified-Since", testNow.Add(-2 * time.Hour).Format(http.TimeFormat)}} {
+		for _, method := range []string{http.MethodGet, http.MethodHead} {
+			rec = get(method, "M1", cond...)
+			if method == http.MethodHead {
+				if rec.Code != 412 {
+					t.Errorf("HEAD with %s: %d", cond[0], rec.Code)
+				}
+				continue
+			}
+			wantProblem(t, rec, 412, "precondition-failed", "ETag "+etag)
+		}
+	}
 	rec = get(http.MethodGet, "M1", "Range", "bytes=20000-")
 	wantProblem(t, rec, 416, "range-not-satisfiable", "bytes */10000")
 	if rec.Header().Get("Content-Range") != "bytes */10000" {

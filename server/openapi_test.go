@@ -215,7 +215,7 @@ func TestOpenAPIProblemTypes(t *testing.T) {
 	var code []string
 	for _, p := range []problemType{probNotFound, probBadParameter, probMalformedBody, probInvalidBody, probBodyTooLarge, probHeadersTooLarge, probMalformedRequest,
 		probUnsupportedMediaType, probMethodNotAllowed, probNotReady, probInternal, probIdempotencyConflict, probInvalidTransition, probUnknownProduct, probBackOffice,
-		probUnauthorized, probAdminOff, probThrottled, probNoTarget, probMediaUnavailable, probRangeNotSatisfiable, probChangesReset,
+		probUnauthorized, probAdminOff, probThrottled, probNoTarget, probMediaUnavailable, probRangeNotSatisfiable, probPreconditionFailed, probChangesReset,
 		probNoSession, probCSRF, probEarlierRefused} {
 		code = append(code, problemBase+p.slug)
 	}
