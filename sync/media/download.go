@@ -349,6 +349,12 @@ func (f *Fetcher) copy(ctx context.Context, d *mediacache.Download, body io.Read
 		chunk = min(chunk, f.burst)
 	}
 	filled := 0
+	forDevice := false
+	defer func() {
+		if forDevice {
+			f.deviceRunEnds()
+		}
+	}()
 	for {
 		n, err := body.Read(buf[filled:chunk])
 		if n > 0 {
@@ -357,9 +363,21 @@ func (f *Fetcher) copy(ctx context.Context, d *mediacache.Download, body io.Read
 			t.got.Add(int64(n))
 			f.counted(int64(n))
 			// Every byte waits for the cap, those that come with io.EOF too: a body of a
-			// known length ends that way, and a small file is often nothing else.
+			// known length ends that way, and a small file is often nothing else. A device
+			// waiting for its item gets the cap's bytes before the prefetch.
 			if f.limiter != nil {
-				if werr := f.limiter.WaitN(ctx, n); werr != nil {
+				if !forDevice && t.wanted.Load() {
+					forDevice = true
+					f.deviceRunStarts()
+				}
+				var werr error
+				if !forDevice {
+					werr = f.yieldToDevices(ctx, stall)
+				}
+				if werr == nil {
+					werr = f.limiter.WaitN(ctx, n)
+				}
+				if werr != nil {
 					err = werr
 				}
 			}
@@ -381,6 +399,46 @@ func (f *Fetcher) copy(ctx context.Context, d *mediacache.Download, body io.Read
 		if err != nil {
 			return err
 		}
+	}
+}
+
+// deviceRunStarts and deviceRunEnds count the downloads a device waits for.
+func (f *Fetcher) deviceRunStarts() {
+	f.deviceMu.Lock()
+	defer f.deviceMu.Unlock()
+	if f.deviceRuns == 0 {
+		f.devicesDone = make(chan struct{})
+	}
+	f.deviceRuns++
+}
+
+func (f *Fetcher) deviceRunEnds() {
+	f.deviceMu.Lock()
+	defer f.deviceMu.Unlock()
+	f.deviceRuns--
+	if f.deviceRuns == 0 {
+		close(f.devicesDone)
+		f.devicesDone = nil
+	}
+}
+
+// yieldToDevices holds a prefetch download while downloads a device waits for run, so that
+// they get the bandwidth cap to themselves. The stall timer does not run meanwhile: the
+// download waits on the shop, not on Blob storage.
+func (f *Fetcher) yieldToDevices(ctx context.Context, stall *time.Timer) error {
+	f.deviceMu.Lock()
+	done := f.devicesDone
+	f.deviceMu.Unlock()
+	if done == nil {
+		return nil
+	}
+	stall.Stop()
+	defer stall.Reset(f.o.StallTimeout)
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

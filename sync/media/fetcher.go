@@ -94,6 +94,12 @@ type Fetcher struct {
 	limiter *rate.Limiter // nil: no cap
 	burst   int
 
+	// Downloads a device waits for, running under the cap; while there is any, devicesDone is
+	// open and the prefetch's downloads wait for it to close (yieldToDevices).
+	deviceMu    sync.Mutex
+	deviceRuns  int
+	devicesDone chan struct{}
+
 	spaceMu  sync.Mutex // serialises making room in the cache
 	recordMu sync.Mutex // orders recording a fetched file with forgetting deleted items and evicting files
 

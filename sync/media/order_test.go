@@ -26,10 +26,11 @@ type memSource struct {
 	// eofWithData makes a body return io.EOF with its last bytes, as net/http's bodies of a
 	// known length do, instead of on the read after them.
 	eofWithData bool
+	sent        map[string]int64 // bytes read from each blob's bodies
 }
 
 func newMemSource(items ...item) *memSource {
-	m := &memSource{blobs: map[string][]byte{}, cutOnce: map[string]int{}, stallAt: map[string]int{}}
+	m := &memSource{blobs: map[string][]byte{}, cutOnce: map[string]int{}, stallAt: map[string]int{}, sent: map[string]int64{}}
 	for _, it := range items {
 		m.blobs[it.blob] = it.data
 	}
@@ -66,7 +67,33 @@ func (m *memSource) Download(ctx context.Context, name string, offset int64) (io
 	if stalling {
 		body = io.MultiReader(io.LimitReader(body, int64(stall)), ctxReader{ctx})
 	}
-	return io.NopCloser(body), int64(len(data)), nil
+	return io.NopCloser(&countingReader{r: body, m: m, name: name}), int64(len(data)), nil
+}
+
+// countingReader counts what is read from a blob in its memSource.
+type countingReader struct {
+	r    io.Reader
+	m    *memSource
+	name string
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.m.mu.Lock()
+	c.m.sent[c.name] += int64(n)
+	c.m.mu.Unlock()
+	return n, err
+}
+
+// read says how many bytes of each blob named have been read so far, in all.
+func (m *memSource) read(names ...string) int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var n int64
+	for _, name := range names {
+		n += m.sent[name]
+	}
+	return n
 }
 
 func (m *memSource) Refresh(context.Context) error { return media.ErrNoRefresh }
@@ -214,6 +241,29 @@ func TestBandwidthCapHoldsForSmallFiles(t *testing.T) {
 	floor := time.Duration(float64(st.Bytes-32<<10) / limit * float64(time.Second))
 	if took < floor {
 		t.Errorf("%d bytes arrived in %v under a cap of %d bytes/s: at least %v expected", st.Bytes, took, limit, floor)
+	}
+}
+
+// Under the bandwidth cap, a download a device waits for gets the cap's bytes before the
+// prefetch: the prefetch's downloads running beside it take no more than what they had read or
+// reserved when it began, about a chunk each (32 KiB at this cap), where sharing the cap evenly
+// would give them twice what the device's item gets.
+func TestDeviceDownloadGoesFirstUnderTheCap(t *testing.T) {
+	v1 := item{"V1", "v1.mp4", "video/mp4", content(81, 4<<20)}
+	v2 := item{"V2", "v2.mp4", "video/mp4", content(82, 4<<20)}
+	asked := item{"V3", "v3.mp4", "video/mp4", content(83, 320<<10)}
+	src := newMemSource(v1, v2, asked)
+	s := newShop(t)
+	s.catalog(t, v1, v2, asked)
+	f := s.fetcher(t, src, func(o *media.Options) { o.Bandwidth = 320 << 10 })        // two lanes, the largest first
+	waitFor(t, func() bool { return src.read(v1.blob) > 0 && src.read(v2.blob) > 0 }) // both lanes on the large videos
+	before := src.read(v1.blob, v2.blob)
+	got, _, err := read(t, f, asked.id)
+	if err != nil || !bytes.Equal(got, asked.data) {
+		t.Fatalf("the item a device asked for: %v", err)
+	}
+	if during := src.read(v1.blob, v2.blob) - before; during > 192<<10 {
+		t.Errorf("the prefetch read %d KiB while a device waited for %d KiB; want at most 192 KiB", during>>10, len(asked.data)>>10)
 	}
 }
 

@@ -172,6 +172,7 @@ func (f *Fetcher) want(id string, m cloudapi.MediaManifest, md5hex string) (chan
 	}
 	ch := make(chan error, 1)
 	f.waiters[id] = append(f.waiters[id], ch)
+	t.wanted.Store(true)
 	return ch, t, nil
 }
 
