@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/storeedge/storeedge/internal/config"
@@ -78,7 +79,13 @@ type Agent struct {
 	mu         sync.Mutex // protects the fields below
 	status     Status
 	lastLogged string // the last run error logged, so that a repeated one is not
+
+	refused atomic.Int64 // refusals for good since the start (Refusals)
 }
+
+// Refusals counts what was refused for good since the server started: orders the ERP's webhook
+// refused and stock files moved to failed/. It only grows, whatever an admin retries meanwhile.
+func (a *Agent) Refusals() int64 { return a.refused.Load() }
 
 // schedule is the part of a cron schedule that Run needs.
 type schedule interface {

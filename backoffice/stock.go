@@ -148,6 +148,7 @@ func (a *Agent) refuse(ctx context.Context, dir, name, sha string, size int64, r
 	if err := a.o.DB.RecordStockImportFailure(ctx, name, sha, size, reason.Error()); err != nil {
 		return err
 	}
+	a.refused.Add(1)
 	failed := filepath.Join(dir, FailedDir)
 	if err := os.MkdirAll(failed, 0o750); err != nil {
 		return err

@@ -200,8 +200,8 @@ func TestImportRefused(t *testing.T) {
 		}
 	}
 	st := a.Status().Import
-	if st.Failed != 2 || st.Done != 0 || st.LastFailed == nil || !strings.Contains(st.LastFailed.Error, "line 3") {
-		t.Fatalf("status %+v", st)
+	if st.Failed != 2 || st.Done != 0 || st.LastFailed == nil || !strings.Contains(st.LastFailed.Error, "line 3") || a.Refusals() != 2 {
+		t.Fatalf("status %+v, %d refusals", st, a.Refusals())
 	}
 	// The same bad file again: refused again, kept beside the first.
 	drop(t, dir, "bad.csv", "product_id,quantity\nP1,5\nP2,five\n")

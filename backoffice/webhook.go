@@ -144,6 +144,7 @@ func (a *Agent) postOrder(ctx context.Context, o orders.Order) error {
 			if err := a.o.DB.FailExport(ctx, storage.ExportWebhook, o.ID, r.String()); err != nil {
 				return fmt.Errorf("backoffice: webhook: %w", err)
 			}
+			a.refused.Add(1)
 			a.log.Error("backoffice: the ERP refused an order; it is set aside until an admin retries it",
 				slog.String(logKeyOrder, o.ID), slog.Int64(logKeyNumber, o.Number), slog.Int(logKeyStatus, r.status), slog.String(logKeyAnswer, r.text))
 			return nil

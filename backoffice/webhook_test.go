@@ -162,8 +162,8 @@ func TestWebhookRetries(t *testing.T) {
 		t.Fatalf("refused order's ledger: %+v", last)
 	}
 	st := a.Status().Targets[0]
-	if st.Exported != 2 || st.Failed != 1 || st.Pending != 0 {
-		t.Fatalf("status %+v", st)
+	if st.Exported != 2 || st.Failed != 1 || st.Pending != 0 || a.Refusals() != 1 {
+		t.Fatalf("status %+v, %d refusals", st, a.Refusals())
 	}
 	// Not retried by itself.
 	if err := a.RunOnce(ctx); err != nil {
@@ -175,6 +175,17 @@ func TestWebhookRetries(t *testing.T) {
 	failures, _ := a.WebhookFailures(ctx, 10)
 	if len(failures) != 1 || failures[0].OrderID != list[1].ID || failures[0].Number != list[1].Number {
 		t.Fatalf("failures %+v", failures)
+	}
+	// Retried before the ERP is fixed, and refused again: one refused order, as before, and a
+	// second refusal (the refusal alert counts these).
+	if ok, err := a.RetryWebhook(ctx, list[1].ID); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	if err := a.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := a.Status().Targets[0]; st.Failed != 1 || a.Refusals() != 2 {
+		t.Fatalf("refused again: status %+v, %d refusals since the start; want 1 and 2", st, a.Refusals())
 	}
 	// The ERP is fixed; an admin retries.
 	delete(e.refuse, list[1].Number)

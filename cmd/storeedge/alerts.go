@@ -68,10 +68,11 @@ func (s alertSources) facts(dataDir string) func(context.Context) (alerts.Facts,
 			w := s.syncer.WAN()
 			f.WAN = &alerts.WAN{Up: w.State == feed.StateOK, Unknown: w.State == feed.StateNever, State: w.State,
 				LastError: w.LastError, Route: s.route, LastContact: w.LastContact}
-			pending, _, oldest, err := s.db.OutboxBacklog(ctx)
+			pending, rejected, oldest, err := s.db.OutboxBacklog(ctx)
 			if err != nil {
 				return f, err
 			}
+			f.UploadsRefused = rejected
 			if oldest != nil {
 				f.OldestUpload, f.UploadsWaiting = *oldest, pending
 			}
@@ -101,16 +102,8 @@ func (s alertSources) facts(dataDir string) func(context.Context) (alerts.Facts,
 		}
 		if s.backOffice != nil && s.backOffice.Configured() {
 			b := s.backOffice.Status()
-			// Before its first run's end the agent has not counted anything: Targets is empty then,
-			// and stays so only with nothing to exchange, when nothing is ever refused.
-			f.BackOffice = &alerts.BackOffice{Unknown: b.LastRun.IsZero(), Counted: len(b.Targets) > 0 || b.Import != nil,
-				LastError: b.LastError, LastSuccess: b.LastSuccess}
-			for _, t := range b.Targets {
-				f.BackOffice.Refused += t.Failed
-			}
-			if b.Import != nil {
-				f.BackOffice.Refused += b.Import.Failed
-			}
+			f.BackOffice = &alerts.BackOffice{Unknown: b.LastRun.IsZero(), LastError: b.LastError, LastSuccess: b.LastSuccess,
+				Refused: s.backOffice.Refusals()}
 		}
 		if free, err := disk.Free(dataDir); err == nil {
 			f.Disk = &alerts.Disk{Path: dataDir, Free: free}

@@ -55,6 +55,9 @@ type Alerts struct {
 	WANDown AlertAfter `yaml:"wan_down"`
 	// UploadWaiting: an order has been waiting longer than After to upload to the cloud.
 	UploadWaiting AlertAfter `yaml:"upload_waiting"`
+	// UploadRefused: the cloud refused orders (or other events) for good; they wait for an
+	// admin's retry.
+	UploadRefused AlertSwitch `yaml:"upload_refused"`
 	// DeadLettered: an order from Service Bus was dead-lettered.
 	DeadLettered AlertSwitch `yaml:"dead_lettered"`
 	// Quarantined: feed documents are quarantined (malformed, set aside).
@@ -117,6 +120,7 @@ func defaultAlerts() Alerts {
 		MaxMailsPerHour:   DefaultAlertMailsPerHour,
 		WANDown:           AlertAfter{Enabled: true, After: DefaultAlertWANDownAfter},
 		UploadWaiting:     AlertAfter{Enabled: true, After: DefaultAlertUploadAfter},
+		UploadRefused:     AlertSwitch{Enabled: true},
 		DeadLettered:      AlertSwitch{Enabled: true},
 		Quarantined:       AlertSwitch{Enabled: true},
 		DiskLow:           AlertDisk{Enabled: true, FreeMB: DefaultAlertDiskFreeMB},

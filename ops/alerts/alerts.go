@@ -179,6 +179,7 @@ func (a *Alerts) Check(ctx context.Context) error {
 	now := a.now()
 	for _, r := range a.rules {
 		old := states[r.name]
+		delete(states, r.name)
 		n, event := next(r, old, r.check(&f, now, old != nil && old.Open()), now)
 		if !changed(r, old, n) {
 			continue
@@ -196,6 +197,16 @@ func (a *Alerts) Check(ctx context.Context) error {
 		}
 		if err := a.o.DB.SaveAlert(ctx, r.name, n, mail); err != nil {
 			return fmt.Errorf("alerts: %w", err)
+		}
+	}
+	// What is left belongs to rules switched off: forgotten, without a mail (whoever switched
+	// the rule off knows), so that switched on again the rule starts afresh and mails its alert.
+	for name, st := range states {
+		if err := a.o.DB.SaveAlert(ctx, name, nil, nil); err != nil {
+			return fmt.Errorf("alerts: %w", err)
+		}
+		if st.Open() {
+			a.log.Info("alert forgotten: its rule is switched off", slog.String("rule", name), slog.String("summary", st.Summary))
 		}
 	}
 	return nil

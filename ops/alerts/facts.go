@@ -12,6 +12,9 @@ type Facts struct {
 	// zero when none waits (or sync is off). UploadsWaiting counts them.
 	OldestUpload   time.Time
 	UploadsWaiting int64
+	// UploadsRefused counts the events the cloud refused for good (and the later events of
+	// their orders held back with them), waiting for an admin's retry.
+	UploadsRefused int64
 	// ServiceBus is the receiver of the shop's order queue; nil when Service Bus is off.
 	ServiceBus *ServiceBus
 	// Quarantined is the number of quarantined feed documents, per collection.
@@ -50,13 +53,11 @@ type BackOffice struct {
 	// Unknown is true while no run has ended since the start: an open alert stays open, none
 	// opens.
 	Unknown bool
-	// Counted is true once the refusals have been counted since the start; Refused is 0 before.
-	Counted bool
 	// LastError is why the last run failed; empty when it succeeded (or none ran yet).
 	LastError   string
 	LastSuccess time.Time // zero: none since the start
-	// Refused counts what was refused for good so far: orders the ERP's webhook refused and
-	// stock files moved to failed/.
+	// Refused counts what was refused for good since the server started: orders the ERP's
+	// webhook refused and stock files moved to failed/. It only grows.
 	Refused int64
 }
 

@@ -103,7 +103,11 @@ func TestRetryBacksOff(t *testing.T) {
 		t.Fatalf("%d mails", n)
 	}
 	r.facts.set(func(f *Facts) { f.MediaQuotaFull = false })
+	r.clock.Advance(MediaQuotaHold)
 	r.check(t)
+	if st := r.status(t); st.QueuedMails != 1 {
+		t.Fatalf("the resolution is not queued: %+v", st)
+	}
 	srv.Stop()
 	next, _ := r.a.Flush(context.Background())
 	if w := next.Sub(r.clock.Now()); w > DefaultRetryMin {

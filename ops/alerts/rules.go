@@ -15,6 +15,7 @@ import (
 const (
 	RuleWANDown        = "wan_down"
 	RuleUploadWaiting  = "upload_waiting"
+	RuleUploadRefused  = "upload_refused"
 	RuleDeadLettered   = "dead_lettered"
 	RuleQuarantined    = "quarantined"
 	RuleDiskLow        = "disk_low"
@@ -33,6 +34,11 @@ const RefusedHold = time.Hour
 // dead-lettered: a dead-letter is an event, not a state, so the alert resolves after a quiet
 // hour.
 const DeadLetterHold = time.Hour
+
+// MediaQuotaHold is how long the media quota alert stays open after the cache last had items
+// waiting for room: evictions and new items can make room and take it again from one check to
+// the next, and the alert must not open and resolve with each.
+const MediaQuotaHold = 10 * time.Minute
 
 // diskResolveMargin: a disk alert resolves only once this much more than the threshold is free
 // again (a tenth), so that a disk hovering at the threshold does not flap.
@@ -72,6 +78,7 @@ func ruleSet(c config.Alerts, dl *deadLetters, rf *refusals) []rule {
 	}
 	add(c.WANDown.Enabled, wanDown(c.WANDown.After))
 	add(c.UploadWaiting.Enabled, uploadWaiting(c.UploadWaiting.After))
+	add(c.UploadRefused.Enabled, uploadRefused())
 	add(c.DeadLettered.Enabled, deadLettered(dl))
 	add(c.Quarantined.Enabled, quarantined())
 	add(c.DiskLow.Enabled, diskLow(uint64(c.DiskLow.FreeMB)<<20))
@@ -131,6 +138,26 @@ func uploadWaiting(after time.Duration) rule {
 				since:   f.OldestUpload,
 				summary: fmt.Sprintf("%d order(s) waiting to upload to the cloud, the oldest since %s", f.UploadsWaiting, when(f.OldestUpload)),
 				detail:  fmt.Sprintf("Oldest waiting since: %s\nWaiting: %d\n", when(f.OldestUpload), f.UploadsWaiting),
+			}
+		},
+	}
+}
+
+func uploadRefused() rule {
+	return rule{
+		name: RuleUploadRefused, title: "orders refused by the cloud",
+		advice: "GET /api/v1/admin/outbox/rejected lists what the cloud refused for good, with its reason; the later events " +
+			"of an order whose event was refused are held back with it. These orders are not in the cloud. Once the cause " +
+			"is fixed (often by the vendor: send them the reasons), POST /api/v1/admin/outbox/retry sends them all again, " +
+			"in order. The alert resolves when none is left.",
+		check: func(f *Facts, now time.Time, open bool) condition {
+			if f.UploadsRefused == 0 {
+				return condition{}
+			}
+			return condition{
+				active:  true,
+				summary: fmt.Sprintf("%d order event(s) refused by the cloud wait for a retry", f.UploadsRefused),
+				detail:  fmt.Sprintf("Refused or held back with a refused one: %d\n", f.UploadsRefused),
 			}
 		},
 	}
@@ -228,7 +255,7 @@ func diskLow(min uint64) rule {
 
 func mediaQuotaFull() rule {
 	return rule{
-		name: RuleMediaQuotaFull, title: "media cache full",
+		name: RuleMediaQuotaFull, title: "media cache full", hold: MediaQuotaHold,
 		advice: "The media cache has reached its quota, so new images and videos are not downloaded and devices may miss " +
 			"them. If the disk has room, raise the media cache's quota in the configuration; otherwise free space or move " +
 			"data_dir to a larger disk.",
@@ -332,11 +359,9 @@ func backOfficeFailing(after time.Duration) rule {
 	}
 }
 
-// refusals remembers the back office's refusal count of the previous check; none is known before
-// the first check, so that refusals from before the start raise nothing.
+// refusals remembers the back office's refusal count (since the start) of the previous check.
 type refusals struct {
-	last  int64
-	known bool
+	last int64
 }
 
 func backOfficeRefused(rf *refusals) rule {
@@ -348,17 +373,17 @@ func backOfficeRefused(rf *refusals) rule {
 			"correct it and put it back in the import folder. The alert resolves after an hour without another refusal.",
 		check: func(f *Facts, now time.Time, open bool) condition {
 			b := f.BackOffice
-			if b == nil || !b.Counted {
+			if b == nil {
 				return condition{}
 			}
-			grew := rf.known && b.Refused > rf.last
-			rf.last, rf.known = b.Refused, true
+			grew := b.Refused > rf.last
+			rf.last = b.Refused
 			if !grew {
 				return condition{}
 			}
 			return condition{active: true,
-				summary: fmt.Sprintf("the back office refused orders or stock files (%d so far)", b.Refused),
-				detail:  fmt.Sprintf("Refused so far (orders refused by the webhook, stock files in failed/): %d\n", b.Refused)}
+				summary: fmt.Sprintf("the back office refused orders or stock files (%d since the server started)", b.Refused),
+				detail:  fmt.Sprintf("Refused since the server started (orders refused by the webhook, stock files in failed/): %d\n", b.Refused)}
 		},
 	}
 }

@@ -260,13 +260,46 @@ func TestWithoutMailServer(t *testing.T) {
 		t.Errorf("flush: %v %v", next, err)
 	}
 	r.facts.set(func(f *Facts) { f.MediaQuotaFull = false })
+	r.clock.Advance(MediaQuotaHold)
 	r.check(t)
 	if st := r.status(t); len(st.Open) != 0 || st.QueuedMails != 0 {
 		t.Errorf("status: %+v", st)
 	}
 }
 
-// A rule switched off is not checked and its open alert is not shown.
+// Events the cloud refused for good open upload_refused until an admin's retry leaves none.
+func TestUploadRefused(t *testing.T) {
+	r := newRig(t, nil, noMail{}, nil)
+	r.facts.set(func(f *Facts) { f.UploadsRefused = 2 })
+	r.check(t)
+	wantQueued(t, r, "ALERT orders refused by the cloud")
+	if st := r.status(t); len(st.Open) != 1 || !strings.Contains(st.Open[0].Summary, "2 order event(s) refused") {
+		t.Errorf("status: %+v", st.Open)
+	}
+	r.clock.Advance(time.Minute)
+	r.facts.set(func(f *Facts) { f.UploadsRefused = 0 })
+	r.check(t)
+	wantQueued(t, r, "ALERT orders refused by the cloud", "RESOLVED orders refused by the cloud")
+}
+
+// The media quota alert does not open and resolve with each check while the cache makes room
+// and fills it again: it resolves once no item has waited for room for MediaQuotaHold.
+func TestMediaQuotaDoesNotFlap(t *testing.T) {
+	r := newRig(t, nil, noMail{}, nil)
+	for i := range 6 {
+		r.facts.set(func(f *Facts) { f.MediaQuotaFull = i%2 == 0 })
+		r.check(t)
+		r.clock.Advance(30 * time.Second)
+	}
+	wantQueued(t, r, "ALERT media cache full")
+	r.clock.Advance(MediaQuotaHold)
+	r.check(t)
+	wantQueued(t, r, "ALERT media cache full", "RESOLVED media cache full")
+}
+
+// A rule switched off is not checked and its open alert is not shown; its alert is forgotten
+// without a mail, so that switched on again during a new incident it mails a new alert, not
+// nothing.
 func TestRuleSwitchedOff(t *testing.T) {
 	db := openDB(t, "")
 	r := newRig(t, db, noMail{}, nil)
@@ -278,6 +311,14 @@ func TestRuleSwitchedOff(t *testing.T) {
 		t.Errorf("open: %q", off.openRules(t))
 	}
 	wantQueued(t, off, "ALERT catalog documents quarantined")
+	on := newRig(t, db, noMail{}, nil)
+	on.clock.Advance(time.Hour)
+	on.facts.set(func(f *Facts) { f.Quarantined = map[string]int64{"products": 3} })
+	on.check(t)
+	wantQueued(t, on, "ALERT catalog documents quarantined", "ALERT catalog documents quarantined")
+	if st := on.status(t); len(st.Open) != 1 || !st.Open[0].OpenedAt.Equal(on.clock.Now()) {
+		t.Errorf("switched on again: %+v, want the alert opened now", st.Open)
+	}
 }
 
 // The state machine of one rule, check by check.
@@ -362,38 +403,46 @@ func TestBackupFailedUntilTheNextGoodOne(t *testing.T) {
 }
 
 // Back-office runs failing open backoffice_failing after its delay, and a run that succeeds
-// resolves it; refusals open backoffice_refused for an hour, those from before the start none.
+// resolves it; refusals since the start open backoffice_refused for an hour, from the first one
+// on, the first run's included.
 func TestBackOfficeFailingAndRefused(t *testing.T) {
 	r := newRig(t, nil, noMail{}, func(c *config.Alerts) { c.BackOfficeFailing.After = 30 * time.Minute })
 	bo := func(lastError string, refused int64) func(f *Facts) {
-		return func(f *Facts) { f.BackOffice = &BackOffice{Counted: true, LastError: lastError, Refused: refused} }
+		return func(f *Facts) { f.BackOffice = &BackOffice{LastError: lastError, Refused: refused} }
 	}
-	// Before the first run, nothing is counted yet; then three refusals from before the start:
-	// nothing.
+	// The first run refuses two orders (queued while the server was down) before the first
+	// check.
 	r.facts.set(func(f *Facts) { f.BackOffice = &BackOffice{Unknown: true} })
 	r.check(t)
-	r.facts.set(bo("", 3))
-	r.check(t)
 	wantQueued(t, r)
-	r.facts.set(bo("backoffice: webhook: the ERP answered 401", 3))
+	r.facts.set(bo("", 2))
+	r.check(t)
+	wantQueued(t, r, "ALERT refused by the back office")
+	r.clock.Advance(RefusedHold)
+	r.check(t)
+	wantQueued(t, r, "ALERT refused by the back office", "RESOLVED refused by the back office")
+	r.facts.set(bo("backoffice: webhook: the ERP answered 401", 2))
 	r.check(t)
 	r.clock.Advance(29 * time.Minute)
 	r.check(t)
-	wantQueued(t, r)
+	first := []string{"ALERT refused by the back office", "RESOLVED refused by the back office"}
+	wantQueued(t, r, first...)
 	r.clock.Advance(time.Minute)
 	r.check(t)
-	wantQueued(t, r, "ALERT back office failing")
-	r.facts.set(bo("", 4))
+	wantQueued(t, r, append(first, "ALERT back office failing")...)
+	// An admin retried one of the two refused orders and the ERP refused another: the count of
+	// refused orders is the same, but it is a new refusal.
+	r.facts.set(bo("", 3))
 	r.clock.Advance(time.Minute)
 	r.check(t)
-	wantQueued(t, r, "ALERT back office failing", "RESOLVED back office failing", "ALERT refused by the back office")
+	wantQueued(t, r, append(first, "ALERT back office failing", "RESOLVED back office failing", "ALERT refused by the back office")...)
 	r.clock.Advance(RefusedHold)
 	r.check(t)
-	wantQueued(t, r, "ALERT back office failing", "RESOLVED back office failing", "ALERT refused by the back office",
-		"RESOLVED refused by the back office")
+	wantQueued(t, r, append(first, "ALERT back office failing", "RESOLVED back office failing", "ALERT refused by the back office",
+		"RESOLVED refused by the back office")...)
 
 	// Failing again, then a restart: the alert stays open until a run has ended.
-	r.facts.set(bo("backoffice: export: permission denied", 4))
+	r.facts.set(bo("backoffice: export: permission denied", 3))
 	r.check(t)
 	r.clock.Advance(31 * time.Minute)
 	r.check(t)
