@@ -133,13 +133,21 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 			}
 			return fmt.Errorf("event stream: read events: %w", err)
 		}
+		skipped := false // the batch ends with events the filters leave out
 		for i := range events {
 			e := &events[i]
 			after = e.ID
-			if (orderID != "" && e.OrderID != orderID) || (types != nil && !types[e.Type]) {
+			if skipped = (orderID != "" && e.OrderID != orderID) || (types != nil && !types[e.Type]); skipped {
 				continue
 			}
 			buf = appendEvent(buf, e)
+		}
+		if skipped {
+			// An id without an event moves the device's Last-Event-ID past what it does not
+			// want, so that it does not ask for all of it again when it reconnects.
+			buf = append(buf, "id: "...)
+			buf = strconv.AppendInt(buf, after, 10)
+			buf = append(buf, "\n\n"...)
 		}
 		if len(buf) > 0 {
 			// A device that stops reading would hold the stream, its goroutine and its buffers

@@ -144,6 +144,15 @@ func TestEventsFilterAndBadCursor(t *testing.T) {
 	if e := c.next(t); e.typ != "order.updated" || !strings.Contains(e.data, a.ID) || strings.Contains(e.data, b.ID) {
 		t.Fatalf("filtered stream gave %+v", e)
 	}
+	// What the filters leave out moves the position to resume from, with an id alone.
+	other := newOrder(t, f, "c")
+	last, err := f.db.LastEventID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := c.next(t); e.id != strconv.FormatInt(last, 10) || e.typ != "" || e.data != "" {
+		t.Fatalf("after order %s, left out, the stream gave %+v; want id %d alone", other.ID, e, last)
+	}
 	for _, target := range []string{"/api/v1/events?after=x", "/api/v1/events?after=-1", "/api/v1/events?types=order.deleted"} {
 		wantProblem(t, f.get(t, target), http.StatusBadRequest, "bad-parameter")
 	}
