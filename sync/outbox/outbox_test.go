@@ -51,8 +51,10 @@ func createOrders(t *testing.T, db *storage.DB, devices, each int) {
 	}
 }
 
-// TestDrainsThroughFailuresInOrder uploads through a cloud that fails a fifth of the batches and
-// then goes down for a while: the cloud ends with each order once, in creation order per device.
+// TestDrainsThroughFailuresInOrder uploads through a cloud that is down for a while, then fails
+// a fifth of the batches and loses the answer to a third of those it stores: the cloud ends with
+// each order once, in creation order per device, and the outbox takes the duplicates its
+// retries get for delivered.
 func TestDrainsThroughFailuresInOrder(t *testing.T) {
 	db := openDB(t)
 	sim := cloudsim.New(cloudsim.Options{Products: 1, StoreKey: "k"})
@@ -78,7 +80,7 @@ func TestDrainsThroughFailuresInOrder(t *testing.T) {
 	if st, _ := db.OrderStats(ctx); st.OutboxPending != 300 || len(sim.Events()) != 0 {
 		t.Fatalf("while the cloud is down: %+v, cloud has %d", st, len(sim.Events()))
 	}
-	sim.SetFaults(cloudsim.Faults{UploadErrorRate: 0.2})
+	sim.SetFaults(cloudsim.Faults{UploadErrorRate: 0.2, LostAnswerRate: 0.3})
 	// Each clean drain ends with an empty outbox; a failed one is retried.
 	for err := <-attempts; err != nil; err = <-attempts {
 	}
@@ -104,8 +106,11 @@ func TestDrainsThroughFailuresInOrder(t *testing.T) {
 		}
 		next[o.DeviceID]++
 	}
-	if sim.Stats().Faults.UploadError == 0 {
-		t.Fatal("no upload failed; the test proved nothing about retries")
+	if st := sim.Stats().Faults; st.UploadError == 0 || st.LostAnswers == 0 {
+		t.Fatalf("faults injected %+v; the test proved nothing about retries or lost answers", st)
+	}
+	if st, err := db.OrderStats(context.Background()); err != nil || st.OutboxRejected != 0 || st.OutboxPending != 0 {
+		t.Fatalf("outbox after the drain: %+v, %v; want nothing pending or set aside", st, err)
 	}
 }
 

@@ -18,6 +18,7 @@ type Faults struct {
 	CutRate           float64 `json:"cut_rate"`            // share of feed responses cut inside a line
 	MalformedRate     float64 `json:"malformed_rate"`      // share of (item, rev) whose upsert line is corrupted
 	UploadErrorRate   float64 `json:"upload_error_rate"`   // share of event uploads answered 503, nothing stored
+	LostAnswerRate    float64 `json:"lost_answer_rate"`    // share of event uploads stored, then answered 503 (the answer lost)
 	SASRefusals       int     `json:"sas_refusals"`        // the next N media container URLs carry a SAS the store refuses
 }
 
@@ -39,7 +40,8 @@ func (f Faults) Validate() error {
 		name string
 		v    float64
 	}{{"error_rate", f.ErrorRate}, {"rate_limit_rate", f.RateLimitRate}, {"cut_rate", f.CutRate},
-		{"malformed_rate", f.MalformedRate}, {"upload_error_rate", f.UploadErrorRate}}
+		{"malformed_rate", f.MalformedRate}, {"upload_error_rate", f.UploadErrorRate},
+		{"lost_answer_rate", f.LostAnswerRate}}
 	for _, r := range rates {
 		if math.IsNaN(r.v) || r.v < 0 || r.v > 1 {
 			return fmt.Errorf("faults: %s = %v outside 0..1", r.name, r.v)

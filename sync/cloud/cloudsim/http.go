@@ -204,6 +204,12 @@ func (s *Sim) handleEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	res := s.store(req.Events)
 	s.log.Debug("cloudsim: events uploaded", logKeyAccepted, len(res.Accepted), logKeyDuplicate, len(res.Duplicate), logKeyRejected, len(res.Rejected))
+	if s.roll(s.Faults().LostAnswerRate) {
+		s.injected.lostAnswers.Add(1)
+		s.log.Debug("cloudsim: fault injected", logKeyFault, "lost_answer")
+		writeProblem(w, http.StatusServiceUnavailable, "gateway timeout after the events were stored (injected fault)")
+		return
+	}
 	writeJSON(w, http.StatusOK, res)
 }
 
