@@ -262,16 +262,19 @@ func (w *Worker) upload(ctx context.Context, entries []storage.OutboxEntry) (int
 			}
 			return n, nil
 		}
-		if errors.Is(err, cloud.ErrAnswerTooLarge) && len(entries) > 1 {
-			// The cloud may have stored them; a smaller batch gets an answer that fits, and the
-			// events it already has come back as duplicates.
-			half := len(entries) / 2
-			n, err := w.upload(ctx, entries[:half])
-			if err != nil {
-				return n, err
+		if errors.Is(err, cloud.ErrAnswerTooLarge) {
+			if len(entries) > 1 {
+				// The cloud may have stored them; a smaller batch gets an answer that fits, and
+				// the events it already has come back as duplicates. Only the first half goes:
+				// what its answer settles may hold back later events of the second (Drain reads
+				// the queue again).
+				return w.upload(ctx, entries[:len(entries)/2])
 			}
-			m, err := w.upload(ctx, entries[half:])
-			return n + m, err
+			// One event whose answer alone is too large: the cloud's fault, and retried it
+			// would hold back every upload after it.
+			reason := clip.String("the cloud's answer about it is larger than the limit ("+err.Error()+"); it may have stored it", maxReasonBytes)
+			w.log.Warn("outbox: the cloud's answer about an entry is too large; set aside", slog.String("key", keys[0]))
+			return 1, w.o.DB.CompleteOutbox(ctx, storage.OutboxResult{Rejected: map[string]string{keys[0]: reason}})
 		}
 		if ferr := w.o.DB.FailOutbox(ctx, keys, err.Error()); ferr != nil && ctx.Err() == nil {
 			w.log.Error("outbox: cannot record the failed attempt", slog.Any("error", ferr))

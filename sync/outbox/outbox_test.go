@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -442,6 +443,63 @@ func TestDamagedEventIsSetAside(t *testing.T) {
 	rej, err := db.RejectedOutbox(ctx, 10)
 	if err != nil || len(rej) != 1 || rej[0].Key != damaged || rej[0].LastError != unsendableReason {
 		t.Fatalf("rejected: %+v, %v; want %s with the reason", rej, err, damaged)
+	}
+}
+
+// A batch split for its oversized answer keeps an order's events in order: when the cloud
+// refuses an order's creation, its later change is held back, not sent in the batch's other half.
+func TestSplitBatchHoldsBackARefusedOrdersLaterEvents(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	mk := func(note string) orders.Order {
+		o, _, err := db.CreateOrder(ctx, storage.NewOrder{Order: orders.Order{Source: orders.SourceLAN, DeviceID: "pos", Status: orders.StatusNew, Currency: "EUR", Note: note}, IdempotencyKey: note, RequestHash: "h"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+	a := mk("a")
+	mk("b")
+	if _, _, err := db.UpdateOrder(ctx, a.ID, func(o *orders.Order) error { o.Status = orders.StatusAccepted; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var got []string
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req cloudapi.UploadRequest
+		json.NewDecoder(r.Body).Decode(&req)
+		if len(req.Events) >= 3 {
+			fmt.Fprintf(w, `{"accepted":[],"duplicate":[],"rejected":[{"key":"x","reason":"%s"}]}`, strings.Repeat("a", cloud.MaxUploadAnswer))
+			return
+		}
+		res := cloudapi.UploadResponse{Accepted: []string{}, Duplicate: []string{}, Rejected: []cloudapi.Rejection{}}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, e := range req.Events {
+			if strings.Contains(e.Key, a.ID) && e.Type == "order.created" {
+				res.Rejected = append(res.Rejected, cloudapi.Rejection{Key: e.Key, Reason: "unknown shop"})
+				continue
+			}
+			got = append(got, e.Type+" "+e.Key)
+			res.Accepted = append(res.Accepted, e.Key)
+		}
+		json.NewEncoder(w).Encode(res)
+	}))
+	defer ts.Close()
+	client, _ := cloud.New(ts.URL, "k", ts.Client(), "test")
+	w := New(Options{DB: db, Cloud: client})
+	if _, err := w.Drain(ctx); err != nil {
+		t.Fatalf("Drain: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, e := range got {
+		if strings.Contains(e, a.ID) {
+			t.Errorf("the cloud got %s, a change of an order whose creation it refused", e)
+		}
+	}
+	if st, _ := db.OrderStats(ctx); st.OutboxPending != 0 || st.OutboxRejected != 2 || len(got) != 1 {
+		t.Errorf("after the drain: %+v, the cloud took %v; want order b's creation, order a's two events set aside", st, got)
 	}
 }
 
