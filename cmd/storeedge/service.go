@@ -95,6 +95,10 @@ func serviceRun(ctx context.Context, args, env []string, stderr io.Writer) error
 		if err != nil {
 			log.Error("storeedge: stopped on an error", slog.Any("error", err))
 		}
+		if ue := (usageError{}); errors.As(err, &ue) {
+			// A configuration the server cannot use at start (as storeedge run's exit 78).
+			return service.NoRestart(err)
+		}
 		return err
 	})
 }
