@@ -366,9 +366,14 @@ func (f *Fetcher) copy(ctx context.Context, d *mediacache.Download, body io.Read
 			// known length ends that way, and a small file is often nothing else. A device
 			// waiting for its item gets the cap's bytes before the prefetch.
 			if f.limiter != nil {
-				if !forDevice && t.wanted.Load() {
-					forDevice = true
-					f.deviceRunStarts()
+				// Whether a device waits for this content, checked at each chunk: the device may
+				// have asked after the download began, or given up.
+				if wanted := f.contentWanted(t.md5); wanted != forDevice {
+					if forDevice = wanted; wanted {
+						f.deviceRunStarts()
+					} else {
+						f.deviceRunEnds()
+					}
 				}
 				var werr error
 				if !forDevice {

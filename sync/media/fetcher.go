@@ -15,6 +15,7 @@ package media
 
 import (
 	"context"
+	"crypto/md5"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -95,10 +96,12 @@ type Fetcher struct {
 	burst   int
 
 	// Downloads a device waits for, running under the cap; while there is any, devicesDone is
-	// open and the prefetch's downloads wait for it to close (yieldToDevices).
+	// open and the prefetch's downloads wait for it to close (yieldToDevices). wanted counts the
+	// items devices wait for by content, whichever task downloads it.
 	deviceMu    sync.Mutex
 	deviceRuns  int
 	devicesDone chan struct{}
+	wanted      map[[md5.Size]byte]int
 
 	spaceMu  sync.Mutex // serialises making room in the cache
 	recordMu sync.Mutex // orders recording a fetched file with forgetting deleted items and evicting files
@@ -115,6 +118,7 @@ type Fetcher struct {
 	changed   chan struct{}              // closed and replaced whenever the queue changes
 	demanded  chan struct{}              // the same, only when a device waits for a ready task
 	waiters   map[string][]chan error    // on-demand requests waiting for a task, by id
+	waitedFor map[string][md5.Size]byte  // the content the waiters of each id wait for
 	fetching  map[[16]byte]chan struct{} // content being downloaded, closed when its download ends
 	reserved  int64                      // bytes of downloads in progress, counted against the quota
 	usedHint  int64                      // an upper bound of the cache's bytes: the last reading plus what was recorded since; -1 unknown
@@ -190,18 +194,20 @@ func New(o Options) (*Fetcher, error) {
 	o.QueueWindow = max(orDefaultInt(o.QueueWindow, DefaultQueueWindow), 2)
 	f := &Fetcher{
 		o: o, log: o.Logger, now: o.Now,
-		q:        newQueue(),
-		back:     newBacklog(),
-		refill:   make(chan struct{}, 1),
-		changed:  make(chan struct{}),
-		demanded: make(chan struct{}),
-		waiters:  map[string][]chan error{},
-		fetching: map[[16]byte]chan struct{}{},
-		failures: map[string]storage.MediaFailure{},
-		blobBack: backoff.New(time.Second, o.RetryMax),
-		served:   map[string]time.Time{},
-		index:    map[string]storage.MediaFile{},
-		blob:     blobState{state: StateStarting},
+		q:         newQueue(),
+		back:      newBacklog(),
+		refill:    make(chan struct{}, 1),
+		changed:   make(chan struct{}),
+		demanded:  make(chan struct{}),
+		waiters:   map[string][]chan error{},
+		waitedFor: map[string][md5.Size]byte{},
+		wanted:    map[[md5.Size]byte]int{},
+		fetching:  map[[16]byte]chan struct{}{},
+		failures:  map[string]storage.MediaFailure{},
+		blobBack:  backoff.New(time.Second, o.RetryMax),
+		served:    map[string]time.Time{},
+		index:     map[string]storage.MediaFile{},
+		blob:      blobState{state: StateStarting},
 	}
 	f.commitSlots = make(chan struct{}, o.Parallel)
 	f.usedHint = -1
@@ -600,6 +606,7 @@ func (f *Fetcher) changedLocked() {
 
 // notifyLocked answers the on-demand requests waiting for id.
 func (f *Fetcher) notifyLocked(id string, err error) {
+	f.unwaitedLocked(id)
 	for _, ch := range f.waiters[id] {
 		ch <- err
 	}

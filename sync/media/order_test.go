@@ -267,6 +267,28 @@ func TestDeviceDownloadGoesFirstUnderTheCap(t *testing.T) {
 	}
 }
 
+// A device that waits for an item whose content a prefetch download is already fetching (the
+// same image under another id) puts that download first: the other prefetch pauses.
+func TestDeviceWaitingForSharedContentGoesFirst(t *testing.T) {
+	shared := content(84, 640<<10)
+	v1 := item{"V1", "v1.mp4", "video/mp4", shared}
+	v2 := item{"V2", "v2.mp4", "video/mp4", content(85, 4<<20)}
+	asked := item{"V3", "v3.mp4", "video/mp4", shared}
+	src := newMemSource(v1, v2, asked)
+	s := newShop(t)
+	s.catalog(t, v1, v2, asked)
+	f := s.fetcher(t, src, func(o *media.Options) { o.Bandwidth = 320 << 10 })
+	waitFor(t, func() bool { return src.read(v1.blob) > 0 && src.read(v2.blob) > 0 }) // both lanes busy
+	before := src.read(v2.blob)
+	got, _, err := read(t, f, asked.id)
+	if err != nil || !bytes.Equal(got, shared) {
+		t.Fatalf("the item a device asked for: %v", err)
+	}
+	if during := src.read(v2.blob) - before; during > 128<<10 {
+		t.Errorf("the other prefetch read %d KiB while a device waited for content being fetched; want at most 128 KiB", during>>10)
+	}
+}
+
 // Large files wait for their time window; a device asking for one gets it at once.
 func TestLargeFilesWaitForTheirWindow(t *testing.T) {
 	small := item{"I1", "i1.jpg", "image/jpeg", content(41, 1000)}

@@ -61,9 +61,6 @@ type task struct {
 	stop       context.CancelCauseFunc // stops its download, while it runs
 	next       *cloudapi.MediaManifest // a newer version seen while it was downloading
 	got        atomic.Int64            // bytes in the partial file, for status and on-demand answers
-	// wanted is set once a device waits for the item: under the bandwidth cap, its download
-	// goes before the prefetch's.
-	wanted atomic.Bool
 
 	index int // in whichever heap holds it, -1 in none
 }

@@ -2,6 +2,7 @@ package media
 
 import (
 	"context"
+	"crypto/md5"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -172,7 +173,12 @@ func (f *Fetcher) want(id string, m cloudapi.MediaManifest, md5hex string) (chan
 	}
 	ch := make(chan error, 1)
 	f.waiters[id] = append(f.waiters[id], ch)
-	t.wanted.Store(true)
+	if _, ok := f.waitedFor[id]; !ok {
+		f.waitedFor[id] = t.md5
+		f.deviceMu.Lock()
+		f.wanted[t.md5]++
+		f.deviceMu.Unlock()
+	}
 	return ch, t, nil
 }
 
@@ -189,7 +195,29 @@ func (f *Fetcher) unwant(id string, ch chan error) {
 	}
 	if len(f.waiters[id]) == 0 {
 		delete(f.waiters, id)
+		f.unwaitedLocked(id)
 	}
+}
+
+// unwaitedLocked notes that no device waits for id any more.
+func (f *Fetcher) unwaitedLocked(id string) {
+	sum, ok := f.waitedFor[id]
+	if !ok {
+		return
+	}
+	delete(f.waitedFor, id)
+	f.deviceMu.Lock()
+	if f.wanted[sum]--; f.wanted[sum] <= 0 {
+		delete(f.wanted, sum)
+	}
+	f.deviceMu.Unlock()
+}
+
+// contentWanted reports whether a device waits for an item with this content.
+func (f *Fetcher) contentWanted(sum [md5.Size]byte) bool {
+	f.deviceMu.Lock()
+	defer f.deviceMu.Unlock()
+	return f.wanted[sum] > 0
 }
 
 // retryAfter estimates when left more bytes will be in, at the current rate.
