@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -351,4 +352,60 @@ func mustJSON(t *testing.T, r Report) string {
 		t.Fatalf("--json output is not JSON: %v", err)
 	}
 	return b.String()
+}
+
+// A cloud that cannot be reached does not hide a missing store key: both are said.
+func TestMissingStoreKeyIsSaidWhenTheCloudIsAway(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there any more
+	c := testConfig(t, testenv.NewCA(t, "Vendor Test CA"), "https://"+addr)
+	c.Cloud.StoreKey = ""
+	r := run(t, c)
+	expect(t, r, "wan", "cloud "+addr+" tcp", Fail)
+	expect(t, r, "wan", "cloud store key", Fail, "cloud.store_key is not set")
+}
+
+// A proxy that takes the connection and never answers CONNECT is named as the proxy's fault, not
+// as a firewall dropping the connection to the cloud.
+func TestSilentProxyIsNamed(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var held []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, conn) // read nothing, answer nothing
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		mu.Lock()
+		for _, c := range held {
+			c.Close()
+		}
+		mu.Unlock()
+	}()
+	c := testConfig(t, testenv.NewCA(t, "Vendor Test CA"), "https://cloud.example:443")
+	c.WAN.Proxy = config.Proxy("http://" + ln.Addr().String())
+	d, err := wan.New(wan.Options{ProxyURL: c.WAN.Proxy.Reveal(), ExtraCAFile: c.WAN.ExtraCAFile, ConnectTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := Run(context.Background(), Options{Config: c, Dialer: d, Version: "test", Timeout: 2 * time.Second})
+	res := expect(t, r, "wan", "cloud cloud.example:443 tcp", Fail)
+	if !strings.Contains(res.Fix, "the proxy took the connection") || strings.Contains(res.Fix, "firewall") {
+		t.Errorf("fix for a silent proxy: %q", res.Fix)
+	}
 }

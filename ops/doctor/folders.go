@@ -38,6 +38,7 @@ func checkFolders(o Options) []Result {
 			continue // the unit cannot open a folder that is not there: it would not start
 		case err != nil:
 			out = append(out, fail("data", check, err.Error(), "check the path in "+f.key))
+			continue // a share that does not answer would hold the next look too
 		case !fi.IsDir():
 			out = append(out, fail("data", check, "is not a folder", "set "+f.key+" to a folder"))
 		default:

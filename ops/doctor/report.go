@@ -78,10 +78,15 @@ func (r Report) WriteTable(w io.Writer) error {
 func (r Report) WriteJSON(w io.Writer) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	return enc.Encode(struct {
+	return enc.Encode(r.WithSummary())
+}
+
+// WithSummary is the report as "storeedge doctor --json" writes it: with its counts.
+func (r Report) WithSummary() any {
+	return struct {
 		Report
 		Summary map[Status]int `json:"summary"`
-	}{r, r.Counts()})
+	}{r, r.Counts()}
 }
 
 // oneLine keeps a detail from breaking the table: outside text (an error from a proxy, a

@@ -67,6 +67,10 @@ func checkWAN(ctx context.Context, o Options) []Result {
 
 	var rc cloudapi.RemoteConfig
 	cloudOK := false
+	if o.Config.Cloud.StoreKey.Reveal() == "" {
+		// Said whether or not the cloud answers: it is the next thing to fix either way.
+		w.add(noStoreKey())
+	}
 	if ep, err := endpointFromURL("cloud", o.Config.Cloud.URL); err == nil && w.reach(ctx, ep) {
 		rc, cloudOK = w.cloudAuth(ctx)
 	}
@@ -177,6 +181,8 @@ func tcpFix(ep endpoint, err error) string {
 		return fmt.Sprintf("the proxy could not reach %s: ask the network team whether the proxy may reach it on port %d", ep.addr(), ep.port)
 	case errors.Is(err, wan.ErrProxyUnreachable):
 		return "the proxy does not answer: check the host and port in wan.proxy (or HTTPS_PROXY) and that the proxy runs"
+	case errors.As(err, new(*wan.ProxyError)) && (errors.Is(err, context.DeadlineExceeded) || isTimeout(err)):
+		return "the proxy took the connection but did not answer in time: check that wan.proxy (or HTTPS_PROXY) names the proxy's port, with the right scheme (http:// or socks5://), and that the proxy works"
 	case errors.Is(err, context.DeadlineExceeded), isTimeout(err):
 		return fmt.Sprintf("no answer in time: a firewall is probably dropping the connection; open outbound TCP %d to %s (storeedge firewall prints the rules), or set wan.proxy", ep.port, ep.host)
 	}
@@ -251,13 +257,17 @@ func issuerName(c *x509.Certificate) string {
 
 // cloudAuth asks the cloud for the shop's remote configuration with the store key, as the
 // server does: that is the store key accepted.
+// noStoreKey is the result of the store key check when there is none.
+func noStoreKey() Result {
+	return fail("wan", "cloud store key", "cloud.store_key is not set", "set cloud.store_key in the configuration, or run doctor with the service's environment ("+config.EnvName("cloud.store_key")+")")
+}
+
 func (w *wanCheck) cloudAuth(ctx context.Context) (cloudapi.RemoteConfig, bool) {
 	cfg := w.o.Config
 	const check = "cloud store key"
 	key := cfg.Cloud.StoreKey.Reveal()
 	if key == "" {
-		w.add(fail("wan", check, "cloud.store_key is not set", "set cloud.store_key in the configuration, or run doctor with the service's environment ("+config.EnvName("cloud.store_key")+")"))
-		return cloudapi.RemoteConfig{}, false
+		return cloudapi.RemoteConfig{}, false // said already (noStoreKey)
 	}
 	client, err := cloud.New(cfg.Cloud.URL, key, w.http, "storeedge/"+w.o.Version+" doctor")
 	if err != nil {
