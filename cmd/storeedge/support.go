@@ -52,7 +52,7 @@ func newSupport(cfg config.Config, dialer *wan.Dialer, db *storage.DB, src suppo
 	src.Version = buildVersion()
 	src.Config = cfg.Redacted
 	src.Doctor = func(ctx context.Context) any {
-		return doctor.Run(ctx, doctorOptions(cfg, dialer, config.ResolvePath("", os.Environ()), supportDoctorTimeout))
+		return doctor.Run(ctx, doctorOptions(cfg, dialer, config.ResolvePath("", os.Environ()), supportDoctorTimeout)).WithSummary()
 	}
 	return support.New(support.Options{
 		Connection: supportConnection(cfg, dialer),

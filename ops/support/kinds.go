@@ -115,13 +115,15 @@ func (w *Worker) diagnostics(ctx context.Context) *diagnosticsResult {
 	if src.Logs != nil {
 		d.Logs = redactLines(src.Logs.Lines(DiagnosticsLogLines), w.red)
 	}
-	if src.Doctor != nil {
-		d.Doctor = src.Doctor(ctx)
-	}
+	// The database first: doctor's checks over a slow WAN may use up the request's time, and a
+	// check cut short is not a damaged database.
 	schema, err := storage.QuickCheck(ctx, w.o.DB.Path())
 	d.Database = &databaseCheck{Check: "quick_check", OK: err == nil, Schema: schema}
 	if err != nil {
 		d.Database.Detail = err.Error()
+	}
+	if src.Doctor != nil {
+		d.Doctor = src.Doctor(ctx)
 	}
 	if len(d.Errors) == 0 {
 		d.Errors = nil

@@ -319,6 +319,23 @@ func TestEachKindIsAnswered(t *testing.T) {
 	}
 }
 
+// Doctor's checks using up the request's time (a slow WAN) do not make the database look damaged.
+func TestDiagnosticsDatabaseCheckOutlastsASlowDoctor(t *testing.T) {
+	rg := newRig(t, func(o *Options) {
+		o.RunTimeout = 300 * time.Millisecond
+		o.Sources.Doctor = func(ctx context.Context) any {
+			<-ctx.Done()
+			return map[string]any{"results": []string{"FAIL cloud tcp: " + ctx.Err().Error()}}
+		}
+	})
+	rg.sendSigned(t, request(KindDiagnostics, "req-slow-wan"))
+	rg.settled(t, 1)
+	a, res := decodeAnswer(t, rg.answers(t)["req-slow-wan"])
+	if db := res["database"].(map[string]any); !a.OK || db["ok"] != true {
+		t.Fatalf("diagnostics %+v: database %v; want it checked before doctor used the time up", a, db)
+	}
+}
+
 // rejectedOrder makes an order whose upload the cloud refused.
 func rejectedOrder(t *testing.T, db *storage.DB) {
 	t.Helper()
