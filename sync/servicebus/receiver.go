@@ -138,9 +138,11 @@ func (r *Receiver) update(f func(*Status)) {
 func (r *Receiver) Run(ctx context.Context) error {
 	return Reconnect(ctx, r.o.MinBackoff, r.o.MaxBackoff, r.session, func(err error, wait time.Duration) {
 		r.update(func(s *Status) {
+			if s.State == LinkConnected {
+				s.Reconnects++ // a link that was up and went down; failed attempts are not
+			}
 			s.State = LinkDisconnected
 			s.LastError = err.Error()
-			s.Reconnects++
 		})
 		r.log.Warn("servicebus: link lost, reconnecting", slog.Any("error", err), slog.Duration("retry_in", wait))
 	}, func() { r.update(func(s *Status) { s.State = LinkConnecting }) })
@@ -170,8 +172,13 @@ func Reconnect(ctx context.Context, minWait, maxWait time.Duration, session func
 	}
 }
 
+// healthyLink is how long a link must have stayed up for its loss to count as a blip, after which
+// the reconnection waits start again from the shortest, as after handling messages.
+const healthyLink = time.Minute
+
 // session connects, then receives and handles messages until the link fails. It reports
-// whether any message was handled.
+// whether it made progress: any message handled, or a link that stayed up for healthyLink (on a
+// quiet queue a network blip then does not wait the longest backoff).
 func (r *Receiver) session(ctx context.Context) (progressed bool, err error) {
 	client, err := r.newClient()
 	if err != nil {
@@ -191,11 +198,12 @@ func (r *Receiver) session(ctx context.Context) (progressed bool, err error) {
 	}
 	r.update(func(s *Status) { s.State, s.LastError = LinkConnected, "" })
 	r.log.Info("servicebus: receiving orders", slog.String("queue", r.o.Queue))
+	attached := time.Now()
 	pause := backoff.New(r.o.LocalFailureBackoff, max(r.o.LocalFailureBackoff, time.Minute))
 	for {
 		msgs, err := rcv.ReceiveMessages(ctx, r.o.MaxConcurrent, nil)
 		if err != nil {
-			return progressed, fmt.Errorf("servicebus: receive: %w", err)
+			return progressed || time.Since(attached) >= healthyLink, fmt.Errorf("servicebus: receive: %w", err)
 		}
 		var g errgroup.Group
 		var failed atomic.Bool
