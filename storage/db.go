@@ -87,6 +87,7 @@ type DB struct {
 	epochMu      sync.Mutex // one write of epochFile at a time; protects epochNoted
 	epochNoted   time.Time  // last write of epochFile
 	givenWritten int64      // the Given epochFile holds (from earlier runs, read at open)
+	runs         []runMark  // the runs epochFile records, this one last (set by Open)
 }
 
 // Open opens (creating if needed) the database at path and applies pending migrations. Before

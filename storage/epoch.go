@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -28,7 +29,9 @@ import (
 // the feed gives out a change it had not (DurableHead; the feed answers an error rather than give
 // out a change the file does not record). At
 // open, a database whose sequence is below the one given out, whose epoch is not the file's (a
-// backup restored a second time), or that has no valid file beside it, gets a new epoch; one below the one reached only has its stock imports marked (what was
+// backup restored a second time), whose run is not in the file's history up to where it is (a
+// copy that went on elsewhere: the database a restore replaced, put back after the restored one
+// ran), or that has no valid file beside it, gets a new epoch; one below the one reached only has its stock imports marked (what was
 // applied after the point it went back to is lost with it). A database that is new, or moved
 // with its file, is not mistaken: the one has nothing a device could hold, the other holds what
 // it held.
@@ -37,7 +40,11 @@ import (
 const epochFileInterval = 10 * time.Second
 
 // maxEpochFileBytes bounds what is read of the epoch file.
-const maxEpochFileBytes = 1024
+const maxEpochFileBytes = 8 << 10
+
+// maxLineage bounds the runs an epoch file remembers: a copy of the database from a run older
+// than these is taken for another database.
+const maxLineage = 32
 
 // epochMark is the content of the epoch file.
 type epochMark struct {
@@ -46,6 +53,19 @@ type epochMark struct {
 	// Given is the last change the delta feed gave out (on the disk, DurableHead): what devices
 	// may hold. A file written before it was kept has none, read as Seq.
 	Given int64 `json:"given"`
+	// Runs are the runs of the database under this epoch, oldest first: each open gives the
+	// database a new run id (meta 'run'), and the run before it ends at the sequence number the
+	// database had then. The last is the run going on. A copy of the database (a backup) carries
+	// the id of the run it was taken in: it is of this history only if it holds no change past
+	// where that run ended here. Absent from files written before runs were kept.
+	Runs []runMark `json:"runs,omitempty"`
+}
+
+// runMark is one run of the database: its id and the sequence number it ended at (ignored for
+// the last, the run going on).
+type runMark struct {
+	ID  string `json:"id"`
+	End int64  `json:"end"`
 }
 
 // epochFile is the file of the database at path: storeedge.epoch beside storeedge.db.
@@ -74,9 +94,25 @@ func (db *DB) checkEpoch(ctx context.Context) (wentBack bool, err error) {
 		return false, fmt.Errorf("storage: read epoch: %w", err)
 	}
 	db.epoch = formatEpoch(v)
+	var run int64
+	switch err := db.w.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'run'`).Scan(&run); {
+	case errors.Is(err, sql.ErrNoRows): // a database from before runs were kept
+	case err != nil:
+		return false, fmt.Errorf("storage: read the run: %w", err)
+	}
 	mark, ferr := readEpochFile(db.epochFile)
 	seq := db.seq.Load()
-	wentBack = ferr != nil || mark.Epoch != db.epoch || mark.Seq > seq
+	// Where this database's run is in the file's history; -1 when it is not there (or either
+	// predates runs being kept).
+	at := -1
+	for i, r := range mark.Runs {
+		if run != 0 && r.ID == formatEpoch(run) {
+			at = i
+		}
+	}
+	diverged := ferr == nil && mark.Epoch == db.epoch && run != 0 && len(mark.Runs) > 0 &&
+		(at < 0 || at < len(mark.Runs)-1 && seq > mark.Runs[at].End)
+	wentBack = ferr != nil || mark.Epoch != db.epoch || mark.Seq > seq || diverged
 	switch {
 	case errors.Is(ferr, fs.ErrNotExist):
 		db.epochRenewed = "no " + filepath.Base(db.epochFile) + " beside the database"
@@ -87,6 +123,11 @@ func (db *DB) checkEpoch(ctx context.Context) (wentBack bool, err error) {
 		// newer): devices may hold its positions, and this database's own were given out before
 		// it went away, so nothing tells which of them still hold.
 		db.epochRenewed = fmt.Sprintf("the database has epoch %s, but %s records %s: another database ran here since", db.epoch, filepath.Base(db.epochFile), mark.Epoch)
+	case diverged:
+		// A copy that went on past where its run ended here (the database put back after a
+		// restore it replaced had run): its changes past that point are not the ones devices
+		// were given under the same numbers.
+		db.epochRenewed = fmt.Sprintf("the database is a copy from run %s, which %s does not record as this database's history up to change %d: another copy ran here since", formatEpoch(run), filepath.Base(db.epochFile), seq)
 	case mark.Epoch == db.epoch && mark.Given > seq:
 		// Devices may hold positions past the database's last change. Commits lost that no
 		// device was given (a power cut's last seconds) leave the epoch as it is.
@@ -99,6 +140,17 @@ func (db *DB) checkEpoch(ctx context.Context) (wentBack bool, err error) {
 			return false, err
 		}
 	}
+	// The history this run goes on from: the file's up to this database's run, which ends here;
+	// none under a new epoch, or when either predates runs being kept.
+	var runs []runMark
+	if db.epochRenewed == "" && at >= 0 {
+		runs = append(runs, mark.Runs[:at+1]...)
+		runs[at].End = seq
+	}
+	run, err = db.newRun(runs)
+	if err != nil {
+		return false, err
+	}
 	if wentBack {
 		// Stock files applied after the moment the database went back to are lost with it.
 		if err := markStockImportsRestored(ctx, db.w); err != nil {
@@ -109,7 +161,25 @@ func (db *DB) checkEpoch(ctx context.Context) (wentBack bool, err error) {
 	if err := db.writeEpochFile(); err != nil {
 		return false, fmt.Errorf("storage: write %s: %w", db.epochFile, err)
 	}
+	if _, err := db.w.ExecContext(ctx, `INSERT INTO meta(key, value) VALUES ('run', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`, run); err != nil {
+		return false, fmt.Errorf("storage: record the run: %w", err)
+	}
 	return wentBack, nil
+}
+
+// newRun makes an id for this run of the database and puts it at the end of the runs the epoch
+// file is to record (the oldest dropped beyond maxLineage). The file is written before the
+// database takes the id: a crash between the two leaves a database whose run the file records
+// as ended where it is, which is this history.
+func (db *DB) newRun(runs []runMark) (int64, error) {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return 0, fmt.Errorf("storage: new run: %w", err)
+	}
+	v := max(int64(binary.LittleEndian.Uint64(b[:])>>1), 1) // positive: 0 means none
+	runs = append(runs, runMark{ID: formatEpoch(v)})
+	db.runs = runs[max(0, len(runs)-maxLineage):]
+	return v, nil
 }
 
 func (db *DB) renewEpoch(ctx context.Context) error {
@@ -141,14 +211,20 @@ func readEpochFile(path string) (epochMark, error) {
 // parseEpochMark reads the content of an epoch file.
 func parseEpochMark(b []byte) (epochMark, bool) {
 	var f struct {
-		Epoch string `json:"epoch"`
-		Seq   int64  `json:"seq"`
-		Given *int64 `json:"given"`
+		Epoch string    `json:"epoch"`
+		Seq   int64     `json:"seq"`
+		Given *int64    `json:"given"`
+		Runs  []runMark `json:"runs"`
 	}
-	if err := json.Unmarshal(b, &f); err != nil || !IsEpoch(f.Epoch) || f.Seq < 0 || f.Given != nil && *f.Given < 0 {
+	if err := json.Unmarshal(b, &f); err != nil || !IsEpoch(f.Epoch) || f.Seq < 0 || f.Given != nil && *f.Given < 0 || len(f.Runs) > maxLineage {
 		return epochMark{}, false
 	}
-	m := epochMark{Epoch: f.Epoch, Seq: f.Seq, Given: f.Seq}
+	for _, r := range f.Runs {
+		if !IsEpoch(r.ID) || r.End < 0 {
+			return epochMark{}, false
+		}
+	}
+	m := epochMark{Epoch: f.Epoch, Seq: f.Seq, Given: f.Seq, Runs: f.Runs}
 	if f.Given != nil {
 		m.Given = *f.Given
 	}
@@ -179,7 +255,7 @@ func (db *DB) writeEpochFileLocked(given int64) error {
 	// Never back: a write that read durable before another moved it past what that one wrote
 	// (Close beside a device's request) keeps the later figure.
 	given = max(given, db.givenWritten)
-	b, err := json.Marshal(epochMark{Epoch: db.epoch, Seq: db.seq.Load(), Given: given})
+	b, err := json.Marshal(epochMark{Epoch: db.epoch, Seq: db.seq.Load(), Given: given, Runs: db.runs})
 	if err != nil {
 		return err
 	}

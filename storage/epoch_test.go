@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -122,6 +123,8 @@ func FuzzParseEpochMark(f *testing.F) {
 	f.Add([]byte(`{"epo`))
 	f.Add([]byte(`{"epoch":"3f9c2a71d04be865","seq":10232,"given":10200}`))
 	f.Add([]byte(`{"epoch":"3f9c2a71d04be865","seq":10232,"given":-5}`))
+	f.Add([]byte(`{"epoch":"3f9c2a71d04be865","seq":10232,"given":10200,"runs":[{"id":"0a1b2c3d4e5f6071","end":9000},{"id":"1a1b2c3d4e5f6071","end":0}]}`))
+	f.Add([]byte(`{"epoch":"3f9c2a71d04be865","seq":1,"given":1,"runs":[{"id":"XYZ","end":-1}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, ok := parseEpochMark(b)
 		if !ok {
@@ -132,6 +135,21 @@ func FuzzParseEpochMark(f *testing.F) {
 		}
 		if v, err := strconv.ParseUint(m.Epoch, 16, 64); err != nil || formatEpoch(int64(v)) != m.Epoch {
 			t.Fatalf("epoch %q does not read back (%v)", m.Epoch, err)
+		}
+		if len(m.Runs) > maxLineage {
+			t.Fatalf("accepted %d runs", len(m.Runs))
+		}
+		for _, r := range m.Runs {
+			if !IsEpoch(r.ID) || r.End < 0 {
+				t.Fatalf("accepted the run %+v", r)
+			}
+		}
+		out, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if back, ok := parseEpochMark(out); !ok || back.Epoch != m.Epoch || back.Seq != m.Seq || back.Given != m.Given || len(back.Runs) != len(m.Runs) {
+			t.Fatalf("%+v written as %s reads back as %+v, %v", m, out, back, ok)
 		}
 	})
 }
@@ -275,5 +293,82 @@ func TestEpochFileWritesNeitherBlockNorGoBack(t *testing.T) {
 	}
 	if mark, err := readEpochFile(db.epochFile); err != nil || mark.Given != 1 {
 		t.Errorf("epoch file %+v, %v: given went back from 1", mark, err)
+	}
+}
+
+// A restore undone: the database it replaced is put back after the restored one ran and gave
+// devices changes numbered past the backup. The two went on from the backup's point with
+// different changes under the same numbers, so the epoch is renewed; a copy from the history the
+// server followed is not taken for another.
+func TestEpochOfARestoreUndone(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "storeedge.db")
+	db := openAt(t, path)
+	epoch := db.Epoch()
+	applyPage(t, db, cloudapi.Prices, cloudapi.PageEnd{Cursor: "c1"}, price("P1", 1, 100))
+	db.Close()
+	backup := filepath.Join(t.TempDir(), "backup.db")
+	copyFile(t, path, backup)
+
+	db = openAt(t, path)
+	applyPage(t, db, cloudapi.Prices, cloudapi.PageEnd{Cursor: "c2"}, price("P2", 1, 100), price("P3", 1, 100)) // no device asks
+	db.Close()
+	replaced := filepath.Join(t.TempDir(), "before-restore.db")
+	copyFile(t, path, replaced)
+
+	// The restore: the backup holds every change given out, so the epoch stays.
+	db = putBack(t, backup, path)
+	if db.Epoch() != epoch || db.EpochRenewed() != "" {
+		t.Fatalf("a backup holding every change given out: epoch %s → %s (%s)", epoch, db.Epoch(), db.EpochRenewed())
+	}
+	applyPage(t, db, cloudapi.Prices, cloudapi.PageEnd{Cursor: "c2b"}, price("P4", 1, 100))
+	if _, err := db.DurableHead(ctx); err != nil { // a device is given it
+		t.Fatal(err)
+	}
+	db.Close()
+	again := filepath.Join(t.TempDir(), "after-restore.db")
+	copyFile(t, path, again)
+
+	// The restore undone: the replaced database is ahead of the backup's point with other changes.
+	db = putBack(t, replaced, path)
+	renewed := db.Epoch()
+	if renewed == epoch || !strings.Contains(db.EpochRenewed(), "another copy ran here") {
+		t.Errorf("the replaced database put back: epoch %s → %s (%q)", epoch, renewed, db.EpochRenewed())
+	}
+	db.Close()
+	// A restart keeps it; a copy of the run before is of another epoch now.
+	db = openAt(t, path)
+	if db.Epoch() != renewed || db.EpochRenewed() != "" {
+		t.Errorf("a restart after: epoch %s → %s (%q)", renewed, db.Epoch(), db.EpochRenewed())
+	}
+	db.Close()
+	db = putBack(t, again, path)
+	defer db.Close()
+	if db.Epoch() == renewed || db.Epoch() == epoch {
+		t.Errorf("the restored run's copy put back over the renewed one kept an epoch: %s (%q)", db.Epoch(), db.EpochRenewed())
+	}
+}
+
+// Copies from the history the server followed keep the epoch: a backup taken two restarts ago,
+// holding every change given out since, is not another database.
+func TestEpochKeptForAnOlderCopyOfTheSameHistory(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "storeedge.db")
+	db := openAt(t, path)
+	epoch := db.Epoch()
+	applyPage(t, db, cloudapi.Prices, cloudapi.PageEnd{Cursor: "c1"}, price("P1", 1, 100))
+	backup := filepath.Join(t.TempDir(), "backup.db")
+	if err := db.Backup(context.Background(), backup, Manifest{}); err != nil { // taken while it runs
+		t.Fatal(err)
+	}
+	db.Close()
+	for range 2 {
+		db = openAt(t, path)
+		applyPage(t, db, cloudapi.Prices, cloudapi.PageEnd{Cursor: "c"}, price("P1", 2, 100)) // no device asks
+		db.Close()
+	}
+	db = putBack(t, backup, path)
+	defer db.Close()
+	if db.Epoch() != epoch || db.EpochRenewed() != "" {
+		t.Errorf("a backup of this history holding every change given out: epoch %s → %s (%s)", epoch, db.Epoch(), db.EpochRenewed())
 	}
 }
