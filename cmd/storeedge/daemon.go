@@ -408,29 +408,46 @@ func noQueue(cfg config.Config) bool {
 
 // receiveOrders runs the Service Bus receiver on the shop's queue, asking the cloud which it is
 // when servicebus.queue is empty (and cloud.sync is on: with it off, the cloud is not contacted
-// and nothing is received).
+// and nothing is received); and asking it again, with backoff, when the namespace says the queue
+// it named does not exist (the vendor moved the shop to another).
 func (s *components) receiveOrders(ctx context.Context) error {
-	queue := s.cfg.ServiceBus.Queue
 	if noQueue(s.cfg) {
 		s.log.Warn("servicebus: " + errNoQueue.Error())
 		<-ctx.Done()
 		return nil
 	}
-	if queue == "" {
-		q, err := remoteQueue(ctx, s.client, s.log, func(err error) {
-			e := err.Error()
-			s.queueErr.Store(&e)
-		})
-		if err != nil {
+	fromCloud := s.cfg.ServiceBus.Queue == ""
+	b := backoff.New(time.Second, 5*time.Minute)
+	for {
+		queue := s.cfg.ServiceBus.Queue
+		if fromCloud {
+			q, err := remoteQueue(ctx, s.client, s.log, func(err error) {
+				e := err.Error()
+				s.queueErr.Store(&e)
+			})
+			if err != nil {
+				return err
+			}
+			queue = q
+		}
+		o := serviceBusOptions(s.cfg, s.dialer, queue)
+		o.DB, o.TestMode, o.Logger, o.EndWhenMissing = s.db, s.cfg.Shop.IsTest(), s.log, fromCloud
+		r := servicebus.NewReceiver(o)
+		s.receiver.Store(r)
+		err := r.Run(ctx)
+		if !errors.Is(err, servicebus.ErrQueueMissing) {
 			return err
 		}
-		queue = q
+		if r.Status().Received > 0 {
+			b.Reset() // it was the right queue until now
+		}
+		wait := b.Next(0)
+		s.log.Warn("servicebus: the queue the cloud named does not exist; asking the cloud again", slog.String("queue", queue),
+			slog.Any("error", err), slog.Duration("retry_in", wait))
+		if err := backoff.Sleep(ctx, wait); err != nil {
+			return nil
+		}
 	}
-	o := serviceBusOptions(s.cfg, s.dialer, queue)
-	o.DB, o.TestMode, o.Logger = s.db, s.cfg.Shop.IsTest(), s.log
-	r := servicebus.NewReceiver(o)
-	s.receiver.Store(r)
-	return r.Run(ctx)
 }
 
 // recordMode logs the shop's mode at start, and loudly when it differs from the last run: going

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/storeedge/storeedge/tools/testenv"
 )
 
 // A Service Bus queue and a media container URL from the cloud that break their rules are not
@@ -98,4 +100,31 @@ func TestNoCloudAskedForTheQueueWithSyncOff(t *testing.T) {
 	if n := cloud.stats(t).Requests; n != 0 {
 		t.Errorf("the cloud received %d requests from a shop with cloud.sync false", n)
 	}
+}
+
+// The queue the cloud names is asked for again when the namespace says it does not exist (the
+// vendor moved the shop to another queue): the status says why meanwhile, and no restart is
+// needed for the next name to be used.
+func TestMissingQueueFromTheCloudIsAskedAgain(t *testing.T) {
+	peer := testenv.StartServiceBusPeer(t, testenv.SBPeerOptions{Queues: []string{"orders"}})
+	cloud := startCloud(t, "-products", "10", "-store-id", "lyon-02") // names the queue "orders-lyon-02"
+	s := startShop(t, shopOptions{dataDir: t.TempDir(), cloud: cloud.url, sets: []string{
+		"servicebus.enabled=true", "servicebus.queue=", "servicebus.transport=amqp",
+		"servicebus.connection_string=" + peer.ConnectionString()}})
+	asked := func() int { return strings.Count(s.log.String(), "queue from the cloud's remote configuration") }
+	waitFor(t, s, "the cloud asked for the queue again", time.Minute, func() bool {
+		return asked() >= 2 && strings.Contains(s.log.String(), "the queue the cloud named does not exist; asking the cloud again")
+	})
+	var got struct {
+		ServiceBus struct {
+			State     string `json:"state"`
+			Queue     string `json:"queue"`
+			LastError string `json:"last_error"`
+		} `json:"servicebus"`
+	}
+	s.get(t, "/api/v1/status", &got)
+	if got.ServiceBus.State == "connected" || got.ServiceBus.Queue != "orders-lyon-02" || !strings.Contains(got.ServiceBus.LastError, "not-found") {
+		t.Errorf("servicebus status %+v: want the named queue, not connected, saying it was not found", got.ServiceBus)
+	}
+	s.stop(t)
 }

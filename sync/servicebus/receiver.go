@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
+	"github.com/Azure/go-amqp"
 	"github.com/coder/websocket"
 	"golang.org/x/sync/errgroup"
 
@@ -71,6 +72,20 @@ type Options struct {
 	// Stored, when set, is called after a new order is stored and its message completed (to
 	// push it to devices).
 	Stored func(orders.Order)
+	// EndWhenMissing makes Run return ErrQueueMissing when the namespace says the queue does not
+	// exist, instead of trying it again: the cloud named it, and may name another now.
+	EndWhenMissing bool
+}
+
+// ErrQueueMissing: the namespace has no queue of that name (Options.EndWhenMissing).
+var ErrQueueMissing = errors.New("servicebus: the queue does not exist in the namespace")
+
+// queueMissing tells whether err says the queue does not exist: amqp:not-found on the receive
+// link, or a 404 on the management link.
+func queueMissing(err error) bool {
+	var ae *amqp.Error
+	var se *azservicebus.Error
+	return errors.As(err, &ae) && ae.Condition == amqp.ErrCondNotFound || errors.As(err, &se) && se.Code == azservicebus.CodeNotFound
 }
 
 // Status is what status shows of the Service Bus link.
@@ -134,9 +149,23 @@ func (r *Receiver) update(f func(*Status)) {
 	r.mu.Unlock()
 }
 
-// Run receives until ctx ends, reconnecting with backoff after any failure of the link.
+// Run receives until ctx ends, reconnecting with backoff after any failure of the link (with
+// Options.EndWhenMissing, but for a queue that does not exist: ErrQueueMissing).
 func (r *Receiver) Run(ctx context.Context) error {
-	return Reconnect(ctx, r.o.MinBackoff, r.o.MaxBackoff, r.session, func(err error, wait time.Duration) {
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	session := r.session
+	if r.o.EndWhenMissing {
+		session = func(ctx context.Context) (bool, error) {
+			progressed, err := r.session(ctx)
+			if queueMissing(err) {
+				r.update(func(s *Status) { s.State, s.LastError = LinkDisconnected, err.Error() })
+				stop(fmt.Errorf("%w: %q: %w", ErrQueueMissing, r.o.Queue, err))
+			}
+			return progressed, err
+		}
+	}
+	err := Reconnect(ctx, r.o.MinBackoff, r.o.MaxBackoff, session, func(err error, wait time.Duration) {
 		r.update(func(s *Status) {
 			if s.State == LinkConnected {
 				s.Reconnects++ // a link that was up and went down; failed attempts are not
@@ -146,6 +175,10 @@ func (r *Receiver) Run(ctx context.Context) error {
 		})
 		r.log.Warn("servicebus: link lost, reconnecting", slog.Any("error", err), slog.Duration("retry_in", wait))
 	}, func() { r.update(func(s *Status) { s.State = LinkConnecting }) })
+	if cause := context.Cause(ctx); errors.Is(cause, ErrQueueMissing) {
+		return cause
+	}
+	return err
 }
 
 // Reconnect runs session until ctx ends, and again after each failure once a backoff has

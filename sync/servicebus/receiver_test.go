@@ -406,3 +406,25 @@ func TestWebSocketFollowsNoRedirect(t *testing.T) {
 		t.Fatal("the redirect was followed")
 	}
 }
+
+// A queue the namespace does not have ends Run with ErrQueueMissing when the caller asked for it
+// (the cloud named the queue, and is asked again), and the status says why.
+func TestMissingQueueEndsRunWhenAsked(t *testing.T) {
+	peer := testenv.StartServiceBusPeer(t, testenv.SBPeerOptions{})
+	db, err := storage.Open(context.Background(), filepath.Join(t.TempDir(), "shop.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	r := NewReceiver(Options{DB: db, ConnectionString: peer.ConnectionString(), Queue: "orders-moved-away", EndWhenMissing: true,
+		MinBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err = r.Run(ctx)
+	if !errors.Is(err, ErrQueueMissing) || !strings.Contains(err.Error(), `"orders-moved-away"`) {
+		t.Fatalf("Run on a missing queue: %v, want ErrQueueMissing naming it", err)
+	}
+	if st := r.Status(); st.State != LinkDisconnected || !strings.Contains(st.LastError, "not-found") {
+		t.Errorf("status %+v: want disconnected, saying the queue was not found", st)
+	}
+}
