@@ -43,8 +43,9 @@ const epochFileInterval = 10 * time.Second
 const maxEpochFileBytes = 8 << 10
 
 // maxLineage bounds the runs an epoch file remembers: a copy of the database from a run older
-// than these is taken for another database.
-const maxLineage = 32
+// than these is taken for another database. 16 keeps the file under the 1,024 bytes the
+// versions before runs read of it, so that going back to one of them does not find it damaged.
+const maxLineage = 16
 
 // epochMark is the content of the epoch file.
 type epochMark struct {
@@ -110,8 +111,10 @@ func (db *DB) checkEpoch(ctx context.Context) (wentBack bool, err error) {
 			at = i
 		}
 	}
+	// A copy that went on past where its run ended here diverged, if devices were given changes
+	// past that point (in the history the file records): up to it, both copies hold the same.
 	diverged := ferr == nil && mark.Epoch == db.epoch && run != 0 && len(mark.Runs) > 0 &&
-		(at < 0 || at < len(mark.Runs)-1 && seq > mark.Runs[at].End)
+		(at < 0 || at < len(mark.Runs)-1 && seq > mark.Runs[at].End && mark.Given > mark.Runs[at].End)
 	wentBack = ferr != nil || mark.Epoch != db.epoch || mark.Seq > seq || diverged
 	switch {
 	case errors.Is(ferr, fs.ErrNotExist):

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -370,5 +371,56 @@ func TestEpochKeptForAnOlderCopyOfTheSameHistory(t *testing.T) {
 	defer db.Close()
 	if db.Epoch() != epoch || db.EpochRenewed() != "" {
 		t.Errorf("a backup of this history holding every change given out: epoch %s → %s (%s)", epoch, db.Epoch(), db.EpochRenewed())
+	}
+}
+
+// A restore undone before any device was given a change past the backup's point keeps the
+// epoch: up to that point both copies hold the same changes. (The backup is taken while the
+// server runs, so the replaced database's run is the one the file records before the restore's.)
+func TestEpochKeptForARestoreUndoneBeforeAnythingWasGiven(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "storeedge.db")
+	db := openAt(t, path)
+	epoch := db.Epoch()
+	applyPage(t, db, cloudapi.Prices, cloudapi.PageEnd{Cursor: "c1"}, price("P1", 1, 100))
+	backup := filepath.Join(t.TempDir(), "backup.db")
+	if err := db.Backup(context.Background(), backup, Manifest{}); err != nil {
+		t.Fatal(err)
+	}
+	applyPage(t, db, cloudapi.Prices, cloudapi.PageEnd{Cursor: "c2"}, price("P2", 1, 100)) // no device asks
+	db.Close()
+	replaced := filepath.Join(t.TempDir(), "before-restore.db")
+	copyFile(t, path, replaced)
+	putBack(t, backup, path).Close() // started and stopped, nothing given
+	db = putBack(t, replaced, path)
+	defer db.Close()
+	if db.Epoch() != epoch || db.EpochRenewed() != "" {
+		t.Errorf("a restore undone with nothing given past the backup: epoch %s → %s (%s)", epoch, db.Epoch(), db.EpochRenewed())
+	}
+}
+
+// The epoch file stays under the 1,024 bytes the versions before runs read of it, however many
+// times the server starts: going back to one of them does not find it damaged.
+func TestEpochFileStaysSmall(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "storeedge.db")
+	for range maxLineage + 5 {
+		db := openAt(t, path)
+		applyPage(t, db, cloudapi.Prices, cloudapi.PageEnd{Cursor: "c"}, price("P1", 1, 100))
+		db.Close()
+	}
+	b, err := os.ReadFile(epochFile(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m epochMark
+	if err := json.Unmarshal(b, &m); err != nil || len(m.Runs) != maxLineage {
+		t.Fatalf("epoch file %s: %v", b, err)
+	}
+	// The longest it can be: every number at its largest.
+	for i := range m.Runs {
+		m.Runs[i] = runMark{ID: "ffffffffffffffff", End: math.MaxInt64}
+	}
+	m.Seq, m.Given = math.MaxInt64, math.MaxInt64
+	if longest, _ := json.Marshal(m); len(longest)+1 > 1024 {
+		t.Errorf("an epoch file can be %d bytes; the versions before runs read 1024", len(longest)+1)
 	}
 }
