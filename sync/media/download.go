@@ -625,6 +625,7 @@ func (f *Fetcher) requeueLocked(t *task, at time.Time, why string) {
 			f.q.setVersion(t, *t.next, md5hex)
 			if old != t.md5 {
 				f.dropPartialLocked(t, old)
+				f.rewantedLocked(t)
 			}
 			t.next, t.attempts = nil, 0
 			at, why = time.Time{}, ""

@@ -511,6 +511,7 @@ func (f *Fetcher) consider(it *storage.MediaItem, refill bool, gen uint64) int {
 			f.q.setVersion(t, it.Manifest, md5hex)
 			if old != t.md5 {
 				f.dropPartialLocked(t, old)
+				f.rewantedLocked(t)
 			}
 			if t.class != classOnDemand {
 				f.q.reclass(t, class)

@@ -1,9 +1,13 @@
 package media
 
 import (
+	"crypto/md5"
+	"encoding/base64"
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 )
 
 // TestPauseWhileBlobStorageIsAwayAsDocumented holds media.md's figures for the pause while Blob
@@ -67,5 +71,37 @@ func TestPauseWhileBlobStorageIsAwayAsDocumented(t *testing.T) {
 	}
 	if _, _, err := f.want("M1", m, md5hex); !errors.As(err, &ue) || ue.RetryAfter != d {
 		t.Errorf("asked for while Blob storage is away: %v; want unavailable, retry after %v", err, d)
+	}
+}
+
+// A device waiting for an item whose version changes waits for the new content: the download
+// that has priority under the bandwidth cap is the new version's, and none once it stops waiting.
+func TestDeviceWaitFollowsTheItemsVersion(t *testing.T) {
+	f, _, _ := newTestFetcher(t, Options{})
+	m, md5hex := picture("M1")
+	f.mu.Lock()
+	f.enqueueLocked("M1", m, md5hex, classImage)
+	f.mu.Unlock()
+	ch, task, err := f.want("M1", m, md5hex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := task.md5
+	if !f.contentWanted(first) {
+		t.Fatal("the content a device waits for is not wanted")
+	}
+	body := []byte("the picture, retouched")
+	sum := md5.Sum(body)
+	next := cloudapi.MediaManifest{ID: "M1", Blob: "products/M1-v2.jpg", Size: int64(len(body)), MD5: base64.StdEncoding.EncodeToString(sum[:]), ContentType: "image/jpeg"}
+	f.mu.Lock()
+	task.next = &next
+	f.requeueLocked(task, time.Time{}, "")
+	f.mu.Unlock()
+	if f.contentWanted(first) || !f.contentWanted(sum) {
+		t.Errorf("after the new version: old content wanted %v, new %v; want false, true", f.contentWanted(first), f.contentWanted(sum))
+	}
+	f.unwant("M1", ch)
+	if f.contentWanted(sum) {
+		t.Error("the device gave up, and its content is still wanted")
 	}
 }

@@ -199,6 +199,22 @@ func (f *Fetcher) unwant(id string, ch chan error) {
 	}
 }
 
+// rewantedLocked moves the devices waiting for t's item to its task's content, after the task
+// took another version of the item.
+func (f *Fetcher) rewantedLocked(t *task) {
+	sum, ok := f.waitedFor[t.id]
+	if !ok || sum == t.md5 {
+		return
+	}
+	f.waitedFor[t.id] = t.md5
+	f.deviceMu.Lock()
+	if f.wanted[sum]--; f.wanted[sum] <= 0 {
+		delete(f.wanted, sum)
+	}
+	f.wanted[t.md5]++
+	f.deviceMu.Unlock()
+}
+
 // unwaitedLocked notes that no device waits for id any more.
 func (f *Fetcher) unwaitedLocked(id string) {
 	sum, ok := f.waitedFor[id]
