@@ -49,6 +49,9 @@ type Worker struct {
 	o         Options
 	log       *slog.Logger
 	attempted func(error) // tests observe each drain
+	// fits is the batch size the cloud's answers fit in during a Drain, once one was too large
+	// (0: Options.Batch); only Drain's goroutine uses it.
+	fits int
 
 	mu        sync.Mutex // protects the fields below
 	lastError string
@@ -142,8 +145,13 @@ func (w *Worker) fail(err error, wait time.Duration) {
 // entries it settled (delivered or rejected).
 func (w *Worker) Drain(ctx context.Context) (int, error) {
 	settled := 0
+	w.fits = 0 // each drain tries whole batches first
 	for {
-		entries, err := w.o.DB.PendingOutbox(ctx, w.o.Batch)
+		limit := w.o.Batch
+		if w.fits > 0 {
+			limit = w.fits
+		}
+		entries, err := w.o.DB.PendingOutbox(ctx, limit)
 		if err != nil || len(entries) == 0 {
 			return settled, err
 		}
@@ -267,8 +275,9 @@ func (w *Worker) upload(ctx context.Context, entries []storage.OutboxEntry) (int
 				// The cloud may have stored them; a smaller batch gets an answer that fits, and
 				// the events it already has come back as duplicates. Only the first half goes:
 				// what its answer settles may hold back later events of the second (Drain reads
-				// the queue again).
-				return w.upload(ctx, entries[:len(entries)/2])
+				// the queue again, in batches of that size for the rest of the drain).
+				w.fits = len(entries) / 2
+				return w.upload(ctx, entries[:w.fits])
 			}
 			// One event whose answer alone is too large: the cloud's fault, and retried it
 			// would hold back every upload after it.
