@@ -418,27 +418,36 @@ func (s *components) receiveOrders(ctx context.Context) error {
 	}
 	fromCloud := s.cfg.ServiceBus.Queue == ""
 	b := backoff.New(time.Second, 5*time.Minute)
+	var r *servicebus.Receiver // one for the whole run, so that its counters go on
 	for {
 		queue := s.cfg.ServiceBus.Queue
 		if fromCloud {
 			q, err := remoteQueue(ctx, s.client, s.log, func(err error) {
 				e := err.Error()
 				s.queueErr.Store(&e)
+				if r != nil {
+					r.Waiting("waiting for the queue name from the cloud's remote configuration: " + e)
+				}
 			})
 			if err != nil {
 				return err
 			}
 			queue = q
 		}
-		o := serviceBusOptions(s.cfg, s.dialer, queue)
-		o.DB, o.TestMode, o.Logger, o.EndWhenMissing = s.db, s.cfg.Shop.IsTest(), s.log, fromCloud
-		r := servicebus.NewReceiver(o)
-		s.receiver.Store(r)
+		if r == nil {
+			o := serviceBusOptions(s.cfg, s.dialer, queue)
+			o.DB, o.TestMode, o.Logger, o.EndWhenMissing = s.db, s.cfg.Shop.IsTest(), s.log, fromCloud
+			r = servicebus.NewReceiver(o)
+			s.receiver.Store(r)
+		} else {
+			r.SetQueue(queue)
+		}
+		received := r.Status().Received
 		err := r.Run(ctx)
 		if !errors.Is(err, servicebus.ErrQueueMissing) {
 			return err
 		}
-		if r.Status().Received > 0 {
+		if r.Status().Received > received {
 			b.Reset() // it was the right queue until now
 		}
 		wait := b.Next(0)

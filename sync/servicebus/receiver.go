@@ -143,6 +143,19 @@ func (r *Receiver) Status() Status {
 	return r.st
 }
 
+// SetQueue makes the next Run receive from queue, the counters going on; not while Run runs.
+func (r *Receiver) SetQueue(queue string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.o.Queue, r.st.Queue, r.st.State = queue, queue, LinkConnecting
+}
+
+// Waiting shows, between Runs, why the receiver is not receiving: its caller is still learning
+// which queue to receive from.
+func (r *Receiver) Waiting(why string) {
+	r.update(func(s *Status) { s.State, s.LastError = LinkConnecting, why })
+}
+
 func (r *Receiver) update(f func(*Status)) {
 	r.mu.Lock()
 	f(&r.st)
