@@ -111,11 +111,14 @@ func (db *DB) checkEpoch(ctx context.Context) (wentBack bool, err error) {
 			at = i
 		}
 	}
-	// A copy that went on past where its run ended here diverged, if devices were given changes
-	// past that point (in the history the file records): up to it, both copies hold the same.
-	diverged := ferr == nil && mark.Epoch == db.epoch && run != 0 && len(mark.Runs) > 0 &&
-		(at < 0 || at < len(mark.Runs)-1 && seq > mark.Runs[at].End && mark.Given > mark.Runs[at].End)
-	wentBack = ferr != nil || mark.Epoch != db.epoch || mark.Seq > seq || diverged
+	// A copy of an earlier run, or of a run the file no longer follows, is behind what later runs
+	// did: orders and events advance no catalog change, so its sequence number cannot tell.
+	earlier := ferr == nil && mark.Epoch == db.epoch && run != 0 && len(mark.Runs) > 0 && at < len(mark.Runs)-1
+	// Such a copy that went on past where its run ended here diverged, if devices were given
+	// changes past that point (in the history the file records): up to it, both copies hold
+	// the same.
+	diverged := earlier && (at < 0 || seq > mark.Runs[at].End && mark.Given > mark.Runs[at].End)
+	wentBack = ferr != nil || mark.Epoch != db.epoch || mark.Seq > seq || earlier
 	switch {
 	case errors.Is(ferr, fs.ErrNotExist):
 		db.epochRenewed = "no " + filepath.Base(db.epochFile) + " beside the database"
@@ -219,7 +222,7 @@ func parseEpochMark(b []byte) (epochMark, bool) {
 		Given *int64    `json:"given"`
 		Runs  []runMark `json:"runs"`
 	}
-	if err := json.Unmarshal(b, &f); err != nil || !IsEpoch(f.Epoch) || f.Seq < 0 || f.Given != nil && *f.Given < 0 || len(f.Runs) > maxLineage {
+	if err := json.Unmarshal(b, &f); err != nil || !IsEpoch(f.Epoch) || f.Seq < 0 || f.Given != nil && *f.Given < 0 {
 		return epochMark{}, false
 	}
 	for _, r := range f.Runs {
@@ -227,6 +230,7 @@ func parseEpochMark(b []byte) (epochMark, bool) {
 			return epochMark{}, false
 		}
 	}
+	f.Runs = f.Runs[max(0, len(f.Runs)-maxLineage):] // the latest, as this version keeps them
 	m := epochMark{Epoch: f.Epoch, Seq: f.Seq, Given: f.Seq, Runs: f.Runs}
 	if f.Given != nil {
 		m.Given = *f.Given

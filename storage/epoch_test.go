@@ -390,11 +390,22 @@ func TestEpochKeptForARestoreUndoneBeforeAnythingWasGiven(t *testing.T) {
 	db.Close()
 	replaced := filepath.Join(t.TempDir(), "before-restore.db")
 	copyFile(t, path, replaced)
-	putBack(t, backup, path).Close() // started and stopped, nothing given
+	// The restored database runs: no catalog change is given out, but it takes an order.
+	db = putBack(t, backup, path)
+	taken, _, err := db.CreateOrder(context.Background(), NewOrder{Order: lanOrder("pos-1"), IdempotencyKey: "k1", RequestHash: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
 	db = putBack(t, replaced, path)
 	defer db.Close()
 	if db.Epoch() != epoch || db.EpochRenewed() != "" {
 		t.Errorf("a restore undone with nothing given past the backup: epoch %s → %s (%s)", epoch, db.Epoch(), db.EpochRenewed())
+	}
+	// Its order number is not given again: the put-back copy is behind the run that gave it.
+	next, _, err := db.CreateOrder(context.Background(), NewOrder{Order: lanOrder("pos-1"), IdempotencyKey: "k2", RequestHash: "h"})
+	if err != nil || next.Number <= taken.Number || db.IDsRaised() == "" {
+		t.Errorf("the order after the put-back is number %d (%v), the restored run gave %d; counters raised: %q", next.Number, err, taken.Number, db.IDsRaised())
 	}
 }
 

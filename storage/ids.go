@@ -22,8 +22,10 @@ import (
 // A small file beside the database, storeedge.ids, holds for each counter a mark that no number
 // given out ever passed, synced to the disk before a commit gives out a number beyond it (a block
 // at a time, so one disk flush every idBlock numbers). It also says whether the last run closed
-// the database cleanly. When it did not (a crash, a power cut), or the database went back in time
-// (a restore, an old copy), Open raises each counter to its mark: numbers jump, none repeats.
+// the database cleanly, and then the numbers given out. When it did not (a crash, a power cut),
+// or the database went back in time (a restore, an old copy: behind its epoch file, or holding
+// fewer numbers than the file says were given out), Open raises each counter to its mark:
+// numbers jump, none repeats.
 
 // Blocks of numbers reserved at once.
 const (
@@ -41,6 +43,17 @@ type idMarks struct {
 	Orders  int64 `json:"orders"`
 	Batches int64 `json:"batches"`
 	Clean   bool  `json:"clean"` // the database was closed cleanly after the marks were written
+	// Given are the numbers the database had given out when it was closed cleanly: a database
+	// found with fewer is an older copy put in its place (orders and events move no catalog
+	// change, so the epoch file cannot tell). Absent from files of earlier versions.
+	Given *idCounts `json:"given,omitempty"`
+}
+
+// idCounts are the highest numbers given out of each counter.
+type idCounts struct {
+	Events  int64 `json:"events"`
+	Orders  int64 `json:"orders"`
+	Batches int64 `json:"batches"`
 }
 
 // idsFile is the ids file of the database at path: storeedge.ids beside storeedge.db.
@@ -84,7 +97,8 @@ func readIDsFile(path string) (idMarks, error) {
 		return idMarks{}, err
 	}
 	var m idMarks
-	if err := json.Unmarshal(b, &m); err != nil || m.Events < 0 || m.Orders < 0 || m.Batches < 0 {
+	if err := json.Unmarshal(b, &m); err != nil || m.Events < 0 || m.Orders < 0 || m.Batches < 0 ||
+		m.Given != nil && (m.Given.Events < 0 || m.Given.Orders < 0 || m.Given.Batches < 0) {
 		return idMarks{}, fmt.Errorf("%s does not hold the marks of the numbers given out", filepath.Base(path))
 	}
 	return m, nil
@@ -194,6 +208,17 @@ func (db *DB) checkIDs(ctx context.Context, backInTime bool) error {
 		db.idsRaised = fmt.Sprintf("%s cannot be read (%v): the numbers given out start well past the database's", filepath.Base(path), err)
 	}
 	removeLeftovers(path)
+	if known && file.Clean && file.Given != nil && !backInTime {
+		given, err := idsGiven(ctx, db.w)
+		if err != nil {
+			return fmt.Errorf("storage: read the numbers given out: %w", err)
+		}
+		if given.Events < file.Given.Events || given.Orders < file.Given.Orders || given.Batches < file.Given.Batches {
+			backInTime = true
+			db.idsRaised = fmt.Sprintf("the database has given out fewer numbers than it had when it was last closed (order %d, %s says %d): it is an older copy; the numbers given out start past the marks",
+				given.Orders, filepath.Base(path), file.Given.Orders)
+		}
+	}
 	if known && (!file.Clean || backInTime) {
 		if err := db.writeDurable(ctx, nil, func(tx *sql.Tx) error { return raiseIDs(ctx, tx, file) }); err != nil {
 			return fmt.Errorf("storage: raise the numbers given out: %w", err)
@@ -256,6 +281,9 @@ func (db *DB) closeIDs() error {
 	}
 	m := db.ids.marks
 	m.Clean = true
+	if given, err := idsGiven(context.Background(), db.w); err == nil {
+		m.Given = &idCounts{Events: given.Events, Orders: given.Orders, Batches: given.Batches}
+	}
 	err := writeIDsFile(db.ids.path, m)
 	db.ids = nil // a second Close says nothing more
 	return err

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -201,5 +202,28 @@ func TestCloseCommitsToTheDisk(t *testing.T) {
 	cancel()
 	if _, _, err := db.CreateOrder(cut, NewOrder{Order: lanOrder("pos-1"), IdempotencyKey: "3", RequestHash: "h"}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("a cut order after Close: %v, want context.Canceled", err)
+	}
+}
+
+// A copy of the database from the same run, put back by hand after the run gave out numbers
+// without a catalog change (an order), is found behind: the numbers go on past those given.
+func TestCopyOfTheSameRunPutBackGivesNoNumberTwice(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "storeedge.db")
+	db := openAt(t, path)
+	backup := filepath.Join(t.TempDir(), "backup.db")
+	if err := db.Backup(ctx, backup, Manifest{}); err != nil {
+		t.Fatal(err)
+	}
+	first, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("pos-1"), IdempotencyKey: "k1", RequestHash: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	db = putBack(t, backup, path)
+	defer db.Close()
+	next, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("pos-1"), IdempotencyKey: "k2", RequestHash: "h"})
+	if err != nil || next.Number <= first.Number || !strings.Contains(db.IDsRaised(), "older copy") {
+		t.Errorf("after the put-back the next order is %d (%v), the run gave %d before; raised: %q", next.Number, err, first.Number, db.IDsRaised())
 	}
 }
