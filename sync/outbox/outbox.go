@@ -50,8 +50,10 @@ type Worker struct {
 	log       *slog.Logger
 	attempted func(error) // tests observe each drain
 	// fits is the batch size the cloud's answers fit in during a Drain, once one was too large
-	// (0: Options.Batch); only Drain's goroutine uses it.
-	fits int
+	// (0: Options.Batch); split says a batch is being halved for it, until an answer comes.
+	// Only Drain's goroutine uses them.
+	fits  int
+	split bool
 
 	mu        sync.Mutex // protects the fields below
 	lastError string
@@ -145,7 +147,7 @@ func (w *Worker) fail(err error, wait time.Duration) {
 // entries it settled (delivered or rejected).
 func (w *Worker) Drain(ctx context.Context) (int, error) {
 	settled := 0
-	w.fits = 0 // each drain tries whole batches first
+	w.fits, w.split = 0, false // each drain tries whole batches first
 	for {
 		limit := w.o.Batch
 		if w.fits > 0 {
@@ -275,10 +277,12 @@ func (w *Worker) upload(ctx context.Context, entries []storage.OutboxEntry) (int
 				// The cloud may have stored them; a smaller batch gets an answer that fits, and
 				// the events it already has come back as duplicates. Only the first half goes:
 				// what its answer settles may hold back later events of the second (Drain reads
-				// the queue again, in batches of that size for the rest of the drain).
-				w.fits = len(entries) / 2
-				return w.upload(ctx, entries[:w.fits])
+				// the queue again, in batches of the size that gets an answer for the rest of the
+				// drain).
+				w.split = true
+				return w.upload(ctx, entries[:len(entries)/2])
 			}
+			w.split = false // one event: no size was learnt
 			// One event whose answer alone is too large: the cloud's fault, and retried it
 			// would hold back every upload after it.
 			reason := clip.String("the cloud's answer about it is larger than the limit ("+err.Error()+"); it may have stored it", maxReasonBytes)
@@ -291,6 +295,9 @@ func (w *Worker) upload(ctx context.Context, entries []storage.OutboxEntry) (int
 		return 0, fmt.Errorf("outbox: upload %d entries: %w", len(entries), err)
 	}
 	// The cloud answered: uploads work, whatever it said about each entry.
+	if w.split {
+		w.fits, w.split = len(entries), false
+	}
 	w.mu.Lock()
 	w.lastError, w.lastOK = "", time.Now()
 	w.mu.Unlock()
