@@ -147,7 +147,7 @@ func (r *Receiver) Status() Status {
 func (r *Receiver) SetQueue(queue string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.o.Queue, r.st.Queue, r.st.State = queue, queue, LinkConnecting
+	r.o.Queue, r.st.Queue, r.st.State, r.st.LastError = queue, queue, LinkConnecting, ""
 }
 
 // Waiting shows, between Runs, why the receiver is not receiving: its caller is still learning

@@ -410,7 +410,7 @@ func TestWebSocketFollowsNoRedirect(t *testing.T) {
 // A queue the namespace does not have ends Run with ErrQueueMissing when the caller asked for it
 // (the cloud named the queue, and is asked again), and the status says why.
 func TestMissingQueueEndsRunWhenAsked(t *testing.T) {
-	peer := testenv.StartServiceBusPeer(t, testenv.SBPeerOptions{Queues: []string{queue}})
+	peer := testenv.StartServiceBusPeer(t, testenv.SBPeerOptions{Queues: []string{queue, "orders-2"}})
 	db, err := storage.Open(context.Background(), filepath.Join(t.TempDir(), "shop.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -427,17 +427,26 @@ func TestMissingQueueEndsRunWhenAsked(t *testing.T) {
 	if st := r.Status(); st.State != LinkDisconnected || !strings.Contains(st.LastError, "not-found") {
 		t.Errorf("status %+v: want disconnected, saying the queue was not found", st)
 	}
-	// The queue the cloud names next is used by the same receiver, its counters going on.
-	r.SetQueue(queue)
-	peer.Send(t, queue, testenv.SBMessage{MessageID: "a", Body: order("web-a", 500)})
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	peer.WaitStats(t, queue, 30*time.Second, func(s testenv.SBQueueStats) bool { return s.Completed == 1 })
-	cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
-		t.Errorf("Run: %v", err)
+	// The queues the cloud names next are used by the same receiver, its counters going on.
+	run := func(q string, id string) {
+		t.Helper()
+		r.SetQueue(q)
+		if st := r.Status(); st.LastError != "" || st.Queue != q {
+			t.Errorf("status after SetQueue(%q): %+v", q, st)
+		}
+		peer.Send(t, q, testenv.SBMessage{MessageID: id, Body: order("web-"+id, 500)})
+		rctx, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- r.Run(rctx) }()
+		peer.WaitStats(t, q, 30*time.Second, func(s testenv.SBQueueStats) bool { return s.Completed == 1 })
+		stop()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Errorf("Run: %v", err)
+		}
 	}
-	if st := r.Status(); st.Queue != queue || st.Received != 1 || st.Stored != 1 {
-		t.Errorf("status on the next queue %+v", st)
+	run(queue, "a")
+	run("orders-2", "b")
+	if st := r.Status(); st.Queue != "orders-2" || st.Received != 2 || st.Stored != 2 {
+		t.Errorf("status on the third queue %+v: want 2 received and stored in all", st)
 	}
 }
