@@ -405,7 +405,8 @@ func TestSilentProxyIsNamed(t *testing.T) {
 	}
 	r := Run(context.Background(), Options{Config: c, Dialer: d, Version: "test", Timeout: 2 * time.Second})
 	res := expect(t, r, "wan", "cloud cloud.example:443 tcp", Fail)
-	if !strings.Contains(res.Fix, "the proxy took the connection") || strings.Contains(res.Fix, "or set wan.proxy") {
+	if !strings.Contains(res.Fix, "the proxy took the connection") || !strings.Contains(res.Fix, "firewall drops its connections to TCP 443 there") ||
+		!strings.Contains(res.Fix, "cloud.example") || strings.Contains(res.Fix, "or set wan.proxy") {
 		t.Errorf("fix for a silent proxy: %q", res.Fix)
 	}
 }

@@ -182,7 +182,7 @@ func tcpFix(ep endpoint, err error) string {
 	case errors.Is(err, wan.ErrProxyUnreachable):
 		return "the proxy does not answer: check the host and port in wan.proxy (or HTTPS_PROXY) and that the proxy runs"
 	case errors.As(err, new(*wan.ProxyError)) && (errors.Is(err, context.DeadlineExceeded) || isTimeout(err)):
-		return "the proxy took the connection but did not answer in time: check that wan.proxy (or HTTPS_PROXY) names the proxy's port, with the right scheme (http:// or socks5://); if it does, the proxy itself cannot reach the host (ask the network team whether a firewall drops its connection to port " + strconv.Itoa(ep.port) + ")"
+		return fmt.Sprintf("the proxy took the connection but did not answer in time: check that wan.proxy (or HTTPS_PROXY) names the proxy's port, with the right scheme (http:// or socks5://); if it does, the proxy may not reach %s: ask the network team whether a firewall drops its connections to TCP %d there", ep.host, ep.port)
 	case errors.Is(err, context.DeadlineExceeded), isTimeout(err):
 		return fmt.Sprintf("no answer in time: a firewall is probably dropping the connection; open outbound TCP %d to %s (storeedge firewall prints the rules), or set wan.proxy", ep.port, ep.host)
 	}
