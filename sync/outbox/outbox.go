@@ -232,6 +232,9 @@ func (w *Worker) upload(ctx context.Context, entries []storage.OutboxEntry) (int
 	if err != nil {
 		var ce *cloud.Error
 		if errors.As(err, &ce) && !ce.Retryable() {
+			if w.split { // an answer came, refusing it: this size fits
+				w.fits, w.split = len(entries), false
+			}
 			if len(entries) == 1 {
 				reason := clip.String(ce.Error(), maxReasonBytes)
 				w.log.Warn("outbox: the cloud refused an entry; set aside", slog.String("key", keys[0]), slog.String("reason", reason))
@@ -282,7 +285,7 @@ func (w *Worker) upload(ctx context.Context, entries []storage.OutboxEntry) (int
 				w.split = true
 				return w.upload(ctx, entries[:len(entries)/2])
 			}
-			w.split = false // one event: no size was learnt
+			w.fits, w.split = 0, false // one event: no size was learnt, the next batch goes whole
 			// One event whose answer alone is too large: the cloud's fault, and retried it
 			// would hold back every upload after it.
 			reason := clip.String("the cloud's answer about it is larger than the limit ("+err.Error()+"); it may have stored it", maxReasonBytes)

@@ -540,33 +540,40 @@ func TestOversizedAnswerSplitsTheBatch(t *testing.T) {
 // One event whose answer is always too large is set aside alone, and the batch size is not left
 // at one event for the rest of the drain: the others go together.
 func TestOneOversizedAnswerDoesNotShrinkTheDrain(t *testing.T) {
-	db := openDB(t)
-	ctx := context.Background()
-	createOrders(t, db, 1, 8)
-	first, err := db.PendingOutbox(ctx, 1)
-	if err != nil || len(first) != 1 {
-		t.Fatal(first, err)
-	}
-	sim := cloudsim.New(cloudsim.Options{Products: 1, StoreKey: "k"})
-	requests := 0
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		requests++
-		body, _ := io.ReadAll(r.Body)
-		if bytes.Contains(body, []byte(first[0].Key)) {
-			fmt.Fprintf(w, `{"accepted":[],"duplicate":[],"rejected":[{"key":"x","reason":"%s"}]}`, strings.Repeat("a", cloud.MaxUploadAnswer))
-			return
+	// The event's place in the queue, and the requests the drain takes: with the first, 8, 4, 2
+	// and 1 events with it are too large, then the 7 others go at once; with the second, the
+	// first alone gets an answer after 8, 4 and 2, then the second alone is too large, then the
+	// 6 others go at once.
+	for _, c := range []struct{ at, requests int }{{0, 5}, {1, 6}} {
+		db := openDB(t)
+		ctx := context.Background()
+		createOrders(t, db, 1, 8)
+		queued, err := db.PendingOutbox(ctx, 8)
+		if err != nil || len(queued) != 8 {
+			t.Fatal(queued, err)
 		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		sim.Handler().ServeHTTP(w, r)
-	}))
-	defer ts.Close()
-	client, _ := cloud.New(ts.URL, "k", ts.Client(), "test")
-	w := New(Options{DB: db, Cloud: client})
-	if _, err := w.Drain(ctx); err != nil {
-		t.Fatalf("Drain: %v", err)
-	}
-	// 8, 4, 2 and 1 events with the first: too large; then the 7 others at once.
-	if st, _ := db.OrderStats(ctx); st.OutboxPending != 0 || st.OutboxRejected != 1 || len(sim.Events()) != 7 || requests != 5 {
-		t.Fatalf("after the drain: %+v, the cloud has %d events, after %d requests; want 7 events in 5 requests", st, len(sim.Events()), requests)
+		big := queued[c.at].Key
+		sim := cloudsim.New(cloudsim.Options{Products: 1, StoreKey: "k"})
+		requests := 0
+		ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			requests++
+			body, _ := io.ReadAll(r.Body)
+			if bytes.Contains(body, []byte(big)) {
+				fmt.Fprintf(w, `{"accepted":[],"duplicate":[],"rejected":[{"key":"x","reason":"%s"}]}`, strings.Repeat("a", cloud.MaxUploadAnswer))
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			sim.Handler().ServeHTTP(w, r)
+		}))
+		client, _ := cloud.New(ts.URL, "k", ts.Client(), "test")
+		w := New(Options{DB: db, Cloud: client})
+		if _, err := w.Drain(ctx); err != nil {
+			t.Fatalf("Drain: %v", err)
+		}
+		ts.Close()
+		if st, _ := db.OrderStats(ctx); st.OutboxPending != 0 || st.OutboxRejected != 1 || len(sim.Events()) != 7 || requests != c.requests {
+			t.Errorf("oversized event at %d: %+v, the cloud has %d events, after %d requests; want 7 events in %d requests",
+				c.at, st, len(sim.Events()), requests, c.requests)
+		}
 	}
 }
