@@ -166,7 +166,8 @@ func TestBackupKilledLeavesNoBackupAndHarmsNothing(t *testing.T) {
 }
 
 // TestOlderBinaryRefusesNewerDatabase starts the server on a database a newer storeedge has
-// upgraded: it refuses to start, says why and what to do, and leaves the database alone.
+// upgraded: it refuses to start, says why and what to do, and leaves the database alone. It exits
+// 78, as for configuration it cannot use: systemd does not restart it over and over.
 func TestOlderBinaryRefusesNewerDatabase(t *testing.T) {
 	dir := t.TempDir()
 	db, err := storage.Open(context.Background(), filepath.Join(dir, "storeedge.db"))
@@ -189,7 +190,7 @@ func TestOlderBinaryRefusesNewerDatabase(t *testing.T) {
 		"--set", "lan.bind=127.0.0.1", "--set", fmt.Sprint("lan.front_door=", testenv.FreePort(t)), "--set", "lan.services.catalog=0", "--set", "lan.services.media=0",
 		"--set", "lan.services.orders=0", "--set", "lan.services.devices=0", "--set", "lan.services.events=0", "--set", "lan.services.admin=0")
 	o, _ := cmd.CombinedOutput()
-	if cmd.ProcessState.ExitCode() == 0 || !strings.Contains(string(o), "newer than this storeedge knows") {
+	if cmd.ProcessState.ExitCode() != 78 || !strings.Contains(string(o), "newer than this storeedge knows") {
 		t.Fatalf("run on a newer database: exit %d\n%s", cmd.ProcessState.ExitCode(), o)
 	}
 }
