@@ -14,6 +14,10 @@ VERSION=${1:-$(git describe --tags --always --dirty 2>/dev/null || echo dev)}
 DIST=${DIST:-$PWD/dist}
 BIN=$PWD/bin
 
+# A tag as Go modules write it (v1.2.3) names version 1.2.3, in every file name alike.
+if [[ $VERSION =~ ^v[0-9] ]]; then
+	VERSION=${VERSION#v}
+fi
 # Package versions must start with a digit.
 PKG_VERSION=$VERSION
 if [[ ! $PKG_VERSION =~ ^[0-9] ]]; then
