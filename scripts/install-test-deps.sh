@@ -108,6 +108,14 @@ ensure_debian() {
 		return
 	fi
 	apt_install "${missing[@]}"
+	for pair in "$@"; do
+		bin=${pair%%:*}
+		pkg=${pair#*:}
+		if ! have_bin "$bin"; then
+			echo "install-test-deps: $label: the package $pkg installed, but there is no $bin to run" >&2
+			exit 1
+		fi
+	done
 	SUMMARY+=("$label: installed ${missing[*]}")
 }
 
