@@ -108,6 +108,11 @@ func TestPackagesInstallAndRun(t *testing.T) {
 	if !strings.Contains(string(unit), "\nTimeoutStartSec=15min\n") {
 		t.Errorf("installed unit's start timeout is not the 15 minutes install.md gives:\n%s", unit)
 	}
+	// A stop gets the default grace and the 30 s the Windows service gives beyond it: killed
+	// sooner, the next start would jump the order numbers.
+	if !strings.Contains(string(unit), "\nTimeoutStopSec=40s\n") {
+		t.Errorf("installed unit's stop timeout is not the 40 s install.md gives:\n%s", unit)
+	}
 	// The service takes every setting from its configuration file and storeedge.env: a
 	// STOREEDGE_ variable in the unit would beat the file (data_dir moved to a larger disk, say).
 	for _, line := range strings.Split(string(unit), "\n") {
