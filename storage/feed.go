@@ -415,9 +415,12 @@ func (pa *pageApply) quarantineMalformed(ctx context.Context) error {
 	return nil
 }
 
+// storeCursor records the page's cursor, and the time of the sync when the page caught up with
+// the cloud (more: false): the data age counts from there, not from a page of a long first sync.
 func (pa *pageApply) storeCursor(ctx context.Context) error {
-	if _, err := pa.tx.ExecContext(ctx, `UPDATE feed_state SET cursor = ?, last_success = ?, remaining = ?, pages = pages + 1, last_error = '', last_error_at = 0 WHERE collection = ?`,
-		pa.p.End.Cursor, pa.now.UnixMilli(), pa.p.End.Remaining, pa.p.Collection); err != nil {
+	if _, err := pa.tx.ExecContext(ctx, `UPDATE feed_state SET cursor = ?, last_success = CASE WHEN ? THEN ? ELSE last_success END,
+		remaining = ?, pages = pages + 1, last_error = '', last_error_at = 0 WHERE collection = ?`,
+		pa.p.End.Cursor, !pa.p.End.More, pa.now.UnixMilli(), pa.p.End.Remaining, pa.p.Collection); err != nil {
 		return fmt.Errorf("storage: apply page: store cursor: %w", err)
 	}
 	return nil
@@ -510,7 +513,9 @@ func (db *DB) afterApply(pa *pageApply) {
 	db.uncounted[p.Collection] = pa.uncounted
 	db.updateState(p.Collection, func(s *FeedState) {
 		s.Cursor = p.End.Cursor
-		s.LastSuccess = time.UnixMilli(pa.now.UnixMilli())
+		if !p.End.More {
+			s.LastSuccess = time.UnixMilli(pa.now.UnixMilli())
+		}
 		s.Remaining = p.End.Remaining
 		s.Rows = pa.rows
 		s.Pages++

@@ -480,3 +480,25 @@ func TestDeltaFeedGivesNothingItCannotRecord(t *testing.T) {
 		t.Fatalf("with the file writable again: head %d, %v; want %d", h, err, db.Seq())
 	}
 }
+
+// The data age counts from when a collection last caught up with the cloud: the pages of a long
+// first sync (more: true) leave it "never synced", and a later catch-up moves it.
+func TestLastSuccessIsTheLastCatchUp(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "storeedge.db")
+	db := openAt(t, path)
+	defer func() { db.Close() }()
+	applyPage(t, db, cloudapi.Prices, cloudapi.PageEnd{Cursor: "c1", More: true, Remaining: 999999}, price("P1", 1, 100))
+	if st, _ := db.FeedState(cloudapi.Prices); !st.LastSuccess.IsZero() || st.Cursor != "c1" {
+		t.Fatalf("after a page of a first sync: %+v; want the cursor kept and no last success", st)
+	}
+	applyPage(t, db, cloudapi.Prices, cloudapi.PageEnd{Cursor: "c2"}, price("P2", 1, 100))
+	caught, _ := db.FeedState(cloudapi.Prices)
+	if caught.LastSuccess.IsZero() {
+		t.Fatalf("after the page that caught up: %+v", caught)
+	}
+	db.Close()
+	db = openAt(t, path) // read back from the database
+	if st, _ := db.FeedState(cloudapi.Prices); !st.LastSuccess.Equal(caught.LastSuccess) {
+		t.Errorf("last success after a restart %v, want %v", st.LastSuccess, caught.LastSuccess)
+	}
+}
