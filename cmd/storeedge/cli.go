@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/storeedge/storeedge/internal/config"
+	"github.com/storeedge/storeedge/storage"
 )
 
 // version is set at build time with -ldflags "-X main.version=…"; otherwise it comes from the
@@ -227,6 +228,11 @@ func cmdRun(ctx context.Context, args, env []string, stdout, stderr io.Writer) e
 	}
 	if ue := (usageError{}); errors.As(err, &ue) {
 		return configError{ue}
+	}
+	if se := (*storage.SchemaError)(nil); errors.As(err, &se) {
+		// A database a newer storeedge upgraded: starting again cannot mend it, so it is said
+		// as a configuration error is (exit 78, which systemd does not restart).
+		return configError{usageError{err}}
 	}
 	return err
 }

@@ -126,11 +126,6 @@ type components struct {
 // openStore opens the database with its read cache, and records this run's mode and identity.
 func (s *components) openStore(ctx context.Context) error {
 	db, err := storage.Open(ctx, s.cfg.DatabasePath())
-	if se := (*storage.SchemaError)(nil); errors.As(err, &se) {
-		// A database a newer storeedge upgraded: starting again cannot mend it, so it is said
-		// as a configuration error is (storeedge run exits 78, which systemd does not restart).
-		return usageError{err}
-	}
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/storeedge/storeedge/ops/service"
+	"github.com/storeedge/storeedge/storage"
 )
 
 const serviceUsage = `Usage: storeedge service install|uninstall|start|stop|status [--config PATH]
@@ -95,8 +96,9 @@ func serviceRun(ctx context.Context, args, env []string, stderr io.Writer) error
 		if err != nil {
 			log.Error("storeedge: stopped on an error", slog.Any("error", err))
 		}
-		if ue := (usageError{}); errors.As(err, &ue) {
-			// A configuration the server cannot use at start (as storeedge run's exit 78).
+		if ue, se := (usageError{}), (*storage.SchemaError)(nil); errors.As(err, &ue) || errors.As(err, &se) {
+			// A configuration the server cannot use at start, or a database a newer storeedge
+			// upgraded (as storeedge run's exit 78).
 			return service.NoRestart(err)
 		}
 		return err
