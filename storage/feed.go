@@ -136,10 +136,12 @@ func (db *DB) ApplyPage(ctx context.Context, p Page) (ApplyResult, error) {
 		return ApplyResult{}, err
 	}
 	defer pa.a.close()
-	if err := pa.applyChanges(ctx); err != nil {
+	// The malformed lines first: a newer valid change of the same item in the page then clears
+	// its entry, as a later page's would.
+	if err := pa.quarantineMalformed(ctx); err != nil {
 		return ApplyResult{}, err
 	}
-	if err := pa.quarantineMalformed(ctx); err != nil {
+	if err := pa.applyChanges(ctx); err != nil {
 		return ApplyResult{}, err
 	}
 	if err := pa.storeCursor(ctx); err != nil {
@@ -384,7 +386,7 @@ func (pa *pageApply) count(ctx context.Context, c *cloudapi.Change, applied bool
 		return nil
 	}
 	pa.res.Applied++
-	if pa.st.Quarantined > 0 {
+	if pa.st.Quarantined > 0 || pa.res.Quarantined > 0 {
 		n, err := clearQuarantine(ctx, pa.tx, pa.p.Collection, c)
 		if err != nil {
 			return err

@@ -164,6 +164,26 @@ func TestSearchAndCategories(t *testing.T) {
 	}
 }
 
+// A malformed line and a newer valid change of the same item in one page: the valid change
+// replaces it, and nothing stays quarantined (cloud-api.md).
+func TestQuarantineClearedInTheSamePage(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t)
+	_, err := db.ApplyPage(ctx, Page{Collection: cloudapi.Products,
+		Changes:   []cloudapi.Change{product("P2", 5, "Coffee", "Drinks")},
+		Malformed: []*cloudapi.MalformedError{{Line: 1, ID: "P2", Reason: "name is missing", Raw: []byte(`{"id":"P2","rev":4}`)}},
+		End:       cloudapi.PageEnd{Cursor: "c1", Count: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := db.FeedState(cloudapi.Products); st.Quarantined != 0 {
+		t.Errorf("quarantined %d after the page, want 0", st.Quarantined)
+	}
+	if q, _ := db.Quarantine(ctx, "", 10); len(q) != 0 {
+		t.Errorf("quarantine entries %+v, want none", q)
+	}
+}
+
 func TestQuarantineClearedByValidChange(t *testing.T) {
 	ctx := context.Background()
 	db := openTest(t)
