@@ -205,6 +205,7 @@ func (c *Client) Feed(ctx context.Context, collection, cursor string, limit int,
 		return nil, &Error{Op: "feed " + collection, Status: resp.StatusCode, Detail: fmt.Sprintf("answered %q instead of application/x-ndjson: is a proxy or portal answering for the cloud?", mt)}
 	}
 	idle.body, idle.ctx = resp.Body, ctx
+	idle.pause() // the answer came; from now on only the reads wait on the cloud
 	return idle, nil
 }
 
@@ -227,11 +228,20 @@ func (b *idleBody) arm(collection string) {
 	}
 }
 
+// pause stops the clock while the caller is not reading: the time it takes over the pages it
+// has (applying them) is the shop's, not the cloud's.
+func (b *idleBody) pause() {
+	if b.timer != nil {
+		b.timer.Stop()
+	}
+}
+
 func (b *idleBody) Read(p []byte) (int, error) {
 	if b.timer != nil {
 		b.timer.Reset(b.timeout)
 	}
 	n, err := b.body.Read(p)
+	b.pause()
 	if err != nil && err != io.EOF {
 		if cause := context.Cause(b.ctx); errors.Is(cause, errIdle) {
 			err = cause

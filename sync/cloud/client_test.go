@@ -113,6 +113,24 @@ func TestFeedTimeoutIsPerPause(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "no data from the cloud") {
 		t.Fatalf("a stalled stream: %v", err)
 	}
+
+	// The shop taking longer than the timeout over what it read (applying a page) is not the
+	// cloud's pause: the stream goes on. The sleep is the slow reader under test.
+	body, err = c.Feed(context.Background(), "prices", "", 10, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := make([]byte, 8)
+	n, err := io.ReadFull(body, first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(600 * time.Millisecond)
+	rest, err := io.ReadAll(body)
+	body.Close()
+	if got := string(first[:n]) + string(rest); err != nil || strings.Count(got, "\n") != 25 {
+		t.Fatalf("a stream read slowly by the shop: %d lines, %v", strings.Count(got, "\n"), err)
+	}
 }
 
 // TestRemoteValues: the queue and the container URL of the remote configuration keep the rules
