@@ -56,9 +56,10 @@ func TestRunMailsAndStops(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
 	<-checked
-	// The mail goes in the same round as the check; the server is another process, so poll it.
+	// The mail goes in the same round as the check; the server is another process, so poll it,
+	// and the log, which says so once the server has answered the whole conversation.
 	deadline := time.Now().Add(20 * time.Second)
-	for len(srv.Messages()) == 0 && time.Now().Before(deadline) {
+	for (len(srv.Messages()) == 0 || !strings.Contains(logBuf.String(), "alerts: mail sent")) && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	cancel()
