@@ -18,11 +18,13 @@ BIN=$PWD/bin
 if [[ $VERSION =~ ^v[0-9] ]]; then
 	VERSION=${VERSION#v}
 fi
-# Package versions must start with a digit. A build after a tag (1.2.3-5-gabc1234, -dirty)
-# carries its distance as build metadata, which sorts after 1.2.3, not as a pre-release before it.
+# Package versions must start with a digit. A build after a tag or beside it (1.2.3-5-gabc1234,
+# 1.2.3-dirty) carries that as build metadata, which sorts after 1.2.3, not as a pre-release.
 PKG_VERSION=$VERSION
-if [[ $VERSION =~ ^([0-9][^-]*)-([0-9]+)-g([0-9a-f]+)(-dirty)?$ ]]; then
-	PKG_VERSION="${BASH_REMATCH[1]}+${BASH_REMATCH[2]}.g${BASH_REMATCH[3]}${BASH_REMATCH[4]:+.dirty}"
+if [[ $VERSION =~ ^([0-9][^-]*)(-([0-9]+)-g([0-9a-f]+))?(-dirty)?$ && -n ${BASH_REMATCH[2]}${BASH_REMATCH[5]} ]]; then
+	meta=${BASH_REMATCH[3]:+${BASH_REMATCH[3]}.g${BASH_REMATCH[4]}}
+	meta=${meta}${BASH_REMATCH[5]:+${meta:+.}dirty}
+	PKG_VERSION="${BASH_REMATCH[1]}+$meta"
 fi
 if [[ ! $PKG_VERSION =~ ^[0-9] ]]; then
 	PKG_VERSION="0.0.0+${VERSION//[^A-Za-z0-9.]/.}"

@@ -147,7 +147,9 @@ func (c *Client) do(req *http.Request, op string, want int) (*http.Response, err
 		return nil, ErrUnauthorized
 	}
 	e := &Error{Op: op, Status: resp.StatusCode, RetryAfter: backoff.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	// The start of the answer, and room for a store key cut at its end, so that the key is
+	// replaced whole before the detail is cut.
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096+int64(len(c.storeKey))))
 	var p struct{ Title, Detail string }
 	if json.Unmarshal(b, &p) == nil && (p.Detail != "" || p.Title != "") {
 		e.Detail = p.Detail
