@@ -216,6 +216,21 @@ func (w *Worker) setAsideUnsendable(ctx context.Context, entries []storage.Outbo
 	return len(res.Rejected), true, w.o.DB.CompleteOutbox(ctx, res)
 }
 
+// answered notes that a batch of n entries got an answer: while a batch is halved for an answer
+// too large, that is the size the rest of the drain uses.
+func (w *Worker) answered(n int) {
+	if w.split {
+		w.fits, w.split = n, false
+	}
+}
+
+// setAside records one entry as refused for good, with its reason (clipped) in the log.
+func (w *Worker) setAside(ctx context.Context, key, reason string) error {
+	reason = clip.String(reason, maxReasonBytes)
+	w.log.Warn("outbox: the cloud refused an entry; set aside", slog.String("key", key), slog.String("reason", reason))
+	return w.o.DB.CompleteOutbox(ctx, storage.OutboxResult{Rejected: map[string]string{key: reason}})
+}
+
 // upload sends one batch and records the answer. A batch the cloud refuses as a whole for good
 // (4xx) is sent again one entry at a time, so only the entry at fault is set aside.
 func (w *Worker) upload(ctx context.Context, entries []storage.OutboxEntry) (int, error) {
@@ -232,13 +247,9 @@ func (w *Worker) upload(ctx context.Context, entries []storage.OutboxEntry) (int
 	if err != nil {
 		var ce *cloud.Error
 		if errors.As(err, &ce) && !ce.Retryable() {
-			if w.split { // an answer came, refusing it: this size fits
-				w.fits, w.split = len(entries), false
-			}
+			w.answered(len(entries)) // refusing it: this size gets an answer
 			if len(entries) == 1 {
-				reason := clip.String(ce.Error(), maxReasonBytes)
-				w.log.Warn("outbox: the cloud refused an entry; set aside", slog.String("key", keys[0]), slog.String("reason", reason))
-				return 1, w.o.DB.CompleteOutbox(ctx, storage.OutboxResult{Rejected: map[string]string{keys[0]: reason}})
+				return 1, w.setAside(ctx, keys[0], ce.Error())
 			}
 			// An order's events go in the order they happened: once one of them is not
 			// delivered (refused, and its later ones held back beside it; or left out of the
@@ -288,9 +299,7 @@ func (w *Worker) upload(ctx context.Context, entries []storage.OutboxEntry) (int
 			w.fits, w.split = 0, false // one event: no size was learnt, the next batch goes whole
 			// One event whose answer alone is too large: the cloud's fault, and retried it
 			// would hold back every upload after it.
-			reason := clip.String("the cloud's answer about it is larger than the limit ("+err.Error()+"); it may have stored it", maxReasonBytes)
-			w.log.Warn("outbox: the cloud's answer about an entry is too large; set aside", slog.String("key", keys[0]))
-			return 1, w.o.DB.CompleteOutbox(ctx, storage.OutboxResult{Rejected: map[string]string{keys[0]: reason}})
+			return 1, w.setAside(ctx, keys[0], "the cloud's answer about it is larger than the limit ("+err.Error()+"); it may have stored it")
 		}
 		if ferr := w.o.DB.FailOutbox(ctx, keys, err.Error()); ferr != nil && ctx.Err() == nil {
 			w.log.Error("outbox: cannot record the failed attempt", slog.Any("error", ferr))
@@ -298,9 +307,7 @@ func (w *Worker) upload(ctx context.Context, entries []storage.OutboxEntry) (int
 		return 0, fmt.Errorf("outbox: upload %d entries: %w", len(entries), err)
 	}
 	// The cloud answered: uploads work, whatever it said about each entry.
-	if w.split {
-		w.fits, w.split = len(entries), false
-	}
+	w.answered(len(entries))
 	w.mu.Lock()
 	w.lastError, w.lastOK = "", time.Now()
 	w.mu.Unlock()
