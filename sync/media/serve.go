@@ -175,9 +175,7 @@ func (f *Fetcher) want(id string, m cloudapi.MediaManifest, md5hex string) (chan
 	f.waiters[id] = append(f.waiters[id], ch)
 	if _, ok := f.waitedFor[id]; !ok {
 		f.waitedFor[id] = t.md5
-		f.deviceMu.Lock()
-		f.wanted[t.md5]++
-		f.deviceMu.Unlock()
+		f.countWant(t.md5, 1)
 	}
 	return ch, t, nil
 }
@@ -207,12 +205,8 @@ func (f *Fetcher) rewantedLocked(t *task) {
 		return
 	}
 	f.waitedFor[t.id] = t.md5
-	f.deviceMu.Lock()
-	if f.wanted[sum]--; f.wanted[sum] <= 0 {
-		delete(f.wanted, sum)
-	}
-	f.wanted[t.md5]++
-	f.deviceMu.Unlock()
+	f.countWant(sum, -1)
+	f.countWant(t.md5, 1)
 }
 
 // unwaitedLocked notes that no device waits for id any more.
@@ -222,11 +216,16 @@ func (f *Fetcher) unwaitedLocked(id string) {
 		return
 	}
 	delete(f.waitedFor, id)
+	f.countWant(sum, -1)
+}
+
+// countWant adds d to the devices waiting for content sum.
+func (f *Fetcher) countWant(sum [md5.Size]byte, d int) {
 	f.deviceMu.Lock()
-	if f.wanted[sum]--; f.wanted[sum] <= 0 {
+	defer f.deviceMu.Unlock()
+	if f.wanted[sum] += d; f.wanted[sum] <= 0 {
 		delete(f.wanted, sum)
 	}
-	f.deviceMu.Unlock()
 }
 
 // contentWanted reports whether a device waits for an item with this content.
