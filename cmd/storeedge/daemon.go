@@ -207,7 +207,7 @@ func (s *components) buildServices(ctx context.Context) error {
 			if noQueue(cfg) {
 				return servicebus.Status{State: servicebus.LinkDisconnected, LastError: errNoQueue.Error()}
 			}
-			why := "waiting for the queue name from the cloud's remote configuration"
+			why := waitingForQueue
 			if e := s.queueErr.Load(); e != nil {
 				why += ": " + *e
 			}
@@ -396,6 +396,9 @@ func (s *components) run(ctx context.Context, started func(map[string]string)) e
 	return err
 }
 
+// waitingForQueue is the Service Bus status while the cloud has not named the queue.
+const waitingForQueue = "waiting for the queue name from the cloud's remote configuration"
+
 // errNoQueue is why no Service Bus order is received when the queue is not configured and the
 // cloud, which would name it, is not to be contacted.
 var errNoQueue = errors.New("no orders are received: servicebus.queue is empty and cloud.sync is false, so the cloud is not asked which queue to use; set servicebus.queue")
@@ -426,7 +429,7 @@ func (s *components) receiveOrders(ctx context.Context) error {
 				e := err.Error()
 				s.queueErr.Store(&e)
 				if r != nil {
-					r.Waiting("waiting for the queue name from the cloud's remote configuration: " + e)
+					r.Waiting(waitingForQueue + ": " + e)
 				}
 			})
 			if err != nil {
