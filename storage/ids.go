@@ -194,30 +194,25 @@ func idsGiven(ctx context.Context, q querier) (idMarks, error) {
 // of each is reserved beyond what was given out, and the file says the database is open.
 func (db *DB) checkIDs(ctx context.Context, backInTime bool) error {
 	path := idsFile(db.path)
+	given, err := idsGiven(ctx, db.w)
+	if err != nil {
+		return fmt.Errorf("storage: read the numbers given out: %w", err)
+	}
 	file, err := readIDsFile(path)
 	known := err == nil
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		// Damaged (a power cut during a write the file system did not journal, a hand's edit):
 		// its marks are unknown, so the counters jump well past what the database holds.
-		given, gerr := idsGiven(ctx, db.w)
-		if gerr != nil {
-			return fmt.Errorf("storage: read the numbers given out: %w", gerr)
-		}
 		file = idMarks{Events: given.Events + 10*eventIDBlock, Orders: given.Orders + 10*orderNumberBlock, Batches: given.Batches + 10*batchIDBlock}
 		known = true
 		db.idsRaised = fmt.Sprintf("%s cannot be read (%v): the numbers given out start well past the database's", filepath.Base(path), err)
 	}
 	removeLeftovers(path)
-	if known && file.Clean && file.Given != nil && !backInTime {
-		given, err := idsGiven(ctx, db.w)
-		if err != nil {
-			return fmt.Errorf("storage: read the numbers given out: %w", err)
-		}
-		if given.Events < file.Given.Events || given.Orders < file.Given.Orders || given.Batches < file.Given.Batches {
-			backInTime = true
-			db.idsRaised = fmt.Sprintf("the database has given out fewer numbers than it had when it was last closed (order %d, %s says %d): it is an older copy; the numbers given out start past the marks",
-				given.Orders, filepath.Base(path), file.Given.Orders)
-		}
+	if known && file.Clean && file.Given != nil && !backInTime &&
+		(given.Events < file.Given.Events || given.Orders < file.Given.Orders || given.Batches < file.Given.Batches) {
+		backInTime = true
+		db.idsRaised = fmt.Sprintf("the database has given out fewer numbers than it had when it was last closed (order %d, %s says %d): it is an older copy; the numbers given out start past the marks",
+			given.Orders, filepath.Base(path), file.Given.Orders)
 	}
 	if known && (!file.Clean || backInTime) {
 		if err := db.writeDurable(ctx, nil, func(tx *sql.Tx) error { return raiseIDs(ctx, tx, file) }); err != nil {
@@ -226,10 +221,9 @@ func (db *DB) checkIDs(ctx context.Context, backInTime bool) error {
 		if db.idsRaised == "" {
 			db.idsRaised = "the last run did not stop cleanly (a crash or a power cut), or the database went back in time: the numbers given out start past the marks of " + filepath.Base(path)
 		}
-	}
-	given, err := idsGiven(ctx, db.w)
-	if err != nil {
-		return fmt.Errorf("storage: read the numbers given out: %w", err)
+		if given, err = idsGiven(ctx, db.w); err != nil {
+			return fmt.Errorf("storage: read the numbers given out: %w", err)
+		}
 	}
 	db.ids = &idReserve{path: path, marks: idMarks{Events: given.Events + eventIDBlock, Orders: given.Orders + orderNumberBlock,
 		Batches: given.Batches + batchIDBlock}}
