@@ -27,6 +27,16 @@ func copyFile(t *testing.T, from, to string) {
 	}
 }
 
+// closeAndCopy closes db and copies its file, as a backup taken with the service stopped, to a
+// file called name in a folder of its own.
+func closeAndCopy(t *testing.T, db *DB, name string) string {
+	t.Helper()
+	db.Close()
+	to := filepath.Join(t.TempDir(), name)
+	copyFile(t, db.Path(), to)
+	return to
+}
+
 // putBack copies the database file from over the one at path, as a backup copied back by hand
 // with the service stopped (its WAL files removed), and opens it.
 func putBack(t *testing.T, from, path string) *DB {
@@ -51,9 +61,7 @@ func TestEpochFollowsTheDatabase(t *testing.T) {
 		t.Fatalf("epoch %q", first)
 	}
 	applyPage(t, db, cloudapi.Prices, cloudapi.PageEnd{Cursor: "c1"}, price("P1", 1, 100), price("P2", 1, 100))
-	db.Close()
-	backup := filepath.Join(t.TempDir(), "backup.db")
-	copyFile(t, path, backup)
+	backup := closeAndCopy(t, db, "backup.db")
 
 	db = open(path)
 	if db.Epoch() != first || db.EpochRenewed() != "" {
@@ -164,18 +172,14 @@ func TestEpochAfterLosingCommits(t *testing.T) {
 	db := openAt(t, path)
 	epoch := db.Epoch()
 	applyPage(t, db, cloudapi.Prices, cloudapi.PageEnd{Cursor: "c1"}, price("P1", 1, 100))
-	db.Close()
-	atFirst := filepath.Join(t.TempDir(), "first.db")
-	copyFile(t, path, atFirst)
+	atFirst := closeAndCopy(t, db, "first.db")
 
 	db = openAt(t, path)
 	applyPage(t, db, cloudapi.Prices, cloudapi.PageEnd{Cursor: "c2"}, price("P2", 1, 100))
 	if _, err := db.DurableHead(ctx); err != nil { // a device is given it
 		t.Fatal(err)
 	}
-	db.Close()
-	atGiven := filepath.Join(t.TempDir(), "given.db")
-	copyFile(t, path, atGiven)
+	atGiven := closeAndCopy(t, db, "given.db")
 
 	db = openAt(t, path)
 	applyPage(t, db, cloudapi.Prices, cloudapi.PageEnd{Cursor: "c3"}, price("P3", 1, 100)) // no device asks
@@ -307,15 +311,11 @@ func TestEpochOfARestoreUndone(t *testing.T) {
 	db := openAt(t, path)
 	epoch := db.Epoch()
 	applyPage(t, db, cloudapi.Prices, cloudapi.PageEnd{Cursor: "c1"}, price("P1", 1, 100))
-	db.Close()
-	backup := filepath.Join(t.TempDir(), "backup.db")
-	copyFile(t, path, backup)
+	backup := closeAndCopy(t, db, "backup.db")
 
 	db = openAt(t, path)
 	applyPage(t, db, cloudapi.Prices, cloudapi.PageEnd{Cursor: "c2"}, price("P2", 1, 100), price("P3", 1, 100)) // no device asks
-	db.Close()
-	replaced := filepath.Join(t.TempDir(), "before-restore.db")
-	copyFile(t, path, replaced)
+	replaced := closeAndCopy(t, db, "before-restore.db")
 
 	// The restore: the backup holds every change given out, so the epoch stays.
 	db = putBack(t, backup, path)
@@ -326,9 +326,7 @@ func TestEpochOfARestoreUndone(t *testing.T) {
 	if _, err := db.DurableHead(ctx); err != nil { // a device is given it
 		t.Fatal(err)
 	}
-	db.Close()
-	again := filepath.Join(t.TempDir(), "after-restore.db")
-	copyFile(t, path, again)
+	again := closeAndCopy(t, db, "after-restore.db")
 
 	// The restore undone: the replaced database is ahead of the backup's point with other changes.
 	db = putBack(t, replaced, path)
@@ -387,9 +385,7 @@ func TestEpochKeptForARestoreUndoneBeforeAnythingWasGiven(t *testing.T) {
 		t.Fatal(err)
 	}
 	applyPage(t, db, cloudapi.Prices, cloudapi.PageEnd{Cursor: "c2"}, price("P2", 1, 100)) // no device asks
-	db.Close()
-	replaced := filepath.Join(t.TempDir(), "before-restore.db")
-	copyFile(t, path, replaced)
+	replaced := closeAndCopy(t, db, "before-restore.db")
 	// The restored database runs: no catalog change is given out, but it takes an order.
 	db = putBack(t, backup, path)
 	taken, _, err := db.CreateOrder(context.Background(), NewOrder{Order: lanOrder("pos-1"), IdempotencyKey: "k1", RequestHash: "h"})
