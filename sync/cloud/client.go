@@ -319,10 +319,7 @@ func (c *capReader) Read(p []byte) (int, error) {
 	if c.left <= 0 {
 		var one [1]byte
 		if n, err := io.ReadFull(c.r, one[:]); n == 0 {
-			if err == io.ErrUnexpectedEOF {
-				err = io.EOF
-			}
-			return 0, err // the end, or the connection's failure
+			return 0, err // io.EOF at the end, or the connection's failure
 		}
 		c.over = true
 		return 0, ErrAnswerTooLarge
