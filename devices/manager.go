@@ -142,9 +142,12 @@ type Manager struct {
 	// acked and nacked count the commands devices acknowledged or refused since start.
 	acked, nacked atomic.Int64
 
-	mu         sync.RWMutex // protects the fields below
-	devs       map[string]*entry
-	links      map[string]*link
+	mu    sync.RWMutex // protects the fields below
+	devs  map[string]*entry
+	links map[string]*link
+	// revoking counts the revocations under way of each device: its link is stopped before the
+	// revocation is stored, and reconcile starts none meanwhile.
+	revoking   map[string]int
 	codesUntil time.Time // when the last pairing code created expires
 }
 
@@ -179,7 +182,7 @@ func New(ctx context.Context, o Options) (*Manager, error) {
 	}
 	m := &Manager{o: o, db: o.DB, log: o.Logger, now: o.Now, throttle: newThrottle(o.PairingAttempts, time.Minute), pairing: make(chan struct{}, 1),
 		enrolled: newThrottle(EnrollmentsPerAddress, EnrollmentWindow), refusedLog: newThrottle(1, EnrollmentWindow),
-		changed: make(chan struct{}, 1), devs: map[string]*entry{}, links: map[string]*link{}}
+		changed: make(chan struct{}, 1), devs: map[string]*entry{}, links: map[string]*link{}, revoking: map[string]int{}}
 	m.writer = newWriter(o.DB, o.Logger, o.Committed)
 	devs, err := o.DB.Devices(ctx)
 	if err != nil {
@@ -647,11 +650,29 @@ func (m *Manager) Rename(ctx context.Context, id, name string) (Device, error) {
 // Revoke revokes a device: from the moment it returns, the device's credential is refused,
 // its push connection is closed and its open commands are failed. Revoking twice is harmless.
 func (m *Manager) Revoke(ctx context.Context, id string) (Device, error) {
-	m.mu.RLock()
-	_, known := m.devs[id]
-	m.mu.RUnlock()
-	if !known {
+	// The push connection closes first: a batch of commands stored as sent just before the
+	// revocation commits would otherwise still be written to the device after it, failed in
+	// the database. No link starts again while the revocation is under way; one that fails
+	// leaves the device as it was, and its link starts again.
+	m.mu.Lock()
+	if _, known := m.devs[id]; !known {
+		m.mu.Unlock()
 		return Device{}, ErrNotFound
+	}
+	m.revoking[id]++
+	l := m.links[id]
+	delete(m.links, id)
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		if m.revoking[id]--; m.revoking[id] == 0 {
+			delete(m.revoking, id)
+		}
+		m.mu.Unlock()
+		m.poke()
+	}()
+	if l != nil {
+		l.stop()
 	}
 	now := m.now()
 	if _, err := m.db.RevokeDevice(ctx, id, now, "device revoked"); err != nil {
@@ -664,13 +685,8 @@ func (m *Manager) Revoke(ctx context.Context, id string) (Device, error) {
 	m.mu.Lock()
 	e := &entry{dev: d, hash: m.devs[id].hash}
 	m.devs[id] = e
-	l := m.links[id]
-	delete(m.links, id)
 	v := m.view(e, 0, now)
 	m.mu.Unlock()
-	if l != nil {
-		l.stop()
-	}
 	m.log.Info("devices: revoked", slog.String(keyDevice, id), slog.String(keyName, d.Name))
 	return v, nil
 }

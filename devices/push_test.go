@@ -3,6 +3,7 @@ package devices_test
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -180,6 +181,57 @@ func TestRevokedDeviceGetsNothing(t *testing.T) {
 	}
 	if _, err := e.m.Send(context.Background(), devices.Target{DeviceID: d.creds.DeviceID}, "ping", nil, 0); err == nil {
 		t.Fatal("a command for a revoked device was accepted")
+	}
+	if _, err := e.m.Authenticate(d.creds.Token); err != devices.ErrRevoked {
+		t.Fatalf("Authenticate after revoke: %v", err)
+	}
+}
+
+// A revocation closes the device's push connection before it is stored, so that a batch of
+// commands stored as sent just before its commit is not written to the device after it: with
+// the database held by another writer, the connection is closed while the revocation waits.
+func TestRevokeClosesThePushConnectionFirst(t *testing.T) {
+	e := newEnv(t)
+	d := e.device(t, devicesim.Options{})
+	send(t, e, devices.Target{All: true}, "ping", `{}`, 0)
+	d.waitCommands(t, 1)
+	if !d.Connected() {
+		t.Fatal("the device is not connected after its command")
+	}
+	other, err := sql.Open("sqlite", e.db.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	ctx := context.Background()
+	held, err := other.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	if _, err := held.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
+		t.Fatal(err)
+	}
+	revoked := make(chan error, 1)
+	go func() {
+		_, err := e.m.Revoke(ctx, d.creds.DeviceID)
+		revoked <- err
+	}()
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := d.WaitFor(wctx, func(d *devicesim.Device) bool { return !d.Connected() }); err != nil {
+		t.Fatalf("the push connection stayed open while the revocation waited for the database: %v", err)
+	}
+	select {
+	case err := <-revoked:
+		t.Fatalf("the revocation ended while the database was held: %v", err)
+	default:
+	}
+	if _, err := held.ExecContext(ctx, `ROLLBACK`); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-revoked; err != nil {
+		t.Fatal(err)
 	}
 	if _, err := e.m.Authenticate(d.creds.Token); err != devices.ErrRevoked {
 		t.Fatalf("Authenticate after revoke: %v", err)

@@ -53,7 +53,7 @@ func (m *Manager) reconcile(ctx context.Context, wg *sync.WaitGroup) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for id, e := range m.devs {
-		if !e.dev.RevokedAt.IsZero() || m.links[id] != nil {
+		if !e.dev.RevokedAt.IsZero() || m.links[id] != nil || m.revoking[id] > 0 {
 			continue
 		}
 		l := newLink(m, id)

@@ -407,8 +407,16 @@ func (d *Device) drop(nc net.Conn) {
 	d.mu.Lock()
 	if d.conn == nc {
 		d.conn = nil
+		d.notifyLocked()
 	}
 	d.mu.Unlock()
+}
+
+// Connected reports whether the server's push connection is open.
+func (d *Device) Connected() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.conn != nil
 }
 
 // DefaultTypes are the command types a device knows unless Options.Types says otherwise.
