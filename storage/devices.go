@@ -214,10 +214,12 @@ func (db *DB) UpdateDevice(ctx context.Context, id string, f func(*Device) error
 const reasonRevoked = "device revoked"
 
 // RevokeDevice marks a device revoked and fails its open commands with reason. It returns false
-// when the device is unknown or was revoked already.
+// when the device is unknown or was revoked already. The commit waits for the disk: an admin
+// revoking a stolen device is told it is done, and a power cut right after must not give the
+// device its credential back.
 func (db *DB) RevokeDevice(ctx context.Context, id string, at time.Time, reason string) (bool, error) {
 	var ok bool
-	err := db.write(ctx, func(tx *sql.Tx) error {
+	err := db.writeDurable(ctx, nil, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE devices SET revoked_at = ? WHERE id = ? AND revoked_at = 0`, at.UnixMilli(), id)
 		if err != nil {
 			return err
