@@ -99,6 +99,13 @@ func (l *link) deliver(ctx context.Context, c *push.Conn) error {
 		}
 		select {
 		case <-ctx.Done():
+			// The answers already read are recorded: the server stops, and an acknowledgement
+			// dropped now would write its command again after the restart.
+			for len(frames) > 0 {
+				if d.answer(ctx, <-frames) != nil {
+					break
+				}
+			}
 			return ctx.Err()
 		case <-l.wake:
 		case err := <-stored:

@@ -19,11 +19,16 @@ const (
 // them and catalog notices for those that keep a copy of the catalog, and expires old commands,
 // until ctx ends; it returns nil then.
 func (m *Manager) Run(ctx context.Context) error {
+	// The writer stops last, once the links have handed it the acknowledgements they read.
+	var writing sync.WaitGroup
+	defer writing.Wait()
+	wctx, stopWriter := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWriter()
+	writing.Go(func() { m.writer.run(wctx) })
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	wg.Go(func() { m.writer.run(ctx) })
 	wg.Go(func() { m.followOrders(ctx) })
 	wg.Go(func() { m.followCatalog(ctx) })
 	sweep := time.NewTicker(sweepInterval)

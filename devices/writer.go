@@ -59,6 +59,11 @@ func (w *writer) submit(ctx context.Context, ups []storage.CommandUpdate) (chan 
 // all before it are done.
 func (w *writer) queue(ctx context.Context, j job) error {
 	w.queued.Add(1)
+	select { // a link that is stopping still hands over what it has, while there is room
+	case w.ch <- j:
+		return nil
+	default:
+	}
 	select {
 	case w.ch <- j:
 		return nil
@@ -68,37 +73,64 @@ func (w *writer) queue(ctx context.Context, j job) error {
 	}
 }
 
+// stopWrites bounds the last transaction of a stop.
+const stopWrites = 5 * time.Second
+
 // run stores the changes until ctx ends: each transaction takes what was queued while the
-// previous one was written, and what comes within lingerFor of the first.
+// previous one was written, and what comes within lingerFor of the first. When ctx ends it
+// stores what is queued, then returns: the acknowledgements that arrived before a stop are not
+// lost to it (Run ends the writer after the links).
 func (w *writer) run(ctx context.Context) {
 	var jobs []job
 	var batch []storage.CommandUpdate
+	stopping := false
+	var last context.Context // once ctx ended: the bound of the transactions left
 	for {
 		jobs, batch = jobs[:0], batch[:0]
-		select {
-		case <-ctx.Done():
-			return
-		case j := <-w.ch:
-			jobs, batch = append(jobs, j), append(batch, j.ups...)
-		}
-		// Group commit: a moment for the rest of a burst (the other devices' commands and
-		// acknowledgements of the same fan-out) to arrive, so that they share one transaction.
-		linger := time.NewTimer(lingerFor)
-	gather:
-		for len(batch) < maxBatch {
-			select {
-			case j := <-w.ch:
+		if stopping {
+			for len(batch) < maxBatch && len(w.ch) > 0 {
+				j := <-w.ch
 				jobs, batch = append(jobs, j), append(batch, j.ups...)
-			case <-linger.C:
-				break gather
-			case <-ctx.Done():
-				linger.Stop()
+			}
+			if len(jobs) == 0 {
 				return
 			}
+		} else {
+			select {
+			case <-ctx.Done():
+				stopping = true
+				continue
+			case j := <-w.ch:
+				jobs, batch = append(jobs, j), append(batch, j.ups...)
+			}
+			// Group commit: a moment for the rest of a burst (the other devices' commands and
+			// acknowledgements of the same fan-out) to arrive, so that they share one transaction.
+			linger := time.NewTimer(lingerFor)
+		gather:
+			for len(batch) < maxBatch {
+				select {
+				case j := <-w.ch:
+					jobs, batch = append(jobs, j), append(batch, j.ups...)
+				case <-linger.C:
+					break gather
+				case <-ctx.Done():
+					stopping = true
+					break gather
+				}
+			}
+			linger.Stop()
 		}
-		linger.Stop()
-		err := w.db.UpdateCommands(ctx, batch)
-		if err != nil && ctx.Err() == nil {
+		wctx := context.WithoutCancel(ctx) // a change taken is stored, even as the server stops
+		if stopping {
+			if last == nil {
+				var cancel context.CancelFunc
+				last, cancel = context.WithTimeout(wctx, stopWrites)
+				defer cancel()
+			}
+			wctx = last
+		}
+		err := w.db.UpdateCommands(wctx, batch)
+		if err != nil {
 			w.log.Warn("devices: cannot store command states; the commands will be sent again", slog.Any(keyError, err), slog.Int(keyCount, len(batch)))
 		}
 		off := 0

@@ -2,6 +2,7 @@ package devices
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -55,5 +56,46 @@ func TestWriterReturnsFinal(t *testing.T) {
 	}
 	if !ups[0].Final {
 		t.Error("an expired command taken as sent: Final false, so the link would write it")
+	}
+}
+
+// A stop stores the changes queued before it, and those a stopping link hands over: the
+// acknowledgements read before the server stops are not lost, and their commands are not
+// written again after the restart.
+func TestWriterStoresWhatIsQueuedAtStop(t *testing.T) {
+	ctx := context.Background()
+	db, err := storage.Open(ctx, filepath.Join(t.TempDir(), "shop.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	now := time.UnixMilli(time.Now().UnixMilli())
+	if err := db.PairDevice(ctx, storage.Device{ID: "dv_a", Kind: "pos", Name: "a", PushPort: 8081, SecretHash: []byte("h"), PushKey: []byte("k"), PairedAt: now, PairedBy: storage.PairedByEnrollment}, nil); err != nil {
+		t.Fatal(err)
+	}
+	var cmds []storage.Command
+	for i := range 3 {
+		cmds = append(cmds, storage.Command{ID: fmt.Sprintf("cmd_%d", i), DeviceID: "dv_a", Type: "print", Payload: []byte(`{}`), CreatedAt: now, ExpiresAt: now.Add(time.Hour)})
+	}
+	if err := db.EnqueueCommands(ctx, cmds, nil); err != nil {
+		t.Fatal(err)
+	}
+	w := newWriter(db, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	stopped, stop := context.WithCancel(ctx)
+	stop()
+	for _, c := range cmds {
+		if err := w.add(stopped, storage.CommandUpdate{Seq: c.Seq, ID: c.ID, DeviceID: "dv_a", State: storage.CommandAcknowledged, At: now}); err != nil {
+			t.Fatalf("a stopping link could not hand over the acknowledgement of %s: %v", c.ID, err)
+		}
+	}
+	w.run(stopped)
+	for _, c := range cmds {
+		got, err := db.GetCommand(ctx, c.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.State != storage.CommandAcknowledged {
+			t.Errorf("%s is %s after the stop, want acknowledged", c.ID, got.State)
+		}
 	}
 }
