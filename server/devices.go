@@ -272,6 +272,7 @@ func (s *Server) revokeDevice(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return deviceFailed("revoke device", err)
 	}
+	s.streams.endDevice(id)
 	return writeJSON(w, http.StatusOK, d)
 }
 

@@ -41,7 +41,26 @@ type streamCount struct {
 }
 
 // streamSlot is one open stream; end stops it.
-type streamSlot struct{ end context.CancelFunc }
+type streamSlot struct {
+	end context.CancelFunc
+	// mu is held while the stream writes; ended, once set under it, lets no write start.
+	mu    sync.Mutex
+	ended bool
+}
+
+// endDevice ends the streams of a device, and returns once none of them writes: a revoked
+// device's streams carry nothing after its revocation is answered.
+func (c *streamCount) endDevice(device string) {
+	c.mu.Lock()
+	open := slices.Clone(c.by[device])
+	c.mu.Unlock()
+	for _, slot := range open {
+		slot.mu.Lock()
+		slot.ended = true
+		slot.end()
+		slot.mu.Unlock()
+	}
+}
 
 // open notes a new stream of device, ended by end, and ends the device's oldest when it holds
 // maxStreamsPerDevice already.
@@ -106,7 +125,8 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 	dev := deviceID(r.Context())
 	ctx, end := context.WithCancel(r.Context())
 	defer end()
-	defer s.streams.close(dev, s.streams.open(dev, end))
+	slot := s.streams.open(dev, end)
+	defer s.streams.close(dev, slot)
 	rc, err := openEventStream(w)
 	if err != nil {
 		return err
@@ -150,15 +170,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 			buf = append(buf, "\n\n"...)
 		}
 		if len(buf) > 0 {
-			// A device that stops reading would hold the stream, its goroutine and its buffers
-			// for ever: each write has lan.write_timeout to get through.
-			if s.o.WriteTimeout > 0 {
-				rc.SetWriteDeadline(time.Now().Add(s.o.WriteTimeout))
-			}
-			if _, err := w.Write(buf); err != nil {
-				return nil // the device went away
-			}
-			if err := rc.Flush(); err != nil {
+			if !s.writeStream(w, rc, slot, buf) {
 				return nil
 			}
 			buf = buf[:0]
@@ -187,6 +199,25 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 			return nil
 		}
 	}
+}
+
+// writeStream writes and flushes b on an event stream, unless the stream was ended (its
+// device revoked meanwhile); false: the stream is over.
+func (s *Server) writeStream(w http.ResponseWriter, rc *http.ResponseController, slot *streamSlot, b []byte) bool {
+	slot.mu.Lock()
+	defer slot.mu.Unlock()
+	if slot.ended {
+		return false
+	}
+	// A device that stops reading would hold the stream, its goroutine and its buffers for
+	// ever: each write has lan.write_timeout to get through.
+	if s.o.WriteTimeout > 0 {
+		rc.SetWriteDeadline(time.Now().Add(s.o.WriteTimeout))
+	}
+	if _, err := w.Write(b); err != nil {
+		return false // the device went away
+	}
+	return rc.Flush() == nil
 }
 
 // openEventStream answers 200 with the headers of an event stream, which has no write deadline.

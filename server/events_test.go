@@ -219,6 +219,33 @@ func TestRevokedDeviceStreamEnds(t *testing.T) {
 	}
 }
 
+// An admin's revocation ends the device's open event streams before it is answered, without
+// waiting for the next event or keep-alive to find the credential refused.
+func TestRevokeEndsTheStreamAtOnce(t *testing.T) {
+	f, ts, ctx := eventsFixture(t)
+	lost := f.device(t, "lost tablet")
+	newOrder(t, f, "k1")
+	c := openSSE(t, ctx, ts.URL+"/api/v1/events", "", lost.Token)
+	c.next(t)
+	if rec := f.post(t, "/api/v1/admin/devices/"+lost.DeviceID+"/revoke", "", ""); rec.Code != http.StatusOK {
+		t.Fatalf("revoke: %d %s", rec.Code, rec.Body)
+	}
+	ended := make(chan error, 1)
+	go func() {
+		for c.sc.Scan() {
+		}
+		ended <- c.sc.Err()
+	}()
+	select {
+	case err := <-ended:
+		if err != nil {
+			t.Fatalf("the stream did not end cleanly: %v", err)
+		}
+	case <-time.After(eventKeepAlive / 2):
+		t.Fatal("the revoked device's stream stayed open after the revocation was answered")
+	}
+}
+
 // One device holds at most maxStreamsPerDevice event streams: the next one is served and ends
 // the device's oldest (a device whose connection died unseen reconnects and is never refused);
 // another device's streams are not touched.

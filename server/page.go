@@ -410,6 +410,7 @@ func (s *Server) pageRevoke(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return deviceFailed("revoke device", err)
 	}
+	s.streams.endDevice(id)
 	s.log.LogAttrs(r.Context(), slog.LevelInfo, "status page: device revoked", slog.String("device_id", id))
 	s.pageChanges.changed()
 	return writeJSON(w, http.StatusOK, d)
