@@ -503,10 +503,12 @@ var testHookCommitted func()
 func (db *DB) afterApply(pa *pageApply) {
 	p := pa.p
 	rebuilt := pa.bulk && pa.caughtUp()
+	// The read cache first, right after the commit: noteSeqLocked may wait for the disk, and the
+	// cache would answer the versions the page replaced meanwhile.
+	db.invalidateHot(p, rebuilt)
 	db.feedMoved = db.feedMoved || pa.seq != db.seq.Load()
 	db.seq.Store(pa.seq)
 	db.noteSeqLocked()
-	db.invalidateHot(p, rebuilt)
 	if p.Collection == cloudapi.Products {
 		db.ftsStale.Store(pa.bulk && !rebuilt)
 	}
