@@ -392,8 +392,8 @@ var probEarlierRefused = problemType{"earlier-refused", "An earlier event of the
 // later refused events of its order.
 func (s *Server) retryOutbox(w http.ResponseWriter, r *http.Request) error {
 	raw, _ := pathParam(r, "seq")
-	seq, err := strconv.ParseInt(raw, 10, 64)
-	if err != nil || seq <= 0 {
+	seq, ok := wholeNumber(raw)
+	if !ok || seq <= 0 {
 		return refuse(probBadParameter, "seq: "+strconv.Quote(raw)+" is not a positive whole number")
 	}
 	n, err := s.o.DB.RetryOutbox(r.Context(), seq)

@@ -517,7 +517,11 @@ func TestBadQueryParameters(t *testing.T) {
 		{"/api/v1/catalog/prices?limit=1.5", []string{"limit"}},
 		{"/api/v1/catalog/stock?limit=99999999999999999999", []string{"limit"}},
 		{"/api/v1/catalog/media?limit=x", []string{"limit"}},
-		{"/api/v1/catalog/changes?since=-1", []string{"since", `"-1"`, "≥ 0"}},
+		{"/api/v1/catalog/changes?since=-1", []string{"since", `"-1"`, "from 0 to 9223372036854775807"}},
+		{"/api/v1/catalog/changes?since=%2B5", []string{"since", `"+5"`}},
+		{"/api/v1/catalog/changes?since=9223372036854775808", []string{"since", "from 0 to 9223372036854775807"}},
+		{"/api/v1/catalog/products?limit=%2B5", []string{"limit", `"+5"`}},
+		{"/api/v1/catalog/products?limit=%205", []string{"limit"}},
 		{"/api/v1/catalog/changes?since=abc", []string{"since"}},
 		{"/api/v1/catalog/changes?since=", []string{"since"}},
 		{"/api/v1/catalog/changes?limit=0", []string{"limit"}},
@@ -533,6 +537,7 @@ func TestBadQueryParameters(t *testing.T) {
 		{"/api/v1/catalog/search?q=tea&limit=0", []string{"limit"}},
 		{"/api/v1/catalog/search?q=tea&cursor=-1", []string{"cursor"}},
 		{"/api/v1/catalog/search?q=tea&cursor=abc", []string{"cursor"}},
+		{"/api/v1/catalog/search?q=tea&cursor=%2B1", []string{"cursor"}},
 		{"/api/v1/catalog/search?q=tea&cursor=99999", []string{"cursor"}},
 	} {
 		rec := f.get(t, c.target)

@@ -341,8 +341,8 @@ func (s *Server) listCommands(w http.ResponseWriter, r *http.Request) error {
 		return refuse(probBadParameter, "state: "+strconv.Quote(f.State)+" is not one of "+strings.Join(commandStates, ", "))
 	}
 	if v := q.Get("before"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n <= 0 {
+		n, ok := wholeNumber(v)
+		if !ok || n <= 0 {
 			return refuse(probBadParameter, "before: "+strconv.Quote(v)+" is not a positive whole number (the next value of the previous page)")
 		}
 		f.Before = n

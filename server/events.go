@@ -261,8 +261,8 @@ func eventCursor(r *http.Request) (int64, error) {
 	if v == "" {
 		return 0, nil
 	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n < 0 {
+	n, ok := wholeNumber(v)
+	if !ok {
 		return 0, refuse(probBadParameter, name+": "+strconv.Quote(v)+" is not an event id (a whole number ≥ 0)")
 	}
 	return n, nil

@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"math"
 	"net/url"
 	"strconv"
 	"strings"
@@ -26,6 +27,21 @@ func badParamf(format string, args ...any) error {
 	return refuse(probBadParameter, fmt.Sprintf(format, args...))
 }
 
+// wholeNumber reads a whole number written as decimal digits only, as the documents define the
+// numbers of queries and paths: no sign, no space, at most 9223372036854775807.
+func wholeNumber(s string) (int64, bool) {
+	if s == "" {
+		return 0, false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	return n, err == nil
+}
+
 // limitParam reads limit: absent means the default, anything but a whole number in range is an
 // error.
 func limitParam(q url.Values) (int, error) {
@@ -33,11 +49,11 @@ func limitParam(q url.Values) (int, error) {
 	if !ok {
 		return defaultLimit, nil
 	}
-	n, err := strconv.Atoi(v[0])
-	if err != nil || n < 1 || n > maxLimit {
+	n, ok := wholeNumber(v[0])
+	if !ok || n < 1 || n > maxLimit {
 		return 0, badParamf("limit: %q is not allowed; want a whole number from 1 to %d (default %d)", v[0], maxLimit, defaultLimit)
 	}
-	return n, nil
+	return int(n), nil
 }
 
 // sinceParam reads since: absent means 0 (everything), else a whole number ≥ 0.
@@ -46,9 +62,9 @@ func sinceParam(q url.Values) (int64, error) {
 	if !ok {
 		return 0, nil
 	}
-	n, err := strconv.ParseInt(v[0], 10, 64)
-	if err != nil || n < 0 {
-		return 0, badParamf("since: %q is not allowed; want a whole number ≥ 0: 0 for everything, then the next_since of the previous answer", v[0])
+	n, ok := wholeNumber(v[0])
+	if !ok {
+		return 0, badParamf("since: %q is not allowed; want a whole number from 0 to %d: 0 for everything, then the next_since of the previous answer", v[0], int64(math.MaxInt64))
 	}
 	return n, nil
 }
@@ -103,11 +119,11 @@ func searchParams(q url.Values) (query string, offset int, err error) {
 		return "", 0, badParamf("q: %d words; every word must match, and a search takes at most %d", n, storage.MaxSearchWords)
 	}
 	if c, ok := q["cursor"]; ok && c[0] != "" {
-		n, err := strconv.Atoi(c[0])
-		if err != nil || n < 0 || n >= maxSearchSkip {
+		n, ok := wholeNumber(c[0])
+		if !ok || n >= maxSearchSkip {
 			return "", 0, badParamf("cursor: %q is not a cursor of this server; pass the next value of the previous answer unchanged (search pages reach the first %d results)", c[0], maxSearchSkip)
 		}
-		offset = n
+		offset = int(n)
 	}
 	return query, offset, nil
 }

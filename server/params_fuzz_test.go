@@ -4,6 +4,8 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -13,7 +15,7 @@ import (
 func FuzzQueryParams(f *testing.F) {
 	for _, s := range []string{"", "limit=10&since=5", "limit=0", "limit=1001", "since=-1", "epoch=0123456789abcdef",
 		"collections=products,prices,products", "collections=", "q=tea&cursor=20", "q=%20&cursor=x", "types=order.created,order.updated",
-		"after=12", "after=-3", "types=", "q=" + string(make([]byte, 300))} {
+		"after=12", "after=-3", "types=", "since=%2B5&limit=%2B5&after=%2B1", "since=007", "q=" + string(make([]byte, 300))} {
 		f.Add(s, "")
 	}
 	f.Add("after=1", "7")
@@ -38,6 +40,8 @@ func FuzzQueryParams(f *testing.F) {
 			bad("since", err)
 		} else if n < 0 {
 			t.Fatalf("since %d accepted", n)
+		} else if v, ok := q["since"]; ok && strings.TrimLeft(v[0], "0") != strings.TrimLeft(strconv.FormatInt(n, 10), "0") {
+			t.Fatalf("since %q accepted as %d: only digits make a number", v[0], n)
 		}
 		if _, err := epochParam(q); err != nil {
 			bad("epoch", err)
