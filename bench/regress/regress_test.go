@@ -72,17 +72,24 @@ func judge(t *testing.T, figs []Figure) {
 		t.Fatal(err)
 	}
 	for _, f := range figs {
-		want := ref.Ratios[f.Name]
+		want := ref.ratios(raceBuild)[f.Name]
 		tab.Add(f.Name, fmt.Sprintf("%.0f %s", f.Daemon, f.Unit), fmt.Sprintf("%.0f %s", f.Baseline, f.Unit),
 			fmt.Sprintf("%.3f", f.Ratio), fmt.Sprintf("%.3f", want), fmt.Sprintf("%.3f", want*(1-MaxDrop)))
 	}
 	tab.Note("%d CPUs, %s", runtime.NumCPU(), harness.LoadAvg())
 	tab.Print(os.Stdout)
 	if os.Getenv(envRecord) == "1" {
-		ref = Reference{Measured: time.Now().UTC().Format("2006-01-02") + ", " + strconv.Itoa(runtime.NumCPU()) + " CPUs, " + harness.LoadAvg(),
-			Command: envRecord + "=1 go test -race -count=1 -run TestRegressions -v ./bench/regress", Ratios: map[string]float64{}}
+		// The other build's references stay; its own are replaced.
+		measured := time.Now().UTC().Format("2006-01-02") + ", " + strconv.Itoa(runtime.NumCPU()) + " CPUs, " + harness.LoadAvg()
+		if raceBuild {
+			ref.RaceMeasured = measured
+		} else {
+			ref.Measured = measured
+		}
+		ref.Command = envRecord + "=1 go test [-race] -count=1 -run TestRegressions -v ./bench/regress"
+		ratios := ref.ratios(raceBuild)
 		for _, f := range figs {
-			ref.Ratios[f.Name] = f.Ratio
+			ratios[f.Name] = f.Ratio
 		}
 		if err := WriteReference(ReferenceFile, ref); err != nil {
 			t.Fatal(err)
