@@ -23,11 +23,6 @@ const ServiceType = "_storeedge._tcp"
 // TXTVersion is the value of the "txtvers" TXT key; it changes only if a key changes meaning.
 const TXTVersion = "1"
 
-// mdnsSettle is how long zeroconf keeps announcing a new registration on a goroutine of its own
-// (two probes up to 250 ms apart, then announcements after 1 s and 2 s). Shutting down earlier
-// would leave that goroutine writing to closed sockets, so shutdown waits for the rest of it.
-const mdnsSettle = 3600 * time.Millisecond
-
 // MDNSOptions configure an MDNS responder.
 type MDNSOptions struct {
 	// Instance is the service instance name: the server id.
@@ -41,6 +36,8 @@ type MDNSOptions struct {
 	HTTPPort     int        // the SRV port: the front door
 	PairingOpen  func() bool
 	Logger       *slog.Logger
+
+	mdnsPort int // the mDNS port, 5353 when 0; tests change it
 }
 
 // MDNS registers the server's DNS-SD service on the interfaces in use and keeps it current:
@@ -185,7 +182,7 @@ func (m *MDNS) setStatus(f func(*MDNSStatus)) {
 // nil. A registration that fails is retried at the next poll.
 func (m *MDNS) Run(ctx context.Context) error {
 	var (
-		zs           *zeroconf.Server
+		zs           *responder
 		registeredAt time.Time
 		curSig       = "\x00" // no signature: register at the first look
 		curTXT       []string
@@ -194,10 +191,6 @@ func (m *MDNS) Run(ctx context.Context) error {
 	withdraw := func() {
 		if zs == nil {
 			return
-		}
-		// Let zeroconf's own announcing goroutine finish first (see mdnsSettle).
-		if wait := time.Until(registeredAt.Add(mdnsSettle)); wait > 0 {
-			time.Sleep(wait)
 		}
 		zs.Shutdown()
 		zs = nil
@@ -216,15 +209,14 @@ func (m *MDNS) Run(ctx context.Context) error {
 		switch {
 		case err != nil:
 		case sig != curSig || zs != nil && !slices.Equal(txt, curTXT):
-			// Registered again rather than zeroconf's SetText, which would write the records
-			// while its receiving goroutine reads them.
+			// Registered again: the goodbye makes caches forget the old records at once.
 			withdraw()
 			curSig = sig
-			var use []net.Interface
+			var use []Interface
 			var names []string
 			for _, it := range ifs {
 				if it.MDNS {
-					use = append(use, it.iface)
+					use = append(use, it)
 					names = append(names, it.Name)
 				}
 			}
@@ -232,7 +224,7 @@ func (m *MDNS) Run(ctx context.Context) error {
 				m.setStatus(func(s *MDNSStatus) { s.State, s.Interfaces = MDNSNoInterface, []string{} })
 				break
 			}
-			zs, err = zeroconf.Register(m.o.Instance, ServiceType, "local.", m.o.HTTPPort, txt, use)
+			zs, err = newResponder(responderOptions{Instance: m.o.Instance, Port: m.o.HTTPPort, TXT: txt, Ifaces: use, Logger: m.log, MDNSPort: m.o.mdnsPort})
 			if err != nil {
 				curSig = "\x00" // retry at the next poll
 				if msg := err.Error(); msg != lastErr {

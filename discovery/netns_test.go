@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"github.com/storeedge/storeedge/internal/config"
 	"github.com/storeedge/storeedge/tools/testenv"
 )
@@ -34,7 +36,16 @@ const (
 	listenReadyEnv = "STOREEDGE_DISCOVERY_LISTEN_READY"
 	// The server says "registered again" once its mDNS service is registered anew.
 	reregisteredEnv = "STOREEDGE_DISCOVERY_REREGISTERED"
+	// "mdns-query" sends from the address mdnsFromEnv to mdnsToEnv.
+	mdnsFromEnv = "STOREEDGE_DISCOVERY_MDNS_FROM"
+	mdnsToEnv   = "STOREEDGE_DISCOVERY_MDNS_TO"
 )
+
+// mdnsReplies is what "mdns-query" saw: the bytes of its query, and the answers that came back
+// within 1.5 s.
+type mdnsReplies struct {
+	Sent, Replies, Bytes int
+}
 
 func TestMain(m *testing.M) {
 	if role := os.Getenv(helperEnv); role != "" {
@@ -143,6 +154,40 @@ func helper(role string) int {
 			return fail(err)
 		}
 		return 0
+	case "mdns-query":
+		// One query of 60 questions asking for unicast answers (the QU bit), from port 5353.
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(os.Getenv(mdnsFromEnv)), Port: 5353})
+		if err != nil {
+			return fail(err)
+		}
+		defer c.Close()
+		var q dns.Msg
+		for range 60 {
+			q.Question = append(q.Question, dns.Question{Name: ServiceType + ".local.", Qtype: dns.TypePTR, Qclass: dns.ClassINET | 0x8000})
+		}
+		b, err := q.Pack()
+		if err != nil {
+			return fail(err)
+		}
+		if _, err := c.WriteTo(b, &net.UDPAddr{IP: net.ParseIP(os.Getenv(mdnsToEnv)), Port: 5353}); err != nil {
+			return fail(err)
+		}
+		seen := mdnsReplies{Sent: len(b)}
+		buf := make([]byte, 9000)
+		c.SetReadDeadline(time.Now().Add(1500 * time.Millisecond))
+		for {
+			n, _, err := c.ReadFrom(buf)
+			if err != nil {
+				break
+			}
+			var m dns.Msg
+			if m.Unpack(buf[:n]) == nil && m.Response {
+				seen.Replies++
+				seen.Bytes += n
+			}
+		}
+		enc.Encode(seen)
+		return 0
 	case "hello":
 		if err := SayHello(Hello{DeviceID: "tab-netns", Kind: "tablet", Name: "Caisse", PushPort: 8081}); err != nil {
 			return fail(err)
@@ -199,10 +244,10 @@ func (p *process) line(t *testing.T) string {
 }
 
 // runHelper runs a device role to the end and decodes each line it printed.
-func runHelper[T any](t *testing.T, ns testenv.NetNS, role string) []T {
+func runHelper[T any](t *testing.T, ns testenv.NetNS, role string, env ...string) []T {
 	t.Helper()
 	cmd := ns.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"="+role)
+	cmd.Env = append(append(os.Environ(), helperEnv+"="+role), env...)
 	var stderr testenv.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -331,6 +376,35 @@ func TestAnnouncesWhenAddressesChange(t *testing.T) {
 	}
 	if !final.MDNS.RegisteredAt.After(changed) {
 		t.Errorf("mDNS registered at %s, not again after the change at %s", final.MDNS.RegisteredAt, changed)
+	}
+}
+
+// The mDNS responder is no amplifier: a query of 60 questions from a source beyond the link (an
+// address the server routes to, as a forged source would be) gets nothing, and the same query
+// from the link gets one answer, smaller than the query.
+func TestMDNSIsNoAmplifier(t *testing.T) {
+	srvNS, devNS := testenv.NetNSPair(t)
+	srv := startHelper(t, srvNS, "server")
+	if l := srv.line(t); l != "ready" {
+		t.Fatalf("server: %q", l)
+	}
+	const far = "192.0.2.5"
+	for _, args := range [][]string{
+		{"-n", devNS.Name, "addr", "add", far + "/32", "dev", devNS.Iface},
+		{"-n", srvNS.Name, "route", "add", far + "/32", "dev", srvNS.Iface},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v\n%s", args, err, out)
+		}
+	}
+	to := mdnsToEnv + "=" + srvNS.Addr.Addr().String()
+	off := runHelper[mdnsReplies](t, devNS, "mdns-query", mdnsFromEnv+"="+far, to)
+	if len(off) != 1 || off[0].Replies != 0 {
+		t.Errorf("a query from %s, off the link: %+v, want no answer", far, off)
+	}
+	on := runHelper[mdnsReplies](t, devNS, "mdns-query", mdnsFromEnv+"="+devNS.Addr.Addr().String(), to)
+	if len(on) != 1 || on[0].Replies != 1 || on[0].Bytes > on[0].Sent {
+		t.Errorf("a query of 60 questions from the link: %+v, want one answer no larger than the query", on)
 	}
 }
 

@@ -225,8 +225,8 @@ type winRule struct {
 }
 
 // winRules names rules for Windows and marks to skip those that Windows would take as the same
-// as an earlier one (an IPv6 multicast group beside its IPv4 one: Windows filters neither by the
-// group; a webhook on the proxy's address and port).
+// as an earlier one (two rules that differ only by a multicast group, which Windows does not
+// filter by; a webhook on the proxy's address and port).
 func winRules(rules []Rule) []winRule {
 	var out []winRule
 	seen := map[string]bool{}

@@ -34,11 +34,10 @@ type Rule struct {
 	Key     string   `json:"key,omitempty"` // configuration key that sets the port
 }
 
-// mDNS is on UDP 5353, multicast groups 224.0.0.251 and ff02::fb.
+// mDNS is on UDP 5353, multicast group 224.0.0.251 (the server's responder is IPv4 only).
 const (
-	mdnsPort   = 5353
-	mdnsGroup  = "224.0.0.251"
-	mdnsGroup6 = "ff02::fb"
+	mdnsPort  = 5353
+	mdnsGroup = "224.0.0.251"
 )
 
 // Rules is what cfg needs, inbound first.
@@ -60,10 +59,8 @@ func Rules(cfg config.Config) []Rule {
 			Rule{Dir: Out, Proto: "udp", Port: d.UDP.Port, Local: true, Remote: RemoteLAN, Purpose: "discovery: answers, from this port to the device's", Key: "discovery.udp.port"})
 	}
 	if cfg.Discovery.MDNS.Enabled {
-		for _, group := range []string{mdnsGroup, mdnsGroup6} {
-			in = append(in, Rule{Dir: In, Proto: "udp", Port: mdnsPort, Remote: group, Purpose: "discovery: mDNS queries", Key: "discovery.mdns.enabled"})
-			out = append(out, Rule{Dir: Out, Proto: "udp", Port: mdnsPort, Remote: group, Purpose: "discovery: mDNS answers", Key: "discovery.mdns.enabled"})
-		}
+		in = append(in, Rule{Dir: In, Proto: "udp", Port: mdnsPort, Remote: mdnsGroup, Purpose: "discovery: mDNS queries", Key: "discovery.mdns.enabled"})
+		out = append(out, Rule{Dir: Out, Proto: "udp", Port: mdnsPort, Remote: mdnsGroup, Purpose: "discovery: mDNS answers", Key: "discovery.mdns.enabled"})
 	}
 	out = append(out, Rule{Dir: Out, Proto: "tcp", Port: cfg.Devices.PushPortDefault, Remote: RemoteLAN, Purpose: "push of orders and commands to devices (a device may name another port when it pairs)", Key: "devices.push_port_default"})
 	wan := wanRules(cfg)
