@@ -85,6 +85,18 @@ func (l *link) deliver(ctx context.Context, c *push.Conn) error {
 	frames, readErr, stop := read(c)
 	defer stop()
 	d := &delivery{l: l, c: c, ackWait: time.NewTimer(time.Hour)}
+	defer func() {
+		if ctx.Err() == nil {
+			return
+		}
+		// The link stops (the server stops, or the device is revoked): the answers already read
+		// are recorded, or an acknowledgement dropped now would leave its command open.
+		for len(frames) > 0 {
+			if d.answer(ctx, <-frames) != nil {
+				return
+			}
+		}
+	}()
 	d.ackWait.Stop()
 	defer d.ackWait.Stop()
 	checks := time.NewTicker(l.m.o.CheckEvery)
@@ -99,13 +111,6 @@ func (l *link) deliver(ctx context.Context, c *push.Conn) error {
 		}
 		select {
 		case <-ctx.Done():
-			// The answers already read are recorded: the server stops, and an acknowledgement
-			// dropped now would write its command again after the restart.
-			for len(frames) > 0 {
-				if d.answer(ctx, <-frames) != nil {
-					break
-				}
-			}
 			return ctx.Err()
 		case <-l.wake:
 		case err := <-stored:

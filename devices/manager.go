@@ -671,8 +671,14 @@ func (m *Manager) Revoke(ctx context.Context, id string) (Device, error) {
 		m.mu.Unlock()
 		m.poke()
 	}()
+	// Once begun, a revocation is carried through: an admin who gives up waiting must not leave
+	// it stored but not in force.
+	ctx = context.WithoutCancel(ctx)
 	if l != nil {
 		l.stop()
+		// The acknowledgements the link read are stored before the revocation fails what is
+		// left open: a command the device did stays acknowledged.
+		m.writer.settle(ctx)
 	}
 	now := m.now()
 	if _, err := m.db.RevokeDevice(ctx, id, now, "device revoked"); err != nil {

@@ -238,6 +238,35 @@ func TestRevokeClosesThePushConnectionFirst(t *testing.T) {
 	}
 }
 
+// A revocation right after the device acknowledged a command leaves that command acknowledged:
+// the acknowledgements the link read are stored before the revocation fails what is left open.
+func TestRevokeKeepsTheAcknowledgementsRead(t *testing.T) {
+	e := newEnv(t)
+	for i := range 5 {
+		d := e.device(t, devicesim.Options{})
+		acked, _ := e.m.PushAnswers()
+		cmd := send(t, e, devices.Target{DeviceID: d.creds.DeviceID}, "ping", `{}`, 0)[0]
+		// The server has read the acknowledgement (counted as it is read, before it is stored).
+		deadline := time.Now().Add(10 * time.Second)
+		for n, _ := e.m.PushAnswers(); n == acked; n, _ = e.m.PushAnswers() {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: no acknowledgement read within 10 s\n%s", i, e.logs)
+			}
+			time.Sleep(time.Millisecond) // the count has no signal of its own
+		}
+		if _, err := e.m.Revoke(context.Background(), d.creds.DeviceID); err != nil {
+			t.Fatal(err)
+		}
+		c, err := e.db.GetCommand(context.Background(), cmd.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.State != storage.CommandAcknowledged {
+			t.Fatalf("round %d: the command the device acknowledged is %s (%s) after the revocation", i, c.State, c.Reason)
+		}
+	}
+}
+
 // A device that sends garbage, or a frame larger than the limit, loses its connection with the
 // reason logged; the other devices are served all the while.
 func TestBadDevicesDoNotDisturbTheOthers(t *testing.T) {

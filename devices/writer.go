@@ -54,6 +54,22 @@ func (w *writer) submit(ctx context.Context, ups []storage.CommandUpdate) (chan 
 	return done, w.queue(ctx, job{ups: ups, done: done})
 }
 
+// settle waits until the changes queued before it are stored (or failed), at most stopWrites,
+// or until ctx ends: a job of no changes goes behind them, and the writer takes jobs in order.
+func (w *writer) settle(ctx context.Context) {
+	done, err := w.submit(ctx, nil)
+	if err != nil {
+		return
+	}
+	t := time.NewTimer(stopWrites)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
 // queue hands a job to run, counting it first: every job ahead of it in the channel was
 // counted before it, so once finished reaches a count read after queue returned, this job and
 // all before it are done.
@@ -143,7 +159,7 @@ func (w *writer) run(ctx context.Context) {
 			}
 		}
 		w.finished.Add(int64(len(jobs)))
-		if err == nil && w.committed != nil {
+		if err == nil && w.committed != nil && len(batch) > 0 {
 			w.committed(batch)
 		}
 	}
