@@ -236,10 +236,23 @@ func (m *MDNS) Run(ctx context.Context) error {
 			}
 			lastErr = ""
 			registeredAt, curTXT = time.Now(), txt
+			// The interfaces it could join the group on; the others are said, and tried again
+			// when the interfaces change.
+			names = names[:0]
+			for _, it := range use {
+				if _, ok := zs.ifaces[it.iface.Index]; ok {
+					names = append(names, it.Name)
+				}
+			}
+			joinErr := ""
+			if zs.joinErr != nil {
+				joinErr = zs.joinErr.Error()
+				m.log.Warn("discovery: mDNS: the service is not registered on every interface", slog.Any(keyError, zs.joinErr))
+			}
 			m.log.Info("discovery: mDNS service registered", slog.String("service", ServiceType),
 				slog.String("instance", m.o.Instance), slog.Any("interfaces", names))
 			m.setStatus(func(s *MDNSStatus) {
-				s.State, s.Interfaces, s.RegisteredAt, s.LastError = MDNSRegistered, names, registeredAt, ""
+				s.State, s.Interfaces, s.RegisteredAt, s.LastError = MDNSRegistered, names, registeredAt, joinErr
 			})
 		}
 		select {

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -58,6 +57,9 @@ const (
 	unicastPerSec  = 100
 )
 
+// maxLegacyQuestions bounds the questions of a legacy query answered, whose answer repeats them.
+const maxLegacyQuestions = 4
+
 // announceEvery is the wait between the announcements of a registration (RFC 6762 §8.3: at
 // least two, one second apart).
 const announceEvery = time.Second
@@ -87,8 +89,10 @@ type responder struct {
 	host     string // <host>.local.
 	port     uint16
 	txt      []string
-	ifaces   map[int]Interface // by index
+	ifaces   map[int]Interface // by index: those it joined the group on
 	unicast  *limiter
+	// joinErr says on which of the interfaces asked for it could not join the group, and why.
+	joinErr error
 
 	mu   sync.Mutex // protects last
 	last map[string]time.Time
@@ -98,6 +102,7 @@ type responder struct {
 	// network holds its source, and a write picks the interface with SetMulticastInterface.
 	sendMu sync.Mutex
 	noCM   bool
+	closed bool // under sendMu: the goodbyes are sent, nothing more is
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -118,7 +123,7 @@ func newResponder(o responderOptions) (*responder, error) {
 		group:    &net.UDPAddr{IP: mdnsGroup.AsSlice(), Port: o.MDNSPort},
 		service:  ServiceType + ".local.",
 		instance: escapeLabel(o.Instance) + "." + ServiceType + ".local.",
-		host:     escapeLabel(hostLabel(o.Instance)) + ".local.",
+		host:     escapeLabel(o.Instance) + ".local.",
 		port:     uint16(o.Port),
 		txt:      o.TXT,
 		ifaces:   map[int]Interface{},
@@ -152,6 +157,9 @@ func newResponder(o responderOptions) (*responder, error) {
 	if len(r.ifaces) == 0 {
 		return fail(fmt.Errorf("mDNS: joined the group on no interface: %w", errors.Join(joinErrs...)))
 	}
+	if len(joinErrs) > 0 {
+		r.joinErr = fmt.Errorf("mDNS: cannot join the group on %w", errors.Join(joinErrs...))
+	}
 	r.conn = c
 	r.wg.Add(2)
 	go r.serve()
@@ -161,10 +169,13 @@ func newResponder(o responderOptions) (*responder, error) {
 
 // Shutdown says goodbye (the records with TTL 0) on every interface and stops.
 func (r *responder) Shutdown() {
-	close(r.stop)
+	r.sendMu.Lock()
 	for idx := range r.ifaces {
-		r.send(r.records(idx, 0), idx, nil)
+		r.sendLocked(r.records(idx, 0), idx, nil)
 	}
+	r.closed = true // no answer or announcement after the goodbye
+	r.sendMu.Unlock()
+	close(r.stop)
 	r.conn.Close()
 	r.wg.Wait()
 }
@@ -254,6 +265,9 @@ func (r *responder) handle(packet []byte, ifIndex int, src netip.AddrPort, now t
 	// A legacy query, from a port other than 5353 (RFC 6762 §6.7), is a plain DNS client: it is
 	// answered by unicast, with its id and questions, and short TTLs.
 	legacy := int(src.Port()) != r.mport
+	if legacy && len(q.Question) > maxLegacyQuestions {
+		return nil, 0, false // its answer repeats the questions: a plain DNS client asks one
+	}
 	qu := legacy
 	var answers, extra []dns.RR
 	for _, qs := range q.Question {
@@ -286,17 +300,24 @@ func (r *responder) handle(packet []byte, ifIndex int, src netip.AddrPort, now t
 		}
 		return m, ifIndex, true
 	}
-	// The same records multicast on an interface once a second at most.
-	key := fmt.Sprint(ifIndex, answerKey(answers))
+	// A record is multicast on an interface once a second at most (RFC 6762 §6): those sent
+	// less than a second ago are left out, and an answer left with none is not sent. The keys
+	// are the server's own records on its interfaces, so the map stays small.
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if t, ok := r.last[key]; ok && now.Sub(t) < multicastEvery {
+	fresh := m.Answer[:0]
+	for _, a := range m.Answer {
+		key := recordKey(ifIndex, a)
+		if t, ok := r.last[key]; ok && now.Sub(t) < multicastEvery {
+			continue
+		}
+		r.last[key] = now
+		fresh = append(fresh, a)
+	}
+	if len(fresh) == 0 {
 		return nil, 0, false
 	}
-	if len(r.last) > 64 {
-		clear(r.last)
-	}
-	r.last[key] = now
+	m.Answer = fresh
 	return m, ifIndex, false
 }
 
@@ -327,6 +348,12 @@ func (r *responder) answer(q dns.Question, ifIndex int) (answers, extra []dns.RR
 	case strings.ToLower(r.host):
 		if want(dns.TypeA) {
 			answers = append(answers, r.addrs(ifIndex, hostTTL)...)
+		}
+		if q.Qtype == dns.TypeAAAA {
+			// No IPv6 address: said at once (RFC 6762 §6.1), so that a resolver asking for both
+			// does not wait for the AAAA question to time out.
+			answers = append(answers, &dns.NSEC{Hdr: dns.RR_Header{Name: r.host, Rrtype: dns.TypeNSEC, Class: dns.ClassINET | 0x8000, Ttl: hostTTL},
+				NextDomain: r.host, TypeBitMap: []uint16{dns.TypeA}})
 		}
 	}
 	return answers, extra
@@ -369,8 +396,16 @@ func (r *responder) addrs(ifIndex int, ttl uint32) []dns.RR {
 	return out
 }
 
-// send writes m on the interface ifIndex, to the group or to dst.
+// send writes m on the interface ifIndex, to the group or to dst, unless the goodbyes went.
 func (r *responder) send(m *dns.Msg, ifIndex int, dst *net.UDPAddr) {
+	r.sendMu.Lock()
+	defer r.sendMu.Unlock()
+	if !r.closed {
+		r.sendLocked(m, ifIndex, dst)
+	}
+}
+
+func (r *responder) sendLocked(m *dns.Msg, ifIndex int, dst *net.UDPAddr) {
 	m.Compress = true
 	b, err := m.Pack()
 	if err != nil {
@@ -381,8 +416,6 @@ func (r *responder) send(m *dns.Msg, ifIndex int, dst *net.UDPAddr) {
 	if to == nil {
 		to = r.group
 	}
-	r.sendMu.Lock()
-	defer r.sendMu.Unlock()
 	if r.noCM {
 		it := r.ifaces[ifIndex]
 		r.conn.SetMulticastInterface(&it.iface)
@@ -454,25 +487,14 @@ func holds(rs []dns.RR, x dns.RR) bool {
 	return false
 }
 
-// answerKey names a set of answers for the multicast limit.
-func answerKey(answers []dns.RR) string {
-	var b strings.Builder
-	for _, a := range answers {
-		h := a.Header()
-		fmt.Fprintf(&b, "%s/%d;", strings.ToLower(h.Name), h.Rrtype)
+// recordKey names one of the server's records on an interface, for the multicast limit.
+func recordKey(ifIndex int, rr dns.RR) string {
+	h := rr.Header()
+	key := fmt.Sprintf("%d %s %d", ifIndex, strings.ToLower(h.Name), h.Rrtype)
+	if a, ok := rr.(*dns.A); ok {
+		key += " " + a.A.String()
 	}
-	return b.String()
-}
-
-// hostLabel is the label of the machine's name in .local.: the first label of its host name,
-// or the instance when it has none a DNS name can take.
-func hostLabel(instance string) string {
-	h, _ := os.Hostname()
-	h, _, _ = strings.Cut(h, ".")
-	if h == "" || len(h) > 63 {
-		return instance
-	}
-	return h
+	return key
 }
 
 // escapeLabel writes a label in the DNS library's presentation form: the characters it reads
@@ -482,7 +504,7 @@ func escapeLabel(s string) string {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		switch {
-		case c == '.' || c == '\\' || c == '"' || c == '(' || c == ')' || c == ';' || c == '@' || c == '$' || c == ' ':
+		case c == '.' || c == '\\' || c == '"' || c == '(' || c == ')' || c == ';' || c == '@' || c == ' ':
 			b.WriteByte('\\')
 			b.WriteByte(c)
 		case c < 0x21 || c > 0x7e:

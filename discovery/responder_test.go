@@ -15,7 +15,7 @@ func testResponder() *responder {
 	it := Interface{Name: "lan0", Index: 1, Addrs: []netip.Prefix{netip.MustParsePrefix("10.9.0.1/24")}, MDNS: true,
 		iface: net.Interface{Index: 1, Name: "lan0"}}
 	return &responder{
-		service: ServiceType + ".local.", instance: "srv-test." + ServiceType + ".local.", host: "shop-pc.local.",
+		service: ServiceType + ".local.", instance: "srv-test." + ServiceType + ".local.", host: "srv-test.local.",
 		mport: mdnsPort, port: 80, txt: escapeTXT(TXT(testInfo(), "http")), ifaces: map[int]Interface{1: it},
 		unicast: newLimiter(unicastEvery, unicastBurst, unicastSources, unicastPerSec), last: map[string]time.Time{},
 	}
@@ -72,7 +72,7 @@ func TestResponderAnswersTheLinkOnlyAndOnce(t *testing.T) {
 			}
 		case *dns.SRV:
 			srv++
-			if x.Port != 80 || x.Target != "shop-pc.local." {
+			if x.Port != 80 || x.Target != "srv-test.local." {
 				t.Errorf("SRV %v", x)
 			}
 		case *dns.TXT:
@@ -89,8 +89,9 @@ func TestResponderAnswersTheLinkOnlyAndOnce(t *testing.T) {
 	}
 }
 
-// The same records are multicast on an interface once a second at most; unicast answers to one
-// source are rate-limited; a querier that lists the answer as known gets none.
+// A record is multicast on an interface once a second at most, however the questions are
+// asked; unicast answers to one source are rate-limited; a querier that lists the answer as known
+// gets none.
 func TestResponderLimits(t *testing.T) {
 	r := testResponder()
 	now := time.Now()
@@ -100,6 +101,22 @@ func TestResponderLimits(t *testing.T) {
 	}
 	if m, _, _ := r.handle(q, 1, onLink5353, now.Add(500*time.Millisecond)); m != nil {
 		t.Error("the same records were multicast twice within a second")
+	}
+	if m, _, _ := r.handle(query(false, servicesName, ServiceType+".local."), 1, onLink5353, now.Add(600*time.Millisecond)); m == nil ||
+		len(m.Answer) != 1 || m.Answer[0].Header().Name != servicesName {
+		t.Errorf("other questions with the PTR among them: %v, want the services PTR alone", m)
+	}
+	for i := range 100 { // other questions in turn: each record once
+		any := new(dns.Msg)
+		any.Question = []dns.Question{{Name: r.instance, Qtype: dns.TypeANY, Qclass: dns.ClassINET}}
+		if i%2 == 1 {
+			any.Question[0] = dns.Question{Name: r.host, Qtype: dns.TypeA, Qclass: dns.ClassINET}
+		}
+		b, _ := any.Pack()
+		m, _, _ := r.handle(b, 1, onLink5353, now.Add(700*time.Millisecond))
+		if (i < 2) != (m != nil) {
+			t.Fatalf("query %d: %v", i, m)
+		}
 	}
 	if m, _, _ := r.handle(q, 1, onLink5353, now.Add(1100*time.Millisecond)); m == nil {
 		t.Error("not multicast again after a second")
@@ -147,6 +164,43 @@ func TestResponderLegacyQuery(t *testing.T) {
 	}
 }
 
+// A question for the host's IPv6 address is told at once that there is none.
+func TestResponderSaysThereIsNoIPv6(t *testing.T) {
+	r := testResponder()
+	q := new(dns.Msg)
+	q.Question = []dns.Question{{Name: "SRV-TEST.local.", Qtype: dns.TypeAAAA, Qclass: dns.ClassINET | 0x8000}}
+	b, _ := q.Pack()
+	m, _, _ := r.handle(b, 1, onLink5353, time.Now())
+	if m == nil || len(m.Answer) != 1 {
+		t.Fatalf("AAAA: %v", m)
+	}
+	if n, ok := m.Answer[0].(*dns.NSEC); !ok || len(n.TypeBitMap) != 1 || n.TypeBitMap[0] != dns.TypeA {
+		t.Errorf("AAAA answered %v, want an NSEC naming A alone", m.Answer[0])
+	}
+}
+
+// An instance label is written so that the DNS library reads it back: spaces and the library's
+// syntax escaped.
+func TestResponderEscapesTheInstance(t *testing.T) {
+	for _, id := range []string{"shop 12", "a$b", "caisse-(1)", "x;y@z", `back\slash`} {
+		r := testResponder()
+		r.instance = escapeLabel(id) + "." + ServiceType + ".local."
+		q := new(dns.Msg)
+		q.Question = []dns.Question{{Name: r.instance, Qtype: dns.TypeSRV, Qclass: dns.ClassINET | 0x8000}}
+		b, err := q.Pack()
+		if err != nil {
+			t.Fatalf("%q: %v", id, err)
+		}
+		var back dns.Msg
+		if err := back.Unpack(b); err != nil {
+			t.Fatal(err)
+		}
+		if m, _, _ := r.handle(b, 1, onLink5353, time.Now()); m == nil {
+			t.Errorf("%q: no answer for its SRV (asked as %q)", id, back.Question[0].Name)
+		}
+	}
+}
+
 // Packets that are not queries, or not ours, get nothing.
 func TestResponderIgnores(t *testing.T) {
 	r := testResponder()
@@ -154,6 +208,7 @@ func TestResponderIgnores(t *testing.T) {
 	resp.Response = true
 	resp.Question = []dns.Question{{Name: ServiceType + ".local.", Qtype: dns.TypePTR, Qclass: dns.ClassINET}}
 	rb, _ := resp.Pack()
+	legacy5 := query(false, ServiceType+".local.", ServiceType+".local.", ServiceType+".local.", ServiceType+".local.", ServiceType+".local.")
 	for name, p := range map[string][]byte{
 		"garbage":       []byte("GET / HTTP/1.1\r\n\r\n"),
 		"empty":         {},
@@ -166,6 +221,10 @@ func TestResponderIgnores(t *testing.T) {
 		if m, _, _ := r.handle(p, 1, onLink5353, time.Now()); m != nil {
 			t.Errorf("%s was answered: %v", name, m)
 		}
+	}
+	// A legacy query repeats its questions in its answer: one of more than 4 is not answered.
+	if m, _, _ := r.handle(legacy5, 1, netip.MustParseAddrPort("10.9.0.2:40000"), time.Now()); m != nil {
+		t.Errorf("a legacy query of 5 questions was answered: %v", m)
 	}
 }
 

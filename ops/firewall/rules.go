@@ -59,8 +59,14 @@ func Rules(cfg config.Config) []Rule {
 			Rule{Dir: Out, Proto: "udp", Port: d.UDP.Port, Local: true, Remote: RemoteLAN, Purpose: "discovery: answers, from this port to the device's", Key: "discovery.udp.port"})
 	}
 	if cfg.Discovery.MDNS.Enabled {
-		in = append(in, Rule{Dir: In, Proto: "udp", Port: mdnsPort, Remote: mdnsGroup, Purpose: "discovery: mDNS queries", Key: "discovery.mdns.enabled"})
-		out = append(out, Rule{Dir: Out, Proto: "udp", Port: mdnsPort, Remote: mdnsGroup, Purpose: "discovery: mDNS answers", Key: "discovery.mdns.enabled"})
+		// Queries come to the group, or to the server's own address (legacy DNS clients); answers
+		// go to the group, or from the server's port to the querier's own address (a query
+		// that asks for a unicast answer, a legacy one), which no connection tracking matches
+		// with a query sent to the group.
+		in = append(in, Rule{Dir: In, Proto: "udp", Port: mdnsPort, Remote: RemoteLAN, Purpose: "discovery: mDNS queries, to the group or to this server", Key: "discovery.mdns.enabled"})
+		out = append(out,
+			Rule{Dir: Out, Proto: "udp", Port: mdnsPort, Remote: mdnsGroup, Purpose: "discovery: mDNS answers to the group", Key: "discovery.mdns.enabled"},
+			Rule{Dir: Out, Proto: "udp", Port: mdnsPort, Local: true, Remote: RemoteLAN, Purpose: "discovery: mDNS answers to a querier's own address", Key: "discovery.mdns.enabled"})
 	}
 	out = append(out, Rule{Dir: Out, Proto: "tcp", Port: cfg.Devices.PushPortDefault, Remote: RemoteLAN, Purpose: "push of orders and commands to devices (a device may name another port when it pairs)", Key: "devices.push_port_default"})
 	wan := wanRules(cfg)
