@@ -16,7 +16,7 @@ func TestFigureCheck(t *testing.T) {
 		{[]float64{40, 160, 80}, []float64{50, 200, 100}, false}, // each round 0.80, whatever the machine's speed
 	} {
 		f := NewFigure("lookup", "req/s", tc.daemon, tc.baseline)
-		if got := f.Check(ref) != ""; got != tc.fails {
+		if got := f.check(ref, false) != ""; got != tc.fails {
 			t.Errorf("%v / %v: ratio %.3f, failed %v, want %v", tc.daemon, tc.baseline, f.Ratio, got, tc.fails)
 		}
 	}
