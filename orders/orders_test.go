@@ -53,6 +53,8 @@ func TestPrice(t *testing.T) {
 		"free":  {Name: "Sample", Priced: true, Amount: 0, Currency: "EUR"},
 		"dusd":  {Name: "Donut", Priced: true, Amount: 120, Currency: "USD"},
 		"nopri": {Name: "Mystery"},
+		"gold":  {Name: "Gold", Priced: true, Amount: 1 << 62, Currency: "EUR"},
+		"dear":  {Name: "Dear", Priced: true, Amount: MaxUnitPrice, Currency: "EUR"},
 	}
 	o, err := Price([]Wanted{{"tea", 2}, {"cake", 1}, {"free", 3}}, offers)
 	if err != nil {
@@ -74,12 +76,48 @@ func TestPrice(t *testing.T) {
 		{[]Wanted{{"tea", 1}, {"ghost", 1}}, `lines[1].product_id: no product "ghost" in the catalog`},
 		{[]Wanted{{"nopri", 1}}, `lines[0].product_id: product "nopri" has no price`},
 		{[]Wanted{{"tea", 1}, {"dusd", 1}}, "lines[1]: priced in USD, the order in EUR; one order has one currency"},
+		// 3 × 2^62 overflowed into a negative total before the bound.
+		{[]Wanted{{"gold", 3}}, `lines[0].product_id: product "gold" is priced at 4611686018427387904, outside the 0 to 1000000000000 minor units an order takes; the catalog's price is wrong`},
 	} {
 		_, err := Price(tc.wanted, offers)
 		var pe *PricingError
 		if !errors.As(err, &pe) || !errors.Is(err, ErrUnknownProduct) || err.Error() != tc.reason {
 			t.Errorf("Price(%v) = %v, want %q", tc.wanted, err, tc.reason)
 		}
+	}
+}
+
+// The dearest order there can be stays far from overflowing.
+func TestDearestOrder(t *testing.T) {
+	offers := map[string]Offer{"dear": {Name: "Dear", Priced: true, Amount: MaxUnitPrice, Currency: "EUR"}}
+	wanted := make([]Wanted, MaxLines)
+	for i := range wanted {
+		wanted[i] = Wanted{"dear", MaxQuantity}
+	}
+	o, err := Price(wanted, offers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := int64(MaxLines) * MaxQuantity * MaxUnitPrice; o.Total != want || o.Total <= 0 {
+		t.Errorf("total %d, want %d", o.Total, want)
+	}
+}
+
+// A catalog name goes on a line cut to 200 characters, without control characters.
+func TestLineName(t *testing.T) {
+	long := strings.Repeat("é", MaxNameRunes+50)
+	if got := LineName(long); got != strings.Repeat("é", MaxNameRunes) {
+		t.Errorf("a name of %d characters became %d", MaxNameRunes+50, len([]rune(got)))
+	}
+	if got := LineName("Tea\nbox\x00\xff"); got != "Tea box " {
+		t.Errorf("LineName = %q", got)
+	}
+	if msg := CheckText("name", LineName("a\tb\x7f"+long), MaxNameRunes); msg != "" {
+		t.Errorf("a line name breaks the rules of a name: %s", msg)
+	}
+	o, err := Price([]Wanted{{"p", 1}}, map[string]Offer{"p": {Name: long, Priced: true, Amount: 1, Currency: "EUR"}})
+	if err != nil || o.Lines[0].Name != LineName(long) {
+		t.Errorf("the priced line's name is %q (%v)", o.Lines[0].Name, err)
 	}
 }
 

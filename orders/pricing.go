@@ -23,7 +23,8 @@ type Offer struct {
 var ErrUnknownProduct = errors.New("order names what the shop does not sell")
 
 // PricingError refuses an order whose line names a product the catalog does not have, has no
-// price for, or prices in another currency than the order's other lines.
+// price for, prices beyond MaxUnitPrice, or prices in another currency than the order's other
+// lines.
 type PricingError struct {
 	Line   int
 	Reason string
@@ -44,11 +45,13 @@ func Price(wanted []Wanted, offers map[string]Offer) (o Order, err error) {
 			return Order{}, &PricingError{i, fmt.Sprintf("lines[%d].product_id: no product %q in the catalog", i, w.ProductID)}
 		case !offer.Priced:
 			return Order{}, &PricingError{i, fmt.Sprintf("lines[%d].product_id: product %q has no price", i, w.ProductID)}
+		case offer.Amount < 0 || offer.Amount > MaxUnitPrice:
+			return Order{}, &PricingError{i, fmt.Sprintf("lines[%d].product_id: product %q is priced at %d, outside the 0 to %d minor units an order takes; the catalog's price is wrong", i, w.ProductID, offer.Amount, MaxUnitPrice)}
 		case o.Currency != "" && o.Currency != offer.Currency:
 			return Order{}, &PricingError{i, fmt.Sprintf("lines[%d]: priced in %s, the order in %s; one order has one currency", i, offer.Currency, o.Currency)}
 		}
 		o.Currency = offer.Currency
-		o.Lines = append(o.Lines, NewLine(w.ProductID, offer.Name, w.Quantity, offer.Amount))
+		o.Lines = append(o.Lines, NewLine(w.ProductID, LineName(offer.Name), w.Quantity, offer.Amount))
 	}
 	o.Total = Sum(o.Lines)
 	return o, nil

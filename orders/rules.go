@@ -18,7 +18,34 @@ const (
 	MaxOrderNoteRunes = 2000
 	MaxCustomerRunes  = 200 // each of the customer's fields
 	MaxNameRunes      = 200 // a line's product name
+	// MaxUnitPrice is the highest unit price of a line, in minor units: it keeps every line's
+	// total and the order's (200 lines of 9999) far from overflowing.
+	MaxUnitPrice int64 = 1_000_000_000_000
 )
+
+// LineName is a catalog product's name as an order line carries it: at most MaxNameRunes
+// characters, control characters made spaces, invalid UTF-8 dropped. The catalog bounds neither;
+// the cloud's order contract does (cloud-api.md).
+func LineName(name string) string {
+	name = strings.ToValidUTF8(name, "")
+	name = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, name)
+	if utf8.RuneCountInString(name) <= MaxNameRunes {
+		return name
+	}
+	n := 0
+	for i := range name {
+		if n == MaxNameRunes {
+			return name[:i]
+		}
+		n++
+	}
+	return name
+}
 
 // Each Check function returns what is wrong, as "field: reason" for the sender, or "".
 

@@ -101,10 +101,6 @@ func Decode(body []byte) (Payload, error) {
 	return p, nil
 }
 
-// maxUnitPrice is the highest unit price a message may carry, in minor units: it keeps every
-// line's and the order's total far from overflowing.
-const maxUnitPrice int64 = 1_000_000_000_000
-
 // checkLines returns what is wrong with a message's lines, or "": the rules of every order, and
 // a name and a unit price, which the cloud sets (a device's order takes them from the catalog).
 func checkLines(lines []PayloadLine) string {
@@ -118,8 +114,8 @@ func checkLines(lines []PayloadLine) string {
 		if msg := orders.CheckText(fmt.Sprintf("lines[%d].name", i), l.Name, orders.MaxNameRunes); msg != "" {
 			return msg
 		}
-		if l.UnitPrice < 0 || l.UnitPrice > maxUnitPrice {
-			return fmt.Sprintf("lines[%d].unit_price: %d, want 0 to %d", i, l.UnitPrice, maxUnitPrice)
+		if l.UnitPrice < 0 || l.UnitPrice > orders.MaxUnitPrice {
+			return fmt.Sprintf("lines[%d].unit_price: %d, want 0 to %d", i, l.UnitPrice, orders.MaxUnitPrice)
 		}
 	}
 	return ""
