@@ -249,6 +249,13 @@ func readStatusPage(t *testing.T, b *browser, refusedNumber int64) {
 	if hooks := b.text("#webhook-rows"); !strings.Contains(hooks, fmt.Sprintf("#%d", refusedNumber)) || !strings.Contains(hooks, "unknown customer account") {
 		t.Errorf("refused webhook orders %q", hooks)
 	}
+	// The back office's exchange: the webhook target, its one refused order, and the failed run.
+	if bo := b.text("#backoffice-rows"); !strings.Contains(bo, "webhook") || !strings.Contains(bo, "127.0.0.1") || !strings.HasSuffix(strings.TrimSpace(bo), "1") {
+		t.Errorf("back-office targets %q: want the webhook, its host, 1 refused", bo)
+	}
+	if run := b.text("#backoffice-run"); !strings.Contains(run, "ago") {
+		t.Errorf("back-office last run %q", run)
+	}
 }
 
 // pairFromThePage creates a pairing code on the page and pairs a device with it: the device

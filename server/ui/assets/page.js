@@ -174,6 +174,25 @@
     setText('media-quarantined', m ? String(m.quarantined) : '–');
   }
 
+  function renderBackOffice(st, now) {
+    const bo = st.backoffice;
+    const targets = bo && bo.targets ? bo.targets : [];
+    const section = byId('backoffice');
+    section.hidden = !bo || (targets.length === 0 && !bo.import);
+    if (section.hidden) return;
+    setText('backoffice-run', bo.last_run ? ago(bo.last_run, now) : 'not yet');
+    setText('backoffice-error', bo.last_error ? '· failed: ' + bo.last_error : bo.last_success ? '· ok' : '');
+    fill('backoffice-rows', targets.map((x) => [
+      x.name.replace(/_/g, ' '), x.destination || '', String(x.exported), String(x.pending + (x.unfinished || 0)), String(x.failed),
+    ]), 'no export configured', 5);
+    const imp = bo.import;
+    byId('backoffice-import').hidden = !imp;
+    if (imp) {
+      const last = imp.last_failed && imp.last_failed.error ? ' (last refused: ' + imp.last_failed.name + ': ' + imp.last_failed.error + ')' : '';
+      setText('backoffice-import', 'Stock files from ' + imp.dir + ': ' + imp.done + ' imported, ' + imp.failed + ' refused' + last + '.');
+    }
+  }
+
   function renderWebhook(snap) {
     const section = byId('webhook');
     const failures = snap.webhook_failures;
@@ -198,6 +217,7 @@
     renderOrders(snap, now);
     renderDevices(snap, now);
     renderMedia(st);
+    renderBackOffice(st, now);
     renderWebhook(snap);
   }
 
