@@ -140,12 +140,18 @@ func (s *Server) requirePageAction(next http.Handler) http.Handler {
 }
 
 // requirePageActionIfSession is requirePageAction for a request that holds a live session;
-// one without goes through as it is.
+// one without goes through if it comes from the page's own origin (a page left open over a
+// restart). A form on another site's page arrives without the cookie (SameSite=Strict), and
+// must not end the browser's session all the same.
 func (s *Server) requirePageActionIfSession(next http.Handler) http.Handler {
 	checked := s.requirePageAction(next)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, _, ok := s.pageSessionOf(r); ok {
 			checked.ServeHTTP(w, r)
+			return
+		}
+		if !sameOrigin(r) {
+			problem(w, r, probCSRF, "the action did not come from this server's status page: reload the page and try again")
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -172,6 +172,17 @@ func TestStatusPageLogin(t *testing.T) {
 	if rec := c.do(req); rec.Code != http.StatusSeeOther || rec.Header().Get("Location") != "/status" {
 		t.Fatalf("logout of an ended session: %d %s %s", rec.Code, rec.Header().Get("Location"), rec.Body)
 	}
+	// A form on another site's page, which the browser sends without the Strict cookie, does
+	// not log the browser out: no cookie is cleared.
+	req = httptest.NewRequest(http.MethodPost, "/status/logout", strings.NewReader(url.Values{"next": {"/status"}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", "http://evil.example")
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	cross := httptest.NewRecorder()
+	f.raw.ServeHTTP(cross, req)
+	if cross.Code != http.StatusForbidden || cross.Header().Get("Set-Cookie") != "" {
+		t.Fatalf("a cross-site logout: %d, Set-Cookie %q", cross.Code, cross.Header().Get("Set-Cookie"))
+	}
 }
 
 func TestStatusPageLoginIsThrottled(t *testing.T) {
