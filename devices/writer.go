@@ -54,18 +54,18 @@ func (w *writer) submit(ctx context.Context, ups []storage.CommandUpdate) (chan 
 	return done, w.queue(ctx, job{ups: ups, done: done})
 }
 
-// settle waits until the changes queued before it are stored (or failed), at most stopWrites,
-// or until ctx ends: a job of no changes goes behind them, and the writer takes jobs in order.
+// settle waits until the changes queued before it are stored (or failed), or until ctx ends;
+// stopWrites at most in all, queueing included (a full queue, a writer that stopped): a job of
+// no changes goes behind them, and the writer takes jobs in order.
 func (w *writer) settle(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, stopWrites)
+	defer cancel()
 	done, err := w.submit(ctx, nil)
 	if err != nil {
 		return
 	}
-	t := time.NewTimer(stopWrites)
-	defer t.Stop()
 	select {
 	case <-done:
-	case <-t.C:
 	case <-ctx.Done():
 	}
 }

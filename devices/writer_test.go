@@ -99,3 +99,22 @@ func TestWriterStoresWhatIsQueuedAtStop(t *testing.T) {
 		}
 	}
 }
+
+// settle is bounded whatever the writer does: with the queue full and no writer to take it (a
+// revocation as the server stops), it returns after stopWrites rather than never.
+func TestSettleIsBounded(t *testing.T) {
+	w := newWriter(nil, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	for range cap(w.ch) {
+		w.ch <- job{}
+	}
+	returned := make(chan struct{})
+	go func() {
+		w.settle(context.WithoutCancel(context.Background()))
+		close(returned)
+	}()
+	select {
+	case <-returned:
+	case <-time.After(stopWrites + 10*time.Second):
+		t.Fatal("settle still waits for a full queue nobody takes")
+	}
+}
