@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -284,6 +285,16 @@ func (r *responder) handle(packet []byte, ifIndex int, src netip.AddrPort, now t
 	if len(answers) == 0 {
 		return nil, 0, false
 	}
+	if legacy {
+		// A plain DNS client asked: no NSEC, which it would take for a record of the wrong
+		// type; an AAAA question of its gets no answer.
+		answers = slices.DeleteFunc(answers, func(rr dns.RR) bool { return rr.Header().Rrtype == dns.TypeNSEC })
+		if len(answers) == 0 {
+			return nil, 0, false
+		}
+	} else if hasA(answers) || hasA(extra) {
+		extra = appendNew(extra, r.nsec()) // with the addresses, that there is no IPv6 one (§6.2)
+	}
 	extra = without(extra, answers)
 	m := &dns.Msg{MsgHdr: dns.MsgHdr{Response: true, Authoritative: true}, Answer: answers, Extra: extra}
 	if legacy {
@@ -352,8 +363,7 @@ func (r *responder) answer(q dns.Question, ifIndex int) (answers, extra []dns.RR
 		if q.Qtype == dns.TypeAAAA {
 			// No IPv6 address: said at once (RFC 6762 §6.1), so that a resolver asking for both
 			// does not wait for the AAAA question to time out.
-			answers = append(answers, &dns.NSEC{Hdr: dns.RR_Header{Name: r.host, Rrtype: dns.TypeNSEC, Class: dns.ClassINET | 0x8000, Ttl: hostTTL},
-				NextDomain: r.host, TypeBitMap: []uint16{dns.TypeA}})
+			answers = append(answers, r.nsec())
 		}
 	}
 	return answers, extra
@@ -384,6 +394,12 @@ func (r *responder) srv(ttl uint32) dns.RR {
 
 func (r *responder) txtRR(ttl uint32) dns.RR {
 	return &dns.TXT{Hdr: dns.RR_Header{Name: r.instance, Rrtype: dns.TypeTXT, Class: dns.ClassINET | 0x8000, Ttl: ttl}, Txt: r.txt}
+}
+
+// nsec says that the host name has A records and no others (no AAAA).
+func (r *responder) nsec() dns.RR {
+	return &dns.NSEC{Hdr: dns.RR_Header{Name: r.host, Rrtype: dns.TypeNSEC, Class: dns.ClassINET | 0x8000, Ttl: hostTTL},
+		NextDomain: r.host, TypeBitMap: []uint16{dns.TypeA}}
 }
 
 // addrs are the A records of the interface's own addresses: a device is given an address of
@@ -455,6 +471,10 @@ func knownAnswers(answers, known []dns.RR) []dns.RR {
 		}
 	}
 	return out
+}
+
+func hasA(rs []dns.RR) bool {
+	return slices.ContainsFunc(rs, func(rr dns.RR) bool { return rr.Header().Rrtype == dns.TypeA })
 }
 
 // appendNew appends the records of add that rs does not hold yet.

@@ -3,6 +3,7 @@ package discovery
 import (
 	"net"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -176,6 +177,15 @@ func TestResponderSaysThereIsNoIPv6(t *testing.T) {
 	}
 	if n, ok := m.Answer[0].(*dns.NSEC); !ok || len(n.TypeBitMap) != 1 || n.TypeBitMap[0] != dns.TypeA {
 		t.Errorf("AAAA answered %v, want an NSEC naming A alone", m.Answer[0])
+	}
+	// The A records of a browse come with the NSEC, so that no AAAA question is needed.
+	m, _, _ = r.handle(query(true, ServiceType+".local."), 1, onLink5353, time.Now())
+	if m == nil || !slices.ContainsFunc(m.Extra, func(rr dns.RR) bool { return rr.Header().Rrtype == dns.TypeNSEC }) {
+		t.Errorf("a browse's answer without the NSEC beside its A records: %v", m)
+	}
+	// A plain DNS client gets no NSEC: its AAAA question has no answer.
+	if m, _, _ := r.handle(b, 1, netip.MustParseAddrPort("10.9.0.2:40000"), time.Now()); m != nil {
+		t.Errorf("a legacy AAAA question was answered: %v", m)
 	}
 }
 
