@@ -183,7 +183,7 @@
     setText('backoffice-run', bo.last_run ? ago(bo.last_run, now) : 'not yet');
     setText('backoffice-error', bo.last_error ? '· failed: ' + bo.last_error : bo.last_success ? '· ok' : '');
     fill('backoffice-rows', targets.map((x) => [
-      x.name.replace(/_/g, ' '), x.destination || '', String(x.exported), String(x.pending + (x.unfinished || 0)), String(x.failed),
+      x.name.replace(/_/g, ' '), x.destination || '', String(x.exported), String(x.pending), String(x.failed),
     ]), 'no export configured', 5);
     const imp = bo.import;
     byId('backoffice-import').hidden = !imp;
