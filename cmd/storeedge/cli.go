@@ -156,6 +156,24 @@ func newFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
 	return fs
 }
 
+// unexpectedArg says an argument is one too many without showing it when it may be a secret: the
+// value of a "--set KEY VALUE" typed with a space, or text that looks like a token.
+func unexpectedArg(name, arg string, sets setFlags) error {
+	for _, s := range sets {
+		if !strings.Contains(s, "=") {
+			key := s
+			if config.LooksSecret(key) {
+				key = "…"
+			}
+			return fmt.Errorf("%s: unexpected argument after --set %s (not shown, in case it is a secret): give --set KEY=VALUE as one argument", name, key)
+		}
+	}
+	if config.LooksSecret(arg) {
+		return fmt.Errorf("%s: unexpected argument of %d characters (not shown: it looks like a secret)", name, len(arg))
+	}
+	return fmt.Errorf("%s: unexpected argument %q", name, arg)
+}
+
 // loadConfig parses the configuration flags of run and config and loads the configuration.
 func loadConfig(name, usage string, args, env []string, stderr io.Writer) (config.Config, error) {
 	return loadConfigWith(name, usage, args, env, stderr, nil)
@@ -194,7 +212,7 @@ func loadConfigArgs(name, usage string, args, env []string, stderr io.Writer, fl
 	}
 	switch {
 	case len(rest) > nargs:
-		return config.Config{}, nil, usageError{fmt.Errorf("%s: unexpected argument %q", name, rest[nargs])}
+		return config.Config{}, nil, usageError{unexpectedArg(name, rest[nargs], sets)}
 	case len(rest) < nargs:
 		fs.Usage()
 		return config.Config{}, nil, usageError{fmt.Errorf("%s: missing argument", name)}

@@ -84,6 +84,10 @@ func TestSetWithoutEqualsIsNotShown(t *testing.T) {
 		{"config", "--set", "cloud.store_key=abc", "--set", secret},
 		{"run", "--set", "data_dir=" + t.TempDir(), "--set", secret},
 		{"demo", "--set", secret},
+		// KEY VALUE with a space: the value is an argument too many.
+		{"config", "--set", "cloud.store_key", secret},
+		{"run", "--set", "data_dir=" + t.TempDir(), "--set", "admin.token", secret},
+		{"doctor", "--set", "cloud.store_key", secret},
 	} {
 		var stdout, stderr bytes.Buffer
 		err := run(context.Background(), args, nil, &stdout, &stderr)

@@ -185,6 +185,10 @@ func (c *Config) set(key, value string) *Error {
 }
 
 func unknownKeyError(key string) *Error {
+	if LooksSecret(key) {
+		// A secret given where a key goes ("--set TOKEN=", a value passed as a key): not shown.
+		return &Error{Key: fmt.Sprintf("(%d characters, not shown: it looks like a secret rather than a key)", len(key)), Reason: "unknown key"}
+	}
 	if !isPlainKey(key) {
 		return &Error{Key: strconv.Quote(truncate(key, 80)), Reason: "unknown key"}
 	}
@@ -196,6 +200,15 @@ func unknownKeyError(key string) *Error {
 		reason += fmt.Sprintf(" (did you mean %s?)", s)
 	}
 	return &Error{Key: key, Reason: reason}
+}
+
+// LooksSecret tells a text given where a key or an argument goes that looks more like a token or
+// a password, and is not to be shown: keys are lower-case words, a secret mixes upper-case
+// letters and digits, or is long.
+func LooksSecret(key string) bool {
+	upper := strings.ContainsFunc(key, func(r rune) bool { return 'A' <= r && r <= 'Z' })
+	digit := strings.ContainsFunc(key, func(r rune) bool { return '0' <= r && r <= '9' })
+	return upper && digit || len(key) > 40 && !strings.Contains(key, ".")
 }
 
 // isPlainKey tells a key that can be shown as it is from one that needs quoting (control
@@ -262,6 +275,18 @@ func setLeaf(c *Config, l *leaf, n *yaml.Node, literal bool) *Error {
 	// "page_size:" more likely meant "the default". Say so rather than guess.
 	if n.Value == "" || n.ShortTag() == "!!null" {
 		return &Error{Key: l.key, Line: n.Line, Value: quote(n.Value), Reason: "empty; want " + l.want() + ", or leave the key out for the default"}
+	}
+	if l.kind == kindBool && field.Kind() == reflect.Bool {
+		// Quoted or not: the example file quotes its texts, and "true" in quotes means true.
+		switch strings.ToLower(n.Value) {
+		case "true", "yes", "on", "y":
+			field.SetBool(true)
+			return nil
+		case "false", "no", "off", "n":
+			field.SetBool(false)
+			return nil
+		}
+		return &Error{Key: l.key, Line: n.Line, Value: quote(n.Value), Reason: "want " + l.want()}
 	}
 	if l.kind == kindInt && n.ShortTag() == "!!float" {
 		// yaml would truncate 1.5 to 1 and take 1e3 as 1000; a count or a port is written

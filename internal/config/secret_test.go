@@ -172,6 +172,7 @@ func TestErrorsHideSecrets(t *testing.T) {
 		{name: "http cloud url with credentials", flags: []string{"cloud.store_key=k", "cloud.url=http://u:" + secretPass + "@h"}},
 		{name: "secret under a misspelt key", flags: []string{"cloud.store_kye=" + secretKey}},
 		{name: "secret without key", flags: []string{secretKey}},
+		{name: "secret given as a key", flags: []string{"S3CRETc2tfbGl2ZV9TM0NSRVQ1234=="}},
 		{name: "secret in file as a list", file: "cloud:\n  store_key: [" + secretKey + "]\n"},
 		{name: "secret in file under a wrong key", file: "cloud:\n  storekey: " + secretKey + "\n"},
 		{name: "secret in file, syntax error", file: "cloud:\n  store_key: \"" + secretKey + "\n  url: [\n"},
