@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 )
@@ -57,6 +58,27 @@ func Load(path string, env []string, flags []string) (Config, error) {
 	return c, c.Validate()
 }
 
+// checkUTF8 refuses a file that is not UTF-8 (nor UTF-16 with its byte order mark, which the
+// YAML decoder reads), naming the line of the first byte that is not: a file saved as Latin-1
+// or Windows-1252 ("ANSI" in Notepad) would otherwise be refused at line 1, with the decoder's
+// words.
+func checkUTF8(name string, data []byte) error {
+	if bytes.HasPrefix(data, []byte{0xFE, 0xFF}) || bytes.HasPrefix(data, []byte{0xFF, 0xFE}) || utf8.Valid(data) {
+		return nil
+	}
+	at := 0
+	for at < len(data) {
+		r, size := utf8.DecodeRune(data[at:])
+		if r == utf8.RuneError && size == 1 {
+			break
+		}
+		at += size
+	}
+	line := bytes.Count(data[:at], []byte("\n")) + 1
+	col := at - (bytes.LastIndexByte(data[:at], '\n') + 1) + 1
+	return &Error{Source: name, Line: line, Reason: fmt.Sprintf("not UTF-8 text (byte 0x%02X at column %d); save the file as UTF-8 (in Notepad: File, Save as, Encoding UTF-8)", data[at], col)}
+}
+
 func readFile(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -81,6 +103,9 @@ func readFile(path string) ([]byte, error) {
 // config.Cloud") and its type errors name no key; walking the node tree lets every message
 // name the dotted key and its line, and keeps secret values out of messages.
 func (c *Config) applyFile(name string, data []byte) []error {
+	if err := checkUTF8(name, data); err != nil {
+		return []error{err}
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	switch err := decodeNode(dec, &doc); {

@@ -590,3 +590,39 @@ func TestRedactedRoundTrip(t *testing.T) {
 	wantErr(t, err, []string{`cloud.store_key: "xxxxx": is the placeholder`, `wan.proxy: "http://u:xxxxx@proxy.lan:3128": the credentials are the placeholder`,
 		`servicebus.connection_string: "xxxxx": is the placeholder`, `backoffice.webhook.secret: "xxxxx": is the placeholder`})
 }
+
+// A boolean in quotes reads as the same boolean unquoted: the example file quotes its texts, and
+// people quote the rest alike.
+func TestQuotedBooleans(t *testing.T) {
+	for text, want := range map[string]bool{`"true"`: true, `'false'`: false, `"yes"`: true, `"Off"`: false, `true`: true, `no`: false} {
+		c, err := Load(writeConfig(t, "cloud:\n  store_key: k\ndiscovery:\n  mdns:\n    enabled: "+text+"\n"), nil, nil)
+		if err != nil {
+			t.Errorf("enabled: %s: %v", text, err)
+			continue
+		}
+		if c.Discovery.MDNS.Enabled != want {
+			t.Errorf("enabled: %s read as %v", text, c.Discovery.MDNS.Enabled)
+		}
+	}
+	_, err := Load(writeConfig(t, "cloud:\n  store_key: k\ndiscovery:\n  mdns:\n    enabled: \"maybe\"\n"), nil, nil)
+	if err == nil || !strings.Contains(err.Error(), "discovery.mdns.enabled") || !strings.Contains(err.Error(), "true or false") {
+		t.Errorf("enabled: \"maybe\": %v", err)
+	}
+}
+
+// A file saved in Latin-1 or Windows-1252 ("ANSI" in Notepad) is refused at the line of its
+// first byte that is not UTF-8, saying how to save it.
+func TestFileNotUTF8(t *testing.T) {
+	_, err := Load(writeConfig(t, "cloud:\n  store_key: k\nshop:\n  name: \"Caf\xe9 Lyon\"\n"), nil, nil)
+	if err == nil || !strings.Contains(err.Error(), ":4:") || !strings.Contains(err.Error(), "not UTF-8") || !strings.Contains(err.Error(), "0xE9") {
+		t.Fatalf("a Latin-1 file: %v", err)
+	}
+	// UTF-16 with its byte order mark is read.
+	utf16 := []byte{0xFF, 0xFE}
+	for _, r := range "cloud:\n  store_key: k\n" {
+		utf16 = append(utf16, byte(r), 0)
+	}
+	if _, err := Load(writeConfig(t, string(utf16)), nil, nil); err != nil {
+		t.Errorf("a UTF-16 file: %v", err)
+	}
+}
