@@ -158,10 +158,10 @@ func newFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
 
 // unexpectedArg says an argument is one too many without showing it when it may be a secret: the
 // value of a "--set KEY VALUE" typed with a space, or text that looks like a token.
-func unexpectedArg(name, arg string, sets setFlags) error {
-	for _, s := range sets {
-		if !strings.Contains(s, "=") {
-			key := s
+func unexpectedArg(name, arg string, args []string) error {
+	for i := 0; i+2 < len(args); i++ {
+		if (args[i] == "--set" || args[i] == "-set") && !strings.Contains(args[i+1], "=") && args[i+2] == arg {
+			key := args[i+1]
 			if config.LooksSecret(key) {
 				key = "…"
 			}
@@ -212,7 +212,7 @@ func loadConfigArgs(name, usage string, args, env []string, stderr io.Writer, fl
 	}
 	switch {
 	case len(rest) > nargs:
-		return config.Config{}, nil, usageError{unexpectedArg(name, rest[nargs], sets)}
+		return config.Config{}, nil, usageError{unexpectedArg(name, rest[nargs], args)}
 	case len(rest) < nargs:
 		fs.Usage()
 		return config.Config{}, nil, usageError{fmt.Errorf("%s: missing argument", name)}

@@ -104,6 +104,31 @@ func TestSetWithoutEqualsIsNotShown(t *testing.T) {
 	}
 }
 
+// An argument too many is shown unless it looks like a secret: a file name is, a token is not.
+func TestUnexpectedArgumentShownUnlessSecret(t *testing.T) {
+	for _, tc := range []struct {
+		args  []string
+		shown bool
+	}{
+		{[]string{"config", "--set", "cloud.store_key=", "sk_live_3f9c0a1b2c3d4e5f6a7b8c9d"}, false},
+		{[]string{"config", "--set", "admin.token=", "9f86d081884c7d659a2feaa0c55ad015"}, false},
+		{[]string{"config", "/etc/Shop1/storeedge.yaml"}, true},
+		{[]string{"config", "2026-12-06-shop.backup"}, true},
+		{[]string{"config", "now"}, true},
+	} {
+		var stdout, stderr bytes.Buffer
+		err := run(context.Background(), tc.args, nil, &stdout, &stderr)
+		msg := stderr.String()
+		if err != nil {
+			msg += err.Error()
+		}
+		arg := tc.args[len(tc.args)-1]
+		if strings.Contains(msg, arg) != tc.shown || !strings.Contains(msg, "unexpected argument") {
+			t.Errorf("%q: shown %v, want %v:\n%s", tc.args, strings.Contains(msg, arg), tc.shown, msg)
+		}
+	}
+}
+
 // "storeedge help" shows each command with the options its own --help gives, so that shop IT
 // reading the summary does not miss one.
 func TestTopUsageListsEachCommandsOptions(t *testing.T) {

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
@@ -185,8 +186,9 @@ func (c *Config) set(key, value string) *Error {
 }
 
 func unknownKeyError(key string) *Error {
-	if LooksSecret(key) {
+	if LooksSecret(key[strings.LastIndexByte(key, '.')+1:]) {
 		// A secret given where a key goes ("--set TOKEN=", a value passed as a key): not shown.
+		// The last part only: a key of the file carries its section.
 		return &Error{Key: fmt.Sprintf("(%d characters, not shown: it looks like a secret rather than a key)", len(key)), Reason: "unknown key"}
 	}
 	if !isPlainKey(key) {
@@ -203,12 +205,17 @@ func unknownKeyError(key string) *Error {
 }
 
 // LooksSecret tells a text given where a key or an argument goes that looks more like a token or
-// a password, and is not to be shown: keys are lower-case words, a secret mixes upper-case
-// letters and digits, or is long.
-func LooksSecret(key string) bool {
-	upper := strings.ContainsFunc(key, func(r rune) bool { return 'A' <= r && r <= 'Z' })
-	digit := strings.ContainsFunc(key, func(r rune) bool { return '0' <= r && r <= '9' })
-	return upper && digit || len(key) > 40 && !strings.Contains(key, ".")
+// a password than a name, and is not to be shown: over 40 bytes, or 16 and more with a digit,
+// unless it is a path or a file name (a separator, or an extension of up to 7 letters).
+func LooksSecret(s string) bool {
+	if strings.ContainsAny(s, `/\`) {
+		return false
+	}
+	if ext := filepath.Ext(s); len(ext) > 1 && len(ext) <= 8 && !strings.ContainsFunc(ext[1:], func(r rune) bool { return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z') }) {
+		return false
+	}
+	digit := strings.ContainsFunc(s, func(r rune) bool { return '0' <= r && r <= '9' })
+	return len(s) > 40 || len(s) >= 16 && digit
 }
 
 // isPlainKey tells a key that can be shown as it is from one that needs quoting (control

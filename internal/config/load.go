@@ -75,7 +75,7 @@ func checkUTF8(name string, data []byte) error {
 		at += size
 	}
 	line := bytes.Count(data[:at], []byte("\n")) + 1
-	col := at - (bytes.LastIndexByte(data[:at], '\n') + 1) + 1
+	col := utf8.RuneCount(data[bytes.LastIndexByte(data[:at], '\n')+1:at]) + 1 // in characters
 	return &Error{Source: name, Line: line, Reason: fmt.Sprintf("not UTF-8 text (byte 0x%02X at column %d); save the file as UTF-8 (in Notepad: File, Save as, Encoding UTF-8)", data[at], col)}
 }
 

@@ -610,11 +610,24 @@ func TestQuotedBooleans(t *testing.T) {
 	}
 }
 
+// A misspelt key is named, with the key meant, however it is written; a text given as a key
+// that looks like a token is not shown.
+func TestUnknownKeysNamedUnlessSecret(t *testing.T) {
+	_, err := Load(writeConfig(t, "cloud:\n  store_key: k\n  Page_Size2: 5\n"), nil, nil)
+	if err == nil || !strings.Contains(err.Error(), "cloud.Page_Size2") || !strings.Contains(err.Error(), "cloud.page_size") {
+		t.Errorf("a misspelt key: %v", err)
+	}
+	_, err = Load("", nil, []string{"cloud.store_key=k", "sk_live_3f9c0a1b2c3d4e5f6a7b8c9d=x"})
+	if err == nil || strings.Contains(err.Error(), "3f9c0a1b") {
+		t.Errorf("a token given as a key: %v", err)
+	}
+}
+
 // A file saved in Latin-1 or Windows-1252 ("ANSI" in Notepad) is refused at the line of its
 // first byte that is not UTF-8, saying how to save it.
 func TestFileNotUTF8(t *testing.T) {
 	_, err := Load(writeConfig(t, "cloud:\n  store_key: k\nshop:\n  name: \"Caf\xe9 Lyon\"\n"), nil, nil)
-	if err == nil || !strings.Contains(err.Error(), ":4:") || !strings.Contains(err.Error(), "not UTF-8") || !strings.Contains(err.Error(), "0xE9") {
+	if err == nil || !strings.Contains(err.Error(), ":4:") || !strings.Contains(err.Error(), "not UTF-8") || !strings.Contains(err.Error(), "0xE9 at column 13") {
 		t.Fatalf("a Latin-1 file: %v", err)
 	}
 	// UTF-16 with its byte order mark is read.
