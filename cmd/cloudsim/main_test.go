@@ -93,7 +93,7 @@ func TestRunServesAndStops(t *testing.T) {
 	var cfg cloudapi.RemoteConfig
 	err := json.NewDecoder(resp.Body).Decode(&cfg)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || err != nil || cfg.StoreID != "shop-9" || cfg.ServiceBus.Queue != "orders-shop-9" {
+	if resp.StatusCode != http.StatusOK || err != nil || cloudapi.Text(cfg.StoreID, 128) != "shop-9" || cfg.ServiceBus.Queue != "orders-shop-9" {
 		t.Errorf("config: %d %+v %v", resp.StatusCode, cfg, err)
 	}
 	resp = get(" wrong")

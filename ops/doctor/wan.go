@@ -283,7 +283,7 @@ func (w *wanCheck) cloudAuth(ctx context.Context) (cloudapi.RemoteConfig, bool) 
 		w.add(fail("wan", check, fmt.Sprintf("the cloud did not give the shop's configuration: %v", err), "if a proxy answers in the cloud's place, ask the network team to let it through; otherwise call the vendor's support with this line"))
 		return rc, false
 	}
-	w.add(pass("wan", check, fmt.Sprintf("accepted: store %q (%s)", rc.StoreID, rc.Name)))
+	w.add(pass("wan", check, fmt.Sprintf("accepted: store %q (%s)", cloudapi.Text(rc.StoreID, 128), cloudapi.Text(rc.Name, 200))))
 	return rc, true
 }
 

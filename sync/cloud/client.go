@@ -355,6 +355,9 @@ func (c *Client) Config(ctx context.Context) (cloudapi.RemoteConfig, error) {
 // RemoteQueue is the Service Bus queue the remote configuration names ("" when none), or why it
 // cannot be used: it must keep the rule of servicebus.queue.
 func RemoteQueue(rc cloudapi.RemoteConfig) (string, error) {
+	if p := rc.ServiceBus.Problem; p != "" {
+		return "", fmt.Errorf("cloud: the remote configuration cannot be used for the queue: %s", p)
+	}
 	q := rc.ServiceBus.Queue
 	if q == "" {
 		return "", nil
@@ -369,6 +372,9 @@ func RemoteQueue(rc cloudapi.RemoteConfig) (string, error) {
 // why it cannot be used: it must keep the rule of media.container_url (https, a container, a SAS
 // token). The error never quotes the URL, whose SAS token is a secret.
 func RemoteContainerURL(rc cloudapi.RemoteConfig) (string, error) {
+	if p := rc.Media.Problem; p != "" {
+		return "", fmt.Errorf("cloud: the remote configuration cannot be used for media: %s", p)
+	}
 	u := rc.Media.ContainerURL
 	if u == "" {
 		return "", nil

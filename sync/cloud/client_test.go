@@ -43,7 +43,7 @@ func TestUploadConfigAndErrors(t *testing.T) {
 		t.Fatalf("retried upload: %+v %v", res, err)
 	}
 	cfg, err := c.Config(ctx)
-	if err != nil || cfg.StoreID != "shop-9" || cfg.ServiceBus.Queue == "" {
+	if err != nil || cloudapi.Text(cfg.StoreID, 128) != "shop-9" || cfg.ServiceBus.Queue == "" {
 		t.Fatalf("config: %+v %v", cfg, err)
 	}
 
@@ -292,8 +292,57 @@ func TestAnswerOverItsLimit(t *testing.T) {
 			if !errors.Is(err, ErrAnswerTooLarge) || !strings.Contains(err.Error(), "larger than the limit of 1048576 bytes") {
 				t.Errorf("an answer of %d bytes: %v, want too large", c.size, err)
 			}
-		} else if err != nil || rc.StoreID != "s1" {
+		} else if err != nil || cloudapi.Text(rc.StoreID, 128) != "s1" {
 			t.Errorf("an answer of exactly the limit: %+v, %v", rc, err)
 		}
+	}
+}
+
+// A field storeedge does not use, of another type than the contract's (a numeric store_id, a
+// flag that is not a boolean), fails nothing; a used field of the wrong type fails only its own
+// use, saying which.
+func TestConfigIsReadLeniently(t *testing.T) {
+	const sas = "https://shop.blob.core.windows.net/media?sv=2021&sp=rl&sig=c2VjcmV0"
+	for _, c := range []struct {
+		body            string
+		queue, queueErr string
+		url, urlErr     string
+	}{
+		{body: `{"store_id":12345,"name":"Caf\u00e9\u001b[31m","servicebus":{"namespace":7,"queue":"orders-1"},"media":{"container_url":"` + sas + `"},"flags":{"beta":"on"},"heartbeat_seconds":"60"}`,
+			queue: "orders-1", url: sas},
+		{body: `{"store_id":"s","flags":[],"heartbeat_seconds":1e3,"servicebus":{"queue":7},"media":{"container_url":"` + sas + `"}}`,
+			queueErr: "servicebus.queue is not a text", url: sas},
+		{body: `{"servicebus":"orders-1","media":["x"]}`, queueErr: "servicebus is not an object", urlErr: "media is not an object"},
+		{body: `{"servicebus":null,"media":{"container_url":null},"heartbeat_seconds":99999999999999999999}`},
+	} {
+		ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, c.body) }))
+		cl, err := New(ts.URL, "k", ts.Client(), "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc, err := cl.Config(t.Context())
+		ts.Close()
+		if err != nil {
+			t.Errorf("%s: %v", c.body, err)
+			continue
+		}
+		q, qerr := RemoteQueue(rc)
+		if q != c.queue || (qerr == nil) != (c.queueErr == "") || qerr != nil && !strings.Contains(qerr.Error(), c.queueErr) {
+			t.Errorf("%s: queue %q, %v; want %q, %q", c.body, q, qerr, c.queue, c.queueErr)
+		}
+		u, uerr := RemoteContainerURL(rc)
+		if u != c.url || (uerr == nil) != (c.urlErr == "") || uerr != nil && !strings.Contains(uerr.Error(), c.urlErr) {
+			t.Errorf("%s: container %q, %v; want %q, %q", c.body, u, uerr, c.url, c.urlErr)
+		}
+	}
+	// What doctor shows of a field kept as written: its text, one line, bounded.
+	if got := cloudapi.Text(json.RawMessage(`"Caf\u00e9\u001b[31m"`), 128); got != "Café [31m" {
+		t.Errorf("Text = %q", got)
+	}
+	if got := cloudapi.Text(json.RawMessage(`12345`), 128); got != "12345" {
+		t.Errorf("Text of a number = %q", got)
+	}
+	if got := cloudapi.Text(cloudapi.JSONText(strings.Repeat("é", 100)), 9); got != "éééé…" {
+		t.Errorf("Text cut = %q", got)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"strings"
 	"unicode"
 	"unicode/utf8"
 )
@@ -542,19 +543,96 @@ type UploadResponse struct {
 	Rejected  []Rejection `json:"rejected"`
 }
 
-// RemoteConfig is the answer to GET /v1/config.
+// RemoteConfig is the answer to GET /v1/config. storeedge uses servicebus.queue and
+// media.container_url (cloud-api.md); the other fields are kept as the cloud wrote them, and
+// neither they nor a wrong type in one of the two used fields fail the answer: a numeric
+// store_id, say, must not keep the shop from its queue. A used field of the wrong type is said
+// by its Problem.
 type RemoteConfig struct {
-	StoreID    string `json:"store_id"`
-	Name       string `json:"name"`
-	ServiceBus struct {
-		Namespace string `json:"namespace"`
-		Queue     string `json:"queue"`
-	} `json:"servicebus"`
-	Media struct {
-		ContainerURL string `json:"container_url"`
-	} `json:"media"`
-	Flags            map[string]bool `json:"flags"`
-	HeartbeatSeconds int             `json:"heartbeat_seconds"`
+	StoreID          json.RawMessage  `json:"store_id,omitempty"`
+	Name             json.RawMessage  `json:"name,omitempty"`
+	ServiceBus       RemoteServiceBus `json:"servicebus"`
+	Media            RemoteMedia      `json:"media"`
+	Flags            json.RawMessage  `json:"flags,omitempty"`
+	HeartbeatSeconds json.RawMessage  `json:"heartbeat_seconds,omitempty"`
+}
+
+// RemoteServiceBus is the servicebus object of the remote configuration.
+type RemoteServiceBus struct {
+	Namespace json.RawMessage `json:"namespace,omitempty"`
+	Queue     string          `json:"queue"`
+	Problem   string          `json:"-"` // what is wrong with the object or its queue, "" when nothing
+}
+
+// UnmarshalJSON reads the object leniently: a wrong type is its Problem, not an error.
+func (s *RemoteServiceBus) UnmarshalJSON(b []byte) error {
+	var v struct {
+		Namespace json.RawMessage `json:"namespace"`
+		Queue     json.RawMessage `json:"queue"`
+	}
+	*s = RemoteServiceBus{}
+	switch {
+	case string(b) == "null":
+	case json.Unmarshal(b, &v) != nil:
+		s.Problem = "servicebus is not an object"
+	default:
+		s.Namespace = v.Namespace
+		if len(v.Queue) > 0 && string(v.Queue) != "null" && json.Unmarshal(v.Queue, &s.Queue) != nil {
+			s.Problem = "servicebus.queue is not a text"
+		}
+	}
+	return nil
+}
+
+// RemoteMedia is the media object of the remote configuration.
+type RemoteMedia struct {
+	ContainerURL string `json:"container_url"`
+	Problem      string `json:"-"` // what is wrong with the object or its URL, "" when nothing
+}
+
+// UnmarshalJSON reads the object leniently: a wrong type is its Problem, not an error.
+func (m *RemoteMedia) UnmarshalJSON(b []byte) error {
+	var v struct {
+		ContainerURL json.RawMessage `json:"container_url"`
+	}
+	*m = RemoteMedia{}
+	switch {
+	case string(b) == "null":
+	case json.Unmarshal(b, &v) != nil:
+		m.Problem = "media is not an object"
+	case len(v.ContainerURL) > 0 && string(v.ContainerURL) != "null" && json.Unmarshal(v.ContainerURL, &m.ContainerURL) != nil:
+		m.Problem = "media.container_url is not a text"
+	}
+	return nil
+}
+
+// JSONText is s as a JSON string, for the fields of RemoteConfig kept as the cloud wrote them.
+func JSONText(s string) json.RawMessage {
+	b, _ := json.Marshal(s)
+	return b
+}
+
+// Text is a field kept as the cloud wrote it, for people: a JSON string's text, anything else
+// as written; at most max bytes, cut on a character boundary, control characters made spaces.
+func Text(raw json.RawMessage, max int) string {
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		s = string(raw)
+	}
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, strings.ToValidUTF8(s, ""))
+	if len(s) > max {
+		cut := max
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
+	}
+	return s
 }
 
 // CollectionState is one collection's entry in a heartbeat.

@@ -260,9 +260,9 @@ func (s *Sim) Events() []cloudapi.Event {
 func (s *Sim) handleConfig(w http.ResponseWriter, r *http.Request) {
 	s.configs.Add(1)
 	var c cloudapi.RemoteConfig
-	c.StoreID = s.opts.StoreID
-	c.Name = s.opts.StoreName
-	c.ServiceBus.Namespace = s.opts.ServiceBusNamespace
+	c.StoreID = cloudapi.JSONText(s.opts.StoreID)
+	c.Name = cloudapi.JSONText(s.opts.StoreName)
+	c.ServiceBus.Namespace = cloudapi.JSONText(s.opts.ServiceBusNamespace)
 	c.ServiceBus.Queue = "orders-" + s.opts.StoreID
 	c.Media.ContainerURL = s.opts.MediaContainerURL
 	if s.opts.Media.enabled() {
@@ -273,11 +273,12 @@ func (s *Sim) handleConfig(w http.ResponseWriter, r *http.Request) {
 		}
 		c.Media.ContainerURL = u
 	}
-	c.Flags = map[string]bool{}
+	flags := map[string]bool{}
 	for k, v := range s.opts.Flags {
-		c.Flags[k] = v
+		flags[k] = v
 	}
-	c.HeartbeatSeconds = 60
+	c.Flags, _ = json.Marshal(flags)
+	c.HeartbeatSeconds = json.RawMessage("60")
 	writeJSON(w, http.StatusOK, c)
 }
 

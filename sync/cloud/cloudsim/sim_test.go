@@ -228,8 +228,8 @@ func TestConfigAndHeartbeat(t *testing.T) {
 	if status := h.callJSON(http.MethodGet, "/v1/config", nil, &cfg); status != http.StatusOK {
 		t.Fatalf("config: %d", status)
 	}
-	if cfg.StoreID != "shop-042" || cfg.Name != `Le "Bon" Coin` || cfg.ServiceBus.Queue != "orders-shop-042" ||
-		cfg.ServiceBus.Namespace != "sb.example" || cfg.HeartbeatSeconds != 60 || !cfg.Flags["test_mode"] {
+	if cloudapi.Text(cfg.StoreID, 128) != "shop-042" || cloudapi.Text(cfg.Name, 128) != `Le "Bon" Coin` || cfg.ServiceBus.Queue != "orders-shop-042" ||
+		cloudapi.Text(cfg.ServiceBus.Namespace, 128) != "sb.example" || string(cfg.HeartbeatSeconds) != "60" || string(cfg.Flags) != `{"test_mode":true}` {
 		t.Errorf("config %+v", cfg)
 	}
 	if status, _, _ := h.call(http.MethodGet, "/_sim/heartbeat", nil); status != http.StatusNotFound {
