@@ -75,6 +75,10 @@ type Error struct {
 	Detail     string        // the problem document's detail or title, or the start of the body
 }
 
+// RetryWait is the wait the answer asked for (its Retry-After), for a caller that does not
+// import this package (media's reading of the container URL).
+func (e *Error) RetryWait() time.Duration { return e.RetryAfter }
+
 func (e *Error) Error() string {
 	s := fmt.Sprintf("cloud: %s: %d %s", e.Op, e.Status, http.StatusText(e.Status))
 	if e.Detail != "" {

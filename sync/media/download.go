@@ -646,7 +646,7 @@ func (f *Fetcher) refused(ctx context.Context, t *task, err error) {
 		f.requeueLocked(t, time.Time{}, "")
 		// A refusal right after a refresh means the new one is refused too: slow down.
 		if f.blobBack.Attempts() > 0 {
-			f.pauseLocked()
+			f.pauseLocked(nil)
 		}
 		f.blobBack.Next(0)
 		f.mu.Unlock()
@@ -659,7 +659,7 @@ func (f *Fetcher) refused(ctx context.Context, t *task, err error) {
 		f.blob.lastError += "; reading the container URL again failed: " + rerr.Error()
 	}
 	f.requeueLocked(t, time.Time{}, "")
-	f.pauseLocked()
+	f.pauseLocked(rerr)
 	f.notifyLocked(t.id, &UnavailableError{Reason: notCachedBecause(StateUnauthorized, err.Error()), RetryAfter: f.pausedTo.Sub(f.now())})
 }
 
@@ -677,7 +677,7 @@ func (f *Fetcher) unreachable(t *task, res result) {
 	}
 	f.blob.state, f.blob.lastError = state, res.err.Error()
 	f.requeueLocked(t, time.Time{}, "")
-	f.pauseLocked()
+	f.pauseLocked(res.err)
 	f.notifyLocked(t.id, &UnavailableError{Reason: notCachedBecause(state, res.err.Error()), RetryAfter: f.pausedTo.Sub(f.now())})
 }
 
@@ -708,9 +708,16 @@ func failureReason(kind, reason string) string {
 	return "its download failed and is tried again later: " + reason
 }
 
-// pauseLocked stops new downloads for the next backoff delay.
-func (f *Fetcher) pauseLocked() {
-	wait := f.blobBack.Next(0)
+// pauseLocked stops new downloads for the next backoff delay, and at least for the Retry-After
+// of the cloud's answer in err (when reading the container URL was refused for a while), up to
+// an hour (cloud-api.md).
+func (f *Fetcher) pauseLocked(err error) {
+	var asked interface{ RetryWait() time.Duration }
+	floor := time.Duration(0)
+	if errors.As(err, &asked) {
+		floor = min(asked.RetryWait(), time.Hour)
+	}
+	wait := f.blobBack.Next(floor)
 	f.pausedTo = f.now().Add(wait)
 	f.changedLocked()
 }

@@ -147,6 +147,11 @@ func (c *Container) current(ctx context.Context) (*container.Client, error) {
 		return nil, c.failed
 	}
 	if err := c.buildLocked(ctx); err != nil {
+		if c.client != nil && now.Before(c.expires) {
+			// An early reading failed (the cloud busy a moment, or giving nothing usable): the
+			// SAS in hand is good until it expires, and the next request asks again.
+			return c.client, nil
+		}
 		if c.client == nil && ctx.Err() == nil {
 			c.failed = err // not the caller's own end: another caller would get the same
 		}

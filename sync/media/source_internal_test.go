@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/storeedge/storeedge/sync/cloud"
 )
 
 func TestContentRangeTotal(t *testing.T) {
@@ -209,5 +211,79 @@ func TestTimeoutDoesNotShowTheSAS(t *testing.T) {
 	}
 	if _, err := c.Check(ctx); err == nil || strings.Contains(err.Error(), "TOPSECRETSIG") {
 		t.Errorf("the check after the timeout: %v", err)
+	}
+}
+
+// While the SAS in hand is still good, a failed early reading of the container URL (the cloud
+// busy a moment) does not fail downloads: the client in hand is used, and the cloud asked again
+// at the next request after minRefresh. Once the SAS has expired, the failure is the caller's.
+func TestEarlyRefreshFailureKeepsTheValidSAS(t *testing.T) {
+	now := time.Date(2026, 12, 5, 9, 0, 0, 0, time.UTC)
+	calls := 0
+	c := NewContainer(Locator{Remote: func(ctx context.Context) (string, error) {
+		calls++
+		if calls == 1 {
+			return "https://a.blob.core.windows.net/media?se=2026-12-05T09%3A00%3A20Z&sig=x", nil
+		}
+		return "", errors.New("cloud: config: 503 Service Unavailable")
+	}}, http.DefaultClient)
+	c.now = func() time.Time { return now }
+	first, err := c.current(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 4 { // 17 s, then 15.5 s… of the SAS left: inside the early window
+		now = now.Add(1500 * time.Millisecond)
+		if now.Add(refreshAhead).Before(time.Date(2026, 12, 5, 9, 0, 20, 0, time.UTC)) {
+			t.Fatal("the test's clock is not inside the early window")
+		}
+		if cl, err := c.current(context.Background()); err != nil || cl != first {
+			t.Fatalf("%v before expiry: %v, %v; want the client in hand", time.Date(2026, 12, 5, 9, 0, 20, 0, time.UTC).Sub(now), cl, err)
+		}
+	}
+	if calls < 2 {
+		t.Errorf("the cloud was asked %d times; want the early readings tried", calls)
+	}
+	now = time.Date(2026, 12, 5, 9, 0, 21, 0, time.UTC) // expired
+	if _, err := c.current(context.Background()); err == nil {
+		t.Error("an expired SAS was used when the cloud gave no new one")
+	}
+}
+
+// A refusal of the cloud with Retry-After (429, 503) while reading the container URL pauses the
+// downloads at least that long (up to an hour), as cloud-api.md says of every call to the cloud.
+func TestContainerURLRetryAfterIsWaited(t *testing.T) {
+	for _, c := range []struct {
+		header string
+		want   time.Duration
+	}{{"600", 10 * time.Minute}, {"86400", time.Hour}} {
+		ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Retry-After", c.header)
+			w.WriteHeader(http.StatusTooManyRequests)
+		}))
+		cl, _ := cloud.New(ts.URL, "k", ts.Client(), "t")
+		src := NewContainer(Locator{Remote: func(ctx context.Context) (string, error) {
+			rc, err := cl.Config(ctx)
+			if err != nil {
+				return "", err
+			}
+			return cloud.RemoteContainerURL(rc)
+		}}, ts.Client())
+		now := time.Date(2026, 12, 5, 9, 0, 0, 0, time.UTC)
+		f, _, _ := newTestFetcher(t, Options{RetryMax: 5 * time.Minute, Now: func() time.Time { return now }, Source: src})
+		m, md5hex := picture("M1")
+		f.mu.Lock()
+		f.enqueueLocked("M1", m, md5hex, classOnDemand)
+		task := f.q.take(true)
+		f.mu.Unlock()
+		_, _, err := src.Download(context.Background(), m.Blob, 0)
+		ts.Close()
+		f.unreachable(task, blobResult(err))
+		f.mu.Lock()
+		pause := f.pausedTo.Sub(now)
+		f.mu.Unlock()
+		if pause != c.want {
+			t.Errorf("Retry-After: %s: downloads paused %v, want %v", c.header, pause, c.want)
+		}
 	}
 }
