@@ -422,6 +422,7 @@ func (s *components) receiveOrders(ctx context.Context) error {
 	fromCloud := s.cfg.ServiceBus.Queue == ""
 	b := backoff.New(time.Second, 5*time.Minute)
 	var r *servicebus.Receiver // one for the whole run, so that its counters go on
+	missing := ""              // why the last queue was given up: the namespace does not have it
 	for {
 		queue := s.cfg.ServiceBus.Queue
 		if fromCloud {
@@ -429,7 +430,8 @@ func (s *components) receiveOrders(ctx context.Context) error {
 				e := err.Error()
 				s.queueErr.Store(&e)
 				if r != nil {
-					r.Waiting(waitingForQueue + ": " + e)
+					// The not-found error stays in view beside why the cloud cannot say.
+					r.Waiting(missing + waitingForQueue + ": " + e)
 				}
 			})
 			if err != nil {
@@ -450,6 +452,7 @@ func (s *components) receiveOrders(ctx context.Context) error {
 		if !errors.Is(err, servicebus.ErrQueueMissing) {
 			return err
 		}
+		missing = err.Error() + "; "
 		if r.Status().Received > received {
 			b.Reset() // it was the right queue until now
 		}
