@@ -451,8 +451,14 @@ func (s *spool) commit(end uint64) error {
 	for len(s.notices) > 0 && s.notices[0].seq < s.cursor {
 		s.notices = s.notices[1:] // delivered
 	}
+	// The cursor first: segments removed before it is saved would leave a start that follows
+	// (a failed write, a crash) with neither, numbering new records from the old cursor: the
+	// intake, which drops what it has by seq, would drop them.
+	if err := s.saveCursorLocked(); err != nil {
+		return err
+	}
 	s.removeAcceptedLocked()
-	return s.saveCursorLocked()
+	return nil
 }
 
 // release says the last read was not delivered: its records stay to be read again, but for

@@ -219,3 +219,45 @@ func TestSpoolCarriesTheCountOfADroppedNotice(t *testing.T) {
 		t.Errorf("%d kept and %d dropped of %d records (the queue's notice is none)", len(got)-1, dropped, 3+n)
 	}
 }
+
+// Numbers are never given again, even when the cursor cannot be saved after the intake took a
+// batch (a failed write, or a crash at that moment): the intake drops what it has by seq, and a
+// record numbered again would be lost.
+func TestSeqNotGivenAgainWhenTheCursorIsNotSaved(t *testing.T) {
+	dir := t.TempDir()
+	s, err := openSpool(dir, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.appendLines(lines(1, 10), 10, 0)
+	s.close()
+	s, err = openSpool(dir, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, cursorFile+".tmp"), 0o700); err != nil { // the cursor's write now fails
+		t.Fatal(err)
+	}
+	_, end, _, err := s.read(100, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.commit(end); err == nil { // the intake accepted 1..10
+		t.Fatal("the cursor was saved through a directory")
+	}
+	s.close()
+	os.Remove(filepath.Join(dir, cursorFile+".tmp"))
+	s, err = openSpool(dir, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	s.appendLines(lines(11, 1), 1, 0)
+	recs, _, _, err := s.read(100, 1<<20)
+	if err != nil || len(recs) == 0 {
+		t.Fatalf("read: %d records, %v", len(recs), err)
+	}
+	if last := recs[len(recs)-1].seq; last <= 10 {
+		t.Errorf("the new record is numbered %d after 1..10 were accepted", last)
+	}
+}
