@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 
 	"github.com/storeedge/storeedge/ops/service"
@@ -91,6 +92,13 @@ func serviceRun(ctx context.Context, args, env []string, stderr io.Writer) error
 		return service.RunService(0, func(context.Context) error { return service.NoRestart(err) })
 	}
 	log := slog.New(service.EventLogHandler(events, cfg.Log.SlogLevel()))
+	// A crash's stack has nowhere else to go from a service, which has no standard error.
+	if f, err := os.OpenFile(filepath.Join(cfg.DataDir, "crash.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600); err == nil {
+		if err := debug.SetCrashOutput(f, debug.CrashOptions{}); err != nil {
+			log.Warn("storeedge: a crash would leave no trace: cannot write crash.log", slog.Any("error", err))
+		}
+		f.Close() // SetCrashOutput holds a copy of its own
+	}
 	return service.RunService(cfg.LAN.ShutdownGrace+service.StopMargin, func(sctx context.Context) error {
 		err := daemon(sctx, cfg, log, nil)
 		if err != nil {

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/storeedge/storeedge/internal/config"
 )
 
 // fakeSCM is a service control manager in memory.
@@ -61,6 +63,11 @@ func TestWindowsServiceLifecycle(t *testing.T) {
 	}
 	if len(s.RestartDelays) != 3 || s.RestartDelays[0] != 5*time.Second || s.ResetAfter != 24*time.Hour {
 		t.Errorf("recovery: restart after %v, reset after %v", s.RestartDelays, s.ResetAfter)
+	}
+	// The machine's shutdown waits for the longest stop (the largest grace and the margin),
+	// not the system's default of a few seconds.
+	if s.PreshutdownTimeout != config.MaxLANShutdownGrace+StopMargin {
+		t.Errorf("pre-shutdown time %v, want %v", s.PreshutdownTimeout, config.MaxLANShutdownGrace+StopMargin)
 	}
 	if _, err := Control(scm, "install", exe, ""); err == nil || !strings.Contains(err.Error(), "already installed") {
 		t.Errorf("second install: %v", err)

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/windows"
 	"golang.org/x/sys/windows/svc"
@@ -45,10 +47,23 @@ func (w winSCM) Create(s Spec) error {
 	if err := sv.SetRecoveryActionsOnNonCrashFailures(true); err != nil {
 		return err
 	}
-	if err := eventlog.InstallAsEventCreate(s.Name, eventlog.Error|eventlog.Warning|eventlog.Info); err != nil && !errors.Is(err, windows.ERROR_ALREADY_EXISTS) {
+	// The machine's shutdown gives the service the time of a stop, not the system's default.
+	pre := preshutdownInfo{Timeout: uint32(s.PreshutdownTimeout / time.Millisecond)}
+	if err := windows.ChangeServiceConfig2(sv.Handle, windows.SERVICE_CONFIG_PRESHUTDOWN_INFO, (*byte)(unsafe.Pointer(&pre))); err != nil {
+		return fmt.Errorf("pre-shutdown time: %w", err)
+	}
+	// A source left by an earlier installation is the same source: eventlog says so with an
+	// error of its own words, not ERROR_ALREADY_EXISTS.
+	if err := eventlog.InstallAsEventCreate(s.Name, eventlog.Error|eventlog.Warning|eventlog.Info); err != nil &&
+		!errors.Is(err, windows.ERROR_ALREADY_EXISTS) && !strings.Contains(err.Error(), "already exists") {
 		return fmt.Errorf("event log source: %w", err)
 	}
 	return nil
+}
+
+// preshutdownInfo is SERVICE_PRESHUTDOWN_INFO, which golang.org/x/sys/windows does not define.
+type preshutdownInfo struct {
+	Timeout uint32 // milliseconds
 }
 
 func (w winSCM) Delete(name string) error {
@@ -152,15 +167,17 @@ func (h *handler) Execute(_ []string, req <-chan svc.ChangeRequest, status chan<
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- h.run(ctx) }()
-	status <- svc.Status{State: svc.Running, Accepts: svc.AcceptStop | svc.AcceptShutdown}
+	status <- svc.Status{State: svc.Running, Accepts: svc.AcceptStop | svc.AcceptShutdown | svc.AcceptPreShutdown}
+	stopping := false
 	for {
 		select {
 		case err := <-done:
 			cancel()
 			var final noRestart
-			if errors.As(err, &final) {
+			if errors.As(err, &final) || stopping {
 				// Any other exit code is a failure, which the recovery actions restart; the
-				// reason is in the Event Log.
+				// reason is in the Event Log. A stop that was asked for is a stop, whatever the
+				// server's last error: not restarted in the middle of an upgrade.
 				h.err = err
 				return false, 0
 			}
@@ -173,7 +190,8 @@ func (h *handler) Execute(_ []string, req <-chan svc.ChangeRequest, status chan<
 			switch c.Cmd {
 			case svc.Interrogate:
 				status <- c.CurrentStatus
-			case svc.Stop, svc.Shutdown:
+			case svc.Stop, svc.Shutdown, svc.PreShutdown:
+				stopping = true
 				status <- svc.Status{State: svc.StopPending, WaitHint: uint32(h.stopWait / time.Millisecond)}
 				cancel()
 			}

@@ -39,6 +39,9 @@ type Spec struct {
 	// later failures; ResetAfter zeroes the failure count after that long without one.
 	RestartDelays []time.Duration
 	ResetAfter    time.Duration
+	// PreshutdownTimeout is how long Windows waits for the service when the machine shuts down
+	// (the pre-shutdown notice): the longest stop, instead of the system's few seconds.
+	PreshutdownTimeout time.Duration
 }
 
 // Recovery: restart after 5 s, 30 s, then every minute; forget failures after a day.
@@ -67,6 +70,8 @@ func SpecFor(exe, configPath string) (Spec, error) {
 		Args:          []string{"service", "run", "--config", configPath},
 		RestartDelays: restartDelays,
 		ResetAfter:    resetAfter,
+
+		PreshutdownTimeout: stopTimeout,
 	}, nil
 }
 
