@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"runtime/debug"
 	"strings"
 
@@ -159,19 +160,33 @@ func newFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
 // unexpectedArg says an argument is one too many without showing it when it may be a secret: the
 // value of a "--set KEY VALUE" typed with a space, or text that looks like a token.
 func unexpectedArg(name, arg string, args []string) error {
-	for i := 0; i+2 < len(args); i++ {
-		if (args[i] == "--set" || args[i] == "-set") && !strings.Contains(args[i+1], "=") && args[i+2] == arg {
-			key := args[i+1]
+	for i := 0; i+1 < len(args); i++ {
+		key, ok := setKeyAlone(args, i)
+		if ok && args[i+1] == arg {
 			if config.LooksSecret(key) {
 				key = "…"
 			}
 			return fmt.Errorf("%s: unexpected argument after --set %s (not shown, in case it is a secret): give --set KEY=VALUE as one argument", name, key)
 		}
 	}
-	if config.LooksSecret(arg) {
-		return fmt.Errorf("%s: unexpected argument of %d characters (not shown: it looks like a secret)", name, len(arg))
+	if _, err := os.Stat(arg); err == nil || !config.LooksSecret(arg) {
+		return fmt.Errorf("%s: unexpected argument %q", name, arg) // a file, or a word
 	}
-	return fmt.Errorf("%s: unexpected argument %q", name, arg)
+	return fmt.Errorf("%s: unexpected argument of %d characters (not shown, in case it is a secret)", name, len(arg))
+}
+
+// setKeyAlone tells whether args[i] ends a "--set KEY" without "=" (in one argument, --set=KEY,
+// or two), and the key.
+func setKeyAlone(args []string, i int) (string, bool) {
+	for _, flag := range []string{"--set=", "-set="} {
+		if v, ok := strings.CutPrefix(args[i], flag); ok {
+			return v, !strings.Contains(v, "=")
+		}
+	}
+	if i > 0 && (args[i-1] == "--set" || args[i-1] == "-set") {
+		return args[i], !strings.Contains(args[i], "=")
+	}
+	return "", false
 }
 
 // loadConfig parses the configuration flags of run and config and loads the configuration.

@@ -112,8 +112,12 @@ func TestUnexpectedArgumentShownUnlessSecret(t *testing.T) {
 	}{
 		{[]string{"config", "--set", "cloud.store_key=", "sk_live_3f9c0a1b2c3d4e5f6a7b8c9d"}, false},
 		{[]string{"config", "--set", "admin.token=", "9f86d081884c7d659a2feaa0c55ad015"}, false},
-		{[]string{"config", "/etc/Shop1/storeedge.yaml"}, true},
-		{[]string{"config", "2026-12-06-shop.backup"}, true},
+		{[]string{"config", "--set", "admin.token=", "Summer2024!"}, false},
+		{[]string{"config", "--set=cloud.store_key", "Kq3/9xZ+abcdefghijklmnop=="}, false},
+		{[]string{"config", "--set", "media.connection_string=", "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=Kq3/9xZ+ab=="}, false},
+		{[]string{"config", "--set", "media.container_url=", "https://a.blob.core.windows.net/m?sv=2021&sig=Kq3%2F9x"}, false},
+		{[]string{"config", os.TempDir()}, true}, // a folder that exists
+		{[]string{"config", "shop.backup"}, true},
 		{[]string{"config", "now"}, true},
 	} {
 		var stdout, stderr bytes.Buffer

@@ -13,9 +13,12 @@ import (
 
 func main() {
 	stopOn := []os.Signal{os.Interrupt, syscall.SIGTERM}
-	if asService(os.Args[1:]) {
+	switch {
+	case asService(os.Args[1:]):
 		ignoreHangup(os.Stderr)
-	} else {
+	case signal.Ignored(syscall.SIGHUP):
+		// Started under nohup: the hang-up stays ignored (Notify would turn it on again).
+	default:
 		// A terminal that closes (an SSH session that drops) stops the command cleanly, rather
 		// than leaving it running without one, holding its ports and the data folder.
 		stopOn = append(stopOn, syscall.SIGHUP)

@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
@@ -186,10 +185,14 @@ func (c *Config) set(key, value string) *Error {
 }
 
 func unknownKeyError(key string) *Error {
-	if LooksSecret(key[strings.LastIndexByte(key, '.')+1:]) {
-		// A secret given where a key goes ("--set TOKEN=", a value passed as a key): not shown.
-		// The last part only: a key of the file carries its section.
-		return &Error{Key: fmt.Sprintf("(%d characters, not shown: it looks like a secret rather than a key)", len(key)), Reason: "unknown key"}
+	if LooksSecret(key) {
+		// A secret given where a key goes ("--set TOKEN=", a value passed as a key): not shown,
+		// but the key probably meant is.
+		reason := "unknown key"
+		if s := suggest(key); s != "" {
+			reason += fmt.Sprintf(" (did you mean %s?)", s)
+		}
+		return &Error{Key: fmt.Sprintf("(a key of %d characters, not shown: keys are letters, '.', '_' and '-', and it may be a secret)", len(key)), Reason: reason}
 	}
 	if !isPlainKey(key) {
 		return &Error{Key: strconv.Quote(truncate(key, 80)), Reason: "unknown key"}
@@ -204,18 +207,16 @@ func unknownKeyError(key string) *Error {
 	return &Error{Key: key, Reason: reason}
 }
 
-// LooksSecret tells a text given where a key or an argument goes that looks more like a token or
-// a password than a name, and is not to be shown: over 40 bytes, or 16 and more with a digit,
-// unless it is a path or a file name (a separator, or an extension of up to 7 letters).
+// LooksSecret tells a text given where a key or a word goes that may be a secret, and is not to
+// be shown: anything but letters, '.', '_' and '-', up to 64 of them. Keys, and the words a
+// command takes, are such; tokens, passwords, account keys and URLs with a SAS are not.
 func LooksSecret(s string) bool {
-	if strings.ContainsAny(s, `/\`) {
-		return false
+	if len(s) > 64 {
+		return true
 	}
-	if ext := filepath.Ext(s); len(ext) > 1 && len(ext) <= 8 && !strings.ContainsFunc(ext[1:], func(r rune) bool { return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z') }) {
-		return false
-	}
-	digit := strings.ContainsFunc(s, func(r rune) bool { return '0' <= r && r <= '9' })
-	return len(s) > 40 || len(s) >= 16 && digit
+	return strings.ContainsFunc(s, func(r rune) bool {
+		return !(r == '.' || r == '_' || r == '-' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z')
+	})
 }
 
 // isPlainKey tells a key that can be shown as it is from one that needs quoting (control

@@ -613,9 +613,14 @@ func TestQuotedBooleans(t *testing.T) {
 // A misspelt key is named, with the key meant, however it is written; a text given as a key
 // that looks like a token is not shown.
 func TestUnknownKeysNamedUnlessSecret(t *testing.T) {
-	_, err := Load(writeConfig(t, "cloud:\n  store_key: k\n  Page_Size2: 5\n"), nil, nil)
-	if err == nil || !strings.Contains(err.Error(), "cloud.Page_Size2") || !strings.Contains(err.Error(), "cloud.page_size") {
+	_, err := Load(writeConfig(t, "cloud:\n  store_key: k\n  Page_Size: 5\n"), nil, nil)
+	if err == nil || !strings.Contains(err.Error(), "cloud.Page_Size") || !strings.Contains(err.Error(), "cloud.page_size") {
 		t.Errorf("a misspelt key: %v", err)
+	}
+	// One with a digit is not shown, but the key meant still is.
+	_, err = Load(writeConfig(t, "cloud:\n  store_key: k\n  page_size2: 5\n"), nil, nil)
+	if err == nil || strings.Contains(err.Error(), "page_size2") || !strings.Contains(err.Error(), "cloud.page_size") {
+		t.Errorf("a misspelt key with a digit: %v", err)
 	}
 	_, err = Load("", nil, []string{"cloud.store_key=k", "sk_live_3f9c0a1b2c3d4e5f6a7b8c9d=x"})
 	if err == nil || strings.Contains(err.Error(), "3f9c0a1b") {
