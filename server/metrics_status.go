@@ -76,7 +76,7 @@ var (
 	descMediaRate     = gaugeDesc("storeedge_media_fetch_rate_bytes_per_second", "Current download rate from Blob storage.")
 	descMediaBlobUp   = gaugeDesc("storeedge_media_blob_up", "1 when the last contact with Blob storage worked.")
 
-	descLogsUp       = gaugeDesc("storeedge_logship_up", "1 when the log intake accepted the last batch (logs.ship.enabled).")
+	descLogsUp       = gaugeDesc("storeedge_logship_up", "1 when the log intake answered the last batch and took the key (logs.ship.enabled).")
 	descLogsShipped  = counterDesc("storeedge_logship_shipped_records_total", "Log records the intake accepted since start.")
 	descLogsBuffered = gaugeDesc("storeedge_logship_buffered_records", "Log records on disk waiting to be sent.")
 	descLogsBuffer   = gaugeDesc("storeedge_logship_buffer_bytes", "Bytes of the log shipping buffer on disk.")

@@ -353,8 +353,10 @@ func (s *Shipper) succeed(a answer, n uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if a.outcome == rejected {
+		// The intake answered and took the key (state ok), and refused these records as
+		// malformed: counted, and its answer kept until a batch gets through.
 		s.rejected.Add(n)
-		s.lastError = a.detail
+		s.state, s.lastError = StateOK, a.detail
 		s.o.Logger.Warn("logship: the intake refused records for good; they are dropped", slog.Uint64("records", n), slog.String("answer", a.detail))
 		return
 	}

@@ -374,10 +374,16 @@ func (s *spool) removeFirstLocked() {
 // removeAcceptedLocked removes the segments whose every record is accepted, but the one
 // appended to.
 func (s *spool) removeAcceptedLocked() {
-	for len(s.segs) > 1 && s.segs[0].end() <= s.cursor {
+	s.removeAcceptedBeforeNewestLocked()
+	if len(s.segs) == 1 && s.segs[0].end() <= s.cursor && s.active == nil {
 		s.removeFirstLocked()
 	}
-	if len(s.segs) == 1 && s.segs[0].end() <= s.cursor && s.active == nil {
+}
+
+// removeAcceptedBeforeNewestLocked removes the segments whose records were all accepted, but the
+// newest.
+func (s *spool) removeAcceptedBeforeNewestLocked() {
+	for len(s.segs) > 1 && s.segs[0].end() <= s.cursor {
 		s.removeFirstLocked()
 	}
 }
@@ -455,6 +461,9 @@ func (s *spool) commit(end uint64) error {
 	// (a failed write, a crash) with neither, numbering new records from the old cursor: the
 	// intake, which drops what it has by seq, would drop them.
 	if err := s.saveCursorLocked(); err != nil {
+		// The accepted segments but the newest still go: a full disk, the likeliest reason, gets
+		// their room back, and the newest keeps the numbering past them.
+		s.removeAcceptedBeforeNewestLocked()
 		return err
 	}
 	s.removeAcceptedLocked()
