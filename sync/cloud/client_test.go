@@ -339,6 +339,9 @@ func TestConfigIsReadLeniently(t *testing.T) {
 	if got := cloudapi.Text(json.RawMessage(`"Caf\u00e9\u001b[31m"`), 128); got != "Café [31m" {
 		t.Errorf("Text = %q", got)
 	}
+	if got := cloudapi.Text(json.RawMessage(`"a\u202eb\u2028c"`), 128); got != "a b c" {
+		t.Errorf("Text of a name with a right-to-left override and a line separator = %q", got)
+	}
 	if got := cloudapi.Text(json.RawMessage(`12345`), 128); got != "12345" {
 		t.Errorf("Text of a number = %q", got)
 	}

@@ -104,6 +104,9 @@ type Container struct {
 	expires time.Time // the SAS's se=, zero when unknown
 	tried   time.Time // when Remote was last asked
 	failed  error     // why the last reading of Remote gave no client, while there is none
+	// holdUntil is when the cloud may be asked again after an early reading it answered with
+	// Retry-After, while the SAS in hand still serves.
+	holdUntil time.Time
 }
 
 // NewContainer returns a Container whose requests go through hc. Nothing is contacted yet.
@@ -137,7 +140,7 @@ func (c *Container) current(ctx context.Context) (*container.Client, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.now()
-	stale := !c.expires.IsZero() && now.After(c.expires.Add(-refreshAhead)) && now.Sub(c.tried) >= minRefresh
+	stale := !c.expires.IsZero() && now.After(c.expires.Add(-refreshAhead)) && now.Sub(c.tried) >= minRefresh && !now.Before(c.holdUntil)
 	if c.client != nil && !(stale && c.loc.Remote != nil) {
 		return c.client, nil
 	}
@@ -149,7 +152,12 @@ func (c *Container) current(ctx context.Context) (*container.Client, error) {
 	if err := c.buildLocked(ctx); err != nil {
 		if c.client != nil && now.Before(c.expires) {
 			// An early reading failed (the cloud busy a moment, or giving nothing usable): the
-			// SAS in hand is good until it expires, and the next request asks again.
+			// SAS in hand is good until it expires, and a later request asks again, not before
+			// the Retry-After the cloud gave.
+			var asked interface{ RetryWait() time.Duration }
+			if errors.As(err, &asked) {
+				c.holdUntil = now.Add(min(asked.RetryWait(), time.Hour))
+			}
 			return c.client, nil
 		}
 		if c.client == nil && ctx.Err() == nil {

@@ -250,6 +250,42 @@ func TestEarlyRefreshFailureKeepsTheValidSAS(t *testing.T) {
 	}
 }
 
+// An early reading the cloud answers with Retry-After is not tried again before it has passed,
+// while the SAS in hand serves.
+func TestEarlyRefreshWaitsTheRetryAfter(t *testing.T) {
+	now := time.Date(2026, 12, 5, 9, 0, 0, 0, time.UTC)
+	calls := 0
+	c := NewContainer(Locator{Remote: func(ctx context.Context) (string, error) {
+		calls++
+		if calls == 1 {
+			return "https://a.blob.core.windows.net/media?se=2026-12-05T09%3A00%3A25Z&sig=x", nil
+		}
+		return "", &cloud.Error{Op: "config", Status: http.StatusTooManyRequests, RetryAfter: 10 * time.Second}
+	}}, http.DefaultClient)
+	c.now = func() time.Time { return now }
+	if _, err := c.current(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(minRefresh) // inside the early window: asked, 429 for 10 s
+	if _, err := c.current(context.Background()); err != nil || calls != 2 {
+		t.Fatalf("early reading: %v, %d calls", err, calls)
+	}
+	for range 4 { // 4, 6, 8, 10 s: within the Retry-After
+		now = now.Add(2 * time.Second)
+		if _, err := c.current(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if calls != 2 {
+		t.Errorf("the cloud was asked %d times within its Retry-After of 10 s, want once", calls-1)
+	}
+	now = now.Add(2 * time.Second) // 12 s: asked again
+	c.current(context.Background())
+	if calls != 3 {
+		t.Errorf("the cloud was asked %d times after the Retry-After, want twice", calls-1)
+	}
+}
+
 // A refusal of the cloud with Retry-After (429, 503) while reading the container URL pauses the
 // downloads at least that long (up to an hour), as cloud-api.md says of every call to the cloud.
 func TestContainerURLRetryAfterIsWaited(t *testing.T) {

@@ -613,14 +613,15 @@ func JSONText(s string) json.RawMessage {
 }
 
 // Text is a field kept as the cloud wrote it, for people: a JSON string's text, anything else
-// as written; at most max bytes, cut on a character boundary, control characters made spaces.
+// as written; at most max bytes, cut on a character boundary, control and format characters
+// (a right-to-left override) and line separators made spaces.
 func Text(raw json.RawMessage, max int) string {
 	var s string
 	if json.Unmarshal(raw, &s) != nil {
 		s = string(raw)
 	}
 	s = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
+		if unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp) {
 			return ' '
 		}
 		return r
