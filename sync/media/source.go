@@ -140,7 +140,9 @@ func (c *Container) current(ctx context.Context) (*container.Client, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.now()
-	stale := !c.expires.IsZero() && now.After(c.expires.Add(-refreshAhead)) && now.Sub(c.tried) >= minRefresh && !now.Before(c.holdUntil)
+	// The cloud's Retry-After holds early readings back, never a reading once the SAS expired.
+	held := now.Before(c.holdUntil) && now.Before(c.expires)
+	stale := !c.expires.IsZero() && now.After(c.expires.Add(-refreshAhead)) && now.Sub(c.tried) >= minRefresh && !held
 	if c.client != nil && !(stale && c.loc.Remote != nil) {
 		return c.client, nil
 	}

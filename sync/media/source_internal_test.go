@@ -284,6 +284,12 @@ func TestEarlyRefreshWaitsTheRetryAfter(t *testing.T) {
 	if calls != 3 {
 		t.Errorf("the cloud was asked %d times after the Retry-After, want twice", calls-1)
 	}
+	// A Retry-After beyond the SAS's expiry holds nothing back once it has expired.
+	c.holdUntil = now.Add(time.Hour)
+	now = time.Date(2026, 12, 5, 9, 0, 30, 0, time.UTC)
+	if _, err := c.current(context.Background()); err == nil || calls != 4 {
+		t.Errorf("after the SAS expired, within the cloud's Retry-After: %v, %d readings; want the cloud asked and the expired SAS not used", err, calls-1)
+	}
 }
 
 // A refusal of the cloud with Retry-After (429, 503) while reading the container URL pauses the
