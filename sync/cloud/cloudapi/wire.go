@@ -613,15 +613,16 @@ func JSONText(s string) json.RawMessage {
 }
 
 // Text is a field kept as the cloud wrote it, for people: a JSON string's text, anything else
-// as written; at most max bytes, cut on a character boundary, control and format characters
-// (a right-to-left override) and line separators made spaces.
+// as written; at most max bytes, cut on a character boundary, control characters, bidirectional
+// embeddings, overrides and isolates, and line separators made spaces (joiners stay: Persian
+// names and emoji need them).
 func Text(raw json.RawMessage, max int) string {
 	var s string
 	if json.Unmarshal(raw, &s) != nil {
 		s = string(raw)
 	}
 	s = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp) {
+		if unicode.IsControl(r) || unicode.In(r, unicode.Zl, unicode.Zp) || 0x202A <= r && r <= 0x202E || 0x2066 <= r && r <= 0x2069 {
 			return ' '
 		}
 		return r
