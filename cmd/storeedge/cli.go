@@ -175,18 +175,33 @@ func unexpectedArg(name, arg string, args []string) error {
 	return fmt.Errorf("%s: unexpected argument of %d characters (not shown, in case it is a secret)", name, len(arg))
 }
 
-// setKeyAlone tells whether args[i] ends a "--set KEY" without "=" (in one argument, --set=KEY,
-// or two), and the key.
+// setKeyAlone tells whether args[i] ends a "--set KEY" without a value (in one argument,
+// --set=KEY, or two; "KEY" or "KEY="), and the key.
 func setKeyAlone(args []string, i int) (string, bool) {
+	v, ok := "", false
 	for _, flag := range []string{"--set=", "-set="} {
-		if v, ok := strings.CutPrefix(args[i], flag); ok {
-			return v, !strings.Contains(v, "=")
+		if s, cut := strings.CutPrefix(args[i], flag); cut {
+			v, ok = s, true
 		}
 	}
-	if i > 0 && (args[i-1] == "--set" || args[i-1] == "-set") {
-		return args[i], !strings.Contains(args[i], "=")
+	if !ok && i > 0 && (args[i-1] == "--set" || args[i-1] == "-set") {
+		v, ok = args[i], true
 	}
-	return "", false
+	if !ok {
+		return "", false
+	}
+	key, value, hasEq := strings.Cut(v, "=")
+	return key, !hasEq || value == ""
+}
+
+// afterSetKey tells whether arg comes right after a "--set KEY" without a value in args.
+func afterSetKey(args []string, arg string) bool {
+	for i := 0; i+1 < len(args); i++ {
+		if _, ok := setKeyAlone(args, i); ok && args[i+1] == arg {
+			return true
+		}
+	}
+	return false
 }
 
 // loadConfig parses the configuration flags of run and config and loads the configuration.
@@ -223,6 +238,13 @@ func loadConfigArgs(name, usage string, args, env []string, stderr io.Writer, fl
 		rest = append(rest, more[0])
 		if err := fs.Parse(more[1:]); err != nil {
 			return config.Config{}, nil, usageError{err}
+		}
+	}
+	// An argument that follows "--set KEY" (or "--set KEY=") is the value typed with a space:
+	// a secret, maybe, which must not become a file name.
+	for _, a := range rest {
+		if afterSetKey(args, a) {
+			return config.Config{}, nil, usageError{unexpectedArg(name, a, args)}
 		}
 	}
 	switch {

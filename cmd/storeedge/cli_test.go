@@ -116,7 +116,10 @@ func TestUnexpectedArgumentShownUnlessSecret(t *testing.T) {
 		{[]string{"config", "--set=cloud.store_key", "Kq3/9xZ+abcdefghijklmnop=="}, false},
 		{[]string{"config", "--set", "media.connection_string=", "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=Kq3/9xZ+ab=="}, false},
 		{[]string{"config", "--set", "media.container_url=", "https://a.blob.core.windows.net/m?sv=2021&sig=Kq3%2F9x"}, false},
-		{[]string{"config", os.TempDir()}, true}, // a folder that exists
+		{[]string{"config", "--set", "cloud.store_key=", "SommerZeit"}, false},
+		{[]string{"config", "--set=cloud.store_key=", "SommerZeit"}, false},
+		{[]string{"backup", "--set", "cloud.store_key", "SommerZeit"}, false}, // not taken as the file
+		{[]string{"config", os.TempDir()}, true},                              // a folder that exists
 		{[]string{"config", "shop.backup"}, true},
 		{[]string{"config", "now"}, true},
 	} {
