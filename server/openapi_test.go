@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"os"
 	"os/exec"
@@ -256,4 +257,27 @@ func keys(m map[string]any) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// A schema that refuses unknown fields names the fields it takes: an object with
+// additionalProperties false and no properties refuses every body (a lost "properties:" line
+// reads as YAML still). And the lookup request devices send validates against its schema.
+func TestOpenAPIClosedSchemasNameTheirFields(t *testing.T) {
+	doc, err := openapi3.NewLoader().LoadFromFile(openAPIPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, ref := range doc.Components.Schemas {
+		s := ref.Value
+		if s.AdditionalProperties.Has != nil && !*s.AdditionalProperties.Has && len(s.Properties) == 0 {
+			t.Errorf("schema %s refuses unknown fields and names none", name)
+		}
+	}
+	var body any
+	if err := json.Unmarshal([]byte(`{"ids":["P0001"],"barcodes":["3760001000017"]}`), &body); err != nil {
+		t.Fatal(err)
+	}
+	if err := doc.Components.Schemas["LookupRequest"].Value.VisitJSON(body); err != nil {
+		t.Errorf("a lookup request: %v", err)
+	}
 }
