@@ -345,6 +345,9 @@ func TestConfigIsReadLeniently(t *testing.T) {
 	if got := cloudapi.Text(json.RawMessage(`"\u0645\u06cc\u200c\u0631\u0648\u062f"`), 128); got != "\u0645\u06cc\u200c\u0631\u0648\u062f" {
 		t.Errorf("Text of a Persian name with a zero-width non-joiner = %q", got)
 	}
+	if got := cloudapi.Text(json.RawMessage(`"a\u200fb\u200bc\udb40\udc41"`), 128); got != "a b c " {
+		t.Errorf("Text of a name with a right-to-left mark, a zero-width space and a tag = %q", got)
+	}
 	if got := cloudapi.Text(json.RawMessage(`12345`), 128); got != "12345" {
 		t.Errorf("Text of a number = %q", got)
 	}

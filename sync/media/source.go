@@ -141,12 +141,13 @@ func (c *Container) current(ctx context.Context) (*container.Client, error) {
 	defer c.mu.Unlock()
 	now := c.now()
 	// The cloud's Retry-After holds early readings back, never a reading once the SAS expired.
-	held := now.Before(c.holdUntil) && now.Before(c.expires)
+	expired := !c.expires.IsZero() && !now.Before(c.expires) && c.loc.Remote != nil
+	held := now.Before(c.holdUntil) && !expired
 	stale := !c.expires.IsZero() && now.After(c.expires.Add(-refreshAhead)) && now.Sub(c.tried) >= minRefresh && !held
-	if c.client != nil && !(stale && c.loc.Remote != nil) {
+	if c.client != nil && !expired && !(stale && c.loc.Remote != nil) {
 		return c.client, nil
 	}
-	if c.client == nil && c.failed != nil && now.Sub(c.tried) < minRefresh {
+	if (c.client == nil || expired) && c.failed != nil && now.Sub(c.tried) < minRefresh {
 		// The cloud was asked a moment ago and gave no container: every request of a busy shop
 		// would ask again.
 		return nil, c.failed
@@ -162,7 +163,7 @@ func (c *Container) current(ctx context.Context) (*container.Client, error) {
 			}
 			return c.client, nil
 		}
-		if c.client == nil && ctx.Err() == nil {
+		if ctx.Err() == nil {
 			c.failed = err // not the caller's own end: another caller would get the same
 		}
 		return nil, err

@@ -290,6 +290,11 @@ func TestEarlyRefreshWaitsTheRetryAfter(t *testing.T) {
 	if _, err := c.current(context.Background()); err == nil || calls != 4 {
 		t.Errorf("after the SAS expired, within the cloud's Retry-After: %v, %d readings; want the cloud asked and the expired SAS not used", err, calls-1)
 	}
+	// Nor a moment later, before the cloud may be asked again (minRefresh).
+	now = now.Add(time.Second)
+	if cl, err := c.current(context.Background()); err == nil || cl != nil {
+		t.Errorf("a second after the expired SAS was refused a new one: %v, %v; want no client", cl, err)
+	}
 }
 
 // A refusal of the cloud with Retry-After (429, 503) while reading the container URL pauses the

@@ -613,16 +613,16 @@ func JSONText(s string) json.RawMessage {
 }
 
 // Text is a field kept as the cloud wrote it, for people: a JSON string's text, anything else
-// as written; at most max bytes, cut on a character boundary, control characters, bidirectional
-// embeddings, overrides and isolates, and line separators made spaces (joiners stay: Persian
-// names and emoji need them).
+// as written; at most max bytes, cut on a character boundary, control characters, format
+// characters (bidirectional marks and overrides, invisible ones, tags) and line separators made
+// spaces; the zero-width joiner and non-joiner stay, which Persian names and emoji need.
 func Text(raw json.RawMessage, max int) string {
 	var s string
 	if json.Unmarshal(raw, &s) != nil {
 		s = string(raw)
 	}
 	s = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) || unicode.In(r, unicode.Zl, unicode.Zp) || 0x202A <= r && r <= 0x202E || 0x2066 <= r && r <= 0x2069 {
+		if unicode.IsControl(r) || unicode.In(r, unicode.Zl, unicode.Zp) || unicode.Is(unicode.Cf, r) && r != 0x200C && r != 0x200D {
 			return ' '
 		}
 		return r
