@@ -163,8 +163,8 @@ func unexpectedArg(name, arg string, args []string) error {
 	for i := 0; i+1 < len(args); i++ {
 		key, ok := setKeyAlone(args, i)
 		if ok && args[i+1] == arg {
-			if config.LooksSecret(key) {
-				key = "…"
+			if !config.IsKey(key) {
+				key = "…" // the value alone, maybe, typed where its key goes
 			}
 			return fmt.Errorf("%s: unexpected argument after --set %s (not shown, in case it is a secret): give --set KEY=VALUE as one argument", name, key)
 		}
@@ -176,7 +176,8 @@ func unexpectedArg(name, arg string, args []string) error {
 }
 
 // setKeyAlone tells whether args[i] ends a "--set KEY" without a value (in one argument,
-// --set=KEY, or two; "KEY" or "KEY="), and the key.
+// --set=KEY, or two): "KEY", or "KEY=" for a key that holds a secret (an empty value is
+// otherwise a value: --set wan.proxy= FILE), and the key.
 func setKeyAlone(args []string, i int) (string, bool) {
 	v, ok := "", false
 	for _, flag := range []string{"--set=", "-set="} {
@@ -191,7 +192,7 @@ func setKeyAlone(args []string, i int) (string, bool) {
 		return "", false
 	}
 	key, value, hasEq := strings.Cut(v, "=")
-	return key, !hasEq || value == ""
+	return key, !hasEq || value == "" && config.HoldsSecret(key)
 }
 
 // afterSetKey tells whether arg comes right after a "--set KEY" without a value in args.

@@ -119,6 +119,7 @@ func TestUnexpectedArgumentShownUnlessSecret(t *testing.T) {
 		{[]string{"config", "--set", "cloud.store_key=", "SommerZeit"}, false},
 		{[]string{"config", "--set=cloud.store_key=", "SommerZeit"}, false},
 		{[]string{"backup", "--set", "cloud.store_key", "SommerZeit"}, false}, // not taken as the file
+		{[]string{"backup", "--set", "SommerZeit", "x.backup"}, false},        // the value alone, as a key
 		{[]string{"config", os.TempDir()}, true},                              // a folder that exists
 		{[]string{"config", "shop.backup"}, true},
 		{[]string{"config", "now"}, true},

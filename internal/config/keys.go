@@ -152,6 +152,15 @@ func Keys() []string {
 	return keys
 }
 
+// IsKey tells a key of the configuration.
+func IsKey(key string) bool { return leafByKey[key] != nil }
+
+// HoldsSecret tells a key whose value is a secret, or may carry one (a proxy's password).
+func HoldsSecret(key string) bool {
+	l := leafByKey[key]
+	return l != nil && (l.kind == kindSecret || l.kind == kindProxy)
+}
+
 // EnvPrefix starts the name of every configuration environment variable.
 const EnvPrefix = "STOREEDGE_"
 
