@@ -168,9 +168,20 @@ func (c *Container) current(ctx context.Context) (*container.Client, error) {
 		}
 		return nil, err
 	}
+	if c.loc.Remote != nil && !c.expires.IsZero() && !now.Before(c.expires) {
+		// The cloud gave a SAS that has expired already (a stale configuration, or this
+		// machine's clock ahead): refused like one Blob storage refuses, and asked again no
+		// sooner than minRefresh.
+		c.failed = errSASExpired
+		return nil, c.failed
+	}
 	c.failed = nil
 	return c.client, nil
 }
+
+// errSASExpired is why no client is given when the cloud's container URL carries a SAS whose
+// expiry has passed.
+var errSASExpired = &BlobError{Kind: KindAuth, Err: errors.New("the container URL the cloud gave carries a SAS that has expired (se=); a new one is asked for")}
 
 // buildLocked makes the client from the locator.
 func (c *Container) buildLocked(ctx context.Context) error {

@@ -250,6 +250,33 @@ func TestEarlyRefreshFailureKeepsTheValidSAS(t *testing.T) {
 	}
 }
 
+// A cloud that gives a SAS already expired is asked again no sooner than minRefresh, however
+// many requests wait, and the expired SAS is never handed out.
+func TestExpiredSASFromTheCloudIsNotUsedNorAskedForEachRequest(t *testing.T) {
+	now := time.Date(2026, 12, 5, 9, 0, 0, 0, time.UTC)
+	calls := 0
+	c := NewContainer(Locator{Remote: func(ctx context.Context) (string, error) {
+		calls++
+		return "https://a.blob.core.windows.net/media?se=2026-12-05T08%3A00%3A00Z&sig=x", nil
+	}}, http.DefaultClient)
+	c.now = func() time.Time { return now }
+	for i := range 100 {
+		cl, err := c.current(context.Background())
+		var be *BlobError
+		if cl != nil || !errors.As(err, &be) || be.Kind != KindAuth {
+			t.Fatalf("request %d: %v, %v; want no client and a refusal", i, cl, err)
+		}
+	}
+	if calls != 1 {
+		t.Errorf("the cloud was asked %d times for 100 requests at once, want once", calls)
+	}
+	now = now.Add(minRefresh)
+	c.current(context.Background())
+	if calls != 2 {
+		t.Errorf("the cloud was asked %d times after minRefresh, want twice", calls)
+	}
+}
+
 // An early reading the cloud answers with Retry-After is not tried again before it has passed,
 // while the SAS in hand serves.
 func TestEarlyRefreshWaitsTheRetryAfter(t *testing.T) {
