@@ -339,6 +339,17 @@ func TestIntakeRefusals(t *testing.T) {
 	if len(received(t, in)) != 90 {
 		t.Errorf("received %d records, want 90 (10 rejected)", len(received(t, in)))
 	}
+
+	// A batch refused for good after the key was refused: the intake answered and took the key,
+	// so the state is ok again (openapi.yaml), its answer the last error, the records rejected.
+	in.SetFault(logshiptest.Fault{Status: http.StatusUnauthorized})
+	r.logN(100, 5)
+	r.waitStatus("the key refused again", func(st Status) bool { return st.State == StateRefused })
+	in.SetFault(logshiptest.Fault{Status: http.StatusUnprocessableEntity})
+	st = r.waitStatus("the batch refused for good", func(st Status) bool { return st.Rejected == 15 })
+	if st.State != StateOK || !strings.Contains(st.LastError, "422") {
+		t.Errorf("status after a batch refused for good: %+v, want state ok and the 422 in last_error", st)
+	}
 }
 
 // A line damaged on disk counts once as dropped, however many times the batch holding it is
