@@ -1,5 +1,3 @@
-//go:build !windows
-
 package discovery
 
 import (
@@ -10,13 +8,11 @@ import (
 )
 
 // listenMDNS binds UDP port on every address, sharing it with another mDNS stack of the machine
-// (SO_REUSEADDR: avahi, or Bonjour, holds it too).
+// (SO_REUSEADDR: avahi, Bonjour, or Windows' own hold it too).
 func listenMDNS(port int) (net.PacketConn, error) {
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
-		err := c.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
-		})
+		err := c.Control(func(fd uintptr) { serr = reuseAddr(fd) })
 		if err != nil {
 			return err
 		}
