@@ -712,12 +712,7 @@ func failureReason(kind, reason string) string {
 // of the cloud's answer in err (when reading the container URL was refused for a while), up to
 // an hour (cloud-api.md).
 func (f *Fetcher) pauseLocked(err error) {
-	var asked interface{ RetryWait() time.Duration }
-	floor := time.Duration(0)
-	if errors.As(err, &asked) {
-		floor = min(asked.RetryWait(), time.Hour)
-	}
-	wait := f.blobBack.Next(floor)
+	wait := f.blobBack.Next(cloudRetryAfter(err))
 	f.pausedTo = f.now().Add(wait)
 	f.changedLocked()
 }

@@ -157,10 +157,7 @@ func (c *Container) current(ctx context.Context) (*container.Client, error) {
 			// An early reading failed (the cloud busy a moment, or giving nothing usable): the
 			// SAS in hand is good until it expires, and a later request asks again, not before
 			// the Retry-After the cloud gave.
-			var asked interface{ RetryWait() time.Duration }
-			if errors.As(err, &asked) {
-				c.holdUntil = now.Add(min(asked.RetryWait(), time.Hour))
-			}
+			c.holdUntil = now.Add(cloudRetryAfter(err))
 			return c.client, nil
 		}
 		if ctx.Err() == nil {
@@ -177,6 +174,17 @@ func (c *Container) current(ctx context.Context) (*container.Client, error) {
 	}
 	c.failed = nil
 	return c.client, nil
+}
+
+// cloudRetryAfter is the Retry-After of the cloud's answer in err (reading the container URL was
+// refused for a while: 429, 503), at most an hour (cloud-api.md); 0 when err carries none. The
+// cloud's error says it through RetryWait, so that this package need not import the client.
+func cloudRetryAfter(err error) time.Duration {
+	var asked interface{ RetryWait() time.Duration }
+	if !errors.As(err, &asked) {
+		return 0
+	}
+	return min(asked.RetryWait(), time.Hour)
 }
 
 // errSASExpired is why no client is given when the cloud's container URL carries a SAS whose
