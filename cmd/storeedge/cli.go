@@ -160,14 +160,11 @@ func newFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
 // unexpectedArg says an argument is one too many without showing it when it may be a secret: the
 // value of a "--set KEY VALUE" typed with a space, or text that looks like a token.
 func unexpectedArg(name, arg string, args []string) error {
-	for i := 0; i+1 < len(args); i++ {
-		key, ok := setKeyAlone(args, i)
-		if ok && args[i+1] == arg {
-			if !config.IsKey(key) {
-				key = "…" // the value alone, maybe, typed where its key goes
-			}
-			return fmt.Errorf("%s: unexpected argument after --set %s (not shown, in case it is a secret): give --set KEY=VALUE as one argument", name, key)
+	if key, ok := setKeyBefore(args, arg); ok {
+		if !config.IsKey(key) {
+			key = "…" // the value alone, maybe, typed where its key goes
 		}
+		return fmt.Errorf("%s: unexpected argument after --set %s (not shown, in case it is a secret): give --set KEY=VALUE as one argument", name, key)
 	}
 	if _, err := os.Stat(arg); err == nil || !config.LooksSecret(arg) {
 		return fmt.Errorf("%s: unexpected argument %q", name, arg) // a file, or a word
@@ -195,14 +192,15 @@ func setKeyAlone(args []string, i int) (string, bool) {
 	return key, !hasEq || value == "" && config.HoldsSecret(key)
 }
 
-// afterSetKey tells whether arg comes right after a "--set KEY" without a value in args.
-func afterSetKey(args []string, arg string) bool {
+// setKeyBefore finds the "--set KEY" without a value that arg comes right after in args, and
+// its key.
+func setKeyBefore(args []string, arg string) (string, bool) {
 	for i := 0; i+1 < len(args); i++ {
-		if _, ok := setKeyAlone(args, i); ok && args[i+1] == arg {
-			return true
+		if key, ok := setKeyAlone(args, i); ok && args[i+1] == arg {
+			return key, true
 		}
 	}
-	return false
+	return "", false
 }
 
 // loadConfig parses the configuration flags of run and config and loads the configuration.
@@ -244,7 +242,7 @@ func loadConfigArgs(name, usage string, args, env []string, stderr io.Writer, fl
 	// An argument that follows "--set KEY" (or "--set KEY=") is the value typed with a space:
 	// a secret, maybe, which must not become a file name.
 	for _, a := range rest {
-		if afterSetKey(args, a) {
+		if _, ok := setKeyBefore(args, a); ok {
 			return config.Config{}, nil, usageError{unexpectedArg(name, a, args)}
 		}
 	}
