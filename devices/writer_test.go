@@ -12,20 +12,28 @@ import (
 	"github.com/storeedge/storeedge/storage"
 )
 
+// writerDB is a database with one paired device, dv_a, closed when the test ends, and the time
+// it was paired (to the millisecond, as stored).
+func writerDB(t *testing.T) (*storage.DB, time.Time) {
+	t.Helper()
+	db, err := storage.Open(context.Background(), filepath.Join(t.TempDir(), "shop.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	now := time.UnixMilli(time.Now().UnixMilli())
+	if err := db.PairDevice(context.Background(), storage.Device{ID: "dv_a", Kind: "pos", Name: "a", PushPort: 8081, SecretHash: []byte("h"), PushKey: []byte("k"), PairedAt: now, PairedBy: storage.PairedByEnrollment}, nil); err != nil {
+		t.Fatal(err)
+	}
+	return db, now
+}
+
 // The changes a link submits come back with what the store found: a command failed by a
 // revocation while the link was taking it is Final, and the link does not write it.
 func TestWriterReturnsFinal(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	db, err := storage.Open(ctx, filepath.Join(t.TempDir(), "shop.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	now := time.UnixMilli(time.Now().UnixMilli())
-	if err := db.PairDevice(ctx, storage.Device{ID: "dv_a", Kind: "pos", Name: "a", PushPort: 8081, SecretHash: []byte("h"), PushKey: []byte("k"), PairedAt: now, PairedBy: storage.PairedByEnrollment}, nil); err != nil {
-		t.Fatal(err)
-	}
+	db, now := writerDB(t)
 	cmds := []storage.Command{
 		{ID: "cmd_1", DeviceID: "dv_a", Type: "print", Payload: []byte(`{}`), CreatedAt: now, ExpiresAt: now.Add(time.Hour)},
 		{ID: "cmd_2", DeviceID: "dv_a", Type: "print", Payload: []byte(`{}`), CreatedAt: now, ExpiresAt: now.Add(time.Hour)},
@@ -64,15 +72,7 @@ func TestWriterReturnsFinal(t *testing.T) {
 // written again after the restart.
 func TestWriterStoresWhatIsQueuedAtStop(t *testing.T) {
 	ctx := context.Background()
-	db, err := storage.Open(ctx, filepath.Join(t.TempDir(), "shop.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	now := time.UnixMilli(time.Now().UnixMilli())
-	if err := db.PairDevice(ctx, storage.Device{ID: "dv_a", Kind: "pos", Name: "a", PushPort: 8081, SecretHash: []byte("h"), PushKey: []byte("k"), PairedAt: now, PairedBy: storage.PairedByEnrollment}, nil); err != nil {
-		t.Fatal(err)
-	}
+	db, now := writerDB(t)
 	var cmds []storage.Command
 	for i := range 3 {
 		cmds = append(cmds, storage.Command{ID: fmt.Sprintf("cmd_%d", i), DeviceID: "dv_a", Type: "print", Payload: []byte(`{}`), CreatedAt: now, ExpiresAt: now.Add(time.Hour)})

@@ -214,37 +214,43 @@ func TestTimeoutDoesNotShowTheSAS(t *testing.T) {
 	}
 }
 
+// cloudContainer is a Container whose Remote answers reading n (from 1) with answer(n), on a
+// clock the test moves, and the count of readings.
+func cloudContainer(answer func(n int) (string, error)) (c *Container, now *time.Time, readings *int) {
+	now, readings = new(time.Time), new(int)
+	*now = time.Date(2026, 12, 5, 9, 0, 0, 0, time.UTC)
+	c = NewContainer(Locator{Remote: func(context.Context) (string, error) {
+		*readings++
+		return answer(*readings)
+	}}, http.DefaultClient)
+	c.now = func() time.Time { return *now }
+	return c, now, readings
+}
+
 // While the SAS in hand is still good, a failed early reading of the container URL (the cloud
 // busy a moment) does not fail downloads: the client in hand is used, and the cloud asked again
 // at the next request after minRefresh. Once the SAS has expired, the failure is the caller's.
 func TestEarlyRefreshFailureKeepsTheValidSAS(t *testing.T) {
-	now := time.Date(2026, 12, 5, 9, 0, 0, 0, time.UTC)
-	calls := 0
-	c := NewContainer(Locator{Remote: func(ctx context.Context) (string, error) {
-		calls++
-		if calls == 1 {
+	c, now, calls := cloudContainer(func(n int) (string, error) {
+		if n == 1 {
 			return "https://a.blob.core.windows.net/media?se=2026-12-05T09%3A00%3A20Z&sig=x", nil
 		}
 		return "", errors.New("cloud: config: 503 Service Unavailable")
-	}}, http.DefaultClient)
-	c.now = func() time.Time { return now }
+	})
 	first, err := c.current(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	for range 4 { // 17 s, then 15.5 s… of the SAS left: inside the early window
-		now = now.Add(1500 * time.Millisecond)
-		if now.Add(refreshAhead).Before(time.Date(2026, 12, 5, 9, 0, 20, 0, time.UTC)) {
-			t.Fatal("the test's clock is not inside the early window")
-		}
+	for range 4 { // 18.5 s, then 17 s… of the SAS left: inside the early window (30 s)
+		*now = now.Add(1500 * time.Millisecond)
 		if cl, err := c.current(context.Background()); err != nil || cl != first {
-			t.Fatalf("%v before expiry: %v, %v; want the client in hand", time.Date(2026, 12, 5, 9, 0, 20, 0, time.UTC).Sub(now), cl, err)
+			t.Fatalf("%v before expiry: %v, %v; want the client in hand", time.Date(2026, 12, 5, 9, 0, 20, 0, time.UTC).Sub(*now), cl, err)
 		}
 	}
-	if calls < 2 {
-		t.Errorf("the cloud was asked %d times; want the early readings tried", calls)
+	if *calls < 2 {
+		t.Errorf("the cloud was asked %d times; want the early readings tried", *calls)
 	}
-	now = time.Date(2026, 12, 5, 9, 0, 21, 0, time.UTC) // expired
+	*now = time.Date(2026, 12, 5, 9, 0, 21, 0, time.UTC) // expired
 	if _, err := c.current(context.Background()); err == nil {
 		t.Error("an expired SAS was used when the cloud gave no new one")
 	}
@@ -253,13 +259,9 @@ func TestEarlyRefreshFailureKeepsTheValidSAS(t *testing.T) {
 // A cloud that gives a SAS already expired is asked again no sooner than minRefresh, however
 // many requests wait, and the expired SAS is never handed out.
 func TestExpiredSASFromTheCloudIsNotUsedNorAskedForEachRequest(t *testing.T) {
-	now := time.Date(2026, 12, 5, 9, 0, 0, 0, time.UTC)
-	calls := 0
-	c := NewContainer(Locator{Remote: func(ctx context.Context) (string, error) {
-		calls++
+	c, now, calls := cloudContainer(func(int) (string, error) {
 		return "https://a.blob.core.windows.net/media?se=2026-12-05T08%3A00%3A00Z&sig=x", nil
-	}}, http.DefaultClient)
-	c.now = func() time.Time { return now }
+	})
 	for i := range 100 {
 		cl, err := c.current(context.Background())
 		var be *BlobError
@@ -267,58 +269,54 @@ func TestExpiredSASFromTheCloudIsNotUsedNorAskedForEachRequest(t *testing.T) {
 			t.Fatalf("request %d: %v, %v; want no client and a refusal", i, cl, err)
 		}
 	}
-	if calls != 1 {
-		t.Errorf("the cloud was asked %d times for 100 requests at once, want once", calls)
+	if *calls != 1 {
+		t.Errorf("the cloud was asked %d times for 100 requests at once, want once", *calls)
 	}
-	now = now.Add(minRefresh)
+	*now = now.Add(minRefresh)
 	c.current(context.Background())
-	if calls != 2 {
-		t.Errorf("the cloud was asked %d times after minRefresh, want twice", calls)
+	if *calls != 2 {
+		t.Errorf("the cloud was asked %d times after minRefresh, want twice", *calls)
 	}
 }
 
 // An early reading the cloud answers with Retry-After is not tried again before it has passed,
 // while the SAS in hand serves.
 func TestEarlyRefreshWaitsTheRetryAfter(t *testing.T) {
-	now := time.Date(2026, 12, 5, 9, 0, 0, 0, time.UTC)
-	calls := 0
-	c := NewContainer(Locator{Remote: func(ctx context.Context) (string, error) {
-		calls++
-		if calls == 1 {
+	c, now, calls := cloudContainer(func(n int) (string, error) {
+		if n == 1 {
 			return "https://a.blob.core.windows.net/media?se=2026-12-05T09%3A00%3A25Z&sig=x", nil
 		}
 		return "", &cloud.Error{Op: "config", Status: http.StatusTooManyRequests, RetryAfter: 10 * time.Second}
-	}}, http.DefaultClient)
-	c.now = func() time.Time { return now }
+	})
 	if _, err := c.current(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	now = now.Add(minRefresh) // inside the early window: asked, 429 for 10 s
-	if _, err := c.current(context.Background()); err != nil || calls != 2 {
-		t.Fatalf("early reading: %v, %d calls", err, calls)
+	*now = now.Add(minRefresh) // inside the early window: asked, 429 for 10 s
+	if _, err := c.current(context.Background()); err != nil || *calls != 2 {
+		t.Fatalf("early reading: %v, %d calls", err, *calls)
 	}
 	for range 4 { // 4, 6, 8, 10 s: within the Retry-After
-		now = now.Add(2 * time.Second)
+		*now = now.Add(2 * time.Second)
 		if _, err := c.current(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if calls != 2 {
-		t.Errorf("the cloud was asked %d times within its Retry-After of 10 s, want once", calls-1)
+	if *calls != 2 {
+		t.Errorf("the cloud was asked %d times within its Retry-After of 10 s, want once", *calls-1)
 	}
-	now = now.Add(2 * time.Second) // 12 s: asked again
+	*now = now.Add(2 * time.Second) // 12 s: asked again
 	c.current(context.Background())
-	if calls != 3 {
-		t.Errorf("the cloud was asked %d times after the Retry-After, want twice", calls-1)
+	if *calls != 3 {
+		t.Errorf("the cloud was asked %d times after the Retry-After, want twice", *calls-1)
 	}
 	// A Retry-After beyond the SAS's expiry holds nothing back once it has expired.
 	c.holdUntil = now.Add(time.Hour)
-	now = time.Date(2026, 12, 5, 9, 0, 30, 0, time.UTC)
-	if _, err := c.current(context.Background()); err == nil || calls != 4 {
-		t.Errorf("after the SAS expired, within the cloud's Retry-After: %v, %d readings; want the cloud asked and the expired SAS not used", err, calls-1)
+	*now = time.Date(2026, 12, 5, 9, 0, 30, 0, time.UTC)
+	if _, err := c.current(context.Background()); err == nil || *calls != 4 {
+		t.Errorf("after the SAS expired, within the cloud's Retry-After: %v, %d readings; want the cloud asked and the expired SAS not used", err, *calls-1)
 	}
 	// Nor a moment later, before the cloud may be asked again (minRefresh).
-	now = now.Add(time.Second)
+	*now = now.Add(time.Second)
 	if cl, err := c.current(context.Background()); err == nil || cl != nil {
 		t.Errorf("a second after the expired SAS was refused a new one: %v, %v; want no client", cl, err)
 	}

@@ -627,6 +627,7 @@ func Text(raw json.RawMessage, max int) string {
 		}
 		return r
 	}, strings.ToValidUTF8(s, ""))
+	// internal/clip's String, which this leaf package may not import (TestLayering).
 	if len(s) > max {
 		cut := max
 		for cut > 0 && !utf8.RuneStart(s[cut]) {
