@@ -319,12 +319,8 @@ func TestBadDevicesDoNotDisturbTheOthers(t *testing.T) {
 		}()
 		<-served
 		ln.Close()
-		deadline := time.Now().Add(10 * time.Second)
-		for !strings.Contains(e.logs.String(), bad.reason) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: no log of %q:\n%s", bad.name, bad.reason, e.logs)
-			}
-			time.Sleep(10 * time.Millisecond) // the log is another goroutine's output: poll it
+		if !e.logs.WaitFor(bad.reason, 10*time.Second, nil) {
+			t.Fatalf("%s: no log of %q:\n%s", bad.name, bad.reason, e.logs)
 		}
 		dev, _ := e.m.Get(context.Background(), creds.DeviceID)
 		if dev.Push == devices.PushConnected {

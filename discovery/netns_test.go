@@ -532,11 +532,8 @@ func startAvahi(t *testing.T, ns testenv.NetNS, dbus, avahi string) string {
 		avahi, "-f", filepath.Join(dir, "avahi.conf"), "--no-drop-root", "--no-chroot", "--no-rlimits", "--no-proc-title")
 	cmd.Env = append(os.Environ(), "DBUS_SYSTEM_BUS_ADDRESS="+bus)
 	log := start("avahi-daemon", cmd)
-	for i := 0; !strings.Contains(log.String(), "Server startup complete"); i++ {
-		if i > 500 {
-			t.Fatalf("avahi-daemon did not start:\n%s", log)
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !log.WaitFor("Server startup complete", 5*time.Second, nil) {
+		t.Fatalf("avahi-daemon did not start:\n%s", log)
 	}
 	return bus
 }

@@ -314,10 +314,8 @@ func startNetnsShop(t *testing.T, ns testenv.NetNS, sets []string) *netnsShop {
 			<-s.exited
 		}
 	})
-	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(s.log.String(), "mDNS service registered"); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("storeedge did not start discovery:\n%s", s.log)
-		}
+	if !s.log.WaitFor("mDNS service registered", 20*time.Second, nil) {
+		t.Fatalf("storeedge did not start discovery:\n%s", s.log)
 	}
 	return s
 }
@@ -380,17 +378,14 @@ func TestDevicesimDiscoversAndPairs(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
-		deadline := time.After(15 * time.Second)
-	wait:
-		for !strings.Contains(out.String(), "paired as") {
+		var exitErr error
+		exited := make(chan struct{})
+		go func() { exitErr = cmd.Wait(); close(exited) }()
+		if !out.WaitFor("paired as", 15*time.Second, exited) {
 			select {
-			case err := <-exited:
-				t.Fatalf("devicesim -discover %s exited: %v\n%s\nserver:\n%s", how, err, &out, srv.log)
-			case <-deadline:
-				break wait
-			case <-time.After(20 * time.Millisecond):
+			case <-exited:
+				t.Fatalf("devicesim -discover %s exited: %v\n%s\nserver:\n%s", how, exitErr, &out, srv.log)
+			default:
 			}
 		}
 		cmd.Process.Kill()

@@ -361,6 +361,19 @@ func waitFor(t *testing.T, s *shop, what string, timeout time.Duration, cond fun
 	}
 }
 
+// waitLog waits until storeedge's output holds text.
+func (s *shop) waitLog(t *testing.T, text string, timeout time.Duration) {
+	t.Helper()
+	if !s.log.WaitFor(text, timeout, s.done) {
+		select {
+		case <-s.done:
+			t.Fatalf("storeedge exited before it said %q\n%s", text, s.log)
+		default:
+			t.Fatalf("storeedge did not say %q within %v\n%s", text, timeout, s.log)
+		}
+	}
+}
+
 // caughtUp reports whether the last pass reached the cloud and every collection is current.
 func (s *shop) caughtUp(t *testing.T) bool {
 	st := s.status(t)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -15,17 +14,7 @@ func TestHangupIsIgnoredAndSaid(t *testing.T) {
 	if err := s.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(s.log.String(), "SIGHUP ignored") {
-		select {
-		case <-s.done:
-			t.Fatalf("storeedge ended at SIGHUP (exit %d)\n%s", s.cmd.ProcessState.ExitCode(), s.log)
-		case <-time.After(20 * time.Millisecond): // the log has no signal of its own
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nothing said of the SIGHUP within 10 s\n%s", s.log)
-		}
-	}
+	s.waitLog(t, "SIGHUP ignored", 10*time.Second)
 	var st struct {
 		Mode string `json:"mode"`
 	}

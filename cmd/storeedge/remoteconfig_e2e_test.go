@@ -94,9 +94,7 @@ func TestNoCloudAskedForTheQueueWithSyncOff(t *testing.T) {
 	if got.ServiceBus.State != "disconnected" || !strings.Contains(got.ServiceBus.LastError, "set servicebus.queue") {
 		t.Errorf("servicebus status %+v: want disconnected, saying to set servicebus.queue", got.ServiceBus)
 	}
-	waitFor(t, s, "the log to say no orders are received", time.Minute, func() bool {
-		return strings.Contains(s.log.String(), "servicebus: no orders are received")
-	})
+	s.waitLog(t, "servicebus: no orders are received", time.Minute)
 	if n := cloud.stats(t).Requests; n != 0 {
 		t.Errorf("the cloud received %d requests from a shop with cloud.sync false", n)
 	}

@@ -309,13 +309,13 @@ func TestNumbersJumpSaidAfterAKill(t *testing.T) {
 	s := startShop(t, opts)
 	s.stop(t)
 	s = startShop(t, opts)
-	waitFor(t, s, "serving", 30*time.Second, func() bool { return strings.Contains(s.log.String(), "storeedge: serving") })
+	s.waitLog(t, "storeedge: serving", 30*time.Second)
 	if strings.Contains(s.log.String(), said) {
 		t.Fatalf("after a clean stop the server says the numbers jump:\n%s", s.log)
 	}
 	s.kill()
 	s = startShop(t, opts)
-	waitFor(t, s, "serving", 30*time.Second, func() bool { return strings.Contains(s.log.String(), "storeedge: serving") })
+	s.waitLog(t, "storeedge: serving", 30*time.Second)
 	if !strings.Contains(s.log.String(), said) {
 		t.Fatalf("after a kill the server does not say the numbers jump:\n%s", s.log)
 	}

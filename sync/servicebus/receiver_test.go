@@ -273,7 +273,9 @@ func TestReceiverRecoversWhenTheNamespaceGoesAway(t *testing.T) {
 	rg.peer.DropConnections(t)
 	eventually(t, time.Minute, "status to show the link down", func() bool { return rg.r.Status().State != LinkConnected })
 	before := lost()
-	eventually(t, time.Minute, "attempts refused while the namespace is away", func() bool { return lost() >= before+3 })
+	if !log.WaitUntil(func(out string) bool { return strings.Count(out, "link lost") >= before+3 }, time.Minute, nil) {
+		t.Fatalf("fewer than three attempts refused while the namespace was away:\n%s", log)
+	}
 	rg.peer.Send(t, queue, testenv.SBMessage{MessageID: "c", Body: order("web-c", 500)})
 	rg.peer.Refuse(t, false)
 	rg.peer.WaitStats(t, queue, time.Minute, func(s testenv.SBQueueStats) bool { return s.Completed == 3 })
