@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -39,7 +40,16 @@ const (
 	// "mdns-query" sends from the address mdnsFromEnv to mdnsToEnv.
 	mdnsFromEnv = "STOREEDGE_DISCOVERY_MDNS_FROM"
 	mdnsToEnv   = "STOREEDGE_DISCOVERY_MDNS_TO"
+	// "mdns-listen" joins the mDNS group on the interface mdnsIfaceEnv names.
+	mdnsIfaceEnv = "STOREEDGE_DISCOVERY_MDNS_IFACE"
 )
+
+// mdnsPacket is one answer "mdns-listen" heard on the group: when (since it began to listen),
+// and each record as "TYPE name TTL" (an A record with its address after the name).
+type mdnsPacket struct {
+	After   time.Duration
+	Records []string
+}
 
 // mdnsReplies is what "mdns-query" saw: the bytes of its query, and the answers that came back
 // within 1.5 s.
@@ -188,6 +198,40 @@ func helper(role string) int {
 		}
 		enc.Encode(seen)
 		return 0
+	case "mdns-listen":
+		// Every mDNS answer multicast on the link, until stopped.
+		ifi, err := net.InterfaceByName(os.Getenv(mdnsIfaceEnv))
+		if err != nil {
+			return fail(err)
+		}
+		c, err := net.ListenMulticastUDP("udp4", ifi, &net.UDPAddr{IP: net.IPv4(224, 0, 0, 251), Port: 5353})
+		if err != nil {
+			return fail(err)
+		}
+		go func() { <-ctx.Done(); c.Close() }()
+		fmt.Println("listening")
+		start := time.Now()
+		buf := make([]byte, 9000)
+		for {
+			n, _, err := c.ReadFrom(buf)
+			if err != nil {
+				return 0
+			}
+			var m dns.Msg
+			if m.Unpack(buf[:n]) != nil || !m.Response {
+				continue
+			}
+			p := mdnsPacket{After: time.Since(start)}
+			for _, rr := range append(m.Answer, m.Extra...) {
+				h := rr.Header()
+				name := h.Name
+				if a, ok := rr.(*dns.A); ok {
+					name += " " + a.A.String()
+				}
+				p.Records = append(p.Records, fmt.Sprintf("%s %s %d", dns.TypeToString[h.Rrtype], name, h.Ttl))
+			}
+			enc.Encode(p)
+		}
 	case "hello":
 		if err := SayHello(Hello{DeviceID: "tab-netns", Kind: "tablet", Name: "Caisse", PushPort: 8081}); err != nil {
 			return fail(err)
@@ -376,6 +420,54 @@ func TestAnnouncesWhenAddressesChange(t *testing.T) {
 	}
 	if !final.MDNS.RegisteredAt.After(changed) {
 		t.Errorf("mDNS registered at %s, not again after the change at %s", final.MDNS.RegisteredAt, changed)
+	}
+}
+
+// The mDNS service is announced twice, a second apart, with every record of the service and the
+// server's address on the link; at stop a goodbye withdraws the same records (TTL 0), so that a
+// device's cache forgets them at once (discovery.md).
+func TestMDNSAnnouncesTwiceAndSaysGoodbye(t *testing.T) {
+	srvNS, devNS := testenv.NetNSPair(t)
+	dev := startHelper(t, devNS, "mdns-listen", mdnsIfaceEnv+"="+devNS.Iface)
+	if l := dev.line(t); l != "listening" {
+		t.Fatalf("device: %q", l)
+	}
+	srv := startHelper(t, srvNS, "server")
+	if l := srv.line(t); l != "ready" {
+		t.Fatalf("server: %q", l)
+	}
+	const host = "srv-netns.local."
+	instance := "srv-netns." + ServiceType + ".local."
+	// The records, with the TTL of the host's (SRV, A) and of the others.
+	records := func(hostTTL, otherTTL string) []string {
+		return []string{
+			"PTR " + ServiceType + ".local. " + otherTTL,
+			"PTR " + servicesName + " " + otherTTL,
+			"SRV " + instance + " " + hostTTL,
+			"TXT " + instance + " " + otherTTL,
+			"A " + host + " " + srvNS.Addr.Addr().String() + " " + hostTTL,
+		}
+	}
+	next := func() mdnsPacket {
+		var p mdnsPacket
+		if err := json.Unmarshal([]byte(dev.line(t)), &p); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	announced := records("120", "4500")
+	first, second := next(), next()
+	for i, p := range []mdnsPacket{first, second} {
+		if !slices.Equal(p.Records, announced) {
+			t.Errorf("announcement %d: %q, want %q", i+1, p.Records, announced)
+		}
+	}
+	if gap := second.After - first.After; gap < 900*time.Millisecond || gap > 3*time.Second {
+		t.Errorf("the announcements came %v apart, want a second", gap)
+	}
+	srv.cmd.Process.Signal(syscall.SIGTERM)
+	if bye := next(); !slices.Equal(bye.Records, records("0", "0")) {
+		t.Errorf("at stop: %q, want the goodbye %q", bye.Records, records("0", "0"))
 	}
 }
 
