@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
@@ -109,9 +110,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		if w.attempted != nil {
 			w.attempted(err)
 		}
-		if n > 0 || err == nil {
-			// Entries got through: a flaky cloud is retried promptly; the delay only grows while
-			// nothing does.
+		if progressed(n, err) {
 			b.Reset()
 		}
 		if err != nil {
@@ -131,6 +130,16 @@ func (w *Worker) Run(ctx context.Context) error {
 		case <-changed:
 		}
 	}
+}
+
+// progressed reports whether a drain that settled n entries and ended with err lets the next
+// one come promptly: a flaky cloud is retried at once while entries get through. The delay grows
+// while nothing does, or while the cloud answers that it takes too much (429, 503), as it does
+// to shed the load of many shops draining at once after an outage of its own.
+func progressed(n int, err error) bool {
+	var ce *cloud.Error
+	overloaded := errors.As(err, &ce) && (ce.Status == http.StatusTooManyRequests || ce.Status == http.StatusServiceUnavailable)
+	return err == nil || n > 0 && !overloaded
 }
 
 func (w *Worker) fail(err error, wait time.Duration) {
@@ -306,11 +315,7 @@ func (w *Worker) upload(ctx context.Context, entries []storage.OutboxEntry) (int
 		}
 		return 0, fmt.Errorf("outbox: upload %d entries: %w", len(entries), err)
 	}
-	// The cloud answered: uploads work, whatever it said about each entry.
 	w.answered(len(entries))
-	w.mu.Lock()
-	w.lastError, w.lastOK = "", time.Now()
-	w.mu.Unlock()
 	// Only the keys of this batch are settled: a key the answer names that was not sent (an
 	// entry still queued, or one the cloud confused with another) stays as it is.
 	sent := make(map[string]bool, len(keys))
@@ -346,6 +351,12 @@ func (w *Worker) upload(ctx context.Context, entries []storage.OutboxEntry) (int
 		return 0, err
 	}
 	answered := len(res.Delivered) + len(res.Rejected)
+	if answered > 0 {
+		// The cloud settled entries: uploads work, whatever it said about each one.
+		w.mu.Lock()
+		w.lastError, w.lastOK = "", time.Now()
+		w.mu.Unlock()
+	}
 	if answered < len(entries) {
 		// The cloud did not mention some keys: they stay pending and go again with the next batch.
 		w.log.Warn("outbox: the cloud's answer left entries out; they will be sent again", slog.Int("missing", len(entries)-answered))

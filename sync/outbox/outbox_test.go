@@ -577,3 +577,46 @@ func TestOneOversizedAnswerDoesNotShrinkTheDrain(t *testing.T) {
 		}
 	}
 }
+
+// silentCloud answers every batch 200 without naming any of its events.
+type silentCloud struct{}
+
+func (silentCloud) Upload(context.Context, []cloudapi.Event) (cloudapi.UploadResponse, error) {
+	return cloudapi.UploadResponse{}, nil
+}
+
+// An answer that settles nothing is no success: the status keeps no last_success for it (it
+// says when a batch last got through), and the drain fails.
+func TestAnswerOfNothingIsNoSuccess(t *testing.T) {
+	db := openDB(t)
+	createOrders(t, db, 1, 3)
+	w := New(Options{DB: db, Cloud: silentCloud{}})
+	if _, err := w.Drain(context.Background()); err == nil {
+		t.Fatal("a drain whose answers named no event succeeded")
+	}
+	if st := w.State(); st.LastSuccess != nil {
+		t.Fatalf("status %+v: a last success for an answer that settled nothing", st)
+	}
+}
+
+// The wait between drains starts again from the shortest once entries get through, unless the
+// cloud said it takes too much: then it keeps growing.
+func TestBackoffGrowsWhileTheCloudSheds(t *testing.T) {
+	for _, tc := range []struct {
+		n    int
+		err  error
+		want bool
+	}{
+		{0, nil, true},
+		{3, nil, true},
+		{3, &cloud.Error{Op: "upload", Status: http.StatusInternalServerError}, true},
+		{3, errors.New("connection reset"), true},
+		{3, &cloud.Error{Op: "upload", Status: http.StatusTooManyRequests}, false},
+		{3, fmt.Errorf("outbox: upload 7 entries: %w", &cloud.Error{Op: "upload", Status: http.StatusServiceUnavailable}), false},
+		{0, &cloud.Error{Op: "upload", Status: http.StatusInternalServerError}, false},
+	} {
+		if got := progressed(tc.n, tc.err); got != tc.want {
+			t.Errorf("%d settled, then %v: progressed %v, want %v", tc.n, tc.err, got, tc.want)
+		}
+	}
+}
