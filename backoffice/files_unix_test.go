@@ -38,3 +38,29 @@ func TestExportFileModeIgnoresUmask(t *testing.T) {
 		}
 	}
 }
+
+// The ERP reads what the stock import leaves it (the reason a file was refused, the files in
+// done/ and failed/) under the packaged unit's umask too: the folders are 0755, the reason 0644.
+func TestImportFoldersAreReadableByTheERP(t *testing.T) {
+	old := syscall.Umask(0o027)
+	defer syscall.Umask(old)
+	db := openDB(t, "")
+	dir := t.TempDir()
+	a := importAgent(db, dir)
+	drop(t, dir, "bad.csv", "product_id,quantity\nP1,five\n")
+	drop(t, dir, "good.csv", "product_id,quantity\nP1,5\n")
+	if err := a.RunOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]os.FileMode{
+		DoneDir: 0o755, FailedDir: 0o755, filepath.Join(FailedDir, "bad.csv"+ErrorFileSuffix): 0o644,
+	} {
+		fi, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mode := fi.Mode().Perm(); mode != want {
+			t.Errorf("%s: mode %#o, want %#o", name, mode, want)
+		}
+	}
+}

@@ -41,7 +41,28 @@ func stockFormat(name string) string {
 	return ""
 }
 
-// importStock reads the stock files waiting in the import folder, in name order, each once.
+// errLater says a stock file is still being written: it is left for the next run.
+var errLater = errors.New("still being written")
+
+// settledError is the error of a stock file whose levels are settled (applied, or known as
+// applied, or refused) but which could not be moved out of the folder: the files after it need
+// not wait for it.
+type settledError struct{ err error }
+
+func (e *settledError) Error() string { return e.err.Error() }
+func (e *settledError) Unwrap() error { return e.err }
+
+// settled marks err (nil: none) as the error of a file whose levels are settled.
+func settled(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &settledError{err}
+}
+
+// importStock reads the stock files waiting in the import folder, in name order, each once. The
+// levels are absolute, so a file left for later (still being written, or not readable now)
+// holds back the files after it: applied before it, their levels would be set back by its own.
 func (a *Agent) importStock(ctx context.Context) error {
 	dir := a.o.Config.Import.Dir
 	if err := checkDir(dir); err != nil {
@@ -64,11 +85,19 @@ func (a *Agent) importStock(ctx context.Context) error {
 		if format == "" || !e.Type().IsRegular() {
 			continue
 		}
-		if err := a.importFile(ctx, dir, e.Name(), format); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
+		err := a.importFile(ctx, dir, e.Name(), format)
+		var moving *settledError
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(err, errLater):
+			a.log.Debug("backoffice: stock file still changing; it and the files after it are left for the next run", slog.String(logKeyFile, e.Name()))
+			return errors.Join(errs...)
+		case errors.As(err, &moving):
 			errs = append(errs, fmt.Errorf("backoffice: import %s: %w", e.Name(), err))
+		default:
+			return errors.Join(append(errs, fmt.Errorf("backoffice: import %s (the files after it wait for it): %w", e.Name(), err))...)
 		}
 	}
 	return errors.Join(errs...)
@@ -82,11 +111,11 @@ func (a *Agent) importFile(ctx context.Context, dir, name, format string) error 
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil // taken away since the folder was listed
 	}
-	if err != nil || !ok {
-		if err == nil {
-			a.log.Debug("backoffice: stock file still changing; left for the next run", slog.String(logKeyFile, name))
-		}
+	if err != nil {
 		return err
+	}
+	if !ok {
+		return errLater
 	}
 	if size > MaxStockFileBytes { // not read
 		return a.refuse(ctx, dir, name, "", size, &StockFileError{Msg: fmt.Sprintf("the file is %d bytes; the limit is %d (10 MiB): split it", size, MaxStockFileBytes)})
@@ -101,22 +130,22 @@ func (a *Agent) importFile(ctx context.Context, dir, name, format string) error 
 	} else if done {
 		moved, err := moveTo(dir, DoneDir, name)
 		if err != nil {
-			return err
+			return settled(err)
 		}
 		a.log.Info("backoffice: stock file applied at an earlier run and not moved then; moved now, not applied again", slog.String(logKeyFile, name),
 			slog.Time("imported_at", prev.At), slog.String("moved_to", moved))
-		return a.o.DB.StockFileMoved(ctx, name)
+		return settled(a.o.DB.StockFileMoved(ctx, name))
 	}
 	if prev, done, err := a.o.DB.StockImportedLast(ctx, sha); err != nil {
 		return err
 	} else if done {
 		moved, err := moveTo(dir, DoneDir, name)
 		if err != nil {
-			return err
+			return settled(err)
 		}
 		a.log.Info("backoffice: stock file identical to the last one imported; not applied again", slog.String(logKeyFile, name),
 			slog.String("imported_as", prev.Name), slog.Time("imported_at", prev.At), slog.String("moved_to", moved))
-		return a.o.DB.StockFileMoved(ctx, name)
+		return settled(a.o.DB.StockFileMoved(ctx, name))
 	}
 	levels, perr := ParseStockFile(format, data)
 	if perr != nil {
@@ -128,10 +157,10 @@ func (a *Agent) importFile(ctx context.Context, dir, name, format string) error 
 	}
 	moved, err := moveTo(dir, DoneDir, name)
 	if err != nil {
-		return err // applied: the next run knows the file again (StockFileApplied) and only moves it
+		return settled(err) // applied: the next run knows the file again (StockFileApplied) and only moves it
 	}
 	if err := a.o.DB.StockFileMoved(ctx, name); err != nil {
-		return err
+		return settled(err)
 	}
 	if applied {
 		a.log.Info("backoffice: stock file imported", slog.String(logKeyFile, name), slog.Int(logKeyRows, len(levels)), slog.String("moved_to", moved))
@@ -150,21 +179,21 @@ func (a *Agent) refuse(ctx context.Context, dir, name, sha string, size int64, r
 	}
 	a.refused.Add(1)
 	failed := filepath.Join(dir, FailedDir)
-	if err := os.MkdirAll(failed, 0o750); err != nil {
-		return err
+	if err := mkdirShared(failed); err != nil {
+		return settled(err)
 	}
 	dest := uniqueName(failed, name, a.now())
 	text := fmt.Sprintf("storeedge could not import the stock file %s (received %s, %d bytes):\n\n%s\n\n"+
 		"Nothing from this file was applied. Correct it and drop it again in %s\n",
 		name, a.now().UTC().Format(time.RFC3339), size, reason, dir)
-	if err := os.WriteFile(filepath.Join(failed, dest+ErrorFileSuffix), []byte(text), 0o640); err != nil {
-		return err
+	if err := writeShared(filepath.Join(failed, dest+ErrorFileSuffix), []byte(text)); err != nil {
+		return settled(err)
 	}
 	if err := os.Rename(filepath.Join(dir, name), filepath.Join(failed, dest)); err != nil {
-		return err
+		return settled(err)
 	}
 	if err := a.o.DB.StockFileMoved(ctx, name); err != nil {
-		return err
+		return settled(err)
 	}
 	a.log.Error("backoffice: stock file refused; nothing from it was applied", slog.String(logKeyFile, name),
 		slog.String(logKeyError, reason.Error()), slog.String("moved_to", filepath.Join(FailedDir, dest)))
@@ -216,6 +245,37 @@ func (a *Agent) readSettled(ctx context.Context, path string) (data []byte, size
 	return data, after.Size(), true, nil
 }
 
+// mkdirShared creates the folder done/ or failed/ of the import folder, unless it exists, with
+// mode 0755 whatever the process's umask (the packaged unit's is 0027): the ERP reads what is
+// there (back-office.md), and it is seldom in storeedge's group; who may is the import folder's
+// to say. A folder that exists keeps the mode it has.
+func mkdirShared(path string) error {
+	err := os.Mkdir(path, 0o755)
+	if errors.Is(err, fs.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return os.Chmod(path, 0o755)
+}
+
+// writeShared writes a new file with mode 0644 whatever the umask, as mkdirShared does folders.
+func writeShared(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(0o644)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
 func sameFile(a, b fs.FileInfo) bool {
 	return a.Size() == b.Size() && a.ModTime().Equal(b.ModTime())
 }
@@ -224,7 +284,7 @@ func sameFile(a, b fs.FileInfo) bool {
 // the path it went to, relative to dir.
 func moveTo(dir, sub, name string) (string, error) {
 	dst := filepath.Join(dir, sub)
-	if err := os.MkdirAll(dst, 0o750); err != nil {
+	if err := mkdirShared(dst); err != nil {
 		return "", err
 	}
 	n := uniqueName(dst, name, time.Now())

@@ -270,6 +270,62 @@ func TestImportWaitsForAFileBeingWritten(t *testing.T) {
 	}
 }
 
+// Stock levels are absolute: a file still being written holds back the files named after it, so
+// that its older levels never overwrite theirs.
+func TestImportKeepsTheNameOrder(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t, "")
+	dir := t.TempDir()
+	a := importAgent(db, dir)
+	a.o.ImportSettle = 500 * time.Millisecond // a hundred times the ERP's pace, as above
+	drop(t, dir, "stock-0001.csv", "product_id,quantity\nP1,5\n")
+	drop(t, dir, "stock-0002.csv", "product_id,quantity\nP1,9\n")
+	path := filepath.Join(dir, "stock-0001.csv")
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { // the ERP is still writing the first
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+			f.WriteString(fmt.Sprintf("Q%d,1\n", i))
+			f.Close()
+		}
+	}()
+	if err := a.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	close(stop)
+	<-done
+	if got := files(t, dir); len(got) != 2 || len(stockEntries(t, db)) != 0 {
+		t.Fatalf("a file after one being written was imported: %v", got)
+	}
+	if err := a.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pending, err := db.PendingOutbox(ctx, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p1 []string
+	for _, e := range pending {
+		var d stockAdjusted
+		if err := json.Unmarshal(e.Data, &d); err != nil {
+			t.Fatal(err)
+		}
+		if d.ProductID == "P1" {
+			p1 = append(p1, fmt.Sprintf("%s=%d", d.File, d.Quantity))
+		}
+	}
+	if want := []string{"stock-0001.csv=5", "stock-0002.csv=9"}; fmt.Sprint(p1) != fmt.Sprint(want) {
+		t.Fatalf("P1's levels in the order they go to the cloud: %v, want %v", p1, want)
+	}
+}
+
 // TestImportMissingFolder reports the folder.
 func TestImportMissingFolder(t *testing.T) {
 	db := openDB(t, "")
