@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -344,7 +345,14 @@ func Restore(ctx context.Context, backupPath, dbPath string) (RestoreResult, err
 		return res, fmt.Errorf("storage: restore %s: %w", backupPath, err)
 	}
 	// The order numbers and export batch ids the replaced database gave out after the backup
-	// are not given again either: the next Open raises the counters to their marks.
+	// are not given again either: the next Open raises the counters to their marks. With no
+	// marks beside the database (another machine, the old one's disk lost), the restored
+	// database says so, and the next Open makes the numbers jump well past the backup's.
+	if _, err := os.Stat(idsFile(dbPath)); errors.Is(err, fs.ErrNotExist) {
+		if _, err := conn.ExecContext(ctx, `INSERT OR REPLACE INTO meta(key, value) VALUES (?, 1)`, metaIDsUnknown); err != nil {
+			return res, fmt.Errorf("storage: restore %s: %w", backupPath, err)
+		}
+	}
 	if err := MarkIDsUnclean(dbPath); err != nil {
 		return res, fmt.Errorf("storage: restore %s: %w", backupPath, err)
 	}

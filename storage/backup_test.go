@@ -419,6 +419,61 @@ func TestRestoreCarriesEventIDsOver(t *testing.T) {
 	}
 }
 
+// Restored on another machine (the old one's disk lost: no storeedge.ids, no database), a backup
+// gives none of the numbers the old machine gave out after it again: order numbers, event ids
+// and export batch ids jump well past the backup's, and the second start does not jump again.
+func TestRestoreOnAnotherMachineGivesNoNumberTwice(t *testing.T) {
+	ctx := context.Background()
+	_, db, backup := backedUpShop(t)
+	var lastOrder int64
+	for i := range 5 { // taken on the old machine after the backup
+		o, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("dv_pos"), IdempotencyKey: fmt.Sprint("later", i), RequestHash: "h"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lastOrder = o.Number
+	}
+	lastEvent, err := db.LastEventID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	path := filepath.Join(t.TempDir(), "storeedge.db") // the new machine
+	if _, err := Restore(ctx, backup, path); err != nil {
+		t.Fatal(err)
+	}
+	db, err = Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("dv_pos"), IdempotencyKey: "after-restore", RequestHash: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	event, err := db.LastEventID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Number <= lastOrder+restoreJump*orderNumberBlock-orderNumberBlock || event <= lastEvent || !strings.Contains(db.IDsRaised(), "another machine") {
+		t.Fatalf("after the restore the order number is %d and the event id %d (the old machine gave %d and %d); raised: %q",
+			o.Number, event, lastOrder, lastEvent, db.IDsRaised())
+	}
+	db.Close()
+	db, err = Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	next, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("dv_pos"), IdempotencyKey: "second-start", RequestHash: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next.Number != o.Number+1 || db.IDsRaised() != "" {
+		t.Fatalf("after a clean restart the next order is %d, want %d; raised: %q", next.Number, o.Number+1, db.IDsRaised())
+	}
+}
+
 // A backup older than the event log (schema 1) restores over a database that has events: there is
 // nothing to carry the event ids into, and the restore does not fail on it.
 func TestRestoreOfABackupOlderThanTheEventLog(t *testing.T) {

@@ -34,6 +34,14 @@ const (
 	batchIDBlock     = 100
 )
 
+// metaIDsUnknown is set in a database restored where no ids file was (another machine): the
+// numbers the old machine gave out after the backup are unknown, and the next Open makes each
+// counter jump by restoreJump blocks (docs/install.md).
+const (
+	metaIDsUnknown = "ids_unknown_after_restore"
+	restoreJump    = 1000 // blocks: 100,000 order numbers and export batch ids, 1,000,000 event ids
+)
+
 // maxIDsFileBytes bounds what is read of the ids file.
 const maxIDsFileBytes = 1024
 
@@ -207,6 +215,17 @@ func (db *DB) checkIDs(ctx context.Context, backInTime bool) error {
 		known = true
 		db.idsRaised = fmt.Sprintf("%s cannot be read (%v): the numbers given out start well past the database's", filepath.Base(path), err)
 	}
+	var unknown bool // restored here with no ids file: the marks are unknown
+	if err := db.w.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM meta WHERE key = ?)`, metaIDsUnknown).Scan(&unknown); err != nil {
+		return fmt.Errorf("storage: read the numbers given out: %w", err)
+	}
+	if unknown && !known {
+		file = idMarks{Events: given.Events + restoreJump*eventIDBlock, Orders: given.Orders + restoreJump*orderNumberBlock,
+			Batches: given.Batches + restoreJump*batchIDBlock}
+		known = true
+		db.idsRaised = fmt.Sprintf("the database was restored with no %s beside it (on another machine): the numbers the old one gave out after the backup are unknown, so they jump by %d order numbers",
+			filepath.Base(path), restoreJump*orderNumberBlock)
+	}
 	removeLeftovers(path)
 	if known && file.Clean && file.Given != nil && !backInTime &&
 		(given.Events < file.Given.Events || given.Orders < file.Given.Orders || given.Batches < file.Given.Batches) {
@@ -215,7 +234,13 @@ func (db *DB) checkIDs(ctx context.Context, backInTime bool) error {
 			given.Orders, filepath.Base(path), file.Given.Orders)
 	}
 	if known && (!file.Clean || backInTime) {
-		if err := db.writeDurable(ctx, nil, func(tx *sql.Tx) error { return raiseIDs(ctx, tx, file) }); err != nil {
+		if err := db.writeDurable(ctx, nil, func(tx *sql.Tx) error {
+			if err := raiseIDs(ctx, tx, file); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, `DELETE FROM meta WHERE key = ?`, metaIDsUnknown)
+			return err
+		}); err != nil {
 			return fmt.Errorf("storage: raise the numbers given out: %w", err)
 		}
 		if db.idsRaised == "" {
