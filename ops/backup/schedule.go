@@ -109,7 +109,8 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		s.status.LastSuccess, s.status.LastFile = newest, name
 		s.mu.Unlock()
 	}
-	if now := s.now(); newest.IsZero() || !s.schedule.Next(newest).After(now) {
+	// The name holds the newest backup's time in UTC; the schedule is in the server's local time.
+	if now := s.now(); newest.IsZero() || !s.schedule.Next(newest.In(now.Location())).After(now) {
 		s.setNext(now.Add(s.startDelay))
 		if newest.IsZero() {
 			s.log.Info("backup: no scheduled backup of this server in the folder yet; taking one shortly", slog.String("dir", s.dir))

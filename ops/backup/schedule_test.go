@@ -130,66 +130,72 @@ func fakeSleep(clock *testenv.Clock, cancel context.CancelFunc, stop func() bool
 // made up shortly after the start; a server whose newest backup is after the last scheduled
 // time waits for the next one.
 func TestBackupMissedWhileOffIsTakenAtStart(t *testing.T) {
-	dir := t.TempDir()
-	// The newest backup is from two days ago, 03:00; the server starts at 08:00.
-	clock := testenv.NewClock(time.Date(2026, 3, 1, 3, 0, 0, 0, time.Local))
-	s := scheduler(t, "box-1", dir, 7, clock)
-	if _, err := s.RunOnce(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	clock.Advance(53 * time.Hour)
-	start := clock.Now()
-	var runs []time.Time
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var sleeps []time.Duration
-	s.sleep = fakeSleep(clock, cancel, func() bool {
-		if names, _ := s.list(); len(names) > len(runs)+1 {
-			runs = append(runs, clock.Now())
-		}
-		return len(runs) == 2 || len(sleeps) > 1000
-	})
-	sleep := s.sleep
-	s.sleep = func(ctx context.Context, d time.Duration) error { sleeps = append(sleeps, d); return sleep(ctx, d) }
-	if err := s.Run(ctx); !errors.Is(err, context.Canceled) {
-		t.Fatalf("Run: %v", err)
-	}
-	if len(runs) != 2 {
-		t.Fatalf("%d backups after the start, want 2", len(runs))
-	}
-	if got, want := runs[0].Sub(start), missedDelay; got != want {
-		t.Errorf("the missed backup was taken %v after the start, want %v", got, want)
-	}
-	if want := time.Date(2026, 3, 4, 3, 0, 0, 0, time.Local); !runs[1].Equal(want) {
-		t.Errorf("the next backup was taken at %v, want %v", runs[1], want)
-	}
-	for _, d := range sleeps {
-		if d > maxNap {
-			t.Fatalf("a wait of %v: the clock is looked at every %v at least", d, maxNap)
-		}
-	}
-	st := s.Status()
-	if want, _ := s.stamp(filepath.Base(mustNewest(t, s))); !st.LastSuccess.Equal(want) || st.Failures != 0 {
-		t.Errorf("status %+v", st)
-	}
+	// The names of the backups hold UTC times; the schedule is the server's local time, here UTC
+	// and an hour east of it.
+	for _, loc := range []*time.Location{time.UTC, time.FixedZone("CET", 3600)} {
+		t.Run(loc.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			// The newest backup is from two days ago, 03:00; the server starts at 08:00.
+			clock := testenv.NewClock(time.Date(2026, 3, 1, 3, 0, 0, 0, loc))
+			s := scheduler(t, "box-1", dir, 7, clock)
+			if _, err := s.RunOnce(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			clock.Advance(53 * time.Hour)
+			start := clock.Now()
+			var runs []time.Time
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var sleeps []time.Duration
+			s.sleep = fakeSleep(clock, cancel, func() bool {
+				if names, _ := s.list(); len(names) > len(runs)+1 {
+					runs = append(runs, clock.Now())
+				}
+				return len(runs) == 2 || len(sleeps) > 1000
+			})
+			sleep := s.sleep
+			s.sleep = func(ctx context.Context, d time.Duration) error { sleeps = append(sleeps, d); return sleep(ctx, d) }
+			if err := s.Run(ctx); !errors.Is(err, context.Canceled) {
+				t.Fatalf("Run: %v", err)
+			}
+			if len(runs) != 2 {
+				t.Fatalf("%d backups after the start, want 2", len(runs))
+			}
+			if got, want := runs[0].Sub(start), missedDelay; got != want {
+				t.Errorf("the missed backup was taken %v after the start, want %v", got, want)
+			}
+			if want := time.Date(2026, 3, 4, 3, 0, 0, 0, loc); !runs[1].Equal(want) {
+				t.Errorf("the next backup was taken at %v, want %v", runs[1], want)
+			}
+			for _, d := range sleeps {
+				if d > maxNap {
+					t.Fatalf("a wait of %v: the clock is looked at every %v at least", d, maxNap)
+				}
+			}
+			st := s.Status()
+			if want, _ := s.stamp(filepath.Base(mustNewest(t, s))); !st.LastSuccess.Equal(want) || st.Failures != 0 {
+				t.Errorf("status %+v", st)
+			}
 
-	// Started again at 05:00 the same day: nothing was missed.
-	clock.Advance(2 * time.Hour)
-	ctx, cancel = context.WithCancel(context.Background())
-	defer cancel()
-	restart := clock.Now()
-	var first time.Time
-	s.sleep = fakeSleep(clock, cancel, func() bool {
-		if names, _ := s.list(); len(names) == 4 && first.IsZero() {
-			first = clock.Now()
-		}
-		return !first.IsZero()
-	})
-	if err := s.Run(ctx); !errors.Is(err, context.Canceled) {
-		t.Fatalf("Run: %v", err)
-	}
-	if want := restart.Add(22 * time.Hour); !first.Equal(want) {
-		t.Errorf("after a restart with nothing missed the first backup was at %v, want %v", first, want)
+			// Started again at 05:00 the same day: nothing was missed.
+			clock.Advance(2 * time.Hour)
+			ctx, cancel = context.WithCancel(context.Background())
+			defer cancel()
+			restart := clock.Now()
+			var first time.Time
+			s.sleep = fakeSleep(clock, cancel, func() bool {
+				if names, _ := s.list(); len(names) == 4 && first.IsZero() {
+					first = clock.Now()
+				}
+				return !first.IsZero()
+			})
+			if err := s.Run(ctx); !errors.Is(err, context.Canceled) {
+				t.Fatalf("Run: %v", err)
+			}
+			if want := restart.Add(22 * time.Hour); !first.Equal(want) {
+				t.Errorf("after a restart with nothing missed the first backup was at %v, want %v", first, want)
+			}
+		})
 	}
 }
 
