@@ -124,12 +124,18 @@ func Backup(ctx context.Context, src, dst string, m Manifest) error {
 	return nil
 }
 
+// backupStarted, when set (by tests), is called with the temporary file before the copy into it.
+var backupStarted func(tmp string)
+
 // backupConn copies the database of conn to dst through a temporary file.
 func backupConn(ctx context.Context, conn *sql.Conn, dst string, m Manifest) (err error) {
 	if fi, err := os.Stat(filepath.Dir(dst)); err != nil {
 		return fmt.Errorf("the folder: %w", err)
 	} else if !fi.IsDir() {
 		return fmt.Errorf("%s is not a folder", filepath.Dir(dst))
+	}
+	if fi, err := os.Stat(dst); err == nil && fi.IsDir() {
+		return fmt.Errorf("%s is a folder: name the backup file, such as %s", dst, filepath.Join(dst, "storeedge.backup"))
 	}
 	tmp, err := tempName(dst)
 	if err != nil {
@@ -140,6 +146,19 @@ func backupConn(ctx context.Context, conn *sql.Conn, dst string, m Manifest) (er
 			removeDB(tmp)
 		}
 	}()
+	// A backup holds the shop's orders, with customers' names and phone numbers: readable by its
+	// owner only, whatever the umask of whoever makes it (install.md), from its first byte.
+	// SQLite keeps the mode of the file it finds, and gives its journal the same.
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := errors.Join(f.Chmod(0o600), f.Close()); err != nil {
+		return err
+	}
+	if backupStarted != nil {
+		backupStarted(tmp)
+	}
 	err = conn.Raw(func(dc any) error {
 		b, ok := dc.(interface {
 			NewBackup(string) (*sqlite.Backup, error)
@@ -158,11 +177,6 @@ func backupConn(ctx context.Context, conn *sql.Conn, dst string, m Manifest) (er
 		return fmt.Errorf("copy: %w", err)
 	}
 	if err := finishBackup(ctx, tmp, m); err != nil {
-		return err
-	}
-	// A backup holds the shop's orders, with customers' names and phone numbers: readable by
-	// its owner only, whatever the umask of whoever made it (install.md).
-	if err := os.Chmod(tmp, 0o600); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, dst); err != nil {
@@ -236,7 +250,9 @@ func InspectBackup(ctx context.Context, path string) (BackupInfo, error) {
 		return info, fmt.Errorf("storage: backup %s: %w", path, err)
 	}
 	defer c.Close()
-	if info.Schema, err = schemaVersionOf(ctx, c); err != nil || info.Schema == 0 {
+	if info.Schema, err = schemaVersionOf(ctx, c); sqliteCode(err) == 11 {
+		return info, fmt.Errorf("storage: backup %s (%d bytes) is damaged or cut short: %w", path, info.Size, err)
+	} else if err != nil || info.Schema == 0 {
 		return info, fmt.Errorf("storage: backup %s: %w", path, errors.Join(ErrNotBackup, err))
 	}
 	if err := integrityCheck(ctx, c, "integrity_check"); err != nil {

@@ -347,6 +347,41 @@ func TestBackupIntoAMissingFolder(t *testing.T) {
 	}
 }
 
+// A backup named after a folder says so before copying anything; a backup cut short says it is
+// damaged or cut short, with its size, rather than that it is not a backup.
+func TestBackupToAFolderAndACutBackup(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "storeedge.db")
+	shopDB(t, path).Close()
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "backups")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := Backup(ctx, path, dir, Manifest{}); err == nil || !strings.Contains(err.Error(), "is a folder: name the backup file") {
+		t.Errorf("backup to a folder: %v", err)
+	}
+	if left, _ := os.ReadDir(parent); len(left) != 1 {
+		t.Errorf("backup to a folder left files beside it: %v", left)
+	}
+	full := filepath.Join(dir, "full.backup")
+	if err := Backup(ctx, path, full, Manifest{}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := filepath.Join(dir, "cut.backup")
+	if err := os.WriteFile(cut, b[:len(b)/2], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = InspectBackup(ctx, cut)
+	if err == nil || errors.Is(err, ErrNotBackup) || !strings.Contains(err.Error(), "is damaged or cut short") {
+		t.Errorf("a backup cut in half: %v", err)
+	}
+}
+
 func TestQuickCheckReadsWithoutMigrating(t *testing.T) {
 	ctx := context.Background()
 	all, _ := embeddedMigrations()

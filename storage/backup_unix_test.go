@@ -10,30 +10,30 @@ import (
 	"testing"
 )
 
-// A backup holds customers' names and phone numbers: it is readable by its owner only
-// (install.md), also when made from a shell whose umask lets everyone read new files, and from
-// the open database as the scheduled backups are.
-func TestBackupIsReadableByItsOwnerOnly(t *testing.T) {
+// A backup is readable by its owner only from its first byte (install.md), under a umask that
+// lets everyone read what is created: nobody can open the file while it is written and keep it.
+func TestBackupIsNeverReadableByOthers(t *testing.T) {
 	old := syscall.Umask(0o022)
 	defer syscall.Umask(old)
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "storeedge.db")
-	db := shopDB(t, path)
-	dir := t.TempDir()
-	byPath, byDB := filepath.Join(dir, "by-path.backup"), filepath.Join(dir, "by-db.backup")
-	if err := Backup(ctx, path, byPath, Manifest{Reason: "test"}); err != nil {
+	shopDB(t, path).Close()
+	var during os.FileMode
+	backupStarted = func(tmp string) {
+		if fi, err := os.Stat(tmp); err == nil {
+			during = fi.Mode().Perm()
+		}
+	}
+	defer func() { backupStarted = nil }()
+	dst := filepath.Join(t.TempDir(), "shop.backup")
+	if err := Backup(ctx, path, dst, Manifest{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.Backup(ctx, byDB, Manifest{Reason: "test"}); err != nil {
+	fi, err := os.Stat(dst)
+	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{byPath, byDB} {
-		fi, err := os.Stat(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if mode := fi.Mode().Perm(); mode != 0o600 {
-			t.Errorf("%s: mode %#o, want 0600", filepath.Base(f), mode)
-		}
+	if during != 0o600 || fi.Mode().Perm() != 0o600 {
+		t.Errorf("the backup's mode: %#o while written, %#o once done; want 0600 both", during, fi.Mode().Perm())
 	}
 }
