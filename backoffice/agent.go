@@ -73,8 +73,8 @@ type Agent struct {
 	sched schedule
 	hook  func(step string) error
 
-	runMu            sync.Mutex // serialises runs; protects the fields below
-	webhookNotBefore time.Time  // the ERP asked to wait (Retry-After) until then
+	runSem           chan struct{} // one slot: serialises runs (lockRun); its holder owns the fields below
+	webhookNotBefore time.Time     // the ERP asked to wait (Retry-After) until then
 
 	mu         sync.Mutex // protects the fields below
 	status     Status
@@ -122,7 +122,7 @@ func New(o Options) *Agent {
 	if o.UserAgent == "" {
 		o.UserAgent = "storeedge"
 	}
-	a := &Agent{o: o, log: o.Logger, now: time.Now}
+	a := &Agent{o: o, log: o.Logger, now: time.Now, runSem: make(chan struct{}, 1)}
 	a.client = webhookClient(o.HTTPClient)
 	a.status = Status{Mode: a.mode()}
 	return a
@@ -253,8 +253,10 @@ func (a *Agent) logRunError(err error) {
 // in the drop folder once, and removes the temporary files left behind. RunOnce does it too,
 // first.
 func (a *Agent) Recover(ctx context.Context) error {
-	a.runMu.Lock()
-	defer a.runMu.Unlock()
+	if err := a.lockRun(ctx); err != nil {
+		return err
+	}
+	defer a.unlockRun()
 	var errs []error
 	for _, t := range a.fileTargets() {
 		if err := a.finishBatches(ctx, t); err != nil {
@@ -266,13 +268,32 @@ func (a *Agent) Recover(ctx context.Context) error {
 	return err
 }
 
+// ErrCutShort is the error of a run that ctx ended, while it waited for the run in progress or
+// during its own: what is left goes at the next run, and the status keeps the last run's outcome.
+var ErrCutShort = errors.New("backoffice: the run was cut short; what is left goes at the next run")
+
+// lockRun waits for the run in progress to end, or for ctx to.
+func (a *Agent) lockRun(ctx context.Context) error {
+	select {
+	case a.runSem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%w (a run in progress did not end: %w)", ErrCutShort, ctx.Err())
+	}
+}
+
+func (a *Agent) unlockRun() { <-a.runSem }
+
 // RunOnce runs one exchange now: it exports the orders waiting for each drop folder (finishing
 // any file left half written first), imports the stock files waiting in the import folder, then
 // POSTs the orders waiting for the webhook. It waits for a run in progress to end first. The
-// error joins what failed; what failed waits for the next run.
+// error joins what failed; what failed waits for the next run. A run that ctx ends is not
+// recorded in the status (ErrCutShort): its outcome is not known.
 func (a *Agent) RunOnce(ctx context.Context) error {
-	a.runMu.Lock()
-	defer a.runMu.Unlock()
+	if err := a.lockRun(ctx); err != nil {
+		return err
+	}
+	defer a.unlockRun()
 	var errs []error
 	for _, t := range a.fileTargets() {
 		if err := a.exportFiles(ctx, t); err != nil {
@@ -289,10 +310,10 @@ func (a *Agent) RunOnce(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
-	err := errors.Join(errs...)
 	if ctx.Err() != nil {
-		err = ctx.Err()
+		return fmt.Errorf("%w (%w)", ErrCutShort, ctx.Err())
 	}
+	err := errors.Join(errs...)
 	a.finishRun(ctx, err, true)
 	return err
 }

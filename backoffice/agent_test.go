@@ -169,3 +169,44 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// An admin's run is bounded by its context, the wait for a run in progress included, and a run
+// its context cut short leaves the status as the last run that ended left it.
+func TestRunCutShortLeavesTheStatus(t *testing.T) {
+	db := openDB(t, "")
+	dir := t.TempDir()
+	a := agentFor(db, false, config.BackOffice{Export: config.BackOfficeExport{Dir: dir, Format: config.ExportCSV}})
+	createOrders(t, db, 3, false)
+	if err := a.RunOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	before := a.Status()
+
+	// A run in progress (this test holds its place): the admin's run waits until its deadline.
+	if err := a.lockRun(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	err := a.RunOnce(ctx)
+	cancel()
+	a.unlockRun()
+	if !errors.Is(err, ErrCutShort) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a run waiting past its deadline: %v", err)
+	}
+
+	// A run whose context ends while it writes a file.
+	createOrders(t, db, 2, false)
+	ctx, cancel = context.WithCancel(context.Background())
+	a.hook = func(step string) error {
+		if step == stepMarked {
+			cancel()
+		}
+		return nil
+	}
+	if err := a.RunOnce(ctx); !errors.Is(err, ErrCutShort) {
+		t.Fatalf("a run whose context ended: %v", err)
+	}
+	if after := a.Status(); after.LastError != "" || !after.LastRun.Equal(before.LastRun) {
+		t.Fatalf("the status after runs cut short: %+v, want it as after the last run that ended: %+v", after, before)
+	}
+}

@@ -299,8 +299,9 @@ func (s *Server) serviceStatus(ctx context.Context, doc *statusDoc) error {
 const backOfficeRunTimeout = 2 * time.Minute
 
 var (
-	probBackOffice  = problemType{"backoffice-failed", "Back-office run failed", http.StatusBadGateway}
-	errNoBackOffice = refuse(probNotFound, "this server has no back-office exchange")
+	probBackOffice        = problemType{"backoffice-failed", "Back-office run failed", http.StatusBadGateway}
+	probBackOfficeTimeout = problemType{"backoffice-timeout", "Back-office run did not end in time", http.StatusGatewayTimeout}
+	errNoBackOffice       = refuse(probNotFound, "this server has no back-office exchange")
 )
 
 // runBackOffice exports and imports now instead of at the next scheduled time, and answers the
@@ -312,7 +313,9 @@ func (s *Server) runBackOffice(w http.ResponseWriter, r *http.Request) error {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), backOfficeRunTimeout)
 	defer cancel()
-	if err := s.o.BackOffice.RunOnce(ctx); err != nil {
+	if err := s.o.BackOffice.RunOnce(ctx); errors.Is(err, backoffice.ErrCutShort) {
+		return refuse(probBackOfficeTimeout, fmt.Sprintf("the run (and a run in progress before it) did not end within %v; what is left goes at the next scheduled run, and the status shows its outcome", backOfficeRunTimeout))
+	} else if err != nil {
 		return refuse(probBackOffice, err.Error())
 	}
 	s.o.Logger.Info("backoffice: run started by an admin")

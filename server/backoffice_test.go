@@ -1,6 +1,8 @@
 package server
 
 import (
+	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -46,4 +48,21 @@ func TestBackOfficeRoutesWithoutBackOffice(t *testing.T) {
 	f := newFixture(t)
 	wantProblem(t, f.post(t, "/api/v1/admin/backoffice/run", "", ""), http.StatusNotFound, "not-found", "no back-office")
 	wantProblem(t, f.get(t, "/api/v1/admin/backoffice/webhook/failures"), http.StatusNotFound, "not-found")
+}
+
+// cutShortBackOffice is an agent whose runs never end within the admin's wait.
+type cutShortBackOffice struct{ *backoffice.Agent }
+
+func (cutShortBackOffice) RunOnce(ctx context.Context) error {
+	return fmt.Errorf("%w (%w)", backoffice.ErrCutShort, context.DeadlineExceeded)
+}
+
+// A run that does not end within the admin's wait is a 504 saying what becomes of it, not a
+// failure of the back office.
+func TestBackOfficeRunCutShortIsAGatewayTimeout(t *testing.T) {
+	f := newFixture(t, func(o *Options) {
+		o.BackOffice = cutShortBackOffice{backoffice.New(backoffice.Options{DB: o.DB, Shop: config.Shop{Mode: config.ModeProduction},
+			Config: config.BackOffice{Schedule: "@hourly", Export: config.BackOfficeExport{Dir: t.TempDir(), Format: config.ExportCSV}}})}
+	})
+	wantProblem(t, f.post(t, "/api/v1/admin/backoffice/run", "", ""), http.StatusGatewayTimeout, "backoffice-timeout", "goes at the next scheduled run")
 }

@@ -217,7 +217,7 @@ func TestOpenAPIProblemTypes(t *testing.T) {
 	for _, p := range []problemType{probNotFound, probBadParameter, probMalformedBody, probInvalidBody, probBodyTooLarge, probHeadersTooLarge, probMalformedRequest,
 		probUnsupportedMediaType, probMethodNotAllowed, probNotReady, probInternal, probIdempotencyConflict, probInvalidTransition, probUnknownProduct, probBackOffice,
 		probUnauthorized, probAdminOff, probThrottled, probNoTarget, probMediaUnavailable, probRangeNotSatisfiable, probPreconditionFailed, probChangesReset,
-		probNoSession, probCSRF, probEarlierRefused} {
+		probNoSession, probCSRF, probEarlierRefused, probBackOfficeTimeout} {
 		code = append(code, problemBase+p.slug)
 	}
 	slices.Sort(documented)
