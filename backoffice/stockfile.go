@@ -97,6 +97,8 @@ func checkProductID(id string) error {
 		return fmt.Errorf("is longer than %d bytes", MaxProductIDBytes)
 	case strings.IndexFunc(id, unicode.IsControl) >= 0:
 		return fmt.Errorf("%q contains a control character", id)
+	case strings.ContainsRune(id, utf8.RuneError):
+		return fmt.Errorf("%q contains U+FFFD, the mark of a character lost (in JSON, a lone \\uD800-\\uDFFF escape)", id)
 	}
 	return nil
 }
@@ -167,7 +169,9 @@ func parseStockCSV(data []byte) (rows []storage.StockLevel, lines []int, err err
 		}
 		qty := strings.TrimSpace(rec[qtyCol])
 		q, err := strconv.ParseInt(qty, 10, 64)
-		if err != nil {
+		if errors.Is(err, strconv.ErrRange) {
+			return nil, nil, lineErr(line, "quantity %s is out of range (at most %d either way)", qty, MaxQuantity)
+		} else if err != nil {
 			return nil, nil, lineErr(line, "quantity %q is not a whole number", qty)
 		}
 		rows = append(rows, storage.StockLevel{Row: len(rows) + 1, ProductID: strings.TrimSpace(rec[idCol]), Quantity: q})
@@ -297,7 +301,9 @@ func (p *stockJSON) item(n int) (storage.StockLevel, int, error) {
 		return storage.StockLevel{}, at, lineErr(at, "item %d has no quantity", n)
 	}
 	q, err := strconv.ParseInt(string(item.Quantity), 10, 64)
-	if err != nil {
+	if errors.Is(err, strconv.ErrRange) {
+		return storage.StockLevel{}, at, lineErr(at, "item %d: quantity %s is out of range (at most %d either way)", n, clip(item.Quantity), MaxQuantity)
+	} else if err != nil {
 		return storage.StockLevel{}, at, lineErr(at, "item %d: quantity %s is not a whole number", n, clip(item.Quantity))
 	}
 	return storage.StockLevel{Row: n, ProductID: strings.TrimSpace(id), Quantity: q}, at, nil
