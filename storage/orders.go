@@ -592,6 +592,35 @@ func (db *DB) CompleteOutbox(ctx context.Context, r OutboxResult) error {
 	return nil
 }
 
+// pruneChunk bounds the entries one write of PruneOutbox deletes, so that the writer is never
+// held long by a large backlog delivered at once.
+const pruneChunk = 5000
+
+// PruneOutbox deletes the entries the cloud acknowledged before before, and returns how many:
+// their events are in the cloud, and the orders themselves stay. Pending and refused entries stay.
+func (db *DB) PruneOutbox(ctx context.Context, before time.Time) (int64, error) {
+	var total int64
+	for {
+		var n int64
+		err := db.write(ctx, func(tx *sql.Tx) error {
+			res, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE seq IN
+				(SELECT seq FROM outbox WHERE state = 'sent' AND done_at < ? ORDER BY seq LIMIT ?)`, before.UnixMilli(), pruneChunk)
+			if err != nil {
+				return err
+			}
+			n, err = res.RowsAffected()
+			return err
+		})
+		if err != nil {
+			return total, fmt.Errorf("storage: prune the outbox: %w", err)
+		}
+		total += n
+		if n < pruneChunk {
+			return total, nil
+		}
+	}
+}
+
 // FailOutbox records a failed attempt at sending these entries; they stay pending.
 func (db *DB) FailOutbox(ctx context.Context, keys []string, reason string) error {
 	err := db.write(ctx, func(tx *sql.Tx) error {

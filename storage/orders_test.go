@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"testing"
+	"time"
 
 	"github.com/storeedge/storeedge/orders"
 )
@@ -100,6 +101,41 @@ func TestUpdateOrderAndOutbox(t *testing.T) {
 	want := "[received stored status uploaded upload_rejected upload_retry]"
 	if got := fmt.Sprint(stages); got != want {
 		t.Fatalf("ledger %s, want %s", got, want)
+	}
+}
+
+// Pruning deletes the entries the cloud acknowledged before the time given, and only those: the
+// pending and refused ones stay, and so does the order.
+func TestPruneOutboxKeepsWhatIsNotDelivered(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t)
+	var keys []string
+	for i := range 3 {
+		if _, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("pos-1"), IdempotencyKey: fmt.Sprint(i), RequestHash: "h"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pending, _ := db.PendingOutbox(ctx, 10)
+	for _, e := range pending {
+		keys = append(keys, e.Key)
+	}
+	if err := db.CompleteOutbox(ctx, OutboxResult{Delivered: keys[:1], Rejected: map[string]string{keys[1]: "unknown store"}}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := db.PruneOutbox(ctx, time.Now().Add(-time.Hour)); err != nil || n != 0 {
+		t.Fatalf("pruning what was acknowledged over an hour ago: %d, %v; want none", n, err)
+	}
+	if n, err := db.PruneOutbox(ctx, time.Now().Add(time.Second)); err != nil || n != 1 {
+		t.Fatalf("pruning what was acknowledged until now: %d, %v; want the one delivered", n, err)
+	}
+	if state, err := db.OutboxState(ctx, keys[0]); err != nil || state != "" {
+		t.Fatalf("the delivered entry is still there: %q (%v)", state, err)
+	}
+	if p, r, _, err := db.OutboxBacklog(ctx); err != nil || p != 1 || r != 1 {
+		t.Fatalf("after pruning: %d pending, %d refused (%v); want 1 and 1", p, r, err)
+	}
+	if list, err := db.ListOrders(ctx, OrderFilter{Limit: 10}); err != nil || len(list) != 3 {
+		t.Fatalf("after pruning: %d orders (%v), want 3", len(list), err)
 	}
 }
 

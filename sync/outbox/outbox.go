@@ -42,14 +42,23 @@ type Options struct {
 	Batch      int           // events per upload, 1..500; 0: config.DefaultOrdersOutboxBatch
 	MinBackoff time.Duration // default 1s
 	MaxBackoff time.Duration // default 5m
+	// KeepSent is how long an entry the cloud acknowledged stays in the outbox (default
+	// KeepSent); entries older are deleted every PruneEvery (default an hour) while Run runs.
+	KeepSent   time.Duration
+	PruneEvery time.Duration
 	Logger     *slog.Logger
 }
+
+// KeepSent is how long an entry the cloud acknowledged stays in the outbox by default: a week, as
+// the finished push commands (docs/operations.md).
+const KeepSent = 7 * 24 * time.Hour
 
 // Worker drains the outbox.
 type Worker struct {
 	o         Options
 	log       *slog.Logger
-	attempted func(error) // tests observe each drain
+	attempted func(error)        // tests observe each drain
+	pruned    func(int64, error) // and each prune
 	// fits is the batch size the cloud's answers fit in during a Drain, once one was too large
 	// (0: Options.Batch); split says a batch is being halved for it, until an answer comes.
 	// Only Drain's goroutine uses them.
@@ -71,6 +80,12 @@ func New(o Options) *Worker {
 	}
 	if o.MaxBackoff <= 0 {
 		o.MaxBackoff = 5 * time.Minute
+	}
+	if o.KeepSent <= 0 {
+		o.KeepSent = KeepSent
+	}
+	if o.PruneEvery <= 0 {
+		o.PruneEvery = time.Hour
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -98,8 +113,12 @@ func (w *Worker) State() State {
 }
 
 // Run uploads until ctx ends, sleeping while the outbox is empty and backing off while the cloud
-// cannot take the entries.
+// cannot take the entries. It deletes the entries acknowledged more than KeepSent ago at start and
+// every PruneEvery.
 func (w *Worker) Run(ctx context.Context) error {
+	var pruning sync.WaitGroup
+	defer pruning.Wait() // Run ends with ctx, and so does the pruning
+	pruning.Go(func() { w.pruneEvery(ctx) })
 	b := backoff.New(w.o.MinBackoff, w.o.MaxBackoff)
 	for {
 		changed := w.o.DB.OutboxChanged() // before reading, so no wake-up is missed
@@ -128,6 +147,31 @@ func (w *Worker) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-changed:
+		}
+	}
+}
+
+// pruneEvery deletes the acknowledged entries older than KeepSent, now and every PruneEvery, until
+// ctx ends: the outbox holds what the cloud still has to hear, and a shop that imports stock files
+// daily would otherwise keep millions of rows it never reads again.
+func (w *Worker) pruneEvery(ctx context.Context) {
+	t := time.NewTicker(w.o.PruneEvery)
+	defer t.Stop()
+	for {
+		n, err := w.o.DB.PruneOutbox(ctx, time.Now().Add(-w.o.KeepSent))
+		switch {
+		case err != nil && ctx.Err() == nil:
+			w.log.Warn("outbox: cannot delete the entries acknowledged long ago; will retry", slog.Any("error", err))
+		case n > 0:
+			w.log.Debug("outbox: entries acknowledged long ago deleted", slog.Int64("count", n))
+		}
+		if w.pruned != nil && ctx.Err() == nil {
+			w.pruned(n, err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
 	}
 }

@@ -620,3 +620,42 @@ func TestBackoffGrowsWhileTheCloudSheds(t *testing.T) {
 		}
 	}
 }
+
+// Run deletes the entries the cloud acknowledged longer than KeepSent ago, at start and then
+// every PruneEvery; the orders stay.
+func TestRunPrunesWhatWasDeliveredLongAgo(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	createOrders(t, db, 1, 3)
+	w := New(Options{DB: db, Cloud: &fakeCloud{}, KeepSent: time.Nanosecond, PruneEvery: 10 * time.Millisecond})
+	if n, err := w.Drain(ctx); err != nil || n != 3 {
+		t.Fatalf("drain: %d, %v", n, err)
+	}
+	pruned := make(chan int64, 100)
+	w.pruned = func(n int64, err error) {
+		if err != nil {
+			t.Errorf("prune: %v", err)
+		}
+		pruned <- n
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error)
+	go func() { done <- w.Run(runCtx) }()
+	var total int64
+	for total < 3 {
+		select {
+		case n := <-pruned:
+			total += n
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%d of the 3 delivered entries deleted within 30 s", total)
+		}
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run: %v", err)
+	}
+	list, err := db.ListOrders(ctx, storage.OrderFilter{Limit: 10})
+	if err != nil || len(list) != 3 || total != 3 {
+		t.Fatalf("%d orders (%v), %d entries deleted; want 3 and 3", len(list), err, total)
+	}
+}
