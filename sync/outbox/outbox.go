@@ -176,6 +176,71 @@ func (w *Worker) pruneEvery(ctx context.Context) {
 	}
 }
 
+// failed records a failed attempt at sending the entries of keys; they stay pending.
+func (w *Worker) failed(ctx context.Context, keys []string, err error) {
+	if ferr := w.o.DB.FailOutbox(ctx, keys, err.Error()); ferr != nil && ctx.Err() == nil {
+		w.log.Error("outbox: cannot record the failed attempt", slog.Any("error", ferr))
+	}
+}
+
+// serverFault reports whether err is the cloud's answer that it failed on the batch (a 5xx but
+// 503, which says it is unavailable or overloaded): perhaps on one of its events only.
+func serverFault(err error) bool {
+	var ce *cloud.Error
+	return errors.As(err, &ce) && ce.Status >= 500 && ce.Status <= 599 && ce.Status != http.StatusServiceUnavailable
+}
+
+// oneByOne sends the entries of a batch the cloud refused or failed on again one at a time, in
+// order, and returns how many it settled. An order's events go in the order they happened: once
+// one of them is not delivered (refused, and its later ones held back beside it; failed on, or
+// left out of the answer, and still queued), its later events in this batch wait too, whatever
+// becomes of them meanwhile (an admin's retry puts a refused one back in the queue before them).
+// An entry the cloud fails on alone (5xx) stays queued, and the others go on; a second one in a
+// row, or any other failure, ends the attempt: the cloud is down, not failing on one event. The
+// error then is the last failure, as it is when the batch ends with entries failed on.
+func (w *Worker) oneByOne(ctx context.Context, entries []storage.OutboxEntry) (int, error) {
+	n := 0
+	blocked := map[string]bool{}
+	var failedOn error // the last failure of an entry alone
+	inARow := 0
+	for i := range entries {
+		e := entries[i]
+		if e.OrderID != "" {
+			state, err := w.o.DB.OutboxState(ctx, e.Key)
+			if err != nil {
+				return n, fmt.Errorf("outbox: %w", err)
+			}
+			if state != storage.OutboxPending { // held back beside a refused event
+				n++
+				continue
+			}
+			if blocked[e.OrderID] { // still queued, behind one of its order
+				continue
+			}
+		}
+		m, err := w.upload(ctx, entries[i:i+1])
+		n += m
+		switch {
+		case err != nil && serverFault(err) && inARow == 0:
+			failedOn, inARow = err, 1
+		case err != nil:
+			return n, err
+		default:
+			inARow = 0
+		}
+		if e.OrderID != "" {
+			state, err := w.o.DB.OutboxState(ctx, e.Key)
+			if err != nil {
+				return n, fmt.Errorf("outbox: %w", err)
+			}
+			if state != storage.OutboxSent {
+				blocked[e.OrderID] = true
+			}
+		}
+	}
+	return n, failedOn
+}
+
 // progressed reports whether a drain that settled n entries and ended with err lets the next
 // one come promptly: a flaky cloud is retried at once while entries get through. The delay grows
 // while nothing does, or while the cloud answers that it takes too much (429, 503), as it does
@@ -285,7 +350,8 @@ func (w *Worker) setAside(ctx context.Context, key, reason string) error {
 }
 
 // upload sends one batch and records the answer. A batch the cloud refuses as a whole for good
-// (4xx) is sent again one entry at a time, so only the entry at fault is set aside.
+// (4xx), or fails on (a 5xx but 503), is sent again one entry at a time, so that only the entry
+// at fault is set aside (4xx) or left queued (5xx), and the others go.
 func (w *Worker) upload(ctx context.Context, entries []storage.OutboxEntry) (int, error) {
 	if n, done, err := w.setAsideUnsendable(ctx, entries); done {
 		return n, err
@@ -304,40 +370,11 @@ func (w *Worker) upload(ctx context.Context, entries []storage.OutboxEntry) (int
 			if len(entries) == 1 {
 				return 1, w.setAside(ctx, keys[0], ce.Error())
 			}
-			// An order's events go in the order they happened: once one of them is not
-			// delivered (refused, and its later ones held back beside it; or left out of the
-			// answer), its later events in this batch wait too, whatever becomes of them
-			// meanwhile (an admin's retry puts the refused one back in the queue before them).
-			n := 0
-			blocked := map[string]bool{}
-			for i := range entries {
-				e := entries[i]
-				if e.OrderID != "" {
-					state, err := w.o.DB.OutboxState(ctx, e.Key)
-					if err != nil {
-						return n, fmt.Errorf("outbox: %w", err)
-					}
-					if blocked[e.OrderID] || state != storage.OutboxPending {
-						n++
-						continue
-					}
-				}
-				m, err := w.upload(ctx, entries[i:i+1])
-				n += m
-				if err != nil {
-					return n, err
-				}
-				if e.OrderID != "" {
-					state, err := w.o.DB.OutboxState(ctx, e.Key)
-					if err != nil {
-						return n, fmt.Errorf("outbox: %w", err)
-					}
-					if state != storage.OutboxSent {
-						blocked[e.OrderID] = true
-					}
-				}
-			}
-			return n, nil
+			return w.oneByOne(ctx, entries)
+		}
+		if len(entries) > 1 && serverFault(err) {
+			w.failed(ctx, keys, err)
+			return w.oneByOne(ctx, entries)
 		}
 		if errors.Is(err, cloud.ErrAnswerTooLarge) {
 			if len(entries) > 1 {
@@ -354,9 +391,7 @@ func (w *Worker) upload(ctx context.Context, entries []storage.OutboxEntry) (int
 			// would hold back every upload after it.
 			return 1, w.setAside(ctx, keys[0], "the cloud's answer about it is larger than the limit ("+err.Error()+"); it may have stored it")
 		}
-		if ferr := w.o.DB.FailOutbox(ctx, keys, err.Error()); ferr != nil && ctx.Err() == nil {
-			w.log.Error("outbox: cannot record the failed attempt", slog.Any("error", ferr))
-		}
+		w.failed(ctx, keys, err)
 		return 0, fmt.Errorf("outbox: upload %d entries: %w", len(entries), err)
 	}
 	w.answered(len(entries))

@@ -659,3 +659,67 @@ func TestRunPrunesWhatWasDeliveredLongAgo(t *testing.T) {
 		t.Fatalf("%d orders (%v), %d entries deleted; want 3 and 3", len(list), err, total)
 	}
 }
+
+// failingCloud answers 500 to every batch holding an event it fails on (an order noted
+// "poison"), or to every batch while down; it takes the others.
+type failingCloud struct {
+	down  bool
+	calls int
+	got   []string
+}
+
+func (f *failingCloud) Upload(_ context.Context, events []cloudapi.Event) (cloudapi.UploadResponse, error) {
+	f.calls++
+	var r cloudapi.UploadResponse
+	for _, e := range events {
+		if f.down || strings.Contains(string(e.Data), `"note":"poison"`) {
+			return cloudapi.UploadResponse{}, &cloud.Error{Op: "upload", Status: http.StatusInternalServerError, Detail: "internal error"}
+		}
+		r.Accepted = append(r.Accepted, e.Key)
+	}
+	f.got = append(f.got, r.Accepted...)
+	return r, nil
+}
+
+// An event the cloud fails on (a 500 whenever it is in the batch) holds back neither the other
+// orders nor anything but its own order's later events: those stay queued, in order, and are
+// retried; when the cloud fails on everything, an attempt costs the batch and two events alone.
+func TestEventTheCloudFailsOnHoldsBackOnlyItsOrder(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	poison, _, err := db.CreateOrder(ctx, storage.NewOrder{Order: orders.Order{Source: orders.SourceLAN, DeviceID: "pos-p", Status: orders.StatusNew,
+		Currency: "EUR", Note: "poison"}, IdempotencyKey: "p", RequestHash: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	createOrders(t, db, 4, 1)
+	if _, _, err := db.UpdateOrder(ctx, poison.ID, func(o *orders.Order) error { o.Status = orders.StatusAccepted; return nil }); err != nil {
+		t.Fatal(err)
+	}
+
+	f := &failingCloud{down: true}
+	w := New(Options{DB: db, Cloud: f, Batch: 10})
+	if n, err := w.Drain(ctx); n != 0 || err == nil || f.calls != 3 {
+		t.Fatalf("cloud down: %d settled (%v) in %d uploads; want none, an error, in 3 uploads", n, err, f.calls)
+	}
+
+	f.down = false
+	for range 2 {
+		if _, err := w.Drain(ctx); err == nil || !strings.Contains(err.Error(), "500") {
+			t.Fatalf("drain: %v, want the cloud's 500", err)
+		}
+	}
+	if len(f.got) != 4 {
+		t.Fatalf("the cloud got %d events, want the 4 other orders'", len(f.got))
+	}
+	pending, err := db.PendingOutbox(ctx, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pending) != 2 || pending[0].OrderID != poison.ID || pending[1].OrderID != poison.ID || pending[0].Seq > pending[1].Seq {
+		t.Fatalf("queued: %+v; want the failed order's creation and change, in order", pending)
+	}
+	if rejected, _ := db.RejectedOutbox(ctx, 10); len(rejected) != 0 {
+		t.Fatalf("set aside for a 500: %+v", rejected)
+	}
+}
