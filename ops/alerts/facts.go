@@ -46,6 +46,8 @@ type Backup struct {
 	// LastSuccess and LastFile are the newest good backup; zero when none.
 	LastSuccess time.Time
 	LastFile    string
+	// RunningSince is when the scheduled backup being written started; zero when none is.
+	RunningSince time.Time
 }
 
 // BackOffice is the state of the exchange with the ERP.

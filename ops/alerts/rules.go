@@ -303,6 +303,10 @@ func devicesOffline(after time.Duration) rule {
 	}
 }
 
+// backupHangs is how long a scheduled backup may write before backup_failed says it hangs: a
+// backup of a large shop to a slow share takes minutes, not an hour.
+const backupHangs = time.Hour
+
 func backupFailed() rule {
 	return rule{
 		name: RuleBackupFailed, title: "backup failed",
@@ -313,6 +317,12 @@ func backupFailed() rule {
 			"resolves the alert when it succeeds.",
 		check: func(f *Facts, now time.Time, open bool) condition {
 			b := f.Backup
+			if b != nil && !b.RunningSince.IsZero() && now.Sub(b.RunningSince) >= backupHangs {
+				return condition{active: true, since: b.RunningSince.Add(backupHangs),
+					summary: fmt.Sprintf("the scheduled backup to %s has been writing for %s without end: the folder hangs (a network share that stopped answering?), and the database's write-ahead log grows meanwhile",
+						b.Dir, durText(now.Sub(b.RunningSince))),
+					detail: fmt.Sprintf("Folder: %s\nWriting since: %s\n", b.Dir, when(b.RunningSince))}
+			}
 			if b != nil && b.Unknown && open {
 				return condition{active: true, summary: "no scheduled backup has run since the server started; the last one before failed"}
 			}

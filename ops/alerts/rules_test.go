@@ -402,6 +402,31 @@ func TestBackupFailedUntilTheNextGoodOne(t *testing.T) {
 	wantQueued(t, fresh)
 }
 
+// A scheduled backup writing for an hour without end (a share that hangs) opens backup_failed,
+// before any backup has ended since the start too; its end resolves it.
+func TestBackupHangingOpensBackupFailed(t *testing.T) {
+	r := newRig(t, nil, noMail{}, nil)
+	started := r.clock.Now()
+	writing := func(f *Facts) { f.Backup = &Backup{Dir: "/mnt/nas/storeedge", Unknown: true, RunningSince: started} }
+	r.facts.set(writing)
+	r.clock.Advance(59 * time.Minute)
+	r.check(t)
+	wantQueued(t, r)
+	r.clock.Advance(2 * time.Minute)
+	r.check(t)
+	wantQueued(t, r, "ALERT backup failed")
+	st, err := r.a.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Open) != 1 || !st.Open[0].Since.Equal(started.Add(time.Hour)) || !strings.Contains(st.Open[0].Summary, "writing for 1h1m without end") {
+		t.Fatalf("open alerts %+v", st.Open)
+	}
+	r.facts.set(func(f *Facts) { f.Backup = &Backup{Dir: "/mnt/nas/storeedge", LastSuccess: r.clock.Now(), LastFile: "b"} })
+	r.check(t)
+	wantQueued(t, r, "ALERT backup failed", "RESOLVED backup failed")
+}
+
 // Back-office runs failing open backoffice_failing after its delay, and a run that succeeds
 // resolves it; refusals since the start open backoffice_refused for an hour, from the first one
 // on, the first run's included.

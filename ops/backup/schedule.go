@@ -54,6 +54,8 @@ type Status struct {
 	Failures     int       `json:"failures"`
 	FailingSince time.Time `json:"failing_since,omitzero"`
 	NextRun      time.Time `json:"next_run,omitzero"`
+	// RunningSince is when the backup being written now started; zero when none is.
+	RunningSince time.Time `json:"running_since,omitzero"`
 	// Ran is true once a scheduled backup has run since the start, well or not.
 	Ran bool `json:"-"`
 	// PruneError is why old backups could not be removed at the last backup; empty when they
@@ -163,12 +165,16 @@ func (s *Scheduler) run(ctx context.Context) {
 // RunOnce takes one backup now, removes the ones beyond Keep and the leftovers of backups cut
 // short, records how it went in the status, and returns the new file.
 func (s *Scheduler) RunOnce(ctx context.Context) (string, error) {
+	s.mu.Lock()
+	s.status.RunningSince = s.now()
+	s.mu.Unlock()
 	file, pruneErr, err := s.backup(ctx)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.status.RunningSince = time.Time{}
 	if ctx.Err() != nil {
 		return file, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.status.Ran = true
 	if err != nil {
 		if s.status.Failures == 0 {
