@@ -452,12 +452,24 @@ func TestRestoreCarriesEventIDsOver(t *testing.T) {
 	if len(events) == 0 || events[0].OrderID != o.ID {
 		t.Fatalf("events after the device's position %d: %+v; want the order made after the restore", held, events)
 	}
+	if o.Number >= restoreJump*orderNumberBlock || strings.Contains(db.IDsRaised(), "another machine") {
+		t.Fatalf("restored on its own machine, the next order is %d (raised: %q): a jump as on another machine", o.Number, db.IDsRaised())
+	}
 }
 
 // Restored on another machine (the old one's disk lost: no storeedge.ids, no database), a backup
 // gives none of the numbers the old machine gave out after it again: order numbers, event ids
 // and export batch ids jump well past the backup's, and the second start does not jump again.
 func TestRestoreOnAnotherMachineGivesNoNumberTwice(t *testing.T) {
+	// The new machine's service started once before the restore (install.md), or never did.
+	for _, startedFirst := range []bool{false, true} {
+		t.Run(fmt.Sprint("started first ", startedFirst), func(t *testing.T) {
+			restoreOnAnotherMachine(t, startedFirst)
+		})
+	}
+}
+
+func restoreOnAnotherMachine(t *testing.T, startedFirst bool) {
 	ctx := context.Background()
 	_, db, backup := backedUpShop(t)
 	var lastOrder int64
@@ -475,6 +487,14 @@ func TestRestoreOnAnotherMachineGivesNoNumberTwice(t *testing.T) {
 	db.Close()
 
 	path := filepath.Join(t.TempDir(), "storeedge.db") // the new machine
+	if startedFirst {
+		// An empty database, its marks in storeedge.ids.
+		fresh, err := Open(ctx, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fresh.Close()
+	}
 	if _, err := Restore(ctx, backup, path); err != nil {
 		t.Fatal(err)
 	}
