@@ -422,7 +422,9 @@ func TestBackupHangingOpensBackupFailed(t *testing.T) {
 	if len(st.Open) != 1 || !st.Open[0].Since.Equal(started.Add(time.Hour)) || !strings.Contains(st.Open[0].Summary, "writing for 1h1m without end") {
 		t.Fatalf("open alerts %+v", st.Open)
 	}
-	r.facts.set(func(f *Facts) { f.Backup = &Backup{Dir: "/mnt/nas/storeedge", LastSuccess: r.clock.Now(), LastFile: "b"} })
+	r.facts.set(func(f *Facts) {
+		f.Backup = &Backup{Dir: "/mnt/nas/storeedge", LastSuccess: r.clock.Now(), LastFile: "b"}
+	})
 	r.check(t)
 	wantQueued(t, r, "ALERT backup failed", "RESOLVED backup failed")
 }
