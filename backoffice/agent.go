@@ -73,8 +73,9 @@ type Agent struct {
 	sched schedule
 	hook  func(step string) error
 
-	runSem           chan struct{} // one slot: serialises runs (lockRun); its holder owns the fields below
-	webhookNotBefore time.Time     // the ERP asked to wait (Retry-After) until then
+	runSem           chan struct{}        // one slot: serialises runs (lockRun); its holder owns the fields below
+	webhookNotBefore time.Time            // the ERP asked to wait (Retry-After) until then
+	unsettled        map[string]time.Time // stock files left for later, since when (importStock)
 
 	mu         sync.Mutex // protects the fields below
 	status     Status

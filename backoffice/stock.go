@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -43,6 +44,10 @@ func stockFormat(name string) string {
 
 // errLater says a stock file is still being written: it is left for the next run.
 var errLater = errors.New("still being written")
+
+// stockStuckAfter is how long a stock file may stay unsettled, holding back the files after it,
+// before the run fails saying so (back-office.md): a copy takes seconds, not minutes.
+const stockStuckAfter = 10 * time.Minute
 
 // settledError is the error of a stock file whose levels are settled (applied, or known as
 // applied, or refused) but which could not be moved out of the folder: the files after it need
@@ -79,6 +84,11 @@ func (a *Agent) importStock(ctx context.Context) error {
 	if err := a.o.DB.StockFilesGone(ctx, present); err != nil {
 		return fmt.Errorf("backoffice: import: %w", err)
 	}
+	for name := range a.unsettled {
+		if !slices.Contains(present, name) {
+			delete(a.unsettled, name)
+		}
+	}
 	var errs []error
 	for _, e := range entries {
 		format := stockFormat(e.Name())
@@ -86,12 +96,27 @@ func (a *Agent) importStock(ctx context.Context) error {
 			continue
 		}
 		err := a.importFile(ctx, dir, e.Name(), format)
+		if !errors.Is(err, errLater) {
+			delete(a.unsettled, e.Name())
+		}
 		var moving *settledError
 		switch {
 		case err == nil:
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case errors.Is(err, errLater):
+			if a.unsettled == nil {
+				a.unsettled = map[string]time.Time{}
+			}
+			since, ok := a.unsettled[e.Name()]
+			if !ok {
+				since = a.now()
+				a.unsettled[e.Name()] = since
+			}
+			if waited := a.now().Sub(since); waited >= stockStuckAfter {
+				return errors.Join(append(errs, fmt.Errorf("backoffice: import: the stock file %s has been changing, or held open by another program, for %s: "+
+					"it and the files after it wait (write each file under a temporary name and rename it once complete)", e.Name(), waited.Round(time.Second)))...)
+			}
 			a.log.Debug("backoffice: stock file still changing; it and the files after it are left for the next run", slog.String(logKeyFile, e.Name()))
 			return errors.Join(errs...)
 		case errors.As(err, &moving):
@@ -208,7 +233,7 @@ func (a *Agent) readSettled(ctx context.Context, path string) (data []byte, size
 	if err != nil {
 		return nil, 0, false, err
 	}
-	if age := a.now().Sub(before.ModTime()); a.o.ImportSettle > 0 && age < a.o.ImportSettle {
+	if age := time.Since(before.ModTime()); a.o.ImportSettle > 0 && age < a.o.ImportSettle { // the file's time is the system's
 		if err := backoff.Sleep(ctx, min(a.o.ImportSettle-age, a.o.ImportSettle)); err != nil {
 			return nil, 0, false, err
 		}

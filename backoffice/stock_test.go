@@ -299,9 +299,19 @@ func TestImportKeepsTheNameOrder(t *testing.T) {
 	if err := a.RunOnce(ctx); err != nil {
 		t.Fatal(err)
 	}
+	if got := files(t, dir); len(got) != 2 || len(stockEntries(t, db)) != 0 {
+		t.Fatalf("a file after one being written was imported: %v", got)
+	}
+	// Still changing ten minutes later: the run fails saying which file holds the others back.
+	a.now = func() time.Time { return time.Now().Add(stockStuckAfter + time.Minute) }
+	err := a.RunOnce(ctx)
 	close(stop)
 	<-done
-	if got := files(t, dir); len(got) != 2 || len(stockEntries(t, db)) != 0 {
+	if err == nil || !strings.Contains(err.Error(), "stock-0001.csv has been changing, or held open by another program, for 11m") ||
+		!strings.Contains(a.Status().LastError, "stock-0001.csv") {
+		t.Fatalf("a file changing for 11 minutes: %v; status %q", err, a.Status().LastError)
+	}
+	if got := files(t, dir); len(got) != 2 {
 		t.Fatalf("a file after one being written was imported: %v", got)
 	}
 	if err := a.RunOnce(ctx); err != nil {
