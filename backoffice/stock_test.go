@@ -336,6 +336,23 @@ func TestImportKeepsTheNameOrder(t *testing.T) {
 	}
 }
 
+// A file applied that cannot be moved to done/ (here a file named done is in the way) holds back
+// nothing: its levels are in, and the files after it are applied; the run says what failed.
+func TestImportAppliedButNotMovedHoldsNothingBack(t *testing.T) {
+	db := openDB(t, "")
+	dir := t.TempDir()
+	a := importAgent(db, dir)
+	drop(t, dir, DoneDir, "not a folder")
+	drop(t, dir, "stock-0001.csv", "product_id,quantity\nP1,5\n")
+	drop(t, dir, "stock-0002.csv", "product_id,quantity\nP2,9\n")
+	if err := a.RunOnce(context.Background()); err == nil || !strings.Contains(err.Error(), "stock-0001.csv") {
+		t.Fatalf("a run whose moves failed: %v", err)
+	}
+	if n := len(stockEntries(t, db)); n != 2 {
+		t.Fatalf("%d levels applied, want both files'", n)
+	}
+}
+
 // TestImportMissingFolder reports the folder.
 func TestImportMissingFolder(t *testing.T) {
 	db := openDB(t, "")
