@@ -369,8 +369,8 @@ func Restore(ctx context.Context, backupPath, dbPath string) (RestoreResult, err
 	// machine, the old one's disk lost: no file, or the file of the empty database a first start
 	// made there), the restored database says so, and the next Open makes the numbers jump well
 	// past the backup's. Written whatever becomes of ctx: the backup is in place already.
-	if marksUnknown(ctx, conn, dbPath, replaced) {
-		if _, err := conn.ExecContext(context.WithoutCancel(ctx), `INSERT OR REPLACE INTO meta(key, value) VALUES (?, 1)`, metaIDsUnknown); err != nil {
+	if ctx := context.WithoutCancel(ctx); marksUnknown(ctx, conn, dbPath, replaced) {
+		if _, err := conn.ExecContext(ctx, `INSERT OR REPLACE INTO meta(key, value) VALUES (?, 1)`, metaIDsUnknown); err != nil {
 			return res, fmt.Errorf("storage: restore %s: %w", backupPath, err)
 		}
 	}
@@ -382,16 +382,21 @@ func Restore(ctx context.Context, backupPath, dbPath string) (RestoreResult, err
 
 // marksUnknown reports whether the ids file beside dbPath says nothing of the numbers given out
 // after the backup now restored on conn: there is no file (or it is damaged), or the database it
-// marked (replaced: nil when there was none) had given out fewer numbers than the backup, so it
-// was not a later state of the backup's shop (the empty database of a new machine). A backup
-// older than the numbers' tables has nothing to compare.
+// marked (replaced) had given out fewer numbers than the backup, so it was not a later state of
+// the backup's shop (the empty database of a new machine). With no database replaced (none, or
+// one too damaged to read, moved aside), the file's marks must pass the backup's numbers, as the
+// marks of the shop's own later database do. Anything it cannot read counts as unknown.
 func marksUnknown(ctx context.Context, conn *sql.Conn, dbPath string, replaced *idMarks) bool {
-	if _, err := readIDsFile(idsFile(dbPath)); err != nil || replaced == nil {
+	marks, err := readIDsFile(idsFile(dbPath))
+	if err != nil {
 		return true
 	}
 	given, err := idsGiven(ctx, conn)
 	if err != nil {
-		return false
+		return true
+	}
+	if replaced == nil {
+		replaced = &marks
 	}
 	return replaced.Events < given.Events || replaced.Orders < given.Orders || replaced.Batches < given.Batches
 }

@@ -529,6 +529,42 @@ func restoreOnAnotherMachine(t *testing.T, startedFirst bool) {
 	}
 }
 
+// Restored on its own machine over a database the disk damaged (moved aside), a backup gives no
+// number twice from the marks beside the database, and makes no jump as on another machine.
+func TestRestoreOverADamagedDatabaseKeepsItsMarks(t *testing.T) {
+	ctx := context.Background()
+	path, db, backup := backedUpShop(t)
+	var last int64
+	for i := range 5 {
+		o, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("dv_pos"), IdempotencyKey: fmt.Sprint("later", i), RequestHash: "h"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = o.Number
+	}
+	db.Close()
+	if err := os.WriteFile(path, []byte("this is not a database any more, the disk failed"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(path + "-wal")
+	os.Remove(path + "-shm")
+	if res, err := Restore(ctx, backup, path); err != nil || res.Damaged == "" {
+		t.Fatalf("restore over a damaged database: %+v, %v", res, err)
+	}
+	db, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	o, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("dv_pos"), IdempotencyKey: "after-restore", RequestHash: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Number <= last || o.Number >= restoreJump*orderNumberBlock || strings.Contains(db.IDsRaised(), "another machine") {
+		t.Fatalf("after the restore the next order is %d (the damaged database gave %d); raised: %q", o.Number, last, db.IDsRaised())
+	}
+}
+
 // A backup older than the event log (schema 1) restores over a database that has events: there is
 // nothing to carry the event ids into, and the restore does not fail on it.
 func TestRestoreOfABackupOlderThanTheEventLog(t *testing.T) {

@@ -219,11 +219,11 @@ func (db *DB) checkIDs(ctx context.Context, backInTime bool) error {
 	if err := db.w.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM meta WHERE key = ?)`, metaIDsUnknown).Scan(&unknown); err != nil {
 		return fmt.Errorf("storage: read the numbers given out: %w", err)
 	}
-	if unknown && !known {
-		file = idMarks{Events: given.Events + restoreJump*eventIDBlock, Orders: given.Orders + restoreJump*orderNumberBlock,
-			Batches: given.Batches + restoreJump*batchIDBlock}
+	if unknown {
+		file = idMarks{Events: max(file.Events, given.Events+restoreJump*eventIDBlock), Orders: max(file.Orders, given.Orders+restoreJump*orderNumberBlock),
+			Batches: max(file.Batches, given.Batches+restoreJump*batchIDBlock)}
 		known = true
-		db.idsRaised = fmt.Sprintf("the database was restored with no %s beside it (on another machine): the numbers the old one gave out after the backup are unknown, so they jump by %d order numbers",
+		db.idsRaised = fmt.Sprintf("the database was restored where %s held no marks for it (on another machine): the numbers the old one gave out after the backup are unknown, so they jump by %d order numbers",
 			filepath.Base(path), restoreJump*orderNumberBlock)
 	}
 	removeLeftovers(path)
