@@ -98,7 +98,7 @@ func (s alertSources) facts(dataDir string) func(context.Context) (alerts.Facts,
 		if s.backups != nil {
 			b := s.backups.Status()
 			f.Backup = &alerts.Backup{Dir: b.Dir, Unknown: !b.Ran, Failures: b.Failures, FailingSince: b.FailingSince,
-				LastError: b.LastError, LastSuccess: b.LastSuccess, LastFile: b.LastFile, RunningSince: b.RunningSince}
+				LastError: b.LastError, LastSuccess: b.LastSuccess, LastFile: b.LastFile, RunningSince: b.RunningSince, LastTook: b.LastTook}
 		}
 		if s.backOffice != nil && s.backOffice.Configured() {
 			b := s.backOffice.Status()

@@ -47,7 +47,9 @@ type Backup struct {
 	LastSuccess time.Time
 	LastFile    string
 	// RunningSince is when the scheduled backup being written started; zero when none is.
+	// LastTook is how long the last good one took; zero when unknown.
 	RunningSince time.Time
+	LastTook     time.Duration
 }
 
 // BackOffice is the state of the exchange with the ERP.

@@ -303,8 +303,9 @@ func devicesOffline(after time.Duration) rule {
 	}
 }
 
-// backupHangs is how long a scheduled backup may write before backup_failed says it hangs: a
-// backup of a large shop to a slow share takes minutes, not an hour.
+// backupHangs is how long a scheduled backup may write before backup_failed says it hangs (or
+// three times the last one's length, when longer): a backup of a large shop to a slow share takes
+// minutes, not an hour.
 const backupHangs = time.Hour
 
 func backupFailed() rule {
@@ -314,11 +315,12 @@ func backupFailed() rule {
 			"reachable (a network share mounted, its credentials valid) and has room, and that the service account may " +
 			"write to it (on Linux, the unit must open it: ReadWritePaths=); \"storeedge doctor\" checks each of these, and " +
 			"\"storeedge backup FILE\" takes one at once and says what fails. The next scheduled backup " +
-			"resolves the alert when it succeeds.",
+			"resolves the alert when it succeeds. A backup that hangs logs nothing and holds the schedule: once the " +
+			"share answers again, or to give up on it, restart the service.",
 		check: func(f *Facts, now time.Time, open bool) condition {
 			b := f.Backup
-			if b != nil && !b.RunningSince.IsZero() && now.Sub(b.RunningSince) >= backupHangs {
-				return condition{active: true, since: b.RunningSince.Add(backupHangs),
+			if b != nil && !b.RunningSince.IsZero() && now.Sub(b.RunningSince) >= max(backupHangs, 3*b.LastTook) {
+				return condition{active: true, since: b.RunningSince.Add(max(backupHangs, 3*b.LastTook)),
 					summary: fmt.Sprintf("the scheduled backup to %s has been writing for %s without end: the folder hangs (a network share that stopped answering?), and the database's write-ahead log grows meanwhile",
 						b.Dir, durText(now.Sub(b.RunningSince))),
 					detail: fmt.Sprintf("Folder: %s\nWriting since: %s\n", b.Dir, when(b.RunningSince))}

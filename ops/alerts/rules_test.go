@@ -427,6 +427,19 @@ func TestBackupHangingOpensBackupFailed(t *testing.T) {
 	})
 	r.check(t)
 	wantQueued(t, r, "ALERT backup failed", "RESOLVED backup failed")
+
+	// A large shop whose last backup took 40 minutes: three times that before it hangs.
+	slow := newRig(t, nil, noMail{}, nil)
+	started = slow.clock.Now()
+	slow.facts.set(func(f *Facts) {
+		f.Backup = &Backup{Dir: "/mnt/nas/storeedge", RunningSince: started, LastTook: 40 * time.Minute}
+	})
+	slow.clock.Advance(119 * time.Minute)
+	slow.check(t)
+	wantQueued(t, slow)
+	slow.clock.Advance(2 * time.Minute)
+	slow.check(t)
+	wantQueued(t, slow, "ALERT backup failed")
 }
 
 // Back-office runs failing open backoffice_failing after its delay, and a run that succeeds

@@ -54,8 +54,10 @@ type Status struct {
 	Failures     int       `json:"failures"`
 	FailingSince time.Time `json:"failing_since,omitzero"`
 	NextRun      time.Time `json:"next_run,omitzero"`
-	// RunningSince is when the backup being written now started; zero when none is.
-	RunningSince time.Time `json:"running_since,omitzero"`
+	// RunningSince is when the backup being written now started; zero when none is. LastTook is
+	// how long the last good one took (zero: none since the start).
+	RunningSince time.Time     `json:"running_since,omitzero"`
+	LastTook     time.Duration `json:"-"`
 	// Ran is true once a scheduled backup has run since the start, well or not.
 	Ran bool `json:"-"`
 	// PruneError is why old backups could not be removed at the last backup; empty when they
@@ -165,8 +167,9 @@ func (s *Scheduler) run(ctx context.Context) {
 // RunOnce takes one backup now, removes the ones beyond Keep and the leftovers of backups cut
 // short, records how it went in the status, and returns the new file.
 func (s *Scheduler) RunOnce(ctx context.Context) (string, error) {
+	start := s.now()
 	s.mu.Lock()
-	s.status.RunningSince = s.now()
+	s.status.RunningSince = start
 	s.mu.Unlock()
 	file, pruneErr, err := s.backup(ctx)
 	s.mu.Lock()
@@ -188,6 +191,7 @@ func (s *Scheduler) RunOnce(ctx context.Context) (string, error) {
 		s.status.LastSuccess, s.status.LastFile = t, filepath.Base(file)
 	}
 	s.status.Failures, s.status.LastError, s.status.FailingSince = 0, "", time.Time{}
+	s.status.LastTook = s.now().Sub(start)
 	s.status.PruneError = ""
 	if pruneErr != nil {
 		s.status.PruneError = pruneErr.Error()
