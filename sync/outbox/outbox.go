@@ -64,6 +64,10 @@ type Worker struct {
 	// Only Drain's goroutine uses them.
 	fits  int
 	split bool
+	// failedAlone holds the keys of the entries the cloud failed on alone (a 5xx), until one is
+	// settled: failing again, such an entry says nothing of the cloud being down (oneByOne).
+	// Only Drain's goroutine uses it.
+	failedAlone map[string]bool
 
 	mu        sync.Mutex // protects the fields below
 	lastError string
@@ -196,8 +200,10 @@ func serverFault(err error) bool {
 // left out of the answer, and still queued), its later events in this batch wait too, whatever
 // becomes of them meanwhile (an admin's retry puts a refused one back in the queue before them).
 // An entry the cloud fails on alone (5xx) stays queued, and the others go on; a second one in a
-// row, or any other failure, ends the attempt: the cloud is down, not failing on one event. The
-// error then is the last failure, as it is when the batch ends with entries failed on.
+// row, or any other failure, ends the attempt: the cloud is down, not failing on one event. An
+// entry it failed on alone before does not count in the row (two such entries side by side, at
+// the head of the queue once the others went, would otherwise end every attempt). The error
+// then is the last failure, as it is when the batch ends with entries failed on.
 func (w *Worker) oneByOne(ctx context.Context, entries []storage.OutboxEntry) (int, error) {
 	n := 0
 	blocked := map[string]bool{}
@@ -221,7 +227,13 @@ func (w *Worker) oneByOne(ctx context.Context, entries []storage.OutboxEntry) (i
 		m, err := w.upload(ctx, entries[i:i+1])
 		n += m
 		switch {
+		case err != nil && serverFault(err) && w.failedAlone[e.Key]:
+			failedOn = err
 		case err != nil && serverFault(err) && inARow == 0:
+			if w.failedAlone == nil {
+				w.failedAlone = map[string]bool{}
+			}
+			w.failedAlone[e.Key] = true
 			failedOn, inARow = err, 1
 		case err != nil:
 			return n, err
@@ -373,6 +385,7 @@ func (w *Worker) upload(ctx context.Context, entries []storage.OutboxEntry) (int
 			return w.oneByOne(ctx, entries)
 		}
 		if len(entries) > 1 && serverFault(err) {
+			w.answered(len(entries)) // the fault is not the size: a split goes on at this one
 			w.failed(ctx, keys, err)
 			return w.oneByOne(ctx, entries)
 		}
@@ -428,6 +441,12 @@ func (w *Worker) upload(ctx context.Context, entries []storage.OutboxEntry) (int
 	}
 	if err := w.o.DB.CompleteOutbox(ctx, res); err != nil {
 		return 0, err
+	}
+	for _, k := range res.Delivered {
+		delete(w.failedAlone, k)
+	}
+	for k := range res.Rejected {
+		delete(w.failedAlone, k)
 	}
 	answered := len(res.Delivered) + len(res.Rejected)
 	if answered > 0 {

@@ -723,3 +723,75 @@ func TestEventTheCloudFailsOnHoldsBackOnlyItsOrder(t *testing.T) {
 		t.Fatalf("set aside for a 500: %+v", rejected)
 	}
 }
+
+// Two events the cloud fails on, of two orders, end up side by side at the head of the queue once
+// the others went: they do not pass for an outage, and the orders after them still go.
+func TestTwoEventsTheCloudFailsOnDoNotStopTheQueue(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	order := func(device, note string) {
+		t.Helper()
+		if _, _, err := db.CreateOrder(ctx, storage.NewOrder{Order: orders.Order{Source: orders.SourceLAN, DeviceID: device, Status: orders.StatusNew,
+			Currency: "EUR", Note: note}, IdempotencyKey: device + note, RequestHash: "h"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	order("pos-1", "poison")
+	order("pos-2", "good")
+	order("pos-3", "poison")
+	f := &failingCloud{}
+	w := New(Options{DB: db, Cloud: f, Batch: 10})
+	w.Drain(ctx) // the good one goes; the two others stay, side by side
+	order("pos-4", "good")
+	for range 2 {
+		w.Drain(ctx)
+	}
+	if len(f.got) != 2 {
+		t.Fatalf("the cloud got %d events, want the 2 good orders'", len(f.got))
+	}
+	if pending, _ := db.PendingOutbox(ctx, 10); len(pending) != 2 {
+		t.Fatalf("%d events queued, want the 2 the cloud fails on", len(pending))
+	}
+}
+
+// sizedCloud answers too large for batches of more than two events, fails once with a 502 on the
+// first batch it would take, and takes the others; it notes each batch's size.
+type sizedCloud struct {
+	failed bool
+	sizes  []int
+}
+
+func (f *sizedCloud) Upload(_ context.Context, events []cloudapi.Event) (cloudapi.UploadResponse, error) {
+	f.sizes = append(f.sizes, len(events))
+	if len(events) > 2 {
+		return cloudapi.UploadResponse{}, fmt.Errorf("upload: %w", cloud.ErrAnswerTooLarge)
+	}
+	if !f.failed {
+		f.failed = true
+		return cloudapi.UploadResponse{}, &cloud.Error{Op: "upload", Status: http.StatusBadGateway}
+	}
+	var r cloudapi.UploadResponse
+	for _, e := range events {
+		r.Accepted = append(r.Accepted, e.Key)
+	}
+	return r, nil
+}
+
+// A batch being halved for an answer too large that meets a passing 502 goes on in the size that
+// gets an answer, not one event at a time for the rest of the drain.
+func TestPassingFaultDuringASplitKeepsTheSize(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	createOrders(t, db, 2, 4)
+	f := &sizedCloud{}
+	w := New(Options{DB: db, Cloud: f})
+	for range 2 {
+		w.Drain(ctx)
+	}
+	if pending, _ := db.PendingOutbox(ctx, 10); len(pending) != 0 {
+		t.Fatalf("%d events left", len(pending))
+	}
+	if want := []int{8, 4, 2, 1, 1, 2, 2, 2}; fmt.Sprint(f.sizes) != fmt.Sprint(want) {
+		t.Fatalf("batches of %v, want %v", f.sizes, want)
+	}
+}
