@@ -96,7 +96,7 @@ func (a *Agent) importStock(ctx context.Context) error {
 			continue
 		}
 		err := a.importFile(ctx, dir, e.Name(), format)
-		if !errors.Is(err, errLater) {
+		if !errors.Is(err, errLater) && ctx.Err() == nil { // taken, refused, or failing otherwise
 			delete(a.unsettled, e.Name())
 		}
 		var moving *settledError
