@@ -228,6 +228,27 @@ func TestImportTooBig(t *testing.T) {
 	}
 }
 
+// keepAppending appends a row to the file at path every 5 ms, as an ERP writing it would, until
+// the function it returns is called.
+func keepAppending(path string) (stop func()) {
+	stopped := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stopped:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+			fmt.Fprintf(f, "Q%d,1\n", i)
+			f.Close()
+		}
+	}()
+	return func() { close(stopped); <-done }
+}
+
 // TestImportWaitsForAFileBeingWritten leaves a file that changed too recently, then takes it.
 func TestImportWaitsForAFileBeingWritten(t *testing.T) {
 	ctx := context.Background()
@@ -239,26 +260,11 @@ func TestImportWaitsForAFileBeingWritten(t *testing.T) {
 	a.o.ImportSettle = 500 * time.Millisecond
 	drop(t, dir, "s.csv", "product_id,quantity\nP1,1\n")
 	path := filepath.Join(dir, "s.csv")
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() { // the ERP keeps appending
-		defer close(done)
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			case <-time.After(5 * time.Millisecond):
-			}
-			f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
-			f.WriteString("P" + string(rune('a'+i%26)) + string(rune('a'+i/26%26)) + ",1\n")
-			f.Close()
-		}
-	}()
+	stop := keepAppending(path)
 	if err := a.RunOnce(ctx); err != nil {
 		t.Fatal(err)
 	}
-	close(stop)
-	<-done
+	stop()
 	if _, err := os.Stat(path); err != nil {
 		t.Fatal("a file being written was taken")
 	}
@@ -280,22 +286,7 @@ func TestImportKeepsTheNameOrder(t *testing.T) {
 	a.o.ImportSettle = 500 * time.Millisecond // a hundred times the ERP's pace, as above
 	drop(t, dir, "stock-0001.csv", "product_id,quantity\nP1,5\n")
 	drop(t, dir, "stock-0002.csv", "product_id,quantity\nP1,9\n")
-	path := filepath.Join(dir, "stock-0001.csv")
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() { // the ERP is still writing the first
-		defer close(done)
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			case <-time.After(5 * time.Millisecond):
-			}
-			f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
-			f.WriteString(fmt.Sprintf("Q%d,1\n", i))
-			f.Close()
-		}
-	}()
+	stop := keepAppending(filepath.Join(dir, "stock-0001.csv")) // the ERP is still writing the first
 	if err := a.RunOnce(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -305,8 +296,7 @@ func TestImportKeepsTheNameOrder(t *testing.T) {
 	// Still changing ten minutes later: the run fails saying which file holds the others back.
 	a.now = func() time.Time { return time.Now().Add(stockStuckAfter + time.Minute) }
 	err := a.RunOnce(ctx)
-	close(stop)
-	<-done
+	stop()
 	if err == nil || !strings.Contains(err.Error(), "stock-0001.csv has been changing, or held open by another program, for 11m") ||
 		!strings.Contains(a.Status().LastError, "stock-0001.csv") {
 		t.Fatalf("a file changing for 11 minutes: %v; status %q", err, a.Status().LastError)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/storeedge/storeedge/orders"
 	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 )
 
@@ -125,6 +126,40 @@ func backedUpShop(t *testing.T) (path string, db *DB, backup string) {
 		t.Fatal(err)
 	}
 	return path, db, backup
+}
+
+// ordersAfterBackup takes n orders on db, after its backup, and returns the last one's number and
+// the last event id given out.
+func ordersAfterBackup(t *testing.T, db *DB, n int) (number, event int64) {
+	t.Helper()
+	ctx := context.Background()
+	for i := range n {
+		o, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("dv_pos"), IdempotencyKey: fmt.Sprint("later", i), RequestHash: "h"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		number = o.Number
+	}
+	event, err := db.LastEventID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return number, event
+}
+
+// openAndOrder opens the database at path and takes an order there.
+func openAndOrder(t *testing.T, path, key string) (*DB, orders.Order) {
+	t.Helper()
+	db, err := Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, _, err := db.CreateOrder(context.Background(), NewOrder{Order: lanOrder("dv_pos"), IdempotencyKey: key, RequestHash: "h"})
+	if err != nil {
+		db.Close()
+		t.Fatal(err)
+	}
+	return db, o
 }
 
 func TestRestoreKeepsTheReplacedDatabase(t *testing.T) {
@@ -423,28 +458,13 @@ func openOlder(ctx context.Context, path string, ms []migration) (*DB, error) {
 func TestRestoreCarriesEventIDsOver(t *testing.T) {
 	ctx := context.Background()
 	path, db, backup := backedUpShop(t)
-	for i := range 5 { // the device follows these, after the backup
-		if _, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("dv_pos"), IdempotencyKey: fmt.Sprint("later", i), RequestHash: "h"}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	held, err := db.LastEventID(ctx) // the device's position
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, held := ordersAfterBackup(t, db, 5) // the device follows these; held is its position
 	db.Close()
 	if _, err := Restore(ctx, backup, path); err != nil {
 		t.Fatal(err)
 	}
-	db, err = Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, o := openAndOrder(t, path, "after-restore")
 	defer db.Close()
-	o, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("dv_pos"), IdempotencyKey: "after-restore", RequestHash: "h"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	events, err := db.EventsAfter(ctx, held, 10)
 	if err != nil {
 		t.Fatal(err)
@@ -472,18 +492,7 @@ func TestRestoreOnAnotherMachineGivesNoNumberTwice(t *testing.T) {
 func restoreOnAnotherMachine(t *testing.T, startedFirst bool) {
 	ctx := context.Background()
 	_, db, backup := backedUpShop(t)
-	var lastOrder int64
-	for i := range 5 { // taken on the old machine after the backup
-		o, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("dv_pos"), IdempotencyKey: fmt.Sprint("later", i), RequestHash: "h"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		lastOrder = o.Number
-	}
-	lastEvent, err := db.LastEventID(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	lastOrder, lastEvent := ordersAfterBackup(t, db, 5) // taken on the old machine
 	db.Close()
 
 	path := filepath.Join(t.TempDir(), "storeedge.db") // the new machine
@@ -498,14 +507,7 @@ func restoreOnAnotherMachine(t *testing.T, startedFirst bool) {
 	if _, err := Restore(ctx, backup, path); err != nil {
 		t.Fatal(err)
 	}
-	db, err = Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	o, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("dv_pos"), IdempotencyKey: "after-restore", RequestHash: "h"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, o := openAndOrder(t, path, "after-restore")
 	event, err := db.LastEventID(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -515,15 +517,8 @@ func restoreOnAnotherMachine(t *testing.T, startedFirst bool) {
 			o.Number, event, lastOrder, lastEvent, db.IDsRaised())
 	}
 	db.Close()
-	db, err = Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, next := openAndOrder(t, path, "second-start")
 	defer db.Close()
-	next, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("dv_pos"), IdempotencyKey: "second-start", RequestHash: "h"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if next.Number != o.Number+1 || db.IDsRaised() != "" {
 		t.Fatalf("after a clean restart the next order is %d, want %d; raised: %q", next.Number, o.Number+1, db.IDsRaised())
 	}
@@ -534,14 +529,7 @@ func restoreOnAnotherMachine(t *testing.T, startedFirst bool) {
 func TestRestoreOverADamagedDatabaseKeepsItsMarks(t *testing.T) {
 	ctx := context.Background()
 	path, db, backup := backedUpShop(t)
-	var last int64
-	for i := range 5 {
-		o, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("dv_pos"), IdempotencyKey: fmt.Sprint("later", i), RequestHash: "h"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		last = o.Number
-	}
+	last, _ := ordersAfterBackup(t, db, 5)
 	db.Close()
 	if err := os.WriteFile(path, []byte("this is not a database any more, the disk failed"), 0o600); err != nil {
 		t.Fatal(err)
@@ -551,15 +539,8 @@ func TestRestoreOverADamagedDatabaseKeepsItsMarks(t *testing.T) {
 	if res, err := Restore(ctx, backup, path); err != nil || res.Damaged == "" {
 		t.Fatalf("restore over a damaged database: %+v, %v", res, err)
 	}
-	db, err := Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, o := openAndOrder(t, path, "after-restore")
 	defer db.Close()
-	o, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("dv_pos"), IdempotencyKey: "after-restore", RequestHash: "h"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if o.Number <= last || o.Number >= restoreJump*orderNumberBlock || strings.Contains(db.IDsRaised(), "another machine") {
 		t.Fatalf("after the restore the next order is %d (the damaged database gave %d); raised: %q", o.Number, last, db.IDsRaised())
 	}
