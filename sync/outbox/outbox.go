@@ -133,7 +133,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		if w.attempted != nil {
 			w.attempted(err)
 		}
-		if progressed(n, err) {
+		if n > 0 || err == nil {
+			// Entries got through: a flaky cloud is retried promptly; the delay only grows while
+			// nothing does. A cloud that sheds load says how long to wait (Retry-After, a floor).
 			b.Reset()
 		}
 		if err != nil {
@@ -251,16 +253,6 @@ func (w *Worker) oneByOne(ctx context.Context, entries []storage.OutboxEntry) (i
 		}
 	}
 	return n, failedOn
-}
-
-// progressed reports whether a drain that settled n entries and ended with err lets the next
-// one come promptly: a flaky cloud is retried at once while entries get through. The delay grows
-// while nothing does, or while the cloud answers that it takes too much (429, 503), as it does
-// to shed the load of many shops draining at once after an outage of its own.
-func progressed(n int, err error) bool {
-	var ce *cloud.Error
-	overloaded := errors.As(err, &ce) && (ce.Status == http.StatusTooManyRequests || ce.Status == http.StatusServiceUnavailable)
-	return err == nil || n > 0 && !overloaded
 }
 
 func (w *Worker) fail(err error, wait time.Duration) {

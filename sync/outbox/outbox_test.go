@@ -599,28 +599,6 @@ func TestAnswerOfNothingIsNoSuccess(t *testing.T) {
 	}
 }
 
-// The wait between drains starts again from the shortest once entries get through, unless the
-// cloud said it takes too much: then it keeps growing.
-func TestBackoffGrowsWhileTheCloudSheds(t *testing.T) {
-	for _, tc := range []struct {
-		n    int
-		err  error
-		want bool
-	}{
-		{0, nil, true},
-		{3, nil, true},
-		{3, &cloud.Error{Op: "upload", Status: http.StatusInternalServerError}, true},
-		{3, errors.New("connection reset"), true},
-		{3, &cloud.Error{Op: "upload", Status: http.StatusTooManyRequests}, false},
-		{3, fmt.Errorf("outbox: upload 7 entries: %w", &cloud.Error{Op: "upload", Status: http.StatusServiceUnavailable}), false},
-		{0, &cloud.Error{Op: "upload", Status: http.StatusInternalServerError}, false},
-	} {
-		if got := progressed(tc.n, tc.err); got != tc.want {
-			t.Errorf("%d settled, then %v: progressed %v, want %v", tc.n, tc.err, got, tc.want)
-		}
-	}
-}
-
 // Run deletes the entries the cloud acknowledged longer than KeepSent ago, at start and then
 // every PruneEvery; the orders stay.
 func TestRunPrunesWhatWasDeliveredLongAgo(t *testing.T) {
