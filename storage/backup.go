@@ -343,12 +343,8 @@ func Restore(ctx context.Context, backupPath, dbPath string) (RestoreResult, err
 	}
 	defer c.Close()
 	defer conn.Close()
-	var lastEvent int64   // the highest event id the replaced database gave out
-	var replaced *idMarks // the numbers it gave out; nil when there was none, or unknown
+	var lastEvent int64 // the highest event id the replaced database gave out
 	if v, err := schemaVersionOf(ctx, conn); err == nil && v > 0 {
-		if given, err := idsGiven(ctx, conn); err == nil {
-			replaced = &given
-		}
 		res.Previous = dbPath + ".before-restore-" + time.Now().UTC().Format("20060102T150405.000Z")
 		if err := backupConn(ctx, conn, res.Previous, Manifest{Reason: "kept before a restore"}); err != nil {
 			return res, fmt.Errorf("storage: restore: keep the current database: %w", err)
@@ -364,41 +360,12 @@ func Restore(ctx context.Context, backupPath, dbPath string) (RestoreResult, err
 		return res, fmt.Errorf("storage: restore %s: %w", backupPath, err)
 	}
 	// The order numbers and export batch ids the replaced database gave out after the backup
-	// are not given again either: the next Open raises the counters to their marks. When the
-	// marks beside the database are not those of a later state of the backup's shop (another
-	// machine, the old one's disk lost: no file, or the file of the empty database a first start
-	// made there), the restored database says so, and the next Open makes the numbers jump well
-	// past the backup's. Written whatever becomes of ctx: the backup is in place already.
-	if ctx := context.WithoutCancel(ctx); marksUnknown(ctx, conn, dbPath, replaced) {
-		if _, err := conn.ExecContext(ctx, `INSERT OR REPLACE INTO meta(key, value) VALUES (?, 1)`, metaIDsUnknown); err != nil {
-			return res, fmt.Errorf("storage: restore %s: %w", backupPath, err)
-		}
-	}
+	// are not given again either: the next Open raises the counters to their marks, and makes
+	// them jump when the backup was made beside other marks (on another machine; ids.go).
 	if err := MarkIDsUnclean(dbPath); err != nil {
 		return res, fmt.Errorf("storage: restore %s: %w", backupPath, err)
 	}
 	return res, nil
-}
-
-// marksUnknown reports whether the ids file beside dbPath says nothing of the numbers given out
-// after the backup now restored on conn: there is no file (or it is damaged), or the database it
-// marked (replaced) had given out fewer numbers than the backup, so it was not a later state of
-// the backup's shop (the empty database of a new machine). With no database replaced (none, or
-// one too damaged to read, moved aside), the file's marks must pass the backup's numbers, as the
-// marks of the shop's own later database do. Anything it cannot read counts as unknown.
-func marksUnknown(ctx context.Context, conn *sql.Conn, dbPath string, replaced *idMarks) bool {
-	marks, err := readIDsFile(idsFile(dbPath))
-	if err != nil {
-		return true
-	}
-	given, err := idsGiven(ctx, conn)
-	if err != nil {
-		return true
-	}
-	if replaced == nil {
-		replaced = &marks
-	}
-	return replaced.Events < given.Events || replaced.Orders < given.Orders || replaced.Batches < given.Batches
 }
 
 // eventIDsGiven is the highest event id the database has given out, 0 when none: devices may

@@ -546,6 +546,100 @@ func TestRestoreOverADamagedDatabaseKeepsItsMarks(t *testing.T) {
 	}
 }
 
+// Restores done twice, or over what another restore left, give no number twice, and jump by
+// 100,000 only when the backup was made on another machine.
+func TestRestoreTwiceAndInTurns(t *testing.T) {
+	ctx := context.Background()
+	restore := func(t *testing.T, backup, path string) {
+		t.Helper()
+		if _, err := Restore(ctx, backup, path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Run("the same backup twice on a new machine started once", func(t *testing.T) {
+		_, db, backup := backedUpShop(t)
+		last, _ := ordersAfterBackup(t, db, 5)
+		db.Close()
+		path := filepath.Join(t.TempDir(), "storeedge.db")
+		fresh, err := Open(ctx, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fresh.Close()
+		restore(t, backup, path)
+		restore(t, backup, path)
+		db, o := openAndOrder(t, path, "after")
+		defer db.Close()
+		if o.Number <= last+restoreJump*orderNumberBlock-orderNumberBlock {
+			t.Fatalf("next order %d; the old machine gave %d", o.Number, last)
+		}
+	})
+	t.Run("an older then a newer backup on its own machine", func(t *testing.T) {
+		path, db, older := backedUpShop(t)
+		ordersAfterBackup(t, db, 3)
+		newer := filepath.Join(t.TempDir(), "newer")
+		if err := db.Backup(ctx, newer, Manifest{}); err != nil {
+			t.Fatal(err)
+		}
+		db.Close()
+		db, o := openAndOrder(t, path, "before") // one more after the newer backup
+		db.Close()
+		restore(t, older, path)
+		restore(t, newer, path)
+		db, next := openAndOrder(t, path, "after")
+		defer db.Close()
+		if next.Number <= o.Number || next.Number >= restoreJump*orderNumberBlock {
+			t.Fatalf("next order %d; the machine gave %d, and the jump is for another machine's backups", next.Number, o.Number)
+		}
+	})
+	t.Run("no database, the marks of a new machine's first start", func(t *testing.T) {
+		_, db, backup := backedUpShop(t)
+		last, _ := ordersAfterBackup(t, db, 5)
+		db.Close()
+		path := filepath.Join(t.TempDir(), "storeedge.db")
+		fresh, err := Open(ctx, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fresh.Close()
+		for _, suffix := range []string{"", "-wal", "-shm"} {
+			os.Remove(path + suffix)
+		}
+		restore(t, backup, path)
+		db, o := openAndOrder(t, path, "after")
+		defer db.Close()
+		if o.Number <= last+restoreJump*orderNumberBlock-orderNumberBlock {
+			t.Fatalf("next order %d; the old machine gave %d", o.Number, last)
+		}
+	})
+}
+
+// A database and a storeedge.ids of the version before the marks had ids (an upgrade) go on as
+// they were: no jump.
+func TestUpgradeKeepsTheNumbersGoing(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "storeedge.db")
+	db := shopDB(t, path)
+	last, _ := ordersAfterBackup(t, db, 2)
+	if _, err := db.w.ExecContext(ctx, `DELETE FROM meta WHERE key = ?`, metaMarksID); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	m, err := readIDsFile(idsFile(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.ID = 0
+	if err := writeIDsFile(idsFile(path), m); err != nil {
+		t.Fatal(err)
+	}
+	db, o := openAndOrder(t, path, "after-upgrade")
+	defer db.Close()
+	if o.Number != last+1 || db.IDsRaised() != "" {
+		t.Fatalf("after the upgrade the next order is %d, want %d; raised: %q", o.Number, last+1, db.IDsRaised())
+	}
+}
+
 // A backup older than the event log (schema 1) restores over a database that has events: there is
 // nothing to carry the event ids into, and the restore does not fail on it.
 func TestRestoreOfABackupOlderThanTheEventLog(t *testing.T) {

@@ -2,7 +2,9 @@ package storage
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,12 +36,15 @@ const (
 	batchIDBlock     = 100
 )
 
-// metaIDsUnknown is set in a database restored where no ids file was (another machine): the
-// numbers the old machine gave out after the backup are unknown, and the next Open makes each
-// counter jump by restoreJump blocks (docs/install.md).
+// Each ids file has an id, which the database records (in meta, metaMarksID) at every Open: a
+// database that has given out numbers and is found beside another file, or none, was last used
+// elsewhere (restored from a backup made on another machine, the old one's disk lost), and what
+// was given out there after the backup is unknown; Open makes each counter jump by restoreJump
+// blocks (docs/install.md). A backup made on this machine records this file's id, so its
+// restore here raises the counters to the marks only, which pass every number given here.
 const (
-	metaIDsUnknown = "ids_unknown_after_restore"
-	restoreJump    = 1000 // blocks: 100,000 order numbers and export batch ids, 1,000,000 event ids
+	metaMarksID = "marks_id"
+	restoreJump = 1000 // blocks: 100,000 order numbers and export batch ids, 1,000,000 event ids
 )
 
 // maxIDsFileBytes bounds what is read of the ids file.
@@ -47,6 +52,7 @@ const maxIDsFileBytes = 1024
 
 // idMarks is the content of the ids file.
 type idMarks struct {
+	ID      int64 `json:"id,omitempty"` // the file's, recorded by the database (absent from files of earlier versions)
 	Events  int64 `json:"events"`
 	Orders  int64 `json:"orders"`
 	Batches int64 `json:"batches"`
@@ -215,16 +221,24 @@ func (db *DB) checkIDs(ctx context.Context, backInTime bool) error {
 		known = true
 		db.idsRaised = fmt.Sprintf("%s cannot be read (%v): the numbers given out start well past the database's", filepath.Base(path), err)
 	}
-	var unknown bool // restored here with no ids file: the marks are unknown
-	if err := db.w.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM meta WHERE key = ?)`, metaIDsUnknown).Scan(&unknown); err != nil {
+	var beside int64 // the id of the ids file the database was last opened beside; 0: none recorded
+	if err := db.w.QueryRowContext(ctx, `SELECT coalesce((SELECT value FROM meta WHERE key = ?), 0)`, metaMarksID).Scan(&beside); err != nil {
 		return fmt.Errorf("storage: read the numbers given out: %w", err)
 	}
-	if unknown {
+	id := file.ID
+	if db.idsRaised == "" && id != beside && (id != 0 || beside != 0) && (given.Events > 0 || given.Orders > 0 || given.Batches > 0) {
+		// Last used beside other marks, or none (a file of an earlier version beside a database
+		// of this one counts as other marks).
 		file = idMarks{Events: max(file.Events, given.Events+restoreJump*eventIDBlock), Orders: max(file.Orders, given.Orders+restoreJump*orderNumberBlock),
 			Batches: max(file.Batches, given.Batches+restoreJump*batchIDBlock)}
 		known = true
-		db.idsRaised = fmt.Sprintf("the database was restored where %s held no marks for it (on another machine): the numbers the old one gave out after the backup are unknown, so they jump by %d order numbers",
+		db.idsRaised = fmt.Sprintf("the database was last used beside other marks than %s (restored from a backup made on another machine, or the file replaced or deleted): what was given out after it is unknown, so the numbers jump by %d order numbers",
 			filepath.Base(path), restoreJump*orderNumberBlock)
+	}
+	if id == 0 { // a first start, a file of an earlier version, or a damaged one
+		if id, err = newMarksID(); err != nil {
+			return fmt.Errorf("storage: %w", err)
+		}
 	}
 	removeLeftovers(path)
 	if known && file.Clean && file.Given != nil && !backInTime &&
@@ -234,13 +248,7 @@ func (db *DB) checkIDs(ctx context.Context, backInTime bool) error {
 			given.Orders, filepath.Base(path), file.Given.Orders)
 	}
 	if known && (!file.Clean || backInTime) {
-		if err := db.writeDurable(ctx, nil, func(tx *sql.Tx) error {
-			if err := raiseIDs(ctx, tx, file); err != nil {
-				return err
-			}
-			_, err := tx.ExecContext(ctx, `DELETE FROM meta WHERE key = ?`, metaIDsUnknown)
-			return err
-		}); err != nil {
+		if err := db.writeDurable(ctx, nil, func(tx *sql.Tx) error { return raiseIDs(ctx, tx, file) }); err != nil {
 			return fmt.Errorf("storage: raise the numbers given out: %w", err)
 		}
 		if db.idsRaised == "" {
@@ -250,12 +258,29 @@ func (db *DB) checkIDs(ctx context.Context, backInTime bool) error {
 			return fmt.Errorf("storage: read the numbers given out: %w", err)
 		}
 	}
-	db.ids = &idReserve{path: path, marks: idMarks{Events: given.Events + eventIDBlock, Orders: given.Orders + orderNumberBlock,
+	db.ids = &idReserve{path: path, marks: idMarks{ID: id, Events: given.Events + eventIDBlock, Orders: given.Orders + orderNumberBlock,
 		Batches: given.Batches + batchIDBlock}}
 	if err := writeIDsFile(path, db.ids.marks); err != nil {
 		return fmt.Errorf("storage: write %s: %w", filepath.Base(path), err)
 	}
+	if id != beside {
+		if err := db.writeDurable(ctx, nil, func(tx *sql.Tx) error {
+			_, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)`, metaMarksID, id)
+			return err
+		}); err != nil {
+			return fmt.Errorf("storage: record the marks: %w", err)
+		}
+	}
 	return nil
+}
+
+// newMarksID returns a random id for an ids file, positive and not 0.
+func newMarksID() (int64, error) {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return 0, fmt.Errorf("an id for the marks: %w", err)
+	}
+	return int64(binary.LittleEndian.Uint64(b[:])>>1) | 1, nil
 }
 
 // raiseIDs makes the counters give out numbers above the marks m.
