@@ -592,6 +592,41 @@ func TestRestoreTwiceAndInTurns(t *testing.T) {
 			t.Fatalf("next order %d; the machine gave %d, and the jump is for another machine's backups", next.Number, o.Number)
 		}
 	})
+	t.Run("a backup of the version before, on a new machine never started", func(t *testing.T) {
+		_, db, backup := backedUpShop(t)
+		last, _ := ordersAfterBackup(t, db, 5)
+		db.Close()
+		old, err := sql.Open("sqlite", backup)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = old.Exec(`DELETE FROM meta WHERE key = ?`, metaMarksID)
+		old.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(t.TempDir(), "storeedge.db")
+		restore(t, backup, path)
+		db, o := openAndOrder(t, path, "after")
+		defer db.Close()
+		if o.Number <= last+restoreJump*orderNumberBlock-orderNumberBlock {
+			t.Fatalf("next order %d; the old machine gave %d", o.Number, last)
+		}
+	})
+	t.Run("a damaged storeedge.ids on its own machine", func(t *testing.T) {
+		path, db, backup := backedUpShop(t)
+		last, _ := ordersAfterBackup(t, db, 5)
+		db.Close()
+		if err := os.WriteFile(idsFile(path), []byte("{not the marks"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		restore(t, backup, path)
+		db, o := openAndOrder(t, path, "after")
+		defer db.Close()
+		if o.Number <= last {
+			t.Fatalf("next order %d; the machine gave %d", o.Number, last)
+		}
+	})
 	t.Run("no database, the marks of a new machine's first start", func(t *testing.T) {
 		_, db, backup := backedUpShop(t)
 		last, _ := ordersAfterBackup(t, db, 5)

@@ -186,7 +186,9 @@ func MarkIDsUnclean(dbPath string) error {
 		return nil
 	}
 	if err != nil {
-		return err
+		// Damaged: its marks are lost. A file without an id marks no database, so the next Open
+		// takes the restored one for a database used elsewhere, and the numbers jump.
+		return writeIDsFile(path, idMarks{})
 	}
 	m.Clean = false
 	return writeIDsFile(path, m)
@@ -213,8 +215,8 @@ func (db *DB) checkIDs(ctx context.Context, backInTime bool) error {
 		return fmt.Errorf("storage: read the numbers given out: %w", err)
 	}
 	file, err := readIDsFile(path)
-	known := err == nil
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	known, missing := err == nil, errors.Is(err, fs.ErrNotExist)
+	if err != nil && !missing {
 		// Damaged (a power cut during a write the file system did not journal, a hand's edit):
 		// its marks are unknown, so the counters jump well past what the database holds.
 		file = idMarks{Events: given.Events + 10*eventIDBlock, Orders: given.Orders + 10*orderNumberBlock, Batches: given.Batches + 10*batchIDBlock}
@@ -226,9 +228,11 @@ func (db *DB) checkIDs(ctx context.Context, backInTime bool) error {
 		return fmt.Errorf("storage: read the numbers given out: %w", err)
 	}
 	id := file.ID
-	if db.idsRaised == "" && id != beside && (id != 0 || beside != 0) && (given.Events > 0 || given.Orders > 0 || given.Batches > 0) {
-		// Last used beside other marks, or none (a file of an earlier version beside a database
-		// of this one counts as other marks).
+	if db.idsRaised == "" && (missing || id != beside && (id != 0 || beside != 0)) && (given.Events > 0 || given.Orders > 0 || given.Batches > 0) {
+		// Last used beside other marks, or none: no file at all, or another file's id (a file of
+		// an earlier version beside a database of this one counts as other marks, and so does a
+		// file of this version beside a database of an earlier one). Only a file and a database
+		// both of the version before the ids (an upgrade) go together without one.
 		file = idMarks{Events: max(file.Events, given.Events+restoreJump*eventIDBlock), Orders: max(file.Orders, given.Orders+restoreJump*orderNumberBlock),
 			Batches: max(file.Batches, given.Batches+restoreJump*batchIDBlock)}
 		known = true
@@ -248,9 +252,17 @@ func (db *DB) checkIDs(ctx context.Context, backInTime bool) error {
 			given.Orders, filepath.Base(path), file.Given.Orders)
 	}
 	if known && (!file.Clean || backInTime) {
-		if err := db.writeDurable(ctx, nil, func(tx *sql.Tx) error { return raiseIDs(ctx, tx, file) }); err != nil {
+		if err := db.writeDurable(ctx, nil, func(tx *sql.Tx) error {
+			if err := raiseIDs(ctx, tx, file); err != nil {
+				return err
+			}
+			// With the raise: a stop before the file is written must not make them jump again.
+			_, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)`, metaMarksID, id)
+			return err
+		}); err != nil {
 			return fmt.Errorf("storage: raise the numbers given out: %w", err)
 		}
+		beside = id
 		if db.idsRaised == "" {
 			db.idsRaised = "the last run did not stop cleanly (a crash or a power cut), or the database went back in time: the numbers given out start past the marks of " + filepath.Base(path)
 		}
