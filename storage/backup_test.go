@@ -162,6 +162,30 @@ func openAndOrder(t *testing.T, path, key string) (*DB, orders.Order) {
 	return db, o
 }
 
+// newMachine returns the database path of a new machine, started once when started is true: an
+// empty database there, and its marks in storeedge.ids.
+func newMachine(t *testing.T, started bool) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "storeedge.db")
+	if started {
+		fresh, err := Open(context.Background(), path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fresh.Close()
+	}
+	return path
+}
+
+// wantJump fails the test unless the order o was numbered past last by the jump of a backup
+// restored from another machine.
+func wantJump(t *testing.T, o orders.Order, last int64) {
+	t.Helper()
+	if o.Number <= last+restoreJump*orderNumberBlock-orderNumberBlock {
+		t.Fatalf("next order %d; the old machine gave %d, and the numbers did not jump past it", o.Number, last)
+	}
+}
+
 func TestRestoreKeepsTheReplacedDatabase(t *testing.T) {
 	ctx := context.Background()
 	path, db, backup := backedUpShop(t)
@@ -495,15 +519,7 @@ func restoreOnAnotherMachine(t *testing.T, startedFirst bool) {
 	lastOrder, lastEvent := ordersAfterBackup(t, db, 5) // taken on the old machine
 	db.Close()
 
-	path := filepath.Join(t.TempDir(), "storeedge.db") // the new machine
-	if startedFirst {
-		// An empty database, its marks in storeedge.ids.
-		fresh, err := Open(ctx, path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fresh.Close()
-	}
+	path := newMachine(t, startedFirst)
 	if _, err := Restore(ctx, backup, path); err != nil {
 		t.Fatal(err)
 	}
@@ -560,19 +576,12 @@ func TestRestoreTwiceAndInTurns(t *testing.T) {
 		_, db, backup := backedUpShop(t)
 		last, _ := ordersAfterBackup(t, db, 5)
 		db.Close()
-		path := filepath.Join(t.TempDir(), "storeedge.db")
-		fresh, err := Open(ctx, path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fresh.Close()
+		path := newMachine(t, true)
 		restore(t, backup, path)
 		restore(t, backup, path)
 		db, o := openAndOrder(t, path, "after")
 		defer db.Close()
-		if o.Number <= last+restoreJump*orderNumberBlock-orderNumberBlock {
-			t.Fatalf("next order %d; the old machine gave %d", o.Number, last)
-		}
+		wantJump(t, o, last)
 	})
 	t.Run("an older then a newer backup on its own machine", func(t *testing.T) {
 		path, db, older := backedUpShop(t)
@@ -605,13 +614,11 @@ func TestRestoreTwiceAndInTurns(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		path := filepath.Join(t.TempDir(), "storeedge.db")
+		path := newMachine(t, false)
 		restore(t, backup, path)
 		db, o := openAndOrder(t, path, "after")
 		defer db.Close()
-		if o.Number <= last+restoreJump*orderNumberBlock-orderNumberBlock {
-			t.Fatalf("next order %d; the old machine gave %d", o.Number, last)
-		}
+		wantJump(t, o, last)
 	})
 	t.Run("a damaged storeedge.ids on its own machine", func(t *testing.T) {
 		path, db, backup := backedUpShop(t)
@@ -631,21 +638,14 @@ func TestRestoreTwiceAndInTurns(t *testing.T) {
 		_, db, backup := backedUpShop(t)
 		last, _ := ordersAfterBackup(t, db, 5)
 		db.Close()
-		path := filepath.Join(t.TempDir(), "storeedge.db")
-		fresh, err := Open(ctx, path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fresh.Close()
+		path := newMachine(t, true)
 		for _, suffix := range []string{"", "-wal", "-shm"} {
 			os.Remove(path + suffix)
 		}
 		restore(t, backup, path)
 		db, o := openAndOrder(t, path, "after")
 		defer db.Close()
-		if o.Number <= last+restoreJump*orderNumberBlock-orderNumberBlock {
-			t.Fatalf("next order %d; the old machine gave %d", o.Number, last)
-		}
+		wantJump(t, o, last)
 	})
 }
 
