@@ -251,18 +251,23 @@ func (db *DB) checkIDs(ctx context.Context, backInTime bool) error {
 		db.idsRaised = fmt.Sprintf("the database has given out fewer numbers than it had when it was last closed (order %d, %s says %d): it is an older copy; the numbers given out start past the marks",
 			given.Orders, filepath.Base(path), file.Given.Orders)
 	}
-	if known && (!file.Clean || backInTime) {
+	raise := known && (!file.Clean || backInTime)
+	if raise || id != beside {
+		// The marks' id goes with the raise: a stop before the file is written must not make the
+		// numbers jump again.
 		if err := db.writeDurable(ctx, nil, func(tx *sql.Tx) error {
-			if err := raiseIDs(ctx, tx, file); err != nil {
-				return err
+			if raise {
+				if err := raiseIDs(ctx, tx, file); err != nil {
+					return err
+				}
 			}
-			// With the raise: a stop before the file is written must not make them jump again.
 			_, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)`, metaMarksID, id)
 			return err
 		}); err != nil {
 			return fmt.Errorf("storage: raise the numbers given out: %w", err)
 		}
-		beside = id
+	}
+	if raise {
 		if db.idsRaised == "" {
 			db.idsRaised = "the last run did not stop cleanly (a crash or a power cut), or the database went back in time: the numbers given out start past the marks of " + filepath.Base(path)
 		}
@@ -274,14 +279,6 @@ func (db *DB) checkIDs(ctx context.Context, backInTime bool) error {
 		Batches: given.Batches + batchIDBlock}}
 	if err := writeIDsFile(path, db.ids.marks); err != nil {
 		return fmt.Errorf("storage: write %s: %w", filepath.Base(path), err)
-	}
-	if id != beside {
-		if err := db.writeDurable(ctx, nil, func(tx *sql.Tx) error {
-			_, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)`, metaMarksID, id)
-			return err
-		}); err != nil {
-			return fmt.Errorf("storage: record the marks: %w", err)
-		}
 	}
 	return nil
 }
