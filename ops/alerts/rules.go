@@ -308,6 +308,14 @@ func devicesOffline(after time.Duration) rule {
 // minutes, not an hour.
 const backupHangs = time.Hour
 
+// backupHangsAt is when the scheduled backup being written counts as hung; zero when none is.
+func backupHangsAt(b *Backup) time.Time {
+	if b == nil || b.RunningSince.IsZero() {
+		return time.Time{}
+	}
+	return b.RunningSince.Add(max(backupHangs, 3*b.LastTook))
+}
+
 func backupFailed() rule {
 	return rule{
 		name: RuleBackupFailed, title: "backup failed",
@@ -319,8 +327,8 @@ func backupFailed() rule {
 			"share answers again, or to give up on it, restart the service.",
 		check: func(f *Facts, now time.Time, open bool) condition {
 			b := f.Backup
-			if b != nil && !b.RunningSince.IsZero() && now.Sub(b.RunningSince) >= max(backupHangs, 3*b.LastTook) {
-				return condition{active: true, since: b.RunningSince.Add(max(backupHangs, 3*b.LastTook)),
+			if hangsAt := backupHangsAt(b); !hangsAt.IsZero() && !now.Before(hangsAt) {
+				return condition{active: true, since: hangsAt,
 					summary: fmt.Sprintf("the scheduled backup to %s has been writing for %s without end: the folder hangs (a network share that stopped answering?), and the database's write-ahead log grows meanwhile",
 						b.Dir, durText(now.Sub(b.RunningSince))),
 					detail: fmt.Sprintf("Folder: %s\nWriting since: %s\n", b.Dir, when(b.RunningSince))}
