@@ -105,20 +105,7 @@ func (a *Agent) importStock(ctx context.Context) error {
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case errors.Is(err, errLater):
-			if a.unsettled == nil {
-				a.unsettled = map[string]time.Time{}
-			}
-			since, ok := a.unsettled[e.Name()]
-			if !ok {
-				since = a.now()
-				a.unsettled[e.Name()] = since
-			}
-			if waited := a.now().Sub(since); waited >= stockStuckAfter {
-				return errors.Join(append(errs, fmt.Errorf("backoffice: import: the stock file %s has been changing, or held open by another program, for %s: "+
-					"it and the files after it wait (write each file under a temporary name and rename it once complete)", e.Name(), waited.Round(time.Second)))...)
-			}
-			a.log.Debug("backoffice: stock file still changing; it and the files after it are left for the next run", slog.String(logKeyFile, e.Name()))
-			return errors.Join(errs...)
+			return errors.Join(append(errs, a.heldBack(e.Name()))...)
 		case errors.As(err, &moving):
 			errs = append(errs, fmt.Errorf("backoffice: import %s: %w", e.Name(), err))
 		default:
@@ -268,6 +255,25 @@ func (a *Agent) readSettled(ctx context.Context, path string) (data []byte, size
 		return nil, 0, false, nil
 	}
 	return data, after.Size(), true, nil
+}
+
+// heldBack notes that the stock file name is left for the next run, holding back the files after
+// it, and returns nil; once it has been for stockStuckAfter, the error that says so.
+func (a *Agent) heldBack(name string) error {
+	if a.unsettled == nil {
+		a.unsettled = map[string]time.Time{}
+	}
+	since, ok := a.unsettled[name]
+	if !ok {
+		since = a.now()
+		a.unsettled[name] = since
+	}
+	if waited := a.now().Sub(since); waited >= stockStuckAfter {
+		return fmt.Errorf("backoffice: import: the stock file %s has been changing, or held open by another program, for %s: "+
+			"it and the files after it wait (write each file under a temporary name and rename it once complete)", name, waited.Round(time.Second))
+	}
+	a.log.Debug("backoffice: stock file still changing; it and the files after it are left for the next run", slog.String(logKeyFile, name))
+	return nil
 }
 
 // mkdirShared creates the folder done/ or failed/ of the import folder, unless it exists, with
