@@ -2,6 +2,7 @@ package backup
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"os"
@@ -271,5 +272,55 @@ func TestSchedulerReadsTheWallClock(t *testing.T) {
 	}
 	if now := s.now(); now != now.Round(0) {
 		t.Errorf("the scheduler's clock reads %v, with a monotonic reading", now)
+	}
+}
+
+// While a scheduled backup is written its start is in the status (the alert on a hung share
+// reads it); once it is done, well or not, it is gone, and a good one leaves how long it took.
+func TestTheStatusShowsTheBackupBeingWritten(t *testing.T) {
+	dir := t.TempDir()
+	clock := testenv.NewClock(time.Date(2026, 3, 1, 3, 0, 0, 0, time.UTC))
+	s := scheduler(t, "box-1", dir, 1, clock)
+	backupEvery(t, s, clock, 1, 24*time.Hour)
+	if st := s.Status(); !st.RunningSince.IsZero() {
+		t.Fatalf("running_since %v after the backup ended", st.RunningSince)
+	}
+	// The old backup is removed once the new one is written: the run is still going then.
+	started := clock.Now()
+	var during Status
+	s.remove = func(name string) error {
+		during = s.Status()
+		clock.Advance(3 * time.Minute)
+		return os.Remove(name)
+	}
+	backupEvery(t, s, clock, 1, 24*time.Hour)
+	if !during.RunningSince.Equal(started) {
+		t.Fatalf("running_since while writing: %v, want %v", during.RunningSince, started)
+	}
+	b, err := json.Marshal(during)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"running_since":"2026-03-02T03:00:00Z"`) {
+		t.Fatalf("status while writing: %s", b)
+	}
+	st := s.Status()
+	if !st.RunningSince.IsZero() || st.LastTook != 3*time.Minute {
+		t.Fatalf("after the backup: running_since %v, took %v", st.RunningSince, st.LastTook)
+	}
+	if b, _ := json.Marshal(st); strings.Contains(string(b), "running_since") {
+		t.Fatalf("status after the backup: %s", b)
+	}
+
+	// A failed backup ends the run too.
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dir, []byte("not a folder"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.run(context.Background())
+	if st := s.Status(); st.Failures != 1 || !st.RunningSince.IsZero() {
+		t.Fatalf("after a failed backup: %+v", st)
 	}
 }
