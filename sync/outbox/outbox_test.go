@@ -638,6 +638,15 @@ func TestRunPrunesWhatWasDeliveredLongAgo(t *testing.T) {
 	}
 }
 
+// By default an acknowledged entry stays a week and the outbox is pruned hourly, as
+// operations.md tells shop IT; the daemon passes neither.
+func TestPruneDefaultsAreAWeekCheckedHourly(t *testing.T) {
+	w := New(Options{DB: openDB(t), Cloud: &fakeCloud{}})
+	if w.o.KeepSent != 7*24*time.Hour || w.o.PruneEvery != time.Hour {
+		t.Fatalf("entries kept %v, pruned every %v; operations.md says a week, hourly", w.o.KeepSent, w.o.PruneEvery)
+	}
+}
+
 // failingCloud answers 500 to every batch holding an event it fails on (an order noted
 // "poison"), or to every batch while down; it takes the others.
 type failingCloud struct {
