@@ -64,3 +64,35 @@ func TestImportFoldersAreReadableByTheERP(t *testing.T) {
 		}
 	}
 }
+
+// done/ and failed/ that shop IT made, or narrowed, keep their mode (back-office.md).
+func TestImportFoldersThatExistKeepTheirMode(t *testing.T) {
+	db := openDB(t, "")
+	dir := t.TempDir()
+	for _, name := range []string{DoneDir, FailedDir} {
+		if err := os.Mkdir(filepath.Join(dir, name), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(filepath.Join(dir, name), 0o710); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := importAgent(db, dir)
+	drop(t, dir, "bad.csv", "product_id,quantity\nP1,five\n")
+	drop(t, dir, "good.csv", "product_id,quantity\nP1,5\n")
+	if err := a.RunOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{DoneDir, FailedDir} {
+		fi, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mode := fi.Mode().Perm(); mode != 0o710 {
+			t.Errorf("%s: mode %#o, want the 0710 it had", name, mode)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, DoneDir, "good.csv")); err != nil {
+		t.Errorf("the good file was not moved to done/: %v", err)
+	}
+}
