@@ -226,7 +226,7 @@ func finishBackup(ctx context.Context, path string, m Manifest) error {
 
 // InspectBackup checks the backup file at path in full (PRAGMA integrity_check) and says what
 // it holds. A copy of a storeedge database without a manifest is accepted; anything else is
-// ErrNotBackup.
+// ErrNotBackup; an empty file is said to be so.
 func InspectBackup(ctx context.Context, path string) (BackupInfo, error) {
 	var info BackupInfo
 	fi, err := os.Stat(path)
@@ -237,6 +237,9 @@ func InspectBackup(ctx context.Context, path string) (BackupInfo, error) {
 		return info, fmt.Errorf("storage: backup: %s is a folder, want a backup file", path)
 	}
 	info.Size = fi.Size()
+	if info.Size == 0 {
+		return info, fmt.Errorf("storage: backup %s is empty (0 bytes): a copy that was cut short before anything was written, or not a backup", path)
+	}
 	// SQLite says "unable to open database file" whatever the cause: the system's reason is
 	// clearer (a file the account may not read, say).
 	f, err := os.Open(path)

@@ -439,6 +439,14 @@ func TestBackupToAFolderAndACutBackup(t *testing.T) {
 	if err == nil || errors.Is(err, ErrNotBackup) || !strings.Contains(err.Error(), "is damaged or cut short") {
 		t.Errorf("a backup cut in half: %v", err)
 	}
+	empty := filepath.Join(dir, "empty.backup") // a copy that never started (the share filled up)
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = InspectBackup(ctx, empty)
+	if err == nil || !strings.Contains(err.Error(), "is empty (0 bytes)") {
+		t.Errorf("an empty backup file: %v", err)
+	}
 }
 
 func TestQuickCheckReadsWithoutMigrating(t *testing.T) {
