@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -101,6 +102,33 @@ func TestUpdateOrderAndOutbox(t *testing.T) {
 	want := "[received stored status uploaded upload_rejected upload_retry]"
 	if got := fmt.Sprint(stages); got != want {
 		t.Fatalf("ledger %s, want %s", got, want)
+	}
+}
+
+// The hourly prune reads the entries acknowledged before its time by their index, not every
+// acknowledged entry of the week kept, while it holds the writer.
+func TestPruneOutboxReadsByTheIndex(t *testing.T) {
+	db := openTest(t)
+	rows, err := db.w.Query(`EXPLAIN QUERY PLAN `+qPruneOutbox, 0, pruneChunk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(plan, "; "); !strings.Contains(got, "USING INDEX outbox_sent_done (done_at<?)") &&
+		!strings.Contains(got, "USING COVERING INDEX outbox_sent_done (done_at<?)") {
+		t.Fatalf("the prune's plan: %s", got)
 	}
 }
 
