@@ -65,8 +65,14 @@ func (s *Server) getMedia(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return refuse(probNotFound, "the id in the path is not validly escaped")
 	}
+	// Open may wait for the item's download (media.on_demand_wait), longer than the write
+	// deadline the server set when the request was read: the answer, a 503 problem too, gets a
+	// deadline of its own once Open returns.
+	rc := http.NewResponseController(w)
+	rc.SetWriteDeadline(time.Time{})
 	f, err := s.o.Media.Open(r.Context(), id)
 	if err != nil {
+		rc.SetWriteDeadline(time.Now().Add(s.o.WriteTimeout))
 		return whenMissing(fmt.Errorf("open media: %w", err), "no media item with id "+strconv.Quote(id)+" in the catalog as last synced")
 	}
 	defer f.Close()
@@ -75,7 +81,6 @@ func (s *Server) getMedia(w http.ResponseWriter, r *http.Request) error {
 	h["Etag"] = []string{`"` + f.MD5 + `"`}
 	h["Cache-Control"] = mediaCacheControl
 	h["X-Content-Type-Options"] = []string{"nosniff"}
-	rc := http.NewResponseController(w)
 	rc.SetWriteDeadline(time.Now().Add(s.o.WriteTimeout + time.Duration(f.Size/minSendRate)*time.Second))
 	byteRangesOnly(r.Header, f.Size)
 	http.ServeContent(&rangeProblem{ResponseWriter: w, r: r, size: f.Size}, r, "", f.ModTime, f.File)

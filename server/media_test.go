@@ -27,7 +27,8 @@ type fakeMedia struct {
 	down   map[string]time.Duration
 	types  map[string]string // content type by id, video/mp4 when not there
 	served atomic.Int64
-	state  string // the status's state; "" is ok
+	state  string        // the status's state; "" is ok
+	wait   time.Duration // Open waits so long first, as for an on-demand download
 }
 
 func newFakeMedia(t *testing.T) *fakeMedia {
@@ -45,6 +46,9 @@ func (m *fakeMedia) add(t *testing.T, id string, data []byte) string {
 }
 
 func (m *fakeMedia) Open(_ context.Context, id string) (*media.File, error) {
+	if m.wait > 0 {
+		time.Sleep(m.wait) // the wait for an on-demand download
+	}
 	if d, ok := m.down[id]; ok {
 		return nil, &media.UnavailableError{Reason: "Blob storage cannot be reached", RetryAfter: d}
 	}
@@ -266,5 +270,35 @@ func TestMediaUsesSendfile(t *testing.T) {
 	wg.Wait()
 	if got := files.Load(); got != 2 {
 		t.Errorf("%d of 2 answers handed the file to the socket (sendfile); the others copied it through the program", got)
+	}
+}
+
+// The wait for an on-demand download (media.on_demand_wait) may be longer than lan.write_timeout:
+// the answer after it, the file or a 503 with Retry-After, still reaches the device, where the
+// write deadline set when the request was read would cut it.
+func TestMediaAnswerAfterALongOnDemandWait(t *testing.T) {
+	const writeTimeout = 200 * time.Millisecond
+	fm := newFakeMedia(t)
+	fm.wait = 2 * writeTimeout
+	fm.add(t, "M1", []byte("a picture of cheese"))
+	fm.down["M2"] = 42 * time.Second
+	f := newFixture(t, func(o *Options) { o.Media = fm; o.WriteTimeout = writeTimeout })
+	ts := httptest.NewUnstartedServer(f.h)
+	ts.Config.WriteTimeout = writeTimeout // as the server's own listeners
+	ts.Start()
+	defer ts.Close()
+	for id, want := range map[string]int{"M1": http.StatusOK, "M2": http.StatusServiceUnavailable} {
+		resp, err := ts.Client().Get(ts.URL + "/api/v1/media/" + id)
+		if err != nil {
+			t.Fatalf("%s after a wait of %v: %v", id, fm.wait, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != want {
+			t.Fatalf("%s: %d %q (%v), want %d", id, resp.StatusCode, body, err, want)
+		}
+		if want == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != "42" {
+			t.Fatalf("503 without its Retry-After: %v", resp.Header)
+		}
 	}
 }
