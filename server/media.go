@@ -121,7 +121,7 @@ func byteRangesOnly(h http.Header, size int64) {
 	switch {
 	case n > maxRanges || overlap(kept, size):
 		h.Del("Range")
-	case len(kept) == 0:
+	case n == 0 && len(kept) < len(specs): // suffixes of no bytes, and empty elements at most
 		h.Set("Range", "bytes="+strconv.FormatInt(size, 10)+"-")
 	case unit != "bytes" || len(kept) < len(specs):
 		h.Set("Range", "bytes="+strings.Join(kept, ","))

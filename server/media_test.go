@@ -148,7 +148,7 @@ func TestMediaAnswers(t *testing.T) {
 	}
 	// A suffix of no bytes is unsatisfiable (RFC 9110, 14.1.1): alone, a 416; beside a range
 	// that is satisfiable, left out.
-	for _, none := range []string{"bytes=-0", "bytes= -00 , -0"} {
+	for _, none := range []string{"bytes=-0", "bytes= -00 , -0", "bytes=-0,", "bytes=,-0", "bytes=-0, ,-0"} {
 		rec = get(http.MethodGet, "M1", "Range", none)
 		wantProblem(t, rec, 416, "range-not-satisfiable", "bytes */10000")
 		if rec.Header().Get("Content-Range") != "bytes */10000" {
