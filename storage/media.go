@@ -23,14 +23,15 @@ type MediaItem struct {
 	Seq      int64
 	Deleted  bool
 	Manifest cloudapi.MediaManifest // zero when Deleted or unreadable
-	// CachedMD5 is the hex MD5 of the file served for the item now, "" when none.
-	CachedMD5 string
+	// CachedMD5 is the hex MD5 of the file served for the item now, "" when none, and
+	// CachedType the content type it is served with.
+	CachedMD5, CachedType string
 }
 
 // MediaItems returns up to limit entries of the media collection changed after local sequence
 // after, in sequence order, deleted ones included.
 func (db *DB) MediaItems(ctx context.Context, after int64, limit int) ([]MediaItem, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT m.id, m.seq, m.deleted, coalesce(m.doc, ''), coalesce(c.md5, '')
+	rows, err := db.r.QueryContext(ctx, `SELECT m.id, m.seq, m.deleted, coalesce(m.doc, ''), coalesce(c.md5, ''), coalesce(c.content_type, '')
 		FROM media m LEFT JOIN media_cache c ON c.id = m.id WHERE m.seq > ? ORDER BY m.seq LIMIT ?`, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("storage: media items: %w", err)
@@ -40,7 +41,7 @@ func (db *DB) MediaItems(ctx context.Context, after int64, limit int) ([]MediaIt
 	for rows.Next() {
 		var it MediaItem
 		var doc string
-		if err := rows.Scan(&it.ID, &it.Seq, &it.Deleted, &doc, &it.CachedMD5); err != nil {
+		if err := rows.Scan(&it.ID, &it.Seq, &it.Deleted, &doc, &it.CachedMD5, &it.CachedType); err != nil {
 			return nil, fmt.Errorf("storage: media items: %w", err)
 		}
 		if !it.Deleted {
@@ -50,6 +51,27 @@ func (db *DB) MediaItems(ctx context.Context, after int64, limit int) ([]MediaIt
 		out = append(out, it)
 	}
 	return out, rows.Err()
+}
+
+// RetypeMedia records the content types of items whose manifest changed it and not their
+// content: each record's ID is served with ContentType from now on, unless the item is served
+// from another file than MD5 (hex) by now (a new version recorded meanwhile, with its own type).
+func (db *DB) RetypeMedia(ctx context.Context, recs []MediaRecord) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	err := db.write(ctx, func(tx *sql.Tx) error {
+		for _, r := range recs {
+			if _, err := tx.ExecContext(ctx, `UPDATE media_cache SET content_type = ? WHERE id = ? AND md5 = ?`, r.ContentType, r.ID, r.MD5); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("storage: media content types: %w", err)
+	}
+	return nil
 }
 
 // MediaManifest returns the manifest of a live media item, or ErrNotFound.

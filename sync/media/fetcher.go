@@ -389,14 +389,30 @@ func (f *Fetcher) scan(ctx context.Context) error {
 			return err
 		}
 		var gone []string
+		var retyped []storage.MediaRecord
 		for i := range items {
-			if f.consider(&items[i], false, gen) == itemDeleted {
-				gone = append(gone, items[i].ID)
+			it := &items[i]
+			if md5hex, ok := hexMD5(it.Manifest.MD5); ok && !it.Deleted && md5hex == it.CachedMD5 && it.CachedType != it.Manifest.ContentType {
+				// The same content under another content type: nothing to fetch.
+				retyped = append(retyped, storage.MediaRecord{ID: it.ID, MD5: md5hex, ContentType: it.Manifest.ContentType})
+			}
+			if f.consider(it, false, gen) == itemDeleted {
+				gone = append(gone, it.ID)
 			}
 		}
 		f.readEnd()
 		if err := f.forgetDeleted(ctx, gone); err != nil {
 			return err
+		}
+		if len(retyped) > 0 {
+			if err := f.o.DB.RetypeMedia(ctx, retyped); err != nil {
+				return err
+			}
+			ids := make([]string, len(retyped))
+			for i, r := range retyped {
+				ids[i] = r.ID
+			}
+			f.invalidate(ids...)
 		}
 		if len(items) > 0 {
 			f.mu.Lock()
@@ -506,6 +522,8 @@ func (f *Fetcher) consider(it *storage.MediaItem, refill bool, gen uint64) int {
 		case t.running && t.md5hex() != md5hex:
 			m := it.Manifest
 			t.next = &m
+		case t.running: // the same content, its type perhaps changed: recorded with the new one
+			t.ctype = internType(it.Manifest.ContentType)
 		case !t.running:
 			old := t.md5
 			f.q.setVersion(t, it.Manifest, md5hex)

@@ -221,6 +221,33 @@ func TestDeletedItemStopsItsDownload(t *testing.T) {
 	}
 }
 
+// A manifest whose content_type changes and not its content is served with the new type at once
+// (media.md: Content-Type from the manifest), without fetching the file again.
+func TestNewContentTypeOfTheSameContent(t *testing.T) {
+	i1 := item{"I1", "i1.jpg", "image/jpeg", content(43, 1000)}
+	src := newMemSource(i1)
+	s := newShop(t)
+	s.catalog(t, i1)
+	f := s.fetcher(t, src, nil)
+	waitStatus(t, f, "the prefetch", func(st media.Status) bool { return st.Files == 1 && idle(st) })
+	if _, file, err := read(t, f, i1.id); err != nil || file.ContentType != "image/jpeg" {
+		t.Fatalf("before the change: %+v, %v", file, err)
+	}
+	i1.contentType = "image/webp"
+	s.catalog(t, i1)
+	var file *media.File
+	waitFor(t, func() bool {
+		var err error
+		if _, file, err = read(t, f, i1.id); err != nil {
+			t.Fatal(err)
+		}
+		return file.ContentType == "image/webp"
+	})
+	if asked := src.requests(); len(asked) != 1 {
+		t.Errorf("blob requests %q: the file was fetched again for a new type", asked)
+	}
+}
+
 // The bandwidth cap holds for small files too, whose whole body comes in the read that ends it:
 // 20 files of 24 KiB at 160 KiB/s (a burst of 32 KiB) cannot arrive in less than 2.8 s.
 func TestBandwidthCapHoldsForSmallFiles(t *testing.T) {
