@@ -503,8 +503,9 @@ type CommandUpdate struct {
 
 // UpdateCommands applies state changes in one transaction. A change to sent counts an attempt;
 // a change of a command already final is ignored, so a repeated ack is harmless, and a change
-// to sent of such a command sets its Final. An
-// acknowledged command with an OrderID adds the "pushed" stage to its order's ledger.
+// to sent of such a command sets its Final; but an acknowledgement of a command that expired
+// after it was written makes it acknowledged (reason lateAck). An acknowledged command with an
+// OrderID adds the "pushed" stage to its order's ledger.
 func (db *DB) UpdateCommands(ctx context.Context, ups []CommandUpdate) error {
 	if len(ups) == 0 {
 		return nil
@@ -517,7 +518,11 @@ func (db *DB) UpdateCommands(ctx context.Context, ups []CommandUpdate) error {
 			return err
 		}
 		defer sent.Close()
-		done, err := tx.PrepareContext(ctx, `UPDATE device_commands SET state = ?, done_at = ?, reason = ? WHERE seq = ? AND state IN ('queued', 'sent')`)
+		// An acknowledgement of a command written to the device counts even once its time to
+		// live ran out (expired meanwhile): the device did it.
+		done, err := tx.PrepareContext(ctx, `UPDATE device_commands SET state = ?1, done_at = ?2,
+			reason = CASE WHEN state = 'expired' THEN '`+lateAck+`' ELSE ?3 END
+			WHERE seq = ?4 AND (state IN ('queued', 'sent') OR ?1 = 'acknowledged' AND state = 'expired' AND attempts > 0)`)
 		if err != nil {
 			return err
 		}
@@ -553,6 +558,9 @@ func (db *DB) UpdateCommands(ctx context.Context, ups []CommandUpdate) error {
 	}
 	return nil
 }
+
+// lateAck is the reason of a command acknowledged after its time to live ran out.
+const lateAck = "acknowledged after its time to live ran out"
 
 // ExpireCommands marks expired every open command whose time ran out at now, with reason, and
 // returns how many.

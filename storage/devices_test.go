@@ -167,3 +167,51 @@ func TestCommandsOfARevokedDevice(t *testing.T) {
 		t.Errorf("Final: %v %v %v, want true true false", ups[0].Final, ups[1].Final, ups[2].Final)
 	}
 }
+
+// A command written to its device that expires before the device's acknowledgement arrives is
+// acknowledged all the same (the device did it; an order's ledger says it was pushed); one
+// never written stays expired whatever a device says of it.
+func TestLateAcknowledgementCounts(t *testing.T) {
+	db := openTest(t)
+	ctx := context.Background()
+	now := time.UnixMilli(time.Now().UnixMilli())
+	if err := db.PairDevice(ctx, Device{ID: "dv_a", Kind: "pos", Name: "a", PushPort: 8081, SecretHash: []byte("h"), PushKey: []byte("k"), PairedAt: now, PairedBy: PairedByEnrollment}, nil); err != nil {
+		t.Fatal(err)
+	}
+	o, _, err := db.CreateOrder(ctx, NewOrder{Order: orders.Order{Source: orders.SourceLAN, Status: orders.StatusNew}, IdempotencyKey: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmds := []Command{
+		{ID: "cmd_sent", DeviceID: "dv_a", Type: "order.new", OrderID: o.ID, Payload: []byte(`{}`), CreatedAt: now, ExpiresAt: now.Add(time.Second)},
+		{ID: "cmd_never", DeviceID: "dv_a", Type: "print", Payload: []byte(`{}`), CreatedAt: now, ExpiresAt: now.Add(time.Second)},
+	}
+	if err := db.EnqueueCommands(ctx, cmds, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.UpdateCommands(ctx, []CommandUpdate{{Seq: cmds[0].Seq, ID: cmds[0].ID, State: CommandSent, At: now}}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := db.ExpireCommands(ctx, now.Add(2*time.Second), "ttl"); n != 2 || err != nil {
+		t.Fatalf("expired %d, %v; want 2", n, err)
+	}
+	later := now.Add(3 * time.Second)
+	var ups []CommandUpdate
+	for _, c := range cmds {
+		ups = append(ups, CommandUpdate{Seq: c.Seq, ID: c.ID, OrderID: c.OrderID, DeviceID: c.DeviceID, State: CommandAcknowledged, At: later})
+	}
+	if err := db.UpdateCommands(ctx, ups); err != nil {
+		t.Fatal(err)
+	}
+	c, err := db.GetCommand(ctx, "cmd_sent")
+	if err != nil || c.State != CommandAcknowledged || c.Reason != lateAck || c.DoneAt == nil || !c.DoneAt.Equal(later) {
+		t.Fatalf("the command acknowledged late: %+v, %v", c, err)
+	}
+	if c, err := db.GetCommand(ctx, "cmd_never"); err != nil || c.State != CommandExpired || c.Reason != "ttl" {
+		t.Fatalf("the command never written: %+v, %v", c, err)
+	}
+	ledger, _ := db.OrderLedger(ctx, o.ID)
+	if last := ledger[len(ledger)-1]; last.Stage != orders.StagePushed {
+		t.Fatalf("ledger %+v: not pushed", ledger)
+	}
+}
