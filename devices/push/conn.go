@@ -41,9 +41,9 @@ func (c *Conn) Version() int { return int(c.version) }
 // Close closes the connection.
 func (c *Conn) Close() error { return c.nc.Close() }
 
-// readRaw reads one frame's bytes, refusing a frame announced larger than MaxFrameSize before
-// reading its body.
-func readRaw(br *bufio.Reader) ([]byte, error) {
+// readRaw reads one frame's bytes, refusing a frame announced larger than MaxFrameSize, or in
+// another version than version (0: any this side speaks), before reading its body.
+func readRaw(br *bufio.Reader, version byte) ([]byte, error) {
 	header, err := br.Peek(headerSize)
 	if err != nil {
 		if errors.Is(err, io.EOF) && len(header) > 0 {
@@ -54,6 +54,9 @@ func readRaw(br *bufio.Reader) ([]byte, error) {
 	n, err := FrameLen(header)
 	if err != nil {
 		return nil, err
+	}
+	if version != 0 && header[2] != version {
+		return nil, fmt.Errorf("%w %d on a connection of version %d", ErrVersion, header[2], version)
 	}
 	b := make([]byte, n)
 	if _, err := io.ReadFull(br, b); err != nil {
@@ -68,16 +71,13 @@ func readRaw(br *bufio.Reader) ([]byte, error) {
 // ReadFrame reads and checks the next frame. Any error means the connection can no longer be
 // trusted and should be closed.
 func (c *Conn) ReadFrame() (Frame, error) {
-	b, err := readRaw(c.br)
+	b, err := readRaw(c.br, c.version)
 	if err != nil {
 		return Frame{}, err
 	}
 	f, err := Decode(b, c.key, c.own)
 	if err != nil {
 		return Frame{}, err
-	}
-	if f.Version != c.version {
-		return Frame{}, fmt.Errorf("%w %d on a connection of version %d", ErrVersion, f.Version, c.version)
 	}
 	if f.Type == TypeHello {
 		return Frame{}, fmt.Errorf("%w: a second hello", ErrMalformed)
@@ -159,7 +159,7 @@ func newNonce() []byte {
 // is the version the frame announced, when it announced one this side speaks (else Version), so
 // that a refusal can be sent in it.
 func readHello(br *bufio.Reader, key, ownNonce []byte) (f Frame, version byte, err error) {
-	b, err := readRaw(br)
+	b, err := readRaw(br, 0)
 	if err != nil {
 		return Frame{}, Version, err
 	}

@@ -2,6 +2,7 @@ package push
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -217,4 +218,26 @@ func (c *slowConn) Read(b []byte) (int, error) {
 	}
 	c.last = time.Now()
 	return c.Conn.Read(b[:min(len(b), c.n)])
+}
+
+// A frame in another version than the connection's is refused from its header, before its body
+// is read (push-protocol.md): a device cannot make the server read 256 KiB it will refuse.
+func TestFrameOfAnotherVersionRefusedFromItsHeader(t *testing.T) {
+	s, d, serr, derr, _ := handshake(t, 2, MinVersion)
+	if serr != nil || derr != nil {
+		t.Fatalf("handshake: server %v, device %v", serr, derr)
+	}
+	header := []byte{magic[0], magic[1], 1, byte(TypeAck), 0, 0, 0, 0}
+	binary.BigEndian.PutUint32(header[4:], MaxFrameSize-headerSize) // the body never comes
+	go d.nc.Write(header)
+	read := make(chan error, 1)
+	go func() { _, err := s.ReadFrame(); read <- err }()
+	select {
+	case err := <-read:
+		if !errors.Is(err, ErrVersion) {
+			t.Fatalf("a version 1 frame on a version 2 connection: %v, want ErrVersion", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the server waits for the body of a frame whose header has the wrong version")
+	}
 }
