@@ -277,7 +277,9 @@ func (c statusCollector) collectMedia(ctx context.Context, emit emitFunc) error 
 	emit(descMediaProblems, prometheus.GaugeValue, float64(st.WaitingSpace), "no_space")
 	emit(descMediaFetched, prometheus.CounterValue, float64(st.ReceivedBytes))
 	emit(descMediaRate, prometheus.GaugeValue, float64(st.RateBytes))
-	emit(descMediaBlobUp, prometheus.GaugeValue, boolValue(st.State == media.StateOK))
+	if st.State != media.StateStarting { // nothing asked of Blob storage since the start: unknown
+		emit(descMediaBlobUp, prometheus.GaugeValue, boolValue(st.State == media.StateOK))
+	}
 	return nil
 }
 

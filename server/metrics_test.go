@@ -301,10 +301,12 @@ func TestMetricsRowsPerCollection(t *testing.T) {
 }
 
 // With media fetching off the cache's series stay and the downloads' go: nothing reads as a
-// Blob storage that is down.
+// Blob storage that is down. Nor does a cache that has not needed Blob storage since the start
+// (starting): storeedge_media_blob_up is absent then, 1 after a contact that worked, 0 after one
+// that failed.
 func TestMetricsOfMediaFetchingOff(t *testing.T) {
 	c := testClient(t)
-	for _, state := range []string{media.StateOK, media.StateDisabled} {
+	for _, state := range []string{media.StateOK, media.StateDisabled, media.StateStarting, media.StateUnreachable} {
 		fm := newFakeMedia(t)
 		fm.add(t, "M1", []byte("image"))
 		fm.state = state
@@ -318,10 +320,13 @@ func TestMetricsOfMediaFetchingOff(t *testing.T) {
 		if v, ok := sample(t, body, "storeedge_media_cache_files", nil); !ok || v != 1 {
 			t.Errorf("%s: storeedge_media_cache_files = %v (present %v), want 1", state, v, ok)
 		}
-		_, up := sample(t, body, "storeedge_media_blob_up", nil)
+		v, up := sample(t, body, "storeedge_media_blob_up", nil)
 		_, pending := sample(t, body, "storeedge_media_pending_bytes", nil)
-		if want := state != media.StateDisabled; up != want || pending != want {
-			t.Errorf("%s: blob_up present %v, pending present %v; want %v", state, up, pending, want)
+		if want := state != media.StateDisabled; up != (want && state != media.StateStarting) || pending != want {
+			t.Errorf("%s: blob_up present %v, pending present %v", state, up, pending)
+		}
+		if up && v != map[bool]float64{true: 1, false: 0}[state == media.StateOK] {
+			t.Errorf("%s: blob_up %v", state, v)
 		}
 	}
 }
