@@ -7,22 +7,22 @@ import (
 // checkConfigFile checks who may read and change the configuration file: it may hold secrets,
 // and whoever changes it decides where the server sends the shop's data.
 func checkConfigFile(path string, cfg config.Config, account string) []Result {
-	res := checkConfigFileAccess(path, cfg)
+	res := checkConfigFileAccess(path, cfg, account)
 	if r, ok := checkServiceCanRead(path, account); ok {
 		res = append(res, r)
 	}
 	return res
 }
 
-// checkConfigFileAccess checks that nobody but administrators and the service may read or
-// change the file.
-func checkConfigFileAccess(path string, cfg config.Config) []Result {
+// checkConfigFileAccess checks that nobody but administrators and the service (account, "" when
+// unknown) may read or change the file.
+func checkConfigFileAccess(path string, cfg config.Config, account string) []Result {
 	if path == "" {
 		return []Result{pass("config", "configuration file", "none: built-in defaults, environment and --set only")}
 	}
 	check := "configuration file " + path
 	secrets := secretsInFile(path)
-	problem, fix, err := filePermissionProblem(path, len(secrets) > 0)
+	problem, fix, err := filePermissionProblem(path, len(secrets) > 0, account)
 	switch {
 	case err != nil:
 		return []Result{warn("config", check, "permissions cannot be read: "+err.Error(), "check by hand that only administrators and the service account can read it")}

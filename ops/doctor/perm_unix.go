@@ -11,21 +11,43 @@ import (
 	"syscall"
 )
 
-// filePermissionProblem says what is wrong with who may read or write the file, or "".
-func filePermissionProblem(path string, secrets bool) (string, permFix, error) {
+// filePermissionProblem says what is wrong with who may read or write the file, or "": anyone
+// may read or change it, or the members of its group may change it, or read it when the group
+// is neither root's nor one of the service account's (account; not judged when there is no such
+// account).
+func filePermissionProblem(path string, secrets bool, account string) (string, permFix, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return "", permFix{}, err
 	}
 	mode := fi.Mode().Perm()
 	fix := fmt.Sprintf("chown root:storeedge %s && chmod 0640 %s", path, path)
+	gid := -1
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		gid = int(st.Gid)
+	}
 	switch {
 	case mode&0o002 != 0:
 		return fmt.Sprintf("anyone on this machine may change it (mode %04o)", mode), permFix{fix, true}, nil
 	case mode&0o004 != 0:
 		return fmt.Sprintf("anyone on this machine may read it (mode %04o)", mode), permFix{fix, false}, nil
+	case mode&0o020 != 0:
+		return fmt.Sprintf("the members of its group %s may change it (mode %04o)", groupName(gid), mode), permFix{fix, true}, nil
+	case mode&0o040 != 0 && gid > 0 && account != "":
+		if _, gids, ok := accountIDs(account); ok && !slices.Contains(gids, gid) {
+			return fmt.Sprintf("the members of its group %s, not the service account %s's, may read it (mode %04o)", groupName(gid), account, mode),
+				permFix{fix, false}, nil
+		}
 	}
 	return "", permFix{}, nil
+}
+
+// groupName is the name of group gid, or its number.
+func groupName(gid int) string {
+	if g, err := user.LookupGroupId(strconv.Itoa(gid)); err == nil {
+		return g.Name
+	}
+	return strconv.Itoa(gid)
 }
 
 // checkServiceCanRead checks, when doctor runs as root, that the service account can read the

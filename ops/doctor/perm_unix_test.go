@@ -5,6 +5,7 @@ package doctor
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -35,5 +36,41 @@ func TestConfigFileNotReadableByTheService(t *testing.T) {
 	}
 	if res := checkConfigFile(path, config.Default(), ""); len(res) != 1 {
 		t.Fatalf("no service account: %+v", res)
+	}
+}
+
+// The members of the file's group may not change it, nor read it unless the group is root's or
+// the service account's (install.md: FAIL when anyone may change it, or read it while it holds
+// a secret).
+func TestConfigFileOpenToItsGroup(t *testing.T) {
+	testenv.RequireRoot(t) // chown
+	path := filepath.Join(t.TempDir(), "storeedge.yaml")
+	os.WriteFile(path, []byte("cloud:\n  store_key: \"sk-123\"\n"), 0o600)
+	_, gids, ok := accountIDs("nobody")
+	if !ok || len(gids) == 0 {
+		t.Fatal("no account nobody, or no group")
+	}
+	other := 1 // daemon on Debian: a group nobody is not in
+	for slices.Contains(gids, other) {
+		other++
+	}
+	for _, c := range []struct {
+		gid    int
+		mode   os.FileMode
+		status Status
+		detail string
+	}{
+		{gids[0], 0o660, Fail, "may change it (mode 0660)"},
+		{0, 0o660, Fail, "may change it (mode 0660)"},
+		{other, 0o640, Fail, "not the service account nobody's, may read it (mode 0640)"},
+		{gids[0], 0o640, Pass, "readable by administrators and the service only"},
+		{0, 0o640, Pass, "readable by administrators and the service only"},
+	} {
+		os.Chown(path, 0, c.gid)
+		os.Chmod(path, c.mode)
+		res := checkConfigFile(path, config.Default(), "nobody")[0]
+		if res.Status != c.status || !strings.Contains(res.Detail, c.detail) {
+			t.Errorf("group %d, mode %04o: %s %q; want %s %q", c.gid, c.mode, res.Status, res.Detail, c.status, c.detail)
+		}
 	}
 }

@@ -9,8 +9,9 @@ import (
 )
 
 // filePermissionProblem says which broad groups (Everyone, Users, Authenticated Users) the
-// file's access list lets read or change it, or "".
-func filePermissionProblem(path string, secrets bool) (string, permFix, error) {
+// file's access list lets read or change it, or "". The service runs as LocalSystem: its
+// account's name is not used.
+func filePermissionProblem(path string, secrets bool, _ string) (string, permFix, error) {
 	sd, err := windows.GetNamedSecurityInfo(path, windows.SE_FILE_OBJECT, windows.DACL_SECURITY_INFORMATION)
 	if err != nil {
 		return "", permFix{}, err
@@ -47,7 +48,7 @@ func aclFix(path string) string {
 // customers' names and phones), its backups and the log buffer.
 func checkDataDirPrivate(dir string) (Result, bool) {
 	const check = "data_dir closed to other users"
-	problem, pf, err := filePermissionProblem(dir, true)
+	problem, pf, err := filePermissionProblem(dir, true, "")
 	fix := fmt.Sprintf(`icacls "%s" /inheritance:r /grant:r "*S-1-5-32-544:(OI)(CI)F" "*S-1-5-18:(OI)(CI)F"`, dir)
 	switch {
 	case err != nil:
