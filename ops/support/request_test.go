@@ -77,6 +77,12 @@ func TestWorkedExample(t *testing.T) {
 	if err != nil || !pub.Equal(priv.Public()) {
 		t.Fatalf("the configured public key %v is not the private key's", err)
 	}
+	// Its private key is on the page: storeedge config refuses it, as the page says.
+	shopCfg := config.Default()
+	shopCfg.Support.ServiceBus.PublicKey = cfg.Support.ServiceBus.PublicKey
+	if err := shopCfg.Validate(); err == nil || !strings.Contains(err.Error(), "support.servicebus.public_key") || !strings.Contains(err.Error(), "RFC 8032") {
+		t.Errorf("the worked example's key in a configuration: %v", err)
+	}
 
 	b64 := base64.RawURLEncoding.EncodeToString
 	if got := b64([]byte(header)) + "." + b64([]byte(payload)); got != input {
