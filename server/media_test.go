@@ -5,6 +5,8 @@ import (
 	"crypto/md5"
 	"encoding/hex"
 	"io"
+	"mime"
+	"mime/multipart"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -300,5 +302,67 @@ func TestMediaAnswerAfterALongOnDemandWait(t *testing.T) {
 		if want == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != "42" {
 			t.Fatalf("503 without its Retry-After: %v", resp.Header)
 		}
+	}
+}
+
+// The conditional requests media.md promises besides the plain ones: If-Range with the current
+// ETag or a later date gives the range, with another ETag, a weak one or an earlier date the
+// whole file; If-None-Match matches in a list and weakly; If-None-Match, when sent, decides over
+// If-Modified-Since (RFC 9110, 13.2.2); several ranges come as multipart/byteranges.
+func TestMediaConditionalsAndMultipart(t *testing.T) {
+	fm := newFakeMedia(t)
+	data := []byte(strings.Repeat("0123456789", 1000))
+	etag := `"` + fm.add(t, "M1", data) + `"`
+	f := newFixture(t, func(o *Options) { o.Media = fm })
+	get := func(hdr ...string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodGet, "/api/v1/media/M1", nil)
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		return f.do(t, req)
+	}
+	modified := testNow.Add(-time.Hour)
+	for _, c := range []struct {
+		ifRange string
+		code    int
+	}{
+		{etag, 206},
+		{modified.Format(http.TimeFormat), 206},
+		{`"0123"`, 200},
+		{"W/" + etag, 200}, // If-Range compares strongly
+		{modified.Add(-time.Minute).Format(http.TimeFormat), 200},
+	} {
+		rec := get("Range", "bytes=10-19", "If-Range", c.ifRange)
+		if rec.Code != c.code || c.code == 206 && rec.Body.String() != "0123456789" || c.code == 200 && rec.Body.Len() != len(data) {
+			t.Errorf("If-Range %s: %d with %d bytes, want %d", c.ifRange, rec.Code, rec.Body.Len(), c.code)
+		}
+	}
+	for _, inm := range []string{`"0123", ` + etag, "W/" + etag, "*"} {
+		if rec := get("If-None-Match", inm); rec.Code != 304 || rec.Body.Len() != 0 {
+			t.Errorf("If-None-Match %s: %d with %d bytes, want 304", inm, rec.Code, rec.Body.Len())
+		}
+	}
+	// An ETag of another version, with a date the file is not newer than: the ETag decides.
+	if rec := get("If-None-Match", `"0123"`, "If-Modified-Since", testNow.Format(http.TimeFormat)); rec.Code != 200 || rec.Body.Len() != len(data) {
+		t.Errorf("If-None-Match of another version with a later If-Modified-Since: %d, want 200", rec.Code)
+	}
+	rec := get("Range", "bytes=0-4,100-104")
+	mt, params, err := mime.ParseMediaType(rec.Header().Get("Content-Type"))
+	if rec.Code != 206 || err != nil || mt != "multipart/byteranges" {
+		t.Fatalf("two ranges: %d, Content-Type %q", rec.Code, rec.Header().Get("Content-Type"))
+	}
+	mr := multipart.NewReader(rec.Body, params["boundary"])
+	for _, want := range []struct{ rng, body string }{{"bytes 0-4/10000", "01234"}, {"bytes 100-104/10000", "01234"}} {
+		p, err := mr.NextPart()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(p)
+		if p.Header.Get("Content-Range") != want.rng || string(b) != want.body || p.Header.Get("Content-Type") != "video/mp4" {
+			t.Errorf("part %v %q, want %s %q of type video/mp4", p.Header, b, want.rng, want.body)
+		}
+	}
+	if _, err := mr.NextPart(); err != io.EOF {
+		t.Errorf("a third part: %v", err)
 	}
 }
