@@ -338,12 +338,26 @@ func TestBadDevicesDoNotDisturbTheOthers(t *testing.T) {
 }
 
 // A command larger than a frame holds is refused when it is sent, not when it is pushed.
+// At most 260 966 bytes (push-protocol.md) are taken, with the longest type, and reach the
+// device.
 func TestOversizedCommandIsRefused(t *testing.T) {
 	e := newEnv(t)
 	d := e.device(t, devicesim.Options{})
-	big := `{"text":"` + strings.Repeat("x", push.MaxPayload) + `"}`
-	if _, err := e.m.Send(context.Background(), devices.Target{DeviceID: d.creds.DeviceID}, "print", json.RawMessage(big), 0); err == nil {
-		t.Fatal("an oversized payload was accepted")
+	payload := func(n int) json.RawMessage { return json.RawMessage(`{"text":"` + strings.Repeat("x", n-11) + `"}`) }
+	longest := "t" + strings.Repeat("y", 31)
+	target := devices.Target{DeviceID: d.creds.DeviceID}
+	var inv *devices.InvalidError
+	if _, err := e.m.Send(context.Background(), target, longest, payload(260_967), 0); !errors.As(err, &inv) || !strings.Contains(err.Error(), "260966") {
+		t.Fatalf("a payload of 260 967 bytes: %v, want it refused with the limit", err)
+	}
+	cmds, err := e.m.Send(context.Background(), target, longest, payload(260_966), 0)
+	if err != nil {
+		t.Fatalf("a payload of 260 966 bytes: %v", err)
+	}
+	// The simulator refuses a type it does not know: it read the whole frame to say so.
+	e.waitState(t, cmds[0].ID, storage.CommandFailed)
+	if c, _ := e.db.GetCommand(context.Background(), cmds[0].ID); !strings.Contains(c.Reason, "unknown command type") {
+		t.Fatalf("the command of 260 966 bytes: %+v", c)
 	}
 }
 
@@ -465,13 +479,18 @@ func TestDeviceThatNeverAcksTimesOut(t *testing.T) {
 				nc.Close()
 				return
 			}
-			n := 0
-			go func() { // read the commands, count them
+			got := make(chan int, 1)
+			go func() { // read the frames, count the command's
+				n := 0
 				for {
-					if _, err := c.ReadFrame(); err != nil {
+					f, err := c.ReadFrame()
+					if err != nil {
+						got <- n
 						return
 					}
-					n++
+					if f.Type == push.TypeCommand && f.ID == cmd.ID {
+						n++
+					}
 				}
 			}()
 			for i := 0; ; i++ { // flood acks of other ids until the server hangs up
@@ -480,12 +499,15 @@ func TestDeviceThatNeverAcksTimesOut(t *testing.T) {
 				}
 			}
 			nc.Close()
-			writes <- n
+			writes <- <-got
 		}
 	}()
-	for range 2 {
+	for conn := range 2 {
 		select {
-		case <-writes:
+		case n := <-writes:
+			if n != 1 {
+				t.Fatalf("connection %d carried the command %d times, want once", conn+1, n)
+			}
 		case <-time.After(20 * time.Second):
 			t.Fatalf("the server kept the connection of a device that never acknowledges\n%s", logs)
 		}
@@ -494,7 +516,7 @@ func TestDeviceThatNeverAcksTimesOut(t *testing.T) {
 		t.Fatalf("no log of the timeout:\n%s", logs)
 	}
 	c, _ := e.db.GetCommand(context.Background(), cmd.ID)
-	if c.State != storage.CommandSent || c.Attempts < 1 {
+	if c.State != storage.CommandSent || c.Attempts < 2 {
 		t.Fatalf("command after two timeouts: %+v", c)
 	}
 }
