@@ -62,6 +62,26 @@ func TestLookup(t *testing.T) {
 	}
 }
 
+// Every route that reads a JSON body refuses one sent as something else, with the 415 its
+// document lists (the fixture checks each answer against openapi.yaml).
+func TestJSONRoutesRefuseOtherBodies(t *testing.T) {
+	f := newFixture(t)
+	for _, route := range []struct{ method, path string }{
+		{http.MethodPost, "/api/v1/devices/pair"},
+		{http.MethodPost, "/api/v1/devices/heartbeat"},
+		{http.MethodPatch, "/api/v1/admin/devices/" + f.device(t, "pos").DeviceID},
+		{http.MethodPost, "/api/v1/admin/pairing-codes"},
+		{http.MethodPost, "/api/v1/admin/commands"},
+		{http.MethodPost, "/api/v1/catalog/lookup"},
+		{http.MethodPost, "/api/v1/orders"},
+	} {
+		req := httptest.NewRequest(route.method, route.path, strings.NewReader(`{}`))
+		req.Header.Set("Content-Type", "text/plain")
+		req.Header.Set("Idempotency-Key", "k-415")
+		wantProblem(t, f.do(t, req), 415, "unsupported-media-type", "text/plain")
+	}
+}
+
 func TestLookupBadBodies(t *testing.T) {
 	f := newFixture(t, func(o *Options) { o.MaxBodyBytes = 4096 })
 	ids := func(n int) string {
