@@ -1,6 +1,8 @@
 package media
 
 import (
+	"errors"
+	"strings"
 	"testing"
 
 	"github.com/storeedge/storeedge/storage"
@@ -23,6 +25,24 @@ func TestNewTypeDuringTheDownloadIsRecorded(t *testing.T) {
 	defer f.mu.Unlock()
 	if task.ctype != "image/webp" || task.next != nil {
 		t.Fatalf("the running download's type %q (next %v), want image/webp and no new version", task.ctype, task.next)
+	}
+}
+
+// A fetched file the database could not record is fetched again a minute later; a device asking
+// meanwhile is told why, not given a reason that ends in nothing.
+func TestUnrecordedFileSaysWhy(t *testing.T) {
+	f, _, _ := newTestFetcher(t, Options{Prefetch: true})
+	m, md5hex := picture("M1")
+	f.mu.Lock()
+	f.enqueueLocked("M1", m, md5hex, classOnDemand)
+	task := f.q.take(true)
+	f.recordedLocked(task, errors.New("disk I/O error"))
+	f.mu.Unlock()
+	_, _, err := f.want("M1", m, md5hex)
+	var unavailable *UnavailableError
+	if !errors.As(err, &unavailable) || !strings.HasSuffix(unavailable.Reason, "the database could not record it: disk I/O error") ||
+		unavailable.RetryAfter <= 0 {
+		t.Fatalf("asked for meanwhile: %v", err)
 	}
 }
 

@@ -576,7 +576,11 @@ func (f *Fetcher) stored(ctx context.Context, t *task) {
 func (f *Fetcher) recordedLocked(t *task, err error) {
 	if err != nil {
 		f.log.Error("media: cannot record a fetched file", slog.String(keyID, t.id), slog.String(keyErr, err.Error()))
-		f.requeueLocked(t, f.now().Add(time.Minute), storage.MediaFailed)
+		// In memory only (the database is what fails): a device asking meanwhile is told why.
+		now := f.now()
+		f.failures[t.id] = storage.MediaFailure{ID: t.id, MD5: t.md5b64(), Kind: storage.MediaFailed,
+			Reason: "its file was fetched, but the database could not record it: " + err.Error(), Attempts: t.attempts, NextTry: now.Add(time.Minute), At: now}
+		f.requeueLocked(t, now.Add(time.Minute), storage.MediaFailed)
 		f.notifyLocked(t.id, err)
 		return
 	}
