@@ -1,6 +1,7 @@
 package devices
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -56,10 +57,18 @@ type batch struct {
 	stored chan error
 }
 
+// received is a frame read from the device, its payload cut to what the server reads of it (a
+// reason of at most push.MaxReason bytes), with what it breaks of the protocol's payload rules.
+type received struct {
+	push.Frame
+	fault string // Frame.PayloadFault of the frame as sent
+}
+
 // read reads the device's frames on a goroutine of its own until the connection fails; stop
-// closes the connection and waits for it.
-func read(c *push.Conn) (frames <-chan push.Frame, failed <-chan error, stop func()) {
-	fs, errs := make(chan push.Frame, 64), make(chan error, 1)
+// closes the connection and waits for it. The frames wait with their payloads cut: a device
+// sending acks with large payloads while the server writes to it holds little memory.
+func read(c *push.Conn) (frames <-chan received, failed <-chan error, stop func()) {
+	fs, errs := make(chan received, 64), make(chan error, 1)
 	done, quit := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
@@ -69,8 +78,15 @@ func read(c *push.Conn) (frames <-chan push.Frame, failed <-chan error, stop fun
 				errs <- err
 				return
 			}
+			r := received{Frame: f, fault: f.PayloadFault()}
+			switch {
+			case f.Type == push.TypeAck:
+				r.Payload = nil // nothing is read of it
+			case len(f.Payload) > push.MaxReason:
+				r.Payload = bytes.Clone(f.Payload[:push.MaxReason])
+			}
 			select {
-			case fs <- f:
+			case fs <- r:
 			case <-quit:
 				return
 			}
@@ -228,7 +244,7 @@ func (d *delivery) write() error {
 // answer handles a frame from the device: an ack or nack of a command in flight is recorded.
 // Only such an answer is progress: a device that sends other acks and never these still times
 // out.
-func (d *delivery) answer(ctx context.Context, f push.Frame) error {
+func (d *delivery) answer(ctx context.Context, f received) error {
 	l := d.l
 	switch f.Type {
 	case push.TypeAck, push.TypeNack:
@@ -238,7 +254,7 @@ func (d *delivery) answer(ctx context.Context, f push.Frame) error {
 		d.c.SendError("a device sends only ack, nack and error frames", l.m.now())
 		return fmt.Errorf("%w a %s frame, which devices do not send", errPeer, f.Type)
 	}
-	if msg := f.PayloadFault(); msg != "" && !d.faultLogged {
+	if msg := f.fault; msg != "" && !d.faultLogged {
 		// Read all the same (refusing it would write the command again at every reconnection),
 		// but the device's maker should hear of it: once a connection.
 		d.faultLogged = true

@@ -3,7 +3,10 @@ package devices_test
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -597,5 +600,91 @@ func TestUnreachableDeviceKeepsItsBackoff(t *testing.T) {
 	case <-dials:
 	case <-time.After(30 * time.Second):
 		t.Fatal("a heartbeat did not make the server dial the device at once")
+	}
+}
+
+// readRecorder keeps the bytes read from a connection until the test reads them.
+type readRecorder struct {
+	net.Conn
+	got []byte
+}
+
+func (r *readRecorder) Read(b []byte) (int, error) {
+	n, err := r.Conn.Read(b)
+	r.got = append(r.got, b[:n]...)
+	return n, err
+}
+
+// rawFrame lays out a frame as push-protocol.md describes it, in version 2, whatever its
+// payload: push.Conn refuses to write one that breaks the payload rules.
+func rawFrame(key, peerNonce []byte, seq uint64, typ push.Type, id string, payload []byte) []byte {
+	b := []byte{'S', 'E', 2, byte(typ), 0, 0, 0, 0}
+	b = binary.BigEndian.AppendUint64(b, seq)
+	b = binary.BigEndian.AppendUint64(b, uint64(time.Now().UnixMilli()))
+	b = append(append(append(b, byte(len(id))), id...), 0)
+	b = append(b, payload...)
+	binary.BigEndian.PutUint32(b[4:], uint32(len(b)-8+32))
+	m := hmac.New(sha256.New, key)
+	m.Write(peerNonce)
+	m.Write(b)
+	return m.Sum(b)
+}
+
+// An ack that carries a payload, and a nack whose reason is too long, are read all the same
+// (push-protocol.md): the command is done, the nack's reason recorded cut, and the first fault of
+// the connection logged with the size the device sent.
+func TestAnswersBreakingThePayloadRulesAreReadAllTheSame(t *testing.T) {
+	e := newEnv(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	creds := e.pair(t, ln.Addr().String())
+	target := devices.Target{DeviceID: creds.DeviceID}
+	acked := send(t, e, target, "print", `{}`, 0)[0]
+	nacked := send(t, e, target, "print", `{}`, 0)[0]
+	go func() {
+		nc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer nc.Close()
+		rec := &readRecorder{Conn: nc}
+		key := push.Key(creds.Secret)
+		c, err := push.DeviceHandshake(rec, key, creds.DeviceID, push.Version, time.Now(), 5*time.Second)
+		if err != nil {
+			return
+		}
+		// The server's hello came first: its nonce is its payload, before the MAC.
+		hello := rec.got[:8+binary.BigEndian.Uint32(rec.got[4:8])]
+		serverNonce := hello[len(hello)-32-16 : len(hello)-32]
+		seq := uint64(2) // after the device's hello (0) and its ack of the server's (1)
+		for {
+			f, err := c.ReadFrame()
+			if err != nil {
+				return
+			}
+			answer := rawFrame(key, serverNonce, seq, push.TypeAck, f.ID, bytes.Repeat([]byte("a"), 200_000))
+			if f.ID == nacked.ID {
+				answer = rawFrame(key, serverNonce, seq, push.TypeNack, f.ID, bytes.Repeat([]byte("n"), 100_000))
+			}
+			seq++
+			if _, err := nc.Write(answer); err != nil {
+				return
+			}
+		}
+	}()
+	e.waitState(t, acked.ID, storage.CommandAcknowledged)
+	e.waitState(t, nacked.ID, storage.CommandFailed)
+	c, _ := e.db.GetCommand(context.Background(), nacked.ID)
+	if want := "refused by the device: " + strconv.Quote(strings.Repeat("n", 200)+"…"); c.Reason != want {
+		t.Errorf("the nack's reason recorded %.80q…, want the first 200 bytes", c.Reason)
+	}
+	if !e.logs.WaitFor("this one has 200000 bytes", 10*time.Second, nil) {
+		t.Fatalf("no log of the ack's payload:\n%s", e.logs)
+	}
+	if strings.Count(e.logs.String(), "breaks the push protocol") != 1 {
+		t.Errorf("the faults of one connection logged other than once:\n%s", e.logs)
 	}
 }
