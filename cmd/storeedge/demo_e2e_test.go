@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -49,7 +50,10 @@ func TestDemoCommand(t *testing.T) {
 			t.Fatal(err)
 		}
 		d := &demo{cmd: cmd.Process, done: make(chan error, 1), banner: map[string]string{}, log: make(chan string, 4096), all: &testenv.Buffer{}}
+		var reading sync.WaitGroup // Wait closes the pipes: it waits for their last lines (an error)
+		reading.Add(2)
 		go func() {
+			defer reading.Done()
 			sc := bufio.NewScanner(stderr)
 			for sc.Scan() {
 				d.all.Write([]byte(sc.Text() + "\n"))
@@ -62,6 +66,7 @@ func TestDemoCommand(t *testing.T) {
 		}()
 		bannerDone := make(chan struct{})
 		go func() {
+			defer reading.Done()
 			re := regexp.MustCompile(`^\s+(DEVICE|ADMIN)=(\S*)$`)
 			sc := bufio.NewScanner(stdout)
 			for sc.Scan() {
@@ -75,7 +80,7 @@ func TestDemoCommand(t *testing.T) {
 			close(bannerDone)
 			io.Copy(io.Discard, stdout)
 		}()
-		go func() { d.done <- cmd.Wait() }()
+		go func() { reading.Wait(); d.done <- cmd.Wait() }()
 		t.Cleanup(func() {
 			d.cmd.Kill()
 			if t.Failed() {
