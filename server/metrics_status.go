@@ -74,7 +74,7 @@ var (
 	descMediaMisses   = counterDesc("storeedge_media_misses_total", "Media requests that had to fetch the item from Blob storage first, or tried to, since start.")
 	descMediaFetched  = counterDesc("storeedge_media_fetched_bytes_total", "Bytes downloaded from Blob storage since start, all attempts.")
 	descMediaRate     = gaugeDesc("storeedge_media_fetch_rate_bytes_per_second", "Current download rate from Blob storage.")
-	descMediaBlobUp   = gaugeDesc("storeedge_media_blob_up", "1 when the last contact with Blob storage worked.")
+	descMediaBlobUp   = gaugeDesc("storeedge_media_blob_up", "1 when the last contact with Blob storage worked, or none was needed since the start.")
 
 	descLogsUp       = gaugeDesc("storeedge_logship_up", "1 when the log intake answered the last batch and took the key (logs.ship.enabled).")
 	descLogsShipped  = counterDesc("storeedge_logship_shipped_records_total", "Log records the intake accepted since start.")
@@ -277,9 +277,9 @@ func (c statusCollector) collectMedia(ctx context.Context, emit emitFunc) error 
 	emit(descMediaProblems, prometheus.GaugeValue, float64(st.WaitingSpace), "no_space")
 	emit(descMediaFetched, prometheus.CounterValue, float64(st.ReceivedBytes))
 	emit(descMediaRate, prometheus.GaugeValue, float64(st.RateBytes))
-	if st.State != media.StateStarting { // nothing asked of Blob storage since the start: unknown
-		emit(descMediaBlobUp, prometheus.GaugeValue, boolValue(st.State == media.StateOK))
-	}
+	// Starting: nothing was needed of Blob storage since the start (a complete cache), no
+	// failure either.
+	emit(descMediaBlobUp, prometheus.GaugeValue, boolValue(st.State == media.StateOK || st.State == media.StateStarting))
 	return nil
 }
 
