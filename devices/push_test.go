@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -686,5 +687,26 @@ func TestAnswersBreakingThePayloadRulesAreReadAllTheSame(t *testing.T) {
 	}
 	if strings.Count(e.logs.String(), "breaks the push protocol") != 1 {
 		t.Errorf("the faults of one connection logged other than once:\n%s", e.logs)
+	}
+}
+
+// A slow device acknowledges a command after its time to live ran out, on the connection it was
+// written on: the command is acknowledged all the same, the reason saying it came late.
+func TestLateAcknowledgementOnTheSameConnection(t *testing.T) {
+	e := newEnv(t)
+	release := make(chan struct{})
+	var once sync.Once
+	done := func() { once.Do(func() { close(release) }) }
+	defer done()
+	d := e.device(t, devicesim.Options{Handle: func(devicesim.Command) error { <-release; return nil }})
+	cmd := send(t, e, devices.Target{DeviceID: d.creds.DeviceID}, "print", `{}`, time.Second)[0]
+	e.waitState(t, cmd.ID, storage.CommandSent)
+	e.clock.Advance(2 * time.Second)
+	if !e.logs.WaitFor("devices: commands expired", 10*time.Second, nil) {
+		t.Fatalf("the command did not expire:\n%s", e.logs)
+	}
+	done() // the device is done with it, and acknowledges it
+	if c := e.waitState(t, cmd.ID, storage.CommandAcknowledged); c.Reason != "acknowledged after its time to live ran out" {
+		t.Fatalf("the command acknowledged late: %+v", c)
 	}
 }
