@@ -81,6 +81,9 @@ func accountIDs(account string) (uid int, gids []int, ok bool) {
 		return 0, nil, false
 	}
 	uid, _ = strconv.Atoi(u.Uid)
+	if gid, err := strconv.Atoi(u.Gid); err == nil { // the primary group, also when the list cannot be read
+		gids = append(gids, gid)
+	}
 	if ids, err := u.GroupIds(); err == nil {
 		for _, g := range ids {
 			if n, err := strconv.Atoi(g); err == nil {
