@@ -3,6 +3,8 @@ package storage
 import (
 	"context"
 	"database/sql"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -53,16 +55,39 @@ func (db *DB) MediaItems(ctx context.Context, after int64, limit int) ([]MediaIt
 	return out, rows.Err()
 }
 
-// RetypeMedia records the content types of items whose manifest changed it and not their
-// content: each record's ID is served with ContentType from now on, unless the item is served
-// from another file than MD5 (hex) by now (a new version recorded meanwhile, with its own type).
-func (db *DB) RetypeMedia(ctx context.Context, recs []MediaRecord) error {
-	if len(recs) == 0 {
+// manifestType is the content type the catalog's manifest of item ?1 gives now, "" when it gives
+// none, when the manifest is of the content whose base64 MD5 is ?5; else NULL.
+const manifestType = `(SELECT coalesce(json_extract(doc, '$.content_type'), '') FROM media
+	WHERE id = ?1 AND deleted = 0 AND json_extract(doc, '$.md5') = ?5)`
+
+// md5Base64 is a hex MD5 in base64, as manifests give it.
+func md5Base64(md5hex string) string {
+	b, err := hex.DecodeString(md5hex)
+	if err != nil {
+		return ""
+	}
+	return base64.StdEncoding.EncodeToString(b)
+}
+
+// RetypeMedia serves the items ids with the content type their manifest gives now, when it is
+// still of the content they are served from (a manifest whose content_type changed, not its
+// content).
+func (db *DB) RetypeMedia(ctx context.Context, ids []string) error {
+	if len(ids) == 0 {
 		return nil
 	}
 	err := db.write(ctx, func(tx *sql.Tx) error {
-		for _, r := range recs {
-			if _, err := tx.ExecContext(ctx, `UPDATE media_cache SET content_type = ? WHERE id = ? AND md5 = ?`, r.ContentType, r.ID, r.MD5); err != nil {
+		for _, id := range ids {
+			var md5hex string
+			err := tx.QueryRowContext(ctx, `SELECT md5 FROM media_cache WHERE id = ?`, id).Scan(&md5hex)
+			if errors.Is(err, sql.ErrNoRows) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE media_cache SET content_type = coalesce(`+manifestType+`, content_type) WHERE id = ?1`,
+				id, nil, nil, nil, md5Base64(md5hex)); err != nil {
 				return err
 			}
 		}
@@ -222,8 +247,10 @@ func (db *DB) storeMediaStmts(ctx context.Context, tx *sql.Tx) (storeMediaStmts,
 		{&s.servedFrom, `SELECT md5 FROM media_cache WHERE id = ?`},
 		{&s.file, `INSERT INTO media_files(md5, size, stored_at) VALUES (?, ?, ?) ON CONFLICT(md5) DO NOTHING`},
 		// An item's time moves forward at each new version, past the old one's second: a
-		// device's If-Modified-Since of the old version must not match the new one.
-		{&s.item, `INSERT INTO media_cache(id, md5, content_type, stored_at) VALUES (?, ?, ?, ?)
+		// device's If-Modified-Since of the old version must not match the new one. Its type
+		// is the manifest's as the catalog holds it now, when that is still of this content:
+		// the record's was read when the download began.
+		{&s.item, `INSERT INTO media_cache(id, md5, content_type, stored_at) VALUES (?1, ?2, coalesce(` + manifestType + `, ?3), ?4)
 			ON CONFLICT(id) DO UPDATE SET md5 = excluded.md5, content_type = excluded.content_type,
 				stored_at = CASE WHEN media_cache.md5 = excluded.md5 THEN media_cache.stored_at
 					ELSE max(excluded.stored_at, media_cache.stored_at - media_cache.stored_at % 1000 + 1000) END`},
@@ -246,7 +273,7 @@ func (s storeMediaStmts) store(ctx context.Context, r MediaRecord, at time.Time)
 	if _, err := s.file.ExecContext(ctx, r.MD5, r.Size, at.UnixMilli()); err != nil {
 		return "", err
 	}
-	if _, err := s.item.ExecContext(ctx, r.ID, r.MD5, r.ContentType, at.UnixMilli()); err != nil {
+	if _, err := s.item.ExecContext(ctx, r.ID, r.MD5, r.ContentType, at.UnixMilli(), md5Base64(r.MD5)); err != nil {
 		return "", err
 	}
 	if _, err := s.clearFailure.ExecContext(ctx, r.ID); err != nil {

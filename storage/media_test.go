@@ -2,9 +2,12 @@ package storage
 
 import (
 	"context"
+	"encoding/json"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 )
 
 // Files recorded together in one transaction give back exactly the files no item is served from
@@ -80,5 +83,47 @@ func TestMediaItemTimeMovesForwardAtANewVersion(t *testing.T) {
 	}
 	if a := store("A", c1, t0.Add(time.Hour)); !a.Equal(t0) {
 		t.Errorf("A unchanged: stored at %v, want %v", a, t0)
+	}
+}
+
+// A file is recorded with the type its item's manifest gives when the record is made, when the
+// manifest is still of that content: a content_type corrected while the file downloaded is not
+// lost. RetypeMedia follows the manifest in the same way; neither gives a new version's type to
+// the content of the old one.
+func TestMediaTypeFollowsTheManifestOfItsContent(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t)
+	const x, y = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+	manifest := func(id, md5hex, ctype string, rev int64) cloudapi.Change {
+		doc, _ := json.Marshal(cloudapi.MediaManifest{ID: id, Blob: id + ".bin", Size: 10, MD5: md5Base64(md5hex), ContentType: ctype})
+		return cloudapi.Change{Collection: cloudapi.Media, ID: id, Op: cloudapi.OpUpsert, Rev: rev, Doc: doc}
+	}
+	served := func(id string) string {
+		t.Helper()
+		f, err := db.MediaFileExact(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f.ContentType
+	}
+	// The download of A began under image/jpeg; the manifest now says image/webp. B's manifest
+	// moved on to other content, with another type.
+	apply(t, db, cloudapi.Media, "c1", manifest("A", x, "image/webp", 2), manifest("B", y, "video/mp4", 2))
+	if _, err := db.StoreMediaFiles(ctx, []MediaRecord{{ID: "A", MD5: x, ContentType: "image/jpeg", Size: 10},
+		{ID: "B", MD5: x, ContentType: "image/jpeg", Size: 10}}, time.Unix(1e9, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if got := served("A"); got != "image/webp" {
+		t.Errorf("A recorded as %s, want the manifest's image/webp", got)
+	}
+	if got := served("B"); got != "image/jpeg" {
+		t.Errorf("B (old content) recorded as %s, want its own image/jpeg", got)
+	}
+	apply(t, db, cloudapi.Media, "c2", manifest("A", x, "", 3))
+	if err := db.RetypeMedia(ctx, []string{"A", "B", "unknown"}); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := served("A"), served("B"); a != "" || b != "image/jpeg" {
+		t.Errorf("after the retype A is %q (want none, as its manifest), B %q (want image/jpeg)", a, b)
 	}
 }

@@ -8,26 +8,6 @@ import (
 	"github.com/storeedge/storeedge/storage"
 )
 
-// A manifest's new content_type for the content being downloaded is the one the file is recorded
-// with: the entry is not read again once the file is in.
-func TestNewTypeDuringTheDownloadIsRecorded(t *testing.T) {
-	f, _, _ := newTestFetcher(t, Options{Prefetch: true})
-	m, md5hex := picture("M1")
-	f.mu.Lock()
-	f.enqueueLocked("M1", m, md5hex, classOnDemand)
-	task := f.q.take(true)
-	f.mu.Unlock()
-	m.ContentType = "image/webp"
-	gen := f.readStart()
-	f.consider(&storage.MediaItem{ID: "M1", Seq: 2, Manifest: m}, false, gen)
-	f.readEnd()
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if task.ctype != "image/webp" || task.next != nil {
-		t.Fatalf("the running download's type %q (next %v), want image/webp and no new version", task.ctype, task.next)
-	}
-}
-
 // A fetched file the database could not record is fetched again a minute later; a device asking
 // meanwhile is told why, not given a reason that ends in nothing.
 func TestUnrecordedFileSaysWhy(t *testing.T) {

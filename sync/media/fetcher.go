@@ -389,15 +389,19 @@ func (f *Fetcher) scan(ctx context.Context) error {
 			return err
 		}
 		var gone []string
-		var retyped []storage.MediaRecord
+		var retyped []string
 		for i := range items {
 			it := &items[i]
-			if md5hex, ok := hexMD5(it.Manifest.MD5); ok && !it.Deleted && md5hex == it.CachedMD5 && it.CachedType != it.Manifest.ContentType {
-				// The same content under another content type: nothing to fetch.
-				retyped = append(retyped, storage.MediaRecord{ID: it.ID, MD5: md5hex, ContentType: it.Manifest.ContentType})
-			}
+			read := it.CachedMD5
 			if f.consider(it, false, gen) == itemDeleted {
 				gone = append(gone, it.ID)
+				continue
+			}
+			// The same content, perhaps under another content type: nothing to fetch, but the
+			// type served follows the manifest. A file recorded during the read (consider then
+			// names it) may have been recorded before the manifest changed.
+			if md5hex, ok := hexMD5(it.Manifest.MD5); ok && md5hex == it.CachedMD5 && (it.CachedType != it.Manifest.ContentType || read != md5hex) {
+				retyped = append(retyped, it.ID)
 			}
 		}
 		f.readEnd()
@@ -408,11 +412,7 @@ func (f *Fetcher) scan(ctx context.Context) error {
 			if err := f.o.DB.RetypeMedia(ctx, retyped); err != nil {
 				return err
 			}
-			ids := make([]string, len(retyped))
-			for i, r := range retyped {
-				ids[i] = r.ID
-			}
-			f.invalidate(ids...)
+			f.invalidate(retyped...)
 		}
 		if len(items) > 0 {
 			f.mu.Lock()
@@ -522,8 +522,6 @@ func (f *Fetcher) consider(it *storage.MediaItem, refill bool, gen uint64) int {
 		case t.running && t.md5hex() != md5hex:
 			m := it.Manifest
 			t.next = &m
-		case t.running: // the same content, its type perhaps changed: recorded with the new one
-			t.ctype = internType(it.Manifest.ContentType)
 		case !t.running:
 			old := t.md5
 			f.q.setVersion(t, it.Manifest, md5hex)
