@@ -80,6 +80,10 @@ type Syncer struct {
 	poke     chan struct{}
 	pages    atomic.Int64 // pages that changed something since start, to tell a flaky WAN from a dead one
 	synced   atomic.Int64 // collections of the last pass that synced
+	// failedAfterPages: a collection of the last pass failed after it had applied pages (a
+	// stream cut mid-way, a circle found late), as opposed to failing at once while others
+	// applied theirs.
+	failedAfterPages atomic.Bool
 	// busy holds, per collection, a token while the collection is being synced, so that a
 	// re-snapshot asked for (Resnapshot) never starts in the middle of a stream.
 	busy map[string]chan struct{}
@@ -143,7 +147,9 @@ func (s *Syncer) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		progressed := s.pages.Load() != before
+		// Progress is the failing collection's own when one failed: pages the others applied
+		// say nothing of it.
+		progressed := s.pages.Load() != before && (err == nil || s.failedAfterPages.Load())
 		if progressed && !errors.Is(err, errPage) {
 			// A flaky WAN that still brings changes is retried promptly; the delay only grows
 			// while nothing gets through, or while the cloud breaks the feed's contract.
@@ -202,7 +208,9 @@ func wait(ctx context.Context, d time.Duration, poke <-chan struct{}) error {
 func (s *Syncer) SyncOnce(ctx context.Context) error {
 	var first error
 	s.synced.Store(0)
+	s.failedAfterPages.Store(false)
 	for _, c := range cloudapi.Collections {
+		before := s.pages.Load()
 		err := s.syncCollection(ctx, c)
 		if err == nil {
 			s.synced.Add(1)
@@ -210,6 +218,9 @@ func (s *Syncer) SyncOnce(ctx context.Context) error {
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if s.pages.Load() != before {
+			s.failedAfterPages.Store(true)
 		}
 		s.fail(c, err)
 		if first == nil {

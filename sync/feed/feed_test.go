@@ -597,13 +597,18 @@ func TestBrokenFeedAnswersDoNotLoop(t *testing.T) {
 // at the poll interval, and the failing one is not asked at once again and again (the empty
 // pages of caught-up collections are no progress). Its Retry-After is waited out as given, not
 // lengthened by the backoff's growth. A failing collection that reads pages before it fails
-// backs off beyond the poll: each retry would read them again.
+// backs off beyond the poll: each retry would read them again. The pages the other collections
+// apply meanwhile are none of the failing one's: its wait neither starts again at each pass
+// nor grows past the poll.
 func TestOneFailingCollectionKeepsThePollForTheOthers(t *testing.T) {
-	for _, mode := range []string{"count mismatch", "retry after", "410 after a page", "then all rate limited"} {
+	for _, mode := range []string{"count mismatch", "retry after", "410 after a page", "then all rate limited",
+		"count mismatch while products change", "500 while products change"} {
 		t.Run(mode, func(t *testing.T) {
 			waits := failingPrices(t, mode)
 			switch mode {
-			case "count mismatch":
+			case "count mismatch", "count mismatch while products change", "500 while products change":
+				// Pages the other collections apply are no progress of the failing one: its
+				// wait is not reset at each pass, nor does it grow past the poll.
 				for i, d := range waits {
 					if d > failingPoll {
 						t.Errorf("wait %d of %v: the collections that sync wait longer than the poll (%v)", i, waits, failingPoll)
@@ -643,6 +648,12 @@ func failingPrices(t *testing.T, mode string) []time.Duration {
 	var rev, pricesAsked atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/x-ndjson")
+		if strings.HasSuffix(mode, " while products change") && strings.HasSuffix(r.URL.Path, "/"+cloudapi.Products) {
+			n := rev.Add(1) // a new change at each pass
+			fmt.Fprintf(w, `{"collection":"products","id":"P1","op":"upsert","rev":%d,"doc":{"id":"P1","name":"Tea %d"}}`+"\n"+
+				`{"end":{"cursor":"p%d","count":1,"more":false,"remaining":0}}`+"\n", n, n, n)
+			return
+		}
 		if mode == "then all rate limited" && strings.HasSuffix(r.URL.Path, "/"+cloudapi.Products) && pricesAsked.Load() >= 6 {
 			w.Header().Set("Content-Type", "application/problem+json")
 			w.Header().Set("Retry-After", "2")
@@ -653,8 +664,13 @@ func failingPrices(t *testing.T, mode string) []time.Duration {
 		if strings.HasSuffix(r.URL.Path, "/"+cloudapi.Prices) {
 			pricesAsked.Add(1)
 			switch mode {
-			case "count mismatch", "then all rate limited":
+			case "count mismatch", "then all rate limited", "count mismatch while products change":
 				w.Write([]byte(`{"end":{"cursor":"c-stuck","count":3,"more":false,"remaining":0}}` + "\n"))
+				return
+			case "500 while products change":
+				w.Header().Set("Content-Type", "application/problem+json")
+				w.WriteHeader(http.StatusInternalServerError)
+				w.Write([]byte(`{"type":"about:blank","title":"Internal Server Error","status":500}`))
 				return
 			case "retry after":
 				w.Header().Set("Content-Type", "application/problem+json")
