@@ -345,12 +345,12 @@ func (s *Syncer) syncCollection(ctx context.Context, collection string) error {
 	// The cursors this pass has started from or been given, to tell a feed that leads back to
 	// one: it would be read round and round, at once, for ever, and the collections after this
 	// one never synced.
-	var seen map[string]bool
+	var seen *passCursors
 	resnapshots := 0
 	for {
 		st, _ := s.db.FeedState(collection)
 		if seen == nil {
-			seen = map[string]bool{st.Cursor: true}
+			seen = &passCursors{seen: map[string]bool{st.Cursor: true}}
 		}
 		body, err := s.client.Feed(ctx, collection, st.Cursor, s.pageSize, true)
 		if errors.Is(err, cloud.ErrCursorExpired) {
@@ -384,9 +384,20 @@ func (s *Syncer) syncCollection(ctx context.Context, collection string) error {
 	}
 }
 
+// passCursors is what a pass over a collection has read: the cursors it started from or was given
+// (a feed that leads back to one would be read round and round), and the pages in a row that
+// said more without a change.
+type passCursors struct {
+	seen map[string]bool
+	idle int
+}
+
+// maxIdlePages is the most pages in a row a pass takes that say more and hold no change.
+const maxIdlePages = 100
+
 // consume reads pages from one feed response and applies them in order; reading the next page
 // overlaps with applying the previous one. It reports whether the cloud has more to send.
-func (s *Syncer) consume(ctx context.Context, collection, cursor string, seen map[string]bool, body io.ReadCloser) (more bool, err error) {
+func (s *Syncer) consume(ctx context.Context, collection, cursor string, seen *passCursors, body io.ReadCloser) (more bool, err error) {
 	g, gctx := errgroup.WithContext(ctx)
 	// A failed apply must also stop a read blocked on the network.
 	stop := context.AfterFunc(gctx, func() { body.Close() })
@@ -406,10 +417,19 @@ func (s *Syncer) consume(ctx context.Context, collection, cursor string, seen ma
 				// ever; it is not applied, so it counts as no progress and the backoff grows.
 				return fmt.Errorf("%w: the cloud said more but its feed did not move past cursor %q", errPage, cursor)
 			}
-			if p.End.More && seen[p.End.Cursor] {
+			if p.End.More && seen.seen[p.End.Cursor] {
 				return fmt.Errorf("%w: the cloud's cursors led back to %q, already read in this pass", errPage, clip.String(p.End.Cursor, 64))
 			}
-			seen[p.End.Cursor] = true
+			if p.End.More && len(p.Changes) == 0 && len(p.Malformed) == 0 {
+				if seen.idle++; seen.idle > maxIdlePages {
+					// New cursors with nothing in their pages, for ever: the pass would never
+					// end, holding the collection, and the collections after it never synced.
+					return fmt.Errorf("%w: %d pages in a row said more without a change", errPage, seen.idle)
+				}
+			} else {
+				seen.idle = 0
+			}
+			seen.seen[p.End.Cursor] = true
 			res, err := s.db.ApplyPage(gctx, p)
 			if err != nil {
 				return err
@@ -450,7 +470,7 @@ func (s *Syncer) consume(ctx context.Context, collection, cursor string, seen ma
 func readPages(ctx context.Context, r io.Reader, collection string, out chan<- storage.Page) error {
 	dec := cloudapi.NewDecoder(r, collection)
 	p := storage.Page{Collection: collection}
-	lines, sent := 0, 0
+	lines, sent, size := 0, 0, 0
 	for {
 		l, err := dec.Next()
 		if errors.Is(err, io.EOF) {
@@ -475,10 +495,13 @@ func readPages(ctx context.Context, r io.Reader, collection string, out chan<- s
 				return ctx.Err()
 			}
 			p = storage.Page{Collection: collection}
-			lines = 0
+			lines, size = 0, 0
 			sent++
 			continue
 		case l.Change != nil:
+			if size += len(l.Change.Doc); size > cloudapi.MaxPageBytes {
+				return fmt.Errorf("%w: more than %d MiB of documents before the end line", errPage, cloudapi.MaxPageBytes>>20)
+			}
 			p.Changes = append(p.Changes, *l.Change)
 		case l.Malformed.End:
 			return fmt.Errorf("%w: %v", errPage, l.Malformed)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -493,6 +494,7 @@ func TestResnapshotOnRequest(t *testing.T) {
 // would have the shop ask again at once, for ever. Each is a failed pass instead, with a handful
 // of requests, tried again after the backoff (cloud-api.md's rules leave neither answer room).
 func TestBrokenFeedAnswersDoNotLoop(t *testing.T) {
+	var idle atomic.Int64 // the cursors of the empty pages, never the same
 	ndjson := func(w http.ResponseWriter, lines string) {
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		w.Write([]byte(lines))
@@ -535,6 +537,13 @@ func TestBrokenFeedAnswersDoNotLoop(t *testing.T) {
 			w.WriteHeader(http.StatusGone)
 			w.Write([]byte(`{"type":"about:blank","title":"Gone","status":410}`))
 		}, "410 again"},
+		"empty pages with new cursors for ever": {func(w http.ResponseWriter, r *http.Request) {
+			var b strings.Builder
+			for range 200 {
+				fmt.Fprintf(&b, `{"end":{"cursor":"c%d","count":0,"more":true,"remaining":5}}`+"\n", idle.Add(1))
+			}
+			ndjson(w, b.String())
+		}, "101 pages in a row said more without a change"},
 		"end line cursor too long": {func(w http.ResponseWriter, r *http.Request) {
 			ndjson(w, `{"end":{"cursor":"`+strings.Repeat("c", 1025)+`","count":0,"more":false,"remaining":0}}`+"\n"+
 				`{"end":{"cursor":"c1","count":1,"more":false,"remaining":0}}`+"\n")
@@ -715,4 +724,24 @@ func failingPrices(t *testing.T, mode string) []time.Duration {
 		t.Fatalf("Run: %v", err)
 	}
 	return waits
+}
+
+// A page's documents wait in memory until its end line: a page of more than 64 MiB of them
+// (cloud-api.md), each line within its own limit, is refused before it is all read, naming the
+// limit, and nothing of it is sent on.
+func TestPageOverItsBytesIsRefused(t *testing.T) {
+	pad := strings.Repeat("x", 1_040_000)
+	var lines []io.Reader
+	for i := range 70 { // 70 lines of about 1 MB: the limit is passed at the 65th
+		lines = append(lines, strings.NewReader(fmt.Sprintf(`{"collection":"products","id":"P%d","op":"upsert","rev":1,"doc":{"id":"P%d","name":"%s"}}`+"\n", i, i, pad)))
+	}
+	lines = append(lines, strings.NewReader(`{"end":{"cursor":"c1","count":70,"more":false,"remaining":0}}`+"\n"))
+	out := make(chan storage.Page, 1)
+	err := readPages(context.Background(), io.MultiReader(lines...), cloudapi.Products, out)
+	if !errors.Is(err, errPage) || !strings.Contains(err.Error(), "more than 64 MiB of documents before the end line") {
+		t.Fatalf("a page of 70 MB: %v", err)
+	}
+	if len(out) != 0 {
+		t.Fatal("a page over the limit was sent on")
+	}
 }

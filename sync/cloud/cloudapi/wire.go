@@ -49,6 +49,8 @@ const (
 const (
 	MaxLineBytes = 1 << 20
 	MaxPageSize  = 10000
+	// MaxPageBytes bounds the documents of one page, which wait in memory until its end line.
+	MaxPageBytes = 64 << 20
 	MaxIDBytes   = 128
 )
 
