@@ -34,8 +34,11 @@ type MDNSOptions struct {
 	Info         ServerInfo // URL is not used: the SRV and A records carry the address
 	Scheme       string     // "http" when ""
 	HTTPPort     int        // the SRV port: the front door
-	PairingOpen  func() bool
-	Logger       *slog.Logger
+	// Host is the only address the A records give, when the front door listens on it alone
+	// (lan.bind); invalid (the zero Addr): each interface's own addresses.
+	Host        netip.Addr
+	PairingOpen func() bool
+	Logger      *slog.Logger
 
 	mdnsPort int // the mDNS port, 5353 when 0; tests change it
 }
@@ -224,7 +227,7 @@ func (m *MDNS) Run(ctx context.Context) error {
 				m.setStatus(func(s *MDNSStatus) { s.State, s.Interfaces = MDNSNoInterface, []string{} })
 				break
 			}
-			zs, err = newResponder(responderOptions{Instance: m.o.Instance, Port: m.o.HTTPPort, TXT: txt, Ifaces: use, Logger: m.log, MDNSPort: m.o.mdnsPort})
+			zs, err = newResponder(responderOptions{Instance: m.o.Instance, Port: m.o.HTTPPort, Host: m.o.Host, TXT: txt, Ifaces: use, Logger: m.log, MDNSPort: m.o.mdnsPort})
 			if err != nil {
 				curSig = "\x00" // retry at the next poll
 				if msg := err.Error(); msg != lastErr {

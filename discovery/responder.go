@@ -72,6 +72,7 @@ const servicesName = "_services._dns-sd._udp.local."
 type responderOptions struct {
 	Instance string      // the instance label: InstanceName of the server id
 	Port     int         // the SRV port
+	Host     netip.Addr  // the A records' one address; invalid: each interface's own
 	TXT      []string    // the TXT strings in the DNS library's presentation form
 	Ifaces   []Interface // the interfaces to serve, with their IPv4 networks
 	Logger   *slog.Logger
@@ -85,9 +86,10 @@ type responder struct {
 	conn     *ipv4.PacketConn
 	mport    int // the mDNS port: a query from another one is a legacy query
 	group    *net.UDPAddr
-	service  string // _storeedge._tcp.local.
-	instance string // <instance>._storeedge._tcp.local.
-	host     string // <host>.local.
+	service  string     // _storeedge._tcp.local.
+	instance string     // <instance>._storeedge._tcp.local.
+	host     string     // <host>.local.
+	hostAddr netip.Addr // the only address of the A records, when valid
 	port     uint16
 	txt      []string
 	ifaces   map[int]Interface // by index: those it joined the group on
@@ -125,6 +127,7 @@ func newResponder(o responderOptions) (*responder, error) {
 		service:  ServiceType + ".local.",
 		instance: escapeLabel(o.Instance) + "." + ServiceType + ".local.",
 		host:     escapeLabel(o.Instance) + ".local.",
+		hostAddr: o.Host,
 		port:     uint16(o.Port),
 		txt:      o.TXT,
 		ifaces:   map[int]Interface{},
@@ -403,8 +406,11 @@ func (r *responder) nsec() dns.RR {
 }
 
 // addrs are the A records of the interface's own addresses: a device is given an address of
-// the network it asked on.
+// the network it asked on; or, when the server listens on one address only, that address.
 func (r *responder) addrs(ifIndex int, ttl uint32) []dns.RR {
+	if r.hostAddr.IsValid() {
+		return []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: r.host, Rrtype: dns.TypeA, Class: dns.ClassINET | 0x8000, Ttl: ttl}, A: r.hostAddr.AsSlice()}}
+	}
 	var out []dns.RR
 	for _, p := range r.ifaces[ifIndex].Addrs {
 		out = append(out, &dns.A{Hdr: dns.RR_Header{Name: r.host, Rrtype: dns.TypeA, Class: dns.ClassINET | 0x8000, Ttl: ttl}, A: p.Addr().AsSlice()})

@@ -90,6 +90,23 @@ func TestResponderAnswersTheLinkOnlyAndOnce(t *testing.T) {
 	}
 }
 
+// With the front door listening on one address (lan.bind), the A records give that address only,
+// not the interface's others, on which nothing answers (configuration.md, discovery.md).
+func TestResponderGivesTheBoundAddressOnly(t *testing.T) {
+	r := testResponder()
+	it := r.ifaces[1]
+	it.Addrs = append(it.Addrs, netip.MustParsePrefix("10.9.0.7/24"))
+	r.ifaces[1] = it
+	if got := r.addrs(1, hostTTL); len(got) != 2 {
+		t.Fatalf("A records without a bound address: %v, want both of the interface's", got)
+	}
+	r.hostAddr = netip.MustParseAddr("10.9.0.7")
+	got := r.addrs(1, hostTTL)
+	if len(got) != 1 || !got[0].(*dns.A).A.Equal(net.IPv4(10, 9, 0, 7)) {
+		t.Fatalf("A records with lan.bind 10.9.0.7: %v", got)
+	}
+}
+
 // A record is multicast on an interface once a second at most, however the questions are
 // asked; unicast answers to one source are rate-limited; a querier that lists the answer as known
 // gets none.

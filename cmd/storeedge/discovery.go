@@ -70,8 +70,12 @@ func newDiscovery(cfg config.Config, addrs map[string]string, pairingOpen func()
 	}
 	info, httpPort := discoveryInfo(cfg, addrs)
 	host := ""
+	var hostAddr netip.Addr // mDNS's A records: the front door's address when it listens on one
 	if ip, err := netip.ParseAddr(cfg.LAN.Bind); err == nil && !ip.IsUnspecified() {
 		host = ip.String()
+		if ip.Is4() || ip.Is4In6() {
+			hostAddr = ip.Unmap()
+		}
 	}
 	d := &discoveryServices{}
 	if cfg.Discovery.UDP.Enabled {
@@ -101,6 +105,7 @@ func newDiscovery(cfg config.Config, addrs map[string]string, pairingOpen func()
 			Interfaces:  cfg.Discovery.Interfaces,
 			Info:        info,
 			HTTPPort:    httpPort,
+			Host:        hostAddr,
 			PairingOpen: pairingOpen,
 			Logger:      log,
 		})
