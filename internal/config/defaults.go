@@ -2,10 +2,12 @@ package config
 
 import "time"
 
-// The default of every key whose default is not its zero value ("", false, none). Each is
-// written here once: Default uses these constants and nothing else, the packages that take the
-// value as an option fall back to the same constant when the option is zero (feed, outbox,
-// servicebus, backoffice, server, devices, discovery, wan), and the tests hold
+// The default of every key whose default is not its zero value ("", false, none), but those of
+// alerts.*, smtp.* and logs.* (beside their sections, in alerts.go and logship.go) and the
+// booleans that are true (lan.front_door_admin, …), written where Default builds their section.
+// Each is written once: Default uses these constants, the packages that take the value as an
+// option fall back to the same constant when the option is zero (feed, outbox, servicebus,
+// backoffice, server, devices, discovery, wan), and the tests hold
 // deploy/storeedge.example.yaml and docs/configuration.md to Default. A constant is named
 // Default and the key's Go field path: cloud.page_size is DefaultCloudPageSize.
 const (

@@ -28,8 +28,11 @@ func diffDefaults(c Config, skip ...string) []string {
 	return diffs
 }
 
-// Each default is written once: Default is made of the Default… constants of defaults.go and
-// of no literal value, and each of those constants is the default of a key. A default written
+// Each default is written once: Default itself is made of the Default… constants of
+// defaults.go and of no literal value, and each of those constants is the default of a key. (The
+// sections Default takes from defaultLAN, defaultAlerts, defaultSMTP and defaultLogs are held to
+// docs/configuration.md and the example by the tests that compare those with Default, not by
+// this one.) A default written
 // as a literal in Default would be a second place to change it, beside the package that falls
 // back to it.
 func TestDefaultIsMadeOfConstants(t *testing.T) {
