@@ -55,18 +55,30 @@ func (db *DB) MediaItems(ctx context.Context, after int64, limit int) ([]MediaIt
 	return out, rows.Err()
 }
 
-// manifestType is the content type the catalog's manifest of item ?1 gives now, "" when it gives
-// none, when the manifest is of the content whose base64 MD5 is ?5; else NULL.
-const manifestType = `(SELECT coalesce(json_extract(doc, '$.content_type'), '') FROM media
-	WHERE id = ?1 AND deleted = 0 AND json_extract(doc, '$.md5') = ?5)`
+// qManifestDoc reads the manifest of a live media item, for manifestType.
+const qManifestDoc = `SELECT doc FROM media WHERE id = ? AND deleted = 0`
 
-// md5Base64 is a hex MD5 in base64, as manifests give it.
-func md5Base64(md5hex string) string {
-	b, err := hex.DecodeString(md5hex)
-	if err != nil {
-		return ""
+// manifestType is the content type the manifest row (of qManifestDoc) gives now ("" for none),
+// when the manifest is of the content whose hex MD5 is md5hex; ok is false otherwise (a new
+// version, a deleted or unknown item). The manifest is read as the feed decoder read it.
+func manifestType(row *sql.Row, md5hex string) (ctype string, ok bool, err error) {
+	var doc []byte
+	err = row.Scan(&doc)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", false, nil
 	}
-	return base64.StdEncoding.EncodeToString(b)
+	if err != nil {
+		return "", false, err
+	}
+	var m cloudapi.MediaManifest
+	if json.Unmarshal(doc, &m) != nil {
+		return "", false, nil
+	}
+	sum, err := base64.StdEncoding.DecodeString(m.MD5)
+	if err != nil || hex.EncodeToString(sum) != md5hex {
+		return "", false, nil
+	}
+	return m.ContentType, true, nil
 }
 
 // RetypeMedia serves the items ids with the content type their manifest gives now, when it is
@@ -86,9 +98,14 @@ func (db *DB) RetypeMedia(ctx context.Context, ids []string) error {
 			if err != nil {
 				return err
 			}
-			if _, err := tx.ExecContext(ctx, `UPDATE media_cache SET content_type = coalesce(`+manifestType+`, content_type) WHERE id = ?1`,
-				id, nil, nil, nil, md5Base64(md5hex)); err != nil {
+			ctype, ok, err := manifestType(tx.QueryRowContext(ctx, qManifestDoc, id), md5hex)
+			if err != nil {
 				return err
+			}
+			if ok {
+				if _, err := tx.ExecContext(ctx, `UPDATE media_cache SET content_type = ? WHERE id = ?`, ctype, id); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
@@ -236,7 +253,7 @@ func (db *DB) StoreMediaFiles(ctx context.Context, recs []MediaRecord, at time.T
 // storeMediaStmts are the statements that record a file, prepared once on the writer's
 // connection: a prefetch records thousands of files, and preparing them for each cost more
 // CPU than running them.
-type storeMediaStmts struct{ servedFrom, file, item, clearFailure *sql.Stmt }
+type storeMediaStmts struct{ servedFrom, manifest, file, item, clearFailure *sql.Stmt }
 
 func (db *DB) storeMediaStmts(ctx context.Context, tx *sql.Tx) (storeMediaStmts, error) {
 	var s storeMediaStmts
@@ -245,12 +262,11 @@ func (db *DB) storeMediaStmts(ctx context.Context, tx *sql.Tx) (storeMediaStmts,
 		q  string
 	}{
 		{&s.servedFrom, `SELECT md5 FROM media_cache WHERE id = ?`},
+		{&s.manifest, qManifestDoc},
 		{&s.file, `INSERT INTO media_files(md5, size, stored_at) VALUES (?, ?, ?) ON CONFLICT(md5) DO NOTHING`},
 		// An item's time moves forward at each new version, past the old one's second: a
-		// device's If-Modified-Since of the old version must not match the new one. Its type
-		// is the manifest's as the catalog holds it now, when that is still of this content:
-		// the record's was read when the download began.
-		{&s.item, `INSERT INTO media_cache(id, md5, content_type, stored_at) VALUES (?1, ?2, coalesce(` + manifestType + `, ?3), ?4)
+		// device's If-Modified-Since of the old version must not match the new one.
+		{&s.item, `INSERT INTO media_cache(id, md5, content_type, stored_at) VALUES (?, ?, ?, ?)
 			ON CONFLICT(id) DO UPDATE SET md5 = excluded.md5, content_type = excluded.content_type,
 				stored_at = CASE WHEN media_cache.md5 = excluded.md5 THEN media_cache.stored_at
 					ELSE max(excluded.stored_at, media_cache.stored_at - media_cache.stored_at % 1000 + 1000) END`},
@@ -273,7 +289,15 @@ func (s storeMediaStmts) store(ctx context.Context, r MediaRecord, at time.Time)
 	if _, err := s.file.ExecContext(ctx, r.MD5, r.Size, at.UnixMilli()); err != nil {
 		return "", err
 	}
-	if _, err := s.item.ExecContext(ctx, r.ID, r.MD5, r.ContentType, at.UnixMilli(), md5Base64(r.MD5)); err != nil {
+	// The type is the manifest's as the catalog holds it now, when that is still of this
+	// content: the record's was read when the download began.
+	ctype := r.ContentType
+	if t, ok, err := manifestType(s.manifest.QueryRowContext(ctx, r.ID), r.MD5); err != nil {
+		return "", err
+	} else if ok {
+		ctype = t
+	}
+	if _, err := s.item.ExecContext(ctx, r.ID, r.MD5, ctype, at.UnixMilli()); err != nil {
 		return "", err
 	}
 	if _, err := s.clearFailure.ExecContext(ctx, r.ID); err != nil {

@@ -2,6 +2,8 @@ package storage
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"slices"
 	"testing"
@@ -94,10 +96,17 @@ func TestMediaTypeFollowsTheManifestOfItsContent(t *testing.T) {
 	ctx := context.Background()
 	db := openTest(t)
 	const x, y = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+	b64 := func(md5hex string) string {
+		b, _ := hex.DecodeString(md5hex)
+		return base64.StdEncoding.EncodeToString(b)
+	}
 	manifest := func(id, md5hex, ctype string, rev int64) cloudapi.Change {
-		doc, _ := json.Marshal(cloudapi.MediaManifest{ID: id, Blob: id + ".bin", Size: 10, MD5: md5Base64(md5hex), ContentType: ctype})
+		doc, _ := json.Marshal(cloudapi.MediaManifest{ID: id, Blob: id + ".bin", Size: 10, MD5: b64(md5hex), ContentType: ctype})
 		return cloudapi.Change{Collection: cloudapi.Media, ID: id, Op: cloudapi.OpUpsert, Rev: rev, Doc: doc}
 	}
+	// A key in another case, as the feed's decoder reads it (encoding/json ignores the case).
+	miscased := cloudapi.Change{Collection: cloudapi.Media, ID: "C", Op: cloudapi.OpUpsert, Rev: 2,
+		Doc: json.RawMessage(`{"id":"C","blob":"C.bin","size":10,"MD5":"` + b64(x) + `","Content_Type":"image/gif"}`)}
 	served := func(id string) string {
 		t.Helper()
 		f, err := db.MediaFileExact(ctx, id)
@@ -108,10 +117,13 @@ func TestMediaTypeFollowsTheManifestOfItsContent(t *testing.T) {
 	}
 	// The download of A began under image/jpeg; the manifest now says image/webp. B's manifest
 	// moved on to other content, with another type.
-	apply(t, db, cloudapi.Media, "c1", manifest("A", x, "image/webp", 2), manifest("B", y, "video/mp4", 2))
+	apply(t, db, cloudapi.Media, "c1", manifest("A", x, "image/webp", 2), manifest("B", y, "video/mp4", 2), miscased)
 	if _, err := db.StoreMediaFiles(ctx, []MediaRecord{{ID: "A", MD5: x, ContentType: "image/jpeg", Size: 10},
-		{ID: "B", MD5: x, ContentType: "image/jpeg", Size: 10}}, time.Unix(1e9, 0)); err != nil {
+		{ID: "B", MD5: x, ContentType: "image/jpeg", Size: 10}, {ID: "C", MD5: x, ContentType: "image/jpeg", Size: 10}}, time.Unix(1e9, 0)); err != nil {
 		t.Fatal(err)
+	}
+	if got := served("C"); got != "image/gif" {
+		t.Errorf("C recorded as %s, want its manifest's image/gif, read as the feed reads it", got)
 	}
 	if got := served("A"); got != "image/webp" {
 		t.Errorf("A recorded as %s, want the manifest's image/webp", got)
