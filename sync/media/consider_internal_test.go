@@ -1,12 +1,37 @@
 package media
 
 import (
+	"bytes"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"strings"
 	"testing"
 
 	"github.com/storeedge/storeedge/storage"
 )
+
+// A manifest that goes back to the content served while another version of it downloads is not
+// left behind: once that version is recorded, the one the catalog names again is fetched.
+func TestBackToTheServedVersionDuringADownload(t *testing.T) {
+	f, _, _ := newTestFetcher(t, Options{Prefetch: true})
+	served, servedHex := picture("M1")
+	other := served
+	other.MD5 = base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 16))
+	otherHex := hex.EncodeToString(bytes.Repeat([]byte{7}, 16))
+	f.mu.Lock()
+	f.enqueueLocked("M1", other, otherHex, classOnDemand)
+	task := f.q.take(true)
+	f.mu.Unlock()
+	gen := f.readStart()
+	f.consider(&storage.MediaItem{ID: "M1", Seq: 3, Manifest: served, CachedMD5: servedHex}, false, gen)
+	f.readEnd()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if task.next == nil || task.next.MD5 != served.MD5 {
+		t.Fatalf("the download of the other version goes on with next %+v, want the served version after it", task.next)
+	}
+}
 
 // A fetched file the database could not record is fetched again a minute later; a device asking
 // meanwhile is told why, not given a reason that ends in nothing.

@@ -512,8 +512,15 @@ func (f *Fetcher) consider(it *storage.MediaItem, refill bool, gen uint64) int {
 		it.CachedMD5 = r.md5hex // recorded after the entry was read
 	}
 	if it.CachedMD5 == md5hex {
-		if t != nil && !t.running {
+		switch {
+		case t == nil:
+		case !t.running:
 			f.q.remove(t)
+		case t.md5hex() != md5hex:
+			// Back to the content served while another version downloads: once that one is
+			// recorded, this one is fetched again (its file may be gone with it).
+			m := it.Manifest
+			t.next = &m
 		}
 		return considered
 	}
