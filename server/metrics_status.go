@@ -277,8 +277,8 @@ func (c statusCollector) collectMedia(ctx context.Context, emit emitFunc) error 
 	emit(descMediaProblems, prometheus.GaugeValue, float64(st.WaitingSpace), "no_space")
 	emit(descMediaFetched, prometheus.CounterValue, float64(st.ReceivedBytes))
 	emit(descMediaRate, prometheus.GaugeValue, float64(st.RateBytes))
-	// Starting: nothing was needed of Blob storage since the start (a complete cache), no
-	// failure either.
+	// Starting: nothing asked of Blob storage since the start (a complete cache, or a first
+	// download still waiting), no failure either.
 	emit(descMediaBlobUp, prometheus.GaugeValue, boolValue(st.State == media.StateOK || st.State == media.StateStarting))
 	return nil
 }
