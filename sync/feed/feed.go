@@ -80,9 +80,9 @@ type Syncer struct {
 	poke     chan struct{}
 	pages    atomic.Int64 // pages that changed something since start, to tell a flaky WAN from a dead one
 	synced   atomic.Int64 // collections of the last pass that synced
-	// failedAfterPages: a collection of the last pass failed after it had applied pages (a
-	// stream cut mid-way, a circle found late), as opposed to failing at once while others
-	// applied theirs.
+	// failedAfterPages: the first collection of the last pass to fail (whose error the pass
+	// returns) had applied pages before it failed (a stream cut mid-way, a circle found late),
+	// as opposed to failing at once while others applied theirs.
 	failedAfterPages atomic.Bool
 	// busy holds, per collection, a token while the collection is being synced, so that a
 	// re-snapshot asked for (Resnapshot) never starts in the middle of a stream.
@@ -219,12 +219,10 @@ func (s *Syncer) SyncOnce(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if s.pages.Load() != before {
-			s.failedAfterPages.Store(true)
-		}
 		s.fail(c, err)
 		if first == nil {
-			first = err
+			first = err // the pass's error: its collection's pages are the ones that count
+			s.failedAfterPages.Store(s.pages.Load() != before)
 		}
 		if errors.Is(err, cloud.ErrUnauthorized) || s.WAN().State == StateUnreachable || s.WAN().State == StateProxyError {
 			// Nothing else will get through either.

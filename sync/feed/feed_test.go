@@ -611,11 +611,12 @@ func TestBrokenFeedAnswersDoNotLoop(t *testing.T) {
 // nor grows past the poll.
 func TestOneFailingCollectionKeepsThePollForTheOthers(t *testing.T) {
 	for _, mode := range []string{"count mismatch", "retry after", "410 after a page", "then all rate limited",
-		"count mismatch while products change", "500 while products change"} {
+		"count mismatch while products change", "500 while products change", "products broken, prices cut after a page"} {
 		t.Run(mode, func(t *testing.T) {
 			waits := failingPrices(t, mode)
 			switch mode {
-			case "count mismatch", "count mismatch while products change", "500 while products change":
+			case "count mismatch", "count mismatch while products change", "500 while products change",
+				"products broken, prices cut after a page":
 				// Pages the other collections apply are no progress of the failing one: its
 				// wait is not reset at each pass, nor does it grow past the poll.
 				for i, d := range waits {
@@ -657,6 +658,25 @@ func failingPrices(t *testing.T, mode string) []time.Duration {
 	var rev, pricesAsked atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/x-ndjson")
+		if mode == "products broken, prices cut after a page" {
+			// The pass's first failure is products' own, at once; prices applies a page and
+			// then fails: its pages are no progress of products.
+			switch {
+			case strings.HasSuffix(r.URL.Path, "/"+cloudapi.Products):
+				w.Write([]byte(`{"end":{"cursor":"c-stuck","count":3,"more":false,"remaining":0}}` + "\n"))
+				return
+			case strings.HasSuffix(r.URL.Path, "/"+cloudapi.Prices) && r.URL.Query().Get("cursor") == "":
+				n := rev.Add(1)
+				fmt.Fprintf(w, `{"collection":"prices","id":"P1","op":"upsert","rev":%d,"doc":{"product_id":"P1","currency":"EUR","amount":100}}`+"\n"+
+					`{"end":{"cursor":"s%d","count":1,"more":true,"remaining":1}}`+"\n", n, n)
+				return
+			case strings.HasSuffix(r.URL.Path, "/"+cloudapi.Prices):
+				w.Header().Set("Content-Type", "application/problem+json")
+				w.WriteHeader(http.StatusInternalServerError)
+				w.Write([]byte(`{"type":"about:blank","title":"Internal Server Error","status":500}`))
+				return
+			}
+		}
 		if strings.HasSuffix(mode, " while products change") && strings.HasSuffix(r.URL.Path, "/"+cloudapi.Products) {
 			n := rev.Add(1) // a new change at each pass
 			fmt.Fprintf(w, `{"collection":"products","id":"P1","op":"upsert","rev":%d,"doc":{"id":"P1","name":"Tea %d"}}`+"\n"+
