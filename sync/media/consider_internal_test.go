@@ -31,6 +31,15 @@ func TestBackToTheServedVersionDuringADownload(t *testing.T) {
 	if task.next == nil || task.next.MD5 != served.MD5 {
 		t.Fatalf("the download of the other version goes on with next %+v, want the served version after it", task.next)
 	}
+	// And forth again to the version downloading: nothing comes after it.
+	f.mu.Unlock()
+	gen = f.readStart()
+	f.consider(&storage.MediaItem{ID: "M1", Seq: 4, Manifest: other, CachedMD5: servedHex}, false, gen)
+	f.readEnd()
+	f.mu.Lock()
+	if task.next != nil {
+		t.Fatalf("back to the version downloading, next is still %+v", task.next)
+	}
 }
 
 // A fetched file the database could not record is fetched again a minute later; a device asking

@@ -521,6 +521,8 @@ func (f *Fetcher) consider(it *storage.MediaItem, refill bool, gen uint64) int {
 			// recorded, this one is fetched again (its file may be gone with it).
 			m := it.Manifest
 			t.next = &m
+		default:
+			t.next = nil // the content served, downloading again: nothing after it
 		}
 		return considered
 	}
@@ -529,6 +531,8 @@ func (f *Fetcher) consider(it *storage.MediaItem, refill bool, gen uint64) int {
 		case t.running && t.md5hex() != md5hex:
 			m := it.Manifest
 			t.next = &m
+		case t.running:
+			t.next = nil // back to the version downloading: a newer one seen meanwhile is gone
 		case !t.running:
 			old := t.md5
 			f.q.setVersion(t, it.Manifest, md5hex)
