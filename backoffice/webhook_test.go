@@ -104,6 +104,15 @@ func webhookAgent(db *storage.DB, url, secret string) *Agent {
 }
 
 // TestWebhookSignedInOrder posts each order once, in order, signed, with its key.
+// The signature is the one back-office.md shows an ERP how to check: the value here was computed
+// apart, with Python's hmac over the same bytes, so that the code cannot drift from the page.
+func TestWebhookSignatureKnownAnswer(t *testing.T) {
+	const want = "sha256=20fdac9a80b72536d05576b79fc7dcd4d737817f34fa10125a1a4d6a98a2d37a"
+	if got := Sign("whsec-test", []byte(`{"order":{"id":"ord_1"}}`)); got != want {
+		t.Fatalf("signature %s, want %s", got, want)
+	}
+}
+
 func TestWebhookSignedInOrder(t *testing.T) {
 	ctx := context.Background()
 	db := openDB(t, "")
