@@ -2,6 +2,7 @@ package backoffice
 
 import (
 	"bytes"
+	"os"
 	"strings"
 	"testing"
 
@@ -34,5 +35,26 @@ func TestExportFormatsText(t *testing.T) {
 	}
 	if strings.Contains(json, `"customer":{`) || strings.Contains(xml, "<customer>") {
 		t.Errorf("an empty customer was exported: %s %s", json, xml)
+	}
+}
+
+// The CSV's columns are those back-office.md lists, in its order: the header row of its example
+// is the one written ("fields are never renamed").
+func TestCSVHeaderIsTheDocumentedOne(t *testing.T) {
+	page, err := os.ReadFile("../docs/back-office.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, example, ok := strings.Cut(string(page), "```\norder_id,")
+	if !ok {
+		t.Fatal("back-office.md has no CSV example starting with order_id")
+	}
+	want, _, _ := strings.Cut("order_id,"+example, "\n")
+	var b bytes.Buffer
+	if err := writeOrders(&b, config.ExportCSV, []orders.Order{{ID: "o1", Number: 1, Status: orders.StatusNew, Currency: "EUR"}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, _ := strings.Cut(b.String(), "\r\n"); got != want {
+		t.Fatalf("CSV header %q, back-office.md says %q", got, want)
 	}
 }
