@@ -200,6 +200,11 @@ func (a *Agent) writeBatch(ctx context.Context, t fileTarget, b storage.ExportBa
 				return fail(err)
 			}
 		case errors.Is(err, fs.ErrNotExist) && !exists(tmp):
+			if !exists(filepath.Join(t.dir, folderMarker)) {
+				// The folder went away (a share unmounted) since the file was written: its
+				// absence says nothing of the ERP. The orders wait for the folder.
+				return fail(fmt.Errorf("folder %s lost the file %s and the order file %s before it was put in place: it is not the folder storeedge wrote to (a share that is not mounted?); the orders wait", t.dir, folderMarker, tmpPrefix+b.File))
+			}
 			if !exists(final) {
 				a.log.Info("backoffice: an order file interrupted after it was put in place is gone already (taken by the ERP); not writing it again",
 					slog.String(logKeyTarget, t.Name), slog.String(logKeyFile, b.File))

@@ -319,6 +319,56 @@ func TestUnmountedShareAfterAStop(t *testing.T) {
 	}
 }
 
+// A share that goes away during a run, between writing an order file under its temporary name
+// and renaming it (the mount point left empty), does not pass for the ERP having taken the file:
+// the orders wait, and come once the share is back.
+func TestShareGoneBeforeTheRename(t *testing.T) {
+	ctx := context.Background()
+	share, away := t.TempDir(), t.TempDir()
+	db := openDB(t, filepath.Join(t.TempDir(), "shop.db"))
+	bo := config.BackOffice{Export: config.BackOfficeExport{Dir: share, Format: config.ExportCSV}}
+	move := func(from, to string) {
+		t.Helper()
+		entries, _ := os.ReadDir(from)
+		for _, e := range entries {
+			if err := os.Rename(filepath.Join(from, e.Name()), filepath.Join(to, e.Name())); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// A first run marks the folder as storeedge's; the orders come after it.
+	if err := agentFor(db, false, bo).RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	list := createOrders(t, db, 3, false)
+	a := agentFor(db, false, bo)
+	a.hook = func(step string) error {
+		if step == stepMarked {
+			move(share, away) // unmounted: its files away, the mount point empty
+		}
+		return nil
+	}
+	if err := a.RunOnce(ctx); err == nil {
+		t.Fatal("a run whose share went away before the rename succeeded")
+	}
+	for _, o := range list {
+		if n := countStage(t, db, o.ID, orders.StageExported); n != 0 {
+			t.Fatalf("order %d recorded exported while its file is away", o.Number)
+		}
+	}
+	move(away, share) // the share is back
+	if err := agentFor(db, false, bo).RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := readOrderFiles(t, share)
+	seen := idsOnce(t, got)
+	for _, o := range list {
+		if !seen[o.ID] || countStage(t, db, o.ID, orders.StageExported) != 1 {
+			t.Errorf("order %d: in the folder %v, exported entries %d", o.Number, seen[o.ID], countStage(t, db, o.ID, orders.StageExported))
+		}
+	}
+}
+
 // export.dir changed while an order file was recorded complete but not yet renamed: the new folder
 // is new to storeedge, so the file's absence there says nothing of the ERP; the file is written
 // there again, and every order reaches the new folder once.
