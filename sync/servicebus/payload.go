@@ -72,7 +72,15 @@ func Decode(body []byte) (Payload, error) {
 		return bad("body: a JSON string, not an order object: the order was encoded twice (a JSON text passed to JSON.stringify, say); send the object itself")
 	}
 	var notUTF8 *strictjson.InvalidUTF8Error
-	switch err := strictjson.Decode(body, &p); {
+	var wrongType *json.UnmarshalTypeError
+	err := strictjson.Decode(body, &p)
+	if errors.As(err, &wrongType) && len(wrongType.Value) > maxQuotedBytes {
+		// The decoder quotes a number whole ("number 9999…"): cut as a quoted value is.
+		cut := *wrongType
+		cut.Value = clip.String(wrongType.Value, maxQuotedBytes)
+		err = &cut
+	}
+	switch {
 	case errors.As(err, &notUTF8):
 		return bad("%v", notUTF8)
 	case errors.Is(err, strictjson.ErrTrailing):

@@ -64,6 +64,9 @@ func TestDecodeNamesTheProblem(t *testing.T) {
 		{`"note":"18:00"`, `"notes":"18:00"`, "unknown field"},
 		{`"customer":{"name":"Ana"}`, `"customer":{"name":"Ana","address":"1 rue X"}`, "unknown field"},
 		{`"total":800`, `"total":"800"`, "cannot unmarshal"},
+		// A number too long for its field is quoted cut, as a quoted value is: the reason names
+		// the field after it, within the description's 1,024 bytes.
+		{`"total":800`, `"total":` + strings.Repeat("9", 5000), "cannot unmarshal number " + strings.Repeat("9", 57) + "… into Go struct field Payload.total of type int64"},
 		{`{"order_id"`, `[{"order_id"`, "not an order document"},
 	} {
 		body := strings.Replace(goodPayload, tc.from, tc.to, 1)
