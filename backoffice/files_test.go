@@ -270,6 +270,41 @@ func stoppedAfterMarked(t *testing.T, dir string) (*storage.DB, []orders.Order) 
 	return openDB(t, dbPath), list
 }
 
+// moveAll moves every file of folder from into folder to: a share unmounted (its files away, the
+// mount point empty), or mounted again.
+func moveAll(t *testing.T, from, to string) {
+	t.Helper()
+	entries, _ := os.ReadDir(from)
+	for _, e := range entries {
+		if err := os.Rename(filepath.Join(from, e.Name()), filepath.Join(to, e.Name())); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// wantNotExported fails the test when one of list was recorded exported.
+func wantNotExported(t *testing.T, db *storage.DB, list []orders.Order) {
+	t.Helper()
+	for _, o := range list {
+		if n := countStage(t, db, o.ID, orders.StageExported); n != 0 {
+			t.Fatalf("order %d recorded exported while its file is away", o.Number)
+		}
+	}
+}
+
+// wantExportedOnce fails the test unless each of list is in dir's order files and recorded
+// exported once.
+func wantExportedOnce(t *testing.T, db *storage.DB, dir string, list []orders.Order) {
+	t.Helper()
+	got, _ := readOrderFiles(t, dir)
+	seen := idsOnce(t, got)
+	for _, o := range list {
+		if !seen[o.ID] || countStage(t, db, o.ID, orders.StageExported) != 1 {
+			t.Errorf("order %d: in the folder %v, exported entries %d", o.Number, seen[o.ID], countStage(t, db, o.ID, orders.StageExported))
+		}
+	}
+}
+
 // A folder storeedge wrote to that comes back without its marker is another folder under the same
 // path: a share not mounted at the restart after a stop between recording a file complete and
 // renaming it, its empty mount point in its place. The file is neither assumed taken by the ERP
@@ -282,12 +317,7 @@ func TestUnmountedShareAfterAStop(t *testing.T) {
 	db, list := stoppedAfterMarked(t, share)
 	// At the restart the share is not mounted: its files are away, the mount point is empty.
 	away := t.TempDir()
-	entries, _ := os.ReadDir(share)
-	for _, e := range entries {
-		if err := os.Rename(filepath.Join(share, e.Name()), filepath.Join(away, e.Name())); err != nil {
-			t.Fatal(err)
-		}
-	}
+	moveAll(t, share, away)
 	b := agentFor(db, false, bo)
 	if err := b.RunOnce(ctx); err == nil || !strings.Contains(err.Error(), "not mounted") {
 		t.Fatalf("a run with the share away: %v, want the orders waiting for it", err)
@@ -295,28 +325,12 @@ func TestUnmountedShareAfterAStop(t *testing.T) {
 	if entries, _ := os.ReadDir(share); len(entries) != 0 {
 		t.Fatalf("files written into the empty mount point: %v", entries)
 	}
-	for _, o := range list {
-		if n := countStage(t, db, o.ID, orders.StageExported); n != 0 {
-			t.Fatalf("order %d recorded exported while its file is away", o.Number)
-		}
-	}
-	// The share is back.
-	entries, _ = os.ReadDir(away)
-	for _, e := range entries {
-		if err := os.Rename(filepath.Join(away, e.Name()), filepath.Join(share, e.Name())); err != nil {
-			t.Fatal(err)
-		}
-	}
+	wantNotExported(t, db, list)
+	moveAll(t, away, share) // the share is back
 	if err := b.RunOnce(ctx); err != nil {
 		t.Fatal(err)
 	}
-	got, _ := readOrderFiles(t, share)
-	seen := idsOnce(t, got)
-	for _, o := range list {
-		if !seen[o.ID] || countStage(t, db, o.ID, orders.StageExported) != 1 {
-			t.Errorf("order %d: in the folder %v, exported entries %d", o.Number, seen[o.ID], countStage(t, db, o.ID, orders.StageExported))
-		}
-	}
+	wantExportedOnce(t, db, share, list)
 }
 
 // A share that goes away during a run, between writing an order file under its temporary name
@@ -327,15 +341,6 @@ func TestShareGoneBeforeTheRename(t *testing.T) {
 	share, away := t.TempDir(), t.TempDir()
 	db := openDB(t, filepath.Join(t.TempDir(), "shop.db"))
 	bo := config.BackOffice{Export: config.BackOfficeExport{Dir: share, Format: config.ExportCSV}}
-	move := func(from, to string) {
-		t.Helper()
-		entries, _ := os.ReadDir(from)
-		for _, e := range entries {
-			if err := os.Rename(filepath.Join(from, e.Name()), filepath.Join(to, e.Name())); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
 	// A first run marks the folder as storeedge's; the orders come after it.
 	if err := agentFor(db, false, bo).RunOnce(ctx); err != nil {
 		t.Fatal(err)
@@ -344,29 +349,19 @@ func TestShareGoneBeforeTheRename(t *testing.T) {
 	a := agentFor(db, false, bo)
 	a.hook = func(step string) error {
 		if step == stepMarked {
-			move(share, away) // unmounted: its files away, the mount point empty
+			moveAll(t, share, away) // unmounted
 		}
 		return nil
 	}
 	if err := a.RunOnce(ctx); err == nil {
 		t.Fatal("a run whose share went away before the rename succeeded")
 	}
-	for _, o := range list {
-		if n := countStage(t, db, o.ID, orders.StageExported); n != 0 {
-			t.Fatalf("order %d recorded exported while its file is away", o.Number)
-		}
-	}
-	move(away, share) // the share is back
+	wantNotExported(t, db, list)
+	moveAll(t, away, share) // the share is back
 	if err := agentFor(db, false, bo).RunOnce(ctx); err != nil {
 		t.Fatal(err)
 	}
-	got, _ := readOrderFiles(t, share)
-	seen := idsOnce(t, got)
-	for _, o := range list {
-		if !seen[o.ID] || countStage(t, db, o.ID, orders.StageExported) != 1 {
-			t.Errorf("order %d: in the folder %v, exported entries %d", o.Number, seen[o.ID], countStage(t, db, o.ID, orders.StageExported))
-		}
-	}
+	wantExportedOnce(t, db, share, list)
 }
 
 // export.dir changed while an order file was recorded complete but not yet renamed: the new folder
