@@ -511,38 +511,32 @@ func (f *Fetcher) consider(it *storage.MediaItem, refill bool, gen uint64) int {
 	if r, ok := f.recent[it.ID]; ok && r.gen > gen && t == nil {
 		it.CachedMD5 = r.md5hex // recorded after the entry was read
 	}
-	if it.CachedMD5 == md5hex {
-		switch {
-		case t == nil:
-		case !t.running:
-			f.q.remove(t)
-		case t.md5hex() != md5hex:
-			// Back to the content served while another version downloads: once that one is
-			// recorded, this one is fetched again (its file may be gone with it).
+	if t != nil && t.running {
+		// The version the manifest names comes after the one downloading, even the content
+		// served (whose file may go with the other once it is in); the one downloading needs
+		// nothing after it.
+		t.next = nil
+		if t.md5hex() != md5hex {
 			m := it.Manifest
 			t.next = &m
-		default:
-			t.next = nil // the content served, downloading again: nothing after it
+		}
+		return considered
+	}
+	if it.CachedMD5 == md5hex {
+		if t != nil {
+			f.q.remove(t)
 		}
 		return considered
 	}
 	if t != nil {
-		switch {
-		case t.running && t.md5hex() != md5hex:
-			m := it.Manifest
-			t.next = &m
-		case t.running:
-			t.next = nil // back to the version downloading: a newer one seen meanwhile is gone
-		case !t.running:
-			old := t.md5
-			f.q.setVersion(t, it.Manifest, md5hex)
-			if old != t.md5 {
-				f.dropPartialLocked(t, old)
-				f.rewantedLocked(t)
-			}
-			if t.class != classOnDemand {
-				f.q.reclass(t, class)
-			}
+		old := t.md5
+		f.q.setVersion(t, it.Manifest, md5hex)
+		if old != t.md5 {
+			f.dropPartialLocked(t, old)
+			f.rewantedLocked(t)
+		}
+		if t.class != classOnDemand {
+			f.q.reclass(t, class)
 		}
 		return considered
 	}
