@@ -60,6 +60,20 @@ func discoveryOff(cfg config.Config) string {
 	return ""
 }
 
+// boundHost is the address lan.bind names, when it names one (not "" nor an unspecified
+// address): as the UDP answer's URL gives it (host), and as mDNS's A records give it (v4, invalid
+// when it is an IPv6 address: A records hold IPv4 ones only).
+func boundHost(bind string) (host string, v4 netip.Addr) {
+	ip, err := netip.ParseAddr(bind)
+	if err != nil || ip.IsUnspecified() {
+		return "", netip.Addr{}
+	}
+	if ip.Is4() || ip.Is4In6() {
+		v4 = ip.Unmap()
+	}
+	return ip.String(), v4
+}
+
 // newDiscovery builds discovery from the configuration and the LAN ports actually open (addrs, as
 // server.Addrs gives them), and binds the UDP port so that a port in use stops the start. It
 // returns nil when discovery is off.
@@ -69,14 +83,7 @@ func newDiscovery(cfg config.Config, addrs map[string]string, pairingOpen func()
 		return nil, nil
 	}
 	info, httpPort := discoveryInfo(cfg, addrs)
-	host := ""
-	var hostAddr netip.Addr // mDNS's A records: the front door's address when it listens on one
-	if ip, err := netip.ParseAddr(cfg.LAN.Bind); err == nil && !ip.IsUnspecified() {
-		host = ip.String()
-		if ip.Is4() || ip.Is4In6() {
-			hostAddr = ip.Unmap()
-		}
-	}
+	host, hostAddr := boundHost(cfg.LAN.Bind)
 	d := &discoveryServices{}
 	if cfg.Discovery.UDP.Enabled {
 		udp, err := discovery.NewServer(discovery.Options{
