@@ -611,12 +611,15 @@ func TestBrokenFeedAnswersDoNotLoop(t *testing.T) {
 // nor grows past the poll.
 func TestOneFailingCollectionKeepsThePollForTheOthers(t *testing.T) {
 	for _, mode := range []string{"count mismatch", "retry after", "410 after a page", "then all rate limited",
-		"count mismatch while products change", "500 while products change", "products broken, prices cut after a page"} {
+		"count mismatch while products change", "500 while products change", "products broken, prices cut after a page",
+		"400, permanent for the request"} {
 		t.Run(mode, func(t *testing.T) {
 			waits := failingPrices(t, mode)
 			switch mode {
 			case "count mismatch", "count mismatch while products change", "500 while products change",
-				"products broken, prices cut after a page":
+				"products broken, prices cut after a page", "400, permanent for the request":
+				// A 400 is permanent for the request, and the feed has nothing to set aside: it
+				// asks again after the backoff, as for the other failures (cloud-api.md).
 				// Pages the other collections apply are no progress of the failing one: its
 				// wait is not reset at each pass, nor does it grow past the poll.
 				for i, d := range waits {
@@ -695,6 +698,11 @@ func failingPrices(t *testing.T, mode string) []time.Duration {
 			switch mode {
 			case "count mismatch", "then all rate limited", "count mismatch while products change":
 				w.Write([]byte(`{"end":{"cursor":"c-stuck","count":3,"more":false,"remaining":0}}` + "\n"))
+				return
+			case "400, permanent for the request":
+				w.Header().Set("Content-Type", "application/problem+json")
+				w.WriteHeader(http.StatusBadRequest)
+				w.Write([]byte(`{"type":"about:blank","title":"Bad Request","status":400}`))
 				return
 			case "500 while products change":
 				w.Header().Set("Content-Type", "application/problem+json")
