@@ -202,7 +202,7 @@ func TestRevokeClosesThePushConnectionFirst(t *testing.T) {
 	if !d.Connected() {
 		t.Fatal("the device is not connected after its command")
 	}
-	other, err := sql.Open("sqlite", e.db.Path())
+	other, err := sql.Open("sqlite", "file:"+e.db.Path()+"?_pragma=busy_timeout(10000)")
 	if err != nil {
 		t.Fatal(err)
 	}

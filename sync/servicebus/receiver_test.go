@@ -142,7 +142,7 @@ func TestStopWhileStoringCompletesTheMessage(t *testing.T) {
 	}
 	defer db.Close()
 	// Another connection holds the database's write lock: the store waits for it.
-	other, err := sql.Open("sqlite", "file:"+path)
+	other, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -360,7 +360,8 @@ func TestReceiverOverWebSocketsThroughProxy(t *testing.T) {
 // stored once the failure ends.
 func TestLocalFailurePausesReceiving(t *testing.T) {
 	rg := newRig(t, testenv.SBPeerOptions{MaxDeliveryCount: 5}, Options{LocalFailureBackoff: 200 * time.Millisecond})
-	raw, err := sql.Open("sqlite", rg.db.Path())
+	// The receiver writes (and fails) beside this connection: it waits for the lock.
+	raw, err := sql.Open("sqlite", "file:"+rg.db.Path()+"?_pragma=busy_timeout(10000)")
 	if err != nil {
 		t.Fatal(err)
 	}
