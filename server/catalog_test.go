@@ -293,6 +293,26 @@ func TestSettings(t *testing.T) {
 	}
 }
 
+// A shop with more settings than GET /settings sends gets the first 1,000 by key and no next
+// (openapi.yaml); the others reach devices through the delta feed.
+func TestSettingsBeyondTheFirstThousand(t *testing.T) {
+	db := openDB(t)
+	var changes []cloudapi.Change
+	for i := range 1001 {
+		changes = append(changes, settingChange(fmt.Sprintf("k%04d", i), 1, "1"))
+	}
+	applyPage(t, db, cloudapi.Settings, 0, changes...)
+	f := newFixtureDB(t, db)
+	p := decodeOK[pageJSON](t, f.get(t, "/api/v1/catalog/settings"))
+	if len(p.Items) != 1000 || p.Items[0].ID != "k0000" || p.Items[999].ID != "k0999" || p.Next != "" {
+		t.Fatalf("%d settings from %s to %s, next %q: want the first 1000 by key and no next", len(p.Items), p.Items[0].ID, p.Items[len(p.Items)-1].ID, p.Next)
+	}
+	all, _ := drain(t, f, 0, "")
+	if len(all) != 1001 || all[1000].ID != "k1000" || all[1000].Collection != cloudapi.Settings {
+		t.Fatalf("the delta feed has %d changes, the last %+v: want the 1001 settings, k1000 last", len(all), all[len(all)-1])
+	}
+}
+
 type changeJSON struct {
 	Seq        int64           `json:"seq"`
 	Collection string          `json:"collection"`
