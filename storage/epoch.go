@@ -69,6 +69,12 @@ type runMark struct {
 	End int64  `json:"end"`
 }
 
+// Files are the files of the database at path: the database, SQLite's write-ahead log and
+// shared memory, and the ids and epoch files beside them.
+func Files(path string) []string {
+	return []string{path, path + "-wal", path + "-shm", idsFile(path), epochFile(path)}
+}
+
 // epochFile is the file of the database at path: storeedge.epoch beside storeedge.db.
 func epochFile(path string) string {
 	return strings.TrimSuffix(path, filepath.Ext(path)) + ".epoch"

@@ -73,7 +73,9 @@ func Restore(ctx context.Context, o RestoreOptions) (Restored, error) {
 	db := o.Config.DatabasePath()
 	res, err := storage.Restore(ctx, o.File, db)
 	r.RestoreResult = res
-	matchOwner(o.Config.DataDir, db, db+"-wal", db+"-shm", res.Previous, res.Damaged, filepath.Join(o.Config.DataDir, dirlock.FileName))
+	// Run as root, restore writes files the service's account must own: the database's, the ids
+	// file it marks unclean, the replaced database kept and the data folder's lock.
+	matchOwner(o.Config.DataDir, append(storage.Files(db), res.Previous, res.Damaged, filepath.Join(o.Config.DataDir, dirlock.FileName))...)
 	if errors.Is(err, storage.ErrInUse) {
 		return r, fmt.Errorf("restore: %w; on Linux: systemctl stop storeedge, on Windows: storeedge service stop", err)
 	}

@@ -1,0 +1,53 @@
+//go:build unix
+
+package backup
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	"github.com/storeedge/storeedge/tools/testenv"
+)
+
+// A restore run as root (install.md says sudo) leaves every file of the data folder to the
+// folder's owner, the service account: a root-only ids file would make the service's next start
+// take its marks for lost and jump the numbers it gives out.
+func TestRestoreAsRootLeavesTheFilesToTheServiceAccount(t *testing.T) {
+	testenv.RequireRoot(t) // restore gives files back to the service account only when run as root
+	const service = 65534  // nobody, standing for the service account
+	ctx := context.Background()
+	cfg := testConfig(t, "lyon", "key")
+	db := runningShop(t, cfg)
+	file := filepath.Join(t.TempDir(), "b")
+	if _, err := Take(ctx, cfg, file, "test"); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if err := os.Chown(cfg.DataDir, service, service); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Restore(ctx, RestoreOptions{Config: cfg, File: file}); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(cfg.DataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, e := range entries {
+		fi, err := e.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[e.Name()] = true
+		if st := fi.Sys().(*syscall.Stat_t); st.Uid != service || st.Gid != service {
+			t.Errorf("%s is owned by %d:%d after the restore, want the service account's %d:%d", e.Name(), st.Uid, st.Gid, service, service)
+		}
+	}
+	if !seen["storeedge.ids"] {
+		t.Fatalf("no storeedge.ids after the restore (files: %v): the test does not see what it checks", seen)
+	}
+}
