@@ -37,6 +37,9 @@ func checkDataDir(ctx context.Context, o Options) []Result {
 	if r, ok := checkServiceCanWrite("data_dir", dir, fi, o.ServiceUser); ok {
 		out = append(out, r)
 	}
+	if r, ok := checkServiceOwnsFiles("data_dir", storage.Files(o.Config.DatabasePath()), o.ServiceUser); ok {
+		out = append(out, r)
+	}
 	if r, ok := checkDataDirPrivate(dir); ok {
 		out = append(out, r)
 	}

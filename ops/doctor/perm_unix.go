@@ -8,6 +8,7 @@ import (
 	"os/user"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -113,6 +114,32 @@ func checkServiceCanWrite(key, dir string, fi os.FileInfo, account string) (Resu
 		return pass("data", check, "the service account "+account+" can write there"), true
 	}
 	return fail("data", check, "the service account "+account+" cannot write there", "chown -R "+account+":"+account+" "+dir), true
+}
+
+// checkServiceOwnsFiles checks, when doctor runs as root, that the service account can read and
+// write each file of paths that exists (the database's): one made by root, by a `storeedge run`
+// by hand, say, stops the service at its next start though the folder is the account's. ok is
+// false when there is nothing to say.
+func checkServiceOwnsFiles(key string, paths []string, account string) (Result, bool) {
+	if os.Geteuid() != 0 || account == "" {
+		return Result{}, false
+	}
+	uid, gids, ok := accountIDs(account)
+	if !ok {
+		return Result{}, false
+	}
+	var theirs []string
+	for _, p := range paths {
+		if fi, err := os.Lstat(p); err == nil && !permittedTo(fi, uid, gids, 0o6) {
+			theirs = append(theirs, p)
+		}
+	}
+	check := key + " files usable by " + account
+	if len(theirs) == 0 {
+		return pass("data", check, "the service account "+account+" can read and write the database's files"), true
+	}
+	return fail("data", check, "the service account "+account+" cannot read and write "+strings.Join(theirs, ", ")+": the service will not start",
+		"chown "+account+":"+account+" "+strings.Join(theirs, " ")), true
 }
 
 // permittedTo tells from the owner, group and mode bits whether uid (in gids) has every

@@ -3,6 +3,7 @@
 package doctor
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/storeedge/storeedge/internal/config"
+	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/tools/testenv"
 )
 
@@ -72,5 +74,44 @@ func TestConfigFileOpenToItsGroup(t *testing.T) {
 		if res.Status != c.status || !strings.Contains(res.Detail, c.detail) {
 			t.Errorf("group %d, mode %04o: %s %q; want %s %q", c.gid, c.mode, res.Status, res.Detail, c.status, c.detail)
 		}
+	}
+}
+
+// A database file left to root (a `storeedge run` by hand as root) stops the service at its next
+// start though the data folder is the service account's: doctor, run as root, names the file
+// and the chown that mends it.
+func TestDatabaseFileOfRootFails(t *testing.T) {
+	testenv.RequireRoot(t) // the service account check runs as root only
+	ctx := context.Background()
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	_, gids, ok := accountIDs("nobody")
+	if !ok || len(gids) == 0 {
+		t.Fatal("no account nobody, or no group")
+	}
+	owner := func(r []Result) Result {
+		for _, res := range r {
+			if strings.Contains(res.Check, "files usable by nobody") {
+				return res
+			}
+		}
+		t.Fatalf("no check of the database's files in %+v", r)
+		return Result{}
+	}
+	os.Chown(cfg.DataDir, 65534, gids[0])
+	db, err := storage.Open(ctx, cfg.DatabasePath()) // as root: the files are root's
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	res := owner(checkDataDir(ctx, Options{Config: cfg, ServiceUser: "nobody"}))
+	if res.Status != Fail || !strings.Contains(res.Detail, cfg.DatabasePath()) || !strings.Contains(res.Fix, "chown nobody:nobody "+cfg.DatabasePath()) {
+		t.Fatalf("database of root checked for nobody: %+v", res)
+	}
+	for _, p := range storage.Files(cfg.DatabasePath()) {
+		os.Chown(p, 65534, gids[0])
+	}
+	if res := owner(checkDataDir(ctx, Options{Config: cfg, ServiceUser: "nobody"})); res.Status != Pass {
+		t.Fatalf("database of nobody: %+v", res)
 	}
 }
