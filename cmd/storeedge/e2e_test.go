@@ -189,6 +189,7 @@ type shopOptions struct {
 	dataDir string
 	cloud   string
 	sets    []string
+	config  string // a configuration file, given with --config
 }
 
 func startShop(t *testing.T, o shopOptions) *shop {
@@ -211,6 +212,9 @@ func startShop(t *testing.T, o shopOptions) *shop {
 	}
 	for _, s := range o.sets {
 		args = append(args, "--set", s)
+	}
+	if o.config != "" {
+		args = append(args, "--config", o.config)
 	}
 	s := &shop{base: "http://127.0.0.1:" + strconv.Itoa(front), admin: "http://127.0.0.1:" + strconv.Itoa(admin), dataDir: o.dataDir, log: &testenv.Buffer{}, done: make(chan struct{})}
 	s.cmd = exec.Command(bin, args...)

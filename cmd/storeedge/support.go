@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"log/slog"
-	"os"
 	"time"
 
 	"github.com/storeedge/storeedge/internal/config"
@@ -52,7 +51,7 @@ func newSupport(cfg config.Config, dialer *wan.Dialer, db *storage.DB, src suppo
 	src.Version = buildVersion()
 	src.Config = cfg.Redacted
 	src.Doctor = func(ctx context.Context) any {
-		return doctor.Run(ctx, doctorOptions(cfg, dialer, config.ResolvePath("", os.Environ()), supportDoctorTimeout)).WithSummary()
+		return doctor.Run(ctx, doctorOptions(cfg, dialer, cfg.File, supportDoctorTimeout)).WithSummary()
 	}
 	return support.New(support.Options{
 		Connection: supportConnection(cfg, dialer),

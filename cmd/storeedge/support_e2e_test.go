@@ -32,7 +32,13 @@ func TestSupportChannelEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	conn := strings.Replace(peer.WebSocketConnectionString(), "SharedAccessKey=v", "SharedAccessKey="+sbKey, 1)
-	s := startShop(t, shopOptions{dataDir: t.TempDir(), cloud: cloud.url, sets: []string{
+	// The service's own file, named by --config: the doctor report a support request asks for
+	// checks it, not the default path.
+	cfgFile := filepath.Join(t.TempDir(), "shop.yaml")
+	if err := os.WriteFile(cfgFile, []byte("shop:\n  name: \"Lyon Part-Dieu\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := startShop(t, shopOptions{dataDir: t.TempDir(), cloud: cloud.url, config: cfgFile, sets: []string{
 		"server_id=storeedge-e2e", "shop.id=lyon-01",
 		"wan.proxy=http://" + proxy, "wan.extra_ca_file=" + caFile,
 		"support.servicebus.enabled=true", "support.servicebus.connection_string=" + conn,
@@ -78,7 +84,7 @@ func TestSupportChannelEndToEnd(t *testing.T) {
 	}
 	diag, _ := json.Marshal(answers["req-diag"].Result)
 	for _, want := range []string{`"server_id":"storeedge-e2e"`, `connection_string: \"xxxxx\"`, `support: request received`,
-		`"check":"support link support-replies"`, `"check":"quick_check","ok":true`} {
+		`"check":"support link support-replies"`, `"check":"quick_check","ok":true`, `"check":"configuration file ` + cfgFile + `"`} {
 		if !strings.Contains(string(diag), want) {
 			t.Errorf("diagnostics lacks %s:\n%.3000s", want, diag)
 		}

@@ -15,6 +15,9 @@ import (
 // Config is the whole configuration of one storeedge server. The field order is the order of
 // the keys in the example file and in Keys; the yaml tags are the key names.
 type Config struct {
+	// File is the configuration file Load read ("" for none): what the server was started with,
+	// for the doctor report a support request asks for. Not a key.
+	File string `yaml:"-" json:"-"`
 	// ServerID is the stable id of this server, announced to devices. Empty in the file means
 	// "derive it from the host name"; Load fills it in, so a loaded Config always has one.
 	ServerID string `yaml:"server_id"`

@@ -46,6 +46,7 @@ func Load(path string, env []string, flags []string) (Config, error) {
 			return c, err
 		}
 		errs = append(errs, c.applyFile(path, data)...)
+		c.File = path
 	}
 	errs = append(errs, c.applyEnv(env)...)
 	errs = append(errs, c.applyFlags(flags)...)
