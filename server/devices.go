@@ -88,16 +88,12 @@ func (s *Server) requireAdmin(next http.Handler) http.Handler {
 			problem(w, r, probAdminOff, "this server has no admin credential: set admin.token (or STOREEDGE_ADMIN_TOKEN) to use the admin API")
 			return
 		}
-		if s.guessesSpent(w, r) { // whatever it sends: the address waits out the minute
-			return
-		}
 		token, ok := bearer(r)
-		if !ok {
-			problem(w, r, probUnauthorized, "this route needs the admin credential: send Authorization: Bearer <admin.token>")
+		wrong := ok && !devices.EqualSecret(token, s.o.AdminToken)
+		if s.guessesSpent(w, r, wrong, "admin API: request refused: wrong admin token") { // whatever it sends: the address waits out the minute
 			return
 		}
-		if !devices.EqualSecret(token, s.o.AdminToken) {
-			s.wrongGuess(r, "admin API: request refused: wrong admin token")
+		if !ok || wrong {
 			problem(w, r, probUnauthorized, "this route needs the admin credential: send Authorization: Bearer <admin.token>")
 			return
 		}
@@ -106,10 +102,15 @@ func (s *Server) requireAdmin(next http.Handler) http.Handler {
 }
 
 // guessesSpent answers 429 and reports true when the request's address sent too many wrong
-// admin credentials (the API's, the metrics', the status page's login) in the current minute.
-func (s *Server) guessesSpent(w http.ResponseWriter, r *http.Request) bool {
-	allowed, wait := s.sessions.allowLogin(remoteIP(r), s.now())
+// admin credentials (the API's, the metrics', the status page's login) in the current minute;
+// otherwise a wrong credential (wrong) is counted against it and logged with msg.
+func (s *Server) guessesSpent(w http.ResponseWriter, r *http.Request, wrong bool, msg string) bool {
+	addr, now := remoteIP(r), s.now()
+	allowed, wait := s.sessions.tryLogin(addr, now, wrong)
 	if allowed {
+		if wrong {
+			s.logGuess(r, addr, now, msg)
+		}
 		return false
 	}
 	wait = max(wait.Round(time.Second), time.Second)
@@ -118,11 +119,9 @@ func (s *Server) guessesSpent(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
-// wrongGuess counts a wrong credential against the request's address and logs msg with it: at
-// most guessLogBudget lines a minute, then one line saying how many more there were.
-func (s *Server) wrongGuess(r *http.Request, msg string) {
-	addr, now := remoteIP(r), s.now()
-	s.sessions.failLogin(addr, now)
+// logGuess logs msg with the address of a wrong credential: at most guessLogBudget lines a
+// minute, then one line saying how many more there were.
+func (s *Server) logGuess(r *http.Request, addr string, now time.Time, msg string) {
 	log, dropped := s.guessLog.allow(now)
 	if dropped > 0 {
 		s.log.LogAttrs(r.Context(), slog.LevelWarn, "wrong admin credentials not logged in the last minute", slog.Int("count", dropped))

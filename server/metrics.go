@@ -173,14 +173,12 @@ func (s *Server) requireMetrics(next http.Handler) http.Handler {
 			problem(w, r, probAdminOff, "this server has no metrics credential: set metrics.token (or STOREEDGE_METRICS_TOKEN) or admin.token to read the metrics")
 			return
 		}
-		if s.guessesSpent(w, r) { // whatever it sends, as on the admin API
+		token, ok := bearer(r)
+		wrong := ok && !s.readsMetrics(token)
+		if s.guessesSpent(w, r, wrong, "metrics: scrape refused: wrong credential") { // whatever it sends, as on the admin API
 			return
 		}
-		token, ok := bearer(r)
-		if !ok || !s.readsMetrics(token) {
-			if ok {
-				s.wrongGuess(r, "metrics: scrape refused: wrong credential")
-			}
+		if !ok || wrong {
 			problem(w, r, probUnauthorized, "the metrics need a credential: send Authorization: Bearer <metrics.token> (or the admin token)")
 			return
 		}

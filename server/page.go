@@ -228,13 +228,14 @@ func (s *Server) pageLogin(w http.ResponseWriter, r *http.Request) error {
 		return s.render(w, http.StatusForbidden, "login.html", v)
 	}
 	addr, now := remoteIP(r), s.now()
-	if ok, wait := s.sessions.allowLogin(addr, now); !ok {
+	wrong := !devices.EqualSecret(r.PostFormValue("token"), s.o.AdminToken)
+	if ok, wait := s.sessions.tryLogin(addr, now, wrong); !ok {
 		w.Header()["Retry-After"] = []string{fmt.Sprint(int(max(wait.Round(time.Second), time.Second).Seconds()))}
 		v.Error = "Too many wrong tokens from this address. Try again in " + max(wait.Round(time.Second), time.Second).String() + "."
 		return s.render(w, http.StatusTooManyRequests, "login.html", v)
 	}
-	if !devices.EqualSecret(r.PostFormValue("token"), s.o.AdminToken) {
-		s.wrongGuess(r, "status page: login refused: wrong admin token") // counted, and logged within the budget
+	if wrong {
+		s.logGuess(r, addr, now, "status page: login refused: wrong admin token") // counted, and logged within the budget
 		v.Error = "That is not this server's admin token (admin.token)."
 		return s.render(w, http.StatusUnauthorized, "login.html", v)
 	}

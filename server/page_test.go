@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -407,51 +408,98 @@ func TestAdminOffTheFrontDoor(t *testing.T) {
 	}
 }
 
-// Wrong credentials from more addresses than the throttle remembers wipe no refused address's
-// count, and do not lock out an address that made no mistake; only when every address on record
+// Wrong credentials from more clients than the throttle remembers wipe no refused client's
+// count, and do not lock out a client that made no mistake; only when every client on record
 // is refused do new ones share one budget. This machine (loopback) is never refused.
 func TestThrottleHoldsAcrossManyAddresses(t *testing.T) {
 	p := newPageSessions()
 	now := testNow
+	allowed := func(addr string, at time.Time) bool { ok, _ := p.tryLogin(addr, at, false); return ok }
 	spend := func(addr string) {
 		for range pageLoginBudget {
-			p.failLogin(addr, now)
+			p.tryLogin(addr, now, true)
 		}
 	}
 	spend("192.0.2.1")
-	if ok, _ := p.allowLogin("192.0.2.1", now); ok {
+	if allowed("192.0.2.1", now) {
 		t.Fatal("an address past its budget may try again")
 	}
 	for i := range pageMaxAddresses + 100 {
-		addr := fmt.Sprintf("fd00::%x", i+1)
-		if ok, _ := p.allowLogin(addr, now); ok {
-			p.failLogin(addr, now)
-		}
+		p.tryLogin(fmt.Sprintf("fd00:%x::1", i+1), now, true) // as many /64s
 	}
-	if ok, _ := p.allowLogin("192.0.2.1", now); ok {
+	if allowed("192.0.2.1", now) {
 		t.Fatal("after many other addresses failed once, the address past its budget may try again")
 	}
-	if ok, _ := p.allowLogin("192.0.2.200", now); !ok {
+	if !allowed("192.0.2.200", now) {
 		t.Fatal("an address that made no mistake is refused after many others failed")
 	}
-	// Every address on record refused: the next ones share one budget.
+	// Every client on record refused: the next ones share one budget.
 	for i := range pageMaxAddresses {
-		spend(fmt.Sprintf("fd01::%x", i+1))
+		spend(fmt.Sprintf("fd01:%x::1", i+1))
 	}
 	for i := range pageLoginBudget {
-		p.failLogin(fmt.Sprintf("fd02::%x", i+1), now)
+		p.tryLogin(fmt.Sprintf("fd02:%x::1", i+1), now, true)
 	}
-	if ok, _ := p.allowLogin("fd02::ffff", now); ok {
-		t.Fatal("with every address on record refused, the others went past their shared budget")
+	if allowed("fd02:ffff::1", now) {
+		t.Fatal("with every client on record refused, the others went past their shared budget")
 	}
-	if ok, _ := p.allowLogin("127.0.0.1", now); !ok {
+	if !allowed("127.0.0.1", now) || !allowed("::1", now) {
 		t.Fatal("loopback is refused")
 	}
-	if ok, _ := p.allowLogin("fd02::ffff", now.Add(pageLoginWindow)); !ok {
+	if !allowed("fd02:ffff::1", now.Add(pageLoginWindow)) {
 		t.Fatal("the shared budget is still spent after its window ended")
 	}
-	if ok, _ := p.allowLogin("192.0.2.1", now.Add(pageLoginWindow)); !ok {
+	if !allowed("192.0.2.1", now.Add(pageLoginWindow)) {
 		t.Fatal("the address is still refused after its window ended")
+	}
+}
+
+// The addresses of one IPv6 /64, which a single host may take one after another, share a budget:
+// hopping across them gives no more guesses. Another /64 has its own.
+func TestThrottleCountsAnIPv6Prefix(t *testing.T) {
+	p := newPageSessions()
+	for i := range pageLoginBudget {
+		if ok, _ := p.tryLogin(fmt.Sprintf("fd00:1:2:3::%x", i+1), testNow, true); !ok {
+			t.Fatalf("guess %d refused within the budget", i+1)
+		}
+	}
+	if ok, _ := p.tryLogin("fd00:1:2:3:ffff::1", testNow, false); ok {
+		t.Fatal("another address of the same /64 may try again")
+	}
+	if ok, _ := p.tryLogin("::ffff:192.0.2.7", testNow, false); !ok {
+		t.Fatal("an IPv4 address is refused for an IPv6 prefix's guesses")
+	}
+	if ok, _ := p.tryLogin("fd00:1:2:4::1", testNow, false); !ok {
+		t.Fatal("the next /64 is refused")
+	}
+}
+
+// Wrong admin tokens sent all at once from one address get no more than the budget's answers of
+// 401: the rest are 429, as if they had come one by one.
+func TestThrottleHoldsForGuessesSentTogether(t *testing.T) {
+	f := newFixture(t)
+	const n = 64
+	codes := make(chan int, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			req := httptest.NewRequest(http.MethodGet, "/api/v1/admin/devices", nil)
+			req.RemoteAddr = "192.0.2.9:5000"
+			req.Header.Set("Authorization", "Bearer not-the-admin-token-at-all")
+			<-start
+			codes <- f.do(t, req).Code
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(codes)
+	got := map[int]int{}
+	for c := range codes {
+		got[c]++
+	}
+	if got[http.StatusUnauthorized] != pageLoginBudget || got[http.StatusTooManyRequests] != n-pageLoginBudget {
+		t.Fatalf("answers %v to %d wrong tokens sent together: want %d of 401, the rest 429", got, n, pageLoginBudget)
 	}
 }
 
@@ -474,7 +522,7 @@ func TestWrongCredentialsLogIsBounded(t *testing.T) {
 	h := f.srv.listener(serviceAdmin)
 	for i := range 3 * guessLogBudget {
 		req := httptest.NewRequest(http.MethodGet, "/api/v1/status", nil)
-		req.RemoteAddr = fmt.Sprintf("[fd00::%x]:40000", i+1)
+		req.RemoteAddr = fmt.Sprintf("[fd00:%x::1]:40000", i+1) // as many /64s
 		req.Header.Set("Authorization", "Bearer wrong-token-0123456789")
 		h.ServeHTTP(httptest.NewRecorder(), req)
 	}
@@ -487,7 +535,7 @@ func TestWrongCredentialsLogIsBounded(t *testing.T) {
 		form := url.Values{"token": {"wrong-token-0123456789"}, "next": {"/status"}}
 		req := httptest.NewRequest(http.MethodPost, "/status/login", strings.NewReader(form.Encode()))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.RemoteAddr = fmt.Sprintf("[fd01::%x]:40000", i+1)
+		req.RemoteAddr = fmt.Sprintf("[fd01:%x::1]:40000", i+1)
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
 		if rec.Code != http.StatusUnauthorized {

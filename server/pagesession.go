@@ -97,58 +97,53 @@ func (p *pageSessions) end(id string) {
 	delete(p.byID, id)
 }
 
-// allowLogin tells whether addr may try to log in now; when not, how long until it may.
-func (p *pageSessions) allowLogin(addr string, now time.Time) (bool, time.Duration) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if isLoopbackAddr(addr) {
+// tryLogin checks the budget of wrong admin credentials of addr's client and, when wrong is
+// set, spends one of it, in one step under the lock: requests sent together cannot all pass the
+// check before their failures count. It reports false, counting nothing, while the budget is
+// spent, with how long until its window ends. A client is an IPv4 address or an IPv6 /64 (the
+// addresses a single host may take with privacy extensions); this machine (loopback) is never
+// held back.
+func (p *pageSessions) tryLogin(addr string, now time.Time, wrong bool) (bool, time.Duration) {
+	ip, err := netip.ParseAddr(addr)
+	if err == nil && ip.Unmap().IsLoopback() {
 		return true, 0 // this machine: shop IT at the server itself is never locked out
 	}
-	f, ok := p.failures[addr]
-	if !ok {
-		if len(p.failures) >= pageMaxAddresses {
-			p.forgetOldFailuresLocked(now)
-		}
-		if len(p.failures) < pageMaxAddresses {
-			return true, 0
-		}
-		f = &p.overflow // an address the table has no room for
-	}
-	if now.Sub(f.since) >= pageLoginWindow || f.n < pageLoginBudget {
-		return true, 0
-	}
-	return false, f.since.Add(pageLoginWindow).Sub(now)
-}
-
-// isLoopbackAddr tells an address of this machine.
-func isLoopbackAddr(addr string) bool {
-	ip, err := netip.ParseAddr(addr)
-	return err == nil && ip.Unmap().IsLoopback()
-}
-
-// failLogin counts a failed login from addr.
-func (p *pageSessions) failLogin(addr string, now time.Time) {
-	if isLoopbackAddr(addr) {
-		return
-	}
+	key := throttleKey(ip, err, addr)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	f, ok := p.failures[addr]
+	f, ok := p.failures[key]
 	if !ok && len(p.failures) >= pageMaxAddresses {
 		p.forgetOldFailuresLocked(now)
 		if len(p.failures) >= pageMaxAddresses {
 			f, ok = &p.overflow, true // no room: counted with the others that found none
 		}
 	}
-	if !ok || now.Sub(f.since) >= pageLoginWindow {
-		if f == &p.overflow {
-			p.overflow = loginFailures{n: 1, since: now}
-			return
-		}
-		p.failures[addr] = &loginFailures{n: 1, since: now}
-		return
+	fresh := !ok || now.Sub(f.since) >= pageLoginWindow
+	switch {
+	case !fresh && f.n >= pageLoginBudget:
+		return false, f.since.Add(pageLoginWindow).Sub(now)
+	case !wrong:
+	case fresh && f == &p.overflow:
+		p.overflow = loginFailures{n: 1, since: now}
+	case fresh:
+		p.failures[key] = &loginFailures{n: 1, since: now}
+	default:
+		f.n++
 	}
-	f.n++
+	return true, 0
+}
+
+// throttleKey is the client a wrong credential counts against: the IPv4 address, or the /64 of
+// an IPv6 one.
+func throttleKey(ip netip.Addr, parseErr error, addr string) string {
+	if parseErr != nil {
+		return addr
+	}
+	if ip = ip.Unmap(); ip.Is4() {
+		return ip.String()
+	}
+	p, _ := ip.WithZone("").Prefix(64)
+	return p.String()
 }
 
 // forgetOldFailuresLocked drops the windows that ended, and when none did, the counts of the
