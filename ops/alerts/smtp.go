@@ -86,10 +86,26 @@ func (s *SMTP) Send(ctx context.Context, m Message) error {
 	if err != nil {
 		return s.explain(err)
 	}
-	if err := c.DialAndSendWithContext(ctx, msg); err != nil {
+	if err := untilDone(ctx, func() error { return c.DialAndSendWithContext(ctx, msg) }); err != nil {
 		return s.explain(err)
 	}
 	return nil
+}
+
+// untilDone runs f, which the mail client bounds by ctx only while it connects and by
+// smtp.timeout (up to 5 minutes) after, and returns its error, or ctx's as soon as ctx ends: a
+// server that stalls must not hold the service's stop past its service manager's patience. f's
+// connection is then left to smtp.timeout; a mail given up so stays queued and goes again (with
+// the same Message-ID) after the restart.
+func untilDone(ctx context.Context, f func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("given up: %w", context.Cause(ctx))
+	}
 }
 
 // Check connects, says hello, secures the connection and logs in, then quits.
@@ -98,10 +114,13 @@ func (s *SMTP) Check(ctx context.Context) error {
 	if err != nil {
 		return s.explain(err)
 	}
-	if err := c.DialWithContext(ctx); err != nil {
-		return s.explain(err)
-	}
-	if err := c.Close(); err != nil {
+	err = untilDone(ctx, func() error {
+		if err := c.DialWithContext(ctx); err != nil {
+			return err
+		}
+		return c.Close()
+	})
+	if err != nil {
 		return s.explain(err)
 	}
 	return nil

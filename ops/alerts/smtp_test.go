@@ -1,9 +1,14 @@
 package alerts
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
 	"mime"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -161,5 +166,57 @@ func TestTestMessage(t *testing.T) {
 	ms := wantSubjects(t, srv, "[storeedge] Lyon Part-Dieu: test message")
 	if !strings.Contains(ms[0].Body, "through "+srv.Addr()+" (none)") || !strings.Contains(ms[0].Body, "Server: storeedge-lyon") {
 		t.Errorf("body:\n%s", ms[0].Body)
+	}
+}
+
+// A mail server that stops answering in the middle of a mail holds the server's stop no longer
+// than the stop itself: Send returns when its context ends, not after smtp.timeout (up to 5
+// minutes, past the 40 s systemd gives a stop before it kills the service).
+func TestStalledMailServerDoesNotHoldTheStop(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	stalled := make(chan struct{})
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		r := bufio.NewReader(c)
+		fmt.Fprint(c, "220 mail.shop.example ESMTP\r\n")
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			if strings.HasPrefix(strings.ToUpper(line), "MAIL FROM") {
+				close(stalled) // and never answer
+				io.Copy(io.Discard, r)
+				return
+			}
+			fmt.Fprint(c, "250 ok\r\n")
+		}
+	}()
+	port := ln.Addr().(*net.TCPAddr).Port
+	m, err := NewSMTP(config.SMTP{Host: "127.0.0.1", Port: port, Security: config.SMTPSecurityNone,
+		From: "storeedge@shop.example", Recipients: []string{"it@shop.example"}, Timeout: 5 * time.Minute}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	sent := make(chan error, 1)
+	go func() { sent <- m.Send(ctx, testIdentity.TestMessage(t0, m.String())) }()
+	<-stalled
+	stop()
+	select {
+	case err := <-sent:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Send after the stop: %v, want the stop's error", err)
+		}
+	case <-time.After(time.Minute): // a guard only: the mail client's own timeout is 5 minutes
+		t.Fatal("Send still waits for the stalled mail server a minute after the stop")
 	}
 }
