@@ -57,7 +57,14 @@ func appendFields(dst []field, prefix string, a slog.Attr) []field {
 }
 
 // plain is v as a value the writer goroutine may hold on to.
-func plain(v slog.Value) any {
+func plain(v slog.Value) (out any) {
+	// A typed nil (a nil *url.URL, a nil *MyError) panics in its String or Error, which slog's
+	// own handlers survive: so does the copy for shipping, which runs on the logging goroutine.
+	defer func() {
+		if r := recover(); r != nil {
+			out = fmt.Sprintf("!PANIC: %v", r)
+		}
+	}()
 	switch v.Kind() {
 	case slog.KindString:
 		return v.String()

@@ -160,3 +160,27 @@ func TestEncodedRecordHoldsNoSecret(t *testing.T) {
 		t.Errorf("more than the secrets went:\n%s", line)
 	}
 }
+
+type nilError struct{ why string }
+
+func (e *nilError) Error() string { return e.why }
+
+// A typed nil among a log call's values (a nil *url.URL, a nil *T error) panics in its String or
+// Error; slog's own handlers survive it, and so does the copy for shipping, which runs on the
+// logging goroutine: the line is shipped, the value said to have panicked.
+func TestTypedNilValuesAreShipped(t *testing.T) {
+	h := &teeHandler{local: slog.DiscardHandler, s: &Shipper{o: Options{Level: slog.LevelDebug}, queue: make(chan entry, 10)}}
+	var err *nilError
+	slog.New(h).Warn("upload failed", slog.Any("url", (*url.URL)(nil)), slog.Any("error", error(err)), slog.Int("attempt", 2))
+	e := <-h.s.queue
+	got := map[string]any{}
+	for _, f := range e.attrs {
+		got[f.key] = f.val
+	}
+	if s, _ := got["url"].(string); !strings.HasPrefix(s, "!PANIC") || got["attempt"] != int64(2) {
+		t.Fatalf("attributes %v", got)
+	}
+	if s, _ := got["error"].(string); !strings.HasPrefix(s, "!PANIC") {
+		t.Fatalf("attributes %v", got)
+	}
+}
