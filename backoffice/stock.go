@@ -81,8 +81,12 @@ func (a *Agent) importStock(ctx context.Context) error {
 	for _, e := range entries {
 		present = append(present, e.Name())
 	}
-	if err := a.o.DB.StockFilesGone(ctx, present); err != nil {
-		return fmt.Errorf("backoffice: import: %w", err)
+	// A folder that lists nothing, not even done/, may be the empty mount point of a share that
+	// is not mounted: the files applied and not moved are still known when they come back.
+	if len(present) > 0 {
+		if err := a.o.DB.StockFilesGone(ctx, present); err != nil {
+			return fmt.Errorf("backoffice: import: %w", err)
+		}
 	}
 	for name := range a.unsettled {
 		if !slices.Contains(present, name) {
@@ -194,7 +198,7 @@ func (a *Agent) refuse(ctx context.Context, dir, name, sha string, size int64, r
 	if err := mkdirShared(failed); err != nil {
 		return settled(err)
 	}
-	dest := uniqueName(failed, name, a.now())
+	dest := uniqueName(failed, name, a.now(), ErrorFileSuffix) // an .error.txt left when its file was taken away is kept too
 	text := fmt.Sprintf("storeedge could not import the stock file %s (received %s, %d bytes):\n\n%s\n\n"+
 		"Nothing from this file was applied. Correct it and drop it again in %s\n",
 		name, a.now().UTC().Format(time.RFC3339), size, reason, dir)
@@ -332,10 +336,13 @@ func moveTo(dir, sub, name string) (string, error) {
 	return filepath.Join(sub, n), nil
 }
 
-// uniqueName returns name, or when dir has a file by that name already, the name with the time
-// (and a counter if need be) before its extension.
-func uniqueName(dir, name string, now time.Time) string {
-	if !exists(filepath.Join(dir, name)) {
+// uniqueName returns name, or when dir has a file by that name already (or by that name with one
+// of besides added), the name with the time (and a counter if need be) before its extension.
+func uniqueName(dir, name string, now time.Time, besides ...string) string {
+	taken := func(n string) bool {
+		return exists(filepath.Join(dir, n)) || slices.ContainsFunc(besides, func(s string) bool { return exists(filepath.Join(dir, n+s)) })
+	}
+	if !taken(name) {
 		return name
 	}
 	ext := filepath.Ext(name)
@@ -345,7 +352,7 @@ func uniqueName(dir, name string, now time.Time) string {
 		if i > 1 {
 			n = fmt.Sprintf("%s-%d%s", stem, i, ext)
 		}
-		if !exists(filepath.Join(dir, n)) {
+		if !taken(n) {
 			return n
 		}
 	}

@@ -211,6 +211,22 @@ func TestImportRefused(t *testing.T) {
 	if failed, _ := os.ReadDir(filepath.Join(dir, FailedDir)); len(failed) != 6 {
 		t.Fatalf("failed/ has %d files", len(failed))
 	}
+	// The refused file taken away from failed/ to be corrected, its .error.txt left: the next
+	// refusal under that name keeps it (storeedge never deletes anything in failed/).
+	if err := os.Remove(filepath.Join(dir, FailedDir, "bad.json")); err != nil {
+		t.Fatal(err)
+	}
+	kept, _ := os.ReadFile(filepath.Join(dir, FailedDir, "bad.json"+ErrorFileSuffix))
+	drop(t, dir, "bad.json", "[]x")
+	if err := a.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if now, _ := os.ReadFile(filepath.Join(dir, FailedDir, "bad.json"+ErrorFileSuffix)); string(now) != string(kept) {
+		t.Fatalf("the .error.txt left in failed/ was written over:\n%s", now)
+	}
+	if failed, _ := os.ReadDir(filepath.Join(dir, FailedDir)); len(failed) != 7 {
+		t.Fatalf("failed/ has %d files, want the new refusal's two beside the five", len(failed))
+	}
 }
 
 // TestImportTooBig refuses a file over the limit without reading it.
@@ -343,6 +359,21 @@ func TestImportAppliedButNotMovedHoldsNothingBack(t *testing.T) {
 	}
 }
 
+// In test mode the stock files are imported as in production (back-office.md): their levels are
+// the shop's and go to the cloud.
+func TestImportInTestMode(t *testing.T) {
+	db := openDB(t, "")
+	dir := t.TempDir()
+	a := agentFor(db, true, config.BackOffice{Import: config.BackOfficeImport{Dir: dir}})
+	drop(t, dir, "stock.csv", "product_id,quantity\nP1,4\n")
+	if err := a.RunOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := stockEntries(t, db); len(got) != 1 {
+		t.Fatalf("levels sent in test mode: %+v, want the file's", got)
+	}
+}
+
 // TestImportMissingFolder reports the folder.
 func TestImportMissingFolder(t *testing.T) {
 	db := openDB(t, "")
@@ -400,6 +431,40 @@ func TestImportAppliedButNotMovedIsNotAppliedAgain(t *testing.T) {
 	}
 	if got := stockEntries(t, db); got["stock:"+sha(first)+":i3:1"] != want["stock:"+sha(first)+":i1:1"] {
 		t.Fatalf("the first file dropped again after it was moved: %+v, want it applied again", got)
+	}
+}
+
+// A folder listed empty, not even done/ in it (the empty mount point of a share that is not
+// mounted), forgets no file applied and not moved: back with the share, such a file is only moved,
+// not applied again over the file applied after it.
+func TestImportUnmountedShareForgetsNothing(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t, "")
+	dir := t.TempDir()
+	a := importAgent(db, dir)
+	drop(t, dir, "stock-1.csv", "product_id,quantity\nP1,10\n")
+	drop(t, dir, "stock-2.csv", "product_id,quantity\nP1,3\n")
+	drop(t, dir, DoneDir, "in the way") // every move fails
+	if err := a.RunOnce(ctx); err == nil {
+		t.Fatal("the run succeeded with done/ impossible to make")
+	}
+	share := t.TempDir() // where the share's files are while it is not mounted
+	moveAll(t, dir, share)
+	if err := a.RunOnce(ctx); err != nil {
+		t.Fatalf("a run on the empty folder: %v", err)
+	}
+	moveAll(t, share, dir)
+	if err := os.Remove(filepath.Join(dir, DoneDir)); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := stockEntries(t, db); len(got) != 2 {
+		t.Fatalf("levels sent: %+v, want each file's once (stock-1 not applied again over stock-2)", got)
+	}
+	if f := strings.Join(files(t, dir), " "); f != "done/stock-1.csv done/stock-2.csv" {
+		t.Fatalf("files after the share came back: %s", f)
 	}
 }
 

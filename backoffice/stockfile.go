@@ -153,7 +153,7 @@ func parseStockCSV(data []byte) (rows []storage.StockLevel, lines []int, err err
 		}
 	}
 	if idCol < 0 || qtyCol < 0 {
-		return nil, nil, lineErr(1, "the header row %q lacks product_id or quantity: want a header row \"product_id,quantity\"", strings.Join(header, string(r.Comma)))
+		return nil, nil, lineErr(1, "the header row %q lacks product_id or quantity: want a header row \"product_id,quantity\"", clip([]byte(strings.Join(header, string(r.Comma)))))
 	}
 	for {
 		rec, err := r.Read()
@@ -170,9 +170,9 @@ func parseStockCSV(data []byte) (rows []storage.StockLevel, lines []int, err err
 		qty := strings.TrimSpace(rec[qtyCol])
 		q, err := strconv.ParseInt(qty, 10, 64)
 		if errors.Is(err, strconv.ErrRange) {
-			return nil, nil, lineErr(line, "quantity %s is out of range (at most %d either way)", qty, MaxQuantity)
+			return nil, nil, lineErr(line, "quantity %s is out of range (at most %d either way)", clip([]byte(qty)), MaxQuantity)
 		} else if err != nil {
-			return nil, nil, lineErr(line, "quantity %q is not a whole number", qty)
+			return nil, nil, lineErr(line, "quantity %q is not a whole number", clip([]byte(qty)))
 		}
 		rows = append(rows, storage.StockLevel{Row: len(rows) + 1, ProductID: strings.TrimSpace(rec[idCol]), Quantity: q})
 		lines = append(lines, line)

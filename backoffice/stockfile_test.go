@@ -72,6 +72,11 @@ func TestParseStockFileErrors(t *testing.T) {
 		{"json", "[\n{\"product_id\":\"P\\ud800\",\"quantity\":1}]", "line 2: product_id \"P\ufffd\" contains U+FFFD"},
 		{"csv", "product_id,quantity\n" + strings.Repeat("x", 300) + ",1\n", "line 2: product_id is longer than 256 bytes"},
 		{"csv", "product_id,quantity\nP1,1\n\xff,1\n", "line 3: not UTF-8 text"},
+		// A long value is quoted cut to 40 bytes, as in the JSON messages: the message goes to the
+		// status, the log and failed/'s .error.txt.
+		{"csv", "product_id,quantity\nP1," + strings.Repeat("x", 5000) + "\n", `line 2: quantity "` + strings.Repeat("x", 40) + `…" is not a whole number`},
+		{"csv", "product_id,quantity\nP1," + strings.Repeat("9", 5000) + "\n", "line 2: quantity " + strings.Repeat("9", 40) + "… is out of range"},
+		{"csv", "product_id," + strings.Repeat("q", 5000) + "\n", `line 1: the header row "product_id,` + strings.Repeat("q", 29) + `…" lacks`},
 		{"csv", many, fmt.Sprintf("line %d: more than 100000 rows", MaxStockRows+2)},
 		{"json", "", "line 1: empty file"},
 		{"json", "\n\n{\"product_id\":\"P1\"}", "line 3: want a JSON array"},
