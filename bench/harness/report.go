@@ -202,3 +202,17 @@ func Percentile(ds []time.Duration, p float64) time.Duration {
 	i := int(math.Ceil(p/100*float64(len(ds)))) - 1
 	return ds[min(max(i, 0), len(ds)-1)]
 }
+
+// Alternate runs round i of a comparison: daemon then baseline in even rounds, baseline then
+// daemon in odd ones, so that a drift of the machine's load within a round does not always favour
+// the same side. It stops at the first error.
+func Alternate(i int, daemon, baseline func() error) error {
+	first, second := daemon, baseline
+	if i%2 == 1 {
+		first, second = baseline, daemon
+	}
+	if err := first(); err != nil {
+		return err
+	}
+	return second()
+}

@@ -188,7 +188,7 @@ func prepareTarget(ctx context.Context, target string, db *storage.DB, dbPath, b
 		return "", "", err
 	}
 	cpu := harness.ProcessCPU() - cpu0
-	fmt.Fprintf(stdout, "storage only (%d goroutines calling storage.DB in a loop for 5 s, no HTTP): %.0f %s lookups/s; CPU %.1f s = %.1f µs per lookup\n",
+	fmt.Fprintf(stdout, "storage only (%d goroutines calling storage.DB in a loop for 5 s, no HTTP, keys uniformly random whatever the target): %.0f %s lookups/s; CPU %.1f s = %.1f µs per lookup\n",
 		runtime.GOMAXPROCS(0), float64(n)/elapsed.Seconds(), target, cpu.Seconds(), float64(cpu.Microseconds())/float64(n))
 	return script, base, nil
 }
@@ -215,7 +215,8 @@ func startBare(ctx context.Context, base string) (string, error) {
 	return "http://" + ln.Addr().String(), nil
 }
 
-// storageOnly calls storage.DB.Get (or ProductByBarcode) with random keys from GOMAXPROCS
+// storageOnly calls storage.DB.Get (or ProductByBarcode) with uniformly random keys, also for a
+// Zipf target (the figure is the storage's cost per lookup, not the workload's), from GOMAXPROCS
 // goroutines for d and returns the number of lookups and the time they took. For barcodes the
 // keys are read from the script's list file next to it.
 func storageOnly(ctx context.Context, db *storage.DB, target string, products int, script string, d time.Duration) (int64, time.Duration, error) {

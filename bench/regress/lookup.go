@@ -49,23 +49,16 @@ func LookupRates(ctx context.Context, base, token, fixedBin string, products, ro
 		}
 	}
 	for i := range rounds {
-		// Which side goes first alternates, so that a drift of the machine's load during a
-		// round does not always favour the same side.
-		first, second := onDaemon, onBare
-		if i%2 == 1 {
-			first, second = onBare, onDaemon
-		}
-		r1, err := requestRate(ctx, c, first, per)
+		var d, b float64
+		err := harness.Alternate(i, func() (err error) {
+			d, err = requestRate(ctx, c, onDaemon, per)
+			return err
+		}, func() (err error) {
+			b, err = requestRate(ctx, c, onBare, per)
+			return err
+		})
 		if err != nil {
 			return nil, nil, err
-		}
-		r2, err := requestRate(ctx, c, second, per)
-		if err != nil {
-			return nil, nil, err
-		}
-		d, b := r1, r2
-		if i%2 == 1 {
-			d, b = r2, r1
 		}
 		daemon, baseline = append(daemon, d), append(baseline, b)
 		fmt.Fprintf(w, "lookup: daemon %.0f req/s, bare handler %.0f req/s (%d bytes)\n", d, b, size)

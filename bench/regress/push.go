@@ -36,21 +36,30 @@ func PushRates(ctx context.Context, base string, devs []*devicesim.Device, round
 	frame := append(bytes.Clone(body), '\n')
 	done := 0
 	for i := range rounds + 1 { // the first measurement of each side is a warm-up
-		start := time.Now()
-		for range pushBatch {
-			done++
-			if err := pushRound(ctx, c, base, body, devs, done); err != nil {
-				return nil, nil, err
+		var d, b time.Duration
+		err := harness.Alternate(i, func() error {
+			start := time.Now()
+			for range pushBatch {
+				done++
+				if err := pushRound(ctx, c, base, body, devs, done); err != nil {
+					return err
+				}
 			}
-		}
-		d := time.Since(start) / pushBatch
-		start = time.Now()
-		for range pushBatch {
-			if err := peers.round(frame); err != nil {
-				return nil, nil, err
+			d = time.Since(start) / pushBatch
+			return nil
+		}, func() error {
+			start := time.Now()
+			for range pushBatch {
+				if err := peers.round(frame); err != nil {
+					return err
+				}
 			}
+			b = time.Since(start) / pushBatch
+			return nil
+		})
+		if err != nil {
+			return nil, nil, err
 		}
-		b := time.Since(start) / pushBatch
 		if i > 0 {
 			daemon, baseline = append(daemon, 1/d.Seconds()), append(baseline, 1/b.Seconds())
 			fmt.Fprintf(w, "push: %d devices in %s, plain TCP round in %s\n", len(devs), harness.FmtMs(d), harness.FmtMs(b))

@@ -26,15 +26,21 @@ func Rates(ctx context.Context, o *harness.Options, rounds int, w io.Writer) (da
 	if _, err := downloadFeeds(ctx, cloudURL, feeds, o.SyncLimit, io.Discard); err != nil {
 		return nil, nil, err
 	}
-	for range rounds {
-		base, err := runBaseline(ctx, o, feeds, io.Discard)
-		if err != nil {
-			return nil, nil, err
-		}
-		d, err := runDaemonSync(ctx, o, cloudURL, o.PageSizes[0], io.Discard)
-		if d != nil && d.dir != "" {
-			os.RemoveAll(d.dir)
-		}
+	for i := range rounds {
+		var base baselineResult
+		var d *daemonSync
+		err := harness.Alternate(i, func() error {
+			var err error
+			d, err = runDaemonSync(ctx, o, cloudURL, o.PageSizes[0], io.Discard)
+			if d != nil && d.dir != "" {
+				os.RemoveAll(d.dir)
+			}
+			return err
+		}, func() error {
+			var err error
+			base, err = runBaseline(ctx, o, feeds, io.Discard)
+			return err
+		})
 		if err != nil {
 			return nil, nil, err
 		}
