@@ -400,33 +400,9 @@ func (w *Worker) upload(ctx context.Context, entries []storage.OutboxEntry) (int
 		return 0, fmt.Errorf("outbox: upload %d entries: %w", len(entries), err)
 	}
 	w.answered(len(entries))
-	// Only the keys of this batch are settled: a key the answer names that was not sent (an
-	// entry still queued, or one the cloud confused with another) stays as it is.
-	sent := make(map[string]bool, len(keys))
-	for _, k := range keys {
-		sent[k] = true
-	}
-	stray := 0
-	take := func(k string) bool { // once each
-		if !sent[k] {
-			stray++
-			return false
-		}
-		delete(sent, k)
-		return true
-	}
-	res := storage.OutboxResult{Rejected: map[string]string{}}
-	for _, k := range append(resp.Accepted, resp.Duplicate...) {
-		if take(k) {
-			res.Delivered = append(res.Delivered, k)
-		}
-	}
-	for _, r := range resp.Rejected {
-		if take(r.Key) {
-			reason := clip.String(r.Reason, maxReasonBytes)
-			res.Rejected[r.Key] = reason
-			w.log.Warn("outbox: the cloud refused an entry; set aside", slog.String("key", r.Key), slog.String("reason", reason))
-		}
+	res, stray := settle(keys, resp)
+	for k, reason := range res.Rejected {
+		w.log.Warn("outbox: the cloud refused an entry; set aside", slog.String("key", k), slog.String("reason", reason))
 	}
 	if stray > 0 {
 		w.log.Warn("outbox: the cloud's answer named keys that were not in the batch; ignored", slog.Int("keys", stray))
@@ -455,4 +431,37 @@ func (w *Worker) upload(ctx context.Context, entries []storage.OutboxEntry) (int
 		return 0, fmt.Errorf("outbox: the cloud answered about none of %d entries", len(entries))
 	}
 	return answered, nil
+}
+
+// settle reads the cloud's answer about the batch of keys: each key of the batch is settled at
+// most once, by the first place the answer names it (accepted or duplicate: delivered; rejected:
+// set aside with its reason, clipped). A key the answer names that was not sent (an entry still
+// queued, or one the cloud confused with another) stays as it is and counts in stray.
+func settle(keys []string, resp cloudapi.UploadResponse) (res storage.OutboxResult, stray int) {
+	sent := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		sent[k] = true
+	}
+	take := func(k string) bool { // once each
+		if !sent[k] {
+			stray++
+			return false
+		}
+		delete(sent, k)
+		return true
+	}
+	res.Rejected = map[string]string{}
+	for _, list := range [][]string{resp.Accepted, resp.Duplicate} {
+		for _, k := range list {
+			if take(k) {
+				res.Delivered = append(res.Delivered, k)
+			}
+		}
+	}
+	for _, r := range resp.Rejected {
+		if take(r.Key) {
+			res.Rejected[r.Key] = clip.String(r.Reason, maxReasonBytes)
+		}
+	}
+	return res, stray
 }
