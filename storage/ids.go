@@ -127,14 +127,19 @@ func writeIDsFile(path string, m idMarks) error {
 	return writeFileSynced(path, append(b, '\n'))
 }
 
-// readSmallFile reads at most limit bytes of the file at path; fs.ErrNotExist when there is none.
+// readSmallFile reads the file at path, which must hold at most limit bytes; fs.ErrNotExist when
+// there is none.
 func readSmallFile(path string, limit int64) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	return io.ReadAll(io.LimitReader(f, limit))
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err == nil && int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes", filepath.Base(path), limit)
+	}
+	return b, err
 }
 
 // removeLeftovers removes the temporary files a stop in the middle of writeFileSynced(path)

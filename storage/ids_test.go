@@ -148,6 +148,21 @@ func TestDamagedIDsFile(t *testing.T) {
 	}
 }
 
+// An ids or epoch file over its limit is refused as such, not read cut short (which a valid
+// document padded with blanks would survive, and a longer one fail as "does not hold the marks").
+func TestSmallFileOverItsLimit(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "storeedge.ids")
+	doc := `{"events":5}`
+	os.WriteFile(path, []byte(doc+strings.Repeat(" ", maxIDsFileBytes-len(doc))), 0o600)
+	if _, err := readIDsFile(path); err != nil {
+		t.Fatalf("a file of %d bytes: %v", maxIDsFileBytes, err)
+	}
+	os.WriteFile(path, []byte(doc+strings.Repeat(" ", maxIDsFileBytes+1-len(doc))), 0o600)
+	if _, err := readIDsFile(path); err == nil || err.Error() != "storeedge.ids is larger than 1024 bytes" {
+		t.Fatalf("a file of %d bytes: %v", maxIDsFileBytes+1, err)
+	}
+}
+
 // Close says the stop was clean only after a commit that waits for the disk, and that commit
 // writes (a commit that changes nothing syncs nothing): with another connection open, as a backup
 // reading, SQLite does not checkpoint at close, and the WAL's last frames are the commits'.
