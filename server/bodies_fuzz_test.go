@@ -7,11 +7,12 @@ import (
 	"testing"
 )
 
-// FuzzRequestBodies sends arbitrary bodies to the routes that read one (besides orders, which
-// FuzzCreateOrderBody covers): the answer is a success or a 4xx problem document, checked
+// FuzzRequestBodies sends arbitrary bodies to the routes that read one (besides the order itself,
+// which FuzzCreateOrderBody covers; an order's status is here): the answer is a success or a 4xx problem document, checked
 // against the OpenAPI document by the fixture, never a panic or a 5xx.
 func FuzzRequestBodies(f *testing.F) {
 	fx := newFixture(f)
+	o := decodeOrder(f, fx.order(f, "pos", "k-fuzz", `{"lines":[{"product_id":"P0002","quantity":1}]}`), http.StatusCreated).Order
 	routes := []string{
 		"/api/v1/catalog/lookup",
 		"/api/v1/devices/heartbeat",
@@ -19,6 +20,7 @@ func FuzzRequestBodies(f *testing.F) {
 		"/api/v1/admin/commands",
 		"/api/v1/admin/pairing-codes",
 		"/api/v1/admin/devices/" + fx.device(f, "pos").DeviceID,
+		"/api/v1/orders/" + o.ID + "/status",
 	}
 	for i, body := range []string{
 		`{"ids":["P0001","P0002"],"barcodes":["4000000000003"]}`,
@@ -27,6 +29,7 @@ func FuzzRequestBodies(f *testing.F) {
 		`{"target":{"capability":"orders"},"type":"reload","payload":{},"ttl":"1h"}`,
 		`{"ttl":"30m"}`,
 		`{"name":"Till 2"}`,
+		`{"status":"ready","note":"table 4"}`,
 	} {
 		f.Add(uint8(i), body)
 	}
