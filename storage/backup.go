@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -260,13 +261,13 @@ func InspectBackup(ctx context.Context, path string) (BackupInfo, error) {
 	if err := integrityCheck(ctx, c, "integrity_check"); err != nil {
 		return info, fmt.Errorf("storage: backup %s is damaged: %w", path, err)
 	}
-	kv, err := keyValues(ctx, c, "backup_manifest")
+	kv, err := keyValues(ctx, c, "backup_manifest", "storeedge_version", "reason", "created_at")
 	if err != nil {
 		return info, fmt.Errorf("storage: backup %s: %w", path, err)
 	}
 	info.Manifest = Manifest{Version: kv["storeedge_version"], Reason: kv["reason"]}
 	info.Manifest.CreatedAt, _ = time.Parse(time.RFC3339, kv["created_at"])
-	if kv, err = keyValues(ctx, c, "identity"); err != nil {
+	if kv, err = keyValues(ctx, c, "identity", "server_id", "shop_id", "shop_name", "store_key_sha256"); err != nil {
 		return info, fmt.Errorf("storage: backup %s: %w", path, err)
 	}
 	info.Identity = Identity{ServerID: kv["server_id"], ShopID: kv["shop_id"], ShopName: kv["shop_name"], StoreKey: kv["store_key_sha256"]}
@@ -286,10 +287,20 @@ func InspectBackup(ctx context.Context, path string) (BackupInfo, error) {
 	return info, nil
 }
 
-// keyValues reads a key-value table; a table that does not exist reads as empty.
-func keyValues(ctx context.Context, c *sql.DB, table string) (map[string]string, error) {
+// maxBackupValue bounds what is read of a value of a backup's key-value tables, in characters: a
+// backup is a file from outside, and these values are a version, a time, names and a hash.
+const maxBackupValue = 1024
+
+// keyValues reads the given keys of a key-value table, each value cut to maxBackupValue; a
+// table that does not exist reads as empty.
+func keyValues(ctx context.Context, c *sql.DB, table string, keys ...string) (map[string]string, error) {
 	out := map[string]string{}
-	rows, err := c.QueryContext(ctx, `SELECT key, value FROM `+table)
+	args := make([]any, len(keys))
+	for i, k := range keys {
+		args[i] = k
+	}
+	rows, err := c.QueryContext(ctx, `SELECT key, coalesce(substr(value, 1, `+strconv.Itoa(maxBackupValue)+`), '') FROM `+table+
+		` WHERE key IN (`+strings.TrimSuffix(strings.Repeat("?,", len(keys)), ",")+`)`, args...)
 	if noSuchTable(err) {
 		return out, nil
 	}

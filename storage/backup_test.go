@@ -378,6 +378,35 @@ func TestRestoreRefusesABackupOfANewerSchema(t *testing.T) {
 	}
 }
 
+// A backup is a file from outside: what is read of its manifest and identity is bounded, whatever
+// a hand-made file holds (here a reason of 100,000 characters).
+func TestInspectBackupReadsBoundedValues(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "storeedge.db")
+	shopDB(t, path).Close()
+	backup := filepath.Join(t.TempDir(), "shop.backup")
+	if err := Backup(ctx, path, backup, Manifest{Version: "1.2.3", Reason: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := sql.Open("sqlite", backup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("é", 100_000)
+	_, err = raw.Exec(`UPDATE backup_manifest SET value = ? WHERE key = 'reason'`, long)
+	raw.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := InspectBackup(ctx, backup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Manifest.Reason != strings.Repeat("é", maxBackupValue) || info.Manifest.Version != "1.2.3" {
+		t.Fatalf("manifest read as version %q, a reason of %d bytes", info.Manifest.Version, len(info.Manifest.Reason))
+	}
+}
+
 func TestInspectBackupRefusesOtherFiles(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
