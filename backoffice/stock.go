@@ -133,7 +133,12 @@ func (a *Agent) importFile(ctx context.Context, dir, name, format string) error 
 	if !ok {
 		return errLater
 	}
-	if size > MaxStockFileBytes { // not read
+	if size > MaxStockFileBytes { // not read: known again by its name and size
+		if prev, refused, err := a.o.DB.StockFileRefused(ctx, name, ""); err != nil {
+			return err
+		} else if refused && prev.Size == size {
+			return a.moveRefused(ctx, dir, name, size, prev.Error)
+		}
 		return a.refuse(ctx, dir, name, "", size, &StockFileError{Msg: fmt.Sprintf("the file is %d bytes; the limit is %d (10 MiB): split it", size, MaxStockFileBytes)})
 	}
 	sum := sha256.Sum256(data)
@@ -151,6 +156,13 @@ func (a *Agent) importFile(ctx context.Context, dir, name, format string) error 
 		a.log.Info("backoffice: stock file applied at an earlier run and not moved then; moved now, not applied again", slog.String(logKeyFile, name),
 			slog.Time("imported_at", prev.At), slog.String("moved_to", moved))
 		return settled(a.o.DB.StockFileMoved(ctx, name))
+	}
+	// Refused already, and not moved to failed/ then: only move it, not refused (nor counted)
+	// again.
+	if prev, refused, err := a.o.DB.StockFileRefused(ctx, name, sha); err != nil {
+		return err
+	} else if refused {
+		return a.moveRefused(ctx, dir, name, prev.Size, prev.Error)
 	}
 	if prev, done, err := a.o.DB.StockImportedLast(ctx, sha); err != nil {
 		return err
@@ -194,6 +206,12 @@ func (a *Agent) refuse(ctx context.Context, dir, name, sha string, size int64, r
 		return err
 	}
 	a.refused.Add(1)
+	return a.moveRefused(ctx, dir, name, size, reason.Error())
+}
+
+// moveRefused writes the reason a stock file was refused beside it in failed/ and moves it there.
+// When it cannot, the next run finds the refusal (StockFileRefused) and tries again.
+func (a *Agent) moveRefused(ctx context.Context, dir, name string, size int64, reason string) error {
 	failed := filepath.Join(dir, FailedDir)
 	if err := mkdirShared(failed); err != nil {
 		return settled(err)
@@ -212,7 +230,7 @@ func (a *Agent) refuse(ctx context.Context, dir, name, sha string, size int64, r
 		return settled(err)
 	}
 	a.log.Error("backoffice: stock file refused; nothing from it was applied", slog.String(logKeyFile, name),
-		slog.String(logKeyError, reason.Error()), slog.String("moved_to", filepath.Join(FailedDir, dest)))
+		slog.String(logKeyError, reason), slog.String("moved_to", filepath.Join(FailedDir, dest)))
 	return nil
 }
 

@@ -496,3 +496,46 @@ func TestImportUnmovedThenReplaced(t *testing.T) {
 		t.Fatalf("after 10, 3 and 10 again: %+v, want each applied", got)
 	}
 }
+
+// A refused file that cannot be moved to failed/ (here a file named failed is in the way) is
+// refused once: the runs after only try the move again, and count nothing more; once the way is
+// clear it is moved, with its reason beside it. A file over the size limit likewise.
+func TestImportRefusedButNotMovedIsCountedOnce(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t, "")
+	dir := t.TempDir()
+	a := importAgent(db, dir)
+	drop(t, dir, FailedDir, "in the way")
+	drop(t, dir, "bad.csv", "product_id,quantity\nP1,five\n")
+	big := filepath.Join(dir, "big.csv")
+	if err := os.WriteFile(big, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(big, MaxStockFileBytes+1); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if err := a.RunOnce(ctx); err == nil {
+			t.Fatal("a run succeeded with failed/ impossible to make")
+		}
+	}
+	if st := a.Status().Import; st.Failed != 2 || a.Refusals() != 2 {
+		t.Fatalf("after three runs: %d refused in the status, %d refusals; want each file once", st.Failed, a.Refusals())
+	}
+	if err := os.Remove(filepath.Join(dir, FailedDir)); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if f := strings.Join(files(t, dir), " "); f != "failed/bad.csv failed/bad.csv.error.txt failed/big.csv failed/big.csv.error.txt" {
+		t.Fatalf("files once the way is clear: %s", f)
+	}
+	text, _ := os.ReadFile(filepath.Join(dir, FailedDir, "bad.csv"+ErrorFileSuffix))
+	if !strings.Contains(string(text), `line 2: quantity "five" is not a whole number`) {
+		t.Fatalf("error file:\n%s", text)
+	}
+	if st := a.Status().Import; st.Failed != 2 || a.Refusals() != 2 {
+		t.Fatalf("after the move: %d refused in the status, %d refusals", st.Failed, a.Refusals())
+	}
+}

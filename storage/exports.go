@@ -498,18 +498,32 @@ func (db *DB) StockImportedLast(ctx context.Context, sha256 string) (StockImport
 // file applied and then not moved is found so at the next run, and not applied again over the
 // files applied since. Once moved, a file of the same name and content dropped again is new.
 func (db *DB) StockFileApplied(ctx context.Context, name, sha256 string) (StockImport, bool, error) {
+	return db.stockFileUnmoved(ctx, ImportDone, name, sha256)
+}
+
+// StockFileRefused returns the refusal of a file of this name and content that has not seen it
+// moved to failed/ (StockFileMoved), recorded since the database was last restored: a file
+// refused and then not moved is found so at the next run, and only moved, not refused (and
+// counted) again.
+func (db *DB) StockFileRefused(ctx context.Context, name, sha256 string) (StockImport, bool, error) {
+	return db.stockFileUnmoved(ctx, ImportFailed, name, sha256)
+}
+
+// stockFileUnmoved returns the latest import in state of a file of this name and content that
+// waits for its move.
+func (db *DB) stockFileUnmoved(ctx context.Context, state, name, sha256 string) (StockImport, bool, error) {
 	var imp StockImport
 	var at int64
 	err := db.r.QueryRowContext(ctx, `SELECT id, name, sha256, size, row_count, state, error, at FROM stock_imports
-	    WHERE state = 'done' AND unmoved = 1 AND name = ? AND sha256 = ?
+	    WHERE state = ? AND unmoved = 1 AND name = ? AND sha256 = ?
 	      AND id > COALESCE((SELECT value FROM meta WHERE key = '`+metaStockRestored+`'), 0)
-	    ORDER BY id DESC LIMIT 1`, name, sha256).
+	    ORDER BY id DESC LIMIT 1`, state, name, sha256).
 		Scan(&imp.ID, &imp.Name, &imp.SHA256, &imp.Size, &imp.Rows, &imp.State, &imp.Error, &at)
 	if errors.Is(err, sql.ErrNoRows) {
 		return StockImport{}, false, nil
 	}
 	if err != nil {
-		return StockImport{}, false, fmt.Errorf("storage: stock file applied: %w", err)
+		return StockImport{}, false, fmt.Errorf("storage: stock file %s and not moved: %w", state, err)
 	}
 	imp.At = time.UnixMilli(at).UTC()
 	return imp, true, nil
@@ -668,7 +682,7 @@ func (db *DB) RecordStockImport(ctx context.Context, name, sha256 string, size i
 // RecordStockImportFailure records a stock file that could not be applied, and why.
 func (db *DB) RecordStockImportFailure(ctx context.Context, name, sha256 string, size int64, reason string) error {
 	err := db.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO stock_imports(name, sha256, size, state, error, at) VALUES (?, ?, ?, 'failed', ?, ?)`,
+		_, err := tx.ExecContext(ctx, `INSERT INTO stock_imports(name, sha256, size, state, error, at, unmoved) VALUES (?, ?, ?, 'failed', ?, ?, 1)`,
 			name, sha256, size, reason, time.Now().UnixMilli())
 		return err
 	})
