@@ -454,44 +454,75 @@ func TestThrottleHoldsAcrossManyAddresses(t *testing.T) {
 	}
 }
 
-// The addresses of one IPv6 /64, which a single host may take one after another, share a budget:
-// hopping across them gives no more guesses. Another /64 has its own.
+// Each address has its budget: one device's wrong tokens hold back that device only, also on IPv6
+// where the whole shop may share a /64. The addresses of one /64, which a single host may take one
+// after another, also share a larger budget: hopping across them gives at most that many guesses.
 func TestThrottleCountsAnIPv6Prefix(t *testing.T) {
 	p := newPageSessions()
-	for i := range pageLoginBudget {
-		if ok, _ := p.tryLogin(fmt.Sprintf("fd00:1:2:3::%x", i+1), testNow, true); !ok {
-			t.Fatalf("guess %d refused within the budget", i+1)
+	allowed := func(addr string) bool { ok, _ := p.tryLogin(addr, testNow, false); return ok }
+	for range pageLoginBudget {
+		p.tryLogin("fd00:1:2:3::1", testNow, true)
+	}
+	if allowed("fd00:1:2:3::1") || !allowed("fd00:1:2:3::2") || !allowed("fe80::1%eth0") {
+		t.Fatal("ten wrong tokens from one address: want that address held back, its neighbours not")
+	}
+	for i := range pagePrefixBudget - pageLoginBudget {
+		if ok, _ := p.tryLogin(fmt.Sprintf("fd00:1:2:3::%x", 0x100+i), testNow, true); !ok {
+			t.Fatalf("guess %d of the /64 refused within its budget", pageLoginBudget+i+1)
 		}
 	}
-	if ok, _ := p.tryLogin("fd00:1:2:3:ffff::1", testNow, false); ok {
-		t.Fatal("another address of the same /64 may try again")
+	if allowed("fd00:1:2:3:ffff::1") {
+		t.Fatal("another address of the /64 may try again past the /64's budget")
 	}
-	if ok, _ := p.tryLogin("::ffff:192.0.2.7", testNow, false); !ok {
-		t.Fatal("an IPv4 address is refused for an IPv6 prefix's guesses")
-	}
-	if ok, _ := p.tryLogin("fd00:1:2:4::1", testNow, false); !ok {
-		t.Fatal("the next /64 is refused")
+	if !allowed("::ffff:192.0.2.7") || !allowed("fd00:1:2:4::1") {
+		t.Fatal("an IPv4 address, or the next /64, is refused for a /64's guesses")
 	}
 }
 
 // Wrong admin tokens sent all at once from one address get no more than the budget's answers of
-// 401: the rest are 429, as if they had come one by one.
+// 401: the rest are 429, as if they had come one by one. The server's clock moves the requests in
+// step: the k-th time any of them asks it, it waits until all n have asked k times. A throttle
+// that checked the budget and asked the time again before counting the failure would let all of
+// them past the check.
 func TestThrottleHoldsForGuessesSentTogether(t *testing.T) {
-	f := newFixture(t)
 	const n = 64
+	var mu sync.Mutex
+	var armed bool
+	asked := 0
+	rounds := map[int]chan struct{}{}
+	f := newFixture(t, func(o *Options) {
+		o.Now = func() time.Time {
+			mu.Lock()
+			if !armed {
+				mu.Unlock()
+				return testNow
+			}
+			round := asked / n
+			if rounds[round] == nil {
+				rounds[round] = make(chan struct{})
+			}
+			wait := rounds[round]
+			if asked++; asked%n == 0 {
+				close(wait)
+			}
+			mu.Unlock()
+			<-wait
+			return testNow
+		}
+	})
 	codes := make(chan int, n)
-	start := make(chan struct{})
+	mu.Lock()
+	armed = true
+	mu.Unlock()
 	var wg sync.WaitGroup
 	for range n {
 		wg.Go(func() {
 			req := httptest.NewRequest(http.MethodGet, "/api/v1/admin/devices", nil)
 			req.RemoteAddr = "192.0.2.9:5000"
 			req.Header.Set("Authorization", "Bearer not-the-admin-token-at-all")
-			<-start
 			codes <- f.do(t, req).Code
 		})
 	}
-	close(start)
 	wg.Wait()
 	close(codes)
 	got := map[int]int{}

@@ -3,6 +3,7 @@ package server
 import (
 	"crypto/rand"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -17,6 +18,7 @@ const (
 	pageSessionMax   = 12 * time.Hour // and every session ends this long after its login
 	pageMaxSessions  = 64             // the oldest session ends when one more logs in
 	pageLoginBudget  = 10             // failed logins per address…
+	pagePrefixBudget = 100            // …and per IPv6 /64 for all its addresses together…
 	pageLoginWindow  = time.Minute    // …per this window, then 429 until it ends
 	pageMaxAddresses = 1024           // addresses whose failures are remembered at once
 )
@@ -28,10 +30,11 @@ type pageSession struct {
 	usedAt    time.Time
 }
 
-// loginFailures counts an address's failed logins in the current window.
+// loginFailures counts an address's (or a prefix's) failed logins in the current window.
 type loginFailures struct {
-	n     int
-	since time.Time
+	n      int
+	since  time.Time
+	budget int
 }
 
 // pageSessions are the status page's sessions and its login throttle.
@@ -45,7 +48,8 @@ type pageSessions struct {
 }
 
 func newPageSessions() *pageSessions {
-	return &pageSessions{byID: map[string]*pageSession{}, failures: map[string]*loginFailures{}}
+	return &pageSessions{byID: map[string]*pageSession{}, failures: map[string]*loginFailures{},
+		overflow: loginFailures{budget: pageLoginBudget}}
 }
 
 // create starts a session and returns its id (the cookie's value) and its CSRF token.
@@ -97,60 +101,82 @@ func (p *pageSessions) end(id string) {
 	delete(p.byID, id)
 }
 
-// tryLogin checks the budget of wrong admin credentials of addr's client and, when wrong is
-// set, spends one of it, in one step under the lock: requests sent together cannot all pass the
-// check before their failures count. It reports false, counting nothing, while the budget is
-// spent, with how long until its window ends. A client is an IPv4 address or an IPv6 /64 (the
-// addresses a single host may take with privacy extensions); this machine (loopback) is never
-// held back.
+// tryLogin checks the budgets of wrong admin credentials of addr and, when wrong is set, spends
+// one of each, in one step under the lock: requests sent together cannot all pass the check
+// before their failures count. It reports false, counting nothing, while a budget is spent, with
+// how long until its window ends. An address has pageLoginBudget; an IPv6 address's /64 (where a
+// host with privacy extensions takes new addresses at will) has pagePrefixBudget for all of its
+// addresses together. This machine (loopback) is never held back.
 func (p *pageSessions) tryLogin(addr string, now time.Time, wrong bool) (bool, time.Duration) {
 	ip, err := netip.ParseAddr(addr)
 	if err == nil && ip.Unmap().IsLoopback() {
 		return true, 0 // this machine: shop IT at the server itself is never locked out
 	}
-	key := throttleKey(ip, err, addr)
+	keys := throttleKeys(ip, err, addr)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	f, ok := p.failures[key]
-	if !ok && len(p.failures) >= pageMaxAddresses {
-		p.forgetOldFailuresLocked(now)
-		if len(p.failures) >= pageMaxAddresses {
-			f, ok = &p.overflow, true // no room: counted with the others that found none
+	missing := 0
+	for _, k := range keys {
+		if _, ok := p.failures[k.key]; !ok {
+			missing++
 		}
 	}
-	fresh := !ok || now.Sub(f.since) >= pageLoginWindow
-	switch {
-	case !fresh && f.n >= pageLoginBudget:
-		return false, f.since.Add(pageLoginWindow).Sub(now)
-	case !wrong:
-	case fresh && f == &p.overflow:
-		p.overflow = loginFailures{n: 1, since: now}
-	case fresh:
-		p.failures[key] = &loginFailures{n: 1, since: now}
-	default:
-		f.n++
+	if missing > 0 && len(p.failures)+missing > pageMaxAddresses {
+		p.forgetOldFailuresLocked(now, keys)
+	}
+	var found [2]*loginFailures // nil: none yet, with room for one
+	for i, k := range keys {
+		f, ok := p.failures[k.key]
+		if !ok && len(p.failures) >= pageMaxAddresses {
+			f = &p.overflow // no room: counted with the others that found none
+		}
+		found[i] = f
+		if f != nil && now.Sub(f.since) < pageLoginWindow && f.n >= f.budget {
+			return false, f.since.Add(pageLoginWindow).Sub(now)
+		}
+	}
+	if !wrong {
+		return true, 0
+	}
+	for i, k := range keys {
+		switch f := found[i]; {
+		case f == nil:
+			p.failures[k.key] = &loginFailures{n: 1, since: now, budget: k.budget}
+		case f == &p.overflow && i > 0 && found[0] == f:
+			// spent once for this guess already
+		case now.Sub(f.since) >= pageLoginWindow:
+			f.n, f.since = 1, now
+		default:
+			f.n++
+		}
 	}
 	return true, 0
 }
 
-// throttleKey is the client a wrong credential counts against: the IPv4 address, or the /64 of
-// an IPv6 one.
-func throttleKey(ip netip.Addr, parseErr error, addr string) string {
+// throttleKey names a budget of wrong credentials.
+type throttleKey struct {
+	key    string
+	budget int
+}
+
+// throttleKeys are the budgets a wrong credential from addr counts against: its address's, and
+// for an IPv6 address its /64's.
+func throttleKeys(ip netip.Addr, parseErr error, addr string) []throttleKey {
 	if parseErr != nil {
-		return addr
+		return []throttleKey{{addr, pageLoginBudget}}
 	}
 	if ip = ip.Unmap(); ip.Is4() {
-		return ip.String()
+		return []throttleKey{{ip.String(), pageLoginBudget}}
 	}
-	p, _ := ip.WithZone("").Prefix(64)
-	return p.String()
+	prefix, _ := ip.WithZone("").Prefix(64)
+	return []throttleKey{{ip.String(), pageLoginBudget}, {prefix.String(), pagePrefixBudget}}
 }
 
 // forgetOldFailuresLocked drops the windows that ended, and when none did, the counts of the
-// addresses still within their budget, so that the map stays bounded whatever the number of
-// addresses that try. The addresses refused are kept: a wiped count would give them their
+// addresses still within their budget (but keep's, the request's own), so that the map stays
+// bounded whatever the number of addresses that try. The addresses refused are kept: a wiped count would give them their
 // budget again. Only when every address on record is refused do new ones share one budget.
-func (p *pageSessions) forgetOldFailuresLocked(now time.Time) {
+func (p *pageSessions) forgetOldFailuresLocked(now time.Time, keep []throttleKey) {
 	for addr, f := range p.failures {
 		if now.Sub(f.since) >= pageLoginWindow {
 			delete(p.failures, addr)
@@ -160,7 +186,7 @@ func (p *pageSessions) forgetOldFailuresLocked(now time.Time) {
 		return
 	}
 	for addr, f := range p.failures {
-		if f.n < pageLoginBudget {
+		if f.n < f.budget && !slices.ContainsFunc(keep, func(k throttleKey) bool { return k.key == addr }) {
 			delete(p.failures, addr)
 		}
 	}
