@@ -87,10 +87,12 @@ func checkDatabase(ctx context.Context, path string) Result {
 		return pass("data", check, "none yet: the service creates it at its first start")
 	}
 	schema, err := storage.QuickCheck(ctx, path)
+	// The WAL and its index doctor's read made as root go back to the folder's owner, whatever
+	// the read found: left root's, the service could not open the database.
+	matchOwner(filepath.Dir(path), path+"-wal", path+"-shm")
 	if err != nil {
 		return fail("data", check, "damaged: "+err.Error(), "stop the service and restore the latest backup (storeedge restore FILE), or call support")
 	}
-	matchOwner(filepath.Dir(path), path+"-wal", path+"-shm")
 	switch latest := storage.SchemaVersion(); {
 	case schema > latest:
 		return fail("data", check, fmt.Sprintf("schema %d is newer than this storeedge knows (%d): a newer storeedge ran on it", schema, latest), "run the newer storeedge again, or restore the copy it kept ("+storage.UpgradeCopyPath(path, latest)+")")
