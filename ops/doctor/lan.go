@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -79,7 +80,9 @@ func checkPort(proto, bind string, port int, key, serviceUser string) Result {
 	}
 	explained := server.ExplainListenError(key, addr, port, err)
 	if !isAddrInUse(err) {
-		if isPermission(err) && port < 1024 && os.Geteuid() != 0 {
+		// Unix alone: on Windows Geteuid is -1 for everyone, and a refused port is a reserved one
+		// (the fix below says how to see the reserved ranges).
+		if isPermission(err) && port < 1024 && runtime.GOOS != "windows" && os.Geteuid() != 0 {
 			return warn("lan", check, "this account may not listen on it: "+explained.Err.Error(), "run doctor as root to check it; the service itself needs CAP_NET_BIND_SERVICE, which the systemd unit gives")
 		}
 		return fail("lan", check, explained.Err.Error(), explained.Fix)
