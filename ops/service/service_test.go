@@ -40,6 +40,9 @@ func (f *fakeSCM) Start(string) error {
 	return nil
 }
 func (f *fakeSCM) Stop(string, time.Duration) error {
+	if f.state == "stopped" { // as the service control manager answers (ERROR_SERVICE_NOT_ACTIVE)
+		return errors.New("the service has not been started")
+	}
 	f.state = "stopped"
 	f.calls = append(f.calls, "stop")
 	return nil
@@ -71,6 +74,10 @@ func TestWindowsServiceLifecycle(t *testing.T) {
 	}
 	if _, err := Control(scm, "install", exe, ""); err == nil || !strings.Contains(err.Error(), "already installed") {
 		t.Errorf("second install: %v", err)
+	}
+	// Stopping a service that is not running (install.md's upgrade starts with a stop) is done.
+	if out, err := Control(scm, "stop", exe, ""); err != nil || out != "already stopped" {
+		t.Errorf("stop of a stopped service: %q, %v", out, err)
 	}
 	Control(scm, "start", exe, "")
 	if st, _ := Control(scm, "status", exe, ""); st != "running" {

@@ -27,7 +27,7 @@ type winSCM struct{ m *mgr.Mgr }
 
 var _ SCM = winSCM{}
 
-func (w winSCM) Create(s Spec) error {
+func (w winSCM) Create(s Spec) (err error) {
 	sv, err := w.m.CreateService(s.Name, s.Exe, mgr.Config{
 		DisplayName: s.DisplayName, Description: s.Description,
 		StartType: mgr.StartAutomatic, DelayedAutoStart: true,
@@ -36,6 +36,11 @@ func (w winSCM) Create(s Spec) error {
 		return err
 	}
 	defer sv.Close()
+	defer func() {
+		if err != nil {
+			sv.Delete() // not half installed: "install" may be run again
+		}
+	}()
 	var actions []mgr.RecoveryAction
 	for _, d := range s.RestartDelays {
 		actions = append(actions, mgr.RecoveryAction{Type: mgr.ServiceRestart, Delay: d})
@@ -95,14 +100,26 @@ func (w winSCM) Stop(name string, timeout time.Duration) error {
 	}
 	defer sv.Close()
 	st, err := sv.Control(svc.Stop)
-	for deadline := time.Now().Add(timeout); err == nil && st.State != svc.Stopped; {
+	if errors.Is(err, windows.ERROR_SERVICE_NOT_ACTIVE) {
+		return nil // stopped already
+	}
+	for deadline := time.Now().Add(timeout); ; {
+		switch {
+		case errors.Is(err, windows.ERROR_SERVICE_CANNOT_ACCEPT_CTRL):
+			// Starting or stopping: ask again once it runs, or see it stopped.
+		case err != nil:
+			return err
+		case st.State == svc.Stopped:
+			return nil
+		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("still %s after %s", stateName(st.State), timeout)
 		}
 		time.Sleep(300 * time.Millisecond)
-		st, err = sv.Query()
+		if st, err = sv.Query(); err == nil && st.State == svc.Running {
+			st, err = sv.Control(svc.Stop)
+		}
 	}
-	return err
 }
 
 func (w winSCM) State(name string) (string, error) {

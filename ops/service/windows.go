@@ -106,6 +106,9 @@ func Control(scm SCM, action, exe, configPath string) (string, error) {
 		}
 		return "started; the Event Log (Windows Logs > Application, source storeedge) shows its messages", nil
 	case "stop":
+		if st, err := scm.State(Name); err == nil && st == "stopped" {
+			return "already stopped", nil // an upgrade's first step, after a stop by hand
+		}
 		if err := scm.Stop(Name, stopTimeout); err != nil {
 			return "", fmt.Errorf("service: stop: %w", err)
 		}
