@@ -266,6 +266,9 @@ func (a *Agent) readSettled(ctx context.Context, path string) (data []byte, size
 	}
 	defer f.Close()
 	data, err = io.ReadAll(io.LimitReader(f, MaxStockFileBytes+1))
+	if isSharingViolation(err) {
+		return nil, 0, false, nil // a range the program writing it still locks (Windows)
+	}
 	if err != nil {
 		return nil, 0, false, err
 	}

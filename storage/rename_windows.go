@@ -12,8 +12,8 @@ import (
 
 // renameDurable renames a file over another, written through to the disk: Windows cannot sync
 // a folder, and NTFS writes its log of renames lazily, so a power cut could bring the old file
-// back. A target another program holds open for a moment (an antivirus scan) is tried again
-// twice, 30 ms in all.
+// back. A target another program holds open for a moment (an antivirus scan, an indexer) is
+// tried again twice, 30 ms in all.
 func renameDurable(from, to string) error {
 	f, err := windows.UTF16PtrFromString(longPath(from))
 	if err != nil {
@@ -28,9 +28,10 @@ func renameDurable(from, to string) error {
 		if err == nil {
 			return nil
 		}
-		// Only a sharing violation passes (a scan holding the file a moment); access denied is
-		// a read-only file or a folder's rights, which waiting does not change.
-		if attempt == 2 || !errors.Is(err, windows.ERROR_SHARING_VIOLATION) {
+		// A scan holding the file a moment gives a sharing violation, or access denied (a file
+		// open without delete sharing, or deleted and not yet closed); a read-only file or a
+		// folder's rights give access denied too, and are refused after the two tries.
+		if attempt == 2 || !errors.Is(err, windows.ERROR_SHARING_VIOLATION) && !errors.Is(err, windows.ERROR_ACCESS_DENIED) {
 			return &os.LinkError{Op: "rename", Old: from, New: to, Err: err}
 		}
 		time.Sleep(time.Duration(10<<attempt) * time.Millisecond)
