@@ -477,6 +477,45 @@ func TestThrottleCountsAnIPv6Prefix(t *testing.T) {
 	if !allowed("::ffff:192.0.2.7") || !allowed("fd00:1:2:4::1") {
 		t.Fatal("an IPv4 address, or the next /64, is refused for a /64's guesses")
 	}
+	// Link-local addresses are per interface: each interface's fe80::/64 has its own budget.
+	for i := range pagePrefixBudget {
+		p.tryLogin(fmt.Sprintf("fe80::%x%%eth0", i+1), testNow, true)
+	}
+	if allowed("fe80::ffff%eth0") || !allowed("fe80::ffff%eth1") {
+		t.Fatal("link-local /64 budgets: want eth0's spent, eth1's not")
+	}
+}
+
+// With the table full of refused addresses, a host hopping across the addresses of its /64 still
+// meets the /64's budget: making room for a new address never wipes the count of the /64 it
+// counts against. And the table holds no more than pageMaxAddresses entries.
+func TestThrottlePrefixHoldsWithAFullTable(t *testing.T) {
+	p := newPageSessions()
+	for i := range pageMaxAddresses - 2 {
+		for range pageLoginBudget {
+			p.tryLogin(fmt.Sprintf("10.0.%d.%d", i/256, i%256), testNow, true)
+		}
+	}
+	for i := range pagePrefixBudget {
+		if ok, _ := p.tryLogin(fmt.Sprintf("fd00:1:2:3::%x", i+1), testNow, true); !ok {
+			t.Fatalf("guess %d of the /64 refused within its budget", i+1)
+		}
+		if len(p.failures) > pageMaxAddresses {
+			t.Fatalf("%d entries, more than %d", len(p.failures), pageMaxAddresses)
+		}
+	}
+	if ok, _ := p.tryLogin("fd00:1:2:3::ffff", testNow, false); ok {
+		t.Fatal("past the /64's budget, a new address of it may try: its count was wiped to make room")
+	}
+	// One entry short of full, a new IPv6 address and its new /64 do not take the table past it.
+	p.tryLogin("10.9.9.9", testNow, true)
+	for len(p.failures) < pageMaxAddresses-1 {
+		p.tryLogin(fmt.Sprintf("10.8.%d.%d", len(p.failures)/256, len(p.failures)%256), testNow, true)
+	}
+	p.tryLogin("fd00:9::1", testNow, true)
+	if len(p.failures) > pageMaxAddresses {
+		t.Fatalf("%d entries, more than %d", len(p.failures), pageMaxAddresses)
+	}
 }
 
 // Wrong admin tokens sent all at once from one address get no more than the budget's answers of
@@ -506,7 +545,11 @@ func TestThrottleHoldsForGuessesSentTogether(t *testing.T) {
 				close(wait)
 			}
 			mu.Unlock()
-			<-wait
+			select {
+			case <-wait:
+			case <-time.After(time.Minute): // a guard only: the requests asked the time unevenly
+				t.Error("a round of the clock never completed: not every request asked the time as often")
+			}
 			return testNow
 		}
 	})

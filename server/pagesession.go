@@ -122,13 +122,18 @@ func (p *pageSessions) tryLogin(addr string, now time.Time, wrong bool) (bool, t
 		}
 	}
 	if missing > 0 && len(p.failures)+missing > pageMaxAddresses {
-		p.forgetOldFailuresLocked(now, keys)
+		p.forgetOldFailuresLocked(now, keys, missing)
 	}
 	var found [2]*loginFailures // nil: none yet, with room for one
+	added := 0
 	for i, k := range keys {
 		f, ok := p.failures[k.key]
-		if !ok && len(p.failures) >= pageMaxAddresses {
+		switch {
+		case ok:
+		case len(p.failures)+added >= pageMaxAddresses:
 			f = &p.overflow // no room: counted with the others that found none
+		default:
+			added++
 		}
 		found[i] = f
 		if f != nil && now.Sub(f.since) < pageLoginWindow && f.n >= f.budget {
@@ -169,20 +174,25 @@ func throttleKeys(ip netip.Addr, parseErr error, addr string) []throttleKey {
 		return []throttleKey{{ip.String(), pageLoginBudget}}
 	}
 	prefix, _ := ip.WithZone("").Prefix(64)
-	return []throttleKey{{ip.String(), pageLoginBudget}, {prefix.String(), pagePrefixBudget}}
+	key := prefix.String()
+	if zone := ip.Zone(); zone != "" {
+		key += "%" + zone // link-local: each interface's fe80::/64 is its own
+	}
+	return []throttleKey{{ip.String(), pageLoginBudget}, {key, pagePrefixBudget}}
 }
 
-// forgetOldFailuresLocked drops the windows that ended, and when none did, the counts of the
-// addresses still within their budget (but keep's, the request's own), so that the map stays
-// bounded whatever the number of addresses that try. The addresses refused are kept: a wiped count would give them their
-// budget again. Only when every address on record is refused do new ones share one budget.
-func (p *pageSessions) forgetOldFailuresLocked(now time.Time, keep []throttleKey) {
+// forgetOldFailuresLocked makes room for room more entries: it drops the windows that ended, and
+// when that is not enough, the counts still within their budget (but keep's, the request's own),
+// so that the map stays bounded whatever the number of addresses that try. The refused are kept:
+// a wiped count would give them their budget again. Only when every entry on record is refused do
+// new ones share one budget.
+func (p *pageSessions) forgetOldFailuresLocked(now time.Time, keep []throttleKey, room int) {
 	for addr, f := range p.failures {
 		if now.Sub(f.since) >= pageLoginWindow {
 			delete(p.failures, addr)
 		}
 	}
-	if len(p.failures) < pageMaxAddresses {
+	if len(p.failures)+room <= pageMaxAddresses {
 		return
 	}
 	for addr, f := range p.failures {
