@@ -137,7 +137,7 @@ func (a *Agent) importFile(ctx context.Context, dir, name, format string) error 
 		if prev, refused, err := a.o.DB.StockFileRefused(ctx, name, ""); err != nil {
 			return err
 		} else if refused && prev.Size == size {
-			return a.moveRefused(ctx, dir, name, size, prev.Error)
+			return a.moveRefused(ctx, dir, name, size, prev.Error, prev.At)
 		}
 		return a.refuse(ctx, dir, name, "", size, &StockFileError{Msg: fmt.Sprintf("the file is %d bytes; the limit is %d (10 MiB): split it", size, MaxStockFileBytes)})
 	}
@@ -162,7 +162,7 @@ func (a *Agent) importFile(ctx context.Context, dir, name, format string) error 
 	if prev, refused, err := a.o.DB.StockFileRefused(ctx, name, sha); err != nil {
 		return err
 	} else if refused {
-		return a.moveRefused(ctx, dir, name, prev.Size, prev.Error)
+		return a.moveRefused(ctx, dir, name, prev.Size, prev.Error, prev.At)
 	}
 	if prev, done, err := a.o.DB.StockImportedLast(ctx, sha); err != nil {
 		return err
@@ -206,24 +206,26 @@ func (a *Agent) refuse(ctx context.Context, dir, name, sha string, size int64, r
 		return err
 	}
 	a.refused.Add(1)
-	return a.moveRefused(ctx, dir, name, size, reason.Error())
+	return a.moveRefused(ctx, dir, name, size, reason.Error(), a.now())
 }
 
 // moveRefused writes the reason a stock file was refused beside it in failed/ and moves it there.
 // When it cannot, the next run finds the refusal (StockFileRefused) and tries again.
-func (a *Agent) moveRefused(ctx context.Context, dir, name string, size int64, reason string) error {
+func (a *Agent) moveRefused(ctx context.Context, dir, name string, size int64, reason string, refusedAt time.Time) error {
 	failed := filepath.Join(dir, FailedDir)
 	if err := mkdirShared(failed); err != nil {
 		return settled(err)
 	}
 	dest := uniqueName(failed, name, a.now(), ErrorFileSuffix) // an .error.txt left when its file was taken away is kept too
-	text := fmt.Sprintf("storeedge could not import the stock file %s (received %s, %d bytes):\n\n%s\n\n"+
+	text := fmt.Sprintf("storeedge could not import the stock file %s (refused %s, %d bytes):\n\n%s\n\n"+
 		"Nothing from this file was applied. Correct it and drop it again in %s\n",
-		name, a.now().UTC().Format(time.RFC3339), size, reason, dir)
-	if err := writeShared(filepath.Join(failed, dest+ErrorFileSuffix), []byte(text)); err != nil {
+		name, refusedAt.UTC().Format(time.RFC3339), size, reason, dir)
+	errorFile := filepath.Join(failed, dest+ErrorFileSuffix)
+	if err := writeShared(errorFile, []byte(text)); err != nil {
 		return settled(err)
 	}
 	if err := os.Rename(filepath.Join(dir, name), filepath.Join(failed, dest)); err != nil {
+		os.Remove(errorFile) // written again beside the file at the next try: none left alone
 		return settled(err)
 	}
 	if err := a.o.DB.StockFileMoved(ctx, name); err != nil {
