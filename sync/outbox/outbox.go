@@ -400,9 +400,9 @@ func (w *Worker) upload(ctx context.Context, entries []storage.OutboxEntry) (int
 		return 0, fmt.Errorf("outbox: upload %d entries: %w", len(entries), err)
 	}
 	w.answered(len(entries))
-	res, stray := settle(keys, resp)
-	for k, reason := range res.Rejected {
-		w.log.Warn("outbox: the cloud refused an entry; set aside", slog.String("key", k), slog.String("reason", reason))
+	res, rejected, stray := settle(keys, resp)
+	for _, k := range rejected {
+		w.log.Warn("outbox: the cloud refused an entry; set aside", slog.String("key", k), slog.String("reason", res.Rejected[k]))
 	}
 	if stray > 0 {
 		w.log.Warn("outbox: the cloud's answer named keys that were not in the batch; ignored", slog.Int("keys", stray))
@@ -436,8 +436,9 @@ func (w *Worker) upload(ctx context.Context, entries []storage.OutboxEntry) (int
 // settle reads the cloud's answer about the batch of keys: each key of the batch is settled at
 // most once, by the first place the answer names it (accepted or duplicate: delivered; rejected:
 // set aside with its reason, clipped). A key the answer names that was not sent (an entry still
-// queued, or one the cloud confused with another) stays as it is and counts in stray.
-func settle(keys []string, resp cloudapi.UploadResponse) (res storage.OutboxResult, stray int) {
+// queued, or one the cloud confused with another) stays as it is and counts in stray. rejected
+// are the keys set aside, in the answer's order.
+func settle(keys []string, resp cloudapi.UploadResponse) (res storage.OutboxResult, rejected []string, stray int) {
 	sent := make(map[string]bool, len(keys))
 	for _, k := range keys {
 		sent[k] = true
@@ -461,7 +462,8 @@ func settle(keys []string, resp cloudapi.UploadResponse) (res storage.OutboxResu
 	for _, r := range resp.Rejected {
 		if take(r.Key) {
 			res.Rejected[r.Key] = clip.String(r.Reason, maxReasonBytes)
+			rejected = append(rejected, r.Key)
 		}
 	}
-	return res, stray
+	return res, rejected, stray
 }

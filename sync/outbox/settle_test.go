@@ -30,7 +30,7 @@ func FuzzSettle(f *testing.F) {
 		if json.Unmarshal(data, &resp) != nil {
 			return // the client refuses the answer before settle
 		}
-		res, stray := settle(keys, resp)
+		res, rejected, stray := settle(keys, resp)
 		seen := map[string]bool{}
 		for _, k := range res.Delivered {
 			if !slices.Contains(keys, k) || seen[k] {
@@ -46,6 +46,9 @@ func FuzzSettle(f *testing.F) {
 				t.Fatalf("reason of %d bytes, valid UTF-8 %v", len(reason), utf8.ValidString(reason))
 			}
 			seen[k] = true
+		}
+		if len(rejected) != len(res.Rejected) {
+			t.Fatalf("%d keys set aside, %d listed in order", len(res.Rejected), len(rejected))
 		}
 		named := len(resp.Accepted) + len(resp.Duplicate) + len(resp.Rejected)
 		if stray != named-len(seen) {
