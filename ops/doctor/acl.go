@@ -23,6 +23,13 @@ const (
 	genericRead   = 0x80000000
 	genericWrite  = 0x40000000
 	genericAll    = 0x10000000
+	// Rights that hand over control as surely as writing: delete (a folder's children, or the
+	// object), change the permissions, take ownership.
+	fileDeleteChild = 0x0040
+	deleteAccess    = 0x00010000
+	writeDAC        = 0x00040000
+	writeOwner      = 0x00080000
+	changeMask      = fileWriteData | fileAppend | genericWrite | genericAll | fileDeleteChild | deleteAccess | writeDAC | writeOwner
 )
 
 // broadAccess names the broad groups that the entries let read, and those they let change, a
@@ -33,7 +40,7 @@ func broadAccess(aces []ace) (read, write []string) {
 		if !ok {
 			continue
 		}
-		if a.mask&(fileWriteData|fileAppend|genericWrite|genericAll) != 0 && !slices.Contains(write, name) {
+		if a.mask&changeMask != 0 && !slices.Contains(write, name) {
 			write = append(write, name)
 		}
 		if a.mask&(fileReadData|genericRead|genericAll) != 0 && !slices.Contains(read, name) {

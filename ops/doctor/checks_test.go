@@ -61,6 +61,12 @@ func TestBroadAccess(t *testing.T) {
 	if strings.Join(read, ",") != "Users" || strings.Join(write, ",") != "Everyone" {
 		t.Fatalf("broadAccess: read %q write %q", read, write)
 	}
+	// Changing the permissions, taking ownership or deleting hands the folder over as surely.
+	for _, mask := range []uint32{writeDAC, writeOwner, deleteAccess, fileDeleteChild} {
+		if _, write := broadAccess([]ace{{sid: "S-1-5-32-545", mask: mask}}); strings.Join(write, ",") != "Users" {
+			t.Errorf("Users with the right %#x: not counted as changing the folder", mask)
+		}
+	}
 }
 
 func TestHolderIsStoreedge(t *testing.T) {
