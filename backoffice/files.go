@@ -9,10 +9,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"syscall"
 
+	"github.com/storeedge/storeedge/internal/durable"
 	"github.com/storeedge/storeedge/storage"
 )
 
@@ -104,7 +103,7 @@ func (a *Agent) markFolder(ctx context.Context, t fileTarget) error {
 	if err := os.WriteFile(filepath.Join(t.dir, folderMarker), []byte("storeedge writes order files here; keep this file\n"), 0o644); err != nil {
 		return err
 	}
-	if err := syncDir(t.dir); err != nil {
+	if err := durable.SyncDir(t.dir); err != nil {
 		return err
 	}
 	key, sum := folderKey(t)
@@ -194,11 +193,8 @@ func (a *Agent) writeBatch(ctx context.Context, t fileTarget, b storage.ExportBa
 		}
 	}
 	if b.State == storage.BatchWritten {
-		switch err := os.Rename(tmp, final); {
+		switch err := durable.Rename(tmp, final); {
 		case err == nil:
-			if err := syncDir(t.dir); err != nil {
-				return fail(err)
-			}
 		case errors.Is(err, fs.ErrNotExist) && !exists(tmp):
 			if !exists(filepath.Join(t.dir, folderMarker)) {
 				// The folder went away (a share unmounted) since the file was written: its
@@ -296,20 +292,4 @@ func checkDir(dir string) error {
 func exists(path string) bool {
 	_, err := os.Lstat(path)
 	return err == nil
-}
-
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) error {
-	if runtime.GOOS == "windows" {
-		return nil // a folder cannot be opened for sync there; NTFS journals the rename
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOTSUP) {
-		return err // EINVAL, ENOTSUP: a file system (an SMB mount) that does not sync folders
-	}
-	return nil
 }

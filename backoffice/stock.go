@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/storeedge/storeedge/internal/backoff"
+	"github.com/storeedge/storeedge/internal/durable"
 )
 
 // Sub-folders of the import folder that files are moved to once read.
@@ -224,7 +225,7 @@ func (a *Agent) moveRefused(ctx context.Context, dir, name string, size int64, r
 	if err := writeShared(errorFile, []byte(text)); err != nil {
 		return settled(err)
 	}
-	if err := os.Rename(filepath.Join(dir, name), filepath.Join(failed, dest)); err != nil {
+	if err := durable.Rename(filepath.Join(dir, name), filepath.Join(failed, dest)); err != nil {
 		os.Remove(errorFile) // written again beside the file at the next try: none left alone
 		return settled(err)
 	}
@@ -346,15 +347,13 @@ func moveTo(dir, sub, name string) (string, error) {
 		return "", err
 	}
 	n := uniqueName(dst, name, time.Now())
-	if err := os.Rename(filepath.Join(dir, name), filepath.Join(dst, n)); err != nil {
+	// The move is what says the file was taken: a power cut must not bring it back (the
+	// import's record is durable already). Both folders changed.
+	if err := durable.Rename(filepath.Join(dir, name), filepath.Join(dst, n)); err != nil {
 		return "", err
 	}
-	// The move is what says the file was taken: a power cut must not bring it back (the
-	// import's record is durable already).
-	for _, d := range []string{dir, dst} {
-		if err := syncDir(d); err != nil {
-			return "", err
-		}
+	if err := durable.SyncDir(dir); err != nil {
+		return "", err
 	}
 	return filepath.Join(sub, n), nil
 }

@@ -13,10 +13,11 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"modernc.org/sqlite"
+
+	"github.com/storeedge/storeedge/internal/durable"
 )
 
 // A backup is a SQLite file: a page-by-page copy of the database taken by SQLite's online backup
@@ -179,10 +180,7 @@ func backupConn(ctx context.Context, conn *sql.Conn, dst string, m Manifest) (er
 	if err := finishBackup(ctx, tmp, m); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, dst); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(dst))
+	return durable.Rename(tmp, dst)
 }
 
 // finishBackup makes the copy at path one self-contained file, writes its manifest, checks it
@@ -601,21 +599,4 @@ func samePath(a, b string) bool {
 		return strings.EqualFold(aa, bb)
 	}
 	return aa == bb
-}
-
-// syncDir makes a rename in dir durable. Windows cannot open a folder for syncing; its rename is
-// journaled by NTFS.
-func syncDir(dir string) error {
-	if runtime.GOOS == "windows" {
-		return nil
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOTSUP) {
-		return err // EINVAL, ENOTSUP: a file system (an SMB mount) that does not sync folders
-	}
-	return nil
 }

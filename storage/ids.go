@@ -13,6 +13,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/storeedge/storeedge/internal/durable"
 )
 
 // The numbers storeedge gives out to others — event ids (a device's position on the event
@@ -170,10 +172,7 @@ func writeFileSynced(path string, b []byte) error {
 		err = cerr
 	}
 	if err == nil {
-		err = renameDurable(tmp, path) // on Windows, written through: no folder to sync there
-	}
-	if err == nil {
-		err = syncDir(filepath.Dir(path))
+		err = durable.Rename(tmp, path)
 	}
 	if err != nil {
 		os.Remove(tmp)

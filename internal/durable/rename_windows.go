@@ -1,4 +1,4 @@
-package storage
+package durable
 
 import (
 	"errors"
@@ -10,11 +10,11 @@ import (
 	"golang.org/x/sys/windows"
 )
 
-// renameDurable renames a file over another, written through to the disk: Windows cannot sync
-// a folder, and NTFS writes its log of renames lazily, so a power cut could bring the old file
+// rename renames a file over another, written through to the disk: Windows cannot sync a
+// folder, and NTFS writes its log of renames lazily, so a power cut could bring the old file
 // back. A target another program holds open for a moment (an antivirus scan, an indexer) is
 // tried again twice, 30 ms in all.
-func renameDurable(from, to string) error {
+func rename(from, to string) error {
 	f, err := windows.UTF16PtrFromString(longPath(from))
 	if err != nil {
 		return &os.LinkError{Op: "rename", Old: from, New: to, Err: err}
