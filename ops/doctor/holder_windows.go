@@ -1,7 +1,7 @@
 package doctor
 
 import (
-	"encoding/binary"
+	"cmp"
 	"fmt"
 	"path/filepath"
 	"unsafe"
@@ -19,62 +19,52 @@ var (
 const (
 	tcpTableOwnerPIDListener = 3
 	udpTableOwnerPID         = 1
-	afInet                   = 2
 )
 
-// findHolder asks Windows which process owns the IPv4 socket listening on port
-// (GetExtendedTcpTable / GetExtendedUdpTable with owner PIDs), then names its program.
+// findHolder asks Windows which process owns the socket listening on port, IPv4 then IPv6 (a
+// server listening on ":port" holds a dual-stack IPv6 socket), from GetExtendedTcpTable /
+// GetExtendedUdpTable with owner PIDs, then names its program.
 func findHolder(proto string, port int) (Holder, error) {
-	proc, class, rowSize := procGetExtendedTcpTable, uintptr(tcpTableOwnerPIDListener), 24 // MIB_TCPROW_OWNER_PID
-	if proto == "udp" {
-		proc, class, rowSize = procGetExtendedUdpTable, udpTableOwnerPID, 12 // MIB_UDPROW_OWNER_PID
-	}
-	size := uint32(64 << 10)
-	var buf []byte
-	for range 3 {
-		buf = make([]byte, size)
-		r, _, _ := proc.Call(uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&size)), 0, afInet, class, 0)
-		if r == 0 {
-			break
+	var firstErr error
+	for _, t := range ownerTables(proto) {
+		buf, err := ownerTable(t)
+		if err != nil {
+			firstErr = cmp.Or(firstErr, err)
+			continue
 		}
-		if r != uintptr(windows.ERROR_INSUFFICIENT_BUFFER) {
-			return Holder{}, fmt.Errorf("%w: GetExtendedTcpTable: error %d", errHolderUnknown, r)
+		if pid, ok := ownerOfPort(buf, t.layout, port); ok {
+			return windowsHolder(pid), nil
 		}
-		buf = nil
 	}
-	if len(buf) < 4 {
-		return Holder{}, errHolderUnknown
-	}
-	pid, ok := ownerOfPort(buf, rowSize, port)
-	if !ok {
-		return Holder{}, errHolderUnknown
-	}
-	return windowsHolder(pid), nil
+	return Holder{}, cmp.Or(firstErr, errHolderUnknown)
 }
 
-// ownerOfPort reads a MIB_*TABLE_OWNER_PID: a row count, then rows whose local port is at byte
-// 4 (TCP: 8) in network order in the low 16 bits, and whose owner PID is the last field.
-func ownerOfPort(buf []byte, rowSize, port int) (int, bool) {
-	n := int(binary.LittleEndian.Uint32(buf))
-	portOff := 4
-	if rowSize == 24 {
-		portOff = 8
+// ownerTable is one table of the sockets with their owner PIDs.
+func ownerTable(t ownerTableKind) ([]byte, error) {
+	proc, class := procGetExtendedTcpTable, uintptr(tcpTableOwnerPIDListener)
+	if t.udp {
+		proc, class = procGetExtendedUdpTable, udpTableOwnerPID
 	}
-	for i := 0; i < n; i++ {
-		row := 4 + i*rowSize
-		if row+rowSize > len(buf) {
-			break
-		}
-		p := int(binary.BigEndian.Uint16(buf[row+portOff:]))
-		if p == port {
-			return int(binary.LittleEndian.Uint32(buf[row+rowSize-4:])), true
+	size := uint32(64 << 10)
+	for range 3 {
+		buf := make([]byte, size)
+		r, _, _ := proc.Call(uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&size)), 0, uintptr(t.family), class, 0)
+		switch {
+		case r == 0 && len(buf) >= 4:
+			return buf, nil
+		case r != uintptr(windows.ERROR_INSUFFICIENT_BUFFER):
+			return nil, fmt.Errorf("%w: GetExtended%sTable: error %d", errHolderUnknown, map[bool]string{false: "Tcp", true: "Udp"}[t.udp], r)
 		}
 	}
-	return 0, false
+	return nil, errHolderUnknown
 }
 
 func windowsHolder(pid int) Holder {
 	h := Holder{PID: pid, Name: fmt.Sprintf("process %d", pid)}
+	if pid == 4 {
+		h.Name = "System (http.sys: IIS, or a program that registered the port with HTTP.SYS)"
+		return h
+	}
 	ph, err := windows.OpenProcess(windows.PROCESS_QUERY_LIMITED_INFORMATION, false, uint32(pid))
 	if err != nil {
 		return h
