@@ -226,7 +226,9 @@ func (a *Agent) moveRefused(ctx context.Context, dir, name string, size int64, r
 		return settled(err)
 	}
 	if err := durable.Rename(filepath.Join(dir, name), filepath.Join(failed, dest)); err != nil {
-		os.Remove(errorFile) // written again beside the file at the next try: none left alone
+		if exists(filepath.Join(dir, name)) {
+			os.Remove(errorFile) // not moved: written again beside the file at the next try
+		}
 		return settled(err)
 	}
 	if err := a.o.DB.StockFileMoved(ctx, name); err != nil {
