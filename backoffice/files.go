@@ -193,8 +193,11 @@ func (a *Agent) writeBatch(ctx context.Context, t fileTarget, b storage.ExportBa
 		}
 	}
 	if b.State == storage.BatchWritten {
+		var synced *durable.SyncError
 		switch err := durable.Rename(tmp, final); {
 		case err == nil:
+		case errors.As(err, &synced): // in place, its folder not synced: the next run finds it there
+			return fail(err)
 		case errors.Is(err, fs.ErrNotExist) && !exists(tmp):
 			if !exists(filepath.Join(t.dir, folderMarker)) {
 				// The folder went away (a share unmounted) since the file was written: its

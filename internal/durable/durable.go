@@ -11,13 +11,26 @@ import (
 )
 
 // Rename renames from over to, and makes the rename durable: call it instead of os.Rename and
-// SyncDir(filepath.Dir(to)) where a power cut must not bring the old name back.
+// SyncDir(filepath.Dir(to)) where a power cut must not bring the old name back. A failure after
+// the rename itself is a *SyncError: the file is at to already.
 func Rename(from, to string) error {
 	if err := rename(from, to); err != nil {
 		return err
 	}
-	return SyncDir(filepath.Dir(to))
+	if err := SyncDir(filepath.Dir(to)); err != nil {
+		return &SyncError{Dir: filepath.Dir(to), Err: err}
+	}
+	return nil
 }
+
+// SyncError is a rename done whose folder could not be synced.
+type SyncError struct {
+	Dir string
+	Err error
+}
+
+func (e *SyncError) Error() string { return "sync " + e.Dir + " after a rename: " + e.Err.Error() }
+func (e *SyncError) Unwrap() error { return e.Err }
 
 // SyncDir makes the renames and creations in dir durable. Windows cannot open a folder for
 // syncing: there Rename writes each rename through instead.
