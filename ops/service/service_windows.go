@@ -105,6 +105,8 @@ func (w winSCM) Stop(name string, timeout time.Duration) error {
 	}
 	for deadline := time.Now().Add(timeout); ; {
 		switch {
+		case errors.Is(err, windows.ERROR_SERVICE_NOT_ACTIVE):
+			return nil // stopped between the query and the stop sent again
 		case errors.Is(err, windows.ERROR_SERVICE_CANNOT_ACCEPT_CTRL):
 			// Starting or stopping: ask again once it runs, or see it stopped.
 		case err != nil:
