@@ -56,3 +56,13 @@ func FuzzSettle(f *testing.F) {
 		}
 	})
 }
+
+// The entries the cloud refused are listed in the order its answer gives them (the warnings
+// follow it), whatever the order of the batch.
+func TestSettleKeepsTheAnswersOrder(t *testing.T) {
+	resp := cloudapi.UploadResponse{Rejected: []cloudapi.Rejection{{Key: "k3", Reason: "c"}, {Key: "k1", Reason: "a"}, {Key: "k2", Reason: "b"}}}
+	_, rejected, stray := settle([]string{"k1", "k2", "k3"}, resp)
+	if !slices.Equal(rejected, []string{"k3", "k1", "k2"}) || stray != 0 {
+		t.Fatalf("set aside %v (%d stray), want k3, k1, k2", rejected, stray)
+	}
+}
