@@ -131,6 +131,11 @@ func TestAwayDeviceGetsItsQueueInOrder(t *testing.T) {
 	e.waitState(t, first[0].ID, storage.CommandAcknowledged)
 
 	d.stop()
+	// The server sees the connection closed before the commands are sent: sent while it still
+	// thought it open, a command would be written to it (an attempt) and lost with it.
+	if !e.logs.WaitFor("devices: push connection closed", 30*time.Second, nil) {
+		t.Fatalf("the server did not see the device go\n%s", e.logs)
+	}
 	var want []string
 	var short string
 	for i := range 30 {
