@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"regexp"
 	"slices"
 	"strconv"
 	"sync"
@@ -194,9 +195,17 @@ func (d *Device) Pair(ctx context.Context, code, enrollmentSecret string) error 
 	var creds struct {
 		DeviceID string `json:"device_id"`
 		Secret   string `json:"secret"`
+		Token    string `json:"token"`
 	}
-	if err := d.call(ctx, "/api/v1/devices/pair", "", req, &creds); err != nil {
+	status, err := d.call(ctx, "/api/v1/devices/pair", "", req, &creds)
+	if err != nil {
 		return fmt.Errorf("devicesim: pair: %w", err)
+	}
+	// As devices.md gives them: 201, an id of dv_ and 16 of a-z 2-7, a secret of 43 base64url
+	// characters, and the token to send, which is the two joined by a dot.
+	if status != http.StatusCreated || !deviceIDShape.MatchString(creds.DeviceID) || !secretShape.MatchString(creds.Secret) ||
+		creds.Token != creds.DeviceID+"."+creds.Secret {
+		return fmt.Errorf("devicesim: pair: answer %d with device_id %q and a token that is not device_id.secret, or not of the shapes devices.md gives", status, creds.DeviceID)
 	}
 	d.SetCredentials(creds.DeviceID, creds.Secret)
 	d.log.Info("devicesim: paired", slog.String("device_id", creds.DeviceID))
@@ -206,7 +215,7 @@ func (d *Device) Pair(ctx context.Context, code, enrollmentSecret string) error 
 // Heartbeat tells the server the device is alive, and where it listens.
 func (d *Device) Heartbeat(ctx context.Context) error {
 	req := map[string]any{"app_version": d.o.AppVersion, "push_port": d.pushPort()}
-	if err := d.call(ctx, "/api/v1/devices/heartbeat", d.Token(), req, nil); err != nil {
+	if _, err := d.call(ctx, "/api/v1/devices/heartbeat", d.Token(), req, nil); err != nil {
 		return fmt.Errorf("devicesim: heartbeat: %w", err)
 	}
 	return nil
@@ -220,14 +229,21 @@ type HTTPError struct {
 
 func (e *HTTPError) Error() string { return fmt.Sprintf("HTTP %d: %s", e.Status, e.Body) }
 
-func (d *Device) call(ctx context.Context, path, token string, in, out any) error {
+// The shapes of the credentials a pairing gives (devices.md).
+var (
+	deviceIDShape = regexp.MustCompile(`^dv_[a-z2-7]{16}$`)
+	secretShape   = regexp.MustCompile(`^[A-Za-z0-9_-]{43}$`)
+)
+
+// call POSTs in as JSON to path and decodes a 2xx answer into out; it returns the status.
+func (d *Device) call(ctx context.Context, path, token string, in, out any) (int, error) {
 	body, err := json.Marshal(in)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.o.Server+path, bytes.NewReader(body))
 	if err != nil {
-		return err
+		return 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if token != "" {
@@ -235,20 +251,20 @@ func (d *Device) call(ctx context.Context, path, token string, in, out any) erro
 	}
 	resp, err := d.o.HTTPClient.Do(req)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return err
+		return resp.StatusCode, err
 	}
 	if resp.StatusCode/100 != 2 {
-		return &HTTPError{Status: resp.StatusCode, Body: string(b)}
+		return resp.StatusCode, &HTTPError{Status: resp.StatusCode, Body: string(b)}
 	}
 	if out != nil {
-		return json.Unmarshal(b, out)
+		return resp.StatusCode, json.Unmarshal(b, out)
 	}
-	return nil
+	return resp.StatusCode, nil
 }
 
 // Run serves the push port and heartbeats until ctx ends, then closes the listener and every
