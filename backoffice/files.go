@@ -207,6 +207,8 @@ func (a *Agent) writeBatch(ctx context.Context, t fileTarget, b storage.ExportBa
 			if !exists(final) {
 				a.log.Info("backoffice: an order file interrupted after it was put in place is gone already (taken by the ERP); not writing it again",
 					slog.String(logKeyTarget, t.Name), slog.String(logKeyFile, b.File))
+			} else if err := durable.SyncDir(t.dir); err != nil { // put in place by a run whose sync failed
+				return fail(err)
 			}
 		default:
 			return fail(err)
