@@ -226,7 +226,7 @@ func (a *Agent) moveRefused(ctx context.Context, dir, name string, size int64, r
 		return settled(err)
 	}
 	if err := durable.Rename(filepath.Join(dir, name), filepath.Join(failed, dest)); err != nil {
-		if exists(filepath.Join(dir, name)) {
+		if !errors.As(err, new(*durable.SyncError)) {
 			os.Remove(errorFile) // not moved: written again beside the file at the next try
 		}
 		return settled(err)
