@@ -8,12 +8,23 @@ import (
 // A table laid out as Windows gives it (MIB_*TABLE_OWNER_PID) is read for the owner of a port,
 // IPv4 and IPv6, TCP and UDP; a row cut short, or a count beyond the buffer, is not read.
 func TestOwnerOfPort(t *testing.T) {
-	for name, l := range map[string]tableLayout{"tcp4": tcp4Rows, "tcp6": tcp6Rows, "udp4": udp4Rows, "udp6": udp6Rows} {
+	// The layouts as iphlpapi.h gives them, written out here rather than taken from the code:
+	// the row's size, where its local port is, where its owner PID is.
+	for name, w := range map[string]struct {
+		l                   tableLayout
+		size, portAt, pidAt int
+	}{
+		"tcp4": {tcp4Rows, 24, 8, 20},  // state, local addr, local port, remote addr, remote port, pid
+		"tcp6": {tcp6Rows, 56, 20, 52}, // local addr[16], scope, port, remote addr[16], scope, port, state, pid
+		"udp4": {udp4Rows, 12, 4, 8},   // local addr, local port, pid
+		"udp6": {udp6Rows, 28, 20, 24}, // local addr[16], scope, port, pid
+	} {
+		l := w.l
 		buf := binary.LittleEndian.AppendUint32(nil, 3) // three rows announced, two given
 		for _, r := range []struct{ port, pid int }{{8080, 111}, {80, 4242}} {
-			row := make([]byte, l.rowSize)
-			binary.BigEndian.PutUint16(row[l.portOff:], uint16(r.port))
-			binary.LittleEndian.PutUint32(row[l.rowSize-4:], uint32(r.pid))
+			row := make([]byte, w.size)
+			binary.BigEndian.PutUint16(row[w.portAt:], uint16(r.port))
+			binary.LittleEndian.PutUint32(row[w.pidAt:], uint32(r.pid))
 			buf = append(buf, row...)
 		}
 		if pid, ok := ownerOfPort(buf, l, 80); !ok || pid != 4242 {

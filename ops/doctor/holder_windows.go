@@ -33,7 +33,7 @@ func findHolder(proto string, port int) (Holder, error) {
 			continue
 		}
 		if pid, ok := ownerOfPort(buf, t.layout, port); ok {
-			return windowsHolder(pid), nil
+			return windowsHolder(pid, t.udp), nil
 		}
 	}
 	return Holder{}, cmp.Or(firstErr, errHolderUnknown)
@@ -59,10 +59,15 @@ func ownerTable(t ownerTableKind) ([]byte, error) {
 	return nil, errHolderUnknown
 }
 
-func windowsHolder(pid int) Holder {
+func windowsHolder(pid int, udp bool) Holder {
 	h := Holder{PID: pid, Name: fmt.Sprintf("process %d", pid)}
-	if pid == 4 {
-		h.Name = "System (http.sys: IIS, or a program that registered the port with HTTP.SYS)"
+	switch {
+	case pid == 4 && !udp:
+		// The kernel's HTTP server, for IIS or a program that registered the port with it.
+		h.Name = "System (HTTP.SYS; netsh http show servicestate names who registered the port)"
+		return h
+	case pid == 4:
+		h.Name = "System (the kernel: NetBIOS or SMB)"
 		return h
 	}
 	ph, err := windows.OpenProcess(windows.PROCESS_QUERY_LIMITED_INFORMATION, false, uint32(pid))

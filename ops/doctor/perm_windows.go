@@ -56,7 +56,7 @@ func checkDataDirPrivate(dir string) (Result, bool) {
 	case problem != "" && pf.fail:
 		// On a folder, the right to change it is the right to put files in it: files the
 		// service, running as LocalSystem, then reads.
-		problem = strings.Replace(problem, "may change it", "may create or change files in it, or its permissions", 1)
+		problem = strings.Replace(problem, "may change it", "may change it or put files in it", 1)
 		return fail("data", check, problem+"; it holds the orders, with customers' names and phones", fix), true
 	case problem != "":
 		return warn("data", check, problem+": it holds the orders, with customers' names and phones", fix), true
