@@ -130,10 +130,12 @@ func TestAwayDeviceGetsItsQueueInOrder(t *testing.T) {
 	d.waitCommands(t, 1)
 	e.waitState(t, first[0].ID, storage.CommandAcknowledged)
 
+	const closed = "devices: push connection closed"
+	before := strings.Count(e.logs.String(), closed)
 	d.stop()
 	// The server sees the connection closed before the commands are sent: sent while it still
 	// thought it open, a command would be written to it (an attempt) and lost with it.
-	if !e.logs.WaitFor("devices: push connection closed", 30*time.Second, nil) {
+	if !e.logs.WaitUntil(func(out string) bool { return strings.Count(out, closed) > before }, 30*time.Second, nil) {
 		t.Fatalf("the server did not see the device go\n%s", e.logs)
 	}
 	var want []string

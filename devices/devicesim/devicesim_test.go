@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -324,5 +326,46 @@ func TestDeviceNacksUnknownTypesAndRefusalsStayRefused(t *testing.T) {
 	}
 	if a := readAck(t, c2); a.Type != push.TypeAck {
 		t.Fatalf("answer %s %q, want an ack of a declared type", a.Type, a.Payload)
+	}
+}
+
+// Pairing takes only the answer devices.md gives: 201, the id and secret of their shapes, and
+// the token as the two joined by a dot. Any other answer fails the pairing, so that a server
+// answering otherwise fails the tests that pair.
+func TestPairTakesOnlyTheDocumentedAnswer(t *testing.T) {
+	const secret = "hJ3k9Qm2Zr7Tw5Xy1Ab4Cd6Ef8Gh0Ij2Kl4Mn6Op8Qr" // 43 characters, as a real one (the page's example has 42)
+	good := `{"device_id":"` + deviceID + `","secret":"` + secret + `","token":"` + deviceID + "." + secret + `"}`
+	for _, tc := range []struct {
+		name   string
+		status int
+		body   string
+		ok     bool
+	}{
+		{"as devices.md gives it", http.StatusCreated, good, true},
+		{"200 instead of 201", http.StatusOK, good, false},
+		{"another token", http.StatusCreated, strings.Replace(good, `"token":"dv_`, `"token":"xx_`, 1), false},
+		{"no token", http.StatusCreated, `{"device_id":"` + deviceID + `","secret":"` + secret + `"}`, false},
+		{"a secret of another shape", http.StatusCreated, strings.ReplaceAll(good, secret, "short"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.WriteHeader(tc.status)
+				io.WriteString(w, tc.body)
+			}))
+			defer srv.Close()
+			d := devicesim.New(devicesim.Options{Server: srv.URL, Heartbeat: -1})
+			defer func() { // Pair opened the push listener; a Run that is over closes it
+				ctx, cancel := context.WithCancel(context.Background())
+				cancel()
+				d.Run(ctx)
+			}()
+			err := d.Pair(context.Background(), "", "enrollment")
+			if (err == nil) != tc.ok {
+				t.Fatalf("pairing: %v, want success %v", err, tc.ok)
+			}
+			if tc.ok && d.Token() != deviceID+"."+secret {
+				t.Fatalf("token %q", d.Token())
+			}
+		})
 	}
 }

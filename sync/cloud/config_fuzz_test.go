@@ -47,8 +47,13 @@ func FuzzRemoteConfig(f *testing.F) {
 		// rest of the query may match the refusal's own words). Read from the text itself, so
 		// also when it is no URL at all.
 		given := rc.Media.ContainerURL
-		if i := strings.Index(given, "sig="); i >= 0 {
-			raw, _, _ := strings.Cut(given[i+len("sig="):], "&")
+		for rest := given; ; {
+			i := strings.Index(rest, "sig=")
+			if i < 0 {
+				break
+			}
+			raw, _, _ := strings.Cut(rest[i+len("sig="):], "&")
+			rest = rest[i+len("sig="):]
 			dec, _ := url.QueryUnescape(raw) // "" when it does not decode
 			for _, sig := range []string{raw, dec} {
 				if len(sig) >= 8 && strings.Contains(err.Error(), sig) {
