@@ -231,6 +231,9 @@ func (a *Agent) moveRefused(ctx context.Context, dir, name string, size int64, r
 		}
 		return settled(err)
 	}
+	if err := durable.SyncDir(dir); err != nil { // the file left it too, as in moveTo
+		return settled(err)
+	}
 	if err := a.o.DB.StockFileMoved(ctx, name); err != nil {
 		return settled(err)
 	}
