@@ -3,8 +3,6 @@ package storage
 import (
 	"context"
 	"database/sql"
-	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -74,8 +72,7 @@ func manifestType(row *sql.Row, md5hex string) (ctype string, ok bool, err error
 	if json.Unmarshal(doc, &m) != nil {
 		return "", false, nil
 	}
-	sum, err := base64.StdEncoding.DecodeString(m.MD5)
-	if err != nil || hex.EncodeToString(sum) != md5hex {
+	if sum, ok := m.HexMD5(); !ok || sum != md5hex {
 		return "", false, nil
 	}
 	return m.ContentType, true, nil

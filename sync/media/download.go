@@ -609,7 +609,7 @@ func (f *Fetcher) doneLocked(t *task) {
 	t.running = false
 	f.q.forget(t)
 	if t.next != nil && !t.deleted {
-		if md5hex, ok := hexMD5(t.next.MD5); ok {
+		if md5hex, ok := t.next.HexMD5(); ok {
 			f.enqueueLocked(t.id, *t.next, md5hex, classOf(t.next.ContentType))
 		}
 	}
@@ -624,7 +624,7 @@ func (f *Fetcher) requeueLocked(t *task, at time.Time, why string) {
 		return
 	}
 	if t.next != nil {
-		if md5hex, ok := hexMD5(t.next.MD5); ok {
+		if md5hex, ok := t.next.HexMD5(); ok {
 			old := t.md5
 			f.q.setVersion(t, *t.next, md5hex)
 			if old != t.md5 {

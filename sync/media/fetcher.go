@@ -16,8 +16,6 @@ package media
 import (
 	"context"
 	"crypto/md5"
-	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -400,7 +398,7 @@ func (f *Fetcher) scan(ctx context.Context) error {
 			// The same content, perhaps under another content type: nothing to fetch, but the
 			// type served follows the manifest. A file recorded during the read (consider then
 			// names it) may have been recorded before the manifest changed.
-			if md5hex, ok := hexMD5(it.Manifest.MD5); ok && md5hex == it.CachedMD5 && (it.CachedType != it.Manifest.ContentType || read != md5hex) {
+			if md5hex, ok := it.Manifest.HexMD5(); ok && md5hex == it.CachedMD5 && (it.CachedType != it.Manifest.ContentType || read != md5hex) {
 				retyped = append(retyped, it.ID)
 			}
 		}
@@ -495,7 +493,7 @@ func (f *Fetcher) consider(it *storage.MediaItem, refill bool, gen uint64) int {
 		f.mu.Unlock()
 		return itemDeleted
 	}
-	md5hex, ok := hexMD5(it.Manifest.MD5)
+	md5hex, ok := it.Manifest.HexMD5()
 	if !ok {
 		return considered // the feed decoder lets no such manifest through
 	}
@@ -633,15 +631,6 @@ func (f *Fetcher) notifyLocked(id string, err error) {
 		ch <- err
 	}
 	delete(f.waiters, id)
-}
-
-// hexMD5 turns a manifest's base64 MD5 into the cache's hex name.
-func hexMD5(b64 string) (string, bool) {
-	b, err := base64.StdEncoding.DecodeString(b64)
-	if err != nil || len(b) != 16 {
-		return "", false
-	}
-	return hex.EncodeToString(b), true
 }
 
 // ErrUnknown means the catalog has no such media item.

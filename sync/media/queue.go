@@ -65,7 +65,7 @@ type task struct {
 	index int // in whichever heap holds it, -1 in none
 }
 
-// set makes the task fetch the version of m, whose MD5 is md5hex (as hexMD5 gives it).
+// set makes the task fetch the version of m, whose MD5 is md5hex (as MediaManifest.HexMD5 gives it).
 func (t *task) set(m cloudapi.MediaManifest, md5hex string) {
 	t.blob, t.ctype, t.size = m.Blob, internType(m.ContentType), m.Size
 	hex.Decode(t.md5[:], []byte(md5hex))

@@ -128,7 +128,7 @@ func (f *Fetcher) fetchNow(ctx context.Context, id string) error {
 	if f.o.Source == nil {
 		return &UnavailableError{Reason: "it is not cached, and fetching is off (media.enabled is false)", RetryAfter: time.Hour}
 	}
-	md5hex, ok := hexMD5(m.MD5)
+	md5hex, ok := m.HexMD5()
 	if !ok {
 		return fmt.Errorf("media: manifest %s: md5 %q is not base64 of 16 bytes", id, m.MD5)
 	}

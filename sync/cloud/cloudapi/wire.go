@@ -7,6 +7,8 @@ package cloudapi
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -112,6 +114,16 @@ type MediaManifest struct {
 	Size        int64  `json:"size"`
 	MD5         string `json:"md5"`
 	ContentType string `json:"content_type,omitempty"`
+}
+
+// HexMD5 is the manifest's MD5 (base64, as the feed gives it) in hex, the name of its content in
+// the media cache; ok is false when it is not the base64 of 16 bytes.
+func (m *MediaManifest) HexMD5() (md5hex string, ok bool) {
+	b, err := base64.StdEncoding.DecodeString(m.MD5)
+	if err != nil || len(b) != 16 {
+		return "", false
+	}
+	return hex.EncodeToString(b), true
 }
 
 // Setting is the document of the settings collection.
