@@ -131,6 +131,8 @@ func (c *config) define(fs *flag.FlagSet) {
 	fs.Float64Var(&c.faults.ErrorRate, "error-rate", 0, "fault: share of /v1 requests answered 500 or 503")
 	fs.Float64Var(&c.faults.RateLimitRate, "rate-limit-rate", 0, "fault: share of /v1 requests answered 429")
 	fs.IntVar(&c.faults.RetryAfterSeconds, "retry-after", 1, "fault: Retry-After `seconds` of a 429")
+	fs.IntVar(&c.faults.RetryAfter503, "retry-after-503", 0, "fault: Retry-After `seconds` of the injected 503s (0: none)")
+	fs.BoolVar(&c.faults.RetryAfterDate, "retry-after-date", false, "fault: send Retry-After as an HTTP date instead of seconds")
 	fs.Float64Var(&c.faults.CutRate, "cut-rate", 0, "fault: share of feed responses cut in the middle of a line")
 	fs.Float64Var(&c.faults.MalformedRate, "malformed-rate", 0, "fault: share of changes sent as malformed lines (the same ones every time)")
 	fs.Float64Var(&c.faults.UploadErrorRate, "upload-error-rate", 0, "fault: share of event uploads answered 503")

@@ -115,6 +115,45 @@ func TestDrainsThroughFailuresInOrder(t *testing.T) {
 	}
 }
 
+// TestUploadWaitsOutRetryAfter: a cloud that sheds load with 503 and a Retry-After as an HTTP date
+// is not asked again before that time, however short the backoff (cloud-api.md, Retries).
+func TestUploadWaitsOutRetryAfter(t *testing.T) {
+	db := openDB(t)
+	sim := cloudsim.New(cloudsim.Options{Products: 1, StoreKey: "k"})
+	ts := httptest.NewServer(sim.Handler())
+	defer ts.Close()
+	client, _ := cloud.New(ts.URL, "k", ts.Client(), "test")
+	createOrders(t, db, 1, 1)
+	if err := sim.SetFaults(cloudsim.Faults{UploadErrorRate: 1, RetryAfter503: 2, RetryAfterDate: true}); err != nil {
+		t.Fatal(err)
+	}
+	w := New(Options{DB: db, Cloud: client, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
+	type attempt struct {
+		at  time.Time
+		err error
+	}
+	attempts := make(chan attempt, 10)
+	w.attempted = func(err error) { attempts <- attempt{time.Now(), err} }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- w.Run(ctx) }()
+	first := <-attempts
+	if first.err == nil {
+		t.Fatal("the upload succeeded through a 503")
+	}
+	sim.SetFaults(cloudsim.Faults{})
+	second := <-attempts
+	cancel()
+	<-done
+	// The date has whole seconds: two seconds from the cloud's clock are at least one here.
+	if gap := second.at.Sub(first.at); gap < time.Second {
+		t.Errorf("asked again %v after a 503 with Retry-After two seconds ahead", gap)
+	}
+	if second.err != nil || len(sim.Events()) != 1 {
+		t.Errorf("after the wait: %v, the cloud has %d events; want the order delivered", second.err, len(sim.Events()))
+	}
+}
+
 // fakeCloud refuses events whose key contains "bad": as a whole batch with 400 when whole is
 // set, else in the answer.
 type fakeCloud struct {

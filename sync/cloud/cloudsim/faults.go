@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"net/http"
 	"strconv"
+	"time"
 )
 
 // Faults are the failures the sim injects into /v1 requests, to exercise the client's retry,
@@ -15,6 +17,8 @@ type Faults struct {
 	ErrorRate         float64 `json:"error_rate"`          // share of /v1 requests answered 500 or 503
 	RateLimitRate     float64 `json:"rate_limit_rate"`     // share of /v1 requests answered 429
 	RetryAfterSeconds int     `json:"retry_after_seconds"` // Retry-After of a 429; 0 means 1
+	RetryAfter503     int     `json:"retry_after_503"`     // Retry-After of the injected 503s, in seconds; 0: none
+	RetryAfterDate    bool    `json:"retry_after_date"`    // Retry-After as an HTTP date instead of seconds
 	CutRate           float64 `json:"cut_rate"`            // share of feed responses cut inside a line
 	MalformedRate     float64 `json:"malformed_rate"`      // share of (item, rev) whose upsert line is corrupted
 	UploadErrorRate   float64 `json:"upload_error_rate"`   // share of event uploads answered 503, nothing stored
@@ -35,6 +39,9 @@ func (f Faults) Validate() error {
 	}
 	if f.RetryAfterSeconds < 0 || f.RetryAfterSeconds > 86400 {
 		return fmt.Errorf("faults: retry_after_seconds = %d outside 0..86400", f.RetryAfterSeconds)
+	}
+	if f.RetryAfter503 < 0 || f.RetryAfter503 > 86400 {
+		return fmt.Errorf("faults: retry_after_503 = %d outside 0..86400", f.RetryAfter503)
 	}
 	rates := []struct {
 		name string
@@ -67,6 +74,19 @@ func (s *Sim) Faults() Faults {
 	s.fmu.Lock()
 	defer s.fmu.Unlock()
 	return s.faults
+}
+
+// setRetryAfter sets the Retry-After header of an injected refusal to secs seconds from now, as
+// delay-seconds or, with RetryAfterDate, as an HTTP date (cloud-api.md allows both). Nothing is set
+// for secs <= 0.
+func (f Faults) setRetryAfter(h http.Header, secs int, now time.Time) {
+	switch {
+	case secs <= 0:
+	case f.RetryAfterDate:
+		h.Set("Retry-After", now.Add(time.Duration(secs)*time.Second).UTC().Format(http.TimeFormat))
+	default:
+		h.Set("Retry-After", strconv.Itoa(secs))
+	}
 }
 
 // takeSASRefusal reports whether the next container URL must be refused, counting it.

@@ -54,6 +54,34 @@ func TestFaultErrorsAndRateLimits(t *testing.T) {
 	}
 }
 
+// The 503s carry a Retry-After when asked, in seconds or as an HTTP date (cloud-api.md allows
+// both); the 500s never do.
+func TestFaultRetryAfter(t *testing.T) {
+	h := newHarness(t, Options{Products: 10})
+	h.setFaults(Faults{ErrorRate: 1, RetryAfter503: 30})
+	for range 20 {
+		status, hdr, _ := h.call(http.MethodGet, "/v1/config", nil)
+		if want := map[int]string{500: "", 503: "30"}[status]; hdr.Get("Retry-After") != want {
+			t.Errorf("error fault %d: Retry-After %q, want %q", status, hdr.Get("Retry-After"), want)
+		}
+	}
+	h.setFaults(Faults{RateLimitRate: 1, RetryAfterSeconds: 30, RetryAfterDate: true})
+	_, hdr, _ := h.call(http.MethodGet, "/v1/config", nil)
+	if at, err := http.ParseTime(hdr.Get("Retry-After")); err != nil || time.Until(at) < 28*time.Second || time.Until(at) > 30*time.Second {
+		t.Errorf("rate limit fault with an HTTP date: Retry-After %q (%v)", hdr.Get("Retry-After"), err)
+	}
+	h.setFaults(Faults{UploadErrorRate: 1, RetryAfter503: 30})
+	status, hdr, _ := h.call(http.MethodPost, "/v1/events", []byte(`{"events":[]}`))
+	if status != http.StatusServiceUnavailable || hdr.Get("Retry-After") != "30" {
+		t.Errorf("upload error fault: status %d, Retry-After %q", status, hdr.Get("Retry-After"))
+	}
+	h.setFaults(Faults{LostAnswerRate: 1, RetryAfter503: 30, RetryAfterDate: true})
+	status, hdr, _ = h.call(http.MethodPost, "/v1/events", []byte(`{"events":[]}`))
+	if _, err := http.ParseTime(hdr.Get("Retry-After")); status != http.StatusServiceUnavailable || err != nil {
+		t.Errorf("lost answer fault: status %d, Retry-After %q", status, hdr.Get("Retry-After"))
+	}
+}
+
 func TestFaultCutStream(t *testing.T) {
 	h := newHarness(t, Options{Products: 300})
 	h.setFaults(Faults{CutRate: 1})

@@ -79,7 +79,7 @@ func (s *Sim) guard(next http.Handler) http.Handler {
 		if s.roll(f.RateLimitRate) {
 			s.injected.rateLimits.Add(1)
 			s.log.Debug("cloudsim: fault injected", logKeyFault, "rate_limit", logKeyPath, r.URL.Path)
-			w.Header().Set("Retry-After", strconv.Itoa(max(f.RetryAfterSeconds, 1)))
+			f.setRetryAfter(w.Header(), max(f.RetryAfterSeconds, 1), s.now())
 			writeProblem(w, http.StatusTooManyRequests, "rate limited (injected fault)")
 			return
 		}
@@ -88,6 +88,9 @@ func (s *Sim) guard(next http.Handler) http.Handler {
 			status := http.StatusInternalServerError
 			if s.randN(2) == 0 {
 				status = http.StatusServiceUnavailable
+			}
+			if status == http.StatusServiceUnavailable {
+				f.setRetryAfter(w.Header(), f.RetryAfter503, s.now())
 			}
 			s.log.Debug("cloudsim: fault injected", logKeyFault, "error", logKeyStatus, status, logKeyPath, r.URL.Path)
 			writeProblem(w, status, "platform error (injected fault)")
@@ -196,16 +199,18 @@ func (s *Sim) handleEvents(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("batch of %d events; at most %d", len(req.Events), MaxUploadEvents))
 		return
 	}
-	if s.roll(s.Faults().UploadErrorRate) {
+	if f := s.Faults(); s.roll(f.UploadErrorRate) {
 		s.injected.uploadErrors.Add(1)
+		f.setRetryAfter(w.Header(), f.RetryAfter503, s.now())
 		s.log.Debug("cloudsim: fault injected", logKeyFault, "upload_error")
 		writeProblem(w, http.StatusServiceUnavailable, "event store unavailable (injected fault); nothing was stored")
 		return
 	}
 	res := s.store(req.Events)
 	s.log.Debug("cloudsim: events uploaded", logKeyAccepted, len(res.Accepted), logKeyDuplicate, len(res.Duplicate), logKeyRejected, len(res.Rejected))
-	if s.roll(s.Faults().LostAnswerRate) {
+	if f := s.Faults(); s.roll(f.LostAnswerRate) {
 		s.injected.lostAnswers.Add(1)
+		f.setRetryAfter(w.Header(), f.RetryAfter503, s.now())
 		s.log.Debug("cloudsim: fault injected", logKeyFault, "lost_answer")
 		writeProblem(w, http.StatusServiceUnavailable, "gateway timeout after the events were stored (injected fault)")
 		return
