@@ -41,14 +41,14 @@ var (
 	descSyncRows  = gaugeDesc("storeedge_sync_rows", "Live items of the collection held by the shop.", "collection")
 	descSyncLag   = gaugeDesc("storeedge_sync_lag_changes", "The cloud's estimate of the changes of the collection still to fetch.", "collection")
 	descSyncQuar  = gaugeDesc("storeedge_sync_quarantined_lines", "Feed lines of the collection set aside as malformed.", "collection")
-	descSyncError = gaugeDesc("storeedge_sync_failing", "1 when the collection's last sync attempt failed since its last success.", "collection")
+	descSyncError = gaugeDesc("storeedge_sync_failing", "1 when the collection's last request failed and no page was applied since.", "collection")
 
 	descOutboxDepth    = gaugeDesc("storeedge_outbox_depth", "Outbox entries (order changes, imported stock levels) waiting to be uploaded to the cloud.")
 	descOutboxRejected = gaugeDesc("storeedge_outbox_rejected", "Outbox entries the cloud refused for good, and those of their orders held back behind them, waiting for an admin.")
 	descOutboxOldest   = gaugeDesc("storeedge_outbox_oldest_age_seconds", "Age of the oldest outbox entry waiting for upload; 0 when none waits.")
 
 	descSBConnected = gaugeDesc("storeedge_servicebus_connected", "1 while the Service Bus order link is connected.")
-	descSBReceived  = counterDesc("storeedge_servicebus_received_total", "Orders received from Service Bus since start.")
+	descSBReceived  = counterDesc("storeedge_servicebus_received_total", "Messages delivered by Service Bus since start, each delivery counted (a redelivery too).")
 	descSBStored    = counterDesc("storeedge_servicebus_stored_total", "Orders from Service Bus stored as new since start.")
 	descSBDup       = counterDesc("storeedge_servicebus_duplicates_total", "Service Bus messages already stored (redeliveries) since start.")
 	descSBDead      = counterDesc("storeedge_servicebus_dead_lettered_total", "Service Bus messages dead-lettered as unusable since start.")
