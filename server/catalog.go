@@ -10,6 +10,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/storeedge/storeedge/internal/clip"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 )
@@ -100,6 +101,19 @@ func pathParam(r *http.Request, name string) (string, bool) {
 	return u, err == nil
 }
 
+// pathID returns the path's id decoded. An id no item can have (cloud-api.md: 1-128 bytes of
+// UTF-8 without control characters) is a bad parameter, not an item that is missing.
+func pathID(r *http.Request) (string, error) {
+	id, ok := pathParam(r, "id")
+	if !ok {
+		return "", refuse(probNotFound, "the id in the path is not validly escaped")
+	}
+	if err := cloudapi.ValidateID(id); err != nil {
+		return "", refuse(probBadParameter, "id: "+clip.Quoted(id, 80)+": "+err.Error())
+	}
+	return id, nil
+}
+
 // writeItems sends a page of items; next is the value of after (or cursor) for the page that
 // follows, "" on the last page.
 func writeItems(w http.ResponseWriter, items []storage.Item, next string) {
@@ -170,9 +184,9 @@ var singular = map[string]string{
 func (s *Server) getItem(collection string) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		s.setDataAge(w, collection)
-		id, ok := pathParam(r, "id")
-		if !ok {
-			return refuse(probNotFound, "the id in the path is not validly escaped")
+		id, err := pathID(r)
+		if err != nil {
+			return err
 		}
 		doc := getBuffer()
 		defer putBuffer(doc)
@@ -191,6 +205,9 @@ func (s *Server) productByBarcode(w http.ResponseWriter, r *http.Request) error 
 	code, ok := pathParam(r, "code")
 	if !ok {
 		return refuse(probNotFound, "the barcode in the path is not validly escaped")
+	}
+	if !cloudapi.IsBarcode(code) { // no product carries it, loaded or not: not worth a retry
+		return refuse(probBadParameter, "code: "+clip.Quoted(code, 80)+" is not a barcode (1-64 of 0-9, A-Z, a-z and -)")
 	}
 	doc := getBuffer()
 	defer putBuffer(doc)

@@ -559,10 +559,19 @@ func TestBadQueryParameters(t *testing.T) {
 		{"/api/v1/catalog/search?q=tea&cursor=abc", []string{"cursor"}},
 		{"/api/v1/catalog/search?q=tea&cursor=%2B1", []string{"cursor"}},
 		{"/api/v1/catalog/search?q=tea&cursor=99999", []string{"cursor"}},
+		// What was sent counts, spaces around the words too.
+		{"/api/v1/catalog/search?q=noir" + strings.Repeat("+", maxQueryRunes), []string{"q", "204 characters", "1 to 200"}},
+		// A path parameter no item can have is no missing item: 400, not 404.
+		{"/api/v1/catalog/barcodes/" + strings.Repeat("4", 65), []string{"code", "not a barcode"}},
+		{"/api/v1/catalog/barcodes/4000%20000", []string{"code", `"4000 000"`}},
+		{"/api/v1/catalog/barcodes/ABC_1", []string{"code"}},
+		{"/api/v1/catalog/products/" + strings.Repeat("p", 129), []string{"id", "longer than 128 bytes"}},
+		{"/api/v1/catalog/stock/P%0A1", []string{"id", "control character"}},
+		{"/api/v1/catalog/media/%FF", []string{"id", "UTF-8"}},
 	} {
 		rec := f.get(t, c.target)
 		p := wantProblem(t, rec, http.StatusBadRequest, "bad-parameter", c.detail...)
-		if u, _ := url.Parse(c.target); p.Instance != u.Path {
+		if u, _ := url.Parse(c.target); p.Instance != u.EscapedPath() {
 			t.Errorf("%s: instance %q", c.target, p.Instance)
 		}
 	}
@@ -712,6 +721,8 @@ func TestCatalogWhileAFirstSyncLoads(t *testing.T) {
 			t.Errorf("%s during the load: Retry-After %q, want 5", path, rec.Header().Get("Retry-After"))
 		}
 	}
+	// A barcode no product can carry is refused as such, load or not: no use trying again.
+	wantProblem(t, f.get(t, "/api/v1/catalog/barcodes/4000%20000"), http.StatusBadRequest, "bad-parameter", "code")
 	// A search with no word (punctuation, a lone accent) can match nothing, load or not.
 	if rec := f.get(t, "/api/v1/catalog/search?q=%2A+%CC%81"); rec.Code != http.StatusOK {
 		t.Errorf("a search without words during the load: %d %s, want an empty 200", rec.Code, rec.Body)

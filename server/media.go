@@ -61,9 +61,9 @@ func (s *Server) getMedia(w http.ResponseWriter, r *http.Request) error {
 	if s.o.Media == nil {
 		return refuse(probNotFound, "this server has no media service")
 	}
-	id, ok := pathParam(r, "id")
-	if !ok {
-		return refuse(probNotFound, "the id in the path is not validly escaped")
+	id, err := pathID(r)
+	if err != nil {
+		return err
 	}
 	// Open may wait for the item's download (media.on_demand_wait), longer than the write
 	// deadline the server set when the request was read: the answer, a 503 problem too, gets a

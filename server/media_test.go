@@ -185,6 +185,7 @@ func TestMediaAnswers(t *testing.T) {
 		t.Errorf("an item without a content type: %d, Content-Type %q", rec.Code, rec.Header().Get("Content-Type"))
 	}
 	wantProblem(t, get(http.MethodGet, "M9"), 404, "not-found", `"M9"`)
+	wantProblem(t, get(http.MethodGet, strings.Repeat("M", 129)), 400, "bad-parameter", "longer than 128 bytes")
 	rec = get(http.MethodGet, "M2")
 	wantProblem(t, rec, 503, "media-unavailable", "Blob storage cannot be reached")
 	if ra := rec.Header().Get("Retry-After"); ra != "42" {

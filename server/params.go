@@ -108,12 +108,14 @@ func collectionsParam(q url.Values) ([]string, error) {
 // searchParams reads q and cursor. The cursor is opaque to devices; it is the offset of the next
 // result.
 func searchParams(q url.Values) (query string, offset int, err error) {
-	query = strings.TrimSpace(q.Get("q"))
+	// The limit holds for what was sent, spaces around it too; the words are what is searched.
+	raw := q.Get("q")
+	if n := utf8.RuneCountInString(raw); n > maxQueryRunes {
+		return "", 0, badParamf("q: %d characters is too long; want 1 to %d", n, maxQueryRunes)
+	}
+	query = strings.TrimSpace(raw)
 	if query == "" {
 		return "", 0, badParamf("q: missing; want the text to search for, 1 to %d characters", maxQueryRunes)
-	}
-	if n := utf8.RuneCountInString(query); n > maxQueryRunes {
-		return "", 0, badParamf("q: %d characters is too long; want 1 to %d", n, maxQueryRunes)
 	}
 	if n := len(storage.SearchWords(query)); n > storage.MaxSearchWords {
 		return "", 0, badParamf("q: %d words; every word must match, and a search takes at most %d", n, storage.MaxSearchWords)

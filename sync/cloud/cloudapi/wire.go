@@ -485,6 +485,9 @@ func isCurrency(s string) bool {
 }
 
 // isBarcode reports whether s is 1..64 of [0-9A-Za-z-].
+// IsBarcode reports whether s is a barcode the contract allows: 1–64 of [0-9A-Za-z-].
+func IsBarcode(s string) bool { return isBarcode(s) }
+
 func isBarcode(s string) bool {
 	if len(s) == 0 || len(s) > 64 {
 		return false
