@@ -230,5 +230,5 @@ func (l *link) connected(version int, addr string) {
 }
 
 func printableReason(b []byte) string {
-	return strconv.Quote(clip.String(string(b), 200))
+	return clip.Quoted(string(b), 200)
 }

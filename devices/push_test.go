@@ -686,7 +686,7 @@ func TestAnswersBreakingThePayloadRulesAreReadAllTheSame(t *testing.T) {
 	e.waitState(t, acked.ID, storage.CommandAcknowledged)
 	e.waitState(t, nacked.ID, storage.CommandFailed)
 	c, _ := e.db.GetCommand(context.Background(), nacked.ID)
-	if want := "refused by the device: " + strconv.Quote(strings.Repeat("n", 200)+"…"); c.Reason != want {
+	if want := "refused by the device: " + strconv.Quote(strings.Repeat("n", 200)) + "…"; c.Reason != want {
 		t.Errorf("the nack's reason recorded %.80q…, want the first 200 bytes", c.Reason)
 	}
 	if !e.logs.WaitFor("this one has 200000 bytes", 10*time.Second, nil) {

@@ -157,7 +157,8 @@ func newNonce() []byte {
 
 // readHello reads the peer's hello, authenticated for ownNonce (nil: the zero nonce). version
 // is the version the frame announced, when it announced one this side speaks (else Version), so
-// that a refusal can be sent in it.
+// that a refusal can be sent in it. A hello that verified but breaks a rule of the hello comes
+// back with the error, so that the refusal can be bound to the nonce it carries.
 func readHello(br *bufio.Reader, key, ownNonce []byte) (f Frame, version byte, err error) {
 	b, err := readRaw(br, 0)
 	if err != nil {
@@ -174,9 +175,9 @@ func readHello(br *bufio.Reader, key, ownNonce []byte) (f Frame, version byte, e
 	case f.Type != TypeHello:
 		return Frame{}, version, fmt.Errorf("%w: first frame is a %s, want a hello", ErrMalformed, f.Type)
 	case f.Seq != 0:
-		return Frame{}, version, fmt.Errorf("%w: hello with sequence number %d, want 0", ErrMalformed, f.Seq)
+		return f, version, fmt.Errorf("%w: hello with sequence number %d, want 0", ErrMalformed, f.Seq)
 	case len(f.Payload) != NonceSize:
-		return Frame{}, version, fmt.Errorf("%w: hello nonce of %d bytes, want %d", ErrMalformed, len(f.Payload), NonceSize)
+		return f, version, fmt.Errorf("%w: hello nonce of %d bytes, want %d", ErrMalformed, len(f.Payload), NonceSize)
 	}
 	return f, version, nil
 }

@@ -1,6 +1,7 @@
 package push
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
@@ -116,6 +117,46 @@ func TestReplayedDeviceHello(t *testing.T) {
 			t.Fatalf("version 1: the replayed hello was refused (%v); the page says it passes", err)
 		case v == 2 && !errors.Is(err, ErrBadMAC):
 			t.Fatalf("version 2: replayed hello: %v (connection %v), want ErrBadMAC", err, c)
+		}
+	}
+}
+
+// A hello that verifies but breaks a rule of the hello (its sequence number, its nonce's length)
+// is refused with an error frame the device can verify: bound to the nonce it sent
+// (push-protocol.md, step 6).
+func TestRefusalOfAVerifiedHelloIsBoundToItsNonce(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		seq   uint64
+		nonce []byte
+	}{
+		{"sequence number 1", 1, bytes.Repeat([]byte{7}, NonceSize)},
+		{"nonce of 8 bytes", 0, bytes.Repeat([]byte{7}, 8)},
+	} {
+		sc, dc := net.Pipe()
+		hello := Frame{Version: Version, Type: TypeHello, Seq: c.seq, Time: 1, ID: "dv_1", Payload: c.nonce}
+		b, err := hello.Encode(testKey, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := make(chan []byte, 1)
+		go func() {
+			dc.Write(b)
+			raw, err := readRaw(bufio.NewReader(dc), 0)
+			if err != nil {
+				t.Errorf("%s: the device read no refusal: %v", c.name, err)
+			}
+			got <- raw
+		}()
+		_, serr := ServerHandshake(sc, testKey, "srv", "dv_1", MinVersion, time.Now(), 2*time.Second)
+		raw := <-got
+		sc.Close()
+		dc.Close()
+		if !errors.Is(serr, ErrMalformed) {
+			t.Errorf("%s: server: %v, want ErrMalformed", c.name, serr)
+		}
+		if f, err := Decode(raw, testKey, c.nonce); err != nil || f.Type != TypeError {
+			t.Errorf("%s: the refusal does not verify over the device's nonce: %+v, %v", c.name, f, err)
 		}
 	}
 }
