@@ -17,6 +17,7 @@ import (
 	"golang.org/x/net/ipv4"
 
 	"github.com/storeedge/storeedge/internal/config"
+	"github.com/storeedge/storeedge/internal/logbudget"
 )
 
 // Defaults for zero Options that no configuration key sets; the others are the
@@ -93,7 +94,12 @@ type Server struct {
 	seen      map[string]*SeenDevice
 	announced time.Time
 	running   bool
+	seenLog   logbudget.Budget // "new device seen" lines: forged hellos cost a count, not a line each
 }
+
+// seenLogBudget is how many new devices seen are logged a minute; a roll-out of more is still
+// listed whole (GET /api/v1/admin/discovery/seen), and the log says how many it left out.
+const seenLogBudget = 60
 
 type counters struct {
 	received, answered, announcements, hellos            atomic.Uint64
@@ -188,6 +194,7 @@ func NewServer(o Options) (*Server, error) {
 		lim:     newLimiter(o.AnswerInterval, o.AnswerBurst, defaultMaxSources, o.MaxPerSecond),
 		byIndex: map[int]Interface{},
 		seen:    map[string]*SeenDevice{},
+		seenLog: logbudget.Budget{PerMinute: seenLogBudget},
 	}, nil
 }
 
@@ -566,7 +573,13 @@ func (s *Server) sawHello(h Hello, from netip.Addr) {
 		}
 		d = &SeenDevice{DeviceID: h.DeviceID, FirstSeen: now}
 		s.seen[h.DeviceID] = d
-		s.log.Info("discovery: new device seen", slog.String(keyDevice, h.DeviceID), slog.String("kind", h.Kind), slog.String(keyAddr, from.String()))
+		ok, dropped := s.seenLog.Allow(now)
+		if dropped > 0 {
+			s.log.Info("discovery: new devices seen and not logged in the last minute", slog.Int("count", dropped))
+		}
+		if ok {
+			s.log.Info("discovery: new device seen", slog.String(keyDevice, h.DeviceID), slog.String("kind", h.Kind), slog.String(keyAddr, from.String()))
+		}
 	}
 	d.Kind, d.Name, d.Version = h.Kind, h.Name, h.Version
 	d.Addr, d.PushPort, d.LastSeen = from.String(), h.PushPort, now

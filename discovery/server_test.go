@@ -1,9 +1,11 @@
 package discovery
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
@@ -323,6 +325,34 @@ func TestHelloPutsDeviceInSeenList(t *testing.T) {
 	now = now.Add(seenTTL + time.Minute)
 	if seen := s.Seen(); len(seen) != 0 {
 		t.Errorf("after a day: %d devices", len(seen))
+	}
+}
+
+// Hellos forged by the thousand, each a new device from a new address, cost the log sixty lines
+// a minute and one line counting the rest; the seen list keeps its bound.
+func TestNewDevicesSeenLoggedWithinABudget(t *testing.T) {
+	var logs bytes.Buffer
+	now := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	s, err := NewServer(Options{Addr: "127.0.0.1:0", Interfaces: []string{"lo"}, Info: testInfo(), HTTPPort: 8080,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)), Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2000 {
+		s.sawHello(Hello{DeviceID: fmt.Sprintf("forged-%04d", i)}, netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}))
+	}
+	if n := strings.Count(logs.String(), "new device seen"); n != seenLogBudget {
+		t.Errorf("%d lines for 2,000 new devices in a minute, want %d", n, seenLogBudget)
+	}
+	if len(s.Seen()) != defaultMaxSeen {
+		t.Errorf("seen list of %d, want %d", len(s.Seen()), defaultMaxSeen)
+	}
+	now = now.Add(time.Minute)
+	logs.Reset()
+	s.sawHello(Hello{DeviceID: "tab-1"}, netip.MustParseAddr("10.0.9.1"))
+	if !strings.Contains(logs.String(), "not logged in the last minute") || !strings.Contains(logs.String(), fmt.Sprintf("count=%d", 2000-seenLogBudget)) ||
+		!strings.Contains(logs.String(), "device_id=tab-1") {
+		t.Errorf("the minute after: %s", logs.String())
 	}
 }
 

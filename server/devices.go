@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -122,7 +121,7 @@ func (s *Server) guessesSpent(w http.ResponseWriter, r *http.Request, wrong bool
 // logGuess logs msg with the address of a wrong credential: at most guessLogBudget lines a
 // minute, then one line saying how many more there were.
 func (s *Server) logGuess(r *http.Request, addr string, now time.Time, msg string) {
-	log, dropped := s.guessLog.allow(now)
+	log, dropped := s.guessLog.Allow(now)
 	if dropped > 0 {
 		s.log.LogAttrs(r.Context(), slog.LevelWarn, "wrong admin credentials not logged in the last minute", slog.Int("count", dropped))
 	}
@@ -133,30 +132,6 @@ func (s *Server) logGuess(r *http.Request, addr string, now time.Time, msg strin
 
 // guessLogBudget is how many wrong admin credentials are logged a minute, from all addresses.
 const guessLogBudget = 100
-
-// logBudget lets so many log lines a minute through and counts the others.
-type logBudget struct {
-	mu      sync.Mutex
-	since   time.Time
-	n       int
-	dropped int
-}
-
-// allow says whether a line may be logged now, and how many were not logged in the minute that
-// just ended (once, at the first line after it).
-func (b *logBudget) allow(now time.Time) (ok bool, dropped int) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if now.Sub(b.since) >= time.Minute {
-		dropped, b.since, b.n, b.dropped = b.dropped, now, 0, 0
-	}
-	if b.n < guessLogBudget {
-		b.n++
-		return true, dropped
-	}
-	b.dropped++
-	return false, dropped
-}
 
 // devicesRoutes are the devices service: pairing (open to all: it is how a device gets its
 // credential) and what a paired device says about itself.

@@ -19,6 +19,7 @@ import (
 	"github.com/storeedge/storeedge/devices"
 	"github.com/storeedge/storeedge/discovery"
 	"github.com/storeedge/storeedge/internal/config"
+	"github.com/storeedge/storeedge/internal/logbudget"
 	"github.com/storeedge/storeedge/ops/backup"
 	"github.com/storeedge/storeedge/ops/logship"
 	"github.com/storeedge/storeedge/ops/support"
@@ -158,8 +159,8 @@ var services = []struct {
 // Server serves the LAN HTTP API on the front door and the services' own ports.
 type Server struct {
 	o        Options
-	streams  streamCount // event streams open, by device
-	guessLog logBudget   // wrong admin credentials logged
+	streams  streamCount      // event streams open, by device
+	guessLog logbudget.Budget // wrong admin credentials logged
 	log      *slog.Logger
 	now      func() time.Time
 	front    *chi.Mux     // the front door's routes
@@ -224,7 +225,8 @@ func New(o Options) (*Server, error) {
 	}
 	o.ShutdownGrace = max(o.ShutdownGrace, 0)
 
-	s := &Server{o: o, log: o.Logger, now: o.Now, stopping: make(chan struct{}), sessions: newPageSessions()}
+	s := &Server{o: o, log: o.Logger, now: o.Now, stopping: make(chan struct{}), sessions: newPageSessions(),
+		guessLog: logbudget.Budget{PerMinute: guessLogBudget}}
 	if o.Metrics != nil {
 		var err error
 		if s.metrics, err = newHTTPMetrics(o.Metrics); err != nil {
