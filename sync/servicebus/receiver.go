@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -488,8 +489,9 @@ const maxBinaryIDBytes = 128
 
 // messageID is the message's AMQP message-id as text: a string as it is; an id of another type
 // (the SDK gives only a string one) named by its type, so that it cannot be taken for a string
-// id: "ulong:42", "uuid:" and its usual form, "binary:" and its bytes in hexadecimal. "" when the
-// message has none.
+// id: "ulong:42", "uuid:" and its usual form, "binary:" and its bytes in hexadecimal. A string
+// that begins as such a name is marked "string:". "" when the message has none (an empty
+// binary id is none).
 func messageID(m *azservicebus.ReceivedMessage) string {
 	id := m.MessageID
 	if id == "" && m.RawAMQPMessage != nil && m.RawAMQPMessage.Properties != nil {
@@ -497,20 +499,32 @@ func messageID(m *azservicebus.ReceivedMessage) string {
 		case string:
 			id = v
 		case uint64:
-			id = "ulong:" + strconv.FormatUint(v, 10)
+			return "ulong:" + strconv.FormatUint(v, 10)
 		case []byte:
-			if len(v) > maxBinaryIDBytes {
+			switch {
+			case len(v) == 0:
+				return ""
+			case len(v) > maxBinaryIDBytes:
 				sum := sha256.Sum256(v)
-				id = "binary-sha256:" + hex.EncodeToString(sum[:])
-			} else {
-				id = "binary:" + hex.EncodeToString(v)
+				return "binary-sha256:" + hex.EncodeToString(sum[:])
+			default:
+				return "binary:" + hex.EncodeToString(v)
 			}
 		case fmt.Stringer: // go-amqp's UUID
-			id = "uuid:" + v.String()
+			return "uuid:" + v.String()
+		}
+	}
+	for _, p := range typedIDPrefixes {
+		if strings.HasPrefix(id, p) {
+			return "string:" + id
 		}
 	}
 	return id
 }
+
+// typedIDPrefixes begin the text of a MessageId that is not a string, and of a string marked as
+// one.
+var typedIDPrefixes = []string{"ulong:", "uuid:", "binary:", "binary-sha256:", "string:"}
 
 // decodeBody reads the order of a message whose body is one AMQP data section, as Service Bus
 // clients send bytes; a body the sender encoded as an AMQP value or sequence is refused by name.
