@@ -61,6 +61,9 @@ func (s *Server) createOrder(w http.ResponseWriter, r *http.Request) error {
 	if msg := checkOrderRequest(&req); msg != "" {
 		return refuse(probInvalidBody, msg)
 	}
+	// A customer with none of its fields is none (openapi.yaml): a retry that leaves an empty one
+	// out is the same order.
+	req.Customer = req.Customer.Known()
 	canonical, _ := json.Marshal(req)
 	hash := requestHash(canonical)
 	o, err := s.priceOrder(r, &req)

@@ -107,6 +107,18 @@ func TestCreateOrderPricesFromCatalogAndIsIdempotent(t *testing.T) {
 	}
 }
 
+// A customer sent with none of its fields is none (openapi.yaml): a retry that leaves it out, or
+// sends its fields empty, is the same order, not an idempotency conflict.
+func TestRetryWithoutAnEmptyCustomerIsTheSameOrder(t *testing.T) {
+	f := newFixture(t)
+	first := decodeOrder(t, f.order(t, "pos-1", "key-e", `{"lines":[{"product_id":"P0002","quantity":1}],"customer":{}}`), http.StatusCreated)
+	for _, retry := range []string{`{"lines":[{"product_id":"P0002","quantity":1}]}`, `{"lines":[{"product_id":"P0002","quantity":1}],"customer":{"name":""}}`} {
+		if b := decodeOrder(t, f.order(t, "pos-1", "key-e", retry), http.StatusOK); b.Order.ID != first.Order.ID {
+			t.Fatalf("retry %s made %s, first was %s", retry, b.Order.ID, first.Order.ID)
+		}
+	}
+}
+
 // An order without its Idempotency-Key, or whose JSON is not UTF-8, is refused with a problem that
 // says exactly that; nothing is stored.
 func TestOrderRefusalsNameTheCause(t *testing.T) {

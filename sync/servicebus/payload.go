@@ -143,6 +143,7 @@ func (p Payload) Order(testMode bool) orders.Order {
 // and however its created_at writes the instant (10:00:00Z, 11:00:00+01:00): a redelivery or a
 // rebuilt message of the same order has the same fingerprint.
 func (p Payload) Fingerprint() string {
+	p.Customer = p.Customer.Known() // a customer with none of its fields is none
 	if t, err := time.Parse(time.RFC3339, p.CreatedAt); err == nil {
 		p.CreatedAt = t.UTC().Format(time.RFC3339Nano)
 	}

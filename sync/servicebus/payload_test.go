@@ -49,6 +49,22 @@ func TestFingerprintReadsTheInstant(t *testing.T) {
 	}
 }
 
+// A customer with none of its fields is none: the message that leaves it out carries the same order.
+func TestFingerprintOfAnEmptyCustomer(t *testing.T) {
+	decode := func(s string) Payload {
+		p, err := Decode([]byte(s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	with := decode(strings.Replace(goodPayload, `"customer":{"name":"Ana"}`, `"customer":{}`, 1))
+	without := decode(strings.Replace(goodPayload, `"customer":{"name":"Ana"},`, ``, 1))
+	if with.Customer == nil || without.Customer != nil || with.Fingerprint() != without.Fingerprint() {
+		t.Errorf("customer {} (decoded %v): fingerprint differs from the order without one", with.Customer)
+	}
+}
+
 func TestDecodeNamesTheProblem(t *testing.T) {
 	for _, tc := range []struct{ from, to, want string }{
 		{`"total":800`, `"total":801`, "total: 801 differs from the lines' sum 800"},
@@ -170,6 +186,13 @@ func TestMessageIDAndBodyOfAnyAMQPType(t *testing.T) {
 		{withID(uuidText{"6ba7b810-9dad-11d1-80b4-00c04fd430c8"}), "uuid:6ba7b810-9dad-11d1-80b4-00c04fd430c8"},
 		{withID(nil), ""},
 		{&azservicebus.ReceivedMessage{}, ""},
+		// A string that reads as another type's id is marked: never the ulong 42.
+		{&azservicebus.ReceivedMessage{MessageID: "ulong:42"}, "string:ulong:42"},
+		{withID("uuid:6ba7b810-9dad-11d1-80b4-00c04fd430c8"), "string:uuid:6ba7b810-9dad-11d1-80b4-00c04fd430c8"},
+		{&azservicebus.ReceivedMessage{MessageID: "string:x"}, "string:string:x"},
+		{&azservicebus.ReceivedMessage{MessageID: "binary-sha256"}, "binary-sha256"},
+		// An empty binary id is no id.
+		{withID([]byte{}), ""},
 	} {
 		if got := messageID(tc.m); got != tc.want {
 			t.Errorf("messageID of %+v = %q, want %q", tc.m.RawAMQPMessage, got, tc.want)
