@@ -532,6 +532,17 @@ func (f *Fetcher) consider(it *storage.MediaItem, refill bool, gen uint64) int {
 		if old != t.md5 {
 			f.dropPartialLocked(t, old)
 			f.rewantedLocked(t)
+			// A new version owes nothing to the failures of the old one (a blob fixed by the
+			// shop's platform is fetched now, not after the old one's backoff, and a device is
+			// not told the old one's reason).
+			if fl, ok := f.failures[t.id]; ok && fl.MD5 != t.md5b64() {
+				delete(f.failures, t.id)
+				t.attempts = 0
+				if fl.Kind == t.why {
+					f.q.retryNow(t)
+					f.changedLocked()
+				}
+			}
 		}
 		if t.class != classOnDemand {
 			f.q.reclass(t, class)

@@ -424,3 +424,24 @@ func TestSameContentIsFetchedOnce(t *testing.T) {
 		t.Errorf("requests %v, %d failed %+v; want one download and no failure", r, st.Failed, st.Problems)
 	}
 }
+
+// A quarantined item whose manifest the shop's platform fixes (a new MD5, a new blob) is fetched
+// at once, not after the old version's backoff, and a device asking meanwhile is not told the
+// old version's reason. The clock stands still: the old version's backoff never ends.
+func TestNewVersionOfAQuarantinedItemIsFetchedAtOnce(t *testing.T) {
+	s := newShop(t)
+	bad := item{"M5", "img/M5.jpg", "image/jpeg", content(5, 5000)}
+	good := item{"M5", "img/M5b.jpg", "image/jpeg", content(6, 6000)}
+	src := newMemSource(good)
+	src.blobs[bad.blob] = append([]byte{bad.data[0] ^ 1}, bad.data[1:]...) // same size, other MD5
+	s.catalog(t, bad)
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	f := s.fetcher(t, src, func(o *media.Options) { o.Now = func() time.Time { return now } })
+	waitStatus(t, f, "the quarantine", func(st media.Status) bool { return st.Quarantined == 1 })
+	s.catalog(t, good)
+	waitStatus(t, f, "the new version", func(st media.Status) bool { return st.Files == 1 })
+	got, file, err := read(t, f, "M5")
+	if err != nil || !bytes.Equal(got, good.data) || file.MD5 != md5hex(good.data) {
+		t.Fatalf("after the fix: %d bytes, MD5 %s, %v; want the new version", len(got), file.MD5, err)
+	}
+}

@@ -254,6 +254,14 @@ func (q *queue) delay(t *task, at time.Time, why string) {
 	q.place(t)
 }
 
+// retryNow makes a delayed task that is not running ready now, in its class.
+func (q *queue) retryNow(t *task) {
+	q.unplace(t)
+	t.notBefore = time.Time{}
+	q.setWhy(t, "")
+	q.place(t)
+}
+
 // reclass moves a task that is not running to another class.
 func (q *queue) reclass(t *task, class int) {
 	if t.class == class {
