@@ -538,23 +538,47 @@ func ContainerURLProblem(s string) string {
 // storageConnectionProblem says what is wrong with an Azure Storage connection string, or "".
 func storageConnectionProblem(cs string) string {
 	const want = `want DefaultEndpointsProtocol=https;AccountName=<account>;AccountKey=<key>;EndpointSuffix=core.windows.net (or BlobEndpoint=…;SharedAccessSignature=…), as the Azure portal shows it under "Access keys"`
-	parts := map[string]bool{}
-	for _, p := range strings.Split(strings.TrimSuffix(cs, ";"), ";") {
-		k, _, ok := strings.Cut(p, "=")
+	parts := map[string]string{}
+	for _, p := range strings.Split(strings.TrimRight(cs, ";"), ";") {
+		k, v, ok := strings.Cut(p, "=")
 		if !ok || k == "" {
 			return "has a part without '='; " + want
 		}
-		parts[strings.ToLower(k)] = true
+		// The Azure SDK reads the names as written: "accountname" is no AccountName to it.
+		for _, name := range storageConnectionNames {
+			if k != name && strings.EqualFold(strings.TrimSpace(k), name) {
+				return fmt.Sprintf("has %q where Azure reads only %q: the names are exact, case and spaces count; %s", k, name, want)
+			}
+		}
+		parts[k] = v
 	}
+	has := func(k string) bool { _, ok := parts[k]; return ok }
 	switch {
-	case parts["accountname"] && parts["accountkey"]:
-	case parts["blobendpoint"] && parts["sharedaccesssignature"]:
-	case parts["blobendpoint"] && parts["accountname"] && parts["accountkey"]:
+	case has("AccountName") && has("AccountKey"):
+	case has("BlobEndpoint") && has("SharedAccessSignature"):
+	case has("BlobEndpoint") && has("AccountName") && has("AccountKey"):
 	default:
 		return "lacks AccountName and AccountKey, or BlobEndpoint and SharedAccessSignature; " + want
 	}
-	return ""
+	// The endpoint as the SDK builds it: its scheme is the one requests go with.
+	endpoint := parts["BlobEndpoint"]
+	if endpoint == "" {
+		endpoint = cmp.Or(parts["DefaultEndpointsProtocol"], "https") + "://" + parts["AccountName"] + ".blob." + cmp.Or(parts["EndpointSuffix"], "core.windows.net")
+	}
+	u, err := url.Parse(endpoint)
+	switch {
+	case err != nil || u.Host == "":
+		return "its endpoint (BlobEndpoint, or DefaultEndpointsProtocol, AccountName and EndpointSuffix) is not a URL; " + want
+	case u.Scheme == "https", u.Scheme == "http" && isLoopback(u.Hostname()):
+		return ""
+	default:
+		return "its endpoint is not https: the key or SAS would cross the network in clear (http is allowed only for a loopback test store); " + want
+	}
 }
+
+// storageConnectionNames are the names of a storage connection string's parts, as Azure spells
+// them.
+var storageConnectionNames = []string{"DefaultEndpointsProtocol", "AccountName", "AccountKey", "EndpointSuffix", "BlobEndpoint", "SharedAccessSignature"}
 
 // isContainerName reports whether s follows Azure's rule for container names.
 func isContainerName(s string) bool {

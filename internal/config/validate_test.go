@@ -271,6 +271,16 @@ func TestValidateRejects(t *testing.T) {
 			`media.container: "": missing; required with media.connection_string: the name of the container that holds the media`},
 		{"media connection string without key", func(c *Config) { c.Media.ConnectionString, c.Media.Container = "AccountName=a", "media" },
 			`media.connection_string: "xxxxx": lacks AccountName and AccountKey`},
+		// The Azure SDK reads the names as written, and the scheme is what requests go with.
+		{"media connection string in lower case", func(c *Config) {
+			c.Media.ConnectionString, c.Media.Container = "accountname=a;accountkey=a2V5", "media"
+		}, `media.connection_string: "xxxxx": has "accountname" where Azure reads only "AccountName": the names are exact`},
+		{"media connection string over http", func(c *Config) {
+			c.Media.ConnectionString, c.Media.Container = "DefaultEndpointsProtocol=http;AccountName=a;AccountKey=a2V5", "media"
+		}, `media.connection_string: "xxxxx": its endpoint is not https: the key or SAS would cross the network in clear`},
+		{"media connection string to an http endpoint", func(c *Config) {
+			c.Media.ConnectionString, c.Media.Container = "BlobEndpoint=http://shop.example.com/;SharedAccessSignature=sv=1&sig=abc", "media"
+		}, `media.connection_string: "xxxxx": its endpoint is not https`},
 		{"media container name", func(c *Config) { c.Media.Container = "Media_Files" },
 			`media.container: "Media_Files": want 3 to 63 lower-case letters`},
 		{"media quota", func(c *Config) { c.Media.CacheMaxBytes = 1000 },
