@@ -577,6 +577,43 @@ func restoreOnAnotherMachine(t *testing.T, startedFirst bool) {
 	}
 }
 
+// A backup made before the shop took any order (the first scheduled one, a minute after the
+// first start) and restored on another machine also jumps: the old machine may have given out
+// numbers after it, and its marks are lost with it.
+func TestRestoreOfABackupBeforeAnyOrderJumps(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, filepath.Join(t.TempDir(), "storeedge.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	backup := filepath.Join(t.TempDir(), "b")
+	if err := db.Backup(ctx, backup, Manifest{}); err != nil {
+		t.Fatal(err)
+	}
+	lastOrder, lastEvent := ordersAfterBackup(t, db, 5)
+	db.Close()
+	path := newMachine(t, false)
+	if _, err := Restore(ctx, backup, path); err != nil {
+		t.Fatal(err)
+	}
+	db, o := openAndOrder(t, path, "after-restore")
+	defer db.Close()
+	event, err := db.LastEventID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantJump(t, o, lastOrder)
+	if event <= lastEvent {
+		t.Fatalf("event id %d after the restore; the old machine gave %d", event, lastEvent)
+	}
+	// A new machine's first start is no restore: its numbers start at 1.
+	fresh, first := openAndOrder(t, newMachine(t, false), "first")
+	defer fresh.Close()
+	if first.Number != 1 || fresh.IDsRaised() != "" {
+		t.Fatalf("first order of a new shop: %d (raised %q)", first.Number, fresh.IDsRaised())
+	}
+}
+
 // Restored on its own machine over a database the disk damaged (moved aside), a backup gives no
 // number twice from the marks beside the database, and makes no jump as on another machine.
 func TestRestoreOverADamagedDatabaseKeepsItsMarks(t *testing.T) {

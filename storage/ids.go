@@ -232,11 +232,14 @@ func (db *DB) checkIDs(ctx context.Context, backInTime bool) error {
 		return fmt.Errorf("storage: read the numbers given out: %w", err)
 	}
 	id := file.ID
-	if db.idsRaised == "" && (missing || id != beside && (id != 0 || beside != 0)) && (given.Events > 0 || given.Orders > 0 || given.Batches > 0) {
+	if db.idsRaised == "" && (missing || id != beside && (id != 0 || beside != 0)) && (given.Events > 0 || given.Orders > 0 || given.Batches > 0 || beside != 0) {
 		// Last used beside other marks, or none: no file at all, or another file's id (a file of
 		// an earlier version beside a database of this one counts as other marks, and so does a
 		// file of this version beside a database of an earlier one). Only a file and a database
-		// both of the version before the ids (an upgrade) go together without one.
+		// both of the version before the ids (an upgrade) go together without one. A database
+		// that gave out nothing yet jumps too once it was opened beside marks (beside): a copy
+		// of it, taken before the first order, may have gone on giving out numbers; only a new
+		// database (never opened beside marks) starts at 1.
 		file = idMarks{Events: max(file.Events, given.Events+restoreJump*eventIDBlock), Orders: max(file.Orders, given.Orders+restoreJump*orderNumberBlock),
 			Batches: max(file.Batches, given.Batches+restoreJump*batchIDBlock)}
 		known = true
