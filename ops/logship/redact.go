@@ -118,7 +118,7 @@ var rules = []rule{
 	// Authorization header values.
 	{anyOf("bearer", "basic"), regexp.MustCompile(`(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{6,}`), "${1} " + Redaction, ""},
 	// key=value and key: value for names that hold credentials.
-	{anyOf("token", "pass", "secret", "key", "pairing", "authorization"), regexp.MustCompile(`(?i)\b([a-z0-9_-]*?(?:token|password|passwd|secret|api[_-]?key)|store[_-]?key|pairing[_-]?code|authorization)(\s*[:=]\s*)("[^"]*"|'[^']*'|[^\s,;&"'}\]]+)`), "${1}${2}" + Redaction, ""},
+	{anyOf("token", "pass", "secret", "key", "pairing", "authorization"), regexp.MustCompile(`(?i)\b([a-z0-9_-]*?(?:token|password|passwd|secret|api[_-]?key)|store[_-]?key|pairing[_-]?code|authorization)(\s*[:=]\s*)((?:bearer|basic|digest|sharedkey|sharedaccesssignature)\s+)?("[^"]*"|'[^']*'|[^\s,;&"'}\]]+)`), "${1}${2}${3}" + Redaction, ""},
 	// JSON that carries a customer or a credential, as an order echoed by another system, also
 	// escaped inside a JSON string (\"email\":\"…\"), and also when the text is cut short
 	// inside it (a customer cut off is redacted to the end).

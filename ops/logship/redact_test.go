@@ -55,7 +55,10 @@ func TestTextRedactsPatterns(t *testing.T) {
 			"DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=xxxxx;EndpointSuffix=core.windows.net"},
 		{"token SharedAccessSignature sr=sb%3a%2f%2fns&sig=Zm9v&se=1700000000&skn=root expired",
 			"token SharedAccessSignature xxxxx expired"},
-		{"Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.e30.abc", "Authorization: xxxxx xxxxx"},
+		{"Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.e30.abc", "Authorization: Bearer xxxxx"},
+		// A token too short for the Bearer rule: the header's rule takes the value after the scheme.
+		{"Authorization: Bearer abc12", "Authorization: Bearer xxxxx"},
+		{"authorization=basic dTpw", "authorization=basic xxxxx"},
 		{"sent header Bearer 0123456789abcdef", "sent header Bearer xxxxx"},
 		{"password=hunter22 user=bob", "password=xxxxx user=bob"},
 		{`api_key: "k-123" and store_key=sk1`, `api_key: xxxxx and store_key=xxxxx`},
