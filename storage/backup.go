@@ -371,6 +371,11 @@ func Restore(ctx context.Context, backupPath, dbPath string) (RestoreResult, err
 	if err := raiseEventIDs(ctx, conn, lastEvent); err != nil {
 		return res, fmt.Errorf("storage: restore %s: %w", backupPath, err)
 	}
+	// The support requests taken after the backup are not among those it remembers: a request
+	// issued before now is refused from here on (RememberSupportRequest), as it may be one.
+	if _, err := conn.ExecContext(ctx, `INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)`, metaRestoredAt, time.Now().UnixMilli()); err != nil {
+		return res, fmt.Errorf("storage: restore %s: %w", backupPath, err)
+	}
 	// The order numbers and export batch ids the replaced database gave out after the backup
 	// are not given again either: the next Open raises the counters to their marks, and makes
 	// them jump when the backup was made beside other marks (on another machine; ids.go).

@@ -13,13 +13,20 @@ const (
 	SupportRequestNew         = "new"         // first seen
 	SupportRequestRedelivered = "redelivered" // seen in this very message before: it came again
 	SupportRequestReplayed    = "replayed"    // seen before in another message
+	// SupportRequestBeforeRestore: first seen, but issued before the database was restored from
+	// a backup: the machine of the replaced database may have taken it after the backup.
+	SupportRequestBeforeRestore = "before_restore"
 )
 
-// RememberSupportRequest notes the support request id, brought by the message of Service Bus
-// sequence number seq, until until, and says whether it is new, a redelivery of the message
-// that brought it, or a replay (the same id in another message). Requests whose until has
-// passed are forgotten first.
-func (db *DB) RememberSupportRequest(ctx context.Context, id, kind string, seq int64, now, until time.Time) (string, error) {
+// metaRestoredAt is when the database was last restored from a backup (Unix milliseconds).
+const metaRestoredAt = "restored_at"
+
+// RememberSupportRequest notes the support request id, issued at issued and brought by the
+// message of Service Bus sequence number seq, until until, and says whether it is new, a
+// redelivery of the message that brought it, a replay (the same id in another message), or
+// new but issued before the database was restored from a backup (the ids taken after the backup
+// went with the database it replaced). Requests whose until has passed are forgotten first.
+func (db *DB) RememberSupportRequest(ctx context.Context, id, kind string, seq int64, issued, now, until time.Time) (string, error) {
 	state := SupportRequestNew
 	// Durable: the id is what refuses the same request in another message, across restarts
 	// and power cuts alike (remote-support.md).
@@ -31,6 +38,13 @@ func (db *DB) RememberSupportRequest(ctx context.Context, id, kind string, seq i
 		err := tx.QueryRowContext(ctx, `SELECT seq FROM support_requests WHERE id = ?`, id).Scan(&was)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
+			var restored int64
+			if err := tx.QueryRowContext(ctx, `SELECT coalesce((SELECT value FROM meta WHERE key = ?), 0)`, metaRestoredAt).Scan(&restored); err != nil {
+				return err
+			}
+			if issued.UnixMilli() < restored {
+				state = SupportRequestBeforeRestore
+			}
 			_, err = tx.ExecContext(ctx, `INSERT INTO support_requests(id, seq, kind, received_at, until) VALUES (?, ?, ?, ?, ?)`,
 				id, seq, kind, now.UnixMilli(), until.UnixMilli())
 			return err

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -29,7 +30,7 @@ func TestRememberSupportRequest(t *testing.T) {
 		{"req-3", -1, now.Add(2 * time.Minute), SupportRequestNew},
 		{"req-3", -1, now.Add(3 * time.Minute), SupportRequestReplayed},
 	} {
-		got, err := db.RememberSupportRequest(ctx, step.id, "ping", step.seq, step.at, until)
+		got, err := db.RememberSupportRequest(ctx, step.id, "ping", step.seq, now, step.at, until)
 		if err != nil || got != step.want {
 			t.Fatalf("%s in message %d at %s: %q, %v; want %q", step.id, step.seq, step.at, got, err, step.want)
 		}
@@ -41,12 +42,43 @@ func TestRememberSupportRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if got, _ := db.RememberSupportRequest(ctx, "req-2", "ping", 11, now.Add(3*time.Minute), until); got != SupportRequestReplayed {
+	if got, _ := db.RememberSupportRequest(ctx, "req-2", "ping", 11, now, now.Add(3*time.Minute), until); got != SupportRequestReplayed {
 		t.Fatalf("after a restart: %q, want a replay", got)
 	}
 	// Forgotten once the request would be refused as expired anyway.
-	if got, _ := db.RememberSupportRequest(ctx, "req-1", "ping", 12, until.Add(time.Second), until.Add(time.Hour)); got != SupportRequestNew {
+	if got, _ := db.RememberSupportRequest(ctx, "req-1", "ping", 12, until, until.Add(time.Second), until.Add(time.Hour)); got != SupportRequestNew {
 		t.Fatalf("after its time: %q, want new", got)
+	}
+}
+
+// A request the replaced database took after its backup is not among those the restored one
+// remembers: every request issued before the restore is refused (it may be one), one issued
+// after it is taken (remote-support.md).
+func TestSupportRequestsAfterARestore(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t)
+	now := time.Now()
+	backup := filepath.Join(t.TempDir(), "b")
+	if err := db.Backup(ctx, backup, Manifest{}); err != nil {
+		t.Fatal(err)
+	}
+	// Taken on the old machine after the backup.
+	if got, err := db.RememberSupportRequest(ctx, "req-after-backup", "ping", 5, now, now, now.Add(time.Hour)); err != nil || got != SupportRequestNew {
+		t.Fatalf("%q, %v", got, err)
+	}
+	db.Close()
+	path := filepath.Join(t.TempDir(), "storeedge.db")
+	if _, err := Restore(ctx, backup, path); err != nil {
+		t.Fatal(err)
+	}
+	db = openAt(t, path)
+	defer db.Close()
+	later := time.Now().Add(time.Second)
+	if got, err := db.RememberSupportRequest(ctx, "req-after-backup", "ping", 6, now, later, now.Add(time.Hour)); err != nil || got != SupportRequestBeforeRestore {
+		t.Fatalf("a request issued before the restore, sent again: %q, %v; want it refused", got, err)
+	}
+	if got, err := db.RememberSupportRequest(ctx, "req-new", "ping", 7, later, later, later.Add(time.Hour)); err != nil || got != SupportRequestNew {
+		t.Fatalf("a request issued after the restore: %q, %v; want it taken", got, err)
 	}
 }
 

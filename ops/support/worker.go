@@ -298,12 +298,14 @@ func (w *Worker) accept(ctx context.Context, m *azservicebus.ReceivedMessage) (R
 	if m.SequenceNumber != nil {
 		seq = *m.SequenceNumber
 	}
-	state, err := w.o.DB.RememberSupportRequest(ctx, r.ID, r.Kind, seq, now, r.Remember())
+	state, err := w.o.DB.RememberSupportRequest(ctx, r.ID, r.Kind, seq, r.IssuedAt, now, r.Remember())
 	switch {
 	case err != nil:
 		return r, err
 	case state == storage.SupportRequestReplayed:
 		return r, refused(ReasonReplayed, "request %s was taken before, in another message", shown(r.ID))
+	case state == storage.SupportRequestBeforeRestore:
+		return r, refused(ReasonReplayed, "request %s was issued before this server's database was restored from a backup: it may have been taken since the backup; send a new request", shown(r.ID))
 	}
 	return r, nil
 }
