@@ -317,15 +317,33 @@ func (f *Fetcher) fetchInto(ctx context.Context, t *task, d *mediacache.Download
 	}
 	stall := time.AfterFunc(f.o.StallTimeout, func() { cancel(errStalled) })
 	defer stall.Stop()
-	err = f.copy(ctx, d, body, t, stall)
-	if cause := context.Cause(ctx); errors.Is(cause, errStalled) {
-		err = &BlobError{Kind: KindUnreachable, Err: fmt.Errorf("%w (%s)", errStalled, f.o.StallTimeout)}
+	return copyResult(ctx, f.copy(ctx, d, body, t, stall), f.o.StallTimeout)
+}
+
+// copyResult classifies how copying a blob into the cache ended: the shop's disk failing is a
+// failure of the item (the others go on), a body cut or stalled one of Blob storage.
+func copyResult(ctx context.Context, err error, stallTimeout time.Duration) result {
+	var we *cacheWriteError
+	switch {
+	case errors.As(err, &we):
+		return result{err: err, kind: storage.MediaFailed}
+	case errors.Is(context.Cause(ctx), errStalled):
+		err = &BlobError{Kind: KindUnreachable, Err: fmt.Errorf("%w (%s)", errStalled, stallTimeout)}
 	}
 	if err != nil {
 		return blobResult(err)
 	}
 	return result{}
 }
+
+// cacheWriteError is a download that could not be written to the cache's disk (full, failing):
+// a failure of the item, not of Blob storage.
+type cacheWriteError struct{ err error }
+
+func (e *cacheWriteError) Error() string {
+	return "cannot write it to the media cache: " + e.err.Error()
+}
+func (e *cacheWriteError) Unwrap() error { return e.err }
 
 var errStalled = errors.New("download stalled: nothing received within media.stall_timeout")
 
@@ -391,7 +409,7 @@ func (f *Fetcher) copy(ctx context.Context, d *mediacache.Download, body io.Read
 			// What was received is written even when the download stops here: a resumed
 			// download goes on from it.
 			if _, werr := d.Write(buf[:filled]); werr != nil {
-				return werr
+				return &cacheWriteError{werr}
 			}
 			filled = 0
 			if d.Offset() > t.size {
