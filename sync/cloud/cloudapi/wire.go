@@ -463,6 +463,10 @@ func checkStock(id string, s *StockLevel) error {
 	return nil
 }
 
+// MaxMediaSize bounds a media item's size: far above any file a shop's devices show, and low
+// enough that the sizes of millions of items add up without overflow.
+const MaxMediaSize = 1 << 40
+
 func checkMedia(id string, m *MediaManifest) error {
 	if m.ID != id {
 		return fmt.Errorf("doc id %q differs from id", m.ID)
@@ -470,8 +474,8 @@ func checkMedia(id string, m *MediaManifest) error {
 	if m.Blob == "" || len(m.Blob) > 1024 {
 		return errors.New("blob name must be 1..1024 bytes")
 	}
-	if m.Size <= 0 {
-		return errors.New("size must be positive")
+	if m.Size <= 0 || m.Size > MaxMediaSize {
+		return fmt.Errorf("size must be 1..%d bytes (1 TiB)", int64(MaxMediaSize))
 	}
 	if !isMD5(m.MD5) {
 		return errors.New("md5 must be the base64 of 16 bytes")

@@ -69,6 +69,8 @@ func TestDecodeLineRules(t *testing.T) {
 		{Prices, `{"collection":"prices","id":"P1","op":"upsert","rev":1,"doc":{"product_id":"P1","currency":"EUR","amount":-1}}`, "negative"},
 		{Stock, `{"collection":"stock","id":"P1","op":"upsert","rev":1,"doc":{"product_id":"P2","quantity":1}}`, "differs"},
 		{Media, `{"collection":"media","id":"M1","op":"upsert","rev":1,"doc":{"id":"M1","blob":"a.jpg","size":10,"md5":"xyz"}}`, "md5"},
+		{Media, `{"collection":"media","id":"M1","op":"upsert","rev":1,"doc":{"id":"M1","blob":"a.jpg","size":1099511627777,"md5":"ylgKCn8hBz9D2O5yO+a1QA=="}}`, "1 TiB"},
+		{Media, `{"collection":"media","id":"M1","op":"upsert","rev":1,"doc":{"id":"M1","blob":"a.jpg","size":0,"md5":"ylgKCn8hBz9D2O5yO+a1QA=="}}`, "size must be 1.."},
 		{Settings, `{"collection":"settings","id":"k","op":"upsert","rev":1,"doc":{"key":"k"}}`, "value"},
 		{Products, `{"collection":"prices","id":"P1","op":"delete","rev":1}`, "collection"},
 		{Products, `{"collection":"products","id":"P1","op":"delete","rev":0}`, "rev"},
