@@ -664,10 +664,11 @@ func (f *Fetcher) refused(ctx context.Context, t *task, err error) {
 	if rerr == nil {
 		f.log.Info("media: Blob storage refused the SAS; read the container URL again", slog.String(keyErr, err.Error()))
 		f.mu.Lock()
-		f.blob.state, f.blob.lastError = StateUnauthorized, err.Error()
 		f.requeueLocked(t, time.Time{}, "")
-		// A refusal right after a refresh means the new one is refused too: slow down.
+		// A refusal right after a refresh means the new one is refused too: the state says
+		// so, and downloads slow down. Until then the new SAS may well be taken.
 		if f.blobBack.Attempts() > 0 {
+			f.blob.state, f.blob.lastError = StateUnauthorized, err.Error()
 			f.pauseLocked(nil)
 		}
 		f.blobBack.Next(0)

@@ -445,3 +445,53 @@ func TestNewVersionOfAQuarantinedItemIsFetchedAtOnce(t *testing.T) {
 		t.Fatalf("after the fix: %d bytes, MD5 %s, %v; want the new version", len(got), file.MD5, err)
 	}
 }
+
+// renewingSource refuses its first download (a SAS that expired), takes the renewed one, and
+// holds the download after the renewal until released.
+type renewingSource struct {
+	*memSource
+	mu        sync.Mutex
+	refused   bool
+	renewed   bool
+	retrying  chan struct{} // closed when the download after the renewal starts
+	releaseIt chan struct{}
+}
+
+func (r *renewingSource) Download(ctx context.Context, name string, offset int64) (io.ReadCloser, int64, error) {
+	r.mu.Lock()
+	refuse, renewed := !r.refused, r.renewed
+	r.refused = true
+	r.mu.Unlock()
+	if refuse {
+		return nil, 0, &media.BlobError{Kind: media.KindAuth, Status: 403, Err: errors.New("AuthenticationFailed")}
+	}
+	if renewed {
+		close(r.retrying)
+		<-r.releaseIt
+	}
+	return r.memSource.Download(ctx, name, offset)
+}
+
+func (r *renewingSource) Refresh(context.Context) error {
+	r.mu.Lock()
+	r.renewed = true
+	r.mu.Unlock()
+	return nil
+}
+
+// A SAS refused once and renewed at once is no state of "unauthorized": that state says that
+// reading the container URL again did not help (openapi.yaml), and the renewed one is in use.
+func TestRenewedSASIsNotUnauthorized(t *testing.T) {
+	s := newShop(t)
+	it := item{"M1", "img/M1.jpg", "image/jpeg", content(1, 5000)}
+	src := &renewingSource{memSource: newMemSource(it), retrying: make(chan struct{}), releaseIt: make(chan struct{})}
+	s.catalog(t, it)
+	f := s.fetcher(t, src, nil)
+	<-src.retrying
+	st, err := f.Status(context.Background())
+	close(src.releaseIt)
+	if err != nil || st.State == media.StateUnauthorized {
+		t.Errorf("while the renewed SAS is tried: state %q (%s), %v", st.State, st.LastError, err)
+	}
+	waitStatus(t, f, "the file", func(st media.Status) bool { return st.Files == 1 && st.State == media.StateOK })
+}
