@@ -458,6 +458,17 @@ type Credentials struct {
 	Device   Device `json:"device"`
 }
 
+// PairingThrottled returns a *ThrottledError when address may not try to pair now (too many
+// failed attempts from it, or from every address together), else nil. It counts nothing: the
+// server asks it before reading the request, so that a throttled address gets 429 whatever it
+// sends (devices.md).
+func (m *Manager) PairingThrottled(address string) error {
+	if ok, wait := m.throttle.allow(address, m.now()); !ok {
+		return &ThrottledError{RetryAfter: wait}
+	}
+	return nil
+}
+
 // Pair pairs a new device that asked from address (its IP, where the server will dial it).
 // Failed attempts count against the address's allowance; over it, a *ThrottledError.
 func (m *Manager) Pair(ctx context.Context, req PairRequest, address string) (_ Credentials, err error) {

@@ -293,6 +293,10 @@ func TestPairingGuessesAreThrottled(t *testing.T) {
 	}
 	// Wrong enrollment secrets count the same.
 	wantProblem(t, f.pairRaw(t, `{"enrollment_secret":"`+testEnrollment+`","kind":"tablet"}`), http.StatusTooManyRequests, "too-many-attempts")
+	// Whatever it sends: a body that cannot be read waits out the minute too.
+	for _, body := range []string{`not json`, `{"code":"12345678","kind":"tablet","colour":"red"}`} {
+		wantProblem(t, f.pairRaw(t, body), http.StatusTooManyRequests, "too-many-attempts")
+	}
 	// Another address is not held up by this one.
 	req := httptest.NewRequest(http.MethodPost, "/api/v1/devices/pair", strings.NewReader(`{"enrollment_secret":"`+testEnrollment+`","kind":"tablet"}`))
 	req.Header.Set("Content-Type", "application/json")

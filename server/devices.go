@@ -175,6 +175,10 @@ func deviceFailed(op string, err error) error {
 }
 
 func (s *Server) pair(w http.ResponseWriter, r *http.Request) error {
+	// A throttled address waits out the minute whatever it sends, a body that cannot be read too.
+	if err := s.o.Devices.PairingThrottled(remoteIP(r)); err != nil {
+		return deviceFailed("pair device", err)
+	}
 	var req devices.PairRequest
 	if err := decodeBody(r, &req); err != nil {
 		return err
