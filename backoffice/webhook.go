@@ -186,6 +186,11 @@ func (a *Agent) post(ctx context.Context, orderID string, body []byte) answer {
 		return answer{err: err}
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode < 200 {
+		// 101 Switching Protocols (100 and the other interim answers the client reads past): the
+		// body is then the connection itself, which no timeout bounds; no answer to a POST.
+		return answer{err: fmt.Errorf("answered %s, not an answer to the order", resp.Status)}
+	}
 	head, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // so the connection can be reused
 	return answer{status: resp.StatusCode, text: oneLine(head, 200), retryAfter: backoff.ParseRetryAfter(resp.Header.Get("Retry-After"), a.now())}

@@ -353,3 +353,42 @@ func TestWebhookRefusingEveryOrderStopsTheRun(t *testing.T) {
 		})
 	}
 }
+
+// An ERP (or a box in the way) that answers 101 Switching Protocols and then keeps the
+// connection open holds no run: the answer is no answer, tried again like a timeout, and the
+// order waits for the next run, not set aside as refused.
+func TestWebhookSwitchingProtocolsIsNoAnswer(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t, "")
+	hold := make(chan struct{})
+	defer close(hold)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		conn, buf, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close()
+		buf.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: erp\r\n\r\n")
+		buf.Flush()
+		<-hold
+	}))
+	defer srv.Close()
+	createOrders(t, db, 1, false)
+	a := webhookAgent(db, srv.URL, "")
+	a.o.WebhookAttempts = 2
+	done := make(chan error, 1)
+	go func() { done <- a.RunOnce(ctx) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "101 Switching Protocols") {
+			t.Fatalf("run: %v, want the attempts failed with the 101", err)
+		}
+	case <-time.After(time.Minute): // a guard: the run ends after its two attempts
+		t.Fatal("the run is held by a 101 answer")
+	}
+	if st := a.Status(); st.Targets[0].Pending != 1 || st.Targets[0].Failed != 0 {
+		t.Fatalf("status %+v: want the order pending, not refused", st.Targets[0])
+	}
+}
