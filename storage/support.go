@@ -38,11 +38,11 @@ func (db *DB) RememberSupportRequest(ctx context.Context, id, kind string, seq i
 		err := tx.QueryRowContext(ctx, `SELECT seq FROM support_requests WHERE id = ?`, id).Scan(&was)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
-			var restored int64
-			if err := tx.QueryRowContext(ctx, `SELECT coalesce((SELECT value FROM meta WHERE key = ?), 0)`, metaRestoredAt).Scan(&restored); err != nil {
+			before, err := issuedBeforeRestore(ctx, tx, issued)
+			if err != nil {
 				return err
 			}
-			if issued.UnixMilli() < restored {
+			if before {
 				state = SupportRequestBeforeRestore
 			}
 			_, err = tx.ExecContext(ctx, `INSERT INTO support_requests(id, seq, kind, received_at, until) VALUES (?, ?, ?, ?, ?)`,
@@ -52,6 +52,12 @@ func (db *DB) RememberSupportRequest(ctx context.Context, id, kind string, seq i
 			return err
 		case was == seq && seq >= 0:
 			state = SupportRequestRedelivered
+			// A message refused as issued before the restore, delivered again (its dead-lettering
+			// failed, or a stop came first), is refused again, not run.
+			if before, err := issuedBeforeRestore(ctx, tx, issued); err != nil || before {
+				state = SupportRequestBeforeRestore
+				return err
+			}
 		default:
 			state = SupportRequestReplayed
 		}
@@ -61,6 +67,13 @@ func (db *DB) RememberSupportRequest(ctx context.Context, id, kind string, seq i
 		return "", fmt.Errorf("storage: remember support request: %w", err)
 	}
 	return state, nil
+}
+
+// issuedBeforeRestore reports whether issued comes before the database's last restore.
+func issuedBeforeRestore(ctx context.Context, tx *sql.Tx, issued time.Time) (bool, error) {
+	var restored int64
+	err := tx.QueryRowContext(ctx, `SELECT coalesce((SELECT value FROM meta WHERE key = ?), 0)`, metaRestoredAt).Scan(&restored)
+	return err == nil && issued.UnixMilli() < restored, err
 }
 
 // RetryRejectedOutbox puts every outbox entry the cloud refused back in the upload queue, and

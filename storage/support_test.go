@@ -77,6 +77,10 @@ func TestSupportRequestsAfterARestore(t *testing.T) {
 	if got, err := db.RememberSupportRequest(ctx, "req-after-backup", "ping", 6, now, later, now.Add(time.Hour)); err != nil || got != SupportRequestBeforeRestore {
 		t.Fatalf("a request issued before the restore, sent again: %q, %v; want it refused", got, err)
 	}
+	// Its message delivered once more (the dead-lettering failed): refused again, not run.
+	if got, err := db.RememberSupportRequest(ctx, "req-after-backup", "ping", 6, now, later.Add(time.Second), now.Add(time.Hour)); err != nil || got != SupportRequestBeforeRestore {
+		t.Fatalf("the refused message delivered again: %q, %v; want it refused again", got, err)
+	}
 	if got, err := db.RememberSupportRequest(ctx, "req-new", "ping", 7, later, later, later.Add(time.Hour)); err != nil || got != SupportRequestNew {
 		t.Fatalf("a request issued after the restore: %q, %v; want it taken", got, err)
 	}

@@ -298,7 +298,9 @@ func (w *Worker) accept(ctx context.Context, m *azservicebus.ReceivedMessage) (R
 	if m.SequenceNumber != nil {
 		seq = *m.SequenceNumber
 	}
-	state, err := w.o.DB.RememberSupportRequest(ctx, r.ID, r.Kind, seq, r.IssuedAt, now, r.Remember())
+	// Issued, by this server's clock, as early as the clocks' allowed skew makes it: a request
+	// from just before a restore is not taken for one from after it.
+	state, err := w.o.DB.RememberSupportRequest(ctx, r.ID, r.Kind, seq, r.IssuedAt.Add(-MaxClockSkew), now, r.Remember())
 	switch {
 	case err != nil:
 		return r, err
