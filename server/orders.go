@@ -62,15 +62,21 @@ func (s *Server) createOrder(w http.ResponseWriter, r *http.Request) error {
 		return refuse(probInvalidBody, msg)
 	}
 	// A customer with none of its fields is none (openapi.yaml): a retry that leaves an empty one
-	// out is the same order.
-	req.Customer = req.Customer.Known()
+	// out is the same order. A key stored by an earlier version, which hashed it as sent, matches
+	// too (before).
+	var before string
+	if req.Customer != nil && req.Customer.Known() == nil {
+		sent, _ := json.Marshal(req)
+		before = requestHash(sent)
+		req.Customer = nil
+	}
 	canonical, _ := json.Marshal(req)
 	hash := requestHash(canonical)
 	o, err := s.priceOrder(r, &req)
 	if err != nil {
 		// A retry of an order the catalog can no longer price (a product left it since) still
 		// gets the order made the first time; only then is the key looked up before storing.
-		stored, found, lerr := s.o.DB.OrderByIdempotencyKey(r.Context(), device, key, hash)
+		stored, found, lerr := s.o.DB.OrderByIdempotencyKey(r.Context(), device, key, hash, before)
 		switch {
 		case lerr != nil:
 			return fmt.Errorf("look the order up: %w", lerr)
@@ -83,7 +89,7 @@ func (s *Server) createOrder(w http.ResponseWriter, r *http.Request) error {
 	o.DeviceID = device
 	o.Status = orders.StatusNew
 	o.Test = s.o.TestMode
-	stored, created, err := s.o.DB.CreateOrder(r.Context(), storage.NewOrder{Order: o, IdempotencyKey: key, RequestHash: hash})
+	stored, created, err := s.o.DB.CreateOrder(r.Context(), storage.NewOrder{Order: o, IdempotencyKey: key, RequestHash: hash, RequestHashBefore: before})
 	if err != nil {
 		return fmt.Errorf("store order: %w", err)
 	}

@@ -117,6 +117,18 @@ func TestRetryWithoutAnEmptyCustomerIsTheSameOrder(t *testing.T) {
 			t.Fatalf("retry %s made %s, first was %s", retry, b.Order.ID, first.Order.ID)
 		}
 	}
+	// A key stored by the version before, which hashed the {} as sent: its retry is that order.
+	body := `{"lines":[{"product_id":"P0002","quantity":1}],"customer":{}}`
+	sent, _ := json.Marshal(createOrderRequest{Lines: []orders.Wanted{{ProductID: "P0002", Quantity: 1}}, Customer: &orders.Customer{}})
+	old, _, err := f.db.CreateOrder(t.Context(), storage.NewOrder{Order: orders.Order{Source: orders.SourceLAN, DeviceID: f.device(t, "pos-1").DeviceID,
+		Status: orders.StatusNew, Currency: "EUR", Lines: []orders.Line{orders.NewLine("P0002", "Item 2", 1, 200)}, Total: 200},
+		IdempotencyKey: "key-old", RequestHash: requestHash(sent)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := decodeOrder(t, f.order(t, "pos-1", "key-old", body), http.StatusOK); b.Order.ID != old.ID {
+		t.Fatalf("retry of an order stored before made %s, want %s", b.Order.ID, old.ID)
+	}
 }
 
 // An order without its Idempotency-Key, or whose JSON is not UTF-8, is refused with a problem that

@@ -54,15 +54,18 @@ type NewOrder struct {
 	// the same order and a different request under the same key is refused.
 	IdempotencyKey string
 	RequestHash    string
+	// RequestHashBefore is the same request's hash as an earlier storeedge made it (a customer
+	// of no fields hashed as sent); a key stored with it matches too. "" when it is RequestHash.
+	RequestHashBefore string
 	// For a Service Bus order: the message id and a fingerprint of the order it carries. A
 	// redelivered message, or the same cloud order (ExternalID) under a new message id, makes no
 	// second order; a known message id or cloud order id with another fingerprint is a
 	// *ServiceBusConflict.
 	MessageID   string
 	Fingerprint string
-	// FingerprintAsWritten is the same order's fingerprint as an earlier storeedge made it; an
-	// order stored with it matches too. "" when it is Fingerprint.
-	FingerprintAsWritten string
+	// FingerprintsBefore are the same order's fingerprints as earlier versions of storeedge made
+	// them; an order stored with one of them matches too.
+	FingerprintsBefore []string
 	// Detail for the ledger's "received" entry (e.g. the Service Bus delivery count).
 	ReceivedDetail string
 }
@@ -255,7 +258,7 @@ func (db *DB) UpdateOrder(ctx context.Context, id string, f func(*orders.Order) 
 func madeBefore(ctx context.Context, tx *sql.Tx, n NewOrder) (string, error) {
 	switch {
 	case n.IdempotencyKey != "":
-		return idempotentOrder(ctx, tx, n.Order.DeviceID, n.IdempotencyKey, n.RequestHash)
+		return idempotentOrder(ctx, tx, n.Order.DeviceID, n.IdempotencyKey, n.RequestHash, n.RequestHashBefore)
 	case n.MessageID != "":
 		return serviceBusMadeBefore(ctx, tx, n)
 	}
@@ -263,15 +266,16 @@ func madeBefore(ctx context.Context, tx *sql.Tx, n NewOrder) (string, error) {
 }
 
 // idempotentOrder is the id of the order device made with key, or "" when none; a key known
-// with another request's hash is ErrIdempotencyConflict.
-func idempotentOrder(ctx context.Context, q querier, device, key, requestHash string) (string, error) {
+// with another request's hash (neither requestHash nor, when set, before) is
+// ErrIdempotencyConflict.
+func idempotentOrder(ctx context.Context, q querier, device, key, requestHash, before string) (string, error) {
 	var existing, hash string
 	err := q.QueryRowContext(ctx, `SELECT order_id, request_hash FROM order_idempotency WHERE device_id = ? AND key = ?`,
 		device, key).Scan(&existing, &hash)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", nil
 	}
-	if err == nil && hash != requestHash {
+	if err == nil && hash != requestHash && (before == "" || hash != before) {
 		return "", ErrIdempotencyConflict
 	}
 	return existing, err
@@ -280,8 +284,8 @@ func idempotentOrder(ctx context.Context, q querier, device, key, requestHash st
 // OrderByIdempotencyKey returns the order device made with key, when it made one, for a retry
 // that cannot be priced again (CreateOrder finds the key itself otherwise). A key known with
 // another request is ErrIdempotencyConflict.
-func (db *DB) OrderByIdempotencyKey(ctx context.Context, device, key, requestHash string) (orders.Order, bool, error) {
-	id, err := idempotentOrder(ctx, db.r, device, key, requestHash)
+func (db *DB) OrderByIdempotencyKey(ctx context.Context, device, key, requestHash, before string) (orders.Order, bool, error) {
+	id, err := idempotentOrder(ctx, db.r, device, key, requestHash, before)
 	if err != nil || id == "" {
 		return orders.Order{}, false, err
 	}
@@ -302,7 +306,7 @@ func serviceBusMadeBefore(ctx context.Context, tx *sql.Tx, n NewOrder) (string, 
 		return &ServiceBusConflict{Err: sentinel, Order: o}
 	}
 	other := func(fp string) bool { // fp names another order than n's
-		return fp != "" && fp != n.Fingerprint && (n.FingerprintAsWritten == "" || fp != n.FingerprintAsWritten)
+		return fp != "" && fp != n.Fingerprint && !slices.Contains(n.FingerprintsBefore, fp)
 	}
 	var existing, fp string
 	err := tx.QueryRowContext(ctx, `SELECT order_id, fingerprint FROM servicebus_received WHERE message_id = ?`, n.MessageID).Scan(&existing, &fp)

@@ -203,7 +203,7 @@ func TestServiceBusOrdersDeduplicateOnMessageAndOrderID(t *testing.T) {
 	}
 	// An order stored under the fingerprint an earlier storeedge made is the same order when the
 	// message's fingerprint as written is that one.
-	if o, created, err := db.CreateOrder(ctx, NewOrder{Order: sbOrder("web-1", 500), MessageID: "m-4", Fingerprint: "a2", FingerprintAsWritten: "a"}); err != nil || created || o.ID != first.ID {
+	if o, created, err := db.CreateOrder(ctx, NewOrder{Order: sbOrder("web-1", 500), MessageID: "m-4", Fingerprint: "a2", FingerprintsBefore: []string{"a"}}); err != nil || created || o.ID != first.ID {
 		t.Fatalf("web-1 with the earlier fingerprint as written: %+v created=%v %v", o, created, err)
 	}
 	// A refused message is not remembered: sent again with the order it should carry, it is one.

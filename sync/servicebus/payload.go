@@ -150,8 +150,19 @@ func (p Payload) Fingerprint() string {
 	return p.AsWritten()
 }
 
-// AsWritten is the fingerprint with created_at as the message wrote it, which storeedge kept
-// before Fingerprint read the instant: a stored order matches either.
+// FingerprintsBefore are the fingerprints earlier versions of storeedge made of the same order,
+// which a stored order may carry: with created_at as the message wrote it, and with a customer of
+// no fields kept as {}.
+func (p Payload) FingerprintsBefore() []string {
+	q := p
+	if t, err := time.Parse(time.RFC3339, q.CreatedAt); err == nil {
+		q.CreatedAt = t.UTC().Format(time.RFC3339Nano)
+	}
+	return []string{p.AsWritten(), q.AsWritten()}
+}
+
+// AsWritten is the fingerprint with created_at and the customer as the message wrote them, which
+// storeedge kept before Fingerprint read the instant.
 func (p Payload) AsWritten() string {
 	b, _ := json.Marshal(p) // a decoded Payload always encodes
 	sum := sha256.Sum256(b)

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -62,6 +63,13 @@ func TestFingerprintOfAnEmptyCustomer(t *testing.T) {
 	without := decode(strings.Replace(goodPayload, `"customer":{"name":"Ana"},`, ``, 1))
 	if with.Customer == nil || without.Customer != nil || with.Fingerprint() != without.Fingerprint() {
 		t.Errorf("customer {} (decoded %v): fingerprint differs from the order without one", with.Customer)
+	}
+	// An order stored by the version before, which kept the {} (and read the instant), is still
+	// this order when its message comes again written with another offset.
+	paris := decode(strings.Replace(strings.Replace(goodPayload, `"customer":{"name":"Ana"}`, `"customer":{}`, 1), "2026-11-23T10:00:00Z", "2026-11-23T11:00:00+01:00", 1))
+	storedBefore := with.AsWritten() // created_at already in UTC as written: the old Fingerprint
+	if !slices.Contains(paris.FingerprintsBefore(), storedBefore) {
+		t.Errorf("the fingerprint the version before stored is not among %v", paris.FingerprintsBefore())
 	}
 }
 

@@ -448,7 +448,7 @@ func (r *Receiver) store(ctx context.Context, rcv *azservicebus.Receiver, m *azs
 	defer cancel()
 	defer context.AfterFunc(ctx, func() { time.AfterFunc(storeGrace, cancel) })()
 	return r.o.DB.CreateOrder(sctx, storage.NewOrder{Order: p.Order(r.o.TestMode), MessageID: id,
-		Fingerprint: p.Fingerprint(), FingerprintAsWritten: p.AsWritten(),
+		Fingerprint: p.Fingerprint(), FingerprintsBefore: p.FingerprintsBefore(),
 		ReceivedDetail: fmt.Sprintf("message %s, delivery %d", id, m.DeliveryCount)})
 }
 
