@@ -98,3 +98,37 @@ func TestRecordedDuringAReadIsNotFetchedAgain(t *testing.T) {
 		t.Fatal("an entry read after the record, saying the file is not cached, was not queued")
 	}
 }
+
+// A download that fails after the catalog named a newer version of its item neither tells those
+// waiting the old version's reason nor holds the new one back: the new version is tried now.
+func TestFailedDownloadOfAReplacedVersion(t *testing.T) {
+	f, _, _ := newTestFetcher(t, Options{Prefetch: true})
+	old, oldHex := picture("M1")
+	fixed := old
+	fixed.MD5 = base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 16))
+	f.mu.Lock()
+	f.enqueueLocked("M1", old, oldHex, classOnDemand)
+	task := f.q.take(true)
+	f.mu.Unlock()
+	waiting, _, err := f.want("M1", old, oldHex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen := f.readStart()
+	f.consider(&storage.MediaItem{ID: "M1", Seq: 2, Manifest: fixed}, false, gen)
+	f.readEnd()
+	f.failed(t.Context(), task, result{err: errors.New("blob img/M1.jpg: content does not match"), kind: storage.MediaQuarantined})
+	select {
+	case err := <-waiting:
+		t.Fatalf("the device waiting was told %v, the old version's failure", err)
+	default:
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if task.md5b64() != fixed.MD5 || !task.notBefore.IsZero() || task.running {
+		t.Fatalf("after the failure: version %s, waits until %v, running %v; want the new version ready", task.md5b64(), task.notBefore, task.running)
+	}
+	if _, ok := f.failures["M1"]; ok {
+		t.Errorf("the old version's failure is kept: %+v", f.failures["M1"])
+	}
+}

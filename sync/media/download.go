@@ -336,6 +336,9 @@ func copyResult(ctx context.Context, err error, stallTimeout time.Duration) resu
 	return result{}
 }
 
+// writeChunk writes to a partial file (a variable, so that a test can make the disk fail).
+var writeChunk = (*mediacache.Download).Write
+
 // cacheWriteError is a download that could not be written to the cache's disk (full, failing):
 // a failure of the item, not of Blob storage.
 type cacheWriteError struct{ err error }
@@ -408,7 +411,7 @@ func (f *Fetcher) copy(ctx context.Context, d *mediacache.Download, body io.Read
 		if filled == chunk || (err != nil && filled > 0) {
 			// What was received is written even when the download stops here: a resumed
 			// download goes on from it.
-			if _, werr := d.Write(buf[:filled]); werr != nil {
+			if _, werr := writeChunk(d, buf[:filled]); werr != nil {
 				return &cacheWriteError{werr}
 			}
 			filled = 0
@@ -747,6 +750,14 @@ func (f *Fetcher) failed(ctx context.Context, t *task, res result) {
 	if t.deleted {
 		f.notifyLocked(t.id, ErrUnknown)
 		f.doneLocked(t)
+		return
+	}
+	if t.next != nil {
+		// A newer version of the item is next: this one's failure tells nobody anything (those
+		// waiting wait for the new one, which is tried now).
+		f.log.LogAttrs(ctx, slog.LevelInfo, "media: download of a replaced version failed; fetching the new one", slog.String(keyID, t.id),
+			slog.String(keyBlob, t.blob), slog.String(keyKind, res.kind), slog.String(keyErr, res.err.Error()))
+		f.requeueLocked(t, time.Time{}, "")
 		return
 	}
 	t.attempts++

@@ -1,6 +1,7 @@
 package media
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/storeedge/storeedge/storage"
+	"github.com/storeedge/storeedge/storage/mediacache"
 )
 
 // The waits between attempts at a failed blob are those media.md gives: the n-th drawn between
@@ -46,5 +48,41 @@ func TestCopyResultTellsTheDiskFromBlobStorage(t *testing.T) {
 	}
 	if r := copyResult(ctx, nil, time.Minute); r.kind != "" || r.err != nil {
 		t.Errorf("a whole body: %+v", r)
+	}
+}
+
+// pictureSource serves pictureBody for any blob.
+type pictureSource struct{}
+
+func (pictureSource) Download(_ context.Context, _ string, offset int64) (io.ReadCloser, int64, error) {
+	return io.NopCloser(bytes.NewReader(pictureBody[offset:])), int64(len(pictureBody)), nil
+}
+func (pictureSource) Refresh(context.Context) error { return ErrNoRefresh }
+
+// The cache's disk full in the middle of a download: the item fails and waits its backoff, with
+// the disk's reason, while Blob storage stays reachable and no download is paused.
+func TestDiskFullFailsTheItemNotBlobStorage(t *testing.T) {
+	defer func(w func(*mediacache.Download, []byte) (int, error)) { writeChunk = w }(writeChunk)
+	writeChunk = func(*mediacache.Download, []byte) (int, error) { return 0, syscall.ENOSPC }
+	f, _, cache := newTestFetcher(t, Options{Source: pictureSource{}})
+	m, md5hex := picture("M1")
+	f.mu.Lock()
+	f.enqueueLocked("M1", m, md5hex, classOnDemand)
+	task := f.q.take(true)
+	f.mu.Unlock()
+	d, err := cache.Begin(md5hex, m.Size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	res := f.fetchInto(t.Context(), task, d)
+	f.finish(t.Context(), task, res)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.blob.state == StateUnreachable || !f.pausedTo.IsZero() {
+		t.Errorf("Blob storage %q, downloads paused until %v: the disk's failure taken for Blob storage's", f.blob.state, f.pausedTo)
+	}
+	if fl := f.failures["M1"]; fl.Kind != storage.MediaFailed || !strings.Contains(fl.Reason, "cannot write it to the media cache: no space left on device") || task.notBefore.IsZero() {
+		t.Errorf("the item's failure %+v, retried at %v; want it failed with the disk's reason, waiting", fl, task.notBefore)
 	}
 }
