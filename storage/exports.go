@@ -167,9 +167,11 @@ func (db *DB) ExportBatchOrders(ctx context.Context, batchID int64) ([]orders.Or
 }
 
 // MarkExportBatchWritten records that the batch's temporary file is complete and synced. It is
-// ErrBatchState unless the batch is open.
+// ErrBatchState unless the batch is open. The record reaches the disk before it returns: the
+// file is renamed into the drop folder next, and a power cut that kept the rename but lost the
+// record would have the batch written again, under the same name, after the ERP took it.
 func (db *DB) MarkExportBatchWritten(ctx context.Context, batchID int64) error {
-	err := db.write(ctx, func(tx *sql.Tx) error {
+	err := db.writeDurable(ctx, nil, func(tx *sql.Tx) error {
 		r, err := tx.ExecContext(ctx, `UPDATE export_batches SET state = 'written' WHERE id = ? AND state = 'open'`, batchID)
 		if err != nil {
 			return err
