@@ -492,6 +492,11 @@ func readPages(ctx context.Context, r io.Reader, collection string, out chan<- s
 			case <-ctx.Done():
 				return ctx.Err()
 			}
+			if !l.End.More {
+				// Caught up: the answer ends here. What a cloud would send after it (end lines
+				// for ever, say) is not read, or the pass would never end.
+				return nil
+			}
 			p = storage.Page{Collection: collection}
 			lines, size = 0, 0
 			sent++

@@ -10,9 +10,11 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -599,6 +601,44 @@ func TestBrokenFeedAnswersDoNotLoop(t *testing.T) {
 				t.Errorf("waits %v: the backoff does not grow while the feed is stuck", waits)
 			}
 		})
+	}
+}
+
+// An answer that goes on after the end line saying the feed is caught up (end lines for ever,
+// here) holds nothing: the page is applied, the rest is not read, and every collection is synced
+// in the pass (cloud-api.md: the answer ends with that end line).
+func TestCaughtUpAnswerEndsAtItsEndLine(t *testing.T) {
+	var asked sync.Map // collection -> true
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked.Store(path.Base(r.URL.Path), true)
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		for i := 0; r.Context().Err() == nil; i++ {
+			if _, err := fmt.Fprintf(w, `{"end":{"cursor":"c%d","count":0,"more":false,"remaining":0}}`+"\n", i); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+		}
+	}))
+	defer srv.Close()
+	db, err := storage.Open(context.Background(), filepath.Join(t.TempDir(), "shop.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	client, _ := cloud.New(srv.URL, "k", srv.Client(), "test")
+	s := New(Options{DB: db, Client: client})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a guard, not a measure
+	defer cancel()
+	if err := s.SyncOnce(ctx); err != nil {
+		t.Fatalf("the pass: %v", err)
+	}
+	for _, c := range cloudapi.Collections {
+		if _, ok := asked.Load(c); !ok {
+			t.Errorf("collection %s never asked for", c)
+		}
+		if st, _ := db.FeedState(c); st.Cursor != "c0" || st.LastSuccess.IsZero() {
+			t.Errorf("%s: cursor %q, caught up at %v; want the first end line's, c0, caught up", c, st.Cursor, st.LastSuccess)
+		}
 	}
 }
 
