@@ -17,6 +17,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	clipText "github.com/storeedge/storeedge/internal/clip"
 )
 
 // Collections synced from the cloud, in the order a sync pass visits them.
@@ -287,7 +289,13 @@ func DecodeLine(b []byte, collection string, lineNo int) Line {
 // decodeLine is DecodeLine with encoding/json, for any line.
 func decodeLine(b []byte, collection string, lineNo int) Line {
 	bad := func(id, format string, args ...any) Line {
-		return Line{Malformed: &MalformedError{Line: lineNo, ID: id, Reason: fmt.Sprintf(format, args...), Raw: clip(b)}}
+		if ValidateID(id) != nil {
+			id = "" // an end line's, a mixed line's: not checked yet
+		}
+		// A reason quotes what the line holds (a currency, a barcode, an op): cut, and copied
+		// out of the line, which may be a megabyte, so that a page of such lines holds little.
+		reason := strings.Clone(clipText.String(fmt.Sprintf(format, args...), maxReasonBytes))
+		return Line{Malformed: &MalformedError{Line: lineNo, ID: strings.Clone(id), Reason: reason, Raw: clip(b)}}
 	}
 	if !utf8.Valid(b) {
 		// encoding/json would put U+FFFD in place of the bytes: a text changed in silence.
@@ -530,6 +538,9 @@ func strictUnmarshal(doc []byte, v any) error {
 	}
 	return nil
 }
+
+// maxReasonBytes bounds the reason of a malformed line.
+const maxReasonBytes = 512
 
 func clip(b []byte) []byte {
 	if len(b) > 512 {

@@ -179,6 +179,22 @@ func FuzzFastPathAgrees(f *testing.F) {
 	})
 }
 
+// A malformed line of a megabyte leaves a reason of at most 512 bytes, and no unchecked id, so
+// that a page of 10,000 such lines holds little memory and the quarantine little disk.
+func TestMalformedLineReasonIsCut(t *testing.T) {
+	big := strings.Repeat("E", 900_000)
+	for name, line := range map[string]string{
+		"currency": `{"collection":"prices","id":"P1","op":"upsert","rev":1,"doc":{"product_id":"P1","currency":"` + big + `","amount":1}}`,
+		"op":       `{"collection":"prices","id":"P1","op":"` + big + `","rev":1}`,
+		"mixed":    `{"collection":"prices","id":"` + big + `","end":{"cursor":"c","count":0,"more":false}}`,
+	} {
+		l := DecodeLine([]byte(line), Prices, 1)
+		if l.Malformed == nil || len(l.Malformed.Reason) > 520 || len(l.Malformed.ID) > MaxIDBytes || len(l.Malformed.Raw) > 512 {
+			t.Errorf("%s: malformed %v, reason of %d bytes, id of %d", name, l.Malformed != nil, len(l.Malformed.Reason), len(l.Malformed.ID))
+		}
+	}
+}
+
 func TestFastPathTakesTheCloudsLines(t *testing.T) {
 	for i, s := range fastPathSeeds[:1] {
 		if _, ok := fastChange([]byte(s), Products); !ok {
