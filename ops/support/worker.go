@@ -307,7 +307,7 @@ func (w *Worker) accept(ctx context.Context, m *azservicebus.ReceivedMessage) (R
 	case state == storage.SupportRequestReplayed:
 		return r, refused(ReasonReplayed, "request %s was taken before, in another message", shown(r.ID))
 	case state == storage.SupportRequestBeforeRestore:
-		return r, refused(ReasonReplayed, "request %s was issued before this server's database was restored from a backup: it may have been taken since the backup; send a new request", shown(r.ID))
+		return r, refused(ReasonReplayed, "request %s was issued before this server's database was restored from a backup, or within the 5 minutes of clock skew after it: it may have been taken since the backup; send a new request", shown(r.ID))
 	}
 	return r, nil
 }

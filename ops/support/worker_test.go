@@ -237,6 +237,49 @@ func TestRefusedRequestsAreDeadLetteredWithTheirReason(t *testing.T) {
 	}
 }
 
+// After a restore, the requests the replaced database may have taken since the backup are refused:
+// those issued before the restore by this server's clock, as early as the 5 minutes of clock skew
+// make them; a request issued later runs (remote-support.md).
+func TestRequestsFromBeforeARestoreAreRefused(t *testing.T) {
+	ctx := context.Background()
+	old, err := storage.Open(ctx, filepath.Join(t.TempDir(), "old.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	backup := filepath.Join(t.TempDir(), "b")
+	if err := old.Backup(ctx, backup, storage.Manifest{}); err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+	path := filepath.Join(t.TempDir(), "restored.db")
+	if _, err := storage.Restore(ctx, backup, path); err != nil {
+		t.Fatal(err)
+	}
+	restoredAt := time.Now()
+	db, err := storage.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rg := newRig(t, func(o *Options) { o.DB = db })
+	now := restoredAt.Add(6 * time.Minute).UTC()
+	rg.clock.Store(&now)
+	early := request(KindPing, "req-early") // 4 minutes after the restore by the vendor's clock: within the skew
+	early.IssuedAt, early.ExpiresAt = restoredAt.Add(4*time.Minute).UTC(), now.Add(30*time.Minute)
+	late := request(KindPing, "req-late")
+	late.IssuedAt, late.ExpiresAt = restoredAt.Add(6*time.Minute).UTC(), now.Add(30*time.Minute)
+	earlyMsg := rg.sendSigned(t, early)
+	rg.sendSigned(t, late)
+	rg.settled(t, 2)
+	dl := rg.peer.DeadLetters(t, reqQueue)
+	if len(dl) != 1 || dl[0].MessageID != earlyMsg || dl[0].Reason != ReasonReplayed || !strings.Contains(dl[0].Description, "restored from a backup") {
+		t.Fatalf("dead letters %+v: want the request issued within the skew refused as replayed", dl)
+	}
+	if got := rg.answers(t); len(got) != 1 || got["req-late"].MessageID == "" {
+		t.Fatalf("answers %v: want the request issued after the restore answered", got)
+	}
+}
+
 // A request whose message comes again (its lock expired while it ran) is answered again, with
 // the same MessageId, and completed, not refused as a replay.
 func TestRedeliveryIsAnsweredAgain(t *testing.T) {
