@@ -246,7 +246,12 @@ func (s *Syncer) SyncOnce(ctx context.Context) error {
 func (s *Syncer) fail(collection string, err error) {
 	state := StateCloudError
 	var ce *cloud.Error
+	var le *localError
 	switch {
+	case errors.As(err, &le):
+		// The cloud answered; the shop's own side failed (its database, its disk). The WAN is
+		// as good as that answer; the collection's error says what failed.
+		state = StateOK
 	case errors.Is(err, cloud.ErrUnauthorized):
 		state = StateUnauthorized
 	case errors.As(err, &ce), errors.Is(err, cloudapi.ErrTruncated), errors.Is(err, errPage):
@@ -262,7 +267,10 @@ func (s *Syncer) fail(collection string, err error) {
 	s.mu.Lock()
 	s.wan.State = state
 	s.wan.LastError = err.Error()
-	if state == StateCloudError || state == StateUnauthorized {
+	if state == StateOK {
+		s.wan.LastError = ""
+	}
+	if state == StateCloudError || state == StateUnauthorized || state == StateOK {
 		s.wan.LastContact = time.Now()
 	}
 	s.mu.Unlock()
@@ -271,6 +279,13 @@ func (s *Syncer) fail(collection string, err error) {
 		s.log.Error("feed: cannot record sync error", slog.String(keyCollection, collection), slog.Any(keyError, rerr))
 	}
 }
+
+// localError is a failure of the shop's own side during a pass (its database, its disk), after
+// the cloud answered: no failure of the WAN.
+type localError struct{ err error }
+
+func (e *localError) Error() string { return e.err.Error() }
+func (e *localError) Unwrap() error { return e.err }
 
 // logRepeated logs at most once a minute for the same message, so a WAN outage of a day leaves a
 // readable log.
@@ -364,7 +379,7 @@ func (s *Syncer) syncCollection(ctx context.Context, collection string) error {
 			}
 			s.log.Warn("feed: cursor expired, replacing the collection with a new snapshot", slog.String(keyCollection, collection))
 			if err := s.db.ResetCursor(ctx, collection); err != nil {
-				return err
+				return &localError{err}
 			}
 			seen = nil // a new snapshot, from the empty cursor
 			continue
@@ -430,7 +445,10 @@ func (s *Syncer) consume(ctx context.Context, collection, cursor string, seen *p
 			seen.seen[p.End.Cursor] = true
 			res, err := s.db.ApplyPage(gctx, p)
 			if err != nil {
-				return err
+				if gctx.Err() != nil {
+					return err // the read failed first, or the pass ends: that is the error
+				}
+				return &localError{err}
 			}
 			cursor = p.End.Cursor
 			more = p.End.More

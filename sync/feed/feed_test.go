@@ -292,6 +292,24 @@ func TestFailuresAreReported(t *testing.T) {
 	}
 }
 
+// A page the shop cannot store (its database fails) is no WAN failure: the cloud answered, so
+// the status does not send shop IT after the network (cloud-api.md: wan is how the shop last
+// reached the cloud); the collection's error says what failed.
+func TestLocalFailureIsNoWANFailure(t *testing.T) {
+	e := newEnv(t, 10)
+	ctx := context.Background()
+	// Classified as the daemon does: whatever is not the cloud's answer nor the proxy is the WAN.
+	s := New(Options{DB: e.db, Client: e.client, Classify: func(error) string { return StateUnreachable }})
+	e.db.Close() // every write fails from now on
+	err := s.SyncOnce(ctx)
+	if err == nil {
+		t.Fatal("a pass with a closed database succeeded")
+	}
+	if w := s.WAN(); w.State != StateOK || w.LastContact.IsZero() {
+		t.Fatalf("WAN state %q (%s), last contact %v; want ok: the cloud answered", w.State, w.LastError, w.LastContact)
+	}
+}
+
 func TestNotAFeedIsRefused(t *testing.T) {
 	portal := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html")
