@@ -160,10 +160,16 @@ func (s *Syncer) Run(ctx context.Context) error {
 			s.after(err)
 		}
 		wait := s.poll
+		poke := s.poke
 		if err != nil {
 			retryAfter := cloud.RetryAfter(err)
 			if errors.Is(err, cloud.ErrUnauthorized) {
 				retryAfter = s.maxB
+			}
+			if retryAfter > 0 {
+				// The cloud asked for this wait (Retry-After), or refuses the store key (5
+				// minutes): a pass asked for meanwhile (a support resync) waits for its end.
+				poke = nil
 			}
 			attempt := 0
 			if s.synced.Load() > 0 && !progressed {
@@ -183,7 +189,7 @@ func (s *Syncer) Run(ctx context.Context) error {
 			b.Reset()
 			partial.Reset()
 		}
-		if err := s.sleep(ctx, wait, s.poke); err != nil {
+		if err := s.sleep(ctx, wait, poke); err != nil {
 			return err
 		}
 	}

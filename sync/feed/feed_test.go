@@ -240,7 +240,10 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 	defer cancel()
 	var waits []time.Duration
 	var asked []int64 // requests the cloud had received at each wait
-	s.sleep = func(_ context.Context, d time.Duration, _ <-chan struct{}) error {
+	s.sleep = func(_ context.Context, d time.Duration, poke <-chan struct{}) error {
+		if poke != nil {
+			t.Errorf("wait %d within the cloud's Retry-After can be cut short by a pass asked for (a support resync)", len(waits))
+		}
 		waits = append(waits, d)
 		asked = append(asked, e.sim.Stats().Requests)
 		if len(waits) == 3 {
