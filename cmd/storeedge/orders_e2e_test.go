@@ -33,10 +33,7 @@ type wanLink struct {
 
 func newWANLink(t *testing.T, target string) *wanLink {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := testenv.ListenOutsideEphemeral(t) // down and up again on it
 	l := &wanLink{addr: ln.Addr().String(), target: target, conns: map[net.Conn]bool{}}
 	l.serve(ln)
 	t.Cleanup(l.down)

@@ -93,7 +93,7 @@ func StartSMTPServer(t testing.TB, o SMTPOptions) *SMTPServer {
 	t.Cleanup(s.Stop)
 	var lastErr error
 	for range 3 {
-		s.Port = FreePort(t)
+		s.Port = PortOutsideEphemeral(t) // stopped and started again on it
 		if lastErr = s.start(); lastErr == nil {
 			return s
 		}

@@ -13,10 +13,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -67,6 +69,53 @@ func FreePort(t testing.TB) int {
 			return port
 		}
 	}
+}
+
+// ListenOutsideEphemeral listens on 127.0.0.1 at a port below the system's range of ephemeral
+// ports, for a server a test stops and starts again on the same port: while it is down, a port
+// of that range may be taken by any outgoing connection on the machine (another test's, say).
+func ListenOutsideEphemeral(t testing.TB) net.Listener {
+	t.Helper()
+	low := 32768 // Linux's default start of the range
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				low = n
+			}
+		}
+	}
+	const from = 15000
+	if low <= from+1000 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("testenv: listen: %v", err)
+		}
+		return ln
+	}
+	for range 200 {
+		port := from + rand.IntN(low-from)
+		handedOut.Lock()
+		seen := handedOut.ports[port]
+		handedOut.ports[port] = true
+		handedOut.Unlock()
+		if seen {
+			continue
+		}
+		if ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			return ln
+		}
+	}
+	t.Fatalf("testenv: no free port between %d and %d", from, low)
+	return nil
+}
+
+// PortOutsideEphemeral is a port below the range of ephemeral ports that was free a moment ago,
+// for a program a test starts, stops and starts again on it (see ListenOutsideEphemeral).
+func PortOutsideEphemeral(t testing.TB) int {
+	t.Helper()
+	ln := ListenOutsideEphemeral(t)
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // handedOut are the ports FreePort returned.

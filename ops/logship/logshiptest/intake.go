@@ -71,10 +71,8 @@ func Start(t testing.TB, key string) *Intake {
 func StartWithCA(t testing.TB, key string, ca *testenv.CA) *Intake {
 	t.Helper()
 	_, _, cert := ca.Issue(t, "127.0.0.1")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Down and Up again on the same port: one no outgoing connection can take meanwhile.
+	ln := testenv.ListenOutsideEphemeral(t)
 	in := &Intake{
 		addr:    ln.Addr().String(),
 		CAFile:  ca.File,
