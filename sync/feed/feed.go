@@ -90,6 +90,7 @@ type Syncer struct {
 
 	mu        sync.Mutex // protects the fields below
 	wan       WANState
+	wanFailed bool // this pass met a failure of the WAN or the cloud
 	lastLog   string
 	lastLogAt time.Time
 }
@@ -215,6 +216,9 @@ func (s *Syncer) SyncOnce(ctx context.Context) error {
 	var first error
 	s.synced.Store(0)
 	s.failedAfterPages.Store(false)
+	s.mu.Lock()
+	s.wanFailed = false
+	s.mu.Unlock()
 	for _, c := range cloudapi.Collections {
 		before := s.pages.Load()
 		err := s.syncCollection(ctx, c)
@@ -256,7 +260,15 @@ func (s *Syncer) fail(collection string, err error) {
 	switch {
 	case errors.As(err, &le):
 		// The cloud answered; the shop's own side failed (its database, its disk). The WAN is
-		// as good as that answer; the collection's error says what failed.
+		// as good as that answer, unless a collection before it in this pass met a failure of
+		// the WAN or of the cloud, which stays; the collection's error says what failed.
+		s.mu.Lock()
+		wanFailed := s.wanFailed
+		s.mu.Unlock()
+		if wanFailed {
+			s.recordError(collection, err)
+			return
+		}
 		state = StateOK
 	case errors.Is(err, cloud.ErrUnauthorized):
 		state = StateUnauthorized
@@ -275,12 +287,19 @@ func (s *Syncer) fail(collection string, err error) {
 	s.wan.LastError = err.Error()
 	if state == StateOK {
 		s.wan.LastError = ""
+	} else {
+		s.wanFailed = true
 	}
 	if state == StateCloudError || state == StateUnauthorized || state == StateOK {
 		s.wan.LastContact = time.Now()
 	}
 	s.mu.Unlock()
-	// The context of the pass may be gone; the record is still worth keeping.
+	s.recordError(collection, err)
+}
+
+// recordError keeps the collection's error for its status. The context of the pass may be gone;
+// the record is still worth keeping.
+func (s *Syncer) recordError(collection string, err error) {
 	if rerr := s.db.RecordFeedError(context.Background(), collection, err.Error(), time.Now()); rerr != nil {
 		s.log.Error("feed: cannot record sync error", slog.String(keyCollection, collection), slog.Any(keyError, rerr))
 	}
@@ -517,8 +536,10 @@ func readPages(ctx context.Context, r io.Reader, collection string, out chan<- s
 				return ctx.Err()
 			}
 			if !l.End.More {
-				// Caught up: the answer ends here. What a cloud would send after it (end lines
-				// for ever, say) is not read, or the pass would never end.
+				// Caught up: the answer ends here. One read more takes its end (so that the
+				// connection can serve the next request); what a cloud would send after it (end
+				// lines for ever, say) is not read, or the pass would never end.
+				dec.Next()
 				return nil
 			}
 			p = storage.Page{Collection: collection}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path"
@@ -310,6 +311,66 @@ func TestLocalFailureIsNoWANFailure(t *testing.T) {
 	}
 	if w := s.WAN(); w.State != StateOK || w.LastContact.IsZero() {
 		t.Fatalf("WAN state %q (%s), last contact %v; want ok: the cloud answered", w.State, w.LastError, w.LastContact)
+	}
+}
+
+// A failure of the cloud met earlier in the same pass is not hidden by a local one after it.
+func TestLocalFailureKeepsTheCloudsFailureOfThePass(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if path.Base(r.URL.Path) == cloudapi.Products {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		w.Write([]byte(`{"end":{"cursor":"c1","count":0,"more":false,"remaining":0}}` + "\n"))
+	}))
+	defer srv.Close()
+	db, err := storage.Open(context.Background(), filepath.Join(t.TempDir(), "shop.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, _ := cloud.New(srv.URL, "k", srv.Client(), "test")
+	s := New(Options{DB: db, Client: client, Classify: func(error) string { return StateUnreachable }})
+	db.Close()
+	if err := s.SyncOnce(context.Background()); err == nil {
+		t.Fatal("the pass succeeded")
+	}
+	if w := s.WAN(); w.State != StateCloudError || !strings.Contains(w.LastError, "503") {
+		t.Fatalf("WAN state %q (%s), want the cloud's 503 of products", w.State, w.LastError)
+	}
+}
+
+// A caught-up answer is read to its end, so that the next request takes the same connection:
+// no new TLS handshake (through the proxy too) for each collection at each poll.
+func TestCaughtUpAnswersKeepTheConnection(t *testing.T) {
+	var conns atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		w.Write([]byte(`{"end":{"cursor":"c1","count":0,"more":false,"remaining":0}}` + "\n"))
+		w.(http.Flusher).Flush()          // a chunked answer: its end comes after the end line,
+		time.Sleep(10 * time.Millisecond) // a moment later, as over a real network
+	}))
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	db, err := storage.Open(context.Background(), filepath.Join(t.TempDir(), "shop.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	client, _ := cloud.New(srv.URL, "k", srv.Client(), "test")
+	s := New(Options{DB: db, Client: client})
+	for range 3 {
+		if err := s.SyncOnce(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("%d connections for %d feed requests, want one", n, 3*len(cloudapi.Collections))
 	}
 }
 
