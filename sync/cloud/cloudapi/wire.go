@@ -212,7 +212,11 @@ func (d *Decoder) Next() (Line, error) {
 	}
 	d.line++
 	if tooLong {
-		return Line{Malformed: &MalformedError{Line: d.line, ID: salvageID(d.buf), Reason: fmt.Sprintf("line longer than %d bytes", MaxLineBytes), Raw: clip(d.buf)}}, nil
+		id := salvageID(d.buf)
+		if ValidateID(id) != nil {
+			id = ""
+		}
+		return Line{Malformed: &MalformedError{Line: d.line, ID: id, Reason: fmt.Sprintf("line longer than %d bytes", MaxLineBytes), Raw: clip(d.buf)}}, nil
 	}
 	return DecodeLine(d.buf, d.collection, d.line), nil
 }

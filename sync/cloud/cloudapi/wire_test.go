@@ -61,6 +61,11 @@ func TestDecoderTruncatedAndOversized(t *testing.T) {
 	if l, err := d.Next(); err != nil || l.End == nil {
 		t.Fatalf("line after the oversized one: %+v %v", l, err)
 	}
+	// An id no item can have (a control character) is not kept as the quarantine's name.
+	d = NewDecoder(strings.NewReader(strings.Replace(long, `"id":"P1"`, `"id":"P`+"\x7f"+`1"`, 1)), Products)
+	if l, err := d.Next(); err != nil || l.Malformed == nil || l.Malformed.ID != "" {
+		t.Fatalf("oversized line with a bad id: %+v %v", l.Malformed, err)
+	}
 }
 
 func TestDecodeLineRules(t *testing.T) {
