@@ -77,29 +77,49 @@
       });
   }
 
-  function showFailure(message) {
+  // showFailure shows why something failed. What an action of the operator's met stays until
+  // their next action ends (fromAction); what the live view met, until the next snapshot.
+  let failureFromAction = false;
+  function showFailure(message, fromAction) {
+    if (!fromAction && failureFromAction) return;
+    failureFromAction = !!fromAction && !!message;
     const el = byId('failure');
     el.textContent = message;
     el.hidden = !message;
   }
 
-  // twoStep asks for a second tap before an action that cannot be undone: no dialog box, which
-  // tablets show badly.
-  function twoStep(label, confirmLabel, action) {
+  // armed: the buttons tapped once, by key, until when a second tap does the action; running: the
+  // actions under way. Both outlive the tables, which every snapshot builds anew.
+  const armed = new Map();
+  const running = new Set();
+
+  // twoStep asks for a second tap, within 5 seconds, before an action that cannot be undone: no
+  // dialog box, which tablets show badly.
+  function twoStep(key, label, confirmLabel, action) {
     const b = document.createElement('button');
     b.type = 'button';
-    b.textContent = label;
     b.className = 'danger';
-    let armed = null;
+    const show = () => {
+      const until = armed.get(key);
+      if (until && until <= Date.now()) armed.delete(key);
+      b.textContent = armed.has(key) ? confirmLabel : label;
+      b.disabled = running.has(key);
+    };
+    show();
+    const left = armed.has(key) ? armed.get(key) - Date.now() : 0;
+    if (left > 0) setTimeout(show, left);
     b.addEventListener('click', () => {
-      if (!armed) {
-        b.textContent = confirmLabel;
-        armed = setTimeout(() => { armed = null; b.textContent = label; }, 5000);
+      if (!armed.has(key) || armed.get(key) <= Date.now()) {
+        armed.set(key, Date.now() + 5000);
+        show();
+        setTimeout(show, 5000);
         return;
       }
-      clearTimeout(armed);
-      b.disabled = true;
-      action().then(() => showFailure(''), (e) => { showFailure(e.message); b.disabled = false; });
+      armed.delete(key);
+      running.add(key);
+      show();
+      action().then(() => { running.delete(key); showFailure('', true); },
+        (e) => { running.delete(key); show(); showFailure(e.message, true); });
     });
     return b;
   }
@@ -159,7 +179,7 @@
     const live = snap.devices.filter((d) => !d.revoked);
     const rows = fill('device-rows', live.map((d) => [
       d.name || d.id, d.kind, d.online ? 'online' : 'offline', ago(d.last_seen, now), d.push,
-      twoStep('Revoke', 'Tap again to revoke', () => post('/status/devices/' + encodeURIComponent(d.id) + '/revoke')),
+      twoStep('revoke ' + d.id, 'Revoke', 'Tap again to revoke', () => post('/status/devices/' + encodeURIComponent(d.id) + '/revoke')),
     ]), 'no device paired yet', 6);
     live.forEach((d, i) => { rows[i].dataset.deviceId = d.id; rows[i].className = d.online ? '' : 'offline'; });
     fill('unpaired-rows', snap.unpaired.map((d) => [d.name || d.device_id, d.kind, d.addr, ago(d.last_seen, now)]),
@@ -200,7 +220,7 @@
     if (failures === null) return;
     const rows = fill('webhook-rows', failures.map((f) => [
       '#' + f.number, new Date(f.at).toLocaleString(), f.reason,
-      twoStep('Retry', 'Tap again to send again', () => post('/status/webhook/' + encodeURIComponent(f.order_id) + '/retry')),
+      twoStep('retry ' + f.order_id, 'Retry', 'Tap again to send again', () => post('/status/webhook/' + encodeURIComponent(f.order_id) + '/retry')),
     ]), 'none', 4);
     failures.forEach((f, i) => { rows[i].dataset.orderId = f.order_id; });
   }
@@ -234,8 +254,8 @@
       byId('pairing-qr').src = c.qr;
       setText('pairing-expires', new Date(c.expires_at).toLocaleTimeString());
       byId('pairing-result').hidden = false;
-      showFailure('');
-    }, (e) => showFailure(e.message));
+      showFailure('', true);
+    }, (e) => showFailure(e.message, true));
   });
 
   const stream = new EventSource('/status/events');
