@@ -505,10 +505,29 @@ func (s *Syncer) consume(ctx context.Context, collection, cursor string, seen *p
 	return more, nil
 }
 
+// drainEnd reads the end of a caught-up answer, so that the client can give its connection to
+// the next request: at most 4 KiB and a second, then the body is closed (the connection with
+// it) rather than read further.
+func drainEnd(body io.ReadCloser) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		io.Copy(io.Discard, io.LimitReader(body, 4<<10))
+	}()
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		body.Close()
+		<-done
+	}
+}
+
 // readPages decodes pages from a feed response and sends each complete page. It returns nil at a
 // clean end of the response after an end line; a response without one, empty included, is
 // truncated.
-func readPages(ctx context.Context, r io.Reader, collection string, out chan<- storage.Page) error {
+func readPages(ctx context.Context, r io.ReadCloser, collection string, out chan<- storage.Page) error {
 	dec := cloudapi.NewDecoder(r, collection)
 	p := storage.Page{Collection: collection}
 	lines, sent, size := 0, 0, 0
@@ -536,10 +555,10 @@ func readPages(ctx context.Context, r io.Reader, collection string, out chan<- s
 				return ctx.Err()
 			}
 			if !l.End.More {
-				// Caught up: the answer ends here. One read more takes its end (so that the
-				// connection can serve the next request); what a cloud would send after it (end
-				// lines for ever, say) is not read, or the pass would never end.
-				dec.Next()
+				// Caught up: the answer ends here. What a cloud would send after it (end lines
+				// for ever, say) is not read, or the pass would never end; its end is, briefly,
+				// so that the connection serves the next request.
+				drainEnd(r)
 				return nil
 			}
 			p = storage.Page{Collection: collection}

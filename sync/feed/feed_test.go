@@ -340,6 +340,41 @@ func TestLocalFailureKeepsTheCloudsFailureOfThePass(t *testing.T) {
 	}
 }
 
+// A cloud that keeps a caught-up answer open without a word (or sends a line without end after
+// it) holds the pass a second, not the request timeout nor for ever.
+func TestCaughtUpAnswerLeftOpenHoldsNothing(t *testing.T) {
+	hold := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		w.Write([]byte(`{"end":{"cursor":"c1","count":0,"more":false,"remaining":0}}` + "\n"))
+		if path.Base(r.URL.Path) == cloudapi.Prices {
+			w.Write([]byte(strings.Repeat("x", 64<<10))) // a line that never ends
+		}
+		w.(http.Flusher).Flush()
+		select {
+		case <-hold:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(hold)
+	db, err := storage.Open(context.Background(), filepath.Join(t.TempDir(), "shop.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	client, _ := cloud.New(srv.URL, "k", srv.Client(), "test") // the default request timeout: 2 minutes
+	s := New(Options{DB: db, Client: client})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a guard, not a measure
+	defer cancel()
+	if err := s.SyncOnce(ctx); err != nil {
+		t.Fatalf("the pass: %v", err)
+	}
+	if w := s.WAN(); w.State != StateOK {
+		t.Errorf("WAN state %q (%s)", w.State, w.LastError)
+	}
+}
+
 // A caught-up answer is read to its end, so that the next request takes the same connection:
 // no new TLS handshake (through the proxy too) for each collection at each poll.
 func TestCaughtUpAnswersKeepTheConnection(t *testing.T) {
@@ -887,7 +922,7 @@ func TestPageOverItsBytesIsRefused(t *testing.T) {
 	}
 	lines = append(lines, strings.NewReader(`{"end":{"cursor":"c1","count":70,"more":false,"remaining":0}}`+"\n"))
 	out := make(chan storage.Page, 1)
-	err := readPages(context.Background(), io.MultiReader(lines...), cloudapi.Products, out)
+	err := readPages(context.Background(), io.NopCloser(io.MultiReader(lines...)), cloudapi.Products, out)
 	if !errors.Is(err, errPage) || !strings.Contains(err.Error(), "more than 64 MiB of documents before the end line") {
 		t.Fatalf("a page of 70 MB: %v", err)
 	}
