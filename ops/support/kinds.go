@@ -169,5 +169,5 @@ func (w *Worker) resync(ctx context.Context, collection string) (any, error) {
 	if err := w.o.Sources.Resync(ctx, collection); err != nil {
 		return nil, err
 	}
-	return resyncResult{Collection: collection, Rows: rows, State: "the cursor is forgotten; the next pass reads the collection again from a snapshot, which replaces it (at once, or when a wait the cloud asked for ends)"}, nil
+	return resyncResult{Collection: collection, Rows: rows, State: "the cursor is forgotten; the next pass reads the collection again from a snapshot, which replaces it (at once, or when a wait ends: a Retry-After of the cloud, or the 5 minutes after a refused store key)"}, nil
 }

@@ -77,21 +77,24 @@
       });
   }
 
-  // showFailure shows why something failed. What an action of the operator's met stays until
-  // their next action ends (fromAction); what the live view met, until the next snapshot.
-  let failureFromAction = false;
+  // showFailure shows why something failed: what an action of the operator's met (fromAction)
+  // until their next action ends, what the live view met until the next snapshot; both when both
+  // failed.
+  const failures = { action: '', live: '' };
   function showFailure(message, fromAction) {
-    if (!fromAction && failureFromAction) return;
-    failureFromAction = !!fromAction && !!message;
+    failures[fromAction ? 'action' : 'live'] = message;
+    const text = [failures.action, failures.live].filter(Boolean).join(' · ');
     const el = byId('failure');
-    el.textContent = message;
-    el.hidden = !message;
+    el.textContent = text;
+    el.hidden = !text;
   }
 
   // armed: the buttons tapped once, by key, until when a second tap does the action; running: the
-  // actions under way. Both outlive the tables, which every snapshot builds anew.
+  // actions under way; shown: how to redraw the button of a key now on the page. All outlive the
+  // tables, which every snapshot builds anew.
   const armed = new Map();
   const running = new Set();
+  const shown = new Map();
 
   // twoStep asks for a second tap, within 5 seconds, before an action that cannot be undone: no
   // dialog box, which tablets show badly.
@@ -105,21 +108,23 @@
       b.textContent = armed.has(key) ? confirmLabel : label;
       b.disabled = running.has(key);
     };
+    shown.set(key, show);
+    const redraw = () => (shown.get(key) || show)(); // the button on the page now
     show();
     const left = armed.has(key) ? armed.get(key) - Date.now() : 0;
-    if (left > 0) setTimeout(show, left);
+    if (left > 0) setTimeout(redraw, left);
     b.addEventListener('click', () => {
       if (!armed.has(key) || armed.get(key) <= Date.now()) {
         armed.set(key, Date.now() + 5000);
         show();
-        setTimeout(show, 5000);
+        setTimeout(redraw, 5000);
         return;
       }
       armed.delete(key);
       running.add(key);
       show();
-      action().then(() => { running.delete(key); showFailure('', true); },
-        (e) => { running.delete(key); show(); showFailure(e.message, true); });
+      action().then(() => { running.delete(key); redraw(); showFailure('', true); },
+        (e) => { running.delete(key); redraw(); showFailure(e.message, true); });
     });
     return b;
   }
