@@ -17,8 +17,6 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
-
-	clipText "github.com/storeedge/storeedge/internal/clip"
 )
 
 // Collections synced from the cloud, in the order a sync pass visits them.
@@ -298,7 +296,7 @@ func decodeLine(b []byte, collection string, lineNo int) Line {
 		}
 		// A reason quotes what the line holds (a currency, a barcode, an op): cut, and copied
 		// out of the line, which may be a megabyte, so that a page of such lines holds little.
-		reason := strings.Clone(clipText.String(fmt.Sprintf(format, args...), maxReasonBytes))
+		reason := cutReason(fmt.Sprintf(format, args...))
 		return Line{Malformed: &MalformedError{Line: lineNo, ID: strings.Clone(id), Reason: reason, Raw: clip(b)}}
 	}
 	if !utf8.Valid(b) {
@@ -545,6 +543,20 @@ func strictUnmarshal(doc []byte, v any) error {
 
 // maxReasonBytes bounds the reason of a malformed line.
 const maxReasonBytes = 512
+
+// cutReason returns s, or its first maxReasonBytes or fewer cut on a character boundary and
+// followed by "…", in memory of its own (s may quote a megabyte of the line). The package is a
+// leaf of the project: it cannot take internal/clip's.
+func cutReason(s string) string {
+	if len(s) <= maxReasonBytes {
+		return strings.Clone(s)
+	}
+	cut := maxReasonBytes
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return strings.Clone(s[:cut]) + "…"
+}
 
 func clip(b []byte) []byte {
 	if len(b) > 512 {
