@@ -1,6 +1,7 @@
 package logbudget
 
 import (
+	"slices"
 	"testing"
 	"time"
 )
@@ -16,7 +17,7 @@ func TestBudgetCountsWhatItLeavesOut(t *testing.T) {
 		}
 		got = append(got, ok)
 	}
-	if want := []bool{true, true, true, false, false}; !equal(got, want) {
+	if want := []bool{true, true, true, false, false}; !slices.Equal(got, want) {
 		t.Fatalf("first minute: %v, want %v", got, want)
 	}
 	// The first line of the next minute passes, and says two were left out; only once.
@@ -26,16 +27,4 @@ func TestBudgetCountsWhatItLeavesOut(t *testing.T) {
 	if ok, dropped := b.Allow(t0.Add(time.Minute + time.Second)); !ok || dropped != 0 {
 		t.Fatalf("second line of the next minute: %v, %d", ok, dropped)
 	}
-}
-
-func equal(a, b []bool) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

@@ -37,20 +37,27 @@ type env struct {
 	client *cloud.Client
 }
 
-func newEnv(t *testing.T, products int) *env {
+// shopFor opens a shop's database, closed when the test ends, and a client of the cloud at srv.
+func shopFor(t *testing.T, srv *httptest.Server) (*storage.DB, *cloud.Client) {
 	t.Helper()
-	sim := cloudsim.New(cloudsim.Options{Seed: 7, Products: products, StoreKey: "k"})
-	ts := httptest.NewServer(sim.Handler())
-	t.Cleanup(ts.Close)
 	db, err := storage.Open(context.Background(), filepath.Join(t.TempDir(), "shop.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	client, err := cloud.New(ts.URL, "k", ts.Client(), "test")
+	client, err := cloud.New(srv.URL, "k", srv.Client(), "test")
 	if err != nil {
 		t.Fatal(err)
 	}
+	return db, client
+}
+
+func newEnv(t *testing.T, products int) *env {
+	t.Helper()
+	sim := cloudsim.New(cloudsim.Options{Seed: 7, Products: products, StoreKey: "k"})
+	ts := httptest.NewServer(sim.Handler())
+	t.Cleanup(ts.Close)
+	db, client := shopFor(t, ts)
 	return &env{sim: sim, ts: ts, db: db, client: client}
 }
 
@@ -325,11 +332,7 @@ func TestLocalFailureKeepsTheCloudsFailureOfThePass(t *testing.T) {
 		w.Write([]byte(`{"end":{"cursor":"c1","count":0,"more":false,"remaining":0}}` + "\n"))
 	}))
 	defer srv.Close()
-	db, err := storage.Open(context.Background(), filepath.Join(t.TempDir(), "shop.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, _ := cloud.New(srv.URL, "k", srv.Client(), "test")
+	db, client := shopFor(t, srv)
 	s := New(Options{DB: db, Client: client, Classify: func(error) string { return StateUnreachable }})
 	db.Close()
 	if err := s.SyncOnce(context.Background()); err == nil {
@@ -358,12 +361,7 @@ func TestCaughtUpAnswerLeftOpenHoldsNothing(t *testing.T) {
 	}))
 	defer srv.Close()
 	defer close(hold)
-	db, err := storage.Open(context.Background(), filepath.Join(t.TempDir(), "shop.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	client, _ := cloud.New(srv.URL, "k", srv.Client(), "test") // the default request timeout: 2 minutes
+	db, client := shopFor(t, srv) // the default request timeout: 2 minutes
 	s := New(Options{DB: db, Client: client})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a guard, not a measure
 	defer cancel()
@@ -392,12 +390,7 @@ func TestCaughtUpAnswersKeepTheConnection(t *testing.T) {
 	}
 	srv.Start()
 	defer srv.Close()
-	db, err := storage.Open(context.Background(), filepath.Join(t.TempDir(), "shop.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	client, _ := cloud.New(srv.URL, "k", srv.Client(), "test")
+	db, client := shopFor(t, srv)
 	s := New(Options{DB: db, Client: client})
 	for range 3 {
 		if err := s.SyncOnce(context.Background()); err != nil {
@@ -737,12 +730,7 @@ func TestCaughtUpAnswerEndsAtItsEndLine(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	db, err := storage.Open(context.Background(), filepath.Join(t.TempDir(), "shop.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	client, _ := cloud.New(srv.URL, "k", srv.Client(), "test")
+	db, client := shopFor(t, srv)
 	s := New(Options{DB: db, Client: client})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a guard, not a measure
 	defer cancel()
