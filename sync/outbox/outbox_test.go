@@ -40,6 +40,20 @@ func openDB(t *testing.T) *storage.DB {
 	return db
 }
 
+// simCloud is a cloudsim of one product behind a test server, stopped when the test ends, and a
+// client of it.
+func simCloud(t *testing.T) (*cloudsim.Sim, *cloud.Client) {
+	t.Helper()
+	sim := cloudsim.New(cloudsim.Options{Products: 1, StoreKey: "k"})
+	ts := httptest.NewServer(sim.Handler())
+	t.Cleanup(ts.Close)
+	client, err := cloud.New(ts.URL, "k", ts.Client(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sim, client
+}
+
 func createOrders(t *testing.T, db *storage.DB, devices, each int) {
 	t.Helper()
 	for i := 0; i < each; i++ {
@@ -58,10 +72,7 @@ func createOrders(t *testing.T, db *storage.DB, devices, each int) {
 // retries get for delivered.
 func TestDrainsThroughFailuresInOrder(t *testing.T) {
 	db := openDB(t)
-	sim := cloudsim.New(cloudsim.Options{Products: 1, StoreKey: "k"})
-	ts := httptest.NewServer(sim.Handler())
-	defer ts.Close()
-	client, _ := cloud.New(ts.URL, "k", ts.Client(), "test")
+	sim, client := simCloud(t)
 	createOrders(t, db, 3, 100)
 	if err := sim.SetFaults(cloudsim.Faults{UploadErrorRate: 1}); err != nil {
 		t.Fatal(err)
@@ -119,10 +130,7 @@ func TestDrainsThroughFailuresInOrder(t *testing.T) {
 // is not asked again before that time, however short the backoff (cloud-api.md, Retries).
 func TestUploadWaitsOutRetryAfter(t *testing.T) {
 	db := openDB(t)
-	sim := cloudsim.New(cloudsim.Options{Products: 1, StoreKey: "k"})
-	ts := httptest.NewServer(sim.Handler())
-	defer ts.Close()
-	client, _ := cloud.New(ts.URL, "k", ts.Client(), "test")
+	sim, client := simCloud(t)
 	createOrders(t, db, 1, 1)
 	if err := sim.SetFaults(cloudsim.Faults{UploadErrorRate: 1, RetryAfter503: 2, RetryAfterDate: true}); err != nil {
 		t.Fatal(err)
@@ -468,10 +476,7 @@ func TestDamagedEventIsSetAside(t *testing.T) {
 		t.Fatal(err)
 	}
 	raw.Close()
-	sim := cloudsim.New(cloudsim.Options{Products: 1, StoreKey: "k"})
-	ts := httptest.NewServer(sim.Handler())
-	defer ts.Close()
-	client, _ := cloud.New(ts.URL, "k", ts.Client(), "test")
+	sim, client := simCloud(t)
 	w := New(Options{DB: db, Cloud: client})
 	if _, err := w.Drain(ctx); err != nil {
 		t.Fatalf("Drain: %v", err)
