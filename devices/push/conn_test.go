@@ -79,6 +79,29 @@ func TestHandshakeSpeaksTheDevicesVersion(t *testing.T) {
 	}
 }
 
+// A frame's time is for information only (push-protocol.md): a device whose clock is decades
+// off still connects, and its frames are read.
+func TestFrameTimeIsNotChecked(t *testing.T) {
+	sc, dc := net.Pipe()
+	defer sc.Close()
+	defer dc.Close()
+	done := make(chan error, 1)
+	var device *Conn
+	go func() {
+		var err error
+		device, err = DeviceHandshake(dc, testKey, "dv_1", Version, time.UnixMilli(1), 2*time.Second) // 1970
+		done <- err
+	}()
+	server, err := ServerHandshake(sc, testKey, "srv", "dv_1", MinVersion, time.Now(), 2*time.Second)
+	if derr := <-done; err != nil || derr != nil {
+		t.Fatalf("a device clock in 1970: server %v, device %v", err, derr)
+	}
+	go device.WriteFrame(Frame{Type: TypeAck, Time: 1, ID: "cmd_1"}, time.Second)
+	if f, err := server.ReadFrame(); err != nil || f.Type != TypeAck || f.Time != 1 {
+		t.Fatalf("the device's ack of 1970: %+v, %v", f, err)
+	}
+}
+
 // A server that wants version 2 refuses a version 1 device, and tells it why.
 func TestHandshakeRefusesAnOldVersion(t *testing.T) {
 	_, _, serr, derr, _ := handshake(t, 1, 2)
