@@ -91,6 +91,11 @@ func startCloud(t *testing.T, args ...string) *cloudProc {
 		t.Fatalf("cloudsim did not say where it listens: %v\n%s", err, c.log)
 	}
 	c.url = strings.TrimSpace(strings.TrimPrefix(line, "cloudsim listening on "))
+	if u, err := url.Parse(c.url); err == nil {
+		if port, err := strconv.Atoi(u.Port()); err == nil {
+			testenv.MarkTaken(port) // stopped, it must not become a daemon's own port
+		}
+	}
 	go io.Copy(io.Discard, out)
 	return c
 }

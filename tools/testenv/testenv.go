@@ -109,6 +109,15 @@ func ListenOutsideEphemeral(t testing.TB) net.Listener {
 	return nil
 }
 
+// MarkTaken keeps FreePort from handing out port: the port of a program the test started on a
+// port of its own choosing, which a daemon given it later would find in use, or, once the
+// program is stopped, would answer in its place (a cloud stopped to test an outage, say).
+func MarkTaken(port int) {
+	handedOut.Lock()
+	handedOut.ports[port] = true
+	handedOut.Unlock()
+}
+
 // PortOutsideEphemeral is a port below the range of ephemeral ports that was free a moment ago,
 // for a program a test starts, stops and starts again on it (see ListenOutsideEphemeral).
 func PortOutsideEphemeral(t testing.TB) int {
