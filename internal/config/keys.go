@@ -305,9 +305,9 @@ func setLeaf(c *Config, l *leaf, n *yaml.Node, literal bool) *Error {
 		}
 		return &Error{Key: l.key, Line: n.Line, Value: quote(n.Value), Reason: "want " + l.want()}
 	}
-	if l.kind == kindInt && n.ShortTag() == "!!float" {
+	if _, whole := decimal(n.Value); l.kind == kindInt && n.ShortTag() == "!!float" && !whole {
 		// yaml would truncate 1.5 to 1 and take 1e3 as 1000; a count or a port is written
-		// as a whole number.
+		// as a whole number. (yaml also reads 08080 as a float, not being octal: decimal.)
 		return &Error{Key: l.key, Line: n.Line, Value: quote(n.Value), Reason: "want " + l.want()}
 	}
 	if l.kind == kindInt && field.CanInt() {

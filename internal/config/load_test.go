@@ -419,6 +419,9 @@ func TestSet(t *testing.T) {
 		{"cloud.page_size", "500", func(c Config) bool { return c.Cloud.PageSize == 500 }},
 		{"cloud.page_size", "1_000", func(c Config) bool { return c.Cloud.PageSize == 1000 }},
 		{"cloud.page_size", "0500", func(c Config) bool { return c.Cloud.PageSize == 500 }}, // not octal
+		// Not octal either, though yaml reads them as floats for it.
+		{"lan.front_door", "08080", func(c Config) bool { return c.LAN.FrontDoor == 8080 }},
+		{"orders.outbox_batch", "09", func(c Config) bool { return c.Orders.OutboxBatch == 9 }},
 		{"lan.front_door", "+8080", func(c Config) bool { return c.LAN.FrontDoor == 8080 }},
 		{"lan.max_body_bytes", "2097152", func(c Config) bool { return c.LAN.MaxBodyBytes == 2<<20 }},
 		{"cloud.sync", "false", func(c Config) bool { return !c.Cloud.Sync }},
@@ -644,5 +647,21 @@ func TestFileNotUTF8(t *testing.T) {
 	}
 	if _, err := Load(writeConfig(t, string(utf16)), nil, nil); err != nil {
 		t.Errorf("a UTF-16 file: %v", err)
+	}
+}
+
+// A zero-padded number is decimal in the file and the environment as with --set, an 8 or a 9 in
+// it too (yaml reads 08080 as a float, not being octal).
+func TestLeadingZerosAreDecimal(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "storeedge.yaml")
+	if err := os.WriteFile(path, []byte("lan:\n  front_door: 08080\ncloud:\n  page_size: 0800\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(path, append([]string{"STOREEDGE_ORDERS_OUTBOX_BATCH=090"}, envKey...), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.LAN.FrontDoor != 8080 || c.Cloud.PageSize != 800 || c.Orders.OutboxBatch != 90 {
+		t.Errorf("front_door %d, page_size %d, outbox_batch %d; want 8080, 800, 90", c.LAN.FrontDoor, c.Cloud.PageSize, c.Orders.OutboxBatch)
 	}
 }

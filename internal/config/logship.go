@@ -103,9 +103,10 @@ func (v *validator) logsShip(s LogsShip) {
 }
 
 // SecretValues returns every secret value of the configuration that is set: each Secret key,
-// the credentials of wan.proxy, and the keys and signatures inside
-// servicebus.connection_string and support.servicebus.connection_string on their own. Log shipping removes them from whatever it sends.
-// Never log or show the result.
+// the credentials of wan.proxy, and on their own the keys and signatures inside
+// servicebus.connection_string, support.servicebus.connection_string and
+// media.connection_string, and the signature of media.container_url's SAS. Log shipping and
+// support's answers remove them from whatever they send. Never log or show the result.
 func (c Config) SecretValues() []string {
 	var out []string
 	v := reflect.ValueOf(c)
@@ -125,11 +126,18 @@ func (c Config) SecretValues() []string {
 			out = append(out, u.User.Username()) // a user name alone is usually a token
 		}
 	}
-	for _, cs := range []Secret{c.ServiceBus.ConnectionString, c.Support.ServiceBus.ConnectionString} {
-		for _, name := range []string{"SharedAccessKey", "SharedAccessSignature"} {
+	for _, cs := range []Secret{c.ServiceBus.ConnectionString, c.Support.ServiceBus.ConnectionString, c.Media.ConnectionString} {
+		for _, name := range []string{"SharedAccessKey", "SharedAccessSignature", "AccountKey"} {
 			if v := ConnectionStringPart(cs.Reveal(), name); v != "" {
 				out = append(out, v)
 			}
+		}
+	}
+	// A SAS is a query of Name=value parts; its signature is the secret (the rest, times and
+	// permissions, says nothing that opens the container).
+	if u, err := url.Parse(c.Media.ContainerURL.Reveal()); err == nil {
+		if sig := u.Query().Get("sig"); sig != "" {
+			out = append(out, sig) // the redactor looks for its escaped forms too
 		}
 	}
 	return out

@@ -83,3 +83,22 @@ func TestSecretValues(t *testing.T) {
 		t.Errorf("the defaults hold secrets: %d", len(got))
 	}
 }
+
+// The media keys' secrets are found on their own too: a log line may quote the account key of
+// the connection string, or the signature of the container URL.
+func TestSecretValuesOfMedia(t *testing.T) {
+	c := Default()
+	c.Media.ConnectionString = "DefaultEndpointsProtocol=https;AccountName=shop;AccountKey=S3cretAcc0untKey==;EndpointSuffix=core.windows.net"
+	c.Media.ContainerURL = "https://shop.blob.core.windows.net/media?sv=2023-11-03&sp=rl&se=2027-01-01T00%3A00%3A00Z&sig=ab%2Bcd%2Fef%3D"
+	got := c.SecretValues()
+	for _, want := range []string{"S3cretAcc0untKey==", "ab+cd/ef="} {
+		if !slices.Contains(got, want) {
+			t.Errorf("SecretValues lacks %q", want)
+		}
+	}
+	for _, not := range []string{"shop", "rl", "2023-11-03"} {
+		if slices.Contains(got, not) {
+			t.Errorf("SecretValues holds %q, which is no secret", not)
+		}
+	}
+}

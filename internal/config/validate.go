@@ -390,7 +390,7 @@ func (v *validator) discovery(d Discovery) {
 	for _, name := range d.Interfaces {
 		switch {
 		case len(name) > 256 || !utf8.ValidString(name) || strings.IndexFunc(name, unicode.IsControl) >= 0 || strings.Contains(name, ","):
-			v.add(key, quote(name), "not an interface name: want the name as `ip link` or `Get-NetAdapter` shows it, at most 256 characters, without control characters or commas")
+			v.add(key, quote(name), "not an interface name: want the name as `ip link` or `Get-NetAdapter` shows it, at most 256 bytes, without control characters or commas")
 		case seen[name]:
 			v.add(key, quote(name), "given twice")
 		}
