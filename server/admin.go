@@ -327,7 +327,11 @@ func (s *Server) webhookFailures(w http.ResponseWriter, r *http.Request) error {
 	if s.o.BackOffice == nil {
 		return errNoBackOffice
 	}
-	limit, err := limitParam(r.URL.Query())
+	q, err := query(r)
+	if err != nil {
+		return err
+	}
+	limit, err := limitParam(q)
 	if err != nil {
 		return err
 	}
@@ -375,7 +379,11 @@ func (s *Server) retryWebhookOrder(r *http.Request) (string, error) {
 
 // rejectedOutbox lists what the cloud refused for good, newest first, with the reasons.
 func (s *Server) rejectedOutbox(w http.ResponseWriter, r *http.Request) error {
-	limit, err := limitParam(r.URL.Query())
+	q, err := query(r)
+	if err != nil {
+		return err
+	}
+	limit, err := limitParam(q)
 	if err != nil {
 		return err
 	}

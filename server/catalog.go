@@ -134,7 +134,10 @@ func page(items []storage.Item, limit int) ([]storage.Item, string) {
 
 func (s *Server) listProducts(w http.ResponseWriter, r *http.Request) error {
 	s.setDataAge(w, cloudapi.Products)
-	q := r.URL.Query()
+	q, err := query(r)
+	if err != nil {
+		return err
+	}
 	limit, err := limitParam(q)
 	if err != nil {
 		return err
@@ -157,7 +160,10 @@ func (s *Server) listProducts(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) listItems(collection string) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		s.setDataAge(w, collection)
-		q := r.URL.Query()
+		q, err := query(r)
+		if err != nil {
+			return err
+		}
 		limit, err := limitParam(q)
 		if err != nil {
 			return err
@@ -244,7 +250,10 @@ func writeItem(w http.ResponseWriter, it *storage.Item) {
 // search pages through relevance-ordered results with an opaque cursor (an offset today).
 func (s *Server) search(w http.ResponseWriter, r *http.Request) error {
 	s.setDataAge(w, cloudapi.Products)
-	q := r.URL.Query()
+	q, err := query(r)
+	if err != nil {
+		return err
+	}
 	query, offset, err := searchParams(q)
 	if err != nil {
 		return err
@@ -314,7 +323,10 @@ func changesResetDetail(since int64, held string, head int64, epoch string) stri
 // answer names the feed's epoch; a since beyond the last change, or sent with another epoch, is
 // answered 410 changes-reset so the device starts again from 0.
 func (s *Server) changes(w http.ResponseWriter, r *http.Request) error {
-	q := r.URL.Query()
+	q, err := query(r)
+	if err != nil {
+		return err
+	}
 	colls, err := collectionsParam(q)
 	if err != nil {
 		s.setDataAge(w, cloudapi.Collections...)

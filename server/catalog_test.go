@@ -547,6 +547,13 @@ func TestBadQueryParameters(t *testing.T) {
 		{"/api/v1/catalog/changes?limit=0", []string{"limit"}},
 		{"/api/v1/catalog/changes?collections=products,orders", []string{"collections", `"orders"`, "products, prices, stock, media, settings"}},
 		{"/api/v1/catalog/changes?collections=", []string{"collections", `""`}},
+		// A list given as repeated parameters is not cut to its first value, nor is a repeated
+		// number; a query that does not parse is not read in part.
+		{"/api/v1/catalog/changes?collections=prices&collections=stock", []string{`"collections"`, "given 2 times", "comma-separated"}},
+		{"/api/v1/catalog/changes?since=5&since=0", []string{`"since"`, "given 2 times"}},
+		{"/api/v1/catalog/products?limit=1;after=x", []string{"not well formed"}},
+		{"/api/v1/catalog/search?q=tea&q=%zz", []string{"not well formed"}},
+		{"/api/v1/orders?status=new&status=new", []string{`"status"`, "given 2 times"}},
 		{"/api/v1/catalog/changes?since=1&epoch=", []string{"epoch", `""`, "16 lower-case hexadecimal digits"}},
 		{"/api/v1/catalog/changes?since=1&epoch=3F9C2A71D04BE865", []string{"epoch"}},
 		{"/api/v1/catalog/changes?since=1&epoch=3f9c2a71d04be86", []string{"epoch"}},

@@ -309,7 +309,10 @@ func (s *Server) sendCommand(w http.ResponseWriter, r *http.Request) error {
 var commandStates = []string{storage.CommandQueued, storage.CommandSent, storage.CommandAcknowledged, storage.CommandExpired, storage.CommandFailed}
 
 func (s *Server) listCommands(w http.ResponseWriter, r *http.Request) error {
-	q := r.URL.Query()
+	q, err := query(r)
+	if err != nil {
+		return err
+	}
 	limit, err := limitParam(q)
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -101,8 +102,11 @@ func (s *Server) eventsRoutes(r chi.Router) {
 // parameter), then follows it live. Events are stored with the change they announce, so a device
 // that reconnects with the last id it saw misses nothing, even across a restart of the server.
 func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
-	q := r.URL.Query()
-	after, err := eventCursor(r)
+	q, err := query(r)
+	if err != nil {
+		return err
+	}
+	after, err := eventCursor(r, q)
 	if err != nil {
 		return err
 	}
@@ -253,10 +257,10 @@ func eventTypes(v string) (map[string]bool, error) {
 
 // eventCursor reads where the device left the stream: the Last-Event-ID header that EventSource
 // sends on reconnecting, else the after parameter, else 0 (from the start of the log).
-func eventCursor(r *http.Request) (int64, error) {
+func eventCursor(r *http.Request, q url.Values) (int64, error) {
 	v, name := r.Header.Get("Last-Event-ID"), "Last-Event-ID"
 	if v == "" {
-		v, name = r.URL.Query().Get("after"), "after"
+		v, name = q.Get("after"), "after"
 	}
 	if v == "" {
 		return 0, nil

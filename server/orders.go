@@ -167,7 +167,10 @@ func validOrderID(id string) bool {
 
 // listOrders pages through orders, newest first.
 func (s *Server) listOrders(w http.ResponseWriter, r *http.Request) error {
-	q := r.URL.Query()
+	q, err := query(r)
+	if err != nil {
+		return err
+	}
 	limit, err := limitParam(q)
 	if err != nil {
 		return err

@@ -15,21 +15,24 @@ import (
 func FuzzQueryParams(f *testing.F) {
 	for _, s := range []string{"", "limit=10&since=5", "limit=0", "limit=1001", "since=-1", "epoch=0123456789abcdef",
 		"collections=products,prices,products", "collections=", "q=tea&cursor=20", "q=%20&cursor=x", "types=order.created,order.updated",
-		"after=12", "after=-3", "types=", "since=%2B5&limit=%2B5&after=%2B1", "since=007", "q=" + string(make([]byte, 300))} {
+		"after=12", "after=-3", "types=", "since=%2B5&limit=%2B5&after=%2B1", "since=007", "q=" + string(make([]byte, 300)),
+		"collections=prices&collections=stock", "since=1&since=2", "q=%zz", "limit=1;since=2"} {
 		f.Add(s, "")
 	}
 	f.Add("after=1", "7")
 	f.Add("", "x")
 	f.Fuzz(func(t *testing.T, raw, lastEventID string) {
-		q, err := url.ParseQuery(raw)
-		if err != nil {
-			return
-		}
 		bad := func(what string, err error) {
 			var ae *apiError
 			if !errors.As(err, &ae) || ae.typ != probBadParameter {
 				t.Fatalf("%s: %v is not a bad-parameter problem", what, err)
 			}
+		}
+		r := &http.Request{Header: http.Header{}, URL: &url.URL{RawQuery: raw}}
+		q, err := query(r)
+		if err != nil {
+			bad("query", err)
+			return
 		}
 		if n, err := limitParam(q); err != nil {
 			bad("limit", err)
@@ -59,11 +62,10 @@ func FuzzQueryParams(f *testing.F) {
 		if _, err := eventTypes(q.Get("types")); err != nil {
 			bad("types", err)
 		}
-		r := &http.Request{Header: http.Header{}, URL: &url.URL{RawQuery: raw}}
 		if lastEventID != "" {
 			r.Header.Set("Last-Event-ID", lastEventID)
 		}
-		if n, err := eventCursor(r); err != nil {
+		if n, err := eventCursor(r, q); err != nil {
 			bad("cursor", err)
 		} else if n < 0 {
 			t.Fatalf("event id %d accepted", n)
