@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/storeedge/storeedge/internal/wan"
 	"github.com/storeedge/storeedge/ops/firewall"
 )
 
@@ -52,8 +53,22 @@ func cmdFirewall(ctx context.Context, args, env []string, stdout, stderr io.Writ
 		}
 		o.AdminPorts = append(o.AdminPorts, n)
 	}
-	if err := firewall.Write(stdout, format, firewall.Rules(cfg), o); err != nil {
+	if err := firewall.Write(stdout, format, firewall.RulesIn(cfg, firewallEnvironment(env)), o); err != nil {
 		return usageError{err}
 	}
 	return nil
+}
+
+// firewallEnvironment is the proxy the server takes from env (its variables, as the service
+// would have them when this command runs with the service's environment).
+func firewallEnvironment(env []string) firewall.Environment {
+	raw, source := wan.EnvironmentProxy(func(name string) string {
+		for i := len(env) - 1; i >= 0; i-- {
+			if k, v, ok := strings.Cut(env[i], "="); ok && k == name {
+				return v
+			}
+		}
+		return ""
+	})
+	return firewall.Environment{Proxy: raw, ProxySource: source}
 }

@@ -16,6 +16,23 @@ if [ -f /etc/storeedge/storeedge.yaml ]; then
 fi
 if [ -d /run/systemd/system ]; then
 	systemctl daemon-reload >/dev/null 2>&1 || true
-	# An upgrade restarts a running service on the new binary.
-	systemctl try-restart storeedge.service >/dev/null 2>&1 || true
+	# An upgrade restarts a running service on the new binary, once the new binary accepts the
+	# configuration the service runs with (its file and storeedge.env, read by systemd as the
+	# unit reads them, as its user): a value a newer version refuses would stop the shop (status
+	# 78) until mended, where the version running can go on meanwhile. Exit status 2 is a
+	# refused configuration; anything else (the check itself failing) restarts as before. The
+	# package install succeeds either way: what is wrong is said here.
+	if systemctl is-active --quiet storeedge.service; then
+		status=0
+		problems=$(systemd-run --quiet --wait --pipe --collect --property=EnvironmentFile=-/etc/storeedge/storeedge.env \
+			--property=User=storeedge --property=Group=storeedge \
+			/usr/bin/storeedge config --config /etc/storeedge/storeedge.yaml 2>&1 </dev/null >/dev/null) || status=$?
+		if [ "$status" -eq 2 ]; then
+			echo "storeedge: this version refuses the configuration, so the service was not restarted:" >&2
+			printf '%s\n' "$problems" | head -n 30 >&2
+			echo "storeedge: the service goes on with the version before; mend the configuration (storeedge config --config /etc/storeedge/storeedge.yaml names each problem), then: systemctl restart storeedge" >&2
+		elif ! systemctl try-restart storeedge.service >/dev/null 2>&1; then
+			echo "storeedge: the service did not start again on this version; see: systemctl status storeedge; journalctl -u storeedge" >&2
+		fi
+	fi
 fi

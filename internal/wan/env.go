@@ -18,26 +18,16 @@ type envSelector struct {
 }
 
 // newEnvSelector chooses the proxy from cfg (as httpproxy.FromEnvironment
-// reads it: lower-case names first) and allProxy (ALL_PROXY).
+// reads it: upper-case names first) and allProxy (ALL_PROXY, lower case first).
 //
 // Every WAN target is tunnelled the same way whatever its scheme, so one proxy
 // serves them all: the first set of HTTPS_PROXY, HTTP_PROXY and ALL_PROXY. A
 // shop that sets only HTTP_PROXY (common) thus still gets its proxy for the
 // HTTPS-only WAN. A value without a scheme means http://, as in httpproxy.
 func newEnvSelector(cfg *httpproxy.Config, allProxy string) (*envSelector, error) {
-	raw, source := cfg.HTTPSProxy, "HTTPS_PROXY"
-	if raw == "" {
-		raw, source = cfg.HTTPProxy, "HTTP_PROXY"
-	}
-	if raw == "" {
-		raw, source = allProxy, "ALL_PROXY"
-	}
-	raw = strings.TrimSpace(raw)
+	raw, source := envProxy(cfg, allProxy)
 	if raw == "" {
 		return &envSelector{}, nil
-	}
-	if !strings.Contains(raw, "://") {
-		raw = "http://" + raw
 	}
 	r, err := parseProxyURL(raw)
 	if err != nil {
@@ -48,6 +38,42 @@ func newEnvSelector(cfg *httpproxy.Config, allProxy string) (*envSelector, error
 	// addresses. Only its HTTPS side is used: targets are asked as https://.
 	sel := httpproxy.Config{HTTPSProxy: raw, NoProxy: cfg.NoProxy}
 	return &envSelector{route: r, match: sel.ProxyFunc()}, nil
+}
+
+// envProxy is the proxy of the environment, the first set of HTTPS_PROXY, HTTP_PROXY and
+// ALL_PROXY (a scheme-less value as http://), and the variable it came from; "" when none is set.
+func envProxy(cfg *httpproxy.Config, allProxy string) (raw, source string) {
+	raw, source = cfg.HTTPSProxy, "HTTPS_PROXY"
+	if raw == "" {
+		raw, source = cfg.HTTPProxy, "HTTP_PROXY"
+	}
+	if raw == "" {
+		raw, source = allProxy, "ALL_PROXY"
+	}
+	raw = strings.TrimSpace(raw)
+	if raw == "" {
+		return "", ""
+	}
+	if !strings.Contains(raw, "://") {
+		raw = "http://" + raw
+	}
+	return raw, source
+}
+
+// EnvironmentProxy is the proxy New would take from the environment getenv reads, when it has
+// no ProxyURL and UseEnvironment is set (its password included: never show it), and the
+// variable it came from; "" when none is set. The names are read as New reads them
+// (httpproxy.FromEnvironment: upper case first; ALL_PROXY: lower case first). NO_PROXY may
+// still send some targets direct.
+func EnvironmentProxy(getenv func(string) string) (raw, source string) {
+	either := func(a, b string) string {
+		if v := getenv(a); v != "" {
+			return v
+		}
+		return getenv(b)
+	}
+	cfg := &httpproxy.Config{HTTPSProxy: either("HTTPS_PROXY", "https_proxy"), HTTPProxy: either("HTTP_PROXY", "http_proxy")}
+	return envProxy(cfg, either("all_proxy", "ALL_PROXY"))
 }
 
 // choose returns the route for target (host:port), or nil and the reason when

@@ -673,3 +673,24 @@ func TestDialRejectsBadAddresses(t *testing.T) {
 		t.Errorf("udp through a proxy: %v", err)
 	}
 }
+
+// EnvironmentProxy names the proxy New takes from the environment, and the variable, read in
+// the same order: what storeedge firewall opens the way to.
+func TestEnvironmentProxyIsTheOneNewTakes(t *testing.T) {
+	for _, tc := range []struct {
+		env         map[string]string
+		raw, source string
+	}{
+		{map[string]string{}, "", ""},
+		{map[string]string{"HTTP_PROXY": "proxy.lan:3128"}, "http://proxy.lan:3128", "HTTP_PROXY"},
+		{map[string]string{"http_proxy": "http://a:1", "HTTPS_PROXY": "http://b:2"}, "http://b:2", "HTTPS_PROXY"},
+		{map[string]string{"https_proxy": "http://a:1", "HTTPS_PROXY": "http://b:2"}, "http://b:2", "HTTPS_PROXY"},
+		{map[string]string{"ALL_PROXY": "socks5h://c:3", "all_proxy": "socks5h://d:4"}, "socks5h://d:4", "ALL_PROXY"},
+		{map[string]string{"ALL_PROXY": "socks5h://c:3", "HTTP_PROXY": " http://e:5 "}, "http://e:5", "HTTP_PROXY"},
+	} {
+		raw, source := wan.EnvironmentProxy(func(k string) string { return tc.env[k] })
+		if raw != tc.raw || source != tc.source {
+			t.Errorf("%v: %q from %q, want %q from %q", tc.env, raw, source, tc.raw, tc.source)
+		}
+	}
+}

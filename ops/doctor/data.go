@@ -24,16 +24,24 @@ const (
 func checkDataDir(ctx context.Context, o Options) []Result {
 	dir := o.Config.DataDir
 	check := "data_dir " + dir
+	// Outside what the service's unit lets it write (data_dir moved off /var/lib/storeedge
+	// without its ReadWritePaths= line), the service cannot open its database at all.
+	var sandboxed []Result
+	if o.Sandbox != nil {
+		if writable, confined := o.Sandbox(); confined {
+			sandboxed = append(sandboxed, checkSandboxed("data_dir", dir, writable))
+		}
+	}
 	fi, err := os.Stat(dir)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		return []Result{warn("data", check, "does not exist yet", "the service creates it at its first start; create it now (owned by the service account) to check the rest")}
+		return append([]Result{warn("data", check, "does not exist yet", "the service creates it at its first start; create it now (owned by the service account) to check the rest")}, sandboxed...)
 	case err != nil:
 		return []Result{fail("data", check, err.Error(), "check the path in data_dir")}
 	case !fi.IsDir():
 		return []Result{fail("data", check, "is not a folder", "set data_dir to a folder")}
 	}
-	out := []Result{checkWritable(dir)}
+	out := append([]Result{checkWritable(dir)}, sandboxed...)
 	if r, ok := checkServiceCanWrite("data_dir", dir, fi, o.ServiceUser); ok {
 		out = append(out, r)
 	}

@@ -67,3 +67,40 @@ func TestFoldersOutsideDataDir(t *testing.T) {
 		}
 	}
 }
+
+// A data_dir outside what the unit opens (moved off /var/lib/storeedge without its
+// ReadWritePaths= line) fails with the drop-in that opens it, as the other folders do: the
+// service could not open its database there.
+func TestDataDirOpenToTheService(t *testing.T) {
+	root := t.TempDir()
+	c := config.Default()
+	sandbox := func(writable ...string) func() ([]string, bool) {
+		return func() ([]string, bool) { return writable, true }
+	}
+	find := func(res []Result) *Result {
+		for i, r := range res {
+			if r.Check == "data_dir open to the service" {
+				return &res[i]
+			}
+		}
+		return nil
+	}
+	for _, dir := range []string{filepath.Join(root, "data"), filepath.Join(root, "not-yet")} {
+		if dir == filepath.Join(root, "data") {
+			if err := os.Mkdir(dir, 0o750); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.DataDir = dir
+		r := find(checkDataDir(t.Context(), Options{Config: c, Sandbox: sandbox("/var/lib/storeedge")}))
+		if r == nil || r.Status != Fail || !strings.Contains(r.Fix, "ReadWritePaths="+dir) {
+			t.Errorf("%s outside the unit's folders: %+v", dir, r)
+		}
+		if r := find(checkDataDir(t.Context(), Options{Config: c, Sandbox: sandbox("/var/lib/storeedge", root)})); r == nil || r.Status != Pass {
+			t.Errorf("%s inside a ReadWritePaths folder: %+v", dir, r)
+		}
+		if r := find(checkDataDir(t.Context(), Options{Config: c, Sandbox: func() ([]string, bool) { return nil, false }})); r != nil {
+			t.Errorf("%s unconfined: %+v", dir, *r)
+		}
+	}
+}

@@ -40,8 +40,18 @@ const (
 	mdnsGroup = "224.0.0.251"
 )
 
-// Rules is what cfg needs, inbound first.
-func Rules(cfg config.Config) []Rule {
+// Environment is what of the server's environment changes the rules: the proxy it takes from
+// HTTPS_PROXY, HTTP_PROXY or ALL_PROXY when wan.proxy is empty and wan.use_environment is on.
+type Environment struct {
+	Proxy       string // the proxy URL as the variable gives it; "" for none
+	ProxySource string // the variable's name
+}
+
+// Rules is what cfg needs, inbound first, without a proxy from the environment.
+func Rules(cfg config.Config) []Rule { return RulesIn(cfg, Environment{}) }
+
+// RulesIn is what cfg needs in env, inbound first.
+func RulesIn(cfg config.Config, env Environment) []Rule {
 	var in, out []Rule
 	for _, ln := range cfg.LAN.Listeners() {
 		purpose := "devices: the " + strings.ReplaceAll(ln.Name, "_", " ")
@@ -69,7 +79,7 @@ func Rules(cfg config.Config) []Rule {
 			Rule{Dir: Out, Proto: "udp", Port: mdnsPort, Local: true, Remote: RemoteLAN, Purpose: "discovery: mDNS answers to a querier's own address", Key: "discovery.mdns.enabled"})
 	}
 	out = append(out, Rule{Dir: Out, Proto: "tcp", Port: cfg.Devices.PushPortDefault, Remote: RemoteLAN, Purpose: "push of orders and commands to devices (a device may name another port when it pairs)", Key: "devices.push_port_default"})
-	wan := wanRules(cfg)
+	wan := wanRules(cfg, env)
 	out = append(out, wan...)
 	if c := cfg.SMTP; c.Enabled() {
 		out = directRules(out, c.Host, c.Port, "alerts by e-mail to the mail server", "smtp.port", "smtp.host")
@@ -110,7 +120,7 @@ func isLoopback(host string) bool {
 
 // wanRules are the outbound connections to the WAN: to the proxy when there is one, else to
 // each service's host, and DNS.
-func wanRules(cfg config.Config) []Rule {
+func wanRules(cfg config.Config, env Environment) []Rule {
 	byPort := map[int][]string{}
 	var ports []int
 	add := func(host string, port int) {
@@ -141,17 +151,21 @@ func wanRules(cfg config.Config) []Rule {
 			viaProxy = viaProxy && s.Transport == config.TransportWebSockets
 		}
 	}
-	if ph, pp := proxyHostPort(cfg.WAN.Proxy.Reveal()); ph != "" && viaProxy {
+	proxy, key := cfg.WAN.Proxy.Reveal(), "wan.proxy"
+	if proxy == "" && cfg.WAN.UseEnvironment && env.Proxy != "" {
+		proxy, key = env.Proxy, env.ProxySource
+	}
+	if ph, pp := proxyHostPort(proxy); ph != "" && viaProxy {
 		var hosts []string
 		for _, p := range ports {
 			hosts = append(hosts, byPort[p]...)
 		}
-		rules := []Rule{{Dir: Out, Proto: "tcp", Port: pp, Remote: ph, Hosts: hosts, Purpose: "WAN through the proxy " + ph, Key: "wan.proxy"}}
+		rules := []Rule{{Dir: Out, Proto: "tcp", Port: pp, Remote: ph, Hosts: hosts, Purpose: "WAN through the proxy " + ph, Key: key}}
 		if !isIP(ph) {
 			// The proxy's name is resolved before every connection to it.
 			rules = append(rules,
-				Rule{Dir: Out, Proto: "udp", Port: 53, Remote: RemoteAny, Purpose: "DNS (the system's resolvers), for the proxy's name", Key: "wan.proxy"},
-				Rule{Dir: Out, Proto: "tcp", Port: 53, Remote: RemoteAny, Purpose: "DNS (the system's resolvers), for the proxy's name", Key: "wan.proxy"})
+				Rule{Dir: Out, Proto: "udp", Port: 53, Remote: RemoteAny, Purpose: "DNS (the system's resolvers), for the proxy's name", Key: key},
+				Rule{Dir: Out, Proto: "tcp", Port: 53, Remote: RemoteAny, Purpose: "DNS (the system's resolvers), for the proxy's name", Key: key})
 		}
 		return rules
 	}
@@ -196,11 +210,20 @@ func proxyHostPort(raw string) (string, int) {
 	if raw == "" || strings.EqualFold(raw, "direct") {
 		return "", 0
 	}
+	if !strings.Contains(raw, "://") {
+		raw = "http://" + raw // as the proxy variables may be written
+	}
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "", 0
 	}
-	p, _ := strconv.Atoi(u.Port())
+	p, err := strconv.Atoi(u.Port())
+	if err != nil {
+		p = 80 // the dialer's default ports (internal/wan)
+		if strings.HasPrefix(strings.ToLower(u.Scheme), "socks5") {
+			p = 1080
+		}
+	}
 	return u.Hostname(), p
 }
 

@@ -254,3 +254,49 @@ func TestRulesForDiscoveryAndICMP(t *testing.T) {
 		t.Errorf("ufw lacks the answers' rule:\n%s", ufw)
 	}
 }
+
+// With wan.proxy empty and wan.use_environment on (the defaults), the server goes through the
+// proxy its environment names: the WAN rules open the way to that proxy, not port 443 to any
+// host, which --outbound-drop would leave as the proxy's port dropped and the WAN cut.
+func TestRulesFollowTheProxyOfTheEnvironment(t *testing.T) {
+	c := config.Default()
+	proxyRule := func(rules []Rule) *Rule {
+		for i, r := range rules {
+			if r.Dir == Out && strings.HasPrefix(r.Purpose, "WAN") {
+				return &rules[i]
+			}
+		}
+		return nil
+	}
+	for _, tc := range []struct {
+		name       string
+		proxy      string
+		env        Environment
+		useEnv     bool
+		remote     string
+		port       int
+		key        string
+		wantDirect bool
+	}{
+		{name: "from the environment", env: Environment{"http://10.0.0.9:3128", "HTTPS_PROXY"}, useEnv: true, remote: "10.0.0.9", port: 3128, key: "HTTPS_PROXY"},
+		{name: "without a scheme nor a port", env: Environment{"proxy.lan", "HTTP_PROXY"}, useEnv: true, remote: "proxy.lan", port: 80, key: "HTTP_PROXY"},
+		{name: "a SOCKS5 proxy without a port", env: Environment{"socks5h://10.0.0.9", "ALL_PROXY"}, useEnv: true, remote: "10.0.0.9", port: 1080, key: "ALL_PROXY"},
+		{name: "wan.proxy comes first", proxy: "http://10.0.0.7:8080", env: Environment{"http://10.0.0.9:3128", "HTTPS_PROXY"}, useEnv: true, remote: "10.0.0.7", port: 8080, key: "wan.proxy"},
+		{name: "the environment not used", env: Environment{"http://10.0.0.9:3128", "HTTPS_PROXY"}, useEnv: false, wantDirect: true},
+		{name: "direct", proxy: "direct", env: Environment{"http://10.0.0.9:3128", "HTTPS_PROXY"}, useEnv: true, wantDirect: true},
+	} {
+		c.WAN.Proxy = config.Proxy(tc.proxy)
+		c.WAN.UseEnvironment = tc.useEnv
+		r := proxyRule(RulesIn(c, tc.env))
+		switch {
+		case r == nil:
+			t.Errorf("%s: no WAN rule", tc.name)
+		case tc.wantDirect:
+			if r.Remote != RemoteAny || r.Port != 443 {
+				t.Errorf("%s: the WAN rule is %+v, want 443 to any host", tc.name, *r)
+			}
+		case r.Remote != tc.remote || r.Port != tc.port || r.Key != tc.key:
+			t.Errorf("%s: the WAN rule is %+v, want %s port %d (%s)", tc.name, *r, tc.remote, tc.port, tc.key)
+		}
+	}
+}
