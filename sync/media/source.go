@@ -267,6 +267,12 @@ func (c *Container) Download(ctx context.Context, name string, offset int64) (io
 	}
 	total := int64(-1)
 	switch {
+	case resp.ContentRange != nil && contentRangeStart(*resp.ContentRange) != offset:
+		// Another part than the one asked for (a proxy or cache on the way that got the range
+		// wrong): appended, it would be taken for a corrupted blob and quarantined.
+		resp.Body.Close()
+		return nil, 0, &BlobError{Kind: KindRange, Status: http.StatusPartialContent,
+			Err: fmt.Errorf("asked from byte %d, the answer is %q", offset, clipRange(*resp.ContentRange))}
 	case resp.ContentRange != nil:
 		total = contentRangeTotal(*resp.ContentRange)
 	case resp.ContentLength != nil && offset == 0:
@@ -282,6 +288,31 @@ func (c *Container) Download(ctx context.Context, name string, offset int64) (io
 		return nil, 0, &BlobError{Kind: KindUnreachable, Status: http.StatusOK, Err: errors.New("the answer gives no blob size")}
 	}
 	return resp.Body, total, nil
+}
+
+// contentRangeStart reads the first byte a of "bytes a-b/total", or -1.
+func contentRangeStart(s string) int64 {
+	rest, ok := strings.CutPrefix(strings.TrimSpace(s), "bytes ")
+	if !ok {
+		return -1
+	}
+	first, _, ok := strings.Cut(rest, "-")
+	if !ok {
+		return -1
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(first), 10, 64)
+	if err != nil || n < 0 {
+		return -1
+	}
+	return n
+}
+
+// clipRange cuts a Content-Range that is not one for an error's text.
+func clipRange(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
 }
 
 // contentRangeTotal reads the total of "bytes a-b/total", or -1.

@@ -3,9 +3,12 @@ package media
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -30,9 +33,14 @@ func FuzzContentRangeTotal(f *testing.F) {
 	for _, s := range []string{"bytes 0-99/100", "bytes */42", "", "/", "bytes 0-1/99999999999999999999"} {
 		f.Add(s)
 	}
+	f.Add("bytes 5-9/10")
+	f.Add("bytes -5-9/10")
 	f.Fuzz(func(t *testing.T, s string) {
 		if n := contentRangeTotal(s); n < -1 {
 			t.Fatalf("%q: %d", s, n)
+		}
+		if n := contentRangeStart(s); n < -1 {
+			t.Fatalf("%q: start %d", s, n)
 		}
 	})
 }
@@ -190,6 +198,41 @@ func TestWholeBlobToARangedReadStartsAgain(t *testing.T) {
 		t.Fatalf("from the start: total %d, %v", total, err)
 	}
 	body.Close()
+}
+
+// A part other than the one asked for (a proxy or cache on the way that got the range wrong) is
+// not appended to what the download has: the download starts again from the beginning, where
+// appending would make a blob that fails its MD5 and is quarantined as corrupted.
+func TestAnotherPartThanAskedStartsAgain(t *testing.T) {
+	data := []byte("abcdefghij")
+	var start atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s := start.Load()
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-9/10", s))
+		w.Header().Set("Content-Length", strconv.Itoa(len(data)-int(s)))
+		w.WriteHeader(http.StatusPartialContent)
+		w.Write(data[s:])
+	}))
+	defer srv.Close()
+	c := NewContainer(Locator{URL: srv.URL + "/media?sv=2024-01-01&sr=c&sp=rl&sig=abc"}, &http.Client{})
+	body, _, err := c.Download(t.Context(), "M1.jpg", 4) // the server sends from byte 0
+	var be *BlobError
+	if !errors.As(err, &be) || be.Kind != KindRange {
+		if body != nil {
+			body.Close()
+		}
+		t.Fatalf("another part than asked: %v; want a %s error", err, KindRange)
+	}
+	start.Store(4)
+	body, total, err := c.Download(t.Context(), "M1.jpg", 4)
+	if err != nil || total != 10 {
+		t.Fatalf("the part asked for: total %d, %v", total, err)
+	}
+	got, _ := io.ReadAll(body)
+	body.Close()
+	if string(got) != "efghij" {
+		t.Fatalf("the part asked for: %q", got)
+	}
 }
 
 // A Blob store that does not answer in time (the WAN down behind a proxy, say) gives an error
