@@ -253,7 +253,7 @@ func InspectBackup(ctx context.Context, path string) (BackupInfo, error) {
 	defer c.Close()
 	if info.Schema, err = schemaVersionOf(ctx, c); sqliteCode(err) == 11 {
 		return info, fmt.Errorf("storage: backup %s (%d bytes) is damaged or cut short: %w", path, info.Size, err)
-	} else if err != nil || info.Schema == 0 {
+	} else if err != nil || info.Schema <= 0 {
 		return info, fmt.Errorf("storage: backup %s: %w", path, errors.Join(ErrNotBackup, err))
 	}
 	if err := integrityCheck(ctx, c, "integrity_check"); err != nil {

@@ -418,6 +418,22 @@ func TestInspectBackupRefusesOtherFiles(t *testing.T) {
 	if _, err := InspectBackup(ctx, dir); err == nil {
 		t.Errorf("a folder was taken for a backup")
 	}
+	// A database whose schema version no storeedge gives (negative, or text) is no backup.
+	for i, version := range []string{"-1", "'three'"} {
+		other := filepath.Join(dir, fmt.Sprint("other", i))
+		raw, err := sql.Open("sqlite", other)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = raw.Exec(`CREATE TABLE schema_migrations (version INTEGER); INSERT INTO schema_migrations VALUES (` + version + `)`)
+		raw.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := InspectBackup(ctx, other); !errors.Is(err, ErrNotBackup) {
+			t.Errorf("schema version %s: %v", version, err)
+		}
+	}
 	if _, err := InspectBackup(ctx, filepath.Join(dir, "missing")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing file: %v", err)
 	}
