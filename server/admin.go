@@ -327,7 +327,7 @@ func (s *Server) webhookFailures(w http.ResponseWriter, r *http.Request) error {
 	if s.o.BackOffice == nil {
 		return errNoBackOffice
 	}
-	q, err := query(r)
+	q, err := query(r, "limit")
 	if err != nil {
 		return err
 	}
@@ -379,7 +379,7 @@ func (s *Server) retryWebhookOrder(r *http.Request) (string, error) {
 
 // rejectedOutbox lists what the cloud refused for good, newest first, with the reasons.
 func (s *Server) rejectedOutbox(w http.ResponseWriter, r *http.Request) error {
-	q, err := query(r)
+	q, err := query(r, "limit")
 	if err != nil {
 		return err
 	}

@@ -134,7 +134,7 @@ func page(items []storage.Item, limit int) ([]storage.Item, string) {
 
 func (s *Server) listProducts(w http.ResponseWriter, r *http.Request) error {
 	s.setDataAge(w, cloudapi.Products)
-	q, err := query(r)
+	q, err := query(r, "limit", "after", "category")
 	if err != nil {
 		return err
 	}
@@ -160,7 +160,7 @@ func (s *Server) listProducts(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) listItems(collection string) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		s.setDataAge(w, collection)
-		q, err := query(r)
+		q, err := query(r, "limit", "after")
 		if err != nil {
 			return err
 		}
@@ -250,7 +250,7 @@ func writeItem(w http.ResponseWriter, it *storage.Item) {
 // search pages through relevance-ordered results with an opaque cursor (an offset today).
 func (s *Server) search(w http.ResponseWriter, r *http.Request) error {
 	s.setDataAge(w, cloudapi.Products)
-	q, err := query(r)
+	q, err := query(r, "q", "cursor", "limit")
 	if err != nil {
 		return err
 	}
@@ -323,8 +323,9 @@ func changesResetDetail(since int64, held string, head int64, epoch string) stri
 // answer names the feed's epoch; a since beyond the last change, or sent with another epoch, is
 // answered 410 changes-reset so the device starts again from 0.
 func (s *Server) changes(w http.ResponseWriter, r *http.Request) error {
-	q, err := query(r)
+	q, err := query(r, "collections", "since", "epoch", "limit")
 	if err != nil {
+		s.setDataAge(w, cloudapi.Collections...)
 		return err
 	}
 	colls, err := collectionsParam(q)

@@ -483,6 +483,9 @@ func TestDataAgeHeaders(t *testing.T) {
 		{"/api/v1/catalog/changes?collections=products,prices", "90"}, // the oldest of those asked for
 		{"/api/v1/catalog/products/P9999", "90"},                      // errors tell it too
 		{"/api/v1/catalog/products?limit=0", "90"},
+		{"/api/v1/catalog/products?limit=1&limit=2", "90"},
+		{"/api/v1/catalog/changes?since=1&since=2", "600"}, // a refused query: all collections
+		{"/api/v1/catalog/search?q=tea;x", "90"},
 	} {
 		rec := f.get(t, c.target)
 		if got := rec.Header().Get(headerDataAge); got != c.age {
@@ -549,11 +552,14 @@ func TestBadQueryParameters(t *testing.T) {
 		{"/api/v1/catalog/changes?collections=", []string{"collections", `""`}},
 		// A list given as repeated parameters is not cut to its first value, nor is a repeated
 		// number; a query that does not parse is not read in part.
-		{"/api/v1/catalog/changes?collections=prices&collections=stock", []string{`"collections"`, "given 2 times", "comma-separated"}},
-		{"/api/v1/catalog/changes?since=5&since=0", []string{`"since"`, "given 2 times"}},
+		{"/api/v1/catalog/changes?collections=prices&collections=stock", []string{"collections", "given 2 times", "comma-separated"}},
+		{"/api/v1/catalog/changes?since=5&since=0", []string{"since", "given 2 times"}},
 		{"/api/v1/catalog/products?limit=1;after=x", []string{"not well formed"}},
 		{"/api/v1/catalog/search?q=tea&q=%zz", []string{"not well formed"}},
-		{"/api/v1/orders?status=new&status=new", []string{`"status"`, "given 2 times"}},
+		{"/api/v1/orders?status=new&status=new", []string{"status", "given 2 times"}},
+		// What the route does not read is ignored, repeated or not; a query that does not
+		// parse is refused whatever it names.
+		{"/api/v1/catalog/products?utm=100%", []string{"not well formed"}},
 		{"/api/v1/catalog/changes?since=1&epoch=", []string{"epoch", `""`, "16 lower-case hexadecimal digits"}},
 		{"/api/v1/catalog/changes?since=1&epoch=3F9C2A71D04BE865", []string{"epoch"}},
 		{"/api/v1/catalog/changes?since=1&epoch=3f9c2a71d04be86", []string{"epoch"}},
@@ -586,6 +592,10 @@ func TestBadQueryParameters(t *testing.T) {
 	decodeOK[pageJSON](t, f.get(t, "/api/v1/catalog/search?q="+url.QueryEscape(strings.Repeat("é", maxQueryRunes))))
 	decodeOK[pageJSON](t, f.get(t, "/api/v1/catalog/products?limit=1000"))
 	decodeOK[pageJSON](t, f.get(t, "/api/v1/catalog/products?limit=1"))
+	// A parameter the route does not read (a cache buster, say) is ignored, repeated or not.
+	if p := decodeOK[pageJSON](t, f.get(t, "/api/v1/catalog/products?limit=1&_=1&_=2")); len(p.Items) != 1 {
+		t.Errorf("with a repeated parameter the route does not read: %d items, want 1", len(p.Items))
+	}
 }
 
 func TestUnknownRouteAndWrongMethod(t *testing.T) {

@@ -309,7 +309,7 @@ func (s *Server) sendCommand(w http.ResponseWriter, r *http.Request) error {
 var commandStates = []string{storage.CommandQueued, storage.CommandSent, storage.CommandAcknowledged, storage.CommandExpired, storage.CommandFailed}
 
 func (s *Server) listCommands(w http.ResponseWriter, r *http.Request) error {
-	q, err := query(r)
+	q, err := query(r, "limit", "device", "state", "before")
 	if err != nil {
 		return err
 	}

@@ -102,7 +102,7 @@ func (s *Server) eventsRoutes(r chi.Router) {
 // parameter), then follows it live. Events are stored with the change they announce, so a device
 // that reconnects with the last id it saw misses nothing, even across a restart of the server.
 func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
-	q, err := query(r)
+	q, err := query(r, "after", "order", "types")
 	if err != nil {
 		return err
 	}

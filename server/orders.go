@@ -167,7 +167,7 @@ func validOrderID(id string) bool {
 
 // listOrders pages through orders, newest first.
 func (s *Server) listOrders(w http.ResponseWriter, r *http.Request) error {
-	q, err := query(r)
+	q, err := query(r, "limit", "status", "after", "before")
 	if err != nil {
 		return err
 	}

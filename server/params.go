@@ -29,18 +29,19 @@ func badParamf(format string, args ...any) error {
 	return refuse(probBadParameter, fmt.Sprintf(format, args...))
 }
 
-// query reads the request's query parameters. A query that is not well formed (a bad %-escape,
-// a ";") and a parameter given more than once are refused: read as r.URL.Query() does, the first
-// would be dropped and the second cut to its first value, answering another question than the
-// one asked (collections=prices&collections=stock would be the prices only).
-func query(r *http.Request) (url.Values, error) {
+// query reads the request's query parameters, names being those the route reads. A query that
+// is not well formed (a bad %-escape, a ";") and one of names given more than once are refused:
+// read as r.URL.Query() does, the first would be dropped and the second cut to its first value,
+// answering another question than the one asked (collections=prices&collections=stock would be
+// the prices only). Other parameters are ignored, repeated or not.
+func query(r *http.Request, names ...string) (url.Values, error) {
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
 		return nil, badParamf("the query is not well formed (%s); escape it as a URL query (RFC 3986), parameters separated by &", clip.String(err.Error(), 200))
 	}
-	for name, v := range q {
-		if len(v) > 1 {
-			return nil, badParamf("%s: given %d times; give each parameter once (a list, such as collections, is one comma-separated value)", strconv.Quote(clip.String(name, 64)), len(v))
+	for _, name := range names {
+		if v := q[name]; len(v) > 1 {
+			return nil, badParamf("%s: given %d times; give it once (a list, such as collections, is one comma-separated value)", name, len(v))
 		}
 	}
 	return q, nil

@@ -29,7 +29,7 @@ func FuzzQueryParams(f *testing.F) {
 			}
 		}
 		r := &http.Request{Header: http.Header{}, URL: &url.URL{RawQuery: raw}}
-		q, err := query(r)
+		q, err := query(r, "limit", "since", "epoch", "collections", "q", "cursor", "types", "after")
 		if err != nil {
 			bad("query", err)
 			return
