@@ -44,14 +44,25 @@ func TestUpgradeRestartsOnlyOnAConfigurationTheNewVersionAccepts(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	stub("systemctl", `echo "systemctl $*" >> `+log+"\n")
+	// systemctl: show gives the unit's environment as the test sets it in unit.env (Environment=)
+	// and unit.files (EnvironmentFiles=), as a unit with a drop-in would have them.
+	unitEnv, unitFiles := filepath.Join(root, "unit.env"), filepath.Join(root, "unit.files")
+	systemctl := `echo "systemctl $*" >> ` + log + `
+case "$1 $2" in
+"show --property=Environment") cat ` + unitEnv + ` ;;
+"show --property=EnvironmentFiles") cat ` + unitFiles + ` ;;
+esac
+`
+	stub("systemctl", systemctl)
 	stub("chown", "")
 	// systemd-run: the options up to the command, EnvironmentFile= read (its "-" meaning
-	// "if it exists"), then the command with its status.
+	// "if it exists") and Environment= set, then the command with its status.
 	stub("systemd-run", `echo "systemd-run $*" >> `+log+`
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--property=EnvironmentFile=-*) f=${1#--property=EnvironmentFile=-}; if [ -r "$f" ]; then set -a; . "$f"; set +a; fi ;;
+	--property=EnvironmentFile=*) f=${1#--property=EnvironmentFile=}; set -a; . "$f"; set +a ;;
+	--property=Environment=*) for a in ${1#--property=Environment=}; do export "$a"; done ;;
 	--*) ;;
 	*) break ;;
 	esac
@@ -76,10 +87,20 @@ exec "$@"
 		b, _ := os.ReadFile(log)
 		return string(b), errb.String()
 	}
-	// The store key comes from storeedge.env, as the unit gives it.
+	// The store key comes from storeedge.env, as the unit gives it; the unit's show names it.
 	if err := os.WriteFile(filepath.Join(etc, "storeedge.env"), []byte("STOREEDGE_CLOUD_STORE_KEY=sk_live_0123456789abcdef0123456789abcdef\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	unit := func(env, files string) {
+		t.Helper()
+		if err := os.WriteFile(unitEnv, []byte(env), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(unitFiles, []byte(files), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	unit("", filepath.Join(etc, "storeedge.env")+" (ignore_errors=yes)\n")
 	good := "data_dir: " + filepath.Join(root, "data") + "\nshop:\n  name: \"Test shop\"\n"
 	calls, stderr := run(good)
 	if !strings.Contains(calls, "systemd-run ") || !strings.Contains(calls, "systemctl try-restart storeedge.service") {
@@ -104,8 +125,19 @@ exec "$@"
 		t.Errorf("the install printed the secret: %s", stderr)
 	}
 
+	// What a drop-in gives the unit counts: production needs admin.token, set there only.
+	production := good + "  mode: \"production\"\n" // in the shop: section good ends with
+	unit("STOREEDGE_ADMIN_TOKEN=an-admin-token-of-32-characters-x\n", filepath.Join(etc, "storeedge.env")+" (ignore_errors=yes)\n")
+	if calls, stderr = run(production); !strings.Contains(calls, "try-restart") {
+		t.Errorf("admin.token from a drop-in: the service was not restarted; calls:\n%s\nstderr: %s", calls, stderr)
+	}
+	unit("", filepath.Join(etc, "storeedge.env")+" (ignore_errors=yes)\n")
+	if calls, stderr = run(production); strings.Contains(calls, "try-restart") || !strings.Contains(stderr, "admin.token") {
+		t.Errorf("production without admin.token: calls:\n%s\nstderr: %s", calls, stderr)
+	}
+
 	// A service that is not running is left alone.
-	stub("systemctl", `echo "systemctl $*" >> `+log+"\n"+`case "$1" in is-active) exit 3 ;; esac`+"\n")
+	stub("systemctl", systemctl+`case "$1" in is-active) exit 3 ;; esac`+"\n")
 	calls, _ = run(refused)
 	if strings.Contains(calls, "try-restart") || strings.Contains(calls, "systemd-run") {
 		t.Errorf("a stopped service was checked or restarted; calls:\n%s", calls)

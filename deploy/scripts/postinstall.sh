@@ -17,20 +17,39 @@ fi
 if [ -d /run/systemd/system ]; then
 	systemctl daemon-reload >/dev/null 2>&1 || true
 	# An upgrade restarts a running service on the new binary, once the new binary accepts the
-	# configuration the service runs with (its file and storeedge.env, read by systemd as the
-	# unit reads them, as its user): a value a newer version refuses would stop the shop (status
-	# 78) until mended, where the version running can go on meanwhile. Exit status 2 is a
-	# refused configuration; anything else (the check itself failing) restarts as before. The
-	# package install succeeds either way: what is wrong is said here.
+	# configuration the service runs with: its file, and the environment systemd gives the unit
+	# (its EnvironmentFile= and Environment= lines, drop-ins included, as systemctl show has
+	# them), as its user. A value a newer version refuses would stop the shop (status 78) until
+	# mended, where the version running can go on meanwhile. Exit status 2 without a Go crash's
+	# trace is a refused configuration; anything else (the check itself failing) restarts as
+	# before. The package install succeeds either way: what is wrong is said here.
 	if systemctl is-active --quiet storeedge.service; then
+		set --
+		envs=$(systemctl show --property=Environment --value storeedge.service 2>/dev/null) || envs=""
+		if [ -n "$envs" ]; then
+			set -- "$@" "--property=Environment=$envs"
+		fi
+		files=$(systemctl show --property=EnvironmentFiles --value storeedge.service 2>/dev/null) || files=""
+		if [ -z "$files" ]; then
+			files="/etc/storeedge/storeedge.env (ignore_errors=yes)"
+		fi
+		# One per line: "PATH (ignore_errors=yes)", where yes is the unit's "-" prefix.
+		while IFS= read -r line; do
+			case "$line" in
+			"") ;;
+			*" (ignore_errors=yes)") set -- "$@" "--property=EnvironmentFile=-${line% (ignore_errors=yes)}" ;;
+			*) set -- "$@" "--property=EnvironmentFile=${line% (ignore_errors=no)}" ;;
+			esac
+		done <<-EOF
+			$files
+		EOF
 		status=0
-		problems=$(systemd-run --quiet --wait --pipe --collect --property=EnvironmentFile=-/etc/storeedge/storeedge.env \
-			--property=User=storeedge --property=Group=storeedge \
+		problems=$(systemd-run --quiet --wait --pipe --collect "$@" --property=User=storeedge --property=Group=storeedge \
 			/usr/bin/storeedge config --config /etc/storeedge/storeedge.yaml 2>&1 </dev/null >/dev/null) || status=$?
-		if [ "$status" -eq 2 ]; then
+		if [ "$status" -eq 2 ] && ! printf '%s\n' "$problems" | grep -q -e '^panic: ' -e '^fatal error: '; then
 			echo "storeedge: this version refuses the configuration, so the service was not restarted:" >&2
 			printf '%s\n' "$problems" | head -n 30 >&2
-			echo "storeedge: the service goes on with the version before; mend the configuration (storeedge config --config /etc/storeedge/storeedge.yaml names each problem), then: systemctl restart storeedge" >&2
+			echo "storeedge: the version before goes on serving only until the service restarts (a reboot, a crash), which then fails; mend the configuration now (storeedge config --config /etc/storeedge/storeedge.yaml names each problem), then: systemctl restart storeedge" >&2
 		elif ! systemctl try-restart storeedge.service >/dev/null 2>&1; then
 			echo "storeedge: the service did not start again on this version; see: systemctl status storeedge; journalctl -u storeedge" >&2
 		fi

@@ -35,7 +35,11 @@ func checkDataDir(ctx context.Context, o Options) []Result {
 	fi, err := os.Stat(dir)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		return append([]Result{warn("data", check, "does not exist yet", "the service creates it at its first start; create it now (owned by the service account) to check the rest")}, sandboxed...)
+		fix := "the service creates it at its first start; create it now (owned by the service account) to check the rest"
+		if len(sandboxed) > 0 {
+			fix = "create it now (owned by the service account, mode 0750): the service creates it only where its unit lets it write, and a ReadWritePaths= folder that does not exist stops the unit from starting (status=226/NAMESPACE)"
+		}
+		return append([]Result{warn("data", check, "does not exist yet", fix)}, sandboxed...)
 	case err != nil:
 		return []Result{fail("data", check, err.Error(), "check the path in data_dir")}
 	case !fi.IsDir():

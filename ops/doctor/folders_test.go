@@ -92,9 +92,13 @@ func TestDataDirOpenToTheService(t *testing.T) {
 			}
 		}
 		c.DataDir = dir
-		r := find(checkDataDir(t.Context(), Options{Config: c, Sandbox: sandbox("/var/lib/storeedge")}))
+		res := checkDataDir(t.Context(), Options{Config: c, Sandbox: sandbox("/var/lib/storeedge")})
+		r := find(res)
 		if r == nil || r.Status != Fail || !strings.Contains(r.Fix, "ReadWritePaths="+dir) {
 			t.Errorf("%s outside the unit's folders: %+v", dir, r)
+		}
+		if missing := res[0]; strings.HasSuffix(dir, "not-yet") && (missing.Status != Warn || !strings.Contains(missing.Fix, "226/NAMESPACE")) {
+			t.Errorf("a missing data_dir under a confining unit: %+v", missing)
 		}
 		if r := find(checkDataDir(t.Context(), Options{Config: c, Sandbox: sandbox("/var/lib/storeedge", root)})); r == nil || r.Status != Pass {
 			t.Errorf("%s inside a ReadWritePaths folder: %+v", dir, r)

@@ -41,10 +41,12 @@ const (
 )
 
 // Environment is what of the server's environment changes the rules: the proxy it takes from
-// HTTPS_PROXY, HTTP_PROXY or ALL_PROXY when wan.proxy is empty and wan.use_environment is on.
+// HTTPS_PROXY, HTTP_PROXY or ALL_PROXY when wan.proxy is empty and wan.use_environment is on,
+// and NO_PROXY, which sends some targets past that proxy.
 type Environment struct {
 	Proxy       string // the proxy URL as the variable gives it; "" for none
 	ProxySource string // the variable's name
+	NoProxy     string // NO_PROXY as given; "" for none
 }
 
 // Rules is what cfg needs, inbound first, without a proxy from the environment.
@@ -151,9 +153,11 @@ func wanRules(cfg config.Config, env Environment) []Rule {
 			viaProxy = viaProxy && s.Transport == config.TransportWebSockets
 		}
 	}
-	proxy, key := cfg.WAN.Proxy.Reveal(), "wan.proxy"
+	proxy, key, direct := cfg.WAN.Proxy.Reveal(), "wan.proxy", false
 	if proxy == "" && cfg.WAN.UseEnvironment && env.Proxy != "" {
-		proxy, key = env.Proxy, env.ProxySource
+		// NO_PROXY may send any of the targets direct (the Blob storage host is named by the
+		// cloud, not known here): the direct ways stay open beside the proxy's.
+		proxy, key, direct = env.Proxy, env.ProxySource, strings.TrimSpace(env.NoProxy) != ""
 	}
 	if ph, pp := proxyHostPort(proxy); ph != "" && viaProxy {
 		var hosts []string
@@ -161,6 +165,14 @@ func wanRules(cfg config.Config, env Environment) []Rule {
 			hosts = append(hosts, byPort[p]...)
 		}
 		rules := []Rule{{Dir: Out, Proto: "tcp", Port: pp, Remote: ph, Hosts: hosts, Purpose: "WAN through the proxy " + ph, Key: key}}
+		if direct {
+			for _, p := range ports {
+				rules = append(rules, Rule{Dir: Out, Proto: "tcp", Port: p, Remote: RemoteAny, Hosts: byPort[p], Purpose: "WAN: HTTPS to the cloud services NO_PROXY sends past the proxy", Key: "NO_PROXY"})
+			}
+			return append(rules,
+				Rule{Dir: Out, Proto: "udp", Port: 53, Remote: RemoteAny, Purpose: "DNS (the system's resolvers)", Key: "NO_PROXY"},
+				Rule{Dir: Out, Proto: "tcp", Port: 53, Remote: RemoteAny, Purpose: "DNS (the system's resolvers)", Key: "NO_PROXY"})
+		}
 		if !isIP(ph) {
 			// The proxy's name is resolved before every connection to it.
 			rules = append(rules,

@@ -278,12 +278,12 @@ func TestRulesFollowTheProxyOfTheEnvironment(t *testing.T) {
 		key        string
 		wantDirect bool
 	}{
-		{name: "from the environment", env: Environment{"http://10.0.0.9:3128", "HTTPS_PROXY"}, useEnv: true, remote: "10.0.0.9", port: 3128, key: "HTTPS_PROXY"},
-		{name: "without a scheme nor a port", env: Environment{"proxy.lan", "HTTP_PROXY"}, useEnv: true, remote: "proxy.lan", port: 80, key: "HTTP_PROXY"},
-		{name: "a SOCKS5 proxy without a port", env: Environment{"socks5h://10.0.0.9", "ALL_PROXY"}, useEnv: true, remote: "10.0.0.9", port: 1080, key: "ALL_PROXY"},
-		{name: "wan.proxy comes first", proxy: "http://10.0.0.7:8080", env: Environment{"http://10.0.0.9:3128", "HTTPS_PROXY"}, useEnv: true, remote: "10.0.0.7", port: 8080, key: "wan.proxy"},
-		{name: "the environment not used", env: Environment{"http://10.0.0.9:3128", "HTTPS_PROXY"}, useEnv: false, wantDirect: true},
-		{name: "direct", proxy: "direct", env: Environment{"http://10.0.0.9:3128", "HTTPS_PROXY"}, useEnv: true, wantDirect: true},
+		{name: "from the environment", env: Environment{Proxy: "http://10.0.0.9:3128", ProxySource: "HTTPS_PROXY"}, useEnv: true, remote: "10.0.0.9", port: 3128, key: "HTTPS_PROXY"},
+		{name: "without a scheme nor a port", env: Environment{Proxy: "proxy.lan", ProxySource: "HTTP_PROXY"}, useEnv: true, remote: "proxy.lan", port: 80, key: "HTTP_PROXY"},
+		{name: "a SOCKS5 proxy without a port", env: Environment{Proxy: "socks5h://10.0.0.9", ProxySource: "ALL_PROXY"}, useEnv: true, remote: "10.0.0.9", port: 1080, key: "ALL_PROXY"},
+		{name: "wan.proxy comes first", proxy: "http://10.0.0.7:8080", env: Environment{Proxy: "http://10.0.0.9:3128", ProxySource: "HTTPS_PROXY"}, useEnv: true, remote: "10.0.0.7", port: 8080, key: "wan.proxy"},
+		{name: "the environment not used", env: Environment{Proxy: "http://10.0.0.9:3128", ProxySource: "HTTPS_PROXY"}, useEnv: false, wantDirect: true},
+		{name: "direct", proxy: "direct", env: Environment{Proxy: "http://10.0.0.9:3128", ProxySource: "HTTPS_PROXY"}, useEnv: true, wantDirect: true},
 	} {
 		c.WAN.Proxy = config.Proxy(tc.proxy)
 		c.WAN.UseEnvironment = tc.useEnv
@@ -297,6 +297,25 @@ func TestRulesFollowTheProxyOfTheEnvironment(t *testing.T) {
 			}
 		case r.Remote != tc.remote || r.Port != tc.port || r.Key != tc.key:
 			t.Errorf("%s: the WAN rule is %+v, want %s port %d (%s)", tc.name, *r, tc.remote, tc.port, tc.key)
+		}
+	}
+	// NO_PROXY sends some targets past the proxy (Blob storage, say): the direct way stays open
+	// beside the proxy's, or --outbound-drop would cut them.
+	c.WAN.Proxy, c.WAN.UseEnvironment = "", true
+	rules := RulesIn(c, Environment{Proxy: "http://10.0.0.9:3128", ProxySource: "HTTPS_PROXY", NoProxy: ".blob.core.windows.net"})
+	var toProxy, direct, dns bool
+	for _, r := range rules {
+		toProxy = toProxy || r.Remote == "10.0.0.9" && r.Port == 3128
+		direct = direct || r.Dir == Out && r.Remote == RemoteAny && r.Port == 443 && r.Key == "NO_PROXY"
+		dns = dns || r.Dir == Out && r.Port == 53 && r.Proto == "udp"
+	}
+	if !toProxy || !direct || !dns {
+		t.Errorf("with NO_PROXY: to the proxy %v, 443 direct %v, DNS %v; want all three: %+v", toProxy, direct, dns, rules)
+	}
+	for _, format := range []string{"netsh", "powershell", "nftables"} {
+		var b strings.Builder
+		if err := Write(&b, format, rules, Options{}); err != nil {
+			t.Errorf("%s: %v", format, err)
 		}
 	}
 }
