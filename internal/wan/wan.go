@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -16,6 +17,7 @@ import (
 
 	"golang.org/x/net/http/httpproxy"
 
+	"github.com/storeedge/storeedge/internal/clip"
 	"github.com/storeedge/storeedge/internal/config"
 )
 
@@ -122,18 +124,39 @@ func (d *Dialer) envRoute() *route {
 	return d.env.route
 }
 
+// maxExtraCA bounds wan.extra_ca_file: a whole public CA bundle is about 200 KiB, and a file
+// far larger is not a CA file (a disk image named by mistake, say), which would be read whole.
+const maxExtraCA = 4 << 20
+
 // rootsWithExtraCA returns the system roots plus every certificate in file.
 func rootsWithExtraCA(file string) (*x509.CertPool, error) {
-	data, err := os.ReadFile(file)
+	f, err := os.Open(file)
 	if err != nil {
 		return nil, err // *fs.PathError names the file and the reason
 	}
-	if len(bytes.TrimSpace(data)) == 0 {
-		return nil, fmt.Errorf("%s is empty", file)
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxExtraCA+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxExtraCA {
+		return nil, fmt.Errorf("%s is larger than %d MiB: not a file of CA certificates", file, maxExtraCA>>20)
 	}
 	pool, err := x509.SystemCertPool()
 	if err != nil {
 		return nil, fmt.Errorf("system roots: %w", err)
+	}
+	if err := addPEMCertificates(pool, data, file); err != nil {
+		return nil, err
+	}
+	return pool, nil
+}
+
+// addPEMCertificates adds every certificate of the PEM data to pool; anything else in it, or
+// none at all, is an error naming file.
+func addPEMCertificates(pool *x509.CertPool, data []byte, file string) error {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return fmt.Errorf("%s is empty", file)
 	}
 	n := 0
 	for rest := data; ; {
@@ -144,18 +167,18 @@ func rootsWithExtraCA(file string) (*x509.CertPool, error) {
 		}
 		n++
 		if block.Type != "CERTIFICATE" {
-			return nil, fmt.Errorf("%s: PEM block %d is a %q, want CERTIFICATE", file, n, block.Type)
+			return fmt.Errorf("%s: PEM block %d is a %q, want CERTIFICATE", file, n, clip.String(block.Type, 64))
 		}
 		cert, err := x509.ParseCertificate(block.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("%s: certificate %d: %w", file, n, err)
+			return fmt.Errorf("%s: certificate %d: %w", file, n, err)
 		}
 		pool.AddCert(cert)
 	}
 	if n == 0 {
-		return nil, fmt.Errorf("%s: no PEM certificates found", file)
+		return fmt.Errorf("%s: no PEM certificates found", file)
 	}
-	return pool, nil
+	return nil
 }
 
 // choose returns the route for target (nil = direct) and, when direct, why.

@@ -571,6 +571,7 @@ func TestNewValidation(t *testing.T) {
 	keyPEM := write("key.pem", "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
 	empty := write("empty.pem", "\n  \n")
 	text := write("text.pem", "this is not a certificate\n")
+	huge := write("huge.pem", strings.Repeat("x", 4<<20+1)) // a file named by mistake
 
 	tests := []struct {
 		name string
@@ -593,6 +594,7 @@ func TestNewValidation(t *testing.T) {
 		{"CA file not PEM", wan.Options{ExtraCAFile: text}, "no PEM certificates found"},
 		{"CA file is a key", wan.Options{ExtraCAFile: keyPEM}, `"PRIVATE KEY", want CERTIFICATE`},
 		{"CA file corrupt", wan.Options{ExtraCAFile: badCert}, "certificate 1"},
+		{"CA file too large", wan.Options{ExtraCAFile: huge}, "larger than 4 MiB"},
 		{"negative connect timeout", wan.Options{ConnectTimeout: -time.Second}, "ConnectTimeout"},
 		{"negative TLS timeout", wan.Options{TLSHandshakeTimeout: -time.Second}, "TLSHandshakeTimeout"},
 	}
