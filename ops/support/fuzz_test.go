@@ -2,8 +2,11 @@ package support
 
 import (
 	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -43,6 +46,50 @@ func FuzzDecode(f *testing.F) {
 		}
 		if len(body) > MaxRequestBytes {
 			t.Fatalf("took a body of %d bytes", len(body))
+		}
+	})
+}
+
+// FuzzDecodeSigned feeds headers and payloads that are signed with the vendor's key, so that
+// what is read after the signature (the header's members, the claims, the times, the kind's
+// arguments) is reached, which bodies the fuzzer changes at random never get past: never a
+// panic, every refusal a RefusedError, and what is taken keeps the rules.
+func FuzzDecodeSigned(f *testing.F) {
+	header := []byte(`{"alg":"` + HeaderAlg + `","typ":"` + HeaderTyp + `"}`)
+	for _, k := range Kinds {
+		r := request(k, "seed-"+k)
+		if k == KindResync {
+			r.Args.Collection = "prices"
+		}
+		payload, err := json.Marshal(r)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(header, payload)
+	}
+	f.Add([]byte(`{"alg":"none","typ":"`+HeaderTyp+`"}`), []byte(`{}`))
+	f.Add([]byte(`{"alg":"`+HeaderAlg+`","typ":"`+HeaderTyp+`","crit":["exp"]}`), []byte(`null`))
+	f.Add(header, []byte(`{"kind":"resync","args":{"collection":"`+strings.Repeat("x", 300)+`"}}`))
+	v := Verifier{Key: vendorKey.Public().(ed25519.PublicKey), Shop: shopID, Server: serverID}
+	now := t0.Add(time.Minute)
+	f.Fuzz(func(t *testing.T, header, payload []byte) {
+		signed := base64.RawURLEncoding.EncodeToString(header) + "." + base64.RawURLEncoding.EncodeToString(payload)
+		body := []byte(signed + "." + base64.RawURLEncoding.EncodeToString(ed25519.Sign(vendorKey, []byte(signed))))
+		r, err := v.Decode(body, now)
+		if err != nil {
+			var ref *RefusedError
+			if !errors.As(err, &ref) || ref.Reason == "" || ref.Description == "" || len(ref.Description) > 1024 {
+				t.Fatalf("refusal %#v", err)
+			}
+			if ref.Reason == ReasonForged {
+				t.Fatalf("a body signed with the vendor's key refused as forged: %v", err)
+			}
+			return
+		}
+		if !slices.Contains(Kinds, r.Kind) || r.Shop != shopID || r.Server != serverID || r.ID == "" || len(r.ID) > maxIDLen ||
+			!r.ExpiresAt.After(r.IssuedAt) || r.ExpiresAt.Sub(r.IssuedAt) > MaxLifetime ||
+			now.Before(r.IssuedAt.Add(-MaxClockSkew)) || now.After(r.ExpiresAt.Add(MaxClockSkew)) {
+			t.Fatalf("took a request that breaks the rules: %+v", r)
 		}
 	})
 }
