@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 
+	"golang.org/x/net/http/httpproxy"
+
 	"github.com/storeedge/storeedge/internal/config"
 )
 
@@ -125,12 +127,17 @@ func isLoopback(host string) bool {
 func wanRules(cfg config.Config, env Environment) []Rule {
 	byPort := map[int][]string{}
 	var ports []int
-	add := func(host string, port int) {
+	// probe is the host name a target is matched against NO_PROXY by: the host itself, but for
+	// Blob storage, named by the cloud, one of its names.
+	var probes []wanTarget
+	addAs := func(host, probe string, port int) {
 		if byPort[port] == nil {
 			ports = append(ports, port)
 		}
 		byPort[port] = append(byPort[port], host)
+		probes = append(probes, wanTarget{host, probe, port})
 	}
+	add := func(host string, port int) { addAs(host, host, port) }
 	if h, p := hostPort(cfg.Cloud.URL); h != "" {
 		add(h, p)
 	}
@@ -141,7 +148,7 @@ func wanRules(cfg config.Config, env Environment) []Rule {
 			viaProxy = cfg.ServiceBus.Transport == config.TransportWebSockets
 		}
 	}
-	add("the Blob storage host the cloud names (media.container_url, *.blob.core.windows.net)", 443)
+	addAs("the Blob storage host the cloud names (media.container_url, *.blob.core.windows.net)", blobProbe(cfg.Media), 443)
 	if cfg.Logs.Ship.Enabled {
 		if h, p := hostPort(cfg.Logs.Ship.URL); h != "" {
 			add(h, p)
@@ -153,11 +160,26 @@ func wanRules(cfg config.Config, env Environment) []Rule {
 			viaProxy = viaProxy && s.Transport == config.TransportWebSockets
 		}
 	}
-	proxy, key, direct := cfg.WAN.Proxy.Reveal(), "wan.proxy", false
+	proxy, key := cfg.WAN.Proxy.Reveal(), "wan.proxy"
+	var direct map[int][]string // the targets NO_PROXY sends past the proxy, by port
+	var directPorts []int
 	if proxy == "" && cfg.WAN.UseEnvironment && env.Proxy != "" {
-		// NO_PROXY may send any of the targets direct (the Blob storage host is named by the
-		// cloud, not known here): the direct ways stay open beside the proxy's.
-		proxy, key, direct = env.Proxy, env.ProxySource, strings.TrimSpace(env.NoProxy) != ""
+		proxy, key = env.Proxy, env.ProxySource
+		if strings.TrimSpace(env.NoProxy) != "" {
+			// As the dialer decides (internal/wan: httpproxy's NO_PROXY rules, asked as https).
+			pf := (&httpproxy.Config{HTTPSProxy: proxy, NoProxy: env.NoProxy}).ProxyFunc()
+			for _, t := range probes {
+				if u, err := pf(&url.URL{Scheme: "https", Host: net.JoinHostPort(t.probe, strconv.Itoa(t.port))}); err == nil && u == nil {
+					if direct == nil {
+						direct = map[int][]string{}
+					}
+					if direct[t.port] == nil {
+						directPorts = append(directPorts, t.port)
+					}
+					direct[t.port] = append(direct[t.port], t.host)
+				}
+			}
+		}
 	}
 	if ph, pp := proxyHostPort(proxy); ph != "" && viaProxy {
 		var hosts []string
@@ -165,9 +187,9 @@ func wanRules(cfg config.Config, env Environment) []Rule {
 			hosts = append(hosts, byPort[p]...)
 		}
 		rules := []Rule{{Dir: Out, Proto: "tcp", Port: pp, Remote: ph, Hosts: hosts, Purpose: "WAN through the proxy " + ph, Key: key}}
-		if direct {
-			for _, p := range ports {
-				rules = append(rules, Rule{Dir: Out, Proto: "tcp", Port: p, Remote: RemoteAny, Hosts: byPort[p], Purpose: "WAN: HTTPS to the cloud services NO_PROXY sends past the proxy", Key: "NO_PROXY"})
+		if direct != nil {
+			for _, p := range directPorts {
+				rules = append(rules, Rule{Dir: Out, Proto: "tcp", Port: p, Remote: RemoteAny, Hosts: direct[p], Purpose: "WAN: HTTPS to the cloud services NO_PROXY sends past the proxy", Key: "NO_PROXY"})
 			}
 			return append(rules,
 				Rule{Dir: Out, Proto: "udp", Port: 53, Remote: RemoteAny, Purpose: "DNS (the system's resolvers)", Key: "NO_PROXY"},
@@ -188,6 +210,33 @@ func wanRules(cfg config.Config, env Environment) []Rule {
 	return append(out,
 		Rule{Dir: Out, Proto: "udp", Port: 53, Remote: RemoteAny, Purpose: "DNS (the system's resolvers)"},
 		Rule{Dir: Out, Proto: "tcp", Port: 53, Remote: RemoteAny, Purpose: "DNS (the system's resolvers)"})
+}
+
+// blobProbe is the Blob storage host name media reaches: the shop's own container's when the
+// configuration names it, else a name of Azure's (the cloud names the container).
+func blobProbe(m config.Media) string {
+	if h, _ := hostPort(m.ContainerURL.Reveal()); h != "" {
+		return h
+	}
+	cs := m.ConnectionString.Reveal()
+	if h, _ := hostPort(config.ConnectionStringPart(cs, "BlobEndpoint")); h != "" {
+		return h
+	}
+	if a := config.ConnectionStringPart(cs, "AccountName"); a != "" {
+		suffix := config.ConnectionStringPart(cs, "EndpointSuffix")
+		if suffix == "" {
+			suffix = "core.windows.net"
+		}
+		return a + ".blob." + suffix
+	}
+	return "storeedge.blob.core.windows.net"
+}
+
+// wanTarget is a WAN service's host as the rules name it, the name NO_PROXY is matched against,
+// and its port.
+type wanTarget struct {
+	host, probe string
+	port        int
 }
 
 func hostPort(raw string) (string, int) {

@@ -299,19 +299,44 @@ func TestRulesFollowTheProxyOfTheEnvironment(t *testing.T) {
 			t.Errorf("%s: the WAN rule is %+v, want %s port %d (%s)", tc.name, *r, tc.remote, tc.port, tc.key)
 		}
 	}
-	// NO_PROXY sends some targets past the proxy (Blob storage, say): the direct way stays open
-	// beside the proxy's, or --outbound-drop would cut them.
+	// NO_PROXY sends some targets past the proxy (Blob storage, say): their direct way stays
+	// open beside the proxy's, or --outbound-drop would cut them; a NO_PROXY that names none of
+	// the WAN's hosts (the usual localhost list, the shop's own domain) opens nothing more.
 	c.WAN.Proxy, c.WAN.UseEnvironment = "", true
+	for _, tc := range []struct {
+		noProxy, media string
+		direct         string // the host the direct rule names; "" for none
+	}{
+		{".blob.core.windows.net", "", "the Blob storage host"},
+		{"blob.core.windows.net", "", "the Blob storage host"},
+		{"*", "", "api.server.commerce-hub.io"},
+		{"commerce-hub.io", "", "api.server.commerce-hub.io"},
+		{"localhost,127.0.0.1,::1,.shop.lan,10.0.0.0/8", "", ""},
+		{"media.shop.example", "https://media.shop.example/c?sig=x", "the Blob storage host"},
+		{".blob.core.windows.net", "https://media.shop.example/c?sig=x", ""},
+	} {
+		c.Media.ContainerURL = config.Secret(tc.media)
+		rules := RulesIn(c, Environment{Proxy: "http://10.0.0.9:3128", ProxySource: "HTTPS_PROXY", NoProxy: tc.noProxy})
+		var toProxy, dns bool
+		var direct []string
+		for _, r := range rules {
+			toProxy = toProxy || r.Remote == "10.0.0.9" && r.Port == 3128
+			if r.Dir == Out && r.Remote == RemoteAny && r.Port == 443 && r.Key == "NO_PROXY" {
+				direct = append(direct, r.Hosts...)
+			}
+			dns = dns || r.Dir == Out && r.Port == 53 && r.Proto == "udp"
+		}
+		switch {
+		case !toProxy:
+			t.Errorf("NO_PROXY=%s: no way to the proxy: %+v", tc.noProxy, rules)
+		case tc.direct == "" && len(direct) > 0:
+			t.Errorf("NO_PROXY=%s: direct to %v, which it sends through the proxy", tc.noProxy, direct)
+		case tc.direct != "" && (len(direct) == 0 || !strings.HasPrefix(strings.Join(direct, "|"), tc.direct) || !dns):
+			t.Errorf("NO_PROXY=%s: direct to %v (DNS %v), want %s and DNS", tc.noProxy, direct, dns, tc.direct)
+		}
+	}
+	c.Media.ContainerURL = ""
 	rules := RulesIn(c, Environment{Proxy: "http://10.0.0.9:3128", ProxySource: "HTTPS_PROXY", NoProxy: ".blob.core.windows.net"})
-	var toProxy, direct, dns bool
-	for _, r := range rules {
-		toProxy = toProxy || r.Remote == "10.0.0.9" && r.Port == 3128
-		direct = direct || r.Dir == Out && r.Remote == RemoteAny && r.Port == 443 && r.Key == "NO_PROXY"
-		dns = dns || r.Dir == Out && r.Port == 53 && r.Proto == "udp"
-	}
-	if !toProxy || !direct || !dns {
-		t.Errorf("with NO_PROXY: to the proxy %v, 443 direct %v, DNS %v; want all three: %+v", toProxy, direct, dns, rules)
-	}
 	for _, format := range []string{"netsh", "powershell", "nftables"} {
 		var b strings.Builder
 		if err := Write(&b, format, rules, Options{}); err != nil {
