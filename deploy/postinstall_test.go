@@ -48,9 +48,10 @@ func TestUpgradeRestartsOnlyOnAConfigurationTheNewVersionAccepts(t *testing.T) {
 	// and unit.files (EnvironmentFiles=), as a unit with a drop-in would have them.
 	unitEnv, unitFiles := filepath.Join(root, "unit.env"), filepath.Join(root, "unit.files")
 	systemctl := `echo "systemctl $*" >> ` + log + `
-case "$1 $2" in
-"show --property=Environment") cat ` + unitEnv + ` ;;
-"show --property=EnvironmentFiles") cat ` + unitFiles + ` ;;
+case "$*" in
+"show --property=Environment --value storeedge.service") cat ` + unitEnv + ` ;;
+"show --property=EnvironmentFiles --value storeedge.service") cat ` + unitFiles + ` ;;
+show*) echo "systemctl: unexpected $*" >&2; exit 1 ;;
 esac
 `
 	stub("systemctl", systemctl)
@@ -62,7 +63,7 @@ while [ $# -gt 0 ]; do
 	case "$1" in
 	--property=EnvironmentFile=-*) f=${1#--property=EnvironmentFile=-}; if [ -r "$f" ]; then set -a; . "$f"; set +a; fi ;;
 	--property=EnvironmentFile=*) f=${1#--property=EnvironmentFile=}; set -a; . "$f"; set +a ;;
-	--property=Environment=*) for a in ${1#--property=Environment=}; do export "$a"; done ;;
+	--property=Environment=*) eval "for a in ${1#--property=Environment=}; do export \"\$a\"; done" ;;
 	--*) ;;
 	*) break ;;
 	esac
@@ -77,7 +78,14 @@ exec "$@"
 			t.Fatal(err)
 		}
 		cmd := exec.Command("sh", "-c", moved, "postinst", "configure", "9.8.6")
-		cmd.Env = append(os.Environ(), "PATH="+stubs+":"+os.Getenv("PATH"))
+		// The environment of the test's caller is not the unit's: no STOREEDGE_ variable of it
+		// reaches the check.
+		for _, kv := range os.Environ() {
+			if !strings.HasPrefix(kv, "STOREEDGE_") {
+				cmd.Env = append(cmd.Env, kv)
+			}
+		}
+		cmd.Env = append(cmd.Env, "PATH="+stubs+":"+os.Getenv("PATH"))
 		cmd.Env = append(cmd.Env, "DPKG_ROOT=") // an install into this machine's root
 		var errb strings.Builder
 		cmd.Stderr = &errb
@@ -127,9 +135,25 @@ exec "$@"
 
 	// What a drop-in gives the unit counts: production needs admin.token, set there only.
 	production := good + "  mode: \"production\"\n" // in the shop: section good ends with
-	unit("STOREEDGE_ADMIN_TOKEN=an-admin-token-of-32-characters-x\n", filepath.Join(etc, "storeedge.env")+" (ignore_errors=yes)\n")
-	if calls, stderr = run(production); !strings.Contains(calls, "try-restart") {
+	// Environment= as systemctl show prints it: values with spaces quoted.
+	unit(`STOREEDGE_ADMIN_TOKEN=an-admin-token-of-32-characters-x "STOREEDGE_SHOP_NAME=Shop of the square"`+"\n", filepath.Join(etc, "storeedge.env")+" (ignore_errors=yes)\n")
+	if calls, stderr = run(production); !strings.Contains(calls, "try-restart") || stderr != "" {
 		t.Errorf("admin.token from a drop-in: the service was not restarted; calls:\n%s\nstderr: %s", calls, stderr)
+	}
+	// Or from a second environment file, one that must exist.
+	second := filepath.Join(etc, "admin.env")
+	if err := os.WriteFile(second, []byte("STOREEDGE_ADMIN_TOKEN=an-admin-token-of-32-characters-x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	unit("", filepath.Join(etc, "storeedge.env")+" (ignore_errors=yes)\n"+second+" (ignore_errors=no)\n")
+	if calls, stderr = run(production); !strings.Contains(calls, "try-restart") || stderr != "" {
+		t.Errorf("admin.token from a second file: the service was not restarted; calls:\n%s\nstderr: %s", calls, stderr)
+	}
+	// A unit whose environment files a drop-in cleared does not get storeedge.env: without the
+	// store key it holds, the configuration is refused.
+	unit("", "")
+	if calls, stderr = run(good); strings.Contains(calls, "try-restart") || !strings.Contains(stderr, "store_key") {
+		t.Errorf("no environment file: calls:\n%s\nstderr: %s", calls, stderr)
 	}
 	unit("", filepath.Join(etc, "storeedge.env")+" (ignore_errors=yes)\n")
 	if calls, stderr = run(production); strings.Contains(calls, "try-restart") || !strings.Contains(stderr, "admin.token") {

@@ -26,13 +26,16 @@ if [ -d /run/systemd/system ]; then
 	if systemctl is-active --quiet storeedge.service; then
 		set --
 		envs=$(systemctl show --property=Environment --value storeedge.service 2>/dev/null) || envs=""
+		# show quotes a value holding "$" or "`" as a shell would ("K=pa\$s"), an escape that
+		# Environment= does not take: there both are plain characters.
+		envs=$(printf '%s\n' "$envs" | sed -e 's/\\\$/$/g' -e 's/\\`/`/g')
 		if [ -n "$envs" ]; then
 			set -- "$@" "--property=Environment=$envs"
 		fi
-		files=$(systemctl show --property=EnvironmentFiles --value storeedge.service 2>/dev/null) || files=""
-		if [ -z "$files" ]; then
+		# None is none (a drop-in's EnvironmentFile= may clear the list); the unit's own when
+		# systemctl cannot say.
+		files=$(systemctl show --property=EnvironmentFiles --value storeedge.service 2>/dev/null) ||
 			files="/etc/storeedge/storeedge.env (ignore_errors=yes)"
-		fi
 		# One per line: "PATH (ignore_errors=yes)", where yes is the unit's "-" prefix.
 		while IFS= read -r line; do
 			case "$line" in
@@ -50,7 +53,15 @@ if [ -d /run/systemd/system ]; then
 			echo "storeedge: this version refuses the configuration, so the service was not restarted:" >&2
 			printf '%s\n' "$problems" | head -n 30 >&2
 			echo "storeedge: the version before goes on serving only until the service restarts (a reboot, a crash), which then fails; mend the configuration now (storeedge config --config /etc/storeedge/storeedge.yaml names each problem), then: systemctl restart storeedge" >&2
-		elif ! systemctl try-restart storeedge.service >/dev/null 2>&1; then
+			exit 0
+		fi
+		if [ "$status" -ne 0 ]; then
+			# The check itself failed (systemd-run could not take the unit's environment back as
+			# systemctl show prints it, say): the restart goes on unchecked, and the install says so.
+			echo "storeedge: the configuration could not be checked with this version before the restart (status $status):" >&2
+			printf '%s\n' "$problems" | head -n 10 >&2
+		fi
+		if ! systemctl try-restart storeedge.service >/dev/null 2>&1; then
 			echo "storeedge: the service did not start again on this version; see: systemctl status storeedge; journalctl -u storeedge" >&2
 		fi
 	fi
