@@ -418,7 +418,29 @@ func TestInspectBackupRefusesOtherFiles(t *testing.T) {
 	if _, err := InspectBackup(ctx, dir); err == nil {
 		t.Errorf("a folder was taken for a backup")
 	}
-	// A database whose schema version no storeedge gives (negative, or text) is no backup.
+	// A view where a table is read (one that never ends) is no backup, and is not read.
+	endless := `AS WITH RECURSIVE n(version) AS (SELECT 1 UNION ALL SELECT version + 1 FROM n) SELECT version FROM n`
+	for i, schema := range []string{
+		`CREATE VIEW schema_migrations ` + endless,
+		`CREATE TABLE schema_migrations (version INTEGER); INSERT INTO schema_migrations VALUES (1); CREATE VIEW devices ` + endless,
+	} {
+		other := filepath.Join(dir, fmt.Sprint("view", i))
+		raw, err := sql.Open("sqlite", other)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = raw.Exec(schema)
+		raw.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		_, err = InspectBackup(ctx, other)
+		cancel()
+		if !errors.Is(err, ErrNotBackup) || !strings.Contains(err.Error(), "is not a table") {
+			t.Errorf("%s: %v", schema, err)
+		}
+	}
 	for i, version := range []string{"-1", "'three'"} {
 		other := filepath.Join(dir, fmt.Sprint("other", i))
 		raw, err := sql.Open("sqlite", other)
