@@ -290,10 +290,11 @@ func (c *Container) Download(ctx context.Context, name string, offset int64) (io
 	return resp.Body, total, nil
 }
 
-// contentRangeStart reads the first byte a of "bytes a-b/total", or -1.
+// contentRangeStart reads the first byte a of "bytes a-b/total" (the unit in any case, as
+// RFC 9110 has range units), or -1.
 func contentRangeStart(s string) int64 {
-	rest, ok := strings.CutPrefix(strings.TrimSpace(s), "bytes ")
-	if !ok {
+	unit, rest, ok := strings.Cut(strings.TrimSpace(s), " ")
+	if !ok || !strings.EqualFold(unit, "bytes") {
 		return -1
 	}
 	first, _, ok := strings.Cut(rest, "-")

@@ -26,6 +26,14 @@ func TestContentRangeTotal(t *testing.T) {
 			t.Errorf("contentRangeTotal(%q) = %d, want %d", in, got, want)
 		}
 	}
+	for in, want := range map[string]int64{
+		"bytes 0-99/100": 0, "bytes 5-9/10": 5, "Bytes 5-9/10": 5, "BYTES 7-9/*": 7,
+		"bytes */42": -1, "": -1, "bytes": -1, "items 5-9/10": -1, "bytes -5-9/10": -1, "bytes 5": -1,
+	} {
+		if got := contentRangeStart(in); got != want {
+			t.Errorf("contentRangeStart(%q) = %d, want %d", in, got, want)
+		}
+	}
 }
 
 // Blob storage's answers (Content-Range) come from the WAN: no panic, a size or -1.
@@ -34,6 +42,7 @@ func FuzzContentRangeTotal(f *testing.F) {
 		f.Add(s)
 	}
 	f.Add("bytes 5-9/10")
+	f.Add("Bytes 5-9/10")
 	f.Add("bytes -5-9/10")
 	f.Fuzz(func(t *testing.T, s string) {
 		if n := contentRangeTotal(s); n < -1 {
