@@ -234,3 +234,55 @@ func TestMessageIDAndBodyOfAnyAMQPType(t *testing.T) {
 type uuidText struct{ s string }
 
 func (u uuidText) String() string { return u.s }
+
+// FuzzMessageID names message ids of every AMQP type the fuzzer makes: never a panic, and two
+// ids of different types or values never named the same (a string id is never read as another
+// type's, which a redelivery would then be matched against).
+func FuzzMessageID(f *testing.F) {
+	f.Add(uint8(0), "m-1", uint64(0), []byte(nil))
+	f.Add(uint8(0), "ulong:42", uint64(42), []byte(nil))
+	f.Add(uint8(1), "", uint64(42), []byte(nil))
+	f.Add(uint8(2), "", uint64(0), []byte{0xde, 0xad})
+	f.Add(uint8(2), "", uint64(0), bytes.Repeat([]byte{1}, 129))
+	f.Add(uint8(3), "6ba7b810-9dad-11d1-80b4-00c04fd430c8", uint64(0), []byte(nil))
+	f.Fuzz(func(t *testing.T, kind uint8, s string, n uint64, b []byte) {
+		var id any
+		switch kind % 4 {
+		case 0:
+			id = s
+		case 1:
+			id = n
+		case 2:
+			id = b
+		case 3:
+			id = uuidText{s}
+		}
+		got := messageID(&azservicebus.ReceivedMessage{RawAMQPMessage: &azservicebus.AMQPAnnotatedMessage{
+			Properties: &azservicebus.AMQPAnnotatedMessageProperties{MessageID: id}}})
+		typed := ""
+		for _, p := range typedIDPrefixes {
+			if strings.HasPrefix(got, p) {
+				typed = p
+				break
+			}
+		}
+		switch kind % 4 {
+		case 0:
+			if got != s && got != "string:"+s || typed != "" && typed != "string:" {
+				t.Fatalf("string id %q named %q", s, got)
+			}
+		case 1:
+			if got != "ulong:"+strconv.FormatUint(n, 10) {
+				t.Fatalf("ulong %d named %q", n, got)
+			}
+		case 2:
+			if len(b) == 0 && got != "" || len(b) > 0 && typed != "binary:" && typed != "binary-sha256:" {
+				t.Fatalf("binary id %x named %q", b, got)
+			}
+		case 3:
+			if typed != "uuid:" {
+				t.Fatalf("uuid %q named %q", s, got)
+			}
+		}
+	})
+}
