@@ -48,8 +48,9 @@ have_pkg() {
 # It is only ours for the duration of the install: if the machine already has a
 # policy-rc.d (Docker images ship one) we leave it alone, and we remove the one
 # we created on exit, so later installs on this machine behave normally. On a
-# systemd host the units stay enabled and would start at next boot; that is
-# harmless for the tests, which never use the default ports.
+# systemd host the units of the packages this script installed are disabled as
+# well (disable_new_services), or they would start at the next boot: nginx on
+# port 80, storeedge's front door, a Prometheus, an avahi-daemon, the proxies.
 POLICY_RC=/usr/sbin/policy-rc.d
 POLICY_RC_OURS=0
 block_service_starts() {
@@ -69,25 +70,47 @@ unblock_service_starts() {
 }
 trap unblock_service_starts EXIT
 
+# NEW_UNITS are the systemd units the packages this run installed brought, their dependencies'
+# included (nginx-light's unit is nginx-common's); they are disabled at the end.
+NEW_UNITS=()
+unit_files() {
+	ls -1 /lib/systemd/system /usr/lib/systemd/system 2>/dev/null | grep -E '^[^@/]+\.(service|socket)$' | sort -u || true
+}
+disable_new_services() {
+	if [[ ${#NEW_UNITS[@]} -eq 0 || ! -d /run/systemd/system ]]; then
+		return
+	fi
+	$SUDO systemctl disable --quiet "${NEW_UNITS[@]}" >/dev/null 2>&1 || true
+	SUMMARY+=("services: disabled ${NEW_UNITS[*]}")
+}
+
 APT_UPDATED=0
 apt_install() {
 	block_service_starts
+	# A machine just booted is often still running its own apt (unattended upgrades): wait for
+	# its lock rather than fail.
 	if [[ "$APT_UPDATED" -eq 0 ]]; then
-		$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+		$SUDO env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null
 		APT_UPDATED=1
 	fi
 	# apt and debconf chatter goes to a log shown only on failure, so a
 	# successful run prints the one summary line.
-	local log
+	local log before unit
+	before=$(unit_files)
 	log=$(mktemp)
 	if ! $SUDO env DEBIAN_FRONTEND=noninteractive \
-		apt-get install -y -q --no-install-recommends "$@" >"$log" 2>&1; then
+		apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "$@" >"$log" 2>&1; then
 		cat "$log" >&2
 		rm -f "$log"
 		echo "install-test-deps: apt-get install $* failed" >&2
 		exit 1
 	fi
 	rm -f "$log"
+	while IFS= read -r unit; do
+		if [[ -n "$unit" ]]; then
+			NEW_UNITS+=("$unit")
+		fi
+	done < <(comm -13 <(printf '%s\n' "$before") <(unit_files))
 }
 
 # ensure_debian installs each "binary:package" pair whose binary is missing.
@@ -148,22 +171,65 @@ ensure_mdns() {
 		dbus-daemon:dbus-daemon
 }
 
+# node_suits reports whether the node at $1 suits the pinned tools (Azurite 3.35, @redocly/cli
+# 2.77): Node.js 20.19+ or 22.12+.
+node_suits() {
+	"$1" -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 22 || (a === 22 && b >= 12) || (a === 20 && b >= 19) ? 0 : 1)' >/dev/null 2>&1
+}
+
+# NODE_VERSION is the Node.js taken from the npm registry (its node-linux-<arch> package, the
+# official build) when the machine's own is missing or too old: Debian 12's nodejs is 18.
+NODE_VERSION=20.20.2
+NODE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tools/nodejs"
+
 # node and npm come from Debian only when missing: the machine's Node.js may be
 # another build whose nodejs package bundles npm, which Debian's npm would
-# conflict with, so binaries are checked, not packages.
+# conflict with, so binaries are checked, not packages. When the machine's node
+# is too old, Node.js $NODE_VERSION goes into tools/nodejs (tools/testenv and the
+# benchmarks take it from there first), and comes first on PATH for the rest of
+# this script (npm runs on it).
+NODE_CHECKED=0
 ensure_node() {
-	if ! have_bin node || ! have_bin npm; then
+	if [[ "$NODE_CHECKED" -eq 1 ]]; then
+		return
+	fi
+	if ! have_bin npm || { ! have_bin node && [[ ! -x "$NODE_DIR/bin/node" ]]; }; then
 		apt_install nodejs npm
 		SUMMARY+=("node: installed nodejs npm")
 	fi
-	# The pinned tools (Azurite 3.35, @redocly/cli 2.77) want Node.js 20.19+ or 22.12+; Debian 12's
-	# own nodejs is 18. Say so plainly rather than let a test fail later.
-	local v
-	v=$(node -p 'process.versions.node')
-	if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 22 || (a === 22 && b >= 12) || (a === 20 && b >= 19) ? 0 : 1)'; then
-		echo "install-test-deps: Node.js $v does not suit the test tools: they need 20.19 or later in the 20 line, or 22.12 or later (install one and run again)" >&2
-		exit 1
+	if [[ -x "$NODE_DIR/bin/node" ]] && node_suits "$NODE_DIR/bin/node"; then
+		export PATH="$NODE_DIR/bin:$PATH"
+		SUMMARY+=("node: tools/nodejs $("$NODE_DIR/bin/node" --version)")
+	elif ! node_suits node; then
+		local arch tmp
+		case "$(uname -m)" in
+		x86_64) arch=x64 ;;
+		aarch64 | arm64) arch=arm64 ;;
+		*)
+			echo "install-test-deps: Node.js $(node --version 2>/dev/null) does not suit the test tools (20.19+ or 22.12+), and there is no build for $(uname -m) to fetch" >&2
+			exit 1
+			;;
+		esac
+		tmp=$(mktemp -d)
+		# npm checks the package against the registry's integrity hash.
+		if ! (cd "$tmp" && npm pack --silent "node-linux-$arch@$NODE_VERSION" >/dev/null 2>&1) ||
+			! tar -xzf "$tmp/node-linux-$arch-$NODE_VERSION.tgz" -C "$tmp" package/bin/node; then
+			rm -rf "$tmp"
+			echo "install-test-deps: Node.js $(node --version 2>/dev/null) does not suit the test tools (20.19+ or 22.12+), and fetching node-linux-$arch@$NODE_VERSION from the npm registry failed" >&2
+			exit 1
+		fi
+		mkdir -p "$NODE_DIR/bin"
+		mv "$tmp/package/bin/node" "$NODE_DIR/bin/node.part"
+		mv "$NODE_DIR/bin/node.part" "$NODE_DIR/bin/node"
+		rm -rf "$tmp"
+		if ! node_suits "$NODE_DIR/bin/node"; then
+			echo "install-test-deps: the Node.js fetched into tools/nodejs does not run here" >&2
+			exit 1
+		fi
+		export PATH="$NODE_DIR/bin:$PATH"
+		SUMMARY+=("node: fetched Node.js $NODE_VERSION into tools/nodejs")
 	fi
+	NODE_CHECKED=1
 }
 
 # cgo, for go test -race: a C compiler (Debian installs the C library's headers with it).
@@ -312,6 +378,7 @@ main() {
 	ensure_openssl
 	ensure_browser
 	ensure_prometheus
+	disable_new_services
 	local line
 	line=$(printf '%s; ' "${SUMMARY[@]}")
 	echo "install-test-deps: ${line%; }"

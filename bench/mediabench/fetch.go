@@ -110,9 +110,9 @@ func startAzurite(ctx context.Context) (*harness.Proc, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	node, err := exec.LookPath("node")
+	node, err := testenv.NodeBinary(root)
 	if err != nil {
-		return nil, "", errors.New("node not found: run scripts/install-test-deps.sh")
+		return nil, "", err
 	}
 	port, err := harness.FreePort()
 	if err != nil {

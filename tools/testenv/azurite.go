@@ -67,7 +67,7 @@ func AzuriteArgs(main string, port int, cert, key string) []string {
 // skipped, or failed under CI=true.
 func StartAzurite(t testing.TB, o AzuriteOptions) *Azurite {
 	t.Helper()
-	node := Require(t, "node")
+	node := requireNode(t)
 	root, err := repoRoot()
 	if err != nil {
 		t.Fatalf("testenv: azurite: %v", err)
