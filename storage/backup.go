@@ -254,10 +254,10 @@ func InspectBackup(ctx context.Context, path string) (BackupInfo, error) {
 	// What is read below is read from tables: a view of the same name (one that never ends, a
 	// recursive one, say) would hold the restore for ever.
 	var view string
-	switch err := c.QueryRowContext(ctx, `SELECT name FROM sqlite_master WHERE type != 'table' AND name IN
+	switch err := c.QueryRowContext(ctx, `SELECT name FROM sqlite_master WHERE type != 'table' AND lower(name) IN
 		('schema_migrations', 'backup_manifest', 'identity', 'devices', 'orders', 'outbox') LIMIT 1`).Scan(&view); {
 	case err == nil:
-		return info, fmt.Errorf("storage: backup %s: %w (%s is not a table)", path, ErrNotBackup, view)
+		return info, fmt.Errorf("storage: backup %s: %w (%s is not a table)", path, ErrNotBackup, strings.ToLower(view))
 	case sqliteCode(err) == 11:
 		return info, fmt.Errorf("storage: backup %s (%d bytes) is damaged or cut short: %w", path, info.Size, err)
 	case !errors.Is(err, sql.ErrNoRows):

@@ -423,6 +423,8 @@ func TestInspectBackupRefusesOtherFiles(t *testing.T) {
 	for i, schema := range []string{
 		`CREATE VIEW schema_migrations ` + endless,
 		`CREATE TABLE schema_migrations (version INTEGER); INSERT INTO schema_migrations VALUES (1); CREATE VIEW devices ` + endless,
+		// Names are read in any case by SQLite.
+		`CREATE TABLE schema_migrations (version INTEGER); INSERT INTO schema_migrations VALUES (1); CREATE VIEW DEVICES ` + endless,
 	} {
 		other := filepath.Join(dir, fmt.Sprint("view", i))
 		raw, err := sql.Open("sqlite", other)
