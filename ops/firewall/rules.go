@@ -127,17 +127,17 @@ func isLoopback(host string) bool {
 func wanRules(cfg config.Config, env Environment) []Rule {
 	byPort := map[int][]string{}
 	var ports []int
-	// probe is the host name a target is matched against NO_PROXY by: the host itself, but for
-	// Blob storage, named by the cloud, one of its names.
-	var probes []wanTarget
-	addAs := func(host, probe string, port int) {
+	// Each target is matched against NO_PROXY by its host, but Blob storage named by the cloud
+	// by the names it may have.
+	var targets []wanTarget
+	addAs := func(host string, probes []string, port int) {
 		if byPort[port] == nil {
 			ports = append(ports, port)
 		}
 		byPort[port] = append(byPort[port], host)
-		probes = append(probes, wanTarget{host, probe, port})
+		targets = append(targets, wanTarget{host, probes, port})
 	}
-	add := func(host string, port int) { addAs(host, host, port) }
+	add := func(host string, port int) { addAs(host, []string{host}, port) }
 	if h, p := hostPort(cfg.Cloud.URL); h != "" {
 		add(h, p)
 	}
@@ -148,7 +148,11 @@ func wanRules(cfg config.Config, env Environment) []Rule {
 			viaProxy = cfg.ServiceBus.Transport == config.TransportWebSockets
 		}
 	}
-	addAs("the Blob storage host the cloud names (media.container_url, *.blob.core.windows.net)", blobProbe(cfg.Media), 443)
+	if h, p := blobHost(cfg.Media); h != "" {
+		add(h, p)
+	} else {
+		addAs("the Blob storage host the cloud names (media.container_url, *.blob.core.windows.net)", blobProbes(env.NoProxy), 443)
+	}
 	if cfg.Logs.Ship.Enabled {
 		if h, p := hostPort(cfg.Logs.Ship.URL); h != "" {
 			add(h, p)
@@ -168,16 +172,17 @@ func wanRules(cfg config.Config, env Environment) []Rule {
 		if strings.TrimSpace(env.NoProxy) != "" {
 			// As the dialer decides (internal/wan: httpproxy's NO_PROXY rules, asked as https).
 			pf := (&httpproxy.Config{HTTPSProxy: proxy, NoProxy: env.NoProxy}).ProxyFunc()
-			for _, t := range probes {
-				if u, err := pf(&url.URL{Scheme: "https", Host: net.JoinHostPort(t.probe, strconv.Itoa(t.port))}); err == nil && u == nil {
-					if direct == nil {
-						direct = map[int][]string{}
-					}
-					if direct[t.port] == nil {
-						directPorts = append(directPorts, t.port)
-					}
-					direct[t.port] = append(direct[t.port], t.host)
+			for _, t := range targets {
+				if !t.direct(pf) {
+					continue
 				}
+				if direct == nil {
+					direct = map[int][]string{}
+				}
+				if direct[t.port] == nil {
+					directPorts = append(directPorts, t.port)
+				}
+				direct[t.port] = append(direct[t.port], t.host)
 			}
 		}
 	}
@@ -212,31 +217,63 @@ func wanRules(cfg config.Config, env Environment) []Rule {
 		Rule{Dir: Out, Proto: "tcp", Port: 53, Remote: RemoteAny, Purpose: "DNS (the system's resolvers)"})
 }
 
-// blobProbe is the Blob storage host name media reaches: the shop's own container's when the
-// configuration names it, else a name of Azure's (the cloud names the container).
-func blobProbe(m config.Media) string {
-	if h, _ := hostPort(m.ContainerURL.Reveal()); h != "" {
-		return h
+// blobHost is the host and port of the shop's own Blob container when the configuration names
+// it (media.container_url, or media.connection_string as sync/media reads it); "" when the
+// cloud names the container.
+func blobHost(m config.Media) (string, int) {
+	if h, p := hostPort(strings.TrimSpace(m.ContainerURL.Reveal())); h != "" {
+		return h, p
 	}
 	cs := m.ConnectionString.Reveal()
-	if h, _ := hostPort(config.ConnectionStringPart(cs, "BlobEndpoint")); h != "" {
-		return h
+	part := func(name string) string { return strings.TrimSpace(config.ConnectionStringPart(cs, name)) }
+	if h, p := hostPort(part("BlobEndpoint")); h != "" {
+		return h, p
 	}
-	if a := config.ConnectionStringPart(cs, "AccountName"); a != "" {
-		suffix := config.ConnectionStringPart(cs, "EndpointSuffix")
+	if a := part("AccountName"); a != "" {
+		suffix, scheme := part("EndpointSuffix"), part("DefaultEndpointsProtocol")
 		if suffix == "" {
 			suffix = "core.windows.net"
 		}
-		return a + ".blob." + suffix
+		if scheme == "" {
+			scheme = "https"
+		}
+		return hostPort(scheme + "://" + a + ".blob." + suffix)
 	}
-	return "storeedge.blob.core.windows.net"
+	return "", 0
 }
 
-// wanTarget is a WAN service's host as the rules name it, the name NO_PROXY is matched against,
-// and its port.
+// blobProbes are the names Blob storage named by the cloud is matched against NO_PROXY by: one
+// of Azure's, and each account of Azure's that NO_PROXY names (the cloud may name that one).
+func blobProbes(noProxy string) []string {
+	probes := []string{"storeedge.blob.core.windows.net"}
+	for entry := range strings.SplitSeq(noProxy, ",") {
+		entry = strings.TrimPrefix(strings.TrimPrefix(strings.ToLower(strings.TrimSpace(entry)), "*"), ".")
+		if h, _, err := net.SplitHostPort(entry); err == nil {
+			entry = h
+		}
+		if strings.HasSuffix(entry, ".blob.core.windows.net") {
+			probes = append(probes, entry)
+		}
+	}
+	return probes
+}
+
+// wanTarget is a WAN service's host as the rules name it, the names NO_PROXY is matched
+// against, and its port.
 type wanTarget struct {
-	host, probe string
-	port        int
+	host   string
+	probes []string
+	port   int
+}
+
+// direct says whether pf, the dialer's choice of proxy, sends any of t's names past the proxy.
+func (t wanTarget) direct(pf func(*url.URL) (*url.URL, error)) bool {
+	for _, p := range t.probes {
+		if u, err := pf(&url.URL{Scheme: "https", Host: net.JoinHostPort(p, strconv.Itoa(t.port))}); err == nil && u == nil {
+			return true
+		}
+	}
+	return false
 }
 
 func hostPort(raw string) (string, int) {

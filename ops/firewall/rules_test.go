@@ -312,7 +312,10 @@ func TestRulesFollowTheProxyOfTheEnvironment(t *testing.T) {
 		{"*", "", "api.server.commerce-hub.io"},
 		{"commerce-hub.io", "", "api.server.commerce-hub.io"},
 		{"localhost,127.0.0.1,::1,.shop.lan,10.0.0.0/8", "", ""},
-		{"media.shop.example", "https://media.shop.example/c?sig=x", "the Blob storage host"},
+		{"media.shop.example", "https://media.shop.example/c?sig=x", "media.shop.example"},
+		{"acme.blob.core.windows.net", "", "the Blob storage host"}, // the account the cloud may name
+		{"acme.blob.core.windows.net:443", "", "the Blob storage host"},
+		{"*.acme.blob.core.windows.net", "", ""}, // subdomains of the account: no host Azure gives
 		{".blob.core.windows.net", "https://media.shop.example/c?sig=x", ""},
 	} {
 		c.Media.ContainerURL = config.Secret(tc.media)
@@ -336,6 +339,18 @@ func TestRulesFollowTheProxyOfTheEnvironment(t *testing.T) {
 		}
 	}
 	c.Media.ContainerURL = ""
+	// The shop's own Blob endpoint on a port of its own is reached there, direct or not.
+	c.Media.ConnectionString = "BlobEndpoint=http://azurite.lan:10000/devstoreaccount1; SharedAccessSignature=sv=1&sig=x"
+	for _, env := range []Environment{{}, {Proxy: "http://10.0.0.9:3128", ProxySource: "HTTPS_PROXY", NoProxy: "azurite.lan"}} {
+		found := false
+		for _, r := range RulesIn(c, env) {
+			found = found || r.Port == 10000 && slicesContains(r.Hosts, "azurite.lan")
+		}
+		if !found {
+			t.Errorf("NO_PROXY %q: no rule to azurite.lan:10000: %+v", env.NoProxy, RulesIn(c, env))
+		}
+	}
+	c.Media.ConnectionString = ""
 	rules := RulesIn(c, Environment{Proxy: "http://10.0.0.9:3128", ProxySource: "HTTPS_PROXY", NoProxy: ".blob.core.windows.net"})
 	for _, format := range []string{"netsh", "powershell", "nftables"} {
 		var b strings.Builder
@@ -343,4 +358,13 @@ func TestRulesFollowTheProxyOfTheEnvironment(t *testing.T) {
 			t.Errorf("%s: %v", format, err)
 		}
 	}
+}
+
+func slicesContains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
 }
