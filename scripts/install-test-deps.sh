@@ -68,13 +68,16 @@ unblock_service_starts() {
 		POLICY_RC_OURS=0
 	fi
 }
-trap unblock_service_starts EXIT
+trap 'disable_new_services; unblock_service_starts' EXIT
 
 # NEW_UNITS are the systemd units the packages this run installed brought, their dependencies'
-# included (nginx-light's unit is nginx-common's); they are disabled at the end.
+# included (nginx-light's unit is nginx-common's): names no unit had before, in any of systemd's
+# folders (a unit of the same name the machine's admin wrote in /etc stays as it is). They are
+# disabled at the end, or on the way out of a run that failed.
 NEW_UNITS=()
 unit_files() {
-	ls -1 /lib/systemd/system /usr/lib/systemd/system 2>/dev/null | grep -E '^[^@/]+\.(service|socket)$' | sort -u || true
+	ls -1 /etc/systemd/system /run/systemd/system /lib/systemd/system /usr/lib/systemd/system 2>/dev/null |
+		grep -E '^[^@/]+\.(service|socket)$' | sort -u || true
 }
 disable_new_services() {
 	if [[ ${#NEW_UNITS[@]} -eq 0 || ! -d /run/systemd/system ]]; then
@@ -82,6 +85,7 @@ disable_new_services() {
 	fi
 	$SUDO systemctl disable --quiet "${NEW_UNITS[@]}" >/dev/null 2>&1 || true
 	SUMMARY+=("services: disabled ${NEW_UNITS[*]}")
+	NEW_UNITS=()
 }
 
 APT_UPDATED=0
@@ -189,6 +193,7 @@ NODE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tools/nodejs"
 # benchmarks take it from there first), and comes first on PATH for the rest of
 # this script (npm runs on it).
 NODE_CHECKED=0
+NODE_TMP=""
 ensure_node() {
 	if [[ "$NODE_CHECKED" -eq 1 ]]; then
 		return
@@ -200,8 +205,12 @@ ensure_node() {
 	if [[ -x "$NODE_DIR/bin/node" ]] && node_suits "$NODE_DIR/bin/node"; then
 		export PATH="$NODE_DIR/bin:$PATH"
 		SUMMARY+=("node: tools/nodejs $("$NODE_DIR/bin/node" --version)")
+	elif [[ -e "$NODE_DIR" ]] && node_suits node; then
+		# One that does not run here (a checkout copied from another architecture): the
+		# machine's own suits, and the tools would take the other first.
+		rm -rf "$NODE_DIR"
 	elif ! node_suits node; then
-		local arch tmp
+		local arch
 		case "$(uname -m)" in
 		x86_64) arch=x64 ;;
 		aarch64 | arm64) arch=arm64 ;;
@@ -210,18 +219,20 @@ ensure_node() {
 			exit 1
 			;;
 		esac
-		tmp=$(mktemp -d)
-		# npm checks the package against the registry's integrity hash.
-		if ! (cd "$tmp" && npm pack --silent "node-linux-$arch@$NODE_VERSION" >/dev/null 2>&1) ||
-			! tar -xzf "$tmp/node-linux-$arch-$NODE_VERSION.tgz" -C "$tmp" package/bin/node; then
-			rm -rf "$tmp"
+		NODE_TMP=$(mktemp -d)
+		trap 'rm -rf "${NODE_TMP:-}"; disable_new_services; unblock_service_starts' EXIT
+		# npm checks the package against the registry's integrity hash; its cache stays in tmp.
+		if ! (cd "$NODE_TMP" && npm pack --silent --cache "$NODE_TMP/cache" "node-linux-$arch@$NODE_VERSION" >/dev/null 2>&1) ||
+			! tar -xzf "$NODE_TMP/node-linux-$arch-$NODE_VERSION.tgz" -C "$NODE_TMP" package/bin/node; then
+			rm -rf "$NODE_TMP"
 			echo "install-test-deps: Node.js $(node --version 2>/dev/null) does not suit the test tools (20.19+ or 22.12+), and fetching node-linux-$arch@$NODE_VERSION from the npm registry failed" >&2
 			exit 1
 		fi
 		mkdir -p "$NODE_DIR/bin"
-		mv "$tmp/package/bin/node" "$NODE_DIR/bin/node.part"
+		mv "$NODE_TMP/package/bin/node" "$NODE_DIR/bin/node.part"
 		mv "$NODE_DIR/bin/node.part" "$NODE_DIR/bin/node"
-		rm -rf "$tmp"
+		rm -rf "$NODE_TMP"
+		trap 'disable_new_services; unblock_service_starts' EXIT
 		if ! node_suits "$NODE_DIR/bin/node"; then
 			echo "install-test-deps: the Node.js fetched into tools/nodejs does not run here" >&2
 			exit 1

@@ -1,12 +1,14 @@
 package testenv
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // NodeTool finds tools/<name>, a Node program of this repository, with the npm packages it
@@ -38,23 +40,34 @@ func NodeTool(t testing.TB, name string, packages ...string) (node, dir string) 
 const NodeDir = "tools/nodejs"
 
 // NodeBinary is the node the tools run on, for the repository at root: the one in NodeDir when
-// there is one, else the machine's.
+// there is one that runs here, else the machine's.
 func NodeBinary(root string) (string, error) {
-	if p := filepath.Join(root, NodeDir, "bin", "node"); isExecutable(p) {
+	if p, ok := fetchedNode(root); ok {
 		return p, nil
 	}
-	p, err := exec.LookPath("node")
-	if err != nil {
-		return "", errors.New("node not found: run scripts/install-test-deps.sh")
+	if p, ok := findBin("node"); ok {
+		return p, nil
 	}
-	return p, nil
+	return "", errors.New("node not found: run scripts/install-test-deps.sh")
+}
+
+// fetchedNode is the node in NodeDir under root, if there is one that runs here (not one of
+// another architecture, in a checkout copied from another machine).
+func fetchedNode(root string) (string, bool) {
+	p := filepath.Join(root, NodeDir, "bin", "node")
+	if !isExecutable(p) {
+		return "", false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return p, exec.CommandContext(ctx, p, "--version").Run() == nil
 }
 
 // requireNode is NodeBinary for a test: skipped without one, or failed under CI=true.
 func requireNode(t testing.TB) string {
 	t.Helper()
 	if root, err := repoRoot(); err == nil {
-		if p := filepath.Join(root, NodeDir, "bin", "node"); isExecutable(p) {
+		if p, ok := fetchedNode(root); ok {
 			return p
 		}
 	}

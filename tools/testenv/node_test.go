@@ -20,6 +20,13 @@ func TestNodeBinaryPrefersTheFetchedOne(t *testing.T) {
 	if got, err := NodeBinary(root); err != nil || got != fetched {
 		t.Errorf("NodeBinary = %q, %v; want %s", got, err, fetched)
 	}
+	// One that does not run here (another architecture's) is passed over.
+	if err := os.WriteFile(fetched, []byte("#!/bin/sh\nexit 126\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := NodeBinary(root); err == nil && got == fetched {
+		t.Errorf("NodeBinary took a node that does not run: %q", got)
+	}
 	if got, err := NodeBinary(t.TempDir()); err == nil && got == fetched {
 		t.Errorf("without tools/nodejs, NodeBinary = %q", got)
 	}

@@ -30,14 +30,8 @@ import (
 // test is skipped, or failed when CI=true.
 func Require(t testing.TB, bin string) string {
 	t.Helper()
-	if p, err := exec.LookPath(bin); err == nil {
+	if p, ok := findBin(bin); ok {
 		return p
-	}
-	for _, dir := range []string{"/usr/sbin", "/usr/bin", "/sbin", "/usr/local/sbin", "/usr/local/bin"} {
-		p := filepath.Join(dir, bin)
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
-			return p
-		}
 	}
 	if os.Getenv("CI") == "true" {
 		t.Fatalf("testenv: %s not installed: run scripts/install-test-deps.sh", bin)
@@ -263,4 +257,17 @@ func stopProcess(cmd *exec.Cmd, exited <-chan error) {
 	}
 	// Forked workers (danted's) that outlived their parent.
 	signalGroup(cmd, true)
+}
+
+// findBin finds an executable on PATH, or in the sbin and bin folders a non-root PATH may lack.
+func findBin(bin string) (string, bool) {
+	if p, err := exec.LookPath(bin); err == nil {
+		return p, true
+	}
+	for _, dir := range []string{"/usr/sbin", "/usr/bin", "/sbin", "/usr/local/sbin", "/usr/local/bin"} {
+		if p := filepath.Join(dir, bin); isExecutable(p) {
+			return p, true
+		}
+	}
+	return "", false
 }
