@@ -61,7 +61,7 @@ help)
 	exit 0
 	;;
 *)
-	echo "bench.sh: unknown benchmark \"$what\"; want sync, http, startup, status or all" >&2
+	echo "bench.sh: unknown benchmark \"$what\"; want sync, http, startup, status, all, media, media-serve, media-fetch, soak, profile-sync or profile-http (bench.sh help)" >&2
 	exit 2
 	;;
 esac
