@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -126,41 +127,51 @@ func isLoopback(host string) bool {
 // each service's host, and DNS.
 func wanRules(cfg config.Config, env Environment) []Rule {
 	byPort := map[int][]string{}
+	keyByPort := map[int]string{} // the key of the first host on the port, which names its rule
 	var ports []int
 	// Each target is matched against NO_PROXY by its host, but Blob storage named by the cloud
 	// by the names it may have.
 	var targets []wanTarget
-	addAs := func(host string, probes []string, port int) {
+	addAs := func(host string, probes []string, port int, key string) {
 		if byPort[port] == nil {
 			ports = append(ports, port)
+			keyByPort[port] = key
 		}
-		byPort[port] = append(byPort[port], host)
+		if !slices.Contains(byPort[port], host) {
+			byPort[port] = append(byPort[port], host)
+		}
 		targets = append(targets, wanTarget{host, probes, port})
 	}
-	add := func(host string, port int) { addAs(host, []string{host}, port) }
+	add := func(host string, port int, key string) {
+		if !isLoopback(host) { // this machine: no rule needed
+			addAs(host, []string{host}, port, key)
+		}
+	}
 	if h, p := hostPort(cfg.Cloud.URL); h != "" {
-		add(h, p)
+		add(h, p, "cloud.url")
 	}
 	viaProxy := true
 	if cfg.ServiceBus.Enabled {
 		if h, p := serviceBusHost(cfg.ServiceBus); h != "" {
-			add(h, p)
+			add(h, p, "servicebus.connection_string")
 			viaProxy = cfg.ServiceBus.Transport == config.TransportWebSockets
 		}
 	}
-	if h, p := blobHost(cfg.Media); h != "" {
-		add(h, p)
+	if h, p, key := blobHost(cfg.Media); key != "" {
+		if h != "" {
+			add(h, p, key)
+		}
 	} else {
-		addAs("the Blob storage host the cloud names (media.container_url, *.blob.core.windows.net)", blobProbes(env.NoProxy), 443)
+		addAs("the Blob storage host the cloud names (media.container_url, *.blob.core.windows.net)", blobProbes(env.NoProxy), 443, "cloud.url")
 	}
 	if cfg.Logs.Ship.Enabled {
 		if h, p := hostPort(cfg.Logs.Ship.URL); h != "" {
-			add(h, p)
+			add(h, p, "logs.ship.url")
 		}
 	}
 	if s := cfg.Support.ServiceBus; s.Enabled {
 		if h, p := serviceBusHost(config.ServiceBus{ConnectionString: s.ConnectionString, Transport: s.Transport}); h != "" {
-			add(h, p)
+			add(h, p, "support.servicebus.connection_string")
 			viaProxy = viaProxy && s.Transport == config.TransportWebSockets
 		}
 	}
@@ -210,7 +221,7 @@ func wanRules(cfg config.Config, env Environment) []Rule {
 	}
 	var out []Rule
 	for _, p := range ports {
-		out = append(out, Rule{Dir: Out, Proto: "tcp", Port: p, Remote: RemoteAny, Hosts: byPort[p], Purpose: "WAN: HTTPS to the vendor's cloud services", Key: "cloud.url"})
+		out = append(out, Rule{Dir: Out, Proto: "tcp", Port: p, Remote: RemoteAny, Hosts: byPort[p], Purpose: "WAN: HTTPS to the vendor's cloud services", Key: keyByPort[p]})
 	}
 	return append(out,
 		Rule{Dir: Out, Proto: "udp", Port: 53, Remote: RemoteAny, Purpose: "DNS (the system's resolvers)"},
@@ -218,16 +229,22 @@ func wanRules(cfg config.Config, env Environment) []Rule {
 }
 
 // blobHost is the host and port of the shop's own Blob container when the configuration names
-// it (media.container_url, or media.connection_string as sync/media reads it); "" when the
-// cloud names the container.
-func blobHost(m config.Media) (string, int) {
-	if h, p := hostPort(strings.TrimSpace(m.ContainerURL.Reveal())); h != "" {
-		return h, p
+// it, with the key that does, as sync/media chooses (media.container_url first, else
+// media.connection_string); key "" when the cloud names the container.
+func blobHost(m config.Media) (host string, port int, key string) {
+	if u := strings.TrimSpace(m.ContainerURL.Reveal()); u != "" {
+		h, p := hostPort(u)
+		return h, p, "media.container_url"
 	}
 	cs := m.ConnectionString.Reveal()
+	if strings.TrimSpace(cs) == "" {
+		return "", 0, ""
+	}
+	const key2 = "media.connection_string"
 	part := func(name string) string { return strings.TrimSpace(config.ConnectionStringPart(cs, name)) }
-	if h, p := hostPort(part("BlobEndpoint")); h != "" {
-		return h, p
+	if ep := part("BlobEndpoint"); ep != "" {
+		h, p := hostPort(ep)
+		return h, p, key2
 	}
 	if a := part("AccountName"); a != "" {
 		suffix, scheme := part("EndpointSuffix"), part("DefaultEndpointsProtocol")
@@ -237,9 +254,10 @@ func blobHost(m config.Media) (string, int) {
 		if scheme == "" {
 			scheme = "https"
 		}
-		return hostPort(scheme + "://" + a + ".blob." + suffix)
+		h, p := hostPort(scheme + "://" + a + ".blob." + suffix)
+		return h, p, key2
 	}
-	return "", 0
+	return "", 0, key2
 }
 
 // blobProbes are the names Blob storage named by the cloud is matched against NO_PROXY by: one

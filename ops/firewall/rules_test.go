@@ -344,13 +344,28 @@ func TestRulesFollowTheProxyOfTheEnvironment(t *testing.T) {
 	for _, env := range []Environment{{}, {Proxy: "http://10.0.0.9:3128", ProxySource: "HTTPS_PROXY", NoProxy: "azurite.lan"}} {
 		found := false
 		for _, r := range RulesIn(c, env) {
-			found = found || r.Port == 10000 && slicesContains(r.Hosts, "azurite.lan")
+			found = found || r.Port == 10000 && slicesContains(r.Hosts, "azurite.lan") && (r.Key == "media.connection_string" || env.NoProxy != "" && r.Key == "NO_PROXY")
 		}
 		if !found {
-			t.Errorf("NO_PROXY %q: no rule to azurite.lan:10000: %+v", env.NoProxy, RulesIn(c, env))
+			t.Errorf("NO_PROXY %q: no rule to azurite.lan:10000 named after media.connection_string: %+v", env.NoProxy, RulesIn(c, env))
 		}
 	}
+	// A Blob store on this machine needs no rule (nor a port open to any host); one on the
+	// cloud's host is named once.
 	c.Media.ConnectionString = ""
+	c.Media.ContainerURL = "http://127.0.0.1:10000/devstoreaccount1/media?sig=x"
+	for _, r := range RulesIn(c, Environment{}) {
+		if r.Port == 10000 {
+			t.Errorf("a rule for the Blob store on loopback: %+v", r)
+		}
+	}
+	c.Media.ContainerURL = config.Secret(c.Cloud.URL + "/media?sig=x")
+	for _, r := range RulesIn(c, Environment{}) {
+		if r.Port == 443 && r.Dir == Out && len(r.Hosts) != 1 {
+			t.Errorf("the cloud's host named twice: %+v", r.Hosts)
+		}
+	}
+	c.Media.ContainerURL = ""
 	rules := RulesIn(c, Environment{Proxy: "http://10.0.0.9:3128", ProxySource: "HTTPS_PROXY", NoProxy: ".blob.core.windows.net"})
 	for _, format := range []string{"netsh", "powershell", "nftables"} {
 		var b strings.Builder
