@@ -76,15 +76,18 @@ trap 'disable_new_services; unblock_service_starts' EXIT
 # disabled at the end, or on the way out of a run that failed.
 NEW_UNITS=()
 unit_files() {
-	ls -1 /etc/systemd/system /run/systemd/system /lib/systemd/system /usr/lib/systemd/system 2>/dev/null |
+	ls -1 /etc/systemd/system /run/systemd/system /usr/local/lib/systemd/system /lib/systemd/system /usr/lib/systemd/system 2>/dev/null |
 		grep -E '^[^@/]+\.(service|socket)$' | sort -u || true
 }
 disable_new_services() {
 	if [[ ${#NEW_UNITS[@]} -eq 0 || ! -d /run/systemd/system ]]; then
 		return
 	fi
-	$SUDO systemctl disable --quiet "${NEW_UNITS[@]}" >/dev/null 2>&1 || true
-	SUMMARY+=("services: disabled ${NEW_UNITS[*]}")
+	if $SUDO systemctl disable --quiet "${NEW_UNITS[@]}" >/dev/null 2>&1; then
+		SUMMARY+=("services: disabled ${NEW_UNITS[*]}")
+	else
+		echo "install-test-deps: could not disable ${NEW_UNITS[*]}: they may start at the next boot (systemctl disable them)" >&2
+	fi
 	NEW_UNITS=()
 }
 
@@ -99,22 +102,26 @@ apt_install() {
 	fi
 	# apt and debconf chatter goes to a log shown only on failure, so a
 	# successful run prints the one summary line.
-	local log before unit
+	local log before unit ok=1
 	before=$(unit_files)
 	log=$(mktemp)
 	if ! $SUDO env DEBIAN_FRONTEND=noninteractive \
 		apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "$@" >"$log" 2>&1; then
+		ok=0
+	fi
+	# What a failed install unpacked is disabled too (on the way out).
+	while IFS= read -r unit; do
+		if [[ -n "$unit" ]]; then
+			NEW_UNITS+=("$unit")
+		fi
+	done < <(comm -13 <(printf '%s\n' "$before") <(unit_files))
+	if [[ "$ok" -eq 0 ]]; then
 		cat "$log" >&2
 		rm -f "$log"
 		echo "install-test-deps: apt-get install $* failed" >&2
 		exit 1
 	fi
 	rm -f "$log"
-	while IFS= read -r unit; do
-		if [[ -n "$unit" ]]; then
-			NEW_UNITS+=("$unit")
-		fi
-	done < <(comm -13 <(printf '%s\n' "$before") <(unit_files))
 }
 
 # ensure_debian installs each "binary:package" pair whose binary is missing.
@@ -198,9 +205,12 @@ ensure_node() {
 	if [[ "$NODE_CHECKED" -eq 1 ]]; then
 		return
 	fi
-	if ! have_bin npm || { ! have_bin node && [[ ! -x "$NODE_DIR/bin/node" ]]; }; then
+	if ! have_bin node && ! have_bin npm; then
 		apt_install nodejs npm
 		SUMMARY+=("node: installed nodejs npm")
+	elif ! have_bin npm; then
+		apt_install npm
+		SUMMARY+=("node: installed npm")
 	fi
 	if [[ -x "$NODE_DIR/bin/node" ]] && node_suits "$NODE_DIR/bin/node"; then
 		export PATH="$NODE_DIR/bin:$PATH"
@@ -209,6 +219,7 @@ ensure_node() {
 		# One that does not run here (a checkout copied from another architecture): the
 		# machine's own suits, and the tools would take the other first.
 		rm -rf "$NODE_DIR"
+		SUMMARY+=("node: removed tools/nodejs, which does not run here; the machine's $(node --version) suits")
 	elif ! node_suits node; then
 		local arch
 		case "$(uname -m)" in

@@ -7,6 +7,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -52,15 +55,46 @@ func NodeBinary(root string) (string, error) {
 }
 
 // fetchedNode is the node in NodeDir under root, if there is one that runs here (not one of
-// another architecture, in a checkout copied from another machine).
+// another architecture, in a checkout copied from another machine) and suits the tools. What it
+// found is kept for the test binary's life (a node's start takes tens of milliseconds).
 func fetchedNode(root string) (string, bool) {
-	p := filepath.Join(root, NodeDir, "bin", "node")
-	if !isExecutable(p) {
-		return "", false
+	if v, ok := fetched.Load(root); ok {
+		f := v.(fetchedResult)
+		return f.path, f.ok
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	return p, exec.CommandContext(ctx, p, "--version").Run() == nil
+	p := filepath.Join(root, NodeDir, "bin", "node")
+	ok := false
+	if isExecutable(p) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		out, err := exec.CommandContext(ctx, p, "--version").Output()
+		cancel()
+		ok = err == nil && NodeSuits(strings.TrimSpace(string(out)))
+	}
+	fetched.Store(root, fetchedResult{p, ok})
+	return p, ok
+}
+
+type fetchedResult struct {
+	path string
+	ok   bool
+}
+
+var fetched sync.Map // root → fetchedResult
+
+// NodeSuits says whether a Node.js of that version ("v20.20.2") runs the pinned tools (Azurite
+// 3.35, @redocly/cli 2.77): 20.19 or later in the 20 line, or 22.12 or later, as
+// scripts/install-test-deps.sh requires.
+func NodeSuits(version string) bool {
+	parts := strings.SplitN(strings.TrimPrefix(version, "v"), ".", 3)
+	if len(parts) < 2 {
+		return false
+	}
+	major, err1 := strconv.Atoi(parts[0])
+	minor, err2 := strconv.Atoi(parts[1])
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	return major > 22 || major == 22 && minor >= 12 || major == 20 && minor >= 19
 }
 
 // requireNode is NodeBinary for a test: skipped without one, or failed under CI=true.
