@@ -28,4 +28,10 @@ if [ $# -eq 0 ]; then
 	# slower build does.
 	go test -count=1 -timeout 10m -run '^TestRegressions$' -v ./bench/regress ||
 		{ echo "test: regression bench without -race, again"; go test -count=1 -timeout 10m -run '^TestRegressions$' -v ./bench/regress; }
+	# The order campaigns of docs/PERFORMANCE.md (section 4) in short: 2 s of load each and a
+	# backlog of 5,000, failing when an order is lost, doubled or not announced; their figures
+	# are printed, not judged (a timed target is a benchmark's, read on a quiet machine).
+	echo "test: order campaigns, short"
+	STOREEDGE_BENCH_SECONDS=2 STOREEDGE_BENCH_ORDERS=5000 go test -count=1 -timeout 10m -run '^$' \
+		-bench '^(BenchmarkLANOrders|BenchmarkServiceBusLatency|BenchmarkOutboxDrain)$' -benchtime 1x ./bench/orderload
 fi
