@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"unicode/utf8"
@@ -259,13 +260,25 @@ func winRules(rules []Rule) []winRule {
 	return out
 }
 
+// wanKeys are the keys an outbound WAN rule may be named after; a port's rule may have had
+// another of them before (its first host's key, the proxy's variable).
+var wanKeys = []string{"cloud.url", "servicebus.connection_string", "media.container_url", "media.connection_string",
+	"logs.ship.url", "support.servicebus.connection_string", "wan.proxy", "HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY"}
+
 // winDeletes are the names a Windows script deletes before it adds its rules, each once: every
-// rule's, and the name earlier versions gave it.
+// rule's, the name earlier versions gave it, and an outbound rule's names under the other keys
+// its port may have been named after.
 func winDeletes(ws []winRule) []string {
 	var names []string
 	seen := map[string]bool{}
 	for _, r := range ws {
-		for _, name := range []string{r.legacy, r.name} {
+		candidates := []string{r.legacy, r.name}
+		if r.Dir == Out && slices.Contains(wanKeys, r.Key) {
+			for _, k := range wanKeys {
+				candidates = append(candidates, r.legacy+" ("+k+")")
+			}
+		}
+		for _, name := range candidates {
 			if !seen[name] {
 				seen[name] = true
 				names = append(names, name)
@@ -306,6 +319,9 @@ func writePowerShell(w io.Writer, rules []Rule) error {
 	var b strings.Builder
 	b.WriteString("# storeedge: the firewall this configuration needs. Run in an administrator's PowerShell.\n")
 	b.WriteString("$program = \"$env:ProgramFiles\\storeedge\\storeedge.exe\"\n")
+	// Every rule storeedge made before, whatever the configuration then (a port no longer used
+	// included), then those of this one: the rules left are exactly these.
+	b.WriteString("Get-NetFirewallRule -DisplayName 'storeedge *' -ErrorAction SilentlyContinue | Remove-NetFirewallRule\n")
 	ws := winRules(rules)
 	for _, name := range winDeletes(ws) {
 		fmt.Fprintf(&b, "Remove-NetFirewallRule -DisplayName '%s' -ErrorAction SilentlyContinue\n", psQuote(name))

@@ -383,3 +383,36 @@ func slicesContains(s []string, v string) bool {
 	}
 	return false
 }
+
+// A WAN port's rule once named after another key (the cloud's, before a Blob store of the shop's
+// own took the port; the proxy's variable) is deleted by the netsh script; the PowerShell script
+// removes every storeedge rule first, those of ports no longer used too.
+func TestWindowsScriptsReplaceRulesOfEarlierConfigurations(t *testing.T) {
+	c := config.Default()
+	c.Media.ConnectionString = "BlobEndpoint=https://azurite.lan:10000/devstoreaccount1;SharedAccessSignature=sv=1&sig=x"
+	var netsh, ps strings.Builder
+	if err := Write(&netsh, "netsh", Rules(c), Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := Write(&ps, "powershell", Rules(c), Options{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`delete rule name="storeedge out tcp 10000 (cloud.url)"`, `add rule name="storeedge out tcp 10000 (media.connection_string)"`} {
+		if !strings.Contains(netsh.String(), want) {
+			t.Errorf("netsh lacks %s:\n%s", want, netsh.String())
+		}
+	}
+	lines := strings.Split(ps.String(), "\n")
+	first := -1
+	for i, l := range lines {
+		if l == "Get-NetFirewallRule -DisplayName 'storeedge *' -ErrorAction SilentlyContinue | Remove-NetFirewallRule" {
+			first = i
+		}
+		if strings.HasPrefix(l, "New-NetFirewallRule") && (first < 0 || first > i) {
+			t.Fatalf("a rule added before every storeedge rule was removed:\n%s", ps.String())
+		}
+	}
+	if first < 0 {
+		t.Errorf("PowerShell does not remove the storeedge rules of earlier configurations:\n%s", ps.String())
+	}
+}
