@@ -286,9 +286,24 @@ func (c *Client) Upload(ctx context.Context, events []cloudapi.Event) (cloudapi.
 	}
 	defer resp.Body.Close()
 	if err := decodeAnswer(resp.Body, MaxUploadAnswer, &out); err != nil {
+		if malformed(err) && ctx.Err() == nil {
+			return out, fmt.Errorf("cloud: upload: %w: %v", ErrMalformedAnswer, err)
+		}
 		return out, fmt.Errorf("cloud: upload: read answer: %w", err)
 	}
 	return out, nil
+}
+
+// ErrMalformedAnswer is an upload answer of 200 that is not the document of cloud-api.md (a
+// field of another type, say). The cloud may have stored the events.
+var ErrMalformedAnswer = errors.New("the answer is not an upload answer")
+
+// malformed tells an answer read whole that is not the document (not JSON, a field of another
+// type) from one the connection cut short, which is the WAN's failure.
+func malformed(err error) bool {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	return errors.As(err, &se) || errors.As(err, &te)
 }
 
 // Limits of the answers read whole (cloud-api.md).

@@ -826,3 +826,73 @@ func TestPassingFaultDuringASplitKeepsTheSize(t *testing.T) {
 		t.Fatalf("batches of %v, want %v", f.sizes, want)
 	}
 }
+
+// A cloud down for long (a 502 to everything) costs each attempt at most the batch and
+// maxFailedAlone events alone, however many attempts it has failed: the events failed on alone
+// are not all sent again at each attempt. Once it is back, everything goes.
+func TestLongOutageAttemptsStayBounded(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	createOrders(t, db, 20, 1)
+	f := &failingCloud{down: true}
+	w := New(Options{DB: db, Cloud: f, Batch: 100})
+	for attempt := range 30 {
+		f.calls = 0
+		if _, err := w.Drain(ctx); err == nil {
+			t.Fatal("a drain to a cloud that is down succeeded")
+		}
+		if f.calls > 1+maxFailedAlone {
+			t.Fatalf("attempt %d sent %d requests to a cloud that is down, want at most %d", attempt, f.calls, 1+maxFailedAlone)
+		}
+	}
+	f.down = false
+	if n, err := w.Drain(ctx); err != nil || n != 20 {
+		t.Fatalf("the cloud back: drained %d, %v; want 20", n, err)
+	}
+}
+
+// An upload answer of 200 that is not the document (a reason of another type, for one event of
+// the batch) does not hold the queue for ever: the batch goes one event at a time, the others
+// are delivered, and the event whose answer stays malformed is set aside, saying why.
+func TestMalformedAnswerDoesNotHoldTheQueue(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	createOrders(t, db, 3, 1)
+	pending, err := db.PendingOutbox(ctx, 10)
+	if err != nil || len(pending) != 3 {
+		t.Fatalf("%d pending, %v", len(pending), err)
+	}
+	bad := pending[0].Key
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req cloudapi.UploadRequest
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		var accepted []string
+		for _, e := range req.Events {
+			if e.Key == bad {
+				fmt.Fprintf(w, `{"accepted":[],"rejected":[{"key":%q,"reason":{"code":7}}]}`, bad)
+				return
+			}
+			accepted = append(accepted, e.Key)
+		}
+		json.NewEncoder(w).Encode(cloudapi.UploadResponse{Accepted: accepted})
+	}))
+	defer srv.Close()
+	c, err := cloud.New(srv.URL, "key", srv.Client(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := New(Options{DB: db, Cloud: c})
+	if _, err := w.Drain(ctx); err != nil {
+		t.Fatalf("drain: %v", err)
+	}
+	if p, rejected, _, err := db.OutboxBacklog(ctx); err != nil || p != 0 || rejected != 1 {
+		t.Fatalf("%d queued, %d set aside (%v); want 0 and 1", p, rejected, err)
+	}
+	r, err := db.RejectedOutbox(ctx, 10)
+	if err != nil || len(r) != 1 || r[0].Key != bad || !strings.Contains(r[0].LastError, "not an upload answer") {
+		t.Fatalf("set aside: %+v, %v; want %s, saying the answer was not an upload answer", r, err, bad)
+	}
+}
