@@ -285,17 +285,23 @@ func (c *Client) Upload(ctx context.Context, events []cloudapi.Event) (cloudapi.
 		return out, err
 	}
 	defer resp.Body.Close()
+	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); !strings.Contains(mt, "json") {
+		// Typically a proxy's or captive portal's page answering in the cloud's place: the
+		// WAN's failure, the batch retried whole.
+		return out, &Error{Op: "upload", Status: resp.StatusCode, Detail: fmt.Sprintf("answered %q instead of JSON: is a proxy or portal answering for the cloud?", mt)}
+	}
 	if err := decodeAnswer(resp.Body, MaxUploadAnswer, &out); err != nil {
 		if malformed(err) && ctx.Err() == nil {
-			return out, fmt.Errorf("cloud: upload: %w: %v", ErrMalformedAnswer, err)
+			return cloudapi.UploadResponse{}, fmt.Errorf("cloud: upload: %w (%v)", ErrMalformedAnswer, err)
 		}
 		return out, fmt.Errorf("cloud: upload: read answer: %w", err)
 	}
 	return out, nil
 }
 
-// ErrMalformedAnswer is an upload answer of 200 that is not the document of cloud-api.md (a
-// field of another type, say). The cloud may have stored the events.
+// ErrMalformedAnswer is an upload answer of 200, as JSON, that is not the document of
+// cloud-api.md (a field of another type, say): the platform failed on the batch, as with a 5xx.
+// It may have stored the events.
 var ErrMalformedAnswer = errors.New("the answer is not an upload answer")
 
 // malformed tells an answer read whole that is not the document (not JSON, a field of another

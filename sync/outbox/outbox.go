@@ -193,7 +193,8 @@ func (w *Worker) failed(ctx context.Context, keys []string, err error) {
 // 503, which says it is unavailable or overloaded): perhaps on one of its events only.
 func serverFault(err error) bool {
 	var ce *cloud.Error
-	return errors.As(err, &ce) && ce.Status >= 500 && ce.Status <= 599 && ce.Status != http.StatusServiceUnavailable
+	return errors.As(err, &ce) && ce.Status >= 500 && ce.Status <= 599 && ce.Status != http.StatusServiceUnavailable ||
+		errors.Is(err, cloud.ErrMalformedAnswer) // a 200 whose body is not the answer: the platform failed on it
 }
 
 // oneByOne sends the entries of a batch the cloud refused or failed on again one at a time, in
@@ -204,16 +205,16 @@ func serverFault(err error) bool {
 // An entry the cloud fails on alone (5xx) stays queued, and the others go on; a second one in a
 // row, or any other failure, ends the attempt: the cloud is down, not failing on one event. An
 // entry it failed on alone before does not count in the row (two such entries side by side, at
-// the head of the queue once the others went, would otherwise end every attempt), but an
-// attempt in which maxFailedAlone entries failed and none went through ends all the same: the
-// cloud down for long, with its list of such entries grown one an attempt, would otherwise get
-// a request for each of them at every attempt. The error then is the last failure, as it is
-// when the batch ends with entries failed on.
+// the head of the queue once the others went, would otherwise end every attempt), and only the
+// first retriedAlone of them are sent alone again in an attempt: the others wait, as failed on,
+// for a later one (or for a batch that the platform takes whole), so that a cloud down for long,
+// its list of such entries grown one an attempt, gets a bounded number of requests. The error
+// then is the last failure, as it is when the batch ends with entries failed on.
 func (w *Worker) oneByOne(ctx context.Context, entries []storage.OutboxEntry) (int, error) {
 	n := 0
 	blocked := map[string]bool{}
 	var failedOn error // the last failure of an entry alone
-	inARow, failures, through := 0, 0, false
+	inARow, retried := 0, 0
 	for i := range entries {
 		e := entries[i]
 		if e.OrderID != "" {
@@ -229,13 +230,17 @@ func (w *Worker) oneByOne(ctx context.Context, entries []storage.OutboxEntry) (i
 				continue
 			}
 		}
+		if w.failedAlone[e.Key] {
+			if retried == retriedAlone {
+				if e.OrderID != "" {
+					blocked[e.OrderID] = true // still queued: its order's later events wait
+				}
+				continue
+			}
+			retried++
+		}
 		m, err := w.upload(ctx, entries[i:i+1])
 		n += m
-		if err != nil && serverFault(err) {
-			if failures++; failures >= maxFailedAlone && !through {
-				return n, err
-			}
-		}
 		switch {
 		case err != nil && serverFault(err) && w.failedAlone[e.Key]:
 			failedOn = err
@@ -248,7 +253,7 @@ func (w *Worker) oneByOne(ctx context.Context, entries []storage.OutboxEntry) (i
 		case err != nil:
 			return n, err
 		default:
-			inARow, through = 0, true
+			inARow = 0
 		}
 		if e.OrderID != "" {
 			state, err := w.o.DB.OutboxState(ctx, e.Key)
@@ -263,9 +268,9 @@ func (w *Worker) oneByOne(ctx context.Context, entries []storage.OutboxEntry) (i
 	return n, failedOn
 }
 
-// maxFailedAlone is how many entries may fail alone (5xx) in one attempt before one goes
-// through: it bounds the requests an attempt makes to a cloud that is down.
-const maxFailedAlone = 8
+// retriedAlone is how many entries the cloud failed on alone before an attempt sends alone
+// again: it bounds the requests an attempt makes to a cloud that is down.
+const retriedAlone = 2
 
 func (w *Worker) fail(err error, wait time.Duration) {
 	w.mu.Lock()
@@ -393,16 +398,7 @@ func (w *Worker) upload(ctx context.Context, entries []storage.OutboxEntry) (int
 			w.failed(ctx, keys, err)
 			return w.oneByOne(ctx, entries)
 		}
-		if errors.Is(err, cloud.ErrMalformedAnswer) {
-			w.answered(len(entries))
-			if len(entries) > 1 {
-				// It may be about one event only (its reason of another type, say): one at a
-				// time, the others go.
-				return w.oneByOne(ctx, entries)
-			}
-			// Retried, it would hold back every upload after it, as an answer too large would.
-			return 1, w.setAside(ctx, keys[0], "the cloud's answer about it is not an upload answer ("+err.Error()+"); it may have stored it")
-		}
+
 		if errors.Is(err, cloud.ErrAnswerTooLarge) {
 			if len(entries) > 1 {
 				// The cloud may have stored them; a smaller batch gets an answer that fits, and

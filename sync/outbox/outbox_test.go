@@ -513,6 +513,7 @@ func TestSplitBatchHoldsBackARefusedOrdersLaterEvents(t *testing.T) {
 		var req cloudapi.UploadRequest
 		json.NewDecoder(r.Body).Decode(&req)
 		if len(req.Events) >= 3 {
+			w.Header().Set("Content-Type", "application/json")
 			fmt.Fprintf(w, `{"accepted":[],"duplicate":[],"rejected":[{"key":"x","reason":"%s"}]}`, strings.Repeat("a", cloud.MaxUploadAnswer))
 			return
 		}
@@ -527,6 +528,7 @@ func TestSplitBatchHoldsBackARefusedOrdersLaterEvents(t *testing.T) {
 			got = append(got, e.Type+" "+e.Key)
 			res.Accepted = append(res.Accepted, e.Key)
 		}
+		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(res)
 	}))
 	defer ts.Close()
@@ -567,6 +569,7 @@ func TestOversizedAnswerSplitsTheBatch(t *testing.T) {
 		}
 		oversized++
 		sim.Handler().ServeHTTP(httptest.NewRecorder(), r) // stored, and the answer lost in a long one
+		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, `{"accepted":[],"duplicate":[],"rejected":[{"key":"x","reason":"%s"}]}`, strings.Repeat("a", cloud.MaxUploadAnswer))
 	}))
 	defer ts.Close()
@@ -603,6 +606,7 @@ func TestOneOversizedAnswerDoesNotShrinkTheDrain(t *testing.T) {
 			requests++
 			body, _ := io.ReadAll(r.Body)
 			if bytes.Contains(body, []byte(big)) {
+				w.Header().Set("Content-Type", "application/json")
 				fmt.Fprintf(w, `{"accepted":[],"duplicate":[],"rejected":[{"key":"x","reason":"%s"}]}`, strings.Repeat("a", cloud.MaxUploadAnswer))
 				return
 			}
@@ -827,9 +831,10 @@ func TestPassingFaultDuringASplitKeepsTheSize(t *testing.T) {
 	}
 }
 
-// A cloud down for long (a 502 to everything) costs each attempt at most the batch and
-// maxFailedAlone events alone, however many attempts it has failed: the events failed on alone
-// are not all sent again at each attempt. Once it is back, everything goes.
+// A cloud down for long (a 502 to everything) costs each attempt at most the batch, retriedAlone
+// events it failed on alone before and two new ones, however many attempts it has failed: the
+// events failed on alone are not all sent again at each attempt. Once it is back, everything
+// goes.
 func TestLongOutageAttemptsStayBounded(t *testing.T) {
 	db := openDB(t)
 	ctx := context.Background()
@@ -841,8 +846,8 @@ func TestLongOutageAttemptsStayBounded(t *testing.T) {
 		if _, err := w.Drain(ctx); err == nil {
 			t.Fatal("a drain to a cloud that is down succeeded")
 		}
-		if f.calls > 1+maxFailedAlone {
-			t.Fatalf("attempt %d sent %d requests to a cloud that is down, want at most %d", attempt, f.calls, 1+maxFailedAlone)
+		if f.calls > 1+retriedAlone+2 {
+			t.Fatalf("attempt %d sent %d requests to a cloud that is down, want at most %d", attempt, f.calls, 1+retriedAlone+2)
 		}
 	}
 	f.down = false
@@ -851,9 +856,36 @@ func TestLongOutageAttemptsStayBounded(t *testing.T) {
 	}
 }
 
+// Events the cloud always fails on, more of them than an attempt retries alone, at the head of the
+// queue, do not hold back the events behind them.
+func TestManyEventsTheCloudFailsOnDoNotStopTheQueue(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	for i := range 8 {
+		if _, _, err := db.CreateOrder(ctx, storage.NewOrder{Order: orders.Order{Source: orders.SourceLAN, DeviceID: fmt.Sprint("pos-p", i), Status: orders.StatusNew,
+			Currency: "EUR", Note: "poison"}, IdempotencyKey: fmt.Sprint("p", i), RequestHash: "h"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	createOrders(t, db, 10, 1)
+	f := &failingCloud{}
+	w := New(Options{DB: db, Cloud: f, Batch: 100})
+	for range 12 {
+		w.Drain(ctx)
+	}
+	if len(f.got) != 10 {
+		t.Fatalf("the cloud got %d events, want the 10 good orders'", len(f.got))
+	}
+	if pending, _ := db.PendingOutbox(ctx, 100); len(pending) != 8 {
+		t.Fatalf("%d events queued, want the 8 the cloud fails on", len(pending))
+	}
+}
+
 // An upload answer of 200 that is not the document (a reason of another type, for one event of
-// the batch) does not hold the queue for ever: the batch goes one event at a time, the others
-// are delivered, and the event whose answer stays malformed is set aside, saying why.
+// the batch) does not hold the queue for ever: it is taken as the platform failing on the batch
+// (a 5xx), which goes one event at a time; the others are delivered, the event whose answer
+// stays malformed stays queued (never set aside: the platform may have stored it). A page that
+// is not JSON at all (a captive portal's) is the WAN's failure: nothing is set aside.
 func TestMalformedAnswerDoesNotHoldTheQueue(t *testing.T) {
 	db := openDB(t)
 	ctx := context.Background()
@@ -870,6 +902,7 @@ func TestMalformedAnswerDoesNotHoldTheQueue(t *testing.T) {
 			return
 		}
 		var accepted []string
+		w.Header().Set("Content-Type", "application/json")
 		for _, e := range req.Events {
 			if e.Key == bad {
 				fmt.Fprintf(w, `{"accepted":[],"rejected":[{"key":%q,"reason":{"code":7}}]}`, bad)
@@ -885,14 +918,37 @@ func TestMalformedAnswerDoesNotHoldTheQueue(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := New(Options{DB: db, Cloud: c})
-	if _, err := w.Drain(ctx); err != nil {
-		t.Fatalf("drain: %v", err)
+	if _, err := w.Drain(ctx); err == nil || !strings.Contains(err.Error(), "not an upload answer") {
+		t.Fatalf("drain: %v; want the malformed answer named", err)
 	}
-	if p, rejected, _, err := db.OutboxBacklog(ctx); err != nil || p != 0 || rejected != 1 {
-		t.Fatalf("%d queued, %d set aside (%v); want 0 and 1", p, rejected, err)
+	pending, err = db.PendingOutbox(ctx, 10)
+	if err != nil || len(pending) != 1 || pending[0].Key != bad {
+		t.Fatalf("queued: %+v, %v; want %s alone", pending, err, bad)
 	}
-	r, err := db.RejectedOutbox(ctx, 10)
-	if err != nil || len(r) != 1 || r[0].Key != bad || !strings.Contains(r[0].LastError, "not an upload answer") {
-		t.Fatalf("set aside: %+v, %v; want %s, saying the answer was not an upload answer", r, err, bad)
+	if _, rejected, _, _ := db.OutboxBacklog(ctx); rejected != 0 {
+		t.Fatalf("%d set aside, want none", rejected)
+	}
+
+	// A portal's page, 200 in HTML, in the cloud's place.
+	for i := range 2 {
+		if _, _, err := db.CreateOrder(ctx, storage.NewOrder{Order: orders.Order{Source: orders.SourceLAN, DeviceID: fmt.Sprint("pos-w", i), Status: orders.StatusNew,
+			Currency: "EUR"}, IdempotencyKey: "w", RequestHash: "h"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	portal := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		w.Write([]byte("<html><body>Sign in to the guest Wi-Fi</body></html>"))
+	}))
+	defer portal.Close()
+	pc, err := cloud.New(portal.URL, "key", portal.Client(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(Options{DB: db, Cloud: pc}).Drain(ctx); err == nil || !strings.Contains(err.Error(), "text/html") {
+		t.Fatalf("drain through a portal: %v; want an error naming its page", err)
+	}
+	if p, rejected, _, err := db.OutboxBacklog(ctx); err != nil || p != 3 || rejected != 0 {
+		t.Fatalf("after the portal: %d queued, %d set aside (%v); want 3 and 0", p, rejected, err)
 	}
 }
