@@ -320,8 +320,9 @@ func writePowerShell(w io.Writer, rules []Rule) error {
 	b.WriteString("# storeedge: the firewall this configuration needs. Run in an administrator's PowerShell.\n")
 	b.WriteString("$program = \"$env:ProgramFiles\\storeedge\\storeedge.exe\"\n")
 	// Every rule storeedge made before, whatever the configuration then (a port no longer used
-	// included), then those of this one: the rules left are exactly these.
-	b.WriteString("Get-NetFirewallRule -DisplayName 'storeedge *' -ErrorAction SilentlyContinue | Remove-NetFirewallRule\n")
+	// included), then those of this one: the rules left are exactly these. Its names begin
+	// "storeedge in " or "storeedge out ", not an admin's own "storeedge RDP", say.
+	b.WriteString("Get-NetFirewallRule -DisplayName 'storeedge in *', 'storeedge out *' -ErrorAction SilentlyContinue | Remove-NetFirewallRule\n")
 	ws := winRules(rules)
 	for _, name := range winDeletes(ws) {
 		fmt.Fprintf(&b, "Remove-NetFirewallRule -DisplayName '%s' -ErrorAction SilentlyContinue\n", psQuote(name))

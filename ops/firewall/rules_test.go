@@ -405,7 +405,7 @@ func TestWindowsScriptsReplaceRulesOfEarlierConfigurations(t *testing.T) {
 	lines := strings.Split(ps.String(), "\n")
 	first := -1
 	for i, l := range lines {
-		if l == "Get-NetFirewallRule -DisplayName 'storeedge *' -ErrorAction SilentlyContinue | Remove-NetFirewallRule" {
+		if l == "Get-NetFirewallRule -DisplayName 'storeedge in *', 'storeedge out *' -ErrorAction SilentlyContinue | Remove-NetFirewallRule" {
 			first = i
 		}
 		if strings.HasPrefix(l, "New-NetFirewallRule") && (first < 0 || first > i) {
