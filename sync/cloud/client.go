@@ -292,7 +292,7 @@ func (c *Client) Upload(ctx context.Context, events []cloudapi.Event) (cloudapi.
 	}
 	if err := decodeAnswer(resp.Body, MaxUploadAnswer, &out); err != nil {
 		if malformed(err) && ctx.Err() == nil {
-			return cloudapi.UploadResponse{}, fmt.Errorf("cloud: upload: %w (%v)", ErrMalformedAnswer, err)
+			return out, fmt.Errorf("cloud: upload: %w (%v)", ErrMalformedAnswer, err) // out: what could be read of it
 		}
 		return out, fmt.Errorf("cloud: upload: read answer: %w", err)
 	}
@@ -300,8 +300,8 @@ func (c *Client) Upload(ctx context.Context, events []cloudapi.Event) (cloudapi.
 }
 
 // ErrMalformedAnswer is an upload answer of 200, as JSON, that is not the document of
-// cloud-api.md (a field of another type, say): the platform failed on the batch, as with a 5xx.
-// It may have stored the events.
+// cloud-api.md (a field of another type, say). The platform may have stored the events; the
+// answer returned with it holds what could be read.
 var ErrMalformedAnswer = errors.New("the answer is not an upload answer")
 
 // malformed tells an answer read whole that is not the document (not JSON, a field of another

@@ -8,12 +8,14 @@
 package outbox
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -66,8 +68,10 @@ type Worker struct {
 	split bool
 	// failedAlone holds the keys of the entries the cloud failed on alone (a 5xx), until one is
 	// settled: failing again, such an entry says nothing of the cloud being down (oneByOne).
-	// Only Drain's goroutine uses it.
-	failedAlone map[string]bool
+	// Each key's value is when it was last sent alone (a count of the sends alone, sentAlone),
+	// so that those sent longest ago go first. Only Drain's goroutine uses them.
+	failedAlone map[string]int64
+	sentAlone   int64
 
 	mu        sync.Mutex // protects the fields below
 	lastError string
@@ -193,8 +197,7 @@ func (w *Worker) failed(ctx context.Context, keys []string, err error) {
 // 503, which says it is unavailable or overloaded): perhaps on one of its events only.
 func serverFault(err error) bool {
 	var ce *cloud.Error
-	return errors.As(err, &ce) && ce.Status >= 500 && ce.Status <= 599 && ce.Status != http.StatusServiceUnavailable ||
-		errors.Is(err, cloud.ErrMalformedAnswer) // a 200 whose body is not the answer: the platform failed on it
+	return errors.As(err, &ce) && ce.Status >= 500 && ce.Status <= 599 && ce.Status != http.StatusServiceUnavailable
 }
 
 // oneByOne sends the entries of a batch the cloud refused or failed on again one at a time, in
@@ -205,16 +208,18 @@ func serverFault(err error) bool {
 // An entry the cloud fails on alone (5xx) stays queued, and the others go on; a second one in a
 // row, or any other failure, ends the attempt: the cloud is down, not failing on one event. An
 // entry it failed on alone before does not count in the row (two such entries side by side, at
-// the head of the queue once the others went, would otherwise end every attempt), and only the
-// first retriedAlone of them are sent alone again in an attempt: the others wait, as failed on,
-// for a later one (or for a batch that the platform takes whole), so that a cloud down for long,
-// its list of such entries grown one an attempt, gets a bounded number of requests. The error
+// the head of the queue once the others went, would otherwise end every attempt). Until an entry
+// goes through in the attempt, only retriedAlone of those are sent alone again, the ones sent
+// alone longest ago (so that each gets its turn, over the attempts); the others wait, as failed
+// on. A cloud down for long, its list of such entries grown one an attempt, so gets a bounded
+// number of requests; once one entry went through, the cloud is up, and they all go. The error
 // then is the last failure, as it is when the batch ends with entries failed on.
 func (w *Worker) oneByOne(ctx context.Context, entries []storage.OutboxEntry) (int, error) {
 	n := 0
 	blocked := map[string]bool{}
 	var failedOn error // the last failure of an entry alone
-	inARow, retried := 0, 0
+	inARow, through := 0, false
+	retryNow := w.retryTurns(entries)
 	for i := range entries {
 		e := entries[i]
 		if e.OrderID != "" {
@@ -230,30 +235,30 @@ func (w *Worker) oneByOne(ctx context.Context, entries []storage.OutboxEntry) (i
 				continue
 			}
 		}
-		if w.failedAlone[e.Key] {
-			if retried == retriedAlone {
-				if e.OrderID != "" {
-					blocked[e.OrderID] = true // still queued: its order's later events wait
-				}
-				continue
+		_, known := w.failedAlone[e.Key]
+		if known && !through && !retryNow[e.Key] {
+			if e.OrderID != "" {
+				blocked[e.OrderID] = true // still queued: its order's later events wait
 			}
-			retried++
+			continue
 		}
 		m, err := w.upload(ctx, entries[i:i+1])
 		n += m
+		w.sentAlone++
 		switch {
-		case err != nil && serverFault(err) && w.failedAlone[e.Key]:
+		case err != nil && serverFault(err) && known:
+			w.failedAlone[e.Key] = w.sentAlone
 			failedOn = err
 		case err != nil && serverFault(err) && inARow == 0:
 			if w.failedAlone == nil {
-				w.failedAlone = map[string]bool{}
+				w.failedAlone = map[string]int64{}
 			}
-			w.failedAlone[e.Key] = true
+			w.failedAlone[e.Key] = w.sentAlone
 			failedOn, inARow = err, 1
 		case err != nil:
 			return n, err
 		default:
-			inARow = 0
+			inARow, through = 0, true
 		}
 		if e.OrderID != "" {
 			state, err := w.o.DB.OutboxState(ctx, e.Key)
@@ -269,8 +274,25 @@ func (w *Worker) oneByOne(ctx context.Context, entries []storage.OutboxEntry) (i
 }
 
 // retriedAlone is how many entries the cloud failed on alone before an attempt sends alone
-// again: it bounds the requests an attempt makes to a cloud that is down.
+// again until one goes through: it bounds the requests an attempt makes to a cloud that is down.
 const retriedAlone = 2
+
+// retryTurns picks, among entries, the retriedAlone that the cloud failed on alone and that were
+// sent alone longest ago.
+func (w *Worker) retryTurns(entries []storage.OutboxEntry) map[string]bool {
+	var known []string
+	for _, e := range entries {
+		if _, ok := w.failedAlone[e.Key]; ok {
+			known = append(known, e.Key)
+		}
+	}
+	slices.SortStableFunc(known, func(a, b string) int { return cmp.Compare(w.failedAlone[a], w.failedAlone[b]) })
+	turns := map[string]bool{}
+	for _, k := range known[:min(len(known), retriedAlone)] {
+		turns[k] = true
+	}
+	return turns
+}
 
 func (w *Worker) fail(err error, wait time.Duration) {
 	w.mu.Lock()
@@ -397,6 +419,21 @@ func (w *Worker) upload(ctx context.Context, entries []storage.OutboxEntry) (int
 			w.answered(len(entries)) // the fault is not the size: a split goes on at this one
 			w.failed(ctx, keys, err)
 			return w.oneByOne(ctx, entries)
+		}
+		if errors.Is(err, cloud.ErrMalformedAnswer) {
+			w.answered(len(entries))
+			if len(entries) > 1 {
+				// It may be about one event only (its reason of another type, say): one at a
+				// time, the others go.
+				return w.oneByOne(ctx, entries)
+			}
+			if slices.Contains(resp.Accepted, keys[0]) || slices.Contains(resp.Duplicate, keys[0]) {
+				// What could be read of it says the platform has it.
+				return 1, w.o.DB.CompleteOutbox(ctx, storage.OutboxResult{Delivered: keys})
+			}
+			// Kept queued, it would hold back every upload after it for ever: set aside, where
+			// the admin sees it and may send it again (its duplicate then settles it).
+			return 1, w.setAside(ctx, keys[0], "the cloud's answer about it could not be read ("+err.Error()+"); it may have stored it")
 		}
 
 		if errors.Is(err, cloud.ErrAnswerTooLarge) {

@@ -882,9 +882,9 @@ func TestManyEventsTheCloudFailsOnDoNotStopTheQueue(t *testing.T) {
 }
 
 // An upload answer of 200 that is not the document (a reason of another type, for one event of
-// the batch) does not hold the queue for ever: it is taken as the platform failing on the batch
-// (a 5xx), which goes one event at a time; the others are delivered, the event whose answer
-// stays malformed stays queued (never set aside: the platform may have stored it). A page that
+// the batch) does not hold the queue for ever: the batch goes one event at a time, the others
+// are delivered, and the event whose answer stays malformed is set aside, saying why (kept
+// queued, it would hold back every upload after it; the admin may send it again). A page that
 // is not JSON at all (a captive portal's) is the WAN's failure: nothing is set aside.
 func TestMalformedAnswerDoesNotHoldTheQueue(t *testing.T) {
 	db := openDB(t)
@@ -918,15 +918,15 @@ func TestMalformedAnswerDoesNotHoldTheQueue(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := New(Options{DB: db, Cloud: c})
-	if _, err := w.Drain(ctx); err == nil || !strings.Contains(err.Error(), "not an upload answer") {
-		t.Fatalf("drain: %v; want the malformed answer named", err)
+	if _, err := w.Drain(ctx); err != nil {
+		t.Fatalf("drain: %v", err)
 	}
-	pending, err = db.PendingOutbox(ctx, 10)
-	if err != nil || len(pending) != 1 || pending[0].Key != bad {
-		t.Fatalf("queued: %+v, %v; want %s alone", pending, err, bad)
+	if p, rejected, _, err := db.OutboxBacklog(ctx); err != nil || p != 0 || rejected != 1 {
+		t.Fatalf("%d queued, %d set aside (%v); want 0 and 1", p, rejected, err)
 	}
-	if _, rejected, _, _ := db.OutboxBacklog(ctx); rejected != 0 {
-		t.Fatalf("%d set aside, want none", rejected)
+	r, err := db.RejectedOutbox(ctx, 10)
+	if err != nil || len(r) != 1 || r[0].Key != bad || !strings.Contains(r[0].LastError, "could not be read") {
+		t.Fatalf("set aside: %+v, %v; want %s, saying its answer could not be read", r, err, bad)
 	}
 
 	// A portal's page, 200 in HTML, in the cloud's place.
@@ -948,7 +948,56 @@ func TestMalformedAnswerDoesNotHoldTheQueue(t *testing.T) {
 	if _, err := New(Options{DB: db, Cloud: pc}).Drain(ctx); err == nil || !strings.Contains(err.Error(), "text/html") {
 		t.Fatalf("drain through a portal: %v; want an error naming its page", err)
 	}
-	if p, rejected, _, err := db.OutboxBacklog(ctx); err != nil || p != 3 || rejected != 0 {
-		t.Fatalf("after the portal: %d queued, %d set aside (%v); want 3 and 0", p, rejected, err)
+	if p, rejected, _, err := db.OutboxBacklog(ctx); err != nil || p != 2 || rejected != 1 {
+		t.Fatalf("after the portal: %d queued, %d set aside (%v); want 2 and the 1 of before", p, rejected, err)
+	}
+
+	// A malformed answer that still says the event was accepted settles it as delivered.
+	accepting := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req cloudapi.UploadRequest
+		json.NewDecoder(r.Body).Decode(&req)
+		var keys []string
+		for _, e := range req.Events {
+			keys = append(keys, fmt.Sprintf("%q", e.Key))
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"accepted":[%s],"duplicate":{"oops":1}}`, strings.Join(keys, ","))
+	}))
+	defer accepting.Close()
+	ac, err := cloud.New(accepting.URL, "key", accepting.Client(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(Options{DB: db, Cloud: ac}).Drain(ctx); err != nil {
+		t.Fatalf("drain to a cloud that accepts in a malformed answer: %v", err)
+	}
+	if p, rejected, _, err := db.OutboxBacklog(ctx); err != nil || p != 0 || rejected != 1 {
+		t.Fatalf("after the accepting answers: %d queued, %d set aside (%v); want 0 and 1", p, rejected, err)
+	}
+}
+
+// Events failed on alone during an outage, behind two the cloud always fails on and more of them
+// than an attempt retries alone, each get their turn: once the cloud is back they all go.
+func TestEventsFailedOnDuringAnOutageGoOnceTheCloudIsBack(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	for i := range 2 {
+		if _, _, err := db.CreateOrder(ctx, storage.NewOrder{Order: orders.Order{Source: orders.SourceLAN, DeviceID: fmt.Sprint("pos-p", i), Status: orders.StatusNew,
+			Currency: "EUR", Note: "poison"}, IdempotencyKey: fmt.Sprint("p", i), RequestHash: "h"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	createOrders(t, db, 6, 1)
+	f := &failingCloud{down: true}
+	w := New(Options{DB: db, Cloud: f, Batch: 4})
+	for range 5 {
+		w.Drain(ctx)
+	}
+	f.down = false
+	for range 12 {
+		w.Drain(ctx)
+	}
+	if len(f.got) != 6 {
+		t.Fatalf("the cloud got %d events once back, want the 6 good orders'", len(f.got))
 	}
 }
