@@ -197,7 +197,8 @@ func (w *Worker) failed(ctx context.Context, keys []string, err error) {
 // 503, which says it is unavailable or overloaded): perhaps on one of its events only.
 func serverFault(err error) bool {
 	var ce *cloud.Error
-	return errors.As(err, &ce) && ce.Status >= 500 && ce.Status <= 599 && ce.Status != http.StatusServiceUnavailable
+	return errors.As(err, &ce) && ce.Status >= 500 && ce.Status <= 599 && ce.Status != http.StatusServiceUnavailable ||
+		errors.Is(err, cloud.ErrMalformedAnswer) // the platform failing on it, unless the others go (oneByOne)
 }
 
 // oneByOne sends the entries of a batch the cloud refused or failed on again one at a time, in
@@ -212,13 +213,16 @@ func serverFault(err error) bool {
 // goes through in the attempt, only retriedAlone of those are sent alone again, the ones sent
 // alone longest ago (so that each gets its turn, over the attempts); the others wait, as failed
 // on. A cloud down for long, its list of such entries grown one an attempt, so gets a bounded
-// number of requests; once one entry went through, the cloud is up, and they all go. The error
+// number of requests; once one entry went through, the cloud is up, and those after it go. An
+// entry answered malformed alone is set aside once another goes through (the answer is about
+// it), and stays queued as the platform failing otherwise. The error
 // then is the last failure, as it is when the batch ends with entries failed on.
 func (w *Worker) oneByOne(ctx context.Context, entries []storage.OutboxEntry) (int, error) {
 	n := 0
 	blocked := map[string]bool{}
 	var failedOn error // the last failure of an entry alone
 	inARow, through := 0, false
+	var malformed []malformedAnswer // entries answered malformed alone, until one goes through
 	retryNow := w.retryTurns(entries)
 	for i := range entries {
 		e := entries[i]
@@ -245,20 +249,38 @@ func (w *Worker) oneByOne(ctx context.Context, entries []storage.OutboxEntry) (i
 		m, err := w.upload(ctx, entries[i:i+1])
 		n += m
 		w.sentAlone++
+		if errors.Is(err, cloud.ErrMalformedAnswer) {
+			// About this event (a refusal whose reason is of another type, say) if the platform
+			// answers the others, as it may have done already or may do later in the attempt;
+			// about every answer (a bug of the platform) if not, and then the attempt ends.
+			malformed = append(malformed, malformedAnswer{e.Key, err})
+			if through {
+				if err := w.setAsideMalformed(ctx, &malformed); err != nil {
+					return n, err
+				}
+				n++
+				err = nil
+			}
+		}
 		switch {
 		case err != nil && serverFault(err) && known:
 			w.failedAlone[e.Key] = w.sentAlone
-			failedOn = err
+			failedOn = fault(failedOn, err)
 		case err != nil && serverFault(err) && inARow == 0:
 			if w.failedAlone == nil {
 				w.failedAlone = map[string]int64{}
 			}
 			w.failedAlone[e.Key] = w.sentAlone
-			failedOn, inARow = err, 1
+			failedOn, inARow = fault(failedOn, err), 1
 		case err != nil:
 			return n, err
 		default:
 			inARow, through = 0, true
+			k := len(malformed)
+			if err := w.setAsideMalformed(ctx, &malformed); err != nil {
+				return n, err
+			}
+			n += k
 		}
 		if e.OrderID != "" {
 			state, err := w.o.DB.OutboxState(ctx, e.Key)
@@ -270,7 +292,39 @@ func (w *Worker) oneByOne(ctx context.Context, entries []storage.OutboxEntry) (i
 			}
 		}
 	}
+	if failedOn == nil && len(malformed) > 0 {
+		failedOn = malformed[len(malformed)-1].err
+	}
 	return n, failedOn
+}
+
+// fault is the failure an attempt reports: err, but a malformed answer's (kept apart, and
+// reported only when nothing else failed and it was not set aside).
+func fault(last, err error) error {
+	if errors.Is(err, cloud.ErrMalformedAnswer) {
+		return last
+	}
+	return err
+}
+
+// malformedAnswer is an entry whose answer, sent alone, was not an upload answer.
+type malformedAnswer struct {
+	key string
+	err error
+}
+
+// setAsideMalformed sets aside the entries of *ms, answered malformed alone while the platform
+// answered another of the attempt: the answers are about those events. Kept queued, each would
+// be sent alone at every attempt, its order held; set aside, the admin may send it again (its
+// duplicate then settles it).
+func (w *Worker) setAsideMalformed(ctx context.Context, ms *[]malformedAnswer) error {
+	for _, m := range *ms {
+		if err := w.setAside(ctx, m.key, "the cloud's answer about it could not be read ("+m.err.Error()+"); it may have stored it"); err != nil {
+			return err
+		}
+	}
+	*ms = nil
+	return nil
 }
 
 // retriedAlone is how many entries the cloud failed on alone before an attempt sends alone
@@ -387,6 +441,7 @@ func (w *Worker) answered(n int) {
 
 // setAside records one entry as refused for good, with its reason (clipped) in the log.
 func (w *Worker) setAside(ctx context.Context, key, reason string) error {
+	delete(w.failedAlone, key)
 	reason = clip.String(reason, maxReasonBytes)
 	w.log.Warn("outbox: the cloud refused an entry; set aside", slog.String("key", key), slog.String("reason", reason))
 	return w.o.DB.CompleteOutbox(ctx, storage.OutboxResult{Rejected: map[string]string{key: reason}})
@@ -420,20 +475,17 @@ func (w *Worker) upload(ctx context.Context, entries []storage.OutboxEntry) (int
 			w.failed(ctx, keys, err)
 			return w.oneByOne(ctx, entries)
 		}
-		if errors.Is(err, cloud.ErrMalformedAnswer) {
+		if errors.Is(err, cloud.ErrMalformedAnswer) { // one entry: a batch went one by one above
 			w.answered(len(entries))
-			if len(entries) > 1 {
-				// It may be about one event only (its reason of another type, say): one at a
-				// time, the others go.
-				return w.oneByOne(ctx, entries)
-			}
 			if slices.Contains(resp.Accepted, keys[0]) || slices.Contains(resp.Duplicate, keys[0]) {
 				// What could be read of it says the platform has it.
+				delete(w.failedAlone, keys[0])
 				return 1, w.o.DB.CompleteOutbox(ctx, storage.OutboxResult{Delivered: keys})
 			}
-			// Kept queued, it would hold back every upload after it for ever: set aside, where
-			// the admin sees it and may send it again (its duplicate then settles it).
-			return 1, w.setAside(ctx, keys[0], "the cloud's answer about it could not be read ("+err.Error()+"); it may have stored it")
+			// Whether it is about this event or about every answer (a platform's bug), oneByOne
+			// decides: it sets the event aside once another event of the attempt went through.
+			w.failed(ctx, keys, err)
+			return 0, fmt.Errorf("outbox: upload 1 entry: %w", err)
 		}
 
 		if errors.Is(err, cloud.ErrAnswerTooLarge) {

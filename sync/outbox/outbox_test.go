@@ -1001,3 +1001,36 @@ func TestEventsFailedOnDuringAnOutageGoOnceTheCloudIsBack(t *testing.T) {
 		t.Fatalf("the cloud got %d events once back, want the 6 good orders'", len(f.got))
 	}
 }
+
+// A platform whose every answer is malformed (a bug of its own, not of one event) sets nothing
+// aside: the events stay queued and the attempt ends as the platform failing, in a bounded
+// number of requests.
+func TestEveryAnswerMalformedSetsNothingAside(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	createOrders(t, db, 15, 1)
+	calls := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls++
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"accepted":{"count":1}}`))
+	}))
+	defer srv.Close()
+	c, err := cloud.New(srv.URL, "key", srv.Client(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := New(Options{DB: db, Cloud: c})
+	for range 5 {
+		calls = 0
+		if _, err := w.Drain(ctx); err == nil || !strings.Contains(err.Error(), "not an upload answer") {
+			t.Fatalf("drain: %v; want the malformed answer named", err)
+		}
+		if calls > 1+retriedAlone+2 {
+			t.Fatalf("an attempt made %d requests, want at most %d", calls, 1+retriedAlone+2)
+		}
+	}
+	if p, rejected, _, err := db.OutboxBacklog(ctx); err != nil || p != 15 || rejected != 0 {
+		t.Fatalf("%d queued, %d set aside (%v); want 15 and 0", p, rejected, err)
+	}
+}
