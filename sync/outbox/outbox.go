@@ -72,6 +72,12 @@ type Worker struct {
 	// so that those sent longest ago go first. Only Drain's goroutine uses them.
 	failedAlone map[string]int64
 	sentAlone   int64
+	// answerBad says the platform's last answer was malformed (cloud.ErrMalformedAnswer), and
+	// malformedAlone how many times each entry sent alone was answered so, until it is settled:
+	// an entry answered malformed while the platform's answer before was good is set aside (the
+	// answer is about it), and so is one answered malformed malformedTries times.
+	answerBad      bool
+	malformedAlone map[string]int
 
 	mu        sync.Mutex // protects the fields below
 	lastError string
@@ -249,6 +255,10 @@ func (w *Worker) oneByOne(ctx context.Context, entries []storage.OutboxEntry) (i
 		m, err := w.upload(ctx, entries[i:i+1])
 		n += m
 		w.sentAlone++
+		answeredWell := true
+		if errors.Is(err, errSetAsideMalformed) {
+			err, answeredWell = nil, false
+		}
 		if errors.Is(err, cloud.ErrMalformedAnswer) {
 			// About this event (a refusal whose reason is of another type, say) if the platform
 			// answers the others, as it may have done already or may do later in the attempt;
@@ -274,6 +284,8 @@ func (w *Worker) oneByOne(ctx context.Context, entries []storage.OutboxEntry) (i
 			failedOn, inARow = fault(failedOn, err), 1
 		case err != nil:
 			return n, err
+		case !answeredWell:
+			inARow = 0 // settled, but the platform's answer was not good: nothing gone through
 		default:
 			inARow, through = 0, true
 			k := len(malformed)
@@ -374,7 +386,7 @@ func (w *Worker) Drain(ctx context.Context) (int, error) {
 		}
 		n, err := w.upload(ctx, entries[:fitBytes(entries, MaxBatchBytes)])
 		settled += n
-		if err != nil {
+		if err != nil && !errors.Is(err, errSetAsideMalformed) {
 			return settled, err
 		}
 	}
@@ -439,9 +451,18 @@ func (w *Worker) answered(n int) {
 	}
 }
 
+// errSetAsideMalformed says upload set its one entry aside for an answer it could not read: the
+// entry is settled, but the answer says nothing of the platform answering well (oneByOne).
+var errSetAsideMalformed = errors.New("set aside: its answer could not be read")
+
+// malformedTries is how many malformed answers to an entry sent alone set it aside, the
+// platform's answers to the others malformed too.
+const malformedTries = 3
+
 // setAside records one entry as refused for good, with its reason (clipped) in the log.
 func (w *Worker) setAside(ctx context.Context, key, reason string) error {
 	delete(w.failedAlone, key)
+	delete(w.malformedAlone, key)
 	reason = clip.String(reason, maxReasonBytes)
 	w.log.Warn("outbox: the cloud refused an entry; set aside", slog.String("key", key), slog.String("reason", reason))
 	return w.o.DB.CompleteOutbox(ctx, storage.OutboxResult{Rejected: map[string]string{key: reason}})
@@ -461,6 +482,12 @@ func (w *Worker) upload(ctx context.Context, entries []storage.OutboxEntry) (int
 		keys[i] = e.Key
 	}
 	resp, err := w.o.Cloud.Upload(ctx, events)
+	wasBad := w.answerBad
+	if err == nil {
+		w.answerBad = false
+	} else if errors.Is(err, cloud.ErrMalformedAnswer) {
+		w.answerBad = true
+	}
 	if err != nil {
 		var ce *cloud.Error
 		if errors.As(err, &ce) && !ce.Retryable() {
@@ -480,10 +507,23 @@ func (w *Worker) upload(ctx context.Context, entries []storage.OutboxEntry) (int
 			if slices.Contains(resp.Accepted, keys[0]) || slices.Contains(resp.Duplicate, keys[0]) {
 				// What could be read of it says the platform has it.
 				delete(w.failedAlone, keys[0])
+				delete(w.malformedAlone, keys[0])
 				return 1, w.o.DB.CompleteOutbox(ctx, storage.OutboxResult{Delivered: keys})
 			}
-			// Whether it is about this event or about every answer (a platform's bug), oneByOne
-			// decides: it sets the event aside once another event of the attempt went through.
+			// About this event if the platform's answer before was good, or if it keeps
+			// answering so about it: set aside, where the admin may send it again (its duplicate
+			// then settles it); kept queued, it would hold its order, or the queue (sent alone
+			// from its head). Otherwise perhaps a bug of the platform about every answer: kept
+			// queued, oneByOne sets it aside once another event of the attempt goes through.
+			if w.malformedAlone == nil {
+				w.malformedAlone = map[string]int{}
+			}
+			if w.malformedAlone[keys[0]]++; !wasBad || w.malformedAlone[keys[0]] >= malformedTries {
+				if err := w.setAside(ctx, keys[0], "the cloud's answer about it could not be read ("+err.Error()+"); it may have stored it"); err != nil {
+					return 1, err
+				}
+				return 1, errSetAsideMalformed
+			}
 			w.failed(ctx, keys, err)
 			return 0, fmt.Errorf("outbox: upload 1 entry: %w", err)
 		}
@@ -519,9 +559,11 @@ func (w *Worker) upload(ctx context.Context, entries []storage.OutboxEntry) (int
 	}
 	for _, k := range res.Delivered {
 		delete(w.failedAlone, k)
+		delete(w.malformedAlone, k)
 	}
 	for k := range res.Rejected {
 		delete(w.failedAlone, k)
+		delete(w.malformedAlone, k)
 	}
 	answered := len(res.Delivered) + len(res.Rejected)
 	if answered > 0 {

@@ -1002,10 +1002,10 @@ func TestEventsFailedOnDuringAnOutageGoOnceTheCloudIsBack(t *testing.T) {
 	}
 }
 
-// A platform whose every answer is malformed (a bug of its own, not of one event) sets nothing
-// aside: the events stay queued and the attempt ends as the platform failing, in a bounded
-// number of requests.
-func TestEveryAnswerMalformedSetsNothingAside(t *testing.T) {
+// A platform whose every answer is malformed (a bug of its own, not of one event) does not have
+// the queue set aside: the events stay queued, but for those answered so malformedTries times,
+// and each attempt ends as the platform failing, in a bounded number of requests.
+func TestEveryAnswerMalformedKeepsTheQueue(t *testing.T) {
 	db := openDB(t)
 	ctx := context.Background()
 	createOrders(t, db, 15, 1)
@@ -1030,7 +1030,60 @@ func TestEveryAnswerMalformedSetsNothingAside(t *testing.T) {
 			t.Fatalf("an attempt made %d requests, want at most %d", calls, 1+retriedAlone+2)
 		}
 	}
-	if p, rejected, _, err := db.OutboxBacklog(ctx); err != nil || p != 15 || rejected != 0 {
-		t.Fatalf("%d queued, %d set aside (%v); want 15 and 0", p, rejected, err)
+	if p, rejected, _, err := db.OutboxBacklog(ctx); err != nil || rejected > 5 || p+rejected != 15 {
+		t.Fatalf("%d queued, %d set aside (%v) after 5 attempts; want at most one an attempt", p, rejected, err)
+	}
+}
+
+// An event answered malformed is set aside, not kept for ever, where nothing else of the attempt
+// can go through: sent alone from the head of the queue (a batch of one), or with only its own
+// order's events behind it.
+func TestMalformedAnswerAloneIsSetAside(t *testing.T) {
+	for _, batch := range []int{1, 100} {
+		t.Run(fmt.Sprint("batch ", batch), func(t *testing.T) {
+			db := openDB(t)
+			ctx := context.Background()
+			o, _, err := db.CreateOrder(ctx, storage.NewOrder{Order: orders.Order{Source: orders.SourceLAN, DeviceID: "pos-1", Status: orders.StatusNew,
+				Currency: "EUR"}, IdempotencyKey: "k", RequestHash: "h"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := db.UpdateOrder(ctx, o.ID, func(o *orders.Order) error { o.Status = orders.StatusAccepted; return nil }); err != nil {
+				t.Fatal(err)
+			}
+			pending, err := db.PendingOutbox(ctx, 10)
+			if err != nil || len(pending) != 2 {
+				t.Fatalf("%d pending, %v; want the creation and its change", len(pending), err)
+			}
+			created := pending[0].Key
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				var req cloudapi.UploadRequest
+				json.NewDecoder(r.Body).Decode(&req)
+				for _, e := range req.Events {
+					if e.Key == created {
+						fmt.Fprintf(w, `{"rejected":[{"key":%q,"reason":{"code":7}}]}`, created)
+						return
+					}
+				}
+				var keys []string
+				for _, e := range req.Events {
+					keys = append(keys, e.Key)
+				}
+				json.NewEncoder(w).Encode(cloudapi.UploadResponse{Accepted: keys})
+			}))
+			defer srv.Close()
+			c, err := cloud.New(srv.URL, "key", srv.Client(), "test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := New(Options{DB: db, Cloud: c, Batch: batch})
+			for range malformedTries {
+				w.Drain(ctx)
+			}
+			if p, rejected, _, err := db.OutboxBacklog(ctx); err != nil || p != 0 || rejected != 2 {
+				t.Fatalf("%d queued, %d set aside (%v); want 0, and the creation set aside with its change", p, rejected, err)
+			}
+		})
 	}
 }
