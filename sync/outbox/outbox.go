@@ -257,7 +257,10 @@ func (w *Worker) oneByOne(ctx context.Context, entries []storage.OutboxEntry) (i
 		w.sentAlone++
 		answeredWell := true
 		if errors.Is(err, errSetAsideMalformed) {
-			err, answeredWell = nil, false
+			// Settled, but not counted: the platform did not answer well, and Run backs off as
+			// while nothing goes through (a platform answering everything malformed would
+			// otherwise have the queue set aside at the pace of the shortest wait).
+			err, answeredWell, n = nil, false, n-m
 		}
 		if errors.Is(err, cloud.ErrMalformedAnswer) {
 			// About this event (a refusal whose reason is of another type, say) if the platform
@@ -385,8 +388,11 @@ func (w *Worker) Drain(ctx context.Context) (int, error) {
 			return settled, err
 		}
 		n, err := w.upload(ctx, entries[:fitBytes(entries, MaxBatchBytes)])
+		if errors.Is(err, errSetAsideMalformed) {
+			n, err = n-1, nil // not counted, as in oneByOne
+		}
 		settled += n
-		if err != nil && !errors.Is(err, errSetAsideMalformed) {
+		if err != nil {
 			return settled, err
 		}
 	}
@@ -452,7 +458,8 @@ func (w *Worker) answered(n int) {
 }
 
 // errSetAsideMalformed says upload set its one entry aside for an answer it could not read: the
-// entry is settled, but the answer says nothing of the platform answering well (oneByOne).
+// entry is settled, but the answer says nothing of the platform answering well, and it is not
+// counted among those settled (Drain, oneByOne), so that Run backs off.
 var errSetAsideMalformed = errors.New("set aside: its answer could not be read")
 
 // malformedTries is how many malformed answers to an entry sent alone set it aside, the

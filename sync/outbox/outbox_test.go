@@ -1023,8 +1023,12 @@ func TestEveryAnswerMalformedKeepsTheQueue(t *testing.T) {
 	w := New(Options{DB: db, Cloud: c})
 	for range 5 {
 		calls = 0
-		if _, err := w.Drain(ctx); err == nil || !strings.Contains(err.Error(), "not an upload answer") {
+		n, err := w.Drain(ctx)
+		if err == nil || !strings.Contains(err.Error(), "not an upload answer") {
 			t.Fatalf("drain: %v; want the malformed answer named", err)
+		}
+		if n != 0 {
+			t.Fatalf("drain settled %d: counted, the events set aside would keep Run from backing off", n)
 		}
 		if calls > 1+retriedAlone+2 {
 			t.Fatalf("an attempt made %d requests, want at most %d", calls, 1+retriedAlone+2)
