@@ -861,12 +861,7 @@ func TestLongOutageAttemptsStayBounded(t *testing.T) {
 func TestManyEventsTheCloudFailsOnDoNotStopTheQueue(t *testing.T) {
 	db := openDB(t)
 	ctx := context.Background()
-	for i := range 8 {
-		if _, _, err := db.CreateOrder(ctx, storage.NewOrder{Order: orders.Order{Source: orders.SourceLAN, DeviceID: fmt.Sprint("pos-p", i), Status: orders.StatusNew,
-			Currency: "EUR", Note: "poison"}, IdempotencyKey: fmt.Sprint("p", i), RequestHash: "h"}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	poisonOrders(t, db, 8)
 	createOrders(t, db, 10, 1)
 	f := &failingCloud{}
 	w := New(Options{DB: db, Cloud: f, Batch: 100})
@@ -981,12 +976,7 @@ func TestMalformedAnswerDoesNotHoldTheQueue(t *testing.T) {
 func TestEventsFailedOnDuringAnOutageGoOnceTheCloudIsBack(t *testing.T) {
 	db := openDB(t)
 	ctx := context.Background()
-	for i := range 2 {
-		if _, _, err := db.CreateOrder(ctx, storage.NewOrder{Order: orders.Order{Source: orders.SourceLAN, DeviceID: fmt.Sprint("pos-p", i), Status: orders.StatusNew,
-			Currency: "EUR", Note: "poison"}, IdempotencyKey: fmt.Sprint("p", i), RequestHash: "h"}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	poisonOrders(t, db, 2)
 	createOrders(t, db, 6, 1)
 	f := &failingCloud{down: true}
 	w := New(Options{DB: db, Cloud: f, Batch: 4})
@@ -1089,5 +1079,16 @@ func TestMalformedAnswerAloneIsSetAside(t *testing.T) {
 				t.Fatalf("%d queued, %d set aside (%v); want 0, and the creation set aside with its change", p, rejected, err)
 			}
 		})
+	}
+}
+
+// poisonOrders makes n orders, each of a device of its own, that failingCloud always fails on.
+func poisonOrders(t *testing.T, db *storage.DB, n int) {
+	t.Helper()
+	for i := range n {
+		if _, _, err := db.CreateOrder(context.Background(), storage.NewOrder{Order: orders.Order{Source: orders.SourceLAN, DeviceID: fmt.Sprint("pos-p", i),
+			Status: orders.StatusNew, Currency: "EUR", Note: "poison"}, IdempotencyKey: fmt.Sprint("p", i), RequestHash: "h"}); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
