@@ -62,18 +62,12 @@ func cmdFirewall(ctx context.Context, args, env []string, stdout, stderr io.Writ
 // firewallEnvironment is the proxy the server takes from env (its variables, as the service
 // would have them when this command runs with the service's environment).
 func firewallEnvironment(env []string) firewall.Environment {
-	getenv := func(name string) string {
-		for i := len(env) - 1; i >= 0; i-- {
+	return wan.EnvironmentProxy(func(name string) string {
+		for i := len(env) - 1; i >= 0; i-- { // the last definition wins, as in os.Getenv
 			if k, v, ok := strings.Cut(env[i], "="); ok && k == name {
 				return v
 			}
 		}
 		return ""
-	}
-	raw, source := wan.EnvironmentProxy(getenv)
-	noProxy := getenv("NO_PROXY") // as httpproxy.FromEnvironment reads it
-	if noProxy == "" {
-		noProxy = getenv("no_proxy")
-	}
-	return firewall.Environment{Proxy: raw, ProxySource: source, NoProxy: noProxy}
+	})
 }

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 
 	"golang.org/x/net/http/httpproxy"
@@ -60,12 +61,17 @@ func envProxy(cfg *httpproxy.Config, allProxy string) (raw, source string) {
 	return raw, source
 }
 
-// EnvironmentProxy is the proxy New would take from the environment getenv reads, when it has
-// no ProxyURL and UseEnvironment is set (its password included: never show it), and the
-// variable it came from; "" when none is set. The names are read as New reads them
-// (httpproxy.FromEnvironment: upper case first; ALL_PROXY: lower case first). NO_PROXY may
-// still send some targets direct.
-func EnvironmentProxy(getenv func(string) string) (raw, source string) {
+// ProxyEnvironment is what of an environment chooses the WAN's way, as New reads it when it has
+// no ProxyURL and UseEnvironment is set.
+type ProxyEnvironment struct {
+	Proxy       string // the proxy URL (its password included: never show it); "" for none
+	ProxySource string // the variable it came from
+	NoProxy     string // NO_PROXY as given
+}
+
+// EnvironmentProxy reads the ProxyEnvironment of the environment getenv reads, the names as New
+// reads them (httpproxy.FromEnvironment: upper case first; ALL_PROXY: lower case first).
+func EnvironmentProxy(getenv func(string) string) ProxyEnvironment {
 	either := func(a, b string) string {
 		if v := getenv(a); v != "" {
 			return v
@@ -73,7 +79,38 @@ func EnvironmentProxy(getenv func(string) string) (raw, source string) {
 		return getenv(b)
 	}
 	cfg := &httpproxy.Config{HTTPSProxy: either("HTTPS_PROXY", "https_proxy"), HTTPProxy: either("HTTP_PROXY", "http_proxy")}
-	return envProxy(cfg, either("all_proxy", "ALL_PROXY"))
+	raw, source := envProxy(cfg, either("all_proxy", "ALL_PROXY"))
+	return ProxyEnvironment{Proxy: raw, ProxySource: source, NoProxy: either("NO_PROXY", "no_proxy")}
+}
+
+// Direct says whether the dialer sends target (host:port) past e's proxy, as NO_PROXY rules
+// (the match choose makes); true when e names no proxy.
+func (e ProxyEnvironment) Direct(target string) bool {
+	if e.Proxy == "" {
+		return true
+	}
+	p, err := (&httpproxy.Config{HTTPSProxy: e.Proxy, NoProxy: e.NoProxy}).ProxyFunc()(&url.URL{Scheme: "https", Host: target})
+	return err == nil && p == nil
+}
+
+// ProxyAddress is the host and port the dialer connects to for the proxy URL raw (one without
+// a scheme as http://, a port left out as its scheme's default); "" when raw names no proxy
+// ("", "direct") or not one the dialer takes.
+func ProxyAddress(raw string) (host string, port int) {
+	raw = strings.TrimSpace(raw)
+	if raw == "" || strings.EqualFold(raw, "direct") {
+		return "", 0
+	}
+	if !strings.Contains(raw, "://") {
+		raw = "http://" + raw
+	}
+	r, err := parseProxyURL(raw)
+	if err != nil {
+		return "", 0
+	}
+	h, p, _ := net.SplitHostPort(r.addr)
+	port, _ = strconv.Atoi(p)
+	return h, port
 }
 
 // choose returns the route for target (host:port), or nil and the reason when

@@ -690,7 +690,8 @@ func TestEnvironmentProxyIsTheOneNewTakes(t *testing.T) {
 		{map[string]string{"ALL_PROXY": "socks5h://c:3", "all_proxy": "socks5h://d:4"}, "socks5h://d:4", "ALL_PROXY"},
 		{map[string]string{"ALL_PROXY": "socks5h://c:3", "HTTP_PROXY": " http://e:5 "}, "http://e:5", "HTTP_PROXY"},
 	} {
-		raw, source := wan.EnvironmentProxy(func(k string) string { return tc.env[k] })
+		e := wan.EnvironmentProxy(func(k string) string { return tc.env[k] })
+		raw, source := e.Proxy, e.ProxySource
 		if raw != tc.raw || source != tc.source {
 			t.Errorf("%v: %q from %q, want %q from %q", tc.env, raw, source, tc.raw, tc.source)
 		}

@@ -11,9 +11,8 @@ import (
 	"strconv"
 	"strings"
 
-	"golang.org/x/net/http/httpproxy"
-
 	"github.com/storeedge/storeedge/internal/config"
+	"github.com/storeedge/storeedge/internal/wan"
 )
 
 // Directions and remotes of a rule.
@@ -45,12 +44,9 @@ const (
 
 // Environment is what of the server's environment changes the rules: the proxy it takes from
 // HTTPS_PROXY, HTTP_PROXY or ALL_PROXY when wan.proxy is empty and wan.use_environment is on,
-// and NO_PROXY, which sends some targets past that proxy.
-type Environment struct {
-	Proxy       string // the proxy URL as the variable gives it; "" for none
-	ProxySource string // the variable's name
-	NoProxy     string // NO_PROXY as given; "" for none
-}
+// and NO_PROXY, which sends some targets past that proxy (read and matched by internal/wan, as
+// the dialer does).
+type Environment = wan.ProxyEnvironment
 
 // Rules is what cfg needs, inbound first, without a proxy from the environment.
 func Rules(cfg config.Config) []Rule { return RulesIn(cfg, Environment{}) }
@@ -84,8 +80,8 @@ func RulesIn(cfg config.Config, env Environment) []Rule {
 			Rule{Dir: Out, Proto: "udp", Port: mdnsPort, Local: true, Remote: RemoteLAN, Purpose: "discovery: mDNS answers to a querier's own address", Key: "discovery.mdns.enabled"})
 	}
 	out = append(out, Rule{Dir: Out, Proto: "tcp", Port: cfg.Devices.PushPortDefault, Remote: RemoteLAN, Purpose: "push of orders and commands to devices (a device may name another port when it pairs)", Key: "devices.push_port_default"})
-	wan := wanRules(cfg, env)
-	out = append(out, wan...)
+	wanOut := wanRules(cfg, env)
+	out = append(out, wanOut...)
 	if c := cfg.SMTP; c.Enabled() {
 		out = directRules(out, c.Host, c.Port, "alerts by e-mail to the mail server", "smtp.port", "smtp.host")
 	}
@@ -181,10 +177,8 @@ func wanRules(cfg config.Config, env Environment) []Rule {
 	if proxy == "" && cfg.WAN.UseEnvironment && env.Proxy != "" {
 		proxy, key = env.Proxy, env.ProxySource
 		if strings.TrimSpace(env.NoProxy) != "" {
-			// As the dialer decides (internal/wan: httpproxy's NO_PROXY rules, asked as https).
-			pf := (&httpproxy.Config{HTTPSProxy: proxy, NoProxy: env.NoProxy}).ProxyFunc()
 			for _, t := range targets {
-				if !t.direct(pf) {
+				if !t.direct(env) {
 					continue
 				}
 				if direct == nil {
@@ -197,7 +191,7 @@ func wanRules(cfg config.Config, env Environment) []Rule {
 			}
 		}
 	}
-	if ph, pp := proxyHostPort(proxy); ph != "" && viaProxy {
+	if ph, pp := wan.ProxyAddress(proxy); ph != "" && viaProxy {
 		var hosts []string
 		for _, p := range ports {
 			hosts = append(hosts, byPort[p]...)
@@ -284,10 +278,10 @@ type wanTarget struct {
 	port   int
 }
 
-// direct says whether pf, the dialer's choice of proxy, sends any of t's names past the proxy.
-func (t wanTarget) direct(pf func(*url.URL) (*url.URL, error)) bool {
+// direct says whether the dialer sends any of t's names past env's proxy.
+func (t wanTarget) direct(env Environment) bool {
 	for _, p := range t.probes {
-		if u, err := pf(&url.URL{Scheme: "https", Host: net.JoinHostPort(p, strconv.Itoa(t.port))}); err == nil && u == nil {
+		if env.Direct(net.JoinHostPort(p, strconv.Itoa(t.port))) {
 			return true
 		}
 	}
@@ -320,27 +314,6 @@ func serviceBusHost(sb config.ServiceBus) (string, int) {
 		}
 	}
 	return "", 0
-}
-
-func proxyHostPort(raw string) (string, int) {
-	if raw == "" || strings.EqualFold(raw, "direct") {
-		return "", 0
-	}
-	if !strings.Contains(raw, "://") {
-		raw = "http://" + raw // as the proxy variables may be written
-	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "", 0
-	}
-	p, err := strconv.Atoi(u.Port())
-	if err != nil {
-		p = 80 // the dialer's default ports (internal/wan)
-		if strings.HasPrefix(strings.ToLower(u.Scheme), "socks5") {
-			p = 1080
-		}
-	}
-	return u.Hostname(), p
 }
 
 // isIP tells an address that a host firewall can filter on from a name it cannot.
