@@ -204,11 +204,10 @@ func (c *Client) Feed(ctx context.Context, collection, cursor string, limit int,
 		}
 		return nil, err
 	}
-	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "application/x-ndjson" {
+	if err := answerType(resp, "feed "+collection, "application/x-ndjson", func(mt string) bool { return mt == "application/x-ndjson" }); err != nil {
 		resp.Body.Close()
 		idle.Close()
-		// Typically a proxy's or captive portal's HTML page answering in the cloud's place.
-		return nil, &Error{Op: "feed " + collection, Status: resp.StatusCode, Detail: fmt.Sprintf("answered %q instead of application/x-ndjson: is a proxy or portal answering for the cloud?", mt)}
+		return nil, err
 	}
 	idle.body, idle.ctx = resp.Body, ctx
 	idle.pause() // the answer came; from now on only the reads wait on the cloud
@@ -285,10 +284,8 @@ func (c *Client) Upload(ctx context.Context, events []cloudapi.Event) (cloudapi.
 		return out, err
 	}
 	defer resp.Body.Close()
-	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); !strings.Contains(mt, "json") {
-		// Typically a proxy's or captive portal's page answering in the cloud's place: the
-		// WAN's failure, the batch retried whole.
-		return out, &Error{Op: "upload", Status: resp.StatusCode, Detail: fmt.Sprintf("answered %q instead of JSON: is a proxy or portal answering for the cloud?", mt)}
+	if err := answerType(resp, "upload", "JSON", func(mt string) bool { return strings.Contains(mt, "json") }); err != nil {
+		return out, err // the WAN's failure: the batch is retried whole
 	}
 	if err := decodeAnswer(resp.Body, MaxUploadAnswer, &out); err != nil {
 		if malformed(err) && ctx.Err() == nil {
@@ -297,6 +294,15 @@ func (c *Client) Upload(ctx context.Context, events []cloudapi.Event) (cloudapi.
 		return out, fmt.Errorf("cloud: upload: read answer: %w", err)
 	}
 	return out, nil
+}
+
+// answerType refuses an answer whose Content-Type is not the one op wants (named want):
+// typically a proxy's or captive portal's page answering in the cloud's place.
+func answerType(resp *http.Response, op, want string, ok func(mediaType string) bool) error {
+	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); !ok(mt) {
+		return &Error{Op: op, Status: resp.StatusCode, Detail: fmt.Sprintf("answered %q instead of %s: is a proxy or portal answering for the cloud?", mt, want)}
+	}
+	return nil
 }
 
 // ErrMalformedAnswer is an upload answer of 200, as JSON, that is not the document of

@@ -17,6 +17,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 
+	"github.com/storeedge/storeedge/internal/clip"
 	"github.com/storeedge/storeedge/internal/wan"
 )
 
@@ -272,7 +273,7 @@ func (c *Container) Download(ctx context.Context, name string, offset int64) (io
 		// wrong): appended, it would be taken for a corrupted blob and quarantined.
 		resp.Body.Close()
 		return nil, 0, &BlobError{Kind: KindRange, Status: http.StatusPartialContent,
-			Err: fmt.Errorf("asked from byte %d, the answer is %q", offset, clipRange(*resp.ContentRange))}
+			Err: fmt.Errorf("asked from byte %d, the answer is %q", offset, clip.String(*resp.ContentRange, 64))}
 	case resp.ContentRange != nil:
 		total = contentRangeTotal(*resp.ContentRange)
 	case resp.ContentLength != nil && offset == 0:
@@ -306,14 +307,6 @@ func contentRangeStart(s string) int64 {
 		return -1
 	}
 	return n
-}
-
-// clipRange cuts a Content-Range that is not one for an error's text.
-func clipRange(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "…"
-	}
-	return s
 }
 
 // contentRangeTotal reads the total of "bytes a-b/total", or -1.
