@@ -771,3 +771,15 @@ func TestProblemInstanceIsThePathAsAsked(t *testing.T) {
 		}
 	}
 }
+
+// The delta feed has no ETag (catalog.md): every answer is a 200 with what follows since, not
+// kept by a cache, whatever conditional header a client sends.
+func TestChangesHaveNoETag(t *testing.T) {
+	f := newFixture(t)
+	req := httptest.NewRequest(http.MethodGet, "/api/v1/catalog/changes?since=0&limit=5", nil)
+	req.Header.Set("If-None-Match", "*")
+	rec := f.do(t, req)
+	if rec.Code != http.StatusOK || rec.Header().Get("ETag") != "" || rec.Header().Get("Cache-Control") != "no-cache" {
+		t.Fatalf("status %d, ETag %q, Cache-Control %q; want 200, none, no-cache", rec.Code, rec.Header().Get("ETag"), rec.Header().Get("Cache-Control"))
+	}
+}

@@ -101,11 +101,11 @@ func NodeSuits(version string) bool {
 func requireNode(t testing.TB) string {
 	t.Helper()
 	if root, err := repoRoot(); err == nil {
-		if p, ok := fetchedNode(root); ok {
+		if p, err := NodeBinary(root); err == nil {
 			return p
 		}
 	}
-	return Require(t, "node")
+	return Require(t, "node") // says it is missing
 }
 
 func isExecutable(p string) bool {
