@@ -68,7 +68,9 @@ unblock_service_starts() {
 		POLICY_RC_OURS=0
 	fi
 }
-trap 'disable_new_services; unblock_service_starts' EXIT
+# NODE_TMP is where a Node.js is being fetched (ensure_node), removed on the way out too.
+NODE_TMP=""
+trap '[[ -z "$NODE_TMP" ]] || rm -rf "$NODE_TMP"; disable_new_services; unblock_service_starts' EXIT
 
 # NEW_UNITS are the systemd units the packages this run installed brought, their dependencies'
 # included (nginx-light's unit is nginx-common's): names no unit had before, in any of systemd's
@@ -200,7 +202,6 @@ NODE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tools/nodejs"
 # benchmarks take it from there first), and comes first on PATH for the rest of
 # this script (npm runs on it).
 NODE_CHECKED=0
-NODE_TMP=""
 ensure_node() {
 	if [[ "$NODE_CHECKED" -eq 1 ]]; then
 		return
@@ -231,7 +232,6 @@ ensure_node() {
 			;;
 		esac
 		NODE_TMP=$(mktemp -d)
-		trap 'rm -rf "${NODE_TMP:-}"; disable_new_services; unblock_service_starts' EXIT
 		# npm checks the package against the registry's integrity hash; its cache stays in tmp.
 		if ! (cd "$NODE_TMP" && npm pack --silent --cache "$NODE_TMP/cache" "node-linux-$arch@$NODE_VERSION" >/dev/null 2>&1) ||
 			! tar -xzf "$NODE_TMP/node-linux-$arch-$NODE_VERSION.tgz" -C "$NODE_TMP" package/bin/node; then
@@ -243,7 +243,7 @@ ensure_node() {
 		mv "$NODE_TMP/package/bin/node" "$NODE_DIR/bin/node.part"
 		mv "$NODE_DIR/bin/node.part" "$NODE_DIR/bin/node"
 		rm -rf "$NODE_TMP"
-		trap 'disable_new_services; unblock_service_starts' EXIT
+		NODE_TMP=""
 		if ! node_suits "$NODE_DIR/bin/node"; then
 			echo "install-test-deps: the Node.js fetched into tools/nodejs does not run here" >&2
 			exit 1
