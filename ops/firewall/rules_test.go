@@ -1,6 +1,7 @@
 package firewall
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -344,7 +345,7 @@ func TestRulesFollowTheProxyOfTheEnvironment(t *testing.T) {
 	for _, env := range []Environment{{}, {Proxy: "http://10.0.0.9:3128", ProxySource: "HTTPS_PROXY", NoProxy: "azurite.lan"}} {
 		found := false
 		for _, r := range RulesIn(c, env) {
-			found = found || r.Port == 10000 && slicesContains(r.Hosts, "azurite.lan") && (r.Key == "media.connection_string" || env.NoProxy != "" && r.Key == "NO_PROXY")
+			found = found || r.Port == 10000 && slices.Contains(r.Hosts, "azurite.lan") && (r.Key == "media.connection_string" || env.NoProxy != "" && r.Key == "NO_PROXY")
 		}
 		if !found {
 			t.Errorf("NO_PROXY %q: no rule to azurite.lan:10000 named after media.connection_string: %+v", env.NoProxy, RulesIn(c, env))
@@ -373,15 +374,6 @@ func TestRulesFollowTheProxyOfTheEnvironment(t *testing.T) {
 			t.Errorf("%s: %v", format, err)
 		}
 	}
-}
-
-func slicesContains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // A WAN port's rule once named after another key (the cloud's, before a Blob store of the shop's

@@ -45,13 +45,19 @@ func openDB(t *testing.T) *storage.DB {
 func simCloud(t *testing.T) (*cloudsim.Sim, *cloud.Client) {
 	t.Helper()
 	sim := cloudsim.New(cloudsim.Options{Products: 1, StoreKey: "k"})
-	ts := httptest.NewServer(sim.Handler())
+	return sim, handlerCloud(t, sim.Handler())
+}
+
+// handlerCloud is a client of h behind a test server, stopped when the test ends.
+func handlerCloud(t *testing.T, h http.Handler) *cloud.Client {
+	t.Helper()
+	ts := httptest.NewServer(h)
 	t.Cleanup(ts.Close)
 	client, err := cloud.New(ts.URL, "k", ts.Client(), "test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return sim, client
+	return client
 }
 
 func createOrders(t *testing.T, db *storage.DB, devices, each int) {
@@ -890,7 +896,7 @@ func TestMalformedAnswerDoesNotHoldTheQueue(t *testing.T) {
 		t.Fatalf("%d pending, %v", len(pending), err)
 	}
 	bad := pending[0].Key
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	c := handlerCloud(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req cloudapi.UploadRequest
 		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
@@ -907,11 +913,6 @@ func TestMalformedAnswerDoesNotHoldTheQueue(t *testing.T) {
 		}
 		json.NewEncoder(w).Encode(cloudapi.UploadResponse{Accepted: accepted})
 	}))
-	defer srv.Close()
-	c, err := cloud.New(srv.URL, "key", srv.Client(), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
 	w := New(Options{DB: db, Cloud: c})
 	if _, err := w.Drain(ctx); err != nil {
 		t.Fatalf("drain: %v", err)
@@ -931,15 +932,10 @@ func TestMalformedAnswerDoesNotHoldTheQueue(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	portal := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	pc := handlerCloud(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html")
 		w.Write([]byte("<html><body>Sign in to the guest Wi-Fi</body></html>"))
 	}))
-	defer portal.Close()
-	pc, err := cloud.New(portal.URL, "key", portal.Client(), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
 	if _, err := New(Options{DB: db, Cloud: pc}).Drain(ctx); err == nil || !strings.Contains(err.Error(), "text/html") {
 		t.Fatalf("drain through a portal: %v; want an error naming its page", err)
 	}
@@ -948,7 +944,7 @@ func TestMalformedAnswerDoesNotHoldTheQueue(t *testing.T) {
 	}
 
 	// A malformed answer that still says the event was accepted settles it as delivered.
-	accepting := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	ac := handlerCloud(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req cloudapi.UploadRequest
 		json.NewDecoder(r.Body).Decode(&req)
 		var keys []string
@@ -958,11 +954,6 @@ func TestMalformedAnswerDoesNotHoldTheQueue(t *testing.T) {
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, `{"accepted":[%s],"duplicate":{"oops":1}}`, strings.Join(keys, ","))
 	}))
-	defer accepting.Close()
-	ac, err := cloud.New(accepting.URL, "key", accepting.Client(), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
 	if _, err := New(Options{DB: db, Cloud: ac}).Drain(ctx); err != nil {
 		t.Fatalf("drain to a cloud that accepts in a malformed answer: %v", err)
 	}
@@ -1000,16 +991,11 @@ func TestEveryAnswerMalformedKeepsTheQueue(t *testing.T) {
 	ctx := context.Background()
 	createOrders(t, db, 15, 1)
 	calls := 0
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	c := handlerCloud(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		calls++
 		w.Header().Set("Content-Type", "application/json")
 		w.Write([]byte(`{"accepted":{"count":1}}`))
 	}))
-	defer srv.Close()
-	c, err := cloud.New(srv.URL, "key", srv.Client(), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
 	w := New(Options{DB: db, Cloud: c})
 	for range 5 {
 		calls = 0
@@ -1050,7 +1036,7 @@ func TestMalformedAnswerAloneIsSetAside(t *testing.T) {
 				t.Fatalf("%d pending, %v; want the creation and its change", len(pending), err)
 			}
 			created := pending[0].Key
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			c := handlerCloud(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Content-Type", "application/json")
 				var req cloudapi.UploadRequest
 				json.NewDecoder(r.Body).Decode(&req)
@@ -1066,11 +1052,6 @@ func TestMalformedAnswerAloneIsSetAside(t *testing.T) {
 				}
 				json.NewEncoder(w).Encode(cloudapi.UploadResponse{Accepted: keys})
 			}))
-			defer srv.Close()
-			c, err := cloud.New(srv.URL, "key", srv.Client(), "test")
-			if err != nil {
-				t.Fatal(err)
-			}
 			w := New(Options{DB: db, Cloud: c, Batch: batch})
 			for range malformedTries {
 				w.Drain(ctx)
