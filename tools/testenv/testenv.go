@@ -128,7 +128,9 @@ var handedOut = struct {
 }{ports: map[int]bool{}}
 
 // WaitListening polls addr until it accepts a TCP connection, and returns
-// nil, or the last dial error once ctx ends.
+// nil, or the last dial error once ctx ends. A connection to itself (a dial of
+// a free port of the ephemeral range may get that port as its own source
+// port, and the kernel then connects the socket to itself) is not a listener.
 func WaitListening(ctx context.Context, addr string) error {
 	const interval = 10 * time.Millisecond
 	var d net.Dialer
@@ -137,8 +139,12 @@ func WaitListening(ctx context.Context, addr string) error {
 		c, err := d.DialContext(dctx, "tcp", addr)
 		cancel()
 		if err == nil {
+			self := c.LocalAddr().String() == c.RemoteAddr().String()
 			c.Close()
-			return nil
+			if !self {
+				return nil
+			}
+			err = errors.New("connected to itself: nothing listens")
 		}
 		t := time.NewTimer(interval)
 		select {
@@ -174,7 +180,10 @@ func startProgram(t testing.TB, s spec) string {
 	var lastErr error
 	for i := 0; i < attempts; i++ {
 		dir := t.TempDir()
-		port := FreePort(t)
+		// Below the ephemeral range, the port cannot be taken meanwhile by an
+		// outgoing connection or another test's listener on port 0, which the
+		// readiness check would take for the program.
+		port := PortOutsideEphemeral(t)
 		addr, err := runOnce(t, s, dir, port)
 		if err == nil {
 			return addr
@@ -241,7 +250,18 @@ func runOnce(t testing.TB, s spec, dir string, port int) (string, error) {
 			return "", errors.New(report(err.Error()))
 		}
 	}
-	t.Cleanup(func() { stopProcess(cmd, exited) })
+	t.Cleanup(func() {
+		// A program that died during a failed test says why.
+		select {
+		case err := <-exited:
+			exited <- err // for stopProcess
+			if t.Failed() {
+				t.Log(report(fmt.Sprintf("testenv: %s exited before the test ended: %v", s.name, err)))
+			}
+		default:
+		}
+		stopProcess(cmd, exited)
+	})
 	return addr, nil
 }
 
