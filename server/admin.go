@@ -306,19 +306,34 @@ var (
 
 // runBackOffice exports and imports now instead of at the next scheduled time, and answers the
 // back office's status afterwards. A failed run is the ERP's or the drop folder's, not the
-// server's: its reason is the answer's detail.
+// server's: its reason is the answer's detail, and the log's. The run lasts as long as the
+// admin's request: a client that hangs up stops it where it is.
 func (s *Server) runBackOffice(w http.ResponseWriter, r *http.Request) error {
 	if s.o.BackOffice == nil {
 		return errNoBackOffice
 	}
+	// The run may outlast lan.write_timeout, set when the request was read: the answer gets a
+	// deadline of its own once the run ends.
+	rc := http.NewResponseController(w)
+	rc.SetWriteDeadline(time.Time{})
 	ctx, cancel := context.WithTimeout(r.Context(), backOfficeRunTimeout)
 	defer cancel()
-	if err := s.o.BackOffice.RunOnce(ctx); errors.Is(err, backoffice.ErrCutShort) {
+	err := s.o.BackOffice.RunOnce(ctx)
+	if s.o.WriteTimeout > 0 {
+		rc.SetWriteDeadline(time.Now().Add(s.o.WriteTimeout))
+	}
+	switch {
+	case errors.Is(err, backoffice.ErrCutShort) && r.Context().Err() != nil:
+		s.log.Warn("backoffice: run started by an admin stopped: the admin's request ended; what is left goes at the next scheduled run")
+		return err
+	case errors.Is(err, backoffice.ErrCutShort):
+		s.log.Warn("backoffice: run started by an admin did not end in time; what is left goes at the next scheduled run", slog.Duration("waited", backOfficeRunTimeout))
 		return refuse(probBackOfficeTimeout, fmt.Sprintf("the run (and a run in progress before it) did not end within %v; what is left goes at the next scheduled run, and the status shows its outcome", backOfficeRunTimeout))
-	} else if err != nil {
+	case err != nil:
+		s.log.Warn("backoffice: run started by an admin failed", slog.String(keyError, err.Error()))
 		return refuse(probBackOffice, err.Error())
 	}
-	s.o.Logger.Info("backoffice: run started by an admin")
+	s.log.Info("backoffice: run started by an admin")
 	return writeJSON(w, http.StatusOK, s.o.BackOffice.Status())
 }
 
