@@ -507,6 +507,7 @@ func (m *Manager) Pair(ctx context.Context, req PairRequest, address string) (_ 
 		norm, ok := normalizeCode(req.Code)
 		if !ok {
 			m.throttle.fail(address, now)
+			m.log.Warn("devices: pairing refused: the code is not 8 digits", slog.String(keyAddr, address))
 			return Credentials{}, ErrBadPairing
 		}
 		codeHash = hashCode(norm)

@@ -165,3 +165,26 @@ func TestMalformedPairingNeedsNoTurn(t *testing.T) {
 		t.Errorf("an unknown kind, another attempt under way: %v, want the request refused at once", err)
 	}
 }
+
+// Every attempt that counts against the budget names its address in the log, as devices.md
+// says: an admin finds there the host that holds every device's pairing back.
+func TestFailedPairingsNameTheirAddress(t *testing.T) {
+	e := newEnv(t)
+	for addr, req := range map[string]devices.PairRequest{
+		"192.0.2.11": {Code: "x", Kind: "pos"},
+		"192.0.2.12": {Code: "123", Kind: "pos"},
+		"192.0.2.13": {Code: "1234-5678", Kind: "pos"},
+		"192.0.2.14": {EnrollmentSecret: "not-the-secret-0000000", Kind: "pos"},
+	} {
+		if _, err := e.m.Pair(context.Background(), req, addr); !errors.Is(err, devices.ErrBadPairing) {
+			t.Fatalf("%+v from %s: %v", req, addr, err)
+		}
+		named := false
+		for line := range strings.Lines(e.logs.String()) {
+			named = named || strings.Contains(line, `msg="devices: pairing refused`) && strings.Contains(line, "addr="+addr+"\n")
+		}
+		if !named {
+			t.Errorf("no line \"devices: pairing refused\" naming %s:\n%s", addr, e.logs.String())
+		}
+	}
+}
