@@ -93,7 +93,7 @@ func (f *Fetcher) countsLocked() (pending int, bytes int64, waiting map[string]i
 
 // wantsRefillLocked says whether a class's window should be filled from the backlog.
 func (f *Fetcher) wantsRefillLocked(class int) bool {
-	return class != classOnDemand && f.back.n[class] > 0 && f.q.ready.n[class] < f.o.QueueWindow/2
+	return class != classOnDemand && f.back.n[class] > 0 && f.q.held(class) < f.o.QueueWindow/2
 }
 
 // askRefillLocked wakes reconcile to fill the windows that run low.

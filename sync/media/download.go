@@ -133,7 +133,7 @@ func (f *Fetcher) takeLocked(now time.Time, onDemandOnly bool) *task {
 		if t.class == classOnDemand || t.size < f.o.LargeFile || f.o.Window.Open(now) {
 			return t
 		}
-		f.q.requeue(t, f.o.Window.NextOpen(now), "window")
+		f.q.requeue(t, f.o.Window.NextOpen(now), whyWindow)
 	}
 }
 
@@ -472,7 +472,8 @@ func (f *Fetcher) yieldToDevices(ctx context.Context, stall *time.Timer) error {
 func blobResult(err error) result {
 	var be *BlobError
 	switch {
-	case errors.As(err, &be) && be.Kind == KindNotFound:
+	case errors.As(err, &be) && (be.Kind == KindNotFound || be.Kind == KindRange):
+		// No such blob, or another part than asked again after starting over: the item fails.
 		return result{err: err, kind: storage.MediaFailed}
 	case errors.As(err, &be):
 		return result{err: err, kind: be.Kind}

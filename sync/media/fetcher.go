@@ -500,7 +500,7 @@ func (f *Fetcher) consider(it *storage.MediaItem, refill bool, gen uint64) int {
 	class := classOf(it.Manifest.ContentType)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	full := f.q.ready.n[class] >= f.o.QueueWindow
+	full := f.q.held(class) >= f.o.QueueWindow
 	if refill && full {
 		return windowIsFull
 	}

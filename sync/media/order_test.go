@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/media"
 )
 
@@ -27,6 +28,7 @@ type memSource struct {
 	// known length do, instead of on the read after them.
 	eofWithData bool
 	sent        map[string]int64 // bytes read from each blob's bodies
+	badRange    map[string]bool  // blobs whose every answer is another part than the one asked
 }
 
 func newMemSource(items ...item) *memSource {
@@ -45,6 +47,7 @@ func (m *memSource) Download(ctx context.Context, name string, offset int64) (io
 	cut, cutting := m.cutOnce[name]
 	delete(m.cutOnce, name)
 	stall, stalling := m.stallAt[name]
+	bad := m.badRange[name]
 	m.mu.Unlock()
 	if hold != nil {
 		select {
@@ -55,6 +58,9 @@ func (m *memSource) Download(ctx context.Context, name string, offset int64) (io
 	}
 	if !ok {
 		return nil, 0, &media.BlobError{Kind: media.KindNotFound, Status: 404, Err: errors.New("BlobNotFound")}
+	}
+	if bad {
+		return nil, 0, &media.BlobError{Kind: media.KindRange, Status: 206, Err: errors.New("another part than the one asked")}
 	}
 	r := bytes.NewReader(data[offset:])
 	body := io.Reader(r)
@@ -494,4 +500,55 @@ func TestRenewedSASIsNotUnauthorized(t *testing.T) {
 		t.Errorf("while the renewed SAS is tried: state %q (%s), %v", st.State, st.LastError, err)
 	}
 	waitStatus(t, f, "the file", func(st media.Status) bool { return st.Files == 1 && st.State == media.StateOK })
+}
+
+// The large files waiting for their window count in the window of the prefetch: the fetcher
+// does not read the whole catalog's large files into memory while the window is closed.
+func TestLargeFilesWaitingForTheirWindowAreBounded(t *testing.T) {
+	const window, videos = 4, 40
+	var items []item
+	for i := range videos {
+		items = append(items, item{fmt.Sprintf("V%02d", i), fmt.Sprintf("v%02d.mp4", i), "video/mp4", content(uint64(300+i), 2<<20)})
+	}
+	small := item{"I1", "i1.jpg", "image/jpeg", content(41, 1000)}
+	items = append(items, small)
+	src := newMemSource(items...)
+	s := newShop(t)
+	s.catalog(t, items...)
+	now := time.Date(2026, 12, 2, 9, 0, 0, 0, time.Local)
+	f := s.fetcher(t, src, func(o *media.Options) {
+		o.Parallel = 1
+		o.QueueWindow = window
+		o.LargeFile = 1 << 20
+		o.Window = media.Window{Start: 21 * 60, End: 7 * 60, Set: true} // 21:00-07:00
+		o.Now = func() time.Time { return now }
+	})
+	waitStatus(t, f, "videos waiting for the window", func(st media.Status) bool {
+		return st.Files == 1 && st.WaitingWindow >= window/2 && st.Pending == videos
+	})
+	// A device's request goes through the lanes after the refills the waiting videos asked for.
+	if got, _, err := read(t, f, "V00"); err != nil || !bytes.Equal(got, items[0].data) {
+		t.Fatalf("asked for outside the window: %v", err)
+	}
+	if n := media.QueuedTasks(f); n > window {
+		t.Errorf("%d tasks in memory while the window is closed, for a window of %d", n, window)
+	}
+	if st, _ := f.Status(context.Background()); st.WaitingWindow > window || st.Pending != videos-1 {
+		t.Errorf("%d waiting for the window, %d pending; want at most %d, %d", st.WaitingWindow, st.Pending, window, videos-1)
+	}
+}
+
+// A blob whose answers are always another part than the one asked, from the start too, is a
+// failed item, counted and listed as such, as media.md and the status's problem kinds say.
+func TestWrongPartAgainIsAFailure(t *testing.T) {
+	it := item{"D1", "d1.pdf", "application/pdf", content(51, 5000)}
+	src := newMemSource(it)
+	src.badRange = map[string]bool{it.blob: true}
+	s := newShop(t)
+	s.catalog(t, it)
+	f := s.fetcher(t, src, nil)
+	st := waitStatus(t, f, "the item failed", func(st media.Status) bool { return len(st.Problems) == 1 })
+	if st.Failed != 1 || st.Quarantined != 0 || st.Problems[0].Kind != storage.MediaFailed || st.State == media.StateUnreachable {
+		t.Errorf("failed %d, quarantined %d, state %q, problem %+v; want one failed item", st.Failed, st.Quarantined, st.State, st.Problems[0])
+	}
 }

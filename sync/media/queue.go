@@ -163,10 +163,19 @@ type queue struct {
 	orders  int64
 
 	// Kept as tasks come and go, so that status does not walk a queue of hundreds of thousands.
-	sizes   int64          // sizes of every task's version
-	waiting map[string]int // tasks waiting, by reason
-	running map[*task]bool // tasks being downloaded
+	sizes   int64               // sizes of every task's version
+	waiting map[string]int      // tasks waiting, by reason
+	windowN [classVideo + 1]int // tasks waiting for the time window, by class
+	running map[*task]bool      // tasks being downloaded
 }
+
+// whyWindow is why a large file waits: for the time window.
+const whyWindow = "window"
+
+// held is how many tasks of a class the window of the prefetch holds: those ready and the large
+// files taken from them to wait for their time window, which would otherwise make room for more
+// from the backlog, until every large file of the catalog waited in memory.
+func (q *queue) held(class int) int { return q.ready.n[class] + q.windowN[class] }
 
 func newQueue() *queue {
 	return &queue{tasks: map[string]*task{}, waiting: map[string]int{}, running: map[*task]bool{}}
@@ -179,9 +188,7 @@ func (q *queue) add(t *task) {
 	t.index = -1
 	q.tasks[t.id] = t
 	q.sizes += t.size
-	if t.why != "" {
-		q.waiting[t.why]++
-	}
+	q.countWhy(t, 1)
 	q.place(t)
 }
 
@@ -199,7 +206,9 @@ func (q *queue) forget(t *task) {
 // setVersion makes a queued task fetch the version of m.
 func (q *queue) setVersion(t *task, m cloudapi.MediaManifest, md5hex string) {
 	q.sizes -= t.size
+	q.countWhy(t, -1) // the class may change with the content type
 	t.set(m, md5hex)
+	q.countWhy(t, 1)
 	q.sizes += t.size
 }
 
@@ -208,15 +217,22 @@ func (q *queue) setWhy(t *task, why string) {
 	if t.why == why {
 		return
 	}
-	if t.why != "" {
-		if q.waiting[t.why]--; q.waiting[t.why] <= 0 {
-			delete(q.waiting, t.why)
-		}
-	}
-	if why != "" {
-		q.waiting[why]++
-	}
+	q.countWhy(t, -1)
 	t.why = why
+	q.countWhy(t, 1)
+}
+
+// countWhy adds delta to the counts of tasks waiting for t's reason.
+func (q *queue) countWhy(t *task, delta int) {
+	if t.why == "" {
+		return
+	}
+	if q.waiting[t.why] += delta; q.waiting[t.why] <= 0 {
+		delete(q.waiting, t.why)
+	}
+	if t.why == whyWindow {
+		q.windowN[t.class] += delta
+	}
 }
 
 // place puts a task that is in no heap where it belongs.

@@ -161,7 +161,7 @@ func (f *Fetcher) want(id string, m cloudapi.MediaManifest, md5hex string) (chan
 		t = f.enqueueLocked(id, m, md5hex, classOnDemand)
 	}
 	if !t.running {
-		if !t.notBefore.IsZero() && t.why != "window" && t.why != storage.MediaNoSpace {
+		if !t.notBefore.IsZero() && t.why != whyWindow && t.why != storage.MediaNoSpace {
 			fl := f.failures[id]
 			return nil, nil, &UnavailableError{Reason: failureReason(fl.Kind, fl.Reason), RetryAfter: t.notBefore.Sub(now)}
 		}

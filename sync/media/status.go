@@ -171,7 +171,7 @@ func (f *Fetcher) Status(ctx context.Context) (Status, error) {
 	}
 	var waiting map[string]int
 	st.Pending, st.PendingBytes, waiting = f.countsLocked()
-	st.WaitingWindow = waiting["window"]
+	st.WaitingWindow = waiting[whyWindow]
 	st.RateBytes = int64(f.prog.rate())
 	st.ReceivedBytes = f.received.Load()
 	st.ETASeconds = int64(eta(st.PendingBytes, f.prog.rate()) / time.Second)
