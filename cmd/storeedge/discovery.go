@@ -60,6 +60,19 @@ func discoveryOff(cfg config.Config) string {
 	return ""
 }
 
+// mdnsOff says why mDNS does not run with cfg although discovery does, or "": its A records hold
+// IPv4 addresses only, and a server bound to an IPv6 address listens on none, so the records
+// would send devices where nothing answers.
+func mdnsOff(cfg config.Config) string {
+	if !cfg.Discovery.MDNS.Enabled {
+		return "discovery.mdns.enabled is false"
+	}
+	if host, v4 := boundHost(cfg.LAN.Bind); host != "" && !v4.IsValid() {
+		return "lan.bind is an IPv6 address, which mDNS's A records cannot give; devices find the server by UDP"
+	}
+	return ""
+}
+
 // boundHost is the address lan.bind names, when it names one (not "" nor an unspecified
 // address): as the UDP answer's URL gives it (host), and as mDNS's A records give it (v4, invalid
 // when it is an IPv6 address: A records hold IPv4 ones only).
@@ -106,7 +119,9 @@ func newDiscovery(cfg config.Config, addrs map[string]string, pairingOpen func()
 		}
 		d.udp = udp
 	}
-	if cfg.Discovery.MDNS.Enabled {
+	if why := mdnsOff(cfg); why != "" && cfg.Discovery.MDNS.Enabled {
+		log.Warn("discovery: mDNS off", slog.String("reason", why))
+	} else if why == "" {
 		m, err := discovery.NewMDNS(discovery.MDNSOptions{
 			Instance:    discovery.InstanceName(cfg.ServerID),
 			Interfaces:  cfg.Discovery.Interfaces,
@@ -269,9 +284,9 @@ func checkDiscovery(ctx context.Context, c *checkTable, cfg config.Config, annou
 	} else {
 		c.off(udpName, "discovery.udp.enabled is false")
 	}
-	switch {
-	case !cfg.Discovery.MDNS.Enabled:
-		c.off("mdns", "discovery.mdns.enabled is false")
+	switch why := mdnsOff(cfg); {
+	case why != "":
+		c.off("mdns", why)
 	case len(mdnsIfs) == 0:
 		c.check("mdns", false, "no interface to register on: none is up, multicast-capable, with an IPv4 address and allowed by discovery.interfaces")
 	default:
