@@ -45,6 +45,9 @@ type ApplyResult struct {
 	Ignored     int // changes at or below the held revision
 	Quarantined int
 	Removed     int // live items a completed re-snapshot did not contain, now deleted
+	// KeptUnseen: a completed re-snapshot deleted nothing, since a malformed line of it named no
+	// item (it could have been any of those it did not mention).
+	KeptUnseen bool
 }
 
 func (db *DB) loadState(ctx context.Context) error {
@@ -470,11 +473,11 @@ func (pa *pageApply) finishLoad(ctx context.Context) error {
 	}
 	if pa.st.Resnapshot {
 		// After the indexes are back: the sweep deletes barcodes by product.
-		removed, last, n, err := sweepUnseen(ctx, pa.tx, pa.p.Collection, pa.seq)
+		removed, last, n, kept, err := sweepUnseen(ctx, pa.tx, pa.p.Collection, pa.seq)
 		if err != nil {
 			return err
 		}
-		pa.seq, pa.cleared, pa.res.Removed = last, pa.cleared+n, int(removed)
+		pa.seq, pa.cleared, pa.res.Removed, pa.res.KeptUnseen = last, pa.cleared+n, int(removed), kept
 	}
 	if pa.bulk {
 		if err := rebuildSearch(ctx, pa.tx); err != nil {

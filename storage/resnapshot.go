@@ -20,7 +20,12 @@ import (
 //     the notes.
 //
 // Items mentioned include those whose change was ignored as not newer, and those whose line was
-// malformed (they still exist in the cloud: the shop keeps its last good version).
+// malformed (they still exist in the cloud: the shop keeps its last good version). A malformed
+// line that names no item could be any item's: the re-snapshot then deletes nothing at its end
+// (noted as the id unnamed, which no item has), rather than an item the cloud still has.
+
+// unnamed is noted in snapshot_seen for a malformed line that names no item.
+const unnamed = ""
 
 // seenChunk is the number of ids noted with one statement.
 const seenChunk = 64
@@ -37,9 +42,12 @@ func noteSeen(ctx context.Context, tx *sql.Tx, p *Page) error {
 		}
 		ids = append(ids, c.ID)
 	}
+	blind := false
 	for _, m := range p.Malformed {
 		if m.ID != "" {
 			ids = append(ids, m.ID)
+		} else if !blind {
+			ids, blind = append(ids, unnamed), true
 		}
 	}
 	for start := 0; start < len(ids); start += seenChunk {
@@ -115,8 +123,29 @@ const sweepBatch = 1000
 // tombstone, with local sequence numbers after seq, and a product also loses its barcodes. (The
 // search index is rebuilt by the same page: a re-snapshot of products is a bulk load.) It returns
 // how many items it deleted and the last sequence number used. Quarantined lines of items the
-// cloud no longer has are dropped; cleared counts them.
-func sweepUnseen(ctx context.Context, tx *sql.Tx, collection string, seq int64) (swept, last, cleared int64, err error) {
+// cloud no longer has are dropped; cleared counts them. After a malformed line that named no
+// item, it deletes nothing (kept) and drops no quarantined line.
+func sweepUnseen(ctx context.Context, tx *sql.Tx, collection string, seq int64) (swept, last, cleared int64, kept bool, err error) {
+	if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM snapshot_seen WHERE collection = ? AND id = ?)`, collection, unnamed).Scan(&kept); err != nil {
+		return 0, seq, 0, false, fmt.Errorf("storage: end re-snapshot: %w", err)
+	}
+	if !kept {
+		if swept, seq, cleared, err = sweep(ctx, tx, collection, seq); err != nil {
+			return 0, seq, 0, false, err
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM snapshot_seen WHERE collection = ?`, collection); err != nil {
+		return 0, seq, 0, false, fmt.Errorf("storage: end re-snapshot: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE feed_state SET resnapshot = 0 WHERE collection = ?`, collection); err != nil {
+		return 0, seq, 0, false, fmt.Errorf("storage: end re-snapshot: %w", err)
+	}
+	return swept, seq, cleared, kept, nil
+}
+
+// sweep deletes the live items of collection that the re-snapshot did not mention, and the
+// quarantined lines of items it did not mention or that named no item.
+func sweep(ctx context.Context, tx *sql.Tx, collection string, seq int64) (swept, last, cleared int64, err error) {
 	sw, err := newSweeper(ctx, tx, collection)
 	if err != nil {
 		return 0, seq, 0, err
@@ -144,18 +173,13 @@ func sweepUnseen(ctx context.Context, tx *sql.Tx, collection string, seq int64) 
 		swept += int64(len(batch))
 		after = batch[len(batch)-1]
 	}
-	r, err := tx.ExecContext(ctx, `DELETE FROM quarantine WHERE collection = ? AND item_id != ''
-		AND NOT EXISTS (SELECT 1 FROM snapshot_seen s WHERE s.collection = quarantine.collection AND s.id = quarantine.item_id)`, collection)
+	// A line that named no item, quarantined before, is no line of this snapshot, which had none.
+	r, err := tx.ExecContext(ctx, `DELETE FROM quarantine WHERE collection = ? AND (item_id = ''
+		OR NOT EXISTS (SELECT 1 FROM snapshot_seen s WHERE s.collection = quarantine.collection AND s.id = quarantine.item_id))`, collection)
 	if err != nil {
 		return 0, seq, 0, fmt.Errorf("storage: end re-snapshot: %w", err)
 	}
 	cleared, _ = r.RowsAffected()
-	if _, err := tx.ExecContext(ctx, `DELETE FROM snapshot_seen WHERE collection = ?`, collection); err != nil {
-		return 0, seq, 0, fmt.Errorf("storage: end re-snapshot: %w", err)
-	}
-	if _, err := tx.ExecContext(ctx, `UPDATE feed_state SET resnapshot = 0 WHERE collection = ?`, collection); err != nil {
-		return 0, seq, 0, fmt.Errorf("storage: end re-snapshot: %w", err)
-	}
 	return swept, seq, cleared, nil
 }
 

@@ -276,3 +276,55 @@ func BenchmarkResnapshotUnchanged(b *testing.B) { benchmarkReapply(b, true) }
 
 // BenchmarkReapplyUnchanged is its baseline: the same pages applied again, without replacing.
 func BenchmarkReapplyUnchanged(b *testing.B) { benchmarkReapply(b, false) }
+
+// A malformed line that names no item, in a re-snapshot, could be any item's: at its end the
+// re-snapshot deletes nothing, rather than an item the cloud still has; the next one, without
+// such a line, deletes what the cloud no longer has.
+func TestResnapshotWithAnUnnamedMalformedLineDeletesNothing(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, filepath.Join(t.TempDir(), "shop.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var catalog []cloudapi.Change
+	for i := 1; i <= 5; i++ {
+		catalog = append(catalog, price(fmt.Sprintf("P%02d", i), int64(100+i), 100))
+	}
+	applyPage(t, db, cloudapi.Prices, cloudapi.PageEnd{Cursor: "d.1"}, catalog...)
+	if err := db.ResetCursor(ctx, cloudapi.Prices); err != nil {
+		t.Fatal(err)
+	}
+	// P01 and P02 come; P03's line is not JSON and names no item; P04 and P05 are gone.
+	res, err := db.ApplyPage(ctx, Page{Collection: cloudapi.Prices, Changes: catalog[:2], End: cloudapi.PageEnd{Cursor: "d.2", Count: 3},
+		Malformed: []*cloudapi.MalformedError{{Reason: "not a JSON object", Raw: []byte(`{"collection":"prices","id":`)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.KeptUnseen || res.Removed != 0 {
+		t.Errorf("re-snapshot with an unnamed malformed line: kept %v, removed %d; want kept, none removed", res.KeptUnseen, res.Removed)
+	}
+	if st, _ := db.FeedState(cloudapi.Prices); st.Quarantined != 1 {
+		t.Errorf("%d lines in quarantine, want the unnamed one", st.Quarantined)
+	}
+	if got := liveIDs(t, db, cloudapi.Prices); !slices.Equal(got, ids("P", 1, 5)) {
+		t.Errorf("after it the shop serves %v, want every price it held", got)
+	}
+	if st, _ := db.FeedState(cloudapi.Prices); st.Resnapshot {
+		t.Error("the re-snapshot did not end")
+	}
+	// The next re-snapshot is clean: what the cloud no longer has goes.
+	if err := db.ResetCursor(ctx, cloudapi.Prices); err != nil {
+		t.Fatal(err)
+	}
+	res = applyPage(t, db, cloudapi.Prices, cloudapi.PageEnd{Cursor: "d.3"}, catalog[:3]...)
+	if res.KeptUnseen || res.Removed != 2 {
+		t.Errorf("a clean re-snapshot: kept %v, removed %d; want 2 removed", res.KeptUnseen, res.Removed)
+	}
+	if st, _ := db.FeedState(cloudapi.Prices); st.Quarantined != 0 {
+		t.Errorf("%d lines in quarantine after a clean re-snapshot, want none: the unnamed line is no line of it", st.Quarantined)
+	}
+	if got := liveIDs(t, db, cloudapi.Prices); !slices.Equal(got, ids("P", 1, 3)) {
+		t.Errorf("after the clean re-snapshot the shop serves %v", got)
+	}
+}

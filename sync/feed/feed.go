@@ -487,6 +487,10 @@ func (s *Syncer) consume(ctx context.Context, collection, cursor string, seen *p
 				s.log.Info("feed: re-snapshot complete, items the cloud no longer has deleted", slog.String(keyCollection, collection),
 					slog.Int("deleted", res.Removed))
 			}
+			if res.KeptUnseen {
+				s.log.Warn("feed: re-snapshot complete, but a malformed line of it named no item: the items it did not mention are kept, none deleted; a later re-read deletes those the cloud no longer has",
+					slog.String(keyCollection, collection))
+			}
 			if res.Quarantined > 0 {
 				s.log.Warn("feed: malformed lines quarantined", slog.String(keyCollection, collection),
 					slog.Int("count", res.Quarantined), slog.String("first_reason", p.Malformed[0].Error()))

@@ -350,7 +350,9 @@ func decodeLine(b []byte, collection string, lineNo int) Line {
 	return Line{Change: &c}
 }
 
-var idRE = regexp.MustCompile(`"id"\s*:\s*"([^"\\\x00-\x1f]{1,128})"`)
+// idRE finds an "id" key and its string, escapes included (a cloud's JSON encoder may write an
+// accented letter as \u00e9).
+var idRE = regexp.MustCompile(`"id"\s*:\s*("(?:[^"\\\x00-\x1f]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})+")`)
 
 // salvageBytes is how much of a line's start salvageID reads.
 const salvageBytes = 4096
@@ -358,10 +360,15 @@ const salvageBytes = 4096
 // salvageID finds the item id in a line that is not valid JSON, so the quarantine can name the
 // item and a later valid change of it can clear the entry. It returns "" when none is found.
 func salvageID(b []byte) string {
-	if m := idRE.FindSubmatch(b[:min(len(b), salvageBytes)]); m != nil {
-		return string(m[1])
+	m := idRE.FindSubmatch(b[:min(len(b), salvageBytes)])
+	if m == nil {
+		return ""
 	}
-	return ""
+	var id string
+	if json.Unmarshal(m[1], &id) != nil || ValidateID(id) != nil {
+		return ""
+	}
+	return id
 }
 
 // ValidateID checks an item id against the contract.

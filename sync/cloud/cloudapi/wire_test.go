@@ -235,3 +235,22 @@ func TestEndLinesAndChangesWithAnEndKey(t *testing.T) {
 		t.Errorf("an end line without remaining: %+v", l)
 	}
 }
+
+// A line that is not JSON names its item even when the cloud's encoder escaped the id (an
+// accented letter as \u00e9, a quote): the quarantine names the item, and a re-snapshot counts
+// it as mentioned rather than deleting it.
+func TestSalvageIDTakesEscapes(t *testing.T) {
+	for line, want := range map[string]string{
+		`{"collection":"products","id":"caf\u00e9-1","op":"upsert","rev":3,"doc":{` + "\x01":      "café-1",
+		`{"collection":"products","id":"say \"hi\"","op":"upsert","rev":3,"doc":{` + "\x01":       `say "hi"`,
+		`{"collection":"products","id" : "a\/b","op":"upsert",`:                                   "a/b",
+		`{"collection":"products","id":"P1","op":"upsert","rev":3,"doc":{` + "\x01":               "P1",
+		`{"collection":"products","id":"\u0001","op":"upsert",`:                                   "", // a control character: no id
+		`{"collection":"products","id":"` + strings.Repeat("x", MaxIDBytes+1) + `","op":"upsert"`: "",
+		`{"collection":"products","id":"","op":"upsert"`:                                          "",
+	} {
+		if got := salvageID([]byte(line)); got != want {
+			t.Errorf("%.60q: id %q, want %q", line, got, want)
+		}
+	}
+}
