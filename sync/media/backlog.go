@@ -179,7 +179,9 @@ func (f *Fetcher) endOfBacklog(class int) {
 // into the queue before a task of class is taken.
 func (f *Fetcher) backlogAheadLocked(class int) bool {
 	for c := classImage; c < class; c++ {
-		if f.back.n[c] > 0 {
+		// A class whose window is held by large files waiting for their hours reads no more
+		// of its backlog until they go: the classes after it do not wait for that.
+		if f.back.n[c] > 0 && f.q.windowN[c] < f.o.QueueWindow/2 {
 			f.askRefillLocked(c)
 			return true
 		}

@@ -14,3 +14,11 @@ func FirstScanDone(f *Fetcher) bool {
 	defer f.mu.Unlock()
 	return f.started
 }
+
+// Wake wakes the workers, as their timer would when the time they wait for comes: a test that
+// moves Options.Now forward calls it.
+func Wake(f *Fetcher) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.changedLocked()
+}

@@ -503,39 +503,54 @@ func TestRenewedSASIsNotUnauthorized(t *testing.T) {
 }
 
 // The large files waiting for their window count in the window of the prefetch: the fetcher
-// does not read the whole catalog's large files into memory while the window is closed.
+// does not read the whole catalog's large files into memory while the window is closed, the
+// kinds after theirs go on meanwhile, and everything comes once the window opens, the large
+// files a device took out of the wait included.
 func TestLargeFilesWaitingForTheirWindowAreBounded(t *testing.T) {
-	const window, videos = 4, 40
-	var items []item
-	for i := range videos {
-		items = append(items, item{fmt.Sprintf("V%02d", i), fmt.Sprintf("v%02d.mp4", i), "video/mp4", content(uint64(300+i), 2<<20)})
+	const window, large = 4, 40
+	// A small image first; then large images and videos, which hold back the document after
+	// them (the kind after images) in a fetcher that waits for every image before documents;
+	// then a small video, which waits behind the large videos of its kind.
+	items := []item{{"I1", "i1.jpg", "image/jpeg", content(41, 1000)}}
+	for i := range large {
+		class := []string{"video/mp4", "image/jpeg"}[i%2]
+		items = append(items, item{fmt.Sprintf("L%02d", i), fmt.Sprintf("l%02d", i), class, content(uint64(300+i), 2<<20)})
 	}
-	small := item{"I1", "i1.jpg", "image/jpeg", content(41, 1000)}
-	items = append(items, small)
+	items = append(items, item{"D1", "d1.pdf", "application/pdf", content(42, 1000)}, item{"V1", "v1.mp4", "video/mp4", content(43, 1000)})
 	src := newMemSource(items...)
 	s := newShop(t)
 	s.catalog(t, items...)
+	var mu sync.Mutex
 	now := time.Date(2026, 12, 2, 9, 0, 0, 0, time.Local)
 	f := s.fetcher(t, src, func(o *media.Options) {
 		o.Parallel = 1
 		o.QueueWindow = window
 		o.LargeFile = 1 << 20
 		o.Window = media.Window{Start: 21 * 60, End: 7 * 60, Set: true} // 21:00-07:00
-		o.Now = func() time.Time { return now }
+		o.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	})
-	waitStatus(t, f, "videos waiting for the window", func(st media.Status) bool {
-		return st.Files == 1 && st.WaitingWindow >= window/2 && st.Pending == videos
+	waitStatus(t, f, "the small image and the document, the large files waiting", func(st media.Status) bool {
+		return st.Files == 2 && st.WaitingWindow >= window/2 && st.Pending == large+1
 	})
-	// A device's request goes through the lanes after the refills the waiting videos asked for.
-	if got, _, err := read(t, f, "V00"); err != nil || !bytes.Equal(got, items[0].data) {
-		t.Fatalf("asked for outside the window: %v", err)
+	// A device's request takes two large files out of the wait.
+	for _, it := range items[1:3] {
+		if got, _, err := read(t, f, it.id); err != nil || !bytes.Equal(got, it.data) {
+			t.Fatalf("%s asked for outside the window: %v", it.id, err)
+		}
 	}
-	if n := media.QueuedTasks(f); n > window {
-		t.Errorf("%d tasks in memory while the window is closed, for a window of %d", n, window)
+	if n := media.QueuedTasks(f); n > 2*window {
+		t.Errorf("%d tasks in memory while the window is closed, for a window of %d for each of two kinds", n, window)
 	}
-	if st, _ := f.Status(context.Background()); st.WaitingWindow > window || st.Pending != videos-1 {
-		t.Errorf("%d waiting for the window, %d pending; want at most %d, %d", st.WaitingWindow, st.Pending, window, videos-1)
+	if st, _ := f.Status(context.Background()); st.WaitingWindow > 2*window || st.Pending != large-1 {
+		t.Errorf("%d waiting for the window, %d pending; want at most %d, %d", st.WaitingWindow, st.Pending, 2*window, large-1)
 	}
+	mu.Lock()
+	now = now.Add(12 * time.Hour) // 21:00
+	mu.Unlock()
+	media.Wake(f) // what a timer set for the window's opening would do
+	waitStatus(t, f, "every large file once the window opened", func(st media.Status) bool {
+		return st.Files == int64(len(items)) && st.Pending == 0
+	})
 }
 
 // A blob whose answers are always another part than the one asked, from the start too, is a

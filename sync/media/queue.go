@@ -206,10 +206,15 @@ func (q *queue) forget(t *task) {
 // setVersion makes a queued task fetch the version of m.
 func (q *queue) setVersion(t *task, m cloudapi.MediaManifest, md5hex string) {
 	q.sizes -= t.size
-	q.countWhy(t, -1) // the class may change with the content type
 	t.set(m, md5hex)
-	q.countWhy(t, 1)
 	q.sizes += t.size
+}
+
+// setClass gives a task another class, moving it in the counts by class.
+func (q *queue) setClass(t *task, class int) {
+	q.countWhy(t, -1)
+	t.class = class
+	q.countWhy(t, 1)
 }
 
 // setWhy records why a queued task waits ("" for not waiting).
@@ -284,14 +289,15 @@ func (q *queue) reclass(t *task, class int) {
 		return
 	}
 	q.unplace(t)
-	t.class = class
+	q.setClass(t, class)
 	q.place(t)
 }
 
 // promote makes a task ready with the on-demand class.
 func (q *queue) promote(t *task) {
 	q.unplace(t)
-	t.class, t.notBefore = classOnDemand, time.Time{}
+	q.setClass(t, classOnDemand)
+	t.notBefore = time.Time{}
 	q.setWhy(t, "")
 	q.place(t)
 }

@@ -14,7 +14,7 @@ import (
 )
 
 // walkCounts is what counts must answer, found the long way: a walk over every task.
-func walkCounts(q *queue) (pending int, bytes int64, waiting map[string]int) {
+func walkCounts(q *queue) (pending int, bytes int64, waiting map[string]int, window [classVideo + 1]int) {
 	waiting = map[string]int{}
 	for _, t := range q.tasks {
 		pending++
@@ -22,8 +22,11 @@ func walkCounts(q *queue) (pending int, bytes int64, waiting map[string]int) {
 		if t.why != "" {
 			waiting[t.why]++
 		}
+		if t.why == whyWindow {
+			window[t.class]++
+		}
 	}
-	return pending, bytes, waiting
+	return pending, bytes, waiting, window
 }
 
 func manifest(r *rand.Rand, id string) (cloudapi.MediaManifest, string) {
@@ -70,8 +73,10 @@ func TestQueueTotalsMatchAWalk(tt *testing.T) {
 			}
 		case k == 3 && t != nil && !t.running:
 			q.delay(t, now.Add(time.Duration(1+r.IntN(50))*time.Second), reasons[r.IntN(3)])
-		case k == 4 && t != nil && !t.running:
+		case k == 4 && t != nil && !t.running && r.IntN(2) == 0:
 			q.promote(t)
+		case k == 4 && t != nil && !t.running:
+			q.reclass(t, r.IntN(classVideo+1))
 		case k == 5 && t != nil && !t.running:
 			q.remove(t)
 		case k == 6 && t != nil && !t.running:
@@ -84,10 +89,11 @@ func TestQueueTotalsMatchAWalk(tt *testing.T) {
 			rt := running[r.IntN(len(running))]
 			rt.got.Store(r.Int64N(rt.size + 1))
 		}
-		wp, wb, ww := walkCounts(q)
+		wp, wb, ww, wn := walkCounts(q)
 		p, b, w := q.counts()
-		if p != wp || b != wb || !maps.Equal(w, ww) {
-			tt.Fatalf("step %d: counts %d tasks, %d bytes, waiting %v; a walk finds %d, %d, %v", step, p, b, w, wp, wb, ww)
+		if p != wp || b != wb || !maps.Equal(w, ww) || q.windowN != wn {
+			tt.Fatalf("step %d: counts %d tasks, %d bytes, waiting %v, for the window by class %v; a walk finds %d, %d, %v, %v",
+				step, p, b, w, q.windowN, wp, wb, ww, wn)
 		}
 	}
 }
