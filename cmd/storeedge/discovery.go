@@ -60,19 +60,6 @@ func discoveryOff(cfg config.Config) string {
 	return ""
 }
 
-// mdnsOff says why mDNS does not run with cfg although discovery does, or "": its A records hold
-// IPv4 addresses only, and a server bound to an IPv6 address listens on none, so the records
-// would send devices where nothing answers.
-func mdnsOff(cfg config.Config) string {
-	if !cfg.Discovery.MDNS.Enabled {
-		return "discovery.mdns.enabled is false"
-	}
-	if host, v4 := boundHost(cfg.LAN.Bind); host != "" && !v4.IsValid() {
-		return "lan.bind is an IPv6 address, which mDNS's A records cannot give; devices find the server by UDP"
-	}
-	return ""
-}
-
 // boundHost is the address lan.bind names, when it names one (not "" nor an unspecified
 // address): as the UDP answer's URL gives it (host), and as mDNS's A records give it (v4, invalid
 // when it is an IPv6 address: A records hold IPv4 ones only).
@@ -119,7 +106,7 @@ func newDiscovery(cfg config.Config, addrs map[string]string, pairingOpen func()
 		}
 		d.udp = udp
 	}
-	if why := mdnsOff(cfg); why != "" && cfg.Discovery.MDNS.Enabled {
+	if why := cfg.MDNSOff(); why != "" && cfg.Discovery.MDNS.Enabled {
 		log.Warn("discovery: mDNS off", slog.String("reason", why))
 	} else if why == "" {
 		m, err := discovery.NewMDNS(discovery.MDNSOptions{
@@ -203,7 +190,7 @@ func cmdDiscovery(ctx context.Context, args, env []string, stdout, stderr io.Wri
 		return fmt.Errorf("discovery: list interfaces: %w", err)
 	}
 	fmt.Fprintf(stdout, "UDP port %d (%s), mDNS %s (%s), announcements every %s\n\n",
-		cfg.Discovery.UDP.Port, onOff(cfg.Discovery.UDP.Enabled), discovery.ServiceType, onOff(cfg.Discovery.MDNS.Enabled),
+		cfg.Discovery.UDP.Port, onOff(cfg.Discovery.UDP.Enabled), discovery.ServiceType, onOff(cfg.MDNSOff() == ""),
 		cfg.Discovery.AnnounceInterval)
 	announce, mdnsIfs := printInterfaces(stdout, ifs)
 	fmt.Fprintln(stdout)
@@ -284,7 +271,7 @@ func checkDiscovery(ctx context.Context, c *checkTable, cfg config.Config, annou
 	} else {
 		c.off(udpName, "discovery.udp.enabled is false")
 	}
-	switch why := mdnsOff(cfg); {
+	switch why := cfg.MDNSOff(); {
 	case why != "":
 		c.off("mdns", why)
 	case len(mdnsIfs) == 0:

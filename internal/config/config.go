@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -581,6 +582,19 @@ func DefaultPath() string {
 // DatabasePath is the SQLite database file inside DataDir.
 func (c Config) DatabasePath() string {
 	return filepath.Join(c.DataDir, "storeedge.db")
+}
+
+// MDNSOff says why mDNS does not run with c, or "" when it does: off by its key, or lan.bind is
+// an IPv6 address, which the A records of mDNS (IPv4 only) cannot give, so that they would send
+// devices to addresses the server does not listen on. Discovery by UDP carries any address.
+func (c Config) MDNSOff() string {
+	if !c.Discovery.MDNS.Enabled {
+		return "discovery.mdns.enabled is false"
+	}
+	if ip, err := netip.ParseAddr(c.LAN.Bind); err == nil && !ip.IsUnspecified() && !ip.Is4() && !ip.Is4In6() {
+		return "lan.bind is an IPv6 address, which mDNS's A records cannot give; devices find the server by UDP"
+	}
+	return ""
 }
 
 // MediaPath is the folder of the media cache inside DataDir.

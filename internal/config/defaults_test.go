@@ -93,3 +93,22 @@ func TestDefaultIsMadeOfConstants(t *testing.T) {
 		}
 	}
 }
+
+// With lan.bind an IPv6 address, mDNS stays off: its A records would name IPv4 addresses the
+// server does not listen on (discovery.md); the daemon, storeedge discovery and the firewall's
+// rules follow MDNSOff.
+func TestMDNSOffWhenBoundToIPv6(t *testing.T) {
+	for bind, off := range map[string]bool{"": false, "0.0.0.0": false, "::": false, "192.168.1.10": false,
+		"::ffff:192.168.1.10": false, "fd00::10": true, "2001:db8::1": true} {
+		cfg := Default()
+		cfg.LAN.Bind = bind
+		if why := cfg.MDNSOff(); (why != "") != off {
+			t.Errorf("lan.bind %q: mDNS off for %q, want off %v", bind, why, off)
+		}
+	}
+	cfg := Default()
+	cfg.Discovery.MDNS.Enabled = false
+	if cfg.MDNSOff() == "" {
+		t.Error("mDNS on with discovery.mdns.enabled false")
+	}
+}

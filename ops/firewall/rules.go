@@ -69,7 +69,7 @@ func RulesIn(cfg config.Config, env Environment) []Rule {
 			// device's own address and port, would belong to: the answer needs its own rule.
 			Rule{Dir: Out, Proto: "udp", Port: d.UDP.Port, Local: true, Remote: RemoteLAN, Purpose: "discovery: answers, from this port to the device's", Key: "discovery.udp.port"})
 	}
-	if cfg.Discovery.MDNS.Enabled {
+	if cfg.MDNSOff() == "" {
 		// Queries come to the group, or to the server's own address (legacy DNS clients); answers
 		// go to the group, or from the server's port to the querier's own address (a query
 		// that asks for a unicast answer, a legacy one), which no connection tracking matches

@@ -408,3 +408,15 @@ func TestWindowsScriptsReplaceRulesOfEarlierConfigurations(t *testing.T) {
 		t.Errorf("PowerShell does not remove the storeedge rules of earlier configurations:\n%s", ps.String())
 	}
 }
+
+// With lan.bind an IPv6 address mDNS does not run (config.MDNSOff): no rule opens 5353 for it.
+func TestNoMDNSRulesWhenBoundToIPv6(t *testing.T) {
+	c := config.Default()
+	for bind, want := range map[string]bool{"": true, "192.168.1.10": true, "fd00::10": false} {
+		c.LAN.Bind = bind
+		opens := slices.ContainsFunc(Rules(c), func(r Rule) bool { return r.Port == mdnsPort })
+		if opens != want {
+			t.Errorf("lan.bind %q: rules open 5353: %v, want %v", bind, opens, want)
+		}
+	}
+}

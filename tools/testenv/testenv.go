@@ -80,11 +80,22 @@ func ListenOutsideEphemeral(t testing.TB) net.Listener {
 	}
 	const from = 15000
 	if low <= from+1000 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("testenv: listen: %v", err)
+		// No room below the range: a port of it, never one handed out before (as FreePort).
+		for {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatalf("testenv: listen: %v", err)
+			}
+			port := ln.Addr().(*net.TCPAddr).Port
+			handedOut.Lock()
+			seen := handedOut.ports[port]
+			handedOut.ports[port] = true
+			handedOut.Unlock()
+			if !seen {
+				return ln
+			}
+			ln.Close()
 		}
-		return ln
 	}
 	for range 200 {
 		port := from + rand.IntN(low-from)
@@ -180,9 +191,10 @@ func startProgram(t testing.TB, s spec) string {
 	var lastErr error
 	for i := 0; i < attempts; i++ {
 		dir := t.TempDir()
-		// Below the ephemeral range, the port cannot be taken meanwhile by an
-		// outgoing connection or another test's listener on port 0, which the
-		// readiness check would take for the program.
+		// Below the ephemeral range (where the system leaves room for it), the
+		// port cannot be taken meanwhile by an outgoing connection or another
+		// test's listener on port 0, which the readiness check would take for
+		// the program.
 		port := PortOutsideEphemeral(t)
 		addr, err := runOnce(t, s, dir, port)
 		if err == nil {
