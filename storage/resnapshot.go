@@ -46,7 +46,7 @@ func noteSeen(ctx context.Context, tx *sql.Tx, p *Page) error {
 	for _, m := range p.Malformed {
 		if m.ID != "" {
 			ids = append(ids, m.ID)
-		} else if !blind {
+		} else if m.Unnamed && !blind {
 			ids, blind = append(ids, unnamed), true
 		}
 	}

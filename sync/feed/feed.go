@@ -488,7 +488,7 @@ func (s *Syncer) consume(ctx context.Context, collection, cursor string, seen *p
 					slog.Int("deleted", res.Removed))
 			}
 			if res.KeptUnseen {
-				s.log.Warn("feed: re-snapshot complete, but a malformed line of it named no item: the items it did not mention are kept, none deleted; a later re-read deletes those the cloud no longer has",
+				s.log.Warn("feed: re-snapshot complete, but a malformed line of it named no item: the items it did not mention are kept, none deleted; once the cloud mends the line, a re-read (support's resync) deletes those it no longer has",
 					slog.String(keyCollection, collection))
 			}
 			if res.Quarantined > 0 {
