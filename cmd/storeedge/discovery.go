@@ -47,18 +47,8 @@ func (d *discoveryServices) Seen() []discovery.SeenDevice {
 	return d.udp.Seen()
 }
 
-// discoveryOff says why discovery does not run with cfg, or "" when it does. A server bound to a
-// loopback address cannot be reached from the LAN, so there is nothing to announce (the demo and
-// the tests run so).
-func discoveryOff(cfg config.Config) string {
-	if !cfg.Discovery.UDP.Enabled && !cfg.Discovery.MDNS.Enabled {
-		return "discovery.udp.enabled and discovery.mdns.enabled are false"
-	}
-	if ip, err := netip.ParseAddr(cfg.LAN.Bind); err == nil && ip.IsLoopback() {
-		return "lan.bind is a loopback address: devices on the LAN could not reach the server"
-	}
-	return ""
-}
+// discoveryOff says why discovery does not run with cfg, or "" when it does (config.DiscoveryOff).
+func discoveryOff(cfg config.Config) string { return cfg.DiscoveryOff() }
 
 // boundHost is the address lan.bind names, when it names one (not "" nor an unspecified
 // address): as the UDP answer's URL gives it (host), and as mDNS's A records give it (v4, invalid

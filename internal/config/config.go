@@ -584,10 +584,27 @@ func (c Config) DatabasePath() string {
 	return filepath.Join(c.DataDir, "storeedge.db")
 }
 
-// MDNSOff says why mDNS does not run with c, or "" when it does: off by its key, or lan.bind is
-// an IPv6 address, which the A records of mDNS (IPv4 only) cannot give, so that they would send
-// devices to addresses the server does not listen on. Discovery by UDP carries any address.
+// DiscoveryOff says why discovery (UDP and mDNS) does not run with c, or "" when it does. A
+// server bound to a loopback address cannot be reached from the LAN, so there is nothing to
+// announce (the demo and the tests run so).
+func (c Config) DiscoveryOff() string {
+	if !c.Discovery.UDP.Enabled && !c.Discovery.MDNS.Enabled {
+		return "discovery.udp.enabled and discovery.mdns.enabled are false"
+	}
+	if ip, err := netip.ParseAddr(c.LAN.Bind); err == nil && ip.IsLoopback() {
+		return "lan.bind is a loopback address: devices on the LAN could not reach the server"
+	}
+	return ""
+}
+
+// MDNSOff says why mDNS does not run with c, or "" when it does: discovery is off, mDNS is off by
+// its key, or lan.bind is an IPv6 address, which the A records of mDNS (IPv4 only) cannot give,
+// so that they would send devices to addresses the server does not listen on. Discovery by UDP
+// carries any address.
 func (c Config) MDNSOff() string {
+	if why := c.DiscoveryOff(); why != "" {
+		return why
+	}
 	if !c.Discovery.MDNS.Enabled {
 		return "discovery.mdns.enabled is false"
 	}

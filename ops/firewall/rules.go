@@ -61,7 +61,7 @@ func RulesIn(cfg config.Config, env Environment) []Rule {
 		}
 		in = append(in, Rule{Dir: In, Proto: "tcp", Port: ln.Port, Remote: RemoteLAN, Purpose: purpose, Key: ln.Key})
 	}
-	if d := cfg.Discovery; d.UDP.Enabled {
+	if d := cfg.Discovery; d.UDP.Enabled && cfg.DiscoveryOff() == "" {
 		in = append(in, Rule{Dir: In, Proto: "udp", Port: d.UDP.Port, Remote: RemoteLAN, Purpose: "discovery: devices' probes and hellos", Key: "discovery.udp.port"})
 		out = append(out,
 			Rule{Dir: Out, Proto: "udp", Port: d.UDP.Port, Remote: RemoteLAN, Purpose: "discovery: announcements (broadcast)", Key: "discovery.udp.port"},

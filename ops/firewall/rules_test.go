@@ -409,14 +409,20 @@ func TestWindowsScriptsReplaceRulesOfEarlierConfigurations(t *testing.T) {
 	}
 }
 
-// With lan.bind an IPv6 address mDNS does not run (config.MDNSOff): no rule opens 5353 for it.
+// With lan.bind an IPv6 address mDNS does not run (config.MDNSOff), and with a loopback address
+// no discovery at all (config.DiscoveryOff): no rule opens their ports.
 func TestNoMDNSRulesWhenBoundToIPv6(t *testing.T) {
 	c := config.Default()
-	for bind, want := range map[string]bool{"": true, "192.168.1.10": true, "fd00::10": false} {
+	for bind, want := range map[string]bool{"": true, "192.168.1.10": true, "fd00::10": false, "127.0.0.1": false} {
 		c.LAN.Bind = bind
 		opens := slices.ContainsFunc(Rules(c), func(r Rule) bool { return r.Port == mdnsPort })
 		if opens != want {
 			t.Errorf("lan.bind %q: rules open 5353: %v, want %v", bind, opens, want)
+		}
+		// UDP discovery runs but for a server devices cannot reach.
+		udp := slices.ContainsFunc(Rules(c), func(r Rule) bool { return r.Port == c.Discovery.UDP.Port })
+		if udp != (bind != "127.0.0.1") {
+			t.Errorf("lan.bind %q: rules open the discovery port: %v", bind, udp)
 		}
 	}
 }

@@ -129,11 +129,13 @@ func (f *Fetcher) takeLocked(now time.Time, onDemandOnly bool) *task {
 		if t == nil {
 			return nil
 		}
-		f.askRefillLocked(t.class)
 		if t.class == classOnDemand || t.size < f.o.LargeFile || f.o.Window.Open(now) {
+			f.askRefillLocked(t.class)
 			return t
 		}
+		// Counted again in its class's window, as it waits: asked for after, the refill sees it.
 		f.q.requeue(t, f.o.Window.NextOpen(now), whyWindow)
+		f.askRefillLocked(t.class)
 	}
 }
 
