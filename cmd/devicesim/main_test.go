@@ -14,6 +14,7 @@ import (
 	"github.com/storeedge/storeedge/devices"
 	"github.com/storeedge/storeedge/server"
 	"github.com/storeedge/storeedge/storage"
+	"github.com/storeedge/storeedge/tools/testenv"
 )
 
 func TestFlagsAreChecked(t *testing.T) {
@@ -39,7 +40,14 @@ func TestRunsManyDevices(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	dm, err := devices.New(context.Background(), devices.Options{DB: db, EnrollmentSecret: secret})
+	committed := make(chan struct{}, 1) // a command's state was stored
+	dm, err := devices.New(context.Background(), devices.Options{DB: db, EnrollmentSecret: secret,
+		Committed: func([]storage.CommandUpdate) {
+			select {
+			case committed <- struct{}{}:
+			default:
+			}
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,20 +63,20 @@ func TestRunsManyDevices(t *testing.T) {
 	go func() { managed <- dm.Run(ctx) }()
 
 	out, stdout := io.Pipe()
+	var stderr testenv.Buffer
 	ran := make(chan error, 1)
 	go func() {
-		ran <- run(ctx, []string{"-server", ts.URL, "-enrollment-secret", secret, "-devices", "3", "-capabilities", "orders,print", "-heartbeat", "1h", "-extra-types", "label.print"}, stdout, io.Discard)
+		ran <- run(ctx, []string{"-server", ts.URL, "-enrollment-secret", secret, "-devices", "3", "-capabilities", "orders,print", "-heartbeat", "1h", "-extra-types", "label.print"}, stdout, &stderr)
 		stdout.Close()
 	}()
 	lines := bufio.NewScanner(out)
-	deadline := time.Now().Add(30 * time.Second)
-	var list []devices.Device
-	for len(list) < 3 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d devices paired", len(list))
-		}
-		time.Sleep(10 * time.Millisecond) // pairing is the other process's doing: poll the registry
-		list, _ = dm.List(ctx)
+	// Each device says when it has paired.
+	if !stderr.WaitUntil(func(s string) bool { return strings.Count(s, " paired as ") == 3 }, 30*time.Second, nil) {
+		t.Fatalf("devices paired:\n%s", stderr.String())
+	}
+	list, err := dm.List(ctx)
+	if err != nil || len(list) != 3 {
+		t.Fatalf("%d devices in the registry (%v), want 3", len(list), err)
 	}
 	// A type the devices do not know is refused; one given with -extra-types is done.
 	odd, err := dm.Send(ctx, devices.Target{Capability: "print"}, "shelf.blink", json.RawMessage(`{}`), 0)
@@ -97,6 +105,7 @@ func TestRunsManyDevices(t *testing.T) {
 			t.Errorf("device %s (%s) printed %q, want label.print,print", d.ID, d.Name, got)
 		}
 	}
+	deadline := time.After(30 * time.Second)
 	for _, c := range odd {
 		for {
 			got, err := dm.Command(ctx, c.ID)
@@ -106,10 +115,11 @@ func TestRunsManyDevices(t *testing.T) {
 			if got.State == storage.CommandFailed && got.Reason == `refused by the device: "unknown command type"` {
 				break
 			}
-			if time.Now().After(deadline) {
+			select {
+			case <-committed: // the nack is stored by the manager's writer
+			case <-deadline:
 				t.Fatalf("command %s of an unknown type is %s (%q), want failed: unknown command type", c.ID, got.State, got.Reason)
 			}
-			time.Sleep(10 * time.Millisecond) // the nack is stored by the manager's writer: poll it
 		}
 	}
 	cancel()
