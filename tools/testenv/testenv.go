@@ -48,21 +48,33 @@ func Require(t testing.TB, bin string) string {
 // listeners refuses to start.
 func FreePort(t testing.TB) int {
 	t.Helper()
+	ln := listenNew(t)
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// listenNew listens on 127.0.0.1 at a port the system chooses that was never handed out before.
+func listenNew(t testing.TB) net.Listener {
+	t.Helper()
 	for {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatalf("testenv: free port: %v", err)
 		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-		handedOut.Lock()
-		seen := handedOut.ports[port]
-		handedOut.ports[port] = true
-		handedOut.Unlock()
-		if !seen {
-			return port
+		if claim(ln.Addr().(*net.TCPAddr).Port) {
+			return ln
 		}
+		ln.Close()
 	}
+}
+
+// claim records port as handed out, and says whether it was not before.
+func claim(port int) bool {
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	seen := handedOut.ports[port]
+	handedOut.ports[port] = true
+	return !seen
 }
 
 // ListenOutsideEphemeral listens on 127.0.0.1 at a port below the system's range of ephemeral
@@ -80,30 +92,11 @@ func ListenOutsideEphemeral(t testing.TB) net.Listener {
 	}
 	const from = 15000
 	if low <= from+1000 {
-		// No room below the range: a port of it, never one handed out before (as FreePort).
-		for {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatalf("testenv: listen: %v", err)
-			}
-			port := ln.Addr().(*net.TCPAddr).Port
-			handedOut.Lock()
-			seen := handedOut.ports[port]
-			handedOut.ports[port] = true
-			handedOut.Unlock()
-			if !seen {
-				return ln
-			}
-			ln.Close()
-		}
+		return listenNew(t) // no room below the range: a port of it, as FreePort's
 	}
 	for range 200 {
 		port := from + rand.IntN(low-from)
-		handedOut.Lock()
-		seen := handedOut.ports[port]
-		handedOut.ports[port] = true
-		handedOut.Unlock()
-		if seen {
+		if !claim(port) {
 			continue
 		}
 		if ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
@@ -117,11 +110,7 @@ func ListenOutsideEphemeral(t testing.TB) net.Listener {
 // MarkTaken keeps FreePort from handing out port: the port of a program the test started on a
 // port of its own choosing, which a daemon given it later would find in use, or, once the
 // program is stopped, would answer in its place (a cloud stopped to test an outage, say).
-func MarkTaken(port int) {
-	handedOut.Lock()
-	handedOut.ports[port] = true
-	handedOut.Unlock()
-}
+func MarkTaken(port int) { claim(port) }
 
 // PortOutsideEphemeral is a port below the range of ephemeral ports that was free a moment ago,
 // for a program a test starts, stops and starts again on it (see ListenOutsideEphemeral).
