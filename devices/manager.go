@@ -111,6 +111,20 @@ func (e *ThrottledError) Why() string {
 	return "too many failed pairing attempts from this address"
 }
 
+// throttled is the refusal of a pairing attempt from address after too many failed ones, from it
+// or from all addresses together, or nil.
+func (m *Manager) throttled(address string, now time.Time) error {
+	ok, wait, shared := m.throttle.allow(address, now)
+	if ok {
+		return nil
+	}
+	e := &ThrottledError{RetryAfter: wait}
+	if shared {
+		e.Reason = "too many failed pairing attempts from all addresses together in the last minute; every pairing waits (the log names the addresses that failed)"
+	}
+	return e
+}
+
 // entry is what the Manager remembers of a device between requests.
 type entry struct {
 	dev  storage.Device
@@ -463,8 +477,8 @@ type Credentials struct {
 // server asks it before reading the request, so that a throttled address gets 429 whatever it
 // sends (devices.md).
 func (m *Manager) PairingThrottled(address string) error {
-	if ok, wait := m.throttle.allow(address, m.now()); !ok {
-		return &ThrottledError{RetryAfter: wait}
+	if err := m.throttled(address, m.now()); err != nil {
+		return err
 	}
 	return nil
 }
@@ -473,8 +487,8 @@ func (m *Manager) PairingThrottled(address string) error {
 // Failed attempts count against the address's allowance; over it, a *ThrottledError.
 func (m *Manager) Pair(ctx context.Context, req PairRequest, address string) (_ Credentials, err error) {
 	// What needs no turn is answered at once: a throttled address, a malformed request.
-	if ok, wait := m.throttle.allow(address, m.now()); !ok {
-		return Credentials{}, &ThrottledError{RetryAfter: wait}
+	if err := m.throttled(address, m.now()); err != nil {
+		return Credentials{}, err
 	}
 	if err := checkDevice(req.Kind, &req.Name, req.AppVersion, &req.PushPort, req.Capabilities, m.o.PushPortDefault); err != nil {
 		return Credentials{}, err
@@ -497,8 +511,8 @@ func (m *Manager) Pair(ctx context.Context, req PairRequest, address string) (_ 
 		return Credentials{}, ctx.Err()
 	}
 	now := m.now()
-	if ok, wait := m.throttle.allow(address, now); !ok {
-		return Credentials{}, &ThrottledError{RetryAfter: wait}
+	if err := m.throttled(address, now); err != nil {
+		return Credentials{}, err
 	}
 	var codeHash []byte
 	by := storage.PairedByCode

@@ -188,3 +188,24 @@ func TestFailedPairingsNameTheirAddress(t *testing.T) {
 		}
 	}
 }
+
+// Failed attempts from many addresses reach the limit of all addresses together: an address that
+// never failed is held back too, and the refusal says it is for all addresses, not for its own.
+func TestSharedPairingLimitSaysSo(t *testing.T) {
+	e := newEnv(t)
+	limit := config.DefaultDevicesPairingAttempts
+	for i := range 10 * limit {
+		if _, err := e.m.Pair(context.Background(), devices.PairRequest{Code: "1234-5678", Kind: "pos"}, fmt.Sprintf("192.0.2.%d", 1+i/limit)); !errors.Is(err, devices.ErrBadPairing) {
+			t.Fatalf("wrong code %d: %v", i, err)
+		}
+	}
+	var te *devices.ThrottledError
+	_, err := e.m.Pair(context.Background(), devices.PairRequest{Code: "1234-5678", Kind: "pos"}, "198.51.100.7")
+	if !errors.As(err, &te) || !strings.Contains(te.Why(), "from all addresses together") {
+		t.Fatalf("an address that never failed, past the shared limit: %v", err)
+	}
+	_, err = e.m.Pair(context.Background(), devices.PairRequest{Code: "1234-5678", Kind: "pos"}, "192.0.2.1")
+	if !errors.As(err, &te) || te.RetryAfter <= 0 {
+		t.Fatalf("an address past its own limit and the shared one: %v", err)
+	}
+}

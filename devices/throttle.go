@@ -28,11 +28,16 @@ func newThrottle(perSource int, window time.Duration) *throttle {
 	return &throttle{perSource: perSource, window: window, failures: map[string][]time.Time{}}
 }
 
-// allow reports whether source may try now; when not, wait says for how long it must wait.
-func (t *throttle) allow(source string, now time.Time) (ok bool, wait time.Duration) {
+// allow reports whether source may try now; when not, wait says for how long it must wait, and
+// shared whether that is for the failures of all sources together (the longer wait, when both).
+func (t *throttle) allow(source string, now time.Time) (ok bool, wait time.Duration, shared bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.allowLocked(source, now)
+	ok, wait = t.allowLocked(source, now)
+	if !ok {
+		shared = t.waitLocked(source, t.perSource, now) < wait
+	}
+	return ok, wait, shared
 }
 
 // take is allow, and when it allows, fail, in one step: callers at once cannot all pass.
@@ -58,13 +63,17 @@ func (t *throttle) giveBack(source string, at time.Time) {
 }
 
 func (t *throttle) allowLocked(source string, now time.Time) (ok bool, wait time.Duration) {
-	for key, limit := range map[string]int{source: t.perSource, allSources: 10 * t.perSource} {
-		fs := t.recentLocked(key, now)
-		if len(fs) >= limit {
-			wait = max(wait, fs[len(fs)-limit].Add(t.window).Sub(now))
-		}
-	}
+	wait = max(t.waitLocked(source, t.perSource, now), t.waitLocked(allSources, 10*t.perSource, now))
 	return wait <= 0, wait
+}
+
+// waitLocked is how long key must wait for its failures in the window to fall under limit.
+func (t *throttle) waitLocked(key string, limit int, now time.Time) time.Duration {
+	fs := t.recentLocked(key, now)
+	if len(fs) < limit {
+		return 0
+	}
+	return fs[len(fs)-limit].Add(t.window).Sub(now)
 }
 
 // fail records a failed attempt of source.
