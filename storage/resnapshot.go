@@ -21,8 +21,10 @@ import (
 //
 // Items mentioned include those whose change was ignored as not newer, and those whose line was
 // malformed (they still exist in the cloud: the shop keeps its last good version). A malformed
-// line that names no item could be any item's: the re-snapshot then deletes nothing at its end
-// (noted as the id unnamed, which no item has), rather than an item the cloud still has.
+// line that names no valid item (no id, an id that cannot be read, or one that breaks the
+// rules, which encoding/json may have taken from another key than the first) could be any
+// item's: the re-snapshot then deletes nothing at its end (noted as the id unnamed, which no
+// item has), rather than an item the cloud still has.
 
 // unnamed is noted in snapshot_seen for a malformed line that names no item.
 const unnamed = ""
@@ -46,7 +48,7 @@ func noteSeen(ctx context.Context, tx *sql.Tx, p *Page) error {
 	for _, m := range p.Malformed {
 		if m.ID != "" {
 			ids = append(ids, m.ID)
-		} else if m.Unnamed && !blind {
+		} else if !blind {
 			ids, blind = append(ids, unnamed), true
 		}
 	}

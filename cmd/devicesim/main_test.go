@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -64,14 +65,23 @@ func TestRunsManyDevices(t *testing.T) {
 
 	out, stdout := io.Pipe()
 	var stderr testenv.Buffer
-	ran := make(chan error, 1)
+	ran, stopped := make(chan error, 1), make(chan struct{})
 	go func() {
 		ran <- run(ctx, []string{"-server", ts.URL, "-enrollment-secret", secret, "-devices", "3", "-capabilities", "orders,print", "-heartbeat", "1h", "-extra-types", "label.print"}, stdout, &stderr)
+		close(stopped)
 		stdout.Close()
 	}()
-	lines := bufio.NewScanner(out)
+	lines := make(chan []byte)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- bytes.Clone(sc.Bytes())
+		}
+		close(lines)
+	}()
+	deadline := time.After(30 * time.Second)
 	// Each device says when it has paired.
-	if !stderr.WaitUntil(func(s string) bool { return strings.Count(s, " paired as ") == 3 }, 30*time.Second, nil) {
+	if !stderr.WaitUntil(func(s string) bool { return strings.Count(s, " paired as ") == 3 }, 30*time.Second, stopped) {
 		t.Fatalf("devices paired:\n%s", stderr.String())
 	}
 	list, err := dm.List(ctx)
@@ -89,14 +99,20 @@ func TestRunsManyDevices(t *testing.T) {
 		}
 	}
 	seen := map[string][]string{}
-	for n := 0; n < 6 && lines.Scan(); n++ {
+	for range 6 {
+		var line []byte
+		select {
+		case line = <-lines:
+		case <-deadline:
+			t.Fatalf("commands printed: %v", seen)
+		}
 		var l struct {
 			Device  string          `json:"device"`
 			Type    string          `json:"type"`
 			Payload json.RawMessage `json:"payload"`
 		}
-		if err := json.Unmarshal(lines.Bytes(), &l); err != nil || string(l.Payload) != `{"text":"hi"}` {
-			t.Fatalf("line %q: %v", lines.Text(), err)
+		if err := json.Unmarshal(line, &l); err != nil || string(l.Payload) != `{"text":"hi"}` {
+			t.Fatalf("line %q: %v", line, err)
 		}
 		seen[l.Device] = append(seen[l.Device], l.Type)
 	}
@@ -105,7 +121,6 @@ func TestRunsManyDevices(t *testing.T) {
 			t.Errorf("device %s (%s) printed %q, want label.print,print", d.ID, d.Name, got)
 		}
 	}
-	deadline := time.After(30 * time.Second)
 	for _, c := range odd {
 		for {
 			got, err := dm.Command(ctx, c.ID)
@@ -123,7 +138,10 @@ func TestRunsManyDevices(t *testing.T) {
 		}
 	}
 	cancel()
-	go io.Copy(io.Discard, out)
+	go func() {
+		for range lines {
+		}
+	}()
 	if err := <-ran; err != nil {
 		t.Errorf("run: %v", err)
 	}

@@ -135,13 +135,10 @@ type Setting struct {
 // MalformedError describes a feed line that breaks the contract. The line is counted in the page
 // but not applied; the consumer quarantines it.
 type MalformedError struct {
-	Line int    // 1-based line number within the response
-	ID   string // the item id when it could be read, else ""
-	// Unnamed: the line gives no id at all, or none could be read from it, so it may be any
-	// item's (an id read but invalid, too long say, is of no item the shop can hold).
-	Unnamed bool
-	Reason  string
-	Raw     []byte // the start of the line, at most 512 bytes
+	Line   int    // 1-based line number within the response
+	ID     string // the item id when it could be read and is valid, else ""
+	Reason string
+	Raw    []byte // the start of the line, at most 512 bytes
 	// End reports an end line that breaks the contract: its page cannot be counted or followed,
 	// so the page is not applied and the reason is the page's error.
 	End bool
@@ -217,7 +214,7 @@ func (d *Decoder) Next() (Line, error) {
 		if ValidateID(id) != nil {
 			id = ""
 		}
-		return Line{Malformed: &MalformedError{Line: d.line, ID: id, Unnamed: id == "", Reason: fmt.Sprintf("line longer than %d bytes", MaxLineBytes), Raw: clip(d.buf)}}, nil
+		return Line{Malformed: &MalformedError{Line: d.line, ID: id, Reason: fmt.Sprintf("line longer than %d bytes", MaxLineBytes), Raw: clip(d.buf)}}, nil
 	}
 	return DecodeLine(d.buf, d.collection, d.line), nil
 }
@@ -294,14 +291,13 @@ func DecodeLine(b []byte, collection string, lineNo int) Line {
 // decodeLine is DecodeLine with encoding/json, for any line.
 func decodeLine(b []byte, collection string, lineNo int) Line {
 	bad := func(id, format string, args ...any) Line {
-		unnamed := id == ""
 		if ValidateID(id) != nil {
 			id = "" // an end line's, a mixed line's: not checked yet
 		}
 		// A reason quotes what the line holds (a currency, a barcode, an op): cut, and copied
 		// out of the line, which may be a megabyte, so that a page of such lines holds little.
 		reason := cutReason(fmt.Sprintf(format, args...))
-		return Line{Malformed: &MalformedError{Line: lineNo, ID: strings.Clone(id), Unnamed: unnamed, Reason: reason, Raw: clip(b)}}
+		return Line{Malformed: &MalformedError{Line: lineNo, ID: strings.Clone(id), Reason: reason, Raw: clip(b)}}
 	}
 	if !utf8.Valid(b) {
 		// encoding/json would put U+FFFD in place of the bytes: a text changed in silence.
@@ -324,7 +320,7 @@ func decodeLine(b []byte, collection string, lineNo int) Line {
 	}
 	c := h.Change
 	if err := ValidateID(c.ID); err != nil {
-		return bad(c.ID, "%v", err) // named, if only by an id no item has
+		return bad("", "%v", err)
 	}
 	if c.Collection != collection {
 		return bad(c.ID, "collection %q in a %s feed", c.Collection, collection)

@@ -255,25 +255,3 @@ func TestSalvageIDTakesEscapes(t *testing.T) {
 		}
 	}
 }
-
-// A malformed line is unnamed when it gives no id or none can be read from it (it may be any
-// item's); an id read but invalid names no item the shop can hold, and a valid one its item.
-func TestMalformedLineUnnamed(t *testing.T) {
-	long := strings.Repeat("x", MaxIDBytes+1)
-	for line, want := range map[string]struct {
-		id      string
-		unnamed bool
-	}{
-		`not json`: {"", true},
-		`{"collection":"prices","op":"upsert","rev":1,"doc":{"product_id":"P1"}}`:    {"", true},
-		`{"collection":"prices","id":"` + long + `","op":"delete","rev":1}`:          {"", false},
-		`{"collection":"prices","id":"P1","op":"delete","rev":0}`:                    {"P1", false},
-		`{"collection":"prices","id":"P1","op":"upsert","rev":1,"doc":{"product_id"`: {"P1", false},
-	} {
-		d := NewDecoder(strings.NewReader(line+"\n"+`{"end":{"cursor":"c","count":1,"more":false}}`+"\n"), Prices)
-		l, err := d.Next()
-		if err != nil || l.Malformed == nil || l.Malformed.ID != want.id || l.Malformed.Unnamed != want.unnamed {
-			t.Errorf("%.50q: %+v, %v; want id %q, unnamed %v", line, l.Malformed, err, want.id, want.unnamed)
-		}
-	}
-}
