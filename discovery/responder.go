@@ -447,11 +447,13 @@ func (r *responder) sendLocked(m *dns.Msg, ifIndex int, dst *net.UDPAddr) {
 	r.conn.WriteTo(b, &ipv4.ControlMessage{IfIndex: ifIndex}, to)
 }
 
-// onLink reports whether addr is in one of the interface's networks.
+// onLink reports whether addr is a host's in one of the interface's networks: not the network's
+// broadcast address, which a forged query would give to have every host of the link get the
+// answer meant for one (as the UDP side refuses it, notADevice).
 func onLink(it Interface, addr netip.Addr) bool {
 	for _, p := range it.Addrs {
 		if p.Masked().Contains(addr) {
-			return true
+			return p.Bits() >= 31 || addr != broadcastAddr(p.Addr(), p.Bits())
 		}
 	}
 	return false

@@ -55,6 +55,9 @@ func TestResponderAnswersTheLinkOnlyAndOnce(t *testing.T) {
 	if m, _, _ := r.handle(query(true, many...), 1, offLink5353, now); m != nil {
 		t.Errorf("a query from 192.0.2.5 (off the link) was answered: %v", m)
 	}
+	if m, _, _ := r.handle(query(true, many...), 1, netip.MustParseAddrPort("10.9.0.255:5353"), now); m != nil {
+		t.Errorf("a query from the link's broadcast address (forged: its answer would go to every host) was answered: %v", m)
+	}
 	if m, _, _ := r.handle(query(true, many...), 2, onLink5353, now); m != nil {
 		t.Errorf("a query on an interface not served was answered: %v", m)
 	}
