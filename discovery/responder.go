@@ -451,12 +451,16 @@ func (r *responder) sendLocked(m *dns.Msg, ifIndex int, dst *net.UDPAddr) {
 // broadcast address, which a forged query would give to have every host of the link get the
 // answer meant for one (as the UDP side refuses it, notADevice).
 func onLink(it Interface, addr netip.Addr) bool {
+	in := false
 	for _, p := range it.Addrs {
 		if p.Masked().Contains(addr) {
-			return p.Bits() >= 31 || addr != broadcastAddr(p.Addr(), p.Bits())
+			if p.Bits() < 31 && addr == broadcastAddr(p.Addr(), p.Bits()) {
+				return false
+			}
+			in = true
 		}
 	}
-	return false
+	return in
 }
 
 // knownAnswers drops the answers the querier listed as known with at least half their TTL left

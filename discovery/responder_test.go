@@ -288,3 +288,18 @@ func FuzzResponderHandle(f *testing.F) {
 		}
 	})
 }
+
+// An address that is the broadcast address of any of an interface's networks is not on its link,
+// whatever the order of the networks.
+func TestOnLinkRefusesABroadcastAddressOfAnyNetwork(t *testing.T) {
+	wide, narrow := netip.MustParsePrefix("10.9.0.1/16"), netip.MustParsePrefix("10.9.0.2/24")
+	for _, addrs := range [][]netip.Prefix{{wide, narrow}, {narrow, wide}} {
+		it := Interface{Addrs: addrs}
+		if onLink(it, netip.MustParseAddr("10.9.0.255")) {
+			t.Errorf("%v: 10.9.0.255, the /24's broadcast address, is on the link", addrs)
+		}
+		if !onLink(it, netip.MustParseAddr("10.9.1.255")) || !onLink(it, netip.MustParseAddr("10.9.0.7")) {
+			t.Errorf("%v: a host's address is not on the link", addrs)
+		}
+	}
+}

@@ -79,6 +79,13 @@ func TestRunsManyDevices(t *testing.T) {
 		}
 		close(lines)
 	}()
+	// A test that fails early leaves no reader nor devicesim blocked on the pipe.
+	t.Cleanup(func() {
+		cancel()
+		out.Close()
+		for range lines {
+		}
+	})
 	deadline := time.After(30 * time.Second)
 	// Each device says when it has paired.
 	if !stderr.WaitUntil(func(s string) bool { return strings.Count(s, " paired as ") == 3 }, 30*time.Second, stopped) {

@@ -294,6 +294,11 @@ func decodeLine(b []byte, collection string, lineNo int) Line {
 		if ValidateID(id) != nil {
 			id = "" // an end line's, a mixed line's: not checked yet
 		}
+		if id != "" && id != salvageID(b) {
+			// encoding/json takes the last "id" key, in any case: a line that gives another
+			// first may be that item's, and names none for sure.
+			id = ""
+		}
 		// A reason quotes what the line holds (a currency, a barcode, an op): cut, and copied
 		// out of the line, which may be a megabyte, so that a page of such lines holds little.
 		reason := cutReason(fmt.Sprintf(format, args...))

@@ -255,3 +255,20 @@ func TestSalvageIDTakesEscapes(t *testing.T) {
 		}
 	}
 }
+
+// A malformed line whose first "id" key is not the one encoding/json keeps (the last, in any
+// case) names no item for sure: its id is left empty, so that a re-snapshot deletes nothing
+// rather than the item the line may be.
+func TestMalformedLineWithTwoIDsNamesNone(t *testing.T) {
+	for line, want := range map[string]string{
+		`{"collection":"prices","id":"P04","op":"delete","rev":0,"ID":"P01"}`: "",
+		`{"collection":"prices","id":"P04","op":"delete","rev":0,"id":"P01"}`: "",
+		`{"collection":"prices","id":"P04","op":"delete","rev":0}`:            "P04",
+	} {
+		d := NewDecoder(strings.NewReader(line+"\n"+`{"end":{"cursor":"c","count":1,"more":false}}`+"\n"), Prices)
+		l, err := d.Next()
+		if err != nil || l.Malformed == nil || l.Malformed.ID != want {
+			t.Errorf("%s: %+v, %v; want malformed with id %q", line, l.Malformed, err, want)
+		}
+	}
+}
