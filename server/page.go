@@ -103,6 +103,14 @@ func (s *Server) pageSessionOf(r *http.Request) (pageSession, string, bool) {
 	return sess, c.Value, ok
 }
 
+// overTLS tells a login that came over HTTPS: through a reverse proxy that adds TLS (which says
+// so with X-Forwarded-Proto), the session cookie is then marked Secure, so that the browser never
+// sends it over the plain HTTP ports. The header is the client's word only for a request that
+// did not pass a proxy; it can then only make the cookie stricter.
+func overTLS(r *http.Request) bool {
+	return r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
+}
+
 // sameOrigin tells whether a browser request comes from a page of this server. Browsers send
 // Origin on every POST; a request without one (a script, curl) is judged by its token alone.
 func sameOrigin(r *http.Request) bool {
@@ -241,7 +249,7 @@ func (s *Server) pageLogin(w http.ResponseWriter, r *http.Request) error {
 	}
 	id, _ := s.sessions.create(now)
 	http.SetCookie(w, &http.Cookie{Name: pageCookie, Value: id, Path: "/", MaxAge: int(pageSessionMax.Seconds()),
-		HttpOnly: true, SameSite: http.SameSiteStrictMode})
+		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: overTLS(r)})
 	s.log.LogAttrs(r.Context(), slog.LevelInfo, "status page: admin logged in", slog.String(keyRemote, addr))
 	http.Redirect(w, r, v.Next, http.StatusSeeOther)
 	return nil
@@ -252,7 +260,7 @@ func (s *Server) pageLogout(w http.ResponseWriter, r *http.Request) error {
 	if _, id, ok := s.pageSessionOf(r); ok {
 		s.sessions.end(id)
 	}
-	http.SetCookie(w, &http.Cookie{Name: pageCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	http.SetCookie(w, &http.Cookie{Name: pageCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: overTLS(r)})
 	http.Redirect(w, r, pagePath(r), http.StatusSeeOther)
 	return nil
 }

@@ -140,8 +140,16 @@ func TestStatusPageLogin(t *testing.T) {
 	if rec.Code != http.StatusSeeOther || rec.Header().Get("Location") != "/status" {
 		t.Fatalf("login: %d Location %q", rec.Code, rec.Header().Get("Location"))
 	}
-	if c.cookie == nil || !c.cookie.HttpOnly || c.cookie.SameSite != http.SameSiteStrictMode || c.cookie.Path != "/" {
-		t.Fatalf("session cookie %+v: want HttpOnly, SameSite=Strict, Path=/", c.cookie)
+	if c.cookie == nil || !c.cookie.HttpOnly || c.cookie.SameSite != http.SameSiteStrictMode || c.cookie.Path != "/" || c.cookie.Secure {
+		t.Fatalf("session cookie %+v: want HttpOnly, SameSite=Strict, Path=/, not Secure over plain HTTP", c.cookie)
+	}
+	// Through a reverse proxy that adds TLS, the cookie is Secure: never sent over plain HTTP.
+	tls := &pageClient{t: t, h: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Header.Set("X-Forwarded-Proto", "https")
+		f.raw.ServeHTTP(w, r)
+	})}
+	if rec := tls.login(testAdminToken); rec.Code != http.StatusSeeOther || tls.cookie == nil || !tls.cookie.Secure {
+		t.Fatalf("a login through a TLS proxy: %d, cookie %+v; want a Secure cookie", rec.Code, tls.cookie)
 	}
 	if strings.Contains(c.cookie.Value, testAdminToken) {
 		t.Fatal("the session cookie carries the admin token")
