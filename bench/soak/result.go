@@ -31,18 +31,20 @@ type Result struct {
 // Growth is one resource's growth after the warm-up.
 type Growth struct {
 	Name       string
-	Ref, End   float64 // the largest value of the window after the warm-up; the median of the last window
+	Ref, End   float64 // the level after the warm-up and at the end (see Growths)
 	Growth     float64 // End/Ref - 1
 	Passed     bool
 	Unmeasured bool
 }
 
 // Growths compares each resource at the end of the run with its level just after the warm-up.
-// Samples of the warm-up are ignored; the reference is the largest value of the next tenth of
-// the measured run (a level the daemon already reached, so that a garbage
-// collection that happened to run just then is not taken for the level), the end is the
-// median of the last tenth (so that one burst of in-flight requests is not taken for growth).
-// A steady leak still shows: it lifts the whole last tenth above the reference.
+// Samples of the warm-up are ignored. For RSS the reference is the largest value of the next
+// tenth of the measured run (a level the daemon already reached, so that a garbage collection
+// that happened to run just then is not taken for the level), the end is the median of the last
+// tenth. Goroutines and open files come and go with the requests in flight, which under load
+// are in most samples: each level is the least value of its tenth, the count with no request
+// between, which is what a leak lifts. A steady leak shows either way: it lifts the whole last
+// tenth above the reference.
 func (r *Result) Growths() []Growth {
 	total, warm := r.Options.phases()
 	tenth := (total - warm) / 10
@@ -55,20 +57,22 @@ func (r *Result) Growths() []Growth {
 			end = append(end, s)
 		}
 	}
+	floor := func(v []float64) float64 { return slices.Min(v) }
 	pick := []struct {
-		name string
-		get  func(Sample) float64
+		name     string
+		get      func(Sample) float64
+		ref, end func([]float64) float64
 	}{
-		{"RSS (kB)", func(s Sample) float64 { return float64(s.RSSKB) }},
-		{"goroutines", func(s Sample) float64 { return float64(s.Goroutines) }},
-		{"open files", func(s Sample) float64 { return float64(s.FDs) }},
+		{"RSS (kB)", func(s Sample) float64 { return float64(s.RSSKB) }, slices.Max[[]float64], harness.Median},
+		{"goroutines", func(s Sample) float64 { return float64(s.Goroutines) }, floor, floor},
+		{"open files", func(s Sample) float64 { return float64(s.FDs) }, floor, floor},
 	}
 	var out []Growth
 	for _, p := range pick {
 		g := Growth{Name: p.name, Unmeasured: len(ref) == 0 || len(end) == 0}
 		if !g.Unmeasured {
-			g.Ref = slices.Max(values(ref, p.get))
-			g.End = harness.Median(values(end, p.get))
+			g.Ref = p.ref(values(ref, p.get))
+			g.End = p.end(values(end, p.get))
 			g.Growth = g.End/g.Ref - 1
 			g.Passed = g.Growth <= MaxGrowth
 		}

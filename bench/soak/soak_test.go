@@ -60,6 +60,30 @@ func TestGrowthCheck(t *testing.T) {
 	if g := leak.Growths()[0]; g.Passed {
 		t.Errorf("leaking run passed: %+v", g)
 	}
+	// Requests in flight add goroutines and files to most samples of a loaded run, the last
+	// ones included: no growth. A goroutine and a file lost a second is one.
+	busy := run(func(int) int64 { return 100_000 })
+	for i := range busy.Samples {
+		if i%4 != 0 {
+			busy.Samples[i].Goroutines += 20 + i%3
+			busy.Samples[i].FDs += 20
+		}
+	}
+	for _, g := range busy.Growths() {
+		if !g.Passed {
+			t.Errorf("run with requests in flight: %+v failed", g)
+		}
+	}
+	leaky := run(func(int) int64 { return 100_000 })
+	for i := range leaky.Samples {
+		leaky.Samples[i].Goroutines += i
+		leaky.Samples[i].FDs += i
+	}
+	for _, g := range leaky.Growths()[1:] {
+		if g.Passed {
+			t.Errorf("a goroutine and a file lost a second passed: %+v", g)
+		}
+	}
 	short := &Result{Options: Options{Duration: time.Minute}}
 	for _, g := range short.Growths() {
 		if !g.Unmeasured || g.Passed {
