@@ -40,7 +40,10 @@ var pageTemplates = template.Must(template.ParseFS(uiFiles, "ui/*.html"))
 
 // Status page tuning.
 const (
-	pageCookie        = "storeedge_session"
+	pageCookie = "storeedge_session"
+	// pageCookieTLS is the session cookie of a login over HTTPS, Secure: a name of its own, as
+	// browsers refuse a plain-HTTP answer that would overwrite a Secure cookie of the same name.
+	pageCookieTLS     = "__Secure-storeedge_session"
 	pageRefresh       = 2 * time.Second // the page's live view is this fresh
 	pageWebhookLimit  = 50              // refused webhook orders the page lists
 	pageLoginMaxBytes = 16 << 10        // a login form is one token: admin.token's 4,096 bytes, each up to 3 URL-encoded, and next
@@ -95,18 +98,30 @@ func (s *Server) pageRoutes(r chi.Router, listener string) {
 
 // pageSessionOf returns the request's session, if its cookie names a live one.
 func (s *Server) pageSessionOf(r *http.Request) (pageSession, string, bool) {
-	c, err := r.Cookie(pageCookie)
-	if err != nil {
-		return pageSession{}, "", false
+	for _, name := range []string{pageCookieTLS, pageCookie} {
+		if c, err := r.Cookie(name); err == nil {
+			if sess, ok := s.sessions.get(c.Value, s.now()); ok {
+				return sess, c.Value, true
+			}
+		}
 	}
-	sess, ok := s.sessions.get(c.Value, s.now())
-	return sess, c.Value, ok
+	return pageSession{}, "", false
+}
+
+// sessionCookie is the page's session cookie for r: Secure, under a name of its own, for a
+// request that came over HTTPS (overTLS).
+func sessionCookie(r *http.Request, value string, maxAge int) *http.Cookie {
+	c := &http.Cookie{Name: pageCookie, Value: value, Path: "/", MaxAge: maxAge, HttpOnly: true, SameSite: http.SameSiteStrictMode}
+	if overTLS(r) {
+		c.Name, c.Secure = pageCookieTLS, true
+	}
+	return c
 }
 
 // overTLS tells a login that came over HTTPS: through a reverse proxy that adds TLS (which says
 // so with X-Forwarded-Proto), the session cookie is then marked Secure, so that the browser never
 // sends it over the plain HTTP ports. The header is the client's word only for a request that
-// did not pass a proxy; it can then only make the cookie stricter.
+// did not pass a proxy; such a client then gets a cookie its browser keeps for HTTPS only.
 func overTLS(r *http.Request) bool {
 	return r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
 }
@@ -248,8 +263,7 @@ func (s *Server) pageLogin(w http.ResponseWriter, r *http.Request) error {
 		return s.render(w, http.StatusUnauthorized, "login.html", v)
 	}
 	id, _ := s.sessions.create(now)
-	http.SetCookie(w, &http.Cookie{Name: pageCookie, Value: id, Path: "/", MaxAge: int(pageSessionMax.Seconds()),
-		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: overTLS(r)})
+	http.SetCookie(w, sessionCookie(r, id, int(pageSessionMax.Seconds())))
 	s.log.LogAttrs(r.Context(), slog.LevelInfo, "status page: admin logged in", slog.String(keyRemote, addr))
 	http.Redirect(w, r, v.Next, http.StatusSeeOther)
 	return nil
@@ -260,7 +274,7 @@ func (s *Server) pageLogout(w http.ResponseWriter, r *http.Request) error {
 	if _, id, ok := s.pageSessionOf(r); ok {
 		s.sessions.end(id)
 	}
-	http.SetCookie(w, &http.Cookie{Name: pageCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: overTLS(r)})
+	http.SetCookie(w, sessionCookie(r, "", -1))
 	http.Redirect(w, r, pagePath(r), http.StatusSeeOther)
 	return nil
 }

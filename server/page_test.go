@@ -143,13 +143,27 @@ func TestStatusPageLogin(t *testing.T) {
 	if c.cookie == nil || !c.cookie.HttpOnly || c.cookie.SameSite != http.SameSiteStrictMode || c.cookie.Path != "/" || c.cookie.Secure {
 		t.Fatalf("session cookie %+v: want HttpOnly, SameSite=Strict, Path=/, not Secure over plain HTTP", c.cookie)
 	}
-	// Through a reverse proxy that adds TLS, the cookie is Secure: never sent over plain HTTP.
+	// Through a reverse proxy that adds TLS, the cookie is Secure (never sent over plain HTTP),
+	// under a name of its own (a browser keeps a plain-HTTP login from overwriting it), and opens
+	// the page.
 	tls := &pageClient{t: t, h: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Header.Set("X-Forwarded-Proto", "https")
 		f.raw.ServeHTTP(w, r)
 	})}
-	if rec := tls.login(testAdminToken); rec.Code != http.StatusSeeOther || tls.cookie == nil || !tls.cookie.Secure {
-		t.Fatalf("a login through a TLS proxy: %d, cookie %+v; want a Secure cookie", rec.Code, tls.cookie)
+	rec = tls.login(testAdminToken)
+	var secure *http.Cookie
+	for _, ck := range rec.Result().Cookies() {
+		if ck.Name == pageCookieTLS {
+			secure = ck
+		}
+	}
+	if rec.Code != http.StatusSeeOther || secure == nil || !secure.Secure || !secure.HttpOnly || tls.cookie != nil {
+		t.Fatalf("a login through a TLS proxy: %d, cookies %v; want a Secure %s alone", rec.Code, rec.Result().Cookies(), pageCookieTLS)
+	}
+	page := httptest.NewRequest(http.MethodGet, "/status", nil)
+	page.AddCookie(secure)
+	if got := tls.do(page); got.Code != http.StatusOK || !strings.Contains(got.Body.String(), "csrf-token") {
+		t.Fatalf("the page with the Secure session cookie: %d", got.Code)
 	}
 	if strings.Contains(c.cookie.Value, testAdminToken) {
 		t.Fatal("the session cookie carries the admin token")

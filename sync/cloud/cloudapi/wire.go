@@ -294,9 +294,9 @@ func decodeLine(b []byte, collection string, lineNo int) Line {
 		if ValidateID(id) != nil {
 			id = "" // an end line's, a mixed line's: not checked yet
 		}
-		if id != "" && id != salvageID(b) {
-			// encoding/json takes the last "id" key, in any case: a line that gives another
-			// first may be that item's, and names none for sure.
+		if id != "" && json.Valid(b) && topLevelIDKeys(b) != 1 {
+			// encoding/json takes the last "id" key, in any case: a line that gives two may be
+			// the other one's item, and names none for sure.
 			id = ""
 		}
 		// A reason quotes what the line holds (a currency, a barcode, an op): cut, and copied
@@ -381,6 +381,30 @@ func salvageID(b []byte) string {
 		return ""
 	}
 	return id
+}
+
+// topLevelIDKeys counts the keys of a JSON object that encoding/json would read as its "id" (in
+// any case), not those of the objects inside it; -1 when b is not an object.
+func topLevelIDKeys(b []byte) int {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return -1
+	}
+	n := 0
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return -1
+		}
+		if k, _ := t.(string); strings.EqualFold(k, "id") {
+			n++
+		}
+		var value json.RawMessage
+		if err := dec.Decode(&value); err != nil {
+			return -1
+		}
+	}
+	return n
 }
 
 // ValidateID checks an item id against the contract.

@@ -256,14 +256,15 @@ func TestSalvageIDTakesEscapes(t *testing.T) {
 	}
 }
 
-// A malformed line whose first "id" key is not the one encoding/json keeps (the last, in any
-// case) names no item for sure: its id is left empty, so that a re-snapshot deletes nothing
-// rather than the item the line may be.
+// A malformed line with two "id" keys (encoding/json keeps the last, in any case) names no item
+// for sure: its id is left empty, so that a re-snapshot deletes nothing rather than the item the
+// line may be. An "id" inside the document does not count: keys in sorted order put "doc" first.
 func TestMalformedLineWithTwoIDsNamesNone(t *testing.T) {
 	for line, want := range map[string]string{
-		`{"collection":"prices","id":"P04","op":"delete","rev":0,"ID":"P01"}`: "",
-		`{"collection":"prices","id":"P04","op":"delete","rev":0,"id":"P01"}`: "",
-		`{"collection":"prices","id":"P04","op":"delete","rev":0}`:            "P04",
+		`{"collection":"prices","id":"P04","op":"delete","rev":0,"ID":"P01"}`:                                               "",
+		`{"collection":"prices","id":"P04","op":"delete","rev":0,"id":"P01"}`:                                               "",
+		`{"collection":"prices","id":"P04","op":"delete","rev":0}`:                                                          "P04",
+		`{"collection":"products","doc":{"attributes":{"id":"L77"},"id":"P01","name":""},"id":"P01","op":"upsert","rev":3}`: "P01",
 	} {
 		d := NewDecoder(strings.NewReader(line+"\n"+`{"end":{"cursor":"c","count":1,"more":false}}`+"\n"), Prices)
 		l, err := d.Next()
