@@ -787,12 +787,7 @@ func TestTwoEventsTheCloudFailsOnDoNotStopTheQueue(t *testing.T) {
 	for range 2 {
 		w.Drain(ctx)
 	}
-	if len(f.got) != 2 {
-		t.Fatalf("the cloud got %d events, want the 2 good orders'", len(f.got))
-	}
-	if pending, _ := db.PendingOutbox(ctx, 10); len(pending) != 2 {
-		t.Fatalf("%d events queued, want the 2 the cloud fails on", len(pending))
-	}
+	wantGoodGotPoisonQueued(t, db, f, 2, 2)
 }
 
 // sizedCloud answers too large for batches of more than two events, fails once with a 502 on the
@@ -874,11 +869,18 @@ func TestManyEventsTheCloudFailsOnDoNotStopTheQueue(t *testing.T) {
 	for range 12 {
 		w.Drain(ctx)
 	}
-	if len(f.got) != 10 {
-		t.Fatalf("the cloud got %d events, want the 10 good orders'", len(f.got))
+	wantGoodGotPoisonQueued(t, db, f, 10, 8)
+}
+
+// wantGoodGotPoisonQueued checks that the cloud got the good orders' events and that those it
+// fails on are still queued.
+func wantGoodGotPoisonQueued(t *testing.T, db *storage.DB, f *failingCloud, good, poison int) {
+	t.Helper()
+	if len(f.got) != good {
+		t.Fatalf("the cloud got %d events, want the %d good orders'", len(f.got), good)
 	}
-	if pending, _ := db.PendingOutbox(ctx, 100); len(pending) != 8 {
-		t.Fatalf("%d events queued, want the 8 the cloud fails on", len(pending))
+	if pending, _ := db.PendingOutbox(context.Background(), 1000); len(pending) != poison {
+		t.Fatalf("%d events queued, want the %d the cloud fails on", len(pending), poison)
 	}
 }
 
