@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -917,4 +918,101 @@ func TestPageOverItsBytesIsRefused(t *testing.T) {
 	if len(out) != 0 {
 		t.Fatal("a page over the limit was sent on")
 	}
+}
+
+// A re-snapshot that meets a malformed line naming no item keeps the items it did not mention and
+// says so in the log (cloud-api.md, "Malformed lines"); the next clean one deletes what the cloud
+// no longer has.
+func TestResnapshotWithAnUnnamedMalformedLineIsLogged(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, 300)
+	var broken atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !broken.Load() || r.URL.Path != "/v1/feed/prices" || r.URL.Query().Get("cursor") != "" {
+			e.sim.Handler().ServeHTTP(w, r)
+			return
+		}
+		// The snapshot's first change line loses its id: still counted, naming no item.
+		rec := httptest.NewRecorder()
+		e.sim.Handler().ServeHTTP(rec, r)
+		body := rec.Body.String()
+		first := strings.Index(body, `"id":`)
+		if rec.Code != http.StatusOK || first < 0 {
+			t.Errorf("the snapshot of prices: %d %.200q", rec.Code, body)
+		}
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.Code)
+		io.WriteString(w, body[:first]+`"id" broken`+body[first+len(`"id":`):])
+	}))
+	t.Cleanup(srv.Close)
+	client, err := cloud.New(srv.URL, "k", srv.Client(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	s := New(Options{DB: e.db, Client: client, PageSize: 1000, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err := s.SyncOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A price the cloud does not have, which a clean re-snapshot deletes.
+	st, _ := e.db.FeedState(cloudapi.Prices)
+	stray := cloudapi.Change{Collection: cloudapi.Prices, ID: "P9999999", Op: cloudapi.OpUpsert, Rev: 1, Doc: json.RawMessage(`{"product_id":"P9999999","currency":"EUR","amount":100}`)}
+	if _, err := e.db.ApplyPage(ctx, storage.Page{Collection: cloudapi.Prices, Changes: []cloudapi.Change{stray}, End: cloudapi.PageEnd{Cursor: st.Cursor, Count: 1}}); err != nil {
+		t.Fatal(err)
+	}
+
+	broken.Store(true)
+	if err := s.Resnapshot(ctx, cloudapi.Prices); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SyncOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const kept = "feed: re-snapshot complete, but a malformed line of it named no item"
+	if !strings.Contains(logs.String(), kept) || !strings.Contains(logs.String(), "collection=prices") {
+		t.Errorf("the log after a re-snapshot with a line naming no item lacks %q:\n%s", kept, logs.String())
+	}
+	if _, err := e.db.Get(ctx, cloudapi.Prices, stray.ID); err != nil {
+		t.Errorf("the re-snapshot deleted %s although a line of it named no item: %v", stray.ID, err)
+	}
+	if st, _ := e.db.FeedState(cloudapi.Prices); st.Quarantined != 1 {
+		t.Errorf("%d lines of prices in quarantine, want the one without an id", st.Quarantined)
+	}
+
+	broken.Store(false)
+	if err := s.Resnapshot(ctx, cloudapi.Prices); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SyncOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.db.Get(ctx, cloudapi.Prices, stray.ID); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("the clean re-snapshot kept %s, which the cloud does not have: %v", stray.ID, err)
+	}
+	if st, _ := e.db.FeedState(cloudapi.Prices); st.Quarantined != 0 {
+		t.Errorf("%d lines of prices in quarantine after a clean re-snapshot", st.Quarantined)
+	}
+	if n := strings.Count(logs.String(), kept); n != 1 {
+		t.Errorf("the log says %d times that a re-snapshot kept what it did not mention, want once", n)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
