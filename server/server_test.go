@@ -114,6 +114,7 @@ func TestEachPortServesItsOwnRoutes(t *testing.T) {
 		{"front_door", "/api/v1/status", 200},
 		{"front_door", "/api/v1/catalog/products/P0001", 200},
 		{"front_door", "/healthz", 200},
+		{"front_door", "/readyz", 200},
 		{"catalog", "/api/v1/catalog/products/P0001", 200},
 		{"catalog", "/api/v1/catalog/search?q=tea", 200},
 		{"catalog", "/api/v1/status", 404},
@@ -126,6 +127,7 @@ func TestEachPortServesItsOwnRoutes(t *testing.T) {
 		{"admin", "/readyz", 200},
 		{"media", "/api/v1/catalog/products/P0001", 404},
 		{"media", "/healthz", 200},
+		{"media", "/readyz", 200},
 	} {
 		code, body := f.getOver(t, c, "http://"+addrs[tc.port]+tc.path)
 		if code != tc.status {
