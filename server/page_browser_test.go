@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -314,4 +315,37 @@ func retryFromThePage(t *testing.T, b *browser, agent *backoffice.Agent, orderID
 	if err != nil || len(failures) != 0 {
 		t.Fatalf("after the retry: failures %+v, %v", failures, err)
 	}
+}
+
+// TestStatusPageAsksForTheLoginAfterARestart: sessions live in the server's memory, so a page
+// left open over a restart of the server shows the login form again by itself
+// (operations.md), rather than "reconnecting…" for ever.
+func TestStatusPageAsksForTheLoginAfterARestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a browser")
+	}
+	before := newFixture(t)
+	var serving atomic.Pointer[http.Handler]
+	h := before.srv.Handler()
+	serving.Store(&h)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		(*serving.Load()).ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	b := newBrowser(t)
+	b.must("log in", chromedp.Navigate(srv.URL+"/status"), chromedp.WaitVisible(chromedp.CSS("#token")),
+		chromedp.SendKeys(chromedp.CSS("#token"), testAdminToken), chromedp.Click(chromedp.CSS("#login-button")),
+		chromedp.WaitVisible(chromedp.CSS("#device-rows")))
+	b.waitJS("live", `document.getElementById('live').textContent === 'live'`)
+
+	// The restart: the same database, a new server, the old one's connections gone.
+	after := newFixtureDB(t, before.db)
+	h = after.srv.Handler()
+	serving.Store(&h)
+	srv.CloseClientConnections()
+	b.must("the login form again", chromedp.WaitVisible(chromedp.CSS("#token")))
+	b.screenshot("8-after-restart")
+	b.must("log in again", chromedp.SendKeys(chromedp.CSS("#token"), testAdminToken), chromedp.Click(chromedp.CSS("#login-button")),
+		chromedp.WaitVisible(chromedp.CSS("#device-rows")))
+	b.waitJS("live again", `document.getElementById('live').textContent === 'live'`)
 }
