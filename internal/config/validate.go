@@ -344,8 +344,14 @@ func (v *validator) proxy(p Proxy) {
 		v.add(key, shown, "want only scheme, credentials, host and port, no path or query")
 	}
 	if u.User != nil {
-		if pw, _ := u.User.Password(); pw == Redaction || u.User.Username() == Redaction {
+		pw, hasPW := u.User.Password()
+		switch user := u.User.Username(); {
+		case pw == Redaction || user == Redaction:
 			v.add(key, shown, `the credentials are the placeholder shown by "storeedge config"; put the real ones`)
+		case user == "" && hasPW:
+			v.add(key, shown, "has a password but no user")
+		case u.Scheme == "socks5" && (len(user) > 255 || len(pw) > 255):
+			v.add(key, shown, "SOCKS5 allows a user and a password of at most 255 bytes each")
 		}
 	}
 }
@@ -369,6 +375,16 @@ func (v *validator) caFile(f string) {
 		v.add(key, quote(f), "cannot be read: "+reason)
 	case fi.IsDir():
 		v.add(key, quote(f), "is a directory; want a PEM file of certificates")
+	default:
+		// What the server reads at start, read now, so that storeedge config finds it.
+		if _, err := ReadCAFile(f); err != nil {
+			reason := err.Error()
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				reason = "cannot be read: " + pe.Err.Error()
+			}
+			v.add(key, quote(f), reason)
+		}
 	}
 }
 

@@ -29,7 +29,7 @@ func TestValidateDefaultsWithKey(t *testing.T) {
 
 func TestValidateAccepts(t *testing.T) {
 	ca := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(ca, []byte("-----BEGIN CERTIFICATE-----\n"), 0o600); err != nil {
+	if err := os.WriteFile(ca, testCertPEM(t), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	for name, mod := range map[string]func(c *Config){
@@ -125,6 +125,17 @@ func TestValidateAccepts(t *testing.T) {
 
 func TestValidateRejects(t *testing.T) {
 	dir := t.TempDir()
+	file := func(name string, data []byte) string {
+		f := filepath.Join(dir, name)
+		if err := os.WriteFile(f, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	notPEM := file("notpem.pem", []byte("hello\n"))
+	emptyCA := file("empty.pem", nil)
+	keyPEM := file("key.pem", []byte("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"))
+	hugeCA := file("huge.pem", make([]byte, MaxExtraCABytes+1))
 	for _, tc := range []struct {
 		name string
 		mod  func(c *Config)
@@ -194,6 +205,20 @@ func TestValidateRejects(t *testing.T) {
 			`wan.extra_ca_file: "` + filepath.Join(dir, "none.pem") + `": no such file`},
 		{"extra CA is a directory", func(c *Config) { c.WAN.ExtraCAFile = dir },
 			`wan.extra_ca_file: "` + dir + `": is a directory; want a PEM file of certificates`},
+		{"extra CA not PEM", func(c *Config) { c.WAN.ExtraCAFile = notPEM },
+			`wan.extra_ca_file: "` + notPEM + `": no PEM certificates found`},
+		{"extra CA empty", func(c *Config) { c.WAN.ExtraCAFile = emptyCA },
+			`wan.extra_ca_file: "` + emptyCA + `": is empty`},
+		{"extra CA a key", func(c *Config) { c.WAN.ExtraCAFile = keyPEM },
+			`wan.extra_ca_file: "` + keyPEM + `": PEM block 1 is a "PRIVATE KEY", want CERTIFICATE`},
+		{"extra CA too large", func(c *Config) { c.WAN.ExtraCAFile = hugeCA },
+			`wan.extra_ca_file: "` + hugeCA + `": larger than 4 MiB: not a file of CA certificates`},
+		{"proxy password without user", func(c *Config) { c.WAN.Proxy = "http://:secret@proxy.lan:3128" },
+			`wan.proxy: "http://:xxxxx@proxy.lan:3128": has a password but no user`},
+		{"SOCKS5 user too long", func(c *Config) { c.WAN.Proxy = Proxy("socks5://" + strings.Repeat("u", 256) + ":pw@proxy.lan:1080") },
+			`wan.proxy: "socks5://` + strings.Repeat("u", 200-len("socks5://")) + `…": SOCKS5 allows a user and a password of at most 255 bytes each`},
+		{"SOCKS5 password too long", func(c *Config) { c.WAN.Proxy = Proxy("socks5://u:" + strings.Repeat("p", 256) + "@proxy.lan:1080") },
+			`wan.proxy: "socks5://u:xxxxx@proxy.lan:1080": SOCKS5 allows a user and a password of at most 255 bytes each`},
 		{"extra CA relative", func(c *Config) { c.WAN.ExtraCAFile = "ca.pem" },
 			`wan.extra_ca_file: "ca.pem": want an absolute path (a service's working directory is not predictable)`},
 		{"data_dir relative", func(c *Config) { c.DataDir = "data" },

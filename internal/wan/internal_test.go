@@ -3,16 +3,9 @@ package wan
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
-	"encoding/pem"
 	"errors"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"strings"
@@ -216,32 +209,4 @@ func TestClassifySOCKS(t *testing.T) {
 			t.Errorf("classifySOCKS(%q) = %v, want %v", msg, got, want)
 		}
 	}
-}
-
-// FuzzExtraCA reads wan.extra_ca_file's contents as given: never a panic, and an error unless
-// every PEM block is a certificate that parses (at least one).
-func FuzzExtraCA(f *testing.F) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		f.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Shop proxy CA"}, IsCA: true, BasicConstraintsValid: true,
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		f.Fatal(err)
-	}
-	real := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	f.Add(real)
-	f.Add(append(append([]byte{}, real...), real...))
-	f.Add([]byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"))
-	f.Add([]byte("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"))
-	f.Add([]byte(""))
-	f.Add([]byte("not PEM at all"))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		pool := x509.NewCertPool()
-		if err := addPEMCertificates(pool, data, "ca.pem"); err == nil && len(pool.Subjects()) == 0 {
-			t.Fatalf("accepted %q, which holds no certificate", data)
-		}
-	})
 }

@@ -1,23 +1,19 @@
 package wan
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
+	"io/fs"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
 	"golang.org/x/net/http/httpproxy"
 
-	"github.com/storeedge/storeedge/internal/clip"
 	"github.com/storeedge/storeedge/internal/config"
 )
 
@@ -124,61 +120,25 @@ func (d *Dialer) envRoute() *route {
 	return d.env.route
 }
 
-// maxExtraCA bounds wan.extra_ca_file: a whole public CA bundle is about 200 KiB, and a file
-// far larger is not a CA file (a disk image named by mistake, say), which would be read whole.
-const maxExtraCA = 4 << 20
-
-// rootsWithExtraCA returns the system roots plus every certificate in file.
+// rootsWithExtraCA returns the system roots plus every certificate in file (config.ReadCAFile's
+// rules, which storeedge config checks too).
 func rootsWithExtraCA(file string) (*x509.CertPool, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return nil, err // *fs.PathError names the file and the reason
+	certs, err := config.ReadCAFile(file)
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return nil, err // it names the file and the reason
 	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxExtraCA+1))
 	if err != nil {
-		return nil, err
-	}
-	if len(data) > maxExtraCA {
-		return nil, fmt.Errorf("%s is larger than %d MiB: not a file of CA certificates", file, maxExtraCA>>20)
+		return nil, fmt.Errorf("%s: %w", file, err)
 	}
 	pool, err := x509.SystemCertPool()
 	if err != nil {
 		return nil, fmt.Errorf("system roots: %w", err)
 	}
-	if err := addPEMCertificates(pool, data, file); err != nil {
-		return nil, err
+	for _, c := range certs {
+		pool.AddCert(c)
 	}
 	return pool, nil
-}
-
-// addPEMCertificates adds every certificate of the PEM data to pool; anything else in it, or
-// none at all, is an error naming file.
-func addPEMCertificates(pool *x509.CertPool, data []byte, file string) error {
-	if len(bytes.TrimSpace(data)) == 0 {
-		return fmt.Errorf("%s is empty", file)
-	}
-	n := 0
-	for rest := data; ; {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			break
-		}
-		n++
-		if block.Type != "CERTIFICATE" {
-			return fmt.Errorf("%s: PEM block %d is a %q, want CERTIFICATE", file, n, clip.String(block.Type, 64))
-		}
-		cert, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return fmt.Errorf("%s: certificate %d: %w", file, n, err)
-		}
-		pool.AddCert(cert)
-	}
-	if n == 0 {
-		return fmt.Errorf("%s: no PEM certificates found", file)
-	}
-	return nil
 }
 
 // choose returns the route for target (nil = direct) and, when direct, why.
