@@ -167,8 +167,10 @@ const MaxLANShutdownGrace = 5 * time.Minute
 
 func (v *validator) lan(l LAN) {
 	if b := l.Bind; b != "" {
-		if _, err := netip.ParseAddr(b); err != nil {
+		if a, err := netip.ParseAddr(b); err != nil {
 			v.add("lan.bind", quote(b), `want an IP address of this machine, e.g. "192.168.1.10", or "" for every interface`)
+		} else if a.Is4In6() {
+			v.add("lan.bind", quote(b), fmt.Sprintf("an IPv4 address written as IPv6; write it as %q", a.Unmap()))
 		}
 	}
 	v.ports(l)
@@ -480,6 +482,8 @@ func (v *validator) media(m Media) {
 		v.add("media.connection_string", quote(Redaction), "set together with media.container_url; give one of the two")
 	case cs != "" && name == "":
 		v.add("media.container", `""`, "missing; required with media.connection_string: the name of the container that holds the media")
+	case cs == "" && name != "":
+		v.add("media.container", quote(name), "set without media.connection_string, which it goes with: set the connection string too, or remove media.container (media.container_url names its container itself)")
 	case badCS:
 	case cs == Redaction:
 		v.add("media.connection_string", quote(Redaction), `is the placeholder shown by "storeedge config", not the connection string; put the real one`)

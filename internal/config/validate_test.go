@@ -219,6 +219,10 @@ func TestValidateRejects(t *testing.T) {
 			`wan.proxy: "socks5://` + strings.Repeat("u", 200-len("socks5://")) + `…": SOCKS5 allows a user and a password of at most 255 bytes each`},
 		{"SOCKS5 password too long", func(c *Config) { c.WAN.Proxy = Proxy("socks5://u:" + strings.Repeat("p", 256) + "@proxy.lan:1080") },
 			`wan.proxy: "socks5://u:xxxxx@proxy.lan:1080": SOCKS5 allows a user and a password of at most 255 bytes each`},
+		{"media container without its connection string", func(c *Config) { c.Media.Container = "shop-media" },
+			`media.container: "shop-media": set without media.connection_string, which it goes with: set the connection string too, or remove media.container (media.container_url names its container itself)`},
+		{"bind IPv4-mapped", func(c *Config) { c.LAN.Bind = "::ffff:192.168.1.10" },
+			`lan.bind: "::ffff:192.168.1.10": an IPv4 address written as IPv6; write it as "192.168.1.10"`},
 		{"extra CA relative", func(c *Config) { c.WAN.ExtraCAFile = "ca.pem" },
 			`wan.extra_ca_file: "ca.pem": want an absolute path (a service's working directory is not predictable)`},
 		{"data_dir relative", func(c *Config) { c.DataDir = "data" },
@@ -306,7 +310,10 @@ func TestValidateRejects(t *testing.T) {
 		{"media connection string to an http endpoint", func(c *Config) {
 			c.Media.ConnectionString, c.Media.Container = "BlobEndpoint=http://shop.example.com/;SharedAccessSignature=sv=1&sig=abc", "media"
 		}, `media.connection_string: "xxxxx": its endpoint is not https`},
-		{"media container name", func(c *Config) { c.Media.Container = "Media_Files" },
+		{"media container name", func(c *Config) {
+			c.Media.ConnectionString = "DefaultEndpointsProtocol=https;AccountName=shop;AccountKey=a2V5;EndpointSuffix=core.windows.net"
+			c.Media.Container = "Media_Files"
+		},
 			`media.container: "Media_Files": want 3 to 63 lower-case letters`},
 		{"media quota", func(c *Config) { c.Media.CacheMaxBytes = 1000 },
 			`media.cache_max_bytes: 1000: must be at least 1048576 (1 MiB)`},
