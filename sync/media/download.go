@@ -329,6 +329,8 @@ func copyResult(ctx context.Context, err error, stallTimeout time.Duration) resu
 	switch {
 	case errors.As(err, &we):
 		return result{err: err, kind: storage.MediaFailed}
+	case errors.Is(err, errWindowClosed):
+		return result{err: err, kind: whyWindow}
 	case errors.Is(context.Cause(ctx), errStalled):
 		err = &BlobError{Kind: KindUnreachable, Err: fmt.Errorf("%w (%s)", errStalled, stallTimeout)}
 	}
@@ -352,6 +354,22 @@ func (e *cacheWriteError) Unwrap() error { return e.err }
 
 var errStalled = errors.New("download stalled: nothing received within media.stall_timeout")
 
+// errWindowClosed stops the prefetch of a large file when media.large_file_window closes; what
+// it received is kept, and it goes on from there when the window opens again.
+var errWindowClosed = errors.New("the large-file window closed")
+
+// windowClosedFor reports whether t is the prefetch of a large file that must stop: the window
+// is closed, and no device waits for it (takeLocked's rule, applied while it runs).
+func (f *Fetcher) windowClosedFor(t *task) bool {
+	if f.o.Window.Open(f.now()) {
+		return false
+	}
+	f.mu.Lock()
+	onDemand := t.class == classOnDemand
+	f.mu.Unlock()
+	return !onDemand && !f.contentWanted(t.md5)
+}
+
 // copyChunk is the most read from a blob at once.
 const copyChunk = 256 << 10
 
@@ -373,6 +391,7 @@ func (f *Fetcher) copy(ctx context.Context, d *mediacache.Download, body io.Read
 	}
 	filled := 0
 	forDevice := false
+	large := f.o.Window.Set && t.size >= f.o.LargeFile
 	defer func() {
 		if forDevice {
 			f.deviceRunEnds()
@@ -408,6 +427,9 @@ func (f *Fetcher) copy(ctx context.Context, d *mediacache.Download, body io.Read
 				if werr != nil {
 					err = werr
 				}
+			}
+			if err == nil && large && f.windowClosedFor(t) {
+				err = errWindowClosed
 			}
 		}
 		if filled == chunk || (err != nil && filled > 0) {
@@ -502,6 +524,14 @@ func (f *Fetcher) finish(ctx context.Context, t *task, res result) {
 		f.log.Info("media: a resumed download does not match; fetching it whole", slog.String(keyID, t.id))
 		f.mu.Lock()
 		f.requeueLocked(t, time.Time{}, "")
+		f.mu.Unlock()
+	case whyWindow:
+		f.mu.Lock()
+		next := f.o.Window.NextOpen(f.now())
+		f.log.Info("media: the large-file window closed; the download goes on from where it stopped when the window opens",
+			slog.String(keyID, t.id), slog.Int64(keyBytes, t.got.Load()), slog.Int64(keyTotal, t.size), slog.Time("at", next))
+		f.requeueLocked(t, next, whyWindow)
+		f.askRefillLocked(t.class)
 		f.mu.Unlock()
 	case KindAuth:
 		f.refused(ctx, t, res.err)

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -567,3 +569,84 @@ func TestWrongPartAgainIsAFailure(t *testing.T) {
 		t.Errorf("failed %d, quarantined %d, state %q, problem %+v; want one failed item", st.Failed, st.Quarantined, st.State, st.Problems[0])
 	}
 }
+
+// A large file being prefetched when its window closes stops there, keeping what it received;
+// it goes on from there when the window opens again (media.md): the prefetch never runs into
+// the shop's opening hours.
+func TestLargeDownloadStopsWhenItsWindowCloses(t *testing.T) {
+	video := item{"V1", "v1.mp4", "video/mp4", content(44, 1<<20)}
+	src := &gatedSource{memSource: newMemSource(video), permits: make(chan struct{}, 8)}
+	s := newShop(t)
+	s.catalog(t, video)
+	var now atomic.Int64
+	at := func(h, m int) { now.Store(time.Date(2026, 12, 2, h, m, 0, 0, time.Local).UnixNano()) }
+	at(6, 59)
+	f := s.fetcher(t, src, func(o *media.Options) {
+		o.LargeFile = 512 << 10
+		o.Window = media.Window{Start: 21 * 60, End: 7 * 60, Set: true} // 21:00-07:00
+		o.Now = func() time.Time { return time.Unix(0, now.Load()) }
+	})
+	for range 4 {
+		src.permits <- struct{}{}
+	}
+	waitFor(t, func() bool { return src.read(video.blob) == 256<<10 })
+
+	at(7, 0)
+	src.permits <- struct{}{} // the next read comes after the window closed
+	st := waitStatus(t, f, "the download stopped, waiting for the window", func(st media.Status) bool {
+		return st.WaitingWindow == 1 && st.Pending == 1
+	})
+	if st.Files != 0 {
+		t.Fatalf("a file stored from a download stopped half-way: %+v", st)
+	}
+	if got := src.read(video.blob); got != 320<<10 {
+		t.Errorf("%d KiB read; want the 320 KiB received before the stop", got>>10)
+	}
+
+	at(21, 0)
+	close(src.permits) // no more gating
+	media.Wake(f)
+	waitStatus(t, f, "the file stored once the window opened", func(st media.Status) bool {
+		return st.Files == 1 && st.Pending == 0
+	})
+	if got, _, err := read(t, f, video.id); err != nil || !bytes.Equal(got, video.data) {
+		t.Fatalf("the file: %v", err)
+	}
+	if reqs := src.requests(); !slices.Equal(reqs, []string{"v1.mp4@0", "v1.mp4@" + itoa(320<<10)}) {
+		t.Errorf("requests %v; want the start, then the rest from where it stopped", reqs)
+	}
+	if got := src.read(video.blob); got != int64(len(video.data)) {
+		t.Errorf("%d KiB read in all for a file of %d KiB", got>>10, len(video.data)>>10)
+	}
+}
+
+// gatedSource hands its blobs out 64 KiB a read, one read per permit.
+type gatedSource struct {
+	*memSource
+	permits chan struct{}
+}
+
+func (g *gatedSource) Download(ctx context.Context, name string, offset int64) (io.ReadCloser, int64, error) {
+	body, size, err := g.memSource.Download(ctx, name, offset)
+	if err != nil {
+		return nil, 0, err
+	}
+	return &gatedBody{ctx: ctx, body: body, permits: g.permits}, size, nil
+}
+
+type gatedBody struct {
+	ctx     context.Context
+	body    io.ReadCloser
+	permits <-chan struct{}
+}
+
+func (b *gatedBody) Read(p []byte) (int, error) {
+	select {
+	case <-b.permits:
+	case <-b.ctx.Done():
+		return 0, b.ctx.Err()
+	}
+	return b.body.Read(p[:min(len(p), 64<<10)])
+}
+
+func (b *gatedBody) Close() error { return b.body.Close() }
