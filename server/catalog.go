@@ -267,7 +267,9 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("search: %w", err)
 	}
-	if len(items) == 0 && s.o.DB.LoadingProducts() && len(storage.SearchWords(query)) > 0 { // no words: nothing could match
+	// Only a first page: a later one past the last result is the empty page it always is (the
+	// device pages through what the index held before the load).
+	if len(items) == 0 && offset == 0 && s.o.DB.LoadingProducts() && len(storage.SearchWords(query)) > 0 { // no words: nothing could match
 		return errCatalogLoading("search finds what it brings")
 	}
 	next := ""

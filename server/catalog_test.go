@@ -738,6 +738,11 @@ func TestCatalogWhileAFirstSyncLoads(t *testing.T) {
 			t.Errorf("%s during the load: Retry-After %q, want 5", path, rec.Header().Get("Retry-After"))
 		}
 	}
+	// A later page past the last result is the empty page it always is: a device paging through
+	// what the index held before the load is not sent round a 503 at its end.
+	if rec := f.get(t, "/api/v1/catalog/search?q=tea&cursor=20"); rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"items":[]`) {
+		t.Errorf("a later search page past the results during the load: %d %s, want an empty 200", rec.Code, rec.Body)
+	}
 	// A barcode no product can carry is refused as such, load or not: no use trying again.
 	wantProblem(t, f.get(t, "/api/v1/catalog/barcodes/4000%20000"), http.StatusBadRequest, "bad-parameter", "code")
 	// A search with no word (punctuation, a lone accent) can match nothing, load or not.
