@@ -91,15 +91,17 @@ func (db *DB) Backup(ctx context.Context, dst string, m Manifest) error {
 		return fmt.Errorf("storage: backup: %w", err)
 	}
 	defer conn.Close()
-	if err := backupConn(ctx, conn, dst, m); err != nil {
+	if err := backupConn(ctx, conn, dst, m, nil); err != nil {
 		return fmt.Errorf("storage: backup to %s: %w", dst, err)
 	}
 	return nil
 }
 
 // Backup copies the database at src, which another process (the service) may be using, to dst.
-// It only reads src: it neither migrates it nor waits for writers.
-func Backup(ctx context.Context, src, dst string, m Manifest) error {
+// It only reads src: it neither migrates it nor waits for writers. settle, when set, is called
+// with the finished copy's temporary file just before it takes dst's name (to give it its owner,
+// say), so that dst never appears otherwise.
+func Backup(ctx context.Context, src, dst string, m Manifest, settle func(tmp string)) error {
 	if _, err := os.Stat(src); err != nil {
 		return fmt.Errorf("storage: backup: %w", err)
 	}
@@ -119,7 +121,7 @@ func Backup(ctx context.Context, src, dst string, m Manifest) error {
 	if v, err := schemaVersionOf(ctx, conn); err != nil || v == 0 {
 		return fmt.Errorf("storage: backup: %s: %w", src, errors.Join(ErrNotBackup, err))
 	}
-	if err := backupConn(ctx, conn, dst, m); err != nil {
+	if err := backupConn(ctx, conn, dst, m, settle); err != nil {
 		return fmt.Errorf("storage: backup to %s: %w", dst, err)
 	}
 	return nil
@@ -129,7 +131,7 @@ func Backup(ctx context.Context, src, dst string, m Manifest) error {
 var backupStarted func(tmp string)
 
 // backupConn copies the database of conn to dst through a temporary file.
-func backupConn(ctx context.Context, conn *sql.Conn, dst string, m Manifest) (err error) {
+func backupConn(ctx context.Context, conn *sql.Conn, dst string, m Manifest, settle func(tmp string)) (err error) {
 	if fi, err := os.Stat(filepath.Dir(dst)); err != nil {
 		return fmt.Errorf("the folder: %w", err)
 	} else if !fi.IsDir() {
@@ -179,6 +181,9 @@ func backupConn(ctx context.Context, conn *sql.Conn, dst string, m Manifest) (er
 	}
 	if err := finishBackup(ctx, tmp, m); err != nil {
 		return err
+	}
+	if settle != nil {
+		settle(tmp)
 	}
 	return durable.Rename(tmp, dst)
 }
@@ -370,7 +375,7 @@ func Restore(ctx context.Context, backupPath, dbPath string) (RestoreResult, err
 	var lastEvent int64 // the highest event id the replaced database gave out
 	if v, err := schemaVersionOf(ctx, conn); err == nil && v > 0 {
 		res.Previous = dbPath + ".before-restore-" + time.Now().UTC().Format("20060102T150405.000Z")
-		if err := backupConn(ctx, conn, res.Previous, Manifest{Reason: "kept before a restore"}); err != nil {
+		if err := backupConn(ctx, conn, res.Previous, Manifest{Reason: "kept before a restore"}, nil); err != nil {
 			return res, fmt.Errorf("storage: restore: keep the current database: %w", err)
 		}
 		if lastEvent, err = eventIDsGiven(ctx, conn); err != nil {

@@ -23,7 +23,7 @@ func FuzzInspectBackup(f *testing.F) {
 	}
 	db.Close()
 	backup := filepath.Join(dir, "shop.backup")
-	if err := Backup(context.Background(), path, backup, Manifest{Version: "1.2.3", Reason: "fuzz"}); err != nil {
+	if err := Backup(context.Background(), path, backup, Manifest{Version: "1.2.3", Reason: "fuzz"}, nil); err != nil {
 		f.Fatal(err)
 	}
 	whole, err := os.ReadFile(backup)

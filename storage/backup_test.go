@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -47,8 +48,25 @@ func TestBackupHoldsEverythingAndRestoresIt(t *testing.T) {
 	path := filepath.Join(dir, "storeedge.db")
 	db := shopDB(t, path)
 	backup := filepath.Join(t.TempDir(), "shop.backup")
-	if err := Backup(ctx, path, backup, Manifest{Version: "1.2.3", Reason: "test"}); err != nil {
+	// settle sees the finished copy beside the file, before the file has its name.
+	settled := false
+	settle := func(tmp string) {
+		settled = true
+		if _, err := os.Stat(backup); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("settle called once the backup has its name (%v)", err)
+		}
+		if filepath.Dir(tmp) != filepath.Dir(backup) {
+			t.Errorf("settle given %s, not beside %s", tmp, backup)
+		}
+		if _, err := InspectBackup(ctx, tmp); err != nil {
+			t.Errorf("settle given an unfinished copy: %v", err)
+		}
+	}
+	if err := Backup(ctx, path, backup, Manifest{Version: "1.2.3", Reason: "test"}, settle); err != nil {
 		t.Fatal(err)
+	}
+	if !settled {
+		t.Error("settle was not called")
 	}
 	info, err := InspectBackup(ctx, backup)
 	if err != nil {
@@ -250,7 +268,7 @@ func TestBackupWhileWritingIsConsistent(t *testing.T) {
 	last := int64(0)
 	for i := range 5 {
 		backup := filepath.Join(t.TempDir(), fmt.Sprint("b", i))
-		if err := Backup(ctx, db.Path(), backup, Manifest{}); err != nil {
+		if err := Backup(ctx, db.Path(), backup, Manifest{}, nil); err != nil {
 			t.Fatal(err)
 		}
 		copyDB, err := Open(ctx, backup)
@@ -385,7 +403,7 @@ func TestInspectBackupReadsBoundedValues(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "storeedge.db")
 	shopDB(t, path).Close()
 	backup := filepath.Join(t.TempDir(), "shop.backup")
-	if err := Backup(ctx, path, backup, Manifest{Version: "1.2.3", Reason: "test"}); err != nil {
+	if err := Backup(ctx, path, backup, Manifest{Version: "1.2.3", Reason: "test"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	raw, err := sql.Open("sqlite", backup)
@@ -469,7 +487,7 @@ func TestBackupIntoAMissingFolder(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "storeedge.db")
 	shopDB(t, path).Close()
-	err := Backup(ctx, path, filepath.Join(t.TempDir(), "gone", "shop.backup"), Manifest{})
+	err := Backup(ctx, path, filepath.Join(t.TempDir(), "gone", "shop.backup"), Manifest{}, nil)
 	if !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "the folder") {
 		t.Errorf("backup into a missing folder: %v", err)
 	}
@@ -486,14 +504,14 @@ func TestBackupToAFolderAndACutBackup(t *testing.T) {
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := Backup(ctx, path, dir, Manifest{}); err == nil || !strings.Contains(err.Error(), "is a folder: name the backup file") {
+	if err := Backup(ctx, path, dir, Manifest{}, nil); err == nil || !strings.Contains(err.Error(), "is a folder: name the backup file") {
 		t.Errorf("backup to a folder: %v", err)
 	}
 	if left, _ := os.ReadDir(parent); len(left) != 1 {
 		t.Errorf("backup to a folder left files beside it: %v", left)
 	}
 	full := filepath.Join(dir, "full.backup")
-	if err := Backup(ctx, path, full, Manifest{}); err != nil {
+	if err := Backup(ctx, path, full, Manifest{}, nil); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(full)
@@ -815,7 +833,7 @@ func TestRestoreOfABackupOlderThanTheEventLog(t *testing.T) {
 	}
 	db.Close()
 	backup := filepath.Join(t.TempDir(), "b")
-	if err := Backup(ctx, old, backup, Manifest{}); err != nil {
+	if err := Backup(ctx, old, backup, Manifest{}, nil); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), "storeedge.db")
@@ -840,7 +858,7 @@ func TestBackupAndRestoreTakeRelativePaths(t *testing.T) {
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := Backup(ctx, filepath.Join("data", "storeedge.db"), "shop.backup", Manifest{Version: "1.2.3", Reason: "test"}); err != nil {
+	if err := Backup(ctx, filepath.Join("data", "storeedge.db"), "shop.backup", Manifest{Version: "1.2.3", Reason: "test"}, nil); err != nil {
 		t.Fatalf("backup to a relative path: %v", err)
 	}
 	if info, err := InspectBackup(ctx, "shop.backup"); err != nil || info.Orders != 3 {

@@ -146,7 +146,7 @@ func (db *DB) keepUpgradeCopy(ctx context.Context, from, to int) error {
 		return fmt.Errorf("storage: copy before upgrading schema %d to %d: %w", from, to, err)
 	}
 	defer conn.Close()
-	if err := backupConn(ctx, conn, dst, Manifest{Reason: fmt.Sprintf("kept before upgrading the schema from %d to %d", from, to)}); err != nil {
+	if err := backupConn(ctx, conn, dst, Manifest{Reason: fmt.Sprintf("kept before upgrading the schema from %d to %d", from, to)}, nil); err != nil {
 		return fmt.Errorf("storage: copy before upgrading schema %d to %d: %w", from, to, err)
 	}
 	return nil

@@ -23,10 +23,11 @@ func Take(ctx context.Context, cfg config.Config, file, version string) (storage
 	if err != nil {
 		return storage.BackupInfo{}, fmt.Errorf("backup: %w", err)
 	}
-	if err := storage.Backup(ctx, db, abs, storage.Manifest{Version: version, Reason: "storeedge backup"}); err != nil {
+	// Run as root, the file goes to the folder's owner before it takes its name (install.md).
+	settle := func(tmp string) { matchOwner(filepath.Dir(abs), tmp) }
+	if err := storage.Backup(ctx, db, abs, storage.Manifest{Version: version, Reason: "storeedge backup"}, settle); err != nil {
 		return storage.BackupInfo{}, err
 	}
-	matchOwner(filepath.Dir(abs), abs)
 	return storage.InspectBackup(ctx, abs)
 }
 

@@ -51,3 +51,28 @@ func TestRestoreAsRootLeavesTheFilesToTheServiceAccount(t *testing.T) {
 		t.Fatalf("no storeedge.ids after the restore (files: %v): the test does not see what it checks", seen)
 	}
 }
+
+// A backup taken as root into the service's folder is the folder owner's from the moment it has
+// its name (install.md): a copy job watching the folder never meets it owned by root.
+func TestBackupAsRootIsTheFolderOwnersWhenItAppears(t *testing.T) {
+	testenv.RequireRoot(t)
+	const service = 65534
+	ctx := context.Background()
+	cfg := testConfig(t, "lyon", "key")
+	runningShop(t, cfg)
+	dir := t.TempDir()
+	if err := os.Chown(dir, service, service); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "b")
+	if _, err := Take(ctx, cfg, file, "test"); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := fi.Sys().(*syscall.Stat_t); st.Uid != service || st.Gid != service || fi.Mode().Perm() != 0o600 {
+		t.Errorf("the backup is owned by %d:%d, mode %v; want %d:%d, 0600", st.Uid, st.Gid, fi.Mode().Perm(), service, service)
+	}
+}
