@@ -307,7 +307,9 @@ func writeNetsh(w io.Writer, rules []Rule) error {
 		if r.local {
 			side = "local"
 		}
-		prog := ` program="%ProgramFiles%\storeedge\storeedge.exe"`
+		// ProgramW6432 is C:\Program Files in a 32-bit shell too, where ProgramFiles is the
+		// (x86) folder, which holds no storeedge (built for 64-bit Windows only).
+		prog := ` program="%ProgramW6432%\storeedge\storeedge.exe"`
 		fmt.Fprintf(&b, "netsh advfirewall firewall add rule name=%q dir=%s action=allow protocol=%s %sport=%d%s%s profile=any description=%q\n",
 			r.name, r.Dir, strings.ToUpper(r.Proto), side, r.Port, remote, prog, truncate(comment(r.Rule), 250))
 	}
@@ -318,7 +320,7 @@ func writeNetsh(w io.Writer, rules []Rule) error {
 func writePowerShell(w io.Writer, rules []Rule) error {
 	var b strings.Builder
 	b.WriteString("# storeedge: the firewall this configuration needs. Run in an administrator's PowerShell.\n")
-	b.WriteString("$program = \"$env:ProgramFiles\\storeedge\\storeedge.exe\"\n")
+	b.WriteString("$program = \"$env:ProgramW6432\\storeedge\\storeedge.exe\"\n")
 	// Every rule storeedge made before, whatever the configuration then (a port no longer used
 	// included), then those of this one: the rules left are exactly these. Its names begin
 	// "storeedge in " or "storeedge out ", not an admin's own "storeedge RDP", say.

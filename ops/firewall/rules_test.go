@@ -426,3 +426,20 @@ func TestNoMDNSRulesWhenBoundToIPv6(t *testing.T) {
 		}
 	}
 }
+
+// The Windows rules name the program where install.md puts it, C:\Program Files\storeedge, also
+// when the script runs in a 32-bit shell, where %ProgramFiles% is C:\Program Files (x86).
+func TestWindowsRulesNameTheProgramIn64BitProgramFiles(t *testing.T) {
+	for format, want := range map[string]string{
+		"netsh":      `program="%ProgramW6432%\storeedge\storeedge.exe"`,
+		"powershell": `$program = "$env:ProgramW6432\storeedge\storeedge.exe"`,
+	} {
+		var b strings.Builder
+		if err := Write(&b, format, Rules(config.Default()), Options{}); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(b.String(), want) || strings.Contains(b.String(), "ProgramFiles") {
+			t.Errorf("%s: the rules do not name the program by %s:\n%s", format, want, b.String())
+		}
+	}
+}
