@@ -26,7 +26,7 @@ func TestBackupIsNeverReadableByOthers(t *testing.T) {
 	}
 	defer func() { backupStarted = nil }()
 	dst := filepath.Join(t.TempDir(), "shop.backup")
-	if err := Backup(ctx, path, dst, Manifest{}); err != nil {
+	if err := Backup(ctx, path, dst, Manifest{}, nil); err != nil {
 		t.Fatal(err)
 	}
 	fi, err := os.Stat(dst)
