@@ -71,7 +71,7 @@ func TestPackagesInstallAndRun(t *testing.T) {
 	deb := filepath.Join(dist, "storeedge_9.8.7_amd64.deb")
 	info := sh(t, "dpkg-deb", "--info", deb)
 	contents := sh(t, "dpkg-deb", "--contents", deb)
-	for _, want := range []string{"Package: storeedge", "Version: 9.8.7", "Architecture: amd64", "conffiles", "preinst", "postinst"} {
+	for _, want := range []string{"Package: storeedge", "Version: 9.8.7", "Architecture: amd64", "conffiles", "preinst", "postinst", "Depends: systemd (>= 236)"} {
 		if !strings.Contains(info, want) {
 			t.Errorf("dpkg-deb --info lacks %q:\n%s", want, info)
 		}
@@ -92,7 +92,8 @@ func TestPackagesInstallAndRun(t *testing.T) {
 		os.MkdirAll(filepath.Join(root, d), 0o755)
 	}
 	os.WriteFile(filepath.Join(root, "var/lib/dpkg/status"), nil, 0o644)
-	sh(t, dpkg, "--root="+root, "--force-script-chrootless", "--force-not-root", "--no-triggers", "--install", deb)
+	// The scratch root has no systemd, which the package depends on.
+	sh(t, dpkg, "--root="+root, "--force-script-chrootless", "--force-not-root", "--force-depends", "--no-triggers", "--install", deb)
 	if out := sh(t, filepath.Join(root, "usr/bin/storeedge"), "version"); !strings.Contains(out, "storeedge 9.8.7") {
 		t.Errorf("installed binary says %q, want version 9.8.7", out)
 	}
@@ -130,6 +131,9 @@ func TestPackagesInstallAndRun(t *testing.T) {
 		if !strings.Contains(q, want) {
 			t.Errorf("rpm -qip lacks %q:\n%s", want, q)
 		}
+	}
+	if req := sh(t, rpm, "-qpR", rpmFile); !strings.Contains(req, "systemd >= 236") {
+		t.Errorf("rpm requires no systemd 236 or later (install.md):\n%s", req)
 	}
 	if cfg := sh(t, rpm, "-qpc", rpmFile); !strings.Contains(cfg, "/etc/storeedge/storeedge.yaml") {
 		t.Errorf("rpm config files: %s", cfg)

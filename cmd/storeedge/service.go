@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -75,7 +76,10 @@ func serviceRun(ctx context.Context, args, env []string, stderr io.Writer) error
 	}
 	events, closeLog, err := service.OpenEventLog()
 	if err != nil {
-		return err
+		// Said to the service control manager, which records the service's failure in the
+		// System log, rather than leaving it to wait for a service that never reported (1053).
+		err = fmt.Errorf("storeedge: the Event Log cannot be opened: %w", err)
+		return service.RunService(0, func(context.Context) error { return service.NoRestart(err) })
 	}
 	defer closeLog()
 	// A service's stderr goes nowhere: a configuration it cannot use is said in the Event Log,
@@ -92,12 +96,19 @@ func serviceRun(ctx context.Context, args, env []string, stderr io.Writer) error
 		return service.RunService(0, func(context.Context) error { return service.NoRestart(err) })
 	}
 	log := slog.New(service.EventLogHandler(events, cfg.Log.SlogLevel()))
-	// A crash's stack has nowhere else to go from a service, which has no standard error.
-	if f, err := os.OpenFile(filepath.Join(cfg.DataDir, "crash.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600); err == nil {
-		if err := debug.SetCrashOutput(f, debug.CrashOptions{}); err != nil {
-			log.Warn("storeedge: a crash would leave no trace: cannot write crash.log", slog.Any("error", err))
-		}
+	// A crash's stack has nowhere else to go from a service, which has no standard error. The
+	// data folder may not exist yet (the first start): it is made as the database would make it.
+	crash := filepath.Join(cfg.DataDir, "crash.log")
+	f, err := os.OpenFile(crash, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if errors.Is(err, fs.ErrNotExist) && os.MkdirAll(cfg.DataDir, 0o750) == nil {
+		f, err = os.OpenFile(crash, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	}
+	if err == nil {
+		err = debug.SetCrashOutput(f, debug.CrashOptions{})
 		f.Close() // SetCrashOutput holds a copy of its own
+	}
+	if err != nil {
+		log.Warn("storeedge: a crash would leave no trace: cannot write crash.log", slog.String("file", crash), slog.Any("error", err))
 	}
 	return service.RunService(cfg.LAN.ShutdownGrace+service.StopMargin, func(sctx context.Context) error {
 		err := daemon(sctx, cfg, log, nil)

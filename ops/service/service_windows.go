@@ -77,11 +77,9 @@ func (w winSCM) Delete(name string) error {
 		return ErrNotInstalled
 	}
 	defer sv.Close()
-	if err := sv.Delete(); err != nil {
-		return err
-	}
-	eventlog.Remove(name)
-	return nil
+	// The Event Log source stays: without it, the messages the service wrote (why it failed,
+	// say) would show as "the description cannot be found"; a later install takes it as it is.
+	return sv.Delete()
 }
 
 func (w winSCM) Start(name string) error {
