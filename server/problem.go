@@ -159,7 +159,7 @@ func (s *Server) answerError(w http.ResponseWriter, r *http.Request, err error) 
 	}
 	s.log.LogAttrs(ctx, slog.LevelError, "request failed", slog.String(keyRequestID, id),
 		slog.String(keyMethod, r.Method), slog.String(keyPath, r.URL.Path), slog.String(keyError, err.Error()))
-	problem(w, r, probInternal, "the server could not read its database; its log has the details under request id "+id)
+	problem(w, r, probInternal, "the server failed on this request (its database or its disk, say); its log has the details under request id "+id)
 }
 
 // answerStarted reports whether the answer of the request that ctx belongs to has sent its

@@ -55,7 +55,7 @@ func TestHandlerErrorsBecomeProblems(t *testing.T) {
 		{"revoked", devices.ErrRevoked, 401, "unauthorized", "this device was revoked by an admin", `Www-Authenticate: Bearer realm="storeedge"`},
 		{"enrollment off", devices.ErrEnrollment, 403, "admin-disabled", "enrollment with the shop secret is off", ""},
 		{"no target, in the registry's words", fmt.Errorf("queue command: %w", fmt.Errorf("%w: device d1 is revoked", devices.ErrNoTarget)), 422, "no-target", "devices: no paired device matches: device d1 is revoked", ""},
-		{"failure of the server's own", fmt.Errorf("list products: %w", storeErr), 500, "internal", "the server could not read its database; its log has the details under request id req-1", ""},
+		{"failure of the server's own", fmt.Errorf("list products: %w", storeErr), 500, "internal", "the server failed on this request (its database or its disk, say); its log has the details under request id req-1", ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			rec := serveErr(t, f.srv, func(w http.ResponseWriter, r *http.Request) error { return c.err })
