@@ -137,6 +137,7 @@ func (c *config) define(fs *flag.FlagSet) {
 	fs.Float64Var(&c.faults.MalformedRate, "malformed-rate", 0, "fault: share of changes sent as malformed lines (the same ones every time)")
 	fs.Float64Var(&c.faults.UploadErrorRate, "upload-error-rate", 0, "fault: share of event uploads answered 503")
 	fs.Float64Var(&c.faults.LostAnswerRate, "lost-answer-rate", 0, "fault: share of event uploads stored, then answered 503 (the answer lost)")
+	fs.Float64Var(&c.faults.BadAnswerRate, "bad-answer-rate", 0, "fault: share of event uploads stored, then answered 200 with a body that is not the upload answer")
 	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "log `level`: DEBUG, INFO, WARN or ERROR")
 }
 

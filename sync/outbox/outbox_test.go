@@ -1075,3 +1075,87 @@ func poisonOrders(t *testing.T, db *storage.DB, n int) {
 		}
 	}
 }
+
+// TestDrainsThroughAnswersItCannotRead uploads to a cloud that stores every batch but answers a
+// third of them with a body that is not the upload answer (cloud-api.md, Event upload): the
+// events whose answer could not be read are sent again alone, and those it then cannot read
+// either are set aside saying the cloud may have stored them. Sent again by the admin once the
+// cloud mends, each is settled by its duplicate: the cloud holds every event once, and the
+// outbox nothing.
+func TestDrainsThroughAnswersItCannotRead(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t)
+	sim, client := simCloud(t)
+	createOrders(t, db, 3, 40)
+	if err := sim.SetFaults(cloudsim.Faults{BadAnswerRate: 0.35}); err != nil {
+		t.Fatal(err)
+	}
+	w := New(Options{DB: db, Cloud: client, Batch: 7, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
+	attempts := make(chan error, 1000)
+	w.attempted = func(err error) { attempts <- err }
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error)
+	go func() { done <- w.Run(runCtx) }()
+	defer func() {
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	// drained waits for an attempt that leaves nothing queued.
+	drained := func(what string) storage.OrderStats {
+		t.Helper()
+		for range 1000 {
+			<-attempts
+			st, err := db.OrderStats(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.OutboxPending == 0 {
+				return st
+			}
+		}
+		t.Fatalf("%s: the outbox never emptied", what)
+		return storage.OrderStats{}
+	}
+	st := drained("through the unreadable answers")
+	if sim.Stats().Faults.BadAnswers == 0 {
+		t.Fatal("no unreadable answer was sent: the test proves nothing")
+	}
+	setAside, err := db.RejectedOutbox(ctx, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(len(setAside)) != st.OutboxRejected {
+		t.Fatalf("%d entries set aside, the stats say %d", len(setAside), st.OutboxRejected)
+	}
+	for _, e := range setAside {
+		if !strings.Contains(e.LastError, "could not be read") || !strings.Contains(e.LastError, "it may have stored it") {
+			t.Errorf("%s set aside with %q; want the reason to say the answer could not be read and the cloud may have it", e.Key, e.LastError)
+		}
+	}
+	t.Logf("%d unreadable answers, %d events set aside", sim.Stats().Faults.BadAnswers, len(setAside))
+
+	// The cloud mends; the admin sends the set-aside events again.
+	if err := sim.SetFaults(cloudsim.Faults{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range setAside {
+		if _, err := db.RetryOutbox(ctx, e.Seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(setAside) > 0 {
+		if st := drained("after the retries"); st.OutboxRejected != 0 {
+			t.Fatalf("after the cloud mended and the admin retried: %+v; want nothing set aside", st)
+		}
+	}
+	events := sim.Events()
+	keys := map[string]bool{}
+	for _, e := range events {
+		keys[e.Key] = true
+	}
+	if len(events) != 120 || len(keys) != 120 {
+		t.Fatalf("the cloud holds %d events, %d keys; want each of the 120 once", len(events), len(keys))
+	}
+}

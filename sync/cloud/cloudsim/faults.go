@@ -23,7 +23,11 @@ type Faults struct {
 	MalformedRate     float64 `json:"malformed_rate"`      // share of (item, rev) whose upsert line is corrupted
 	UploadErrorRate   float64 `json:"upload_error_rate"`   // share of event uploads answered 503, nothing stored
 	LostAnswerRate    float64 `json:"lost_answer_rate"`    // share of event uploads stored, then answered 503 (the answer lost)
-	SASRefusals       int     `json:"sas_refusals"`        // the next N media container URLs carry a SAS the store refuses
+	// BadAnswerRate: share of event uploads stored, then answered 200 with a JSON body that is not
+	// the upload answer (its accepted keys of another type, and every other time its duplicate
+	// keys too): a platform's bug.
+	BadAnswerRate float64 `json:"bad_answer_rate"`
+	SASRefusals   int     `json:"sas_refusals"` // the next N media container URLs carry a SAS the store refuses
 }
 
 // Validate names the first field out of range.
@@ -48,7 +52,7 @@ func (f Faults) Validate() error {
 		v    float64
 	}{{"error_rate", f.ErrorRate}, {"rate_limit_rate", f.RateLimitRate}, {"cut_rate", f.CutRate},
 		{"malformed_rate", f.MalformedRate}, {"upload_error_rate", f.UploadErrorRate},
-		{"lost_answer_rate", f.LostAnswerRate}}
+		{"lost_answer_rate", f.LostAnswerRate}, {"bad_answer_rate", f.BadAnswerRate}}
 	for _, r := range rates {
 		if math.IsNaN(r.v) || r.v < 0 || r.v > 1 {
 			return fmt.Errorf("faults: %s = %v outside 0..1", r.name, r.v)

@@ -215,6 +215,17 @@ func (s *Sim) handleEvents(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusServiceUnavailable, "gateway timeout after the events were stored (injected fault)")
 		return
 	}
+	if f := s.Faults(); s.roll(f.BadAnswerRate) {
+		// Every other one leaves the duplicates readable (a client may salvage them); the others
+		// name no key in a form that can be read.
+		var dup any = res.Duplicate
+		if s.injected.badAnswers.Add(1)%2 == 0 {
+			dup = strings.Join(res.Duplicate, ",")
+		}
+		s.log.Debug("cloudsim: fault injected", logKeyFault, "bad_answer")
+		writeJSON(w, http.StatusOK, map[string]any{"accepted": strings.Join(res.Accepted, ","), "duplicate": dup, "rejected": res.Rejected})
+		return
+	}
 	writeJSON(w, http.StatusOK, res)
 }
 

@@ -150,7 +150,7 @@ type Sim struct {
 
 	requests atomic.Int64
 	injected struct {
-		latency, errors, rateLimits, cuts, malformed, uploadErrors, lostAnswers atomic.Int64
+		latency, errors, rateLimits, cuts, malformed, uploadErrors, lostAnswers, badAnswers atomic.Int64
 	}
 	authLog logLimiter
 
@@ -476,6 +476,7 @@ type FaultCounts struct {
 	Malformed   int64 `json:"malformed_lines"`
 	UploadError int64 `json:"upload_errors"`
 	LostAnswers int64 `json:"lost_answers"`
+	BadAnswers  int64 `json:"bad_answers"`
 }
 
 // Stats is a snapshot of the sim's counters.
@@ -505,7 +506,7 @@ func (s *Sim) Stats() Stats {
 	st.Faults = FaultCounts{
 		Latency: s.injected.latency.Load(), Errors: s.injected.errors.Load(), RateLimits: s.injected.rateLimits.Load(),
 		Cuts: s.injected.cuts.Load(), Malformed: s.injected.malformed.Load(), UploadError: s.injected.uploadErrors.Load(),
-		LostAnswers: s.injected.lostAnswers.Load(),
+		LostAnswers: s.injected.lostAnswers.Load(), BadAnswers: s.injected.badAnswers.Load(),
 	}
 	s.emu.Lock()
 	st.Events, st.Heartbeats = len(s.events), s.heartbeats
