@@ -89,7 +89,13 @@ func (s *Server) requireAdmin(next http.Handler) http.Handler {
 		}
 		token, ok := bearer(r)
 		wrong := ok && !devices.EqualSecret(token, s.o.AdminToken)
-		if s.guessesSpent(w, r, wrong, "admin API: request refused: wrong admin token") { // whatever it sends: the address waits out the minute
+		msg := "admin API: request refused: wrong admin token"
+		if wrong && s.o.Devices != nil {
+			if _, err := s.o.Devices.Authenticate(token); err == nil {
+				msg = "admin API: request refused: a device's credential, not the admin token"
+			}
+		}
+		if s.guessesSpent(w, r, wrong, msg) { // whatever it sends: the address waits out the minute
 			return
 		}
 		if !ok || wrong {

@@ -653,3 +653,18 @@ func TestStatusPageLoginWithTheLongestToken(t *testing.T) {
 		t.Fatalf("login with a %d-byte token: %d %s", len(token), rec.Code, rec.Body)
 	}
 }
+
+// A device's token sent to an admin route is refused, and the log says it was a device's
+// credential rather than a wrong admin token: the device's maker, not a guesser, is to be told.
+func TestDeviceCredentialOnAnAdminRouteIsLoggedAsSuch(t *testing.T) {
+	var logs testenv.Buffer
+	f := newFixture(t, func(o *Options) { o.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
+	req := httptest.NewRequest(http.MethodGet, "/api/v1/status", nil)
+	req.Header.Set("Authorization", "Bearer "+f.device(t, "pos").Token)
+	rec := httptest.NewRecorder()
+	f.srv.listener(serviceAdmin).ServeHTTP(rec, req)
+	wantProblem(t, rec, http.StatusUnauthorized, "unauthorized", "admin credential")
+	if !strings.Contains(logs.String(), "a device's credential, not the admin token") || strings.Contains(logs.String(), "wrong admin token") {
+		t.Errorf("the log of a device's token on an admin route:\n%s", logs.String())
+	}
+}

@@ -155,6 +155,9 @@ func (s *components) openLogs() error {
 		return usageError{err}
 	}
 	s.dialer = dialer
+	// The server's own log never shows a secret of the configuration, whatever a dependency's
+	// error echoes (the shipped and the support copies redact more, personal data too).
+	s.log = slog.New(logship.SecretsHandler(s.log.Handler(), s.cfg.SecretValues()))
 	if s.shipper, err = newLogShipper(s.cfg, dialer, s.log); err != nil {
 		return err
 	}
