@@ -59,7 +59,10 @@ func boundHost(bind string) (host string, v4 netip.Addr) {
 		return "", netip.Addr{}
 	}
 	if ip.Is4() || ip.Is4In6() {
-		v4 = ip.Unmap()
+		// An IPv4 address written as IPv6 (::ffff:192.168.1.10) is the IPv4 address: devices
+		// are given it in its usual form.
+		ip = ip.Unmap()
+		v4 = ip
 	}
 	return ip.String(), v4
 }

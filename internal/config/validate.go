@@ -167,10 +167,8 @@ const MaxLANShutdownGrace = 5 * time.Minute
 
 func (v *validator) lan(l LAN) {
 	if b := l.Bind; b != "" {
-		if a, err := netip.ParseAddr(b); err != nil {
+		if _, err := netip.ParseAddr(b); err != nil {
 			v.add("lan.bind", quote(b), `want an IP address of this machine, e.g. "192.168.1.10", or "" for every interface`)
-		} else if a.Is4In6() {
-			v.add("lan.bind", quote(b), fmt.Sprintf("an IPv4 address written as IPv6; write it as %q", a.Unmap()))
 		}
 	}
 	v.ports(l)
@@ -352,6 +350,8 @@ func (v *validator) proxy(p Proxy) {
 			v.add(key, shown, `the credentials are the placeholder shown by "storeedge config"; put the real ones`)
 		case user == "" && hasPW:
 			v.add(key, shown, "has a password but no user")
+		case user == "":
+			v.add(key, shown, "has an @ but no user before it: remove the @, or put the user")
 		case u.Scheme == "socks5" && (len(user) > 255 || len(pw) > 255):
 			v.add(key, shown, "SOCKS5 allows a user and a password of at most 255 bytes each")
 		}
@@ -378,8 +378,9 @@ func (v *validator) caFile(f string) {
 	case fi.IsDir():
 		v.add(key, quote(f), "is a directory; want a PEM file of certificates")
 	default:
-		// What the server reads at start, read now, so that storeedge config finds it.
-		if _, err := ReadCAFile(f); err != nil {
+		// What the server reads at start, read now, so that storeedge config finds it; unless
+		// this user may not read it (the service's account may: the server checks it at start).
+		if _, err := ReadCAFile(f); err != nil && !errors.Is(err, fs.ErrPermission) {
 			reason := err.Error()
 			var pe *fs.PathError
 			if errors.As(err, &pe) {
@@ -482,7 +483,7 @@ func (v *validator) media(m Media) {
 		v.add("media.connection_string", quote(Redaction), "set together with media.container_url; give one of the two")
 	case cs != "" && name == "":
 		v.add("media.container", `""`, "missing; required with media.connection_string: the name of the container that holds the media")
-	case cs == "" && name != "":
+	case cs == "" && name != "" && m.ContainerURL == "":
 		v.add("media.container", quote(name), "set without media.connection_string, which it goes with: set the connection string too, or remove media.container (media.container_url names its container itself)")
 	case badCS:
 	case cs == Redaction:

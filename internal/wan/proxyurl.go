@@ -123,8 +123,11 @@ func parseProxyURL(raw string) (*route, error) {
 		var hasPass bool
 		r.pass, hasPass = u.User.Password()
 		r.auth, r.noPass = true, !hasPass
-		if r.user == "" {
+		switch {
+		case r.user == "" && hasPass:
 			return nil, errors.New("the proxy URL has a password but no user")
+		case r.user == "":
+			return nil, errors.New("the proxy URL has an @ but no user before it: remove the @, or put the user")
 		}
 		if r.kind == kindSOCKS5 && (len(r.user) > 255 || len(r.pass) > 255) {
 			return nil, errors.New("SOCKS5 user and password are limited to 255 bytes each")
