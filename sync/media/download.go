@@ -153,6 +153,11 @@ func (f *Fetcher) download(ctx context.Context, t *task) (*mediacache.Download, 
 		t.adopted = true
 		return nil, result{} // the file is in place already: another item has the same content
 	}
+	if f.outsideWindow(t) {
+		// Taken as the window closed, or after waiting for another download of its content
+		// that stopped at the close (claim): not a request more.
+		return nil, result{err: errWindowClosed, kind: whyWindow}
+	}
 	if err := f.reserve(ctx, t); err != nil {
 		return nil, result{err: err, kind: storage.MediaNoSpace}
 	}
@@ -358,10 +363,10 @@ var errStalled = errors.New("download stalled: nothing received within media.sta
 // it received is kept, and it goes on from there when the window opens again.
 var errWindowClosed = errors.New("the large-file window closed")
 
-// windowClosedFor reports whether t is the prefetch of a large file that must stop: the window
+// outsideWindow reports whether t is the prefetch of a large file that must not go on: the window
 // is closed, and no device waits for it (takeLocked's rule, applied while it runs).
-func (f *Fetcher) windowClosedFor(t *task) bool {
-	if f.o.Window.Open(f.now()) {
+func (f *Fetcher) outsideWindow(t *task) bool {
+	if !f.o.Window.Set || t.size < f.o.LargeFile || f.o.Window.Open(f.now()) {
 		return false
 	}
 	f.mu.Lock()
@@ -391,7 +396,6 @@ func (f *Fetcher) copy(ctx context.Context, d *mediacache.Download, body io.Read
 	}
 	filled := 0
 	forDevice := false
-	large := f.o.Window.Set && t.size >= f.o.LargeFile
 	defer func() {
 		if forDevice {
 			f.deviceRunEnds()
@@ -428,7 +432,8 @@ func (f *Fetcher) copy(ctx context.Context, d *mediacache.Download, body io.Read
 					err = werr
 				}
 			}
-			if err == nil && large && f.windowClosedFor(t) {
+			// Not once every byte is in: the file is committed, not left to wait for the window.
+			if err == nil && t.got.Load() < t.size && f.outsideWindow(t) {
 				err = errWindowClosed
 			}
 		}
@@ -527,12 +532,18 @@ func (f *Fetcher) finish(ctx context.Context, t *task, res result) {
 		f.mu.Unlock()
 	case whyWindow:
 		f.mu.Lock()
+		if t.class == classOnDemand {
+			// A device asked for it as it stopped: it goes on now.
+			f.requeueLocked(t, time.Time{}, "")
+			f.mu.Unlock()
+			return
+		}
 		next := f.o.Window.NextOpen(f.now())
-		f.log.Info("media: the large-file window closed; the download goes on from where it stopped when the window opens",
-			slog.String(keyID, t.id), slog.Int64(keyBytes, t.got.Load()), slog.Int64(keyTotal, t.size), slog.Time("at", next))
 		f.requeueLocked(t, next, whyWindow)
 		f.askRefillLocked(t.class)
 		f.mu.Unlock()
+		f.log.Info("media: the large-file window closed; the download goes on from where it stopped when the window opens",
+			slog.String(keyID, t.id), slog.Int64(keyBytes, t.got.Load()), slog.Int64(keyTotal, t.size), slog.Time("at", next))
 	case KindAuth:
 		f.refused(ctx, t, res.err)
 	case KindUnreachable, StateNotConfigured:

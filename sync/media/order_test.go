@@ -589,7 +589,8 @@ func TestLargeDownloadStopsWhenItsWindowCloses(t *testing.T) {
 	for range 4 {
 		src.permits <- struct{}{}
 	}
-	waitFor(t, func() bool { return src.read(video.blob) == 256<<10 })
+	// The fifth read has begun: the fourth is written and its check of the window done.
+	waitFor(t, func() bool { return src.reads.Load() == 5 })
 
 	at(7, 0)
 	src.permits <- struct{}{} // the next read comes after the window closed
@@ -620,10 +621,73 @@ func TestLargeDownloadStopsWhenItsWindowCloses(t *testing.T) {
 	}
 }
 
-// gatedSource hands its blobs out 64 KiB a read, one read per permit.
+// A device that asks for a large file while its prefetch runs makes it its own: the window's
+// closing no longer stops it, even once the device gave up waiting (it comes back for it).
+func TestLargeDownloadADeviceAskedForGoesOnPastTheWindow(t *testing.T) {
+	video := item{"V1", "v1.mp4", "video/mp4", content(45, 1<<20)}
+	src := &gatedSource{memSource: newMemSource(video), permits: make(chan struct{}, 8)}
+	s := newShop(t)
+	s.catalog(t, video)
+	var now atomic.Int64
+	at := func(h, m int) { now.Store(time.Date(2026, 12, 2, h, m, 0, 0, time.Local).UnixNano()) }
+	at(6, 59)
+	f := s.fetcher(t, src, func(o *media.Options) {
+		o.LargeFile = 512 << 10
+		o.Window = media.Window{Start: 21 * 60, End: 7 * 60, Set: true} // 21:00-07:00
+		o.Now = func() time.Time { return time.Unix(0, now.Load()) }
+		o.OnDemandWait = 100 * time.Millisecond // the device gives up while the prefetch is held
+	})
+	for range 4 {
+		src.permits <- struct{}{}
+	}
+	waitFor(t, func() bool { return src.reads.Load() == 5 })
+	var unavailable *media.UnavailableError
+	if _, err := f.Open(context.Background(), video.id); !errors.As(err, &unavailable) {
+		t.Fatalf("asked for while held half-way: %v, want it not there yet", err)
+	}
+
+	at(7, 0)
+	close(src.permits)
+	waitStatus(t, f, "the file stored although the window closed", func(st media.Status) bool {
+		return st.Files == 1 && st.Pending == 0
+	})
+	if reqs := src.requests(); !slices.Equal(reqs, []string{"v1.mp4@0"}) {
+		t.Errorf("requests %v; want the one download, never stopped", reqs)
+	}
+}
+
+// A large file whose last bytes came just as the window closed is stored, not left whole on the
+// disk waiting for the window to open again.
+func TestLargeDownloadCompleteAsTheWindowClosesIsStored(t *testing.T) {
+	video := item{"V1", "v1.mp4", "video/mp4", content(46, 320<<10)} // five reads
+	src := &gatedSource{memSource: newMemSource(video), permits: make(chan struct{}, 8)}
+	s := newShop(t)
+	s.catalog(t, video)
+	var now atomic.Int64
+	at := func(h, m int) { now.Store(time.Date(2026, 12, 2, h, m, 0, 0, time.Local).UnixNano()) }
+	at(6, 59)
+	f := s.fetcher(t, src, func(o *media.Options) {
+		o.LargeFile = 256 << 10
+		o.Window = media.Window{Start: 21 * 60, End: 7 * 60, Set: true} // 21:00-07:00
+		o.Now = func() time.Time { return time.Unix(0, now.Load()) }
+	})
+	for range 4 {
+		src.permits <- struct{}{}
+	}
+	waitFor(t, func() bool { return src.reads.Load() == 5 })
+	at(7, 0)
+	close(src.permits) // the last bytes, then the end of the body
+	waitStatus(t, f, "the file stored", func(st media.Status) bool { return st.Files == 1 && st.Pending == 0 })
+	if reqs := src.requests(); !slices.Equal(reqs, []string{"v1.mp4@0"}) {
+		t.Errorf("requests %v; want the one download", reqs)
+	}
+}
+
+// gatedSource hands its blobs out 64 KiB a read, one read per permit, counting the reads begun.
 type gatedSource struct {
 	*memSource
 	permits chan struct{}
+	reads   atomic.Int64
 }
 
 func (g *gatedSource) Download(ctx context.Context, name string, offset int64) (io.ReadCloser, int64, error) {
@@ -631,16 +695,18 @@ func (g *gatedSource) Download(ctx context.Context, name string, offset int64) (
 	if err != nil {
 		return nil, 0, err
 	}
-	return &gatedBody{ctx: ctx, body: body, permits: g.permits}, size, nil
+	return &gatedBody{ctx: ctx, body: body, permits: g.permits, reads: &g.reads}, size, nil
 }
 
 type gatedBody struct {
 	ctx     context.Context
 	body    io.ReadCloser
 	permits <-chan struct{}
+	reads   *atomic.Int64
 }
 
 func (b *gatedBody) Read(p []byte) (int, error) {
+	b.reads.Add(1)
 	select {
 	case <-b.permits:
 	case <-b.ctx.Done():

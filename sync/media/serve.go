@@ -160,7 +160,11 @@ func (f *Fetcher) want(id string, m cloudapi.MediaManifest, md5hex string) (chan
 		f.back.drop(id)
 		t = f.enqueueLocked(id, m, md5hex, classOnDemand)
 	}
-	if !t.running {
+	if t.running {
+		// A prefetch under way is now what a device waits for: the large-file window no longer
+		// stops it, and, stopped already, it goes on at once (finish).
+		f.q.setClass(t, classOnDemand)
+	} else {
 		if !t.notBefore.IsZero() && t.why != whyWindow && t.why != storage.MediaNoSpace {
 			fl := f.failures[id]
 			return nil, nil, &UnavailableError{Reason: failureReason(fl.Kind, fl.Reason), RetryAfter: t.notBefore.Sub(now)}
