@@ -340,8 +340,8 @@ func TestStatusPageAsksForTheLoginAfterARestart(t *testing.T) {
 
 	// The restart: the same database, a new server, the old one's connections gone.
 	after := newFixtureDB(t, before.db)
-	h = after.srv.Handler()
-	serving.Store(&h)
+	h2 := after.srv.Handler()
+	serving.Store(&h2)
 	srv.CloseClientConnections()
 	b.must("the login form again", chromedp.WaitVisible(chromedp.CSS("#token")))
 	b.screenshot("8-after-restart")

@@ -76,10 +76,9 @@ func serviceRun(ctx context.Context, args, env []string, stderr io.Writer) error
 	}
 	events, closeLog, err := service.OpenEventLog()
 	if err != nil {
-		// Said to the service control manager, which records the service's failure in the
-		// System log, rather than leaving it to wait for a service that never reported (1053).
-		err = fmt.Errorf("storeedge: the Event Log cannot be opened: %w", err)
-		return service.RunService(0, func(context.Context) error { return service.NoRestart(err) })
+		// Nowhere to say it: the service control manager records that the service did not
+		// start (1053, in the System log).
+		return err
 	}
 	defer closeLog()
 	// A service's stderr goes nowhere: a configuration it cannot use is said in the Event Log,
@@ -100,8 +99,10 @@ func serviceRun(ctx context.Context, args, env []string, stderr io.Writer) error
 	// data folder may not exist yet (the first start): it is made as the database would make it.
 	crash := filepath.Join(cfg.DataDir, "crash.log")
 	f, err := os.OpenFile(crash, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-	if errors.Is(err, fs.ErrNotExist) && os.MkdirAll(cfg.DataDir, 0o750) == nil {
-		f, err = os.OpenFile(crash, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err = os.MkdirAll(cfg.DataDir, 0o750); err == nil {
+			f, err = os.OpenFile(crash, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		}
 	}
 	if err == nil {
 		err = debug.SetCrashOutput(f, debug.CrashOptions{})
