@@ -5,6 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Go is the one thing the script does not install: say so before installing the rest.
+if ! command -v go >/dev/null 2>&1; then
+	echo "test: no go command: install Go 1.21 or later (it fetches the version go.mod names itself), see README.md" >&2
+	exit 1
+fi
+
 scripts/install-test-deps.sh
 
 # Integration tests fail instead of skipping when a component is missing under CI=true; locally

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 
 	"github.com/storeedge/storeedge/devices/devicesim"
 	"github.com/storeedge/storeedge/internal/config"
+	"github.com/storeedge/storeedge/server"
 	"github.com/storeedge/storeedge/sync/cloud/cloudsim"
 )
 
@@ -134,10 +136,15 @@ func cmdDemo(ctx context.Context, args, env []string, stdout, stderr io.Writer) 
 	g, gctx := errgroup.WithContext(ctx)
 	serveDemoCloud(gctx, g, sim, ln)
 	g.Go(func() error {
-		return daemon(gctx, cfg, log, func(addrs map[string]string) {
+		err := daemon(gctx, cfg, log, func(addrs map[string]string) {
 			device := startDemoDevice(gctx, g, cfg, "http://"+addrs["front_door"], adminBase(cfg, addrs), log)
 			printDemoBanner(stdout, o, cfg, addrs, device)
 		})
+		// The demo takes the front door's port as --port, not as the key.
+		if le, ok := errors.AsType[*server.ListenError](err); ok && le.Key == "lan.front_door" && le.Fix != "" {
+			le.Fix = strings.Replace(le.Fix, "change lan.front_door", "pass --port, e.g. --port 9080", 1)
+		}
+		return err
 	})
 	err = g.Wait()
 	if errors.Is(err, context.Canceled) {
@@ -145,6 +152,16 @@ func cmdDemo(ctx context.Context, args, env []string, stdout, stderr io.Writer) 
 	}
 	log.Info("demo: stopped", slog.String("database", cfg.DatabasePath()))
 	return err
+}
+
+// defaultDemoDir is the demo's data folder: storeedge-demo in the temporary folder, with the
+// user's id on a system where the temporary folder is shared (another user's could not be used).
+func defaultDemoDir() string {
+	name := "storeedge-demo"
+	if uid := os.Getuid(); uid > 0 {
+		name += "-" + strconv.Itoa(uid)
+	}
+	return filepath.Join(os.TempDir(), name)
 }
 
 // demoOptions are the demo's command line.
@@ -162,7 +179,7 @@ func parseDemoFlags(args []string, stderr io.Writer) (demoOptions, error) {
 	fs := newFlagSet("demo", demoUsage, stderr)
 	fs.IntVar(&o.products, "products", 5000, "products in the simulated catalog")
 	fs.IntVar(&o.port, "port", 8080, "front-door port (the services take 8000-8005 as in production)")
-	fs.StringVar(&o.dataDir, "data-dir", filepath.Join(os.TempDir(), "storeedge-demo"), "where the demo keeps its database")
+	fs.StringVar(&o.dataDir, "data-dir", defaultDemoDir(), "where the demo keeps its database (kept when it stops: the next run starts from it)")
 	fs.DurationVar(&o.changeEvery, "change-every", 5*time.Second, "how often the simulated cloud changes prices, stock and products")
 	fs.BoolVar(&o.verbose, "v", false, "log every sync step (debug level)")
 	fs.Var(&o.sets, "set", "set one configuration key over the demo's, KEY=VALUE (repeatable)")

@@ -3,10 +3,13 @@ package main
 import (
 	"errors"
 	"io"
+	"net"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/storeedge/storeedge/internal/config"
+	"github.com/storeedge/storeedge/tools/testenv"
 )
 
 // storeedge demo --set changes keys over the demo's configuration, and refuses, with a usage
@@ -50,5 +53,25 @@ func TestDemoSet(t *testing.T) {
 		if !errors.As(err, &usage) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("demo %s: %v; want a usage error saying %q", strings.Join(tc.args, " "), err, tc.want)
 		}
+	}
+}
+
+// When the demo's front door is taken, the demo says to pass --port: the key the server names
+// elsewhere, lan.front_door, is one the demo refuses.
+func TestDemoFrontDoorTakenSaysPort(t *testing.T) {
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	port := strconv.Itoa(held.Addr().(*net.TCPAddr).Port)
+	var stderr testenv.Buffer
+	err = cmdDemo(t.Context(), []string{"--data-dir", t.TempDir(), "--products", "10", "--port", port,
+		"--set", "lan.services.catalog=0", "--set", "lan.services.orders=0", "--set", "lan.services.events=0",
+		"--set", "lan.services.media=0", "--set", "lan.services.devices=0", "--set", "lan.services.admin=0",
+		"--set", "lan.front_door_admin=true"},
+		nil, io.Discard, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "pass --port, e.g. --port 9080") || strings.Contains(err.Error(), "change lan.front_door") {
+		t.Fatalf("the demo with its front door taken: %v", err)
 	}
 }
