@@ -1,7 +1,11 @@
 package doctor
 
 import (
+	"cmp"
 	"context"
+	"net/url"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/storeedge/storeedge/internal/config"
@@ -59,5 +63,32 @@ func Run(ctx context.Context, o Options) Report {
 	r.Results = append(r.Results, checkPorts(o.Config, o.ServiceUser)...)
 	r.Results = append(r.Results, checkInterfaces(o.Config)...)
 	r.Results = append(r.Results, checkWAN(ctx, o)...)
+	hideSecrets(r.Results, o.Config.SecretValues())
 	return r
+}
+
+// hideSecrets replaces, in what the results say, each secret value of the configuration (as
+// written, or percent-encoded in a URL) that a dependency's error may have echoed: the report is
+// printed, and often pasted into a ticket (configuration.md: secrets are never shown).
+func hideSecrets(results []Result, secrets []string) {
+	var forms []string
+	for _, s := range secrets {
+		if len(s) >= 4 { // shorter, it would match inside ordinary words (as the log's redaction)
+			forms = append(forms, s, url.QueryEscape(s), url.PathEscape(s))
+		}
+	}
+	if len(forms) == 0 {
+		return
+	}
+	slices.SortFunc(forms, func(a, b string) int { return cmp.Or(len(b)-len(a), strings.Compare(a, b)) }) // longest first
+	var pairs []string
+	for _, f := range slices.Compact(forms) {
+		pairs = append(pairs, f, config.Redaction)
+	}
+	rep := strings.NewReplacer(pairs...)
+	for i := range results {
+		results[i].Check = rep.Replace(results[i].Check)
+		results[i].Detail = rep.Replace(results[i].Detail)
+		results[i].Fix = rep.Replace(results[i].Fix)
+	}
 }

@@ -173,7 +173,7 @@ func (r *Receiver) Run(ctx context.Context) error {
 		session = func(ctx context.Context) (bool, error) {
 			progressed, err := r.session(ctx)
 			if queueMissing(err) {
-				r.update(func(s *Status) { s.State, s.LastError = LinkDisconnected, err.Error() })
+				r.update(func(s *Status) { s.State, s.LastError = LinkDisconnected, r.errorText(err) })
 				stop(fmt.Errorf("%w: %q: %w", ErrQueueMissing, r.o.Queue, err))
 			}
 			return progressed, err
@@ -185,7 +185,7 @@ func (r *Receiver) Run(ctx context.Context) error {
 				s.Reconnects++ // a link that was up and went down; failed attempts are not
 			}
 			s.State = LinkDisconnected
-			s.LastError = err.Error()
+			s.LastError = r.errorText(err)
 		})
 		r.log.Warn("servicebus: link lost, reconnecting", slog.Any("error", err), slog.Duration("retry_in", wait))
 	}, func() { r.update(func(s *Status) { s.State = LinkConnecting }) })
@@ -193,6 +193,18 @@ func (r *Receiver) Run(ctx context.Context) error {
 		return cause
 	}
 	return err
+}
+
+// errorText is err's text for the status, the connection string's key or signature replaced
+// should the client library or a proxy echo it (configuration.md: secrets are never shown).
+func (r *Receiver) errorText(err error) string {
+	s := err.Error()
+	for _, name := range []string{"SharedAccessKey", "SharedAccessSignature"} {
+		if v := config.ConnectionStringPart(r.o.ConnectionString, name); len(v) >= 4 {
+			s = strings.ReplaceAll(s, v, config.Redaction)
+		}
+	}
+	return s
 }
 
 // Reconnect runs session until ctx ends, and again after each failure once a backoff has

@@ -453,3 +453,14 @@ func TestMissingQueueEndsRunWhenAsked(t *testing.T) {
 		t.Errorf("status on the third queue %+v: want 2 received and stored in all", st)
 	}
 }
+
+// The status's last error never shows the connection string's key or signature, should the
+// client library or a proxy echo it.
+func TestStatusErrorHidesTheConnectionStringsSecret(t *testing.T) {
+	const key = "c2VjcmV0LWtleS1vZi10aGUtcG9saWN5"
+	r := NewReceiver(Options{ConnectionString: "Endpoint=sb://shop.servicebus.windows.net/;SharedAccessKeyName=listen;SharedAccessKey=" + key})
+	got := r.errorText(fmt.Errorf("amqp: link refused: Endpoint=sb://shop.servicebus.windows.net/;SharedAccessKey=%s: unauthorized", key))
+	if strings.Contains(got, key) || !strings.Contains(got, "SharedAccessKey=xxxxx: unauthorized") {
+		t.Errorf("status error %q", got)
+	}
+}
