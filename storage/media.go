@@ -495,9 +495,24 @@ const (
 
 const qMediaFailureCounts = `SELECT kind, count(*) FROM media_failures GROUP BY kind`
 
-// MediaFailureCounts counts the failures by kind.
-func (db *DB) MediaFailureCounts(ctx context.Context) (map[string]int64, error) {
-	rows, err := db.stmt(qMediaFailureCounts).QueryContext(ctx)
+// MediaFailureSummary returns the failures counted by kind and the latest limit of them (as
+// MediaFailures lists them), read together: the counts are those of the list's moment.
+func (db *DB) MediaFailureSummary(ctx context.Context, limit int) (map[string]int64, []MediaFailure, error) {
+	tx, err := db.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, nil, fmt.Errorf("storage: media failures: %w", err)
+	}
+	defer tx.Rollback()
+	// The statements prepared for the status, on the transaction's connection (statusReads).
+	counts, err := countMediaFailures(tx.StmtContext(ctx, db.stmt(qMediaFailureCounts)).QueryContext(ctx))
+	if err != nil {
+		return nil, nil, err
+	}
+	list, err := scanMediaFailures(tx.StmtContext(ctx, db.stmt(qMediaFailures)).QueryContext(ctx, "", "", limit))
+	return counts, list, err
+}
+
+func countMediaFailures(rows *sql.Rows, err error) (map[string]int64, error) {
 	if err != nil {
 		return nil, fmt.Errorf("storage: media failure counts: %w", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -137,5 +138,45 @@ func TestMediaTypeFollowsTheManifestOfItsContent(t *testing.T) {
 	}
 	if a, b := served("A"), served("B"); a != "" || b != "image/jpeg" {
 		t.Errorf("after the retype A is %q (want none, as its manifest), B %q (want image/jpeg)", a, b)
+	}
+}
+
+// The status's counts of media failures and its list of them are read together: a failure
+// recorded meanwhile is in both or in neither (a status saying "failed 0" above a failed item
+// would send shop IT looking for what is not there).
+func TestMediaFailureSummaryIsOneMoment(t *testing.T) {
+	db := openTest(t)
+	ctx := context.Background()
+	const n = 200
+	done := make(chan error, 1)
+	go func() {
+		for i := range n {
+			kind := MediaFailed
+			if i%2 == 1 {
+				kind = MediaQuarantined
+			}
+			if err := db.RecordMediaFailure(ctx, MediaFailure{ID: fmt.Sprintf("M%03d", i), MD5: "giSewY876WG2zjm68uG+ZQ==", Kind: kind, Reason: "r", Attempts: 1, At: time.Now()}); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	for finished := false; !finished; {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			finished = true
+		default:
+		}
+		counts, list, err := db.MediaFailureSummary(ctx, 2*n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if total := counts[MediaFailed] + counts[MediaQuarantined]; total != int64(len(list)) {
+			t.Fatalf("counts %v, %d failures listed: not one moment", counts, len(list))
+		}
 	}
 }

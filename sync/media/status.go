@@ -148,11 +148,7 @@ func (f *Fetcher) Status(ctx context.Context) (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
-	counts, err := f.o.DB.MediaFailureCounts(ctx)
-	if err != nil {
-		return Status{}, err
-	}
-	problems, err := f.o.DB.MediaFailures(ctx, "", statusProblems)
+	counts, problems, err := f.o.DB.MediaFailureSummary(ctx, statusProblems)
 	if err != nil {
 		return Status{}, err
 	}
