@@ -1,10 +1,12 @@
 package config
 
 import (
+	"cmp"
 	"fmt"
 	"log/slog"
 	"net/url"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -153,4 +155,25 @@ func ConnectionStringPart(cs, name string) string {
 		}
 	}
 	return value
+}
+
+// MinSecretLen is the shortest secret value looked for in text: a shorter one would match inside
+// ordinary words and numbers.
+const MinSecretLen = 4
+
+// SecretForms returns the texts under which secrets may appear in a message: each value of at
+// least MinSecretLen bytes as written, percent-encoded in a URL's query or path, and as a URL's
+// user information writes it (a proxy's password in an echoed URL); longest first, each once,
+// so that a replacement of them in that order never leaves part of a longer one.
+func SecretForms(secrets []string) []string {
+	var forms []string
+	for _, s := range secrets {
+		if len(s) < MinSecretLen {
+			continue
+		}
+		userinfo := strings.TrimPrefix(url.UserPassword("u", s).String(), "u:")
+		forms = append(forms, s, url.QueryEscape(s), url.PathEscape(s), userinfo, url.User(s).String())
+	}
+	slices.SortFunc(forms, func(a, b string) int { return cmp.Or(len(b)-len(a), strings.Compare(a, b)) })
+	return slices.Compact(forms)
 }

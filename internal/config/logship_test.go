@@ -1,6 +1,7 @@
 package config
 
 import (
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -100,5 +101,33 @@ func TestSecretValuesOfMedia(t *testing.T) {
 		if slices.Contains(got, not) {
 			t.Errorf("SecretValues holds %q, which is no secret", not)
 		}
+	}
+}
+
+// A proxy password is looked for as a URL echoing the proxy writes it, too; the forms come
+// longest first, each once, and a value too short to look for gives none.
+func TestSecretForms(t *testing.T) {
+	const pw = "p@ss:w/rd$1+"
+	u, err := url.Parse("http://shop:" + url.PathEscape("x") + "@proxy.lan:3128")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword("shop", pw)
+	echoed := u.String()
+	forms := SecretForms([]string{pw, pw, "abc"})
+	found := false
+	for _, f := range forms {
+		found = found || strings.Contains(echoed, f)
+	}
+	if !found {
+		t.Errorf("no form of the password is in %q: %q", echoed, forms)
+	}
+	for i := 1; i < len(forms); i++ {
+		if len(forms[i]) > len(forms[i-1]) || forms[i] == forms[i-1] {
+			t.Errorf("forms not longest first, each once: %q", forms)
+		}
+	}
+	if len(SecretForms([]string{"abc", ""})) != 0 {
+		t.Error("a value shorter than MinSecretLen is looked for")
 	}
 }

@@ -1,10 +1,7 @@
 package doctor
 
 import (
-	"cmp"
 	"context"
-	"net/url"
-	"slices"
 	"strings"
 	"time"
 
@@ -67,23 +64,16 @@ func Run(ctx context.Context, o Options) Report {
 	return r
 }
 
-// hideSecrets replaces, in what the results say, each secret value of the configuration (as
-// written, or percent-encoded in a URL) that a dependency's error may have echoed: the report is
+// hideSecrets replaces, in what the results say, each secret value of the configuration (in the
+// forms of config.SecretForms) that a dependency's error may have echoed: the report is
 // printed, and often pasted into a ticket (configuration.md: secrets are never shown).
 func hideSecrets(results []Result, secrets []string) {
-	var forms []string
-	for _, s := range secrets {
-		if len(s) >= 4 { // shorter, it would match inside ordinary words (as the log's redaction)
-			forms = append(forms, s, url.QueryEscape(s), url.PathEscape(s))
-		}
-	}
-	if len(forms) == 0 {
-		return
-	}
-	slices.SortFunc(forms, func(a, b string) int { return cmp.Or(len(b)-len(a), strings.Compare(a, b)) }) // longest first
 	var pairs []string
-	for _, f := range slices.Compact(forms) {
+	for _, f := range config.SecretForms(secrets) {
 		pairs = append(pairs, f, config.Redaction)
+	}
+	if len(pairs) == 0 {
+		return
 	}
 	rep := strings.NewReplacer(pairs...)
 	for i := range results {

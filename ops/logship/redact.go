@@ -3,10 +3,11 @@ package logship
 import (
 	"bytes"
 	"encoding/json"
-	"net/url"
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/storeedge/storeedge/internal/config"
 )
 
 // Redaction replaces whatever is redacted, as the configuration view shows secrets.
@@ -14,7 +15,7 @@ const Redaction = "xxxxx"
 
 // MinSecretLen is the shortest configured secret that is looked for in text: a shorter value
 // would match inside ordinary words and numbers.
-const MinSecretLen = 4
+const MinSecretLen = config.MinSecretLen
 
 // Redactor removes secrets and personal data from records before they are written to the disk
 // buffer (docs/remote-support.md lists exactly what). It is safe for concurrent use.
@@ -26,15 +27,7 @@ type Redactor struct {
 // NewRedactor returns a Redactor that also removes every value of secrets (each secret key of
 // the configuration), as written and as percent-encoded in a URL.
 func NewRedactor(secrets []string) *Redactor {
-	var forms []string
-	for _, s := range secrets {
-		if len(s) < MinSecretLen {
-			continue
-		}
-		forms = append(forms, s, url.QueryEscape(s), url.PathEscape(s))
-	}
-	slices.SortFunc(forms, func(a, b string) int { return len(b) - len(a) }) // longest first
-	forms = slices.Compact(forms)
+	forms := config.SecretForms(secrets)
 	r := &Redactor{}
 	if len(forms) > 0 {
 		pairs := make([]string, 0, 2*len(forms))

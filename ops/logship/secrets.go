@@ -9,8 +9,9 @@ import (
 )
 
 // SecretsHandler passes every record to next with each configured secret value (as written, or
-// percent-encoded in a URL) replaced by Redaction, in its message and in its attributes: text,
-// errors and values that print themselves (fmt.Stringer), in groups too. It is for the server's
+// encoded in a URL: config.SecretForms) replaced by Redaction, in its message and in its
+// attributes: text, and any other value as it prints (an error, a URL, a list, a struct), in
+// groups too. It is for the server's
 // own log (standard error, the journal, the Event Log): unlike what is shipped or given to
 // support, that log keeps the shop's personal data, but never a secret a dependency's error
 // happens to echo. With no secret long enough to look for, it returns next.
@@ -32,9 +33,20 @@ func (h *secretsHandler) Enabled(ctx context.Context, l slog.Level) bool {
 }
 
 func (h *secretsHandler) Handle(ctx context.Context, rec slog.Record) error {
+	// Most records carry no secret: they go on as they are, and only one that does is rebuilt.
+	dirty := h.holds(rec.Message)
+	rec.Attrs(func(a slog.Attr) bool {
+		_, changed := h.attr(a)
+		dirty = dirty || changed
+		return !dirty
+	})
+	if !dirty {
+		return h.next.Handle(ctx, rec)
+	}
 	out := slog.NewRecord(rec.Time, rec.Level, h.text(rec.Message), rec.PC)
 	rec.Attrs(func(a slog.Attr) bool {
-		out.AddAttrs(h.attr(a))
+		clean, _ := h.attr(a)
+		out.AddAttrs(clean)
 		return true
 	})
 	return h.next.Handle(ctx, out)
@@ -43,7 +55,7 @@ func (h *secretsHandler) Handle(ctx context.Context, rec slog.Record) error {
 func (h *secretsHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 	clean := make([]slog.Attr, len(attrs))
 	for i, a := range attrs {
-		clean[i] = h.attr(a)
+		clean[i], _ = h.attr(a)
 	}
 	return &secretsHandler{next: h.next.WithAttrs(clean), r: h.r}
 }
@@ -64,33 +76,49 @@ func (h *secretsHandler) text(s string) string {
 	return s
 }
 
-func (h *secretsHandler) attr(a slog.Attr) slog.Attr {
+// attr returns a with every secret replaced, and whether it held one. A value that is no text
+// is looked at as it prints (fmt's %+v, which the handlers below use too): an error, a URL, a
+// list, a struct; one whose printing panics (a nil pointer's String method) is left as it is,
+// for the handler below to print as slog does.
+func (h *secretsHandler) attr(a slog.Attr) (slog.Attr, bool) {
 	v := a.Value.Resolve()
 	switch v.Kind() {
 	case slog.KindString:
 		if s := v.String(); h.holds(s) {
-			return slog.String(a.Key, h.r.secrets.Replace(s))
+			return slog.String(a.Key, h.r.secrets.Replace(s)), true
 		}
 	case slog.KindGroup:
 		g := v.Group()
 		clean := make([]slog.Attr, len(g))
+		changed := false
 		for i, x := range g {
-			clean[i] = h.attr(x)
+			var c bool
+			clean[i], c = h.attr(x)
+			changed = changed || c
 		}
-		return slog.Attr{Key: a.Key, Value: slog.GroupValue(clean...)}
+		if changed {
+			return slog.Attr{Key: a.Key, Value: slog.GroupValue(clean...)}, true
+		}
 	case slog.KindAny:
-		var s string
-		switch x := v.Any().(type) {
-		case error:
-			s = x.Error()
-		case fmt.Stringer:
-			s = x.String()
-		default:
-			return slog.Attr{Key: a.Key, Value: v}
-		}
-		if h.holds(s) {
-			return slog.String(a.Key, h.r.secrets.Replace(s))
+		if s, ok := printed(v.Any()); ok && h.holds(s) {
+			return slog.String(a.Key, h.r.secrets.Replace(s)), true
 		}
 	}
-	return slog.Attr{Key: a.Key, Value: v}
+	return slog.Attr{Key: a.Key, Value: v}, false
+}
+
+// printed is v as the text handler prints it; ok is false when printing it panics.
+func printed(v any) (s string, ok bool) {
+	defer func() {
+		if recover() != nil {
+			s, ok = "", false
+		}
+	}()
+	switch x := v.(type) {
+	case error:
+		return x.Error(), true
+	case fmt.Stringer:
+		return x.String(), true
+	}
+	return fmt.Sprintf("%+v", v), true
 }

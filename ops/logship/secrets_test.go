@@ -36,6 +36,16 @@ func TestSecretsHandlerKeepsSecretsOutOfTheLocalLog(t *testing.T) {
 	if strings.Count(out, Redaction) != 4 {
 		t.Errorf("want 4 redactions (message, store, error, media.url):\n%s", out)
 	}
+
+	// Values that are no text, as they print: a URL (a value, whose String is the pointer's), a
+	// list, a struct; a nil pointer whose String would panic is printed as slog prints it.
+	buf.Reset()
+	u, _ := url.Parse("https://proxy.lan:3128/?k=" + key)
+	log.Info("values", "url", *u, "list", []string{"a", key}, "struct", struct{ K string }{key}, "nil", (*url.URL)(nil))
+	out = buf.String()
+	if strings.Contains(out, key) || strings.Count(out, Redaction) != 4 || !strings.Contains(out, "nil=<nil>") {
+		t.Errorf("values that are no text:\n%s", out)
+	}
 	// No secret to look for: the handler is the next one.
 	next := slog.NewTextHandler(&buf, nil)
 	if h := SecretsHandler(next, []string{"", "ab"}); h != next {

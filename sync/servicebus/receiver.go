@@ -199,10 +199,12 @@ func (r *Receiver) Run(ctx context.Context) error {
 // should the client library or a proxy echo it (configuration.md: secrets are never shown).
 func (r *Receiver) errorText(err error) string {
 	s := err.Error()
+	var parts []string
 	for _, name := range []string{"SharedAccessKey", "SharedAccessSignature"} {
-		if v := config.ConnectionStringPart(r.o.ConnectionString, name); len(v) >= 4 {
-			s = strings.ReplaceAll(s, v, config.Redaction)
-		}
+		parts = append(parts, config.ConnectionStringPart(r.o.ConnectionString, name))
+	}
+	for _, f := range config.SecretForms(parts) { // escaped forms too, longest first
+		s = strings.ReplaceAll(s, f, config.Redaction)
 	}
 	return s
 }
