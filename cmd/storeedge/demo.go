@@ -140,9 +140,10 @@ func cmdDemo(ctx context.Context, args, env []string, stdout, stderr io.Writer) 
 			device := startDemoDevice(gctx, g, cfg, "http://"+addrs["front_door"], adminBase(cfg, addrs), log)
 			printDemoBanner(stdout, o, cfg, addrs, device)
 		})
-		// The demo takes the front door's port as --port, not as the key.
-		if le, ok := errors.AsType[*server.ListenError](err); ok && le.Key == "lan.front_door" && le.Fix != "" {
-			le.Fix = strings.Replace(le.Fix, "change lan.front_door", "pass --port, e.g. --port 9080", 1)
+		// The demo takes the front door's port as --port, not as the key: its message names it.
+		if le, ok := errors.AsType[*server.ListenError](err); ok && le.Key == "lan.front_door" {
+			le.Fix = strings.ReplaceAll(le.Fix, "lan.front_door", "--port")
+			le.Key = "--port"
 		}
 		return err
 	})
@@ -154,9 +155,13 @@ func cmdDemo(ctx context.Context, args, env []string, stdout, stderr io.Writer) 
 	return err
 }
 
-// defaultDemoDir is the demo's data folder: storeedge-demo in the temporary folder, with the
-// user's id on a system where the temporary folder is shared (another user's could not be used).
+// defaultDemoDir is the demo's data folder: storeedge-demo in the user's cache folder (on Linux
+// ~/.cache, on Windows %LocalAppData%), which no other user may write to; without one, in the
+// temporary folder, with the user's id.
 func defaultDemoDir() string {
+	if dir, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(dir, "storeedge-demo")
+	}
 	name := "storeedge-demo"
 	if uid := os.Getuid(); uid > 0 {
 		name += "-" + strconv.Itoa(uid)

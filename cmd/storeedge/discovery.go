@@ -55,13 +55,13 @@ func discoveryOff(cfg config.Config) string { return cfg.DiscoveryOff() }
 // when it is an IPv6 address: A records hold IPv4 ones only).
 func boundHost(bind string) (host string, v4 netip.Addr) {
 	ip, err := netip.ParseAddr(bind)
+	// An IPv4 address written as IPv6 (::ffff:192.168.1.10) is the IPv4 address: devices are
+	// given it in its usual form (and ::ffff:0.0.0.0 is every address, as 0.0.0.0).
+	ip = ip.Unmap()
 	if err != nil || ip.IsUnspecified() {
 		return "", netip.Addr{}
 	}
-	if ip.Is4() || ip.Is4In6() {
-		// An IPv4 address written as IPv6 (::ffff:192.168.1.10) is the IPv4 address: devices
-		// are given it in its usual form.
-		ip = ip.Unmap()
+	if ip.Is4() {
 		v4 = ip
 	}
 	return ip.String(), v4

@@ -22,6 +22,7 @@ func TestBoundHost(t *testing.T) {
 		{"192.168.1.10", "192.168.1.10", "192.168.1.10"},
 		{"::ffff:192.168.1.10", "192.168.1.10", "192.168.1.10"}, // IPv4 written as IPv6: given to devices as IPv4
 		{"fd00::10", "fd00::10", ""},
+		{"::ffff:0.0.0.0", "", ""},
 	} {
 		host, v4 := boundHost(c.bind)
 		want := netip.Addr{}

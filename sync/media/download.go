@@ -153,17 +153,19 @@ func (f *Fetcher) download(ctx context.Context, t *task) (*mediacache.Download, 
 		t.adopted = true
 		return nil, result{} // the file is in place already: another item has the same content
 	}
-	if f.outsideWindow(t) {
-		// Taken as the window closed, or after waiting for another download of its content
-		// that stopped at the close (claim): not a request more.
-		return nil, result{err: errWindowClosed, kind: whyWindow}
-	}
 	if err := f.reserve(ctx, t); err != nil {
 		return nil, result{err: err, kind: storage.MediaNoSpace}
 	}
 	d, err := f.o.Cache.Begin(t.md5hex(), t.size)
 	if err != nil {
 		return nil, result{err: err, kind: storage.MediaFailed}
+	}
+	if d.Offset() < t.size && f.outsideWindow(t) {
+		// Taken as the window closed, or after waiting for another download of its content
+		// that stopped at the close (claim): not a request more. (A partial file already whole,
+		// left by a stop before its commit, is committed.)
+		d.Close()
+		return nil, result{err: errWindowClosed, kind: whyWindow}
 	}
 	t.got.Store(d.Offset())
 	t.resumed = d.Offset() > 0
@@ -364,7 +366,8 @@ var errStalled = errors.New("download stalled: nothing received within media.sta
 var errWindowClosed = errors.New("the large-file window closed")
 
 // outsideWindow reports whether t is the prefetch of a large file that must not go on: the window
-// is closed, and no device waits for it (takeLocked's rule, applied while it runs).
+// is closed, and no device asked for it (takeLocked's rule, applied while it runs: a task a
+// device asked for keeps the on-demand class, and a device waiting for its content holds it).
 func (f *Fetcher) outsideWindow(t *task) bool {
 	if !f.o.Window.Set || t.size < f.o.LargeFile || f.o.Window.Open(f.now()) {
 		return false
