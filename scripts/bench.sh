@@ -2,7 +2,8 @@
 # bench.sh runs storeedge's benchmarks (cmd/bench, bench/), each figure next to a baseline
 # measured in the same run; docs/PERFORMANCE.md has the figures of this machine and what they mean.
 #
-# Usage: scripts/bench.sh [sync|http|startup|status|all] [flags]     (default: all)
+# Usage: scripts/bench.sh [sync|http|startup|status|all|media|media-serve|media-fetch|soak|
+#                          profile-sync|profile-http|help] [flags]     (default: all)
 #
 #   sync     first sync of 1,000,000 products: the daemon vs a plain single-goroutine loader
 #   startup  exec to first product answer, cloud down: the daemon vs a trivial Go HTTP server
@@ -19,7 +20,10 @@
 #                push queues empty at the end (-duration, -devices, -orders-per-second,
 #                -catalog-every)
 #
-# Flags go to the bench tool; scripts/bench.sh sync -h lists them. The usual ones:
+#   profile-sync, profile-http  CPU profiles of the daemon's code in one process (docs/PERFORMANCE.md)
+#
+# Flags go to the bench tool; bin/bench sync -h lists them (scripts/bench.sh sync -h does too, after
+# installing and building what the benchmarks need). The usual ones:
 #   -products N      catalog size (default 1000000)
 #   -page-sizes L    cloud.page_size values for the daemon sync, e.g. 1000,5000,10000
 #   -data-dir DIR    database kept by sync and reused by startup and http (default bin/bench-work/data)
@@ -57,7 +61,7 @@ media | media-serve | media-fetch)
 	;;
 profile-sync | profile-http) ;;
 help)
-	sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'
 	exit 0
 	;;
 *)
