@@ -172,7 +172,7 @@ func SecretForms(secrets []string) []string {
 			continue
 		}
 		userinfo := strings.TrimPrefix(url.UserPassword("u", s).String(), "u:")
-		forms = append(forms, s, url.QueryEscape(s), url.PathEscape(s), userinfo, url.User(s).String())
+		forms = append(forms, s, url.QueryEscape(s), url.PathEscape(s), userinfo)
 	}
 	slices.SortFunc(forms, func(a, b string) int { return cmp.Or(len(b)-len(a), strings.Compare(a, b)) })
 	return slices.Compact(forms)

@@ -2,8 +2,11 @@ package logship
 
 import (
 	"context"
+	"encoding"
+	"encoding/json"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"slices"
 	"strings"
 )
@@ -114,11 +117,22 @@ func printed(v any) (s string, ok bool) {
 			s, ok = "", false
 		}
 	}()
+	// In the order the text handler prints a value.
 	switch x := v.(type) {
+	case encoding.TextMarshaler:
+		b, err := x.MarshalText()
+		return string(b), err == nil
+	case []byte:
+		return string(x), true
+	case json.RawMessage:
+		return string(x), true
 	case error:
 		return x.Error(), true
 	case fmt.Stringer:
 		return x.String(), true
+	}
+	if rv := reflect.ValueOf(v); rv.Kind() == reflect.Slice && rv.Type().Elem().Kind() == reflect.Uint8 {
+		return string(rv.Bytes()), true // another type of bytes, printed as text too
 	}
 	return fmt.Sprintf("%+v", v), true
 }

@@ -2,8 +2,10 @@ package logship
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"net/url"
 	"strings"
 	"testing"
@@ -41,9 +43,10 @@ func TestSecretsHandlerKeepsSecretsOutOfTheLocalLog(t *testing.T) {
 	// list, a struct; a nil pointer whose String would panic is printed as slog prints it.
 	buf.Reset()
 	u, _ := url.Parse("https://proxy.lan:3128/?k=" + key)
-	log.Info("values", "url", *u, "list", []string{"a", key}, "struct", struct{ K string }{key}, "nil", (*url.URL)(nil))
+	log.Info("values", "url", *u, "list", []string{"a", key}, "struct", struct{ K string }{key}, "nil", (*url.URL)(nil),
+		"body", []byte("echo "+key), "raw", json.RawMessage(`{"k":"`+key+`"}`), "ip", netip.MustParseAddr("10.0.0.1"))
 	out = buf.String()
-	if strings.Contains(out, key) || strings.Count(out, Redaction) != 4 || !strings.Contains(out, "nil=<nil>") {
+	if strings.Contains(out, key) || strings.Count(out, Redaction) != 6 || !strings.Contains(out, "nil=<nil>") || !strings.Contains(out, "ip=10.0.0.1") {
 		t.Errorf("values that are no text:\n%s", out)
 	}
 	// No secret to look for: the handler is the next one.

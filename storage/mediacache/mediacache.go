@@ -129,6 +129,19 @@ func (c *Cache) Begin(md5hex string, want int64) (*Download, error) {
 	return d, nil
 }
 
+// PartialSize is the size of md5hex's partial file, 0 when there is none (or it cannot be
+// read: Begin says why).
+func (c *Cache) PartialSize(md5hex string) int64 {
+	if !ValidName(md5hex) {
+		return 0
+	}
+	fi, err := os.Stat(c.partialPath(md5hex))
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
 // Offset is the number of bytes in the file so far.
 func (d *Download) Offset() int64 { return d.n }
 

@@ -153,19 +153,18 @@ func (f *Fetcher) download(ctx context.Context, t *task) (*mediacache.Download, 
 		t.adopted = true
 		return nil, result{} // the file is in place already: another item has the same content
 	}
+	if f.outsideWindow(t) && f.o.Cache.PartialSize(t.md5hex()) != t.size {
+		// Taken as the window closed, or after waiting for another download of its content
+		// that stopped at the close (claim): no request, no room made, no partial file read.
+		// (One already whole, left by a stop before its commit, is committed.)
+		return nil, result{err: errWindowClosed, kind: whyWindow}
+	}
 	if err := f.reserve(ctx, t); err != nil {
 		return nil, result{err: err, kind: storage.MediaNoSpace}
 	}
 	d, err := f.o.Cache.Begin(t.md5hex(), t.size)
 	if err != nil {
 		return nil, result{err: err, kind: storage.MediaFailed}
-	}
-	if d.Offset() < t.size && f.outsideWindow(t) {
-		// Taken as the window closed, or after waiting for another download of its content
-		// that stopped at the close (claim): not a request more. (A partial file already whole,
-		// left by a stop before its commit, is committed.)
-		d.Close()
-		return nil, result{err: errWindowClosed, kind: whyWindow}
 	}
 	t.got.Store(d.Offset())
 	t.resumed = d.Offset() > 0
