@@ -27,6 +27,7 @@ import (
 	"github.com/storeedge/storeedge/sync/cloud"
 	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 	"github.com/storeedge/storeedge/sync/cloud/cloudsim"
+	"github.com/storeedge/storeedge/tools/testenv"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -558,11 +559,7 @@ func TestResnapshotOnRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A price the cloud never had, at the cursor the shop holds: deltas never mention it.
-	st, _ := e.db.FeedState(cloudapi.Prices)
-	stray := cloudapi.Change{Collection: cloudapi.Prices, ID: "P9999999", Op: cloudapi.OpUpsert, Rev: 1, Doc: json.RawMessage(`{"product_id":"P9999999","currency":"EUR","amount":100}`)}
-	if _, err := e.db.ApplyPage(ctx, storage.Page{Collection: cloudapi.Prices, Changes: []cloudapi.Change{stray}, End: cloudapi.PageEnd{Cursor: st.Cursor, Count: 1}}); err != nil {
-		t.Fatal(err)
-	}
+	stray := addStrayPrice(t, e.db)
 	if err := s.SyncOnce(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -951,17 +948,13 @@ func TestResnapshotWithAnUnnamedMalformedLineIsLogged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs testenv.Buffer
 	s := New(Options{DB: e.db, Client: client, PageSize: 1000, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err := s.SyncOnce(ctx); err != nil {
 		t.Fatal(err)
 	}
 	// A price the cloud does not have, which a clean re-snapshot deletes.
-	st, _ := e.db.FeedState(cloudapi.Prices)
-	stray := cloudapi.Change{Collection: cloudapi.Prices, ID: "P9999999", Op: cloudapi.OpUpsert, Rev: 1, Doc: json.RawMessage(`{"product_id":"P9999999","currency":"EUR","amount":100}`)}
-	if _, err := e.db.ApplyPage(ctx, storage.Page{Collection: cloudapi.Prices, Changes: []cloudapi.Change{stray}, End: cloudapi.PageEnd{Cursor: st.Cursor, Count: 1}}); err != nil {
-		t.Fatal(err)
-	}
+	stray := addStrayPrice(t, e.db)
 
 	broken.Store(true)
 	if err := s.Resnapshot(ctx, cloudapi.Prices); err != nil {
@@ -999,20 +992,16 @@ func TestResnapshotWithAnUnnamedMalformedLineIsLogged(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
+// addStrayPrice gives the shop a price the cloud never had, P9999999, at the cursor the shop
+// holds: deltas never mention it, only a re-snapshot removes it.
+func addStrayPrice(t *testing.T, db *storage.DB) cloudapi.Change {
+	t.Helper()
+	st, _ := db.FeedState(cloudapi.Prices)
+	stray := cloudapi.Change{Collection: cloudapi.Prices, ID: "P9999999", Op: cloudapi.OpUpsert, Rev: 1,
+		Doc: json.RawMessage(`{"product_id":"P9999999","currency":"EUR","amount":100}`)}
+	if _, err := db.ApplyPage(context.Background(), storage.Page{Collection: cloudapi.Prices, Changes: []cloudapi.Change{stray},
+		End: cloudapi.PageEnd{Cursor: st.Cursor, Count: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	return stray
 }

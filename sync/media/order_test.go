@@ -575,20 +575,7 @@ func TestWrongPartAgainIsAFailure(t *testing.T) {
 // the shop's opening hours.
 func TestLargeDownloadStopsWhenItsWindowCloses(t *testing.T) {
 	video := item{"V1", "v1.mp4", "video/mp4", content(44, 1<<20)}
-	src := &gatedSource{memSource: newMemSource(video), permits: make(chan struct{}, 8)}
-	s := newShop(t)
-	s.catalog(t, video)
-	var now atomic.Int64
-	at := func(h, m int) { now.Store(time.Date(2026, 12, 2, h, m, 0, 0, time.Local).UnixNano()) }
-	at(6, 59)
-	f := s.fetcher(t, src, func(o *media.Options) {
-		o.LargeFile = 512 << 10
-		o.Window = media.Window{Start: 21 * 60, End: 7 * 60, Set: true} // 21:00-07:00
-		o.Now = func() time.Time { return time.Unix(0, now.Load()) }
-	})
-	for range 4 {
-		src.permits <- struct{}{}
-	}
+	f, src, at := windowShop(t, video, 512<<10, nil)
 	// The fifth read has begun: the fourth is written and its check of the window done.
 	waitFor(t, func() bool { return src.reads.Load() == 5 })
 
@@ -625,21 +612,9 @@ func TestLargeDownloadStopsWhenItsWindowCloses(t *testing.T) {
 // closing no longer stops it, even once the device gave up waiting (it comes back for it).
 func TestLargeDownloadADeviceAskedForGoesOnPastTheWindow(t *testing.T) {
 	video := item{"V1", "v1.mp4", "video/mp4", content(45, 1<<20)}
-	src := &gatedSource{memSource: newMemSource(video), permits: make(chan struct{}, 8)}
-	s := newShop(t)
-	s.catalog(t, video)
-	var now atomic.Int64
-	at := func(h, m int) { now.Store(time.Date(2026, 12, 2, h, m, 0, 0, time.Local).UnixNano()) }
-	at(6, 59)
-	f := s.fetcher(t, src, func(o *media.Options) {
-		o.LargeFile = 512 << 10
-		o.Window = media.Window{Start: 21 * 60, End: 7 * 60, Set: true} // 21:00-07:00
-		o.Now = func() time.Time { return time.Unix(0, now.Load()) }
+	f, src, at := windowShop(t, video, 512<<10, func(o *media.Options) {
 		o.OnDemandWait = 100 * time.Millisecond // the device gives up while the prefetch is held
 	})
-	for range 4 {
-		src.permits <- struct{}{}
-	}
 	waitFor(t, func() bool { return src.reads.Load() == 5 })
 	var unavailable *media.UnavailableError
 	if _, err := f.Open(context.Background(), video.id); !errors.As(err, &unavailable) {
@@ -660,20 +635,7 @@ func TestLargeDownloadADeviceAskedForGoesOnPastTheWindow(t *testing.T) {
 // disk waiting for the window to open again.
 func TestLargeDownloadCompleteAsTheWindowClosesIsStored(t *testing.T) {
 	video := item{"V1", "v1.mp4", "video/mp4", content(46, 320<<10)} // five reads
-	src := &gatedSource{memSource: newMemSource(video), permits: make(chan struct{}, 8)}
-	s := newShop(t)
-	s.catalog(t, video)
-	var now atomic.Int64
-	at := func(h, m int) { now.Store(time.Date(2026, 12, 2, h, m, 0, 0, time.Local).UnixNano()) }
-	at(6, 59)
-	f := s.fetcher(t, src, func(o *media.Options) {
-		o.LargeFile = 256 << 10
-		o.Window = media.Window{Start: 21 * 60, End: 7 * 60, Set: true} // 21:00-07:00
-		o.Now = func() time.Time { return time.Unix(0, now.Load()) }
-	})
-	for range 4 {
-		src.permits <- struct{}{}
-	}
+	f, src, at := windowShop(t, video, 256<<10, nil)
 	waitFor(t, func() bool { return src.reads.Load() == 5 })
 	at(7, 0)
 	close(src.permits) // the last bytes, then the end of the body
@@ -681,6 +643,31 @@ func TestLargeDownloadCompleteAsTheWindowClosesIsStored(t *testing.T) {
 	if reqs := src.requests(); !slices.Equal(reqs, []string{"v1.mp4@0"}) {
 		t.Errorf("requests %v; want the one download", reqs)
 	}
+}
+
+// windowShop is a shop whose one item, video, is prefetched from a gatedSource under a large-file
+// window of 21:00-07:00 (files of largeFile bytes or more), by a clock at 06:59 that at moves;
+// the source has let four reads through.
+func windowShop(t *testing.T, video item, largeFile int64, mod func(*media.Options)) (*media.Fetcher, *gatedSource, func(h, m int)) {
+	t.Helper()
+	src := &gatedSource{memSource: newMemSource(video), permits: make(chan struct{}, 8)}
+	s := newShop(t)
+	s.catalog(t, video)
+	var now atomic.Int64
+	at := func(h, m int) { now.Store(time.Date(2026, 12, 2, h, m, 0, 0, time.Local).UnixNano()) }
+	at(6, 59)
+	f := s.fetcher(t, src, func(o *media.Options) {
+		o.LargeFile = largeFile
+		o.Window = media.Window{Start: 21 * 60, End: 7 * 60, Set: true}
+		o.Now = func() time.Time { return time.Unix(0, now.Load()) }
+		if mod != nil {
+			mod(o)
+		}
+	})
+	for range 4 {
+		src.permits <- struct{}{}
+	}
+	return f, src, at
 }
 
 // gatedSource hands its blobs out 64 KiB a read, one read per permit, counting the reads begun.
