@@ -76,8 +76,8 @@ func serviceRun(ctx context.Context, args, env []string, stderr io.Writer) error
 	}
 	events, closeLog, err := service.OpenEventLog()
 	if err != nil {
-		// Nowhere to say it: the service control manager records that the service did not
-		// start (1053, in the System log).
+		// Nowhere to say it: the service control manager records in the System log that the
+		// service did not start.
 		return err
 	}
 	defer closeLog()

@@ -14,10 +14,10 @@ import (
 // SecretsHandler passes every record to next with each configured secret value (as written, or
 // encoded in a URL: config.SecretForms) replaced by Redaction, in its message and in its
 // attributes: text, and any other value as it prints (an error, a URL, a list, a struct), in
-// groups too. It is for the server's
-// own log (standard error, the journal, the Event Log): unlike what is shipped or given to
-// support, that log keeps the shop's personal data, but never a secret a dependency's error
-// happens to echo. With no secret long enough to look for, it returns next.
+// groups too. It is for the server's own log (standard error, the journal, the Event Log):
+// unlike what is shipped or given to support, that log keeps the shop's personal data, but
+// never a secret a dependency's error happens to echo. With no secret long enough to look for,
+// it returns next.
 func SecretsHandler(next slog.Handler, secrets []string) slog.Handler {
 	r := NewRedactor(secrets)
 	if r.secrets == nil {
