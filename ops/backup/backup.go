@@ -12,6 +12,10 @@ import (
 	"github.com/storeedge/storeedge/storage"
 )
 
+// backupSettled, when set (by tests), is called with the finished backup once it has its owner,
+// before it takes its name.
+var backupSettled func(tmp string)
+
 // Take writes a consistent copy of cfg's database to file while the server may be running, and
 // returns what the copy holds.
 func Take(ctx context.Context, cfg config.Config, file, version string) (storage.BackupInfo, error) {
@@ -24,7 +28,12 @@ func Take(ctx context.Context, cfg config.Config, file, version string) (storage
 		return storage.BackupInfo{}, fmt.Errorf("backup: %w", err)
 	}
 	// Run as root, the file goes to the folder's owner before it takes its name (install.md).
-	settle := func(tmp string) { matchOwner(filepath.Dir(abs), tmp) }
+	settle := func(tmp string) {
+		matchOwner(filepath.Dir(abs), tmp)
+		if backupSettled != nil {
+			backupSettled(tmp)
+		}
+	}
 	if err := storage.Backup(ctx, db, abs, storage.Manifest{Version: version, Reason: "storeedge backup"}, settle); err != nil {
 		return storage.BackupInfo{}, err
 	}

@@ -65,14 +65,31 @@ func TestBackupAsRootIsTheFolderOwnersWhenItAppears(t *testing.T) {
 		t.Fatal(err)
 	}
 	file := filepath.Join(dir, "b")
+	owned := func(what, path string) {
+		t.Helper()
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := fi.Sys().(*syscall.Stat_t); st.Uid != service || st.Gid != service || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s is owned by %d:%d, mode %v; want %d:%d, 0600", what, st.Uid, st.Gid, fi.Mode().Perm(), service, service)
+		}
+	}
+	// Just before it takes its name, the finished copy is the folder owner's already.
+	settled := false
+	backupSettled = func(tmp string) {
+		settled = true
+		if _, err := os.Stat(file); err == nil {
+			t.Error("the backup had its name before it had its owner")
+		}
+		owned("the finished copy before its rename", tmp)
+	}
+	defer func() { backupSettled = nil }()
 	if _, err := Take(ctx, cfg, file, "test"); err != nil {
 		t.Fatal(err)
 	}
-	fi, err := os.Stat(file)
-	if err != nil {
-		t.Fatal(err)
+	if !settled {
+		t.Fatal("the backup took its name without being settled first")
 	}
-	if st := fi.Sys().(*syscall.Stat_t); st.Uid != service || st.Gid != service || fi.Mode().Perm() != 0o600 {
-		t.Errorf("the backup is owned by %d:%d, mode %v; want %d:%d, 0600", st.Uid, st.Gid, fi.Mode().Perm(), service, service)
-	}
+	owned("the backup", file)
 }

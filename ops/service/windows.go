@@ -18,7 +18,8 @@ import (
 type SCM interface {
 	// Create registers the service (and its Event Log source) to run exe with args.
 	Create(s Spec) error
-	// Delete stops nothing: it removes the registration (and the Event Log source).
+	// Delete stops nothing: it removes the registration; the Event Log source stays, so that
+	// the service's messages stay readable.
 	Delete(name string) error
 	Start(name string) error
 	// Stop asks the service to stop and waits up to timeout for it.
