@@ -57,15 +57,14 @@ func (r *Result) Growths() []Growth {
 			end = append(end, s)
 		}
 	}
-	floor := func(v []float64) float64 { return slices.Min(v) }
 	pick := []struct {
 		name     string
 		get      func(Sample) float64
 		ref, end func([]float64) float64
 	}{
 		{"RSS (kB)", func(s Sample) float64 { return float64(s.RSSKB) }, slices.Max[[]float64], harness.Median},
-		{"goroutines", func(s Sample) float64 { return float64(s.Goroutines) }, floor, floor},
-		{"open files", func(s Sample) float64 { return float64(s.FDs) }, floor, floor},
+		{"goroutines", func(s Sample) float64 { return float64(s.Goroutines) }, slices.Min[[]float64], slices.Min[[]float64]},
+		{"open files", func(s Sample) float64 { return float64(s.FDs) }, slices.Min[[]float64], slices.Min[[]float64]},
 	}
 	var out []Growth
 	for _, p := range pick {

@@ -1,31 +1,21 @@
 package config
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
+	"os"
 	"testing"
-	"time"
+
+	"github.com/storeedge/storeedge/tools/testenv"
 )
 
-// testCertPEM is a self-signed CA certificate in PEM.
+// testCertPEM is a CA certificate in PEM (testenv's test CA).
 func testCertPEM(t testing.TB) []byte {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	_, _, caFile, _ := testenv.TestCertWithCAFile(t)
+	b, err := os.ReadFile(caFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Shop proxy CA"}, IsCA: true, BasicConstraintsValid: true,
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	return b
 }
 
 // FuzzExtraCA reads wan.extra_ca_file's contents as given: never a panic, and an error unless

@@ -2,11 +2,11 @@ package doctor
 
 import (
 	"context"
-	"strings"
 	"time"
 
 	"github.com/storeedge/storeedge/internal/config"
 	"github.com/storeedge/storeedge/internal/wan"
+	"github.com/storeedge/storeedge/ops/logship"
 	"github.com/storeedge/storeedge/sync/servicebus"
 )
 
@@ -64,21 +64,14 @@ func Run(ctx context.Context, o Options) Report {
 	return r
 }
 
-// hideSecrets replaces, in what the results say, each secret value of the configuration (in the
-// forms of config.SecretForms) that a dependency's error may have echoed: the report is
+// hideSecrets replaces, in what the results say, each secret value of the configuration (as the
+// log's redaction finds them) that a dependency's error may have echoed: the report is
 // printed, and often pasted into a ticket (configuration.md: secrets are never shown).
 func hideSecrets(results []Result, secrets []string) {
-	var pairs []string
-	for _, f := range config.SecretForms(secrets) {
-		pairs = append(pairs, f, config.Redaction)
-	}
-	if len(pairs) == 0 {
-		return
-	}
-	rep := strings.NewReplacer(pairs...)
+	red := logship.NewRedactor(secrets)
 	for i := range results {
-		results[i].Check = rep.Replace(results[i].Check)
-		results[i].Detail = rep.Replace(results[i].Detail)
-		results[i].Fix = rep.Replace(results[i].Fix)
+		results[i].Check = red.Secrets(results[i].Check)
+		results[i].Detail = red.Secrets(results[i].Detail)
+		results[i].Fix = red.Secrets(results[i].Fix)
 	}
 }

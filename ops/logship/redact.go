@@ -161,11 +161,22 @@ const personalKeys = `customer_?(?:name|email|phone|mobile)|(?:first|last|full|g
 // jsonKeys are the JSON member names whose string values are redacted in text.
 const jsonKeys = `[a-z0-9_-]*(?:token|password|passwd|secret|api_?key)|pwd|cookie|connection_string|authorization|store_key|pairing_code|code|note|address|customer|` + personalKeys
 
+// Secrets returns s with every configured secret redacted, and nothing else.
+func (r *Redactor) Secrets(s string) string {
+	if r.holdsSecret(s) {
+		return r.secrets.Replace(s)
+	}
+	return s
+}
+
+// holdsSecret tells whether s holds a configured secret.
+func (r *Redactor) holdsSecret(s string) bool {
+	return r.secrets != nil && slices.ContainsFunc(r.forms, func(f string) bool { return strings.Contains(s, f) })
+}
+
 // Text returns s with every configured secret and every pattern of rules redacted.
 func (r *Redactor) Text(s string) string {
-	if r.secrets != nil && slices.ContainsFunc(r.forms, func(f string) bool { return strings.Contains(s, f) }) {
-		s = r.secrets.Replace(s)
-	}
+	s = r.Secrets(s)
 	lower := strings.ToLower(s)
 	for _, ru := range rules {
 		if !ru.guard(lower) {

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
-	"slices"
-	"strings"
 )
 
 // SecretsHandler passes every record to next with each configured secret value (as written, or
@@ -37,7 +35,7 @@ func (h *secretsHandler) Enabled(ctx context.Context, l slog.Level) bool {
 
 func (h *secretsHandler) Handle(ctx context.Context, rec slog.Record) error {
 	// Most records carry no secret: they go on as they are, and only one that does is rebuilt.
-	dirty := h.holds(rec.Message)
+	dirty := h.r.holdsSecret(rec.Message)
 	rec.Attrs(func(a slog.Attr) bool {
 		_, changed := h.attr(a)
 		dirty = dirty || changed
@@ -46,7 +44,7 @@ func (h *secretsHandler) Handle(ctx context.Context, rec slog.Record) error {
 	if !dirty {
 		return h.next.Handle(ctx, rec)
 	}
-	out := slog.NewRecord(rec.Time, rec.Level, h.text(rec.Message), rec.PC)
+	out := slog.NewRecord(rec.Time, rec.Level, h.r.Secrets(rec.Message), rec.PC)
 	rec.Attrs(func(a slog.Attr) bool {
 		clean, _ := h.attr(a)
 		out.AddAttrs(clean)
@@ -67,18 +65,6 @@ func (h *secretsHandler) WithGroup(name string) slog.Handler {
 	return &secretsHandler{next: h.next.WithGroup(name), r: h.r}
 }
 
-// holds tells whether s holds a secret.
-func (h *secretsHandler) holds(s string) bool {
-	return slices.ContainsFunc(h.r.forms, func(f string) bool { return strings.Contains(s, f) })
-}
-
-func (h *secretsHandler) text(s string) string {
-	if h.holds(s) {
-		return h.r.secrets.Replace(s)
-	}
-	return s
-}
-
 // attr returns a with every secret replaced, and whether it held one. A value that is no text
 // is looked at as it prints (fmt's %+v, which the handlers below use too): an error, a URL, a
 // list, a struct; one whose printing panics (a nil pointer's String method) is left as it is,
@@ -87,7 +73,7 @@ func (h *secretsHandler) attr(a slog.Attr) (slog.Attr, bool) {
 	v := a.Value.Resolve()
 	switch v.Kind() {
 	case slog.KindString:
-		if s := v.String(); h.holds(s) {
+		if s := v.String(); h.r.holdsSecret(s) {
 			return slog.String(a.Key, h.r.secrets.Replace(s)), true
 		}
 	case slog.KindGroup:
@@ -103,7 +89,7 @@ func (h *secretsHandler) attr(a slog.Attr) (slog.Attr, bool) {
 			return slog.Attr{Key: a.Key, Value: slog.GroupValue(clean...)}, true
 		}
 	case slog.KindAny:
-		if s, ok := printed(v.Any()); ok && h.holds(s) {
+		if s, ok := printed(v.Any()); ok && h.r.holdsSecret(s) {
 			return slog.String(a.Key, h.r.secrets.Replace(s)), true
 		}
 	}

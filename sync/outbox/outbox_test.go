@@ -72,6 +72,30 @@ func createOrders(t *testing.T, db *storage.DB, devices, each int) {
 	}
 }
 
+// runWorker runs a worker of db against client (batches of 7, waits of 1 to 5 ms between failed
+// attempts) and returns the outcome of each attempt as it ends, and stop, which ends Run and
+// checks how (also done when the test ends).
+func runWorker(t *testing.T, db *storage.DB, client *cloud.Client) (<-chan error, func()) {
+	t.Helper()
+	w := New(Options{DB: db, Cloud: client, Batch: 7, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
+	attempts := make(chan error, 1000)
+	w.attempted = func(err error) { attempts <- err }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- w.Run(ctx) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; !errors.Is(err, context.Canceled) {
+				t.Errorf("Run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return attempts, stop
+}
+
 // TestDrainsThroughFailuresInOrder uploads through a cloud that is down for a while, then fails
 // a fifth of the batches and loses the answer to a third of those it stores: the cloud ends with
 // each order once, in creation order per device, and the outbox takes the duplicates its
@@ -83,12 +107,8 @@ func TestDrainsThroughFailuresInOrder(t *testing.T) {
 	if err := sim.SetFaults(cloudsim.Faults{UploadErrorRate: 1}); err != nil {
 		t.Fatal(err)
 	}
-	w := New(Options{DB: db, Cloud: client, Batch: 7, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
-	attempts := make(chan error, 1000)
-	w.attempted = func(err error) { attempts <- err }
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- w.Run(ctx) }()
+	ctx := context.Background()
+	attempts, stop := runWorker(t, db, client)
 	// The cloud is down: the worker keeps failing, the entries stay queued.
 	for i := 0; i < 3; i++ {
 		if err := <-attempts; err == nil {
@@ -105,10 +125,7 @@ func TestDrainsThroughFailuresInOrder(t *testing.T) {
 	if st, _ := db.OrderStats(ctx); st.OutboxPending != 0 {
 		t.Fatalf("outbox not drained after a clean pass: %+v", st)
 	}
-	cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
-		t.Fatalf("Run: %v", err)
-	}
+	stop()
 	events := sim.Events()
 	if len(events) != 300 {
 		t.Fatalf("cloud has %d events, want 300", len(events))
@@ -1090,18 +1107,7 @@ func TestDrainsThroughAnswersItCannotRead(t *testing.T) {
 	if err := sim.SetFaults(cloudsim.Faults{BadAnswerRate: 0.35}); err != nil {
 		t.Fatal(err)
 	}
-	w := New(Options{DB: db, Cloud: client, Batch: 7, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
-	attempts := make(chan error, 1000)
-	w.attempted = func(err error) { attempts <- err }
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error)
-	go func() { done <- w.Run(runCtx) }()
-	defer func() {
-		cancel()
-		if err := <-done; !errors.Is(err, context.Canceled) {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	attempts, _ := runWorker(t, db, client)
 	// drained waits for an attempt that leaves nothing queued.
 	drained := func(what string) storage.OrderStats {
 		t.Helper()
