@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -77,4 +79,22 @@ func TestDaemonStopsEverything(t *testing.T) {
 	}
 	http.DefaultClient.CloseIdleConnections()
 	cloud.CloseClientConnections()
+}
+
+// The daemon's own log replaces the configuration's secrets wherever a line carries them, a
+// dependency's error included (configuration.md, Secrets).
+func TestDaemonLogHidesSecrets(t *testing.T) {
+	cfg := config.Default()
+	const key, proxyPW = "store-key-0123456789", "pr0xy-pass"
+	cfg.Cloud.StoreKey = key
+	cfg.WAN.Proxy = "http://shop:" + proxyPW + "@proxy.lan:3128"
+	var out testenv.Buffer
+	s := &components{cfg: cfg, log: slog.New(slog.NewTextHandler(&out, nil))}
+	if err := s.openLogs(); err != nil {
+		t.Fatal(err)
+	}
+	s.log.Warn("cloud: refused", "error", fmt.Errorf("GET https://shop:%s@proxy.lan:3128/v1/feed: Authorization: Bearer %s: 403", proxyPW, key))
+	if got := out.String(); strings.Contains(got, key) || strings.Contains(got, proxyPW) || !strings.Contains(got, "Bearer xxxxx") {
+		t.Errorf("the daemon's log: %s", got)
+	}
 }
