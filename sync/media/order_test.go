@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/media"
+	"github.com/storeedge/storeedge/tools/testenv"
 )
 
 // memSource is a Source over blobs in memory that records what was asked, and can cut a
@@ -575,7 +577,10 @@ func TestWrongPartAgainIsAFailure(t *testing.T) {
 // the shop's opening hours.
 func TestLargeDownloadStopsWhenItsWindowCloses(t *testing.T) {
 	video := item{"V1", "v1.mp4", "video/mp4", content(44, 1<<20)}
-	f, src, at := windowShop(t, video, 512<<10, nil)
+	var logs testenv.Buffer
+	f, src, at := windowShop(t, video, 512<<10, func(o *media.Options) {
+		o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
 	// The fifth read has begun: the fourth is written and its check of the window done.
 	waitFor(t, func() bool { return src.reads.Load() == 5 })
 
@@ -589,6 +594,10 @@ func TestLargeDownloadStopsWhenItsWindowCloses(t *testing.T) {
 	}
 	if got := src.read(video.blob); got != 320<<10 {
 		t.Errorf("%d KiB read; want the 320 KiB received before the stop", got>>10)
+	}
+	const stopped = "media: the large-file window closed" // media.md names the line
+	if !logs.WaitFor(stopped, 10*time.Second, nil) {
+		t.Errorf("the log lacks %q:\n%s", stopped, logs.String())
 	}
 
 	at(21, 0)
