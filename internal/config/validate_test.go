@@ -564,3 +564,19 @@ func TestUnknownEnvWithAMissingFile(t *testing.T) {
 		t.Fatalf("UnknownEnv %v, want the misspelt variable", c.UnknownEnv)
 	}
 }
+
+// A configuration file that cannot be read at all gives one line of its own, starting "read
+// config file:", that names the file and why (configuration.md, Errors).
+func TestUnreadableFileIsOneLine(t *testing.T) {
+	dir := t.TempDir()
+	huge := filepath.Join(dir, "huge.yaml")
+	if err := os.WriteFile(huge, make([]byte, maxFileSize+1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{filepath.Join(dir, "missing.yaml"), dir, huge} {
+		_, err := Load(path, nil, nil)
+		if err == nil || !strings.HasPrefix(err.Error(), "read config file: ") || !strings.Contains(err.Error(), path) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: %v; want one line starting read config file: that names it", path, err)
+		}
+	}
+}
