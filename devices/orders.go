@@ -34,21 +34,31 @@ func (m *Manager) initOrderCursor(ctx context.Context) error {
 // log) into an order.new command for each device that handles orders. The commands and the
 // follower's position are stored together, so each order is queued once, across restarts too.
 func (m *Manager) followOrders(ctx context.Context) {
-	b := backoff.New(time.Second, time.Minute)
+	followRetrying(ctx, backoff.New(time.Second, time.Minute), backoff.Sleep, m.followOrdersOnce, func(err error, wait time.Duration) {
+		m.log.Warn("devices: cannot queue new orders for devices; will retry", slog.Any(keyError, err), slog.Duration("retry_in", wait))
+	})
+}
+
+// followRetrying runs follow until ctx ends, waiting with b after each failure. A follower that
+// read the database since its last failure (it calls progressed) starts the waits again from the
+// shortest: an error long after the last one is retried within a second, not after the longest
+// wait, which would hold back every new order's push that long.
+func followRetrying(ctx context.Context, b *backoff.Backoff, sleep func(context.Context, time.Duration) error,
+	follow func(ctx context.Context, progressed func()) error, failed func(err error, wait time.Duration)) {
 	for {
-		err := m.followOrdersOnce(ctx)
+		err := follow(ctx, b.Reset)
 		if ctx.Err() != nil {
 			return
 		}
 		wait := b.Next(0)
-		m.log.Warn("devices: cannot queue new orders for devices; will retry", slog.Any(keyError, err), slog.Duration("retry_in", wait))
-		if backoff.Sleep(ctx, wait) != nil {
+		failed(err, wait)
+		if sleep(ctx, wait) != nil {
 			return
 		}
 	}
 }
 
-func (m *Manager) followOrdersOnce(ctx context.Context) error {
+func (m *Manager) followOrdersOnce(ctx context.Context, progressed func()) error {
 	cursor, _, err := m.db.MetaValue(ctx, orderCursor)
 	if err != nil {
 		return err
@@ -59,6 +69,7 @@ func (m *Manager) followOrdersOnce(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		progressed()
 		if len(events) > 0 {
 			var cmds []storage.Command
 			for _, e := range events {
