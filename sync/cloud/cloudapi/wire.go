@@ -294,7 +294,7 @@ func decodeLine(b []byte, collection string, lineNo int) Line {
 		if ValidateID(id) != nil {
 			id = "" // an end line's, a mixed line's: not checked yet
 		}
-		if id != "" && json.Valid(b) && topLevelIDKeys(b) != 1 {
+		if n, _ := topLevelID(b); id != "" && json.Valid(b) && n != 1 {
 			// encoding/json takes the last "id" key, in any case: a line that gives two may be
 			// the other one's item, and names none for sure.
 			id = ""
@@ -311,9 +311,15 @@ func decodeLine(b []byte, collection string, lineNo int) Line {
 	var h lineHead
 	if err := json.Unmarshal(b, &h); err != nil {
 		var typeErr *json.UnmarshalTypeError
-		if errors.As(err, &typeErr) && h.isEnd() {
-			// A field of the wrong type: the decoder went on and found the end key.
-			return badEnd(bad("", "end line: %v", err))
+		if errors.As(err, &typeErr) {
+			// A field of the wrong type in valid JSON: the decoder went on to the end.
+			if h.isEnd() {
+				return badEnd(bad("", "end line: %v", err))
+			}
+			// The item is the top-level id's, not the first "id" in the text: with its keys in
+			// sorted order, the document's own comes first and may be another item's.
+			_, id := topLevelID(b)
+			return bad(id, "a field of the wrong type: %v", err)
 		}
 		return bad(salvageID(b), "not a JSON object: %v", err)
 	}
@@ -383,28 +389,30 @@ func salvageID(b []byte) string {
 	return id
 }
 
-// topLevelIDKeys counts the keys of a JSON object that encoding/json would read as its "id" (in
-// any case), not those of the objects inside it; -1 when b is not an object.
-func topLevelIDKeys(b []byte) int {
+// topLevelID reads the keys of a JSON object that encoding/json would read as its "id" (in any
+// case), not those of the objects inside it: n counts them (-1 when b is not an object), id is
+// the value of the last when it is a string.
+func topLevelID(b []byte) (n int, id string) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return -1
+		return -1, ""
 	}
-	n := 0
 	for dec.More() {
 		t, err := dec.Token()
 		if err != nil {
-			return -1
-		}
-		if k, _ := t.(string); strings.EqualFold(k, "id") {
-			n++
+			return -1, ""
 		}
 		var value json.RawMessage
 		if err := dec.Decode(&value); err != nil {
-			return -1
+			return -1, ""
+		}
+		if k, _ := t.(string); strings.EqualFold(k, "id") {
+			n++
+			id = ""
+			json.Unmarshal(value, &id)
 		}
 	}
-	return n
+	return n, id
 }
 
 // ValidateID checks an item id against the contract.

@@ -256,6 +256,28 @@ func TestSalvageIDTakesEscapes(t *testing.T) {
 	}
 }
 
+// A line that is valid JSON with a field of the wrong type (a rev sent as a string, as a cloud
+// written in JavaScript may) names the item of its top-level id, not of the first "id" in its
+// text: with the keys in sorted order the document's comes first, and it may be another item's,
+// which a re-snapshot would then keep while deleting this one.
+func TestWrongTypedLineNamesItsTopLevelID(t *testing.T) {
+	for line, want := range map[string]string{
+		`{"collection":"products","doc":{"attributes":{"id":"X"},"id":"X","name":"Tea"},"id":"Y","op":"upsert","rev":"7"}`: "Y",
+		`{"collection":"products","id":"Y","op":"upsert","rev":"7","doc":{"id":"X"}}`:                                      "Y",
+		`{"collection":"products","doc":{"id":"X"},"id":7,"op":"upsert","rev":7}`:                                          "",
+		`{"collection":"products","doc":{"id":"X"},"id":"Y","ID":"Z","op":"upsert","rev":"7"}`:                             "",
+	} {
+		l := DecodeLine([]byte(line), Products, 1)
+		if l.Malformed == nil || l.Malformed.ID != want {
+			t.Errorf("%s: %+v; want malformed with id %q", line, l.Malformed, want)
+			continue
+		}
+		if !strings.Contains(l.Malformed.Reason, "wrong type") {
+			t.Errorf("%s: reason %q, want one naming a field of the wrong type", line, l.Malformed.Reason)
+		}
+	}
+}
+
 // A malformed line with two "id" keys (encoding/json keeps the last, in any case) names no item
 // for sure: its id is left empty, so that a re-snapshot deletes nothing rather than the item the
 // line may be. An "id" inside the document does not count: keys in sorted order put "doc" first.
