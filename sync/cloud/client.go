@@ -150,7 +150,12 @@ func (c *Client) do(req *http.Request, op string, want int) (*http.Response, err
 	if resp.StatusCode == http.StatusUnauthorized {
 		return nil, ErrUnauthorized
 	}
-	e := &Error{Op: op, Status: resp.StatusCode, RetryAfter: backoff.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
+	e := &Error{Op: op, Status: resp.StatusCode}
+	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+		// Only these two ask for a wait (cloud-api.md): a gateway's 502 or 403 with a Retry-After
+		// of an hour does not hold every collection's sync that long.
+		e.RetryAfter = backoff.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	}
 	// The start of the answer, and room for a store key cut at its end, so that the key is
 	// replaced whole before the detail is cut.
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096+int64(len(c.storeKey))))

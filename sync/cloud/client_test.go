@@ -232,6 +232,27 @@ func TestStoreKeyNeverFollowsARedirect(t *testing.T) {
 	}
 }
 
+// cloud-api.md: "429 and 503 may carry Retry-After", and storeedge waits that long; another
+// answer's Retry-After (a gateway's 502 or 403) is not a wait the cloud asked for, and would
+// otherwise hold the sync of every collection up to an hour.
+func TestRetryAfterOnlyOn429And503(t *testing.T) {
+	for status, want := range map[int]time.Duration{429: time.Hour, 503: time.Hour, 500: 0, 502: 0, 403: 0, 404: 0} {
+		ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Retry-After", "3600")
+			w.WriteHeader(status)
+		}))
+		c, err := New(ts.URL, "k", ts.Client(), "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.Config(t.Context())
+		ts.Close()
+		if got := RetryAfter(err); got != want {
+			t.Errorf("%d with Retry-After: 3600: wait %v, want %v (%v)", status, got, want, err)
+		}
+	}
+}
+
 // cloud-api.md: only 400, 409, 413 and 422 refuse a request for good; every other answer,
 // 401/403/404 from a gateway or a wrong cloud.url included, is tried again.
 func TestRetryableAnswers(t *testing.T) {
