@@ -107,7 +107,7 @@ var rules = []rule{
 	// Parts of connection strings: …;SharedAccessKey=…;AccountKey=…;Password=….
 	{anyOf("key=", "signature=", "password=", "pwd=", "secret="), regexp.MustCompile(`(?i)\b(SharedAccessKey|SharedAccessSignature|AccountKey|AccessKey|Password|Pwd|ApiKey|ClientSecret)=[^;\s"'<>&]+`), "${1}=" + Redaction, ""},
 	// Query parameters that carry credentials, SAS signatures (sig=) among them.
-	{anyOf("sig", "secret", "token", "code=", "key=", "pass", "pwd=", "auth="), regexp.MustCompile(`(?i)([?&;](?:sig|signature|secret|token|access_token|id_token|refresh_token|code|key|api_key|apikey|password|passwd|pwd|auth|x-amz-signature|x-amz-credential|x-goog-signature)=)[^&\s#"'<>;]*`), "${1}" + Redaction, ""},
+	{anyOf("sig", "secret", "token", "code=", "key=", "pass", "pwd=", "auth=", "credential="), regexp.MustCompile(`(?i)([?&;](?:sig|signature|secret|token|access_token|id_token|refresh_token|code|key|api_key|apikey|password|passwd|pwd|auth|x-amz-signature|x-amz-credential|x-goog-signature)=)[^&\s#"'<>;]*`), "${1}" + Redaction, ""},
 	// Authorization header values.
 	{anyOf("bearer", "basic"), regexp.MustCompile(`(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{6,}`), "${1} " + Redaction, ""},
 	// key=value and key: value for names that hold credentials.

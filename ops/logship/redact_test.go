@@ -49,6 +49,8 @@ func TestTextRedactsPatterns(t *testing.T) {
 		{`Get "https://acct.blob.core.windows.net/media/a.jpg?sv=2024-05-04&se=2026-12-01&sp=r&sig=AbC%2Bdef%3D": 403`,
 			`Get "https://acct.blob.core.windows.net/media/a.jpg?sv=2024-05-04&se=2026-12-01&sp=r&sig=xxxxx": 403`},
 		{"https://x.example/cb?code=1234&state=ok", "https://x.example/cb?code=xxxxx&state=ok"},
+		// A parameter the rule names alone in a text, without a word that opened it before.
+		{"https://b.s3.amazonaws.com/a?X-Amz-Credential=AKIAEXAMPLE%2F2024&X-Amz-Date=1", "https://b.s3.amazonaws.com/a?X-Amz-Credential=xxxxx&X-Amz-Date=1"},
 		{"Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=root;SharedAccessKey=Zm9vYmFy=",
 			"Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=root;SharedAccessKey=xxxxx"},
 		{"DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=a2V5a2V5==;EndpointSuffix=core.windows.net",
