@@ -106,20 +106,26 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	after, err := eventCursor(r, q)
+	after, given, err := eventCursor(r, q)
 	if err != nil {
 		return err
 	}
-	if after > 0 {
-		// A position beyond the newest event was given by a log that is gone: a power cut undid
-		// its last writes. New events take ids past every id given out (storage/ids.go), so
-		// starting from the newest event skips none of them; a copy of the database brought
-		// back with its old marks (a snapshot of the whole folder) could give those ids again.
-		head, err := s.o.DB.LastEventID(r.Context())
-		if err != nil {
-			return fmt.Errorf("event stream: read the newest event: %w", err)
-		}
-		after = min(after, head)
+	head, err := s.o.DB.LastEventID(r.Context())
+	if err != nil {
+		return fmt.Errorf("event stream: read the newest event: %w", err)
+	}
+	// Without a position the stream starts at the newest event: a device opening it for the
+	// first time gets what happens from now on, not the whole log since the server was
+	// installed (it is never pruned). The stream then names that position first, so that a
+	// reconnect resumes from it.
+	//
+	// A position beyond the newest event was given by a log that is gone: a power cut undid its
+	// last writes. New events take ids past every id given out (storage/ids.go), so starting
+	// from the newest event skips none of them; a copy of the database brought back with its
+	// old marks (a snapshot of the whole folder) could give those ids again.
+	after = min(after, head)
+	if !given {
+		after = head
 	}
 	orderID := q.Get("order")
 	types, err := eventTypes(q.Get("types"))
@@ -136,6 +142,11 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	buf := []byte("retry: " + strconv.Itoa(eventRetryMillis) + "\n\n")
+	if !given {
+		buf = append(buf, "id: "...)
+		buf = strconv.AppendInt(buf, after, 10)
+		buf = append(buf, "\n\n"...)
+	}
 	keepAlive := time.NewTicker(eventKeepAlive)
 	defer keepAlive.Stop()
 	gather := time.NewTimer(time.Hour)
@@ -256,20 +267,20 @@ func eventTypes(v string) (map[string]bool, error) {
 }
 
 // eventCursor reads where the device left the stream: the Last-Event-ID header that EventSource
-// sends on reconnecting, else the after parameter, else 0 (from the start of the log).
-func eventCursor(r *http.Request, q url.Values) (int64, error) {
+// sends on reconnecting, else the after parameter; given is false when there is neither.
+func eventCursor(r *http.Request, q url.Values) (after int64, given bool, err error) {
 	v, name := r.Header.Get("Last-Event-ID"), "Last-Event-ID"
 	if v == "" {
 		v, name = q.Get("after"), "after"
 	}
 	if v == "" {
-		return 0, nil
+		return 0, false, nil
 	}
 	n, ok := wholeNumber(v)
 	if !ok {
-		return 0, refuse(probBadParameter, name+": "+strconv.Quote(v)+" is not an event id (a whole number ≥ 0)")
+		return 0, false, refuse(probBadParameter, name+": "+strconv.Quote(v)+" is not an event id (a whole number ≥ 0)")
 	}
-	return n, nil
+	return n, true, nil
 }
 
 // appendEvent appends one event in the text/event-stream format. The data is one line of JSON,

@@ -85,7 +85,7 @@ func TestEventsResumeWithLastEventID(t *testing.T) {
 
 	first := newOrder(t, f, "k1")
 	newOrder(t, f, "k2")
-	c := openSSE(t, ctx, ts.URL+"/api/v1/events", "", f.device(t, "pos").Token)
+	c := openSSE(t, ctx, ts.URL+"/api/v1/events?after=0", "", f.device(t, "pos").Token)
 	e1, e2 := c.next(t), c.next(t)
 	if e1.typ != "order.created" || !strings.Contains(e1.data, first.ID) || e2.id <= e1.id {
 		t.Fatalf("backlog: %+v %+v", e1, e2)
@@ -116,9 +116,44 @@ func TestEventsResumeWithLastEventID(t *testing.T) {
 	}
 }
 
-// TestEventsAfterARestore checks that a device whose last event id is beyond the log (the
-// database was restored from a backup since) gets the events made after the restore, which take
-// the ids it saw before, instead of waiting for the log to pass its id.
+// A stream opened with no position (a fresh EventSource) starts at the newest event: it names
+// that position first (EventSource keeps it as its last event id, so a reconnect resumes from
+// it) and then carries what happens from now on, not the whole log since the server was
+// installed. after=0 asks for the whole log.
+func TestEventsWithoutAPositionStartAtTheNewest(t *testing.T) {
+	f, ts, ctx := eventsFixture(t)
+	before := newOrder(t, f, "k1")
+	head, err := f.db.LastEventID(ctx)
+	if err != nil || head == 0 {
+		t.Fatalf("newest event %d, %v", head, err)
+	}
+	token := f.device(t, "kds").Token
+	c := openSSE(t, ctx, ts.URL+"/api/v1/events", "", token)
+	if e := c.next(t); e.id != strconv.FormatInt(head, 10) || e.typ != "" || e.data != "" {
+		t.Fatalf("the stream began with %+v; want the id %d alone", e, head)
+	}
+	made := newOrder(t, f, "k2")
+	if e := c.next(t); !strings.Contains(e.data, made.ID) || strings.Contains(e.data, before.ID) {
+		t.Fatalf("first event %+v; want order %s, made after the stream opened, and not %s", e, made.ID, before.ID)
+	}
+	c.resp.Body.Close()
+	// Resuming from the position the stream named gets what was made after it.
+	c = openSSE(t, ctx, ts.URL+"/api/v1/events", strconv.FormatInt(head, 10), token)
+	if e := c.next(t); !strings.Contains(e.data, made.ID) {
+		t.Fatalf("resumed from %d: %+v, want order %s", head, e, made.ID)
+	}
+	c.resp.Body.Close()
+	c = openSSE(t, ctx, ts.URL+"/api/v1/events?after=0", "", token)
+	if e := c.next(t); !strings.Contains(e.data, before.ID) {
+		t.Fatalf("after=0: %+v, want the whole log from order %s", e, before.ID)
+	}
+}
+
+// TestEventsAfterARestore checks that a device whose last event id is beyond the log (a power
+// cut undid the last writes it saw, or the database was replaced by a copy made without its
+// marks of the ids given out) gets the events made from then on even when their ids are below
+// its own, instead of waiting for the log to pass its id. (After storeedge restore the new ids
+// jump past every id given out: storage's tests of the marks hold that.)
 func TestEventsAfterARestore(t *testing.T) {
 	f, ts, ctx := eventsFixture(t)
 	newOrder(t, f, "k1")
@@ -140,7 +175,7 @@ func TestEventsFilterAndBadCursor(t *testing.T) {
 	a := newOrder(t, f, "a")
 	b := newOrder(t, f, "b")
 	decodeOrder(t, f.post(t, "/api/v1/orders/"+a.ID+"/status", "application/json", `{"status":"accepted"}`), http.StatusOK)
-	c := openSSE(t, ctx, ts.URL+"/api/v1/events?order="+a.ID+"&types=order.updated", "", f.device(t, "pos").Token)
+	c := openSSE(t, ctx, ts.URL+"/api/v1/events?order="+a.ID+"&types=order.updated", "0", f.device(t, "pos").Token)
 	if e := c.next(t); e.typ != "order.updated" || !strings.Contains(e.data, a.ID) || strings.Contains(e.data, b.ID) {
 		t.Fatalf("filtered stream gave %+v", e)
 	}
@@ -173,7 +208,7 @@ func TestEventStreamEndsOnShutdown(t *testing.T) {
 	}
 	go func() { done <- f.srv.Run(ctx) }()
 	newOrder(t, f, "k")
-	c := openSSE(t, context.Background(), "http://"+f.srv.Addrs()["front_door"]+"/api/v1/events", "", f.device(t, "pos").Token)
+	c := openSSE(t, context.Background(), "http://"+f.srv.Addrs()["front_door"]+"/api/v1/events", "0", f.device(t, "pos").Token)
 	c.next(t)
 	start := time.Now()
 	cancel()
@@ -191,7 +226,7 @@ func TestRevokedDeviceStreamEnds(t *testing.T) {
 	f, ts, ctx := eventsFixture(t)
 	lost := f.device(t, "lost tablet")
 	first := newOrder(t, f, "k1")
-	c := openSSE(t, ctx, ts.URL+"/api/v1/events", "", lost.Token)
+	c := openSSE(t, ctx, ts.URL+"/api/v1/events", "0", lost.Token)
 	if e := c.next(t); !strings.Contains(e.data, first.ID) {
 		t.Fatalf("before the revocation: %+v", e)
 	}
@@ -225,7 +260,7 @@ func TestRevokeEndsTheStreamAtOnce(t *testing.T) {
 	f, ts, ctx := eventsFixture(t)
 	lost := f.device(t, "lost tablet")
 	newOrder(t, f, "k1")
-	c := openSSE(t, ctx, ts.URL+"/api/v1/events", "", lost.Token)
+	c := openSSE(t, ctx, ts.URL+"/api/v1/events", "0", lost.Token)
 	c.next(t)
 	if rec := f.post(t, "/api/v1/admin/devices/"+lost.DeviceID+"/revoke", "", ""); rec.Code != http.StatusOK {
 		t.Fatalf("revoke: %d %s", rec.Code, rec.Body)
@@ -252,10 +287,10 @@ func TestRevokeEndsTheStreamAtOnce(t *testing.T) {
 func TestEventStreamsPerDevice(t *testing.T) {
 	f, ts, ctx := eventsFixture(t)
 	pos := f.device(t, "pos").Token
-	other := openSSE(t, ctx, ts.URL+"/api/v1/events", "", f.device(t, "kiosk").Token)
+	other := openSSE(t, ctx, ts.URL+"/api/v1/events", "0", f.device(t, "kiosk").Token)
 	var open []*sseClient
 	for range maxStreamsPerDevice + 1 {
-		open = append(open, openSSE(t, ctx, ts.URL+"/api/v1/events", "", pos))
+		open = append(open, openSSE(t, ctx, ts.URL+"/api/v1/events", "0", pos))
 	}
 	// The oldest ends: its body reaches its end, after the retry field.
 	for open[0].sc.Scan() {

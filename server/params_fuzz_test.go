@@ -65,10 +65,10 @@ func FuzzQueryParams(f *testing.F) {
 		if lastEventID != "" {
 			r.Header.Set("Last-Event-ID", lastEventID)
 		}
-		if n, err := eventCursor(r, q); err != nil {
+		if n, given, err := eventCursor(r, q); err != nil {
 			bad("cursor", err)
-		} else if n < 0 {
-			t.Fatalf("event id %d accepted", n)
+		} else if n < 0 || given != (lastEventID != "" || q.Get("after") != "") {
+			t.Fatalf("event id %d (given %v) accepted", n, given)
 		}
 	})
 }
