@@ -421,13 +421,16 @@ func (db *DB) GetOrder(ctx context.Context, id string) (orders.Order, error) {
 // OrderFilter selects orders for ListOrders.
 type OrderFilter struct {
 	Status string // "" = any
-	Before string // page backwards: orders created before this order id ("" = newest)
+	Before string // page backwards: orders stored before this order id ("" = newest)
 	Limit  int
 }
 
-// ListOrders returns orders newest first.
+// ListOrders returns orders newest first: by number, which only grows. An order's id holds the
+// clock's time when it was made, which a clock set back (a box without a battery-backed clock
+// that starts before it syncs its time) would sort below older orders.
 func (db *DB) ListOrders(ctx context.Context, f OrderFilter) ([]orders.Order, error) {
-	q := `SELECT doc FROM orders WHERE (? = '' OR status = ?) AND (? = '' OR id < ?) ORDER BY id DESC LIMIT ?`
+	q := `SELECT doc FROM orders WHERE (? = '' OR status = ?)
+		AND (? = '' OR number < (SELECT number FROM orders WHERE id = ?)) ORDER BY number DESC LIMIT ?`
 	rows, err := db.r.QueryContext(ctx, q, f.Status, f.Status, f.Before, f.Before, f.Limit)
 	if err != nil {
 		return nil, fmt.Errorf("storage: list orders: %w", err)

@@ -167,6 +167,43 @@ func TestPruneOutboxKeepsWhatIsNotDelivered(t *testing.T) {
 	}
 }
 
+// Orders are listed newest first by the order they were stored in, not by their ids, which hold
+// the clock's time: an order made after the clock was set back (a box that started before it
+// synced its time) is still the newest, and paging from it goes on to the older ones.
+func TestListOrdersNewestFirstWhenTheClockWentBack(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t)
+	var made []orders.Order
+	for i := range 3 {
+		o, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("pos-1"), IdempotencyKey: fmt.Sprint("k", i), RequestHash: "h"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		made = append(made, o)
+	}
+	// The newest was made with the clock a year behind: its UUIDv7 sorts below the others.
+	early := "01800000-0000-7000-8000-000000000000"
+	if _, err := db.w.ExecContext(ctx, `UPDATE orders SET id = ?, doc = json_set(doc, '$.id', ?) WHERE id = ?`, early, early, made[2].ID); err != nil {
+		t.Fatal(err)
+	}
+	list, err := db.ListOrders(ctx, OrderFilter{Limit: 2})
+	if err != nil || len(list) != 2 || list[0].ID != early || list[1].ID != made[1].ID {
+		t.Fatalf("first page %v (%v), want the order made last (%s), then %s", orderIDs(list), err, early, made[1].ID)
+	}
+	list, err = db.ListOrders(ctx, OrderFilter{Before: list[1].ID, Limit: 2})
+	if err != nil || len(list) != 1 || list[0].ID != made[0].ID {
+		t.Fatalf("next page %v (%v), want %s", orderIDs(list), err, made[0].ID)
+	}
+}
+
+func orderIDs(list []orders.Order) []string {
+	var ids []string
+	for _, o := range list {
+		ids = append(ids, o.ID)
+	}
+	return ids
+}
+
 func sbOrder(externalID string, total int64) orders.Order {
 	return orders.Order{Source: orders.SourceServiceBus, ExternalID: externalID, Status: "new", Currency: "EUR", Total: total}
 }
