@@ -27,7 +27,15 @@ const (
 	// 200 followers, a write and a flush per event per follower are 100,000 system calls a
 	// second; gathered, the load costs 10-30 % less CPU (docs/PERFORMANCE.md, section 4).
 	eventFlushEvery = 5 * time.Millisecond
+	// catalogNoticeEvery is the least time between two catalog.changed events on one stream,
+	// as between two rounds of the pushed notice.
+	catalogNoticeEvery = 5 * time.Second
 )
+
+// eventCatalogChanged is the event a stream that asks for it gets when the delta feed changed:
+// the same notice a device with the catalog capability is pushed. It has no id: it is not in
+// the event log, and leaves the device's position where it was.
+const eventCatalogChanged = "catalog.changed"
 
 // maxStreamsPerDevice bounds the event streams one device holds open at once: each costs a
 // goroutine, a connection and its buffers, and one stream gets every event. A device that opens
@@ -153,6 +161,23 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 	gather.Stop()
 	defer gather.Stop()
 	var flushed time.Time
+	// A stream that asks for catalog.changed gets one when the delta feed changed, at most one
+	// every catalogNoticeEvery: catalogChanged is the change waited for, catalogDue the end of
+	// the wait before the next notice may go (nil: not waiting).
+	var catalogChanged <-chan struct{}
+	var catalogDue <-chan time.Time
+	var catalogNext time.Time
+	catalogWait := time.NewTimer(time.Hour)
+	catalogWait.Stop()
+	defer catalogWait.Stop()
+	catalogNotice := func() {
+		catalogChanged = s.o.DB.CatalogChanged() // before reading, so no change slips between
+		buf = appendCatalogNotice(buf, s.o.DB.Epoch(), s.o.DB.Seq())
+		catalogNext = time.Now().Add(catalogNoticeEvery)
+	}
+	if types[eventCatalogChanged] {
+		catalogChanged = s.o.DB.CatalogChanged()
+	}
 	token, _ := bearer(r)
 	for {
 		// A device revoked while its stream is open gets nothing more: the credential is checked
@@ -206,6 +231,17 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 					return nil
 				}
 			}
+		case <-catalogChanged:
+			catalogChanged = nil
+			if wait := time.Until(catalogNext); wait > 0 {
+				catalogWait.Reset(wait)
+				catalogDue = catalogWait.C
+			} else {
+				catalogNotice()
+			}
+		case <-catalogDue:
+			catalogDue = nil
+			catalogNotice()
 		case <-keepAlive.C:
 			buf = append(buf, ": keep-alive\n\n"...)
 		case <-ctx.Done():
@@ -214,6 +250,16 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 			return nil
 		}
 	}
+}
+
+// appendCatalogNotice appends a catalog.changed event: the delta feed's epoch and latest change
+// number, as the pushed notice carries them (docs/push-protocol.md), and no id.
+func appendCatalogNotice(b []byte, epoch string, latest int64) []byte {
+	b = append(b, "event: "+eventCatalogChanged+"\ndata: {\"epoch\":\""...)
+	b = append(b, epoch...)
+	b = append(b, "\",\"latest\":"...)
+	b = strconv.AppendInt(b, latest, 10)
+	return append(b, "}\n\n"...)
 }
 
 // writeStream writes and flushes b on an event stream, unless the stream was ended (its
@@ -251,15 +297,16 @@ func openEventStream(w http.ResponseWriter) (*http.ResponseController, error) {
 	return rc, nil
 }
 
-// eventTypes reads the types parameter, the event types a device wants; nil for every type.
+// eventTypes reads the types parameter, the event types a device wants; nil for both order
+// events (catalog.changed only when asked for).
 func eventTypes(v string) (map[string]bool, error) {
 	if v == "" {
 		return nil, nil
 	}
 	types := map[string]bool{}
 	for _, name := range strings.Split(v, ",") {
-		if name != orders.EventCreated && name != orders.EventUpdated {
-			return nil, refuse(probBadParameter, "types: "+strconv.Quote(name)+" is not one of order.created, order.updated")
+		if name != orders.EventCreated && name != orders.EventUpdated && name != eventCatalogChanged {
+			return nil, refuse(probBadParameter, "types: "+strconv.Quote(name)+" is not one of order.created, order.updated, catalog.changed")
 		}
 		types[name] = true
 	}

@@ -3,6 +3,7 @@ package server
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/storeedge/storeedge/orders"
+	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 )
 
 type sseEvent struct {
@@ -147,6 +149,62 @@ func TestEventsWithoutAPositionStartAtTheNewest(t *testing.T) {
 	if e := c.next(t); !strings.Contains(e.data, before.ID) {
 		t.Fatalf("after=0: %+v, want the whole log from order %s", e, before.ID)
 	}
+}
+
+// A stream that asks for catalog.changed gets one when the delta feed changed, with the feed's
+// epoch and latest change number as the pushed notice has them, and no id (the device's place in
+// the event log stays); another round of changes gets another notice. A stream that does not
+// ask gets none.
+func TestEventsCarryCatalogNotices(t *testing.T) {
+	f, ts, ctx := eventsFixture(t)
+	db := f.db
+	token := f.device(t, "signage").Token
+	c := openSSE(t, ctx, ts.URL+"/api/v1/events?types=catalog.changed", "", token)
+	plain := openSSE(t, ctx, ts.URL+"/api/v1/events", "", token)
+	c.next(t) // the position, alone
+	plain.next(t)
+	notice := func() (id, data string) {
+		t.Helper()
+		var typ string
+		for c.sc.Scan() {
+			line := c.sc.Text()
+			switch {
+			case strings.HasPrefix(line, "id: "):
+				id = line[4:]
+			case strings.HasPrefix(line, "event: "):
+				typ = line[7:]
+			case strings.HasPrefix(line, "data: "):
+				data = line[6:]
+			case line == "" && typ != "":
+				if typ != "catalog.changed" {
+					t.Fatalf("event %q, want catalog.changed", typ)
+				}
+				return id, data
+			}
+		}
+		t.Fatalf("stream ended: %v", c.sc.Err())
+		return "", ""
+	}
+	for rev := int64(1); rev <= 2; rev++ {
+		applyPage(t, db, cloudapi.Products, time.Minute, productChange(fmt.Sprint("NEW", rev), rev, "Tea", "Drinks"))
+		id, data := notice()
+		want := fmt.Sprintf(`{"epoch":%q,"latest":%d}`, db.Epoch(), db.Seq())
+		if id != "" || data != want {
+			t.Fatalf("notice %d: id %q, data %s; want no id and %s", rev, id, data, want)
+		}
+	}
+	// The stream that did not ask carries the next order, and no notice before it.
+	o := newOrder(t, f, "k1")
+	for plain.sc.Scan() {
+		line := plain.sc.Text()
+		if strings.Contains(line, "catalog.changed") {
+			t.Fatalf("the stream that did not ask for catalog.changed carried %q", line)
+		}
+		if strings.Contains(line, o.ID) {
+			return
+		}
+	}
+	t.Fatalf("the stream without catalog.changed ended before order %s: %v", o.ID, plain.sc.Err())
 }
 
 // TestEventsAfterARestore checks that a device whose last event id is beyond the log (a power
