@@ -43,6 +43,7 @@ func FuzzMessage(f *testing.F) {
 		{Value: goodPayload},
 		{Sequence: [][]any{{"a", int64(1)}}},
 		{Data: [][]byte{{}}},
+		{Data: [][]byte{[]byte(goodPayload)}, Value: "x"}, // a data section and a value: refused
 	} {
 		b, err := m.MarshalBinary()
 		if err != nil {

@@ -216,6 +216,11 @@ func TestMessageIDAndBodyOfAnyAMQPType(t *testing.T) {
 		{body(azservicebus.AMQPAnnotatedMessageBody{Value: goodPayload}), "body: an AMQP value (string)"},
 		{body(azservicebus.AMQPAnnotatedMessageBody{Sequence: [][]any{{"x"}}}), "body: an AMQP sequence"},
 		{body(azservicebus.AMQPAnnotatedMessageBody{Data: [][]byte{[]byte("{"), []byte("}")}}), "body: 2 AMQP data sections"},
+		// A data section and a value: the SDK gives the data section as Body; still refused.
+		{&azservicebus.ReceivedMessage{Body: []byte(goodPayload), RawAMQPMessage: &azservicebus.AMQPAnnotatedMessage{
+			Body: azservicebus.AMQPAnnotatedMessageBody{Data: [][]byte{[]byte(goodPayload)}, Value: "x"}}}, "body: an AMQP value (string)"},
+		{&azservicebus.ReceivedMessage{Body: []byte(goodPayload), RawAMQPMessage: &azservicebus.AMQPAnnotatedMessage{
+			Body: azservicebus.AMQPAnnotatedMessageBody{Data: [][]byte{[]byte(goodPayload)}, Sequence: [][]any{{"x"}}}}}, "body: an AMQP sequence"},
 		{body(azservicebus.AMQPAnnotatedMessageBody{}), "body: empty"},
 		{&azservicebus.ReceivedMessage{}, "body: empty"},
 	} {

@@ -541,9 +541,10 @@ func messageID(m *azservicebus.ReceivedMessage) string {
 var typedIDPrefixes = []string{"ulong:", "uuid:", "binary:", "binary-sha256:", "string:"}
 
 // decodeBody reads the order of a message whose body is one AMQP data section, as Service Bus
-// clients send bytes; a body the sender encoded as an AMQP value or sequence is refused by name.
+// clients send bytes; a body the sender encoded as an AMQP value or sequence is refused by name,
+// also beside a data section (the SDK then hands over the data section as the body alone).
 func decodeBody(m *azservicebus.ReceivedMessage) (Payload, error) {
-	if raw := m.RawAMQPMessage; raw != nil && len(m.Body) == 0 {
+	if raw := m.RawAMQPMessage; raw != nil {
 		switch b := raw.Body; {
 		case b.Value != nil:
 			return Payload{}, &InvalidError{Reason: fmt.Sprintf("body: an AMQP value (%T), not the order document as bytes in one data section", b.Value)}
