@@ -40,7 +40,7 @@ func (m *Manager) followOrders(ctx context.Context) {
 }
 
 // followRetrying runs follow until ctx ends, waiting with b after each failure. A follower that
-// read the database since its last failure (it calls progressed) starts the waits again from the
+// did its work since its last failure (it calls progressed) starts the waits again from the
 // shortest: an error long after the last one is retried within a second, not after the longest
 // wait, which would hold back every new order's push that long.
 func followRetrying(ctx context.Context, b *backoff.Backoff, sleep func(context.Context, time.Duration) error,
@@ -69,7 +69,6 @@ func (m *Manager) followOrdersOnce(ctx context.Context, progressed func()) error
 		if err != nil {
 			return err
 		}
-		progressed()
 		if len(events) > 0 {
 			var cmds []storage.Command
 			for _, e := range events {
@@ -87,6 +86,7 @@ func (m *Manager) followOrdersOnce(ctx context.Context, progressed func()) error
 				return err
 			}
 		}
+		progressed() // read, and what it read queued: a write that keeps failing still backs off
 		if len(events) == eventBatch {
 			continue
 		}
