@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -429,9 +430,33 @@ type OrderFilter struct {
 // clock's time when it was made, which a clock set back (a box without a battery-backed clock
 // that starts before it syncs its time) would sort below older orders.
 func (db *DB) ListOrders(ctx context.Context, f OrderFilter) ([]orders.Order, error) {
-	q := `SELECT doc FROM orders WHERE (? = '' OR status = ?)
-		AND (? = '' OR number < (SELECT number FROM orders WHERE id = ?)) ORDER BY number DESC LIMIT ?`
-	rows, err := db.r.QueryContext(ctx, q, f.Status, f.Status, f.Before, f.Before, f.Limit)
+	// The query is built for the case, so that a page deep in the list starts at its place in
+	// the number's index instead of scanning down to it.
+	var where []string
+	var args []any
+	if f.Status != "" {
+		where, args = append(where, "status = ?"), append(args, f.Status)
+	}
+	if f.Before != "" {
+		var n int64
+		err := db.r.QueryRowContext(ctx, `SELECT number FROM orders WHERE id = ?`, f.Before).Scan(&n)
+		switch {
+		case err == nil:
+			where, args = append(where, "number < ?"), append(args, n)
+		case errors.Is(err, sql.ErrNoRows):
+			// An order this database does not hold (a page's next kept across a restore from an
+			// older backup): the orders made before it, as its id's time says.
+			where, args = append(where, "id < ?"), append(args, f.Before)
+		default:
+			return nil, fmt.Errorf("storage: list orders: %w", err)
+		}
+	}
+	q := `SELECT doc FROM orders`
+	if len(where) > 0 {
+		q += ` WHERE ` + strings.Join(where, ` AND `)
+	}
+	q += ` ORDER BY number DESC LIMIT ?`
+	rows, err := db.r.QueryContext(ctx, q, append(args, f.Limit)...)
 	if err != nil {
 		return nil, fmt.Errorf("storage: list orders: %w", err)
 	}
