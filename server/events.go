@@ -27,13 +27,14 @@ const (
 	// 200 followers, a write and a flush per event per follower are 100,000 system calls a
 	// second; gathered, the load costs 10-30 % less CPU (docs/PERFORMANCE.md, section 4).
 	eventFlushEvery = 5 * time.Millisecond
-	// catalogNoticeEvery is the least time between two catalog.changed events on one stream,
-	// as between two rounds of the pushed notice.
-	catalogNoticeEvery = 5 * time.Second
+	// defaultCatalogNoticeEvery is the least time between two catalog.changed events on one
+	// stream (Options.CatalogNoticeEvery), as between two rounds of the pushed notice.
+	defaultCatalogNoticeEvery = 5 * time.Second
 )
 
 // eventCatalogChanged is the event a stream that asks for it gets when the delta feed changed:
-// the same notice a device with the catalog capability is pushed. It has no id: it is not in
+// the notice the server pushes to a device with the catalog capability (not one an admin sends
+// as a command, which goes by push only). It has no id: it is not in
 // the event log, and leaves the device's position where it was.
 const eventCatalogChanged = "catalog.changed"
 
@@ -162,7 +163,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 	defer gather.Stop()
 	var flushed time.Time
 	// A stream that asks for catalog.changed gets one when the delta feed changed, at most one
-	// every catalogNoticeEvery: catalogChanged is the change waited for, catalogDue the end of
+	// every Options.CatalogNoticeEvery: catalogChanged is the change waited for, catalogDue the end of
 	// the wait before the next notice may go (nil: not waiting).
 	var catalogChanged <-chan struct{}
 	var catalogDue <-chan time.Time
@@ -173,7 +174,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 	catalogNotice := func() {
 		catalogChanged = s.o.DB.CatalogChanged() // before reading, so no change slips between
 		buf = appendCatalogNotice(buf, s.o.DB.Epoch(), s.o.DB.Seq())
-		catalogNext = time.Now().Add(catalogNoticeEvery)
+		catalogNext = time.Now().Add(s.o.CatalogNoticeEvery)
 	}
 	if types[eventCatalogChanged] {
 		catalogChanged = s.o.DB.CatalogChanged()

@@ -72,9 +72,9 @@ func newOrder(t *testing.T, f *fixture, key string) orders.Order {
 }
 
 // eventsFixture is a fixture served over real connections, and a context that bounds the test.
-func eventsFixture(t *testing.T) (*fixture, *httptest.Server, context.Context) {
+func eventsFixture(t *testing.T, opts ...func(*Options)) (*fixture, *httptest.Server, context.Context) {
 	t.Helper()
-	f := newFixture(t)
+	f := newFixture(t, opts...)
 	ts := httptest.NewServer(f.h)
 	t.Cleanup(ts.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -153,58 +153,67 @@ func TestEventsWithoutAPositionStartAtTheNewest(t *testing.T) {
 
 // A stream that asks for catalog.changed gets one when the delta feed changed, with the feed's
 // epoch and latest change number as the pushed notice has them, and no id (the device's place in
-// the event log stays); another round of changes gets another notice. A stream that does not
-// ask gets none.
+// the event log stays); another round of changes gets another notice once the least time
+// between two has passed, and not before. A stream that does not ask gets none.
 func TestEventsCarryCatalogNotices(t *testing.T) {
-	f, ts, ctx := eventsFixture(t)
-	db := f.db
-	token := f.device(t, "signage").Token
-	c := openSSE(t, ctx, ts.URL+"/api/v1/events?types=catalog.changed", "", token)
-	plain := openSSE(t, ctx, ts.URL+"/api/v1/events", "", token)
-	c.next(t) // the position, alone
-	plain.next(t)
-	notice := func() (id, data string) {
-		t.Helper()
-		var typ string
-		for c.sc.Scan() {
-			line := c.sc.Text()
-			switch {
-			case strings.HasPrefix(line, "id: "):
-				id = line[4:]
-			case strings.HasPrefix(line, "event: "):
-				typ = line[7:]
-			case strings.HasPrefix(line, "data: "):
-				data = line[6:]
-			case line == "" && typ != "":
-				if typ != "catalog.changed" {
-					t.Fatalf("event %q, want catalog.changed", typ)
+	for _, every := range []time.Duration{time.Millisecond, time.Hour} {
+		f, ts, ctx := eventsFixture(t, func(o *Options) { o.CatalogNoticeEvery = every })
+		token := f.device(t, "signage").Token
+		c := openSSE(t, ctx, ts.URL+"/api/v1/events?types=catalog.changed,order.created", "", token)
+		plain := openSSE(t, ctx, ts.URL+"/api/v1/events", "", token)
+		c.next(t) // the position, alone
+		plain.next(t)
+		// next reads the next event with a type: a notice, or the order the test waits for.
+		next := func() (typ, id, data string) {
+			t.Helper()
+			for c.sc.Scan() {
+				line := c.sc.Text()
+				switch {
+				case strings.HasPrefix(line, "id: "):
+					id = line[4:]
+				case strings.HasPrefix(line, "event: "):
+					typ = line[7:]
+				case strings.HasPrefix(line, "data: "):
+					data = line[6:]
+				case line == "" && typ != "":
+					return typ, id, data
 				}
-				return id, data
 			}
-		}
-		t.Fatalf("stream ended: %v", c.sc.Err())
-		return "", ""
-	}
-	for rev := int64(1); rev <= 2; rev++ {
-		applyPage(t, db, cloudapi.Products, time.Minute, productChange(fmt.Sprint("NEW", rev), rev, "Tea", "Drinks"))
-		id, data := notice()
-		want := fmt.Sprintf(`{"epoch":%q,"latest":%d}`, db.Epoch(), db.Seq())
-		if id != "" || data != want {
-			t.Fatalf("notice %d: id %q, data %s; want no id and %s", rev, id, data, want)
-		}
-	}
-	// The stream that did not ask carries the next order, and no notice before it.
-	o := newOrder(t, f, "k1")
-	for plain.sc.Scan() {
-		line := plain.sc.Text()
-		if strings.Contains(line, "catalog.changed") {
-			t.Fatalf("the stream that did not ask for catalog.changed carried %q", line)
-		}
-		if strings.Contains(line, o.ID) {
+			t.Fatalf("stream ended: %v", c.sc.Err())
 			return
 		}
+		applyPage(t, f.db, cloudapi.Products, time.Minute, productChange("NEW1", 1, "Tea", "Drinks"))
+		typ, id, data := next()
+		want := fmt.Sprintf(`{"epoch":%q,"latest":%d}`, f.db.Epoch(), f.db.Seq())
+		if typ != "catalog.changed" || id != "" || data != want {
+			t.Fatalf("every %v, first notice: %s, id %q, data %s; want catalog.changed with no id and %s", every, typ, id, data, want)
+		}
+		applyPage(t, f.db, cloudapi.Products, time.Minute, productChange("NEW2", 2, "Tea", "Drinks"))
+		if every == time.Millisecond {
+			// Past the least time between two: the second round's notice, with its number.
+			typ, _, data = next()
+			want = fmt.Sprintf(`{"epoch":%q,"latest":%d}`, f.db.Epoch(), f.db.Seq())
+			if typ != "catalog.changed" || data != want {
+				t.Fatalf("second notice: %s %s, want catalog.changed with %s", typ, data, want)
+			}
+			continue
+		}
+		// Within the least time between two: the order made after the change comes first, with
+		// no notice before it.
+		o := newOrder(t, f, "k1")
+		if typ, _, data := next(); typ != "order.created" || !strings.Contains(data, o.ID) {
+			t.Fatalf("within an hour of the first notice, the stream gave %s %s before order %s", typ, data, o.ID)
+		}
+		// The stream that did not ask carries the order, and no notice before it.
+		for plain.sc.Scan() && !strings.Contains(plain.sc.Text(), o.ID) {
+			if strings.Contains(plain.sc.Text(), "catalog.changed") {
+				t.Fatalf("the stream that did not ask for catalog.changed carried %q", plain.sc.Text())
+			}
+		}
+		if err := plain.sc.Err(); err != nil || !strings.Contains(plain.sc.Text(), o.ID) {
+			t.Fatalf("the stream without catalog.changed ended before order %s: %v", o.ID, err)
+		}
 	}
-	t.Fatalf("the stream without catalog.changed ended before order %s: %v", o.ID, plain.sc.Err())
 }
 
 // TestEventsAfterARestore checks that a device whose last event id is beyond the log (a power

@@ -262,15 +262,20 @@ func contractDevices(t *testing.T, rg *contractRig) {
 	rg.call(t, "GET", "/api/v1/status", "")
 }
 
-// contractEvents reads the start of the event stream.
+// contractEvents reads the start of the event stream: from the start of the log, which holds
+// the orders contractOrders made, and with no position, which names the newest event first.
 func contractEvents(t *testing.T, rg *contractRig) {
 	ts := httptest.NewServer(rg.h)
 	defer ts.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c := openSSE(t, ctx, ts.URL+"/api/v1/events", "", rg.device(t, "pos").Token)
-	c.next(t)
-	c.resp.Body.Close()
+	for _, lastID := range []string{"0", ""} {
+		c := openSSE(t, ctx, ts.URL+"/api/v1/events", lastID, rg.device(t, "pos").Token)
+		if e := c.next(t); (lastID == "0") != (e.typ == "order.created") {
+			t.Errorf("stream from %q began with %+v", lastID, e)
+		}
+		c.resp.Body.Close()
+	}
 }
 
 // contractStatusPage uses the status page as a browser does: the login form, the login, the

@@ -51,6 +51,9 @@ type Options struct {
 	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout, ShutdownGrace time.Duration
 	MaxBodyBytes                                                             int64
 	MaxHeaderBytes                                                           int
+	// CatalogNoticeEvery is the least time between two catalog.changed events on one event
+	// stream; zero: 5 s, as the pushed notice.
+	CatalogNoticeEvery time.Duration
 
 	Logger *slog.Logger
 
@@ -224,6 +227,7 @@ func New(o Options) (*Server, error) {
 		o.MaxHeaderBytes = config.DefaultLANMaxHeaderBytes
 	}
 	o.ShutdownGrace = max(o.ShutdownGrace, 0)
+	o.CatalogNoticeEvery = orDefault(o.CatalogNoticeEvery, defaultCatalogNoticeEvery)
 
 	s := &Server{o: o, log: o.Logger, now: o.Now, stopping: make(chan struct{}), sessions: newPageSessions(),
 		guessLog: logbudget.Budget{PerMinute: guessLogBudget}}
