@@ -318,7 +318,10 @@ func decodeLine(b []byte, collection string, lineNo int) Line {
 			}
 			// The item is the top-level id's, not the first "id" in the text: with its keys in
 			// sorted order, the document's own comes first and may be another item's.
-			_, id := topLevelID(b)
+			n, id := topLevelID(b)
+			if n < 0 { // an array, a string or a number: valid JSON, but no object
+				return bad("", "not a JSON object: %v", err)
+			}
 			return bad(id, "a field of the wrong type: %v", err)
 		}
 		return bad(salvageID(b), "not a JSON object: %v", err)

@@ -276,6 +276,12 @@ func TestWrongTypedLineNamesItsTopLevelID(t *testing.T) {
 			t.Errorf("%s: reason %q, want one naming a field of the wrong type", line, l.Malformed.Reason)
 		}
 	}
+	// Valid JSON that is not an object is said to be so.
+	for _, line := range []string{`["id","X"]`, `"X"`, `7`} {
+		if l := DecodeLine([]byte(line), Products, 1); l.Malformed == nil || l.Malformed.ID != "" || !strings.HasPrefix(l.Malformed.Reason, "not a JSON object") {
+			t.Errorf("%s: %+v; want malformed, naming no item, as not a JSON object", line, l.Malformed)
+		}
+	}
 }
 
 // A malformed line with two "id" keys (encoding/json keeps the last, in any case) names no item
