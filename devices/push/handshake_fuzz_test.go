@@ -134,11 +134,18 @@ func FuzzServerHandshake(f *testing.F) {
 			t.Fatalf("ServerHandshake returned %v and %v", c, err)
 		}
 		if err != nil {
-			// A refusal the device can read is an error frame, the last thing the server wrote.
-			if written := splitFrames(d.written); !IsConnError(err) && len(written) > 0 {
-				if fr, derr := decodeAny(written[len(written)-1], d.resign(d.frames[0], nil)); derr == nil && fr.Type != TypeError {
-					t.Fatalf("refusal (%v) sent as a %s frame", err, fr.Type)
-				}
+			// A refusal of what the device sent (not a connection that ended) is told in an error
+			// frame, the last thing the server wrote, bound to the device's nonce when its hello
+			// verified and to zero bytes otherwise (docs/push-protocol.md).
+			if IsConnError(err) {
+				return
+			}
+			written := splitFrames(d.written)
+			if len(written) == 0 {
+				t.Fatalf("refusal (%v) not told to the device", err)
+			}
+			if fr, derr := decodeAny(written[len(written)-1], d.resign(d.frames[0], nil)); derr != nil || fr.Type != TypeError {
+				t.Fatalf("refusal (%v) sent as %+v (%v), not an error frame the device can verify", err, fr, derr)
 			}
 			return
 		}
