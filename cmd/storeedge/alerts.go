@@ -16,6 +16,7 @@ import (
 	"github.com/storeedge/storeedge/internal/wan"
 	"github.com/storeedge/storeedge/ops/alerts"
 	"github.com/storeedge/storeedge/ops/backup"
+	"github.com/storeedge/storeedge/ops/logship"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
 	"github.com/storeedge/storeedge/sync/feed"
@@ -53,6 +54,8 @@ func newAlerts(cfg config.Config, dialer *wan.Dialer, src alertSources, log *slo
 		Mailer:   mailer,
 		Identity: alertIdentity(cfg),
 		Logger:   log,
+		// An error echoing another system's answer is quoted redacted, as log shipping has it.
+		Redact: logship.NewRedactor(cfg.SecretValues()).Text,
 	})
 }
 

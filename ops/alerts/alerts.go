@@ -43,6 +43,10 @@ type Options struct {
 	// RetryMin and RetryMax bound the wait before sending again after a failure; zero:
 	// DefaultRetryMin and DefaultRetryMax.
 	RetryMin, RetryMax time.Duration
+	// Redact cleans the error texts of the facts (the WAN's, the backup's, the back office's)
+	// before an alert quotes them: a mail leaves the shop through a mail server, and an error
+	// may echo what another system sent. nil: they are quoted as they are.
+	Redact func(string) string
 }
 
 // Defaults of Options.
@@ -167,6 +171,9 @@ func (a *Alerts) Check(ctx context.Context) error {
 	f, err := a.o.Facts(ctx)
 	if err != nil {
 		return fmt.Errorf("alerts: gather facts: %w", err)
+	}
+	if a.o.Redact != nil {
+		f.redact(a.o.Redact)
 	}
 	list, err := a.o.DB.AlertStates(ctx)
 	if err != nil {

@@ -99,3 +99,22 @@ type Device struct {
 	// Connected reports a push connection open now, which counts as seen.
 	Connected bool
 }
+
+// redact cleans the error texts with r, on copies: the structures may be the daemon's.
+func (f *Facts) redact(r func(string) string) {
+	if f.WAN != nil {
+		w := *f.WAN
+		w.LastError = r(w.LastError)
+		f.WAN = &w
+	}
+	if f.Backup != nil {
+		b := *f.Backup
+		b.LastError = r(b.LastError)
+		f.Backup = &b
+	}
+	if f.BackOffice != nil {
+		b := *f.BackOffice
+		b.LastError = r(b.LastError)
+		f.BackOffice = &b
+	}
+}

@@ -3,6 +3,7 @@ package alerts
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -509,5 +510,37 @@ func TestMessageIDIsTheNoticesOwn(t *testing.T) {
 	again.At = at.Add(24 * time.Hour)
 	if a, b := id.single(first, at), id.single(again, again.At); a.ID == b.ID {
 		t.Errorf("two notices numbered 7 at different times share the Message-ID %q", a.ID)
+	}
+}
+
+// The error texts an alert quotes go through Options.Redact first (the daemon's hides the
+// configuration's secrets and what log shipping hides): a mail leaves the shop through a mail
+// server, and an error may echo another system's answer. The daemon's structures are not
+// changed.
+func TestAlertsQuoteRedactedErrors(t *testing.T) {
+	r := newRig(t, nil, noMail{}, nil)
+	r.a.o.Redact = func(s string) string { return strings.ReplaceAll(s, "s3cr3t", "xxxxx") }
+	wan := &WAN{State: "unauthorized", LastError: `cloud: feed products: 403: gateway echoed "Authorization: Bearer s3cr3t"`, Route: "direct"}
+	r.facts.set(func(f *Facts) {
+		f.WAN = wan
+		f.BackOffice = &BackOffice{LastError: "backoffice: webhook: the ERP answered 401: token s3cr3t refused"}
+	})
+	r.check(t)
+	r.clock.Advance(time.Hour)
+	r.check(t)
+	ms, err := r.db.QueuedAlertMails(context.Background(), 100)
+	if err != nil || len(ms) != 2 {
+		t.Fatalf("queued %d mails (%v), want the WAN's and the back office's", len(ms), err)
+	}
+	for _, m := range ms {
+		if strings.Contains(m.Body, "s3cr3t") || !strings.Contains(m.Body, "xxxxx") {
+			t.Errorf("mail %q quotes the error unredacted:\n%s", m.Subject, m.Body)
+		}
+	}
+	if st := r.status(t); len(st.Open) != 2 || strings.Contains(fmt.Sprint(st.Open), "s3cr3t") {
+		t.Errorf("open alerts %+v", st.Open)
+	}
+	if !strings.Contains(wan.LastError, "s3cr3t") {
+		t.Error("the daemon's WAN state was changed")
 	}
 }
