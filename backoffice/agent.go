@@ -144,16 +144,25 @@ type fileTarget struct {
 
 // fileTargets returns the drop folders that take orders in the shop's mode.
 func (a *Agent) fileTargets() []fileTarget {
-	if a.o.Shop.IsTest() {
-		if a.o.Config.Export.TestDir == "" {
-			return nil
+	var out []fileTarget
+	for _, t := range a.configuredFileTargets() {
+		if t.Test == a.o.Shop.IsTest() {
+			out = append(out, t)
 		}
-		return []fileTarget{{storage.ExportTarget{Name: storage.ExportTestFiles, Test: true}, a.o.Config.Export.TestDir}}
 	}
-	if a.o.Config.Export.Dir == "" {
-		return nil
+	return out
+}
+
+// configuredFileTargets returns the drop folders configured, the other mode's included.
+func (a *Agent) configuredFileTargets() []fileTarget {
+	var out []fileTarget
+	if a.o.Config.Export.Dir != "" {
+		out = append(out, fileTarget{storage.ExportTarget{Name: storage.ExportFiles}, a.o.Config.Export.Dir})
 	}
-	return []fileTarget{{storage.ExportTarget{Name: storage.ExportFiles}, a.o.Config.Export.Dir}}
+	if a.o.Config.Export.TestDir != "" {
+		out = append(out, fileTarget{storage.ExportTarget{Name: storage.ExportTestFiles, Test: true}, a.o.Config.Export.TestDir})
+	}
+	return out
 }
 
 // webhookOn reports whether orders are POSTed: never in test mode.
@@ -252,16 +261,33 @@ func (a *Agent) logRunError(err error) {
 
 // Recover finishes the order files that a stop left unfinished, so that each of their orders is
 // in the drop folder once, and removes the temporary files left behind. RunOnce does it too,
-// first.
+// first, for the folder of the shop's mode; Recover also finishes the other mode's folder when a
+// stop interrupted a file there (the shop's mode changed since): its orders were promised.
 func (a *Agent) Recover(ctx context.Context) error {
 	if err := a.lockRun(ctx); err != nil {
 		return err
 	}
 	defer a.unlockRun()
 	var errs []error
-	for _, t := range a.fileTargets() {
+	for _, t := range a.configuredFileTargets() {
+		if t.Test != a.o.Shop.IsTest() {
+			// The other mode's folder is not used now, and may not be there (a share not
+			// mounted in test mode): only a file a stop interrupted takes it.
+			batches, err := a.o.DB.UnfinishedExportBatches(ctx, t.Name)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("backoffice: %s: %w", t.Name, err))
+				continue
+			}
+			if len(batches) == 0 {
+				continue
+			}
+		}
 		if err := a.finishBatches(ctx, t); err != nil {
 			errs = append(errs, err)
+			continue
+		}
+		if err := removeTemps(t); err != nil {
+			errs = append(errs, fmt.Errorf("backoffice: %s: %w", t.Name, err))
 		}
 	}
 	err := errors.Join(errs...)

@@ -3,6 +3,7 @@ package backoffice
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -208,5 +209,40 @@ func TestRunCutShortLeavesTheStatus(t *testing.T) {
 	}
 	if after := a.Status(); after.LastError != "" || !after.LastRun.Equal(before.LastRun) {
 		t.Fatalf("the status after runs cut short: %+v, want it as after the last run that ended: %+v", after, before)
+	}
+}
+
+// At start, an order file a stop interrupted in production is finished even when the shop has
+// been put in test mode since (its orders were promised to the ERP), and the temporary files
+// left in the folders are removed. A folder of the other mode with nothing interrupted is not
+// touched: in test mode the production share may not be mounted.
+func TestRecoverFinishesTheOtherModesFile(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t, "")
+	dir, testDir := t.TempDir(), t.TempDir()
+	bo := config.BackOffice{Export: config.BackOfficeExport{Dir: dir, TestDir: testDir}}
+	createOrders(t, db, 2, false)
+	crashed := agentFor(db, false, bo)
+	crashed.hook = crashAt(stepMarked, 1)
+	if err := crashed.RunOnce(ctx); !errors.Is(err, errCrash) {
+		t.Fatal(err)
+	}
+	stray := filepath.Join(testDir, tmpPrefix+"orders-"+storage.ExportTestFiles+"-20261207T000000Z-1.json")
+	if err := os.WriteFile(stray, []byte(`[{"id":`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := agentFor(db, true, bo).Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := readOrderFiles(t, dir); len(got) != 2 {
+		t.Fatalf("the production folder holds %d orders after the start in test mode, want the 2 of the interrupted file", len(got))
+	}
+	if _, err := os.Stat(stray); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the temporary file left in the test folder is still there (%v)", err)
+	}
+	// Nothing interrupted: a production folder that is not there is no error in test mode.
+	bo.Export.Dir = filepath.Join(t.TempDir(), "share-not-mounted")
+	if err := agentFor(db, true, bo).Recover(ctx); err != nil {
+		t.Fatalf("start in test mode with the production share away: %v", err)
 	}
 }
