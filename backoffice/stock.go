@@ -302,8 +302,10 @@ func (a *Agent) heldBack(name string) error {
 		a.unsettled[name] = since
 	}
 	if waited := a.now().Sub(since); waited >= stockStuckAfter {
-		return fmt.Errorf("backoffice: import: the stock file %s has been changing, or held open by another program, for %s: "+
-			"it and the files after it wait (write each file under a temporary name and rename it once complete)", name, waited.Round(time.Second))
+		// The text names when it began, not how long it has lasted, so that it is the same at
+		// each run and logged once while it lasts.
+		return fmt.Errorf("backoffice: import: the stock file %s has been changing, or held open by another program, since %s: "+
+			"it and the files after it wait (write each file under a temporary name and rename it once complete)", name, since.UTC().Format(time.RFC3339))
 	}
 	a.log.Debug("backoffice: stock file still changing; it and the files after it are left for the next run", slog.String(logKeyFile, name))
 	return nil
