@@ -20,7 +20,6 @@ import (
 	"syscall"
 	"time"
 
-	storeconfig "github.com/storeedge/storeedge/internal/config"
 	"github.com/storeedge/storeedge/sync/cloud/cloudsim"
 )
 
@@ -159,10 +158,6 @@ func (c *config) complete() error {
 		return usageError{errors.New("-listen is empty")}
 	case c.opts.Products < 1 || c.opts.Products > cloudsim.MaxProducts:
 		return usageError{fmt.Errorf("-products %d outside 1..%d", c.opts.Products, cloudsim.MaxProducts)}
-	case storeconfig.QueueNameProblem(cloudsim.QueueName(c.opts.StoreID)) != "":
-		// The queue the configuration names: one storeedge would refuse (cloud-api.md).
-		return usageError{fmt.Errorf("-store-id %q: the queue %q breaks the rule of a queue name: %s",
-			c.opts.StoreID, cloudsim.QueueName(c.opts.StoreID), storeconfig.QueueNameProblem(cloudsim.QueueName(c.opts.StoreID)))}
 	case c.opts.Seed == 0:
 		return usageError{errors.New("-seed 0 is reserved; use any other value")}
 	case c.opts.ChangeEvery < 0:

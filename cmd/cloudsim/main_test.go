@@ -156,7 +156,6 @@ func TestFlags(t *testing.T) {
 		{"-page-delay", "-1ms"},
 		{"-tls-cert", "x.pem"},
 		{"-seed", "0"},
-		{"-store-id", "shop 9"},
 		{"-nosuchflag"},
 		{"extra"},
 	}

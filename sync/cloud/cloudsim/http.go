@@ -273,16 +273,13 @@ func (s *Sim) Events() []cloudapi.Event {
 	return append([]cloudapi.Event{}, s.events...)
 }
 
-// QueueName is the Service Bus queue the remote configuration names for a store.
-func QueueName(storeID string) string { return "orders-" + storeID }
-
 func (s *Sim) handleConfig(w http.ResponseWriter, r *http.Request) {
 	s.configs.Add(1)
 	var c cloudapi.RemoteConfig
 	c.StoreID = cloudapi.JSONText(s.opts.StoreID)
 	c.Name = cloudapi.JSONText(s.opts.StoreName)
 	c.ServiceBus.Namespace = cloudapi.JSONText(s.opts.ServiceBusNamespace)
-	c.ServiceBus.Queue = QueueName(s.opts.StoreID)
+	c.ServiceBus.Queue = "orders-" + s.opts.StoreID
 	c.Media.ContainerURL = s.opts.MediaContainerURL
 	if s.opts.Media.enabled() {
 		u, err := s.mediaContainerURL(r, s.takeSASRefusal())
