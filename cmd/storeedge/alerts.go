@@ -54,8 +54,12 @@ func newAlerts(cfg config.Config, dialer *wan.Dialer, src alertSources, log *slo
 		Mailer:   mailer,
 		Identity: alertIdentity(cfg),
 		Logger:   log,
-		// An error echoing another system's answer is quoted redacted, as log shipping has it.
-		Redact: logship.NewRedactor(cfg.SecretValues()).Text,
+		// An error echoing another system's answer is quoted without the configuration's
+		// secrets, as the local log has it. Not log shipping's whole redaction: that one also
+		// takes out what looks like a person's data or a code (a stock file named
+		// stock-2026-1207.csv, an ERP's "phone: must be 10 digits"), which the shop's own IT
+		// needs to read.
+		Redact: logship.NewRedactor(cfg.SecretValues()).Secrets,
 	})
 }
 

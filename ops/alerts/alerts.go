@@ -45,7 +45,8 @@ type Options struct {
 	RetryMin, RetryMax time.Duration
 	// Redact cleans the error texts of the facts (the WAN's, the backup's, the back office's)
 	// before an alert quotes them: a mail leaves the shop through a mail server, and an error
-	// may echo what another system sent. nil: they are quoted as they are.
+	// may echo what another system sent (the daemon's hides the configuration's secrets). nil:
+	// they are quoted as they are.
 	Redact func(string) string
 }
 

@@ -514,7 +514,7 @@ func TestMessageIDIsTheNoticesOwn(t *testing.T) {
 }
 
 // The error texts an alert quotes go through Options.Redact first (the daemon's hides the
-// configuration's secrets and what log shipping hides): a mail leaves the shop through a mail
+// configuration's secrets): a mail leaves the shop through a mail
 // server, and an error may echo another system's answer. The daemon's structures are not
 // changed.
 func TestAlertsQuoteRedactedErrors(t *testing.T) {
