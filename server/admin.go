@@ -77,6 +77,9 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
 // readyTimeout bounds the database probe of readyz: a database that takes longer is not ready.
 const readyTimeout = 2 * time.Second
 
+// readyLogBudget is how many failed readyz probes are logged a minute.
+const readyLogBudget = 6
+
 // readyz says the server can answer from its database. The probe is the cheapest query there is:
 // a primary key lookup of an id that the contract forbids, so its only possible answers are "not
 // found" (ready) and an error.
@@ -84,11 +87,15 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
 	defer cancel()
 	if _, err := s.o.DB.Get(ctx, cloudapi.Settings, ""); !errors.Is(err, storage.ErrNotFound) {
-		detail := "the local database does not answer"
-		if err != nil {
-			detail += ": " + err.Error()
+		// The route needs no credential: the reason (which may name a file) goes to the
+		// server's log, a few lines a minute however often a load balancer asks.
+		if log, dropped := s.readyLog.Allow(s.now()); log {
+			if err == nil {
+				err = errors.New("the probe found a row where none can be")
+			}
+			s.log.LogAttrs(r.Context(), slog.LevelWarn, "readyz: the local database does not answer", slog.Any(keyError, err), slog.Int("not_logged", dropped))
 		}
-		return refuse(probNotReady, detail)
+		return refuse(probNotReady, "the local database does not answer; the server's log says why")
 	}
 	writeBody(w, http.StatusOK, healthyBody)
 	return nil

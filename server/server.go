@@ -164,6 +164,7 @@ type Server struct {
 	o        Options
 	streams  streamCount      // event streams open, by device
 	guessLog logbudget.Budget // wrong admin credentials logged
+	readyLog logbudget.Budget // why /readyz answered not ready, logged
 	log      *slog.Logger
 	now      func() time.Time
 	front    *chi.Mux     // the front door's routes
@@ -230,7 +231,7 @@ func New(o Options) (*Server, error) {
 	o.CatalogNoticeEvery = orDefault(o.CatalogNoticeEvery, defaultCatalogNoticeEvery)
 
 	s := &Server{o: o, log: o.Logger, now: o.Now, stopping: make(chan struct{}), sessions: newPageSessions(),
-		guessLog: logbudget.Budget{PerMinute: guessLogBudget}}
+		guessLog: logbudget.Budget{PerMinute: guessLogBudget}, readyLog: logbudget.Budget{PerMinute: readyLogBudget}}
 	if o.Metrics != nil {
 		var err error
 		if s.metrics, err = newHTTPMetrics(o.Metrics); err != nil {
