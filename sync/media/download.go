@@ -827,9 +827,10 @@ func (f *Fetcher) failed(ctx context.Context, t *task, res result) {
 	f.requeueLocked(t, fl.NextTry, res.kind)
 }
 
-// retryDelay is the wait after the n-th failed attempt at an item.
+// retryDelay is the wait after the n-th failed attempt at an item: from 5 s, capped at maxWait
+// even below it (media.retry_max may be 1 s).
 func retryDelay(n int, maxWait time.Duration) time.Duration {
-	b := backoff.New(5*time.Second, maxWait)
+	b := backoff.New(min(5*time.Second, maxWait), maxWait)
 	var d time.Duration
 	for range n {
 		d = b.Next(0)

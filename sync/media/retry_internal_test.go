@@ -28,6 +28,12 @@ func TestRetryDelayAsDocumented(t *testing.T) {
 			t.Errorf("wait %d: drawn from %v to %v, want from %v to %v, spread out", n, lo, hi, want/2, want)
 		}
 	}
+	// A cap below the first step (media.retry_max takes 1 s) caps the first wait too.
+	for n := range 4 {
+		if d := retryDelay(n+1, time.Second); d > time.Second {
+			t.Errorf("wait %d with media.retry_max 1s: %v", n+1, d)
+		}
+	}
 }
 
 // A download the cache's disk cannot take (full, failing) is a failure of the item, which waits
