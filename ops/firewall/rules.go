@@ -79,7 +79,7 @@ func RulesIn(cfg config.Config, env Environment) []Rule {
 			Rule{Dir: Out, Proto: "udp", Port: mdnsPort, Remote: mdnsGroup, Purpose: "discovery: mDNS answers to the group", Key: "discovery.mdns.enabled"},
 			Rule{Dir: Out, Proto: "udp", Port: mdnsPort, Local: true, Remote: RemoteLAN, Purpose: "discovery: mDNS answers to a querier's own address", Key: "discovery.mdns.enabled"})
 	}
-	out = append(out, Rule{Dir: Out, Proto: "tcp", Port: cfg.Devices.PushPortDefault, Remote: RemoteLAN, Purpose: "push of orders and commands to devices (a device may name another port when it pairs)", Key: "devices.push_port_default"})
+	out = append(out, Rule{Dir: Out, Proto: "tcp", Port: cfg.Devices.PushPortDefault, Remote: RemoteLAN, Purpose: "push of orders and commands to devices (a device may name another port when it pairs or in a heartbeat)", Key: "devices.push_port_default"})
 	wanOut := wanRules(cfg, env)
 	out = append(out, wanOut...)
 	if c := cfg.SMTP; c.Enabled() {
