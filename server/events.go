@@ -34,8 +34,8 @@ const (
 
 // eventCatalogChanged is the event a stream that asks for it gets when the delta feed changed:
 // the notice the server pushes to a device with the catalog capability (not one an admin sends
-// as a command, which goes by push only). It has no id: it is not in
-// the event log, and leaves the device's position where it was.
+// as a command, which goes by push only). It has no id: it is not in the event log, and leaves
+// the device's position where it was.
 const eventCatalogChanged = "catalog.changed"
 
 // maxStreamsPerDevice bounds the event streams one device holds open at once: each costs a
@@ -163,8 +163,8 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 	defer gather.Stop()
 	var flushed time.Time
 	// A stream that asks for catalog.changed gets one when the delta feed changed, at most one
-	// every Options.CatalogNoticeEvery: catalogChanged is the change waited for, catalogDue the end of
-	// the wait before the next notice may go (nil: not waiting).
+	// every Options.CatalogNoticeEvery: catalogChanged is the change waited for, catalogDue the
+	// end of the wait before the next notice may go (nil: not waiting).
 	var catalogChanged <-chan struct{}
 	var catalogDue <-chan time.Time
 	var catalogNext time.Time
