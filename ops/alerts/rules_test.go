@@ -514,9 +514,8 @@ func TestMessageIDIsTheNoticesOwn(t *testing.T) {
 }
 
 // The error texts an alert quotes go through Options.Redact first (the daemon's hides the
-// configuration's secrets): a mail leaves the shop through a mail
-// server, and an error may echo another system's answer. The daemon's structures are not
-// changed.
+// configuration's secrets): a mail leaves the shop through a mail server, and an error may echo
+// another system's answer. The daemon's structures are not changed.
 func TestAlertsQuoteRedactedErrors(t *testing.T) {
 	r := newRig(t, nil, noMail{}, nil)
 	r.a.o.Redact = func(s string) string { return strings.ReplaceAll(s, "s3cr3t", "xxxxx") }
