@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/storeedge/storeedge/internal/config"
 	"github.com/storeedge/storeedge/internal/jsonenc"
 )
 
@@ -24,7 +25,7 @@ func FuzzRedact(f *testing.F) {
 		r := NewRedactor([]string{secret})
 		got := r.Text(text)
 		// A secret found only across a redaction marker is made of the marker, not left over.
-		if len(secret) >= MinSecretLen && !strings.ContainsRune(secret, 0) &&
+		if len(secret) >= config.MinSecretLen && !strings.ContainsRune(secret, 0) &&
 			strings.Contains(strings.ReplaceAll(got, Redaction, "\x00"), secret) {
 			t.Errorf("Text(%q) = %q keeps the secret %q", text, got, secret)
 		}

@@ -13,10 +13,6 @@ import (
 // Redaction replaces whatever is redacted, as the configuration view shows secrets.
 const Redaction = "xxxxx"
 
-// MinSecretLen is the shortest configured secret that is looked for in text: a shorter value
-// would match inside ordinary words and numbers.
-const MinSecretLen = config.MinSecretLen
-
 // Redactor removes secrets and personal data from records before they are written to the disk
 // buffer (docs/remote-support.md lists exactly what). It is safe for concurrent use.
 type Redactor struct {

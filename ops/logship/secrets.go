@@ -3,7 +3,6 @@ package logship
 import (
 	"context"
 	"encoding"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"reflect"
@@ -103,22 +102,14 @@ func printed(v any) (s string, ok bool) {
 			s, ok = "", false
 		}
 	}()
-	// In the order the text handler prints a value.
-	switch x := v.(type) {
-	case encoding.TextMarshaler:
+	// As the text handler prints a value: a text marshaler's text, bytes as text, else %+v
+	// (which prints an error's Error and a Stringer's String).
+	if x, ok := v.(encoding.TextMarshaler); ok {
 		b, err := x.MarshalText()
 		return string(b), err == nil
-	case []byte:
-		return string(x), true
-	case json.RawMessage:
-		return string(x), true
-	case error:
-		return x.Error(), true
-	case fmt.Stringer:
-		return x.String(), true
 	}
 	if rv := reflect.ValueOf(v); rv.Kind() == reflect.Slice && rv.Type().Elem().Kind() == reflect.Uint8 {
-		return string(rv.Bytes()), true // another type of bytes, printed as text too
+		return string(rv.Bytes()), true
 	}
 	return fmt.Sprintf("%+v", v), true
 }
