@@ -544,3 +544,42 @@ func TestImportRefusedButNotMovedIsCountedOnce(t *testing.T) {
 		t.Fatalf("after the move: %d refused in the status, %d refusals", st.Failed, a.Refusals())
 	}
 }
+
+// back-office.md's edge cases of the import folder: a CSV of its header alone, or the JSON [],
+// is applied with no row (moved to done/, counted imported); a CSV whose first line is blank is
+// read as comma-separated, so a semicolon one is refused as lacking its columns; a symbolic
+// link is left alone, and not counted.
+func TestImportEdgeCases(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t, "")
+	dir := t.TempDir()
+	a := importAgent(db, dir)
+	drop(t, dir, "a-empty.csv", "product_id;quantity\n")
+	drop(t, dir, "b-empty.json", "[]")
+	drop(t, dir, "c-blank.csv", "\nproduct_id;quantity\nP1;5\n")
+	target := filepath.Join(t.TempDir(), "elsewhere.csv")
+	if err := os.WriteFile(target, []byte("product_id,quantity\nP1,5\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, filepath.Join(dir, "d-link.csv")); err != nil {
+		t.Skipf("no symbolic links here: %v", err)
+	}
+	if err := a.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(files(t, dir), " ")
+	for _, want := range []string{DoneDir + "/a-empty.csv", DoneDir + "/b-empty.json", FailedDir + "/c-blank.csv", "d-link.csv"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("the folder holds %s; want %s", got, want)
+		}
+	}
+	if text, _ := os.ReadFile(filepath.Join(dir, FailedDir, "c-blank.csv"+ErrorFileSuffix)); !strings.Contains(string(text), "product_id") {
+		t.Errorf("the blank first line's file refused with %q, want its columns named", text)
+	}
+	if n := len(stockEntries(t, db)); n != 0 {
+		t.Errorf("%d rows queued, want none", n)
+	}
+	if st := a.Status().Import; st.Done != 2 || st.Failed != 1 {
+		t.Errorf("status %+v: want the two empty files imported, the blank-line one refused, the link not counted", st)
+	}
+}

@@ -209,3 +209,32 @@ func TestSharedPairingLimitSaysSo(t *testing.T) {
 		t.Fatalf("an address past its own limit and the shared one: %v", err)
 	}
 }
+
+// What openapi.yaml says of a pairing request's fields: app_version is printable ASCII, a name
+// is 1 to 64 characters (not bytes) and not blank, and a push_port of 0 is the default; in a
+// heartbeat, 0 leaves the port as it was.
+func TestPairRequestFieldRules(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	var invalid *devices.InvalidError
+	for _, req := range []devices.PairRequest{
+		{AppVersion: "2.4.1-β"},
+		{AppVersion: "2.4\t1"},
+		{Name: "   "},
+		{Name: "till\x07"},
+		{Name: strings.Repeat("é", 65)},
+	} {
+		req.EnrollmentSecret, req.Kind = enrollment, "pos"
+		if _, err := e.m.Pair(ctx, req, "192.0.2.9"); !errors.As(err, &invalid) {
+			t.Errorf("%+v: %v, want the request refused as invalid", req, err)
+		}
+	}
+	c, err := e.m.Pair(ctx, devices.PairRequest{EnrollmentSecret: enrollment, Kind: "pos", Name: strings.Repeat("é", 64), AppVersion: "2.4.1-beta (build 7)"}, "192.0.2.9")
+	if err != nil || c.Device.PushPort != config.DefaultDevicesPushPortDefault {
+		t.Fatalf("a name of 64 accented letters, printable ASCII version, no push_port: %+v, %v; want paired on port %d", c.Device, err, config.DefaultDevicesPushPortDefault)
+	}
+	d, err := e.m.Heartbeat(ctx, c.DeviceID, devices.Heartbeat{PushPort: 0}, "192.0.2.9")
+	if err != nil || d.PushPort != config.DefaultDevicesPushPortDefault {
+		t.Fatalf("heartbeat with push_port 0: %+v, %v; want the port unchanged", d, err)
+	}
+}

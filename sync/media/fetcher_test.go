@@ -113,3 +113,17 @@ func TestCompleteCacheStaysStartingUntilADownloadIsNeeded(t *testing.T) {
 		t.Errorf("after a download: state %q with no last contact", st.State)
 	}
 }
+
+// With media.enabled false (no source) the cache serves what it has, and an item it lacks is
+// unavailable for an hour, saying fetching is off (media.md: 503 with Retry-After: 3600); it is
+// neither fetched nor unknown.
+func TestFetchingOffAnswersAnHour(t *testing.T) {
+	s := newShop(t)
+	s.catalog(t, item{"M1", "img/M1.jpg", "image/jpeg", content(1, 100)})
+	f := s.fetcher(t, nil, func(o *media.Options) { o.Prefetch = false })
+	_, _, err := read(t, f, "M1")
+	var unavailable *media.UnavailableError
+	if !errors.As(err, &unavailable) || unavailable.RetryAfter != time.Hour || !strings.Contains(unavailable.Reason, "fetching is off") {
+		t.Fatalf("an item not cached with fetching off: %v; want unavailable for an hour, saying fetching is off", err)
+	}
+}
