@@ -233,6 +233,28 @@ func TestBadDatagramsAreDroppedAndCounted(t *testing.T) {
 	}
 }
 
+// discovery.md: a probe dropped for naming another shop has spent its source's budget, so the
+// next valid probe from that source, over budget, is dropped as rate_limited.
+func TestProbesForAnotherShopSpendTheBudget(t *testing.T) {
+	const burst = 3
+	s, addr := startServer(t, func(o *Options) { o.AnswerBurst, o.AnswerInterval = burst, time.Hour })
+	other, _ := EncodeProbe(ProbeRequest{Nonce: [NonceSize]byte{1}, ShopID: "OTHER"})
+	mine, _ := EncodeProbe(ProbeRequest{Nonce: [NonceSize]byte{2}})
+	c := dial(t, "127.0.0.1:0", addr)
+	for range burst {
+		if _, err := c.Write(other); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.Write(mine); err != nil {
+		t.Fatal(err)
+	}
+	st := endFlood(t, s, c)
+	if st.Ignored != burst || st.RateLimited != 1 || st.Answered != 0 {
+		t.Errorf("ignored %d, rate_limited %d, answered %d; want %d, 1, 0", st.Ignored, st.RateLimited, st.Answered, burst)
+	}
+}
+
 // A flood from one source gets at most the burst plus the rate, counted as rate_limited, while
 // another source is still answered.
 func TestFloodIsRateLimitedPerSource(t *testing.T) {
