@@ -294,10 +294,12 @@ func decodeLine(b []byte, collection string, lineNo int) Line {
 		if ValidateID(id) != nil {
 			id = "" // an end line's, a mixed line's: not checked yet
 		}
-		if n, _ := topLevelID(b); id != "" && json.Valid(b) && n != 1 {
+		if id != "" && json.Valid(b) {
 			// encoding/json takes the last "id" key, in any case: a line that gives two may be
 			// the other one's item, and names none for sure.
-			id = ""
+			if n, _ := topLevelID(b); n != 1 {
+				id = ""
+			}
 		}
 		// A reason quotes what the line holds (a currency, a barcode, an op): cut, and copied
 		// out of the line, which may be a megabyte, so that a page of such lines holds little.
