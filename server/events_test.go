@@ -43,7 +43,8 @@ func openSSE(t *testing.T, ctx context.Context, url, lastID, token string) *sseC
 	return &sseClient{resp: resp, sc: bufio.NewScanner(resp.Body)}
 }
 
-// next returns the next event, skipping comments and the retry field.
+// next returns the next event (an id alone included, and an event with no id such as
+// catalog.changed), skipping comments and the retry field.
 func (c *sseClient) next(t *testing.T) sseEvent {
 	t.Helper()
 	var e sseEvent
@@ -51,7 +52,7 @@ func (c *sseClient) next(t *testing.T) sseEvent {
 		line := c.sc.Text()
 		switch {
 		case line == "":
-			if e.id != "" {
+			if e.id != "" || e.typ != "" {
 				return e
 			}
 		case strings.HasPrefix(line, "id: "):
@@ -163,52 +164,33 @@ func TestEventsCarryCatalogNotices(t *testing.T) {
 		plain := openSSE(t, ctx, ts.URL+"/api/v1/events", "", token)
 		c.next(t) // the position, alone
 		plain.next(t)
-		// next reads the next event with a type: a notice, or the order the test waits for.
-		next := func() (typ, id, data string) {
-			t.Helper()
-			for c.sc.Scan() {
-				line := c.sc.Text()
-				switch {
-				case strings.HasPrefix(line, "id: "):
-					id = line[4:]
-				case strings.HasPrefix(line, "event: "):
-					typ = line[7:]
-				case strings.HasPrefix(line, "data: "):
-					data = line[6:]
-				case line == "" && typ != "":
-					return typ, id, data
-				}
-			}
-			t.Fatalf("stream ended: %v", c.sc.Err())
-			return
-		}
 		applyPage(t, f.db, cloudapi.Products, time.Minute, productChange("NEW1", 1, "Tea", "Drinks"))
-		typ, id, data := next()
+		e := c.next(t)
 		want := fmt.Sprintf(`{"epoch":%q,"latest":%d}`, f.db.Epoch(), f.db.Seq())
-		if typ != "catalog.changed" || id != "" || data != want {
-			t.Fatalf("every %v, first notice: %s, id %q, data %s; want catalog.changed with no id and %s", every, typ, id, data, want)
+		if e.typ != "catalog.changed" || e.id != "" || e.data != want {
+			t.Fatalf("every %v, first notice: %+v; want catalog.changed with no id and %s", every, e, want)
 		}
 		applyPage(t, f.db, cloudapi.Products, time.Minute, productChange("NEW2", 2, "Tea", "Drinks"))
 		if every == time.Millisecond {
 			// Past the least time between two: the second round's notice, with its number.
-			typ, _, data = next()
+			e = c.next(t)
 			want = fmt.Sprintf(`{"epoch":%q,"latest":%d}`, f.db.Epoch(), f.db.Seq())
-			if typ != "catalog.changed" || data != want {
-				t.Fatalf("second notice: %s %s, want catalog.changed with %s", typ, data, want)
+			if e.typ != "catalog.changed" || e.data != want {
+				t.Fatalf("second notice: %+v, want catalog.changed with %s", e, want)
 			}
 			continue
 		}
 		// Within the least time between two: the orders made after the change come, with no
 		// notice before or between them (the stream may see the change and the first order
 		// at once; a notice it then let through would come before the second).
-		o := newOrder(t, f, "k1")
-		if typ, _, data := next(); typ != "order.created" || !strings.Contains(data, o.ID) {
-			t.Fatalf("within an hour of the first notice, the stream gave %s %s before order %s", typ, data, o.ID)
+		var made []orders.Order
+		for _, key := range []string{"k1", "k2"} {
+			made = append(made, newOrder(t, f, key))
+			if e := c.next(t); e.typ != "order.created" || !strings.Contains(e.data, made[len(made)-1].ID) {
+				t.Fatalf("within an hour of the first notice, the stream gave %+v before order %s", e, made[len(made)-1].ID)
+			}
 		}
-		o2 := newOrder(t, f, "k2")
-		if typ, _, data := next(); typ != "order.created" || !strings.Contains(data, o2.ID) {
-			t.Fatalf("within an hour of the first notice, the stream gave %s %s before order %s", typ, data, o2.ID)
-		}
+		o := made[0]
 		// The stream that did not ask carries the order, and no notice before it.
 		for plain.sc.Scan() && !strings.Contains(plain.sc.Text(), o.ID) {
 			if strings.Contains(plain.sc.Text(), "catalog.changed") {
