@@ -270,7 +270,7 @@ func (db *DB) DurableHead(ctx context.Context) (int64, error) {
 	if durable := db.durable.Load(); seq <= durable {
 		return durable, nil
 	}
-	if err := db.syncWAL(); err != nil {
+	if err := db.syncCommitted(ctx); err != nil {
 		return 0, fmt.Errorf("storage: sync the delta feed to the disk: %w", err)
 	}
 	// What is given out is on the disk before it is: a restore after a crash then knows that

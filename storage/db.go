@@ -49,7 +49,8 @@ type DB struct {
 	seq atomic.Int64 // last local change sequence committed, persisted in meta
 	// durable is the last local change sequence known to be on the disk (DurableHead).
 	durable   atomic.Int64
-	durableMu sync.Mutex // one sync of the WAL at a time
+	durableMu sync.Mutex // one head moved at a time
+	flush     walFlush   // the WAL's flushes, shared by those who wait for them (flush.go)
 	// ftsStale: the search index waits for the end of a bulk load of products, whose barcodes
 	// are staged until then; persisted in meta. Written under wmu, read by any reader.
 	ftsStale atomic.Bool

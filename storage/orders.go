@@ -144,6 +144,13 @@ func (db *DB) CreateOrder(ctx context.Context, n NewOrder) (o orders.Order, crea
 		db.events.notify()
 		db.outboxSig.notify()
 	}
+	if n.MessageID == "" {
+		// The device is told the order is stored once it is on the disk, and then forgets it
+		// (a replay of its request syncs again: its first answer may have failed here).
+		if err := db.syncCommitted(ctx); err != nil {
+			return orders.Order{}, false, fmt.Errorf("storage: create order: flush to the disk: %w", err)
+		}
+	}
 	return o, created, nil
 }
 
@@ -250,6 +257,11 @@ func (db *DB) UpdateOrder(ctx context.Context, id string, f func(*orders.Order) 
 	if changed {
 		db.events.notify()
 		db.outboxSig.notify()
+	}
+	// On the disk before it is answered, also when unchanged: a retry after an answer that
+	// failed here finds the change made.
+	if err := db.syncCommitted(ctx); err != nil {
+		return orders.Order{}, false, fmt.Errorf("storage: update order: flush to the disk: %w", err)
 	}
 	return o, changed, nil
 }

@@ -8,8 +8,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -485,5 +488,112 @@ func TestTwoRefusedEventsOfAnOrderKeepTheirReasons(t *testing.T) {
 	}
 	if stages[orders.StageUploadRejected] != 2 || stages[orders.StageUploadHeld] != 1 {
 		t.Fatalf("ledger stages %v", stages)
+	}
+}
+
+// A LAN order and a change of its status are answered once they are on the disk: the call
+// returns after a flush of the WAL that saw them committed, also for a replay of the request
+// (its first answer may have failed at the flush). A Service Bus order is committed with
+// synchronous FULL instead (TestDurableWriteWaitsForTheDisk).
+func TestLANOrdersAreOnDiskWhenAnswered(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t)
+	var seen []string // at each flush of the WAL: the orders committed, as id@version
+	testHookSyncedWAL = func(path string) {
+		var s string
+		err := db.r.QueryRowContext(ctx, `SELECT coalesce(group_concat(id || '@' || version, ' '), '') FROM (SELECT id, version FROM orders ORDER BY number)`).Scan(&s)
+		if err != nil {
+			t.Error(err)
+		}
+		seen = append(seen, s)
+	}
+	t.Cleanup(func() { testHookSyncedWAL = nil })
+	lastFlush := func() string {
+		if len(seen) == 0 {
+			return "no flush"
+		}
+		return seen[len(seen)-1]
+	}
+
+	o, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("pos-1"), IdempotencyKey: "k1", RequestHash: "h1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := o.ID + "@1"; lastFlush() != want {
+		t.Fatalf("the order was answered after a flush that saw %q, want %q", lastFlush(), want)
+	}
+	flushes := len(seen)
+	if _, created, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("pos-1"), IdempotencyKey: "k1", RequestHash: "h1"}); err != nil || created {
+		t.Fatalf("replay: %v, created %v", err, created)
+	}
+	if len(seen) != flushes+1 {
+		t.Fatalf("a replay made %d flushes, want 1", len(seen)-flushes)
+	}
+	if _, _, err := db.UpdateOrder(ctx, o.ID, func(o *orders.Order) error { return orders.Move(o, "accepted", "") }); err != nil {
+		t.Fatal(err)
+	}
+	if want := o.ID + "@2"; lastFlush() != want {
+		t.Fatalf("the change was answered after a flush that saw %q, want %q", lastFlush(), want)
+	}
+	flushes = len(seen)
+	if _, changed, err := db.UpdateOrder(ctx, o.ID, func(o *orders.Order) error { return orders.Move(o, "accepted", "") }); err != nil || changed {
+		t.Fatalf("the same status again: %v, changed %v", err, changed)
+	}
+	if len(seen) != flushes+1 {
+		t.Fatalf("the same status again made %d flushes, want 1", len(seen)-flushes)
+	}
+}
+
+// Callers of the shared flush each return after a flush that began after their commit, however
+// they interleave, and a failed flush is run again for the next caller.
+func TestSharedFlushCoversEachCommitBeforeIt(t *testing.T) {
+	var f walFlush
+	var committed atomic.Int64 // commits made, in order
+	var mu sync.Mutex
+	began := map[int64]int64{} // by flush number: the commits made when it began
+	fail := atomic.Bool{}
+	flush := func() error {
+		mu.Lock()
+		began[f.started.Load()] = committed.Load()
+		mu.Unlock()
+		runtime.Gosched()
+		if fail.Load() {
+			return errors.New("disk gone")
+		}
+		return nil
+	}
+	var wg sync.WaitGroup
+	for range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 50 {
+				mine := committed.Add(1)
+				if err := f.wait(context.Background(), flush); err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				covered := began[f.done.Load()]
+				mu.Unlock()
+				if covered < mine {
+					t.Errorf("commit %d returned after a flush that began at commit %d", mine, covered)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	t.Logf("%d commits, %d flushes", committed.Load(), f.done.Load())
+
+	fail.Store(true)
+	committed.Add(1)
+	if err := f.wait(context.Background(), flush); err == nil {
+		t.Fatal("a failed flush was not reported")
+	}
+	fail.Store(false)
+	before := f.started.Load()
+	if err := f.wait(context.Background(), flush); err != nil || f.started.Load() != before+1 {
+		t.Fatalf("after a failed flush: %v, %d flushes run, want 1", err, f.started.Load()-before)
 	}
 }
