@@ -302,7 +302,7 @@ func (db *DB) syncWAL() error {
 	}
 	defer f.Close()
 	if err := f.Sync(); err != nil {
-		return err
+		return &diskFlushError{err}
 	}
 	if testHookSyncedWAL != nil {
 		testHookSyncedWAL(f.Name())

@@ -2,6 +2,8 @@ package storage
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 )
@@ -13,10 +15,22 @@ import (
 // the next one, so a flush costs the writer nothing (it runs outside the writer's lock) and
 // 500 orders a second make far fewer than 500 flushes.
 type walFlush struct {
-	mu      sync.Mutex   // one flush at a time
+	mu      sync.Mutex   // one flush at a time; protects broken
 	started atomic.Int64 // flushes begun
 	done    atomic.Int64 // the last flush that ended well (its number)
+	// broken is set once the disk failed a flush: the kernel may have dropped the writes it
+	// could not make and then let a later flush succeed (Linux marks those pages clean), so no
+	// later flush can say what is on the disk. Every wait fails from then on, as PostgreSQL
+	// stops on a failed fsync: a device told "stored" must be able to trust it.
+	broken error
 }
+
+// diskFlushError is a flush the disk (or the file system) failed, as opposed to a file that
+// could not be opened for it.
+type diskFlushError struct{ err error }
+
+func (e *diskFlushError) Error() string { return e.err.Error() }
+func (e *diskFlushError) Unwrap() error { return e.err }
 
 // syncCommitted returns once every transaction committed before the call is on the disk: a
 // power cut after it undoes none of them.
@@ -36,11 +50,18 @@ func (f *walFlush) wait(ctx context.Context, sync func() error) error {
 	if f.done.Load() >= want {
 		return nil // flushed by the one this call waited for
 	}
+	if f.broken != nil {
+		return f.broken
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	n := f.started.Add(1)
 	if err := sync(); err != nil {
+		if de := (*diskFlushError)(nil); errors.As(err, &de) {
+			f.broken = fmt.Errorf("the disk failed a flush of the database's log, so what was written since may not be on it (check the disk, then restart the server): %w", err)
+			return f.broken
+		}
 		return err
 	}
 	f.done.Store(n)

@@ -148,7 +148,7 @@ func (db *DB) CreateOrder(ctx context.Context, n NewOrder) (o orders.Order, crea
 		// The device is told the order is stored once it is on the disk, and then forgets it
 		// (a replay of its request syncs again: its first answer may have failed here).
 		if err := db.syncCommitted(ctx); err != nil {
-			return orders.Order{}, false, fmt.Errorf("storage: create order: flush to the disk: %w", err)
+			return orders.Order{}, false, fmt.Errorf("storage: create order: committed, not known to be on the disk: %w", err)
 		}
 	}
 	return o, created, nil
@@ -261,7 +261,7 @@ func (db *DB) UpdateOrder(ctx context.Context, id string, f func(*orders.Order) 
 	// On the disk before it is answered, also when unchanged: a retry after an answer that
 	// failed here finds the change made.
 	if err := db.syncCommitted(ctx); err != nil {
-		return orders.Order{}, false, fmt.Errorf("storage: update order: flush to the disk: %w", err)
+		return orders.Order{}, false, fmt.Errorf("storage: update order: committed, not known to be on the disk: %w", err)
 	}
 	return o, changed, nil
 }
@@ -296,14 +296,21 @@ func idempotentOrder(ctx context.Context, q querier, device, key, requestHash, b
 
 // OrderByIdempotencyKey returns the order device made with key, when it made one, for a retry
 // that cannot be priced again (CreateOrder finds the key itself otherwise). A key known with
-// another request is ErrIdempotencyConflict.
+// another request is ErrIdempotencyConflict. Like CreateOrder's, the order it returns is on the
+// disk: the first answer may have failed before it was.
 func (db *DB) OrderByIdempotencyKey(ctx context.Context, device, key, requestHash, before string) (orders.Order, bool, error) {
 	id, err := idempotentOrder(ctx, db.r, device, key, requestHash, before)
 	if err != nil || id == "" {
 		return orders.Order{}, false, err
 	}
 	o, err := getOrder(ctx, db.r, id)
-	return o, err == nil, err
+	if err != nil {
+		return orders.Order{}, false, err
+	}
+	if err := db.syncCommitted(ctx); err != nil {
+		return orders.Order{}, false, fmt.Errorf("storage: order %s: not known to be on the disk: %w", id, err)
+	}
+	return o, true, nil
 }
 
 // serviceBusMadeBefore looks a Service Bus order up by its message id, then by the cloud's order

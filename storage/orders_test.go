@@ -492,8 +492,9 @@ func TestTwoRefusedEventsOfAnOrderKeepTheirReasons(t *testing.T) {
 }
 
 // A LAN order and a change of its status are answered once they are on the disk: the call
-// returns after a flush of the WAL that saw them committed, also for a replay of the request
-// (its first answer may have failed at the flush). A Service Bus order is committed with
+// returns after a flush of the WAL that ended with them committed (that it began after the commit
+// is TestSharedFlushCoversEachCommitBeforeIt's), also for a replay of the request, priced again
+// or not (its first answer may have failed at the flush). A Service Bus order is committed with
 // synchronous FULL instead (TestDurableWriteWaitsForTheDisk).
 func TestLANOrdersAreOnDiskWhenAnswered(t *testing.T) {
 	ctx := context.Background()
@@ -529,6 +530,12 @@ func TestLANOrdersAreOnDiskWhenAnswered(t *testing.T) {
 	if len(seen) != flushes+1 {
 		t.Fatalf("a replay made %d flushes, want 1", len(seen)-flushes)
 	}
+	if again, found, err := db.OrderByIdempotencyKey(ctx, "pos-1", "k1", "h1", ""); err != nil || !found || again.ID != o.ID {
+		t.Fatalf("replay that cannot be priced: %+v, %v, %v", again, found, err)
+	}
+	if len(seen) != flushes+2 {
+		t.Fatalf("a replay that cannot be priced made %d flushes, want 1", len(seen)-flushes-1)
+	}
 	if _, _, err := db.UpdateOrder(ctx, o.ID, func(o *orders.Order) error { return orders.Move(o, "accepted", "") }); err != nil {
 		t.Fatal(err)
 	}
@@ -545,20 +552,22 @@ func TestLANOrdersAreOnDiskWhenAnswered(t *testing.T) {
 }
 
 // Callers of the shared flush each return after a flush that began after their commit, however
-// they interleave, and a failed flush is run again for the next caller.
+// they interleave. A flush that could not start (its file not opened) is tried again for the next
+// caller; one the disk failed fails every caller after it, since no later flush can say what the
+// disk holds.
 func TestSharedFlushCoversEachCommitBeforeIt(t *testing.T) {
 	var f walFlush
 	var committed atomic.Int64 // commits made, in order
 	var mu sync.Mutex
 	began := map[int64]int64{} // by flush number: the commits made when it began
-	fail := atomic.Bool{}
+	var fail atomic.Pointer[error]
 	flush := func() error {
 		mu.Lock()
 		began[f.started.Load()] = committed.Load()
 		mu.Unlock()
 		runtime.Gosched()
-		if fail.Load() {
-			return errors.New("disk gone")
+		if err := fail.Load(); err != nil {
+			return *err
 		}
 		return nil
 	}
@@ -586,14 +595,28 @@ func TestSharedFlushCoversEachCommitBeforeIt(t *testing.T) {
 	wg.Wait()
 	t.Logf("%d commits, %d flushes", committed.Load(), f.done.Load())
 
-	fail.Store(true)
-	committed.Add(1)
-	if err := f.wait(context.Background(), flush); err == nil {
-		t.Fatal("a failed flush was not reported")
+	setFail := func(err error) { fail.Store(&err) }
+	setFail(fs.ErrPermission)
+	if err := f.wait(context.Background(), flush); !errors.Is(err, fs.ErrPermission) {
+		t.Fatalf("a flush that could not start: %v", err)
 	}
-	fail.Store(false)
+	fail.Store(nil)
 	before := f.started.Load()
 	if err := f.wait(context.Background(), flush); err != nil || f.started.Load() != before+1 {
-		t.Fatalf("after a failed flush: %v, %d flushes run, want 1", err, f.started.Load()-before)
+		t.Fatalf("after a flush that could not start: %v, %d flushes run, want 1", err, f.started.Load()-before)
+	}
+	setFail(&diskFlushError{errors.New("input/output error")})
+	if err := f.wait(context.Background(), flush); err == nil || !strings.Contains(err.Error(), "check the disk") {
+		t.Fatalf("a flush the disk failed: %v", err)
+	}
+	fail.Store(nil)
+	before = f.started.Load()
+	for range 2 {
+		if err := f.wait(context.Background(), flush); err == nil || !strings.Contains(err.Error(), "input/output error") {
+			t.Fatalf("after a flush the disk failed: %v, want it again", err)
+		}
+	}
+	if f.started.Load() != before {
+		t.Fatalf("%d flushes run after the disk failed one: their success would say nothing", f.started.Load()-before)
 	}
 }
