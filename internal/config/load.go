@@ -367,8 +367,8 @@ func ResolvePath(flagValue string, env []string) string {
 func FlagUsage() string {
 	return `Configuration, each source overriding the one before it:
   built-in defaults
-  --config PATH        YAML file; default ` + DefaultPath() + ` if it exists,
-                       or the path in ` + EnvConfig + `
+  --config PATH        YAML file; without it, the path in ` + EnvConfig + `,
+                       else ` + DefaultPath() + ` if it exists
   STOREEDGE_<KEY>      environment: the key upper-cased, dots as underscores,
                        e.g. STOREEDGE_CLOUD_STORE_KEY, STOREEDGE_LAN_FRONT_DOOR=8080
   --set KEY=VALUE      repeatable, e.g. --set cloud.page_size=500 --set log.level=debug

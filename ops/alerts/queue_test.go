@@ -54,6 +54,11 @@ func TestMailServerDownAndBackLosesNothing(t *testing.T) {
 	if st := again.status(t); st.QueuedMails != 3 || len(st.Open) != 1 || st.Open[0].Rule != RuleDiskLow {
 		t.Errorf("status after the restart: %+v", st)
 	}
+	// Not tried since the restart: the waiting mails' last failure is shown, with no time
+	// (openapi.yaml's AlertsStatus).
+	if st := again.status(t); st.Mail != MailUnknown || !strings.Contains(st.LastError, "cannot connect") || st.LastErrorAt != nil {
+		t.Errorf("status after the restart, before a try: mail %s, last error %q at %v", st.Mail, st.LastError, st.LastErrorAt)
+	}
 
 	srv.Start()
 	again.flush(t)
