@@ -82,8 +82,15 @@ const readyLogBudget = 6
 
 // readyz says the server can answer from its database. The probe is the cheapest query there is:
 // a primary key lookup of an id that the contract forbids, so its only possible answers are "not
-// found" (ready) and an error.
+// found" (ready) and an error. A server whose disk failed a flush of the database's log answers
+// no order as stored any more (storage.FlushFailed): not ready either.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
+	if err := s.o.DB.FlushFailed(); err != nil {
+		if log, dropped := s.readyLog.Allow(s.now()); log {
+			s.log.LogAttrs(r.Context(), slog.LevelError, "readyz: the disk failed a write of the local database", slog.Any(keyError, err), slog.Int("not_logged", dropped))
+		}
+		return refuse(probNotReady, "the disk failed a write of the local database; the server's log says why")
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
 	defer cancel()
 	if _, err := s.o.DB.Get(ctx, cloudapi.Settings, ""); !errors.Is(err, storage.ErrNotFound) {

@@ -15,14 +15,25 @@ import (
 // the next one, so a flush costs the writer nothing (it runs outside the writer's lock) and
 // 500 orders a second make far fewer than 500 flushes.
 type walFlush struct {
-	mu      sync.Mutex   // one flush at a time; protects broken
+	mu      sync.Mutex   // one flush at a time
 	started atomic.Int64 // flushes begun
 	done    atomic.Int64 // the last flush that ended well (its number)
 	// broken is set once the disk failed a flush: the kernel may have dropped the writes it
 	// could not make and then let a later flush succeed (Linux marks those pages clean), so no
 	// later flush can say what is on the disk. Every wait fails from then on, as PostgreSQL
-	// stops on a failed fsync: a device told "stored" must be able to trust it.
-	broken error
+	// stops on a failed fsync: a device told "stored" must be able to trust it. A restart of
+	// the process alone would not mend it (it would read back, from the kernel's cache, writes
+	// the disk never took); a restart of the machine reads what the disk holds.
+	broken atomic.Pointer[error]
+}
+
+// FlushFailed returns the error of a flush of the database's log that the disk failed, once one
+// has: from then on no order is answered as stored (readyz says not ready). Nil otherwise.
+func (db *DB) FlushFailed() error {
+	if err := db.flush.broken.Load(); err != nil {
+		return *err
+	}
+	return nil
 }
 
 // diskFlushError is a flush the disk (or the file system) failed, as opposed to a file that
@@ -50,8 +61,8 @@ func (f *walFlush) wait(ctx context.Context, sync func() error) error {
 	if f.done.Load() >= want {
 		return nil // flushed by the one this call waited for
 	}
-	if f.broken != nil {
-		return f.broken
+	if err := f.broken.Load(); err != nil {
+		return *err
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -59,8 +70,9 @@ func (f *walFlush) wait(ctx context.Context, sync func() error) error {
 	n := f.started.Add(1)
 	if err := sync(); err != nil {
 		if de := (*diskFlushError)(nil); errors.As(err, &de) {
-			f.broken = fmt.Errorf("the disk failed a flush of the database's log, so what was written since may not be on it (check the disk, then restart the server): %w", err)
-			return f.broken
+			err = fmt.Errorf("the disk failed a flush of the database's log, so what was answered as stored since the last good one may not be on it; nothing more is until the machine restarts (repair the disk first: a restart of storeedge alone would read back writes the disk never took): %w", err)
+			f.broken.Store(&err)
+			return err
 		}
 		return err
 	}

@@ -606,7 +606,7 @@ func TestSharedFlushCoversEachCommitBeforeIt(t *testing.T) {
 		t.Fatalf("after a flush that could not start: %v, %d flushes run, want 1", err, f.started.Load()-before)
 	}
 	setFail(&diskFlushError{errors.New("input/output error")})
-	if err := f.wait(context.Background(), flush); err == nil || !strings.Contains(err.Error(), "check the disk") {
+	if err := f.wait(context.Background(), flush); err == nil || !strings.Contains(err.Error(), "repair the disk") {
 		t.Fatalf("a flush the disk failed: %v", err)
 	}
 	fail.Store(nil)
