@@ -327,7 +327,7 @@ func (v *validator) proxy(p Proxy) {
 		return
 	}
 	switch u.Scheme {
-	case "http", "socks5":
+	case "http", "socks5", "socks5h": // socks5h as curl writes it: the proxy resolves names either way
 	case "https":
 		v.add(key, shown, "a TLS connection to the proxy is not supported; use http:// (the connection through it to the cloud is still TLS) or socks5://")
 		return
@@ -352,7 +352,7 @@ func (v *validator) proxy(p Proxy) {
 			v.add(key, shown, "has a password but no user")
 		case user == "":
 			v.add(key, shown, "has an @ but no user before it: remove the @, or put the user")
-		case u.Scheme == "socks5" && (len(user) > 255 || len(pw) > 255):
+		case u.Scheme != "http" && (len(user) > 255 || len(pw) > 255): // SOCKS5's fields are a byte long
 			v.add(key, shown, "SOCKS5 allows a user and a password of at most 255 bytes each")
 		}
 	}
