@@ -19,11 +19,12 @@ type walFlush struct {
 	started atomic.Int64 // flushes begun
 	done    atomic.Int64 // the last flush that ended well (its number)
 	// broken is set once the disk failed a flush: the kernel may have dropped the writes it
-	// could not make and then let a later flush succeed (Linux marks those pages clean), so no
-	// later flush can say what is on the disk. Every wait fails from then on, as PostgreSQL
-	// stops on a failed fsync: a device told "stored" must be able to trust it. A restart of
-	// the process alone would not mend it (it would read back, from the kernel's cache, writes
-	// the disk never took); a restart of the machine reads what the disk holds.
+	// could not make and then let a later flush succeed (Linux marks those pages clean; no
+	// system promises better), so no later flush can say what is on the disk. Every wait fails
+	// from then on, as PostgreSQL stops on a failed fsync: a device told "stored" must be able
+	// to trust it. It lasts as long as the process: a restart of the process alone would not
+	// mend the disk's state (it would read back, from the kernel's cache, writes the disk never
+	// took); a restart of the machine reads what the disk holds.
 	broken atomic.Pointer[error]
 }
 
@@ -70,7 +71,7 @@ func (f *walFlush) wait(ctx context.Context, sync func() error) error {
 	n := f.started.Add(1)
 	if err := sync(); err != nil {
 		if de := (*diskFlushError)(nil); errors.As(err, &de) {
-			err = fmt.Errorf("the disk failed a flush of the database's log, so what was answered as stored since the last good one may not be on it; nothing more is until the machine restarts (repair the disk first: a restart of storeedge alone would read back writes the disk never took): %w", err)
+			err = fmt.Errorf("the disk failed a flush of the database's log, so what was answered as stored since the last good one may not be on it; nothing more is while this process runs: repair the disk, then restart the machine (a restart of storeedge alone would read back writes the disk never took): %w", err)
 			f.broken.Store(&err)
 			return err
 		}

@@ -43,3 +43,43 @@ func TestFailedFlushOfTheWALStopsOrders(t *testing.T) {
 		t.Fatalf("a wait after the failure: %v, %d flushes run", err, db.flush.started.Load()-started)
 	}
 }
+
+// After a flush the disk failed, the stop is not recorded as clean: the next start raises the
+// order numbers past any a lost write may have given out, as after a crash.
+func TestStopAfterAFailedFlushIsNotClean(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "storeedge.db")
+	db := openAt(t, path)
+	first, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("pos-1"), IdempotencyKey: "k1", RequestHash: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wal := path + "-wal"
+	if err := os.Rename(wal, wal+".held"); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(wal, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("pos-1"), IdempotencyKey: "k2", RequestHash: "h"}); err == nil {
+		t.Fatal("an order was answered as stored with the flush failing")
+	}
+	if err := os.Remove(wal); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(wal+".held", wal); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err == nil || !strings.Contains(err.Error(), "not recorded as a clean stop") {
+		t.Fatalf("close: %v", err)
+	}
+	again := openAt(t, path)
+	defer again.Close()
+	next, _, err := again.CreateOrder(ctx, NewOrder{Order: lanOrder("pos-1"), IdempotencyKey: "k3", RequestHash: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.IDsRaised() == "" || next.Number <= first.Number+1 {
+		t.Fatalf("after the stop the next order is %d (the first was %d), raised %q: want the numbers raised", next.Number, first.Number, again.IDsRaised())
+	}
+}

@@ -31,7 +31,8 @@ type Options struct {
 	// percent-encoded.
 	ProxyURL string
 	// UseEnvironment honours HTTPS_PROXY, HTTP_PROXY, ALL_PROXY (first set
-	// wins, lower-case names first) and NO_PROXY when ProxyURL is "".
+	// wins; upper-case names before lower-case ones, but all_proxy before
+	// ALL_PROXY, see env.go) and NO_PROXY when ProxyURL is "".
 	// Loopback targets are never proxied.
 	UseEnvironment bool
 	// ExtraCAFile is a PEM file whose certificates are trusted in addition to
