@@ -106,7 +106,7 @@ func (c *client) describe(resp *http.Response, text []byte) string {
 		}
 		return r
 	}, string(text))); s != "" {
-		d += ": " + c.redact.Text(cut200(s))
+		d += ": " + cut200(c.redact.Text(s)) // a secret across the cut is hidden whole first
 	}
 	switch classify(resp.StatusCode) {
 	case refused:

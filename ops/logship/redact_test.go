@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -187,5 +188,25 @@ func TestTypedNilValuesAreShipped(t *testing.T) {
 	}
 	if s, _ := got["error"].(string); !strings.HasPrefix(s, "!PANIC") {
 		t.Fatalf("attributes %v", got)
+	}
+}
+
+// What the intake says back is cut to 200 characters for the status, after its secrets are
+// hidden: a key it echoes across the cut leaves none of its characters.
+func TestIntakeAnswerCutAfterRedaction(t *testing.T) {
+	c := &client{redact: NewRedactor([]string{testKey})}
+	resp := &http.Response{Status: "400 Bad Request", StatusCode: http.StatusBadRequest}
+	for pad := 170; pad <= 200; pad++ {
+		text := strings.Repeat("x", pad) + " " + testKey + " was sent"
+		got := c.describe(resp, []byte(text))
+		_, said, ok := strings.Cut(got, "400 Bad Request: ")
+		if !ok {
+			t.Fatalf("pad %d: %s", pad, got)
+		}
+		for n := 4; n <= len(testKey); n++ {
+			if strings.Contains(said, testKey[:n]) {
+				t.Fatalf("pad %d: the answer shows %q of the key: %s", pad, testKey[:n], got)
+			}
+		}
 	}
 }
