@@ -113,12 +113,18 @@ func readIDsFile(path string) (idMarks, error) {
 		return idMarks{}, err
 	}
 	var m idMarks
-	if err := json.Unmarshal(b, &m); err != nil || m.Events < 0 || m.Orders < 0 || m.Batches < 0 ||
-		m.Given != nil && (m.Given.Events < 0 || m.Given.Orders < 0 || m.Given.Batches < 0) {
+	bad := func(n int64) bool { return n < 0 || n > maxMark }
+	if err := json.Unmarshal(b, &m); err != nil || bad(m.Events) || bad(m.Orders) || bad(m.Batches) ||
+		m.Given != nil && (bad(m.Given.Events) || bad(m.Given.Orders) || bad(m.Given.Batches)) {
 		return idMarks{}, fmt.Errorf("%s does not hold the marks of the numbers given out", filepath.Base(path))
 	}
 	return m, nil
 }
+
+// maxMark is the greatest mark an ids file may hold: the greatest integer a device's JSON
+// reader (JavaScript's numbers) holds exactly. A larger one is a damaged or edited file: taken
+// for the counters, it would overflow them.
+const maxMark = 1<<53 - 1
 
 // writeIDsFile replaces the ids file whole, synced to the disk with its folder.
 func writeIDsFile(path string, m idMarks) error {

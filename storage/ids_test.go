@@ -131,20 +131,31 @@ func TestDamagedIDsFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.Close()
-	if err := os.WriteFile(idsFile(path), []byte("{\"events\":"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	db, err = Open(ctx, path)
-	if err != nil {
-		t.Fatalf("a damaged ids file: %v", err)
-	}
-	defer db.Close()
-	if db.IDsRaised() == "" {
-		t.Error("the raise is not said")
-	}
-	next, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("pos-1"), IdempotencyKey: "2", RequestHash: "h"})
-	if err != nil || next.Number <= o.Number+orderNumberBlock {
-		t.Fatalf("after a damaged ids file: order %d (%v), the last was %d", next.Number, err, o.Number)
+	for i, damaged := range []string{
+		`{"events":`,
+		// Marks past what a device's JSON holds exactly (an edit): as counters they would overflow.
+		`{"events":9223372036854775000,"orders":9223372036854775000,"batches":1}`,
+		`{"events":1,"orders":9007199254740992,"batches":1}`,
+		`{"events":1,"orders":1,"batches":1,"given":{"events":1,"orders":9223372036854775807,"batches":1}}`,
+	} {
+		if err := os.WriteFile(idsFile(path), []byte(damaged), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		db, err = Open(ctx, path)
+		if err != nil {
+			t.Fatalf("ids file %s: %v", damaged, err)
+		}
+		if !strings.Contains(db.IDsRaised(), "cannot be read") {
+			t.Errorf("ids file %s: the raise is not said: %q", damaged, db.IDsRaised())
+		}
+		next, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("pos-1"), IdempotencyKey: fmt.Sprint("after", i), RequestHash: "h"})
+		if err != nil || next.Number <= o.Number+orderNumberBlock || next.Number > o.Number+100*orderNumberBlock {
+			t.Fatalf("after ids file %s: order %d (%v), the last was %d", damaged, next.Number, err, o.Number)
+		}
+		o = next
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
