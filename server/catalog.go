@@ -42,8 +42,24 @@ func (s *Server) catalogRoutes(r chi.Router) {
 }
 
 // setDataAge tells the device how fresh the answer is: the last successful sync of the oldest of
-// the collections it comes from, or "never".
+// the collections it comes from, or "never". Read before the data, so that it never claims a
+// sync newer than what the answer holds.
 func (s *Server) setDataAge(w http.ResponseWriter, collections ...string) {
+	putDataAge(w.Header(), s.dataAge(collections...))
+}
+
+// putDataAge sets the data-age headers to v, or to "never" when v is nil.
+func putDataAge(h http.Header, v *dataAge) {
+	if v == nil {
+		h[headerSyncedAt] = neverValue
+		return
+	}
+	h[headerSyncedAt] = v.syncedAtValue
+	h[headerDataAge] = v.ageValue
+}
+
+// dataAge returns the data-age headers' values for the collections, nil when one never synced.
+func (s *Server) dataAge(collections ...string) *dataAge {
 	var oldest time.Time
 	for _, c := range collections {
 		st, _ := s.o.DB.FeedState(c)
@@ -55,10 +71,8 @@ func (s *Server) setDataAge(w http.ResponseWriter, collections ...string) {
 			oldest = st.LastSuccess
 		}
 	}
-	h := w.Header()
 	if oldest.IsZero() {
-		h[headerSyncedAt] = neverValue
-		return
+		return nil
 	}
 	age := int64(max(s.now().Sub(oldest), 0) / time.Second)
 	v := s.lastAge.Load()
@@ -71,8 +85,7 @@ func (s *Server) setDataAge(w http.ResponseWriter, collections ...string) {
 		}
 		s.lastAge.Store(v)
 	}
-	h[headerSyncedAt] = v.syncedAtValue
-	h[headerDataAge] = v.ageValue
+	return v
 }
 
 // dataAge is a pair of data-age header values, shared by the answers that carry them (header

@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/storeedge/storeedge/internal/strictjson"
@@ -151,7 +152,7 @@ func checkKey(k string) string {
 		return fmt.Sprintf("longer than %d bytes", cloudapi.MaxIDBytes)
 	case !utf8.ValidString(k):
 		return "not valid UTF-8"
-	case strings.ContainsFunc(k, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+	case strings.ContainsFunc(k, unicode.IsControl): // C0, DEL and C1, as cloudapi.ValidateID
 		return "contains a control character"
 	}
 	return ""

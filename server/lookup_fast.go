@@ -91,6 +91,7 @@ func (s *Server) lookupDirect(w http.ResponseWriter, r *http.Request, d *directL
 			answered = true
 		}
 	}()
+	age := s.dataAge(d.collection) // before the data, as the routed path reads it
 	doc := getBuffer()
 	defer putBuffer(doc)
 	it, err := d.lookup(r.Context(), *doc, key)
@@ -100,7 +101,7 @@ func (s *Server) lookupDirect(w http.ResponseWriter, r *http.Request, d *directL
 	h := w.Header()
 	h[headerRequestID] = []string{id}
 	h["Cache-Control"] = noCacheValue
-	s.setDataAge(w, d.collection)
+	putDataAge(h, age)
 	b := getBuffer()
 	defer putBuffer(b)
 	*b = appendItem(*b, &it)

@@ -123,6 +123,7 @@ func TestLookupBadBodies(t *testing.T) {
 		{"empty id", "application/json", `{"ids":["P0001",""]}`, 400, "invalid-body", []string{"ids[1]: empty"}},
 		{"long barcode", "application/json", `{"barcodes":["` + strings.Repeat("9", 129) + `"]}`, 400, "invalid-body", []string{"barcodes[0]", "128 bytes"}},
 		{"control character", "application/json", `{"ids":["P\u0001"]}`, 400, "invalid-body", []string{"control character"}},
+		{"C1 control character", "application/json", `{"barcodes":["40\u00851"]}`, 400, "invalid-body", []string{"control character"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			// Sent without a length, as a chunked body is: the limit is met while reading.
