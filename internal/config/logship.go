@@ -129,9 +129,18 @@ func (c Config) SecretValues() []string {
 		}
 	}
 	for _, cs := range []Secret{c.ServiceBus.ConnectionString, c.Support.ServiceBus.ConnectionString, c.Media.ConnectionString} {
-		for _, name := range []string{"SharedAccessKey", "SharedAccessSignature", "AccountKey"} {
-			if v := ConnectionStringPart(cs.Reveal(), name); v != "" {
-				out = append(out, v)
+		// Every value of a part written twice (which one a library takes is its own choice), as
+		// written and trimmed (a library may trim it before it quotes it).
+		for _, part := range strings.Split(cs.Reveal(), ";") {
+			k, v, ok := strings.Cut(part, "=")
+			if !ok || !slices.ContainsFunc([]string{"SharedAccessKey", "SharedAccessSignature", "AccountKey"},
+				func(name string) bool { return strings.EqualFold(strings.TrimSpace(k), name) }) {
+				continue
+			}
+			for _, s := range []string{v, strings.TrimSpace(v)} {
+				if s != "" && !slices.Contains(out, s) {
+					out = append(out, s)
+				}
 			}
 		}
 	}

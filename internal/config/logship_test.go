@@ -97,6 +97,14 @@ func TestSecretValuesOfMedia(t *testing.T) {
 			t.Errorf("SecretValues lacks %q", want)
 		}
 	}
+	// A key written twice, or with spaces: each value, as written and trimmed.
+	c.ServiceBus.ConnectionString = "Endpoint=sb://shop.servicebus.windows.net/;SharedAccessKeyName=listen;SharedAccessKey=F1rstKeyValue;SharedAccessKey= S3condKeyValue "
+	got = c.SecretValues()
+	for _, want := range []string{"F1rstKeyValue", " S3condKeyValue ", "S3condKeyValue"} {
+		if !slices.Contains(got, want) {
+			t.Errorf("SecretValues lacks %q", want)
+		}
+	}
 	for _, not := range []string{"shop", "rl", "2023-11-03"} {
 		if slices.Contains(got, not) {
 			t.Errorf("SecretValues holds %q, which is no secret", not)
