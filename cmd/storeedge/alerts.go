@@ -115,6 +115,9 @@ func (s alertSources) facts(dataDir string) func(context.Context) (alerts.Facts,
 		if free, err := disk.Free(dataDir); err == nil {
 			f.Disk = &alerts.Disk{Path: dataDir, Free: free}
 		}
+		if err := s.db.FlushFailed(); err != nil {
+			f.DiskFailed = err.Error()
+		}
 		list, err := s.devices.List(ctx)
 		if err != nil {
 			return f, err

@@ -64,6 +64,8 @@ type Alerts struct {
 	Quarantined AlertSwitch `yaml:"quarantined"`
 	// DiskLow: data_dir's disk has less than FreeMB MiB free.
 	DiskLow AlertDisk `yaml:"disk_low"`
+	// DiskFailed: the disk failed a flush of the database, which then takes no order.
+	DiskFailed AlertSwitch `yaml:"disk_failed"`
 	// MediaQuotaFull: the media cache has reached its quota.
 	MediaQuotaFull AlertSwitch `yaml:"media_quota_full"`
 	// DevicesOffline: a paired device has not been heard from for After. Off by default: a
@@ -124,6 +126,7 @@ func defaultAlerts() Alerts {
 		DeadLettered:      AlertSwitch{Enabled: true},
 		Quarantined:       AlertSwitch{Enabled: true},
 		DiskLow:           AlertDisk{Enabled: true, FreeMB: DefaultAlertDiskFreeMB},
+		DiskFailed:        AlertSwitch{Enabled: true},
 		MediaQuotaFull:    AlertSwitch{Enabled: true},
 		DevicesOffline:    AlertAfter{Enabled: false, After: DefaultAlertDevicesOffline},
 		BackupFailed:      AlertSwitch{Enabled: true},

@@ -499,7 +499,7 @@ func TestKeys(t *testing.T) {
 		"smtp.host", "smtp.port", "smtp.security", "smtp.user", "smtp.password", "smtp.from", "smtp.recipients", "smtp.timeout",
 		"alerts.check_interval", "alerts.max_mails_per_hour", "alerts.wan_down.enabled", "alerts.wan_down.after",
 		"alerts.upload_waiting.enabled", "alerts.upload_waiting.after", "alerts.upload_refused.enabled", "alerts.dead_lettered.enabled",
-		"alerts.quarantined.enabled", "alerts.disk_low.enabled", "alerts.disk_low.free_mb",
+		"alerts.quarantined.enabled", "alerts.disk_low.enabled", "alerts.disk_low.free_mb", "alerts.disk_failed.enabled",
 		"alerts.media_quota_full.enabled", "alerts.devices_offline.enabled", "alerts.devices_offline.after",
 		"alerts.backup_failed.enabled", "alerts.backoffice_failing.enabled", "alerts.backoffice_failing.after",
 		"alerts.backoffice_refused.enabled",

@@ -21,6 +21,9 @@ type Facts struct {
 	Quarantined map[string]int64
 	// Disk is data_dir's disk; nil when its free space could not be measured.
 	Disk *Disk
+	// DiskFailed is why the disk failed a flush of the database (storage.DB.FlushFailed); ""
+	// while it has not.
+	DiskFailed string
 	// MediaQuotaFull reports that the media cache has reached its quota, so new media are not
 	// fetched.
 	MediaQuotaFull bool

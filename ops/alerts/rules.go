@@ -19,6 +19,7 @@ const (
 	RuleDeadLettered   = "dead_lettered"
 	RuleQuarantined    = "quarantined"
 	RuleDiskLow        = "disk_low"
+	RuleDiskFailed     = "disk_failed"
 	RuleMediaQuotaFull = "media_quota_full"
 	RuleDevicesOffline = "devices_offline"
 	RuleBackupFailed   = "backup_failed"
@@ -82,6 +83,7 @@ func ruleSet(c config.Alerts, dl *deadLetters, rf *refusals) []rule {
 	add(c.DeadLettered.Enabled, deadLettered(dl))
 	add(c.Quarantined.Enabled, quarantined())
 	add(c.DiskLow.Enabled, diskLow(uint64(c.DiskLow.FreeMB)<<20))
+	add(c.DiskFailed.Enabled, diskFailed())
 	add(c.MediaQuotaFull.Enabled, mediaQuotaFull())
 	add(c.DevicesOffline.Enabled, devicesOffline(c.DevicesOffline.After))
 	add(c.BackupFailed.Enabled, backupFailed())
@@ -249,6 +251,26 @@ func diskLow(min uint64) rule {
 				summary: fmt.Sprintf("%s free on the disk of %s (the alert is set at %s)", disk.Format(d.Free), d.Path, disk.Format(min)),
 				detail:  fmt.Sprintf("Folder: %s\nFree: %s\nThreshold: %s (alerts.disk_low.free_mb)\n", d.Path, disk.Format(d.Free), disk.Format(min)),
 			}
+		},
+	}
+}
+
+func diskFailed() rule {
+	return rule{
+		name: RuleDiskFailed, title: "disk failed a write",
+		advice: "The disk of data_dir failed to write the database's log, so storeedge can no longer say what is on it: " +
+			"it answers no LAN order as stored (devices get errors) and /readyz says not ready, until it restarts. " +
+			"The orders answered just before may be lost. Check the disk (the system's log names the error), repair or " +
+			"replace it (restore the last backup onto a good disk if need be), then restart the machine, not only the " +
+			"service: a restart of the service alone would read back writes the disk never took. A restart of storeedge " +
+			"resolves this alert whatever the disk's state.",
+		check: func(f *Facts, now time.Time, open bool) condition {
+			if f.DiskFailed == "" {
+				return condition{}
+			}
+			return condition{active: true,
+				summary: "the disk of data_dir failed to write the database: no LAN order is taken until a restart",
+				detail:  "Error: " + clipError(f.DiskFailed) + "\n"}
 		},
 	}
 }

@@ -543,3 +543,29 @@ func TestAlertsQuoteRedactedErrors(t *testing.T) {
 		t.Error("the daemon's WAN state was changed")
 	}
 }
+
+// A flush the disk failed opens disk_failed at the next check, its mail quoting the error and
+// saying what to do; it resolves when the fact goes (a restart), and is off when switched off.
+func TestDiskFailed(t *testing.T) {
+	const why = "the disk failed a flush of the database's log: sync /var/lib/storeedge/storeedge.db-wal: input/output error"
+	r := newRig(t, nil, noMail{}, nil)
+	r.facts.set(func(f *Facts) { f.DiskFailed = why })
+	r.check(t)
+	wantQueued(t, r, "ALERT disk failed a write")
+	ms, _ := r.db.QueuedAlertMails(context.Background(), 10)
+	if !strings.Contains(ms[0].Body, "input/output error") || !strings.Contains(ms[0].Body, "restart the machine") {
+		t.Errorf("body:\n%s", ms[0].Body)
+	}
+	if st := r.status(t); len(st.Open) != 1 || st.Open[0].Rule != RuleDiskFailed || !strings.Contains(st.Open[0].Summary, "no LAN order") {
+		t.Errorf("status: %+v", st.Open)
+	}
+	r.facts.set(func(f *Facts) { f.DiskFailed = "" })
+	r.clock.Advance(time.Minute)
+	r.check(t)
+	wantQueued(t, r, "ALERT disk failed a write", "RESOLVED disk failed a write")
+
+	off := newRig(t, nil, noMail{}, func(c *config.Alerts) { c.DiskFailed.Enabled = false })
+	off.facts.set(func(f *Facts) { f.DiskFailed = why })
+	off.check(t)
+	wantQueued(t, off)
+}
