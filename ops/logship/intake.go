@@ -85,7 +85,7 @@ func (c *client) post(ctx context.Context, body []byte, batchID string) answer {
 		return answer{outcome: retry, detail: c.redact.Text(err.Error())}
 	}
 	defer resp.Body.Close()
-	text, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	text := readAnswer(resp.Body)
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // so the connection can be reused
 	a := answer{outcome: classify(resp.StatusCode), status: resp.StatusCode}
 	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
@@ -118,6 +118,18 @@ func (c *client) describe(resp *http.Response, text []byte) string {
 		}
 	}
 	return d
+}
+
+// answerTextLimit is how much of the intake's answer is read for describe: the 200 characters
+// it keeps (800 bytes at most) and beyond them a whole key (logs.ship.api_key, at most 1 KiB,
+// or three times that percent-encoded), so that a key echoed inside the 200 is read whole and
+// hidden, not cut by the read and left partly shown.
+const answerTextLimit = 4 << 10
+
+// readAnswer reads the start of the intake's answer, for describe.
+func readAnswer(body io.Reader) []byte {
+	text, _ := io.ReadAll(io.LimitReader(body, answerTextLimit))
+	return text
 }
 
 func cut200(s string) string {

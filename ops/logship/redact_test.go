@@ -192,13 +192,18 @@ func TestTypedNilValuesAreShipped(t *testing.T) {
 }
 
 // What the intake says back is cut to 200 characters for the status, after its secrets are
-// hidden: a key it echoes across the cut leaves none of its characters.
+// hidden: a key it echoes across the cut leaves none of its characters, and neither does one
+// that 200 characters of several bytes each would have cut at the end of a shorter read.
 func TestIntakeAnswerCutAfterRedaction(t *testing.T) {
 	c := &client{redact: NewRedactor([]string{testKey})}
 	resp := &http.Response{Status: "400 Bad Request", StatusCode: http.StatusBadRequest}
-	for pad := 170; pad <= 200; pad++ {
-		text := strings.Repeat("x", pad) + " " + testKey + " was sent"
-		got := c.describe(resp, []byte(text))
+	for pad := 170; pad <= 400; pad++ {
+		filler := strings.Repeat("x", pad)
+		if pad > 200 { // characters of 3 bytes: 200 of them are more than any short read
+			filler = strings.Repeat("€", pad-200)
+		}
+		text := filler + " " + testKey + " was sent" + strings.Repeat(".", 10<<10)
+		got := c.describe(resp, readAnswer(strings.NewReader(text)))
 		_, said, ok := strings.Cut(got, "400 Bad Request: ")
 		if !ok {
 			t.Fatalf("pad %d: %s", pad, got)
