@@ -120,4 +120,5 @@ func (f *Facts) redact(r func(string) string) {
 		b.LastError = r(b.LastError)
 		f.BackOffice = &b
 	}
+	f.DiskFailed = r(f.DiskFailed)
 }

@@ -58,6 +58,9 @@ func (id Identity) notice(r rule, st storage.AlertState, event string, now time.
 		subject = "RESOLVED " + r.title
 		fmt.Fprintf(&b, "RESOLVED: %s\n\nThe alert opened %s has resolved, after %s. It said:\n%s.\n",
 			r.title, when(st.OpenedAt), durText(now.Sub(st.OpenedAt)), sentence(st.Summary))
+		if r.resolved != "" {
+			fmt.Fprintf(&b, "\n%s\n", r.resolved)
+		}
 	}
 	b.WriteString(id.footer(r.name))
 	return &storage.AlertMail{Rule: r.name, Event: event, At: now, Subject: id.subject(subject), Body: b.String()}

@@ -67,6 +67,8 @@ type rule struct {
 	// check looks at the facts; open tells whether the alert is open now.
 	check  func(f *Facts, now time.Time, open bool) condition
 	advice string // what to do, for the mails
+	// resolved, when set, is said in the mail of the alert's resolution: what it does not mean.
+	resolved string
 }
 
 // ruleSet builds the enabled rules of the configuration, in the order of the configuration.
@@ -264,6 +266,8 @@ func diskFailed() rule {
 			"replace it (restore the last backup onto a good disk if need be), then restart the machine, not only the " +
 			"service: a restart of the service alone would read back writes the disk never took. A restart of storeedge " +
 			"resolves this alert whatever the disk's state.",
+		resolved: "storeedge restarted, and a new process does not know what the last one met: this says nothing of the disk. " +
+			"Unless the disk was repaired and the machine restarted, check it now.",
 		check: func(f *Facts, now time.Time, open bool) condition {
 			if f.DiskFailed == "" {
 				return condition{}

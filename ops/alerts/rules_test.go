@@ -523,20 +523,21 @@ func TestAlertsQuoteRedactedErrors(t *testing.T) {
 	r.facts.set(func(f *Facts) {
 		f.WAN = wan
 		f.BackOffice = &BackOffice{LastError: "backoffice: webhook: the ERP answered 401: token s3cr3t refused"}
+		f.DiskFailed = "the disk failed a flush of the database's log: sync /mnt/s3cr3t/storeedge.db-wal: input/output error"
 	})
 	r.check(t)
 	r.clock.Advance(time.Hour)
 	r.check(t)
 	ms, err := r.db.QueuedAlertMails(context.Background(), 100)
-	if err != nil || len(ms) != 2 {
-		t.Fatalf("queued %d mails (%v), want the WAN's and the back office's", len(ms), err)
+	if err != nil || len(ms) != 3 {
+		t.Fatalf("queued %d mails (%v), want the WAN's, the back office's and the disk's", len(ms), err)
 	}
 	for _, m := range ms {
 		if strings.Contains(m.Body, "s3cr3t") || !strings.Contains(m.Body, "xxxxx") {
 			t.Errorf("mail %q quotes the error unredacted:\n%s", m.Subject, m.Body)
 		}
 	}
-	if st := r.status(t); len(st.Open) != 2 || strings.Contains(fmt.Sprint(st.Open), "s3cr3t") {
+	if st := r.status(t); len(st.Open) != 3 || strings.Contains(fmt.Sprint(st.Open), "s3cr3t") {
 		t.Errorf("open alerts %+v", st.Open)
 	}
 	if !strings.Contains(wan.LastError, "s3cr3t") {
@@ -563,6 +564,10 @@ func TestDiskFailed(t *testing.T) {
 	r.clock.Advance(time.Minute)
 	r.check(t)
 	wantQueued(t, r, "ALERT disk failed a write", "RESOLVED disk failed a write")
+	ms, _ = r.db.QueuedAlertMails(context.Background(), 10)
+	if !strings.Contains(ms[1].Body, "says nothing of the disk") {
+		t.Errorf("the resolution's body does not say what it does not mean:\n%s", ms[1].Body)
+	}
 
 	off := newRig(t, nil, noMail{}, func(c *config.Alerts) { c.DiskFailed.Enabled = false })
 	off.facts.set(func(f *Facts) { f.DiskFailed = why })
