@@ -53,6 +53,10 @@ type streamCount struct {
 // streamSlot is one open stream; end stops it.
 type streamSlot struct {
 	end context.CancelFunc
+	// evicted: ended to make room for a newer stream of its device, and still listed until its
+	// handler returns, so that a revocation meanwhile stops its last write too (guarded by the
+	// streamCount's mu).
+	evicted bool
 	// mu is held while the stream writes; ended, once set under it, lets no write start.
 	mu    sync.Mutex
 	ended bool
@@ -82,9 +86,20 @@ func (c *streamCount) open(device string, end context.CancelFunc) *streamSlot {
 	}
 	slot := &streamSlot{end: end}
 	open := c.by[device]
-	if len(open) >= maxStreamsPerDevice {
-		open[0].end()
-		open = open[1:]
+	live := 0
+	for _, s := range open {
+		if !s.evicted {
+			live++
+		}
+	}
+	if live >= maxStreamsPerDevice {
+		for _, s := range open {
+			if !s.evicted {
+				s.evicted = true
+				s.end()
+				break
+			}
+		}
 	}
 	c.by[device] = append(open, slot)
 	return slot

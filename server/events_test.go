@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -358,5 +359,39 @@ func TestEventStreamsPerDevice(t *testing.T) {
 		if e := c.next(t); !strings.Contains(e.data, o.ID) {
 			t.Fatalf("stream %d: %+v, want order %s", i, e, o.ID)
 		}
+	}
+}
+
+// A revocation stops every stream of the device from writing, the one a newer stream ended to
+// make room included: until its handler returns it may be about to write, so it stays known.
+func TestRevocationStopsAStreamEndedForRoom(t *testing.T) {
+	var c streamCount
+	var slots []*streamSlot
+	ended := make([]bool, maxStreamsPerDevice+1)
+	for i := range maxStreamsPerDevice + 1 {
+		slots = append(slots, c.open("dv_1", func() { ended[i] = true }))
+	}
+	if !ended[0] || slices.Contains(ended[1:], true) {
+		t.Fatalf("ended %v: want the oldest only, for room", ended)
+	}
+	c.endDevice("dv_1")
+	for i, s := range slots {
+		if !s.ended {
+			t.Errorf("stream %d may still write after the revocation", i)
+		}
+	}
+	for _, s := range slots {
+		c.close("dv_1", s)
+	}
+	if len(c.by) != 0 {
+		t.Errorf("streams left after each closed: %v", c.by)
+	}
+	// Room again: a device with its streams closed opens eight without ending any.
+	ended = make([]bool, maxStreamsPerDevice+1)
+	for i := range maxStreamsPerDevice {
+		c.open("dv_1", func() { ended[i] = true })
+	}
+	if slices.Contains(ended, true) {
+		t.Errorf("ended %v with room for every stream", ended)
 	}
 }
