@@ -493,6 +493,9 @@ func TestMediaKilledDuringPrefetch(t *testing.T) {
 	if n := assertCacheVerified(t, dir); n != len(want) {
 		t.Errorf("%d verified files on disk, want %d", n, len(want))
 	}
+	if served.Load() == 0 {
+		t.Error("the device got no media answer during the campaign: nothing says what it would have been served")
+	}
 	if n := bad.Load(); n > 0 {
 		t.Errorf("%d answers of %d were not the verified content", n, served.Load())
 	}
