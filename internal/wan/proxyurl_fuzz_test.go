@@ -8,9 +8,8 @@ import (
 )
 
 // FuzzProxyURL feeds the proxy URL parser what a shop may write in wan.proxy or HTTPS_PROXY. It
-// never panics; its errors, a route's description, Redact and the configuration's error never
-// show the password; and a value the configuration's check accepts, the dialer takes too (the
-// server would otherwise pass `storeedge config` and stop at start).
+// never panics, and its errors, a route's description, Redact and the configuration's error
+// never show the password.
 //
 // What shows the password is told apart from what holds the same text for another reason (a
 // password "proxy" and an error naming the proxy, a password "h:80" and the address h:80) by
@@ -72,7 +71,8 @@ func slicesHold(texts []string, s string) bool {
 	return false
 }
 
-// A proxy URL the configuration's check accepts, the dialer takes too.
+// A proxy URL the configuration's check accepts, the dialer takes too: the server would
+// otherwise pass `storeedge config` and stop at start.
 func FuzzProxyURLAcceptedByBoth(f *testing.F) {
 	for _, s := range []string{
 		"http://proxy.lan:3128", "socks5://10.0.0.1:1080", "socks5h://u:p@proxy.lan", "http://u:s3cr%40t@proxy.lan:8080/",
