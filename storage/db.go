@@ -236,7 +236,10 @@ func (db *DB) Close() error {
 	// Every commit on the disk, then the ids file says the stop was clean: the next Open need
 	// raise nothing. Nothing is written after: a writer that comes later is refused.
 	db.closed = true
-	if broken := db.FlushFailed(); db.ids != nil && broken != nil {
+	db.flush.mu.Lock() // a flush under way ends first: its failure counts
+	broken := db.FlushFailed()
+	db.flush.mu.Unlock()
+	if db.ids != nil && broken != nil {
 		// The disk failed a flush: no sync now can say what it holds, so the stop is not
 		// called clean, and the next start raises the counters past what may be lost.
 		errs = append(errs, fmt.Errorf("storage: not recorded as a clean stop: %w", broken))

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/storeedge/storeedge/orders"
 )
 
 // A flush of the WAL that the file system fails (here fsync on a FIFO, EINVAL, for the disk's
@@ -63,6 +65,27 @@ func TestStopAfterAFailedFlushIsNotClean(t *testing.T) {
 	}
 	if _, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("pos-1"), IdempotencyKey: "k2", RequestHash: "h"}); err == nil {
 		t.Fatal("an order was answered as stored with the flush failing")
+	}
+	// From then on nothing is stored for a peer that is told so: no new order (which the
+	// event stream and the cloud would carry), no change, no Service Bus order.
+	count := func() (n int) {
+		if err := db.r.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM orders) + (SELECT count(*) FROM events) + (SELECT count(*) FROM outbox)`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := count()
+	if _, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("pos-1"), IdempotencyKey: "k3", RequestHash: "h"}); err == nil || !strings.Contains(err.Error(), "repair the disk") {
+		t.Errorf("a new order after the failure: %v", err)
+	}
+	if _, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("pos-1"), MessageID: "m-1", Fingerprint: "f"}); err == nil {
+		t.Error("a Service Bus order was stored after the failure")
+	}
+	if _, _, err := db.UpdateOrder(ctx, first.ID, func(o *orders.Order) error { return orders.Move(o, "accepted", "") }); err == nil {
+		t.Error("a change was stored after the failure")
+	}
+	if after := count(); after != before {
+		t.Errorf("%d rows of orders, events and outbox written after the failure", after-before)
 	}
 	if err := os.Remove(wal); err != nil {
 		t.Fatal(err)

@@ -100,6 +100,10 @@ type OutboxEntry struct {
 func (db *DB) CreateOrder(ctx context.Context, n NewOrder) (o orders.Order, created bool, err error) {
 	now := time.Now()
 	n.Order.Customer = n.Order.Customer.Known() // from any source: "customer": {} is none
+	if err := db.FlushFailed(); err != nil {
+		// Not stored at all: a device told the order failed must not see it made, nor the cloud.
+		return orders.Order{}, false, fmt.Errorf("storage: create order: %w", err)
+	}
 	var made []Event
 	write := db.writeEvents
 	if n.MessageID != "" {
@@ -206,6 +210,9 @@ func insertOrder(ctx context.Context, tx *sql.Tx, n NewOrder, now time.Time) (or
 // log. f's error aborts and is returned as is.
 func (db *DB) UpdateOrder(ctx context.Context, id string, f func(*orders.Order) error) (o orders.Order, changed bool, err error) {
 	now := time.Now()
+	if err := db.FlushFailed(); err != nil {
+		return orders.Order{}, false, fmt.Errorf("storage: update order: %w", err)
+	}
 	var made []Event
 	err = db.writeEvents(ctx, &made, func(tx *sql.Tx) error {
 		before, err := getOrder(ctx, tx, id)
