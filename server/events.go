@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -57,18 +58,31 @@ type streamSlot struct {
 	// handler returns, so that a revocation meanwhile stops its last write too (guarded by the
 	// streamCount's mu).
 	evicted bool
+	// stopped, once set, lets no write start; it is set without waiting for a write under way.
+	stopped atomic.Bool
 	// mu is held while the stream writes; ended, once set under it, lets no write start.
 	mu    sync.Mutex
 	ended bool
 }
 
 // endDevice ends the streams of a device, and returns once none of them writes: a revoked
-// device's streams carry nothing after its revocation is answered.
+// device's streams carry nothing after its revocation is answered. A stream already ended for
+// room is stopped without waiting for a write it has under way: that is most often a dead
+// connection's, which would hold the revocation for lan.write_timeout, and what it writes was
+// sent before the revocation.
 func (c *streamCount) endDevice(device string) {
 	c.mu.Lock()
 	open := slices.Clone(c.by[device])
+	evicted := make([]bool, len(open))
+	for i, slot := range open {
+		evicted[i] = slot.evicted
+	}
 	c.mu.Unlock()
-	for _, slot := range open {
+	for i, slot := range open {
+		slot.stopped.Store(true)
+		if evicted[i] {
+			continue // ended already
+		}
 		slot.mu.Lock()
 		slot.ended = true
 		slot.end()
@@ -283,7 +297,7 @@ func appendCatalogNotice(b []byte, epoch string, latest int64) []byte {
 func (s *Server) writeStream(w http.ResponseWriter, rc *http.ResponseController, slot *streamSlot, b []byte) bool {
 	slot.mu.Lock()
 	defer slot.mu.Unlock()
-	if slot.ended {
+	if slot.ended || slot.stopped.Load() {
 		return false
 	}
 	// A device that stops reading would hold the stream, its goroutine and its buffers for
