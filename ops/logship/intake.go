@@ -85,7 +85,7 @@ func (c *client) post(ctx context.Context, body []byte, batchID string) answer {
 		return answer{outcome: retry, detail: c.redact.Text(err.Error())}
 	}
 	defer resp.Body.Close()
-	text := readAnswer(resp.Body)
+	text := readAnswer(resp.Body, c.redact)
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // so the connection can be reused
 	a := answer{outcome: classify(resp.StatusCode), status: resp.StatusCode}
 	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
@@ -122,13 +122,18 @@ func (c *client) describe(resp *http.Response, text []byte) string {
 
 // answerTextLimit is how much of the intake's answer is read for describe: the 200 characters
 // it keeps (800 bytes at most) and beyond them a whole key (logs.ship.api_key, at most 1 KiB,
-// or three times that percent-encoded), so that a key echoed inside the 200 is read whole and
-// hidden, not cut by the read and left partly shown.
+// or three times that percent-encoded).
 const answerTextLimit = 4 << 10
 
-// readAnswer reads the start of the intake's answer, for describe.
-func readAnswer(body io.Reader) []byte {
+// readAnswer reads the start of the intake's answer, for describe. A read cut by the limit may
+// end in the first part of a secret, which the redaction, looking for whole ones, would leave:
+// that part is dropped (blanks or copies of the key before it can bring it into the 200
+// characters kept).
+func readAnswer(body io.Reader, r *Redactor) []byte {
 	text, _ := io.ReadAll(io.LimitReader(body, answerTextLimit))
+	if len(text) == answerTextLimit {
+		text = []byte(r.TrimPartial(string(text)))
+	}
 	return text
 }
 

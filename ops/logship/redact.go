@@ -185,6 +185,22 @@ func (r *Redactor) Text(s string) string {
 	return s
 }
 
+// TrimPartial removes from the end of s the first part of a secret, left there by a cut.
+func (r *Redactor) TrimPartial(s string) string {
+	for cut := true; cut; {
+		cut = false
+		for _, f := range r.forms {
+			for n := min(len(f)-1, len(s)); n > 0; n-- {
+				if strings.HasSuffix(s, f[:n]) {
+					s, cut = s[:len(s)-n], true
+					break
+				}
+			}
+		}
+	}
+	return s
+}
+
 // personalKey matches an attribute name, lower-cased, that holds a person's data.
 var personalKey = regexp.MustCompile(`^(?:` + personalKeys + `)$`)
 

@@ -203,7 +203,7 @@ func TestIntakeAnswerCutAfterRedaction(t *testing.T) {
 			filler = strings.Repeat("€", pad-200)
 		}
 		text := filler + " " + testKey + " was sent" + strings.Repeat(".", 10<<10)
-		got := c.describe(resp, readAnswer(strings.NewReader(text)))
+		got := c.describe(resp, readAnswer(strings.NewReader(text), c.redact))
 		_, said, ok := strings.Cut(got, "400 Bad Request: ")
 		if !ok {
 			t.Fatalf("pad %d: %s", pad, got)
@@ -212,6 +212,20 @@ func TestIntakeAnswerCutAfterRedaction(t *testing.T) {
 			if strings.Contains(said, testKey[:n]) {
 				t.Fatalf("pad %d: the answer shows %q of the key: %s", pad, testKey[:n], got)
 			}
+		}
+	}
+	// Blanks, then the key cut by the read; the key again and again, each hidden shorter than
+	// it is, the last cut by the read.
+	long := strings.Repeat("k", 300)
+	lc := &client{redact: NewRedactor([]string{testKey, long})}
+	for _, text := range []string{
+		strings.Repeat(" ", answerTextLimit-10) + testKey,
+		strings.Repeat(long+" ", 40),
+	} {
+		got := lc.describe(resp, readAnswer(strings.NewReader(text), lc.redact))
+		_, said, _ := strings.Cut(got, "400 Bad Request: ")
+		if strings.Contains(said, testKey[:4]) || strings.Contains(said, "kkkk") {
+			t.Errorf("the answer shows part of a key: %s", got)
 		}
 	}
 }
