@@ -65,11 +65,11 @@ type streamSlot struct {
 	ended bool
 }
 
-// endDevice ends the streams of a device, and returns once none of them writes: a revoked
-// device's streams carry nothing after its revocation is answered. A stream already ended for
-// room is stopped without waiting for a write it has under way: that is most often a dead
-// connection's, which would hold the revocation for lan.write_timeout, and what it writes was
-// sent before the revocation.
+// endDevice ends the streams of a device: none starts a write after it returns, and none of
+// its live streams is still writing, so a revoked device's streams carry nothing begun after its
+// revocation is answered. A stream already ended for room is stopped without waiting for a
+// write it has under way: that is most often a dead connection's, which would hold the
+// revocation for lan.write_timeout, and what it writes was begun before the revocation.
 func (c *streamCount) endDevice(device string) {
 	c.mu.Lock()
 	open := slices.Clone(c.by[device])

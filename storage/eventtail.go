@@ -100,10 +100,6 @@ func (db *DB) writeEvents(ctx context.Context, made *[]Event, f func(*sql.Tx) er
 func (db *DB) writeDurable(ctx context.Context, made *[]Event, f func(*sql.Tx) error) error {
 	db.wmu.Lock()
 	defer db.wmu.Unlock()
-	if err := db.FlushFailed(); err != nil {
-		// SQLite's own sync after the disk failed ours says no more than ours would.
-		return fmt.Errorf("storage: durable write: %w", err)
-	}
 	if _, err := db.w.ExecContext(ctx, `PRAGMA synchronous = FULL`); err != nil {
 		return fmt.Errorf("storage: durable write: %w", err)
 	}

@@ -30,8 +30,8 @@ type walFlush struct {
 }
 
 // FlushFailed returns the error of a flush of the database's log that the disk failed, once one
-// has: from then on no order is stored, nor anything acknowledged to a peer (readyz says not
-// ready). Nil otherwise.
+// has: from then on no order is stored (the Service Bus receiver stops receiving; readyz says
+// not ready). Nil otherwise.
 func (db *DB) FlushFailed() error {
 	if err := db.flush.broken.Load(); err != nil {
 		return *err

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/storeedge/storeedge/orders"
 )
@@ -56,6 +57,10 @@ func TestStopAfterAFailedFlushIsNotClean(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := db.PairDevice(ctx, Device{ID: "dv_lost", Kind: "pos", Name: "lost till", PushPort: 8081, SecretHash: []byte("h"), PushKey: []byte("k"),
+		PairedAt: time.Now(), PairedBy: PairedByEnrollment}, nil); err != nil {
+		t.Fatal(err)
+	}
 	wal := path + "-wal"
 	if err := os.Rename(wal, wal+".held"); err != nil {
 		t.Fatal(err)
@@ -66,8 +71,8 @@ func TestStopAfterAFailedFlushIsNotClean(t *testing.T) {
 	if _, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("pos-1"), IdempotencyKey: "k2", RequestHash: "h"}); err == nil {
 		t.Fatal("an order was answered as stored with the flush failing")
 	}
-	// From then on nothing is stored for a peer that is told so: no new order (which the
-	// event stream and the cloud would carry), no change, no Service Bus order.
+	// From then on no order is written, whatever its source (the event stream and the cloud
+	// would carry it), nor a change of one.
 	count := func() (n int) {
 		if err := db.r.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM orders) + (SELECT count(*) FROM events) + (SELECT count(*) FROM outbox)`).Scan(&n); err != nil {
 			t.Fatal(err)
@@ -86,6 +91,10 @@ func TestStopAfterAFailedFlushIsNotClean(t *testing.T) {
 	}
 	if after := count(); after != before {
 		t.Errorf("%d rows of orders, events and outbox written after the failure", after-before)
+	}
+	// A device can still be revoked: a lost till must lose its access, disk or not.
+	if ok, err := db.RevokeDevice(ctx, "dv_lost", time.Now(), "lost"); err != nil || !ok {
+		t.Errorf("revoke after the failure: %v, %v", ok, err)
 	}
 	if err := os.Remove(wal); err != nil {
 		t.Fatal(err)

@@ -101,7 +101,10 @@ func (db *DB) CreateOrder(ctx context.Context, n NewOrder) (o orders.Order, crea
 	now := time.Now()
 	n.Order.Customer = n.Order.Customer.Known() // from any source: "customer": {} is none
 	if err := db.FlushFailed(); err != nil {
-		// Not stored at all: a device told the order failed must not see it made, nor the cloud.
+		// Once the disk failed a flush, no new order is written (whatever the source): it would
+		// reach the followers and the cloud while its sender is told it failed. The orders of
+		// the flush that failed were written, and answered 500: a resend with the same key
+		// finds them.
 		return orders.Order{}, false, fmt.Errorf("storage: create order: %w", err)
 	}
 	var made []Event

@@ -261,8 +261,8 @@ func diskFailed() rule {
 	return rule{
 		name: RuleDiskFailed, title: "disk failed a write",
 		advice: "The disk of data_dir failed to write the database's log, so storeedge can no longer say what is on it: " +
-			"it stores no LAN order (devices get errors), no Service Bus order (the queue keeps them, then dead-letters them), " +
-			"no stock file and no pairing, and /readyz says not ready, until it restarts. " +
+			"it stores no LAN order (devices get errors) and receives no Service Bus order (they wait in the queue), " +
+			"and /readyz says not ready, until it restarts. " +
 			"The orders answered just before may be lost. Check the disk (the system's log names the error), repair or " +
 			"replace it (restore the last backup onto a good disk if need be), then restart the machine, not only the " +
 			"service: a restart of the service alone would read back writes the disk never took. A restart of storeedge " +

@@ -262,6 +262,16 @@ func (r *Receiver) session(ctx context.Context) (progressed bool, err error) {
 	attached := time.Now()
 	pause := backoff.New(r.o.LocalFailureBackoff, max(r.o.LocalFailureBackoff, time.Minute))
 	for {
+		if err := r.o.DB.FlushFailed(); err != nil {
+			// Nothing could be stored for good (storage.DB.FlushFailed, for the rest of the
+			// process): each delivery refused would count towards the queue's dead-lettering,
+			// so the orders wait in the queue instead.
+			r.log.Error("servicebus: not receiving orders: the disk failed a write of the database; they wait in the queue until storeedge restarts",
+				slog.Any("error", err))
+			r.update(func(s *Status) { s.LastError = "not receiving orders until storeedge restarts: " + err.Error() })
+			<-ctx.Done()
+			return progressed, ctx.Err()
+		}
 		msgs, err := rcv.ReceiveMessages(ctx, r.o.MaxConcurrent, nil)
 		if err != nil {
 			return progressed || time.Since(attached) >= healthyLink, fmt.Errorf("servicebus: receive: %w", err)
