@@ -236,9 +236,10 @@ func (db *DB) Close() error {
 	// Every commit on the disk, then the ids file says the stop was clean: the next Open need
 	// raise nothing. Nothing is written after: a writer that comes later is refused.
 	db.closed = true
-	db.flush.mu.Lock() // a flush under way ends first: its failure counts
+	// A flush under way ends first, its failure counting, and none starts until the stop is
+	// recorded (lock order: wmu, then flush.mu).
+	db.flush.mu.Lock()
 	broken := db.FlushFailed()
-	db.flush.mu.Unlock()
 	if db.ids != nil && broken != nil {
 		// The disk failed a flush: no sync now can say what it holds, so the stop is not
 		// called clean, and the next start raises the counters past what may be lost.
@@ -253,6 +254,7 @@ func (db *DB) Close() error {
 			errs = append(errs, db.closeIDs())
 		}
 	}
+	db.flush.mu.Unlock()
 	db.wmu.Unlock()
 	if db.r != nil {
 		errs = append(errs, db.r.Close())
