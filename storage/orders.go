@@ -103,8 +103,8 @@ func (db *DB) CreateOrder(ctx context.Context, n NewOrder) (o orders.Order, crea
 	if err := db.FlushFailed(); err != nil {
 		// Once the disk failed a flush, no new order is written (whatever the source): it would
 		// reach the followers and the cloud while its sender is told it failed. The orders of
-		// the flush that failed were written, and answered 500: a resend with the same key
-		// finds them.
+		// the flush that failed were written and answered 500; a resend with the same key finds
+		// them after a restart, if the disk kept them.
 		return orders.Order{}, false, fmt.Errorf("storage: create order: %w", err)
 	}
 	var made []Event
