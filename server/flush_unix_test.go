@@ -5,9 +5,7 @@ package server
 import (
 	"log/slog"
 	"net/http"
-	"os"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/storeedge/storeedge/tools/testenv"
@@ -23,14 +21,7 @@ func TestDiskThatFailsAFlushStopsOrders(t *testing.T) {
 	if rec := f.order(t, "pos-1", "before", `{"lines":[{"product_id":"P0002","quantity":1}]}`); rec.Code != http.StatusCreated {
 		t.Fatalf("an order before the failure: %d %s", rec.Code, rec.Body)
 	}
-	wal := f.db.Path() + "-wal"
-	if err := os.Rename(wal, wal+".held"); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mkfifo(wal, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.Remove(wal); os.Rename(wal+".held", wal) })
+	testenv.FailWALFlushes(t, f.db.Path())
 
 	body := `{"lines":[{"product_id":"P0002","quantity":2}]}`
 	for _, key := range []string{"during", "during", "after"} {
@@ -47,5 +38,15 @@ func TestDiskThatFailsAFlushStopsOrders(t *testing.T) {
 	}
 	if l := logs.String(); !strings.Contains(l, "readyz: the disk failed a write of the local database") || !strings.Contains(l, "repair the disk") {
 		t.Errorf("the log does not say why:\n%s", l)
+	}
+	// Each refused order's line says it too (operations.md), for a shop with no readyz prober.
+	refused := 0
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, "request failed") && strings.Contains(line, "the disk failed a flush of the database's log") {
+			refused++
+		}
+	}
+	if refused != 3 {
+		t.Errorf("%d refused orders logged with the reason, want 3:\n%s", refused, logs.String())
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/storeedge/storeedge/orders"
+	"github.com/storeedge/storeedge/tools/testenv"
 )
 
 // A flush of the WAL that the file system fails (here fsync on a FIFO, EINVAL, for the disk's
@@ -61,13 +62,7 @@ func TestStopAfterAFailedFlushIsNotClean(t *testing.T) {
 		PairedAt: time.Now(), PairedBy: PairedByEnrollment}, nil); err != nil {
 		t.Fatal(err)
 	}
-	wal := path + "-wal"
-	if err := os.Rename(wal, wal+".held"); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mkfifo(wal, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	restore := testenv.FailWALFlushes(t, path)
 	if _, _, err := db.CreateOrder(ctx, NewOrder{Order: lanOrder("pos-1"), IdempotencyKey: "k2", RequestHash: "h"}); err == nil {
 		t.Fatal("an order was answered as stored with the flush failing")
 	}
@@ -96,12 +91,7 @@ func TestStopAfterAFailedFlushIsNotClean(t *testing.T) {
 	if ok, err := db.RevokeDevice(ctx, "dv_lost", time.Now(), "lost"); err != nil || !ok {
 		t.Errorf("revoke after the failure: %v, %v", ok, err)
 	}
-	if err := os.Remove(wal); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(wal+".held", wal); err != nil {
-		t.Fatal(err)
-	}
+	restore()
 	if err := db.Close(); err == nil || !strings.Contains(err.Error(), "not recorded as a clean stop") {
 		t.Fatalf("close: %v", err)
 	}

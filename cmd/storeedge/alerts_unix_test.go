@@ -4,15 +4,14 @@ package main
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/storeedge/storeedge/devices"
 	"github.com/storeedge/storeedge/orders"
 	"github.com/storeedge/storeedge/storage"
+	"github.com/storeedge/storeedge/tools/testenv"
 )
 
 // A flush of the database the disk failed reaches the alert rules (disk_failed); before it,
@@ -33,21 +32,12 @@ func TestAlertFactsOfAFailedDisk(t *testing.T) {
 	if f, err := src.facts(dir)(ctx); err != nil || f.DiskFailed != "" {
 		t.Fatalf("before any failure: %q, %v", f.DiskFailed, err)
 	}
-	wal := path + "-wal"
-	if err := os.Rename(wal, wal+".held"); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mkfifo(wal, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	restore := testenv.FailWALFlushes(t, path)
 	o := orders.Order{Source: orders.SourceLAN, DeviceID: "pos", Status: orders.StatusNew}
 	if _, _, err := db.CreateOrder(ctx, storage.NewOrder{Order: o, IdempotencyKey: "k1", RequestHash: "h"}); err == nil {
 		t.Fatal("an order was stored with the flush failing")
 	}
-	os.Remove(wal)
-	if err := os.Rename(wal+".held", wal); err != nil {
-		t.Fatal(err)
-	}
+	restore()
 	f, err := src.facts(dir)(ctx)
 	if err != nil || !strings.Contains(f.DiskFailed, "the disk failed a flush") {
 		t.Fatalf("after the failure: %q, %v", f.DiskFailed, err)

@@ -5,10 +5,8 @@ package servicebus
 import (
 	"context"
 	"log/slog"
-	"os"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -38,21 +36,12 @@ func TestDiskThatFailedAFlushLeavesOrdersInTheQueue(t *testing.T) {
 	w := &signalWriter{want: "not receiving orders", seen: make(chan struct{})}
 	rg := newRig(t, testenv.SBPeerOptions{MaxDeliveryCount: 2},
 		Options{LocalFailureBackoff: 50 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(w, nil))})
-	wal := rg.db.Path() + "-wal"
-	if err := os.Rename(wal, wal+".held"); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mkfifo(wal, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	restore := testenv.FailWALFlushes(t, rg.db.Path())
 	lan := orders.Order{Source: orders.SourceLAN, DeviceID: "pos", Status: orders.StatusNew}
 	if _, _, err := rg.db.CreateOrder(context.Background(), storage.NewOrder{Order: lan, IdempotencyKey: "k", RequestHash: "h"}); err == nil {
 		t.Fatal("an order was stored with the flush failing")
 	}
-	os.Remove(wal)
-	if err := os.Rename(wal+".held", wal); err != nil {
-		t.Fatal(err)
-	}
+	restore()
 	rg.peer.Send(t, queue, testenv.SBMessage{MessageID: "m-1", Body: order("web-1", 500), ContentType: "application/json"})
 	select {
 	case <-w.seen:
