@@ -129,17 +129,14 @@ func (c Config) SecretValues() []string {
 		}
 	}
 	for _, cs := range []Secret{c.ServiceBus.ConnectionString, c.Support.ServiceBus.ConnectionString, c.Media.ConnectionString} {
-		// Every value of a part written twice (which one a library takes is its own choice), as
-		// written and trimmed (a library may trim it before it quotes it).
-		for _, part := range strings.Split(cs.Reveal(), ";") {
-			k, v, ok := strings.Cut(part, "=")
-			if !ok || !slices.ContainsFunc([]string{"SharedAccessKey", "SharedAccessSignature", "AccountKey"},
-				func(name string) bool { return strings.EqualFold(strings.TrimSpace(k), name) }) {
-				continue
-			}
-			for _, s := range []string{v, strings.TrimSpace(v)} {
-				if s != "" && !slices.Contains(out, s) {
-					out = append(out, s)
+		for _, name := range []string{"SharedAccessKey", "SharedAccessSignature", "AccountKey"} {
+			// Every value of a part written twice (which one a library takes is its own
+			// choice), as written and trimmed (a library may trim it before it quotes it).
+			for _, v := range ConnectionStringParts(cs.Reveal(), name) {
+				for _, s := range []string{v, strings.TrimSpace(v)} {
+					if s != "" && !slices.Contains(out, s) {
+						out = append(out, s)
+					}
 				}
 			}
 		}
@@ -157,13 +154,23 @@ func (c Config) SecretValues() []string {
 // ConnectionStringPart returns the value of part name (any case) of an Azure connection string
 // (Name=value parts separated by ";"), the last when given twice; "" when there is none.
 func ConnectionStringPart(cs, name string) string {
-	var value string
+	values := ConnectionStringParts(cs, name)
+	if len(values) == 0 {
+		return ""
+	}
+	return values[len(values)-1]
+}
+
+// ConnectionStringParts returns every value of part name (any case) of an Azure connection
+// string, in order.
+func ConnectionStringParts(cs, name string) []string {
+	var values []string
 	for _, part := range strings.Split(cs, ";") {
 		if k, v, ok := strings.Cut(part, "="); ok && strings.EqualFold(strings.TrimSpace(k), name) {
-			value = v
+			values = append(values, v)
 		}
 	}
-	return value
+	return values
 }
 
 // MinSecretLen is the shortest secret value looked for in text: a shorter one would match inside
