@@ -412,7 +412,7 @@ func (pa *pageApply) quarantineMalformed(ctx context.Context) error {
 			pa.cleared += n
 		}
 		if _, err := pa.tx.ExecContext(ctx, `INSERT INTO quarantine(collection, item_id, rev, reason, raw, at) VALUES (?, ?, ?, ?, ?, ?)`,
-			pa.p.Collection, m.ID, quarantineRev(m.Raw), m.Reason, string(m.Raw), pa.now.UnixMilli()); err != nil {
+			pa.p.Collection, m.ID, m.Rev, m.Reason, string(m.Raw), pa.now.UnixMilli()); err != nil {
 			return fmt.Errorf("storage: quarantine: %w", err)
 		}
 		pa.res.Quarantined++
@@ -695,18 +695,6 @@ func moveStagedCodes(ctx context.Context, tx *sql.Tx) error {
 		}
 	}
 	return nil
-}
-
-// quarantineRev reads the revision of a malformed line when it has one, so a later valid change
-// of a lower revision does not clear it.
-func quarantineRev(raw []byte) int64 {
-	var v struct {
-		Rev int64 `json:"rev"`
-	}
-	if json.Unmarshal(raw, &v) != nil {
-		return 0
-	}
-	return v.Rev
 }
 
 // RecordFeedError remembers the last failure of a collection's sync, for status.

@@ -171,7 +171,7 @@ func TestQuarantineClearedInTheSamePage(t *testing.T) {
 	db := openTest(t)
 	_, err := db.ApplyPage(ctx, Page{Collection: cloudapi.Products,
 		Changes:   []cloudapi.Change{product("P2", 5, "Coffee", "Drinks")},
-		Malformed: []*cloudapi.MalformedError{{Line: 1, ID: "P2", Reason: "name is missing", Raw: []byte(`{"id":"P2","rev":4}`)}},
+		Malformed: []*cloudapi.MalformedError{{Line: 1, ID: "P2", Reason: "name is missing", Raw: []byte(`{"id":"P2","rev":4}`), Rev: 4}},
 		End:       cloudapi.PageEnd{Cursor: "c1", Count: 2}})
 	if err != nil {
 		t.Fatal(err)
@@ -184,12 +184,35 @@ func TestQuarantineClearedInTheSamePage(t *testing.T) {
 	}
 }
 
+// The rev of a quarantined line is the one its decoder read from the whole line (Rev), not one
+// read again from the 512 bytes kept, which for a long line are cut in the middle of its
+// document: a re-sent older change must not clear it.
+func TestQuarantineOfALongLineKeepsItsRev(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t)
+	apply(t, db, cloudapi.Products, "c1", product("P1", 5, "Tea", "Drinks"))
+	raw := []byte(`{"collection":"products","doc":{"id":"P1","name":"Tea ` + strings.Repeat("x", 600))[:512]
+	if _, err := db.ApplyPage(ctx, Page{Collection: cloudapi.Products,
+		Malformed: []*cloudapi.MalformedError{{Line: 1, ID: "P1", Reason: "barcode 1: not a code", Raw: raw, Rev: 10}},
+		End:       cloudapi.PageEnd{Cursor: "c2", Count: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	apply(t, db, cloudapi.Products, "c3", product("P1", 7, "Green tea", "Drinks"))
+	if st, _ := db.FeedState(cloudapi.Products); st.Quarantined != 1 {
+		t.Fatalf("quarantined %d after a valid change at rev 7 of a line at rev 10, want 1 (kept)", st.Quarantined)
+	}
+	apply(t, db, cloudapi.Products, "c4", product("P1", 10, "Green tea", "Drinks"))
+	if st, _ := db.FeedState(cloudapi.Products); st.Quarantined != 0 {
+		t.Fatalf("quarantined %d after a valid change at the line's rev, want 0", st.Quarantined)
+	}
+}
+
 func TestQuarantineClearedByValidChange(t *testing.T) {
 	ctx := context.Background()
 	db := openTest(t)
 	_, err := db.ApplyPage(ctx, Page{Collection: cloudapi.Products,
 		Changes:   []cloudapi.Change{product("P1", 1, "Tea", "Drinks")},
-		Malformed: []*cloudapi.MalformedError{{Line: 2, ID: "P2", Reason: "name is missing", Raw: []byte(`{"id":"P2","rev":3}`)}, {Line: 3, Reason: "not a JSON object", Raw: []byte(`{garbage`)}},
+		Malformed: []*cloudapi.MalformedError{{Line: 2, ID: "P2", Reason: "name is missing", Raw: []byte(`{"id":"P2","rev":3}`), Rev: 3}, {Line: 3, Reason: "not a JSON object", Raw: []byte(`{garbage`)}},
 		End:       cloudapi.PageEnd{Cursor: "c1", Count: 3}})
 	if err != nil {
 		t.Fatal(err)

@@ -139,6 +139,9 @@ type MalformedError struct {
 	ID     string // the item id when it could be read and is valid, else ""
 	Reason string
 	Raw    []byte // the start of the line, at most 512 bytes
+	// Rev is the line's rev when it could be read from the whole line (valid JSON, not over
+	// MaxLineBytes, a positive integer), else 0: Raw, cut, may no longer hold it.
+	Rev int64
 	// End reports an end line that breaks the contract: its page cannot be counted or followed,
 	// so the page is not applied and the reason is the page's error.
 	End bool
@@ -290,6 +293,7 @@ func DecodeLine(b []byte, collection string, lineNo int) Line {
 
 // decodeLine is DecodeLine with encoding/json, for any line.
 func decodeLine(b []byte, collection string, lineNo int) Line {
+	var h lineHead
 	bad := func(id, format string, args ...any) Line {
 		if ValidateID(id) != nil {
 			id = "" // an end line's, a mixed line's: not checked yet
@@ -304,13 +308,12 @@ func decodeLine(b []byte, collection string, lineNo int) Line {
 		// A reason quotes what the line holds (a currency, a barcode, an op): cut, and copied
 		// out of the line, which may be a megabyte, so that a page of such lines holds little.
 		reason := cutReason(fmt.Sprintf(format, args...))
-		return Line{Malformed: &MalformedError{Line: lineNo, ID: strings.Clone(id), Reason: reason, Raw: clip(b)}}
+		return Line{Malformed: &MalformedError{Line: lineNo, ID: strings.Clone(id), Reason: reason, Raw: clip(b), Rev: max(h.Rev, 0)}}
 	}
 	if !utf8.Valid(b) {
 		// encoding/json would put U+FFFD in place of the bytes: a text changed in silence.
 		return bad(salvageID(b), "not valid UTF-8")
 	}
-	var h lineHead
 	if err := json.Unmarshal(b, &h); err != nil {
 		var typeErr *json.UnmarshalTypeError
 		if errors.As(err, &typeErr) {

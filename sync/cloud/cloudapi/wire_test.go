@@ -186,6 +186,36 @@ func FuzzFastPathAgrees(f *testing.F) {
 
 // A malformed line of a megabyte leaves a reason of at most 512 bytes, and no unchecked id, so
 // that a page of 10,000 such lines holds little memory and the quarantine little disk.
+// A malformed line keeps its rev when the whole line gives it, though the 512 bytes it keeps
+// (Raw) are cut in the middle of its document: a valid change of a lower rev must not clear it
+// (cloud-api.md).
+func TestMalformedLineKeepsItsRev(t *testing.T) {
+	long := `{"collection":"products","doc":{"id":"P1","name":"Tea ` + strings.Repeat("x", 700) + `","barcodes":["not a code"]},"id":"P1","op":"upsert","rev":10}`
+	for name, c := range map[string]struct {
+		line string
+		rev  int64
+	}{
+		"long":         {long, 10},
+		"short":        {`{"collection":"products","id":"P1","op":"upsert","rev":7}`, 7},
+		"wrong type":   {`{"collection":"products","id":"P1","op":"upsert","rev":7,"doc":{"id":"P1","name":3}}`, 7},
+		"rev a string": {`{"collection":"products","id":"P1","op":"upsert","rev":"7","doc":{"id":"P1","name":"Tea"}}`, 0},
+		"rev negative": {`{"collection":"products","id":"P1","op":"upsert","rev":-3,"doc":{"id":"P1","name":"Tea"}}`, 0},
+		"not JSON":     {`{"collection":"products","id":"P1","rev":7,`, 0},
+	} {
+		l := DecodeLine([]byte(c.line), Products, 1)
+		if l.Malformed == nil {
+			t.Errorf("%s: not malformed: %+v", name, l)
+			continue
+		}
+		if l.Malformed.Rev != c.rev || l.Malformed.ID != "P1" {
+			t.Errorf("%s: rev %d of item %q, want %d of P1", name, l.Malformed.Rev, l.Malformed.ID, c.rev)
+		}
+	}
+	if l := DecodeLine([]byte(long), Products, 1); len(l.Malformed.Raw) != 512 {
+		t.Errorf("kept %d bytes of the long line, want its first 512 (the test's premise)", len(l.Malformed.Raw))
+	}
+}
+
 func TestMalformedLineReasonIsCut(t *testing.T) {
 	big := strings.Repeat("E", 900_000)
 	for name, line := range map[string]string{
