@@ -107,11 +107,7 @@ func (l *link) deliver(ctx context.Context, c *push.Conn) error {
 		}
 		// The link stops (the server stops, or the device is revoked): the answers already read
 		// are recorded, or an acknowledgement dropped now would leave its command open.
-		for len(frames) > 0 {
-			if d.answer(ctx, <-frames) != nil {
-				return
-			}
-		}
+		d.answerRead(ctx, frames)
 	}()
 	d.ackWait.Stop()
 	defer d.ackWait.Stop()
@@ -137,6 +133,12 @@ func (l *link) deliver(ctx context.Context, c *push.Conn) error {
 				return err
 			}
 		case err := <-readErr:
+			// The reader queued every frame it read before the failure: a device that acks its
+			// commands and then closes the connection (an app restarting after a reload) has
+			// them recorded, not written again or left to expire.
+			if aerr := d.answerRead(ctx, frames); aerr != nil {
+				return aerr
+			}
 			if push.IsConnError(err) {
 				return err
 			}
@@ -149,10 +151,8 @@ func (l *link) deliver(ctx context.Context, c *push.Conn) error {
 		case <-d.ackWait.C:
 			// Answers that arrived while this loop was busy count: read them first.
 			before := len(d.sent)
-			for len(frames) > 0 {
-				if err := d.answer(ctx, <-frames); err != nil {
-					return err
-				}
+			if err := d.answerRead(ctx, frames); err != nil {
+				return err
 			}
 			if before > 0 && len(d.sent) == before {
 				return fmt.Errorf("no acknowledgement of command %s within %s", d.sent[0].id, l.m.o.Timeout)
@@ -163,6 +163,16 @@ func (l *link) deliver(ctx context.Context, c *push.Conn) error {
 			}
 		}
 	}
+}
+
+// answerRead records the answers read and not yet handled, in the order they came.
+func (d *delivery) answerRead(ctx context.Context, frames <-chan received) error {
+	for len(frames) > 0 {
+		if err := d.answer(ctx, <-frames); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // refill takes the next commands from the queue once a quarter of the window is free, not at

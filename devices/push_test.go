@@ -697,6 +697,51 @@ func TestAnswersBreakingThePayloadRulesAreReadAllTheSame(t *testing.T) {
 	}
 }
 
+// A device that acknowledges its commands and closes the connection at once (an app restarting
+// after a reload): the server read the acks before it saw the end of the connection, and every
+// command is acknowledged, none written again or left to expire (push-protocol.md).
+func TestAcksBeforeTheDeviceClosesAreRecorded(t *testing.T) {
+	e := newEnv(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	creds := e.pair(t, ln.Addr().String())
+	const n = 50
+	var cmds []storage.Command
+	for range n {
+		cmds = append(cmds, send(t, e, devices.Target{DeviceID: creds.DeviceID}, "print", `{}`, 0)[0])
+	}
+	go func() {
+		nc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer nc.Close()
+		rec := &readRecorder{Conn: nc}
+		key := push.Key(creds.Secret)
+		c, err := push.DeviceHandshake(rec, key, creds.DeviceID, push.Version, time.Now(), 5*time.Second)
+		if err != nil {
+			return
+		}
+		hello := rec.got[:8+binary.BigEndian.Uint32(rec.got[4:8])]
+		serverNonce := hello[len(hello)-32-16 : len(hello)-32]
+		var acks []byte
+		for seq := uint64(2); seq < 2+n; seq++ {
+			f, err := c.ReadFrame()
+			if err != nil {
+				return
+			}
+			acks = append(acks, rawFrame(key, serverNonce, seq, push.TypeAck, f.ID, nil)...)
+		}
+		nc.Write(acks) // all in one write, and the connection closed after it
+	}()
+	for _, cmd := range cmds {
+		e.waitState(t, cmd.ID, storage.CommandAcknowledged)
+	}
+}
+
 // A slow device acknowledges a command after its time to live ran out, on the connection it was
 // written on: the command is acknowledged all the same, the reason saying it came late.
 func TestLateAcknowledgementOnTheSameConnection(t *testing.T) {
