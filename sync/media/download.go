@@ -428,7 +428,10 @@ func (f *Fetcher) copy(ctx context.Context, d *mediacache.Download, body io.Read
 					werr = f.yieldToDevices(ctx, stall)
 				}
 				if werr == nil {
+					// Waiting for the cap is the shop's doing, not a stall of Blob storage.
+					stall.Stop()
 					werr = f.limiter.WaitN(ctx, n)
+					stall.Reset(f.o.StallTimeout)
 				}
 				if werr != nil {
 					err = werr

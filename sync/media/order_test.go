@@ -281,6 +281,32 @@ func TestBandwidthCapHoldsForSmallFiles(t *testing.T) {
 	}
 }
 
+// A download that waits for the bandwidth cap longer than media.stall_timeout is not stalled
+// (media.md): two lanes share 32 KiB/s in chunks of 32 KiB, so each waits about 2 s for its
+// next chunk, four times the stall timeout; every blob is read once, and Blob storage is never
+// shown unreachable.
+func TestWaitingForTheCapIsNoStall(t *testing.T) {
+	a := item{"V1", "v1.mp4", "video/mp4", content(91, 96<<10)}
+	b := item{"V2", "v2.mp4", "video/mp4", content(92, 96<<10)}
+	src := newMemSource(a, b)
+	s := newShop(t)
+	s.catalog(t, a, b)
+	f := s.fetcher(t, src, func(o *media.Options) { o.Bandwidth = 32 << 10; o.StallTimeout = 500 * time.Millisecond })
+	var states []string
+	waitStatus(t, f, "both videos", func(st media.Status) bool {
+		if st.State == "unreachable" && !slices.Contains(states, st.State+": "+st.LastError) {
+			states = append(states, st.State+": "+st.LastError)
+		}
+		return st.Files == 2
+	})
+	if asked := src.requests(); len(asked) != 2 {
+		t.Errorf("blob requests %q, want each blob once", asked)
+	}
+	if len(states) > 0 || strings.Contains(s.log.String(), "stalled") {
+		t.Errorf("Blob storage shown %q while downloads waited for the cap\n%s", states, s.log)
+	}
+}
+
 // Under the bandwidth cap, a download a device waits for gets the cap's bytes before the
 // prefetch: the prefetch's downloads running beside it take no more than what they had read or
 // reserved when it began, about a chunk each (32 KiB at this cap), where sharing the cap evenly
