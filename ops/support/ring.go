@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,8 +21,9 @@ const (
 	// maxLineText bounds a record's message and each attribute value kept.
 	maxLineText = 1 << 10
 	// maxRedactText bounds what is redacted of a text before it is cut to maxLineText: a
-	// message of megabytes is not read whole, and a secret across this cut is far past what
-	// is kept.
+	// message of megabytes is not read whole. The first part of a secret this cut leaves at the
+	// end is dropped (cutToRedact): redaction may shorten what comes before it (a customer
+	// object becomes "xxxxx") and bring it within what is kept.
 	maxRedactText = 16 << 10
 	// maxLineAttrs bounds the attributes kept of one record.
 	maxLineAttrs = 16
@@ -107,7 +109,7 @@ func (h *ringHandler) Handle(ctx context.Context, rec slog.Record) error {
 
 // capture copies what the record says, redacted, then bounded.
 func (h *ringHandler) capture(rec slog.Record, red *logship.Redactor) LogLine {
-	l := LogLine{Time: rec.Time.UTC(), Level: rec.Level.String(), Message: clipText(red.Text(clip.String(rec.Message, maxRedactText)))}
+	l := LogLine{Time: rec.Time.UTC(), Level: rec.Level.String(), Message: clipText(red.Text(cutToRedact(red, rec.Message)))}
 	attrs := slices.Clone(h.attrs)
 	rec.Attrs(func(a slog.Attr) bool {
 		attrs = flatten(attrs, h.prefix, a)
@@ -116,7 +118,7 @@ func (h *ringHandler) capture(rec slog.Record, red *logship.Redactor) LogLine {
 	if len(attrs) > 0 {
 		l.Attrs = make(map[string]any, len(attrs))
 		for _, a := range attrs[:min(len(attrs), maxLineAttrs)] {
-			l.Attrs[a.Key] = bounded(red.Value(a.Key, plain(a.Value)))
+			l.Attrs[a.Key] = bounded(red.Value(a.Key, plain(red, a.Value)))
 		}
 	}
 	return l
@@ -161,10 +163,19 @@ func flatten(dst []slog.Attr, prefix string, a slog.Attr) []slog.Attr {
 	return append(dst, slog.Attr{Key: prefix + a.Key, Value: v})
 }
 
+// cutToRedact cuts s to maxRedactText, less the first part of a secret the cut left at its end.
+func cutToRedact(red *logship.Redactor, s string) string {
+	c := clip.String(s, maxRedactText)
+	if len(s) <= maxRedactText {
+		return c
+	}
+	return red.TrimPartial(strings.TrimSuffix(c, "…")) + "…"
+}
+
 // plain is an attribute's value as JSON shows it: numbers and booleans as they are, a value
 // that encodes as JSON as that JSON (so the redactor reads its field names), anything else as
-// its text; bounded is applied once it is redacted.
-func plain(v slog.Value) any {
+// its text, cut by cutToRedact; bounded is applied once it is redacted.
+func plain(red *logship.Redactor, v slog.Value) any {
 	switch v.Kind() {
 	case slog.KindInt64:
 		return v.Int64()
@@ -175,20 +186,20 @@ func plain(v slog.Value) any {
 	case slog.KindBool:
 		return v.Bool()
 	case slog.KindString:
-		return clip.String(v.String(), maxRedactText)
+		return cutToRedact(red, v.String())
 	case slog.KindAny:
 		if err, ok := v.Any().(error); ok {
-			return clip.String(err.Error(), maxRedactText)
+			return cutToRedact(red, err.Error())
 		}
 		if b, err := json.Marshal(v.Any()); err == nil {
 			if len(b) > maxRedactText { // read as text, as far as it is redacted
-				return clip.String(string(b), maxRedactText)
+				return cutToRedact(red, string(b))
 			}
 			return json.RawMessage(b)
 		}
-		return clip.String(fmt.Sprint(v.Any()), maxRedactText)
+		return cutToRedact(red, fmt.Sprint(v.Any()))
 	}
-	return clip.String(v.String(), maxRedactText)
+	return cutToRedact(red, v.String())
 }
 
 // bounded cuts a redacted value to maxLineText: a text, or JSON too long, as text.

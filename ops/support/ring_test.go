@@ -71,6 +71,27 @@ func TestRingBoundsRecords(t *testing.T) {
 // A record is redacted as it is kept, before it is cut short: a secret that crosses the cut is
 // not kept in part, and a value logged as a structure is redacted by its field names, as log
 // shipping does (remote-support.md, What leaves the shop).
+// A text longer than what is redacted of it is cut first; a secret across that cut must leave
+// no part of it, though redaction shortens what comes before it (a customer object) and brings
+// the cut within the 1 KiB kept (remote-support.md).
+func TestRingKeepsNoPartOfASecretCutBeforeRedaction(t *testing.T) {
+	const secret = "S3cr3tStoreKey-0123456789"
+	prefix := `ERP answer 422 {"customer":{"name":"` + strings.Repeat("y", 16000) + `"}} key `
+	text := prefix + strings.Repeat("z", maxRedactText-10-len(prefix)) + secret + " and more"
+	ring := NewRing(2, secret)
+	log := slog.New(ring.Handler(slog.DiscardHandler))
+	log.Warn(text, slog.Any("error", errors.New(text)))
+	l := ring.Lines(1)[0]
+	for what, got := range map[string]string{"message": l.Message, "error": fmt.Sprint(l.Attrs["error"])} {
+		if !strings.Contains(got, "zzz") || strings.Contains(got, "yyy") {
+			t.Errorf("%s kept %q: the test's premise (customer redacted, the end within what is kept) does not hold", what, got)
+		}
+		if strings.Contains(got, secret[:4]) {
+			t.Errorf("%s kept a part of the secret: …%s", what, got[max(0, len(got)-40):])
+		}
+	}
+}
+
 func TestRingRedactsBeforeItCuts(t *testing.T) {
 	const secret = "SK-live-0123456789abcdef0123456789"
 	ring := NewRing(2, secret)
