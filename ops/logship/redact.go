@@ -42,6 +42,9 @@ type rule struct {
 	re    *regexp.Regexp
 	with  string
 	keep  string // a match that starts with it stays as it is
+	// object: re matches the opening of an object ("customer": {), and what it opens is
+	// redacted with it, to its closing brace at any depth.
+	object bool
 }
 
 // anyOf is a guard: the text holds one of subs.
@@ -97,47 +100,50 @@ var personalGuard = anyOf("customer", "firstname", "first_name", "lastname", "la
 // redacted by a narrower one.
 var rules = []rule{
 	// Credentials in a URL: scheme://user:password@host.
-	{allOf("://", "@"), regexp.MustCompile(`(?i)\b([a-z][a-z0-9+.-]*://)[^\s/?#@"'<>]+@`), "${1}" + Redaction + "@", ""},
+	{allOf("://", "@"), regexp.MustCompile(`(?i)\b([a-z][a-z0-9+.-]*://)[^\s/?#@"'<>]+@`), "${1}" + Redaction + "@", "", false},
 	// A Service Bus or Event Hubs SAS token: SharedAccessSignature sr=…&sig=…&se=…&skn=….
-	{anyOf("sharedaccesssignature"), regexp.MustCompile(`(?i)SharedAccessSignature\s+sr=[^\s"'<>;]+`), "SharedAccessSignature " + Redaction, ""},
+	{anyOf("sharedaccesssignature"), regexp.MustCompile(`(?i)SharedAccessSignature\s+sr=[^\s"'<>;]+`), "SharedAccessSignature " + Redaction, "", false},
 	// Parts of connection strings: …;SharedAccessKey=…;AccountKey=…;Password=….
-	{anyOf("key=", "signature=", "password=", "pwd=", "secret="), regexp.MustCompile(`(?i)\b(SharedAccessKey|SharedAccessSignature|AccountKey|AccessKey|Password|Pwd|ApiKey|ClientSecret)=[^;\s"'<>&]+`), "${1}=" + Redaction, ""},
+	{anyOf("key=", "signature=", "password=", "pwd=", "secret="), regexp.MustCompile(`(?i)\b(SharedAccessKey|SharedAccessSignature|AccountKey|AccessKey|Password|Pwd|ApiKey|ClientSecret)=[^;\s"'<>&]+`), "${1}=" + Redaction, "", false},
 	// Query parameters that carry credentials, SAS signatures (sig=) among them.
-	{anyOf("sig", "secret", "token", "code=", "key=", "pass", "pwd=", "auth=", "credential="), regexp.MustCompile(`(?i)([?&;](?:sig|signature|secret|token|access_token|id_token|refresh_token|code|key|api_key|apikey|password|passwd|pwd|auth|x-amz-signature|x-amz-credential|x-goog-signature)=)[^&\s#"'<>;]*`), "${1}" + Redaction, ""},
+	{anyOf("sig", "secret", "token", "code=", "key=", "pass", "pwd=", "auth=", "credential="), regexp.MustCompile(`(?i)([?&;](?:sig|signature|secret|token|access_token|id_token|refresh_token|code|key|api_key|apikey|password|passwd|pwd|auth|x-amz-signature|x-amz-credential|x-goog-signature)=)[^&\s#"'<>;]*`), "${1}" + Redaction, "", false},
 	// Authorization header values.
-	{anyOf("bearer", "basic"), regexp.MustCompile(`(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{6,}`), "${1} " + Redaction, ""},
+	{anyOf("bearer", "basic"), regexp.MustCompile(`(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{6,}`), "${1} " + Redaction, "", false},
 	// key=value and key: value for names that hold credentials.
-	{anyOf("token", "pass", "secret", "key", "pairing", "authorization"), regexp.MustCompile(`(?i)\b([a-z0-9_-]*?(?:token|password|passwd|secret|api[_-]?key)|store[_-]?key|pairing[_-]?code|authorization)(\s*[:=]\s*)((?:bearer|basic|digest|sharedkey|sharedaccesssignature)\s+)?("[^"]*"|'[^']*'|[^\s,;&"'}\]]+)`), "${1}${2}${3}" + Redaction, ""},
+	{anyOf("token", "pass", "secret", "key", "pairing", "authorization"), regexp.MustCompile(`(?i)\b([a-z0-9_-]*?(?:token|password|passwd|secret|api[_-]?key)|store[_-]?key|pairing[_-]?code|authorization)(\s*[:=]\s*)((?:bearer|basic|digest|sharedkey|sharedaccesssignature)\s+)?("[^"]*"|'[^']*'|[^\s,;&"'}\]]+)`), "${1}${2}${3}" + Redaction, "", false},
 	// JSON that carries a customer or a credential, as an order echoed by another system, also
 	// escaped inside a JSON string (\"email\":\"…\"), and also when the text is cut short
 	// inside it (a customer cut off is redacted to the end).
-	{anyOf("customer"), regexp.MustCompile(`(?i)"customer"(\s*:\s*)\{(?:[^{}]|\{[^{}]*(?:\}|$))*(?:\}|$)`), `"customer"${1}"` + Redaction + `"`, ""},
-	{anyOf("customer"), regexp.MustCompile(`(?i)\\"customer\\"(\s*:\s*)\{(?:[^{}]|\{[^{}]*(?:\}|$))*(?:\}|$)`), `\"customer\"${1}\"` + Redaction + `\"`, ""},
-	{jsonGuard, regexp.MustCompile(`(?i)"(` + jsonKeys + `)"(\s*:\s*)"(?:[^"\\]|\\.)*"`), `"${1}"${2}"` + Redaction + `"`, ""},
+	{anyOf("customer"), regexp.MustCompile(`(?i)"customer"(\s*:\s*)\{`), `"customer"${1}"` + Redaction + `"`, "", true},
+	{anyOf("customer"), regexp.MustCompile(`(?i)\\"customer\\"(\s*:\s*)\{`), `\"customer\"${1}\"` + Redaction + `\"`, "", true},
+	{jsonGuard, regexp.MustCompile(`(?i)"(` + jsonKeys + `)"(\s*:\s*)"(?:[^"\\]|\\.)*"`), `"${1}"${2}"` + Redaction + `"`, "", false},
 	// The same as other systems print a structure: single quotes (Python), and a number where
 	// a telephone number was stored as one.
-	{anyOf("customer"), regexp.MustCompile(`(?i)'customer'(\s*:\s*)\{(?:[^{}]|\{[^{}]*(?:\}|$))*(?:\}|$)`), `'customer'${1}'` + Redaction + `'`, ""},
-	{jsonGuard, regexp.MustCompile(`(?i)'(` + jsonKeys + `)'(\s*:\s*)'(?:[^'\\]|\\.)*'`), `'${1}'${2}'` + Redaction + `'`, ""},
-	{personalGuard, regexp.MustCompile(`(?i)"(` + personalKeys + `)"(\s*:\s*)\d+`), `"${1}"${2}"` + Redaction + `"`, ""},
+	{anyOf("customer"), regexp.MustCompile(`(?i)'customer'(\s*:\s*)\{`), `'customer'${1}'` + Redaction + `'`, "", true},
+	{jsonGuard, regexp.MustCompile(`(?i)'(` + jsonKeys + `)'(\s*:\s*)'(?:[^'\\]|\\.)*'`), `'${1}'${2}'` + Redaction + `'`, "", false},
+	{personalGuard, regexp.MustCompile(`(?i)"(` + personalKeys + `)"(\s*:\s*)\d+`), `"${1}"${2}"` + Redaction + `"`, "", false},
 	// key=value text of a person's data, as a log line of another system gives it: the name a
 	// word of its own (not the end of "pos-mobile:8443" or "Headphones:").
-	{personalGuard, regexp.MustCompile(`(?i)(^|[^\w-])(` + personalKeys + `)(\s*[:=]\s*)("[^"]*"|'[^']*'|[^\s,;&"'}\]]+)`), "${1}${2}${3}" + Redaction, ""},
-	{jsonGuard, regexp.MustCompile(`(?i)\\"(` + jsonKeys + `)\\"(\s*:\s*)\\"(?:[^"\\]|\\[^"])*\\"`), `\"${1}\"${2}\"` + Redaction + `\"`, ""},
+	{personalGuard, regexp.MustCompile(`(?i)(^|[^\w-])(` + personalKeys + `)(\s*[:=]\s*)("[^"]*"|'[^']*'|[^\s,;&"'}\]]+)`), "${1}${2}${3}" + Redaction, "", false},
+	{jsonGuard, regexp.MustCompile(`(?i)\\"(` + jsonKeys + `)\\"(\s*:\s*)\\"(?:[^"\\]|\\[^"])*\\"`), `\"${1}\"${2}\"` + Redaction + `\"`, "", false},
 	// The same in XML and in Go's %+v of an order.
-	{anyOf("customer"), regexp.MustCompile(`(?is)<customer(?:\s[^>]*)?>.*?(?:</customer>|$)`), "<customer>" + Redaction + "</customer>", ""},
-	{anyOf("customer"), regexp.MustCompile(`(?s)\bCustomer:&?\{[^{}]*(?:\}|$)`), "Customer:" + Redaction, ""},
+	{anyOf("customer"), regexp.MustCompile(`(?is)<customer(?:\s[^>]*)?>.*?(?:</customer>|$)`), "<customer>" + Redaction + "</customer>", "", false},
+	{anyOf("customer"), regexp.MustCompile(`\bCustomer:&?\{`), "Customer:" + Redaction, "", true},
 	// E-mail addresses.
-	{anyOf("@"), regexp.MustCompile(`[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}`), Redaction, Redaction + "@"},
+	{anyOf("@"), regexp.MustCompile(`[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}`), Redaction, Redaction + "@", false},
 	// Telephone numbers: international (+33 6 12 34 56 78, 0033 6 12 34 56 78) and national
 	// (06 12 34 56 78).
-	{anyOf("+"), regexp.MustCompile(`\+\d[\d\s().-]{6,}\d`), Redaction, ""},
-	{anyOf("00"), regexp.MustCompile(`\b00[1-9]\d{0,2}(?:[\s.-]\d{1,4}){3,}\b`), Redaction, ""},
-	{zeroStart, regexp.MustCompile(`\b0\d(?:[\s.-]?\d\d){4}\b`), Redaction, ""},
+	{anyOf("+"), regexp.MustCompile(`\+\d[\d\s().-]{6,}\d`), Redaction, "", false},
+	{anyOf("00"), regexp.MustCompile(`\b00[1-9]\d{0,2}(?:[\s.-]\d{1,4}){3,}\b`), Redaction, "", false},
+	{zeroStart, regexp.MustCompile(`\b0\d(?:[\s.-]?\d\d){4}\b`), Redaction, "", false},
 	// Pairing codes as storeedge makes them: 1234-5678.
-	{around('-', isDigit, isDigit), regexp.MustCompile(`\b\d{4}-\d{4}\b`), Redaction, ""},
+	{around('-', isDigit, isDigit), regexp.MustCompile(`\b\d{4}-\d{4}\b`), Redaction, "", false},
 }
 
 func (ru rule) replace(s string) string {
+	if ru.object {
+		return ru.replaceObjects(s)
+	}
 	if ru.keep == "" {
 		return ru.re.ReplaceAllString(s, ru.with)
 	}
@@ -147,6 +153,44 @@ func (ru rule) replace(s string) string {
 		}
 		return ru.re.ReplaceAllString(m, ru.with)
 	})
+}
+
+// replaceObjects replaces each object ru.re opens, from its name to its closing brace (braces
+// counted at any depth: a customer's address holds its geolocation), or to the end of the text
+// when the text is cut short inside it. Braces are counted in strings too: one in a customer's
+// data redacts more, to the end of the text at worst, never less.
+func (ru rule) replaceObjects(s string) string {
+	var b []byte
+	last := 0
+	for _, m := range ru.re.FindAllStringSubmatchIndex(s, -1) {
+		if m[0] < last {
+			continue // inside an object already replaced
+		}
+		b = append(b, s[last:m[0]]...)
+		b = ru.re.ExpandString(b, ru.with, s, m)
+		last = closingBrace(s, m[1])
+	}
+	if b == nil {
+		return s
+	}
+	return string(append(b, s[last:]...))
+}
+
+// closingBrace is the end of the object whose opening brace ends at i: just after the brace
+// that closes it, or len(s).
+func closingBrace(s string, i int) int {
+	depth := 1
+	for ; i < len(s); i++ {
+		switch s[i] {
+		case '{':
+			depth++
+		case '}':
+			if depth--; depth == 0 {
+				return i + 1
+			}
+		}
+	}
+	return len(s)
 }
 
 // personalKeys are the names, in any case and with or without "_" ("customerName",

@@ -83,6 +83,15 @@ func TestTextRedactsPatterns(t *testing.T) {
 		{`{"customer":"Jean Dupont","pwd":"hunter2x","cookie":"s=1","address":"12 rue X","refresh_token":"RT"}`,
 			`{"customer":"xxxxx","pwd":"xxxxx","cookie":"xxxxx","address":"xxxxx","refresh_token":"xxxxx"}`},
 		{"2 tokens=5 left", "2 tokens=5 left"},
+		// A customer object at any depth of nesting, in each form, and two in a text.
+		{`422 {"order":{"id":"A1","customer":{"name":"Jean Dupont","address":{"street":"1 rue X","geo":{"lat":45.7}}},"total":4}}`,
+			`422 {"order":{"id":"A1","customer":"xxxxx","total":4}}`},
+		{`{"detail":"{\"customer\":{\"name\":\"Jean Dupont\",\"a\":{\"b\":{\"c\":1}}},\"id\":\"A1\"}"}`,
+			`{"detail":"{\"customer\":\"xxxxx\",\"id\":\"A1\"}"}`},
+		{`{'customer': {'name': 'Jean Dupont', 'a': {'b': {'c': 1}}}, 'total': 4}`, `{'customer': 'xxxxx', 'total': 4}`},
+		{`order {ID:o1 Customer:&{Name:Jean Dupont Address:{Street:1 rue X Geo:{Lat:45.7}}} Total:450}`, `order {ID:o1 Customer:xxxxx Total:450}`},
+		{`[{"customer":{"n":{"x":"Jean"}}},{"customer":{"n":{"x":"Zoe"}}}] 2 orders`, `[{"customer":"xxxxx"},{"customer":"xxxxx"}] 2 orders`},
+		{`{"customer":{"name":"Jean {Dupont","city":"Lyon"},"total":4}`, `{"customer":"xxxxx"`},
 		// A person's data as other systems name it: camelCase, first and last names, single
 		// quotes, key=value text, a number, and the 00 international prefix.
 		{`HTTP 400: {"customerName":"Jean Dupont","first_name":"Jean","lastName":"Dupont","mobile":"612345678","Phone": 612345678}`,
