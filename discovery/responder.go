@@ -469,20 +469,46 @@ func knownAnswers(answers, known []dns.RR) []dns.RR {
 	if len(known) == 0 {
 		return answers
 	}
+	plain := make([]dns.RR, len(known))
+	for i, k := range known {
+		plain[i] = withoutFlush(k)
+	}
 	out := answers[:0]
 	for _, a := range answers {
-		drop := false
-		for _, k := range known {
-			if dns.IsDuplicate(a, k) && k.Header().Ttl >= a.Header().Ttl/2 {
-				drop = true
-				break
-			}
-		}
-		if !drop {
+		pa := asReceived(a)
+		if !slices.ContainsFunc(plain, func(k dns.RR) bool { return dns.IsDuplicate(pa, k) && k.Header().Ttl >= a.Header().Ttl/2 }) {
 			out = append(out, a)
 		}
 	}
 	return out
+}
+
+// withoutFlush is rr with the cache-flush bit of its class cleared, a copy when it was set: the
+// server's own records carry it, and a querier's known answers must not (RFC 6762 §10.2), so
+// records are told the same without it.
+func withoutFlush(rr dns.RR) dns.RR {
+	if rr.Header().Class&0x8000 == 0 {
+		return rr
+	}
+	c := dns.Copy(rr)
+	c.Header().Class &^= 0x8000
+	return c
+}
+
+// asReceived is one of the server's records without the cache-flush bit, as a querier that
+// received it reads it back: a TXT string of UTF-8 (the shop's name) reads back escaped, as
+// the known answer comes.
+func asReceived(rr dns.RR) dns.RR {
+	c := withoutFlush(rr)
+	b := make([]byte, dns.Len(c))
+	n, err := dns.PackRR(c, b, 0, nil, false)
+	if err != nil {
+		return c
+	}
+	if u, _, err := dns.UnpackRR(b[:n], 0); err == nil {
+		return u
+	}
+	return c
 }
 
 func hasA(rs []dns.RR) bool {

@@ -160,6 +160,35 @@ func TestResponderLimits(t *testing.T) {
 	}
 }
 
+// The known-answer list holds records without the cache-flush bit (RFC 6762 §10.2), which the
+// server's own records (SRV, TXT, A, NSEC) carry: a record the querier lists as known is left
+// out all the same, and one it does not list is given. The TXT holds the shop's name in UTF-8,
+// which a querier reads back escaped.
+func TestResponderLeavesOutKnownRecordsOfItsOwn(t *testing.T) {
+	r := testResponder()
+	for i, c := range []struct {
+		known      dns.RR
+		left, kept uint16
+	}{{r.srv(hostTTL), dns.TypeSRV, dns.TypeTXT}, {r.txtRR(otherTTL), dns.TypeTXT, dns.TypeSRV}} {
+		q := new(dns.Msg)
+		q.Question = []dns.Question{{Name: r.instance, Qtype: dns.TypeANY, Qclass: dns.ClassINET}}
+		c.known.Header().Class = dns.ClassINET
+		q.Answer = []dns.RR{c.known}
+		b, _ := q.Pack()
+		m, _, _ := r.handle(b, 1, onLink5353, time.Now().Add(time.Duration(i)*time.Hour))
+		if m == nil {
+			t.Fatalf("%s known: no answer at all", dns.TypeToString[c.left])
+		}
+		types := map[uint16]bool{}
+		for _, a := range m.Answer {
+			types[a.Header().Rrtype] = true
+		}
+		if types[c.left] || !types[c.kept] {
+			t.Errorf("%s known: answered %v, want the %s alone of the two", dns.TypeToString[c.left], m.Answer, dns.TypeToString[c.kept])
+		}
+	}
+}
+
 // A legacy query (from a port other than 5353: a plain DNS client) is answered by unicast with
 // its id and question, TTLs of at most 10 s and no cache-flush bit.
 func TestResponderLegacyQuery(t *testing.T) {
