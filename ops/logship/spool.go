@@ -418,7 +418,7 @@ func (s *spool) read(limit int, maxBytes int) (recs []spooled, end uint64, bad u
 	}
 	start := readPos{seg: g.first, seq: seq, off: off}
 	br := bufio.NewReaderSize(io.NewSectionReader(f, off, g.size-off), 64<<10)
-	size := 0
+	size := 1 // the batch's closing bracket; each record counts the comma or bracket before it
 	for seq < g.end() && len(recs) < limit {
 		line, err := br.ReadBytes('\n')
 		if err != nil {
@@ -426,12 +426,14 @@ func (s *spool) read(limit int, maxBytes int) (recs []spooled, end uint64, bad u
 		}
 		body := line[:len(line)-1]
 		if seq >= s.cursor {
-			if size > 0 && size+len(line) > maxBytes {
+			// What the record takes in the batch (encodeBatch): {"seq":N, before its members.
+			n := len(body) + len(`{"seq":,`) + len(strconv.FormatUint(seq, 10))
+			if len(recs) > 0 && size+n > maxBytes {
 				break
 			}
 			if len(body) > 0 && body[0] == '{' && json.Valid(body) {
 				recs = append(recs, spooled{seq: seq, line: body})
-				size += len(line)
+				size += n
 			} else {
 				bad++
 			}

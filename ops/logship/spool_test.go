@@ -1,9 +1,13 @@
 package logship
 
 import (
+	"bytes"
+	"compress/gzip"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -33,6 +37,49 @@ func readAll(t *testing.T, s *spool) []string {
 		if err := s.commit(end); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// A batch holds at most maxBytes once encoded (remote-support.md: at most 4 MiB decompressed),
+// the sequence number added to each record counted, and as many records as fit.
+func TestSpoolReadBoundsTheEncodedBatch(t *testing.T) {
+	s, err := openSpool(t.TempDir(), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	var b strings.Builder
+	for i := range 100 {
+		fmt.Fprintf(&b, `{"message":"r%d %s"}`+"\n", i, strings.Repeat("x", 90+i%7))
+	}
+	if _, _, err := s.appendLines([]byte(b.String()), 100, 0); err != nil {
+		t.Fatal(err)
+	}
+	const maxBytes = 2000
+	recs, _, _, err := s.read(1000, maxBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := encodeBatch(recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plain) > maxBytes {
+		t.Errorf("a batch of %d records is %d bytes decompressed, over the %d allowed", len(recs), len(plain), maxBytes)
+	}
+	i := len(recs) // the next record's, as written above
+	nextBody := fmt.Sprintf(`{"message":"r%d %s"}`, i, strings.Repeat("x", 90+i%7))
+	next := len(nextBody) + len(`,{"seq":,`) - 1 + len(strconv.FormatUint(recs[i-1].seq+1, 10))
+	if len(plain)+next <= maxBytes {
+		t.Errorf("a batch of %d records is %d bytes: the next one would have fit in %d", len(recs), len(plain), maxBytes)
 	}
 }
 
