@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -184,8 +185,8 @@ func (a *Agent) targets() []storage.ExportTarget {
 
 // Run finishes the exports a previous run left half done, then exports and imports on the
 // configured schedule until ctx ends. A failed run is logged (once while it keeps failing the
-// same way) and tried again at the next scheduled time. With nothing configured it returns nil
-// at once.
+// same way) and tried again at the next scheduled time. With nothing configured in the shop's
+// mode, and no file a stop interrupted in the other mode's folder, it returns nil at once.
 func (a *Agent) Run(ctx context.Context) error {
 	sched := a.sched
 	if sched == nil {
@@ -196,8 +197,12 @@ func (a *Agent) Run(ctx context.Context) error {
 		sched = s
 	}
 	if !a.Configured() {
-		a.log.Info("backoffice: no order export or stock import configured", slog.String("mode", a.mode()))
-		return nil
+		// A file interrupted before the shop's mode changed is finished all the same, and tried
+		// again at the scheduled times until it is.
+		if pending, err := a.otherModePending(ctx); err == nil && !pending {
+			a.log.Info("backoffice: no order export or stock import configured", slog.String("mode", a.mode()))
+			return nil
+		}
 	}
 	// A file a stop left half written is finished now rather than at the next scheduled time:
 	// its orders were promised to the ERP already.
@@ -261,38 +266,66 @@ func (a *Agent) logRunError(err error) {
 
 // Recover finishes the order files that a stop left unfinished, so that each of their orders is
 // in the drop folder once, and removes the temporary files left behind. RunOnce does it too,
-// first, for the folder of the shop's mode; Recover also finishes the other mode's folder when a
-// stop interrupted a file there (the shop's mode changed since): its orders were promised.
+// first; both also finish the other mode's folder when a stop interrupted a file there (the
+// shop's mode changed since): its orders were promised.
 func (a *Agent) Recover(ctx context.Context) error {
 	if err := a.lockRun(ctx); err != nil {
 		return err
 	}
 	defer a.unlockRun()
 	var errs []error
-	for _, t := range a.configuredFileTargets() {
-		if t.Test != a.o.Shop.IsTest() {
-			// The other mode's folder is not used now, and may not be there (a share not
-			// mounted in test mode): only a file a stop interrupted takes it.
-			batches, err := a.o.DB.UnfinishedExportBatches(ctx, t.Name)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("backoffice: %s: %w", t.Name, err))
-				continue
-			}
-			if len(batches) == 0 {
-				continue
-			}
-		}
-		if err := a.finishBatches(ctx, t); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if err := removeTemps(t); err != nil {
-			errs = append(errs, fmt.Errorf("backoffice: %s: %w", t.Name, err))
-		}
+	for _, t := range a.fileTargets() {
+		errs = append(errs, a.finish(ctx, t))
 	}
+	errs = append(errs, a.finishOtherMode(ctx)...)
 	err := errors.Join(errs...)
 	a.finishRun(ctx, err, false)
 	return err
+}
+
+// finish finishes the files a stop interrupted in t's folder and removes the temporary files
+// left there.
+func (a *Agent) finish(ctx context.Context, t fileTarget) error {
+	if err := a.finishBatches(ctx, t); err != nil {
+		return err
+	}
+	if err := removeTemps(t); err != nil {
+		return fmt.Errorf("backoffice: %s: %w", t.Name, err)
+	}
+	return nil
+}
+
+// otherModeTargets are the drop folders configured for the mode the shop is not in.
+func (a *Agent) otherModeTargets() []fileTarget {
+	return slices.DeleteFunc(a.configuredFileTargets(), func(t fileTarget) bool { return t.Test == a.o.Shop.IsTest() })
+}
+
+// finishOtherMode finishes the files a stop interrupted in the other mode's folder. That folder
+// is not used otherwise, and may not be there (a share not mounted in test mode): only such a
+// file takes it.
+func (a *Agent) finishOtherMode(ctx context.Context) []error {
+	var errs []error
+	for _, t := range a.otherModeTargets() {
+		batches, err := a.o.DB.UnfinishedExportBatches(ctx, t.Name)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("backoffice: %s: %w", t.Name, err))
+		case len(batches) > 0:
+			errs = append(errs, a.finish(ctx, t))
+		}
+	}
+	return errs
+}
+
+// otherModePending reports whether a file a stop interrupted in the other mode's folder waits.
+func (a *Agent) otherModePending(ctx context.Context) (bool, error) {
+	for _, t := range a.otherModeTargets() {
+		batches, err := a.o.DB.UnfinishedExportBatches(ctx, t.Name)
+		if err != nil || len(batches) > 0 {
+			return true, err
+		}
+	}
+	return false, nil
 }
 
 // ErrCutShort is the error of a run that ctx ended, while it waited for the run in progress or
@@ -321,7 +354,7 @@ func (a *Agent) RunOnce(ctx context.Context) error {
 		return err
 	}
 	defer a.unlockRun()
-	var errs []error
+	errs := a.finishOtherMode(ctx)
 	for _, t := range a.fileTargets() {
 		if err := a.exportFiles(ctx, t); err != nil {
 			errs = append(errs, err)

@@ -212,6 +212,77 @@ func TestRunCutShortLeavesTheStatus(t *testing.T) {
 	}
 }
 
+// A file interrupted in production before the shop went to test mode, with no folder in use
+// in test mode (only the production folder configured): Run still finishes it, though the
+// exchange has nothing else to do.
+func TestRunFinishesTheOtherModesFileWithNothingElseConfigured(t *testing.T) {
+	db := openDB(t, "")
+	dir := t.TempDir()
+	bo := config.BackOffice{Schedule: "@every 1h", Export: config.BackOfficeExport{Dir: dir}}
+	createOrders(t, db, 2, false)
+	crashed := agentFor(db, false, bo)
+	crashed.hook = crashAt(stepMarked, 1)
+	if err := crashed.RunOnce(context.Background()); !errors.Is(err, errCrash) {
+		t.Fatal(err)
+	}
+	a := agentFor(db, true, bo)
+	if a.Configured() {
+		t.Fatal("the test's premise: nothing configured in test mode")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- a.Run(ctx) }()
+	waitFor(t, func() bool {
+		batches, err := db.UnfinishedExportBatches(context.Background(), storage.ExportFiles)
+		return err == nil && len(batches) == 0
+	})
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run returned %v", err)
+	}
+	if n := countExported(dir); n != 2 {
+		t.Fatalf("%d orders in the production folder, want the 2 of the interrupted file", n)
+	}
+	// Nothing left to finish: Run returns at once, as with nothing configured.
+	ctx, cancel = context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := agentFor(db, true, bo).Run(ctx); err != nil {
+		t.Fatalf("Run with nothing to do: %v, want it to return at once", err)
+	}
+}
+
+// A file interrupted in production that the start in test mode could not finish (the share was
+// away) is finished by the next run, not left until the next start.
+func TestRunOnceFinishesTheOtherModesFile(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t, "")
+	dir, testDir := t.TempDir(), t.TempDir()
+	bo := config.BackOffice{Export: config.BackOfficeExport{Dir: dir, TestDir: testDir}}
+	createOrders(t, db, 2, false)
+	crashed := agentFor(db, false, bo)
+	crashed.hook = crashAt(stepMarked, 1)
+	if err := crashed.RunOnce(ctx); !errors.Is(err, errCrash) {
+		t.Fatal(err)
+	}
+	away := dir + ".away"
+	if err := os.Rename(dir, away); err != nil {
+		t.Fatal(err)
+	}
+	a := agentFor(db, true, bo)
+	if err := a.Recover(ctx); err == nil {
+		t.Fatal("the start finished a file in a folder that is away")
+	}
+	if err := os.Rename(away, dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := readOrderFiles(t, dir); len(got) != 2 {
+		t.Fatalf("the production folder holds %d orders after a run in test mode, want the 2 of the interrupted file", len(got))
+	}
+}
+
 // At start, an order file a stop interrupted in production is finished even when the shop has
 // been put in test mode since (its orders were promised to the ERP), and the temporary files
 // left in the folders are removed. A folder of the other mode with nothing interrupted is not

@@ -74,6 +74,12 @@ func (a *Agent) importStock(ctx context.Context) error {
 	if err := checkDir(dir); err != nil {
 		return fmt.Errorf("backoffice: import: %w", err)
 	}
+	if exists(filepath.Join(dir, folderMarker)) {
+		// The configuration tells the folders apart by their paths; a link, a mount or another
+		// name of the same share can still make them one, and an order file read as stock
+		// levels would set every level it names to an order's quantity.
+		return needsHuman{fmt.Errorf("backoffice: import: folder %s holds %s: it is a folder storeedge writes order files to (back_office.export.dir or test_dir by another path?); the stock files wait until the import folder is another one", dir, folderMarker)}
+	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return fmt.Errorf("backoffice: import: %w", err)

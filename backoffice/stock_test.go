@@ -380,6 +380,30 @@ func TestImportInTestMode(t *testing.T) {
 }
 
 // TestImportMissingFolder reports the folder.
+// The import folder is the export folder by another path (a link here; a mount, or another name
+// of the same share): the order file there is not read as stock levels, and the run says why.
+func TestImportRefusesTheExportFolder(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t, "")
+	dir := t.TempDir()
+	link := filepath.Join(t.TempDir(), "drop")
+	if err := os.Symlink(dir, link); err != nil {
+		t.Skip("no symbolic links here:", err)
+	}
+	createOrders(t, db, 2, false)
+	a := agentFor(db, false, config.BackOffice{Export: config.BackOfficeExport{Dir: dir, Format: "csv"}, Import: config.BackOfficeImport{Dir: link}})
+	err := a.RunOnce(ctx)
+	if err == nil || !strings.Contains(err.Error(), "it is a folder storeedge writes order files to") {
+		t.Fatalf("run: %v, want the import refused", err)
+	}
+	if got, files := readOrderFiles(t, dir); len(got) != 2 || len(files) != 1 {
+		t.Fatalf("the export folder holds %d orders in %v, want the 2 in one file, left in place", len(got), files)
+	}
+	if levels := stockEntries(t, db); len(levels) != 0 {
+		t.Fatalf("stock levels set from the order file: %v", levels)
+	}
+}
+
 func TestImportMissingFolder(t *testing.T) {
 	db := openDB(t, "")
 	a := importAgent(db, filepath.Join(t.TempDir(), "nope"))
