@@ -148,6 +148,9 @@ func (pr *prober) collect(ctx context.Context, resend time.Duration, first bool)
 				}
 				continue
 			}
+			if oversizedRead(err) {
+				continue // a datagram too large (Windows fails its read): not an answer
+			}
 			return fmt.Errorf("discovery: probe: %w", err)
 		}
 		d, err := Decode(buf[:n])
@@ -241,6 +244,9 @@ func readAnnouncements(ctx context.Context, c *net.UDPConn, fn func(Found)) erro
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
+			}
+			if oversizedRead(err) {
+				continue // a datagram too large (Windows fails its read): not an announcement
 			}
 			return fmt.Errorf("discovery: listen %s: %w", c.LocalAddr(), err)
 		}

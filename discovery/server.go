@@ -380,6 +380,11 @@ func (s *Server) read(ctx context.Context) error {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
+			if oversizedRead(err) { // Windows: a datagram too large fails the read, and only it
+				s.c.received.Add(1)
+				s.c.oversized.Add(1)
+				continue
+			}
 			if msg := err.Error(); msg != lastErr { // logged once, not at every retry
 				lastErr = msg
 				s.log.Warn("discovery: read failed; retrying", slog.Any(keyError, err))

@@ -334,6 +334,11 @@ func Decode(b []byte) (Datagram, error) {
 		return d, fmt.Errorf("discovery: version %d: %w (want %d)", b[4], ErrVersion, Version)
 	}
 	d.Type = Type(b[5])
+	switch d.Type {
+	case TypeProbe, TypeAnswer, TypeAnnounce, TypeHello:
+	default: // whatever follows: the type says it is none of ours
+		return Datagram{}, fmt.Errorf("discovery: %s: %w: unknown type", d.Type, ErrMalformed)
+	}
 	f, err := splitFields(b[HeaderSize:])
 	if err != nil {
 		return Datagram{}, fmt.Errorf("discovery: %s: %w", d.Type, err)
@@ -347,8 +352,6 @@ func Decode(b []byte) (Datagram, error) {
 		d.Announce, err = decodeServerInfo(f)
 	case TypeHello:
 		d.Hello, err = decodeHello(f)
-	default:
-		err = fmt.Errorf("%w: unknown type", ErrMalformed)
 	}
 	if err != nil {
 		return Datagram{}, fmt.Errorf("discovery: %s: %w", d.Type, err)

@@ -152,6 +152,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"version 2", []byte("SEDP\x02\x01"), ErrVersion},
 		{"version 0", []byte("SEDP\x00\x01"), ErrVersion},
 		{"unknown type", []byte("SEDP\x01\x09"), ErrMalformed},
+		{"unknown type, fields cut short", []byte("SEDP\x01\x07\x09"), ErrMalformed},
 		{"probe without nonce", []byte("SEDP\x01\x01"), ErrMalformed},
 		{"short nonce", []byte("SEDP\x01\x01\x09\x02ab"), ErrMalformed},
 		{"field without length", []byte("SEDP\x01\x01\x09"), ErrTruncated},
