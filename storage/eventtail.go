@@ -104,7 +104,13 @@ func (db *DB) writeDurable(ctx context.Context, made *[]Event, f func(*sql.Tx) e
 		return fmt.Errorf("storage: durable write: %w", err)
 	}
 	defer db.w.ExecContext(context.WithoutCancel(ctx), `PRAGMA synchronous = NORMAL`)
-	return db.writeEventsLocked(ctx, made, f)
+	err := db.writeEventsLocked(ctx, made, f)
+	if sqliteSyncFailed(err) {
+		// SQLite's flush of this commit failed: the disk is as untrustworthy as when
+		// storeedge's own flush fails, and order taking stops the same way (FlushFailed).
+		return db.flush.fail(&diskFlushError{err})
+	}
+	return err
 }
 
 // writeEventsLocked is writeEvents for a caller that holds wmu.

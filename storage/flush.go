@@ -46,6 +46,26 @@ type diskFlushError struct{ err error }
 func (e *diskFlushError) Error() string { return e.err.Error() }
 func (e *diskFlushError) Unwrap() error { return e.err }
 
+// fail records err, a flush the disk failed (storeedge's own, or SQLite's of a commit), for the
+// rest of the process, and returns the error every later wait returns: the first failure's.
+func (f *walFlush) fail(err error) error {
+	err = fmt.Errorf("the disk failed a flush of the database's log, so what was answered as stored since the last good one may not be on it; nothing more is while this process runs: repair the disk, then restart the machine (a restart of storeedge alone would read back writes the disk never took): %w", err)
+	f.broken.CompareAndSwap(nil, &err)
+	return *f.broken.Load()
+}
+
+// sqliteSyncFailed tells an error of SQLite's own flush of a file to the disk (SQLITE_IOERR_FSYNC,
+// SQLITE_IOERR_DIR_FSYNC): as with storeedge's flush of the log, the kernel may have dropped the
+// writes it held.
+func sqliteSyncFailed(err error) bool {
+	var e interface{ Code() int }
+	if !errors.As(err, &e) {
+		return false
+	}
+	const ioerrFsync, ioerrDirFsync = 10 | 4<<8, 10 | 5<<8
+	return e.Code() == ioerrFsync || e.Code() == ioerrDirFsync
+}
+
 // syncCommitted returns once every transaction committed before the call is on the disk: a
 // power cut after it undoes none of them.
 func (db *DB) syncCommitted(ctx context.Context) error { return db.flush.wait(ctx, db.syncWAL) }
@@ -73,9 +93,7 @@ func (f *walFlush) wait(ctx context.Context, sync func() error) error {
 	n := f.started.Add(1)
 	if err := sync(); err != nil {
 		if de := (*diskFlushError)(nil); errors.As(err, &de) {
-			err = fmt.Errorf("the disk failed a flush of the database's log, so what was answered as stored since the last good one may not be on it; nothing more is while this process runs: repair the disk, then restart the machine (a restart of storeedge alone would read back writes the disk never took): %w", err)
-			f.broken.Store(&err)
-			return err
+			return f.fail(err)
 		}
 		return err
 	}
