@@ -156,9 +156,9 @@ func (ru rule) replace(s string) string {
 }
 
 // replaceObjects replaces each object ru.re opens, from its name to its closing brace (braces
-// counted at any depth: a customer's address holds its geolocation), or to the end of the text
-// when the text is cut short inside it. Braces are counted in strings too: one in a customer's
-// data redacts more, to the end of the text at worst, never less.
+// counted at any depth: a customer's address holds its geolocation, and not inside quoted
+// strings: a name may hold one), or to the end of the text when the text is cut short inside
+// it.
 func (ru rule) replaceObjects(s string) string {
 	var b []byte
 	last := 0
@@ -168,7 +168,11 @@ func (ru rule) replaceObjects(s string) string {
 		}
 		b = append(b, s[last:m[0]]...)
 		b = ru.re.ExpandString(b, ru.with, s, m)
-		last = closingBrace(s, m[1])
+		if strings.HasPrefix(s[m[0]:], `\"`) {
+			last = closingBraceEscaped(s, m[1])
+		} else {
+			last = closingBrace(s, m[1])
+		}
 	}
 	if b == nil {
 		return s
@@ -177,18 +181,61 @@ func (ru rule) replaceObjects(s string) string {
 }
 
 // closingBrace is the end of the object whose opening brace ends at i: just after the brace
-// that closes it, or len(s).
+// that closes it, or len(s). Braces in strings, in double or single quotes (JSON, and Python's
+// print of a structure) with backslash escapes, do not count. Go's %+v quotes no string: an
+// apostrophe in a name there makes the rest of the text a string, redacted to its end.
 func closingBrace(s string, i int) int {
 	depth := 1
+	var quote byte // the quote of the string the scan is in; 0 outside
 	for ; i < len(s); i++ {
-		switch s[i] {
-		case '{':
+		switch c := s[i]; {
+		case quote != 0:
+			if c == '\\' {
+				i++ // the escaped character
+			} else if c == quote {
+				quote = 0
+			}
+		case c == '"' || c == '\'':
+			quote = c
+		case c == '{':
 			depth++
-		case '}':
+		case c == '}':
 			if depth--; depth == 0 {
 				return i + 1
 			}
 		}
+	}
+	return len(s)
+}
+
+// closingBraceEscaped is closingBrace for JSON inside a JSON string, whose quotes are \" and
+// whose escapes are \\ and the character after, itself escaped (\\\" is a quote in a string).
+func closingBraceEscaped(s string, i int) int {
+	depth := 1
+	in := false
+	for i < len(s) {
+		c := s[i]
+		switch {
+		case c == '\\' && i+1 < len(s) && s[i+1] == '"':
+			in = !in
+			i += 2
+			continue
+		case c == '\\' && i+1 < len(s) && s[i+1] == '\\':
+			i += 2 // an escape of the inner JSON: the character after it is its
+			if i < len(s) && s[i] == '\\' {
+				i++ // escaped in the outer string too: \" or \\
+			}
+		case c == '\\':
+			i++ // an escape of the outer string (\n): the letter after it is not a brace
+		case in:
+		case c == '{':
+			depth++
+		case c == '}':
+			if depth--; depth == 0 {
+				return i + 1
+			}
+		}
+		i++
 	}
 	return len(s)
 }

@@ -91,7 +91,12 @@ func TestTextRedactsPatterns(t *testing.T) {
 		{`{'customer': {'name': 'Jean Dupont', 'a': {'b': {'c': 1}}}, 'total': 4}`, `{'customer': 'xxxxx', 'total': 4}`},
 		{`order {ID:o1 Customer:&{Name:Jean Dupont Address:{Street:1 rue X Geo:{Lat:45.7}}} Total:450}`, `order {ID:o1 Customer:xxxxx Total:450}`},
 		{`[{"customer":{"n":{"x":"Jean"}}},{"customer":{"n":{"x":"Zoe"}}}] 2 orders`, `[{"customer":"xxxxx"},{"customer":"xxxxx"}] 2 orders`},
-		{`{"customer":{"name":"Jean {Dupont","city":"Lyon"},"total":4}`, `{"customer":"xxxxx"`},
+		// Braces and quotes inside the customer's strings, in each form.
+		{`{"customer":{"name":"Jean} {Dupont \"le}\" \\","city":"Lyon"},"total":4}`, `{"customer":"xxxxx","total":4}`},
+		{`{'customer': {'name': "Jean} O'Brien", 'n': 'a\'}'}, 'total': 4}`, `{'customer': 'xxxxx', 'total': 4}`},
+		{`{"detail":"{\"customer\":{\"name\":\"Jean} \\\"le}\\\" \\\\\",\"n\":\"x\\n}\"},\"id\":\"A1\"}"}`,
+			`{"detail":"{\"customer\":\"xxxxx\",\"id\":\"A1\"}"}`},
+		{`order {ID:o1 Customer:&{Name:Jean O'Brien} Total:450}`, `order {ID:o1 Customer:xxxxx`},
 		// A person's data as other systems name it: camelCase, first and last names, single
 		// quotes, key=value text, a number, and the 00 international prefix.
 		{`HTTP 400: {"customerName":"Jean Dupont","first_name":"Jean","lastName":"Dupont","mobile":"612345678","Phone": 612345678}`,
