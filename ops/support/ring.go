@@ -163,13 +163,16 @@ func flatten(dst []slog.Attr, prefix string, a slog.Attr) []slog.Attr {
 	return append(dst, slog.Attr{Key: prefix + a.Key, Value: v})
 }
 
-// cutToRedact cuts s to maxRedactText, less the first part of a secret the cut left at its end.
+// cutToRedact cuts s to maxRedactText, less what the cut may have split of something redacted
+// whole: the first part of a configured secret, and the word the cut falls in (the start of an
+// e-mail address or a token no longer matches its pattern).
 func cutToRedact(red *logship.Redactor, s string) string {
 	c := clip.String(s, maxRedactText)
 	if len(s) <= maxRedactText {
 		return c
 	}
-	return red.TrimPartial(strings.TrimSuffix(c, "…")) + "…"
+	c = red.TrimPartial(strings.TrimSuffix(c, "…"))
+	return c[:strings.LastIndexAny(c, " \t\r\n,;\"'<>")+1] + "…"
 }
 
 // plain is an attribute's value as JSON shows it: numbers and booleans as they are, a value

@@ -77,7 +77,7 @@ func TestRingBoundsRecords(t *testing.T) {
 func TestRingKeepsNoPartOfASecretCutBeforeRedaction(t *testing.T) {
 	const secret = "S3cr3tStoreKey-0123456789"
 	prefix := `ERP answer 422 {"customer":{"name":"` + strings.Repeat("y", 16000) + `"}} key `
-	text := prefix + strings.Repeat("z", maxRedactText-10-len(prefix)) + secret + " and more"
+	text := prefix + strings.Repeat("z", maxRedactText-11-len(prefix)) + " " + secret + " and more"
 	ring := NewRing(2, secret)
 	log := slog.New(ring.Handler(slog.DiscardHandler))
 	log.Warn(text, slog.Any("error", errors.New(text)))
@@ -89,6 +89,13 @@ func TestRingKeepsNoPartOfASecretCutBeforeRedaction(t *testing.T) {
 		if strings.Contains(got, secret[:4]) {
 			t.Errorf("%s kept a part of the secret: …%s", what, got[max(0, len(got)-40):])
 		}
+	}
+	// The same with an e-mail address across the cut: its start matches no pattern.
+	const mail = "jean.dupont@example.com"
+	text = prefix + strings.Repeat("z", maxRedactText-10-len(prefix)) + " " + mail
+	log.Warn(text)
+	if got := ring.Lines(1)[0].Message; !strings.Contains(got, "zzz") || strings.Contains(got, "jean") {
+		t.Errorf("a part of an e-mail address across the cut was kept: …%s", got[max(0, len(got)-40):])
 	}
 }
 
