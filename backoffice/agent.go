@@ -83,6 +83,9 @@ type Agent struct {
 	lastLogged string // the last run error logged, so that a repeated one is not
 
 	refused atomic.Int64 // refusals for good since the start (Refusals)
+	// otherPending: a file a stop interrupted in the other mode's folder waited at the end of
+	// the last run (or at Run's start), so the exchange is Configured until it is finished.
+	otherPending atomic.Bool
 }
 
 // Refusals counts what was refused for good since the server started: orders the ERP's webhook
@@ -196,13 +199,12 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		sched = s
 	}
+	// A file interrupted before the shop's mode changed is finished all the same, and tried
+	// again at the scheduled times until it is.
+	a.noteOtherMode(ctx)
 	if !a.Configured() {
-		// A file interrupted before the shop's mode changed is finished all the same, and tried
-		// again at the scheduled times until it is.
-		if pending, err := a.otherModePending(ctx); err == nil && !pending {
-			a.log.Info("backoffice: no order export or stock import configured", slog.String("mode", a.mode()))
-			return nil
-		}
+		a.log.Info("backoffice: no order export or stock import configured", slog.String("mode", a.mode()))
+		return nil
 	}
 	// A file a stop left half written is finished now rather than at the next scheduled time:
 	// its orders were promised to the ERP already.
@@ -211,6 +213,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			return ctx.Err()
 		}
 		a.logRunError(err)
+	}
+	if a.otherModeDone() {
+		return nil
 	}
 	for {
 		now := a.now()
@@ -234,7 +239,23 @@ func (a *Agent) Run(ctx context.Context) error {
 			return ctx.Err()
 		}
 		a.logRunError(err)
+		if a.otherModeDone() {
+			return nil
+		}
 	}
+}
+
+// otherModeDone reports, and logs, that Run ran for the other mode's interrupted file alone, now
+// finished: nothing is configured in the shop's mode, and the schedule stops.
+func (a *Agent) otherModeDone() bool {
+	if a.Configured() {
+		return false
+	}
+	a.mu.Lock()
+	a.status.NextRun = time.Time{}
+	a.mu.Unlock()
+	a.log.Info("backoffice: the other mode's interrupted order file is finished; no order export or stock import configured", slog.String("mode", a.mode()))
+	return true
 }
 
 // needsHuman marks a failure that the next run will meet again unless someone changes
@@ -278,6 +299,7 @@ func (a *Agent) Recover(ctx context.Context) error {
 		errs = append(errs, a.finish(ctx, t))
 	}
 	errs = append(errs, a.finishOtherMode(ctx)...)
+	a.noteOtherMode(ctx)
 	err := errors.Join(errs...)
 	a.finishRun(ctx, err, false)
 	return err
@@ -317,15 +339,18 @@ func (a *Agent) finishOtherMode(ctx context.Context) []error {
 	return errs
 }
 
-// otherModePending reports whether a file a stop interrupted in the other mode's folder waits.
-func (a *Agent) otherModePending(ctx context.Context) (bool, error) {
+// noteOtherMode records whether a file a stop interrupted in the other mode's folder waits (or
+// cannot be known not to: the database failing).
+func (a *Agent) noteOtherMode(ctx context.Context) {
+	pending := false
 	for _, t := range a.otherModeTargets() {
 		batches, err := a.o.DB.UnfinishedExportBatches(ctx, t.Name)
 		if err != nil || len(batches) > 0 {
-			return true, err
+			pending = true
+			break
 		}
 	}
-	return false, nil
+	a.otherPending.Store(pending)
 }
 
 // ErrCutShort is the error of a run that ctx ended, while it waited for the run in progress or
@@ -355,6 +380,7 @@ func (a *Agent) RunOnce(ctx context.Context) error {
 	}
 	defer a.unlockRun()
 	errs := a.finishOtherMode(ctx)
+	a.noteOtherMode(ctx)
 	for _, t := range a.fileTargets() {
 		if err := a.exportFiles(ctx, t); err != nil {
 			errs = append(errs, err)
@@ -378,9 +404,12 @@ func (a *Agent) RunOnce(ctx context.Context) error {
 	return err
 }
 
-// Configured reports whether the exchange has anything to do in the current mode: an export
-// target or the stock import. Without, Run returns at once and no run ever ends.
-func (a *Agent) Configured() bool { return len(a.targets()) > 0 || a.importOn() }
+// Configured reports whether the exchange has anything to do: an export target or the stock
+// import in the current mode, or a file a stop interrupted in the other mode's folder, still
+// to be finished (as of the last run, or Run's start). Without, Run returns and no run ends.
+func (a *Agent) Configured() bool {
+	return len(a.targets()) > 0 || a.importOn() || a.otherPending.Load()
+}
 
 // Status is what the status page shows of the exchange with the back office.
 type Status struct {

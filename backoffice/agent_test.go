@@ -213,8 +213,10 @@ func TestRunCutShortLeavesTheStatus(t *testing.T) {
 }
 
 // A file interrupted in production before the shop went to test mode, with no folder in use
-// in test mode (only the production folder configured): Run still finishes it, though the
-// exchange has nothing else to do.
+// in test mode (only the production folder configured), and the production share away at the
+// start: Run tries again at each scheduled time, the exchange counting as configured meanwhile
+// (its failure shows, and the backoffice_failing alert can open); once the file is finished,
+// Run returns, as with nothing configured.
 func TestRunFinishesTheOtherModesFileWithNothingElseConfigured(t *testing.T) {
 	db := openDB(t, "")
 	dir := t.TempDir()
@@ -225,27 +227,33 @@ func TestRunFinishesTheOtherModesFileWithNothingElseConfigured(t *testing.T) {
 	if err := crashed.RunOnce(context.Background()); !errors.Is(err, errCrash) {
 		t.Fatal(err)
 	}
-	a := agentFor(db, true, bo)
-	if a.Configured() {
-		t.Fatal("the test's premise: nothing configured in test mode")
+	away := dir + ".away"
+	if err := os.Rename(dir, away); err != nil {
+		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
+	a := agentFor(db, true, bo)
+	a.sched = every(10 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	waitFor(t, func() bool {
-		batches, err := db.UnfinishedExportBatches(context.Background(), storage.ExportFiles)
-		return err == nil && len(batches) == 0
-	})
-	cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
-		t.Fatalf("Run returned %v", err)
+	waitFor(t, func() bool { return strings.Contains(a.Status().LastError, "does not exist") })
+	if !a.Configured() {
+		t.Fatal("not configured while the interrupted file waits: its failure would open no alert")
+	}
+	if err := os.Rename(away, dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Run returned %v, want nil once the file was finished", err)
 	}
 	if n := countExported(dir); n != 2 {
 		t.Fatalf("%d orders in the production folder, want the 2 of the interrupted file", n)
 	}
-	// Nothing left to finish: Run returns at once, as with nothing configured.
-	ctx, cancel = context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	if a.Configured() || !a.Status().NextRun.IsZero() {
+		t.Fatalf("after the file was finished: configured %v, next run %v", a.Configured(), a.Status().NextRun)
+	}
+	// Nothing left to finish: Run returns at once.
 	if err := agentFor(db, true, bo).Run(ctx); err != nil {
 		t.Fatalf("Run with nothing to do: %v, want it to return at once", err)
 	}

@@ -78,7 +78,7 @@ func (a *Agent) importStock(ctx context.Context) error {
 		// The configuration tells the folders apart by their paths; a link, a mount or another
 		// name of the same share can still make them one, and an order file read as stock
 		// levels would set every level it names to an order's quantity.
-		return needsHuman{fmt.Errorf("backoffice: import: folder %s holds %s: it is a folder storeedge writes order files to (back_office.export.dir or test_dir by another path?); the stock files wait until the import folder is another one", dir, folderMarker)}
+		return needsHuman{fmt.Errorf("backoffice: import: folder %s holds %s: it is a folder storeedge writes order files to (backoffice.export.dir or backoffice.export.test_dir by another path?); the stock files wait until the import folder is another one", dir, folderMarker)}
 	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
