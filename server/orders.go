@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
@@ -214,6 +215,7 @@ func (s *Server) setOrderStatus(w http.ResponseWriter, r *http.Request) error {
 	if !orders.ValidStatus(req.Status) {
 		return refuse(probInvalidBody, "status: "+strconv.Quote(req.Status)+" is not one of "+orders.StatusList())
 	}
+	req.Note = strings.TrimSpace(req.Note) // as it is added (orders.Move): "Table 4\r\n" is "Table 4"
 	if msg := orders.CheckText("note", req.Note, orders.MaxNoteRunes); msg != "" {
 		return refuse(probInvalidBody, msg)
 	}

@@ -230,6 +230,12 @@ func TestOrderStatusNotes(t *testing.T) {
 		decodeOrder(t, set("accepted", fmt.Sprint(i)+long[1:]), http.StatusOK)
 	}
 	wantProblem(t, set("accepted", "3"+long[1:]), http.StatusBadRequest, "invalid-body", "at most 2000")
+	// Trimmed before it is checked, as the route says: a line end a till adds is no fault; a
+	// tab inside is refused.
+	if a := decodeOrder(t, set("accepted", `Table 9\r\n`), http.StatusOK); !strings.HasSuffix(a.Order.Note, "\nTable 9") {
+		t.Fatalf("a note with a line end: %q", a.Order.Note)
+	}
+	wantProblem(t, set("accepted", "Table\\t9"), http.StatusBadRequest, "invalid-body", "control characters")
 	decodeOrder(t, set("cancelled", " left at door "), http.StatusOK)
 	if a := decodeOrder(t, set("cancelled", " left at door "), http.StatusOK); !strings.HasSuffix(a.Order.Note, "\nleft at door") {
 		t.Fatalf("a retried cancellation, its note with spaces around: %q", a.Order.Note)
