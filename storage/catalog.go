@@ -283,29 +283,46 @@ func (db *DB) DurableHead(ctx context.Context) (int64, error) {
 }
 
 // syncWAL flushes the database's write-ahead log to the disk, which makes every commit in it
-// durable (what a checkpoint moved to the database file, SQLite synced with it). It opens the
-// file afresh each time, SQLite may replace it. SQLite's unix VFS takes no POSIX lock on the WAL
-// file (its locks are on the database and the -shm file), so closing this descriptor releases
-// none of SQLite's; on Windows locks belong to handles anyway.
+// durable (what a checkpoint moved to the database file, SQLite synced with it). Called with
+// flush.mu held.
+//
+// It keeps one handle on the file open (db.wal) rather than opening it each time: Linux reports a
+// failure to write a file's pages back once to each handle open when it happened, so a handle
+// opened after SQLite's own sync met the failure (a durable commit's, a checkpoint's, whose
+// error SQLite drops) would hear nothing of it. The handle is opened again when the file at the
+// path is another one (SQLite removes the log when its last connection closes). SQLite's unix
+// VFS takes no POSIX lock on the WAL file (its locks are on the database and the -shm file), so
+// this descriptor holds or releases none of SQLite's; on Windows locks belong to handles anyway.
 func (db *DB) syncWAL() error {
 	// SQLite keeps the WAL beside the file a link to the database names, not beside the link.
 	path, err := filepath.EvalSymlinks(db.path)
 	if err != nil {
 		return err
 	}
-	f, err := os.OpenFile(path+"-wal", os.O_RDWR, 0)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil // no log: every commit is in the database file, synced
+	path += "-wal"
+	if db.wal != nil {
+		held, err1 := db.wal.Stat()
+		now, err2 := os.Stat(path)
+		if err1 != nil || err2 != nil || !os.SameFile(held, now) {
+			db.wal.Close()
+			db.wal = nil
+		}
 	}
-	if err != nil {
-		return err
+	if db.wal == nil {
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // no log: every commit is in the database file, synced
+		}
+		if err != nil {
+			return err
+		}
+		db.wal = f
 	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
+	if err := db.wal.Sync(); err != nil {
 		return &diskFlushError{err}
 	}
 	if testHookSyncedWAL != nil {
-		testHookSyncedWAL(f.Name())
+		testHookSyncedWAL(db.wal.Name())
 	}
 	return nil
 }

@@ -51,6 +51,7 @@ type DB struct {
 	durable   atomic.Int64
 	durableMu sync.Mutex // one head moved at a time
 	flush     walFlush   // the WAL's flushes, shared by those who wait for them (flush.go)
+	wal       *os.File   // the handle syncWAL keeps on the WAL; guarded by flush.mu
 	// ftsStale: the search index waits for the end of a bulk load of products, whose barcodes
 	// are staged until then; persisted in meta. Written under wmu, read by any reader.
 	ftsStale atomic.Bool
@@ -239,6 +240,12 @@ func (db *DB) Close() error {
 	// A flush under way ends first, its failure counting, and none starts until the stop is
 	// recorded (lock order: wmu, then flush.mu).
 	db.flush.mu.Lock()
+	// A failure SQLite met and dropped (a checkpoint's sync) shows on the handle kept open.
+	if err := db.syncWAL(); err != nil {
+		if de := (*diskFlushError)(nil); errors.As(err, &de) {
+			db.flush.fail(err)
+		}
+	}
 	broken := db.FlushFailed()
 	if db.ids != nil && broken != nil {
 		// The disk failed a flush: no sync now can say what it holds, so the stop is not
@@ -253,6 +260,10 @@ func (db *DB) Close() error {
 		} else {
 			errs = append(errs, db.closeIDs())
 		}
+	}
+	if db.wal != nil {
+		errs = append(errs, db.wal.Close())
+		db.wal = nil
 	}
 	db.flush.mu.Unlock()
 	db.wmu.Unlock()
