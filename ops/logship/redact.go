@@ -168,11 +168,14 @@ func (ru rule) replaceObjects(s string) string {
 		}
 		b = append(b, s[last:m[0]]...)
 		b = ru.re.ExpandString(b, ru.with, s, m)
+		// The later of two ends: quotes are read as strings (a brace in a name does not end
+		// the object), or ignored (Go's %+v quotes nothing, and two apostrophes in its names
+		// would hide a brace between them): neither leaves less redacted than the other.
+		end := closingBrace(s, m[1])
 		if strings.HasPrefix(s[m[0]:], `\"`) {
-			last = closingBraceEscaped(s, m[1])
-		} else {
-			last = closingBrace(s, m[1])
+			end = closingBraceEscaped(s, m[1])
 		}
+		last = max(end, closingBraceUnquoted(s, m[1]))
 	}
 	if b == nil {
 		return s
@@ -182,8 +185,7 @@ func (ru rule) replaceObjects(s string) string {
 
 // closingBrace is the end of the object whose opening brace ends at i: just after the brace
 // that closes it, or len(s). Braces in strings, in double or single quotes (JSON, and Python's
-// print of a structure) with backslash escapes, do not count. Go's %+v quotes no string: an
-// apostrophe in a name there makes the rest of the text a string, redacted to its end.
+// print of a structure) with backslash escapes, do not count.
 func closingBrace(s string, i int) int {
 	depth := 1
 	var quote byte // the quote of the string the scan is in; 0 outside
@@ -200,6 +202,22 @@ func closingBrace(s string, i int) int {
 		case c == '{':
 			depth++
 		case c == '}':
+			if depth--; depth == 0 {
+				return i + 1
+			}
+		}
+	}
+	return len(s)
+}
+
+// closingBraceUnquoted is closingBrace with every brace counted, quoted or not.
+func closingBraceUnquoted(s string, i int) int {
+	depth := 1
+	for ; i < len(s); i++ {
+		switch s[i] {
+		case '{':
+			depth++
+		case '}':
 			if depth--; depth == 0 {
 				return i + 1
 			}

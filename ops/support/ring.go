@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/storeedge/storeedge/internal/clip"
 	"github.com/storeedge/storeedge/ops/logship"
@@ -164,15 +165,18 @@ func flatten(dst []slog.Attr, prefix string, a slog.Attr) []slog.Attr {
 }
 
 // cutToRedact cuts s to maxRedactText, less what the cut may have split of something redacted
-// whole: the first part of a configured secret, and the word the cut falls in (the start of an
-// e-mail address or a token no longer matches its pattern).
+// whole: the first part of a configured secret, the word the cut falls in (the start of an
+// e-mail address or a token no longer matches its pattern), and the digits and spaces before it
+// (a telephone number's first groups).
 func cutToRedact(red *logship.Redactor, s string) string {
 	c := clip.String(s, maxRedactText)
 	if len(s) <= maxRedactText {
 		return c
 	}
 	c = red.TrimPartial(strings.TrimSuffix(c, "…"))
-	return c[:strings.LastIndexAny(c, " \t\r\n,;\"'<>")+1] + "…"
+	c = c[:strings.LastIndexAny(c, " \t\r\n,;\"'<>")+1]
+	// A telephone number is written in groups: the groups before the cut go with it.
+	return strings.TrimRightFunc(c, func(r rune) bool { return unicode.IsDigit(r) || unicode.IsSpace(r) || strings.ContainsRune("().+-", r) }) + "…"
 }
 
 // plain is an attribute's value as JSON shows it: numbers and booleans as they are, a value

@@ -97,6 +97,12 @@ func TestRingKeepsNoPartOfASecretCutBeforeRedaction(t *testing.T) {
 	if got := ring.Lines(1)[0].Message; !strings.Contains(got, "zzz") || strings.Contains(got, "jean") {
 		t.Errorf("a part of an e-mail address across the cut was kept: …%s", got[max(0, len(got)-40):])
 	}
+	// And a telephone number, written in groups.
+	text = prefix + strings.Repeat("z", maxRedactText-16-len(prefix)) + " call +33 6 12 34 56 78"
+	log.Warn(text)
+	if got := ring.Lines(1)[0].Message; !strings.Contains(got, "zzz") || strings.ContainsAny(got[strings.LastIndex(got, "z"):], "0123456789") {
+		t.Errorf("a part of a telephone number across the cut was kept: …%s", got[max(0, len(got)-40):])
+	}
 }
 
 func TestRingRedactsBeforeItCuts(t *testing.T) {
