@@ -301,9 +301,11 @@ func (db *DB) syncWAL() error {
 	}
 	path += "-wal"
 	if db.wal != nil {
+		// Only when the file at the path is another, or none: a stat that fails otherwise
+		// keeps the handle, and a failure it holds unreported.
 		held, err1 := db.wal.Stat()
 		now, err2 := os.Stat(path)
-		if err1 != nil || err2 != nil || !os.SameFile(held, now) {
+		if errors.Is(err2, fs.ErrNotExist) || err1 == nil && err2 == nil && !os.SameFile(held, now) {
 			db.wal.Close()
 			db.wal = nil
 		}

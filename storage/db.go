@@ -167,6 +167,15 @@ func openWith(ctx context.Context, path string, ms []migration) (*DB, error) {
 	}
 	db.tail.size, db.tail.bytes = EventTailSize, EventTailBytes
 	db.tail.load(ctx, db.w)
+	// The handle the flushes sync is opened now, not at the first flush: a failure SQLite meets
+	// and drops before it (a checkpoint of the catalog's first sync) is then reported to it.
+	db.flush.mu.Lock()
+	if err := db.syncWAL(); err != nil {
+		if de := (*diskFlushError)(nil); errors.As(err, &de) {
+			db.flush.fail(err)
+		}
+	}
+	db.flush.mu.Unlock()
 	return db, nil
 }
 
