@@ -159,23 +159,31 @@ func (ru rule) replace(s string) string {
 // counted at any depth: a customer's address holds its geolocation, and not inside quoted
 // strings: a name may hold one), or to the end of the text when the text is cut short inside
 // it.
+//
+// An object ends at the later of two ends: quotes read as strings (a brace in a name does not
+// end it), or ignored (Go's %+v quotes nothing, and two apostrophes in its names would hide a
+// brace between them). So nothing is left that counting braces alone would redact: an object
+// that count would replace whole is, even when it starts inside one replaced already (the
+// quoted end further on), and it reaches at least its own unquoted end.
 func (ru rule) replaceObjects(s string) string {
 	var b []byte
-	last := 0
+	last, unquoted := 0, 0 // where the text replaced ends; where counting braces alone would have it
 	for _, m := range ru.re.FindAllStringSubmatchIndex(s, -1) {
+		if m[0] < unquoted {
+			continue // inside an object that counting braces alone replaces too
+		}
+		unquoted = closingBraceUnquoted(s, m[1])
 		if m[0] < last {
-			continue // inside an object already replaced
+			last = max(last, unquoted) // already replaced from its start
+			continue
 		}
 		b = append(b, s[last:m[0]]...)
 		b = ru.re.ExpandString(b, ru.with, s, m)
-		// The later of two ends: quotes are read as strings (a brace in a name does not end
-		// the object), or ignored (Go's %+v quotes nothing, and two apostrophes in its names
-		// would hide a brace between them): neither leaves less redacted than the other.
 		end := closingBrace(s, m[1])
 		if strings.HasPrefix(s[m[0]:], `\"`) {
 			end = closingBraceEscaped(s, m[1])
 		}
-		last = max(end, closingBraceUnquoted(s, m[1]))
+		last = max(end, unquoted)
 	}
 	if b == nil {
 		return s

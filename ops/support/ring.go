@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/storeedge/storeedge/internal/clip"
 	"github.com/storeedge/storeedge/ops/logship"
@@ -175,9 +176,22 @@ func cutToRedact(red *logship.Redactor, s string) string {
 	}
 	c = red.TrimPartial(strings.TrimSuffix(c, "…"))
 	c = c[:strings.LastIndexAny(c, " \t\r\n,;\"'<>")+1]
-	// A telephone number is written in groups: the groups before the cut go with it.
-	return strings.TrimRightFunc(c, func(r rune) bool { return unicode.IsDigit(r) || unicode.IsSpace(r) || strings.ContainsRune("().+-", r) }) + "…"
+	// A telephone number is written in groups: the groups before the cut go with it, as far
+	// back as the longest number reaches (a list of numbers keeps the rest).
+	i := len(c)
+	for i > 0 && len(c)-i < maxPhoneBytes {
+		r, size := utf8.DecodeLastRuneInString(c[:i])
+		if !unicode.IsDigit(r) && !unicode.IsSpace(r) && !strings.ContainsRune("().+-", r) {
+			break
+		}
+		i -= size
+	}
+	return c[:i] + "…"
 }
+
+// maxPhoneBytes bounds what cutToRedact takes back for a telephone number's first groups: the
+// longest written with a space in each pair of digits and its country code.
+const maxPhoneBytes = 32
 
 // plain is an attribute's value as JSON shows it: numbers and booleans as they are, a value
 // that encodes as JSON as that JSON (so the redactor reads its field names), anything else as

@@ -97,6 +97,11 @@ func TestRingKeepsNoPartOfASecretCutBeforeRedaction(t *testing.T) {
 	if got := ring.Lines(1)[0].Message; !strings.Contains(got, "zzz") || strings.Contains(got, "jean") {
 		t.Errorf("a part of an e-mail address across the cut was kept: …%s", got[max(0, len(got)-40):])
 	}
+	// A list of numbers longer than the cut keeps what a telephone number cannot reach.
+	log.Warn("ids", slog.String("x", strings.Repeat("12345 ", 4000)))
+	if got := fmt.Sprint(ring.Lines(1)[0].Attrs["x"]); len(got) < maxLineText {
+		t.Errorf("a long list of numbers cut across one came to %d bytes: %q", len(got), got)
+	}
 	// And a telephone number, written in groups.
 	text = prefix + strings.Repeat("z", maxRedactText-16-len(prefix)) + " call +33 6 12 34 56 78"
 	log.Warn(text)
