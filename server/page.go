@@ -11,7 +11,6 @@ import (
 	"html/template"
 	"io/fs"
 	"log/slog"
-	"mime"
 	"net/http"
 	"net/url"
 	"path"
@@ -230,8 +229,20 @@ func (s *Server) pageAsset(w http.ResponseWriter, r *http.Request) error {
 		return refuse(probNotFound, "the status page has no asset "+name)
 	}
 	w.Header()["Cache-Control"] = []string{"no-cache"}
-	writeTyped(w, http.StatusOK, []string{mime.TypeByExtension(path.Ext(name))}, b)
+	typ, ok := assetTypes[path.Ext(name)]
+	if !ok {
+		typ = "application/octet-stream"
+	}
+	writeTyped(w, http.StatusOK, []string{typ}, b)
 	return nil
+}
+
+// assetTypes are the types of the page's assets, fixed: mime.TypeByExtension reads the Windows
+// registry, where another program may have given .css another type, which the browser would
+// refuse to apply (X-Content-Type-Options: nosniff).
+var assetTypes = map[string]string{
+	".css": "text/css; charset=utf-8",
+	".js":  "text/javascript; charset=utf-8",
 }
 
 // pageLogin checks the admin token of the login form and starts a session.
@@ -251,7 +262,9 @@ func (s *Server) pageLogin(w http.ResponseWriter, r *http.Request) error {
 		return s.render(w, http.StatusForbidden, "login.html", v)
 	}
 	addr, now := remoteIP(r), s.now()
-	wrong := !devices.EqualSecret(r.PostFormValue("token"), s.o.AdminToken)
+	// Trimmed as the admin API's bearer token is: a token pasted with a space or a line end
+	// (which no token holds) is the token.
+	wrong := !devices.EqualSecret(strings.TrimSpace(r.PostFormValue("token")), s.o.AdminToken)
 	if ok, wait := s.sessions.tryLogin(addr, now, wrong); !ok {
 		w.Header()["Retry-After"] = []string{fmt.Sprint(int(max(wait.Round(time.Second), time.Second).Seconds()))}
 		v.Error = "Too many wrong tokens from this address. Try again in " + max(wait.Round(time.Second), time.Second).String() + "."
@@ -269,12 +282,16 @@ func (s *Server) pageLogin(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// pageLogout ends the session and returns to the login form.
+// pageLogout ends the sessions the browser names and returns to the login form. A browser may
+// hold both cookies (a login on the plain admin port, another through a TLS proxy, whose
+// requests carry both): ending one alone would leave it logged in by the other.
 func (s *Server) pageLogout(w http.ResponseWriter, r *http.Request) error {
-	if _, id, ok := s.pageSessionOf(r); ok {
-		s.sessions.end(id)
+	for _, name := range []string{pageCookieTLS, pageCookie} {
+		if c, err := r.Cookie(name); err == nil {
+			s.sessions.end(c.Value)
+		}
+		http.SetCookie(w, &http.Cookie{Name: name, Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: name == pageCookieTLS})
 	}
-	http.SetCookie(w, sessionCookie(r, "", -1))
 	http.Redirect(w, r, pagePath(r), http.StatusSeeOther)
 	return nil
 }

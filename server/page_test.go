@@ -10,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"mime"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -205,6 +206,88 @@ func TestStatusPageLogin(t *testing.T) {
 	f.raw.ServeHTTP(cross, req)
 	if cross.Code != http.StatusForbidden || cross.Header().Get("Set-Cookie") != "" {
 		t.Fatalf("a cross-site logout: %d, Set-Cookie %q", cross.Code, cross.Header().Get("Set-Cookie"))
+	}
+}
+
+// A browser that logged in on the plain admin port and through a TLS proxy holds both cookies,
+// and its requests through the proxy carry both: Log out ends both sessions and clears both
+// cookies, so that neither opens the page after it (operations.md).
+func TestStatusPageLogoutEndsEverySessionTheBrowserHolds(t *testing.T) {
+	f := newFixture(t)
+	viaTLS := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Header.Set("X-Forwarded-Proto", "https")
+		f.raw.ServeHTTP(w, r)
+	})
+	plain := &pageClient{t: t, h: f.raw}
+	plain.login(testAdminToken)
+	var secure *http.Cookie
+	for _, ck := range (&pageClient{t: t, h: viaTLS}).login(testAdminToken).Result().Cookies() {
+		if ck.Name == pageCookieTLS {
+			secure = ck
+		}
+	}
+	if plain.cookie == nil || secure == nil {
+		t.Fatalf("the test's premise: two logins, cookies %v and %v", plain.cookie, secure)
+	}
+	both := &pageClient{t: t, h: viaTLS, cookie: secure}
+	withBoth := func(method, target string, body io.Reader) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(method, target, body)
+		req.AddCookie(plain.cookie)
+		return both.do(req)
+	}
+	csrf := csrfMeta.FindStringSubmatch(withBoth(http.MethodGet, "/status", nil).Body.String())
+	if csrf == nil {
+		t.Fatal("the page with both cookies is not the status page")
+	}
+	req := httptest.NewRequest(http.MethodPost, "/status/logout", strings.NewReader(url.Values{"csrf": {csrf[1]}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.AddCookie(plain.cookie)
+	rec := both.do(req)
+	if rec.Code != http.StatusSeeOther {
+		t.Fatalf("logout: %d %s", rec.Code, rec.Body)
+	}
+	expired := map[string]bool{}
+	for _, ck := range rec.Result().Cookies() {
+		expired[ck.Name] = ck.MaxAge < 0
+	}
+	if !expired[pageCookie] || !expired[pageCookieTLS] {
+		t.Errorf("logout cleared %v, want both cookies", expired)
+	}
+	for name, c := range map[string]*pageClient{"plain": plain, "secure": {t: t, h: viaTLS, cookie: secure}} {
+		if body := c.open(); !strings.Contains(body, `name="token"`) {
+			t.Errorf("the %s cookie still opens the page after logout", name)
+		}
+	}
+}
+
+// The admin token pasted with a space or a line end around it logs in, as the admin API takes
+// it as a bearer token.
+func TestStatusPageLoginTakesATokenPastedWithSpaces(t *testing.T) {
+	f := newFixture(t)
+	c := &pageClient{t: t, h: f.raw}
+	if rec := c.login(" " + testAdminToken + "\r\n"); rec.Code != http.StatusSeeOther || c.cookie == nil {
+		t.Fatalf("login with spaces around the token: %d\n%s", rec.Code, rec.Body)
+	}
+}
+
+// The page's styles and scripts carry their types as the server fixes them, not as the system's
+// table of types says (a Windows registry may map .css to another type, which the browser,
+// told nosniff, would refuse).
+func TestStatusPageAssetTypes(t *testing.T) {
+	// The system's table says otherwise, as such a registry does.
+	for ext, was := range map[string]string{".css": mime.TypeByExtension(".css"), ".js": mime.TypeByExtension(".js")} {
+		if err := mime.AddExtensionType(ext, "text/plain"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { mime.AddExtensionType(ext, was) })
+	}
+	f := newFixture(t)
+	c := &pageClient{t: t, h: f.raw}
+	for name, want := range map[string]string{"page.css": "text/css; charset=utf-8", "page.js": "text/javascript; charset=utf-8"} {
+		rec := c.do(httptest.NewRequest(http.MethodGet, "/status/assets/"+name, nil))
+		if got := rec.Header().Get("Content-Type"); rec.Code != http.StatusOK || got != want {
+			t.Errorf("%s: %d, Content-Type %q, want %q", name, rec.Code, got, want)
+		}
 	}
 }
 
