@@ -160,30 +160,39 @@ func (ru rule) replace(s string) string {
 // strings: a name may hold one), or to the end of the text when the text is cut short inside
 // it.
 //
-// An object ends at the later of two ends: quotes read as strings (a brace in a name does not
-// end it), or ignored (Go's %+v quotes nothing, and two apostrophes in its names would hide a
-// brace between them). So nothing is left that counting braces alone would redact: an object
-// that count would replace whole is, even when it starts inside one replaced already (the
-// quoted end further on), and it reaches at least its own unquoted end.
+// Two readings of where objects end are made, and what either replaces is replaced: quotes
+// read as strings (a brace in a name does not end the object), or ignored (Go's %+v quotes
+// nothing, and two apostrophes in its names would hide a brace between them). Each reading goes
+// through the objects as it alone would (an object inside one it replaced already is skipped),
+// so each scans any part of the text once.
 func (ru rule) replaceObjects(s string) string {
 	var b []byte
-	last, unquoted := 0, 0 // where the text replaced ends; where counting braces alone would have it
+	last := 0                // where the text replaced ends
+	quoted, unquoted := 0, 0 // where each reading's last object ends
 	for _, m := range ru.re.FindAllStringSubmatchIndex(s, -1) {
-		if m[0] < unquoted {
-			continue // inside an object that counting braces alone replaces too
+		byQuoted, byUnquoted := m[0] >= quoted, m[0] >= unquoted
+		if !byQuoted && !byUnquoted {
+			continue // inside an object both readings replace
 		}
-		unquoted = closingBraceUnquoted(s, m[1])
-		if m[0] < last {
-			last = max(last, unquoted) // already replaced from its start
-			continue
+		if byQuoted {
+			quoted = closingBrace(s, m[1])
+			if strings.HasPrefix(s[m[0]:], `\"`) {
+				quoted = closingBraceEscaped(s, m[1])
+			}
 		}
-		b = append(b, s[last:m[0]]...)
-		b = ru.re.ExpandString(b, ru.with, s, m)
-		end := closingBrace(s, m[1])
-		if strings.HasPrefix(s[m[0]:], `\"`) {
-			end = closingBraceEscaped(s, m[1])
+		if byUnquoted {
+			unquoted = closingBraceUnquoted(s, m[1])
 		}
-		last = max(end, unquoted)
+		if m[0] >= last {
+			b = append(b, s[last:m[0]]...)
+			b = ru.re.ExpandString(b, ru.with, s, m)
+		}
+		if byQuoted {
+			last = max(last, quoted)
+		}
+		if byUnquoted {
+			last = max(last, unquoted)
+		}
 	}
 	if b == nil {
 		return s

@@ -100,6 +100,7 @@ func TestTextRedactsPatterns(t *testing.T) {
 		{`order {ID:o1 Customer:&{Name:Jean D'Arc Address:{Street:1 rue de l'Eglise Zip:69000} City:Lyon} Total:450}`, `order {ID:o1 Customer:xxxxx Total:450}`},
 		{`orders [{ID:o1 Customer:&{Name:Jean D'Arc} Total:1} {ID:o2 Customer:&{Address:{Street:1 rue de l'Eglise} Name:Marie Curie} Total:2}]`,
 			`orders [{ID:o1 Customer:xxxxx Total:2}]`},
+		{`{"a":{"customer":{"ref":"{"},"b":{"customer":{"name":"x}}}","street":"12 Baker Street"}}}}`, `{"a":{"customer":"xxxxx"}}}`},
 		// A person's data as other systems name it: camelCase, first and last names, single
 		// quotes, key=value text, a number, and the 00 international prefix.
 		{`HTTP 400: {"customerName":"Jean Dupont","first_name":"Jean","lastName":"Dupont","mobile":"612345678","Phone": 612345678}`,
