@@ -305,7 +305,14 @@ func (db *DB) syncWAL() error {
 		// keeps the handle, and a failure it holds unreported.
 		held, err1 := db.wal.Stat()
 		now, err2 := os.Stat(path)
-		if errors.Is(err2, fs.ErrNotExist) || err1 == nil && err2 == nil && !os.SameFile(held, now) {
+		switch {
+		case err1 != nil && err2 == nil:
+			// Which file it holds cannot be told: it is flushed, then the path's is opened.
+			if err := db.wal.Sync(); err != nil {
+				return &diskFlushError{err}
+			}
+			fallthrough
+		case errors.Is(err2, fs.ErrNotExist), err1 == nil && err2 == nil && !os.SameFile(held, now):
 			db.wal.Close()
 			db.wal = nil
 		}
