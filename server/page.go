@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -95,16 +96,27 @@ func (s *Server) pageRoutes(r chi.Router, listener string) {
 	})
 }
 
-// pageSessionOf returns the request's session, if its cookie names a live one.
-func (s *Server) pageSessionOf(r *http.Request) (pageSession, string, bool) {
+// pageSessionOf returns the request's session, if its cookie names a live one (the Secure
+// cookie's first, when the browser sends both).
+func (s *Server) pageSessionOf(r *http.Request) (pageSession, bool) {
+	if live := s.pageSessionsOf(r); len(live) > 0 {
+		return live[0], true
+	}
+	return pageSession{}, false
+}
+
+// pageSessionsOf returns the live sessions the request's cookies name: two when a browser that
+// logged in on the plain port and through a TLS proxy sends both.
+func (s *Server) pageSessionsOf(r *http.Request) []pageSession {
+	var live []pageSession
 	for _, name := range []string{pageCookieTLS, pageCookie} {
 		if c, err := r.Cookie(name); err == nil {
 			if sess, ok := s.sessions.get(c.Value, s.now()); ok {
-				return sess, c.Value, true
+				live = append(live, sess)
 			}
 		}
 	}
-	return pageSession{}, "", false
+	return live
 }
 
 // sessionCookie is the page's session cookie for r: Secure, under a name of its own, for a
@@ -143,8 +155,8 @@ func sameOrigin(r *http.Request) bool {
 // session's CSRF token (header X-CSRF-Token, or the csrf form field) and the page's own origin.
 func (s *Server) requirePageAction(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sess, _, ok := s.pageSessionOf(r)
-		if !ok {
+		live := s.pageSessionsOf(r)
+		if len(live) == 0 {
 			problem(w, r, probNoSession, "log in to the status page again: the session ended or never began")
 			return
 		}
@@ -153,7 +165,9 @@ func (s *Server) requirePageAction(next http.Handler) http.Handler {
 			r.Body = http.MaxBytesReader(w, r.Body, pageLoginMaxBytes)
 			token = r.PostFormValue("csrf")
 		}
-		if !sameOrigin(r) || !sess.checkCSRF(token) {
+		// The token of either session the cookies name: a page opened with one of them goes on
+		// working when the other ends first.
+		if !sameOrigin(r) || !slices.ContainsFunc(live, func(sess pageSession) bool { return sess.checkCSRF(token) }) {
 			problem(w, r, probCSRF, "the action did not come from this server's status page: reload the page and try again")
 			return
 		}
@@ -168,7 +182,7 @@ func (s *Server) requirePageAction(next http.Handler) http.Handler {
 func (s *Server) requirePageActionIfSession(next http.Handler) http.Handler {
 	checked := s.requirePageAction(next)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, _, ok := s.pageSessionOf(r); ok {
+		if _, ok := s.pageSessionOf(r); ok {
 			checked.ServeHTTP(w, r)
 			return
 		}
@@ -204,7 +218,7 @@ func (s *Server) pageView(next string) pageView {
 // page serves the status page to a logged-in admin and the login form to anyone else.
 func (s *Server) page(w http.ResponseWriter, r *http.Request) error {
 	v := s.pageView(r.URL.Path)
-	sess, _, ok := s.pageSessionOf(r)
+	sess, ok := s.pageSessionOf(r)
 	if !ok || v.AdminOff {
 		return s.render(w, http.StatusOK, "login.html", v)
 	}
@@ -382,7 +396,7 @@ func (s *Server) pageEvents(w http.ResponseWriter, r *http.Request) error {
 		if s.o.WriteTimeout > 0 {
 			rc.SetWriteDeadline(time.Now().Add(s.o.WriteTimeout))
 		}
-		if _, _, ok := s.pageSessionOf(r); !ok {
+		if _, ok := s.pageSessionOf(r); !ok {
 			w.Write([]byte("event: logout\ndata: {}\n\n"))
 			rc.Flush()
 			return nil

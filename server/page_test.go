@@ -260,6 +260,36 @@ func TestStatusPageLogoutEndsEverySessionTheBrowserHolds(t *testing.T) {
 	}
 }
 
+// A page opened through the TLS proxy with the plain session alone, then a login there in
+// another tab: the browser now sends both cookies, and the open page's actions, which carry the
+// plain session's token, go on working.
+func TestStatusPageActionTakesTheTokenOfEitherSession(t *testing.T) {
+	f := newFixture(t)
+	viaTLS := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Header.Set("X-Forwarded-Proto", "https")
+		f.raw.ServeHTTP(w, r)
+	})
+	plain := &pageClient{t: t, h: f.raw}
+	plain.login(testAdminToken)
+	page := &pageClient{t: t, h: viaTLS, cookie: plain.cookie}
+	page.open()
+	var secure *http.Cookie
+	for _, ck := range (&pageClient{t: t, h: viaTLS}).login(testAdminToken).Result().Cookies() {
+		if ck.Name == pageCookieTLS {
+			secure = ck
+		}
+	}
+	if page.csrf == "" || secure == nil {
+		t.Fatalf("the test's premise: a page's token %q, a Secure cookie %v", page.csrf, secure)
+	}
+	req := httptest.NewRequest(http.MethodPost, "/status/pairing-codes", nil)
+	req.Header.Set("X-CSRF-Token", page.csrf)
+	req.AddCookie(secure)
+	if rec := page.do(req); rec.Code != http.StatusOK && rec.Code != http.StatusCreated {
+		t.Fatalf("an action of the open page with both cookies: %d %s", rec.Code, rec.Body)
+	}
+}
+
 // The admin token pasted with a space or a line end around it logs in, as the admin API takes
 // it as a bearer token.
 func TestStatusPageLoginTakesATokenPastedWithSpaces(t *testing.T) {
