@@ -307,6 +307,12 @@ func cmdConfig(args, env []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// What run checks as it starts, beyond the keys: the proxy variables of the environment
+	// (with wan.use_environment) and the extra CA file. A check that passes here must not be
+	// followed by a run that stops with 78 (an upgrade restarts the service on it).
+	if _, err := newWANDialer(cfg); err != nil {
+		return usageError{err}
+	}
 	fmt.Fprint(stdout, cfg.Redacted())
 	return nil
 }

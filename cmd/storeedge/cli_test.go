@@ -104,6 +104,38 @@ func TestSetWithoutEqualsIsNotShown(t *testing.T) {
 	}
 }
 
+// storeedge config checks what run checks as it starts beyond the keys: a proxy variable of the
+// environment that run refuses (exit 78) is refused here too, with exit code 2, so that a
+// check before an upgrade's restart says what the restart would meet (install.md).
+func TestConfigChecksTheProxyOfTheEnvironment(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "storeedge.yaml")
+	if err := os.WriteFile(file, []byte("data_dir: "+t.TempDir()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	t.Setenv("HTTPS_PROXY", "ftp://proxy.lan:21") // the dialer reads the process's environment
+	err := run(context.Background(), []string{"config", "--config", file}, []string{"STOREEDGE_CLOUD_STORE_KEY=the-real-key"}, &stdout, &stderr)
+	if code := exitCode(err, &stderr); code != 2 || !strings.Contains(stderr.String(), `unsupported proxy scheme "ftp"`) {
+		t.Fatalf("exit code %d, want 2 naming the scheme:\n%s", code, stderr.String())
+	}
+}
+
+// Mistakes in "storeedge service" arguments are mistakes on the command line: exit code 2
+// (operations.md), before the service manager is asked anything.
+func TestServiceArgumentMistakesAreUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"service", "instal"},
+		{"service", "install", "--config", "storeedge.yaml"},
+		{"service", "install", "extra"},
+	} {
+		var stdout, stderr bytes.Buffer
+		err := run(context.Background(), args, nil, &stdout, &stderr)
+		if code := exitCode(err, &stderr); code != 2 {
+			t.Errorf("%q: exit code %d, want 2\n%s", args, code, stderr.String())
+		}
+	}
+}
+
 // An argument too many is shown unless it looks like a secret: a file name is, a token is not.
 func TestUnexpectedArgumentShownUnlessSecret(t *testing.T) {
 	for _, tc := range []struct {
@@ -123,6 +155,7 @@ func TestUnexpectedArgumentShownUnlessSecret(t *testing.T) {
 		{[]string{"config", os.TempDir()}, true},                              // a folder that exists
 		{[]string{"config", "shop.backup"}, true},
 		{[]string{"config", "now"}, true},
+		{[]string{"demo", "--set", "smtp.password", "Zk39aJf8sLq0PwXnTt3v"}, false},
 	} {
 		var stdout, stderr bytes.Buffer
 		err := run(context.Background(), tc.args, nil, &stdout, &stderr)

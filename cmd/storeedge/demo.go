@@ -201,7 +201,7 @@ func parseDemoFlags(args []string, stderr io.Writer) (demoOptions, error) {
 		return o, usageError{fmt.Errorf("demo: --port must be 1..65535, got %d", o.port)}
 	}
 	if rest := fs.Args(); len(rest) > 0 {
-		return o, usageError{fmt.Errorf("demo: unexpected argument %q", rest[0])}
+		return o, usageError{unexpectedArg("demo", rest[0], args)}
 	}
 	return o, nil
 }

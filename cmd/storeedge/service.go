@@ -43,10 +43,21 @@ func cmdService(ctx context.Context, args, env []string, stdout, stderr io.Write
 	if action == "run" {
 		return serviceRun(ctx, rest, env, stderr)
 	}
+	switch action {
+	case "install", "uninstall", "start", "stop", "status":
+	default:
+		return usageError{fmt.Errorf("service: unknown action %q; want install, uninstall, start, stop or status", action)}
+	}
 	fs := newFlagSet("service "+action, serviceUsage, stderr)
 	path := fs.String("config", "", "configuration file the service runs with")
 	if err := fs.Parse(rest); err != nil {
 		return usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return usageError{unexpectedArg("service "+action, fs.Arg(0), rest)}
+	}
+	if *path != "" && !filepath.IsAbs(*path) {
+		return usageError{fmt.Errorf("service: --config %q is not an absolute path: the service starts in another folder", *path)}
 	}
 	exe, err := os.Executable()
 	if err != nil {
