@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"runtime/debug"
@@ -309,9 +310,17 @@ func cmdConfig(args, env []string, stdout, stderr io.Writer) error {
 	}
 	// What run checks as it starts, beyond the keys: the proxy variables of the environment
 	// (with wan.use_environment) and the extra CA file. A check that passes here must not be
-	// followed by a run that stops with 78 (an upgrade restarts the service on it).
-	if _, err := newWANDialer(cfg); err != nil {
-		return usageError{err}
+	// followed by a run that stops with 78 (an upgrade restarts the service on it). A CA file
+	// this user may not read is left to the server, as the key's check leaves it: the
+	// service's account may.
+	check := cfg
+	if file := check.WAN.ExtraCAFile; file != "" {
+		if _, err := config.ReadCAFile(file); errors.Is(err, fs.ErrPermission) {
+			check.WAN.ExtraCAFile = ""
+		}
+	}
+	if _, err := newWANDialer(check); err != nil {
+		return usageError{fmt.Errorf("%w (as this command's environment and user see it; the service's may differ)", err)}
 	}
 	fmt.Fprint(stdout, cfg.Redacted())
 	return nil
