@@ -28,12 +28,7 @@ func TestRun(t *testing.T) {
 	db := openDB(t, "")
 	dir := t.TempDir()
 	bo := config.BackOffice{Schedule: "@every 1h", Export: config.BackOfficeExport{Dir: dir}}
-	createOrders(t, db, 2, false)
-	crashed := agentFor(db, false, bo)
-	crashed.hook = crashAt(stepMarked, 1)
-	if err := crashed.RunOnce(context.Background()); !errors.Is(err, errCrash) {
-		t.Fatal(err)
-	}
+	interruptInProduction(t, db, bo)
 
 	var logs testenv.Buffer
 	a := agentFor(db, false, bo)
@@ -160,6 +155,18 @@ func countExported(dir string) int {
 	return n
 }
 
+// interruptInProduction creates two orders and stops a production run writing their file
+// after it was recorded complete, as a crash there would.
+func interruptInProduction(t *testing.T, db *storage.DB, bo config.BackOffice) {
+	t.Helper()
+	createOrders(t, db, 2, false)
+	crashed := agentFor(db, false, bo)
+	crashed.hook = crashAt(stepMarked, 1)
+	if err := crashed.RunOnce(context.Background()); !errors.Is(err, errCrash) {
+		t.Fatal(err)
+	}
+}
+
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -221,12 +228,7 @@ func TestRunFinishesTheOtherModesFileWithNothingElseConfigured(t *testing.T) {
 	db := openDB(t, "")
 	dir := t.TempDir()
 	bo := config.BackOffice{Schedule: "@every 1h", Export: config.BackOfficeExport{Dir: dir}}
-	createOrders(t, db, 2, false)
-	crashed := agentFor(db, false, bo)
-	crashed.hook = crashAt(stepMarked, 1)
-	if err := crashed.RunOnce(context.Background()); !errors.Is(err, errCrash) {
-		t.Fatal(err)
-	}
+	interruptInProduction(t, db, bo)
 	away := dir + ".away"
 	if err := os.Rename(dir, away); err != nil {
 		t.Fatal(err)
@@ -266,12 +268,7 @@ func TestRunOnceFinishesTheOtherModesFile(t *testing.T) {
 	db := openDB(t, "")
 	dir, testDir := t.TempDir(), t.TempDir()
 	bo := config.BackOffice{Export: config.BackOfficeExport{Dir: dir, TestDir: testDir}}
-	createOrders(t, db, 2, false)
-	crashed := agentFor(db, false, bo)
-	crashed.hook = crashAt(stepMarked, 1)
-	if err := crashed.RunOnce(ctx); !errors.Is(err, errCrash) {
-		t.Fatal(err)
-	}
+	interruptInProduction(t, db, bo)
 	away := dir + ".away"
 	if err := os.Rename(dir, away); err != nil {
 		t.Fatal(err)
@@ -300,12 +297,7 @@ func TestRecoverFinishesTheOtherModesFile(t *testing.T) {
 	db := openDB(t, "")
 	dir, testDir := t.TempDir(), t.TempDir()
 	bo := config.BackOffice{Export: config.BackOfficeExport{Dir: dir, TestDir: testDir}}
-	createOrders(t, db, 2, false)
-	crashed := agentFor(db, false, bo)
-	crashed.hook = crashAt(stepMarked, 1)
-	if err := crashed.RunOnce(ctx); !errors.Is(err, errCrash) {
-		t.Fatal(err)
-	}
+	interruptInProduction(t, db, bo)
 	stray := filepath.Join(testDir, tmpPrefix+"orders-"+storage.ExportTestFiles+"-20261207T000000Z-1.json")
 	if err := os.WriteFile(stray, []byte(`[{"id":`), 0o600); err != nil {
 		t.Fatal(err)

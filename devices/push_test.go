@@ -638,6 +638,26 @@ func rawFrame(key, peerNonce []byte, seq uint64, typ push.Type, id string, paylo
 	return m.Sum(b)
 }
 
+// rawDevice is a device whose answers the test lays out byte by byte (rawFrame): it accepts the
+// server's connection on ln, makes the handshake, and gives the connection, the push key and
+// the server's nonce its frames are bound to. ok is false when the server never came.
+func rawDevice(ln net.Listener, creds devices.Credentials) (nc net.Conn, c *push.Conn, key, serverNonce []byte, ok bool) {
+	nc, err := ln.Accept()
+	if err != nil {
+		return nil, nil, nil, nil, false
+	}
+	rec := &readRecorder{Conn: nc}
+	key = push.Key(creds.Secret)
+	c, err = push.DeviceHandshake(rec, key, creds.DeviceID, push.Version, time.Now(), 5*time.Second)
+	if err != nil {
+		nc.Close()
+		return nil, nil, nil, nil, false
+	}
+	// The server's hello came first: its nonce is its payload, before the MAC.
+	hello := rec.got[:8+binary.BigEndian.Uint32(rec.got[4:8])]
+	return nc, c, key, hello[len(hello)-32-16 : len(hello)-32], true
+}
+
 // An ack that carries a payload, and a nack whose reason is too long, are read all the same
 // (push-protocol.md): the command is done, the nack's reason recorded cut, and the first fault of
 // the connection logged with the size the device sent.
@@ -653,20 +673,11 @@ func TestAnswersBreakingThePayloadRulesAreReadAllTheSame(t *testing.T) {
 	acked := send(t, e, target, "print", `{}`, 0)[0]
 	nacked := send(t, e, target, "print", `{}`, 0)[0]
 	go func() {
-		nc, err := ln.Accept()
-		if err != nil {
+		nc, c, key, serverNonce, ok := rawDevice(ln, creds)
+		if !ok {
 			return
 		}
 		defer nc.Close()
-		rec := &readRecorder{Conn: nc}
-		key := push.Key(creds.Secret)
-		c, err := push.DeviceHandshake(rec, key, creds.DeviceID, push.Version, time.Now(), 5*time.Second)
-		if err != nil {
-			return
-		}
-		// The server's hello came first: its nonce is its payload, before the MAC.
-		hello := rec.got[:8+binary.BigEndian.Uint32(rec.got[4:8])]
-		serverNonce := hello[len(hello)-32-16 : len(hello)-32]
 		seq := uint64(2) // after the device's hello (0) and its ack of the server's (1)
 		for {
 			f, err := c.ReadFrame()
@@ -714,19 +725,11 @@ func TestAcksBeforeTheDeviceClosesAreRecorded(t *testing.T) {
 		cmds = append(cmds, send(t, e, devices.Target{DeviceID: creds.DeviceID}, "print", `{}`, 0)[0])
 	}
 	go func() {
-		nc, err := ln.Accept()
-		if err != nil {
+		nc, c, key, serverNonce, ok := rawDevice(ln, creds)
+		if !ok {
 			return
 		}
 		defer nc.Close()
-		rec := &readRecorder{Conn: nc}
-		key := push.Key(creds.Secret)
-		c, err := push.DeviceHandshake(rec, key, creds.DeviceID, push.Version, time.Now(), 5*time.Second)
-		if err != nil {
-			return
-		}
-		hello := rec.got[:8+binary.BigEndian.Uint32(rec.got[4:8])]
-		serverNonce := hello[len(hello)-32-16 : len(hello)-32]
 		var acks []byte
 		for seq := uint64(2); seq < 2+n; seq++ {
 			f, err := c.ReadFrame()

@@ -57,6 +57,26 @@ func (c *pageClient) login(token string) *httptest.ResponseRecorder {
 	return rec
 }
 
+// viaTLSProxy is h behind a reverse proxy that adds TLS and says so (X-Forwarded-Proto).
+func viaTLSProxy(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Header.Set("X-Forwarded-Proto", "https")
+		h.ServeHTTP(w, r)
+	})
+}
+
+// loginOverTLS logs in through h (viaTLSProxy) and returns the Secure session cookie it gave,
+// or nil.
+func loginOverTLS(t *testing.T, h http.Handler) *http.Cookie {
+	t.Helper()
+	for _, ck := range (&pageClient{t: t, h: h}).login(testAdminToken).Result().Cookies() {
+		if ck.Name == pageCookieTLS {
+			return ck
+		}
+	}
+	return nil
+}
+
 var csrfMeta = regexp.MustCompile(`<meta name="csrf-token" content="([^"]+)">`)
 
 // open loads the page and keeps its CSRF token.
@@ -147,10 +167,7 @@ func TestStatusPageLogin(t *testing.T) {
 	// Through a reverse proxy that adds TLS, the cookie is Secure (never sent over plain HTTP),
 	// under a name of its own (a browser keeps a plain-HTTP login from overwriting it), and opens
 	// the page.
-	tls := &pageClient{t: t, h: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.Header.Set("X-Forwarded-Proto", "https")
-		f.raw.ServeHTTP(w, r)
-	})}
+	tls := &pageClient{t: t, h: viaTLSProxy(f.raw)}
 	rec = tls.login(testAdminToken)
 	var secure *http.Cookie
 	for _, ck := range rec.Result().Cookies() {
@@ -214,18 +231,10 @@ func TestStatusPageLogin(t *testing.T) {
 // cookies, so that neither opens the page after it (operations.md).
 func TestStatusPageLogoutEndsEverySessionTheBrowserHolds(t *testing.T) {
 	f := newFixture(t)
-	viaTLS := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.Header.Set("X-Forwarded-Proto", "https")
-		f.raw.ServeHTTP(w, r)
-	})
+	viaTLS := viaTLSProxy(f.raw)
 	plain := &pageClient{t: t, h: f.raw}
 	plain.login(testAdminToken)
-	var secure *http.Cookie
-	for _, ck := range (&pageClient{t: t, h: viaTLS}).login(testAdminToken).Result().Cookies() {
-		if ck.Name == pageCookieTLS {
-			secure = ck
-		}
-	}
+	secure := loginOverTLS(t, viaTLS)
 	if plain.cookie == nil || secure == nil {
 		t.Fatalf("the test's premise: two logins, cookies %v and %v", plain.cookie, secure)
 	}
@@ -265,20 +274,12 @@ func TestStatusPageLogoutEndsEverySessionTheBrowserHolds(t *testing.T) {
 // plain session's token, go on working.
 func TestStatusPageActionTakesTheTokenOfEitherSession(t *testing.T) {
 	f := newFixture(t)
-	viaTLS := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.Header.Set("X-Forwarded-Proto", "https")
-		f.raw.ServeHTTP(w, r)
-	})
+	viaTLS := viaTLSProxy(f.raw)
 	plain := &pageClient{t: t, h: f.raw}
 	plain.login(testAdminToken)
 	page := &pageClient{t: t, h: viaTLS, cookie: plain.cookie}
 	page.open()
-	var secure *http.Cookie
-	for _, ck := range (&pageClient{t: t, h: viaTLS}).login(testAdminToken).Result().Cookies() {
-		if ck.Name == pageCookieTLS {
-			secure = ck
-		}
-	}
+	secure := loginOverTLS(t, viaTLS)
 	if page.csrf == "" || secure == nil {
 		t.Fatalf("the test's premise: a page's token %q, a Secure cookie %v", page.csrf, secure)
 	}
