@@ -170,13 +170,19 @@ func openWith(ctx context.Context, path string, ms []migration) (*DB, error) {
 	// The handle the flushes sync is opened now, not at the first flush: a failure SQLite meets
 	// and drops before it (a checkpoint of the catalog's first sync) is then reported to it.
 	db.flush.mu.Lock()
+	db.syncWALLocked()
+	db.flush.mu.Unlock()
+	return db, nil
+}
+
+// syncWALLocked syncs the WAL outside a wait, a failure of the disk recorded as a wait's is.
+// Called with flush.mu held.
+func (db *DB) syncWALLocked() {
 	if err := db.syncWAL(); err != nil {
 		if de := (*diskFlushError)(nil); errors.As(err, &de) {
 			db.flush.fail(err)
 		}
 	}
-	db.flush.mu.Unlock()
-	return db, nil
 }
 
 func dsn(path string, readOnly bool) string {
@@ -250,11 +256,7 @@ func (db *DB) Close() error {
 	// recorded (lock order: wmu, then flush.mu).
 	db.flush.mu.Lock()
 	// A failure SQLite met and dropped (a checkpoint's sync) shows on the handle kept open.
-	if err := db.syncWAL(); err != nil {
-		if de := (*diskFlushError)(nil); errors.As(err, &de) {
-			db.flush.fail(err)
-		}
-	}
+	db.syncWALLocked()
 	broken := db.FlushFailed()
 	if db.ids != nil && broken != nil {
 		// The disk failed a flush: no sync now can say what it holds, so the stop is not
