@@ -43,10 +43,8 @@ func cmdService(ctx context.Context, args, env []string, stdout, stderr io.Write
 	if action == "run" {
 		return serviceRun(ctx, rest, env, stderr)
 	}
-	switch action {
-	case "install", "uninstall", "start", "stop", "status":
-	default:
-		return usageError{fmt.Errorf("service: unknown action %q; want install, uninstall, start, stop or status", action)}
+	if err := service.CheckAction(action); err != nil {
+		return usageError{err}
 	}
 	fs := newFlagSet("service "+action, serviceUsage, stderr)
 	path := fs.String("config", "", "configuration file the service runs with")

@@ -76,6 +76,15 @@ func SpecFor(exe, configPath string) (Spec, error) {
 	}, nil
 }
 
+// CheckAction says whether Control carries out action: nil, or the error naming those it does.
+func CheckAction(action string) error {
+	switch action {
+	case "install", "uninstall", "start", "stop", "status":
+		return nil
+	}
+	return fmt.Errorf("service: unknown action %q; want install, uninstall, start, stop or status", action)
+}
+
 // Control carries out "storeedge service ACTION" against scm and says what it did.
 func Control(scm SCM, action, exe, configPath string) (string, error) {
 	switch action {
@@ -121,7 +130,7 @@ func Control(scm SCM, action, exe, configPath string) (string, error) {
 		}
 		return st, nil
 	}
-	return "", fmt.Errorf("service: unknown action %q; want install, uninstall, start, stop or status", action)
+	return "", CheckAction(action)
 }
 
 // stopTimeout covers the longest shutdown grace the server may be given (lan.shutdown_grace) and
