@@ -548,10 +548,13 @@ func integrityCheck(ctx context.Context, q queryer, pragma string) error {
 }
 
 // sqliteCode is the primary SQLite result code of err, or 0.
-func sqliteCode(err error) int {
+func sqliteCode(err error) int { return sqliteExtendedCode(err) & 0xff }
+
+// sqliteExtendedCode is the extended SQLite result code of err (the driver turns them on), or 0.
+func sqliteExtendedCode(err error) int {
 	var e interface{ Code() int }
 	if errors.As(err, &e) {
-		return e.Code() & 0xff
+		return e.Code()
 	}
 	return 0
 }

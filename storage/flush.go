@@ -58,12 +58,9 @@ func (f *walFlush) fail(err error) error {
 // SQLITE_IOERR_DIR_FSYNC): as with storeedge's flush of the log, the kernel may have dropped the
 // writes it held.
 func sqliteSyncFailed(err error) bool {
-	var e interface{ Code() int }
-	if !errors.As(err, &e) {
-		return false
-	}
 	const ioerrFsync, ioerrDirFsync = 10 | 4<<8, 10 | 5<<8
-	return e.Code() == ioerrFsync || e.Code() == ioerrDirFsync
+	code := sqliteExtendedCode(err)
+	return code == ioerrFsync || code == ioerrDirFsync
 }
 
 // syncCommitted returns once every transaction committed before the call is on the disk: a
