@@ -638,6 +638,18 @@ func rawFrame(key, peerNonce []byte, seq uint64, typ push.Type, id string, paylo
 	return m.Sum(b)
 }
 
+// pairedListener is a listener on loopback paired as a device's push address, for a device
+// the test plays itself (rawDevice); it is closed at the test's end.
+func pairedListener(t *testing.T, e *env) (net.Listener, devices.Credentials) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln, e.pair(t, ln.Addr().String())
+}
+
 // rawDevice is a device whose answers the test lays out byte by byte (rawFrame): it accepts the
 // server's connection on ln, makes the handshake, and gives the connection, the push key and
 // the server's nonce its frames are bound to. ok is false when the server never came.
@@ -663,12 +675,7 @@ func rawDevice(ln net.Listener, creds devices.Credentials) (nc net.Conn, c *push
 // the connection logged with the size the device sent.
 func TestAnswersBreakingThePayloadRulesAreReadAllTheSame(t *testing.T) {
 	e := newEnv(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	creds := e.pair(t, ln.Addr().String())
+	ln, creds := pairedListener(t, e)
 	target := devices.Target{DeviceID: creds.DeviceID}
 	acked := send(t, e, target, "print", `{}`, 0)[0]
 	nacked := send(t, e, target, "print", `{}`, 0)[0]
@@ -713,12 +720,7 @@ func TestAnswersBreakingThePayloadRulesAreReadAllTheSame(t *testing.T) {
 // command is acknowledged, none written again or left to expire (push-protocol.md).
 func TestAcksBeforeTheDeviceClosesAreRecorded(t *testing.T) {
 	e := newEnv(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	creds := e.pair(t, ln.Addr().String())
+	ln, creds := pairedListener(t, e)
 	const n = 50
 	var cmds []storage.Command
 	for range n {
