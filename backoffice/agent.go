@@ -299,7 +299,6 @@ func (a *Agent) Recover(ctx context.Context) error {
 		errs = append(errs, a.finish(ctx, t))
 	}
 	errs = append(errs, a.finishOtherMode(ctx)...)
-	a.noteOtherMode(ctx)
 	err := errors.Join(errs...)
 	a.finishRun(ctx, err, false)
 	return err
@@ -322,20 +321,22 @@ func (a *Agent) otherModeTargets() []fileTarget {
 	return slices.DeleteFunc(a.configuredFileTargets(), func(t fileTarget) bool { return t.Test == a.o.Shop.IsTest() })
 }
 
-// finishOtherMode finishes the files a stop interrupted in the other mode's folder. That folder
-// is not used otherwise, and may not be there (a share not mounted in test mode): only such a
-// file takes it.
+// finishOtherMode finishes the files a stop interrupted in the other mode's folder, and records
+// whether one still waits (otherPending: its finish failed, or the database could not say).
+// That folder is not used otherwise, and may not be there (a share not mounted in test mode):
+// only such a file takes it.
 func (a *Agent) finishOtherMode(ctx context.Context) []error {
 	var errs []error
 	for _, t := range a.otherModeTargets() {
 		batches, err := a.o.DB.UnfinishedExportBatches(ctx, t.Name)
-		switch {
-		case err != nil:
-			errs = append(errs, fmt.Errorf("backoffice: %s: %w", t.Name, err))
-		case len(batches) > 0:
-			errs = append(errs, a.finish(ctx, t))
+		if err != nil {
+			err = fmt.Errorf("backoffice: %s: %w", t.Name, err)
+		} else if len(batches) > 0 {
+			err = a.finish(ctx, t)
 		}
+		errs = append(errs, err)
 	}
+	a.otherPending.Store(errors.Join(errs...) != nil)
 	return errs
 }
 
@@ -380,7 +381,6 @@ func (a *Agent) RunOnce(ctx context.Context) error {
 	}
 	defer a.unlockRun()
 	errs := a.finishOtherMode(ctx)
-	a.noteOtherMode(ctx)
 	for _, t := range a.fileTargets() {
 		if err := a.exportFiles(ctx, t); err != nil {
 			errs = append(errs, err)
