@@ -188,24 +188,27 @@ func (a *Alerts) Check(ctx context.Context) error {
 	for _, r := range a.rules {
 		old := states[r.name]
 		delete(states, r.name)
-		n, event := next(r, old, r.check(&f, now, old != nil && old.Open()), now)
+		c := r.check(&f, now, old != nil && old.Open())
+		n, event := next(r, old, c, now)
 		if !changed(r, old, n) {
+			c.saw()
 			continue
 		}
+		st := n
+		if st == nil {
+			st = old
+		}
 		var mail *storage.AlertMail
-		if event != "" {
-			st := n
-			if st == nil {
-				st = old
-			}
-			a.logEvent(r, *st, event, now)
-			if a.o.Mailer != nil {
-				mail = a.o.Identity.notice(r, *st, event, now)
-			}
+		if event != "" && a.o.Mailer != nil {
+			mail = a.o.Identity.notice(r, *st, event, now)
 		}
 		if err := a.o.DB.SaveAlert(ctx, r.name, n, mail); err != nil {
 			return fmt.Errorf("alerts: %w", err)
 		}
+		if event != "" {
+			a.logEvent(r, *st, event, now)
+		}
+		c.saw()
 	}
 	// What is left belongs to rules switched off: forgotten, without a mail (whoever switched
 	// the rule off knows), so that switched on again the rule starts afresh and mails its alert.

@@ -56,6 +56,9 @@ type condition struct {
 	since   time.Time
 	summary string // one line
 	detail  string // lines of facts
+	// seen, when set, records that the check's facts were acted on (a counter's new value);
+	// Check calls it once the state it led to is saved, so that a failed save sees them again.
+	seen func()
 }
 
 // rule is one alert rule.
@@ -183,16 +186,16 @@ func deadLettered(dl *deadLetters) rule {
 			if sb == nil {
 				return condition{}
 			}
-			if sb.DeadLettered < dl.last {
-				dl.last = 0 // a new receiver counts from 0
+			last := dl.last
+			if sb.DeadLettered < last {
+				last = 0 // a new receiver counts from 0
 			}
-			grew := sb.DeadLettered > dl.last
-			dl.last = sb.DeadLettered
-			if !grew {
-				return condition{}
+			seen := func() { dl.last = sb.DeadLettered }
+			if sb.DeadLettered <= last {
+				return condition{seen: seen}
 			}
 			return condition{
-				active:  true,
+				active: true, seen: seen,
 				summary: fmt.Sprintf("orders from Service Bus were dead-lettered (%d since the server started)", sb.DeadLettered),
 				detail:  fmt.Sprintf("Queue: %s\nDead-lettered since the server started: %d\n", sb.Queue, sb.DeadLettered),
 			}
@@ -423,12 +426,11 @@ func backOfficeRefused(rf *refusals) rule {
 			if b == nil {
 				return condition{}
 			}
-			grew := b.Refused > rf.last
-			rf.last = b.Refused
-			if !grew {
-				return condition{}
+			seen := func() { rf.last = b.Refused }
+			if b.Refused <= rf.last {
+				return condition{seen: seen}
 			}
-			return condition{active: true,
+			return condition{active: true, seen: seen,
 				summary: fmt.Sprintf("the back office refused orders or stock files (%d since the server started)", b.Refused),
 				detail:  fmt.Sprintf("Refused since the server started (orders refused by the webhook, stock files in failed/): %d\n", b.Refused)}
 		},
@@ -479,4 +481,11 @@ func sortedKeys(m map[string]int64) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// saw records that the condition's facts were acted on.
+func (c condition) saw() {
+	if c.seen != nil {
+		c.seen()
+	}
 }

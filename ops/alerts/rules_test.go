@@ -2,8 +2,10 @@ package alerts
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -494,6 +496,46 @@ func TestBackOfficeFailingAndRefused(t *testing.T) {
 	if again.openRules(t) != RuleBackOfficeFail {
 		t.Fatalf("after a restart: open %q", again.openRules(t))
 	}
+}
+
+// A dead-letter or a refusal seen by a check whose save failed is seen again by the next
+// check: the alert opens then, rather than never.
+func TestCountedEventSurvivesAFailedSave(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "storeedge.db")
+	r := newRig(t, openDB(t, path), noMail{}, nil)
+	raw, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	exec := func(q string) {
+		t.Helper()
+		if _, err := raw.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.facts.set(func(f *Facts) {
+		f.ServiceBus = &ServiceBus{Queue: "orders"}
+		f.BackOffice = &BackOffice{}
+	})
+	r.check(t)
+	// The disk refuses the alerts' writes for one check.
+	exec(`CREATE TRIGGER refuse_alerts BEFORE INSERT ON alert_state BEGIN SELECT RAISE(ABORT, 'disk refused'); END`)
+	r.facts.set(func(f *Facts) {
+		f.ServiceBus = &ServiceBus{Queue: "orders", DeadLettered: 1}
+		f.BackOffice = &BackOffice{Refused: 1}
+	})
+	for range 2 { // a failed save ends the check: the second reaches the rule after it, if the first forgot its event
+		if err := r.a.Check(context.Background()); err == nil || !strings.Contains(err.Error(), "disk refused") {
+			t.Fatalf("check with the writes refused: %v", err)
+		}
+	}
+	exec(`DROP TRIGGER refuse_alerts`)
+	r.check(t)
+	if got := r.openRules(t); got != RuleBackOfficeRef+","+RuleDeadLettered {
+		t.Fatalf("open after the failed saves: %q", got)
+	}
+	wantQueued(t, r, "ALERT order dead-lettered", "ALERT refused by the back office")
 }
 
 // A notice keeps its Message-ID when it is sent again; a notice of a database that numbers its
