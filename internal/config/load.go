@@ -113,13 +113,13 @@ func (c *Config) applyFile(name string, data []byte) []error {
 	case err == io.EOF:
 		return nil // an empty file, or only comments: all defaults
 	case err != nil:
-		return []error{syntaxError(name, err)}
+		return []error{syntaxError(name, data, err)}
 	}
 	var more yaml.Node
 	if err := decodeNode(dec, &more); err != io.EOF {
 		line := more.Line
 		if err != nil {
-			return []error{syntaxError(name, err)}
+			return []error{syntaxError(name, data, err)}
 		}
 		return []error{&Error{Source: name, Line: line, Reason: `a second YAML document ("---"); put every key in one document`}}
 	}
@@ -170,6 +170,7 @@ func (c *Config) applyMapping(name string, m *yaml.Node, prefix string, errs *[]
 			continue
 		}
 		seen[k.Value] = k.Line
+		written := v
 		if v.Kind == yaml.AliasNode && v.Alias != nil {
 			v = v.Alias
 		}
@@ -183,7 +184,11 @@ func (c *Config) applyMapping(name string, m *yaml.Node, prefix string, errs *[]
 		case sections[key]:
 			*errs = append(*errs, &Error{Source: name, Line: k.Line, Key: key, Reason: "is a section; want its keys indented below it, e.g. \"  " + strings.TrimPrefix(firstKeyIn(key), key+".") + ": …\""})
 		case l != nil:
-			if e := setLeaf(c, l, v, false); e != nil {
+			e := markupError(l, written)
+			if e == nil {
+				e = setLeaf(c, l, v, false)
+			}
+			if e != nil {
 				e.Source, e.Line = name, k.Line
 				*errs = append(*errs, e)
 			}
@@ -194,6 +199,24 @@ func (c *Config) applyMapping(name string, m *yaml.Node, prefix string, errs *[]
 		}
 	}
 }
+
+// markupError refuses YAML markup on a value as written where it was most likely meant as text:
+// an unquoted password starting with "&" or "!" is read as an anchor or a tag, leaving the value
+// empty or shortened. So: an anchor with no value, a tag YAML does not define, and any anchor or
+// tag on a secret (whose first word it may be). The value is not shown.
+func markupError(l *leaf, n *yaml.Node) *Error {
+	if n.Kind != yaml.ScalarNode {
+		return nil
+	}
+	anchor, tagged := n.Anchor != "", n.Style&yaml.TaggedStyle != 0
+	if l.kind == kindSecret && (anchor || tagged) || anchor && isNull(n) || tagged && !yamlTags[n.ShortTag()] {
+		return &Error{Key: l.key, Reason: `the value starts with "&" or "!", which YAML reads as an anchor or a tag, not as part of it; put the value in quotes`}
+	}
+	return nil
+}
+
+// yamlTags are the tags YAML defines for single values.
+var yamlTags = map[string]bool{"!!str": true, "!!int": true, "!!float": true, "!!bool": true, "!!null": true, "!!timestamp": true, "!!binary": true}
 
 func isNull(n *yaml.Node) bool {
 	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
@@ -220,8 +243,24 @@ func nodeKind(n *yaml.Node) string {
 // number out for line 0 (as it reads it). parserProblems are the parser's messages, whose
 // number is one short; every other message comes from the scanner. For a problem inside a
 // block, the parser gives the line where the block starts.
-func syntaxError(name string, err error) error {
+//
+// The messages about anchors name the anchor: an unquoted value starting with "*" (a password,
+// a token) is read as a reference to one, so the name is left out and the line found from the
+// reference instead. A control character's message has no line: it is found in data.
+func syntaxError(name string, data []byte, err error) error {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if anchor, ok := strings.CutPrefix(msg, "unknown anchor '"); ok {
+		anchor = strings.TrimSuffix(anchor, "' referenced")
+		return &Error{Source: name, Line: lineOf(data, "*"+anchor), Reason: `YAML syntax: a value starting with "*" refers to an anchor ("&name") the file does not define; ` +
+			`put a value starting with "*" in quotes (the anchor's name is not shown: it may be the start of a secret)`}
+	}
+	if strings.HasPrefix(msg, "anchor '") && strings.HasSuffix(msg, "' value contains itself") {
+		return &Error{Source: name, Reason: "YAML syntax: an anchor's value refers to the anchor itself (its name is not shown: it may be the start of a secret)"}
+	}
+	if msg == "control characters are not allowed" {
+		reason := "YAML syntax: control characters are not allowed (an invisible character: retype the line)"
+		return &Error{Source: name, Line: controlLine(data), Reason: reason}
+	}
 	line := 0
 	if rest, ok := strings.CutPrefix(msg, "line "); ok {
 		if num, text, ok := strings.Cut(rest, ": "); ok {
@@ -246,6 +285,32 @@ func syntaxError(name string, err error) error {
 		reason += ` (a value containing ": " needs quotes)`
 	}
 	return &Error{Source: name, Line: line, Reason: reason}
+}
+
+// lineOf is the line (from 1) of the first s in data, 0 if none.
+func lineOf(data []byte, s string) int {
+	i := bytes.Index(data, []byte(s))
+	if i < 0 {
+		return 0
+	}
+	return bytes.Count(data[:i], []byte("\n")) + 1
+}
+
+// controlLine is the line (from 1) of the first character YAML does not allow in a file of
+// UTF-8 text; 0 if there is none or the file is UTF-16 (a line of bytes means nothing there).
+func controlLine(data []byte) int {
+	if !utf8.Valid(data) {
+		return 0
+	}
+	for i, r := range string(data) {
+		switch {
+		case r == '\t' || r == '\n' || r == '\r' || r == 0x85 || r == 0xFEFF,
+			r >= 0x20 && r <= 0x7E, r >= 0xA0 && r <= 0xD7FF, r >= 0xE000 && r <= 0xFFFD, r >= 0x10000:
+		default:
+			return bytes.Count(data[:i], []byte("\n")) + 1
+		}
+	}
+	return 0
 }
 
 var parserProblems = map[string]bool{

@@ -633,6 +633,61 @@ func TestUnknownKeysNamedUnlessSecret(t *testing.T) {
 	}
 }
 
+// An unquoted value starting with "*", "&" or "!" (a pasted password or token) is YAML markup:
+// the file is refused at its line, saying to quote it, and the text after the sign, which may
+// be the secret, is never shown; markup used as YAML means it is still read.
+func TestMarkupInValues(t *testing.T) {
+	const secret = "Hunter2SecretLongToken"
+	for _, tc := range []struct{ name, content, want string }{
+		{"alias", "cloud:\n  store_key: k\nsmtp:\n  host: mail.example\n  password: *" + secret + "\n", `:5: YAML syntax: a value starting with "*" refers to an anchor`},
+		{"anchor alone", "cloud:\n  store_key: k\nadmin:\n  token: &" + secret + "\n", `:4: admin.token: the value starts with "&" or "!"`},
+		{"anchor on a secret", "cloud:\n  store_key: k\nadmin:\n  token: &" + secret + " Rest1234567890123456789\n", `:4: admin.token: the value starts with "&" or "!"`},
+		{"local tag", "cloud:\n  store_key: k\nbackoffice:\n  webhook:\n    url: https://erp.example.com/o\n    secret: !" + secret + "\n", `:6: backoffice.webhook.secret: the value starts with`},
+		{"undefined tag", "cloud:\n  store_key: k\nshop:\n  name: !!" + secret + "\n", `:4: shop.name: the value starts with`},
+		{"anchor without value", "cloud:\n  store_key: k\nshop:\n  name: &" + secret + "\n", `:4: shop.name: the value starts with`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load(writeConfig(t, tc.content), nil, nil)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), secret) {
+				t.Fatalf("got %v, want %q without the value", err, tc.want)
+			}
+		})
+	}
+	// Anchors and aliases where they mean what YAML says: read.
+	c, err := Load(writeConfig(t, "cloud:\n  store_key: k\nshop:\n  name: &n \"Lyon\"\n  id: *n\nlog:\n  level: !!str debug\n"), nil, nil)
+	if err != nil || c.Shop.ID != "Lyon" || c.Log.Level != "debug" {
+		t.Fatalf("anchors, aliases and a standard tag: %v, %+v", err, c.Shop)
+	}
+}
+
+// A proxy URL whose host was left out shows no password ("http://user:password").
+func TestProxyWithoutHostHidden(t *testing.T) {
+	_, err := Load("", nil, []string{"cloud.store_key=k", "wan.proxy=http://user:SuperSecret99"})
+	if err == nil || strings.Contains(err.Error(), "SuperSecret99") || !strings.Contains(err.Error(), `wan.proxy: "xxxxx": not a proxy URL`) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+// A control character is reported at its line.
+func TestControlCharacterLine(t *testing.T) {
+	_, err := Load(writeConfig(t, "cloud:\n  store_key: k\nlog:\n  level: info\nshop:\n  id: a\n  name: a\x7fb\n"), nil, nil)
+	if err == nil || !strings.Contains(err.Error(), ":7: YAML syntax: control characters are not allowed") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+// The checks of the combined configuration list at most 25 problems too.
+func TestValidateProblemsCut(t *testing.T) {
+	_, err := Load(writeConfig(t, "cloud:\n  store_key: k\ndiscovery:\n  interfaces: ["+strings.Repeat("e, ", 10000)+"e]\n"), nil, nil)
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) != 26 || lines[25] != "9976 more problems; fix those above first" {
+		t.Fatalf("%d lines, the last %q", len(lines), lines[len(lines)-1])
+	}
+}
+
 // A file saved in Latin-1 or Windows-1252 ("ANSI" in Notepad) is refused at the line of its
 // first byte that is not UTF-8, saying how to save it.
 func TestFileNotUTF8(t *testing.T) {

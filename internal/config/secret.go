@@ -90,12 +90,20 @@ func formatRedacted(f fmt.State, verb rune, s, gos string) {
 }
 
 // redactURL hides the credentials of a URL-like string, and the whole string if it has an "@"
-// that url.Parse cannot place (so a mistyped password is hidden as well as a correct one).
+// that url.Parse cannot place (so a mistyped password is hidden as well as a correct one), or
+// if it does not parse with a colon in its host part (credentials without their host).
 func redactURL(s string) string {
+	u, err := url.Parse(s)
 	if !strings.Contains(s, "@") {
+		if _, rest, ok := strings.Cut(s, "://"); ok && err != nil {
+			// "http://user:password" with the host left out: what follows a colon that is not
+			// a port may be a password.
+			if authority, _, _ := strings.Cut(rest, "/"); strings.Contains(authority, ":") {
+				return Redaction
+			}
+		}
 		return s
 	}
-	u, err := url.Parse(s)
 	if err != nil || u.User == nil || u.Opaque != "" || strings.Contains(u.Host, "@") {
 		return Redaction
 	}

@@ -66,6 +66,9 @@ func (c *Config) Validate() error {
 	// Some checks span sections (support.servicebus.enabled wants shop.id): put every problem in
 	// key order, those of one key in the order found.
 	slices.SortStableFunc(v.errs, func(a, b error) int { return cmp.Compare(keyRank(a), keyRank(b)) })
+	if len(v.errs) > maxFileErrors { // a list of 100,000 items, each given twice
+		v.errs = append(v.errs[:maxFileErrors], &Error{Reason: fmt.Sprintf("%d more problems; fix those above first", len(v.errs)-maxFileErrors)})
+	}
 	return errors.Join(v.errs...)
 }
 
