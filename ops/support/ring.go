@@ -167,8 +167,9 @@ func flatten(dst []slog.Attr, prefix string, a slog.Attr) []slog.Attr {
 
 // cutToRedact cuts s to maxRedactText, less what the cut may have split of something redacted
 // whole: the first part of a configured secret, the word the cut falls in (the start of an
-// e-mail address or a token no longer matches its pattern), and the digits and spaces before it
-// (a telephone number's first groups).
+// e-mail address or a token no longer matches its pattern), a quoted value the cut falls in (an
+// address, a note, a password with spaces: its rule wants the closing quote), and the digits
+// and spaces before it (a telephone number's first groups).
 func cutToRedact(red *logship.Redactor, s string) string {
 	c := clip.String(s, maxRedactText)
 	if len(s) <= maxRedactText {
@@ -176,6 +177,13 @@ func cutToRedact(red *logship.Redactor, s string) string {
 	}
 	c = red.TrimPartial(strings.TrimSuffix(c, "…"))
 	c = c[:strings.LastIndexAny(c, " \t\r\n,;\"'<>")+1]
+	for _, quote := range []string{`"`, `'`} {
+		// The last quote, when it opens a value ("address":", password: ', \"note\":\"), is
+		// not closed before the cut.
+		if i := strings.LastIndex(c, quote); i >= 0 && opensValue(c[:i]) {
+			c = c[:i+1]
+		}
+	}
 	// A telephone number is written in groups: the groups before the cut go with it, as far
 	// back as the longest number reaches (a list of numbers keeps the rest).
 	i := len(c)
@@ -187,6 +195,13 @@ func cutToRedact(red *logship.Redactor, s string) string {
 		i -= size
 	}
 	return c[:i] + "…"
+}
+
+// opensValue tells whether a quote after before opens a key's value: before ends with ":" or
+// "=", then spaces and, in JSON inside a JSON string, a backslash.
+func opensValue(before string) bool {
+	before = strings.TrimRight(strings.TrimSuffix(before, `\`), " \t")
+	return strings.HasSuffix(before, ":") || strings.HasSuffix(before, "=")
 }
 
 // maxPhoneBytes bounds what cutToRedact takes back for a telephone number's first groups: the

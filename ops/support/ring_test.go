@@ -102,6 +102,27 @@ func TestRingKeepsNoPartOfASecretCutBeforeRedaction(t *testing.T) {
 	if got := fmt.Sprint(ring.Lines(1)[0].Attrs["x"]); len(got) < maxLineText {
 		t.Errorf("a long list of numbers cut across one came to %d bytes: %q", len(got), got)
 	}
+	// A quoted value with spaces across the cut, in each form: its rule wants the closing quote,
+	// so none of it is kept.
+	for _, tail := range []string{
+		`{"address":"12 rue de l'Eglise 75002 Paris France"}`,
+		`{"note":"Ring twice, Jean Dupont lives on the 3rd floor"}`,
+		`password: "correct horse battery staple"`,
+		`{'address': '12 rue de la Paix 75002 Paris France'}`,
+		`{\"note\":\"Ring twice, Jean Dupont lives on the 3rd floor\"}`,
+	} {
+		text = prefix + strings.Repeat("z", maxRedactText-len(prefix)-len(tail)/2-8) + " " + tail + " and more"
+		log.Warn(text)
+		got := ring.Lines(1)[0].Message
+		if !strings.Contains(got, "zzz") {
+			t.Fatalf("the test's premise (the cut within what is kept) does not hold: …%s", got[max(0, len(got)-60):])
+		}
+		for _, part := range []string{"12 rue", "Ring twice", "correct horse"} {
+			if strings.Contains(got, part) {
+				t.Errorf("a part of a quoted value across the cut was kept: …%s", got[max(0, len(got)-60):])
+			}
+		}
+	}
 	// And a telephone number, written in groups.
 	text = prefix + strings.Repeat("z", maxRedactText-16-len(prefix)) + " call +33 6 12 34 56 78"
 	log.Warn(text)
