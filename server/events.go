@@ -60,16 +60,63 @@ type streamSlot struct {
 	evicted bool
 	// stopped, once set, lets no write start; it is set without waiting for a write under way.
 	stopped atomic.Bool
+	// dl orders stop against a write's deadline: a write sets its deadline under it unless
+	// stopped, and stop sets stopped and a deadline already past, which fails a write under
+	// way at once (a device that stopped reading would hold it for lan.write_timeout).
+	dl      sync.Mutex
+	rc      *http.ResponseController // the stream's, once open and until its handler returns
+	inWrite bool                     // a write is under way
 	// mu is held while the stream writes; ended, once set under it, lets no write start.
 	mu    sync.Mutex
 	ended bool
 }
 
+// stop lets no write start and fails the one under way (a stream between writes ends
+// cleanly, its last chunk written).
+func (s *streamSlot) stop() {
+	s.dl.Lock()
+	defer s.dl.Unlock()
+	s.stopped.Store(true)
+	if s.rc != nil && s.inWrite {
+		s.rc.SetWriteDeadline(time.Now())
+	}
+}
+
+// writing sets the stream's write deadline for a write about to start (at d, zero for none);
+// false: stopped, no write may start.
+func (s *streamSlot) writing(rc *http.ResponseController, d time.Duration) bool {
+	s.dl.Lock()
+	defer s.dl.Unlock()
+	if s.stopped.Load() {
+		return false
+	}
+	if d > 0 {
+		rc.SetWriteDeadline(time.Now().Add(d))
+	}
+	s.inWrite = true
+	return true
+}
+
+// wrote ends the write writing let start.
+func (s *streamSlot) wrote() {
+	s.dl.Lock()
+	s.inWrite = false
+	s.dl.Unlock()
+}
+
+// setResponse gives stop the stream's response once it is open, nil once its handler returns
+// (the connection may serve another request then).
+func (s *streamSlot) setResponse(rc *http.ResponseController) {
+	s.dl.Lock()
+	s.rc = rc
+	s.dl.Unlock()
+}
+
 // endDevice ends the streams of a device: none starts a write after it returns, and none of
 // its live streams is still writing, so a revoked device's streams carry nothing begun after its
-// revocation is answered. A stream already ended for room is stopped without waiting for a
-// write it has under way: that is most often a dead connection's, which would hold the
-// revocation for lan.write_timeout, and what it writes was begun before the revocation.
+// revocation is answered. A write under way is failed rather than waited for: a device that
+// stopped reading (a stolen tablet, a dead connection) would hold the revocation's answer for
+// lan.write_timeout. A stream already ended for room is stopped without waiting for its handler.
 func (c *streamCount) endDevice(device string) {
 	c.mu.Lock()
 	open := slices.Clone(c.by[device])
@@ -79,7 +126,7 @@ func (c *streamCount) endDevice(device string) {
 	}
 	c.mu.Unlock()
 	for i, slot := range open {
-		slot.stopped.Store(true)
+		slot.stop()
 		if evicted[i] {
 			continue // ended already
 		}
@@ -179,6 +226,8 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	slot.setResponse(rc)
+	defer slot.setResponse(nil)
 	buf := []byte("retry: " + strconv.Itoa(eventRetryMillis) + "\n\n")
 	if !given {
 		buf = append(buf, "id: "...)
@@ -297,14 +346,12 @@ func appendCatalogNotice(b []byte, epoch string, latest int64) []byte {
 func (s *Server) writeStream(w http.ResponseWriter, rc *http.ResponseController, slot *streamSlot, b []byte) bool {
 	slot.mu.Lock()
 	defer slot.mu.Unlock()
-	if slot.ended || slot.stopped.Load() {
-		return false
-	}
 	// A device that stops reading would hold the stream, its goroutine and its buffers for
 	// ever: each write has lan.write_timeout to get through.
-	if s.o.WriteTimeout > 0 {
-		rc.SetWriteDeadline(time.Now().Add(s.o.WriteTimeout))
+	if slot.ended || !slot.writing(rc, s.o.WriteTimeout) {
+		return false
 	}
+	defer slot.wrote()
 	if _, err := w.Write(b); err != nil {
 		return false // the device went away
 	}

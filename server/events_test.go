@@ -4,11 +4,14 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -333,6 +336,150 @@ func TestRevokeEndsTheStreamAtOnce(t *testing.T) {
 		}
 	case <-time.After(eventKeepAlive / 2):
 		t.Fatal("the revoked device's stream stayed open after the revocation was answered")
+	}
+}
+
+// A revocation is answered at once while the device's stream is stuck in a write to a device
+// that stopped reading (a stolen tablet holding its stream open): the write fails, rather than
+// holding the answer for lan.write_timeout.
+func TestRevokeNotHeldByAStalledStream(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.WriteTimeout = time.Hour })
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := &stallListener{Listener: inner, conns: make(chan *stallConn, 8)}
+	ts := httptest.NewUnstartedServer(f.h)
+	ts.Listener = ln
+	ts.Start()
+	t.Cleanup(ts.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	lost := f.device(t, "lost tablet")
+	newOrder(t, f, "k1")
+	c := openSSE(t, ctx, ts.URL+"/api/v1/events", "0", lost.Token)
+	c.next(t)
+	conn := <-ln.conns // the stream's, the only connection to this server
+	conn.stall()
+	newOrder(t, f, "k2")
+	select {
+	case <-conn.blocked:
+	case <-ctx.Done():
+		t.Fatal("the stream wrote no event to the device that stopped reading")
+	}
+	answered := make(chan int, 1)
+	go func() {
+		answered <- f.post(t, "/api/v1/admin/devices/"+lost.DeviceID+"/revoke", "", "").Code
+	}()
+	select {
+	case code := <-answered:
+		if code != http.StatusOK {
+			t.Fatalf("revoke: %d", code)
+		}
+	case <-ctx.Done():
+		conn.Close() // ends the write, and so the test
+		t.Fatal("the revocation waits for the write of the device that stopped reading")
+	}
+	if !conn.failed() {
+		t.Fatal("the stream's write under way was not failed by the revocation")
+	}
+}
+
+// stallListener hands out connections whose peer can stop reading.
+type stallListener struct {
+	net.Listener
+	conns chan *stallConn
+}
+
+func (l *stallListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	sc := &stallConn{Conn: c, wake: make(chan struct{}), blocked: make(chan struct{}, 1)}
+	select {
+	case l.conns <- sc:
+	default:
+	}
+	return sc, nil
+}
+
+// stallConn is a connection whose peer stops reading once stalled: a write then blocks until
+// its deadline passes, as a write to a full socket does, including a deadline set while it
+// blocks (net.Conn's contract).
+type stallConn struct {
+	net.Conn
+	mu       sync.Mutex // guards the fields below
+	stalled  bool
+	deadline time.Time
+	wake     chan struct{} // closed when the deadline changes or the connection closes
+	timedOut bool
+	blocked  chan struct{} // a write blocked
+}
+
+func (c *stallConn) stall() {
+	c.mu.Lock()
+	c.stalled = true
+	c.mu.Unlock()
+}
+
+func (c *stallConn) failed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.timedOut
+}
+
+func (c *stallConn) setWrite(d time.Time) {
+	c.mu.Lock()
+	c.deadline = d
+	close(c.wake)
+	c.wake = make(chan struct{})
+	c.mu.Unlock()
+}
+
+func (c *stallConn) SetWriteDeadline(d time.Time) error {
+	c.setWrite(d)
+	return c.Conn.SetWriteDeadline(d)
+}
+
+func (c *stallConn) SetDeadline(d time.Time) error {
+	c.setWrite(d)
+	return c.Conn.SetDeadline(d)
+}
+
+func (c *stallConn) Close() error {
+	c.setWrite(time.Now())
+	return c.Conn.Close()
+}
+
+func (c *stallConn) Write(p []byte) (int, error) {
+	for {
+		c.mu.Lock()
+		if !c.stalled {
+			c.mu.Unlock()
+			return c.Conn.Write(p)
+		}
+		d, wake := c.deadline, c.wake
+		if !d.IsZero() && !time.Now().Before(d) {
+			c.timedOut = true
+			c.mu.Unlock()
+			return 0, os.ErrDeadlineExceeded
+		}
+		c.mu.Unlock()
+		select {
+		case c.blocked <- struct{}{}:
+		default:
+		}
+		var timeout <-chan time.Time
+		if !d.IsZero() {
+			timer := time.NewTimer(time.Until(d))
+			timeout = timer.C
+			defer timer.Stop()
+		}
+		select {
+		case <-wake:
+		case <-timeout:
+		}
 	}
 }
 
