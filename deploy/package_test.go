@@ -132,8 +132,15 @@ func TestPackagesInstallAndRun(t *testing.T) {
 			t.Errorf("rpm -qip lacks %q:\n%s", want, q)
 		}
 	}
-	if req := sh(t, rpm, "-qpR", rpmFile); !strings.Contains(req, "systemd >= 236") {
+	req := sh(t, rpm, "-qpR", rpmFile)
+	if !strings.Contains(req, "systemd >= 236") {
 		t.Errorf("rpm requires no systemd 236 or later (install.md):\n%s", req)
+	}
+	// The preinstall script's tools, absent from a minimal image (ubi-minimal).
+	for _, tool := range []string{"/usr/sbin/groupadd", "/usr/sbin/useradd"} {
+		if !strings.Contains(req, tool) {
+			t.Errorf("rpm does not require %s, which its preinstall script runs:\n%s", tool, req)
+		}
 	}
 	if cfg := sh(t, rpm, "-qpc", rpmFile); !strings.Contains(cfg, "/etc/storeedge/storeedge.yaml") {
 		t.Errorf("rpm config files: %s", cfg)
