@@ -363,6 +363,14 @@ func (w *Worker) retryTurns(entries []storage.OutboxEntry) map[string]bool {
 	return turns
 }
 
+// uploadsWork records an answer of the cloud that settled entries (delivered or refused): no
+// error left, and the time of the last success.
+func (w *Worker) uploadsWork() {
+	w.mu.Lock()
+	w.lastError, w.lastOK = "", time.Now()
+	w.mu.Unlock()
+}
+
 func (w *Worker) fail(err error, wait time.Duration) {
 	w.mu.Lock()
 	repeated := w.lastError == err.Error()
@@ -500,7 +508,11 @@ func (w *Worker) upload(ctx context.Context, entries []storage.OutboxEntry) (int
 		if errors.As(err, &ce) && !ce.Retryable() {
 			w.answered(len(entries)) // refusing it: this size gets an answer
 			if len(entries) == 1 {
-				return 1, w.setAside(ctx, keys[0], ce.Error())
+				if err := w.setAside(ctx, keys[0], ce.Error()); err != nil {
+					return 1, err
+				}
+				w.uploadsWork() // the cloud answered, refusing one event: upload_refused tells
+				return 1, nil
 			}
 			return w.oneByOne(ctx, entries)
 		}
@@ -548,7 +560,11 @@ func (w *Worker) upload(ctx context.Context, entries []storage.OutboxEntry) (int
 			w.fits, w.split = 0, false // one event: no size was learnt, the next batch goes whole
 			// One event whose answer alone is too large: the cloud's fault, and retried it
 			// would hold back every upload after it.
-			return 1, w.setAside(ctx, keys[0], "the cloud's answer about it is larger than the limit ("+err.Error()+"); it may have stored it")
+			reason := "the cloud's answer about it is larger than the limit (" + err.Error() + "); it may have stored it"
+			w.mu.Lock()
+			w.lastError = "outbox: an event set aside: " + reason
+			w.mu.Unlock()
+			return 1, w.setAside(ctx, keys[0], reason)
 		}
 		w.failed(ctx, keys, err)
 		return 0, fmt.Errorf("outbox: upload %d entries: %w", len(entries), err)
@@ -574,10 +590,7 @@ func (w *Worker) upload(ctx context.Context, entries []storage.OutboxEntry) (int
 	}
 	answered := len(res.Delivered) + len(res.Rejected)
 	if answered > 0 {
-		// The cloud settled entries: uploads work, whatever it said about each one.
-		w.mu.Lock()
-		w.lastError, w.lastOK = "", time.Now()
-		w.mu.Unlock()
+		w.uploadsWork() // the cloud settled entries, whatever it said about each one
 	}
 	if answered < len(entries) {
 		// The cloud did not mention some keys: they stay pending and go again with the next batch.

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -667,6 +668,44 @@ func TestAnswerOfNothingIsNoSuccess(t *testing.T) {
 	}
 	if st := w.State(); st.LastSuccess != nil {
 		t.Fatalf("status %+v: a last success for an answer that settled nothing", st)
+	}
+}
+
+// downThenRefuses is a WAN down for the first upload, then a cloud that refuses every event.
+type downThenRefuses struct{ calls atomic.Int32 }
+
+func (d *downThenRefuses) Upload(context.Context, []cloudapi.Event) (cloudapi.UploadResponse, error) {
+	if d.calls.Add(1) == 1 {
+		return cloudapi.UploadResponse{}, errors.New("cloud: upload: dial tcp 10.0.0.1:443: connect: connection refused")
+	}
+	return cloudapi.UploadResponse{}, &cloud.Error{Op: "upload", Status: http.StatusBadRequest, Detail: "unknown product"}
+}
+
+// Once the WAN is back, a cloud that refuses the events (400) is a cloud that answers: status
+// no longer shows the connection refused of the outage (upload_refused says what is refused).
+func TestRefusalAfterOutageClearsTheError(t *testing.T) {
+	db := openDB(t)
+	createOrders(t, db, 1, 1)
+	w := New(Options{DB: db, Cloud: &downThenRefuses{}, MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
+	attempts := make(chan error, 100)
+	w.attempted = func(err error) { attempts <- err }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- w.Run(ctx) }()
+	if err := <-attempts; err == nil || !strings.Contains(w.State().LastError, "connection refused") {
+		t.Errorf("during the outage: %v, status %+v", err, w.State())
+	}
+	if err := <-attempts; err != nil {
+		t.Errorf("after the outage: %v", err)
+	}
+	st := w.State()
+	cancel()
+	<-done
+	if st.LastError != "" || st.LastSuccess == nil {
+		t.Fatalf("status after the cloud refused the event: %+v, want no error and a last success", st)
+	}
+	if st, _ := db.OrderStats(context.Background()); st.OutboxPending != 0 || st.OutboxRejected != 1 {
+		t.Fatalf("outbox %+v, want the event set aside", st)
 	}
 }
 
