@@ -68,10 +68,6 @@ func (s *Server) requireDevice(next http.Handler) http.Handler {
 			return
 		}
 		id, err := s.o.Devices.Authenticate(token)
-		if errors.Is(err, devices.ErrUnauthorized) && s.o.AdminToken != "" && devices.EqualSecret(token, s.o.AdminToken) {
-			problem(w, r, probUnauthorized, "this route needs a device credential, not the admin token: send the token the device received when it paired (POST /api/v1/devices/pair)")
-			return
-		}
 		if err != nil { // devices.ErrUnauthorized or ErrRevoked
 			s.answerError(w, r, err)
 			return

@@ -208,7 +208,9 @@ func problemOf(err error) *apiError {
 		return &apiError{typ: probMediaUnavailable, detail: "the media item cannot be served now: " + away.Reason,
 			retryAfter: max(away.RetryAfter.Round(time.Second), time.Second)}
 	case errors.Is(err, devices.ErrUnauthorized):
-		return &apiError{typ: probUnauthorized, detail: "the device credential is not valid; pair the device again if it was reset"}
+		// Not told apart from the admin token, which would let a device route (not throttled
+		// as the admin API is) confirm a guess of it.
+		return &apiError{typ: probUnauthorized, detail: "the device credential is not valid: this route needs the token a device received when it paired (not the admin token); pair the device again if it was reset"}
 	case errors.Is(err, devices.ErrBadPairing):
 		return &apiError{typ: probUnauthorized, detail: "the pairing code is unknown, expired or already used, or the enrollment secret is wrong; ask an admin for a new code"}
 	case errors.Is(err, devices.ErrEnrollment):
