@@ -351,6 +351,9 @@ func setList(field reflect.Value, l *leaf, n *yaml.Node) *Error {
 	switch n.Kind {
 	case yaml.SequenceNode:
 		for _, item := range n.Content {
+			if e := markupError(l, item); e != nil {
+				return e
+			}
 			if item.Kind == yaml.AliasNode && item.Alias != nil {
 				item = item.Alias
 			}

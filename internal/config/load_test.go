@@ -645,6 +645,7 @@ func TestMarkupInValues(t *testing.T) {
 		{"local tag", "cloud:\n  store_key: k\nbackoffice:\n  webhook:\n    url: https://erp.example.com/o\n    secret: !" + secret + "\n", `:6: backoffice.webhook.secret: the value starts with`},
 		{"undefined tag", "cloud:\n  store_key: k\nshop:\n  name: !!" + secret + "\n", `:4: shop.name: the value starts with`},
 		{"anchor without value", "cloud:\n  store_key: k\nshop:\n  name: &" + secret + "\n", `:4: shop.name: the value starts with`},
+		{"tag in a list", "cloud:\n  store_key: k\ndiscovery:\n  interfaces:\n    - eth0\n    - !" + secret + "\n", `:4: discovery.interfaces: the value starts with`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Load(writeConfig(t, tc.content), nil, nil)
@@ -660,11 +661,16 @@ func TestMarkupInValues(t *testing.T) {
 	}
 }
 
-// A proxy URL whose host was left out shows no password ("http://user:password").
+// A proxy URL whose host was left out shows no password ("http://user:password"); a URL that
+// does not parse for another reason is shown, so that the mistake can be seen.
 func TestProxyWithoutHostHidden(t *testing.T) {
 	_, err := Load("", nil, []string{"cloud.store_key=k", "wan.proxy=http://user:SuperSecret99"})
-	if err == nil || strings.Contains(err.Error(), "SuperSecret99") || !strings.Contains(err.Error(), `wan.proxy: "xxxxx": not a proxy URL`) {
+	if err == nil || strings.Contains(err.Error(), "SuperSecret99") || !strings.Contains(err.Error(), `wan.proxy: "http://user:xxxxx": not a proxy URL`) {
 		t.Fatalf("got %v", err)
+	}
+	_, err = Load("", nil, []string{"cloud.store_key=k", "cloud.url=https://api.example.com:443 "})
+	if err == nil || !strings.Contains(err.Error(), `cloud.url: "https://api.example.com:443 ": not a URL`) {
+		t.Fatalf("a URL with a space after its port: %v", err)
 	}
 }
 
