@@ -177,10 +177,8 @@ func cutToRedact(red *logship.Redactor, s string) string {
 	}
 	c = red.TrimPartial(strings.TrimSuffix(c, "…"))
 	c = c[:strings.LastIndexAny(c, " \t\r\n,;\"'<>")+1]
-	for _, quote := range []string{`"`, `'`} {
-		// The last quote, when it opens a value ("address":", password: ', \"note\":\"), is
-		// not closed before the cut.
-		if i := strings.LastIndex(c, quote); i >= 0 && opensValue(c[:i]) {
+	for _, quote := range []byte{'"', '\''} {
+		if i := unclosedValue(c, quote); i >= 0 {
 			c = c[:i+1]
 		}
 	}
@@ -197,11 +195,52 @@ func cutToRedact(red *logship.Redactor, s string) string {
 	return c[:i] + "…"
 }
 
+// unclosedValue is the index in c of the quote q that opens the first of the values at its end
+// that no quote closes ("address":", password: ', \"note\":\"), -1 if there is none. A value
+// is closed by a quote escaped as its opening one is (a backslash before both, or none: a quote
+// in JSON inside a JSON string, or one in a value) followed by ",", "}", "]" or ";".
+func unclosedValue(c string, q byte) int {
+	var lastClose [2]int // by escaping: the last closing quote unescaped, escaped; -1 for none
+	lastClose[0], lastClose[1] = -1, -1
+	for j := 0; j < len(c); j++ {
+		if c[j] == q && closesValue(c[j+1:]) {
+			lastClose[escaped(c, j)] = j
+		}
+	}
+	open := -1
+	for i := len(c) - 1; i >= 0; i-- {
+		if c[i] != q || !opensValue(c[:i]) {
+			continue
+		}
+		if lastClose[escaped(c, i)] > i {
+			break // closed: the values before it are whole
+		}
+		open = i
+	}
+	return open
+}
+
 // opensValue tells whether a quote after before opens a key's value: before ends with ":" or
-// "=", then spaces and, in JSON inside a JSON string, a backslash.
+// "=", then spaces and, in JSON inside a JSON string, backslashes.
 func opensValue(before string) bool {
-	before = strings.TrimRight(strings.TrimSuffix(before, `\`), " \t")
+	before = strings.TrimRight(strings.TrimRight(before, `\`), " \t")
 	return strings.HasSuffix(before, ":") || strings.HasSuffix(before, "=")
+}
+
+// closesValue tells whether a quote before after closes a value: what follows it, past spaces,
+// is ",", "}", "]" or ";".
+func closesValue(after string) bool {
+	after = strings.TrimLeft(after, " \t")
+	return after != "" && strings.IndexByte(",}];", after[0]) >= 0
+}
+
+// escaped is 1 when the character at i has an odd number of backslashes before it, else 0.
+func escaped(c string, i int) int {
+	n := 0
+	for i > 0 && c[i-1] == '\\' {
+		n, i = n+1, i-1
+	}
+	return n % 2
 }
 
 // maxPhoneBytes bounds what cutToRedact takes back for a telephone number's first groups: the

@@ -110,6 +110,9 @@ func TestRingKeepsNoPartOfASecretCutBeforeRedaction(t *testing.T) {
 		`password: "correct horse battery staple"`,
 		`{'address': '12 rue de la Paix 75002 Paris France'}`,
 		`{\"note\":\"Ring twice, Jean Dupont lives on the 3rd floor\"}`,
+		`{"note":"Ring twice, said \"Jean Dupont lives on the 3rd floor\""}`,
+		`{"address":"12 rue \"Pasteur\" Jean Dupont, 75002 Paris France"}`,
+		`{"note":"Ring twice: \"Jean Dupont lives on the 3rd floor\""}`,
 	} {
 		text = prefix + strings.Repeat("z", maxRedactText-len(prefix)-len(tail)/2-8) + " " + tail + " and more"
 		log.Warn(text)
@@ -117,7 +120,7 @@ func TestRingKeepsNoPartOfASecretCutBeforeRedaction(t *testing.T) {
 		if !strings.Contains(got, "zzz") {
 			t.Fatalf("the test's premise (the cut within what is kept) does not hold: …%s", got[max(0, len(got)-60):])
 		}
-		for _, part := range []string{"12 rue", "Ring twice", "correct horse"} {
+		for _, part := range []string{"12 rue", "Ring twice", "correct horse", "Jean"} {
 			if strings.Contains(got, part) {
 				t.Errorf("a part of a quoted value across the cut was kept: …%s", got[max(0, len(got)-60):])
 			}
