@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -340,6 +341,9 @@ type RestoreResult struct {
 	Previous string
 	// Damaged is where a database SQLite could not read was moved aside ("" when none was).
 	Damaged string
+	// Revoked lists the devices revoked in the replaced database that the backup had as
+	// paired: they stay revoked (a restore never gives a stolen device its credential back).
+	Revoked []string
 }
 
 // Restore replaces the database at dbPath with the backup at backupPath. It takes SQLite's
@@ -372,7 +376,8 @@ func Restore(ctx context.Context, backupPath, dbPath string) (RestoreResult, err
 	}
 	defer c.Close()
 	defer conn.Close()
-	var lastEvent int64 // the highest event id the replaced database gave out
+	var lastEvent int64          // the highest event id the replaced database gave out
+	var revoked map[string]int64 // the replaced database's revoked devices, by id: when each was revoked
 	if v, err := schemaVersionOf(ctx, conn); err == nil && v > 0 {
 		res.Previous = dbPath + ".before-restore-" + time.Now().UTC().Format("20060102T150405.000Z")
 		if err := backupConn(ctx, conn, res.Previous, Manifest{Reason: "kept before a restore"}, nil); err != nil {
@@ -381,8 +386,14 @@ func Restore(ctx context.Context, backupPath, dbPath string) (RestoreResult, err
 		if lastEvent, err = eventIDsGiven(ctx, conn); err != nil {
 			return res, fmt.Errorf("storage: restore: read the replaced database's events: %w", err)
 		}
+		if revoked, err = revokedDevices(ctx, conn); err != nil {
+			return res, fmt.Errorf("storage: restore: read the replaced database's devices: %w", err)
+		}
 	}
 	if err := restoreInto(ctx, conn, backupPath); err != nil {
+		return res, fmt.Errorf("storage: restore %s: %w", backupPath, err)
+	}
+	if res.Revoked, err = keepRevoked(ctx, conn, revoked); err != nil {
 		return res, fmt.Errorf("storage: restore %s: %w", backupPath, err)
 	}
 	if err := raiseEventIDs(ctx, conn, lastEvent); err != nil {
@@ -400,6 +411,65 @@ func Restore(ctx context.Context, backupPath, dbPath string) (RestoreResult, err
 		return res, fmt.Errorf("storage: restore %s: %w", backupPath, err)
 	}
 	return res, nil
+}
+
+// revokedDevices lists the database's revoked devices with when each was revoked; none before
+// the devices came (schema 4).
+func revokedDevices(ctx context.Context, conn *sql.Conn) (map[string]int64, error) {
+	if has, err := hasTable(ctx, conn, "devices"); err != nil || !has {
+		return nil, err
+	}
+	rows, err := conn.QueryContext(ctx, `SELECT id, revoked_at FROM devices WHERE revoked_at != 0`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var id string
+		var at int64
+		if err := rows.Scan(&id, &at); err != nil {
+			return nil, err
+		}
+		out[id] = at
+	}
+	return out, rows.Err()
+}
+
+// keepRevoked revokes again in the restored database the devices revoked in the one it
+// replaced, failing their open commands as RevokeDevice does; it returns those it revoked (the
+// backup had them paired), sorted.
+func keepRevoked(ctx context.Context, conn *sql.Conn, revoked map[string]int64) ([]string, error) {
+	if len(revoked) == 0 {
+		return nil, nil
+	}
+	if has, err := hasTable(ctx, conn, "devices"); err != nil || !has {
+		return nil, err // a backup from before the devices: none of them is paired in it
+	}
+	var again []string
+	for id, at := range revoked {
+		res, err := conn.ExecContext(ctx, `UPDATE devices SET revoked_at = ? WHERE id = ? AND revoked_at = 0`, at, id)
+		if err != nil {
+			return nil, fmt.Errorf("keep device %s revoked: %w", id, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			continue
+		}
+		again = append(again, id)
+		if _, err := conn.ExecContext(ctx, `UPDATE device_commands SET state = 'failed', done_at = ?, reason = ? WHERE device_id = ? AND state IN ('queued', 'sent')`,
+			at, reasonRevoked, id); err != nil {
+			return nil, fmt.Errorf("keep device %s revoked: %w", id, err)
+		}
+	}
+	slices.Sort(again)
+	return again, nil
+}
+
+// hasTable tells whether the database has the table name.
+func hasTable(ctx context.Context, conn *sql.Conn, name string) (bool, error) {
+	var has bool
+	err := conn.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?)`, name).Scan(&has)
+	return has, err
 }
 
 // eventIDsGiven is the highest event id the database has given out, 0 when none: devices may

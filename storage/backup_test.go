@@ -574,6 +574,45 @@ func openOlder(ctx context.Context, path string, ms []migration) (*DB, error) {
 // A restore carries the event ids over: the restored log gives its new events ids above every id
 // the replaced one gave out, so a device resuming its stream from one of those gets the events
 // made after the restore, even those made before it reconnected (openapi.yaml, events).
+// A device revoked after the backup stays revoked once it is restored, its commands queued in
+// the backup failed: a restore never gives a stolen device its credential back.
+func TestRestoreKeepsRevocations(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "storeedge.db")
+	db := shopDB(t, path)
+	now := time.Now()
+	if err := db.EnqueueCommands(ctx, []Command{{ID: "cmd_1", DeviceID: "dv_pos", Type: "print", Payload: []byte(`{}`), CreatedAt: now, ExpiresAt: now.Add(time.Hour)}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	backup := filepath.Join(t.TempDir(), "b")
+	if err := db.Backup(ctx, backup, Manifest{}); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := db.RevokeDevice(ctx, "dv_pos", now, reasonRevoked); !ok || err != nil {
+		t.Fatalf("revoke: %v %v", ok, err)
+	}
+	db.Close()
+	res, err := Restore(ctx, backup, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Revoked) != 1 || res.Revoked[0] != "dv_pos" {
+		t.Errorf("restore says %v revoked again, want dv_pos", res.Revoked)
+	}
+	db, err = Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	devs, err := db.Devices(ctx)
+	if err != nil || len(devs) != 1 || devs[0].RevokedAt.IsZero() {
+		t.Fatalf("devices after the restore: %+v %v; want dv_pos revoked", devs, err)
+	}
+	if c, err := db.GetCommand(ctx, "cmd_1"); err != nil || c.State != CommandFailed || c.Reason != reasonRevoked {
+		t.Fatalf("its command queued in the backup: %+v %v; want failed, device revoked", c, err)
+	}
+}
+
 func TestRestoreCarriesEventIDsOver(t *testing.T) {
 	ctx := context.Background()
 	path, db, backup := backedUpShop(t)

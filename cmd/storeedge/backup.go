@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/storeedge/storeedge/ops/backup"
@@ -64,6 +65,9 @@ func cmdRestore(ctx context.Context, args, env []string, stdout, stderr io.Write
 	printBackupInfo(stdout, r.Backup)
 	if r.Unchecked {
 		fmt.Fprintln(stdout, "note: the backup or this configuration does not say which shop it is (shop.id, store key): it could not be checked")
+	}
+	if len(r.Revoked) > 0 {
+		fmt.Fprintf(stdout, "devices revoked since the backup stay revoked: %s\n", strings.Join(r.Revoked, ", "))
 	}
 	if r.Previous != "" {
 		fmt.Fprintf(stdout, "the database it replaced is kept as %s\n", r.Previous)
