@@ -339,6 +339,18 @@ func TestUpgradeMigratesAnOlderDatabaseAndKeepsACopy(t *testing.T) {
 	if info.Schema != older[len(older)-1].version || info.Orders != 1 {
 		t.Fatalf("copy before the upgrade: %+v", info)
 	}
+	// The log says so, with where the copy is (shop IT learns it before an older storeedge refuses).
+	if got := db.Upgraded(); !strings.Contains(got, copyPath) {
+		t.Fatalf("Upgraded() = %q, want the copy's path", got)
+	}
+	db.Close()
+	if db, err = Open(ctx, path); err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if got := db.Upgraded(); got != "" {
+		t.Fatalf("opened again at its schema: Upgraded() = %q", got)
+	}
 }
 
 func TestOlderProgramRefusesANewerDatabase(t *testing.T) {

@@ -85,6 +85,7 @@ type DB struct {
 
 	epoch        string     // the delta feed's epoch (epoch.go), set by Open
 	epochRenewed string     // why Open renewed it, "" when it did not
+	upgraded     string     // what Open upgraded the schema from, "" when it did not
 	epochFile    string     // the file that notices a database gone back in time
 	epochMu      sync.Mutex // one write of epochFile at a time; protects epochNoted
 	epochNoted   time.Time  // last write of epochFile

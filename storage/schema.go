@@ -149,8 +149,13 @@ func (db *DB) keepUpgradeCopy(ctx context.Context, from, to int) error {
 	if err := backupConn(ctx, conn, dst, Manifest{Reason: fmt.Sprintf("kept before upgrading the schema from %d to %d", from, to)}, nil); err != nil {
 		return fmt.Errorf("storage: copy before upgrading schema %d to %d: %w", from, to, err)
 	}
+	db.upgraded = fmt.Sprintf("schema %d to %d; the database as it was is kept as %s (storeedge restore it with the older storeedge to go back)", from, to, dst)
 	return nil
 }
+
+// Upgraded says what Open upgraded the database from and where the copy before it is ("" when
+// it did not).
+func (db *DB) Upgraded() string { return db.upgraded }
 
 // schemaVersionOf reads the schema version of an open database; 0 for one without migrations.
 func schemaVersionOf(ctx context.Context, q interface {

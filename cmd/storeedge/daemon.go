@@ -130,6 +130,9 @@ func (s *components) openStore(ctx context.Context) error {
 		return err
 	}
 	s.db = db
+	if what := db.Upgraded(); what != "" {
+		s.log.Info("storage: database upgraded", slog.String("upgrade", what))
+	}
 	if why := db.EpochRenewed(); why != "" {
 		s.log.Info("storage: new delta feed epoch: devices that follow changes start again from 0", slog.String("epoch", db.Epoch()), slog.String("reason", why))
 	}
