@@ -196,9 +196,11 @@ func cutToRedact(red *logship.Redactor, s string) string {
 }
 
 // unclosedValue is the index in c of the quote q that opens the first of the values at its end
-// that no quote closes ("address":", password: ', \"note\":\"), -1 if there is none. A value
-// is closed by a quote escaped as its opening one is (a backslash before both, or none: a quote
-// in JSON inside a JSON string, or one in a value) followed by ",", "}", "]" or ";".
+// that no quote closes ("address":", password: ', \"note\":\"), -1 if there is none; only the
+// last maxQuotedValue bytes are looked at (a text whose first value stays open, an HTML page,
+// keeps the rest). A value is closed by a quote escaped as its opening one is (a backslash
+// before both, or none: a quote in JSON inside a JSON string, or one in a value) followed by
+// what ends a value in JSON, HTML or key="value" text.
 func unclosedValue(c string, q byte) int {
 	var lastClose [2]int // by escaping: the last closing quote unescaped, escaped; -1 for none
 	lastClose[0], lastClose[1] = -1, -1
@@ -208,7 +210,7 @@ func unclosedValue(c string, q byte) int {
 		}
 	}
 	open := -1
-	for i := len(c) - 1; i >= 0; i-- {
+	for i := len(c) - 1; i >= max(len(c)-maxQuotedValue, 0); i-- {
 		if c[i] != q || !opensValue(c[:i]) {
 			continue
 		}
@@ -227,11 +229,14 @@ func opensValue(before string) bool {
 	return strings.HasSuffix(before, ":") || strings.HasSuffix(before, "=")
 }
 
-// closesValue tells whether a quote before after closes a value: what follows it, past spaces,
-// is ",", "}", "]" or ";".
+// maxQuotedValue bounds how far back unclosedValue looks for a value's opening quote: farther
+// than an address, a note or a password reaches.
+const maxQuotedValue = 4096
+
+// closesValue tells whether a quote before after closes a value: what follows it is a space or
+// a line's end, or one of , } ] ) ; > & /.
 func closesValue(after string) bool {
-	after = strings.TrimLeft(after, " \t")
-	return after != "" && strings.IndexByte(",}];", after[0]) >= 0
+	return after != "" && strings.IndexByte(" \t\r\n,}]);>&/", after[0]) >= 0
 }
 
 // escaped is 1 when the character at i has an odd number of backslashes before it, else 0.

@@ -126,6 +126,17 @@ func TestRingKeepsNoPartOfASecretCutBeforeRedaction(t *testing.T) {
 			}
 		}
 	}
+	// A text whose first quoted value closes in another way than JSON's (an HTML page, key="value"
+	// text) keeps what comes before the cut's value.
+	for _, long := range []string{
+		`<!DOCTYPE html><html lang="en"><body><p class="x">` + strings.Repeat("Proxy error. ", 2000) + `</p>`,
+		`upload refused: product="P1" reason="unknown product" ` + strings.Repeat("detail ", 4000),
+	} {
+		log.Warn(long)
+		if got := ring.Lines(1)[0].Message; len(got) < maxLineText {
+			t.Errorf("a long text with quoted values kept %d bytes: %q", len(got), got)
+		}
+	}
 	// And a telephone number, written in groups.
 	text = prefix + strings.Repeat("z", maxRedactText-16-len(prefix)) + " call +33 6 12 34 56 78"
 	log.Warn(text)
