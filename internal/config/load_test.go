@@ -668,9 +668,15 @@ func TestProxyWithoutHostHidden(t *testing.T) {
 	if err == nil || strings.Contains(err.Error(), "SuperSecret99") || !strings.Contains(err.Error(), `wan.proxy: "http://user:xxxxx": not a proxy URL`) {
 		t.Fatalf("got %v", err)
 	}
-	_, err = Load("", nil, []string{"cloud.store_key=k", "cloud.url=https://api.example.com:443 "})
-	if err == nil || !strings.Contains(err.Error(), `cloud.url: "https://api.example.com:443 ": not a URL`) {
-		t.Fatalf("a URL with a space after its port: %v", err)
+	_, err = Load("", nil, []string{"cloud.store_key=k", "wan.proxy=http://user:Super/Secret99"})
+	if err == nil || strings.Contains(err.Error(), "Secret99") || !strings.Contains(err.Error(), `wan.proxy: "http://user:xxxxx": not a proxy URL`) {
+		t.Fatalf("a password holding a slash: %v", err)
+	}
+	for _, u := range []string{"https://api.example.com:443 ", "https://[::1]:8443 "} {
+		_, err = Load("", nil, []string{"cloud.store_key=k", "cloud.url=" + u})
+		if err == nil || !strings.Contains(err.Error(), `cloud.url: "`+u+`": not a URL`) {
+			t.Fatalf("a URL with a space after its port: %v", err)
+		}
 	}
 }
 

@@ -91,21 +91,25 @@ func formatRedacted(f fmt.State, verb rune, s, gos string) {
 
 // redactURL hides the credentials of a URL-like string, and the whole string if it has an "@"
 // that url.Parse cannot place (so a mistyped password is hidden as well as a correct one); of
-// one that does not parse, what follows a colon in its host part unless it is a port
-// (credentials without their host).
+// one that does not parse, what follows a colon in its host part unless it is a port, to the
+// end (credentials without their host).
 func redactURL(s string) string {
 	u, err := url.Parse(s)
 	if !strings.Contains(s, "@") {
 		if _, rest, ok := strings.Cut(s, "://"); ok && err != nil {
 			// "http://user:password" with the host left out: what follows a colon that is not
 			// a port (digits, a space typed after them) may be a password.
-			authority, path, hasPath := strings.Cut(rest, "/")
-			if host, after, colon := strings.Cut(authority, ":"); colon && strings.Trim(strings.TrimSpace(after), "0123456789") != "" {
-				r := s[:len(s)-len(rest)] + host + ":" + Redaction
-				if hasPath {
-					r += "/" + path
+			// The rest is hidden with it: a password may hold a "/".
+			authority, _, _ := strings.Cut(rest, "/")
+			hostEnd := 0
+			if strings.HasPrefix(authority, "[") { // an IPv6 address: its colons are its own
+				hostEnd = strings.IndexByte(authority, ']') + 1
+			}
+			if i := strings.IndexByte(authority[hostEnd:], ':'); i >= 0 {
+				host, after := authority[:hostEnd+i], authority[hostEnd+i+1:]
+				if strings.Trim(strings.TrimSpace(after), "0123456789") != "" {
+					return s[:len(s)-len(rest)] + host + ":" + Redaction
 				}
-				return r
 			}
 		}
 		return s
