@@ -766,13 +766,8 @@ func (v *validator) schedule(key, s string) {
 func (v *validator) backup(b Backup, dataDir string) {
 	v.schedule("backup.schedule", b.Schedule)
 	v.intRange("backup.keep", b.Keep, 1, 1000)
-	if v.folder("backup.dir", b.Dir) && dataDir != "" {
-		switch {
-		case samePath(b.Dir, dataDir):
-			v.add("backup.dir", quote(b.Dir), "same folder as data_dir; a backup there is lost with the disk it should protect against: use another disk or a network share")
-		case within(b.Dir, dataDir):
-			v.add("backup.dir", quote(b.Dir), "inside data_dir; a backup there is lost with the disk it should protect against: use another disk or a network share")
-		}
+	if v.folder("backup.dir", b.Dir) && dataDir != "" && samePath(b.Dir, dataDir) {
+		v.add("backup.dir", quote(b.Dir), "same folder as data_dir; a backup there is lost with the disk it should protect against: use another disk or a network share")
 	}
 }
 
@@ -799,17 +794,6 @@ func samePath(a, b string) bool {
 		return strings.EqualFold(a, b)
 	}
 	return a == b
-}
-
-// within tells whether the path dir is inside the folder parent (by their names: links are not
-// followed).
-func within(dir, parent string) bool {
-	dir, parent = filepath.Clean(dir), filepath.Clean(parent)
-	if runtime.GOOS == "windows" {
-		dir, parent = strings.ToLower(dir), strings.ToLower(parent)
-	}
-	rel, err := filepath.Rel(parent, dir)
-	return err == nil && rel != "." && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }
 
 func (v *validator) ports(l LAN) {
