@@ -665,9 +665,9 @@ func (db *DB) RecordStockImport(ctx context.Context, name, sha256 string, size i
 			if err != nil {
 				return err
 			}
-			// The event's at is the import's time in its key: a cloud that keeps the latest
-			// level by either gets the same order.
-			if _, err := st.ExecContext(ctx, StockAdjustmentKey(sha256, imp.At, l.Row), OutboxStockAdjusted, at, string(data)); err != nil {
+			// at is when the row was queued, by the shop's clock (the age upload_waiting reads);
+			// the key carries the import's time, which orders the imports (cloud-api.md).
+			if _, err := st.ExecContext(ctx, StockAdjustmentKey(sha256, imp.At, l.Row), OutboxStockAdjusted, now.UnixMilli(), string(data)); err != nil {
 				return err
 			}
 		}

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/storeedge/storeedge/orders"
 	"github.com/storeedge/storeedge/sync/cloud/cloudapi"
@@ -245,34 +244,6 @@ func withFirstStockFile(t *testing.T) (*DB, string, StockImport) {
 // the files applied after the backup was made are lost with the database it replaced, so the
 // restored database's latest file, dropped again, sets the levels back and reaches the cloud
 // under keys of its own. After that, the same file again is a resend as usual.
-// A stock event's at is the import time in its key, also when that time was moved past the
-// clock (the clock was ahead at the import before, or two imports came in one millisecond).
-func TestStockEventAtIsTheKeysTime(t *testing.T) {
-	ctx := context.Background()
-	db := openTest(t)
-	first, _, err := db.RecordStockImport(ctx, "a.csv", "aaa", 10, []StockLevel{{Row: 1, ProductID: "P1", Quantity: 5}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.w.ExecContext(ctx, `UPDATE stock_imports SET at = at + 3600000 WHERE id = ?`, first.ID); err != nil {
-		t.Fatal(err)
-	}
-	second, _, err := db.RecordStockImport(ctx, "b.csv", "bbb", 10, []StockLevel{{Row: 1, ProductID: "P1", Quantity: 7}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !second.At.After(first.At.Add(time.Hour)) {
-		t.Fatalf("the second import at %v, not after the first's %v moved an hour ahead", second.At, first.At)
-	}
-	pending, err := db.PendingOutbox(ctx, 10)
-	if err != nil || len(pending) != 2 {
-		t.Fatalf("outbox %+v %v", pending, err)
-	}
-	if e := pending[1]; e.Key != StockAdjustmentKey("bbb", second.At, 1) || !e.At.Equal(second.At) {
-		t.Fatalf("the second import's event: key %s at %v, want the import's time %v in both", e.Key, e.At, second.At)
-	}
-}
-
 func TestStockImportAfterRestore(t *testing.T) {
 	ctx := context.Background()
 	db, path, first := withFirstStockFile(t)
