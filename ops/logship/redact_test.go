@@ -86,6 +86,7 @@ func TestTextRedactsPatterns(t *testing.T) {
 		// A customer object at any depth of nesting, in each form, and two in a text.
 		{`422 {"order":{"id":"A1","customer":{"name":"Jean Dupont","address":{"street":"1 rue X","geo":{"lat":45.7}}},"total":4}}`,
 			`422 {"order":{"id":"A1","customer":"xxxxx","total":4}}`},
+		{`{"detail":"{\"note\":\"Ring twice, he said \\\"hi\\\" Jean Dupont\",\"id\":\"A1\"}"}`, `{"detail":"{\"note\":\"xxxxx\",\"id\":\"A1\"}"}`},
 		{`{"detail":"{\"customer\":{\"name\":\"Jean Dupont\",\"a\":{\"b\":{\"c\":1}}},\"id\":\"A1\"}"}`,
 			`{"detail":"{\"customer\":\"xxxxx\",\"id\":\"A1\"}"}`},
 		{`{'customer': {'name': 'Jean Dupont', 'a': {'b': {'c': 1}}}, 'total': 4}`, `{'customer': 'xxxxx', 'total': 4}`},
