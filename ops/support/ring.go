@@ -230,8 +230,10 @@ func opensValue(before string) bool {
 }
 
 // maxQuotedValue bounds how far back unclosedValue looks for a value's opening quote: farther
-// than an address, a note or a password reaches.
-const maxQuotedValue = 4096
+// than an address, a note or a password reaches (an order's note of 2,000 characters, each
+// escaped as \\u00e9 in JSON inside a JSON string, is 14,000 bytes), and short of the whole
+// cut text, of which the rest is kept.
+const maxQuotedValue = 14 << 10
 
 // closesValue tells whether a quote before after closes a value: what follows it is a space or
 // a line's end, or one of , } ] ) ; > & /.

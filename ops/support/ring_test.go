@@ -126,6 +126,12 @@ func TestRingKeepsNoPartOfASecretCutBeforeRedaction(t *testing.T) {
 			}
 		}
 	}
+	// A long note written as \u escapes: the cut falls some 12 KB past its start.
+	short := `ERP answer 422 {"customer":{"name":"` + strings.Repeat("y", 4400) + `"}} `
+	log.Warn(short + `{"note":"Ring twice, Jean Dupont ` + strings.Repeat(`\u00e9 `, 1710) + `"} and more`)
+	if got := ring.Lines(1)[0].Message; strings.Contains(got, "yyy") || strings.Contains(got, "Jean") {
+		t.Errorf("a long note across the cut was kept: %q", got)
+	}
 	// A text whose first quoted value closes in another way than JSON's (an HTML page, key="value"
 	// text) keeps what comes before the cut's value.
 	for _, long := range []string{
