@@ -344,6 +344,9 @@ type RestoreResult struct {
 	// Revoked lists the devices revoked in the replaced database that the backup had as
 	// paired: they stay revoked (a restore never gives a stolen device its credential back).
 	Revoked []string
+	// RevocationsUnknown: the replaced database could not tell which devices were revoked
+	// after the backup was made, having none (a new machine, started or not) or being unread.
+	RevocationsUnknown bool
 }
 
 // Restore replaces the database at dbPath with the backup at backupPath. It takes SQLite's
@@ -389,6 +392,11 @@ func Restore(ctx context.Context, backupPath, dbPath string) (RestoreResult, err
 		if revoked, err = revokedDevices(ctx, conn); err != nil {
 			return res, fmt.Errorf("storage: restore: read the replaced database's devices: %w", err)
 		}
+		if res.RevocationsUnknown, err = noDevices(ctx, conn); err != nil {
+			return res, fmt.Errorf("storage: restore: read the replaced database's devices: %w", err)
+		}
+	} else {
+		res.RevocationsUnknown = true
 	}
 	if err := restoreInto(ctx, conn, backupPath); err != nil {
 		return res, fmt.Errorf("storage: restore %s: %w", backupPath, err)
@@ -434,6 +442,16 @@ func revokedDevices(ctx context.Context, conn *sql.Conn) (map[string]int64, erro
 		out[id] = at
 	}
 	return out, rows.Err()
+}
+
+// noDevices tells whether the database has never paired a device.
+func noDevices(ctx context.Context, conn *sql.Conn) (bool, error) {
+	if has, err := hasTable(ctx, conn, "devices"); err != nil || !has {
+		return true, err
+	}
+	var any bool
+	err := conn.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM devices)`).Scan(&any)
+	return !any, err
 }
 
 // keepRevoked revokes again in the restored database the devices revoked in the one it

@@ -608,8 +608,8 @@ func TestRestoreKeepsRevocations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Revoked) != 1 || res.Revoked[0] != "dv_pos" {
-		t.Errorf("restore says %v revoked again, want dv_pos", res.Revoked)
+	if len(res.Revoked) != 1 || res.Revoked[0] != "dv_pos" || res.RevocationsUnknown {
+		t.Errorf("restore says %v revoked again (unknown: %v), want dv_pos", res.Revoked, res.RevocationsUnknown)
 	}
 	db, err = Open(ctx, path)
 	if err != nil {
@@ -666,8 +666,13 @@ func restoreOnAnotherMachine(t *testing.T, startedFirst bool) {
 	db.Close()
 
 	path := newMachine(t, startedFirst)
-	if _, err := Restore(ctx, backup, path); err != nil {
+	res, err := Restore(ctx, backup, path)
+	if err != nil {
 		t.Fatal(err)
+	}
+	// Nothing there knows of the devices revoked after the backup: restore says so.
+	if !res.RevocationsUnknown {
+		t.Errorf("restored on a new machine (started first: %v): %+v, want the revocations said unknown", startedFirst, res)
 	}
 	db, o := openAndOrder(t, path, "after-restore")
 	event, err := db.LastEventID(ctx)

@@ -71,8 +71,9 @@ func cmdRestore(ctx context.Context, args, env []string, stdout, stderr io.Write
 	}
 	if r.Previous != "" {
 		fmt.Fprintf(stdout, "the database it replaced is kept as %s\n", r.Previous)
-	} else {
-		fmt.Fprintln(stdout, "warning: there was no readable database to replace, so the devices revoked after the backup was made are not known: they are paired again; revoke them again (GET /api/v1/admin/devices lists the devices)")
+	}
+	if r.RevocationsUnknown {
+		fmt.Fprintln(stdout, "warning: the database replaced held no devices (a new machine) or none could be read, so the devices revoked after the backup was made are not known: they are paired again; revoke them again (GET /api/v1/admin/devices lists the devices)")
 	}
 	if r.Damaged != "" {
 		fmt.Fprintf(stdout, "the database it replaced could not be read; it was moved aside to %s\n", r.Damaged)

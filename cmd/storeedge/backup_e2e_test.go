@@ -88,7 +88,7 @@ func TestBackupAndRestoreKeepPairingsAndPendingOrders(t *testing.T) {
 	}
 	// On the new machine nothing says which devices were revoked since the backup: restore
 	// says they must be revoked again.
-	if !strings.Contains(out, "devices revoked after the backup was made are not known") {
+	if !strings.Contains(out, "the devices revoked after the backup was made are not known") {
 		t.Errorf("restore onto a new machine does not warn of the revocations it cannot know:\n%s", out)
 	}
 	link.up(t)
