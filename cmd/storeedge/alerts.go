@@ -175,7 +175,8 @@ func cmdAlert(ctx context.Context, args, env []string, stdout, stderr io.Writer)
 	ctx, cancel := context.WithTimeout(ctx, alertTestTimeout)
 	defer cancel()
 	if err := m.Send(ctx, alertIdentity(cfg).TestMessage(time.Now(), m.String())); err != nil {
-		return fmt.Errorf("alert test: %w", err)
+		// A mail server's answer may repeat the credentials it refused.
+		return fmt.Errorf("alert test: %s", logship.NewRedactor(cfg.SecretValues()).Secrets(err.Error()))
 	}
 	fmt.Fprintf(stdout, "sent a test message to %s through %s\n", strings.Join(cfg.SMTP.Recipients, ", "), m)
 	return nil

@@ -55,13 +55,17 @@ class Spool:
         return "250 Message accepted for delivery"
 
 
-def authenticator(user, password):
+def authenticator(user, password, echo):
     def check(server, session, envelope, mechanism, auth_data):
         ok = (
             isinstance(auth_data, LoginPassword)
             and auth_data.login == user.encode("utf-8")
             and auth_data.password == password.encode("utf-8")
         )
+        if not ok and echo and isinstance(auth_data, LoginPassword):
+            # As some servers do: the refusal repeats the credentials it was given.
+            return AuthResult(success=False, handled=False, message="535 5.7.8 Authentication failed for %s %s" % (
+                auth_data.login.decode("utf-8", "replace"), auth_data.password.decode("utf-8", "replace")))
         if not ok:
             return AuthResult(success=False, handled=False)
         return AuthResult(success=True, auth_data=user)
@@ -79,6 +83,7 @@ def main():
     p.add_argument("--key")
     p.add_argument("--user")
     p.add_argument("--password")
+    p.add_argument("--echo-refused-login", action="store_true", help="repeat refused credentials in the 535 answer")
     a = p.parse_args()
 
     kwargs = {"server_hostname": "smtpd.test"}
@@ -95,7 +100,7 @@ def main():
         p.error("--user and --password go together")
     if a.user is not None:
         kwargs.update(
-            authenticator=authenticator(a.user, a.password),
+            authenticator=authenticator(a.user, a.password, a.echo_refused_login),
             auth_required=True,
             # Implicit TLS is TLS already; aiosmtpd only counts STARTTLS as such.
             auth_require_tls=(a.security == "starttls"),

@@ -32,6 +32,8 @@ type SMTPOptions struct {
 	// User and Password, when set, make the server require AUTH (PLAIN or LOGIN) with exactly
 	// these credentials before MAIL, and answer 535 to others.
 	User, Password string
+	// EchoRefusedLogin makes the 535 answer to wrong credentials repeat them, as some servers do.
+	EchoRefusedLogin bool
 }
 
 // SMTPServer is a running tools/smtpd/smtpd.py: a real SMTP server (Debian's aiosmtpd) on
@@ -89,6 +91,9 @@ func StartSMTPServer(t testing.TB, o SMTPOptions) *SMTPServer {
 	}
 	if o.User != "" || o.Password != "" {
 		s.args = append(s.args, "--user", o.User, "--password", o.Password)
+	}
+	if o.EchoRefusedLogin {
+		s.args = append(s.args, "--echo-refused-login")
 	}
 	t.Cleanup(s.Stop)
 	var lastErr error
