@@ -126,6 +126,9 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) erro
 			}
 			return usageError{err}
 		}
+		if fs.NArg() > 0 {
+			return usageError{unexpectedArg("version", fs.Arg(0), rest)}
+		}
 		fmt.Fprintf(stdout, "storeedge %s\n", buildVersion())
 		return nil
 	case "help", "-h", "--help":

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -156,6 +157,7 @@ func TestUnexpectedArgumentShownUnlessSecret(t *testing.T) {
 		{[]string{"config", "shop.backup"}, true},
 		{[]string{"config", "now"}, true},
 		{[]string{"demo", "--set", "smtp.password", "Zk39aJf8sLq0PwXnTt3v"}, false},
+		{[]string{"version", "extra"}, true},
 	} {
 		var stdout, stderr bytes.Buffer
 		err := run(context.Background(), tc.args, nil, &stdout, &stderr)
@@ -166,6 +168,9 @@ func TestUnexpectedArgumentShownUnlessSecret(t *testing.T) {
 		arg := tc.args[len(tc.args)-1]
 		if strings.Contains(msg, arg) != tc.shown || !strings.Contains(msg, "unexpected argument") {
 			t.Errorf("%q: shown %v, want %v:\n%s", tc.args, strings.Contains(msg, arg), tc.shown, msg)
+		}
+		if code := exitCode(err, io.Discard); code != 2 {
+			t.Errorf("%q: exit status %d, want 2 (a mistake on the command line)", tc.args, code)
 		}
 	}
 }
