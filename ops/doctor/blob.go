@@ -37,6 +37,11 @@ func mediaContainer(m config.Media, rc cloudapi.RemoteConfig) (loc media.Locator
 func checkBlob(ctx context.Context, hc *http.Client, loc media.Locator) Result {
 	check := "blob container " + loc.Display()
 	n, err := media.NewContainer(loc, hc).Check(ctx)
+	if bloberror.HasCode(err, bloberror.AuthorizationPermissionMismatch) {
+		// A read-only signature (sp=r), which is all the media service needs (cloud-api.md).
+		return warn("wan", check, "the signature is accepted but does not allow listing the container (a read-only SAS): reading its blobs was not checked",
+			"nothing to do if media download (GET /api/v1/status, media.state ok); otherwise call the vendor's support")
+	}
 	if err != nil {
 		return fail("wan", check, "the container cannot be read: "+shortBlobError(err), blobFix(err))
 	}

@@ -35,11 +35,21 @@ func makeMediaContainer(t *testing.T, ca *testenv.CA, account string) string {
 	if _, err := client.UploadBuffer(ctx, "media", "logo.png", []byte("png"), nil); err != nil {
 		t.Fatal(err)
 	}
+	return containerSAS(t, account, sas.ContainerPermissions{Read: true, List: true})
+}
+
+// containerSAS is the URL of the container "media" in Azurite with a signature giving perms.
+func containerSAS(t *testing.T, account string, perms sas.ContainerPermissions) string {
+	t.Helper()
+	cred, err := azblob.NewSharedKeyCredential(testenv.AzuriteAccount, testenv.AzuriteKey)
+	if err != nil {
+		t.Fatal(err)
+	}
 	q, err := sas.BlobSignatureValues{
 		Protocol:      sas.ProtocolHTTPS,
 		StartTime:     time.Now().Add(-time.Hour).UTC(),
 		ExpiryTime:    time.Now().Add(time.Hour).UTC(),
-		Permissions:   (&sas.ContainerPermissions{Read: true, List: true}).String(),
+		Permissions:   perms.String(),
 		ContainerName: "media",
 	}.SignWithSharedKey(cred)
 	if err != nil {

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/sas"
+
 	"github.com/storeedge/storeedge/internal/config"
 	"github.com/storeedge/storeedge/internal/wan"
 	"github.com/storeedge/storeedge/sync/cloud/cloudsim"
@@ -304,6 +306,9 @@ func TestBlobContainerReadable(t *testing.T) {
 	if strings.Contains(mustJSON(t, r), "sig=") {
 		t.Error("the report shows the container's signature")
 	}
+	// A read-only signature, which cloud-api.md allows: listing is refused, which is no failure.
+	c = testConfig(t, ca, startCloud(t, ca, cloudsim.Options{MediaContainerURL: containerSAS(t, account, sas.ContainerPermissions{Read: true})}, nil))
+	expect(t, run(t, c), "wan", "blob container "+account+"/media", Warn, "does not allow listing")
 	bad := strings.Replace(containerURL, "sig=", "sig=AAAA", 1)
 	c = testConfig(t, ca, startCloud(t, ca, cloudsim.Options{MediaContainerURL: bad}, nil))
 	expect(t, run(t, c), "wan", "blob container", Fail, "signature")
