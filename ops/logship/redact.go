@@ -125,7 +125,7 @@ var rules = []rule{
 	// key=value text of a person's data, as a log line of another system gives it: the name a
 	// word of its own (not the end of "pos-mobile:8443" or "Headphones:").
 	{personalGuard, regexp.MustCompile(`(?i)(^|[^\w-])(` + personalKeys + `)(\s*[:=]\s*)("[^"]*"|'[^']*'|[^\s,;&"'}\]]+)`), "${1}${2}${3}" + Redaction, "", false},
-	{jsonGuard, regexp.MustCompile(`(?i)\\"(` + jsonKeys + `)\\"(\s*:\s*)\\"(?:\\\\\\"|[^"\\]|\\[^"])*\\"`), `\"${1}\"${2}\"` + Redaction + `\"`, "", false},
+	{jsonGuard, regexp.MustCompile(`(?i)\\"(` + jsonKeys + `)\\"(\s*:\s*)\\"(?:\\\\\\\\|\\\\\\"|[^"\\]|\\[^"])*\\"`), `\"${1}\"${2}\"` + Redaction + `\"`, "", false},
 	// The same in XML and in Go's %+v of an order.
 	{anyOf("customer"), regexp.MustCompile(`(?is)<customer(?:\s[^>]*)?>.*?(?:</customer>|$)`), "<customer>" + Redaction + "</customer>", "", false},
 	{anyOf("customer"), regexp.MustCompile(`\bCustomer:&?\{`), "Customer:" + Redaction, "", true},

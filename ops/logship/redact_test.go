@@ -87,6 +87,8 @@ func TestTextRedactsPatterns(t *testing.T) {
 		{`422 {"order":{"id":"A1","customer":{"name":"Jean Dupont","address":{"street":"1 rue X","geo":{"lat":45.7}}},"total":4}}`,
 			`422 {"order":{"id":"A1","customer":"xxxxx","total":4}}`},
 		{`{"detail":"{\"note\":\"Ring twice, he said \\\"hi\\\" Jean Dupont\",\"id\":\"A1\"}"}`, `{"detail":"{\"note\":\"xxxxx\",\"id\":\"A1\"}"}`},
+		{`{"detail":"{\"password\":\"ab\\\\\",\"customerName\":\"Jean Dupont\",\"id\":\"A1\"}"}`, `{"detail":"{\"password\":\"xxxxx\",\"customerName\":\"xxxxx\",\"id\":\"A1\"}"}`},
+		{`{"detail":"{\"note\":\"C:\\\\orders\\\\\",\"address\":\"1 rue Victor Hugo\"}"}`, `{"detail":"{\"note\":\"xxxxx\",\"address\":\"xxxxx\"}"}`},
 		{`{"detail":"{\"customer\":{\"name\":\"Jean Dupont\",\"a\":{\"b\":{\"c\":1}}},\"id\":\"A1\"}"}`,
 			`{"detail":"{\"customer\":\"xxxxx\",\"id\":\"A1\"}"}`},
 		{`{'customer': {'name': 'Jean Dupont', 'a': {'b': {'c': 1}}}, 'total': 4}`, `{'customer': 'xxxxx', 'total': 4}`},
