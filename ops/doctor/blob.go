@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
+	"strings"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
@@ -37,7 +39,7 @@ func mediaContainer(m config.Media, rc cloudapi.RemoteConfig) (loc media.Locator
 func checkBlob(ctx context.Context, hc *http.Client, loc media.Locator) Result {
 	check := "blob container " + loc.Display()
 	n, err := media.NewContainer(loc, hc).Check(ctx)
-	if bloberror.HasCode(err, bloberror.AuthorizationPermissionMismatch) {
+	if bloberror.HasCode(err, bloberror.AuthorizationPermissionMismatch) && sasReads(loc.URL) {
 		// A read-only signature (sp=r), which is all the media service needs (cloud-api.md).
 		return warn("wan", check, "the signature is accepted but does not allow listing the container (a read-only SAS): reading its blobs was not checked",
 			"nothing to do if media download (GET /api/v1/status, media.state ok); otherwise call the vendor's support")
@@ -46,6 +48,12 @@ func checkBlob(ctx context.Context, hc *http.Client, loc media.Locator) Result {
 		return fail("wan", check, "the container cannot be read: "+shortBlobError(err), blobFix(err))
 	}
 	return pass("wan", check, fmt.Sprintf("readable (listed %d blob)", n))
+}
+
+// sasReads tells whether the container URL's signature gives read rights (sp= holds r).
+func sasReads(containerURL string) bool {
+	u, err := url.Parse(containerURL)
+	return err == nil && strings.Contains(u.Query().Get("sp"), "r")
 }
 
 func blobFix(err error) string {
