@@ -344,8 +344,9 @@ type RestoreResult struct {
 	// Revoked lists the devices revoked in the replaced database that the backup had as
 	// paired: they stay revoked (a restore never gives a stolen device its credential back).
 	Revoked []string
-	// RevocationsUnknown: the replaced database could not tell which devices were revoked
-	// after the backup was made, having none (a new machine, started or not) or being unread.
+	// RevocationsUnknown: the backup pairs devices, and the replaced database could not tell
+	// which were revoked after it was made, having none (a new machine, started or not) or
+	// being unread.
 	RevocationsUnknown bool
 }
 
@@ -403,6 +404,13 @@ func Restore(ctx context.Context, backupPath, dbPath string) (RestoreResult, err
 	}
 	if res.Revoked, err = keepRevoked(ctx, conn, revoked); err != nil {
 		return res, fmt.Errorf("storage: restore %s: %w", backupPath, err)
+	}
+	if res.RevocationsUnknown { // nothing to say of a backup that pairs no device
+		none, err := noDevices(ctx, conn)
+		if err != nil {
+			return res, fmt.Errorf("storage: restore %s: %w", backupPath, err)
+		}
+		res.RevocationsUnknown = !none
 	}
 	if err := raiseEventIDs(ctx, conn, lastEvent); err != nil {
 		return res, fmt.Errorf("storage: restore %s: %w", backupPath, err)

@@ -586,6 +586,25 @@ func openOlder(ctx context.Context, path string, ms []migration) (*DB, error) {
 // A restore carries the event ids over: the restored log gives its new events ids above every id
 // the replaced one gave out, so a device resuming its stream from one of those gets the events
 // made after the restore, even those made before it reconnected (openapi.yaml, events).
+// A backup of a shop that never paired a device says nothing of revocations, even where
+// nothing knows of them.
+func TestRestoreOfABackupWithoutDevicesWarnsOfNoRevocation(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, filepath.Join(t.TempDir(), "storeedge.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	backup := filepath.Join(t.TempDir(), "b")
+	if err := db.Backup(ctx, backup, Manifest{}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	res, err := Restore(ctx, backup, filepath.Join(t.TempDir(), "storeedge.db"))
+	if err != nil || res.RevocationsUnknown {
+		t.Fatalf("restore of a backup without devices: %+v %v, want no word of revocations", res, err)
+	}
+}
+
 // A device revoked after the backup stays revoked once it is restored, its commands queued in
 // the backup failed: a restore never gives a stolen device its credential back.
 func TestRestoreKeepsRevocations(t *testing.T) {
