@@ -146,6 +146,20 @@ func backedUpShop(t *testing.T) (path string, db *DB, backup string) {
 	return path, db, backup
 }
 
+// backedUpNewShop opens a new database and backs it up, before anything is in it.
+func backedUpNewShop(t *testing.T) (db *DB, backup string) {
+	t.Helper()
+	db, err := Open(context.Background(), filepath.Join(t.TempDir(), "storeedge.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	backup = filepath.Join(t.TempDir(), "b")
+	if err := db.Backup(context.Background(), backup, Manifest{}); err != nil {
+		t.Fatal(err)
+	}
+	return db, backup
+}
+
 // ordersAfterBackup takes n orders on db, after its backup, and returns the last one's number and
 // the last event id given out.
 func ordersAfterBackup(t *testing.T, db *DB, n int) (number, event int64) {
@@ -583,21 +597,11 @@ func openOlder(ctx context.Context, path string, ms []migration) (*DB, error) {
 	return db, nil
 }
 
-// A restore carries the event ids over: the restored log gives its new events ids above every id
-// the replaced one gave out, so a device resuming its stream from one of those gets the events
-// made after the restore, even those made before it reconnected (openapi.yaml, events).
 // A backup of a shop that never paired a device says nothing of revocations, even where
 // nothing knows of them.
 func TestRestoreOfABackupWithoutDevicesWarnsOfNoRevocation(t *testing.T) {
 	ctx := context.Background()
-	db, err := Open(ctx, filepath.Join(t.TempDir(), "storeedge.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	backup := filepath.Join(t.TempDir(), "b")
-	if err := db.Backup(ctx, backup, Manifest{}); err != nil {
-		t.Fatal(err)
-	}
+	db, backup := backedUpNewShop(t)
 	db.Close()
 	res, err := Restore(ctx, backup, filepath.Join(t.TempDir(), "storeedge.db"))
 	if err != nil || res.RevocationsUnknown {
@@ -644,6 +648,9 @@ func TestRestoreKeepsRevocations(t *testing.T) {
 	}
 }
 
+// A restore carries the event ids over: the restored log gives its new events ids above every id
+// the replaced one gave out, so a device resuming its stream from one of those gets the events
+// made after the restore, even those made before it reconnected (openapi.yaml, events).
 func TestRestoreCarriesEventIDsOver(t *testing.T) {
 	ctx := context.Background()
 	path, db, backup := backedUpShop(t)
@@ -715,14 +722,7 @@ func restoreOnAnotherMachine(t *testing.T, startedFirst bool) {
 // numbers after it, and its marks are lost with it.
 func TestRestoreOfABackupBeforeAnyOrderJumps(t *testing.T) {
 	ctx := context.Background()
-	db, err := Open(ctx, filepath.Join(t.TempDir(), "storeedge.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	backup := filepath.Join(t.TempDir(), "b")
-	if err := db.Backup(ctx, backup, Manifest{}); err != nil {
-		t.Fatal(err)
-	}
+	db, backup := backedUpNewShop(t)
 	lastOrder, lastEvent := ordersAfterBackup(t, db, 5)
 	db.Close()
 	path := newMachine(t, false)
