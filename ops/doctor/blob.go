@@ -39,10 +39,10 @@ func mediaContainer(m config.Media, rc cloudapi.RemoteConfig) (loc media.Locator
 func checkBlob(ctx context.Context, hc *http.Client, loc media.Locator) Result {
 	check := "blob container " + loc.Display()
 	n, err := media.NewContainer(loc, hc).Check(ctx)
-	if bloberror.HasCode(err, bloberror.AuthorizationPermissionMismatch) && sasReads(loc.URL) {
+	if bloberror.HasCode(err, bloberror.AuthorizationPermissionMismatch) && sasReads(loc) {
 		// A read-only signature (sp=r), which is all the media service needs (cloud-api.md).
 		return warn("wan", check, "the signature is accepted but does not allow listing the container (a read-only SAS): reading its blobs was not checked",
-			"nothing to do if media download (GET /api/v1/status, media.state ok); otherwise call the vendor's support")
+			"nothing to do if media downloads work (GET /api/v1/status: media.state ok); otherwise call the vendor's support")
 	}
 	if err != nil {
 		return fail("wan", check, "the container cannot be read: "+shortBlobError(err), blobFix(err))
@@ -50,10 +50,29 @@ func checkBlob(ctx context.Context, hc *http.Client, loc media.Locator) Result {
 	return pass("wan", check, fmt.Sprintf("readable (listed %d blob)", n))
 }
 
-// sasReads tells whether the container URL's signature gives read rights (sp= holds r).
-func sasReads(containerURL string) bool {
-	u, err := url.Parse(containerURL)
-	return err == nil && strings.Contains(u.Query().Get("sp"), "r")
+// sasReads tells whether the container's signature (SAS) may give read rights: its sp= holds r,
+// or it has none (the rights are in a stored access policy, si=). The signature is the container
+// URL's query, or a connection string's SharedAccessSignature.
+func sasReads(loc media.Locator) bool {
+	sig := ""
+	if loc.URL != "" {
+		u, err := url.Parse(loc.URL)
+		if err != nil {
+			return false
+		}
+		sig = u.RawQuery
+	}
+	for _, part := range strings.Split(loc.ConnectionString, ";") {
+		if k, v, ok := strings.Cut(part, "="); ok && strings.EqualFold(strings.TrimSpace(k), "SharedAccessSignature") {
+			sig = v
+		}
+	}
+	q, err := url.ParseQuery(strings.TrimPrefix(sig, "?"))
+	if err != nil {
+		return false
+	}
+	sp, has := q["sp"]
+	return !has || strings.Contains(sp[0], "r")
 }
 
 func blobFix(err error) string {

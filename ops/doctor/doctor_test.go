@@ -309,6 +309,11 @@ func TestBlobContainerReadable(t *testing.T) {
 	// A read-only signature, which cloud-api.md allows: listing is refused, which is no failure.
 	c = testConfig(t, ca, startCloud(t, ca, cloudsim.Options{MediaContainerURL: containerSAS(t, account, sas.ContainerPermissions{Read: true})}, nil))
 	expect(t, run(t, c), "wan", "blob container "+account+"/media", Warn, "does not allow listing")
+	// The same signature in the shop's own connection string.
+	readOnly := strings.SplitN(containerSAS(t, account, sas.ContainerPermissions{Read: true}), "?", 2)
+	c.Media.ConnectionString = config.Secret("BlobEndpoint=" + account + ";SharedAccessSignature=" + readOnly[1])
+	c.Media.Container = "media"
+	expect(t, run(t, c), "wan", "blob container "+account+"/media", Warn, "does not allow listing")
 	// One without read rights cannot serve media at all.
 	c = testConfig(t, ca, startCloud(t, ca, cloudsim.Options{MediaContainerURL: containerSAS(t, account, sas.ContainerPermissions{Write: true})}, nil))
 	expect(t, run(t, c), "wan", "blob container "+account+"/media", Fail, "does not allow reading")
