@@ -382,6 +382,7 @@ func Restore(ctx context.Context, backupPath, dbPath string) (RestoreResult, err
 	defer conn.Close()
 	var lastEvent int64          // the highest event id the replaced database gave out
 	var revoked map[string]int64 // the replaced database's revoked devices, by id: when each was revoked
+	knewDevices := false         // the replaced database paired devices: it knows their revocations
 	if v, err := schemaVersionOf(ctx, conn); err == nil && v > 0 {
 		res.Previous = dbPath + ".before-restore-" + time.Now().UTC().Format("20060102T150405.000Z")
 		if err := backupConn(ctx, conn, res.Previous, Manifest{Reason: "kept before a restore"}, nil); err != nil {
@@ -393,11 +394,9 @@ func Restore(ctx context.Context, backupPath, dbPath string) (RestoreResult, err
 		if revoked, err = revokedDevices(ctx, conn); err != nil {
 			return res, fmt.Errorf("storage: restore: read the replaced database's devices: %w", err)
 		}
-		if res.RevocationsUnknown, err = noDevices(ctx, conn); err != nil {
+		if knewDevices, err = pairedAny(ctx, conn); err != nil {
 			return res, fmt.Errorf("storage: restore: read the replaced database's devices: %w", err)
 		}
-	} else {
-		res.RevocationsUnknown = true
 	}
 	if err := restoreInto(ctx, conn, backupPath); err != nil {
 		return res, fmt.Errorf("storage: restore %s: %w", backupPath, err)
@@ -405,12 +404,10 @@ func Restore(ctx context.Context, backupPath, dbPath string) (RestoreResult, err
 	if res.Revoked, err = keepRevoked(ctx, conn, revoked); err != nil {
 		return res, fmt.Errorf("storage: restore %s: %w", backupPath, err)
 	}
-	if res.RevocationsUnknown { // nothing to say of a backup that pairs no device
-		none, err := noDevices(ctx, conn)
-		if err != nil {
+	if !knewDevices { // nothing to say of a backup that pairs no device either
+		if res.RevocationsUnknown, err = pairedAny(ctx, conn); err != nil {
 			return res, fmt.Errorf("storage: restore %s: %w", backupPath, err)
 		}
-		res.RevocationsUnknown = !none
 	}
 	if err := raiseEventIDs(ctx, conn, lastEvent); err != nil {
 		return res, fmt.Errorf("storage: restore %s: %w", backupPath, err)
@@ -435,31 +432,17 @@ func revokedDevices(ctx context.Context, conn *sql.Conn) (map[string]int64, erro
 	if has, err := hasTable(ctx, conn, "devices"); err != nil || !has {
 		return nil, err
 	}
-	rows, err := conn.QueryContext(ctx, `SELECT id, revoked_at FROM devices WHERE revoked_at != 0`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := map[string]int64{}
-	for rows.Next() {
-		var id string
-		var at int64
-		if err := rows.Scan(&id, &at); err != nil {
-			return nil, err
-		}
-		out[id] = at
-	}
-	return out, rows.Err()
+	return keyedInts(conn.QueryContext(ctx, `SELECT id, revoked_at FROM devices WHERE revoked_at != 0`))
 }
 
-// noDevices tells whether the database has never paired a device.
-func noDevices(ctx context.Context, conn *sql.Conn) (bool, error) {
+// pairedAny tells whether the database ever paired a device.
+func pairedAny(ctx context.Context, conn *sql.Conn) (bool, error) {
 	if has, err := hasTable(ctx, conn, "devices"); err != nil || !has {
-		return true, err
+		return false, err
 	}
 	var any bool
 	err := conn.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM devices)`).Scan(&any)
-	return !any, err
+	return any, err
 }
 
 // keepRevoked revokes again in the restored database the devices revoked in the one it
@@ -518,8 +501,7 @@ func raiseEventIDs(ctx context.Context, conn *sql.Conn, last int64) error {
 	}
 	// A backup older than the event log (schema 1) has no sqlite_sequence: its log starts with
 	// the migration that makes it, and there is nothing to carry the ids into.
-	var has bool
-	if err := conn.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence')`).Scan(&has); err != nil || !has {
+	if has, err := hasTable(ctx, conn, "sqlite_sequence"); err != nil || !has {
 		return err
 	}
 	if _, err := conn.ExecContext(ctx, `INSERT INTO sqlite_sequence(name, seq) SELECT 'events', 0

@@ -614,19 +614,9 @@ const qQueueDepths = `SELECT device_id, count(*) FROM device_commands WHERE stat
 
 // QueueDepths counts each device's open (queued or sent) commands; devices with none are absent.
 func (db *DB) QueueDepths(ctx context.Context) (map[string]int64, error) {
-	rows, err := db.stmt(qQueueDepths).QueryContext(ctx)
+	out, err := keyedInts(db.stmt(qQueueDepths).QueryContext(ctx))
 	if err != nil {
 		return nil, fmt.Errorf("storage: queue depths: %w", err)
 	}
-	defer rows.Close()
-	out := map[string]int64{}
-	for rows.Next() {
-		var id string
-		var n int64
-		if err := rows.Scan(&id, &n); err != nil {
-			return nil, fmt.Errorf("storage: queue depths: %w", err)
-		}
-		out[id] = n
-	}
-	return out, rows.Err()
+	return out, nil
 }

@@ -513,8 +513,17 @@ func (db *DB) MediaFailureSummary(ctx context.Context, limit int) (map[string]in
 }
 
 func countMediaFailures(rows *sql.Rows, err error) (map[string]int64, error) {
+	out, err := keyedInts(rows, err)
 	if err != nil {
 		return nil, fmt.Errorf("storage: media failure counts: %w", err)
+	}
+	return out, nil
+}
+
+// keyedInts reads rows of a text and a number into a map, rows and err being a query's.
+func keyedInts(rows *sql.Rows, err error) (map[string]int64, error) {
+	if err != nil {
+		return nil, err
 	}
 	defer rows.Close()
 	out := map[string]int64{}
@@ -522,7 +531,7 @@ func countMediaFailures(rows *sql.Rows, err error) (map[string]int64, error) {
 		var k string
 		var n int64
 		if err := rows.Scan(&k, &n); err != nil {
-			return nil, fmt.Errorf("storage: media failure counts: %w", err)
+			return nil, err
 		}
 		out[k] = n
 	}
