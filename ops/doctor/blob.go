@@ -62,10 +62,8 @@ func sasReads(loc media.Locator) bool {
 		}
 		sig = u.RawQuery
 	}
-	for _, part := range strings.Split(loc.ConnectionString, ";") {
-		if k, v, ok := strings.Cut(part, "="); ok && strings.EqualFold(strings.TrimSpace(k), "SharedAccessSignature") {
-			sig = v
-		}
+	if s := config.ConnectionStringPart(loc.ConnectionString, "SharedAccessSignature"); s != "" {
+		sig = s
 	}
 	q, err := url.ParseQuery(strings.TrimPrefix(sig, "?"))
 	if err != nil {
