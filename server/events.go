@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -58,12 +57,12 @@ type streamSlot struct {
 	// handler returns, so that a revocation meanwhile stops its last write too (guarded by the
 	// streamCount's mu).
 	evicted bool
-	// stopped, once set, lets no write start; it is set without waiting for a write under way.
-	stopped atomic.Bool
 	// dl orders stop against a write's deadline: a write sets its deadline under it unless
 	// stopped, and stop sets stopped and a deadline already past, which fails a write under
-	// way at once (a device that stopped reading would hold it for lan.write_timeout).
+	// way at once (a device that stopped reading would hold it for lan.write_timeout). It
+	// guards the fields below.
 	dl      sync.Mutex
+	stopped bool                     // once set, no write starts; set without waiting for one under way
 	rc      *http.ResponseController // the stream's, once open and until its handler returns
 	inWrite bool                     // a write is under way
 	// mu is held while the stream writes; ended, once set under it, lets no write start.
@@ -76,7 +75,7 @@ type streamSlot struct {
 func (s *streamSlot) stop() {
 	s.dl.Lock()
 	defer s.dl.Unlock()
-	s.stopped.Store(true)
+	s.stopped = true
 	if s.rc != nil && s.inWrite {
 		s.rc.SetWriteDeadline(time.Now())
 	}
@@ -87,7 +86,7 @@ func (s *streamSlot) stop() {
 func (s *streamSlot) writing(rc *http.ResponseController, d time.Duration) bool {
 	s.dl.Lock()
 	defer s.dl.Unlock()
-	if s.stopped.Load() {
+	if s.stopped {
 		return false
 	}
 	if d > 0 {

@@ -532,7 +532,10 @@ func TestRevocationStopsAStreamEndedForRoom(t *testing.T) {
 		t.Fatal("the revocation waits for the write of a stream ended for room")
 	}
 	for i, s := range slots {
-		if !s.ended && !s.stopped.Load() {
+		s.dl.Lock()
+		stopped := s.stopped
+		s.dl.Unlock()
+		if !s.ended && !stopped {
 			t.Errorf("stream %d may still write after the revocation", i)
 		}
 	}
