@@ -185,7 +185,7 @@ func cmdDiscovery(ctx context.Context, args, env []string, stdout, stderr io.Wri
 	fmt.Fprintf(stdout, "UDP port %d (%s), mDNS %s (%s), announcements every %s\n\n",
 		cfg.Discovery.UDP.Port, onOff(cfg.Discovery.UDP.Enabled), discovery.ServiceType, onOff(cfg.MDNSOff() == ""),
 		cfg.Discovery.AnnounceInterval)
-	announce, mdnsIfs := printInterfaces(stdout, ifs)
+	announce, mdnsIfs := printInterfaces(stdout, cfg, ifs)
 	fmt.Fprintln(stdout)
 
 	tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
@@ -205,12 +205,15 @@ func cmdDiscovery(ctx context.Context, args, env []string, stdout, stderr io.Wri
 }
 
 // printInterfaces lists the machine's interfaces and what discovery does on each, and returns
-// those it announces on and those it registers mDNS on.
-func printInterfaces(stdout io.Writer, ifs []discovery.Interface) (announce, mdnsIfs []string) {
+// those it announces on and those it registers mDNS on: none for a part of discovery that is off,
+// whatever the interface could carry.
+func printInterfaces(stdout io.Writer, cfg config.Config, ifs []discovery.Interface) (announce, mdnsIfs []string) {
 	tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
 	defer tw.Flush()
 	fmt.Fprintln(tw, "INTERFACE\tADDRESSES\tBROADCAST\tANNOUNCE\tMDNS\tNOTE")
 	for _, it := range ifs {
+		it.Announce = it.Announce && cfg.Discovery.UDP.Enabled
+		it.MDNS = it.MDNS && cfg.MDNSOff() == ""
 		var addrs, bcast []string
 		for _, a := range it.Addrs {
 			addrs = append(addrs, a.String())

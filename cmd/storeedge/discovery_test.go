@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/storeedge/storeedge/discovery"
 	"github.com/storeedge/storeedge/internal/config"
 	"github.com/storeedge/storeedge/tools/testenv"
 )
@@ -48,5 +49,35 @@ func TestNoMDNSWhenBoundToIPv6(t *testing.T) {
 	}
 	if d == nil || d.mdns != nil || !strings.Contains(logs.String(), `msg="discovery: mDNS off"`) {
 		t.Errorf("mDNS with an IPv6 lan.bind: registered %v, log:\n%s", d != nil && d.mdns != nil, logs.String())
+	}
+}
+
+// storeedge discovery's table says yes under ANNOUNCE and MDNS only where that part of
+// discovery runs: an interface able to carry mDNS shows no when discovery.mdns.enabled is false.
+func TestDiscoveryTableFollowsTheConfiguration(t *testing.T) {
+	eth0 := discovery.Interface{Name: "eth0", Addrs: []netip.Prefix{netip.MustParsePrefix("192.168.1.10/24")},
+		Broadcast: []netip.Addr{netip.MustParseAddr("192.168.1.255")}, Announce: true, MDNS: true}
+	for _, c := range []struct {
+		name          string
+		udp, mdns     bool
+		announce, reg string
+	}{
+		{"both_on", true, true, "yes", "yes"},
+		{"mdns_off", true, false, "yes", "no"},
+		{"udp_off", false, true, "no", "yes"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := config.Default()
+			cfg.Discovery.UDP.Enabled, cfg.Discovery.MDNS.Enabled = c.udp, c.mdns
+			var out strings.Builder
+			announce, mdnsIfs := printInterfaces(&out, cfg, []discovery.Interface{eth0})
+			row := strings.Fields(strings.Split(out.String(), "\n")[1])
+			if len(row) < 5 || row[3] != c.announce || row[4] != c.reg {
+				t.Errorf("table:\n%s\nwant ANNOUNCE %s, MDNS %s", out.String(), c.announce, c.reg)
+			}
+			if (len(announce) == 1) != (c.announce == "yes") || (len(mdnsIfs) == 1) != (c.reg == "yes") {
+				t.Errorf("announce on %v, mDNS on %v", announce, mdnsIfs)
+			}
+		})
 	}
 }
