@@ -139,12 +139,13 @@ func (db *DB) ApplyPage(ctx context.Context, p Page) (ApplyResult, error) {
 		return ApplyResult{}, err
 	}
 	defer pa.a.close()
-	// The malformed lines first: a newer valid change of the same item in the page then clears
-	// its entry, as a later page's would.
-	if err := pa.quarantineMalformed(ctx); err != nil {
+	pa.noteMalformedItems()
+	if err := pa.applyChanges(ctx); err != nil {
 		return ApplyResult{}, err
 	}
-	if err := pa.applyChanges(ctx); err != nil {
+	// After the changes, which clear the entries of earlier pages they replace: a malformed line
+	// of this page is cleared only by a change that comes after it (Line).
+	if err := pa.quarantineMalformed(ctx); err != nil {
 		return ApplyResult{}, err
 	}
 	if err := pa.storeCursor(ctx); err != nil {
@@ -216,7 +217,16 @@ type pageApply struct {
 	seq     int64     // the last local sequence number given
 	rows    int64     // the collection's live rows once the page is applied
 	cleared int64     // quarantined lines that newer changes replaced
-	res     ApplyResult
+	// malformedItems maps the items named by the page's malformed lines to the changes of them
+	// the page applied; nil when no malformed line names an item.
+	malformedItems map[string][]lineRev
+	res            ApplyResult
+}
+
+// lineRev is where a change of a page was, and its rev.
+type lineRev struct {
+	line int
+	rev  int64
 }
 
 func (db *DB) newPageApply(p *Page) *pageApply {
@@ -389,7 +399,10 @@ func (pa *pageApply) count(ctx context.Context, c *cloudapi.Change, applied bool
 		return nil
 	}
 	pa.res.Applied++
-	if pa.st.Quarantined > 0 || pa.res.Quarantined > 0 {
+	if applies, ok := pa.malformedItems[c.ID]; ok {
+		pa.malformedItems[c.ID] = append(applies, lineRev{c.Line, c.Rev})
+	}
+	if pa.st.Quarantined > 0 {
 		n, err := clearQuarantine(ctx, pa.tx, pa.p.Collection, c)
 		if err != nil {
 			return err
@@ -399,11 +412,54 @@ func (pa *pageApply) count(ctx context.Context, c *cloudapi.Change, applied bool
 	return nil
 }
 
-// quarantineMalformed stores the page's malformed lines, one entry per item: a newer malformed
-// version replaces the older entry.
+// noteMalformedItems readies the record of the changes applied to the items of the page's
+// malformed lines.
+func (pa *pageApply) noteMalformedItems() {
+	for _, m := range pa.p.Malformed {
+		if m.ID != "" {
+			if pa.malformedItems == nil {
+				pa.malformedItems = make(map[string][]lineRev)
+			}
+			pa.malformedItems[m.ID] = nil
+		}
+	}
+}
+
+// superseded tells whether a change the page applied after the malformed line m replaces it:
+// one at its rev or above, or any when its rev could not be read (cloud-api.md).
+func (pa *pageApply) superseded(m *cloudapi.MalformedError) bool {
+	for _, c := range pa.malformedItems[m.ID] {
+		if c.line > m.Line && (m.Rev == 0 || c.rev >= m.Rev) {
+			return true
+		}
+	}
+	return false
+}
+
+// quarantineMalformed stores the page's malformed lines once its changes are applied, one entry
+// per item: a malformed line replaces the item's entry at its rev or below (or any, when its own
+// rev could not be read); an older one (a replay) leaves the newer entry as it is, and one that
+// a later change of the page replaced is counted as quarantined and cleared.
 func (pa *pageApply) quarantineMalformed(ctx context.Context) error {
 	for _, m := range pa.p.Malformed {
 		if m.ID != "" {
+			if pa.superseded(m) {
+				pa.res.Quarantined++
+				pa.cleared++
+				continue
+			}
+			var newer int
+			if m.Rev > 0 {
+				if err := pa.tx.QueryRowContext(ctx, `SELECT count(*) FROM quarantine WHERE collection = ? AND item_id = ? AND rev > ?`,
+					pa.p.Collection, m.ID, m.Rev).Scan(&newer); err != nil {
+					return fmt.Errorf("storage: quarantine: %w", err)
+				}
+			}
+			if newer > 0 {
+				pa.res.Quarantined++
+				pa.cleared++
+				continue
+			}
 			r, err := pa.tx.ExecContext(ctx, `DELETE FROM quarantine WHERE collection = ? AND item_id = ?`, pa.p.Collection, m.ID)
 			if err != nil {
 				return fmt.Errorf("storage: quarantine: %w", err)

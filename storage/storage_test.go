@@ -164,13 +164,15 @@ func TestSearchAndCategories(t *testing.T) {
 	}
 }
 
-// A malformed line and a newer valid change of the same item in one page: the valid change
-// replaces it, and nothing stays quarantined (cloud-api.md).
+// A malformed line and a newer valid change of the same item after it in one page: the valid
+// change replaces it, and nothing stays quarantined (cloud-api.md).
 func TestQuarantineClearedInTheSamePage(t *testing.T) {
 	ctx := context.Background()
 	db := openTest(t)
+	later := product("P2", 5, "Coffee", "Drinks")
+	later.Line = 2
 	_, err := db.ApplyPage(ctx, Page{Collection: cloudapi.Products,
-		Changes:   []cloudapi.Change{product("P2", 5, "Coffee", "Drinks")},
+		Changes:   []cloudapi.Change{later},
 		Malformed: []*cloudapi.MalformedError{{Line: 1, ID: "P2", Reason: "name is missing", Raw: []byte(`{"id":"P2","rev":4}`), Rev: 4}},
 		End:       cloudapi.PageEnd{Cursor: "c1", Count: 2}})
 	if err != nil {
@@ -181,6 +183,54 @@ func TestQuarantineClearedInTheSamePage(t *testing.T) {
 	}
 	if q, _ := db.Quarantine(ctx, "", 10); len(q) != 0 {
 		t.Errorf("quarantine entries %+v, want none", q)
+	}
+}
+
+// A valid change before a malformed line of the same item in the page does not clear it: the
+// cloud's latest line of the item is the broken one, whether its rev could be read or not.
+func TestQuarantineNotClearedByAnEarlierChangeOfThePage(t *testing.T) {
+	ctx := context.Background()
+	for _, rev := range []int64{0, 6} {
+		t.Run(fmt.Sprintf("rev_%d", rev), func(t *testing.T) {
+			db := openTest(t)
+			earlier := product("P1", 5, "Tea", "Drinks")
+			earlier.Line = 1
+			if _, err := db.ApplyPage(ctx, Page{Collection: cloudapi.Products,
+				Changes:   []cloudapi.Change{earlier},
+				Malformed: []*cloudapi.MalformedError{{Line: 2, ID: "P1", Reason: "not a JSON object", Raw: []byte(`{"id":"P1",`), Rev: rev}},
+				End:       cloudapi.PageEnd{Cursor: "c1", Count: 2}}); err != nil {
+				t.Fatal(err)
+			}
+			q, _ := db.Quarantine(ctx, "", 10)
+			if st, _ := db.FeedState(cloudapi.Products); st.Quarantined != 1 || len(q) != 1 || q[0].ItemID != "P1" {
+				t.Errorf("quarantined %d, entries %+v; want P1's line kept", st.Quarantined, q)
+			}
+		})
+	}
+}
+
+// A replayed older malformed line of an item does not replace the entry of its newer one, which
+// a valid change between the two revs then leaves in place (cloud-api.md: a change at a lower rev
+// than the quarantined line's is ignored and the entry stays).
+func TestQuarantineKeepsTheNewerMalformedLine(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t)
+	apply(t, db, cloudapi.Products, "c1", product("P1", 5, "Tea", "Drinks"))
+	for i, rev := range []int64{10, 3} {
+		if _, err := db.ApplyPage(ctx, Page{Collection: cloudapi.Products,
+			Malformed: []*cloudapi.MalformedError{{Line: 1, ID: "P1", Reason: fmt.Sprintf("bad at rev %d", rev), Raw: []byte(`{"id":"P1"}`), Rev: rev}},
+			End:       cloudapi.PageEnd{Cursor: fmt.Sprintf("m%d", i), Count: 1}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	apply(t, db, cloudapi.Products, "c2", product("P1", 6, "Green tea", "Drinks"))
+	q, _ := db.Quarantine(ctx, "", 10)
+	if st, _ := db.FeedState(cloudapi.Products); st.Quarantined != 1 || len(q) != 1 || q[0].Rev != 10 {
+		t.Fatalf("quarantined %d, entries %+v; want the line at rev 10 kept", st.Quarantined, q)
+	}
+	apply(t, db, cloudapi.Products, "c3", product("P1", 10, "Green tea", "Drinks"))
+	if st, _ := db.FeedState(cloudapi.Products); st.Quarantined != 0 {
+		t.Errorf("quarantined %d after the change at the line's rev, want 0", st.Quarantined)
 	}
 }
 

@@ -64,6 +64,10 @@ type Change struct {
 	Rev        int64           `json:"rev"`
 	Doc        json.RawMessage `json:"doc,omitempty"`
 
+	// Line is the change's 1-based line number within the response, as a MalformedError's:
+	// set by DecodeLine, it orders the changes and the malformed lines of a page.
+	Line int `json:"-"`
+
 	// Product is the parsed document of a products upsert, set by the decoder once it has
 	// validated it, so storage does not parse it a second time.
 	Product *Product `json:"-"`
@@ -286,9 +290,14 @@ type endFields struct {
 func DecodeLine(b []byte, collection string, lineNo int) Line {
 	b = bytes.TrimRight(b, "\r\n")
 	if c, ok := fastChange(b, collection); ok {
+		c.Line = lineNo
 		return Line{Change: c}
 	}
-	return decodeLine(b, collection, lineNo)
+	l := decodeLine(b, collection, lineNo)
+	if l.Change != nil {
+		l.Change.Line = lineNo
+	}
+	return l
 }
 
 // decodeLine is DecodeLine with encoding/json, for any line.

@@ -230,6 +230,20 @@ func TestMalformedLineReasonIsCut(t *testing.T) {
 	}
 }
 
+// A change carries its line number, as a malformed line does: storage orders a page's changes
+// and malformed lines by it (a change clears the quarantine of a line before it only).
+func TestChangesCarryTheirLine(t *testing.T) {
+	for _, tc := range []struct{ coll, line string }{
+		{Products, fastPathSeeds[0]}, // the fast path's
+		{Settings, `{"collection":"settings","id":"tax","op":"delete","rev":4}`}, // encoding/json's: a setting never takes the fast path
+	} {
+		l := DecodeLine([]byte(tc.line), tc.coll, 7)
+		if l.Change == nil || l.Change.Line != 7 {
+			t.Errorf("%s: got %+v (%+v), want a change at line 7", tc.line, l.Change, l.Malformed)
+		}
+	}
+}
+
 func TestFastPathTakesTheCloudsLines(t *testing.T) {
 	for i, s := range fastPathSeeds[:1] {
 		if _, ok := fastChange([]byte(s), Products); !ok {
