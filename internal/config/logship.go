@@ -129,15 +129,9 @@ func (c Config) SecretValues() []string {
 		}
 	}
 	for _, cs := range []Secret{c.ServiceBus.ConnectionString, c.Support.ServiceBus.ConnectionString, c.Media.ConnectionString} {
-		for _, name := range []string{"SharedAccessKey", "SharedAccessSignature", "AccountKey"} {
-			// Every value of a part written twice (which one a library takes is its own
-			// choice), as written and trimmed (a library may trim it before it quotes it).
-			for _, v := range ConnectionStringParts(cs.Reveal(), name) {
-				for _, s := range []string{v, strings.TrimSpace(v)} {
-					if s != "" && !slices.Contains(out, s) {
-						out = append(out, s)
-					}
-				}
+		for _, s := range ConnectionStringSecrets(cs.Reveal()) {
+			if !slices.Contains(out, s) {
+				out = append(out, s)
 			}
 		}
 	}
@@ -146,6 +140,24 @@ func (c Config) SecretValues() []string {
 	if u, err := url.Parse(c.Media.ContainerURL.Reveal()); err == nil {
 		if sig := u.Query().Get("sig"); sig != "" {
 			out = append(out, sig) // the redactor looks for its escaped forms too
+		}
+	}
+	return out
+}
+
+// ConnectionStringSecrets returns the secret values of an Azure connection string: its
+// SharedAccessKey, SharedAccessSignature and AccountKey, every value of a part written twice
+// (which one a library takes is its own choice), as written and trimmed (a library may trim it
+// before it quotes it).
+func ConnectionStringSecrets(cs string) []string {
+	var out []string
+	for _, name := range []string{"SharedAccessKey", "SharedAccessSignature", "AccountKey"} {
+		for _, v := range ConnectionStringParts(cs, name) {
+			for _, s := range []string{v, strings.TrimSpace(v)} {
+				if s != "" && !slices.Contains(out, s) {
+					out = append(out, s)
+				}
+			}
 		}
 	}
 	return out

@@ -223,13 +223,17 @@ func (w *Worker) attach(ctx context.Context, client *azservicebus.Client) (link,
 	if err != nil {
 		return link{}, fmt.Errorf("support: open receiver for %q: %w", w.o.Queue, err)
 	}
-	if _, err := rcv.PeekMessages(ctx, 1, nil); err != nil {
+	if err := servicebus.Attach(ctx, rcv, w.o.Queue, 0); err != nil {
 		rcv.Close(context.WithoutCancel(ctx))
-		return link{}, fmt.Errorf("support: attach to %q: %w", w.o.Queue, err)
+		return link{}, fmt.Errorf("support: %w", err)
 	}
 	snd, err := client.NewSender(w.o.ReplyQueue, nil)
 	if err == nil {
-		if _, err = snd.NewMessageBatch(ctx, nil); err == nil {
+		// Within the same bound as the receive link's (servicebus.AttachTimeout).
+		bctx, cancel := context.WithTimeout(ctx, servicebus.AttachTimeout)
+		_, err = snd.NewMessageBatch(bctx, nil)
+		cancel()
+		if err == nil {
 			return link{rcv: rcv, snd: snd, limit: MaxAnswerBytes}, nil
 		}
 		snd.Close(context.WithoutCancel(ctx))

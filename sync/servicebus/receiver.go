@@ -73,6 +73,9 @@ type Options struct {
 	// Stored, when set, is called after a new order is stored and its message completed (to
 	// push it to devices).
 	Stored func(orders.Order)
+	// AttachTimeout bounds connecting to the namespace and attaching the receive link, each
+	// session; 0: AttachTimeout.
+	AttachTimeout time.Duration
 	// EndWhenMissing makes Run return ErrQueueMissing when the namespace says the queue does not
 	// exist, instead of trying it again: the cloud named it, and may name another now.
 	EndWhenMissing bool
@@ -195,18 +198,57 @@ func (r *Receiver) Run(ctx context.Context) error {
 	return err
 }
 
+// dialed counts a connection the client library made again by itself while the link was up:
+// it recovers a lost connection within a receive, without an error reaching the session, so
+// that the loss would otherwise go unseen (operations.md: a steady rate of reconnections says
+// the network or a proxy cuts long connections).
+func (r *Receiver) dialed() {
+	again := false
+	r.update(func(s *Status) {
+		if s.State == LinkConnected {
+			s.Reconnects++
+			again = true
+		}
+	})
+	if again {
+		r.log.Warn("servicebus: connection lost, made again by the client library")
+	}
+}
+
 // errorText is err's text for the status, the connection string's key or signature replaced
 // should the client library or a proxy echo it (configuration.md: secrets are never shown).
 func (r *Receiver) errorText(err error) string {
 	s := err.Error()
-	var parts []string
-	for _, name := range []string{"SharedAccessKey", "SharedAccessSignature"} {
-		parts = append(parts, config.ConnectionStringPart(r.o.ConnectionString, name))
-	}
-	for _, f := range config.SecretForms(parts) { // escaped forms too, longest first
+	// Each value of a part written twice too, as the log's filter hides them (config.SecretValues).
+	for _, f := range config.SecretForms(config.ConnectionStringSecrets(r.o.ConnectionString)) { // escaped forms too, longest first
 		s = strings.ReplaceAll(s, f, config.Redaction)
 	}
 	return s
+}
+
+// AttachTimeout is how long connecting to a namespace and attaching a receive link may take by
+// default: a connection that a proxy or a firewall accepts and then leaves silent would
+// otherwise hold the link "connecting" for ever, with no error and no retry.
+const AttachTimeout = time.Minute
+
+// Attach connects and attaches rcv's link within timeout (0: AttachTimeout). The SDK attaches
+// the receive link with the first call that needs it, which for ReceiveMessages returns only
+// with a message; a peek (it locks nothing) attaches it now, with the management link, so that
+// status tells the truth on a quiet queue. The connection made stays once Attach returns. Its
+// errors name the queue, not the caller (who says which link it is).
+func Attach(ctx context.Context, rcv *azservicebus.Receiver, queue string, timeout time.Duration) error {
+	if timeout <= 0 {
+		timeout = AttachTimeout
+	}
+	actx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if _, err := rcv.PeekMessages(actx, 1, nil); err != nil {
+		if ctx.Err() == nil && actx.Err() != nil {
+			return fmt.Errorf("attach to %q: no answer within %s: the namespace, or a proxy or firewall on the way, accepted the connection and went silent", queue, timeout)
+		}
+		return fmt.Errorf("attach to %q: %w", queue, err)
+	}
+	return nil
 }
 
 // Reconnect runs session until ctx ends, and again after each failure once a backoff has
@@ -251,11 +293,8 @@ func (r *Receiver) session(ctx context.Context) (progressed bool, err error) {
 		return false, fmt.Errorf("servicebus: open receiver for %q: %w", r.o.Queue, err)
 	}
 	defer rcv.Close(context.WithoutCancel(ctx))
-	// The SDK attaches the receive link with the first call that needs it, which for
-	// ReceiveMessages returns only with a message. A peek (it locks nothing) attaches it now, with
-	// the management link, so that status tells the truth on a quiet queue.
-	if _, err := rcv.PeekMessages(ctx, 1, nil); err != nil {
-		return false, fmt.Errorf("servicebus: attach to %q: %w", r.o.Queue, err)
+	if err := Attach(ctx, rcv, r.o.Queue, r.o.AttachTimeout); err != nil {
+		return false, fmt.Errorf("servicebus: %w", err)
 	}
 	r.update(func(s *Status) { s.State, s.LastError = LinkConnected, "" })
 	r.log.Info("servicebus: receiving orders", slog.String("queue", r.o.Queue))
@@ -304,7 +343,8 @@ func (r *Receiver) session(ctx context.Context) (progressed bool, err error) {
 
 // newClient makes the SDK's client for the receiver's namespace.
 func (r *Receiver) newClient() (*azservicebus.Client, error) {
-	return NewClient(Connection{ConnectionString: r.o.ConnectionString, WebSockets: r.o.WebSockets, DialContext: r.o.DialContext, TLSConfig: r.o.TLSConfig})
+	return NewClient(Connection{ConnectionString: r.o.ConnectionString, WebSockets: r.o.WebSockets, DialContext: r.o.DialContext, TLSConfig: r.o.TLSConfig,
+		Dialed: r.dialed})
 }
 
 // Connection is how to reach a namespace: its connection string (secret) and, for AMQP over
@@ -315,6 +355,9 @@ type Connection struct {
 	WebSockets       bool
 	DialContext      func(ctx context.Context, network, addr string) (net.Conn, error)
 	TLSConfig        func() *tls.Config
+	// Dialed, when set, is called after each WebSocket opened: the first of a client, and each
+	// the client library opens by itself after losing one.
+	Dialed func()
 }
 
 // NewClient makes the SDK's client for a namespace: over WebSockets through the WAN dialer when
@@ -336,14 +379,19 @@ func NewClient(c Connection) (*azservicebus.Client, error) {
 	return client, nil
 }
 
+// webSocketHandshakeTimeout bounds opening a WebSocket, from the TCP connection to the upgrade.
+const webSocketHandshakeTimeout = 30 * time.Second
+
 // dialWebSocket opens AMQP over WebSockets through the WAN dialer.
 func (c Connection) dialWebSocket(ctx context.Context, args azservicebus.NewWebSocketConnArgs) (net.Conn, error) {
 	tr := &http.Transport{DialContext: c.DialContext, ForceAttemptHTTP2: false}
 	if c.TLSConfig != nil {
 		tr.TLSClientConfig = c.TLSConfig()
 	}
-	// No redirect: it would take the namespace's token elsewhere.
-	hc := &http.Client{Transport: tr, CheckRedirect: wan.NoRedirect}
+	// No redirect: it would take the namespace's token elsewhere. The timeout bounds the
+	// handshakes (TLS, the WebSocket upgrade), also when the client library reconnects by
+	// itself, without a deadline of its own; the connection made outlives it.
+	hc := &http.Client{Transport: tr, CheckRedirect: wan.NoRedirect, Timeout: webSocketHandshakeTimeout}
 	ws, _, err := websocket.Dial(ctx, args.Host, &websocket.DialOptions{Subprotocols: []string{"amqp"}, HTTPClient: hc})
 	if err != nil {
 		return nil, fmt.Errorf("servicebus: websocket %s: %w", args.Host, err)
@@ -351,6 +399,9 @@ func (c Connection) dialWebSocket(ctx context.Context, args azservicebus.NewWebS
 	if ws.Subprotocol() != "amqp" {
 		ws.Close(websocket.StatusProtocolError, "subprotocol amqp expected")
 		return nil, fmt.Errorf("servicebus: websocket %s: the server chose subprotocol %q, not amqp", args.Host, ws.Subprotocol())
+	}
+	if c.Dialed != nil {
+		c.Dialed()
 	}
 	// One AMQP frame per WebSocket message; frames are at most 64 KiB, the library's default
 	// read limit is 32 KiB.

@@ -463,4 +463,101 @@ func TestStatusErrorHidesTheConnectionStringsSecret(t *testing.T) {
 	if strings.Contains(got, key) || !strings.Contains(got, "SharedAccessKey=xxxxx: unauthorized") {
 		t.Errorf("status error %q", got)
 	}
+	// A key written twice: which one the client library takes is its choice, neither is shown.
+	const first = "Zmlyc3Qta2V5LW9mLXRoZS1wb2xpY3k="
+	r = NewReceiver(Options{ConnectionString: "Endpoint=sb://shop.servicebus.windows.net/;SharedAccessKey=" + first + ";SharedAccessKeyName=listen;SharedAccessKey=" + key})
+	if got := r.errorText(fmt.Errorf("amqp: unauthorized for key %s / %s", first, key)); strings.Contains(got, first) || strings.Contains(got, key) {
+		t.Errorf("status error with a key written twice: %q", got)
+	}
+}
+
+// A namespace (or a proxy or firewall on the way) that accepts the connection and then says
+// nothing does not hold the link "connecting" for ever: the attach gives up within its bound,
+// status and the log say why, and the receiver tries again.
+func TestSilentNamespaceFailsTheAttach(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	held := make(chan net.Conn, 16)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			select {
+			case held <- c: // kept open, never answered
+			default:
+				c.Close()
+			}
+		}
+	}()
+	defer func() {
+		for len(held) > 0 {
+			(<-held).Close()
+		}
+	}()
+	db, err := storage.Open(context.Background(), filepath.Join(t.TempDir(), "shop.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	logs := &testenv.Buffer{}
+	var d net.Dialer
+	r := NewReceiver(Options{DB: db, Queue: queue, WebSockets: true,
+		ConnectionString: "Endpoint=sb://storeedge-test.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=dGVzdA==",
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, "tcp", ln.Addr().String())
+		},
+		AttachTimeout: 500 * time.Millisecond,
+		MinBackoff:    50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	if !logs.WaitFor("servicebus: link lost, reconnecting", 30*time.Second, nil) {
+		t.Fatalf("no failure logged after 30 s on a silent connection; status %+v", r.Status())
+	}
+	if st := r.Status(); st.State == LinkConnected || !strings.Contains(st.LastError, "no answer within 500ms") {
+		t.Errorf("status %+v, want the link down and the silence as its last error", st)
+	}
+}
+
+// A connection the client library makes again by itself (a proxy cutting long connections)
+// counts as a reconnection and is logged, though no error reaches the receiver: status and
+// storeedge_servicebus_reconnects_total show what operations.md says they show.
+func TestConnectionsMadeAgainAreCounted(t *testing.T) {
+	certFile, keyFile, caFile, _ := testenv.TestCertWithCAFile(t)
+	dialer, err := wan.New(wan.Options{ExtraCAFile: caFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := testenv.StartServiceBusPeer(t, testenv.SBPeerOptions{TLSCert: certFile, TLSKey: keyFile})
+	db, err := storage.Open(context.Background(), filepath.Join(t.TempDir(), "shop.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	logs := &testenv.Buffer{}
+	r := NewReceiver(Options{DB: db, ConnectionString: peer.WebSocketConnectionString(), Queue: queue, WebSockets: true,
+		DialContext: dialer.DialContext, TLSConfig: dialer.TLSConfig, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	const drops = 2
+	for i := 0; i <= drops; i++ {
+		if i > 0 {
+			peer.DropConnections(t)
+		}
+		peer.Send(t, queue, testenv.SBMessage{MessageID: fmt.Sprintf("m-%d", i), Body: order(fmt.Sprintf("web-%d", i), 500)})
+		peer.WaitStats(t, queue, time.Minute, func(s testenv.SBQueueStats) bool { return s.Completed == i+1 })
+	}
+	st := r.Status()
+	lost := strings.Count(logs.String(), "connection lost, made again")
+	if st.Reconnects != drops || lost != drops || st.State != LinkConnected {
+		t.Errorf("after %d connections dropped: status %+v, %d lines logged; want %d reconnections counted and logged\n%s", drops, st, lost, drops, logs)
+	}
 }
