@@ -80,7 +80,7 @@ var (
 	descLogsShipped  = counterDesc("storeedge_logship_shipped_records_total", "Log records the intake accepted since start.")
 	descLogsBuffered = gaugeDesc("storeedge_logship_buffered_records", "Log records on disk waiting to be sent.")
 	descLogsBuffer   = gaugeDesc("storeedge_logship_buffer_bytes", "Bytes of the log shipping buffer on disk.")
-	descLogsDropped  = counterDesc("storeedge_logship_dropped_records_total", "Log records dropped since start (buffer full, or damaged on disk).")
+	descLogsDropped  = counterDesc("storeedge_logship_dropped_records_total", "Log records dropped since start (the disk buffer or the queue to it full, the disk failing a write, or damaged on disk).")
 	descLogsRejected = counterDesc("storeedge_logship_rejected_records_total", "Log records the intake refused for good since start.")
 
 	descSupportConnected = gaugeDesc("storeedge_support_connected", "1 while the remote support channel's link is connected (support.servicebus.enabled).")

@@ -378,3 +378,22 @@ func TestDamagedRecordCountsOnce(t *testing.T) {
 		t.Errorf("one damaged line after 3 refused sends counts as %d dropped, want 1", st.Dropped)
 	}
 }
+
+// A server that logs nothing at the shipping level (logs.ship.level warn, a quiet shop) still
+// tells whether the intake takes its key: an empty batch, which the intake stores nothing of,
+// gives the state, and the next one after a refusal shows the key accepted again.
+func TestQuietServerShowsTheIntakesAnswer(t *testing.T) {
+	in := logshiptest.Start(t, testKey)
+	r := newRig(t, in, "", t.TempDir(), nil)
+	in.SetFault(logshiptest.Fault{Status: http.StatusUnauthorized})
+	r.run()
+	st := r.waitStatus("the refused key in status", func(st Status) bool { return st.State == StateRefused })
+	if !strings.Contains(st.LastError, "401") {
+		t.Errorf("status while the key is refused: %+v", st)
+	}
+	in.SetFault(logshiptest.Fault{})
+	st = r.waitStatus("the intake's acceptance in status", func(st Status) bool { return st.State == StateOK })
+	if st.LastError != "" || st.LastSuccess == nil || st.Shipped != 0 || len(in.Records()) != 0 {
+		t.Errorf("status %+v, %d records at the intake; want ok with nothing shipped", st, len(in.Records()))
+	}
+}

@@ -303,6 +303,9 @@ func (s *Shipper) flush(ctx context.Context, b *backoff.Backoff) (time.Duration,
 				commit()
 				continue
 			}
+			if s.Status().State != StateOK {
+				return s.probe(ctx, b)
+			}
 			return s.o.BatchInterval, false
 		}
 		a := s.send(ctx, recs)
@@ -336,6 +339,32 @@ func (s *Shipper) flush(ctx context.Context, b *backoff.Backoff) (time.Duration,
 		}
 	}
 	return 0, false
+}
+
+// probe posts an empty batch, which the intake takes without storing anything, when no record
+// waits and the intake has not answered yet or failed last: a quiet server shipping warnings
+// only would otherwise say the intake cannot be reached (storeedge_logship_up 0) for as long as
+// it logs nothing at that level. It returns what flush does.
+func (s *Shipper) probe(ctx context.Context, b *backoff.Backoff) (time.Duration, bool) {
+	body, err := encodeBatch(nil)
+	if err != nil {
+		s.fail(StateRetrying, err.Error())
+		return b.Next(0), true
+	}
+	a := s.client.post(ctx, body, "")
+	switch {
+	case ctx.Err() != nil:
+		return 0, false
+	case a.outcome == accepted:
+		s.succeed(a, 0)
+		b.Reset()
+		return s.o.BatchInterval, false
+	case a.outcome == refused:
+		s.fail(StateRefused, a.detail)
+	default:
+		s.fail(StateRetrying, a.detail)
+	}
+	return b.Next(a.retryAfter), true
 }
 
 // send posts recs as one batch.
