@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"log/slog"
 	"path/filepath"
 
@@ -17,8 +18,9 @@ func newLogShipper(cfg config.Config, dialer *wan.Dialer, log *slog.Logger) (*lo
 	if !s.Enabled {
 		return nil, nil
 	}
-	return logship.Open(logship.Options{
-		Dir:           filepath.Join(cfg.DataDir, "logship"),
+	dir := filepath.Join(cfg.DataDir, "logship")
+	sh, err := logship.Open(logship.Options{
+		Dir:           dir,
 		URL:           s.URL,
 		APIKey:        s.APIKey.Reveal(),
 		Level:         s.SlogLevel(),
@@ -32,6 +34,12 @@ func newLogShipper(cfg config.Config, dialer *wan.Dialer, log *slog.Logger) (*lo
 		UserAgent:     "storeedge/" + buildVersion(),
 		Logger:        log,
 	})
+	if err != nil {
+		// The server does not start without the buffer it was told to ship through: say how
+		// to start it again.
+		return nil, fmt.Errorf("%w; the log shipping buffer is %s: give the service's account access to it, or delete it (the records waiting there are lost), or set logs.ship.enabled: false", err, dir)
+	}
+	return sh, nil
 }
 
 // logShippingStatus is what the status shows of shipping: nil (null) when it is off.
