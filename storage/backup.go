@@ -394,7 +394,7 @@ func Restore(ctx context.Context, backupPath, dbPath string) (RestoreResult, err
 		if revoked, err = revokedDevices(ctx, conn); err != nil {
 			return res, fmt.Errorf("storage: restore: read the replaced database's devices: %w", err)
 		}
-		if knewDevices, err = pairedAny(ctx, conn); err != nil {
+		if knewDevices, err = holdsDevices(ctx, conn, false); err != nil {
 			return res, fmt.Errorf("storage: restore: read the replaced database's devices: %w", err)
 		}
 	}
@@ -404,8 +404,8 @@ func Restore(ctx context.Context, backupPath, dbPath string) (RestoreResult, err
 	if res.Revoked, err = keepRevoked(ctx, conn, revoked); err != nil {
 		return res, fmt.Errorf("storage: restore %s: %w", backupPath, err)
 	}
-	if !knewDevices { // nothing to say of a backup that pairs no device either
-		if res.RevocationsUnknown, err = pairedAny(ctx, conn); err != nil {
+	if !knewDevices { // nothing to say of a backup that pairs no device (or only revoked ones) either
+		if res.RevocationsUnknown, err = holdsDevices(ctx, conn, true); err != nil {
 			return res, fmt.Errorf("storage: restore %s: %w", backupPath, err)
 		}
 	}
@@ -435,13 +435,18 @@ func revokedDevices(ctx context.Context, conn *sql.Conn) (map[string]int64, erro
 	return keyedInts(conn.QueryContext(ctx, `SELECT id, revoked_at FROM devices WHERE revoked_at != 0`))
 }
 
-// pairedAny tells whether the database ever paired a device.
-func pairedAny(ctx context.Context, conn *sql.Conn) (bool, error) {
+// holdsDevices tells whether the database ever paired a device, or with paired, whether one
+// is paired still (not revoked).
+func holdsDevices(ctx context.Context, conn *sql.Conn, paired bool) (bool, error) {
 	if has, err := hasTable(ctx, conn, "devices"); err != nil || !has {
 		return false, err
 	}
+	q := `SELECT EXISTS (SELECT 1 FROM devices)`
+	if paired {
+		q = `SELECT EXISTS (SELECT 1 FROM devices WHERE revoked_at = 0)`
+	}
 	var any bool
-	err := conn.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM devices)`).Scan(&any)
+	err := conn.QueryRowContext(ctx, q).Scan(&any)
 	return any, err
 }
 
@@ -477,7 +482,7 @@ func keepRevoked(ctx context.Context, conn *sql.Conn, revoked map[string]int64) 
 // hasTable tells whether the database has the table name.
 func hasTable(ctx context.Context, conn *sql.Conn, name string) (bool, error) {
 	var has bool
-	err := conn.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?)`, name).Scan(&has)
+	err := conn.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND lower(name) = lower(?))`, name).Scan(&has)
 	return has, err
 }
 

@@ -609,6 +609,25 @@ func TestRestoreOfABackupWithoutDevicesWarnsOfNoRevocation(t *testing.T) {
 	}
 }
 
+// A backup whose devices were all revoked before it pairs none: restored where nothing knows
+// of revocations, it warns of none (none can have been made since that matters).
+func TestRestoreOfABackupWithOnlyRevokedDevicesWarnsOfNoRevocation(t *testing.T) {
+	ctx := context.Background()
+	db := shopDB(t, filepath.Join(t.TempDir(), "storeedge.db"))
+	if ok, err := db.RevokeDevice(ctx, "dv_pos", time.Now(), reasonRevoked); !ok || err != nil {
+		t.Fatalf("revoke: %v %v", ok, err)
+	}
+	backup := filepath.Join(t.TempDir(), "b")
+	if err := db.Backup(ctx, backup, Manifest{}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	res, err := Restore(ctx, backup, newMachine(t, false))
+	if err != nil || res.RevocationsUnknown {
+		t.Fatalf("restore of a backup whose only device is revoked: %+v %v, want no word of revocations", res, err)
+	}
+}
+
 // A device revoked after the backup stays revoked once it is restored, its commands queued in
 // the backup failed: a restore never gives a stolen device its credential back.
 func TestRestoreKeepsRevocations(t *testing.T) {
