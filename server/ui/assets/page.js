@@ -203,7 +203,9 @@
     const bo = st.backoffice;
     const targets = bo && bo.targets ? bo.targets : [];
     const section = byId('backoffice');
-    section.hidden = !bo || (targets.length === 0 && !bo.import);
+    // Shown when a run failed, whatever is configured: a run also finishes an order file the
+    // other mode's folder holds (back-office.md), and its error belongs here.
+    section.hidden = !bo || (targets.length === 0 && !bo.import && !bo.last_error);
     if (section.hidden) return;
     setText('backoffice-run', bo.last_run ? ago(bo.last_run, now) : 'not yet');
     setText('backoffice-error', bo.last_error ? '· failed: ' + bo.last_error : bo.last_success ? '· ok' : '');
