@@ -54,12 +54,17 @@ func Rules(cfg config.Config) []Rule { return RulesIn(cfg, Environment{}) }
 // RulesIn is what cfg needs in env, inbound first.
 func RulesIn(cfg config.Config, env Environment) []Rule {
 	var in, out []Rule
+	// With a loopback lan.bind nothing on the LAN reaches the server, nor does it push to the
+	// LAN (a device on this machine only): its LAN ports need no rule.
+	lan := !isLoopback(cfg.LAN.Bind)
 	for _, ln := range cfg.LAN.Listeners() {
 		purpose := "devices: the " + strings.ReplaceAll(ln.Name, "_", " ")
 		if ln.Name != "front_door" {
 			purpose += " service"
 		}
-		in = append(in, Rule{Dir: In, Proto: "tcp", Port: ln.Port, Remote: RemoteLAN, Purpose: purpose, Key: ln.Key})
+		if lan {
+			in = append(in, Rule{Dir: In, Proto: "tcp", Port: ln.Port, Remote: RemoteLAN, Purpose: purpose, Key: ln.Key})
+		}
 	}
 	if d := cfg.Discovery; d.UDP.Enabled && cfg.DiscoveryOff() == "" {
 		in = append(in, Rule{Dir: In, Proto: "udp", Port: d.UDP.Port, Remote: RemoteLAN, Purpose: "discovery: devices' probes and hellos", Key: "discovery.udp.port"})
@@ -79,7 +84,9 @@ func RulesIn(cfg config.Config, env Environment) []Rule {
 			Rule{Dir: Out, Proto: "udp", Port: mdnsPort, Remote: mdnsGroup, Purpose: "discovery: mDNS answers to the group", Key: "discovery.mdns.enabled"},
 			Rule{Dir: Out, Proto: "udp", Port: mdnsPort, Local: true, Remote: RemoteLAN, Purpose: "discovery: mDNS answers to a querier's own address", Key: "discovery.mdns.enabled"})
 	}
-	out = append(out, Rule{Dir: Out, Proto: "tcp", Port: cfg.Devices.PushPortDefault, Remote: RemoteLAN, Purpose: "push of orders and commands to devices (a device may name another port when it pairs or in a heartbeat)", Key: "devices.push_port_default"})
+	if lan {
+		out = append(out, Rule{Dir: Out, Proto: "tcp", Port: cfg.Devices.PushPortDefault, Remote: RemoteLAN, Purpose: "push of orders and commands to devices (a device may name another port when it pairs or in a heartbeat)", Key: "devices.push_port_default"})
+	}
 	wanOut := wanRules(cfg, env)
 	out = append(out, wanOut...)
 	if c := cfg.SMTP; c.Enabled() {

@@ -411,6 +411,22 @@ func TestWindowsScriptsReplaceRulesOfEarlierConfigurations(t *testing.T) {
 
 // With lan.bind an IPv6 address mDNS does not run (config.MDNSOff), and with a loopback address
 // no discovery at all (config.DiscoveryOff): no rule opens their ports.
+// With a loopback lan.bind (the demo's) nothing on the LAN reaches the server: no LAN listener
+// and no push to the LAN is opened, the WAN still is.
+func TestNoLANRulesWhenBoundToLoopback(t *testing.T) {
+	c := config.Default()
+	for bind, want := range map[string]bool{"": true, "192.168.1.10": true, "127.0.0.1": false, "::1": false} {
+		c.LAN.Bind = bind
+		rules := Rules(c)
+		front := slices.ContainsFunc(rules, func(r Rule) bool { return r.Dir == In && r.Port == c.LAN.FrontDoor })
+		push := slices.ContainsFunc(rules, func(r Rule) bool { return r.Dir == Out && r.Port == c.Devices.PushPortDefault })
+		wan := slices.ContainsFunc(rules, func(r Rule) bool { return r.Dir == Out && r.Port == 443 })
+		if front != want || push != want || !wan {
+			t.Errorf("lan.bind %q: front door opened %v, push %v, WAN %v; want %v, %v, true", bind, front, push, wan, want, want)
+		}
+	}
+}
+
 func TestNoMDNSRulesWhenBoundToIPv6(t *testing.T) {
 	c := config.Default()
 	for bind, want := range map[string]bool{"": true, "192.168.1.10": true, "fd00::10": false, "127.0.0.1": false} {
