@@ -155,6 +155,8 @@ func parseStockCSV(data []byte) (rows []storage.StockLevel, lines []int, err err
 	if idCol < 0 || qtyCol < 0 {
 		return nil, nil, lineErr(1, "the header row %q lacks product_id or quantity: want a header row \"product_id,quantity\"", clip([]byte(strings.Join(header, string(r.Comma)))))
 	}
+	fields := len(header)
+	r.FieldsPerRecord = -1 // counted here: a line of spaces alone is blank, as an empty one is
 	for {
 		rec, err := r.Read()
 		if errors.Is(err, io.EOF) {
@@ -164,6 +166,12 @@ func parseStockCSV(data []byte) (rows []storage.StockLevel, lines []int, err err
 			return nil, nil, csvErr(err)
 		}
 		line, _ := r.FieldPos(0)
+		if len(rec) != fields {
+			if len(rec) == 1 && strings.TrimSpace(rec[0]) == "" {
+				continue
+			}
+			return nil, nil, lineErr(line, "wrong number of fields: each row needs as many as the header row")
+		}
 		if len(rows) == MaxStockRows {
 			return nil, nil, tooMany(line)
 		}

@@ -27,6 +27,8 @@ func TestParseStockFile(t *testing.T) {
 		{"csv semicolons, BOM, CRLF, blank lines", "csv", "\uFEFFproduct_id;quantity\r\n\r\nP1;+3\r\nP2;-2\r\n", rows("P1", 3, "P2", -2)},
 		{"csv quoted", "csv", "product_id,quantity\n\"P\"\"1,x\",4\n", rows("P\"1,x", 4)},
 		{"csv no rows", "csv", "product_id,quantity\n", nil},
+		{"csv a last line of spaces", "csv", "product_id,quantity\nP1,5\n   \n", rows("P1", 5)},
+		{"csv a line of spaces between rows, semicolons", "csv", "product_id;quantity\nP1;5\n \t \nP2;6\n", rows("P1", 5, "P2", 6)},
 		{"json", "json", `[{"product_id":"P1","quantity":5},{"quantity":-1,"product_id":"P2","x":[1]}]`, rows("P1", 5, "P2", -1)},
 		{"json empty", "json", " [ ] \n", nil},
 		{"json BOM", "json", "\uFEFF[{\"product_id\":\"é\",\"quantity\":1}]", rows("é", 1)},
