@@ -100,7 +100,7 @@ func TestAdoptedFileEvictedBeforeItIsRecorded(t *testing.T) {
 	if file, res := f.download(ctx, task); file != nil || res.err != nil {
 		t.Fatalf("download of content already in place: %v, %v; want it taken over", file, res.err)
 	}
-	if err := f.evict(ctx, 1<<30, true); err != nil {
+	if err := f.evict(ctx, 0, 1<<30, true); err != nil {
 		t.Fatal(err)
 	}
 	f.finish(ctx, task, result{})

@@ -159,6 +159,12 @@ func (f *Fetcher) download(ctx context.Context, t *task) (*mediacache.Download, 
 		// (One already whole, left by a stop before its commit, is committed.)
 		return nil, result{err: errWindowClosed, kind: whyWindow}
 	}
+	if f.o.MaxBytes > 0 && t.size > f.o.MaxBytes {
+		// No room ever made would fit it: a failure for shop IT to act on (the quota), not an
+		// item waiting for room in a full cache.
+		return nil, result{err: fmt.Errorf("the file is %s, more than the whole cache (media.cache_max_bytes %s)", fmtBytes(t.size), fmtBytes(f.o.MaxBytes)),
+			kind: storage.MediaFailed}
+	}
 	if err := f.reserve(ctx, t); err != nil {
 		return nil, result{err: err, kind: storage.MediaNoSpace}
 	}
@@ -849,9 +855,6 @@ func (f *Fetcher) reserve(ctx context.Context, t *task) error {
 	if f.o.MaxBytes <= 0 {
 		return nil
 	}
-	if t.size > f.o.MaxBytes {
-		return fmt.Errorf("the file is %s, more than the whole cache (media.cache_max_bytes %s)", fmtBytes(t.size), fmtBytes(f.o.MaxBytes))
-	}
 	// Usage only grows by the files recorded here, so the last exact reading plus those is an
 	// upper bound; the index is read again only when that bound says the cache may be full.
 	f.mu.Lock()
@@ -875,7 +878,7 @@ func (f *Fetcher) reserve(ctx context.Context, t *task) error {
 	if need > 0 {
 		// Give up a little more than needed, so that the next files do not each start an
 		// eviction of their own.
-		if err := f.evict(ctx, need+f.o.MaxBytes/20, t.class == classOnDemand); err != nil {
+		if err := f.evict(ctx, need, need+f.o.MaxBytes/20, t.class == classOnDemand); err != nil {
 			return err
 		}
 		if used, err = f.exactUsage(ctx); err != nil {
@@ -885,6 +888,10 @@ func (f *Fetcher) reserve(ctx context.Context, t *task) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if used+f.reserved+t.size > f.o.MaxBytes {
+		if f.reserved > 0 {
+			return fmt.Errorf("the cache is full (media.cache_max_bytes %s) of files that products refer to and of downloads under way (%s)",
+				fmtBytes(f.o.MaxBytes), fmtBytes(f.reserved))
+		}
 		return fmt.Errorf("the cache is full (media.cache_max_bytes %s) of files that products refer to", fmtBytes(f.o.MaxBytes))
 	}
 	f.reserved += t.size
@@ -919,8 +926,9 @@ func (f *Fetcher) unreserve(t *task) {
 	f.mu.Unlock()
 }
 
-// evict gives up at least want bytes of files, in the quota's order, if it can.
-func (f *Fetcher) evict(ctx context.Context, want int64, referencedToo bool) error {
+// evict gives up at least want bytes of files, in the quota's order, if it can; none when those
+// it may give up cannot free need (the room would not be made, the files lost for nothing).
+func (f *Fetcher) evict(ctx context.Context, need, want int64, referencedToo bool) error {
 	f.flushServed(ctx) // the order needs the latest serving times
 	cands, err := f.o.DB.MediaEvictionOrder(ctx, 10000)
 	if err != nil {
@@ -935,7 +943,7 @@ func (f *Fetcher) evict(ctx context.Context, want int64, referencedToo bool) err
 		victims = append(victims, c.MD5)
 		freed += c.Size
 	}
-	if len(victims) == 0 {
+	if len(victims) == 0 || freed < need {
 		return nil
 	}
 	// Under recordMu, so that a file another item takes over meanwhile is either recorded before

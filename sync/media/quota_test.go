@@ -3,6 +3,7 @@ package media_test
 import (
 	"errors"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,5 +70,75 @@ func TestQuotaEvictionOrder(t *testing.T) {
 	var unavailable *media.UnavailableError
 	if !errors.As(err, &unavailable) {
 		t.Fatalf("a file larger than the cache: %v", err)
+	}
+}
+
+// A device's request gives up no file it cannot use: while a prefetch's download holds its room,
+// giving up the product image A would not make room for D, so A stays and the answer says why.
+func TestDeviceRequestGivesUpNothingForNothing(t *testing.T) {
+	s := newShop(t)
+	a := item{"A", "a.jpg", "image/jpeg", content(1, 300<<10)}
+	v := item{"V", "v.mp4", "video/mp4", content(2, 600<<10)}
+	d := item{"D", "d.jpg", "image/jpeg", content(3, 500<<10)}
+	src := newMemSource(a, v, d)
+	s.products(t, map[string][]string{"P": {"A", "V", "D"}})
+	s.catalog(t, a)
+	f := s.fetcher(t, src, func(o *media.Options) { o.MaxBytes = 1 << 20; o.OnDemandWait = 2 * time.Second })
+	waitStatus(t, f, "A cached", func(st media.Status) bool { return st.Files == 1 })
+	hold := make(chan struct{})
+	defer close(hold)
+	src.mu.Lock()
+	src.hold = hold // V's download holds its 600 KiB of room
+	src.mu.Unlock()
+	s.catalog(t, v)
+	waitFor(t, func() bool { return strings.Contains(strings.Join(src.requests(), ","), "v.mp4") })
+	s.catalog(t, d)
+	waitStatus(t, f, "the prefetch finding no room for D", func(st media.Status) bool { return st.WaitingSpace == 1 })
+	_, _, err := read(t, f, d.id)
+	var unavailable *media.UnavailableError
+	if !errors.As(err, &unavailable) || !strings.Contains(unavailable.Reason, "downloads under way") {
+		t.Errorf("D on demand: %v; want it unavailable, the downloads under way named", err)
+	}
+	if _, ok := s.cache.Has(md5hex(a.data)); !ok {
+		t.Error("A, which products refer to, was given up without making room for D")
+	}
+}
+
+// An item larger than the whole cache is a failure to act on (the quota), not an item waiting
+// for room: the media_quota_full alert reads waiting_space, and nothing is at the quota here.
+func TestItemLargerThanTheCacheFails(t *testing.T) {
+	s := newShop(t)
+	small := item{"S", "s.jpg", "image/jpeg", content(1, 5000)}
+	big := item{"V", "v.mp4", "video/mp4", content(2, 2<<20)}
+	src := newMemSource(small, big)
+	s.catalog(t, small, big)
+	s.products(t, map[string][]string{"P": {"S", "V"}})
+	f := s.fetcher(t, src, func(o *media.Options) { o.MaxBytes = 1 << 20 })
+	st := waitStatus(t, f, "V refused", func(st media.Status) bool { return st.Files == 1 && len(st.Problems) == 1 })
+	if st.WaitingSpace != 0 || st.Failed != 1 || !strings.Contains(st.Problems[0].Reason, "more than the whole cache") {
+		t.Errorf("status %+v: want V failed, the quota named, nothing waiting for room", st)
+	}
+}
+
+// A blob that keeps failing (quarantined here) leaves no prefetch running for ever: once the
+// rest is fetched the log says the prefetch is done, and no progress lines follow.
+func TestPrefetchDoneWithAQuarantinedItemLeft(t *testing.T) {
+	s := newShop(t)
+	good := item{"G", "g.jpg", "image/jpeg", content(1, 5000)}
+	bad := item{"B", "b.jpg", "image/jpeg", content(2, 5000)}
+	src := newMemSource(good)
+	src.blobs[bad.blob] = append([]byte{bad.data[0] ^ 1}, bad.data[1:]...)
+	hold := make(chan struct{})
+	src.hold = hold // until the prefetch shows as running
+	s.catalog(t, good, bad)
+	f := s.fetcher(t, src, func(o *media.Options) { o.RetryMax = time.Hour })
+	waitStatus(t, f, "the prefetch running", func(st media.Status) bool { return st.PrefetchActive })
+	close(hold)
+	if !s.log.WaitFor("media: prefetch done", 10*time.Second, nil) {
+		st, _ := f.Status(t.Context())
+		t.Fatalf("no \"prefetch done\" with only a quarantined item left; status %+v\n%s", st, s.log)
+	}
+	if st, _ := f.Status(t.Context()); st.PrefetchActive || st.Quarantined != 1 || st.Files != 1 {
+		t.Errorf("status %+v: want the prefetch over, G cached, B quarantined", st)
 	}
 }

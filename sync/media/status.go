@@ -77,13 +77,16 @@ func (f *Fetcher) tick(ctx context.Context) {
 	p := &f.prog
 	received := f.received.Load()
 	p.sample(received)
-	pending, left, _ := f.countsLocked()
+	pending, left, waiting := f.countsLocked()
+	// Items waiting to be tried again after a failure (a quarantined blob, a quota too small)
+	// keep no prefetch running: it is done when only they are left.
+	fetching := pending - waiting[storage.MediaFailed] - waiting[storage.MediaQuarantined] - waiting[storage.MediaNoSpace]
 	switch {
 	case !f.started:
 		return
-	case !p.active && pending > 0:
+	case !p.active && fetching > 0:
 		p.active, p.filesAtStart, p.bytesAtStart, p.since, p.lastLog = true, p.files, received, now, now
-	case p.active && pending == 0:
+	case p.active && fetching <= 0:
 		if !p.since.IsZero() {
 			f.log.LogAttrs(ctx, slog.LevelInfo, "media: prefetch done", slog.Int64(keyFiles, p.files-p.filesAtStart),
 				slog.Int64(keyBytes, received-p.bytesAtStart), slog.Duration("took", now.Sub(p.since).Round(time.Second)))
