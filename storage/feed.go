@@ -444,6 +444,15 @@ func (pa *pageApply) quarantineMalformed(ctx context.Context) error {
 	for _, m := range pa.p.Malformed {
 		if m.ID != "" {
 			if pa.superseded(m) {
+				if m.Rev == 0 {
+					// Read line by line, it replaced every entry of its item, which the change
+					// after it then cleared: the same whatever the page's cut.
+					n, err := pa.dropEntries(ctx, m.ID)
+					if err != nil {
+						return err
+					}
+					pa.cleared += n
+				}
 				pa.res.Quarantined++
 				pa.cleared++
 				continue
@@ -460,11 +469,10 @@ func (pa *pageApply) quarantineMalformed(ctx context.Context) error {
 				pa.cleared++
 				continue
 			}
-			r, err := pa.tx.ExecContext(ctx, `DELETE FROM quarantine WHERE collection = ? AND item_id = ?`, pa.p.Collection, m.ID)
+			n, err := pa.dropEntries(ctx, m.ID)
 			if err != nil {
-				return fmt.Errorf("storage: quarantine: %w", err)
+				return err
 			}
-			n, _ := r.RowsAffected()
 			pa.cleared += n
 		}
 		if _, err := pa.tx.ExecContext(ctx, `INSERT INTO quarantine(collection, item_id, rev, reason, raw, at) VALUES (?, ?, ?, ?, ?, ?)`,
@@ -474,6 +482,16 @@ func (pa *pageApply) quarantineMalformed(ctx context.Context) error {
 		pa.res.Quarantined++
 	}
 	return nil
+}
+
+// dropEntries removes the quarantine entries of item, and says how many there were.
+func (pa *pageApply) dropEntries(ctx context.Context, item string) (int64, error) {
+	r, err := pa.tx.ExecContext(ctx, `DELETE FROM quarantine WHERE collection = ? AND item_id = ?`, pa.p.Collection, item)
+	if err != nil {
+		return 0, fmt.Errorf("storage: quarantine: %w", err)
+	}
+	n, _ := r.RowsAffected()
+	return n, nil
 }
 
 // storeCursor records the page's cursor, and the time of the sync when the page caught up with

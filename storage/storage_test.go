@@ -234,6 +234,42 @@ func TestQuarantineKeepsTheNewerMalformedLine(t *testing.T) {
 	}
 }
 
+// A malformed line whose rev could not be read, followed by a valid change of its item: the
+// quarantine ends the same whether the cloud put both lines in one page or cut between them
+// (the line replaces every entry of its item, the change then clears it).
+func TestQuarantineOfAnUnreadableRevIsTheSameAcrossPageCuts(t *testing.T) {
+	ctx := context.Background()
+	for _, split := range []bool{false, true} {
+		t.Run(fmt.Sprintf("split_%v", split), func(t *testing.T) {
+			db := openTest(t)
+			apply(t, db, cloudapi.Products, "c0", product("B", 1, "Tea", "Drinks"))
+			if _, err := db.ApplyPage(ctx, Page{Collection: cloudapi.Products,
+				Malformed: []*cloudapi.MalformedError{{Line: 1, ID: "B", Reason: "bad at rev 6", Raw: []byte(`{"id":"B"}`), Rev: 6}},
+				End:       cloudapi.PageEnd{Cursor: "c1", Count: 1}}); err != nil {
+				t.Fatal(err)
+			}
+			m := &cloudapi.MalformedError{Line: 1, ID: "B", Reason: "not a JSON object", Raw: []byte(`{"id":"B",`)}
+			c := product("B", 3, "Green tea", "Drinks")
+			pages := []Page{{Collection: cloudapi.Products, Changes: []cloudapi.Change{c}, Malformed: []*cloudapi.MalformedError{m}, End: cloudapi.PageEnd{Cursor: "c2", Count: 2}}}
+			pages[0].Changes[0].Line = 2
+			if split {
+				pages = []Page{{Collection: cloudapi.Products, Malformed: []*cloudapi.MalformedError{m}, End: cloudapi.PageEnd{Cursor: "c2", Count: 1}},
+					{Collection: cloudapi.Products, Changes: []cloudapi.Change{c}, End: cloudapi.PageEnd{Cursor: "c3", Count: 1}}}
+				pages[1].Changes[0].Line = 1
+			}
+			for _, p := range pages {
+				if _, err := db.ApplyPage(ctx, p); err != nil {
+					t.Fatal(err)
+				}
+			}
+			q, _ := db.Quarantine(ctx, "", 10)
+			if st, _ := db.FeedState(cloudapi.Products); st.Quarantined != 0 || len(q) != 0 {
+				t.Errorf("quarantined %d, entries %+v; want none", st.Quarantined, q)
+			}
+		})
+	}
+}
+
 // The rev of a quarantined line is the one its decoder read from the whole line (Rev), not one
 // read again from the 512 bytes kept, which for a long line are cut in the middle of its
 // document: a re-sent older change must not clear it.
