@@ -212,7 +212,7 @@ func printInterfaces(stdout io.Writer, cfg config.Config, ifs []discovery.Interf
 	defer tw.Flush()
 	fmt.Fprintln(tw, "INTERFACE\tADDRESSES\tBROADCAST\tANNOUNCE\tMDNS\tNOTE")
 	for _, it := range ifs {
-		it.Announce = it.Announce && cfg.Discovery.UDP.Enabled
+		it.Announce = it.Announce && cfg.Discovery.UDP.Enabled && cfg.DiscoveryOff() == ""
 		it.MDNS = it.MDNS && cfg.MDNSOff() == ""
 		var addrs, bcast []string
 		for _, a := range it.Addrs {

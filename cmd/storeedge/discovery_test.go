@@ -60,15 +60,17 @@ func TestDiscoveryTableFollowsTheConfiguration(t *testing.T) {
 	for _, c := range []struct {
 		name          string
 		udp, mdns     bool
+		bind          string
 		announce, reg string
 	}{
-		{"both_on", true, true, "yes", "yes"},
-		{"mdns_off", true, false, "yes", "no"},
-		{"udp_off", false, true, "no", "yes"},
+		{"both_on", true, true, "", "yes", "yes"},
+		{"mdns_off", true, false, "", "yes", "no"},
+		{"udp_off", false, true, "", "no", "yes"},
+		{"loopback_bind", true, true, "127.0.0.1", "no", "no"}, // discovery does not run
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := config.Default()
-			cfg.Discovery.UDP.Enabled, cfg.Discovery.MDNS.Enabled = c.udp, c.mdns
+			cfg.Discovery.UDP.Enabled, cfg.Discovery.MDNS.Enabled, cfg.LAN.Bind = c.udp, c.mdns, c.bind
 			var out strings.Builder
 			announce, mdnsIfs := printInterfaces(&out, cfg, []discovery.Interface{eth0})
 			row := strings.Fields(strings.Split(out.String(), "\n")[1])

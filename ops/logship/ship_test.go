@@ -397,3 +397,16 @@ func TestQuietServerShowsTheIntakesAnswer(t *testing.T) {
 		t.Errorf("status %+v, %d records at the intake; want ok with nothing shipped", st, len(in.Records()))
 	}
 }
+
+// An intake that refuses the empty batch as malformed (against its contract) still answered
+// and took the key: ok, its answer the last error, not "cannot be reached".
+func TestQuietServerWithAnIntakeRefusingTheEmptyBatch(t *testing.T) {
+	in := logshiptest.Start(t, testKey)
+	r := newRig(t, in, "", t.TempDir(), nil)
+	in.SetFault(logshiptest.Fault{Status: http.StatusUnprocessableEntity})
+	r.run()
+	st := r.waitStatus("the intake's answer in status", func(st Status) bool { return st.LastError != "" })
+	if st.State != StateOK || !strings.Contains(st.LastError, "422") {
+		t.Errorf("status %+v: want ok, the 422 as last error", st)
+	}
+}

@@ -359,6 +359,14 @@ func (s *Shipper) probe(ctx context.Context, b *backoff.Backoff) (time.Duration,
 		s.succeed(a, 0)
 		b.Reset()
 		return s.o.BatchInterval, false
+	case a.outcome == rejected || a.outcome == tooLarge:
+		// The intake answered and took the key, and refused the empty batch (against its
+		// contract): ok, as for a batch refused for good, its answer the last error.
+		s.mu.Lock()
+		s.state, s.lastError = StateOK, a.detail
+		s.mu.Unlock()
+		b.Reset()
+		return s.o.BatchInterval, false
 	case a.outcome == refused:
 		s.fail(StateRefused, a.detail)
 	default:

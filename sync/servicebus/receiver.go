@@ -113,8 +113,11 @@ type Receiver struct {
 	o   Options
 	log *slog.Logger
 
-	mu sync.Mutex // protects the field below
+	mu sync.Mutex // protects the fields below
 	st Status
+	// redialed: a connection the client library made again was counted since the link last
+	// came up; the session's failure that may follow is the same loss, not counted again.
+	redialed bool
 }
 
 // NewReceiver returns a Receiver; it does nothing until Run.
@@ -184,7 +187,7 @@ func (r *Receiver) Run(ctx context.Context) error {
 	}
 	err := Reconnect(ctx, r.o.MinBackoff, r.o.MaxBackoff, session, func(err error, wait time.Duration) {
 		r.update(func(s *Status) {
-			if s.State == LinkConnected {
+			if s.State == LinkConnected && !r.redialed {
 				s.Reconnects++ // a link that was up and went down; failed attempts are not
 			}
 			s.State = LinkDisconnected
@@ -207,7 +210,7 @@ func (r *Receiver) dialed() {
 	r.update(func(s *Status) {
 		if s.State == LinkConnected {
 			s.Reconnects++
-			again = true
+			again, r.redialed = true, true
 		}
 	})
 	if again {
@@ -296,7 +299,10 @@ func (r *Receiver) session(ctx context.Context) (progressed bool, err error) {
 	if err := Attach(ctx, rcv, r.o.Queue, r.o.AttachTimeout); err != nil {
 		return false, fmt.Errorf("servicebus: %w", err)
 	}
-	r.update(func(s *Status) { s.State, s.LastError = LinkConnected, "" })
+	r.update(func(s *Status) {
+		s.State, s.LastError = LinkConnected, ""
+		r.redialed = false
+	})
 	r.log.Info("servicebus: receiving orders", slog.String("queue", r.o.Queue))
 	attached := time.Now()
 	pause := backoff.New(r.o.LocalFailureBackoff, max(r.o.LocalFailureBackoff, time.Minute))
