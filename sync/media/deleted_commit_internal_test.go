@@ -3,6 +3,7 @@ package media
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -112,5 +113,33 @@ func TestAdoptedFileEvictedBeforeItIsRecorded(t *testing.T) {
 	f.mu.Unlock()
 	if queued == nil || queued.running {
 		t.Errorf("M3 is not queued to be fetched again: %+v", queued)
+	}
+}
+
+// TestEvictionPastOneBatch: when more files than one eviction reads must go to make room (many
+// small files no product refers to, a large one to fetch), each attempt gives up what it read
+// and the next goes on, until the room is made.
+func TestEvictionPastOneBatch(t *testing.T) {
+	ctx := context.Background()
+	f, db, _ := newTestFetcher(t, Options{MaxBytes: 500})
+	defer func(n int) { evictBatch = n }(evictBatch)
+	evictBatch = 2
+	var recs []storage.MediaRecord
+	for i := range 5 {
+		recs = append(recs, storage.MediaRecord{ID: fmt.Sprintf("S%d", i), MD5: fmt.Sprintf("%032x", i+1), ContentType: "image/jpeg", Size: 100})
+	}
+	if _, err := db.StoreMediaFiles(ctx, recs, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	big := &task{id: "V", size: 450, class: classVideo}
+	var err error
+	for range 5 {
+		if err = f.reserve(ctx, big); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		_, used, _ := db.MediaUsageExact(ctx)
+		t.Fatalf("no room made for 450 bytes in a 500-byte cache of files no product refers to: %v (%d bytes cached)", err, used)
 	}
 }

@@ -926,24 +926,33 @@ func (f *Fetcher) unreserve(t *task) {
 	f.mu.Unlock()
 }
 
-// evict gives up at least want bytes of files, in the quota's order, if it can; none when those
-// it may give up cannot free need (the room would not be made, the files lost for nothing).
+// evictBatch is how many files one eviction reads the order of, and gives up at most.
+var evictBatch = 10000
+
+// evict gives up at least want bytes of files, in the quota's order, if it can; none when all
+// those it may give up cannot free need (the room would not be made, the files lost for
+// nothing). Past evictBatch files it gives up what it read: the next attempt goes on.
 func (f *Fetcher) evict(ctx context.Context, need, want int64, referencedToo bool) error {
 	f.flushServed(ctx) // the order needs the latest serving times
-	cands, err := f.o.DB.MediaEvictionOrder(ctx, 10000)
+	cands, err := f.o.DB.MediaEvictionOrder(ctx, evictBatch)
 	if err != nil {
 		return err
 	}
 	var victims []string
 	var freed int64
+	more := len(cands) == evictBatch // files beyond those read may be given up too
 	for _, c := range cands {
-		if freed >= want || (c.Referenced && !referencedToo) {
+		if freed >= want {
+			break
+		}
+		if c.Referenced && !referencedToo {
+			more = false
 			break
 		}
 		victims = append(victims, c.MD5)
 		freed += c.Size
 	}
-	if len(victims) == 0 || freed < need {
+	if len(victims) == 0 || freed < need && !more {
 		return nil
 	}
 	// Under recordMu, so that a file another item takes over meanwhile is either recorded before
