@@ -363,6 +363,9 @@ func (s *Shipper) probe(ctx context.Context, b *backoff.Backoff) (time.Duration,
 		// The intake answered and took the key, and refused the empty batch (against its
 		// contract): ok, as for a batch refused for good, its answer the last error.
 		s.mu.Lock()
+		if s.state != StateOK && s.state != StateStarting {
+			s.o.Logger.Info("logship: the intake takes records again")
+		}
 		s.state, s.lastError = StateOK, a.detail
 		s.mu.Unlock()
 		b.Reset()

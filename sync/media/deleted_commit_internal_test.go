@@ -101,7 +101,7 @@ func TestAdoptedFileEvictedBeforeItIsRecorded(t *testing.T) {
 	if file, res := f.download(ctx, task); file != nil || res.err != nil {
 		t.Fatalf("download of content already in place: %v, %v; want it taken over", file, res.err)
 	}
-	if err := f.evict(ctx, 0, 1<<30, true); err != nil {
+	if _, err := f.evict(ctx, 0, 1<<30, true); err != nil {
 		t.Fatal(err)
 	}
 	f.finish(ctx, task, result{})
@@ -117,29 +117,39 @@ func TestAdoptedFileEvictedBeforeItIsRecorded(t *testing.T) {
 }
 
 // TestEvictionPastOneBatch: when more files than one eviction reads must go to make room (many
-// small files no product refers to, a large one to fetch), each attempt gives up what it read
-// and the next goes on, until the room is made.
+// small files no product refers to, a large one to fetch), the room is made batch after batch,
+// at once. And when the downloads under way leave no room for an item, a device's request
+// gives up nothing, however many files there are.
 func TestEvictionPastOneBatch(t *testing.T) {
 	ctx := context.Background()
-	f, db, _ := newTestFetcher(t, Options{MaxBytes: 500})
 	defer func(n int) { evictBatch = n }(evictBatch)
 	evictBatch = 2
-	var recs []storage.MediaRecord
-	for i := range 5 {
-		recs = append(recs, storage.MediaRecord{ID: fmt.Sprintf("S%d", i), MD5: fmt.Sprintf("%032x", i+1), ContentType: "image/jpeg", Size: 100})
-	}
-	if _, err := db.StoreMediaFiles(ctx, recs, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	big := &task{id: "V", size: 450, class: classVideo}
-	var err error
-	for range 5 {
-		if err = f.reserve(ctx, big); err == nil {
-			break
+	fill := func(t *testing.T) (*Fetcher, *storage.DB) {
+		f, db, _ := newTestFetcher(t, Options{MaxBytes: 500})
+		var recs []storage.MediaRecord
+		for i := range 5 {
+			recs = append(recs, storage.MediaRecord{ID: fmt.Sprintf("S%d", i), MD5: fmt.Sprintf("%032x", i+1), ContentType: "image/jpeg", Size: 100})
 		}
+		if _, err := db.StoreMediaFiles(ctx, recs, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		return f, db
 	}
-	if err != nil {
-		_, used, _ := db.MediaUsageExact(ctx)
-		t.Fatalf("no room made for 450 bytes in a 500-byte cache of files no product refers to: %v (%d bytes cached)", err, used)
-	}
+	t.Run("room_made", func(t *testing.T) {
+		f, db := fill(t)
+		if err := f.reserve(ctx, &task{id: "V", size: 450, class: classVideo}); err != nil {
+			_, used, _ := db.MediaUsageExact(ctx)
+			t.Fatalf("no room made for 450 bytes in a 500-byte cache of files no product refers to: %v (%d bytes cached)", err, used)
+		}
+	})
+	t.Run("no_room_possible", func(t *testing.T) {
+		f, db := fill(t)
+		f.mu.Lock()
+		f.reserved = 300 // downloads under way
+		f.mu.Unlock()
+		err := f.reserve(ctx, &task{id: "D", size: 450, class: classOnDemand})
+		if _, used, _ := db.MediaUsageExact(ctx); err == nil || used != 500 {
+			t.Fatalf("a request that cannot fit beside the downloads under way: %v, %d bytes left cached; want refused, the 500 kept", err, used)
+		}
+	})
 }

@@ -874,15 +874,24 @@ func (f *Fetcher) reserve(ctx context.Context, t *task) error {
 	}
 	f.mu.Lock()
 	need := used + f.reserved + t.size - f.o.MaxBytes
+	// Room can be made only when the downloads under way leave it: else no file is given up.
+	possible := f.reserved+t.size <= f.o.MaxBytes
 	f.mu.Unlock()
-	if need > 0 {
+	for need > 0 && possible {
 		// Give up a little more than needed, so that the next files do not each start an
 		// eviction of their own.
-		if err := f.evict(ctx, need, need+f.o.MaxBytes/20, t.class == classOnDemand); err != nil {
+		more, err := f.evict(ctx, need, need+f.o.MaxBytes/20, t.class == classOnDemand)
+		if err != nil {
 			return err
 		}
 		if used, err = f.exactUsage(ctx); err != nil {
 			return err
+		}
+		f.mu.Lock()
+		need = used + f.reserved + t.size - f.o.MaxBytes
+		f.mu.Unlock()
+		if !more {
+			break
 		}
 	}
 	f.mu.Lock()
@@ -931,16 +940,17 @@ var evictBatch = 10000
 
 // evict gives up at least want bytes of files, in the quota's order, if it can; none when all
 // those it may give up cannot free need (the room would not be made, the files lost for
-// nothing). Past evictBatch files it gives up what it read: the next attempt goes on.
-func (f *Fetcher) evict(ctx context.Context, need, want int64, referencedToo bool) error {
+// nothing). Past evictBatch files it gives up what it read and says there may be more to give
+// up (more): the caller reads the usage and goes on.
+func (f *Fetcher) evict(ctx context.Context, need, want int64, referencedToo bool) (more bool, err error) {
 	f.flushServed(ctx) // the order needs the latest serving times
 	cands, err := f.o.DB.MediaEvictionOrder(ctx, evictBatch)
 	if err != nil {
-		return err
+		return false, err
 	}
 	var victims []string
 	var freed int64
-	more := len(cands) == evictBatch // files beyond those read may be given up too
+	more = len(cands) == evictBatch // files beyond those read may be given up too
 	for _, c := range cands {
 		if freed >= want {
 			break
@@ -953,7 +963,7 @@ func (f *Fetcher) evict(ctx context.Context, need, want int64, referencedToo boo
 		freed += c.Size
 	}
 	if len(victims) == 0 || freed < need && !more {
-		return nil
+		return false, nil
 	}
 	// Under recordMu, so that a file another item takes over meanwhile is either recorded before
 	// it is given up (and given up with it) or found gone by stored.
@@ -965,8 +975,8 @@ func (f *Fetcher) evict(ctx context.Context, need, want int64, referencedToo boo
 	}
 	f.recordMu.Unlock()
 	if err != nil {
-		return err
+		return false, err
 	}
 	f.log.Info("media: cache full; files given up", slog.Int(keyFiles, len(victims)), slog.Int64(keyBytes, freed))
-	return nil
+	return more, nil
 }

@@ -115,9 +115,9 @@ type Receiver struct {
 
 	mu sync.Mutex // protects the fields below
 	st Status
-	// redialed: a connection the client library made again was counted since the link last
-	// came up; the session's failure that may follow is the same loss, not counted again.
-	redialed bool
+	// redialedAt: when the client library last made a connection again (counted); a failure
+	// of the session within sameLoss after it is the same loss, not counted again.
+	redialedAt time.Time
 }
 
 // NewReceiver returns a Receiver; it does nothing until Run.
@@ -187,7 +187,7 @@ func (r *Receiver) Run(ctx context.Context) error {
 	}
 	err := Reconnect(ctx, r.o.MinBackoff, r.o.MaxBackoff, session, func(err error, wait time.Duration) {
 		r.update(func(s *Status) {
-			if s.State == LinkConnected && !r.redialed {
+			if s.State == LinkConnected && time.Since(r.redialedAt) >= sameLoss {
 				s.Reconnects++ // a link that was up and went down; failed attempts are not
 			}
 			s.State = LinkDisconnected
@@ -210,7 +210,7 @@ func (r *Receiver) dialed() {
 	r.update(func(s *Status) {
 		if s.State == LinkConnected {
 			s.Reconnects++
-			again, r.redialed = true, true
+			again, r.redialedAt = true, time.Now()
 		}
 	})
 	if again {
@@ -278,6 +278,10 @@ func Reconnect(ctx context.Context, minWait, maxWait time.Duration, session func
 	}
 }
 
+// sameLoss is how long after a connection the client library made again a failure of the
+// session is taken as the same loss (the library's own retries failing in turn).
+var sameLoss = healthyLink
+
 // healthyLink is how long a link must have stayed up for its loss to count as a blip, after which
 // the reconnection waits start again from the shortest, as after handling messages.
 const healthyLink = time.Minute
@@ -299,10 +303,7 @@ func (r *Receiver) session(ctx context.Context) (progressed bool, err error) {
 	if err := Attach(ctx, rcv, r.o.Queue, r.o.AttachTimeout); err != nil {
 		return false, fmt.Errorf("servicebus: %w", err)
 	}
-	r.update(func(s *Status) {
-		s.State, s.LastError = LinkConnected, ""
-		r.redialed = false
-	})
+	r.update(func(s *Status) { s.State, s.LastError = LinkConnected, "" })
 	r.log.Info("servicebus: receiving orders", slog.String("queue", r.o.Queue))
 	attached := time.Now()
 	pause := backoff.New(r.o.LocalFailureBackoff, max(r.o.LocalFailureBackoff, time.Minute))

@@ -561,3 +561,53 @@ func TestConnectionsMadeAgainAreCounted(t *testing.T) {
 		t.Errorf("after %d connections dropped: status %+v, %d lines logged; want %d reconnections counted and logged\n%s", drops, st, lost, drops, logs)
 	}
 }
+
+// A loss after one the client library recovered from by itself counts too: the first loss's
+// redial does not hide the next (once the two are apart; sameLoss is shortened here).
+func TestLossAfterARedialIsCounted(t *testing.T) {
+	defer func(d time.Duration) { sameLoss = d }(sameLoss)
+	sameLoss = 0
+	certFile, keyFile, caFile, _ := testenv.TestCertWithCAFile(t)
+	dialer, err := wan.New(wan.Options{ExtraCAFile: caFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := testenv.StartServiceBusPeer(t, testenv.SBPeerOptions{TLSCert: certFile, TLSKey: keyFile})
+	db, err := storage.Open(context.Background(), filepath.Join(t.TempDir(), "shop.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	logs := &testenv.Buffer{}
+	var down atomic.Bool
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if down.Load() {
+			return nil, errors.New("network down")
+		}
+		return dialer.DialContext(ctx, network, addr)
+	}
+	r := NewReceiver(Options{DB: db, ConnectionString: peer.WebSocketConnectionString(), Queue: queue, WebSockets: true,
+		DialContext: dial, TLSConfig: dialer.TLSConfig, MinBackoff: 100 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	for i := range 2 {
+		if i > 0 {
+			peer.DropConnections(t) // the first loss: the client library makes the connection again
+		}
+		peer.Send(t, queue, testenv.SBMessage{MessageID: fmt.Sprintf("m-%d", i), Body: order(fmt.Sprintf("web-%d", i), 500)})
+		peer.WaitStats(t, queue, time.Minute, func(s testenv.SBQueueStats) bool { return s.Completed == i+1 })
+	}
+	down.Store(true)
+	peer.DropConnections(t) // the second: no connection can be made
+	if !logs.WaitFor("servicebus: link lost, reconnecting", time.Minute, nil) {
+		t.Fatalf("the second loss was not logged; status %+v", r.Status())
+	}
+	down.Store(false)
+	eventually(t, time.Minute, "connected again", func() bool { return r.Status().State == LinkConnected })
+	if st := r.Status(); st.Reconnects != 2 {
+		t.Errorf("status %+v: want 2 reconnections, the redial and the loss after it\n%s", st, logs)
+	}
+}
