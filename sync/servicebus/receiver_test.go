@@ -529,24 +529,7 @@ func TestSilentNamespaceFailsTheAttach(t *testing.T) {
 // counts as a reconnection and is logged, though no error reaches the receiver: status and
 // storeedge_servicebus_reconnects_total show what operations.md says they show.
 func TestConnectionsMadeAgainAreCounted(t *testing.T) {
-	certFile, keyFile, caFile, _ := testenv.TestCertWithCAFile(t)
-	dialer, err := wan.New(wan.Options{ExtraCAFile: caFile})
-	if err != nil {
-		t.Fatal(err)
-	}
-	peer := testenv.StartServiceBusPeer(t, testenv.SBPeerOptions{TLSCert: certFile, TLSKey: keyFile})
-	db, err := storage.Open(context.Background(), filepath.Join(t.TempDir(), "shop.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	logs := &testenv.Buffer{}
-	r := NewReceiver(Options{DB: db, ConnectionString: peer.WebSocketConnectionString(), Queue: queue, WebSockets: true,
-		DialContext: dialer.DialContext, TLSConfig: dialer.TLSConfig, Logger: slog.New(slog.NewTextHandler(logs, nil))})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	peer, r, logs := runOverWebSockets(t, nil)
 	const drops = 2
 	for i := 0; i <= drops; i++ {
 		if i > 0 {
@@ -567,32 +550,15 @@ func TestConnectionsMadeAgainAreCounted(t *testing.T) {
 func TestLossAfterARedialIsCounted(t *testing.T) {
 	defer func(d time.Duration) { sameLoss = d }(sameLoss)
 	sameLoss = 0
-	certFile, keyFile, caFile, _ := testenv.TestCertWithCAFile(t)
-	dialer, err := wan.New(wan.Options{ExtraCAFile: caFile})
-	if err != nil {
-		t.Fatal(err)
-	}
-	peer := testenv.StartServiceBusPeer(t, testenv.SBPeerOptions{TLSCert: certFile, TLSKey: keyFile})
-	db, err := storage.Open(context.Background(), filepath.Join(t.TempDir(), "shop.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	logs := &testenv.Buffer{}
 	var down atomic.Bool
-	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
-		if down.Load() {
-			return nil, errors.New("network down")
+	peer, r, logs := runOverWebSockets(t, func(dial dialFunc) dialFunc {
+		return func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if down.Load() {
+				return nil, errors.New("network down")
+			}
+			return dial(ctx, network, addr)
 		}
-		return dialer.DialContext(ctx, network, addr)
-	}
-	r := NewReceiver(Options{DB: db, ConnectionString: peer.WebSocketConnectionString(), Queue: queue, WebSockets: true,
-		DialContext: dial, TLSConfig: dialer.TLSConfig, MinBackoff: 100 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(logs, nil))})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	})
 	for i := range 2 {
 		if i > 0 {
 			peer.DropConnections(t) // the first loss: the client library makes the connection again
@@ -610,4 +576,36 @@ func TestLossAfterARedialIsCounted(t *testing.T) {
 	if st := r.Status(); st.Reconnects != 2 {
 		t.Errorf("status %+v: want 2 reconnections, the redial and the loss after it\n%s", st, logs)
 	}
+}
+
+type dialFunc = func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// runOverWebSockets runs a receiver over TLS WebSockets to a test peer, its WAN dialer wrapped by
+// wrap when given, until the test ends.
+func runOverWebSockets(t *testing.T, wrap func(dialFunc) dialFunc) (*testenv.SBPeer, *Receiver, *testenv.Buffer) {
+	t.Helper()
+	certFile, keyFile, caFile, _ := testenv.TestCertWithCAFile(t)
+	dialer, err := wan.New(wan.Options{ExtraCAFile: caFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := testenv.StartServiceBusPeer(t, testenv.SBPeerOptions{TLSCert: certFile, TLSKey: keyFile})
+	db, err := storage.Open(context.Background(), filepath.Join(t.TempDir(), "shop.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	dial := dialFunc(dialer.DialContext)
+	if wrap != nil {
+		dial = wrap(dial)
+	}
+	logs := &testenv.Buffer{}
+	r := NewReceiver(Options{DB: db, ConnectionString: peer.WebSocketConnectionString(), Queue: queue, WebSockets: true,
+		DialContext: dial, TLSConfig: dialer.TLSConfig, MinBackoff: 100 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done }) // before the database closes: cleanups run last first
+	return peer, r, logs
 }
