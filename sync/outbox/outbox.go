@@ -140,17 +140,20 @@ func (w *Worker) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if w.attempted != nil {
-			w.attempted(err)
-		}
 		if n > 0 || err == nil {
 			// Entries got through: a flaky cloud is retried promptly; the delay only grows while
 			// nothing does. A cloud that sheds load says how long to wait (Retry-After, a floor).
 			b.Reset()
 		}
+		var wait time.Duration
 		if err != nil {
-			wait := b.Next(cloud.RetryAfter(err))
+			wait = b.Next(cloud.RetryAfter(err))
 			w.fail(err, wait)
+		}
+		if w.attempted != nil {
+			w.attempted(err) // once the state says what the drain did
+		}
+		if err != nil {
 			if err := backoff.Sleep(ctx, wait); err != nil {
 				return err
 			}

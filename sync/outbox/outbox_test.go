@@ -687,18 +687,24 @@ func TestRefusalAfterOutageClearsTheError(t *testing.T) {
 	db := openDB(t)
 	createOrders(t, db, 1, 1)
 	w := New(Options{DB: db, Cloud: &downThenRefuses{}, MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
-	attempts := make(chan error, 100)
-	w.attempted = func(err error) { attempts <- err }
+	// The state as each drain left it, read before the next drain can change it.
+	type drained struct {
+		err error
+		st  State
+	}
+	attempts := make(chan drained, 100)
+	w.attempted = func(err error) { attempts <- drained{err, w.State()} }
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- w.Run(ctx) }()
-	if err := <-attempts; err == nil || !strings.Contains(w.State().LastError, "connection refused") {
-		t.Errorf("during the outage: %v, status %+v", err, w.State())
+	if a := <-attempts; a.err == nil || !strings.Contains(a.st.LastError, "connection refused") {
+		t.Errorf("during the outage: %v, status %+v", a.err, a.st)
 	}
-	if err := <-attempts; err != nil {
-		t.Errorf("after the outage: %v", err)
+	a := <-attempts
+	if a.err != nil {
+		t.Errorf("after the outage: %v", a.err)
 	}
-	st := w.State()
+	st := a.st
 	cancel()
 	<-done
 	if st.LastError != "" || st.LastSuccess == nil {
