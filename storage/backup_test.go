@@ -122,10 +122,7 @@ func TestRestoreRefusedWhileTheDatabaseIsOpen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "storeedge.db")
 	db := shopDB(t, path)
 	defer db.Close()
-	backup := filepath.Join(t.TempDir(), "b")
-	if err := db.Backup(ctx, backup, Manifest{}); err != nil {
-		t.Fatal(err)
-	}
+	backup := backupOf(t, db)
 	if _, err := Restore(ctx, backup, path); !errors.Is(err, ErrInUse) {
 		t.Fatalf("restore over an open database: %v, want ErrInUse", err)
 	}
@@ -139,11 +136,18 @@ func backedUpShop(t *testing.T) (path string, db *DB, backup string) {
 	t.Helper()
 	path = filepath.Join(t.TempDir(), "storeedge.db")
 	db = shopDB(t, path)
-	backup = filepath.Join(t.TempDir(), "b")
+	backup = backupOf(t, db)
+	return path, db, backup
+}
+
+// backupOf backs db up to a new file, and returns its path.
+func backupOf(t *testing.T, db *DB) string {
+	t.Helper()
+	backup := filepath.Join(t.TempDir(), "b")
 	if err := db.Backup(context.Background(), backup, Manifest{}); err != nil {
 		t.Fatal(err)
 	}
-	return path, db, backup
+	return backup
 }
 
 // backedUpNewShop opens a new database and backs it up, before anything is in it.
@@ -153,10 +157,7 @@ func backedUpNewShop(t *testing.T) (db *DB, backup string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	backup = filepath.Join(t.TempDir(), "b")
-	if err := db.Backup(context.Background(), backup, Manifest{}); err != nil {
-		t.Fatal(err)
-	}
+	backup = backupOf(t, db)
 	return db, backup
 }
 
@@ -410,10 +411,7 @@ func TestRestoreRefusesABackupOfANewerSchema(t *testing.T) {
 	if _, err := db.w.ExecContext(ctx, `INSERT INTO schema_migrations(version, applied_at) VALUES (?, 0)`, SchemaVersion()+1); err != nil {
 		t.Fatal(err)
 	}
-	backup := filepath.Join(t.TempDir(), "b")
-	if err := db.Backup(ctx, backup, Manifest{}); err != nil {
-		t.Fatal(err)
-	}
+	backup := backupOf(t, db)
 	db.Close()
 	target := filepath.Join(t.TempDir(), "storeedge.db")
 	var se *SchemaError
@@ -617,10 +615,7 @@ func TestRestoreOfABackupWithOnlyRevokedDevicesWarnsOfNoRevocation(t *testing.T)
 	if ok, err := db.RevokeDevice(ctx, "dv_pos", time.Now(), reasonRevoked); !ok || err != nil {
 		t.Fatalf("revoke: %v %v", ok, err)
 	}
-	backup := filepath.Join(t.TempDir(), "b")
-	if err := db.Backup(ctx, backup, Manifest{}); err != nil {
-		t.Fatal(err)
-	}
+	backup := backupOf(t, db)
 	db.Close()
 	res, err := Restore(ctx, backup, newMachine(t, false))
 	if err != nil || res.RevocationsUnknown {
@@ -638,10 +633,7 @@ func TestRestoreKeepsRevocations(t *testing.T) {
 	if err := db.EnqueueCommands(ctx, []Command{{ID: "cmd_1", DeviceID: "dv_pos", Type: "print", Payload: []byte(`{}`), CreatedAt: now, ExpiresAt: now.Add(time.Hour)}}, nil); err != nil {
 		t.Fatal(err)
 	}
-	backup := filepath.Join(t.TempDir(), "b")
-	if err := db.Backup(ctx, backup, Manifest{}); err != nil {
-		t.Fatal(err)
-	}
+	backup := backupOf(t, db)
 	if ok, err := db.RevokeDevice(ctx, "dv_pos", now, reasonRevoked); !ok || err != nil {
 		t.Fatalf("revoke: %v %v", ok, err)
 	}

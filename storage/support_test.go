@@ -58,10 +58,7 @@ func TestSupportRequestsAfterARestore(t *testing.T) {
 	ctx := context.Background()
 	db := openTest(t)
 	now := time.Now()
-	backup := filepath.Join(t.TempDir(), "b")
-	if err := db.Backup(ctx, backup, Manifest{}); err != nil {
-		t.Fatal(err)
-	}
+	backup := backupOf(t, db)
 	// Taken on the old machine after the backup.
 	if got, err := db.RememberSupportRequest(ctx, "req-after-backup", "ping", 5, now, now, now.Add(time.Hour)); err != nil || got != SupportRequestNew {
 		t.Fatalf("%q, %v", got, err)
