@@ -58,13 +58,14 @@ func RulesIn(cfg config.Config, env Environment) []Rule {
 	// LAN (a device on this machine only): its LAN ports need no rule.
 	lan := !isLoopback(cfg.LAN.Bind)
 	for _, ln := range cfg.LAN.Listeners() {
+		if !lan {
+			break
+		}
 		purpose := "devices: the " + strings.ReplaceAll(ln.Name, "_", " ")
 		if ln.Name != "front_door" {
 			purpose += " service"
 		}
-		if lan {
-			in = append(in, Rule{Dir: In, Proto: "tcp", Port: ln.Port, Remote: RemoteLAN, Purpose: purpose, Key: ln.Key})
-		}
+		in = append(in, Rule{Dir: In, Proto: "tcp", Port: ln.Port, Remote: RemoteLAN, Purpose: purpose, Key: ln.Key})
 	}
 	if d := cfg.Discovery; d.UDP.Enabled && cfg.DiscoveryOff() == "" {
 		in = append(in, Rule{Dir: In, Proto: "udp", Port: d.UDP.Port, Remote: RemoteLAN, Purpose: "discovery: devices' probes and hellos", Key: "discovery.udp.port"})

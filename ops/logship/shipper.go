@@ -362,12 +362,7 @@ func (s *Shipper) probe(ctx context.Context, b *backoff.Backoff) (time.Duration,
 	case a.outcome == rejected || a.outcome == tooLarge:
 		// The intake answered and took the key, and refused the empty batch (against its
 		// contract): ok, as for a batch refused for good, its answer the last error.
-		s.mu.Lock()
-		if s.state != StateOK && s.state != StateStarting {
-			s.o.Logger.Info("logship: the intake takes records again")
-		}
-		s.state, s.lastError = StateOK, a.detail
-		s.mu.Unlock()
+		s.succeed(answer{outcome: rejected, detail: a.detail}, 0)
 		b.Reset()
 		return s.o.BatchInterval, false
 	case a.outcome == refused:
@@ -388,22 +383,24 @@ func (s *Shipper) send(ctx context.Context, recs []spooled) answer {
 	return s.client.post(ctx, body, id)
 }
 
-// succeed records an accepted (or for good rejected) batch.
+// succeed records a batch of n records accepted, or refused for good (rejected): either way the
+// intake answered and took the key. An empty batch (probe) has n 0.
 func (s *Shipper) succeed(a answer, n uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if a.outcome == rejected {
-		// The intake answered and took the key (state ok), and refused these records as
-		// malformed: counted, and its answer kept until a batch gets through.
-		s.rejected.Add(n)
-		s.state, s.lastError = StateOK, a.detail
-		s.o.Logger.Warn("logship: the intake refused records for good; they are dropped", slog.Uint64("records", n), slog.String("answer", a.detail))
-		return
-	}
-	s.shipped.Add(n)
 	if s.state != StateOK && s.state != StateStarting {
 		s.o.Logger.Info("logship: the intake takes records again")
 	}
+	if a.outcome == rejected {
+		// Refused as malformed: counted, and its answer kept until a batch gets through.
+		s.rejected.Add(n)
+		s.state, s.lastError = StateOK, a.detail
+		if n > 0 {
+			s.o.Logger.Warn("logship: the intake refused records for good; they are dropped", slog.Uint64("records", n), slog.String("answer", a.detail))
+		}
+		return
+	}
+	s.shipped.Add(n)
 	s.state, s.lastError, s.lastSuccess = StateOK, "", time.Now()
 }
 
