@@ -28,6 +28,8 @@ type memSource struct {
 	cutOnce map[string]int
 	stallAt map[string]int // blob → bytes after which its body blocks until the download stops
 	hold    chan struct{}  // when set, Download waits for it
+	// retryHold: a Download of a blob asked for before waits for the blob's channel here.
+	retryHold map[string]chan struct{}
 	// eofWithData makes a body return io.EOF with its last bytes, as net/http's bodies of a
 	// known length do, instead of on the read after them.
 	eofWithData bool
@@ -46,6 +48,12 @@ func newMemSource(items ...item) *memSource {
 func (m *memSource) Download(ctx context.Context, name string, offset int64) (io.ReadCloser, int64, error) {
 	m.mu.Lock()
 	hold := m.hold
+	for _, a := range m.asked {
+		if strings.HasPrefix(a, name+"@") && m.retryHold[name] != nil {
+			hold = m.retryHold[name]
+			break
+		}
+	}
 	m.asked = append(m.asked, name+"@"+itoa(offset))
 	data, ok := m.blobs[name]
 	cut, cutting := m.cutOnce[name]

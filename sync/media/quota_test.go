@@ -142,3 +142,35 @@ func TestPrefetchDoneWithAQuarantinedItemLeft(t *testing.T) {
 		t.Errorf("status %+v: want the prefetch over, G cached, B quarantined", st)
 	}
 }
+
+// An item tried again after a failure, failing again, is a run of its own for the status, but
+// the log says "prefetch done" only for a run that stored a file or logged its progress: one
+// line per retry, backed off up to an hour, would be noise.
+func TestFailedRetryLogsNoPrefetchDone(t *testing.T) {
+	s := newShop(t)
+	good := item{"G", "g.jpg", "image/jpeg", content(1, 5000)}
+	bad := item{"B", "b.jpg", "image/jpeg", content(2, 5000)}
+	src := newMemSource(good)
+	src.blobs[bad.blob] = append([]byte{bad.data[0] ^ 1}, bad.data[1:]...)
+	hold, retry := make(chan struct{}), make(chan struct{})
+	src.hold = hold                                           // until the first run shows
+	src.retryHold = map[string]chan struct{}{bad.blob: retry} // until B's retry shows as a run
+	s.catalog(t, good, bad)
+	// B is tried again 2.5-5 s after it fails: the status's second (its tick) sees the first
+	// run over before that.
+	f := s.fetcher(t, src, func(o *media.Options) { o.RetryMax = 5 * time.Second })
+	waitStatus(t, f, "the prefetch running", func(st media.Status) bool { return st.PrefetchActive })
+	close(hold)
+	waitStatus(t, f, "G cached, B quarantined, the first run over", func(st media.Status) bool {
+		return st.Files == 1 && st.Quarantined == 1 && !st.PrefetchActive
+	})
+	if !s.log.WaitFor("media: prefetch done", 10*time.Second, nil) {
+		t.Fatalf("no \"prefetch done\" for the first run:\n%s", s.log)
+	}
+	waitStatus(t, f, "B tried again", func(st media.Status) bool { return st.PrefetchActive })
+	close(retry)
+	waitStatus(t, f, "B's retry over", func(st media.Status) bool { return !st.PrefetchActive && st.Quarantined == 1 })
+	if n := strings.Count(s.log.String(), "media: prefetch done"); n != 1 {
+		t.Errorf("%d \"prefetch done\" lines, want 1 (the first run's):\n%s", n, s.log)
+	}
+}

@@ -16,6 +16,7 @@ type progress struct {
 	filesAtStart int64
 	bytesAtStart int64
 	lastLog      time.Time
+	told         bool                  // a progress line was logged during this run
 	samples      [rateWindow + 1]int64 // bytes received, one a second, newest last
 	nsamples     int
 }
@@ -85,9 +86,11 @@ func (f *Fetcher) tick(ctx context.Context) {
 	case !f.started:
 		return
 	case !p.active && fetching > 0:
-		p.active, p.filesAtStart, p.bytesAtStart, p.since, p.lastLog = true, p.files, received, now, now
+		p.active, p.filesAtStart, p.bytesAtStart, p.since, p.lastLog, p.told = true, p.files, received, now, now, false
 	case p.active && fetching <= 0:
-		if !p.since.IsZero() {
+		// A run that stored nothing and logged no progress (a failed item tried again, failing
+		// again) is not worth a line: its failure has its own.
+		if !p.since.IsZero() && (p.files > p.filesAtStart || p.told) {
 			f.log.LogAttrs(ctx, slog.LevelInfo, "media: prefetch done", slog.Int64(keyFiles, p.files-p.filesAtStart),
 				slog.Int64(keyBytes, received-p.bytesAtStart), slog.Duration("took", now.Sub(p.since).Round(time.Second)))
 		}
@@ -95,7 +98,7 @@ func (f *Fetcher) tick(ctx context.Context) {
 	case p.active && p.since.IsZero():
 		p.since, p.bytesAtStart, p.lastLog = now, received, now
 	case p.active && now.Sub(p.lastLog) >= f.o.ProgressInterval:
-		p.lastLog = now
+		p.lastLog, p.told = now, true
 		done := p.files - p.filesAtStart
 		attrs := []slog.Attr{slog.Int64(keyFiles, done), slog.Int64(keyOf, done+int64(pending)),
 			slog.Int64(keyBytes, received-p.bytesAtStart), slog.Int64(keyTotal, received-p.bytesAtStart+left),
