@@ -45,8 +45,9 @@ type Options struct {
 	RetryMin, RetryMax time.Duration
 	// Redact cleans the error texts of the facts (the WAN's, the backup's, the back office's)
 	// before an alert quotes them: a mail leaves the shop through a mail server, and an error
-	// may echo what another system sent (the daemon's hides the configuration's secrets). nil:
-	// they are quoted as they are.
+	// may echo what another system sent (the daemon's hides the configuration's secrets). The
+	// mail server's own errors go through it too before the status or the queue keeps them:
+	// some servers' refusal of a login repeats the password. nil: they are kept as they are.
 	Redact func(string) string
 }
 
@@ -299,7 +300,7 @@ func (a *Alerts) send(ctx context.Context, batch []storage.AlertMail, now time.T
 			return ctx.Err()
 		}
 		a.failed(err, now)
-		if dbErr := a.o.DB.AlertMailsFailed(ctx, ids, clipError(err.Error())); dbErr != nil {
+		if dbErr := a.o.DB.AlertMailsFailed(ctx, ids, a.errorText(err)); dbErr != nil {
 			return errors.Join(err, fmt.Errorf("alerts: %w", dbErr))
 		}
 		return err
@@ -316,7 +317,7 @@ func (a *Alerts) failed(err error, now time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.retryAt = now.Add(a.bo.Next(0))
-	a.mail, a.lastErr, a.lastErrAt = MailFailing, clipError(err.Error()), now
+	a.mail, a.lastErr, a.lastErrAt = MailFailing, a.errorText(err), now
 }
 
 // maxErrorText bounds an error kept for the status: the mail server's answer is outside input.
@@ -324,6 +325,16 @@ const maxErrorText = 1000
 
 // clipError cuts s to maxErrorText bytes, on a character boundary.
 func clipError(s string) string { return clip.String(s, maxErrorText) }
+
+// errorText is a mail server's error as the status and the queue keep it: without the
+// configuration's secrets (a refused login's answer may repeat the password), clipped.
+func (a *Alerts) errorText(err error) string {
+	s := err.Error()
+	if a.o.Redact != nil {
+		s = a.o.Redact(s)
+	}
+	return clipError(s)
+}
 
 func (a *Alerts) succeeded() {
 	a.mu.Lock()
@@ -399,7 +410,7 @@ func (a *Alerts) checkMailer(ctx context.Context) {
 		return
 	}
 	if err != nil {
-		a.mail, a.lastErr, a.lastErrAt = MailFailing, clipError(err.Error()), a.now()
+		a.mail, a.lastErr, a.lastErrAt = MailFailing, a.errorText(err), a.now()
 		a.logged = err.Error()
 		a.log.Warn("alerts: the mail server cannot be used; alerts are queued until it can", slog.Any("error", err))
 		return

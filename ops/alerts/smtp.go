@@ -127,7 +127,9 @@ func (s *SMTP) Check(ctx context.Context) error {
 }
 
 // explain words a failure for shop IT: what went wrong, in terms of the configuration keys,
-// and the server's own answer. It never holds the password (go-mail's errors do not carry it).
+// and the server's own answer. go-mail's errors do not carry the password, but the server's
+// answer may repeat it (some servers' refusal of a login does): what keeps or shows the error
+// hides the configuration's secrets first (Options.Redact, the log's handler).
 func (s *SMTP) explain(err error) error {
 	return fmt.Errorf("smtp: %s: %s: %w", net.JoinHostPort(s.c.Host, strconv.Itoa(s.c.Port)), reason(err, s.c), err)
 }

@@ -60,15 +60,17 @@ func TestSMTPDeliversInEachSecurityMode(t *testing.T) {
 }
 
 // A wrong password is refused by the server; the status says so in words that name the keys
-// to fix, with the server's answer, and never shows the password. The mail stays queued and
-// goes once the password is right.
+// to fix, with the server's answer, and never shows the password, even where that answer
+// repeats it (the queue's record of the failure neither). The mail stays queued and goes once
+// the password is right.
 func TestWrongPasswordShownInStatus(t *testing.T) {
 	cert, key, roots := testenv.TestCert(t)
 	srv := testenv.StartSMTPServer(t, testenv.SMTPOptions{Security: config.SMTPSecurityStartTLS, CertFile: cert, KeyFile: key,
-		User: "storeedge@shop.example", Password: smtpPassword})
+		User: "storeedge@shop.example", Password: smtpPassword, EchoRefusedLogin: true})
 	const wrong = "hunter2-wrong-pass"
 	db := openDB(t, "")
 	r := newRig(t, db, mailerFor(t, srv, config.SMTPSecurityStartTLS, "storeedge@shop.example", wrong, &tls.Config{RootCAs: roots}), nil)
+	r.a.o.Redact = func(s string) string { return strings.ReplaceAll(s, wrong, "xxxxx") } // as the daemon's
 
 	// At start, before any alert, the login is tried.
 	r.a.checkMailer(context.Background())
@@ -87,8 +89,11 @@ func TestWrongPasswordShownInStatus(t *testing.T) {
 	if st.Mail != MailFailing || !strings.Contains(st.LastError, want) || st.LastErrorAt == nil || st.QueuedMails != 1 || st.NextAttemptAt == nil {
 		t.Errorf("status: %+v", st)
 	}
-	if strings.Contains(st.LastError, wrong) || strings.Contains(st.LastError, smtpPassword) {
-		t.Errorf("the status shows a password: %s", st.LastError)
+	if strings.Contains(st.LastError, wrong) || strings.Contains(st.LastError, smtpPassword) || !strings.Contains(st.LastError, "xxxxx") {
+		t.Errorf("the status shows a password, or the server did not repeat it: %s", st.LastError)
+	}
+	if ms, err := db.QueuedAlertMails(context.Background(), 10); err != nil || len(ms) != 1 || strings.Contains(ms[0].LastError, wrong) || ms[0].LastError == "" {
+		t.Errorf("queued mails %+v (%v): want one, its failure recorded without the password", ms, err)
 	}
 	wantSubjects(t, srv)
 
