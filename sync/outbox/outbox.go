@@ -72,11 +72,13 @@ type Worker struct {
 	// so that those sent longest ago go first. Only Drain's goroutine uses them.
 	failedAlone map[string]int64
 	sentAlone   int64
-	// answerBad says the platform's last answer was malformed (cloud.ErrMalformedAnswer), and
-	// malformedAlone how many times each entry sent alone was answered so, until it is settled:
-	// an entry answered malformed while the platform's answer before was good is set aside (the
-	// answer is about it), and so is one answered malformed malformedTries times.
-	answerBad      bool
+	// answerGood says the platform's last answer (an upload's, or a malformed one) was good:
+	// false until one is, since start. malformedAlone counts how many times each entry sent
+	// alone was answered malformed (cloud.ErrMalformedAnswer), until it is settled: an entry
+	// answered so while the platform's answer before was good is set aside (the answer is about
+	// it), and so is one answered so malformedTries times. Right after a start nothing says the
+	// platform answers well: a malformed answer then may be its fault for every event.
+	answerGood     bool
 	malformedAlone map[string]int
 
 	mu        sync.Mutex // protects the fields below
@@ -500,11 +502,11 @@ func (w *Worker) upload(ctx context.Context, entries []storage.OutboxEntry) (int
 		keys[i] = e.Key
 	}
 	resp, err := w.o.Cloud.Upload(ctx, events)
-	wasBad := w.answerBad
+	wasGood := w.answerGood
 	if err == nil {
-		w.answerBad = false
+		w.answerGood = true
 	} else if errors.Is(err, cloud.ErrMalformedAnswer) {
-		w.answerBad = true
+		w.answerGood = false
 	}
 	if err != nil {
 		var ce *cloud.Error
@@ -540,7 +542,7 @@ func (w *Worker) upload(ctx context.Context, entries []storage.OutboxEntry) (int
 			if w.malformedAlone == nil {
 				w.malformedAlone = map[string]int{}
 			}
-			if w.malformedAlone[keys[0]]++; !wasBad || w.malformedAlone[keys[0]] >= malformedTries {
+			if w.malformedAlone[keys[0]]++; wasGood || w.malformedAlone[keys[0]] >= malformedTries {
 				if err := w.setAside(ctx, keys[0], "the cloud's answer about it could not be read ("+err.Error()+"); it may have stored it"); err != nil {
 					return 1, err
 				}

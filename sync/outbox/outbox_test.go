@@ -1079,6 +1079,28 @@ func TestEveryAnswerMalformedKeepsTheQueue(t *testing.T) {
 	}
 }
 
+// Right after a start nothing says the platform answers well: a malformed answer to the first
+// event sent alone (orders.outbox_batch 1) is not taken as about that event, or every restart
+// during a fault of the platform would set one more order aside.
+func TestMalformedFirstAnswerAfterStartKeepsTheEvent(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	createOrders(t, db, 3, 1)
+	c := handlerCloud(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"accepted":{"count":1}}`))
+	}))
+	for range 5 { // a start before each attempt
+		w := New(Options{DB: db, Cloud: c, Batch: 1})
+		if _, err := w.Drain(ctx); err == nil || !strings.Contains(err.Error(), "not an upload answer") {
+			t.Fatalf("drain: %v; want the malformed answer named", err)
+		}
+	}
+	if p, rejected, _, err := db.OutboxBacklog(ctx); err != nil || rejected != 0 || p != 3 {
+		t.Fatalf("%d queued, %d set aside (%v) after 5 starts; want all 3 queued", p, rejected, err)
+	}
+}
+
 // An event answered malformed is set aside, not kept for ever, where nothing else of the attempt
 // can go through: sent alone from the head of the queue (a batch of one), or with only its own
 // order's events behind it.
