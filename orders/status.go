@@ -103,16 +103,31 @@ func Move(o *Order, to, note string) error {
 func Final(s string) bool { return s == StatusCompleted || s == StatusCancelled }
 
 // AddNote appends note to an order's note on a line of its own, once: a retried status change
-// with the same note does not repeat it. A note already there as whole lines counts; one that
-// is only a part of a line ("4" in "table 4") does not.
+// with the same note does not repeat it. A note already there as whole lines counts, the lines
+// compared without the spaces at their ends (the note the order was created with is kept as the
+// device sent it, " table 4 " say); one that is only a part of a line ("4" in "table 4") does
+// not. What is there already is never changed.
 func AddNote(existing, note string) string {
-	note = strings.TrimSpace(note) // as it is kept: a retry with the same note matches it
+	note = strings.TrimSpace(note) // as it is kept
 	if note == "" {
 		return existing
 	}
-	if existing == note || strings.HasPrefix(existing, note+"\n") || strings.HasSuffix(existing, "\n"+note) ||
-		strings.Contains(existing, "\n"+note+"\n") {
+	if have, want := trimLines(existing), trimLines(note); have == want || strings.HasPrefix(have, want+"\n") ||
+		strings.HasSuffix(have, "\n"+want) || strings.Contains(have, "\n"+want+"\n") {
 		return existing
 	}
-	return strings.TrimSpace(existing + "\n" + note)
+	if strings.TrimSpace(existing) == "" {
+		return note
+	}
+	return existing + "\n" + note
+}
+
+// trimLines is s with the spaces at the ends of each of its lines, and its blank lines at
+// either end, taken out.
+func trimLines(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	for i, l := range lines {
+		lines[i] = strings.TrimSpace(l)
+	}
+	return strings.Join(lines, "\n")
 }

@@ -241,6 +241,19 @@ func TestOrderStatusNotes(t *testing.T) {
 		t.Fatalf("a retried cancellation, its note with spaces around: %q", a.Order.Note)
 	}
 	wantProblem(t, set("cancelled", "edited after"), http.StatusConflict, "invalid-transition", "its note can no longer change")
+
+	// The note an order was created with is kept as the device sent it; a status note that is
+	// one of its lines but for the spaces around is already there, and nothing is rewritten.
+	o = decodeOrder(t, f.order(t, "pos", "k2", `{"lines":[{"product_id":"P0002","quantity":1}],"note":" table 4 \nno onions "}`), http.StatusCreated).Order
+	if a := decodeOrder(t, set("accepted", "table 4"), http.StatusOK); a.Order.Note != " table 4 \nno onions " || a.Order.Version != 2 {
+		t.Fatalf("a status note already a line of the order's note: %q, version %d", a.Order.Note, a.Order.Version)
+	}
+	if a := decodeOrder(t, set("ready", "no onions"), http.StatusOK); a.Order.Note != " table 4 \nno onions " {
+		t.Fatalf("a status note already the last line of the order's note: %q", a.Order.Note)
+	}
+	if a := decodeOrder(t, set("ready", "paid"), http.StatusOK); a.Order.Note != " table 4 \nno onions \npaid" {
+		t.Fatalf("a new line: %q", a.Order.Note)
+	}
 }
 
 // A body that does not arrive whole (the device stalled past lan.read_timeout, or the
