@@ -182,9 +182,7 @@ func cmdDiscovery(ctx context.Context, args, env []string, stdout, stderr io.Wri
 	if err != nil {
 		return fmt.Errorf("discovery: list interfaces: %w", err)
 	}
-	fmt.Fprintf(stdout, "UDP port %d (%s), mDNS %s (%s), announcements every %s\n\n",
-		cfg.Discovery.UDP.Port, onOff(cfg.Discovery.UDP.Enabled), discovery.ServiceType, onOff(cfg.MDNSOff() == ""),
-		cfg.Discovery.AnnounceInterval)
+	fmt.Fprint(stdout, discoveryHeader(cfg))
 	announce, mdnsIfs := printInterfaces(stdout, cfg, ifs)
 	fmt.Fprintln(stdout)
 
@@ -322,6 +320,14 @@ func checkMDNS(ctx context.Context, cfg config.Config, ifs []string, timeout tim
 		detail += " (seen: " + strings.Join(others, ", ") + ")"
 	}
 	return false, detail
+}
+
+// discoveryHeader is the first line of storeedge discovery: each part on or off as the server
+// runs it (neither with a loopback lan.bind).
+func discoveryHeader(cfg config.Config) string {
+	return fmt.Sprintf("UDP port %d (%s), mDNS %s (%s), announcements every %s\n\n",
+		cfg.Discovery.UDP.Port, onOff(cfg.Discovery.UDP.Enabled && cfg.DiscoveryOff() == ""), discovery.ServiceType,
+		onOff(cfg.MDNSOff() == ""), cfg.Discovery.AnnounceInterval)
 }
 
 func onOff(b bool) string {

@@ -80,6 +80,12 @@ func TestDiscoveryTableFollowsTheConfiguration(t *testing.T) {
 			if (len(announce) == 1) != (c.announce == "yes") || (len(mdnsIfs) == 1) != (c.reg == "yes") {
 				t.Errorf("announce on %v, mDNS on %v", announce, mdnsIfs)
 			}
+			// The first line says each part on or off as the table does.
+			want := map[string]string{"yes": "on", "no": "off"}
+			head := discoveryHeader(cfg)
+			if !strings.Contains(head, "UDP port 57854 ("+want[c.announce]+")") || !strings.Contains(head, "._tcp ("+want[c.reg]+")") {
+				t.Errorf("header %q, want UDP %s, mDNS %s", head, want[c.announce], want[c.reg])
+			}
 		})
 	}
 }

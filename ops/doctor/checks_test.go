@@ -225,3 +225,32 @@ func TestReportHidesSecrets(t *testing.T) {
 		t.Errorf("results %+v", results)
 	}
 }
+
+// The discovery port is checked only where the server opens it: with a loopback lan.bind
+// discovery does not run, so another program holding the port is no fault of the service.
+func TestDiscoveryPortCheckedOnlyWhenDiscoveryRuns(t *testing.T) {
+	held, err := net.ListenPacket("udp4", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	cfg := config.Default()
+	cfg.LAN.FrontDoor, cfg.LAN.Services = 0, config.Services{} // the UDP port alone
+	cfg.Discovery.UDP.Port = held.LocalAddr().(*net.UDPAddr).Port
+	udp := func(rs []Result) []Result {
+		var out []Result
+		for _, r := range rs {
+			if strings.HasPrefix(r.Check, "udp ") {
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+	if rs := udp(checkPorts(cfg, "")); len(rs) != 1 || rs[0].Status != Fail {
+		t.Errorf("discovery on, its port held: %+v; want one failed check", rs)
+	}
+	cfg.LAN.Bind = "127.0.0.1"
+	if rs := udp(checkPorts(cfg, "")); len(rs) != 0 {
+		t.Errorf("lan.bind on loopback (no discovery): %+v; want no check of the UDP port", rs)
+	}
+}

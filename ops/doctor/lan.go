@@ -54,7 +54,7 @@ func checkPorts(cfg config.Config, serviceUser string) []Result {
 	for _, ln := range cfg.LAN.Listeners() {
 		out = append(out, checkPort("tcp", cfg.LAN.Bind, ln.Port, ln.Key, serviceUser))
 	}
-	if cfg.Discovery.UDP.Enabled {
+	if cfg.Discovery.UDP.Enabled && cfg.DiscoveryOff() == "" { // as the server opens it
 		out = append(out, checkPort("udp", "", cfg.Discovery.UDP.Port, "discovery.udp.port", serviceUser))
 	}
 	return out
