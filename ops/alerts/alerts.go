@@ -130,8 +130,13 @@ func New(o Options) (*Alerts, error) {
 
 // Run checks the rules every alerts.check_interval and sends what they queue, until ctx ends.
 // Unless a mail went already, it logs in to the mail server after the first check, so that a
-// wrong password shows in the status at once.
+// wrong password shows in the status at once. Without a mail server it first drops the mails
+// an earlier configuration left queued: they would stay queued for ever, and go weeks late
+// once a mail server is configured again.
 func (a *Alerts) Run(ctx context.Context) error {
+	if a.o.Mailer == nil {
+		a.dropQueued(ctx)
+	}
 	tick := time.NewTicker(a.o.Config.CheckInterval)
 	defer tick.Stop()
 	retry := time.NewTimer(time.Hour)
@@ -161,6 +166,17 @@ func (a *Alerts) Run(ctx context.Context) error {
 		case <-tick.C:
 		case <-wake:
 		}
+	}
+}
+
+// dropQueued forgets the mails left queued, saying how many.
+func (a *Alerts) dropQueued(ctx context.Context) {
+	n, err := a.o.DB.DropQueuedAlertMails(ctx)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		a.log.Warn("alerts: cannot drop the mails left queued without a mail server", slog.Any("error", err))
+	case n > 0:
+		a.log.Info("alerts: dropped the alert mails left queued: smtp.host is empty, nothing is mailed", slog.Int64("mails", n))
 	}
 }
 

@@ -93,3 +93,46 @@ func TestRepeatedSendErrorLoggedOnce(t *testing.T) {
 		t.Errorf("%d WARN lines for one outage:\n%s", n, logBuf.String())
 	}
 }
+
+// Mails left queued by a configuration with a mail server are dropped once there is none: they
+// would show as queued for ever (storeedge_alerts_queued_mails above 0, "the mail server
+// refuses"), and go weeks late once mail is configured again.
+func TestQueuedMailsDroppedWithoutAMailServer(t *testing.T) {
+	srv, mailer := plainServer(t)
+	db := openDB(t, "")
+	r := newRig(t, db, mailer, nil)
+	srv.Stop()
+	r.facts.set(func(f *Facts) { f.Quarantined = map[string]int64{"stock": 1} })
+	r.check(t)
+	if _, err := r.a.Flush(context.Background()); err == nil {
+		t.Fatal("flush with the mail server down: no error")
+	}
+	if st := r.status(t); st.QueuedMails != 1 {
+		t.Fatalf("status %+v: want one mail queued", st)
+	}
+
+	var logBuf syncBuffer
+	checked := make(chan struct{}, 100)
+	a, err := New(Options{DB: db, Identity: testIdentity, Config: config.Default().Alerts, // smtp.host emptied
+		Logger: slog.New(slog.NewTextHandler(&logBuf, nil)),
+		Facts: func(ctx context.Context) (Facts, error) {
+			checked <- struct{}{}
+			return r.facts.get(ctx)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	<-checked
+	cancel()
+	<-done
+	st, err := a.Status(context.Background())
+	if err != nil || st.Mail != MailOff || st.QueuedMails != 0 || len(st.Open) != 1 {
+		t.Errorf("status without a mail server %+v (%v): want mail off, nothing queued, the alert still open", st, err)
+	}
+	if !strings.Contains(logBuf.String(), `msg="alerts: dropped the alert mails left queued: smtp.host is empty, nothing is mailed" mails=1`) {
+		t.Errorf("log:\n%s", logBuf.String())
+	}
+}
