@@ -202,9 +202,13 @@ func (c *Config) applyMapping(name string, m *yaml.Node, prefix string, errs *[]
 
 // markupError refuses YAML markup on a value as written where it was most likely meant as text:
 // an unquoted password starting with "&" or "!" is read as an anchor or a tag, leaving the value
-// empty or shortened. So: an anchor with no value, a tag YAML does not define, and any anchor or
-// tag on a secret (whose first word it may be). The value is not shown.
+// empty or shortened. So: an anchor with no value, a tag YAML does not define, and any anchor,
+// tag or alias on a secret (whose first word it may be: an unquoted password "*abc" is another
+// key's value when an anchor &abc is in the file). The value is not shown.
 func markupError(l *leaf, n *yaml.Node) *Error {
+	if n.Kind == yaml.AliasNode && l.kind == kindSecret {
+		return &Error{Key: l.key, Reason: `the value starts with "*", which YAML reads as a reference to an anchor, not as part of it; put the value in quotes`}
+	}
 	if n.Kind != yaml.ScalarNode {
 		return nil
 	}

@@ -645,6 +645,7 @@ func TestMarkupInValues(t *testing.T) {
 		{"local tag", "cloud:\n  store_key: k\nbackoffice:\n  webhook:\n    url: https://erp.example.com/o\n    secret: !" + secret + "\n", `:6: backoffice.webhook.secret: the value starts with`},
 		{"undefined tag", "cloud:\n  store_key: k\nshop:\n  name: !!" + secret + "\n", `:4: shop.name: the value starts with`},
 		{"anchor without value", "cloud:\n  store_key: k\nshop:\n  name: &" + secret + "\n", `:4: shop.name: the value starts with`},
+		{"alias to an anchor on a secret", "shop:\n  id: &" + secret + " abcdef123456\ncloud:\n  store_key: *" + secret + "\n", `:4: cloud.store_key: the value starts with "*"`},
 		{"tag in a list", "cloud:\n  store_key: k\ndiscovery:\n  interfaces:\n    - eth0\n    - !" + secret + "\n", `:4: discovery.interfaces: the value starts with`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
