@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -76,6 +77,7 @@ func newDiscovery(cfg config.Config, addrs map[string]string, pairingOpen func()
 		return nil, nil
 	}
 	info, httpPort := discoveryInfo(cfg, addrs)
+	warnMissingInterfaces(cfg.Discovery.Interfaces, log)
 	host, hostAddr := boundHost(cfg.LAN.Bind)
 	d := &discoveryServices{}
 	if cfg.Discovery.UDP.Enabled {
@@ -117,6 +119,34 @@ func newDiscovery(cfg config.Config, addrs map[string]string, pairingOpen func()
 		d.mdns = m
 	}
 	return d, nil
+}
+
+// warnMissingInterfaces says at WARN which names of discovery.interfaces this machine does not
+// have: a misspelt name leaves discovery on no interface, with nothing else in the log to say
+// why devices do not find the server. An interface may yet appear (a USB adapter, a VPN), and
+// discovery then uses it: a warning, not an error.
+func warnMissingInterfaces(allowed []string, log *slog.Logger) {
+	if len(allowed) == 0 {
+		return
+	}
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return // discovery logs it when it reads them
+	}
+	have := make([]string, len(ifs))
+	for i, ifc := range ifs {
+		have[i] = ifc.Name
+	}
+	var missing []string
+	for _, name := range allowed {
+		if !slices.Contains(have, name) {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		log.Warn("discovery: discovery.interfaces names interfaces this machine does not have; discovery uses them once they appear",
+			slog.Any("missing", missing), slog.Any("interfaces", have))
+	}
 }
 
 // Run runs what is on until ctx ends.

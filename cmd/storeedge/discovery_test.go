@@ -52,6 +52,29 @@ func TestNoMDNSWhenBoundToIPv6(t *testing.T) {
 	}
 }
 
+// A name in discovery.interfaces that the machine does not have (misspelt) is said at start.
+func TestMissingInterfaceWarned(t *testing.T) {
+	cfg := config.Default()
+	cfg.LAN.Bind, cfg.ServerID = "fd00::10", "srv-test"
+	cfg.Discovery.UDP.Enabled = false // no socket: mDNS alone, off with this bind
+	cfg.Discovery.Interfaces = []string{"lo", "eht0-missing"}
+	var logs testenv.Buffer
+	if _, err := newDiscovery(cfg, map[string]string{"front_door": "[fd00::10]:80"}, func() bool { return false }, slog.New(slog.NewTextHandler(&logs, nil))); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), `level=WARN msg="discovery: discovery.interfaces names interfaces this machine does not have; discovery uses them once they appear" missing=[eht0-missing]`) {
+		t.Errorf("log:\n%s", logs.String())
+	}
+	logs = testenv.Buffer{}
+	cfg.Discovery.Interfaces = []string{"lo"}
+	if _, err := newDiscovery(cfg, map[string]string{"front_door": "[fd00::10]:80"}, func() bool { return false }, slog.New(slog.NewTextHandler(&logs, nil))); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(logs.String(), "does not have") {
+		t.Errorf("a name the machine has was warned of:\n%s", logs.String())
+	}
+}
+
 // storeedge discovery's table says yes under ANNOUNCE and MDNS only where that part of
 // discovery runs: an interface able to carry mDNS shows no when discovery.mdns.enabled is false.
 func TestDiscoveryTableFollowsTheConfiguration(t *testing.T) {
