@@ -24,3 +24,5 @@ func IsService() bool { return false }
 func RunService(stopWait time.Duration, run func(ctx context.Context) error) error {
 	return errNotWindows
 }
+
+func programPath() string { return "" }

@@ -16,9 +16,10 @@ import (
 
 // fakeSCM is a service control manager in memory.
 type fakeSCM struct {
-	spec  *Spec
-	state string
-	calls []string
+	spec        *Spec
+	state       string
+	calls       []string
+	stopsAtOnce bool // the service cannot use its configuration: stopped once started
 }
 
 func (f *fakeSCM) Create(s Spec) error {
@@ -36,6 +37,9 @@ func (f *fakeSCM) Delete(string) error {
 }
 func (f *fakeSCM) Start(string) error {
 	f.state = "running"
+	if f.stopsAtOnce {
+		f.state = "stopped"
+	}
 	f.calls = append(f.calls, "start")
 	return nil
 }
@@ -54,7 +58,51 @@ func (f *fakeSCM) State(string) (string, error) {
 	return f.state, nil
 }
 
+// watchStart sets how long "service start" watches the service, for one test.
+func watchStart(t *testing.T, d time.Duration) {
+	old := StartWatch
+	StartWatch = d
+	t.Cleanup(func() { StartWatch = old })
+}
+
+// "storeedge service start" says started only of a service that runs: one that stops at once
+// (a configuration it cannot use) is an error pointing at the Event Log.
+func TestServiceStartThatStopsAtOnce(t *testing.T) {
+	watchStart(t, time.Second)
+	scm := &fakeSCM{stopsAtOnce: true}
+	exe := filepath.Join(string(filepath.Separator), "Program Files", "storeedge", "storeedge.exe")
+	if _, err := Control(scm, "install", exe, ""); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := Control(scm, "start", exe, ""); err == nil || !strings.Contains(err.Error(), "stopped at once") || !strings.Contains(err.Error(), "Event Log") {
+		t.Errorf("start of a service that stops at once: %q, %v", out, err)
+	}
+	scm.stopsAtOnce = false
+	if out, err := Control(scm, "start", exe, ""); err != nil || !strings.HasPrefix(out, "started") {
+		t.Errorf("start: %q, %v", out, err)
+	}
+}
+
+// Installing a program from elsewhere than where the firewall rules name it is done, with a note
+// saying why it matters.
+func TestServiceInstalledFromElsewhereIsNoted(t *testing.T) {
+	want := filepath.Join(string(filepath.Separator), "Program Files", "storeedge", "storeedge.exe")
+	old := ProgramPath
+	ProgramPath = want
+	t.Cleanup(func() { ProgramPath = old })
+	scm := &fakeSCM{}
+	out, err := Control(scm, "install", filepath.Join(string(filepath.Separator), "Users", "it", "Downloads", "storeedge.exe"), "")
+	if err != nil || !strings.Contains(out, "note: the program is not "+want) {
+		t.Errorf("install from Downloads: %q, %v", out, err)
+	}
+	Control(scm, "uninstall", want, "")
+	if out, err := Control(scm, "install", strings.ToUpper(want), ""); err != nil || strings.Contains(out, "note:") {
+		t.Errorf("install from the path the rules name (another case): %q, %v", out, err)
+	}
+}
+
 func TestWindowsServiceLifecycle(t *testing.T) {
+	watchStart(t, 0)
 	scm := &fakeSCM{}
 	exe := filepath.Join(string(filepath.Separator), "Program Files", "storeedge", "storeedge.exe")
 	if _, err := Control(scm, "install", exe, ""); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 	"unsafe"
@@ -13,6 +14,15 @@ import (
 	"golang.org/x/sys/windows/svc/eventlog"
 	"golang.org/x/sys/windows/svc/mgr"
 )
+
+// programPath is %ProgramW6432%\storeedge\storeedge.exe: C:\Program Files in a 32-bit shell
+// too, as the firewall scripts say it.
+func programPath() string {
+	if p := os.Getenv("ProgramW6432"); p != "" {
+		return p + `\storeedge\storeedge.exe`
+	}
+	return ""
+}
 
 // WindowsSCM connects to the service control manager (needs an administrator).
 func WindowsSCM() (SCM, func(), error) {

@@ -99,7 +99,11 @@ func Control(scm SCM, action, exe, configPath string) (string, error) {
 		if err := scm.Create(spec); err != nil {
 			return "", fmt.Errorf("service: install: %w", err)
 		}
-		return fmt.Sprintf("installed the service %q: %s %s; it starts at boot and restarts on failure. Start it with: storeedge service start", Name, spec.Exe, strings.Join(spec.Args, " ")), nil
+		msg := fmt.Sprintf("installed the service %q: %s %s; it starts at boot and restarts on failure. Start it with: storeedge service start", Name, spec.Exe, strings.Join(spec.Args, " "))
+		if ProgramPath != "" && !strings.EqualFold(filepath.Clean(exe), filepath.Clean(ProgramPath)) {
+			msg += fmt.Sprintf("\nnote: the program is not %s, the path the rules of storeedge firewall name (install.md, step 1): Windows' firewall will not let devices reach this one, and a folder outside Program Files may let users who are not administrators replace it; move it there and install again", ProgramPath)
+		}
+		return msg, nil
 	case "uninstall":
 		if st, err := scm.State(Name); err == nil && st != "stopped" {
 			if err := scm.Stop(Name, stopTimeout); err != nil {
@@ -113,6 +117,16 @@ func Control(scm SCM, action, exe, configPath string) (string, error) {
 	case "start":
 		if err := scm.Start(Name); err != nil {
 			return "", fmt.Errorf("service: start: %w", err)
+		}
+		// A configuration or a database the service cannot use stops it at once, after Windows
+		// took the start: watched for a moment, so that "started" means it runs.
+		for deadline := time.Now().Add(StartWatch); ; time.Sleep(startPoll) {
+			if st, err := scm.State(Name); err == nil && st == "stopped" {
+				return "", errors.New("service: start: the service stopped at once; the Event Log (Windows Logs > Application, source storeedge) says why")
+			}
+			if time.Now().After(deadline) {
+				break
+			}
 		}
 		return "started; the Event Log (Windows Logs > Application, source storeedge) shows its messages", nil
 	case "stop":
@@ -132,6 +146,17 @@ func Control(scm SCM, action, exe, configPath string) (string, error) {
 	}
 	return "", CheckAction(action)
 }
+
+// StartWatch is how long "storeedge service start" watches the service after Windows took the
+// start, and startPoll how often it looks.
+var (
+	StartWatch = 5 * time.Second
+	startPoll  = 250 * time.Millisecond
+)
+
+// ProgramPath is where install.md puts storeedge.exe and the firewall rules name it
+// (%ProgramW6432%\storeedge\storeedge.exe); "" where it is not known (not on Windows).
+var ProgramPath = programPath()
 
 // stopTimeout covers the longest shutdown grace the server may be given (lan.shutdown_grace) and
 // some: "service stop" and "uninstall" return as soon as the service has stopped.
