@@ -63,22 +63,28 @@ func encodeAnswer(a Answer, red *logship.Redactor, limit int) ([]byte, error) {
 	return redactedJSON(a, red)
 }
 
-// redactedJSON encodes v as JSON with every string in it redacted as log shipping redacts text.
-func redactedJSON(v any, red *logship.Redactor) ([]byte, error) {
-	raw, err := json.Marshal(v)
-	if err != nil {
-		return nil, fmt.Errorf("support: encode answer: %w", err)
+// redactedJSON encodes a as JSON with every string of its error and its result redacted as log
+// shipping redacts text. The envelope (the request's id, the kind, the shop and the server) is
+// kept as it is: the vendor matches answers by it, and a UUID's "1234-5678" is no pairing code.
+func redactedJSON(a Answer, red *logship.Redactor) ([]byte, error) {
+	if a.Result != nil {
+		raw, err := json.Marshal(a.Result)
+		if err != nil {
+			return nil, fmt.Errorf("support: encode answer: %w", err)
+		}
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.UseNumber()
+		var tree any
+		if err := dec.Decode(&tree); err != nil {
+			return nil, fmt.Errorf("support: encode answer: %w", err)
+		}
+		a.Result = redactTree(tree, red)
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var tree any
-	if err := dec.Decode(&tree); err != nil {
-		return nil, fmt.Errorf("support: encode answer: %w", err)
-	}
+	a.Error = red.Text(a.Error)
 	var out bytes.Buffer
 	enc := json.NewEncoder(&out)
 	enc.SetEscapeHTML(false)
-	if err := enc.Encode(redactTree(tree, red)); err != nil {
+	if err := enc.Encode(a); err != nil {
 		return nil, fmt.Errorf("support: encode answer: %w", err)
 	}
 	return bytes.TrimSuffix(out.Bytes(), []byte("\n")), nil

@@ -214,7 +214,9 @@ func jsonProblem(err error) string {
 	switch {
 	case errors.As(err, &te):
 		return fmt.Sprintf("field %s has the wrong type (want %s)", shown(te.Field), te.Type)
-	case errors.As(err, &ke) && !ke.Duplicate:
+	case errors.As(err, &ke) && ke.Duplicate:
+		return "field " + shown(ke.Key) + " given twice"
+	case errors.As(err, &ke):
 		return "unknown field " + shown(ke.Key)
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		return "unknown field " + shown(strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`))

@@ -194,6 +194,8 @@ func TestDecodeRefuses(t *testing.T) {
 		{"typ given twice", withHeader(`{"alg":"EdDSA","typ":"other-doc","typ":"storeedge-support-request"}`), ReasonMalformed, "each given once"},
 		{"unknown field", []byte(string(SignPayload(vendorKey, []byte(`{"kind":"ping","id":"a","shop":"lyon-01","server":"storeedge-lyon-01","issued_at":"2026-11-23T10:00:00Z","expires_at":"2026-11-23T10:10:00Z","sudo":true}`)))),
 			ReasonMalformed, `unknown field "sudo"`},
+		{"field twice", []byte(string(SignPayload(vendorKey, []byte(`{"kind":"ping","id":"a1","id":"a2","shop":"lyon-01","server":"storeedge-lyon-01","issued_at":"2026-11-23T10:00:00Z","expires_at":"2026-11-23T10:10:00Z"}`)))),
+			ReasonMalformed, `field "id" given twice`},
 		{"long unknown field", []byte(string(SignPayload(vendorKey, []byte(`{"kind":"ping","id":"a","shop":"lyon-01","server":"storeedge-lyon-01","issued_at":"2026-11-23T10:00:00Z","expires_at":"2026-11-23T10:10:00Z","`+strings.Repeat("k", 100)+`":true}`)))),
 			ReasonMalformed, `unknown field "` + strings.Repeat("k", 80) + `…"`},
 		{"time not RFC 3339", SignPayload(vendorKey, []byte(`{"kind":"ping","id":"a","shop":"lyon-01","server":"storeedge-lyon-01","issued_at":"yesterday","expires_at":"2026-11-23T10:10:00Z"}`)),

@@ -182,6 +182,23 @@ func TestPingIsAnsweredOnTheReplyQueue(t *testing.T) {
 	}
 }
 
+// The answer's envelope is kept as the request gave it: a UUID holding "1234-5678", the shape of
+// a pairing code the result's redaction takes out, stays whole in the body's request_id, which
+// the vendor matches answers by.
+func TestAnswerKeepsTheRequestID(t *testing.T) {
+	rg := newRig(t, nil)
+	const id = "7f3c9a2e-1234-5678-9a6f-1d2e3f4a5b6c"
+	rg.sendSigned(t, request(KindPing, id))
+	rg.settled(t, 1)
+	ans, ok := rg.answers(t)[id]
+	if !ok {
+		t.Fatalf("no answer with the MessageId %s", id)
+	}
+	if a, _ := decodeAnswer(t, ans); a.RequestID != id || !a.OK {
+		t.Fatalf("answer %+v: want request_id %s", a, id)
+	}
+}
+
 // Every request the server does not take is dead-lettered with its reason and what was wrong,
 // answered with nothing, counted and logged; a request taken once is refused when sent again.
 func TestRefusedRequestsAreDeadLetteredWithTheirReason(t *testing.T) {
