@@ -97,6 +97,18 @@ func TestWrongPasswordShownInStatus(t *testing.T) {
 	}
 	wantSubjects(t, srv)
 
+	// After a restart, before any try, the status shows the failure the queue remembers, hidden
+	// as it is shown, even if an earlier version kept it whole.
+	ms, _ := db.QueuedAlertMails(context.Background(), 10)
+	if err := db.AlertMailsFailed(context.Background(), []int64{ms[0].ID}, "535 refused "+wrong); err != nil {
+		t.Fatal(err)
+	}
+	restarted := newRig(t, db, mailerFor(t, srv, config.SMTPSecurityStartTLS, "storeedge@shop.example", wrong, &tls.Config{RootCAs: roots}), nil)
+	restarted.a.o.Redact = r.a.o.Redact
+	if st := restarted.status(t); st.Mail != MailUnknown || st.LastError != "535 refused xxxxx" {
+		t.Errorf("status after a restart: %+v", st)
+	}
+
 	// The password corrected (a restart with the right one): the queued mail goes.
 	fixed := newRig(t, db, mailerFor(t, srv, config.SMTPSecurityStartTLS, "storeedge@shop.example", smtpPassword, &tls.Config{RootCAs: roots}), nil)
 	fixed.facts.set(func(f *Facts) { f.Quarantined = map[string]int64{"products": 1} })

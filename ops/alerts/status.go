@@ -58,8 +58,12 @@ func (a *Alerts) Status(ctx context.Context) (Status, error) {
 	next := a.nextAt
 	a.mu.Unlock()
 	if st.Mail == MailUnknown && q.LastError != "" {
-		// Not tried since the start, but the queue remembers why it failed before.
+		// Not tried since the start, but the queue remembers why it failed before (as an earlier
+		// version may have kept it: with a password the mail server repeated).
 		st.LastError = q.LastError
+		if a.o.Redact != nil {
+			st.LastError = a.o.Redact(st.LastError)
+		}
 	}
 	if q.Queued > 0 {
 		st.NextAttemptAt = timePtr(next)
