@@ -72,8 +72,8 @@ type Worker struct {
 	// so that those sent longest ago go first. Only Drain's goroutine uses them.
 	failedAlone map[string]int64
 	sentAlone   int64
-	// answerGood says the platform's last answer (an upload's, or a malformed one) was good:
-	// false until one is, since start. malformedAlone counts how many times each entry sent
+	// answerGood says the platform's last answer to an upload was good (read, and 2xx): false
+	// until one is, since start, and after any failure (a 5xx, no answer, a malformed one). malformedAlone counts how many times each entry sent
 	// alone was answered malformed (cloud.ErrMalformedAnswer), until it is settled: an entry
 	// answered so while the platform's answer before was good is set aside (the answer is about
 	// it), and so is one answered so malformedTries times. Right after a start nothing says the
@@ -503,11 +503,7 @@ func (w *Worker) upload(ctx context.Context, entries []storage.OutboxEntry) (int
 	}
 	resp, err := w.o.Cloud.Upload(ctx, events)
 	wasGood := w.answerGood
-	if err == nil {
-		w.answerGood = true
-	} else if errors.Is(err, cloud.ErrMalformedAnswer) {
-		w.answerGood = false
-	}
+	w.answerGood = err == nil
 	if err != nil {
 		var ce *cloud.Error
 		if errors.As(err, &ce) && !ce.Retryable() {

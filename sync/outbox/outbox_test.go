@@ -1101,6 +1101,42 @@ func TestMalformedFirstAnswerAfterStartKeepsTheEvent(t *testing.T) {
 	}
 }
 
+// A failure between a good answer and a malformed one (a 5xx to the batch, then each event sent
+// alone answered malformed) leaves nothing known good before it: the events stay queued.
+func TestMalformedAnswerAfterAFailureKeepsTheEvent(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	createOrders(t, db, 1, 1)
+	broken := false
+	c := handlerCloud(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req cloudapi.UploadRequest
+		json.NewDecoder(r.Body).Decode(&req)
+		w.Header().Set("Content-Type", "application/json")
+		switch {
+		case !broken:
+			var keys []string
+			for _, e := range req.Events {
+				keys = append(keys, e.Key)
+			}
+			json.NewEncoder(w).Encode(cloudapi.UploadResponse{Accepted: keys})
+		case len(req.Events) > 1:
+			w.WriteHeader(http.StatusInternalServerError)
+		default:
+			w.Write([]byte(`{"accepted":{"count":1}}`))
+		}
+	}))
+	w := New(Options{DB: db, Cloud: c})
+	if _, err := w.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	broken = true
+	createOrders(t, db, 3, 1) // pos-0's again (its idempotency key): two new orders
+	w.Drain(ctx)
+	if p, rejected, _, err := db.OutboxBacklog(ctx); err != nil || rejected != 0 || p != 2 {
+		t.Fatalf("%d queued, %d set aside (%v); want both queued", p, rejected, err)
+	}
+}
+
 // An event answered malformed is set aside, not kept for ever, where nothing else of the attempt
 // can go through: sent alone from the head of the queue (a batch of one), or with only its own
 // order's events behind it.
