@@ -30,6 +30,8 @@ type memSource struct {
 	hold    chan struct{}  // when set, Download waits for it
 	// retryHold: a Download of a blob asked for before waits for the blob's channel here.
 	retryHold map[string]chan struct{}
+	// firstHold: a blob's first Download waits for the blob's channel here.
+	firstHold map[string]chan struct{}
 	// eofWithData makes a body return io.EOF with its last bytes, as net/http's bodies of a
 	// known length do, instead of on the read after them.
 	eofWithData bool
@@ -48,11 +50,15 @@ func newMemSource(items ...item) *memSource {
 func (m *memSource) Download(ctx context.Context, name string, offset int64) (io.ReadCloser, int64, error) {
 	m.mu.Lock()
 	hold := m.hold
+	asked := false
 	for _, a := range m.asked {
-		if strings.HasPrefix(a, name+"@") && m.retryHold[name] != nil {
-			hold = m.retryHold[name]
-			break
-		}
+		asked = asked || strings.HasPrefix(a, name+"@")
+	}
+	if h := m.retryHold[name]; asked && h != nil {
+		hold = h
+	}
+	if h := m.firstHold[name]; !asked && h != nil {
+		hold = h
 	}
 	m.asked = append(m.asked, name+"@"+itoa(offset))
 	data, ok := m.blobs[name]

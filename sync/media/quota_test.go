@@ -174,3 +174,23 @@ func TestFailedRetryLogsNoPrefetchDone(t *testing.T) {
 		t.Errorf("%d \"prefetch done\" lines, want 1 (the first run's):\n%s", n, s.log)
 	}
 }
+
+// A run whose one stored file was stored before the status's second saw the run (the rest
+// failing) still ends with its "prefetch done", counting that file.
+func TestPrefetchDoneCountsAFileStoredInItsFirstSecond(t *testing.T) {
+	s := newShop(t)
+	good := item{"G", "g.jpg", "image/jpeg", content(1, 5000)}
+	bad := item{"B", "b.jpg", "image/jpeg", content(2, 5000)}
+	src := newMemSource(good)
+	src.blobs[bad.blob] = append([]byte{bad.data[0] ^ 1}, bad.data[1:]...)
+	hold := make(chan struct{})
+	src.firstHold = map[string]chan struct{}{bad.blob: hold} // until G is stored and the run shows
+	s.catalog(t, good, bad)
+	f := s.fetcher(t, src, func(o *media.Options) { o.RetryMax = time.Hour })
+	waitStatus(t, f, "G stored, the run showing", func(st media.Status) bool { return st.Files == 1 && st.PrefetchActive })
+	close(hold)
+	waitStatus(t, f, "B quarantined, the run over", func(st media.Status) bool { return st.Quarantined == 1 && !st.PrefetchActive })
+	if !strings.Contains(s.log.String(), `msg="media: prefetch done" files=1 bytes=10000`) {
+		t.Errorf("no \"prefetch done\" counting G:\n%s", s.log)
+	}
+}

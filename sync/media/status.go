@@ -8,7 +8,8 @@ import (
 	"github.com/storeedge/storeedge/storage"
 )
 
-// progress follows one prefetch run: from when there is work until the queue is empty.
+// progress follows one prefetch run: from when there is work until the queue is empty. Its
+// files and bytes count from the last second the fetcher was idle.
 type progress struct {
 	active       bool
 	since        time.Time
@@ -86,7 +87,10 @@ func (f *Fetcher) tick(ctx context.Context) {
 	case !f.started:
 		return
 	case !p.active && fetching > 0:
-		p.active, p.filesAtStart, p.bytesAtStart, p.since, p.lastLog, p.told = true, p.files, received, now, now, false
+		// Counted from the last idle second: a file stored before this tick is the run's.
+		p.active, p.since, p.lastLog, p.told = true, now, now, false
+	case !p.active:
+		p.filesAtStart, p.bytesAtStart = p.files, received
 	case p.active && fetching <= 0:
 		// A run that stored nothing and logged no progress (a failed item tried again, failing
 		// again) is not worth a line: its failure has its own.
