@@ -122,7 +122,7 @@ func Control(scm SCM, action, exe, configPath string) (string, error) {
 		// took the start: watched for a moment, so that "started" means it runs.
 		for deadline := time.Now().Add(StartWatch); ; time.Sleep(startPoll) {
 			if st, err := scm.State(Name); err == nil && st == "stopped" {
-				return "", errors.New("service: start: the service stopped at once; the Event Log (Windows Logs > Application, source storeedge) says why")
+				return "", errors.New("service: start: the service stopped at once (after a failure other than its configuration, Windows' recovery starts it again within a minute); the Event Log (Windows Logs > Application, source storeedge) says why")
 			}
 			if time.Now().After(deadline) {
 				break
