@@ -155,8 +155,12 @@ func (c *streamCount) open(device string, end context.CancelFunc) *streamSlot {
 	if live >= maxStreamsPerDevice {
 		for _, s := range open {
 			if !s.evicted {
+				// Ended, and stopped: a write under way to a device that stopped reading
+				// (the dead connection the limit is there for) fails now, not after
+				// lan.write_timeout.
 				s.evicted = true
 				s.end()
+				s.stop()
 				break
 			}
 		}

@@ -385,6 +385,46 @@ func TestRevokeNotHeldByAStalledStream(t *testing.T) {
 	}
 }
 
+// The stream a ninth one ends for room is ended even while it is stuck in a write to a device
+// that stopped reading (the dead Wi-Fi connection the limit is there for): its write fails at
+// once rather than after lan.write_timeout.
+func TestStreamEndedForRoomNotHeldByAStalledWrite(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.WriteTimeout = time.Hour })
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := &stallListener{Listener: inner, conns: make(chan *stallConn, 1)}
+	ts := httptest.NewUnstartedServer(f.h)
+	ts.Listener = ln
+	ts.Start()
+	t.Cleanup(ts.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pos := f.device(t, "pos").Token
+	newOrder(t, f, "k1")
+	c := openSSE(t, ctx, ts.URL+"/api/v1/events", "0", pos)
+	c.next(t)
+	conn := <-ln.conns // the first stream's connection
+	conn.stall()
+	newOrder(t, f, "k2")
+	select {
+	case <-conn.blocked:
+	case <-ctx.Done():
+		t.Fatal("the stream wrote no event to the device that stopped reading")
+	}
+	for range maxStreamsPerDevice {
+		openSSE(t, ctx, ts.URL+"/api/v1/events", "0", pos)
+	}
+	// The oldest's write fails in its own goroutine: looked at until it has, or a minute.
+	for !conn.failed() && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !conn.failed() {
+		t.Fatal("the stream ended for room is still writing to the device that stopped reading")
+	}
+}
+
 // stallListener hands out connections whose peer can stop reading.
 type stallListener struct {
 	net.Listener
