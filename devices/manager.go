@@ -710,12 +710,22 @@ func (m *Manager) Revoke(ctx context.Context, id string) (Device, error) {
 	if _, err := m.db.RevokeDevice(ctx, id, now, "device revoked"); err != nil {
 		return Device{}, err
 	}
-	d, err := m.db.GetDevice(ctx, id)
-	if err != nil {
-		return Device{}, err
-	}
+	d, getErr := m.db.GetDevice(ctx, id)
 	m.mu.Lock()
-	e := &entry{dev: d, hash: m.devs[id].hash}
+	old := m.devs[id]
+	if old == nil { // forgotten meanwhile
+		m.mu.Unlock()
+		return Device{}, ErrNotFound
+	}
+	if getErr != nil {
+		// The revocation is stored: it is in force here too, whatever the read after it did
+		// (the credential refused, the streams ended), from what memory holds of the device.
+		d = old.dev
+		if d.RevokedAt.IsZero() {
+			d.RevokedAt = now
+		}
+	}
+	e := &entry{dev: d, hash: old.hash}
 	m.devs[id] = e
 	v := m.view(e, 0, now)
 	m.mu.Unlock()
