@@ -10,6 +10,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
 
+	"github.com/storeedge/storeedge/internal/backoff"
 	"github.com/storeedge/storeedge/internal/config"
 	"github.com/storeedge/storeedge/ops/logship"
 	"github.com/storeedge/storeedge/storage"
@@ -66,6 +67,8 @@ type Options struct {
 	LockRenewInterval time.Duration
 	// RunTimeout bounds one request's work; 0: DefaultRunTimeout.
 	RunTimeout time.Duration
+	// MinBackoff and MaxBackoff bound the waits before connecting again after the link failed,
+	// and before taking the next request after one was given back unanswered.
 	MinBackoff time.Duration // default 1s
 	MaxBackoff time.Duration // default 2m
 	Logger     *slog.Logger
@@ -198,6 +201,11 @@ func (w *Worker) session(ctx context.Context) (progressed bool, err error) {
 	defer l.snd.Close(context.WithoutCancel(ctx))
 	w.update(func(s *Status) { s.State, s.LastError = LinkConnected, "" })
 	w.log.Info("support: waiting for requests", slog.String("queue", w.o.Queue), slog.String("reply_queue", w.o.ReplyQueue))
+	// A request given back unanswered (the database or the reply queue failing) comes again at
+	// once and would likely fail the same way: Service Bus would dead-letter it within
+	// milliseconds, its deliveries used up. The next receive waits, longer each time, until a
+	// request is answered.
+	giveBack := backoff.New(w.o.MinBackoff, w.o.MaxBackoff)
 	for {
 		// Once stopped, ask for nothing more: a request redelivered after the one just given
 		// back may already wait in the link, and asking would take it only to give it back again
@@ -210,7 +218,14 @@ func (w *Worker) session(ctx context.Context) (progressed bool, err error) {
 			return progressed, fmt.Errorf("support: receive: %w", err)
 		}
 		for _, m := range msgs {
-			w.handle(ctx, l, m)
+			if w.handle(ctx, l, m) {
+				giveBack.Reset()
+				continue
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(giveBack.Next(0)):
+			}
 		}
 		progressed = progressed || len(msgs) > 0
 	}
@@ -243,26 +258,26 @@ func (w *Worker) attach(ctx context.Context, client *azservicebus.Client) (link,
 }
 
 // handle takes one request: refused (dead-lettered), answered and completed, or abandoned
-// when it could not be answered.
-func (w *Worker) handle(ctx context.Context, l link, m *azservicebus.ReceivedMessage) {
+// when it could not be answered (then it reports false).
+func (w *Worker) handle(ctx context.Context, l link, m *azservicebus.ReceivedMessage) bool {
 	h := Handled{At: w.now().UTC(), MessageID: m.MessageID}
 	r, err := w.accept(ctx, m)
 	var ref *RefusedError
 	if errors.As(err, &ref) {
 		h.ID, h.Kind = r.ID, r.Kind // empty unless the signature verified
 		w.refuse(ctx, l, m, h, ref)
-		return
+		return true
 	}
 	if err != nil {
 		w.abandon(ctx, l, m, h, err)
-		return
+		return false
 	}
 	h.ID, h.Kind = r.ID, r.Kind
 	ans := w.answer(ctx, l, m, r)
 	if ctx.Err() != nil {
 		// Stopped while it ran: its answer would be the stop, not the result. It comes again.
 		w.abandon(ctx, l, m, h, context.Cause(ctx))
-		return
+		return false
 	}
 	body, err := encodeAnswer(ans, w.red, l.limit)
 	if err == nil {
@@ -270,7 +285,7 @@ func (w *Worker) handle(ctx context.Context, l link, m *azservicebus.ReceivedMes
 	}
 	if err != nil {
 		w.abandon(ctx, l, m, h, err)
-		return
+		return false
 	}
 	sctx, cancel := settleContext(ctx)
 	defer cancel()
@@ -285,6 +300,7 @@ func (w *Worker) handle(ctx context.Context, l link, m *azservicebus.ReceivedMes
 	w.record(h)
 	w.log.Info("support: request answered", slog.String(keyRequestID, r.ID), slog.String(keyKind, r.Kind),
 		slog.String(keyResult, h.Result), slog.String(keyMessageID, m.MessageID), slog.Int("bytes", len(body)))
+	return true
 }
 
 // accept verifies a request, checks that the shop allows its kind, and remembers its id; the

@@ -182,6 +182,25 @@ func TestPingIsAnsweredOnTheReplyQueue(t *testing.T) {
 	}
 }
 
+// A request given back unanswered (the database failing) is not taken again at once: Service
+// Bus would dead-letter it within milliseconds, its deliveries used up, where a failure of a
+// few minutes should leave it to be answered. The waits grow from MinBackoff.
+func TestRequestGivenBackIsNotTakenAgainAtOnce(t *testing.T) {
+	const min = 100 * time.Millisecond
+	rg := newRig(t, func(o *Options) { o.MinBackoff, o.MaxBackoff = min, time.Second })
+	rg.db.Close() // every request fails to be remembered
+	start := time.Now()
+	rg.sendSigned(t, request(KindPing, "req-db-down"))
+	rg.peer.WaitStats(t, reqQueue, 30*time.Second, func(s testenv.SBQueueStats) bool { return s.Abandoned >= 3 })
+	// Two waits came between the three deliveries: each at least half its step (min, 2×min).
+	if took := time.Since(start); took < min/2+min {
+		t.Errorf("3 deliveries in %v: the request was taken again without a wait", took)
+	}
+	if s := rg.peer.Stats(t, reqQueue); s.DeadLettered != 0 {
+		t.Errorf("stats %+v: dead-lettered already", s)
+	}
+}
+
 // The answer's envelope is kept as the request gave it: a UUID holding "1234-5678", the shape of
 // a pairing code the result's redaction takes out, stays whole in the body's request_id, which
 // the vendor matches answers by.
