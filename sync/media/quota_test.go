@@ -194,3 +194,27 @@ func TestPrefetchDoneCountsAFileStoredInItsFirstSecond(t *testing.T) {
 		t.Errorf("no \"prefetch done\" counting G:\n%s", s.log)
 	}
 }
+
+// A run that begins on the tick after the one before ended counts only its own files: the
+// first run's file is not counted again in the second's "prefetch done".
+func TestBackToBackRunsCountTheirOwnFiles(t *testing.T) {
+	s := newShop(t)
+	first := item{"A", "a.jpg", "image/jpeg", content(1, 5000)}
+	second := item{"B", "b.jpg", "image/jpeg", content(2, 7000)}
+	src := newMemSource(first, second)
+	hold, hold2 := make(chan struct{}), make(chan struct{})
+	src.firstHold = map[string]chan struct{}{first.blob: hold, second.blob: hold2} // until each run shows
+	s.catalog(t, first)
+	f := s.fetcher(t, src, nil)
+	waitStatus(t, f, "the first run showing", func(st media.Status) bool { return st.PrefetchActive })
+	close(hold)
+	waitStatus(t, f, "the first run over", func(st media.Status) bool { return st.Files == 1 && !st.PrefetchActive })
+	s.catalog(t, second) // within the second after the first run ended
+	waitStatus(t, f, "the second run showing", func(st media.Status) bool { return st.PrefetchActive })
+	close(hold2)
+	waitStatus(t, f, "the second run over", func(st media.Status) bool { return st.Files == 2 && !st.PrefetchActive })
+	log := s.log.String()
+	if !strings.Contains(log, `msg="media: prefetch done" files=1 bytes=5000`) || !strings.Contains(log, `msg="media: prefetch done" files=1 bytes=7000`) {
+		t.Errorf("want one \"prefetch done\" of each run, with its own file:\n%s", log)
+	}
+}

@@ -87,7 +87,8 @@ func (f *Fetcher) tick(ctx context.Context) {
 	case !f.started:
 		return
 	case !p.active && fetching > 0:
-		// Counted from the last idle second: a file stored before this tick is the run's.
+		// Counted from the last idle second (or the end of the run before): a file stored
+		// before this tick is the run's.
 		p.active, p.since, p.lastLog, p.told = true, now, now, false
 	case !p.active:
 		p.filesAtStart, p.bytesAtStart = p.files, received
@@ -98,7 +99,7 @@ func (f *Fetcher) tick(ctx context.Context) {
 			f.log.LogAttrs(ctx, slog.LevelInfo, "media: prefetch done", slog.Int64(keyFiles, p.files-p.filesAtStart),
 				slog.Int64(keyBytes, received-p.bytesAtStart), slog.Duration("took", now.Sub(p.since).Round(time.Second)))
 		}
-		p.active = false
+		p.active, p.filesAtStart, p.bytesAtStart = false, p.files, received
 	case p.active && p.since.IsZero():
 		p.since, p.bytesAtStart, p.lastLog = now, received, now
 	case p.active && now.Sub(p.lastLog) >= f.o.ProgressInterval:
