@@ -32,8 +32,14 @@ type job struct {
 // maxBatch bounds the changes of one transaction.
 const maxBatch = 2048
 
-// lingerFor is how long the writer waits for more changes before it stores a batch.
-const lingerFor = 2 * time.Millisecond
+// lingerFor is the longest the writer waits for more changes before it stores a batch, and
+// lingerIdle how long it waits for the next once the changes stop coming: a burst (a fan-out's
+// commands to every device, their acknowledgements) shares one transaction, and the end of a
+// burst is not held for the whole lingerFor.
+const (
+	lingerFor  = 2 * time.Millisecond
+	lingerIdle = 100 * time.Microsecond
+)
 
 func newWriter(db *storage.DB, log *slog.Logger, committed func([]storage.CommandUpdate)) *writer {
 	return &writer{db: db, log: log, committed: committed, ch: make(chan job, maxBatch)}
@@ -121,12 +127,15 @@ func (w *writer) run(ctx context.Context) {
 			}
 			// Group commit: a moment for the rest of a burst (the other devices' commands and
 			// acknowledgements of the same fan-out) to arrive, so that they share one transaction.
-			linger := time.NewTimer(lingerFor)
+			linger, idle := time.NewTimer(lingerFor), time.NewTimer(lingerIdle)
 		gather:
 			for len(batch) < maxBatch {
 				select {
 				case j := <-w.ch:
 					jobs, batch = append(jobs, j), append(batch, j.ups...)
+					idle.Reset(lingerIdle)
+				case <-idle.C:
+					break gather
 				case <-linger.C:
 					break gather
 				case <-ctx.Done():
@@ -135,6 +144,7 @@ func (w *writer) run(ctx context.Context) {
 				}
 			}
 			linger.Stop()
+			idle.Stop()
 		}
 		wctx := context.WithoutCancel(ctx) // a change taken is stored, even as the server stops
 		if stopping {
