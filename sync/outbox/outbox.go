@@ -73,13 +73,16 @@ type Worker struct {
 	failedAlone map[string]int64
 	sentAlone   int64
 	// answerGood says the platform's last answer to an upload was good (read, and 2xx): false
-	// until one is, since start, and after any failure (a 5xx, no answer, a malformed one). malformedAlone counts how many times each entry sent
-	// alone was answered malformed (cloud.ErrMalformedAnswer), until it is settled: an entry
-	// answered so while the platform's answer before was good is set aside (the answer is about
-	// it), and so is one answered so malformedTries times. Right after a start nothing says the
-	// platform answers well: a malformed answer then may be its fault for every event.
-	answerGood     bool
-	malformedAlone map[string]int
+	// until one is, since start, and after any failure (a 5xx, a 4xx, no answer, one too large,
+	// a malformed one). malformedAlone counts how many times each entry sent alone was answered
+	// malformed (cloud.ErrMalformedAnswer), until it is settled: an entry answered so while the
+	// platform's answer before was good is set aside (the answer is about it), and so is one
+	// answered so malformedTries times. Right after a start nothing says the platform answers
+	// well: a malformed answer then may be its fault for every event. uploadedWell says the last
+	// call of upload had such an answer (false when it sent nothing: an event set aside unsent):
+	// an event sent alone so "goes through" (oneByOne).
+	answerGood, uploadedWell bool
+	malformedAlone           map[string]int
 
 	mu        sync.Mutex // protects the fields below
 	lastError string
@@ -292,8 +295,10 @@ func (w *Worker) oneByOne(ctx context.Context, entries []storage.OutboxEntry) (i
 			failedOn, inARow = fault(failedOn, err), 1
 		case err != nil:
 			return n, err
-		case !answeredWell:
-			inARow = 0 // settled, but the platform's answer was not good: nothing gone through
+		case !answeredWell || !w.uploadedWell:
+			// Settled, but the platform's answer was not good (set aside on a 4xx or an answer
+			// too large, or unsent): nothing gone through.
+			inARow = 0
 		default:
 			inARow, through = 0, true
 			k := len(malformed)
@@ -492,6 +497,7 @@ func (w *Worker) setAside(ctx context.Context, key, reason string) error {
 // (4xx), or fails on (a 5xx but 503), is sent again one entry at a time, so that only the entry
 // at fault is set aside (4xx) or left queued (5xx), and the others go.
 func (w *Worker) upload(ctx context.Context, entries []storage.OutboxEntry) (int, error) {
+	w.uploadedWell = false
 	if n, done, err := w.setAsideUnsendable(ctx, entries); done {
 		return n, err
 	}
@@ -503,7 +509,7 @@ func (w *Worker) upload(ctx context.Context, entries []storage.OutboxEntry) (int
 	}
 	resp, err := w.o.Cloud.Upload(ctx, events)
 	wasGood := w.answerGood
-	w.answerGood = err == nil
+	w.answerGood, w.uploadedWell = err == nil, err == nil
 	if err != nil {
 		var ce *cloud.Error
 		if errors.As(err, &ce) && !ce.Retryable() {

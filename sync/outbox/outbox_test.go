@@ -1101,6 +1101,59 @@ func TestMalformedFirstAnswerAfterStartKeepsTheEvent(t *testing.T) {
 	}
 }
 
+// An event answered malformed alone stays queued when no answer of the attempt could be read:
+// another event of it refused (a 4xx) or answered too large, both set aside, did not go
+// through.
+func TestMalformedAnswerKeptWhenNothingGoesThrough(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		answer func(w http.ResponseWriter)
+	}{
+		{"refused", func(w http.ResponseWriter) {
+			w.WriteHeader(http.StatusBadRequest)
+			w.Write([]byte(`{"title":"bad event"}`))
+		}},
+		{"answer too large", func(w http.ResponseWriter) {
+			w.Write([]byte(`{"accepted":["`))
+			w.Write(bytes.Repeat([]byte("x"), 9<<20))
+			w.Write([]byte(`"]}`))
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			db := openDB(t)
+			ctx := context.Background()
+			createOrders(t, db, 2, 1)
+			pending, err := db.PendingOutbox(ctx, 10)
+			if err != nil || len(pending) != 2 {
+				t.Fatalf("%d pending, %v", len(pending), err)
+			}
+			first := pending[0].Key
+			cl := handlerCloud(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				var req cloudapi.UploadRequest
+				json.NewDecoder(r.Body).Decode(&req)
+				w.Header().Set("Content-Type", "application/json")
+				switch {
+				case len(req.Events) > 1:
+					w.WriteHeader(http.StatusInternalServerError)
+				case req.Events[0].Key == first:
+					w.Write([]byte(`{"accepted":{"count":1}}`))
+				default:
+					c.answer(w)
+				}
+			}))
+			New(Options{DB: db, Cloud: cl}).Drain(ctx)
+			rejected, err := db.RejectedOutbox(ctx, 10)
+			var keys []string
+			for _, e := range rejected {
+				keys = append(keys, e.Key+": "+e.LastError)
+			}
+			if err != nil || len(rejected) != 1 || rejected[0].Key == first {
+				t.Fatalf("set aside %q (%v): want the second event only, the first (%s, answered malformed) still queued", keys, err, first)
+			}
+		})
+	}
+}
+
 // A failure between a good answer and a malformed one (a 5xx to the batch, then each event sent
 // alone answered malformed) leaves nothing known good before it: the events stay queued.
 func TestMalformedAnswerAfterAFailureKeepsTheEvent(t *testing.T) {
