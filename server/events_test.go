@@ -405,7 +405,7 @@ func TestStreamEndedForRoomNotHeldByAStalledWrite(t *testing.T) {
 	newOrder(t, f, "k1")
 	c := openSSE(t, ctx, ts.URL+"/api/v1/events", "0", pos)
 	c.next(t)
-	conn := <-ln.conns // the first stream's connection
+	conn := <-ln.conns                 // the first stream's connection
 	t.Cleanup(func() { conn.Close() }) // before ts.Close, which would wait for its write otherwise
 	conn.stall()
 	newOrder(t, f, "k2")
