@@ -344,29 +344,10 @@ func TestRevokeEndsTheStreamAtOnce(t *testing.T) {
 // holding the answer for lan.write_timeout.
 func TestRevokeNotHeldByAStalledStream(t *testing.T) {
 	f := newFixture(t, func(o *Options) { o.WriteTimeout = time.Hour })
-	inner, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln := &stallListener{Listener: inner, conns: make(chan *stallConn, 8)}
-	ts := httptest.NewUnstartedServer(f.h)
-	ts.Listener = ln
-	ts.Start()
-	t.Cleanup(ts.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	lost := f.device(t, "lost tablet")
-	newOrder(t, f, "k1")
-	c := openSSE(t, ctx, ts.URL+"/api/v1/events", "0", lost.Token)
-	c.next(t)
-	conn := <-ln.conns // the stream's, the only connection to this server
-	conn.stall()
-	newOrder(t, f, "k2")
-	select {
-	case <-conn.blocked:
-	case <-ctx.Done():
-		t.Fatal("the stream wrote no event to the device that stopped reading")
-	}
+	conn, _ := stalledStream(t, ctx, f, lost.Token)
 	answered := make(chan int, 1)
 	go func() {
 		answered <- f.post(t, "/api/v1/admin/devices/"+lost.DeviceID+"/revoke", "", "").Code
@@ -390,6 +371,28 @@ func TestRevokeNotHeldByAStalledStream(t *testing.T) {
 // once rather than after lan.write_timeout.
 func TestStreamEndedForRoomNotHeldByAStalledWrite(t *testing.T) {
 	f := newFixture(t, func(o *Options) { o.WriteTimeout = time.Hour })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pos := f.device(t, "pos").Token
+	conn, url := stalledStream(t, ctx, f, pos)
+	for range maxStreamsPerDevice {
+		openSSE(t, ctx, url+"/api/v1/events", "0", pos)
+	}
+	// The oldest's write fails in its own goroutine: looked at until it has, or a minute.
+	for !conn.failed() && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !conn.failed() {
+		t.Fatal("the stream ended for room is still writing to the device that stopped reading")
+	}
+}
+
+// stalledStream serves f on a listener whose connections can stall, opens an event stream with
+// token, stops reading it, and returns once the stream is stuck writing an event: its connection
+// and the server's URL. The connection is closed before the server when the test ends (the
+// server's Close would wait for the stuck write).
+func stalledStream(t *testing.T, ctx context.Context, f *fixture, token string) (*stallConn, string) {
+	t.Helper()
 	inner, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -399,14 +402,11 @@ func TestStreamEndedForRoomNotHeldByAStalledWrite(t *testing.T) {
 	ts.Listener = ln
 	ts.Start()
 	t.Cleanup(ts.Close)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	pos := f.device(t, "pos").Token
 	newOrder(t, f, "k1")
-	c := openSSE(t, ctx, ts.URL+"/api/v1/events", "0", pos)
+	c := openSSE(t, ctx, ts.URL+"/api/v1/events", "0", token)
 	c.next(t)
-	conn := <-ln.conns                 // the first stream's connection
-	t.Cleanup(func() { conn.Close() }) // before ts.Close, which would wait for its write otherwise
+	conn := <-ln.conns // the stream's, the first connection to this server
+	t.Cleanup(func() { conn.Close() })
 	conn.stall()
 	newOrder(t, f, "k2")
 	select {
@@ -414,16 +414,7 @@ func TestStreamEndedForRoomNotHeldByAStalledWrite(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the stream wrote no event to the device that stopped reading")
 	}
-	for range maxStreamsPerDevice {
-		openSSE(t, ctx, ts.URL+"/api/v1/events", "0", pos)
-	}
-	// The oldest's write fails in its own goroutine: looked at until it has, or a minute.
-	for !conn.failed() && ctx.Err() == nil {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if !conn.failed() {
-		t.Fatal("the stream ended for room is still writing to the device that stopped reading")
-	}
+	return conn, ts.URL
 }
 
 // stallListener hands out connections whose peer can stop reading.
