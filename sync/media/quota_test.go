@@ -120,14 +120,21 @@ func TestItemLargerThanTheCacheFails(t *testing.T) {
 	}
 }
 
+// goodAndCorrupt are two images of 5,000 bytes and their source: G's blob whole, B's of the
+// same size but another MD5 (quarantined once fetched).
+func goodAndCorrupt() (good, bad item, src *memSource) {
+	good = item{"G", "g.jpg", "image/jpeg", content(1, 5000)}
+	bad = item{"B", "b.jpg", "image/jpeg", content(2, 5000)}
+	src = newMemSource(good)
+	src.blobs[bad.blob] = append([]byte{bad.data[0] ^ 1}, bad.data[1:]...) // same size, other MD5
+	return good, bad, src
+}
+
 // A blob that keeps failing (quarantined here) leaves no prefetch running for ever: once the
 // rest is fetched the log says the prefetch is done, and no progress lines follow.
 func TestPrefetchDoneWithAQuarantinedItemLeft(t *testing.T) {
 	s := newShop(t)
-	good := item{"G", "g.jpg", "image/jpeg", content(1, 5000)}
-	bad := item{"B", "b.jpg", "image/jpeg", content(2, 5000)}
-	src := newMemSource(good)
-	src.blobs[bad.blob] = append([]byte{bad.data[0] ^ 1}, bad.data[1:]...)
+	good, bad, src := goodAndCorrupt()
 	hold := make(chan struct{})
 	src.hold = hold // until the prefetch shows as running
 	s.catalog(t, good, bad)
@@ -148,10 +155,7 @@ func TestPrefetchDoneWithAQuarantinedItemLeft(t *testing.T) {
 // line per retry, backed off up to an hour, would be noise.
 func TestFailedRetryLogsNoPrefetchDone(t *testing.T) {
 	s := newShop(t)
-	good := item{"G", "g.jpg", "image/jpeg", content(1, 5000)}
-	bad := item{"B", "b.jpg", "image/jpeg", content(2, 5000)}
-	src := newMemSource(good)
-	src.blobs[bad.blob] = append([]byte{bad.data[0] ^ 1}, bad.data[1:]...)
+	good, bad, src := goodAndCorrupt()
 	hold, retry := make(chan struct{}), make(chan struct{})
 	src.hold = hold                                           // until the first run shows
 	src.retryHold = map[string]chan struct{}{bad.blob: retry} // until B's retry shows as a run
@@ -179,10 +183,7 @@ func TestFailedRetryLogsNoPrefetchDone(t *testing.T) {
 // failing) still ends with its "prefetch done", counting that file.
 func TestPrefetchDoneCountsAFileStoredInItsFirstSecond(t *testing.T) {
 	s := newShop(t)
-	good := item{"G", "g.jpg", "image/jpeg", content(1, 5000)}
-	bad := item{"B", "b.jpg", "image/jpeg", content(2, 5000)}
-	src := newMemSource(good)
-	src.blobs[bad.blob] = append([]byte{bad.data[0] ^ 1}, bad.data[1:]...)
+	good, bad, src := goodAndCorrupt()
 	hold := make(chan struct{})
 	src.firstHold = map[string]chan struct{}{bad.blob: hold} // until G is stored and the run shows
 	s.catalog(t, good, bad)
