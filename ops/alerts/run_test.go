@@ -13,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/storeedge/storeedge/internal/config"
+	"github.com/storeedge/storeedge/storage"
 )
 
 // syncBuffer is a log the test reads while Run writes it.
@@ -33,20 +34,15 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// Run checks at once, mails what opens, logs it, and stops when told, leaving no goroutine.
-func TestRunMailsAndStops(t *testing.T) {
-	// Checked after every cleanup (the database, the mail server): the first one runs last.
-	before := goleak.IgnoreCurrent()
-	t.Cleanup(func() { goleak.VerifyNone(t, before) })
-	srv, mailer := plainServer(t)
-	db := openDB(t, "")
-	var logBuf syncBuffer
-	checked := make(chan struct{}, 100)
-	f := &facts{f: Facts{MediaQuotaFull: true}}
+// runAlerts runs an Alerts of db (with mailer, nil for none, and f's facts), logging at DEBUG to
+// logBuf; checked hears each gathering of the facts, and stop ends Run and returns what it did.
+func runAlerts(t *testing.T, db *storage.DB, mailer Mailer, f *facts, logBuf *syncBuffer) (a *Alerts, checked <-chan struct{}, stop func() error) {
+	t.Helper()
+	c := make(chan struct{}, 100)
 	a, err := New(Options{DB: db, Mailer: mailer, Identity: testIdentity, Config: config.Default().Alerts,
-		Logger: slog.New(slog.NewTextHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger: slog.New(slog.NewTextHandler(logBuf, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Facts: func(ctx context.Context) (Facts, error) {
-			checked <- struct{}{}
+			c <- struct{}{}
 			return f.get(ctx)
 		}})
 	if err != nil {
@@ -55,6 +51,22 @@ func TestRunMailsAndStops(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
+	return a, c, func() error {
+		cancel()
+		return <-done
+	}
+}
+
+// Run checks at once, mails what opens, logs it, and stops when told, leaving no goroutine.
+func TestRunMailsAndStops(t *testing.T) {
+	// Checked after every cleanup (the database, the mail server): the first one runs last.
+	before := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, before) })
+	srv, mailer := plainServer(t)
+	db := openDB(t, "")
+	var logBuf syncBuffer
+	f := &facts{f: Facts{MediaQuotaFull: true}}
+	_, checked, stop := runAlerts(t, db, mailer, f, &logBuf)
 	<-checked
 	// The mail goes in the same round as the check; the server is another process, so poll it,
 	// and the log, which says so once the server has answered the whole conversation.
@@ -62,8 +74,7 @@ func TestRunMailsAndStops(t *testing.T) {
 	for (len(srv.Messages()) == 0 || !strings.Contains(logBuf.String(), "alerts: mail sent")) && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
+	if err := stop(); !errors.Is(err, context.Canceled) {
 		t.Errorf("Run returned %v, want context.Canceled", err)
 	}
 	wantSubjects(t, srv, "[storeedge] Lyon Part-Dieu: ALERT media cache full")
@@ -112,22 +123,9 @@ func TestQueuedMailsDroppedWithoutAMailServer(t *testing.T) {
 	}
 
 	var logBuf syncBuffer
-	checked := make(chan struct{}, 100)
-	a, err := New(Options{DB: db, Identity: testIdentity, Config: config.Default().Alerts, // smtp.host emptied
-		Logger: slog.New(slog.NewTextHandler(&logBuf, nil)),
-		Facts: func(ctx context.Context) (Facts, error) {
-			checked <- struct{}{}
-			return r.facts.get(ctx)
-		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
+	a, checked, stop := runAlerts(t, db, nil, r.facts, &logBuf) // smtp.host emptied
 	<-checked
-	cancel()
-	<-done
+	stop()
 	st, err := a.Status(context.Background())
 	if err != nil || st.Mail != MailOff || st.QueuedMails != 0 || len(st.Open) != 1 {
 		t.Errorf("status without a mail server %+v (%v): want mail off, nothing queued, the alert still open", st, err)
