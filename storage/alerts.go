@@ -200,34 +200,10 @@ func (db *DB) AlertQueueState(ctx context.Context) (AlertQueue, error) {
 
 // DropQueuedAlertMails forgets the notices not sent yet, and says how many.
 func (db *DB) DropQueuedAlertMails(ctx context.Context) (int64, error) {
-	var n int64
-	err := db.write(ctx, func(tx *sql.Tx) error {
-		r, err := tx.ExecContext(ctx, `DELETE FROM alert_mail WHERE sent_at = 0`)
-		if err != nil {
-			return err
-		}
-		n, err = r.RowsAffected()
-		return err
-	})
-	if err != nil {
-		return 0, fmt.Errorf("storage: drop queued alert mails: %w", err)
-	}
-	return n, nil
+	return db.writeCount(ctx, "drop queued alert mails", `DELETE FROM alert_mail WHERE sent_at = 0`)
 }
 
 // PruneAlertMails forgets the notices sent before t, and says how many.
 func (db *DB) PruneAlertMails(ctx context.Context, before time.Time) (int64, error) {
-	var n int64
-	err := db.write(ctx, func(tx *sql.Tx) error {
-		r, err := tx.ExecContext(ctx, `DELETE FROM alert_mail WHERE sent_at != 0 AND sent_at < ?`, toMillis(before))
-		if err != nil {
-			return err
-		}
-		n, err = r.RowsAffected()
-		return err
-	})
-	if err != nil {
-		return 0, fmt.Errorf("storage: prune alert mails: %w", err)
-	}
-	return n, nil
+	return db.writeCount(ctx, "prune alert mails", `DELETE FROM alert_mail WHERE sent_at != 0 AND sent_at < ?`, toMillis(before))
 }

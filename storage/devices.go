@@ -565,39 +565,15 @@ const lateAck = "acknowledged after its time to live ran out"
 // ExpireCommands marks expired every open command whose time ran out at now, with reason, and
 // returns how many.
 func (db *DB) ExpireCommands(ctx context.Context, now time.Time, reason string) (int64, error) {
-	var n int64
-	err := db.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE device_commands SET state = 'expired', done_at = ?, reason = ? WHERE state IN ('queued', 'sent') AND expires_at <= ?`,
-			now.UnixMilli(), reason, now.UnixMilli())
-		if err != nil {
-			return err
-		}
-		n, _ = res.RowsAffected()
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("storage: expire commands: %w", err)
-	}
-	return n, nil
+	return db.writeCount(ctx, "expire commands", `UPDATE device_commands SET state = 'expired', done_at = ?, reason = ? WHERE state IN ('queued', 'sent') AND expires_at <= ?`,
+		now.UnixMilli(), reason, now.UnixMilli())
 }
 
 // PruneCommands deletes the commands of type typ ("": of every type) that reached a final state
 // before before, and returns how many.
 func (db *DB) PruneCommands(ctx context.Context, before time.Time, typ string) (int64, error) {
-	var n int64
-	err := db.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM device_commands WHERE state IN ('acknowledged', 'expired', 'failed') AND done_at < ?
-			AND (? = '' OR type = ?)`, before.UnixMilli(), typ, typ)
-		if err != nil {
-			return err
-		}
-		n, _ = res.RowsAffected()
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("storage: prune commands: %w", err)
-	}
-	return n, nil
+	return db.writeCount(ctx, "prune commands", `DELETE FROM device_commands WHERE state IN ('acknowledged', 'expired', 'failed') AND done_at < ?
+		AND (? = '' OR type = ?)`, before.UnixMilli(), typ, typ)
 }
 
 // QueueDepth is one device's count of commands queued or sent, from the index on its open

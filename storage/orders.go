@@ -371,6 +371,24 @@ func (db *DB) write(ctx context.Context, f func(*sql.Tx) error) error {
 	return db.writeEvents(ctx, nil, f)
 }
 
+// writeCount runs one statement in a write of its own and returns the rows it changed; what
+// names it in the error ("prune commands").
+func (db *DB) writeCount(ctx context.Context, what, query string, args ...any) (int64, error) {
+	var n int64
+	err := db.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("storage: %s: %w", what, err)
+	}
+	return n, nil
+}
+
 type querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
