@@ -174,8 +174,7 @@ func backupConn(ctx context.Context, conn *sql.Conn, dst string, m Manifest, set
 		if err != nil {
 			return err
 		}
-		_, err = bk.Step(-1)
-		return errors.Join(err, bk.Finish())
+		return copyAll(bk)
 	})
 	if err != nil {
 		return fmt.Errorf("copy: %w", err)
@@ -356,8 +355,7 @@ type RestoreResult struct {
 // at dbPath + ".before-restore-<UTC time>". The copy into place is one SQLite transaction: cut short, the
 // database stays as it was. The backup's schema may be older than this program's: the server
 // migrates it at its next start.
-func Restore(ctx context.Context, backupPath, dbPath string) (RestoreResult, error) {
-	var res RestoreResult
+func Restore(ctx context.Context, backupPath, dbPath string) (res RestoreResult, err error) {
 	info, err := InspectBackup(ctx, backupPath)
 	if err != nil {
 		return res, err
@@ -367,6 +365,11 @@ func Restore(ctx context.Context, backupPath, dbPath string) (RestoreResult, err
 	}
 	if err := os.MkdirAll(filepath.Dir(dbPath), 0o750); err != nil {
 		return res, fmt.Errorf("storage: restore: %w", err)
+	}
+	if same, err := sameFile(backupPath, dbPath); err != nil {
+		return res, fmt.Errorf("storage: restore: %w", err)
+	} else if same {
+		return res, fmt.Errorf("storage: restore: %s is the database itself, not a backup of it: name a backup file", backupPath)
 	}
 	c, conn, err := lockExclusive(ctx, dbPath)
 	if isDamaged(err) {
@@ -378,29 +381,55 @@ func Restore(ctx context.Context, backupPath, dbPath string) (RestoreResult, err
 	if err != nil {
 		return res, err
 	}
-	defer c.Close()
-	defer conn.Close()
-	var lastEvent int64          // the highest event id the replaced database gave out
-	var revoked map[string]int64 // the replaced database's revoked devices, by id: when each was revoked
-	knewDevices := false         // the replaced database paired devices: it knows their revocations
+	defer func() {
+		if conn != nil {
+			conn.Close()
+			c.Close()
+		}
+	}()
+	var replaced replacedDB
 	if v, err := schemaVersionOf(ctx, conn); err == nil && v > 0 {
 		res.Previous = dbPath + ".before-restore-" + time.Now().UTC().Format("20060102T150405.000Z")
-		if err := backupConn(ctx, conn, res.Previous, Manifest{Reason: "kept before a restore"}, nil); err != nil {
-			return res, fmt.Errorf("storage: restore: keep the current database: %w", err)
+		replaced, err = readReplaced(ctx, conn, res.Previous)
+		if err != nil {
+			removeDB(res.Previous)
+			res.Previous = ""
 		}
-		if lastEvent, err = eventIDsGiven(ctx, conn); err != nil {
-			return res, fmt.Errorf("storage: restore: read the replaced database's events: %w", err)
-		}
-		if revoked, err = revokedDevices(ctx, conn); err != nil {
-			return res, fmt.Errorf("storage: restore: read the replaced database's devices: %w", err)
-		}
-		if knewDevices, err = holdsDevices(ctx, conn, false); err != nil {
-			return res, fmt.Errorf("storage: restore: read the replaced database's devices: %w", err)
+		if unreadable(err) {
+			// Damaged further in than its first pages (a page SQLite cannot read, an index that
+			// does not match its table): it cannot be copied or read, and is moved aside as one
+			// SQLite cannot open, what it knew of revocations unknown.
+			conn.Close()
+			c.Close()
+			conn, replaced = nil, replacedDB{}
+			if res.Damaged, err = moveAside(dbPath); err != nil {
+				return res, fmt.Errorf("storage: restore: move the damaged database aside: %w", err)
+			}
+			if c, conn, err = lockExclusive(ctx, dbPath); err != nil {
+				return res, err
+			}
+		} else if err != nil {
+			return res, err
 		}
 	}
-	if err := restoreInto(ctx, conn, backupPath); err != nil {
+	if err := copyInto(conn, backupPath); err != nil {
+		// The database is as it was: the copy kept of it would only take the disk's space.
+		if res.Previous != "" {
+			removeDB(res.Previous)
+			res.Previous = ""
+		}
 		return res, fmt.Errorf("storage: restore %s: %w", backupPath, err)
 	}
+	// From here on the database is the backup's: an error names the copy of the one replaced.
+	defer func() {
+		if err != nil && res.Previous != "" {
+			err = fmt.Errorf("%w (the database it replaced is kept as %s)", err, res.Previous)
+		}
+	}()
+	if err := settleRestored(ctx, conn); err != nil {
+		return res, fmt.Errorf("storage: restore %s: %w", backupPath, err)
+	}
+	lastEvent, revoked, knewDevices := replaced.lastEvent, replaced.revoked, replaced.knewDevices
 	if res.Revoked, err = keepRevoked(ctx, conn, revoked); err != nil {
 		return res, fmt.Errorf("storage: restore %s: %w", backupPath, err)
 	}
@@ -424,6 +453,48 @@ func Restore(ctx context.Context, backupPath, dbPath string) (RestoreResult, err
 		return res, fmt.Errorf("storage: restore %s: %w", backupPath, err)
 	}
 	return res, nil
+}
+
+// replacedDB is what a restore keeps of the database it replaces.
+type replacedDB struct {
+	lastEvent   int64            // the highest event id it gave out
+	revoked     map[string]int64 // its revoked devices, by id: when each was revoked
+	knewDevices bool             // it paired devices: it knows their revocations
+}
+
+// readReplaced copies the database of conn to previous, as a backup, and reads what a restore
+// keeps of it.
+func readReplaced(ctx context.Context, conn *sql.Conn, previous string) (replacedDB, error) {
+	var r replacedDB
+	var err error
+	if err = backupConn(ctx, conn, previous, Manifest{Reason: "kept before a restore"}, nil); err != nil {
+		return r, fmt.Errorf("storage: restore: keep the current database: %w", err)
+	}
+	if r.lastEvent, err = eventIDsGiven(ctx, conn); err != nil {
+		return r, fmt.Errorf("storage: restore: read the replaced database's events: %w", err)
+	}
+	if r.revoked, err = revokedDevices(ctx, conn); err != nil {
+		return r, fmt.Errorf("storage: restore: read the replaced database's devices: %w", err)
+	}
+	if r.knewDevices, err = holdsDevices(ctx, conn, false); err != nil {
+		return r, fmt.Errorf("storage: restore: read the replaced database's devices: %w", err)
+	}
+	return r, nil
+}
+
+// sameFile tells whether a and b name the same file; false when b does not exist.
+func sameFile(a, b string) (bool, error) {
+	fa, err := os.Stat(a)
+	if err != nil {
+		return false, err
+	}
+	fb, err := os.Stat(b)
+	if os.IsNotExist(err) {
+		return false, nil
+	} else if err != nil {
+		return false, err
+	}
+	return os.SameFile(fa, fb), nil
 }
 
 // revokedDevices lists the database's revoked devices with when each was revoked; none before
@@ -551,10 +622,20 @@ func lockExclusive(ctx context.Context, path string) (*sql.DB, *sql.Conn, error)
 	return c, conn, nil
 }
 
-// restoreInto copies the backup at src over the database of conn, drops the manifest and
-// checks the result.
-func restoreInto(ctx context.Context, conn *sql.Conn, src string) error {
-	err := conn.Raw(func(dc any) error {
+// copyAll runs the SQLite online backup bk to its end and finishes it. Finish repeats the error
+// of a step that failed: it is said once.
+func copyAll(bk *sqlite.Backup) error {
+	if _, err := bk.Step(-1); err != nil {
+		bk.Finish()
+		return err
+	}
+	return bk.Finish()
+}
+
+// copyInto copies the backup at src over the database of conn, in one transaction: when it
+// fails, the database is as it was.
+func copyInto(conn *sql.Conn, src string) error {
+	return conn.Raw(func(dc any) error {
 		r, ok := dc.(interface {
 			NewRestore(string) (*sqlite.Backup, error)
 		})
@@ -565,12 +646,13 @@ func restoreInto(ctx context.Context, conn *sql.Conn, src string) error {
 		if err != nil {
 			return err
 		}
-		_, err = bk.Step(-1)
-		return errors.Join(err, bk.Finish())
+		return copyAll(bk)
 	})
-	if err != nil {
-		return err
-	}
+}
+
+// settleRestored drops the manifest of the backup copied over the database of conn, puts the
+// database in WAL mode and checks it.
+func settleRestored(ctx context.Context, conn *sql.Conn) error {
 	for _, s := range []string{`DROP TABLE IF EXISTS backup_manifest`, `PRAGMA journal_mode = WAL`} {
 		if _, err := conn.ExecContext(ctx, s); err != nil {
 			return err
@@ -625,10 +707,18 @@ func integrityCheck(ctx context.Context, q queryer, pragma string) error {
 		return fmt.Errorf("%s: %w", pragma, err)
 	}
 	if len(problems) > 0 {
-		return fmt.Errorf("%s: %s", pragma, strings.Join(problems, "; "))
+		return &checkError{pragma: pragma, problems: problems}
 	}
 	return nil
 }
+
+// checkError is what PRAGMA integrity_check or quick_check found wrong in a database.
+type checkError struct {
+	pragma   string
+	problems []string // the first 10
+}
+
+func (e *checkError) Error() string { return e.pragma + ": " + strings.Join(e.problems, "; ") }
 
 // sqliteCode is the primary SQLite result code of err, or 0.
 func sqliteCode(err error) int { return sqliteExtendedCode(err) & 0xff }
@@ -647,6 +737,13 @@ func sqliteExtendedCode(err error) int {
 func isDamaged(err error) bool {
 	c := sqliteCode(err)
 	return c == 11 || c == 26
+}
+
+// unreadable tells an error of a database that is damaged, as SQLite says when reading it or
+// as its check finds.
+func unreadable(err error) bool {
+	var ce *checkError
+	return isDamaged(err) || errors.As(err, &ce)
 }
 
 func noSuchTable(err error) bool {

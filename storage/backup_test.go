@@ -957,3 +957,128 @@ func TestBackupAndRestoreTakeRelativePaths(t *testing.T) {
 		t.Errorf("the backup is not where it was asked for: %v", err)
 	}
 }
+
+// damageDeepIn overwrites the last pages of the closed database at path: SQLite still opens it,
+// and its check (or a read of those pages) finds it damaged.
+func damageDeepIn(t *testing.T, path string) {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const page = 4096
+	if fi.Size() < 8*page {
+		t.Fatalf("the database is %d bytes: too small to damage past its first pages", fi.Size())
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	junk := []byte(strings.Repeat("\xaa", 3*page))
+	if _, err := f.WriteAt(junk, fi.Size()-int64(len(junk))); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c, conn, err := lockExclusive(context.Background(), path)
+	if err != nil {
+		t.Fatalf("the damaged database does not open: %v", err)
+	}
+	defer c.Close()
+	defer conn.Close()
+	if err := quickCheck(context.Background(), conn); err == nil {
+		t.Fatal("the damaged database passes its check")
+	}
+}
+
+// A database damaged further in than its first pages (a disk fault) is replaced by the backup,
+// as one SQLite cannot open at all is (install.md: restore over a damaged database): moved
+// aside, not copied, and the revocations it knew said to be unknown.
+func TestRestoreOverADatabaseDamagedDeepIn(t *testing.T) {
+	ctx := context.Background()
+	path, db, backup := backedUpShop(t)
+	var ps []cloudapi.Change
+	for i := range 300 {
+		ps = append(ps, product(fmt.Sprint("F", i), int64(10+i), strings.Repeat("filler ", 40), "Drinks"))
+	}
+	apply(t, db, cloudapi.Products, "c2", ps...)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	damageDeepIn(t, path)
+	res, err := Restore(ctx, backup, path)
+	if err != nil {
+		t.Fatalf("restore over a database damaged deep in: %v", err)
+	}
+	if res.Damaged == "" || res.Previous != "" || !res.RevocationsUnknown {
+		t.Errorf("restore over a damaged database: %+v; want it moved aside, no copy, revocations unknown", res)
+	}
+	if _, err := os.Stat(res.Damaged); err != nil {
+		t.Errorf("the damaged database is not kept: %v", err)
+	}
+	kept, _ := filepath.Glob(path + ".before-restore-*")
+	if len(kept) != 0 {
+		t.Errorf("a copy of the damaged database was left: %v", kept)
+	}
+	db, err = Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if d, err := db.GetDevice(ctx, "dv_pos"); err != nil || d.Name != "till 1" {
+		t.Errorf("paired device after restore: %+v %v", d, err)
+	}
+}
+
+// A restore whose copy fails leaves the database as it was and nothing beside it: the copy of
+// the database kept before the restore would only take the disk's space (a restore failing on a
+// full disk would leave it fuller).
+func TestFailedRestoreLeavesNoCopy(t *testing.T) {
+	ctx := context.Background()
+	path, db, backup := backedUpShop(t)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// SQLite refuses to copy pages of another size into a database in WAL mode.
+	raw, err := sql.Open("sqlite", fileURI(backup))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{`PRAGMA page_size = 8192`, `VACUUM`} {
+		if _, err := raw.Exec(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw.Close()
+	if _, err := Restore(ctx, backup, path); err == nil {
+		t.Fatal("a restore of pages of another size into a WAL database went through")
+	}
+	kept, _ := filepath.Glob(path + ".before-restore-*")
+	if len(kept) != 0 {
+		t.Errorf("the failed restore left %v", kept)
+	}
+	db, err = Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if d, err := db.GetDevice(ctx, "dv_pos"); err != nil || d.Name != "till 1" {
+		t.Errorf("the database after a failed restore: %+v %v", d, err)
+	}
+}
+
+// The database itself named as the backup is refused as such, not as "in use" by its own lock.
+func TestRestoreOfTheDatabaseOntoItself(t *testing.T) {
+	path, db, _ := backedUpShop(t)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Restore(context.Background(), path, path)
+	if err == nil || !strings.Contains(err.Error(), "is the database itself") {
+		t.Fatalf("restore of the database onto itself: %v", err)
+	}
+	if kept, _ := filepath.Glob(path + ".before-restore-*"); len(kept) != 0 {
+		t.Errorf("the refused restore left %v", kept)
+	}
+}
