@@ -129,6 +129,9 @@ func (m *Manager) throttled(address string, now time.Time) error {
 type entry struct {
 	dev  storage.Device
 	hash [32]byte
+	// revokedVersion is, once the device is revoked, the push version of its last connection
+	// since the server started (its link is gone then); 0: none.
+	revokedVersion int
 }
 
 // Manager is the registry, pairing, authentication and the command queue with its push links.
@@ -279,7 +282,7 @@ func (m *Manager) view(e *entry, depth int64, now time.Time) Device {
 	}
 	if !d.RevokedAt.IsZero() {
 		t := d.RevokedAt
-		v.Revoked, v.RevokedAt, v.Push = true, &t, PushRevoked
+		v.Revoked, v.RevokedAt, v.Push, v.PushVersion = true, &t, PushRevoked, e.revokedVersion
 		return v
 	}
 	if l := m.links[d.ID]; l != nil {
@@ -646,7 +649,7 @@ func (m *Manager) replace(ctx context.Context, d storage.Device, wake bool) (Dev
 		// Revoked while d was read: a revocation is never undone by a later write-back.
 		d.RevokedAt = e.dev.RevokedAt
 	}
-	ne := &entry{dev: d, hash: e.hash}
+	ne := &entry{dev: d, hash: e.hash, revokedVersion: e.revokedVersion}
 	m.devs[d.ID] = ne
 	l := m.links[d.ID]
 	v := m.view(ne, depth, m.now())
@@ -700,7 +703,9 @@ func (m *Manager) Revoke(ctx context.Context, id string) (Device, error) {
 	// Once begun, a revocation is carried through: an admin who gives up waiting must not leave
 	// it stored but not in force.
 	ctx = context.WithoutCancel(ctx)
+	version := 0
 	if l != nil {
+		_, _, version = l.status()
 		l.stop()
 		// The acknowledgements the link read are stored before the revocation fails what is
 		// left open: a command the device did stays acknowledged.
@@ -725,7 +730,7 @@ func (m *Manager) Revoke(ctx context.Context, id string) (Device, error) {
 			d.RevokedAt = now
 		}
 	}
-	e := &entry{dev: d, hash: old.hash}
+	e := &entry{dev: d, hash: old.hash, revokedVersion: max(version, old.revokedVersion)}
 	m.devs[id] = e
 	v := m.view(e, 0, now)
 	m.mu.Unlock()

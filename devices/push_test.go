@@ -544,6 +544,13 @@ func TestVersion1Devices(t *testing.T) {
 	if dev, err := e.m.Get(context.Background(), old.creds.DeviceID); err != nil || dev.PushVersion != 1 {
 		t.Fatalf("device %+v, %v; want push_version 1", dev, err)
 	}
+	// Revoked, it is still shown with the version it last connected in (openapi.yaml).
+	if dev, err := e.m.Revoke(context.Background(), old.creds.DeviceID); err != nil || dev.PushVersion != 1 {
+		t.Fatalf("revoked device %+v, %v; want push_version 1", dev, err)
+	}
+	if dev, err := e.m.Get(context.Background(), old.creds.DeviceID); err != nil || !dev.Revoked || dev.PushVersion != 1 {
+		t.Fatalf("revoked device read again %+v, %v; want push_version 1", dev, err)
+	}
 	if n := strings.Count(e.logs.String(), "device speaks push protocol version 1"); n != 1 {
 		t.Fatalf("%d warnings about version 1, want 1:\n%s", n, e.logs)
 	}
