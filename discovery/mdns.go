@@ -361,7 +361,7 @@ func FromMDNS(txt []string, addrs []net.IP, port int) (Found, error) {
 		key      string
 		max      int
 		required bool
-	}{{"id", MaxIDLen, true}, {"shop", MaxShopIDLen, false}, {"name", MaxNameLen, false}, {"version", MaxVersionLen, false}} {
+	}{{"id", MaxIDLen, true}, {"shop", MaxShopIDLen, false}, {"name", MaxNameLen, true}, {"version", MaxVersionLen, false}} {
 		if err := checkText(kv[t.key], t.max, t.required); err != nil {
 			return Found{}, fmt.Errorf("%w: mDNS: %s: %v", ErrMalformed, t.key, err)
 		}

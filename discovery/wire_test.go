@@ -303,6 +303,7 @@ func TestFromMDNSLimits(t *testing.T) {
 		"long id":        "id=" + strings.Repeat("x", MaxIDLen+1),
 		"control in id":  "id=a\000b",
 		"bad utf-8 name": "name=\255\254",
+		"empty name":     "name=",
 		"long version":   "version=" + strings.Repeat("v", MaxVersionLen+1),
 		"long shop":      "shop=" + strings.Repeat("s", MaxShopIDLen+1),
 		"other scheme":   "scheme=javascript",
