@@ -353,7 +353,7 @@ func TestIntakeRefusals(t *testing.T) {
 }
 
 // A line damaged on disk counts once as dropped, however many times the batch holding it is
-// sent again.
+// sent again, and a record says so: the intake sees the gap in the sequence numbers explained.
 func TestDamagedRecordCountsOnce(t *testing.T) {
 	proxy := "http://" + testenv.StartTinyproxy(t, testenv.TinyproxyOptions{})
 	in := logshiptest.Start(t, testKey)
@@ -377,6 +377,15 @@ func TestDamagedRecordCountsOnce(t *testing.T) {
 	if st.Dropped != 1 {
 		t.Errorf("one damaged line after 3 refused sends counts as %d dropped, want 1", st.Dropped)
 	}
+	r.logN(2, 1) // the notice goes with the next records
+	in.Wait(t, "the notice of the damaged record", 30*time.Second, func(recs []logshiptest.Record) bool {
+		for _, rec := range recs {
+			if strings.HasPrefix(rec.Message, "logship: records dropped") && rec.Attrs["dropped"] == float64(1) {
+				return true
+			}
+		}
+		return false
+	})
 }
 
 // A server that logs nothing at the shipping level (logs.ship.level warn, a quiet shop) still

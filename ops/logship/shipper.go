@@ -88,9 +88,11 @@ type Shipper struct {
 	done   chan struct{}
 	closed atomic.Bool
 
-	queueDropped atomic.Uint64 // records the queue had no room for, or the disk refused
+	// queueDropped counts the records the queue had no room for, the disk refused, or the disk
+	// damaged (lines read back unreadable): each is said in a notice record, as the full
+	// buffer's are.
+	queueDropped atomic.Uint64
 	noticed      atomic.Uint64 // queueDropped as last reported in a record
-	badRecords   atomic.Uint64 // lines damaged on disk
 	shipped      atomic.Uint64
 	rejected     atomic.Uint64
 	batchLimit   atomic.Int64 // BatchSize, halved by each 413
@@ -223,7 +225,7 @@ func (s *Shipper) store(buf []byte, batch []entry) []byte {
 	prev := s.noticed.Load()
 	if q := s.queueDropped.Load(); q > prev {
 		noticed = q - prev
-		buf = encodeLine(buf, dropNotice(noticed, "the queue to the disk buffer was full, or the disk failed"), s.o.Meta, s.redact)
+		buf = encodeLine(buf, dropNotice(noticed, "the queue to the disk buffer was full, or the disk failed or damaged them"), s.o.Meta, s.redact)
 		s.noticed.Store(q)
 		n++
 	}
@@ -291,7 +293,7 @@ func (s *Shipper) flush(ctx context.Context, b *backoff.Backoff) (time.Duration,
 		// Damaged lines count when the read is committed past them: a read released to be sent
 		// again reads them again.
 		commit := func() error {
-			s.badRecords.Add(bad)
+			s.queueDropped.Add(bad)
 			return s.spool.commit(end)
 		}
 		if err != nil {
@@ -426,7 +428,7 @@ func (s *Shipper) Status() Status {
 		Shipped:     s.shipped.Load(),
 		Buffered:    st.Records,
 		BufferBytes: st.Bytes,
-		Dropped:     st.Dropped + s.queueDropped.Load() + s.badRecords.Load(),
+		Dropped:     st.Dropped + s.queueDropped.Load(),
 		Rejected:    s.rejected.Load(),
 		LastError:   s.lastError,
 	}
