@@ -396,12 +396,26 @@ func (db *DB) LastEventID(ctx context.Context) (int64, error) {
 	return id, nil
 }
 
+// The statements of the push path that find commands by their state. The indexes of
+// device_commands hold the open commands (queued or sent) or the closed ones by when they
+// closed (migration 0020): SQLite uses such a partial index only when a query names the index's
+// condition, state IN (…), as each of these does.
+const (
+	qOpenCommands = `SELECT ` + commandColumns + ` FROM device_commands
+		WHERE device_id = ? AND state IN ('queued', 'sent') AND seq > ? AND expires_at > ? ORDER BY seq LIMIT ?`
+	qQueuedCommandDevices = `SELECT DISTINCT device_id FROM device_commands
+		WHERE state IN ('queued', 'sent') AND state = 'queued' AND expires_at > ? AND type = ?`
+	qExpireCommands = `UPDATE device_commands SET state = 'expired', done_at = ?, reason = ? WHERE state IN ('queued', 'sent') AND expires_at <= ?`
+	qPruneCommands  = `DELETE FROM device_commands WHERE state IN ('acknowledged', 'expired', 'failed') AND done_at < ?
+		AND (? = '' OR type = ?)`
+	qQueueDepth  = `SELECT count(*) FROM device_commands WHERE device_id = ? AND state IN ('queued', 'sent')`
+	qQueueDepths = `SELECT device_id, count(*) FROM device_commands WHERE state IN ('queued', 'sent') GROUP BY device_id`
+)
+
 // OpenCommands returns up to limit of a device's queued and sent commands that have not expired
 // at now, in delivery order, after seq after.
 func (db *DB) OpenCommands(ctx context.Context, deviceID string, after int64, now time.Time, limit int) ([]Command, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT `+commandColumns+` FROM device_commands
-		WHERE device_id = ? AND state IN ('queued', 'sent') AND seq > ? AND expires_at > ? ORDER BY seq LIMIT ?`,
-		deviceID, after, now.UnixMilli(), limit)
+	rows, err := db.r.QueryContext(ctx, qOpenCommands, deviceID, after, now.UnixMilli(), limit)
 	if err != nil {
 		return nil, fmt.Errorf("storage: open commands: %w", err)
 	}
@@ -411,8 +425,7 @@ func (db *DB) OpenCommands(ctx context.Context, deviceID string, after int64, no
 // DevicesWithQueuedCommand returns the devices that have a command of type typ queued (not sent
 // yet) and not expired at now.
 func (db *DB) DevicesWithQueuedCommand(ctx context.Context, typ string, now time.Time) (map[string]bool, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT DISTINCT device_id FROM device_commands
-		WHERE state = 'queued' AND expires_at > ? AND type = ?`, now.UnixMilli(), typ)
+	rows, err := db.r.QueryContext(ctx, qQueuedCommandDevices, now.UnixMilli(), typ)
 	if err != nil {
 		return nil, fmt.Errorf("storage: open commands: %w", err)
 	}
@@ -457,6 +470,9 @@ func (db *DB) ListCommands(ctx context.Context, f CommandFilter) ([]Command, err
 		where, args = append(where, "device_id = ?"), append(args, f.DeviceID)
 	}
 	if f.State != "" {
+		if f.State == CommandQueued || f.State == CommandSent { // by the index of open commands
+			where = append(where, "state IN ('queued', 'sent')")
+		}
 		where, args = append(where, "state = ?"), append(args, f.State)
 	}
 	if f.Before > 0 {
@@ -565,28 +581,24 @@ const lateAck = "acknowledged after its time to live ran out"
 // ExpireCommands marks expired every open command whose time ran out at now, with reason, and
 // returns how many.
 func (db *DB) ExpireCommands(ctx context.Context, now time.Time, reason string) (int64, error) {
-	return db.writeCount(ctx, "expire commands", `UPDATE device_commands SET state = 'expired', done_at = ?, reason = ? WHERE state IN ('queued', 'sent') AND expires_at <= ?`,
-		now.UnixMilli(), reason, now.UnixMilli())
+	return db.writeCount(ctx, "expire commands", qExpireCommands, now.UnixMilli(), reason, now.UnixMilli())
 }
 
 // PruneCommands deletes the commands of type typ ("": of every type) that reached a final state
 // before before, and returns how many.
 func (db *DB) PruneCommands(ctx context.Context, before time.Time, typ string) (int64, error) {
-	return db.writeCount(ctx, "prune commands", `DELETE FROM device_commands WHERE state IN ('acknowledged', 'expired', 'failed') AND done_at < ?
-		AND (? = '' OR type = ?)`, before.UnixMilli(), typ, typ)
+	return db.writeCount(ctx, "prune commands", qPruneCommands, before.UnixMilli(), typ, typ)
 }
 
 // QueueDepth is one device's count of commands queued or sent, from the index on its open
 // commands rather than a count over every device.
 func (db *DB) QueueDepth(ctx context.Context, deviceID string) (int64, error) {
 	var n int64
-	if err := db.r.QueryRowContext(ctx, `SELECT count(*) FROM device_commands WHERE device_id = ? AND state IN ('queued', 'sent')`, deviceID).Scan(&n); err != nil {
+	if err := db.r.QueryRowContext(ctx, qQueueDepth, deviceID).Scan(&n); err != nil {
 		return 0, fmt.Errorf("storage: queue depth: %w", err)
 	}
 	return n, nil
 }
-
-const qQueueDepths = `SELECT device_id, count(*) FROM device_commands WHERE state IN ('queued', 'sent') GROUP BY device_id`
 
 // QueueDepths counts each device's open (queued or sent) commands; devices with none are absent.
 func (db *DB) QueueDepths(ctx context.Context) (map[string]int64, error) {

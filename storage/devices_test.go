@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -213,5 +214,29 @@ func TestLateAcknowledgementCounts(t *testing.T) {
 	ledger, _ := db.OrderLedger(ctx, o.ID)
 	if last := ledger[len(ledger)-1]; last.Stage != orders.StagePushed {
 		t.Fatalf("ledger %+v: not pushed", ledger)
+	}
+}
+
+// The push path finds commands through the indexes of the open commands (and the prune through
+// that of the closed ones), never by reading every command kept: a read of the whole table, a
+// week of commands to every device, would make each fan-out slower as commands pile up.
+func TestCommandQueriesReadByTheIndexes(t *testing.T) {
+	db := openTest(t)
+	for name, q := range map[string]string{
+		"open commands":  qOpenCommands,
+		"queued devices": qQueuedCommandDevices,
+		"expire":         qExpireCommands,
+		"prune":          qPruneCommands,
+		"queue depth":    qQueueDepth,
+		"queue depths":   qQueueDepths,
+	} {
+		args := make([]any, strings.Count(q, "?"))
+		for i := range args {
+			args[i] = 1
+		}
+		plan := queryPlan(t, db, q, args...)
+		if !strings.Contains(plan, "INDEX device_commands_") || strings.Contains(plan, "SCAN device_commands;") || strings.HasSuffix(plan, "SCAN device_commands") {
+			t.Errorf("%s: plan %q does not read by an index of device_commands", name, plan)
+		}
 	}
 }

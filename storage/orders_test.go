@@ -112,7 +112,16 @@ func TestUpdateOrderAndOutbox(t *testing.T) {
 // acknowledged entry of the week kept, while it holds the writer.
 func TestPruneOutboxReadsByTheIndex(t *testing.T) {
 	db := openTest(t)
-	rows, err := db.w.Query(`EXPLAIN QUERY PLAN `+qPruneOutbox, 0, pruneChunk)
+	if got := queryPlan(t, db, qPruneOutbox, 0, pruneChunk); !strings.Contains(got, "USING INDEX outbox_sent_done (done_at<?)") &&
+		!strings.Contains(got, "USING COVERING INDEX outbox_sent_done (done_at<?)") {
+		t.Fatalf("the prune's plan: %s", got)
+	}
+}
+
+// queryPlan is SQLite's plan of query, its steps joined by "; ".
+func queryPlan(t *testing.T, db *DB, query string, args ...any) string {
+	t.Helper()
+	rows, err := db.w.Query(`EXPLAIN QUERY PLAN `+query, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,10 +138,7 @@ func TestPruneOutboxReadsByTheIndex(t *testing.T) {
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(plan, "; "); !strings.Contains(got, "USING INDEX outbox_sent_done (done_at<?)") &&
-		!strings.Contains(got, "USING COVERING INDEX outbox_sent_done (done_at<?)") {
-		t.Fatalf("the prune's plan: %s", got)
-	}
+	return strings.Join(plan, "; ")
 }
 
 // Pruning deletes the entries the cloud acknowledged before the time given, and only those: the
