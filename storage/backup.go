@@ -371,7 +371,37 @@ func Restore(ctx context.Context, backupPath, dbPath string) (res RestoreResult,
 	} else if same {
 		return res, fmt.Errorf("storage: restore: %s is the database itself, not a backup of it: name a backup file", backupPath)
 	}
-	c, conn, err := lockExclusive(ctx, dbPath)
+	var c *sql.DB
+	var conn *sql.Conn
+	closeDB := func() {
+		if conn != nil {
+			conn.Close()
+			c.Close()
+			c, conn = nil, nil
+		}
+	}
+	defer closeDB()
+	copied := false // the backup is in place of the database
+	defer func() {  // before closeDB
+		switch {
+		case err == nil:
+		case copied && res.Previous != "":
+			err = fmt.Errorf("%w (the database it replaced is kept as %s)", err, res.Previous)
+		case copied && res.Damaged != "":
+			err = fmt.Errorf("%w (the damaged database it replaced was moved aside to %s)", err, res.Damaged)
+		case res.Damaged != "":
+			// Failed before the backup was in place: the damaged database goes back where it
+			// was, instead of the empty one opened in its place.
+			closeDB()
+			removeDB(dbPath)
+			if perr := renameDB(res.Damaged, dbPath); perr != nil {
+				err = fmt.Errorf("%w (the damaged database was moved aside to %s and could not be put back: %v)", err, res.Damaged, perr)
+			} else {
+				res.Damaged = ""
+			}
+		}
+	}()
+	c, conn, err = lockExclusive(ctx, dbPath)
 	if isDamaged(err) {
 		if res.Damaged, err = moveAside(dbPath); err != nil {
 			return res, fmt.Errorf("storage: restore: move the damaged database aside: %w", err)
@@ -381,12 +411,6 @@ func Restore(ctx context.Context, backupPath, dbPath string) (res RestoreResult,
 	if err != nil {
 		return res, err
 	}
-	defer func() {
-		if conn != nil {
-			conn.Close()
-			c.Close()
-		}
-	}()
 	var replaced replacedDB
 	if v, err := schemaVersionOf(ctx, conn); err == nil && v > 0 {
 		res.Previous = dbPath + ".before-restore-" + time.Now().UTC().Format("20060102T150405.000Z")
@@ -399,9 +423,8 @@ func Restore(ctx context.Context, backupPath, dbPath string) (res RestoreResult,
 			// Damaged further in than its first pages (a page SQLite cannot read, an index that
 			// does not match its table): it cannot be copied or read, and is moved aside as one
 			// SQLite cannot open, what it knew of revocations unknown.
-			conn.Close()
-			c.Close()
-			conn, replaced = nil, replacedDB{}
+			closeDB()
+			replaced = replacedDB{}
 			if res.Damaged, err = moveAside(dbPath); err != nil {
 				return res, fmt.Errorf("storage: restore: move the damaged database aside: %w", err)
 			}
@@ -420,12 +443,7 @@ func Restore(ctx context.Context, backupPath, dbPath string) (res RestoreResult,
 		}
 		return res, fmt.Errorf("storage: restore %s: %w", backupPath, err)
 	}
-	// From here on the database is the backup's: an error names the copy of the one replaced.
-	defer func() {
-		if err != nil && res.Previous != "" {
-			err = fmt.Errorf("%w (the database it replaced is kept as %s)", err, res.Previous)
-		}
-	}()
+	copied = true // from here on an error names what was kept of the database replaced
 	if err := settleRestored(ctx, conn); err != nil {
 		return res, fmt.Errorf("storage: restore %s: %w", backupPath, err)
 	}
@@ -753,12 +771,28 @@ func noSuchTable(err error) bool {
 // moveAside renames a damaged database and its WAL files to path.damaged-<time>.
 func moveAside(path string) (string, error) {
 	aside := path + ".damaged-" + time.Now().UTC().Format("20060102T150405Z")
-	for _, suffix := range []string{"", "-wal", "-shm"} {
-		if err := os.Rename(path+suffix, aside+suffix); err != nil && !os.IsNotExist(err) {
-			return "", err
-		}
+	if err := renameDB(path, aside); err != nil {
+		return "", err
 	}
 	return aside, nil
+}
+
+// renameDB renames a database file and its WAL files from from to to, all or none: a rename that
+// fails puts back those done before it, so that no WAL is left beside another database.
+func renameDB(from, to string) error {
+	var done []string
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		err := os.Rename(from+suffix, to+suffix)
+		if err == nil {
+			done = append(done, suffix)
+		} else if !os.IsNotExist(err) {
+			for _, s := range done {
+				os.Rename(to+s, from+s)
+			}
+			return err
+		}
+	}
+	return nil
 }
 
 // removeDB removes a database file and its journals.

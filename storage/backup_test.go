@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -997,16 +998,7 @@ func damageDeepIn(t *testing.T, path string) {
 // aside, not copied, and the revocations it knew said to be unknown.
 func TestRestoreOverADatabaseDamagedDeepIn(t *testing.T) {
 	ctx := context.Background()
-	path, db, backup := backedUpShop(t)
-	var ps []cloudapi.Change
-	for i := range 300 {
-		ps = append(ps, product(fmt.Sprint("F", i), int64(10+i), strings.Repeat("filler ", 40), "Drinks"))
-	}
-	apply(t, db, cloudapi.Products, "c2", ps...)
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
-	damageDeepIn(t, path)
+	path, backup := deepDamagedShop(t)
 	res, err := Restore(ctx, backup, path)
 	if err != nil {
 		t.Fatalf("restore over a database damaged deep in: %v", err)
@@ -1021,13 +1013,52 @@ func TestRestoreOverADatabaseDamagedDeepIn(t *testing.T) {
 	if len(kept) != 0 {
 		t.Errorf("a copy of the damaged database was left: %v", kept)
 	}
-	db, err = Open(ctx, path)
+	db, err := Open(ctx, path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
 	if d, err := db.GetDevice(ctx, "dv_pos"); err != nil || d.Name != "till 1" {
 		t.Errorf("paired device after restore: %+v %v", d, err)
+	}
+}
+
+// deepDamagedShop is a backed-up shop whose database, changed since, was then damaged deep in.
+func deepDamagedShop(t *testing.T) (path, backup string) {
+	t.Helper()
+	path, db, backup := backedUpShop(t)
+	var ps []cloudapi.Change
+	for i := range 300 {
+		ps = append(ps, product(fmt.Sprint("F", i), int64(10+i), strings.Repeat("filler ", 40), "Drinks"))
+	}
+	apply(t, db, cloudapi.Products, "c2", ps...)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	damageDeepIn(t, path)
+	return path, backup
+}
+
+// A restore over a damaged database that fails before the backup is in place puts the damaged
+// database back, as it was: no empty database in its place, nothing left beside it.
+func TestFailedRestoreOverADamagedDatabasePutsItBack(t *testing.T) {
+	path, backup := deepDamagedShop(t)
+	before, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	backupStarted = func(string) { os.Remove(backup) } // gone once checked: the copy into place fails
+	defer func() { backupStarted = nil }()
+	if _, err := Restore(context.Background(), backup, path); err == nil {
+		t.Fatal("a restore of a backup removed meanwhile went through")
+	}
+	after, err := os.ReadFile(path)
+	if err != nil || !bytes.Equal(after, before) {
+		t.Errorf("after the failed restore the database is %d bytes (%v), want the damaged one's %d as it was", len(after), err, len(before))
+	}
+	left, _ := filepath.Glob(path + ".*")
+	if len(left) != 0 {
+		t.Errorf("the failed restore left %v", left)
 	}
 }
 
