@@ -464,13 +464,27 @@ type CommandFilter struct {
 
 // ListCommands lists commands newest first.
 func (db *DB) ListCommands(ctx context.Context, f CommandFilter) ([]Command, error) {
+	q, args := listCommandsQuery(f)
+	rows, err := db.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("storage: list commands: %w", err)
+	}
+	return collectCommands(rows)
+}
+
+// listCommandsQuery is the statement of ListCommands, and its arguments.
+func listCommandsQuery(f CommandFilter) (string, []any) {
 	var where []string
 	var args []any
+	from := "device_commands"
 	if f.DeviceID != "" {
 		where, args = append(where, "device_id = ?"), append(args, f.DeviceID)
 	}
 	if f.State != "" {
-		if f.State == CommandQueued || f.State == CommandSent { // by the index of open commands
+		if f.State == CommandQueued || f.State == CommandSent {
+			// The open commands, a few a device, by their index: SQLite's planner would rather
+			// read the whole table backwards for the order and the limit.
+			from += " INDEXED BY device_commands_open"
 			where = append(where, "state IN ('queued', 'sent')")
 		}
 		where, args = append(where, "state = ?"), append(args, f.State)
@@ -478,16 +492,12 @@ func (db *DB) ListCommands(ctx context.Context, f CommandFilter) ([]Command, err
 	if f.Before > 0 {
 		where, args = append(where, "seq < ?"), append(args, f.Before)
 	}
-	q := `SELECT ` + commandColumns + ` FROM device_commands`
+	q := `SELECT ` + commandColumns + ` FROM ` + from
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
 	q += " ORDER BY seq DESC LIMIT ?"
-	rows, err := db.r.QueryContext(ctx, q, append(args, max(f.Limit, 1))...)
-	if err != nil {
-		return nil, fmt.Errorf("storage: list commands: %w", err)
-	}
-	return collectCommands(rows)
+	return q, append(args, max(f.Limit, 1))
 }
 
 // GetCommand returns one command, or ErrNotFound.

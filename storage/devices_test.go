@@ -239,4 +239,12 @@ func TestCommandQueriesReadByTheIndexes(t *testing.T) {
 			t.Errorf("%s: plan %q does not read by an index of device_commands", name, plan)
 		}
 	}
+	// The admin list of the queued or sent commands ("what is stuck") reads the open ones, not
+	// the week of commands kept.
+	for _, f := range []CommandFilter{{State: CommandQueued}, {State: CommandSent, Before: 7}, {DeviceID: "dv_1", State: CommandSent}} {
+		q, args := listCommandsQuery(f)
+		if plan := queryPlan(t, db, q, args...); !strings.Contains(plan, "INDEX device_commands_open") {
+			t.Errorf("the list of %+v: plan %q does not read by the index of open commands", f, plan)
+		}
+	}
 }
