@@ -47,9 +47,10 @@ type daemonSync struct {
 func (d *daemonSync) rate() float64 { return float64(d.total) / d.caughtUp.Seconds() }
 
 // runDaemonSync starts storeedge on a fresh data directory against the cloud and waits until its
-// status shows it caught up.
-func runDaemonSync(ctx context.Context, o *harness.Options, cloudURL string, pageSize int, w io.Writer) (*daemonSync, error) {
-	d := &daemonSync{pageSize: pageSize, dir: filepath.Join(o.WorkDir, "run-page-size-"+strconv.Itoa(pageSize)), collDone: map[string]time.Duration{}}
+// status shows it caught up. run numbers the runs of one command: each has its own directory,
+// so that runs of the same page size do not replace each other's database.
+func runDaemonSync(ctx context.Context, o *harness.Options, cloudURL string, pageSize, run int, w io.Writer) (*daemonSync, error) {
+	d := &daemonSync{pageSize: pageSize, dir: filepath.Join(o.WorkDir, fmt.Sprintf("run-%d-page-size-%d", run, pageSize)), collDone: map[string]time.Duration{}}
 	if err := os.RemoveAll(d.dir); err != nil {
 		return nil, err
 	}

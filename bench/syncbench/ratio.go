@@ -31,7 +31,7 @@ func Rates(ctx context.Context, o *harness.Options, rounds int, w io.Writer) (da
 		var d *daemonSync
 		err := harness.Alternate(i, func() error {
 			var err error
-			d, err = runDaemonSync(ctx, o, cloudURL, o.PageSizes[0], io.Discard)
+			d, err = runDaemonSync(ctx, o, cloudURL, o.PageSizes[0], i+1, io.Discard)
 			if d != nil && d.dir != "" {
 				os.RemoveAll(d.dir)
 			}

@@ -53,7 +53,7 @@ func Run(ctx context.Context, o *harness.Options, r *harness.Report, w io.Writer
 		}
 	}()
 	for _, ps := range o.PageSizes {
-		d, err := runDaemonSync(ctx, o, cloudURL, ps, w)
+		d, err := runDaemonSync(ctx, o, cloudURL, ps, len(runs)+1, w)
 		if d != nil {
 			runs = append(runs, d)
 		}
