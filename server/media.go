@@ -3,8 +3,10 @@ package server
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/textproto"
 	"strconv"
@@ -110,7 +112,11 @@ func byteRangesOnly(h http.Header, size int64) {
 	specs := strings.Split(ranges, ",")
 	kept := specs[:0]
 	n := 0 // ranges, the empty elements of the list aside (http.ServeContent skips them)
+	clamped := false
 	for _, spec := range specs {
+		if c, ok := clampSpec(spec); ok {
+			spec, clamped = c, true
+		}
 		if !emptySuffix(spec) {
 			kept = append(kept, spec)
 			if textproto.TrimString(spec) != "" {
@@ -123,9 +129,41 @@ func byteRangesOnly(h http.Header, size int64) {
 		h.Del("Range")
 	case n == 0 && len(kept) < len(specs): // suffixes of no bytes, and empty elements at most
 		h.Set("Range", "bytes="+strconv.FormatInt(size, 10)+"-")
-	case unit != "bytes" || len(kept) < len(specs):
+	case unit != "bytes" || len(kept) < len(specs) || clamped:
 		h.Set("Range", "bytes="+strings.Join(kept, ","))
 	}
+}
+
+// clampSpec gives a byte range spec whose positions have more digits than an int64 holds with
+// those positions at the largest int64, and true; false for any other spec. Such a position is
+// valid (RFC 9110, section 14.1.1: a last position at or past the end means the rest of the file,
+// a suffix longer than the file the whole file), where http.ServeContent, failing to read the
+// number, would refuse the range with 416.
+func clampSpec(spec string) (string, bool) {
+	first, last, ok := strings.Cut(spec, "-")
+	if !ok {
+		return "", false
+	}
+	first, last = textproto.TrimString(first), textproto.TrimString(last)
+	changed := false
+	for _, p := range []*string{&first, &last} {
+		if _, err := strconv.ParseInt(*p, 10, 64); errors.Is(err, strconv.ErrRange) && digitsOnly(*p) {
+			*p, changed = strconv.FormatInt(math.MaxInt64, 10), true
+		}
+	}
+	if !changed {
+		return "", false
+	}
+	return first + "-" + last, true
+}
+
+func digitsOnly(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // maxRanges is the most ranges a Range header is heeded with.
