@@ -94,6 +94,17 @@ func Acquire(dir string, me Owner) (*Lock, error) {
 	return &Lock{f: f}, nil
 }
 
+// LastOwner reads, without locking anything, who last held dir: the running holder when there is
+// one (the file keeps the last holder's description after it ends).
+func LastOwner(dir string) (Owner, error) {
+	f, err := os.Open(filepath.Join(dir, FileName))
+	if err != nil {
+		return Owner{}, err
+	}
+	defer f.Close()
+	return readOwner(f)
+}
+
 // Release gives the folder up. The file stays (see the package documentation).
 func (l *Lock) Release() error {
 	return errors.Join(unlock(l.f), l.f.Close())

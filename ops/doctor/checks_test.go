@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/storeedge/storeedge/internal/config"
+	"github.com/storeedge/storeedge/internal/dirlock"
 	"github.com/storeedge/storeedge/storage"
 	"github.com/storeedge/storeedge/tools/testenv"
 )
@@ -92,9 +93,47 @@ func TestPortHeldByTheServiceAccount(t *testing.T) {
 		portHolder = func(string, int) (Holder, error) {
 			return Holder{Account: account}, fmt.Errorf("%w: a process of user id 65532 holds it", errHolderUnknown)
 		}
-		r := checkPort("tcp", "127.0.0.1", port, "lan.front_door", "storeedge")
+		r := checkPort("tcp", "127.0.0.1", port, "lan.front_door", "storeedge", 0)
 		if got := string(r.Status); got != want {
 			t.Errorf("socket of account %q: %s %s, want %s", account, got, r.Detail, want)
+		}
+	}
+}
+
+// A port held by a storeedge passes when it is the one of this configuration's data_dir, and
+// fails when it is another (a demo, a server of another data_dir): the service could not start.
+// A lock file written on another host (a container) cannot tell, and the storeedge passes.
+func TestPortHeldByAnotherStoreedge(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	defer func(f func(string, int) (Holder, error)) { portHolder = f }(portHolder)
+	host, _ := os.Hostname()
+	heldBy := func(owner dirlock.Owner) string {
+		dir := t.TempDir()
+		l, err := dirlock.Acquire(dir, owner)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Release(); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	here := heldBy(dirlock.Owner{PID: 4242, StartedAt: time.Now(), Host: host})
+	container := heldBy(dirlock.Owner{PID: 1, StartedAt: time.Now(), Host: "c0ffee"})
+	for _, c := range []struct {
+		dir  string
+		pid  int
+		want string
+	}{{here, 4242, "PASS"}, {here, 5151, "FAIL"}, {container, 5151, "PASS"}, {t.TempDir(), 5151, "PASS"}} {
+		portHolder = func(string, int) (Holder, error) { return Holder{PID: c.pid, Name: "storeedge"}, nil }
+		r := checkPort("tcp", "127.0.0.1", port, "lan.front_door", "", dataDirHolder(c.dir))
+		if got := string(r.Status); got != c.want {
+			t.Errorf("port held by storeedge pid %d, data_dir %s: %s %s, want %s", c.pid, c.dir, got, r.Detail, c.want)
 		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/storeedge/storeedge/discovery"
 	"github.com/storeedge/storeedge/internal/config"
+	"github.com/storeedge/storeedge/internal/dirlock"
 	"github.com/storeedge/storeedge/server"
 )
 
@@ -51,16 +52,34 @@ var portHolder = findHolder
 // cannot be looked into is the running service's.
 func checkPorts(cfg config.Config, serviceUser string) []Result {
 	var out []Result
+	svc := dataDirHolder(cfg.DataDir)
 	for _, ln := range cfg.LAN.Listeners() {
-		out = append(out, checkPort("tcp", cfg.LAN.Bind, ln.Port, ln.Key, serviceUser))
+		out = append(out, checkPort("tcp", cfg.LAN.Bind, ln.Port, ln.Key, serviceUser, svc))
 	}
 	if cfg.Discovery.UDP.Enabled && cfg.DiscoveryOff() == "" { // as the server opens it
-		out = append(out, checkPort("udp", "", cfg.Discovery.UDP.Port, "discovery.udp.port", serviceUser))
+		out = append(out, checkPort("udp", "", cfg.Discovery.UDP.Port, "discovery.udp.port", serviceUser, svc))
 	}
 	return out
 }
 
-func checkPort(proto, bind string, port int, key, serviceUser string) Result {
+// dataDirHolder is the process id of the storeedge that holds, or last held, dataDir, read from
+// its lock file; 0 when it cannot be told: no lock file, or one written on another host (a
+// container, whose process ids are not this system's).
+func dataDirHolder(dataDir string) int {
+	o, err := dirlock.LastOwner(dataDir)
+	if err != nil {
+		return 0
+	}
+	if host, _ := os.Hostname(); o.Host == "" || o.Host != host {
+		return 0
+	}
+	return o.PID
+}
+
+// checkPort binds port for a moment. svc, when not 0, is the process id of the storeedge of this
+// configuration's data_dir: a port held by another storeedge (a demo, a server of another
+// data_dir) keeps the service from starting as any other program does.
+func checkPort(proto, bind string, port int, key, serviceUser string, svc int) Result {
 	addr := net.JoinHostPort(bind, strconv.Itoa(port))
 	check := fmt.Sprintf("%s %d (%s)", proto, port, key)
 	var err error
@@ -89,6 +108,9 @@ func checkPort(proto, bind string, port int, key, serviceUser string) Result {
 	}
 	h, herr := portHolder(proto, port)
 	switch {
+	case herr == nil && h.IsStoreedge() && svc != 0 && h.PID != svc:
+		return fail("lan", check, fmt.Sprintf("held by another storeedge: %s, not the one of this data_dir (pid %d holds or last held it)", h, svc),
+			fmt.Sprintf("stop that storeedge (a demo, or a server of another data_dir) or move it to another port, or change %s", key))
 	case herr == nil && h.IsStoreedge():
 		return pass("lan", check, "in use by the running storeedge service: "+h.String())
 	case herr == nil:
