@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/storeedge/storeedge/internal/disk"
 	"github.com/storeedge/storeedge/storage"
@@ -66,6 +67,9 @@ func checkDataDir(ctx context.Context, o Options) []Result {
 func checkWritable(dir string) Result {
 	const check = "data_dir writable"
 	f, err := os.CreateTemp(dir, ".doctor-*")
+	if errors.Is(err, syscall.EROFS) {
+		return fail("data", check, "cannot write in it: "+err.Error(), "the disk of data_dir is mounted read-only (after a disk error, or by its mount options): mount it read-write, or set data_dir to a folder on a writable disk")
+	}
 	if err != nil {
 		return fail("data", check, "cannot write in it: "+err.Error(), "give the service account write access to data_dir (Linux: chown -R storeedge:storeedge "+dir+")")
 	}

@@ -351,6 +351,28 @@ func TestBlobContainerReadable(t *testing.T) {
 	expect(t, run(t, c), "wan", "blob container "+account+"/media", Fail)
 }
 
+// The media container the cloud names is checked with the cloud: a cloud that names none, or whose
+// configuration cannot be read, says so in a line of its own rather than nothing.
+func TestBlobContainerOfTheCloudUnknown(t *testing.T) {
+	ca := testenv.NewCA(t, "Vendor Test CA")
+	c := testConfig(t, ca, startCloud(t, ca, cloudsim.Options{}, nil))
+	c.Media.Enabled = true
+	expect(t, run(t, c), "wan", "blob container", Warn, "names no media container", "media.container_url")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "https://" + ln.Addr().String()
+	ln.Close()
+	c = testConfig(t, ca, closed)
+	c.Media.Enabled = true
+	expect(t, run(t, c), "wan", "blob container", Warn, "not checked", "cloud")
+	c.Media.Enabled = false
+	if res, ok := run(t, c).Find("wan", "blob container"); ok {
+		t.Errorf("a blob container line with media off: %+v", res)
+	}
+}
+
 // sasSignature is the sig= value of a SAS URL.
 func sasSignature(t *testing.T, raw string) string {
 	t.Helper()

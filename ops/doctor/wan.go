@@ -85,6 +85,10 @@ func checkWAN(ctx context.Context, o Options) []Result {
 	}
 	if loc, ok, err := mediaContainer(o.Config.Media, rc); err != nil {
 		w.add(fail("wan", "blob container", err.Error(), "call the vendor's support with this line, or configure the shop's own container (media.container_url or media.connection_string)"))
+	} else if !ok && o.Config.Media.Enabled && !cloudOK {
+		w.add(warn("wan", "blob container", "not checked: the cloud's configuration, which names the container, could not be read", "fix the cloud's lines above first, then run doctor again"))
+	} else if !ok && o.Config.Media.Enabled {
+		w.add(warn("wan", "blob container", "the cloud's configuration names no media container: no media is fetched, and devices get 503 for media not cached", "call the vendor's support, or configure the shop's own container (media.container_url or media.connection_string)"))
 	} else if ok {
 		if ep, err := loc.Endpoint(); err != nil {
 			w.add(fail("wan", "blob container", err.Error(), "correct media.container_url or media.connection_string"))
@@ -174,7 +178,7 @@ func (w *wanCheck) tcp(ctx context.Context, ep endpoint) (net.Conn, bool) {
 func tcpFix(ep endpoint, err error) string {
 	switch {
 	case errors.Is(err, wan.ErrProxyAuth):
-		return "the proxy refused the login: check the user and password in wan.proxy (write / # % @ in them %-encoded)"
+		return "the proxy refused the login: check the user and password in wan.proxy (or HTTPS_PROXY, where the proxy came from there; write / # % @ in them %-encoded)"
 	case errors.Is(err, wan.ErrProxyRefused):
 		return fmt.Sprintf("the proxy does not let storeedge through to %s: ask the network team to allow it (HTTP CONNECT or SOCKS to port %d)", ep.host, ep.port)
 	case errors.Is(err, wan.ErrTargetUnreachable):
