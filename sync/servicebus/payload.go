@@ -91,7 +91,7 @@ func Decode(body []byte) (Payload, error) {
 	if !visible(p.OrderID, 128) {
 		return bad("order_id: want 1 to 128 visible characters")
 	}
-	if _, err := time.Parse(time.RFC3339, p.CreatedAt); err != nil {
+	if _, err := parseCreatedAt(p.CreatedAt); err != nil {
 		return bad("created_at: %s is not an RFC 3339 time", clip.Quoted(p.CreatedAt, maxQuotedBytes))
 	}
 	if !currencyRE.MatchString(p.Currency) {
@@ -144,10 +144,16 @@ func (p Payload) Order(testMode bool) orders.Order {
 // rebuilt message of the same order has the same fingerprint.
 func (p Payload) Fingerprint() string {
 	p.Customer = p.Customer.Known() // a customer with none of its fields is none
-	if t, err := time.Parse(time.RFC3339, p.CreatedAt); err == nil {
+	if t, err := parseCreatedAt(p.CreatedAt); err == nil {
 		p.CreatedAt = t.UTC().Format(time.RFC3339Nano)
 	}
 	return p.AsWritten()
+}
+
+// parseCreatedAt reads an RFC 3339 time, whose T and Z may be lower case (RFC 3339, section
+// 5.6), as Go's time.RFC3339 layout does not.
+func parseCreatedAt(s string) (time.Time, error) {
+	return time.Parse(time.RFC3339, strings.ToUpper(s))
 }
 
 // FingerprintsBefore are the fingerprints earlier versions of storeedge made of the same order,
@@ -155,7 +161,7 @@ func (p Payload) Fingerprint() string {
 // no fields kept as {}.
 func (p Payload) FingerprintsBefore() []string {
 	q := p
-	if t, err := time.Parse(time.RFC3339, q.CreatedAt); err == nil {
+	if t, err := parseCreatedAt(q.CreatedAt); err == nil {
 		q.CreatedAt = t.UTC().Format(time.RFC3339Nano)
 	}
 	return []string{p.AsWritten(), q.AsWritten()}

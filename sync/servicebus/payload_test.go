@@ -45,6 +45,10 @@ func TestFingerprintReadsTheInstant(t *testing.T) {
 	if utc.Fingerprint() != paris.Fingerprint() || utc.Fingerprint() == later.Fingerprint() {
 		t.Errorf("fingerprints: UTC %s, +01:00 %s, a second later %s", utc.Fingerprint(), paris.Fingerprint(), later.Fingerprint())
 	}
+	// RFC 3339 (section 5.6) lets the T and the Z be lower case: the same instant, the same order.
+	if lower := fp("2026-11-23t10:00:00z"); lower.Fingerprint() != utc.Fingerprint() {
+		t.Errorf("fingerprint of the time written in lower case %s, want %s", lower.Fingerprint(), utc.Fingerprint())
+	}
 	if utc.AsWritten() != utc.Fingerprint() || paris.AsWritten() == paris.Fingerprint() {
 		t.Errorf("as written: UTC %s (fingerprint %s), +01:00 %s (fingerprint %s)", utc.AsWritten(), utc.Fingerprint(), paris.AsWritten(), paris.Fingerprint())
 	}
