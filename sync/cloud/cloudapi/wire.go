@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"regexp"
 	"strings"
 	"unicode"
@@ -340,6 +341,9 @@ func decodeLine(b []byte, collection string, lineNo int) Line {
 		}
 		return bad(salvageID(b), "not a JSON object: %v", err)
 	}
+	if err := exactKeys(b, lineKeys); err != nil {
+		return bad(h.ID, "%v", err)
+	}
 	if h.End != nil {
 		if !h.isEnd() {
 			return bad(h.ID, "end line mixed with a change")
@@ -363,6 +367,9 @@ func decodeLine(b []byte, collection string, lineNo int) Line {
 		if len(c.Doc) == 0 || bytes.Equal(c.Doc, []byte("null")) {
 			return bad(c.ID, "upsert without a doc")
 		}
+		if err := exactKeys(c.Doc, docKeys[collection]); err != nil {
+			return bad(c.ID, "doc: %v", err)
+		}
 		if collection == Products {
 			p, err := ParseProduct(c.ID, c.Doc)
 			if err != nil {
@@ -376,6 +383,68 @@ func decodeLine(b []byte, collection string, lineNo int) Line {
 		return bad(c.ID, "op %q is neither upsert nor delete", c.Op)
 	}
 	return Line{Change: &c}
+}
+
+// The keys of a feed line and of each collection's document. encoding/json takes a key in
+// another case ("ID", "Name") for a field, and the last of two: the contract's keys are
+// case-sensitive and given once, and a line or document that breaks that is malformed, rather
+// than stored with the field it seems to lack (a product whose "name" is "Name") or applied to
+// the item of its last "Id". The fast path takes only the exact keys, once each.
+var (
+	lineKeys = []string{"collection", "id", "op", "rev", "doc", "end"}
+	docKeys  = map[string][]string{
+		Products: jsonNames[Product](),
+		Prices:   jsonNames[Price](),
+		Stock:    jsonNames[StockLevel](),
+		Media:    jsonNames[MediaManifest](),
+		Settings: jsonNames[Setting](),
+	}
+)
+
+// jsonNames are the JSON names of the fields of the struct T.
+func jsonNames[T any]() []string {
+	t := reflect.TypeFor[T]()
+	var out []string
+	for i := range t.NumField() {
+		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ","); name != "" && name != "-" {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// exactKeys checks that the JSON object b (valid JSON) gives each of names at most once, and in
+// its own case; other keys pass.
+func exactKeys(b []byte, names []string) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil // not an object: the decoding says so
+	}
+	var seen uint64
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return nil
+		}
+		key, _ := t.(string)
+		for i, name := range names {
+			if !strings.EqualFold(key, name) {
+				continue
+			}
+			if key != name {
+				return fmt.Errorf("key %q: keys are case-sensitive, want %q", cutReason(key), name)
+			}
+			if seen&(1<<i) != 0 {
+				return fmt.Errorf("key %q appears twice", name)
+			}
+			seen |= 1 << i
+		}
+	}
+	return nil
 }
 
 // idKeyRE finds the first "id" key of a line, and idStringRE the string after it, escapes

@@ -89,6 +89,14 @@ func TestDecodeLineRules(t *testing.T) {
 		{Products, `{"end":{"count":1,"more":true}}`, "end line without cursor"},
 		{Products, `{"end":null}`, "end line: null"},
 		{Products, `{"end":{"cursor":"c","count":"1","more":true}}`, "end line: json: cannot unmarshal"},
+		// The contract's keys are case-sensitive and given once: encoding/json would take "ID"
+		// for "id", and the last of two.
+		{Products, `{"collection":"products","id":"P1","op":"upsert","rev":1,"doc":{"ID":"P1","Name":"x"}}`, `doc: key "ID": keys are case-sensitive, want "id"`},
+		{Products, `{"collection":"products","id":"P1","op":"upsert","rev":1,"doc":{"id":"P1","name":"x","name":"y"}}`, `doc: key "name" appears twice`},
+		{Prices, `{"collection":"prices","id":"P1","op":"upsert","rev":1,"doc":{"product_id":"P1","Currency":"EUR","amount":1}}`, `key "Currency"`},
+		{Products, `{"collection":"products","id":"P1","Id":"P2","op":"delete","rev":1}`, `key "Id": keys are case-sensitive`},
+		{Products, `{"collection":"products","id":"P1","id":"P2","op":"delete","rev":1}`, `key "id" appears twice`},
+		{Products, `{"Collection":"products","id":"P1","op":"delete","rev":1}`, `key "Collection"`},
 	} {
 		l := DecodeLine([]byte(tc.line), tc.coll, 1)
 		if l.Malformed == nil || !strings.Contains(l.Malformed.Reason, tc.reason) {
