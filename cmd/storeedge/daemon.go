@@ -570,7 +570,7 @@ func classifyWANError(err error) string {
 // process holds it.
 func lockDataDir(dir, advice string) (*dirlock.Lock, error) {
 	host, _ := os.Hostname()
-	l, err := dirlock.Acquire(dir, dirlock.Owner{PID: os.Getpid(), StartedAt: time.Now(), Host: host, Version: buildVersion()})
+	l, err := dirlock.Acquire(dir, dirlock.Owner{PID: os.Getpid(), StartedAt: time.Now(), Host: host, Version: buildVersion(), PIDNamespace: dirlock.PIDNamespace()})
 	var held *dirlock.HeldError
 	if errors.As(err, &held) {
 		return nil, fmt.Errorf("%w: %s", err, advice)

@@ -31,6 +31,19 @@ type Owner struct {
 	StartedAt time.Time `json:"started_at"`
 	Host      string    `json:"host,omitempty"`
 	Version   string    `json:"version,omitempty"`
+	// PIDNamespace is the process's PID namespace (Linux: "pid:[4026531836]"; "" elsewhere):
+	// PID means something to another process only in the same namespace (a container shares
+	// the host's name with --network host, not its process ids).
+	PIDNamespace string `json:"pid_ns,omitempty"`
+}
+
+// PIDNamespace is this process's PID namespace as Owner.PIDNamespace gives it.
+func PIDNamespace() string {
+	ns, err := os.Readlink("/proc/self/ns/pid")
+	if err != nil {
+		return ""
+	}
+	return ns
 }
 
 // HeldError is returned by Acquire when another process holds the folder.

@@ -102,7 +102,8 @@ func TestPortHeldByTheServiceAccount(t *testing.T) {
 
 // A port held by a storeedge passes when it is the one of this configuration's data_dir, and
 // fails when it is another (a demo, a server of another data_dir): the service could not start.
-// A lock file written on another host (a container) cannot tell, and the storeedge passes.
+// A lock file written on another host or in another PID namespace (a container), or by a version
+// that did not say its namespace, cannot tell, and the storeedge passes.
 func TestPortHeldByAnotherStoreedge(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -123,13 +124,22 @@ func TestPortHeldByAnotherStoreedge(t *testing.T) {
 		}
 		return dir
 	}
-	here := heldBy(dirlock.Owner{PID: 4242, StartedAt: time.Now(), Host: host})
-	container := heldBy(dirlock.Owner{PID: 1, StartedAt: time.Now(), Host: "c0ffee"})
-	for _, c := range []struct {
+	ns := dirlock.PIDNamespace()
+	here := heldBy(dirlock.Owner{PID: 4242, StartedAt: time.Now(), Host: host, PIDNamespace: ns})
+	container := heldBy(dirlock.Owner{PID: 1, StartedAt: time.Now(), Host: "c0ffee", PIDNamespace: "pid:[4026532000]"})
+	// A container on the host's network has the host's name, not its process ids.
+	hostNetwork := heldBy(dirlock.Owner{PID: 1, StartedAt: time.Now(), Host: host, PIDNamespace: "pid:[4026532000]"})
+	older := heldBy(dirlock.Owner{PID: 1, StartedAt: time.Now(), Host: host}) // a version that did not say its namespace
+	type heldCase struct {
 		dir  string
 		pid  int
 		want string
-	}{{here, 4242, "PASS"}, {here, 5151, "FAIL"}, {container, 5151, "PASS"}, {t.TempDir(), 5151, "PASS"}} {
+	}
+	cases := []heldCase{{here, 4242, "PASS"}, {here, 5151, "FAIL"}, {container, 5151, "PASS"}, {hostNetwork, 5151, "PASS"}, {t.TempDir(), 5151, "PASS"}}
+	if ns != "" { // where there are namespaces, a lock file that names none cannot tell
+		cases = append(cases, heldCase{older, 5151, "PASS"})
+	}
+	for _, c := range cases {
 		portHolder = func(string, int) (Holder, error) { return Holder{PID: c.pid, Name: "storeedge"}, nil }
 		r := checkPort("tcp", "127.0.0.1", port, "lan.front_door", "", dataDirHolder(c.dir))
 		if got := string(r.Status); got != c.want {

@@ -63,14 +63,15 @@ func checkPorts(cfg config.Config, serviceUser string) []Result {
 }
 
 // dataDirHolder is the process id of the storeedge that holds, or last held, dataDir, read from
-// its lock file; 0 when it cannot be told: no lock file, or one written on another host (a
-// container, whose process ids are not this system's).
+// its lock file; 0 when it cannot be told: no lock file, or one written on another host or in
+// another PID namespace (a container, whose process ids are not this system's, even with the
+// host's network and name), or by a version that did not say its namespace.
 func dataDirHolder(dataDir string) int {
 	o, err := dirlock.LastOwner(dataDir)
 	if err != nil {
 		return 0
 	}
-	if host, _ := os.Hostname(); o.Host == "" || o.Host != host {
+	if host, _ := os.Hostname(); o.Host == "" || o.Host != host || o.PIDNamespace != dirlock.PIDNamespace() {
 		return 0
 	}
 	return o.PID
