@@ -65,6 +65,7 @@ type spool struct {
 	notices []noticeRec
 	carried uint64                      // counts of notices dropped, for the next notice
 	orphans []noticeRec                 // notices of the last read whose segment was dropped (see orphaned)
+	damaged []noticeRec                 // notices of the last read whose line was damaged on disk
 	notice  func(dropped uint64) []byte // the record appended after records are dropped; nil: none
 	active  *os.File                    // the last segment, open for appending; nil when none is open
 	rd      [2]readPos                  // where the last read started and ended
@@ -419,6 +420,7 @@ func (s *spool) read(limit int, maxBytes int) (recs []spooled, end uint64, bad u
 	start := readPos{seg: g.first, seq: seq, off: off}
 	br := bufio.NewReaderSize(io.NewSectionReader(f, off, g.size-off), 64<<10)
 	size := 1 // the batch's closing bracket; each record counts the comma or bracket before it
+	var damaged []noticeRec
 	for seq < g.end() && len(recs) < limit {
 		line, err := br.ReadBytes('\n')
 		if err != nil {
@@ -436,13 +438,16 @@ func (s *spool) read(limit int, maxBytes int) (recs []spooled, end uint64, bad u
 				size += n
 			} else {
 				bad++
+				if i := slices.IndexFunc(s.notices, func(nr noticeRec) bool { return nr.seq == seq }); i >= 0 {
+					damaged = append(damaged, s.notices[i])
+				}
 			}
 		}
 		off += int64(len(line))
 		seq++
 	}
 	s.rd = [2]readPos{start, {seg: g.first, seq: seq, off: off}}
-	s.inflight, s.orphaned, s.orphans = [2]uint64{s.cursor, seq}, 0, nil
+	s.inflight, s.orphaned, s.orphans, s.damaged = [2]uint64{s.cursor, seq}, 0, nil, damaged
 	return recs, seq, bad, nil
 }
 
@@ -451,7 +456,14 @@ func (s *spool) read(limit int, maxBytes int) (recs []spooled, end uint64, bad u
 func (s *spool) commit(end uint64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.inflight, s.orphaned, s.orphans = [2]uint64{}, 0, nil
+	// A damaged notice reaches the intake as nothing: its count goes into the next notice, as a
+	// dropped notice's does (the damaged line itself is a record dropped, counted by the caller).
+	for _, nr := range s.damaged {
+		if nr.seq < end {
+			s.carried += nr.count
+		}
+	}
+	s.inflight, s.orphaned, s.orphans, s.damaged = [2]uint64{}, 0, nil, nil
 	if end <= s.cursor {
 		return nil
 	}
@@ -483,7 +495,7 @@ func (s *spool) release() error {
 		s.orphaned--
 	}
 	s.dropped += s.orphaned
-	s.inflight, s.orphaned, s.orphans = [2]uint64{}, 0, nil
+	s.inflight, s.orphaned, s.orphans, s.damaged = [2]uint64{}, 0, nil, nil
 	return s.settleLocked(before)
 }
 

@@ -308,3 +308,32 @@ func TestSeqNotGivenAgainWhenTheCursorIsNotSaved(t *testing.T) {
 		t.Errorf("the new record is numbered %d after 1..10 were accepted", last)
 	}
 }
+
+// A notice damaged on disk reaches the intake as nothing: the count it carried goes into the next
+// notice, so that the notices the intake gets still add up to dropped.
+func TestSpoolCarriesTheCountOfADamagedNotice(t *testing.T) {
+	s, err := openSpool(t.TempDir(), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	s.notice = func(dropped uint64) []byte { return []byte(fmt.Sprintf(`{"message":"dropped %d"}`+"\n", dropped)) }
+	// Two records, then the notice of 5 records the queue dropped, damaged on disk.
+	if _, _, err := s.appendLines(append(lines(0, 2), "{\"message\":\"queue dro\x00\n"...), 3, 5); err != nil {
+		t.Fatal(err)
+	}
+	recs, end, bad, err := s.read(100, 1<<20)
+	if err != nil || len(recs) != 2 || bad != 1 {
+		t.Fatalf("read: %d records, %d bad, %v; want 2 and the damaged notice", len(recs), bad, err)
+	}
+	if err := s.commit(end); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.appendLines(lines(2, 1), 1, 0); err != nil {
+		t.Fatal(err)
+	}
+	got := readAll(t, s)
+	if len(got) == 0 || !strings.HasSuffix(got[len(got)-1], `{"message":"dropped 5"}`) {
+		t.Errorf("the records after the damaged notice: %q; want a notice of its 5 last", got)
+	}
+}
