@@ -222,6 +222,11 @@ func (c *Client) Feed(ctx context.Context, collection, cursor string, limit int,
 // errIdle is the cause of a feed stream cut because the cloud sent nothing for the timeout.
 var errIdle = errors.New("no data from the cloud within cloud.request_timeout")
 
+// ErrStalled says that a feed answer began, then stopped: nothing came for cloud.request_timeout.
+// The cloud answered, so it is a broken answer of the cloud's (the state cloud_error), not a WAN
+// that cannot be reached: the other collections are asked in the same pass.
+var ErrStalled = errors.New("the answer stopped")
+
 // idleBody is a feed response body whose request is cancelled when no data arrives for timeout:
 // a stalled stream fails, a long one that keeps moving does not.
 type idleBody struct {
@@ -254,7 +259,7 @@ func (b *idleBody) Read(p []byte) (int, error) {
 	b.pause()
 	if err != nil && err != io.EOF {
 		if cause := context.Cause(b.ctx); errors.Is(cause, errIdle) {
-			err = cause
+			err = fmt.Errorf("%w: %w", ErrStalled, cause)
 		}
 	}
 	return n, err

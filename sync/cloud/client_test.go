@@ -110,7 +110,7 @@ func TestFeedTimeoutIsPerPause(t *testing.T) {
 	}
 	_, err = io.ReadAll(body)
 	body.Close()
-	if err == nil || !strings.Contains(err.Error(), "no data from the cloud") {
+	if err == nil || !strings.Contains(err.Error(), "no data from the cloud") || !errors.Is(err, ErrStalled) {
 		t.Fatalf("a stalled stream: %v", err)
 	}
 

@@ -272,7 +272,7 @@ func (s *Syncer) fail(collection string, err error) {
 		state = StateOK
 	case errors.Is(err, cloud.ErrUnauthorized):
 		state = StateUnauthorized
-	case errors.As(err, &ce), errors.Is(err, cloudapi.ErrTruncated), errors.Is(err, errPage):
+	case errors.As(err, &ce), errors.Is(err, cloudapi.ErrTruncated), errors.Is(err, errPage), errors.Is(err, cloud.ErrStalled):
 	case s.classify != nil:
 		state = s.classify(err)
 	default:

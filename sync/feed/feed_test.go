@@ -345,6 +345,42 @@ func TestLocalFailureKeepsTheCloudsFailureOfThePass(t *testing.T) {
 	}
 }
 
+// A collection whose answer begins then stops (nothing for cloud.request_timeout) is the cloud's
+// broken answer, not a WAN that cannot be reached (the state cloud_error, not unreachable): the
+// other collections are asked in the same pass and keep syncing (cloud-api.md).
+func TestStalledCollectionKeepsTheOthersSyncing(t *testing.T) {
+	done := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		if path.Base(r.URL.Path) == cloudapi.Products {
+			w.(http.Flusher).Flush() // the answer begins, then nothing comes
+			select {
+			case <-done:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		w.Write([]byte(`{"end":{"cursor":"c1","count":0,"more":false,"remaining":0}}` + "\n"))
+	}))
+	defer srv.Close()
+	defer close(done)
+	db, client := shopFor(t, srv)
+	client.SetRequestTimeout(200 * time.Millisecond)
+	// Classified as the daemon does: whatever is not the cloud's answer nor the proxy is the WAN.
+	s := New(Options{DB: db, Client: client, Classify: func(error) string { return StateUnreachable }})
+	if err := s.SyncOnce(context.Background()); err == nil {
+		t.Fatal("the pass with a stalled collection succeeded")
+	}
+	if w := s.WAN(); w.State != StateCloudError || w.LastContact.IsZero() {
+		t.Fatalf("WAN state %q (%s), want cloud_error: the cloud answered", w.State, w.LastError)
+	}
+	for _, c := range cloudapi.Collections[1:] {
+		if st, ok := db.FeedState(c); !ok || st.Cursor != "c1" {
+			t.Errorf("%s after a pass where products stalled: %+v; want synced", c, st)
+		}
+	}
+}
+
 // A cloud that keeps a caught-up answer open without a word (or sends a line without end after
 // it) holds the pass a second, not the request timeout nor for ever.
 func TestCaughtUpAnswerLeftOpenHoldsNothing(t *testing.T) {
