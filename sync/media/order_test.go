@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -752,3 +754,34 @@ func (b *gatedBody) Read(p []byte) (int, error) {
 }
 
 func (b *gatedBody) Close() error { return b.body.Close() }
+
+// A Blob endpoint that takes the connection and never answers (a proxy whose far side hangs)
+// is a stall like a body that stops: media.stall_timeout cuts the request, the state is
+// unreachable with the reason, and the download is tried again later (media.md).
+func TestSilentBlobEndpointIsAStall(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var requests atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			requests.Add(1)
+			go func() { io.Copy(io.Discard, c); c.Close() }() // reads the request, answers nothing
+		}
+	}()
+	s := newShop(t)
+	s.catalog(t, item{id: "a", blob: "a.jpg", contentType: "image/jpeg", data: content(1, 1000)})
+	src := media.NewContainer(media.Locator{URL: "http://" + ln.Addr().String() + "/media?sv=2021-08-06&se=2099-01-01&sp=r&sig=abc"}, &http.Client{})
+	f := s.fetcher(t, src, func(o *media.Options) { o.StallTimeout = 300 * time.Millisecond })
+	st := waitStatus(t, f, "the silent endpoint taken for unreachable", func(st media.Status) bool { return st.State == media.StateUnreachable })
+	if !strings.Contains(st.LastError, "stalled") {
+		t.Errorf("the status's last error %q does not say the download stalled", st.LastError)
+	}
+	waitStatus(t, f, "the download tried again", func(media.Status) bool { return requests.Load() >= 2 })
+}
