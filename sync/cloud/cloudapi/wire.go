@@ -237,6 +237,9 @@ func decodeEnd(raw json.RawMessage, bad func(id, format string, args ...any) Lin
 	if err := json.Unmarshal(raw, &e); err != nil {
 		return badEnd(bad("", "end line: %v", err))
 	}
+	if err := exactKeys(raw, endKeys); err != nil {
+		return badEnd(bad("", "end line: %v", err))
+	}
 	switch {
 	case e.Cursor == nil:
 		return badEnd(bad("", "end line without cursor"))
@@ -342,6 +345,13 @@ func decodeLine(b []byte, collection string, lineNo int) Line {
 		return bad(salvageID(b), "not a JSON object: %v", err)
 	}
 	if err := exactKeys(b, lineKeys); err != nil {
+		if h.isEnd() { // an end line ("End", or "end" twice): its faults fail its page
+			return badEnd(bad("", "end line: %v", err))
+		}
+		var ke *keyError
+		if errors.As(err, &ke) && ke.name == "rev" {
+			h.Rev = 0 // which of its revs the line means cannot be told
+		}
 		return bad(h.ID, "%v", err)
 	}
 	if h.End != nil {
@@ -392,6 +402,7 @@ func decodeLine(b []byte, collection string, lineNo int) Line {
 // the item of its last "Id". The fast path takes only the exact keys, once each.
 var (
 	lineKeys = []string{"collection", "id", "op", "rev", "doc", "end"}
+	endKeys  = jsonNames[endFields]()
 	docKeys  = map[string][]string{
 		Products: jsonNames[Product](),
 		Prices:   jsonNames[Price](),
@@ -412,6 +423,11 @@ func jsonNames[T any]() []string {
 	}
 	return out
 }
+
+// keyError is a key of the contract given in another case or twice; name is the contract's.
+type keyError struct{ name, msg string }
+
+func (e *keyError) Error() string { return e.msg }
 
 // exactKeys checks that the JSON object b (valid JSON) gives each of names at most once, and in
 // its own case; other keys pass.
@@ -436,10 +452,10 @@ func exactKeys(b []byte, names []string) error {
 				continue
 			}
 			if key != name {
-				return fmt.Errorf("key %q: keys are case-sensitive, want %q", cutReason(key), name)
+				return &keyError{name: name, msg: fmt.Sprintf("key %q: keys are case-sensitive, want %q", cutReason(key), name)}
 			}
 			if seen&(1<<i) != 0 {
-				return fmt.Errorf("key %q appears twice", name)
+				return &keyError{name: name, msg: fmt.Sprintf("key %q appears twice", name)}
 			}
 			seen |= 1 << i
 		}

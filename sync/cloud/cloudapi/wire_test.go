@@ -97,6 +97,7 @@ func TestDecodeLineRules(t *testing.T) {
 		{Products, `{"collection":"products","id":"P1","Id":"P2","op":"delete","rev":1}`, `key "Id": keys are case-sensitive`},
 		{Products, `{"collection":"products","id":"P1","id":"P2","op":"delete","rev":1}`, `key "id" appears twice`},
 		{Products, `{"Collection":"products","id":"P1","op":"delete","rev":1}`, `key "Collection"`},
+		{Products, `{"end":{"cursor":"c","count":1,"more":true,"Count":5}}`, `end line: key "Count"`},
 	} {
 		l := DecodeLine([]byte(tc.line), tc.coll, 1)
 		if l.Malformed == nil || !strings.Contains(l.Malformed.Reason, tc.reason) {
@@ -350,6 +351,24 @@ func TestMalformedLineWithTwoIDsNamesNone(t *testing.T) {
 		l, err := d.Next()
 		if err != nil || l.Malformed == nil || l.Malformed.ID != want {
 			t.Errorf("%s: %+v, %v; want malformed with id %q", line, l.Malformed, err, want)
+		}
+	}
+}
+
+// An end line whose key is in another case, or given twice, is a faulty end line, which fails its
+// page with the reason (not a change line, which would leave the page "cut short"); a line whose
+// rev is given twice, in any case, has no rev that can be read.
+func TestKeysOfEndLinesAndRevs(t *testing.T) {
+	for _, line := range []string{`{"End":{"cursor":"c","count":1,"more":true}}`, `{"end":{"cursor":"c","count":1,"more":true},"end":{"cursor":"d","count":1,"more":true}}`} {
+		l := DecodeLine([]byte(line), Products, 1)
+		if l.Malformed == nil || !l.Malformed.End || !strings.Contains(l.Malformed.Reason, "end line: key") {
+			t.Errorf("%s: %+v; want a faulty end line", line, l.Malformed)
+		}
+	}
+	for _, line := range []string{`{"collection":"products","id":"P1","op":"delete","rev":1,"Rev":100}`, `{"collection":"products","id":"P1","op":"delete","rev":100,"rev":1}`} {
+		l := DecodeLine([]byte(line), Products, 1)
+		if l.Malformed == nil || l.Malformed.Rev != 0 || l.Malformed.ID != "P1" {
+			t.Errorf("%s: %+v; want malformed, P1's, with no rev", line, l.Malformed)
 		}
 	}
 }
