@@ -189,7 +189,7 @@ func (c *Client) Feed(ctx context.Context, collection, cursor string, limit int,
 		q.Set("stream", "true")
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
-	idle := &idleBody{cancel: cancel, timeout: c.timeout}
+	idle := &idleBody{cancel: cancel, timeout: c.timeout, closeIdle: c.http.CloseIdleConnections}
 	idle.arm(collection)
 	req, err := c.newRequest(ctx, http.MethodGet, "/v1/feed/"+url.PathEscape(collection), q, nil)
 	if err != nil {
@@ -235,6 +235,11 @@ type idleBody struct {
 	cancel  context.CancelCauseFunc
 	timeout time.Duration
 	timer   *time.Timer
+	// stalled: the stream stopped (ErrStalled). Its connection may be dead (a WAN that dropped
+	// mid-stream; HTTP/2 would send the next request on it and wait the timeout again): the
+	// client's idle connections are closed with it, so that the next request dials.
+	stalled   bool
+	closeIdle func()
 }
 
 func (b *idleBody) arm(collection string) {
@@ -260,6 +265,7 @@ func (b *idleBody) Read(p []byte) (int, error) {
 	if err != nil && err != io.EOF {
 		if cause := context.Cause(b.ctx); errors.Is(cause, errIdle) {
 			err = fmt.Errorf("%w: %w", ErrStalled, cause)
+			b.stalled = true
 		}
 	}
 	return n, err
@@ -270,10 +276,14 @@ func (b *idleBody) Close() error {
 		b.timer.Stop()
 	}
 	b.cancel(context.Canceled)
+	var err error
 	if b.body != nil {
-		return b.body.Close()
+		err = b.body.Close()
 	}
-	return nil
+	if b.stalled && b.closeIdle != nil {
+		b.closeIdle()
+	}
+	return err
 }
 
 // Upload sends a batch of events and returns what the cloud did with each.

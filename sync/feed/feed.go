@@ -224,6 +224,9 @@ func (s *Syncer) SyncOnce(ctx context.Context) error {
 		err := s.syncCollection(ctx, c)
 		if err == nil {
 			s.synced.Add(1)
+			s.mu.Lock()
+			s.wan.LastContact = time.Now() // the cloud answered, whatever the rest of the pass does
+			s.mu.Unlock()
 			continue
 		}
 		if ctx.Err() != nil {
@@ -290,7 +293,9 @@ func (s *Syncer) fail(collection string, err error) {
 	} else {
 		s.wanFailed = true
 	}
-	if state == StateCloudError || state == StateUnauthorized || state == StateOK {
+	// A stream that stopped was last heard from when it stopped, a request timeout ago, maybe on
+	// a WAN that dropped since: not a contact now.
+	if (state == StateCloudError && !errors.Is(err, cloud.ErrStalled)) || state == StateUnauthorized || state == StateOK {
 		s.wan.LastContact = time.Now()
 	}
 	s.mu.Unlock()
