@@ -62,6 +62,9 @@ func (e *HeldError) Error() string {
 		if e.Owner.Host != "" {
 			who += " on " + e.Owner.Host
 		}
+		if ns := e.Owner.PIDNamespace; ns != "" && ns != PIDNamespace() {
+			who += " in another PID namespace, a container: not this system's pid"
+		}
 		who += ", started " + e.Owner.StartedAt.UTC().Format(time.RFC3339)
 		if e.Owner.Version != "" {
 			who += ", version " + e.Owner.Version

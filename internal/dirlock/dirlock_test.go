@@ -47,9 +47,21 @@ func TestSecondHolderIsRefusedAndToldWho(t *testing.T) {
 			t.Errorf("message %q lacks %q", err, want)
 		}
 	}
+	if strings.Contains(err.Error(), "namespace") {
+		t.Errorf("message %q speaks of another namespace for a holder in this one", err)
+	}
 	if err := first.Release(); err != nil {
 		t.Fatal(err)
 	}
+	// A holder in a container: its pid is not this system's, and the message says so.
+	inContainer, err := Acquire(dir, Owner{PID: 1, StartedAt: started, Host: "shop-pc", PIDNamespace: "pid:[4026532999]"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err = Acquire(dir, me()); err == nil || !strings.Contains(err.Error(), "in another PID namespace") {
+		t.Errorf("refused by a holder in a container: %v", err)
+	}
+	inContainer.Release()
 	again, err := Acquire(dir, me())
 	if err != nil {
 		t.Fatalf("after Release: %v", err)
