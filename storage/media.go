@@ -483,17 +483,22 @@ func (db *DB) RecordMediaFailure(ctx context.Context, f MediaFailure) error {
 	})
 }
 
-// MediaFailures lists the failures of media items, kind "" for all, newest first, up to limit.
+// MediaFailures lists the failures of media items' current versions, kind "" for all, newest
+// first, up to limit.
 func (db *DB) MediaFailures(ctx context.Context, kind string, limit int) ([]MediaFailure, error) {
 	return scanMediaFailures(db.stmt(qMediaFailures).QueryContext(ctx, kind, kind, limit))
 }
 
+// The failures the status shows and counts are those of each item's version in the catalog now:
+// a failure of an earlier version (the shop's platform fixed a quarantined blob with a new one)
+// stays recorded until the new version is stored or fails, but is no problem of the shop's.
 const (
 	qMediaFailuresSelect = `SELECT id, md5, kind, reason, attempts, next_try, at FROM media_failures WHERE `
-	qMediaFailures       = qMediaFailuresSelect + `? = '' OR kind = ? ORDER BY at DESC, id LIMIT ?`
+	qCurrentFailures     = ` FROM media_failures f JOIN media m ON m.id = f.id AND m.deleted = 0 AND json_extract(m.doc, '$.md5') = f.md5`
+	qMediaFailures       = `SELECT f.id, f.md5, f.kind, f.reason, f.attempts, f.next_try, f.at` + qCurrentFailures +
+		` WHERE ? = '' OR f.kind = ? ORDER BY f.at DESC, f.id LIMIT ?`
+	qMediaFailureCounts = `SELECT f.kind, count(*)` + qCurrentFailures + ` GROUP BY f.kind`
 )
-
-const qMediaFailureCounts = `SELECT kind, count(*) FROM media_failures GROUP BY kind`
 
 // MediaFailureSummary returns the failures counted by kind and the latest limit of them (as
 // MediaFailures lists them), read together: the counts are those of the list's moment.

@@ -486,11 +486,19 @@ func TestNewVersionOfAQuarantinedItemIsFetchedAtOnce(t *testing.T) {
 	good := item{"M5", "img/M5b.jpg", "image/jpeg", content(6, 6000)}
 	src := newMemSource(good)
 	src.blobs[bad.blob] = append([]byte{bad.data[0] ^ 1}, bad.data[1:]...) // same size, other MD5
+	held := make(chan struct{})
+	src.firstHold = map[string]chan struct{}{good.blob: held}
 	s.catalog(t, bad)
 	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
 	f := s.fetcher(t, src, func(o *media.Options) { o.Now = func() time.Time { return now } })
 	waitStatus(t, f, "the quarantine", func(st media.Status) bool { return st.Quarantined == 1 })
 	s.catalog(t, good)
+	// Until the new version is stored (its download held here), the status shows no problem of
+	// the old one: the shop's platform fixed it.
+	waitStatus(t, f, "the old version's quarantine gone from the status", func(st media.Status) bool {
+		return st.Quarantined == 0 && len(st.Problems) == 0
+	})
+	close(held)
 	waitStatus(t, f, "the new version", func(st media.Status) bool { return st.Files == 1 })
 	got, file, err := read(t, f, "M5")
 	if err != nil || !bytes.Equal(got, good.data) || file.MD5 != md5hex(good.data) {
