@@ -60,8 +60,11 @@ func newMedia(cfg config.Config, db *storage.DB, dialer *wan.Dialer, client *clo
 		o.Describe = "none (cloud.sync is off and no container is configured)"
 	}
 	if m.Enabled {
-		// No overall timeout: media.stall_timeout cuts a download that stops moving.
-		o.Source = media.NewContainer(loc, dialer.HTTPClient(0))
+		// No overall timeout: media.stall_timeout cuts a download that stops moving, or whose
+		// answer does not come.
+		c := media.NewContainer(loc, dialer.HTTPClient(0))
+		c.SetAnswerTimeout(m.StallTimeout)
+		o.Source = c
 	}
 	return media.New(o)
 }

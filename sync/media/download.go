@@ -311,10 +311,6 @@ func (f *Fetcher) adopt(t *task) bool {
 func (f *Fetcher) fetchInto(ctx context.Context, t *task, d *mediacache.Download) result {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	// The clock runs from the request on: an answer that never comes (a connection taken and
-	// left silent, a proxy whose far side hangs) is a stall as much as a body that stops.
-	stall := time.AfterFunc(f.o.StallTimeout, func() { cancel(errStalled) })
-	defer stall.Stop()
 	body, total, err := f.o.Source.Download(ctx, t.blob, d.Offset())
 	var be *BlobError
 	if errors.As(err, &be) && be.Kind == KindRange {
@@ -322,11 +318,10 @@ func (f *Fetcher) fetchInto(ctx context.Context, t *task, d *mediacache.Download
 		if err = d.Restart(); err != nil {
 			return result{err: err, kind: storage.MediaFailed}
 		}
-		stall.Reset(f.o.StallTimeout)
 		body, total, err = f.o.Source.Download(ctx, t.blob, 0)
 	}
 	if err != nil {
-		return copyResult(ctx, err, f.o.StallTimeout)
+		return blobResult(err)
 	}
 	defer body.Close()
 	f.contact()
@@ -334,7 +329,8 @@ func (f *Fetcher) fetchInto(ctx context.Context, t *task, d *mediacache.Download
 		d.Restart()
 		return result{err: fmt.Errorf("blob %s is %d bytes; its manifest says %d", t.blob, total, t.size), kind: storage.MediaQuarantined}
 	}
-	stall.Reset(f.o.StallTimeout)
+	stall := time.AfterFunc(f.o.StallTimeout, func() { cancel(errStalled) })
+	defer stall.Stop()
 	return copyResult(ctx, f.copy(ctx, d, body, t, stall), f.o.StallTimeout)
 }
 

@@ -786,10 +786,36 @@ func TestSilentBlobEndpointIsAStall(t *testing.T) {
 	s := newShop(t)
 	s.catalog(t, item{id: "a", blob: "a.jpg", contentType: "image/jpeg", data: content(1, 1000)})
 	src := media.NewContainer(media.Locator{URL: "http://" + ln.Addr().String() + "/media?sv=2021-08-06&se=2099-01-01&sp=r&sig=abc"}, &http.Client{})
+	src.SetAnswerTimeout(300 * time.Millisecond) // media.stall_timeout, as the daemon sets it
 	f := s.fetcher(t, src, func(o *media.Options) { o.StallTimeout = 300 * time.Millisecond })
 	st := waitStatus(t, f, "the silent endpoint taken for unreachable", func(st media.Status) bool { return st.State == media.StateUnreachable })
-	if !strings.Contains(st.LastError, "stalled") {
+	if !strings.Contains(st.LastError, "no answer within media.stall_timeout") {
 		t.Errorf("the status's last error %q does not say the download stalled", st.LastError)
 	}
 	waitStatus(t, f, "the download tried again", func(media.Status) bool { return requests.Load() >= 2 })
+}
+
+// The answer timeout bounds Blob storage's answer only: reading the container URL from a cloud
+// slower than media.stall_timeout (but within cloud.request_timeout) is no stall of Blob storage.
+func TestSlowCloudConfigurationIsNoStall(t *testing.T) {
+	store := startStore(t, testenv.AzuriteOptions{}, &http.Client{})
+	a := item{id: "a", blob: "a.jpg", contentType: "image/jpeg", data: content(3, 2000)}
+	store.put(t, a.blob, a.data)
+	containerURL := store.sasURL(t, time.Hour)
+	src := media.NewContainer(media.Locator{Remote: func(ctx context.Context) (string, error) {
+		select { // the cloud's answer, slower than the stall timeout
+		case <-time.After(600 * time.Millisecond):
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+		return containerURL, nil
+	}}, &http.Client{})
+	src.SetAnswerTimeout(200 * time.Millisecond)
+	s := newShop(t)
+	s.catalog(t, a)
+	f := s.fetcher(t, src, func(o *media.Options) { o.StallTimeout = 200 * time.Millisecond })
+	st := waitStatus(t, f, "the item fetched", func(st media.Status) bool { return st.Files == 1 || st.State == media.StateUnreachable })
+	if st.Files != 1 || st.State != media.StateOK {
+		t.Fatalf("status %+v; want the item fetched, Blob storage never taken for unreachable", st)
+	}
 }

@@ -98,6 +98,9 @@ type Container struct {
 	loc Locator
 	hc  policy.Transporter
 	now func() time.Time
+	// answerTimeout bounds the wait for Blob storage's answer to a download (its headers); 0:
+	// none. See SetAnswerTimeout.
+	answerTimeout time.Duration
 
 	mu      sync.Mutex // protects the fields below
 	client  *container.Client
@@ -252,6 +255,16 @@ func (c *Container) Refresh(ctx context.Context) error {
 	return c.buildLocked(ctx)
 }
 
+// SetAnswerTimeout bounds the wait for Blob storage's answer to a download (media.stall_timeout):
+// a connection taken and left silent (a proxy whose far side hangs, a half-dead path) is cut as
+// a stall, Blob storage not reachable, where the fetcher's stall clock, which starts with the
+// answer, would never run. Reading the container URL from the cloud before it is not bounded
+// by it (cloud.request_timeout is). Call it before the container is used.
+func (c *Container) SetAnswerTimeout(d time.Duration) { c.answerTimeout = d }
+
+// errNoAnswer is a download cut because Blob storage did not answer within the answer timeout.
+var errNoAnswer = errors.New("download stalled: no answer within media.stall_timeout")
+
 // Download implements Source.
 func (c *Container) Download(ctx context.Context, name string, offset int64) (io.ReadCloser, int64, error) {
 	cl, err := c.current(ctx)
@@ -262,10 +275,28 @@ func (c *Container) Download(ctx context.Context, name string, offset int64) (io
 	if offset > 0 {
 		o.Range = blob.HTTPRange{Offset: offset}
 	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	given := false // a body given back ends the context when closed
+	defer func() {
+		if !given {
+			cancel(nil)
+		}
+	}()
+	var answered *time.Timer
+	if c.answerTimeout > 0 {
+		answered = time.AfterFunc(c.answerTimeout, func() { cancel(errNoAnswer) })
+	}
 	resp, err := cl.NewBlobClient(name).DownloadStream(ctx, o)
+	if answered != nil {
+		answered.Stop()
+	}
 	if err != nil {
+		if errors.Is(context.Cause(ctx), errNoAnswer) {
+			return nil, 0, &BlobError{Kind: KindUnreachable, Err: fmt.Errorf("%w (%s)", errNoAnswer, c.answerTimeout)}
+		}
 		return nil, 0, classify(err)
 	}
+	resp.Body = cancelOnClose{resp.Body, cancel}
 	total := int64(-1)
 	switch {
 	case resp.ContentRange != nil && contentRangeStart(*resp.ContentRange) != offset:
@@ -288,7 +319,20 @@ func (c *Container) Download(ctx context.Context, name string, offset int64) (io
 		resp.Body.Close()
 		return nil, 0, &BlobError{Kind: KindUnreachable, Status: http.StatusOK, Err: errors.New("the answer gives no blob size")}
 	}
+	given = true
 	return resp.Body, total, nil
+}
+
+// cancelOnClose is a download's body that ends its request's context when closed.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelCauseFunc
+}
+
+func (b cancelOnClose) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel(nil)
+	return err
 }
 
 // contentRangeStart reads the first byte a of "bytes a-b/total" (the unit in any case, as
