@@ -63,7 +63,7 @@ func (e *HeldError) Error() string {
 			who += " on " + e.Owner.Host
 		}
 		if ns := e.Owner.PIDNamespace; ns != "" && ns != PIDNamespace() {
-			who += " in another PID namespace, a container: not this system's pid"
+			who += " in another PID namespace than this process (one of the two is in a container): not a pid of this one's"
 		}
 		who += ", started " + e.Owner.StartedAt.UTC().Format(time.RFC3339)
 		if e.Owner.Version != "" {

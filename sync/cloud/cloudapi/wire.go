@@ -348,8 +348,7 @@ func decodeLine(b []byte, collection string, lineNo int) Line {
 		if h.isEnd() { // an end line ("End", or "end" twice): its faults fail its page
 			return badEnd(bad("", "end line: %v", err))
 		}
-		var ke *keyError
-		if errors.As(err, &ke) && ke.name == "rev" {
+		if topLevelCount(b, "rev") > 1 {
 			h.Rev = 0 // which of its revs the line means cannot be told
 		}
 		return bad(h.ID, "%v", err)
@@ -424,11 +423,6 @@ func jsonNames[T any]() []string {
 	return out
 }
 
-// keyError is a key of the contract given in another case or twice; name is the contract's.
-type keyError struct{ name, msg string }
-
-func (e *keyError) Error() string { return e.msg }
-
 // exactKeys checks that the JSON object b (valid JSON) gives each of names at most once, and in
 // its own case; other keys pass.
 func exactKeys(b []byte, names []string) error {
@@ -452,10 +446,10 @@ func exactKeys(b []byte, names []string) error {
 				continue
 			}
 			if key != name {
-				return &keyError{name: name, msg: fmt.Sprintf("key %q: keys are case-sensitive, want %q", cutReason(key), name)}
+				return fmt.Errorf("key %q: keys are case-sensitive, want %q", cutReason(key), name)
 			}
 			if seen&(1<<i) != 0 {
-				return &keyError{name: name, msg: fmt.Sprintf("key %q appears twice", name)}
+				return fmt.Errorf("key %q appears twice", name)
 			}
 			seen |= 1 << i
 		}
@@ -489,6 +483,30 @@ func salvageID(b []byte) string {
 		return ""
 	}
 	return id
+}
+
+// topLevelCount counts the keys of the JSON object b (valid JSON) that encoding/json would read
+// as key, in any case, not those of the objects inside it; -1 when b is not an object.
+func topLevelCount(b []byte, key string) int {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return -1
+	}
+	n := 0
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return -1
+		}
+		var value json.RawMessage
+		if err := dec.Decode(&value); err != nil {
+			return -1
+		}
+		if k, _ := t.(string); strings.EqualFold(k, key) {
+			n++
+		}
+	}
+	return n
 }
 
 // topLevelID reads the keys of a JSON object that encoding/json would read as its "id" (in any
@@ -677,7 +695,10 @@ func isMD5(s string) bool {
 			return false
 		}
 	}
-	return true
+	// The last character holds the sixteenth byte's last 2 bits and 4 bits of padding, which
+	// must be 0 (RFC 4648, section 3.5): another (B for A) decodes to the same bytes, and the
+	// MD5 would not be the one storeedge writes back (in the status, against its failures).
+	return strings.IndexByte("AQgw", s[21]) >= 0
 }
 
 func isUpper(c byte) bool { return c >= 'A' && c <= 'Z' }

@@ -98,6 +98,7 @@ func TestDecodeLineRules(t *testing.T) {
 		{Products, `{"collection":"products","id":"P1","id":"P2","op":"delete","rev":1}`, `key "id" appears twice`},
 		{Products, `{"Collection":"products","id":"P1","op":"delete","rev":1}`, `key "Collection"`},
 		{Products, `{"end":{"cursor":"c","count":1,"more":true,"Count":5}}`, `end line: key "Count"`},
+		{Media, `{"collection":"media","id":"M1","op":"upsert","rev":1,"doc":{"id":"M1","blob":"a.jpg","size":10,"md5":"ylgKCn8hBz9D2O5yO+a1QB=="}}`, "md5"},
 	} {
 		l := DecodeLine([]byte(tc.line), tc.coll, 1)
 		if l.Malformed == nil || !strings.Contains(l.Malformed.Reason, tc.reason) {
@@ -365,7 +366,8 @@ func TestKeysOfEndLinesAndRevs(t *testing.T) {
 			t.Errorf("%s: %+v; want a faulty end line", line, l.Malformed)
 		}
 	}
-	for _, line := range []string{`{"collection":"products","id":"P1","op":"delete","rev":1,"Rev":100}`, `{"collection":"products","id":"P1","op":"delete","rev":100,"rev":1}`} {
+	for _, line := range []string{`{"collection":"products","id":"P1","op":"delete","rev":1,"Rev":100}`, `{"collection":"products","id":"P1","op":"delete","rev":100,"rev":1}`,
+		`{"collection":"products","id":"P1","Op":"delete","rev":1,"rev":9}`} { // another key's fault first
 		l := DecodeLine([]byte(line), Products, 1)
 		if l.Malformed == nil || l.Malformed.Rev != 0 || l.Malformed.ID != "P1" {
 			t.Errorf("%s: %+v; want malformed, P1's, with no rev", line, l.Malformed)
