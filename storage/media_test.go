@@ -148,6 +148,14 @@ func TestMediaFailureSummaryIsOneMoment(t *testing.T) {
 	db := openTest(t)
 	ctx := context.Background()
 	const n = 200
+	// The items in the catalog: the status shows the failures of their versions there.
+	var manifests []cloudapi.Change
+	for i := range n {
+		id := fmt.Sprintf("M%03d", i)
+		manifests = append(manifests, cloudapi.Change{Collection: cloudapi.Media, ID: id, Op: cloudapi.OpUpsert, Rev: 1,
+			Doc: []byte(`{"id":"` + id + `","blob":"b.jpg","size":10,"md5":"giSewY876WG2zjm68uG+ZQ=="}`)})
+	}
+	apply(t, db, cloudapi.Media, "c1", manifests...)
 	done := make(chan error, 1)
 	go func() {
 		for i := range n {
@@ -178,5 +186,8 @@ func TestMediaFailureSummaryIsOneMoment(t *testing.T) {
 		if total := counts[MediaFailed] + counts[MediaQuarantined]; total != int64(len(list)) {
 			t.Fatalf("counts %v, %d failures listed: not one moment", counts, len(list))
 		}
+	}
+	if counts, list, err := db.MediaFailureSummary(ctx, 2*n); err != nil || counts[MediaFailed]+counts[MediaQuarantined] != n || len(list) != n {
+		t.Fatalf("at the end: counts %v, %d listed, %v; want all %d", counts, len(list), err, n)
 	}
 }

@@ -171,6 +171,13 @@ func TestMediaQuotaFullOnlyWhileMediaFetches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// M1 in the catalog, its current version waiting for room in the cache.
+	if _, err := db.ApplyPage(ctx, storage.Page{Collection: cloudapi.Media, FetchedAt: time.Now(),
+		Changes: []cloudapi.Change{{Collection: cloudapi.Media, ID: "M1", Op: cloudapi.OpUpsert, Rev: 1,
+			Doc: []byte(`{"id":"M1","blob":"m1.jpg","size":10,"md5":"1B2M2Y8AsgTpgAmY7PhCfg=="}`)}},
+		End: cloudapi.PageEnd{Cursor: "c1", Count: 1}}); err != nil {
+		t.Fatal(err)
+	}
 	if err := db.RecordMediaFailure(ctx, storage.MediaFailure{ID: "M1", MD5: "1B2M2Y8AsgTpgAmY7PhCfg==", Kind: storage.MediaNoSpace,
 		Reason: "the cache is full", Attempts: 1, NextTry: time.Now().Add(time.Minute), At: time.Now()}); err != nil {
 		t.Fatal(err)
