@@ -79,16 +79,24 @@ func TestHolderIsStoreedge(t *testing.T) {
 	}
 }
 
-// A port held by a process doctor may not look into passes when the socket is the service
-// account's (doctor in the container image, next to the running daemon), and fails otherwise.
-func TestPortHeldByTheServiceAccount(t *testing.T) {
+// heldPort listens on a loopback port until the test ends, and puts portHolder back then: the
+// test sets who holds the port.
+func heldPort(t *testing.T) int {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	port := ln.Addr().(*net.TCPAddr).Port
-	defer func(f func(string, int) (Holder, error)) { portHolder = f }(portHolder)
+	t.Cleanup(func() { ln.Close() })
+	saved := portHolder
+	t.Cleanup(func() { portHolder = saved })
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// A port held by a process doctor may not look into passes when the socket is the service
+// account's (doctor in the container image, next to the running daemon), and fails otherwise.
+func TestPortHeldByTheServiceAccount(t *testing.T) {
+	port := heldPort(t)
 	for account, want := range map[string]string{"storeedge": "PASS", "www-data": "FAIL", "": "FAIL"} {
 		portHolder = func(string, int) (Holder, error) {
 			return Holder{Account: account}, fmt.Errorf("%w: a process of user id 65532 holds it", errHolderUnknown)
@@ -105,13 +113,7 @@ func TestPortHeldByTheServiceAccount(t *testing.T) {
 // A lock file written on another host or in another PID namespace (a container), or by a version
 // that did not say its namespace, cannot tell, and the storeedge passes.
 func TestPortHeldByAnotherStoreedge(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	port := ln.Addr().(*net.TCPAddr).Port
-	defer func(f func(string, int) (Holder, error)) { portHolder = f }(portHolder)
+	port := heldPort(t)
 	host, _ := os.Hostname()
 	heldBy := func(owner dirlock.Owner) string {
 		dir := t.TempDir()
